@@ -1,0 +1,45 @@
+//! `failoverd-lab`: the local lab's own tools. Not part of the daemon:
+//! nothing under `src/` knows it exists.
+//!
+//! - `model-server`: speaks the SageMaker runtime wire API with controllable
+//!   cold starts, latency, throttling and outages (moto's InvokeEndpoint
+//!   always succeeds, so drills need this).
+//! - `provision`: creates the lab's tables, health checks, state machines
+//!   and SageMaker resources through failoverd's own AWS adapters.
+
+mod model_server;
+mod provision;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "failoverd-lab", about = "The failoverd local lab's tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the SageMaker runtime API on loopback.
+    ModelServer(model_server::Args),
+    /// Create the lab's AWS resources in moto and render the daemons' config.
+    Provision(provision::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let env: failoverd::config::EnvSource = std::env::vars().collect();
+    failoverd::telemetry::init(failoverd::telemetry::LogFormat::Text, &env);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(async move {
+        match cli.command {
+            Command::ModelServer(args) => model_server::main(args).await,
+            Command::Provision(args) => provision::main(args, env).await,
+        }
+    });
+    std::process::exit(code);
+}

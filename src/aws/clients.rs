@@ -1,0 +1,111 @@
+//! One SDK client per (service, region), built on first use and cached.
+//!
+//! A daemon talks to other regions' APIs (Step Functions callbacks go to the
+//! region that issued the token; the router invokes another region's
+//! endpoints), so clients are keyed by region. Credentials come from the
+//! SDK's default provider chain (environment, profile, SSO, credential
+//! process, instance role) and never from failoverd's files.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::config::EndpointOverrides;
+
+/// Route 53's control plane lives in us-east-1 whatever region calls it.
+pub const ROUTE53_REGION: &str = "us-east-1";
+
+/// Cache of SDK clients, keyed by region.
+pub struct AwsClients {
+    base: SdkConfig,
+    endpoints: EndpointOverrides,
+    dynamodb: Mutex<HashMap<String, aws_sdk_dynamodb::Client>>,
+    sfn: Mutex<HashMap<String, aws_sdk_sfn::Client>>,
+    sagemaker_runtime: Mutex<HashMap<String, aws_sdk_sagemakerruntime::Client>>,
+    route53: Mutex<Option<aws_sdk_route53::Client>>,
+}
+
+fn cached<C: Clone>(map: &Mutex<HashMap<String, C>>, region: &str, build: impl FnOnce() -> C) -> C {
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(region.to_string()).or_insert_with(build).clone()
+}
+
+impl AwsClients {
+    /// Load the SDK's default credential chain and build the cache.
+    pub async fn from_default_chain(endpoints: EndpointOverrides) -> Self {
+        let base = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::new(base, endpoints)
+    }
+
+    /// Build from an explicit SDK config (tests hand static credentials).
+    pub fn new(base: SdkConfig, endpoints: EndpointOverrides) -> Self {
+        Self {
+            base,
+            endpoints,
+            dynamodb: Mutex::default(),
+            sfn: Mutex::default(),
+            sagemaker_runtime: Mutex::default(),
+            route53: Mutex::default(),
+        }
+    }
+
+    /// The shared SDK configuration (credentials, retry, timeouts).
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.base
+    }
+
+    /// The endpoint overrides in force.
+    pub fn endpoints(&self) -> &EndpointOverrides {
+        &self.endpoints
+    }
+
+    /// DynamoDB in `region`.
+    pub fn dynamodb(&self, region: &str) -> aws_sdk_dynamodb::Client {
+        cached(&self.dynamodb, region, || {
+            let mut b = aws_sdk_dynamodb::config::Builder::from(&self.base).region(Region::new(region.to_string()));
+            if let Some(url) = &self.endpoints.dynamodb {
+                b = b.endpoint_url(url);
+            }
+            aws_sdk_dynamodb::Client::from_conf(b.build())
+        })
+    }
+
+    /// Step Functions in `region`.
+    pub fn sfn(&self, region: &str) -> aws_sdk_sfn::Client {
+        cached(&self.sfn, region, || {
+            let mut b = aws_sdk_sfn::config::Builder::from(&self.base).region(Region::new(region.to_string()));
+            if let Some(url) = &self.endpoints.sfn {
+                b = b.endpoint_url(url);
+            }
+            aws_sdk_sfn::Client::from_conf(b.build())
+        })
+    }
+
+    /// SageMaker runtime in `region`. The inference router is the only retry
+    /// loop for invocations, so SDK retries are off on these clients.
+    pub fn sagemaker_runtime(&self, region: &str) -> aws_sdk_sagemakerruntime::Client {
+        cached(&self.sagemaker_runtime, region, || {
+            let mut b = aws_sdk_sagemakerruntime::config::Builder::from(&self.base)
+                .region(Region::new(region.to_string()))
+                .retry_config(aws_config::retry::RetryConfig::disabled());
+            if let Some(url) = &self.endpoints.sagemaker_runtime {
+                b = b.endpoint_url(url);
+            }
+            aws_sdk_sagemakerruntime::Client::from_conf(b.build())
+        })
+    }
+
+    /// Route 53 (global service, signed for us-east-1).
+    pub fn route53(&self) -> aws_sdk_route53::Client {
+        let mut slot = self.route53.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| {
+            let mut b = aws_sdk_route53::config::Builder::from(&self.base).region(Region::new(ROUTE53_REGION));
+            if let Some(url) = &self.endpoints.route53 {
+                b = b.endpoint_url(url);
+            }
+            aws_sdk_route53::Client::from_conf(b.build())
+        })
+        .clone()
+    }
+}

@@ -1,0 +1,189 @@
+//! The daemon's lifecycle: bind, announce, serve, reload, drain.
+//!
+//! Order matters and is the contract with systemd: the configuration is
+//! validated before anything is bound (an invalid file exits 78 without
+//! touching a port); `READY=1` is sent only once the listeners are bound and
+//! the clients built; `STOPPING=1` goes out the moment a stop signal
+//! arrives, and in-flight work gets `timings.shutdown_grace` to finish.
+//! SIGHUP reloads the configuration; an invalid new file is logged in full
+//! and the old configuration stays in force.
+
+pub mod notify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::aws::AwsClients;
+use crate::config::{self, Config, EnvSource};
+use notify::Notifier;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot bind the {what} listener on {addr}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the {0} signal handler")]
+    Signal(&'static str, #[source] std::io::Error),
+}
+
+/// Events that drive the daemon from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Reload the configuration from its files (SIGHUP).
+    Reload,
+    /// Stop, draining in-flight work (SIGTERM, SIGINT).
+    Stop,
+}
+
+/// Everything the daemon needs, assembled by the caller.
+pub struct Daemon {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub env: EnvSource,
+    pub clients: Arc<AwsClients>,
+    pub notifier: Notifier,
+}
+
+/// Bound listeners, so tests and callers can learn the real ports.
+pub struct Listeners {
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Bind every listener the configuration names.
+    pub async fn bind(config: &Config) -> Result<Self, DaemonError> {
+        let admin = TcpListener::bind(config.listen.admin)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                what: "admin",
+                addr: config.listen.admin,
+                source,
+            })?;
+        Ok(Self { admin })
+    }
+}
+
+impl Daemon {
+    /// Run until a `Control::Stop` arrives on `control`.
+    pub async fn run(self, listeners: Listeners, mut control: tokio::sync::mpsc::Receiver<Control>) -> Result<(), DaemonError> {
+        let readiness = Readiness::starting();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (config_tx, _config_rx) = watch::channel(Arc::new(self.config.clone()));
+        let admin_addr = listeners.admin.local_addr().ok();
+
+        let admin_state = AdminState {
+            readiness: readiness.clone(),
+            region: self.config.region.clone(),
+        };
+        let grace = self.config.timings.shutdown_grace;
+        let admin_task = tokio::spawn(crate::http::serve(
+            listeners.admin,
+            move |req| admin::handle(admin_state.clone(), req),
+            shutdown_rx.clone(),
+            grace,
+            "admin",
+        ));
+
+        readiness.set_ready("startup");
+        info!(
+            version = env!("CARGO_PKG_VERSION"),
+            region = %self.config.region,
+            admin = ?admin_addr,
+            consistency = %self.config.tables.consistency,
+            layers = ?self.config.sources,
+            "failoverd started"
+        );
+        if let Err(e) = self.notifier.notify("READY=1") {
+            warn!(error = %e, "cannot notify systemd of readiness");
+        }
+        let watchdog = self.notifier.watchdog_interval().map(|interval| {
+            let n = self.notifier.clone();
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval / 2);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => { let _ = n.notify("WATCHDOG=1"); }
+                        _ = crate::http::shutdown_signalled(&mut stop) => return,
+                    }
+                }
+            })
+        });
+
+        while let Some(event) = control.recv().await {
+            match event {
+                Control::Reload => {
+                    let _ = self
+                        .notifier
+                        .notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", notify::monotonic_usec()));
+                    match config::load(&self.config_path, &self.env) {
+                        Ok(new) => {
+                            let current = config_tx.borrow().clone();
+                            if new.listen != current.listen {
+                                warn!("listen addresses changed in the file; they take effect at the next restart");
+                            }
+                            if new.region != current.region {
+                                warn!(old = %current.region, new = %new.region, "the local region cannot change on reload; restart instead");
+                            } else {
+                                info!(layers = ?new.sources, "configuration reloaded");
+                                config_tx.send_replace(Arc::new(new));
+                            }
+                        }
+                        Err(e) => {
+                            error!(
+                                problems = %e.report().replace('\n', "; "),
+                                "reload rejected: the new configuration is invalid; keeping the old one"
+                            );
+                        }
+                    }
+                    let _ = self.notifier.notify("READY=1");
+                }
+                Control::Stop => break,
+            }
+        }
+
+        info!(grace = ?grace, "stopping: draining in-flight work");
+        let _ = self.notifier.notify("STOPPING=1");
+        readiness.set_unready("shutdown", "draining");
+        shutdown_tx.send_replace(true);
+        let _ = admin_task.await;
+        if let Some(w) = watchdog {
+            let _ = w.await;
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Forward SIGTERM/SIGINT/SIGHUP into a control channel.
+pub fn signal_control() -> Result<tokio::sync::mpsc::Receiver<Control>, DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("SIGINT", e))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| DaemonError::Signal("SIGHUP", e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = term.recv() => Control::Stop,
+                _ = int.recv() => Control::Stop,
+                _ = hup.recv() => Control::Reload,
+            };
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}

@@ -1,0 +1,99 @@
+//! A small hyper 1 server loop shared by the admin server and the router:
+//! accept until told to stop, then drain open connections within a grace
+//! period. Lifecycle is a parameter (`listener`, `shutdown`) so tests start
+//! the real server on `127.0.0.1:0`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{Instrument, debug, warn};
+
+/// Response type used by failoverd's servers.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A shutdown signal: `true` once shutdown has begun.
+pub type ShutdownRx = watch::Receiver<bool>;
+
+/// Wait until `rx` says shutdown (or its sender is gone).
+pub async fn shutdown_signalled(rx: &mut ShutdownRx) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serve `handler` on `listener` until `shutdown`, then drain for at most `grace`.
+pub async fn serve<H, Fut>(listener: TcpListener, handler: H, mut shutdown: ShutdownRx, grace: Duration, name: &'static str)
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        warn!(server = name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let h = handler.clone();
+                let svc = hyper::service::service_fn(move |req| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = conn.await {
+                            debug!(error = %e, "connection ended with error");
+                        }
+                    }
+                    .instrument(tracing::debug_span!("conn", server = name, %peer)),
+                );
+            }
+            _ = shutdown_signalled(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => debug!(server = name, "drained"),
+        _ = tokio::time::sleep(grace) => warn!(server = name, grace = ?grace, "grace period over; closing connections still open"),
+    }
+}
+
+/// A plain-text response.
+pub fn text(status: hyper::StatusCode, body: impl Into<String>) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body.into())))
+        .expect("static response parts are valid")
+}
+
+/// A JSON response.
+pub fn json(status: hyper::StatusCode, value: &serde_json::Value) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("static response parts are valid")
+}

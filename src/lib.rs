@@ -1,0 +1,23 @@
+//! failoverd: a multi-region failover control daemon.
+//!
+//! Module map (see `docs/` and DESIGN.md for the why):
+
+pub mod admin; // /healthz, /readyz (status and metrics join later)
+pub mod aws; // SDK clients per (service, region) and the service adapters
+pub mod cli; // operator subcommands; main.rs calls cli::main
+pub mod config; // layered typed configuration and its validation
+pub mod daemon; // lifecycle: bind, sd_notify, signals, reload, drain
+pub mod http; // the hyper server loop shared by admin and router
+pub mod telemetry; // tracing setup
+
+/// Render an error with its whole `source()` chain, `a: b: c`, for one log line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
