@@ -53,6 +53,8 @@ pub struct Config {
     pub timings: Timings,
     /// Failover policy switches.
     pub policy: Policy,
+    /// Health signals: Route 53 budget, probe timeouts.
+    pub health: Health,
     /// Listen addresses.
     pub listen: Listen,
     /// Per-service endpoint URL overrides: for the local lab only, empty in
@@ -99,6 +101,11 @@ pub struct Tables {
     pub consistency: Consistency,
     /// The routing table of the seed (`configKey` hash key, `trafficClass` index).
     pub routing: String,
+    /// Region of the control-table replica every daemon reads and writes.
+    /// Unset (the default): each daemon uses the replica in its own region (a
+    /// global table has one in every serving region). Set it to share a
+    /// single replica, e.g. where the store does not replicate.
+    pub control_region: Option<String>,
 }
 
 /// Consistency mode of the control table's global replication.
@@ -149,6 +156,28 @@ pub struct Timings {
 pub struct Policy {
     /// Fail back automatically to a higher-priority region once it recovers.
     pub auto_failback: bool,
+    /// A region that just became active waits until the old active's lease
+    /// has run out before acting as active (safety over speed). See
+    /// docs/lease.md for the trade-off.
+    pub wait_out_lease: bool,
+}
+
+/// Health signals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// Route 53 API calls per second for the whole fleet together (the
+    /// account-wide GetHealthCheckStatus bucket is 4 burst, 1/s refill). The
+    /// daemons take turns so their sum stays within it.
+    pub route53_calls_per_second: f64,
+    /// Probe connect timeout.
+    #[serde(with = "human_duration")]
+    pub probe_connect_timeout: Duration,
+    /// Probe response timeout (after connecting).
+    #[serde(with = "human_duration")]
+    pub probe_response_timeout: Duration,
+    /// Body sent to each SageMaker endpoint to warm it when this region is
+    /// asked to prepare for a failover.
+    pub warmup_payload: String,
 }
 
 /// Listen addresses and the admin credential.
@@ -176,6 +205,15 @@ impl Config {
     /// The configuration of `name`, if it is one of ours.
     pub fn region(&self, name: &str) -> Option<&RegionConfig> {
         self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// Region of the control-table replica that `daemon_region`'s daemon
+    /// (and its state machine) uses.
+    pub fn control_region_for<'a>(&'a self, daemon_region: &'a str) -> &'a str {
+        self.tables
+            .control_region
+            .as_deref()
+            .unwrap_or(daemon_region)
     }
 
     /// This daemon's own region.
@@ -366,10 +404,7 @@ pub fn load_layers(files: &[PathBuf], env: &EnvSource) -> Result<Config, ConfigE
             return Err(ConfigError::Invalid(problems));
         }
     };
-    let mut v = Validator {
-        origins,
-        problems,
-    };
+    let mut v = Validator { origins, problems };
     let config = v.validate(raw, files);
     if v.problems.is_empty() {
         Ok(config.expect("no problems means a complete config"))
@@ -407,7 +442,7 @@ struct Origins<'a> {
 
 impl Origins<'_> {
     fn of(&self, key: &str) -> String {
-        match lookup(&self.merged.cache, key).and_then(|v| v.origin()) {
+        match lookup(&self.merged.cache, key).and_then(first_origin) {
             Some("the environment") => format!("environment ({})", env_var_name(key)),
             Some(o) => {
                 // The crate reports paths relative to the working directory;
@@ -458,6 +493,19 @@ fn lookup<'v>(root: &'v config::Value, key: &str) -> Option<&'v config::Value> {
     Some(cur)
 }
 
+/// A value's origin; for a table or array (which carry none), the origin of
+/// its first leaf.
+fn first_origin(v: &config::Value) -> Option<&str> {
+    if let Some(o) = v.origin() {
+        return Some(o);
+    }
+    match &v.kind {
+        config::ValueKind::Table(t) => t.values().find_map(first_origin),
+        config::ValueKind::Array(a) => a.iter().find_map(first_origin),
+        _ => None,
+    }
+}
+
 /// `timings.poll_interval` -> `FAILOVERD__TIMINGS__POLL_INTERVAL`.
 fn env_var_name(key: &str) -> String {
     format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
@@ -476,6 +524,8 @@ struct RawConfig {
     timings: RawTimings,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    health: RawHealth,
     #[serde(default)]
     listen: RawListen,
     #[serde(default)]
@@ -508,6 +558,7 @@ struct RawTables {
     control: Option<String>,
     consistency: Option<String>,
     routing: Option<String>,
+    control_region: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -524,6 +575,15 @@ struct RawTimings {
 #[derive(Debug, Deserialize, Default)]
 struct RawPolicy {
     auto_failback: Option<bool>,
+    wait_out_lease: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawHealth {
+    route53_calls_per_second: Option<f64>,
+    probe_connect_timeout: Option<String>,
+    probe_response_timeout: Option<String>,
+    warmup_payload: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -620,10 +680,20 @@ impl Validator<'_> {
         }
     }
 
-    fn in_range(&mut self, key: &str, v: Option<i64>, default: i64, lo: i64, hi: i64) -> Option<u32> {
+    fn in_range(
+        &mut self,
+        key: &str,
+        v: Option<i64>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Option<u32> {
         let n = v.unwrap_or(default);
         if n < lo || n > hi {
-            self.err(key, format!("{n} is out of range: must be between {lo} and {hi}"));
+            self.err(
+                key,
+                format!("{n} is out of range: must be between {lo} and {hi}"),
+            );
             None
         } else {
             Some(n as u32)
@@ -637,7 +707,9 @@ impl Validator<'_> {
             Err(e) => {
                 self.err(
                     key,
-                    format!("{text:?} is not a listen address ({e}); write it like \"127.0.0.1:9090\""),
+                    format!(
+                        "{text:?} is not a listen address ({e}); write it like \"127.0.0.1:9090\""
+                    ),
                 );
                 None
             }
@@ -684,7 +756,10 @@ impl Validator<'_> {
             let name = self.required(&k("name"), r.name);
             if let Some(n) = &name {
                 if !is_region_name(n) {
-                    self.err(&k("name"), format!("{n:?} is not an AWS region name like \"us-east-1\""));
+                    self.err(
+                        &k("name"),
+                        format!("{n:?} is not an AWS region name like \"us-east-1\""),
+                    );
                 }
                 if let Some(first) = seen_names.insert(n.clone(), i) {
                     self.err(
@@ -695,7 +770,10 @@ impl Validator<'_> {
             }
             let priority = match r.priority {
                 None => {
-                    self.err(&k("priority"), "missing; give every region a unique priority (1 = preferred)");
+                    self.err(
+                        &k("priority"),
+                        "missing; give every region a unique priority (1 = preferred)",
+                    );
                     None
                 }
                 Some(p) => self.in_range(&k("priority"), Some(p), 0, 1, 1000),
@@ -710,7 +788,10 @@ impl Validator<'_> {
             }
             for (j, id) in r.health_check_ids.iter().enumerate() {
                 if id.trim().is_empty() {
-                    self.err(&format!("regions[{i}].health_check_ids[{j}]"), "must not be empty");
+                    self.err(
+                        &format!("regions[{i}].health_check_ids[{j}]"),
+                        "must not be empty",
+                    );
                 }
             }
             for (j, u) in r.probe_urls.iter().enumerate() {
@@ -720,18 +801,27 @@ impl Validator<'_> {
                 self.problems.push(Problem {
                     origin: self.origins.of(&format!("regions[{i}]")),
                     key: format!("regions[{i}]"),
-                    message: "no health_check_ids and no probe_urls: nothing would watch this region".into(),
+                    message:
+                        "no health_check_ids and no probe_urls: nothing would watch this region"
+                            .into(),
                 });
             }
             if let Some(m) = &r.probe_match {
                 if m.is_empty() || m.len() > 5120 {
-                    self.err(&k("probe_match"), "must be 1 to 5120 bytes (probes read the first 5120 bytes of the body)");
+                    self.err(
+                        &k("probe_match"),
+                        "must be 1 to 5120 bytes (probes read the first 5120 bytes of the body)",
+                    );
                 }
             }
             let arn = self.required(&k("state_machine_arn"), r.state_machine_arn);
             if let (Some(a), Some(n)) = (&arn, &name) {
                 let parts: Vec<&str> = a.split(':').collect();
-                if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != "stateMachine" {
+                if parts.len() < 7
+                    || parts[0] != "arn"
+                    || parts[2] != "states"
+                    || parts[5] != "stateMachine"
+                {
                     self.err(
                         &k("state_machine_arn"),
                         format!("{a:?} is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)"),
@@ -769,7 +859,12 @@ impl Validator<'_> {
         }
         if let Some(local) = &region {
             if !seen_names.contains_key(local) {
-                let listed: Vec<&str> = seen_names.keys().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
+                let listed: Vec<&str> = seen_names
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 self.err(
                     "region",
                     format!("local region {local:?} is missing from the region list {listed:?}"),
@@ -784,22 +879,71 @@ impl Validator<'_> {
             "strong" => Some(Consistency::Strong),
             "eventual" => Some(Consistency::Eventual),
             other => {
-                self.err("tables.consistency", format!("{other:?} is not a consistency mode: use \"strong\" or \"eventual\""));
+                self.err(
+                    "tables.consistency",
+                    format!("{other:?} is not a consistency mode: use \"strong\" or \"eventual\""),
+                );
                 None
             }
         };
+
+        let control_region = raw.tables.control_region.filter(|s| !s.is_empty());
+        if let Some(cr) = &control_region {
+            if !seen_names.contains_key(cr) {
+                self.err(
+                    "tables.control_region",
+                    format!("{cr:?} is not one of the listed regions"),
+                );
+            }
+        }
 
         // Timings.
         let t = raw.timings;
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
-        let poll = self.duration("timings.poll_interval", t.poll_interval, defaults::POLL_INTERVAL, ms(100), s(3600));
-        let failure = self.in_range("timings.failure_threshold", t.failure_threshold, defaults::FAILURE_THRESHOLD, 1, 100);
-        let recovery = self.in_range("timings.recovery_threshold", t.recovery_threshold, defaults::RECOVERY_THRESHOLD, 1, 100);
-        let fresh = self.duration("timings.vote_freshness", t.vote_freshness, defaults::VOTE_FRESHNESS, ms(200), s(86400));
+        let poll = self.duration(
+            "timings.poll_interval",
+            t.poll_interval,
+            defaults::POLL_INTERVAL,
+            ms(100),
+            s(3600),
+        );
+        let failure = self.in_range(
+            "timings.failure_threshold",
+            t.failure_threshold,
+            defaults::FAILURE_THRESHOLD,
+            1,
+            100,
+        );
+        let recovery = self.in_range(
+            "timings.recovery_threshold",
+            t.recovery_threshold,
+            defaults::RECOVERY_THRESHOLD,
+            1,
+            100,
+        );
+        let fresh = self.duration(
+            "timings.vote_freshness",
+            t.vote_freshness,
+            defaults::VOTE_FRESHNESS,
+            ms(200),
+            s(86400),
+        );
         let lease = self.duration("timings.lease", t.lease, defaults::LEASE, ms(100), s(86400));
-        let min_fo = self.duration("timings.min_failover_interval", t.min_failover_interval, defaults::MIN_FAILOVER_INTERVAL, ms(0), s(7 * 86400));
-        let grace = self.duration("timings.shutdown_grace", t.shutdown_grace, defaults::SHUTDOWN_GRACE, ms(0), s(600));
+        let min_fo = self.duration(
+            "timings.min_failover_interval",
+            t.min_failover_interval,
+            defaults::MIN_FAILOVER_INTERVAL,
+            ms(0),
+            s(7 * 86400),
+        );
+        let grace = self.duration(
+            "timings.shutdown_grace",
+            t.shutdown_grace,
+            defaults::SHUTDOWN_GRACE,
+            ms(0),
+            s(600),
+        );
         if let (Some(p), Some(f)) = (poll, fresh) {
             if f < p * 2 {
                 self.err(
@@ -825,6 +969,30 @@ impl Validator<'_> {
             }
         }
 
+        // Health.
+        let h = raw.health;
+        let r53 = h.route53_calls_per_second.unwrap_or(0.5);
+        if !(0.01..=100.0).contains(&r53) {
+            self.err("health.route53_calls_per_second", format!("{r53} is out of range: must be between 0.01 and 100 (AWS allows 1/s per account)"));
+        }
+        let connect = self.duration(
+            "health.probe_connect_timeout",
+            h.probe_connect_timeout,
+            "4s",
+            ms(10),
+            s(60),
+        );
+        let response = self.duration(
+            "health.probe_response_timeout",
+            h.probe_response_timeout,
+            "2s",
+            ms(10),
+            s(60),
+        );
+        let warmup_payload = h
+            .warmup_payload
+            .unwrap_or_else(|| "{\"warmup\": true}".into());
+
         // Listen.
         let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);
         let admin = self.addr("listen.admin", raw.listen.admin, defaults::ADMIN);
@@ -847,20 +1015,23 @@ impl Validator<'_> {
             dynamodb: self.optional_url("endpoints.dynamodb", e.dynamodb),
             route53: self.optional_url("endpoints.route53", e.route53),
             sfn: self.optional_url("endpoints.sfn", e.sfn),
-            sagemaker_runtime: self.optional_url("endpoints.sagemaker_runtime", e.sagemaker_runtime),
+            sagemaker_runtime: self
+                .optional_url("endpoints.sagemaker_runtime", e.sagemaker_runtime),
             sagemaker: self.optional_url("endpoints.sagemaker", e.sagemaker),
         };
 
         if !self.problems.is_empty() {
             return None;
         }
+        let region = region?;
         Some(Config {
-            region: region?,
+            region: region.clone(),
             regions,
             tables: Tables {
                 control: control?,
                 consistency: consistency?,
                 routing: routing?,
+                control_region,
             },
             timings: Timings {
                 poll_interval: poll?,
@@ -873,6 +1044,13 @@ impl Validator<'_> {
             },
             policy: Policy {
                 auto_failback: raw.policy.auto_failback.unwrap_or(false),
+                wait_out_lease: raw.policy.wait_out_lease.unwrap_or(true),
+            },
+            health: Health {
+                route53_calls_per_second: r53,
+                probe_connect_timeout: connect?,
+                probe_response_timeout: response?,
+                warmup_payload,
             },
             listen: Listen {
                 router: router?,
@@ -889,8 +1067,14 @@ impl Validator<'_> {
 fn is_region_name(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Serialize durations the way operators write them (`10s`, `1m 30s`).

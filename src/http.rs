@@ -32,8 +32,13 @@ pub async fn shutdown_signalled(rx: &mut ShutdownRx) {
 }
 
 /// Serve `handler` on `listener` until `shutdown`, then drain for at most `grace`.
-pub async fn serve<H, Fut>(listener: TcpListener, handler: H, mut shutdown: ShutdownRx, grace: Duration, name: &'static str)
-where
+pub async fn serve<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    mut shutdown: ShutdownRx,
+    grace: Duration,
+    name: &'static str,
+) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {

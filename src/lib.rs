@@ -6,6 +6,7 @@ pub mod admin; // /healthz, /readyz (status and metrics join later)
 pub mod aws; // SDK clients per (service, region) and the service adapters
 pub mod cli; // operator subcommands; main.rs calls cli::main
 pub mod config; // layered typed configuration and its validation
+pub mod core; // pure decision logic (health, quorum, control, plan, tokens)
 pub mod daemon; // lifecycle: bind, sd_notify, signals, reload, drain
 pub mod http; // the hyper server loop shared by admin and router
 pub mod telemetry; // tracing setup

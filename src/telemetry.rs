@@ -28,16 +28,25 @@ pub fn init(format: LogFormat, env: &EnvSource) {
         .unwrap_or_else(|| "info".into());
     let (filter, bad) = match EnvFilter::try_new(&spec) {
         Ok(f) => (f, None),
-        Err(e) => (EnvFilter::new("info"), Some(format!("ignoring log filter {spec:?}: {e}"))),
+        Err(e) => (
+            EnvFilter::new("info"),
+            Some(format!("ignoring log filter {spec:?}: {e}")),
+        ),
     };
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if json {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     } else {
         builder.try_init()
     };

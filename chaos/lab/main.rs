@@ -7,6 +7,7 @@
 //! - `provision`: creates the lab's tables, health checks, state machines
 //!   and SageMaker resources through failoverd's own AWS adapters.
 
+mod drill;
 mod model_server;
 mod provision;
 
@@ -25,6 +26,10 @@ enum Command {
     ModelServer(model_server::Args),
     /// Create the lab's AWS resources in moto and render the daemons' config.
     Provision(provision::Args),
+    /// Invert (or restore) a region's Route 53 health check, as drills do.
+    Invert(drill::InvertArgs),
+    /// Print the journal since an inversion, and the drill's figures.
+    Timeline(drill::TimelineArgs),
 }
 
 fn main() {
@@ -39,6 +44,8 @@ fn main() {
         match cli.command {
             Command::ModelServer(args) => model_server::main(args).await,
             Command::Provision(args) => provision::main(args, env).await,
+            Command::Invert(args) => drill::invert(args, env).await,
+            Command::Timeline(args) => drill::timeline(args, env).await,
         }
     });
     std::process::exit(code);

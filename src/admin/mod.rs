@@ -55,6 +55,8 @@ impl Readiness {
 pub struct AdminState {
     pub readiness: Arc<Readiness>,
     pub region: String,
+    /// The reconcile loop's last round.
+    pub shared: Arc<crate::daemon::reconcile::Shared>,
 }
 
 /// Route one admin request.
@@ -64,7 +66,10 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
         (&Method::GET | &Method::HEAD, "/readyz") => {
             let reasons = state.readiness.reasons();
             if reasons.is_empty() {
-                http::json(StatusCode::OK, &serde_json::json!({"ready": true, "region": state.region}))
+                http::json(
+                    StatusCode::OK,
+                    &serde_json::json!({"ready": true, "region": state.region}),
+                )
             } else {
                 http::json(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -72,7 +77,17 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
                 )
             }
         }
-        (_, "/healthz" | "/readyz") => http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        (&Method::GET, "/status") => {
+            let snap = state.shared.snapshot();
+            http::json(
+                StatusCode::OK,
+                &serde_json::to_value(&snap)
+                    .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
+            )
+        }
+        (_, "/healthz" | "/readyz" | "/status") => {
+            http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+        }
         _ => http::text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -63,7 +63,8 @@ impl AwsClients {
     /// DynamoDB in `region`.
     pub fn dynamodb(&self, region: &str) -> aws_sdk_dynamodb::Client {
         cached(&self.dynamodb, region, || {
-            let mut b = aws_sdk_dynamodb::config::Builder::from(&self.base).region(Region::new(region.to_string()));
+            let mut b = aws_sdk_dynamodb::config::Builder::from(&self.base)
+                .region(Region::new(region.to_string()));
             if let Some(url) = &self.endpoints.dynamodb {
                 b = b.endpoint_url(url);
             }
@@ -74,7 +75,8 @@ impl AwsClients {
     /// Step Functions in `region`.
     pub fn sfn(&self, region: &str) -> aws_sdk_sfn::Client {
         cached(&self.sfn, region, || {
-            let mut b = aws_sdk_sfn::config::Builder::from(&self.base).region(Region::new(region.to_string()));
+            let mut b = aws_sdk_sfn::config::Builder::from(&self.base)
+                .region(Region::new(region.to_string()));
             if let Some(url) = &self.endpoints.sfn {
                 b = b.endpoint_url(url);
             }
@@ -100,7 +102,8 @@ impl AwsClients {
     pub fn route53(&self) -> aws_sdk_route53::Client {
         let mut slot = self.route53.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert_with(|| {
-            let mut b = aws_sdk_route53::config::Builder::from(&self.base).region(Region::new(ROUTE53_REGION));
+            let mut b = aws_sdk_route53::config::Builder::from(&self.base)
+                .region(Region::new(ROUTE53_REGION));
             if let Some(url) = &self.endpoints.route53 {
                 b = b.endpoint_url(url);
             }

@@ -4,5 +4,9 @@
 //! configuration's `[endpoints]` table, never from code that knows about a lab.
 
 pub mod clients;
+pub mod control_table;
+pub mod dynamo;
+pub mod route53;
+pub mod sfn;
 
 pub use clients::AwsClients;

@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+pub mod ops;
+
 use crate::aws::AwsClients;
 use crate::config::{self, EX_CONFIG, EnvSource};
+use crate::core::plan::Request;
 use crate::daemon::{self, Daemon, Listeners};
 use crate::telemetry::{self, LogFormat};
 
@@ -15,7 +18,11 @@ use crate::telemetry::{self, LogFormat};
 pub const EX_SOFTWARE: i32 = 70;
 
 #[derive(Debug, Parser)]
-#[command(name = "failoverd", version, about = "Multi-region failover control daemon")]
+#[command(
+    name = "failoverd",
+    version,
+    about = "Multi-region failover control daemon"
+)]
 pub struct Cli {
     /// Log format: text on a terminal, JSON otherwise (journald), unless set.
     #[arg(long, global = true, value_enum, default_value = "auto")]
@@ -38,6 +45,86 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Show the control record, the health matrix, tokens and recent events
+    /// (reads the tables directly; no daemon needed).
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        /// How many journal events to show.
+        #[arg(long, default_value_t = 20)]
+        events: usize,
+    },
+    /// Fail over to REGION (manual). Refused if unsafe unless --force.
+    Failover {
+        #[arg(long)]
+        config: PathBuf,
+        /// Target region.
+        #[arg(long)]
+        to: String,
+        /// Why (recorded in the control record and the journal).
+        #[arg(long)]
+        reason: String,
+        /// Do not wait for the old region to drain.
+        #[arg(long)]
+        ungraceful: bool,
+        #[command(flatten)]
+        common: MutationArgs,
+    },
+    /// Fail back to the most preferred region (priority 1).
+    Failback {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "failback")]
+        reason: String,
+        #[command(flatten)]
+        common: MutationArgs,
+    },
+    /// Stop automatic failover (in-flight failovers finish).
+    Pause {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
+    /// Allow automatic failover again.
+    Resume {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "resume")]
+        reason: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
+}
+
+/// Flags shared by failover and failback.
+#[derive(Debug, clap::Args)]
+pub struct MutationArgs {
+    /// Override the health and quorum checks (journalled as forced).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Who is acting (recorded); defaults to $USER.
+    #[arg(long, env = "USER", default_value = "unknown")]
+    pub operator: String,
+}
+
+/// Output format of read commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -47,7 +134,110 @@ pub fn main() -> i32 {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config, &env),
         Command::Run { config } => run(cli.log_format, &config, env),
+        Command::Status {
+            config,
+            output,
+            events,
+        } => with_clients(&config, &env, |cfg, clients| async move {
+            let report = ops::read_status(&cfg, &clients, events).await;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+                Output::Text => print!("{}", ops::render_status(&cfg, &report)),
+            }
+            if report.record_error.is_some() || report.votes_error.is_some() {
+                ops::EX_UNAVAILABLE
+            } else {
+                0
+            }
+        }),
+        Command::Failover {
+            config,
+            to,
+            reason,
+            ungraceful,
+            common,
+        } => {
+            let req = Request::Failover {
+                to,
+                reason,
+                ungraceful,
+                force: common.force,
+                operator: common.operator,
+            };
+            with_clients(&config, &env, |cfg, clients| async move {
+                ops::run_request(&cfg, &clients, req, common.yes).await
+            })
+        }
+        Command::Failback {
+            config,
+            reason,
+            common,
+        } => {
+            let req = Request::Failback {
+                reason,
+                force: common.force,
+                operator: common.operator,
+            };
+            with_clients(&config, &env, |cfg, clients| async move {
+                ops::run_request(&cfg, &clients, req, common.yes).await
+            })
+        }
+        Command::Pause {
+            config,
+            reason,
+            yes,
+            operator,
+        } => {
+            let req = Request::Pause { reason, operator };
+            with_clients(&config, &env, |cfg, clients| async move {
+                ops::run_request(&cfg, &clients, req, yes).await
+            })
+        }
+        Command::Resume {
+            config,
+            reason,
+            yes,
+            operator,
+        } => {
+            let req = Request::Resume { reason, operator };
+            with_clients(&config, &env, |cfg, clients| async move {
+                ops::run_request(&cfg, &clients, req, yes).await
+            })
+        }
     }
+}
+
+/// Load config (exit 78 if invalid), build clients, run `f` on a runtime.
+fn with_clients<F, Fut>(path: &std::path::Path, env: &EnvSource, f: F) -> i32
+where
+    F: FnOnce(Arc<crate::config::Config>, Arc<AwsClients>) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    let cfg = match config::load(path, env) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{}", e.report());
+            eprintln!("{}: configuration is invalid", path.display());
+            return EX_CONFIG;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return EX_SOFTWARE;
+        }
+    };
+    rt.block_on(async move {
+        let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
+        f(cfg, clients).await
+    })
 }
 
 fn check_config(path: &std::path::Path, env: &EnvSource) -> i32 {
@@ -75,7 +265,10 @@ fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
         }
     };
     telemetry::init(format, &env);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -8,7 +8,10 @@
 //! SIGHUP reloads the configuration; an invalid new file is logged in full
 //! and the old configuration stays in force.
 
+pub mod executor;
 pub mod notify;
+pub mod probe;
+pub mod reconcile;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +36,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot build the probe client (TLS roots)")]
+    Probe(#[source] std::io::Error),
     #[error("cannot install the {0} signal handler")]
     Signal(&'static str, #[source] std::io::Error),
 }
@@ -76,15 +81,21 @@ impl Listeners {
 
 impl Daemon {
     /// Run until a `Control::Stop` arrives on `control`.
-    pub async fn run(self, listeners: Listeners, mut control: tokio::sync::mpsc::Receiver<Control>) -> Result<(), DaemonError> {
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        mut control: tokio::sync::mpsc::Receiver<Control>,
+    ) -> Result<(), DaemonError> {
         let readiness = Readiness::starting();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (config_tx, _config_rx) = watch::channel(Arc::new(self.config.clone()));
+        let (config_tx, config_rx) = watch::channel(Arc::new(self.config.clone()));
         let admin_addr = listeners.admin.local_addr().ok();
 
+        let shared = Arc::new(reconcile::Shared::default());
         let admin_state = AdminState {
             readiness: readiness.clone(),
             region: self.config.region.clone(),
+            shared: shared.clone(),
         };
         let grace = self.config.timings.shutdown_grace;
         let admin_task = tokio::spawn(crate::http::serve(
@@ -94,6 +105,15 @@ impl Daemon {
             grace,
             "admin",
         ));
+
+        let reconciler = reconcile::Reconciler::new(
+            config_rx,
+            self.clients.clone(),
+            shared.clone(),
+            readiness.clone(),
+        )
+        .map_err(DaemonError::Probe)?;
+        let reconcile_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
 
         readiness.set_ready("startup");
         info!(
@@ -124,14 +144,17 @@ impl Daemon {
         while let Some(event) = control.recv().await {
             match event {
                 Control::Reload => {
-                    let _ = self
-                        .notifier
-                        .notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", notify::monotonic_usec()));
+                    let _ = self.notifier.notify(&format!(
+                        "RELOADING=1\nMONOTONIC_USEC={}",
+                        notify::monotonic_usec()
+                    ));
                     match config::load(&self.config_path, &self.env) {
                         Ok(new) => {
                             let current = config_tx.borrow().clone();
                             if new.listen != current.listen {
-                                warn!("listen addresses changed in the file; they take effect at the next restart");
+                                warn!(
+                                    "listen addresses changed in the file; they take effect at the next restart"
+                                );
                             }
                             if new.region != current.region {
                                 warn!(old = %current.region, new = %new.region, "the local region cannot change on reload; restart instead");
@@ -157,6 +180,7 @@ impl Daemon {
         let _ = self.notifier.notify("STOPPING=1");
         readiness.set_unready("shutdown", "draining");
         shutdown_tx.send_replace(true);
+        let _ = reconcile_task.await;
         let _ = admin_task.await;
         if let Some(w) = watchdog {
             let _ = w.await;
@@ -169,7 +193,8 @@ impl Daemon {
 /// Forward SIGTERM/SIGINT/SIGHUP into a control channel.
 pub fn signal_control() -> Result<tokio::sync::mpsc::Receiver<Control>, DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("SIGINT", e))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| DaemonError::Signal("SIGHUP", e))?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);

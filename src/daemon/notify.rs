@@ -44,7 +44,9 @@ impl Notifier {
 
     /// Send `state` (e.g. `READY=1`).
     pub fn notify(&self, state: &str) -> io::Result<()> {
-        let Some(path) = &self.socket else { return Ok(()) };
+        let Some(path) = &self.socket else {
+            return Ok(());
+        };
         let sock = UnixDatagram::unbound()?;
         if let Some(name) = path.strip_prefix('@') {
             use std::os::linux::net::SocketAddrExt;
@@ -60,7 +62,10 @@ impl Notifier {
 /// `MONOTONIC_USEC=` value for `RELOADING=1` (systemd 253+ `Type=notify-reload`
 /// wants it; older versions ignore it).
 pub fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
@@ -107,7 +112,10 @@ mod tests {
             ("WATCHDOG_PID".to_string(), std::process::id().to_string()),
         ]
         .into();
-        assert_eq!(Notifier::from_env(&mine).watchdog_interval(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            Notifier::from_env(&mine).watchdog_interval(),
+            Some(Duration::from_secs(30))
+        );
         let other: EnvSource = [
             ("WATCHDOG_USEC".to_string(), "30000000".to_string()),
             ("WATCHDOG_PID".to_string(), "1".to_string()),
@@ -115,6 +123,8 @@ mod tests {
         .into();
         assert_eq!(Notifier::from_env(&other).watchdog_interval(), None);
         assert!(!Notifier::from_env(&EnvSource::new()).enabled());
-        Notifier::from_env(&EnvSource::new()).notify("READY=1").unwrap();
+        Notifier::from_env(&EnvSource::new())
+            .notify("READY=1")
+            .unwrap();
     }
 }

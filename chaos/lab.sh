@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The local three-region lab: no AWS account needed, everything on 127.0.0.1.
+#
+#   chaos/lab.sh install   create chaos/.venv with the pinned moto (idempotent)
+#   chaos/lab.sh up        install, build, start moto + model server, provision
+#                          three regions, start three daemons, wait until ready,
+#                          then run the drill
+#   chaos/lab.sh drill     invert the active region's health check, print the
+#                          failover timeline, restore it, fail back, print again
+#   chaos/lab.sh down      stop everything `up` started (by PID), leave nothing
+#   chaos/lab.sh status    what is running and where its logs are
+#   chaos/lab.sh test      install, then run the whole test suite
+#
+# State lives in chaos/.run (PIDs, ports, logs, rendered config).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${FAILOVERD_LAB_VENV:-$ROOT/chaos/.venv}
+RUN=${FAILOVERD_LAB_RUN:-$ROOT/chaos/.run}
+REGIONS=(us-east-1 us-west-2 eu-west-1)
+WAIT_SECS=${FAILOVERD_LAB_WAIT:-60}
+
+say() { printf 'lab: %s\n' "$*"; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+install() {
+  local want have=""
+  want=$(grep -E '^moto==' "$ROOT/chaos/requirements.txt")
+  if [ -x "$VENV/bin/moto_server" ]; then
+    have=$("$VENV/bin/python" -m pip freeze 2>/dev/null | grep -E '^moto==' || true)
+  fi
+  if [ "$have" = "$want" ]; then
+    say "virtualenv $VENV has $have"
+    return 0
+  fi
+  command -v python3 >/dev/null || die "python3 is needed to install the lab (apt-get install python3 python3-venv)"
+  say "installing $want into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/chaos/requirements.txt"
+  say "installed $("$VENV/bin/python" -m pip freeze | grep -E '^moto==')"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL WHAT: poll until URL answers 2xx, at most WAIT_SECS.
+wait_http() {
+  local url=$1 what=$2 deadline=$((SECONDS + WAIT_SECS))
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "$what did not answer at $url within ${WAIT_SECS}s (see $RUN/*.log)"
+    sleep 0.2
+  done
+}
+
+# start NAME CMD...: run in the background, record its PID.
+start() {
+  local name=$1; shift
+  "$@" >"$RUN/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+lab_env() {
+  # Dummy credentials for moto; the daemons use the SDK's default chain.
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=
+  export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+  export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+  local moto model
+  moto=$(cat "$RUN/moto.port"); model=$(cat "$RUN/model.port")
+  export FAILOVERD__ENDPOINTS__DYNAMODB=http://127.0.0.1:$moto
+  export FAILOVERD__ENDPOINTS__ROUTE53=http://127.0.0.1:$moto
+  export FAILOVERD__ENDPOINTS__SFN=http://127.0.0.1:$moto
+  export FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME=http://127.0.0.1:$model
+}
+
+up() {
+  install
+  [ ! -f "$RUN/moto.pid" ] || { alive moto && die "the lab is already up (chaos/lab.sh down first)"; }
+  say "building"
+  (cd "$ROOT" && cargo build --quiet --bins)
+  rm -rf "$RUN"; mkdir -p "$RUN"
+  local bin=$ROOT/target/debug
+
+  local moto; moto=$(free_port); echo "$moto" >"$RUN/moto.port"
+  start moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto"
+  wait_http "http://127.0.0.1:$moto/moto-api/" "moto"
+  # Step Functions really executes only with this switch (lost on restart).
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$moto/moto-api/config" \
+    -H 'Content-Type: application/json' -d '{"stepfunctions":{"execute_state_machine":true}}'
+  say "moto on 127.0.0.1:$moto (Step Functions interpreter on)"
+
+  start model "$bin/failoverd-lab" model-server --port-file "$RUN/model.port"
+  local deadline=$((SECONDS + WAIT_SECS))
+  until [ -s "$RUN/model.port" ]; do
+    [ $SECONDS -lt $deadline ] || die "model server did not start (see $RUN/model.log)"
+    sleep 0.1
+  done
+  say "model server on 127.0.0.1:$(cat "$RUN/model.port")"
+
+  lab_env
+  (cd "$ROOT" && "$bin/failoverd-lab" provision --config regions/lab/us-east-1.toml --out "$RUN/regions" >"$RUN/provision.log" 2>&1) \
+    || die "provisioning failed: $(tail -n 5 "$RUN/provision.log")"
+  say "provisioned 3 regions (tables, health checks, state machines)"
+
+  local r admin router
+  for r in "${REGIONS[@]}"; do
+    admin=$(free_port); router=$(free_port)
+    echo "$admin" >"$RUN/$r.admin"; echo "$router" >"$RUN/$r.router"
+    (cd "$RUN" && FAILOVERD__LISTEN__ADMIN=127.0.0.1:$admin FAILOVERD__LISTEN__ROUTER=127.0.0.1:$router \
+      start "$r" "$bin/failoverd" run --config "$RUN/regions/$r.toml" --log-format json)
+  done
+  for r in "${REGIONS[@]}"; do
+    wait_http "http://127.0.0.1:$(cat "$RUN/$r.admin")/readyz" "daemon $r"
+  done
+  status
+  [ "${FAILOVERD_LAB_NO_DRILL:-}" = 1 ] || drill
+}
+
+# json_field EXPR: evaluate a Python expression on `failoverd status --output json` as `s`.
+json_field() {
+  "$ROOT/target/debug/failoverd" status --config "$RUN/regions/us-west-2.toml" --output json 2>/dev/null \
+    | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)" 2>/dev/null || true
+}
+
+# wait_until DESC EXPR: poll until the Python expression on the status is True.
+wait_until() {
+  local desc=$1 expr=$2 deadline=$((SECONDS + ${3:-120}))
+  until [ "$(json_field "$expr")" = "True" ]; do
+    [ $SECONDS -lt $deadline ] || die "drill: timed out waiting for $desc"
+    sleep 0.5
+  done
+}
+
+drill() {
+  [ -f "$RUN/moto.port" ] || die "the lab is not up (chaos/lab.sh up)"
+  lab_env
+  local bin=$ROOT/target/debug cfg=$RUN/regions/us-west-2.toml active epoch t0 t1
+  wait_until "the control record" "s['record'] is not None and s['record']['phase'] == 'steady'" 60
+  active=$(json_field "s['record']['active']"); epoch=$(json_field "s['record']['epoch']")
+  say "drill: $active is active at epoch $epoch; inverting its Route 53 health check"
+  t0=$("$bin/failoverd-lab" invert --config "$cfg" --region "$active")
+  wait_until "the failover away from $active" "s['record']['active'] != '$active' and s['record']['phase'] == 'steady' and s['record']['epoch'] == $((epoch + 1))"
+  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t0" --epoch $((epoch + 1)) || true
+  say "drill: now active: $(json_field "s['record']['active']"); restoring $active's check"
+  "$bin/failoverd-lab" invert --config "$cfg" --region "$active" --revert >/dev/null
+  wait_until "$active to be up by quorum" "s['tally']['regions'].get('$active') == 'up'" 60
+  say "drill: failing back with: failoverd failback --yes"
+  t1=$(python3 -c 'import time; print(int(time.time()*1000))')
+  "$bin/failoverd" failback --config "$cfg" --yes --reason "lab drill: $active recovered" \
+    || die "failback was refused"
+  wait_until "the failback to $active" "s['record']['active'] == '$active' and s['record']['phase'] == 'steady'"
+  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t1" --epoch $((epoch + 2)) || true
+  say "drill: done; $active is active again. Full status:"
+  "$bin/failoverd" status --config "$cfg" --events 0 || true
+}
+
+status() {
+  [ -d "$RUN" ] || { say "the lab is down"; return 0; }
+  local n
+  for n in moto model "${REGIONS[@]}"; do
+    if alive "$n"; then
+      local extra=""
+      [ -f "$RUN/$n.admin" ] && extra=" admin=http://127.0.0.1:$(cat "$RUN/$n.admin") router=127.0.0.1:$(cat "$RUN/$n.router")"
+      [ -f "$RUN/$n.port" ] && extra=" port=$(cat "$RUN/$n.port")"
+      say "$(printf '%-10s' "$n") pid $(cat "$RUN/$n.pid")$extra log $RUN/$n.log"
+    elif [ -f "$RUN/$n.pid" ]; then
+      say "$(printf '%-10s' "$n") NOT RUNNING (log $RUN/$n.log)"
+    fi
+  done
+}
+
+down() {
+  [ -d "$RUN" ] || { say "nothing to stop"; return 0; }
+  local f pid name left=0
+  # Daemons first (they drain), then the model server, then moto.
+  for name in "${REGIONS[@]}" model moto; do
+    f=$RUN/$name.pid
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      local deadline=$((SECONDS + 15))
+      while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then
+        say "$name (pid $pid) ignored SIGTERM for 15s; killing"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.2
+      fi
+    fi
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$name (pid $pid) is still running"; left=1
+    else
+      rm -f "$f"
+    fi
+  done
+  [ $left -eq 0 ] || die "some processes could not be stopped"
+  say "stopped; logs kept in $RUN"
+}
+
+run_tests() {
+  install
+  cd "$ROOT"
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast "$@"
+  else
+    cargo test --no-fail-fast "$@"
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  drill) drill ;;
+  test) shift; run_tests "$@" ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,124 @@
+//! `failoverd-lab invert`: flip a region's Route 53 health check the way a
+//! chaos drill does (inverting, not disabling: a disabled check counts as
+//! healthy and never fails anything over). Prints the unix-ms time of the
+//! flip so drills can measure from it.
+//!
+//! `failoverd-lab timeline`: print the journal since a time, with offsets,
+//! and the two drill figures (inversion -> StartExecution, inversion ->
+//! steady in the new region).
+
+use std::path::PathBuf;
+
+use failoverd::aws::AwsClients;
+use failoverd::aws::control_table::{ControlTable, now_ms, rfc3339};
+use failoverd::config::{self, EnvSource};
+
+#[derive(Debug, clap::Args)]
+pub struct InvertArgs {
+    /// A region file of the lab (for endpoints and health-check ids).
+    #[arg(long)]
+    config: PathBuf,
+    /// Region whose health check to flip.
+    #[arg(long)]
+    region: String,
+    /// Restore the check instead (Inverted = false).
+    #[arg(long)]
+    revert: bool,
+}
+
+pub async fn invert(args: InvertArgs, env: EnvSource) -> i32 {
+    let cfg = match config::load(&args.config, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", e.report());
+            return config::EX_CONFIG;
+        }
+    };
+    let Some(region) = cfg.region(&args.region) else {
+        eprintln!("{} is not a configured region", args.region);
+        return 2;
+    };
+    let clients = AwsClients::from_default_chain(cfg.endpoints.clone()).await;
+    for id in &region.health_check_ids {
+        if let Err(e) =
+            failoverd::aws::route53::set_inverted(&clients.route53(), id, !args.revert).await
+        {
+            eprintln!("{e}");
+            return 1;
+        }
+    }
+    println!("{}", now_ms());
+    0
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TimelineArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Unix ms of the inversion (what `invert` printed).
+    #[arg(long)]
+    since: u64,
+    /// The epoch of the failover to measure.
+    #[arg(long)]
+    epoch: u64,
+}
+
+pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
+    let cfg = match config::load(&args.config, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", e.report());
+            return config::EX_CONFIG;
+        }
+    };
+    let clients = AwsClients::from_default_chain(cfg.endpoints.clone()).await;
+    let region = cfg.control_region_for(&cfg.region).to_string();
+    let table = ControlTable::new(clients.dynamodb(&region), &cfg.tables.control, region);
+    let events = match table.events(1000).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    println!("timeline from the inversion at {}:", rfc3339(args.since));
+    let mut started = None;
+    let mut steady = None;
+    for e in events.iter().filter(|e| e.at + 2000 >= args.since) {
+        let dt = e.at as i64 - args.since as i64;
+        println!(
+            "  {:>+8.3}s  {:<11} {:<18} {}{}",
+            dt as f64 / 1000.0,
+            e.who,
+            e.kind,
+            e.epoch.map(|x| format!("[epoch {x}] ")).unwrap_or_default(),
+            e.detail
+        );
+        if e.epoch == Some(args.epoch) && e.kind == "execution_started" && started.is_none() {
+            started = Some(dt);
+        }
+        if e.epoch == Some(args.epoch) && e.kind == "workflow_done" {
+            steady = Some(dt);
+        }
+    }
+    match (started, steady) {
+        (Some(a), Some(b)) => {
+            println!(
+                "figure: inversion -> StartExecution: {:.3} s",
+                a as f64 / 1000.0
+            );
+            println!(
+                "figure: inversion -> steady in the new region: {:.3} s",
+                b as f64 / 1000.0
+            );
+            0
+        }
+        _ => {
+            println!(
+                "figures: epoch {} has not both started and finished yet",
+                args.epoch
+            );
+            1
+        }
+    }
+}

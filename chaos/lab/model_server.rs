@@ -1,0 +1,833 @@
+//! The lab's model server: the SageMaker runtime `InvokeEndpoint` wire API
+//! (restJson1) on loopback, with faults the drills can switch on and off.
+//!
+//! Why it exists: moto's `InvokeEndpoint` always succeeds, so nothing in the
+//! lab could exercise cold starts, throttling or a regional outage. This
+//! server answers `POST /endpoints/{name}/invocations` the way SageMaker
+//! does, and errors exactly the way AWS encodes them for restJson1 (an
+//! `x-amzn-errortype` header plus a `{"__type", "message"}` JSON body), so
+//! the real Rust SDK maps them to its typed `InvokeEndpointError` variants.
+//!
+//! The region of a request is taken from the SigV4 credential scope in
+//! `Authorization` (`Credential=AKID/20261126/us-east-1/sagemaker/aws4_request`),
+//! else from an `x-lab-region` header, else it is `unknown`. A success
+//! answers `{"region", "endpoint", "bytes", "echo"}`. As in SageMaker, a
+//! payload over 6 MiB or an empty endpoint name is a `ValidationError`.
+//!
+//! # Control API (JSON)
+//!
+//! - `PUT /_lab/behaviour` with `{"region": "us-east-1" | "*", "endpoint":
+//!   "name" | "*", ...settings}` creates or updates a rule. Settings are all
+//!   optional (missing = unchanged): `latency` ("20ms"),
+//!   `cold_start_after_idle` (an endpoint idle this long, or never invoked,
+//!   is cold; `null` = never cold), `cold_start` (how long the warm-up takes;
+//!   the first call on a cold endpoint starts it and every call during it
+//!   gets `ModelNotReadyException`), `error_rate` (0.0–1.0) with `error` (an
+//!   error code, default `ThrottlingException`) and `seed` (default 1; the
+//!   failure pattern is a deterministic function of seed and call number),
+//!   `outage` (every call gets `ServiceUnavailable`), `model_error_status`
+//!   (`ModelError`'s `OriginalStatusCode`, default 500). The most specific
+//!   rule wins, as a whole: (region, endpoint), (region, *), (*, endpoint),
+//!   (*, *).
+//! - `GET /_lab/behaviour`: the rules. `POST /_lab/reset`: forget rules,
+//!   warm state, failure sequences and counters.
+//! - `GET /_lab/stats`: `{region: {endpoint: {invocations, successes,
+//!   errors: {code: n}}}}`.
+//! - `GET /ping` and `GET /healthz`: 200.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use failoverd::http::{HttpResponse, json, serve, text};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+use tracing::{error, info};
+
+/// SageMaker's real-time payload limit.
+pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+/// Control requests are small.
+const MAX_CONTROL_BODY: usize = 64 * 1024;
+
+/// `failoverd-lab model-server` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// After binding, write the bound port to this file (atomically).
+    #[arg(long)]
+    pub port_file: Option<PathBuf>,
+}
+
+/// Serve until SIGTERM or SIGINT; the process exit code.
+pub async fn main(args: Args) -> i32 {
+    // Signals first: whoever sees the port file may stop us right away.
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install the SIGTERM handler");
+            return 1;
+        }
+    };
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %args.listen, error = %e, "cannot bind");
+            return 1;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            error!(error = %e, "cannot read the bound address");
+            return 1;
+        }
+    };
+    if let Some(path) = &args.port_file {
+        if let Err(e) = write_port_file(path, addr.port()) {
+            error!(path = %path.display(), error = %e, "cannot write the port file");
+            return 1;
+        }
+    }
+    info!(%addr, "model server listening");
+
+    let lab = Arc::new(Lab::default());
+    let handler = move |req| {
+        let lab = Arc::clone(&lab);
+        async move { lab.handle(req).await }
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(
+        listener,
+        handler,
+        stop_rx,
+        Duration::from_secs(5),
+        "model-server",
+    ));
+    let why = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        r = tokio::signal::ctrl_c() => if r.is_ok() { "SIGINT" } else { "signal handler failure" },
+    };
+    info!(signal = why, "model server stopping");
+    let _ = stop.send(true);
+    let _ = server.await;
+    0
+}
+
+/// Write `port` to `path` via a temporary file and a rename, so readers
+/// never see a partial number.
+fn write_port_file(path: &Path, port: u16) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{port}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The errors the server can answer with, named as SageMaker names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum ErrorCode {
+    ModelNotReadyException,
+    /// Not modelled by the SDK: surfaces as `Unhandled` with this code.
+    ThrottlingException,
+    ModelError,
+    ServiceUnavailable,
+    ValidationError,
+    InternalFailure,
+}
+
+impl ErrorCode {
+    /// The code on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ModelNotReadyException => "ModelNotReadyException",
+            Self::ThrottlingException => "ThrottlingException",
+            Self::ModelError => "ModelError",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::ValidationError => "ValidationError",
+            Self::InternalFailure => "InternalFailure",
+        }
+    }
+
+    /// The HTTP status SageMaker uses for it.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::ModelNotReadyException => StatusCode::TOO_MANY_REQUESTS,
+            Self::ThrottlingException | Self::ValidationError => StatusCode::BAD_REQUEST,
+            Self::ModelError => StatusCode::FAILED_DEPENDENCY,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// How invocations of the endpoints a rule covers behave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Behaviour {
+    pub latency: Duration,
+    pub cold_start_after_idle: Option<Duration>,
+    pub cold_start: Duration,
+    pub error_rate: f64,
+    pub error: ErrorCode,
+    pub seed: u64,
+    pub outage: bool,
+    pub model_error_status: u16,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            cold_start_after_idle: None,
+            cold_start: Duration::ZERO,
+            error_rate: 0.0,
+            error: ErrorCode::ThrottlingException,
+            seed: 1,
+            outage: false,
+            model_error_status: 500,
+        }
+    }
+}
+
+impl Behaviour {
+    fn to_json(&self) -> Value {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        json!({
+            "latency": d(self.latency),
+            "cold_start_after_idle": self.cold_start_after_idle.map(d),
+            "cold_start": d(self.cold_start),
+            "error_rate": self.error_rate,
+            "error": self.error.as_str(),
+            "seed": self.seed,
+            "outage": self.outage,
+            "model_error_status": self.model_error_status,
+        })
+    }
+}
+
+/// A `PUT /_lab/behaviour` body. `None` leaves a setting unchanged; only
+/// `cold_start_after_idle` distinguishes `null` (never cold) from absent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    region: String,
+    endpoint: String,
+    latency: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    cold_start_after_idle: Option<Option<String>>,
+    cold_start: Option<String>,
+    error_rate: Option<f64>,
+    error: Option<ErrorCode>,
+    seed: Option<u64>,
+    outage: Option<bool>,
+    model_error_status: Option<u16>,
+}
+
+/// A field that is present (even as `null`) is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn duration(field: &str, s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{field}: invalid duration {s:?}: {e}"))
+}
+
+impl Update {
+    /// `base` with this update's settings applied, or why they are invalid.
+    pub fn apply(&self, base: &Behaviour) -> Result<Behaviour, String> {
+        if self.region.is_empty() || self.endpoint.is_empty() {
+            return Err("region and endpoint must be names or \"*\"".into());
+        }
+        let mut b = base.clone();
+        if let Some(s) = &self.latency {
+            b.latency = duration("latency", s)?;
+        }
+        if let Some(v) = &self.cold_start_after_idle {
+            b.cold_start_after_idle = v
+                .as_deref()
+                .map(|s| duration("cold_start_after_idle", s))
+                .transpose()?;
+        }
+        if let Some(s) = &self.cold_start {
+            b.cold_start = duration("cold_start", s)?;
+        }
+        if let Some(r) = self.error_rate {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!("error_rate must be within 0.0..=1.0, got {r}"));
+            }
+            b.error_rate = r;
+        }
+        if let Some(c) = self.error {
+            b.error = c;
+        }
+        if let Some(s) = self.seed {
+            b.seed = s;
+        }
+        if let Some(o) = self.outage {
+            b.outage = o;
+        }
+        if let Some(s) = self.model_error_status {
+            if !(100..=599).contains(&s) {
+                return Err(format!(
+                    "model_error_status must be an HTTP status (100..=599), got {s}"
+                ));
+            }
+            b.model_error_status = s;
+        }
+        Ok(b)
+    }
+}
+
+/// Rules keyed by (region, endpoint) patterns, `*` matching anything.
+pub type Rules = BTreeMap<(String, String), Behaviour>;
+
+/// The behaviour for a concrete (region, endpoint): the most specific rule.
+pub fn resolve(rules: &Rules, region: &str, endpoint: &str) -> Behaviour {
+    [
+        (region, endpoint),
+        (region, "*"),
+        ("*", endpoint),
+        ("*", "*"),
+    ]
+    .into_iter()
+    .find_map(|(r, e)| rules.get(&(r.to_string(), e.to_string())))
+    .cloned()
+    .unwrap_or_default()
+}
+
+/// One endpoint's warm/cold state machine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WarmState {
+    /// When the endpoint last served a call (warm-up calls do not count).
+    last_used: Option<Instant>,
+    /// Set while warming up: ready from this instant.
+    warming_until: Option<Instant>,
+}
+
+impl WarmState {
+    /// Whether a call arriving at `now` may reach the model; `false` means
+    /// `ModelNotReadyException`. A cold endpoint starts warming on its first
+    /// call; the first call after the warm-up is served.
+    pub fn admit(&mut self, now: Instant, b: &Behaviour) -> bool {
+        if let Some(until) = self.warming_until {
+            if now < until {
+                return false;
+            }
+            self.warming_until = None;
+        } else {
+            let cold = b.cold_start_after_idle.is_some_and(|idle| {
+                self.last_used
+                    .is_none_or(|t| now.saturating_duration_since(t) >= idle)
+            });
+            if cold && !b.cold_start.is_zero() {
+                self.warming_until = Some(now + b.cold_start);
+                return false;
+            }
+        }
+        self.last_used = Some(now);
+        true
+    }
+}
+
+/// Whether call number `n` fails at `rate` under `seed`: a counter-based
+/// generator (splitmix64 of seed and n), so a sequence is reproducible.
+pub fn fails(rate: f64, seed: u64, n: u64) -> bool {
+    let mut z = seed ^ n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let uniform = (z >> 11) as f64 / (1u64 << 53) as f64;
+    uniform < rate
+}
+
+/// Counters for one (region, endpoint).
+#[derive(Debug, Default)]
+struct Stats {
+    invocations: u64,
+    successes: u64,
+    errors: BTreeMap<&'static str, u64>,
+}
+
+/// Everything the server knows about one (region, endpoint).
+#[derive(Debug, Default)]
+struct Target {
+    warm: WarmState,
+    /// Calls that reached the error roll: the failure sequence's index.
+    draws: u64,
+    stats: Stats,
+}
+
+/// A failed invocation.
+#[derive(Debug)]
+struct Fault {
+    code: ErrorCode,
+    message: String,
+    model_error_status: u16,
+}
+
+impl Fault {
+    fn validation(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::ValidationError,
+            message: message.into(),
+            model_error_status: 500,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rules: Rules,
+    targets: BTreeMap<(String, String), Target>,
+}
+
+/// The server's state behind one mutex (never held across an await).
+#[derive(Debug, Default)]
+struct Lab {
+    state: Mutex<State>,
+    request_ids: AtomicU64,
+}
+
+impl Lab {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        let allow = |allowed: &[Method]| -> Option<HttpResponse> {
+            (!allowed.contains(&method)).then(|| {
+                let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} not allowed on {path}"),
+                );
+                if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                    r.headers_mut().insert(ALLOW, v);
+                }
+                r
+            })
+        };
+        match path.as_str() {
+            "/ping" | "/healthz" => {
+                allow(&[Method::GET]).unwrap_or_else(|| text(StatusCode::OK, "ok\n"))
+            }
+            "/_lab/behaviour" => match allow(&[Method::GET, Method::PUT]) {
+                Some(r) => r,
+                None if method == Method::GET => json(StatusCode::OK, &self.rules_json()),
+                None => self.put_behaviour(req).await,
+            },
+            "/_lab/reset" => allow(&[Method::POST]).unwrap_or_else(|| {
+                *self.state() = State::default();
+                info!("lab state reset");
+                json(StatusCode::OK, &json!({"reset": true}))
+            }),
+            "/_lab/stats" => {
+                allow(&[Method::GET]).unwrap_or_else(|| json(StatusCode::OK, &self.stats_json()))
+            }
+            p => match p
+                .strip_prefix("/endpoints/")
+                .and_then(|r| r.strip_suffix("/invocations"))
+            {
+                Some(name) if !name.contains('/') => match allow(&[Method::POST]) {
+                    Some(r) => r,
+                    None => self.invoke(req, percent_decode(name)).await,
+                },
+                _ => text(StatusCode::NOT_FOUND, format!("no such path: {p}")),
+            },
+        }
+    }
+
+    async fn put_behaviour(&self, req: Request<Incoming>) -> HttpResponse {
+        let bad = |m: String| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("bad behaviour request: {m}\n"),
+            )
+        };
+        let body = match read_body(req.into_body(), MAX_CONTROL_BODY).await {
+            Ok(b) => b,
+            Err(e) => return bad(e),
+        };
+        let update: Update = match serde_json::from_slice(&body) {
+            Ok(u) => u,
+            Err(e) => return bad(e.to_string()),
+        };
+        let key = (update.region.clone(), update.endpoint.clone());
+        let mut st = self.state();
+        let base = st.rules.get(&key).cloned().unwrap_or_default();
+        match update.apply(&base) {
+            Ok(b) => {
+                info!(region = %key.0, endpoint = %key.1, behaviour = ?b, "behaviour set");
+                let out = rule_json(&key, &b);
+                st.rules.insert(key, b);
+                json(StatusCode::OK, &out)
+            }
+            Err(e) => bad(e),
+        }
+    }
+
+    fn rules_json(&self) -> Value {
+        let st = self.state();
+        Value::Array(st.rules.iter().map(|(k, b)| rule_json(k, b)).collect())
+    }
+
+    fn stats_json(&self) -> Value {
+        let st = self.state();
+        let mut out = serde_json::Map::new();
+        for ((region, endpoint), t) in &st.targets {
+            let s = &t.stats;
+            let by_region = out.entry(region.clone()).or_insert_with(|| json!({}));
+            by_region[endpoint.as_str()] = json!({
+                "invocations": s.invocations,
+                "successes": s.successes,
+                "errors": s.errors,
+            });
+        }
+        Value::Object(out)
+    }
+
+    /// Decide a call's fate and count it; returns the latency to add (every
+    /// call that passes validation gets the rule's latency, faults included).
+    fn decide(
+        &self,
+        region: &str,
+        endpoint: &str,
+        invalid: Option<Fault>,
+    ) -> (Duration, Result<(), Fault>) {
+        let now = Instant::now();
+        let mut st = self.state();
+        let b = resolve(&st.rules, region, endpoint);
+        let t = st
+            .targets
+            .entry((region.to_string(), endpoint.to_string()))
+            .or_default();
+        let mut latency = b.latency;
+        let outcome = if let Some(f) = invalid {
+            latency = Duration::ZERO; // rejected before reaching the model
+            Err(f)
+        } else if b.outage {
+            Err(fault(
+                ErrorCode::ServiceUnavailable,
+                "the lab has an outage for this endpoint",
+                &b,
+            ))
+        } else if !t.warm.admit(now, &b) {
+            Err(fault(
+                ErrorCode::ModelNotReadyException,
+                "the model is warming up (lab cold start)",
+                &b,
+            ))
+        } else {
+            t.draws += 1;
+            if fails(b.error_rate, b.seed, t.draws - 1) {
+                Err(fault(b.error, "injected by the lab's error_rate", &b))
+            } else {
+                Ok(())
+            }
+        };
+        t.stats.invocations += 1;
+        match &outcome {
+            Ok(()) => t.stats.successes += 1,
+            Err(f) => *t.stats.errors.entry(f.code.as_str()).or_default() += 1,
+        }
+        (latency, outcome)
+    }
+
+    async fn invoke(&self, req: Request<Incoming>, endpoint: String) -> HttpResponse {
+        let region = region_of(req.headers());
+        let content_type = req
+            .headers()
+            .get(ACCEPT)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        let body = read_body(req.into_body(), MAX_PAYLOAD).await;
+        let invalid = match &body {
+            _ if endpoint.is_empty() => Some(Fault::validation("endpoint name must not be empty")),
+            Err(e) => Some(Fault::validation(e.clone())),
+            Ok(_) => None,
+        };
+        let (latency, outcome) = self.decide(&region, &endpoint, invalid);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let request_id = format!(
+            "lab-{:016x}",
+            self.request_ids.fetch_add(1, Ordering::Relaxed)
+        );
+        let (status, content_type, out) = match (outcome, body) {
+            (Ok(()), Ok(body)) => {
+                let echo = String::from_utf8_lossy(&body[..body.len().min(64)]).into_owned();
+                let out = json!({"region": region, "endpoint": endpoint, "bytes": body.len(), "echo": echo});
+                (StatusCode::OK, content_type, out)
+            }
+            (Err(f), _) => return error_response(&f, &region, &endpoint, &request_id),
+            (Ok(()), Err(e)) => {
+                return error_response(&Fault::validation(e), &region, &endpoint, &request_id);
+            }
+        };
+        Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, content_type)
+            .header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
+            .header("x-amzn-RequestId", &request_id)
+            .body(Full::new(Bytes::from(out.to_string())))
+            .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
+}
+
+fn fault(code: ErrorCode, message: &str, b: &Behaviour) -> Fault {
+    Fault {
+        code,
+        message: message.to_string(),
+        model_error_status: b.model_error_status,
+    }
+}
+
+fn rule_json((region, endpoint): &(String, String), b: &Behaviour) -> Value {
+    let mut v = b.to_json();
+    v["region"] = json!(region);
+    v["endpoint"] = json!(endpoint);
+    v
+}
+
+/// An AWS restJson1 error: `x-amzn-errortype` plus `{"__type", "message"}`.
+fn error_response(f: &Fault, region: &str, endpoint: &str, request_id: &str) -> HttpResponse {
+    let mut body = json!({"__type": f.code.as_str(), "message": f.message});
+    if f.code == ErrorCode::ModelError {
+        body["OriginalStatusCode"] = json!(f.model_error_status);
+        body["OriginalMessage"] =
+            json!(format!("the lab's model answered {}", f.model_error_status));
+        body["LogStreamArn"] = json!(format!(
+            "arn:aws:logs:{region}:000000000000:log-group:/aws/sagemaker/Endpoints/{endpoint}"
+        ));
+    }
+    Response::builder()
+        .status(f.code.status())
+        .header("x-amzn-errortype", f.code.as_str())
+        .header("x-amzn-RequestId", request_id)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Read at most `limit` bytes of a body.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, String> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(format!("payload too large: the limit is {limit} bytes"))
+        }
+        Err(e) => Err(format!("cannot read the request body: {e}")),
+    }
+}
+
+/// The request's region: SigV4 credential scope, else `x-lab-region`, else `unknown`.
+fn region_of(headers: &HeaderMap) -> String {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    header(AUTHORIZATION)
+        .and_then(sigv4_region)
+        .or_else(|| {
+            header(hyper::header::HeaderName::from_static("x-lab-region")).filter(|r| !r.is_empty())
+        })
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The region in `Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
+pub fn sigv4_region(authorization: &str) -> Option<&str> {
+    let (_, rest) = authorization.split_once("Credential=")?;
+    let scope = rest.split([',', ' ']).next()?;
+    let parts: Vec<&str> = scope.split('/').collect();
+    let region = *parts.get(parts.len().checked_sub(3)?)?;
+    (parts.len() >= 5 && !region.is_empty()).then_some(region)
+}
+
+/// Undo the SDK's percent-encoding of the endpoint label.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match (b[i], hex.and_then(|h| std::str::from_utf8(h).ok())) {
+            (b'%', Some(h)) => {
+                out.push(u8::from_str_radix(h, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(entries: &[(&str, &str, u64)]) -> Rules {
+        entries
+            .iter()
+            .map(|(r, e, seed)| {
+                (
+                    (r.to_string(), e.to_string()),
+                    Behaviour {
+                        seed: *seed,
+                        ..Behaviour::default()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_most_specific_rule_wins() {
+        let all = rules(&[
+            ("*", "*", 1),
+            ("*", "ep", 2),
+            ("r1", "*", 3),
+            ("r1", "ep", 4),
+        ]);
+        assert_eq!(resolve(&all, "r1", "ep").seed, 4);
+        assert_eq!(resolve(&all, "r1", "other").seed, 3);
+        assert_eq!(resolve(&all, "r2", "ep").seed, 2);
+        assert_eq!(resolve(&all, "r2", "other").seed, 1);
+        // Region beats endpoint when only wildcards compete.
+        let two = rules(&[("*", "ep", 2), ("r1", "*", 3)]);
+        assert_eq!(resolve(&two, "r1", "ep").seed, 3);
+        assert_eq!(resolve(&Rules::new(), "r1", "ep"), Behaviour::default());
+    }
+
+    #[test]
+    fn cold_endpoint_warms_up_then_goes_cold_when_idle() {
+        let ms = Duration::from_millis;
+        let b = Behaviour {
+            cold_start_after_idle: Some(ms(1000)),
+            cold_start: ms(300),
+            ..Behaviour::default()
+        };
+        let t0 = Instant::now();
+        let mut w = WarmState::default();
+        assert!(!w.admit(t0, &b), "never invoked: cold, starts warming");
+        assert!(!w.admit(t0 + ms(299), &b), "still warming");
+        assert!(w.admit(t0 + ms(300), &b), "warm-up over");
+        assert!(w.admit(t0 + ms(1299), &b), "used within the idle window");
+        assert!(!w.admit(t0 + ms(2299), &b), "idle for 1 s: cold again");
+        assert!(w.admit(t0 + ms(2599), &b));
+
+        // Idle 0s: every call after the first served one is cold again.
+        let zero = Behaviour {
+            cold_start_after_idle: Some(ms(0)),
+            ..b.clone()
+        };
+        let mut w = WarmState::default();
+        assert!(!w.admit(t0, &zero));
+        assert!(w.admit(t0 + ms(300), &zero));
+        assert!(!w.admit(t0 + ms(301), &zero));
+
+        // No idle threshold or no warm-up time: never cold.
+        let mut w = WarmState::default();
+        assert!(w.admit(t0, &Behaviour::default()));
+        let instant = Behaviour {
+            cold_start: Duration::ZERO,
+            ..b
+        };
+        assert!(w.admit(t0 + ms(5000), &instant));
+    }
+
+    #[test]
+    fn error_pattern_is_deterministic_and_near_the_rate() {
+        let seq = |seed| (0..200).map(|n| fails(0.3, seed, n)).collect::<Vec<_>>();
+        assert_eq!(seq(1), seq(1));
+        assert_ne!(seq(1), seq(2));
+        assert!((0..1000).all(|n| !fails(0.0, 7, n)));
+        assert!((0..1000).all(|n| fails(1.0, 7, n)));
+        let hits = (0..10_000).filter(|&n| fails(0.25, 42, n)).count();
+        assert!(
+            (2_250..=2_750).contains(&hits),
+            "{hits} failures of 10000 at 0.25"
+        );
+    }
+
+    #[test]
+    fn updates_change_only_what_they_name() {
+        let parse = |s: &str| serde_json::from_str::<Update>(s).map_err(|e| e.to_string());
+        let base = Behaviour {
+            cold_start_after_idle: Some(Duration::from_secs(5)),
+            ..Behaviour::default()
+        };
+        let u = parse(r#"{"region":"*","endpoint":"*","latency":"20ms","error":"ModelError"}"#)
+            .unwrap();
+        let b = u.apply(&base).unwrap();
+        assert_eq!(b.latency, Duration::from_millis(20));
+        assert_eq!(b.error, ErrorCode::ModelError);
+        assert_eq!(
+            b.cold_start_after_idle,
+            Some(Duration::from_secs(5)),
+            "absent: unchanged"
+        );
+        let u = parse(r#"{"region":"*","endpoint":"*","cold_start_after_idle":null}"#).unwrap();
+        assert_eq!(
+            u.apply(&base).unwrap().cold_start_after_idle,
+            None,
+            "null: never cold"
+        );
+
+        let bad = |s: &str| {
+            parse(s)
+                .and_then(|u| u.apply(&base).map(|_| ()))
+                .unwrap_err()
+        };
+        assert!(bad(r#"{"region":"*","endpoint":"*","latency":"soon"}"#).contains("latency"));
+        assert!(bad(r#"{"region":"*","endpoint":"*","error_rate":1.5}"#).contains("error_rate"));
+        assert!(bad(r#"{"region":"*","endpoint":"*","error":"Boom"}"#).contains("Boom"));
+        assert!(bad(r#"{"region":"*","endpoint":"*","latnecy":"1s"}"#).contains("latnecy"));
+        assert!(bad(r#"{"region":"","endpoint":"*"}"#).contains("region"));
+        assert!(bad(r#"{"endpoint":"*"}"#).contains("region"));
+    }
+
+    #[test]
+    fn region_comes_from_the_sigv4_scope() {
+        let auth = "AWS4-HMAC-SHA256 Credential=testing/20261126/us-west-2/sagemaker/aws4_request, \
+                    SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(sigv4_region(auth), Some("us-west-2"));
+        assert_eq!(sigv4_region("Bearer x"), None);
+        assert_eq!(sigv4_region("AWS4-HMAC-SHA256 Credential=a/b"), None);
+        let mut h = HeaderMap::new();
+        assert_eq!(region_of(&h), "unknown");
+        h.insert("x-lab-region", HeaderValue::from_static("eu-west-1"));
+        assert_eq!(region_of(&h), "eu-west-1");
+        h.insert(AUTHORIZATION, HeaderValue::from_static(auth));
+        assert_eq!(region_of(&h), "us-west-2");
+    }
+
+    #[test]
+    fn endpoint_labels_are_percent_decoded() {
+        assert_eq!(percent_decode("lab-serverless"), "lab-serverless");
+        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,379 @@
+//! Operator commands: `status`, `failover`, `failback`, `pause`, `resume`.
+//!
+//! They read the control table directly (no daemon needed), plan with the
+//! same planner the daemons use, say exactly what they will change, ask for
+//! confirmation (`--yes`, or a typed "yes" on a terminal), and perform the
+//! change through the same executor. A refusal names its reason and exits
+//! non-zero; `--force` overrides the health and quorum checks only, and the
+//! journal records that it was forced.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write as _};
+
+use serde::Serialize;
+
+use crate::aws::AwsClients;
+use crate::aws::control_table::{ControlTable, Event, TokenItem, now_ms, rfc3339};
+use crate::config::Config;
+use crate::core::control::{ControlRecord, Phase};
+use crate::core::plan::{self, Action, Decision, Inputs, RecordRead, Request};
+use crate::core::quorum::{self, Tally, Vote};
+use crate::core::tokens::TokenStatus;
+use crate::daemon::executor::{Executor, Outcome};
+use crate::daemon::reconcile::{control_table, policy};
+
+/// Exit: the request was refused as unsafe or pointless, or not confirmed.
+pub const EX_REFUSED: i32 = 1;
+/// Exit: the record changed between reading and writing; re-run.
+pub const EX_TEMPFAIL: i32 = 75;
+/// Exit: AWS could not be reached.
+pub const EX_UNAVAILABLE: i32 = 69;
+
+/// Everything `status` shows.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub replica_region: String,
+    pub record: Option<ControlRecord>,
+    pub record_error: Option<String>,
+    pub votes: Vec<Vote>,
+    pub votes_error: Option<String>,
+    pub tally: Tally,
+    pub tokens: Vec<TokenRow>,
+    pub events: Vec<Event>,
+    pub read_at: u64,
+}
+
+/// One token, without its secret.
+#[derive(Debug, Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub step: String,
+    pub target_region: String,
+    pub status: TokenStatus,
+    pub claimed_by: Option<String>,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub note: Option<String>,
+}
+
+impl From<&TokenItem> for TokenRow {
+    fn from(t: &TokenItem) -> Self {
+        Self {
+            id: t.view.id.clone(),
+            step: t.view.step.clone(),
+            target_region: t.view.target_region.clone(),
+            status: t.view.status,
+            claimed_by: t.view.claimed_by.clone(),
+            created_at: t.view.created_at,
+            expires_at: t.view.expires_at(),
+            note: t.note.clone(),
+        }
+    }
+}
+
+fn operator_tally(cfg: &Config, votes: &[Vote], now: u64) -> Tally {
+    let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
+    quorum::tally_as_operator(
+        &regions,
+        votes,
+        now,
+        cfg.timings.vote_freshness.as_millis() as u64,
+    )
+}
+
+/// Read everything; keep going past any one read's failure.
+pub async fn read_status(cfg: &Config, clients: &AwsClients, events: usize) -> StatusReport {
+    let table = control_table(cfg, clients);
+    let (record, votes, tokens, evs) = tokio::join!(
+        table.read_record(),
+        table.read_votes(),
+        table.all_tokens(),
+        table.events(events)
+    );
+    let now = now_ms();
+    let (record, record_error) = match record {
+        Ok(r) => (r, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (votes, votes_error) = match votes {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let tally = operator_tally(cfg, &votes, now);
+    StatusReport {
+        replica_region: table.region().to_string(),
+        record,
+        record_error,
+        votes,
+        votes_error,
+        tally,
+        tokens: tokens
+            .map(|t| t.iter().map(TokenRow::from).collect())
+            .unwrap_or_default(),
+        events: evs.unwrap_or_default(),
+        read_at: now,
+    }
+}
+
+/// Human rendering of a status report.
+pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    use std::fmt::Write;
+    let _ = writeln!(
+        w,
+        "control table {} (replica in {}), read at {}",
+        cfg.tables.control,
+        s.replica_region,
+        rfc3339(s.read_at)
+    );
+    match (&s.record, &s.record_error) {
+        (Some(r), _) => {
+            let _ = writeln!(
+                w,
+                "active: {}   epoch {}   mode {:?}   state {:?}   version {}",
+                r.active, r.epoch, r.mode, r.phase, r.version
+            );
+            let _ = writeln!(
+                w,
+                "last change: {} by {}: {}",
+                rfc3339(r.changed_at),
+                r.changed_by,
+                r.reason
+            );
+            if r.phase == Phase::FailingOver {
+                let _ = writeln!(
+                    w,
+                    "FAILOVER IN FLIGHT: {} {} -> {} (initiated in {}, step {})",
+                    r.execution.as_deref().unwrap_or("?"),
+                    r.previous.as_deref().unwrap_or("?"),
+                    r.target.as_deref().unwrap_or("?"),
+                    r.initiator.as_deref().unwrap_or("?"),
+                    r.step.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(w, "control record: UNREADABLE: {e}");
+        }
+        (None, None) => {
+            let _ = writeln!(w, "control record: none yet (no daemon has initialized it)");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "\nhealth matrix (rows: observer, columns: region; vote age)"
+    );
+    let regions: Vec<&str> = cfg.regions.iter().map(|r| r.name.as_str()).collect();
+    let _ = write!(w, "{:<12}", "observer");
+    for r in &regions {
+        let _ = write!(w, " {r:<11}");
+    }
+    let _ = writeln!(w, " age");
+    let by_obs: BTreeMap<&str, &Vote> = s.votes.iter().map(|v| (v.observer.as_str(), v)).collect();
+    for obs in &regions {
+        let _ = write!(w, "{obs:<12}");
+        match by_obs.get(obs) {
+            Some(v) => {
+                for r in &regions {
+                    let cell = v
+                        .view
+                        .get(*r)
+                        .map(|x| format!("{x:?}").to_lowercase())
+                        .unwrap_or_else(|| "-".into());
+                    let _ = write!(w, " {cell:<11}");
+                }
+                let age = s.read_at.saturating_sub(v.at);
+                let stale = age > cfg.timings.vote_freshness.as_millis() as u64;
+                let _ = writeln!(
+                    w,
+                    " {:.1}s{}",
+                    age as f64 / 1000.0,
+                    if stale { " STALE" } else { "" }
+                );
+            }
+            None => {
+                let _ = writeln!(w, " (no vote)");
+            }
+        }
+    }
+    let _ = write!(w, "{:<12}", "quorum");
+    for r in &regions {
+        let c = s
+            .tally
+            .regions
+            .get(*r)
+            .map(|c| format!("{c:?}").to_lowercase())
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(w, " {c:<11}");
+    }
+    let _ = writeln!(w);
+    if let Some(q) = &s.tally.no_quorum {
+        let _ = writeln!(w, "NO QUORUM: {q:?}");
+    }
+    if let Some(e) = &s.votes_error {
+        let _ = writeln!(w, "votes UNREADABLE: {e}");
+    }
+    let pending: Vec<&TokenRow> = s
+        .tokens
+        .iter()
+        .filter(|t| matches!(t.status, TokenStatus::Pending | TokenStatus::Claimed))
+        .collect();
+    let _ = writeln!(w, "\npending tokens: {}", pending.len());
+    for t in pending {
+        let _ = writeln!(
+            w,
+            "  {} ({} for {}) {:?}{} expires {}",
+            t.id,
+            t.step,
+            t.target_region,
+            t.status,
+            t.claimed_by
+                .as_deref()
+                .map(|c| format!(" by {c}"))
+                .unwrap_or_default(),
+            rfc3339(t.expires_at)
+        );
+    }
+    let _ = writeln!(w, "\nlast events:");
+    for e in &s.events {
+        let _ = writeln!(
+            w,
+            "  {}  {:<22} {:<20} {}{}",
+            rfc3339(e.at),
+            e.who,
+            e.kind,
+            e.epoch.map(|x| format!("[epoch {x}] ")).unwrap_or_default(),
+            e.detail
+        );
+    }
+    o
+}
+
+/// What a mutating command will do, in words.
+fn describe(action: &Action) -> String {
+    match action {
+        Action::StartFailover(p) => format!(
+            "fail over from {} to {}: epoch {} -> {}, start Step Functions execution {} in {}{}{}\n  reason: {}",
+            p.from,
+            p.to,
+            p.epoch - 1,
+            p.epoch,
+            p.execution,
+            p.initiator,
+            if p.ungraceful {
+                ", UNGRACEFUL (no drain of the old region)"
+            } else {
+                ""
+            },
+            if p.forced {
+                ", FORCED (health and quorum checks overridden; journalled)"
+            } else {
+                ""
+            },
+            p.reason
+        ),
+        Action::SetMode { mode, reason, .. } => format!(
+            "set mode to {mode:?} (automatic failover {}): {reason}",
+            if *mode == crate::core::control::Mode::Paused {
+                "stops"
+            } else {
+                "resumes"
+            }
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn confirm(yes: bool) -> Result<(), String> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("not confirmed: pass --yes (standard input is not a terminal)".into());
+    }
+    print!("Type 'yes' to proceed: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err("not confirmed".into())
+    }
+}
+
+/// Plan and perform an operator request; returns the exit code.
+pub async fn run_request(cfg: &Config, clients: &AwsClients, req: Request, yes: bool) -> i32 {
+    let table: ControlTable = control_table(cfg, clients);
+    let (record, votes) = tokio::join!(table.read_record(), table.read_votes());
+    let record = match record {
+        Ok(Some(r)) => RecordRead::Found(r),
+        Ok(None) => RecordRead::Missing,
+        Err(e) => {
+            eprintln!("refused: cannot read the control record: {e}");
+            return EX_UNAVAILABLE;
+        }
+    };
+    let votes = votes.unwrap_or_else(|e| {
+        eprintln!("warning: cannot read votes ({e}); treating health as unknown");
+        Vec::new()
+    });
+    let now = now_ms();
+    let tally = operator_tally(cfg, &votes, now);
+    let policy = policy(cfg);
+    let decision = plan::plan(&Inputs {
+        now,
+        me: &cfg.region,
+        tally: &tally,
+        record: &record,
+        execution: None,
+        policy: &policy,
+        request: Some(&req),
+    });
+    let action = match decision {
+        Decision::Act { action } => action,
+        Decision::Refuse { why } | Decision::Idle { why } => {
+            eprintln!("refused: {why}");
+            return EX_REFUSED;
+        }
+    };
+    println!("This will {}", describe(&action));
+    if let Err(e) = confirm(yes) {
+        eprintln!("{e}");
+        return EX_REFUSED;
+    }
+    let who = match &req {
+        Request::Failover { operator, .. }
+        | Request::Failback { operator, .. }
+        | Request::Pause { operator, .. }
+        | Request::Resume { operator, .. } => {
+            format!("operator:{operator}")
+        }
+    };
+    let exec = Executor {
+        config: cfg,
+        clients,
+        table: &table,
+        who,
+    };
+    match exec.apply(&action, now_ms()).await {
+        Ok(Outcome::Done(what)) => {
+            println!("done: {what}");
+            0
+        }
+        Ok(Outcome::Lost) => {
+            eprintln!(
+                "the control record changed while you were deciding; nothing was changed. Check `failoverd status` and re-run."
+            );
+            EX_TEMPFAIL
+        }
+        Err(e) => {
+            eprintln!("failed: {}", crate::error_chain(&e));
+            EX_UNAVAILABLE
+        }
+    }
+}

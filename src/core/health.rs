@@ -1,0 +1,248 @@
+//! Effective health of one region in one round, and the hysteresis that
+//! turns rounds into a verdict.
+//!
+//! Route 53 semantics (checked against the Route 53 developer guide):
+//! `GetHealthCheckStatus` returns the last observation of each checker
+//! region; the check is healthy when more than 18% of checkers report
+//! success; `Inverted` flips the result; a `Disabled` check is considered
+//! healthy whatever the observations say. So a drill must *invert* a check to
+//! fail a region; disabling one never fails anything over.
+//!
+//! A failed or throttled API call is `Unknown`, never `Unhealthy`: Route 53's
+//! control plane can be down exactly when us-east-1 is, and an outage of the
+//! observer must not look like an outage of the observed.
+
+use serde::{Deserialize, Serialize};
+
+/// One signal's reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Healthy,
+    Unhealthy,
+    /// No reading (API error, throttled, no observations).
+    Unknown,
+}
+
+/// Route 53's success threshold: healthy when strictly more than 18% of
+/// checkers report success.
+pub const ROUTE53_HEALTHY_FRACTION: f64 = 0.18;
+
+/// Is this observation text (e.g. `Success: HTTP Status Code 200, OK`) a success?
+pub fn observation_is_success(status: &str) -> bool {
+    status.trim_start().starts_with("Success")
+}
+
+/// Effective status of a Route 53 health check from its checkers'
+/// observations and its own configuration.
+pub fn route53_effective(observations: &[&str], inverted: bool, disabled: bool) -> Signal {
+    if disabled {
+        return Signal::Healthy;
+    }
+    if observations.is_empty() {
+        return Signal::Unknown;
+    }
+    let ok = observations
+        .iter()
+        .filter(|s| observation_is_success(s))
+        .count();
+    let raw_healthy = (ok as f64) / (observations.len() as f64) > ROUTE53_HEALTHY_FRACTION;
+    match raw_healthy != inverted {
+        true => Signal::Healthy,
+        false => Signal::Unhealthy,
+    }
+}
+
+/// A probe's verdict from its HTTP status and body: 2xx and 3xx are healthy;
+/// with `must_contain`, the first 5120 bytes of the body must contain it.
+pub fn probe_result(status: u16, body_prefix: &[u8], must_contain: Option<&str>) -> Signal {
+    if !(200..400).contains(&status) {
+        return Signal::Unhealthy;
+    }
+    match must_contain {
+        None => Signal::Healthy,
+        Some(needle) => {
+            let window = &body_prefix[..body_prefix.len().min(5120)];
+            if window
+                .windows(needle.len().max(1))
+                .any(|w| w == needle.as_bytes())
+            {
+                Signal::Healthy
+            } else {
+                Signal::Unhealthy
+            }
+        }
+    }
+}
+
+/// One round's sample for a region from all of its signals: bad if any
+/// known signal is unhealthy, good if at least one is healthy and none is
+/// unhealthy, unknown otherwise.
+pub fn combine(signals: &[Signal]) -> Signal {
+    if signals.contains(&Signal::Unhealthy) {
+        Signal::Unhealthy
+    } else if signals.contains(&Signal::Healthy) {
+        Signal::Healthy
+    } else {
+        Signal::Unknown
+    }
+}
+
+/// What an observer currently believes about a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Up,
+    Down,
+}
+
+/// Hysteresis: a region turns down after `failure_threshold` consecutive bad
+/// rounds and back up after `recovery_threshold` consecutive good ones.
+/// Unknown rounds change nothing (they neither confirm nor refute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracker {
+    pub verdict: Verdict,
+    pub bad_streak: u32,
+    pub good_streak: u32,
+}
+
+impl Default for Tracker {
+    /// Start up: a daemon that just started must not fail anything over
+    /// before it has seen `failure_threshold` bad rounds itself.
+    fn default() -> Self {
+        Self {
+            verdict: Verdict::Up,
+            bad_streak: 0,
+            good_streak: 0,
+        }
+    }
+}
+
+impl Tracker {
+    /// Feed one round's sample.
+    pub fn observe(
+        &mut self,
+        sample: Signal,
+        failure_threshold: u32,
+        recovery_threshold: u32,
+    ) -> Verdict {
+        match sample {
+            Signal::Unhealthy => {
+                self.bad_streak = self.bad_streak.saturating_add(1);
+                self.good_streak = 0;
+                if self.bad_streak >= failure_threshold {
+                    self.verdict = Verdict::Down;
+                }
+            }
+            Signal::Healthy => {
+                self.good_streak = self.good_streak.saturating_add(1);
+                self.bad_streak = 0;
+                if self.good_streak >= recovery_threshold {
+                    self.verdict = Verdict::Up;
+                }
+            }
+            Signal::Unknown => {}
+        }
+        self.verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const OK: &str = "Success: HTTP Status Code 200, OK";
+    const BAD: &str = "Failure: Connection timed out.";
+
+    #[test]
+    fn eighteen_percent_rule() {
+        // 1 of 5 = 20% > 18%: healthy. 1 of 6 = 16.7%: unhealthy.
+        assert_eq!(
+            route53_effective(&[OK, BAD, BAD, BAD, BAD], false, false),
+            Signal::Healthy
+        );
+        assert_eq!(
+            route53_effective(&[OK, BAD, BAD, BAD, BAD, BAD], false, false),
+            Signal::Unhealthy
+        );
+        assert_eq!(route53_effective(&[], false, false), Signal::Unknown);
+    }
+
+    #[test]
+    fn inverted_flips_and_disabled_is_healthy() {
+        assert_eq!(route53_effective(&[OK], true, false), Signal::Unhealthy);
+        assert_eq!(route53_effective(&[BAD], true, false), Signal::Healthy);
+        // Disabled wins over everything, inverted included: disabling never fails over.
+        assert_eq!(route53_effective(&[BAD], false, true), Signal::Healthy);
+        assert_eq!(route53_effective(&[OK], true, true), Signal::Healthy);
+        assert_eq!(route53_effective(&[], false, true), Signal::Healthy);
+    }
+
+    #[test]
+    fn probes() {
+        assert_eq!(probe_result(200, b"", None), Signal::Healthy);
+        assert_eq!(probe_result(302, b"", None), Signal::Healthy);
+        assert_eq!(probe_result(404, b"", None), Signal::Unhealthy);
+        assert_eq!(probe_result(500, b"", None), Signal::Unhealthy);
+        assert_eq!(
+            probe_result(200, b"status: ok", Some("ok")),
+            Signal::Healthy
+        );
+        assert_eq!(
+            probe_result(200, b"status: degraded", Some("ok\n")),
+            Signal::Unhealthy
+        );
+        let mut long = vec![b'x'; 6000];
+        long[5500..5502].copy_from_slice(b"ok");
+        assert_eq!(
+            probe_result(200, &long, Some("ok")),
+            Signal::Unhealthy,
+            "only the first 5120 bytes count"
+        );
+    }
+
+    #[test]
+    fn combining_signals() {
+        use Signal::*;
+        assert_eq!(combine(&[Healthy, Unhealthy]), Unhealthy);
+        assert_eq!(combine(&[Healthy, Unknown]), Healthy);
+        assert_eq!(combine(&[Unknown, Unknown]), Unknown);
+        assert_eq!(combine(&[]), Unknown);
+    }
+
+    fn signal() -> impl Strategy<Value = Signal> {
+        prop_oneof![
+            Just(Signal::Healthy),
+            Just(Signal::Unhealthy),
+            Just(Signal::Unknown)
+        ]
+    }
+
+    proptest! {
+        /// Hysteresis: the verdict only changes after the threshold's worth
+        /// of consecutive agreeing rounds, counting unknowns as neither.
+        #[test]
+        fn hysteresis_holds(samples in prop::collection::vec(signal(), 0..60), f in 1u32..6, r in 1u32..6) {
+            let mut t = Tracker::default();
+            let mut history: Vec<Signal> = Vec::new();
+            for s in samples {
+                let before = t.verdict;
+                let after = t.observe(s, f, r);
+                history.push(s);
+                let known: Vec<Signal> = history.iter().copied().filter(|s| *s != Signal::Unknown).collect();
+                if before == Verdict::Up && after == Verdict::Down {
+                    prop_assert!(known.len() >= f as usize);
+                    prop_assert!(known[known.len() - f as usize..].iter().all(|s| *s == Signal::Unhealthy));
+                }
+                if before == Verdict::Down && after == Verdict::Up {
+                    prop_assert!(known.len() >= r as usize);
+                    prop_assert!(known[known.len() - r as usize..].iter().all(|s| *s == Signal::Healthy));
+                }
+                if s == Signal::Unknown {
+                    prop_assert_eq!(before, after);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Pure decision logic: no I/O, no AWS types, no clock. Time is passed in
+//! as unix milliseconds; the daemon collects inputs, calls in, persists,
+//! then acts.
+
+pub mod control; // the control record, epochs, versions, modes, the lease
+pub mod health; // effective health of checks and probes; hysteresis
+pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
+pub mod quorum; // votes from all regions -> verdict per region
+pub mod tokens; // task-token lifecycle

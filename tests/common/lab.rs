@@ -1,0 +1,267 @@
+//! A whole lab in one test: moto, the model server, provisioning and one
+//! daemon per region, all real processes on 127.0.0.1, stopped on drop.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use failoverd::aws::AwsClients;
+use failoverd::aws::control_table::ControlTable;
+use failoverd::config::{self, Config, EnvSource};
+
+use super::{ChildGuard, Moto, free_port, http, root, spawn_guarded, unique, wait_for};
+
+pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+
+/// One region's daemon.
+pub struct Daemon {
+    pub region: String,
+    pub admin: u16,
+    pub router: u16,
+    pub log: PathBuf,
+    pub child: Option<ChildGuard>,
+}
+
+/// A running lab.
+pub struct Lab {
+    pub moto: Moto,
+    pub model_port: u16,
+    _model: ChildGuard,
+    pub dir: PathBuf,
+    pub daemons: Vec<Daemon>,
+    pub env: Vec<(String, String)>,
+    pub clients: Arc<AwsClients>,
+    pub config: Config,
+}
+
+fn lab_env(moto: &Moto, model_port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        (
+            "FAILOVERD_LOG",
+            "info,aws_config=warn,aws_smithy_runtime=warn".to_string(),
+        ),
+        ("FAILOVERD__ENDPOINTS__DYNAMODB", moto.url()),
+        ("FAILOVERD__ENDPOINTS__ROUTE53", moto.url()),
+        ("FAILOVERD__ENDPOINTS__SFN", moto.url()),
+        (
+            "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
+            format!("http://127.0.0.1:{model_port}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, val) in extra {
+        v.push((k.to_string(), val.to_string()));
+    }
+    v
+}
+
+impl Lab {
+    /// Start everything; `extra` are additional environment settings for
+    /// every daemon (e.g. `FAILOVERD__TIMINGS__POLL_INTERVAL`).
+    pub fn start(extra: &[(&str, &str)]) -> Self {
+        let moto = Moto::start();
+        let dir = std::env::temp_dir().join(unique("failoverd-lab"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port_file = dir.join("model.port");
+        let model = spawn_guarded(
+            Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+                .args(["model-server", "--port-file"])
+                .arg(&port_file)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("model.log")).unwrap()),
+        );
+        let model_port: u16 = wait_for(
+            "the model server's port file",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&port_file)
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            },
+        );
+        let env = lab_env(&moto, model_port, extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+            .current_dir(root())
+            .args([
+                "provision",
+                "--config",
+                "regions/lab/us-east-1.toml",
+                "--out",
+            ])
+            .arg(dir.join("regions"))
+            .env_clear()
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "provision: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env_map: EnvSource = env.iter().cloned().collect();
+        let config = config::load(&dir.join("regions/us-east-1.toml"), &env_map).unwrap();
+        let clients = Arc::new(AwsClients::new(
+            super::sdk_config(),
+            config.endpoints.clone(),
+        ));
+        let mut lab = Self {
+            moto,
+            model_port,
+            _model: model,
+            dir,
+            daemons: Vec::new(),
+            env,
+            clients,
+            config,
+        };
+        for r in REGIONS {
+            let d = Daemon {
+                region: r.into(),
+                admin: free_port(),
+                router: free_port(),
+                log: lab.dir.join(format!("{r}.log")),
+                child: None,
+            };
+            lab.daemons.push(d);
+        }
+        for r in REGIONS {
+            lab.start_daemon(r);
+        }
+        lab
+    }
+
+    fn daemon_mut(&mut self, region: &str) -> &mut Daemon {
+        self.daemons
+            .iter_mut()
+            .find(|d| d.region == region)
+            .expect("a lab region")
+    }
+
+    pub fn daemon(&self, region: &str) -> &Daemon {
+        self.daemons
+            .iter()
+            .find(|d| d.region == region)
+            .expect("a lab region")
+    }
+
+    /// (Re)start one region's daemon; its log is appended to.
+    pub fn start_daemon(&mut self, region: &str) {
+        let dir = self.dir.clone();
+        let env = self.env.clone();
+        let d = self.daemon_mut(region);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&d.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_failoverd"));
+        cmd.args(["run", "--log-format", "json", "--config"])
+            .arg(dir.join(format!("regions/{region}.toml")))
+            .current_dir(&dir)
+            .env_clear()
+            .envs(env)
+            .env("FAILOVERD__LISTEN__ADMIN", format!("127.0.0.1:{}", d.admin))
+            .env(
+                "FAILOVERD__LISTEN__ROUTER",
+                format!("127.0.0.1:{}", d.router),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        d.child = Some(spawn_guarded(&mut cmd));
+    }
+
+    /// SIGKILL one daemon (no drain, no goodbye).
+    pub fn kill_daemon(&mut self, region: &str) {
+        let d = self.daemon_mut(region);
+        if let Some(mut c) = d.child.take() {
+            let _ = c.0.kill();
+            let _ = c.0.wait();
+        }
+    }
+
+    /// GET a daemon's admin path.
+    pub fn admin(&self, region: &str, path: &str) -> Option<(u16, String)> {
+        http(
+            "GET",
+            &format!("127.0.0.1:{}", self.daemon(region).admin),
+            path,
+            "",
+        )
+        .ok()
+    }
+
+    /// Wait until every daemon is ready (has a quorum).
+    pub fn wait_ready(&self, cap: Duration) {
+        for r in REGIONS {
+            wait_for(&format!("{r} /readyz"), cap, || {
+                self.admin(r, "/readyz").filter(|(s, _)| *s == 200)
+            });
+        }
+    }
+
+    /// The control table as the daemons use it.
+    pub fn table(&self) -> ControlTable {
+        let region = self.config.control_region_for("us-east-1").to_string();
+        ControlTable::new(
+            self.clients.dynamodb(&region),
+            &self.config.tables.control,
+            region,
+        )
+    }
+
+    /// A runtime for async checks from a sync test.
+    pub fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// The lab's health-check id for a region.
+    pub fn health_check(&self, region: &str) -> String {
+        self.config.region(region).unwrap().health_check_ids[0].clone()
+    }
+
+    /// Invert (or restore) a region's Route 53 health check.
+    pub fn invert(&self, region: &str, inverted: bool) {
+        let id = self.health_check(region);
+        Self::rt()
+            .block_on(failoverd::aws::route53::set_inverted(
+                &self.clients.route53(),
+                &id,
+                inverted,
+            ))
+            .unwrap();
+    }
+
+    /// Run the operator CLI against the lab.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.join("regions/us-west-2.toml"))
+            .env_clear()
+            .envs(self.env.clone())
+            .env("USER", "lab-test")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A daemon's log so far.
+    pub fn log(&self, region: &str) -> String {
+        std::fs::read_to_string(&self.daemon(region).log).unwrap_or_default()
+    }
+}

@@ -1,0 +1,254 @@
+//! Configuration: every shipped file parses, layering order holds, and bad
+//! input is reported completely with file and key.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use failoverd::config::{self, Consistency, EX_CONFIG, EnvSource};
+
+fn region_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "toml") && p.file_name().unwrap() != "base.toml"
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_shipped_region_file_is_valid() {
+    let mut checked = 0;
+    for dir in ["regions", "regions/lab"] {
+        for f in region_files(&common::root().join(dir)) {
+            let cfg = config::load(&f, &EnvSource::new())
+                .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.report()));
+            let stem = f.file_stem().unwrap().to_str().unwrap();
+            assert_eq!(cfg.region, stem, "{} names its own region", f.display());
+            assert_eq!(cfg.regions.len(), 3);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6, "three production and three lab region files");
+}
+
+#[test]
+fn the_systemd_unit_points_at_shipped_layout() {
+    let unit = std::fs::read_to_string(common::root().join("systemd/failoverd@.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.contains("run --config /etc/failoverd/regions/%i.toml"),
+        "{exec}"
+    );
+    // The packaged layout copies regions/*.toml to /etc/failoverd/regions/.
+    for r in ["us-east-1", "us-west-2", "eu-west-1"] {
+        assert!(common::root().join(format!("regions/{r}.toml")).is_file());
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(common::unique("failoverd-config"));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const BASE: &str = r#"
+[tables]
+control = "c"
+routing = "r"
+[[regions]]
+name = "us-east-1"
+priority = 1
+probe_urls = ["https://a.example/ping"]
+state_machine_arn = "arn:aws:states:us-east-1:111122223333:stateMachine:f"
+sagemaker = { provisioned = "p" }
+[[regions]]
+name = "us-west-2"
+priority = 2
+health_check_ids = ["hc"]
+state_machine_arn = "arn:aws:states:us-west-2:111122223333:stateMachine:f"
+sagemaker = { serverless = "s" }
+"#;
+
+#[test]
+fn layers_apply_in_order_base_region_environment() {
+    let d = tempdir();
+    write(
+        &d,
+        "base.toml",
+        &format!("{BASE}\n[timings]\npoll_interval = \"7s\"\nlease = \"40s\"\n"),
+    );
+    let f = write(
+        &d,
+        "us-west-2.toml",
+        "region = \"us-west-2\"\n[timings]\nlease = \"50s\"\nfailure_threshold = 4\n",
+    );
+    let env: EnvSource = [
+        (
+            "FAILOVERD__TIMINGS__FAILURE_THRESHOLD".to_string(),
+            "5".to_string(),
+        ),
+        (
+            "FAILOVERD__TABLES__CONSISTENCY".to_string(),
+            "eventual".to_string(),
+        ),
+        ("UNRELATED".to_string(), "x".to_string()),
+    ]
+    .into();
+    let cfg = config::load(&f, &env).unwrap();
+    assert_eq!(cfg.timings.poll_interval.as_secs(), 7, "from base");
+    assert_eq!(cfg.timings.lease.as_secs(), 50, "region file beats base");
+    assert_eq!(cfg.timings.failure_threshold, 5, "environment beats both");
+    assert_eq!(cfg.tables.consistency, Consistency::Eventual);
+    assert_eq!(cfg.sources, vec![d.join("base.toml"), f.clone()]);
+    assert_eq!(cfg.local().name, "us-west-2");
+}
+
+#[test]
+fn every_problem_is_reported_with_file_and_key() {
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let f = write(
+        &d,
+        "eu-west-1.toml",
+        "region = \"eu-west-1\"\ncolour = \"blue\"\n[timings]\npoll_interval = \"5 parsecs\"\nrecovery_threshold = 1000\n[listen]\nadmin = \"localhost:port\"\n",
+    );
+    let env: EnvSource = [("FAILOVERD__TIMINGS__LEASE".to_string(), "soon".to_string())].into();
+    let err = config::load(&f, &env).unwrap_err();
+    let report = err.report();
+    let file = f.display().to_string();
+    for (origin, key) in [
+        (file.as_str(), "colour"),
+        (file.as_str(), "region"),
+        (file.as_str(), "timings.poll_interval"),
+        (file.as_str(), "timings.recovery_threshold"),
+        (file.as_str(), "listen.admin"),
+        ("environment (FAILOVERD__TIMINGS__LEASE)", "timings.lease"),
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.contains(origin) && l.contains(&format!(": {key}: "))),
+            "no line for {key} from {origin} in:\n{report}"
+        );
+    }
+    assert!(report.contains("missing from the region list"), "{report}");
+    assert_eq!(report.lines().count(), 6, "{report}");
+}
+
+#[test]
+fn duplicate_regions_and_priorities_and_bad_arns_are_errors() {
+    let d = tempdir();
+    let dup = BASE.replace(
+        "name = \"us-west-2\"\npriority = 2",
+        "name = \"us-east-1\"\npriority = 1",
+    );
+    write(&d, "base.toml", &dup);
+    let f = write(&d, "us-east-1.toml", "region = \"us-east-1\"\n");
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    assert!(
+        report.contains("regions[1].name: duplicate region \"us-east-1\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("regions[1].priority: priority 1 is also used"),
+        "{report}"
+    );
+    assert!(
+        report.contains("regions[1].state_machine_arn")
+            && report.contains("state machines are regional"),
+        "{report}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let f = write(&d, "us-east-1.toml", "region = \"us-east-1\n");
+    let err = config::load(&f, &EnvSource::new()).unwrap_err();
+    assert!(
+        err.report().contains(&f.display().to_string()),
+        "{}",
+        err.report()
+    );
+}
+
+fn failoverd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_failoverd"))
+}
+
+#[test]
+fn check_config_exits_78_and_names_all_three_problems() {
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let f = write(
+        &d,
+        "ap-south-1.toml",
+        "region = \"ap-south-1\"\nbogus_key = 1\n[timings]\npoll_interval = \"fast\"\n",
+    );
+    let out = failoverd()
+        .args(["check-config", "--config"])
+        .arg(&f)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EX_CONFIG));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bogus_key: unknown key"), "{err}");
+    assert!(
+        err.contains("timings.poll_interval: \"fast\" is not a duration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("region: local region \"ap-south-1\" is missing from the region list"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn check_config_prints_the_resolved_config_with_secrets_redacted() {
+    let d = tempdir();
+    write(
+        &d,
+        "base.toml",
+        &BASE.replace(
+            "https://a.example/ping",
+            "https://user:hunter2@a.example/ping",
+        ),
+    );
+    let f = write(&d, "us-east-1.toml", "region = \"us-east-1\"\n");
+    let out = failoverd()
+        .args(["check-config", "--config"])
+        .arg(&f)
+        .env_clear()
+        .env("FAILOVERD__TIMINGS__POLL_INTERVAL", "2s")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("poll_interval = \"2s\""), "{text}");
+    assert!(text.contains("https://***@a.example/ping"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // The printed form is itself valid TOML.
+    text.parse::<toml::Table>().unwrap();
+}

@@ -1,0 +1,225 @@
+//! failoverd's AWS adapters against the lab (moto), through the real SDK:
+//! DynamoDB, Route 53 and Step Functions here; SageMaker runtime in
+//! tests/model_server.rs against the lab's model server.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use failoverd::aws::{dynamo, route53, sfn};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn dynamodb_tables_are_created_once_and_hold_items() {
+    let moto = common::Moto::start();
+    let clients = common::clients(&moto, None);
+    rt().block_on(async {
+        let table = common::unique("control");
+        let ddb = clients.dynamodb("us-west-2");
+        assert_eq!(
+            dynamo::create_control_table(&ddb, &table).await.unwrap(),
+            dynamo::Created::New
+        );
+        assert_eq!(
+            dynamo::create_control_table(&ddb, &table).await.unwrap(),
+            dynamo::Created::Existing
+        );
+        ddb.put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S("TOKEN".into()))
+            .item("sk", AttributeValue::S("x#prepare".into()))
+            .item("pending_for", AttributeValue::S("us-west-2".into()))
+            .send()
+            .await
+            .unwrap();
+        // The sparse index finds pending tokens by region with a query.
+        let q = ddb
+            .query()
+            .table_name(&table)
+            .index_name(dynamo::PENDING_INDEX)
+            .key_condition_expression("pending_for = :r")
+            .expression_attribute_values(":r", AttributeValue::S("us-west-2".into()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(q.count(), 1);
+        // Regions are separate in the lab as in AWS without replication.
+        let other = clients
+            .dynamodb("eu-west-1")
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await;
+        assert!(
+            other
+                .unwrap_err()
+                .into_service_error()
+                .is_resource_not_found_exception()
+        );
+
+        let routing = common::unique("routing");
+        dynamo::create_routing_table(&ddb, &routing).await.unwrap();
+        let d = ddb
+            .describe_table()
+            .table_name(&routing)
+            .send()
+            .await
+            .unwrap();
+        let t = d.table().unwrap();
+        assert_eq!(t.key_schema()[0].attribute_name(), "configKey");
+        assert_eq!(
+            t.global_secondary_indexes()[0].index_name(),
+            Some(dynamo::TRAFFIC_CLASS_INDEX)
+        );
+    });
+}
+
+#[test]
+fn route53_health_checks_are_created_and_read_back() {
+    let moto = common::Moto::start();
+    let clients = common::clients(&moto, None);
+    rt().block_on(async {
+        let r53 = clients.route53();
+        let id = route53::create_health_check(
+            &r53,
+            &route53::HealthCheckSpec {
+                caller_reference: common::unique("hc"),
+                fqdn: "inference.us-east-1.lab.invalid".into(),
+                port: 443,
+                resource_path: "/ping".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let got = r53
+            .get_health_check()
+            .health_check_id(&id)
+            .send()
+            .await
+            .unwrap();
+        let cfg = got.health_check().unwrap().health_check_config().unwrap();
+        assert_eq!(
+            cfg.fully_qualified_domain_name(),
+            Some("inference.us-east-1.lab.invalid")
+        );
+        let status = r53
+            .get_health_check_status()
+            .health_check_id(&id)
+            .send()
+            .await
+            .unwrap();
+        assert!(!status.health_check_observations().is_empty());
+    });
+}
+
+#[test]
+fn step_functions_runs_the_shipped_failover_definition() {
+    let moto = common::Moto::start();
+    let clients = common::clients(&moto, None);
+    rt().block_on(async {
+        let table = common::unique("control");
+        let region = "us-west-2";
+        dynamo::create_control_table(&clients.dynamodb(region), &table).await.unwrap();
+        let template = std::fs::read_to_string(common::root().join("deploy/statemachines/failover.asl.json")).unwrap();
+        let def = sfn::render_definition(&template, &[("ControlTable", &table), ("ControlTableRegion", region)]).unwrap();
+        let client = clients.sfn(region);
+        let name = common::unique("failover");
+        let role = "arn:aws:iam::123456789012:role/failoverd-stepfunctions";
+        let arn = sfn::ensure_state_machine(&client, &name, &def, role).await.unwrap();
+        assert_eq!(arn, format!("arn:aws:states:{region}:123456789012:stateMachine:{name}"));
+        // Idempotent: a second ensure updates in place.
+        assert_eq!(sfn::ensure_state_machine(&client, &name, &def, role).await.unwrap(), arn);
+
+        // No control record at this epoch: the run must end Superseded
+        // without writing anything (every step is fenced by the epoch).
+        let input = serde_json::json!({"epoch": 7, "execution": "failover-7", "from": "us-east-1", "to": region,
+            "reason": "test", "ungraceful": false, "old_region_healthy": true});
+        let exec = client
+            .start_execution()
+            .state_machine_arn(&arn)
+            .name("failover-7")
+            .input(input.to_string())
+            .send()
+            .await
+            .unwrap();
+        let done = common::wait_until("the execution to end", Duration::from_secs(30), || async {
+            let d = client.describe_execution().execution_arn(exec.execution_arn()).send().await.unwrap();
+            (d.status().as_str() != "RUNNING").then_some(d)
+        })
+        .await;
+        assert_eq!(done.status().as_str(), "FAILED");
+        assert_eq!(done.error(), Some("Superseded"));
+    });
+}
+
+#[test]
+fn provision_renders_a_valid_lab_config() {
+    let moto = common::Moto::start();
+    let out = std::env::temp_dir().join(common::unique("lab-regions"));
+    let result = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+        .current_dir(common::root())
+        .args([
+            "provision",
+            "--config",
+            "regions/lab/us-east-1.toml",
+            "--out",
+        ])
+        .arg(&out)
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("FAILOVERD__ENDPOINTS__DYNAMODB", moto.url())
+        .env("FAILOVERD__ENDPOINTS__ROUTE53", moto.url())
+        .env("FAILOVERD__ENDPOINTS__SFN", moto.url())
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let env = failoverd::config::EnvSource::new();
+    let cfg = failoverd::config::load(&out.join("eu-west-1.toml"), &env).unwrap();
+    let clients = common::clients(&moto, None);
+    rt().block_on(async {
+        for r in &cfg.regions {
+            let id = &r.health_check_ids[0];
+            assert!(
+                !id.starts_with("lab-provisioned"),
+                "rendered id for {}",
+                r.name
+            );
+            clients
+                .route53()
+                .get_health_check()
+                .health_check_id(id)
+                .send()
+                .await
+                .unwrap();
+            clients
+                .sfn(&r.name)
+                .describe_state_machine()
+                .state_machine_arn(&r.state_machine_arn)
+                .send()
+                .await
+                .unwrap();
+            clients
+                .dynamodb(&r.name)
+                .describe_table()
+                .table_name(&cfg.tables.control)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+}

@@ -1,0 +1,258 @@
+//! End to end in the lab, three real daemons: an inverted health check
+//! fails us-east-1 over to us-west-2 through the Step Functions workflow and
+//! its task tokens; a reverted check does not flap; a daemon killed mid-
+//! workflow is replaced and the workflow completes; a daemon cut off from
+//! AWS does nothing while the others carry on.
+//!
+//! Waits are level-triggered with generous caps (the lab polls every 1 s);
+//! timings are reported by chaos/figures.sh, never asserted here.
+
+mod common;
+
+use std::time::Duration;
+
+use common::lab::Lab;
+use common::wait_for;
+use failoverd::core::control::{ControlRecord, Phase};
+use failoverd::core::tokens::TokenStatus;
+
+fn record(lab: &Lab) -> Option<ControlRecord> {
+    Lab::rt().block_on(lab.table().read_record()).ok().flatten()
+}
+
+fn wait_record(
+    lab: &Lab,
+    what: &str,
+    cap: Duration,
+    f: impl Fn(&ControlRecord) -> bool,
+) -> ControlRecord {
+    wait_for(what, cap, || record(lab).filter(|r| f(r)))
+}
+
+fn execution_status(lab: &Lab, region: &str, name: &str) -> String {
+    let arn = failoverd::aws::sfn::execution_arn(
+        &lab.config.region(region).unwrap().state_machine_arn,
+        name,
+    );
+    Lab::rt()
+        .block_on(
+            lab.clients
+                .sfn(region)
+                .describe_execution()
+                .execution_arn(arn)
+                .send(),
+        )
+        .map(|d| d.status().as_str().to_string())
+        .unwrap_or_else(|e| format!("{e:?}"))
+}
+
+fn kinds(lab: &Lab) -> Vec<String> {
+    Lab::rt()
+        .block_on(lab.table().events(500))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[test]
+fn inverted_check_fails_over_once_and_does_not_flap() {
+    let lab = Lab::start(&[]);
+    lab.wait_ready(Duration::from_secs(60));
+    let before = wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
+        r.active == "us-east-1"
+    });
+    assert_eq!(before.phase, Phase::Steady);
+
+    lab.invert("us-east-1", true);
+    let after = wait_record(
+        &lab,
+        "failover to us-west-2 to finish",
+        Duration::from_secs(90),
+        |r| r.active == "us-west-2" && r.phase == Phase::Steady,
+    );
+    assert_eq!(after.epoch, before.epoch + 1, "exactly one epoch further");
+    let exec = after.execution.clone().unwrap();
+    assert_eq!(exec, format!("failover-{}", after.epoch));
+    assert_eq!(
+        after.initiator.as_deref(),
+        Some("us-west-2"),
+        "the target initiates"
+    );
+    wait_for("the execution to succeed", Duration::from_secs(30), || {
+        (execution_status(&lab, "us-west-2", &exec) == "SUCCEEDED").then_some(())
+    });
+
+    // Both tokens (prepare to us-west-2, drain to the still-alive us-east-1 daemon) are done.
+    let tokens = Lab::rt().block_on(lab.table().all_tokens()).unwrap();
+    let mine: Vec<_> = tokens
+        .iter()
+        .filter(|t| t.view.id.starts_with(&format!("{exec}#")))
+        .collect();
+    assert_eq!(mine.len(), 2, "{tokens:#?}");
+    for t in &mine {
+        assert_eq!(t.view.status, TokenStatus::Done, "{t:#?}");
+    }
+    let prepare = mine.iter().find(|t| t.view.step == "prepare").unwrap();
+    assert_eq!(prepare.view.target_region, "us-west-2");
+    let drain = mine.iter().find(|t| t.view.step == "drain").unwrap();
+    assert_eq!(drain.view.target_region, "us-east-1");
+
+    // The journal tells the story, in order.
+    let k = kinds(&lab);
+    let pos = |kind: &str| {
+        k.iter()
+            .position(|x| x == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {k:?}"))
+    };
+    assert!(pos("observed_down") < pos("failover_claimed"));
+    assert!(pos("failover_claimed") <= pos("execution_started"));
+    for kind in [
+        "workflow_started",
+        "token_claimed",
+        "token_done",
+        "workflow_done",
+    ] {
+        pos(kind);
+    }
+    assert_eq!(
+        k.iter().filter(|x| *x == "failover_claimed").count(),
+        1,
+        "one failover: {k:?}"
+    );
+
+    // Revert: us-east-1 recovers; with auto_failback off nothing moves.
+    lab.invert("us-east-1", false);
+    wait_for(
+        "us-east-1 to be seen up again",
+        Duration::from_secs(30),
+        || {
+            let k = kinds(&lab);
+            k.iter().any(|x| x == "observed_up").then_some(())
+        },
+    );
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_secs(1));
+        let r = record(&lab).unwrap();
+        assert_eq!(
+            (r.active.as_str(), r.epoch, r.phase),
+            ("us-west-2", after.epoch, Phase::Steady),
+            "no flapping"
+        );
+    }
+
+    // Failback by the operator, through the same planner and workflow.
+    let out = lab.cli(&["failback", "--yes", "--reason", "drill over"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = wait_record(
+        &lab,
+        "failback to us-east-1",
+        Duration::from_secs(90),
+        |r| r.active == "us-east-1" && r.phase == Phase::Steady,
+    );
+    assert_eq!(back.epoch, after.epoch + 1);
+    assert!(
+        back.changed_by.starts_with("operator:") || back.reason.contains("drill over"),
+        "{back:?}"
+    );
+}
+
+#[test]
+fn killed_target_daemon_is_replaced_and_the_workflow_completes() {
+    let mut lab = Lab::start(&[]);
+    lab.wait_ready(Duration::from_secs(60));
+    wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
+        r.active == "us-east-1"
+    });
+    // Make us-west-2's endpoints slow to warm so the prepare step is in progress when we kill.
+    let (status, _) = common::http(
+        "PUT",
+        &format!("127.0.0.1:{}", lab.model_port),
+        "/_lab/behaviour",
+        r#"{"region":"us-west-2","endpoint":"*","cold_start_after_idle":"0s","cold_start":"6s"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+
+    lab.invert("us-east-1", true);
+    wait_for(
+        "us-west-2 to claim the prepare token",
+        Duration::from_secs(60),
+        || {
+            let toks = Lab::rt().block_on(lab.table().all_tokens()).ok()?;
+            toks.iter()
+                .any(|t| t.view.step == "prepare" && t.view.status == TokenStatus::Claimed)
+                .then_some(())
+        },
+    );
+    lab.kill_daemon("us-west-2");
+    lab.start_daemon("us-west-2");
+    let r = wait_record(
+        &lab,
+        "the failover to complete after the restart",
+        Duration::from_secs(120),
+        |r| r.active == "us-west-2" && r.phase == Phase::Steady,
+    );
+    let exec = r.execution.unwrap();
+    wait_for("SUCCEEDED", Duration::from_secs(30), || {
+        (execution_status(&lab, "us-west-2", &exec) == "SUCCEEDED").then_some(())
+    });
+    let toks = Lab::rt().block_on(lab.table().all_tokens()).unwrap();
+    let prepare = toks
+        .iter()
+        .find(|t| t.view.id == format!("{exec}#prepare"))
+        .unwrap();
+    assert_eq!(prepare.view.status, TokenStatus::Done);
+}
+
+#[test]
+fn a_daemon_cut_off_from_aws_does_nothing_and_the_others_carry_on() {
+    let mut lab = Lab::start(&[]);
+    lab.wait_ready(Duration::from_secs(60));
+    wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
+        r.active == "us-east-1"
+    });
+    // Cut eu-west-1 off: every AWS endpoint it has is a closed loopback port.
+    lab.kill_daemon("eu-west-1");
+    let dead = "http://127.0.0.1:9";
+    for (k, v) in lab.env.iter_mut() {
+        if k.starts_with("FAILOVERD__ENDPOINTS__") {
+            *v = dead.to_string();
+        }
+    }
+    lab.start_daemon("eu-west-1");
+    wait_for(
+        "eu-west-1 to report no quorum",
+        Duration::from_secs(30),
+        || {
+            lab.admin("eu-west-1", "/readyz")
+                .filter(|(s, b)| *s == 503 && b.contains("cannot"))
+                .map(|_| ())
+        },
+    );
+
+    lab.invert("us-east-1", true);
+    let r = wait_record(
+        &lab,
+        "the two connected daemons to fail over",
+        Duration::from_secs(90),
+        |r| r.active == "us-west-2" && r.phase == Phase::Steady,
+    );
+    assert_eq!(r.initiator.as_deref(), Some("us-west-2"));
+    // The cut-off daemon decided nothing and wrote nothing.
+    let (_, status) = lab.admin("eu-west-1", "/status").unwrap();
+    assert!(
+        status.contains("cannot read the control record") || status.contains("no quorum"),
+        "{status}"
+    );
+    let events = Lab::rt().block_on(lab.table().events(500)).unwrap();
+    assert!(
+        events.iter().all(|e| e.who != "eu-west-1"),
+        "eu-west-1 wrote nothing: {events:#?}"
+    );
+}
