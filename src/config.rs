@@ -55,6 +55,11 @@ pub struct Config {
     pub policy: Policy,
     /// Health signals: Route 53 budget, probe timeouts.
     pub health: Health,
+    /// The embedded inference router.
+    pub router: Router,
+    /// Models clients may call (the SageMaker `TargetModel` on each path's
+    /// endpoint), with their default traffic class.
+    pub models: Vec<ModelConfig>,
     /// Listen addresses.
     pub listen: Listen,
     /// Per-service endpoint URL overrides: for the local lab only, empty in
@@ -178,6 +183,41 @@ pub struct Health {
     /// Body sent to each SageMaker endpoint to warm it when this region is
     /// asked to prepare for a failover.
     pub warmup_payload: String,
+}
+
+/// The inference router's settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Router {
+    /// Requests in flight above this are shed with 503 and `Retry-After`.
+    pub max_in_flight: u32,
+    /// Time allowed to read a request body.
+    #[serde(with = "human_duration")]
+    pub body_read_timeout: Duration,
+    /// Deadline of a request that sets none (`X-Deadline-Ms`).
+    #[serde(with = "human_duration")]
+    pub default_deadline: Duration,
+    /// `ModelNotReadyException` retries before falling back (seed: 2).
+    pub cold_start_retries: u32,
+    /// Delay unit between cold-start retries: `delay × attempt` (seed: 3s).
+    #[serde(with = "human_duration")]
+    pub cold_start_delay: Duration,
+    /// Extra load throttling retries may add, as a fraction of requests (0.2 = 20%).
+    pub retry_budget: f64,
+    /// How often the routing table is re-read.
+    #[serde(with = "human_duration")]
+    pub routing_refresh: Duration,
+    /// Batch threshold (bytes) when the routing table has no entry for a class.
+    pub default_batch_threshold: u64,
+    /// S3 bucket (per region: `<bucket>-<region>`) for batch payloads and results.
+    pub batch_bucket_prefix: String,
+}
+
+/// A model the router serves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelConfig {
+    pub name: String,
+    /// `serverless_preferred`, `standard`, ... (the routing table's classes).
+    pub traffic_class: String,
 }
 
 /// Listen addresses and the admin credential.
@@ -527,6 +567,10 @@ struct RawConfig {
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
+    router: RawRouter,
+    #[serde(default)]
+    models: Vec<RawModel>,
+    #[serde(default)]
     listen: RawListen,
     #[serde(default)]
     endpoints: RawEndpoints,
@@ -584,6 +628,25 @@ struct RawHealth {
     probe_connect_timeout: Option<String>,
     probe_response_timeout: Option<String>,
     warmup_payload: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawRouter {
+    max_in_flight: Option<i64>,
+    body_read_timeout: Option<String>,
+    default_deadline: Option<String>,
+    cold_start_retries: Option<i64>,
+    cold_start_delay: Option<String>,
+    retry_budget: Option<f64>,
+    routing_refresh: Option<String>,
+    default_batch_threshold: Option<i64>,
+    batch_bucket_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawModel {
+    name: Option<String>,
+    traffic_class: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -993,6 +1056,76 @@ impl Validator<'_> {
             .warmup_payload
             .unwrap_or_else(|| "{\"warmup\": true}".into());
 
+        // Router.
+        let rr = raw.router;
+        let max_in_flight =
+            self.in_range("router.max_in_flight", rr.max_in_flight, 512, 1, 1_000_000);
+        let body_read_timeout = self.duration(
+            "router.body_read_timeout",
+            rr.body_read_timeout,
+            "10s",
+            ms(10),
+            s(600),
+        );
+        let default_deadline = self.duration(
+            "router.default_deadline",
+            rr.default_deadline,
+            "70s",
+            ms(10),
+            s(3600),
+        );
+        let cold_start_retries =
+            self.in_range("router.cold_start_retries", rr.cold_start_retries, 2, 0, 20);
+        let cold_start_delay = self.duration(
+            "router.cold_start_delay",
+            rr.cold_start_delay,
+            "3s",
+            ms(0),
+            s(60),
+        );
+        let retry_budget = rr.retry_budget.unwrap_or(0.2);
+        if !(0.0..=1.0).contains(&retry_budget) {
+            self.err(
+                "router.retry_budget",
+                format!("{retry_budget} is out of range: must be between 0 and 1"),
+            );
+        }
+        let routing_refresh = self.duration(
+            "router.routing_refresh",
+            rr.routing_refresh,
+            "30s",
+            ms(100),
+            s(86400),
+        );
+        let default_batch_threshold = rr.default_batch_threshold.unwrap_or(4 * 1024 * 1024);
+        if !(1..=1024 * 1024 * 1024).contains(&default_batch_threshold) {
+            self.err(
+                "router.default_batch_threshold",
+                format!("{default_batch_threshold} is out of range: 1 byte to 1 GiB"),
+            );
+        }
+        let batch_bucket_prefix = rr
+            .batch_bucket_prefix
+            .unwrap_or_else(|| "failoverd-batch".into());
+        let mut models = Vec::new();
+        let mut seen_models = BTreeSet::new();
+        for (i, m) in raw.models.into_iter().enumerate() {
+            let name = self.required(&format!("models[{i}].name"), m.name);
+            let class = m.traffic_class.unwrap_or_else(|| "standard".into());
+            if let Some(n) = name {
+                if !seen_models.insert(n.clone()) {
+                    self.err(
+                        &format!("models[{i}].name"),
+                        format!("duplicate model {n:?}"),
+                    );
+                }
+                models.push(ModelConfig {
+                    name: n,
+                    traffic_class: class,
+                });
+            }
+        }
+
         // Listen.
         let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);
         let admin = self.addr("listen.admin", raw.listen.admin, defaults::ADMIN);
@@ -1046,6 +1179,18 @@ impl Validator<'_> {
                 auto_failback: raw.policy.auto_failback.unwrap_or(false),
                 wait_out_lease: raw.policy.wait_out_lease.unwrap_or(true),
             },
+            router: Router {
+                max_in_flight: max_in_flight?,
+                body_read_timeout: body_read_timeout?,
+                default_deadline: default_deadline?,
+                cold_start_retries: cold_start_retries?,
+                cold_start_delay: cold_start_delay?,
+                retry_budget,
+                routing_refresh: routing_refresh?,
+                default_batch_threshold: default_batch_threshold as u64,
+                batch_bucket_prefix,
+            },
+            models,
             health: Health {
                 route53_calls_per_second: r53,
                 probe_connect_timeout: connect?,
