@@ -151,7 +151,7 @@ drill() {
   "$bin/failoverd" failback --config "$cfg" --yes --reason "lab drill: $active recovered" \
     || die "failback was refused"
   wait_until "the failback to $active" "s['record']['active'] == '$active' and s['record']['phase'] == 'steady'"
-  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t1" --epoch $((epoch + 2)) || true
+  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t1" --epoch $((epoch + 2)) --label "the failback command" || true
   say "drill: done; $active is active again. Full status:"
   "$bin/failoverd" status --config "$cfg" --events 0 || true
 }

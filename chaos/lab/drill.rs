@@ -61,6 +61,9 @@ pub struct TimelineArgs {
     /// The epoch of the failover to measure.
     #[arg(long)]
     epoch: u64,
+    /// What happened at `since` (for the heading).
+    #[arg(long, default_value = "the inversion")]
+    label: String,
 }
 
 pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
@@ -81,7 +84,7 @@ pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
             return 1;
         }
     };
-    println!("timeline from the inversion at {}:", rfc3339(args.since));
+    println!("timeline from {} at {}:", args.label, rfc3339(args.since));
     let mut started = None;
     let mut steady = None;
     for e in events.iter().filter(|e| e.at + 2000 >= args.since) {
