@@ -256,3 +256,103 @@ fn a_daemon_cut_off_from_aws_does_nothing_and_the_others_carry_on() {
         "eu-west-1 wrote nothing: {events:#?}"
     );
 }
+
+#[test]
+fn pause_holds_automatic_failover_and_operators_get_clear_refusals() {
+    let lab = Lab::start(&[]);
+    lab.wait_ready(Duration::from_secs(60));
+    let before = wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
+        r.active == "us-east-1"
+    });
+
+    // Unconfirmed: no --yes and no terminal -> refused, nothing changes.
+    let out = lab.cli(&["pause", "--reason", "maintenance"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("This will set mode to Paused"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
+
+    let out = lab.cli(&["pause", "--yes", "--reason", "maintenance"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = lab.cli(&["pause", "--yes", "--reason", "again"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already paused"));
+
+    // Paused: an inverted check fails nothing over.
+    lab.invert("us-east-1", true);
+    wait_for(
+        "the daemons to see us-east-1 down",
+        Duration::from_secs(30),
+        || {
+            kinds(&lab)
+                .iter()
+                .filter(|k| *k == "observed_down")
+                .count()
+                .ge(&2)
+                .then_some(())
+        },
+    );
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        let r = record(&lab).unwrap();
+        assert_eq!(
+            (r.active.as_str(), r.epoch),
+            ("us-east-1", before.epoch),
+            "paused: no automatic failover"
+        );
+    }
+
+    // A manual failover to a region the quorum sees down is refused...
+    lab.invert("eu-west-1", true);
+    wait_for("eu-west-1 down by quorum", Duration::from_secs(30), || {
+        let out = lab.cli(&["status", "--output", "json"]);
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (s["tally"]["regions"]["eu-west-1"] == "down").then_some(())
+    });
+    let out = lab.cli(&["failover", "--to", "eu-west-1", "--reason", "test", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not healthy by quorum"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...and so is one to an unknown region.
+    let out = lab.cli(&[
+        "failover",
+        "--to",
+        "ap-south-1",
+        "--reason",
+        "test",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not one of the configured regions"));
+
+    // Resume: the held failover happens now.
+    let out = lab.cli(&["resume", "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = wait_record(
+        &lab,
+        "the failover after resume",
+        Duration::from_secs(90),
+        |r| r.active == "us-west-2" && r.phase == Phase::Steady,
+    );
+    assert_eq!(r.epoch, before.epoch + 1);
+    let k = kinds(&lab);
+    assert!(
+        k.iter().filter(|x| *x == "mode").count() >= 2,
+        "pause and resume are journalled: {k:?}"
+    );
+}

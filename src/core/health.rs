@@ -88,6 +88,26 @@ pub fn combine(signals: &[Signal]) -> Signal {
     }
 }
 
+/// The fleet's Route 53 schedule: time is cut into slots of
+/// `slot_ms = 2000 / calls_per_second` (a reading is two calls); slot `k`
+/// belongs to daemon `k mod daemons` (daemons sorted by name), and that
+/// daemon's `j`-th turn reads check `(j + me) mod checks`, so each daemon
+/// walks every check and the fleet's readings are spread out. Returns the
+/// check index to read now, if this slot is ours.
+pub fn route53_turn(
+    now_ms: u64,
+    slot_ms: u64,
+    me: u64,
+    daemons: u64,
+    checks: u64,
+) -> Option<(u64, usize)> {
+    if daemons == 0 || checks == 0 || slot_ms == 0 {
+        return None;
+    }
+    let slot = now_ms / slot_ms;
+    (slot % daemons == me).then(|| (slot, ((slot / daemons + me) % checks) as usize))
+}
+
 /// What an observer currently believes about a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -209,6 +229,35 @@ mod tests {
         assert_eq!(combine(&[Healthy, Unknown]), Healthy);
         assert_eq!(combine(&[Unknown, Unknown]), Unknown);
         assert_eq!(combine(&[]), Unknown);
+    }
+
+    #[test]
+    fn route53_turns_share_the_budget() {
+        // 0.5 calls/s -> one reading per 4 s for the whole fleet.
+        let slot = 4000;
+        let mut per_daemon = [0u32; 3];
+        let mut per_check = [[0u32; 3]; 3];
+        for t in (0..360_000).step_by(1000) {
+            let mut owners = 0;
+            for me in 0..3u64 {
+                if let Some((_, c)) = route53_turn(t, slot, me, 3, 3) {
+                    // Several rounds per slot may ask; the daemon reads once per slot.
+                    if t % slot == 0 {
+                        per_daemon[me as usize] += 1;
+                        per_check[me as usize][c] += 1;
+                    }
+                    owners += 1;
+                }
+            }
+            assert_eq!(owners, 1, "exactly one daemon owns each slot");
+        }
+        // 90 slots in 360 s = 0.25 readings/s = 0.5 calls/s in total.
+        assert_eq!(per_daemon.iter().sum::<u32>(), 90);
+        assert!(per_daemon.iter().all(|n| *n == 30));
+        assert!(
+            per_check.iter().flatten().all(|n| *n == 10),
+            "every daemon reads every check: {per_check:?}"
+        );
     }
 
     fn signal() -> impl Strategy<Value = Signal> {

@@ -396,14 +396,15 @@ impl Reconciler {
         let n = order.len() as u64;
         // Two calls per reading (GetHealthCheck + GetHealthCheckStatus).
         let slot_ms = (2000.0 / cfg.health.route53_calls_per_second).max(1.0) as u64;
-        let slot = now / slot_ms;
-        if slot % n != me || slot == self.r53_last_slot {
+        let Some((slot, index)) = health::route53_turn(now, slot_ms, me, n, checks.len() as u64)
+        else {
+            return;
+        };
+        if slot == self.r53_last_slot {
             return;
         }
         self.r53_last_slot = slot;
-        // Our j-th turn reads check (j + me): each daemon walks every check,
-        // offset from its peers so the fleet spreads its readings.
-        let id = checks[((slot / n + me) % checks.len() as u64) as usize];
+        let id = checks[index];
         match route53::read_check(&self.clients.route53(), id).await {
             Ok(reading) => {
                 self.r53_backoff_ms = 0;
