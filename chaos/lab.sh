@@ -12,6 +12,8 @@
 #   chaos/lab.sh test      install, then run the whole test suite
 #
 # State lives in chaos/.run (PIDs, ports, logs, rendered config).
+# FAILOVERD_LAB_CONSISTENCY=eventual runs one replica per region with the lab's
+# lagged last-writer-wins replicator (no automatic failover there: no drill).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -100,9 +102,14 @@ up() {
   say "model server on 127.0.0.1:$(cat "$RUN/model.port")"
 
   lab_env
-  (cd "$ROOT" && "$bin/failoverd-lab" provision --config regions/lab/us-east-1.toml --out "$RUN/regions" >"$RUN/provision.log" 2>&1) \
+  local consistency=${FAILOVERD_LAB_CONSISTENCY:-strong}
+  (cd "$ROOT" && "$bin/failoverd-lab" provision --config regions/lab/us-east-1.toml \
+      --consistency "$consistency" --out "$RUN/regions" >"$RUN/provision.log" 2>&1) \
     || die "provisioning failed: $(tail -n 5 "$RUN/provision.log")"
-  say "provisioned 3 regions (tables, health checks, state machines)"
+  say "provisioned 3 regions (tables, health checks, state machines), $consistency consistency"
+  if [ "$consistency" = eventual ]; then
+    start replicate "$bin/failoverd-lab" replicate --config "$RUN/regions/us-east-1.toml" --lag 300ms
+  fi
 
   local r admin router
   for r in "${REGIONS[@]}"; do
@@ -115,7 +122,11 @@ up() {
     wait_http "http://127.0.0.1:$(cat "$RUN/$r.admin")/readyz" "daemon $r"
   done
   status
-  [ "${FAILOVERD_LAB_NO_DRILL:-}" = 1 ] || drill
+  if [ "${FAILOVERD_LAB_NO_DRILL:-}" = 1 ] || [ "$consistency" = eventual ]; then
+    say "no drill (FAILOVERD_LAB_NO_DRILL=1 or eventual mode); chaos/lab.sh down to stop"
+  else
+    drill
+  fi
 }
 
 # json_field EXPR: evaluate a Python expression on `failoverd status --output json` as `s`.
@@ -159,7 +170,7 @@ drill() {
 status() {
   [ -d "$RUN" ] || { say "the lab is down"; return 0; }
   local n
-  for n in moto model "${REGIONS[@]}"; do
+  for n in moto model replicate "${REGIONS[@]}"; do
     if alive "$n"; then
       local extra=""
       [ -f "$RUN/$n.admin" ] && extra=" admin=http://127.0.0.1:$(cat "$RUN/$n.admin") router=127.0.0.1:$(cat "$RUN/$n.router")"
@@ -175,7 +186,7 @@ down() {
   [ -d "$RUN" ] || { say "nothing to stop"; return 0; }
   local f pid name left=0
   # Daemons first (they drain), then the model server, then moto.
-  for name in "${REGIONS[@]}" model moto; do
+  for name in "${REGIONS[@]}" replicate model moto; do
     f=$RUN/$name.pid
     [ -f "$f" ] || continue
     pid=$(cat "$f")

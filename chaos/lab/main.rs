@@ -10,6 +10,7 @@
 mod drill;
 mod model_server;
 mod provision;
+mod replicate;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ enum Command {
     ModelServer(model_server::Args),
     /// Create the lab's AWS resources in moto and render the daemons' config.
     Provision(provision::Args),
+    /// Emulate global-table replication (eventual mode): lagged, last writer wins.
+    Replicate(replicate::Args),
     /// Invert (or restore) a region's Route 53 health check, as drills do.
     Invert(drill::InvertArgs),
     /// Print the journal since an inversion, and the drill's figures.
@@ -45,6 +48,7 @@ fn main() {
             Command::ModelServer(args) => model_server::main(args).await,
             Command::Provision(args) => provision::main(args, env).await,
             Command::Invert(args) => drill::invert(args, env).await,
+            Command::Replicate(args) => replicate::main(args, env).await,
             Command::Timeline(args) => drill::timeline(args, env).await,
         }
     });

@@ -30,6 +30,10 @@ pub struct Args {
     /// The failover state machine's definition template.
     #[arg(long, default_value = "deploy/statemachines/failover.asl.json")]
     definition: PathBuf,
+    /// `strong`: every daemon shares one replica (moto does not replicate).
+    /// `eventual`: each region uses its own table, copied by `replicate`.
+    #[arg(long, default_value = "strong")]
+    consistency: String,
 }
 
 pub async fn main(args: Args, env: EnvSource) -> i32 {
@@ -48,6 +52,11 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), String> {
     let template = std::fs::read_to_string(&args.definition)
         .map_err(|e| format!("{}: {e}", args.definition.display()))?;
     let run_id = std::process::id();
+    let eventual = match args.consistency.as_str() {
+        "strong" => false,
+        "eventual" => true,
+        other => return Err(format!("--consistency {other:?}: use strong or eventual")),
+    };
 
     let mut health_checks = Vec::new();
     for region in &cfg.regions {
@@ -76,7 +85,11 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), String> {
 
         // The state machine writes the control table where this region's
         // daemon reads it.
-        let control_region = cfg.control_region_for(&region.name).to_string();
+        let control_region = if eventual {
+            region.name.clone()
+        } else {
+            cfg.control_region_for(&region.name).to_string()
+        };
         let definition = sfn::render_definition(
             &template,
             &[
@@ -110,7 +123,7 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), String> {
         }
         info!(region = %region.name, %arn, "state machine");
     }
-    render(&args.config, &args.out, &health_checks)?;
+    render(&args.config, &args.out, &health_checks, eventual)?;
     for region in &cfg.regions {
         let file = args.out.join(format!("{}.toml", region.name));
         config::load(&file, env)
@@ -125,6 +138,7 @@ fn render(
     region_file: &Path,
     out: &Path,
     health_checks: &[(String, String)],
+    eventual: bool,
 ) -> Result<(), String> {
     let dir = region_file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -147,6 +161,12 @@ fn render(
                     toml::Value::Array(vec![toml::Value::String(id.clone())]),
                 );
             }
+        }
+    }
+    if eventual {
+        if let Some(toml::Value::Table(t)) = base.get_mut("tables") {
+            t.remove("control_region");
+            t.insert("consistency".into(), toml::Value::String("eventual".into()));
         }
     }
     let rendered = format!(

@@ -35,6 +35,7 @@ pub struct Lab {
     pub env: Vec<(String, String)>,
     pub clients: Arc<AwsClients>,
     pub config: Config,
+    _replicator: Option<ChildGuard>,
 }
 
 fn lab_env(moto: &Moto, model_port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -68,6 +69,12 @@ impl Lab {
     /// Start everything; `extra` are additional environment settings for
     /// every daemon (e.g. `FAILOVERD__TIMINGS__POLL_INTERVAL`).
     pub fn start(extra: &[(&str, &str)]) -> Self {
+        Self::start_with("strong", extra)
+    }
+
+    /// Start in `strong` (one shared replica) or `eventual` mode (a replica
+    /// per region, copied by the lab's lagged last-writer-wins replicator).
+    pub fn start_with(consistency: &str, extra: &[(&str, &str)]) -> Self {
         let moto = Moto::start();
         let dir = std::env::temp_dir().join(unique("failoverd-lab"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -97,6 +104,8 @@ impl Lab {
                 "provision",
                 "--config",
                 "regions/lab/us-east-1.toml",
+                "--consistency",
+                consistency,
                 "--out",
             ])
             .arg(dir.join("regions"))
@@ -115,7 +124,19 @@ impl Lab {
             super::sdk_config(),
             config.endpoints.clone(),
         ));
+        let replicator = (consistency == "eventual").then(|| {
+            spawn_guarded(
+                Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+                    .args(["replicate", "--lag", "300ms", "--config"])
+                    .arg(dir.join("regions/us-east-1.toml"))
+                    .env_clear()
+                    .envs(env.iter().cloned())
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap()),
+            )
+        });
         let mut lab = Self {
+            _replicator: replicator,
             moto,
             model_port,
             _model: model,
@@ -211,13 +232,18 @@ impl Lab {
         }
     }
 
-    /// The control table as the daemons use it.
+    /// The control table as us-east-1's daemon uses it.
     pub fn table(&self) -> ControlTable {
-        let region = self.config.control_region_for("us-east-1").to_string();
+        self.table_in("us-east-1")
+    }
+
+    /// The replica `region`'s daemon uses.
+    pub fn table_in(&self, region: &str) -> ControlTable {
+        let replica = self.config.control_region_for(region).to_string();
         ControlTable::new(
-            self.clients.dynamodb(&region),
+            self.clients.dynamodb(&replica),
             &self.config.tables.control,
-            region,
+            replica,
         )
     }
 
