@@ -183,6 +183,23 @@ impl ControlTable {
         }
     }
 
+    /// A conditional write's outcome: a failed condition (or an MRSC
+    /// replicated-write conflict) is a lost race, not an error.
+    fn conditional<O, E>(
+        &self,
+        op: &'static str,
+        r: Result<O, SdkError<E>>,
+    ) -> Result<Write, StoreError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match r {
+            Ok(_) => Ok(Write::Written),
+            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
+            Err(e) => Err(self.err(op, e)),
+        }
+    }
+
     fn key(pk: &str, sk: &str) -> Item {
         HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
     }
@@ -227,11 +244,7 @@ impl ControlTable {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err("PutItem CONTROL (initialize)", e)),
-        }
+        self.conditional("PutItem CONTROL (initialize)", r)
     }
 
     /// Claim the next epoch for a failover: conditional on the version read.
@@ -267,11 +280,7 @@ impl ControlTable {
             .return_values(ReturnValue::None)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err("UpdateItem CONTROL (claim failover)", e)),
-        }
+        self.conditional("UpdateItem CONTROL (claim failover)", r)
     }
 
     /// Pause or resume.
@@ -299,11 +308,7 @@ impl ControlTable {
             .expression_attribute_values(":reason", s(reason))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err("UpdateItem CONTROL (mode)", e)),
-        }
+        self.conditional("UpdateItem CONTROL (mode)", r)
     }
 
     /// An execution ended without settling the record: mark it steady.
@@ -332,11 +337,7 @@ impl ControlTable {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err("UpdateItem CONTROL (settle)", e)),
-        }
+        self.conditional("UpdateItem CONTROL (settle)", r)
     }
 
     // ----- votes -----
@@ -500,11 +501,7 @@ impl ControlTable {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err("UpdateItem TOKEN (claim)", e)),
-        }
+        self.conditional("UpdateItem TOKEN (claim)", r)
     }
 
     /// Extend our claim while we work.
@@ -528,11 +525,7 @@ impl ControlTable {
             .expression_attribute_values(":until", n(now + claim_ms))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err("UpdateItem TOKEN (extend)", e)),
-        }
+        self.conditional("UpdateItem TOKEN (extend)", r)
     }
 
     /// Close a token (done or expired) and take it off the pending index.
@@ -567,11 +560,7 @@ impl ControlTable {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err("UpdateItem TOKEN (finish)", e)),
-        }
+        self.conditional("UpdateItem TOKEN (finish)", r)
     }
 
     // ----- the journal -----

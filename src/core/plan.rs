@@ -315,23 +315,12 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
                 rec.active
             ));
         }
-        let down = i.tally.fresh_observers.len();
-        return Decision::Act {
-            action: Action::StartFailover(FailoverPlan {
-                from: rec.active.clone(),
-                to: target.clone(),
-                epoch: rec.epoch + 1,
-                execution: execution_name(rec.epoch + 1),
-                initiator: target,
-                expected_version: rec.version,
-                reason: format!("quorum of {down} fresh observers sees {} down", rec.active),
-                ungraceful: false,
-                old_region_healthy: i.tally.fresh_observers.contains(&rec.active),
-                forced: false,
-                automatic: true,
-                changed_by: i.me.to_string(),
-            }),
-        };
+        let reason = format!(
+            "quorum of {} fresh observers sees {} down",
+            i.tally.fresh_observers.len(),
+            rec.active
+        );
+        return start(i, rec, target, reason, Initiated::Automatic);
     }
     if i.policy.auto_failback {
         if let Some(best) = best_up(i, None) {
@@ -344,25 +333,11 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
                     .unwrap_or(u32::MAX)
             };
             if best != rec.active && prio(&best) < prio(&rec.active) && best == i.me && !too_soon {
-                return Decision::Act {
-                    action: Action::StartFailover(FailoverPlan {
-                        from: rec.active.clone(),
-                        to: best.clone(),
-                        epoch: rec.epoch + 1,
-                        execution: execution_name(rec.epoch + 1),
-                        initiator: best,
-                        expected_version: rec.version,
-                        reason: format!(
-                            "automatic failback: preferred region {} is up by quorum",
-                            i.me
-                        ),
-                        ungraceful: false,
-                        old_region_healthy: i.tally.fresh_observers.contains(&rec.active),
-                        forced: false,
-                        automatic: true,
-                        changed_by: i.me.to_string(),
-                    }),
-                };
+                let reason = format!(
+                    "automatic failback: preferred region {} is up by quorum",
+                    i.me
+                );
+                return start(i, rec, best, reason, Initiated::Automatic);
             }
         }
     }
@@ -447,6 +422,41 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
             ));
         }
     }
+    let how = Initiated::Operator {
+        name: operator.clone(),
+        forced: force,
+        ungraceful,
+    };
+    start(i, rec, to, reason, how)
+}
+
+/// Who asked for a failover, and how.
+enum Initiated {
+    Automatic,
+    Operator {
+        name: String,
+        forced: bool,
+        ungraceful: bool,
+    },
+}
+
+/// The one way a failover plan is built: the next epoch, fenced on the
+/// version read, initiated in the target's own region.
+fn start(
+    i: &Inputs<'_>,
+    rec: &ControlRecord,
+    to: String,
+    reason: String,
+    how: Initiated,
+) -> Decision {
+    let (automatic, forced, ungraceful, changed_by) = match how {
+        Initiated::Automatic => (true, false, false, i.me.to_string()),
+        Initiated::Operator {
+            name,
+            forced,
+            ungraceful,
+        } => (false, forced, ungraceful, format!("operator:{name}")),
+    };
     Decision::Act {
         action: Action::StartFailover(FailoverPlan {
             from: rec.active.clone(),
@@ -458,9 +468,9 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
             reason,
             ungraceful,
             old_region_healthy: i.tally.fresh_observers.contains(&rec.active),
-            forced: force,
-            automatic: false,
-            changed_by: format!("operator:{operator}"),
+            forced,
+            automatic,
+            changed_by,
         }),
     }
 }
