@@ -28,6 +28,7 @@ fn policy(automatic: bool) -> Policy {
         min_failover_interval_ms: 30_000,
         auto_failback: true,
         automatic_allowed: automatic,
+        stuck_failover_ms: failoverd::core::plan::STUCK_FAILOVER_MS,
     }
 }
 
@@ -238,5 +239,69 @@ fn the_target_region_starts_and_min_interval_holds() {
     match decide("us-west-2", &rec, &vs, &policy(true), None) {
         Decision::Idle { why } => assert!(why.contains("minimum interval"), "{why}"),
         d => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn a_failover_whose_initiator_is_gone_is_settled_after_the_workflow_bound() {
+    let mut r = record(0, Mode::Auto, Phase::FailingOver, None);
+    r.execution = Some("failover-3".into());
+    r.initiator = Some("us-west-2".into());
+    r.target = Some("us-west-2".into());
+    // us-west-2's vote is stale (its region died after claiming).
+    let spec = vec![
+        (true, 0u64, [false; 3]),
+        (true, 9_999, [false; 3]),
+        (true, 0, [false; 3]),
+    ];
+    let vs = votes(&spec);
+    r.changed_at = NOW - 60_000;
+    let rec = RecordRead::Found(r.clone());
+    assert!(
+        matches!(
+            decide("eu-west-1", &rec, &vs, &policy(true), None),
+            Decision::Idle { .. }
+        ),
+        "too early"
+    );
+    r.changed_at = NOW - failoverd::core::plan::STUCK_FAILOVER_MS - 1;
+    let rec = RecordRead::Found(r.clone());
+    match decide("eu-west-1", &rec, &vs, &policy(true), None) {
+        Decision::Act {
+            action:
+                Action::Settle {
+                    expected_version,
+                    execution,
+                },
+        } => {
+            assert_eq!((expected_version, execution.as_str()), (7, "failover-3"));
+        }
+        d => panic!("{d:?}"),
+    }
+    // While the initiator is alive, it (not we) deals with its execution.
+    let alive = vec![(true, 0u64, [false; 3]); 3];
+    assert!(matches!(
+        decide("eu-west-1", &rec, &votes(&alive), &policy(true), None),
+        Decision::Idle { .. }
+    ));
+}
+
+#[test]
+fn eventual_mode_initializes_the_preferred_region_whatever_the_votes() {
+    // Everyone sees us-east-1 down; still, every replica gets us-east-1.
+    let spec = vec![(true, 0u64, [true, false, false]); 3];
+    for me in REGIONS {
+        match decide(
+            me,
+            &RecordRead::Missing,
+            &votes(&spec),
+            &policy(false),
+            None,
+        ) {
+            Decision::Act {
+                action: Action::Initialize { active },
+            } => assert_eq!(active, "us-east-1"),
+            d => panic!("{d:?}"),
+        }
     }
 }

@@ -34,7 +34,15 @@ pub struct Policy {
     pub auto_failback: bool,
     /// False in `eventual` consistency mode (see the module doc).
     pub automatic_allowed: bool,
+    /// A failover still in flight this long after its claim, whose initiator
+    /// is gone (its vote is stale), is settled by any daemon with a quorum.
+    /// Longer than the workflow's task timeouts together (prepare 300 s +
+    /// drain 120 s), so no execution can still be running by then.
+    pub stuck_failover_ms: u64,
 }
+
+/// The default for [`Policy::stuck_failover_ms`]: 15 minutes.
+pub const STUCK_FAILOVER_MS: u64 = 15 * 60 * 1000;
 
 impl Policy {
     /// Regions, most preferred first.
@@ -244,6 +252,19 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
                     "no control record yet, and no quorum to create one ({q:?})"
                 ));
             }
+            // Without a single strongly consistent record, every region must
+            // initialize the same record whatever its votes say: the
+            // preferred region (the model check found two replicas
+            // initialized with different active regions otherwise).
+            if !i.policy.automatic_allowed {
+                let first = i.policy.by_priority().first().map(|s| s.to_string());
+                return match first {
+                    Some(active) => Decision::Act {
+                        action: Action::Initialize { active },
+                    },
+                    None => idle("no regions configured"),
+                };
+            }
             return match best_up(i, None) {
                 Some(active) => Decision::Act {
                     action: Action::Initialize { active },
@@ -273,6 +294,22 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
                 }
                 Some(ExecutionStatus::Running) | None => {}
             }
+        }
+        // Liveness: an initiator that died between its claim and the end of
+        // the workflow must not wedge the record for good. After the bound
+        // on the workflow's duration, any daemon with a quorum settles it.
+        let initiator_gone = !rec
+            .initiator
+            .as_ref()
+            .is_some_and(|r| i.tally.fresh_observers.contains(r));
+        let stuck = i.now.saturating_sub(rec.changed_at) > i.policy.stuck_failover_ms;
+        if stuck && initiator_gone && i.tally.no_quorum.is_none() {
+            return Decision::Act {
+                action: Action::Settle {
+                    expected_version: rec.version,
+                    execution: rec.execution.clone().unwrap_or_default(),
+                },
+            };
         }
         return idle(format!(
             "failover in flight: {} ({} -> {})",

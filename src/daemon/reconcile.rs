@@ -80,6 +80,7 @@ pub fn policy(cfg: &Config) -> Policy {
         min_failover_interval_ms: cfg.timings.min_failover_interval.as_millis() as u64,
         auto_failback: cfg.policy.auto_failback,
         automatic_allowed: cfg.tables.consistency == Consistency::Strong,
+        stuck_failover_ms: plan::STUCK_FAILOVER_MS,
     }
 }
 
