@@ -72,6 +72,7 @@ lab_env() {
   local moto model
   moto=$(cat "$RUN/moto.port"); model=$(cat "$RUN/model.port")
   export FAILOVERD__ENDPOINTS__DYNAMODB=http://127.0.0.1:$moto
+  export FAILOVERD__ENDPOINTS__S3=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__ROUTE53=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SFN=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME=http://127.0.0.1:$model
@@ -93,7 +94,7 @@ up() {
     -H 'Content-Type: application/json' -d '{"stepfunctions":{"execute_state_machine":true}}'
   say "moto on 127.0.0.1:$moto (Step Functions interpreter on)"
 
-  start model "$bin/failoverd-lab" model-server --port-file "$RUN/model.port"
+  start model "$bin/failoverd-lab" model-server --port-file "$RUN/model.port" --s3-endpoint "http://127.0.0.1:$moto"
   local deadline=$((SECONDS + WAIT_SECS))
   until [ -s "$RUN/model.port" ]; do
     [ $SECONDS -lt $deadline ] || die "model server did not start (see $RUN/model.log)"

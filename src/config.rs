@@ -218,6 +218,9 @@ pub struct ModelConfig {
     pub name: String,
     /// `serverless_preferred`, `standard`, ... (the routing table's classes).
     pub traffic_class: String,
+    /// SageMaker `TargetModel` to send (multi-model endpoints); unset for
+    /// single-model endpoints, which reject the header.
+    pub target_model: Option<String>,
 }
 
 /// Listen addresses and the admin credential.
@@ -239,6 +242,7 @@ pub struct EndpointOverrides {
     pub sfn: Option<String>,
     pub sagemaker_runtime: Option<String>,
     pub sagemaker: Option<String>,
+    pub s3: Option<String>,
 }
 
 impl Config {
@@ -271,6 +275,7 @@ impl Config {
             &mut redacted.endpoints.sfn,
             &mut redacted.endpoints.sagemaker_runtime,
             &mut redacted.endpoints.sagemaker,
+            &mut redacted.endpoints.s3,
         ]
         .into_iter()
         .flatten()
@@ -647,6 +652,7 @@ struct RawRouter {
 struct RawModel {
     name: Option<String>,
     traffic_class: Option<String>,
+    target_model: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -663,6 +669,7 @@ struct RawEndpoints {
     sfn: Option<String>,
     sagemaker_runtime: Option<String>,
     sagemaker: Option<String>,
+    s3: Option<String>,
 }
 
 // ----- validation -----
@@ -1122,6 +1129,7 @@ impl Validator<'_> {
                 models.push(ModelConfig {
                     name: n,
                     traffic_class: class,
+                    target_model: m.target_model.filter(|t| !t.is_empty()),
                 });
             }
         }
@@ -1151,6 +1159,7 @@ impl Validator<'_> {
             sagemaker_runtime: self
                 .optional_url("endpoints.sagemaker_runtime", e.sagemaker_runtime),
             sagemaker: self.optional_url("endpoints.sagemaker", e.sagemaker),
+            s3: self.optional_url("endpoints.s3", e.s3),
         };
 
         if !self.problems.is_empty() {

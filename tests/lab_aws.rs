@@ -179,6 +179,7 @@ fn provision_renders_a_valid_lab_config() {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("FAILOVERD__ENDPOINTS__DYNAMODB", moto.url())
+        .env("FAILOVERD__ENDPOINTS__S3", moto.url())
         .env("FAILOVERD__ENDPOINTS__ROUTE53", moto.url())
         .env("FAILOVERD__ENDPOINTS__SFN", moto.url())
         .output()

@@ -34,6 +34,20 @@
 //! - `GET /_lab/stats`: `{region: {endpoint: {invocations, successes,
 //!   errors: {code: n}}}}`.
 //! - `GET /ping` and `GET /healthz`: 200.
+//!
+//! # Asynchronous inference
+//!
+//! `POST /endpoints/{name}/async-invocations` (`InvokeEndpointAsync`) reads
+//! the payload from the S3 object named by `X-Amzn-SageMaker-InputLocation`
+//! and answers `202` with `{"InferenceId", "OutputLocation",
+//! "FailureLocation"}` (and the `X-Amzn-SageMaker-OutputLocation` /
+//! `-FailureLocation` headers). After the rule's `latency` it writes the
+//! result (the same JSON a real-time call answers) to
+//! `s3://<input bucket>/async-output/<id>.out`, or, when the rule's
+//! `error_rate` draws a failure, a message to `async-failures/<id>.out`. An
+//! `outage` answers `ServiceUnavailable` at once. S3 is the emulator at
+//! `--s3-endpoint` (moto in the lab); without it async calls fail with
+//! `InternalFailure`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -69,6 +83,9 @@ pub struct Args {
     /// After binding, write the bound port to this file (atomically).
     #[arg(long)]
     pub port_file: Option<PathBuf>,
+    /// S3 endpoint for asynchronous invocations' inputs and outputs (moto).
+    #[arg(long, env = "FAILOVERD_LAB_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
 }
 
 /// Serve until SIGTERM or SIGINT; the process exit code.
@@ -103,7 +120,10 @@ pub async fn main(args: Args) -> i32 {
     }
     info!(%addr, "model server listening");
 
-    let lab = Arc::new(Lab::default());
+    let lab = Arc::new(Lab {
+        s3_endpoint: args.s3_endpoint.clone(),
+        ..Lab::default()
+    });
     let handler = move |req| {
         let lab = Arc::clone(&lab);
         async move { lab.handle(req).await }
@@ -397,6 +417,8 @@ struct State {
 struct Lab {
     state: Mutex<State>,
     request_ids: AtomicU64,
+    /// Where asynchronous invocations read and write S3 objects.
+    s3_endpoint: Option<String>,
 }
 
 impl Lab {
@@ -436,6 +458,16 @@ impl Lab {
             }),
             "/_lab/stats" => {
                 allow(&[Method::GET]).unwrap_or_else(|| json(StatusCode::OK, &self.stats_json()))
+            }
+            p if p.starts_with("/endpoints/") && p.ends_with("/async-invocations") => {
+                let name = &p["/endpoints/".len()..p.len() - "/async-invocations".len()];
+                match allow(&[Method::POST]) {
+                    Some(r) => r,
+                    None if name.contains('/') => {
+                        text(StatusCode::NOT_FOUND, format!("no such path: {p}"))
+                    }
+                    None => self.invoke_async(req, percent_decode(name)).await,
+                }
             }
             p => match p
                 .strip_prefix("/endpoints/")
@@ -587,6 +619,173 @@ impl Lab {
             .body(Full::new(Bytes::from(out.to_string())))
             .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
+}
+
+impl Lab {
+    /// `InvokeEndpointAsync`: accept, then write the result to S3 later.
+    async fn invoke_async(&self, req: Request<Incoming>, endpoint: String) -> HttpResponse {
+        let region = region_of(req.headers());
+        let request_id = format!(
+            "lab-{:016x}",
+            self.request_ids.fetch_add(1, Ordering::Relaxed)
+        );
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let input = header("x-amzn-sagemaker-inputlocation");
+        let accept = header("x-amzn-sagemaker-accept");
+        let inference_id =
+            header("x-amzn-sagemaker-inference-id").unwrap_or_else(|| request_id.clone());
+        let location = input.as_deref().and_then(|i| {
+            let rest = i.strip_prefix("s3://")?;
+            let (bucket, key) = rest.split_once('/')?;
+            (!bucket.is_empty() && !key.is_empty()).then(|| (bucket.to_string(), key.to_string()))
+        });
+        let Some((bucket, key)) = location else {
+            let f =
+                Fault::validation("X-Amzn-SageMaker-InputLocation must be an s3://bucket/key URI");
+            return error_response(&f, &region, &endpoint, &request_id);
+        };
+        let Some(url) = self.s3_endpoint.clone() else {
+            let f = Fault {
+                code: ErrorCode::InternalFailure,
+                message: "the lab's model server has no --s3-endpoint".into(),
+                model_error_status: 500,
+            };
+            return error_response(&f, &region, &endpoint, &request_id);
+        };
+        // Count the call; an outage refuses it at once, the error roll is
+        // decided now and reported through the failure location.
+        let (latency, fail) = {
+            let mut st = self.state();
+            let b = resolve(&st.rules, &region, &endpoint);
+            let t = st
+                .targets
+                .entry((region.clone(), endpoint.clone()))
+                .or_default();
+            t.stats.invocations += 1;
+            if b.outage {
+                *t.stats
+                    .errors
+                    .entry(ErrorCode::ServiceUnavailable.as_str())
+                    .or_default() += 1;
+                drop(st);
+                let f = fault(
+                    ErrorCode::ServiceUnavailable,
+                    "the lab has an outage for this endpoint",
+                    &b,
+                );
+                return error_response(&f, &region, &endpoint, &request_id);
+            }
+            t.draws += 1;
+            let fail = fails(b.error_rate, b.seed, t.draws - 1);
+            if fail {
+                *t.stats.errors.entry(b.error.as_str()).or_default() += 1;
+            } else {
+                t.stats.successes += 1;
+            }
+            (b.latency, fail)
+        };
+        let output = format!("s3://{bucket}/async-output/{inference_id}.out");
+        let failure = format!("s3://{bucket}/async-failures/{inference_id}.out");
+        let s3 = s3_client(&url, &region);
+        let job = AsyncJob {
+            region: region.clone(),
+            endpoint: endpoint.clone(),
+            bucket: bucket.clone(),
+            key,
+            accept,
+            inference_id: inference_id.clone(),
+            fail,
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(latency).await;
+            if let Err(e) = job.run(&s3).await {
+                error!(inference_id = %job.inference_id, error = %e, "async invocation could not write its result");
+            }
+        });
+        let body = json!({"InferenceId": inference_id, "OutputLocation": output, "FailureLocation": failure});
+        Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .header(CONTENT_TYPE, "application/json")
+            .header("X-Amzn-SageMaker-OutputLocation", &output)
+            .header("X-Amzn-SageMaker-FailureLocation", &failure)
+            .header("x-amzn-RequestId", &request_id)
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
+}
+
+/// An accepted asynchronous invocation, to finish in the background.
+struct AsyncJob {
+    region: String,
+    endpoint: String,
+    bucket: String,
+    key: String,
+    accept: Option<String>,
+    inference_id: String,
+    fail: bool,
+}
+
+impl AsyncJob {
+    async fn run(&self, s3: &aws_sdk_s3::Client) -> Result<(), String> {
+        let show = |e: &dyn std::fmt::Debug| format!("{e:?}");
+        let input = s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(|e| format!("GetObject {}/{}: {}", self.bucket, self.key, show(&e)))?;
+        let body = input
+            .body
+            .collect()
+            .await
+            .map_err(|e| format!("reading the input: {e}"))?
+            .into_bytes();
+        let (key, content_type, out) = if self.fail {
+            (
+                format!("async-failures/{}.out", self.inference_id),
+                "text/plain".to_string(),
+                "injected by the lab's error_rate".to_string(),
+            )
+        } else {
+            let echo = String::from_utf8_lossy(&body[..body.len().min(64)]).into_owned();
+            (
+                format!("async-output/{}.out", self.inference_id),
+                self.accept.clone().unwrap_or_else(|| "application/json".into()),
+                json!({"region": self.region, "endpoint": self.endpoint, "bytes": body.len(), "echo": echo})
+                    .to_string(),
+            )
+        };
+        s3.put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type(content_type)
+            .body(out.into_bytes().into())
+            .send()
+            .await
+            .map_err(|e| format!("PutObject {}/{key}: {}", self.bucket, show(&e)))?;
+        info!(inference_id = %self.inference_id, %key, "async invocation finished");
+        Ok(())
+    }
+}
+
+/// An S3 client for the emulator at `url`, signing for `region`.
+fn s3_client(url: &str, region: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(region.to_string()))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "lab",
+        ))
+        .endpoint_url(url)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 fn fault(code: ErrorCode, message: &str, b: &Behaviour) -> Fault {

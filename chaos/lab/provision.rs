@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use failoverd::aws::{AwsClients, dynamo, route53, sfn};
+use failoverd::aws::{AwsClients, dynamo, route53, s3, sfn};
 use failoverd::config::{self, EnvSource};
 use tracing::info;
 
@@ -68,6 +68,9 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         info!(region = %region.name, control = ?c, routing = ?r, "tables");
+        let bucket = s3::batch_bucket(&cfg.router.batch_bucket_prefix, &region.name);
+        s3::ensure_bucket(&clients.s3(&region.name), &bucket, &region.name).await?;
+        info!(region = %region.name, %bucket, "batch bucket");
 
         let hc = route53::create_health_check(
             &clients.route53(),

@@ -2,6 +2,8 @@
 //! `/readyz` (this daemon is fit to take part: started, not draining, and —
 //! with later modules — able to see a quorum). `/readyz` answers 503 with
 //! every reason it is not ready, so an operator sees why at a glance.
+//! `/metrics` renders the inference router's counters in the Prometheus
+//! text format.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +59,8 @@ pub struct AdminState {
     pub region: String,
     /// The reconcile loop's last round.
     pub shared: Arc<crate::daemon::reconcile::Shared>,
+    /// The inference router's metrics (`GET /metrics`), when it runs.
+    pub metrics: Option<Arc<crate::router::metrics::Metrics>>,
 }
 
 /// Route one admin request.
@@ -85,7 +89,22 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
                     .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
             )
         }
-        (_, "/healthz" | "/readyz" | "/status") => {
+        (&Method::GET, "/metrics") => {
+            let body = state
+                .metrics
+                .as_ref()
+                .map(|m| m.render())
+                .unwrap_or_default();
+            hyper::Response::builder()
+                .status(StatusCode::OK)
+                .header(
+                    hyper::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap_or_else(|e| http::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+        (_, "/healthz" | "/readyz" | "/status" | "/metrics") => {
             http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
         _ => http::text(StatusCode::NOT_FOUND, "not found\n"),

@@ -23,6 +23,7 @@ pub struct AwsClients {
     dynamodb: Mutex<HashMap<String, aws_sdk_dynamodb::Client>>,
     sfn: Mutex<HashMap<String, aws_sdk_sfn::Client>>,
     sagemaker_runtime: Mutex<HashMap<String, aws_sdk_sagemakerruntime::Client>>,
+    s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     route53: Mutex<Option<aws_sdk_route53::Client>>,
 }
 
@@ -46,6 +47,7 @@ impl AwsClients {
             dynamodb: Mutex::default(),
             sfn: Mutex::default(),
             sagemaker_runtime: Mutex::default(),
+            s3: Mutex::default(),
             route53: Mutex::default(),
         }
     }
@@ -95,6 +97,20 @@ impl AwsClients {
                 b = b.endpoint_url(url);
             }
             aws_sdk_sagemakerruntime::Client::from_conf(b.build())
+        })
+    }
+
+    /// S3 in `region` (the router's batch payloads and results). With an
+    /// endpoint override (the lab), path-style addressing: the emulator has
+    /// no per-bucket host names.
+    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        cached(&self.s3, region, || {
+            let mut b = aws_sdk_s3::config::Builder::from(&self.base)
+                .region(Region::new(region.to_string()));
+            if let Some(url) = &self.endpoints.s3 {
+                b = b.endpoint_url(url).force_path_style(true);
+            }
+            aws_sdk_s3::Client::from_conf(b.build())
         })
     }
 

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod control_table;
 pub mod dynamo;
 pub mod route53;
+pub mod s3;
 pub mod sfn;
 
 pub use clients::AwsClients;

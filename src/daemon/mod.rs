@@ -63,6 +63,8 @@ pub struct Daemon {
 /// Bound listeners, so tests and callers can learn the real ports.
 pub struct Listeners {
     pub admin: TcpListener,
+    /// The inference router.
+    pub router: TcpListener,
 }
 
 impl Listeners {
@@ -75,7 +77,14 @@ impl Listeners {
                 addr: config.listen.admin,
                 source,
             })?;
-        Ok(Self { admin })
+        let router = TcpListener::bind(config.listen.router)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                what: "router",
+                addr: config.listen.router,
+                source,
+            })?;
+        Ok(Self { admin, router })
     }
 }
 
@@ -90,14 +99,27 @@ impl Daemon {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (config_tx, config_rx) = watch::channel(Arc::new(self.config.clone()));
         let admin_addr = listeners.admin.local_addr().ok();
+        let router_addr = listeners.router.local_addr().ok();
 
         let shared = Arc::new(reconcile::Shared::default());
+        let router =
+            crate::router::Router::new(config_rx.clone(), self.clients.clone(), shared.clone());
         let admin_state = AdminState {
             readiness: readiness.clone(),
             region: self.config.region.clone(),
             shared: shared.clone(),
+            metrics: Some(router.metrics.clone()),
         };
         let grace = self.config.timings.shutdown_grace;
+        // The router shares the reconcile loop's view (record, health) and
+        // drains on shutdown: new requests 503, requests in flight finish
+        // within the grace period.
+        let router_task = tokio::spawn(crate::router::serve(
+            listeners.router,
+            router.clone(),
+            shutdown_rx.clone(),
+            grace,
+        ));
         let admin_task = tokio::spawn(crate::http::serve(
             listeners.admin,
             move |req| admin::handle(admin_state.clone(), req),
@@ -120,6 +142,7 @@ impl Daemon {
             version = env!("CARGO_PKG_VERSION"),
             region = %self.config.region,
             admin = ?admin_addr,
+            router = ?router_addr,
             consistency = %self.config.tables.consistency,
             layers = ?self.config.sources,
             "failoverd started"
@@ -179,7 +202,10 @@ impl Daemon {
         info!(grace = ?grace, "stopping: draining in-flight work");
         let _ = self.notifier.notify("STOPPING=1");
         readiness.set_unready("shutdown", "draining");
+        readiness.set_unready("router", "draining");
+        router.begin_drain();
         shutdown_tx.send_replace(true);
+        let _ = router_task.await;
         let _ = reconcile_task.await;
         let _ = admin_task.await;
         if let Some(w) = watchdog {

@@ -692,7 +692,24 @@ impl TokenWorker {
         let client = self.clients.sagemaker_runtime(&me.name);
         let stop_at = deadline.saturating_sub(5_000);
         let mut warmed = Vec::new();
-        for ep in endpoints {
+        // Every model the router serves: each TargetModel once per endpoint
+        // (a single-model endpoint, with no TargetModel, once).
+        let mut targets: Vec<Option<String>> = self
+            .cfg
+            .models
+            .iter()
+            .map(|m| m.target_model.clone())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        if targets.is_empty() {
+            targets.push(None);
+        }
+        let work: Vec<(&String, Option<String>)> = endpoints
+            .iter()
+            .flat_map(|ep| targets.iter().map(move |t| (*ep, t.clone())))
+            .collect();
+        for (ep, target) in work {
             let mut attempts = 0u32;
             let mut delay = 250u64;
             loop {
@@ -700,6 +717,7 @@ impl TokenWorker {
                 let r = client
                     .invoke_endpoint()
                     .endpoint_name(ep)
+                    .set_target_model(target.clone())
                     .content_type("application/json")
                     .body(aws_smithy_types::Blob::new(
                         self.cfg.health.warmup_payload.as_bytes().to_vec(),
@@ -708,7 +726,7 @@ impl TokenWorker {
                     .await;
                 match r {
                     Ok(_) => {
-                        warmed.push(serde_json::json!({"endpoint": ep, "attempts": attempts}));
+                        warmed.push(serde_json::json!({"endpoint": ep, "target_model": target, "attempts": attempts}));
                         break;
                     }
                     Err(e) if now_ms() + delay < stop_at => {

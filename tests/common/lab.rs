@@ -49,6 +49,7 @@ fn lab_env(moto: &Moto, model_port: u16, extra: &[(&str, &str)]) -> Vec<(String,
             "info,aws_config=warn,aws_smithy_runtime=warn".to_string(),
         ),
         ("FAILOVERD__ENDPOINTS__DYNAMODB", moto.url()),
+        ("FAILOVERD__ENDPOINTS__S3", moto.url()),
         ("FAILOVERD__ENDPOINTS__ROUTE53", moto.url()),
         ("FAILOVERD__ENDPOINTS__SFN", moto.url()),
         (

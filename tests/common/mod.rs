@@ -198,6 +198,7 @@ impl Moto {
             sfn: Some(self.url()),
             sagemaker_runtime,
             sagemaker: Some(self.url()),
+            s3: Some(self.url()),
         }
     }
 }

@@ -1,0 +1,263 @@
+//! Router benchmark (not a pass/fail test: it prints figures). Run it with
+//! `chaos/bench-router.sh`, or:
+//!
+//! ```text
+//! cargo bench --bench router
+//! ```
+//!
+//! On loopback, with a 1 KiB payload and the same SageMaker runtime SDK
+//! client (retries off) for both: first straight at the lab's model server,
+//! then at a real `failoverd run` daemon's router (which speaks the same
+//! wire API and forwards to that model server). Prints throughput, latency
+//! p50/p90/p99 of both, the difference (the router's added latency), and the
+//! daemon's RSS before and under load (from /proc). The daemon's other AWS
+//! endpoints point at a closed port, so its control loop idles.
+//!
+//! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sagemakerruntime::config::retry::RetryConfig;
+use aws_sdk_sagemakerruntime::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sagemakerruntime::primitives::Blob;
+use common::{ChildGuard, free_port, root, spawn_guarded, unique, wait_for};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn client(url: &str) -> aws_sdk_sagemakerruntime::Client {
+    let conf = aws_sdk_sagemakerruntime::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "bench"))
+        .endpoint_url(url)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_sagemakerruntime::Client::from_conf(conf)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Run {
+    requests: u64,
+    errors: u64,
+    secs: f64,
+    /// Sorted latencies, microseconds.
+    latencies: Vec<u64>,
+}
+
+impl Run {
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i] as f64 / 1000.0
+    }
+}
+
+/// `concurrency` workers invoke `endpoint` through `client` for `secs`.
+async fn load(
+    client: aws_sdk_sagemakerruntime::Client,
+    endpoint: &str,
+    concurrency: u64,
+    secs: u64,
+) -> Run {
+    let payload = Blob::new(vec![b'x'; 1024]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, payload, stop, errors) = (
+                client.clone(),
+                payload.clone(),
+                stop.clone(),
+                errors.clone(),
+            );
+            let endpoint = endpoint.to_string();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(100_000);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = client
+                        .invoke_endpoint()
+                        .endpoint_name(&endpoint)
+                        .content_type("application/json")
+                        .body(payload.clone())
+                        .send()
+                        .await;
+                    match r {
+                        Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Run {
+        requests: latencies.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        secs,
+        latencies,
+    }
+}
+
+fn report(name: &str, r: &Run) {
+    println!(
+        "{name:<8} {:>9.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  ({} ok, {} errors, {:.1} s)",
+        r.requests as f64 / r.secs,
+        r.pct(0.50),
+        r.pct(0.90),
+        r.pct(0.99),
+        r.requests,
+        r.errors,
+        r.secs
+    );
+}
+
+fn main() {
+    let concurrency = env_or("BENCH_CONCURRENCY", 16);
+    let secs = env_or("BENCH_SECONDS", 5);
+    let dir = std::env::temp_dir().join(unique("failoverd-bench"));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let port_file = dir.join("model.port");
+    let _model: ChildGuard = spawn_guarded(
+        Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+            .args(["model-server", "--port-file"])
+            .arg(&port_file)
+            .env("FAILOVERD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("model.log")).unwrap()),
+    );
+    let model_port: u16 = wait_for("the model server", Duration::from_secs(20), || {
+        std::fs::read_to_string(&port_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+
+    let (router_port, admin_port) = (free_port(), free_port());
+    let dead = "http://127.0.0.1:9";
+    let daemon = spawn_guarded(
+        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(root().join("regions/lab/us-east-1.toml"))
+            .current_dir(&dir)
+            .env_clear()
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("FAILOVERD_LOG", "error")
+            .env(
+                "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
+                format!("http://127.0.0.1:{model_port}"),
+            )
+            .env("FAILOVERD__ENDPOINTS__DYNAMODB", dead)
+            .env("FAILOVERD__ENDPOINTS__S3", dead)
+            .env("FAILOVERD__ENDPOINTS__ROUTE53", dead)
+            .env("FAILOVERD__ENDPOINTS__SFN", dead)
+            .env(
+                "FAILOVERD__LISTEN__ROUTER",
+                format!("127.0.0.1:{router_port}"),
+            )
+            .env(
+                "FAILOVERD__LISTEN__ADMIN",
+                format!("127.0.0.1:{admin_port}"),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap()),
+    );
+    let pid = daemon.0.id();
+    wait_for("the router", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", router_port)).ok()
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let direct = client(&format!("http://127.0.0.1:{model_port}"));
+        let routed = client(&format!("http://127.0.0.1:{router_port}"));
+        // Warm both paths (connections, the daemon's clients).
+        load(direct.clone(), "lab-provisioned", concurrency, 1).await;
+        load(routed.clone(), "default", concurrency, 1).await;
+        let rss_idle = rss_kib(pid);
+
+        let d = load(direct, "lab-provisioned", concurrency, secs).await;
+        let peak = Arc::new(AtomicU64::new(0));
+        let sampler = {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let r = load(routed, "default", concurrency, secs).await;
+        sampler.abort();
+
+        println!(
+            "\nrouter benchmark: 1 KiB payload, {concurrency} concurrent SDK callers, {secs} s each, loopback, {} CPUs",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        report("direct", &d);
+        report("router", &r);
+        println!(
+            "added    p50 {:+.3} ms  p90 {:+.3} ms  p99 {:+.3} ms",
+            r.pct(0.50) - d.pct(0.50),
+            r.pct(0.90) - d.pct(0.90),
+            r.pct(0.99) - d.pct(0.99)
+        );
+        println!(
+            "daemon RSS: {:.1} MiB idle (after warm-up), {:.1} MiB peak under load",
+            rss_idle as f64 / 1024.0,
+            peak.load(Ordering::Relaxed) as f64 / 1024.0
+        );
+        let metrics = common::http("GET", &format!("127.0.0.1:{admin_port}"), "/metrics", "")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let ok_line = metrics
+            .lines()
+            .find(|l| l.contains("outcome=\"ok\"") && l.contains("attempts=\"1\""))
+            .unwrap_or("(no ok series)");
+        println!("daemon /metrics: {ok_line}");
+    });
+}

@@ -1,0 +1,844 @@
+//! The inference router in-process, against the lab's model server (a real
+//! process) through real SageMaker runtime SDK clients: cold starts,
+//! throttling and the retry budget, a regional outage, payload limits,
+//! deadlines, refusals, model errors, load shedding and drain.
+//!
+//! The router runs on 127.0.0.1:0 with no reconcile loop: its view of the
+//! control record and health is whatever the test puts in `Shared`, so
+//! region choice is deterministic. DynamoDB points at a closed port (the
+//! routing table read fails fast; defaults apply).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ChildGuard, Moto, root, spawn_guarded, unique, wait_for};
+use failoverd::aws::AwsClients;
+use failoverd::config::{self, Config, EnvSource};
+use failoverd::daemon::reconcile::Shared;
+use failoverd::router::{self, Router};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const MIB: usize = 1024 * 1024;
+
+/// The lab's model server as a child process.
+struct ModelServer {
+    port: u16,
+    _child: ChildGuard,
+    _dir: PathBuf,
+}
+
+impl ModelServer {
+    /// Start one; `s3` is the S3 endpoint for asynchronous invocations.
+    fn start(s3: Option<&str>) -> Self {
+        let dir = std::env::temp_dir().join(unique("failoverd-router-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port_file = dir.join("model.port");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"));
+        cmd.args(["model-server", "--port-file"])
+            .arg(&port_file)
+            .env_remove("FAILOVERD_LAB_S3_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("model.log")).unwrap());
+        if let Some(url) = s3 {
+            cmd.args(["--s3-endpoint", url]);
+        }
+        let child = spawn_guarded(&mut cmd);
+        let port = wait_for(
+            "the model server's port file",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&port_file)
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            },
+        );
+        Self {
+            port,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+struct Got {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Got {
+    fn h(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+    fn attempts(&self) -> u32 {
+        self.h("x-failoverd-attempts").parse().unwrap()
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Got> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await?;
+    // Write the body while reading: the router may answer (413) and close
+    // before it has read a large body.
+    let (mut rd, mut wr) = s.into_split();
+    let body_owned = body.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&body_owned).await;
+        wr
+    });
+    let mut out = Vec::new();
+    let read = rd.read_to_end(&mut out).await;
+    let _ = writer.await;
+    if out.is_empty() {
+        read?;
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Got {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// A router on 127.0.0.1:0 over the lab's configuration.
+struct Setup {
+    model: ModelServer,
+    /// moto, for the batch path's S3 and the control table.
+    moto: Option<Moto>,
+    config: Arc<Config>,
+    clients: Arc<AwsClients>,
+    port: u16,
+    router: Arc<Router>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn lab_config(model: &ModelServer, moto: Option<&Moto>, tweak: impl FnOnce(&mut Config)) -> Config {
+    let dead = "http://127.0.0.1:9".to_string();
+    let env: EnvSource = [
+        ("FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME", model.url()),
+        (
+            "FAILOVERD__ENDPOINTS__DYNAMODB",
+            moto.map_or(dead.clone(), Moto::url),
+        ),
+        (
+            "FAILOVERD__ENDPOINTS__S3",
+            moto.map_or(dead.clone(), Moto::url),
+        ),
+        ("FAILOVERD__ENDPOINTS__ROUTE53", dead.clone()),
+        ("FAILOVERD__ENDPOINTS__SFN", dead),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut cfg = config::load(&root().join("regions/lab/us-east-1.toml"), &env).unwrap();
+    cfg.router.cold_start_delay = Duration::from_millis(100);
+    cfg.router.default_deadline = Duration::from_secs(10);
+    tweak(&mut cfg);
+    cfg
+}
+
+async fn spawn_router(
+    config: &Arc<Config>,
+    clients: &Arc<AwsClients>,
+    shared: &Arc<Shared>,
+) -> (
+    Arc<Router>,
+    u16,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (_tx, rx) = watch::channel(config.clone());
+    let router = Router::new(rx, clients.clone(), shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let task = tokio::spawn(router::serve(
+        listener,
+        router.clone(),
+        shutdown_rx,
+        Duration::from_secs(5),
+    ));
+    (router, port, shutdown, task)
+}
+
+/// No batch endpoint in any region.
+fn no_batch(c: &mut Config) {
+    for r in &mut c.regions {
+        r.sagemaker.batch = None;
+    }
+}
+
+impl Setup {
+    async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Without moto: the batch path has nowhere to store, so the tests
+    /// that need no batch endpoint say so in `tweak`.
+    async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let model = ModelServer::start(None);
+        let cfg = lab_config(&model, None, tweak);
+        Self::assemble(model, None, cfg).await
+    }
+
+    /// With moto serving S3 and DynamoDB: the control table and the batch
+    /// buckets of us-east-1 and us-west-2 exist.
+    async fn start_with_moto(tweak: impl FnOnce(&mut Config)) -> Self {
+        let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+        let model = ModelServer::start(Some(&moto.url()));
+        let cfg = lab_config(&model, Some(&moto), tweak);
+        let clients = AwsClients::new(common::sdk_config(), cfg.endpoints.clone());
+        let control = cfg.control_region_for(&cfg.region).to_string();
+        failoverd::aws::dynamo::create_control_table(
+            &clients.dynamodb(&control),
+            &cfg.tables.control,
+        )
+        .await
+        .unwrap();
+        for region in ["us-east-1", "us-west-2"] {
+            let mut req = clients
+                .s3(region)
+                .create_bucket()
+                .bucket(router::batch::bucket(&cfg, region));
+            if region != "us-east-1" {
+                req = req.create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(region.into())
+                        .build(),
+                );
+            }
+            req.send().await.unwrap();
+        }
+        Self::assemble(model, Some(moto), cfg).await
+    }
+
+    async fn assemble(model: ModelServer, moto: Option<Moto>, cfg: Config) -> Self {
+        let config = Arc::new(cfg);
+        let clients = Arc::new(AwsClients::new(
+            common::sdk_config(),
+            config.endpoints.clone(),
+        ));
+        let shared = Arc::new(Shared::default());
+        let (router, port, shutdown, task) = spawn_router(&config, &clients, &shared).await;
+        Self {
+            model,
+            moto,
+            config,
+            clients,
+            port,
+            router,
+            shared,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stop the router and start a fresh one (nothing kept in memory).
+    async fn restart_router(&mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        let (router, port, shutdown, task) =
+            spawn_router(&self.config, &self.clients, &self.shared).await;
+        self.router = router;
+        self.port = port;
+        self.shutdown = shutdown;
+        self.task = Some(task);
+    }
+
+    async fn invoke(&self, model: &str, headers: &[(&str, &str)], body: &[u8]) -> Got {
+        request(
+            self.port,
+            "POST",
+            &format!("/endpoints/{model}/invocations"),
+            headers,
+            body,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn lab(&self, method: &str, path: &str, body: Value) -> Value {
+        let b = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let got = request(self.model.port, method, path, &[], &b)
+            .await
+            .unwrap();
+        assert_eq!(got.status, 200, "{method} {path}: {}", got.body);
+        serde_json::from_str(&got.body).unwrap()
+    }
+
+    async fn behave(&self, rule: Value) {
+        self.lab("PUT", "/_lab/behaviour", rule).await;
+    }
+
+    /// `(invocations, successes, errors[code])` of (region, endpoint).
+    async fn stats(&self, region: &str, endpoint: &str) -> (u64, u64, Value) {
+        let s = self.lab("GET", "/_lab/stats", Value::Null).await;
+        let e = &s[region][endpoint];
+        (
+            e["invocations"].as_u64().unwrap_or(0),
+            e["successes"].as_u64().unwrap_or(0),
+            e["errors"].clone(),
+        )
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("the router stops within its grace")
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_is_retried_then_succeeds() {
+    let s = Setup::start().await;
+    // Cold until warmed for 150 ms: attempt 1 starts the warm-up, attempt 2
+    // (after 100 ms) is still too early, attempt 3 (after 200 ms more) lands.
+    s.behave(json!({"region": "us-east-1", "endpoint": "lab-serverless",
+        "cold_start_after_idle": "1h", "cold_start": "150ms"}))
+        .await;
+    let got = s
+        .invoke(
+            "chat",
+            &[("Content-Type", "application/json")],
+            b"{\"x\":1}",
+        )
+        .await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-failoverd-path"), "serverless");
+    assert_eq!(got.h("x-failoverd-region"), "us-east-1");
+    assert_eq!(got.attempts(), 3);
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["endpoint"], "lab-serverless");
+    let (calls, ok, errors) = s.stats("us-east-1", "lab-serverless").await;
+    assert_eq!((calls, ok), (3, 1));
+    assert_eq!(errors["ModelNotReadyException"], 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_exhausted_falls_back_to_provisioned() {
+    let s = Setup::start().await;
+    s.behave(json!({"region": "*", "endpoint": "lab-serverless",
+        "cold_start_after_idle": "1h", "cold_start": "1h"}))
+        .await;
+    let started = Instant::now();
+    let got = s.invoke("chat", &[], b"hello").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-failoverd-path"), "provisioned");
+    assert_eq!(got.h("x-failoverd-region"), "us-east-1");
+    assert_eq!(
+        got.attempts(),
+        4,
+        "1 + 2 cold-start retries, then provisioned"
+    );
+    // delay × attempt: 100 ms + 200 ms of waiting.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let (calls, _, errors) = s.stats("us-east-1", "lab-serverless").await;
+    assert_eq!(calls, 3);
+    assert_eq!(errors["ModelNotReadyException"], 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_with_backoff() {
+    let s = Setup::start().await;
+    // Every other call throttled (deterministic pattern from the seed).
+    s.behave(json!({"region": "us-east-1", "endpoint": "lab-provisioned",
+        "error_rate": 0.5, "error": "ThrottlingException", "seed": 7}))
+        .await;
+    let mut retried_ok = 0;
+    for _ in 0..10 {
+        let got = s.invoke("default", &[], b"x").await;
+        assert!(matches!(got.status, 200 | 429), "{got:?}");
+        if got.status == 429 {
+            assert_eq!(got.h("retry-after"), "1");
+            assert_eq!(got.h("x-amzn-errortype"), "ThrottlingException");
+        }
+        if got.status == 200 && got.attempts() > 1 {
+            retried_ok += 1;
+        }
+    }
+    assert!(
+        retried_ok >= 1,
+        "some throttled request succeeded on a retry"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_budget_caps_the_extra_load() {
+    let s = Setup::start().await;
+    s.behave(json!({"region": "*", "endpoint": "*",
+        "error_rate": 1.0, "error": "ThrottlingException"}))
+        .await;
+    let n: u64 = 60;
+    let started = Instant::now();
+    for _ in 0..n {
+        let got = s.invoke("default", &[], b"x").await;
+        assert_eq!(got.status, 429, "{got:?}");
+        assert_eq!(
+            got.h("x-failoverd-region"),
+            "us-east-1",
+            "throttling does not spill over"
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (calls, _, errors) = s.stats("us-east-1", "lab-provisioned").await;
+    assert_eq!(errors["ThrottlingException"].as_u64(), Some(calls));
+    let retries = calls - n;
+    // 20% of the requests, plus the floor: one in hand and one per second.
+    let bound = 0.2 * n as f64 + 1.0 + secs.ceil() + 1.0;
+    assert!(
+        (retries as f64) <= bound,
+        "{retries} retries for {n} requests in {secs:.1}s; the budget allows {bound:.1}"
+    );
+    assert!(retries >= 10, "the budget was used: {retries} retries");
+    assert!(
+        s.router
+            .metrics
+            .render()
+            .contains("failoverd_router_retry_budget_refusals_total"),
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regional_outage_goes_cross_region() {
+    let s = Setup::start().await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2");
+    assert_eq!(got.h("x-failoverd-path"), "provisioned");
+    assert_eq!(got.attempts(), 2);
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(
+        body["region"], "us-west-2",
+        "signed for us-west-2 by its own client"
+    );
+    // Every region out: 503 with Retry-After, after trying each once.
+    s.behave(json!({"region": "*", "endpoint": "*", "outage": true}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.status, 503, "{got:?}");
+    assert_eq!(got.h("retry-after"), "1");
+    assert_eq!(got.attempts(), 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_ejects_a_failing_region() {
+    let s = Setup::start().await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
+        .await;
+    // Five consecutive failures eject us-east-1's provisioned endpoint...
+    for _ in 0..5 {
+        let got = s.invoke("default", &[], b"x").await;
+        assert_eq!((got.status, got.attempts()), (200, 2), "{got:?}");
+    }
+    // ...after which requests go straight to us-west-2.
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!((got.status, got.attempts()), (200, 1), "{got:?}");
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2");
+    assert!(
+        s.router.metrics.render().contains(
+            "failoverd_router_ejections_total{path=\"provisioned\",region=\"us-east-1\"} 1"
+        )
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_limits() {
+    let s = Setup::start_with(no_batch).await;
+    // No batch path served: over 6 MiB is refused before any call.
+    let big = vec![b'a'; 7 * MIB];
+    let got = s.invoke("default", &[], &big).await;
+    assert_eq!(got.status, 413, "{}", got.body);
+    assert_eq!(got.attempts(), 0);
+    // 5 MiB: too big for serverless, so a serverless_preferred request
+    // moves down the chain to provisioned.
+    let five = vec![b'a'; 5 * MIB];
+    let got = s.invoke("chat", &[], &five).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.h("x-failoverd-path"), "provisioned");
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["bytes"], 5 * MIB);
+    let (calls, _, _) = s.stats("us-east-1", "lab-serverless").await;
+    assert_eq!(calls, 0, "never sent to serverless");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_is_honoured() {
+    let s = Setup::start().await;
+    s.behave(json!({"region": "*", "endpoint": "*", "latency": "3s"}))
+        .await;
+    let started = Instant::now();
+    let got = s.invoke("default", &[("X-Deadline-Ms", "300")], b"x").await;
+    let took = started.elapsed();
+    assert_eq!(got.status, 504, "{got:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "504 promptly: took {took:?}"
+    );
+    assert!(took >= Duration::from_millis(300));
+    // Cold-start waits that would overrun the deadline are not taken.
+    s.behave(json!({"region": "*", "endpoint": "*", "latency": "0s"}))
+        .await;
+    s.behave(json!({"region": "*", "endpoint": "lab-serverless",
+        "cold_start_after_idle": "1h", "cold_start": "1h"}))
+        .await;
+    let started = Instant::now();
+    let got = s.invoke("chat", &[("X-Deadline-Ms", "50")], b"x").await;
+    assert_eq!(got.status, 200, "fell back at once: {got:?}");
+    assert_eq!(got.h("x-failoverd-path"), "provisioned");
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_unknown_model_bad_class_bad_deadline() {
+    let s = Setup::start().await;
+    let got = s.invoke("nope", &[], b"x").await;
+    assert_eq!(got.status, 404, "{got:?}");
+    assert_eq!(
+        (
+            got.h("x-failoverd-path"),
+            got.h("x-failoverd-region"),
+            got.attempts()
+        ),
+        ("none", "none", 0)
+    );
+    let got = s
+        .invoke("default", &[("X-Traffic-Class", "platinum")], b"x")
+        .await;
+    assert_eq!(got.status, 400, "{got:?}");
+    assert!(got.body.contains("platinum"));
+    let got = s
+        .invoke("default", &[("X-Deadline-Ms", "soon")], b"x")
+        .await;
+    assert_eq!(got.status, 400, "{got:?}");
+    let got = request(s.port, "GET", "/endpoints/default/invocations", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(got.status, 405);
+    let got = request(s.port, "POST", "/elsewhere", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(got.status, 404);
+    // A known class overrides the model's default.
+    let got = s
+        .invoke(
+            "default",
+            &[("X-Traffic-Class", "serverless_preferred")],
+            b"x",
+        )
+        .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.h("x-failoverd-path"), "serverless");
+    // The native API.
+    let got = request(
+        s.port,
+        "POST",
+        "/v1/models/default/invoke",
+        &[("Accept", "text/csv")],
+        b"1,2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.h("content-type"), "text/csv", "Accept passes through");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_and_validation_errors_pass_through_without_retry() {
+    let s = Setup::start().await;
+    s.behave(json!({"region": "*", "endpoint": "lab-provisioned",
+        "error_rate": 1.0, "error": "ModelError", "model_error_status": 418}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!((got.status, got.attempts()), (418, 1), "{got:?}");
+    assert_eq!(got.h("x-amzn-errortype"), "ModelError");
+    s.behave(json!({"region": "*", "endpoint": "lab-provisioned",
+        "error": "ValidationError"}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!((got.status, got.attempts()), (400, 1), "{got:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_capacity_is_shed_and_drain_finishes_in_flight() {
+    let s = Setup::start_with(|c| c.router.max_in_flight = 1).await;
+    s.behave(json!({"region": "*", "endpoint": "*", "latency": "800ms"}))
+        .await;
+    let port = s.port;
+    let slow = tokio::spawn(async move {
+        request(port, "POST", "/endpoints/default/invocations", &[], b"x")
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.status, 503, "{got:?}");
+    assert_eq!(got.h("retry-after"), "1");
+    // Drain: the request in flight completes; new ones are refused.
+    s.router.begin_drain();
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.status, 503);
+    assert_eq!(slow.await.unwrap().status, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_control_record_and_health() {
+    use failoverd::core::control::{ControlRecord, Mode, Phase};
+    use failoverd::core::health::{Tracker, Verdict};
+    let s = Setup::start().await;
+    let record = |active: &str| ControlRecord {
+        version: 1,
+        epoch: 1,
+        active: active.into(),
+        mode: Mode::Auto,
+        phase: Phase::Steady,
+        target: None,
+        execution: None,
+        initiator: None,
+        previous: None,
+        changed_by: "test".into(),
+        changed_at: 0,
+        reason: String::new(),
+        last_failover_at: None,
+        switched_at: None,
+        step: None,
+        ungraceful: false,
+        old_region_healthy: true,
+        forced: false,
+    };
+    s.shared.status.lock().unwrap().record = Some(record("eu-west-1"));
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(
+        got.h("x-failoverd-region"),
+        "eu-west-1",
+        "the record's active region"
+    );
+    {
+        let mut st = s.shared.status.lock().unwrap();
+        st.trackers.insert(
+            "eu-west-1".into(),
+            Tracker {
+                verdict: Verdict::Down,
+                ..Tracker::default()
+            },
+        );
+    }
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(
+        got.h("x-failoverd-region"),
+        "us-east-1",
+        "active seen down: highest-priority region not down"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_body_gets_408() {
+    let s = Setup::start_with(|c| c.router.body_read_timeout = Duration::from_millis(200)).await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    conn.write_all(
+        b"POST /endpoints/default/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut out = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut out))
+        .await
+        .expect("answered before the client finished")
+        .unwrap();
+    let head = String::from_utf8_lossy(&out[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    s.stop().await;
+}
+
+impl Setup {
+    /// Poll `location` until the job is done; the final response.
+    async fn wait_job(&self, location: &str) -> Got {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = request(self.port, "GET", location, &[], b"").await.unwrap();
+            if got.status != 202 {
+                return got;
+            }
+            assert_eq!(got.h("x-failoverd-job-status"), "in_progress");
+            assert!(Instant::now() < deadline, "job {location} still pending");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_job_is_stored_then_pollable_across_a_restart() {
+    let mut s = Setup::start_with_moto(|_| {}).await;
+    s.behave(json!({"region": "*", "endpoint": "lab-async", "latency": "300ms"}))
+        .await;
+    // At the batch threshold (4 MiB in the lab): the batch path.
+    let payload = vec![b'b'; 4 * MIB];
+    let got = s
+        .invoke(
+            "default",
+            &[("Content-Type", "application/x-npy")],
+            &payload,
+        )
+        .await;
+    assert_eq!(got.status, 202, "{got:?}");
+    assert_eq!(got.h("x-failoverd-path"), "batch");
+    assert_eq!(got.h("x-failoverd-region"), "us-east-1");
+    let location = got.h("location").to_string();
+    assert!(location.starts_with("/v1/jobs/"), "{location}");
+    let accepted: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(accepted["location"], location.as_str());
+
+    // Durable before the 202: payload in S3, job in DynamoDB.
+    let id = location.trim_start_matches("/v1/jobs/");
+    let job = router::batch::load(&s.clients, &s.config, id)
+        .await
+        .unwrap()
+        .expect("the job item exists");
+    assert_eq!(job.region, "us-east-1");
+    assert!(job.output.is_some());
+    let stored = s
+        .clients
+        .s3("us-east-1")
+        .get_object()
+        .bucket("failoverd-batch-us-east-1")
+        .key(format!("jobs/{id}/input"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.content_length(), Some(4 * MIB as i64));
+
+    // A fresh router (nothing in memory) finds the job and its result.
+    s.restart_router().await;
+    let done = s.wait_job(&location).await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(done.h("x-failoverd-job-status"), "completed");
+    let result: Value = serde_json::from_str(&done.body).unwrap();
+    assert_eq!(result["bytes"], 4 * MIB);
+    assert_eq!(result["endpoint"], "lab-async");
+
+    let missing = request(
+        s.port,
+        "GET",
+        &format!("/v1/jobs/{}", "0".repeat(32)),
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing.status, 404);
+    let bad = request(s.port, "GET", "/v1/jobs/..%2F..", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 404);
+    assert!(s.moto.is_some());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_goes_cross_region_in_an_outage() {
+    let s = Setup::start_with_moto(|_| {}).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
+        .await;
+    let got = s.invoke("default", &[], &vec![b'c'; 5 * MIB]).await;
+    assert_eq!(got.status, 202, "{got:?}");
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2");
+    assert_eq!(got.attempts(), 2);
+    let done = s.wait_job(got.h("location")).await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let result: Value = serde_json::from_str(&done.body).unwrap();
+    assert_eq!(result["region"], "us-west-2");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_provisioned_endpoint_falls_back_to_batch() {
+    let s = Setup::start_with_moto(|_| {}).await;
+    s.behave(json!({"region": "*", "endpoint": "lab-provisioned",
+        "cold_start_after_idle": "1h", "cold_start": "1h"}))
+        .await;
+    let got = s.invoke("default", &[], b"small").await;
+    assert_eq!(got.status, 202, "{got:?}");
+    assert_eq!(got.h("x-failoverd-path"), "batch");
+    assert_eq!(got.attempts(), 4, "3 provisioned attempts, then batch");
+    let done = s.wait_job(got.h("location")).await;
+    assert_eq!(done.status, 200, "{done:?}");
+    // A failed job reports its failure.
+    s.behave(json!({"region": "*", "endpoint": "lab-async", "error_rate": 1.0}))
+        .await;
+    let got = s.invoke("default", &[], b"small").await;
+    assert_eq!(got.status, 202, "{got:?}");
+    let failed = s.wait_job(got.h("location")).await;
+    assert_eq!(failed.status, 502, "{failed:?}");
+    assert_eq!(failed.h("x-failoverd-job-status"), "failed");
+    s.stop().await;
+}

@@ -1,0 +1,159 @@
+//! The router in the full lab (three daemons, moto, the model server): no
+//! request is lost while us-east-1 fails (its health check inverted and its
+//! endpoints out) and the lab fails it over to us-west-2; the routers move
+//! traffic off the failing region before the record does.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::lab::{Lab, REGIONS};
+use common::wait_for;
+use failoverd::core::control::Phase;
+
+/// (status, x-failoverd-region) of one request, or the I/O error.
+fn invoke(port: u16, body: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "POST /endpoints/default/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let region = out
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-failoverd-region")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok((status, region))
+}
+
+/// Requests by (sent after the failover finished, status or error, region).
+type Seen = BTreeMap<(bool, String, String), u64>;
+
+#[test]
+fn no_request_is_lost_during_a_failover() {
+    let lab = Lab::start(&[]);
+    lab.wait_ready(Duration::from_secs(60));
+    wait_for("the control record", Duration::from_secs(30), || {
+        Lab::rt()
+            .block_on(lab.table().read_record())
+            .ok()
+            .flatten()
+            .filter(|r| r.active == "us-east-1")
+    });
+    let ports: Vec<u16> = REGIONS.iter().map(|r| lab.daemon(r).router).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed_over = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let (stop, failed_over, seen, ports) = (
+                stop.clone(),
+                failed_over.clone(),
+                seen.clone(),
+                ports.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let port = ports[(i + n) % ports.len()];
+                    let after = failed_over.load(Ordering::Relaxed);
+                    let (what, region) =
+                        match invoke(port, &format!("{{\"client\":{i},\"n\":{n}}}")) {
+                            Ok((status, region)) => (status.to_string(), region),
+                            Err(e) => (format!("error: {e}"), String::new()),
+                        };
+                    *seen
+                        .lock()
+                        .unwrap()
+                        .entry((after, what, region))
+                        .or_default() += 1;
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_secs(2));
+    // A real regional failure: the health check goes bad and us-east-1's
+    // endpoints stop answering at the same moment.
+    lab.invert("us-east-1", true);
+    let (status, body) = common::http(
+        "PUT",
+        &format!("127.0.0.1:{}", lab.model_port),
+        "/_lab/behaviour",
+        r#"{"region":"us-east-1","endpoint":"*","outage":true}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_for(
+        "failover to us-west-2 to finish",
+        Duration::from_secs(90),
+        || {
+            Lab::rt()
+                .block_on(lab.table().read_record())
+                .ok()
+                .flatten()
+                .filter(|r| r.active == "us-west-2" && r.phase == Phase::Steady)
+        },
+    );
+    failed_over.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+
+    let seen = seen.lock().unwrap().clone();
+    eprintln!("requests by (after failover, outcome, region): {seen:#?}");
+    let total: u64 = seen.values().sum();
+    let lost: u64 = seen
+        .iter()
+        .filter(|((_, what, _), _)| what != "200")
+        .map(|(_, n)| n)
+        .sum();
+    assert!(total > 100, "the clients kept sending: {total}");
+    assert_eq!(lost, 0, "every request ends in 200: {seen:?}");
+    let after_in_west: u64 = seen
+        .iter()
+        .filter(|((after, _, region), _)| *after && region == "us-west-2")
+        .map(|(_, n)| n)
+        .sum();
+    let after_total: u64 = seen
+        .iter()
+        .filter(|((after, _, _), _)| *after)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        after_in_west, after_total,
+        "after the failover every router sends to us-west-2"
+    );
+
+    let (status, metrics) = lab.admin("us-west-2", "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("failoverd_router_requests_total{path=\"provisioned\",region=\"us-west-2\",outcome=\"ok\""),
+        "{metrics}"
+    );
+}
