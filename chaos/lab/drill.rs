@@ -107,11 +107,13 @@ pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
     match (started, steady) {
         (Some(a), Some(b)) => {
             println!(
-                "figure: inversion -> StartExecution: {:.3} s",
+                "figure: {} -> StartExecution: {:.3} s",
+                args.label,
                 a as f64 / 1000.0
             );
             println!(
-                "figure: inversion -> steady in the new region: {:.3} s",
+                "figure: {} -> steady in the new region: {:.3} s",
+                args.label,
                 b as f64 / 1000.0
             );
             0
