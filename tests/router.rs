@@ -11,12 +11,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Moto, root, spawn_guarded, unique, wait_for};
+use common::{ModelServer, Moto, root};
 use failoverd::aws::AwsClients;
 use failoverd::config::{self, Config, EnvSource};
 use failoverd::daemon::reconcile::Shared;
@@ -26,52 +24,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 const MIB: usize = 1024 * 1024;
-
-/// The lab's model server as a child process.
-struct ModelServer {
-    port: u16,
-    _child: ChildGuard,
-    _dir: PathBuf,
-}
-
-impl ModelServer {
-    /// Start one; `s3` is the S3 endpoint for asynchronous invocations.
-    fn start(s3: Option<&str>) -> Self {
-        let dir = std::env::temp_dir().join(unique("failoverd-router-test"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port_file = dir.join("model.port");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"));
-        cmd.args(["model-server", "--port-file"])
-            .arg(&port_file)
-            .env_remove("FAILOVERD_LAB_S3_ENDPOINT")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("model.log")).unwrap());
-        if let Some(url) = s3 {
-            cmd.args(["--s3-endpoint", url]);
-        }
-        let child = spawn_guarded(&mut cmd);
-        let port = wait_for(
-            "the model server's port file",
-            Duration::from_secs(20),
-            || {
-                std::fs::read_to_string(&port_file)
-                    .ok()?
-                    .trim()
-                    .parse()
-                    .ok()
-            },
-        );
-        Self {
-            port,
-            _child: child,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
 
 /// A response as the client saw it.
 #[derive(Debug)]

@@ -12,7 +12,9 @@ use failoverd::aws::AwsClients;
 use failoverd::aws::control_table::ControlTable;
 use failoverd::config::{self, Config, EnvSource};
 
-use super::{ChildGuard, Moto, free_port, http, root, spawn_guarded, unique, wait_for};
+use super::{
+    ChildGuard, ModelServer, Moto, free_port, http, root, spawn_guarded, unique, wait_for,
+};
 
 pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 
@@ -29,7 +31,7 @@ pub struct Daemon {
 pub struct Lab {
     pub moto: Moto,
     pub model_port: u16,
-    _model: ChildGuard,
+    _model: ModelServer,
     pub dir: PathBuf,
     pub daemons: Vec<Daemon>,
     pub env: Vec<(String, String)>,
@@ -79,25 +81,9 @@ impl Lab {
         let moto = Moto::start();
         let dir = std::env::temp_dir().join(unique("failoverd-lab"));
         std::fs::create_dir_all(&dir).unwrap();
-        let port_file = dir.join("model.port");
-        let model = spawn_guarded(
-            Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
-                .args(["model-server", "--port-file"])
-                .arg(&port_file)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("model.log")).unwrap()),
-        );
-        let model_port: u16 = wait_for(
-            "the model server's port file",
-            Duration::from_secs(20),
-            || {
-                std::fs::read_to_string(&port_file)
-                    .ok()?
-                    .trim()
-                    .parse()
-                    .ok()
-            },
-        );
+        // The model server writes async (batch) results to moto's S3.
+        let model = ModelServer::start(Some(&moto.url()));
+        let model_port = model.port;
         let env = lab_env(&moto, model_port, extra);
         let out = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
             .current_dir(root())

@@ -143,6 +143,52 @@ pub fn http(method: &str, addr: &str, path: &str, body: &str) -> std::io::Result
     Ok((status, body))
 }
 
+/// The lab's model server as a child process.
+pub struct ModelServer {
+    pub port: u16,
+    _child: ChildGuard,
+    _dir: PathBuf,
+}
+
+impl ModelServer {
+    /// Start one; `s3` is the S3 endpoint for asynchronous invocations.
+    pub fn start(s3: Option<&str>) -> Self {
+        let dir = std::env::temp_dir().join(unique("failoverd-model"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port_file = dir.join("model.port");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"));
+        cmd.args(["model-server", "--port-file"])
+            .arg(&port_file)
+            .env_remove("FAILOVERD_LAB_S3_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("model.log")).unwrap());
+        if let Some(url) = s3 {
+            cmd.args(["--s3-endpoint", url]);
+        }
+        let child = spawn_guarded(&mut cmd);
+        let port = wait_for(
+            "the model server's port file",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&port_file)
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            },
+        );
+        Self {
+            port,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
 /// A running moto server.
 pub struct Moto {
     pub port: u16,
