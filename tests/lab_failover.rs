@@ -2,7 +2,9 @@
 //! fails us-east-1 over to us-west-2 through the Step Functions workflow and
 //! its task tokens; a reverted check does not flap; a daemon killed mid-
 //! workflow is replaced and the workflow completes; a daemon cut off from
-//! AWS does nothing while the others carry on.
+//! AWS does nothing while the others carry on; an active region partitioned
+//! from the table stands down after its lease and comes back when healed;
+//! a new active waits out the old one's lease.
 //!
 //! Waits are level-triggered with generous caps (the lab polls every 1 s);
 //! timings are reported by chaos/figures.sh, never asserted here.
@@ -12,6 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::lab::Lab;
+use common::partition::Partition;
 use common::wait_for;
 use failoverd::core::control::{ControlRecord, Phase};
 use failoverd::core::tokens::TokenStatus;
@@ -65,6 +68,30 @@ fn inverted_check_fails_over_once_and_does_not_flap() {
     assert_eq!(before.phase, Phase::Steady);
 
     lab.invert("us-east-1", true);
+    // The new active does not act as active before the old one's lease (4 s
+    // in the lab) has run out: it counts from when it first saw the switch,
+    // which is after the workflow entered the switch step (`switched_at`,
+    // same clock here).
+    let switched = wait_record(&lab, "the switch", Duration::from_secs(90), |r| {
+        r.active == "us-west-2"
+    });
+    wait_for(
+        "us-west-2 to act as active",
+        Duration::from_secs(30),
+        || {
+            lab.admin("us-west-2", "/active")
+                .filter(|(s, _)| *s == 200)
+                .map(|_| ())
+        },
+    );
+    let acted = failoverd::aws::control_table::now_ms();
+    let lease = lab.config.timings.lease.as_millis() as u64;
+    let switched_at = switched.switched_at.expect("the switch time");
+    assert!(
+        acted >= switched_at + lease,
+        "us-west-2 acted as active {} ms after the switch, within the {lease} ms lease",
+        acted - switched_at
+    );
     let after = wait_record(
         &lab,
         "failover to us-west-2 to finish",
@@ -256,6 +283,72 @@ fn a_daemon_cut_off_from_aws_does_nothing_and_the_others_carry_on() {
         events.iter().all(|e| e.who != "eu-west-1" || e.at < cut_at),
         "eu-west-1 wrote nothing once cut off: {events:#?}"
     );
+}
+
+#[test]
+fn an_active_partitioned_from_the_table_stands_down_and_comes_back() {
+    let mut lab = Lab::start(&[]);
+    // Put us-east-1's daemon behind a wall it reaches every AWS API through.
+    let wall = Partition::start(lab.moto.port);
+    let via: Vec<(String, String)> = ["DYNAMODB", "S3", "ROUTE53", "SFN"]
+        .iter()
+        .map(|s| (format!("FAILOVERD__ENDPOINTS__{s}"), wall.url()))
+        .collect();
+    lab.kill_daemon("us-east-1");
+    lab.start_daemon_with("us-east-1", &via);
+    lab.wait_ready(Duration::from_secs(60));
+    let before = wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
+        r.active == "us-east-1"
+    });
+    wait_for(
+        "us-east-1 to act as active",
+        Duration::from_secs(30),
+        || {
+            lab.admin("us-east-1", "/active")
+                .filter(|(s, _)| *s == 200)
+                .map(|_| ())
+        },
+    );
+    let (code, body) = lab.admin("us-west-2", "/active").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("standby"), "{body}");
+
+    // Black-hole its traffic: no resets, nothing answers.
+    wall.cut();
+    let (_, body) = wait_for("us-east-1 to stand down", Duration::from_secs(30), || {
+        lab.admin("us-east-1", "/active")
+            .filter(|(s, b)| *s == 503 && b.contains("stood_down"))
+    });
+    assert!(
+        body.contains("could not be confirmed within the lease"),
+        "{body}"
+    );
+    let (_, metrics) = lab.admin("us-east-1", "/metrics").unwrap();
+    assert!(
+        metrics.contains("failoverd_role{role=\"stood_down\"} 1"),
+        "{metrics}"
+    );
+    // The SDK timeouts end the hung calls: it says why it is not ready.
+    wait_for("us-east-1 to report why", Duration::from_secs(60), || {
+        lab.admin("us-east-1", "/readyz")
+            .filter(|(s, _)| *s == 503)
+            .map(|_| ())
+    });
+    // us-east-1 itself is healthy, so the others keep it active.
+    let r = record(&lab).unwrap();
+    assert_eq!((r.active.as_str(), r.epoch), ("us-east-1", before.epoch));
+
+    wall.heal();
+    wait_for(
+        "us-east-1 to act as active again",
+        Duration::from_secs(60),
+        || {
+            lab.admin("us-east-1", "/active")
+                .filter(|(s, _)| *s == 200)
+                .map(|_| ())
+        },
+    );
+    lab.wait_ready(Duration::from_secs(60));
 }
 
 #[test]

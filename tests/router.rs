@@ -650,6 +650,63 @@ async fn follows_the_control_record_and_health() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stood_down_active_stops_ranking_itself_first() {
+    use failoverd::core::control::{ControlRecord, LeaseClock, Mode, Phase};
+    // us-west-2 outranks the local us-east-1 by priority.
+    let s = Setup::start_with(|c| {
+        for r in &mut c.regions {
+            r.priority = if r.name == "us-west-2" { 1 } else { 5 };
+        }
+    })
+    .await;
+    let now = failoverd::aws::control_table::now_ms();
+    {
+        let mut st = s.shared.status.lock().unwrap();
+        st.region = "us-east-1".into();
+        st.lease_ms = 4000;
+        st.lease = LeaseClock {
+            confirmed_at: now,
+            named_since: Some(now),
+        };
+        st.record = Some(ControlRecord {
+            version: 1,
+            epoch: 1,
+            active: "us-east-1".into(),
+            mode: Mode::Auto,
+            phase: Phase::Steady,
+            target: None,
+            execution: None,
+            initiator: None,
+            previous: None,
+            changed_by: "test".into(),
+            changed_at: 0,
+            reason: String::new(),
+            last_failover_at: None,
+            switched_at: None,
+            step: None,
+            ungraceful: false,
+            old_region_healthy: true,
+            forced: false,
+        });
+    }
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(
+        got.h("x-failoverd-region"),
+        "us-east-1",
+        "named active, lease held: local first"
+    );
+    // The last confirmed read is older than the lease: stood down.
+    s.shared.status.lock().unwrap().lease.confirmed_at = now - 10_000;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(
+        got.h("x-failoverd-region"),
+        "us-west-2",
+        "stood down: by priority and health, not as the active region"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_body_gets_408() {
     let s = Setup::start_with(|c| c.router.body_read_timeout = Duration::from_millis(200)).await;
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", s.port))

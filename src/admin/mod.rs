@@ -2,8 +2,11 @@
 //! `/readyz` (this daemon is fit to take part: started, not draining, and —
 //! with later modules — able to see a quorum). `/readyz` answers 503 with
 //! every reason it is not ready, so an operator sees why at a glance.
-//! `/metrics` renders the inference router's counters in the Prometheus
-//! text format.
+//! `/active` answers 200 only while this daemon may act as the active region
+//! (it holds a current lease; see docs/lease.md) and 503 otherwise: a fence
+//! for active-only work outside the daemon, and a target for a Route 53
+//! health check behind DNS failover records. `/metrics` renders the
+//! inference router's counters and the role in the Prometheus text format.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,31 @@ use std::sync::{Arc, Mutex};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
+use crate::core::control::Role;
 use crate::http::{self, HttpResponse};
+
+/// `failoverd_role`: one series per role, 1 for the current one, so
+/// `sum(failoverd_role{role="active"}) > 1` across regions alerts on two
+/// actives.
+fn role_metric(role: Option<&Role>) -> String {
+    let current = match role {
+        None => "unknown",
+        Some(Role::Active) => "active",
+        Some(Role::Standby { .. }) => "standby",
+        Some(Role::StoodDown { .. }) => "stood_down",
+        Some(Role::Waiting { .. }) => "waiting",
+    };
+    let mut out = String::from(
+        "# HELP failoverd_role This daemon's role (1 = current).\n# TYPE failoverd_role gauge\n",
+    );
+    for r in ["active", "standby", "stood_down", "waiting", "unknown"] {
+        out.push_str(&format!(
+            "failoverd_role{{role=\"{r}\"}} {}\n",
+            u8::from(r == current)
+        ));
+    }
+    out
+}
 
 /// Why a daemon is not ready, by component. Ready when empty.
 #[derive(Debug, Default)]
@@ -81,8 +108,33 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
                 )
             }
         }
-        (&Method::GET, "/status") => {
+        (&Method::GET | &Method::HEAD, "/active") => {
             let snap = state.shared.snapshot();
+            let role = snap.role_at(crate::aws::control_table::now_ms());
+            let active = role.as_ref().is_some_and(|r| r.is_active());
+            let body = serde_json::json!({
+                "active": active,
+                "region": state.region,
+                "epoch": snap.record.as_ref().map(|r| r.epoch),
+                "role": role,
+                "reason": match &role {
+                    None => "no control record read yet",
+                    Some(Role::Active) => "named active, lease held",
+                    Some(Role::Standby { .. }) => "another region is active",
+                    Some(Role::StoodDown { .. }) => "named active, but the record could not be confirmed within the lease",
+                    Some(Role::Waiting { .. }) => "named active, waiting out the old active's lease",
+                },
+            });
+            let code = if active {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            http::json(code, &body)
+        }
+        (&Method::GET, "/status") => {
+            let mut snap = state.shared.snapshot();
+            snap.role = snap.role_at(crate::aws::control_table::now_ms());
             http::json(
                 StatusCode::OK,
                 &serde_json::to_value(&snap)
@@ -90,11 +142,13 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             )
         }
         (&Method::GET, "/metrics") => {
-            let body = state
+            let mut body = state
                 .metrics
                 .as_ref()
                 .map(|m| m.render())
                 .unwrap_or_default();
+            let role = state.shared.role_at(crate::aws::control_table::now_ms());
+            body.push_str(&role_metric(role.as_ref()));
             hyper::Response::builder()
                 .status(StatusCode::OK)
                 .header(
@@ -104,7 +158,7 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
                 .body(http_body_util::Full::new(bytes::Bytes::from(body)))
                 .unwrap_or_else(|e| http::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
         }
-        (_, "/healthz" | "/readyz" | "/status" | "/metrics") => {
+        (_, "/healthz" | "/readyz" | "/active" | "/status" | "/metrics") => {
             http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
         _ => http::text(StatusCode::NOT_FOUND, "not found\n"),

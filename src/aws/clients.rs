@@ -16,6 +16,19 @@ use crate::config::EndpointOverrides;
 /// Route 53's control plane lives in us-east-1 whatever region calls it.
 pub const ROUTE53_REGION: &str = "us-east-1";
 
+/// Bounds on every control-plane call (DynamoDB, Step Functions, Route 53).
+/// Without them a black-holed endpoint (packets dropped, no reset) would hang
+/// a reconcile round forever; with them the round fails, the daemon reports
+/// why, and it recovers on its own once the path is back. An attempt is
+/// bounded, and so is the whole call with the SDK's own retries.
+pub fn control_plane_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(8))
+        .build()
+}
+
 /// Cache of SDK clients, keyed by region.
 pub struct AwsClients {
     base: SdkConfig,
@@ -66,7 +79,8 @@ impl AwsClients {
     pub fn dynamodb(&self, region: &str) -> aws_sdk_dynamodb::Client {
         cached(&self.dynamodb, region, || {
             let mut b = aws_sdk_dynamodb::config::Builder::from(&self.base)
-                .region(Region::new(region.to_string()));
+                .region(Region::new(region.to_string()))
+                .timeout_config(control_plane_timeouts());
             if let Some(url) = &self.endpoints.dynamodb {
                 b = b.endpoint_url(url);
             }
@@ -78,7 +92,8 @@ impl AwsClients {
     pub fn sfn(&self, region: &str) -> aws_sdk_sfn::Client {
         cached(&self.sfn, region, || {
             let mut b = aws_sdk_sfn::config::Builder::from(&self.base)
-                .region(Region::new(region.to_string()));
+                .region(Region::new(region.to_string()))
+                .timeout_config(control_plane_timeouts());
             if let Some(url) = &self.endpoints.sfn {
                 b = b.endpoint_url(url);
             }
@@ -119,7 +134,8 @@ impl AwsClients {
         let mut slot = self.route53.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert_with(|| {
             let mut b = aws_sdk_route53::config::Builder::from(&self.base)
-                .region(Region::new(ROUTE53_REGION));
+                .region(Region::new(ROUTE53_REGION))
+                .timeout_config(control_plane_timeouts());
             if let Some(url) = &self.endpoints.route53 {
                 b = b.endpoint_url(url);
             }

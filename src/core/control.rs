@@ -88,16 +88,51 @@ pub enum Role {
     Waiting { until: u64 },
 }
 
-/// Compute this daemon's role.
+/// What a daemon knows of its own reads of the record, on its own clock.
+/// Only local durations enter the lease rules: no two regions' clocks are
+/// ever compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseClock {
+    /// When the last successful read of the record was *sent* (unix ms). The
+    /// read shows the record as of some moment after that, so an active's
+    /// lease, counted from here, never outlives what it saw.
+    pub confirmed_at: u64,
+    /// When this process first *received* a record naming it active in the
+    /// current epoch. The switch had committed by then, so any read the old
+    /// active sent afterwards shows it the switch: its lease, counted from a
+    /// read sent before this moment, runs out before `named_since + lease`.
+    pub named_since: Option<u64>,
+}
+
+impl LeaseClock {
+    /// Account for a successful read sent at `sent` and received at `received`.
+    pub fn observe(
+        &mut self,
+        me: &str,
+        record: &ControlRecord,
+        seen_epoch: Option<u64>,
+        sent: u64,
+        received: u64,
+    ) {
+        self.confirmed_at = sent;
+        if record.active != me {
+            self.named_since = None;
+        } else if self.named_since.is_none() || seen_epoch != Some(record.epoch) {
+            self.named_since = Some(received);
+        }
+    }
+}
+
+/// Compute this daemon's role at `now` from the record it last read.
 ///
-/// `last_confirmed` is when we last read the record successfully, and
-/// `record` what we read then. `wait_out_lease` chooses safety (no two
-/// regions act as active at once) over speed (the new region acts at once).
+/// `wait_out_lease` chooses safety (no two regions act as active at once)
+/// over speed (the new region acts at once). A region that was not preceded
+/// by another (`previous` empty or itself) has no lease to wait out.
 pub fn role(
     me: &str,
     record: &ControlRecord,
     now: u64,
-    last_confirmed: u64,
+    clock: &LeaseClock,
     lease_ms: u64,
     wait_out_lease: bool,
 ) -> Role {
@@ -106,22 +141,43 @@ pub fn role(
             active: record.active.clone(),
         };
     }
-    let unconfirmed = now.saturating_sub(last_confirmed);
+    let unconfirmed = now.saturating_sub(clock.confirmed_at);
     if unconfirmed > lease_ms {
         return Role::StoodDown {
             unconfirmed_ms: unconfirmed,
         };
     }
-    if wait_out_lease {
-        if let (Some(switched), Some(prev)) = (record.switched_at, &record.previous) {
-            if prev != me && now < switched.saturating_add(lease_ms) {
-                return Role::Waiting {
-                    until: switched + lease_ms,
-                };
-            }
+    let preceded = record.previous.as_deref().is_some_and(|p| p != me);
+    if wait_out_lease && preceded {
+        let until = clock.named_since.unwrap_or(now).saturating_add(lease_ms);
+        if now < until {
+            return Role::Waiting { until };
         }
     }
     Role::Active
+}
+
+impl Role {
+    /// Whether this daemon may act as the active region now.
+    pub fn is_active(&self) -> bool {
+        matches!(self, Role::Active)
+    }
+}
+
+/// The active region the router should go by. The record's, except when it
+/// names us and we have stood down: our copy is older than the lease, the
+/// others may have moved on, so we no longer claim the traffic ourselves
+/// and rank regions by priority and health instead. (`Waiting` still routes
+/// locally: serving inference from two regions at once is harmless, and the
+/// surviving region must take traffic at once.)
+pub fn routing_active<'a>(
+    record: Option<&'a ControlRecord>,
+    role: Option<&Role>,
+) -> Option<&'a str> {
+    match role {
+        Some(Role::StoodDown { .. }) => None,
+        _ => record.map(|r| r.active.as_str()),
+    }
 }
 
 #[cfg(test)]
@@ -151,35 +207,100 @@ mod tests {
         }
     }
 
+    fn clock(confirmed_at: u64, named_since: Option<u64>) -> LeaseClock {
+        LeaseClock {
+            confirmed_at,
+            named_since,
+        }
+    }
+
     #[test]
     fn lease_rules() {
         let r = rec("us-west-2");
         assert_eq!(
-            role("us-east-1", &r, 20_000, 20_000, 4000, true),
+            role("us-east-1", &r, 20_000, &clock(20_000, None), 4000, true),
             Role::Standby {
                 active: "us-west-2".into()
             }
         );
-        // New active waits out the old active's lease after the switch...
+        // The new active waits out the old active's lease from when it first
+        // saw itself named, on its own clock...
+        let c = clock(12_000, Some(12_100));
         assert_eq!(
-            role("us-west-2", &r, 12_000, 12_000, 4000, true),
-            Role::Waiting { until: 14_000 }
+            role("us-west-2", &r, 12_200, &c, 4000, true),
+            Role::Waiting { until: 16_100 }
         );
         // ...unless configured to act at once.
-        assert_eq!(
-            role("us-west-2", &r, 12_000, 12_000, 4000, false),
-            Role::Active
-        );
-        assert_eq!(
-            role("us-west-2", &r, 15_000, 15_000, 4000, true),
-            Role::Active
-        );
+        assert_eq!(role("us-west-2", &r, 12_200, &c, 4000, false), Role::Active);
+        let c = clock(16_000, Some(12_100));
+        assert_eq!(role("us-west-2", &r, 16_100, &c, 4000, true), Role::Active);
         // An active that cannot confirm the record stands down.
         assert_eq!(
-            role("us-west-2", &r, 30_000, 25_000, 4000, true),
+            role(
+                "us-west-2",
+                &r,
+                30_000,
+                &clock(25_000, Some(12_100)),
+                4000,
+                true
+            ),
             Role::StoodDown {
                 unconfirmed_ms: 5000
             }
         );
+        // Nobody before us (bootstrap): nothing to wait out.
+        let mut first = rec("us-east-1");
+        first.previous = None;
+        assert_eq!(
+            role(
+                "us-east-1",
+                &first,
+                1_000,
+                &clock(1_000, Some(1_000)),
+                4000,
+                true
+            ),
+            Role::Active
+        );
+    }
+
+    #[test]
+    fn the_clock_counts_from_the_send_and_the_first_sighting() {
+        let r = rec("us-west-2");
+        let mut c = LeaseClock::default();
+        c.observe("us-west-2", &r, None, 100, 180);
+        assert_eq!(c, clock(100, Some(180)));
+        // Later reads of the same epoch move the confirmation, not the sighting.
+        c.observe("us-west-2", &r, Some(r.epoch), 1_000, 1_050);
+        assert_eq!(c, clock(1_000, Some(180)));
+        // A new epoch naming us again is a new sighting.
+        let mut next = r.clone();
+        next.epoch += 1;
+        c.observe("us-west-2", &next, Some(r.epoch), 2_000, 2_040);
+        assert_eq!(c, clock(2_000, Some(2_040)));
+        // Named elsewhere: no sighting.
+        c.observe("us-east-1", &next, Some(next.epoch), 3_000, 3_010);
+        assert_eq!(c, clock(3_000, None));
+    }
+
+    #[test]
+    fn a_stood_down_region_stops_claiming_traffic() {
+        let r = rec("us-west-2");
+        let down = role("us-west-2", &r, 30_000, &clock(25_000, Some(0)), 4000, true);
+        assert!(!down.is_active());
+        assert_eq!(routing_active(Some(&r), Some(&down)), None);
+        let waiting = role(
+            "us-west-2",
+            &r,
+            12_000,
+            &clock(12_000, Some(12_000)),
+            4000,
+            true,
+        );
+        assert!(!waiting.is_active());
+        assert_eq!(routing_active(Some(&r), Some(&waiting)), Some("us-west-2"));
+        let standby = role("us-east-1", &r, 30_000, &clock(1_000, None), 4000, true);
+        assert_eq!(routing_active(Some(&r), Some(&standby)), Some("us-west-2"));
+        assert_eq!(routing_active(None, None), None);
     }
 }

@@ -27,7 +27,7 @@ use crate::aws::control_table::{ControlTable, Event, TokenItem, Write, now_ms};
 use crate::aws::route53::{self, CheckReading, ReadError};
 use crate::aws::sfn::{self, Callback};
 use crate::config::{Config, Consistency};
-use crate::core::control::{self, ControlRecord, Role};
+use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::{self, Signal, Tracker, Verdict};
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
 use crate::core::quorum::{self, Tally, Vote};
@@ -45,6 +45,12 @@ pub struct RoundStatus {
     pub region: String,
     pub role: Option<Role>,
     pub record: Option<ControlRecord>,
+    /// This daemon's reads of the record, on its own clock (the lease).
+    pub lease: LeaseClock,
+    /// The lease rules in force (from config), so the role can be computed
+    /// afresh at any moment, even while a round hangs on a partitioned table.
+    pub lease_ms: u64,
+    pub wait_out_lease: bool,
     pub tally: Option<Tally>,
     pub decision: Option<Decision>,
     pub trackers: BTreeMap<String, Tracker>,
@@ -60,7 +66,31 @@ pub struct Shared {
     pub draining: AtomicBool,
 }
 
+impl RoundStatus {
+    /// This daemon's role at `now`, from the last record it confirmed.
+    pub fn role_at(&self, now: u64) -> Option<Role> {
+        let r = self.record.as_ref()?;
+        Some(control::role(
+            &self.region,
+            r,
+            now,
+            &self.lease,
+            self.lease_ms,
+            self.wait_out_lease,
+        ))
+    }
+}
+
 impl Shared {
+    /// The role at `now`. Computed on demand rather than once per round: a
+    /// round blocked on an unreachable table must not keep the role alive.
+    pub fn role_at(&self, now: u64) -> Option<Role> {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .role_at(now)
+    }
+
     pub fn snapshot(&self) -> RoundStatus {
         self.status
             .lock()
@@ -117,7 +147,8 @@ pub struct Reconciler {
     r53_last_slot: u64,
     r53_backoff_until: u64,
     r53_backoff_ms: u64,
-    last_confirmed: u64,
+    lease: LeaseClock,
+    last_role_kind: Option<std::mem::Discriminant<Role>>,
     last_record: Option<ControlRecord>,
     last_decision_text: Option<String>,
     workers: HashMap<String, JoinHandle<()>>,
@@ -149,7 +180,8 @@ impl Reconciler {
             r53_last_slot: u64::MAX,
             r53_backoff_until: 0,
             r53_backoff_ms: 0,
-            last_confirmed: 0,
+            lease: LeaseClock::default(),
+            last_role_kind: None,
             last_record: None,
             last_decision_text: None,
             workers: HashMap::new(),
@@ -231,11 +263,15 @@ impl Reconciler {
             vote_error = Some(e.to_string());
         }
         let votes = table.read_votes().await;
+        // The read shows the record as of some moment after it was sent:
+        // count the lease from the send, never from the answer.
+        let read_sent = now_ms();
         let record = table.read_record().await;
         let now = now_ms();
         let record = match record {
             Ok(Some(r)) => {
-                self.last_confirmed = now;
+                let seen = self.last_record.as_ref().map(|r| r.epoch);
+                self.lease.observe(&cfg.region, &r, seen, read_sent, now);
                 self.last_record = Some(r.clone());
                 RecordRead::Found(r)
             }
@@ -337,17 +373,35 @@ impl Reconciler {
         }
 
         // Status.
-        let role = match &self.last_record {
-            Some(r) => Some(control::role(
+        let role = self.last_record.as_ref().map(|r| {
+            control::role(
                 &cfg.region,
                 r,
                 now_ms(),
-                self.last_confirmed,
+                &self.lease,
                 cfg.timings.lease.as_millis() as u64,
                 cfg.policy.wait_out_lease,
-            )),
-            None => None,
-        };
+            )
+        });
+        let kind = role.as_ref().map(std::mem::discriminant);
+        if kind != self.last_role_kind {
+            match &role {
+                Some(Role::Active) => {
+                    info!(epoch = ?self.last_record.as_ref().map(|r| r.epoch), "acting as the active region")
+                }
+                Some(Role::Waiting { until }) => info!(
+                    until,
+                    "named active: waiting out the previous active's lease"
+                ),
+                Some(Role::StoodDown { unconfirmed_ms }) => warn!(
+                    unconfirmed_ms,
+                    "stood down as active: the control record could not be confirmed within the lease"
+                ),
+                Some(Role::Standby { active }) => info!(%active, "standing by"),
+                None => {}
+            }
+            self.last_role_kind = kind;
+        }
         if let Some(r) = &self.last_record {
             if r.active == cfg.region {
                 self.shared.draining.store(false, Ordering::Relaxed);
@@ -360,6 +414,9 @@ impl Reconciler {
             region: cfg.region.clone(),
             role,
             record: self.last_record.clone(),
+            lease: self.lease,
+            lease_ms: cfg.timings.lease.as_millis() as u64,
+            wait_out_lease: cfg.policy.wait_out_lease,
             tally: Some(tally),
             decision: Some(decision),
             trackers: self.trackers.clone(),

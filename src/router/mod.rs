@@ -56,6 +56,7 @@ use tracing::{debug, info, warn};
 
 use crate::aws::AwsClients;
 use crate::config::{Config, ModelConfig, RegionConfig};
+use crate::core::control;
 use crate::core::health::Verdict;
 use crate::core::quorum::Consensus;
 use crate::core::retry::{self, Breaker, BreakerPolicy, RetryBudget};
@@ -521,7 +522,9 @@ impl Router {
                     (r.name.clone(), h)
                 })
                 .collect();
-            (st.record.as_ref().map(|r| r.active.clone()), health)
+            let role = st.role_at(crate::aws::control_table::now_ms());
+            let active = control::routing_active(st.record.as_ref(), role.as_ref());
+            (active.map(str::to_string), health)
         };
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         let states: Vec<RegionState> = cfg

@@ -165,8 +165,14 @@ impl Lab {
 
     /// (Re)start one region's daemon; its log is appended to.
     pub fn start_daemon(&mut self, region: &str) {
+        self.start_daemon_with(region, &[]);
+    }
+
+    /// (Re)start one region's daemon with extra environment on top of the lab's.
+    pub fn start_daemon_with(&mut self, region: &str, extra: &[(String, String)]) {
         let dir = self.dir.clone();
-        let env = self.env.clone();
+        let mut env = self.env.clone();
+        env.extend(extra.iter().cloned());
         let d = self.daemon_mut(region);
         let log = std::fs::OpenOptions::new()
             .create(true)

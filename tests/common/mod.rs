@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod partition;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
