@@ -13,7 +13,15 @@
 //! daemon's RSS before and under load (from /proc). The daemon's other AWS
 //! endpoints point at a closed port, so its control loop idles.
 //!
-//! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5).
+//! Two kinds of load: closed-loop (`BENCH_CONCURRENCY` callers, each sending
+//! its next request when the last one returns: throughput), and open-loop at
+//! a fixed `BENCH_RATE` (the goal is stated at 1000 req/s): requests
+//! leave on a schedule whatever the answers do, and each latency is counted
+//! from its scheduled start, so a stall is not hidden (no coordinated
+//! omission).
+//!
+//! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5),
+//! `BENCH_RATE` (1000).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -134,6 +142,52 @@ async fn load(
     }
 }
 
+/// Open loop: `rate` requests per second for `secs`, each on its own task,
+/// latency from the scheduled start.
+async fn paced(
+    client: aws_sdk_sagemakerruntime::Client,
+    endpoint: &str,
+    rate: u64,
+    secs: u64,
+) -> Run {
+    let payload = Blob::new(vec![b'x'; 1024]);
+    let every = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity((rate * secs) as usize);
+    for i in 0..rate * secs {
+        let at = start + every * i as u32;
+        tokio::time::sleep_until(at).await;
+        let (client, payload, endpoint) = (client.clone(), payload.clone(), endpoint.to_string());
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .invoke_endpoint()
+                .endpoint_name(&endpoint)
+                .content_type("application/json")
+                .body(payload)
+                .send()
+                .await;
+            r.ok().map(|_| at.elapsed().as_micros() as u64)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Some(l) => latencies.push(l),
+            None => errors += 1,
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Run {
+        requests: latencies.len() as u64,
+        errors,
+        secs,
+        latencies,
+    }
+}
+
 fn report(name: &str, r: &Run) {
     println!(
         "{name:<8} {:>9.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  ({} ok, {} errors, {:.1} s)",
@@ -150,6 +204,7 @@ fn report(name: &str, r: &Run) {
 fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 16);
     let secs = env_or("BENCH_SECONDS", 5);
+    let rate = env_or("BENCH_RATE", 1000);
     let dir = std::env::temp_dir().join(unique("failoverd-bench"));
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -220,6 +275,7 @@ fn main() {
         load(routed.clone(), "default", concurrency, 1).await;
         let rss_idle = rss_kib(pid);
 
+        let (direct_again, routed_again) = (direct.clone(), routed.clone());
         let d = load(direct, "lab-provisioned", concurrency, secs).await;
         let peak = Arc::new(AtomicU64::new(0));
         let sampler = {
@@ -250,6 +306,34 @@ fn main() {
             "daemon RSS: {:.1} MiB idle (after warm-up), {:.1} MiB peak under load",
             rss_idle as f64 / 1024.0,
             peak.load(Ordering::Relaxed) as f64 / 1024.0
+        );
+
+        // Open loop at the goal's rate: direct and router interleaved, three
+        // rounds, because one round's p99 on a shared 2-core box is noise.
+        println!(
+            "\nopen loop at {rate} req/s, {secs} s per phase, 3 rounds interleaved (latency from the scheduled start):"
+        );
+        let mut added = Vec::new();
+        for round in 1..=3 {
+            let d = paced(direct_again.clone(), "lab-provisioned", rate, secs).await;
+            let r = paced(routed_again.clone(), "default", rate, secs).await;
+            report(&format!("direct#{round}"), &d);
+            report(&format!("router#{round}"), &r);
+            added.push((r.pct(0.50) - d.pct(0.50), r.pct(0.99) - d.pct(0.99)));
+        }
+        let median = |f: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = added.iter().map(f).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        println!(
+            "added (median of 3)  p50 {:+.3} ms  p99 {:+.3} ms",
+            median(|a| a.0),
+            median(|a| a.1)
+        );
+        println!(
+            "daemon RSS: {:.1} MiB after all load",
+            rss_kib(pid) as f64 / 1024.0
         );
         let metrics = common::http("GET", &format!("127.0.0.1:{admin_port}"), "/metrics", "")
             .map(|(_, b)| b)
