@@ -210,6 +210,26 @@ pub struct Router {
     pub default_batch_threshold: u64,
     /// S3 bucket (per region: `<bucket>-<region>`) for batch payloads and results.
     pub batch_bucket_prefix: String,
+    /// Largest request body accepted at all (bytes); above the real-time
+    /// limits only the batch path can take it.
+    pub max_batch_payload: u64,
+    /// Largest deadline a request may ask for (`X-Deadline-Ms`).
+    #[serde(with = "human_duration")]
+    pub max_deadline: Duration,
+    /// Throttling retries of one request (each also needs the retry budget).
+    pub throttle_retries: u32,
+    /// Throttling backoff: full jitter on `base × 2^n`, at most `max`.
+    #[serde(with = "human_duration")]
+    pub throttle_base_delay: Duration,
+    #[serde(with = "human_duration")]
+    pub throttle_max_delay: Duration,
+    /// Consecutive failures that eject a (region, endpoint) target.
+    pub breaker_failures: u32,
+    /// First ejection's length; the n-th lasts n times as long, up to the max.
+    #[serde(with = "human_duration")]
+    pub breaker_ejection: Duration,
+    #[serde(with = "human_duration")]
+    pub breaker_max_ejection: Duration,
 }
 
 /// A model the router serves.
@@ -646,6 +666,14 @@ struct RawRouter {
     routing_refresh: Option<String>,
     default_batch_threshold: Option<i64>,
     batch_bucket_prefix: Option<String>,
+    max_batch_payload: Option<i64>,
+    max_deadline: Option<String>,
+    throttle_retries: Option<i64>,
+    throttle_base_delay: Option<String>,
+    throttle_max_delay: Option<String>,
+    breaker_failures: Option<i64>,
+    breaker_ejection: Option<String>,
+    breaker_max_ejection: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -746,6 +774,28 @@ impl Validator<'_> {
                     format!("{text:?} is not a duration ({e}); write it like \"10s\", \"500ms\" or \"5m\""),
                 );
                 None
+            }
+        }
+    }
+
+    /// `lo` (at `lo_key`) must not exceed `hi` (at `hi_key`).
+    fn not_above(
+        &mut self,
+        lo_key: &str,
+        lo: Option<Duration>,
+        hi_key: &str,
+        hi: Option<Duration>,
+    ) {
+        if let (Some(l), Some(h)) = (lo, hi) {
+            if l > h {
+                self.err(
+                    lo_key,
+                    format!(
+                        "{} is longer than {hi_key} ({})",
+                        humantime::format_duration(l),
+                        humantime::format_duration(h)
+                    ),
+                );
             }
         }
     }
@@ -1114,6 +1164,78 @@ impl Validator<'_> {
         let batch_bucket_prefix = rr
             .batch_bucket_prefix
             .unwrap_or_else(|| "failoverd-batch".into());
+        let max_batch_payload = rr.max_batch_payload.unwrap_or(32 * 1024 * 1024);
+        if !(6 * 1024 * 1024..=1024 * 1024 * 1024).contains(&max_batch_payload) {
+            self.err(
+                "router.max_batch_payload",
+                format!(
+                    "{max_batch_payload} is out of range: 6 MiB (the real-time limit) to 1 GiB"
+                ),
+            );
+        }
+        let max_deadline = self.duration(
+            "router.max_deadline",
+            rr.max_deadline,
+            "15m",
+            s(1),
+            s(86400),
+        );
+        if let (Some(d), Some(m)) = (default_deadline, max_deadline) {
+            if d > m {
+                self.err(
+                    "router.default_deadline",
+                    format!(
+                        "{} is longer than router.max_deadline ({})",
+                        humantime::format_duration(d),
+                        humantime::format_duration(m)
+                    ),
+                );
+            }
+        }
+        let throttle_retries =
+            self.in_range("router.throttle_retries", rr.throttle_retries, 3, 0, 20);
+        let throttle_base_delay = self.duration(
+            "router.throttle_base_delay",
+            rr.throttle_base_delay,
+            "100ms",
+            ms(1),
+            s(60),
+        );
+        let throttle_max_delay = self.duration(
+            "router.throttle_max_delay",
+            rr.throttle_max_delay,
+            "2s",
+            ms(1),
+            s(600),
+        );
+        self.not_above(
+            "router.throttle_base_delay",
+            throttle_base_delay,
+            "router.throttle_max_delay",
+            throttle_max_delay,
+        );
+        let breaker_failures =
+            self.in_range("router.breaker_failures", rr.breaker_failures, 5, 1, 1000);
+        let breaker_ejection = self.duration(
+            "router.breaker_ejection",
+            rr.breaker_ejection,
+            "5s",
+            ms(10),
+            s(3600),
+        );
+        let breaker_max_ejection = self.duration(
+            "router.breaker_max_ejection",
+            rr.breaker_max_ejection,
+            "5m",
+            ms(10),
+            s(86400),
+        );
+        self.not_above(
+            "router.breaker_ejection",
+            breaker_ejection,
+            "router.breaker_max_ejection",
+            breaker_max_ejection,
+        );
         let mut models = Vec::new();
         let mut seen_models = BTreeSet::new();
         for (i, m) in raw.models.into_iter().enumerate() {
@@ -1198,6 +1320,14 @@ impl Validator<'_> {
                 routing_refresh: routing_refresh?,
                 default_batch_threshold: default_batch_threshold as u64,
                 batch_bucket_prefix,
+                max_batch_payload: max_batch_payload as u64,
+                max_deadline: max_deadline?,
+                throttle_retries: throttle_retries?,
+                throttle_base_delay: throttle_base_delay?,
+                throttle_max_delay: throttle_max_delay?,
+                breaker_failures: breaker_failures?,
+                breaker_ejection: breaker_ejection?,
+                breaker_max_ejection: breaker_max_ejection?,
             },
             models,
             health: Health {

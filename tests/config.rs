@@ -175,6 +175,39 @@ fn duplicate_regions_and_priorities_and_bad_arns_are_errors() {
 }
 
 #[test]
+fn router_tunables_are_checked_against_each_other() {
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[router]\ndefault_deadline = \"20m\"\nthrottle_base_delay = \"3s\"\nthrottle_max_delay = \"1s\"\nbreaker_ejection = \"10m\"\nbreaker_max_ejection = \"1m\"\nbreaker_failures = 0\nmax_batch_payload = 1024\n",
+    );
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    for line in [
+        "router.default_deadline: 20m is longer than router.max_deadline (15m)",
+        "router.throttle_base_delay: 3s is longer than router.throttle_max_delay (1s)",
+        "router.breaker_ejection: 10m is longer than router.breaker_max_ejection (1m)",
+        "router.breaker_failures: 0 is out of range",
+        "router.max_batch_payload: 1024 is out of range",
+    ] {
+        assert!(report.contains(line), "no {line:?} in:\n{report}");
+    }
+    assert_eq!(report.lines().count(), 5, "{report}");
+    // The defaults are consistent, and a region file may tune them.
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[router]\nbreaker_failures = 3\nthrottle_retries = 0\nmax_deadline = \"1h\"\n",
+    );
+    let c = config::load(&f, &EnvSource::new()).unwrap();
+    assert_eq!(c.router.breaker_failures, 3);
+    assert_eq!(c.router.throttle_retries, 0);
+    assert_eq!(c.router.max_deadline, std::time::Duration::from_secs(3600));
+    assert_eq!(c.router.max_batch_payload, 32 * 1024 * 1024);
+}
+
+#[test]
 fn syntax_errors_name_the_file() {
     let d = tempdir();
     write(&d, "base.toml", BASE);

@@ -69,21 +69,10 @@ use metrics::{Metrics, Outcome};
 /// Whether the batch (asynchronous) path is served. When off, regions
 /// count as having no batch endpoint.
 pub const BATCH_SUPPORTED: bool = true;
-/// Largest body the router buffers (batch payloads included; SageMaker's
-/// own asynchronous limit is 1 GB, but the router holds a body in memory).
-pub const MAX_BODY: u64 = 32 * 1024 * 1024;
-/// Throttling retries per request at most (the budget usually stops sooner).
-pub const MAX_THROTTLE_RETRIES: u32 = 3;
-/// First throttling backoff; doubles per retry.
-pub const THROTTLE_BASE: Duration = Duration::from_millis(100);
-/// Longest throttling backoff.
-pub const THROTTLE_CAP: Duration = Duration::from_secs(2);
 /// Retries the budget allows per second however little traffic there is.
 pub const BUDGET_FLOOR_PER_SEC: f64 = 1.0;
 /// Most retry tokens the budget banks.
 pub const BUDGET_MAX_BALANCE: f64 = 10.0;
-/// Longest `X-Deadline-Ms` accepted (15 minutes).
-pub const MAX_DEADLINE_MS: u64 = 15 * 60 * 1000;
 /// `Retry-After` seconds on shed and unavailable answers.
 pub const RETRY_AFTER_SECS: &str = "1";
 
@@ -107,7 +96,6 @@ pub struct Router {
     stopping: AtomicBool,
     budget: Mutex<RetryBudget>,
     breakers: Mutex<HashMap<(String, String), Breaker>>,
-    breaker_policy: BreakerPolicy,
     /// Batch thresholds by traffic class, from the routing table.
     thresholds: RwLock<HashMap<String, u64>>,
     /// Origin of the milliseconds the pure core gets.
@@ -221,7 +209,6 @@ impl Router {
             metrics: Arc::new(Metrics::new(&regions)),
             stopping: AtomicBool::new(false),
             breakers: Mutex::default(),
-            breaker_policy: BreakerPolicy::default(),
             thresholds: RwLock::default(),
             origin: Instant::now(),
             jitter: AtomicU64::new(0x5eed),
@@ -396,13 +383,14 @@ impl Router {
                 )));
             }
         };
+        let max_deadline_ms = cfg.router.max_deadline.as_millis() as u64;
         let deadline = match text(&H_DEADLINE)? {
             None => cfg.router.default_deadline,
             Some(d) => match d.parse::<u64>() {
-                Ok(ms) if (1..=MAX_DEADLINE_MS).contains(&ms) => Duration::from_millis(ms),
+                Ok(ms) if (1..=max_deadline_ms).contains(&ms) => Duration::from_millis(ms),
                 _ => {
                     return Err(bad(format!(
-                        "X-Deadline-Ms: {d:?} is not a number of milliseconds in 1..={MAX_DEADLINE_MS}"
+                        "X-Deadline-Ms: {d:?} is not a number of milliseconds in 1..={max_deadline_ms}"
                     )));
                 }
             },
@@ -485,7 +473,7 @@ impl Router {
             })
             .max()
             .unwrap_or(routing::REALTIME_MAX_PAYLOAD)
-            .min(MAX_BODY)
+            .min(cfg.router.max_batch_payload)
     }
 
     fn batch_threshold(&self, cfg: &Config, class: &str) -> u64 {
@@ -553,15 +541,20 @@ impl Router {
         })
     }
 
-    fn breaker_result(&self, region: &str, endpoint: &str, path: Path, ok: bool) {
+    fn breaker_result(&self, cfg: &Config, region: &str, endpoint: &str, path: Path, ok: bool) {
         let now = self.now_ms();
+        let policy = BreakerPolicy {
+            consecutive_failures: cfg.router.breaker_failures,
+            base_ejection_ms: cfg.router.breaker_ejection.as_millis() as u64,
+            max_ejection_ms: cfg.router.breaker_max_ejection.as_millis() as u64,
+        };
         let mut b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         let entry = b
             .entry((region.to_string(), endpoint.to_string()))
             .or_default();
         if ok {
-            entry.on_success(now, &self.breaker_policy);
-        } else if entry.on_failure(now, &self.breaker_policy) {
+            entry.on_success(now, &policy);
+        } else if entry.on_failure(now, &policy) {
             warn!(%region, %endpoint, ejections = entry.ejections(), "circuit breaker ejected a target");
             self.metrics.ejection(path, region);
         }
@@ -617,14 +610,14 @@ impl Router {
                         Ok(Ok(job)) => {
                             self.metrics
                                 .call(path, region_name, metrics::CallResult::Ok);
-                            self.breaker_result(region_name, ep, path, true);
+                            self.breaker_result(cfg, region_name, ep, path, true);
                             return accepted(&job).at(Some(path), Some(region_name), attempts);
                         }
                         Ok(Err(e)) => e,
                     };
                     self.metrics.call(path, region_name, err.result());
                     if err.is_target_failure() {
-                        self.breaker_result(region_name, ep, path, false);
+                        self.breaker_result(cfg, region_name, ep, path, false);
                     }
                     warn!(region = %region_name, endpoint = ep, job = %id, error = %err.detail(), "batch submission failed");
                     if let CallError::Validation(m) = &err {
@@ -654,7 +647,7 @@ impl Router {
                         Ok(answer) => {
                             self.metrics
                                 .call(path, region_name, metrics::CallResult::Ok);
-                            self.breaker_result(region_name, ep, path, true);
+                            self.breaker_result(cfg, region_name, ep, path, true);
                             let mut headers = Vec::new();
                             let ct = answer
                                 .content_type
@@ -695,7 +688,7 @@ impl Router {
                     };
                     self.metrics.call(path, region_name, err.result());
                     if err.is_target_failure() {
-                        self.breaker_result(region_name, ep, path, false);
+                        self.breaker_result(cfg, region_name, ep, path, false);
                     }
                     debug!(region = %region_name, endpoint = ep, path = path.as_str(), attempts, error = %err.detail(), "attempt failed");
                     match &err {
@@ -721,7 +714,7 @@ impl Router {
                         }
                         CallError::Throttled(_) => {
                             throttled += 1;
-                            let affordable = throttled <= MAX_THROTTLE_RETRIES
+                            let affordable = throttled <= cfg.router.throttle_retries
                                 && self
                                     .budget
                                     .lock()
@@ -729,8 +722,8 @@ impl Router {
                                     .try_withdraw(self.now_ms());
                             if affordable {
                                 let delay = retry::throttle_delay(
-                                    THROTTLE_BASE,
-                                    THROTTLE_CAP,
+                                    cfg.router.throttle_base_delay,
+                                    cfg.router.throttle_max_delay,
                                     throttled,
                                     self.jitter(),
                                 );
@@ -738,7 +731,7 @@ impl Router {
                                     tokio::time::sleep(delay).await;
                                     continue;
                                 }
-                            } else if throttled <= MAX_THROTTLE_RETRIES {
+                            } else if throttled <= cfg.router.throttle_retries {
                                 self.metrics.budget_refusal();
                             }
                             return Reply::error(
