@@ -598,12 +598,10 @@ async fn over_capacity_is_shed_and_drain_finishes_in_flight() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follows_the_control_record_and_health() {
+/// A steady control record naming `active`.
+fn control_record(active: &str) -> failoverd::core::control::ControlRecord {
     use failoverd::core::control::{ControlRecord, Mode, Phase};
-    use failoverd::core::health::{Tracker, Verdict};
-    let s = Setup::start().await;
-    let record = |active: &str| ControlRecord {
+    ControlRecord {
         version: 1,
         epoch: 1,
         active: active.into(),
@@ -622,8 +620,14 @@ async fn follows_the_control_record_and_health() {
         ungraceful: false,
         old_region_healthy: true,
         forced: false,
-    };
-    s.shared.status.lock().unwrap().record = Some(record("eu-west-1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_control_record_and_health() {
+    use failoverd::core::health::{Tracker, Verdict};
+    let s = Setup::start().await;
+    s.shared.status.lock().unwrap().record = Some(control_record("eu-west-1"));
     let got = s.invoke("default", &[], b"x").await;
     assert_eq!(
         got.h("x-failoverd-region"),
@@ -651,7 +655,7 @@ async fn follows_the_control_record_and_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stood_down_active_stops_ranking_itself_first() {
-    use failoverd::core::control::{ControlRecord, LeaseClock, Mode, Phase};
+    use failoverd::core::control::LeaseClock;
     // us-west-2 outranks the local us-east-1 by priority.
     let s = Setup::start_with(|c| {
         for r in &mut c.regions {
@@ -668,26 +672,7 @@ async fn a_stood_down_active_stops_ranking_itself_first() {
             confirmed_at: now,
             named_since: Some(now),
         };
-        st.record = Some(ControlRecord {
-            version: 1,
-            epoch: 1,
-            active: "us-east-1".into(),
-            mode: Mode::Auto,
-            phase: Phase::Steady,
-            target: None,
-            execution: None,
-            initiator: None,
-            previous: None,
-            changed_by: "test".into(),
-            changed_at: 0,
-            reason: String::new(),
-            last_failover_at: None,
-            switched_at: None,
-            step: None,
-            ungraceful: false,
-            old_region_healthy: true,
-            forced: false,
-        });
+        st.record = Some(control_record("us-east-1"));
     }
     let got = s.invoke("default", &[], b"x").await;
     assert_eq!(
