@@ -246,6 +246,7 @@ fn main() {
             .env("FAILOVERD__ENDPOINTS__S3", dead)
             .env("FAILOVERD__ENDPOINTS__ROUTE53", dead)
             .env("FAILOVERD__ENDPOINTS__SFN", dead)
+            .env("FAILOVERD__ENDPOINTS__SAGEMAKER", dead)
             .env(
                 "FAILOVERD__LISTEN__ROUTER",
                 format!("127.0.0.1:{router_port}"),

@@ -75,6 +75,7 @@ lab_env() {
   export FAILOVERD__ENDPOINTS__S3=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__ROUTE53=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SFN=http://127.0.0.1:$moto
+  export FAILOVERD__ENDPOINTS__SAGEMAKER=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME=http://127.0.0.1:$model
 }
 

@@ -182,6 +182,7 @@ fn provision_renders_a_valid_lab_config() {
         .env("FAILOVERD__ENDPOINTS__S3", moto.url())
         .env("FAILOVERD__ENDPOINTS__ROUTE53", moto.url())
         .env("FAILOVERD__ENDPOINTS__SFN", moto.url())
+        .env("FAILOVERD__ENDPOINTS__SAGEMAKER", moto.url())
         .output()
         .unwrap();
     assert!(
@@ -221,6 +222,45 @@ fn provision_renders_a_valid_lab_config() {
                 .send()
                 .await
                 .unwrap();
+            // The three paths' endpoints, serving.
+            let sm = clients.sagemaker(&r.name);
+            for ep in [
+                &r.sagemaker.serverless,
+                &r.sagemaker.provisioned,
+                &r.sagemaker.batch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let status = failoverd::aws::sagemaker::endpoint_status(&sm, ep)
+                    .await
+                    .unwrap();
+                assert!(
+                    status
+                        .as_ref()
+                        .is_some_and(failoverd::aws::sagemaker::serves),
+                    "{ep} in {}: {status:?}",
+                    r.name
+                );
+            }
+            let serverless = sm
+                .describe_endpoint_config()
+                .endpoint_config_name(r.sagemaker.serverless.as_deref().unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                serverless.production_variants()[0]
+                    .serverless_config()
+                    .is_some()
+            );
+            let batch = sm
+                .describe_endpoint_config()
+                .endpoint_config_name(r.sagemaker.batch.as_deref().unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert!(batch.async_inference_config().is_some(), "{batch:?}");
         }
     });
 }

@@ -4,7 +4,8 @@
 //! workflow is replaced and the workflow completes; a daemon cut off from
 //! AWS does nothing while the others carry on; an active region partitioned
 //! from the table stands down after its lease and comes back when healed;
-//! a new active waits out the old one's lease.
+//! a new active waits out the old one's lease; a target whose SageMaker
+//! endpoint is gone refuses the prepare step and the failover aborts.
 //!
 //! Waits are level-triggered with generous caps (the lab polls every 1 s);
 //! timings are reported by chaos/figures.sh, never asserted here.
@@ -349,6 +350,59 @@ fn an_active_partitioned_from_the_table_stands_down_and_comes_back() {
         },
     );
     lab.wait_ready(Duration::from_secs(60));
+}
+
+#[test]
+fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
+    let lab = Lab::start(&[]);
+    lab.wait_ready(Duration::from_secs(60));
+    let before = wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
+        r.active == "us-east-1"
+    });
+    // us-west-2's provisioned endpoint is deleted from SageMaker.
+    let ep = lab
+        .config
+        .region("us-west-2")
+        .unwrap()
+        .sagemaker
+        .provisioned
+        .clone()
+        .unwrap();
+    Lab::rt()
+        .block_on(
+            lab.clients
+                .sagemaker("us-west-2")
+                .delete_endpoint()
+                .endpoint_name(&ep)
+                .send(),
+        )
+        .unwrap();
+
+    lab.invert("us-east-1", true);
+    let r = wait_record(
+        &lab,
+        "the failover to abort",
+        Duration::from_secs(90),
+        |r| {
+            r.epoch == before.epoch + 1
+                && r.phase == Phase::Steady
+                && r.step.as_deref() == Some("aborted")
+        },
+    );
+    assert_eq!(r.active, "us-east-1", "traffic did not move: {r:#?}");
+    let exec = r.execution.clone().unwrap();
+    wait_for("the execution to fail", Duration::from_secs(30), || {
+        (execution_status(&lab, "us-west-2", &exec) == "FAILED").then_some(())
+    });
+    let events = Lab::rt().block_on(lab.table().events(500)).unwrap();
+    let refused = events.iter().find(|e| {
+        e.kind == "token_done" && e.who == "us-west-2" && e.detail.contains("does not exist")
+    });
+    assert!(refused.is_some(), "the refusal is journalled: {events:#?}");
+    assert!(
+        events.iter().any(|e| e.kind == "workflow_aborted"),
+        "{events:#?}"
+    );
 }
 
 #[test]

@@ -120,7 +120,8 @@ fn lab_config(model: &ModelServer, moto: Option<&Moto>, tweak: impl FnOnce(&mut 
             moto.map_or(dead.clone(), Moto::url),
         ),
         ("FAILOVERD__ENDPOINTS__ROUTE53", dead.clone()),
-        ("FAILOVERD__ENDPOINTS__SFN", dead),
+        ("FAILOVERD__ENDPOINTS__SFN", dead.clone()),
+        ("FAILOVERD__ENDPOINTS__SAGEMAKER", dead),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

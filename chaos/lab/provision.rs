@@ -4,16 +4,16 @@
 //!
 //! Per region: the control table and the routing table (moto keeps DynamoDB
 //! per region; in strong mode the daemons share one replica, in eventual mode
-//! each uses its own), a Route 53 health check, and the failover state
-//! machine from `deploy/statemachines/failover.asl.json`.
-//!
-//! SageMaker control-plane resources (models, endpoint configs, endpoints)
-//! are not created in moto: moto's runtime never invokes them, the lab's
-//! model server answers for every endpoint the configuration names, and the
-//! control-plane SDK crate alone would add minutes to every clean build.
+//! each uses its own), the batch bucket, a Route 53 health check, the
+//! failover state machine from `deploy/statemachines/failover.asl.json`, and
+//! a SageMaker model, endpoint config and endpoint for each of the three
+//! paths (serverless, provisioned, asynchronous). The daemons' prepare step
+//! reads those endpoints' status from moto; invocations go to the lab's
+//! model server, because moto's runtime answers every call with success.
 
 use std::path::{Path, PathBuf};
 
+use failoverd::aws::sagemaker::{self, EndpointKind, EndpointSpec};
 use failoverd::aws::{AwsClients, dynamo, route53, s3, sfn};
 use failoverd::config::{self, EnvSource};
 use tracing::info;
@@ -72,6 +72,34 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), String> {
         s3::ensure_bucket(&clients.s3(&region.name), &bucket, &region.name).await?;
         info!(region = %region.name, %bucket, "batch bucket");
 
+        let account = region
+            .state_machine_arn
+            .split(':')
+            .nth(4)
+            .unwrap_or("123456789012");
+        let role = format!("arn:aws:iam::{account}:role/failoverd-sagemaker");
+        let output = format!("s3://{bucket}/async-results");
+        let sm = clients.sagemaker(&region.name);
+        for (endpoint, kind) in [
+            (&region.sagemaker.serverless, EndpointKind::Serverless),
+            (&region.sagemaker.provisioned, EndpointKind::Provisioned),
+            (&region.sagemaker.batch, EndpointKind::Async),
+        ] {
+            let Some(endpoint) = endpoint else { continue };
+            let status = sagemaker::ensure_endpoint(
+                &sm,
+                &EndpointSpec {
+                    endpoint,
+                    kind,
+                    image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/failoverd-lab-model:latest",
+                    execution_role_arn: &role,
+                    async_output: Some(&output),
+                },
+            )
+            .await?;
+            info!(region = %region.name, %endpoint, ?kind, status = status.as_str(), "SageMaker endpoint");
+        }
+
         let hc = route53::create_health_check(
             &clients.route53(),
             &route53::HealthCheckSpec {
@@ -100,11 +128,6 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), String> {
                 ("ControlTableRegion", &control_region),
             ],
         )?;
-        let account = region
-            .state_machine_arn
-            .split(':')
-            .nth(4)
-            .unwrap_or("123456789012");
         let name = region
             .state_machine_arn
             .rsplit(':')

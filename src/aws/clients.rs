@@ -36,6 +36,7 @@ pub struct AwsClients {
     dynamodb: Mutex<HashMap<String, aws_sdk_dynamodb::Client>>,
     sfn: Mutex<HashMap<String, aws_sdk_sfn::Client>>,
     sagemaker_runtime: Mutex<HashMap<String, aws_sdk_sagemakerruntime::Client>>,
+    sagemaker: Mutex<HashMap<String, aws_sdk_sagemaker::Client>>,
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     route53: Mutex<Option<aws_sdk_route53::Client>>,
 }
@@ -60,6 +61,7 @@ impl AwsClients {
             dynamodb: Mutex::default(),
             sfn: Mutex::default(),
             sagemaker_runtime: Mutex::default(),
+            sagemaker: Mutex::default(),
             s3: Mutex::default(),
             route53: Mutex::default(),
         }
@@ -112,6 +114,19 @@ impl AwsClients {
                 b = b.endpoint_url(url);
             }
             aws_sdk_sagemakerruntime::Client::from_conf(b.build())
+        })
+    }
+
+    /// SageMaker's control plane in `region` (endpoint status; provisioning).
+    pub fn sagemaker(&self, region: &str) -> aws_sdk_sagemaker::Client {
+        cached(&self.sagemaker, region, || {
+            let mut b = aws_sdk_sagemaker::config::Builder::from(&self.base)
+                .region(Region::new(region.to_string()))
+                .timeout_config(control_plane_timeouts());
+            if let Some(url) = &self.endpoints.sagemaker {
+                b = b.endpoint_url(url);
+            }
+            aws_sdk_sagemaker::Client::from_conf(b.build())
         })
     }
 

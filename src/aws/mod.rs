@@ -8,6 +8,7 @@ pub mod control_table;
 pub mod dynamo;
 pub mod route53;
 pub mod s3;
+pub mod sagemaker;
 pub mod sfn;
 
 pub use clients::AwsClients;

@@ -25,6 +25,7 @@ use crate::admin::Readiness;
 use crate::aws::AwsClients;
 use crate::aws::control_table::{ControlTable, Event, TokenItem, Write, now_ms};
 use crate::aws::route53::{self, CheckReading, ReadError};
+use crate::aws::sagemaker;
 use crate::aws::sfn::{self, Callback};
 use crate::config::{Config, Consistency};
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
@@ -738,10 +739,45 @@ impl TokenWorker {
         }
     }
 
-    /// Warm this region's real-time endpoints with the configured payload,
-    /// retrying cold starts until a margin before the token's expiry.
+    /// Check that every endpoint of this region can serve (SageMaker's
+    /// DescribeEndpoint), then warm the real-time ones with the configured
+    /// payload, retrying cold starts until a margin before the token's
+    /// expiry. A missing or failed endpoint fails the prepare step, and with
+    /// it the failover: traffic must not move to a region that cannot serve
+    /// a path it claims. If the control plane itself cannot be asked, the
+    /// warm-up decides (it is the stronger proof for real-time endpoints).
     async fn prepare(&self, deadline: u64) -> Result<serde_json::Value, String> {
         let me = self.cfg.local();
+        let control = self.clients.sagemaker(&me.name);
+        let mut statuses = serde_json::Map::new();
+        for ep in [
+            &me.sagemaker.serverless,
+            &me.sagemaker.provisioned,
+            &me.sagemaker.batch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            match sagemaker::endpoint_status(&control, ep).await {
+                Ok(Some(st)) if sagemaker::serves(&st) => {
+                    statuses.insert(ep.clone(), st.as_str().into());
+                }
+                Ok(Some(st)) => {
+                    return Err(format!(
+                        "endpoint {ep} in {} is {}, not serving",
+                        me.name,
+                        st.as_str()
+                    ));
+                }
+                Ok(None) => {
+                    return Err(format!("endpoint {ep} does not exist in {}", me.name));
+                }
+                Err(e) => {
+                    warn!(endpoint = %ep, error = %e, "cannot read the endpoint's status; the warm-up decides");
+                    statuses.insert(ep.clone(), format!("unknown: {e}").into());
+                }
+            }
+        }
         let endpoints: Vec<&String> = [&me.sagemaker.serverless, &me.sagemaker.provisioned]
             .into_iter()
             .flatten()
@@ -800,6 +836,8 @@ impl TokenWorker {
                 }
             }
         }
-        Ok(serde_json::json!({"region": me.name, "step": "prepare", "warmed": warmed}))
+        Ok(
+            serde_json::json!({"region": me.name, "step": "prepare", "endpoints": statuses, "warmed": warmed}),
+        )
     }
 }

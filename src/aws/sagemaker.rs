@@ -1,0 +1,165 @@
+//! SageMaker control-plane adapter: whether an endpoint can serve
+//! (DescribeEndpoint, used by the prepare step before it warms a region), and
+//! idempotent creation of a model, endpoint config and endpoint for each of
+//! the three inference paths (the lab's provisioning and first deploys).
+
+use aws_sdk_sagemaker::Client;
+use aws_sdk_sagemaker::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sagemaker::types::{
+    AsyncInferenceConfig, AsyncInferenceOutputConfig, ContainerDefinition, EndpointStatus,
+    ProductionVariant, ProductionVariantInstanceType, ProductionVariantServerlessConfig,
+};
+
+/// The three kinds of endpoint the router uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// Serverless inference (scales to zero; cold starts).
+    Serverless,
+    /// Real-time on provisioned instances.
+    Provisioned,
+    /// Asynchronous inference: results land in S3 under `output`.
+    Async,
+}
+
+/// What to create for one endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointSpec<'a> {
+    pub endpoint: &'a str,
+    pub kind: EndpointKind,
+    /// Container image of the model.
+    pub image: &'a str,
+    /// Role SageMaker assumes to run the model.
+    pub execution_role_arn: &'a str,
+    /// `s3://bucket/prefix` for asynchronous results (Async only).
+    pub async_output: Option<&'a str>,
+}
+
+/// Whether an endpoint serves traffic in this status. `Updating` and
+/// `SystemUpdating` keep serving on the old variant while they work.
+pub fn serves(status: &EndpointStatus) -> bool {
+    matches!(
+        status,
+        EndpointStatus::InService | EndpointStatus::Updating | EndpointStatus::SystemUpdating
+    )
+}
+
+/// SageMaker answers a missing resource with a `ValidationException`
+/// ("Could not find ..."), not a typed not-found error.
+fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    e.as_service_error().is_some_and(|s| {
+        s.code() == Some("ValidationException")
+            && s.message().is_some_and(|m| m.contains("Could not find"))
+    })
+}
+
+/// The endpoint's status, or `None` if it does not exist.
+pub async fn endpoint_status(
+    client: &Client,
+    endpoint: &str,
+) -> Result<Option<EndpointStatus>, String> {
+    match client
+        .describe_endpoint()
+        .endpoint_name(endpoint)
+        .send()
+        .await
+    {
+        Ok(d) => Ok(d.endpoint_status().cloned()),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(format!(
+            "SageMaker DescribeEndpoint {endpoint}: {}",
+            DisplayErrorContext(&e)
+        )),
+    }
+}
+
+/// Create the model, endpoint config and endpoint of `spec` unless they
+/// exist (each is named after the endpoint). Returns the endpoint's status.
+pub async fn ensure_endpoint(
+    client: &Client,
+    spec: &EndpointSpec<'_>,
+) -> Result<EndpointStatus, String> {
+    let name = spec.endpoint;
+    let ctx = |what: &str, e: &dyn std::fmt::Display| format!("SageMaker {what} {name}: {e}");
+
+    match client.describe_model().model_name(name).send().await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {
+            client
+                .create_model()
+                .model_name(name)
+                .execution_role_arn(spec.execution_role_arn)
+                .primary_container(ContainerDefinition::builder().image(spec.image).build())
+                .send()
+                .await
+                .map_err(|e| ctx("CreateModel", &DisplayErrorContext(&e)))?;
+        }
+        Err(e) => return Err(ctx("DescribeModel", &DisplayErrorContext(&e))),
+    }
+
+    match client
+        .describe_endpoint_config()
+        .endpoint_config_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {
+            let variant = ProductionVariant::builder()
+                .variant_name("AllTraffic")
+                .model_name(name);
+            let variant = match spec.kind {
+                EndpointKind::Serverless => variant.serverless_config(
+                    ProductionVariantServerlessConfig::builder()
+                        .memory_size_in_mb(2048)
+                        .max_concurrency(20)
+                        .build(),
+                ),
+                EndpointKind::Provisioned | EndpointKind::Async => variant
+                    .instance_type(ProductionVariantInstanceType::MlM5Large)
+                    .initial_instance_count(1),
+            };
+            let mut req = client
+                .create_endpoint_config()
+                .endpoint_config_name(name)
+                .production_variants(variant.build());
+            if spec.kind == EndpointKind::Async {
+                let output = spec.async_output.ok_or_else(|| {
+                    ctx(
+                        "CreateEndpointConfig",
+                        &"an async endpoint needs an S3 output path",
+                    )
+                })?;
+                req = req.async_inference_config(
+                    AsyncInferenceConfig::builder()
+                        .output_config(
+                            AsyncInferenceOutputConfig::builder()
+                                .s3_output_path(output)
+                                .build(),
+                        )
+                        .build(),
+                );
+            }
+            req.send()
+                .await
+                .map_err(|e| ctx("CreateEndpointConfig", &DisplayErrorContext(&e)))?;
+        }
+        Err(e) => return Err(ctx("DescribeEndpointConfig", &DisplayErrorContext(&e))),
+    }
+
+    if let Some(status) = endpoint_status(client, name).await? {
+        return Ok(status);
+    }
+    client
+        .create_endpoint()
+        .endpoint_name(name)
+        .endpoint_config_name(name)
+        .send()
+        .await
+        .map_err(|e| ctx("CreateEndpoint", &DisplayErrorContext(&e)))?;
+    endpoint_status(client, name).await?.ok_or_else(|| {
+        ctx(
+            "CreateEndpoint",
+            &"the endpoint is still missing after creation",
+        )
+    })
+}
