@@ -263,7 +263,12 @@ impl Setup {
         };
         let got = request(self.model.port, method, path, &[], &b)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{method} {path} to the model server on port {}: {e}",
+                    self.model.port
+                )
+            });
         assert_eq!(got.status, 200, "{method} {path}: {}", got.body);
         serde_json::from_str(&got.body).unwrap()
     }
@@ -347,27 +352,49 @@ async fn cold_start_exhausted_falls_back_to_provisioned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_retried_with_backoff() {
-    let s = Setup::start().await;
-    // Every other call throttled (deterministic pattern from the seed).
+    // A budget of one retry per request, so what happens depends only on the
+    // deterministic throttling pattern, not on how fast the machine is (the
+    // budget's cap has its own test below).
+    let s = Setup::start_with(|c| {
+        c.router.retry_budget = 1.0;
+        c.router.throttle_retries = 3;
+        c.router.throttle_base_delay = Duration::from_millis(100);
+    })
+    .await;
+    // About every other call throttled (deterministic pattern from the seed).
     s.behave(json!({"region": "us-east-1", "endpoint": "lab-provisioned",
         "error_rate": 0.5, "error": "ThrottlingException", "seed": 7}))
         .await;
-    let mut retried_ok = 0;
+    let (mut retried_ok, mut attempts_total) = (0, 0);
     for _ in 0..10 {
+        let started = Instant::now();
         let got = s.invoke("default", &[], b"x").await;
+        let took = started.elapsed();
         assert!(matches!(got.status, 200 | 429), "{got:?}");
         if got.status == 429 {
             assert_eq!(got.h("retry-after"), "1");
             assert_eq!(got.h("x-amzn-errortype"), "ThrottlingException");
         }
-        if got.status == 200 && got.attempts() > 1 {
+        assert_eq!(got.h("x-failoverd-region"), "us-east-1", "{got:?}");
+        let attempts = got.attempts();
+        attempts_total += attempts;
+        if got.status == 200 && attempts > 1 {
             retried_ok += 1;
         }
+        // Backoff: retry k waits at least the fixed half of 100 ms x 2^(k-1).
+        let floor: u64 = (1..attempts).map(|k| 50u64 << (k - 1)).sum();
+        assert!(
+            took >= Duration::from_millis(floor),
+            "{attempts} attempts in {took:?}: less than the {floor} ms of backoff"
+        );
     }
     assert!(
         retried_ok >= 1,
         "some throttled request succeeded on a retry"
     );
+    // Every attempt reached the model: the router is the only retry loop.
+    let (calls, _, _) = s.stats("us-east-1", "lab-provisioned").await;
+    assert_eq!(calls, attempts_total as u64);
     s.stop().await;
 }
 

@@ -24,8 +24,8 @@ pub const ROUTE53_REGION: &str = "us-east-1";
 pub fn control_plane_timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(3))
-        .operation_attempt_timeout(std::time::Duration::from_secs(3))
-        .operation_timeout(std::time::Duration::from_secs(8))
+        .operation_attempt_timeout(std::time::Duration::from_secs(5))
+        .operation_timeout(std::time::Duration::from_secs(15))
         .build()
 }
 
