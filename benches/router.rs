@@ -75,6 +75,16 @@ struct Run {
 }
 
 impl Run {
+    fn new(mut latencies: Vec<u64>, errors: u64, secs: f64) -> Self {
+        latencies.sort_unstable();
+        Run {
+            requests: latencies.len() as u64,
+            errors,
+            secs,
+            latencies,
+        }
+    }
+
     fn pct(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
             return f64::NAN;
@@ -82,6 +92,18 @@ impl Run {
         let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
         self.latencies[i] as f64 / 1000.0
     }
+}
+
+/// One InvokeEndpoint call with the benchmark's payload; whether it succeeded.
+async fn invoke(client: &aws_sdk_sagemakerruntime::Client, endpoint: &str, payload: Blob) -> bool {
+    client
+        .invoke_endpoint()
+        .endpoint_name(endpoint)
+        .content_type("application/json")
+        .body(payload)
+        .send()
+        .await
+        .is_ok()
 }
 
 /// `concurrency` workers invoke `endpoint` through `client` for `secs`.
@@ -108,18 +130,10 @@ async fn load(
                 let mut lat = Vec::with_capacity(100_000);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let r = client
-                        .invoke_endpoint()
-                        .endpoint_name(&endpoint)
-                        .content_type("application/json")
-                        .body(payload.clone())
-                        .send()
-                        .await;
-                    match r {
-                        Ok(_) => lat.push(t.elapsed().as_micros() as u64),
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if invoke(&client, &endpoint, payload.clone()).await {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 lat
@@ -132,14 +146,11 @@ async fn load(
     for w in workers {
         latencies.extend(w.await.unwrap());
     }
-    let secs = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    Run {
-        requests: latencies.len() as u64,
-        errors: errors.load(Ordering::Relaxed),
-        secs,
+    Run::new(
         latencies,
-    }
+        errors.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+    )
 }
 
 /// Open loop: `rate` requests per second for `secs`, each on its own task,
@@ -160,14 +171,9 @@ async fn paced(
         tokio::time::sleep_until(at).await;
         let (client, payload, endpoint) = (client.clone(), payload.clone(), endpoint.to_string());
         tasks.push(tokio::spawn(async move {
-            let r = client
-                .invoke_endpoint()
-                .endpoint_name(&endpoint)
-                .content_type("application/json")
-                .body(payload)
-                .send()
-                .await;
-            r.ok().map(|_| at.elapsed().as_micros() as u64)
+            invoke(&client, &endpoint, payload)
+                .await
+                .then(|| at.elapsed().as_micros() as u64)
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());
@@ -178,14 +184,7 @@ async fn paced(
             None => errors += 1,
         }
     }
-    let secs = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    Run {
-        requests: latencies.len() as u64,
-        errors,
-        secs,
-        latencies,
-    }
+    Run::new(latencies, errors, started.elapsed().as_secs_f64())
 }
 
 fn report(name: &str, r: &Run) {

@@ -97,6 +97,18 @@ pub struct SageMakerEndpoints {
     pub batch: Option<String>,
 }
 
+impl SageMakerEndpoints {
+    /// The real-time endpoints (serverless, provisioned) that are configured.
+    pub fn realtime(&self) -> impl Iterator<Item = &String> {
+        [&self.serverless, &self.provisioned].into_iter().flatten()
+    }
+
+    /// Every configured endpoint, the batch one included.
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        self.realtime().chain(&self.batch)
+    }
+}
+
 /// DynamoDB tables and the consistency the control table offers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tables {
@@ -1180,18 +1192,12 @@ impl Validator<'_> {
             s(1),
             s(86400),
         );
-        if let (Some(d), Some(m)) = (default_deadline, max_deadline) {
-            if d > m {
-                self.err(
-                    "router.default_deadline",
-                    format!(
-                        "{} is longer than router.max_deadline ({})",
-                        humantime::format_duration(d),
-                        humantime::format_duration(m)
-                    ),
-                );
-            }
-        }
+        self.not_above(
+            "router.default_deadline",
+            default_deadline,
+            "router.max_deadline",
+            max_deadline,
+        );
         let throttle_retries =
             self.in_range("router.throttle_retries", rr.throttle_retries, 3, 0, 20);
         let throttle_base_delay = self.duration(

@@ -224,14 +224,7 @@ fn provision_renders_a_valid_lab_config() {
                 .unwrap();
             // The three paths' endpoints, serving.
             let sm = clients.sagemaker(&r.name);
-            for ep in [
-                &r.sagemaker.serverless,
-                &r.sagemaker.provisioned,
-                &r.sagemaker.batch,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for ep in r.sagemaker.all() {
                 let status = failoverd::aws::sagemaker::endpoint_status(&sm, ep)
                     .await
                     .unwrap();

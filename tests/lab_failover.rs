@@ -76,14 +76,12 @@ fn inverted_check_fails_over_once_and_does_not_flap() {
     let switched = wait_record(&lab, "the switch", Duration::from_secs(90), |r| {
         r.active == "us-west-2"
     });
-    wait_for(
+    lab.wait_admin(
+        "us-west-2",
+        "/active",
         "us-west-2 to act as active",
         Duration::from_secs(30),
-        || {
-            lab.admin("us-west-2", "/active")
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        },
+        |s, _| s == 200,
     );
     let acted = failoverd::aws::control_table::now_ms();
     let lease = lab.config.timings.lease.as_millis() as u64;
@@ -255,14 +253,12 @@ fn a_daemon_cut_off_from_aws_does_nothing_and_the_others_carry_on() {
     }
     let cut_at = failoverd::aws::control_table::now_ms();
     lab.start_daemon("eu-west-1");
-    wait_for(
+    lab.wait_admin(
+        "eu-west-1",
+        "/readyz",
         "eu-west-1 to report no quorum",
         Duration::from_secs(30),
-        || {
-            lab.admin("eu-west-1", "/readyz")
-                .filter(|(s, b)| *s == 503 && b.contains("cannot"))
-                .map(|_| ())
-        },
+        |s, b| s == 503 && b.contains("cannot"),
     );
 
     lab.invert("us-east-1", true);
@@ -291,7 +287,7 @@ fn an_active_partitioned_from_the_table_stands_down_and_comes_back() {
     let mut lab = Lab::start(&[]);
     // Put us-east-1's daemon behind a wall it reaches every AWS API through.
     let wall = Partition::start(lab.moto.port);
-    let via: Vec<(String, String)> = ["DYNAMODB", "S3", "ROUTE53", "SFN"]
+    let via: Vec<(String, String)> = ["DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER"]
         .iter()
         .map(|s| (format!("FAILOVERD__ENDPOINTS__{s}"), wall.url()))
         .collect();
@@ -301,28 +297,32 @@ fn an_active_partitioned_from_the_table_stands_down_and_comes_back() {
     let before = wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
         r.active == "us-east-1"
     });
-    wait_for(
+    lab.wait_admin(
+        "us-east-1",
+        "/active",
         "us-east-1 to act as active",
         Duration::from_secs(30),
-        || {
-            lab.admin("us-east-1", "/active")
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        },
+        |s, _| s == 200,
     );
     // Once it has read the record, a standby answers 503 and says why.
-    let (code, body) = wait_for("us-west-2 to stand by", Duration::from_secs(30), || {
-        lab.admin("us-west-2", "/active")
-            .filter(|(_, b)| b.contains("standby"))
-    });
+    let (code, body) = lab.wait_admin(
+        "us-west-2",
+        "/active",
+        "us-west-2 to stand by",
+        Duration::from_secs(30),
+        |_, b| b.contains("standby"),
+    );
     assert_eq!(code, 503, "{body}");
 
     // Black-hole its traffic: no resets, nothing answers.
     wall.cut();
-    let (_, body) = wait_for("us-east-1 to stand down", Duration::from_secs(30), || {
-        lab.admin("us-east-1", "/active")
-            .filter(|(s, b)| *s == 503 && b.contains("stood_down"))
-    });
+    let (_, body) = lab.wait_admin(
+        "us-east-1",
+        "/active",
+        "us-east-1 to stand down",
+        Duration::from_secs(30),
+        |s, b| s == 503 && b.contains("stood_down"),
+    );
     assert!(
         body.contains("could not be confirmed within the lease"),
         "{body}"
@@ -335,24 +335,24 @@ fn an_active_partitioned_from_the_table_stands_down_and_comes_back() {
     // The SDK timeouts end the hung calls: it says why it is not ready.
     // Each hung call ends at the SDK's operation timeout (15 s), and a round
     // makes several, so this takes a minute or so.
-    wait_for("us-east-1 to report why", Duration::from_secs(150), || {
-        lab.admin("us-east-1", "/readyz")
-            .filter(|(s, _)| *s == 503)
-            .map(|_| ())
-    });
+    lab.wait_admin(
+        "us-east-1",
+        "/readyz",
+        "us-east-1 to report why",
+        Duration::from_secs(150),
+        |s, _| s == 503,
+    );
     // us-east-1 itself is healthy, so the others keep it active.
     let r = record(&lab).unwrap();
     assert_eq!((r.active.as_str(), r.epoch), ("us-east-1", before.epoch));
 
     wall.heal();
-    wait_for(
+    lab.wait_admin(
+        "us-east-1",
+        "/active",
         "us-east-1 to act as active again",
         Duration::from_secs(150),
-        || {
-            lab.admin("us-east-1", "/active")
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        },
+        |s, _| s == 200,
     );
     lab.wait_ready(Duration::from_secs(120));
 }

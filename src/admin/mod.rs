@@ -21,17 +21,11 @@ use crate::http::{self, HttpResponse};
 /// `sum(failoverd_role{role="active"}) > 1` across regions alerts on two
 /// actives.
 fn role_metric(role: Option<&Role>) -> String {
-    let current = match role {
-        None => "unknown",
-        Some(Role::Active) => "active",
-        Some(Role::Standby { .. }) => "standby",
-        Some(Role::StoodDown { .. }) => "stood_down",
-        Some(Role::Waiting { .. }) => "waiting",
-    };
+    let current = role.map_or("unknown", Role::kind);
     let mut out = String::from(
         "# HELP failoverd_role This daemon's role (1 = current).\n# TYPE failoverd_role gauge\n",
     );
-    for r in ["active", "standby", "stood_down", "waiting", "unknown"] {
+    for r in Role::KINDS.into_iter().chain(["unknown"]) {
         out.push_str(&format!(
             "failoverd_role{{role=\"{r}\"}} {}\n",
             u8::from(r == current)
@@ -109,13 +103,15 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             }
         }
         (&Method::GET | &Method::HEAD, "/active") => {
-            let snap = state.shared.snapshot();
-            let role = snap.role_at(crate::aws::control_table::now_ms());
+            let now = crate::aws::control_table::now_ms();
+            let (role, epoch) = state
+                .shared
+                .read(|st| (st.role_at(now), st.record.as_ref().map(|r| r.epoch)));
             let active = role.as_ref().is_some_and(|r| r.is_active());
             let body = serde_json::json!({
                 "active": active,
                 "region": state.region,
-                "epoch": snap.record.as_ref().map(|r| r.epoch),
+                "epoch": epoch,
                 "role": role,
                 "reason": match &role {
                     None => "no control record read yet",

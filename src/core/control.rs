@@ -158,9 +158,22 @@ pub fn role(
 }
 
 impl Role {
+    /// Every role's name, as [`Role::kind`] gives it.
+    pub const KINDS: [&'static str; 4] = ["active", "standby", "stood_down", "waiting"];
+
     /// Whether this daemon may act as the active region now.
     pub fn is_active(&self) -> bool {
         matches!(self, Role::Active)
+    }
+
+    /// The role's name (as serialized in the `role` tag).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Standby { .. } => "standby",
+            Role::StoodDown { .. } => "stood_down",
+            Role::Waiting { .. } => "waiting",
+        }
     }
 }
 

@@ -83,20 +83,19 @@ impl RoundStatus {
 }
 
 impl Shared {
+    /// Look at the last round without copying it.
+    pub fn read<T>(&self, f: impl FnOnce(&RoundStatus) -> T) -> T {
+        f(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// The role at `now`. Computed on demand rather than once per round: a
     /// round blocked on an unreachable table must not keep the role alive.
     pub fn role_at(&self, now: u64) -> Option<Role> {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .role_at(now)
+        self.read(|st| st.role_at(now))
     }
 
     pub fn snapshot(&self) -> RoundStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.read(RoundStatus::clone)
     }
 }
 
@@ -149,7 +148,7 @@ pub struct Reconciler {
     r53_backoff_until: u64,
     r53_backoff_ms: u64,
     lease: LeaseClock,
-    last_role_kind: Option<std::mem::Discriminant<Role>>,
+    last_role_kind: Option<&'static str>,
     last_record: Option<ControlRecord>,
     last_decision_text: Option<String>,
     workers: HashMap<String, JoinHandle<()>>,
@@ -374,19 +373,30 @@ impl Reconciler {
         }
 
         // Status.
-        let role = self.last_record.as_ref().map(|r| {
-            control::role(
-                &cfg.region,
-                r,
-                now_ms(),
-                &self.lease,
-                cfg.timings.lease.as_millis() as u64,
-                cfg.policy.wait_out_lease,
-            )
-        });
-        let kind = role.as_ref().map(std::mem::discriminant);
+        if let Some(r) = &self.last_record {
+            if r.active == cfg.region {
+                self.shared.draining.store(false, Ordering::Relaxed);
+            }
+        }
+        let mut next = RoundStatus {
+            at: now,
+            round: self.round,
+            region: cfg.region.clone(),
+            role: None,
+            record: self.last_record.clone(),
+            lease: self.lease,
+            lease_ms: cfg.timings.lease.as_millis() as u64,
+            wait_out_lease: cfg.policy.wait_out_lease,
+            tally: Some(tally),
+            decision: Some(decision),
+            trackers: self.trackers.clone(),
+            samples: samples.into_iter().map(|(k, (_, why))| (k, why)).collect(),
+            draining: self.shared.draining.load(Ordering::Relaxed),
+        };
+        next.role = next.role_at(now_ms());
+        let kind = next.role.as_ref().map(Role::kind);
         if kind != self.last_role_kind {
-            match &role {
+            match &next.role {
                 Some(Role::Active) => {
                     info!(epoch = ?self.last_record.as_ref().map(|r| r.epoch), "acting as the active region")
                 }
@@ -403,27 +413,7 @@ impl Reconciler {
             }
             self.last_role_kind = kind;
         }
-        if let Some(r) = &self.last_record {
-            if r.active == cfg.region {
-                self.shared.draining.store(false, Ordering::Relaxed);
-            }
-        }
-        let mut st = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
-        *st = RoundStatus {
-            at: now,
-            round: self.round,
-            region: cfg.region.clone(),
-            role,
-            record: self.last_record.clone(),
-            lease: self.lease,
-            lease_ms: cfg.timings.lease.as_millis() as u64,
-            wait_out_lease: cfg.policy.wait_out_lease,
-            tally: Some(tally),
-            decision: Some(decision),
-            trackers: self.trackers.clone(),
-            samples: samples.into_iter().map(|(k, (_, why))| (k, why)).collect(),
-            draining: self.shared.draining.load(Ordering::Relaxed),
-        };
+        *self.shared.status.lock().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     async fn execution_status(&self, cfg: &Config, r: &ControlRecord) -> Option<ExecutionStatus> {
@@ -750,14 +740,7 @@ impl TokenWorker {
         let me = self.cfg.local();
         let control = self.clients.sagemaker(&me.name);
         let mut statuses = serde_json::Map::new();
-        for ep in [
-            &me.sagemaker.serverless,
-            &me.sagemaker.provisioned,
-            &me.sagemaker.batch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for ep in me.sagemaker.all() {
             match sagemaker::endpoint_status(&control, ep).await {
                 Ok(Some(st)) if sagemaker::serves(&st) => {
                     statuses.insert(ep.clone(), st.as_str().into());
@@ -778,10 +761,7 @@ impl TokenWorker {
                 }
             }
         }
-        let endpoints: Vec<&String> = [&me.sagemaker.serverless, &me.sagemaker.provisioned]
-            .into_iter()
-            .flatten()
-            .collect();
+        let endpoints: Vec<&String> = me.sagemaker.realtime().collect();
         let client = self.clients.sagemaker_runtime(&me.name);
         let stop_at = deadline.saturating_sub(5_000);
         let mut warmed = Vec::new();

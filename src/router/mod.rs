@@ -490,8 +490,7 @@ impl Router {
         let len = ask.inv.body.len() as u64;
         let threshold = self.batch_threshold(cfg, &ask.class);
         let now = self.now_ms();
-        let (active, health): (Option<String>, HashMap<String, Health>) = {
-            let st = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        let (active, health): (Option<String>, HashMap<String, Health>) = self.shared.read(|st| {
             let health = cfg
                 .regions
                 .iter()
@@ -513,7 +512,7 @@ impl Router {
             let role = st.role_at(crate::aws::control_table::now_ms());
             let active = control::routing_active(st.record.as_ref(), role.as_ref());
             (active.map(str::to_string), health)
-        };
+        });
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         let states: Vec<RegionState> = cfg
             .regions

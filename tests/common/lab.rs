@@ -217,12 +217,24 @@ impl Lab {
         .ok()
     }
 
+    /// Poll a daemon's admin `path` until `ok(status, body)`; the answer.
+    pub fn wait_admin(
+        &self,
+        region: &str,
+        path: &str,
+        what: &str,
+        cap: Duration,
+        ok: impl Fn(u16, &str) -> bool,
+    ) -> (u16, String) {
+        wait_for(what, cap, || {
+            self.admin(region, path).filter(|(s, b)| ok(*s, b))
+        })
+    }
+
     /// Wait until every daemon is ready (has a quorum).
     pub fn wait_ready(&self, cap: Duration) {
         for r in REGIONS {
-            wait_for(&format!("{r} /readyz"), cap, || {
-                self.admin(r, "/readyz").filter(|(s, _)| *s == 200)
-            });
+            self.wait_admin(r, "/readyz", &format!("{r} /readyz"), cap, |s, _| s == 200);
         }
     }
 
