@@ -44,11 +44,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A name unique to this test process and call.
+/// A name unique to this test process and call, and to this moment: PIDs
+/// are recycled (pid_max is 32768 here), and a folder left by an earlier
+/// process with the same PID once handed a new model server's caller the
+/// old port file (connection refused).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!(
-        "{prefix}-{}-{}",
+        "{prefix}-{}-{}-{nanos:x}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
