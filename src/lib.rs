@@ -9,7 +9,9 @@ pub mod config; // layered typed configuration and its validation
 pub mod core; // pure decision logic (health, quorum, control, plan, tokens)
 pub mod daemon; // lifecycle: bind, sd_notify, signals, reload, drain
 pub mod http; // the hyper server loop shared by admin and router
+pub mod ports; // narrow traits to AWS and the clock (adapters in aws/, fakes in tests/sim)
 pub mod router; // the embedded inference router (SageMaker wire API + native API)
+pub mod state; // shared state: the last round (admin, router read it) and readiness
 pub mod telemetry; // tracing setup
 
 /// Render an error with its whole `source()` chain, `a: b: c`, for one log line.

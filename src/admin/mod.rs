@@ -8,14 +8,14 @@
 //! health check behind DNS failover records. `/metrics` renders the
 //! inference router's counters and the role in the Prometheus text format.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
 use crate::core::control::Role;
 use crate::http::{self, HttpResponse};
+use crate::state::{Readiness, Shared};
 
 /// `failoverd_role`: one series per role, 1 for the current one, so
 /// `sum(failoverd_role{role="active"}) > 1` across regions alerts on two
@@ -34,52 +34,13 @@ fn role_metric(role: Option<&Role>) -> String {
     out
 }
 
-/// Why a daemon is not ready, by component. Ready when empty.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    reasons: Mutex<BTreeMap<&'static str, String>>,
-}
-
-impl Readiness {
-    /// A new readiness that is unready because it is `starting`.
-    pub fn starting() -> Arc<Self> {
-        let r = Arc::new(Self::default());
-        r.set_unready("startup", "starting");
-        r
-    }
-
-    /// Mark `component` unready with a reason.
-    pub fn set_unready(&self, component: &'static str, reason: impl Into<String>) {
-        self.lock().insert(component, reason.into());
-    }
-
-    /// Clear `component`'s reason.
-    pub fn set_ready(&self, component: &'static str) {
-        self.lock().remove(component);
-    }
-
-    /// Every current reason.
-    pub fn reasons(&self) -> BTreeMap<&'static str, String> {
-        self.lock().clone()
-    }
-
-    /// Ready when no component objects.
-    pub fn is_ready(&self) -> bool {
-        self.lock().is_empty()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
-        self.reasons.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// State the admin handlers read.
 #[derive(Clone)]
 pub struct AdminState {
     pub readiness: Arc<Readiness>,
     pub region: String,
     /// The reconcile loop's last round.
-    pub shared: Arc<crate::daemon::reconcile::Shared>,
+    pub shared: Arc<Shared>,
     /// The inference router's metrics (`GET /metrics`), when it runs.
     pub metrics: Option<Arc<crate::router::metrics::Metrics>>,
 }

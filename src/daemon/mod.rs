@@ -21,9 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::admin::{self, AdminState, Readiness};
+use crate::admin::{self, AdminState};
 use crate::aws::AwsClients;
 use crate::config::{self, Config, EnvSource};
+use crate::state::{Readiness, Shared};
 use notify::Notifier;
 
 /// Why the daemon could not run.
@@ -101,7 +102,7 @@ impl Daemon {
         let admin_addr = listeners.admin.local_addr().ok();
         let router_addr = listeners.router.local_addr().ok();
 
-        let shared = Arc::new(reconcile::Shared::default());
+        let shared = Arc::new(Shared::default());
         let router =
             crate::router::Router::new(config_rx.clone(), self.clients.clone(), shared.clone());
         let admin_state = AdminState {

@@ -12,16 +12,14 @@
 //! decision against a region we merely could not see.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::admin::Readiness;
 use crate::aws::AwsClients;
 use crate::aws::control_table::{ControlTable, Event, TokenItem, Write, now_ms};
 use crate::aws::route53::{self, CheckReading, ReadError};
@@ -34,70 +32,10 @@ use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordR
 use crate::core::quorum::{self, Tally, Vote};
 use crate::core::tokens::{self, TokenAction, TokenStatus};
 use crate::http::{ShutdownRx, shutdown_signalled};
+use crate::state::{Readiness, RoundStatus, Shared};
 
 use super::executor::{Executor, Outcome};
 use super::probe::Prober;
-
-/// What the admin server shows of the last round.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RoundStatus {
-    pub at: u64,
-    pub round: u64,
-    pub region: String,
-    pub role: Option<Role>,
-    pub record: Option<ControlRecord>,
-    /// This daemon's reads of the record, on its own clock (the lease).
-    pub lease: LeaseClock,
-    /// The lease rules in force (from config), so the role can be computed
-    /// afresh at any moment, even while a round hangs on a partitioned table.
-    pub lease_ms: u64,
-    pub wait_out_lease: bool,
-    pub tally: Option<Tally>,
-    pub decision: Option<Decision>,
-    pub trackers: BTreeMap<String, Tracker>,
-    pub samples: BTreeMap<String, Vec<String>>,
-    pub draining: bool,
-}
-
-/// State shared with the admin server (and, later, the router).
-#[derive(Default)]
-pub struct Shared {
-    pub status: Mutex<RoundStatus>,
-    /// Set when this region has been asked to drain (it is no longer active).
-    pub draining: AtomicBool,
-}
-
-impl RoundStatus {
-    /// This daemon's role at `now`, from the last record it confirmed.
-    pub fn role_at(&self, now: u64) -> Option<Role> {
-        let r = self.record.as_ref()?;
-        Some(control::role(
-            &self.region,
-            r,
-            now,
-            &self.lease,
-            self.lease_ms,
-            self.wait_out_lease,
-        ))
-    }
-}
-
-impl Shared {
-    /// Look at the last round without copying it.
-    pub fn read<T>(&self, f: impl FnOnce(&RoundStatus) -> T) -> T {
-        f(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// The role at `now`. Computed on demand rather than once per round: a
-    /// round blocked on an unreachable table must not keep the role alive.
-    pub fn role_at(&self, now: u64) -> Option<Role> {
-        self.read(|st| st.role_at(now))
-    }
-
-    pub fn snapshot(&self) -> RoundStatus {
-        self.read(RoundStatus::clone)
-    }
-}
 
 /// Build the planner's policy from configuration.
 pub fn policy(cfg: &Config) -> Policy {

@@ -61,8 +61,8 @@ use crate::core::health::Verdict;
 use crate::core::quorum::Consensus;
 use crate::core::retry::{self, Breaker, BreakerPolicy, RetryBudget};
 use crate::core::routing::{self, Available, Health, NoPath, Path, RegionInputs, RegionState};
-use crate::daemon::reconcile::Shared;
 use crate::http::{HttpResponse, ShutdownRx, shutdown_signalled};
+use crate::state::Shared;
 use invoke::{CallError, Invocation};
 use metrics::{Metrics, Outcome};
 

@@ -1,0 +1,296 @@
+//! Typed configuration: layered load, then validation that reports every
+//! problem at once.
+//!
+//! Layers, later wins:
+//! 1. `base.toml` beside the region file (shared by every region),
+//! 2. the region file named by `--config` (`regions/us-east-1.toml`),
+//! 3. environment variables `FAILOVERD__<SECTION>__<KEY>` (for example
+//!    `FAILOVERD__TIMINGS__POLL_INTERVAL=2s`).
+//!
+//! Loading is two passes. The `config` crate merges the layers into a tree
+//! that remembers which file each value came from; a *raw* pass deserializes
+//! that tree into lenient structs (durations and addresses as strings,
+//! unknown keys collected with `serde_ignored` rather than failing on the
+//! first), and a *validation* pass turns the raw structs into [`Config`],
+//! collecting every problem with the file and key it belongs to. We rejected
+//! `#[serde(deny_unknown_fields)]` with typed fields because it stops at the
+//! first error, and an operator fixing a file wants the whole list.
+//!
+//! The environment is passed in as a map ([`EnvSource`]) so that tests never
+//! mutate the process environment.
+//!
+//! Credentials never come from these files: the AWS clients use the SDK's
+//! default chain (environment, profile, SSO, instance role).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod load;
+mod raw;
+mod router;
+mod validate;
+
+pub use load::{ConfigError, Problem, layers_for, load, load_layers};
+pub use router::{ModelConfig, Router};
+use validate::human_duration;
+
+/// Exit code for an invalid configuration (sysexits.h `EX_CONFIG`).
+pub const EX_CONFIG: i32 = 78;
+
+/// Prefix of environment variables that override file settings.
+pub const ENV_PREFIX: &str = "FAILOVERD";
+
+/// Environment variables visible to the loader, as a map. Production passes
+/// `std::env::vars()`; tests pass exactly what they mean.
+pub type EnvSource = HashMap<String, String>;
+
+/// The validated configuration of one daemon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// The region this daemon runs in; must be one of `regions`.
+    pub region: String,
+    /// Every serving region, in the order written.
+    pub regions: Vec<RegionConfig>,
+    /// DynamoDB tables.
+    pub tables: Tables,
+    /// Detection and protocol timings.
+    pub timings: Timings,
+    /// Failover policy switches.
+    pub policy: Policy,
+    /// Health signals: Route 53 budget, probe timeouts.
+    pub health: Health,
+    /// The embedded inference router.
+    pub router: Router,
+    /// Models clients may call (the SageMaker `TargetModel` on each path's
+    /// endpoint), with their default traffic class.
+    pub models: Vec<ModelConfig>,
+    /// Listen addresses.
+    pub listen: Listen,
+    /// Per-service endpoint URL overrides: for the local lab only, empty in
+    /// production files.
+    pub endpoints: EndpointOverrides,
+    /// The files that were merged, in order (for `check-config` and logs).
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
+}
+
+/// One serving region.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionConfig {
+    /// AWS region name, e.g. `us-east-1`.
+    pub name: String,
+    /// Lower number = preferred failover target. Unique across regions.
+    pub priority: u32,
+    /// Route 53 health checks that watch this region's serving endpoint.
+    pub health_check_ids: Vec<String>,
+    /// URLs this daemon probes itself (data plane), independent of Route 53.
+    pub probe_urls: Vec<String>,
+    /// Optional string that a probe's body (first 5120 bytes) must contain.
+    pub probe_match: Option<String>,
+    /// ARN of this region's failover state machine (state machines are regional).
+    pub state_machine_arn: String,
+    /// SageMaker endpoint names for the three inference paths.
+    pub sagemaker: SageMakerEndpoints,
+}
+
+/// SageMaker endpoint names of one region.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SageMakerEndpoints {
+    pub serverless: Option<String>,
+    pub provisioned: Option<String>,
+    pub batch: Option<String>,
+}
+
+impl SageMakerEndpoints {
+    /// The real-time endpoints (serverless, provisioned) that are configured.
+    pub fn realtime(&self) -> impl Iterator<Item = &String> {
+        [&self.serverless, &self.provisioned].into_iter().flatten()
+    }
+
+    /// Every configured endpoint, the batch one included.
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        self.realtime().chain(&self.batch)
+    }
+}
+
+/// DynamoDB tables and the consistency the control table offers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tables {
+    /// The control table (global table): control record, votes, tokens, journal.
+    pub control: String,
+    /// `strong` (MRSC) or `eventual` (MREC).
+    pub consistency: Consistency,
+    /// The routing table of the seed (`configKey` hash key, `trafficClass` index).
+    pub routing: String,
+    /// Region of the control-table replica every daemon reads and writes.
+    /// Unset (the default): each daemon uses the replica in its own region (a
+    /// global table has one in every serving region). Set it to share a
+    /// single replica, e.g. where the store does not replicate.
+    pub control_region: Option<String>,
+}
+
+/// Consistency mode of the control table's global replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Multi-region strong consistency: one linearizable record.
+    Strong,
+    /// Multi-region eventual consistency: per-region replicas, last writer wins.
+    Eventual,
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Consistency::Strong => "strong",
+            Consistency::Eventual => "eventual",
+        })
+    }
+}
+
+/// Detection and protocol timings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timings {
+    /// Time between health rounds.
+    #[serde(with = "human_duration")]
+    pub poll_interval: Duration,
+    /// Consecutive bad rounds before a region is seen down.
+    pub failure_threshold: u32,
+    /// Consecutive good rounds before a down region is seen up again.
+    pub recovery_threshold: u32,
+    /// A vote older than this does not count towards a quorum.
+    #[serde(with = "human_duration")]
+    pub vote_freshness: Duration,
+    /// How long an active region may go without confirming the control record.
+    #[serde(with = "human_duration")]
+    pub lease: Duration,
+    /// Minimum time between two automatic failovers.
+    #[serde(with = "human_duration")]
+    pub min_failover_interval: Duration,
+    /// How long a stopping daemon waits for in-flight work.
+    #[serde(with = "human_duration")]
+    pub shutdown_grace: Duration,
+}
+
+/// Failover policy switches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    /// Fail back automatically to a higher-priority region once it recovers.
+    pub auto_failback: bool,
+    /// A region that just became active waits until the old active's lease
+    /// has run out before acting as active (safety over speed). See
+    /// docs/lease.md for the trade-off.
+    pub wait_out_lease: bool,
+}
+
+/// Health signals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// Route 53 API calls per second for the whole fleet together (the
+    /// account-wide GetHealthCheckStatus bucket is 4 burst, 1/s refill). The
+    /// daemons take turns so their sum stays within it.
+    pub route53_calls_per_second: f64,
+    /// Probe connect timeout.
+    #[serde(with = "human_duration")]
+    pub probe_connect_timeout: Duration,
+    /// Probe response timeout (after connecting).
+    #[serde(with = "human_duration")]
+    pub probe_response_timeout: Duration,
+    /// Body sent to each SageMaker endpoint to warm it when this region is
+    /// asked to prepare for a failover.
+    pub warmup_payload: String,
+}
+
+/// Listen addresses and the admin credential.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listen {
+    /// Inference router.
+    pub router: SocketAddr,
+    /// Admin: `/healthz`, `/readyz`, status, metrics.
+    pub admin: SocketAddr,
+    /// File holding the bearer token for admin mutations (contents never logged).
+    pub admin_token_file: PathBuf,
+}
+
+/// Endpoint URL overrides per service (lab only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EndpointOverrides {
+    pub dynamodb: Option<String>,
+    pub route53: Option<String>,
+    pub sfn: Option<String>,
+    pub sagemaker_runtime: Option<String>,
+    pub sagemaker: Option<String>,
+    pub s3: Option<String>,
+}
+
+impl Config {
+    /// The configuration of `name`, if it is one of ours.
+    pub fn region(&self, name: &str) -> Option<&RegionConfig> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// Region of the control-table replica that `daemon_region`'s daemon
+    /// (and its state machine) uses.
+    pub fn control_region_for<'a>(&'a self, daemon_region: &'a str) -> &'a str {
+        self.tables
+            .control_region
+            .as_deref()
+            .unwrap_or(daemon_region)
+    }
+
+    /// This daemon's own region.
+    pub fn local(&self) -> &RegionConfig {
+        self.region(&self.region)
+            .expect("validated: the local region is in the list")
+    }
+
+    /// Render for `check-config`: TOML with secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut redacted = self.clone();
+        for url in [
+            &mut redacted.endpoints.dynamodb,
+            &mut redacted.endpoints.route53,
+            &mut redacted.endpoints.sfn,
+            &mut redacted.endpoints.sagemaker_runtime,
+            &mut redacted.endpoints.sagemaker,
+            &mut redacted.endpoints.s3,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = redact_userinfo(url);
+        }
+        for r in &mut redacted.regions {
+            for u in &mut r.probe_urls {
+                *u = redact_userinfo(u);
+            }
+        }
+        let mut out = String::new();
+        out.push_str("# resolved failoverd configuration (secrets redacted)\n");
+        for s in &self.sources {
+            out.push_str(&format!("# layer: {}\n", s.display()));
+        }
+        out.push_str(&format!(
+            "# admin token: read from {} at start (contents not shown)\n",
+            self.listen.admin_token_file.display()
+        ));
+        out.push_str(&toml::to_string_pretty(&redacted).unwrap_or_else(|e| format!("# {e}\n")));
+        out
+    }
+}
+
+/// `https://user:pass@host/` -> `https://***@host/`.
+fn redact_userinfo(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    url.to_string()
+}

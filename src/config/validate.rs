@@ -1,0 +1,538 @@
+//! Validation: raw values to the typed [`Config`], collecting every
+//! problem with its file and key. Each section of the file has its own
+//! method; the router's and the models' live in `config/router.rs`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::load::{Origins, Problem};
+use super::raw::RawConfig;
+use super::*;
+
+pub(super) struct Validator<'a> {
+    origins: Origins<'a>,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn new(origins: Origins<'a>, problems: Vec<Problem>) -> Self {
+        Self { origins, problems }
+    }
+
+    pub(super) fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+}
+
+/// Defaults for settings a file may leave out. Regions, tables and the local
+/// region have no defaults: a failover daemon must be told what it guards.
+mod defaults {
+    pub const POLL_INTERVAL: &str = "5s";
+    pub const FAILURE_THRESHOLD: i64 = 3;
+    pub const RECOVERY_THRESHOLD: i64 = 3;
+    pub const VOTE_FRESHNESS: &str = "30s";
+    pub const LEASE: &str = "30s";
+    pub const MIN_FAILOVER_INTERVAL: &str = "10m";
+    pub const SHUTDOWN_GRACE: &str = "20s";
+    pub const ROUTER: &str = "0.0.0.0:8080";
+    pub const ADMIN: &str = "127.0.0.1:9090";
+    pub const ADMIN_TOKEN_FILE: &str = "/etc/failoverd/admin-token";
+}
+
+impl Validator<'_> {
+    pub(super) fn err(&mut self, key: &str, message: impl Into<String>) {
+        let p = self.origins.problem(key, message.into());
+        self.problems.push(p);
+    }
+
+    pub(super) fn required(&mut self, key: &str, v: Option<String>) -> Option<String> {
+        match v {
+            Some(s) if !s.trim().is_empty() => Some(s),
+            Some(_) => {
+                self.err(key, "must not be empty");
+                None
+            }
+            None => {
+                self.problems.push(Problem {
+                    origin: "(every layer)".into(),
+                    key: key.into(),
+                    message: "missing; this setting has no default".into(),
+                });
+                None
+            }
+        }
+    }
+
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        v: Option<String>,
+        default: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let text = v.unwrap_or_else(|| default.to_string());
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d < min || d > max => {
+                self.err(
+                    key,
+                    format!(
+                        "{text:?} is out of range: must be between {} and {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    key,
+                    format!("{text:?} is not a duration ({e}); write it like \"10s\", \"500ms\" or \"5m\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// `lo` (at `lo_key`) must not exceed `hi` (at `hi_key`).
+    pub(super) fn not_above(
+        &mut self,
+        lo_key: &str,
+        lo: Option<Duration>,
+        hi_key: &str,
+        hi: Option<Duration>,
+    ) {
+        if let (Some(l), Some(h)) = (lo, hi) {
+            if l > h {
+                self.err(
+                    lo_key,
+                    format!(
+                        "{} is longer than {hi_key} ({})",
+                        humantime::format_duration(l),
+                        humantime::format_duration(h)
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(super) fn in_range(
+        &mut self,
+        key: &str,
+        v: Option<i64>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Option<u32> {
+        let n = v.unwrap_or(default);
+        if n < lo || n > hi {
+            self.err(
+                key,
+                format!("{n} is out of range: must be between {lo} and {hi}"),
+            );
+            None
+        } else {
+            Some(n as u32)
+        }
+    }
+
+    pub(super) fn addr(
+        &mut self,
+        key: &str,
+        v: Option<String>,
+        default: &str,
+    ) -> Option<SocketAddr> {
+        let text = v.unwrap_or_else(|| default.to_string());
+        match text.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.err(
+                    key,
+                    format!(
+                        "{text:?} is not a listen address ({e}); write it like \"127.0.0.1:9090\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn url(&mut self, key: &str, v: &str) -> bool {
+        let ok = v
+            .parse::<hyper::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        if ok.is_none() {
+            self.err(key, format!("{v:?} is not an http(s) URL"));
+            false
+        } else {
+            true
+        }
+    }
+
+    pub(super) fn optional_url(&mut self, key: &str, v: Option<String>) -> Option<String> {
+        let v = v.filter(|s| !s.trim().is_empty())?;
+        self.url(key, &v).then_some(v)
+    }
+
+    pub(super) fn validate(&mut self, raw: RawConfig, files: &[PathBuf]) -> Option<Config> {
+        let region = self.required("region", raw.region);
+
+        // Regions.
+        if raw.regions.len() < 2 {
+            self.problems.push(Problem {
+                origin: self.origins.of("regions"),
+                key: "regions".into(),
+                message: format!(
+                    "{} region(s) listed; failover needs at least 2 ([[regions]] entries)",
+                    raw.regions.len()
+                ),
+            });
+        }
+        let mut regions = Vec::new();
+        let mut seen_names: HashMap<String, usize> = HashMap::new();
+        let mut seen_prio: HashMap<u32, String> = HashMap::new();
+        for (i, r) in raw.regions.into_iter().enumerate() {
+            let k = |f: &str| format!("regions[{i}].{f}");
+            let name = self.required(&k("name"), r.name);
+            if let Some(n) = &name {
+                if !is_region_name(n) {
+                    self.err(
+                        &k("name"),
+                        format!("{n:?} is not an AWS region name like \"us-east-1\""),
+                    );
+                }
+                if let Some(first) = seen_names.insert(n.clone(), i) {
+                    self.err(
+                        &k("name"),
+                        format!("duplicate region {n:?}: already listed as regions[{first}]"),
+                    );
+                }
+            }
+            let priority = match r.priority {
+                None => {
+                    self.err(
+                        &k("priority"),
+                        "missing; give every region a unique priority (1 = preferred)",
+                    );
+                    None
+                }
+                Some(p) => self.in_range(&k("priority"), Some(p), 0, 1, 1000),
+            };
+            if let (Some(p), Some(n)) = (priority, &name) {
+                if let Some(other) = seen_prio.insert(p, n.clone()) {
+                    self.err(
+                        &k("priority"),
+                        format!("priority {p} is also used by {other:?}; priorities must be unique so the failover target is unambiguous"),
+                    );
+                }
+            }
+            for (j, id) in r.health_check_ids.iter().enumerate() {
+                if id.trim().is_empty() {
+                    self.err(
+                        &format!("regions[{i}].health_check_ids[{j}]"),
+                        "must not be empty",
+                    );
+                }
+            }
+            for (j, u) in r.probe_urls.iter().enumerate() {
+                self.url(&format!("regions[{i}].probe_urls[{j}]"), u);
+            }
+            if r.health_check_ids.is_empty() && r.probe_urls.is_empty() {
+                self.problems.push(Problem {
+                    origin: self.origins.of(&format!("regions[{i}]")),
+                    key: format!("regions[{i}]"),
+                    message:
+                        "no health_check_ids and no probe_urls: nothing would watch this region"
+                            .into(),
+                });
+            }
+            if let Some(m) = &r.probe_match {
+                if m.is_empty() || m.len() > 5120 {
+                    self.err(
+                        &k("probe_match"),
+                        "must be 1 to 5120 bytes (probes read the first 5120 bytes of the body)",
+                    );
+                }
+            }
+            let arn = self.required(&k("state_machine_arn"), r.state_machine_arn);
+            if let (Some(a), Some(n)) = (&arn, &name) {
+                let parts: Vec<&str> = a.split(':').collect();
+                if parts.len() < 7
+                    || parts[0] != "arn"
+                    || parts[2] != "states"
+                    || parts[5] != "stateMachine"
+                {
+                    self.err(
+                        &k("state_machine_arn"),
+                        format!("{a:?} is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)"),
+                    );
+                } else if parts[3] != n {
+                    self.err(
+                        &k("state_machine_arn"),
+                        format!("{a:?} is in region {:?}, but state machines are regional and this entry is {n:?}", parts[3]),
+                    );
+                }
+            }
+            let sm = SageMakerEndpoints {
+                serverless: r.sagemaker.serverless.filter(|s| !s.is_empty()),
+                provisioned: r.sagemaker.provisioned.filter(|s| !s.is_empty()),
+                batch: r.sagemaker.batch.filter(|s| !s.is_empty()),
+            };
+            if sm.serverless.is_none() && sm.provisioned.is_none() && sm.batch.is_none() {
+                self.problems.push(Problem {
+                    origin: self.origins.of(&format!("regions[{i}]")),
+                    key: k("sagemaker"),
+                    message: "no SageMaker endpoint (serverless, provisioned or batch): this region could not serve".into(),
+                });
+            }
+            if let (Some(name), Some(priority), Some(state_machine_arn)) = (name, priority, arn) {
+                regions.push(RegionConfig {
+                    name,
+                    priority,
+                    health_check_ids: r.health_check_ids,
+                    probe_urls: r.probe_urls,
+                    probe_match: r.probe_match,
+                    state_machine_arn,
+                    sagemaker: sm,
+                });
+            }
+        }
+        if let Some(local) = &region {
+            if !seen_names.contains_key(local) {
+                let listed: Vec<&str> = seen_names
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                self.err(
+                    "region",
+                    format!("local region {local:?} is missing from the region list {listed:?}"),
+                );
+            }
+        }
+
+        // Tables.
+        let control = self.required("tables.control", raw.tables.control);
+        let routing = self.required("tables.routing", raw.tables.routing);
+        let consistency = match raw.tables.consistency.as_deref().unwrap_or("strong") {
+            "strong" => Some(Consistency::Strong),
+            "eventual" => Some(Consistency::Eventual),
+            other => {
+                self.err(
+                    "tables.consistency",
+                    format!("{other:?} is not a consistency mode: use \"strong\" or \"eventual\""),
+                );
+                None
+            }
+        };
+
+        let control_region = raw.tables.control_region.filter(|s| !s.is_empty());
+        if let Some(cr) = &control_region {
+            if !seen_names.contains_key(cr) {
+                self.err(
+                    "tables.control_region",
+                    format!("{cr:?} is not one of the listed regions"),
+                );
+            }
+        }
+
+        // Timings.
+        let t = raw.timings;
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let poll = self.duration(
+            "timings.poll_interval",
+            t.poll_interval,
+            defaults::POLL_INTERVAL,
+            ms(100),
+            s(3600),
+        );
+        let failure = self.in_range(
+            "timings.failure_threshold",
+            t.failure_threshold,
+            defaults::FAILURE_THRESHOLD,
+            1,
+            100,
+        );
+        let recovery = self.in_range(
+            "timings.recovery_threshold",
+            t.recovery_threshold,
+            defaults::RECOVERY_THRESHOLD,
+            1,
+            100,
+        );
+        let fresh = self.duration(
+            "timings.vote_freshness",
+            t.vote_freshness,
+            defaults::VOTE_FRESHNESS,
+            ms(200),
+            s(86400),
+        );
+        let lease = self.duration("timings.lease", t.lease, defaults::LEASE, ms(100), s(86400));
+        let min_fo = self.duration(
+            "timings.min_failover_interval",
+            t.min_failover_interval,
+            defaults::MIN_FAILOVER_INTERVAL,
+            ms(0),
+            s(7 * 86400),
+        );
+        let grace = self.duration(
+            "timings.shutdown_grace",
+            t.shutdown_grace,
+            defaults::SHUTDOWN_GRACE,
+            ms(0),
+            s(600),
+        );
+        if let (Some(p), Some(f)) = (poll, fresh) {
+            if f < p * 2 {
+                self.err(
+                    "timings.vote_freshness",
+                    format!(
+                        "{} is shorter than two poll intervals ({}): every vote would be stale before the next one is written",
+                        humantime::format_duration(f),
+                        humantime::format_duration(p * 2)
+                    ),
+                );
+            }
+        }
+        if let (Some(p), Some(l)) = (poll, lease) {
+            if l < p * 2 {
+                self.err(
+                    "timings.lease",
+                    format!(
+                        "{} is shorter than two poll intervals ({}): the active region could not renew it in time",
+                        humantime::format_duration(l),
+                        humantime::format_duration(p * 2)
+                    ),
+                );
+            }
+        }
+
+        // Health.
+        let h = raw.health;
+        let r53 = h.route53_calls_per_second.unwrap_or(0.5);
+        if !(0.01..=100.0).contains(&r53) {
+            self.err("health.route53_calls_per_second", format!("{r53} is out of range: must be between 0.01 and 100 (AWS allows 1/s per account)"));
+        }
+        let connect = self.duration(
+            "health.probe_connect_timeout",
+            h.probe_connect_timeout,
+            "4s",
+            ms(10),
+            s(60),
+        );
+        let response = self.duration(
+            "health.probe_response_timeout",
+            h.probe_response_timeout,
+            "2s",
+            ms(10),
+            s(60),
+        );
+        let warmup_payload = h
+            .warmup_payload
+            .unwrap_or_else(|| "{\"warmup\": true}".into());
+
+        // Router and models (config/router.rs).
+        let router_cfg = self.router(raw.router);
+        let models = self.models(raw.models);
+
+        // Listen.
+        let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);
+        let admin = self.addr("listen.admin", raw.listen.admin, defaults::ADMIN);
+        if let (Some(r), Some(a)) = (router, admin) {
+            if r == a && r.port() != 0 {
+                self.err("listen.admin", format!("{a} is also the router's address"));
+            }
+        }
+        let token_file = raw
+            .listen
+            .admin_token_file
+            .unwrap_or_else(|| defaults::ADMIN_TOKEN_FILE.into());
+        if token_file.trim().is_empty() {
+            self.err("listen.admin_token_file", "must not be empty");
+        }
+
+        // Endpoint overrides.
+        let e = raw.endpoints;
+        let endpoints = EndpointOverrides {
+            dynamodb: self.optional_url("endpoints.dynamodb", e.dynamodb),
+            route53: self.optional_url("endpoints.route53", e.route53),
+            sfn: self.optional_url("endpoints.sfn", e.sfn),
+            sagemaker_runtime: self
+                .optional_url("endpoints.sagemaker_runtime", e.sagemaker_runtime),
+            sagemaker: self.optional_url("endpoints.sagemaker", e.sagemaker),
+            s3: self.optional_url("endpoints.s3", e.s3),
+        };
+
+        if !self.problems.is_empty() {
+            return None;
+        }
+        let region = region?;
+        Some(Config {
+            region: region.clone(),
+            regions,
+            tables: Tables {
+                control: control?,
+                consistency: consistency?,
+                routing: routing?,
+                control_region,
+            },
+            timings: Timings {
+                poll_interval: poll?,
+                failure_threshold: failure?,
+                recovery_threshold: recovery?,
+                vote_freshness: fresh?,
+                lease: lease?,
+                min_failover_interval: min_fo?,
+                shutdown_grace: grace?,
+            },
+            policy: Policy {
+                auto_failback: raw.policy.auto_failback.unwrap_or(false),
+                wait_out_lease: raw.policy.wait_out_lease.unwrap_or(true),
+            },
+            router: router_cfg?,
+            models,
+            health: Health {
+                route53_calls_per_second: r53,
+                probe_connect_timeout: connect?,
+                probe_response_timeout: response?,
+                warmup_payload,
+            },
+            listen: Listen {
+                router: router?,
+                admin: admin?,
+                admin_token_file: PathBuf::from(token_file),
+            },
+            endpoints,
+            sources: files.to_vec(),
+        })
+    }
+}
+
+/// `us-east-1`, `eu-west-2`, `ap-southeast-1`, `us-gov-west-1`.
+fn is_region_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Serialize durations the way operators write them (`10s`, `1m 30s`).
+pub(super) mod human_duration {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}

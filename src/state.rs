@@ -1,0 +1,115 @@
+//! The daemon's shared state: what the reconcile loop last saw (read by
+//! the admin listener and the router) and the readiness reasons. It has a
+//! home of its own so that `admin`, `router` and `daemon` depend on it and
+//! not on each other.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::core::control::{self, ControlRecord, LeaseClock, Role};
+use crate::core::health::Tracker;
+use crate::core::plan::Decision;
+use crate::core::quorum::Tally;
+
+/// Why a daemon is not ready, by component. Ready when empty.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    reasons: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl Readiness {
+    /// A new readiness that is unready because it is `starting`.
+    pub fn starting() -> Arc<Self> {
+        let r = Arc::new(Self::default());
+        r.set_unready("startup", "starting");
+        r
+    }
+
+    /// Mark `component` unready with a reason.
+    pub fn set_unready(&self, component: &'static str, reason: impl Into<String>) {
+        self.lock().insert(component, reason.into());
+    }
+
+    /// Clear `component`'s reason.
+    pub fn set_ready(&self, component: &'static str) {
+        self.lock().remove(component);
+    }
+
+    /// Every current reason.
+    pub fn reasons(&self) -> BTreeMap<&'static str, String> {
+        self.lock().clone()
+    }
+
+    /// Ready when no component objects.
+    pub fn is_ready(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
+        self.reasons.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the admin server shows of the last round.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoundStatus {
+    pub at: u64,
+    pub round: u64,
+    pub region: String,
+    pub role: Option<Role>,
+    pub record: Option<ControlRecord>,
+    /// This daemon's reads of the record, on its own clock (the lease).
+    pub lease: LeaseClock,
+    /// The lease rules in force (from config), so the role can be computed
+    /// afresh at any moment, even while a round hangs on a partitioned table.
+    pub lease_ms: u64,
+    pub wait_out_lease: bool,
+    pub tally: Option<Tally>,
+    pub decision: Option<Decision>,
+    pub trackers: BTreeMap<String, Tracker>,
+    pub samples: BTreeMap<String, Vec<String>>,
+    pub draining: bool,
+}
+
+/// State shared with the admin server (and, later, the router).
+#[derive(Default)]
+pub struct Shared {
+    pub status: Mutex<RoundStatus>,
+    /// Set when this region has been asked to drain (it is no longer active).
+    pub draining: AtomicBool,
+}
+
+impl RoundStatus {
+    /// This daemon's role at `now`, from the last record it confirmed.
+    pub fn role_at(&self, now: u64) -> Option<Role> {
+        let r = self.record.as_ref()?;
+        Some(control::role(
+            &self.region,
+            r,
+            now,
+            &self.lease,
+            self.lease_ms,
+            self.wait_out_lease,
+        ))
+    }
+}
+
+impl Shared {
+    /// Look at the last round without copying it.
+    pub fn read<T>(&self, f: impl FnOnce(&RoundStatus) -> T) -> T {
+        f(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The role at `now`. Computed on demand rather than once per round: a
+    /// round blocked on an unreachable table must not keep the role alive.
+    pub fn role_at(&self, now: u64) -> Option<Role> {
+        self.read(|st| st.role_at(now))
+    }
+
+    pub fn snapshot(&self) -> RoundStatus {
+        self.read(RoundStatus::clone)
+    }
+}
