@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod control_table;
 pub mod dynamo;
+pub mod errors;
 pub mod route53;
 pub mod s3;
 pub mod sagemaker;
