@@ -6,6 +6,7 @@ pub mod control; // the control record, epochs, versions, modes, the lease
 pub mod health; // effective health of checks and probes; hysteresis
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
 pub mod quorum; // votes from all regions -> verdict per region
+pub mod rand; // splitmix64: seeded, counter-based randomness (jitter, ids, lab faults)
 pub mod retry; // router backoff, retry budget, circuit breaker (time passed in)
 pub mod routing; // router path and region choice
 pub mod tokens; // task-token lifecycle
