@@ -21,6 +21,10 @@
 //! - monotonic time is `tokio::time::Instant` (the simulation pauses it);
 //!   wall time comes only from [`Clock`].
 
+pub mod blobs;
 pub mod clock;
+pub mod inference;
+pub mod jobs;
+pub mod routing_table;
 
 pub use clock::{Clock, SystemClock};
