@@ -438,6 +438,8 @@ mod tests {
         out
     }
 
+    /// (A region file's `[[models]]` replaces the base file's list, so the
+    /// indices count from the region file's first model.)
     #[test]
     fn hedging_and_attempt_settings_are_validated_with_file_and_key() {
         let report = load_with(
@@ -452,11 +454,11 @@ mod tests {
         for line in [
             "router.attempt_timeout_fraction: 0 is out of range",
             "router.attempt_timeout_min: 2m is longer than router.attempt_timeout_max (1m)",
-            "models[2].hedge_after: a hedge sends the request a second time",
-            "models[3].hedge_after: \"p100\": a quantile is written p50 to p99.9",
-            "models[4].hedge_after: 2s is not shorter than models[4].attempt_timeout (1s)",
-            "models[5].hedge_after: \"soonish\" is neither a quantile",
-            "models[5].attempt_timeout: \"forever\" is not a duration",
+            "models[0].hedge_after: a hedge sends the request a second time",
+            "models[1].hedge_after: \"p100\": a quantile is written p50 to p99.9",
+            "models[2].hedge_after: 2s is not shorter than models[2].attempt_timeout (1s)",
+            "models[3].hedge_after: \"soonish\" is neither a quantile",
+            "models[3].attempt_timeout: \"forever\" is not a duration",
         ] {
             assert!(report.contains(line), "no {line:?} in:\n{report}");
         }

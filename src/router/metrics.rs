@@ -319,6 +319,10 @@ impl Metrics {
 
     /// The Prometheus text exposition (version 0.0.4). Zero series are left out.
     pub fn render(&self) -> String {
+        self.render_at(self.now_ms())
+    }
+
+    fn render_at(&self, now: u64) -> String {
         let mut out = String::new();
         let r = self.regions.len();
         let region_label = |i: usize| {
@@ -390,7 +394,6 @@ impl Metrics {
             "# HELP failoverd_router_ejected Whether a target (path, region) is ejected now (1) or not (0); targets never ejected are left out.\n\
              # TYPE failoverd_router_ejected gauge\n",
         );
-        let now = self.now_ms();
         for (i, c) in self.ejected_until.iter().enumerate() {
             let until = c.load(Ordering::Relaxed);
             if until != 0 {
@@ -481,12 +484,12 @@ mod tests {
             ms(700),
         );
         m.call(Path::Serverless, "us-east-1", CallResult::ModelNotReady);
-        m.ejection(Path::Provisioned, "us-east-1", m.now_ms() + 60_000);
-        m.ejection(Path::Serverless, "us-west-2", 1);
+        m.ejection(Path::Provisioned, "us-east-1", 60_000);
+        m.ejection(Path::Serverless, "us-west-2", 1_000);
         m.hedge_sent("us-west-2");
         m.hedge_sent("us-west-2");
         m.hedge_won("us-west-2");
-        let text = m.render();
+        let text = m.render_at(30_000);
         assert!(
             text.contains("failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"} 1")
         );
