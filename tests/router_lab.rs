@@ -158,8 +158,11 @@ fn no_request_is_lost_during_a_failover() {
     );
 }
 
+/// One request's outcome and how long it took (seconds).
+type Timed = (Result<(u16, String), String>, f64);
+
 /// (status, x-failoverd-region, seconds) of one request through `port`.
-fn timed_invoke(port: u16) -> (Result<(u16, String), String>, f64) {
+fn timed_invoke(port: u16) -> Timed {
     let started = std::time::Instant::now();
     let r = invoke(port, "{\"hang\":true}");
     (r, started.elapsed().as_secs_f64())
@@ -190,7 +193,7 @@ fn a_hung_region_costs_one_attempt_not_the_deadline() {
     assert_eq!(status, 200, "{body}");
     let port = lab.daemon("us-east-1").router;
     let stop = Arc::new(AtomicBool::new(false));
-    let results: Arc<Mutex<Vec<(Result<(u16, String), String>, f64)>>> = Arc::default();
+    let results: Arc<Mutex<Vec<Timed>>> = Arc::default();
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let (stop, results) = (stop.clone(), results.clone());

@@ -98,7 +98,7 @@ pub enum RouterError {
     #[error("{message}")]
     Model {
         region: String,
-        failure: ModelFailure,
+        failure: Box<ModelFailure>,
         message: String,
     },
     #[error("{message}")]
@@ -381,12 +381,12 @@ mod tests {
     fn model_errors_are_424_with_the_original_status() {
         let r = Reply::error(&RouterError::Model {
             region: "us-east-1".into(),
-            failure: ModelFailure {
+            failure: Box::new(ModelFailure {
                 original_status: Some(418),
                 original_message: Some("teapot".into()),
                 log_stream_arn: Some("arn:aws:logs:x".into()),
                 message: None,
-            },
+            }),
             message: "Received client error (418) from primary".into(),
         });
         assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY);

@@ -511,7 +511,7 @@ impl Router {
             | AttemptError::Submit(SubmitError::Submit(InvokeError::Model(failure))) => {
                 Step::Answer(RouterError::Model {
                     message: model_error_message(&failure),
-                    failure,
+                    failure: Box::new(failure),
                     region: region(),
                 })
             }
