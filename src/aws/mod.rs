@@ -13,5 +13,6 @@ pub mod runtime;
 pub mod s3;
 pub mod sagemaker;
 pub mod sfn;
+pub mod sigv4;
 
 pub use clients::AwsClients;
