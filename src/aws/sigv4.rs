@@ -325,11 +325,14 @@ mod tests {
             .unwrap()
     }
 
+    /// Credentials, extra headers, path and payload of one case.
+    type Case<'a> = (Keys<'a>, Vec<(&'a str, &'a str)>, &'a str, &'a [u8]);
+
     #[test]
     fn signatures_match_the_sdks_signer() {
         let signer = Signer::default();
         let time = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
-        let cases: Vec<(Keys<'_>, Vec<(&str, &str)>, &str, &[u8])> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 Keys {
                     access_key_id: "AKIDEXAMPLE",
