@@ -21,7 +21,9 @@
 //! omission).
 //!
 //! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5),
-//! `BENCH_RATE` (1000).
+//! `BENCH_RATE` (1000), `BENCH_BIN_DIR` (run `failoverd` and `failoverd-lab`
+//! from that folder, e.g. an older release build, with this same load
+//! generator; default: the ones built with this benchmark).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -34,7 +36,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sagemakerruntime::config::retry::RetryConfig;
 use aws_sdk_sagemakerruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sagemakerruntime::primitives::Blob;
-use common::{ChildGuard, free_port, root, spawn_guarded, unique, wait_for};
+use common::{ChildGuard, logged_addr, root, spawn_guarded, unique, wait_for};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -200,6 +202,14 @@ fn report(name: &str, r: &Run) {
     );
 }
 
+/// A binary of this build, or of `BENCH_BIN_DIR`.
+fn binary(name: &str, built: &str) -> std::path::PathBuf {
+    match std::env::var_os("BENCH_BIN_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join(name),
+        None => built.into(),
+    }
+}
+
 fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 16);
     let secs = env_or("BENCH_SECONDS", 5);
@@ -209,7 +219,10 @@ fn main() {
 
     let port_file = dir.join("model.port");
     let _model: ChildGuard = spawn_guarded(
-        Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+        Command::new(binary(
+            "failoverd-lab",
+            env!("CARGO_BIN_EXE_failoverd-lab"),
+        ))
             .args(["model-server", "--port-file"])
             .arg(&port_file)
             .env("FAILOVERD_LOG", "warn")
@@ -224,10 +237,10 @@ fn main() {
             .ok()
     });
 
-    let (router_port, admin_port) = (free_port(), free_port());
     let dead = "http://127.0.0.1:9";
+    let daemon_log = dir.join("daemon.log");
     let daemon = spawn_guarded(
-        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+        Command::new(binary("failoverd", env!("CARGO_BIN_EXE_failoverd")))
             .args(["run", "--log-format", "json", "--config"])
             .arg(root().join("regions/lab/us-east-1.toml"))
             .current_dir(&dir)
@@ -236,7 +249,7 @@ fn main() {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
-            .env("FAILOVERD_LOG", "error")
+            .env("FAILOVERD_LOG", "warn,failoverd::daemon=info")
             .env(
                 "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
                 format!("http://127.0.0.1:{model_port}"),
@@ -246,22 +259,19 @@ fn main() {
             .env("FAILOVERD__ENDPOINTS__ROUTE53", dead)
             .env("FAILOVERD__ENDPOINTS__SFN", dead)
             .env("FAILOVERD__ENDPOINTS__SAGEMAKER", dead)
-            .env(
-                "FAILOVERD__LISTEN__ROUTER",
-                format!("127.0.0.1:{router_port}"),
-            )
-            .env(
-                "FAILOVERD__LISTEN__ADMIN",
-                format!("127.0.0.1:{admin_port}"),
-            )
+            .env("FAILOVERD__LISTEN__ROUTER", "127.0.0.1:0")
+            .env("FAILOVERD__LISTEN__ADMIN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap()),
+            .stderr(std::fs::File::create(&daemon_log).unwrap()),
     );
     let pid = daemon.0.id();
-    wait_for("the router", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", router_port)).ok()
-    });
+    let started = |key: &str| {
+        wait_for("the daemon's startup line", Duration::from_secs(20), || {
+            logged_addr(&std::fs::read_to_string(&daemon_log).ok()?, key)
+        })
+    };
+    let (router_addr, admin_addr) = (started("router"), started("admin"));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -269,7 +279,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let direct = client(&format!("http://127.0.0.1:{model_port}"));
-        let routed = client(&format!("http://127.0.0.1:{router_port}"));
+        let routed = client(&format!("http://{router_addr}"));
         // Warm both paths (connections, the daemon's clients).
         load(direct.clone(), "lab-provisioned", concurrency, 1).await;
         load(routed.clone(), "default", concurrency, 1).await;
@@ -335,7 +345,7 @@ fn main() {
             "daemon RSS: {:.1} MiB after all load",
             rss_kib(pid) as f64 / 1024.0
         );
-        let metrics = common::http("GET", &format!("127.0.0.1:{admin_port}"), "/metrics", "")
+        let metrics = common::http("GET", &admin_addr, "/metrics", "")
             .map(|(_, b)| b)
             .unwrap_or_default();
         let ok_line = metrics

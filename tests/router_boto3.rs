@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, ModelServer, root, spawn_guarded, unique, venv, wait_for};
+use common::{
+    ChildGuard, ModelServer, logged_addr, root, spawn_guarded, unique, venv, wait_for,
+};
 use serde_json::{Value, json};
 
 const MIB: usize = 1024 * 1024;
@@ -33,16 +35,6 @@ struct Daemon {
     router: String,
     _child: ChildGuard,
     _dir: PathBuf,
-}
-
-/// The address after `key=` in a `failoverd started` JSON log line
-/// (`"router":"Some(127.0.0.1:41234)"`).
-fn logged_addr(log: &str, key: &str) -> Option<String> {
-    let line = log.lines().find(|l| l.contains("failoverd started"))?;
-    let v: Value = serde_json::from_str(line).ok()?;
-    let field = v["fields"][key].as_str().or(v[key].as_str())?;
-    let addr = field.strip_prefix("Some(")?.strip_suffix(')')?;
-    Some(addr.to_string())
 }
 
 impl Daemon {

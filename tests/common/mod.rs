@@ -127,6 +127,17 @@ pub fn spawn_guarded(cmd: &mut Command) -> ChildGuard {
     )
 }
 
+/// The address a daemon bound for `key` (`router` or `admin`), from its
+/// JSON startup line (`"router":"Some(127.0.0.1:41234)"`): daemons bind
+/// port 0 and report what they got.
+pub fn logged_addr(log: &str, key: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("failoverd started"))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let field = v["fields"][key].as_str().or(v[key].as_str())?;
+    let addr = field.strip_prefix("Some(")?.strip_suffix(')')?;
+    Some(addr.to_string())
+}
+
 /// Minimal HTTP/1.1 request over a fresh connection; returns (status, body).
 pub fn http(method: &str, addr: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
