@@ -69,9 +69,15 @@ pub struct RoundStatus {
     pub wait_out_lease: bool,
     pub tally: Option<Tally>,
     pub decision: Option<Decision>,
+    /// Per region: its verdict (down when any signal's tracker is) and the
+    /// longest streaks among its signals.
     pub trackers: BTreeMap<String, Tracker>,
+    /// Per region, per signal (`route53:<id>`, `probe:<url>`): the trackers.
+    pub signals: BTreeMap<String, BTreeMap<String, Tracker>>,
     pub samples: BTreeMap<String, Vec<String>>,
     pub draining: bool,
+    /// How long the record has stood at its version, on this daemon's clock.
+    pub stalled_ms: u64,
 }
 
 /// State shared with the admin server (and, later, the router).
@@ -107,6 +113,11 @@ impl Shared {
     /// round blocked on an unreachable table must not keep the role alive.
     pub fn role_at(&self, now: u64) -> Option<Role> {
         self.read(|st| st.role_at(now))
+    }
+
+    /// Replace the last round's status.
+    pub fn publish(&self, next: RoundStatus) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     pub fn snapshot(&self) -> RoundStatus {

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use failoverd::aws::AwsClients;
 use failoverd::aws::control_table::{ControlTable, now_ms, rfc3339};
 use failoverd::config::{self, EnvSource};
+use failoverd::ports::ControlStore;
 
 #[derive(Debug, clap::Args)]
 pub struct InvertArgs {
@@ -77,10 +78,10 @@ pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
     let clients = AwsClients::from_default_chain(cfg.endpoints.clone()).await;
     let region = cfg.control_region_for(&cfg.region).to_string();
     let table = ControlTable::new(clients.dynamodb(&region), &cfg.tables.control, region);
-    let events = match table.events(1000).await {
-        Ok(e) => e,
+    let events = match table.events(1000, now_ms()).await {
+        Ok(page) => page.items,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", failoverd::error_chain(&e));
             return 1;
         }
     };

@@ -163,3 +163,103 @@ pub async fn ensure_endpoint(
         )
     })
 }
+
+/// The [`Endpoints`](crate::ports::Endpoints) port over SageMaker's control
+/// plane, a client per region.
+pub struct AwsEndpoints {
+    clients: std::sync::Arc<super::AwsClients>,
+}
+
+impl AwsEndpoints {
+    pub fn new(clients: std::sync::Arc<super::AwsClients>) -> Self {
+        Self { clients }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::Endpoints for AwsEndpoints {
+    async fn status(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<crate::ports::endpoints::EndpointStatus>, crate::ports::PortError> {
+        match self
+            .clients
+            .sagemaker(region)
+            .describe_endpoint()
+            .endpoint_name(endpoint)
+            .send()
+            .await
+        {
+            Ok(d) => Ok(d
+                .endpoint_status()
+                .map(|s| crate::ports::endpoints::EndpointStatus::parse(s.as_str()))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(super::errors::port_error(
+                "SageMaker",
+                format!("DescribeEndpoint {endpoint}"),
+                region,
+                e,
+            )),
+        }
+    }
+
+    async fn warm_up(
+        &self,
+        region: &str,
+        endpoint: &str,
+        target_model: Option<&str>,
+        body: &[u8],
+    ) -> crate::ports::endpoints::WarmUp {
+        use crate::ports::ErrorKind;
+        use crate::ports::endpoints::WarmUp;
+        let r = self
+            .clients
+            .sagemaker_runtime(region)
+            .invoke_endpoint()
+            .endpoint_name(endpoint)
+            .set_target_model(target_model.map(String::from))
+            .content_type("application/json")
+            .body(aws_sdk_sagemakerruntime::primitives::Blob::new(
+                body.to_vec(),
+            ))
+            .send()
+            .await;
+        let e = match r {
+            Ok(_) => {
+                return WarmUp::Answered {
+                    detail: "200".into(),
+                };
+            }
+            Err(e) => e,
+        };
+        let detail = aws_sdk_sagemakerruntime::error::DisplayErrorContext(&e).to_string();
+        let code = e
+            .as_service_error()
+            .and_then(aws_sdk_sagemakerruntime::error::ProvideErrorMetadata::code)
+            .map(String::from);
+        let message = e
+            .as_service_error()
+            .and_then(aws_sdk_sagemakerruntime::error::ProvideErrorMetadata::message)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match code.as_deref() {
+            // The container answered: the endpoint serves, whatever it
+            // thinks of the warm-up body.
+            Some("ModelError") => WarmUp::Answered { detail },
+            // "Endpoint ... not found" is also a ValidationError.
+            Some("ValidationError") if message.contains("not found") => WarmUp::Refused { detail },
+            Some("ValidationError") => WarmUp::Answered { detail },
+            Some("ModelNotReadyException") => WarmUp::NotReady {
+                kind: ErrorKind::Unavailable,
+                detail,
+            },
+            _ => match super::errors::classify(&e) {
+                kind @ (ErrorKind::Throttled | ErrorKind::Unavailable | ErrorKind::Transport) => {
+                    WarmUp::NotReady { kind, detail }
+                }
+                _ => WarmUp::Refused { detail },
+            },
+        }
+    }
+}

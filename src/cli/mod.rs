@@ -44,6 +44,10 @@ pub enum Command {
         /// Region file, e.g. regions/us-east-1.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Also check against AWS what the files cannot tell: every Route 53
+        /// health check is of a type failoverd evaluates.
+        #[arg(long)]
+        aws: bool,
     },
     /// Show the control record, the health matrix, tokens and recent events
     /// (reads the tables directly; no daemon needed).
@@ -132,14 +136,25 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let env: EnvSource = std::env::vars().collect();
     match cli.command {
-        Command::CheckConfig { config } => check_config(&config, &env),
+        Command::CheckConfig { config, aws: false } => check_config(&config, &env),
+        Command::CheckConfig { config, aws: true } => match check_config(&config, &env) {
+            0 => {
+                let path = config.clone();
+                with_clients(&config, &env, |cfg, ports| async move {
+                    let found =
+                        crate::daemon::preflight::health_checks(&cfg, &*ports.health_checks).await;
+                    preflight_report(&path, &found)
+                })
+            }
+            code => code,
+        },
         Command::Run { config } => run(cli.log_format, &config, env),
         Command::Status {
             config,
             output,
             events,
-        } => with_clients(&config, &env, |cfg, clients| async move {
-            let report = ops::read_status(&cfg, &clients, events).await;
+        } => with_clients(&config, &env, |cfg, ports| async move {
+            let report = ops::read_status(&cfg, &ports, events).await;
             match output {
                 Output::Json => println!(
                     "{}",
@@ -167,8 +182,8 @@ pub fn main() -> i32 {
                 force: common.force,
                 operator: common.operator,
             };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, common.yes).await
+            with_clients(&config, &env, |cfg, ports| async move {
+                ops::run_request(&cfg, &ports, req, common.yes).await
             })
         }
         Command::Failback {
@@ -181,8 +196,8 @@ pub fn main() -> i32 {
                 force: common.force,
                 operator: common.operator,
             };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, common.yes).await
+            with_clients(&config, &env, |cfg, ports| async move {
+                ops::run_request(&cfg, &ports, req, common.yes).await
             })
         }
         Command::Pause {
@@ -192,8 +207,8 @@ pub fn main() -> i32 {
             operator,
         } => {
             let req = Request::Pause { reason, operator };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, yes).await
+            with_clients(&config, &env, |cfg, ports| async move {
+                ops::run_request(&cfg, &ports, req, yes).await
             })
         }
         Command::Resume {
@@ -203,17 +218,17 @@ pub fn main() -> i32 {
             operator,
         } => {
             let req = Request::Resume { reason, operator };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, yes).await
+            with_clients(&config, &env, |cfg, ports| async move {
+                ops::run_request(&cfg, &ports, req, yes).await
             })
         }
     }
 }
 
-/// Load config (exit 78 if invalid), build clients, run `f` on a runtime.
+/// Load config (exit 78 if invalid), build the AWS ports, run `f` on a runtime.
 fn with_clients<F, Fut>(path: &std::path::Path, env: &EnvSource, f: F) -> i32
 where
-    F: FnOnce(Arc<crate::config::Config>, Arc<AwsClients>) -> Fut,
+    F: FnOnce(Arc<crate::config::Config>, crate::ports::Ports) -> Fut,
     Fut: std::future::Future<Output = i32>,
 {
     let cfg = match config::load(path, env) {
@@ -236,8 +251,26 @@ where
     };
     rt.block_on(async move {
         let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
-        f(cfg, clients).await
+        // The operator commands do not probe: they read the fleet's votes.
+        let ports = crate::aws::ports(&cfg, clients, Arc::new(crate::ports::probes::NoProbes));
+        f(cfg, ports).await
     })
+}
+
+/// Print the preflight's findings; the exit code (78 when a check is refused).
+fn preflight_report(path: &std::path::Path, found: &crate::daemon::preflight::Findings) -> i32 {
+    for (id, why) in &found.unverified {
+        eprintln!("warning: Route 53 health check {id} could not be read: {why}");
+    }
+    for r in &found.refused {
+        eprintln!("error: {}: {} ({}): {}", path.display(), r.key, r.id, r.why);
+    }
+    if found.refused.is_empty() {
+        0
+    } else {
+        eprintln!("{}: configuration is invalid", path.display());
+        EX_CONFIG
+    }
 }
 
 fn check_config(path: &std::path::Path, env: &EnvSource) -> i32 {
@@ -283,6 +316,16 @@ fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
                 return EX_SOFTWARE;
             }
         };
+        let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
+        // What the files cannot tell, before anything is bound.
+        let r53 = crate::aws::route53::AwsHealthChecks::new(clients.route53());
+        let found = crate::daemon::preflight::health_checks(&cfg, &r53).await;
+        for (id, why) in &found.unverified {
+            tracing::warn!(check = %id, %why, "cannot verify a Route 53 health check's type at start; it will be checked when read");
+        }
+        if !found.refused.is_empty() {
+            return preflight_report(path, &found);
+        }
         let listeners = match Listeners::bind(&cfg).await {
             Ok(l) => l,
             Err(e) => {
@@ -290,7 +333,6 @@ fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
                 return EX_SOFTWARE;
             }
         };
-        let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
         let d = Daemon {
             notifier: daemon::notify::Notifier::from_env(&env),
             config: cfg,

@@ -12,15 +12,16 @@ use std::io::{BufRead, IsTerminal, Write as _};
 
 use serde::Serialize;
 
-use crate::aws::AwsClients;
-use crate::aws::control_table::{ControlTable, Event, TokenItem, now_ms, rfc3339};
+use crate::aws::control_table::rfc3339;
 use crate::config::Config;
 use crate::core::control::{ControlRecord, Phase};
 use crate::core::plan::{self, Action, Decision, Inputs, RecordRead, Request};
 use crate::core::quorum::{self, Tally, Vote};
 use crate::core::tokens::TokenStatus;
 use crate::daemon::executor::{Executor, Outcome};
-use crate::daemon::reconcile::{control_table, policy};
+use crate::daemon::reconcile::policy;
+use crate::ports::Ports;
+use crate::ports::store::{Event, TokenItem};
 
 /// Exit: the request was refused as unsafe or pointless, or not confirmed.
 pub const EX_REFUSED: i32 = 1;
@@ -39,7 +40,13 @@ pub struct StatusReport {
     pub votes_error: Option<String>,
     pub tally: Tally,
     pub tokens: Vec<TokenRow>,
+    /// Set when the tokens could not be read (then `tokens` says nothing).
+    pub tokens_error: Option<String>,
+    /// More tokens exist than were read.
+    pub tokens_truncated: bool,
     pub events: Vec<Event>,
+    pub events_error: Option<String>,
+    pub events_truncated: bool,
     pub read_at: u64,
 }
 
@@ -81,36 +88,55 @@ fn operator_tally(cfg: &Config, votes: &[Vote], now: u64) -> Tally {
     )
 }
 
-/// Read everything; keep going past any one read's failure.
-pub async fn read_status(cfg: &Config, clients: &AwsClients, events: usize) -> StatusReport {
-    let table = control_table(cfg, clients);
+/// How many tokens `status` reads at most (newest first).
+pub const STATUS_TOKENS: usize = 100;
+
+/// Read everything, each read bounded; keep going past any one read's
+/// failure and say which failed (never "0" for "could not read").
+pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusReport {
+    let store = &ports.store;
+    let now = ports.clock.now_ms();
     let (record, votes, tokens, evs) = tokio::join!(
-        table.read_record(),
-        table.read_votes(),
-        table.all_tokens(),
-        table.events(events)
+        store.read_record(),
+        store.read_votes(),
+        store.tokens(STATUS_TOKENS, now),
+        store.events(events, now)
     );
-    let now = now_ms();
+    let now = ports.clock.now_ms();
     let (record, record_error) = match record {
         Ok(r) => (r, None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(crate::error_chain(&e))),
     };
     let (votes, votes_error) = match votes {
         Ok(v) => (v, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+        Err(e) => (Vec::new(), Some(crate::error_chain(&e))),
+    };
+    let (tokens, tokens_truncated, tokens_error) = match tokens {
+        Ok(p) => (
+            p.items.iter().map(TokenRow::from).collect(),
+            p.truncated,
+            None,
+        ),
+        Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
+    };
+    let (events, events_truncated, events_error) = match evs {
+        Ok(p) => (p.items, p.truncated, None),
+        Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
     };
     let tally = operator_tally(cfg, &votes, now);
     StatusReport {
-        replica_region: table.region().to_string(),
+        replica_region: store.replica().to_string(),
         record,
         record_error,
         votes,
         votes_error,
         tally,
-        tokens: tokens
-            .map(|t| t.iter().map(TokenRow::from).collect())
-            .unwrap_or_default(),
-        events: evs.unwrap_or_default(),
+        tokens,
+        tokens_error,
+        tokens_truncated,
+        events,
+        events_error,
+        events_truncated,
         read_at: now,
     }
 }
@@ -149,7 +175,7 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
                     r.previous.as_deref().unwrap_or("?"),
                     r.target.as_deref().unwrap_or("?"),
                     r.initiator.as_deref().unwrap_or("?"),
-                    r.step.as_deref().unwrap_or("-")
+                    r.step.as_str()
                 );
             }
         }
@@ -219,7 +245,23 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
         .iter()
         .filter(|t| matches!(t.status, TokenStatus::Pending | TokenStatus::Claimed))
         .collect();
-    let _ = writeln!(w, "\npending tokens: {}", pending.len());
+    match &s.tokens_error {
+        Some(e) => {
+            let _ = writeln!(w, "\npending tokens: UNREADABLE: {e}");
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "\npending tokens: {}{}",
+                pending.len(),
+                if s.tokens_truncated {
+                    format!(" (among the newest {STATUS_TOKENS} tokens; older ones not read)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     for t in pending {
         let _ = writeln!(
             w,
@@ -235,7 +277,21 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
             rfc3339(t.expires_at)
         );
     }
-    let _ = writeln!(w, "\nlast events:");
+    match &s.events_error {
+        Some(e) => {
+            let _ = writeln!(w, "\nlast events: UNREADABLE: {e}");
+        }
+        None if s.events_truncated => {
+            let _ = writeln!(
+                w,
+                "\nlast {} events (older ones not shown):",
+                s.events.len()
+            );
+        }
+        None => {
+            let _ = writeln!(w, "\nlast events:");
+        }
+    }
     for e in &s.events {
         let _ = writeln!(
             w,
@@ -272,7 +328,11 @@ fn describe(action: &Action) -> String {
                 ""
             },
             p.reason
-        ),
+        ) + &p
+            .supersedes
+            .as_deref()
+            .map(|old| format!("\n  SUPERSEDES the in-flight failover {old} (it will be stopped; its writes are fenced off)"))
+            .unwrap_or_default(),
         Action::SetMode { mode, reason, .. } => format!(
             "set mode to {mode:?} (automatic failover {}): {reason}",
             if *mode == crate::core::control::Mode::Paused {
@@ -307,22 +367,27 @@ fn confirm(yes: bool) -> Result<(), String> {
 }
 
 /// Plan and perform an operator request; returns the exit code.
-pub async fn run_request(cfg: &Config, clients: &AwsClients, req: Request, yes: bool) -> i32 {
-    let table: ControlTable = control_table(cfg, clients);
-    let (record, votes) = tokio::join!(table.read_record(), table.read_votes());
+pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -> i32 {
+    let (record, votes) = tokio::join!(ports.store.read_record(), ports.store.read_votes());
     let record = match record {
         Ok(Some(r)) => RecordRead::Found(r),
         Ok(None) => RecordRead::Missing,
         Err(e) => {
-            eprintln!("refused: cannot read the control record: {e}");
+            eprintln!(
+                "refused: cannot read the control record: {}",
+                crate::error_chain(&e)
+            );
             return EX_UNAVAILABLE;
         }
     };
     let votes = votes.unwrap_or_else(|e| {
-        eprintln!("warning: cannot read votes ({e}); treating health as unknown");
+        eprintln!(
+            "warning: cannot read votes ({}); treating health as unknown",
+            crate::error_chain(&e)
+        );
         Vec::new()
     });
-    let now = now_ms();
+    let now = ports.clock.now_ms();
     let tally = operator_tally(cfg, &votes, now);
     let policy = policy(cfg);
     let decision = plan::plan(&Inputs {
@@ -331,6 +396,7 @@ pub async fn run_request(cfg: &Config, clients: &AwsClients, req: Request, yes: 
         tally: &tally,
         record: &record,
         execution: None,
+        stalled_ms: 0,
         policy: &policy,
         request: Some(&req),
     });
@@ -356,11 +422,10 @@ pub async fn run_request(cfg: &Config, clients: &AwsClients, req: Request, yes: 
     };
     let exec = Executor {
         config: cfg,
-        clients,
-        table: &table,
+        ports,
         who,
     };
-    match exec.apply(&action, now_ms()).await {
+    match exec.apply(&action, ports.clock.now_ms()).await {
         Ok(Outcome::Done(what)) => {
             println!("done: {what}");
             0

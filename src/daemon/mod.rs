@@ -9,9 +9,14 @@
 //! and the old configuration stays in force.
 
 pub mod executor;
+pub mod journal;
 pub mod notify;
+pub mod preflight;
+pub mod prepare;
 pub mod probe;
 pub mod reconcile;
+pub mod signals;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -129,13 +134,14 @@ impl Daemon {
             "admin",
         ));
 
-        let reconciler = reconcile::Reconciler::new(
-            config_rx,
-            self.clients.clone(),
-            shared.clone(),
-            readiness.clone(),
+        let prober = probe::Prober::new(
+            self.config.health.probe_connect_timeout,
+            self.config.health.probe_response_timeout,
         )
         .map_err(DaemonError::Probe)?;
+        let ports = crate::aws::ports(&self.config, self.clients.clone(), Arc::new(prober));
+        let reconciler =
+            reconcile::Reconciler::new(config_rx, ports, shared.clone(), readiness.clone());
         let reconcile_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
 
         readiness.set_ready("startup");
@@ -178,6 +184,11 @@ impl Daemon {
                             if new.listen != current.listen {
                                 warn!(
                                     "listen addresses changed in the file; they take effect at the next restart"
+                                );
+                            }
+                            if new.tables != current.tables || new.endpoints != current.endpoints {
+                                warn!(
+                                    "tables or endpoint overrides changed in the file; they take effect at the next restart"
                                 );
                             }
                             if new.region != current.region {

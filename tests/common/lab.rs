@@ -292,6 +292,42 @@ impl Lab {
             .unwrap()
     }
 
+    /// Run the operator CLI with the config of `region`'s daemon (its
+    /// replica, in eventual mode).
+    pub fn cli_in(&self, region: &str, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.join(format!("regions/{region}.toml")))
+            .env_clear()
+            .envs(self.env.clone())
+            .env("USER", "lab-test")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Set a rule on the lab's model server (`PUT /_lab/behaviour`, see
+    /// chaos/lab/model_server.rs).
+    pub fn behave(&self, rule: serde_json::Value) {
+        let (status, body) = http(
+            "PUT",
+            &format!("127.0.0.1:{}", self.model_port),
+            "/_lab/behaviour",
+            &rule.to_string(),
+        )
+        .expect("the model server answers");
+        assert!(
+            (200..300).contains(&status),
+            "behaviour {rule}: {status} {body}"
+        );
+    }
+
+    /// Stop the eventual-mode replicator (replication is cut from now on).
+    pub fn stop_replicator(&mut self) {
+        self._replicator = None;
+    }
+
     /// A daemon's log so far.
     pub fn log(&self, region: &str) -> String {
         std::fs::read_to_string(&self.daemon(region).log).unwrap_or_default()
