@@ -1,6 +1,11 @@
 //! The daemon's lifecycle as systemd sees it, through the real binary:
 //! validation before binding, READY=1, healthz/readyz, SIGHUP reload that
-//! keeps the old config when the new one is invalid, SIGTERM drain.
+//! keeps the old config when the new one is invalid, SIGTERM drain; and how
+//! a daemon on port 0 reports the addresses it bound (`--bound-file`).
+//!
+//! Every daemon here listens on 127.0.0.1:0 and is found through its
+//! report; its AWS endpoints and probes point at a [`ClosedPort`], so every
+//! AWS call fails fast and nothing leaves the machine.
 
 mod common;
 
@@ -10,9 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, http, spawn_guarded, unique, wait_for};
+use common::{ClosedPort, http, spawn_guarded, unique, wait_for};
+use failoverd::daemon::BoundAddrs;
 
-const BASE: &str = r#"
+fn base(dead: &str) -> String {
+    format!(
+        r#"
 [tables]
 control = "c"
 routing = "r"
@@ -21,39 +29,43 @@ shutdown_grace = "2s"
 [[regions]]
 name = "us-east-1"
 priority = 1
-probe_urls = ["http://127.0.0.1:9/ping"]
+probe_urls = ["{dead}/ping"]
 state_machine_arn = "arn:aws:states:us-east-1:111122223333:stateMachine:f"
-sagemaker = { provisioned = "p" }
+sagemaker = {{ provisioned = "p" }}
 [[regions]]
 name = "us-west-2"
 priority = 2
-probe_urls = ["http://127.0.0.1:9/ping"]
+probe_urls = ["{dead}/ping"]
 state_machine_arn = "arn:aws:states:us-west-2:111122223333:stateMachine:f"
-sagemaker = { provisioned = "p" }
-"#;
+sagemaker = {{ provisioned = "p" }}
+"#
+    )
+}
 
-fn setup(admin_port: u16) -> (PathBuf, PathBuf) {
+/// A config folder whose daemon listens on `admin` (router on port 0) and
+/// reaches AWS at `dead`.
+fn setup(admin: &str, dead: &ClosedPort) -> (PathBuf, PathBuf) {
     let d = std::env::temp_dir().join(unique("failoverd-daemon"));
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("base.toml"), BASE).unwrap();
+    std::fs::write(d.join("base.toml"), base(&dead.url())).unwrap();
     let f = d.join("us-east-1.toml");
-    std::fs::write(&f, region_file(admin_port)).unwrap();
+    std::fs::write(&f, region_file(admin, dead)).unwrap();
     (d, f)
 }
 
-/// AWS endpoints point at a closed loopback port: every AWS call fails
-/// fast and nothing leaves the machine.
-fn region_file(admin_port: u16) -> String {
-    let dead = "http://127.0.0.1:9";
+fn region_file(admin: &str, dead: &ClosedPort) -> String {
+    let dead = dead.url();
     format!(
-        "region = \"us-east-1\"\n[listen]\nadmin = \"127.0.0.1:{admin_port}\"\nrouter = \"127.0.0.1:0\"\n\
+        "region = \"us-east-1\"\n[listen]\nadmin = \"{admin}\"\nrouter = \"127.0.0.1:0\"\n\
          [endpoints]\ndynamodb = \"{dead}\"\nroute53 = \"{dead}\"\nsfn = \"{dead}\"\nsagemaker_runtime = \"{dead}\"\n"
     )
 }
 
-fn daemon(config: &Path, notify: Option<&Path>, log: &Path) -> Command {
+fn daemon(config: &Path, bound: &Path, notify: Option<&Path>, log: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_failoverd"));
-    c.args(["run", "--log-format", "json", "--config"])
+    c.args(["run", "--log-format", "json", "--bound-file"])
+        .arg(bound)
+        .arg("--config")
         .arg(config)
         .env_clear()
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -81,31 +93,45 @@ fn read_log(p: &Path) -> String {
 
 #[test]
 fn invalid_config_exits_78_without_binding() {
-    let port = free_port();
-    let (d, f) = setup(port);
-    std::fs::write(&f, format!("{}typo_key = true\n", region_file(port))).unwrap();
-    let log = d.join("daemon.log");
-    let out = daemon(&f, None, &log).output().unwrap();
-    assert_eq!(out.status.code(), Some(78));
+    let dead = ClosedPort::new();
+    // The admin address the file names is held by this test: a daemon that
+    // bound before validating would fail there (exit 70, "cannot bind")
+    // instead of exiting 78.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = held.local_addr().unwrap().to_string();
+    let (d, f) = setup(&admin, &dead);
+    std::fs::write(
+        &f,
+        format!("{}typo_key = true\n", region_file(&admin, &dead)),
+    )
+    .unwrap();
+    let (log, bound) = (d.join("daemon.log"), d.join("bound.json"));
+    let out = daemon(&f, &bound, None, &log).output().unwrap();
     let err = read_log(&log);
+    assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(
         err.contains("typo_key: unknown key") && err.contains("not starting"),
         "{err}"
     );
-    // Nothing was bound: the port is still free for us.
-    std::net::TcpListener::bind(("127.0.0.1", port))
-        .expect("the daemon must not have bound its port");
+    assert!(!err.contains("cannot bind"), "{err}");
+    assert!(!bound.exists(), "nothing bound, nothing reported");
+}
+
+/// The report in `path`, which must be there already.
+fn read_bound(path: &Path) -> BoundAddrs {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()))
 }
 
 #[test]
 fn notify_ready_serve_reload_and_drain() {
-    let port = free_port();
-    let (d, f) = setup(port);
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
     let sock = d.join("notify.sock");
     let rx = UnixDatagram::bind(&sock).unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let log = d.join("daemon.log");
-    let mut child = spawn_guarded(&mut daemon(&f, Some(&sock), &log));
+    let (log, bound) = (d.join("daemon.log"), d.join("bound.json"));
+    let mut child = spawn_guarded(&mut daemon(&f, &bound, Some(&sock), &log));
     let recv = || {
         let mut buf = [0u8; 256];
         let n = rx.recv(&mut buf).expect("a notification within 20s");
@@ -113,7 +139,11 @@ fn notify_ready_serve_reload_and_drain() {
     };
 
     assert_eq!(recv(), "READY=1");
-    let addr = format!("127.0.0.1:{port}");
+    // The report is written before READY=1: whoever waits for readiness
+    // finds the ports.
+    let b = read_bound(&bound);
+    assert_eq!(b.pid, child.0.id());
+    let addr = b.admin.to_string();
     assert_eq!(http("GET", &addr, "/healthz", "").unwrap().0, 200);
     // It cannot reach the control table, so it is alive but not ready, and says why.
     let body = wait_for(
@@ -132,14 +162,18 @@ fn notify_ready_serve_reload_and_drain() {
     assert!(
         startup.contains("failoverd started")
             && startup.contains(&addr)
+            && startup.contains(&b.router.to_string())
             && startup.contains(env!("CARGO_PKG_VERSION")),
-        "startup line names version and address: {startup}"
+        "startup line names version and both addresses: {startup}"
     );
 
     // An invalid file on SIGHUP is rejected and the daemon keeps serving.
     std::fs::write(
         &f,
-        format!("{}[timings]\nlease = \"forever\"\n", region_file(port)),
+        format!(
+            "{}[timings]\nlease = \"forever\"\n",
+            region_file("127.0.0.1:0", &dead)
+        ),
     )
     .unwrap();
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
@@ -158,7 +192,10 @@ fn notify_ready_serve_reload_and_drain() {
     // A valid file is taken.
     std::fs::write(
         &f,
-        format!("{}[timings]\nlease = \"45s\"\n", region_file(port)),
+        format!(
+            "{}[timings]\nlease = \"45s\"\n",
+            region_file("127.0.0.1:0", &dead)
+        ),
     )
     .unwrap();
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
