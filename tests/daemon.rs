@@ -9,13 +9,15 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ClosedPort, http, spawn_guarded, unique, wait_for};
+use common::{ChildGuard, ClosedPort, http, spawn_guarded, unique, wait_bound, wait_for};
 use failoverd::daemon::BoundAddrs;
 
 fn base(dead: &str) -> String {
@@ -215,4 +217,156 @@ fn notify_ready_serve_reload_and_drain() {
     });
     assert_eq!(status.code(), Some(0), "{}", read_log(&log));
     assert!(read_log(&log).contains("\"stopped\""));
+}
+
+/// Whether `addr` is a failoverd router: it answers an unknown model with
+/// the router's 404 (the admin listener has no such path either, but names
+/// no model).
+fn is_router(addr: SocketAddr) -> bool {
+    http(
+        "POST",
+        &addr.to_string(),
+        "/endpoints/no-such-model/invocations",
+        "{}",
+    )
+    .is_ok_and(|(s, body)| s == 404 && body.contains("no-such-model"))
+}
+
+fn is_admin(addr: SocketAddr) -> bool {
+    http("GET", &addr.to_string(), "/healthz", "").is_ok_and(|(s, _)| s == 200)
+}
+
+#[test]
+fn bound_file_reports_the_addresses_really_bound() {
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
+    let (log, bound) = (d.join("daemon.log"), d.join("bound.json"));
+    // A report left by an earlier run is replaced, not trusted.
+    std::fs::write(
+        &bound,
+        r#"{"admin":"127.0.0.1:1","router":"127.0.0.1:2","pid":1}"#,
+    )
+    .unwrap();
+    let mut child = spawn_guarded(&mut daemon(&f, &bound, None, &log));
+    let b = wait_bound(&mut child, &bound, &log, Duration::from_secs(30));
+
+    // The exact format: one JSON object on one line, these three keys.
+    let text = std::fs::read_to_string(&bound).unwrap();
+    assert!(
+        text.ends_with('\n') && text.trim_end().lines().count() == 1,
+        "{text:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["admin", "pid", "router"], "{text}");
+    assert_eq!(v["admin"].as_str(), Some(b.admin.to_string().as_str()));
+    assert_eq!(v["router"].as_str(), Some(b.router.to_string().as_str()));
+
+    // Real, distinct, OS-chosen ports, each answered by the right server.
+    assert_eq!(b.pid, child.0.id());
+    for a in [b.admin, b.router] {
+        assert_eq!(a.ip().to_string(), "127.0.0.1", "{text}");
+        assert_ne!(a.port(), 0, "{text}");
+    }
+    assert_ne!(b.admin.port(), b.router.port(), "{text}");
+    assert!(is_admin(b.admin), "admin answers /healthz at {}", b.admin);
+    assert!(is_router(b.router), "the router answers at {}", b.router);
+    assert!(!is_router(b.admin), "the admin address is not the router's");
+
+    // The startup line (logged just after the report) names the same addresses.
+    let line = wait_for("the startup line", Duration::from_secs(20), || {
+        read_log(&log)
+            .lines()
+            .find(|l| l.contains("failoverd started"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains(&format!("\"admin\":\"{}\"", b.admin))
+            && line.contains(&format!("\"router\":\"{}\"", b.router)),
+        "{line}"
+    );
+
+    // Written through a temporary file that is gone: only our files remain.
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["base.toml", "bound.json", "daemon.log", "us-east-1.toml"]
+    );
+}
+
+#[test]
+fn a_bound_file_that_cannot_be_written_stops_the_start() {
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
+    let log = d.join("daemon.log");
+    let bound = d.join("no-such-folder/bound.json");
+    let out = daemon(&f, &bound, None, &log).output().unwrap();
+    let err = read_log(&log);
+    assert_eq!(out.status.code(), Some(70), "{err}");
+    assert!(
+        err.contains("cannot write the bound addresses to")
+            && err.contains(&bound.display().to_string()),
+        "{err}"
+    );
+}
+
+/// The lab once started a daemon whose admin and router ports were the same
+/// "free" port, picked by binding and closing twice. Daemons that bind port
+/// 0 themselves and report what they got cannot collide: start many at once
+/// and every reported address is distinct and answered by its own server.
+#[test]
+fn daemons_started_together_on_port_zero_report_distinct_answering_addresses() {
+    const N: usize = 12;
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
+    let mut children: Vec<(ChildGuard, PathBuf, PathBuf)> = (0..N)
+        .map(|i| {
+            let (log, bound) = (
+                d.join(format!("daemon-{i}.log")),
+                d.join(format!("bound-{i}.json")),
+            );
+            (
+                spawn_guarded(&mut daemon(&f, &bound, None, &log)),
+                bound,
+                log,
+            )
+        })
+        .collect();
+    let reports: Vec<BoundAddrs> = children
+        .iter_mut()
+        .map(|(child, bound, log)| wait_bound(child, bound, log, Duration::from_secs(60)))
+        .collect();
+
+    let addrs: Vec<SocketAddr> = reports.iter().flat_map(|b| [b.admin, b.router]).collect();
+    let distinct: HashSet<u16> = addrs.iter().map(SocketAddr::port).collect();
+    assert_eq!(distinct.len(), 2 * N, "a port reported twice: {reports:#?}");
+    assert!(!distinct.contains(&0), "{reports:#?}");
+    for b in &reports {
+        assert!(
+            is_admin(b.admin),
+            "admin answers at {}: {reports:#?}",
+            b.admin
+        );
+        assert!(
+            is_router(b.router),
+            "router answers at {}: {reports:#?}",
+            b.router
+        );
+    }
+
+    // Stop them all at once rather than one drain after another.
+    for (child, _, _) in &children {
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    }
+    for (child, _, log) in &mut children {
+        let status = wait_for("a daemon to stop", Duration::from_secs(20), || {
+            child.0.try_wait().unwrap()
+        });
+        assert_eq!(status.code(), Some(0), "{}", read_log(log));
+    }
 }
