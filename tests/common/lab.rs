@@ -233,6 +233,9 @@ impl Lab {
             let _ = c.0.kill();
             let _ = c.0.wait();
         }
+        // Its ports are free for anyone now: port 0 refuses every connection.
+        d.admin = 0;
+        d.router = 0;
     }
 
     /// GET a daemon's admin path.
