@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sagemakerruntime::config::retry::RetryConfig;
 use aws_sdk_sagemakerruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sagemakerruntime::primitives::Blob;
-use common::{ChildGuard, free_port, root, spawn_guarded, unique, wait_for};
+use common::{ChildGuard, root, spawn_guarded, unique, wait_bound, wait_for};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -224,11 +224,13 @@ fn main() {
             .ok()
     });
 
-    let (router_port, admin_port) = (free_port(), free_port());
+    let (bound, daemon_log) = (dir.join("daemon.bound.json"), dir.join("daemon.log"));
     let dead = "http://127.0.0.1:9";
-    let daemon = spawn_guarded(
+    let mut daemon = spawn_guarded(
         Command::new(env!("CARGO_BIN_EXE_failoverd"))
-            .args(["run", "--log-format", "json", "--config"])
+            .args(["run", "--log-format", "json", "--bound-file"])
+            .arg(&bound)
+            .arg("--config")
             .arg(root().join("regions/lab/us-east-1.toml"))
             .current_dir(&dir)
             .env_clear()
@@ -246,22 +248,15 @@ fn main() {
             .env("FAILOVERD__ENDPOINTS__ROUTE53", dead)
             .env("FAILOVERD__ENDPOINTS__SFN", dead)
             .env("FAILOVERD__ENDPOINTS__SAGEMAKER", dead)
-            .env(
-                "FAILOVERD__LISTEN__ROUTER",
-                format!("127.0.0.1:{router_port}"),
-            )
-            .env(
-                "FAILOVERD__LISTEN__ADMIN",
-                format!("127.0.0.1:{admin_port}"),
-            )
+            .env("FAILOVERD__LISTEN__ROUTER", "127.0.0.1:0")
+            .env("FAILOVERD__LISTEN__ADMIN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap()),
+            .stderr(std::fs::File::create(&daemon_log).unwrap()),
     );
     let pid = daemon.0.id();
-    wait_for("the router", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", router_port)).ok()
-    });
+    let addrs = wait_bound(&mut daemon, &bound, &daemon_log, Duration::from_secs(20));
+    let (router_port, admin_port) = (addrs.router.port(), addrs.admin.port());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,7 +11,10 @@
 #   chaos/lab.sh status    what is running and where its logs are
 #   chaos/lab.sh test      install, then run the whole test suite
 #
-# State lives in chaos/.run (PIDs, ports, logs, rendered config).
+# State lives in chaos/.run (PIDs, ports, logs, rendered config). Every server
+# binds 127.0.0.1:0 and reports the port it got (moto and the model server in
+# NAME.port, each daemon in REGION.bound.json via --bound-file); the lab reads
+# the reports, it never guesses a free port.
 # FAILOVERD_LAB_CONSISTENCY=eventual runs one replica per region with the lab's
 # lagged last-writer-wins replicator (no automatic failover there: no drill).
 set -euo pipefail
@@ -42,8 +45,21 @@ install() {
   say "installed $("$VENV/bin/python" -m pip freeze | grep -E '^moto==')"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# wait_report NAME FILE: wait until process NAME (started with `start`) has
+# written FILE, at most WAIT_SECS; die naming its log if it exits first.
+wait_report() {
+  local name=$1 file=$2 deadline=$((SECONDS + WAIT_SECS))
+  until [ -s "$file" ]; do
+    alive "$name" || die "$name exited before reporting its port in $file; see $RUN/$name.log:
+$(tail -n 20 "$RUN/$name.log" 2>/dev/null)"
+    [ $SECONDS -lt $deadline ] || die "$name did not report its port in $file within ${WAIT_SECS}s (see $RUN/$name.log)"
+    sleep 0.1
+  done
+}
+
+# bound_port FILE KEY: the port of KEY (admin or router) in a daemon's --bound-file.
+bound_port() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]].rsplit(":", 1)[1])' "$1" "$2"
 }
 
 # wait_http URL WHAT: poll until URL answers 2xx, at most WAIT_SECS.
@@ -87,8 +103,11 @@ up() {
   rm -rf "$RUN"; mkdir -p "$RUN"
   local bin=$ROOT/target/debug
 
-  local moto; moto=$(free_port); echo "$moto" >"$RUN/moto.port"
-  start moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto"
+  # moto binds port 0 itself (chaos/lab/moto_server.py: moto_server -p 0
+  # would not say which port it got) and writes it to moto.port.
+  start moto "$VENV/bin/python" "$ROOT/chaos/lab/moto_server.py" --port-file "$RUN/moto.port"
+  wait_report moto "$RUN/moto.port"
+  local moto; moto=$(cat "$RUN/moto.port")
   wait_http "http://127.0.0.1:$moto/moto-api/" "moto"
   # Step Functions really executes only with this switch (lost on restart).
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$moto/moto-api/config" \
@@ -96,11 +115,7 @@ up() {
   say "moto on 127.0.0.1:$moto (Step Functions interpreter on)"
 
   start model "$bin/failoverd-lab" model-server --port-file "$RUN/model.port" --s3-endpoint "http://127.0.0.1:$moto"
-  local deadline=$((SECONDS + WAIT_SECS))
-  until [ -s "$RUN/model.port" ]; do
-    [ $SECONDS -lt $deadline ] || die "model server did not start (see $RUN/model.log)"
-    sleep 0.1
-  done
+  wait_report model "$RUN/model.port"
   say "model server on 127.0.0.1:$(cat "$RUN/model.port")"
 
   lab_env
@@ -113,12 +128,17 @@ up() {
     start replicate "$bin/failoverd-lab" replicate --config "$RUN/regions/us-east-1.toml" --lag 300ms
   fi
 
-  local r admin router
+  # Daemons bind 127.0.0.1:0 for both listeners and report what they got.
+  local r
   for r in "${REGIONS[@]}"; do
-    admin=$(free_port); router=$(free_port)
-    echo "$admin" >"$RUN/$r.admin"; echo "$router" >"$RUN/$r.router"
-    (cd "$RUN" && FAILOVERD__LISTEN__ADMIN=127.0.0.1:$admin FAILOVERD__LISTEN__ROUTER=127.0.0.1:$router \
-      start "$r" "$bin/failoverd" run --config "$RUN/regions/$r.toml" --log-format json)
+    (cd "$RUN" && FAILOVERD__LISTEN__ADMIN=127.0.0.1:0 FAILOVERD__LISTEN__ROUTER=127.0.0.1:0 \
+      start "$r" "$bin/failoverd" run --config "$RUN/regions/$r.toml" --log-format json \
+        --bound-file "$RUN/$r.bound.json")
+  done
+  for r in "${REGIONS[@]}"; do
+    wait_report "$r" "$RUN/$r.bound.json"
+    bound_port "$RUN/$r.bound.json" admin >"$RUN/$r.admin"
+    bound_port "$RUN/$r.bound.json" router >"$RUN/$r.router"
   done
   for r in "${REGIONS[@]}"; do
     wait_http "http://127.0.0.1:$(cat "$RUN/$r.admin")/readyz" "daemon $r"

@@ -38,6 +38,14 @@ pub enum Command {
         /// Region file, e.g. regions/us-east-1.toml (base.toml beside it is loaded first).
         #[arg(long)]
         config: PathBuf,
+        /// Once both listeners are bound (before READY=1), write the
+        /// addresses they really bound to this file as JSON,
+        /// {"admin":"127.0.0.1:41234","router":"127.0.0.1:41235","pid":N},
+        /// atomically (temporary file, then rename). With port 0 in
+        /// listen.admin and listen.router the OS picks free ports and this
+        /// file is how a supervisor or a test learns them.
+        #[arg(long, value_name = "PATH")]
+        bound_file: Option<PathBuf>,
     },
     /// Validate a configuration and print it resolved (exit 78 if invalid).
     CheckConfig {
@@ -148,7 +156,9 @@ pub fn main() -> i32 {
             }
             code => code,
         },
-        Command::Run { config } => run(cli.log_format, &config, env),
+        Command::Run { config, bound_file } => {
+            run(cli.log_format, &config, bound_file.as_deref(), env)
+        }
         Command::Status {
             config,
             output,
@@ -287,7 +297,12 @@ fn check_config(path: &std::path::Path, env: &EnvSource) -> i32 {
     }
 }
 
-fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
+fn run(
+    format: LogFormat,
+    path: &std::path::Path,
+    bound_file: Option<&std::path::Path>,
+    env: EnvSource,
+) -> i32 {
     // Validate before anything else: an invalid file must not bind a port.
     let cfg = match config::load(path, &env) {
         Ok(c) => c,
@@ -333,6 +348,15 @@ fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
                 return EX_SOFTWARE;
             }
         };
+        // Report the bound addresses before READY=1, so whoever waits for
+        // readiness can read them. A file that cannot be written is fatal:
+        // whoever asked for it cannot find the daemon without it.
+        if let Some(file) = bound_file {
+            if let Err(e) = listeners.addrs().and_then(|a| a.write_to(file)) {
+                tracing::error!(error = %crate::error_chain(&e), "cannot start");
+                return EX_SOFTWARE;
+            }
+        }
         let d = Daemon {
             notifier: daemon::notify::Notifier::from_env(&env),
             config: cfg,

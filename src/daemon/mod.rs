@@ -7,6 +7,15 @@
 //! arrives, and in-flight work gets `timings.shutdown_grace` to finish.
 //! SIGHUP reloads the configuration; an invalid new file is logged in full
 //! and the old configuration stays in force.
+//!
+//! Ports: with `127.0.0.1:0` in `listen.*` the OS chooses each port, and
+//! [`BoundAddrs`] is how the chosen ones get out: the startup line names
+//! them, and `failoverd run --bound-file PATH` writes them as JSON before
+//! `READY=1` (temp file + rename, so a reader never sees half a file). This
+//! is the only race-free way for a supervisor or a test to learn a port:
+//! picking a "free" port by binding, closing and handing the number on lets
+//! the OS hand the same port out again before the daemon binds it (the lab
+//! once started a daemon whose admin and router ports were the same).
 
 pub mod executor;
 pub mod journal;
@@ -18,8 +27,9 @@ pub mod reconcile;
 pub mod signals;
 pub mod tokens;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -39,6 +49,18 @@ pub enum DaemonError {
     Bind {
         what: &'static str,
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the address the {what} listener bound")]
+    LocalAddr {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the bound addresses to {}", path.display())]
+    BoundFile {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -92,6 +114,63 @@ impl Listeners {
             })?;
         Ok(Self { admin, router })
     }
+
+    /// The addresses really bound (port 0 resolved to the OS's choice).
+    pub fn addrs(&self) -> Result<BoundAddrs, DaemonError> {
+        let local = |what, l: &TcpListener| {
+            l.local_addr()
+                .map_err(|source| DaemonError::LocalAddr { what, source })
+        };
+        Ok(BoundAddrs {
+            admin: local("admin", &self.admin)?,
+            router: local("router", &self.router)?,
+            pid: std::process::id(),
+        })
+    }
+}
+
+/// What `failoverd run --bound-file` writes:
+/// `{"admin":"127.0.0.1:41234","router":"127.0.0.1:41235","pid":4242}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoundAddrs {
+    /// The admin listener (`/healthz`, `/readyz`, `/status`, `/metrics`).
+    pub admin: SocketAddr,
+    /// The inference router.
+    pub router: SocketAddr,
+    /// The daemon that bound them: a reader can tell its own daemon's file
+    /// from one an earlier run left behind (the file is not removed on exit).
+    pub pid: u32,
+}
+
+impl BoundAddrs {
+    /// Write as one JSON line to `path`, atomically: a temporary file in the
+    /// same folder (so the rename cannot cross file systems), then a rename.
+    pub fn write_to(&self, path: &Path) -> Result<(), DaemonError> {
+        let fail = |source| DaemonError::BoundFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        let name = path.file_name().ok_or_else(|| {
+            fail(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the path names no file",
+            ))
+        })?;
+        let mut tmp_name = OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", self.pid));
+        let tmp = path.with_file_name(tmp_name);
+        let mut json = serde_json::to_vec(self)
+            .map_err(std::io::Error::other)
+            .map_err(fail)?;
+        json.push(b'\n');
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                fail(e)
+            })
+    }
 }
 
 impl Daemon {
@@ -104,8 +183,7 @@ impl Daemon {
         let readiness = Readiness::starting();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (config_tx, config_rx) = watch::channel(Arc::new(self.config.clone()));
-        let admin_addr = listeners.admin.local_addr().ok();
-        let router_addr = listeners.router.local_addr().ok();
+        let bound = listeners.addrs()?;
 
         let shared = Arc::new(Shared::default());
         let router =
@@ -148,8 +226,8 @@ impl Daemon {
         info!(
             version = env!("CARGO_PKG_VERSION"),
             region = %self.config.region,
-            admin = ?admin_addr,
-            router = ?router_addr,
+            admin = %bound.admin,
+            router = %bound.router,
             consistency = %self.config.tables.consistency,
             layers = ?self.config.sources,
             "failoverd started"
