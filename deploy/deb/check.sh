@@ -10,8 +10,12 @@
 #   deploy/deb/check.sh [--profile debug|release]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-profile=${2:-debug}
-[ "${1:-}" != "--profile" ] || profile=$2
+profile=debug
+case "${1:-}" in
+  "") ;;
+  --profile) profile=${2:?--profile needs debug or release} ;;
+  *) echo "usage: deploy/deb/check.sh [--profile debug|release]" >&2; exit 2 ;;
+esac
 
 deb=$(python3 "$ROOT/deploy/deb/build.py" --profile "$profile" | tail -n 1)
 echo "== $deb ($(du -h "$deb" | cut -f1))"
