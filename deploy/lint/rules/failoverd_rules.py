@@ -76,11 +76,14 @@ def _get(obj, *keys):
 
 def _text(value):
     """Literal text of a string expression; ${...} and other intrinsics become
-    the placeholder NAME, which is never a wildcard."""
+    the placeholder NAME, which is never a wildcard. A Ref or GetAtt names
+    one resource of the stack: it reads as a specific ARN."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and len(value) == 1:
         (key, arg), = value.items()
+        if key in ("Ref", "Fn::GetAtt", "Fn::ImportValue"):
+            return "arn:NAME:NAME:NAME:NAME:NAME/NAME"
         if key == "Fn::Sub":
             template = arg[0] if isinstance(arg, list) else arg
             if isinstance(template, str):
