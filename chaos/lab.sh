@@ -3,8 +3,9 @@
 #
 #   chaos/lab.sh install   create chaos/.venv with the pinned moto (idempotent)
 #   chaos/lab.sh up        install, build, start moto + model server, provision
-#                          three regions, start three daemons, wait until ready,
-#                          then run the drill
+#                          three regions (deploy/cloudformation, through moto's
+#                          CloudFormation), start three daemons, wait until
+#                          ready, then run the drill
 #   chaos/lab.sh drill     invert the active region's health check, print the
 #                          failover timeline, restore it, fail back, print again
 #   chaos/lab.sh down      stop everything `up` started (by PID), leave nothing
@@ -123,7 +124,7 @@ up() {
   (cd "$ROOT" && "$bin/failoverd-lab" provision --config regions/lab/us-east-1.toml \
       --consistency "$consistency" --out "$RUN/regions" >"$RUN/provision.log" 2>&1) \
     || die "provisioning failed: $(tail -n 5 "$RUN/provision.log")"
-  say "provisioned 3 regions (tables, health checks, state machines), $consistency consistency"
+  say "provisioned 3 regions: deploy/cloudformation stacks through moto's CloudFormation (region.yaml x3, iam.yaml), tables via the adapter (no GlobalTable in moto), $consistency consistency"
   if [ "$consistency" = eventual ]; then
     start replicate "$bin/failoverd-lab" replicate --config "$RUN/regions/us-east-1.toml" --lag 300ms
   fi
@@ -249,5 +250,5 @@ case "${1:-}" in
   status) status ;;
   drill) drill ;;
   test) shift; run_tests "$@" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac
