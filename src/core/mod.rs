@@ -8,4 +8,6 @@ pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
 pub mod quorum; // votes from all regions -> verdict per region
 pub mod retry; // router backoff, retry budget, circuit breaker (time passed in)
 pub mod routing; // router path and region choice
+pub mod schedule; // scheduled capacity windows (IANA zones, DST) and the rule next to failover
+pub mod tier; // DR tiers: automatic failover, standby capacity, the prepare step
 pub mod tokens; // task-token lifecycle
