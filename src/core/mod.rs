@@ -4,6 +4,7 @@
 
 pub mod control; // the control record, epochs, versions, modes, the lease
 pub mod health; // effective health of checks and probes; hysteresis
+pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
 pub mod quorum; // votes from all regions -> verdict per region
 pub mod retry; // router backoff, retry budget, circuit breaker (time passed in)
