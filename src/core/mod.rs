@@ -2,6 +2,7 @@
 //! as unix milliseconds; the daemon collects inputs, calls in, persists,
 //! then acts.
 
+pub mod advise; // the seed's decision matrix over observed traffic -> one recommendation per model
 pub mod control; // the control record, epochs, versions, modes, the lease
 pub mod health; // effective health of checks and probes; hysteresis
 pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
