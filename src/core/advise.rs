@@ -555,11 +555,21 @@ mod tests {
         }
     }
 
+    /// Runs of quiet, light and steady minutes, so that idle gaps, busy
+    /// hours and steady medians all occur.
     fn minutes() -> impl Strategy<Value = Vec<u64>> {
         prop::collection::vec(
-            prop_oneof![Just(0u64), 0u64..3, 0u64..30, 400u64..700],
-            0..(3 * 60),
+            (
+                prop_oneof![Just(0u64), 0u64..3, 0u64..30, 400u64..700],
+                1usize..40,
+            ),
+            0..12,
         )
+        .prop_map(|runs| {
+            runs.into_iter()
+                .flat_map(|(v, n)| std::iter::repeat_n(v, n))
+                .collect()
+        })
     }
 
     proptest! {
