@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+pub mod advise;
 pub mod ops;
 
 use crate::aws::AwsClients;
@@ -93,6 +94,23 @@ pub enum Command {
         #[arg(long, env = "USER", default_value = "unknown")]
         operator: String,
     },
+    /// Recommend provisioned, serverless or batch (and scheduled scaling)
+    /// per model from observed traffic (the seed's decision matrix).
+    Advise {
+        #[arg(long)]
+        config: PathBuf,
+        /// Read the observations (TrafficSet JSON) from FILE, `-` for stdin,
+        /// instead of the daemon's admin endpoint (`GET /traffic`).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Admin base URL to ask instead of the one in the config, e.g.
+        /// http://10.0.0.5:9090.
+        #[arg(long, conflicts_with = "from")]
+        admin: Option<String>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Allow automatic failover again.
     Resume {
         #[arg(long)]
@@ -134,6 +152,12 @@ pub fn main() -> i32 {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config, &env),
         Command::Run { config } => run(cli.log_format, &config, env),
+        Command::Advise {
+            config,
+            from,
+            admin,
+            output,
+        } => advise::run(&config, &env, from.as_deref(), admin.as_deref(), output),
         Command::Status {
             config,
             output,

@@ -30,11 +30,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cost;
 mod load;
 mod raw;
 mod router;
 mod validate;
 
+pub use cost::{Advise, Cost, EndpointSchedule, Environment, Idle};
 pub use load::{ConfigError, Problem, layers_for, load, load_layers};
 pub use router::{ModelConfig, Router};
 use validate::human_duration;
@@ -74,6 +76,8 @@ pub struct Config {
     /// Per-service endpoint URL overrides: for the local lab only, empty in
     /// production files.
     pub endpoints: EndpointOverrides,
+    /// Cost controls and DR tiers (`[cost]`, config/cost.rs).
+    pub cost: Cost,
     /// The files that were merged, in order (for `check-config` and logs).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
