@@ -926,7 +926,7 @@ mod tests {
     fn at_ref(s: &Schedule, now: Timestamp) -> u32 {
         let today = s.tz.to_datetime(now).date();
         let mut best: Option<u32> = None;
-        for (_, w) in s.windows.iter().enumerate() {
+        for w in &s.windows {
             for d in [today.yesterday().unwrap(), today, today.tomorrow().unwrap()] {
                 if !w.days.contains(d.weekday()) {
                     continue;
