@@ -7,6 +7,9 @@
 //! for active-only work outside the daemon, and a target for a Route 53
 //! health check behind DNS failover records. `/metrics` renders the
 //! inference router's counters and the role in the Prometheus text format.
+//! `/traffic` is the per-model traffic `failoverd advise` reads
+//! (`core::advise::TrafficSet`); until the router counts per model it says
+//! `collected: false` rather than pretending there was no traffic.
 
 use std::sync::Arc;
 
@@ -115,7 +118,16 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
                 .body(http_body_util::Full::new(bytes::Bytes::from(body)))
                 .unwrap_or_else(|e| http::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
         }
-        (_, "/healthz" | "/readyz" | "/active" | "/status" | "/metrics") => {
+        (&Method::GET, "/traffic") => http::json(
+            StatusCode::OK,
+            &serde_json::to_value(crate::core::advise::TrafficSet {
+                region: state.region.clone(),
+                collected: false,
+                models: Vec::new(),
+            })
+            .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
+        ),
+        (_, "/healthz" | "/readyz" | "/active" | "/status" | "/metrics" | "/traffic") => {
             http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
         _ => http::text(StatusCode::NOT_FOUND, "not found\n"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+pub mod advise;
 pub mod ops;
 
 use crate::aws::AwsClients;
@@ -105,6 +106,23 @@ pub enum Command {
         #[arg(long, env = "USER", default_value = "unknown")]
         operator: String,
     },
+    /// Recommend provisioned, serverless or batch (and scheduled scaling)
+    /// per model from observed traffic (the seed's decision matrix).
+    Advise {
+        #[arg(long)]
+        config: PathBuf,
+        /// Read the observations (TrafficSet JSON) from FILE, `-` for stdin,
+        /// instead of the daemon's admin endpoint (`GET /traffic`).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Admin base URL to ask instead of the one in the config, e.g.
+        /// http://10.0.0.5:9090.
+        #[arg(long, conflicts_with = "from")]
+        admin: Option<String>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Allow automatic failover again.
     Resume {
         #[arg(long)]
@@ -159,6 +177,12 @@ pub fn main() -> i32 {
         Command::Run { config, bound_file } => {
             run(cli.log_format, &config, bound_file.as_deref(), env)
         }
+        Command::Advise {
+            config,
+            from,
+            admin,
+            output,
+        } => advise::run(&config, &env, from.as_deref(), admin.as_deref(), output),
         Command::Status {
             config,
             output,

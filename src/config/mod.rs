@@ -29,12 +29,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod cost;
 mod load;
 mod raw;
 mod router;
 mod tables;
 mod validate;
 
+pub use cost::{Advise, Cost, EndpointSchedule, Environment, Idle};
 pub use load::{ConfigError, Problem, layers_for, load, load_layers};
 pub use router::{ModelConfig, Router};
 pub use tables::{Consistency, MRSC_REGION_SETS, Tables};
@@ -75,6 +77,8 @@ pub struct Config {
     /// Per-service endpoint URL overrides: for the local lab only, empty in
     /// production files.
     pub endpoints: EndpointOverrides,
+    /// Cost controls and DR tiers (`[cost]`, config/cost.rs).
+    pub cost: Cost,
     /// The files that were merged, in order (for `check-config` and logs).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,

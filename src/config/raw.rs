@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::cost::RawCost;
 use super::router::{RawModel, RawRouter};
 
 #[derive(Debug, Deserialize, Default)]
@@ -26,6 +27,8 @@ pub(super) struct RawConfig {
     pub(super) listen: RawListen,
     #[serde(default)]
     pub(super) endpoints: RawEndpoints,
+    #[serde(default)]
+    pub(super) cost: RawCost,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -456,6 +456,12 @@ impl Validator<'_> {
         // Router and models (config/router.rs).
         let router_cfg = self.router(raw.router);
         let models = self.models(raw.models);
+        // Cost controls and tiers (config/cost.rs).
+        let batch_threshold = router_cfg
+            .as_ref()
+            .map_or(4 * 1024 * 1024, |r| r.default_batch_threshold);
+        let consistency = tables.as_ref().map(|t| t.consistency);
+        let cost = self.cost(raw.cost, &models, &regions, consistency, batch_threshold);
 
         // Listen.
         let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);
@@ -524,6 +530,7 @@ impl Validator<'_> {
                 admin_token_file: PathBuf::from(token_file),
             },
             endpoints,
+            cost: cost?,
             sources: files.to_vec(),
         })
     }
