@@ -170,6 +170,7 @@ impl Reconciler {
     }
 
     async fn one_round(&mut self) {
+        let began = tokio::time::Instant::now();
         let cfg = self.config.borrow().clone();
         let clock = self.ports.clock.clone();
         let now = clock.now_ms();
@@ -341,6 +342,9 @@ impl Reconciler {
             samples: sig.why,
             draining: self.shared.draining.load(Ordering::Relaxed),
             stalled_ms,
+            took_ms: began.elapsed().as_millis() as u64,
+            votes,
+            vote_freshness_ms: cfg.timings.vote_freshness.as_millis() as u64,
         };
         next.role = next.role_at(clock.now_ms());
         let kind = next.role.as_ref().map(Role::kind);

@@ -24,6 +24,8 @@
 pub mod clock;
 pub mod endpoints;
 pub mod health_checks;
+pub mod identity;
+pub mod metered;
 pub mod probes;
 pub mod store;
 pub mod workflows;
