@@ -698,3 +698,479 @@ impl CostTask {
         plans
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnvSource;
+    use crate::core::control::Step;
+    use crate::ports::endpoints::VariantState;
+    use crate::ports::traffic::{Counted, NotCounted};
+    use proptest::prelude::*;
+
+    /// Monday 2025-01-06 00:00 UTC.
+    const MONDAY: u64 = 1_736_121_600_000;
+    const HOUR: u64 = 3_600_000;
+
+    /// A configuration: us-east-1 and us-west-2 with a provisioned endpoint
+    /// `prov` (scheduled MON-FRI 09:00-18:00 at 3, off hours 1, UTC), a
+    /// serverless one, and the `[cost]` lines given.
+    fn config(cost: &str) -> Config {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "failoverd-cost-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let regions = ["us-east-1", "us-west-2"]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                format!(
+                    "[[regions]]\nname = \"{r}\"\npriority = {}\nprobe_urls = [\"https://{r}.example/ping\"]\nstate_machine_arn = \"arn:aws:states:{r}:111122223333:stateMachine:f\"\nsagemaker = {{ provisioned = \"prov\", serverless = \"sls\" }}\n",
+                    i + 1
+                )
+            })
+            .collect::<String>();
+        let text = format!(
+            "region = \"us-west-2\"\n[tables]\ncontrol = \"c\"\nrouting = \"r\"\nwitness = \"us-east-2\"\n{regions}[[models]]\nname = \"fraud\"\n[[models]]\nname = \"chat\"\n[cost]\n{cost}\n[[cost.schedules]]\nendpoint = \"prov\"\ntimezone = \"UTC\"\noff_hours_min = 1\nwindows = [{{ days = \"MON-FRI\", start = \"09:00\", end = \"18:00\", min = 3 }}]\n"
+        );
+        let f = dir.join("us-west-2.toml");
+        std::fs::write(&f, text).unwrap();
+        crate::config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
+    }
+
+    fn record(active: &str, phase: Phase, mode: Mode) -> ControlRecord {
+        ControlRecord {
+            version: 7,
+            incarnation: "x".into(),
+            epoch: 3,
+            active: active.into(),
+            mode,
+            phase,
+            target: (phase == Phase::FailingOver).then(|| "us-west-2".to_string()),
+            execution: None,
+            initiator: None,
+            previous: None,
+            changed_by: "us-east-1".into(),
+            changed_at: 0,
+            reason: "test".into(),
+            last_failover_at: None,
+            switched_at: None,
+            step: Step::Mark,
+            aborts: 0,
+            ungraceful: false,
+            old_region_healthy: true,
+            forced: false,
+        }
+    }
+
+    fn seen(status: EndpointStatus, instances: u32, tags: Option<&[(&str, &str)]>) -> Seen {
+        Seen {
+            endpoint: "prov".into(),
+            kind: EndpointKind::Provisioned,
+            described: Described::Found {
+                state: EndpointState {
+                    arn: "arn:aws:sagemaker:us-west-2:111122223333:endpoint/prov".into(),
+                    config: "prov-config".into(),
+                    status,
+                    variants: vec![VariantState {
+                        variant: "AllTraffic".into(),
+                        current_instances: Some(instances),
+                        desired_instances: Some(instances),
+                        serverless: false,
+                    }],
+                },
+            },
+            tags: tags.map(|t| {
+                Ok(t.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect())
+            }),
+        }
+    }
+
+    fn obs(region: &str, now_ms: u64, record: ControlRecord, seen: Seen) -> Observation {
+        Observation {
+            region: region.into(),
+            now_ms,
+            record: Ok(Some(record)),
+            hold: None,
+            endpoints: vec![
+                seen,
+                Seen {
+                    endpoint: "sls".into(),
+                    kind: EndpointKind::Serverless,
+                    described: Described::NotRead,
+                    tags: None,
+                },
+            ],
+        }
+    }
+
+    /// Counts the test sets: idle since long ago, or busy, and a need.
+    struct Fake {
+        invocations: Option<Counted>,
+        need: Option<u32>,
+    }
+
+    impl InvocationCounts for Fake {
+        fn invocations(&self, _: &str, _: &str, _: u64, _: u64) -> Option<Counted> {
+            self.invocations
+        }
+        fn active_need(&self, _: &str) -> Option<u32> {
+            self.need
+        }
+    }
+
+    const UNTAGGED: Option<&[(&str, &str)]> = Some(&[]);
+
+    fn scale(plan: &EndpointPlan) -> Option<(u32, u32)> {
+        match &plan.action {
+            CostAction::Scale { changes } => Some((changes[0].from, changes[0].to)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_schedule_raises_at_business_hours_and_lowers_the_standby_after() {
+        let cfg = config("");
+        let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        let at10 = obs(
+            "us-west-2",
+            MONDAY + 10 * HOUR,
+            steady.clone(),
+            seen(EndpointStatus::InService, 1, UNTAGGED),
+        );
+        let plans = decide(&cfg, &at10, &NotCounted);
+        assert_eq!(plans.len(), 2, "one decision per endpoint");
+        assert_eq!(scale(&plans[0]), Some((1, 3)), "{}", plans[0]);
+        assert_eq!(
+            plans[1].action,
+            CostAction::None,
+            "serverless is left alone"
+        );
+        let at19 = obs(
+            "us-west-2",
+            MONDAY + 19 * HOUR,
+            steady,
+            seen(EndpointStatus::InService, 3, UNTAGGED),
+        );
+        let plans = decide(&cfg, &at19, &NotCounted);
+        assert_eq!(scale(&plans[0]), Some((3, 1)), "{}", plans[0]);
+        assert_eq!(
+            plans[0].to_string(),
+            "us-west-2/prov [tier2, standby, holds AllTraffic=3]: scale AllTraffic 3 -> 1 (schedule: AllTraffic 3 -> 1 (off hours: minimum 1))"
+        );
+    }
+
+    #[test]
+    fn the_active_is_raised_but_never_lowered_below_its_need_or_blind() {
+        let cfg = config("");
+        let steady = record("us-west-2", Phase::Steady, Mode::Auto);
+        let evening = |n| {
+            obs(
+                "us-west-2",
+                MONDAY + 19 * HOUR,
+                steady.clone(),
+                seen(EndpointStatus::InService, n, UNTAGGED),
+            )
+        };
+        let p = &decide(&cfg, &evening(4), &NotCounted)[0];
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("not measured yet"), "{p}");
+        let need = Fake {
+            invocations: None,
+            need: Some(2),
+        };
+        assert_eq!(
+            scale(&decide(&cfg, &evening(4), &need)[0]),
+            Some((4, 2)),
+            "down to the need, not to 1"
+        );
+        let morning = obs(
+            "us-west-2",
+            MONDAY + 10 * HOUR,
+            steady,
+            seen(EndpointStatus::InService, 1, UNTAGGED),
+        );
+        assert_eq!(
+            scale(&decide(&cfg, &morning, &NotCounted)[0]),
+            Some((1, 3)),
+            "raising is always safe"
+        );
+    }
+
+    #[test]
+    fn nothing_moves_during_a_failover_a_pause_an_update_or_a_hold() {
+        let cfg = config("");
+        let at19 = MONDAY + 19 * HOUR;
+        let quiet = |o: Observation| {
+            let p = decide(&cfg, &o, &NotCounted).remove(0);
+            assert_eq!(p.action, CostAction::None, "{p}");
+            p.why
+        };
+        let busy = seen(EndpointStatus::InService, 3, UNTAGGED);
+        let why = quiet(obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::FailingOver, Mode::Auto),
+            busy.clone(),
+        ));
+        assert!(why.contains("a failover is in flight"), "{why}");
+        let why = quiet(obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Paused),
+            busy.clone(),
+        ));
+        assert!(why.contains("paused"), "{why}");
+        let why = quiet(obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Auto),
+            seen(EndpointStatus::Updating, 3, UNTAGGED),
+        ));
+        assert!(why.starts_with("Updating"), "{why}");
+        let mut held = obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Auto),
+            busy.clone(),
+        );
+        held.hold = Some("no quorum".into());
+        assert_eq!(quiet(held), "holding back: no quorum");
+        let mut blind = obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Auto),
+            busy,
+        );
+        blind.record = Err("timeout".into());
+        assert!(quiet(blind).contains("not acting blind"));
+    }
+
+    #[test]
+    fn a_protected_or_unread_endpoint_is_raised_but_never_lowered() {
+        let cfg = config("");
+        let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        for tags in [Some(&[("ProtectedFromAutoStop", "true")][..]), None] {
+            let p = decide(
+                &cfg,
+                &obs(
+                    "us-west-2",
+                    MONDAY + 19 * HOUR,
+                    steady.clone(),
+                    seen(EndpointStatus::InService, 3, tags),
+                ),
+                &NotCounted,
+            )
+            .remove(0);
+            assert_eq!(p.action, CostAction::None, "{p}");
+            assert!(p.why.contains("never lowers it"), "{p}");
+            let p = decide(
+                &cfg,
+                &obs(
+                    "us-west-2",
+                    MONDAY + 10 * HOUR,
+                    steady.clone(),
+                    seen(EndpointStatus::InService, 1, tags),
+                ),
+                &NotCounted,
+            )
+            .remove(0);
+            assert_eq!(scale(&p), Some((1, 3)), "{p}");
+        }
+    }
+
+    #[test]
+    fn idle_reduces_in_production_and_stops_tier3_outside_it() {
+        let idle = Fake {
+            invocations: Some(Counted {
+                since_ms: 0,
+                invocations: 0,
+            }),
+            need: None,
+        };
+        let at10 = MONDAY + 10 * HOUR;
+        let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        let cfg = config("[cost.idle]\nenabled = true");
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at10,
+                steady.clone(),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_eq!(
+            scale(&p),
+            Some((5, 3)),
+            "to the schedule's minimum now: {p}"
+        );
+        assert!(p.why.contains("production reduces, never stops"), "{p}");
+        // No counts at all: never idle, whatever the window.
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                MONDAY + 19 * HOUR,
+                steady.clone(),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &NotCounted,
+        )
+        .remove(0);
+        assert!(
+            p.why
+                .contains("the router does not count this endpoint yet"),
+            "{p}"
+        );
+        assert_eq!(scale(&p), Some((5, 1)), "the schedule still applies: {p}");
+
+        let cfg = config(
+            "environment = \"staging\"\ndefault_tier = \"tier3\"\n[cost.idle]\nenabled = true\nstop_outside_production = true",
+        );
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at10,
+                steady.clone(),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_eq!(
+            p.action,
+            CostAction::Stop {
+                config: "prov-config".into()
+            },
+            "{p}"
+        );
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at10,
+                steady,
+                seen(
+                    EndpointStatus::InService,
+                    5,
+                    Some(&[("ProtectedFromAutoStop", "true")]),
+                ),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_ne!(
+            p.action,
+            CostAction::Stop {
+                config: "prov-config".into()
+            },
+            "{p}"
+        );
+        assert!(scale(&p).is_none_or(|(from, to)| to >= from), "{p}");
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-east-1",
+                at10,
+                record("us-east-1", Phase::Steady, Mode::Auto),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_eq!(
+            p.action,
+            CostAction::None,
+            "the active region is never idle-stopped: {p}"
+        );
+    }
+
+    fn tier_config(t: usize) -> &'static Config {
+        static CFGS: std::sync::OnceLock<Vec<Config>> = std::sync::OnceLock::new();
+        &CFGS.get_or_init(|| {
+            ["tier1", "tier2", "tier3"]
+                .iter()
+                .map(|t| {
+                    config(&format!(
+                        "environment = \"staging\"\ndefault_tier = \"{t}\"\n[cost.idle]\nenabled = true\nstop_outside_production = true"
+                    ))
+                })
+                .collect()
+        })[t]
+    }
+
+    proptest! {
+        /// Whatever the inputs, no action: touches a region while a
+        /// failover is in flight, the fleet is paused, the daemon holds
+        /// back or the endpoint is updating; lowers the active below its
+        /// measured need or without one; lowers or stops a protected (or
+        /// unread) endpoint; stops anything but an idle tier3 standby.
+        #[test]
+        fn no_action_breaks_a_rule_next_to_failover(
+            t in 0usize..3,
+            here_active: bool, in_flight: bool, paused: bool, hold: bool, updating: bool,
+            tags in 0u8..3, instances in 1u32..8,
+            hours in 0u64..(7 * 24),
+            counted in prop::option::of((0u64..3, 0u64..2 * 24 * HOUR)),
+            need in prop::option::of(1u32..6),
+        ) {
+            let cfg = tier_config(t);
+            let region = "us-west-2";
+            let active = if here_active { region } else { "us-east-1" };
+            let rec = record(
+                active,
+                if in_flight { Phase::FailingOver } else { Phase::Steady },
+                if paused { Mode::Paused } else { Mode::Auto },
+            );
+            let tags: Option<&[(&str, &str)]> = match tags {
+                0 => None,
+                1 => Some(&[("ProtectedFromAutoStop", "true")]),
+                _ => UNTAGGED,
+            };
+            let status = if updating { EndpointStatus::Updating } else { EndpointStatus::InService };
+            let now = MONDAY + hours * HOUR;
+            let mut o = obs(region, now, rec, seen(status, instances, tags));
+            if hold {
+                o.hold = Some("no quorum".into());
+            }
+            let counts = Fake {
+                invocations: counted.map(|(n, age)| Counted { since_ms: now.saturating_sub(age), invocations: n }),
+                need,
+            };
+            for p in decide(cfg, &o, &counts) {
+                if p.action == CostAction::None {
+                    continue;
+                }
+                prop_assert!(!in_flight && !paused && !hold && !updating, "{}", p);
+                prop_assert_eq!(p.kind, EndpointKind::Provisioned);
+                match &p.action {
+                    CostAction::Stop { .. } => {
+                        prop_assert!(!here_active && tags == UNTAGGED && t == 2, "{}", p);
+                    }
+                    CostAction::Scale { changes } => {
+                        for c in changes {
+                            prop_assert_ne!(c.from, c.to);
+                            prop_assert!(c.to >= 1);
+                            if c.to < c.from {
+                                prop_assert!(tags == UNTAGGED, "lowered a protected endpoint: {}", p);
+                                if here_active {
+                                    prop_assert!(need.is_some_and(|n| c.to >= n), "lowered the active blind or below its need: {}", p);
+                                }
+                            }
+                        }
+                    }
+                    CostAction::None => unreachable!(),
+                }
+            }
+        }
+    }
+}
