@@ -429,6 +429,9 @@ async fn scale_up(
                                     .await;
                                     asked.push(detail);
                                 }
+                                // Read again at once: SageMaker may have taken it
+                                // already (and otherwise says Updating).
+                                continue;
                             }
                             // Throttled, or SageMaker still busy with an
                             // update that began after our read: next poll.
