@@ -42,7 +42,7 @@ use failoverd::daemon::prepare::{self, PrepareError};
 use failoverd::ports::endpoints::{Deleted, EndpointState, WarmUp};
 use failoverd::ports::store::Event;
 use failoverd::ports::traffic::{Counted, InvocationCounts, NotCounted};
-use failoverd::ports::{Clock, Endpoints, PortError, Ports};
+use failoverd::ports::{Clock, ControlStore, Endpoints, PortError, Ports};
 use failoverd::state::{RoundStatus, Shared};
 
 /// Monday 2025-01-06 00:00 UTC, and an hour.
@@ -791,5 +791,67 @@ fn the_dry_run_shows_the_daemons_decisions_and_changes_nothing_and_status_shows_
     assert!(
         text.contains("automatic failover OFF: every model is tier3"),
         "{text}"
+    );
+}
+
+/// Three real daemons in the lab, every model tier3: an inverted health
+/// check makes the quorum see us-east-1 down and the target's planner
+/// decide a failover, which the tier gate withholds (journalled); an
+/// operator still fails over by hand.
+#[test]
+fn a_fleet_of_tier3_models_does_not_fail_over_on_its_own_but_operators_still_can() {
+    use common::lab::Lab;
+    let lab = Lab::start(&[("FAILOVERD__COST__DEFAULT_TIER", "tier3")]);
+    lab.wait_ready(Duration::from_secs(60));
+    let record = || Lab::rt().block_on(lab.table().read_record()).ok().flatten();
+    let before = common::wait_for("the control record", Duration::from_secs(30), || {
+        record().filter(|r| r.active == EAST)
+    });
+    lab.invert(EAST, true);
+    let withheld = common::wait_for(
+        "the withheld failover in the journal",
+        Duration::from_secs(90),
+        || {
+            let events = Lab::rt()
+                .block_on(
+                    lab.table()
+                        .events(500, failoverd::aws::control_table::now_ms()),
+                )
+                .ok()?
+                .items;
+            events.into_iter().find(|e| {
+                e.kind == "decision"
+                    && e.detail
+                        .contains("withheld (every configured model is tier3)")
+            })
+        },
+    );
+    assert_eq!(
+        withheld.who, WEST,
+        "the target's daemon would have started it: {withheld:?}"
+    );
+    let now = record().unwrap();
+    assert_eq!(
+        (now.active.as_str(), now.epoch, now.phase),
+        (EAST, before.epoch, Phase::Steady)
+    );
+
+    let out = lab.cli(&[
+        "failover",
+        "--to",
+        WEST,
+        "--reason",
+        "tier3 runbook",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::wait_for(
+        "the manual failover to finish",
+        Duration::from_secs(90),
+        || record().filter(|r| r.active == WEST && r.phase == Phase::Steady),
     );
 }
