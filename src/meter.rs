@@ -94,10 +94,14 @@ pub enum Op {
     HealthCheckKind,
     EndpointStatus,
     WarmUp,
+    DescribeEndpoint,
+    SetInstanceCounts,
+    ListTags,
+    DeleteEndpoint,
 }
 
 impl Op {
-    pub const ALL: [Op; 23] = [
+    pub const ALL: [Op; 27] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::PutVote,
@@ -121,6 +125,10 @@ impl Op {
         Op::HealthCheckKind,
         Op::EndpointStatus,
         Op::WarmUp,
+        Op::DescribeEndpoint,
+        Op::SetInstanceCounts,
+        Op::ListTags,
+        Op::DeleteEndpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,6 +156,10 @@ impl Op {
             Op::HealthCheckKind => "health_check_kind",
             Op::EndpointStatus => "endpoint_status",
             Op::WarmUp => "warm_up",
+            Op::DescribeEndpoint => "describe_endpoint",
+            Op::SetInstanceCounts => "set_instance_counts",
+            Op::ListTags => "list_tags",
+            Op::DeleteEndpoint => "delete_endpoint",
         }
     }
 
@@ -174,7 +186,11 @@ impl Op {
             | Op::SendTaskFailure
             | Op::SendTaskHeartbeat => Service::StepFunctions,
             Op::ReadHealthCheck | Op::HealthCheckKind => Service::Route53,
-            Op::EndpointStatus => Service::SageMaker,
+            Op::EndpointStatus
+            | Op::DescribeEndpoint
+            | Op::SetInstanceCounts
+            | Op::ListTags
+            | Op::DeleteEndpoint => Service::SageMaker,
             Op::WarmUp => Service::SageMakerRuntime,
         }
     }

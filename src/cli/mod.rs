@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 pub mod advise;
+pub mod cost;
 pub mod operator;
 pub mod ops;
 pub mod report;
@@ -143,6 +144,22 @@ pub enum Command {
         #[arg(long, default_value_t = report::DEFAULT_EVENTS)]
         events: usize,
     },
+    /// Show what the daemons' cost controls (scheduled capacity, idle
+    /// detection) would do to each region's endpoints now, and why. Changes
+    /// nothing: the daemons act, each on its own region.
+    Cost {
+        #[arg(long)]
+        config: PathBuf,
+        /// Required: this command never acts.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these regions (repeatable); default every configured region.
+        #[arg(long)]
+        region: Vec<String>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Allow automatic failover again.
     Resume {
         #[arg(long)]
@@ -207,6 +224,15 @@ pub fn main() -> i32 {
             admin,
             output,
         } => advise::run(&config, &env, from.as_deref(), admin.as_deref(), output),
+        Command::Cost { dry_run: false, .. } => cost::refuse_without_dry_run(),
+        Command::Cost {
+            config,
+            dry_run: true,
+            region,
+            output,
+        } => with_clients(&config, &env, |cfg, ports| async move {
+            cost::run(&cfg, &ports, &region, output).await
+        }),
         Command::Status {
             config,
             output,

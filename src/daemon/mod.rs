@@ -17,6 +17,7 @@
 //! the OS hand the same port out again before the daemon binds it (the lab
 //! once started a daemon whose admin and router ports were the same).
 
+pub mod cost;
 pub mod executor;
 pub mod journal;
 pub mod notify;
@@ -238,6 +239,16 @@ impl Daemon {
             "admin",
         ));
 
+        // Cost controls next to failover (daemon/cost.rs). The router does
+        // not count invocations per endpoint yet: until it does, nothing is
+        // ever idle and the active region is never lowered.
+        let cost = cost::CostTask::new(
+            config_rx.clone(),
+            ports.clone(),
+            shared.clone(),
+            Arc::new(crate::ports::traffic::NotCounted),
+        );
+        let cost_task = tokio::spawn(cost.run(shutdown_rx.clone()));
         let reconciler =
             reconcile::Reconciler::new(config_rx, ports, shared.clone(), readiness.clone());
         let reconcile_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
@@ -317,6 +328,7 @@ impl Daemon {
         shutdown_tx.send_replace(true);
         let _ = router_task.await;
         let _ = reconcile_task.await;
+        let _ = cost_task.await;
         let _ = admin_task.await;
         if let Some(w) = watchdog {
             let _ = w.await;

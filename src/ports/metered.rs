@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::endpoints::{EndpointStatus, WarmUp};
+use super::endpoints::{Deleted, EndpointState, EndpointStatus, WarmUp};
 use super::health_checks::{CheckKind, CheckReading};
 use super::store::{Event, Page, PublishedReading, TokenItem, Write};
 use super::workflows::{Callback, Execution, Started, arn_region};
@@ -355,5 +355,45 @@ impl Endpoints for Metered<dyn Endpoints> {
         };
         self.meter.call(Op::WarmUp, region, t0.elapsed(), failure);
         w
+    }
+
+    async fn describe(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<EndpointState>, PortError> {
+        let t0 = Instant::now();
+        let r = self.inner.describe(region, endpoint).await;
+        self.done(Op::DescribeEndpoint, region, t0, &r);
+        r
+    }
+
+    async fn set_instance_counts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        counts: &[(String, u32)],
+    ) -> Result<(), PortError> {
+        let t0 = Instant::now();
+        let r = self
+            .inner
+            .set_instance_counts(region, endpoint, counts)
+            .await;
+        self.done(Op::SetInstanceCounts, region, t0, &r);
+        r
+    }
+
+    async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError> {
+        let t0 = Instant::now();
+        let r = self.inner.tags(region, arn).await;
+        self.done(Op::ListTags, region, t0, &r);
+        r
+    }
+
+    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
+        let t0 = Instant::now();
+        let r = self.inner.delete(region, endpoint).await;
+        self.done(Op::DeleteEndpoint, region, t0, &r);
+        r
     }
 }
