@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sagemakerruntime::config::retry::RetryConfig;
 use aws_sdk_sagemakerruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sagemakerruntime::primitives::Blob;
-use common::{ChildGuard, logged_addr, root, spawn_guarded, unique, wait_for};
+use common::{ChildGuard, root, spawn_guarded, unique, wait_bound, wait_for};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -237,11 +237,13 @@ fn main() {
             .ok()
     });
 
+    let (bound, daemon_log) = (dir.join("daemon.bound.json"), dir.join("daemon.log"));
     let dead = "http://127.0.0.1:9";
-    let daemon_log = dir.join("daemon.log");
-    let daemon = spawn_guarded(
+    let mut daemon = spawn_guarded(
         Command::new(binary("failoverd", env!("CARGO_BIN_EXE_failoverd")))
-            .args(["run", "--log-format", "json", "--config"])
+            .args(["run", "--log-format", "json", "--bound-file"])
+            .arg(&bound)
+            .arg("--config")
             .arg(root().join("regions/lab/us-east-1.toml"))
             .current_dir(&dir)
             .env_clear()
@@ -266,12 +268,8 @@ fn main() {
             .stderr(std::fs::File::create(&daemon_log).unwrap()),
     );
     let pid = daemon.0.id();
-    let started = |key: &str| {
-        wait_for("the daemon's startup line", Duration::from_secs(20), || {
-            logged_addr(&std::fs::read_to_string(&daemon_log).ok()?, key)
-        })
-    };
-    let (router_addr, admin_addr) = (started("router"), started("admin"));
+    let addrs = wait_bound(&mut daemon, &bound, &daemon_log, Duration::from_secs(20));
+    let (router_addr, admin_addr) = (addrs.router.to_string(), addrs.admin.to_string());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

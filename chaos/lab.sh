@@ -3,15 +3,22 @@
 #
 #   chaos/lab.sh install   create chaos/.venv with the pinned moto (idempotent)
 #   chaos/lab.sh up        install, build, start moto + model server, provision
-#                          three regions, start three daemons, wait until ready,
-#                          then run the drill
+#                          three regions (deploy/cloudformation, through moto's
+#                          CloudFormation), start three daemons, wait until
+#                          ready, then run the drill
 #   chaos/lab.sh drill     invert the active region's health check, print the
-#                          failover timeline, restore it, fail back, print again
+#                          failover timeline, restore it, fail back, print again;
+#                          writes each failover's report (HTML with the timeline
+#                          SVG, JSON with every event and figure) under
+#                          $RUN/reports/
 #   chaos/lab.sh down      stop everything `up` started (by PID), leave nothing
 #   chaos/lab.sh status    what is running and where its logs are
 #   chaos/lab.sh test      install, then run the whole test suite
 #
-# State lives in chaos/.run (PIDs, ports, logs, rendered config).
+# State lives in chaos/.run (PIDs, ports, logs, rendered config). Every server
+# binds 127.0.0.1:0 and reports the port it got (moto and the model server in
+# NAME.port, each daemon in REGION.bound.json via --bound-file); the lab reads
+# the reports, it never guesses a free port.
 # FAILOVERD_LAB_CONSISTENCY=eventual runs one replica per region with the lab's
 # lagged last-writer-wins replicator (no automatic failover there: no drill).
 set -euo pipefail
@@ -42,8 +49,21 @@ install() {
   say "installed $("$VENV/bin/python" -m pip freeze | grep -E '^moto==')"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# wait_report NAME FILE: wait until process NAME (started with `start`) has
+# written FILE, at most WAIT_SECS; die naming its log if it exits first.
+wait_report() {
+  local name=$1 file=$2 deadline=$((SECONDS + WAIT_SECS))
+  until [ -s "$file" ]; do
+    alive "$name" || die "$name exited before reporting its port in $file; see $RUN/$name.log:
+$(tail -n 20 "$RUN/$name.log" 2>/dev/null)"
+    [ $SECONDS -lt $deadline ] || die "$name did not report its port in $file within ${WAIT_SECS}s (see $RUN/$name.log)"
+    sleep 0.1
+  done
+}
+
+# bound_port FILE KEY: the port of KEY (admin or router) in a daemon's --bound-file.
+bound_port() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]].rsplit(":", 1)[1])' "$1" "$2"
 }
 
 # wait_http URL WHAT: poll until URL answers 2xx, at most WAIT_SECS.
@@ -77,6 +97,9 @@ lab_env() {
   export FAILOVERD__ENDPOINTS__SFN=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SAGEMAKER=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME=http://127.0.0.1:$model
+  # The operator CLI records who acts from STS GetCallerIdentity; the SDK's
+  # own per-service endpoint variable sends it to moto.
+  export AWS_ENDPOINT_URL_STS=http://127.0.0.1:$moto
 }
 
 up() {
@@ -87,8 +110,11 @@ up() {
   rm -rf "$RUN"; mkdir -p "$RUN"
   local bin=$ROOT/target/debug
 
-  local moto; moto=$(free_port); echo "$moto" >"$RUN/moto.port"
-  start moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto"
+  # moto binds port 0 itself (chaos/lab/moto_server.py: moto_server -p 0
+  # would not say which port it got) and writes it to moto.port.
+  start moto "$VENV/bin/python" "$ROOT/chaos/lab/moto_server.py" --port-file "$RUN/moto.port"
+  wait_report moto "$RUN/moto.port"
+  local moto; moto=$(cat "$RUN/moto.port")
   wait_http "http://127.0.0.1:$moto/moto-api/" "moto"
   # Step Functions really executes only with this switch (lost on restart).
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$moto/moto-api/config" \
@@ -96,11 +122,7 @@ up() {
   say "moto on 127.0.0.1:$moto (Step Functions interpreter on)"
 
   start model "$bin/failoverd-lab" model-server --port-file "$RUN/model.port" --s3-endpoint "http://127.0.0.1:$moto"
-  local deadline=$((SECONDS + WAIT_SECS))
-  until [ -s "$RUN/model.port" ]; do
-    [ $SECONDS -lt $deadline ] || die "model server did not start (see $RUN/model.log)"
-    sleep 0.1
-  done
+  wait_report model "$RUN/model.port"
   say "model server on 127.0.0.1:$(cat "$RUN/model.port")"
 
   lab_env
@@ -108,17 +130,22 @@ up() {
   (cd "$ROOT" && "$bin/failoverd-lab" provision --config regions/lab/us-east-1.toml \
       --consistency "$consistency" --out "$RUN/regions" >"$RUN/provision.log" 2>&1) \
     || die "provisioning failed: $(tail -n 5 "$RUN/provision.log")"
-  say "provisioned 3 regions (tables, health checks, state machines), $consistency consistency"
+  say "provisioned 3 regions: deploy/cloudformation stacks through moto's CloudFormation (region.yaml x3, iam.yaml), tables via the adapter (no GlobalTable in moto), $consistency consistency"
   if [ "$consistency" = eventual ]; then
     start replicate "$bin/failoverd-lab" replicate --config "$RUN/regions/us-east-1.toml" --lag 300ms
   fi
 
-  local r admin router
+  # Daemons bind 127.0.0.1:0 for both listeners and report what they got.
+  local r
   for r in "${REGIONS[@]}"; do
-    admin=$(free_port); router=$(free_port)
-    echo "$admin" >"$RUN/$r.admin"; echo "$router" >"$RUN/$r.router"
-    (cd "$RUN" && FAILOVERD__LISTEN__ADMIN=127.0.0.1:$admin FAILOVERD__LISTEN__ROUTER=127.0.0.1:$router \
-      start "$r" "$bin/failoverd" run --config "$RUN/regions/$r.toml" --log-format json)
+    (cd "$RUN" && FAILOVERD__LISTEN__ADMIN=127.0.0.1:0 FAILOVERD__LISTEN__ROUTER=127.0.0.1:0 \
+      start "$r" "$bin/failoverd" run --config "$RUN/regions/$r.toml" --log-format json \
+        --bound-file "$RUN/$r.bound.json")
+  done
+  for r in "${REGIONS[@]}"; do
+    wait_report "$r" "$RUN/$r.bound.json"
+    bound_port "$RUN/$r.bound.json" admin >"$RUN/$r.admin"
+    bound_port "$RUN/$r.bound.json" router >"$RUN/$r.router"
   done
   for r in "${REGIONS[@]}"; do
     wait_http "http://127.0.0.1:$(cat "$RUN/$r.admin")/readyz" "daemon $r"
@@ -155,7 +182,8 @@ drill() {
   say "drill: $active is active at epoch $epoch; inverting its Route 53 health check"
   t0=$("$bin/failoverd-lab" invert --config "$cfg" --region "$active")
   wait_until "the failover away from $active" "s['record']['active'] != '$active' and s['record']['phase'] == 'steady' and s['record']['epoch'] == $((epoch + 1))"
-  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t0" --epoch $((epoch + 1)) || true
+  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t0" --epoch $((epoch + 1)) \
+    --label "the inversion of $active's health check" --report-dir "$RUN/reports" || true
   say "drill: now active: $(json_field "s['record']['active']"); restoring $active's check"
   "$bin/failoverd-lab" invert --config "$cfg" --region "$active" --revert >/dev/null
   wait_until "$active to be up by quorum" "s['tally']['regions'].get('$active') == 'up'" 60
@@ -164,8 +192,12 @@ drill() {
   "$bin/failoverd" failback --config "$cfg" --yes --reason "lab drill: $active recovered" \
     || die "failback was refused"
   wait_until "the failback to $active" "s['record']['active'] == '$active' and s['record']['phase'] == 'steady'"
-  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t1" --epoch $((epoch + 2)) --label "the failback command" || true
-  say "drill: done; $active is active again. Full status:"
+  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t1" --epoch $((epoch + 2)) \
+    --label "the failback command" --report-dir "$RUN/reports" || true
+  say "drill: done; $active is active again. Reports (open the HTML in any browser):"
+  ls -1 "$RUN"/reports/drill-epoch-*.html "$RUN"/reports/drill-epoch-*.json 2>/dev/null | sed 's/^/lab:   /' || true
+  say "status page of each daemon: $(for r in "${REGIONS[@]}"; do printf 'http://127.0.0.1:%s/ ' "$(cat "$RUN/$r.admin")"; done)"
+  say "full status:"
   "$bin/failoverd" status --config "$cfg" --events 0 || true
 }
 
@@ -229,5 +261,5 @@ case "${1:-}" in
   status) status ;;
   drill) drill ;;
   test) shift; run_tests "$@" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::Tracker;
 use crate::core::plan::Decision;
-use crate::core::quorum::Tally;
+use crate::core::quorum::{Tally, Vote};
+use crate::meter::Meter;
 
 /// Why a daemon is not ready, by component. Ready when empty.
 #[derive(Debug, Default)]
@@ -69,9 +70,23 @@ pub struct RoundStatus {
     pub wait_out_lease: bool,
     pub tally: Option<Tally>,
     pub decision: Option<Decision>,
+    /// Per region: its verdict (down when any signal's tracker is) and the
+    /// longest streaks among its signals.
     pub trackers: BTreeMap<String, Tracker>,
+    /// Per region, per signal (`route53:<id>`, `probe:<url>`): the trackers.
+    pub signals: BTreeMap<String, BTreeMap<String, Tracker>>,
     pub samples: BTreeMap<String, Vec<String>>,
     pub draining: bool,
+    /// How long the record has stood at its version, on this daemon's clock.
+    pub stalled_ms: u64,
+    /// How long the round took (monotonic clock).
+    pub took_ms: u64,
+    /// The votes the round tallied, each `at` replaced by when this daemon
+    /// first saw it (`quorum::Receipts`): vote age is `at_now - at` on this
+    /// daemon's clock.
+    pub votes: Vec<Vote>,
+    /// `timings.vote_freshness`: older votes do not count.
+    pub vote_freshness_ms: u64,
 }
 
 /// State shared with the admin server (and, later, the router).
@@ -80,6 +95,8 @@ pub struct Shared {
     pub status: Mutex<RoundStatus>,
     /// Set when this region has been asked to drain (it is no longer active).
     pub draining: AtomicBool,
+    /// The control side's counters; every published round is shown to it.
+    pub meter: Arc<Meter>,
 }
 
 impl RoundStatus {
@@ -98,6 +115,14 @@ impl RoundStatus {
 }
 
 impl Shared {
+    /// Shared state whose rounds are counted in `meter`.
+    pub fn with_meter(meter: Arc<Meter>) -> Self {
+        Self {
+            meter,
+            ..Self::default()
+        }
+    }
+
     /// Look at the last round without copying it.
     pub fn read<T>(&self, f: impl FnOnce(&RoundStatus) -> T) -> T {
         f(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
@@ -107,6 +132,13 @@ impl Shared {
     /// round blocked on an unreachable table must not keep the role alive.
     pub fn role_at(&self, now: u64) -> Option<Role> {
         self.read(|st| st.role_at(now))
+    }
+
+    /// Replace the last round's status.
+    pub fn publish(&self, next: RoundStatus) {
+        let mut cur = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        self.meter.observe_round(&cur, &next);
+        *cur = next;
     }
 
     pub fn snapshot(&self) -> RoundStatus {

@@ -7,14 +7,25 @@
 #   2. systemd-analyze security --offline=true on the same instance; fails
 #      unless the overall exposure rating is OK or better (OK, SAFE, PERFECT).
 #
-# Missing binary: verify checks that every Exec*= command is executable, and
-# /usr/local/bin/failoverd is usually not installed where this runs. If it is
-# missing, the check runs on a temp copy of the unit in which only the
-# program path of ExecStart= is replaced by /bin/true; the arguments (with
-# their %i specifiers) and every other line stay as written. If the binary
-# is installed, the unit is checked unmodified.
+# Two ways to point it at a unit:
 #
-# Usage: bash systemd/verify.sh [instance]      (default instance: us-east-1)
+#   bash systemd/verify.sh [instance]
+#       the unit in this folder. verify checks that every Exec*= command is
+#       executable, and /usr/bin/failoverd is usually not installed where this
+#       runs: if it is missing, the check runs on a temp copy in which only the
+#       program path of ExecStart= is replaced by /bin/true; the arguments
+#       (with their %i specifiers) and every other line stay as written.
+#
+#   bash systemd/verify.sh --root DIR [instance]
+#       the unit AS INSTALLED by the Debian package extracted into DIR
+#       (dpkg-deb -x): DIR/lib/systemd/system/failoverd@.service. ExecStart's
+#       program must exist and be executable at DIR/<program> (so the unit
+#       and the package agree on the path), and the check runs the unit with
+#       that program path prefixed by DIR: the real binary, everything else
+#       as installed. (systemd-analyze --root would also look for
+#       sysinit.target and /bin/kill inside DIR, which a package does not ship.)
+#
+# Default instance: us-east-1.
 set -euo pipefail
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
@@ -22,12 +33,19 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     exit 0
 fi
 
+root=""
+if [[ "${1:-}" == "--root" ]]; then
+    root=$(cd "${2:?--root needs a folder}" && pwd)
+    shift 2
+fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 template="$here/failoverd@.service"
+[[ -z "$root" ]] || template="$root/lib/systemd/system/failoverd@.service"
 instance="${1:-us-east-1}"
 unit_name="failoverd@${instance}.service"
-binary=/usr/local/bin/failoverd
+binary=/usr/bin/failoverd
 stand_in=/bin/true
+[[ -f "$template" ]] || { echo "verify: FAIL: no unit at $template" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf -- "$tmp"' EXIT
@@ -39,15 +57,22 @@ echo "systemd-analyze: $(systemd-analyze --version | head -n1)"
 
 # Work on a copy named like the template, in its own directory: the instance
 # path below resolves to it (systemd finds the template next to the instance).
-if [[ -x "$binary" ]]; then
+n=$(grep -c "^ExecStart=${binary} " "$template" || true)
+if [[ "$n" != 1 ]]; then
+    echo "verify: FAIL: expected exactly one 'ExecStart=${binary} ...' line in $template, found $n" >&2
+    exit 1
+fi
+if [[ -n "$root" ]]; then
+    if [[ ! -x "$root$binary" ]]; then
+        echo "verify: FAIL: the unit runs $binary but the package installs no executable there ($root$binary)" >&2
+        exit 1
+    fi
+    sed "s#^ExecStart=${binary} #ExecStart=${root}${binary} #" "$template" >"$tmp/failoverd@.service"
+    echo "verify: checking the unit as installed under $root (ExecStart's program: the packaged $binary)"
+elif [[ -x "$binary" ]]; then
     cp -- "$template" "$tmp/failoverd@.service"
     echo "verify: $binary is installed, checking the unit unmodified"
 else
-    n=$(grep -c "^ExecStart=${binary} " "$template" || true)
-    if [[ "$n" != 1 ]]; then
-        echo "verify: FAIL: expected exactly one 'ExecStart=${binary} ...' line, found $n" >&2
-        exit 1
-    fi
     sed "s#^ExecStart=${binary} #ExecStart=${stand_in} #" "$template" >"$tmp/failoverd@.service"
     echo "verify: $binary not installed, checking a copy with ExecStart's program replaced by $stand_in"
 fi

@@ -48,7 +48,7 @@ fn the_systemd_unit_points_at_shipped_layout() {
         "{exec}"
     );
     // The packaged layout copies regions/*.toml to /etc/failoverd/regions/.
-    for r in ["us-east-1", "us-west-2", "eu-west-1"] {
+    for r in ["us-east-1", "us-west-2", "us-east-2"] {
         assert!(common::root().join(format!("regions/{r}.toml")).is_file());
     }
 }
@@ -69,6 +69,7 @@ const BASE: &str = r#"
 [tables]
 control = "c"
 routing = "r"
+witness = "us-east-2"
 [[regions]]
 name = "us-east-1"
 priority = 1
@@ -284,4 +285,69 @@ fn check_config_prints_the_resolved_config_with_secrets_redacted() {
     assert!(!text.contains("hunter2"), "{text}");
     // The printed form is itself valid TOML.
     text.parse::<toml::Table>().unwrap();
+}
+
+#[test]
+fn strong_mode_needs_one_mrsc_region_set() {
+    let d = tempdir();
+    // Three serving regions across two region sets, strong, and no replica
+    // list: the table this describes cannot exist.
+    let three = BASE.replace("witness = \"us-east-2\"\n", "")
+        + r#"
+[[regions]]
+name = "eu-west-1"
+priority = 3
+probe_urls = ["https://c.example/ping"]
+state_machine_arn = "arn:aws:states:eu-west-1:111122223333:stateMachine:f"
+sagemaker = { provisioned = "p" }
+"#;
+    write(&d, "base.toml", &three);
+    let f = write(&d, "eu-west-1.toml", "region = \"eu-west-1\"\n");
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    assert!(
+        report.contains("tables.replicas")
+            && report.contains("[\"eu-west-1\"] are outside the US set"),
+        "{report}"
+    );
+    // Listing the US replicas is not enough: eu-west-1's daemon has none.
+    let env = |pairs: &[(&str, &str)]| -> EnvSource {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let with_replicas = |t: &str| {
+        t.replace(
+            "routing = \"r\"\n",
+            "routing = \"r\"\nreplicas = [\"us-east-1\", \"us-west-2\", \"us-east-2\"]\n",
+        )
+    };
+    write(&d, "base.toml", &with_replicas(&three));
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    assert!(
+        report.contains("regions[2]") && report.contains("control_replica"),
+        "{report}"
+    );
+    // ...pointing it at a replica inside the set is.
+    let regional = three.replace(
+        "name = \"eu-west-1\"\npriority = 3",
+        "name = \"eu-west-1\"\npriority = 3\ncontrol_replica = \"us-east-1\"",
+    );
+    write(&d, "base.toml", &with_replicas(&regional));
+    let cfg = config::load(&f, &EnvSource::new()).unwrap();
+    assert_eq!(cfg.control_region_for("eu-west-1"), "us-east-1");
+    assert_eq!(cfg.control_region_for("us-west-2"), "us-west-2");
+    // Eventual mode has no region sets.
+    let eventual = env(&[("FAILOVERD__TABLES__CONSISTENCY", "eventual")]);
+    write(&d, "base.toml", &three);
+    assert!(config::load(&f, &eventual).is_ok());
+    // Two replicas need a witness under MRSC.
+    write(
+        &d,
+        "base.toml",
+        &BASE.replace("witness = \"us-east-2\"\n", ""),
+    );
+    let f2 = write(&d, "us-west-2.toml", "region = \"us-west-2\"\n");
+    let report = config::load(&f2, &EnvSource::new()).unwrap_err().report();
+    assert!(report.contains("two and a witness"), "{report}");
 }

@@ -1,59 +1,74 @@
 //! The daemon's lifecycle as systemd sees it, through the real binary:
 //! validation before binding, READY=1, healthz/readyz, SIGHUP reload that
-//! keeps the old config when the new one is invalid, SIGTERM drain.
+//! keeps the old config when the new one is invalid, SIGTERM drain; and how
+//! a daemon on port 0 reports the addresses it bound (`--bound-file`).
+//!
+//! Every daemon here listens on 127.0.0.1:0 and is found through its
+//! report; its AWS endpoints and probes point at a [`ClosedPort`], so every
+//! AWS call fails fast and nothing leaves the machine.
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, http, spawn_guarded, unique, wait_for};
+use common::{ChildGuard, ClosedPort, http, spawn_guarded, unique, wait_bound, wait_for};
+use failoverd::daemon::BoundAddrs;
 
-const BASE: &str = r#"
+fn base(dead: &str) -> String {
+    format!(
+        r#"
 [tables]
 control = "c"
 routing = "r"
+witness = "us-east-2"
 [timings]
 shutdown_grace = "2s"
 [[regions]]
 name = "us-east-1"
 priority = 1
-probe_urls = ["http://127.0.0.1:9/ping"]
+probe_urls = ["{dead}/ping"]
 state_machine_arn = "arn:aws:states:us-east-1:111122223333:stateMachine:f"
-sagemaker = { provisioned = "p" }
+sagemaker = {{ provisioned = "p" }}
 [[regions]]
 name = "us-west-2"
 priority = 2
-probe_urls = ["http://127.0.0.1:9/ping"]
+probe_urls = ["{dead}/ping"]
 state_machine_arn = "arn:aws:states:us-west-2:111122223333:stateMachine:f"
-sagemaker = { provisioned = "p" }
-"#;
+sagemaker = {{ provisioned = "p" }}
+"#
+    )
+}
 
-fn setup(admin_port: u16) -> (PathBuf, PathBuf) {
+/// A config folder whose daemon listens on `admin` (router on port 0) and
+/// reaches AWS at `dead`.
+fn setup(admin: &str, dead: &ClosedPort) -> (PathBuf, PathBuf) {
     let d = std::env::temp_dir().join(unique("failoverd-daemon"));
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("base.toml"), BASE).unwrap();
+    std::fs::write(d.join("base.toml"), base(&dead.url())).unwrap();
     let f = d.join("us-east-1.toml");
-    std::fs::write(&f, region_file(admin_port)).unwrap();
+    std::fs::write(&f, region_file(admin, dead)).unwrap();
     (d, f)
 }
 
-/// AWS endpoints point at a closed loopback port: every AWS call fails
-/// fast and nothing leaves the machine.
-fn region_file(admin_port: u16) -> String {
-    let dead = "http://127.0.0.1:9";
+fn region_file(admin: &str, dead: &ClosedPort) -> String {
+    let dead = dead.url();
     format!(
-        "region = \"us-east-1\"\n[listen]\nadmin = \"127.0.0.1:{admin_port}\"\nrouter = \"127.0.0.1:0\"\n\
+        "region = \"us-east-1\"\n[listen]\nadmin = \"{admin}\"\nrouter = \"127.0.0.1:0\"\n\
          [endpoints]\ndynamodb = \"{dead}\"\nroute53 = \"{dead}\"\nsfn = \"{dead}\"\nsagemaker_runtime = \"{dead}\"\n"
     )
 }
 
-fn daemon(config: &Path, notify: Option<&Path>, log: &Path) -> Command {
+fn daemon(config: &Path, bound: &Path, notify: Option<&Path>, log: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_failoverd"));
-    c.args(["run", "--log-format", "json", "--config"])
+    c.args(["run", "--log-format", "json", "--bound-file"])
+        .arg(bound)
+        .arg("--config")
         .arg(config)
         .env_clear()
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -81,31 +96,45 @@ fn read_log(p: &Path) -> String {
 
 #[test]
 fn invalid_config_exits_78_without_binding() {
-    let port = free_port();
-    let (d, f) = setup(port);
-    std::fs::write(&f, format!("{}typo_key = true\n", region_file(port))).unwrap();
-    let log = d.join("daemon.log");
-    let out = daemon(&f, None, &log).output().unwrap();
-    assert_eq!(out.status.code(), Some(78));
+    let dead = ClosedPort::new();
+    // The admin address the file names is held by this test: a daemon that
+    // bound before validating would fail there (exit 70, "cannot bind")
+    // instead of exiting 78.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = held.local_addr().unwrap().to_string();
+    let (d, f) = setup(&admin, &dead);
+    std::fs::write(
+        &f,
+        format!("{}typo_key = true\n", region_file(&admin, &dead)),
+    )
+    .unwrap();
+    let (log, bound) = (d.join("daemon.log"), d.join("bound.json"));
+    let out = daemon(&f, &bound, None, &log).output().unwrap();
     let err = read_log(&log);
+    assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(
         err.contains("typo_key: unknown key") && err.contains("not starting"),
         "{err}"
     );
-    // Nothing was bound: the port is still free for us.
-    std::net::TcpListener::bind(("127.0.0.1", port))
-        .expect("the daemon must not have bound its port");
+    assert!(!err.contains("cannot bind"), "{err}");
+    assert!(!bound.exists(), "nothing bound, nothing reported");
+}
+
+/// The report in `path`, which must be there already.
+fn read_bound(path: &Path) -> BoundAddrs {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()))
 }
 
 #[test]
 fn notify_ready_serve_reload_and_drain() {
-    let port = free_port();
-    let (d, f) = setup(port);
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
     let sock = d.join("notify.sock");
     let rx = UnixDatagram::bind(&sock).unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let log = d.join("daemon.log");
-    let mut child = spawn_guarded(&mut daemon(&f, Some(&sock), &log));
+    let (log, bound) = (d.join("daemon.log"), d.join("bound.json"));
+    let mut child = spawn_guarded(&mut daemon(&f, &bound, Some(&sock), &log));
     let recv = || {
         let mut buf = [0u8; 256];
         let n = rx.recv(&mut buf).expect("a notification within 20s");
@@ -113,7 +142,11 @@ fn notify_ready_serve_reload_and_drain() {
     };
 
     assert_eq!(recv(), "READY=1");
-    let addr = format!("127.0.0.1:{port}");
+    // The report is written before READY=1: whoever waits for readiness
+    // finds the ports.
+    let b = read_bound(&bound);
+    assert_eq!(b.pid, child.0.id());
+    let addr = b.admin.to_string();
     assert_eq!(http("GET", &addr, "/healthz", "").unwrap().0, 200);
     // It cannot reach the control table, so it is alive but not ready, and says why.
     let body = wait_for(
@@ -132,14 +165,18 @@ fn notify_ready_serve_reload_and_drain() {
     assert!(
         startup.contains("failoverd started")
             && startup.contains(&addr)
+            && startup.contains(&b.router.to_string())
             && startup.contains(env!("CARGO_PKG_VERSION")),
-        "startup line names version and address: {startup}"
+        "startup line names version and both addresses: {startup}"
     );
 
     // An invalid file on SIGHUP is rejected and the daemon keeps serving.
     std::fs::write(
         &f,
-        format!("{}[timings]\nlease = \"forever\"\n", region_file(port)),
+        format!(
+            "{}[timings]\nlease = \"forever\"\n",
+            region_file("127.0.0.1:0", &dead)
+        ),
     )
     .unwrap();
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
@@ -158,7 +195,10 @@ fn notify_ready_serve_reload_and_drain() {
     // A valid file is taken.
     std::fs::write(
         &f,
-        format!("{}[timings]\nlease = \"45s\"\n", region_file(port)),
+        format!(
+            "{}[timings]\nlease = \"45s\"\n",
+            region_file("127.0.0.1:0", &dead)
+        ),
     )
     .unwrap();
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
@@ -178,4 +218,156 @@ fn notify_ready_serve_reload_and_drain() {
     });
     assert_eq!(status.code(), Some(0), "{}", read_log(&log));
     assert!(read_log(&log).contains("\"stopped\""));
+}
+
+/// Whether `addr` is a failoverd router: it answers an unknown model with
+/// the router's 404 (the admin listener has no such path either, but names
+/// no model).
+fn is_router(addr: SocketAddr) -> bool {
+    http(
+        "POST",
+        &addr.to_string(),
+        "/endpoints/no-such-model/invocations",
+        "{}",
+    )
+    .is_ok_and(|(s, body)| s == 404 && body.contains("no-such-model"))
+}
+
+fn is_admin(addr: SocketAddr) -> bool {
+    http("GET", &addr.to_string(), "/healthz", "").is_ok_and(|(s, _)| s == 200)
+}
+
+#[test]
+fn bound_file_reports_the_addresses_really_bound() {
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
+    let (log, bound) = (d.join("daemon.log"), d.join("bound.json"));
+    // A report left by an earlier run is replaced, not trusted.
+    std::fs::write(
+        &bound,
+        r#"{"admin":"127.0.0.1:1","router":"127.0.0.1:2","pid":1}"#,
+    )
+    .unwrap();
+    let mut child = spawn_guarded(&mut daemon(&f, &bound, None, &log));
+    let b = wait_bound(&mut child, &bound, &log, Duration::from_secs(30));
+
+    // The exact format: one JSON object on one line, these three keys.
+    let text = std::fs::read_to_string(&bound).unwrap();
+    assert!(
+        text.ends_with('\n') && text.trim_end().lines().count() == 1,
+        "{text:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["admin", "pid", "router"], "{text}");
+    assert_eq!(v["admin"].as_str(), Some(b.admin.to_string().as_str()));
+    assert_eq!(v["router"].as_str(), Some(b.router.to_string().as_str()));
+
+    // Real, distinct, OS-chosen ports, each answered by the right server.
+    assert_eq!(b.pid, child.0.id());
+    for a in [b.admin, b.router] {
+        assert_eq!(a.ip().to_string(), "127.0.0.1", "{text}");
+        assert_ne!(a.port(), 0, "{text}");
+    }
+    assert_ne!(b.admin.port(), b.router.port(), "{text}");
+    assert!(is_admin(b.admin), "admin answers /healthz at {}", b.admin);
+    assert!(is_router(b.router), "the router answers at {}", b.router);
+    assert!(!is_router(b.admin), "the admin address is not the router's");
+
+    // The startup line (logged just after the report) names the same addresses.
+    let line = wait_for("the startup line", Duration::from_secs(20), || {
+        read_log(&log)
+            .lines()
+            .find(|l| l.contains("failoverd started"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains(&format!("\"admin\":\"{}\"", b.admin))
+            && line.contains(&format!("\"router\":\"{}\"", b.router)),
+        "{line}"
+    );
+
+    // Written through a temporary file that is gone: only our files remain.
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["base.toml", "bound.json", "daemon.log", "us-east-1.toml"]
+    );
+}
+
+#[test]
+fn a_bound_file_that_cannot_be_written_stops_the_start() {
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
+    let log = d.join("daemon.log");
+    let bound = d.join("no-such-folder/bound.json");
+    let out = daemon(&f, &bound, None, &log).output().unwrap();
+    let err = read_log(&log);
+    assert_eq!(out.status.code(), Some(70), "{err}");
+    assert!(
+        err.contains("cannot write the bound addresses to")
+            && err.contains(&bound.display().to_string()),
+        "{err}"
+    );
+}
+
+/// The lab once started a daemon whose admin and router ports were the same
+/// "free" port, picked by binding and closing twice. Daemons that bind port
+/// 0 themselves and report what they got cannot collide: start many at once
+/// and every reported address is distinct and answered by its own server.
+#[test]
+fn daemons_started_together_on_port_zero_report_distinct_answering_addresses() {
+    const N: usize = 12;
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
+    let mut children: Vec<(ChildGuard, PathBuf, PathBuf)> = (0..N)
+        .map(|i| {
+            let (log, bound) = (
+                d.join(format!("daemon-{i}.log")),
+                d.join(format!("bound-{i}.json")),
+            );
+            (
+                spawn_guarded(&mut daemon(&f, &bound, None, &log)),
+                bound,
+                log,
+            )
+        })
+        .collect();
+    let reports: Vec<BoundAddrs> = children
+        .iter_mut()
+        .map(|(child, bound, log)| wait_bound(child, bound, log, Duration::from_secs(60)))
+        .collect();
+
+    let addrs: Vec<SocketAddr> = reports.iter().flat_map(|b| [b.admin, b.router]).collect();
+    let distinct: HashSet<u16> = addrs.iter().map(SocketAddr::port).collect();
+    assert_eq!(distinct.len(), 2 * N, "a port reported twice: {reports:#?}");
+    assert!(!distinct.contains(&0), "{reports:#?}");
+    for b in &reports {
+        assert!(
+            is_admin(b.admin),
+            "admin answers at {}: {reports:#?}",
+            b.admin
+        );
+        assert!(
+            is_router(b.router),
+            "router answers at {}: {reports:#?}",
+            b.router
+        );
+    }
+
+    // Stop them all at once rather than one drain after another.
+    for (child, _, _) in &children {
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    }
+    for (child, _, log) in &mut children {
+        let status = wait_for("a daemon to stop", Duration::from_secs(20), || {
+            child.0.try_wait().unwrap()
+        });
+        assert_eq!(status.code(), Some(0), "{}", read_log(log));
+    }
 }

@@ -141,7 +141,7 @@ fn step_functions_runs_the_shipped_failover_definition() {
         // No control record at this epoch: the run must end Superseded
         // without writing anything (every step is fenced by the epoch).
         let input = serde_json::json!({"epoch": 7, "execution": "failover-7", "from": "us-east-1", "to": region,
-            "reason": "test", "ungraceful": false, "old_region_healthy": true});
+            "reason": "test", "ungraceful": false, "old_region_healthy": true, "ttl": 1_900_000_000u64});
         let exec = client
             .start_execution()
             .state_machine_arn(&arn)

@@ -12,6 +12,7 @@
 
 mod common;
 
+use failoverd::ports::ControlStore;
 use std::time::Duration;
 
 use common::lab::Lab;
@@ -34,7 +35,7 @@ fn wait_record(
 }
 
 fn execution_status(lab: &Lab, region: &str, name: &str) -> String {
-    let arn = failoverd::aws::sfn::execution_arn(
+    let arn = failoverd::ports::workflows::execution_arn(
         &lab.config.region(region).unwrap().state_machine_arn,
         name,
     );
@@ -52,7 +53,12 @@ fn execution_status(lab: &Lab, region: &str, name: &str) -> String {
 
 fn kinds(lab: &Lab) -> Vec<String> {
     Lab::rt()
-        .block_on(lab.table().events(500))
+        .block_on(async {
+            lab.table()
+                .events(500, failoverd::aws::control_table::now_ms())
+                .await
+                .map(|p| p.items)
+        })
         .unwrap()
         .into_iter()
         .map(|e| e.kind)
@@ -99,7 +105,10 @@ fn inverted_check_fails_over_once_and_does_not_flap() {
     );
     assert_eq!(after.epoch, before.epoch + 1, "exactly one epoch further");
     let exec = after.execution.clone().unwrap();
-    assert_eq!(exec, format!("failover-{}", after.epoch));
+    assert_eq!(
+        exec,
+        failoverd::core::control::execution_name(&after.incarnation, after.epoch)
+    );
     assert_eq!(
         after.initiator.as_deref(),
         Some("us-west-2"),
@@ -110,7 +119,14 @@ fn inverted_check_fails_over_once_and_does_not_flap() {
     });
 
     // Both tokens (prepare to us-west-2, drain to the still-alive us-east-1 daemon) are done.
-    let tokens = Lab::rt().block_on(lab.table().all_tokens()).unwrap();
+    let tokens = Lab::rt()
+        .block_on(async {
+            lab.table()
+                .tokens(1000, failoverd::aws::control_table::now_ms())
+                .await
+                .map(|p| p.items)
+        })
+        .unwrap();
     let mine: Vec<_> = tokens
         .iter()
         .filter(|t| t.view.id.starts_with(&format!("{exec}#")))
@@ -210,7 +226,14 @@ fn killed_target_daemon_is_replaced_and_the_workflow_completes() {
         "us-west-2 to claim the prepare token",
         Duration::from_secs(60),
         || {
-            let toks = Lab::rt().block_on(lab.table().all_tokens()).ok()?;
+            let toks = Lab::rt()
+                .block_on(async {
+                    lab.table()
+                        .tokens(1000, failoverd::aws::control_table::now_ms())
+                        .await
+                        .map(|p| p.items)
+                })
+                .ok()?;
             toks.iter()
                 .any(|t| t.view.step == "prepare" && t.view.status == TokenStatus::Claimed)
                 .then_some(())
@@ -228,7 +251,14 @@ fn killed_target_daemon_is_replaced_and_the_workflow_completes() {
     wait_for("SUCCEEDED", Duration::from_secs(30), || {
         (execution_status(&lab, "us-west-2", &exec) == "SUCCEEDED").then_some(())
     });
-    let toks = Lab::rt().block_on(lab.table().all_tokens()).unwrap();
+    let toks = Lab::rt()
+        .block_on(async {
+            lab.table()
+                .tokens(1000, failoverd::aws::control_table::now_ms())
+                .await
+                .map(|p| p.items)
+        })
+        .unwrap();
     let prepare = toks
         .iter()
         .find(|t| t.view.id == format!("{exec}#prepare"))
@@ -275,7 +305,14 @@ fn a_daemon_cut_off_from_aws_does_nothing_and_the_others_carry_on() {
         status.contains("cannot read the control record") || status.contains("no quorum"),
         "{status}"
     );
-    let events = Lab::rt().block_on(lab.table().events(500)).unwrap();
+    let events = Lab::rt()
+        .block_on(async {
+            lab.table()
+                .events(500, failoverd::aws::control_table::now_ms())
+                .await
+                .map(|p| p.items)
+        })
+        .unwrap();
     assert!(
         events.iter().all(|e| e.who != "eu-west-1" || e.at < cut_at),
         "eu-west-1 wrote nothing once cut off: {events:#?}"
@@ -391,7 +428,7 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
         |r| {
             r.epoch == before.epoch + 1
                 && r.phase == Phase::Steady
-                && r.step.as_deref() == Some("aborted")
+                && r.step == failoverd::core::control::Step::Aborted
         },
     );
     assert_eq!(r.active, "us-east-1", "traffic did not move: {r:#?}");
@@ -399,7 +436,14 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
     wait_for("the execution to fail", Duration::from_secs(30), || {
         (execution_status(&lab, "us-west-2", &exec) == "FAILED").then_some(())
     });
-    let events = Lab::rt().block_on(lab.table().events(500)).unwrap();
+    let events = Lab::rt()
+        .block_on(async {
+            lab.table()
+                .events(500, failoverd::aws::control_table::now_ms())
+                .await
+                .map(|p| p.items)
+        })
+        .unwrap();
     let refused = events.iter().find(|e| {
         e.kind == "token_done" && e.who == "us-west-2" && e.detail.contains("does not exist")
     });

@@ -38,6 +38,9 @@ impl Server {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let port_file = dir.join("port");
+        // PIDs are recycled: an earlier process with this PID may have left
+        // a port file here, naming a port that is now anyone's.
+        let _ = std::fs::remove_file(&port_file);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"));
         cmd.args(["model-server", "--port-file"])
             .arg(&port_file)

@@ -71,10 +71,9 @@ async fn probes_classify_responses() {
 #[tokio::test]
 async fn unreachable_targets_are_unhealthy_not_errors() {
     let p = Prober::new(Duration::from_millis(500), Duration::from_millis(300)).unwrap();
-    let port = common::free_port();
-    let (sig, why) = p
-        .probe(&format!("http://127.0.0.1:{port}/ping"), None)
-        .await;
+    // Nothing listens there, and nothing can start to while we hold it.
+    let closed = common::ClosedPort::new();
+    let (sig, why) = p.probe(&format!("{}/ping", closed.url()), None).await;
     assert_eq!(sig, Signal::Unhealthy);
     assert!(why.contains("request failed"), "{why}");
     assert_eq!(p.probe("not a url", None).await.0, Signal::Unhealthy);

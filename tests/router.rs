@@ -660,6 +660,7 @@ fn control_record(active: &str) -> failoverd::core::control::ControlRecord {
     use failoverd::core::control::{ControlRecord, Mode, Phase};
     ControlRecord {
         version: 1,
+        incarnation: "lab".into(),
         epoch: 1,
         active: active.into(),
         mode: Mode::Auto,
@@ -673,7 +674,8 @@ fn control_record(active: &str) -> failoverd::core::control::ControlRecord {
         reason: String::new(),
         last_failover_at: None,
         switched_at: None,
-        step: None,
+        step: failoverd::core::control::Step::Done,
+        aborts: 0,
         ungraceful: false,
         old_region_healthy: true,
         forced: false,

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    ChildGuard, ModelServer, logged_addr, root, spawn_guarded, unique, venv, wait_for,
+    ChildGuard, ModelServer, root, spawn_guarded, unique, venv, wait_bound, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -42,11 +42,13 @@ impl Daemon {
         let model = ModelServer::start(None);
         let dir = std::env::temp_dir().join(unique("failoverd-boto3"));
         std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("daemon.log");
+        let (log, bound) = (dir.join("daemon.log"), dir.join("daemon.bound.json"));
         let dead = "http://127.0.0.1:9";
-        let child = spawn_guarded(
+        let mut child = spawn_guarded(
             Command::new(env!("CARGO_BIN_EXE_failoverd"))
-                .args(["run", "--log-format", "json", "--config"])
+                .args(["run", "--log-format", "json", "--bound-file"])
+                .arg(&bound)
+                .arg("--config")
                 .arg(root().join("regions/lab/us-east-1.toml"))
                 .current_dir(&dir)
                 .env_clear()
@@ -72,11 +74,9 @@ impl Daemon {
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap()),
         );
-        let router = wait_for(
-            "the daemon's router address",
-            Duration::from_secs(30),
-            || logged_addr(&std::fs::read_to_string(&log).ok()?, "router"),
-        );
+        let router = wait_bound(&mut child, &bound, &log, Duration::from_secs(30))
+            .router
+            .to_string();
         Self {
             model,
             router,

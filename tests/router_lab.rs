@@ -5,6 +5,7 @@
 
 mod common;
 
+use failoverd::ports::ControlStore;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,8 +4,9 @@
 //! - `model-server`: speaks the SageMaker runtime wire API with controllable
 //!   cold starts, latency, throttling and outages (moto's InvokeEndpoint
 //!   always succeeds, so drills need this).
-//! - `provision`: creates the lab's tables, health checks, state machines
-//!   and SageMaker resources through failoverd's own AWS adapters.
+//! - `provision`: deploys `deploy/cloudformation` (region and IAM stacks)
+//!   through moto's CloudFormation, and what moto cannot deploy (the
+//!   tables, the user's SageMaker endpoints) through failoverd's adapters.
 
 mod drill;
 mod model_server;

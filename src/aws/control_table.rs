@@ -1,83 +1,49 @@
-//! The control table's items, typed: the control record, votes, task
-//! tokens and the journal. Every change to the record is a conditional write
-//! on the `version` read; a lost race comes back as [`Write::Conflict`]
+//! The control table in DynamoDB: the [`ControlStore`] port over one
+//! replica of the global table.
+//!
+//! Every change to the record is one of `core::record::RecordWrite`, sent
+//! as a conditional write whose condition and update mirror
+//! `core::record::apply` exactly (and, for the workflow's writes,
+//! `deploy/statemachines/failover.asl.json`); `tests/lab_aws.rs` runs each
+//! write against moto and against `apply` and compares. A lost condition
 //! (`ConditionalCheckFailedException`, or `ReplicatedWriteConflictException`
-//! under MRSC), never as an error: the caller re-reads and decides again.
+//! under MRSC) is [`Write::Conflict`], never an error: the caller re-reads
+//! and decides again.
 //!
 //! Times are unix milliseconds in `N` attributes when the daemon writes
 //! them; the workflow writes RFC 3339 strings (`$$.State.EnteredTime`), so
-//! readers accept both.
+//! readers accept both. An item that cannot be decoded (a missing version,
+//! an unknown state, mode, step or token status) is an error of kind
+//! `Malformed`, never a silent default; in lists the bad item is skipped
+//! and logged so one bad item cannot hide the others.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-
-use crate::core::control::{ControlRecord, Mode, Phase};
-use crate::core::health::Verdict;
-use crate::core::plan::FailoverPlan;
-use crate::core::quorum::Vote;
-use crate::core::tokens::{TokenStatus, TokenView};
+use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::warn;
 
 use super::dynamo::PENDING_INDEX;
+use super::errors::port_error;
+use crate::core::control::{ControlRecord, Mode, Phase, Step};
+use crate::core::health::Verdict;
+use crate::core::quorum::Vote;
+use crate::core::record::{RecordWrite, Settlement};
+use crate::core::tokens::{TokenStatus, TokenView};
+use crate::ports::store::{
+    ControlStore, Event, Page, PublishedReading, TokenItem, Write, is_live, ttl_for,
+};
+use crate::ports::{ErrorKind, PortError};
 
 type Item = HashMap<String, AttributeValue>;
 
-/// Outcome of a conditional write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
-    Written,
-    /// Someone else moved first (or the item is not in the expected state).
-    Conflict,
-}
+const SERVICE: &str = "DynamoDB";
+const CONTROL: &str = "CONTROL";
 
-/// A control-table call failed (not a lost race: a real failure).
-#[derive(Debug, thiserror::Error)]
-#[error("control table {table} in {region}: {op}: {detail}")]
-pub struct StoreError {
-    pub op: &'static str,
-    pub table: String,
-    pub region: String,
-    pub detail: String,
-}
-
-/// A task token item, with what the callback needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenItem {
-    pub view: TokenView,
-    /// The Step Functions task token (secret-ish: never logged whole).
-    pub token: String,
-    /// The execution that issued it; its region is where to call back.
-    pub execution_arn: String,
-    pub epoch: u64,
-    pub note: Option<String>,
-}
-
-impl TokenItem {
-    /// Region whose Step Functions issued the token.
-    pub fn issuer_region(&self) -> Option<&str> {
-        self.execution_arn
-            .split(':')
-            .nth(3)
-            .filter(|r| !r.is_empty())
-    }
-}
-
-/// One journal entry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Event {
-    /// Unix ms.
-    pub at: u64,
-    /// Who: a region, `workflow`, or `operator:<name>`.
-    pub who: String,
-    pub kind: String,
-    pub epoch: Option<u64>,
-    pub detail: String,
-}
-
-/// Unix milliseconds now (wall clock: votes are compared across hosts).
+/// Unix milliseconds now (wall clock). Daemon code takes time from the
+/// `Clock` port; this is for the lab's tools and tests.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -90,12 +56,29 @@ pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// Parse RFC 3339 (`2026-11-26T17:56:54.123Z`, `...+00:00`) to unix ms.
+pub fn parse_time(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("+00:00")
+        .map(|x| format!("{x}Z"))
+        .unwrap_or_else(|| t.to_string());
+    humantime::parse_rfc3339_weak(&t)
+        .ok()
+        .and_then(|st| st.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
 fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+fn b(v: bool) -> AttributeValue {
+    AttributeValue::Bool(v)
 }
 
 fn get_s(item: &Item, k: &str) -> Option<String> {
@@ -123,38 +106,19 @@ fn get_time(item: &Item, k: &str) -> Option<u64> {
     }
 }
 
-/// Parse RFC 3339 (`2026-11-26T17:56:54.123Z`, `...+00:00`) to unix ms.
-pub fn parse_time(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let t = t
-        .strip_suffix("+00:00")
-        .map(|x| format!("{x}Z"))
-        .unwrap_or_else(|| t.to_string());
-    humantime::parse_rfc3339_weak(&t)
-        .ok()
-        .and_then(|st| st.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-}
-
-fn is_conflict<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
-    matches!(
-        e.as_service_error().and_then(|s| s.code()),
-        Some(
-            "ConditionalCheckFailedException"
-                | "ReplicatedWriteConflictException"
-                | "TransactionConflictException"
-        )
-    )
-}
-
-const CONTROL: &str = "CONTROL";
-
 /// The control table in one region (one replica).
 #[derive(Clone)]
 pub struct ControlTable {
     client: Client,
     table: String,
     region: String,
+}
+
+/// A decoding problem: which attribute, and what was wrong.
+struct Bad(String);
+
+fn need<T>(v: Option<T>, what: &str) -> Result<T, Bad> {
+    v.ok_or_else(|| Bad(format!("missing or unreadable attribute {what:?}")))
 }
 
 impl ControlTable {
@@ -171,32 +135,57 @@ impl ControlTable {
         &self.region
     }
 
-    fn err<E>(&self, op: &'static str, e: SdkError<E>) -> StoreError
+    fn fail<E>(
+        &self,
+        op: &str,
+        e: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> PortError
     where
-        E: std::error::Error + 'static,
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
     {
-        StoreError {
-            op,
-            table: self.table.clone(),
-            region: self.region.clone(),
-            detail: DisplayErrorContext(&e).to_string(),
-        }
+        port_error(SERVICE, format!("{op} on {}", self.table), &self.region, e)
+    }
+
+    fn malformed(&self, op: &str, what: String) -> PortError {
+        PortError::malformed(
+            SERVICE,
+            format!("{op} on {}", self.table),
+            &self.region,
+            what,
+        )
     }
 
     /// A conditional write's outcome: a failed condition (or an MRSC
     /// replicated-write conflict) is a lost race, not an error.
     fn conditional<O, E>(
         &self,
-        op: &'static str,
-        r: Result<O, SdkError<E>>,
-    ) -> Result<Write, StoreError>
+        op: &str,
+        r: Result<
+            O,
+            aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+        >,
+    ) -> Result<Write, PortError>
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
     {
         match r {
             Ok(_) => Ok(Write::Written),
-            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
-            Err(e) => Err(self.err(op, e)),
+            Err(e) => {
+                let err = self.fail(op, e);
+                if err.kind == ErrorKind::Conflict {
+                    Ok(Write::Conflict)
+                } else {
+                    Err(err)
+                }
+            }
         }
     }
 
@@ -204,10 +193,202 @@ impl ControlTable {
         HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
     }
 
-    // ----- the control record -----
+    /// One UpdateItem on the record.
+    async fn update_record(
+        &self,
+        op: &str,
+        condition: &str,
+        update: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Write, PortError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(CONTROL, CONTROL)))
+            .condition_expression(condition)
+            .update_expression(update);
+        for (k, v) in names {
+            req = req.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        let r = req.send().await;
+        self.conditional(op, r)
+    }
 
-    /// Read the record (strongly consistent read of this replica).
-    pub async fn read_record(&self) -> Result<Option<ControlRecord>, StoreError> {
+    async fn query_pk(
+        &self,
+        pk: &str,
+        newest_first: bool,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Item>, bool), PortError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .scan_index_forward(!newest_first)
+                .set_limit(limit.map(|l| (l + 1).min(i32::MAX as usize) as i32))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.fail(&format!("Query {pk}"), e))?;
+            items.extend(out.items().iter().cloned());
+            if let Some(l) = limit {
+                if items.len() > l {
+                    items.truncate(l);
+                    return Ok((items, true));
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok((items, false)),
+            }
+        }
+    }
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Auto => "auto",
+        Mode::Paused => "paused",
+    }
+}
+
+fn record_from_item(it: &Item) -> Result<ControlRecord, Bad> {
+    let mode = match need(get_s(it, "mode"), "mode")?.as_str() {
+        "auto" => Mode::Auto,
+        "paused" => Mode::Paused,
+        other => return Err(Bad(format!("unknown mode {other:?}"))),
+    };
+    let phase = match need(get_s(it, "state"), "state")?.as_str() {
+        "steady" => Phase::Steady,
+        "failing_over" => Phase::FailingOver,
+        other => return Err(Bad(format!("unknown state {other:?}"))),
+    };
+    let step_name = need(get_s(it, "step"), "step")?;
+    let step = Step::parse(&step_name).ok_or_else(|| Bad(format!("unknown step {step_name:?}")))?;
+    Ok(ControlRecord {
+        version: need(get_n(it, "version"), "version")?,
+        incarnation: need(get_s(it, "incarnation"), "incarnation")?,
+        epoch: need(get_n(it, "epoch"), "epoch")?,
+        active: need(get_s(it, "active"), "active")?,
+        mode,
+        phase,
+        target: get_s(it, "target"),
+        execution: get_s(it, "execution"),
+        initiator: get_s(it, "initiator"),
+        previous: get_s(it, "previous"),
+        changed_by: get_s(it, "changed_by").unwrap_or_default(),
+        changed_at: get_time(it, "changed_at").unwrap_or(0),
+        reason: get_s(it, "reason").unwrap_or_default(),
+        last_failover_at: get_time(it, "last_failover_at"),
+        switched_at: get_time(it, "switched_at"),
+        step,
+        aborts: get_n(it, "aborts").unwrap_or(0),
+        ungraceful: get_bool(it, "ungraceful"),
+        old_region_healthy: get_bool(it, "old_region_healthy"),
+        forced: get_bool(it, "forced"),
+    })
+}
+
+fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
+    let view = need(it.get("view").and_then(|v| v.as_m().ok()), "view")?;
+    let mut verdicts = BTreeMap::new();
+    for (r, v) in view {
+        let verdict = match v.as_s().map(String::as_str) {
+            Ok("down") => Verdict::Down,
+            Ok("up") => Verdict::Up,
+            _ => return Err(Bad(format!("unknown verdict on {r}: {v:?}"))),
+        };
+        verdicts.insert(r.clone(), verdict);
+    }
+    Ok(Vote {
+        observer: need(get_s(it, "sk"), "sk")?,
+        at: need(get_time(it, "at"), "at")?,
+        seen_epoch: need(get_n(it, "seen_epoch"), "seen_epoch")?,
+        view: verdicts,
+    })
+}
+
+fn token_from_item(it: &Item) -> Result<TokenItem, Bad> {
+    let status = match need(get_s(it, "status"), "status")?.as_str() {
+        "pending" => TokenStatus::Pending,
+        "claimed" => TokenStatus::Claimed,
+        "done" => TokenStatus::Done,
+        "expired" => TokenStatus::Expired,
+        other => return Err(Bad(format!("unknown token status {other:?}"))),
+    };
+    Ok(TokenItem {
+        view: TokenView {
+            id: need(get_s(it, "sk"), "sk")?,
+            target_region: need(get_s(it, "target_region"), "target_region")?,
+            step: need(get_s(it, "step"), "step")?,
+            status,
+            claimed_by: get_s(it, "claimed_by"),
+            claim_until: get_n(it, "claim_until"),
+            created_at: need(get_time(it, "created_at"), "created_at")?,
+            timeout_ms: need(get_n(it, "timeout_seconds"), "timeout_seconds")? * 1000,
+        },
+        token: need(get_s(it, "token"), "token")?,
+        execution_arn: need(get_s(it, "execution_arn"), "execution_arn")?,
+        epoch: need(get_n(it, "epoch"), "epoch")?,
+        note: get_s(it, "note"),
+    })
+}
+
+fn event_from_item(it: &Item) -> Result<Event, Bad> {
+    Ok(Event {
+        at: need(get_time(it, "at"), "at")?,
+        who: need(get_s(it, "region"), "region")?,
+        kind: need(get_s(it, "kind"), "kind")?,
+        epoch: get_n(it, "epoch"),
+        detail: get_s(it, "detail").unwrap_or_default(),
+    })
+}
+
+/// Decode every item of a list; skip (and log) those that cannot be.
+fn decode_all<T>(
+    table: &ControlTable,
+    what: &str,
+    items: &[Item],
+    now: u64,
+    f: fn(&Item) -> Result<T, Bad>,
+) -> Vec<T> {
+    items
+        .iter()
+        .filter(|it| is_live(get_n(it, "ttl"), now))
+        .filter_map(|it| match f(it) {
+            Ok(v) => Some(v),
+            Err(Bad(why)) => {
+                warn!(
+                    table = %table.table,
+                    replica = %table.region,
+                    item = ?get_s(it, "sk"),
+                    %why,
+                    "skipping a {what} item that cannot be decoded"
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+#[async_trait]
+impl ControlStore for ControlTable {
+    fn replica(&self) -> &str {
+        &self.region
+    }
+
+    async fn read_record(&self) -> Result<Option<ControlRecord>, PortError> {
         let out = self
             .client
             .get_item()
@@ -216,146 +397,240 @@ impl ControlTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.err("GetItem CONTROL", e))?;
-        Ok(out.item().map(record_from_item))
+            .map_err(|e| self.fail("GetItem CONTROL", e))?;
+        match out.item() {
+            None => Ok(None),
+            Some(it) => record_from_item(it)
+                .map(Some)
+                .map_err(|Bad(why)| self.malformed("GetItem CONTROL", why)),
+        }
     }
 
-    /// Create the record if there is none: epoch 1, `active`, auto mode.
-    pub async fn initialize(&self, active: &str, by: &str, now: u64) -> Result<Write, StoreError> {
-        let mut item = Self::key(CONTROL, CONTROL);
-        item.extend([
-            ("version".to_string(), n(1)),
-            ("epoch".to_string(), n(1)),
-            ("active".to_string(), s(active)),
-            ("mode".to_string(), s("auto")),
-            ("state".to_string(), s("steady")),
-            ("changed_by".to_string(), s(by)),
-            ("changed_at".to_string(), n(now)),
-            (
-                "reason".to_string(),
-                s("initialized: highest-priority region up by quorum"),
-            ),
-        ]);
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        self.conditional("PutItem CONTROL (initialize)", r)
+    async fn write_record(&self, w: &RecordWrite) -> Result<Write, PortError> {
+        let op = format!("UpdateItem CONTROL ({})", w.name());
+        match w {
+            RecordWrite::Initialize {
+                active,
+                incarnation,
+                by,
+                at,
+                reason,
+            } => {
+                let mut item = Self::key(CONTROL, CONTROL);
+                item.extend([
+                    ("version".to_string(), n(1)),
+                    ("incarnation".to_string(), s(incarnation)),
+                    ("epoch".to_string(), n(1)),
+                    ("active".to_string(), s(active)),
+                    ("mode".to_string(), s("auto")),
+                    ("state".to_string(), s("steady")),
+                    ("step".to_string(), s(Step::Init.as_str())),
+                    ("aborts".to_string(), n(0)),
+                    ("changed_by".to_string(), s(by)),
+                    ("changed_at".to_string(), n(*at)),
+                    ("reason".to_string(), s(reason)),
+                ]);
+                let r = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await;
+                self.conditional("PutItem CONTROL (initialize)", r)
+            }
+            RecordWrite::Claim { plan: p } => {
+                let condition = if p.supersedes.is_some() {
+                    "version = :v"
+                } else {
+                    "version = :v AND #state = :steady"
+                };
+                let mut values = vec![
+                    (":v", n(p.expected_version)),
+                    (":nv", n(p.expected_version + 1)),
+                    (":epoch", n(p.epoch)),
+                    (":failing", s("failing_over")),
+                    (":to", s(&p.to)),
+                    (":exec", s(&p.execution)),
+                    (":init", s(&p.initiator)),
+                    (":by", s(&p.changed_by)),
+                    (":now", n(p.claimed_at)),
+                    (":reason", s(&p.reason)),
+                    (":ung", b(p.ungraceful)),
+                    (":orh", b(p.old_region_healthy)),
+                    (":forced", b(p.forced)),
+                    (":step", s(Step::Claimed.as_str())),
+                ];
+                if p.supersedes.is_none() {
+                    values.push((":steady", s("steady")));
+                }
+                self.update_record(
+                    &op,
+                    condition,
+                    "SET version = :nv, epoch = :epoch, #state = :failing, target = :to, execution = :exec, \
+                     initiator = :init, previous = active, changed_by = :by, changed_at = :now, reason = :reason, \
+                     last_failover_at = :now, ungraceful = :ung, old_region_healthy = :orh, forced = :forced, \
+                     step = :step",
+                    &[("#state", "state")],
+                    values,
+                )
+                .await
+            }
+            RecordWrite::SetMode {
+                mode,
+                expected_version,
+                by,
+                at,
+                reason,
+            } => {
+                self.update_record(
+                    &op,
+                    "version = :v",
+                    "SET version = :nv, #mode = :mode, changed_by = :by, changed_at = :now, reason = :reason",
+                    &[("#mode", "mode")],
+                    vec![
+                        (":v", n(*expected_version)),
+                        (":nv", n(expected_version + 1)),
+                        (":mode", s(mode_name(*mode))),
+                        (":by", s(by)),
+                        (":now", n(*at)),
+                        (":reason", s(reason)),
+                    ],
+                )
+                .await
+            }
+            RecordWrite::Settle {
+                expected_version,
+                execution,
+                outcome,
+                by,
+                at,
+                reason,
+            } => {
+                let (cond, update, step) = match outcome {
+                    Settlement::Completed => (
+                        "version = :v AND execution = :exec AND #state = :failing AND step = :switched",
+                        "SET version = :nv, #state = :steady, step = :step, aborts = :zero, changed_by = :by, changed_at = :now, reason = :reason",
+                        Step::Done,
+                    ),
+                    Settlement::Aborted => (
+                        "version = :v AND execution = :exec AND #state = :failing AND step <> :switched",
+                        "SET version = :nv, #state = :steady, step = :step, changed_by = :by, changed_at = :now, reason = :reason ADD aborts :one",
+                        Step::Aborted,
+                    ),
+                };
+                let mut values = vec![
+                    (":v", n(*expected_version)),
+                    (":nv", n(expected_version + 1)),
+                    (":exec", s(execution)),
+                    (":failing", s("failing_over")),
+                    (":steady", s("steady")),
+                    (":switched", s(Step::Switched.as_str())),
+                    (":step", s(step.as_str())),
+                    (":by", s(by)),
+                    (":now", n(*at)),
+                    (":reason", s(reason)),
+                ];
+                values.push(match outcome {
+                    Settlement::Completed => (":zero", n(0)),
+                    Settlement::Aborted => (":one", n(1)),
+                });
+                self.update_record(&op, cond, update, &[("#state", "state")], values)
+                    .await
+            }
+            // The workflow's writes, as the state machine sends them (kept
+            // here so the lab can check them against `core::record::apply`).
+            RecordWrite::Mark { epoch, execution } => {
+                self.update_record(
+                    &op,
+                    "epoch = :epoch AND execution = :exec AND #state = :failing",
+                    "SET step = :step ADD version :one",
+                    &[("#state", "state")],
+                    vec![
+                        (":epoch", n(*epoch)),
+                        (":exec", s(execution)),
+                        (":failing", s("failing_over")),
+                        (":step", s(Step::Mark.as_str())),
+                        (":one", n(1)),
+                    ],
+                )
+                .await
+            }
+            RecordWrite::Switch {
+                epoch,
+                execution,
+                from,
+                to,
+                at,
+            } => {
+                self.update_record(
+                    &op,
+                    "epoch = :epoch AND execution = :exec AND #state = :failing",
+                    "SET active = :to, previous = :from, step = :step, switched_at = :now ADD version :one",
+                    &[("#state", "state")],
+                    vec![
+                        (":epoch", n(*epoch)),
+                        (":exec", s(execution)),
+                        (":failing", s("failing_over")),
+                        (":to", s(to)),
+                        (":from", s(from)),
+                        (":step", s(Step::Switched.as_str())),
+                        (":now", n(*at)),
+                        (":one", n(1)),
+                    ],
+                )
+                .await
+            }
+            RecordWrite::Steady { epoch, execution } => {
+                self.update_record(
+                    &op,
+                    "epoch = :epoch AND execution = :exec AND #state = :failing",
+                    "SET #state = :steady, step = :step, aborts = :zero ADD version :one",
+                    &[("#state", "state")],
+                    vec![
+                        (":epoch", n(*epoch)),
+                        (":exec", s(execution)),
+                        (":failing", s("failing_over")),
+                        (":steady", s("steady")),
+                        (":step", s(Step::Done.as_str())),
+                        (":zero", n(0)),
+                        (":one", n(1)),
+                    ],
+                )
+                .await
+            }
+            RecordWrite::Abort { epoch, execution } => {
+                self.update_record(
+                    &op,
+                    "epoch = :epoch AND execution = :exec AND #state = :failing AND step <> :switched",
+                    "SET #state = :steady, step = :step ADD version :one, aborts :one",
+                    &[("#state", "state")],
+                    vec![
+                        (":epoch", n(*epoch)),
+                        (":exec", s(execution)),
+                        (":failing", s("failing_over")),
+                        (":switched", s(Step::Switched.as_str())),
+                        (":steady", s("steady")),
+                        (":step", s(Step::Aborted.as_str())),
+                        (":one", n(1)),
+                    ],
+                )
+                .await
+            }
+        }
     }
 
-    /// Claim the next epoch for a failover: conditional on the version read.
-    pub async fn claim_failover(&self, p: &FailoverPlan, now: u64) -> Result<Write, StoreError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(CONTROL, CONTROL)))
-            .condition_expression("version = :v AND #state = :steady")
-            .update_expression(
-                "SET version = :nv, epoch = :epoch, #state = :failing, target = :to, execution = :exec, \
-                 initiator = :init, previous = active, changed_by = :by, changed_at = :now, reason = :reason, \
-                 last_failover_at = :now, ungraceful = :ung, old_region_healthy = :orh, forced = :forced, \
-                 step = :step REMOVE aborted",
-            )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":v", n(p.expected_version))
-            .expression_attribute_values(":nv", n(p.expected_version + 1))
-            .expression_attribute_values(":steady", s("steady"))
-            .expression_attribute_values(":epoch", n(p.epoch))
-            .expression_attribute_values(":failing", s("failing_over"))
-            .expression_attribute_values(":to", s(&p.to))
-            .expression_attribute_values(":exec", s(&p.execution))
-            .expression_attribute_values(":init", s(&p.initiator))
-            .expression_attribute_values(":by", s(&p.changed_by))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":reason", s(&p.reason))
-            .expression_attribute_values(":ung", AttributeValue::Bool(p.ungraceful))
-            .expression_attribute_values(":orh", AttributeValue::Bool(p.old_region_healthy))
-            .expression_attribute_values(":forced", AttributeValue::Bool(p.forced))
-            .expression_attribute_values(":step", s("claimed"))
-            .return_values(ReturnValue::None)
-            .send()
-            .await;
-        self.conditional("UpdateItem CONTROL (claim failover)", r)
-    }
-
-    /// Pause or resume.
-    pub async fn set_mode(
-        &self,
-        mode: Mode,
-        expected_version: u64,
-        reason: &str,
-        by: &str,
-        now: u64,
-    ) -> Result<Write, StoreError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(CONTROL, CONTROL)))
-            .condition_expression("version = :v")
-            .update_expression("SET version = :nv, #mode = :mode, changed_by = :by, changed_at = :now, reason = :reason")
-            .expression_attribute_names("#mode", "mode")
-            .expression_attribute_values(":v", n(expected_version))
-            .expression_attribute_values(":nv", n(expected_version + 1))
-            .expression_attribute_values(":mode", s(if mode == Mode::Paused { "paused" } else { "auto" }))
-            .expression_attribute_values(":by", s(by))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":reason", s(reason))
-            .send()
-            .await;
-        self.conditional("UpdateItem CONTROL (mode)", r)
-    }
-
-    /// An execution ended without settling the record: mark it steady.
-    pub async fn settle(
-        &self,
-        expected_version: u64,
-        execution: &str,
-        by: &str,
-        now: u64,
-    ) -> Result<Write, StoreError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(CONTROL, CONTROL)))
-            .condition_expression("version = :v AND execution = :exec AND #state = :failing")
-            .update_expression("SET version = :nv, #state = :steady, step = :step, changed_by = :by, changed_at = :now")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":v", n(expected_version))
-            .expression_attribute_values(":nv", n(expected_version + 1))
-            .expression_attribute_values(":exec", s(execution))
-            .expression_attribute_values(":failing", s("failing_over"))
-            .expression_attribute_values(":steady", s("steady"))
-            .expression_attribute_values(":step", s("settled"))
-            .expression_attribute_values(":by", s(by))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        self.conditional("UpdateItem CONTROL (settle)", r)
-    }
-
-    // ----- votes -----
-
-    /// Publish this daemon's vote (its own item: votes never conflict).
-    pub async fn put_vote(&self, v: &Vote) -> Result<(), StoreError> {
+    async fn put_vote(&self, v: &Vote) -> Result<(), PortError> {
         let view: HashMap<String, AttributeValue> = v
             .view
             .iter()
             .map(|(r, verdict)| {
-                (
-                    r.clone(),
-                    s(if *verdict == Verdict::Down {
-                        "down"
-                    } else {
-                        "up"
-                    }),
-                )
+                let name = match verdict {
+                    Verdict::Down => "down",
+                    Verdict::Up => "up",
+                };
+                (r.clone(), s(name))
             })
             .collect();
         let mut item = Self::key("VOTE", &v.observer);
@@ -370,43 +645,57 @@ impl ControlTable {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.err("PutItem VOTE", e))?;
+            .map_err(|e| self.fail("PutItem VOTE", e))?;
         Ok(())
     }
 
-    /// Every region's latest vote (one query).
-    pub async fn read_votes(&self) -> Result<Vec<Vote>, StoreError> {
-        let items = self.query_pk("VOTE", false, None).await?;
-        Ok(items
-            .iter()
-            .filter_map(|it| {
-                let view = it.get("view")?.as_m().ok()?;
-                Some(Vote {
-                    observer: get_s(it, "sk")?,
-                    at: get_time(it, "at")?,
-                    seen_epoch: get_n(it, "seen_epoch").unwrap_or(0),
-                    view: view
-                        .iter()
-                        .filter_map(|(r, v)| {
-                            let verdict = match v.as_s().ok()?.as_str() {
-                                "down" => Verdict::Down,
-                                "up" => Verdict::Up,
-                                _ => return None,
-                            };
-                            Some((r.clone(), verdict))
-                        })
-                        .collect::<BTreeMap<_, _>>(),
-                })
-            })
-            .collect())
+    async fn read_votes(&self) -> Result<Vec<Vote>, PortError> {
+        let (items, _) = self.query_pk("VOTE", false, None).await?;
+        Ok(decode_all(self, "vote", &items, 0, vote_from_item))
     }
 
-    async fn query_pk(
-        &self,
-        pk: &str,
-        newest_first: bool,
-        limit: Option<i32>,
-    ) -> Result<Vec<Item>, StoreError> {
+    async fn put_reading(&self, r: &PublishedReading) -> Result<(), PortError> {
+        let reading = serde_json::to_string(&r.reading).map_err(|e| {
+            PortError::new(
+                SERVICE,
+                "PutItem READING",
+                &self.region,
+                ErrorKind::Validation,
+                e,
+            )
+        })?;
+        let mut item = Self::key("READING", &r.check_id);
+        item.extend([
+            ("reader".to_string(), s(&r.reader)),
+            ("read_at".to_string(), n(r.read_at)),
+            ("reading".to_string(), s(reading)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.fail("PutItem READING", e))?;
+        Ok(())
+    }
+
+    async fn read_readings(&self) -> Result<Vec<PublishedReading>, PortError> {
+        fn decode(it: &Item) -> Result<PublishedReading, Bad> {
+            let text = need(get_s(it, "reading"), "reading")?;
+            Ok(PublishedReading {
+                check_id: need(get_s(it, "sk"), "sk")?,
+                reader: need(get_s(it, "reader"), "reader")?,
+                read_at: need(get_n(it, "read_at"), "read_at")?,
+                reading: serde_json::from_str(&text)
+                    .map_err(|e| Bad(format!("reading is not valid JSON: {e}")))?,
+            })
+        }
+        let (items, _) = self.query_pk("READING", false, None).await?;
+        Ok(decode_all(self, "reading", &items, 0, decode))
+    }
+
+    async fn pending_tokens(&self, region: &str, now: u64) -> Result<Vec<TokenItem>, PortError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -414,75 +703,37 @@ impl ControlTable {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(pk))
-                .consistent_read(true)
-                .scan_index_forward(!newest_first)
-                .set_limit(limit)
+                .index_name(PENDING_INDEX)
+                .key_condition_expression("pending_for = :r")
+                .expression_attribute_values(":r", s(region))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| self.err("Query", e))?;
+                .map_err(|e| self.fail("Query pending", e))?;
             items.extend(out.items().iter().cloned());
             match out.last_evaluated_key() {
-                Some(k) if limit.is_none_or(|l| (items.len() as i32) < l) => {
-                    start = Some(k.clone())
-                }
-                _ => break,
+                Some(k) => start = Some(k.clone()),
+                None => break,
             }
         }
-        Ok(items)
+        Ok(decode_all(self, "token", &items, now, token_from_item))
     }
 
-    // ----- task tokens -----
-
-    /// Tokens waiting for `region`: a query on the sparse `pending` index.
-    pub async fn pending_tokens(&self, region: &str) -> Result<Vec<TokenItem>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(PENDING_INDEX)
-            .key_condition_expression("pending_for = :r")
-            .expression_attribute_values(":r", s(region))
-            .send()
-            .await
-            .map_err(|e| self.err("Query pending", e))?;
-        Ok(out.items().iter().filter_map(token_from_item).collect())
+    async fn tokens(&self, limit: usize, now: u64) -> Result<Page<TokenItem>, PortError> {
+        let (items, truncated) = self.query_pk("TOKEN", true, Some(limit)).await?;
+        Ok(Page {
+            items: decode_all(self, "token", &items, now, token_from_item),
+            truncated,
+        })
     }
 
-    /// Every token (for `status`).
-    pub async fn all_tokens(&self) -> Result<Vec<TokenItem>, StoreError> {
-        Ok(self
-            .query_pk("TOKEN", false, None)
-            .await?
-            .iter()
-            .filter_map(token_from_item)
-            .collect())
-    }
-
-    /// Read one token (strongly consistent).
-    pub async fn token(&self, id: &str) -> Result<Option<TokenItem>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key("TOKEN", id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err("GetItem TOKEN", e))?;
-        Ok(out.item().and_then(token_from_item))
-    }
-
-    /// Claim a token: pending, or claimed with a lapsed claim.
-    pub async fn claim_token(
+    async fn claim_token(
         &self,
         id: &str,
         owner: &str,
         now: u64,
         claim_ms: u64,
-    ) -> Result<Write, StoreError> {
+    ) -> Result<Write, PortError> {
         let r = self
             .client
             .update_item()
@@ -504,14 +755,13 @@ impl ControlTable {
         self.conditional("UpdateItem TOKEN (claim)", r)
     }
 
-    /// Extend our claim while we work.
-    pub async fn extend_claim(
+    async fn extend_claim(
         &self,
         id: &str,
         owner: &str,
         now: u64,
         claim_ms: u64,
-    ) -> Result<Write, StoreError> {
+    ) -> Result<Write, PortError> {
         let r = self
             .client
             .update_item()
@@ -528,18 +778,24 @@ impl ControlTable {
         self.conditional("UpdateItem TOKEN (extend)", r)
     }
 
-    /// Close a token (done or expired) and take it off the pending index.
-    pub async fn finish_token(
+    async fn finish_token(
         &self,
         id: &str,
         status: TokenStatus,
         note: &str,
         now: u64,
-    ) -> Result<Write, StoreError> {
+    ) -> Result<Write, PortError> {
         let st = match status {
             TokenStatus::Done => "done",
             TokenStatus::Expired => "expired",
-            _ => "pending",
+            TokenStatus::Pending | TokenStatus::Claimed => {
+                return Err(PortError::malformed(
+                    SERVICE,
+                    "UpdateItem TOKEN (finish)",
+                    &self.region,
+                    format!("a token is finished as done or expired, not {status:?}"),
+                ));
+            }
         };
         let r = self
             .client
@@ -563,10 +819,7 @@ impl ControlTable {
         self.conditional("UpdateItem TOKEN (finish)", r)
     }
 
-    // ----- the journal -----
-
-    /// Append an event.
-    pub async fn journal(&self, e: &Event) -> Result<(), StoreError> {
+    async fn journal(&self, e: &Event) -> Result<(), PortError> {
         let mut item = Self::key(
             "EVENT",
             &format!(
@@ -582,6 +835,7 @@ impl ControlTable {
             ("region".to_string(), s(&e.who)),
             ("kind".to_string(), s(&e.kind)),
             ("detail".to_string(), s(&e.detail)),
+            ("ttl".to_string(), n(ttl_for(e.at))),
         ]);
         if let Some(ep) = e.epoch {
             item.insert("epoch".into(), n(ep));
@@ -592,85 +846,21 @@ impl ControlTable {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|err| self.err("PutItem EVENT", err))?;
+            .map_err(|err| self.fail("PutItem EVENT", err))?;
         Ok(())
     }
 
-    /// The newest `limit` events, oldest first.
-    pub async fn events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let items = self.query_pk("EVENT", false, None).await?;
-        let mut events: Vec<Event> = items
-            .iter()
-            .filter_map(|it| {
-                Some(Event {
-                    at: get_time(it, "at")?,
-                    who: get_s(it, "region").unwrap_or_default(),
-                    kind: get_s(it, "kind").unwrap_or_default(),
-                    epoch: get_n(it, "epoch"),
-                    detail: get_s(it, "detail").unwrap_or_default(),
-                })
-            })
-            .collect();
+    async fn events(&self, limit: usize, now: u64) -> Result<Page<Event>, PortError> {
+        // The sort key starts with the RFC 3339 time: newest first is one
+        // bounded query, not a read of the whole journal.
+        let (items, truncated) = self.query_pk("EVENT", true, Some(limit)).await?;
+        let mut events = decode_all(self, "event", &items, now, event_from_item);
         events.sort_by(|a, b| a.at.cmp(&b.at).then(a.kind.cmp(&b.kind)));
-        let skip = events.len().saturating_sub(limit);
-        Ok(events.split_off(skip))
+        Ok(Page {
+            items: events,
+            truncated,
+        })
     }
-}
-
-fn record_from_item(it: &Item) -> ControlRecord {
-    ControlRecord {
-        version: get_n(it, "version").unwrap_or(0),
-        epoch: get_n(it, "epoch").unwrap_or(0),
-        active: get_s(it, "active").unwrap_or_default(),
-        mode: if get_s(it, "mode").as_deref() == Some("paused") {
-            Mode::Paused
-        } else {
-            Mode::Auto
-        },
-        phase: if get_s(it, "state").as_deref() == Some("failing_over") {
-            Phase::FailingOver
-        } else {
-            Phase::Steady
-        },
-        target: get_s(it, "target"),
-        execution: get_s(it, "execution"),
-        initiator: get_s(it, "initiator"),
-        previous: get_s(it, "previous"),
-        changed_by: get_s(it, "changed_by").unwrap_or_default(),
-        changed_at: get_time(it, "changed_at").unwrap_or(0),
-        reason: get_s(it, "reason").unwrap_or_default(),
-        last_failover_at: get_time(it, "last_failover_at"),
-        switched_at: get_time(it, "switched_at"),
-        step: get_s(it, "step"),
-        ungraceful: get_bool(it, "ungraceful"),
-        old_region_healthy: get_bool(it, "old_region_healthy"),
-        forced: get_bool(it, "forced"),
-    }
-}
-
-fn token_from_item(it: &Item) -> Option<TokenItem> {
-    let status = match get_s(it, "status").as_deref() {
-        Some("claimed") => TokenStatus::Claimed,
-        Some("done") => TokenStatus::Done,
-        Some("expired") => TokenStatus::Expired,
-        _ => TokenStatus::Pending,
-    };
-    Some(TokenItem {
-        view: TokenView {
-            id: get_s(it, "sk")?,
-            target_region: get_s(it, "target_region")?,
-            step: get_s(it, "step").unwrap_or_default(),
-            status,
-            claimed_by: get_s(it, "claimed_by"),
-            claim_until: get_n(it, "claim_until"),
-            created_at: get_time(it, "created_at").unwrap_or(0),
-            timeout_ms: get_n(it, "timeout_seconds").unwrap_or(300) * 1000,
-        },
-        token: get_s(it, "token").unwrap_or_default(),
-        execution_arn: get_s(it, "execution_arn").unwrap_or_default(),
-        epoch: get_n(it, "epoch").unwrap_or(0),
-        note: get_s(it, "note"),
-    })
 }
 
 #[cfg(test)]
@@ -690,5 +880,72 @@ mod tests {
             Some(1_795_715_814_123)
         );
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    fn record_item() -> Item {
+        HashMap::from([
+            ("pk".into(), s(CONTROL)),
+            ("sk".into(), s(CONTROL)),
+            ("version".into(), n(3)),
+            ("incarnation".into(), s("abc")),
+            ("epoch".into(), n(2)),
+            ("active".into(), s("us-east-1")),
+            ("mode".into(), s("auto")),
+            ("state".into(), s("steady")),
+            ("step".into(), s("done")),
+        ])
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_decoded_is_an_error_not_a_default() {
+        assert!(record_from_item(&record_item()).is_ok());
+        for (attr, bad) in [
+            ("version", None),
+            ("state", Some("sleeping")),
+            ("mode", Some("manual")),
+            ("step", Some("halfway")),
+            ("incarnation", None),
+        ] {
+            let mut it = record_item();
+            match bad {
+                None => {
+                    it.remove(attr);
+                }
+                Some(v) => {
+                    it.insert(attr.into(), s(v));
+                }
+            }
+            let Err(Bad(why)) = record_from_item(&it) else {
+                panic!("{attr}={bad:?} decoded");
+            };
+            assert!(
+                why.contains(attr) || why.contains(bad.unwrap_or("")),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_token_status_is_not_pending() {
+        let mut it: Item = HashMap::from([
+            ("sk".into(), s("x#prepare")),
+            ("target_region".into(), s("us-west-2")),
+            ("step".into(), s("prepare")),
+            ("status".into(), s("lost")),
+            ("created_at".into(), n(1)),
+            ("timeout_seconds".into(), n(120)),
+            ("token".into(), s("t")),
+            (
+                "execution_arn".into(),
+                s("arn:aws:states:us-west-2:1:execution:m:x"),
+            ),
+            ("epoch".into(), n(2)),
+        ]);
+        assert!(token_from_item(&it).is_err());
+        it.insert("status".into(), s("pending"));
+        assert_eq!(
+            token_from_item(&it).ok().map(|t| t.view.status),
+            Some(TokenStatus::Pending)
+        );
     }
 }

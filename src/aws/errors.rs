@@ -13,29 +13,9 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// What kind of failure an AWS call met.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The service asked us to slow down.
-    Throttled,
-    /// A condition failed or a concurrent write won (DynamoDB
-    /// `ConditionalCheckFailedException`, MRSC
-    /// `ReplicatedWriteConflictException`, `TransactionConflictException`).
-    Conflict,
-    /// The thing named does not exist.
-    NotFound,
-    /// Credentials or permissions.
-    AccessDenied,
-    /// The request itself is wrong.
-    Validation,
-    /// The service answered with a server-side failure (5xx).
-    Unavailable,
-    /// No usable answer: connect failure, reset, timeout.
-    Transport,
-    /// Anything else.
-    Other,
-}
+use crate::ports::PortError;
+
+pub use crate::ports::ErrorKind;
 
 /// Error codes the SDKs' retry classifiers treat as throttling.
 pub const THROTTLING_CODES: &[&str] = &[
@@ -127,6 +107,21 @@ where
         SdkError::ConstructionFailure(_) => ErrorKind::Validation,
         _ => ErrorKind::Other,
     }
+}
+
+/// A [`PortError`] for a failed SDK call: the kind from [`classify`], the
+/// SDK error (with its whole context) as the source.
+pub fn port_error<E>(
+    service: &'static str,
+    op: impl Into<String>,
+    region: impl Into<String>,
+    e: SdkError<E, HttpResponse>,
+) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = classify(&e);
+    PortError::new(service, op, region, kind, e)
 }
 
 fn status_is_5xx<E>(e: &SdkError<E, HttpResponse>) -> bool {

@@ -1,8 +1,16 @@
 //! Route 53 adapter: health checks. (Record sets are managed by deploy/.)
 
+use async_trait::async_trait;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::error::DisplayErrorContext;
 use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
+
+use super::clients::ROUTE53_REGION;
+use super::errors::port_error;
+use crate::ports::health_checks::{CheckKind, CheckReading};
+use crate::ports::{HealthChecks, PortError};
+
+const SERVICE: &str = "Route 53";
 
 /// A Route 53 call failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,62 +66,98 @@ pub async fn create_health_check(
         })
 }
 
-/// A health check's effective-status inputs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckReading {
-    pub inverted: bool,
-    pub disabled: bool,
-    /// One status text per checker region.
-    pub observations: Vec<String>,
+/// The [`HealthChecks`](crate::ports::HealthChecks) port over Route 53.
+pub struct AwsHealthChecks {
+    client: Client,
 }
 
-/// Why a reading is missing.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// `Throttling` / `PriorRequestNotComplete`: back off.
-    #[error("Route 53 throttled {op}: {detail}")]
-    Throttled { op: &'static str, detail: String },
-    #[error(transparent)]
-    Other(#[from] Route53Error),
-}
+impl AwsHealthChecks {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
 
-fn classify<E>(op: &'static str, e: aws_sdk_route53::error::SdkError<E>) -> ReadError
-where
-    E: aws_sdk_route53::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let detail = DisplayErrorContext(&e).to_string();
-    match e.as_service_error().and_then(|s| s.code()) {
-        Some("Throttling" | "ThrottlingException" | "PriorRequestNotComplete") => {
-            ReadError::Throttled { op, detail }
-        }
-        _ => ReadError::Other(Route53Error { op, detail }),
+    async fn config(&self, id: &str) -> Result<HealthCheckConfig, PortError> {
+        let hc = self
+            .client
+            .get_health_check()
+            .health_check_id(id)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, format!("GetHealthCheck {id}"), ROUTE53_REGION, e))?;
+        hc.health_check()
+            .and_then(|h| h.health_check_config())
+            .cloned()
+            .ok_or_else(|| {
+                PortError::malformed(
+                    SERVICE,
+                    format!("GetHealthCheck {id}"),
+                    ROUTE53_REGION,
+                    "the answer carries no health check configuration",
+                )
+            })
     }
 }
 
-/// GetHealthCheck (Inverted, Disabled) + GetHealthCheckStatus (observations).
-pub async fn read_check(client: &Client, id: &str) -> Result<CheckReading, ReadError> {
-    let hc = client
-        .get_health_check()
-        .health_check_id(id)
-        .send()
-        .await
-        .map_err(|e| classify("GetHealthCheck", e))?;
-    let cfg = hc.health_check().and_then(|h| h.health_check_config());
-    let status = client
-        .get_health_check_status()
-        .health_check_id(id)
-        .send()
-        .await
-        .map_err(|e| classify("GetHealthCheckStatus", e))?;
-    Ok(CheckReading {
-        inverted: cfg.and_then(|c| c.inverted()).unwrap_or(false),
-        disabled: cfg.and_then(|c| c.disabled()).unwrap_or(false),
-        observations: status
-            .health_check_observations()
-            .iter()
-            .filter_map(|o| o.status_report().and_then(|r| r.status()).map(String::from))
-            .collect(),
-    })
+fn kind_of(cfg: &HealthCheckConfig) -> CheckKind {
+    match cfg.r#type() {
+        HealthCheckType::Calculated => CheckKind::Calculated {
+            children: cfg.child_health_checks().to_vec(),
+            threshold: cfg.health_threshold().unwrap_or(0).max(0) as u32,
+        },
+        HealthCheckType::CloudwatchMetric => CheckKind::CloudWatchAlarm,
+        HealthCheckType::Http
+        | HealthCheckType::Https
+        | HealthCheckType::HttpStrMatch
+        | HealthCheckType::HttpsStrMatch
+        | HealthCheckType::Tcp => CheckKind::Endpoint,
+        other => CheckKind::Other {
+            name: other.as_str().to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl HealthChecks for AwsHealthChecks {
+    async fn read(&self, id: &str) -> Result<CheckReading, PortError> {
+        let cfg = self.config(id).await?;
+        let kind = kind_of(&cfg);
+        // A calculated check's status is its children's: Route 53 has no
+        // checker observations for it, and the daemon evaluates the
+        // children itself (core::health::route53_effective).
+        let observations = if kind == CheckKind::Endpoint {
+            let status = self
+                .client
+                .get_health_check_status()
+                .health_check_id(id)
+                .send()
+                .await
+                .map_err(|e| {
+                    port_error(
+                        SERVICE,
+                        format!("GetHealthCheckStatus {id}"),
+                        ROUTE53_REGION,
+                        e,
+                    )
+                })?;
+            status
+                .health_check_observations()
+                .iter()
+                .filter_map(|o| o.status_report().and_then(|r| r.status()).map(String::from))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(CheckReading {
+            kind,
+            inverted: cfg.inverted().unwrap_or(false),
+            disabled: cfg.disabled().unwrap_or(false),
+            observations,
+        })
+    }
+
+    async fn kind(&self, id: &str) -> Result<CheckKind, PortError> {
+        Ok(kind_of(&self.config(id).await?))
+    }
 }
 
 /// Set a check's `Inverted` flag (drills invert; disabling never fails over).

@@ -1,9 +1,17 @@
-//! Step Functions adapter: state machine bootstrap; executions and task
-//! callbacks join with the control loop.
+//! Step Functions adapter: state machine bootstrap (the lab and first
+//! deploys), and the [`Workflows`] port: executions and task callbacks.
 
+use async_trait::async_trait;
 use aws_sdk_sfn::Client;
-use aws_sdk_sfn::error::DisplayErrorContext;
+use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::StateMachineType;
+
+use super::errors::port_error;
+use crate::core::plan::ExecutionStatus;
+use crate::ports::PortError;
+use crate::ports::workflows::{Callback, Execution, Started, Workflows, arn_region, execution_arn};
+
+const SERVICE: &str = "Step Functions";
 
 /// A Step Functions call failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +93,191 @@ pub async fn ensure_state_machine(
     }
 }
 
+/// The [`Workflows`](crate::ports::Workflows) port over Step Functions, a
+/// client per region (taken from each ARN; callbacks name the region).
+pub struct AwsWorkflows {
+    clients: std::sync::Arc<super::AwsClients>,
+}
+
+impl AwsWorkflows {
+    pub fn new(clients: std::sync::Arc<super::AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    fn client_for(&self, arn: &str) -> Result<(Client, String), PortError> {
+        let region = arn_region(arn).ok_or_else(|| {
+            PortError::malformed(SERVICE, "ARN", "?", format!("{arn:?} names no region"))
+        })?;
+        Ok((self.clients.sfn(region), region.to_string()))
+    }
+
+    async fn callback<E>(
+        &self,
+        op: &'static str,
+        region: &str,
+        r: Result<(), SdkError<E, aws_sdk_sfn::config::http::HttpResponse>>,
+    ) -> Result<Callback, PortError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match r {
+            Ok(()) => Ok(Callback::Accepted),
+            Err(e)
+                if matches!(
+                    e.as_service_error().and_then(|s| s.code()),
+                    Some("TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist")
+                ) =>
+            {
+                Ok(Callback::AlreadyClosed)
+            }
+            Err(e) => Err(port_error(SERVICE, op, region, e)),
+        }
+    }
+}
+
+fn status_of(s: &aws_sdk_sfn::types::ExecutionStatus) -> ExecutionStatus {
+    match s.as_str() {
+        "RUNNING" | "PENDING_REDRIVE" => ExecutionStatus::Running,
+        "SUCCEEDED" => ExecutionStatus::Succeeded,
+        _ => ExecutionStatus::Ended,
+    }
+}
+
+#[async_trait]
+impl Workflows for AwsWorkflows {
+    async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<Started, PortError> {
+        let (client, region) = self.client_for(state_machine_arn)?;
+        match client
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Started::Running {
+                arn: out.execution_arn().to_string(),
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_already_exists()) =>
+            {
+                // Closed, or other input: say which, so the caller can tell
+                // "started earlier" from a name collision.
+                let arn = execution_arn(state_machine_arn, name);
+                let existing = self.describe(&arn).await?;
+                Ok(Started::Existing {
+                    arn,
+                    status: existing.status,
+                    input: existing.input,
+                })
+            }
+            Err(e) => Err(port_error(
+                SERVICE,
+                format!("StartExecution {name}"),
+                region,
+                e,
+            )),
+        }
+    }
+
+    async fn describe(&self, arn: &str) -> Result<Execution, PortError> {
+        let (client, region) = self.client_for(arn)?;
+        match client.describe_execution().execution_arn(arn).send().await {
+            Ok(d) => Ok(Execution {
+                status: status_of(d.status()),
+                input: d.input().map(String::from),
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist()) =>
+            {
+                Ok(Execution {
+                    status: ExecutionStatus::NotStarted,
+                    input: None,
+                })
+            }
+            Err(e) => Err(port_error(SERVICE, "DescribeExecution", region, e)),
+        }
+    }
+
+    async fn stop(&self, arn: &str, cause: &str) -> Result<(), PortError> {
+        let (client, region) = self.client_for(arn)?;
+        match client
+            .stop_execution()
+            .execution_arn(arn)
+            .error("Superseded")
+            .cause(cause)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(port_error(SERVICE, "StopExecution", region, e)),
+        }
+    }
+
+    async fn send_task_success(
+        &self,
+        region: &str,
+        token: &str,
+        output: &str,
+    ) -> Result<Callback, PortError> {
+        let r = self
+            .clients
+            .sfn(region)
+            .send_task_success()
+            .task_token(token)
+            .output(output)
+            .send()
+            .await
+            .map(|_| ());
+        self.callback("SendTaskSuccess", region, r).await
+    }
+
+    async fn send_task_failure(
+        &self,
+        region: &str,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<Callback, PortError> {
+        let r = self
+            .clients
+            .sfn(region)
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+            .map(|_| ());
+        self.callback("SendTaskFailure", region, r).await
+    }
+
+    async fn send_task_heartbeat(&self, region: &str, token: &str) -> Result<Callback, PortError> {
+        let r = self
+            .clients
+            .sfn(region)
+            .send_task_heartbeat()
+            .task_token(token)
+            .send()
+            .await
+            .map(|_| ());
+        self.callback("SendTaskHeartbeat", region, r).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,164 +294,4 @@ mod tests {
             "unsubstituted placeholder ${Y}"
         );
     }
-}
-
-/// Outcome of StartExecution.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Started {
-    /// Started now, or the same execution (same name and input) is running.
-    Running(String),
-    /// An execution with this name exists and is closed, or has other input:
-    /// it was started before; nothing new runs.
-    AlreadyExists,
-}
-
-/// Start `name` on `state_machine_arn` (idempotent by name).
-pub async fn start_execution(
-    client: &Client,
-    state_machine_arn: &str,
-    name: &str,
-    input: &str,
-) -> Result<Started, SfnError> {
-    match client
-        .start_execution()
-        .state_machine_arn(state_machine_arn)
-        .name(name)
-        .input(input)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(Started::Running(out.execution_arn().to_string())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_execution_already_exists()) =>
-        {
-            Ok(Started::AlreadyExists)
-        }
-        Err(e) => Err(SfnError {
-            op: "StartExecution",
-            region: region_of(client),
-            detail: DisplayErrorContext(&e).to_string(),
-        }),
-    }
-}
-
-/// The execution ARN for a state machine ARN and an execution name.
-pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
-    format!(
-        "{}:{name}",
-        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
-/// An execution's status, as the planner sees it.
-pub async fn execution_status(
-    client: &Client,
-    execution_arn: &str,
-) -> Result<crate::core::plan::ExecutionStatus, SfnError> {
-    use crate::core::plan::ExecutionStatus as S;
-    match client
-        .describe_execution()
-        .execution_arn(execution_arn)
-        .send()
-        .await
-    {
-        Ok(d) => Ok(match d.status().as_str() {
-            "RUNNING" | "PENDING_REDRIVE" => S::Running,
-            "SUCCEEDED" => S::Succeeded,
-            _ => S::Ended,
-        }),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_execution_does_not_exist()) =>
-        {
-            Ok(S::NotStarted)
-        }
-        Err(e) => Err(SfnError {
-            op: "DescribeExecution",
-            region: region_of(client),
-            detail: DisplayErrorContext(&e).to_string(),
-        }),
-    }
-}
-
-/// Outcome of a task callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Callback {
-    Accepted,
-    /// `TaskTimedOut` / `InvalidToken` / `TaskDoesNotExist`: the task was
-    /// already closed (by an earlier callback, a timeout, or the execution
-    /// ending). Record the token as done; do not retry.
-    AlreadyClosed,
-}
-
-fn callback_result<E>(
-    client: &Client,
-    op: &'static str,
-    r: Result<(), aws_sdk_sfn::error::SdkError<E>>,
-) -> Result<Callback, SfnError>
-where
-    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match r {
-        Ok(()) => Ok(Callback::Accepted),
-        Err(e)
-            if matches!(
-                e.as_service_error().and_then(|s| s.code()),
-                Some("TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist")
-            ) =>
-        {
-            Ok(Callback::AlreadyClosed)
-        }
-        Err(e) => Err(SfnError {
-            op,
-            region: region_of(client),
-            detail: DisplayErrorContext(&e).to_string(),
-        }),
-    }
-}
-
-/// SendTaskSuccess.
-pub async fn send_task_success(
-    client: &Client,
-    token: &str,
-    output: &str,
-) -> Result<Callback, SfnError> {
-    let r = client
-        .send_task_success()
-        .task_token(token)
-        .output(output)
-        .send()
-        .await
-        .map(|_| ());
-    callback_result(client, "SendTaskSuccess", r)
-}
-
-/// SendTaskFailure.
-pub async fn send_task_failure(
-    client: &Client,
-    token: &str,
-    error: &str,
-    cause: &str,
-) -> Result<Callback, SfnError> {
-    let r = client
-        .send_task_failure()
-        .task_token(token)
-        .error(error)
-        .cause(cause)
-        .send()
-        .await
-        .map(|_| ());
-    callback_result(client, "SendTaskFailure", r)
-}
-
-/// SendTaskHeartbeat.
-pub async fn send_task_heartbeat(client: &Client, token: &str) -> Result<Callback, SfnError> {
-    let r = client
-        .send_task_heartbeat()
-        .task_token(token)
-        .send()
-        .await
-        .map(|_| ());
-    callback_result(client, "SendTaskHeartbeat", r)
 }

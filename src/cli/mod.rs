@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+pub mod advise;
+pub mod cost;
+pub mod operator;
 pub mod ops;
+pub mod report;
 
 use crate::aws::AwsClients;
 use crate::config::{self, EX_CONFIG, EnvSource};
@@ -38,12 +42,24 @@ pub enum Command {
         /// Region file, e.g. regions/us-east-1.toml (base.toml beside it is loaded first).
         #[arg(long)]
         config: PathBuf,
+        /// Once both listeners are bound (before READY=1), write the
+        /// addresses they really bound to this file as JSON,
+        /// {"admin":"127.0.0.1:41234","router":"127.0.0.1:41235","pid":N},
+        /// atomically (temporary file, then rename). With port 0 in
+        /// listen.admin and listen.router the OS picks free ports and this
+        /// file is how a supervisor or a test learns them.
+        #[arg(long, value_name = "PATH")]
+        bound_file: Option<PathBuf>,
     },
     /// Validate a configuration and print it resolved (exit 78 if invalid).
     CheckConfig {
         /// Region file, e.g. regions/us-east-1.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Also check against AWS what the files cannot tell: every Route 53
+        /// health check is of a type failoverd evaluates.
+        #[arg(long)]
+        aws: bool,
     },
     /// Show the control record, the health matrix, tokens and recent events
     /// (reads the tables directly; no daemon needed).
@@ -90,8 +106,59 @@ pub enum Command {
         reason: String,
         #[arg(long)]
         yes: bool,
-        #[arg(long, env = "USER", default_value = "unknown")]
-        operator: String,
+        /// Who is acting, recorded beside the AWS identity (STS
+        /// GetCallerIdentity), or alone when STS cannot be reached.
+        #[arg(long, env = "USER")]
+        operator: Option<String>,
+    },
+    /// Recommend provisioned, serverless or batch (and scheduled scaling)
+    /// per model from observed traffic (the seed's decision matrix).
+    Advise {
+        #[arg(long)]
+        config: PathBuf,
+        /// Read the observations (TrafficSet JSON) from FILE, `-` for stdin,
+        /// instead of the daemon's admin endpoint (`GET /traffic`).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Admin base URL to ask instead of the one in the config, e.g.
+        /// http://10.0.0.5:9090.
+        #[arg(long, conflicts_with = "from")]
+        admin: Option<String>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Write the report of one failover (timeline, figures, every journal
+    /// entry) from the journal: HTML and/or JSON by each file's extension.
+    Report {
+        #[arg(long)]
+        config: PathBuf,
+        /// The failover's epoch (`failoverd status` shows the current one).
+        #[arg(long)]
+        epoch: u64,
+        /// Where to write: FILE.html, FILE.json, or - (JSON on stdout).
+        /// Repeat for both.
+        #[arg(long, required = true, value_name = "FILE")]
+        output: Vec<PathBuf>,
+        /// Journal entries to read at most (newest first).
+        #[arg(long, default_value_t = report::DEFAULT_EVENTS)]
+        events: usize,
+    },
+    /// Show what the daemons' cost controls (scheduled capacity, idle
+    /// detection) would do to each region's endpoints now, and why. Changes
+    /// nothing: the daemons act, each on its own region.
+    Cost {
+        #[arg(long)]
+        config: PathBuf,
+        /// Required: this command never acts.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these regions (repeatable); default every configured region.
+        #[arg(long)]
+        region: Vec<String>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
     /// Allow automatic failover again.
     Resume {
@@ -101,8 +168,10 @@ pub enum Command {
         reason: String,
         #[arg(long)]
         yes: bool,
-        #[arg(long, env = "USER", default_value = "unknown")]
-        operator: String,
+        /// Who is acting, recorded beside the AWS identity (STS
+        /// GetCallerIdentity), or alone when STS cannot be reached.
+        #[arg(long, env = "USER")]
+        operator: Option<String>,
     },
 }
 
@@ -115,9 +184,11 @@ pub struct MutationArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
-    /// Who is acting (recorded); defaults to $USER.
-    #[arg(long, env = "USER", default_value = "unknown")]
-    pub operator: String,
+    /// Who is acting, recorded beside the AWS identity (STS
+    /// GetCallerIdentity), or alone when STS cannot be reached; defaults to
+    /// $USER.
+    #[arg(long, env = "USER")]
+    pub operator: Option<String>,
 }
 
 /// Output format of read commands.
@@ -132,14 +203,42 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let env: EnvSource = std::env::vars().collect();
     match cli.command {
-        Command::CheckConfig { config } => check_config(&config, &env),
-        Command::Run { config } => run(cli.log_format, &config, env),
+        Command::CheckConfig { config, aws: false } => check_config(&config, &env),
+        Command::CheckConfig { config, aws: true } => match check_config(&config, &env) {
+            0 => {
+                let path = config.clone();
+                with_clients(&config, &env, |cfg, ports| async move {
+                    let found =
+                        crate::daemon::preflight::health_checks(&cfg, &*ports.health_checks).await;
+                    preflight_report(&path, &found)
+                })
+            }
+            code => code,
+        },
+        Command::Run { config, bound_file } => {
+            run(cli.log_format, &config, bound_file.as_deref(), env)
+        }
+        Command::Advise {
+            config,
+            from,
+            admin,
+            output,
+        } => advise::run(&config, &env, from.as_deref(), admin.as_deref(), output),
+        Command::Cost { dry_run: false, .. } => cost::refuse_without_dry_run(),
+        Command::Cost {
+            config,
+            dry_run: true,
+            region,
+            output,
+        } => with_clients(&config, &env, |cfg, ports| async move {
+            cost::run(&cfg, &ports, &region, output).await
+        }),
         Command::Status {
             config,
             output,
             events,
-        } => with_clients(&config, &env, |cfg, clients| async move {
-            let report = ops::read_status(&cfg, &clients, events).await;
+        } => with_clients(&config, &env, |cfg, ports| async move {
+            let report = ops::read_status(&cfg, &ports, events).await;
             match output {
                 Output::Json => println!(
                     "{}",
@@ -160,60 +259,99 @@ pub fn main() -> i32 {
             ungraceful,
             common,
         } => {
-            let req = Request::Failover {
-                to,
-                reason,
-                ungraceful,
-                force: common.force,
-                operator: common.operator,
-            };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, common.yes).await
-            })
+            let force = common.force;
+            mutate(
+                &config,
+                &env,
+                common.operator,
+                common.yes,
+                move |operator| Request::Failover {
+                    to,
+                    reason,
+                    ungraceful,
+                    force,
+                    operator,
+                },
+            )
         }
         Command::Failback {
             config,
             reason,
             common,
         } => {
-            let req = Request::Failback {
-                reason,
-                force: common.force,
-                operator: common.operator,
-            };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, common.yes).await
-            })
+            let force = common.force;
+            mutate(
+                &config,
+                &env,
+                common.operator,
+                common.yes,
+                move |operator| Request::Failback {
+                    reason,
+                    force,
+                    operator,
+                },
+            )
         }
         Command::Pause {
             config,
             reason,
             yes,
             operator,
-        } => {
-            let req = Request::Pause { reason, operator };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, yes).await
-            })
-        }
+        } => mutate(&config, &env, operator, yes, move |operator| {
+            Request::Pause { reason, operator }
+        }),
         Command::Resume {
             config,
             reason,
             yes,
             operator,
-        } => {
-            let req = Request::Resume { reason, operator };
-            with_clients(&config, &env, |cfg, clients| async move {
-                ops::run_request(&cfg, &clients, req, yes).await
-            })
-        }
+        } => mutate(&config, &env, operator, yes, move |operator| {
+            Request::Resume { reason, operator }
+        }),
+        Command::Report {
+            config,
+            epoch,
+            output,
+            events,
+        } => report::run(&config, &env, epoch, &output, events),
     }
 }
 
-/// Load config (exit 78 if invalid), build clients, run `f` on a runtime.
+/// Load config (exit 78 if invalid), build the AWS ports, run `f` on a runtime.
 fn with_clients<F, Fut>(path: &std::path::Path, env: &EnvSource, f: F) -> i32
 where
-    F: FnOnce(Arc<crate::config::Config>, Arc<AwsClients>) -> Fut,
+    F: FnOnce(Arc<crate::config::Config>, crate::ports::Ports) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    with_aws(path, env, |cfg, ports, _| f(cfg, ports))
+}
+
+/// An operator's change: who is acting (`operator::identify`), then plan
+/// and apply it (`ops::run_request`).
+fn mutate(
+    path: &std::path::Path,
+    env: &EnvSource,
+    name: Option<String>,
+    yes: bool,
+    request: impl FnOnce(String) -> Request,
+) -> i32 {
+    with_aws(path, env, |cfg, ports, clients| async move {
+        let sts = crate::aws::sts::AwsIdentity::new(&clients, &cfg.region);
+        let who = match operator::identify(&sts, name.as_deref()).await {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("refused: {}", crate::error_chain(&e));
+                return ops::EX_REFUSED;
+            }
+        };
+        ops::run_request(&cfg, &ports, request(who), yes).await
+    })
+}
+
+/// [`with_clients`], also handing over the SDK clients.
+fn with_aws<F, Fut>(path: &std::path::Path, env: &EnvSource, f: F) -> i32
+where
+    F: FnOnce(Arc<crate::config::Config>, crate::ports::Ports, Arc<AwsClients>) -> Fut,
     Fut: std::future::Future<Output = i32>,
 {
     let cfg = match config::load(path, env) {
@@ -236,8 +374,30 @@ where
     };
     rt.block_on(async move {
         let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
-        f(cfg, clients).await
+        // The operator commands do not probe: they read the fleet's votes.
+        let ports = crate::aws::ports(
+            &cfg,
+            clients.clone(),
+            Arc::new(crate::ports::probes::NoProbes),
+        );
+        f(cfg, ports, clients).await
     })
+}
+
+/// Print the preflight's findings; the exit code (78 when a check is refused).
+fn preflight_report(path: &std::path::Path, found: &crate::daemon::preflight::Findings) -> i32 {
+    for (id, why) in &found.unverified {
+        eprintln!("warning: Route 53 health check {id} could not be read: {why}");
+    }
+    for r in &found.refused {
+        eprintln!("error: {}: {} ({}): {}", path.display(), r.key, r.id, r.why);
+    }
+    if found.refused.is_empty() {
+        0
+    } else {
+        eprintln!("{}: configuration is invalid", path.display());
+        EX_CONFIG
+    }
 }
 
 fn check_config(path: &std::path::Path, env: &EnvSource) -> i32 {
@@ -254,7 +414,12 @@ fn check_config(path: &std::path::Path, env: &EnvSource) -> i32 {
     }
 }
 
-fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
+fn run(
+    format: LogFormat,
+    path: &std::path::Path,
+    bound_file: Option<&std::path::Path>,
+    env: EnvSource,
+) -> i32 {
     // Validate before anything else: an invalid file must not bind a port.
     let cfg = match config::load(path, &env) {
         Ok(c) => c,
@@ -283,6 +448,16 @@ fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
                 return EX_SOFTWARE;
             }
         };
+        let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
+        // What the files cannot tell, before anything is bound.
+        let r53 = crate::aws::route53::AwsHealthChecks::new(clients.route53());
+        let found = crate::daemon::preflight::health_checks(&cfg, &r53).await;
+        for (id, why) in &found.unverified {
+            tracing::warn!(check = %id, %why, "cannot verify a Route 53 health check's type at start; it will be checked when read");
+        }
+        if !found.refused.is_empty() {
+            return preflight_report(path, &found);
+        }
         let listeners = match Listeners::bind(&cfg).await {
             Ok(l) => l,
             Err(e) => {
@@ -290,7 +465,15 @@ fn run(format: LogFormat, path: &std::path::Path, env: EnvSource) -> i32 {
                 return EX_SOFTWARE;
             }
         };
-        let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
+        // Report the bound addresses before READY=1, so whoever waits for
+        // readiness can read them. A file that cannot be written is fatal:
+        // whoever asked for it cannot find the daemon without it.
+        if let Some(file) = bound_file {
+            if let Err(e) = listeners.addrs().and_then(|a| a.write_to(file)) {
+                tracing::error!(error = %crate::error_chain(&e), "cannot start");
+                return EX_SOFTWARE;
+            }
+        }
         let d = Daemon {
             notifier: daemon::notify::Notifier::from_env(&env),
             config: cfg,

@@ -6,21 +6,29 @@
 //! change through the same executor. A refusal names its reason and exits
 //! non-zero; `--force` overrides the health and quorum checks only, and the
 //! journal records that it was forced.
+//!
+//! `status` also shows the DR tiers (each model's, the fleet's, whether
+//! automatic failover is on) and what each region's provisioned endpoint
+//! holds now (`DescribeEndpoint`), so an operator sees what a standby could
+//! take before a failover asks it to; the cost task's actions are in the
+//! journal (`cost_scale`, `cost_stop`, `cost_failed`, `prepare_scale`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write as _};
 
 use serde::Serialize;
 
-use crate::aws::AwsClients;
-use crate::aws::control_table::{ControlTable, Event, TokenItem, now_ms, rfc3339};
+use crate::aws::control_table::rfc3339;
 use crate::config::Config;
 use crate::core::control::{ControlRecord, Phase};
 use crate::core::plan::{self, Action, Decision, Inputs, RecordRead, Request};
 use crate::core::quorum::{self, Tally, Vote};
+use crate::core::tier::{RegionRole, StandbyHolds, Tier, VariantCapacity};
 use crate::core::tokens::TokenStatus;
 use crate::daemon::executor::{Executor, Outcome};
-use crate::daemon::reconcile::{control_table, policy};
+use crate::daemon::reconcile::policy;
+use crate::ports::Ports;
+use crate::ports::store::{Event, TokenItem};
 
 /// Exit: the request was refused as unsafe or pointless, or not confirmed.
 pub const EX_REFUSED: i32 = 1;
@@ -39,8 +47,107 @@ pub struct StatusReport {
     pub votes_error: Option<String>,
     pub tally: Tally,
     pub tokens: Vec<TokenRow>,
+    /// Set when the tokens could not be read (then `tokens` says nothing).
+    pub tokens_error: Option<String>,
+    /// More tokens exist than were read.
+    pub tokens_truncated: bool,
     pub events: Vec<Event>,
+    pub events_error: Option<String>,
+    pub events_truncated: bool,
+    /// DR tiers and what each region's provisioned endpoint holds.
+    pub cost: CostStatus,
     pub read_at: u64,
+}
+
+/// The DR tiers and the capacity each region holds.
+#[derive(Debug, Serialize)]
+pub struct CostStatus {
+    /// The strictest model's tier: what the endpoints and automatic
+    /// failover follow.
+    pub fleet_tier: Tier,
+    /// False when every model is tier3 (fail over by hand).
+    pub automatic_failover: bool,
+    pub models: Vec<ModelTier>,
+    /// One row per region with a provisioned endpoint.
+    pub capacity: Vec<RegionCapacity>,
+}
+
+/// One model's tier.
+#[derive(Debug, Serialize)]
+pub struct ModelTier {
+    pub model: String,
+    pub tier: Tier,
+    pub pattern: &'static str,
+}
+
+/// What one region's provisioned endpoint holds now.
+#[derive(Debug, Serialize)]
+pub struct RegionCapacity {
+    pub region: String,
+    pub endpoint: String,
+    /// From the control record; `None` when it could not be read.
+    pub role: Option<RegionRole>,
+    /// `EndpointStatus`; `None` when absent or unreadable.
+    pub status: Option<String>,
+    /// `CurrentInstanceCount` per provisioned variant.
+    pub holds: Vec<VariantCapacity>,
+    /// Set when the endpoint does not exist or could not be read.
+    pub error: Option<String>,
+}
+
+/// Read what each region's provisioned endpoint holds (concurrently; one
+/// region's failure is its row's, never the report's).
+pub async fn read_cost_status(
+    cfg: &Config,
+    ports: &Ports,
+    record: Option<&ControlRecord>,
+) -> CostStatus {
+    let fleet_tier = cfg.cost.fleet_tier(&cfg.models);
+    let reads = cfg.regions.iter().filter_map(|r| {
+        let endpoint = r.sagemaker.provisioned.clone()?;
+        let region = r.name.clone();
+        Some(async move {
+            let got = ports.endpoints.describe(&region, &endpoint).await;
+            (region, endpoint, got)
+        })
+    });
+    let capacity = futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .map(|(region, endpoint, got)| {
+            let role = record.map(|r| crate::daemon::cost::role_of(&region, r));
+            let (status, holds, error) = match got {
+                Ok(Some(st)) => (Some(st.status.as_str().to_string()), st.provisioned(), None),
+                Ok(None) => (None, Vec::new(), Some("does not exist".to_string())),
+                Err(e) => (None, Vec::new(), Some(crate::error_chain(&e))),
+            };
+            RegionCapacity {
+                region,
+                endpoint,
+                role,
+                status,
+                holds,
+                error,
+            }
+        })
+        .collect();
+    CostStatus {
+        fleet_tier,
+        automatic_failover: fleet_tier.automatic_failover(),
+        models: cfg
+            .models
+            .iter()
+            .map(|m| {
+                let tier = cfg.cost.tier_of(&m.name);
+                ModelTier {
+                    model: m.name.clone(),
+                    tier,
+                    pattern: tier.pattern(),
+                }
+            })
+            .collect(),
+        capacity,
+    }
 }
 
 /// One token, without its secret.
@@ -81,36 +188,57 @@ fn operator_tally(cfg: &Config, votes: &[Vote], now: u64) -> Tally {
     )
 }
 
-/// Read everything; keep going past any one read's failure.
-pub async fn read_status(cfg: &Config, clients: &AwsClients, events: usize) -> StatusReport {
-    let table = control_table(cfg, clients);
+/// How many tokens `status` reads at most (newest first).
+pub const STATUS_TOKENS: usize = 100;
+
+/// Read everything, each read bounded; keep going past any one read's
+/// failure and say which failed (never "0" for "could not read").
+pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusReport {
+    let store = &ports.store;
+    let now = ports.clock.now_ms();
     let (record, votes, tokens, evs) = tokio::join!(
-        table.read_record(),
-        table.read_votes(),
-        table.all_tokens(),
-        table.events(events)
+        store.read_record(),
+        store.read_votes(),
+        store.tokens(STATUS_TOKENS, now),
+        store.events(events, now)
     );
-    let now = now_ms();
+    let now = ports.clock.now_ms();
     let (record, record_error) = match record {
         Ok(r) => (r, None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(crate::error_chain(&e))),
     };
     let (votes, votes_error) = match votes {
         Ok(v) => (v, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+        Err(e) => (Vec::new(), Some(crate::error_chain(&e))),
+    };
+    let (tokens, tokens_truncated, tokens_error) = match tokens {
+        Ok(p) => (
+            p.items.iter().map(TokenRow::from).collect(),
+            p.truncated,
+            None,
+        ),
+        Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
+    };
+    let (events, events_truncated, events_error) = match evs {
+        Ok(p) => (p.items, p.truncated, None),
+        Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
     };
     let tally = operator_tally(cfg, &votes, now);
+    let cost = read_cost_status(cfg, ports, record.as_ref()).await;
     StatusReport {
-        replica_region: table.region().to_string(),
+        replica_region: store.replica().to_string(),
         record,
         record_error,
         votes,
         votes_error,
         tally,
-        tokens: tokens
-            .map(|t| t.iter().map(TokenRow::from).collect())
-            .unwrap_or_default(),
-        events: evs.unwrap_or_default(),
+        tokens,
+        tokens_error,
+        tokens_truncated,
+        events,
+        events_error,
+        events_truncated,
+        cost,
         read_at: now,
     }
 }
@@ -149,7 +277,7 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
                     r.previous.as_deref().unwrap_or("?"),
                     r.target.as_deref().unwrap_or("?"),
                     r.initiator.as_deref().unwrap_or("?"),
-                    r.step.as_deref().unwrap_or("-")
+                    r.step.as_str()
                 );
             }
         }
@@ -219,7 +347,23 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
         .iter()
         .filter(|t| matches!(t.status, TokenStatus::Pending | TokenStatus::Claimed))
         .collect();
-    let _ = writeln!(w, "\npending tokens: {}", pending.len());
+    match &s.tokens_error {
+        Some(e) => {
+            let _ = writeln!(w, "\npending tokens: UNREADABLE: {e}");
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "\npending tokens: {}{}",
+                pending.len(),
+                if s.tokens_truncated {
+                    format!(" (among the newest {STATUS_TOKENS} tokens; older ones not read)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     for t in pending {
         let _ = writeln!(
             w,
@@ -235,7 +379,22 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
             rfc3339(t.expires_at)
         );
     }
-    let _ = writeln!(w, "\nlast events:");
+    render_cost(w, &s.cost);
+    match &s.events_error {
+        Some(e) => {
+            let _ = writeln!(w, "\nlast events: UNREADABLE: {e}");
+        }
+        None if s.events_truncated => {
+            let _ = writeln!(
+                w,
+                "\nlast {} events (older ones not shown):",
+                s.events.len()
+            );
+        }
+        None => {
+            let _ = writeln!(w, "\nlast events:");
+        }
+    }
     for e in &s.events {
         let _ = writeln!(
             w,
@@ -248,6 +407,65 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
         );
     }
     o
+}
+
+/// The DR tiers and what each region holds.
+fn render_cost(w: &mut String, c: &CostStatus) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        w,
+        "\nDR tiers: fleet {} ({}), automatic failover {}",
+        c.fleet_tier,
+        c.fleet_tier.pattern(),
+        if c.automatic_failover {
+            "on"
+        } else {
+            "OFF: every model is tier3; fail over by hand with the runbook"
+        }
+    );
+    for m in &c.models {
+        let _ = writeln!(w, "  {:<20} {} ({})", m.model, m.tier, m.pattern);
+    }
+    if c.capacity.is_empty() {
+        let _ = writeln!(
+            w,
+            "provisioned capacity: no region has a provisioned endpoint"
+        );
+        return;
+    }
+    let standby_note = match c.fleet_tier.standby_holds() {
+        StandbyHolds::ActiveNeed => "a standby holds the active's measured need",
+        StandbyHolds::Minimum => "a standby holds its minimum; the prepare step scales it up",
+    };
+    let _ = writeln!(w, "provisioned capacity now ({standby_note}):");
+    for r in &c.capacity {
+        let role = match r.role {
+            Some(RegionRole::Active) => "active",
+            Some(RegionRole::FailoverTarget) => "target",
+            Some(RegionRole::Standby) => "standby",
+            None => "?",
+        };
+        let holds = crate::daemon::cost::holdings(&r.holds);
+        match (&r.status, &r.error) {
+            (Some(st), _) => {
+                let _ = writeln!(
+                    w,
+                    "  {:<12} {:<8} {:<24} {:<10} {holds}",
+                    r.region, role, r.endpoint, st
+                );
+            }
+            (None, e) => {
+                let _ = writeln!(
+                    w,
+                    "  {:<12} {:<8} {:<24} UNREADABLE: {}",
+                    r.region,
+                    role,
+                    r.endpoint,
+                    e.as_deref().unwrap_or("?")
+                );
+            }
+        }
+    }
 }
 
 /// What a mutating command will do, in words.
@@ -272,7 +490,11 @@ fn describe(action: &Action) -> String {
                 ""
             },
             p.reason
-        ),
+        ) + &p
+            .supersedes
+            .as_deref()
+            .map(|old| format!("\n  SUPERSEDES the in-flight failover {old} (it will be stopped; its writes are fenced off)"))
+            .unwrap_or_default(),
         Action::SetMode { mode, reason, .. } => format!(
             "set mode to {mode:?} (automatic failover {}): {reason}",
             if *mode == crate::core::control::Mode::Paused {
@@ -307,22 +529,27 @@ fn confirm(yes: bool) -> Result<(), String> {
 }
 
 /// Plan and perform an operator request; returns the exit code.
-pub async fn run_request(cfg: &Config, clients: &AwsClients, req: Request, yes: bool) -> i32 {
-    let table: ControlTable = control_table(cfg, clients);
-    let (record, votes) = tokio::join!(table.read_record(), table.read_votes());
+pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -> i32 {
+    let (record, votes) = tokio::join!(ports.store.read_record(), ports.store.read_votes());
     let record = match record {
         Ok(Some(r)) => RecordRead::Found(r),
         Ok(None) => RecordRead::Missing,
         Err(e) => {
-            eprintln!("refused: cannot read the control record: {e}");
+            eprintln!(
+                "refused: cannot read the control record: {}",
+                crate::error_chain(&e)
+            );
             return EX_UNAVAILABLE;
         }
     };
     let votes = votes.unwrap_or_else(|e| {
-        eprintln!("warning: cannot read votes ({e}); treating health as unknown");
+        eprintln!(
+            "warning: cannot read votes ({}); treating health as unknown",
+            crate::error_chain(&e)
+        );
         Vec::new()
     });
-    let now = now_ms();
+    let now = ports.clock.now_ms();
     let tally = operator_tally(cfg, &votes, now);
     let policy = policy(cfg);
     let decision = plan::plan(&Inputs {
@@ -331,6 +558,7 @@ pub async fn run_request(cfg: &Config, clients: &AwsClients, req: Request, yes: 
         tally: &tally,
         record: &record,
         execution: None,
+        stalled_ms: 0,
         policy: &policy,
         request: Some(&req),
     });
@@ -356,11 +584,10 @@ pub async fn run_request(cfg: &Config, clients: &AwsClients, req: Request, yes: 
     };
     let exec = Executor {
         config: cfg,
-        clients,
-        table: &table,
+        ports,
         who,
     };
-    match exec.apply(&action, now_ms()).await {
+    match exec.apply(&action, ports.clock.now_ms()).await {
         Ok(Outcome::Done(what)) => {
             println!("done: {what}");
             0

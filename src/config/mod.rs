@@ -23,20 +23,23 @@
 //! default chain (environment, profile, SSO, instance role).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+mod cost;
 mod load;
 mod raw;
 mod router;
+mod tables;
 mod validate;
 
+pub use cost::{Advise, Cost, EndpointSchedule, Environment, Idle};
 pub use load::{ConfigError, Problem, layers_for, load, load_layers};
 pub use router::{ModelConfig, Router};
+pub use tables::{Consistency, MRSC_REGION_SETS, Tables};
 use validate::human_duration;
 
 /// Exit code for an invalid configuration (sysexits.h `EX_CONFIG`).
@@ -74,6 +77,8 @@ pub struct Config {
     /// Per-service endpoint URL overrides: for the local lab only, empty in
     /// production files.
     pub endpoints: EndpointOverrides,
+    /// Cost controls and DR tiers (`[cost]`, config/cost.rs).
+    pub cost: Cost,
     /// The files that were merged, in order (for `check-config` and logs).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -96,6 +101,10 @@ pub struct RegionConfig {
     pub state_machine_arn: String,
     /// SageMaker endpoint names for the three inference paths.
     pub sagemaker: SageMakerEndpoints,
+    /// The control-table replica this region's daemon uses, when the region
+    /// has none of its own (MRSC tables live in one region set). Default:
+    /// the region itself.
+    pub control_replica: Option<String>,
 }
 
 /// SageMaker endpoint names of one region.
@@ -115,41 +124,6 @@ impl SageMakerEndpoints {
     /// Every configured endpoint, the batch one included.
     pub fn all(&self) -> impl Iterator<Item = &String> {
         self.realtime().chain(&self.batch)
-    }
-}
-
-/// DynamoDB tables and the consistency the control table offers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Tables {
-    /// The control table (global table): control record, votes, tokens, journal.
-    pub control: String,
-    /// `strong` (MRSC) or `eventual` (MREC).
-    pub consistency: Consistency,
-    /// The routing table of the seed (`configKey` hash key, `trafficClass` index).
-    pub routing: String,
-    /// Region of the control-table replica every daemon reads and writes.
-    /// Unset (the default): each daemon uses the replica in its own region (a
-    /// global table has one in every serving region). Set it to share a
-    /// single replica, e.g. where the store does not replicate.
-    pub control_region: Option<String>,
-}
-
-/// Consistency mode of the control table's global replication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    /// Multi-region strong consistency: one linearizable record.
-    Strong,
-    /// Multi-region eventual consistency: per-region replicas, last writer wins.
-    Eventual,
-}
-
-impl fmt::Display for Consistency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Consistency::Strong => "strong",
-            Consistency::Eventual => "eventual",
-        })
     }
 }
 
@@ -175,6 +149,21 @@ pub struct Timings {
     /// How long a stopping daemon waits for in-flight work.
     #[serde(with = "human_duration")]
     pub shutdown_grace: Duration,
+    /// The prepare step's budget: how long the target may retry endpoints
+    /// that are not ready (cold, unavailable, throttled, unreachable).
+    #[serde(with = "human_duration")]
+    pub prepare_budget: Duration,
+    /// A claimed failover whose workflow has not marked the record within
+    /// this long is settled as aborted (its execution did not start).
+    #[serde(with = "human_duration")]
+    pub start_timeout: Duration,
+    /// A failover whose record shows no progress this long is settled.
+    #[serde(with = "human_duration")]
+    pub stuck_failover: Duration,
+    /// First retry delay after an aborted automatic failover (doubles with
+    /// each abort in a row, never beyond `min_failover_interval`).
+    #[serde(with = "human_duration")]
+    pub abort_retry: Duration,
 }
 
 /// Failover policy switches.
@@ -240,6 +229,10 @@ impl Config {
         self.tables
             .control_region
             .as_deref()
+            .or_else(|| {
+                self.region(daemon_region)
+                    .and_then(|r| r.control_replica.as_deref())
+            })
             .unwrap_or(daemon_region)
     }
 

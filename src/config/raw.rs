@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::cost::RawCost;
 use super::router::{RawModel, RawRouter};
 
 #[derive(Debug, Deserialize, Default)]
@@ -26,6 +27,8 @@ pub(super) struct RawConfig {
     pub(super) listen: RawListen,
     #[serde(default)]
     pub(super) endpoints: RawEndpoints,
+    #[serde(default)]
+    pub(super) cost: RawCost,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -40,6 +43,7 @@ pub(super) struct RawRegion {
     pub(super) state_machine_arn: Option<String>,
     #[serde(default)]
     pub(super) sagemaker: RawSageMaker,
+    pub(super) control_replica: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -55,6 +59,8 @@ pub(super) struct RawTables {
     pub(super) consistency: Option<String>,
     pub(super) routing: Option<String>,
     pub(super) control_region: Option<String>,
+    pub(super) replicas: Option<Vec<String>>,
+    pub(super) witness: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -66,6 +72,10 @@ pub(super) struct RawTimings {
     pub(super) lease: Option<String>,
     pub(super) min_failover_interval: Option<String>,
     pub(super) shutdown_grace: Option<String>,
+    pub(super) prepare_budget: Option<String>,
+    pub(super) start_timeout: Option<String>,
+    pub(super) stuck_failover: Option<String>,
+    pub(super) abort_retry: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

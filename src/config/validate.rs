@@ -36,6 +36,16 @@ mod defaults {
     pub const LEASE: &str = "30s";
     pub const MIN_FAILOVER_INTERVAL: &str = "10m";
     pub const SHUTDOWN_GRACE: &str = "20s";
+    /// The warm-up's share of the workflow's prepare timeout (900 s),
+    /// which a tier2 scale-up (`cost.prepare_budget`) shares too
+    /// (config/cost.rs checks the sum).
+    pub const PREPARE_BUDGET: &str = "30s";
+    pub const START_TIMEOUT: &str = "60s";
+    /// Derived in docs/protocol.md: the longest wait between two record
+    /// writes of the workflow (a callback task's 120 s timeout) plus its
+    /// DynamoDB retries, with room.
+    pub const STUCK_FAILOVER: &str = "5m";
+    pub const ABORT_RETRY: &str = "30s";
     pub const ROUTER: &str = "0.0.0.0:8080";
     pub const ADMIN: &str = "127.0.0.1:9090";
     pub const ADMIN_TOKEN_FILE: &str = "/etc/failoverd/admin-token";
@@ -298,6 +308,7 @@ impl Validator<'_> {
                     probe_match: r.probe_match,
                     state_machine_arn,
                     sagemaker: sm,
+                    control_replica: r.control_replica.filter(|c| !c.is_empty()),
                 });
             }
         }
@@ -316,30 +327,8 @@ impl Validator<'_> {
             }
         }
 
-        // Tables.
-        let control = self.required("tables.control", raw.tables.control);
-        let routing = self.required("tables.routing", raw.tables.routing);
-        let consistency = match raw.tables.consistency.as_deref().unwrap_or("strong") {
-            "strong" => Some(Consistency::Strong),
-            "eventual" => Some(Consistency::Eventual),
-            other => {
-                self.err(
-                    "tables.consistency",
-                    format!("{other:?} is not a consistency mode: use \"strong\" or \"eventual\""),
-                );
-                None
-            }
-        };
-
-        let control_region = raw.tables.control_region.filter(|s| !s.is_empty());
-        if let Some(cr) = &control_region {
-            if !seen_names.contains_key(cr) {
-                self.err(
-                    "tables.control_region",
-                    format!("{cr:?} is not one of the listed regions"),
-                );
-            }
-        }
+        // Tables (config/tables.rs).
+        let tables = self.tables(raw.tables, &regions);
 
         // Timings.
         let t = raw.timings;
@@ -387,6 +376,34 @@ impl Validator<'_> {
             defaults::SHUTDOWN_GRACE,
             ms(0),
             s(600),
+        );
+        let prepare_budget = self.duration(
+            "timings.prepare_budget",
+            t.prepare_budget,
+            defaults::PREPARE_BUDGET,
+            s(1),
+            s(100),
+        );
+        let start_timeout = self.duration(
+            "timings.start_timeout",
+            t.start_timeout,
+            defaults::START_TIMEOUT,
+            s(5),
+            s(3600),
+        );
+        let stuck_failover = self.duration(
+            "timings.stuck_failover",
+            t.stuck_failover,
+            defaults::STUCK_FAILOVER,
+            s(180),
+            s(86400),
+        );
+        let abort_retry = self.duration(
+            "timings.abort_retry",
+            t.abort_retry,
+            defaults::ABORT_RETRY,
+            ms(0),
+            s(86400),
         );
         if let (Some(p), Some(f)) = (poll, fresh) {
             if f < p * 2 {
@@ -440,6 +457,13 @@ impl Validator<'_> {
         // Router and models (config/router.rs).
         let router_cfg = self.router(raw.router);
         let models = self.models(raw.models);
+        // Cost controls and tiers (config/cost.rs).
+        let batch_threshold = router_cfg
+            .as_ref()
+            .map_or(4 * 1024 * 1024, |r| r.default_batch_threshold);
+        let consistency = tables.as_ref().map(|t| t.consistency);
+        let cost = self.cost(raw.cost, &models, &regions, consistency, batch_threshold);
+        self.cost_against_timings(cost.as_ref(), &regions, prepare_budget, stuck_failover);
 
         // Listen.
         let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);
@@ -476,12 +500,7 @@ impl Validator<'_> {
         Some(Config {
             region: region.clone(),
             regions,
-            tables: Tables {
-                control: control?,
-                consistency: consistency?,
-                routing: routing?,
-                control_region,
-            },
+            tables: tables?,
             timings: Timings {
                 poll_interval: poll?,
                 failure_threshold: failure?,
@@ -490,6 +509,10 @@ impl Validator<'_> {
                 lease: lease?,
                 min_failover_interval: min_fo?,
                 shutdown_grace: grace?,
+                prepare_budget: prepare_budget?,
+                start_timeout: start_timeout?,
+                stuck_failover: stuck_failover?,
+                abort_retry: abort_retry?,
             },
             policy: Policy {
                 auto_failback: raw.policy.auto_failback.unwrap_or(false),
@@ -509,13 +532,14 @@ impl Validator<'_> {
                 admin_token_file: PathBuf::from(token_file),
             },
             endpoints,
+            cost: cost?,
             sources: files.to_vec(),
         })
     }
 }
 
 /// `us-east-1`, `eu-west-2`, `ap-southeast-1`, `us-gov-west-1`.
-fn is_region_name(s: &str) -> bool {
+pub(super) fn is_region_name(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
         && parts.iter().all(|p| {

@@ -33,11 +33,65 @@ pub enum Phase {
     FailingOver,
 }
 
+/// The last step written to the record: by the executor (`Init`,
+/// `Claimed`, settles) or by the failover workflow (`Mark`, `Switched`,
+/// `Done`, `Aborted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The record was created.
+    Init,
+    /// A daemon or operator claimed the epoch; no workflow has marked it yet.
+    Claimed,
+    /// The workflow confirmed it owns the epoch (MarkFailingOver).
+    Mark,
+    /// The workflow switched `active` (SwitchActive).
+    Switched,
+    /// The failover completed (MarkSteady, or a settle after the switch).
+    Done,
+    /// The failover ended without switching (the target refused to prepare,
+    /// the execution failed, never started, or made no progress).
+    Aborted,
+}
+
+impl Step {
+    /// Every step, in the order a failover writes them.
+    pub const ALL: [Step; 6] = [
+        Step::Init,
+        Step::Claimed,
+        Step::Mark,
+        Step::Switched,
+        Step::Done,
+        Step::Aborted,
+    ];
+
+    /// The stored name (`step` attribute; the workflow writes the same).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Init => "init",
+            Step::Claimed => "claimed",
+            Step::Mark => "mark",
+            Step::Switched => "switched",
+            Step::Done => "done",
+            Step::Aborted => "aborted",
+        }
+    }
+
+    /// Parse a stored name; an unknown name is `None` (the caller reports it).
+    pub fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// The control record as read from the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlRecord {
     /// Generation: grows with every write.
     pub version: u64,
+    /// Created with the record and never changed: names this record's
+    /// lifetime, so execution names stay unique when the table is recreated
+    /// (Step Functions reserves a closed execution's name for 90 days).
+    pub incarnation: String,
     /// Term: grows by one with every failover.
     pub epoch: u64,
     /// The region serving as active.
@@ -46,7 +100,7 @@ pub struct ControlRecord {
     pub phase: Phase,
     /// Where the in-flight (or last) failover goes.
     pub target: Option<String>,
-    /// `failover-<epoch>` of the in-flight (or last) failover.
+    /// `failover-<incarnation>-<epoch>` of the in-flight (or last) failover.
     pub execution: Option<String>,
     /// Region whose Step Functions runs that execution.
     pub initiator: Option<String>,
@@ -60,8 +114,11 @@ pub struct ControlRecord {
     pub last_failover_at: Option<u64>,
     /// When the active region last switched (unix ms).
     pub switched_at: Option<u64>,
-    /// The workflow's last step (`mark`, `switched`, `done`, `aborted`).
-    pub step: Option<String>,
+    /// The last step written.
+    pub step: Step,
+    /// Failovers that ended without switching since the last one that
+    /// completed (the planner retries sooner after an abort, with backoff).
+    pub aborts: u64,
     /// Flags of the in-flight (or last) failover, kept so a restarted
     /// initiator starts the execution with the same input.
     pub ungraceful: bool,
@@ -69,9 +126,10 @@ pub struct ControlRecord {
     pub forced: bool,
 }
 
-/// The execution name for an epoch: the idempotency key of StartExecution.
-pub fn execution_name(epoch: u64) -> String {
-    format!("failover-{epoch}")
+/// The execution name for an epoch of a record's incarnation: the
+/// idempotency key of StartExecution, unique beyond one table's life.
+pub fn execution_name(incarnation: &str, epoch: u64) -> String {
+    format!("failover-{incarnation}-{epoch}")
 }
 
 /// What this daemon may do as far as the active role goes.
@@ -105,7 +163,11 @@ pub struct LeaseClock {
 }
 
 impl LeaseClock {
-    /// Account for a successful read sent at `sent` and received at `received`.
+    /// Account for a successful read sent at `sent` and received at
+    /// `received`. `confirmed` says whether the read confirms the record:
+    /// always under MRSC; under MREC only when a majority of replicas agree
+    /// (an active cut off from the others must not renew its lease from its
+    /// own replica alone).
     pub fn observe(
         &mut self,
         me: &str,
@@ -113,8 +175,11 @@ impl LeaseClock {
         seen_epoch: Option<u64>,
         sent: u64,
         received: u64,
+        confirmed: bool,
     ) {
-        self.confirmed_at = sent;
+        if confirmed {
+            self.confirmed_at = sent;
+        }
         if record.active != me {
             self.named_since = None;
         } else if self.named_since.is_none() || seen_epoch != Some(record.epoch) {
@@ -200,6 +265,7 @@ mod tests {
     fn rec(active: &str) -> ControlRecord {
         ControlRecord {
             version: 3,
+            incarnation: "0123456789ab".into(),
             epoch: 2,
             active: active.into(),
             mode: Mode::Auto,
@@ -213,7 +279,8 @@ mod tests {
             reason: String::new(),
             last_failover_at: None,
             switched_at: Some(10_000),
-            step: None,
+            step: Step::Done,
+            aborts: 0,
             ungraceful: false,
             old_region_healthy: false,
             forced: false,
@@ -281,18 +348,21 @@ mod tests {
     fn the_clock_counts_from_the_send_and_the_first_sighting() {
         let r = rec("us-west-2");
         let mut c = LeaseClock::default();
-        c.observe("us-west-2", &r, None, 100, 180);
+        c.observe("us-west-2", &r, None, 100, 180, true);
         assert_eq!(c, clock(100, Some(180)));
         // Later reads of the same epoch move the confirmation, not the sighting.
-        c.observe("us-west-2", &r, Some(r.epoch), 1_000, 1_050);
+        c.observe("us-west-2", &r, Some(r.epoch), 1_000, 1_050, true);
         assert_eq!(c, clock(1_000, Some(180)));
         // A new epoch naming us again is a new sighting.
         let mut next = r.clone();
         next.epoch += 1;
-        c.observe("us-west-2", &next, Some(r.epoch), 2_000, 2_040);
+        c.observe("us-west-2", &next, Some(r.epoch), 2_000, 2_040, true);
         assert_eq!(c, clock(2_000, Some(2_040)));
         // Named elsewhere: no sighting.
-        c.observe("us-east-1", &next, Some(next.epoch), 3_000, 3_010);
+        c.observe("us-east-1", &next, Some(next.epoch), 3_000, 3_010, true);
+        assert_eq!(c, clock(3_000, None));
+        // A read that does not confirm (no majority of replicas) does not renew.
+        c.observe("us-east-1", &next, Some(next.epoch), 4_000, 4_010, false);
         assert_eq!(c, clock(3_000, None));
     }
 

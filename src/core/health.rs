@@ -5,8 +5,16 @@
 //! `GetHealthCheckStatus` returns the last observation of each checker
 //! region; the check is healthy when more than 18% of checkers report
 //! success; `Inverted` flips the result; a `Disabled` check is considered
-//! healthy whatever the observations say. So a drill must *invert* a check to
-//! fail a region; disabling one never fails anything over.
+//! healthy whatever the observations say, *unless it is also inverted*: AWS
+//! documents inverting a disabled check as the way to stop routing to a
+//! resource, so disabled + inverted is unhealthy. A drill must invert a
+//! check to fail a region; disabling one alone never fails anything over.
+//! A calculated check is healthy when at least `HealthThreshold` of its
+//! children are (evaluated here from the children's own readings);
+//! CloudWatch-alarm checks are not evaluated (refused at start).
+//!
+//! A reading counts once: a tracker fed the same reading twice (a cached
+//! reading in a later round) does not move (`Tracker::observe_reading`).
 //!
 //! A failed or throttled API call is `Unknown`, never `Unhealthy`: Route 53's
 //! control plane can be down exactly when us-east-1 is, and an outage of the
@@ -33,12 +41,9 @@ pub fn observation_is_success(status: &str) -> bool {
     status.trim_start().starts_with("Success")
 }
 
-/// Effective status of a Route 53 health check from its checkers'
-/// observations and its own configuration.
-pub fn route53_effective(observations: &[&str], inverted: bool, disabled: bool) -> Signal {
-    if disabled {
-        return Signal::Healthy;
-    }
+/// The raw status of an endpoint check from its checkers' observations:
+/// healthy when more than 18% report success; unknown with none.
+pub fn route53_raw(observations: &[&str]) -> Signal {
     if observations.is_empty() {
         return Signal::Unknown;
     }
@@ -46,11 +51,45 @@ pub fn route53_effective(observations: &[&str], inverted: bool, disabled: bool) 
         .iter()
         .filter(|s| observation_is_success(s))
         .count();
-    let raw_healthy = (ok as f64) / (observations.len() as f64) > ROUTE53_HEALTHY_FRACTION;
-    match raw_healthy != inverted {
-        true => Signal::Healthy,
-        false => Signal::Unhealthy,
+    if (ok as f64) / (observations.len() as f64) > ROUTE53_HEALTHY_FRACTION {
+        Signal::Healthy
+    } else {
+        Signal::Unhealthy
     }
+}
+
+/// The raw status of a calculated check: healthy when at least `threshold`
+/// children are healthy, unhealthy when even the unknown ones could not make
+/// it so, unknown otherwise.
+pub fn calculated_raw(children: &[Signal], threshold: u32) -> Signal {
+    let healthy = children.iter().filter(|c| **c == Signal::Healthy).count() as u32;
+    let unknown = children.iter().filter(|c| **c == Signal::Unknown).count() as u32;
+    if healthy >= threshold {
+        Signal::Healthy
+    } else if healthy + unknown < threshold {
+        Signal::Unhealthy
+    } else {
+        Signal::Unknown
+    }
+}
+
+/// A check's configuration applied to its raw status: `Disabled` is
+/// healthy, `Inverted` flips, and a disabled and inverted check is
+/// unhealthy (AWS: invert a disabled check to stop routing to it).
+pub fn route53_flags(raw: Signal, inverted: bool, disabled: bool) -> Signal {
+    let base = if disabled { Signal::Healthy } else { raw };
+    match (base, inverted) {
+        (Signal::Unknown, _) => Signal::Unknown,
+        (s, false) => s,
+        (Signal::Healthy, true) => Signal::Unhealthy,
+        (Signal::Unhealthy, true) => Signal::Healthy,
+    }
+}
+
+/// Effective status of an endpoint check from its checkers' observations
+/// and its own configuration.
+pub fn route53_effective(observations: &[&str], inverted: bool, disabled: bool) -> Signal {
+    route53_flags(route53_raw(observations), inverted, disabled)
 }
 
 /// A probe's verdict from its HTTP status and body: 2xx and 3xx are healthy;
@@ -89,11 +128,13 @@ pub fn combine(signals: &[Signal]) -> Signal {
 }
 
 /// The fleet's Route 53 schedule: time is cut into slots of
-/// `slot_ms = 2000 / calls_per_second` (a reading is two calls); slot `k`
-/// belongs to daemon `k mod daemons` (daemons sorted by name), and that
-/// daemon's `j`-th turn reads check `(j + me) mod checks`, so each daemon
-/// walks every check and the fleet's readings are spread out. Returns the
-/// check index to read now, if this slot is ours.
+/// `slot_ms = 2000 / calls_per_second` (a reading is two calls). Slot `k`
+/// reads check `k mod checks`, and its reader is daemon
+/// `(k / checks) mod daemons` (daemons sorted by name): every check is read
+/// once every `checks` slots, whoever is alive, and the reader rotates so a
+/// dead daemon costs each check only some of its readings. The reading is
+/// published through the control table, so the whole fleet sees it.
+/// Returns (slot, check index) if this slot is ours.
 pub fn route53_turn(
     now_ms: u64,
     slot_ms: u64,
@@ -105,7 +146,7 @@ pub fn route53_turn(
         return None;
     }
     let slot = now_ms / slot_ms;
-    (slot % daemons == me).then(|| (slot, ((slot / daemons + me) % checks) as usize))
+    ((slot / checks) % daemons == me).then_some((slot, (slot % checks) as usize))
 }
 
 /// What an observer currently believes about a region.
@@ -124,6 +165,10 @@ pub struct Tracker {
     pub verdict: Verdict,
     pub bad_streak: u32,
     pub good_streak: u32,
+    /// The reading last counted (for signals that are read less often than
+    /// every round): the same reading is not counted twice.
+    #[serde(default)]
+    pub last_reading: Option<u64>,
 }
 
 impl Default for Tracker {
@@ -134,6 +179,7 @@ impl Default for Tracker {
             verdict: Verdict::Up,
             bad_streak: 0,
             good_streak: 0,
+            last_reading: None,
         }
     }
 }
@@ -165,6 +211,32 @@ impl Tracker {
         }
         self.verdict
     }
+
+    /// Feed a sample that comes from reading `reading` (an identity): a
+    /// reading already counted changes nothing.
+    pub fn observe_reading(
+        &mut self,
+        sample: Signal,
+        reading: u64,
+        failure_threshold: u32,
+        recovery_threshold: u32,
+    ) -> Verdict {
+        if self.last_reading == Some(reading) {
+            return self.verdict;
+        }
+        self.last_reading = Some(reading);
+        self.observe(sample, failure_threshold, recovery_threshold)
+    }
+}
+
+/// A region's verdict from its signals' trackers: down when any signal's
+/// tracker says down (the rule `combine` applies to one round's samples).
+pub fn region_verdict<'a>(trackers: impl IntoIterator<Item = &'a Tracker>) -> Verdict {
+    if trackers.into_iter().any(|t| t.verdict == Verdict::Down) {
+        Verdict::Down
+    } else {
+        Verdict::Up
+    }
 }
 
 #[cfg(test)]
@@ -190,13 +262,51 @@ mod tests {
     }
 
     #[test]
-    fn inverted_flips_and_disabled_is_healthy() {
+    fn inverted_flips_and_disabled_is_healthy_unless_inverted() {
         assert_eq!(route53_effective(&[OK], true, false), Signal::Unhealthy);
         assert_eq!(route53_effective(&[BAD], true, false), Signal::Healthy);
-        // Disabled wins over everything, inverted included: disabling never fails over.
+        // Disabled is healthy whatever the observations: disabling never fails over...
         assert_eq!(route53_effective(&[BAD], false, true), Signal::Healthy);
-        assert_eq!(route53_effective(&[OK], true, true), Signal::Healthy);
         assert_eq!(route53_effective(&[], false, true), Signal::Healthy);
+        // ...but disabled and inverted is unhealthy: AWS documents inverting
+        // a disabled check as the way to stop routing to a resource.
+        assert_eq!(route53_effective(&[OK], true, true), Signal::Unhealthy);
+        assert_eq!(route53_effective(&[BAD], true, true), Signal::Unhealthy);
+        assert_eq!(route53_effective(&[], true, true), Signal::Unhealthy);
+    }
+
+    #[test]
+    fn calculated_checks_count_healthy_children() {
+        use Signal::*;
+        assert_eq!(calculated_raw(&[Healthy, Unhealthy, Healthy], 2), Healthy);
+        assert_eq!(
+            calculated_raw(&[Healthy, Unhealthy, Unhealthy], 2),
+            Unhealthy
+        );
+        assert_eq!(calculated_raw(&[Healthy, Unknown, Unhealthy], 2), Unknown);
+        assert_eq!(calculated_raw(&[], 0), Healthy);
+        assert_eq!(
+            route53_flags(calculated_raw(&[Healthy], 1), true, false),
+            Unhealthy
+        );
+    }
+
+    #[test]
+    fn a_reading_counts_once() {
+        let mut t = Tracker::default();
+        for _ in 0..5 {
+            t.observe_reading(Signal::Unhealthy, 7, 2, 2);
+        }
+        assert_eq!(
+            (t.verdict, t.bad_streak),
+            (Verdict::Up, 1),
+            "one reading, one count"
+        );
+        t.observe_reading(Signal::Unhealthy, 8, 2, 2);
+        assert_eq!(t.verdict, Verdict::Down);
+        let up = Tracker::default();
+        assert_eq!(region_verdict([&up, &t]), Verdict::Down);
+        assert_eq!(region_verdict([&up]), Verdict::Up);
     }
 
     #[test]
@@ -258,6 +368,17 @@ mod tests {
             per_check.iter().flatten().all(|n| *n == 10),
             "every daemon reads every check: {per_check:?}"
         );
+        // Each check is read once every `checks` slots, whoever reads it.
+        let mut last_read = [None::<u64>; 3];
+        for slot in 0..90u64 {
+            let owner = (0..3u64)
+                .find_map(|me| route53_turn(slot * 4000, 4000, me, 3, 3).map(|(_, c)| c))
+                .unwrap();
+            if let Some(prev) = last_read[owner] {
+                assert_eq!(slot - prev, 3, "check {owner} read every 3 slots");
+            }
+            last_read[owner] = Some(slot);
+        }
     }
 
     fn signal() -> impl Strategy<Value = Signal> {

@@ -2,11 +2,17 @@
 //! as unix milliseconds; the daemon collects inputs, calls in, persists,
 //! then acts.
 
+pub mod advise; // the seed's decision matrix over observed traffic -> one recommendation per model
+pub mod backoff; // the one exponential backoff (jitter passed in)
 pub mod control; // the control record, epochs, versions, modes, the lease
 pub mod health; // effective health of checks and probes; hysteresis
+pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
 pub mod quorum; // votes from all regions -> verdict per region
 pub mod rand; // splitmix64: seeded, counter-based randomness (jitter, ids, lab faults)
+pub mod record; // every write to the control record, as one pure transition function
 pub mod retry; // router backoff, retry budget, circuit breaker (time passed in)
 pub mod routing; // router path and region choice
+pub mod schedule; // scheduled capacity windows (IANA zones, DST) and the rule next to failover
+pub mod tier; // DR tiers: automatic failover, standby capacity, the prepare step
 pub mod tokens; // task-token lifecycle

@@ -10,10 +10,25 @@
 //! - only with a quorum (see `quorum`), only in `auto` mode, only when the
 //!   record is steady;
 //! - the active region must be `Down` by quorum;
-//! - the target is the highest-priority region the quorum sees `Up`, and only
-//!   the target's own daemon starts the failover (in its own region's Step
-//!   Functions, as `failover-<epoch+1>`);
-//! - not sooner than `min_failover_interval` after the last failover;
+//! - the target is the highest-priority region the quorum sees `Up` *whose
+//!   daemon's vote is fresh* (a region whose daemon is dead cannot run its
+//!   prepare step, so it cannot take over), and only the target's own daemon
+//!   starts the failover (in its own region's Step Functions, as
+//!   `failover-<incarnation>-<epoch+1>`). Daemons may disagree on who the
+//!   target is (their views of freshness differ); the claim is a write
+//!   conditional on the record's version, so at most one of them wins the
+//!   epoch (docs/protocol.md, "one initiator per epoch");
+//! - not sooner than `min_failover_interval` after the last failover, except
+//!   after an aborted one: then after `abort_retry × 2^(aborts−1)`, capped by
+//!   `min_failover_interval`, preferring another target than the one that
+//!   just aborted;
+//! - an in-flight failover never wedges the record: an ended execution, one
+//!   that never started within `start_timeout`, or one that made no progress
+//!   for `stuck_failover` is settled by its initiator or any daemon with a
+//!   quorum, whatever the initiator's liveness (the stall is measured on the
+//!   settling daemon's own clock). Settling is safe at any moment: the
+//!   workflow's writes are fenced on the record still failing over
+//!   (`core::record`);
 //! - failback (moving to a *more* preferred region that recovered) only when
 //!   `auto_failback` is on;
 //! - in `eventual` consistency mode, never automatically: the model check
@@ -22,8 +37,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::control::{ControlRecord, Mode, Phase, execution_name};
+use super::control::{ControlRecord, Mode, Phase, Step, execution_name};
 use super::quorum::{Consensus, Tally};
+use super::record::{Settlement, settlement};
 
 /// Policy inputs, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,15 +50,26 @@ pub struct Policy {
     pub auto_failback: bool,
     /// False in `eventual` consistency mode (see the module doc).
     pub automatic_allowed: bool,
-    /// A failover still in flight this long after its claim, whose initiator
-    /// is gone (its vote is stale), is settled by any daemon with a quorum.
-    /// Longer than the workflow's task timeouts together (prepare 300 s +
-    /// drain 120 s), so no execution can still be running by then.
+    /// A failover whose record shows no progress (its version unchanged)
+    /// for this long is settled. Longer than the longest wait of the
+    /// workflow between two record writes (a callback task's timeout, plus
+    /// the DynamoDB retries around it): see docs/protocol.md.
     pub stuck_failover_ms: u64,
+    /// A claimed failover whose workflow has not marked the record within
+    /// this long is settled: its execution did not start (or cannot).
+    pub start_timeout_ms: u64,
+    /// After an aborted failover, the next automatic attempt may come after
+    /// `abort_retry × 2^(aborts−1)`, never later than `min_failover_interval`.
+    pub abort_retry_ms: u64,
 }
 
-/// The default for [`Policy::stuck_failover_ms`]: 15 minutes.
-pub const STUCK_FAILOVER_MS: u64 = 15 * 60 * 1000;
+/// Default for [`Policy::stuck_failover_ms`]: 5 minutes (prepare's 120 s
+/// timeout, or drain's 120 s, plus a minute of DynamoDB retries, with room).
+pub const STUCK_FAILOVER_MS: u64 = 5 * 60 * 1000;
+/// Default for [`Policy::start_timeout_ms`].
+pub const START_TIMEOUT_MS: u64 = 60 * 1000;
+/// How long journal, token and job items are kept (their `ttl`): 30 days.
+pub const ITEM_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 impl Policy {
     /// Regions, most preferred first.
@@ -78,6 +105,13 @@ pub enum ExecutionStatus {
     Ended,
 }
 
+impl ExecutionStatus {
+    /// The execution will not write the record again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ExecutionStatus::Succeeded | ExecutionStatus::Ended)
+    }
+}
+
 /// An operator's request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
@@ -106,6 +140,8 @@ pub enum Request {
 
 /// A failover to perform: write the record (conditional on
 /// `expected_version`), then start `execution` in `initiator`'s region.
+/// With `supersedes`, the claim replaces an in-flight failover (an
+/// operator's `--force`), and the old execution is stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverPlan {
     pub from: String,
@@ -124,6 +160,11 @@ pub struct FailoverPlan {
     pub forced: bool,
     pub automatic: bool,
     pub changed_by: String,
+    /// When the claim was decided (unix ms, the planner's `now`): becomes
+    /// the record's `last_failover_at`, and the items' `ttl` derives from it.
+    pub claimed_at: u64,
+    /// The in-flight execution this claim supersedes.
+    pub supersedes: Option<String>,
 }
 
 impl FailoverPlan {
@@ -140,6 +181,7 @@ impl FailoverPlan {
             "old_region_healthy": self.old_region_healthy,
             "forced": self.forced,
             "initiator": self.initiator,
+            "ttl": self.claimed_at / 1000 + ITEM_RETENTION_SECS,
         })
     }
 
@@ -159,6 +201,8 @@ impl FailoverPlan {
             forced: r.forced,
             automatic: !r.changed_by.starts_with("operator:"),
             changed_by: r.changed_by.clone(),
+            claimed_at: r.last_failover_at?,
+            supersedes: None,
         })
     }
 }
@@ -174,10 +218,15 @@ pub enum Action {
     /// The record already claims this failover but its execution does not
     /// exist (crash between write and start): start it, same name and input.
     EnsureExecution(FailoverPlan),
-    /// The execution ended without settling the record: settle it.
+    /// End an in-flight failover that its workflow will not end (see the
+    /// module doc); `stop` asks Step Functions to stop the execution too,
+    /// in case it still runs.
     Settle {
         expected_version: u64,
         execution: String,
+        outcome: Settlement,
+        reason: String,
+        stop: bool,
     },
     SetMode {
         mode: Mode,
@@ -220,8 +269,12 @@ pub struct Inputs<'a> {
     pub me: &'a str,
     pub tally: &'a Tally,
     pub record: &'a RecordRead,
-    /// Set when the record is failing over and `me` initiated it.
+    /// The status of the record's execution, when the record is failing
+    /// over and Step Functions could be asked.
     pub execution: Option<ExecutionStatus>,
+    /// How long this daemon has seen the record at its current version, on
+    /// its own clock (0 when it has just changed).
+    pub stalled_ms: u64,
     pub policy: &'a Policy,
     pub request: Option<&'a Request>,
 }
@@ -241,6 +294,45 @@ fn best_up(i: &Inputs<'_>, excluding: Option<&str>) -> Option<String> {
         .filter(|r| Some(*r) != excluding)
         .find(|r| i.tally.is(r, Consensus::Up))
         .map(String::from)
+}
+
+/// Can `region` take over? Up by quorum, and its daemon alive (its vote is
+/// fresh): only a live daemon can run the prepare step.
+fn can_take_over(i: &Inputs<'_>, region: &str) -> bool {
+    i.tally.is(region, Consensus::Up) && i.tally.fresh_observers.iter().any(|o| o == region)
+}
+
+/// The failover target away from `rec.active`: the most preferred region
+/// that can take over; after an aborted failover, another region than the
+/// one that aborted, if there is one.
+fn failover_target(i: &Inputs<'_>, rec: &ControlRecord) -> Option<String> {
+    let able: Vec<&str> = i
+        .policy
+        .by_priority()
+        .into_iter()
+        .filter(|r| *r != rec.active && can_take_over(i, r))
+        .collect();
+    let just_aborted = (rec.step == Step::Aborted)
+        .then_some(rec.target.as_deref())
+        .flatten();
+    able.iter()
+        .find(|r| Some(**r) != just_aborted)
+        .or(able.first())
+        .map(|r| r.to_string())
+}
+
+/// The earliest time of the next automatic failover.
+fn next_allowed(p: &Policy, rec: &ControlRecord) -> Option<u64> {
+    let last = rec.last_failover_at?;
+    let wait = if rec.step == Step::Aborted && rec.aborts > 0 {
+        let shift = (rec.aborts - 1).min(20) as u32;
+        p.abort_retry_ms
+            .saturating_mul(1u64 << shift)
+            .min(p.min_failover_interval_ms)
+    } else {
+        p.min_failover_interval_ms
+    };
+    Some(last.saturating_add(wait))
 }
 
 fn plan_automatic(i: &Inputs<'_>) -> Decision {
@@ -275,48 +367,7 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
         RecordRead::Found(r) => r,
     };
     if rec.phase == Phase::FailingOver {
-        if rec.initiator.as_deref() == Some(i.me) {
-            match i.execution {
-                Some(ExecutionStatus::NotStarted) => {
-                    if let Some(p) = FailoverPlan::from_record(rec) {
-                        return Decision::Act {
-                            action: Action::EnsureExecution(p),
-                        };
-                    }
-                }
-                Some(ExecutionStatus::Ended) | Some(ExecutionStatus::Succeeded) => {
-                    return Decision::Act {
-                        action: Action::Settle {
-                            expected_version: rec.version,
-                            execution: rec.execution.clone().unwrap_or_default(),
-                        },
-                    };
-                }
-                Some(ExecutionStatus::Running) | None => {}
-            }
-        }
-        // Liveness: an initiator that died between its claim and the end of
-        // the workflow must not wedge the record for good. After the bound
-        // on the workflow's duration, any daemon with a quorum settles it.
-        let initiator_gone = !rec
-            .initiator
-            .as_ref()
-            .is_some_and(|r| i.tally.fresh_observers.contains(r));
-        let stuck = i.now.saturating_sub(rec.changed_at) > i.policy.stuck_failover_ms;
-        if stuck && initiator_gone && i.tally.no_quorum.is_none() {
-            return Decision::Act {
-                action: Action::Settle {
-                    expected_version: rec.version,
-                    execution: rec.execution.clone().unwrap_or_default(),
-                },
-            };
-        }
-        return idle(format!(
-            "failover in flight: {} ({} -> {})",
-            rec.execution.as_deref().unwrap_or("?"),
-            rec.previous.as_deref().unwrap_or(&rec.active),
-            rec.target.as_deref().unwrap_or("?")
-        ));
+        return plan_in_flight(i, rec);
     }
     if rec.mode == Mode::Paused {
         return idle("paused: no automatic action");
@@ -329,14 +380,12 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
             "automatic failover is off in eventual consistency mode (operators may still fail over)",
         );
     }
-    let too_soon = rec
-        .last_failover_at
-        .is_some_and(|t| i.now < t.saturating_add(i.policy.min_failover_interval_ms));
+    let too_soon = next_allowed(i.policy, rec).is_some_and(|t| i.now < t);
 
     if i.tally.is(&rec.active, Consensus::Down) {
-        let Some(target) = best_up(i, Some(&rec.active)) else {
+        let Some(target) = failover_target(i, rec) else {
             return idle(format!(
-                "{} is down, but no other region is up by quorum",
+                "{} is down, but no other region is up by quorum with a live daemon",
                 rec.active
             ));
         };
@@ -348,8 +397,9 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
         }
         if too_soon {
             return idle(format!(
-                "{} is down, but the last failover was less than the minimum interval ago",
-                rec.active
+                "{} is down, but the last failover was too recent (next attempt at {})",
+                rec.active,
+                next_allowed(i.policy, rec).unwrap_or_default()
             ));
         }
         let reason = format!(
@@ -379,6 +429,75 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
         }
     }
     idle(format!("steady: {} is active", rec.active))
+}
+
+/// A failover is in flight: help it along, or end it if its workflow will not.
+fn plan_in_flight(i: &Inputs<'_>, rec: &ControlRecord) -> Decision {
+    let execution = rec.execution.clone().unwrap_or_default();
+    let mine = rec.initiator.as_deref() == Some(i.me);
+    // Settling needs no quorum from the initiator (it knows its execution);
+    // anyone else needs one, so an isolated daemon does not act. Under MREC
+    // (automatic failover off) only the initiator settles: its settle and
+    // its workflow's writes go to the same replica and so are ordered, where
+    // another region's settle on its own replica could be overwritten by
+    // the workflow's switch (the model check shows two actives otherwise).
+    let may_settle = mine || (i.policy.automatic_allowed && i.tally.no_quorum.is_none());
+    let settle = |reason: String, stop: bool| Decision::Act {
+        action: Action::Settle {
+            expected_version: rec.version,
+            execution: execution.clone(),
+            outcome: settlement(rec),
+            reason,
+            stop,
+        },
+    };
+    let secs = |ms: u64| ms / 1000;
+    if may_settle {
+        if let Some(st) = i.execution.filter(|s| s.is_terminal()) {
+            return settle(
+                format!("{execution} ended ({st:?}) without settling the record"),
+                false,
+            );
+        }
+        if rec.step == Step::Claimed && i.stalled_ms > i.policy.start_timeout_ms {
+            let how = match i.execution {
+                Some(ExecutionStatus::NotStarted) => "does not exist",
+                Some(ExecutionStatus::Running) => "runs but has not marked the record",
+                _ => "cannot be confirmed (Step Functions unreadable)",
+            };
+            return settle(
+                format!(
+                    "{execution} did not start within {}s: it {how}",
+                    secs(i.policy.start_timeout_ms)
+                ),
+                i.execution != Some(ExecutionStatus::NotStarted),
+            );
+        }
+        if i.stalled_ms > i.policy.stuck_failover_ms {
+            return settle(
+                format!(
+                    "{execution} made no progress for {}s (step {})",
+                    secs(i.stalled_ms),
+                    rec.step.as_str()
+                ),
+                true,
+            );
+        }
+    }
+    if mine && i.execution == Some(ExecutionStatus::NotStarted) {
+        if let Some(p) = FailoverPlan::from_record(rec) {
+            return Decision::Act {
+                action: Action::EnsureExecution(p),
+            };
+        }
+    }
+    idle(format!(
+        "failover in flight: {} ({} -> {}, step {})",
+        execution,
+        rec.previous.as_deref().unwrap_or(&rec.active),
+        rec.target.as_deref().unwrap_or("?"),
+        rec.step.as_str()
+    ))
 }
 
 fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
@@ -436,14 +555,15 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
     if !i.policy.priorities.iter().any(|(r, _)| *r == to) {
         return refuse(format!("{to} is not one of the configured regions"));
     }
-    if rec.phase == Phase::FailingOver {
+    let in_flight = rec.phase == Phase::FailingOver;
+    if in_flight && !force {
         return refuse(format!(
-            "a failover is already in flight: {} to {}",
+            "a failover is already in flight: {} to {}; --force supersedes it",
             rec.execution.as_deref().unwrap_or("?"),
             rec.target.as_deref().unwrap_or("?")
         ));
     }
-    if rec.active == to {
+    if rec.active == to && !in_flight {
         return refuse(format!("{to} is already the active region"));
     }
     if !force {
@@ -456,6 +576,11 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
             return refuse(format!(
                 "{to} is not healthy by quorum ({:?}); --force overrides",
                 i.tally.regions.get(&to)
+            ));
+        }
+        if !can_take_over(i, &to) {
+            return refuse(format!(
+                "{to}'s daemon is not alive (its vote is stale): it cannot run the prepare step; --force overrides"
             ));
         }
     }
@@ -494,12 +619,17 @@ fn start(
             ungraceful,
         } => (false, forced, ungraceful, format!("operator:{name}")),
     };
+    let supersedes = (rec.phase == Phase::FailingOver)
+        .then(|| rec.execution.clone())
+        .flatten();
+    // Superseding a failover that had already switched moves on from the
+    // region it switched to.
     Decision::Act {
         action: Action::StartFailover(FailoverPlan {
             from: rec.active.clone(),
             to: to.clone(),
             epoch: rec.epoch + 1,
-            execution: execution_name(rec.epoch + 1),
+            execution: execution_name(&rec.incarnation, rec.epoch + 1),
             initiator: to,
             expected_version: rec.version,
             reason,
@@ -508,6 +638,8 @@ fn start(
             forced,
             automatic,
             changed_by,
+            claimed_at: i.now,
+            supersedes,
         }),
     }
 }

@@ -11,6 +11,13 @@
 //! Requiring a majority of all regions, not just of those heard from, is what
 //! keeps a partitioned minority from agreeing among itself that the majority
 //! is down.
+//!
+//! Freshness is judged on the *reader's* clock ([`Receipts`]): a vote's own
+//! timestamp is the writer's clock, and a dead daemon whose clock ran fast
+//! must not keep counting because its last vote is stamped in the future.
+//! A reader stamps each vote with when it first saw that vote (a new `at`),
+//! and votes it found already there at its first read are clamped to that
+//! read's time.
 
 use std::collections::BTreeMap;
 
@@ -66,6 +73,42 @@ impl Tally {
     /// Does the quorum see `region` in this state?
     pub fn is(&self, region: &str, c: Consensus) -> bool {
         self.no_quorum.is_none() && self.regions.get(region) == Some(&c)
+    }
+}
+
+/// When this daemon first saw each observer's current vote, on its own
+/// clock: what freshness is judged on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipts {
+    /// observer -> (the vote's `at`, our time when we first saw it)
+    seen: BTreeMap<String, (u64, u64)>,
+    /// Set after the first read.
+    started: bool,
+}
+
+impl Receipts {
+    /// `votes` as read at `now` (reader's clock), with each `at` replaced by
+    /// the time its freshness is judged on: when this reader first saw that
+    /// vote; for votes already there at the reader's first read, the vote's
+    /// own time clamped to `now` (an old vote stays old, a vote from the
+    /// future counts from now).
+    pub fn effective(&mut self, votes: &[Vote], now: u64) -> Vec<Vote> {
+        let first_read = !self.started;
+        self.started = true;
+        votes
+            .iter()
+            .map(|v| {
+                let at = match self.seen.get(&v.observer) {
+                    Some((seen_at, received)) if *seen_at == v.at => *received,
+                    _ => {
+                        let received = if first_read { v.at.min(now) } else { now };
+                        self.seen.insert(v.observer.clone(), (v.at, received));
+                        received
+                    }
+                };
+                Vote { at, ..v.clone() }
+            })
+            .collect()
     }
 }
 
@@ -234,6 +277,74 @@ mod tests {
             tally("us-west-2", &regions(), &votes, 9500, 5000).no_quorum,
             Some(NoQuorum::OwnVoteStale)
         );
+    }
+
+    #[test]
+    fn a_vote_from_the_future_is_not_fresher_than_now() {
+        // eu-west-1's daemon died with its clock an hour fast: its last vote
+        // is stamped in the future.
+        let mut r = Receipts::default();
+        let hour = 3_600_000;
+        let votes = vec![
+            vote("us-west-2", 10_000, &[]),
+            vote("eu-west-1", 10_000 + hour, &[]),
+        ];
+        let first = r.effective(&votes, 10_500);
+        assert_eq!(first[1].at, 10_500, "clamped to the reader's now");
+        // The same vote, read again much later: it stops counting.
+        let later = r.effective(&votes, 20_000);
+        let t = tally("us-west-2", &regions(), &later, 20_000, 5_000);
+        assert!(!t.fresh_observers.contains(&"eu-west-1".to_string()));
+    }
+
+    proptest::proptest! {
+        /// Whatever each observer's clock skew, a live observer (a new vote
+        /// every round) is fresh on the reader's clock from its second read
+        /// on, and one that
+        /// stopped writing goes stale within the freshness bound plus one
+        /// round of its last vote.
+        #[test]
+        fn freshness_is_judged_on_the_readers_clock(
+            skews in proptest::collection::vec(-3_600_000i64..3_600_000, 3),
+            dies_at in proptest::collection::vec(proptest::option::of(0u64..40), 3),
+            rounds in 5u64..60,
+        ) {
+            let names = regions();
+            let poll = 1_000u64;
+            let fresh = 5_000u64;
+            let mut r = Receipts::default();
+            let mut last_vote_at: Vec<Option<u64>> = vec![None; 3];
+            let mut last_at: Vec<u64> = vec![0; 3];
+            let base = 10_000_000u64;
+            for k in 0..rounds {
+                let now = base + k * poll; // the reader's clock
+                let mut votes = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    let alive = dies_at[i].is_none_or(|d| k < d);
+                    if alive {
+                        last_at[i] = (now as i64 + skews[i]) as u64;
+                        last_vote_at[i] = Some(now);
+                    }
+                    if last_vote_at[i].is_some() {
+                        votes.push(vote(name, last_at[i], &[]));
+                    }
+                }
+                let eff = r.effective(&votes, now);
+                for (i, name) in names.iter().enumerate() {
+                    let Some(written) = last_vote_at[i] else { continue };
+                    let v = eff.iter().find(|v| &v.observer == name).unwrap();
+                    let is_fresh = now.saturating_sub(v.at) <= fresh;
+                    // From the second read on (the first read cannot tell a
+                    // slow clock from an old vote, and stays conservative).
+                    if written == now && k > 0 {
+                        proptest::prop_assert!(is_fresh, "{} is alive but stale", name);
+                    }
+                    if now > written + fresh + poll {
+                        proptest::prop_assert!(!is_fresh, "{} died at {} but still counts at {}", name, written, now);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -4,17 +4,27 @@
 //!
 //! A failover is a saga of two steps, each idempotent with a recorded outcome:
 //! 1. claim the epoch: a conditional write on the record's `version`
-//!    (a lost race is a [`Outcome::Lost`], not an error);
-//! 2. start `failover-<epoch>` in the initiator region's Step Functions. The
-//!    name is the idempotency key: a retry (or a restart after a crash
-//!    between 1 and 2, via `Action::EnsureExecution`) starts the same
-//!    execution or finds it already there.
+//!    (a lost race is [`Outcome::Lost`], not an error);
+//! 2. start `failover-<incarnation>-<epoch>` in the initiator region's Step
+//!    Functions. The name is the idempotency key: a retry (or a restart after
+//!    a crash between 1 and 2, via `Action::EnsureExecution`) starts the same
+//!    execution or finds it already there. An existing execution of that name
+//!    with *other* input is a collision (a name reused from an earlier table
+//!    or a bug), never "started earlier": the claim is settled as aborted at
+//!    once, with the reason in the journal.
+//!
+//! A superseding claim (`--force` over an in-flight failover) stops the old
+//! execution, best effort: its writes are fenced off by the new epoch either
+//! way. A settle stops a possibly running execution the same way.
 
-use crate::aws::AwsClients;
-use crate::aws::control_table::{ControlTable, Event, StoreError, Write};
-use crate::aws::sfn::{self, SfnError, Started};
 use crate::config::Config;
 use crate::core::plan::{Action, FailoverPlan};
+use crate::core::record::{RecordWrite, Settlement};
+use crate::ports::store::Write;
+use crate::ports::workflows::{Started, execution_arn};
+use crate::ports::{PortError, Ports};
+
+use super::journal::journal;
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,51 +38,60 @@ pub enum Outcome {
 /// Why an action failed part-way (its recorded steps stay recorded).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Sfn(#[from] SfnError),
+    #[error("control store")]
+    Store(#[source] PortError),
+    #[error("Step Functions")]
+    Workflow(#[source] PortError),
     #[error("{0} is not a configured region")]
     UnknownRegion(String),
+    #[error(
+        "execution {execution} already exists with other input: the name collides; the claim was settled as aborted"
+    )]
+    Collision { execution: String },
 }
 
 /// Everything an action needs.
 pub struct Executor<'a> {
     pub config: &'a Config,
-    pub clients: &'a AwsClients,
-    pub table: &'a ControlTable,
+    pub ports: &'a Ports,
     /// Who acts: a region name, or `operator:<name>`.
     pub who: String,
 }
 
 impl Executor<'_> {
-    /// Journal an act at the time it happened (not the round's `now`, so
+    /// Journal an act at the time it happened (not the decision's `now`, so
     /// entries of one action keep their order).
-    async fn journal(&self, _decided_at: u64, kind: &str, epoch: Option<u64>, detail: String) {
-        let e = Event {
-            at: crate::aws::control_table::now_ms(),
-            who: self.who.clone(),
-            kind: kind.into(),
-            epoch,
-            detail,
-        };
-        if let Err(err) = self.table.journal(&e).await {
-            // The journal is for humans; losing an entry must not stop a failover.
-            tracing::warn!(error = %err, kind, "cannot write journal entry");
-        }
+    async fn journal(&self, kind: &str, epoch: Option<u64>, detail: String) {
+        let at = self.ports.clock.now_ms();
+        journal(&*self.ports.store, at, &self.who, kind, epoch, detail).await;
+    }
+
+    async fn write(&self, w: &RecordWrite) -> Result<Write, ExecError> {
+        self.ports
+            .store
+            .write_record(w)
+            .await
+            .map_err(ExecError::Store)
     }
 
     /// Perform `action` at time `now`.
     pub async fn apply(&self, action: &Action, now: u64) -> Result<Outcome, ExecError> {
         match action {
             Action::Initialize { active } => {
-                match self.table.initialize(active, &self.who, now).await? {
+                let incarnation = format!("{:012x}", self.ports.entropy.next_u64() >> 16);
+                let w = RecordWrite::Initialize {
+                    active: active.clone(),
+                    incarnation: incarnation.clone(),
+                    by: self.who.clone(),
+                    at: now,
+                    reason: "initialized: highest-priority region up by quorum".into(),
+                };
+                match self.write(&w).await? {
                     Write::Written => {
                         self.journal(
-                            now,
                             "initialized",
                             Some(1),
-                            format!("control record created: {active} active"),
+                            format!("control record created (incarnation {incarnation}): {active} active"),
                         )
                         .await;
                         Ok(Outcome::Done(format!(
@@ -83,10 +102,9 @@ impl Executor<'_> {
                 }
             }
             Action::StartFailover(p) => {
-                match self.table.claim_failover(p, now).await? {
+                match self.write(&RecordWrite::Claim { plan: p.clone() }).await? {
                     Write::Conflict => {
                         self.journal(
-                            now,
                             "failover_lost_race",
                             Some(p.epoch),
                             format!("{} -> {}: the record moved first", p.from, p.to),
@@ -102,12 +120,16 @@ impl Executor<'_> {
                         } else {
                             "manual"
                         };
+                        let over = p
+                            .supersedes
+                            .as_deref()
+                            .map(|old| format!(", superseding {old}"))
+                            .unwrap_or_default();
                         self.journal(
-                            now,
                             "failover_claimed",
                             Some(p.epoch),
                             format!(
-                                "{} -> {} ({how}{}): {}",
+                                "{} -> {} ({how}{}{over}): {}",
                                 p.from,
                                 p.to,
                                 if p.ungraceful { ", ungraceful" } else { "" },
@@ -117,27 +139,44 @@ impl Executor<'_> {
                         .await;
                     }
                 }
-                self.start(p, now).await
+                if let Some(old) = &p.supersedes {
+                    self.stop(old, &format!("superseded by {}", p.execution))
+                        .await;
+                }
+                self.start(p, p.expected_version + 1).await
             }
-            Action::EnsureExecution(p) => self.start(p, now).await,
+            Action::EnsureExecution(p) => self.start(p, p.expected_version).await,
             Action::Settle {
                 expected_version,
                 execution,
+                outcome,
+                reason,
+                stop,
             } => {
-                match self
-                    .table
-                    .settle(*expected_version, execution, &self.who, now)
-                    .await?
-                {
+                let w = RecordWrite::Settle {
+                    expected_version: *expected_version,
+                    execution: execution.clone(),
+                    outcome: *outcome,
+                    by: self.who.clone(),
+                    at: now,
+                    reason: reason.clone(),
+                };
+                match self.write(&w).await? {
                     Write::Written => {
+                        let how = match outcome {
+                            Settlement::Completed => "completed",
+                            Settlement::Aborted => "aborted",
+                        };
                         self.journal(
-                            now,
                             "settled",
                             None,
-                            format!("{execution} ended without settling the record; marked steady"),
+                            format!("{execution} settled as {how}: {reason}"),
                         )
                         .await;
-                        Ok(Outcome::Done(format!("settled after {execution}")))
+                        if *stop {
+                            self.stop(execution, reason).await;
+                        }
+                        Ok(Outcome::Done(format!("{execution} settled as {how}")))
                     }
                     Write::Conflict => Ok(Outcome::Lost),
                 }
@@ -147,41 +186,119 @@ impl Executor<'_> {
                 expected_version,
                 reason,
                 changed_by,
-            } => match self
-                .table
-                .set_mode(*mode, *expected_version, reason, changed_by, now)
-                .await?
-            {
-                Write::Written => {
-                    self.journal(
-                        now,
-                        "mode",
-                        None,
-                        format!("mode set to {mode:?} by {changed_by}: {reason}"),
-                    )
-                    .await;
-                    Ok(Outcome::Done(format!("mode is now {mode:?}")))
+            } => {
+                let w = RecordWrite::SetMode {
+                    mode: *mode,
+                    expected_version: *expected_version,
+                    by: changed_by.clone(),
+                    at: now,
+                    reason: reason.clone(),
+                };
+                match self.write(&w).await? {
+                    Write::Written => {
+                        self.journal(
+                            "mode",
+                            None,
+                            format!("mode set to {mode:?} by {changed_by}: {reason}"),
+                        )
+                        .await;
+                        Ok(Outcome::Done(format!("mode is now {mode:?}")))
+                    }
+                    Write::Conflict => Ok(Outcome::Lost),
                 }
-                Write::Conflict => Ok(Outcome::Lost),
-            },
+            }
         }
     }
 
-    async fn start(&self, p: &FailoverPlan, now: u64) -> Result<Outcome, ExecError> {
-        let region = self
-            .config
-            .region(&p.initiator)
-            .ok_or_else(|| ExecError::UnknownRegion(p.initiator.clone()))?;
-        let client = self.clients.sfn(&p.initiator);
-        let input = p.execution_input().to_string();
-        let started =
-            sfn::start_execution(&client, &region.state_machine_arn, &p.execution, &input).await?;
-        let what = match &started {
-            Started::Running(arn) => format!("{} running ({arn})", p.execution),
-            Started::AlreadyExists => format!("{} already exists (started earlier)", p.execution),
+    /// The state machine ARN of the region an execution name runs in.
+    fn state_machine(&self, region: &str) -> Result<&str, ExecError> {
+        self.config
+            .region(region)
+            .map(|r| r.state_machine_arn.as_str())
+            .ok_or_else(|| ExecError::UnknownRegion(region.to_string()))
+    }
+
+    /// Stop an execution, best effort. Its initiator is not always known
+    /// here, so every region's state machine is tried: stopping an
+    /// execution that does not exist is a no-op.
+    async fn stop(&self, execution: &str, cause: &str) {
+        for r in &self.config.regions {
+            let arn = execution_arn(&r.state_machine_arn, execution);
+            if let Err(e) = self.ports.workflows.stop(&arn, cause).await {
+                tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    %arn,
+                    "cannot stop a superseded or settled execution (its writes are fenced off anyway)"
+                );
+            }
+        }
+    }
+
+    /// Start `p`'s execution; `claimed_version` is the record's version
+    /// after the claim (what a collision's settle is fenced on).
+    async fn start(&self, p: &FailoverPlan, claimed_version: u64) -> Result<Outcome, ExecError> {
+        let sm = self.state_machine(&p.initiator)?;
+        let input = p.execution_input();
+        let started = self
+            .ports
+            .workflows
+            .start(sm, &p.execution, &input.to_string())
+            .await
+            .map_err(ExecError::Workflow)?;
+        let what = match started {
+            Started::Running { arn } => format!("{} running ({arn})", p.execution),
+            Started::Existing {
+                status,
+                input: existing,
+                ..
+            } => {
+                let same = existing
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                    .is_some_and(|v| v == input);
+                if !same {
+                    self.collision(p, claimed_version).await;
+                    return Err(ExecError::Collision {
+                        execution: p.execution.clone(),
+                    });
+                }
+                format!(
+                    "{} already exists with this input ({status:?})",
+                    p.execution
+                )
+            }
         };
-        self.journal(now, "execution_started", Some(p.epoch), what.clone())
+        self.journal("execution_started", Some(p.epoch), what.clone())
             .await;
         Ok(Outcome::Done(what))
+    }
+
+    async fn collision(&self, p: &FailoverPlan, claimed_version: u64) {
+        let reason = format!(
+            "execution name {} is taken by an execution with other input (Step Functions keeps closed names for 90 days)",
+            p.execution
+        );
+        let w = RecordWrite::Settle {
+            expected_version: claimed_version,
+            execution: p.execution.clone(),
+            outcome: Settlement::Aborted,
+            by: self.who.clone(),
+            at: self.ports.clock.now_ms(),
+            reason: reason.clone(),
+        };
+        match self.write(&w).await {
+            Ok(Write::Written) => {
+                self.journal(
+                    "settled",
+                    Some(p.epoch),
+                    format!("{} settled as aborted: {reason}", p.execution),
+                )
+                .await
+            }
+            Ok(Write::Conflict) => {}
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "cannot settle a collided claim; the stall rule will")
+            }
+        }
     }
 }

@@ -7,14 +7,30 @@
 //! arrives, and in-flight work gets `timings.shutdown_grace` to finish.
 //! SIGHUP reloads the configuration; an invalid new file is logged in full
 //! and the old configuration stays in force.
+//!
+//! Ports: with `127.0.0.1:0` in `listen.*` the OS chooses each port, and
+//! [`BoundAddrs`] is how the chosen ones get out: the startup line names
+//! them, and `failoverd run --bound-file PATH` writes them as JSON before
+//! `READY=1` (temp file + rename, so a reader never sees half a file). This
+//! is the only race-free way for a supervisor or a test to learn a port:
+//! picking a "free" port by binding, closing and handing the number on lets
+//! the OS hand the same port out again before the daemon binds it (the lab
+//! once started a daemon whose admin and router ports were the same).
 
+pub mod cost;
 pub mod executor;
+pub mod journal;
 pub mod notify;
+pub mod preflight;
+pub mod prepare;
 pub mod probe;
 pub mod reconcile;
+pub mod signals;
+pub mod tokens;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -34,6 +50,18 @@ pub enum DaemonError {
     Bind {
         what: &'static str,
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the address the {what} listener bound")]
+    LocalAddr {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the bound addresses to {}", path.display())]
+    BoundFile {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -87,6 +115,63 @@ impl Listeners {
             })?;
         Ok(Self { admin, router })
     }
+
+    /// The addresses really bound (port 0 resolved to the OS's choice).
+    pub fn addrs(&self) -> Result<BoundAddrs, DaemonError> {
+        let local = |what, l: &TcpListener| {
+            l.local_addr()
+                .map_err(|source| DaemonError::LocalAddr { what, source })
+        };
+        Ok(BoundAddrs {
+            admin: local("admin", &self.admin)?,
+            router: local("router", &self.router)?,
+            pid: std::process::id(),
+        })
+    }
+}
+
+/// What `failoverd run --bound-file` writes:
+/// `{"admin":"127.0.0.1:41234","router":"127.0.0.1:41235","pid":4242}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoundAddrs {
+    /// The admin listener (`/healthz`, `/readyz`, `/status`, `/metrics`).
+    pub admin: SocketAddr,
+    /// The inference router.
+    pub router: SocketAddr,
+    /// The daemon that bound them: a reader can tell its own daemon's file
+    /// from one an earlier run left behind (the file is not removed on exit).
+    pub pid: u32,
+}
+
+impl BoundAddrs {
+    /// Write as one JSON line to `path`, atomically: a temporary file in the
+    /// same folder (so the rename cannot cross file systems), then a rename.
+    pub fn write_to(&self, path: &Path) -> Result<(), DaemonError> {
+        let fail = |source| DaemonError::BoundFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        let name = path.file_name().ok_or_else(|| {
+            fail(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the path names no file",
+            ))
+        })?;
+        let mut tmp_name = OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", self.pid));
+        let tmp = path.with_file_name(tmp_name);
+        let mut json = serde_json::to_vec(self)
+            .map_err(std::io::Error::other)
+            .map_err(fail)?;
+        json.push(b'\n');
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                fail(e)
+            })
+    }
 }
 
 impl Daemon {
@@ -99,17 +184,42 @@ impl Daemon {
         let readiness = Readiness::starting();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (config_tx, config_rx) = watch::channel(Arc::new(self.config.clone()));
-        let admin_addr = listeners.admin.local_addr().ok();
-        let router_addr = listeners.router.local_addr().ok();
+        let bound = listeners.addrs()?;
 
-        let shared = Arc::new(Shared::default());
+        // The control side's counters: every port call (the ports are
+        // wrapped once, here) and every published round.
+        let meter = Arc::new(crate::meter::Meter::new(
+            &self
+                .config
+                .regions
+                .iter()
+                .map(|r| r.name.clone())
+                .collect::<Vec<_>>(),
+        ));
+        let shared = Arc::new(Shared::with_meter(meter.clone()));
         let router =
             crate::router::Router::new(config_rx.clone(), self.clients.clone(), shared.clone());
+        let prober = probe::Prober::new(
+            self.config.health.probe_connect_timeout,
+            self.config.health.probe_response_timeout,
+        )
+        .map_err(DaemonError::Probe)?;
+        let ports = crate::ports::metered::wrap(
+            crate::aws::ports(&self.config, self.clients.clone(), Arc::new(prober)),
+            meter,
+        );
+        admin::auth::check_token_file(&self.config.listen.admin_token_file);
         let admin_state = AdminState {
             readiness: readiness.clone(),
             region: self.config.region.clone(),
             shared: shared.clone(),
             metrics: Some(router.metrics.clone()),
+            ops: Some(admin::Ops::start(
+                config_rx.clone(),
+                ports.clone(),
+                shared.clone(),
+                shutdown_rx.clone(),
+            )),
         };
         let grace = self.config.timings.shutdown_grace;
         // The router shares the reconcile loop's view (record, health) and
@@ -129,21 +239,26 @@ impl Daemon {
             "admin",
         ));
 
-        let reconciler = reconcile::Reconciler::new(
-            config_rx,
-            self.clients.clone(),
+        // Cost controls next to failover (daemon/cost.rs). The router does
+        // not count invocations per endpoint yet: until it does, nothing is
+        // ever idle and the active region is never lowered.
+        let cost = cost::CostTask::new(
+            config_rx.clone(),
+            ports.clone(),
             shared.clone(),
-            readiness.clone(),
-        )
-        .map_err(DaemonError::Probe)?;
+            Arc::new(crate::ports::traffic::NotCounted),
+        );
+        let cost_task = tokio::spawn(cost.run(shutdown_rx.clone()));
+        let reconciler =
+            reconcile::Reconciler::new(config_rx, ports, shared.clone(), readiness.clone());
         let reconcile_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
 
         readiness.set_ready("startup");
         info!(
             version = env!("CARGO_PKG_VERSION"),
             region = %self.config.region,
-            admin = ?admin_addr,
-            router = ?router_addr,
+            admin = %bound.admin,
+            router = %bound.router,
             consistency = %self.config.tables.consistency,
             layers = ?self.config.sources,
             "failoverd started"
@@ -180,6 +295,11 @@ impl Daemon {
                                     "listen addresses changed in the file; they take effect at the next restart"
                                 );
                             }
+                            if new.tables != current.tables || new.endpoints != current.endpoints {
+                                warn!(
+                                    "tables or endpoint overrides changed in the file; they take effect at the next restart"
+                                );
+                            }
                             if new.region != current.region {
                                 warn!(old = %current.region, new = %new.region, "the local region cannot change on reload; restart instead");
                             } else {
@@ -208,6 +328,7 @@ impl Daemon {
         shutdown_tx.send_replace(true);
         let _ = router_task.await;
         let _ = reconcile_task.await;
+        let _ = cost_task.await;
         let _ = admin_task.await;
         if let Some(w) = watchdog {
             let _ = w.await;

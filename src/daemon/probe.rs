@@ -100,3 +100,10 @@ impl Prober {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::ports::Probes for Prober {
+    async fn probe(&self, url: &str, must_contain: Option<&str>) -> (Signal, String) {
+        Prober::probe(self, url, must_contain).await
+    }
+}

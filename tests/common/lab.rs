@@ -1,5 +1,7 @@
 //! A whole lab in one test: moto, the model server, provisioning and one
 //! daemon per region, all real processes on 127.0.0.1, stopped on drop.
+//! Daemons bind 127.0.0.1:0 and report their ports through `--bound-file`;
+//! a restarted daemon gets new ports, which [`Daemon`] then holds.
 
 #![allow(dead_code)]
 
@@ -13,7 +15,7 @@ use failoverd::aws::control_table::ControlTable;
 use failoverd::config::{self, Config, EnvSource};
 
 use super::{
-    ChildGuard, ModelServer, Moto, free_port, http, root, spawn_guarded, unique, wait_for,
+    ChildGuard, ModelServer, Moto, http, root, spawn_guarded, unique, wait_bound, wait_for,
 };
 
 pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
@@ -21,9 +23,13 @@ pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 /// One region's daemon.
 pub struct Daemon {
     pub region: String,
+    /// Admin port of the running daemon (as it reported; 0 before the first start).
     pub admin: u16,
+    /// Router port of the running daemon (as it reported).
     pub router: u16,
     pub log: PathBuf,
+    /// Where the daemon reports its bound addresses (`--bound-file`).
+    pub bound: PathBuf,
     pub child: Option<ChildGuard>,
 }
 
@@ -108,10 +114,10 @@ impl Lab {
         );
         let env_map: EnvSource = env.iter().cloned().collect();
         let config = config::load(&dir.join("regions/us-east-1.toml"), &env_map).unwrap();
-        let clients = Arc::new(AwsClients::new(
-            super::sdk_config(),
-            config.endpoints.clone(),
-        ));
+        let clients = Arc::new(
+            AwsClients::new(super::sdk_config(), config.endpoints.clone())
+                .with_timeouts(failoverd::aws::clients::provisioning_timeouts()),
+        );
         let replicator = (consistency == "eventual").then(|| {
             spawn_guarded(
                 Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
@@ -137,15 +143,20 @@ impl Lab {
         for r in REGIONS {
             let d = Daemon {
                 region: r.into(),
-                admin: free_port(),
-                router: free_port(),
+                admin: 0,
+                router: 0,
                 log: lab.dir.join(format!("{r}.log")),
+                bound: lab.dir.join(format!("{r}.bound.json")),
                 child: None,
             };
             lab.daemons.push(d);
         }
+        // All three start at once; then each one's report is read.
         for r in REGIONS {
-            lab.start_daemon(r);
+            lab.spawn_daemon(r, &[]);
+        }
+        for r in REGIONS {
+            lab.await_bound(r);
         }
         lab
     }
@@ -169,8 +180,15 @@ impl Lab {
         self.start_daemon_with(region, &[]);
     }
 
-    /// (Re)start one region's daemon with extra environment on top of the lab's.
+    /// (Re)start one region's daemon with extra environment on top of the
+    /// lab's; returns once it has reported its (new) ports.
     pub fn start_daemon_with(&mut self, region: &str, extra: &[(String, String)]) {
+        self.spawn_daemon(region, extra);
+        self.await_bound(region);
+    }
+
+    /// Start a daemon on 127.0.0.1:0 without waiting for its report.
+    fn spawn_daemon(&mut self, region: &str, extra: &[(String, String)]) {
         let dir = self.dir.clone();
         let mut env = self.env.clone();
         env.extend(extra.iter().cloned());
@@ -180,21 +198,32 @@ impl Lab {
             .append(true)
             .open(&d.log)
             .unwrap();
+        // A report left by the previous run of this region must not be read
+        // as this one's (wait_bound also checks the PID).
+        let _ = std::fs::remove_file(&d.bound);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_failoverd"));
-        cmd.args(["run", "--log-format", "json", "--config"])
+        cmd.args(["run", "--log-format", "json", "--bound-file"])
+            .arg(&d.bound)
+            .arg("--config")
             .arg(dir.join(format!("regions/{region}.toml")))
             .current_dir(&dir)
             .env_clear()
             .envs(env)
-            .env("FAILOVERD__LISTEN__ADMIN", format!("127.0.0.1:{}", d.admin))
-            .env(
-                "FAILOVERD__LISTEN__ROUTER",
-                format!("127.0.0.1:{}", d.router),
-            )
+            .env("FAILOVERD__LISTEN__ADMIN", "127.0.0.1:0")
+            .env("FAILOVERD__LISTEN__ROUTER", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
         d.child = Some(spawn_guarded(&mut cmd));
+    }
+
+    /// Wait for a started daemon's report and take its ports.
+    fn await_bound(&mut self, region: &str) {
+        let d = self.daemon_mut(region);
+        let child = d.child.as_mut().expect("a started daemon");
+        let b = wait_bound(child, &d.bound, &d.log, Duration::from_secs(60));
+        d.admin = b.admin.port();
+        d.router = b.router.port();
     }
 
     /// SIGKILL one daemon (no drain, no goodbye).
@@ -204,6 +233,9 @@ impl Lab {
             let _ = c.0.kill();
             let _ = c.0.wait();
         }
+        // Its ports are free for anyone now: port 0 refuses every connection.
+        d.admin = 0;
+        d.router = 0;
     }
 
     /// GET a daemon's admin path.
@@ -290,6 +322,42 @@ impl Lab {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// Run the operator CLI with the config of `region`'s daemon (its
+    /// replica, in eventual mode).
+    pub fn cli_in(&self, region: &str, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.join(format!("regions/{region}.toml")))
+            .env_clear()
+            .envs(self.env.clone())
+            .env("USER", "lab-test")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Set a rule on the lab's model server (`PUT /_lab/behaviour`, see
+    /// chaos/lab/model_server.rs).
+    pub fn behave(&self, rule: serde_json::Value) {
+        let (status, body) = http(
+            "PUT",
+            &format!("127.0.0.1:{}", self.model_port),
+            "/_lab/behaviour",
+            &rule.to_string(),
+        )
+        .expect("the model server answers");
+        assert!(
+            (200..300).contains(&status),
+            "behaviour {rule}: {status} {body}"
+        );
+    }
+
+    /// Stop the eventual-mode replicator (replication is cut from now on).
+    pub fn stop_replicator(&mut self) {
+        self._replicator = None;
     }
 
     /// A daemon's log so far.

@@ -1,10 +1,18 @@
 //! Test harness for lab-backed integration tests.
 //!
-//! Each test starts its own moto server on a free loopback port (nextest runs
+//! Each test starts its own moto server on a loopback port (nextest runs
 //! every test in its own process, and moto state never leaks between tests),
 //! and stops it on drop. The child also gets `PR_SET_PDEATHSIG` so that a
 //! test killed by a timeout takes its moto with it. Resource names are unique
 //! per test so tests could share a server too.
+//!
+//! Ports: every server here binds port 0 itself and reports the port it got
+//! (moto and the model server through a port file, daemons through
+//! `failoverd run --bound-file`); the harness reads the report
+//! ([`wait_report`]). Never pick a "free" port by binding, closing and
+//! handing the number on: the OS may hand it out again before the server
+//! binds it (a lab daemon once got the same port for admin and router). A
+//! test that needs a port where nothing answers holds a [`ClosedPort`].
 
 #![allow(dead_code)]
 
@@ -12,9 +20,9 @@ pub mod lab;
 pub mod partition;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +30,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use failoverd::aws::AwsClients;
 use failoverd::config::EndpointOverrides;
+use failoverd::daemon::BoundAddrs;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -35,13 +44,92 @@ pub fn venv() -> PathBuf {
         .unwrap_or_else(|| root().join("chaos/.venv"))
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port where nothing listens, reserved while this lives: a
+/// socket bound to 127.0.0.1:0 that never listens. Connections to it are
+/// refused at once; no other process can bind the port meanwhile, and the
+/// OS does not pick it as a source port. (A port found by binding and
+/// closing could be anyone's by the time the test connects.)
+pub struct ClosedPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("bind 127.0.0.1:0");
+        let port = socket.local_addr().expect("the bound address").port();
+        Self {
+            port,
+            _socket: socket,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`: an endpoint URL that refuses connections.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The last lines of a log file, for a panic message.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Wait until `child` has reported through `file` (written atomically by
+/// the child after binding): poll every 50 ms until `parse` accepts the
+/// content, at most `cap`. Panics naming `log` (and showing its tail) if the
+/// child exits before reporting or the cap passes.
+pub fn wait_report<T>(
+    child: &mut ChildGuard,
+    what: &str,
+    file: &Path,
+    log: &Path,
+    cap: Duration,
+    parse: impl Fn(&str) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + cap;
+    loop {
+        if let Some(v) = std::fs::read_to_string(file).ok().and_then(|s| parse(&s)) {
+            return v;
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!(
+                "{what} exited ({status}) before reporting in {}; see {}:\n{}",
+                file.display(),
+                log.display(),
+                log_tail(log)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not report in {} within {cap:?}; see {}:\n{}",
+            file.display(),
+            log.display(),
+            log_tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port file's content: the port on one line.
+pub fn parse_port(text: &str) -> Option<u16> {
+    text.trim().parse().ok()
+}
+
+/// Wait for the daemon `child` (started with `--bound-file file`) to report
+/// the addresses it bound; a file left by another process is ignored.
+pub fn wait_bound(child: &mut ChildGuard, file: &Path, log: &Path, cap: Duration) -> BoundAddrs {
+    let pid = child.0.id();
+    wait_report(child, "the daemon", file, log, cap, |text| {
+        serde_json::from_str::<BoundAddrs>(text)
+            .ok()
+            .filter(|b| b.pid == pid)
+    })
 }
 
 /// A name unique to this test process and call, and to this moment: PIDs
@@ -127,17 +215,6 @@ pub fn spawn_guarded(cmd: &mut Command) -> ChildGuard {
     )
 }
 
-/// The address a daemon bound for `key` (`router` or `admin`), from its
-/// JSON startup line (`"router":"Some(127.0.0.1:41234)"`): daemons bind
-/// port 0 and report what they got.
-pub fn logged_addr(log: &str, key: &str) -> Option<String> {
-    let line = log.lines().find(|l| l.contains("failoverd started"))?;
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let field = v["fields"][key].as_str().or(v[key].as_str())?;
-    let addr = field.strip_prefix("Some(")?.strip_suffix(')')?;
-    Some(addr.to_string())
-}
-
 /// Minimal HTTP/1.1 request over a fresh connection; returns (status, body).
 pub fn http(method: &str, addr: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
@@ -183,17 +260,14 @@ impl ModelServer {
         if let Some(url) = s3 {
             cmd.args(["--s3-endpoint", url]);
         }
-        let child = spawn_guarded(&mut cmd);
-        let port = wait_for(
-            "the model server's port file",
+        let mut child = spawn_guarded(&mut cmd);
+        let port = wait_report(
+            &mut child,
+            "the model server",
+            &port_file,
+            &dir.join("model.log"),
             Duration::from_secs(20),
-            || {
-                std::fs::read_to_string(&port_file)
-                    .ok()?
-                    .trim()
-                    .parse()
-                    .ok()
-            },
+            parse_port,
         );
         Self {
             port,
@@ -210,11 +284,14 @@ impl ModelServer {
 /// A running moto server.
 pub struct Moto {
     pub port: u16,
+    /// moto's stderr (errors and tracebacks; no line per request).
+    pub log: PathBuf,
     _child: ChildGuard,
 }
 
 impl Moto {
-    /// Start moto on a free port with the Step Functions interpreter on.
+    /// Start moto on a port it binds itself (chaos/lab/moto_server.py, port
+    /// 0, reported through a file) with the Step Functions interpreter on.
     pub fn start() -> Self {
         let bin = venv().join("bin/moto_server");
         if !bin.exists() {
@@ -223,12 +300,26 @@ impl Moto {
                 bin.display()
             );
         }
-        let port = free_port();
-        let child = spawn_guarded(
-            Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let dir = std::env::temp_dir().join(unique("failoverd-moto"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (port_file, log) = (dir.join("moto.port"), dir.join("moto.log"));
+        let mut child = spawn_guarded(
+            Command::new(venv().join("bin/python"))
+                .arg(root().join("chaos/lab/moto_server.py"))
+                .arg("--quiet")
+                .arg("--port-file")
+                .arg(&port_file)
+                .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stderr(std::fs::File::create(&log).unwrap()),
+        );
+        let port = wait_report(
+            &mut child,
+            "moto",
+            &port_file,
+            &log,
+            Duration::from_secs(60),
+            parse_port,
         );
         let addr = format!("127.0.0.1:{port}");
         wait_for("moto to answer", Duration::from_secs(30), || {
@@ -246,6 +337,7 @@ impl Moto {
         assert_eq!(status, 201, "enabling moto's Step Functions interpreter");
         Self {
             port,
+            log,
             _child: child,
         }
     }
@@ -289,4 +381,5 @@ pub fn sdk_config() -> SdkConfig {
 /// Real SDK clients pointed at `moto`.
 pub fn clients(moto: &Moto, sagemaker_runtime: Option<String>) -> AwsClients {
     AwsClients::new(sdk_config(), moto.endpoints(sagemaker_runtime))
+        .with_timeouts(failoverd::aws::clients::provisioning_timeouts())
 }

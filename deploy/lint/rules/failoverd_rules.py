@@ -1,0 +1,323 @@
+"""failoverd's policy-as-code rules, as cfn-lint custom rules.
+
+    cfn-lint --append-rules deploy/lint/rules <templates>
+
+What must always hold in deploy/cloudformation (deploy/lint.sh runs them in
+CI, and proves each one fails on a template broken on purpose):
+
+E9101 encryption at rest: S3 buckets have default encryption, DynamoDB
+      tables and global tables SSE enabled, SNS topics a KMS key.
+E9102 the daemon's policy is least privilege: no "*" or wildcarded service
+      in an action, no NotAction/NotResource, no "*" resource (except the
+      three Step Functions task callbacks, which support no resource-level
+      permission), no wildcard in the part of an ARN that names the resource,
+      no managed policies, and no Route 53 action that writes (drills invert
+      health checks with the drill role, never the daemon's).
+E9103 deletion protection: every DynamoDB table and every global-table
+      replica has DeletionProtectionEnabled and a Retain deletion policy.
+E9104 billing alarms only in us-east-1: a template with an AWS/Billing alarm
+      must refuse every other region in its Rules section.
+
+The daemon's role is the AWS::IAM::Role whose Metadata says
+`failoverd: {role: daemon}`; policies attached to it by AWS::IAM::Policy or
+AWS::IAM::ManagedPolicy count as its own.
+
+Written against the template as written (intrinsics unresolved): Fn::If
+branches are checked one by one, Fn::Sub variables count as opaque names
+(never as wildcards), literal text is checked as is.
+"""
+
+import re
+
+from cfnlint.rules import CloudFormationLintRule, RuleMatch
+
+# Actions AWS documents with no resource type: "*" is the only Resource IAM
+# accepts for them. Keep this list short and cite the reason in iam.yaml.
+NO_RESOURCE_LEVEL = {
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+}
+
+
+def _alternatives(value):
+    """Every value `value` can take, Fn::If branches expanded; NoValue and
+    absence drop out."""
+    if value is None:
+        return []
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
+            return _alternatives(arg[1]) + _alternatives(arg[2])
+        if key == "Ref" and arg == "AWS::NoValue":
+            return []
+    return [value]
+
+
+def _items(value):
+    """Items of a list property (each item's Fn::If expanded)."""
+    out = []
+    for alt in _alternatives(value):
+        if isinstance(alt, list):
+            for item in alt:
+                out.extend(_alternatives(item))
+        else:
+            out.append(alt)
+    return out
+
+
+def _get(obj, *keys):
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _text(value):
+    """Literal text of a string expression; ${...} and other intrinsics become
+    the placeholder NAME, which is never a wildcard. A Ref or GetAtt names
+    one resource of the stack: it reads as a specific ARN."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        if key in ("Ref", "Fn::GetAtt", "Fn::ImportValue"):
+            return "arn:NAME:NAME:NAME:NAME:NAME/NAME"
+        if key == "Fn::Sub":
+            template = arg[0] if isinstance(arg, list) else arg
+            if isinstance(template, str):
+                return re.sub(r"\$\{[^}!]+\}", "NAME", template)
+        if key == "Fn::Join" and isinstance(arg, list) and len(arg) == 2:
+            parts = arg[1] if isinstance(arg[1], list) else []
+            return str(arg[0]).join(_text(p) or "NAME" for p in parts)
+    return "NAME"
+
+
+def _resources(cfn, *types):
+    for name, res in (cfn.template.get("Resources") or {}).items():
+        if isinstance(res, dict) and res.get("Type") in types:
+            yield name, res
+
+
+class EncryptionAtRest(CloudFormationLintRule):
+    id = "E9101"
+    shortdesc = "failoverd: data stores are encrypted at rest"
+    description = (
+        "S3 buckets need BucketEncryption (AES256 or aws:kms), DynamoDB tables "
+        "and global tables SSESpecification.SSEEnabled: true, SNS topics a KmsMasterKeyId."
+    )
+    tags = ["failoverd", "encryption"]
+
+    def match(self, cfn):
+        matches = []
+        for name, res in _resources(cfn, "AWS::S3::Bucket"):
+            path = ["Resources", name, "Properties"]
+            rules = _items(_get(res, "Properties", "BucketEncryption", "ServerSideEncryptionConfiguration"))
+            algorithms = [
+                _get(r, "ServerSideEncryptionByDefault", "SSEAlgorithm") for r in rules
+            ]
+            if not algorithms or any(
+                a not in ("AES256", "aws:kms", "aws:kms:dsse") for a in algorithms
+            ):
+                matches.append(RuleMatch(
+                    path + ["BucketEncryption"],
+                    f"S3 bucket {name} has no default encryption at rest: set "
+                    "BucketEncryption.ServerSideEncryptionConfiguration with SSEAlgorithm AES256 or aws:kms",
+                ))
+        for name, res in _resources(cfn, "AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
+            enabled = _alternatives(_get(res, "Properties", "SSESpecification", "SSEEnabled"))
+            if not enabled or any(v not in (True, "true", "True") for v in enabled):
+                matches.append(RuleMatch(
+                    ["Resources", name, "Properties", "SSESpecification"],
+                    f"DynamoDB table {name}: set SSESpecification.SSEEnabled: true "
+                    "(KMS encryption at rest, AWS managed key unless a replica names one)",
+                ))
+        for name, res in _resources(cfn, "AWS::SNS::Topic"):
+            if not _alternatives(_get(res, "Properties", "KmsMasterKeyId")):
+                matches.append(RuleMatch(
+                    ["Resources", name, "Properties"],
+                    f"SNS topic {name} is not encrypted at rest: set KmsMasterKeyId "
+                    "(a customer managed key if CloudWatch alarms publish to it)",
+                ))
+        return matches
+
+
+def _daemon_roles(cfn):
+    return [
+        name
+        for name, res in _resources(cfn, "AWS::IAM::Role")
+        if _get(res, "Metadata", "failoverd", "role") == "daemon"
+    ]
+
+
+def _refers_to(value, name):
+    return any(
+        isinstance(v, dict) and (v.get("Ref") == name or v.get("Fn::GetAtt") in ([name, "Arn"], f"{name}.Arn"))
+        for v in _items(value)
+    )
+
+
+class DaemonLeastPrivilege(CloudFormationLintRule):
+    id = "E9102"
+    shortdesc = "failoverd: the daemon's policy grants no wildcard"
+    description = (
+        "The role marked Metadata failoverd.role=daemon: no '*' in actions, no "
+        "NotAction/NotResource, no '*' resource except for the Step Functions task "
+        "callbacks, no wildcard naming the resource in an ARN, no managed policies, "
+        "no Route 53 writes."
+    )
+    tags = ["failoverd", "iam", "least-privilege"]
+
+    def _statements(self, cfn, role):
+        """(path, statement) of every policy that applies to `role`."""
+        res = cfn.template["Resources"][role]
+        for i, pol in enumerate(_items(_get(res, "Properties", "Policies"))):
+            base = ["Resources", role, "Properties", "Policies", i, "PolicyDocument", "Statement"]
+            for j, st in enumerate(_items(_get(pol, "PolicyDocument", "Statement"))):
+                yield base + [j], st
+        for name, other in _resources(cfn, "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            if _refers_to(_get(other, "Properties", "Roles"), role):
+                base = ["Resources", name, "Properties", "PolicyDocument", "Statement"]
+                for j, st in enumerate(_items(_get(other, "Properties", "PolicyDocument", "Statement"))):
+                    yield base + [j], st
+
+    def _check_resource(self, path, role, actions, resource):
+        text = _text(resource)
+        if text == "*":
+            loose = sorted(a for a in actions if a not in NO_RESOURCE_LEVEL)
+            if loose:
+                return [RuleMatch(path, (
+                    f"daemon role {role}: Resource '*' for {', '.join(loose)}; name the "
+                    "table, state machine, execution, endpoint, health check or bucket ARN "
+                    "('*' is allowed only for states:SendTask{Success,Failure,Heartbeat})"
+                ))]
+            return []
+        parts = text.split(":", 5)
+        if len(parts) < 6 or parts[0] != "arn":
+            return [RuleMatch(path, f"daemon role {role}: resource {text!r} is not an ARN")]
+        _, partition, service, region, account, rest = parts
+        for what, field in (("partition", partition), ("service", service), ("region", region), ("account", account)):
+            if "*" in field or "?" in field:
+                return [RuleMatch(path, f"daemon role {role}: wildcard {what} in {text!r}; list the ARNs")]
+        tokens = re.split(r"[/:]", rest)
+        # S3 object ARNs are bucket/key: the bucket names the resource. Other
+        # services write type/name (table/x, endpoint/x, stateMachine:x).
+        naming = tokens[:1] if service == "s3" else tokens[:2]
+        if any("*" in t or "?" in t for t in naming):
+            return [RuleMatch(path, (
+                f"daemon role {role}: wildcard in the resource name of {text!r}; "
+                "wildcards may only follow a named resource (table/x/index/*, bucket/prefix/*)"
+            ))]
+        return []
+
+    def match(self, cfn):
+        matches = []
+        for role in _daemon_roles(cfn):
+            props = _get(cfn.template["Resources"][role], "Properties") or {}
+            if _alternatives(props.get("ManagedPolicyArns")):
+                matches.append(RuleMatch(
+                    ["Resources", role, "Properties", "ManagedPolicyArns"],
+                    f"daemon role {role}: no managed policies; grant the exact actions inline",
+                ))
+            for path, st in self._statements(cfn, role):
+                if not isinstance(st, dict) or st.get("Effect") != "Allow":
+                    continue
+                for bad in ("NotAction", "NotResource"):
+                    if bad in st:
+                        matches.append(RuleMatch(path + [bad], f"daemon role {role}: {bad} grants everything not listed; list what is allowed"))
+                actions = [a for a in _items(st.get("Action")) if isinstance(a, str)]
+                for a in actions:
+                    if "*" in a or "?" in a:
+                        matches.append(RuleMatch(path + ["Action"], f"daemon role {role}: wildcard action {a!r}; list the API actions the code calls"))
+                    elif a.lower().startswith("route53:") and not a.split(":", 1)[1].startswith(("Get", "List")):
+                        matches.append(RuleMatch(path + ["Action"], (
+                            f"daemon role {role}: {a} writes Route 53; the daemon only reads health "
+                            "checks (drills use the drill role)"
+                        )))
+                for r in _items(st.get("Resource")):
+                    matches.extend(self._check_resource(path + ["Resource"], role, actions, r))
+        return matches
+
+
+def _is_true(v):
+    return v in (True, "true", "True")
+
+
+class TableDeletionProtection(CloudFormationLintRule):
+    id = "E9103"
+    shortdesc = "failoverd: DynamoDB tables cannot be deleted by accident"
+    description = (
+        "Every AWS::DynamoDB::Table and every replica of an AWS::DynamoDB::GlobalTable "
+        "has DeletionProtectionEnabled: true, and the resource DeletionPolicy and "
+        "UpdateReplacePolicy Retain."
+    )
+    tags = ["failoverd", "dynamodb"]
+
+    def match(self, cfn):
+        matches = []
+        for name, res in _resources(cfn, "AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
+            for attr in ("DeletionPolicy", "UpdateReplacePolicy"):
+                if res.get(attr) != "Retain":
+                    matches.append(RuleMatch(["Resources", name], f"DynamoDB table {name}: set {attr}: Retain"))
+            props = res.get("Properties") or {}
+            if res["Type"] == "AWS::DynamoDB::Table":
+                flags = _alternatives(props.get("DeletionProtectionEnabled"))
+                if not flags or not all(_is_true(f) for f in flags):
+                    matches.append(RuleMatch(["Resources", name, "Properties"], f"DynamoDB table {name}: set DeletionProtectionEnabled: true"))
+                continue
+            replicas = _items(props.get("Replicas"))
+            if not replicas:
+                matches.append(RuleMatch(["Resources", name, "Properties"], f"global table {name} lists no replicas"))
+            for i, rep in enumerate(replicas):
+                flags = _alternatives(_get(rep, "DeletionProtectionEnabled"))
+                if not flags or not all(_is_true(f) for f in flags):
+                    region = _text(_get(rep, "Region"))
+                    matches.append(RuleMatch(
+                        ["Resources", name, "Properties", "Replicas", i],
+                        f"global table {name}: replica {region} needs DeletionProtectionEnabled: true",
+                    ))
+        return matches
+
+
+def _pins_us_east_1(assertion):
+    args = _get(assertion, "Assert", "Fn::Equals")
+    if not isinstance(args, list) or len(args) != 2:
+        return False
+    return {"us-east-1", "AWS::Region"} == {
+        a if isinstance(a, str) else _get(a, "Ref") for a in args
+    }
+
+
+class BillingAlarmsOnlyInUsEast1(CloudFormationLintRule):
+    id = "E9104"
+    shortdesc = "failoverd: billing alarms only in us-east-1"
+    description = (
+        "AWS/Billing metrics exist only in us-east-1: a template with a billing alarm "
+        "must refuse other regions with an unconditional Rules assertion "
+        "Fn::Equals [Ref AWS::Region, us-east-1]."
+    )
+    tags = ["failoverd", "billing"]
+
+    def match(self, cfn):
+        pinned = any(
+            isinstance(rule, dict)
+            and "RuleCondition" not in rule
+            and any(_pins_us_east_1(a) for a in _items(rule.get("Assertions")))
+            for rule in (cfn.template.get("Rules") or {}).values()
+        )
+        if pinned:
+            return []
+        matches = []
+        for name, res in _resources(cfn, "AWS::CloudWatch::Alarm"):
+            props = res.get("Properties") or {}
+            namespaces = [props.get("Namespace")] + [
+                _get(m, "MetricStat", "Metric", "Namespace") for m in _items(props.get("Metrics"))
+            ]
+            if "AWS/Billing" in namespaces:
+                matches.append(RuleMatch(["Resources", name], (
+                    f"billing alarm {name}: AWS/Billing metrics exist only in us-east-1, and this "
+                    "template does not refuse other regions; add a Rules assertion "
+                    "Fn::Equals [!Ref AWS::Region, us-east-1]"
+                )))
+        return matches

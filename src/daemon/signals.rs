@@ -1,0 +1,396 @@
+//! Health signals, one round at a time: Route 53 readings shared by the
+//! fleet, the daemon's own probes, and a tracker per signal.
+//!
+//! Route 53's API is rate limited per account (AWS documents five requests
+//! per second for the whole API) and `GetHealthCheckStatus` is a diagnosis
+//! call, so the fleet shares one budget (`health.route53_calls_per_second`):
+//! time is cut into slots, each slot reads one check (`core::health::
+//! route53_turn`), and the daemon whose slot it is publishes the reading
+//! through the control table. Every daemon reads all published readings
+//! each round, so a new reading reaches the whole fleet within one poll,
+//! whoever made it. Before this, each daemon cached its own readings and
+//! detection depended on whose turn it was.
+//!
+//! A reading counts once: each signal has its own tracker, and a Route 53
+//! tracker moves only on a reading it has not counted yet (identified by its
+//! reader and read time). Probes are new every round. A region is down when
+//! any of its signals' trackers says so (`core::health::region_verdict`).
+//!
+//! Readings age on the reader's clock: a reading first seen more than three
+//! rotations of the schedule ago says nothing (a dead fleet stops
+//! publishing; the reading's own time is another region's clock).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::core::backoff::Backoff;
+use crate::core::health::{self, Signal, Tracker, Verdict};
+use crate::ports::health_checks::{CheckKind, CheckReading};
+use crate::ports::store::PublishedReading;
+use crate::ports::{ErrorKind, Ports};
+
+/// How deep calculated checks may nest (Route 53 allows a calculated check
+/// to have calculated children).
+const MAX_NESTING: u32 = 3;
+
+/// What one round of signals found.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// This daemon's verdict on every region.
+    pub view: BTreeMap<String, Verdict>,
+    /// Why, per region: one line per signal.
+    pub why: BTreeMap<String, Vec<String>>,
+    /// Regions whose verdict changed this round, with the reasons.
+    pub changes: Vec<(String, Verdict, String)>,
+    /// Problems an operator must see (readiness): unsupported checks.
+    pub problems: Vec<String>,
+}
+
+/// The signals' state across rounds.
+pub struct Signals {
+    /// region -> signal key (`route53:<id>`, `probe:<url>`) -> tracker.
+    trackers: BTreeMap<String, BTreeMap<String, Tracker>>,
+    verdicts: BTreeMap<String, Verdict>,
+    last_slot: Option<u64>,
+    backoff: Backoff,
+    backoff_until: u64,
+    /// check -> (reading identity, when this daemon first saw it)
+    seen: BTreeMap<String, ((String, u64), u64)>,
+    /// Children of calculated checks, learned from their readings.
+    children: BTreeSet<String>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self {
+            trackers: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            last_slot: None,
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            backoff_until: 0,
+            seen: BTreeMap::new(),
+            children: BTreeSet::new(),
+        }
+    }
+}
+
+fn key_hash(parts: &[&(String, u64)]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// One check's evaluated signal, and the readings it rests on.
+struct Evaluated {
+    signal: Signal,
+    why: String,
+    /// Identity of the readings it used (none: nothing to count).
+    identity: Option<u64>,
+}
+
+impl Signals {
+    /// The trackers, per region and signal (for status).
+    pub fn trackers(&self) -> &BTreeMap<String, BTreeMap<String, Tracker>> {
+        &self.trackers
+    }
+
+    /// A region-level tracker summary (the verdict, and the longest streaks
+    /// among its signals), for the router and status.
+    pub fn region_summary(&self) -> BTreeMap<String, Tracker> {
+        self.trackers
+            .iter()
+            .map(|(region, by_signal)| {
+                let mut t = Tracker {
+                    verdict: health::region_verdict(by_signal.values()),
+                    ..Tracker::default()
+                };
+                for s in by_signal.values() {
+                    t.bad_streak = t.bad_streak.max(s.bad_streak);
+                    t.good_streak = t.good_streak.max(s.good_streak);
+                }
+                (region.clone(), t)
+            })
+            .collect()
+    }
+
+    /// Every check this fleet reads: the configured ones and the children
+    /// of calculated ones, sorted (every daemon computes the same list).
+    fn checks(&self, cfg: &Config) -> Vec<String> {
+        let mut all: BTreeSet<String> = cfg
+            .regions
+            .iter()
+            .flat_map(|r| r.health_check_ids.iter().cloned())
+            .collect();
+        all.extend(self.children.iter().cloned());
+        all.into_iter().collect()
+    }
+
+    fn slot_ms(cfg: &Config) -> u64 {
+        // Two calls per reading (GetHealthCheck + GetHealthCheckStatus).
+        (2000.0 / cfg.health.route53_calls_per_second).max(1.0) as u64
+    }
+
+    /// Collect this round's signals at `now` (this daemon's wall clock).
+    pub async fn collect(&mut self, cfg: &Config, ports: &Ports, now: u64) -> Round {
+        let mut round = Round::default();
+        let checks = self.checks(cfg);
+        let mine = self.take_turn(cfg, ports, &checks, now).await;
+        let mut readings: BTreeMap<String, PublishedReading> = match ports
+            .store
+            .read_readings()
+            .await
+        {
+            Ok(list) => list.into_iter().map(|r| (r.check_id.clone(), r)).collect(),
+            Err(e) => {
+                warn!(error = %crate::error_chain(&e), "cannot read the fleet's Route 53 readings");
+                BTreeMap::new()
+            }
+        };
+        // Our own fresh reading counts even if publishing it failed.
+        if let Some(r) = mine {
+            readings.insert(r.check_id.clone(), r);
+        }
+        // Receipt times, on our clock.
+        for (id, r) in &readings {
+            let identity = r.id();
+            match self.seen.get(id) {
+                Some((seen, _)) if *seen == identity => {}
+                _ => {
+                    self.seen.insert(id.clone(), (identity, now));
+                }
+            }
+        }
+        let max_age = Self::slot_ms(cfg) * checks.len().max(1) as u64 * 3
+            + cfg.timings.poll_interval.as_millis() as u64;
+        for r in readings.values() {
+            if let CheckKind::Calculated { children, .. } = &r.reading.kind {
+                self.children.extend(children.iter().cloned());
+            }
+        }
+
+        // Probes of every region, concurrently.
+        let probes = cfg.regions.iter().map(|r| async move {
+            let mut out = Vec::new();
+            for u in &r.probe_urls {
+                let (sig, why) = ports.probes.probe(u, r.probe_match.as_deref()).await;
+                out.push((u.clone(), sig, why));
+            }
+            (r.name.clone(), out)
+        });
+        let probe_results: BTreeMap<String, Vec<(String, Signal, String)>> =
+            futures_util::future::join_all(probes)
+                .await
+                .into_iter()
+                .collect();
+
+        let (f, rec) = (
+            cfg.timings.failure_threshold,
+            cfg.timings.recovery_threshold,
+        );
+        for r in &cfg.regions {
+            let trackers = self.trackers.entry(r.name.clone()).or_default();
+            let mut why = Vec::new();
+            for id in &r.health_check_ids {
+                let ev = evaluate(id, &readings, &self.seen, now, max_age, 0);
+                if let Some(p) = unsupported(id, &readings) {
+                    round.problems.push(p);
+                }
+                let t = trackers.entry(format!("route53:{id}")).or_default();
+                match ev.identity {
+                    Some(identity) => {
+                        t.observe_reading(ev.signal, identity, f, rec);
+                    }
+                    None => {
+                        t.observe(Signal::Unknown, f, rec);
+                    }
+                }
+                why.push(format!("route53 {id}: {}", ev.why));
+            }
+            for (url, sig, text) in probe_results.get(&r.name).cloned().unwrap_or_default() {
+                trackers
+                    .entry(format!("probe:{url}"))
+                    .or_default()
+                    .observe(sig, f, rec);
+                why.push(format!("probe {url}: {text}"));
+            }
+            let verdict = health::region_verdict(trackers.values());
+            let before = self.verdicts.insert(r.name.clone(), verdict);
+            if before.is_some_and(|b| b != verdict)
+                || (before.is_none() && verdict == Verdict::Down)
+            {
+                round
+                    .changes
+                    .push((r.name.clone(), verdict, why.join("; ")));
+            }
+            round.view.insert(r.name.clone(), verdict);
+            round.why.insert(r.name.clone(), why);
+        }
+        round
+    }
+
+    /// Read and publish one check if this slot of the fleet's budget is
+    /// ours. Returns the reading made.
+    async fn take_turn(
+        &mut self,
+        cfg: &Config,
+        ports: &Ports,
+        checks: &[String],
+        now: u64,
+    ) -> Option<PublishedReading> {
+        if checks.is_empty() || now < self.backoff_until {
+            return None;
+        }
+        let mut order: Vec<&str> = cfg.regions.iter().map(|r| r.name.as_str()).collect();
+        order.sort();
+        let me = order.iter().position(|r| *r == cfg.region).unwrap_or(0) as u64;
+        let (slot, index) = health::route53_turn(
+            now,
+            Self::slot_ms(cfg),
+            me,
+            order.len() as u64,
+            checks.len() as u64,
+        )?;
+        if self.last_slot == Some(slot) {
+            return None;
+        }
+        self.last_slot = Some(slot);
+        let id = &checks[index];
+        match ports.health_checks.read(id).await {
+            Ok(reading) => {
+                self.backoff.reset();
+                let published = PublishedReading {
+                    check_id: id.clone(),
+                    reader: cfg.region.clone(),
+                    read_at: now,
+                    reading,
+                };
+                if let Err(e) = ports.store.put_reading(&published).await {
+                    warn!(error = %crate::error_chain(&e), check = %id, "cannot publish a Route 53 reading");
+                }
+                Some(published)
+            }
+            Err(e) if e.kind == ErrorKind::Throttled => {
+                let wait = self
+                    .backoff
+                    .next_delay(ports.entropy.next_u64() as f64 / u64::MAX as f64)
+                    .max(Duration::from_millis(Self::slot_ms(cfg)));
+                self.backoff_until = now + wait.as_millis() as u64;
+                warn!(error = %crate::error_chain(&e), backoff_ms = wait.as_millis() as u64, "Route 53 throttled; backing off");
+                None
+            }
+            Err(e) => {
+                warn!(error = %crate::error_chain(&e), check = %id, "cannot read a Route 53 health check");
+                None
+            }
+        }
+    }
+}
+
+/// A check this daemon cannot evaluate, as a problem for readiness.
+fn unsupported(id: &str, readings: &BTreeMap<String, PublishedReading>) -> Option<String> {
+    match &readings.get(id)?.reading.kind {
+        CheckKind::CloudWatchAlarm => Some(format!(
+            "Route 53 check {id} is a CloudWatch-alarm check, which failoverd does not evaluate: use a probe or a calculated check"
+        )),
+        CheckKind::Other { name } => Some(format!(
+            "Route 53 check {id} has type {name}, which failoverd does not evaluate"
+        )),
+        _ => None,
+    }
+}
+
+/// A check's signal from the published readings (children of calculated
+/// checks included, up to [`MAX_NESTING`]).
+fn evaluate(
+    id: &str,
+    readings: &BTreeMap<String, PublishedReading>,
+    seen: &BTreeMap<String, ((String, u64), u64)>,
+    now: u64,
+    max_age: u64,
+    depth: u32,
+) -> Evaluated {
+    let unknown = |why: String| Evaluated {
+        signal: Signal::Unknown,
+        why,
+        identity: None,
+    };
+    let Some(r) = readings.get(id) else {
+        return unknown("unknown (no reading yet)".into());
+    };
+    let Some((identity, first_seen)) = seen.get(id) else {
+        return unknown("unknown (no reading yet)".into());
+    };
+    if now.saturating_sub(*first_seen) > max_age {
+        return unknown(format!(
+            "unknown (last new reading {} s ago)",
+            now.saturating_sub(*first_seen) / 1000
+        ));
+    }
+    let CheckReading {
+        kind,
+        inverted,
+        disabled,
+        observations,
+    } = &r.reading;
+    let flags = format!(
+        "{}{}",
+        if *inverted { ", inverted" } else { "" },
+        if *disabled { ", disabled" } else { "" }
+    );
+    match kind {
+        CheckKind::Endpoint => {
+            let obs: Vec<&str> = observations.iter().map(String::as_str).collect();
+            let signal = health::route53_effective(&obs, *inverted, *disabled);
+            Evaluated {
+                signal,
+                why: format!(
+                    "{signal:?} ({} observations{flags}; read by {})",
+                    obs.len(),
+                    r.reader
+                ),
+                identity: Some(key_hash(&[identity])),
+            }
+        }
+        CheckKind::Calculated {
+            children,
+            threshold,
+        } => {
+            if depth >= MAX_NESTING {
+                return unknown("unknown (calculated checks nested too deep)".into());
+            }
+            let kids: Vec<Evaluated> = children
+                .iter()
+                .map(|c| evaluate(c, readings, seen, now, max_age, depth + 1))
+                .collect();
+            let raw = health::calculated_raw(
+                &kids.iter().map(|k| k.signal).collect::<Vec<_>>(),
+                *threshold,
+            );
+            let signal = health::route53_flags(raw, *inverted, *disabled);
+            let mut h = DefaultHasher::new();
+            identity.hash(&mut h);
+            for k in &kids {
+                k.identity.hash(&mut h);
+            }
+            debug!(check = id, ?signal, "calculated check evaluated");
+            Evaluated {
+                signal,
+                why: format!(
+                    "{signal:?} (calculated: {} of {} children healthy, threshold {threshold}{flags})",
+                    kids.iter().filter(|k| k.signal == Signal::Healthy).count(),
+                    kids.len()
+                ),
+                identity: Some(h.finish()),
+            }
+        }
+        CheckKind::CloudWatchAlarm | CheckKind::Other { .. } => {
+            unknown("unknown (check type not evaluated; see readiness)".into())
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Task tokens addressed to this region: claim, work, heartbeat, call back.
+//!
+//! Each round the desk lists the live tokens pending for this region and
+//! decides per token (`core::tokens::decide`): claim it (a conditional
+//! write), carry on with one we hold, or expire one past its timeout. A
+//! claimed token gets a worker task that does the step (prepare, drain),
+//! heartbeats to the issuing region's Step Functions while it works, calls
+//! back, retrying AWS faults with backoff until the token expires, and
+//! marks the token done. Nothing is forgotten: if this process dies, the
+//! claim lapses and the token is claimed again; Step Functions makes the
+//! callback itself single use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::core::backoff::Backoff;
+use crate::core::tokens::{self, TokenAction, TokenStatus};
+use crate::ports::Ports;
+use crate::ports::store::{TokenItem, Write};
+use crate::ports::workflows::Callback;
+use crate::state::Shared;
+
+use super::journal::journal;
+use super::prepare;
+
+/// How long a token claim holds without renewal.
+pub fn claim_lease(cfg: &Config) -> u64 {
+    (cfg.timings.poll_interval.as_millis() as u64 * 5).max(10_000)
+}
+
+/// The tokens this daemon works on.
+pub struct TokenDesk {
+    /// `<region>/<instance>`: distinct per process, so a restarted daemon
+    /// waits out its predecessor's claims instead of assuming them.
+    owner: String,
+    workers: HashMap<String, JoinHandle<()>>,
+}
+
+impl TokenDesk {
+    pub fn new(owner: String) -> Self {
+        Self {
+            owner,
+            workers: HashMap::new(),
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// One round: look at every live token pending for this region.
+    pub async fn round(&mut self, cfg: &Arc<Config>, ports: &Ports, shared: &Arc<Shared>) {
+        self.workers.retain(|_, w| !w.is_finished());
+        let now = ports.clock.now_ms();
+        match ports.store.pending_tokens(&cfg.region, now).await {
+            Ok(pending) => {
+                for t in pending {
+                    self.handle(cfg, ports, shared, t).await;
+                }
+            }
+            Err(e) => warn!(error = %crate::error_chain(&e), "cannot list pending tokens"),
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        cfg: &Arc<Config>,
+        ports: &Ports,
+        shared: &Arc<Shared>,
+        t: TokenItem,
+    ) {
+        let now = ports.clock.now_ms();
+        match tokens::decide(&t.view, &cfg.region, &self.owner, now) {
+            None => {}
+            Some(TokenAction::Expire { id }) => {
+                let closed = ports
+                    .store
+                    .finish_token(
+                        &id,
+                        TokenStatus::Expired,
+                        "expired: past its task timeout",
+                        now,
+                    )
+                    .await;
+                if let Ok(Write::Written) = closed {
+                    let detail = format!("{id} expired unclaimed or unfinished");
+                    journal(
+                        &*ports.store,
+                        now,
+                        &cfg.region,
+                        "token_expired",
+                        Some(t.epoch),
+                        detail,
+                    )
+                    .await;
+                }
+            }
+            Some(TokenAction::Continue { id }) if !self.workers.contains_key(&id) => {
+                self.spawn(cfg, ports, shared, t);
+            }
+            Some(TokenAction::Continue { .. }) => {}
+            Some(TokenAction::Claim { id }) => {
+                match ports
+                    .store
+                    .claim_token(&id, &self.owner, now, claim_lease(cfg))
+                    .await
+                {
+                    Ok(Write::Written) => {
+                        journal(
+                            &*ports.store,
+                            now,
+                            &cfg.region,
+                            "token_claimed",
+                            Some(t.epoch),
+                            format!("{id} claimed by {}", self.owner),
+                        )
+                        .await;
+                        self.spawn(cfg, ports, shared, t);
+                    }
+                    Ok(Write::Conflict) => debug!(%id, "token claimed by someone else"),
+                    Err(e) => warn!(error = %crate::error_chain(&e), %id, "cannot claim token"),
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, cfg: &Arc<Config>, ports: &Ports, shared: &Arc<Shared>, t: TokenItem) {
+        let id = t.view.id.clone();
+        let w = TokenWorker {
+            cfg: cfg.clone(),
+            ports: ports.clone(),
+            owner: self.owner.clone(),
+            shared: shared.clone(),
+        };
+        let span = info_span!("token", id = %id, step = %t.view.step);
+        self.workers.insert(
+            id,
+            tokio::spawn(async move { w.run(t).await }.instrument(span)),
+        );
+    }
+
+    /// Stop every worker (shutdown).
+    pub fn abort_all(&mut self) {
+        for (_, w) in self.workers.drain() {
+            w.abort();
+        }
+    }
+}
+
+/// Works one claimed token to the end.
+struct TokenWorker {
+    cfg: Arc<Config>,
+    ports: Ports,
+    owner: String,
+    shared: Arc<Shared>,
+}
+
+impl TokenWorker {
+    async fn run(self, t: TokenItem) {
+        let id = t.view.id.clone();
+        let Some(issuer) = t.issuer_region().map(String::from) else {
+            warn!(arn = %t.execution_arn, "token has no issuing execution ARN; cannot call back");
+            return;
+        };
+        let deadline = t.view.expires_at();
+        let claim_ms = claim_lease(&self.cfg);
+        let clock = self.ports.clock.clone();
+
+        // Heartbeats (and claim renewals) while the step runs.
+        let hb = {
+            let ports = self.ports.clone();
+            let token = t.token.clone();
+            let owner = self.owner.clone();
+            let id = id.clone();
+            let issuer = issuer.clone();
+            tokio::spawn(async move {
+                let mut tick =
+                    tokio::time::interval(Duration::from_millis((claim_ms / 3).max(1000)));
+                loop {
+                    tick.tick().await;
+                    match ports.workflows.send_task_heartbeat(&issuer, &token).await {
+                        Ok(Callback::AlreadyClosed) => return,
+                        Ok(Callback::Accepted) => {}
+                        Err(e) => debug!(error = %crate::error_chain(&e), "heartbeat failed"),
+                    }
+                    let now = ports.clock.now_ms();
+                    let _ = ports.store.extend_claim(&id, &owner, now, claim_ms).await;
+                }
+            })
+        };
+
+        let result: Result<serde_json::Value, String> = match t.view.step.as_str() {
+            "prepare" => prepare::prepare(&self.cfg, &self.ports, deadline)
+                .await
+                .map_err(|e| e.to_string()),
+            "drain" => {
+                self.shared.draining.store(true, Ordering::Relaxed);
+                Ok(
+                    serde_json::json!({"region": self.cfg.region, "step": "drain", "draining": true}),
+                )
+            }
+            other => Err(format!("unknown step {other:?}")),
+        };
+        hb.abort();
+
+        // Call back, retrying AWS faults until the token expires.
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+        loop {
+            let cb = match &result {
+                Ok(output) => {
+                    self.ports
+                        .workflows
+                        .send_task_success(&issuer, &t.token, &output.to_string())
+                        .await
+                }
+                Err(cause) => {
+                    self.ports
+                        .workflows
+                        .send_task_failure(&issuer, &t.token, "StepFailed", cause)
+                        .await
+                }
+            };
+            let now = clock.now_ms();
+            match cb {
+                Ok(outcome) => {
+                    let note = match (&result, outcome) {
+                        (Ok(_), Callback::Accepted) => "success sent".to_string(),
+                        (Err(c), Callback::Accepted) => format!("failure sent: {c}"),
+                        (_, Callback::AlreadyClosed) => "the task was already closed (TaskTimedOut/InvalidToken): recorded as done".to_string(),
+                    };
+                    let _ = self
+                        .ports
+                        .store
+                        .finish_token(&id, TokenStatus::Done, &note, now)
+                        .await;
+                    journal(
+                        &*self.ports.store,
+                        now,
+                        &self.cfg.region,
+                        "token_done",
+                        Some(t.epoch),
+                        format!("{id}: {note}"),
+                    )
+                    .await;
+                    info!(%note, "token done");
+                    return;
+                }
+                Err(e) if now < deadline => {
+                    let delay = backoff.next_delay(1.0);
+                    warn!(error = %crate::error_chain(&e), backoff_ms = delay.as_millis() as u64, "callback failed; retrying");
+                    let _ = self
+                        .ports
+                        .store
+                        .extend_claim(&id, &self.owner, now, claim_ms)
+                        .await;
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    warn!(error = %crate::error_chain(&e), "callback failed and the token has expired");
+                    let _ = self
+                        .ports
+                        .store
+                        .finish_token(
+                            &id,
+                            TokenStatus::Expired,
+                            &format!("callback failed until expiry: {e}"),
+                            now,
+                        )
+                        .await;
+                    journal(
+                        &*self.ports.store,
+                        now,
+                        &self.cfg.region,
+                        "token_expired",
+                        Some(t.epoch),
+                        format!("{id}: callback failed until expiry"),
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+    }
+}

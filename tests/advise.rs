@@ -1,0 +1,290 @@
+//! `failoverd advise` end to end: the binary reads observations from a file
+//! or a daemon's admin endpoint, prints a table or JSON, and refuses bad
+//! input with the right exit code. Servers listen on 127.0.0.1:0 and stop
+//! at the end of each test.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use failoverd::core::advise::{PayloadStats, TrafficObservation, TrafficSet};
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(common::unique("failoverd-advise"));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const BASE: &str = r#"
+region = "us-east-1"
+[tables]
+control = "c"
+routing = "r"
+witness = "us-east-2"
+[[regions]]
+name = "us-east-1"
+priority = 1
+probe_urls = ["https://a.example/ping"]
+state_machine_arn = "arn:aws:states:us-east-1:111122223333:stateMachine:f"
+sagemaker = { provisioned = "p" }
+[[regions]]
+name = "us-west-2"
+priority = 2
+health_check_ids = ["hc"]
+state_machine_arn = "arn:aws:states:us-west-2:111122223333:stateMachine:f"
+sagemaker = { serverless = "s" }
+[listen]
+admin = "127.0.0.1:0"
+router = "127.0.0.1:0"
+"#;
+
+fn config(dir: &Path) -> PathBuf {
+    let p = dir.join("us-east-1.toml");
+    std::fs::write(&p, BASE).unwrap();
+    p
+}
+
+/// 2025-01-06 00:00 in New York, a Monday.
+const MONDAY_NY: u64 = 1_736_139_600_000;
+
+fn observation(model: &str, per_minute: Vec<u64>, p95: u64) -> TrafficObservation {
+    TrafficObservation {
+        model: model.into(),
+        start_ms: MONDAY_NY,
+        per_minute,
+        payload_bytes: PayloadStats {
+            p50: p95 / 2,
+            p95,
+            max: p95,
+        },
+        cold_starts: 0,
+    }
+}
+
+fn traffic() -> TrafficSet {
+    // A weekday: 700/min from 09:00 to 18:00 New York, 10/min otherwise.
+    let day: Vec<u64> = (0..1440)
+        .map(|m| if (540..1080).contains(&m) { 700 } else { 10 })
+        .collect();
+    let mut sporadic = vec![0; 1440];
+    sporadic[600] = 3;
+    TrafficSet {
+        region: "us-east-1".into(),
+        collected: true,
+        models: vec![
+            observation("fraud", day, 2_000),
+            observation("chat", sporadic, 800),
+            observation("docs", vec![5; 120], 20 * 1024 * 1024),
+        ],
+    }
+}
+
+fn failoverd(args: &[&str], cfg: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_failoverd"))
+        .arg("advise")
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn from_a_file_as_a_table_and_as_json() {
+    let d = tempdir();
+    let cfg = config(&d);
+    let f = d.join("traffic.json");
+    std::fs::write(&f, serde_json::to_vec(&traffic()).unwrap()).unwrap();
+
+    let out = failoverd(&["--from", f.to_str().unwrap()], &cfg);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = |model: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{model} ")))
+            .unwrap_or_else(|| panic!("no row for {model}:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        text.contains("business hours MON,TUE,WED,THU,FRI 09:00-18:00 (America/New_York)"),
+        "{text}"
+    );
+    assert!(
+        row("fraud").contains("provisioned + scheduled scaling"),
+        "{text}"
+    );
+    assert!(
+        row("fraud").contains("median minute in business hours 700 requests > 500 req/min"),
+        "{text}"
+    );
+    assert!(row("chat").contains("serverless"), "{text}");
+    assert!(
+        row("chat").contains("busiest hour 3 requests < 50 req/hour"),
+        "{text}"
+    );
+    assert!(row("docs").contains("batch"), "{text}");
+    assert!(row("docs").contains("20.0 MiB"), "{text}");
+
+    let out = failoverd(&["--from", f.to_str().unwrap(), "--output", "json"], &cfg);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recs = v["recommendations"].as_array().unwrap();
+    let got: Vec<(&str, &str, bool)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap(),
+                r["approach"].as_str().unwrap(),
+                r["scheduled_scaling"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("fraud", "provisioned", true),
+            ("chat", "serverless", false),
+            ("docs", "batch", false)
+        ]
+    );
+    assert_eq!(recs[0]["numbers"]["judged_per_minute_p50"], 700);
+    assert_eq!(v["thresholds"]["steady_per_minute"], 500);
+}
+
+#[test]
+fn bad_input_gets_its_own_exit_code() {
+    let d = tempdir();
+    let cfg = config(&d);
+    let missing = d.join("nope.json");
+    let out = failoverd(&["--from", missing.to_str().unwrap()], &cfg);
+    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+
+    let bad = d.join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"region\": \"x\", \"collected\": true, \"models\": [{\"model\": 3}]}",
+    )
+    .unwrap();
+    let out = failoverd(&["--from", bad.to_str().unwrap()], &cfg);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{} is not a traffic set", bad.display())),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut twice = traffic();
+    twice.models.push(observation("fraud", vec![1; 60], 1));
+    let dup = d.join("dup.json");
+    std::fs::write(&dup, serde_json::to_vec(&twice).unwrap()).unwrap();
+    let out = failoverd(&["--from", dup.to_str().unwrap()], &cfg);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model \"fraud\" is observed twice"),
+        "{}",
+        stderr(&out)
+    );
+
+    let badcfg = d.join("us-west-2.toml");
+    std::fs::write(
+        &badcfg,
+        BASE.replace("[listen]", "[cost]\nenvironment = \"prod\"\n[listen]"),
+    )
+    .unwrap();
+    let out = failoverd(&["--from", dup.to_str().unwrap()], &badcfg);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+}
+
+/// A one-shot HTTP server answering `body` to one request; returns its
+/// address and the request line it saw.
+fn serve_once(body: String) -> (String, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        let req = String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        req
+    });
+    (format!("http://{addr}"), h)
+}
+
+#[test]
+fn from_a_daemons_admin_endpoint() {
+    let d = tempdir();
+    let cfg = config(&d);
+    let (url, server) = serve_once(serde_json::to_string(&traffic()).unwrap());
+    let out = failoverd(&["--admin", &url, "--output", "json"], &cfg);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.join().unwrap(), "GET /traffic HTTP/1.1");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["recommendations"].as_array().unwrap().len(), 3);
+}
+
+/// The real admin handler: until the router counts per model, `/traffic`
+/// says so, and `advise` refuses to advise on nothing (exit 69).
+#[test]
+fn the_admin_endpoint_says_not_collected_and_advise_exits_69() {
+    let d = tempdir();
+    let cfg = config(&d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = failoverd::admin::AdminState {
+        readiness: failoverd::state::Readiness::starting(),
+        region: "us-east-1".into(),
+        shared: Arc::new(failoverd::state::Shared::default()),
+        metrics: None,
+        ops: None,
+    };
+    let server = rt.spawn(failoverd::http::serve(
+        listener,
+        move |req| failoverd::admin::handle(state.clone(), req),
+        rx,
+        Duration::from_secs(1),
+        "admin",
+    ));
+
+    let out = failoverd(&["--admin", &format!("http://{addr}")], &cfg);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the daemon in us-east-1 does not collect per-model traffic yet"),
+        "{}",
+        stderr(&out)
+    );
+
+    tx.send(true).unwrap();
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+        .expect("admin server stops")
+        .unwrap();
+}

@@ -1,0 +1,563 @@
+//! deploy/ against the rest of the repository: the templates against the
+//! definition file, the configuration, the lab's provisioning, and the
+//! Debian package against the systemd unit. (The IAM policies against the
+//! code are in tests/iam_policy.rs; cfn-lint and the policy-as-code rules run
+//! in deploy/lint.sh.)
+
+mod cfn;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use failoverd::aws::sfn::render_definition;
+use serde_yaml::Value;
+
+const ASL: &str = "deploy/statemachines/failover.asl.json";
+
+fn asl_text() -> String {
+    std::fs::read_to_string(cfn::root().join(ASL)).unwrap()
+}
+
+/// `${Name}` placeholders of a text.
+fn placeholders(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find('}') else { break };
+        out.insert(after[..j].to_string());
+        rest = &after[j..];
+    }
+    out
+}
+
+fn param_default(tpl: &Value, name: &str) -> String {
+    let v = cfn::get(tpl, &["Parameters", name, "Default"])
+        .unwrap_or_else(|| panic!("parameter {name} has no default"));
+    match cfn::untag(v) {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("parameter {name}: unexpected default {other:?}"),
+    }
+}
+
+#[test]
+fn rendered_region_template_carries_the_definition_file_unchanged() {
+    let dir = std::env::temp_dir().join(common::unique("failoverd-render"));
+    cfn::render(&dir);
+    let tpl = cfn::load(&dir.join("region.yaml"));
+    let def = cfn::get(
+        &tpl,
+        &[
+            "Resources",
+            "StateMachine",
+            "Properties",
+            "DefinitionString",
+        ],
+    )
+    .expect("StateMachine.DefinitionString");
+    let raw = cfn::get(&tpl, &["Resources", "StateMachine", "Properties"])
+        .and_then(|p| p.as_mapping())
+        .and_then(|m| m.get("DefinitionString"))
+        .unwrap();
+    assert_eq!(
+        cfn::tag(raw).as_deref(),
+        Some("!Sub"),
+        "the definition is filled in by Fn::Sub"
+    );
+    let asl = asl_text();
+    assert_eq!(
+        def.as_str().unwrap().trim_end(),
+        asl.trim_end(),
+        "deploy/render.sh must include {ASL} byte for byte"
+    );
+    // Nothing of the source template's marker is left, and the source still
+    // has no copy of the definition.
+    let source = std::fs::read_to_string(cfn::source("region.yaml")).unwrap();
+    assert!(
+        !source.contains("\"StartAt\""),
+        "region.yaml must not carry a copy of the definition"
+    );
+    let rendered = std::fs::read_to_string(dir.join("region.yaml")).unwrap();
+    assert!(!rendered.contains("#failoverd-render:"));
+    // Every other template is copied unchanged.
+    for name in [
+        "tables.yaml",
+        "iam.yaml",
+        "billing.yaml",
+        "scheduled-capacity.yaml",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+            std::fs::read_to_string(cfn::source(name)).unwrap(),
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn definition_placeholders_are_parameters_of_the_region_template() {
+    let asl = asl_text();
+    let tpl = cfn::load(&cfn::source("region.yaml"));
+    let params: BTreeSet<String> = cfn::parameters(&tpl).into_iter().collect();
+    let used = placeholders(&asl);
+    assert!(!used.is_empty());
+    let missing: Vec<_> = used.difference(&params).collect();
+    assert!(
+        missing.is_empty(),
+        "{ASL} uses ${{{missing:?}}}, which region.yaml has no parameter for: Fn::Sub would fail the stack. \
+         Add the parameter to deploy/cloudformation/region.yaml (and to the lab's provisioning)"
+    );
+    // What the parameters fill in gives JSON (CloudFormation's Fn::Sub does
+    // the same string substitution as the Rust renderer).
+    let subs: Vec<(&str, &str)> = used.iter().map(|p| (p.as_str(), "x")).collect();
+    let rendered = render_definition(&asl, &subs).unwrap();
+    serde_json::from_str::<serde_json::Value>(&rendered).expect("the rendered definition is JSON");
+}
+
+/// regions/base.toml is what an operator edits after deploying with the
+/// templates' defaults: the names must agree.
+#[test]
+fn example_config_names_what_the_templates_create_by_default() {
+    let base: toml::Table = std::fs::read_to_string(cfn::root().join("regions/base.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tables = cfn::load(&cfn::source("tables.yaml"));
+    let region = cfn::load(&cfn::source("region.yaml"));
+    let iam = cfn::load(&cfn::source("iam.yaml"));
+    let cfg = |path: &[&str]| -> String {
+        let mut v = toml::Value::Table(base.clone());
+        for k in path {
+            v = v
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("base.toml has no {path:?}"));
+        }
+        v.as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        cfg(&["tables", "control"]),
+        param_default(&tables, "ControlTableName")
+    );
+    assert_eq!(
+        cfg(&["tables", "control"]),
+        param_default(&region, "ControlTable")
+    );
+    assert_eq!(
+        cfg(&["tables", "control"]),
+        param_default(&iam, "ControlTableName")
+    );
+    assert_eq!(
+        cfg(&["tables", "routing"]),
+        param_default(&tables, "RoutingTableName")
+    );
+    assert_eq!(
+        cfg(&["tables", "routing"]),
+        param_default(&iam, "RoutingTableName")
+    );
+    assert_eq!(
+        cfg(&["router", "batch_bucket_prefix"]),
+        param_default(&region, "BatchBucketPrefix")
+    );
+    assert_eq!(
+        cfg(&["router", "batch_bucket_prefix"]),
+        param_default(&iam, "BatchBucketPrefix")
+    );
+    for r in base["regions"].as_array().unwrap() {
+        let arn = r["state_machine_arn"].as_str().unwrap();
+        assert_eq!(
+            arn.rsplit(':').next().unwrap(),
+            param_default(&region, "StateMachineName"),
+            "{arn}"
+        );
+    }
+}
+
+// --- the Debian package and the systemd unit ------------------------------------
+
+fn deb_meta() -> toml::Table {
+    let cargo: toml::Table = std::fs::read_to_string(cfn::root().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    cargo["package"]["metadata"]["deb"]
+        .as_table()
+        .unwrap()
+        .clone()
+}
+
+/// (source, installed path) of every asset.
+fn deb_assets() -> Vec<(String, String)> {
+    deb_meta()["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_array().unwrap();
+            let (src, dest) = (a[0].as_str().unwrap(), a[1].as_str().unwrap());
+            let dest = if dest.ends_with('/') {
+                format!("/{dest}{}", src.rsplit('/').next().unwrap())
+            } else {
+                format!("/{dest}")
+            };
+            (src.to_string(), dest)
+        })
+        .collect()
+}
+
+fn unit_lines(key: &str) -> Vec<String> {
+    std::fs::read_to_string(cfn::root().join("systemd/failoverd@.service"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")).map(String::from))
+        .collect()
+}
+
+#[test]
+fn unit_runs_the_binary_where_the_package_installs_it() {
+    let assets = deb_assets();
+    let binary = assets
+        .iter()
+        .find(|(src, _)| src == "target/release/failoverd")
+        .map(|(_, dest)| dest.clone())
+        .expect("the package ships target/release/failoverd");
+    let exec = unit_lines("ExecStart");
+    assert_eq!(exec.len(), 1);
+    let program = exec[0].split_whitespace().next().unwrap();
+    assert_eq!(
+        program, binary,
+        "ExecStart's program and the package's binary path"
+    );
+    assert!(
+        assets
+            .iter()
+            .any(|(src, dest)| src == "systemd/failoverd@.service"
+                && dest == "/lib/systemd/system/failoverd@.service")
+    );
+    // The unit reads its config from where the package puts the examples.
+    let config = exec[0]
+        .split_whitespace()
+        .skip_while(|a| *a != "--config")
+        .nth(1)
+        .expect("ExecStart passes --config");
+    let dir = config.rsplit_once('/').unwrap().0;
+    for (src, dest) in &assets {
+        if src.starts_with("regions/") {
+            assert!(
+                dest.starts_with(&format!("{dir}/")),
+                "{dest} is not in {dir}"
+            );
+        }
+    }
+    // The shared env file the unit reads is shipped.
+    let env_files = unit_lines("EnvironmentFile");
+    assert!(
+        env_files
+            .iter()
+            .any(|e| e == "-/etc/failoverd/failoverd.env")
+    );
+    assert!(
+        assets
+            .iter()
+            .any(|(_, d)| d == "/etc/failoverd/failoverd.env")
+    );
+}
+
+#[test]
+fn every_shipped_etc_file_is_a_conffile() {
+    let conf: BTreeSet<String> = deb_meta()["conf-files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let etc: BTreeSet<String> = deb_assets()
+        .into_iter()
+        .map(|(_, d)| d)
+        .filter(|d| d.starts_with("/etc/"))
+        .collect();
+    assert_eq!(
+        conf, etc,
+        "every file under /etc is a conffile (dpkg keeps local edits), and nothing else is"
+    );
+    // Every shipped region file is a region of the shipped base.toml.
+    let base: toml::Table = std::fs::read_to_string(cfn::root().join("regions/base.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let regions: BTreeSet<&str> = base["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for f in &etc {
+        if let Some(name) = f.strip_prefix("/etc/failoverd/regions/") {
+            let name = name.trim_end_matches(".toml");
+            assert!(name == "base" || regions.contains(name), "{f}");
+        }
+    }
+}
+
+// --- the lab's provisioning against the templates (moto) -------------------------
+
+/// What moto's CloudFormation skips, as docs/deploy.md says.
+const MOTO_SKIPS: &[(&str, &str)] = &[("BatchBucketPolicy", "AWS::S3::BucketPolicy")];
+
+fn resource_ids(tpl: &Value) -> BTreeMap<String, String> {
+    cfn::get(tpl, &["Resources"])
+        .and_then(|r| r.as_mapping())
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_string(),
+                cfn::get(v, &["Type"])
+                    .and_then(cfn::str_of)
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `(attribute, key type)` pairs of a KeySchema.
+fn key_schema_of(v: &Value) -> Vec<(String, String)> {
+    cfn::items(v)
+        .into_iter()
+        .map(|k| {
+            (
+                cfn::get(k, &["AttributeName"])
+                    .and_then(cfn::str_of)
+                    .unwrap()
+                    .to_string(),
+                cfn::get(k, &["KeyType"])
+                    .and_then(cfn::str_of)
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct TableShape {
+    attributes: BTreeSet<(String, String)>,
+    keys: Vec<(String, String)>,
+    /// index name -> (keys, projection)
+    indexes: BTreeMap<String, (Vec<(String, String)>, String)>,
+    billing: String,
+    ttl: Option<String>,
+}
+
+fn template_shape(tpl: &Value, resource: &str) -> TableShape {
+    let p = cfn::get(tpl, &["Resources", resource, "Properties"]).unwrap();
+    let s = |v: &Value, k: &str| cfn::get(v, &[k]).and_then(cfn::str_of).unwrap().to_string();
+    TableShape {
+        attributes: cfn::items(cfn::get(p, &["AttributeDefinitions"]).unwrap())
+            .into_iter()
+            .map(|a| (s(a, "AttributeName"), s(a, "AttributeType")))
+            .collect(),
+        keys: key_schema_of(cfn::get(p, &["KeySchema"]).unwrap()),
+        indexes: cfn::get(p, &["GlobalSecondaryIndexes"])
+            .map(cfn::items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| {
+                (
+                    s(i, "IndexName"),
+                    (
+                        key_schema_of(cfn::get(i, &["KeySchema"]).unwrap()),
+                        cfn::get(i, &["Projection", "ProjectionType"])
+                            .and_then(cfn::str_of)
+                            .unwrap()
+                            .to_string(),
+                    ),
+                )
+            })
+            .collect(),
+        billing: s(p, "BillingMode"),
+        ttl: cfn::get(p, &["TimeToLiveSpecification"]).map(|t| {
+            assert_eq!(
+                cfn::get(t, &["Enabled"]).and_then(|e| e.as_bool()),
+                Some(true)
+            );
+            s(t, "AttributeName")
+        }),
+    }
+}
+
+async fn provisioned_shape(ddb: &aws_sdk_dynamodb::Client, table: &str) -> TableShape {
+    let d = ddb.describe_table().table_name(table).send().await.unwrap();
+    let t = d.table().unwrap();
+    let keys = |ks: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        ks.iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_string(),
+                    k.key_type().as_str().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().and_then(|d| {
+        (d.time_to_live_status().map(|s| s.as_str()) == Some("ENABLED"))
+            .then(|| d.attribute_name().unwrap_or_default().to_string())
+    });
+    TableShape {
+        attributes: t
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_string(),
+                    a.attribute_type().as_str().to_string(),
+                )
+            })
+            .collect(),
+        keys: keys(t.key_schema()),
+        indexes: t
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap().to_string(),
+                    (
+                        keys(i.key_schema()),
+                        i.projection()
+                            .and_then(|p| p.projection_type())
+                            .map(|p| p.as_str().to_string())
+                            .unwrap_or_default(),
+                    ),
+                )
+            })
+            .collect(),
+        billing: t
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|b| b.as_str().to_string())
+            .unwrap_or_default(),
+        ttl,
+    }
+}
+
+/// moto has no AWS::DynamoDB::GlobalTable, so the lab creates the tables
+/// with failoverd's adapter: they must be the tables tables.yaml describes.
+/// And the stacks the lab deploys hold every resource of the templates but
+/// the ones docs/deploy.md says moto skips.
+#[test]
+fn lab_provisioning_deploys_what_the_templates_describe() {
+    let moto = common::Moto::start();
+    let dir = std::env::temp_dir().join(common::unique("failoverd-provision"));
+    let env: Vec<(&str, String)> = vec![
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("FAILOVERD_LOG", "warn".into()),
+        ("FAILOVERD__ENDPOINTS__DYNAMODB", moto.url()),
+        ("FAILOVERD__ENDPOINTS__S3", moto.url()),
+        ("FAILOVERD__ENDPOINTS__ROUTE53", moto.url()),
+        ("FAILOVERD__ENDPOINTS__SFN", moto.url()),
+        ("FAILOVERD__ENDPOINTS__SAGEMAKER", moto.url()),
+        (
+            "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
+            "http://127.0.0.1:9".into(),
+        ),
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+        .current_dir(cfn::root())
+        .args([
+            "provision",
+            "--config",
+            "regions/lab/us-east-1.toml",
+            "--out",
+        ])
+        .arg(&dir)
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "provision: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clients = common::clients(&moto, None);
+    let tables = cfn::load(&cfn::source("tables.yaml"));
+    let region_tpl = cfn::load(&dir.join("cloudformation/region.yaml"));
+    let iam_tpl = cfn::load(&dir.join("cloudformation/iam.yaml"));
+    let docs = std::fs::read_to_string(cfn::root().join("docs/deploy.md")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for region in ["us-east-1", "eu-west-1"] {
+            let ddb = clients.dynamodb(region);
+            for (resource, name) in [
+                ("ControlTable", param_default(&tables, "ControlTableName")),
+                ("RoutingTable", param_default(&tables, "RoutingTableName")),
+            ] {
+                assert_eq!(
+                    provisioned_shape(&ddb, &name).await,
+                    template_shape(&tables, resource),
+                    "{name} in {region}: the lab's table differs from tables.yaml's {resource}"
+                );
+            }
+        }
+
+        let cfn_client = |region: &str| {
+            let conf = aws_sdk_cloudformation::config::Builder::from(&common::sdk_config())
+                .region(aws_config::Region::new(region.to_string()))
+                .endpoint_url(moto.url())
+                .build();
+            aws_sdk_cloudformation::Client::from_conf(conf)
+        };
+        for (region, stack, tpl) in [
+            ("us-east-1", "failoverd-region", &region_tpl),
+            ("us-west-2", "failoverd-region", &region_tpl),
+            ("eu-west-1", "failoverd-region", &region_tpl),
+            ("us-east-1", "failoverd-iam", &iam_tpl),
+        ] {
+            let listed = cfn_client(region)
+                .list_stack_resources()
+                .stack_name(stack)
+                .send()
+                .await
+                .unwrap();
+            let created: BTreeSet<String> = listed
+                .stack_resource_summaries()
+                .iter()
+                .filter_map(|r| r.logical_resource_id().map(String::from))
+                .filter(|id| !id.is_empty())
+                .collect();
+            let skipped: Vec<(String, String)> = resource_ids(tpl)
+                .into_iter()
+                .filter(|(id, _)| !created.contains(id))
+                .collect();
+            for (id, ty) in &skipped {
+                assert!(
+                    MOTO_SKIPS.contains(&(id.as_str(), ty.as_str())),
+                    "stack {stack} in {region}: moto did not create {id} ({ty}); if moto cannot, \
+                     list it in MOTO_SKIPS and say so in docs/deploy.md"
+                );
+                assert!(
+                    docs.contains(ty.as_str()),
+                    "docs/deploy.md does not mention that moto skips {ty}"
+                );
+            }
+        }
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}
