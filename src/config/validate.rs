@@ -434,7 +434,7 @@ impl Validator<'_> {
         let h = raw.health;
         let r53 = h.route53_calls_per_second.unwrap_or(0.5);
         if !(0.01..=100.0).contains(&r53) {
-            self.err("health.route53_calls_per_second", format!("{r53} is out of range: must be between 0.01 and 100 (AWS allows 1/s per account)"));
+            self.err("health.route53_calls_per_second", format!("{r53} is out of range: must be between 0.01 and 100 (AWS allows five requests per second per account for the whole Route 53 API)"));
         }
         let connect = self.duration(
             "health.probe_connect_timeout",
