@@ -10,7 +10,7 @@
 //! claim lapses and the token is claimed again; Step Functions makes the
 //! callback itself single use.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -39,14 +39,16 @@ pub struct TokenDesk {
     /// `<region>/<instance>`: distinct per process, so a restarted daemon
     /// waits out its predecessor's claims instead of assuming them.
     owner: String,
-    workers: HashMap<String, JoinHandle<()>>,
+    /// By token id. Ordered, so stopping them (shutdown) goes the same way
+    /// every run: the simulation replays a seed exactly.
+    workers: BTreeMap<String, JoinHandle<()>>,
 }
 
 impl TokenDesk {
     pub fn new(owner: String) -> Self {
         Self {
             owner,
-            workers: HashMap::new(),
+            workers: BTreeMap::new(),
         }
     }
 
@@ -147,7 +149,7 @@ impl TokenDesk {
 
     /// Stop every worker (shutdown).
     pub fn abort_all(&mut self) {
-        for (_, w) in self.workers.drain() {
+        for (_, w) in std::mem::take(&mut self.workers) {
             w.abort();
         }
     }
