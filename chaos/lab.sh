@@ -7,7 +7,10 @@
 #                          CloudFormation), start three daemons, wait until
 #                          ready, then run the drill
 #   chaos/lab.sh drill     invert the active region's health check, print the
-#                          failover timeline, restore it, fail back, print again
+#                          failover timeline, restore it, fail back, print again;
+#                          writes each failover's report (HTML with the timeline
+#                          SVG, JSON with every event and figure) under
+#                          $RUN/reports/
 #   chaos/lab.sh down      stop everything `up` started (by PID), leave nothing
 #   chaos/lab.sh status    what is running and where its logs are
 #   chaos/lab.sh test      install, then run the whole test suite
@@ -94,6 +97,9 @@ lab_env() {
   export FAILOVERD__ENDPOINTS__SFN=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SAGEMAKER=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME=http://127.0.0.1:$model
+  # The operator CLI records who acts from STS GetCallerIdentity; the SDK's
+  # own per-service endpoint variable sends it to moto.
+  export AWS_ENDPOINT_URL_STS=http://127.0.0.1:$moto
 }
 
 up() {
@@ -176,7 +182,8 @@ drill() {
   say "drill: $active is active at epoch $epoch; inverting its Route 53 health check"
   t0=$("$bin/failoverd-lab" invert --config "$cfg" --region "$active")
   wait_until "the failover away from $active" "s['record']['active'] != '$active' and s['record']['phase'] == 'steady' and s['record']['epoch'] == $((epoch + 1))"
-  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t0" --epoch $((epoch + 1)) || true
+  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t0" --epoch $((epoch + 1)) \
+    --label "the inversion of $active's health check" --report-dir "$RUN/reports" || true
   say "drill: now active: $(json_field "s['record']['active']"); restoring $active's check"
   "$bin/failoverd-lab" invert --config "$cfg" --region "$active" --revert >/dev/null
   wait_until "$active to be up by quorum" "s['tally']['regions'].get('$active') == 'up'" 60
@@ -185,8 +192,12 @@ drill() {
   "$bin/failoverd" failback --config "$cfg" --yes --reason "lab drill: $active recovered" \
     || die "failback was refused"
   wait_until "the failback to $active" "s['record']['active'] == '$active' and s['record']['phase'] == 'steady'"
-  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t1" --epoch $((epoch + 2)) --label "the failback command" || true
-  say "drill: done; $active is active again. Full status:"
+  "$bin/failoverd-lab" timeline --config "$cfg" --since "$t1" --epoch $((epoch + 2)) \
+    --label "the failback command" --report-dir "$RUN/reports" || true
+  say "drill: done; $active is active again. Reports (open the HTML in any browser):"
+  ls -1 "$RUN"/reports/drill-epoch-*.html "$RUN"/reports/drill-epoch-*.json 2>/dev/null | sed 's/^/lab:   /' || true
+  say "status page of each daemon: $(for r in "${REGIONS[@]}"; do printf 'http://127.0.0.1:%s/ ' "$(cat "$RUN/$r.admin")"; done)"
+  say "full status:"
   "$bin/failoverd" status --config "$cfg" --events 0 || true
 }
 

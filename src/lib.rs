@@ -9,6 +9,7 @@ pub mod config; // layered typed configuration and its validation
 pub mod core; // pure decision logic (health, quorum, control, plan, tokens)
 pub mod daemon; // lifecycle: bind, sd_notify, signals, reload, drain
 pub mod http; // the hyper server loop shared by admin and router
+pub mod meter; // the control side's counters (fed by ports::metered and each round)
 pub mod ports; // narrow traits to AWS and the clock (adapters in aws/, fakes in tests/sim)
 pub mod router; // the embedded inference router (SageMaker wire API + native API)
 pub mod state; // shared state: the last round (admin, router read it) and readiness

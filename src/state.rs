@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::Tracker;
 use crate::core::plan::Decision;
-use crate::core::quorum::Tally;
+use crate::core::quorum::{Tally, Vote};
+use crate::meter::Meter;
 
 /// Why a daemon is not ready, by component. Ready when empty.
 #[derive(Debug, Default)]
@@ -78,6 +79,14 @@ pub struct RoundStatus {
     pub draining: bool,
     /// How long the record has stood at its version, on this daemon's clock.
     pub stalled_ms: u64,
+    /// How long the round took (monotonic clock).
+    pub took_ms: u64,
+    /// The votes the round tallied, each `at` replaced by when this daemon
+    /// first saw it (`quorum::Receipts`): vote age is `at_now - at` on this
+    /// daemon's clock.
+    pub votes: Vec<Vote>,
+    /// `timings.vote_freshness`: older votes do not count.
+    pub vote_freshness_ms: u64,
 }
 
 /// State shared with the admin server (and, later, the router).
@@ -86,6 +95,8 @@ pub struct Shared {
     pub status: Mutex<RoundStatus>,
     /// Set when this region has been asked to drain (it is no longer active).
     pub draining: AtomicBool,
+    /// The control side's counters; every published round is shown to it.
+    pub meter: Arc<Meter>,
 }
 
 impl RoundStatus {
@@ -104,6 +115,14 @@ impl RoundStatus {
 }
 
 impl Shared {
+    /// Shared state whose rounds are counted in `meter`.
+    pub fn with_meter(meter: Arc<Meter>) -> Self {
+        Self {
+            meter,
+            ..Self::default()
+        }
+    }
+
     /// Look at the last round without copying it.
     pub fn read<T>(&self, f: impl FnOnce(&RoundStatus) -> T) -> T {
         f(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
@@ -117,7 +136,9 @@ impl Shared {
 
     /// Replace the last round's status.
     pub fn publish(&self, next: RoundStatus) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        let mut cur = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        self.meter.observe_round(&cur, &next);
+        *cur = next;
     }
 
     pub fn snapshot(&self) -> RoundStatus {

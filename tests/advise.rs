@@ -265,6 +265,7 @@ fn the_admin_endpoint_says_not_collected_and_advise_exits_69() {
         region: "us-east-1".into(),
         shared: Arc::new(failoverd::state::Shared::default()),
         metrics: None,
+        ops: None,
     };
     let server = rt.spawn(failoverd::http::serve(
         listener,

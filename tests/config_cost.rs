@@ -91,7 +91,12 @@ fn without_a_cost_section_nothing_changes() {
         "the seed's 60 minutes"
     );
     assert!(!c.idle.stop_outside_production);
-    assert_eq!(c.prepare_budget, Duration::from_secs(20 * 60));
+    assert_eq!(
+        c.prepare_budget,
+        Duration::from_secs(3 * 60),
+        "with the warm-up's 30 s, fills the 5-minute stuck rule"
+    );
+    assert_eq!(c.interval, Duration::from_secs(60));
     assert!(c.schedules.is_empty());
     assert_eq!(c.advise.business_hours.timezone, "America/New_York");
     assert_eq!(c.advise.thresholds.steady_per_minute, 500);
@@ -112,7 +117,8 @@ fn a_full_cost_section_loads() {
 [cost]
 environment = "staging"
 default_tier = "tier3"
-prepare_budget = "30m"
+prepare_budget = "10m"
+interval = "30s"
 [cost.tiers]
 fraud = "tier1"
 [cost.idle]
@@ -140,10 +146,12 @@ steady_requests_per_minute = 800
 off_hours_ratio = 0.1
 idle_gap = "30m"
 "#,
-        &[],
+        &[("FAILOVERD__TIMINGS__STUCK_FAILOVER", "12m")],
     );
     let c = r.unwrap_or_else(|e| panic!("{}", e.report())).cost;
     assert_eq!(c.environment, Environment::Staging);
+    assert_eq!(c.prepare_budget, Duration::from_secs(600));
+    assert_eq!(c.interval, Duration::from_secs(30));
     assert_eq!(c.tier_of("fraud"), Tier::Tier1);
     assert_eq!(c.tier_of("chat"), Tier::Tier3, "the default");
     assert!(c.idle.enabled && c.idle.stop_outside_production);
@@ -199,6 +207,73 @@ fn tier1_with_eventual_consistency_is_refused_naming_the_key() {
     // Strong consistency makes the same tiers valid.
     let (_, r) = load("[cost]\ndefault_tier = \"tier1\"\n", &[]);
     assert_eq!(r.unwrap().cost.tier_of("chat"), Tier::Tier1);
+}
+
+/// A tier2 scale-up must fit in the workflow's prepare task and under the
+/// stuck rule; both keys are named, with the value each would need.
+#[test]
+fn the_prepare_budget_must_fit_the_workflow_timeout_and_the_stuck_rule() {
+    let (f, r) = load("[cost]\nprepare_budget = \"10m\"\n", &[]);
+    let report = r.unwrap_err().report();
+    has(
+        &report,
+        &f.display().to_string(),
+        "cost.prepare_budget",
+        "exceeds timings.stuck_failover (5m): the daemons would settle a failover whose target is still scaling up; raise timings.stuck_failover to at least 12m or lower cost.prepare_budget to at most 3m",
+    );
+    assert_eq!(report.lines().count(), 1, "{report}");
+
+    // Raising the stuck rule with it is enough, whichever layer says so.
+    let (_, r) = load(
+        "[cost]\nprepare_budget = \"10m\"\n",
+        &[("FAILOVERD__TIMINGS__STUCK_FAILOVER", "12m")],
+    );
+    assert_eq!(r.unwrap().cost.prepare_budget, Duration::from_secs(600));
+
+    // Past the workflow's TimeoutSeconds no stuck rule helps.
+    let (_, r) = load(
+        "[timings]\nstuck_failover = \"1h\"\n[cost]\nprepare_budget = \"15m\"\n",
+        &[],
+    );
+    let report = r.unwrap_err().report();
+    assert!(
+        report.contains("cost.prepare_budget: 15m plus timings.prepare_budget (30s) and 30s for the callback is longer than the workflow's prepare task waits (PrepareTarget TimeoutSeconds = 900 in deploy/statemachines/failover.asl.json)")
+            && report.contains("use at most 14m"),
+        "{report}"
+    );
+    assert_eq!(report.lines().count(), 1, "{report}");
+
+    // The warm-up's budget counts too.
+    let (_, r) = load("[timings]\nprepare_budget = \"100s\"\n", &[]);
+    let report = r.unwrap_err().report();
+    assert!(
+        report.contains("timings.prepare_budget (1m 40s)"),
+        "{report}"
+    );
+}
+
+/// Without a provisioned endpoint a prepare step scales nothing: the budget
+/// is not checked against the stuck rule.
+#[test]
+fn without_provisioned_endpoints_the_budget_is_not_checked() {
+    let d = tempdir();
+    write(
+        &d,
+        "base.toml",
+        &BASE
+            .replace("provisioned = \"prov-east\", ", "")
+            .replace("provisioned = \"prov-west\", ", ""),
+    );
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[timings]\nstuck_failover = \"3m\"\n",
+    );
+    let c = config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()));
+    assert!(c.regions.iter().all(|r| r.sagemaker.provisioned.is_none()));
+    // The same file with a provisioned endpoint is refused.
+    write(&d, "base.toml", BASE);
+    assert!(config::load(&f, &EnvSource::new()).is_err());
 }
 
 #[test]

@@ -26,6 +26,7 @@ fn base(dead: &str) -> String {
 [tables]
 control = "c"
 routing = "r"
+witness = "us-east-2"
 [timings]
 shutdown_grace = "2s"
 [[regions]]

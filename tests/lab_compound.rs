@@ -185,14 +185,33 @@ fn a_workflow_that_cannot_reach_the_table_aborts_cleanly() {
         ],
     )
     .unwrap();
-    Lab::rt()
-        .block_on(failoverd::aws::sfn::ensure_state_machine(
-            &lab.clients.sfn("us-west-2"),
-            "failoverd-failover",
-            &def,
-            "arn:aws:iam::123456789012:role/failoverd-stepfunctions",
-        ))
-        .unwrap();
+    let sfn = lab.clients.sfn("us-west-2");
+    let arn = lab
+        .config
+        .region("us-west-2")
+        .unwrap()
+        .state_machine_arn
+        .clone();
+    Lab::rt().block_on(async {
+        let role = sfn
+            .describe_state_machine()
+            .state_machine_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .role_arn()
+            .to_string();
+        sfn.delete_state_machine()
+            .state_machine_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        let again =
+            failoverd::aws::sfn::ensure_state_machine(&sfn, "failoverd-failover", &def, &role)
+                .await
+                .unwrap();
+        assert_eq!(again, arn);
+    });
     lab.invert("us-east-1", true);
     let claimed = wait_record(&lab, "us-west-2's claim", Duration::from_secs(60), |r| {
         r.phase == Phase::FailingOver && r.initiator.as_deref() == Some("us-west-2")

@@ -100,18 +100,28 @@ fn eventual_mode_replicates_refuses_automatic_failover_and_runs_a_manual_one() {
             },
         );
     }
-    let tokens = Lab::rt()
-        .block_on(async {
-            lab.table_in("us-west-2")
-                .tokens(1000, failoverd::aws::control_table::now_ms())
-                .await
-                .map(|p| p.items)
-        })
-        .unwrap();
-    assert!(
-        tokens.iter().any(|t| t.view.step == "drain"
-            && t.view.status == failoverd::core::tokens::TokenStatus::Done),
-        "{tokens:#?}"
+    // The drain token's "done" may still be replicating when the record
+    // shows steady: wait for it, bounded.
+    wait_for(
+        "the drain token done in us-west-2's replica",
+        Duration::from_secs(30),
+        || {
+            let tokens = Lab::rt()
+                .block_on(async {
+                    lab.table_in("us-west-2")
+                        .tokens(1000, failoverd::aws::control_table::now_ms())
+                        .await
+                        .map(|p| p.items)
+                })
+                .ok()?;
+            tokens
+                .iter()
+                .any(|t| {
+                    t.view.step == "drain"
+                        && t.view.status == failoverd::core::tokens::TokenStatus::Done
+                })
+                .then_some(())
+        },
     );
 }
 

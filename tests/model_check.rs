@@ -2147,6 +2147,18 @@ fn policy(automatic_allowed: bool, auto_failback: bool) -> Policy {
 // The runs
 // ---------------------------------------------------------------------------
 
+/// The bounds of a run: `ci` in the default run (each run a few minutes at
+/// most on a 2-core CI machine, in the debug profile), `full` with
+/// `MODEL_CHECK_FULL=1` (the figures in docs/model-check.md come from full
+/// runs).
+fn bounds(ci: Bounds, full: Bounds) -> Bounds {
+    if std::env::var_os("MODEL_CHECK_FULL").is_some() {
+        full
+    } else {
+        ci
+    }
+}
+
 fn strong_automatic(name: &'static str, bounds: Bounds) -> Model {
     Model {
         name,
@@ -2176,13 +2188,22 @@ fn eventual_manual(name: &'static str, bounds: Bounds, start_missing: bool, stop
 /// partition; up to two failovers. Must be safe.
 #[test]
 fn strong_automatic_crash_partition_operator_is_safe() {
-    let bounds = Bounds {
-        crashes: 1,
-        partitions: 1,
-        faults: 0,
-        requests: 1,
-        max_epoch: 3,
-    };
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 0,
+            requests: 1,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 0,
+            requests: 1,
+            max_epoch: 3,
+        },
+    );
     let o = run(&strong_automatic(
         "strong/automatic+crash+partition+operator",
         bounds,
@@ -2194,13 +2215,22 @@ fn strong_automatic_crash_partition_operator_is_safe() {
 /// instead of the partition.
 #[test]
 fn strong_automatic_crash_fault_operator_is_safe() {
-    let bounds = Bounds {
-        crashes: 1,
-        partitions: 0,
-        faults: 1,
-        requests: 1,
-        max_epoch: 3,
-    };
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 0,
+            faults: 1,
+            requests: 1,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 0,
+            faults: 1,
+            requests: 1,
+            max_epoch: 3,
+        },
+    );
     let o = run(&strong_automatic(
         "strong/automatic+crash+fault+operator",
         bounds,
@@ -2211,13 +2241,22 @@ fn strong_automatic_crash_fault_operator_is_safe() {
 /// (a) MRSC, deeper: up to three failovers (failover, failback, failover).
 #[test]
 fn strong_automatic_three_failovers_is_safe() {
-    let bounds = Bounds {
-        crashes: 1,
-        partitions: 0,
-        faults: 0,
-        requests: 1,
-        max_epoch: 4,
-    };
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 0,
+            faults: 0,
+            requests: 0,
+            max_epoch: 4,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 0,
+            faults: 0,
+            requests: 1,
+            max_epoch: 4,
+        },
+    );
     let o = run(&strong_automatic(
         "strong/automatic+crash+operator, 3 failovers",
         bounds,
@@ -2278,13 +2317,22 @@ fn eventual_automatic_is_unsafe() {
 /// exists: one operator request, a crash and a partition. Safe.
 #[test]
 fn eventual_manual_crash_partition_is_safe() {
-    let bounds = Bounds {
-        crashes: 1,
-        partitions: 1,
-        faults: 0,
-        requests: 1,
-        max_epoch: 3,
-    };
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 0,
+            requests: 1,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 0,
+            requests: 1,
+            max_epoch: 3,
+        },
+    );
     let o = run(&eventual_manual(
         "eventual/manual-only+crash+partition",
         bounds,
@@ -2450,17 +2498,43 @@ fn strong_dead_target_daemon_is_passed_over() {
     );
 }
 
+/// MRSC with an operator who may `--force` over an in-flight failover (a
+/// superseding claim, epoch 3) and a workflow fault, every daemon alive.
+#[test]
+fn strong_operator_force_supersedes_safely() {
+    let o = run(&strong_automatic(
+        "strong/automatic+fault+operator (force supersedes)",
+        Bounds {
+            crashes: 0,
+            partitions: 0,
+            faults: 1,
+            requests: 1,
+            max_epoch: 3,
+        },
+    ));
+    assert!(o.traces.is_empty(), "strong mode must be safe");
+}
+
 /// Larger runs: all four environment budgets at once (about a minute each
 /// in the debug profile; they run in CI like the rest).
 #[test]
 fn strong_automatic_all_at_once_is_safe() {
-    let bounds = Bounds {
-        crashes: 1,
-        partitions: 1,
-        faults: 1,
-        requests: 1,
-        max_epoch: 3,
-    };
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 1,
+            requests: 1,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 1,
+            requests: 1,
+            max_epoch: 3,
+        },
+    );
     let o = run(&strong_automatic(
         "strong/automatic+crash+partition+fault+operator",
         bounds,
@@ -2470,13 +2544,22 @@ fn strong_automatic_all_at_once_is_safe() {
 
 #[test]
 fn eventual_manual_all_at_once_is_safe() {
-    let bounds = Bounds {
-        crashes: 1,
-        partitions: 1,
-        faults: 1,
-        requests: 1,
-        max_epoch: 3,
-    };
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 1,
+            requests: 1,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 1,
+            requests: 1,
+            max_epoch: 3,
+        },
+    );
     let o = run(&eventual_manual(
         "eventual/manual-only+crash+partition+fault",
         bounds,

@@ -5,7 +5,10 @@
 //!
 //! `failoverd-lab timeline`: print the journal since a time, with offsets,
 //! and the two drill figures (inversion -> StartExecution, inversion ->
-//! steady in the new region).
+//! steady in the new region). With `--report-dir DIR` it also writes the
+//! drill's report, `DIR/drill-epoch-<N>.html` (timeline SVG, figures, every
+//! entry; self-contained) and `.json` (every event and figure), with the
+//! same code as `failoverd report` plus the injection as a milestone.
 
 use std::path::PathBuf;
 
@@ -65,6 +68,9 @@ pub struct TimelineArgs {
     /// What happened at `since` (for the heading).
     #[arg(long, default_value = "the inversion")]
     label: String,
+    /// Also write the drill report (HTML and JSON) into this folder.
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
 }
 
 pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
@@ -78,12 +84,26 @@ pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
     let clients = AwsClients::from_default_chain(cfg.endpoints.clone()).await;
     let region = cfg.control_region_for(&cfg.region).to_string();
     let table = ControlTable::new(clients.dynamodb(&region), &cfg.tables.control, region);
-    let events = match table.events(1000, now_ms()).await {
-        Ok(page) => page.items,
-        Err(e) => {
-            eprintln!("{}", failoverd::error_chain(&e));
-            return 1;
+    // The workflow journals its end just after it writes the record, so
+    // the caller (which waited for the record) may be a moment early: wait
+    // for the epoch's end in the journal too, level-triggered, at most 20 s.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let events = loop {
+        let events = match table.events(1000, now_ms()).await {
+            Ok(page) => page.items,
+            Err(e) => {
+                eprintln!("{}", failoverd::error_chain(&e));
+                return 1;
+            }
+        };
+        let ended = events.iter().any(|e| {
+            e.epoch == Some(args.epoch)
+                && matches!(e.kind.as_str(), "workflow_done" | "workflow_aborted")
+        });
+        if ended || tokio::time::Instant::now() >= deadline {
+            break events;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
     println!("timeline from {} at {}:", args.label, rfc3339(args.since));
     let mut started = None;
@@ -103,6 +123,45 @@ pub async fn timeline(args: TimelineArgs, env: EnvSource) -> i32 {
         }
         if e.epoch == Some(args.epoch) && e.kind == "workflow_done" {
             steady = Some(dt);
+        }
+    }
+    if let Some(dir) = &args.report_dir {
+        let injection = failoverd::cli::report::Injection {
+            label: args.label.clone(),
+            at: args.since,
+        };
+        let written = std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                failoverd::cli::report::build(
+                    &events,
+                    false,
+                    args.epoch,
+                    &cfg.tables.control,
+                    Some(injection),
+                    now_ms(),
+                )
+                .map_err(|e| failoverd::error_chain(&e))
+            })
+            .and_then(|r| {
+                let paths = [
+                    dir.join(format!("drill-epoch-{}.html", args.epoch)),
+                    dir.join(format!("drill-epoch-{}.json", args.epoch)),
+                ];
+                failoverd::cli::report::write(&r, &paths)
+                    .map(|()| paths)
+                    .map_err(|e| failoverd::error_chain(&e))
+            });
+        match written {
+            Ok(paths) => {
+                for p in paths {
+                    println!("report: {}", p.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("cannot write the drill report: {e}");
+                return 1;
+            }
         }
     }
     match (started, steady) {

@@ -188,7 +188,9 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
         "eventual" => true,
         other => return Err(ProvisionError::Consistency(other.into())),
     };
-    let clients = AwsClients::from_default_chain(cfg.endpoints.clone()).await;
+    let clients = AwsClients::from_default_chain(cfg.endpoints.clone())
+        .await
+        .with_timeouts(failoverd::aws::clients::provisioning_timeouts());
     let cfn_url = args
         .cloudformation_endpoint
         .clone()

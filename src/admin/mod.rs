@@ -1,41 +1,49 @@
-//! The admin listener: `/healthz` (the process is alive and serving) and
-//! `/readyz` (this daemon is fit to take part: started, not draining, and —
-//! with later modules — able to see a quorum). `/readyz` answers 503 with
-//! every reason it is not ready, so an operator sees why at a glance.
-//! `/active` answers 200 only while this daemon may act as the active region
-//! (it holds a current lease; see docs/lease.md) and 503 otherwise: a fence
-//! for active-only work outside the daemon, and a target for a Route 53
-//! health check behind DNS failover records. `/metrics` renders the
-//! inference router's counters and the role in the Prometheus text format.
-//! `/traffic` is the per-model traffic `failoverd advise` reads
-//! (`core::advise::TrafficSet`); until the router counts per model it says
-//! `collected: false` rather than pretending there was no traffic.
+//! The admin listener: what an on-call engineer, a load balancer and
+//! Prometheus ask a daemon.
+//!
+//! - `/healthz`: the process is alive and serving.
+//! - `/readyz`: this daemon is fit to take part (started, not draining, sees
+//!   a quorum); 503 with every reason it is not, so an operator sees why at
+//!   a glance.
+//! - `/active`: 200 only while this daemon may act as the active region (it
+//!   holds a current lease; see docs/lease.md), 503 otherwise: a fence for
+//!   active-only work outside the daemon, and a target for a Route 53 health
+//!   check behind DNS failover records.
+//! - `/status`: the last round as JSON.
+//! - `/`: the status page (`page`), one self-contained HTML document that
+//!   works with no internet; `/ui/data` is the JSON it refreshes from.
+//! - `/metrics`: the control loop's and the router's series in the
+//!   Prometheus text format (`metrics`).
+//! - `/traffic`: the per-model traffic `failoverd advise` reads
+//!   (`core::advise::TrafficSet`); until the router counts per model it says
+//!   `collected: false` rather than pretending there was no traffic.
+//! - `POST /v1/pause`, `POST /v1/resume`: the only mutations, behind a bearer
+//!   token read from `listen.admin_token_file` (`auth`). Without a token
+//!   file the listener stays read-only.
+//!
+//! Cut by job: `page` (HTML and its data), `metrics`, `auth` (token and
+//! mutations), `journal` (a bounded, cached read of the journal and tokens),
+//! `timeline` (failovers and their figures from the journal, and their SVG),
+//! `traffic` (the router's series regrouped for the page).
+
+pub mod auth;
+pub mod journal;
+pub mod metrics;
+pub mod page;
+pub mod timeline;
+pub mod traffic;
 
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
+use tokio::sync::watch;
 
+use crate::config::Config;
 use crate::core::control::Role;
-use crate::http::{self, HttpResponse};
+use crate::http::{self, HttpResponse, ShutdownRx};
+use crate::ports::Ports;
 use crate::state::{Readiness, Shared};
-
-/// `failoverd_role`: one series per role, 1 for the current one, so
-/// `sum(failoverd_role{role="active"}) > 1` across regions alerts on two
-/// actives.
-fn role_metric(role: Option<&Role>) -> String {
-    let current = role.map_or("unknown", Role::kind);
-    let mut out = String::from(
-        "# HELP failoverd_role This daemon's role (1 = current).\n# TYPE failoverd_role gauge\n",
-    );
-    for r in Role::KINDS.into_iter().chain(["unknown"]) {
-        out.push_str(&format!(
-            "failoverd_role{{role=\"{r}\"}} {}\n",
-            u8::from(r == current)
-        ));
-    }
-    out
-}
 
 /// State the admin handlers read.
 #[derive(Clone)]
@@ -46,10 +54,50 @@ pub struct AdminState {
     pub shared: Arc<Shared>,
     /// The inference router's metrics (`GET /metrics`), when it runs.
     pub metrics: Option<Arc<crate::router::metrics::Metrics>>,
+    /// What the page, the journal-derived metrics and the mutations need
+    /// beyond the last round; `None` serves only what the round holds.
+    pub ops: Option<Arc<Ops>>,
+}
+
+/// The daemon's configuration and ports, for the admin's own reads and
+/// its mutations.
+pub struct Ops {
+    pub config: watch::Receiver<Arc<Config>>,
+    pub ports: Ports,
+    pub journal: Arc<journal::JournalView>,
+}
+
+impl Ops {
+    /// Build, and start the task that re-reads the journal whenever the
+    /// control record moves (so the last failover's figures are current
+    /// without anyone looking at the page), until `shutdown`.
+    pub fn start(
+        config: watch::Receiver<Arc<Config>>,
+        ports: Ports,
+        shared: Arc<Shared>,
+        shutdown: ShutdownRx,
+    ) -> Arc<Self> {
+        let journal = Arc::new(journal::JournalView::new(
+            ports.store.clone(),
+            ports.clock.clone(),
+        ));
+        tokio::spawn(journal.clone().follow(shared, shutdown));
+        Arc::new(Self {
+            config,
+            ports,
+            journal,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
 }
 
 /// Route one admin request.
 pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
+    let now = crate::aws::control_table::now_ms();
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => http::text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -67,7 +115,6 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             }
         }
         (&Method::GET | &Method::HEAD, "/active") => {
-            let now = crate::aws::control_table::now_ms();
             let (role, epoch) = state
                 .shared
                 .read(|st| (st.role_at(now), st.record.as_ref().map(|r| r.epoch)));
@@ -94,7 +141,7 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
         }
         (&Method::GET, "/status") => {
             let mut snap = state.shared.snapshot();
-            snap.role = snap.role_at(crate::aws::control_table::now_ms());
+            snap.role = snap.role_at(now);
             http::json(
                 StatusCode::OK,
                 &serde_json::to_value(&snap)
@@ -102,13 +149,7 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             )
         }
         (&Method::GET, "/metrics") => {
-            let mut body = state
-                .metrics
-                .as_ref()
-                .map(|m| m.render())
-                .unwrap_or_default();
-            let role = state.shared.role_at(crate::aws::control_table::now_ms());
-            body.push_str(&role_metric(role.as_ref()));
+            let body = metrics::render(&state, now);
             hyper::Response::builder()
                 .status(StatusCode::OK)
                 .header(
@@ -118,6 +159,9 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
                 .body(http_body_util::Full::new(bytes::Bytes::from(body)))
                 .unwrap_or_else(|e| http::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
         }
+        (&Method::GET, "/") => page::html(&state, now).await,
+        (&Method::GET, "/ui/data") => http::json(StatusCode::OK, &page::data(&state, now).await),
+        (&Method::POST, "/v1/pause" | "/v1/resume") => auth::mutation(&state, req).await,
         (&Method::GET, "/traffic") => http::json(
             StatusCode::OK,
             &serde_json::to_value(crate::core::advise::TrafficSet {
@@ -127,8 +171,25 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             })
             .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
         ),
-        (_, "/healthz" | "/readyz" | "/active" | "/status" | "/metrics" | "/traffic") => {
-            http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+        (_, "/v1/pause" | "/v1/resume") => {
+            let mut r = http::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("POST"),
+            );
+            r
+        }
+        (
+            _,
+            "/" | "/ui/data" | "/healthz" | "/readyz" | "/active" | "/status" | "/metrics"
+            | "/traffic",
+        ) => {
+            let mut r = http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET"),
+            );
+            r
         }
         _ => http::text(StatusCode::NOT_FOUND, "not found\n"),
     }

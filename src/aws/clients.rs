@@ -29,9 +29,23 @@ pub fn control_plane_timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+/// Bounds for one-off deploy and provisioning work (creating tables, state
+/// machines, stacks): these calls can take seconds on a cold service, and
+/// nothing waits on them the way a reconcile round does.
+pub fn provisioning_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(60))
+        .operation_timeout(std::time::Duration::from_secs(180))
+        .build()
+}
+
 /// Cache of SDK clients, keyed by region.
 pub struct AwsClients {
     base: SdkConfig,
+    /// Timeouts of the control-plane clients (not the runtime's: the router
+    /// bounds its own attempts).
+    timeouts: aws_config::timeout::TimeoutConfig,
     endpoints: EndpointOverrides,
     dynamodb: Mutex<HashMap<String, aws_sdk_dynamodb::Client>>,
     sfn: Mutex<HashMap<String, aws_sdk_sfn::Client>>,
@@ -57,6 +71,7 @@ impl AwsClients {
     pub fn new(base: SdkConfig, endpoints: EndpointOverrides) -> Self {
         Self {
             base,
+            timeouts: control_plane_timeouts(),
             endpoints,
             dynamodb: Mutex::default(),
             sfn: Mutex::default(),
@@ -65,6 +80,12 @@ impl AwsClients {
             s3: Mutex::default(),
             route53: Mutex::default(),
         }
+    }
+
+    /// The same clients with other control-plane timeouts (provisioning).
+    pub fn with_timeouts(mut self, timeouts: aws_config::timeout::TimeoutConfig) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     /// The shared SDK configuration (credentials, retry, timeouts).
@@ -82,7 +103,7 @@ impl AwsClients {
         cached(&self.dynamodb, region, || {
             let mut b = aws_sdk_dynamodb::config::Builder::from(&self.base)
                 .region(Region::new(region.to_string()))
-                .timeout_config(control_plane_timeouts());
+                .timeout_config(self.timeouts.clone());
             if let Some(url) = &self.endpoints.dynamodb {
                 b = b.endpoint_url(url);
             }
@@ -95,7 +116,7 @@ impl AwsClients {
         cached(&self.sfn, region, || {
             let mut b = aws_sdk_sfn::config::Builder::from(&self.base)
                 .region(Region::new(region.to_string()))
-                .timeout_config(control_plane_timeouts());
+                .timeout_config(self.timeouts.clone());
             if let Some(url) = &self.endpoints.sfn {
                 b = b.endpoint_url(url);
             }
@@ -122,7 +143,7 @@ impl AwsClients {
         cached(&self.sagemaker, region, || {
             let mut b = aws_sdk_sagemaker::config::Builder::from(&self.base)
                 .region(Region::new(region.to_string()))
-                .timeout_config(control_plane_timeouts());
+                .timeout_config(self.timeouts.clone());
             if let Some(url) = &self.endpoints.sagemaker {
                 b = b.endpoint_url(url);
             }
@@ -150,7 +171,7 @@ impl AwsClients {
         slot.get_or_insert_with(|| {
             let mut b = aws_sdk_route53::config::Builder::from(&self.base)
                 .region(Region::new(ROUTE53_REGION))
-                .timeout_config(control_plane_timeouts());
+                .timeout_config(self.timeouts.clone());
             if let Some(url) = &self.endpoints.route53 {
                 b = b.endpoint_url(url);
             }

@@ -12,6 +12,7 @@ pub mod route53;
 pub mod s3;
 pub mod sagemaker;
 pub mod sfn;
+pub mod sts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
-//! SageMaker control-plane adapter: whether an endpoint can serve
-//! (DescribeEndpoint, used by the prepare step before it warms a region), and
-//! idempotent creation of a model, endpoint config and endpoint for each of
+//! SageMaker control-plane adapter: the [`Endpoints`](crate::ports::Endpoints)
+//! port (DescribeEndpoint for the prepare step and the cost task, a warm-up
+//! invocation, `UpdateEndpointWeightsAndCapacities`, `ListTags`,
+//! `DeleteEndpoint`), and idempotent creation of a model, endpoint config and endpoint for each of
 //! the three inference paths (the lab's provisioning and first deploys).
 
 use aws_sdk_sagemaker::Client;
@@ -260,6 +261,149 @@ impl crate::ports::Endpoints for AwsEndpoints {
                 }
                 _ => WarmUp::Refused { detail },
             },
+        }
+    }
+
+    async fn describe(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<crate::ports::endpoints::EndpointState>, crate::ports::PortError> {
+        use crate::ports::endpoints::{EndpointState, VariantState};
+        let op = || format!("DescribeEndpoint {endpoint}");
+        let d = match self
+            .clients
+            .sagemaker(region)
+            .describe_endpoint()
+            .endpoint_name(endpoint)
+            .send()
+            .await
+        {
+            Ok(d) => d,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(super::errors::port_error("SageMaker", op(), region, e)),
+        };
+        let malformed =
+            |what: &str| crate::ports::PortError::malformed("SageMaker", op(), region, what);
+        let count = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+        Ok(Some(EndpointState {
+            arn: d
+                .endpoint_arn()
+                .ok_or_else(|| malformed("no EndpointArn"))?
+                .to_string(),
+            config: d.endpoint_config_name().unwrap_or_default().to_string(),
+            status: d
+                .endpoint_status()
+                .map(|s| crate::ports::endpoints::EndpointStatus::parse(s.as_str()))
+                .ok_or_else(|| malformed("no EndpointStatus"))?,
+            variants: d
+                .production_variants()
+                .iter()
+                .map(|v| {
+                    Ok(VariantState {
+                        variant: v
+                            .variant_name()
+                            .ok_or_else(|| malformed("a production variant without a VariantName"))?
+                            .to_string(),
+                        current_instances: count(v.current_instance_count()),
+                        desired_instances: count(v.desired_instance_count()),
+                        serverless: v.current_serverless_config().is_some()
+                            || v.desired_serverless_config().is_some(),
+                    })
+                })
+                .collect::<Result<_, crate::ports::PortError>>()?,
+        }))
+    }
+
+    async fn set_instance_counts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        counts: &[(String, u32)],
+    ) -> Result<(), crate::ports::PortError> {
+        use aws_sdk_sagemaker::types::DesiredWeightAndCapacity;
+        let wanted: Vec<String> = counts.iter().map(|(v, n)| format!("{v}={n}")).collect();
+        let op = format!(
+            "UpdateEndpointWeightsAndCapacities {endpoint} ({})",
+            wanted.join(", ")
+        );
+        let mut req = self
+            .clients
+            .sagemaker(region)
+            .update_endpoint_weights_and_capacities()
+            .endpoint_name(endpoint);
+        for (variant, n) in counts {
+            let n = i32::try_from(*n).map_err(|_| {
+                crate::ports::PortError::new(
+                    "SageMaker",
+                    op.clone(),
+                    region,
+                    crate::ports::ErrorKind::Validation,
+                    format!("{n} instances is out of range"),
+                )
+            })?;
+            req = req.desired_weights_and_capacities(
+                DesiredWeightAndCapacity::builder()
+                    .variant_name(variant)
+                    .desired_instance_count(n)
+                    .build(),
+            );
+        }
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| super::errors::port_error("SageMaker", op, region, e))
+    }
+
+    async fn tags(
+        &self,
+        region: &str,
+        arn: &str,
+    ) -> Result<Vec<(String, String)>, crate::ports::PortError> {
+        let mut pages = self
+            .clients
+            .sagemaker(region)
+            .list_tags()
+            .resource_arn(arn)
+            .into_paginator()
+            .send();
+        let mut tags = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                super::errors::port_error("SageMaker", format!("ListTags {arn}"), region, e)
+            })?;
+            tags.extend(page.tags().iter().filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            }));
+        }
+        Ok(tags)
+    }
+
+    async fn delete(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<crate::ports::endpoints::Deleted, crate::ports::PortError> {
+        use crate::ports::endpoints::Deleted;
+        match self
+            .clients
+            .sagemaker(region)
+            .delete_endpoint()
+            .endpoint_name(endpoint)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deleted::Started),
+            Err(e) if is_not_found(&e) => Ok(Deleted::Absent),
+            Err(e) => Err(super::errors::port_error(
+                "SageMaker",
+                format!("DeleteEndpoint {endpoint}"),
+                region,
+                e,
+            )),
         }
     }
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 pub mod advise;
+pub mod cost;
+pub mod operator;
 pub mod ops;
+pub mod report;
 
 use crate::aws::AwsClients;
 use crate::config::{self, EX_CONFIG, EnvSource};
@@ -103,8 +106,10 @@ pub enum Command {
         reason: String,
         #[arg(long)]
         yes: bool,
-        #[arg(long, env = "USER", default_value = "unknown")]
-        operator: String,
+        /// Who is acting, recorded beside the AWS identity (STS
+        /// GetCallerIdentity), or alone when STS cannot be reached.
+        #[arg(long, env = "USER")]
+        operator: Option<String>,
     },
     /// Recommend provisioned, serverless or batch (and scheduled scaling)
     /// per model from observed traffic (the seed's decision matrix).
@@ -123,6 +128,38 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Write the report of one failover (timeline, figures, every journal
+    /// entry) from the journal: HTML and/or JSON by each file's extension.
+    Report {
+        #[arg(long)]
+        config: PathBuf,
+        /// The failover's epoch (`failoverd status` shows the current one).
+        #[arg(long)]
+        epoch: u64,
+        /// Where to write: FILE.html, FILE.json, or - (JSON on stdout).
+        /// Repeat for both.
+        #[arg(long, required = true, value_name = "FILE")]
+        output: Vec<PathBuf>,
+        /// Journal entries to read at most (newest first).
+        #[arg(long, default_value_t = report::DEFAULT_EVENTS)]
+        events: usize,
+    },
+    /// Show what the daemons' cost controls (scheduled capacity, idle
+    /// detection) would do to each region's endpoints now, and why. Changes
+    /// nothing: the daemons act, each on its own region.
+    Cost {
+        #[arg(long)]
+        config: PathBuf,
+        /// Required: this command never acts.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these regions (repeatable); default every configured region.
+        #[arg(long)]
+        region: Vec<String>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Allow automatic failover again.
     Resume {
         #[arg(long)]
@@ -131,8 +168,10 @@ pub enum Command {
         reason: String,
         #[arg(long)]
         yes: bool,
-        #[arg(long, env = "USER", default_value = "unknown")]
-        operator: String,
+        /// Who is acting, recorded beside the AWS identity (STS
+        /// GetCallerIdentity), or alone when STS cannot be reached.
+        #[arg(long, env = "USER")]
+        operator: Option<String>,
     },
 }
 
@@ -145,9 +184,11 @@ pub struct MutationArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
-    /// Who is acting (recorded); defaults to $USER.
-    #[arg(long, env = "USER", default_value = "unknown")]
-    pub operator: String,
+    /// Who is acting, recorded beside the AWS identity (STS
+    /// GetCallerIdentity), or alone when STS cannot be reached; defaults to
+    /// $USER.
+    #[arg(long, env = "USER")]
+    pub operator: Option<String>,
 }
 
 /// Output format of read commands.
@@ -183,6 +224,15 @@ pub fn main() -> i32 {
             admin,
             output,
         } => advise::run(&config, &env, from.as_deref(), admin.as_deref(), output),
+        Command::Cost { dry_run: false, .. } => cost::refuse_without_dry_run(),
+        Command::Cost {
+            config,
+            dry_run: true,
+            region,
+            output,
+        } => with_clients(&config, &env, |cfg, ports| async move {
+            cost::run(&cfg, &ports, &region, output).await
+        }),
         Command::Status {
             config,
             output,
@@ -209,53 +259,61 @@ pub fn main() -> i32 {
             ungraceful,
             common,
         } => {
-            let req = Request::Failover {
-                to,
-                reason,
-                ungraceful,
-                force: common.force,
-                operator: common.operator,
-            };
-            with_clients(&config, &env, |cfg, ports| async move {
-                ops::run_request(&cfg, &ports, req, common.yes).await
-            })
+            let force = common.force;
+            mutate(
+                &config,
+                &env,
+                common.operator,
+                common.yes,
+                move |operator| Request::Failover {
+                    to,
+                    reason,
+                    ungraceful,
+                    force,
+                    operator,
+                },
+            )
         }
         Command::Failback {
             config,
             reason,
             common,
         } => {
-            let req = Request::Failback {
-                reason,
-                force: common.force,
-                operator: common.operator,
-            };
-            with_clients(&config, &env, |cfg, ports| async move {
-                ops::run_request(&cfg, &ports, req, common.yes).await
-            })
+            let force = common.force;
+            mutate(
+                &config,
+                &env,
+                common.operator,
+                common.yes,
+                move |operator| Request::Failback {
+                    reason,
+                    force,
+                    operator,
+                },
+            )
         }
         Command::Pause {
             config,
             reason,
             yes,
             operator,
-        } => {
-            let req = Request::Pause { reason, operator };
-            with_clients(&config, &env, |cfg, ports| async move {
-                ops::run_request(&cfg, &ports, req, yes).await
-            })
-        }
+        } => mutate(&config, &env, operator, yes, move |operator| {
+            Request::Pause { reason, operator }
+        }),
         Command::Resume {
             config,
             reason,
             yes,
             operator,
-        } => {
-            let req = Request::Resume { reason, operator };
-            with_clients(&config, &env, |cfg, ports| async move {
-                ops::run_request(&cfg, &ports, req, yes).await
-            })
-        }
+        } => mutate(&config, &env, operator, yes, move |operator| {
+            Request::Resume { reason, operator }
+        }),
+        Command::Report {
+            config,
+            epoch,
+            output,
+            events,
+        } => report::run(&config, &env, epoch, &output, events),
     }
 }
 
@@ -263,6 +321,37 @@ pub fn main() -> i32 {
 fn with_clients<F, Fut>(path: &std::path::Path, env: &EnvSource, f: F) -> i32
 where
     F: FnOnce(Arc<crate::config::Config>, crate::ports::Ports) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    with_aws(path, env, |cfg, ports, _| f(cfg, ports))
+}
+
+/// An operator's change: who is acting (`operator::identify`), then plan
+/// and apply it (`ops::run_request`).
+fn mutate(
+    path: &std::path::Path,
+    env: &EnvSource,
+    name: Option<String>,
+    yes: bool,
+    request: impl FnOnce(String) -> Request,
+) -> i32 {
+    with_aws(path, env, |cfg, ports, clients| async move {
+        let sts = crate::aws::sts::AwsIdentity::new(&clients, &cfg.region);
+        let who = match operator::identify(&sts, name.as_deref()).await {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("refused: {}", crate::error_chain(&e));
+                return ops::EX_REFUSED;
+            }
+        };
+        ops::run_request(&cfg, &ports, request(who), yes).await
+    })
+}
+
+/// [`with_clients`], also handing over the SDK clients.
+fn with_aws<F, Fut>(path: &std::path::Path, env: &EnvSource, f: F) -> i32
+where
+    F: FnOnce(Arc<crate::config::Config>, crate::ports::Ports, Arc<AwsClients>) -> Fut,
     Fut: std::future::Future<Output = i32>,
 {
     let cfg = match config::load(path, env) {
@@ -286,8 +375,12 @@ where
     rt.block_on(async move {
         let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
         // The operator commands do not probe: they read the fleet's votes.
-        let ports = crate::aws::ports(&cfg, clients, Arc::new(crate::ports::probes::NoProbes));
-        f(cfg, ports).await
+        let ports = crate::aws::ports(
+            &cfg,
+            clients.clone(),
+            Arc::new(crate::ports::probes::NoProbes),
+        );
+        f(cfg, ports, clients).await
     })
 }
 

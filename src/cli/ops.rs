@@ -6,6 +6,12 @@
 //! change through the same executor. A refusal names its reason and exits
 //! non-zero; `--force` overrides the health and quorum checks only, and the
 //! journal records that it was forced.
+//!
+//! `status` also shows the DR tiers (each model's, the fleet's, whether
+//! automatic failover is on) and what each region's provisioned endpoint
+//! holds now (`DescribeEndpoint`), so an operator sees what a standby could
+//! take before a failover asks it to; the cost task's actions are in the
+//! journal (`cost_scale`, `cost_stop`, `cost_failed`, `prepare_scale`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write as _};
@@ -17,6 +23,7 @@ use crate::config::Config;
 use crate::core::control::{ControlRecord, Phase};
 use crate::core::plan::{self, Action, Decision, Inputs, RecordRead, Request};
 use crate::core::quorum::{self, Tally, Vote};
+use crate::core::tier::{RegionRole, StandbyHolds, Tier, VariantCapacity};
 use crate::core::tokens::TokenStatus;
 use crate::daemon::executor::{Executor, Outcome};
 use crate::daemon::reconcile::policy;
@@ -47,7 +54,100 @@ pub struct StatusReport {
     pub events: Vec<Event>,
     pub events_error: Option<String>,
     pub events_truncated: bool,
+    /// DR tiers and what each region's provisioned endpoint holds.
+    pub cost: CostStatus,
     pub read_at: u64,
+}
+
+/// The DR tiers and the capacity each region holds.
+#[derive(Debug, Serialize)]
+pub struct CostStatus {
+    /// The strictest model's tier: what the endpoints and automatic
+    /// failover follow.
+    pub fleet_tier: Tier,
+    /// False when every model is tier3 (fail over by hand).
+    pub automatic_failover: bool,
+    pub models: Vec<ModelTier>,
+    /// One row per region with a provisioned endpoint.
+    pub capacity: Vec<RegionCapacity>,
+}
+
+/// One model's tier.
+#[derive(Debug, Serialize)]
+pub struct ModelTier {
+    pub model: String,
+    pub tier: Tier,
+    pub pattern: &'static str,
+}
+
+/// What one region's provisioned endpoint holds now.
+#[derive(Debug, Serialize)]
+pub struct RegionCapacity {
+    pub region: String,
+    pub endpoint: String,
+    /// From the control record; `None` when it could not be read.
+    pub role: Option<RegionRole>,
+    /// `EndpointStatus`; `None` when absent or unreadable.
+    pub status: Option<String>,
+    /// `CurrentInstanceCount` per provisioned variant.
+    pub holds: Vec<VariantCapacity>,
+    /// Set when the endpoint does not exist or could not be read.
+    pub error: Option<String>,
+}
+
+/// Read what each region's provisioned endpoint holds (concurrently; one
+/// region's failure is its row's, never the report's).
+pub async fn read_cost_status(
+    cfg: &Config,
+    ports: &Ports,
+    record: Option<&ControlRecord>,
+) -> CostStatus {
+    let fleet_tier = cfg.cost.fleet_tier(&cfg.models);
+    let reads = cfg.regions.iter().filter_map(|r| {
+        let endpoint = r.sagemaker.provisioned.clone()?;
+        let region = r.name.clone();
+        Some(async move {
+            let got = ports.endpoints.describe(&region, &endpoint).await;
+            (region, endpoint, got)
+        })
+    });
+    let capacity = futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .map(|(region, endpoint, got)| {
+            let role = record.map(|r| crate::daemon::cost::role_of(&region, r));
+            let (status, holds, error) = match got {
+                Ok(Some(st)) => (Some(st.status.as_str().to_string()), st.provisioned(), None),
+                Ok(None) => (None, Vec::new(), Some("does not exist".to_string())),
+                Err(e) => (None, Vec::new(), Some(crate::error_chain(&e))),
+            };
+            RegionCapacity {
+                region,
+                endpoint,
+                role,
+                status,
+                holds,
+                error,
+            }
+        })
+        .collect();
+    CostStatus {
+        fleet_tier,
+        automatic_failover: fleet_tier.automatic_failover(),
+        models: cfg
+            .models
+            .iter()
+            .map(|m| {
+                let tier = cfg.cost.tier_of(&m.name);
+                ModelTier {
+                    model: m.name.clone(),
+                    tier,
+                    pattern: tier.pattern(),
+                }
+            })
+            .collect(),
+        capacity,
+    }
 }
 
 /// One token, without its secret.
@@ -124,6 +224,7 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
         Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
     };
     let tally = operator_tally(cfg, &votes, now);
+    let cost = read_cost_status(cfg, ports, record.as_ref()).await;
     StatusReport {
         replica_region: store.replica().to_string(),
         record,
@@ -137,6 +238,7 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
         events,
         events_error,
         events_truncated,
+        cost,
         read_at: now,
     }
 }
@@ -277,6 +379,7 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
             rfc3339(t.expires_at)
         );
     }
+    render_cost(w, &s.cost);
     match &s.events_error {
         Some(e) => {
             let _ = writeln!(w, "\nlast events: UNREADABLE: {e}");
@@ -304,6 +407,65 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
         );
     }
     o
+}
+
+/// The DR tiers and what each region holds.
+fn render_cost(w: &mut String, c: &CostStatus) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        w,
+        "\nDR tiers: fleet {} ({}), automatic failover {}",
+        c.fleet_tier,
+        c.fleet_tier.pattern(),
+        if c.automatic_failover {
+            "on"
+        } else {
+            "OFF: every model is tier3; fail over by hand with the runbook"
+        }
+    );
+    for m in &c.models {
+        let _ = writeln!(w, "  {:<20} {} ({})", m.model, m.tier, m.pattern);
+    }
+    if c.capacity.is_empty() {
+        let _ = writeln!(
+            w,
+            "provisioned capacity: no region has a provisioned endpoint"
+        );
+        return;
+    }
+    let standby_note = match c.fleet_tier.standby_holds() {
+        StandbyHolds::ActiveNeed => "a standby holds the active's measured need",
+        StandbyHolds::Minimum => "a standby holds its minimum; the prepare step scales it up",
+    };
+    let _ = writeln!(w, "provisioned capacity now ({standby_note}):");
+    for r in &c.capacity {
+        let role = match r.role {
+            Some(RegionRole::Active) => "active",
+            Some(RegionRole::FailoverTarget) => "target",
+            Some(RegionRole::Standby) => "standby",
+            None => "?",
+        };
+        let holds = crate::daemon::cost::holdings(&r.holds);
+        match (&r.status, &r.error) {
+            (Some(st), _) => {
+                let _ = writeln!(
+                    w,
+                    "  {:<12} {:<8} {:<24} {:<10} {holds}",
+                    r.region, role, r.endpoint, st
+                );
+            }
+            (None, e) => {
+                let _ = writeln!(
+                    w,
+                    "  {:<12} {:<8} {:<24} UNREADABLE: {}",
+                    r.region,
+                    role,
+                    r.endpoint,
+                    e.as_deref().unwrap_or("?")
+                );
+            }
+        }
+    }
 }
 
 /// What a mutating command will do, in words.

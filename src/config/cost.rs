@@ -12,6 +12,29 @@
 //! Per-model tiers live in `[cost.tiers]` (model name = tier) rather than on
 //! `[[models]]` entries, so that this section owns its keys; every name must
 //! be a configured model.
+//!
+//! # The prepare budget next to the workflow and the stuck rule
+//!
+//! A `tier2` prepare step waits for the target's scale-up for at most
+//! `cost.prepare_budget`, then warms the endpoints for at most
+//! `timings.prepare_budget`, then calls back. Two bounds hold it
+//! ([`Validator::cost_against_timings`], only when some region has a
+//! provisioned endpoint, the only thing a prepare step scales):
+//!
+//! - the workflow must not time out a prepare step that is still working:
+//!   both budgets plus 30 s for the status reads and the callback fit in the
+//!   `PrepareTarget` task's `TimeoutSeconds` ([`WORKFLOW_PREPARE_TIMEOUT`],
+//!   900 s; a dead worker is still caught within `HeartbeatSeconds`, 60 s,
+//!   because it stops heartbeating);
+//! - the daemons must not settle a failover whose target is still scaling:
+//!   the record does not change while the prepare step works, so both
+//!   budgets plus 90 s (the callback and the workflow's DynamoDB retries
+//!   around the task, under a minute) must not exceed
+//!   `timings.stuck_failover`.
+//!
+//! Hence the default of 3 minutes: with `timings.prepare_budget` at 30 s it
+//! fills `timings.stuck_failover`'s 5 minutes exactly. A longer scale-up
+//! needs both keys raised together; check-config names both.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,7 +46,20 @@ use super::{Consistency, ModelConfig, RegionConfig, human_duration};
 use crate::core::advise::Thresholds;
 use crate::core::idle::IdlePolicy;
 use crate::core::schedule::{Clock, Days, Schedule, Window};
-use crate::core::tier::Tier;
+use crate::core::tier::{self, Tier};
+
+/// `TimeoutSeconds` of the workflow's `PrepareTarget` task (and the token's
+/// `timeout_seconds`) in `deploy/statemachines/failover.asl.json`; a unit
+/// test keeps the two equal.
+pub const WORKFLOW_PREPARE_TIMEOUT: Duration = Duration::from_secs(900);
+/// Room for the endpoint status reads and the callback after the budgets.
+const CALLBACK_ROOM: Duration = Duration::from_secs(30);
+/// Room for the callback and the workflow's DynamoDB retries around the
+/// prepare task (five attempts, at most 8 s apart: under a minute), during
+/// which the record does not change either.
+const STALL_ROOM: Duration = Duration::from_secs(90);
+/// Default `cost.prepare_budget` (see the module doc).
+pub const DEFAULT_PREPARE_BUDGET: &str = "3m";
 
 /// Cost controls and DR tiers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,6 +74,10 @@ pub struct Cost {
     /// `InService` before the switch.
     #[serde(with = "human_duration")]
     pub prepare_budget: Duration,
+    /// How often the daemon's cost task applies the schedule and idle
+    /// detection to its region's endpoints.
+    #[serde(with = "human_duration")]
+    pub interval: Duration,
     pub idle: Idle,
     /// Scheduled capacity per provisioned endpoint.
     pub schedules: Vec<EndpointSchedule>,
@@ -90,6 +130,14 @@ impl Cost {
         self.tiers.get(model).copied().unwrap_or(self.default_tier)
     }
 
+    /// The tier that governs the fleet's endpoints and automatic failover:
+    /// the strictest of the configured models' (`core::tier::strictest`;
+    /// every endpoint serves every model), or the default tier when no
+    /// model is configured (a single-model endpoint).
+    pub fn fleet_tier(&self, models: &[ModelConfig]) -> Tier {
+        tier::strictest(models.iter().map(|m| self.tier_of(&m.name))).unwrap_or(self.default_tier)
+    }
+
     /// The schedule of `endpoint`, if it has one.
     pub fn schedule_for(&self, endpoint: &str) -> Option<&Schedule> {
         self.schedules
@@ -115,6 +163,7 @@ pub(super) struct RawCost {
     #[serde(default)]
     pub(super) tiers: BTreeMap<String, String>,
     pub(super) prepare_budget: Option<String>,
+    pub(super) interval: Option<String>,
     #[serde(default)]
     pub(super) idle: RawIdle,
     #[serde(default)]
@@ -230,10 +279,11 @@ impl Validator<'_> {
         let prepare_budget = self.duration(
             "cost.prepare_budget",
             raw.prepare_budget,
-            "20m",
+            DEFAULT_PREPARE_BUDGET,
             s(60),
             s(2 * 3600),
         );
+        let interval = self.duration("cost.interval", raw.interval, "1m", s(1), s(3600));
         let window = self.duration(
             "cost.idle.window",
             raw.idle.window,
@@ -359,6 +409,7 @@ impl Validator<'_> {
             default_tier: default_tier?,
             tiers,
             prepare_budget: prepare_budget?,
+            interval: interval?,
             idle: Idle {
                 enabled: raw.idle.enabled.unwrap_or(false),
                 window: window?,
@@ -377,6 +428,58 @@ impl Validator<'_> {
                 },
             },
         })
+    }
+
+    /// The prepare budget against the workflow's prepare timeout and
+    /// `timings.stuck_failover` (see the module doc). Reported at
+    /// `cost.prepare_budget`, naming the other key.
+    pub(super) fn cost_against_timings(
+        &mut self,
+        cost: Option<&Cost>,
+        regions: &[RegionConfig],
+        warmup: Option<Duration>,
+        stuck: Option<Duration>,
+    ) {
+        let (Some(cost), Some(warmup)) = (cost, warmup) else {
+            return;
+        };
+        if !regions.iter().any(|r| r.sagemaker.provisioned.is_some()) {
+            return;
+        }
+        let fmt = |d: Duration| humantime::format_duration(d).to_string();
+        let budget = cost.prepare_budget;
+        let work = budget + warmup + CALLBACK_ROOM;
+        if work > WORKFLOW_PREPARE_TIMEOUT {
+            let max = WORKFLOW_PREPARE_TIMEOUT.saturating_sub(warmup + CALLBACK_ROOM);
+            self.err(
+                "cost.prepare_budget",
+                format!(
+                    "{} plus timings.prepare_budget ({}) and {} for the callback is longer than the workflow's prepare task waits (PrepareTarget TimeoutSeconds = {} in deploy/statemachines/failover.asl.json): the workflow would time out a target still scaling up; use at most {}",
+                    fmt(budget),
+                    fmt(warmup),
+                    fmt(CALLBACK_ROOM),
+                    WORKFLOW_PREPARE_TIMEOUT.as_secs(),
+                    fmt(max)
+                ),
+            );
+        }
+        if let Some(stuck) = stuck {
+            let stall = budget + warmup + STALL_ROOM;
+            if stall > stuck {
+                self.err(
+                    "cost.prepare_budget",
+                    format!(
+                        "{} plus timings.prepare_budget ({}) and {} for the callback and the workflow's retries exceeds timings.stuck_failover ({}): the daemons would settle a failover whose target is still scaling up; raise timings.stuck_failover to at least {} or lower cost.prepare_budget to at most {}",
+                        fmt(budget),
+                        fmt(warmup),
+                        fmt(STALL_ROOM),
+                        fmt(stuck),
+                        fmt(stall),
+                        fmt(stuck.saturating_sub(warmup + STALL_ROOM))
+                    ),
+                );
+            }
+        }
     }
 
     /// An instance count 1..=MAX_INSTANCES; production variants cannot
@@ -429,5 +532,34 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ASL's prepare task and the token it writes carry the timeout
+    /// the configuration is checked against.
+    #[test]
+    fn the_workflow_prepare_timeout_is_the_asl_one() {
+        let asl: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/statemachines/failover.asl.json"))
+                .unwrap();
+        let task = &asl["States"]["PrepareTarget"];
+        assert_eq!(
+            task["TimeoutSeconds"].as_u64(),
+            Some(WORKFLOW_PREPARE_TIMEOUT.as_secs())
+        );
+        assert_eq!(
+            task["Parameters"]["Item"]["timeout_seconds"]["N"].as_str(),
+            Some(WORKFLOW_PREPARE_TIMEOUT.as_secs().to_string().as_str()),
+            "the token's timeout_seconds is the task's"
+        );
+        assert_eq!(
+            task["HeartbeatSeconds"].as_u64(),
+            Some(60),
+            "a dead worker is caught by its heartbeat, whatever the timeout"
+        );
     }
 }

@@ -36,8 +36,9 @@ mod defaults {
     pub const LEASE: &str = "30s";
     pub const MIN_FAILOVER_INTERVAL: &str = "10m";
     pub const SHUTDOWN_GRACE: &str = "20s";
-    /// Well under the workflow's prepare timeout (120 s), with room for
-    /// DescribeEndpoint and the callback.
+    /// The warm-up's share of the workflow's prepare timeout (900 s),
+    /// which a tier2 scale-up (`cost.prepare_budget`) shares too
+    /// (config/cost.rs checks the sum).
     pub const PREPARE_BUDGET: &str = "30s";
     pub const START_TIMEOUT: &str = "60s";
     /// Derived in docs/protocol.md: the longest wait between two record
@@ -462,6 +463,7 @@ impl Validator<'_> {
             .map_or(4 * 1024 * 1024, |r| r.default_batch_threshold);
         let consistency = tables.as_ref().map(|t| t.consistency);
         let cost = self.cost(raw.cost, &models, &regions, consistency, batch_threshold);
+        self.cost_against_timings(cost.as_ref(), &regions, prepare_budget, stuck_failover);
 
         // Listen.
         let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);

@@ -34,11 +34,33 @@
 //! drift); for `tier2` it is the main work; for `tier3` it runs only on a
 //! manual failover ([`gate_failover`]). The plan never scales anything down:
 //! a failover is not the moment to save money.
+//!
+//! Past the budget (`OverBudget`) the daemon's prepare step fails the step
+//! (the old region stays active, and the scale-up it asked for carries on)
+//! when the old region still serves; when the old region is down
+//! (`old_region_healthy = false`, or an ungraceful failover) it switches
+//! onto what the target holds: fewer instances serve, a dead region serves
+//! nothing (`daemon::prepare`).
+//!
+//! # Automatic failover of a fleet of models
+//!
+//! The control record moves the whole fleet: one active region for every
+//! model (the endpoints are shared). So a tier cannot stop automatic
+//! failover for one model's traffic alone; [`gate_automatic`] applies the
+//! strictest tier of the configured models, like [`strictest`] for
+//! endpoints: automatic failover is off only when *every* model is `tier3`
+//! (then the planner's automatic failovers become an idle decision, and an
+//! operator fails over with the runbook). In a mixed fleet the `tier3`
+//! models move with the others. We rejected the opposite reading (one
+//! `tier3` model stops automatic failover for all): it would let the least
+//! important model hold the most important ones on a dead region.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use super::plan::{Action, Decision};
 
 /// A model's disaster-recovery tier. Ordered from strictest (`Tier1`) to
 /// most relaxed (`Tier3`).
@@ -180,6 +202,30 @@ pub fn gate_failover(tier: Tier, automatic: bool) -> Result<(), TierRefusal> {
         Err(TierRefusal::ManualOnly { tier })
     } else {
         Ok(())
+    }
+}
+
+/// Filter a decision of the planner's *automatic* round through the tier
+/// that governs the fleet (the strictest of the configured models'): an
+/// automatic `StartFailover` becomes `Idle` with the refusal as the reason
+/// when that tier has no automatic failover. Everything else passes
+/// unchanged: operators' failovers (`automatic = false`), settles,
+/// initialization, and a claimed failover's `EnsureExecution` (already
+/// claimed, it must run to its end).
+pub fn gate_automatic(decision: Decision, governing: Tier) -> Decision {
+    match &decision {
+        Decision::Act {
+            action: Action::StartFailover(p),
+        } if p.automatic => match gate_failover(governing, true) {
+            Ok(()) => decision,
+            Err(refusal) => Decision::Idle {
+                why: format!(
+                    "automatic failover to {} withheld (every configured model is {governing}): {refusal}",
+                    p.to
+                ),
+            },
+        },
+        _ => decision,
     }
 }
 
@@ -395,6 +441,58 @@ mod tests {
             }
         );
         assert_eq!(p(true, 3, 99_999), PrepareProgress::Done, "done beats late");
+    }
+
+    fn failover(automatic: bool) -> Decision {
+        Decision::Act {
+            action: Action::StartFailover(crate::core::plan::FailoverPlan {
+                from: "us-east-1".into(),
+                to: "us-west-2".into(),
+                epoch: 4,
+                execution: "failover-x-4".into(),
+                initiator: "us-west-2".into(),
+                expected_version: 9,
+                reason: "us-east-1 down".into(),
+                ungraceful: false,
+                old_region_healthy: false,
+                forced: false,
+                automatic,
+                changed_by: "us-west-2".into(),
+                claimed_at: 1,
+                supersedes: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn only_an_all_tier3_fleet_withholds_automatic_failover() {
+        let auto = failover(true);
+        assert_eq!(gate_automatic(auto.clone(), Tier::Tier1), auto);
+        assert_eq!(gate_automatic(auto.clone(), Tier::Tier2), auto);
+        let Decision::Idle { why } = gate_automatic(auto, Tier::Tier3) else {
+            panic!("tier3 must withhold an automatic failover")
+        };
+        assert!(
+            why.starts_with(
+                "automatic failover to us-west-2 withheld (every configured model is tier3): "
+            ) && why.contains("tier3 (backup/restore) has no automatic failover"),
+            "{why}"
+        );
+        // An operator's failover passes whatever the tier.
+        let manual = failover(false);
+        assert_eq!(gate_automatic(manual.clone(), Tier::Tier3), manual);
+        for other in [
+            Decision::Idle {
+                why: "steady".into(),
+            },
+            Decision::Act {
+                action: Action::Initialize {
+                    active: "us-east-1".into(),
+                },
+            },
+        ] {
+            assert_eq!(gate_automatic(other.clone(), Tier::Tier3), other);
+        }
     }
 
     fn tier() -> impl Strategy<Value = Tier> {

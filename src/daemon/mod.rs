@@ -17,6 +17,7 @@
 //! the OS hand the same port out again before the daemon binds it (the lab
 //! once started a daemon whose admin and router ports were the same).
 
+pub mod cost;
 pub mod executor;
 pub mod journal;
 pub mod notify;
@@ -185,14 +186,40 @@ impl Daemon {
         let (config_tx, config_rx) = watch::channel(Arc::new(self.config.clone()));
         let bound = listeners.addrs()?;
 
-        let shared = Arc::new(Shared::default());
+        // The control side's counters: every port call (the ports are
+        // wrapped once, here) and every published round.
+        let meter = Arc::new(crate::meter::Meter::new(
+            &self
+                .config
+                .regions
+                .iter()
+                .map(|r| r.name.clone())
+                .collect::<Vec<_>>(),
+        ));
+        let shared = Arc::new(Shared::with_meter(meter.clone()));
         let router =
             crate::router::Router::new(config_rx.clone(), self.clients.clone(), shared.clone());
+        let prober = probe::Prober::new(
+            self.config.health.probe_connect_timeout,
+            self.config.health.probe_response_timeout,
+        )
+        .map_err(DaemonError::Probe)?;
+        let ports = crate::ports::metered::wrap(
+            crate::aws::ports(&self.config, self.clients.clone(), Arc::new(prober)),
+            meter,
+        );
+        admin::auth::check_token_file(&self.config.listen.admin_token_file);
         let admin_state = AdminState {
             readiness: readiness.clone(),
             region: self.config.region.clone(),
             shared: shared.clone(),
             metrics: Some(router.metrics.clone()),
+            ops: Some(admin::Ops::start(
+                config_rx.clone(),
+                ports.clone(),
+                shared.clone(),
+                shutdown_rx.clone(),
+            )),
         };
         let grace = self.config.timings.shutdown_grace;
         // The router shares the reconcile loop's view (record, health) and
@@ -212,12 +239,16 @@ impl Daemon {
             "admin",
         ));
 
-        let prober = probe::Prober::new(
-            self.config.health.probe_connect_timeout,
-            self.config.health.probe_response_timeout,
-        )
-        .map_err(DaemonError::Probe)?;
-        let ports = crate::aws::ports(&self.config, self.clients.clone(), Arc::new(prober));
+        // Cost controls next to failover (daemon/cost.rs). The router does
+        // not count invocations per endpoint yet: until it does, nothing is
+        // ever idle and the active region is never lowered.
+        let cost = cost::CostTask::new(
+            config_rx.clone(),
+            ports.clone(),
+            shared.clone(),
+            Arc::new(crate::ports::traffic::NotCounted),
+        );
+        let cost_task = tokio::spawn(cost.run(shutdown_rx.clone()));
         let reconciler =
             reconcile::Reconciler::new(config_rx, ports, shared.clone(), readiness.clone());
         let reconcile_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
@@ -297,6 +328,7 @@ impl Daemon {
         shutdown_tx.send_replace(true);
         let _ = router_task.await;
         let _ = reconcile_task.await;
+        let _ = cost_task.await;
         let _ = admin_task.await;
         if let Some(w) = watchdog {
             let _ = w.await;

@@ -15,17 +15,48 @@
 //!    connection) are retried, with backoff, within `timings.prepare_budget`
 //!    (and never past the token's expiry); a refusal (endpoint missing,
 //!    access denied) fails at once.
+//!
+//! Between the two, the capacity step (DR tiers, docs/cost-and-tiers.md):
+//! this region's provisioned variants are scaled up to the active region's
+//! *current* instance counts (`core::tier::prepare_plan`, never down) with
+//! `UpdateEndpointWeightsAndCapacities`, and the step waits until the
+//! endpoint is `InService` with those counts (`core::tier::prepare_progress`)
+//! within `cost.prepare_budget`. A `tier2` standby idles at its minimum, so
+//! this is its main work; a `tier1` standby already holds the active's need
+//! and the plan is empty. When the active's endpoint cannot be read (its
+//! region is down: the usual reason to fail over), the endpoint's schedule
+//! says what it should hold now; without a schedule nothing is scaled and
+//! the step says so. Past the budget:
+//!
+//! - the old region still serves (`old_region_healthy`, not ungraceful): the
+//!   step fails and the failover aborts; the old region keeps serving and
+//!   the scale-up it asked for carries on, so a retry finds more capacity;
+//! - the old region is down: the step goes on and the switch happens onto
+//!   what the target holds (journalled): fewer instances serve, a dead region
+//!   serves nothing.
+//!
+//! The budgets fit in the workflow's prepare timeout and under
+//! `timings.stuck_failover`; check-config enforces both (config/cost.rs).
 
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::core::backoff::Backoff;
-use crate::ports::Ports;
-use crate::ports::endpoints::WarmUp;
+use crate::core::control::Phase;
+use crate::core::tier::{self, PrepareProblem, PrepareProgress, ScaleUp, VariantCapacity};
+use crate::ports::endpoints::{EndpointStatus, WarmUp};
+use crate::ports::{ErrorKind, Ports};
+
+use super::journal::journal;
+
+/// How often the capacity step reads the target endpoint while it scales.
+const SCALE_POLL: Duration = Duration::from_secs(5);
+/// Room left after the capacity step for the callback, on the token's clock.
+const CALLBACK_ROOM_MS: u64 = 10_000;
 
 /// Why this region cannot take over.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +83,29 @@ pub enum PrepareError {
         endpoint: String,
         attempts: u32,
         detail: String,
+    },
+    #[error("endpoint {endpoint} in {region} cannot take the active's capacity: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    MissingVariants {
+        region: String,
+        endpoint: String,
+        problems: Vec<PrepareProblem>,
+    },
+    #[error("endpoint {endpoint} in {region} refused the scale-up: {detail}")]
+    ScaleRefused {
+        region: String,
+        endpoint: String,
+        detail: String,
+    },
+    #[error(
+        "endpoint {endpoint} in {region} did not reach {active}'s capacity within {budget_s}s (cost.prepare_budget; variants short: {}); {active} still serves, so the failover stops here and the scale-up carries on",
+        short.join(", ")
+    )]
+    CapacityNotReady {
+        region: String,
+        endpoint: String,
+        active: String,
+        short: Vec<String>,
+        budget_s: u64,
     },
 }
 
@@ -89,6 +143,8 @@ pub async fn prepare(
             }
         }
     }
+
+    let capacity = scale_up(cfg, ports, deadline).await?;
 
     // The budget, on the monotonic clock; and never past the token's expiry
     // (minus room for the callback), on the wall clock.
@@ -149,5 +205,252 @@ pub async fn prepare(
             }
         }
     }
-    Ok(json!({"region": region, "step": "prepare", "endpoints": statuses, "warmed": warmed}))
+    Ok(
+        json!({"region": region, "step": "prepare", "endpoints": statuses, "capacity": capacity, "warmed": warmed}),
+    )
+}
+
+/// The capacity step (see the module doc). Returns what it did, for the
+/// step's output.
+async fn scale_up(
+    cfg: &Config,
+    ports: &Ports,
+    deadline: u64,
+) -> Result<serde_json::Value, PrepareError> {
+    let me = cfg.local();
+    let region = me.name.clone();
+    let Some(endpoint) = me.sagemaker.provisioned.clone() else {
+        return Ok(json!({"scaled": false, "why": "no provisioned endpoint"}));
+    };
+    let skip = |why: String| {
+        warn!(%endpoint, %why, "capacity step skipped; the warm-up decides");
+        Ok(json!({"endpoint": endpoint, "scaled": false, "why": why}))
+    };
+    let record = match ports.store.read_record().await {
+        Ok(Some(r)) => r,
+        Ok(None) => return skip("no control record".into()),
+        Err(e) => {
+            return skip(format!(
+                "the control record cannot be read ({})",
+                crate::error_chain(&e)
+            ));
+        }
+    };
+    if record.active == region {
+        return skip("this region is already active".into());
+    }
+    let active = record.active.clone();
+    // The old region is gone, or the operator said not to wait for it:
+    // switching onto fewer instances beats staying on a dead region.
+    let old_down =
+        record.phase == Phase::FailingOver && (record.ungraceful || !record.old_region_healthy);
+    let tier = cfg.cost.fleet_tier(&cfg.models);
+
+    let target = match ports.endpoints.describe(&region, &endpoint).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(PrepareError::Missing { region, endpoint });
+        }
+        Err(e) => {
+            return skip(format!(
+                "{endpoint} cannot be read ({})",
+                crate::error_chain(&e)
+            ));
+        }
+    };
+    let target_caps = target.provisioned();
+
+    // What the active holds now; if its region cannot say, what the
+    // schedule asks of this endpoint now.
+    let active_endpoint = cfg
+        .region(&active)
+        .and_then(|r| r.sagemaker.provisioned.clone());
+    let (wanted, source): (Vec<VariantCapacity>, String) = match &active_endpoint {
+        None => return skip(format!("{active} has no provisioned endpoint to match")),
+        Some(a) => match ports.endpoints.describe(&active, a).await {
+            Ok(Some(st)) => (st.provisioned(), format!("{active}'s {a} now")),
+            failed => {
+                let why = match failed {
+                    Ok(_) => format!("{a} does not exist in {active}"),
+                    Err(e) => format!(
+                        "{a} in {active} cannot be read ({})",
+                        crate::error_chain(&e)
+                    ),
+                };
+                match cfg.cost.schedule_for(&endpoint) {
+                    Some(s) => {
+                        let min = s.at(ports.clock.now_ms()).min;
+                        (
+                            target_caps
+                                .iter()
+                                .map(|v| VariantCapacity {
+                                    variant: v.variant.clone(),
+                                    instances: min,
+                                })
+                                .collect(),
+                            format!("the schedule's minimum now ({min}), because {why}"),
+                        )
+                    }
+                    None => {
+                        return skip(format!(
+                            "{why}, and {endpoint} has no schedule to fall back on"
+                        ));
+                    }
+                }
+            }
+        },
+    };
+    let plan = tier::prepare_plan(&wanted, &target_caps).map_err(|problems| {
+        PrepareError::MissingVariants {
+            region: region.clone(),
+            endpoint: endpoint.clone(),
+            problems,
+        }
+    })?;
+    let planned = |plan: &[ScaleUp]| -> Vec<serde_json::Value> {
+        plan.iter()
+            .map(|p| json!({"variant": p.variant, "from": p.from, "to": p.to}))
+            .collect()
+    };
+    if plan.is_empty() {
+        debug!(%endpoint, %source, "capacity: the target already holds the active's capacity");
+        return Ok(
+            json!({"endpoint": endpoint, "scaled": false, "why": format!("already holds {source}"), "tier": tier}),
+        );
+    }
+
+    // The budget on the monotonic clock, never past the token's expiry less
+    // the warm-up's budget and the callback, on the wall clock.
+    let wall_left = deadline
+        .saturating_sub(ports.clock.now_ms())
+        .saturating_sub(cfg.timings.prepare_budget.as_millis() as u64 + CALLBACK_ROOM_MS);
+    let budget = cfg
+        .cost
+        .prepare_budget
+        .min(Duration::from_millis(wall_left));
+    let budget_ms = budget.as_millis() as u64;
+    let started = Instant::now();
+    let mut asked: Vec<String> = Vec::new();
+    loop {
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let now = match ports.endpoints.describe(&region, &endpoint).await {
+            Ok(Some(st)) => Some(st),
+            Ok(None) => {
+                return Err(PrepareError::Missing { region, endpoint });
+            }
+            Err(e) => {
+                debug!(error = %crate::error_chain(&e), "capacity: cannot read the target; retrying");
+                None
+            }
+        };
+        let (in_service, current) = match &now {
+            Some(st) => (st.status == EndpointStatus::InService, st.provisioned()),
+            None => (false, Vec::new()),
+        };
+        match tier::prepare_progress(&plan, in_service, &current, 0, elapsed_ms, budget_ms) {
+            PrepareProgress::Done => {
+                info!(%endpoint, %source, "capacity: scaled up to the active's");
+                return Ok(
+                    json!({"endpoint": endpoint, "scaled": true, "to_match": source, "plan": planned(&plan), "tier": tier, "seconds": elapsed_ms / 1000}),
+                );
+            }
+            PrepareProgress::OverBudget { short } if old_down => {
+                let detail = format!(
+                    "{region}/{endpoint}: switching with variants {} short of {source} after {}s (cost.prepare_budget): {active} is down, fewer instances serve, a dead region serves nothing; the scale-up carries on",
+                    short.join(", "),
+                    budget.as_secs()
+                );
+                warn!(%detail, "capacity: over budget");
+                journal(
+                    &*ports.store,
+                    ports.clock.now_ms(),
+                    &region,
+                    "prepare_capacity_short",
+                    Some(record.epoch),
+                    detail,
+                )
+                .await;
+                return Ok(
+                    json!({"endpoint": endpoint, "scaled": false, "short": short, "to_match": source, "plan": planned(&plan), "tier": tier}),
+                );
+            }
+            PrepareProgress::OverBudget { short } => {
+                return Err(PrepareError::CapacityNotReady {
+                    region,
+                    endpoint,
+                    active,
+                    short,
+                    budget_s: budget.as_secs(),
+                });
+            }
+            PrepareProgress::Waiting { remaining_ms, .. } => {
+                // Ask for what is still missing, once the endpoint takes
+                // updates: a variant whose desired count is already there
+                // is only waiting for SageMaker.
+                if let Some(st) = now
+                    .as_ref()
+                    .filter(|st| st.status == EndpointStatus::InService)
+                {
+                    let ask: Vec<&ScaleUp> = plan
+                        .iter()
+                        .filter(|p| {
+                            st.variant(&p.variant).is_some_and(|v| {
+                                v.desired_instances.or(v.current_instances).unwrap_or(0) < p.to
+                            })
+                        })
+                        .collect();
+                    if !ask.is_empty() {
+                        let counts: Vec<(String, u32)> =
+                            ask.iter().map(|p| (p.variant.clone(), p.to)).collect();
+                        match ports
+                            .endpoints
+                            .set_instance_counts(&region, &endpoint, &counts)
+                            .await
+                        {
+                            Ok(()) => {
+                                let what: Vec<String> = ask
+                                    .iter()
+                                    .map(|p| format!("{} {} -> {}", p.variant, p.from, p.to))
+                                    .collect();
+                                let detail = format!(
+                                    "{region}/{endpoint}: scale {} to match {source} before the switch ({tier})",
+                                    what.join(", ")
+                                );
+                                info!(%detail, "capacity: scaling up");
+                                if !asked.contains(&detail) {
+                                    journal(
+                                        &*ports.store,
+                                        ports.clock.now_ms(),
+                                        &region,
+                                        "prepare_scale",
+                                        Some(record.epoch),
+                                        detail.clone(),
+                                    )
+                                    .await;
+                                    asked.push(detail);
+                                }
+                                // Read again at once: SageMaker may have taken it
+                                // already (and otherwise says Updating).
+                                continue;
+                            }
+                            // Throttled, or SageMaker still busy with an
+                            // update that began after our read: next poll.
+                            Err(e) if e.kind.is_transient() || e.kind == ErrorKind::Validation => {
+                                debug!(error = %crate::error_chain(&e), "capacity: update not taken yet; retrying");
+                            }
+                            Err(e) => {
+                                return Err(PrepareError::ScaleRefused {
+                                    region,
+                                    endpoint,
+                                    detail: crate::error_chain(&e),
+                                });
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(SCALE_POLL.min(Duration::from_millis(remaining_ms.max(1))))
+                    .await;
+            }
+        }
+    }
 }

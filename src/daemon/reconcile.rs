@@ -5,7 +5,9 @@
 //! 2. Publish this daemon's vote; read every vote and the control record
 //!    (under MREC, an active region also reads the other replicas: its lease
 //!    is confirmed only by a majority); stamp votes with their receipt time.
-//! 3. Decide: `core::plan::plan` (pure).
+//! 3. Decide: `core::plan::plan` (pure), then the DR tiers' gate
+//!    (`core::tier::gate_automatic`: no automatic failover when every model
+//!    is `tier3`).
 //! 4. Act: the executor performs the one action (conditional writes).
 //! 5. Tokens addressed to this region (`tokens`).
 //!
@@ -25,6 +27,7 @@ use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::Verdict;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
 use crate::core::quorum::{self, Receipts, Tally, Vote};
+use crate::core::tier;
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::Ports;
 use crate::ports::workflows::execution_arn;
@@ -170,6 +173,7 @@ impl Reconciler {
     }
 
     async fn one_round(&mut self) {
+        let began = tokio::time::Instant::now();
         let cfg = self.config.borrow().clone();
         let clock = self.ports.clock.clone();
         let now = clock.now_ms();
@@ -284,6 +288,9 @@ impl Reconciler {
             policy: &policy,
             request: None,
         });
+        // DR tiers: when every configured model is tier3, an automatic
+        // failover becomes an idle decision (core::tier::gate_automatic).
+        let decision = tier::gate_automatic(decision, cfg.cost.fleet_tier(&cfg.models));
 
         // 4. Act.
         match &decision {
@@ -341,6 +348,9 @@ impl Reconciler {
             samples: sig.why,
             draining: self.shared.draining.load(Ordering::Relaxed),
             stalled_ms,
+            took_ms: began.elapsed().as_millis() as u64,
+            votes,
+            vote_freshness_ms: cfg.timings.vote_freshness.as_millis() as u64,
         };
         next.role = next.role_at(clock.now_ms());
         let kind = next.role.as_ref().map(Role::kind);

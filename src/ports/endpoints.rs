@@ -1,4 +1,13 @@
 //! Endpoints: SageMaker's control plane, as far as the daemon needs it.
+//!
+//! Read: an endpoint's status, and its production variants with their
+//! instance counts (`DescribeEndpoint`); its tags (`ListTags`: `ListEndpoints`
+//! returns none, whatever the seed's code assumes). Write, for the prepare
+//! step and the cost task only: a variant's instance count
+//! (`UpdateEndpointWeightsAndCapacities`) and deleting an endpoint
+//! (`DeleteEndpoint`, idle detection outside production; the endpoint config
+//! stays, so the endpoint can be recreated from it). Nothing here creates
+//! endpoints: that is provisioning's job.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -80,6 +89,65 @@ pub enum WarmUp {
     Refused { detail: String },
 }
 
+/// One production variant as `DescribeEndpoint` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantState {
+    /// `VariantName`.
+    pub variant: String,
+    /// `CurrentInstanceCount`; `None` for a serverless variant (or while
+    /// SageMaker has not reported one).
+    pub current_instances: Option<u32>,
+    /// `DesiredInstanceCount`: what was last asked for. Differs from the
+    /// current count while the endpoint is `Updating`.
+    pub desired_instances: Option<u32>,
+    /// A serverless variant (`CurrentServerlessConfig`): it has no instance
+    /// count to scale.
+    pub serverless: bool,
+}
+
+/// An endpoint as `DescribeEndpoint` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointState {
+    /// `EndpointArn` (what `ListTags` takes).
+    pub arn: String,
+    /// `EndpointConfigName`: what to recreate a deleted endpoint from.
+    pub config: String,
+    pub status: EndpointStatus,
+    pub variants: Vec<VariantState>,
+}
+
+impl EndpointState {
+    /// The provisioned variants (those with an instance count) and their
+    /// current counts, as `core::tier` takes them.
+    pub fn provisioned(&self) -> Vec<crate::core::tier::VariantCapacity> {
+        self.variants
+            .iter()
+            .filter(|v| !v.serverless)
+            .filter_map(|v| {
+                Some(crate::core::tier::VariantCapacity {
+                    variant: v.variant.clone(),
+                    instances: v.current_instances?,
+                })
+            })
+            .collect()
+    }
+
+    /// The variant named `name`.
+    pub fn variant(&self, name: &str) -> Option<&VariantState> {
+        self.variants.iter().find(|v| v.variant == name)
+    }
+}
+
+/// What `DeleteEndpoint` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deleted {
+    /// The deletion started (the endpoint goes `Deleting`, then is gone).
+    Started,
+    /// There was no such endpoint (already deleted): nothing to do.
+    Absent,
+}
+
 /// SageMaker endpoints in any region: the control plane's view, and a
 /// warm-up invocation (the proof that a real-time endpoint serves).
 #[async_trait]
@@ -98,4 +166,26 @@ pub trait Endpoints: Send + Sync {
         target_model: Option<&str>,
         body: &[u8],
     ) -> WarmUp;
+    /// The endpoint's status, variants and instance counts, or `None` if
+    /// it does not exist.
+    async fn describe(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<EndpointState>, PortError>;
+    /// Ask for `instances` on each named variant
+    /// (`UpdateEndpointWeightsAndCapacities` with `DesiredInstanceCount`
+    /// only: weights are left as they are). The endpoint goes `Updating`
+    /// and SageMaker refuses another update until it is `InService` again.
+    async fn set_instance_counts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        counts: &[(String, u32)],
+    ) -> Result<(), PortError>;
+    /// The endpoint's tags (`ListTags` on its ARN, every page).
+    async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError>;
+    /// Delete the endpoint (`DeleteEndpoint`). Its endpoint config and
+    /// model stay.
+    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError>;
 }

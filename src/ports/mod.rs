@@ -24,8 +24,11 @@
 pub mod clock;
 pub mod endpoints;
 pub mod health_checks;
+pub mod identity;
+pub mod metered;
 pub mod probes;
 pub mod store;
+pub mod traffic;
 pub mod workflows;
 
 use std::collections::BTreeMap;
@@ -36,6 +39,7 @@ pub use endpoints::Endpoints;
 pub use health_checks::HealthChecks;
 pub use probes::Probes;
 pub use store::ControlStore;
+pub use traffic::InvocationCounts;
 pub use workflows::Workflows;
 
 /// What kind of failure a call met: what callers decide on.

@@ -114,10 +114,10 @@ impl Lab {
         );
         let env_map: EnvSource = env.iter().cloned().collect();
         let config = config::load(&dir.join("regions/us-east-1.toml"), &env_map).unwrap();
-        let clients = Arc::new(AwsClients::new(
-            super::sdk_config(),
-            config.endpoints.clone(),
-        ));
+        let clients = Arc::new(
+            AwsClients::new(super::sdk_config(), config.endpoints.clone())
+                .with_timeouts(failoverd::aws::clients::provisioning_timeouts()),
+        );
         let replicator = (consistency == "eventual").then(|| {
             spawn_guarded(
                 Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))

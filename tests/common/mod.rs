@@ -381,4 +381,5 @@ pub fn sdk_config() -> SdkConfig {
 /// Real SDK clients pointed at `moto`.
 pub fn clients(moto: &Moto, sagemaker_runtime: Option<String>) -> AwsClients {
     AwsClients::new(sdk_config(), moto.endpoints(sagemaker_runtime))
+        .with_timeouts(failoverd::aws::clients::provisioning_timeouts())
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# tools.sh: install the operator-facing checks' tools from Debian's packages,
+# idempotently. CI calls it from .ci/run; a developer runs it once.
+#
+#   chaos/tools.sh     promtool (package `prometheus`) and headless Chromium
+#                      (package `chromium`)
+#
+# Why Debian's packages: the machines reach Debian's archive but no vendor
+# download site, and a browser or Prometheus build fetched by an installer
+# would fail offline. Prints the versions it found on stderr.
+set -euo pipefail
+
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tools.sh: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "tools.sh: installing ${need[*]} from Debian" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  # --no-install-recommends: the server's recommends (node exporter, web
+  # assets) are not needed for promtool; the browser needs only itself and
+  # its fonts.
+  apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null
+  # The Debian prometheus package starts a server as a service where systemd
+  # runs; none of the tests needs it, and nothing listens as a side effect
+  # in CI containers (no systemd there).
+fi
+echo "tools.sh: $(promtool --version 2>&1 | head -n 1)" >&2
+echo "tools.sh: $(chromium --version 2>/dev/null | head -n 1)" >&2

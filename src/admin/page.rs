@@ -1,0 +1,311 @@
+//! The status page: `GET /` serves one HTML document with its style and
+//! script inline and the data embedded (no CDN, no build step, no request
+//! to anywhere but this daemon), so it works from a host with no internet
+//! and shows everything at first paint; the script then refreshes from
+//! `GET /ui/data` every 5 seconds and says so when it cannot.
+//!
+//! What it shows, all from this daemon: the control record (active, epoch,
+//! phase, mode, step, lease), a row per region (priority, the quorum's
+//! verdict, this daemon's signals with their streaks and reasons), the
+//! health matrix (observer x region, each vote's age on this daemon's
+//! clock), pending task tokens, the router's traffic and errors per region
+//! and path, the last failovers as an SVG timeline with their figures, and
+//! the newest journal entries.
+//!
+//! The data is rendered by the script with `textContent` only; the one
+//! piece of markup the daemon hands over, the timeline SVG, is built by
+//! `timeline::svg` with every text escaped. The JSON embedded in the page
+//! has `<` written as `\u003c`, so no value can close the script element.
+//! The response carries a Content-Security-Policy that allows nothing but
+//! this daemon (inline script and style, `connect-src 'self'`): a page that
+//! tried to load anything from elsewhere would break in the browser test.
+
+use std::collections::BTreeMap;
+
+use http_body_util::Full;
+use hyper::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::AdminState;
+use super::journal::PAGE_MAX_AGE;
+use super::timeline::{self, Failover};
+use super::traffic::{self, Traffic};
+use crate::core::control::Role;
+use crate::core::health::Verdict;
+use crate::core::quorum::{self, Consensus};
+use crate::core::tokens::TokenStatus;
+use crate::http::{self, HttpResponse};
+use crate::ports::store::Event;
+
+const TEMPLATE: &str = include_str!("page.html");
+/// Failovers drawn on the page (newest first).
+pub const FAILOVERS_SHOWN: usize = 5;
+/// Journal entries listed on the page.
+pub const EVENTS_SHOWN: usize = 40;
+
+/// A token as the page shows it (never the task token itself).
+#[derive(Debug, Serialize)]
+struct TokenRow<'a> {
+    id: &'a str,
+    step: &'a str,
+    target_region: &'a str,
+    status: TokenStatus,
+    claimed_by: Option<&'a str>,
+    expires_at: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SignalRow {
+    signal: String,
+    verdict: &'static str,
+    bad_streak: u32,
+    good_streak: u32,
+    reason: Option<String>,
+}
+
+fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Up => "up",
+        Verdict::Down => "down",
+    }
+}
+
+fn consensus(c: Consensus) -> &'static str {
+    match c {
+        Consensus::Up => "up",
+        Consensus::Down => "down",
+        Consensus::Split => "split",
+    }
+}
+
+/// The reason line of a signal, from the round's samples: `route53 <id>:
+/// ...` for `route53:<id>`, `probe <url>: ...` for `probe:<url>`.
+fn reason_for(signal: &str, samples: &[String]) -> Option<String> {
+    let (kind, what) = signal.split_once(':')?;
+    let prefix = format!("{kind} {what}: ");
+    samples
+        .iter()
+        .find_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Everything the page shows, as JSON (`GET /ui/data`).
+pub async fn data(state: &AdminState, now: u64) -> Value {
+    let st = state.shared.snapshot();
+    let role = st.role_at(now);
+    let (config_regions, priorities): (Vec<String>, BTreeMap<String, u32>) = match &state.ops {
+        Some(ops) => {
+            let cfg = ops.config();
+            (
+                cfg.regions.iter().map(|r| r.name.clone()).collect(),
+                cfg.regions
+                    .iter()
+                    .map(|r| (r.name.clone(), r.priority))
+                    .collect(),
+            )
+        }
+        None => (st.trackers.keys().cloned().collect(), BTreeMap::new()),
+    };
+    let tally = st.tally.as_ref();
+    let active = st.record.as_ref().map(|r| r.active.as_str());
+    let regions: Vec<Value> = config_regions
+        .iter()
+        .map(|name| {
+            let samples = st.samples.get(name).cloned().unwrap_or_default();
+            let signals: Vec<SignalRow> = st
+                .signals
+                .get(name)
+                .map(|m| {
+                    m.iter()
+                        .map(|(sig, t)| SignalRow {
+                            signal: sig.clone(),
+                            verdict: verdict(t.verdict),
+                            bad_streak: t.bad_streak,
+                            good_streak: t.good_streak,
+                            reason: reason_for(sig, &samples),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "name": name,
+                "priority": priorities.get(name),
+                "active": active == Some(name.as_str()),
+                "quorum": tally.filter(|t| t.no_quorum.is_none()).and_then(|t| t.regions.get(name)).map(|c| consensus(*c)),
+                "signals": signals,
+            })
+        })
+        .collect();
+    let observers: Vec<Value> = config_regions
+        .iter()
+        .map(|obs| {
+            let vote = st.votes.iter().find(|v| &v.observer == obs);
+            let age = vote.map(|v| now.saturating_sub(v.at));
+            json!({
+                "observer": obs,
+                "age_ms": age,
+                "stale": age.is_none_or(|a| a > st.vote_freshness_ms),
+                "view": vote.map(|v| v.view.iter().map(|(r, x)| (r.clone(), verdict(*x))).collect::<BTreeMap<_, _>>()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let lease_remaining = st
+        .record
+        .as_ref()
+        .filter(|r| r.active == st.region)
+        .map(|_| {
+            st.lease_ms
+                .saturating_sub(now.saturating_sub(st.lease.confirmed_at))
+        });
+
+    let traffic: Traffic = state
+        .metrics
+        .as_ref()
+        .map(|m| traffic::from_exposition(&m.render()))
+        .unwrap_or_default();
+
+    let (journal, tokens, failovers, svg) = match &state.ops {
+        Some(ops) => {
+            let snap = ops.journal.get(PAGE_MAX_AGE).await;
+            let newest: Vec<&Failover> =
+                snap.failovers.iter().rev().take(FAILOVERS_SHOWN).collect();
+            let svg = timeline::svg(&newest, None, now);
+            let events: Vec<&Event> = snap
+                .events
+                .as_ref()
+                .map(|p| p.items.iter().rev().take(EVENTS_SHOWN).collect())
+                .unwrap_or_default();
+            let journal = json!({
+                "read_at": snap.read_at,
+                "error": snap.events.as_ref().err(),
+                "truncated": snap.events.as_ref().map(|p| p.truncated).unwrap_or(false),
+                "events": events,
+            });
+            let pending: Vec<TokenRow<'_>> = snap
+                .tokens
+                .as_ref()
+                .map(|p| {
+                    p.items
+                        .iter()
+                        .filter(|t| {
+                            matches!(t.view.status, TokenStatus::Pending | TokenStatus::Claimed)
+                        })
+                        .map(|t| TokenRow {
+                            id: &t.view.id,
+                            step: &t.view.step,
+                            target_region: &t.view.target_region,
+                            status: t.view.status,
+                            claimed_by: t.view.claimed_by.as_deref(),
+                            expires_at: t.view.expires_at(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let tokens = json!({
+                "pending": pending,
+                "error": snap.tokens.as_ref().err(),
+                "truncated": snap.tokens.as_ref().map(|p| p.truncated).unwrap_or(false),
+            });
+            let failovers: Vec<Value> = newest
+                .iter()
+                .map(|f| serde_json::to_value(f).unwrap_or(Value::Null))
+                .collect();
+            (journal, tokens, failovers, svg)
+        }
+        None => (
+            json!({"read_at": null, "error": "this process does not read the journal", "truncated": false, "events": []}),
+            json!({"pending": [], "error": "this process does not read the tokens", "truncated": false}),
+            Vec::new(),
+            timeline::svg(&[], None, now),
+        ),
+    };
+
+    json!({
+        "region": state.region,
+        "version": env!("CARGO_PKG_VERSION"),
+        "now": now,
+        "round": {"n": st.round, "at": st.at, "took_ms": st.took_ms},
+        "ready": state.readiness.is_ready(),
+        "not_ready": state.readiness.reasons(),
+        "role": role,
+        "role_kind": role.as_ref().map_or("unknown", Role::kind),
+        "record": st.record,
+        "lease": {
+            "lease_ms": st.lease_ms,
+            "remaining_ms": lease_remaining,
+            "confirmed_age_ms": (st.lease.confirmed_at > 0).then(|| now.saturating_sub(st.lease.confirmed_at)),
+        },
+        "regions": regions,
+        "observers": observers,
+        "quorum": {
+            "present": tally.is_some_and(|t| t.no_quorum.is_none()),
+            "fresh": tally.map(|t| t.fresh_observers.clone()).unwrap_or_default(),
+            "needed": quorum::majority(config_regions.len()),
+            "no_quorum": tally.and_then(|t| t.no_quorum.clone()),
+        },
+        "decision": st.decision,
+        "tokens": tokens,
+        "traffic": traffic,
+        "failovers": failovers,
+        "timeline_svg": svg,
+        "journal": journal,
+    })
+}
+
+/// JSON safe to embed in a `<script>` element.
+fn embeddable(v: &Value) -> String {
+    v.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// `GET /`.
+pub async fn html(state: &AdminState, now: u64) -> HttpResponse {
+    let d = data(state, now).await;
+    let body = TEMPLATE
+        .replace("__FAILOVERD_REGION__", &timeline::esc(&state.region))
+        .replace("__FAILOVERD_DATA__", &embeddable(&d));
+    hyper::Response::builder()
+        .status(StatusCode::OK)
+        .header(hyper::header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(hyper::header::CACHE_CONTROL, "no-store")
+        .header("x-content-type-options", "nosniff")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        )
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap_or_else(|e| http::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_json_cannot_close_the_script() {
+        let v = json!({"x": "</script><b>&"});
+        let s = embeddable(&v);
+        assert!(!s.contains("</script>") && !s.contains('<'));
+        let back: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn signal_reasons_come_from_the_samples() {
+        let samples = vec![
+            "route53 hc-1: Unhealthy (3 observations, inverted; read by us-east-1)".to_string(),
+            "probe http://127.0.0.1:9/ping: connection refused".to_string(),
+        ];
+        assert_eq!(
+            reason_for("route53:hc-1", &samples).as_deref(),
+            Some("Unhealthy (3 observations, inverted; read by us-east-1)")
+        );
+        assert_eq!(
+            reason_for("probe:http://127.0.0.1:9/ping", &samples).as_deref(),
+            Some("connection refused")
+        );
+        assert_eq!(reason_for("route53:hc-2", &samples), None);
+    }
+}

@@ -1,0 +1,1176 @@
+//! The cost task: scheduled capacity (`core::schedule`) and idle detection
+//! (`core::idle`) applied to this region's endpoints every `cost.interval`
+//! (a minute), next to failover.
+//!
+//! Each round: read (the control record, fresh from the table; each
+//! endpoint's variants with `DescribeEndpoint` and its tags with `ListTags`),
+//! decide ([`decide`]: pure, one [`EndpointPlan`] per endpoint with its
+//! reason, acted on or not), act (`UpdateEndpointWeightsAndCapacities`, or
+//! `DeleteEndpoint` for an idle `tier3` endpoint outside production), and
+//! journal every action and every failure. `failoverd cost --dry-run`
+//! (`cli::cost`) runs the same read and [`decide`] and stops there.
+//!
+//! The rules next to failover (docs/cost-and-tiers.md), in the order they
+//! are checked:
+//!
+//! 1. hold back entirely when this daemon's last reconcile round had no
+//!    quorum or is older than three poll intervals, or this region is
+//!    draining: a daemon that cannot see the fleet does nothing automatic
+//!    (the same rule as failover's);
+//! 2. only provisioned endpoints are touched (serverless scales itself; an
+//!    asynchronous endpoint scales with its own policy);
+//! 3. nothing without a readable control record; nothing while a failover
+//!    is in flight (the prepare step and the switch own every region until
+//!    it settles); nothing while the fleet is paused (operators have it);
+//! 4. nothing on an endpoint that is not `InService` (a change is under
+//!    way; SageMaker refuses another until it ends);
+//! 5. idle detection (when `cost.idle.enabled`): `core::idle::decide`,
+//!    which leaves the active region, the failover target, `tier1`,
+//!    protected endpoints (`ProtectedFromAutoStop=true`, or tags unread) and
+//!    anything the router has not counted for a whole window;
+//! 6. the schedule, per variant, for endpoints that have one (and `tier1`
+//!    standbys, which hold the active's measured need):
+//!    `core::schedule::desired_minimum`, which never lowers the active
+//!    region below what the router measured it needs, nor at all while that
+//!    need is unknown. On top of it, the daemon never *lowers* a protected
+//!    endpoint (or one whose tags it could not read); raising is always
+//!    allowed, as the safe direction.
+//!
+//! The daemon owns the instance count of a scheduled endpoint (it sets
+//! `DesiredInstanceCount`, as the seed's crons set the minimum). Teams that
+//! run Application Auto Scaling on a variant should deploy
+//! `deploy/cloudformation/scheduled-capacity.yaml` for it instead and leave
+//! it out of `[[cost.schedules]]`: two controllers on one count fight.
+//!
+//! Router counts come through [`InvocationCounts`]; the daemon passes
+//! `NotCounted` until the router counts per endpoint, so idle detection
+//! finds nothing idle and the active region is never lowered.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::core::control::{ControlRecord, Mode, Phase};
+use crate::core::idle::{self, EndpointKind, IdleAction, IdleDecision, IdleEndpoint};
+use crate::core::schedule::{self, CapacityDecision, CapacityInputs};
+use crate::core::tier::{RegionRole, StandbyHolds, Tier, VariantCapacity};
+use crate::http::{ShutdownRx, shutdown_signalled};
+use crate::ports::Ports;
+use crate::ports::endpoints::{Deleted, EndpointState, EndpointStatus};
+use crate::ports::traffic::InvocationCounts;
+use crate::state::Shared;
+
+use super::journal::journal;
+
+/// What `DescribeEndpoint` said of one endpoint, if it was asked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "described", rename_all = "snake_case")]
+pub enum Described {
+    /// Not asked: only provisioned endpoints are read.
+    NotRead,
+    /// No such endpoint.
+    Absent,
+    /// The call failed.
+    Unreadable {
+        error: String,
+    },
+    Found {
+        state: EndpointState,
+    },
+}
+
+/// One endpoint as read this round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seen {
+    pub endpoint: String,
+    pub kind: EndpointKind,
+    pub described: Described,
+    /// `ListTags`, read when the endpoint was found: the tags, or the error.
+    pub tags: Option<Result<Vec<(String, String)>, String>>,
+}
+
+/// Everything one round's decisions are made from, for one region.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    pub region: String,
+    pub now_ms: u64,
+    /// The control record (`Ok(None)`: none yet), or why it could not be read.
+    pub record: Result<Option<ControlRecord>, String>,
+    /// Why this daemon holds back this round whatever it reads (no quorum,
+    /// a stale round, draining); `None` to go on.
+    pub hold: Option<String>,
+    pub endpoints: Vec<Seen>,
+}
+
+/// One variant's change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScaleChange {
+    pub variant: String,
+    pub from: u32,
+    pub to: u32,
+}
+
+/// What to do with one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CostAction {
+    None,
+    /// `UpdateEndpointWeightsAndCapacities` with these counts.
+    Scale {
+        changes: Vec<ScaleChange>,
+    },
+    /// `DeleteEndpoint`; `config` (its endpoint config) stays, to recreate it.
+    Stop {
+        config: String,
+    },
+}
+
+/// The schedule's answer for one variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VariantSchedule {
+    pub variant: String,
+    pub decision: CapacityDecision,
+}
+
+/// One endpoint's decision this round, with everything that led to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointPlan {
+    pub region: String,
+    pub endpoint: String,
+    pub kind: EndpointKind,
+    /// The strictest tier of the configured models (every endpoint serves
+    /// every model).
+    pub tier: Tier,
+    /// The region's role; `None` when the control record is unknown.
+    pub role: Option<RegionRole>,
+    /// `EndpointStatus`, when read.
+    pub status: Option<String>,
+    /// What it holds now: each provisioned variant's `CurrentInstanceCount`.
+    pub holds: Vec<VariantCapacity>,
+    /// `ProtectedFromAutoStop=true`; `None` when the tags were not read.
+    pub protected: Option<bool>,
+    pub schedule: Vec<VariantSchedule>,
+    pub idle: Option<IdleDecision>,
+    pub action: CostAction,
+    /// Why, in words: the reason that decided, and what the other rule said.
+    pub why: String,
+}
+
+fn role_name(role: Option<RegionRole>) -> &'static str {
+    match role {
+        Some(RegionRole::Active) => "active",
+        Some(RegionRole::FailoverTarget) => "failover target",
+        Some(RegionRole::Standby) => "standby",
+        None => "role unknown",
+    }
+}
+
+/// `AllTraffic=2, Canary=1`, or `-` when nothing was read.
+pub fn holdings(holds: &[VariantCapacity]) -> String {
+    if holds.is_empty() {
+        return "-".into();
+    }
+    holds
+        .iter()
+        .map(|v| format!("{}={}", v.variant, v.instances))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for EndpointPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} [{}, {}, holds {}]: ",
+            self.region,
+            self.endpoint,
+            self.tier,
+            role_name(self.role),
+            holdings(&self.holds)
+        )?;
+        match &self.action {
+            CostAction::None => f.write_str("leave")?,
+            CostAction::Scale { changes } => {
+                let c: Vec<String> = changes
+                    .iter()
+                    .map(|c| format!("{} {} -> {}", c.variant, c.from, c.to))
+                    .collect();
+                write!(f, "scale {}", c.join(", "))?;
+            }
+            CostAction::Stop { config } => write!(
+                f,
+                "stop (delete the endpoint; its endpoint config {config} stays)"
+            )?,
+        }
+        write!(f, " ({})", self.why)
+    }
+}
+
+/// The region's role as the cost rules see it.
+pub fn role_of(region: &str, r: &ControlRecord) -> RegionRole {
+    if r.phase == Phase::FailingOver && r.target.as_deref() == Some(region) {
+        RegionRole::FailoverTarget
+    } else if r.active == region {
+        RegionRole::Active
+    } else {
+        RegionRole::Standby
+    }
+}
+
+/// The configured endpoints of `region` with their kinds.
+fn endpoints_of(cfg: &Config, region: &str) -> Vec<(String, EndpointKind)> {
+    let Some(r) = cfg.region(region) else {
+        return Vec::new();
+    };
+    [
+        (&r.sagemaker.provisioned, EndpointKind::Provisioned),
+        (&r.sagemaker.serverless, EndpointKind::Serverless),
+        (&r.sagemaker.batch, EndpointKind::Batch),
+    ]
+    .into_iter()
+    .filter_map(|(name, kind)| Some((name.clone()?, kind)))
+    .collect()
+}
+
+/// Read what the decisions need for `region`'s endpoints: the record from
+/// this daemon's replica, then `DescribeEndpoint` and `ListTags` for each
+/// provisioned endpoint. Never fails: what could not be read says so.
+pub async fn observe(
+    cfg: &Config,
+    ports: &Ports,
+    region: &str,
+    hold: Option<String>,
+) -> Observation {
+    let record = ports
+        .store
+        .read_record()
+        .await
+        .map_err(|e| crate::error_chain(&e));
+    let mut endpoints = Vec::new();
+    for (endpoint, kind) in endpoints_of(cfg, region) {
+        let mut seen = Seen {
+            endpoint,
+            kind,
+            described: Described::NotRead,
+            tags: None,
+        };
+        if kind == EndpointKind::Provisioned {
+            seen.described = match ports.endpoints.describe(region, &seen.endpoint).await {
+                Ok(Some(state)) => Described::Found { state },
+                Ok(None) => Described::Absent,
+                Err(e) => Described::Unreadable {
+                    error: crate::error_chain(&e),
+                },
+            };
+            if let Described::Found { state } = &seen.described {
+                seen.tags = Some(
+                    ports
+                        .endpoints
+                        .tags(region, &state.arn)
+                        .await
+                        .map_err(|e| crate::error_chain(&e)),
+                );
+            }
+        }
+        endpoints.push(seen);
+    }
+    Observation {
+        region: region.to_string(),
+        now_ms: ports.clock.now_ms(),
+        record,
+        hold,
+        endpoints,
+    }
+}
+
+/// One decision per endpoint of the observation, in configuration order.
+/// Pure: the counts are a read of memory.
+pub fn decide(cfg: &Config, obs: &Observation, counts: &dyn InvocationCounts) -> Vec<EndpointPlan> {
+    let tier = cfg.cost.fleet_tier(&cfg.models);
+    obs.endpoints
+        .iter()
+        .map(|seen| decide_one(cfg, obs, seen, tier, counts))
+        .collect()
+}
+
+fn decide_one(
+    cfg: &Config,
+    obs: &Observation,
+    seen: &Seen,
+    tier: Tier,
+    counts: &dyn InvocationCounts,
+) -> EndpointPlan {
+    let now = obs.now_ms;
+    let record = obs.record.as_ref().ok().and_then(Option::as_ref);
+    let role = record.map(|r| role_of(&obs.region, r));
+    let state = match &seen.described {
+        Described::Found { state } => Some(state),
+        _ => None,
+    };
+    let protected = match &seen.tags {
+        Some(Ok(tags)) => Some(idle::protected_by_tags(
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )),
+        _ => None,
+    };
+    let mut plan = EndpointPlan {
+        region: obs.region.clone(),
+        endpoint: seen.endpoint.clone(),
+        kind: seen.kind,
+        tier,
+        role,
+        status: state.map(|s| s.status.as_str().to_string()),
+        holds: state.map(EndpointState::provisioned).unwrap_or_default(),
+        protected,
+        schedule: Vec::new(),
+        idle: None,
+        action: CostAction::None,
+        why: String::new(),
+    };
+    let leave = |mut plan: EndpointPlan, why: String| {
+        plan.why = why;
+        plan
+    };
+
+    if let Some(hold) = &obs.hold {
+        return leave(plan, format!("holding back: {hold}"));
+    }
+    if seen.kind != EndpointKind::Provisioned {
+        return leave(
+            plan,
+            format!(
+                "{:?} endpoints scale themselves; only provisioned variants are scaled",
+                seen.kind
+            ),
+        );
+    }
+    let record = match (&obs.record, record) {
+        (Err(e), _) => {
+            return leave(
+                plan,
+                format!("the control record cannot be read ({e}): not acting blind"),
+            );
+        }
+        (Ok(_), None) => return leave(plan, "no control record yet".into()),
+        (Ok(_), Some(r)) => r,
+    };
+    if record.phase == Phase::FailingOver {
+        return leave(
+            plan,
+            format!(
+                "{} ({} -> {}, step {})",
+                schedule::LeaveReason::FailoverInFlight,
+                record.previous.as_deref().unwrap_or(&record.active),
+                record.target.as_deref().unwrap_or("?"),
+                record.step.as_str()
+            ),
+        );
+    }
+    if record.mode == Mode::Paused {
+        return leave(
+            plan,
+            "the fleet is paused: operators have it; no cost action until it resumes".into(),
+        );
+    }
+    let role = role_of(&obs.region, record);
+    let state = match &seen.described {
+        Described::Found { state } => state,
+        Described::Absent => {
+            return leave(
+                plan,
+                "the endpoint does not exist (stopped? recreate it from its endpoint config)"
+                    .into(),
+            );
+        }
+        Described::Unreadable { error } => {
+            return leave(plan, format!("DescribeEndpoint failed ({error})"));
+        }
+        Described::NotRead => return leave(plan, "not read".into()),
+    };
+    if state.status != EndpointStatus::InService {
+        return leave(
+            plan,
+            format!(
+                "{}: a change is under way; SageMaker takes no other until it ends",
+                state.status.as_str()
+            ),
+        );
+    }
+    let variants: Vec<(&str, u32)> = state
+        .variants
+        .iter()
+        .filter(|v| !v.serverless)
+        .filter_map(|v| Some((v.variant.as_str(), v.current_instances?)))
+        .collect();
+    if variants.is_empty() {
+        return leave(plan, "no provisioned variant with an instance count".into());
+    }
+    let sched = cfg.cost.schedule_for(&seen.endpoint);
+    // What each variant may be reduced to: the schedule's minimum now, else
+    // one instance (production variants cannot scale to zero).
+    let variant_min = sched.map_or(1, |s| s.at(now).min).max(1);
+    let mut notes: Vec<String> = Vec::new();
+
+    if cfg.cost.idle.enabled {
+        let policy = cfg.cost.idle_policy();
+        let counted = counts.invocations(&obs.region, &seen.endpoint, policy.window_ms, now);
+        let e = IdleEndpoint {
+            endpoint: seen.endpoint.clone(),
+            region: obs.region.clone(),
+            kind: seen.kind,
+            role,
+            tier,
+            protected,
+            counted_since_ms: counted.map_or(now, |c| c.since_ms),
+            router_invocations: counted.map_or(0, |c| c.invocations),
+            cloudwatch_invocations: None,
+            instances: variants.iter().map(|(_, n)| n).sum(),
+            minimum: variant_min * variants.len() as u32,
+        };
+        let d = idle::decide(now, false, &policy, &[e]).remove(0);
+        let why = if counted.is_none() {
+            format!(
+                "idle: {} (the router does not count this endpoint yet)",
+                d.why
+            )
+        } else {
+            format!("idle: {}", d.why)
+        };
+        plan.idle = Some(d.clone());
+        match d.action {
+            IdleAction::Stop => {
+                plan.action = CostAction::Stop {
+                    config: state.config.clone(),
+                };
+                return leave(plan, why);
+            }
+            IdleAction::Reduce { .. } => {
+                plan.action = CostAction::Scale {
+                    changes: variants
+                        .iter()
+                        .filter(|(_, n)| *n > variant_min)
+                        .map(|(v, n)| ScaleChange {
+                            variant: v.to_string(),
+                            from: *n,
+                            to: variant_min,
+                        })
+                        .collect(),
+                };
+                return leave(plan, why);
+            }
+            IdleAction::None => notes.push(why),
+        }
+    }
+
+    let holds_need =
+        role == RegionRole::Standby && tier.standby_holds() == StandbyHolds::ActiveNeed;
+    let mut changes = Vec::new();
+    if sched.is_some() || holds_need {
+        let need = counts.active_need(&seen.endpoint);
+        for (variant, current) in &variants {
+            let d = schedule::desired_minimum(&CapacityInputs {
+                now_ms: now,
+                schedule: sched,
+                floor: 1,
+                role,
+                tier,
+                active_need: need,
+                current_min: Some(*current),
+                failover_in_flight: false,
+            });
+            match &d {
+                CapacityDecision::Set { min, why } if *min == *current => {
+                    notes.push(format!("schedule: {variant} at {min} ({why})"));
+                }
+                CapacityDecision::Set { min, why }
+                    if *min < *current && protected != Some(false) =>
+                {
+                    let because = if protected.is_some() {
+                        format!("tagged {}=true", idle::PROTECTED_TAG)
+                    } else {
+                        "tags not read: treated as protected".to_string()
+                    };
+                    notes.push(format!(
+                        "schedule: {variant} would go {current} -> {min} ({why}), but {because}: the daemon never lowers it"
+                    ));
+                }
+                CapacityDecision::Set { min, why } => {
+                    notes.push(format!("schedule: {variant} {current} -> {min} ({why})"));
+                    changes.push(ScaleChange {
+                        variant: variant.to_string(),
+                        from: *current,
+                        to: *min,
+                    });
+                }
+                CapacityDecision::Leave { why } => {
+                    notes.push(format!("schedule: {variant} left at {current} ({why})"));
+                }
+            }
+            plan.schedule.push(VariantSchedule {
+                variant: variant.to_string(),
+                decision: d,
+            });
+        }
+    } else {
+        notes.push("no schedule".into());
+    }
+    if !changes.is_empty() {
+        plan.action = CostAction::Scale { changes };
+    }
+    leave(plan, notes.join("; "))
+}
+
+/// Perform the plans' actions; journal each, and each failure once until
+/// its text changes (`failures` remembers, per endpoint, the last one
+/// journalled: a call refused every minute must not flood the journal).
+pub async fn act(
+    ports: &Ports,
+    who: &str,
+    epoch: Option<u64>,
+    plans: &[EndpointPlan],
+    failures: &mut HashMap<String, String>,
+) {
+    for p in plans {
+        let key = format!("{}/{}", p.region, p.endpoint);
+        let result =
+            match &p.action {
+                CostAction::None => continue,
+                CostAction::Scale { changes } => {
+                    let counts: Vec<(String, u32)> =
+                        changes.iter().map(|c| (c.variant.clone(), c.to)).collect();
+                    ports
+                        .endpoints
+                        .set_instance_counts(&p.region, &p.endpoint, &counts)
+                        .await
+                        .map(|()| ("cost_scale", String::new()))
+                }
+                CostAction::Stop { .. } => ports
+                    .endpoints
+                    .delete(&p.region, &p.endpoint)
+                    .await
+                    .map(|d| match d {
+                        Deleted::Started => ("cost_stop", String::new()),
+                        Deleted::Absent => ("cost_stop", " (it was already gone)".to_string()),
+                    }),
+            };
+        let now = ports.clock.now_ms();
+        match result {
+            Ok((kind, note)) => {
+                failures.remove(&key);
+                info!(endpoint = %p.endpoint, action = kind, "{p}{note}");
+                journal(&*ports.store, now, who, kind, epoch, format!("{p}{note}")).await;
+            }
+            Err(e) => {
+                let error = crate::error_chain(&e);
+                warn!(endpoint = %p.endpoint, %error, "cost action failed; retried next round");
+                if failures.get(&key) != Some(&error) {
+                    journal(
+                        &*ports.store,
+                        now,
+                        who,
+                        "cost_failed",
+                        epoch,
+                        format!("{p}: failed: {error}"),
+                    )
+                    .await;
+                    failures.insert(key, error);
+                }
+            }
+        }
+    }
+}
+
+/// Why the daemon holds back this round, from its reconcile loop's last
+/// round: no quorum, a round older than three poll intervals (the loop is
+/// stuck on an unreachable table), or the region draining.
+pub fn hold_reason(cfg: &Config, shared: &Shared, now_ms: u64) -> Option<String> {
+    if shared.draining.load(Ordering::Relaxed) {
+        return Some("this region is draining".into());
+    }
+    let (at, quorum) = shared.read(|st| (st.at, st.tally.as_ref().map(|t| t.no_quorum.clone())));
+    let stale = cfg.timings.poll_interval.as_millis() as u64 * 3;
+    if at == 0 {
+        return Some("no reconcile round has completed yet".into());
+    }
+    if now_ms.saturating_sub(at) > stale {
+        return Some(format!(
+            "the last reconcile round is {}s old",
+            now_ms.saturating_sub(at) / 1000
+        ));
+    }
+    match quorum {
+        Some(None) => None,
+        Some(Some(q)) => Some(format!("no quorum: {q:?}")),
+        None => Some("the last round has no tally".into()),
+    }
+}
+
+/// The daemon's cost task.
+pub struct CostTask {
+    config: watch::Receiver<Arc<Config>>,
+    ports: Ports,
+    shared: Arc<Shared>,
+    counts: Arc<dyn InvocationCounts>,
+    failures: HashMap<String, String>,
+    /// The last round's plans, as text: logged at debug when they change.
+    last: Vec<String>,
+}
+
+impl CostTask {
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        ports: Ports,
+        shared: Arc<Shared>,
+        counts: Arc<dyn InvocationCounts>,
+    ) -> Self {
+        Self {
+            config,
+            ports,
+            shared,
+            counts,
+            failures: HashMap::new(),
+            last: Vec::new(),
+        }
+    }
+
+    /// Run rounds until shutdown. The first comes one interval after the
+    /// start: a restarted daemon lets its reconcile loop see the fleet first.
+    pub async fn run(mut self, mut shutdown: ShutdownRx) {
+        let mut n = 0u64;
+        loop {
+            let interval = self.config.borrow().cost.interval;
+            tokio::select! {
+                biased;
+                _ = shutdown_signalled(&mut shutdown) => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            n += 1;
+            tokio::select! {
+                biased;
+                _ = shutdown_signalled(&mut shutdown) => return,
+                plans = self.round().instrument(info_span!("cost", n)) => {
+                    let text: Vec<String> = plans.iter().map(ToString::to_string).collect();
+                    if text != self.last {
+                        for t in &text {
+                            debug!("{t}");
+                        }
+                        self.last = text;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One round: observe, decide, act. Returns the plans.
+    pub async fn round(&mut self) -> Vec<EndpointPlan> {
+        let cfg = self.config.borrow().clone();
+        let hold = hold_reason(&cfg, &self.shared, self.ports.clock.now_ms());
+        let obs = observe(&cfg, &self.ports, &cfg.region, hold).await;
+        let mut plans = decide(&cfg, &obs, &*self.counts);
+        let read = obs.record.as_ref().ok().and_then(Option::as_ref);
+        if plans.iter().any(|p| p.action != CostAction::None) {
+            // A failover may have started since the read: look again right
+            // before acting, and act only on the record the plans were made
+            // from. (The prepare step scales its target up whatever a late
+            // action did, so the window left is harmless, only wasteful.)
+            let again = self.ports.store.read_record().await;
+            let same = matches!((&again, read), (Ok(Some(a)), Some(r)) if a.version == r.version);
+            if !same {
+                for p in &mut plans {
+                    if p.action != CostAction::None {
+                        p.action = CostAction::None;
+                        p.why = format!(
+                            "the control record changed during the round; decided again next round ({})",
+                            p.why
+                        );
+                    }
+                }
+            }
+        }
+        let epoch = read.map(|r| r.epoch);
+        act(&self.ports, &cfg.region, epoch, &plans, &mut self.failures).await;
+        plans
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnvSource;
+    use crate::core::control::Step;
+    use crate::ports::endpoints::VariantState;
+    use crate::ports::traffic::{Counted, NotCounted};
+    use proptest::prelude::*;
+
+    /// Monday 2025-01-06 00:00 UTC.
+    const MONDAY: u64 = 1_736_121_600_000;
+    const HOUR: u64 = 3_600_000;
+
+    /// A configuration: us-east-1 and us-west-2 with a provisioned endpoint
+    /// `prov` (scheduled MON-FRI 09:00-18:00 at 3, off hours 1, UTC), a
+    /// serverless one, and the `[cost]` lines given.
+    fn config(cost: &str) -> Config {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "failoverd-cost-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let regions = ["us-east-1", "us-west-2"]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                format!(
+                    "[[regions]]\nname = \"{r}\"\npriority = {}\nprobe_urls = [\"https://{r}.example/ping\"]\nstate_machine_arn = \"arn:aws:states:{r}:111122223333:stateMachine:f\"\nsagemaker = {{ provisioned = \"prov\", serverless = \"sls\" }}\n",
+                    i + 1
+                )
+            })
+            .collect::<String>();
+        let text = format!(
+            "region = \"us-west-2\"\n[tables]\ncontrol = \"c\"\nrouting = \"r\"\nwitness = \"us-east-2\"\n{regions}[[models]]\nname = \"fraud\"\n[[models]]\nname = \"chat\"\n[cost]\n{cost}\n[[cost.schedules]]\nendpoint = \"prov\"\ntimezone = \"UTC\"\noff_hours_min = 1\nwindows = [{{ days = \"MON-FRI\", start = \"09:00\", end = \"18:00\", min = 3 }}]\n"
+        );
+        let f = dir.join("us-west-2.toml");
+        std::fs::write(&f, text).unwrap();
+        crate::config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
+    }
+
+    fn record(active: &str, phase: Phase, mode: Mode) -> ControlRecord {
+        ControlRecord {
+            version: 7,
+            incarnation: "x".into(),
+            epoch: 3,
+            active: active.into(),
+            mode,
+            phase,
+            target: (phase == Phase::FailingOver).then(|| "us-west-2".to_string()),
+            execution: None,
+            initiator: None,
+            previous: None,
+            changed_by: "us-east-1".into(),
+            changed_at: 0,
+            reason: "test".into(),
+            last_failover_at: None,
+            switched_at: None,
+            step: Step::Mark,
+            aborts: 0,
+            ungraceful: false,
+            old_region_healthy: true,
+            forced: false,
+        }
+    }
+
+    fn seen(status: EndpointStatus, instances: u32, tags: Option<&[(&str, &str)]>) -> Seen {
+        Seen {
+            endpoint: "prov".into(),
+            kind: EndpointKind::Provisioned,
+            described: Described::Found {
+                state: EndpointState {
+                    arn: "arn:aws:sagemaker:us-west-2:111122223333:endpoint/prov".into(),
+                    config: "prov-config".into(),
+                    status,
+                    variants: vec![VariantState {
+                        variant: "AllTraffic".into(),
+                        current_instances: Some(instances),
+                        desired_instances: Some(instances),
+                        serverless: false,
+                    }],
+                },
+            },
+            tags: tags.map(|t| {
+                Ok(t.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect())
+            }),
+        }
+    }
+
+    fn obs(region: &str, now_ms: u64, record: ControlRecord, seen: Seen) -> Observation {
+        Observation {
+            region: region.into(),
+            now_ms,
+            record: Ok(Some(record)),
+            hold: None,
+            endpoints: vec![
+                seen,
+                Seen {
+                    endpoint: "sls".into(),
+                    kind: EndpointKind::Serverless,
+                    described: Described::NotRead,
+                    tags: None,
+                },
+            ],
+        }
+    }
+
+    /// Counts the test sets: idle since long ago, or busy, and a need.
+    struct Fake {
+        invocations: Option<Counted>,
+        need: Option<u32>,
+    }
+
+    impl InvocationCounts for Fake {
+        fn invocations(&self, _: &str, _: &str, _: u64, _: u64) -> Option<Counted> {
+            self.invocations
+        }
+        fn active_need(&self, _: &str) -> Option<u32> {
+            self.need
+        }
+    }
+
+    const UNTAGGED: Option<&[(&str, &str)]> = Some(&[]);
+
+    fn scale(plan: &EndpointPlan) -> Option<(u32, u32)> {
+        match &plan.action {
+            CostAction::Scale { changes } => Some((changes[0].from, changes[0].to)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_schedule_raises_at_business_hours_and_lowers_the_standby_after() {
+        let cfg = config("");
+        let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        let at10 = obs(
+            "us-west-2",
+            MONDAY + 10 * HOUR,
+            steady.clone(),
+            seen(EndpointStatus::InService, 1, UNTAGGED),
+        );
+        let plans = decide(&cfg, &at10, &NotCounted);
+        assert_eq!(plans.len(), 2, "one decision per endpoint");
+        assert_eq!(scale(&plans[0]), Some((1, 3)), "{}", plans[0]);
+        assert_eq!(
+            plans[1].action,
+            CostAction::None,
+            "serverless is left alone"
+        );
+        let at19 = obs(
+            "us-west-2",
+            MONDAY + 19 * HOUR,
+            steady,
+            seen(EndpointStatus::InService, 3, UNTAGGED),
+        );
+        let plans = decide(&cfg, &at19, &NotCounted);
+        assert_eq!(scale(&plans[0]), Some((3, 1)), "{}", plans[0]);
+        assert_eq!(
+            plans[0].to_string(),
+            "us-west-2/prov [tier2, standby, holds AllTraffic=3]: scale AllTraffic 3 -> 1 (schedule: AllTraffic 3 -> 1 (off hours: minimum 1))"
+        );
+    }
+
+    #[test]
+    fn the_active_is_raised_but_never_lowered_below_its_need_or_blind() {
+        let cfg = config("");
+        let steady = record("us-west-2", Phase::Steady, Mode::Auto);
+        let evening = |n| {
+            obs(
+                "us-west-2",
+                MONDAY + 19 * HOUR,
+                steady.clone(),
+                seen(EndpointStatus::InService, n, UNTAGGED),
+            )
+        };
+        let p = &decide(&cfg, &evening(4), &NotCounted)[0];
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("not measured yet"), "{p}");
+        let need = Fake {
+            invocations: None,
+            need: Some(2),
+        };
+        assert_eq!(
+            scale(&decide(&cfg, &evening(4), &need)[0]),
+            Some((4, 2)),
+            "down to the need, not to 1"
+        );
+        let morning = obs(
+            "us-west-2",
+            MONDAY + 10 * HOUR,
+            steady,
+            seen(EndpointStatus::InService, 1, UNTAGGED),
+        );
+        assert_eq!(
+            scale(&decide(&cfg, &morning, &NotCounted)[0]),
+            Some((1, 3)),
+            "raising is always safe"
+        );
+    }
+
+    #[test]
+    fn nothing_moves_during_a_failover_a_pause_an_update_or_a_hold() {
+        let cfg = config("");
+        let at19 = MONDAY + 19 * HOUR;
+        let quiet = |o: Observation| {
+            let p = decide(&cfg, &o, &NotCounted).remove(0);
+            assert_eq!(p.action, CostAction::None, "{p}");
+            p.why
+        };
+        let busy = seen(EndpointStatus::InService, 3, UNTAGGED);
+        let why = quiet(obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::FailingOver, Mode::Auto),
+            busy.clone(),
+        ));
+        assert!(why.contains("a failover is in flight"), "{why}");
+        let why = quiet(obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Paused),
+            busy.clone(),
+        ));
+        assert!(why.contains("paused"), "{why}");
+        let why = quiet(obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Auto),
+            seen(EndpointStatus::Updating, 3, UNTAGGED),
+        ));
+        assert!(why.starts_with("Updating"), "{why}");
+        let mut held = obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Auto),
+            busy.clone(),
+        );
+        held.hold = Some("no quorum".into());
+        assert_eq!(quiet(held), "holding back: no quorum");
+        let mut blind = obs(
+            "us-west-2",
+            at19,
+            record("us-east-1", Phase::Steady, Mode::Auto),
+            busy,
+        );
+        blind.record = Err("timeout".into());
+        assert!(quiet(blind).contains("not acting blind"));
+    }
+
+    #[test]
+    fn a_protected_or_unread_endpoint_is_raised_but_never_lowered() {
+        let cfg = config("");
+        let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        for tags in [Some(&[("ProtectedFromAutoStop", "true")][..]), None] {
+            let p = decide(
+                &cfg,
+                &obs(
+                    "us-west-2",
+                    MONDAY + 19 * HOUR,
+                    steady.clone(),
+                    seen(EndpointStatus::InService, 3, tags),
+                ),
+                &NotCounted,
+            )
+            .remove(0);
+            assert_eq!(p.action, CostAction::None, "{p}");
+            assert!(p.why.contains("never lowers it"), "{p}");
+            let p = decide(
+                &cfg,
+                &obs(
+                    "us-west-2",
+                    MONDAY + 10 * HOUR,
+                    steady.clone(),
+                    seen(EndpointStatus::InService, 1, tags),
+                ),
+                &NotCounted,
+            )
+            .remove(0);
+            assert_eq!(scale(&p), Some((1, 3)), "{p}");
+        }
+    }
+
+    #[test]
+    fn idle_reduces_in_production_and_stops_tier3_outside_it() {
+        let idle = Fake {
+            invocations: Some(Counted {
+                since_ms: 0,
+                invocations: 0,
+            }),
+            need: None,
+        };
+        let at10 = MONDAY + 10 * HOUR;
+        let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        let cfg = config("[cost.idle]\nenabled = true");
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at10,
+                steady.clone(),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_eq!(
+            scale(&p),
+            Some((5, 3)),
+            "to the schedule's minimum now: {p}"
+        );
+        assert!(p.why.contains("production reduces, never stops"), "{p}");
+        // No counts at all: never idle, whatever the window.
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                MONDAY + 19 * HOUR,
+                steady.clone(),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &NotCounted,
+        )
+        .remove(0);
+        assert!(
+            p.why
+                .contains("the router does not count this endpoint yet"),
+            "{p}"
+        );
+        assert_eq!(scale(&p), Some((5, 1)), "the schedule still applies: {p}");
+
+        let cfg = config(
+            "environment = \"staging\"\ndefault_tier = \"tier3\"\n[cost.idle]\nenabled = true\nstop_outside_production = true",
+        );
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at10,
+                steady.clone(),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_eq!(
+            p.action,
+            CostAction::Stop {
+                config: "prov-config".into()
+            },
+            "{p}"
+        );
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at10,
+                steady,
+                seen(
+                    EndpointStatus::InService,
+                    5,
+                    Some(&[("ProtectedFromAutoStop", "true")]),
+                ),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_ne!(
+            p.action,
+            CostAction::Stop {
+                config: "prov-config".into()
+            },
+            "{p}"
+        );
+        assert!(scale(&p).is_none_or(|(from, to)| to >= from), "{p}");
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-east-1",
+                at10,
+                record("us-east-1", Phase::Steady, Mode::Auto),
+                seen(EndpointStatus::InService, 5, UNTAGGED),
+            ),
+            &idle,
+        )
+        .remove(0);
+        assert_eq!(
+            p.action,
+            CostAction::None,
+            "the active region is never idle-stopped: {p}"
+        );
+    }
+
+    fn tier_config(t: usize) -> &'static Config {
+        static CFGS: std::sync::OnceLock<Vec<Config>> = std::sync::OnceLock::new();
+        &CFGS.get_or_init(|| {
+            ["tier1", "tier2", "tier3"]
+                .iter()
+                .map(|t| {
+                    config(&format!(
+                        "environment = \"staging\"\ndefault_tier = \"{t}\"\n[cost.idle]\nenabled = true\nstop_outside_production = true"
+                    ))
+                })
+                .collect()
+        })[t]
+    }
+
+    proptest! {
+        /// Whatever the inputs, no action: touches a region while a
+        /// failover is in flight, the fleet is paused, the daemon holds
+        /// back or the endpoint is updating; lowers the active below its
+        /// measured need or without one; lowers or stops a protected (or
+        /// unread) endpoint; stops anything but an idle tier3 standby.
+        #[test]
+        fn no_action_breaks_a_rule_next_to_failover(
+            t in 0usize..3,
+            here_active: bool, in_flight: bool, paused: bool, hold: bool, updating: bool,
+            tags in 0u8..3, instances in 1u32..8,
+            hours in 0u64..(7 * 24),
+            counted in prop::option::of((0u64..3, 0u64..2 * 24 * HOUR)),
+            need in prop::option::of(1u32..6),
+        ) {
+            let cfg = tier_config(t);
+            let region = "us-west-2";
+            let active = if here_active { region } else { "us-east-1" };
+            let rec = record(
+                active,
+                if in_flight { Phase::FailingOver } else { Phase::Steady },
+                if paused { Mode::Paused } else { Mode::Auto },
+            );
+            let tags: Option<&[(&str, &str)]> = match tags {
+                0 => None,
+                1 => Some(&[("ProtectedFromAutoStop", "true")]),
+                _ => UNTAGGED,
+            };
+            let status = if updating { EndpointStatus::Updating } else { EndpointStatus::InService };
+            let now = MONDAY + hours * HOUR;
+            let mut o = obs(region, now, rec, seen(status, instances, tags));
+            if hold {
+                o.hold = Some("no quorum".into());
+            }
+            let counts = Fake {
+                invocations: counted.map(|(n, age)| Counted { since_ms: now.saturating_sub(age), invocations: n }),
+                need,
+            };
+            for p in decide(cfg, &o, &counts) {
+                if p.action == CostAction::None {
+                    continue;
+                }
+                prop_assert!(!in_flight && !paused && !hold && !updating, "{}", p);
+                prop_assert_eq!(p.kind, EndpointKind::Provisioned);
+                match &p.action {
+                    CostAction::Stop { .. } => {
+                        prop_assert!(!here_active && tags == UNTAGGED && t == 2, "{}", p);
+                    }
+                    CostAction::Scale { changes } => {
+                        for c in changes {
+                            prop_assert_ne!(c.from, c.to);
+                            prop_assert!(c.to >= 1);
+                            if c.to < c.from {
+                                prop_assert!(tags == UNTAGGED, "lowered a protected endpoint: {}", p);
+                                if here_active {
+                                    prop_assert!(need.is_some_and(|n| c.to >= n), "lowered the active blind or below its need: {}", p);
+                                }
+                            }
+                        }
+                    }
+                    CostAction::None => unreachable!(),
+                }
+            }
+        }
+    }
+}

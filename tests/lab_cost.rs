@@ -1,0 +1,857 @@
+//! Cost controls next to failover, against moto's SageMaker control plane
+//! through the real SDK and the daemon's own code (`daemon::cost`,
+//! `daemon::prepare`, `failoverd cost --dry-run`, `failoverd status`), one
+//! test per rule:
+//!
+//! - the schedule scales a standby up at business hours and down after;
+//! - idle detection reduces in production and stops a tier3 endpoint
+//!   outside it (the endpoint is gone, its config stays);
+//! - `ProtectedFromAutoStop=true` (read with ListTags) is honoured;
+//! - the active region is never lowered blind, nor below its measured need;
+//! - an in-flight failover leaves every region alone;
+//! - the daemon's task runs on its own and holds back without quorum;
+//! - a tier2 prepare step scales the target up to the active's capacity,
+//!   and past its budget aborts while the old region serves, or switches
+//!   onto what there is when it is down;
+//! - the CLI's dry run shows the daemon's decisions and changes nothing;
+//!   status shows the tiers and what each region holds.
+//!
+//! moto applies UpdateEndpointWeightsAndCapacities at once (no `Updating`
+//! phase, MOTO-NOTES.md), so a slow scale-up is an Endpoints wrapper that
+//! drops the update. Time is a fixed clock set by each test (Monday
+//! 2025-01-06, UTC schedule) so the schedule's answer does not depend on
+//! when the suite runs; the binary's tests use an all-day window instead.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use failoverd::aws::AwsClients;
+use failoverd::aws::sagemaker::{self, EndpointKind as Kind, EndpointSpec};
+use failoverd::config::{Config, EnvSource};
+use failoverd::core::control::{ControlRecord, Phase};
+use failoverd::core::plan::FailoverPlan;
+use failoverd::core::quorum::{NoQuorum, Tally};
+use failoverd::core::record::RecordWrite;
+use failoverd::daemon::cost::{self, CostAction, CostTask, EndpointPlan};
+use failoverd::daemon::prepare::{self, PrepareError};
+use failoverd::ports::endpoints::{Deleted, EndpointState, WarmUp};
+use failoverd::ports::store::Event;
+use failoverd::ports::traffic::{Counted, InvocationCounts, NotCounted};
+use failoverd::ports::{Clock, ControlStore, Endpoints, PortError, Ports};
+use failoverd::state::{RoundStatus, Shared};
+
+/// Monday 2025-01-06 00:00 UTC, and an hour.
+const MONDAY: u64 = 1_736_121_600_000;
+const HOUR: u64 = 3_600_000;
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+const ENDPOINT: &str = "prov";
+
+/// A wall clock the test sets.
+struct TestClock(AtomicU64);
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Router counts the test decides.
+struct Counts {
+    idle_since: Option<u64>,
+    need: Option<u32>,
+}
+
+impl InvocationCounts for Counts {
+    fn invocations(&self, _: &str, _: &str, _: u64, _: u64) -> Option<Counted> {
+        self.idle_since.map(|since_ms| Counted {
+            since_ms,
+            invocations: 0,
+        })
+    }
+    fn active_need(&self, _: &str) -> Option<u32> {
+        self.need
+    }
+}
+
+/// moto, a control table with a record (us-east-1 active), a provisioned
+/// endpoint `prov` in both regions, and a daemon configuration for `local`.
+struct Env {
+    _moto: common::Moto,
+    clients: Arc<AwsClients>,
+    dir: PathBuf,
+    cfg: Config,
+    ports: Ports,
+    clock: Arc<TestClock>,
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The configuration files: base.toml (regions, tables, endpoints pointed at
+/// moto, `[cost]` from `cost`) and `<local>.toml`.
+fn write_config(
+    dir: &std::path::Path,
+    moto: &common::Moto,
+    table: &str,
+    local: &str,
+    cost: &str,
+) -> PathBuf {
+    let url = moto.url();
+    let regions: String = [EAST, WEST]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            format!(
+                "[[regions]]\nname = \"{r}\"\npriority = {}\nprobe_urls = [\"https://{r}.lab.invalid/ping\"]\nstate_machine_arn = \"arn:aws:states:{r}:123456789012:stateMachine:f\"\nsagemaker = {{ provisioned = \"{ENDPOINT}\" }}\n",
+                i + 1
+            )
+        })
+        .collect();
+    let base = format!(
+        "[tables]\ncontrol = \"{table}\"\nrouting = \"routing\"\nwitness = \"us-east-2\"\ncontrol_region = \"{EAST}\"\n\
+         [timings]\nprepare_budget = \"1s\"\n\
+         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\n\
+         {regions}[[models]]\nname = \"fraud\"\n[[models]]\nname = \"chat\"\n[cost]\n{cost}\n"
+    );
+    std::fs::write(dir.join("base.toml"), base).unwrap();
+    let f = dir.join(format!("{local}.toml"));
+    std::fs::write(&f, format!("region = \"{local}\"\n")).unwrap();
+    f
+}
+
+/// A business-hours schedule for `prov`: MON-FRI 09:00-18:00 at 3, else 1, UTC.
+const SCHEDULE: &str = "[[cost.schedules]]\nendpoint = \"prov\"\ntimezone = \"UTC\"\noff_hours_min = 1\nwindows = [{ days = \"MON-FRI\", start = \"09:00\", end = \"18:00\", min = 3 }]\n";
+
+impl Env {
+    /// `instances`: (us-east-1's, us-west-2's) instance counts.
+    fn start(local: &str, cost: &str, instances: (u32, u32)) -> Self {
+        let moto = common::Moto::start();
+        let clients = Arc::new(common::clients(&moto, Some(moto.url())));
+        let dir = std::env::temp_dir().join(common::unique("failoverd-lab-cost"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let table = common::unique("control");
+        let f = write_config(&dir, &moto, &table, local, cost);
+        let cfg = failoverd::config::load(&f, &EnvSource::new())
+            .unwrap_or_else(|e| panic!("{}", e.report()));
+        let clock = Arc::new(TestClock(AtomicU64::new(MONDAY + 10 * HOUR)));
+        let mut ports = failoverd::aws::ports(
+            &cfg,
+            clients.clone(),
+            Arc::new(failoverd::ports::probes::NoProbes),
+        );
+        ports.clock = clock.clone();
+        let env = Self {
+            _moto: moto,
+            clients,
+            dir,
+            cfg,
+            ports,
+            clock,
+        };
+        rt().block_on(async {
+            failoverd::aws::dynamo::create_control_table(&env.clients.dynamodb(EAST), &table)
+                .await
+                .unwrap();
+            for (region, n) in [(EAST, instances.0), (WEST, instances.1)] {
+                // moto imports its SageMaker backend on the first call, which
+                // can outlast the client's attempt timeout on a loaded host:
+                // wait for it to answer (level-triggered, capped).
+                let sm = env.clients.sagemaker(region);
+                common::wait_until(
+                    "moto to create the endpoint",
+                    Duration::from_secs(60),
+                    || async {
+                        sagemaker::ensure_endpoint(
+                            &sm,
+                            &EndpointSpec {
+                                endpoint: ENDPOINT,
+                                kind: Kind::Provisioned,
+                                image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/model:1",
+                                execution_role_arn: "arn:aws:iam::123456789012:role/sagemaker",
+                                async_output: None,
+                            },
+                        )
+                        .await
+                        .map_err(|e| eprintln!("ensure_endpoint {region}: {e}"))
+                        .ok()
+                    },
+                )
+                .await;
+                env.set(region, n).await;
+            }
+            env.ports
+                .store
+                .write_record(&RecordWrite::Initialize {
+                    active: EAST.into(),
+                    incarnation: "t".into(),
+                    by: "test".into(),
+                    at: env.clock.now_ms(),
+                    reason: "test".into(),
+                })
+                .await
+                .unwrap();
+        });
+        env
+    }
+
+    fn at(&self, ms: u64) {
+        self.clock.0.store(ms, Ordering::Relaxed);
+    }
+
+    async fn set(&self, region: &str, n: u32) {
+        self.ports
+            .endpoints
+            .set_instance_counts(region, ENDPOINT, &[("AllTraffic".into(), n)])
+            .await
+            .unwrap();
+    }
+
+    /// `prov`'s AllTraffic count in `region`; `None` when it is gone.
+    async fn holds(&self, region: &str) -> Option<u32> {
+        let st = self
+            .ports
+            .endpoints
+            .describe(region, ENDPOINT)
+            .await
+            .unwrap()?;
+        Some(st.provisioned()[0].instances)
+    }
+
+    async fn record(&self) -> ControlRecord {
+        self.ports.store.read_record().await.unwrap().unwrap()
+    }
+
+    /// Claim a failover to us-west-2 (the record goes failing over).
+    async fn claim(&self, old_region_healthy: bool) -> ControlRecord {
+        let r = self.record().await;
+        let plan = FailoverPlan {
+            from: EAST.into(),
+            to: WEST.into(),
+            epoch: r.epoch + 1,
+            execution: format!("failover-t-{}", r.epoch + 1),
+            initiator: WEST.into(),
+            expected_version: r.version,
+            reason: "test".into(),
+            ungraceful: false,
+            old_region_healthy,
+            forced: false,
+            automatic: true,
+            changed_by: WEST.into(),
+            claimed_at: self.clock.now_ms(),
+            supersedes: None,
+        };
+        self.ports
+            .store
+            .write_record(&RecordWrite::Claim { plan })
+            .await
+            .unwrap();
+        let r = self.record().await;
+        assert_eq!(r.phase, Phase::FailingOver);
+        r
+    }
+
+    /// One round of `region`'s daemon, as its cost task runs it.
+    async fn round(&self, region: &str, counts: &dyn InvocationCounts) -> EndpointPlan {
+        let obs = cost::observe(&self.cfg, &self.ports, region, None).await;
+        let plans = cost::decide(&self.cfg, &obs, counts);
+        let epoch = obs
+            .record
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map(|r| r.epoch);
+        cost::act(&self.ports, region, epoch, &plans, &mut Default::default()).await;
+        plans.into_iter().next().unwrap()
+    }
+
+    async fn journal(&self) -> Vec<Event> {
+        self.ports
+            .store
+            .events(200, self.clock.now_ms())
+            .await
+            .unwrap()
+            .items
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+            .args(args)
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", EAST)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    }
+}
+
+fn action(p: &EndpointPlan) -> Option<(u32, u32)> {
+    match &p.action {
+        CostAction::Scale { changes } => Some((changes[0].from, changes[0].to)),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_schedule_scales_the_standby_up_at_business_hours_and_down_after() {
+    let env = Env::start(WEST, SCHEDULE, (3, 1));
+    rt().block_on(async {
+        env.at(MONDAY + 10 * HOUR);
+        let p = env.round(WEST, &NotCounted).await;
+        assert_eq!(action(&p), Some((1, 3)), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(3));
+        env.at(MONDAY + 19 * HOUR);
+        let p = env.round(WEST, &NotCounted).await;
+        assert_eq!(action(&p), Some((3, 1)), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(1));
+        // A level, not an edge: the next round finds nothing to do.
+        let p = env.round(WEST, &NotCounted).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        let scaled: Vec<String> = env
+            .journal()
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "cost_scale")
+            .map(|e| e.detail)
+            .collect();
+        assert_eq!(scaled.len(), 2, "{scaled:?}");
+        assert!(
+            scaled.iter().any(|d| d.starts_with(
+                "us-west-2/prov [tier2, standby, holds AllTraffic=3]: scale AllTraffic 3 -> 1"
+            )),
+            "{scaled:?}"
+        );
+    });
+}
+
+#[test]
+fn idle_detection_reduces_in_production_and_stops_tier3_outside_it() {
+    let idle = Counts {
+        idle_since: Some(0),
+        need: None,
+    };
+    let env = Env::start(WEST, "[cost.idle]\nenabled = true", (3, 4));
+    rt().block_on(async {
+        env.at(MONDAY + 19 * HOUR);
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(action(&p), Some((4, 1)), "{p}");
+        assert!(p.why.contains("production reduces, never stops"), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(1));
+        // The active region, as idle as the standby, is left alone.
+        let p = env.round(EAST, &idle).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert_eq!(env.holds(EAST).await, Some(3));
+    });
+    drop(env);
+
+    let env = Env::start(
+        WEST,
+        "environment = \"staging\"\ndefault_tier = \"tier3\"\n[cost.idle]\nenabled = true\nstop_outside_production = true",
+        (3, 2),
+    );
+    rt().block_on(async {
+        env.at(MONDAY + 19 * HOUR);
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(
+            p.action,
+            CostAction::Stop {
+                config: ENDPOINT.into()
+            },
+            "{p}"
+        );
+        assert_eq!(env.holds(WEST).await, None, "deleted");
+        // The endpoint config stays: the journal says how to recreate it.
+        env.clients
+            .sagemaker(WEST)
+            .describe_endpoint_config()
+            .endpoint_config_name(ENDPOINT)
+            .send()
+            .await
+            .unwrap();
+        let stops: Vec<Event> = env
+            .journal()
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "cost_stop")
+            .collect();
+        assert_eq!(stops.len(), 1, "{stops:?}");
+        assert!(
+            stops[0].detail.contains("its endpoint config prov stays"),
+            "{stops:?}"
+        );
+        // Nothing left to stop: the next round says why and does nothing.
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("does not exist"), "{p}");
+    });
+}
+
+#[test]
+fn protected_from_auto_stop_is_read_with_list_tags_and_honoured() {
+    let idle = Counts {
+        idle_since: Some(0),
+        need: None,
+    };
+    let env = Env::start(
+        WEST,
+        &format!(
+            "environment = \"staging\"\ndefault_tier = \"tier3\"\n[cost.idle]\nenabled = true\nstop_outside_production = true\n{SCHEDULE}"
+        ),
+        (3, 3),
+    );
+    rt().block_on(async {
+        let arn = env
+            .ports
+            .endpoints
+            .describe(WEST, ENDPOINT)
+            .await
+            .unwrap()
+            .unwrap()
+            .arn;
+        env.clients
+            .sagemaker(WEST)
+            .add_tags()
+            .resource_arn(&arn)
+            .tags(
+                aws_sdk_sagemaker::types::Tag::builder()
+                    .key("ProtectedFromAutoStop")
+                    .value("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        env.at(MONDAY + 19 * HOUR);
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert_eq!(p.protected, Some(true));
+        assert!(
+            p.why.contains("idle: tagged ProtectedFromAutoStop=true"),
+            "{p}"
+        );
+        assert!(
+            p.why.contains("the daemon never lowers it"),
+            "the schedule does not lower it either: {p}"
+        );
+        assert_eq!(env.holds(WEST).await, Some(3));
+    });
+}
+
+#[test]
+fn the_active_region_is_never_lowered_blind_nor_below_its_need() {
+    let env = Env::start(
+        EAST,
+        &format!("[cost.idle]\nenabled = true\n{SCHEDULE}"),
+        (4, 1),
+    );
+    rt().block_on(async {
+        env.at(MONDAY + 19 * HOUR);
+        let idle = Counts {
+            idle_since: Some(0),
+            need: None,
+        };
+        let p = env.round(EAST, &idle).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("idle: the active region"), "{p}");
+        assert!(p.why.contains("not measured yet; not lowering"), "{p}");
+        assert_eq!(env.holds(EAST).await, Some(4));
+        let measured = Counts {
+            idle_since: None,
+            need: Some(2),
+        };
+        let p = env.round(EAST, &measured).await;
+        assert_eq!(
+            action(&p),
+            Some((4, 2)),
+            "off hours ask for 1, the router measured 2: {p}"
+        );
+        assert_eq!(env.holds(EAST).await, Some(2));
+    });
+}
+
+#[test]
+fn an_in_flight_failover_leaves_every_region_alone() {
+    let env = Env::start(
+        WEST,
+        &format!("[cost.idle]\nenabled = true\n{SCHEDULE}"),
+        (4, 3),
+    );
+    let idle = Counts {
+        idle_since: Some(0),
+        need: Some(1),
+    };
+    rt().block_on(async {
+        env.at(MONDAY + 19 * HOUR);
+        env.claim(true).await;
+        for region in [EAST, WEST] {
+            let p = env.round(region, &idle).await;
+            assert_eq!(p.action, CostAction::None, "{p}");
+            assert!(
+                p.why
+                    .starts_with("a failover is in flight (us-east-1 -> us-west-2"),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            (env.holds(EAST).await, env.holds(WEST).await),
+            (Some(4), Some(3))
+        );
+        assert!(
+            env.journal()
+                .await
+                .iter()
+                .all(|e| !e.kind.starts_with("cost_"))
+        );
+    });
+}
+
+#[test]
+fn the_daemons_task_acts_on_its_own_and_holds_back_without_quorum() {
+    let env = Env::start(WEST, &format!("interval = \"1s\"\n{SCHEDULE}"), (3, 1));
+    let shared = Arc::new(Shared::default());
+    let publish = |no_quorum: Option<NoQuorum>| {
+        shared.publish(RoundStatus {
+            at: env.clock.now_ms(),
+            tally: Some(Tally {
+                fresh_observers: vec![EAST.into(), WEST.into()],
+                regions: Default::default(),
+                no_quorum,
+            }),
+            ..Default::default()
+        })
+    };
+    let (_tx, config) = tokio::sync::watch::channel(Arc::new(env.cfg.clone()));
+    rt().block_on(async {
+        env.at(MONDAY + 10 * HOUR);
+        publish(Some(NoQuorum::OwnVoteStale));
+        let mut task = CostTask::new(
+            config.clone(),
+            env.ports.clone(),
+            shared.clone(),
+            Arc::new(NotCounted),
+        );
+        let plans = task.round().await;
+        assert_eq!(
+            plans[0].why, "holding back: no quorum: OwnVoteStale",
+            "{}",
+            plans[0]
+        );
+        assert_eq!(env.holds(WEST).await, Some(1));
+
+        publish(None);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(
+            CostTask::new(
+                config,
+                env.ports.clone(),
+                shared.clone(),
+                Arc::new(NotCounted),
+            )
+            .run(stopped),
+        );
+        common::wait_until(
+            "the cost task to scale us-west-2 up",
+            Duration::from_secs(30),
+            || async { (env.holds(WEST).await == Some(3)).then_some(()) },
+        )
+        .await;
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the task stops")
+            .unwrap();
+        assert!(
+            env.journal()
+                .await
+                .iter()
+                .any(|e| e.kind == "cost_scale" && e.who == WEST)
+        );
+    });
+}
+
+/// Endpoints whose scale-ups never land (a real SageMaker scale-up that
+/// takes longer than the budget): `set_instance_counts` is accepted and
+/// dropped; everything else goes to moto.
+struct SlowScaleUp(Arc<dyn Endpoints>);
+
+#[async_trait::async_trait]
+impl Endpoints for SlowScaleUp {
+    async fn status(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<failoverd::ports::endpoints::EndpointStatus>, PortError> {
+        self.0.status(region, endpoint).await
+    }
+    async fn warm_up(
+        &self,
+        region: &str,
+        endpoint: &str,
+        target_model: Option<&str>,
+        body: &[u8],
+    ) -> WarmUp {
+        self.0.warm_up(region, endpoint, target_model, body).await
+    }
+    async fn describe(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<EndpointState>, PortError> {
+        self.0.describe(region, endpoint).await
+    }
+    async fn set_instance_counts(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[(String, u32)],
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError> {
+        self.0.tags(region, arn).await
+    }
+    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
+        self.0.delete(region, endpoint).await
+    }
+}
+
+#[test]
+fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
+    let env = Env::start(WEST, "", (3, 1));
+    rt().block_on(async {
+        let r = env.claim(true).await;
+        let deadline = env.clock.now_ms() + 900_000;
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline)
+            .await
+            .unwrap();
+        assert_eq!(out["capacity"]["scaled"], true, "{out:#}");
+        assert_eq!(out["capacity"]["plan"][0]["from"], 1, "{out:#}");
+        assert_eq!(out["capacity"]["plan"][0]["to"], 3, "{out:#}");
+        assert_eq!(env.holds(WEST).await, Some(3));
+        let scale: Vec<Event> = env
+            .journal()
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "prepare_scale")
+            .collect();
+        assert_eq!(scale.len(), 1, "{scale:?}");
+        assert_eq!(scale[0].epoch, Some(r.epoch));
+        assert!(
+            scale[0].detail.starts_with(
+                "us-west-2/prov: scale AllTraffic 1 -> 3 to match us-east-1's prov now"
+            ),
+            "{scale:?}"
+        );
+        // Run again (a retried step): nothing left to scale.
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline)
+            .await
+            .unwrap();
+        assert_eq!(out["capacity"]["scaled"], false, "{out:#}");
+    });
+}
+
+#[test]
+fn past_its_budget_prepare_aborts_while_the_old_region_serves_and_switches_when_it_is_down() {
+    // The budget is what the token leaves: 1 s warm-up + 10 s callback room + 2 s.
+    let env = Env::start(WEST, "", (3, 1));
+    let mut ports = env.ports.clone();
+    ports.endpoints = Arc::new(SlowScaleUp(env.ports.endpoints.clone()));
+    rt().block_on(async {
+        env.claim(true).await;
+        let deadline = env.clock.now_ms() + 13_000;
+        let err = prepare::prepare(&env.cfg, &ports, deadline).await.unwrap_err();
+        assert!(
+            matches!(&err, PrepareError::CapacityNotReady { active, short, .. } if active == EAST && short == &["AllTraffic".to_string()]),
+            "{err}"
+        );
+        assert!(err.to_string().contains("us-east-1 still serves, so the failover stops here"), "{err}");
+    });
+    drop(env);
+
+    let env = Env::start(WEST, "", (3, 1));
+    let mut ports = env.ports.clone();
+    ports.endpoints = Arc::new(SlowScaleUp(env.ports.endpoints.clone()));
+    rt().block_on(async {
+        env.claim(false).await;
+        let deadline = env.clock.now_ms() + 13_000;
+        let out = prepare::prepare(&env.cfg, &ports, deadline).await.unwrap();
+        assert_eq!(out["capacity"]["short"][0], "AllTraffic", "{out:#}");
+        assert!(
+            env.journal()
+                .await
+                .iter()
+                .any(|e| e.kind == "prepare_capacity_short"
+                    && e.detail.contains("us-east-1 is down")),
+            "journalled"
+        );
+    });
+}
+
+#[test]
+fn the_dry_run_shows_the_daemons_decisions_and_changes_nothing_and_status_shows_tiers() {
+    let all_day = "[cost.tiers]\nfraud = \"tier1\"\n[[cost.schedules]]\nendpoint = \"prov\"\ntimezone = \"UTC\"\noff_hours_min = 1\nwindows = [{ days = \"*\", start = \"00:00\", end = \"24:00\", min = 2 }]\n";
+    let env = Env::start(WEST, all_day, (3, 1));
+    let file = env.dir.join("us-west-2.toml");
+    let file = file.to_str().unwrap();
+    let out = env.cli(&["cost", "--config", file, "--dry-run", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["dry_run"], true);
+    assert_eq!(d["fleet_tier"], "tier1", "the strictest model's");
+    let plans = d["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 2, "{d:#}");
+    let west = plans.iter().find(|p| p["region"] == WEST).unwrap();
+    assert_eq!(west["action"]["action"], "scale", "{west:#}");
+    assert_eq!(west["action"]["changes"][0]["to"], 2, "{west:#}");
+    let east = plans.iter().find(|p| p["region"] == EAST).unwrap();
+    assert_eq!(
+        east["action"]["action"], "none",
+        "the active's need is unknown: {east:#}"
+    );
+    rt().block_on(async {
+        assert_eq!(env.holds(WEST).await, Some(1), "a dry run changes nothing")
+    });
+
+    let text = env.cli(&["cost", "--config", file, "--dry-run"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "us-west-2/prov [tier1, standby, holds AllTraffic=1]: scale AllTraffic 1 -> 2"
+        ),
+        "{text}"
+    );
+
+    let refused = env.cli(&["cost", "--config", file]);
+    assert_eq!(
+        refused.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let status = env.cli(&["status", "--config", file]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("DR tiers: fleet tier1 (warm standby), automatic failover on"),
+        "{text}"
+    );
+    let tiers: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        tiers.contains(&vec!["fraud", "tier1", "(warm", "standby)"]),
+        "{text}"
+    );
+    assert!(
+        tiers.contains(&vec!["chat", "tier2", "(pilot", "light)"]),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("us-west-2") && l.contains("prov"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("standby") && row.contains("InService") && row.contains("AllTraffic=1"),
+        "{text}"
+    );
+    let status = env.cli(&["status", "--config", file, "--output", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(j["cost"]["automatic_failover"], true);
+    let held = j["cost"]["capacity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["region"] == EAST)
+        .unwrap()
+        .clone();
+    assert_eq!(held["holds"][0]["instances"], 3, "{held:#}");
+    assert_eq!(held["role"], "active");
+    drop(env);
+
+    let env = Env::start(WEST, "default_tier = \"tier3\"", (1, 1));
+    let file = env.dir.join("us-west-2.toml");
+    let status = env.cli(&["status", "--config", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("automatic failover OFF: every model is tier3"),
+        "{text}"
+    );
+}
+
+/// Three real daemons in the lab, every model tier3: an inverted health
+/// check makes the quorum see us-east-1 down and the target's planner
+/// decide a failover, which the tier gate withholds (journalled); an
+/// operator still fails over by hand.
+#[test]
+fn a_fleet_of_tier3_models_does_not_fail_over_on_its_own_but_operators_still_can() {
+    use common::lab::Lab;
+    let lab = Lab::start(&[("FAILOVERD__COST__DEFAULT_TIER", "tier3")]);
+    lab.wait_ready(Duration::from_secs(60));
+    let record = || Lab::rt().block_on(lab.table().read_record()).ok().flatten();
+    let before = common::wait_for("the control record", Duration::from_secs(30), || {
+        record().filter(|r| r.active == EAST)
+    });
+    lab.invert(EAST, true);
+    let withheld = common::wait_for(
+        "the withheld failover in the journal",
+        Duration::from_secs(90),
+        || {
+            let events = Lab::rt()
+                .block_on(
+                    lab.table()
+                        .events(500, failoverd::aws::control_table::now_ms()),
+                )
+                .ok()?
+                .items;
+            events.into_iter().find(|e| {
+                e.kind == "decision"
+                    && e.detail
+                        .contains("withheld (every configured model is tier3)")
+            })
+        },
+    );
+    assert_eq!(
+        withheld.who, WEST,
+        "the target's daemon would have started it: {withheld:?}"
+    );
+    let now = record().unwrap();
+    assert_eq!(
+        (now.active.as_str(), now.epoch, now.phase),
+        (EAST, before.epoch, Phase::Steady)
+    );
+
+    let out = lab.cli(&[
+        "failover",
+        "--to",
+        WEST,
+        "--reason",
+        "tier3 runbook",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::wait_for(
+        "the manual failover to finish",
+        Duration::from_secs(90),
+        || record().filter(|r| r.active == WEST && r.phase == Phase::Steady),
+    );
+}
