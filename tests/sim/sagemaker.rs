@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use failoverd::ports::endpoints::{EndpointStatus, Endpoints, WarmUp};
+use failoverd::ports::endpoints::{
+    Deleted, EndpointState as Described, EndpointStatus, Endpoints, VariantState, WarmUp,
+};
 use failoverd::ports::{ErrorKind, PortError};
 use tokio::time::Instant;
 
@@ -65,6 +67,9 @@ struct State {
     /// (region, endpoint) -> status; missing = the endpoint does not exist.
     status: BTreeMap<(String, String), EndpointStatus>,
     warm: BTreeMap<(String, String), EndpointState>,
+    /// (region, endpoint) -> instances of its one provisioned variant,
+    /// `AllTraffic` (1 unless set).
+    instances: BTreeMap<(String, String), u32>,
     behaviour: BTreeMap<String, Behaviour>,
 }
 
@@ -81,6 +86,7 @@ impl FakeSageMaker {
             state: Mutex::new(State {
                 status: BTreeMap::new(),
                 warm: BTreeMap::new(),
+                instances: BTreeMap::new(),
                 behaviour: BTreeMap::new(),
             }),
         })
@@ -130,6 +136,38 @@ impl FakeSageMaker {
     }
 }
 
+impl SmClient {
+    /// One control-plane call: the network round trip (throttling and
+    /// transport faults as the world decides), `f` applied to the state at
+    /// the moment the request arrives.
+    async fn control<T>(
+        &self,
+        op: &str,
+        region: &str,
+        f: impl FnOnce(&mut State) -> Result<T, PortError>,
+    ) -> Result<T, PortError> {
+        let world = &self.sm.world;
+        let a = world
+            .send(&self.caller, Svc::SageMaker)
+            .await
+            .map_err(|e| match e {
+                NetError::Throttled => FakeSageMaker::err(
+                    op,
+                    region,
+                    ErrorKind::Throttled,
+                    "ThrottlingException".into(),
+                ),
+                NetError::Transport(t) => FakeSageMaker::err(op, region, ErrorKind::Transport, t),
+            })?;
+        let out = f(&mut self.sm.lock());
+        world
+            .reply(a, false)
+            .await
+            .map_err(|e| FakeSageMaker::err(op, region, ErrorKind::Transport, format!("{e:?}")))?;
+        out
+    }
+}
+
 /// The `Endpoints` port of one caller.
 pub struct SmClient {
     pub sm: Arc<FakeSageMaker>,
@@ -143,31 +181,11 @@ impl Endpoints for SmClient {
         region: &str,
         endpoint: &str,
     ) -> Result<Option<EndpointStatus>, PortError> {
-        let op = format!("DescribeEndpoint {endpoint}");
-        let world = &self.sm.world;
-        let a = world
-            .send(&self.caller, Svc::SageMaker)
-            .await
-            .map_err(|e| match e {
-                NetError::Throttled => FakeSageMaker::err(
-                    &op,
-                    region,
-                    ErrorKind::Throttled,
-                    "ThrottlingException".into(),
-                ),
-                NetError::Transport(t) => FakeSageMaker::err(&op, region, ErrorKind::Transport, t),
-            })?;
-        let s = self
-            .sm
-            .lock()
-            .status
-            .get(&(region.to_string(), endpoint.to_string()))
-            .cloned();
-        world
-            .reply(a, false)
-            .await
-            .map_err(|e| FakeSageMaker::err(&op, region, ErrorKind::Transport, format!("{e:?}")))?;
-        Ok(s)
+        let k = (region.to_string(), endpoint.to_string());
+        self.control(&format!("DescribeEndpoint {endpoint}"), region, |st| {
+            Ok(st.status.get(&k).cloned())
+        })
+        .await
     }
 
     async fn warm_up(
@@ -267,6 +285,70 @@ impl Endpoints for SmClient {
                 detail: "throttled".into(),
             },
         }
+    }
+
+    async fn describe(&self, region: &str, endpoint: &str) -> Result<Option<Described>, PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        self.control(&format!("DescribeEndpoint {endpoint}"), region, |st| {
+            let Some(status) = st.status.get(&k).cloned() else {
+                return Ok(None);
+            };
+            let n = st.instances.get(&k).copied().unwrap_or(1);
+            Ok(Some(Described {
+                arn: format!("arn:aws:sagemaker:{region}:000000000000:endpoint/{endpoint}"),
+                config: endpoint.to_string(),
+                status,
+                variants: vec![VariantState {
+                    variant: "AllTraffic".into(),
+                    current_instances: Some(n),
+                    desired_instances: Some(n),
+                    serverless: false,
+                }],
+            }))
+        })
+        .await
+    }
+
+    async fn set_instance_counts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        counts: &[(String, u32)],
+    ) -> Result<(), PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        let op = format!("UpdateEndpointWeightsAndCapacities {endpoint}");
+        self.control(&op, region, |st| {
+            if !st.status.contains_key(&k) {
+                return Err(FakeSageMaker::err(
+                    &op,
+                    region,
+                    ErrorKind::Validation,
+                    format!("Could not find endpoint \"{endpoint}\"."),
+                ));
+            }
+            // The fake's endpoints scale at once (no `Updating` window).
+            if let Some((_, n)) = counts.iter().find(|(v, _)| v == "AllTraffic") {
+                st.instances.insert(k.clone(), *n);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tags(&self, region: &str, _arn: &str) -> Result<Vec<(String, String)>, PortError> {
+        self.control("ListTags", region, |_| Ok(Vec::new())).await
+    }
+
+    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        self.control(&format!("DeleteEndpoint {endpoint}"), region, |st| {
+            st.instances.remove(&k);
+            Ok(match st.status.remove(&k) {
+                Some(_) => Deleted::Started,
+                None => Deleted::Absent,
+            })
+        })
+        .await
     }
 }
 
