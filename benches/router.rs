@@ -21,7 +21,9 @@
 //! omission).
 //!
 //! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5),
-//! `BENCH_RATE` (1000).
+//! `BENCH_RATE` (1000), `BENCH_BIN_DIR` (run `failoverd` and `failoverd-lab`
+//! from that folder, e.g. an older release build, with this same load
+//! generator; default: the ones built with this benchmark).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -200,6 +202,14 @@ fn report(name: &str, r: &Run) {
     );
 }
 
+/// A binary of this build, or of `BENCH_BIN_DIR`.
+fn binary(name: &str, built: &str) -> std::path::PathBuf {
+    match std::env::var_os("BENCH_BIN_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join(name),
+        None => built.into(),
+    }
+}
+
 fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 16);
     let secs = env_or("BENCH_SECONDS", 5);
@@ -209,7 +219,10 @@ fn main() {
 
     let port_file = dir.join("model.port");
     let _model: ChildGuard = spawn_guarded(
-        Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+        Command::new(binary(
+            "failoverd-lab",
+            env!("CARGO_BIN_EXE_failoverd-lab"),
+        ))
             .args(["model-server", "--port-file"])
             .arg(&port_file)
             .env("FAILOVERD_LOG", "warn")
@@ -227,7 +240,7 @@ fn main() {
     let (bound, daemon_log) = (dir.join("daemon.bound.json"), dir.join("daemon.log"));
     let dead = "http://127.0.0.1:9";
     let mut daemon = spawn_guarded(
-        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+        Command::new(binary("failoverd", env!("CARGO_BIN_EXE_failoverd")))
             .args(["run", "--log-format", "json", "--bound-file"])
             .arg(&bound)
             .arg("--config")
@@ -238,7 +251,7 @@ fn main() {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
-            .env("FAILOVERD_LOG", "error")
+            .env("FAILOVERD_LOG", "warn,failoverd::daemon=info")
             .env(
                 "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
                 format!("http://127.0.0.1:{model_port}"),
@@ -256,7 +269,7 @@ fn main() {
     );
     let pid = daemon.0.id();
     let addrs = wait_bound(&mut daemon, &bound, &daemon_log, Duration::from_secs(20));
-    let (router_port, admin_port) = (addrs.router.port(), addrs.admin.port());
+    let (router_addr, admin_addr) = (addrs.router.to_string(), addrs.admin.to_string());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -264,7 +277,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let direct = client(&format!("http://127.0.0.1:{model_port}"));
-        let routed = client(&format!("http://127.0.0.1:{router_port}"));
+        let routed = client(&format!("http://{router_addr}"));
         // Warm both paths (connections, the daemon's clients).
         load(direct.clone(), "lab-provisioned", concurrency, 1).await;
         load(routed.clone(), "default", concurrency, 1).await;
@@ -330,7 +343,7 @@ fn main() {
             "daemon RSS: {:.1} MiB after all load",
             rss_kib(pid) as f64 / 1024.0
         );
-        let metrics = common::http("GET", &format!("127.0.0.1:{admin_port}"), "/metrics", "")
+        let metrics = common::http("GET", &admin_addr, "/metrics", "")
             .map(|(_, b)| b)
             .unwrap_or_default();
         let ok_line = metrics

@@ -94,6 +94,37 @@ pub fn text(status: hyper::StatusCode, body: impl Into<String>) -> HttpResponse 
         .expect("static response parts are valid")
 }
 
+/// Undo percent-encoding of a URL path segment (SDKs encode the endpoint
+/// label: `a%20b` is `a b`). A `%` not followed by two hex digits stays as
+/// it is; bytes that do not form UTF-8 become U+FFFD. Shared by the router
+/// and the lab's model server, so both read a label the same way.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return s.to_string();
+    }
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A JSON response.
 pub fn json(status: hyper::StatusCode, value: &serde_json::Value) -> HttpResponse {
     Response::builder()
@@ -101,4 +132,21 @@ pub fn json(status: hyper::StatusCode, value: &serde_json::Value) -> HttpRespons
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(value.to_string())))
         .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("default"), "default");
+        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(percent_decode("%41%7a"), "Az");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%e2%82%ac"), "\u{20ac}");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
 }

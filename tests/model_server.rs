@@ -516,6 +516,7 @@ fn control_api_validates_requests_and_reports_rules() {
             "region": "us-east-1", "endpoint": "*", "latency": "20ms", "cold_start_after_idle": "1m",
             "cold_start": "0s", "error_rate": 0.0, "error": "ThrottlingException", "seed": 1,
             "outage": true, "model_error_status": 500,
+            "slow_rate": 0.0, "slow_latency": "0s", "not_found": false,
         }])
     );
 }
@@ -542,4 +543,70 @@ fn sigterm_stops_the_server_with_exit_code_0() {
     };
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(server.log().contains("listening"), "{}", server.log());
+}
+
+#[tokio::test]
+async fn a_missing_endpoint_is_sagemakers_validation_error_in_that_region_only() {
+    let server = Server::start();
+    server.behave(json!({"region": "us-east-1", "endpoint": "gone", "not_found": true}));
+    let (status, e) = service_error(invoke(&server.client("us-east-1"), "gone", b"{}").await);
+    assert_eq!(status, 400);
+    assert!(e.is_validation_error(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("Endpoint gone of account 000000000000 not found."),
+        "SageMaker's wording, which the router recognises"
+    );
+    invoke(&server.client("us-west-2"), "gone", b"{}")
+        .await
+        .expect("other regions have it");
+    assert_eq!(
+        server.stats()["us-east-1"]["gone"]["errors"]["ValidationError"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_slow_tail_follows_the_seed_and_custom_attributes_come_back() {
+    let server = Server::start();
+    let client = server.client("us-east-1");
+    server.behave(json!({"region": "*", "endpoint": "tail",
+        "slow_rate": 0.3, "slow_latency": "400ms", "seed": 9}));
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        invoke(&client, "tail", b"{}").await.unwrap();
+        slow.push(started.elapsed() >= Duration::from_millis(400));
+    }
+    let n = slow.iter().filter(|s| **s).count();
+    assert!((2..=12).contains(&n), "{n} of 20 slow at 0.3: {slow:?}");
+    // The same seed after a reset: the same pattern.
+    let r = server.http("POST", "/_lab/reset", "");
+    assert_eq!(r.status, 200);
+    server.behave(json!({"region": "*", "endpoint": "tail",
+        "slow_rate": 0.3, "slow_latency": "400ms", "seed": 9}));
+    for (i, was_slow) in slow.iter().enumerate() {
+        let started = Instant::now();
+        invoke(&client, "tail", b"{}").await.unwrap();
+        let is_slow = started.elapsed() >= Duration::from_millis(400);
+        assert_eq!(is_slow, *was_slow, "call {i}");
+    }
+    // A model may echo custom attributes; the lab's does.
+    let out = client
+        .invoke_endpoint()
+        .endpoint_name("any")
+        .custom_attributes("trace=7")
+        .body(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.custom_attributes(), Some("trace=7"));
+    // Bad settings are refused.
+    let r = server.http(
+        "PUT",
+        "/_lab/behaviour",
+        r#"{"region":"*","endpoint":"*","slow_rate":2}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("slow_rate"), "{}", r.body);
 }

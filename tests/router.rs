@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::{ModelServer, Moto, root};
 use failoverd::aws::AwsClients;
+use failoverd::aws::jobs::DynamoJobs;
 use failoverd::config::{self, Config, EnvSource};
+use failoverd::ports::jobs::JobStore;
 use failoverd::router::{self, Router};
 use failoverd::state::Shared;
 use serde_json::{Value, json};
@@ -243,11 +245,25 @@ impl Setup {
         self.task = Some(task);
     }
 
+    /// Through the SageMaker wire API.
     async fn invoke(&self, model: &str, headers: &[(&str, &str)], body: &[u8]) -> Got {
         request(
             self.port,
             "POST",
             &format!("/endpoints/{model}/invocations"),
+            headers,
+            body,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Through the native API (the one with the batch path).
+    async fn invoke_native(&self, model: &str, headers: &[(&str, &str)], body: &[u8]) -> Got {
+        request(
+            self.port,
+            "POST",
+            &format!("/v1/models/{model}/invoke"),
             headers,
             body,
         )
@@ -593,8 +609,21 @@ async fn model_and_validation_errors_pass_through_without_retry() {
         "error_rate": 1.0, "error": "ModelError", "model_error_status": 418}))
         .await;
     let got = s.invoke("default", &[], b"x").await;
-    assert_eq!((got.status, got.attempts()), (418, 1), "{got:?}");
+    assert_eq!(
+        (got.status, got.attempts()),
+        (424, 1),
+        "SageMaker's 424, not the container's status: {got:?}"
+    );
     assert_eq!(got.h("x-amzn-errortype"), "ModelError");
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["OriginalStatusCode"], 418, "{body}");
+    assert_eq!(body["OriginalMessage"], "the lab's model answered 418");
+    assert!(
+        body["LogStreamArn"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("arn:aws:logs:us-east-1:")),
+        "{body}"
+    );
     s.behave(json!({"region": "*", "endpoint": "lab-provisioned",
         "error": "ValidationError"}))
         .await;
@@ -768,7 +797,7 @@ async fn batch_job_is_stored_then_pollable_across_a_restart() {
     // At the batch threshold (4 MiB in the lab): the batch path.
     let payload = vec![b'b'; 4 * MIB];
     let got = s
-        .invoke(
+        .invoke_native(
             "default",
             &[("Content-Type", "application/x-npy")],
             &payload,
@@ -784,7 +813,8 @@ async fn batch_job_is_stored_then_pollable_across_a_restart() {
 
     // Durable before the 202: payload in S3, job in DynamoDB.
     let id = location.trim_start_matches("/v1/jobs/");
-    let job = router::batch::load(&s.clients, &s.config, id)
+    let job = DynamoJobs::new(s.clients.clone())
+        .get(router::batch::job_table(&s.config), id)
         .await
         .unwrap()
         .expect("the job item exists");
@@ -833,7 +863,7 @@ async fn batch_goes_cross_region_in_an_outage() {
     let s = Setup::start_with_moto(|_| {}).await;
     s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
         .await;
-    let got = s.invoke("default", &[], &vec![b'c'; 5 * MIB]).await;
+    let got = s.invoke_native("default", &[], &vec![b'c'; 5 * MIB]).await;
     assert_eq!(got.status, 202, "{got:?}");
     assert_eq!(got.h("x-failoverd-region"), "us-west-2");
     assert_eq!(got.attempts(), 2);
@@ -850,7 +880,7 @@ async fn cold_provisioned_endpoint_falls_back_to_batch() {
     s.behave(json!({"region": "*", "endpoint": "lab-provisioned",
         "cold_start_after_idle": "1h", "cold_start": "1h"}))
         .await;
-    let got = s.invoke("default", &[], b"small").await;
+    let got = s.invoke_native("default", &[], b"small").await;
     assert_eq!(got.status, 202, "{got:?}");
     assert_eq!(got.h("x-failoverd-path"), "batch");
     assert_eq!(got.attempts(), 4, "3 provisioned attempts, then batch");
@@ -859,10 +889,314 @@ async fn cold_provisioned_endpoint_falls_back_to_batch() {
     // A failed job reports its failure.
     s.behave(json!({"region": "*", "endpoint": "lab-async", "error_rate": 1.0}))
         .await;
-    let got = s.invoke("default", &[], b"small").await;
+    let got = s.invoke_native("default", &[], b"small").await;
     assert_eq!(got.status, 202, "{got:?}");
     let failed = s.wait_job(got.h("location")).await;
     assert_eq!(failed.status, 502, "{failed:?}");
     assert_eq!(failed.h("x-failoverd-job-status"), "failed");
+    s.stop().await;
+}
+
+/// A model entry for tests that need one of their own.
+fn model(
+    name: &str,
+    tweak: impl FnOnce(&mut failoverd::config::ModelConfig),
+) -> failoverd::config::ModelConfig {
+    let mut m = failoverd::config::ModelConfig {
+        name: name.into(),
+        traffic_class: "standard".into(),
+        target_model: None,
+        retry_on_timeout: true,
+        hedge_after: None,
+        attempt_timeout: None,
+    };
+    tweak(&mut m);
+    m
+}
+
+/// The value of the metrics series that starts with `series`, 0 if absent.
+fn metric(router: &Router, series: &str) -> u64 {
+    router
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagemaker_api_answers_synchronously_up_to_6_mib() {
+    // Batch endpoints are configured (and the lab's batch threshold is
+    // 4 MiB), yet InvokeEndpoint never becomes a batch job.
+    let s = Setup::start().await;
+    let five = vec![b'a'; 5 * MIB];
+    let got = s.invoke("default", &[], &five).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.h("x-failoverd-path"), "provisioned");
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["bytes"], 5 * MIB, "the model's own answer");
+    // Serverless only while the body fits its 4 MiB.
+    let got = s.invoke("chat", &[], &five).await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-path")),
+        (200, "provisioned")
+    );
+    let got = s.invoke("chat", &[], &vec![b'a'; 4 * MIB]).await;
+    assert_eq!((got.status, got.h("x-failoverd-path")), (200, "serverless"));
+    // Over 6 MiB: SageMaker's ValidationError, before any call.
+    let got = s.invoke("default", &[], &vec![b'a'; 6 * MIB + 1]).await;
+    assert_eq!(got.status, 413, "{got:?}");
+    assert_eq!(got.h("x-amzn-errortype"), "ValidationError");
+    assert_eq!(got.attempts(), 0);
+    let (calls, _, _) = s.stats("us-east-1", "lab-async").await;
+    assert_eq!(calls, 0, "nothing went to the batch endpoint");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_headers_pass_through() {
+    let s = Setup::start().await;
+    let got = s
+        .invoke(
+            "default",
+            &[
+                ("Accept", "text/csv"),
+                ("X-Amzn-SageMaker-Custom-Attributes", "trace=abc"),
+            ],
+            b"1,2",
+        )
+        .await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("content-type"), "text/csv");
+    assert_eq!(got.h("x-amzn-sagemaker-custom-attributes"), "trace=abc");
+    assert_eq!(got.h("x-amzn-invoked-production-variant"), "AllTraffic");
+    assert_eq!(got.h("x-amzn-requestid").len(), 16, "{got:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_region_costs_one_attempt_and_is_ejected() {
+    let s = Setup::start_with(|c| {
+        c.router.attempt_timeout_max = Duration::from_millis(400);
+        c.router.breaker_failures = 3;
+    })
+    .await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "latency": "1h"}))
+        .await;
+    for i in 0..3 {
+        let started = Instant::now();
+        let got = s.invoke("default", &[], b"x").await;
+        let took = started.elapsed();
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(got.h("x-failoverd-region"), "us-west-2");
+        assert_eq!(
+            got.attempts(),
+            2,
+            "request {i}: one timed-out attempt, then the next region"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "one attempt's timeout, not the 10 s deadline: {took:?}"
+        );
+    }
+    // Three timeouts in a row: us-east-1 is ejected and skipped.
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!((got.status, got.attempts()), (200, 1), "{got:?}");
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2");
+    assert_eq!(
+        metric(
+            &s.router,
+            "failoverd_router_upstream_calls_total{path=\"provisioned\",region=\"us-east-1\",result=\"timeout\"}"
+        ),
+        3
+    );
+    assert_eq!(
+        metric(
+            &s.router,
+            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"}"
+        ),
+        1
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_tells_the_breaker() {
+    let s = Setup::start_with(|c| c.router.breaker_failures = 2).await;
+    s.behave(json!({"region": "*", "endpoint": "*", "latency": "1h"}))
+        .await;
+    for _ in 0..2 {
+        let got = s.invoke("default", &[("X-Deadline-Ms", "300")], b"x").await;
+        assert_eq!(got.status, 504, "{got:?}");
+        assert_eq!(got.h("x-failoverd-region"), "us-east-1");
+    }
+    // Both deadlines were failures of us-east-1's target: it is ejected.
+    let got = s.invoke("default", &[("X-Deadline-Ms", "300")], b"x").await;
+    assert_eq!(got.status, 504, "{got:?}");
+    assert_eq!(
+        got.h("x-failoverd-region"),
+        "us-west-2",
+        "us-east-1 ejected by its timeouts"
+    );
+    assert_eq!(
+        metric(
+            &s.router,
+            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"}"
+        ),
+        1
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_must_not_run_twice_waits_instead_of_resending() {
+    let s = Setup::start_with(|c| {
+        c.models.push(model("once", |m| {
+            m.retry_on_timeout = false;
+            m.attempt_timeout = Some(Duration::from_millis(200));
+        }))
+    })
+    .await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "latency": "800ms"}))
+        .await;
+    let started = Instant::now();
+    let got = s.invoke("once", &[], b"x").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(
+        (got.h("x-failoverd-region"), got.attempts()),
+        ("us-east-1", 1)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    let (west, _, _) = s.stats("us-west-2", "lab-provisioned").await;
+    assert_eq!(west, 0, "never sent a second time");
+    assert_eq!(
+        metric(
+            &s.router,
+            "failoverd_router_upstream_calls_total{path=\"provisioned\",region=\"us-east-1\",result=\"timeout\"}"
+        ),
+        1,
+        "the breaker heard of the slow attempt"
+    );
+    // The same model past its deadline: 504, still one attempt.
+    let got = s.invoke("once", &[("X-Deadline-Ms", "500")], b"x").await;
+    assert_eq!((got.status, got.attempts()), (504, 1), "{got:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_endpoint_in_one_region_moves_to_the_next() {
+    let s = Setup::start().await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "lab-provisioned", "not_found": true}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.status, 200, "not a 400: {got:?}");
+    assert_eq!(
+        (got.h("x-failoverd-region"), got.attempts()),
+        ("us-west-2", 2)
+    );
+    assert_eq!(
+        metric(
+            &s.router,
+            "failoverd_router_upstream_calls_total{path=\"provisioned\",region=\"us-east-1\",result=\"endpoint_not_found\"}"
+        ),
+        1
+    );
+    // Missing everywhere: no region could serve.
+    s.behave(json!({"region": "*", "endpoint": "lab-provisioned", "not_found": true}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.status, 503, "{got:?}");
+    assert_eq!(got.h("x-amzn-errortype"), "ServiceUnavailable");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_region_cold_is_model_not_ready() {
+    let s = Setup::start_with(no_batch).await;
+    s.behave(json!({"region": "*", "endpoint": "*",
+        "cold_start_after_idle": "1h", "cold_start": "1h"}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.status, 429, "{got:?}");
+    assert_eq!(got.h("x-amzn-errortype"), "ModelNotReadyException");
+    assert_eq!(got.h("retry-after"), "1");
+    assert_eq!(got.attempts(), 9, "3 attempts in each of 3 regions");
+    s.stop().await;
+}
+
+/// Latencies (ms) of `n` sequential requests for `model`.
+async fn latencies(s: &Setup, model: &str, n: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let got = s.invoke(model, &[], b"x").await;
+        assert_eq!(got.status, 200, "{got:?}");
+        out.push(started.elapsed().as_millis() as u64);
+    }
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedging_keeps_the_tail_near_the_healthy_region() {
+    let s = Setup::start_with(|c| {
+        c.router.retry_budget = 1.0;
+        c.models.push(model("hedged", |m| {
+            m.hedge_after = Some(failoverd::core::retry::HedgeAfter::Fixed(
+                Duration::from_millis(100),
+            ));
+        }));
+        c.models.push(model("adaptive", |m| {
+            m.hedge_after = Some(failoverd::core::retry::HedgeAfter::Quantile(0.5));
+        }));
+    })
+    .await;
+    // us-east-1 is slow, not down: a fifth of its calls take 1.5 s.
+    let slow = Duration::from_millis(1500);
+    s.behave(json!({"region": "us-east-1", "endpoint": "*",
+        "slow_rate": 0.2, "slow_latency": "1500ms", "seed": 3}))
+        .await;
+    let n = 30;
+    let plain = latencies(&s, "default", n).await;
+    let hedged = latencies(&s, "hedged", n).await;
+    let p99 = |v: &[u64]| v[(v.len() * 99).div_ceil(100) - 1];
+    eprintln!(
+        "p50/p99 ms without hedging: {}/{}; with hedging after 100 ms: {}/{}",
+        plain[n / 2],
+        p99(&plain),
+        hedged[n / 2],
+        p99(&hedged)
+    );
+    assert!(
+        p99(&plain) >= slow.as_millis() as u64,
+        "the tail is there without hedging: {plain:?}"
+    );
+    assert!(
+        p99(&hedged) < slow.as_millis() as u64 / 2,
+        "hedging cuts it to the hedge delay plus the healthy region: {hedged:?}"
+    );
+    let (sent, won) = s.router.metrics.hedges();
+    assert!(sent >= 1 && won >= 1, "sent {sent}, won {won}");
+    assert!(
+        metric(
+            &s.router,
+            "failoverd_router_hedges_won_total{region=\"us-west-2\"}"
+        ) >= 1
+    );
+
+    // A quantile: no hedge before the router has seen enough answers, then
+    // hedges after the target's observed median.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "slow_rate": 0.0}))
+        .await;
+    latencies(&s, "adaptive", 25).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "slow_rate": 1.0}))
+        .await;
+    let before = s.router.metrics.hedges();
+    let started = Instant::now();
+    let got = s.invoke("adaptive", &[], b"x").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2", "the hedge won");
+    assert!(started.elapsed() < slow, "{:?}", started.elapsed());
+    assert_eq!(s.router.metrics.hedges(), (before.0 + 1, before.1 + 1));
     s.stop().await;
 }

@@ -158,3 +158,97 @@ fn no_request_is_lost_during_a_failover() {
         "{metrics}"
     );
 }
+
+/// One request's outcome and how long it took (seconds).
+type Timed = (Result<(u16, String), String>, f64);
+
+/// (status, x-failoverd-region, seconds) of one request through `port`.
+fn timed_invoke(port: u16) -> Timed {
+    let started = std::time::Instant::now();
+    let r = invoke(port, "{\"hang\":true}");
+    (r, started.elapsed().as_secs_f64())
+}
+
+#[test]
+fn a_hung_region_costs_one_attempt_not_the_deadline() {
+    // Attempts time out after at most 1 s (the default is half the time
+    // left, up to 60 s); the lab's deadline is 20 s.
+    let lab = Lab::start(&[("FAILOVERD__ROUTER__ATTEMPT_TIMEOUT_MAX", "1s")]);
+    lab.wait_ready(Duration::from_secs(60));
+    wait_for("the control record", Duration::from_secs(30), || {
+        Lab::rt()
+            .block_on(lab.table().read_record())
+            .ok()
+            .flatten()
+            .filter(|r| r.active == "us-east-1")
+    });
+    // us-east-1's model hangs: it accepts and never answers. Its health
+    // checks stay green, so nothing fails over: only the router can help.
+    let (status, body) = common::http(
+        "PUT",
+        &format!("127.0.0.1:{}", lab.model_port),
+        "/_lab/behaviour",
+        r#"{"region":"us-east-1","endpoint":"*","latency":"1h"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let port = lab.daemon("us-east-1").router;
+    let stop = Arc::new(AtomicBool::new(false));
+    let results: Arc<Mutex<Vec<Timed>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, results) = (stop.clone(), results.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = timed_invoke(port);
+                    results.lock().unwrap().push(r);
+                }
+            })
+        })
+        .collect();
+    // The breaker ejects us-east-1's endpoint after 5 timeouts in a row.
+    let (_, metrics) = lab.wait_admin(
+        "us-east-1",
+        "/metrics",
+        "us-east-1 ejected by its own router",
+        Duration::from_secs(60),
+        |s, b| {
+            s == 200
+                && b.contains(
+                    "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"} 1",
+                )
+        },
+    );
+    assert!(
+        metrics.contains(
+            "failoverd_router_upstream_calls_total{path=\"provisioned\",region=\"us-east-1\",result=\"timeout\"}"
+        ),
+        "{metrics}"
+    );
+    // A few more requests once ejected, then stop.
+    let seen = results.lock().unwrap().len();
+    wait_for(
+        "requests after the ejection",
+        Duration::from_secs(30),
+        || (results.lock().unwrap().len() >= seen + 8).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let results = results.lock().unwrap().clone();
+    let slowest = results.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+    eprintln!(
+        "{} requests through us-east-1's router; slowest {slowest:.2} s",
+        results.len()
+    );
+    for (r, secs) in &results {
+        let (status, region) = r.as_ref().expect("an answer");
+        assert_eq!(*status, 200, "{r:?}");
+        assert_ne!(region, "us-east-1", "answered by another region");
+        assert!(
+            *secs < 10.0,
+            "well within the 20 s deadline (one 1 s attempt, then another region): {secs:.2} s"
+        );
+    }
+}

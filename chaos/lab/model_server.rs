@@ -11,8 +11,10 @@
 //! The region of a request is taken from the SigV4 credential scope in
 //! `Authorization` (`Credential=AKID/20261126/us-east-1/sagemaker/aws4_request`),
 //! else from an `x-lab-region` header, else it is `unknown`. A success
-//! answers `{"region", "endpoint", "bytes", "echo"}`. As in SageMaker, a
-//! payload over 6 MiB or an empty endpoint name is a `ValidationError`.
+//! answers `{"region", "endpoint", "bytes", "echo"}` with the `Accept` type
+//! as its `Content-Type`, and echoes `X-Amzn-SageMaker-Custom-Attributes`
+//! back (as a model may). As in SageMaker, a payload over 6 MiB or an empty
+//! endpoint name is a `ValidationError`.
 //!
 //! # Control API (JSON)
 //!
@@ -26,9 +28,14 @@
 //!   error code, default `ThrottlingException`) and `seed` (default 1; the
 //!   failure pattern is a deterministic function of seed and call number),
 //!   `outage` (every call gets `ServiceUnavailable`), `model_error_status`
-//!   (`ModelError`'s `OriginalStatusCode`, default 500). The most specific
-//!   rule wins, as a whole: (region, endpoint), (region, *), (*, endpoint),
-//!   (*, *).
+//!   (`ModelError`'s `OriginalStatusCode`, default 500), `slow_rate`
+//!   (0.0–1.0) with `slow_latency` (that fraction of calls, drawn from the
+//!   seed like errors, takes `slow_latency` instead of `latency`: a tail),
+//!   `not_found` (the endpoint does not exist in the region: every call gets
+//!   SageMaker's `ValidationError` "Endpoint {name} of account {id} not
+//!   found."). A hang is a `latency` longer than any caller waits. The most
+//!   specific rule wins, as a whole: (region, endpoint), (region, *),
+//!   (*, endpoint), (*, *).
 //! - `GET /_lab/behaviour`: the rules. `POST /_lab/reset`: forget rules,
 //!   warm state, failure sequences and counters.
 //! - `GET /_lab/stats`: `{region: {endpoint: {invocations, successes,
@@ -57,7 +64,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use failoverd::http::{HttpResponse, json, serve, text};
+use failoverd::core::rand::{GOLDEN_GAMMA, splitmix64, unit};
+use failoverd::http::{HttpResponse, json, percent_decode, serve, text};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -71,6 +79,8 @@ use tracing::{error, info};
 
 /// SageMaker's real-time payload limit.
 pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+/// The header a model may echo to its caller.
+const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
 /// Control requests are small.
 const MAX_CONTROL_BODY: usize = 64 * 1024;
 
@@ -203,6 +213,9 @@ pub struct Behaviour {
     pub seed: u64,
     pub outage: bool,
     pub model_error_status: u16,
+    pub slow_rate: f64,
+    pub slow_latency: Duration,
+    pub not_found: bool,
 }
 
 impl Default for Behaviour {
@@ -216,6 +229,9 @@ impl Default for Behaviour {
             seed: 1,
             outage: false,
             model_error_status: 500,
+            slow_rate: 0.0,
+            slow_latency: Duration::ZERO,
+            not_found: false,
         }
     }
 }
@@ -232,6 +248,9 @@ impl Behaviour {
             "seed": self.seed,
             "outage": self.outage,
             "model_error_status": self.model_error_status,
+            "slow_rate": self.slow_rate,
+            "slow_latency": d(self.slow_latency),
+            "not_found": self.not_found,
         })
     }
 }
@@ -252,6 +271,9 @@ pub struct Update {
     seed: Option<u64>,
     outage: Option<bool>,
     model_error_status: Option<u16>,
+    slow_rate: Option<f64>,
+    slow_latency: Option<String>,
+    not_found: Option<bool>,
 }
 
 /// A field that is present (even as `null`) is `Some`.
@@ -296,6 +318,18 @@ impl Update {
         }
         if let Some(o) = self.outage {
             b.outage = o;
+        }
+        if let Some(r) = self.slow_rate {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!("slow_rate must be within 0.0..=1.0, got {r}"));
+            }
+            b.slow_rate = r;
+        }
+        if let Some(s) = &self.slow_latency {
+            b.slow_latency = duration("slow_latency", s)?;
+        }
+        if let Some(n) = self.not_found {
+            b.not_found = n;
         }
         if let Some(s) = self.model_error_status {
             if !(100..=599).contains(&s) {
@@ -363,12 +397,8 @@ impl WarmState {
 /// Whether call number `n` fails at `rate` under `seed`: a counter-based
 /// generator (splitmix64 of seed and n), so a sequence is reproducible.
 pub fn fails(rate: f64, seed: u64, n: u64) -> bool {
-    let mut z = seed ^ n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    let uniform = (z >> 11) as f64 / (1u64 << 53) as f64;
-    uniform < rate
+    let z = splitmix64(seed ^ n.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA));
+    unit(z) < rate
 }
 
 /// Counters for one (region, endpoint).
@@ -385,8 +415,17 @@ struct Target {
     warm: WarmState,
     /// Calls that reached the error roll: the failure sequence's index.
     draws: u64,
+    /// Calls that reached the slowness roll.
+    slow_draws: u64,
     stats: Stats,
 }
+
+/// Salt of the slowness roll, so slow calls and failing calls are drawn
+/// independently from one seed.
+const SLOW_SALT: u64 = 0x510e_527f_ade6_82d1;
+
+/// The account id in the lab's messages and ARNs.
+pub const LAB_ACCOUNT: &str = "000000000000";
 
 /// A failed invocation.
 #[derive(Debug)]
@@ -547,9 +586,18 @@ impl Lab {
             .entry((region.to_string(), endpoint.to_string()))
             .or_default();
         let mut latency = b.latency;
+        if b.slow_rate > 0.0 {
+            t.slow_draws += 1;
+            if fails(b.slow_rate, b.seed ^ SLOW_SALT, t.slow_draws - 1) {
+                latency = b.slow_latency;
+            }
+        }
         let outcome = if let Some(f) = invalid {
             latency = Duration::ZERO; // rejected before reaching the model
             Err(f)
+        } else if b.not_found {
+            latency = Duration::ZERO;
+            Err(not_found(endpoint))
         } else if b.outage {
             Err(fault(
                 ErrorCode::ServiceUnavailable,
@@ -586,6 +634,7 @@ impl Lab {
             .filter(|v| !v.is_empty())
             .cloned()
             .unwrap_or(HeaderValue::from_static("application/json"));
+        let custom = req.headers().get(CUSTOM_ATTRIBUTES).cloned();
         let body = read_body(req.into_body(), MAX_PAYLOAD).await;
         let invalid = match &body {
             _ if endpoint.is_empty() => Some(Fault::validation("endpoint name must not be empty")),
@@ -611,12 +660,15 @@ impl Lab {
                 return error_response(&Fault::validation(e), &region, &endpoint, &request_id);
             }
         };
-        Response::builder()
+        let mut r = Response::builder()
             .status(status)
             .header(CONTENT_TYPE, content_type)
             .header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
-            .header("x-amzn-RequestId", &request_id)
-            .body(Full::new(Bytes::from(out.to_string())))
+            .header("x-amzn-RequestId", &request_id);
+        if let Some(c) = custom {
+            r = r.header(CUSTOM_ATTRIBUTES, c);
+        }
+        r.body(Full::new(Bytes::from(out.to_string())))
             .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 }
@@ -667,6 +719,14 @@ impl Lab {
                 .entry((region.clone(), endpoint.clone()))
                 .or_default();
             t.stats.invocations += 1;
+            if b.not_found {
+                *t.stats
+                    .errors
+                    .entry(ErrorCode::ValidationError.as_str())
+                    .or_default() += 1;
+                drop(st);
+                return error_response(&not_found(&endpoint), &region, &endpoint, &request_id);
+            }
             if b.outage {
                 *t.stats
                     .errors
@@ -788,6 +848,13 @@ fn s3_client(url: &str, region: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// SageMaker's answer for an endpoint that does not exist in the region.
+fn not_found(endpoint: &str) -> Fault {
+    Fault::validation(format!(
+        "Endpoint {endpoint} of account {LAB_ACCOUNT} not found."
+    ))
+}
+
 fn fault(code: ErrorCode, message: &str, b: &Behaviour) -> Fault {
     Fault {
         code,
@@ -811,7 +878,7 @@ fn error_response(f: &Fault, region: &str, endpoint: &str, request_id: &str) -> 
         body["OriginalMessage"] =
             json!(format!("the lab's model answered {}", f.model_error_status));
         body["LogStreamArn"] = json!(format!(
-            "arn:aws:logs:{region}:000000000000:log-group:/aws/sagemaker/Endpoints/{endpoint}"
+            "arn:aws:logs:{region}:{LAB_ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
         ));
     }
     Response::builder()
@@ -857,29 +924,6 @@ pub fn sigv4_region(authorization: &str) -> Option<&str> {
     let parts: Vec<&str> = scope.split('/').collect();
     let region = *parts.get(parts.len().checked_sub(3)?)?;
     (parts.len() >= 5 && !region.is_empty()).then_some(region)
-}
-
-/// Undo the SDK's percent-encoding of the endpoint label.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-        match (b[i], hex.and_then(|h| std::str::from_utf8(h).ok())) {
-            (b'%', Some(h)) => {
-                out.push(u8::from_str_radix(h, 16).unwrap_or(b'?'));
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -1020,13 +1064,5 @@ mod tests {
         assert_eq!(region_of(&h), "eu-west-1");
         h.insert(AUTHORIZATION, HeaderValue::from_static(auth));
         assert_eq!(region_of(&h), "us-west-2");
-    }
-
-    #[test]
-    fn endpoint_labels_are_percent_decoded() {
-        assert_eq!(percent_decode("lab-serverless"), "lab-serverless");
-        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

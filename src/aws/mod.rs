@@ -8,10 +8,13 @@ pub mod clients;
 pub mod control_table;
 pub mod dynamo;
 pub mod errors;
+pub mod jobs;
 pub mod route53;
+pub mod runtime;
 pub mod s3;
 pub mod sagemaker;
 pub mod sfn;
+pub mod sigv4;
 pub mod sts;
 
 use std::collections::BTreeMap;

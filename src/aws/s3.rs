@@ -1,10 +1,98 @@
-//! S3 adapter: bootstrap of the router's batch buckets (the lab and first
-//! deploys). Object reads and writes live with the batch path in
-//! `router::batch`.
+//! S3 adapter: the [`Blobs`] port (the batch path's payloads and results)
+//! over the real SDK client of each region, and bootstrap of the router's
+//! batch buckets (the lab and first deploys).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use bytes::Bytes;
+
+use super::AwsClients;
+use crate::ports::blobs::{BlobError, BlobOp, Blobs, Object};
+
+/// The [`Blobs`] port over S3.
+pub struct S3Blobs {
+    clients: Arc<AwsClients>,
+}
+
+impl S3Blobs {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+}
+
+fn blob_error(
+    op: BlobOp,
+    region: &str,
+    bucket: &str,
+    key: &str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> BlobError {
+    BlobError {
+        op,
+        region: region.to_string(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        source: Box::new(source),
+    }
+}
+
+#[async_trait]
+impl Blobs for S3Blobs {
+    async fn put(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<(), BlobError> {
+        self.clients
+            .s3(region)
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_string))
+            .body(body.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| blob_error(BlobOp::Put, region, bucket, key, e))
+    }
+
+    async fn get(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Object>, BlobError> {
+        match self
+            .clients
+            .s3(region)
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => {
+                let content_type = o.content_type.clone();
+                let body = o
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| blob_error(BlobOp::Get, region, bucket, key, e))?
+                    .into_bytes();
+                Ok(Some(Object { body, content_type }))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(blob_error(BlobOp::Get, region, bucket, key, e)),
+        }
+    }
+}
 
 /// The batch bucket of a region.
 pub fn batch_bucket(prefix: &str, region: &str) -> String {

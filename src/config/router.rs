@@ -1,13 +1,21 @@
 //! The inference router's settings and the models it serves: types, raw
 //! shape and validation, in one place.
+//!
+//! Per-attempt timeouts have a router-wide default (a fraction of the time
+//! left before the deadline, bounded: `router.attempt_timeout_{fraction,
+//! min,max}`) that a model may replace with a fixed `attempt_timeout`.
+//! Whether a timed-out request may be sent again, and whether it may be
+//! hedged, is each model's choice (`retry_on_timeout`, `hedge_after`):
+//! only the model's owner knows whether running it twice is harmless.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::human_duration;
 use super::validate::Validator;
+use crate::core::retry::HedgeAfter;
 
 /// The inference router's settings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,6 +62,15 @@ pub struct Router {
     pub breaker_ejection: Duration,
     #[serde(with = "human_duration")]
     pub breaker_max_ejection: Duration,
+    /// Default per-attempt timeout: this fraction of the time left before
+    /// the request's deadline...
+    pub attempt_timeout_fraction: f64,
+    /// ...at least this...
+    #[serde(with = "human_duration")]
+    pub attempt_timeout_min: Duration,
+    /// ...and at most this.
+    #[serde(with = "human_duration")]
+    pub attempt_timeout_max: Duration,
 }
 
 /// A model the router serves.
@@ -65,6 +82,64 @@ pub struct ModelConfig {
     /// SageMaker `TargetModel` to send (multi-model endpoints); unset for
     /// single-model endpoints, which reject the header.
     pub target_model: Option<String>,
+    /// Whether a request whose attempt timed out may be sent again (to the
+    /// next region). Off for models that must not run twice: the attempt
+    /// then keeps waiting until the deadline instead.
+    pub retry_on_timeout: bool,
+    /// Send a second attempt to the next region when the first has not
+    /// answered after this long (fixed, or a quantile of what the router
+    /// has observed for the target, written `"p95"`). Unset: no hedging.
+    #[serde(serialize_with = "hedge_after_text")]
+    pub hedge_after: Option<HedgeAfter>,
+    /// A fixed per-attempt timeout for this model, instead of the router's
+    /// fraction of the deadline.
+    #[serde(with = "optional_duration")]
+    pub attempt_timeout: Option<Duration>,
+}
+
+fn hedge_after_text<S: Serializer>(h: &Option<HedgeAfter>, s: S) -> Result<S::Ok, S::Error> {
+    match h {
+        None => s.serialize_none(),
+        Some(HedgeAfter::Fixed(d)) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        Some(HedgeAfter::Quantile(q)) => {
+            s.serialize_str(&format!("p{}", (q * 1000.0).round() / 10.0))
+        }
+    }
+}
+
+mod optional_duration {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// `"p95"`, `"p99.9"` (a quantile), or a duration (`"250ms"`).
+fn parse_hedge_after(text: &str) -> Result<HedgeAfter, String> {
+    let t = text.trim();
+    if let Some(p) = t.strip_prefix('p') {
+        return match p.parse::<f64>() {
+            Ok(q) if q > 0.0 && q < 100.0 => Ok(HedgeAfter::Quantile(q / 100.0)),
+            _ => Err(format!(
+                "{text:?}: a quantile is written p50 to p99.9 (above 0, below 100)"
+            )),
+        };
+    }
+    match humantime::parse_duration(t) {
+        Ok(d) if d >= Duration::from_millis(1) && d <= Duration::from_secs(3600) => {
+            Ok(HedgeAfter::Fixed(d))
+        }
+        Ok(_) => Err(format!(
+            "{text:?} is out of range: must be between 1ms and 1h"
+        )),
+        Err(e) => Err(format!(
+            "{text:?} is neither a quantile (\"p95\") nor a duration (\"250ms\"): {e}"
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -86,6 +161,9 @@ pub(super) struct RawRouter {
     pub(super) breaker_failures: Option<i64>,
     pub(super) breaker_ejection: Option<String>,
     pub(super) breaker_max_ejection: Option<String>,
+    pub(super) attempt_timeout_fraction: Option<f64>,
+    pub(super) attempt_timeout_min: Option<String>,
+    pub(super) attempt_timeout_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -93,6 +171,9 @@ pub(super) struct RawModel {
     pub(super) name: Option<String>,
     pub(super) traffic_class: Option<String>,
     pub(super) target_model: Option<String>,
+    pub(super) retry_on_timeout: Option<bool>,
+    pub(super) hedge_after: Option<String>,
+    pub(super) attempt_timeout: Option<String>,
 }
 
 impl Validator<'_> {
@@ -215,6 +296,35 @@ impl Validator<'_> {
             "router.breaker_max_ejection",
             breaker_max_ejection,
         );
+        let attempt_timeout_fraction = rr.attempt_timeout_fraction.unwrap_or(0.5);
+        if !(attempt_timeout_fraction > 0.0 && attempt_timeout_fraction <= 1.0) {
+            self.err(
+                "router.attempt_timeout_fraction",
+                format!(
+                    "{attempt_timeout_fraction} is out of range: must be above 0 and at most 1"
+                ),
+            );
+        }
+        let attempt_timeout_min = self.duration(
+            "router.attempt_timeout_min",
+            rr.attempt_timeout_min,
+            "1s",
+            ms(1),
+            s(3600),
+        );
+        let attempt_timeout_max = self.duration(
+            "router.attempt_timeout_max",
+            rr.attempt_timeout_max,
+            "60s",
+            ms(1),
+            s(86400),
+        );
+        self.not_above(
+            "router.attempt_timeout_min",
+            attempt_timeout_min,
+            "router.attempt_timeout_max",
+            attempt_timeout_max,
+        );
         Some(Router {
             max_in_flight: max_in_flight?,
             body_read_timeout: body_read_timeout?,
@@ -233,6 +343,9 @@ impl Validator<'_> {
             breaker_failures: breaker_failures?,
             breaker_ejection: breaker_ejection?,
             breaker_max_ejection: breaker_max_ejection?,
+            attempt_timeout_fraction,
+            attempt_timeout_min: attempt_timeout_min?,
+            attempt_timeout_max: attempt_timeout_max?,
         })
     }
 
@@ -241,22 +354,145 @@ impl Validator<'_> {
         let mut models = Vec::new();
         let mut seen_models = BTreeSet::new();
         for (i, m) in raw.into_iter().enumerate() {
-            let name = self.required(&format!("models[{i}].name"), m.name);
+            let k = |f: &str| format!("models[{i}].{f}");
+            let name = self.required(&k("name"), m.name);
             let class = m.traffic_class.unwrap_or_else(|| "standard".into());
-            if let Some(n) = name {
-                if !seen_models.insert(n.clone()) {
+            let retry_on_timeout = m.retry_on_timeout.unwrap_or(true);
+            let hedge_after = match m.hedge_after.as_deref().map(parse_hedge_after) {
+                None => Ok(None),
+                Some(Ok(h)) => Ok(Some(h)),
+                Some(Err(e)) => {
+                    self.err(&k("hedge_after"), e);
+                    Err(())
+                }
+            };
+            if hedge_after.as_ref().is_ok_and(Option::is_some) && !retry_on_timeout {
+                self.err(
+                    &k("hedge_after"),
+                    "a hedge sends the request a second time; a model with retry_on_timeout = false must not be hedged",
+                );
+            }
+            let attempt_timeout = match m.attempt_timeout {
+                None => Some(None),
+                Some(t) => self
+                    .duration(
+                        &k("attempt_timeout"),
+                        Some(t),
+                        "",
+                        Duration::from_millis(1),
+                        Duration::from_secs(3600),
+                    )
+                    .map(Some),
+            };
+            if let (Ok(Some(HedgeAfter::Fixed(h))), Some(Some(t))) = (&hedge_after, attempt_timeout)
+            {
+                if *h >= t {
                     self.err(
-                        &format!("models[{i}].name"),
-                        format!("duplicate model {n:?}"),
+                        &k("hedge_after"),
+                        format!(
+                            "{} is not shorter than models[{i}].attempt_timeout ({}): the attempt would time out before the hedge",
+                            humantime::format_duration(*h),
+                            humantime::format_duration(t)
+                        ),
                     );
                 }
-                models.push(ModelConfig {
-                    name: n,
-                    traffic_class: class,
-                    target_model: m.target_model.filter(|t| !t.is_empty()),
-                });
             }
+            let Some(n) = name else { continue };
+            if !seen_models.insert(n.clone()) {
+                self.err(&k("name"), format!("duplicate model {n:?}"));
+            }
+            let (Ok(hedge_after), Some(attempt_timeout)) = (hedge_after, attempt_timeout) else {
+                continue;
+            };
+            models.push(ModelConfig {
+                name: n,
+                traffic_class: class,
+                target_model: m.target_model.filter(|t| !t.is_empty()),
+                retry_on_timeout,
+                hedge_after,
+                attempt_timeout,
+            });
         }
         models
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EnvSource, load};
+
+    /// Load the lab's base file with `region_file` as the region layer.
+    fn load_with(region_file: &str) -> Result<crate::config::Config, String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::temp_dir().join(format!(
+            "failoverd-config-router-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(root.join("regions/lab/base.toml"), dir.join("base.toml")).unwrap();
+        std::fs::write(dir.join("us-east-1.toml"), region_file).unwrap();
+        let out = load(&dir.join("us-east-1.toml"), &EnvSource::new()).map_err(|e| e.report());
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    }
+
+    /// (A region file's `[[models]]` replaces the base file's list, so the
+    /// indices count from the region file's first model.)
+    #[test]
+    fn hedging_and_attempt_settings_are_validated_with_file_and_key() {
+        let report = load_with(
+            "region = \"us-east-1\"\n\
+             [router]\nattempt_timeout_fraction = 0\nattempt_timeout_min = \"2m\"\nattempt_timeout_max = \"1m\"\n\
+             [[models]]\nname = \"once\"\nretry_on_timeout = false\nhedge_after = \"p95\"\n\
+             [[models]]\nname = \"odd\"\nhedge_after = \"p100\"\n\
+             [[models]]\nname = \"slow\"\nhedge_after = \"2s\"\nattempt_timeout = \"1s\"\n\
+             [[models]]\nname = \"vague\"\nhedge_after = \"soonish\"\nattempt_timeout = \"forever\"\n",
+        )
+        .unwrap_err();
+        for line in [
+            "router.attempt_timeout_fraction: 0 is out of range",
+            "router.attempt_timeout_min: 2m is longer than router.attempt_timeout_max (1m)",
+            "models[0].hedge_after: a hedge sends the request a second time",
+            "models[1].hedge_after: \"p100\": a quantile is written p50 to p99.9",
+            "models[2].hedge_after: 2s is not shorter than models[2].attempt_timeout (1s)",
+            "models[3].hedge_after: \"soonish\" is neither a quantile",
+            "models[3].attempt_timeout: \"forever\" is not a duration",
+        ] {
+            assert!(report.contains(line), "no {line:?} in:\n{report}");
+        }
+        assert!(
+            report.contains("us-east-1.toml"),
+            "names the file: {report}"
+        );
+    }
+
+    #[test]
+    fn hedging_settings_parse_and_default() {
+        let c = load_with(
+            "region = \"us-east-1\"\n\
+             [[models]]\nname = \"q\"\nhedge_after = \"p99.5\"\n\
+             [[models]]\nname = \"f\"\nhedge_after = \"250ms\"\nattempt_timeout = \"2s\"\n\
+             [[models]]\nname = \"once\"\nretry_on_timeout = false\n",
+        )
+        .unwrap();
+        let m = |n: &str| c.models.iter().find(|m| m.name == n).unwrap();
+        assert_eq!(m("q").hedge_after, Some(HedgeAfter::Quantile(0.995)));
+        assert!(m("q").retry_on_timeout, "on by default");
+        assert_eq!(
+            m("f").hedge_after,
+            Some(HedgeAfter::Fixed(Duration::from_millis(250)))
+        );
+        assert_eq!(m("f").attempt_timeout, Some(Duration::from_secs(2)));
+        assert!(!m("once").retry_on_timeout);
+        assert_eq!(m("once").hedge_after, None);
+        assert_eq!(c.router.attempt_timeout_fraction, 0.5);
+        assert_eq!(c.router.attempt_timeout_min, Duration::from_secs(1));
+        assert_eq!(c.router.attempt_timeout_max, Duration::from_secs(60));
+        // check-config renders them.
+        let text = c.to_redacted_toml();
+        assert!(text.contains("hedge_after = \"p99.5\""), "{text}");
+        assert!(text.contains("hedge_after = \"250ms\""), "{text}");
     }
 }

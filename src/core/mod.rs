@@ -9,6 +9,7 @@ pub mod health; // effective health of checks and probes; hysteresis
 pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
 pub mod quorum; // votes from all regions -> verdict per region
+pub mod rand; // splitmix64: seeded, counter-based randomness (jitter, ids, lab faults)
 pub mod record; // every write to the control record, as one pure transition function
 pub mod retry; // router backoff, retry budget, circuit breaker (time passed in)
 pub mod routing; // router path and region choice

@@ -20,6 +20,21 @@
 //!   multiplier resets once the target has been back and healthy for a
 //!   full `max` period. Whether ejecting is allowed at all (never eject
 //!   every region) is the region choice's business, not the breaker's.
+//!   Attempts that time out count as failures: a hung region must be
+//!   ejected as surely as one that refuses.
+//! - [`attempt_timeout`]: each attempt gets its own timeout, by default a
+//!   fraction of the time left before the request's deadline, bounded
+//!   (`router.attempt_timeout_{fraction,min,max}`), or a model's fixed
+//!   `attempt_timeout`. A slow region then costs one attempt, not the
+//!   whole deadline. We rejected a fixed default: a 70 s deadline and a
+//!   300 ms deadline want very different attempts, and a fraction leaves
+//!   room for at least one more region either way.
+//! - Hedging ([`HedgeAfter`], [`LatencyTracker`]): after `hedge_after`
+//!   (fixed, or a quantile of the latencies the router has observed for
+//!   the target) without an answer, a second attempt goes to the next
+//!   region and the first answer wins ("The Tail at Scale", Dean and
+//!   Barroso, 2013). Hedges spend from the same [`RetryBudget`], so they
+//!   add at most its fraction of load.
 
 use std::time::Duration;
 
@@ -168,10 +183,213 @@ impl Breaker {
     }
 }
 
+/// How long one attempt may take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttemptPolicy {
+    /// A fixed per-attempt timeout (a model's `attempt_timeout`), if set.
+    pub fixed: Option<Duration>,
+    /// Otherwise this fraction of the time left before the deadline...
+    pub fraction: f64,
+    /// ...but at least this...
+    pub min: Duration,
+    /// ...and at most this (SageMaker's own invocation limit is 60 s).
+    pub max: Duration,
+}
+
+/// The timeout of an attempt that starts with `remaining` time before the
+/// request's deadline: never past the deadline.
+pub fn attempt_timeout(remaining: Duration, policy: &AttemptPolicy) -> Duration {
+    let t = policy.fixed.unwrap_or_else(|| {
+        remaining
+            .mul_f64(policy.fraction.clamp(0.0, 1.0))
+            .clamp(policy.min, policy.max.max(policy.min))
+    });
+    t.min(remaining)
+}
+
+/// When to send a hedge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeAfter {
+    /// After this long without an answer.
+    Fixed(Duration),
+    /// After this quantile (0 < q < 1) of the target's observed latencies;
+    /// no hedge until enough have been observed.
+    Quantile(f64),
+}
+
+/// The delay before a hedge for a target with `observed` latencies.
+pub fn hedge_delay(after: HedgeAfter, observed: &LatencyTracker) -> Option<Duration> {
+    match after {
+        HedgeAfter::Fixed(d) => Some(d),
+        HedgeAfter::Quantile(q) => observed.quantile(q),
+    }
+}
+
+/// Log-scale buckets per doubling of latency (each bucket ~19% wide).
+const PER_OCTAVE: u32 = 4;
+/// Buckets from 1 µs to 2^40 µs (12 days).
+const LATENCY_BUCKETS: usize = 40 * PER_OCTAVE as usize;
+
+/// Recent latencies of one target, as a log-bucketed histogram: a sample is
+/// one increment, a quantile one scan of 160 counters. Old samples fade:
+/// when `window` samples have accumulated every count is halved, so the
+/// histogram follows the target's recent behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyTracker {
+    counts: Box<[u32; LATENCY_BUCKETS]>,
+    total: u32,
+    window: u32,
+    min_samples: u32,
+}
+
+impl Default for LatencyTracker {
+    fn default() -> Self {
+        Self::new(1024, 20)
+    }
+}
+
+impl LatencyTracker {
+    /// A tracker that halves its counts every `window` samples and reports
+    /// no quantile before `min_samples`.
+    pub fn new(window: u32, min_samples: u32) -> Self {
+        Self {
+            counts: Box::new([0; LATENCY_BUCKETS]),
+            total: 0,
+            window: window.max(2),
+            min_samples: min_samples.max(1),
+        }
+    }
+
+    fn bucket(latency: Duration) -> usize {
+        let us = latency.as_micros().clamp(1, u128::from(u64::MAX)) as u64;
+        // floor(log2(us) * PER_OCTAVE), from the integer log and the top
+        // bits below the leading one (exact at bucket edges, no floats).
+        let octave = 63 - us.leading_zeros();
+        let frac = if octave >= 2 {
+            ((us >> (octave - 2)) & 0b11) as u32
+        } else {
+            ((us << (2 - octave)) & 0b11) as u32
+        };
+        ((octave * PER_OCTAVE + frac) as usize).min(LATENCY_BUCKETS - 1)
+    }
+
+    /// The upper edge of bucket `i` (the next bucket's lower edge,
+    /// `2^octave × (1 + frac/4)` µs, computed in quarter microseconds).
+    fn upper(i: usize) -> Duration {
+        let j = i as u32 + 1;
+        let (octave, frac) = (j / PER_OCTAVE, j % PER_OCTAVE);
+        let quarters = u64::from(PER_OCTAVE + frac) << octave;
+        Duration::from_nanos(quarters * 250)
+    }
+
+    /// One observed latency.
+    pub fn record(&mut self, latency: Duration) {
+        self.counts[Self::bucket(latency)] += 1;
+        self.total += 1;
+        if self.total >= self.window {
+            self.total = 0;
+            for c in self.counts.iter_mut() {
+                *c /= 2;
+                self.total += *c;
+            }
+        }
+    }
+
+    /// Samples currently weighing in.
+    pub fn samples(&self) -> u32 {
+        self.total
+    }
+
+    /// The `q` quantile (an upper bound, within one bucket), once there
+    /// are enough samples.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.total < self.min_samples {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * f64::from(self.total)).ceil() as u32).max(1);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Self::upper(i));
+            }
+        }
+        Some(Self::upper(LATENCY_BUCKETS - 1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn attempt_timeout_is_a_bounded_fraction_of_what_is_left() {
+        let ms = Duration::from_millis;
+        let p = AttemptPolicy {
+            fixed: None,
+            fraction: 0.5,
+            min: ms(1_000),
+            max: ms(60_000),
+        };
+        assert_eq!(attempt_timeout(ms(70_000), &p), ms(35_000));
+        assert_eq!(attempt_timeout(ms(600_000), &p), ms(60_000), "capped");
+        assert_eq!(attempt_timeout(ms(1_500), &p), ms(1_000), "floored");
+        assert_eq!(
+            attempt_timeout(ms(300), &p),
+            ms(300),
+            "never past the deadline"
+        );
+        let fixed = AttemptPolicy {
+            fixed: Some(ms(2_000)),
+            ..p
+        };
+        assert_eq!(attempt_timeout(ms(70_000), &fixed), ms(2_000));
+        assert_eq!(attempt_timeout(ms(500), &fixed), ms(500));
+    }
+
+    #[test]
+    fn latency_quantiles_come_from_recent_samples() {
+        let ms = Duration::from_millis;
+        let mut t = LatencyTracker::new(1000, 20);
+        assert_eq!(t.quantile(0.95), None);
+        for i in 0..100u64 {
+            t.record(ms(if i < 90 { 10 } else { 200 }));
+        }
+        let p50 = t.quantile(0.5).unwrap();
+        assert!(p50 >= ms(10) && p50 <= ms(12), "{p50:?}");
+        let p95 = t.quantile(0.95).unwrap();
+        assert!(p95 >= ms(200) && p95 <= ms(240), "{p95:?}");
+        assert_eq!(hedge_delay(HedgeAfter::Quantile(0.5), &t), Some(p50));
+        assert_eq!(hedge_delay(HedgeAfter::Fixed(ms(7)), &t), Some(ms(7)));
+        // The window: old samples fade; new behaviour takes over.
+        for _ in 0..3000 {
+            t.record(ms(1));
+        }
+        assert!(t.quantile(0.95).unwrap() <= ms(2));
+        assert!(t.samples() < 1000);
+    }
+
+    #[test]
+    fn latency_buckets_are_monotonic_and_bound_their_samples() {
+        let mut last = 0;
+        for us in (1..2_000_000u64).step_by(997) {
+            let d = Duration::from_micros(us);
+            let b = LatencyTracker::bucket(d);
+            assert!(b >= last, "{us}");
+            last = b;
+            assert!(
+                LatencyTracker::upper(b) > d,
+                "{us}: {:?}",
+                LatencyTracker::upper(b)
+            );
+            if b > 0 {
+                assert!(LatencyTracker::upper(b - 1) <= d, "{us}");
+            }
+        }
+        assert_eq!(LatencyTracker::bucket(Duration::MAX), LATENCY_BUCKETS - 1);
+        assert_eq!(LatencyTracker::bucket(Duration::ZERO), 0);
+    }
 
     const S: Duration = Duration::from_secs(1);
 

@@ -15,6 +15,14 @@
 //! - A region may not have every endpoint; a path the region lacks is
 //!   skipped the same way.
 //!
+//! Two APIs use this rule differently. The native API
+//! (`/v1/models/{model}/invoke`) applies it as written, batch included. The
+//! SageMaker wire API (`/endpoints/{name}/invocations`) is synchronous like
+//! `InvokeEndpoint`: it never answers with a batch job, so the router hands
+//! it the region's endpoints with batch masked out ([`Available::realtime`])
+//! and no batch threshold ([`NO_BATCH_THRESHOLD`]); a payload over the
+//! real-time limit then has no path (413), as on SageMaker.
+//!
 //! The fallback chain ([`fallback_chain`]) is also what a request follows
 //! when serverless cold-start retries run out: `Serverless → Provisioned →
 //! Batch`, ending at batch. We rejected a table of per-class chains: the
@@ -84,6 +92,10 @@ impl Path {
     }
 }
 
+/// The batch threshold of a request that may not go batch (the SageMaker
+/// wire API): no payload reaches it.
+pub const NO_BATCH_THRESHOLD: u64 = u64::MAX;
+
 /// Which paths a region has an endpoint for (and the router can use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Available {
@@ -93,6 +105,14 @@ pub struct Available {
 }
 
 impl Available {
+    /// The same endpoints without batch: what a synchronous request may use.
+    pub fn realtime(self) -> Self {
+        Self {
+            batch: false,
+            ..self
+        }
+    }
+
     /// Whether `path` has an endpoint.
     pub fn has(self, path: Path) -> bool {
         match path {
@@ -184,9 +204,9 @@ pub enum Health {
 }
 
 /// One region as the region choice sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegionState {
-    pub name: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionState<'a> {
+    pub name: &'a str,
     /// Lower = preferred.
     pub priority: u32,
     pub health: Health,
@@ -204,15 +224,22 @@ pub struct RegionInputs<'a> {
     /// The local region has been asked to drain (it is no longer active).
     pub local_draining: bool,
     /// Every configured region.
-    pub regions: &'a [RegionState],
+    pub regions: &'a [RegionState<'a>],
 }
 
-/// Every configured region, in the order the router should try them.
-pub fn region_order(inputs: &RegionInputs<'_>) -> Vec<String> {
-    let by_name = |n: &str| inputs.regions.iter().find(|r| r.name == n);
-    let not_down = |r: &&RegionState| r.health != Health::Down;
-    let mut by_priority: Vec<&RegionState> = inputs.regions.iter().collect();
-    by_priority.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
+/// Every configured region, in the order the router should try them (as
+/// indices into `inputs.regions`).
+pub fn region_order(inputs: &RegionInputs<'_>) -> Vec<usize> {
+    let rs = inputs.regions;
+    let by_name = |n: &str| rs.iter().position(|r| r.name == n);
+    let not_down = |&i: &usize| rs[i].health != Health::Down;
+    let mut by_priority: Vec<usize> = (0..rs.len()).collect();
+    by_priority.sort_by(|&a, &b| {
+        rs[a]
+            .priority
+            .cmp(&rs[b].priority)
+            .then(rs[a].name.cmp(rs[b].name))
+    });
 
     let local_first = (inputs.active == Some(inputs.local) && !inputs.local_draining)
         .then(|| by_name(inputs.local))
@@ -226,17 +253,17 @@ pub fn region_order(inputs: &RegionInputs<'_>) -> Vec<String> {
         // Fail open: regions seen down still get a try, the active one first.
         .chain(active)
         .chain(by_priority.iter().copied());
-    let mut order: Vec<&RegionState> = Vec::with_capacity(inputs.regions.len());
-    for r in ranked {
-        if !order.iter().any(|o| o.name == r.name) {
-            order.push(r);
+    let mut order: Vec<usize> = Vec::with_capacity(rs.len());
+    for i in ranked {
+        if !order.contains(&i) {
+            order.push(i);
         }
     }
     // Ejected targets last, unless that would be all of them.
-    if !order.iter().all(|r| r.ejected) {
-        order.sort_by_key(|r| r.ejected); // stable: keeps the ranking within each group
+    if !order.iter().all(|&i| rs[i].ejected) {
+        order.sort_by_key(|&i| rs[i].ejected); // stable: keeps the ranking within each group
     }
-    order.into_iter().map(|r| r.name.clone()).collect()
+    order
 }
 
 #[cfg(test)]
@@ -316,6 +343,29 @@ mod tests {
     }
 
     #[test]
+    fn the_sagemaker_api_never_goes_batch() {
+        let rt = ALL.realtime();
+        let t = NO_BATCH_THRESHOLD;
+        assert_eq!(choose_path(STANDARD, 5 * MIB, t, rt), Ok(Path::Provisioned));
+        assert_eq!(
+            choose_path(SERVERLESS_PREFERRED, 4 * MIB, t, rt),
+            Ok(Path::Serverless),
+            "serverless while it fits its 4 MiB"
+        );
+        assert_eq!(
+            choose_path(SERVERLESS_PREFERRED, 4 * MIB + 1, t, rt),
+            Ok(Path::Provisioned)
+        );
+        assert_eq!(
+            choose_path(STANDARD, REALTIME_MAX_PAYLOAD + 1, t, rt),
+            Err(NoPath::TooLarge {
+                limit: REALTIME_MAX_PAYLOAD
+            })
+        );
+        assert_eq!(fallback_after(Path::Provisioned, 1, rt), None);
+    }
+
+    #[test]
     fn cold_start_fallback_follows_the_chain() {
         assert_eq!(
             fallback_after(Path::Serverless, 10, ALL),
@@ -337,9 +387,9 @@ mod tests {
         assert_eq!(fallback_after(Path::Batch, 10, ALL), None);
     }
 
-    fn region(name: &str, priority: u32, health: Health, ejected: bool) -> RegionState {
+    fn region(name: &str, priority: u32, health: Health, ejected: bool) -> RegionState<'_> {
         RegionState {
-            name: name.into(),
+            name,
             priority,
             health,
             ejected,
@@ -353,6 +403,9 @@ mod tests {
             local_draining: draining,
             regions: rs,
         })
+        .into_iter()
+        .map(|i| rs[i].name.to_string())
+        .collect()
     }
 
     #[test]
@@ -478,6 +531,25 @@ mod tests {
             }
         }
 
+        /// A synchronous request (batch masked, no threshold) never gets
+        /// the batch path, by choice or by fallback.
+        #[test]
+        fn realtime_requests_never_go_batch(
+            class in class(),
+            len in payload(),
+            avail in available(),
+        ) {
+            let rt = avail.realtime();
+            if let Ok(p) = choose_path(&class, len, NO_BATCH_THRESHOLD, rt) {
+                prop_assert!(p.is_realtime());
+                let mut p = p;
+                while let Some(next) = fallback_after(p, len, rt) {
+                    prop_assert!(next.is_realtime());
+                    p = next;
+                }
+            }
+        }
+
         /// Fallback chains are finite, never revisit a path, only move
         /// towards batch and end there; following `fallback_after` from any
         /// start terminates.
@@ -519,15 +591,16 @@ mod tests {
             active_i in prop::option::of(0usize..6),
             draining in any::<bool>(),
         ) {
+            let names: Vec<String> = (0..hs.len()).map(|i| format!("r-{i}")).collect();
             let rs: Vec<RegionState> = hs.iter().enumerate()
-                .map(|(i, (h, e))| region(&format!("r-{i}"), (i as u32 * 7) % 5, *h, *e))
+                .map(|(i, (h, e))| region(&names[i], (i as u32 * 7) % 5, *h, *e))
                 .collect();
-            let local = rs[local_i % rs.len()].name.clone();
-            let active = active_i.map(|i| rs[i % rs.len()].name.clone());
+            let local = rs[local_i % rs.len()].name.to_string();
+            let active = active_i.map(|i| rs[i % rs.len()].name.to_string());
             let out = order(&local, active.as_deref(), draining, &rs);
             let mut sorted = out.clone();
             sorted.sort();
-            let mut names: Vec<String> = rs.iter().map(|r| r.name.clone()).collect();
+            let mut names = names.clone();
             names.sort();
             prop_assert_eq!(sorted, names, "every region exactly once");
             let l = rs.iter().find(|r| r.name == local).unwrap();
@@ -537,9 +610,9 @@ mod tests {
                 prop_assert_eq!(&out[0], &local);
             }
             if !all_ejected {
-                let first_ejected = out.iter().position(|n| rs.iter().any(|r| &r.name == n && r.ejected));
+                let first_ejected = out.iter().position(|n| rs.iter().any(|r| r.name == n && r.ejected));
                 if let Some(i) = first_ejected {
-                    prop_assert!(out[i..].iter().all(|n| rs.iter().any(|r| &r.name == n && r.ejected)));
+                    prop_assert!(out[i..].iter().all(|n| rs.iter().any(|r| r.name == n && r.ejected)));
                 }
             }
         }

@@ -21,7 +21,11 @@
 //! - monotonic time is `tokio::time::Instant` (the simulation pauses it);
 //!   wall time comes only from [`Clock`], randomness only from [`Entropy`].
 
+pub mod blobs;
 pub mod clock;
+pub mod inference;
+pub mod jobs;
+pub mod routing_table;
 pub mod endpoints;
 pub mod health_checks;
 pub mod identity;

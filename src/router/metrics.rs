@@ -7,10 +7,16 @@
 //! rejected the `prometheus`/`metrics` crates: a dozen series do not need a
 //! dependency, a registry and a global. A region added by a reload lands in
 //! the `other` column until the next restart.
+//!
+//! The registry also keeps the router's monotonic clock origin, so that
+//! `failoverd_router_ejected` (is a target ejected right now) can be
+//! rendered from the breakers' ejection ends without asking the router.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::core::routing::Path;
 
@@ -35,6 +41,9 @@ pub enum Outcome {
     TooLarge,
     /// 429: throttled and the retry budget is spent.
     Throttled,
+    /// 429: every region that could serve was still cold
+    /// (`ModelNotReadyException`).
+    ModelNotReady,
     /// 503: shed (in-flight cap or draining).
     Shed,
     /// 503: no region could serve (outages, cold starts exhausted).
@@ -46,7 +55,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Ok,
         Outcome::Accepted,
         Outcome::ModelError,
@@ -56,6 +65,7 @@ impl Outcome {
         Outcome::BodyTimeout,
         Outcome::TooLarge,
         Outcome::Throttled,
+        Outcome::ModelNotReady,
         Outcome::Shed,
         Outcome::Unavailable,
         Outcome::DeadlineExceeded,
@@ -73,6 +83,7 @@ impl Outcome {
             Outcome::BodyTimeout => "body_timeout",
             Outcome::TooLarge => "too_large",
             Outcome::Throttled => "throttled",
+            Outcome::ModelNotReady => "model_not_ready",
             Outcome::Shed => "shed",
             Outcome::Unavailable => "unavailable",
             Outcome::DeadlineExceeded => "deadline_exceeded",
@@ -93,20 +104,26 @@ pub enum CallResult {
     Throttled,
     ModelError,
     Validation,
+    /// The endpoint does not exist in the region.
+    EndpointNotFound,
     Unavailable,
     Connection,
+    /// The attempt's own timeout fired.
+    Timeout,
     Other,
 }
 
 impl CallResult {
-    pub const ALL: [CallResult; 8] = [
+    pub const ALL: [CallResult; 10] = [
         CallResult::Ok,
         CallResult::ModelNotReady,
         CallResult::Throttled,
         CallResult::ModelError,
         CallResult::Validation,
+        CallResult::EndpointNotFound,
         CallResult::Unavailable,
         CallResult::Connection,
+        CallResult::Timeout,
         CallResult::Other,
     ];
 
@@ -117,8 +134,10 @@ impl CallResult {
             CallResult::Throttled => "throttled",
             CallResult::ModelError => "model_error",
             CallResult::Validation => "validation",
+            CallResult::EndpointNotFound => "endpoint_not_found",
             CallResult::Unavailable => "unavailable",
             CallResult::Connection => "connection",
+            CallResult::Timeout => "timeout",
             CallResult::Other => "other",
         }
     }
@@ -169,6 +188,14 @@ pub struct Metrics {
     calls: Box<[AtomicU64]>,
     /// [path][region]
     ejections: Box<[AtomicU64]>,
+    /// [path][region]: end of the current ejection, ms since `origin`
+    /// (0: never ejected).
+    ejected_until: Box<[AtomicU64]>,
+    /// [region]: hedges sent to the region, and hedges whose answer won.
+    hedges_sent: Box<[AtomicU64]>,
+    hedges_won: Box<[AtomicU64]>,
+    /// The router's monotonic clock origin.
+    origin: Instant,
     /// Cumulative buckets are computed at render time; these are per bucket
     /// (the last is +Inf).
     latency_buckets: Box<[AtomicU64]>,
@@ -190,6 +217,10 @@ impl Metrics {
             requests: counters(PATHS * r * Outcome::ALL.len() * ATTEMPTS.len()),
             calls: counters(PATHS * r * CallResult::ALL.len()),
             ejections: counters(PATHS * r),
+            ejected_until: counters(PATHS * r),
+            hedges_sent: counters(r),
+            hedges_won: counters(r),
+            origin: Instant::now(),
             latency_buckets: counters(BUCKETS.len() + 1),
             latency_sum_us: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
@@ -240,10 +271,33 @@ impl Metrics {
         self.calls[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A breaker ejected a target.
-    pub fn ejection(&self, path: Path, region: &str) {
+    /// Milliseconds on the router's monotonic clock (since this registry
+    /// was made).
+    pub fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// A breaker ejected a target until `until_ms` (see [`Self::now_ms`]).
+    pub fn ejection(&self, path: Path, region: &str, until_ms: u64) {
         let i = path_index(Some(path)) * self.regions.len() + self.region_index(Some(region));
         self.ejections[i].fetch_add(1, Ordering::Relaxed);
+        self.ejected_until[i].fetch_max(until_ms.max(1), Ordering::Relaxed);
+    }
+
+    /// A hedge went to `region`.
+    pub fn hedge_sent(&self, region: &str) {
+        self.hedges_sent[self.region_index(Some(region))].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A hedge to `region` answered first.
+    pub fn hedge_won(&self, region: &str) {
+        self.hedges_won[self.region_index(Some(region))].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hedges (sent, won) so far, all regions (for tests and benchmarks).
+    pub fn hedges(&self) -> (u64, u64) {
+        let sum = |c: &[AtomicU64]| c.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        (sum(&self.hedges_sent), sum(&self.hedges_won))
     }
 
     /// The retry budget refused a retry.
@@ -265,6 +319,10 @@ impl Metrics {
 
     /// The Prometheus text exposition (version 0.0.4). Zero series are left out.
     pub fn render(&self) -> String {
+        self.render_at(self.now_ms())
+    }
+
+    fn render_at(&self, now: u64) -> String {
         let mut out = String::new();
         let r = self.regions.len();
         let region_label = |i: usize| {
@@ -332,6 +390,42 @@ impl Metrics {
                 );
             }
         }
+        out.push_str(
+            "# HELP failoverd_router_ejected Whether a target (path, region) is ejected now (1) or not (0); targets never ejected are left out.\n\
+             # TYPE failoverd_router_ejected gauge\n",
+        );
+        for (i, c) in self.ejected_until.iter().enumerate() {
+            let until = c.load(Ordering::Relaxed);
+            if until != 0 {
+                let _ = writeln!(
+                    out,
+                    "failoverd_router_ejected{{path=\"{}\",region=\"{}\"}} {}",
+                    path_label(i / r),
+                    region_label(i % r),
+                    u8::from(now < until)
+                );
+            }
+        }
+        for (name, help, counts) in [
+            (
+                "failoverd_router_hedges_sent_total",
+                "Hedged attempts sent, by the region they went to.",
+                &self.hedges_sent,
+            ),
+            (
+                "failoverd_router_hedges_won_total",
+                "Hedged attempts whose answer won, by region.",
+                &self.hedges_won,
+            ),
+        ] {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n");
+            for (i, c) in counts.iter().enumerate() {
+                let v = c.load(Ordering::Relaxed);
+                if v != 0 {
+                    let _ = writeln!(out, "{name}{{region=\"{}\"}} {v}", region_label(i));
+                }
+            }
+        }
         let _ = write!(
             out,
             "# HELP failoverd_router_retry_budget_refusals_total Retries refused by the retry budget.\n\
@@ -390,7 +484,22 @@ mod tests {
             ms(700),
         );
         m.call(Path::Serverless, "us-east-1", CallResult::ModelNotReady);
-        let text = m.render();
+        m.ejection(Path::Provisioned, "us-east-1", 60_000);
+        m.ejection(Path::Serverless, "us-west-2", 1_000);
+        m.hedge_sent("us-west-2");
+        m.hedge_sent("us-west-2");
+        m.hedge_won("us-west-2");
+        let text = m.render_at(30_000);
+        assert!(
+            text.contains("failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"} 1")
+        );
+        assert!(
+            text.contains("failoverd_router_ejected{path=\"serverless\",region=\"us-west-2\"} 0")
+        );
+        assert!(!text.contains("failoverd_router_ejected{path=\"batch\""));
+        assert!(text.contains("failoverd_router_hedges_sent_total{region=\"us-west-2\"} 2"));
+        assert!(text.contains("failoverd_router_hedges_won_total{region=\"us-west-2\"} 1"));
+        assert_eq!(m.hedges(), (2, 1));
         assert!(text.contains(
             "failoverd_router_requests_total{path=\"provisioned\",region=\"us-west-2\",outcome=\"ok\",attempts=\"2\"} 1"
         ));

@@ -1,0 +1,432 @@
+//! Replies: every way a request can end, typed ([`RouterError`]), and the
+//! one mapping from those to an HTTP status, an AWS error code and a
+//! metrics outcome ([`RouterError::wire`]).
+//!
+//! Errors go out in the AWS restJson1 shape SageMaker uses: an
+//! `x-amzn-errortype` header and a JSON body with `message`, so a stock
+//! SageMaker SDK pointed at the router raises the same typed exceptions it
+//! would against AWS (boto3: `ModelError`, `ModelNotReadyException`,
+//! `ValidationError`, `ServiceUnavailable`; an unmodelled
+//! `ThrottlingException` as a `ClientError` with that code). Statuses are
+//! SageMaker's where it has one (`ModelError` is 424 with the container's
+//! own status in `OriginalStatusCode`), and the plain HTTP meaning where
+//! the router refuses on its own (413, 408, 429 with `Retry-After`, 503
+//! with `Retry-After`, 504).
+//!
+//! | cause                                    | status | `x-amzn-errortype`      |
+//! |------------------------------------------|--------|-------------------------|
+//! | unknown route / model / job              | 404    | `NotFound` / `ValidationError` |
+//! | wrong method                             | 405    | `MethodNotAllowed`      |
+//! | bad header (class, deadline, encoding)   | 400    | `ValidationError`       |
+//! | body slower than `body_read_timeout`     | 408    | `RequestTimeout`        |
+//! | body over the limit                      | 413    | `ValidationError`       |
+//! | the model answered an error              | 424    | `ModelError`            |
+//! | SageMaker said the request is invalid    | 400    | `ValidationError`       |
+//! | throttled, retry budget spent            | 429    | `ThrottlingException`   |
+//! | every region still cold                  | 429    | `ModelNotReadyException`|
+//! | shed, draining, no region could serve    | 503    | `ServiceUnavailable`    |
+//! | an answer the router cannot read         | 502    | `InternalFailure`       |
+//! | the request's deadline passed            | 504    | `DeadlineExceeded`      |
+//! | a batch job failed (`GET /v1/jobs/{id}`) | 502    | `ModelError`            |
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+use super::metrics::Outcome;
+use crate::core::routing::Path;
+use crate::error_chain;
+use crate::http::HttpResponse;
+use crate::ports::blobs::BlobError;
+use crate::ports::inference::{InvokeError, ModelFailure};
+use crate::ports::jobs::{Job, JobStoreError};
+
+pub(super) const H_PATH: HeaderName = HeaderName::from_static("x-failoverd-path");
+pub(super) const H_REGION: HeaderName = HeaderName::from_static("x-failoverd-region");
+pub(super) const H_ATTEMPTS: HeaderName = HeaderName::from_static("x-failoverd-attempts");
+pub(super) const H_CUSTOM: HeaderName =
+    HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
+pub(super) const H_VARIANT: HeaderName =
+    HeaderName::from_static("x-amzn-invoked-production-variant");
+pub(super) const H_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+pub(super) const H_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+pub(super) const H_JOB_STATUS: HeaderName = HeaderName::from_static("x-failoverd-job-status");
+
+/// `Retry-After` seconds on shed, unavailable and throttled answers.
+pub const RETRY_AFTER_SECS: &str = "1";
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
+/// Why a request did not get a model's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("no such route: {0}")]
+    NoRoute(String),
+    #[error("{method} is not allowed here; use {allow}")]
+    Method {
+        method: hyper::Method,
+        allow: &'static str,
+    },
+    #[error("this router is shutting down; retry on another")]
+    Draining,
+    #[error("over capacity: more than {0} requests in flight")]
+    OverCapacity(u32),
+    #[error("no such model: {0:?} (this router serves the models in its [[models]] list)")]
+    UnknownModel(String),
+    #[error("{0}: not visible ASCII")]
+    BadHeader(HeaderName),
+    #[error("X-Traffic-Class: unknown traffic class {class:?}; known: {known}")]
+    UnknownClass { class: String, known: String },
+    #[error("X-Deadline-Ms: {value:?} is not a number of milliseconds in 1..={max_ms}")]
+    BadDeadline { value: String, max_ms: u64 },
+    #[error("cannot read the request body")]
+    BodyUnreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    /// Over every path's limit (on the SageMaker API: over the 6 MB of a
+    /// real-time invocation; the native API can take more, as a batch job).
+    #[error("{}payload is over the {limit}-byte limit{hint}", .len.map(|l| format!("the {l}-byte ")).unwrap_or_else(|| "the ".into()))]
+    TooLarge {
+        len: Option<u64>,
+        limit: u64,
+        hint: &'static str,
+    },
+    #[error("{message}")]
+    Model {
+        region: String,
+        failure: Box<ModelFailure>,
+        message: String,
+    },
+    #[error("{message}")]
+    Validation { region: String, message: String },
+    #[error("throttled by {region}; the retry budget is spent")]
+    Throttled { region: String },
+    #[error("the model is not ready in any region that could serve it (cold starts); retry later")]
+    ModelNotReady,
+    #[error("no region could serve the request; last: {region} {}: {}", .path.as_str(), error_chain(.source.as_ref()))]
+    Unavailable {
+        region: String,
+        path: Path,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("no region has an endpoint for this request")]
+    NoEndpoint,
+    #[error("{region} answered in a way the router cannot read: {}", error_chain(.source))]
+    BadGateway {
+        region: String,
+        #[source]
+        source: InvokeError,
+    },
+    #[error("the request's deadline passed before a region answered")]
+    DeadlineExceeded,
+    #[error("no such job: {0:?}")]
+    NoSuchJob(String),
+    #[error("cannot read the job now: {}", error_chain(.0))]
+    JobStore(#[source] JobStoreError),
+    #[error("cannot read the job's result now: {}", error_chain(.0))]
+    JobResult(#[source] BlobError),
+    #[error("{0}")]
+    JobFailed(String),
+}
+
+/// What an error looks like on the wire.
+struct Wire {
+    status: StatusCode,
+    code: &'static str,
+    outcome: Outcome,
+    retry_after: bool,
+}
+
+impl RouterError {
+    /// The one mapping from causes to status, error code and outcome.
+    fn wire(&self) -> Wire {
+        use RouterError as E;
+        let w = |status, code, outcome| Wire {
+            status,
+            code,
+            outcome,
+            retry_after: false,
+        };
+        let again = |status, code, outcome| Wire {
+            status,
+            code,
+            outcome,
+            retry_after: true,
+        };
+        match self {
+            E::NoRoute(_) => w(StatusCode::NOT_FOUND, "NotFound", Outcome::NotFound),
+            E::NoSuchJob(_) => w(StatusCode::NOT_FOUND, "NotFound", Outcome::NotFound),
+            E::UnknownModel(_) => w(StatusCode::NOT_FOUND, "ValidationError", Outcome::NotFound),
+            E::Method { .. } => w(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                Outcome::MethodNotAllowed,
+            ),
+            E::BadHeader(_)
+            | E::UnknownClass { .. }
+            | E::BadDeadline { .. }
+            | E::BodyUnreadable(_)
+            | E::Validation { .. } => w(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                Outcome::BadRequest,
+            ),
+            E::BodyTimeout(_) => w(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                Outcome::BodyTimeout,
+            ),
+            E::TooLarge { .. } => w(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ValidationError",
+                Outcome::TooLarge,
+            ),
+            E::Model { .. } => w(
+                StatusCode::FAILED_DEPENDENCY,
+                "ModelError",
+                Outcome::ModelError,
+            ),
+            E::Throttled { .. } => again(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                Outcome::Throttled,
+            ),
+            E::ModelNotReady => again(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ModelNotReadyException",
+                Outcome::ModelNotReady,
+            ),
+            E::Draining | E::OverCapacity(_) => again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                Outcome::Shed,
+            ),
+            E::Unavailable { .. } | E::NoEndpoint | E::JobStore(_) | E::JobResult(_) => again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                Outcome::Unavailable,
+            ),
+            E::BadGateway { .. } => w(
+                StatusCode::BAD_GATEWAY,
+                "InternalFailure",
+                Outcome::BadGateway,
+            ),
+            E::DeadlineExceeded => w(
+                StatusCode::GATEWAY_TIMEOUT,
+                "DeadlineExceeded",
+                Outcome::DeadlineExceeded,
+            ),
+            E::JobFailed(_) => w(StatusCode::BAD_GATEWAY, "ModelError", Outcome::ModelError),
+        }
+    }
+}
+
+/// What the handler decided, before it becomes a response.
+pub struct Reply<'a> {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub content_type: HeaderValue,
+    /// Extra headers (a success's pass-through headers, `Location`...).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub path: Option<Path>,
+    pub region: Option<&'a str>,
+    pub attempts: u32,
+    pub outcome: Outcome,
+}
+
+impl<'a> Reply<'a> {
+    /// An error reply (see the module doc for the shape).
+    pub fn error(e: &RouterError) -> Self {
+        let wire = e.wire();
+        let message = e.to_string();
+        let mut body = serde_json::json!({"__type": wire.code, "message": message});
+        if let RouterError::Model { failure, .. } = e {
+            // SageMaker's ModelError shape: the SDKs read these members.
+            body["OriginalStatusCode"] = failure.original_status.into();
+            body["OriginalMessage"] = failure.original_message.clone().into();
+            body["LogStreamArn"] = failure.log_stream_arn.clone().into();
+        }
+        let mut headers = vec![(H_ERRORTYPE, HeaderValue::from_static(wire.code))];
+        if let RouterError::Method { allow, .. } = e {
+            headers.push((hyper::header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        if wire.retry_after {
+            headers.push((RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS)));
+        }
+        Self {
+            status: wire.status,
+            body: Bytes::from(body.to_string()),
+            content_type: JSON,
+            headers,
+            path: None,
+            region: None,
+            attempts: 0,
+            outcome: wire.outcome,
+        }
+    }
+
+    /// A plain 200 with a text body (`/ping`).
+    pub fn ok_text(body: &'static str) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: Bytes::from_static(body.as_bytes()),
+            content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
+            headers: Vec::new(),
+            path: None,
+            region: None,
+            attempts: 0,
+            outcome: Outcome::Ok,
+        }
+    }
+
+    /// A model's answer: its body and the headers SageMaker passes back.
+    pub fn answer(answer: crate::ports::inference::Answer) -> Self {
+        let mut headers = Vec::with_capacity(2);
+        if let Some(v) = answer.custom_attributes {
+            headers.push((H_CUSTOM, v));
+        }
+        if let Some(v) = answer.invoked_variant {
+            headers.push((H_VARIANT, v));
+        }
+        Self {
+            status: StatusCode::OK,
+            body: answer.body,
+            content_type: answer.content_type.unwrap_or(OCTETS),
+            headers,
+            path: None,
+            region: None,
+            attempts: 0,
+            outcome: Outcome::Ok,
+        }
+    }
+
+    /// `202 Accepted` for a stored, submitted (or still running) job.
+    pub fn accepted(job: &Job) -> Self {
+        let location = format!("/v1/jobs/{}", job.id);
+        let body = serde_json::json!({
+            "id": job.id,
+            "status": "in_progress",
+            "location": location,
+            "region": job.region,
+        });
+        let mut headers = vec![(H_JOB_STATUS, HeaderValue::from_static("in_progress"))];
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            headers.push((hyper::header::LOCATION, v));
+        }
+        Self {
+            status: StatusCode::ACCEPTED,
+            body: Bytes::from(body.to_string()),
+            content_type: JSON,
+            headers,
+            path: Some(Path::Batch),
+            region: None,
+            attempts: 0,
+            outcome: Outcome::Accepted,
+        }
+    }
+
+    /// Where the reply came from.
+    pub fn at(mut self, path: Option<Path>, region: Option<&'a str>, attempts: u32) -> Self {
+        self.path = path;
+        self.region = region;
+        self.attempts = attempts;
+        self
+    }
+
+    /// The HTTP response, with the router's own headers.
+    pub fn into_response(self, request_id: HeaderValue) -> HttpResponse {
+        let mut r = Response::new(Full::new(self.body));
+        *r.status_mut() = self.status;
+        let h = r.headers_mut();
+        h.reserve(self.headers.len() + 5);
+        h.insert(CONTENT_TYPE, self.content_type);
+        for (k, v) in self.headers {
+            h.insert(k, v);
+        }
+        h.insert(H_REQUEST_ID, request_id);
+        h.insert(
+            H_PATH,
+            HeaderValue::from_static(self.path.map_or("none", Path::as_str)),
+        );
+        h.insert(
+            H_REGION,
+            self.region
+                .and_then(|r| HeaderValue::from_str(r).ok())
+                .unwrap_or(HeaderValue::from_static("none")),
+        );
+        h.insert(H_ATTEMPTS, HeaderValue::from(self.attempts));
+        r
+    }
+}
+
+impl<'a> From<RouterError> for Reply<'a> {
+    fn from(e: RouterError) -> Self {
+        Reply::error(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: &Reply) -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn model_errors_are_424_with_the_original_status() {
+        let r = Reply::error(&RouterError::Model {
+            region: "us-east-1".into(),
+            failure: Box::new(ModelFailure {
+                original_status: Some(418),
+                original_message: Some("teapot".into()),
+                log_stream_arn: Some("arn:aws:logs:x".into()),
+                message: None,
+            }),
+            message: "Received client error (418) from primary".into(),
+        });
+        assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY);
+        let b = body(&r);
+        assert_eq!(b["__type"], "ModelError");
+        assert_eq!(b["OriginalStatusCode"], 418);
+        assert_eq!(b["OriginalMessage"], "teapot");
+        assert_eq!(b["LogStreamArn"], "arn:aws:logs:x");
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == H_ERRORTYPE && v == "ModelError")
+        );
+    }
+
+    #[test]
+    fn refusals_that_may_succeed_later_say_when() {
+        for e in [
+            RouterError::Draining,
+            RouterError::OverCapacity(1),
+            RouterError::ModelNotReady,
+            RouterError::Throttled { region: "r".into() },
+        ] {
+            let r = Reply::error(&e);
+            assert!(
+                r.headers.iter().any(|(k, _)| k == RETRY_AFTER),
+                "{e}: {:?}",
+                r.status
+            );
+        }
+        let r = Reply::error(&RouterError::TooLarge {
+            len: Some(7),
+            limit: 6,
+            hint: "",
+        });
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body(&r)["__type"], "ValidationError");
+        assert_eq!(
+            body(&r)["message"],
+            "the 7-byte payload is over the 6-byte limit"
+        );
+    }
+}

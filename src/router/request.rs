@@ -1,0 +1,296 @@
+//! Request parsing: which route, which model, which traffic class and
+//! deadline, and the body (read within `router.body_read_timeout`, never
+//! more than the route can take). Everything a client can get wrong is
+//! refused here, before any upstream call, with a [`RouterError`].
+//!
+//! Two invocation APIs share the parsing:
+//!
+//! - [`Api::SageMaker`], `POST /endpoints/{model}/invocations`: the
+//!   SageMaker runtime wire API. Synchronous like `InvokeEndpoint`: bodies
+//!   up to 6 MiB (real-time; serverless only up to its 4 MiB), never a
+//!   batch job, so its body limit is the real-time one.
+//! - [`Api::Native`], `POST /v1/models/{model}/invoke`: the seed's rule with
+//!   batch (a payload at or over the class's batch threshold is stored and
+//!   answered `202` + `Location: /v1/jobs/{id}`), so its limit is the
+//!   largest payload any configured path takes, up to
+//!   `router.max_batch_payload`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::Method;
+use hyper::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+use super::reply::{H_CUSTOM, RouterError};
+use crate::config::{Config, ModelConfig};
+use crate::core::routing::{self, Path};
+use crate::http::percent_decode;
+use crate::ports::inference::Invocation;
+
+const H_CLASS: HeaderName = HeaderName::from_static("x-traffic-class");
+const H_DEADLINE: HeaderName = HeaderName::from_static("x-deadline-ms");
+
+/// Which invocation API a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/endpoints/{model}/invocations`: synchronous, real-time paths only.
+    SageMaker,
+    /// `/v1/models/{model}/invoke`: the seed's rule, batch included.
+    Native,
+}
+
+/// What a request asks for, from its method and path alone.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'r> {
+    Invoke { api: Api, model: String },
+    Job(&'r str),
+    Ping,
+}
+
+impl<'r> Route<'r> {
+    /// The route of `method path`, or why there is none.
+    pub fn of(method: &Method, path: &'r str) -> Result<Self, RouterError> {
+        let post = |route| {
+            if method == Method::POST {
+                Ok(route)
+            } else {
+                Err(RouterError::Method {
+                    method: method.clone(),
+                    allow: "POST",
+                })
+            }
+        };
+        let get = |route| {
+            if method == Method::GET {
+                Ok(route)
+            } else {
+                Err(RouterError::Method {
+                    method: method.clone(),
+                    allow: "GET",
+                })
+            }
+        };
+        if let Some(name) = path
+            .strip_prefix("/endpoints/")
+            .and_then(|r| r.strip_suffix("/invocations"))
+            .filter(|n| !n.contains('/'))
+        {
+            return post(Route::Invoke {
+                api: Api::SageMaker,
+                model: percent_decode(name),
+            });
+        }
+        if let Some(name) = path
+            .strip_prefix("/v1/models/")
+            .and_then(|r| r.strip_suffix("/invoke"))
+            .filter(|n| !n.contains('/'))
+        {
+            return post(Route::Invoke {
+                api: Api::Native,
+                model: percent_decode(name),
+            });
+        }
+        if let Some(id) = path.strip_prefix("/v1/jobs/") {
+            return get(Route::Job(id));
+        }
+        if path == "/ping" {
+            return get(Route::Ping);
+        }
+        Err(RouterError::NoRoute(path.to_string()))
+    }
+}
+
+/// A parsed, body-complete invocation.
+#[derive(Debug)]
+pub struct Ask<'c> {
+    pub api: Api,
+    pub model: &'c ModelConfig,
+    pub class: Cow<'c, str>,
+    pub deadline: Instant,
+    pub inv: Invocation,
+}
+
+/// The largest body `api` takes under `cfg`.
+pub fn body_limit(cfg: &Config, api: Api) -> u64 {
+    let paths = cfg.regions.iter().flat_map(|r| {
+        let a = super::available(r);
+        Path::ALL
+            .into_iter()
+            .filter(move |&p| a.has(p) && (api == Api::Native || p.is_realtime()))
+            .map(Path::max_payload)
+    });
+    let most = paths.max().unwrap_or(routing::REALTIME_MAX_PAYLOAD);
+    match api {
+        Api::SageMaker => most.min(routing::REALTIME_MAX_PAYLOAD),
+        Api::Native => most.min(cfg.router.max_batch_payload),
+    }
+}
+
+/// The refusal of a body over `limit` on `api`.
+pub fn too_large(api: Api, len: Option<u64>, limit: u64) -> RouterError {
+    RouterError::TooLarge {
+        len,
+        limit,
+        hint: match api {
+            Api::SageMaker => {
+                " of a real-time invocation (InvokeEndpoint); larger payloads go to the native API, /v1/models/{model}/invoke, as batch jobs"
+            }
+            Api::Native => "",
+        },
+    }
+}
+
+fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, RouterError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| RouterError::BadHeader(name.clone())),
+    }
+}
+
+/// A header passed through to the model, checked to be visible ASCII (as
+/// SageMaker requires of `Content-Type`, `Accept` and custom attributes).
+fn passed(headers: &HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>, RouterError> {
+    text(headers, name)?;
+    Ok(headers.get(name).cloned())
+}
+
+/// Whether a client may name `class`: the seed's classes, any model's, and
+/// any the routing table has a threshold for.
+fn known_class(cfg: &Config, thresholds: &dyn Fn(&str) -> bool, class: &str) -> bool {
+    class == routing::SERVERLESS_PREFERRED
+        || class == routing::STANDARD
+        || cfg.models.iter().any(|m| m.traffic_class == class)
+        || thresholds(class)
+}
+
+/// Headers into everything but the body; `started` is when the request
+/// arrived (the deadline counts from it).
+pub fn parse_head<'c>(
+    cfg: &'c Config,
+    api: Api,
+    model: &'c ModelConfig,
+    headers: &HeaderMap,
+    started: Instant,
+    has_threshold: &dyn Fn(&str) -> bool,
+    known_classes: &dyn Fn() -> Vec<String>,
+) -> Result<Ask<'c>, RouterError> {
+    let class = match text(headers, &H_CLASS)? {
+        None => Cow::Borrowed(model.traffic_class.as_str()),
+        Some(c) if known_class(cfg, has_threshold, c) => Cow::Owned(c.to_string()),
+        Some(c) => {
+            return Err(RouterError::UnknownClass {
+                class: c.to_string(),
+                known: known_classes().join(", "),
+            });
+        }
+    };
+    let max_ms = cfg.router.max_deadline.as_millis() as u64;
+    let deadline = match text(headers, &H_DEADLINE)? {
+        None => cfg.router.default_deadline,
+        Some(d) => match d.parse::<u64>() {
+            Ok(ms) if (1..=max_ms).contains(&ms) => Duration::from_millis(ms),
+            _ => {
+                return Err(RouterError::BadDeadline {
+                    value: d.to_string(),
+                    max_ms,
+                });
+            }
+        },
+    };
+    let limit = body_limit(cfg, api);
+    if let Some(len) = text(headers, &CONTENT_LENGTH)?.and_then(|l| l.parse::<u64>().ok()) {
+        if len > limit {
+            return Err(too_large(api, Some(len), limit));
+        }
+    }
+    Ok(Ask {
+        api,
+        model,
+        class,
+        deadline: started + deadline,
+        inv: Invocation {
+            target_model: model
+                .target_model
+                .as_deref()
+                .and_then(|t| HeaderValue::from_str(t).ok()),
+            body: Bytes::new(),
+            content_type: passed(headers, &CONTENT_TYPE)?,
+            accept: passed(headers, &ACCEPT)?,
+            custom_attributes: passed(headers, &H_CUSTOM)?,
+        },
+    })
+}
+
+/// Read `body` into `ask`, within `router.body_read_timeout` and the API's
+/// limit.
+pub async fn read_body<B>(cfg: &Config, ask: &mut Ask<'_>, body: B) -> Result<(), RouterError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limit = body_limit(cfg, ask.api);
+    let body = Limited::new(body, limit as usize);
+    let timeout = cfg.router.body_read_timeout;
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(c)) => {
+            ask.inv.body = c.to_bytes();
+            Ok(())
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(too_large(ask.api, None, limit))
+        }
+        Ok(Err(e)) => Err(RouterError::BodyUnreadable(e)),
+        Err(_) => Err(RouterError::BodyTimeout(timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let post = Method::POST;
+        assert_eq!(
+            Route::of(&post, "/endpoints/a%20b/invocations").unwrap(),
+            Route::Invoke {
+                api: Api::SageMaker,
+                model: "a b".into()
+            }
+        );
+        assert_eq!(
+            Route::of(&post, "/v1/models/m/invoke").unwrap(),
+            Route::Invoke {
+                api: Api::Native,
+                model: "m".into()
+            }
+        );
+        assert_eq!(
+            Route::of(&Method::GET, "/v1/jobs/abc").unwrap(),
+            Route::Job("abc")
+        );
+        assert_eq!(Route::of(&Method::GET, "/ping").unwrap(), Route::Ping);
+        assert!(matches!(
+            Route::of(&Method::GET, "/endpoints/m/invocations"),
+            Err(RouterError::Method { allow: "POST", .. })
+        ));
+        assert!(matches!(
+            Route::of(&post, "/v1/jobs/abc"),
+            Err(RouterError::Method { allow: "GET", .. })
+        ));
+        assert!(matches!(
+            Route::of(&post, "/endpoints/a/b/invocations"),
+            Err(RouterError::NoRoute(_))
+        ));
+        assert!(matches!(
+            Route::of(&post, "/elsewhere"),
+            Err(RouterError::NoRoute(_))
+        ));
+    }
+}

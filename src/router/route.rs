@@ -1,0 +1,581 @@
+//! The routing loop: try regions and paths until one answers, the request
+//! is refused for good, or its deadline passes.
+//!
+//! A request runs as one or two *lanes*. A lane is at one target (a region
+//! and a path) and moves on its own:
+//!
+//! - cold start (`ModelNotReadyException`): the same target again after
+//!   `cold_start_delay × n` while the deadline allows, `cold_start_retries`
+//!   times; then the next path down the chain in the same region; then the
+//!   lane ends;
+//! - throttling: the same target again after an exponential backoff, paid
+//!   from the retry budget; when the budget or `throttle_retries` is spent
+//!   the request is answered 429 (throttling never spills over to another
+//!   region: that would move the overload, not end it);
+//! - outage, no connection, a missing endpoint, or the attempt's own
+//!   timeout: the breaker is told and the lane ends;
+//! - the model's error, a validation error, an answer the router cannot
+//!   read: that is the answer.
+//!
+//! When no lane is running, the next region in the ranking gets a new lane;
+//! when the ranking is used up, the request is answered with what the last
+//! lanes met (every region cold: 429 `ModelNotReadyException`; else 503).
+//!
+//! Every attempt has its own timeout ([`crate::core::retry::attempt_timeout`]),
+//! never past the deadline, so a hung region costs one attempt. A model
+//! with `retry_on_timeout = false` must not run twice: its timed-out
+//! attempt is reported to the breaker but kept waiting until the deadline,
+//! and nothing else is sent.
+//!
+//! Hedging: with the model's `hedge_after` set, when the first attempt has
+//! not answered after that long (and the retry budget allows), a second
+//! lane starts at the next region in the ranking. The first answer wins and
+//! the other attempt is dropped (cancelled). Only real-time attempts are
+//! hedged: a batch submission creates a durable job and must not run twice.
+//!
+//! At the deadline every attempt still in flight is a timeout for its
+//! target's breaker, and the request gets 504.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::Router;
+use super::batch::{self, Submission, SubmitError};
+use super::metrics::CallResult;
+use super::reply::{Reply, RouterError};
+use super::request::{Api, Ask, too_large};
+use super::targets::{self, Ranking};
+use crate::config::{Config, RegionConfig};
+use crate::core::rand;
+use crate::core::retry::{self, AttemptPolicy};
+use crate::core::routing::{self, Available, NO_BATCH_THRESHOLD, NoPath, Path};
+use crate::ports::inference::{Answer, InvokeError};
+use crate::ports::jobs::Job;
+
+/// One lane's position.
+struct Lane<'c> {
+    region: &'c RegionConfig,
+    path: Path,
+    /// Cold-start retries at this path.
+    cold: u32,
+    /// Throttling retries at this path.
+    throttled: u32,
+    /// Started as a hedge.
+    hedge: bool,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error(transparent)]
+    Invoke(InvokeError),
+    #[error("batch submission failed")]
+    Submit(#[source] SubmitError),
+    /// The attempt's own timeout fired. `breaker_told`: the breaker already
+    /// heard of it (a model that may not be retried keeps waiting).
+    #[error("no answer within the attempt's {after:?}")]
+    TimedOut { after: Duration, breaker_told: bool },
+}
+
+impl AttemptError {
+    fn result(&self) -> CallResult {
+        match self {
+            AttemptError::Invoke(e) | AttemptError::Submit(SubmitError::Submit(e)) => {
+                super::call_result(e)
+            }
+            AttemptError::Submit(SubmitError::NoOutputLocation) => CallResult::Other,
+            AttemptError::Submit(_) => CallResult::Unavailable,
+            AttemptError::TimedOut { .. } => CallResult::Timeout,
+        }
+    }
+
+    /// Whether the target's breaker should hear of it.
+    fn is_target_failure(&self) -> bool {
+        match self {
+            AttemptError::Invoke(e) | AttemptError::Submit(SubmitError::Submit(e)) => {
+                e.is_target_failure()
+            }
+            AttemptError::Submit(_) => true,
+            AttemptError::TimedOut { breaker_told, .. } => !breaker_told,
+        }
+    }
+}
+
+enum Success {
+    Answer(Answer),
+    Job(Job),
+}
+
+/// A finished attempt.
+struct Tried<'c> {
+    id: u32,
+    lane: Lane<'c>,
+    took: Duration,
+    result: Result<Success, AttemptError>,
+}
+
+/// What a failed attempt leads to.
+enum Step<'c> {
+    /// Try `lane` again after the delay.
+    Again(Lane<'c>, Duration),
+    /// This lane is done; `cold`: it ended on cold starts.
+    LaneEnds { cold: bool, error: AttemptError },
+    /// Throttled and the budget is spent.
+    Throttled,
+    /// The request's answer.
+    Answer(RouterError),
+}
+
+/// The regions left to try, in ranked order.
+struct Cursor<'c, 'a> {
+    cfg: &'c Config,
+    order: Vec<usize>,
+    next: usize,
+    class: &'a str,
+    len: u64,
+    threshold: u64,
+    mask: fn(Available) -> Available,
+    /// Some region's paths are all too small for the payload.
+    too_large: Option<u64>,
+}
+
+impl<'c> Cursor<'c, '_> {
+    /// A lane at the next region that has a path for the request, if
+    /// `accept` takes it; a region refused by `accept` stays next.
+    fn next_lane(&mut self, accept: impl FnOnce(&Lane<'c>) -> bool) -> Option<Lane<'c>> {
+        while let Some(&i) = self.order.get(self.next) {
+            let region = &self.cfg.regions[i];
+            let avail = (self.mask)(super::available(region));
+            match routing::choose_path(self.class, self.len, self.threshold, avail) {
+                Ok(path) => {
+                    let lane = Lane {
+                        region,
+                        path,
+                        cold: 0,
+                        throttled: 0,
+                        hedge: false,
+                    };
+                    if !accept(&lane) {
+                        return None;
+                    }
+                    self.next += 1;
+                    return Some(lane);
+                }
+                Err(NoPath::TooLarge { limit }) => self.too_large = Some(limit),
+                Err(NoPath::NoEndpoint) => {}
+            }
+            self.next += 1;
+        }
+        None
+    }
+}
+
+/// An attempt in flight (for the deadline's accounting).
+struct InFlight<'c> {
+    id: u32,
+    region: &'c str,
+    path: Path,
+    /// When its call starts (after any retry delay).
+    calls_at: Instant,
+}
+
+impl Router {
+    /// Try regions and paths until one answers or the deadline passes.
+    pub(super) async fn route<'c>(&self, cfg: &'c Config, ask: &Ask<'c>) -> Reply<'c> {
+        self.budget().on_request(self.metrics.now_ms());
+        let len = ask.inv.body.len() as u64;
+        let (threshold, mask): (u64, fn(Available) -> Available) = match ask.api {
+            Api::SageMaker => (NO_BATCH_THRESHOLD, Available::realtime),
+            Api::Native => (
+                self.batch_threshold(cfg, &ask.class),
+                std::convert::identity,
+            ),
+        };
+        let order = targets::rank(
+            &self.shared,
+            &self.targets,
+            &Ranking {
+                cfg,
+                class: &ask.class,
+                len,
+                threshold,
+                mask,
+                wall_ms: self.ports.clock.now_ms(),
+                now_ms: self.metrics.now_ms(),
+            },
+        );
+        let mut cursor = Cursor {
+            cfg,
+            order,
+            next: 0,
+            class: &ask.class,
+            len,
+            threshold,
+            mask,
+            too_large: None,
+        };
+        let job_id = OnceLock::new();
+        let mut tries = FuturesUnordered::new();
+        let mut in_flight: Vec<InFlight<'c>> = Vec::with_capacity(2);
+        let mut attempts = 0u32;
+        // Where the last lane was, and why the lanes that ended did.
+        let mut at: Option<(&'c str, Path)> = None;
+        let mut last_failure: Option<(&'c str, Path, AttemptError)> = None;
+        let (mut ended_cold, mut ended_otherwise) = (false, false);
+        let mut throttled_out: Option<(&'c str, Path)> = None;
+        let mut hedge_armed = false;
+        let hedge_timer = tokio::time::sleep_until(ask.deadline);
+        tokio::pin!(hedge_timer);
+        let deadline = tokio::time::sleep_until(ask.deadline);
+        tokio::pin!(deadline);
+
+        let launch = |lane: Lane<'c>,
+                      delay: Duration,
+                      tries: &mut FuturesUnordered<_>,
+                      in_flight: &mut Vec<InFlight<'c>>,
+                      attempts: &mut u32| {
+            *attempts += 1;
+            let region: &'c RegionConfig = lane.region;
+            in_flight.push(InFlight {
+                id: *attempts,
+                region: &region.name,
+                path: lane.path,
+                calls_at: Instant::now() + delay,
+            });
+            tries.push(self.attempt(cfg, ask, *attempts, lane, delay, &job_id));
+        };
+
+        loop {
+            if tries.is_empty() {
+                if let Some((region, path)) = throttled_out {
+                    return Reply::from(RouterError::Throttled {
+                        region: region.to_string(),
+                    })
+                    .at(Some(path), Some(region), attempts);
+                }
+                if Instant::now() >= ask.deadline {
+                    let (region, path) = at.unzip();
+                    return Reply::from(RouterError::DeadlineExceeded).at(path, region, attempts);
+                }
+                let Some(lane) = cursor.next_lane(|_| true) else {
+                    return exhausted(
+                        ask.api,
+                        len,
+                        last_failure,
+                        ended_cold && !ended_otherwise,
+                        cursor.too_large,
+                        attempts,
+                    );
+                };
+                if attempts == 0 {
+                    if let Some(after) = ask.model.hedge_after.filter(|_| lane.path.is_realtime()) {
+                        if let Some(d) =
+                            self.targets
+                                .hedge_delay(&lane.region.name, lane.path, after)
+                        {
+                            hedge_timer.as_mut().reset(Instant::now() + d);
+                            hedge_armed = true;
+                        }
+                    }
+                }
+                let r: &'c RegionConfig = lane.region;
+                at = Some((&r.name, lane.path));
+                launch(
+                    lane,
+                    Duration::ZERO,
+                    &mut tries,
+                    &mut in_flight,
+                    &mut attempts,
+                );
+            }
+
+            tokio::select! {
+                biased;
+                Some(t) = tries.next() => {
+                    in_flight.retain(|f| f.id != t.id);
+                    let region_cfg: &'c RegionConfig = t.lane.region;
+                    let region: &'c str = &region_cfg.name;
+                    let path = t.lane.path;
+                    match t.result {
+                        Ok(success) => {
+                            self.metrics.call(path, region, CallResult::Ok);
+                            self.targets.success(cfg, self.metrics.now_ms(), region, path, t.took);
+                            if t.lane.hedge {
+                                self.metrics.hedge_won(region);
+                            }
+                            let reply = match success {
+                                Success::Answer(a) => Reply::answer(a),
+                                Success::Job(job) => Reply::accepted(&job),
+                            };
+                            return reply.at(Some(path), Some(region), attempts);
+                        }
+                        Err(e) => {
+                            self.metrics.call(path, region, e.result());
+                            if e.is_target_failure() {
+                                self.targets.failure(cfg, &self.metrics, region, path);
+                            }
+                            debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "attempt failed");
+                            match self.next_step(cfg, ask, t.lane, e) {
+                                Step::Again(lane, delay) => {
+                                    let r: &'c RegionConfig = lane.region;
+                                    at = Some((&r.name, lane.path));
+                                    launch(lane, delay, &mut tries, &mut in_flight, &mut attempts);
+                                }
+                                Step::LaneEnds { cold, error } => {
+                                    ended_cold |= cold;
+                                    ended_otherwise |= !cold;
+                                    last_failure = Some((region, path, error));
+                                }
+                                Step::Throttled => throttled_out = Some((region, path)),
+                                Step::Answer(err) => {
+                                    return Reply::from(err).at(Some(path), Some(region), attempts);
+                                }
+                            }
+                        }
+                    }
+                }
+                () = &mut hedge_timer, if hedge_armed => {
+                    hedge_armed = false;
+                    if tries.len() == 1 {
+                        let lane = cursor.next_lane(|lane| {
+                            lane.path.is_realtime() && {
+                                let ok = self.budget().try_withdraw(self.metrics.now_ms());
+                                if !ok {
+                                    self.metrics.budget_refusal();
+                                }
+                                ok
+                            }
+                        });
+                        if let Some(mut lane) = lane {
+                            lane.hedge = true;
+                            self.metrics.hedge_sent(&lane.region.name);
+                            info!(model = %ask.model.name, to = %lane.region.name, "hedging a slow attempt");
+                            launch(lane, Duration::ZERO, &mut tries, &mut in_flight, &mut attempts);
+                        }
+                    }
+                }
+                () = &mut deadline => {
+                    // Attempts still calling are timeouts for their targets.
+                    let now = Instant::now();
+                    for f in in_flight.iter().filter(|f| f.calls_at <= now) {
+                        self.metrics.call(f.path, f.region, CallResult::Timeout);
+                        self.targets.failure(cfg, &self.metrics, f.region, f.path);
+                    }
+                    let (region, path) = at.unzip();
+                    return Reply::from(RouterError::DeadlineExceeded).at(path, region, attempts);
+                }
+            }
+        }
+    }
+
+    /// One attempt at `lane`'s target after `delay`, bounded by its own
+    /// timeout.
+    async fn attempt<'c>(
+        &self,
+        cfg: &'c Config,
+        ask: &Ask<'c>,
+        id: u32,
+        lane: Lane<'c>,
+        delay: Duration,
+        job_id: &OnceLock<String>,
+    ) -> Tried<'c> {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let started = Instant::now();
+        let policy = AttemptPolicy {
+            fixed: ask.model.attempt_timeout,
+            fraction: cfg.router.attempt_timeout_fraction,
+            min: cfg.router.attempt_timeout_min,
+            max: cfg.router.attempt_timeout_max,
+        };
+        let timeout =
+            retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
+        let region = lane.region.name.as_str();
+        let endpoint = super::endpoint(lane.region, lane.path).unwrap_or_default();
+        let result = if lane.path == Path::Batch {
+            let id = job_id.get_or_init(|| batch::new_job_id(self.ports.clock.now_ms()));
+            let submit = batch::submit(
+                &*self.ports.blobs,
+                &*self.ports.jobs,
+                &*self.ports.inference,
+                Submission {
+                    cfg,
+                    region,
+                    endpoint,
+                    id,
+                    model: &ask.model.name,
+                    inv: &ask.inv,
+                    now_ms: self.ports.clock.now_ms(),
+                },
+            );
+            match tokio::time::timeout(timeout, submit).await {
+                Ok(r) => r.map(Success::Job).map_err(AttemptError::Submit),
+                Err(_) => Err(AttemptError::TimedOut {
+                    after: timeout,
+                    breaker_told: false,
+                }),
+            }
+        } else {
+            let call = self.ports.inference.invoke(region, endpoint, &ask.inv);
+            tokio::pin!(call);
+            match tokio::time::timeout(timeout, &mut call).await {
+                Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
+                Err(_) if !ask.model.retry_on_timeout && Instant::now() < ask.deadline => {
+                    // This request may not be sent again: tell the breaker
+                    // the target is slow, and keep waiting for its answer.
+                    self.metrics.call(lane.path, region, CallResult::Timeout);
+                    self.targets.failure(cfg, &self.metrics, region, lane.path);
+                    match tokio::time::timeout_at(ask.deadline, call).await {
+                        Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
+                        Err(_) => Err(AttemptError::TimedOut {
+                            after: started.elapsed(),
+                            breaker_told: true,
+                        }),
+                    }
+                }
+                Err(_) => Err(AttemptError::TimedOut {
+                    after: timeout,
+                    breaker_told: false,
+                }),
+            }
+        };
+        Tried {
+            id,
+            lane,
+            took: started.elapsed(),
+            result,
+        }
+    }
+
+    /// What a failed attempt at `lane` leads to.
+    fn next_step<'c>(
+        &self,
+        cfg: &'c Config,
+        ask: &Ask<'c>,
+        mut lane: Lane<'c>,
+        e: AttemptError,
+    ) -> Step<'c> {
+        let region = || lane.region.name.clone();
+        match e {
+            AttemptError::Invoke(InvokeError::ModelNotReady { .. }) => {
+                lane.cold += 1;
+                if lane.cold <= cfg.router.cold_start_retries {
+                    let delay = retry::cold_start_delay(cfg.router.cold_start_delay, lane.cold);
+                    if Instant::now() + delay < ask.deadline {
+                        return Step::Again(lane, delay);
+                    }
+                }
+                let len = ask.inv.body.len() as u64;
+                let avail = match ask.api {
+                    Api::SageMaker => super::available(lane.region).realtime(),
+                    Api::Native => super::available(lane.region),
+                };
+                match routing::fallback_after(lane.path, len, avail) {
+                    Some(next) => {
+                        info!(region = %lane.region.name, from = lane.path.as_str(), to = next.as_str(), "cold start: falling back");
+                        lane.path = next;
+                        lane.cold = 0;
+                        lane.throttled = 0;
+                        Step::Again(lane, Duration::ZERO)
+                    }
+                    None => Step::LaneEnds {
+                        cold: true,
+                        error: e,
+                    },
+                }
+            }
+            AttemptError::Invoke(InvokeError::Throttled { .. }) => {
+                lane.throttled += 1;
+                let allowed = lane.throttled <= cfg.router.throttle_retries;
+                if allowed && self.budget().try_withdraw(self.metrics.now_ms()) {
+                    let delay = retry::throttle_delay(
+                        cfg.router.throttle_base_delay,
+                        cfg.router.throttle_max_delay,
+                        lane.throttled,
+                        self.jitter(),
+                    );
+                    if Instant::now() + delay < ask.deadline {
+                        return Step::Again(lane, delay);
+                    }
+                } else if allowed {
+                    self.metrics.budget_refusal();
+                }
+                Step::Throttled
+            }
+            AttemptError::Invoke(InvokeError::Model(failure))
+            | AttemptError::Submit(SubmitError::Submit(InvokeError::Model(failure))) => {
+                Step::Answer(RouterError::Model {
+                    message: model_error_message(&failure),
+                    failure: Box::new(failure),
+                    region: region(),
+                })
+            }
+            AttemptError::Invoke(InvokeError::Validation { message })
+            | AttemptError::Submit(SubmitError::Submit(InvokeError::Validation { message })) => {
+                Step::Answer(RouterError::Validation {
+                    region: region(),
+                    message,
+                })
+            }
+            AttemptError::Invoke(source @ InvokeError::Other { .. }) => {
+                Step::Answer(RouterError::BadGateway {
+                    region: region(),
+                    source,
+                })
+            }
+            AttemptError::TimedOut { .. } if !ask.model.retry_on_timeout => {
+                Step::Answer(RouterError::DeadlineExceeded)
+            }
+            error => Step::LaneEnds { cold: false, error },
+        }
+    }
+
+    /// A number in `[0, 1)` for backoff jitter.
+    fn jitter(&self) -> f64 {
+        let n = self
+            .jitter
+            .fetch_add(rand::GOLDEN_GAMMA, std::sync::atomic::Ordering::Relaxed);
+        rand::unit(rand::splitmix64(n))
+    }
+}
+
+/// SageMaker's wording of a model error, unless SageMaker sent its own.
+fn model_error_message(f: &crate::ports::inference::ModelFailure) -> String {
+    if let Some(m) = &f.message {
+        return m.clone();
+    }
+    match (f.original_status, &f.original_message) {
+        (Some(s), Some(m)) => format!("Received error ({s}) from the model with message \"{m}\""),
+        (Some(s), None) => format!("Received error ({s}) from the model"),
+        _ => "the model answered an error".to_string(),
+    }
+}
+
+/// The answer when every region has been tried.
+fn exhausted<'c>(
+    api: Api,
+    len: u64,
+    last: Option<(&'c str, Path, AttemptError)>,
+    all_cold: bool,
+    too_large_limit: Option<u64>,
+    attempts: u32,
+) -> Reply<'c> {
+    match (last, too_large_limit) {
+        (Some((region, path, _)), _) if all_cold => {
+            Reply::from(RouterError::ModelNotReady).at(Some(path), Some(region), attempts)
+        }
+        (Some((region, path, e)), _) => Reply::from(RouterError::Unavailable {
+            region: region.to_string(),
+            path,
+            source: Box::new(e),
+        })
+        .at(Some(path), Some(region), attempts),
+        (None, Some(limit)) => Reply::from(too_large(api, Some(len), limit)),
+        (None, None) => Reply::from(RouterError::NoEndpoint),
+    }
+}

@@ -1,0 +1,164 @@
+//! What the router remembers about each target, a (region, path): its
+//! circuit breaker and the latencies it has answered with (for
+//! `hedge_after = "p95"`), and the ranking of regions for one request from
+//! those and from the reconcile loop's last view (record and health).
+//!
+//! One mutex over a small map, held for a few field updates, never across
+//! an await. Keys are region names; a region added by a reload gets an
+//! entry on first use.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::metrics::Metrics;
+use crate::config::Config;
+use crate::core::control;
+use crate::core::health::Verdict;
+use crate::core::quorum::Consensus;
+use crate::core::retry::{Breaker, BreakerPolicy, HedgeAfter, LatencyTracker, hedge_delay};
+use crate::core::routing::{self, Available, Health, Path, RegionInputs, RegionState};
+use crate::state::Shared;
+
+/// One target's memory.
+#[derive(Debug, Default)]
+struct Target {
+    breaker: Breaker,
+    latency: LatencyTracker,
+}
+
+/// Every target's memory.
+#[derive(Debug, Default)]
+pub struct Targets {
+    by_region: Mutex<HashMap<String, [Target; 3]>>,
+}
+
+fn index(path: Path) -> usize {
+    match path {
+        Path::Serverless => 0,
+        Path::Provisioned => 1,
+        Path::Batch => 2,
+    }
+}
+
+/// The breaker policy in force.
+pub fn breaker_policy(cfg: &Config) -> BreakerPolicy {
+    BreakerPolicy {
+        consecutive_failures: cfg.router.breaker_failures,
+        base_ejection_ms: cfg.router.breaker_ejection.as_millis() as u64,
+        max_ejection_ms: cfg.router.breaker_max_ejection.as_millis() as u64,
+    }
+}
+
+impl Targets {
+    fn with<T>(&self, region: &str, path: Path, f: impl FnOnce(&mut Target) -> T) -> T {
+        let mut map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.get_mut(region) {
+            return f(&mut t[index(path)]);
+        }
+        let t = map.entry(region.to_string()).or_default();
+        f(&mut t[index(path)])
+    }
+
+    /// An attempt at (region, path) answered after `latency`.
+    pub fn success(&self, cfg: &Config, now_ms: u64, region: &str, path: Path, latency: Duration) {
+        let policy = breaker_policy(cfg);
+        self.with(region, path, |t| {
+            t.breaker.on_success(now_ms, &policy);
+            t.latency.record(latency);
+        });
+    }
+
+    /// An attempt at (region, path) failed in a way that says the target
+    /// is unwell (outage, no connection, missing endpoint, timeout).
+    pub fn failure(&self, cfg: &Config, metrics: &Metrics, region: &str, path: Path) {
+        let policy = breaker_policy(cfg);
+        let now = metrics.now_ms();
+        let ejected = self.with(region, path, |t| {
+            t.breaker
+                .on_failure(now, &policy)
+                .then(|| t.breaker.ejections())
+        });
+        if let Some(ejections) = ejected {
+            let until = now + ejection_ms(&policy, ejections);
+            warn!(%region, path = path.as_str(), ejections, "circuit breaker ejected a target");
+            metrics.ejection(path, region, until);
+        }
+    }
+
+    /// When to hedge an attempt at (region, path), if `after` allows yet.
+    pub fn hedge_delay(&self, region: &str, path: Path, after: HedgeAfter) -> Option<Duration> {
+        self.with(region, path, |t| hedge_delay(after, &t.latency))
+    }
+
+    fn is_ejected(&self, region: &str, path: Path, now_ms: u64) -> bool {
+        let map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(region)
+            .is_some_and(|t| t[index(path)].breaker.is_ejected(now_ms))
+    }
+}
+
+/// The length of the `n`-th ejection (as [`Breaker::on_failure`] sets it).
+fn ejection_ms(p: &BreakerPolicy, n: u32) -> u64 {
+    p.base_ejection_ms
+        .saturating_mul(u64::from(n))
+        .min(p.max_ejection_ms)
+}
+
+/// What one request needs to rank regions.
+pub struct Ranking<'a> {
+    pub cfg: &'a Config,
+    pub class: &'a str,
+    pub len: u64,
+    pub threshold: u64,
+    /// Which endpoints of a region the request may use.
+    pub mask: fn(Available) -> Available,
+    /// Wall time (the lease is counted on it).
+    pub wall_ms: u64,
+    /// The router's monotonic ms (breakers).
+    pub now_ms: u64,
+}
+
+/// The configured regions in the order this request should try them (as
+/// indices into `cfg.regions`).
+pub fn rank(shared: &Shared, targets: &Targets, r: &Ranking<'_>) -> Vec<usize> {
+    let cfg = r.cfg;
+    let mut states: Vec<RegionState<'_>> = Vec::with_capacity(cfg.regions.len());
+    let active = shared.read(|st| {
+        for region in &cfg.regions {
+            let quorum = st
+                .tally
+                .as_ref()
+                .filter(|t| t.no_quorum.is_none())
+                .and_then(|t| t.regions.get(&region.name).copied());
+            let seen = st.trackers.get(&region.name).map(|t| t.verdict);
+            let health = match (quorum, seen) {
+                (Some(Consensus::Down), _) | (_, Some(Verdict::Down)) => Health::Down,
+                (Some(Consensus::Up), _) | (_, Some(Verdict::Up)) => Health::Up,
+                _ => Health::Unknown,
+            };
+            states.push(RegionState {
+                name: &region.name,
+                priority: region.priority,
+                health,
+                ejected: false,
+            });
+        }
+        let role = st.role_at(r.wall_ms);
+        control::routing_active(st.record.as_ref(), role.as_ref())
+            .and_then(|a| cfg.regions.iter().position(|x| x.name == a))
+    });
+    for (state, region) in states.iter_mut().zip(&cfg.regions) {
+        let avail = (r.mask)(super::available(region));
+        state.ejected = routing::choose_path(r.class, r.len, r.threshold, avail)
+            .is_ok_and(|p| targets.is_ejected(&region.name, p, r.now_ms));
+    }
+    routing::region_order(&RegionInputs {
+        local: &cfg.region,
+        active: active.map(|i| cfg.regions[i].name.as_str()),
+        local_draining: shared.draining.load(std::sync::atomic::Ordering::Relaxed),
+        regions: &states,
+    })
+}

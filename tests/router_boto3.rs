@@ -1,0 +1,264 @@
+//! The router judged by a client we did not write: boto3's
+//! `sagemaker-runtime` client (from the lab's virtualenv) with its
+//! `endpoint_url` pointed at a real `failoverd run` daemon (the lab's
+//! us-east-1 configuration) in front of the lab's model server.
+//!
+//! One test per behaviour a SageMaker user depends on: a success with the
+//! headers SageMaker returns, a 5 MiB body answered synchronously, and each
+//! error raised as boto3 raises it against AWS: `ModelError` (424 with
+//! `OriginalStatusCode`, `OriginalMessage`, `LogStreamArn`),
+//! `ModelNotReadyException`, `ThrottlingException` (unmodelled, so a
+//! `ClientError` with that code, as from AWS), `ServiceUnavailable` and
+//! `ValidationError` (over 6 MB, and from the model's endpoint).
+//!
+//! The daemon binds its router to 127.0.0.1:0 and the test reads the bound
+//! address from its startup log line. Its other AWS endpoints point at a
+//! closed port: no control record, so it ranks regions by priority
+//! (us-east-1 first).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    ChildGuard, ModelServer, root, spawn_guarded, unique, venv, wait_bound, wait_for,
+};
+use serde_json::{Value, json};
+
+const MIB: usize = 1024 * 1024;
+
+/// A daemon's router in front of a model server.
+struct Daemon {
+    model: ModelServer,
+    router: String,
+    _child: ChildGuard,
+    _dir: PathBuf,
+}
+
+impl Daemon {
+    fn start() -> Self {
+        let model = ModelServer::start(None);
+        let dir = std::env::temp_dir().join(unique("failoverd-boto3"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (log, bound) = (dir.join("daemon.log"), dir.join("daemon.bound.json"));
+        let dead = "http://127.0.0.1:9";
+        let mut child = spawn_guarded(
+            Command::new(env!("CARGO_BIN_EXE_failoverd"))
+                .args(["run", "--log-format", "json", "--bound-file"])
+                .arg(&bound)
+                .arg("--config")
+                .arg(root().join("regions/lab/us-east-1.toml"))
+                .current_dir(&dir)
+                .env_clear()
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_REGION", "us-east-1")
+                .env(
+                    "FAILOVERD_LOG",
+                    "info,aws_config=warn,aws_smithy_runtime=warn",
+                )
+                .env("FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME", model.url())
+                .env("FAILOVERD__ENDPOINTS__DYNAMODB", dead)
+                .env("FAILOVERD__ENDPOINTS__S3", dead)
+                .env("FAILOVERD__ENDPOINTS__ROUTE53", dead)
+                .env("FAILOVERD__ENDPOINTS__SFN", dead)
+                .env("FAILOVERD__ENDPOINTS__SAGEMAKER", dead)
+                .env("FAILOVERD__LISTEN__ROUTER", "127.0.0.1:0")
+                .env("FAILOVERD__LISTEN__ADMIN", "127.0.0.1:0")
+                // Cold-start retries quickly, so a never-warm lab is fast.
+                .env("FAILOVERD__ROUTER__COLD_START_DELAY", "20ms")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        );
+        let router = wait_bound(&mut child, &bound, &log, Duration::from_secs(30))
+            .router
+            .to_string();
+        Self {
+            model,
+            router,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    fn behave(&self, rule: Value) {
+        let (status, body) = common::http(
+            "PUT",
+            &format!("127.0.0.1:{}", self.model.port),
+            "/_lab/behaviour",
+            &rule.to_string(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Run the boto3 client with `args`; its JSON outcome.
+    fn boto3(&self, args: &[&str]) -> Value {
+        let python = venv().join("bin/python");
+        assert!(
+            python.exists(),
+            "lab virtualenv missing: {} not found; create it with `chaos/lab.sh install`",
+            python.display()
+        );
+        let out_file = self._dir.join(unique("boto3-out"));
+        let mut child = spawn_guarded(
+            Command::new(&python)
+                .arg(root().join("tests/boto3/invoke.py"))
+                .arg("--endpoint-url")
+                .arg(format!("http://{}", self.router))
+                .args(args)
+                .env_remove("AWS_PROFILE")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out_file).unwrap())
+                .stderr(Stdio::inherit()),
+        );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "boto3 did not finish in 120 s");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = std::fs::read_to_string(&out_file).unwrap();
+        assert!(status.success(), "boto3 client failed ({status}): {out}");
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    }
+}
+
+/// Assert that boto3 raised `exception` with `code` and `status`.
+fn raised(v: &Value, exception: &str, code: &str, status: u64) {
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["exception"], exception, "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    assert_eq!(v["status"], status, "{v}");
+}
+
+#[test]
+fn boto3_gets_the_answer_and_sagemakers_headers() {
+    let d = Daemon::start();
+    let v = d.boto3(&["--accept", "text/csv", "--custom-attributes", "trace-id=42"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["content_type"], "text/csv");
+    assert_eq!(v["invoked_production_variant"], "AllTraffic");
+    assert_eq!(v["custom_attributes"], "trace-id=42");
+    assert_eq!(v["request_id"].as_str().map(str::len), Some(16), "{v}");
+    let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["endpoint"], "lab-provisioned");
+    assert_eq!(body["region"], "us-east-1");
+}
+
+#[test]
+fn boto3_5_mib_is_answered_synchronously() {
+    let d = Daemon::start();
+    let v = d.boto3(&["--size", &(5 * MIB).to_string()]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["status"], 200, "never 202: {v}");
+    let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["bytes"],
+        5 * MIB,
+        "the model's answer, not a job: {body}"
+    );
+}
+
+#[test]
+fn boto3_over_6_mb_raises_validation_error() {
+    let d = Daemon::start();
+    let v = d.boto3(&["--size", &(6 * MIB + 1).to_string()]);
+    raised(&v, "ValidationError", "ValidationError", 413);
+    assert_eq!(v["modeled"], true);
+    let (calls, _) = stats_total(&d);
+    assert_eq!(calls, 0, "refused before any call");
+}
+
+#[test]
+fn boto3_model_error_is_424_with_the_original_status() {
+    let d = Daemon::start();
+    d.behave(json!({"region": "*", "endpoint": "*", "error_rate": 1.0,
+        "error": "ModelError", "model_error_status": 418}));
+    let v = d.boto3(&[]);
+    raised(&v, "ModelError", "ModelError", 424);
+    assert_eq!(v["original_status_code"], 418, "{v}");
+    assert_eq!(v["original_message"], "the lab's model answered 418");
+    assert!(
+        v["log_stream_arn"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("arn:aws:logs:us-east-1:")),
+        "{v}"
+    );
+}
+
+#[test]
+fn boto3_model_not_ready_everywhere() {
+    let d = Daemon::start();
+    d.behave(json!({"region": "*", "endpoint": "*",
+        "cold_start_after_idle": "1h", "cold_start": "1h"}));
+    let v = d.boto3(&[]);
+    raised(&v, "ModelNotReadyException", "ModelNotReadyException", 429);
+    assert_eq!(v["modeled"], true);
+}
+
+#[test]
+fn boto3_throttling_exception() {
+    let d = Daemon::start();
+    d.behave(json!({"region": "*", "endpoint": "*", "error_rate": 1.0,
+        "error": "ThrottlingException"}));
+    let v = d.boto3(&[]);
+    // Unmodelled in the SageMaker runtime API: boto3 raises a ClientError
+    // with the code, exactly as against AWS.
+    raised(&v, "ClientError", "ThrottlingException", 429);
+    assert_eq!(v["modeled"], false);
+}
+
+#[test]
+fn boto3_service_unavailable() {
+    let d = Daemon::start();
+    d.behave(json!({"region": "*", "endpoint": "*", "outage": true}));
+    let v = d.boto3(&[]);
+    raised(&v, "ServiceUnavailable", "ServiceUnavailable", 503);
+    assert_eq!(v["modeled"], true);
+}
+
+#[test]
+fn boto3_validation_error_from_the_endpoint_and_for_unknown_models() {
+    let d = Daemon::start();
+    d.behave(json!({"region": "*", "endpoint": "*", "error_rate": 1.0,
+        "error": "ValidationError"}));
+    let v = d.boto3(&[]);
+    raised(&v, "ValidationError", "ValidationError", 400);
+    let v = d.boto3(&["--model", "no-such-model"]);
+    raised(&v, "ValidationError", "ValidationError", 404);
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-such-model")),
+        "{v}"
+    );
+}
+
+/// (invocations, successes) over every region and endpoint.
+fn stats_total(d: &Daemon) -> (u64, u64) {
+    let (_, body) = common::http(
+        "GET",
+        &format!("127.0.0.1:{}", d.model.port),
+        "/_lab/stats",
+        "",
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let mut out = (0, 0);
+    for endpoints in v.as_object().into_iter().flat_map(|m| m.values()) {
+        for e in endpoints.as_object().into_iter().flat_map(|m| m.values()) {
+            out.0 += e["invocations"].as_u64().unwrap_or(0);
+            out.1 += e["successes"].as_u64().unwrap_or(0);
+        }
+    }
+    out
+}
