@@ -124,6 +124,9 @@ fn load(consistency: Consistency, profile: Profile) -> BTreeMap<String, Config> 
         ] {
             env.insert(format!("FAILOVERD__TIMINGS__{k}"), v.into());
         }
+        // A tier2 target may scale up in prepare for cost.prepare_budget;
+        // the loader requires that to end well inside stuck_failover.
+        env.insert("FAILOVERD__COST__PREPARE_BUDGET".into(), "1m".into());
     }
     let dir = root().join("regions");
     let configs: BTreeMap<String, Config> = REGIONS
