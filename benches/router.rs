@@ -219,10 +219,7 @@ fn main() {
 
     let port_file = dir.join("model.port");
     let _model: ChildGuard = spawn_guarded(
-        Command::new(binary(
-            "failoverd-lab",
-            env!("CARGO_BIN_EXE_failoverd-lab"),
-        ))
+        Command::new(binary("failoverd-lab", env!("CARGO_BIN_EXE_failoverd-lab")))
             .args(["model-server", "--port-file"])
             .arg(&port_file)
             .env("FAILOVERD_LOG", "warn")

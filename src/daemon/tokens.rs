@@ -9,8 +9,17 @@
 //! marks the token done. Nothing is forgotten: if this process dies, the
 //! claim lapses and the token is claimed again; Step Functions makes the
 //! callback itself single use.
+//!
+//! Expiry is judged on this daemon's own clock: a token expires its task's
+//! timeout after this process first saw it, not after the item's
+//! `created_at`. That stamp is Step Functions' clock (`$$.State.EnteredTime`),
+//! and comparing it with ours let a daemon whose clock ran a few minutes
+//! fast expire a fresh prepare token on sight, so its region could never
+//! take over (found by the simulation, seed 116). A token first seen late
+//! (after a restart) expires late: working on a task that has already
+//! timed out only earns a `TaskTimedOut`, recorded as done.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -39,14 +48,21 @@ pub struct TokenDesk {
     /// `<region>/<instance>`: distinct per process, so a restarted daemon
     /// waits out its predecessor's claims instead of assuming them.
     owner: String,
-    workers: HashMap<String, JoinHandle<()>>,
+    /// By token id. Ordered, so stopping them (shutdown) goes the same way
+    /// every run: the simulation replays a seed exactly.
+    workers: BTreeMap<String, JoinHandle<()>>,
+    /// Task token -> when this process first saw it pending (its clock).
+    /// By token, not item id: a retried `putItem` writes a new token (a new
+    /// task, with a timeout of its own) into the same item.
+    seen: BTreeMap<String, u64>,
 }
 
 impl TokenDesk {
     pub fn new(owner: String) -> Self {
         Self {
             owner,
-            workers: HashMap::new(),
+            workers: BTreeMap::new(),
+            seen: BTreeMap::new(),
         }
     }
 
@@ -60,7 +76,11 @@ impl TokenDesk {
         let now = ports.clock.now_ms();
         match ports.store.pending_tokens(&cfg.region, now).await {
             Ok(pending) => {
-                for t in pending {
+                self.seen
+                    .retain(|token, _| pending.iter().any(|t| t.token == *token));
+                for mut t in pending {
+                    // Our receipt time stands in for the workflow's stamp.
+                    t.view.created_at = *self.seen.entry(t.token.clone()).or_insert(now);
                     self.handle(cfg, ports, shared, t).await;
                 }
             }
@@ -147,7 +167,7 @@ impl TokenDesk {
 
     /// Stop every worker (shutdown).
     pub fn abort_all(&mut self) {
-        for (_, w) in self.workers.drain() {
+        for (_, w) in std::mem::take(&mut self.workers) {
             w.abort();
         }
     }

@@ -23,14 +23,14 @@
 
 pub mod blobs;
 pub mod clock;
-pub mod inference;
-pub mod jobs;
-pub mod routing_table;
 pub mod endpoints;
 pub mod health_checks;
 pub mod identity;
+pub mod inference;
+pub mod jobs;
 pub mod metered;
 pub mod probes;
+pub mod routing_table;
 pub mod store;
 pub mod traffic;
 pub mod workflows;

@@ -1,0 +1,162 @@
+//! Deterministic simulation of the whole fleet (issue 10; docs/simulation.md).
+//!
+//! - `seeds_*`: the CI run, `SIM_SEEDS` seeds (default 1000) split into
+//!   four shards so nextest can run them side by side;
+//! - `replay`: one seed, `SIM_SEED` (default: the first of the regression
+//!   list), with its whole trace printed;
+//! - `regressions`: every seed of `tests/sim/regressions.txt` (seeds that
+//!   once found a bug);
+//! - `same_seed_same_trace`: the same seed twice gives byte-identical traces;
+//! - each fake's own tests, against the AWS behaviour it claims, live in
+//!   its module.
+
+#[path = "sim/mod.rs"]
+mod sim;
+
+use std::time::Instant;
+
+use sim::fleet::{self, Report};
+
+const SHARDS: u64 = 4;
+
+fn seeds() -> u64 {
+    std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000)
+}
+
+fn replay_hint(seed: u64) -> String {
+    format!(
+        "replay with: SIM_SEED={seed} cargo nextest run --test sim -E 'test(replay)' --no-capture"
+    )
+}
+
+fn fail(reports: &[Report]) -> ! {
+    let mut msg = String::new();
+    for r in reports {
+        msg.push_str(&format!(
+            "\n===== seed {} FAILED: {}\n{}\n----- trace of seed {}:\n{}",
+            r.seed,
+            r.violations.join(" | "),
+            replay_hint(r.seed),
+            r.seed,
+            r.trace
+        ));
+    }
+    let seeds: Vec<u64> = reports.iter().map(|r| r.seed).collect();
+    panic!("{} seed(s) failed: {seeds:?}{msg}", reports.len());
+}
+
+fn shard(k: u64) {
+    let n = seeds();
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let (mut sim_ms, mut runs, mut switches) = (0u64, 0u64, 0usize);
+    for seed in (0..n).filter(|s| s % SHARDS == k) {
+        let r = fleet::run(seed);
+        sim_ms += r.sim_ms;
+        switches += r.switches;
+        runs += 1;
+        if !r.ok() {
+            eprintln!(
+                "seed {seed} failed: {}; {}",
+                r.violations.join(" | "),
+                replay_hint(seed)
+            );
+            failed.push(r);
+            if failed.len() >= 3 {
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "shard {k}: {runs} seeds, {:.1} h simulated, {switches} switches, in {:.1} s",
+        sim_ms as f64 / 3_600_000.0,
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        fail(&failed);
+    }
+}
+
+#[test]
+fn seeds_0() {
+    shard(0);
+}
+
+#[test]
+fn seeds_1() {
+    shard(1);
+}
+
+#[test]
+fn seeds_2() {
+    shard(2);
+}
+
+#[test]
+fn seeds_3() {
+    shard(3);
+}
+
+/// The seeds of the regression list (`# comments` allowed).
+fn regression_seeds() -> Vec<u64> {
+    let text = include_str!("sim/regressions.txt");
+    text.lines()
+        .filter_map(|l| l.split('#').next())
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn regressions() {
+    let failed: Vec<Report> = regression_seeds()
+        .into_iter()
+        .map(fleet::run)
+        .filter(|r| !r.ok())
+        .collect();
+    if !failed.is_empty() {
+        fail(&failed);
+    }
+}
+
+#[test]
+fn replay() {
+    let seed = std::env::var("SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| regression_seeds().first().copied())
+        .unwrap_or(1);
+    let r = fleet::run(seed);
+    println!("{}", r.trace);
+    if !r.ok() {
+        fail(&[r]);
+    }
+}
+
+#[test]
+fn same_seed_same_trace() {
+    for seed in [3, 17, 42] {
+        let a = fleet::run(seed);
+        let b = fleet::run(seed);
+        assert!(
+            a.trace.lines().count() > 20,
+            "seed {seed}: a trace worth comparing"
+        );
+        if a.trace != b.trace {
+            let (la, lb): (Vec<&str>, Vec<&str>) =
+                (a.trace.lines().collect(), b.trace.lines().collect());
+            let at = la
+                .iter()
+                .zip(&lb)
+                .position(|(x, y)| x != y)
+                .unwrap_or(la.len().min(lb.len()));
+            panic!(
+                "seed {seed}: the traces differ from line {at}:\n  first:  {:?}\n  second: {:?}",
+                la.get(at),
+                lb.get(at)
+            );
+        }
+    }
+}

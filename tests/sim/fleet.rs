@@ -1,0 +1,648 @@
+//! The simulator: three regions' daemons (the real `Reconciler`, with its
+//! token workers and executor) and an operator (the real
+//! `cli::ops::run_request`) in one single-threaded tokio runtime on a
+//! paused clock, against the fakes, driven by one scenario.
+//!
+//! A run: build the world and the fakes from the shipped configuration
+//! (`regions/base.toml` and the region files, loaded by the real loader),
+//! start the daemons (staggered within a poll), then every **step** (100
+//! ms of simulated time) apply the scenario's events due and check the
+//! invariants (`invariants.rs`). At `fault_end_ms` everything heals; the
+//! run goes on until the fleet has settled (or the quiet bound passes,
+//! which is itself a violation). A crash kills the process: its reconcile
+//! task is aborted and the world stops answering its pid, so the token
+//! workers it spawned can do nothing more either.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use failoverd::config::{Config, EnvSource, load_layers};
+use failoverd::core::plan::Request;
+use failoverd::daemon::reconcile::Reconciler;
+use failoverd::ports::{ControlStore, Ports};
+use failoverd::state::{Readiness, Shared};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::bounds::Bounds;
+use super::invariants::Monitor;
+use super::probes::{ProbeClient, SimClock, SimEntropy};
+use super::route53::{FakeRoute53, R53Client, Watches};
+use super::sagemaker::{FakeSageMaker, SmClient};
+use super::schedule::{Event, OpCmd, Profile, REGIONS, Scenario};
+use super::sfn::{FakeSfn, SfnClient};
+use super::store::{Consistency, FakeStore, StoreClient};
+use super::world::{Caller, Link, Rng, Serving, Svc, World};
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub trace: String,
+    pub violations: Vec<String>,
+    /// Simulated time the run covered.
+    pub sim_ms: u64,
+    /// Record writes that switched the active region.
+    pub switches: usize,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// A running daemon process.
+pub struct Daemon {
+    pub pid: u64,
+    pub shared: Arc<Shared>,
+    pub started_ms: u64,
+    task: JoinHandle<()>,
+    _config: watch::Sender<Arc<Config>>,
+    _shutdown: watch::Sender<bool>,
+}
+
+/// The simulator's state.
+pub struct Sim {
+    pub world: Arc<World>,
+    pub scenario: Scenario,
+    pub configs: BTreeMap<String, Arc<Config>>,
+    pub store: Arc<FakeStore>,
+    pub sfn: Arc<FakeSfn>,
+    pub r53: Arc<FakeRoute53>,
+    pub sm: Arc<FakeSageMaker>,
+    pub daemons: BTreeMap<String, Daemon>,
+    pub incarnations: BTreeMap<String, u64>,
+    pub bounds: Bounds,
+    /// Faults in force, by what they touch (for the invariants' "nothing
+    /// else is wrong" conditions).
+    pub faults: BTreeMap<String, Event>,
+    /// Moves whenever an event is applied: the world's facts the
+    /// invariants derive (health for every observer) change only then.
+    pub facts: u64,
+    /// The checks configured for each region.
+    pub checks: BTreeMap<String, Vec<String>>,
+    /// Operator commands still running.
+    pub operator: Arc<Mutex<usize>>,
+    pub monitor: Monitor,
+    rng: Rng,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// The shipped configuration of every region, loaded by the real loader
+/// (once per variant: the TOML parse is the same for every seed).
+fn load(consistency: Consistency, profile: Profile) -> BTreeMap<String, Config> {
+    type Cache = Mutex<BTreeMap<(bool, bool), BTreeMap<String, Config>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = (consistency == Consistency::Mrec, profile == Profile::Fast);
+    let cache = CACHE.get_or_init(Cache::default);
+    if let Some(c) = cache.lock().unwrap().get(&key) {
+        return c.clone();
+    }
+    let mut env = EnvSource::new();
+    if consistency == Consistency::Mrec {
+        env.insert("FAILOVERD__TABLES__CONSISTENCY".into(), "eventual".into());
+    }
+    if profile == Profile::Fast {
+        for (k, v) in [
+            ("POLL_INTERVAL", "2s"),
+            ("FAILURE_THRESHOLD", "2"),
+            ("RECOVERY_THRESHOLD", "2"),
+            ("VOTE_FRESHNESS", "10s"),
+            ("LEASE", "10s"),
+            ("MIN_FAILOVER_INTERVAL", "2m"),
+            ("PREPARE_BUDGET", "20s"),
+            ("START_TIMEOUT", "30s"),
+            ("STUCK_FAILOVER", "3m"),
+            ("ABORT_RETRY", "10s"),
+        ] {
+            env.insert(format!("FAILOVERD__TIMINGS__{k}"), v.into());
+        }
+        // A tier2 target may scale up in prepare for cost.prepare_budget;
+        // the loader requires that to end well inside stuck_failover.
+        env.insert("FAILOVERD__COST__PREPARE_BUDGET".into(), "1m".into());
+    }
+    let dir = root().join("regions");
+    let configs: BTreeMap<String, Config> = REGIONS
+        .iter()
+        .map(|r| {
+            let files = [dir.join("base.toml"), dir.join(format!("{r}.toml"))];
+            let cfg = load_layers(&files, &env).unwrap_or_else(|e| {
+                panic!("the shipped configuration of {r} loads: {}", e.report())
+            });
+            (r.to_string(), cfg)
+        })
+        .collect();
+    cache.lock().unwrap().insert(key, configs.clone());
+    configs
+}
+
+/// The shipped state machine definition, rendered for `region`.
+fn definition(cfg: &Config, region: &str) -> String {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        std::fs::read_to_string(root().join("deploy/statemachines/failover.asl.json"))
+            .expect("the shipped state machine")
+    });
+    failoverd::aws::sfn::render_definition(
+        template,
+        &[
+            ("ControlTable", &cfg.tables.control),
+            ("ControlTableRegion", cfg.control_region_for(region)),
+        ],
+    )
+    .expect("the definition renders")
+}
+
+/// Run one seed.
+pub fn run(seed: u64) -> Report {
+    run_scenario(super::schedule::generate(seed))
+}
+
+/// Run a scenario in a fresh single-threaded runtime on a paused clock.
+pub fn run_scenario(scenario: Scenario) -> Report {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    let _log = std::env::var_os("SIM_LOG").map(|_| {
+        let start = rt.block_on(async { tokio::time::Instant::now() });
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("SIM_LOG")
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_timer(SimTimer(start))
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .finish(),
+        )
+    });
+    let report = rt.block_on(async move { Sim::new(scenario).run().await });
+    drop(rt);
+    report
+}
+
+/// Log lines stamped with simulated time.
+struct SimTimer(tokio::time::Instant);
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTimer {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let ms = tokio::time::Instant::now()
+            .saturating_duration_since(self.0)
+            .as_millis();
+        write!(w, "{:>5}.{:03}", ms / 1000, ms % 1000)
+    }
+}
+
+/// The key under which a fault is held while in force (its end event has
+/// the same key).
+fn fault_key(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::Link { region, svc, .. } => format!("link {region} {svc:?}"),
+        Event::Isolate { replica, .. } => format!("isolate {replica}"),
+        Event::SfnApiDown { region, .. } => format!("sfn-api {region}"),
+        Event::SfnStall { region, .. } => format!("sfn-stall {region}"),
+        Event::Route53Outage(_) => "route53-outage".into(),
+        Event::Throttle { svc, .. } => format!("throttle {svc:?}"),
+        Event::Lossy { svc, .. } => format!("lossy {svc:?}"),
+        Event::Lag { .. } => "lag".into(),
+        Event::Serving { region, .. } => format!("serving {region}"),
+        Event::ProbeCut {
+            observer, target, ..
+        } => format!("probe-cut {observer} {target}"),
+        Event::Inverted { region, .. } => format!("inverted {region}"),
+        Event::Disabled { region, .. } => format!("disabled {region}"),
+        Event::Model { region, .. } => format!("model {region}"),
+        Event::Endpoint { region, .. } => format!("endpoint {region}"),
+        Event::Crash(region) | Event::Restart(region) => format!("crash {region}"),
+        _ => return None,
+    })
+}
+
+/// Whether `e` ends its fault (puts things back as they were).
+fn is_end(e: &Event) -> bool {
+    match e {
+        Event::Link { link, .. } => *link == Link::Up,
+        Event::Isolate { on, .. }
+        | Event::SfnApiDown { on, .. }
+        | Event::SfnStall { on, .. }
+        | Event::ProbeCut { on, .. }
+        | Event::Inverted { on, .. }
+        | Event::Disabled { on, .. } => !on,
+        Event::Route53Outage(on) => !on,
+        Event::Throttle { p, .. } | Event::Lossy { p, .. } => *p == 0.0,
+        Event::Lag { hi, .. } => *hi <= 900,
+        Event::Serving { s, .. } => *s == Serving::Up,
+        Event::Model { b, .. } => *b == super::sagemaker::Behaviour::default(),
+        Event::Endpoint { status, .. } => {
+            *status == Some(failoverd::ports::endpoints::EndpointStatus::InService)
+        }
+        Event::Restart(_) => true,
+        _ => false,
+    }
+}
+
+impl Sim {
+    pub fn new(scenario: Scenario) -> Self {
+        let world = World::new(scenario.seed);
+        let mut configs = load(scenario.consistency, scenario.profile);
+        let mut checks: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let r53 = FakeRoute53::new(world.clone());
+        for cfg in configs.values_mut() {
+            for rc in &mut cfg.regions {
+                if scenario.calculated && rc.name == "us-west-2" {
+                    rc.health_check_ids = vec!["calc-us-west-2".into()];
+                }
+            }
+        }
+        let any = configs.values().next().expect("regions").clone();
+        for rc in &any.regions {
+            for id in &rc.health_check_ids {
+                if id.starts_with("calc-") {
+                    let kids = vec![format!("{id}-a"), format!("{id}-b")];
+                    for k in &kids {
+                        r53.add(k, Watches::Region(rc.name.clone()));
+                    }
+                    r53.add(
+                        id,
+                        Watches::Calculated {
+                            children: kids,
+                            threshold: 1,
+                        },
+                    );
+                } else {
+                    r53.add(id, Watches::Region(rc.name.clone()));
+                }
+            }
+            checks.insert(rc.name.clone(), rc.health_check_ids.clone());
+        }
+        let replicas = any.tables.replicas.clone();
+        let store = FakeStore::new(world.clone(), scenario.consistency, &replicas);
+        let machines = any
+            .regions
+            .iter()
+            .map(|rc| {
+                (
+                    rc.state_machine_arn.clone(),
+                    rc.name.clone(),
+                    definition(&any, &rc.name),
+                )
+            })
+            .collect();
+        let sfn = FakeSfn::new(world.clone(), store.clone(), &any.tables.control, machines);
+        let sm = FakeSageMaker::new(world.clone());
+        for rc in &any.regions {
+            for ep in rc.sagemaker.all() {
+                sm.create(&rc.name, ep);
+            }
+        }
+        for (region, skew) in &scenario.skews {
+            world.set_skew(region, *skew);
+        }
+        let def: Value = serde_json::from_str(&definition(&any, "us-east-1")).expect("JSON");
+        let all_checks = r53.ids().len();
+        let bounds = Bounds::new(&any, &def, all_checks);
+        let configs = configs.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let rng = Rng::new(scenario.seed).fork(0xF1EE7);
+        let monitor = Monitor::new(&scenario);
+        Self {
+            world,
+            scenario,
+            configs,
+            store,
+            sfn,
+            r53,
+            sm,
+            daemons: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            bounds,
+            faults: BTreeMap::new(),
+            facts: 0,
+            checks,
+            operator: Arc::new(Mutex::new(0)),
+            monitor,
+            rng,
+        }
+    }
+
+    /// The ports of a process in `region` (a daemon, or the operator's
+    /// CLI acting through that region's replica).
+    fn ports(&mut self, region: &str, caller: Caller, incarnation: u64) -> Ports {
+        let cfg = &self.configs[region];
+        let store_of = |replica: &str| -> Arc<dyn ControlStore> {
+            Arc::new(StoreClient {
+                store: self.store.clone(),
+                caller: caller.clone(),
+                replica: replica.to_string(),
+            })
+        };
+        let own = cfg.control_region_for(region).to_string();
+        let replicas: BTreeMap<String, Arc<dyn ControlStore>> = cfg
+            .tables
+            .replicas
+            .iter()
+            .map(|r| (r.clone(), store_of(r)))
+            .collect();
+        let store = replicas
+            .get(&own)
+            .cloned()
+            .unwrap_or_else(|| store_of(&own));
+        let targets = cfg
+            .regions
+            .iter()
+            .flat_map(|rc| rc.probe_urls.iter().map(|u| (u.clone(), rc.name.clone())))
+            .collect();
+        let tag = self.rng.fork(incarnation).next_u64() ^ region.len() as u64;
+        Ports {
+            clock: Arc::new(SimClock {
+                world: self.world.clone(),
+                region: region.to_string(),
+            }),
+            entropy: Arc::new(SimEntropy(Mutex::new(
+                Rng::new(self.scenario.seed).fork(tag),
+            ))),
+            store,
+            replicas,
+            workflows: Arc::new(SfnClient {
+                sfn: self.sfn.clone(),
+                caller: caller.clone(),
+            }),
+            health_checks: Arc::new(R53Client {
+                r53: self.r53.clone(),
+                caller: caller.clone(),
+            }),
+            endpoints: Arc::new(SmClient {
+                sm: self.sm.clone(),
+                caller: caller.clone(),
+            }),
+            probes: Arc::new(ProbeClient {
+                world: self.world.clone(),
+                caller,
+                targets,
+                timeout: cfg.health.probe_connect_timeout + cfg.health.probe_response_timeout,
+            }),
+        }
+    }
+
+    fn start(&mut self, region: &str) {
+        if self.daemons.contains_key(region) {
+            return;
+        }
+        let pid = self.world.spawn_pid();
+        let n = self.incarnations.entry(region.to_string()).or_insert(0);
+        *n += 1;
+        let incarnation = *n * 16 + REGIONS.iter().position(|r| *r == region).unwrap_or(0) as u64;
+        let caller = Caller::Daemon {
+            region: region.to_string(),
+            pid,
+        };
+        let ports = self.ports(region, caller, incarnation);
+        let cfg = self.configs[region].clone();
+        let (config_tx, config_rx) = watch::channel(cfg);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::default());
+        let reconciler = Reconciler::new(config_rx, ports, shared.clone(), Readiness::starting());
+        let span = tracing::info_span!("daemon", region = %region, pid);
+        let task = tokio::spawn(reconciler.run(shutdown_rx).instrument(span));
+        self.world
+            .trace(format!("{region}: daemon started (pid {pid})"));
+        self.daemons.insert(
+            region.to_string(),
+            Daemon {
+                pid,
+                shared,
+                started_ms: self.world.elapsed_ms(),
+                task,
+                _config: config_tx,
+                _shutdown: shutdown_tx,
+            },
+        );
+    }
+
+    fn crash(&mut self, region: &str) {
+        if let Some(d) = self.daemons.remove(region) {
+            self.world.kill(d.pid);
+            d.task.abort();
+            self.world
+                .trace(format!("{region}: daemon killed (pid {})", d.pid));
+        }
+    }
+
+    fn operator(&mut self, from: &str, cmd: &OpCmd) {
+        if self.scenario.consistency == Consistency::Mrec {
+            // The documented MREC rule: one request at a time, each only
+            // after the previous one has replicated to every region.
+            let steady = self.store.records().iter().all(|(_, r)| {
+                r.as_ref()
+                    .is_some_and(|r| r.phase == failoverd::core::control::Phase::Steady)
+            });
+            if !self.store.converged() || !steady || *self.operator.lock().unwrap() > 0 {
+                self.world.trace(format!(
+                    "operator: {cmd:?} not sent (MREC: replicas not converged and steady)"
+                ));
+                return;
+            }
+        }
+        let op = |reason: &str| ("sim: ".to_string() + reason, "sim".to_string());
+        let req = match cmd.clone() {
+            OpCmd::Failover {
+                to,
+                force,
+                ungraceful,
+            } => {
+                let (reason, operator) = op("failover");
+                Request::Failover {
+                    to,
+                    reason,
+                    ungraceful,
+                    force,
+                    operator,
+                }
+            }
+            OpCmd::Failback { force } => {
+                let (reason, operator) = op("failback");
+                Request::Failback {
+                    reason,
+                    force,
+                    operator,
+                }
+            }
+            OpCmd::Pause => {
+                let (reason, operator) = op("pause");
+                Request::Pause { reason, operator }
+            }
+            OpCmd::Resume => {
+                let (reason, operator) = op("resume");
+                Request::Resume { reason, operator }
+            }
+        };
+        let pid = self.world.spawn_pid();
+        let n = self.incarnations.entry("operator".into()).or_insert(0);
+        *n += 1;
+        let inc = 0x100 + *n;
+        let ports = self.ports(from, Caller::Operator { pid }, inc);
+        let cfg = self.configs[from].clone();
+        let world = self.world.clone();
+        let running = self.operator.clone();
+        *running.lock().unwrap() += 1;
+        world.trace(format!("operator (via {from}): {cmd:?}"));
+        tokio::spawn(async move {
+            let code = failoverd::cli::ops::run_request(&cfg, &ports, req, true).await;
+            world.trace(format!("operator: exit {code}"));
+            *running.lock().unwrap() -= 1;
+        });
+    }
+
+    fn check_ids(&self, region: &str) -> Vec<String> {
+        self.checks.get(region).cloned().unwrap_or_default()
+    }
+
+    fn apply(&mut self, e: &Event) {
+        self.facts += 1;
+        if !matches!(e, Event::Start(_) | Event::Operator { .. }) {
+            self.world.trace(format!("event: {e:?}"));
+        }
+        if let Some(k) = fault_key(e) {
+            if is_end(e) {
+                self.faults.remove(&k);
+            } else {
+                self.faults.insert(k, e.clone());
+            }
+        }
+        match e {
+            Event::Start(r) | Event::Restart(r) => self.start(r),
+            Event::Crash(r) => self.crash(r),
+            Event::Link { region, svc, link } => self.world.set_link(region, *svc, *link),
+            Event::Isolate { replica, on } => self.store.isolate(replica, *on),
+            Event::SfnApiDown { region, on } => self.sfn.set_down(region, *on),
+            Event::SfnStall { region, on } => self.sfn.set_stalled(region, *on),
+            Event::Route53Outage(on) => self.r53.set_outage(*on),
+            Event::Throttle { svc, p } => self.world.set_throttle(*svc, *p),
+            Event::Lossy { svc, p } => self.world.set_lossy(*svc, *p),
+            Event::Lag { lo, hi } => self.store.set_lag(*lo, *hi),
+            Event::Serving { region, s } => self.world.set_serving(region, *s),
+            Event::ProbeCut {
+                observer,
+                target,
+                on,
+            } => self.world.set_probe_cut(observer, target, *on),
+            Event::Inverted { region, on } => {
+                for id in self.check_ids(region) {
+                    self.r53.set_inverted(&id, *on);
+                }
+            }
+            Event::Disabled { region, on } => {
+                for id in self.check_ids(region) {
+                    self.r53.set_disabled(&id, *on);
+                }
+            }
+            Event::Model { region, b } => self.sm.set_behaviour(region, b.clone()),
+            Event::Endpoint { region, status } => {
+                let cfg = self.configs[region].clone();
+                if let Some(ep) = cfg.local().sagemaker.provisioned.clone() {
+                    self.sm.set_status(region, &ep, status.clone());
+                }
+            }
+            Event::Operator { from, cmd } => self.operator(from, cmd),
+            Event::HealAll => self.heal(),
+        }
+    }
+
+    fn heal(&mut self) {
+        self.world.heal_network();
+        for r in REGIONS {
+            self.world.set_serving(r, Serving::Up);
+            self.store.isolate(r, false);
+            self.sfn.set_down(r, false);
+            self.sfn.set_stalled(r, false);
+            for id in self.check_ids(r) {
+                self.r53.set_inverted(&id, false);
+                self.r53.set_disabled(&id, false);
+            }
+            self.sm.set_behaviour(r, Default::default());
+            let cfg = self.configs[r].clone();
+            for ep in cfg.local().sagemaker.all() {
+                self.sm.create(r, ep);
+            }
+            self.start(r);
+        }
+        self.r53.set_outage(false);
+        self.store.set_lag(50, 900);
+        for svc in Svc::ALL {
+            self.world.set_throttle(svc, 0.0);
+        }
+        self.faults.clear();
+    }
+
+    async fn run(mut self) -> Report {
+        self.world
+            .trace(format!("scenario: {}", self.scenario).trim_end());
+        self.world.trace(format!("bounds: {:?}", self.bounds));
+        let events = self.scenario.events.clone();
+        let mut next = 0;
+        let step = 100u64;
+        let end = self.scenario.fault_end_ms + self.bounds.quiet;
+        let mut t = 0u64;
+        loop {
+            tokio::time::sleep_until(self.world.at(t)).await;
+            while next < events.len() && events[next].at_ms <= t {
+                let e = events[next].event.clone();
+                self.apply(&e);
+                next += 1;
+            }
+            let mut monitor = std::mem::take(&mut self.monitor);
+            monitor.step(&self, t);
+            let settled = monitor.settled_for(&self, t);
+            self.monitor = monitor;
+            if !self.monitor.violations.is_empty() {
+                break;
+            }
+            if t > self.scenario.fault_end_ms
+                && settled >= self.bounds.lease + 2 * self.bounds.round
+            {
+                break;
+            }
+            if t >= end {
+                let mut monitor = std::mem::take(&mut self.monitor);
+                monitor.unsettled(&self, t);
+                self.monitor = monitor;
+                break;
+            }
+            t += step;
+        }
+        let violations = self.monitor.violations.clone();
+        for v in &violations {
+            self.world.trace(format!("VIOLATION: {v}"));
+        }
+        self.world.trace(format!("end after {} s", t / 1000));
+        let switches = self.monitor.switches;
+        for r in REGIONS {
+            self.crash(r);
+        }
+        Report {
+            seed: self.scenario.seed,
+            trace: self.world.trace_text(),
+            violations,
+            sim_ms: t,
+            switches,
+        }
+    }
+
+    /// Whether every daemon runs.
+    pub fn all_running(&self) -> bool {
+        REGIONS.iter().all(|r| self.daemons.contains_key(*r))
+    }
+
+    pub fn checks_of(&self, region: &str) -> Vec<String> {
+        self.check_ids(region)
+    }
+}

@@ -1,0 +1,585 @@
+//! The invariants, checked after every step (100 ms of simulated time).
+//!
+//! Safety, always:
+//! - **one active**: at most one running daemon whose role, computed the way
+//!   `/active` computes it (`RoundStatus::role_at` on its own clock), is
+//!   `Active`;
+//! - **one execution per epoch**: across every region's Step Functions;
+//! - **tokens**: every task is closed at most once; a token whose target
+//!   daemon ran with a working control plane from its issue to its end is
+//!   called back, not left to time out; a token item closed in the table
+//!   while its task still waits in Step Functions is lost (nobody will
+//!   call it back) unless the task closes within a grace.
+//!
+//! Liveness, with the bounds of `bounds.rs`:
+//! - **no stuck record**: a record failing over is steady again within
+//!   `Bounds::stuck` of the later of the claim and the moment the control
+//!   plane last became quiet (every daemon running, no fault between the
+//!   daemons and DynamoDB or Step Functions);
+//! - **failover happens**: when the active region is down for every
+//!   observer, the mode is auto, the control plane is quiet and no other
+//!   fault is in force (so a healthy target with a live daemon exists), the
+//!   active region changes within `Bounds::failover` of the later of that
+//!   moment and the time the next failover is allowed (MRSC only: MREC
+//!   never fails over automatically);
+//! - **no needless failover**: an automatic claim away from a region that
+//!   has been healthy for every observer for `Bounds::recovery` (plus the
+//!   time Route 53 could not be read meanwhile) is a violation;
+//! - **settles**: after the faults end, the fleet settles (steady record on
+//!   every replica, no running execution, no open task or token, exactly
+//!   one active daemon, the record's) within `Bounds::quiet`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use failoverd::core::control::{Mode, Phase, Role, Step};
+use failoverd::core::tokens::TokenStatus;
+
+use super::fleet::Sim;
+use super::schedule::{Event, REGIONS, Scenario};
+use super::sfn::{Closed, ExecStatus};
+use super::store::Consistency;
+use super::world::Serving;
+
+/// The invariants' memory across steps.
+#[derive(Default)]
+pub struct Monitor {
+    pub violations: Vec<String>,
+    /// Switches of the active region seen (for the run's summary).
+    pub switches: usize,
+    mrec: bool,
+    roles: BTreeMap<String, &'static str>,
+    execs_seen: usize,
+    log_seen: usize,
+    last_epoch: BTreeMap<String, u64>,
+    /// When the last claim was written (simulated ms).
+    last_claim_ms: Option<u64>,
+    failing_since: BTreeMap<String, (String, u64)>,
+    control_quiet_since: Option<u64>,
+    /// Region -> since when it is healthy for every observer, and the
+    /// Route 53 impairment counter then.
+    healthy_since: BTreeMap<String, (u64, u64)>,
+    /// Total time Route 53 could not be read by the whole fleet.
+    r53_impaired: u64,
+    failover_cond: Option<(String, u64)>,
+    tasks_checked: BTreeSet<String>,
+    terminal_open: BTreeMap<String, u64>,
+    settled_since: Option<u64>,
+    store_seq: u64,
+    sfn_version: u64,
+    /// `Sim::facts` when `healthy`/`down` were computed.
+    facts_seen: Option<u64>,
+    healthy: BTreeMap<String, bool>,
+    down: BTreeMap<String, bool>,
+    /// The record (MRSC: the one; MREC: us-east-1's), as of `store_seq`.
+    record: Option<failoverd::core::control::ControlRecord>,
+}
+
+impl Monitor {
+    pub fn new(s: &Scenario) -> Self {
+        Self {
+            mrec: s.consistency == Consistency::Mrec,
+            ..Self::default()
+        }
+    }
+
+    fn violate(&mut self, sim: &Sim, what: String) {
+        sim.world.trace(format!("VIOLATION {what}"));
+        self.violations.push(what);
+    }
+
+    /// Is a fault between the daemons and DynamoDB / Step Functions in force?
+    fn control_fault(sim: &Sim) -> bool {
+        sim.faults.keys().any(|k| {
+            k.starts_with("isolate")
+                || k.starts_with("sfn-api")
+                || k.starts_with("lossy")
+                || k.starts_with("lag")
+                || k.starts_with("crash")
+                || k == "throttle Store"
+                || k == "throttle Sfn"
+                || (k.starts_with("link") && (k.ends_with(" Store") || k.ends_with(" Sfn")))
+        })
+    }
+
+    fn r53_impaired_now(sim: &Sim) -> bool {
+        !sim.all_running()
+            || sim.faults.keys().any(|k| {
+                k == "route53-outage"
+                    || k == "throttle Route53"
+                    || (k.starts_with("link") && k.ends_with(" Route53"))
+                    || (k.starts_with("link") && k.ends_with(" Store"))
+                    || k.starts_with("isolate")
+            })
+    }
+
+    /// Healthy for every observer: serving, every check healthy as Route
+    /// 53 sees it, and no observer's probes cut from it.
+    fn healthy_for_all(sim: &Sim, region: &str) -> bool {
+        sim.world.serving(region) == Serving::Up
+            && sim.checks_of(region).iter().all(|id| sim.r53.healthy(id))
+            && !REGIONS.iter().any(|o| sim.world.probe_cut(o, region))
+    }
+
+    /// Down for every observer: out, or a check unhealthy.
+    fn down_for_all(sim: &Sim, region: &str) -> bool {
+        sim.world.serving(region) == Serving::Out
+            || !sim.checks_of(region).iter().all(|id| sim.r53.healthy(id))
+    }
+
+    pub fn step(&mut self, sim: &Sim, t: u64) {
+        // The control plane's quiet.
+        let quiet = sim.all_running() && !Self::control_fault(sim);
+        if quiet {
+            let latest_start = sim
+                .daemons
+                .values()
+                .map(|d| d.started_ms)
+                .max()
+                .unwrap_or(0);
+            let since = self.control_quiet_since.get_or_insert(t);
+            *since = (*since).max(latest_start);
+        } else {
+            self.control_quiet_since = None;
+        }
+        if Self::r53_impaired_now(sim) {
+            self.r53_impaired += 100;
+        }
+        if self.facts_seen != Some(sim.facts) {
+            self.facts_seen = Some(sim.facts);
+            for r in REGIONS {
+                self.healthy
+                    .insert(r.to_string(), Self::healthy_for_all(sim, r));
+                self.down.insert(r.to_string(), Self::down_for_all(sim, r));
+            }
+        }
+        for r in REGIONS {
+            if self.healthy[r] {
+                self.healthy_since
+                    .entry(r.to_string())
+                    .or_insert((t, self.r53_impaired));
+            } else {
+                self.healthy_since.remove(r);
+            }
+        }
+        self.one_active(sim);
+        let seq = sim.store.seq();
+        let store_moved = seq != self.store_seq;
+        if store_moved {
+            self.store_seq = seq;
+            self.record = sim.store.record(REGIONS[0]);
+            self.writes(sim, t);
+        }
+        let version = sim.sfn.version();
+        let sfn_moved = version != self.sfn_version;
+        self.sfn_version = version;
+        if sfn_moved {
+            self.executions(sim);
+        }
+        // Time-based checks: every second is fine-grained enough for
+        // bounds of minutes (and cheap).
+        if t % 1000 == 0 || store_moved {
+            self.stuck(sim, t);
+        }
+        if sfn_moved || t % 1000 == 0 {
+            self.tokens(sim, t, sfn_moved);
+        }
+        if !self.mrec && t % 1000 == 0 {
+            self.failover_happens(sim, t);
+        }
+    }
+
+    fn one_active(&mut self, sim: &Sim) {
+        let mut active = Vec::new();
+        for (region, d) in &sim.daemons {
+            let now = sim.world.wall_ms(region);
+            let role = d.shared.role_at(now);
+            let kind = role.as_ref().map_or("none", Role::kind);
+            if self.roles.get(region).copied() != Some(kind) {
+                sim.world.trace(format!("{region}: role {kind}"));
+                self.roles.insert(region.clone(), kind);
+            }
+            if role == Some(Role::Active) {
+                active.push(region.clone());
+            }
+        }
+        for r in REGIONS {
+            if !sim.daemons.contains_key(r) && self.roles.get(r).copied() != Some("dead") {
+                self.roles.insert(r.to_string(), "dead");
+            }
+        }
+        if active.len() > 1 {
+            let detail: Vec<String> = active
+                .iter()
+                .map(|r| {
+                    let st = sim.daemons[r].shared.snapshot();
+                    format!(
+                        "{r} (record epoch {:?} active {:?}, lease {:?}, clock {})",
+                        st.record.as_ref().map(|x| x.epoch),
+                        st.record.as_ref().map(|x| x.active.clone()),
+                        st.lease,
+                        sim.world.wall_ms(r)
+                    )
+                })
+                .collect();
+            self.violate(
+                sim,
+                format!("two regions act as active: {}", detail.join("; ")),
+            );
+        }
+    }
+
+    fn writes(&mut self, sim: &Sim, _t: u64) {
+        let log = sim.store.log_since(self.log_seen);
+        self.log_seen += log.len();
+        for w in log {
+            let r = &w.record;
+            let before = self.last_epoch.insert(w.replica.clone(), r.epoch);
+            if r.step == Step::Claimed && before.is_some_and(|e| r.epoch > e) {
+                self.last_claim_ms = Some(w.at_ms);
+                let automatic = !r.changed_by.starts_with("operator:");
+                if automatic {
+                    let from = r.previous.clone().unwrap_or_default();
+                    self.needless(sim, &from, w.at_ms, &r.changed_by);
+                }
+            }
+            if r.step == Step::Switched {
+                self.switches += 1;
+            }
+        }
+    }
+
+    /// An automatic claim away from `from` at `at`.
+    fn needless(&mut self, sim: &Sim, from: &str, at: u64, by: &str) {
+        if self.mrec {
+            self.violate(
+                sim,
+                format!("{by} claimed a failover automatically under MREC"),
+            );
+            return;
+        }
+        if let Some((since, impaired_then)) = self.healthy_since.get(from).copied() {
+            let allowance = sim.bounds.recovery + (self.r53_impaired - impaired_then);
+            if at.saturating_sub(since) > allowance {
+                self.violate(
+                    sim,
+                    format!(
+                        "{by} failed over automatically away from {from}, healthy for every observer for {} s (bound {} s)",
+                        (at - since) / 1000,
+                        allowance / 1000
+                    ),
+                );
+            }
+        }
+    }
+
+    fn executions(&mut self, sim: &Sim) {
+        let execs = sim.sfn.executions();
+        if execs.len() == self.execs_seen {
+            return;
+        }
+        self.execs_seen = execs.len();
+        let mut by_epoch: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for e in &execs {
+            if let Some(ep) = e.epoch {
+                by_epoch
+                    .entry(ep)
+                    .or_default()
+                    .push(format!("{} in {}", e.name, e.region));
+            }
+        }
+        for (ep, list) in by_epoch {
+            if list.len() > 1 {
+                self.violate(
+                    sim,
+                    format!(
+                        "epoch {ep} has {} executions: {}",
+                        list.len(),
+                        list.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn stuck(&mut self, sim: &Sim, t: u64) {
+        let records = if self.mrec {
+            sim.store.records()
+        } else {
+            vec![(REGIONS[0].to_string(), self.record.clone())]
+        };
+        for (replica, rec) in records {
+            match rec {
+                Some(r) if r.phase == Phase::FailingOver => {
+                    let exec = r.execution.clone().unwrap_or_default();
+                    let since = match self.failing_since.get(&replica) {
+                        Some((e, s)) if *e == exec => *s,
+                        _ => {
+                            self.failing_since
+                                .insert(replica.clone(), (exec.clone(), t));
+                            t
+                        }
+                    };
+                    if let Some(q) = self.control_quiet_since {
+                        let from = since.max(q);
+                        if t.saturating_sub(from) > sim.bounds.stuck {
+                            self.violate(
+                                sim,
+                                format!(
+                                    "the record in {replica} has been failing over ({exec}, step {}) for {} s with a quiet control plane (bound {} s: workflow {} s + stuck_failover + rounds)",
+                                    r.step.as_str(),
+                                    (t - from) / 1000,
+                                    sim.bounds.stuck / 1000,
+                                    sim.bounds.workflow / 1000
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {
+                    self.failing_since.remove(&replica);
+                }
+            }
+        }
+    }
+
+    fn tokens(&mut self, sim: &Sim, t: u64, changed: bool) {
+        let tasks = sim.sfn.tasks();
+        if changed {
+            for task in &tasks {
+                if task.closed.len() > 1 {
+                    self.violate(
+                        sim,
+                        format!(
+                            "token {} closed {} times: {:?}",
+                            task.token,
+                            task.closed.len(),
+                            task.closed
+                        ),
+                    );
+                }
+                let Some((at, how)) = task.closed.first().copied() else {
+                    continue;
+                };
+                if !matches!(how, Closed::Timeout | Closed::HeartbeatTimeout) {
+                    continue;
+                }
+                if !self.tasks_checked.insert(task.token.clone()) {
+                    continue;
+                }
+                if self
+                    .control_quiet_since
+                    .is_some_and(|q| q <= task.issued_ms)
+                {
+                    self.violate(
+                        sim,
+                        format!(
+                            "token {} ({} for {}) timed out ({how:?}) at {} s although its daemon ran with a quiet control plane since it was issued at {} s",
+                            task.token,
+                            task.item_id,
+                            task.target_region,
+                            at / 1000,
+                            task.issued_ms / 1000
+                        ),
+                    );
+                }
+            }
+        }
+        // A token item closed in the table while Step Functions still waits
+        // for it: nobody will call it back.
+        if t % 1000 != 0 {
+            return;
+        }
+        let open: BTreeMap<&str, u64> = tasks
+            .iter()
+            .filter(|x| x.closed.is_empty())
+            .map(|x| (x.token.as_str(), x.issued_ms))
+            .collect();
+        if open.is_empty() {
+            self.terminal_open.clear();
+            return;
+        }
+        let replicas: Vec<String> = if self.mrec {
+            REGIONS.iter().map(|r| r.to_string()).collect()
+        } else {
+            vec![REGIONS[0].to_string()]
+        };
+        for replica in replicas {
+            for row in sim.store.tokens(&replica) {
+                let v = &row.item.view;
+                if !matches!(v.status, TokenStatus::Done | TokenStatus::Expired) {
+                    continue;
+                }
+                let Some(issued) = open.get(row.item.token.as_str()).copied() else {
+                    continue;
+                };
+                let first = *self
+                    .terminal_open
+                    .entry(row.item.token.clone())
+                    .or_insert(t);
+                let quiet = self.control_quiet_since.is_some_and(|q| q <= issued);
+                if quiet && t - first > sim.bounds.token_grace {
+                    self.violate(
+                        sim,
+                        format!(
+                            "token item {} is {:?} in {replica} ({}) but its task is still open in Step Functions: nobody will call it back",
+                            v.id,
+                            v.status,
+                            row.item.note.clone().unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn failover_happens(&mut self, sim: &Sim, t: u64) {
+        let Some(rec) = self.record.clone() else {
+            self.failover_cond = None;
+            return;
+        };
+        let a = rec.active.clone();
+        let only_active_faults = sim.faults.iter().all(|(k, e)| {
+            let _ = k;
+            matches!(e,
+                Event::Serving { region, .. } | Event::Inverted { region, .. } | Event::Disabled { region, .. }
+                    if *region == a)
+        });
+        let cond = self.control_quiet_since.is_some()
+            && only_active_faults
+            && rec.mode == Mode::Auto
+            && self.down.get(&a).copied().unwrap_or(false)
+            && *sim.operator.lock().unwrap() == 0;
+        if !cond {
+            self.failover_cond = None;
+            return;
+        }
+        let since = match &self.failover_cond {
+            Some((r, s)) if *r == a => *s,
+            _ => {
+                self.failover_cond = Some((a.clone(), t));
+                t
+            }
+        };
+        let quiet = self.control_quiet_since.unwrap_or(t);
+        // The next failover may come no sooner than the planner allows,
+        // judged on the target's clock against the claimer's stamp: allow
+        // the spread of the clocks.
+        let wait = if rec.step == Step::Aborted && rec.aborts > 0 {
+            let shift = (rec.aborts - 1).min(20) as u32;
+            sim.bounds
+                .abort_retry
+                .saturating_mul(1 << shift)
+                .min(sim.bounds.min_failover_interval)
+        } else {
+            sim.bounds.min_failover_interval
+        };
+        let skews: Vec<i64> = REGIONS.iter().map(|r| sim.world.skew(r)).collect();
+        let spread = (skews.iter().max().unwrap_or(&0) - skews.iter().min().unwrap_or(&0)) as u64;
+        let allowed = self.last_claim_ms.map_or(0, |c| c + wait + spread);
+        let from = since.max(quiet).max(allowed);
+        if t.saturating_sub(from) > sim.bounds.failover {
+            self.violate(
+                sim,
+                format!(
+                    "{a} has been down for every observer for {} s, with a healthy target and nothing else wrong, and is still the active region (bound {} s, Route 53 readings up to {} s apart; phase {:?} step {})",
+                    (t - from) / 1000,
+                    sim.bounds.failover / 1000,
+                    sim.bounds.r53_reading / 1000,
+                    rec.phase,
+                    rec.step.as_str()
+                ),
+            );
+        }
+    }
+
+    /// What keeps the fleet from having settled (empty: settled).
+    fn unsettled_reasons(sim: &Sim) -> Vec<String> {
+        let mut why = Vec::new();
+        if !sim.all_running() {
+            why.push("not every daemon runs".to_string());
+        }
+        let records = sim.store.records();
+        for (replica, r) in &records {
+            match r {
+                None => why.push(format!("no record in {replica}")),
+                Some(r) if r.phase != Phase::Steady => why.push(format!(
+                    "the record in {replica} is failing over ({}, step {})",
+                    r.execution.clone().unwrap_or_default(),
+                    r.step.as_str()
+                )),
+                _ => {}
+            }
+        }
+        if !sim.store.converged() {
+            why.push("the replicas differ".into());
+        }
+        for e in sim.sfn.executions() {
+            if e.status == ExecStatus::Running {
+                why.push(format!("{} still runs in {}", e.name, e.region));
+            }
+        }
+        for task in sim.sfn.tasks() {
+            if task.closed.is_empty() {
+                why.push(format!("token {} ({}) is open", task.token, task.item_id));
+            }
+        }
+        for (replica, _) in &records {
+            for row in sim.store.tokens(replica) {
+                if matches!(
+                    row.item.view.status,
+                    TokenStatus::Pending | TokenStatus::Claimed
+                ) {
+                    why.push(format!(
+                        "token item {} in {replica} is {:?}",
+                        row.item.view.id, row.item.view.status
+                    ));
+                }
+            }
+        }
+        let active: Vec<String> = sim
+            .daemons
+            .iter()
+            .filter(|(r, d)| d.shared.role_at(sim.world.wall_ms(r)) == Some(Role::Active))
+            .map(|(r, _)| r.clone())
+            .collect();
+        let named = records
+            .first()
+            .and_then(|(_, r)| r.as_ref())
+            .map(|r| r.active.clone());
+        if active.len() != 1 || active.first() != named.as_ref() {
+            why.push(format!(
+                "active daemons {active:?}, the record names {named:?}"
+            ));
+        }
+        why
+    }
+
+    /// After the faults end: for how long the fleet has been settled.
+    pub fn settled_for(&mut self, sim: &Sim, t: u64) -> u64 {
+        if t <= sim.scenario.fault_end_ms || t % 1000 != 0 {
+            return self.settled_since.map_or(0, |s| t - s);
+        }
+        if Self::unsettled_reasons(sim).is_empty() {
+            t - *self.settled_since.get_or_insert(t)
+        } else {
+            self.settled_since = None;
+            0
+        }
+    }
+
+    /// The quiet bound passed without the fleet settling.
+    pub fn unsettled(&mut self, sim: &Sim, t: u64) {
+        let why = Self::unsettled_reasons(sim);
+        if !why.is_empty() {
+            self.violate(
+                sim,
+                format!(
+                    "not settled {} s after the faults ended (bound {} s): {}",
+                    (t - sim.scenario.fault_end_ms) / 1000,
+                    sim.bounds.quiet / 1000,
+                    why.join("; ")
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! SageMaker behind the daemon's `Endpoints` port: the control plane's
+//! `DescribeEndpoint`, and warm-up invocations (`InvokeEndpoint`) with the
+//! faults the lab's model server offers (`chaos/lab/model_server.rs`):
+//! latency, cold starts (`ModelNotReadyException` while an idle endpoint
+//! warms), throttling (`ThrottlingException` at a rate), model errors
+//! (`ModelError`: the container answered), an outage
+//! (`ServiceUnavailable`), and a hang (the call never answers; the runtime
+//! client has no timeout, as `aws::clients::sagemaker_runtime` builds it).
+//!
+//! Answers map to `WarmUp` exactly as `aws::sagemaker::AwsEndpoints` maps
+//! the SDK's errors: a model-level answer is `Answered`, not-ready codes
+//! and transport failures are `NotReady`, a missing endpoint is `Refused`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failoverd::ports::endpoints::{
+    Deleted, EndpointState as Described, EndpointStatus, Endpoints, VariantState, WarmUp,
+};
+use failoverd::ports::{ErrorKind, PortError};
+use tokio::time::Instant;
+
+use super::world::{Caller, Fault, Link, NetError, Svc, World};
+
+/// How a region's models behave (the lab's `Behaviour`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behaviour {
+    /// Extra latency of each invocation.
+    pub latency: Duration,
+    /// An endpoint idle this long (or never invoked) is cold.
+    pub cold_after_idle: Option<Duration>,
+    /// How long a cold endpoint takes to warm.
+    pub cold_start: Duration,
+    /// Fraction of invocations throttled.
+    pub throttle_rate: f64,
+    /// Every invocation is answered with `ModelError` (the container ran).
+    pub model_error: bool,
+    /// Every call gets `ServiceUnavailable`.
+    pub outage: bool,
+    /// Calls never answer.
+    pub hang: bool,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            latency: Duration::from_millis(30),
+            cold_after_idle: None,
+            cold_start: Duration::ZERO,
+            throttle_rate: 0.0,
+            model_error: false,
+            outage: false,
+            hang: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct EndpointState {
+    last_invoked: Option<Instant>,
+    warming_until: Option<Instant>,
+}
+
+struct State {
+    /// (region, endpoint) -> status; missing = the endpoint does not exist.
+    status: BTreeMap<(String, String), EndpointStatus>,
+    warm: BTreeMap<(String, String), EndpointState>,
+    /// (region, endpoint) -> instances of its one provisioned variant,
+    /// `AllTraffic` (1 unless set).
+    instances: BTreeMap<(String, String), u32>,
+    behaviour: BTreeMap<String, Behaviour>,
+}
+
+/// SageMaker in every region.
+pub struct FakeSageMaker {
+    world: Arc<World>,
+    state: Mutex<State>,
+}
+
+impl FakeSageMaker {
+    pub fn new(world: Arc<World>) -> Arc<Self> {
+        Arc::new(Self {
+            world,
+            state: Mutex::new(State {
+                status: BTreeMap::new(),
+                warm: BTreeMap::new(),
+                instances: BTreeMap::new(),
+                behaviour: BTreeMap::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn create(&self, region: &str, endpoint: &str) {
+        self.lock().status.insert(
+            (region.to_string(), endpoint.to_string()),
+            EndpointStatus::InService,
+        );
+    }
+
+    /// Set an endpoint's status (`None`: delete it).
+    pub fn set_status(&self, region: &str, endpoint: &str, s: Option<EndpointStatus>) {
+        let k = (region.to_string(), endpoint.to_string());
+        let mut g = self.lock();
+        match s {
+            Some(s) => g.status.insert(k, s),
+            None => g.status.remove(&k),
+        };
+    }
+
+    pub fn set_behaviour(&self, region: &str, b: Behaviour) {
+        self.lock().behaviour.insert(region.to_string(), b);
+    }
+
+    pub fn behaviour(&self, region: &str) -> Behaviour {
+        self.lock()
+            .behaviour
+            .get(region)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn err(op: &str, region: &str, kind: ErrorKind, msg: String) -> PortError {
+        PortError::new(
+            "SageMaker",
+            op.to_string(),
+            region.to_string(),
+            kind,
+            Fault(msg),
+        )
+    }
+}
+
+impl SmClient {
+    /// One control-plane call: the network round trip (throttling and
+    /// transport faults as the world decides), `f` applied to the state at
+    /// the moment the request arrives.
+    async fn control<T>(
+        &self,
+        op: &str,
+        region: &str,
+        f: impl FnOnce(&mut State) -> Result<T, PortError>,
+    ) -> Result<T, PortError> {
+        let world = &self.sm.world;
+        let a = world
+            .send(&self.caller, Svc::SageMaker)
+            .await
+            .map_err(|e| match e {
+                NetError::Throttled => FakeSageMaker::err(
+                    op,
+                    region,
+                    ErrorKind::Throttled,
+                    "ThrottlingException".into(),
+                ),
+                NetError::Transport(t) => FakeSageMaker::err(op, region, ErrorKind::Transport, t),
+            })?;
+        let out = f(&mut self.sm.lock());
+        world
+            .reply(a, false)
+            .await
+            .map_err(|e| FakeSageMaker::err(op, region, ErrorKind::Transport, format!("{e:?}")))?;
+        out
+    }
+}
+
+/// The `Endpoints` port of one caller.
+pub struct SmClient {
+    pub sm: Arc<FakeSageMaker>,
+    pub caller: Caller,
+}
+
+#[async_trait]
+impl Endpoints for SmClient {
+    async fn status(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<EndpointStatus>, PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        self.control(&format!("DescribeEndpoint {endpoint}"), region, |st| {
+            Ok(st.status.get(&k).cloned())
+        })
+        .await
+    }
+
+    async fn warm_up(
+        &self,
+        region: &str,
+        endpoint: &str,
+        _target_model: Option<&str>,
+        _body: &[u8],
+    ) -> WarmUp {
+        let world = &self.sm.world;
+        // The runtime client has no timeout: a black-holed link hangs the
+        // call until the link heals.
+        while world.link(&self.caller.site(), Svc::SageMaker) == Link::Blackhole {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let a = match world.send(&self.caller, Svc::SageMaker).await {
+            Ok(a) => a,
+            Err(NetError::Throttled) => {
+                return WarmUp::NotReady {
+                    kind: ErrorKind::Throttled,
+                    detail: "ThrottlingException: Rate exceeded".into(),
+                };
+            }
+            Err(NetError::Transport(t)) => {
+                return WarmUp::NotReady {
+                    kind: ErrorKind::Transport,
+                    detail: t,
+                };
+            }
+        };
+        let b = self.sm.behaviour(region);
+        while self.sm.behaviour(region).hang {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tokio::time::sleep(b.latency).await;
+        let key = (region.to_string(), endpoint.to_string());
+        let answer = {
+            let mut g = self.sm.lock();
+            let exists = g.status.contains_key(&key);
+            let now = Instant::now();
+            let st = g.warm.entry(key).or_default();
+            if !exists {
+                WarmUp::Refused {
+                    detail: format!(
+                        "ValidationError: Endpoint {endpoint} of account 111122223333 not found."
+                    ),
+                }
+            } else if b.outage {
+                WarmUp::NotReady {
+                    kind: ErrorKind::Unavailable,
+                    detail: "ServiceUnavailable: the service is unavailable".into(),
+                }
+            } else if b.throttle_rate > 0.0 && world.with_rng(|r| r.chance(b.throttle_rate)) {
+                WarmUp::NotReady {
+                    kind: ErrorKind::Throttled,
+                    detail: "ThrottlingException: Rate exceeded".into(),
+                }
+            } else {
+                let cold = st.warming_until.is_some_and(|u| now < u)
+                    || b.cold_after_idle.is_some_and(|idle| {
+                        st.warming_until.is_none()
+                            && st
+                                .last_invoked
+                                .is_none_or(|l| now.duration_since(l) >= idle)
+                    });
+                if cold && !b.cold_start.is_zero() {
+                    if st.warming_until.is_none_or(|u| now >= u) {
+                        st.warming_until = Some(now + b.cold_start);
+                    }
+                    WarmUp::NotReady {
+                        kind: ErrorKind::Unavailable,
+                        detail: "ModelNotReadyException: the model is not ready yet".into(),
+                    }
+                } else {
+                    st.warming_until = None;
+                    st.last_invoked = Some(now);
+                    if b.model_error {
+                        WarmUp::Answered {
+                            detail: "ModelError: Received server error (500) from primary".into(),
+                        }
+                    } else {
+                        WarmUp::Answered {
+                            detail: "200".into(),
+                        }
+                    }
+                }
+            }
+        };
+        match world.reply(a, false).await {
+            Ok(()) => answer,
+            Err(NetError::Transport(t)) => WarmUp::NotReady {
+                kind: ErrorKind::Transport,
+                detail: t,
+            },
+            Err(NetError::Throttled) => WarmUp::NotReady {
+                kind: ErrorKind::Throttled,
+                detail: "throttled".into(),
+            },
+        }
+    }
+
+    async fn describe(&self, region: &str, endpoint: &str) -> Result<Option<Described>, PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        self.control(&format!("DescribeEndpoint {endpoint}"), region, |st| {
+            let Some(status) = st.status.get(&k).cloned() else {
+                return Ok(None);
+            };
+            let n = st.instances.get(&k).copied().unwrap_or(1);
+            Ok(Some(Described {
+                arn: format!("arn:aws:sagemaker:{region}:000000000000:endpoint/{endpoint}"),
+                config: endpoint.to_string(),
+                status,
+                variants: vec![VariantState {
+                    variant: "AllTraffic".into(),
+                    current_instances: Some(n),
+                    desired_instances: Some(n),
+                    serverless: false,
+                }],
+            }))
+        })
+        .await
+    }
+
+    async fn set_instance_counts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        counts: &[(String, u32)],
+    ) -> Result<(), PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        let op = format!("UpdateEndpointWeightsAndCapacities {endpoint}");
+        self.control(&op, region, |st| {
+            if !st.status.contains_key(&k) {
+                return Err(FakeSageMaker::err(
+                    &op,
+                    region,
+                    ErrorKind::Validation,
+                    format!("Could not find endpoint \"{endpoint}\"."),
+                ));
+            }
+            // The fake's endpoints scale at once (no `Updating` window).
+            if let Some((_, n)) = counts.iter().find(|(v, _)| v == "AllTraffic") {
+                st.instances.insert(k.clone(), *n);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tags(&self, region: &str, _arn: &str) -> Result<Vec<(String, String)>, PortError> {
+        self.control("ListTags", region, |_| Ok(Vec::new())).await
+    }
+
+    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        self.control(&format!("DeleteEndpoint {endpoint}"), region, |st| {
+            st.instances.remove(&k);
+            Ok(match st.status.remove(&k) {
+                Some(_) => Deleted::Started,
+                None => Deleted::Absent,
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    fn fixture(seed: u64) -> (Arc<World>, Arc<FakeSageMaker>, SmClient) {
+        let world = World::new(seed);
+        let sm = FakeSageMaker::new(world.clone());
+        sm.create("us-west-2", "ep");
+        let c = SmClient {
+            sm: sm.clone(),
+            caller: Caller::Harness,
+        };
+        (world, sm, c)
+    }
+
+    #[test]
+    fn status_and_missing_endpoints() {
+        rt().block_on(async {
+            let (_w, sm, c) = fixture(1);
+            assert_eq!(
+                c.status("us-west-2", "ep").await.unwrap(),
+                Some(EndpointStatus::InService)
+            );
+            assert_eq!(c.status("us-west-2", "nope").await.unwrap(), None);
+            assert!(matches!(
+                c.warm_up("us-west-2", "nope", None, b"{}").await,
+                WarmUp::Refused { .. }
+            ));
+            sm.set_status("us-west-2", "ep", Some(EndpointStatus::Updating));
+            assert!(c.status("us-west-2", "ep").await.unwrap().unwrap().serves());
+        });
+    }
+
+    #[test]
+    fn a_cold_endpoint_answers_not_ready_until_warm() {
+        rt().block_on(async {
+            let (_w, sm, c) = fixture(2);
+            sm.set_behaviour(
+                "us-west-2",
+                Behaviour {
+                    cold_after_idle: Some(Duration::from_secs(600)),
+                    cold_start: Duration::from_secs(20),
+                    ..Behaviour::default()
+                },
+            );
+            let t0 = Instant::now();
+            let mut not_ready = 0;
+            loop {
+                match c.warm_up("us-west-2", "ep", None, b"{}").await {
+                    WarmUp::NotReady {
+                        kind: ErrorKind::Unavailable,
+                        detail,
+                    } => {
+                        assert!(detail.starts_with("ModelNotReadyException"));
+                        not_ready += 1;
+                    }
+                    WarmUp::Answered { .. } => break,
+                    other => panic!("{other:?}"),
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            assert!(not_ready >= 9, "{not_ready}");
+            assert!(t0.elapsed() >= Duration::from_secs(20));
+            // Warm now: answers at once; idle again past the limit: cold again.
+            assert!(matches!(
+                c.warm_up("us-west-2", "ep", None, b"{}").await,
+                WarmUp::Answered { .. }
+            ));
+            tokio::time::sleep(Duration::from_secs(601)).await;
+            assert!(matches!(
+                c.warm_up("us-west-2", "ep", None, b"{}").await,
+                WarmUp::NotReady { .. }
+            ));
+        });
+    }
+
+    #[test]
+    fn faults_answer_as_the_adapter_maps_them() {
+        rt().block_on(async {
+            let (world, sm, c) = fixture(3);
+            let set = |b: Behaviour| sm.set_behaviour("us-west-2", b);
+            set(Behaviour { model_error: true, ..Behaviour::default() });
+            assert!(matches!(c.warm_up("us-west-2", "ep", None, b"{}").await, WarmUp::Answered { detail } if detail.starts_with("ModelError")));
+            set(Behaviour { outage: true, ..Behaviour::default() });
+            assert!(matches!(
+                c.warm_up("us-west-2", "ep", None, b"{}").await,
+                WarmUp::NotReady { kind: ErrorKind::Unavailable, .. }
+            ));
+            set(Behaviour { throttle_rate: 1.0, ..Behaviour::default() });
+            assert!(matches!(
+                c.warm_up("us-west-2", "ep", None, b"{}").await,
+                WarmUp::NotReady { kind: ErrorKind::Throttled, .. }
+            ));
+            set(Behaviour { throttle_rate: 0.5, ..Behaviour::default() });
+            let mut throttled = 0;
+            for _ in 0..200 {
+                if matches!(c.warm_up("us-west-2", "ep", None, b"{}").await, WarmUp::NotReady { .. }) {
+                    throttled += 1;
+                }
+            }
+            assert!((60..140).contains(&throttled), "{throttled}");
+            // Latency: each call takes at least the behaviour's latency.
+            set(Behaviour { latency: Duration::from_secs(3), ..Behaviour::default() });
+            let t0 = Instant::now();
+            c.warm_up("us-west-2", "ep", None, b"{}").await;
+            assert!(t0.elapsed() >= Duration::from_secs(3));
+            // A hang: no answer for as long as it lasts.
+            set(Behaviour { hang: true, ..Behaviour::default() });
+            let r = tokio::time::timeout(Duration::from_secs(300), c.warm_up("us-west-2", "ep", None, b"{}")).await;
+            assert!(r.is_err(), "a hung endpoint never answers");
+            // A black-holed runtime link: no answer either.
+            set(Behaviour::default());
+            world.set_link("harness", Svc::SageMaker, Link::Blackhole);
+            let r = tokio::time::timeout(Duration::from_secs(300), c.warm_up("us-west-2", "ep", None, b"{}")).await;
+            assert!(r.is_err());
+            world.set_link("harness", Svc::SageMaker, Link::Refused);
+            assert!(matches!(
+                c.warm_up("us-west-2", "ep", None, b"{}").await,
+                WarmUp::NotReady { kind: ErrorKind::Transport, .. }
+            ));
+        });
+    }
+}

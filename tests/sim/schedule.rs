@@ -1,0 +1,546 @@
+//! One seed, one scenario: the configuration variant, the host clocks'
+//! skews, and a timed list of faults and operator commands, all drawn from
+//! the seed. Every fault is switched off again by its own end event or at
+//! the latest at `fault_end_ms`, when everything heals and the fleet is
+//! left alone so the liveness checks can run.
+
+use std::fmt;
+
+use failoverd::ports::endpoints::EndpointStatus;
+
+use super::sagemaker::Behaviour;
+use super::store::Consistency;
+use super::world::{Link, Rng, Serving, Svc};
+
+/// The three serving regions of the shipped configuration
+/// (`regions/base.toml`), in priority order.
+pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "us-east-2"];
+
+/// An operator command (`failoverd failover|failback|pause|resume --yes`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpCmd {
+    Failover {
+        to: String,
+        force: bool,
+        ungraceful: bool,
+    },
+    Failback {
+        force: bool,
+    },
+    Pause,
+    Resume,
+}
+
+/// Something that happens at a moment of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Start a daemon (the first start, staggered across a poll).
+    Start(String),
+    /// kill -9: every task of the process stops; nothing it sent later arrives.
+    Crash(String),
+    Restart(String),
+    /// A region's daemon's link to a service.
+    Link {
+        region: String,
+        svc: Svc,
+        link: Link,
+    },
+    /// A replica cut off from the other replicas.
+    Isolate {
+        replica: String,
+        on: bool,
+    },
+    /// A region's Step Functions API down (executions keep running).
+    SfnApiDown {
+        region: String,
+        on: bool,
+    },
+    /// A region's Step Functions engine stalled (executions make no progress).
+    SfnStall {
+        region: String,
+        on: bool,
+    },
+    Route53Outage(bool),
+    Throttle {
+        svc: Svc,
+        p: f64,
+    },
+    /// Answers to writes lost after the write applied.
+    Lossy {
+        svc: Svc,
+        p: f64,
+    },
+    /// MREC replication lag bounds (ms).
+    Lag {
+        lo: u64,
+        hi: u64,
+    },
+    Serving {
+        region: String,
+        s: Serving,
+    },
+    ProbeCut {
+        observer: String,
+        target: String,
+        on: bool,
+    },
+    Inverted {
+        region: String,
+        on: bool,
+    },
+    Disabled {
+        region: String,
+        on: bool,
+    },
+    Model {
+        region: String,
+        b: Behaviour,
+    },
+    Endpoint {
+        region: String,
+        status: Option<EndpointStatus>,
+    },
+    Operator {
+        from: String,
+        cmd: OpCmd,
+    },
+    /// Every fault off, every daemon running.
+    HealAll,
+}
+
+/// An event at a time (ms after the start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timed {
+    pub at_ms: u64,
+    pub event: Event,
+}
+
+/// Which timings the run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `regions/base.toml` as shipped.
+    Shipped,
+    /// Short timings (every one within what `check-config` accepts).
+    Fast,
+}
+
+/// Everything a seed decides.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub seed: u64,
+    pub consistency: Consistency,
+    pub profile: Profile,
+    /// us-west-2's health comes from a calculated check over two endpoint
+    /// checks (threshold 1) instead of one endpoint check.
+    pub calculated: bool,
+    /// Host clock skew per region (ms).
+    pub skews: Vec<(String, i64)>,
+    pub events: Vec<Timed>,
+    /// When every fault is healed.
+    pub fault_end_ms: u64,
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {} consistency {:?} profile {:?} calculated {} skews {:?} faults until {} s",
+            self.seed,
+            self.consistency,
+            self.profile,
+            self.calculated,
+            self.skews,
+            self.fault_end_ms / 1000
+        )?;
+        for t in &self.events {
+            writeln!(
+                f,
+                "  {:>5}.{:03} {:?}",
+                t.at_ms / 1000,
+                t.at_ms % 1000,
+                t.event
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+fn any_region(r: &mut Rng) -> String {
+    REGIONS[r.below(REGIONS.len() as u64) as usize].to_string()
+}
+
+/// Draw a scenario from a seed.
+pub fn generate(seed: u64) -> Scenario {
+    let mut r = Rng::new(seed).fork(0x5CED_0000);
+    let consistency = if r.chance(0.2) {
+        Consistency::Mrec
+    } else {
+        Consistency::Mrsc
+    };
+    let profile = if r.chance(0.3) {
+        Profile::Fast
+    } else {
+        Profile::Shipped
+    };
+    let poll_ms = match profile {
+        Profile::Shipped => 5_000,
+        Profile::Fast => 2_000,
+    };
+    let calculated = r.chance(0.2);
+    let mut skews = Vec::new();
+    for region in REGIONS {
+        let skew = if r.chance(0.05) {
+            // A badly wrong clock: minutes to an hour either way.
+            r.range(120_000, 3_600_000) as i64 * if r.chance(0.5) { 1 } else { -1 }
+        } else if r.chance(0.4) {
+            r.range(0, 90_000) as i64 - 45_000
+        } else {
+            0
+        };
+        if skew != 0 {
+            skews.push((s(region), skew));
+        }
+    }
+    let fault_end_ms = match profile {
+        Profile::Shipped => r.range(300_000, 600_000),
+        Profile::Fast => r.range(180_000, 420_000),
+    } / 100
+        * 100;
+    let mut events = Vec::new();
+    // Staggered starts within one poll.
+    for region in REGIONS {
+        events.push(Timed {
+            at_ms: r.below(poll_ms) / 100 * 100,
+            event: Event::Start(s(region)),
+        });
+    }
+    let count = match r.below(10) {
+        0 | 1 => 0,
+        2..=4 => r.range(1, 2),
+        5..=7 => r.range(2, 5),
+        _ => r.range(5, 10),
+    };
+    // The classic: the active region goes down, for long, early.
+    if r.chance(0.35) {
+        let how = r.below(3);
+        let at = r.range(20_000, 90_000) / 100 * 100;
+        let until = (at + r.range(120_000, 400_000)).min(fault_end_ms) / 100 * 100;
+        let (on, off) = match how {
+            0 => (
+                Event::Serving {
+                    region: s("us-east-1"),
+                    s: Serving::Out,
+                },
+                Event::Serving {
+                    region: s("us-east-1"),
+                    s: Serving::Up,
+                },
+            ),
+            1 => (
+                Event::Inverted {
+                    region: s("us-east-1"),
+                    on: true,
+                },
+                Event::Inverted {
+                    region: s("us-east-1"),
+                    on: false,
+                },
+            ),
+            _ => (
+                Event::Serving {
+                    region: s("us-east-1"),
+                    s: Serving::Degraded,
+                },
+                Event::Serving {
+                    region: s("us-east-1"),
+                    s: Serving::Up,
+                },
+            ),
+        };
+        events.push(Timed {
+            at_ms: at,
+            event: on,
+        });
+        events.push(Timed {
+            at_ms: until,
+            event: off,
+        });
+    }
+    for _ in 0..count {
+        let at = r.range(10_000, fault_end_ms.saturating_sub(10_000)) / 100 * 100;
+        let until = (at + r.range(5_000, 240_000)).min(fault_end_ms) / 100 * 100;
+        let (on, off) = fault(&mut r);
+        events.push(Timed {
+            at_ms: at,
+            event: on,
+        });
+        if let Some(off) = off {
+            events.push(Timed {
+                at_ms: until,
+                event: off,
+            });
+        }
+    }
+    if r.chance(0.35) {
+        for _ in 0..r.range(1, 3) {
+            let at = r.range(30_000, fault_end_ms.saturating_sub(10_000)) / 100 * 100;
+            let from = any_region(&mut r);
+            let cmd = match r.below(7) {
+                0..=2 => OpCmd::Failover {
+                    to: any_region(&mut r),
+                    force: r.chance(0.3),
+                    ungraceful: r.chance(0.3),
+                },
+                3 => OpCmd::Failback {
+                    force: r.chance(0.3),
+                },
+                4 => OpCmd::Pause,
+                _ => OpCmd::Resume,
+            };
+            events.push(Timed {
+                at_ms: at,
+                event: Event::Operator { from, cmd },
+            });
+        }
+    }
+    events.push(Timed {
+        at_ms: fault_end_ms,
+        event: Event::HealAll,
+    });
+    // Stable order: by time, then as drawn.
+    events.sort_by_key(|t| t.at_ms);
+    Scenario {
+        seed,
+        consistency,
+        profile,
+        calculated,
+        skews,
+        events,
+        fault_end_ms,
+    }
+}
+
+/// One fault: the event that starts it and the one that ends it.
+fn fault(r: &mut Rng) -> (Event, Option<Event>) {
+    // The active region is us-east-1 until a failover: weigh it heavily.
+    let region = if r.chance(0.5) {
+        s("us-east-1")
+    } else {
+        any_region(r)
+    };
+    let other = any_region(r);
+    let svcs = [Svc::Store, Svc::Sfn, Svc::Route53, Svc::SageMaker];
+    match r.below(20) {
+        0 | 1 => (Event::Crash(region.clone()), Some(Event::Restart(region))),
+        2 | 3 => {
+            let svc = *r.pick(&svcs);
+            let link = if r.chance(0.5) {
+                Link::Refused
+            } else {
+                Link::Blackhole
+            };
+            (
+                Event::Link {
+                    region: region.clone(),
+                    svc,
+                    link,
+                },
+                Some(Event::Link {
+                    region,
+                    svc,
+                    link: Link::Up,
+                }),
+            )
+        }
+        4 => (
+            Event::Isolate {
+                replica: region.clone(),
+                on: true,
+            },
+            Some(Event::Isolate {
+                replica: region,
+                on: false,
+            }),
+        ),
+        5 => (
+            Event::SfnApiDown {
+                region: region.clone(),
+                on: true,
+            },
+            Some(Event::SfnApiDown { region, on: false }),
+        ),
+        6 => (
+            Event::SfnStall {
+                region: region.clone(),
+                on: true,
+            },
+            Some(Event::SfnStall { region, on: false }),
+        ),
+        7 => (
+            Event::Route53Outage(true),
+            Some(Event::Route53Outage(false)),
+        ),
+        8 => {
+            let svc = *r.pick(&svcs);
+            let p = *r.pick(&[0.2, 0.5, 0.9]);
+            (
+                Event::Throttle { svc, p },
+                Some(Event::Throttle { svc, p: 0.0 }),
+            )
+        }
+        9 => {
+            let svc = *r.pick(&[Svc::Store, Svc::Sfn]);
+            let p = *r.pick(&[0.1, 0.3]);
+            (Event::Lossy { svc, p }, Some(Event::Lossy { svc, p: 0.0 }))
+        }
+        10 => (
+            Event::Lag {
+                lo: 2_000,
+                hi: r.range(5_000, 60_000),
+            },
+            Some(Event::Lag { lo: 50, hi: 900 }),
+        ),
+        11 | 12 => {
+            let st = if r.chance(0.6) {
+                Serving::Out
+            } else {
+                Serving::Degraded
+            };
+            (
+                Event::Serving {
+                    region: region.clone(),
+                    s: st,
+                },
+                Some(Event::Serving {
+                    region,
+                    s: Serving::Up,
+                }),
+            )
+        }
+        13 => (
+            Event::ProbeCut {
+                observer: other.clone(),
+                target: region.clone(),
+                on: true,
+            },
+            Some(Event::ProbeCut {
+                observer: other,
+                target: region,
+                on: false,
+            }),
+        ),
+        14 => (
+            Event::Inverted {
+                region: region.clone(),
+                on: true,
+            },
+            Some(Event::Inverted { region, on: false }),
+        ),
+        15 => (
+            Event::Disabled {
+                region: region.clone(),
+                on: true,
+            },
+            Some(Event::Disabled { region, on: false }),
+        ),
+        16 | 17 => {
+            let b = match r.below(6) {
+                0 => Behaviour {
+                    outage: true,
+                    ..Behaviour::default()
+                },
+                1 => Behaviour {
+                    hang: true,
+                    ..Behaviour::default()
+                },
+                2 => Behaviour {
+                    cold_after_idle: Some(std::time::Duration::from_secs(60)),
+                    cold_start: std::time::Duration::from_secs(r.range(5, 60)),
+                    ..Behaviour::default()
+                },
+                3 => Behaviour {
+                    throttle_rate: *r.pick(&[0.3, 0.8, 1.0]),
+                    ..Behaviour::default()
+                },
+                4 => Behaviour {
+                    model_error: true,
+                    ..Behaviour::default()
+                },
+                _ => Behaviour {
+                    latency: std::time::Duration::from_millis(r.range(500, 8_000)),
+                    ..Behaviour::default()
+                },
+            };
+            (
+                Event::Model {
+                    region: region.clone(),
+                    b,
+                },
+                Some(Event::Model {
+                    region,
+                    b: Behaviour::default(),
+                }),
+            )
+        }
+        18 => {
+            let st = r.pick(&[
+                None,
+                Some(EndpointStatus::Failed),
+                Some(EndpointStatus::Updating),
+                Some(EndpointStatus::OutOfService),
+            ]);
+            (
+                Event::Endpoint {
+                    region: region.clone(),
+                    status: st.clone(),
+                },
+                Some(Event::Endpoint {
+                    region,
+                    status: Some(EndpointStatus::InService),
+                }),
+            )
+        }
+        _ => {
+            // A daemon cut off from every AWS service at once.
+            let link = if r.chance(0.5) {
+                Link::Refused
+            } else {
+                Link::Blackhole
+            };
+            (
+                Event::Link {
+                    region: region.clone(),
+                    svc: Svc::Store,
+                    link,
+                },
+                Some(Event::Link {
+                    region,
+                    svc: Svc::Store,
+                    link: Link::Up,
+                }),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_is_one_scenario() {
+        for seed in 0..200 {
+            let a = generate(seed);
+            let b = generate(seed);
+            assert_eq!(a.to_string(), b.to_string());
+            assert!(a.events.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+            assert!(a.events.iter().all(|t| t.at_ms <= a.fault_end_ms));
+            assert_eq!(a.events.last().unwrap().event, Event::HealAll);
+        }
+        assert_ne!(generate(1).to_string(), generate(2).to_string());
+    }
+}
