@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, ModelServer, root, spawn_guarded, unique, venv, wait_bound, wait_for};
+use common::{ChildGuard, ModelServer, root, spawn_guarded, unique, venv, wait_bound};
 use serde_json::{Value, json};
 
 const MIB: usize = 1024 * 1024;
