@@ -3,8 +3,10 @@
 //! port), over the real SDK client of the table's region.
 //!
 //! Job item: `pk = "JOB"`, `sk = <id>`, with `model`, `region`,
-//! `endpoint`, `input` (S), `created_at` (N, unix ms) and, once
-//! SageMaker accepted the job, `output` and `failure` (S). An item missing
+//! `endpoint`, `input` (S), `created_at` (N, unix ms), `ttl` (N, unix
+//! seconds: DynamoDB's TTL deletes the item 30 days after its creation,
+//! and a reader ignores it from then on, since TTL deletion can lag) and,
+//! once SageMaker accepted the job, `output` and `failure` (S). An item missing
 //! a required attribute is an error ([`JobStoreError::Malformed`]), never
 //! read as an empty default.
 
@@ -16,6 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::AwsClients;
 use crate::ports::jobs::{Job, JobStore, JobStoreError, TableRef};
+use crate::ports::store::{is_live, ttl_for};
 use crate::ports::routing_table::{RoutingTable, RoutingTableError};
 
 /// The control table's partition for jobs.
@@ -34,6 +37,15 @@ impl DynamoJobs {
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
+}
+
+/// Whether a job item's `ttl` (if any) has not passed at `now_ms`.
+fn live(item: &HashMap<String, AttributeValue>, now_ms: u64) -> bool {
+    let ttl = match item.get("ttl") {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    };
+    is_live(ttl, now_ms)
 }
 
 /// Decode a job item.
@@ -87,7 +99,8 @@ impl JobStore for DynamoJobs {
             .item("region", s(&job.region))
             .item("endpoint", s(&job.endpoint))
             .item("input", s(&job.input))
-            .item("created_at", AttributeValue::N(job.created_at.to_string()));
+            .item("created_at", AttributeValue::N(job.created_at.to_string()))
+            .item("ttl", AttributeValue::N(ttl_for(job.created_at).to_string()));
         if let Some(o) = &job.output {
             req = req.item("output", s(o));
         }
@@ -122,7 +135,10 @@ impl JobStore for DynamoJobs {
                 region: table.region.to_string(),
                 source: Box::new(e),
             })?;
-        out.item.map(|item| job_from_item(id, &item)).transpose()
+        out.item
+            .filter(|item| live(item, super::control_table::now_ms()))
+            .map(|item| job_from_item(id, &item))
+            .transpose()
     }
 }
 
@@ -183,6 +199,18 @@ impl RoutingTable for DynamoJobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_past_its_ttl_is_not_read() {
+        let created = 1_700_000_000_000u64;
+        let ttl = ttl_for(created);
+        let item: HashMap<String, AttributeValue> =
+            [("ttl".to_string(), AttributeValue::N(ttl.to_string()))].into();
+        assert!(live(&item, created));
+        assert!(live(&item, ttl * 1000 - 1));
+        assert!(!live(&item, ttl * 1000));
+        assert!(live(&HashMap::new(), u64::MAX), "an item without ttl stays");
+    }
 
     #[test]
     fn a_job_item_decodes_or_says_what_is_wrong() {
