@@ -417,9 +417,8 @@ fn randomized_drills_keep_the_invariants() {
         let settled = {
             let deadline = healed + SETTLE;
             loop {
-                let ok = record(&lab).filter(|r| {
-                    r.phase == Phase::Steady && (!must_move || r.active != active)
-                });
+                let ok = record(&lab)
+                    .filter(|r| r.phase == Phase::Steady && (!must_move || r.active != active));
                 let acting: Vec<&str> = REGIONS
                     .iter()
                     .copied()

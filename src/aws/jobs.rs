@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::AwsClients;
 use crate::ports::jobs::{Job, JobStore, JobStoreError, TableRef};
-use crate::ports::store::{is_live, ttl_for};
 use crate::ports::routing_table::{RoutingTable, RoutingTableError};
+use crate::ports::store::{is_live, ttl_for};
 
 /// The control table's partition for jobs.
 pub const JOB_PK: &str = "JOB";
@@ -100,7 +100,10 @@ impl JobStore for DynamoJobs {
             .item("endpoint", s(&job.endpoint))
             .item("input", s(&job.input))
             .item("created_at", AttributeValue::N(job.created_at.to_string()))
-            .item("ttl", AttributeValue::N(ttl_for(job.created_at).to_string()));
+            .item(
+                "ttl",
+                AttributeValue::N(ttl_for(job.created_at).to_string()),
+            );
         if let Some(o) = &job.output {
             req = req.item("output", s(o));
         }

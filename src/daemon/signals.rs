@@ -140,7 +140,6 @@ impl Signals {
     pub async fn collect(&mut self, cfg: &Config, ports: &Ports, now: u64) -> Round {
         let mut round = Round::default();
         let checks = self.checks(cfg);
-        let mine = self.take_turn(cfg, ports, &checks, now).await;
         let mut readings: BTreeMap<String, PublishedReading> = match ports
             .store
             .read_readings()
@@ -152,6 +151,7 @@ impl Signals {
                 BTreeMap::new()
             }
         };
+        let mine = self.take_turn(cfg, ports, &checks, &readings, now).await;
         // Our own fresh reading counts even if publishing it failed.
         if let Some(r) = mine {
             readings.insert(r.check_id.clone(), r);
@@ -241,6 +241,7 @@ impl Signals {
         cfg: &Config,
         ports: &Ports,
         checks: &[String],
+        readings: &BTreeMap<String, PublishedReading>,
         now: u64,
     ) -> Option<PublishedReading> {
         if checks.is_empty() || now < self.backoff_until {
@@ -260,7 +261,7 @@ impl Signals {
             return None;
         }
         self.last_slot = Some(slot);
-        let id = &checks[index];
+        let id = &checks[stalest(checks, readings, &self.seen, index)];
         match ports.health_checks.read(id).await {
             Ok(reading) => {
                 self.backoff.reset();
@@ -290,6 +291,39 @@ impl Signals {
             }
         }
     }
+}
+
+/// Which check a turn reads: the one whose latest published reading this
+/// daemon received longest ago (never: first), ties broken from the
+/// slot's own index onwards.
+///
+/// Reading `slot mod checks` instead ties the check to the phase of the
+/// daemon's rounds: with a round per poll and a window of a poll's length,
+/// a daemon whose rounds land on the same slot of its window every time
+/// reads the same check every time, and a check no daemon's phase lands on
+/// is never read again (its reading ages into Unknown and an inversion of
+/// it goes unseen). Choosing the stalest makes the fleet walk every check
+/// whatever the phases; the budget is the same (one read per owned slot).
+fn stalest(
+    checks: &[String],
+    readings: &BTreeMap<String, PublishedReading>,
+    seen: &BTreeMap<String, ((String, u64), u64)>,
+    hint: usize,
+) -> usize {
+    let n = checks.len();
+    (0..n)
+        .map(|k| (hint + k) % n)
+        .min_by_key(|&i| {
+            let id = &checks[i];
+            match (readings.get(id), seen.get(id)) {
+                // Received when this daemon first saw that very reading.
+                (Some(r), Some((identity, at))) if *identity == r.id() => Some(*at),
+                // Published but not yet seen by us: just received.
+                (Some(_), _) => Some(u64::MAX),
+                (None, _) => None,
+            }
+        })
+        .unwrap_or(hint)
 }
 
 /// A check this daemon cannot evaluate, as a problem for readiness.
@@ -392,5 +426,66 @@ fn evaluate(
         CheckKind::CloudWatchAlarm | CheckKind::Other { .. } => {
             unknown("unknown (check type not evaluated; see readiness)".into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::health_checks::CheckKind;
+
+    fn reading(id: &str, reader: &str, read_at: u64) -> PublishedReading {
+        PublishedReading {
+            check_id: id.to_string(),
+            reader: reader.to_string(),
+            read_at,
+            reading: CheckReading {
+                kind: CheckKind::Endpoint,
+                inverted: false,
+                disabled: false,
+                observations: Vec::new(),
+            },
+        }
+    }
+
+    /// Every check is read however the turns fall: a daemon whose every
+    /// turn lands on the same slot index (its rounds phase-locked to the
+    /// schedule) still walks all the checks.
+    #[test]
+    fn a_phase_locked_reader_still_reads_every_check() {
+        let checks: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut readings = BTreeMap::new();
+        let mut seen: BTreeMap<String, ((String, u64), u64)> = BTreeMap::new();
+        let mut read = Vec::new();
+        for turn in 0..6u64 {
+            let now = 1_000 * (turn + 1);
+            // Always the same hint: the phase-locked case.
+            let i = stalest(&checks, &readings, &seen, 1);
+            read.push(checks[i].clone());
+            let r = reading(&checks[i], "us-east-1", now);
+            seen.insert(checks[i].clone(), (r.id(), now));
+            readings.insert(checks[i].clone(), r);
+        }
+        assert_eq!(read, ["b", "c", "a", "b", "c", "a"]);
+    }
+
+    #[test]
+    fn unread_checks_come_first_then_the_oldest_received() {
+        let checks: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut readings = BTreeMap::new();
+        let mut seen: BTreeMap<String, ((String, u64), u64)> = BTreeMap::new();
+        for (id, at) in [("a", 5_000u64), ("c", 2_000)] {
+            let r = reading(id, "us-west-2", at);
+            seen.insert(id.to_string(), (r.id(), at));
+            readings.insert(id.to_string(), r);
+        }
+        assert_eq!(checks[stalest(&checks, &readings, &seen, 0)], "b");
+        let b = reading("b", "us-west-2", 9_000);
+        seen.insert("b".into(), (b.id(), 9_000));
+        readings.insert("b".into(), b);
+        assert_eq!(checks[stalest(&checks, &readings, &seen, 0)], "c");
+        // A reading published since we last looked is the freshest there is.
+        readings.insert("c".into(), reading("c", "eu-west-1", 9_500));
+        assert_eq!(checks[stalest(&checks, &readings, &seen, 0)], "a");
     }
 }
