@@ -955,6 +955,102 @@ impl ControlStore for ControlTable {
 mod tests {
     use super::*;
 
+    /// DynamoDB's item size rule: attribute names and strings by their
+    /// UTF-8 bytes, numbers by (significant digits / 2) + 1, maps 3 bytes
+    /// plus 1 per element (the AWS developer guide's "item sizes").
+    fn item_size(item: &Item) -> usize {
+        fn value(v: &AttributeValue) -> usize {
+            match v {
+                AttributeValue::S(x) => x.len(),
+                AttributeValue::N(x) => x.trim_start_matches('0').len().div_ceil(2) + 1,
+                AttributeValue::Bool(_) => 1,
+                AttributeValue::M(m) => {
+                    3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>()
+                }
+                _ => 0,
+            }
+        }
+        item.iter().map(|(k, v)| k.len() + value(v)).sum()
+    }
+
+    fn busy_vote(endpoints: usize) -> Vote {
+        let regions = ["us-east-1", "us-west-2", "eu-west-1"];
+        let traffic = Traffic {
+            counted_ms: 6 * 86_400_000 + 12_345,
+            endpoints: (0..endpoints)
+                .map(|i| {
+                    (
+                        Traffic::key(regions[i % 3], &format!("fraud-detector-provisioned-{i}")),
+                        EndpointTraffic {
+                            last_ago_ms: 59_999,
+                            // Busy: 2000 calls a minute, every window full.
+                            sums: TRAILING_MS.map(|w| 2000 * (w / 60_000 + 1)),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        Vote {
+            observer: "us-west-2".into(),
+            at: 1_795_000_000_123,
+            seen_epoch: 42,
+            view: regions
+                .iter()
+                .map(|r| (r.to_string(), Verdict::Up))
+                .collect(),
+            traffic: Some(traffic),
+        }
+    }
+
+    #[test]
+    fn a_vote_with_counts_round_trips_and_stays_small() {
+        for n in [0, 1, 9, 30] {
+            let v = busy_vote(n);
+            let item = vote_item(&v);
+            assert_eq!(vote_from(&item), Some(v), "{n} endpoints");
+            let size = item_size(&item);
+            println!("vote item with {n} busy endpoints: {size} bytes");
+            // Under 1 KB (one write unit) for a three-region fleet's nine
+            // endpoints would be ideal; under 400 KB is the hard limit.
+            assert!(size < 120 * (n + 1) + 200, "{n} endpoints: {size} bytes");
+        }
+        // Without counts: the vote as before.
+        let mut v = busy_vote(0);
+        v.traffic = None;
+        let item = vote_item(&v);
+        assert!(!item.contains_key("traffic"));
+        assert_eq!(vote_from(&item), Some(v));
+    }
+
+    #[test]
+    fn undecodable_counts_are_unknown_and_the_vote_still_counts() {
+        let v = busy_vote(2);
+        for bad in [
+            AttributeValue::S("nope".into()),
+            AttributeValue::M(HashMap::from([("counted_ms".into(), n(5))])),
+            AttributeValue::M(HashMap::from([
+                ("counted_ms".into(), n(5)),
+                (
+                    "e".into(),
+                    AttributeValue::M(HashMap::from([("a/b".into(), s("1,2"))])),
+                ),
+            ])),
+            AttributeValue::M(HashMap::from([
+                ("counted_ms".into(), n(5)),
+                (
+                    "e".into(),
+                    AttributeValue::M(HashMap::from([("a/b".into(), s("1,2,x,4,5,6,7"))])),
+                ),
+            ])),
+        ] {
+            let mut item = vote_item(&v);
+            item.insert("traffic".into(), bad.clone());
+            let got = vote_from(&item).unwrap_or_else(|| panic!("vote lost over {bad:?}"));
+            assert_eq!(got.traffic, None, "{bad:?}");
+            assert_eq!(got.view, v.view);
+        }
+    }
+
     #[test]
     fn times_round_trip_and_parse_both_forms() {
         let ms = 1_795_000_000_123;

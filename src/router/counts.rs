@@ -487,3 +487,289 @@ impl InvocationCounts for VoteCounts {
         need_from(counted, self.per_instance_per_minute, self.now_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_800_000_000_000; // a whole hour, unix ms
+    const R: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+
+    fn regions() -> Vec<String> {
+        R.map(String::from).to_vec()
+    }
+
+    fn vote(observer: &str, at: u64, traffic: Option<Traffic>) -> Vote {
+        Vote {
+            observer: observer.into(),
+            at,
+            seen_epoch: 1,
+            view: Default::default(),
+            traffic,
+        }
+    }
+
+    fn n(c: &Counter, window: u64, now: u64) -> u64 {
+        c.counted("us-east-1", "prov", window, now)
+            .unwrap()
+            .invocations
+    }
+
+    #[test]
+    fn buckets_round_windows_outward_and_forget_what_is_older() {
+        let c = Counter::default();
+        assert_eq!(
+            c.counted("us-east-1", "prov", MINUTE_MS, T0),
+            None,
+            "not started"
+        );
+        c.start(T0);
+        // Three calls at 00:00:10, one at 00:10:30, one at 02:00:00.
+        for _ in 0..3 {
+            c.record("us-east-1", "prov", T0 + 10_000);
+        }
+        c.record("us-east-1", "prov", T0 + 10 * MINUTE_MS + 30_000);
+        let at = T0 + 15 * MINUTE_MS;
+        assert_eq!(n(&c, 5 * MINUTE_MS, at), 1, "minutes 10..15");
+        assert_eq!(n(&c, 4 * MINUTE_MS, at), 0, "minutes 11..15");
+        assert_eq!(n(&c, 15 * MINUTE_MS, at), 4);
+        // Outward: a 14.5-minute window reaches into minute 0.
+        assert_eq!(n(&c, 14 * MINUTE_MS + 30_000, at), 4);
+        // Another endpoint and another region are other counters.
+        assert_eq!(
+            c.counted("us-west-2", "prov", HOUR_MS, at)
+                .unwrap()
+                .invocations,
+            0
+        );
+        // Past the minute ring: hour buckets, still outward.
+        let later = T0 + 2 * HOUR_MS;
+        c.record("us-east-1", "prov", later);
+        assert_eq!(n(&c, 90 * MINUTE_MS, later), 5, "hours 0..2");
+        assert_eq!(n(&c, 30 * MINUTE_MS, later), 1, "minute ring");
+        // A week on, everything but the newest has aged out; more than a
+        // week is not answered.
+        let week = T0 + 7 * 86_400_000 + HOUR_MS;
+        assert_eq!(n(&c, MAX_WINDOW_MS, week), 1);
+        assert_eq!(
+            c.counted("us-east-1", "prov", MAX_WINDOW_MS + 1, week),
+            None
+        );
+        assert_eq!(
+            c.counted("us-east-1", "prov", MINUTE_MS, week)
+                .unwrap()
+                .since_ms,
+            T0,
+            "gap-free since the start"
+        );
+    }
+
+    #[test]
+    fn a_clock_stepping_back_never_lands_in_an_older_bucket() {
+        let c = Counter::default();
+        c.start(T0 + HOUR_MS);
+        c.record("us-east-1", "prov", T0); // the clock stepped back an hour
+        assert_eq!(n(&c, MINUTE_MS, T0 + HOUR_MS), 1);
+        assert_eq!(c.since_ms(), Some(T0 + HOUR_MS), "the first start stays");
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_uptime() {
+        let c = Counter::default();
+        c.start(T0);
+        // A call every minute for 30 days to one endpoint; a second
+        // endpoint called once at the start.
+        c.record("us-east-1", "old", T0);
+        for m in 0..30 * 24 * 60 {
+            c.record("us-east-1", "prov", T0 + m * MINUTE_MS);
+        }
+        let now = T0 + 30 * 86_400_000;
+        // The last call was the minute before `now`.
+        assert_eq!(n(&c, HOUR_MS, now), 60);
+        assert_eq!(n(&c, MAX_WINDOW_MS, now), 7 * 24 * 60);
+        // Each endpoint is two fixed rings; building the vote drops the one
+        // with nothing in 7 days.
+        assert_eq!(c.endpoints_held(), 2);
+        let t = c.traffic(now).unwrap();
+        assert_eq!(c.endpoints_held(), 1);
+        assert_eq!(t.endpoints.len(), 1);
+        assert!(std::mem::size_of::<Buckets>() < 4096);
+    }
+
+    #[test]
+    fn published_counts_are_relative_to_the_vote() {
+        let c = Counter::default();
+        c.start(T0);
+        c.record("us-east-1", "prov", T0 + 10_000);
+        let at = T0 + 20 * MINUTE_MS;
+        let t = c.traffic(at).unwrap();
+        assert_eq!(t.counted_ms, 20 * MINUTE_MS);
+        let e = &t.endpoints["us-east-1/prov"];
+        assert_eq!(e.last_ago_ms, 19 * MINUTE_MS, "end of minute 0");
+        assert_eq!(e.sums, [0, 0, 1, 1, 1, 1]);
+    }
+
+    /// Three routers: us-east-1 is us (local), the others publish.
+    fn fleet() -> (Counter, Counter, Counter) {
+        let (a, b, c) = (Counter::default(), Counter::default(), Counter::default());
+        for x in [&a, &b, &c] {
+            x.start(T0);
+        }
+        (a, b, c)
+    }
+
+    fn count(local: &Counter, votes: &[Vote], window: u64, now: u64) -> Option<Counted> {
+        fleet_counted(
+            &regions(),
+            Some(("us-east-1", local)),
+            votes,
+            "us-west-2",
+            "prov",
+            window,
+            now,
+        )
+    }
+
+    #[test]
+    fn the_fleet_sums_every_router_and_takes_the_latest_start() {
+        let (a, b, c) = fleet();
+        let now = T0 + 3 * HOUR_MS;
+        a.record("us-west-2", "prov", now - 10 * MINUTE_MS);
+        b.record("us-west-2", "prov", now - 30 * MINUTE_MS);
+        b.record("us-west-2", "prov", now - 30 * MINUTE_MS);
+        c.record("us-west-2", "other", now - MINUTE_MS);
+        let votes = [
+            vote("us-west-2", now - 5_000, b.traffic(now - 5_000)),
+            vote("eu-west-1", now - 5_000, c.traffic(now - 5_000)),
+        ];
+        let got = count(&a, &votes, HOUR_MS, now).unwrap();
+        assert_eq!(
+            got,
+            Counted {
+                since_ms: T0,
+                invocations: 3
+            }
+        );
+        // 15 minutes: only ours (b's last call was 30 minutes ago).
+        assert_eq!(
+            count(&a, &votes, 15 * MINUTE_MS, now).unwrap().invocations,
+            1
+        );
+        // eu-west-1's router restarted an hour ago: counted since then.
+        let c2 = Counter::default();
+        c2.start(now - HOUR_MS);
+        let votes2 = [votes[0].clone(), vote("eu-west-1", now, c2.traffic(now))];
+        assert_eq!(
+            count(&a, &votes2, HOUR_MS, now).unwrap().since_ms,
+            now - HOUR_MS
+        );
+    }
+
+    #[test]
+    fn a_router_whose_counts_are_unknown_makes_the_answer_unknown() {
+        let (a, b, _) = fleet();
+        let now = T0 + 3 * HOUR_MS;
+        let vb = vote("us-west-2", now, b.traffic(now));
+        // eu-west-1 never voted.
+        assert_eq!(count(&a, std::slice::from_ref(&vb), HOUR_MS, now), None);
+        // eu-west-1 voted without counts (older daemon, undecodable).
+        let vc = vote("eu-west-1", now, None);
+        assert_eq!(count(&a, &[vb.clone(), vc], HOUR_MS, now), None);
+        // Our own router not started: unknown too.
+        let vc = vote("eu-west-1", now, b.traffic(now));
+        assert_eq!(count(&Counter::default(), &[vb, vc], HOUR_MS, now), None);
+    }
+
+    #[test]
+    fn a_dead_routers_counts_stay_until_they_age_out_of_the_window() {
+        let (a, b, c) = fleet();
+        // eu-west-1's router called the endpoint, then died at `death`.
+        let death = T0 + 2 * HOUR_MS;
+        c.record("us-west-2", "prov", death - 2 * MINUTE_MS);
+        let last_vote = vote("eu-west-1", death, c.traffic(death));
+        let window = HOUR_MS;
+        for now in [
+            death + MINUTE_MS,
+            death + 30 * MINUTE_MS,
+            death + 57 * MINUTE_MS,
+        ] {
+            let votes = [vote("us-west-2", now, b.traffic(now)), last_vote.clone()];
+            let got = count(&a, &votes, window, now).unwrap();
+            assert!(
+                got.invocations >= 1,
+                "{}m after death: forgotten",
+                (now - death) / MINUTE_MS
+            );
+            assert_eq!(got.since_ms, T0, "it counted without a gap until it died");
+        }
+        // Once the window has passed its last call, it adds nothing: the
+        // endpoint is idle unless someone else called it.
+        let now = death + window;
+        let votes = [vote("us-west-2", now, b.traffic(now)), last_vote.clone()];
+        assert_eq!(count(&a, &votes, window, now).unwrap().invocations, 0);
+        // A day later with a 7-day window, its call is still in.
+        let now = death + 86_400_000;
+        let votes = [vote("us-west-2", now, b.traffic(now)), last_vote];
+        assert!(count(&a, &votes, MAX_WINDOW_MS, now).unwrap().invocations >= 1);
+    }
+
+    #[test]
+    fn a_stale_vote_covers_the_window_plus_its_age() {
+        // The peer called 20 minutes before its vote; the vote is 4
+        // minutes old: a 5-minute window reaching past the vote must use a
+        // published window of at least 9 minutes (15m).
+        let (a, b, c) = fleet();
+        let at = T0 + HOUR_MS;
+        for _ in 0..7 {
+            b.record("us-west-2", "prov", at - 3 * MINUTE_MS);
+        }
+        let now = at + 4 * MINUTE_MS;
+        let votes = [
+            vote("us-west-2", at, b.traffic(at)),
+            vote("eu-west-1", at, c.traffic(at)),
+        ];
+        assert_eq!(
+            count(&a, &votes, 5 * MINUTE_MS, now).unwrap().invocations,
+            0,
+            "ended before now - 5m"
+        );
+        assert_eq!(
+            count(&a, &votes, 8 * MINUTE_MS, now).unwrap().invocations,
+            7
+        );
+        // A vote from a clock running fast counts as made now.
+        let votes = [
+            vote("us-west-2", now + HOUR_MS, b.traffic(at)),
+            vote("eu-west-1", at, c.traffic(at)),
+        ];
+        assert_eq!(
+            count(&a, &votes, 15 * MINUTE_MS, now).unwrap().invocations,
+            7
+        );
+    }
+
+    #[test]
+    fn the_need_is_the_per_minute_rate_over_one_instances_capacity() {
+        let c = |since_ms, invocations| {
+            Some(Counted {
+                since_ms,
+                invocations,
+            })
+        };
+        let now = T0 + HOUR_MS;
+        // 5 minutes at 1000/min, 300 per instance: 4 instances.
+        assert_eq!(need_from(c(T0, 5000), Some(300), now), Some(4));
+        assert_eq!(need_from(c(T0, 0), Some(300), now), Some(0));
+        assert_eq!(
+            need_from(c(T0, 5000), None, now),
+            None,
+            "no capacity figure"
+        );
+        assert_eq!(need_from(None, Some(300), now), None, "not counted");
+        assert_eq!(
+            need_from(c(now - MINUTE_MS, 5000), Some(300), now),
+            None,
+            "not a whole window"
+        );
+    }
+}
