@@ -1031,7 +1031,7 @@ mod tests {
         .remove(0);
         assert!(
             p.why
-                .contains("the router does not count this endpoint yet"),
+                .contains("not every region's router has published counts yet"),
             "{p}"
         );
         assert_eq!(scale(&p), Some((5, 1)), "the schedule still applies: {p}");
