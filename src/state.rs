@@ -97,6 +97,10 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// The control side's counters; every published round is shown to it.
     pub meter: Arc<Meter>,
+    /// The router's invocation counts (`router::counts`): the router
+    /// records, the reconcile loop publishes them in its vote, the cost
+    /// task reads them.
+    pub traffic: Arc<crate::router::counts::Counter>,
 }
 
 impl RoundStatus {

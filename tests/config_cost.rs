@@ -416,3 +416,24 @@ fn check_config_exits_78_on_a_cost_problem_and_prints_the_section_when_valid() {
         "{text}"
     );
 }
+
+#[test]
+fn the_per_instance_capacity_is_optional_and_validated() {
+    let (_, r) = load("", &[]);
+    assert_eq!(r.unwrap().cost.instance_invocations_per_minute, None);
+    let (_, r) = load("[cost]\ninstance_invocations_per_minute = 600\n", &[]);
+    assert_eq!(r.unwrap().cost.instance_invocations_per_minute, Some(600));
+    for bad in ["0", "-5", "10000001"] {
+        let (f, r) = load(
+            &format!("[cost]\ninstance_invocations_per_minute = {bad}\n"),
+            &[],
+        );
+        let report = r.unwrap_err().report();
+        has(
+            &report,
+            &f.display().to_string(),
+            "cost.instance_invocations_per_minute",
+            "",
+        );
+    }
+}

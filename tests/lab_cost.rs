@@ -6,6 +6,9 @@
 //! - the schedule scales a standby up at business hours and down after;
 //! - idle detection reduces in production and stops a tier3 endpoint
 //!   outside it (the endpoint is gone, its config stays);
+//! - idle detection on the fleet's real router counts, published in votes
+//!   through the control table: a standby's endpoint that another region's
+//!   router called is left alone until the window passes the call;
 //! - `ProtectedFromAutoStop=true` (read with ListTags) is honoured;
 //! - the active region is never lowered blind, nor below its measured need;
 //! - an in-flight failover leaves every region alone;
@@ -35,7 +38,7 @@ use failoverd::aws::sagemaker::{self, EndpointKind as Kind, EndpointSpec};
 use failoverd::config::{Config, EnvSource};
 use failoverd::core::control::{ControlRecord, Phase};
 use failoverd::core::plan::FailoverPlan;
-use failoverd::core::quorum::{NoQuorum, Tally};
+use failoverd::core::quorum::{NoQuorum, Receipts, Tally, Vote};
 use failoverd::core::record::RecordWrite;
 use failoverd::daemon::cost::{self, CostAction, CostTask, EndpointPlan};
 use failoverd::daemon::prepare::{self, PrepareError};
@@ -43,6 +46,7 @@ use failoverd::ports::endpoints::{Deleted, EndpointState, WarmUp};
 use failoverd::ports::store::Event;
 use failoverd::ports::traffic::{Counted, InvocationCounts, NotCounted};
 use failoverd::ports::{Clock, ControlStore, Endpoints, PortError, Ports};
+use failoverd::router::counts::{Counter, FleetCounts};
 use failoverd::state::{RoundStatus, Shared};
 
 /// Monday 2025-01-06 00:00 UTC, and an hour.
@@ -394,6 +398,67 @@ fn idle_detection_reduces_in_production_and_stops_tier3_outside_it() {
         let p = env.round(WEST, &idle).await;
         assert_eq!(p.action, CostAction::None, "{p}");
         assert!(p.why.contains("does not exist"), "{p}");
+    });
+}
+
+/// Publish both routers' counts in their votes through the control table,
+/// and hand us-west-2's `Shared` the votes as its reconcile loop would.
+async fn publish_votes(env: &Env, east: &Counter, west: &Shared) {
+    let now = env.clock.now_ms();
+    for (observer, traffic) in [(EAST, east.traffic(now)), (WEST, west.traffic.traffic(now))] {
+        env.ports
+            .store
+            .put_vote(&Vote {
+                observer: observer.into(),
+                at: now,
+                seen_epoch: 1,
+                view: Default::default(),
+                traffic,
+            })
+            .await
+            .unwrap();
+    }
+    let votes = env.ports.store.read_votes().await.unwrap();
+    let votes = Receipts::default().effective(&votes, now);
+    west.publish(RoundStatus {
+        votes,
+        ..Default::default()
+    });
+}
+
+#[test]
+fn idle_detection_runs_on_the_fleets_router_counts() {
+    let env = Env::start(WEST, "[cost.idle]\nenabled = true", (3, 4));
+    rt().block_on(async {
+        let start = MONDAY + 10 * HOUR;
+        let minute = 60_000;
+        // Both routers count from 10:00; us-east-1's sends one request to
+        // us-west-2's endpoint at 10:30 (cross-region), us-west-2's none.
+        let east = Counter::default();
+        east.start(start);
+        let west = Arc::new(Shared::default());
+        west.traffic.start(start);
+        east.record(WEST, ENDPOINT, start + 30 * minute);
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(env.cfg.clone()));
+        let counts = FleetCounts::new(rx, west.clone(), env.clock.clone());
+
+        // 11:00, no votes read yet: us-east-1's counts are unknown.
+        env.at(start + HOUR);
+        let p = env.round(WEST, &counts).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("not every region's router"), "{p}");
+        // Votes read: a whole hour counted, but the 10:30 call is in it.
+        publish_votes(&env, &east, &west).await;
+        let p = env.round(WEST, &counts).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("invocation"), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(4));
+        // 11:31: the window no longer reaches the call: idle, reduced.
+        env.at(start + HOUR + 31 * minute);
+        publish_votes(&env, &east, &west).await;
+        let p = env.round(WEST, &counts).await;
+        assert_eq!(action(&p), Some((4, 1)), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(1));
     });
 }
 

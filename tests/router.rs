@@ -1200,3 +1200,92 @@ async fn hedging_keeps_the_tail_near_the_healthy_region() {
     assert_eq!(s.router.metrics.hedges(), (before.0 + 1, before.1 + 1));
     s.stop().await;
 }
+
+/// Every attempt the router sends is counted per (region, endpoint), as
+/// many as the model server received (retries and cross-region attempts
+/// included), and what this router publishes in its vote is what the
+/// fleet's sum reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_requests_show_up_in_the_counts() {
+    use failoverd::core::quorum::Vote;
+    use failoverd::ports::clock::{Clock, SystemClock};
+    use failoverd::router::counts::fleet_counted;
+
+    let s = Setup::start().await;
+    let hour = 3_600_000;
+    let counted = |region: &str, endpoint: &str| {
+        s.shared
+            .traffic
+            .counted(region, endpoint, hour, SystemClock.now_ms())
+            .expect("the router started counting")
+            .invocations
+    };
+    assert_eq!(counted("us-east-1", "lab-serverless"), 0);
+    // Two cold retries then success: three attempts, three counted.
+    s.behave(json!({"region": "us-east-1", "endpoint": "lab-serverless",
+        "cold_start_after_idle": "1h", "cold_start": "150ms"}))
+        .await;
+    let got = s
+        .invoke("chat", &[("Content-Type", "application/json")], b"{}")
+        .await;
+    assert_eq!(got.status, 200, "{got:?}");
+    // The active region out: one attempt there, then us-west-2.
+    s.behave(json!({"region": "us-east-1", "endpoint": "lab-provisioned", "outage": true}))
+        .await;
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2", "{got:?}");
+    for (region, endpoint) in [
+        ("us-east-1", "lab-serverless"),
+        ("us-east-1", "lab-provisioned"),
+        ("us-west-2", "lab-provisioned"),
+    ] {
+        let (calls, _, _) = s.stats(region, endpoint).await;
+        assert!(calls > 0, "{region}/{endpoint} got no call");
+        assert_eq!(counted(region, endpoint), calls, "{region}/{endpoint}");
+    }
+    assert_eq!(counted("eu-west-1", "lab-provisioned"), 0);
+
+    // Published in a vote and summed with two peers that counted nothing:
+    // the fleet's count of us-west-2's endpoint is this router's.
+    let now = SystemClock.now_ms();
+    let regions: Vec<String> = s.config.regions.iter().map(|r| r.name.clone()).collect();
+    let votes: Vec<Vote> = regions
+        .iter()
+        .map(|r| Vote {
+            observer: r.clone(),
+            at: now,
+            seen_epoch: 1,
+            view: Default::default(),
+            traffic: if r == "us-east-1" {
+                s.shared.traffic.traffic(now)
+            } else {
+                Some(Default::default())
+            },
+        })
+        .collect();
+    let fleet = fleet_counted(
+        &regions,
+        None,
+        &votes,
+        "us-west-2",
+        "lab-provisioned",
+        hour,
+        now,
+    )
+    .expect("every router published");
+    assert_eq!(fleet.invocations, counted("us-west-2", "lab-provisioned"));
+    assert_eq!(
+        fleet_counted(
+            &regions,
+            None,
+            &votes,
+            "eu-west-1",
+            "lab-provisioned",
+            hour,
+            now
+        )
+        .map(|c| c.invocations),
+        Some(0)
+    );
+    s.stop().await;
+}

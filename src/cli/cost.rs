@@ -7,7 +7,10 @@
 //! same [`decide`](crate::daemon::cost::decide), so the answer is the
 //! daemon's. Two differences, both said in the output: the CLI does not know
 //! a daemon's own quorum view (a daemon without quorum holds back), and it
-//! has no router counts (so, like the daemon today, it finds nothing idle).
+//! has no router of its own: it takes every router's counts from the votes
+//! in the control table (`router::counts::VoteCounts`), as they were at the
+//! routers' last votes, where a daemon uses its own router's live counts.
+//! When the votes cannot be read, nothing is counted (nothing is idle).
 //! There is no acting mode: the daemons act, each on its own region, and
 //! journal what they do (`failoverd status` shows it).
 //!
@@ -20,8 +23,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::core::tier::Tier;
 use crate::daemon::cost::{self, EndpointPlan, Observation};
+use crate::error_chain;
 use crate::ports::Ports;
-use crate::ports::traffic::NotCounted;
+use crate::router::counts::VoteCounts;
 
 use super::Output;
 use super::ops::EX_UNAVAILABLE;
@@ -40,7 +44,8 @@ pub struct DryRun {
     pub automatic_failover: bool,
     pub schedules: usize,
     pub idle_enabled: bool,
-    pub router_counts: &'static str,
+    /// Where the router counts came from.
+    pub router_counts: String,
     pub plans: Vec<EndpointPlan>,
     /// Regions whose control record could not be read.
     pub unreadable: Vec<String>,
@@ -55,12 +60,36 @@ pub async fn dry_run(cfg: &Config, ports: &Ports, regions: &[String]) -> DryRun 
     };
     let mut plans = Vec::new();
     let mut unreadable = Vec::new();
+    let (votes, router_counts) = match ports.store.read_votes().await {
+        Ok(v) => {
+            let with = v.iter().filter(|v| v.traffic.is_some()).count();
+            let text = format!(
+                "from the votes in the control table ({with} of {} configured regions' routers published counts; an endpoint is counted only when all have)",
+                cfg.regions.len()
+            );
+            (v, text)
+        }
+        Err(e) => (
+            Vec::new(),
+            format!(
+                "the votes cannot be read ({}): nothing is counted, nothing is judged idle",
+                error_chain(&e)
+            ),
+        ),
+    };
     for r in &regions {
         let obs: Observation = cost::observe(cfg, ports, r, None).await;
         if obs.record.is_err() {
             unreadable.push(r.clone());
         }
-        plans.extend(cost::decide(cfg, &obs, &NotCounted));
+        let active = obs
+            .record
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map(|rec| rec.active.clone());
+        let counts = VoteCounts::new(cfg, &votes, active, obs.now_ms);
+        plans.extend(cost::decide(cfg, &obs, &counts));
     }
     let fleet_tier = cfg.cost.fleet_tier(&cfg.models);
     DryRun {
@@ -69,7 +98,7 @@ pub async fn dry_run(cfg: &Config, ports: &Ports, regions: &[String]) -> DryRun 
         automatic_failover: fleet_tier.automatic_failover(),
         schedules: cfg.cost.schedules.len(),
         idle_enabled: cfg.cost.idle.enabled,
-        router_counts: "not available to the CLI (nor to the daemons yet): nothing is judged idle",
+        router_counts,
         plans,
         unreadable,
     }

@@ -79,6 +79,11 @@ pub struct Cost {
     #[serde(with = "human_duration")]
     pub interval: Duration,
     pub idle: Idle,
+    /// Invocations a minute one instance of a provisioned endpoint serves:
+    /// what turns the router's measured traffic into the active region's
+    /// need (`router::counts::need_from`). Unset (the default): the need
+    /// is not measured, and the schedule never lowers the active region.
+    pub instance_invocations_per_minute: Option<u64>,
     /// Scheduled capacity per provisioned endpoint.
     pub schedules: Vec<EndpointSchedule>,
     pub advise: Advise,
@@ -164,6 +169,7 @@ pub(super) struct RawCost {
     pub(super) tiers: BTreeMap<String, String>,
     pub(super) prepare_budget: Option<String>,
     pub(super) interval: Option<String>,
+    pub(super) instance_invocations_per_minute: Option<i64>,
     #[serde(default)]
     pub(super) idle: RawIdle,
     #[serde(default)]
@@ -400,6 +406,18 @@ impl Validator<'_> {
             );
         }
         let gap = self.duration("cost.advise.idle_gap", a.idle_gap, "15m", s(60), s(86400));
+        let per_instance = match raw.instance_invocations_per_minute {
+            None => Some(None),
+            Some(v) => self
+                .in_range(
+                    "cost.instance_invocations_per_minute",
+                    Some(v),
+                    1,
+                    1,
+                    10_000_000,
+                )
+                .map(|v| Some(u64::from(v))),
+        };
 
         if !all_ok {
             return None;
@@ -410,6 +428,7 @@ impl Validator<'_> {
             tiers,
             prepare_budget: prepare_budget?,
             interval: interval?,
+            instance_invocations_per_minute: per_instance?,
             idle: Idle {
                 enabled: raw.idle.enabled.unwrap_or(false),
                 window: window?,

@@ -36,6 +36,56 @@ pub struct Vote {
     pub seen_epoch: u64,
     /// The observer's verdict on every region (itself included).
     pub view: BTreeMap<String, Verdict>,
+    /// What the observer's router counted (`router::counts`); `None` when
+    /// it published no counts (its router had not started counting, an
+    /// older daemon, or the attribute could not be decoded): unknown, which
+    /// readers take as "not counted", never as zero.
+    #[serde(default)]
+    pub traffic: Option<Traffic>,
+}
+
+/// Trailing windows (ms) over which a vote publishes per-endpoint sums:
+/// 5 and 15 minutes, 1 and 6 hours, 1 and 7 days (the longest
+/// `cost.idle.window`).
+pub const TRAILING_MS: [u64; 6] = [
+    5 * 60_000,
+    15 * 60_000,
+    3_600_000,
+    6 * 3_600_000,
+    86_400_000,
+    7 * 86_400_000,
+];
+
+/// One router's invocation counts as published in its vote: compact (a few
+/// numbers per endpoint it invoked in the last 7 days), and relative to the
+/// vote's own `at` so that readers place them on their own clock (the
+/// receipt time `Receipts` gives), whatever the writer's clock skew.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// How long (ms, before `at`) the router has counted without a gap.
+    pub counted_ms: u64,
+    /// Per `"region/endpoint"` the router invoked in the last 7 days;
+    /// an endpoint left out had no invocation from this router over the
+    /// whole counted span (or 7 days).
+    pub endpoints: BTreeMap<String, EndpointTraffic>,
+}
+
+/// One endpoint's counts in a vote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointTraffic {
+    /// How long (ms, before `at`) since the end of the newest minute with
+    /// an invocation (0: the current minute).
+    pub last_ago_ms: u64,
+    /// Invocations in each of [`TRAILING_MS`] before `at`, each window
+    /// rounded outward to whole buckets (never less than the window).
+    pub sums: [u64; TRAILING_MS.len()],
+}
+
+impl Traffic {
+    /// The key of `endpoint` in `region` in [`Traffic::endpoints`].
+    pub fn key(region: &str, endpoint: &str) -> String {
+        format!("{region}/{endpoint}")
+    }
 }
 
 /// The quorum's verdict on one region.
@@ -219,6 +269,7 @@ mod tests {
                     (r, v)
                 })
                 .collect(),
+            traffic: None,
         }
     }
 

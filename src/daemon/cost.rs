@@ -42,9 +42,13 @@
 //! `deploy/cloudformation/scheduled-capacity.yaml` for it instead and leave
 //! it out of `[[cost.schedules]]`: two controllers on one count fight.
 //!
-//! Router counts come through [`InvocationCounts`]; the daemon passes
-//! `NotCounted` until the router counts per endpoint, so idle detection
-//! finds nothing idle and the active region is never lowered.
+//! Router counts come through [`InvocationCounts`]: the daemon passes
+//! `router::counts::FleetCounts`, the fleet's sum (its own router's live
+//! counts and every peer's from its vote). An endpoint is counted only once
+//! every configured region's router has published counts; until then
+//! nothing is idle. The active region's need is measured only when
+//! `cost.instance_invocations_per_minute` is set; without it the active
+//! region is never lowered.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -436,7 +440,7 @@ fn decide_one(
         let d = idle::decide(now, false, &policy, &[e]).remove(0);
         let why = if counted.is_none() {
             format!(
-                "idle: {} (the router does not count this endpoint yet)",
+                "idle: {} (not every region's router has published counts yet)",
                 d.why
             )
         } else {
@@ -1027,7 +1031,7 @@ mod tests {
         .remove(0);
         assert!(
             p.why
-                .contains("the router does not count this endpoint yet"),
+                .contains("not every region's router has published counts yet"),
             "{p}"
         );
         assert_eq!(scale(&p), Some((5, 1)), "the schedule still applies: {p}");

@@ -239,14 +239,18 @@ impl Daemon {
             "admin",
         ));
 
-        // Cost controls next to failover (daemon/cost.rs). The router does
-        // not count invocations per endpoint yet: until it does, nothing is
-        // ever idle and the active region is never lowered.
+        // Cost controls next to failover (daemon/cost.rs), judged on the
+        // fleet's router counts: this router's own, and the peers' from
+        // their votes (router::counts).
         let cost = cost::CostTask::new(
             config_rx.clone(),
             ports.clone(),
             shared.clone(),
-            Arc::new(crate::ports::traffic::NotCounted),
+            Arc::new(crate::router::counts::FleetCounts::new(
+                config_rx.clone(),
+                shared.clone(),
+                ports.clock.clone(),
+            )),
         );
         let cost_task = tokio::spawn(cost.run(shutdown_rx.clone()));
         let reconciler =

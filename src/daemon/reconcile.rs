@@ -203,6 +203,7 @@ impl Reconciler {
             at: now,
             seen_epoch,
             view: sig.view.clone(),
+            traffic: self.shared.traffic.traffic(now),
         };
         let store = self.ports.store.clone();
         let mut vote_error = store

@@ -3,12 +3,14 @@
 //! region needs").
 //!
 //! The router owns the counting; the cost task only reads. Neither depends
-//! on the other: the router will implement [`InvocationCounts`] over its own
-//! counters, and the daemon hands that to the cost task. Until it does, the
-//! daemon uses [`NotCounted`], which every rule reads as "not counted for a
-//! whole window": idle detection then never finds an endpoint idle
-//! (`core::idle` rule 6), and the schedule never lowers the active region
-//! (`core::schedule::desired_minimum`: the need is unknown).
+//! on the other: `router::counts` implements [`InvocationCounts`] over the
+//! fleet's counters (`FleetCounts` in the daemon, `VoteCounts` for
+//! `failoverd cost --dry-run`), and the daemon hands that to the cost task.
+//! [`NotCounted`] stays for tests and tools that have no counts: every rule
+//! reads it as "not counted for a whole window": idle detection then never
+//! finds an endpoint idle (`core::idle` rule 6), and the schedule never
+//! lowers the active region (`core::schedule::desired_minimum`: the need is
+//! unknown).
 //!
 //! What an implementation must count: every invocation sent to
 //! `(region, endpoint)`, *by every region's router* (cross-region routing
@@ -17,6 +19,16 @@
 //! control table, for example in the votes), and since when it has counted
 //! without a gap (its process start at the latest). Counts are a plain read
 //! of memory: no I/O, so the trait is synchronous.
+//!
+//! The rule for the fleet's sum, which must never claim "idle" wrongly
+//! (`router::counts` has the details, docs/cost-and-tiers.md the design):
+//! a region whose router's counts are unknown (no vote, or a vote without
+//! counts) makes the answer `None`; `since_ms` is the latest of the
+//! routers' gap-free starts; a dead router (stale vote) serves nothing
+//! after its last vote, and what it counted before stays in every window
+//! that reaches back to it (its last invocation's time travels in its
+//! vote), so an endpoint it called just before dying is not idle for a
+//! window after.
 
 /// Invocations counted for one `(region, endpoint)` over a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,7 +56,7 @@ pub trait InvocationCounts: Send + Sync {
     fn active_need(&self, endpoint: &str) -> Option<u32>;
 }
 
-/// No counts at all (the router does not count per endpoint yet).
+/// No counts at all (tests and tools without a router).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotCounted;
 

@@ -31,6 +31,7 @@
 //! `core::routing` and `core::retry` (pure, property tested).
 
 pub mod batch;
+pub mod counts;
 pub mod jobs;
 pub mod metrics;
 pub mod reply;
@@ -147,6 +148,8 @@ impl Router {
         let cfg = config.borrow().clone();
         let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
         let seed = ports.clock.now_ms() ^ u64::from(std::process::id()).rotate_left(32);
+        // Counting starts with the router: its gap-free start.
+        shared.traffic.start(ports.clock.now_ms());
         Arc::new(Self {
             budget: Mutex::new(RetryBudget::new(
                 cfg.router.retry_budget,

@@ -397,6 +397,10 @@ impl Router {
             retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
         let region = lane.region.name.as_str();
         let endpoint = super::endpoint(lane.region, lane.path).unwrap_or_default();
+        // Every attempt sent counts, retries and hedges too (router::counts).
+        self.shared
+            .traffic
+            .record(region, endpoint, self.ports.clock.now_ms());
         let result = if lane.path == Path::Batch {
             let id = job_id.get_or_init(|| batch::new_job_id(self.ports.clock.now_ms()));
             let submit = batch::submit(

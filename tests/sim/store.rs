@@ -1028,6 +1028,7 @@ mod tests {
                 at: 1,
                 seen_epoch: 0,
                 view: BTreeMap::new(),
+                traffic: None,
             };
             let west = StoreClient {
                 store: store.clone(),

@@ -1,0 +1,775 @@
+//! Invocation counts per `(region, endpoint)`, for the cost task
+//! (`ports::traffic::InvocationCounts`): this router's own [`Counter`],
+//! what it publishes in its vote ([`Counter::traffic`]), and the fleet's
+//! sum over every region's published counts ([`fleet_counted`],
+//! [`FleetCounts`] in the daemon, [`VoteCounts`] for `failoverd cost`).
+//!
+//! # What is counted
+//!
+//! Every attempt the router sends to an endpoint (`InvokeEndpoint`, or
+//! `InvokeEndpointAsync` for the batch path): first attempts, retries and
+//! hedges alike, whatever their result. An endpoint that is being invoked
+//! is not idle however its calls end, and over-counting only errs the safe
+//! way: idle detection sees traffic, and the measured need is higher.
+//!
+//! # Buckets and memory
+//!
+//! Each endpoint has two rings of fixed size, bucketed on unix time
+//! (from the router's `Clock` port; a clock that steps back is held at its
+//! highest reading so a count never lands in an older bucket): 61 one-minute
+//! buckets (windows up to an hour, to the minute) and 169 one-hour buckets
+//! (windows up to 7 days, `cost.idle.window`'s maximum, to the hour). A
+//! window is answered from the finest ring that spans it, *rounded outward*
+//! to whole buckets: never fewer invocations than the window had. About
+//! 3.7 KB per endpoint, however long the process runs; endpoints with
+//! nothing in 7 days are dropped when the vote is built, so the map holds
+//! only endpoints invoked in the last 7 days (a subset of the configured
+//! ones). A window longer than 7 days is not answered (`None`).
+//!
+//! The counter counts from when the router started (`Counter::start`): its
+//! gap-free start is the process start. Before that it publishes nothing,
+//! which readers take as "not counted".
+//!
+//! # The fleet's sum, and the rules that keep it conservative
+//!
+//! Cross-region routing sends traffic to other regions' endpoints, so the
+//! cost task needs every router's counts. Each daemon puts a compact
+//! summary in its vote ([`Traffic`]: per endpoint, how long ago its last
+//! invocation was and sums over fixed trailing windows, all relative to the
+//! vote's own time so readers place them on their own clock). The fleet's
+//! answer for a window `W` before `now` ([`fleet_counted`]), over every
+//! configured region's router:
+//!
+//! 1. a region whose vote is missing, or carries no counts (not started,
+//!    an older daemon, undecodable): the answer is `None`, "not counted";
+//!    nothing is idle until every router's counts are known;
+//! 2. `since_ms` is the *latest* of the routers' gap-free starts (a router
+//!    that restarted lost its earlier counts, so the fleet counted without
+//!    a gap only since then);
+//! 3. a router's invocations in the window: zero when its last invocation
+//!    ended at or before `now - W`; otherwise its sum over the smallest
+//!    published window that covers `W` plus the vote's age (at least 1).
+//!    A vote stamped after the reader's `now` counts as made `now`.
+//!
+//! A dead router (its vote goes stale and stays) serves nothing after its
+//! last vote, so rule 3 is exactly right for it: its invocations before
+//! death stay in every window that reaches back to them (through the
+//! `last` time, on the reader's clock), and age out once `now - W` passes
+//! them. Its gap-free start stays what it was (it counted up to its death;
+//! after it, there is nothing to count). A router that comes back is a new
+//! process with a later start (rule 2), which holds idle detection off for
+//! a window, so what it counted before it died can never be forgotten
+//! inside a window.
+//!
+//! What this cannot see: invocations a *live* peer sent after its last
+//! vote (at most one reconcile round plus the vote freshness, seconds; a
+//! request arriving just after a decision is the same race for the local
+//! router), and invocations by a router that is cut off from the control
+//! table but still reaches SageMaker (its vote goes stale, so it is taken
+//! for dead). Idle detection also reads CloudWatch `Invocations` where it
+//! can (`core::idle` rule 7), which sees both.
+//!
+//! # The active region's need
+//!
+//! [`need_from`]: the fleet's invocations of the active region's endpoint
+//! over the last [`NEED_WINDOW_MS`] (5 minutes), as a per-minute rate,
+//! divided by `cost.instance_invocations_per_minute` (what one instance
+//! serves), rounded up. `None` when that key is unset, the record is
+//! unknown, or the fleet has not counted the whole 5 minutes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::core::quorum::{EndpointTraffic, TRAILING_MS, Traffic, Vote};
+use crate::ports::clock::Clock;
+use crate::ports::traffic::{Counted, InvocationCounts};
+use crate::state::Shared;
+
+pub const MINUTE_MS: u64 = 60_000;
+pub const HOUR_MS: u64 = 3_600_000;
+/// The longest window answered: 7 days (`cost.idle.window`'s maximum).
+pub const MAX_WINDOW_MS: u64 = 7 * 86_400_000;
+/// The window the active region's need is measured over.
+pub const NEED_WINDOW_MS: u64 = 5 * MINUTE_MS;
+/// Minute buckets: an hour, rounded outward, spans at most 61.
+const MINUTES: usize = 61;
+/// Hour buckets: 7 days, rounded outward, spans at most 169.
+const HOURS: usize = 169;
+
+/// A ring of `N` buckets of `width` ms, each stamped with its bucket number
+/// (plus one: 0 is empty) so a slot left from an older lap reads as zero.
+#[derive(Debug, Clone)]
+struct Ring<const N: usize> {
+    width: u64,
+    stamp: [u64; N],
+    count: [u64; N],
+}
+
+impl<const N: usize> Ring<N> {
+    fn new(width: u64) -> Self {
+        Self {
+            width,
+            stamp: [0; N],
+            count: [0; N],
+        }
+    }
+
+    fn slot(&self, bucket: u64) -> usize {
+        (bucket % N as u64) as usize
+    }
+
+    fn add(&mut self, now: u64) {
+        let b = now / self.width;
+        let i = self.slot(b);
+        if self.stamp[i] != b + 1 {
+            self.stamp[i] = b + 1;
+            self.count[i] = 0;
+        }
+        self.count[i] += 1;
+    }
+
+    /// The sum of the buckets overlapping `[from, now]`; `None` when they
+    /// are more than the ring holds.
+    fn sum(&self, from: u64, now: u64) -> Option<u64> {
+        let (a, z) = (from / self.width, now / self.width);
+        if z.saturating_sub(a) + 1 > N as u64 {
+            return None;
+        }
+        Some(
+            (a..=z)
+                .map(|b| {
+                    let i = self.slot(b);
+                    if self.stamp[i] == b + 1 {
+                        self.count[i]
+                    } else {
+                        0
+                    }
+                })
+                .sum(),
+        )
+    }
+}
+
+/// One endpoint's buckets.
+#[derive(Debug, Clone)]
+struct Buckets {
+    minutes: Ring<MINUTES>,
+    hours: Ring<HOURS>,
+    /// The newest minute (bucket number) with an invocation.
+    newest_minute: u64,
+}
+
+impl Buckets {
+    fn new() -> Self {
+        Self {
+            minutes: Ring::new(MINUTE_MS),
+            hours: Ring::new(HOUR_MS),
+            newest_minute: 0,
+        }
+    }
+
+    fn add(&mut self, now: u64) {
+        self.minutes.add(now);
+        self.hours.add(now);
+        self.newest_minute = self.newest_minute.max(now / MINUTE_MS);
+    }
+
+    /// Invocations in the `window` before `now`, rounded outward to whole
+    /// buckets of the finest ring that spans it (`window <= MAX_WINDOW_MS`).
+    fn window(&self, window: u64, now: u64) -> u64 {
+        let from = now.saturating_sub(window);
+        self.minutes
+            .sum(from, now)
+            .or_else(|| self.hours.sum(from, now))
+            .unwrap_or(0)
+    }
+}
+
+/// This router's counts.
+#[derive(Debug, Default)]
+pub struct Counter {
+    /// Unix ms when counting started (0: not started).
+    started_ms: AtomicU64,
+    /// The highest clock reading seen: a clock that steps back is held here.
+    high_water_ms: AtomicU64,
+    endpoints: Mutex<HashMap<String, Buckets>>,
+}
+
+impl Counter {
+    /// Start counting at `now_ms` (the router's start); later calls keep
+    /// the first start.
+    pub fn start(&self, now_ms: u64) {
+        let _ = self.started_ms.compare_exchange(
+            0,
+            now_ms.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.high_water_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    /// Since when this counter has counted without a gap; `None` before
+    /// [`Counter::start`].
+    pub fn since_ms(&self) -> Option<u64> {
+        match self.started_ms.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    fn now(&self, now_ms: u64) -> u64 {
+        self.high_water_ms
+            .fetch_max(now_ms, Ordering::Relaxed)
+            .max(now_ms)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Buckets>> {
+        self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One attempt sent to `endpoint` in `region` at `now_ms`.
+    pub fn record(&self, region: &str, endpoint: &str, now_ms: u64) {
+        self.start(now_ms);
+        let now = self.now(now_ms);
+        self.lock()
+            .entry(Traffic::key(region, endpoint))
+            .or_insert_with(Buckets::new)
+            .add(now);
+    }
+
+    /// This router's invocations of `endpoint` in `region` in the
+    /// `window_ms` before `now_ms` (rounded outward); `None` before the
+    /// start or for a window over 7 days.
+    pub fn counted(
+        &self,
+        region: &str,
+        endpoint: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Option<Counted> {
+        let since_ms = self.since_ms()?;
+        if window_ms > MAX_WINDOW_MS {
+            return None;
+        }
+        let now = self.now(now_ms);
+        let invocations = self
+            .lock()
+            .get(&Traffic::key(region, endpoint))
+            .map_or(0, |b| b.window(window_ms, now));
+        Some(Counted {
+            since_ms,
+            invocations,
+        })
+    }
+
+    /// What to publish in a vote stamped `at_ms`; `None` before the start.
+    /// Drops endpoints with nothing in the last 7 days.
+    pub fn traffic(&self, at_ms: u64) -> Option<Traffic> {
+        let since = self.since_ms()?;
+        let at = self.now(at_ms);
+        let mut map = self.lock();
+        map.retain(|_, b| b.window(MAX_WINDOW_MS, at) > 0);
+        let endpoints = map
+            .iter()
+            .map(|(k, b)| {
+                let last_end = (b.newest_minute + 1) * MINUTE_MS;
+                let e = EndpointTraffic {
+                    last_ago_ms: at.saturating_sub(last_end),
+                    sums: TRAILING_MS.map(|w| b.window(w, at)),
+                };
+                (k.clone(), e)
+            })
+            .collect();
+        Some(Traffic {
+            counted_ms: at.saturating_sub(since),
+            endpoints,
+        })
+    }
+
+    /// How many endpoints the counter holds buckets for.
+    pub fn endpoints_held(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// One published router's invocations of `key` in the `window_ms` before
+/// `now_ms`, from its vote made at `at` (reader's clock): rule 3 of the
+/// module doc.
+fn published_in_window(t: &Traffic, key: &str, at: u64, window_ms: u64, now_ms: u64) -> u64 {
+    let Some(e) = t.endpoints.get(key) else {
+        return 0;
+    };
+    let last = at.saturating_sub(e.last_ago_ms);
+    if last <= now_ms.saturating_sub(window_ms) {
+        return 0;
+    }
+    let needed = window_ms + now_ms.saturating_sub(at);
+    let i = TRAILING_MS
+        .iter()
+        .position(|w| *w >= needed)
+        .unwrap_or(TRAILING_MS.len() - 1);
+    e.sums[i].max(1)
+}
+
+/// The fleet's invocations of `endpoint` in `region` over the `window_ms`
+/// before `now_ms` (module doc, rules 1-3): every configured region's
+/// router, this daemon's own from its live `local` counter (when given),
+/// the others from their newest vote in `votes` (whose `at` must be on the
+/// reader's clock: `quorum::Receipts::effective`).
+pub fn fleet_counted(
+    regions: &[String],
+    local: Option<(&str, &Counter)>,
+    votes: &[Vote],
+    region: &str,
+    endpoint: &str,
+    window_ms: u64,
+    now_ms: u64,
+) -> Option<Counted> {
+    if window_ms > MAX_WINDOW_MS {
+        return None;
+    }
+    let key = Traffic::key(region, endpoint);
+    let mut since_ms = 0u64;
+    let mut invocations = 0u64;
+    for r in regions {
+        if let Some((_, counter)) = local.filter(|(me, _)| me == r) {
+            let c = counter.counted(region, endpoint, window_ms, now_ms)?;
+            since_ms = since_ms.max(c.since_ms);
+            invocations += c.invocations;
+            continue;
+        }
+        let vote = votes
+            .iter()
+            .filter(|v| &v.observer == r)
+            .max_by_key(|v| v.at)?;
+        let t = vote.traffic.as_ref()?;
+        let at = vote.at.min(now_ms);
+        since_ms = since_ms.max(at.saturating_sub(t.counted_ms));
+        invocations += published_in_window(t, &key, at, window_ms, now_ms);
+    }
+    Some(Counted {
+        since_ms,
+        invocations,
+    })
+}
+
+/// The instances the active region's `endpoint` needs for what the fleet
+/// counted (module doc): `None` without a per-instance figure, without a
+/// known active region, or before a whole [`NEED_WINDOW_MS`] is counted.
+pub fn need_from(
+    counted: Option<Counted>,
+    per_instance_per_minute: Option<u64>,
+    now_ms: u64,
+) -> Option<u32> {
+    let per_instance = per_instance_per_minute.filter(|p| *p > 0)?;
+    let c = counted?;
+    if now_ms.saturating_sub(c.since_ms) < NEED_WINDOW_MS {
+        return None;
+    }
+    let per_minute = c.invocations.div_ceil(NEED_WINDOW_MS / MINUTE_MS);
+    u32::try_from(per_minute.div_ceil(per_instance)).ok()
+}
+
+fn region_names(cfg: &Config) -> Vec<String> {
+    cfg.regions.iter().map(|r| r.name.clone()).collect()
+}
+
+/// The daemon's [`InvocationCounts`]: its own router's live counter (in
+/// `Shared`) and the peers' counts from the votes the reconcile loop last
+/// read (on this daemon's clock).
+pub struct FleetCounts {
+    config: watch::Receiver<Arc<Config>>,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+}
+
+impl FleetCounts {
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        shared: Arc<Shared>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            config,
+            shared,
+            clock,
+        }
+    }
+}
+
+impl InvocationCounts for FleetCounts {
+    fn invocations(
+        &self,
+        region: &str,
+        endpoint: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Option<Counted> {
+        let cfg = self.config.borrow().clone();
+        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
+        self.shared.read(|st| {
+            fleet_counted(
+                &region_names(&cfg),
+                local,
+                &st.votes,
+                region,
+                endpoint,
+                window_ms,
+                now_ms,
+            )
+        })
+    }
+
+    fn active_need(&self, endpoint: &str) -> Option<u32> {
+        let cfg = self.config.borrow().clone();
+        let active = self
+            .shared
+            .read(|st| st.record.as_ref().map(|r| r.active.clone()))?;
+        let now = self.clock.now_ms();
+        let counted = self.invocations(&active, endpoint, NEED_WINDOW_MS, now);
+        need_from(counted, cfg.cost.instance_invocations_per_minute, now)
+    }
+}
+
+/// [`InvocationCounts`] from the votes as read from the table once (the
+/// `failoverd cost --dry-run` operator view: no router of its own).
+pub struct VoteCounts {
+    regions: Vec<String>,
+    /// The votes with `at` clamped to the read time (`Receipts` at a first
+    /// read): a vote from a clock running fast counts as made now.
+    votes: Vec<Vote>,
+    active: Option<String>,
+    now_ms: u64,
+    per_instance_per_minute: Option<u64>,
+}
+
+impl VoteCounts {
+    /// Counts from `votes` read at `now_ms`, with `active` the active
+    /// region from the record (if read).
+    pub fn new(cfg: &Config, votes: &[Vote], active: Option<String>, now_ms: u64) -> Self {
+        let votes = crate::core::quorum::Receipts::default().effective(votes, now_ms);
+        Self {
+            regions: region_names(cfg),
+            votes,
+            active,
+            now_ms,
+            per_instance_per_minute: cfg.cost.instance_invocations_per_minute,
+        }
+    }
+}
+
+impl InvocationCounts for VoteCounts {
+    fn invocations(
+        &self,
+        region: &str,
+        endpoint: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Option<Counted> {
+        fleet_counted(
+            &self.regions,
+            None,
+            &self.votes,
+            region,
+            endpoint,
+            window_ms,
+            now_ms,
+        )
+    }
+
+    fn active_need(&self, endpoint: &str) -> Option<u32> {
+        let active = self.active.as_deref()?;
+        let counted = self.invocations(active, endpoint, NEED_WINDOW_MS, self.now_ms);
+        need_from(counted, self.per_instance_per_minute, self.now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_800_000_000_000; // a whole hour, unix ms
+    const R: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+
+    fn regions() -> Vec<String> {
+        R.map(String::from).to_vec()
+    }
+
+    fn vote(observer: &str, at: u64, traffic: Option<Traffic>) -> Vote {
+        Vote {
+            observer: observer.into(),
+            at,
+            seen_epoch: 1,
+            view: Default::default(),
+            traffic,
+        }
+    }
+
+    fn n(c: &Counter, window: u64, now: u64) -> u64 {
+        c.counted("us-east-1", "prov", window, now)
+            .unwrap()
+            .invocations
+    }
+
+    #[test]
+    fn buckets_round_windows_outward_and_forget_what_is_older() {
+        let c = Counter::default();
+        assert_eq!(
+            c.counted("us-east-1", "prov", MINUTE_MS, T0),
+            None,
+            "not started"
+        );
+        c.start(T0);
+        // Three calls at 00:00:10, one at 00:10:30, one at 02:00:00.
+        for _ in 0..3 {
+            c.record("us-east-1", "prov", T0 + 10_000);
+        }
+        c.record("us-east-1", "prov", T0 + 10 * MINUTE_MS + 30_000);
+        let at = T0 + 15 * MINUTE_MS;
+        assert_eq!(n(&c, 5 * MINUTE_MS, at), 1, "minutes 10..15");
+        assert_eq!(n(&c, 4 * MINUTE_MS, at), 0, "minutes 11..15");
+        assert_eq!(n(&c, 15 * MINUTE_MS, at), 4);
+        // Outward: a 14.5-minute window reaches into minute 0.
+        assert_eq!(n(&c, 14 * MINUTE_MS + 30_000, at), 4);
+        // Another endpoint and another region are other counters.
+        assert_eq!(
+            c.counted("us-west-2", "prov", HOUR_MS, at)
+                .unwrap()
+                .invocations,
+            0
+        );
+        // Past the minute ring: hour buckets, still outward.
+        let later = T0 + 2 * HOUR_MS;
+        c.record("us-east-1", "prov", later);
+        assert_eq!(n(&c, 90 * MINUTE_MS, later), 5, "hours 0..2");
+        assert_eq!(n(&c, 30 * MINUTE_MS, later), 1, "minute ring");
+        // A week on, everything but the newest has aged out; more than a
+        // week is not answered.
+        let week = T0 + 7 * 86_400_000 + HOUR_MS;
+        assert_eq!(n(&c, MAX_WINDOW_MS, week), 1);
+        assert_eq!(
+            c.counted("us-east-1", "prov", MAX_WINDOW_MS + 1, week),
+            None
+        );
+        assert_eq!(
+            c.counted("us-east-1", "prov", MINUTE_MS, week)
+                .unwrap()
+                .since_ms,
+            T0,
+            "gap-free since the start"
+        );
+    }
+
+    #[test]
+    fn a_clock_stepping_back_never_lands_in_an_older_bucket() {
+        let c = Counter::default();
+        c.start(T0 + HOUR_MS);
+        c.record("us-east-1", "prov", T0); // the clock stepped back an hour
+        assert_eq!(n(&c, MINUTE_MS, T0 + HOUR_MS), 1);
+        assert_eq!(c.since_ms(), Some(T0 + HOUR_MS), "the first start stays");
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_uptime() {
+        let c = Counter::default();
+        c.start(T0);
+        // A call every minute for 30 days to one endpoint; a second
+        // endpoint called once at the start.
+        c.record("us-east-1", "old", T0);
+        for m in 0..30 * 24 * 60 {
+            c.record("us-east-1", "prov", T0 + m * MINUTE_MS);
+        }
+        let now = T0 + 30 * 86_400_000;
+        // The last call was the minute before `now`.
+        assert_eq!(n(&c, HOUR_MS, now), 60);
+        assert_eq!(n(&c, MAX_WINDOW_MS, now), 7 * 24 * 60);
+        // Each endpoint is two fixed rings; building the vote drops the one
+        // with nothing in 7 days.
+        assert_eq!(c.endpoints_held(), 2);
+        let t = c.traffic(now).unwrap();
+        assert_eq!(c.endpoints_held(), 1);
+        assert_eq!(t.endpoints.len(), 1);
+        assert!(std::mem::size_of::<Buckets>() < 4096);
+    }
+
+    #[test]
+    fn published_counts_are_relative_to_the_vote() {
+        let c = Counter::default();
+        c.start(T0);
+        c.record("us-east-1", "prov", T0 + 10_000);
+        let at = T0 + 20 * MINUTE_MS;
+        let t = c.traffic(at).unwrap();
+        assert_eq!(t.counted_ms, 20 * MINUTE_MS);
+        let e = &t.endpoints["us-east-1/prov"];
+        assert_eq!(e.last_ago_ms, 19 * MINUTE_MS, "end of minute 0");
+        assert_eq!(e.sums, [0, 0, 1, 1, 1, 1]);
+    }
+
+    /// Three routers: us-east-1 is us (local), the others publish.
+    fn fleet() -> (Counter, Counter, Counter) {
+        let (a, b, c) = (Counter::default(), Counter::default(), Counter::default());
+        for x in [&a, &b, &c] {
+            x.start(T0);
+        }
+        (a, b, c)
+    }
+
+    fn count(local: &Counter, votes: &[Vote], window: u64, now: u64) -> Option<Counted> {
+        fleet_counted(
+            &regions(),
+            Some(("us-east-1", local)),
+            votes,
+            "us-west-2",
+            "prov",
+            window,
+            now,
+        )
+    }
+
+    #[test]
+    fn the_fleet_sums_every_router_and_takes_the_latest_start() {
+        let (a, b, c) = fleet();
+        let now = T0 + 3 * HOUR_MS;
+        a.record("us-west-2", "prov", now - 10 * MINUTE_MS);
+        b.record("us-west-2", "prov", now - 30 * MINUTE_MS);
+        b.record("us-west-2", "prov", now - 30 * MINUTE_MS);
+        c.record("us-west-2", "other", now - MINUTE_MS);
+        let votes = [
+            vote("us-west-2", now - 5_000, b.traffic(now - 5_000)),
+            vote("eu-west-1", now - 5_000, c.traffic(now - 5_000)),
+        ];
+        let got = count(&a, &votes, HOUR_MS, now).unwrap();
+        assert_eq!(
+            got,
+            Counted {
+                since_ms: T0,
+                invocations: 3
+            }
+        );
+        // 15 minutes: only ours (b's last call was 30 minutes ago).
+        assert_eq!(
+            count(&a, &votes, 15 * MINUTE_MS, now).unwrap().invocations,
+            1
+        );
+        // eu-west-1's router restarted an hour ago: counted since then.
+        let c2 = Counter::default();
+        c2.start(now - HOUR_MS);
+        let votes2 = [votes[0].clone(), vote("eu-west-1", now, c2.traffic(now))];
+        assert_eq!(
+            count(&a, &votes2, HOUR_MS, now).unwrap().since_ms,
+            now - HOUR_MS
+        );
+    }
+
+    #[test]
+    fn a_router_whose_counts_are_unknown_makes_the_answer_unknown() {
+        let (a, b, _) = fleet();
+        let now = T0 + 3 * HOUR_MS;
+        let vb = vote("us-west-2", now, b.traffic(now));
+        // eu-west-1 never voted.
+        assert_eq!(count(&a, std::slice::from_ref(&vb), HOUR_MS, now), None);
+        // eu-west-1 voted without counts (older daemon, undecodable).
+        let vc = vote("eu-west-1", now, None);
+        assert_eq!(count(&a, &[vb.clone(), vc], HOUR_MS, now), None);
+        // Our own router not started: unknown too.
+        let vc = vote("eu-west-1", now, b.traffic(now));
+        assert_eq!(count(&Counter::default(), &[vb, vc], HOUR_MS, now), None);
+    }
+
+    #[test]
+    fn a_dead_routers_counts_stay_until_they_age_out_of_the_window() {
+        let (a, b, c) = fleet();
+        // eu-west-1's router called the endpoint, then died at `death`.
+        let death = T0 + 2 * HOUR_MS;
+        c.record("us-west-2", "prov", death - 2 * MINUTE_MS);
+        let last_vote = vote("eu-west-1", death, c.traffic(death));
+        let window = HOUR_MS;
+        for now in [
+            death + MINUTE_MS,
+            death + 30 * MINUTE_MS,
+            death + 57 * MINUTE_MS,
+        ] {
+            let votes = [vote("us-west-2", now, b.traffic(now)), last_vote.clone()];
+            let got = count(&a, &votes, window, now).unwrap();
+            assert!(
+                got.invocations >= 1,
+                "{}m after death: forgotten",
+                (now - death) / MINUTE_MS
+            );
+            assert_eq!(got.since_ms, T0, "it counted without a gap until it died");
+        }
+        // Once the window has passed its last call, it adds nothing: the
+        // endpoint is idle unless someone else called it.
+        let now = death + window;
+        let votes = [vote("us-west-2", now, b.traffic(now)), last_vote.clone()];
+        assert_eq!(count(&a, &votes, window, now).unwrap().invocations, 0);
+        // A day later with a 7-day window, its call is still in.
+        let now = death + 86_400_000;
+        let votes = [vote("us-west-2", now, b.traffic(now)), last_vote];
+        assert!(count(&a, &votes, MAX_WINDOW_MS, now).unwrap().invocations >= 1);
+    }
+
+    #[test]
+    fn a_stale_vote_covers_the_window_plus_its_age() {
+        // The peer called 20 minutes before its vote; the vote is 4
+        // minutes old: a 5-minute window reaching past the vote must use a
+        // published window of at least 9 minutes (15m).
+        let (a, b, c) = fleet();
+        let at = T0 + HOUR_MS;
+        for _ in 0..7 {
+            b.record("us-west-2", "prov", at - 3 * MINUTE_MS);
+        }
+        let now = at + 4 * MINUTE_MS;
+        let votes = [
+            vote("us-west-2", at, b.traffic(at)),
+            vote("eu-west-1", at, c.traffic(at)),
+        ];
+        assert_eq!(
+            count(&a, &votes, 5 * MINUTE_MS, now).unwrap().invocations,
+            0,
+            "ended before now - 5m"
+        );
+        assert_eq!(
+            count(&a, &votes, 8 * MINUTE_MS, now).unwrap().invocations,
+            7
+        );
+        // A vote from a clock running fast counts as made now.
+        let votes = [
+            vote("us-west-2", now + HOUR_MS, b.traffic(at)),
+            vote("eu-west-1", at, c.traffic(at)),
+        ];
+        assert_eq!(
+            count(&a, &votes, 15 * MINUTE_MS, now).unwrap().invocations,
+            7
+        );
+    }
+
+    #[test]
+    fn the_need_is_the_per_minute_rate_over_one_instances_capacity() {
+        let c = |since_ms, invocations| {
+            Some(Counted {
+                since_ms,
+                invocations,
+            })
+        };
+        let now = T0 + HOUR_MS;
+        // 5 minutes at 1000/min, 300 per instance: 4 instances.
+        assert_eq!(need_from(c(T0, 5000), Some(300), now), Some(4));
+        assert_eq!(need_from(c(T0, 0), Some(300), now), Some(0));
+        assert_eq!(
+            need_from(c(T0, 5000), None, now),
+            None,
+            "no capacity figure"
+        );
+        assert_eq!(need_from(None, Some(300), now), None, "not counted");
+        assert_eq!(
+            need_from(c(now - MINUTE_MS, 5000), Some(300), now),
+            None,
+            "not a whole window"
+        );
+    }
+}
