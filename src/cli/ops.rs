@@ -503,6 +503,20 @@ fn describe(action: &Action) -> String {
                 "resumes"
             }
         ),
+        Action::Resolve {
+            epoch,
+            state,
+            reason,
+            ..
+        } => format!(
+            "mark the proposed failover of epoch {epoch} {}{}\n  reason: {reason}",
+            state.as_str(),
+            if *state == crate::core::control::ProposalState::Approved {
+                " (its target's daemon claims it next round, if the active is still down)"
+            } else {
+                " (no automatic failover of that epoch)"
+            }
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -578,7 +592,9 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
         Request::Failover { operator, .. }
         | Request::Failback { operator, .. }
         | Request::Pause { operator, .. }
-        | Request::Resume { operator, .. } => {
+        | Request::Resume { operator, .. }
+        | Request::Approve { operator, .. }
+        | Request::Reject { operator, .. } => {
             format!("operator:{operator}")
         }
     };
