@@ -269,6 +269,33 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
                 r.changed_by,
                 r.reason
             );
+            if let Some(p) = &r.proposal {
+                if p.state == crate::core::control::ProposalState::Proposed {
+                    let _ = writeln!(
+                        w,
+                        "FAILOVER PROPOSED, AWAITING APPROVAL: {} -> {} (epoch {}), proposed by {} at {}: {}\n  approve: failoverd approve --epoch {} --reason ...   reject: failoverd reject --epoch {} --reason ...",
+                        p.from,
+                        p.target,
+                        p.epoch,
+                        p.proposer,
+                        rfc3339(p.proposed_at),
+                        p.reason,
+                        p.epoch,
+                        p.epoch
+                    );
+                } else {
+                    let _ = writeln!(
+                        w,
+                        "last proposal: {} -> {} (epoch {}) {} by {}: {}",
+                        p.from,
+                        p.target,
+                        p.epoch,
+                        p.state.as_str(),
+                        p.decided_by.as_deref().unwrap_or("?"),
+                        p.decision.as_deref().unwrap_or("")
+                    );
+                }
+            }
             if r.phase == Phase::FailingOver {
                 let _ = writeln!(
                     w,
