@@ -137,6 +137,12 @@
 //!   record after `Policy::stuck_failover_ms` (longer than the workflow can
 //!   run); time is not modelled, so that rule is tested in tests/planner.rs.
 //! - Two runs with all four budgets at once (about a minute each).
+//! - Manual approval (`policy.approval = "manual"`, issue 13): the planner
+//!   proposes instead of claiming; the operator approves or rejects any
+//!   epoch at any moment; a proposal's timeout may pass at any moment
+//!   (expire or proceed). Safe, every automatic claim is of an approved
+//!   proposal of its epoch (or a proceeding timeout), and without an
+//!   approval no automatic failover completes.
 //!
 //! Each run prints `model check <mode>: N states explored, depth D, result`
 //! on stdout and stderr (visible with `cargo test -- --nocapture`, and with

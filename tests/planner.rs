@@ -2,6 +2,8 @@
 //! tally: for any votes, at most one daemon starts a failover per epoch; an
 //! isolated observer never acts; paused mode never acts automatically; a
 //! dead target is passed over; an in-flight failover never wedges the record.
+//! With `policy.approval = "manual"`: proposals instead of claims, approval
+//! by epoch, rejection, expiry or proceeding at the timeout, withdrawal.
 
 use std::collections::BTreeMap;
 
