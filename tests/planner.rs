@@ -976,6 +976,26 @@ fn an_operator_failover_needs_no_approval_and_clears_the_proposal() {
 }
 
 #[test]
+fn an_open_proposal_is_claimed_once_approval_is_no_longer_required() {
+    let r = proposed(&manual(OnApprovalTimeout::Expire), NOW);
+    let d = decide(
+        "us-west-2",
+        &RecordRead::Found(r),
+        &down_votes(),
+        &policy(true),
+        None,
+    );
+    let Action::StartFailover(p) = act(d) else {
+        panic!("expected the claim")
+    };
+    assert!(
+        p.reason.contains("approval no longer required"),
+        "{}",
+        p.reason
+    );
+}
+
+#[test]
 fn the_tier_gate_withholds_a_proposal_for_a_tier3_fleet() {
     use failoverd::core::tier::{Tier, gate_automatic};
     let pol = manual(OnApprovalTimeout::Expire);

@@ -647,12 +647,18 @@ fn plan_proposal(
             p.target
         ));
     }
-    if p.state == ProposalState::Approved {
-        let reason = format!(
-            "approved by {}: {}",
-            p.decided_by.as_deref().unwrap_or("?"),
-            c.reason
-        );
+    // Approved; or approval is no longer required (the configuration
+    // changed while the proposal was open): claim it as any automatic
+    // failover.
+    if p.state == ProposalState::Approved || i.policy.approval == Approval::None {
+        let reason = match p.state {
+            ProposalState::Approved => format!(
+                "approved by {}: {}",
+                p.decided_by.as_deref().unwrap_or("?"),
+                c.reason
+            ),
+            _ => format!("approval no longer required: {}", c.reason),
+        };
         return start(i, rec, c.target, reason, Initiated::Automatic);
     }
     // Proposed by us (the target's daemon): the timeout is on our own clock.
