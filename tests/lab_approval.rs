@@ -117,3 +117,117 @@ fn a_proposed_failover_waits_for_approval_then_completes() {
     assert_eq!(after.proposal, None, "the claim removes the proposal");
     assert!(events(&lab).iter().any(|e| e.kind == "proposal_approved"));
 }
+
+/// The DynamoDB adapter's proposal writes, condition by condition, against
+/// the one statement of their semantics (`core::record::apply`): each write
+/// is accepted by DynamoDB (moto) exactly when `apply` accepts it, and the
+/// record read back is the one `apply` computes.
+#[test]
+fn the_adapter_applies_proposal_writes_as_the_transition_function_does() {
+    use failoverd::core::control::execution_name;
+    use failoverd::core::plan::FailoverPlan;
+    use failoverd::core::record::{RecordWrite, apply};
+    use failoverd::ports::store::Write;
+
+    let mut lab = Lab::start(&[]);
+    lab.wait_ready(Duration::from_secs(60));
+    wait_record(&lab, "the record", Duration::from_secs(30), |r| {
+        r.phase == Phase::Steady
+    });
+    // Nobody else writes from here on.
+    for region in ["us-east-1", "us-west-2", "eu-west-1"] {
+        lab.kill_daemon(region);
+    }
+    let table = lab.table();
+    let propose = |r: &ControlRecord, epoch: u64, version: u64| RecordWrite::Propose {
+        expected_version: version,
+        epoch,
+        from: r.active.clone(),
+        target: "us-west-2".into(),
+        by: "us-west-2".into(),
+        at: 1_800_000_000_000,
+        reason: "down by quorum".into(),
+    };
+    let resolve = |r: &ControlRecord, epoch: u64, state: ProposalState| RecordWrite::Resolve {
+        expected_version: r.version,
+        epoch,
+        state,
+        by: "operator:lab".into(),
+        at: 1_800_000_001_000,
+        reason: "checked".into(),
+    };
+    type Step = Box<dyn Fn(&ControlRecord) -> (RecordWrite, bool)>;
+    let steps: Vec<Step> = vec![
+        Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Approved), false)),
+        Box::new(move |r| (propose(r, r.epoch + 2, r.version), false)),
+        Box::new(move |r| (propose(r, r.epoch + 1, r.version - 1), false)),
+        Box::new(move |r| (propose(r, r.epoch + 1, r.version), true)),
+        Box::new(move |r| (propose(r, r.epoch + 1, r.version), false)),
+        Box::new(move |r| (resolve(r, r.epoch + 2, ProposalState::Approved), false)),
+        Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Proposed), false)),
+        Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Approved), true)),
+        Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Rejected), false)),
+        Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Withdrawn), true)),
+        Box::new(move |r| (propose(r, r.epoch + 1, r.version), true)),
+        Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Expired), true)),
+        Box::new(move |r| (propose(r, r.epoch + 1, r.version), true)),
+        Box::new(move |r| {
+            let epoch = r.epoch + 1;
+            let plan = FailoverPlan {
+                from: r.active.clone(),
+                to: "us-west-2".into(),
+                epoch,
+                execution: execution_name(&r.incarnation, epoch),
+                initiator: "us-west-2".into(),
+                expected_version: r.version,
+                reason: "approved".into(),
+                ungraceful: false,
+                old_region_healthy: true,
+                forced: false,
+                automatic: true,
+                changed_by: "us-west-2".into(),
+                claimed_at: 1_800_000_002_000,
+                supersedes: None,
+            };
+            (RecordWrite::Claim { plan }, true)
+        }),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let cur = record(&lab).unwrap();
+        let (w, accepted) = step(&cur);
+        let expected = apply(Some(&cur), &w);
+        assert_eq!(
+            expected.is_ok(),
+            accepted,
+            "step {i}: apply says {expected:?} to {w:?}"
+        );
+        let got = Lab::rt().block_on(table.write_record(&w)).unwrap();
+        assert_eq!(
+            got == Write::Written,
+            accepted,
+            "step {i}: DynamoDB said {got:?} to {w:?}"
+        );
+        let after = record(&lab).unwrap();
+        let want = expected.unwrap_or(cur);
+        assert_eq!(
+            (
+                &after.proposal,
+                after.version,
+                after.epoch,
+                after.phase,
+                &after.reason,
+                &after.changed_by
+            ),
+            (
+                &want.proposal,
+                want.version,
+                want.epoch,
+                want.phase,
+                &want.reason,
+                &want.changed_by
+            ),
+            "step {i}: {w:?}"
+        );
+    }
+    assert_eq!(record(&lab).unwrap().proposal, None, "the claim removed it");
+}
