@@ -1,7 +1,8 @@
 //! Every write to the control record, as one pure transition function.
 //!
 //! The record changes only through the conditional writes listed in
-//! [`RecordWrite`]: the executor's (initialize, claim, mode, settle) and the
+//! [`RecordWrite`]: the executor's (initialize, claim, mode, settle, and
+//! the approval gate's propose and resolve) and the
 //! failover workflow's (`deploy/statemachines/failover.asl.json`: mark,
 //! switch, steady, abort). [`apply`] says, for a record as a replica holds
 //! it, whether the write's condition holds and what the record becomes.
@@ -15,6 +16,11 @@
 //! Conditions, and why:
 //! - the executor's writes are fenced on the record's `version` (the
 //!   generation): two planners that read the same record cannot both act;
+//! - a proposal (`Propose`, `Resolve`) is fenced on the version too, and
+//!   names its epoch: an approval applies only to the proposal of that
+//!   epoch while it is still proposed, so a stale one never approves a
+//!   newer proposal. No proposal write changes the epoch, the active region
+//!   or the phase; a claim clears the proposal;
 //! - the workflow's writes are fenced on `epoch` and `execution` (a
 //!   superseded run changes nothing) *and* on the record still failing over:
 //!   once a failover has been settled (aborted by a daemon because its
