@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::core::control::{ControlRecord, Phase, Step};
+use crate::core::control::{ControlRecord, Phase, ProposalState, Step};
 use crate::ports::ErrorKind;
 use crate::state::RoundStatus;
 
@@ -255,8 +255,13 @@ const TOKEN_EVENTS: [&str; 5] = [
 
 /// Journal kinds this daemon writes (the `kind` label); anything else is
 /// `other`, so a new kind never grows the label set unseen.
-pub const JOURNAL_KINDS: [&str; 13] = [
+pub const JOURNAL_KINDS: [&str; 18] = [
     "initialized",
+    "failover_proposed",
+    "proposal_approved",
+    "proposal_rejected",
+    "proposal_expired",
+    "proposal_withdrawn",
     "failover_claimed",
     "failover_lost_race",
     "execution_started",
@@ -378,6 +383,9 @@ pub struct Meter {
     failovers: Box<[AtomicU64]>,
     rounds: Histogram,
     watch: Mutex<FailoverWatch>,
+    /// The epoch of the failover proposed and awaiting approval in the last
+    /// record read (0: none).
+    proposed_epoch: AtomicU64,
 }
 
 impl Default for Meter {
@@ -407,6 +415,7 @@ impl Meter {
             failovers: counters(FAILOVER_EVENTS.len() * TRIGGERS.len()),
             rounds: Histogram::new(&ROUND_BUCKETS),
             watch: Mutex::default(),
+            proposed_epoch: AtomicU64::new(0),
             regions,
         }
     }
@@ -479,6 +488,12 @@ impl Meter {
         if let Some(r) = &next.record {
             let mut w = self.watch.lock().unwrap_or_else(|p| p.into_inner());
             self.watch_record(&mut w, r);
+            let proposed = r
+                .proposal
+                .as_ref()
+                .filter(|p| p.state == ProposalState::Proposed)
+                .map_or(0, |p| p.epoch);
+            self.proposed_epoch.store(proposed, Ordering::Relaxed);
         }
     }
 
@@ -640,6 +655,17 @@ impl Meter {
         }
         header(
             out,
+            "failoverd_failover_proposed_epoch",
+            "gauge",
+            "The epoch of the automatic failover proposed and awaiting approval (policy.approval = manual) in the control record this daemon last read; 0 when none awaits. Approve with `failoverd approve --epoch N`.",
+        );
+        let _ = writeln!(
+            out,
+            "failoverd_failover_proposed_epoch {}",
+            self.proposed_epoch.load(Ordering::Relaxed)
+        );
+        header(
+            out,
             "failoverd_round_duration_seconds",
             "histogram",
             "Time one reconcile round took (collect, vote, decide, act, tokens).",
@@ -687,6 +713,7 @@ mod tests {
             ungraceful: false,
             old_region_healthy: true,
             forced: false,
+            proposal: None,
         }
     }
 
@@ -697,6 +724,49 @@ mod tests {
             record: Some(r),
             ..RoundStatus::default()
         }
+    }
+
+    #[test]
+    fn a_proposal_awaiting_approval_shows_its_epoch() {
+        use crate::core::control::Proposal;
+        let m = Meter::new(&["us-east-1".into()]);
+        let mut r = record(3, Phase::Steady, Step::Done, "us-west-2");
+        let gauge = |m: &Meter| {
+            let mut text = String::new();
+            m.render(&mut text);
+            text.lines()
+                .find(|l| l.starts_with("failoverd_failover_proposed_epoch "))
+                .map(str::to_string)
+        };
+        m.observe_round(&RoundStatus::default(), &round(1, r.clone()));
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("failoverd_failover_proposed_epoch 0")
+        );
+        r.proposal = Some(Proposal {
+            epoch: 4,
+            from: "us-west-2".into(),
+            target: "us-east-1".into(),
+            proposer: "us-east-1".into(),
+            proposed_at: 0,
+            reason: String::new(),
+            state: ProposalState::Proposed,
+            decided_by: None,
+            decided_at: None,
+            decision: None,
+        });
+        m.observe_round(&round(1, r.clone()), &round(2, r.clone()));
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("failoverd_failover_proposed_epoch 4")
+        );
+        // Decided: nothing awaits any more.
+        r.proposal.as_mut().unwrap().state = ProposalState::Rejected;
+        m.observe_round(&round(2, r.clone()), &round(3, r));
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("failoverd_failover_proposed_epoch 0")
+        );
     }
 
     #[test]

@@ -351,3 +351,65 @@ sagemaker = { provisioned = "p" }
     let report = config::load(&f2, &EnvSource::new()).unwrap_err().report();
     assert!(report.contains("two and a witness"), "{report}");
 }
+
+#[test]
+fn the_approval_gate_is_configured_and_checked() {
+    use failoverd::core::plan::{Approval, OnApprovalTimeout};
+    use failoverd::core::tier::Tier;
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    // Defaults: no approval, 15 minutes, expire.
+    let f = write(&d, "us-east-1.toml", "region = \"us-east-1\"\n");
+    let cfg = config::load(&f, &EnvSource::new()).unwrap();
+    assert_eq!(cfg.policy.approval, Approval::None);
+    assert_eq!(cfg.policy.approval_timeout.as_secs(), 15 * 60);
+    assert_eq!(cfg.policy.on_approval_timeout, OnApprovalTimeout::Expire);
+    assert_eq!(cfg.fleet_approval(), Approval::None);
+    // Manual from the environment (as the lab sets it); a tier override.
+    let f = write(
+        &d,
+        "us-west-2.toml",
+        "region = \"us-west-2\"\n[policy]\napproval_timeout = \"2m\"\non_approval_timeout = \"proceed\"\napproval_by_tier = { tier1 = \"none\" }\n",
+    );
+    let env: EnvSource = [(
+        "FAILOVERD__POLICY__APPROVAL".to_string(),
+        "manual".to_string(),
+    )]
+    .into();
+    let cfg = config::load(&f, &env).unwrap();
+    assert_eq!(cfg.policy.approval, Approval::Manual);
+    assert_eq!(cfg.policy.approval_for(Tier::Tier1), Approval::None);
+    assert_eq!(cfg.policy.approval_for(Tier::Tier2), Approval::Manual);
+    // No models: the default tier (tier2) governs.
+    assert_eq!(cfg.fleet_approval(), Approval::Manual);
+    assert_eq!(cfg.policy.approval_timeout.as_secs(), 120);
+    assert_eq!(cfg.policy.on_approval_timeout, OnApprovalTimeout::Proceed);
+    // Bad values: every one reported with its file and key.
+    let f = write(
+        &d,
+        "eu-west-1.toml",
+        "region = \"eu-west-1\"\n[policy]\napproval = \"sometimes\"\napproval_timeout = \"1s\"\non_approval_timeout = \"shrug\"\napproval_by_tier = { tier9 = \"none\", tier2 = \"maybe\" }\n",
+    );
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    let file = f.display().to_string();
+    for (key, says) in [
+        ("policy.approval", "\"sometimes\" is not an approval rule"),
+        ("policy.approval_timeout", "out of range"),
+        (
+            "policy.on_approval_timeout",
+            "\"shrug\" is not a timeout rule",
+        ),
+        ("policy.approval_by_tier.tier9", "\"tier9\" is not a tier"),
+        (
+            "policy.approval_by_tier.tier2",
+            "\"maybe\" is not an approval rule",
+        ),
+    ] {
+        assert!(
+            report.lines().any(|l| l.contains(&file)
+                && l.contains(&format!(": {key}: "))
+                && l.contains(says)),
+            "no line for {key} ({says}) in:\n{report}"
+        );
+    }
+}

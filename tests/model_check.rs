@@ -137,6 +137,12 @@
 //!   record after `Policy::stuck_failover_ms` (longer than the workflow can
 //!   run); time is not modelled, so that rule is tested in tests/planner.rs.
 //! - Two runs with all four budgets at once (about a minute each).
+//! - Manual approval (`policy.approval = "manual"`, issue 13): the planner
+//!   proposes instead of claiming; the operator approves or rejects any
+//!   epoch at any moment; a proposal's timeout may pass at any moment
+//!   (expire or proceed). Safe, every automatic claim is of an approved
+//!   proposal of its epoch (or a proceeding timeout), and without an
+//!   approval no automatic failover completes.
 //!
 //! Each run prints `model check <mode>: N states explored, depth D, result`
 //! on stdout and stderr (visible with `cargo test -- --nocapture`, and with
@@ -147,10 +153,13 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
-use failoverd::core::control::{ControlRecord, Mode, Phase, Step as RecStep, execution_name};
+use failoverd::core::control::{
+    ControlRecord, Mode, Phase, Proposal, ProposalState, Step as RecStep, execution_name,
+};
 use failoverd::core::health::Verdict;
 use failoverd::core::plan::{
-    Action, Decision, ExecutionStatus, FailoverPlan, Inputs, Policy, RecordRead, Request, plan,
+    Action, Approval, Decision, ExecutionStatus, FailoverPlan, Inputs, OnApprovalTimeout, Policy,
+    RecordRead, Request, plan,
 };
 use failoverd::core::quorum::{Tally, Vote, tally, tally_as_operator};
 use failoverd::core::record::{self, RecordWrite, Settlement};
@@ -260,6 +269,8 @@ struct Rec {
     // (`forced` is not kept: nothing reads it back but the journal.)
     /// `last_failover_at` is set.
     failed_over: bool,
+    /// The proposal awaiting approval, or the last one decided.
+    proposal: Option<Prop>,
     /// Last-writer-wins stamp: (Lamport timestamp, region of the write).
     ts: u8,
     writer: u8,
@@ -282,6 +293,7 @@ impl Rec {
             ungraceful: false,
             old_region_healthy: false,
             failed_over: false,
+            proposal: None,
             ts: 0,
             writer: 0,
         }
@@ -306,6 +318,12 @@ impl Rec {
             ungraceful: c.ungraceful,
             old_region_healthy: c.old_region_healthy,
             failed_over: c.last_failover_at.is_some(),
+            proposal: c.proposal.as_ref().map(|p| Prop {
+                epoch: p.epoch as u8,
+                from: region_index(&p.from),
+                target: region_index(&p.target),
+                state: p.state,
+            }),
             ts: stamp_of.map_or(0, |r| r.ts),
             writer: stamp_of.map_or(0, |r| r.writer),
         }
@@ -343,7 +361,25 @@ impl Rec {
             ungraceful: self.ungraceful,
             old_region_healthy: self.old_region_healthy,
             forced: false,
+            proposal: self.proposal.map(|p| Proposal {
+                epoch: u64::from(p.epoch),
+                from: region_name(p.from).into(),
+                target: region_name(p.target).into(),
+                proposer: region_name(p.target).into(),
+                proposed_at: NOW,
+                reason: String::new(),
+                state: p.state,
+                decided_by: (p.state != ProposalState::Proposed).then(|| "model".into()),
+                decided_at: (p.state != ProposalState::Proposed).then_some(NOW),
+                decision: None,
+            }),
         }
+    }
+
+    /// Does a proposal await a decision (its timeout may pass)?
+    fn proposed(&self) -> bool {
+        self.proposal
+            .is_some_and(|p| p.state == ProposalState::Proposed)
     }
 
     /// Does this record assert "`active` is the active region of `epoch`"?
@@ -380,8 +416,28 @@ impl Rec {
         if self.paused {
             s.push_str(" PAUSED");
         }
+        if let Some(p) = self.proposal {
+            let _ = write!(
+                s,
+                " proposal(e{} {}->{} {})",
+                p.epoch,
+                region_name(p.from),
+                region_name(p.target),
+                p.state.as_str()
+            );
+        }
         s
     }
+}
+
+/// A proposal as the record holds it (its times, proposer and texts are not
+/// kept: the proposer is always its target's daemon, and time is abstract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Prop {
+    epoch: u8,
+    from: u8,
+    target: u8,
+    state: ProposalState,
 }
 
 /// The execution input: a pure function of the failover plan.
@@ -500,6 +556,8 @@ struct Budget {
     partitions: u8,
     faults: u8,
     requests: u8,
+    approvals: u8,
+    proposals: u8,
 }
 
 /// The whole system.
@@ -586,6 +644,11 @@ enum Req {
         force: bool,
     },
     Pause,
+    /// `failoverd approve --epoch N` (`true`) or `reject` (`false`).
+    Decide {
+        epoch: u8,
+        approve: bool,
+    },
 }
 
 /// What the model does with a planner decision.
@@ -612,6 +675,17 @@ enum Effect {
     SetMode {
         paused: bool,
         expected_version: u8,
+    },
+    Propose {
+        expected_version: u8,
+        epoch: u8,
+        from: u8,
+        target: u8,
+    },
+    Resolve {
+        expected_version: u8,
+        epoch: u8,
+        state: ProposalState,
     },
 }
 
@@ -697,6 +771,12 @@ struct Bounds {
     faults: u8,
     /// Operator requests.
     requests: u8,
+    /// Operator approvals and rejections (any epoch, stale ones included).
+    approvals: u8,
+    /// Proposals written (each proposal and withdrawal is a write that
+    /// moves the version without moving the epoch, so without this bound a
+    /// path could propose and withdraw for ever).
+    proposals: u8,
     /// States whose record passed this epoch are not expanded.
     max_epoch: u8,
 }
@@ -735,7 +815,8 @@ struct PlanKey {
     /// Status of the record's execution (when failing over, for a daemon):
     /// 0 not started, 1 running, 2 succeeded, 3 ended.
     execution: Option<u8>,
-    /// The daemon judges the failover stalled (past every bound).
+    /// The daemon judges the failover stalled (past every bound), or, while
+    /// a proposal awaits approval, its approval timeout passed.
     stalled: bool,
     req: Option<Req>,
 }
@@ -821,6 +902,22 @@ fn request_of(req: Req) -> Request {
             reason: "model".into(),
             operator: "model".into(),
         },
+        Req::Decide {
+            epoch,
+            approve: true,
+        } => Request::Approve {
+            epoch: u64::from(epoch),
+            reason: "model".into(),
+            operator: "model".into(),
+        },
+        Req::Decide {
+            epoch,
+            approve: false,
+        } => Request::Reject {
+            epoch: u64::from(epoch),
+            reason: "model".into(),
+            operator: "model".into(),
+        },
     }
 }
 
@@ -875,6 +972,28 @@ fn effect_of(d: &Decision) -> Effect {
             paused: *mode == Mode::Paused,
             expected_version: *expected_version as u8,
         },
+        Action::Propose {
+            expected_version,
+            epoch,
+            from,
+            target,
+            ..
+        } => Effect::Propose {
+            expected_version: *expected_version as u8,
+            epoch: *epoch as u8,
+            from: region_index(from),
+            target: region_index(target),
+        },
+        Action::Resolve {
+            expected_version,
+            epoch,
+            state,
+            ..
+        } => Effect::Resolve {
+            expected_version: *expected_version as u8,
+            epoch: *epoch as u8,
+            state: *state,
+        },
     }
 }
 
@@ -906,6 +1025,25 @@ fn decision_text(d: &Decision) -> String {
                 expected_version,
                 ..
             } => format!("SetMode {mode:?} (expected v{expected_version})"),
+            Action::Propose {
+                expected_version,
+                epoch,
+                from,
+                target,
+                ..
+            } => format!(
+                "Propose {from} -> {target} for epoch {epoch} (expected v{expected_version})"
+            ),
+            Action::Resolve {
+                expected_version,
+                epoch,
+                state,
+                reason,
+                ..
+            } => format!(
+                "Resolve the proposal of epoch {epoch} as {} (expected v{expected_version}): {reason}",
+                state.as_str()
+            ),
         },
         Decision::Idle { why } => format!("idle: {why}"),
         Decision::Refuse { why } => format!("refused: {why}"),
@@ -954,6 +1092,8 @@ impl Model {
                 partitions: b.partitions,
                 faults: b.faults,
                 requests: b.requests,
+                approvals: b.approvals,
+                proposals: b.proposals,
             },
             asserted: [0; MAX_EPOCH],
         };
@@ -1041,7 +1181,7 @@ impl Model {
             rec,
             fresh,
             execution,
-            stalled: stalled && rec.is_some_and(|r| r.failing),
+            stalled: stalled && rec.is_some_and(|r| r.failing || r.proposed()),
             req,
         }
     }
@@ -1059,8 +1199,15 @@ impl Model {
             _ => ExecutionStatus::Ended,
         });
         let request = k.req.map(request_of);
+        // Time is abstract: a round may judge a proposal's approval timeout
+        // passed at any moment (its `stalled` flag).
+        let late = k.stalled && k.rec.is_some_and(|r| r.proposed());
         plan(&Inputs {
-            now: NOW,
+            now: if late {
+                NOW + self.policy.approval_timeout_ms
+            } else {
+                NOW
+            },
             me: if k.me == NONE {
                 "operator"
             } else {
@@ -1069,7 +1216,7 @@ impl Model {
             tally: t,
             record: &record,
             execution,
-            stalled_ms: if k.stalled { STALLED_MS } else { 0 },
+            stalled_ms: if k.stalled && !late { STALLED_MS } else { 0 },
             policy: &self.policy,
             request: request.as_ref(),
         })
@@ -1221,6 +1368,32 @@ impl Model {
                 at: NOW,
                 reason: String::new(),
             },
+            Effect::Propose {
+                expected_version,
+                epoch,
+                from,
+                target,
+            } => RecordWrite::Propose {
+                expected_version: u64::from(expected_version),
+                epoch: u64::from(epoch),
+                from: region_name(from).into(),
+                target: region_name(target).into(),
+                by: region_name(target).into(),
+                at: NOW,
+                reason: String::new(),
+            },
+            Effect::Resolve {
+                expected_version,
+                epoch,
+                state,
+            } => RecordWrite::Resolve {
+                expected_version: u64::from(expected_version),
+                epoch: u64::from(epoch),
+                state,
+                by: "model".into(),
+                at: NOW,
+                reason: String::new(),
+            },
         };
         if !self.write_record(s, k, &w) {
             return Err(());
@@ -1363,7 +1536,7 @@ impl Model {
             // change, no transition.)
             if dm.up && !dm.partitioned && dm.intent.is_none() {
                 let k = self.replica_of(d);
-                let failing = s.replicas[k].is_some_and(|r| r.failing);
+                let failing = s.replicas[k].is_some_and(|r| r.failing || r.proposed());
                 let stalls: &[bool] = if failing { &[false, true] } else { &[false] };
                 let mut effects: Vec<Effect> = Vec::new();
                 for &stalled in stalls {
@@ -1375,10 +1548,18 @@ impl Model {
                     }
                 }
                 for effect in effects {
+                    self.check_approved(s, k, effect);
+                    let proposes = matches!(effect, Effect::Propose { .. });
+                    if proposes && s.budget.proposals == 0 {
+                        continue;
+                    }
                     let mut n = s.clone();
                     n.daemons[du].fresh = true;
                     if let Ok(intent) = self.apply(&mut n, k, effect) {
                         n.daemons[du].intent = intent;
+                        if proposes {
+                            n.budget.proposals -= 1;
+                        }
                     }
                     if n != *s {
                         push(Step::Round { daemon: d, effect }, n);
@@ -1419,6 +1600,34 @@ impl Model {
                             if n.replicas != s.replicas {
                                 n.budget.requests -= 1;
                                 n.operator = intent;
+                                push(
+                                    Step::Operator {
+                                        replica,
+                                        req,
+                                        effect,
+                                    },
+                                    n,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The operator's approvals and rejections, of any epoch (a stale or
+        // future one must be refused).
+        if s.budget.approvals > 0 && s.operator.is_none() {
+            for replica in self.replicas() {
+                for epoch in 1..=self.bounds.max_epoch + 1 {
+                    for approve in [true, false] {
+                        let req = Req::Decide { epoch, approve };
+                        let key = self.plan_key(s, NONE, replica as usize, Some(req), false);
+                        for (effect, _) in self.effects(memo, key) {
+                            let mut n = s.clone();
+                            if self.apply(&mut n, replica as usize, effect).is_ok()
+                                && n.replicas != s.replicas
+                            {
+                                n.budget.approvals -= 1;
                                 push(
                                     Step::Operator {
                                         replica,
@@ -1556,6 +1765,37 @@ impl Model {
     }
 
     // ----- invariants -----
+
+    /// With manual approval, a daemon claims an automatic failover only when
+    /// the record holds that epoch's proposal, approved (or still proposed
+    /// and its timeout passed, with `on_approval_timeout = "proceed"`), and
+    /// an operator's decision names the proposal's epoch. Checked on every
+    /// round's decision; a violation is a bug in the planner.
+    fn check_approved(&self, s: &State, k: usize, effect: Effect) {
+        if self.policy.approval != Approval::Manual {
+            return;
+        }
+        if let Effect::Claim { intent, .. } = effect {
+            let rec = s.replicas[k].expect("a claim reads a record");
+            if rec.failing {
+                return; // not an automatic claim of a new failover
+            }
+            let ok = rec.proposal.is_some_and(|p| {
+                p.epoch == intent.input.epoch
+                    && p.target == intent.input.to
+                    && (p.state == ProposalState::Approved
+                        || (p.state == ProposalState::Proposed
+                            && self.policy.on_approval_timeout == OnApprovalTimeout::Proceed))
+            });
+            assert!(
+                ok,
+                "an automatic claim without an approved proposal: {} claims epoch {} on [{}]",
+                region_name(intent.region),
+                intent.input.epoch,
+                rec.short()
+            );
+        }
+    }
 
     /// Invariants 1, 3, 4 on `s`, and 2 on the transition from `prev`.
     fn check_invariants(&self, prev: Option<&State>, s: &State) -> Option<Violation> {
@@ -2141,6 +2381,9 @@ fn policy(automatic_allowed: bool, auto_failback: bool) -> Policy {
         stuck_failover_ms: failoverd::core::plan::STUCK_FAILOVER_MS,
         start_timeout_ms: failoverd::core::plan::START_TIMEOUT_MS,
         abort_retry_ms: 0,
+        approval: Approval::None,
+        approval_timeout_ms: failoverd::core::plan::APPROVAL_TIMEOUT_MS,
+        on_approval_timeout: OnApprovalTimeout::Expire,
     }
 }
 
@@ -2195,6 +2438,8 @@ fn strong_automatic_crash_partition_operator_is_safe() {
             partitions: 1,
             faults: 0,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 2,
         },
         Bounds {
@@ -2202,6 +2447,8 @@ fn strong_automatic_crash_partition_operator_is_safe() {
             partitions: 1,
             faults: 0,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 3,
         },
     );
@@ -2222,6 +2469,8 @@ fn strong_automatic_crash_fault_operator_is_safe() {
             partitions: 0,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 2,
         },
         Bounds {
@@ -2229,6 +2478,8 @@ fn strong_automatic_crash_fault_operator_is_safe() {
             partitions: 0,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 3,
         },
     );
@@ -2248,6 +2499,8 @@ fn strong_automatic_three_failovers_is_safe() {
             partitions: 0,
             faults: 0,
             requests: 0,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 4,
         },
         Bounds {
@@ -2255,6 +2508,8 @@ fn strong_automatic_three_failovers_is_safe() {
             partitions: 0,
             faults: 0,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 4,
         },
     );
@@ -2278,6 +2533,8 @@ fn strong_bootstrap_is_safe() {
                 partitions: 0,
                 faults: 0,
                 requests: 1,
+                approvals: 0,
+                proposals: 0,
                 max_epoch: 2,
             },
         )
@@ -2301,6 +2558,8 @@ fn eventual_automatic_is_unsafe() {
             partitions: 0,
             faults: 0,
             requests: 0,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 3,
         },
         start_missing: false,
@@ -2324,6 +2583,8 @@ fn eventual_manual_crash_partition_is_safe() {
             partitions: 1,
             faults: 0,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 2,
         },
         Bounds {
@@ -2331,6 +2592,8 @@ fn eventual_manual_crash_partition_is_safe() {
             partitions: 1,
             faults: 0,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 3,
         },
     );
@@ -2354,6 +2617,8 @@ fn eventual_manual_crash_fault_is_safe() {
         partitions: 0,
         faults: 1,
         requests: 1,
+        approvals: 0,
+        proposals: 0,
         max_epoch: 3,
     };
     let o = run(&eventual_manual(
@@ -2381,6 +2646,8 @@ fn eventual_manual_bootstrap_is_safe() {
         partitions: 0,
         faults: 0,
         requests: 0,
+        approvals: 0,
+        proposals: 0,
         max_epoch: 2,
     };
     let o = run(&eventual_manual(
@@ -2410,6 +2677,8 @@ fn eventual_two_operator_requests_are_unsafe() {
         partitions: 0,
         faults: 0,
         requests: 2,
+        approvals: 0,
+        proposals: 0,
         max_epoch: 3,
     };
     let o = run(&eventual_manual(
@@ -2440,6 +2709,8 @@ fn strong_lost_initiator_does_not_wedge_the_record() {
             partitions: 0,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 2,
         },
     );
@@ -2471,6 +2742,8 @@ fn strong_dead_target_daemon_is_passed_over() {
                 partitions: 0,
                 faults: 1,
                 requests: 1,
+                approvals: 0,
+                proposals: 0,
                 max_epoch: 3,
             },
         )
@@ -2510,6 +2783,8 @@ fn strong_operator_force_supersedes_safely() {
             partitions: 0,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 3,
         },
     ));
@@ -2526,6 +2801,8 @@ fn strong_automatic_all_at_once_is_safe() {
             partitions: 1,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 2,
         },
         Bounds {
@@ -2533,6 +2810,8 @@ fn strong_automatic_all_at_once_is_safe() {
             partitions: 1,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 3,
         },
     );
@@ -2551,6 +2830,8 @@ fn eventual_manual_all_at_once_is_safe() {
             partitions: 1,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 2,
         },
         Bounds {
@@ -2558,6 +2839,8 @@ fn eventual_manual_all_at_once_is_safe() {
             partitions: 1,
             faults: 1,
             requests: 1,
+            approvals: 0,
+            proposals: 0,
             max_epoch: 3,
         },
     );
@@ -2571,4 +2854,146 @@ fn eventual_manual_all_at_once_is_safe() {
         o.traces.is_empty(),
         "eventual mode with one operator request must be safe once the record exists"
     );
+}
+
+/// `policy.approval = "manual"` (issue 13): the automatic planner proposes
+/// instead of claiming; the operator approves or rejects any epoch (stale
+/// and future ones included) at any moment; a round may judge a proposal's
+/// approval timeout passed at any moment.
+fn strong_approval(name: &'static str, bounds: Bounds, on_timeout: OnApprovalTimeout) -> Model {
+    let mut policy = policy(true, true);
+    policy.approval = Approval::Manual;
+    policy.on_approval_timeout = on_timeout;
+    Model {
+        name,
+        consistency: Consistency::Strong,
+        policy,
+        bounds,
+        start_missing: false,
+        dead: None,
+        stop: Stop::Never,
+    }
+}
+
+/// Manual approval, timeouts expire: the four invariants hold with an
+/// operator request and two approvals or rejections (with a crash, a
+/// partition and a fault in the full run); every automatic
+/// claim is of an approved proposal of its epoch (`check_approved`).
+#[test]
+fn strong_manual_approval_is_safe() {
+    let bounds = bounds(
+        Bounds {
+            crashes: 0,
+            partitions: 0,
+            faults: 0,
+            requests: 1,
+            approvals: 2,
+            proposals: 2,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 1,
+            requests: 1,
+            approvals: 2,
+            proposals: 3,
+            max_epoch: 3,
+        },
+    );
+    let o = run(&strong_approval(
+        "strong/manual approval (expire)+operator",
+        bounds,
+        OnApprovalTimeout::Expire,
+    ));
+    assert!(o.traces.is_empty(), "manual approval must be safe");
+}
+
+/// Manual approval, timeouts proceed: safe too (a proceeding timeout is a
+/// claim like any other, fenced on the version).
+#[test]
+fn strong_manual_approval_proceed_is_safe() {
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 0,
+            faults: 0,
+            requests: 0,
+            approvals: 2,
+            proposals: 2,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 1,
+            requests: 1,
+            approvals: 2,
+            proposals: 3,
+            max_epoch: 3,
+        },
+    );
+    let o = run(&strong_approval(
+        "strong/manual approval (proceed)+crash",
+        bounds,
+        OnApprovalTimeout::Proceed,
+    ));
+    assert!(o.traces.is_empty(), "manual approval must be safe");
+}
+
+/// The gate gates: with timeouts that expire and no operator, no region
+/// ever becomes active but the first; with one approval, a failover
+/// completes, and its shortest path goes through a proposal and the
+/// operator's approval of its epoch.
+#[test]
+fn strong_manual_approval_gates_automatic_failover() {
+    let b = |approvals| Bounds {
+        crashes: 0,
+        partitions: 0,
+        faults: 0,
+        requests: 0,
+        approvals,
+        proposals: 2,
+        max_epoch: 2,
+    };
+    let switched = |s: &State| {
+        s.replicas[0].is_some_and(|r| r.active != 0 && !r.failing && r.step == RecStep::Done)
+    };
+    let none = strong_approval("gate, no operator", b(0), OnApprovalTimeout::Expire);
+    assert_eq!(
+        none.reach(switched),
+        None,
+        "an automatic failover completed without approval"
+    );
+    let one = strong_approval("gate, one approval", b(1), OnApprovalTimeout::Expire);
+    let path = one
+        .reach(switched)
+        .expect("an approved failover must be able to complete");
+    let proposed = path.iter().position(|st| {
+        matches!(
+            st,
+            Step::Round {
+                effect: Effect::Propose { .. },
+                ..
+            }
+        )
+    });
+    let approved = path.iter().position(|st| {
+        matches!(
+            st,
+            Step::Operator {
+                req: Req::Decide { approve: true, .. },
+                ..
+            }
+        )
+    });
+    assert!(
+        matches!((proposed, approved), (Some(p), Some(a)) if p < a),
+        "expected propose, then approve, in {path:?}"
+    );
+    say(&format!(
+        "approval gate: shortest approved failover, {} steps:\n{}",
+        path.len(),
+        one.render_trace(&one.initial(), &path)
+    ));
 }

@@ -2,13 +2,16 @@
 //! tally: for any votes, at most one daemon starts a failover per epoch; an
 //! isolated observer never acts; paused mode never acts automatically; a
 //! dead target is passed over; an in-flight failover never wedges the record.
+//! With `policy.approval = "manual"`: proposals instead of claims, approval
+//! by epoch, rejection, expiry or proceeding at the timeout, withdrawal.
 
 use std::collections::BTreeMap;
 
 use failoverd::core::control::{ControlRecord, Mode, Phase, Step};
 use failoverd::core::health::Verdict;
 use failoverd::core::plan::{
-    Action, Decision, ExecutionStatus, Inputs, Policy, RecordRead, Request, plan,
+    Action, Approval, Decision, ExecutionStatus, Inputs, OnApprovalTimeout, Policy, RecordRead,
+    Request, plan,
 };
 use failoverd::core::quorum::{Vote, tally};
 use failoverd::core::record::Settlement;
@@ -35,6 +38,9 @@ fn policy(automatic: bool) -> Policy {
         stuck_failover_ms: STUCK,
         start_timeout_ms: START,
         abort_retry_ms: 5_000,
+        approval: Approval::None,
+        approval_timeout_ms: 60_000,
+        on_approval_timeout: OnApprovalTimeout::Expire,
     }
 }
 
@@ -63,6 +69,7 @@ fn record(active: usize, mode: Mode, phase: Phase, last_failover_at: Option<u64>
         ungraceful: false,
         old_region_healthy: false,
         forced: false,
+        proposal: None,
     }
 }
 
@@ -542,4 +549,465 @@ fn eventual_mode_initializes_the_preferred_region_whatever_the_votes() {
             d => panic!("{d:?}"),
         }
     }
+}
+
+// ----- the approval gate (policy.approval = "manual", issue 13) -----
+
+use failoverd::core::control::ProposalState;
+use failoverd::core::record::{self, RecordWrite, Refused};
+
+fn manual(on_timeout: OnApprovalTimeout) -> Policy {
+    Policy {
+        approval: Approval::Manual,
+        on_approval_timeout: on_timeout,
+        ..policy(true)
+    }
+}
+
+/// Perform an action's record write with the real transition function (as
+/// the executor does), at time `at`.
+fn write(
+    rec: &ControlRecord,
+    action: &Action,
+    by: &str,
+    at: u64,
+) -> Result<ControlRecord, Refused> {
+    let w = match action.clone() {
+        Action::Propose {
+            expected_version,
+            epoch,
+            from,
+            target,
+            reason,
+        } => RecordWrite::Propose {
+            expected_version,
+            epoch,
+            from,
+            target,
+            by: by.into(),
+            at,
+            reason,
+        },
+        Action::Resolve {
+            expected_version,
+            epoch,
+            state,
+            reason,
+            changed_by,
+        } => RecordWrite::Resolve {
+            expected_version,
+            epoch,
+            state,
+            by: changed_by,
+            at,
+            reason,
+        },
+        Action::StartFailover(plan) => RecordWrite::Claim { plan },
+        other => panic!("not written here: {other:?}"),
+    };
+    record::apply(Some(rec), &w)
+}
+
+fn act(d: Decision) -> Action {
+    match d {
+        Decision::Act { action } => action,
+        other => panic!("expected an action, got {other:?}"),
+    }
+}
+
+fn why(d: Decision) -> String {
+    match d {
+        Decision::Idle { why } | Decision::Refuse { why } => why,
+        other => panic!("expected idle or refuse, got {other:?}"),
+    }
+}
+
+fn operator(rec: &ControlRecord, req: Request) -> Decision {
+    let spec = vec![(true, 0u64, [true, false, false]); 3];
+    let t = failoverd::core::quorum::tally_as_operator(&regions(), &votes(&spec), NOW, FRESH);
+    plan(&Inputs {
+        now: NOW,
+        me: "us-east-1",
+        tally: &t,
+        record: &RecordRead::Found(rec.clone()),
+        execution: None,
+        stalled_ms: 0,
+        policy: &manual(OnApprovalTimeout::Expire),
+        request: Some(&req),
+    })
+}
+
+fn approve(epoch: u64) -> Request {
+    Request::Approve {
+        epoch,
+        reason: "looked at it".into(),
+        operator: "op".into(),
+    }
+}
+
+fn reject(epoch: u64) -> Request {
+    Request::Reject {
+        epoch,
+        reason: "not now".into(),
+        operator: "op".into(),
+    }
+}
+
+/// us-east-1 down by every observer; us-west-2 proposes the failover of
+/// epoch 4, proposed at `at` (on its clock).
+fn proposed(pol: &Policy, at: u64) -> ControlRecord {
+    let vs = votes(&[(true, 0u64, [true, false, false]); 3]);
+    let rec = record(0, Mode::Auto, Phase::Steady, None);
+    let a = act(decide(
+        "us-west-2",
+        &RecordRead::Found(rec.clone()),
+        &vs,
+        pol,
+        None,
+    ));
+    write(&rec, &a, "us-west-2", at).expect("the proposal is written")
+}
+
+fn down_votes() -> Vec<failoverd::core::quorum::Vote> {
+    votes(&[(true, 0u64, [true, false, false]); 3])
+}
+
+#[test]
+fn manual_approval_proposes_instead_of_claiming() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let vs = down_votes();
+    let rec = RecordRead::Found(record(0, Mode::Auto, Phase::Steady, None));
+    match act(decide("us-west-2", &rec, &vs, &pol, None)) {
+        Action::Propose {
+            expected_version,
+            epoch,
+            from,
+            target,
+            ..
+        } => {
+            assert_eq!((expected_version, epoch), (7, 4));
+            assert_eq!((from.as_str(), target.as_str()), ("us-east-1", "us-west-2"));
+        }
+        other => panic!("expected a proposal, got {other:?}"),
+    }
+    // Only the target proposes, as only the target claims.
+    assert!(matches!(
+        decide("eu-west-1", &rec, &vs, &pol, None),
+        Decision::Idle { .. }
+    ));
+    // The written proposal claims nothing: the record stays steady, same epoch.
+    let r = proposed(&pol, NOW);
+    assert_eq!((r.phase, r.epoch, r.version), (Phase::Steady, 3, 8));
+    let p = r.proposal.clone().unwrap();
+    assert_eq!((p.epoch, p.state), (4, ProposalState::Proposed));
+    // Next round: it waits (no second proposal, no claim), naming the command.
+    let w = why(decide(
+        "us-west-2",
+        &RecordRead::Found(r.clone()),
+        &vs,
+        &pol,
+        None,
+    ));
+    assert!(w.contains("failoverd approve --epoch 4"), "{w}");
+    // A second proposal of the same epoch is refused by the record itself.
+    let again = RecordWrite::Propose {
+        expected_version: r.version,
+        epoch: 4,
+        from: "us-east-1".into(),
+        target: "eu-west-1".into(),
+        by: "eu-west-1".into(),
+        at: NOW,
+        reason: String::new(),
+    };
+    assert_eq!(
+        record::apply(Some(&r), &again),
+        Err(Refused::NoSuchProposal { epoch: 4 })
+    );
+}
+
+#[test]
+fn an_approved_proposal_is_claimed_by_its_target() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let vs = down_votes();
+    let r = proposed(&pol, NOW);
+    let a = act(operator(&r, approve(4)));
+    assert!(
+        matches!(
+            a,
+            Action::Resolve {
+                state: ProposalState::Approved,
+                epoch: 4,
+                expected_version: 8,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let r = write(&r, &a, "operator:op", NOW).unwrap();
+    assert_eq!(r.proposal.as_ref().unwrap().state, ProposalState::Approved);
+    assert!(matches!(
+        decide("eu-west-1", &RecordRead::Found(r.clone()), &vs, &pol, None),
+        Decision::Idle { .. }
+    ));
+    let claim = act(decide(
+        "us-west-2",
+        &RecordRead::Found(r.clone()),
+        &vs,
+        &pol,
+        None,
+    ));
+    let Action::StartFailover(p) = &claim else {
+        panic!("expected the claim, got {claim:?}");
+    };
+    assert_eq!(
+        (p.epoch, p.to.as_str(), p.automatic),
+        (4, "us-west-2", true)
+    );
+    assert!(p.reason.contains("approved by operator:op"), "{}", p.reason);
+    // The claim ends the proposal.
+    let r = write(&r, &claim, "us-west-2", NOW).unwrap();
+    assert_eq!(
+        (r.phase, r.epoch, r.proposal),
+        (Phase::FailingOver, 4, None)
+    );
+}
+
+#[test]
+fn a_stale_or_repeated_decision_is_refused() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let r = proposed(&pol, NOW);
+    for epoch in [3, 5] {
+        let w = why(operator(&r, approve(epoch)));
+        assert!(w.contains("the proposal is for epoch 4"), "{w}");
+        // The record refuses it too, whatever the planner said.
+        let direct = RecordWrite::Resolve {
+            expected_version: r.version,
+            epoch,
+            state: ProposalState::Approved,
+            by: "operator:op".into(),
+            at: NOW,
+            reason: String::new(),
+        };
+        assert_eq!(
+            record::apply(Some(&r), &direct),
+            Err(Refused::NoSuchProposal { epoch })
+        );
+    }
+    // Fenced on the version like every write: an approval planned on an
+    // older read loses.
+    let a = act(operator(&r, approve(4)));
+    let moved = write(&r, &act(operator(&r, reject(4))), "operator:other", NOW).unwrap();
+    assert!(matches!(
+        write(&moved, &a, "operator:op", NOW),
+        Err(Refused::VersionMoved { .. })
+    ));
+    // Decided once: a second decision is refused.
+    let w = why(operator(&moved, approve(4)));
+    assert!(w.contains("already rejected"), "{w}");
+    // Without a proposal there is nothing to approve.
+    let none = record(0, Mode::Auto, Phase::Steady, None);
+    assert!(why(operator(&none, approve(4))).contains("no proposed failover"));
+}
+
+#[test]
+fn a_rejected_proposal_is_not_claimed_and_is_proposed_again_only_after_the_interval() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let vs = down_votes();
+    let r = proposed(&pol, NOW - 40_000);
+    // Rejected just now: the target idles.
+    let rejected = write(
+        &r,
+        &act(operator(&r, reject(4))),
+        "operator:op",
+        NOW - 1_000,
+    )
+    .unwrap();
+    let w = why(decide(
+        "us-west-2",
+        &RecordRead::Found(rejected.clone()),
+        &vs,
+        &pol,
+        None,
+    ));
+    assert!(w.contains("rejected"), "{w}");
+    // min_failover_interval (30 s) after the rejection: a new proposal, of
+    // the same epoch (nothing was claimed), which a new approval must name.
+    let earlier = write(
+        &r,
+        &act(operator(&r, reject(4))),
+        "operator:op",
+        NOW - 30_000,
+    )
+    .unwrap();
+    match act(decide(
+        "us-west-2",
+        &RecordRead::Found(earlier),
+        &vs,
+        &pol,
+        None,
+    )) {
+        Action::Propose { epoch: 4, .. } => {}
+        other => panic!("expected a new proposal, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_approval_timeout_expires_or_proceeds() {
+    let vs = down_votes();
+    for (on_timeout, expect_claim) in [
+        (OnApprovalTimeout::Expire, false),
+        (OnApprovalTimeout::Proceed, true),
+    ] {
+        let pol = manual(on_timeout);
+        // Not yet due (timeout 60 s): waits.
+        let r = proposed(&pol, NOW - 59_000);
+        assert!(matches!(
+            decide("us-west-2", &RecordRead::Found(r), &vs, &pol, None),
+            Decision::Idle { .. }
+        ));
+        let r = proposed(&pol, NOW - 60_000);
+        // Only the proposer (the target) judges the timeout, on its own clock.
+        assert!(matches!(
+            decide("eu-west-1", &RecordRead::Found(r.clone()), &vs, &pol, None),
+            Decision::Idle { .. }
+        ));
+        match act(decide(
+            "us-west-2",
+            &RecordRead::Found(r.clone()),
+            &vs,
+            &pol,
+            None,
+        )) {
+            Action::StartFailover(p) => {
+                assert!(expect_claim, "{on_timeout:?} claimed");
+                assert_eq!(p.epoch, 4);
+                assert!(p.reason.contains("approval timed out"), "{}", p.reason);
+            }
+            a @ Action::Resolve {
+                state: ProposalState::Expired,
+                ..
+            } => {
+                assert!(!expect_claim, "{on_timeout:?} expired");
+                let r = write(&r, &a, "us-west-2", NOW).unwrap();
+                // Expired: no claim, and no new proposal before the interval.
+                assert!(matches!(
+                    decide("us-west-2", &RecordRead::Found(r), &vs, &pol, None),
+                    Decision::Idle { .. }
+                ));
+            }
+            other => panic!("{on_timeout:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_proposal_whose_conditions_no_longer_hold_is_withdrawn() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let healthy = votes(&[(true, 0u64, [false, false, false]); 3]);
+    for approved in [false, true] {
+        let mut r = proposed(&pol, NOW);
+        if approved {
+            r = write(&r, &act(operator(&r, approve(4))), "operator:op", NOW).unwrap();
+        }
+        // The active recovered: any daemon with a quorum withdraws it.
+        let a = act(decide(
+            "eu-west-1",
+            &RecordRead::Found(r.clone()),
+            &healthy,
+            &pol,
+            None,
+        ));
+        assert!(
+            matches!(
+                a,
+                Action::Resolve {
+                    state: ProposalState::Withdrawn,
+                    epoch: 4,
+                    ..
+                }
+            ),
+            "{a:?}"
+        );
+        let r = write(&r, &a, "eu-west-1", NOW).unwrap();
+        assert_eq!(r.proposal.as_ref().unwrap().state, ProposalState::Withdrawn);
+        // And an approval of a withdrawn proposal claims nothing.
+        assert!(why(operator(&r, approve(4))).contains("already withdrawn"));
+        assert!(matches!(
+            decide("us-west-2", &RecordRead::Found(r), &healthy, &pol, None),
+            Decision::Idle { .. }
+        ));
+    }
+    // The target is no longer fit (us-west-2 down too): withdrawn, so that
+    // eu-west-1 may propose itself.
+    let r = proposed(&pol, NOW);
+    let vs = votes(&[(true, 0u64, [true, true, false]); 3]);
+    let a = act(decide("eu-west-1", &RecordRead::Found(r), &vs, &pol, None));
+    assert!(
+        matches!(
+            a,
+            Action::Resolve {
+                state: ProposalState::Withdrawn,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn an_operator_failover_needs_no_approval_and_clears_the_proposal() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let r = proposed(&pol, NOW);
+    let a = act(operator(
+        &r,
+        Request::Failover {
+            to: "eu-west-1".into(),
+            reason: "drill".into(),
+            ungraceful: false,
+            force: false,
+            operator: "op".into(),
+        },
+    ));
+    let Action::StartFailover(p) = &a else {
+        panic!("{a:?}")
+    };
+    assert!(!p.automatic);
+    let r = write(&r, &a, "operator:op", NOW).unwrap();
+    assert_eq!((r.epoch, r.proposal), (4, None));
+}
+
+#[test]
+fn an_open_proposal_is_claimed_once_approval_is_no_longer_required() {
+    let r = proposed(&manual(OnApprovalTimeout::Expire), NOW);
+    let d = decide(
+        "us-west-2",
+        &RecordRead::Found(r),
+        &down_votes(),
+        &policy(true),
+        None,
+    );
+    let Action::StartFailover(p) = act(d) else {
+        panic!("expected the claim")
+    };
+    assert!(
+        p.reason.contains("approval no longer required"),
+        "{}",
+        p.reason
+    );
+}
+
+#[test]
+fn the_tier_gate_withholds_a_proposal_for_a_tier3_fleet() {
+    use failoverd::core::tier::{Tier, gate_automatic};
+    let pol = manual(OnApprovalTimeout::Expire);
+    let rec = RecordRead::Found(record(0, Mode::Auto, Phase::Steady, None));
+    let d = decide("us-west-2", &rec, &down_votes(), &pol, None);
+    assert!(matches!(
+        gate_automatic(d.clone(), Tier::Tier2),
+        Decision::Act { .. }
+    ));
+    assert!(matches!(
+        gate_automatic(d, Tier::Tier3),
+        Decision::Idle { .. }
+    ));
 }

@@ -679,6 +679,7 @@ fn control_record(active: &str) -> failoverd::core::control::ControlRecord {
         ungraceful: false,
         old_region_healthy: true,
         forced: false,
+        proposal: None,
     }
 }
 

@@ -27,7 +27,7 @@ use tracing::warn;
 
 use super::dynamo::PENDING_INDEX;
 use super::errors::port_error;
-use crate::core::control::{ControlRecord, Mode, Phase, Step};
+use crate::core::control::{ControlRecord, Mode, Phase, Proposal, ProposalState, Step};
 use crate::core::health::Verdict;
 use crate::core::quorum::{EndpointTraffic, TRAILING_MS, Traffic, Vote};
 use crate::core::record::{RecordWrite, Settlement};
@@ -297,8 +297,37 @@ fn record_from_item(it: &Item) -> Result<ControlRecord, Bad> {
         ungraceful: get_bool(it, "ungraceful"),
         old_region_healthy: get_bool(it, "old_region_healthy"),
         forced: get_bool(it, "forced"),
+        proposal: proposal_from_item(it)?,
     })
 }
+
+/// The proposal's attributes (`proposal_*`, flat so the writes can put
+/// conditions on its epoch and state), when there is one.
+fn proposal_from_item(it: &Item) -> Result<Option<Proposal>, Bad> {
+    let Some(state) = get_s(it, "proposal_state") else {
+        return Ok(None);
+    };
+    let state = ProposalState::ALL
+        .into_iter()
+        .find(|s| s.as_str() == state)
+        .ok_or_else(|| Bad(format!("unknown proposal_state {state:?}")))?;
+    Ok(Some(Proposal {
+        epoch: need(get_n(it, "proposal_epoch"), "proposal_epoch")?,
+        from: need(get_s(it, "proposal_from"), "proposal_from")?,
+        target: need(get_s(it, "proposal_target"), "proposal_target")?,
+        proposer: get_s(it, "proposal_by").unwrap_or_default(),
+        proposed_at: get_time(it, "proposal_at").unwrap_or(0),
+        reason: get_s(it, "proposal_reason").unwrap_or_default(),
+        state,
+        decided_by: get_s(it, "proposal_decided_by"),
+        decided_at: get_time(it, "proposal_decided_at"),
+        decision: get_s(it, "proposal_decision"),
+    }))
+}
+
+/// Every proposal attribute (a claim removes them all).
+const PROPOSAL_ATTRS: &str = "proposal_state, proposal_epoch, proposal_from, proposal_target, \
+     proposal_by, proposal_at, proposal_reason, proposal_decided_by, proposal_decided_at, proposal_decision";
 
 fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
     let view = need(it.get("view").and_then(|v| v.as_m().ok()), "view")?;
@@ -572,11 +601,96 @@ impl ControlStore for ControlTable {
                 self.update_record(
                     &op,
                     condition,
-                    "SET version = :nv, epoch = :epoch, #state = :failing, target = :to, execution = :exec, \
+                    &format!("SET version = :nv, epoch = :epoch, #state = :failing, target = :to, execution = :exec, \
                      initiator = :init, previous = active, changed_by = :by, changed_at = :now, reason = :reason, \
                      last_failover_at = :now, ungraceful = :ung, old_region_healthy = :orh, forced = :forced, \
-                     step = :step",
+                     step = :step REMOVE {PROPOSAL_ATTRS}"),
                     &[("#state", "state")],
+                    values,
+                )
+                .await
+            }
+            RecordWrite::Propose {
+                expected_version,
+                epoch,
+                from,
+                target,
+                by,
+                at,
+                reason,
+            } => {
+                self.update_record(
+                    &op,
+                    "version = :v AND #state = :steady AND epoch = :cur \
+                     AND (attribute_not_exists(proposal_state) OR NOT proposal_state IN (:proposed, :approved))",
+                    "SET version = :nv, proposal_state = :proposed, proposal_epoch = :epoch, \
+                     proposal_from = :from, proposal_target = :to, proposal_by = :by, proposal_at = :now, \
+                     proposal_reason = :preason, changed_by = :by, changed_at = :now, reason = :reason \
+                     REMOVE proposal_decided_by, proposal_decided_at, proposal_decision",
+                    &[("#state", "state")],
+                    vec![
+                        (":v", n(*expected_version)),
+                        (":nv", n(expected_version + 1)),
+                        (":steady", s("steady")),
+                        (":cur", n(epoch.saturating_sub(1))),
+                        (":proposed", s(ProposalState::Proposed.as_str())),
+                        (":approved", s(ProposalState::Approved.as_str())),
+                        (":epoch", n(*epoch)),
+                        (":from", s(from)),
+                        (":to", s(target)),
+                        (":by", s(by)),
+                        (":now", n(*at)),
+                        (":preason", s(reason)),
+                        (":reason", s(format!("proposed failover to {target}: {reason}"))),
+                    ],
+                )
+                .await
+            }
+            RecordWrite::Resolve {
+                expected_version,
+                epoch,
+                state,
+                by,
+                at,
+                reason,
+            } => {
+                // The states it may be resolved from, as in `core::record::apply`.
+                let (cond, mut values) = match state {
+                    ProposalState::Withdrawn => (
+                        "version = :v AND proposal_epoch = :epoch AND proposal_state IN (:proposed, :approved)",
+                        vec![(":approved", s(ProposalState::Approved.as_str()))],
+                    ),
+                    ProposalState::Proposed => (
+                        // Never accepted: nothing resolves back to proposed.
+                        "version = :v AND proposal_epoch = :epoch AND proposal_state = :proposed AND attribute_not_exists(pk)",
+                        vec![],
+                    ),
+                    _ => (
+                        "version = :v AND proposal_epoch = :epoch AND proposal_state = :proposed",
+                        vec![],
+                    ),
+                };
+                values.extend([
+                    (":v", n(*expected_version)),
+                    (":nv", n(expected_version + 1)),
+                    (":epoch", n(*epoch)),
+                    (":proposed", s(ProposalState::Proposed.as_str())),
+                    (":st", s(state.as_str())),
+                    (":by", s(by)),
+                    (":now", n(*at)),
+                    (":why", s(reason)),
+                    (
+                        ":reason",
+                        s(format!("proposal of epoch {epoch} {}: {reason}", state.as_str())),
+                    ),
+                ]);
+                self.update_record(
+                    &op,
+                    cond,
+                    "SET version = :nv, proposal_state = :st, proposal_decided_by = :by, \
+                     proposal_decided_at = :now, proposal_decision = :why, changed_by = :by, \
+                     changed_at = :now, reason = :reason",
+                    &[],
                     values,
                 )
                 .await

@@ -160,6 +160,43 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Approve the automatic failover the daemons proposed
+    /// (`policy.approval = "manual"`); its target's daemon then claims it,
+    /// if its conditions still hold.
+    Approve {
+        #[arg(long)]
+        config: PathBuf,
+        /// The proposal's epoch, as `failoverd status` shows it: an approval
+        /// never applies to another (newer) proposal.
+        #[arg(long)]
+        epoch: u64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        yes: bool,
+        /// Who is acting, recorded beside the AWS identity (STS
+        /// GetCallerIdentity), or alone when STS cannot be reached.
+        #[arg(long, env = "USER")]
+        operator: Option<String>,
+    },
+    /// Reject the automatic failover the daemons proposed: no automatic
+    /// failover of that epoch; a new proposal may come after
+    /// `timings.min_failover_interval`.
+    Reject {
+        #[arg(long)]
+        config: PathBuf,
+        /// The proposal's epoch, as `failoverd status` shows it.
+        #[arg(long)]
+        epoch: u64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        yes: bool,
+        /// Who is acting, recorded beside the AWS identity (STS
+        /// GetCallerIdentity), or alone when STS cannot be reached.
+        #[arg(long, env = "USER")]
+        operator: Option<String>,
+    },
     /// Allow automatic failover again.
     Resume {
         #[arg(long)]
@@ -307,6 +344,32 @@ pub fn main() -> i32 {
             operator,
         } => mutate(&config, &env, operator, yes, move |operator| {
             Request::Resume { reason, operator }
+        }),
+        Command::Approve {
+            config,
+            epoch,
+            reason,
+            yes,
+            operator,
+        } => mutate(&config, &env, operator, yes, move |operator| {
+            Request::Approve {
+                epoch,
+                reason,
+                operator,
+            }
+        }),
+        Command::Reject {
+            config,
+            epoch,
+            reason,
+            yes,
+            operator,
+        } => mutate(&config, &env, operator, yes, move |operator| {
+            Request::Reject {
+                epoch,
+                reason,
+                operator,
+            }
         }),
         Command::Report {
             config,

@@ -269,6 +269,33 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
                 r.changed_by,
                 r.reason
             );
+            if let Some(p) = &r.proposal {
+                if p.state == crate::core::control::ProposalState::Proposed {
+                    let _ = writeln!(
+                        w,
+                        "FAILOVER PROPOSED, AWAITING APPROVAL: {} -> {} (epoch {}), proposed by {} at {}: {}\n  approve: failoverd approve --epoch {} --reason ...   reject: failoverd reject --epoch {} --reason ...",
+                        p.from,
+                        p.target,
+                        p.epoch,
+                        p.proposer,
+                        rfc3339(p.proposed_at),
+                        p.reason,
+                        p.epoch,
+                        p.epoch
+                    );
+                } else {
+                    let _ = writeln!(
+                        w,
+                        "last proposal: {} -> {} (epoch {}) {} by {}: {}",
+                        p.from,
+                        p.target,
+                        p.epoch,
+                        p.state.as_str(),
+                        p.decided_by.as_deref().unwrap_or("?"),
+                        p.decision.as_deref().unwrap_or("")
+                    );
+                }
+            }
             if r.phase == Phase::FailingOver {
                 let _ = writeln!(
                     w,
@@ -503,6 +530,20 @@ fn describe(action: &Action) -> String {
                 "resumes"
             }
         ),
+        Action::Resolve {
+            epoch,
+            state,
+            reason,
+            ..
+        } => format!(
+            "mark the proposed failover of epoch {epoch} {}{}\n  reason: {reason}",
+            state.as_str(),
+            if *state == crate::core::control::ProposalState::Approved {
+                " (its target's daemon claims it next round, if the active is still down)"
+            } else {
+                " (no automatic failover of that epoch)"
+            }
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -578,7 +619,9 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
         Request::Failover { operator, .. }
         | Request::Failback { operator, .. }
         | Request::Pause { operator, .. }
-        | Request::Resume { operator, .. } => {
+        | Request::Resume { operator, .. }
+        | Request::Approve { operator, .. }
+        | Request::Reject { operator, .. } => {
             format!("operator:{operator}")
         }
     };

@@ -22,7 +22,7 @@
 //! Credentials never come from these files: the AWS clients use the SDK's
 //! default chain (environment, profile, SSO, instance role).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +41,9 @@ pub use load::{ConfigError, Problem, layers_for, load, load_layers};
 pub use router::{ModelConfig, Router};
 pub use tables::{Consistency, MRSC_REGION_SETS, Tables};
 use validate::human_duration;
+
+use crate::core::plan::{Approval, OnApprovalTimeout};
+use crate::core::tier::Tier;
 
 /// Exit code for an invalid configuration (sysexits.h `EX_CONFIG`).
 pub const EX_CONFIG: i32 = 78;
@@ -175,6 +178,41 @@ pub struct Policy {
     /// has run out before acting as active (safety over speed). See
     /// docs/lease.md for the trade-off.
     pub wait_out_lease: bool,
+    /// Whether an automatic failover needs an operator's approval
+    /// (`"none"` or `"manual"`), for models whose tier has no entry in
+    /// `approval_by_tier`.
+    pub approval: Approval,
+    /// Per DR tier overrides of `approval` (e.g. `{ tier1 = "none" }`).
+    pub approval_by_tier: BTreeMap<Tier, Approval>,
+    /// How long a proposed failover waits for `failoverd approve`/`reject`.
+    #[serde(with = "human_duration")]
+    pub approval_timeout: Duration,
+    /// What an undecided proposal does at its timeout.
+    pub on_approval_timeout: OnApprovalTimeout,
+}
+
+impl Policy {
+    /// The approval rule of a tier.
+    pub fn approval_for(&self, tier: Tier) -> Approval {
+        self.approval_by_tier
+            .get(&tier)
+            .copied()
+            .unwrap_or(self.approval)
+    }
+}
+
+impl Config {
+    /// The approval rule that governs the fleet's automatic failovers: the
+    /// strictest of the configured models' tiers' (like the tier gate; the
+    /// default tier's when there are no models). One record moves all the
+    /// models at once, so one model that wants a human decides for all.
+    pub fn fleet_approval(&self) -> Approval {
+        self.models
+            .iter()
+            .map(|m| self.policy.approval_for(self.cost.tier_of(&m.name)))
+            .max()
+            .unwrap_or_else(|| self.policy.approval_for(self.cost.default_tier))
+    }
 }
 
 /// Health signals.

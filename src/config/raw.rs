@@ -82,6 +82,11 @@ pub(super) struct RawTimings {
 pub(super) struct RawPolicy {
     pub(super) auto_failback: Option<bool>,
     pub(super) wait_out_lease: Option<bool>,
+    pub(super) approval: Option<String>,
+    #[serde(default)]
+    pub(super) approval_by_tier: std::collections::BTreeMap<String, String>,
+    pub(super) approval_timeout: Option<String>,
+    pub(super) on_approval_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

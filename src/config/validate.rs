@@ -46,6 +46,8 @@ mod defaults {
     /// DynamoDB retries, with room.
     pub const STUCK_FAILOVER: &str = "5m";
     pub const ABORT_RETRY: &str = "30s";
+    /// Long enough for an on-call operator to be paged and look.
+    pub const APPROVAL_TIMEOUT: &str = "15m";
     pub const ROUTER: &str = "0.0.0.0:8080";
     pub const ADMIN: &str = "127.0.0.1:9090";
     pub const ADMIN_TOKEN_FILE: &str = "/etc/failoverd/admin-token";
@@ -465,6 +467,9 @@ impl Validator<'_> {
         let cost = self.cost(raw.cost, &models, &regions, consistency, batch_threshold);
         self.cost_against_timings(cost.as_ref(), &regions, prepare_budget, stuck_failover);
 
+        // Approval of automatic failover.
+        let policy = self.policy(raw.policy);
+
         // Listen.
         let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);
         let admin = self.addr("listen.admin", raw.listen.admin, defaults::ADMIN);
@@ -514,10 +519,7 @@ impl Validator<'_> {
                 stuck_failover: stuck_failover?,
                 abort_retry: abort_retry?,
             },
-            policy: Policy {
-                auto_failback: raw.policy.auto_failback.unwrap_or(false),
-                wait_out_lease: raw.policy.wait_out_lease.unwrap_or(true),
-            },
+            policy: policy?,
             router: router_cfg?,
             models,
             health: Health {
@@ -539,6 +541,69 @@ impl Validator<'_> {
 }
 
 /// `us-east-1`, `eu-west-2`, `ap-southeast-1`, `us-gov-west-1`.
+impl Validator<'_> {
+    /// `[policy]`: the switches and the approval gate.
+    fn policy(&mut self, raw: super::raw::RawPolicy) -> Option<Policy> {
+        let approval_kind = |v: &mut Self, key: &str, text: &str| {
+            let a = Approval::parse(text.trim());
+            if a.is_none() {
+                v.err(
+                    key,
+                    format!("{text:?} is not an approval rule: use \"none\" or \"manual\""),
+                );
+            }
+            a
+        };
+        let approval = match raw.approval.as_deref() {
+            None => Some(Approval::None),
+            Some(t) => approval_kind(self, "policy.approval", t),
+        };
+        let mut by_tier = BTreeMap::new();
+        for (tier, text) in &raw.approval_by_tier {
+            let key = format!("policy.approval_by_tier.{tier}");
+            let t = Tier::ALL.into_iter().find(|t| t.as_str() == tier.as_str());
+            if t.is_none() {
+                self.err(
+                    &key,
+                    format!("{tier:?} is not a tier: use tier1, tier2 or tier3"),
+                );
+            }
+            let a = approval_kind(self, &key, text);
+            if let (Some(t), Some(a)) = (t, a) {
+                by_tier.insert(t, a);
+            }
+        }
+        let timeout = self.duration(
+            "policy.approval_timeout",
+            raw.approval_timeout,
+            defaults::APPROVAL_TIMEOUT,
+            Duration::from_secs(10),
+            Duration::from_secs(24 * 3600),
+        );
+        let on_timeout = match raw.on_approval_timeout.as_deref() {
+            None => Some(OnApprovalTimeout::Expire),
+            Some(t) => {
+                let o = OnApprovalTimeout::parse(t.trim());
+                if o.is_none() {
+                    self.err(
+                        "policy.on_approval_timeout",
+                        format!("{t:?} is not a timeout rule: use \"expire\" or \"proceed\""),
+                    );
+                }
+                o
+            }
+        };
+        Some(Policy {
+            auto_failback: raw.auto_failback.unwrap_or(false),
+            wait_out_lease: raw.wait_out_lease.unwrap_or(true),
+            approval: approval?,
+            approval_by_tier: by_tier,
+            approval_timeout: timeout?,
+            on_approval_timeout: on_timeout?,
+        })
+    }
+}
+
 pub(super) fn is_region_name(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3

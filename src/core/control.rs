@@ -124,6 +124,84 @@ pub struct ControlRecord {
     pub ungraceful: bool,
     pub old_region_healthy: bool,
     pub forced: bool,
+    /// An automatic failover awaiting an operator's approval (`policy.approval
+    /// = "manual"`), or the last one decided. A claim clears it.
+    #[serde(default)]
+    pub proposal: Option<Proposal>,
+}
+
+/// Where a proposed automatic failover stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalState {
+    /// Awaiting `failoverd approve` or `failoverd reject`.
+    Proposed,
+    /// An operator approved it: the target's daemon claims the epoch once its
+    /// conditions still hold.
+    Approved,
+    /// An operator rejected it: no automatic failover of that epoch; a new
+    /// proposal only after `min_failover_interval`.
+    Rejected,
+    /// Nobody decided within `policy.approval_timeout` (and
+    /// `policy.on_approval_timeout = "expire"`): like a rejection.
+    Expired,
+    /// Its conditions stopped holding (the active recovered, the target is
+    /// no longer fit) before it was claimed.
+    Withdrawn,
+}
+
+impl ProposalState {
+    /// Every state.
+    pub const ALL: [ProposalState; 5] = [
+        ProposalState::Proposed,
+        ProposalState::Approved,
+        ProposalState::Rejected,
+        ProposalState::Expired,
+        ProposalState::Withdrawn,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalState::Proposed => "proposed",
+            ProposalState::Approved => "approved",
+            ProposalState::Rejected => "rejected",
+            ProposalState::Expired => "expired",
+            ProposalState::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Still waiting to become a claim (proposed or approved).
+    pub fn is_live(self) -> bool {
+        matches!(self, ProposalState::Proposed | ProposalState::Approved)
+    }
+}
+
+/// An automatic failover the planner would claim, recorded instead of
+/// claimed because the policy wants an operator's approval first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The epoch the failover would claim (the record's epoch + 1 when
+    /// proposed). An approval names it, so it never approves a newer one.
+    pub epoch: u64,
+    /// The active region it would fail over from.
+    pub from: String,
+    /// The region it would fail over to (whose daemon proposed it and
+    /// will claim it).
+    pub target: String,
+    /// The daemon that proposed it.
+    pub proposer: String,
+    /// When, on the proposer's clock (unix ms): the timeout counts from here,
+    /// judged by the same daemon (the target's), so no two clocks are compared.
+    pub proposed_at: u64,
+    /// Why the planner wants it.
+    pub reason: String,
+    pub state: ProposalState,
+    /// Who decided (`operator:<name>`, or the region that expired or withdrew it).
+    pub decided_by: Option<String>,
+    pub decided_at: Option<u64>,
+    /// Why it was decided so.
+    pub decision: Option<String>,
 }
 
 /// The execution name for an epoch of a record's incarnation: the
@@ -284,6 +362,7 @@ mod tests {
             ungraceful: false,
             old_region_healthy: false,
             forced: false,
+            proposal: None,
         }
     }
 

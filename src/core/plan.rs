@@ -31,13 +31,25 @@
 //!   (`core::record`);
 //! - failback (moving to a *more* preferred region that recovered) only when
 //!   `auto_failback` is on;
+//! - with `policy.approval = "manual"` (for the fleet's strictest tier), an
+//!   automatic failover or failback the target's daemon would claim is
+//!   recorded as a *proposal* instead ([`Action::Propose`]); it is claimed
+//!   only once an operator approves that epoch (`failoverd approve --epoch
+//!   N`) and its conditions still hold (the planner would still choose the
+//!   same target now). A live proposal whose conditions no longer hold is
+//!   withdrawn by any daemon with a quorum; one left undecided for
+//!   `approval_timeout` (on the target's clock) expires or proceeds, as
+//!   `on_approval_timeout` says; after a rejection or expiry the next
+//!   proposal waits `min_failover_interval`. The proposal is only ever a
+//!   version-fenced record write that claims nothing: the safety argument
+//!   of the claim is unchanged (docs/protocol.md, "approval");
 //! - in `eventual` consistency mode, never automatically: the model check
 //!   (tests/model_check.rs) shows two regions can each win a conditional
 //!   write on their own replica, so only an operator may move the record.
 
 use serde::{Deserialize, Serialize};
 
-use super::control::{ControlRecord, Mode, Phase, Step, execution_name};
+use super::control::{ControlRecord, Mode, Phase, Proposal, ProposalState, Step, execution_name};
 use super::quorum::{Consensus, Tally};
 use super::record::{Settlement, settlement};
 
@@ -61,7 +73,72 @@ pub struct Policy {
     /// After an aborted failover, the next automatic attempt may come after
     /// `abort_retry × 2^(aborts−1)`, never later than `min_failover_interval`.
     pub abort_retry_ms: u64,
+    /// Whether an automatic failover needs an operator's approval (already
+    /// resolved for the fleet's tiers: the strictest wins).
+    pub approval: Approval,
+    /// How long a proposal waits for a decision.
+    pub approval_timeout_ms: u64,
+    /// What an undecided proposal does when `approval_timeout_ms` has passed.
+    pub on_approval_timeout: OnApprovalTimeout,
 }
+
+/// `policy.approval`: may the daemons claim an automatic failover on their
+/// own, or only propose it?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    /// Claim at once (the default).
+    None,
+    /// Propose; claim once an operator approves.
+    Manual,
+}
+
+impl Approval {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::None => "none",
+            Approval::Manual => "manual",
+        }
+    }
+
+    /// Parse the configuration spelling.
+    pub fn parse(s: &str) -> Option<Approval> {
+        [Approval::None, Approval::Manual]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// `policy.on_approval_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnApprovalTimeout {
+    /// The proposal expires (like a rejection; the default: silence is not consent).
+    Expire,
+    /// The failover proceeds as if approved.
+    Proceed,
+}
+
+impl OnApprovalTimeout {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnApprovalTimeout::Expire => "expire",
+            OnApprovalTimeout::Proceed => "proceed",
+        }
+    }
+
+    /// Parse the configuration spelling.
+    pub fn parse(s: &str) -> Option<OnApprovalTimeout> {
+        [OnApprovalTimeout::Expire, OnApprovalTimeout::Proceed]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// Default for [`Policy::approval_timeout_ms`]: 15 minutes.
+pub const APPROVAL_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 
 /// Default for [`Policy::stuck_failover_ms`]: 5 minutes (prepare's 120 s
 /// timeout, or drain's 120 s, plus a minute of DynamoDB retries, with room).
@@ -133,6 +210,18 @@ pub enum Request {
         operator: String,
     },
     Resume {
+        reason: String,
+        operator: String,
+    },
+    /// Approve the proposed failover of `epoch`.
+    Approve {
+        epoch: u64,
+        reason: String,
+        operator: String,
+    },
+    /// Reject the proposed failover of `epoch`.
+    Reject {
+        epoch: u64,
         reason: String,
         operator: String,
     },
@@ -231,6 +320,22 @@ pub enum Action {
     SetMode {
         mode: Mode,
         expected_version: u64,
+        reason: String,
+        changed_by: String,
+    },
+    /// Record an automatic failover as proposed, awaiting approval (claims nothing).
+    Propose {
+        expected_version: u64,
+        epoch: u64,
+        from: String,
+        target: String,
+        reason: String,
+    },
+    /// Decide the proposal of `epoch`: approve, reject, expire or withdraw it.
+    Resolve {
+        expected_version: u64,
+        epoch: u64,
+        state: ProposalState,
         reason: String,
         changed_by: String,
     },
@@ -381,18 +486,27 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
         );
     }
     let too_soon = next_allowed(i.policy, rec).is_some_and(|t| i.now < t);
-
-    if i.tally.is(&rec.active, Consensus::Down) {
-        let Some(target) = failover_target(i, rec) else {
+    let candidate = automatic_candidate(i, rec);
+    if let Some(p) = rec
+        .proposal
+        .as_ref()
+        .filter(|p| p.state.is_live() && p.epoch == rec.epoch + 1)
+    {
+        return plan_proposal(i, rec, p, candidate);
+    }
+    let c = match candidate {
+        Ok(c) => c,
+        Err(why) => return idle(why),
+    };
+    if c.failback {
+        if c.target != i.me || too_soon {
+            return idle(format!("steady: {} is active", rec.active));
+        }
+    } else {
+        if c.target != i.me {
             return idle(format!(
-                "{} is down, but no other region is up by quorum with a live daemon",
-                rec.active
-            ));
-        };
-        if target != i.me {
-            return idle(format!(
-                "{} is down; {target} is the failover target, not us",
-                rec.active
+                "{} is down; {} is the failover target, not us",
+                rec.active, c.target
             ));
         }
         if too_soon {
@@ -402,12 +516,68 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
                 next_allowed(i.policy, rec).unwrap_or_default()
             ));
         }
+    }
+    if i.policy.approval == Approval::None {
+        return start(i, rec, c.target, c.reason, Initiated::Automatic);
+    }
+    // Approval required: after a rejection or expiry of this epoch, wait
+    // the usual interval before asking again.
+    if let Some(p) = rec.proposal.as_ref().filter(|p| {
+        p.epoch == rec.epoch + 1
+            && matches!(p.state, ProposalState::Rejected | ProposalState::Expired)
+    }) {
+        let again = p
+            .decided_at
+            .unwrap_or(p.proposed_at)
+            .saturating_add(i.policy.min_failover_interval_ms);
+        if i.now < again {
+            return idle(format!(
+                "the failover to {} (epoch {}) was {}; the next proposal may come at {again}",
+                p.target,
+                p.epoch,
+                p.state.as_str()
+            ));
+        }
+    }
+    Decision::Act {
+        action: Action::Propose {
+            expected_version: rec.version,
+            epoch: rec.epoch + 1,
+            from: rec.active.clone(),
+            target: c.target,
+            reason: c.reason,
+        },
+    }
+}
+
+/// An automatic failover the planner wants, whoever would initiate it.
+struct Candidate {
+    target: String,
+    reason: String,
+    failback: bool,
+}
+
+/// What automatic failover (or failback) the quorum's view calls for now,
+/// before asking who initiates it and whether it is too soon; otherwise
+/// why not.
+fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate, String> {
+    if i.tally.is(&rec.active, Consensus::Down) {
+        let Some(target) = failover_target(i, rec) else {
+            return Err(format!(
+                "{} is down, but no other region is up by quorum with a live daemon",
+                rec.active
+            ));
+        };
         let reason = format!(
             "quorum of {} fresh observers sees {} down",
             i.tally.fresh_observers.len(),
             rec.active
         );
-        return start(i, rec, target, reason, Initiated::Automatic);
+        return Ok(Candidate {
+            target,
+            reason,
+            failback: false,
+        });
     }
     if i.policy.auto_failback {
         if let Some(best) = best_up(i, None) {
@@ -419,16 +589,103 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
                     .map(|(_, p)| *p)
                     .unwrap_or(u32::MAX)
             };
-            if best != rec.active && prio(&best) < prio(&rec.active) && best == i.me && !too_soon {
-                let reason = format!(
-                    "automatic failback: preferred region {} is up by quorum",
-                    i.me
-                );
-                return start(i, rec, best, reason, Initiated::Automatic);
+            if best != rec.active && prio(&best) < prio(&rec.active) {
+                let reason = format!("automatic failback: preferred region {best} is up by quorum");
+                return Ok(Candidate {
+                    target: best,
+                    reason,
+                    failback: true,
+                });
             }
         }
     }
-    idle(format!("steady: {} is active", rec.active))
+    Err(format!("steady: {} is active", rec.active))
+}
+
+/// A live proposal: withdraw it if the planner no longer wants it, claim it
+/// once approved, expire or proceed at its timeout, else wait.
+fn plan_proposal(
+    i: &Inputs<'_>,
+    rec: &ControlRecord,
+    p: &Proposal,
+    candidate: Result<Candidate, String>,
+) -> Decision {
+    let resolve = |state: ProposalState, reason: String| Decision::Act {
+        action: Action::Resolve {
+            expected_version: rec.version,
+            epoch: p.epoch,
+            state,
+            reason,
+            changed_by: i.me.to_string(),
+        },
+    };
+    // Any daemon with a quorum may withdraw: it claims nothing, and a
+    // proposal whose target's daemon died would otherwise linger.
+    let c = match candidate {
+        Ok(c) if c.target == p.target => c,
+        Ok(c) => {
+            return resolve(
+                ProposalState::Withdrawn,
+                format!("the failover target is now {}, not {}", c.target, p.target),
+            );
+        }
+        Err(why) => {
+            return resolve(
+                ProposalState::Withdrawn,
+                format!("its conditions no longer hold: {why}"),
+            );
+        }
+    };
+    let approve_hint = format!("failoverd approve --epoch {}", p.epoch);
+    if p.target != i.me {
+        return idle(format!(
+            "failover {} -> {} (epoch {}) is {}; {} claims it once approved ({approve_hint})",
+            p.from,
+            p.target,
+            p.epoch,
+            p.state.as_str(),
+            p.target
+        ));
+    }
+    // Approved; or approval is no longer required (the configuration
+    // changed while the proposal was open): claim it as any automatic
+    // failover.
+    if p.state == ProposalState::Approved || i.policy.approval == Approval::None {
+        let reason = match p.state {
+            ProposalState::Approved => format!(
+                "approved by {}: {}",
+                p.decided_by.as_deref().unwrap_or("?"),
+                c.reason
+            ),
+            _ => format!("approval no longer required: {}", c.reason),
+        };
+        return start(i, rec, c.target, reason, Initiated::Automatic);
+    }
+    // Proposed by us (the target's daemon): the timeout is on our own clock.
+    let due = p.proposed_at.saturating_add(i.policy.approval_timeout_ms);
+    if i.now >= due {
+        let waited = i.policy.approval_timeout_ms / 1000;
+        return match i.policy.on_approval_timeout {
+            OnApprovalTimeout::Expire => resolve(
+                ProposalState::Expired,
+                format!("nobody approved or rejected it within {waited}s"),
+            ),
+            OnApprovalTimeout::Proceed => start(
+                i,
+                rec,
+                c.target,
+                format!(
+                    "approval timed out after {waited}s (on_approval_timeout = proceed): {}",
+                    c.reason
+                ),
+                Initiated::Automatic,
+            ),
+        };
+    }
+    idle(format!(
+        "failover {} -> {} (epoch {}) awaits approval until {due}: {approve_hint}, or failoverd reject --epoch {}",
+        p.from, p.target, p.epoch, p.epoch
+    ))
 }
 
 /// A failover is in flight: help it along, or end it if its workflow will not.
@@ -531,6 +788,42 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
                     expected_version: rec.version,
                     reason: reason.clone(),
                     changed_by: format!("operator:{operator}"),
+                },
+            };
+        }
+        Request::Approve {
+            epoch,
+            reason,
+            operator,
+        }
+        | Request::Reject {
+            epoch,
+            reason,
+            operator,
+        } => {
+            let (state, verb) = if matches!(req, Request::Approve { .. }) {
+                (ProposalState::Approved, "approve")
+            } else {
+                (ProposalState::Rejected, "reject")
+            };
+            return match &rec.proposal {
+                None => refuse(format!("there is no proposed failover to {verb}")),
+                Some(p) if p.epoch != *epoch => refuse(format!(
+                    "the proposal is for epoch {}, not {epoch}: check `failoverd status` and name the epoch you mean",
+                    p.epoch
+                )),
+                Some(p) if p.state != ProposalState::Proposed => refuse(format!(
+                    "the proposal of epoch {epoch} is already {}",
+                    p.state.as_str()
+                )),
+                Some(_) => Decision::Act {
+                    action: Action::Resolve {
+                        expected_version: rec.version,
+                        epoch: *epoch,
+                        state,
+                        reason: reason.clone(),
+                        changed_by: format!("operator:{operator}"),
+                    },
                 },
             };
         }

@@ -1,7 +1,8 @@
 //! Every write to the control record, as one pure transition function.
 //!
 //! The record changes only through the conditional writes listed in
-//! [`RecordWrite`]: the executor's (initialize, claim, mode, settle) and the
+//! [`RecordWrite`]: the executor's (initialize, claim, mode, settle, and
+//! the approval gate's propose and resolve) and the
 //! failover workflow's (`deploy/statemachines/failover.asl.json`: mark,
 //! switch, steady, abort). [`apply`] says, for a record as a replica holds
 //! it, whether the write's condition holds and what the record becomes.
@@ -15,6 +16,11 @@
 //! Conditions, and why:
 //! - the executor's writes are fenced on the record's `version` (the
 //!   generation): two planners that read the same record cannot both act;
+//! - a proposal (`Propose`, `Resolve`) is fenced on the version too, and
+//!   names its epoch: an approval applies only to the proposal of that
+//!   epoch while it is still proposed, so a stale one never approves a
+//!   newer proposal. No proposal write changes the epoch, the active region
+//!   or the phase; a claim clears the proposal;
 //! - the workflow's writes are fenced on `epoch` and `execution` (a
 //!   superseded run changes nothing) *and* on the record still failing over:
 //!   once a failover has been settled (aborted by a daemon because its
@@ -24,7 +30,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::control::{ControlRecord, Mode, Phase, Step};
+use super::control::{ControlRecord, Mode, Phase, Proposal, ProposalState, Step};
 use super::plan::FailoverPlan;
 
 /// How a settle ends a failover.
@@ -71,6 +77,29 @@ pub enum RecordWrite {
         at: u64,
         reason: String,
     },
+    /// Record an automatic failover awaiting approval instead of claiming
+    /// it: only at the version read, while steady, for the next epoch, and
+    /// only when no other proposal is live.
+    Propose {
+        expected_version: u64,
+        epoch: u64,
+        from: String,
+        target: String,
+        by: String,
+        at: u64,
+        reason: String,
+    },
+    /// Decide a proposal (approve, reject, expire, withdraw): only at the
+    /// version read, only for the proposal of `epoch`, and only while it is
+    /// proposed (a withdrawal also while approved).
+    Resolve {
+        expected_version: u64,
+        epoch: u64,
+        state: ProposalState,
+        by: String,
+        at: u64,
+        reason: String,
+    },
     /// Workflow, MarkFailingOver.
     Mark { epoch: u64, execution: String },
     /// Workflow, SwitchActive: `active := to`.
@@ -101,6 +130,8 @@ pub enum Refused {
     InFlight { execution: String },
     #[error("the record is not failing over with this execution")]
     NotThisFailover,
+    #[error("no open proposal for epoch {epoch}")]
+    NoSuchProposal { epoch: u64 },
 }
 
 impl RecordWrite {
@@ -111,6 +142,8 @@ impl RecordWrite {
             RecordWrite::Claim { .. } => "claim",
             RecordWrite::SetMode { .. } => "set_mode",
             RecordWrite::Settle { .. } => "settle",
+            RecordWrite::Propose { .. } => "propose",
+            RecordWrite::Resolve { .. } => "resolve",
             RecordWrite::Mark { .. } => "mark",
             RecordWrite::Switch { .. } => "switch",
             RecordWrite::Steady { .. } => "steady",
@@ -176,6 +209,7 @@ pub fn apply(cur: Option<&ControlRecord>, w: &RecordWrite) -> Result<ControlReco
             ungraceful: false,
             old_region_healthy: false,
             forced: false,
+            proposal: None,
         });
     }
     let cur = cur.ok_or(Refused::Missing)?;
@@ -203,6 +237,9 @@ pub fn apply(cur: Option<&ControlRecord>, w: &RecordWrite) -> Result<ControlReco
             next.old_region_healthy = p.old_region_healthy;
             next.forced = p.forced;
             next.step = Step::Claimed;
+            // The claim is what a proposal was waiting for (or, from an
+            // operator, overrides it): either way it is over.
+            next.proposal = None;
         }
         RecordWrite::SetMode {
             mode,
@@ -246,6 +283,72 @@ pub fn apply(cur: Option<&ControlRecord>, w: &RecordWrite) -> Result<ControlReco
                     next.aborts = cur.aborts + 1;
                 }
             }
+        }
+        RecordWrite::Propose {
+            expected_version,
+            epoch,
+            from,
+            target,
+            by,
+            at,
+            reason,
+        } => {
+            at_version(cur, *expected_version)?;
+            if cur.phase == Phase::FailingOver {
+                return Err(Refused::InFlight {
+                    execution: cur.execution.clone().unwrap_or_default(),
+                });
+            }
+            if *epoch != cur.epoch + 1 || cur.proposal.as_ref().is_some_and(|p| p.state.is_live()) {
+                return Err(Refused::NoSuchProposal { epoch: *epoch });
+            }
+            next.proposal = Some(Proposal {
+                epoch: *epoch,
+                from: from.clone(),
+                target: target.clone(),
+                proposer: by.clone(),
+                proposed_at: *at,
+                reason: reason.clone(),
+                state: ProposalState::Proposed,
+                decided_by: None,
+                decided_at: None,
+                decision: None,
+            });
+            next.changed_by = by.clone();
+            next.changed_at = *at;
+            next.reason = format!("proposed failover to {target}: {reason}");
+        }
+        RecordWrite::Resolve {
+            expected_version,
+            epoch,
+            state,
+            by,
+            at,
+            reason,
+        } => {
+            at_version(cur, *expected_version)?;
+            let open = match state {
+                ProposalState::Withdrawn => ProposalState::is_live,
+                ProposalState::Approved | ProposalState::Rejected | ProposalState::Expired => {
+                    |s: ProposalState| s == ProposalState::Proposed
+                }
+                // Nothing resolves a proposal back to proposed.
+                ProposalState::Proposed => |_: ProposalState| false,
+            };
+            let Some(p) = next
+                .proposal
+                .as_mut()
+                .filter(|p| p.epoch == *epoch && open(p.state))
+            else {
+                return Err(Refused::NoSuchProposal { epoch: *epoch });
+            };
+            p.state = *state;
+            p.decided_by = Some(by.clone());
+            p.decided_at = Some(*at);
+            p.decision = Some(reason.clone());
+            next.changed_by = by.clone();
+            next.changed_at = *at;
+            next.reason = format!("proposal of epoch {epoch} {}: {reason}", state.as_str());
         }
         RecordWrite::Mark { epoch, execution } => {
             this_failover(cur, *epoch, execution)?;

@@ -209,7 +209,7 @@ pub fn gate_failover(tier: Tier, automatic: bool) -> Result<(), TierRefusal> {
 /// that governs the fleet (the strictest of the configured models'): an
 /// automatic `StartFailover` becomes `Idle` with the refusal as the reason
 /// when that tier has no automatic failover. Everything else passes
-/// unchanged: operators' failovers (`automatic = false`), settles,
+/// unchanged (a `Propose` is gated like the failover it proposes): operators' failovers (`automatic = false`), settles,
 /// initialization, and a claimed failover's `EnsureExecution` (already
 /// claimed, it must run to its end).
 pub fn gate_automatic(decision: Decision, governing: Tier) -> Decision {
@@ -222,6 +222,18 @@ pub fn gate_automatic(decision: Decision, governing: Tier) -> Decision {
                 why: format!(
                     "automatic failover to {} withheld (every configured model is {governing}): {refusal}",
                     p.to
+                ),
+            },
+        },
+        // A proposal is an automatic failover waiting for approval: a tier
+        // without automatic failover does not propose one either.
+        Decision::Act {
+            action: Action::Propose { target, .. },
+        } => match gate_failover(governing, true) {
+            Ok(()) => decision,
+            Err(refusal) => Decision::Idle {
+                why: format!(
+                    "automatic failover to {target} withheld (every configured model is {governing}): {refusal}"
                 ),
             },
         },

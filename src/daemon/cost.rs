@@ -767,6 +767,7 @@ mod tests {
             ungraceful: false,
             old_region_healthy: true,
             forced: false,
+            proposal: None,
         }
     }
 

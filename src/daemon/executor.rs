@@ -1,6 +1,8 @@
 //! The executor: performs the planner's one action. Shared by the daemon's
 //! reconcile loop and the operator CLI, so automatic failover, manual
-//! failover, failback, pause and resume run the same code.
+//! failover, failback, pause and resume run the same code, and so do a
+//! proposal awaiting approval and its approval, rejection, expiry or
+//! withdrawal (`Action::Propose`, `Action::Resolve`).
 //!
 //! A failover is a saga of two steps, each idempotent with a recorded outcome:
 //! 1. claim the epoch: a conditional write on the record's `version`
@@ -203,6 +205,75 @@ impl Executor<'_> {
                         )
                         .await;
                         Ok(Outcome::Done(format!("mode is now {mode:?}")))
+                    }
+                    Write::Conflict => Ok(Outcome::Lost),
+                }
+            }
+            Action::Propose {
+                expected_version,
+                epoch,
+                from,
+                target,
+                reason,
+            } => {
+                let w = RecordWrite::Propose {
+                    expected_version: *expected_version,
+                    epoch: *epoch,
+                    from: from.clone(),
+                    target: target.clone(),
+                    by: self.who.clone(),
+                    at: now,
+                    reason: reason.clone(),
+                };
+                match self.write(&w).await? {
+                    Write::Written => {
+                        // Once per proposal: this write succeeds once per epoch.
+                        tracing::warn!(
+                            epoch,
+                            %from,
+                            %target,
+                            %reason,
+                            "automatic failover PROPOSED: awaiting `failoverd approve --epoch {epoch}` (or reject)"
+                        );
+                        self.journal(
+                            "failover_proposed",
+                            Some(*epoch),
+                            format!("{from} -> {target} awaits approval: {reason}"),
+                        )
+                        .await;
+                        Ok(Outcome::Done(format!(
+                            "failover {from} -> {target} (epoch {epoch}) proposed"
+                        )))
+                    }
+                    Write::Conflict => Ok(Outcome::Lost),
+                }
+            }
+            Action::Resolve {
+                expected_version,
+                epoch,
+                state,
+                reason,
+                changed_by,
+            } => {
+                let w = RecordWrite::Resolve {
+                    expected_version: *expected_version,
+                    epoch: *epoch,
+                    state: *state,
+                    by: changed_by.clone(),
+                    at: now,
+                    reason: reason.clone(),
+                };
+                match self.write(&w).await? {
+                    Write::Written => {
+                        let what = state.as_str();
+                        tracing::warn!(epoch, by = %changed_by, %reason, "failover proposal {what}");
+                        self.journal(
+                            &format!("proposal_{what}"),
+                            Some(*epoch),
+                            format!("proposal of epoch {epoch} {what} by {changed_by}: {reason}"),
+                        )
+                        .await;
+                        Ok(Outcome::Done(format!("proposal of epoch {epoch} {what}")))
                     }
                     Write::Conflict => Ok(Outcome::Lost),
                 }

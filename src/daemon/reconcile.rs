@@ -52,6 +52,9 @@ pub fn policy(cfg: &Config) -> Policy {
         stuck_failover_ms: cfg.timings.stuck_failover.as_millis() as u64,
         start_timeout_ms: cfg.timings.start_timeout.as_millis() as u64,
         abort_retry_ms: cfg.timings.abort_retry.as_millis() as u64,
+        approval: cfg.fleet_approval(),
+        approval_timeout_ms: cfg.policy.approval_timeout.as_millis() as u64,
+        on_approval_timeout: cfg.policy.on_approval_timeout,
     }
 }
 
