@@ -26,6 +26,7 @@
 //!
 //! `CAMPAIGN_DRILLS` (default 2: what CI runs) and `CAMPAIGN_SEED` (default
 //! 1) choose the drills; `chaos/campaign.sh N` runs N and prints the table.
+//!
 //! Timings are printed, never asserted.
 
 mod common;
