@@ -74,11 +74,12 @@ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=testing \
   FAILOVERD__ENDPOINTS__ROUTE53=$dead FAILOVERD__ENDPOINTS__SFN=$dead \
   FAILOVERD__ENDPOINTS__SAGEMAKER=$dead \
   FAILOVERD__LISTEN__ROUTER=127.0.0.1:0 FAILOVERD__LISTEN__ADMIN=127.0.0.1:0 \
-  "$bin/failoverd" run --log-format json --config regions/lab/us-east-1.toml \
-  2>"$tmp/daemon.log" </dev/null &
+  "$bin/failoverd" run --log-format json --bound-file "$tmp/bound.json" \
+  --config regions/lab/us-east-1.toml 2>"$tmp/daemon.log" </dev/null &
 daemon_pid=$!
 pids+=($daemon_pid)
-router_addr=$(await "the router" sh -c "grep -o '\"router\":\"Some([0-9.:]*)\"' '$tmp/daemon.log' | head -1 | sed 's/.*Some(//; s/)\"//'")
+# The daemon binds port 0 and reports what it bound in its bound file.
+router_addr=$(await "the router" sh -c "grep -o '\"router\":\"[0-9.:]*\"' '$tmp/bound.json' 2>/dev/null | cut -d'\"' -f4")
 
 targets=("direct http://127.0.0.1:$model_port/endpoints/lab-provisioned/invocations"
          "router http://$router_addr/endpoints/default/invocations")
