@@ -569,8 +569,9 @@ fn confirm(yes: bool) -> Result<(), String> {
     }
 }
 
-/// Plan and perform an operator request; returns the exit code.
-pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -> i32 {
+/// Read the record and the votes and plan `req`: the action, or the exit
+/// code of a refusal.
+async fn decide(cfg: &Config, ports: &Ports, req: &Request) -> Result<Action, i32> {
     let (record, votes) = tokio::join!(ports.store.read_record(), ports.store.read_votes());
     let record = match record {
         Ok(Some(r)) => RecordRead::Found(r),
@@ -580,7 +581,7 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
                 "refused: cannot read the control record: {}",
                 crate::error_chain(&e)
             );
-            return EX_UNAVAILABLE;
+            return Err(EX_UNAVAILABLE);
         }
     };
     let votes = votes.unwrap_or_else(|e| {
@@ -601,16 +602,38 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
         execution: None,
         stalled_ms: 0,
         policy: &policy,
-        request: Some(&req),
+        request: Some(req),
     });
-    let action = match decision {
-        Decision::Act { action } => action,
+    match decision {
+        Decision::Act { action } => Ok(action),
         Decision::Refuse { why } | Decision::Idle { why } => {
             eprintln!("refused: {why}");
-            return EX_REFUSED;
+            Err(EX_REFUSED)
         }
+    }
+}
+
+/// How many times a confirmed request is planned again when the record
+/// moved under it (a lease renewal, a heartbeat of the workflow).
+const REPLANS: u32 = 5;
+
+/// Plan and perform an operator request; returns the exit code.
+///
+/// The write is fenced on the record's version, and the record moves all
+/// the time: the active region renews its lease every round, a failover in
+/// flight writes its steps. So when the fenced write loses, the request is
+/// planned again on the new record; if that plan is the very decision the
+/// operator confirmed (same description: same regions, epoch, execution,
+/// what it supersedes), it is written without asking again, a bounded
+/// number of times. If the decision itself changed, nothing is written and
+/// the operator is told what it would be now.
+pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -> i32 {
+    let mut action = match decide(cfg, ports, &req).await {
+        Ok(a) => a,
+        Err(code) => return code,
     };
-    println!("This will {}", describe(&action));
+    let confirmed = describe(&action);
+    println!("This will {confirmed}");
     if let Err(e) = confirm(yes) {
         eprintln!("{e}");
         return EX_REFUSED;
@@ -630,20 +653,38 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
         ports,
         who,
     };
-    match exec.apply(&action, ports.clock.now_ms()).await {
-        Ok(Outcome::Done(what)) => {
-            println!("done: {what}");
-            0
-        }
-        Ok(Outcome::Lost) => {
-            eprintln!(
-                "the control record changed while you were deciding; nothing was changed. Check `failoverd status` and re-run."
-            );
-            EX_TEMPFAIL
-        }
-        Err(e) => {
-            eprintln!("failed: {}", crate::error_chain(&e));
-            EX_UNAVAILABLE
+    let mut replans = 0;
+    loop {
+        match exec.apply(&action, ports.clock.now_ms()).await {
+            Ok(Outcome::Done(what)) => {
+                println!("done: {what}");
+                return 0;
+            }
+            Ok(Outcome::Lost) if replans < REPLANS => {
+                replans += 1;
+                let again = match decide(cfg, ports, &req).await {
+                    Ok(a) => a,
+                    Err(code) => return code,
+                };
+                let now_plan = describe(&again);
+                if now_plan != confirmed {
+                    eprintln!(
+                        "the control record changed while you were deciding, and so did the decision; nothing was changed.\n  now it would {now_plan}\nCheck `failoverd status` and re-run."
+                    );
+                    return EX_TEMPFAIL;
+                }
+                action = again;
+            }
+            Ok(Outcome::Lost) => {
+                eprintln!(
+                    "the control record kept changing ({REPLANS} tries); nothing was changed. Check `failoverd status` and re-run."
+                );
+                return EX_TEMPFAIL;
+            }
+            Err(e) => {
+                eprintln!("failed: {}", crate::error_chain(&e));
+                return EX_UNAVAILABLE;
+            }
         }
     }
 }
