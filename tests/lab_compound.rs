@@ -353,8 +353,16 @@ fn a_recreated_control_record_gets_fresh_execution_names() {
     assert_eq!(two.step, Step::Done, "it really ran: {two:?}");
     let (a, b) = (one.execution.unwrap(), two.execution.unwrap());
     assert_ne!(a, b, "epoch 2 of two incarnations must not share a name");
-    assert_eq!(
-        execution(&lab, "us-west-2", &b).map(|x| x.0).as_deref(),
-        Some("SUCCEEDED")
+    // The record is steady before the workflow's last journal step ends:
+    // wait for the execution to finish, then look at how.
+    let status = wait_for(
+        "the second execution to end",
+        Duration::from_secs(60),
+        || {
+            execution(&lab, "us-west-2", &b)
+                .map(|x| x.0)
+                .filter(|s| s != "RUNNING")
+        },
     );
+    assert_eq!(status, "SUCCEEDED");
 }
