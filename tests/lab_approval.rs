@@ -11,35 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::lab::Lab;
+use common::lab::{Lab, events, record, wait_record};
 use common::wait_for;
 use failoverd::core::control::{ControlRecord, Phase, ProposalState};
 use failoverd::ports::ControlStore;
-use failoverd::ports::store::Event;
-
-fn record(lab: &Lab) -> Option<ControlRecord> {
-    Lab::rt().block_on(lab.table().read_record()).ok().flatten()
-}
-
-fn wait_record(
-    lab: &Lab,
-    what: &str,
-    cap: Duration,
-    f: impl Fn(&ControlRecord) -> bool,
-) -> ControlRecord {
-    wait_for(what, cap, || record(lab).filter(|r| f(r)))
-}
-
-fn events(lab: &Lab) -> Vec<Event> {
-    Lab::rt()
-        .block_on(async {
-            lab.table()
-                .events(1000, failoverd::aws::control_table::now_ms())
-                .await
-                .map(|p| p.items)
-        })
-        .unwrap()
-}
 
 #[test]
 fn a_proposed_failover_waits_for_approval_then_completes() {

@@ -22,41 +22,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::lab::Lab;
+use common::lab::{Lab, events, record, wait_record};
 use common::wait_for;
 use failoverd::core::control::{ControlRecord, Phase, Step};
 use failoverd::ports::ControlStore;
-use failoverd::ports::store::Event;
 
 /// Settings that make the lab's failovers give up and retry quickly.
 const FAST: &[(&str, &str)] = &[
     ("FAILOVERD__TIMINGS__START_TIMEOUT", "8s"),
     ("FAILOVERD__TIMINGS__ABORT_RETRY", "1s"),
 ];
-
-fn record(lab: &Lab) -> Option<ControlRecord> {
-    Lab::rt().block_on(lab.table().read_record()).ok().flatten()
-}
-
-fn wait_record(
-    lab: &Lab,
-    what: &str,
-    cap: Duration,
-    f: impl Fn(&ControlRecord) -> bool,
-) -> ControlRecord {
-    wait_for(what, cap, || record(lab).filter(|r| f(r)))
-}
-
-fn events(lab: &Lab) -> Vec<Event> {
-    Lab::rt()
-        .block_on(async {
-            lab.table()
-                .events(1000, failoverd::aws::control_table::now_ms())
-                .await
-                .map(|p| p.items)
-        })
-        .unwrap()
-}
 
 fn steady_on(lab: &Lab, region: &str, cap: Duration) -> ControlRecord {
     wait_record(lab, &format!("{region} active and steady"), cap, |r| {

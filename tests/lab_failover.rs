@@ -15,24 +15,11 @@ mod common;
 use failoverd::ports::ControlStore;
 use std::time::Duration;
 
-use common::lab::Lab;
+use common::lab::{Lab, record, wait_record};
 use common::partition::Partition;
 use common::wait_for;
-use failoverd::core::control::{ControlRecord, Phase};
+use failoverd::core::control::Phase;
 use failoverd::core::tokens::TokenStatus;
-
-fn record(lab: &Lab) -> Option<ControlRecord> {
-    Lab::rt().block_on(lab.table().read_record()).ok().flatten()
-}
-
-fn wait_record(
-    lab: &Lab,
-    what: &str,
-    cap: Duration,
-    f: impl Fn(&ControlRecord) -> bool,
-) -> ControlRecord {
-    wait_for(what, cap, || record(lab).filter(|r| f(r)))
-}
 
 fn execution_status(lab: &Lab, region: &str, name: &str) -> String {
     let arn = failoverd::ports::workflows::execution_arn(

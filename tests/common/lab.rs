@@ -365,3 +365,33 @@ impl Lab {
         std::fs::read_to_string(&self.daemon(region).log).unwrap_or_default()
     }
 }
+
+/// The control record as us-east-1's daemon reads it (`None` if missing or
+/// unreadable).
+pub fn record(lab: &Lab) -> Option<failoverd::core::control::ControlRecord> {
+    use failoverd::ports::ControlStore;
+    Lab::rt().block_on(lab.table().read_record()).ok().flatten()
+}
+
+/// Poll the control record until `f` holds; the record.
+pub fn wait_record(
+    lab: &Lab,
+    what: &str,
+    cap: Duration,
+    f: impl Fn(&failoverd::core::control::ControlRecord) -> bool,
+) -> failoverd::core::control::ControlRecord {
+    super::wait_for(what, cap, || record(lab).filter(|r| f(r)))
+}
+
+/// The journal's newest 1,000 live entries.
+pub fn events(lab: &Lab) -> Vec<failoverd::ports::store::Event> {
+    use failoverd::ports::ControlStore;
+    Lab::rt()
+        .block_on(async {
+            lab.table()
+                .events(1000, failoverd::aws::control_table::now_ms())
+                .await
+                .map(|p| p.items)
+        })
+        .unwrap()
+}
