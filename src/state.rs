@@ -101,6 +101,9 @@ pub struct Shared {
     /// records, the reconcile loop publishes them in its vote, the cost
     /// task reads them.
     pub traffic: Arc<crate::router::counts::Counter>,
+    /// The router's per-model observations (`router::observed`): the
+    /// router records, `GET /traffic` (for `failoverd advise`) reads.
+    pub models: Arc<crate::router::observed::Observed>,
 }
 
 impl RoundStatus {

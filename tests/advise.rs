@@ -57,6 +57,7 @@ fn observation(model: &str, per_minute: Vec<u64>, p95: u64) -> TrafficObservatio
         model: model.into(),
         start_ms: MONDAY_NY,
         per_minute,
+        current_minute: 0,
         payload_bytes: PayloadStats {
             p50: p95 / 2,
             p95,
@@ -244,8 +245,8 @@ fn from_a_daemons_admin_endpoint() {
     assert_eq!(v["recommendations"].as_array().unwrap().len(), 3);
 }
 
-/// The real admin handler: until the router counts per model, `/traffic`
-/// says so, and `advise` refuses to advise on nothing (exit 69).
+/// The real admin handler of a daemon that runs no router: `/traffic` says
+/// nothing was collected, and `advise` refuses to advise on nothing (exit 69).
 #[test]
 fn the_admin_endpoint_says_not_collected_and_advise_exits_69() {
     let d = tempdir();
@@ -278,7 +279,7 @@ fn the_admin_endpoint_says_not_collected_and_advise_exits_69() {
     let out = failoverd(&["--admin", &format!("http://{addr}")], &cfg);
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("the daemon in us-east-1 does not collect per-model traffic yet"),
+        stderr(&out).contains("the daemon in us-east-1 runs no router"),
         "{}",
         stderr(&out)
     );

@@ -1290,3 +1290,60 @@ async fn routed_requests_show_up_in_the_counts() {
     );
     s.stop().await;
 }
+
+/// What clients ask of each model, for `failoverd advise`: one request each
+/// however many attempts it took, the cold starts met on the way, payload
+/// sizes; refused requests are not counted, and a configured model nobody
+/// called is reported as counted with nothing in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_requests_are_observed_per_model_for_advise() {
+    use failoverd::ports::clock::{Clock, SystemClock};
+
+    let s = Setup::start().await;
+    // Two cold starts, then an answer: one request, two cold starts.
+    s.behave(json!({"region": "us-east-1", "endpoint": "lab-serverless",
+        "cold_start_after_idle": "1h", "cold_start": "150ms"}))
+        .await;
+    let got = s
+        .invoke("chat", &[("Content-Type", "application/json")], b"{}")
+        .await;
+    assert_eq!(got.status, 200, "{got:?}");
+    let big = vec![b'x'; 100_000];
+    for body in [&b"x"[..], &big[..], &b"yy"[..]] {
+        let got = s.invoke("default", &[], body).await;
+        assert_eq!(got.status, 200, "{got:?}");
+    }
+    // Refused before any call: not a request for a model.
+    assert_eq!(s.invoke("nope", &[], b"x").await.status, 404);
+    let got = s
+        .invoke("default", &[("X-Deadline-Ms", "soon")], b"x")
+        .await;
+    assert_eq!(got.status, 400, "{got:?}");
+
+    let names: Vec<&str> = s.config.models.iter().map(|m| m.name.as_str()).collect();
+    let seen = s
+        .shared
+        .models
+        .observations(names.iter().copied(), SystemClock.now_ms())
+        .expect("the router observes from its start");
+    let of = |m: &str| {
+        seen.iter()
+            .find(|o| o.model == m)
+            .unwrap_or_else(|| panic!("{m} not reported"))
+    };
+    let total = |m: &str| of(m).per_minute.iter().sum::<u64>() + of(m).current_minute;
+    assert_eq!(total("chat"), 1, "{:?}", of("chat"));
+    assert_eq!(of("chat").cold_starts, 2, "{:?}", of("chat"));
+    assert_eq!(total("default"), 3, "{:?}", of("default"));
+    assert_eq!(of("default").cold_starts, 0);
+    assert_eq!(of("default").payload_bytes.max, 100_000);
+    assert!(of("default").payload_bytes.p95 >= 100_000);
+    assert!(of("default").payload_bytes.p50 <= 2, "{:?}", of("default"));
+    assert_eq!(seen.len(), names.len(), "every configured model");
+    for o in &seen {
+        if o.model != "chat" && o.model != "default" {
+            assert_eq!(o.per_minute.iter().sum::<u64>() + o.current_minute, 0);
+        }
+    }
+    s.stop().await;
+}

@@ -1,7 +1,9 @@
 //! The router in the full lab (three daemons, moto, the model server): no
 //! request is lost while us-east-1 fails (its health check inverted and its
 //! endpoints out) and the lab fails it over to us-west-2; the routers move
-//! traffic off the failing region before the record does.
+//! traffic off the failing region before the record does; and each router
+//! reports what its clients asked per model (`GET /traffic`), which
+//! `failoverd advise` reads from the daemon.
 
 mod common;
 
@@ -66,13 +68,17 @@ fn no_request_is_lost_during_a_failover() {
     let stop = Arc::new(AtomicBool::new(false));
     let failed_over = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Seen>> = Arc::default();
+    // Requests answered through each region's router (by entry, not by the
+    // region that served them): what its `/traffic` must report.
+    let entered: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
     let clients: Vec<_> = (0..8)
         .map(|i| {
-            let (stop, failed_over, seen, ports) = (
+            let (stop, failed_over, seen, ports, entered) = (
                 stop.clone(),
                 failed_over.clone(),
                 seen.clone(),
                 ports.clone(),
+                entered.clone(),
             );
             std::thread::spawn(move || {
                 let mut n = 0usize;
@@ -81,7 +87,10 @@ fn no_request_is_lost_during_a_failover() {
                     let after = failed_over.load(Ordering::Relaxed);
                     let (what, region) =
                         match invoke(port, &format!("{{\"client\":{i},\"n\":{n}}}")) {
-                            Ok((status, region)) => (status.to_string(), region),
+                            Ok((status, region)) => {
+                                *entered.lock().unwrap().entry(port).or_default() += 1;
+                                (status.to_string(), region)
+                            }
                             Err(e) => (format!("error: {e}"), String::new()),
                         };
                     *seen
@@ -157,6 +166,52 @@ fn no_request_is_lost_during_a_failover() {
         metrics.contains("failoverd_router_requests_total{path=\"provisioned\",region=\"us-west-2\",outcome=\"ok\""),
         "{metrics}"
     );
+
+    // Each router observed exactly the requests its clients sent it, per
+    // model (`GET /traffic`), and `failoverd advise` reads that from the
+    // daemon: under an hour of data, no recommendation yet, with the
+    // figures.
+    let entered = entered.lock().unwrap().clone();
+    for r in REGIONS {
+        let d = lab.daemon(r);
+        let (status, body) = lab.admin(r, "/traffic").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let set: failoverd::core::advise::TrafficSet = serde_json::from_str(&body).unwrap();
+        assert!(set.collected, "{r}: {body}");
+        assert_eq!(set.region, r);
+        let default = set
+            .models
+            .iter()
+            .find(|o| o.model == "default")
+            .unwrap_or_else(|| panic!("{r}: no default model in {body}"));
+        let counted = default.per_minute.iter().sum::<u64>() + default.current_minute;
+        assert_eq!(counted, entered[&d.router], "{r}: {body}");
+        let out = lab.cli_in(
+            r,
+            &[
+                "advise",
+                "--admin",
+                &format!("http://127.0.0.1:{}", d.admin),
+                "--output",
+                "json",
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let rec = v["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["model"] == "default")
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert_eq!(rec["approach"], "not_enough_data", "{stdout}");
+    }
 }
 
 /// One request's outcome and how long it took (seconds).

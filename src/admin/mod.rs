@@ -15,7 +15,9 @@
 //! - `/metrics`: the control loop's and the router's series in the
 //!   Prometheus text format (`metrics`).
 //! - `/traffic`: the per-model traffic `failoverd advise` reads
-//!   (`core::advise::TrafficSet`); until the router counts per model it says
+//!   (`core::advise::TrafficSet`, from `router::observed`): every configured
+//!   model, requests per whole minute since the router started (up to 7
+//!   days), payload sizes and cold starts. When no router runs here it says
 //!   `collected: false` rather than pretending there was no traffic.
 //! - `POST /v1/pause`, `POST /v1/resume`: the only mutations, behind a bearer
 //!   token read from `listen.admin_token_file` (`auth`). Without a token
@@ -164,12 +166,8 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
         (&Method::POST, "/v1/pause" | "/v1/resume") => auth::mutation(&state, req).await,
         (&Method::GET, "/traffic") => http::json(
             StatusCode::OK,
-            &serde_json::to_value(crate::core::advise::TrafficSet {
-                region: state.region.clone(),
-                collected: false,
-                models: Vec::new(),
-            })
-            .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
+            &serde_json::to_value(traffic_set(&state, now))
+                .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
         ),
         (_, "/v1/pause" | "/v1/resume") => {
             let mut r = http::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
@@ -192,5 +190,26 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             r
         }
         _ => http::text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// `GET /traffic`: this router's per-model observations, every configured
+/// model included (a model nobody called is all zeros: counted, and
+/// nothing came); `collected: false` when no router runs here.
+fn traffic_set(state: &AdminState, now: u64) -> crate::core::advise::TrafficSet {
+    let models = match (&state.metrics, &state.ops) {
+        (Some(_), Some(ops)) => {
+            let cfg = ops.config();
+            state
+                .shared
+                .models
+                .observations(cfg.models.iter().map(|m| m.name.as_str()), now)
+        }
+        _ => None,
+    };
+    crate::core::advise::TrafficSet {
+        region: state.region.clone(),
+        collected: models.is_some(),
+        models: models.unwrap_or_default(),
     }
 }

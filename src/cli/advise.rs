@@ -2,10 +2,13 @@
 //! traffic the router observed, as a text table or JSON.
 //!
 //! The observations come from the daemon's admin endpoint (`GET /traffic`,
-//! a [`TrafficSet`]) or from a file (`--from FILE`, `-` for stdin) in the
-//! same shape. Until the router counts per-model traffic, the daemon answers
-//! `collected: false`; `advise` then says so and exits 69 instead of
-//! advising on nothing, since "not collected" is not "no traffic".
+//! a [`TrafficSet`]: what that region's router observed per model, see
+//! `router::observed`) or from a file (`--from FILE`, `-` for stdin) in the
+//! same shape. A daemon that runs no router answers `collected: false`;
+//! `advise` then says so and exits 69 instead of advising on nothing, since
+//! "not collected" is not "no traffic". One router sees the traffic its own
+//! region's clients send; to judge another region's, point `--admin` at
+//! that daemon.
 //!
 //! Exit codes: 0 advised; 65 the observations are malformed (bad JSON, a
 //! model twice); 66 the file cannot be read; 69 the daemon cannot be reached
@@ -68,7 +71,7 @@ pub enum AdviseCliError {
         body: String,
     },
     #[error(
-        "the daemon in {region} does not collect per-model traffic yet, so there is nothing to advise on (this is not the same as no traffic); pass --from FILE with observed traffic"
+        "the daemon in {region} runs no router, so it observed no traffic to advise on (this is not the same as no traffic); ask a daemon that routes (--admin URL) or pass --from FILE"
     )]
     NotCollected { region: String },
     #[error(transparent)]

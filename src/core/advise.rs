@@ -66,6 +66,10 @@ pub struct TrafficObservation {
     pub start_ms: u64,
     /// Requests in each whole minute, oldest first, zeros included.
     pub per_minute: Vec<u64>,
+    /// Requests so far in the minute under way (after `per_minute`; not
+    /// judged, since the minute is not whole).
+    #[serde(default)]
+    pub current_minute: u64,
     /// Request payload sizes over the window.
     #[serde(default)]
     pub payload_bytes: PayloadStats,
@@ -395,6 +399,7 @@ mod tests {
             model: "m".into(),
             start_ms: MONDAY_NY,
             per_minute,
+            current_minute: 0,
             payload_bytes: PayloadStats {
                 p50: 1000,
                 p95: 2000,

@@ -34,6 +34,7 @@ pub mod batch;
 pub mod counts;
 pub mod jobs;
 pub mod metrics;
+pub mod observed;
 pub mod reply;
 pub mod request;
 mod route;
@@ -150,6 +151,7 @@ impl Router {
         let seed = ports.clock.now_ms() ^ u64::from(std::process::id()).rotate_left(32);
         // Counting starts with the router: its gap-free start.
         shared.traffic.start(ports.clock.now_ms());
+        shared.models.start(ports.clock.now_ms());
         Arc::new(Self {
             budget: Mutex::new(RetryBudget::new(
                 cfg.router.retry_budget,
@@ -295,6 +297,12 @@ impl Router {
         if let Err(e) = request::read_body(cfg, &mut ask, body).await {
             return e.into();
         }
+        // Accepted: what clients ask of this model (`failoverd advise`).
+        self.shared.models.request(
+            &ask.model.name,
+            ask.inv.body.len() as u64,
+            self.ports.clock.now_ms(),
+        );
         self.route(cfg, &ask).await
     }
 

@@ -467,6 +467,9 @@ impl Router {
         let region = || lane.region.name.clone();
         match e {
             AttemptError::Invoke(InvokeError::ModelNotReady { .. }) => {
+                self.shared
+                    .models
+                    .cold_start(&ask.model.name, self.ports.clock.now_ms());
                 lane.cold += 1;
                 if lane.cold <= cfg.router.cold_start_retries {
                     let delay = retry::cold_start_delay(cfg.router.cold_start_delay, lane.cold);
