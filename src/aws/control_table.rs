@@ -363,16 +363,18 @@ fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
 }
 
 /// A vote's `traffic` attribute: a map with `counted_ms` (N) and `e` (a map
-/// from `region/endpoint` to one string of numbers, `last_ago_ms` then the
-/// sums over `TRAILING_MS`, comma-separated: a few dozen bytes an
-/// endpoint, where a nested map of numbers would cost several times that).
+/// from `region/endpoint` to one string of numbers, `last_ago_ms`, the sums
+/// over `TRAILING_MS`, then the busiest minute of the hour when known,
+/// comma-separated: a few dozen bytes an endpoint, where a nested map of
+/// numbers would cost several times that). A string without the last number
+/// (from a daemon that did not publish it) reads as "peak unknown".
 fn traffic_attr(t: &Traffic) -> AttributeValue {
     let endpoints: HashMap<String, AttributeValue> = t
         .endpoints
         .iter()
         .map(|(k, e)| {
             let mut text = e.last_ago_ms.to_string();
-            for x in e.sums {
+            for x in e.sums.into_iter().chain(e.peak_minute) {
                 text.push(',');
                 text.push_str(&x.to_string());
             }
@@ -402,6 +404,17 @@ fn traffic_from_attr(v: &AttributeValue) -> Result<Traffic, Bad> {
         let Some((last, sums)) = nums.split_first() else {
             return Err(Bad(format!("traffic.e.{k} is empty")));
         };
+        let (sums, peak_minute) = match sums.len() {
+            n if n == TRAILING_MS.len() => (sums, None),
+            n if n == TRAILING_MS.len() + 1 => (&sums[..n - 1], Some(sums[n - 1])),
+            _ => {
+                return Err(Bad(format!(
+                    "traffic.e.{k} = {text:?}: want {} or {} numbers",
+                    TRAILING_MS.len() + 1,
+                    TRAILING_MS.len() + 2
+                )));
+            }
+        };
         let sums: [u64; TRAILING_MS.len()] = sums.try_into().map_err(|_| {
             Bad(format!(
                 "traffic.e.{k} = {text:?}: want {} numbers",
@@ -413,6 +426,7 @@ fn traffic_from_attr(v: &AttributeValue) -> Result<Traffic, Bad> {
             EndpointTraffic {
                 last_ago_ms: *last,
                 sums,
+                peak_minute,
             },
         );
     }
@@ -1099,6 +1113,7 @@ mod tests {
                             last_ago_ms: 59_999,
                             // Busy: 2000 calls a minute, every window full.
                             sums: TRAILING_MS.map(|w| 2000 * (w / 60_000 + 1)),
+                            peak_minute: Some(2000),
                         },
                     )
                 })
@@ -1134,6 +1149,27 @@ mod tests {
         let item = vote_item(&v);
         assert!(!item.contains_key("traffic"));
         assert_eq!(vote_from(&item), Some(v));
+    }
+
+    /// A vote from a daemon that did not publish the busiest minute (seven
+    /// numbers per endpoint) still reads, with the peak unknown.
+    #[test]
+    fn counts_without_a_peak_read_as_peak_unknown() {
+        let v = busy_vote(1);
+        let mut item = vote_item(&v);
+        item.insert(
+            "traffic".into(),
+            AttributeValue::M(HashMap::from([
+                ("counted_ms".into(), n(5)),
+                (
+                    "e".into(),
+                    AttributeValue::M(HashMap::from([("a/b".into(), s("1,2,3,4,5,6,7"))])),
+                ),
+            ])),
+        );
+        let t = vote_from(&item).unwrap().traffic.unwrap();
+        let e = &t.endpoints["a/b"];
+        assert_eq!((e.last_ago_ms, e.sums[5], e.peak_minute), (1, 7, None));
     }
 
     #[test]

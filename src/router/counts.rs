@@ -71,11 +71,19 @@
 //!
 //! # The active region's need
 //!
-//! [`need_from`]: the fleet's invocations of the active region's endpoint
-//! over the last [`NEED_WINDOW_MS`] (5 minutes), as a per-minute rate,
-//! divided by `cost.instance_invocations_per_minute` (what one instance
-//! serves), rounded up. `None` when that key is unset, the record is
-//! unknown, or the fleet has not counted the whole 5 minutes.
+//! [`need_from`]: the fleet's *busiest minute* of the active region's
+//! endpoint over the last [`NEED_WINDOW_MS`] (an hour), divided by
+//! `cost.instance_invocations_per_minute` (what one instance serves),
+//! rounded up. A peak, not an average: capacity sized to a 5-minute
+//! average drops requests in every minute busier than it, and a scheduled
+//! minimum holds for hours. Each router publishes its own busiest minute
+//! of the hour ([`EndpointTraffic::peak_minute`]); the fleet's is taken as
+//! the sum of the routers' peaks, which is at least the busiest minute of
+//! the sum (peaks that did not coincide only over-state the need, the safe
+//! way). A dead router's peak counts while its last invocation is inside
+//! the hour. `None` when that key is unset, the record is unknown, a router
+//! has not published a peak (an older daemon), or the fleet has not counted
+//! a whole hour (a router that restarted knows its peak since then only).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,8 +101,9 @@ pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 3_600_000;
 /// The longest window answered: 7 days (`cost.idle.window`'s maximum).
 pub const MAX_WINDOW_MS: u64 = 7 * 86_400_000;
-/// The window the active region's need is measured over.
-pub const NEED_WINDOW_MS: u64 = 5 * MINUTE_MS;
+/// The window the active region's need is measured over: its busiest
+/// minute in the last hour.
+pub const NEED_WINDOW_MS: u64 = HOUR_MS;
 /// Minute buckets: an hour, rounded outward, spans at most 61.
 const MINUTES: usize = 61;
 /// Hour buckets: 7 days, rounded outward, spans at most 169.
@@ -132,25 +141,26 @@ impl<const N: usize> Ring<N> {
         self.count[i] += 1;
     }
 
-    /// The sum of the buckets overlapping `[from, now]`; `None` when they
-    /// are more than the ring holds.
-    fn sum(&self, from: u64, now: u64) -> Option<u64> {
+    /// The buckets overlapping `[from, now]`; `None` when they are more
+    /// than the ring holds.
+    fn buckets(&self, from: u64, now: u64) -> Option<impl Iterator<Item = u64> + '_> {
         let (a, z) = (from / self.width, now / self.width);
         if z.saturating_sub(a) + 1 > N as u64 {
             return None;
         }
-        Some(
-            (a..=z)
-                .map(|b| {
-                    let i = self.slot(b);
-                    if self.stamp[i] == b + 1 {
-                        self.count[i]
-                    } else {
-                        0
-                    }
-                })
-                .sum(),
-        )
+        Some((a..=z).map(|b| {
+            let i = self.slot(b);
+            if self.stamp[i] == b + 1 {
+                self.count[i]
+            } else {
+                0
+            }
+        }))
+    }
+
+    /// The sum of the buckets overlapping `[from, now]`.
+    fn sum(&self, from: u64, now: u64) -> Option<u64> {
+        Some(self.buckets(from, now)?.sum())
     }
 }
 
@@ -176,6 +186,14 @@ impl Buckets {
         self.minutes.add(now);
         self.hours.add(now);
         self.newest_minute = self.newest_minute.max(now / MINUTE_MS);
+    }
+
+    /// The busiest minute overlapping the [`NEED_WINDOW_MS`] before `now`.
+    fn peak_minute(&self, now: u64) -> u64 {
+        self.minutes
+            .buckets(now.saturating_sub(NEED_WINDOW_MS), now)
+            .and_then(Iterator::max)
+            .unwrap_or(0)
     }
 
     /// Invocations in the `window` before `now`, rounded outward to whole
@@ -266,6 +284,22 @@ impl Counter {
         })
     }
 
+    /// This router's busiest minute of `endpoint` in `region` over the
+    /// [`NEED_WINDOW_MS`] before `now_ms` (`invocations` is that minute's
+    /// count); `None` before the start.
+    pub fn peak(&self, region: &str, endpoint: &str, now_ms: u64) -> Option<Counted> {
+        let since_ms = self.since_ms()?;
+        let now = self.now(now_ms);
+        let invocations = self
+            .lock()
+            .get(&Traffic::key(region, endpoint))
+            .map_or(0, |b| b.peak_minute(now));
+        Some(Counted {
+            since_ms,
+            invocations,
+        })
+    }
+
     /// What to publish in a vote stamped `at_ms`; `None` before the start.
     /// Drops endpoints with nothing in the last 7 days.
     pub fn traffic(&self, at_ms: u64) -> Option<Traffic> {
@@ -280,6 +314,7 @@ impl Counter {
                 let e = EndpointTraffic {
                     last_ago_ms: at.saturating_sub(last_end),
                     sums: TRAILING_MS.map(|w| b.window(w, at)),
+                    peak_minute: Some(b.peak_minute(at)),
                 };
                 (k.clone(), e)
             })
@@ -357,21 +392,65 @@ pub fn fleet_counted(
     })
 }
 
-/// The instances the active region's `endpoint` needs for what the fleet
-/// counted (module doc): `None` without a per-instance figure, without a
-/// known active region, or before a whole [`NEED_WINDOW_MS`] is counted.
+/// The fleet's busiest minute of `endpoint` in `region` over the
+/// [`NEED_WINDOW_MS`] before `now_ms` (module doc, "the active region's
+/// need"): the sum of every configured region's router's peak, this
+/// daemon's own from `local`, the others from their newest vote (`at` on
+/// the reader's clock). `None` when a router has published no counts or no
+/// peak.
+pub fn fleet_peak(
+    regions: &[String],
+    local: Option<(&str, &Counter)>,
+    votes: &[Vote],
+    region: &str,
+    endpoint: &str,
+    now_ms: u64,
+) -> Option<Counted> {
+    let key = Traffic::key(region, endpoint);
+    let mut since_ms = 0u64;
+    let mut peak = 0u64;
+    for r in regions {
+        if let Some((_, counter)) = local.filter(|(me, _)| me == r) {
+            let c = counter.peak(region, endpoint, now_ms)?;
+            since_ms = since_ms.max(c.since_ms);
+            peak += c.invocations;
+            continue;
+        }
+        let vote = votes
+            .iter()
+            .filter(|v| &v.observer == r)
+            .max_by_key(|v| v.at)?;
+        let t = vote.traffic.as_ref()?;
+        let at = vote.at.min(now_ms);
+        since_ms = since_ms.max(at.saturating_sub(t.counted_ms));
+        if let Some(e) = t.endpoints.get(&key) {
+            let last = at.saturating_sub(e.last_ago_ms);
+            if last > now_ms.saturating_sub(NEED_WINDOW_MS) {
+                peak += e.peak_minute?;
+            }
+        }
+    }
+    Some(Counted {
+        since_ms,
+        invocations: peak,
+    })
+}
+
+/// The instances the active region's `endpoint` needs for the fleet's
+/// busiest minute (`peak`, from [`fleet_peak`]): `None` without a
+/// per-instance figure, without a known peak, or before a whole
+/// [`NEED_WINDOW_MS`] is counted.
 pub fn need_from(
-    counted: Option<Counted>,
+    peak: Option<Counted>,
     per_instance_per_minute: Option<u64>,
     now_ms: u64,
 ) -> Option<u32> {
     let per_instance = per_instance_per_minute.filter(|p| *p > 0)?;
-    let c = counted?;
+    let c = peak?;
     if now_ms.saturating_sub(c.since_ms) < NEED_WINDOW_MS {
         return None;
     }
-    let per_minute = c.invocations.div_ceil(NEED_WINDOW_MS / MINUTE_MS);
-    u32::try_from(per_minute.div_ceil(per_instance)).ok()
+    u32::try_from(c.invocations.div_ceil(per_instance)).ok()
 }
 
 fn region_names(cfg: &Config) -> Vec<String> {
@@ -430,8 +509,18 @@ impl InvocationCounts for FleetCounts {
             .shared
             .read(|st| st.record.as_ref().map(|r| r.active.clone()))?;
         let now = self.clock.now_ms();
-        let counted = self.invocations(&active, endpoint, NEED_WINDOW_MS, now);
-        need_from(counted, cfg.cost.instance_invocations_per_minute, now)
+        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
+        let peak = self.shared.read(|st| {
+            fleet_peak(
+                &region_names(&cfg),
+                local,
+                &st.votes,
+                &active,
+                endpoint,
+                now,
+            )
+        });
+        need_from(peak, cfg.cost.instance_invocations_per_minute, now)
     }
 }
 
@@ -483,8 +572,15 @@ impl InvocationCounts for VoteCounts {
 
     fn active_need(&self, endpoint: &str) -> Option<u32> {
         let active = self.active.as_deref()?;
-        let counted = self.invocations(active, endpoint, NEED_WINDOW_MS, self.now_ms);
-        need_from(counted, self.per_instance_per_minute, self.now_ms)
+        let peak = fleet_peak(
+            &self.regions,
+            None,
+            &self.votes,
+            active,
+            endpoint,
+            self.now_ms,
+        );
+        need_from(peak, self.per_instance_per_minute, self.now_ms)
     }
 }
 
@@ -749,7 +845,7 @@ mod tests {
     }
 
     #[test]
-    fn the_need_is_the_per_minute_rate_over_one_instances_capacity() {
+    fn the_need_is_the_busiest_minute_over_one_instances_capacity() {
         let c = |since_ms, invocations| {
             Some(Counted {
                 since_ms,
@@ -757,19 +853,82 @@ mod tests {
             })
         };
         let now = T0 + HOUR_MS;
-        // 5 minutes at 1000/min, 300 per instance: 4 instances.
-        assert_eq!(need_from(c(T0, 5000), Some(300), now), Some(4));
+        // A busiest minute of 1000, 300 per instance: 4 instances.
+        assert_eq!(need_from(c(T0, 1000), Some(300), now), Some(4));
         assert_eq!(need_from(c(T0, 0), Some(300), now), Some(0));
         assert_eq!(
-            need_from(c(T0, 5000), None, now),
+            need_from(c(T0, 1000), None, now),
             None,
             "no capacity figure"
         );
         assert_eq!(need_from(None, Some(300), now), None, "not counted");
         assert_eq!(
-            need_from(c(now - MINUTE_MS, 5000), Some(300), now),
+            need_from(c(now - 5 * MINUTE_MS, 1000), Some(300), now),
             None,
-            "not a whole window"
+            "not a whole hour"
         );
+    }
+
+    /// The need follows the busiest minute, not the average: one minute at
+    /// 900 in an hour of 10s is a need of 900, from this router or a peer
+    /// (summed), for as long as that minute is inside the hour.
+    #[test]
+    fn the_peak_is_the_busiest_minute_of_the_hour_summed_over_routers() {
+        let (a, b, c) = fleet();
+        let peak = |a: &Counter, votes: &[Vote], now| {
+            fleet_peak(
+                &regions(),
+                Some(("us-east-1", a)),
+                votes,
+                "us-west-2",
+                "prov",
+                now,
+            )
+        };
+        let t = T0 + HOUR_MS;
+        // In time order: a counter holds a clock that steps back at its
+        // highest reading.
+        for m in 0..60 {
+            for _ in 0..10 {
+                a.record("us-west-2", "prov", t + m * MINUTE_MS);
+            }
+            if m == 20 {
+                for _ in 0..890 {
+                    a.record("us-west-2", "prov", t + 20 * MINUTE_MS + 5_000);
+                }
+            }
+        }
+        for _ in 0..300 {
+            b.record("us-west-2", "prov", t + 40 * MINUTE_MS);
+        }
+        let now = t + 59 * MINUTE_MS;
+        let votes = [
+            vote("us-west-2", now, b.traffic(now)),
+            vote("eu-west-1", now, c.traffic(now)),
+        ];
+        let got = peak(&a, &votes, now).unwrap();
+        assert_eq!(got.invocations, 900 + 300, "the routers' peaks, summed");
+        assert_eq!(got.since_ms, T0);
+        // 12 instances at 100 a minute each; the last 5 minutes' average
+        // (10 a minute from this router) would have said 1.
+        assert_eq!(need_from(Some(got), Some(100), now), Some(12));
+        // Past the hour, the busy minutes age out.
+        let later = t + 20 * MINUTE_MS + HOUR_MS + 2 * MINUTE_MS;
+        let votes = [
+            vote("us-west-2", later, b.traffic(later)),
+            vote("eu-west-1", later, c.traffic(later)),
+        ];
+        let got = peak(&a, &votes, later).unwrap();
+        assert_eq!(got.invocations, 10 + 300);
+        // A peer that publishes no peak (an older daemon): unknown.
+        let mut old = b.traffic(later).unwrap();
+        for e in old.endpoints.values_mut() {
+            e.peak_minute = None;
+        }
+        let votes = [
+            vote("us-west-2", later, Some(old)),
+            vote("eu-west-1", later, c.traffic(later)),
+        ];
+        assert_eq!(peak(&a, &votes, later), None);
     }
 }
