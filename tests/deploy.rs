@@ -469,6 +469,7 @@ fn lab_provisioning_deploys_what_the_templates_describe() {
         ("FAILOVERD__ENDPOINTS__ROUTE53", moto.url()),
         ("FAILOVERD__ENDPOINTS__SFN", moto.url()),
         ("FAILOVERD__ENDPOINTS__SAGEMAKER", moto.url()),
+        ("FAILOVERD__ENDPOINTS__CLOUDWATCH", moto.url()),
         (
             "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
             "http://127.0.0.1:9".into(),

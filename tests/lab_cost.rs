@@ -9,6 +9,8 @@
 //! - idle detection on the fleet's real router counts, published in votes
 //!   through the control table: a standby's endpoint that another region's
 //!   router called is left alone until the window passes the call;
+//! - traffic that bypasses the routers (CloudWatch `Invocations`) keeps an
+//!   endpoint, and an unreadable CloudWatch reduces nothing;
 //! - `ProtectedFromAutoStop=true` (read with ListTags) is honoured;
 //! - the active region is never lowered blind, nor below its measured need;
 //! - an in-flight failover leaves every region alone;
@@ -124,7 +126,7 @@ fn write_config(
     let base = format!(
         "[tables]\ncontrol = \"{table}\"\nrouting = \"routing\"\nwitness = \"us-east-2\"\ncontrol_region = \"{EAST}\"\n\
          [timings]\nprepare_budget = \"1s\"\n\
-         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\n\
+         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\ncloudwatch = \"{url}\"\n\
          {regions}[[models]]\nname = \"fraud\"\n[[models]]\nname = \"chat\"\n[cost]\n{cost}\n"
     );
     std::fs::write(dir.join("base.toml"), base).unwrap();
@@ -399,6 +401,132 @@ fn idle_detection_reduces_in_production_and_stops_tier3_outside_it() {
         assert_eq!(p.action, CostAction::None, "{p}");
         assert!(p.why.contains("does not exist"), "{p}");
     });
+}
+
+/// Traffic that bypasses the routers keeps an endpoint: CloudWatch's
+/// `Invocations` (moto's CloudWatch, through the SDK) in the window make it
+/// in use although every router counted zero; a datapoint older than the
+/// window does not; and when CloudWatch cannot be read, nothing is reduced
+/// unless `cost.idle.cloudwatch = false` says every caller uses a router.
+#[test]
+fn cloudwatch_invocations_keep_an_endpoint_the_routers_never_saw() {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+
+    let idle = Counts {
+        idle_since: Some(0),
+        need: None,
+    };
+    let env = Env::start(WEST, "[cost.idle]\nenabled = true", (3, 4));
+    let now = MONDAY + 19 * HOUR;
+    let put = |at_ms: u64, n: f64| {
+        let cw = env.clients.cloudwatch(WEST);
+        async move {
+            cw.put_metric_data()
+                .namespace("AWS/SageMaker")
+                .metric_data(
+                    MetricDatum::builder()
+                        .metric_name("Invocations")
+                        .dimensions(
+                            Dimension::builder()
+                                .name("EndpointName")
+                                .value(ENDPOINT)
+                                .build(),
+                        )
+                        .dimensions(
+                            Dimension::builder()
+                                .name("VariantName")
+                                .value("AllTraffic")
+                                .build(),
+                        )
+                        .timestamp(DateTime::from_millis(at_ms as i64))
+                        .value(n)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    rt().block_on(async {
+        env.at(now);
+        // Two hours ago: outside the 60-minute window.
+        put(now - 2 * HOUR, 5.0).await;
+        // Another endpoint's variant in the window: not this one's traffic.
+        env.clients
+            .cloudwatch(WEST)
+            .put_metric_data()
+            .namespace("AWS/SageMaker")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("Invocations")
+                    .dimensions(
+                        Dimension::builder()
+                            .name("EndpointName")
+                            .value("other")
+                            .build(),
+                    )
+                    .dimensions(
+                        Dimension::builder()
+                            .name("VariantName")
+                            .value("AllTraffic")
+                            .build(),
+                    )
+                    .timestamp(DateTime::from_millis((now - 10 * 60_000) as i64))
+                    .value(9.0)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        // In the window: 3 calls that no router saw.
+        put(now - 20 * 60_000, 3.0).await;
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("3 in CloudWatch"), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(4));
+        // An hour later the window has passed them: idle, reduced.
+        env.at(now + HOUR);
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(action(&p), Some((4, 1)), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(1));
+    });
+    drop(env);
+
+    // CloudWatch unreachable (its endpoint is a closed port): not idle,
+    // and the plan says why; with `cloudwatch = false`, the routers decide.
+    for (cost, reduced) in [
+        ("[cost.idle]\nenabled = true", false),
+        ("[cost.idle]\nenabled = true\ncloudwatch = false", true),
+    ] {
+        let mut env = Env::start(WEST, cost, (3, 4));
+        let dead = common::ClosedPort::new();
+        let mut endpoints = env.clients.endpoints().clone();
+        endpoints.cloudwatch = Some(dead.url());
+        let clients = Arc::new(AwsClients::new(common::sdk_config(), endpoints));
+        let mut ports = failoverd::aws::ports(
+            &env.cfg,
+            clients,
+            Arc::new(failoverd::ports::probes::NoProbes),
+        );
+        ports.clock = env.clock.clone();
+        env.ports = ports;
+        rt().block_on(async {
+            env.at(now);
+            let p = env.round(WEST, &idle).await;
+            if reduced {
+                assert_eq!(action(&p), Some((4, 1)), "{p}");
+            } else {
+                assert_eq!(p.action, CostAction::None, "{p}");
+                assert!(p.why.contains("CloudWatch Invocations not read"), "{p}");
+                assert!(
+                    p.why.contains("GetMetricStatistics"),
+                    "the error is shown: {p}"
+                );
+                assert_eq!(env.holds(WEST).await, Some(4));
+            }
+        });
+    }
 }
 
 /// Publish both routers' counts in their votes through the control table,

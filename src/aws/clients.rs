@@ -52,6 +52,7 @@ pub struct AwsClients {
     sagemaker_runtime: Mutex<HashMap<String, aws_sdk_sagemakerruntime::Client>>,
     sagemaker: Mutex<HashMap<String, aws_sdk_sagemaker::Client>>,
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
+    cloudwatch: Mutex<HashMap<String, aws_sdk_cloudwatch::Client>>,
     route53: Mutex<Option<aws_sdk_route53::Client>>,
 }
 
@@ -78,6 +79,7 @@ impl AwsClients {
             sagemaker_runtime: Mutex::default(),
             sagemaker: Mutex::default(),
             s3: Mutex::default(),
+            cloudwatch: Mutex::default(),
             route53: Mutex::default(),
         }
     }
@@ -135,6 +137,20 @@ impl AwsClients {
                 b = b.endpoint_url(url);
             }
             aws_sdk_sagemakerruntime::Client::from_conf(b.build())
+        })
+    }
+
+    /// CloudWatch in `region` (endpoints' `Invocations`, idle detection's
+    /// fallback).
+    pub fn cloudwatch(&self, region: &str) -> aws_sdk_cloudwatch::Client {
+        cached(&self.cloudwatch, region, || {
+            let mut b = aws_sdk_cloudwatch::config::Builder::from(&self.base)
+                .region(Region::new(region.to_string()))
+                .timeout_config(self.timeouts.clone());
+            if let Some(url) = &self.endpoints.cloudwatch {
+                b = b.endpoint_url(url);
+            }
+            aws_sdk_cloudwatch::Client::from_conf(b.build())
         })
     }
 

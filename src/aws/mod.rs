@@ -5,6 +5,7 @@
 //! code that knows about a lab.
 
 pub mod clients;
+pub mod cloudwatch;
 pub mod control_table;
 pub mod dynamo;
 pub mod errors;
@@ -57,7 +58,8 @@ pub fn ports(cfg: &Config, clients: Arc<AwsClients>, probes: Arc<dyn Probes>) ->
         replicas,
         workflows: Arc::new(sfn::AwsWorkflows::new(clients.clone())),
         health_checks: Arc::new(route53::AwsHealthChecks::new(clients.route53())),
-        endpoints: Arc::new(sagemaker::AwsEndpoints::new(clients)),
+        endpoints: Arc::new(sagemaker::AwsEndpoints::new(clients.clone())),
+        endpoint_metrics: Arc::new(cloudwatch::AwsEndpointMetrics::new(clients)),
         probes,
     }
 }

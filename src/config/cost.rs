@@ -110,6 +110,11 @@ pub struct Idle {
     /// Outside production, stop (delete) idle `tier3` endpoints instead of
     /// reducing them.
     pub stop_outside_production: bool,
+    /// Also read CloudWatch `Invocations` (traffic that bypasses the
+    /// routers); an endpoint is then idle only when CloudWatch was read and
+    /// counted nothing either. On by default; turn off only when every
+    /// caller goes through a failoverd router.
+    pub cloudwatch: bool,
 }
 
 /// A schedule and the provisioned endpoint it applies to (in every region
@@ -157,6 +162,7 @@ impl Cost {
             window_ms: self.idle.window.as_millis() as u64,
             production: self.environment == Environment::Production,
             stop_outside_production: self.idle.stop_outside_production,
+            cloudwatch: self.idle.cloudwatch,
         }
     }
 }
@@ -183,6 +189,7 @@ pub(super) struct RawIdle {
     pub(super) enabled: Option<bool>,
     pub(super) window: Option<String>,
     pub(super) stop_outside_production: Option<bool>,
+    pub(super) cloudwatch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -433,6 +440,7 @@ impl Validator<'_> {
                 enabled: raw.idle.enabled.unwrap_or(false),
                 window: window?,
                 stop_outside_production: raw.idle.stop_outside_production.unwrap_or(false),
+                cloudwatch: raw.idle.cloudwatch.unwrap_or(true),
             },
             schedules,
             advise: Advise {

@@ -253,6 +253,7 @@ pub struct EndpointOverrides {
     pub sagemaker_runtime: Option<String>,
     pub sagemaker: Option<String>,
     pub s3: Option<String>,
+    pub cloudwatch: Option<String>,
 }
 
 impl Config {
@@ -290,6 +291,7 @@ impl Config {
             &mut redacted.endpoints.sagemaker_runtime,
             &mut redacted.endpoints.sagemaker,
             &mut redacted.endpoints.s3,
+            &mut redacted.endpoints.cloudwatch,
         ]
         .into_iter()
         .flatten()

@@ -112,4 +112,5 @@ pub(super) struct RawEndpoints {
     pub(super) sagemaker_runtime: Option<String>,
     pub(super) sagemaker: Option<String>,
     pub(super) s3: Option<String>,
+    pub(super) cloudwatch: Option<String>,
 }

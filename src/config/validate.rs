@@ -496,6 +496,7 @@ impl Validator<'_> {
                 .optional_url("endpoints.sagemaker_runtime", e.sagemaker_runtime),
             sagemaker: self.optional_url("endpoints.sagemaker", e.sagemaker),
             s3: self.optional_url("endpoints.s3", e.s3),
+            cloudwatch: self.optional_url("endpoints.cloudwatch", e.cloudwatch),
         };
 
         if !self.problems.is_empty() {

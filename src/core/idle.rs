@@ -25,6 +25,9 @@
 //! 6. the router has not counted for a whole window yet (just started):
 //!    nothing — zero invocations since a restart is not zero over the window;
 //! 7. any invocation in the window, by the router or by CloudWatch: nothing;
+//!    and when CloudWatch is part of the policy (`cost.idle.cloudwatch`, on
+//!    by default) but could not be read, nothing either: traffic that
+//!    bypasses the routers cannot be ruled out;
 //! 8. already at its minimum: nothing;
 //! 9. production: reduce to the minimum (never stop: the seed's rule);
 //! 10. outside production: stop when `stop_outside_production` is set and
@@ -75,6 +78,9 @@ pub struct IdlePolicy {
     /// Outside production, stop (delete) idle endpoints whose tier allows
     /// it, rather than reduce them.
     pub stop_outside_production: bool,
+    /// CloudWatch `Invocations` must have been read (and be zero) for an
+    /// endpoint to be idle: it sees traffic that bypasses the routers.
+    pub cloudwatch: bool,
 }
 
 /// What is known of one endpoint.
@@ -138,6 +144,7 @@ pub enum IdleReason {
         router: u64,
         cloudwatch: Option<u64>,
     },
+    CloudWatchUnread,
     AtMinimum {
         instances: u32,
         minimum: u32,
@@ -196,6 +203,9 @@ impl fmt::Display for IdleReason {
                 "counted for {}m of the {}m window only",
                 mins(counted_ms),
                 mins(window_ms)
+            ),
+            IdleReason::CloudWatchUnread => f.write_str(
+                "CloudWatch Invocations not read: traffic that bypasses the routers cannot be ruled out",
             ),
             IdleReason::InUse { router, cloudwatch } => match cloudwatch {
                 Some(cw) => write!(
@@ -310,6 +320,9 @@ fn decide_one(
             cloudwatch: e.cloudwatch_invocations,
         });
     }
+    if p.cloudwatch && e.cloudwatch_invocations.is_none() {
+        return leave(R::CloudWatchUnread);
+    }
     let window_ms = p.window_ms;
     let to = e.minimum.max(1);
     let reduce = |why| {
@@ -369,6 +382,7 @@ mod tests {
             window_ms: H,
             production,
             stop_outside_production: stop,
+            cloudwatch: true,
         }
     }
 
@@ -459,6 +473,30 @@ mod tests {
                 cloudwatch: Some(3)
             },
             "traffic that bypasses the router counts"
+        );
+        assert_eq!(
+            none(IdleEndpoint {
+                cloudwatch_invocations: None,
+                ..standby()
+            }),
+            IdleReason::CloudWatchUnread,
+            "CloudWatch unread: bypassing traffic not ruled out"
+        );
+        let no_cw = IdlePolicy {
+            cloudwatch: false,
+            ..policy(true, false)
+        };
+        assert_eq!(
+            one(
+                no_cw,
+                IdleEndpoint {
+                    cloudwatch_invocations: None,
+                    ..standby()
+                }
+            )
+            .action,
+            IdleAction::Reduce { from: 4, to: 1 },
+            "without CloudWatch in the policy, the routers' counts decide"
         );
         assert_eq!(
             none(IdleEndpoint {
@@ -579,7 +617,7 @@ mod tests {
                 prop_assert!(e.tier != Tier::Tier1);
                 prop_assert!(now - e.counted_since_ms >= H);
                 prop_assert_eq!(e.router_invocations, 0);
-                prop_assert!(e.cloudwatch_invocations.unwrap_or(0) == 0);
+                prop_assert_eq!(e.cloudwatch_invocations, Some(0), "CloudWatch read, and zero");
                 match d.action {
                     IdleAction::Stop => {
                         prop_assert!(!production && stop && e.tier == Tier::Tier3);

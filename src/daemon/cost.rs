@@ -97,6 +97,12 @@ pub struct Seen {
     pub described: Described,
     /// `ListTags`, read when the endpoint was found: the tags, or the error.
     pub tags: Option<Result<Vec<(String, String)>, String>>,
+    /// CloudWatch `Invocations` over the idle window (summed over the
+    /// provisioned variants), read when idle detection and
+    /// `cost.idle.cloudwatch` are on and the endpoint was found: the count,
+    /// or the error.
+    #[serde(default)]
+    pub cloudwatch: Option<Result<u64, String>>,
 }
 
 /// Everything one round's decisions are made from, for one region.
@@ -244,7 +250,9 @@ fn endpoints_of(cfg: &Config, region: &str) -> Vec<(String, EndpointKind)> {
 
 /// Read what the decisions need for `region`'s endpoints: the record from
 /// this daemon's replica, then `DescribeEndpoint` and `ListTags` for each
-/// provisioned endpoint. Never fails: what could not be read says so.
+/// provisioned endpoint, and CloudWatch `Invocations` over the idle window
+/// when idle detection reads it. Never fails: what could not be read says
+/// so.
 pub async fn observe(
     cfg: &Config,
     ports: &Ports,
@@ -263,6 +271,7 @@ pub async fn observe(
             kind,
             described: Described::NotRead,
             tags: None,
+            cloudwatch: None,
         };
         if kind == EndpointKind::Provisioned {
             seen.described = match ports.endpoints.describe(region, &seen.endpoint).await {
@@ -280,6 +289,29 @@ pub async fn observe(
                         .await
                         .map_err(|e| crate::error_chain(&e)),
                 );
+                if cfg.cost.idle.enabled && cfg.cost.idle.cloudwatch {
+                    let variants: Vec<String> = state
+                        .variants
+                        .iter()
+                        .filter(|v| !v.serverless)
+                        .map(|v| v.variant.clone())
+                        .collect();
+                    let now = ports.clock.now_ms();
+                    let window = cfg.cost.idle_policy().window_ms;
+                    seen.cloudwatch = Some(
+                        ports
+                            .endpoint_metrics
+                            .invocations(
+                                region,
+                                &seen.endpoint,
+                                &variants,
+                                now.saturating_sub(window),
+                                now,
+                            )
+                            .await
+                            .map_err(|e| crate::error_chain(&e)),
+                    );
+                }
             }
         }
         endpoints.push(seen);
@@ -433,18 +465,23 @@ fn decide_one(
             protected,
             counted_since_ms: counted.map_or(now, |c| c.since_ms),
             router_invocations: counted.map_or(0, |c| c.invocations),
-            cloudwatch_invocations: None,
+            cloudwatch_invocations: seen
+                .cloudwatch
+                .as_ref()
+                .and_then(|r| r.as_ref().ok().copied()),
             instances: variants.iter().map(|(_, n)| n).sum(),
             minimum: variant_min * variants.len() as u32,
         };
         let d = idle::decide(now, false, &policy, &[e]).remove(0);
-        let why = if counted.is_none() {
-            format!(
+        let why = match (&d.why, &seen.cloudwatch) {
+            _ if counted.is_none() => format!(
                 "idle: {} (not every region's router has published counts yet)",
                 d.why
-            )
-        } else {
-            format!("idle: {}", d.why)
+            ),
+            (idle::IdleReason::CloudWatchUnread, Some(Err(e))) => {
+                format!("idle: {} ({e})", d.why)
+            }
+            _ => format!("idle: {}", d.why),
         };
         plan.idle = Some(d.clone());
         match d.action {
@@ -793,6 +830,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect())
             }),
+            cloudwatch: Some(Ok(0)),
         }
     }
 
@@ -809,6 +847,7 @@ mod tests {
                     kind: EndpointKind::Serverless,
                     described: Described::NotRead,
                     tags: None,
+                    cloudwatch: None,
                 },
             ],
         }

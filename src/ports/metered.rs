@@ -62,6 +62,9 @@ pub fn wrap(ports: Ports, meter: Arc<Meter>) -> Ports {
         }),
         clock: ports.clock,
         entropy: ports.entropy,
+        // Not metered: one read per standby endpoint per cost round, and
+        // its failures show in the cost plan (`failoverd cost --dry-run`).
+        endpoint_metrics: ports.endpoint_metrics,
         probes: ports.probes,
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod blobs;
 pub mod clock;
+pub mod endpoint_metrics;
 pub mod endpoints;
 pub mod health_checks;
 pub mod identity;
@@ -39,6 +40,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use clock::{Clock, Entropy, SystemClock, SystemEntropy};
+pub use endpoint_metrics::EndpointMetrics;
 pub use endpoints::Endpoints;
 pub use health_checks::HealthChecks;
 pub use probes::Probes;
@@ -166,5 +168,7 @@ pub struct Ports {
     pub workflows: Arc<dyn Workflows>,
     pub health_checks: Arc<dyn HealthChecks>,
     pub endpoints: Arc<dyn Endpoints>,
+    /// CloudWatch's counts of endpoints (idle detection's fallback).
+    pub endpoint_metrics: Arc<dyn EndpointMetrics>,
     pub probes: Arc<dyn Probes>,
 }

@@ -61,6 +61,7 @@ fn lab_env(moto: &Moto, model_port: u16, extra: &[(&str, &str)]) -> Vec<(String,
         ("FAILOVERD__ENDPOINTS__ROUTE53", moto.url()),
         ("FAILOVERD__ENDPOINTS__SFN", moto.url()),
         ("FAILOVERD__ENDPOINTS__SAGEMAKER", moto.url()),
+        ("FAILOVERD__ENDPOINTS__CLOUDWATCH", moto.url()),
         (
             "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
             format!("http://127.0.0.1:{model_port}"),

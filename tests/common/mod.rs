@@ -355,6 +355,7 @@ impl Moto {
             sagemaker_runtime,
             sagemaker: Some(self.url()),
             s3: Some(self.url()),
+            cloudwatch: Some(self.url()),
         }
     }
 }

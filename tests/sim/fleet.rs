@@ -384,6 +384,7 @@ impl Sim {
                 sm: self.sm.clone(),
                 caller: caller.clone(),
             }),
+            endpoint_metrics: Arc::new(super::sagemaker::NoCloudWatch),
             probes: Arc::new(ProbeClient {
                 world: self.world.clone(),
                 caller,

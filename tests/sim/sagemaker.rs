@@ -352,6 +352,33 @@ impl Endpoints for SmClient {
     }
 }
 
+/// CloudWatch is not simulated: the simulation does not run the cost task,
+/// the only reader. Every read fails as unreachable, which idle detection
+/// takes as "bypassing traffic not ruled out" (never idle): if a future
+/// simulation runs the cost task, it errs the safe way until this is
+/// modelled.
+pub struct NoCloudWatch;
+
+#[async_trait]
+impl failoverd::ports::EndpointMetrics for NoCloudWatch {
+    async fn invocations(
+        &self,
+        region: &str,
+        endpoint: &str,
+        _: &[String],
+        _: u64,
+        _: u64,
+    ) -> Result<u64, PortError> {
+        Err(PortError::new(
+            "CloudWatch",
+            format!("GetMetricStatistics {endpoint}"),
+            region,
+            ErrorKind::Transport,
+            "CloudWatch is not simulated",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

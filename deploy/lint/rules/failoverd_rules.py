@@ -37,6 +37,10 @@ NO_RESOURCE_LEVEL = {
     "states:SendTaskSuccess",
     "states:SendTaskFailure",
     "states:SendTaskHeartbeat",
+    # CloudWatch's metric reads have no resource type (and no condition key
+    # for the namespace): idle detection's fallback reads AWS/SageMaker
+    # Invocations with it.
+    "cloudwatch:GetMetricStatistics",
 }
 
 
@@ -164,7 +168,7 @@ class DaemonLeastPrivilege(CloudFormationLintRule):
     description = (
         "The role marked Metadata failoverd.role=daemon: no '*' in actions, no "
         "NotAction/NotResource, no '*' resource except for the Step Functions task "
-        "callbacks, no wildcard naming the resource in an ARN, no managed policies, "
+        "callbacks and CloudWatch metric reads, no wildcard naming the resource in an ARN, no managed policies, "
         "no Route 53 writes."
     )
     tags = ["failoverd", "iam", "least-privilege"]
@@ -190,7 +194,7 @@ class DaemonLeastPrivilege(CloudFormationLintRule):
                 return [RuleMatch(path, (
                     f"daemon role {role}: Resource '*' for {', '.join(loose)}; name the "
                     "table, state machine, execution, endpoint, health check or bucket ARN "
-                    "('*' is allowed only for states:SendTask{Success,Failure,Heartbeat})"
+                    "('*' is allowed only for states:SendTask{Success,Failure,Heartbeat} and cloudwatch:GetMetricStatistics)"
                 ))]
             return []
         parts = text.split(":", 5)

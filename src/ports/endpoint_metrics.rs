@@ -1,0 +1,34 @@
+//! Endpoint metrics: what CloudWatch counted of a SageMaker endpoint.
+//!
+//! Idle detection counts invocations in the routers (`router::counts`), with
+//! no CloudWatch round trip. The routers cannot see traffic that bypasses
+//! them (a client calling `InvokeEndpoint` directly, a router cut off from
+//! the control table whose counts are taken for dead), so idle detection
+//! also asks CloudWatch for the endpoint's `AWS/SageMaker` `Invocations`
+//! (`core::idle` rule 7, `cost.idle.cloudwatch`).
+//!
+//! CloudWatch keeps SageMaker's metrics per `EndpointName` *and*
+//! `VariantName`; it does not add dimension combinations up, so the caller
+//! names the variants (from `DescribeEndpoint`) and gets their sum.
+//! CloudWatch publishes them a minute or more after the fact: a window of
+//! an hour (the default) makes that delay small, and the routers' own
+//! counts have none.
+
+use async_trait::async_trait;
+
+use super::PortError;
+
+/// CloudWatch's view of endpoints in any region.
+#[async_trait]
+pub trait EndpointMetrics: Send + Sync {
+    /// `Invocations` of `endpoint`'s `variants` in `region`, summed over
+    /// `[start_ms, end_ms)` (unix ms). No datapoint at all is zero.
+    async fn invocations(
+        &self,
+        region: &str,
+        endpoint: &str,
+        variants: &[String],
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Result<u64, PortError>;
+}
