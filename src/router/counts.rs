@@ -207,19 +207,19 @@ impl Buckets {
     }
 }
 
-/// This router's counts.
+/// When counting started, and the clock as counting sees it: a clock that
+/// steps back is held at its highest reading, so a count never lands in an
+/// older bucket. Shared by [`Counter`] and `router::observed`.
 #[derive(Debug, Default)]
-pub struct Counter {
+pub struct CountingClock {
     /// Unix ms when counting started (0: not started).
     started_ms: AtomicU64,
-    /// The highest clock reading seen: a clock that steps back is held here.
+    /// The highest clock reading seen.
     high_water_ms: AtomicU64,
-    endpoints: Mutex<HashMap<String, Buckets>>,
 }
 
-impl Counter {
-    /// Start counting at `now_ms` (the router's start); later calls keep
-    /// the first start.
+impl CountingClock {
+    /// Start at `now_ms`; later calls keep the first start.
     pub fn start(&self, now_ms: u64) {
         let _ = self.started_ms.compare_exchange(
             0,
@@ -230,8 +230,7 @@ impl Counter {
         self.high_water_ms.fetch_max(now_ms, Ordering::Relaxed);
     }
 
-    /// Since when this counter has counted without a gap; `None` before
-    /// [`Counter::start`].
+    /// The start; `None` before [`CountingClock::start`].
     pub fn since_ms(&self) -> Option<u64> {
         match self.started_ms.load(Ordering::Relaxed) {
             0 => None,
@@ -239,10 +238,36 @@ impl Counter {
         }
     }
 
-    fn now(&self, now_ms: u64) -> u64 {
+    /// `now_ms`, or the highest reading seen if the clock stepped back.
+    pub fn now(&self, now_ms: u64) -> u64 {
         self.high_water_ms
             .fetch_max(now_ms, Ordering::Relaxed)
             .max(now_ms)
+    }
+}
+
+/// This router's counts.
+#[derive(Debug, Default)]
+pub struct Counter {
+    clock: CountingClock,
+    endpoints: Mutex<HashMap<String, Buckets>>,
+}
+
+impl Counter {
+    /// Start counting at `now_ms` (the router's start); later calls keep
+    /// the first start.
+    pub fn start(&self, now_ms: u64) {
+        self.clock.start(now_ms);
+    }
+
+    /// Since when this counter has counted without a gap; `None` before
+    /// [`Counter::start`].
+    pub fn since_ms(&self) -> Option<u64> {
+        self.clock.since_ms()
+    }
+
+    fn now(&self, now_ms: u64) -> u64 {
+        self.clock.now(now_ms)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Buckets>> {
@@ -368,11 +393,35 @@ pub fn fleet_counted(
         return None;
     }
     let key = Traffic::key(region, endpoint);
+    fleet_sum(
+        regions,
+        local,
+        votes,
+        now_ms,
+        |c| c.counted(region, endpoint, window_ms, now_ms),
+        |t, at| Some(published_in_window(t, &key, at, window_ms, now_ms)),
+    )
+}
+
+/// The sum over every configured region's router of what `own` reads from
+/// this daemon's live counter (`local`) and `published` from each peer's
+/// newest vote (its traffic, and the vote's `at` on the reader's clock,
+/// clamped to `now_ms`); `since_ms` is the latest gap-free start. `None`
+/// when a region has no vote, a vote has no counts, or either reader says
+/// `None`.
+fn fleet_sum(
+    regions: &[String],
+    local: Option<(&str, &Counter)>,
+    votes: &[Vote],
+    now_ms: u64,
+    own: impl Fn(&Counter) -> Option<Counted>,
+    published: impl Fn(&Traffic, u64) -> Option<u64>,
+) -> Option<Counted> {
     let mut since_ms = 0u64;
     let mut invocations = 0u64;
     for r in regions {
         if let Some((_, counter)) = local.filter(|(me, _)| me == r) {
-            let c = counter.counted(region, endpoint, window_ms, now_ms)?;
+            let c = own(counter)?;
             since_ms = since_ms.max(c.since_ms);
             invocations += c.invocations;
             continue;
@@ -384,7 +433,7 @@ pub fn fleet_counted(
         let t = vote.traffic.as_ref()?;
         let at = vote.at.min(now_ms);
         since_ms = since_ms.max(at.saturating_sub(t.counted_ms));
-        invocations += published_in_window(t, &key, at, window_ms, now_ms);
+        invocations += published(t, at)?;
     }
     Some(Counted {
         since_ms,
@@ -407,33 +456,20 @@ pub fn fleet_peak(
     now_ms: u64,
 ) -> Option<Counted> {
     let key = Traffic::key(region, endpoint);
-    let mut since_ms = 0u64;
-    let mut peak = 0u64;
-    for r in regions {
-        if let Some((_, counter)) = local.filter(|(me, _)| me == r) {
-            let c = counter.peak(region, endpoint, now_ms)?;
-            since_ms = since_ms.max(c.since_ms);
-            peak += c.invocations;
-            continue;
-        }
-        let vote = votes
-            .iter()
-            .filter(|v| &v.observer == r)
-            .max_by_key(|v| v.at)?;
-        let t = vote.traffic.as_ref()?;
-        let at = vote.at.min(now_ms);
-        since_ms = since_ms.max(at.saturating_sub(t.counted_ms));
-        if let Some(e) = t.endpoints.get(&key) {
-            let last = at.saturating_sub(e.last_ago_ms);
-            if last > now_ms.saturating_sub(NEED_WINDOW_MS) {
-                peak += e.peak_minute?;
+    fleet_sum(
+        regions,
+        local,
+        votes,
+        now_ms,
+        |c| c.peak(region, endpoint, now_ms),
+        |t, at| match t.endpoints.get(&key) {
+            // Its last invocation inside the hour: its busiest minute counts.
+            Some(e) if at.saturating_sub(e.last_ago_ms) > now_ms.saturating_sub(NEED_WINDOW_MS) => {
+                e.peak_minute
             }
-        }
-    }
-    Some(Counted {
-        since_ms,
-        invocations: peak,
-    })
+            _ => Some(0),
+        },
+    )
 }
 
 /// The instances the active region's `endpoint` needs for the fleet's

@@ -35,7 +35,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::counts::CountingClock;
 
 use crate::core::advise::{PayloadStats, TrafficObservation};
 
@@ -208,10 +209,7 @@ impl ModelRings {
 /// The router's per-model observations.
 #[derive(Debug, Default)]
 pub struct Observed {
-    /// Unix ms when observing started (0: not started).
-    started_ms: AtomicU64,
-    /// The highest clock reading seen.
-    high_water_ms: AtomicU64,
+    clock: CountingClock,
     models: Mutex<HashMap<String, ModelRings>>,
 }
 
@@ -219,24 +217,16 @@ impl Observed {
     /// Start observing at `now_ms` (the router's start); later calls keep
     /// the first start.
     pub fn start(&self, now_ms: u64) {
-        let _ = self.started_ms.compare_exchange(
-            0,
-            now_ms.max(1),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        self.high_water_ms.fetch_max(now_ms, Ordering::Relaxed);
+        self.clock.start(now_ms);
     }
 
     /// Whether observing has started (a router runs).
     pub fn started(&self) -> bool {
-        self.started_ms.load(Ordering::Relaxed) != 0
+        self.clock.since_ms().is_some()
     }
 
     fn now(&self, now_ms: u64) -> u64 {
-        self.high_water_ms
-            .fetch_max(now_ms, Ordering::Relaxed)
-            .max(now_ms)
+        self.clock.now(now_ms)
     }
 
     fn with_model(&self, model: &str, f: impl FnOnce(&mut ModelRings)) {
@@ -271,10 +261,7 @@ impl Observed {
         models: impl IntoIterator<Item = &'a str>,
         now_ms: u64,
     ) -> Option<Vec<TrafficObservation>> {
-        let started = match self.started_ms.load(Ordering::Relaxed) {
-            0 => return None,
-            s => s,
-        };
+        let started = self.clock.since_ms()?;
         let now = self.now(now_ms);
         let end = now / MINUTE_MS; // the current minute: not whole yet
         let first = (started / MINUTE_MS)
