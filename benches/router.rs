@@ -21,7 +21,7 @@
 //! omission).
 //!
 //! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5),
-//! `BENCH_RATE` (1000), `BENCH_BIN_DIR` (run `failoverd` and `failoverd-lab`
+//! `BENCH_RATE` (1000), `BENCH_ROUNDS` (3 open-loop rounds), `BENCH_BIN_DIR` (run `failoverd` and `failoverd-lab`
 //! from that folder, e.g. an older release build, with this same load
 //! generator; default: the ones built with this benchmark).
 
@@ -214,6 +214,7 @@ fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 16);
     let secs = env_or("BENCH_SECONDS", 5);
     let rate = env_or("BENCH_RATE", 1000);
+    let rounds = env_or("BENCH_ROUNDS", 3);
     let dir = std::env::temp_dir().join(unique("failoverd-bench"));
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -316,15 +317,20 @@ fn main() {
         // Open loop at the goal's rate: direct and router interleaved, three
         // rounds, because one round's p99 on a shared 2-core box is noise.
         println!(
-            "\nopen loop at {rate} req/s, {secs} s per phase, 3 rounds interleaved (latency from the scheduled start):"
+            "\nopen loop at {rate} req/s, {secs} s per phase, {rounds} rounds interleaved (latency from the scheduled start):"
         );
         let mut added = Vec::new();
-        for round in 1..=3 {
+        for round in 1..=rounds {
             let d = paced(direct_again.clone(), "lab-provisioned", rate, secs).await;
             let r = paced(routed_again.clone(), "default", rate, secs).await;
             report(&format!("direct#{round}"), &d);
             report(&format!("router#{round}"), &r);
             added.push((r.pct(0.50) - d.pct(0.50), r.pct(0.99) - d.pct(0.99)));
+            println!(
+                "added#{round} p50 {:+.3} ms  p99 {:+.3} ms",
+                r.pct(0.50) - d.pct(0.50),
+                r.pct(0.99) - d.pct(0.99)
+            );
         }
         let median = |f: fn(&(f64, f64)) -> f64| {
             let mut v: Vec<f64> = added.iter().map(f).collect();
@@ -332,7 +338,7 @@ fn main() {
             v[v.len() / 2]
         };
         println!(
-            "added (median of 3)  p50 {:+.3} ms  p99 {:+.3} ms",
+            "added (median of {rounds})  p50 {:+.3} ms  p99 {:+.3} ms",
             median(|a| a.0),
             median(|a| a.1)
         );
