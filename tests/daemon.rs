@@ -159,6 +159,17 @@ fn notify_ready_serve_reload_and_drain() {
         },
     );
     assert!(!body.contains("startup"), "startup finished: {body}");
+    // The control side runs on a thread of its own, apart from the router's
+    // runtime (daemon::spawn_control); Linux shows 15 bytes of a name.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.0.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "failoverd-contr"),
+        "a control thread: {threads:?}"
+    );
     assert_eq!(http("POST", &addr, "/readyz", "").unwrap().0, 405);
     assert_eq!(http("GET", &addr, "/nope", "").unwrap().0, 404);
     let startup = read_log(&log);

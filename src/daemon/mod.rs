@@ -16,6 +16,15 @@
 //! picking a "free" port by binding, closing and handing the number on lets
 //! the OS hand the same port out again before the daemon binds it (the lab
 //! once started a daemon whose admin and router ports were the same).
+//!
+//! Threads: the control side (the reconcile loop with its token workers and
+//! executor, and the cost task) runs on a runtime of its own, on its own OS
+//! thread ([`spawn_control`]); the router and the admin listener run on the
+//! main multi-threaded runtime. Tokio schedules tasks cooperatively, so on
+//! one runtime a burst of router requests delays a lease renewal, and a
+//! control round (SDK calls, whose crates are built at a low opt-level)
+//! holds a worker that requests queue behind. Two runtimes put the OS
+//! scheduler, which preempts, between them.
 
 pub mod cost;
 pub mod executor;
@@ -69,6 +78,54 @@ pub enum DaemonError {
     Probe(#[source] std::io::Error),
     #[error("cannot install the {0} signal handler")]
     Signal(&'static str, #[source] std::io::Error),
+    #[error("cannot start the control thread")]
+    ControlThread(#[source] std::io::Error),
+}
+
+/// The control side's thread (module doc, "Threads").
+pub struct ControlSide {
+    done: tokio::sync::oneshot::Receiver<()>,
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ControlSide {
+    /// Wait until the control side's work has finished, then let its
+    /// runtime go. Call it once nothing else can still be using connections
+    /// that runtime drives: the SDK clients are shared, so a pooled
+    /// connection the control side opened may carry a draining router
+    /// request.
+    pub async fn finish(mut self) {
+        let _ = (&mut self.done).await;
+        drop(self.release.take());
+    }
+}
+
+/// Run `work` (the control side) on a current-thread runtime on an OS
+/// thread of its own; the runtime stays up after `work` ends until
+/// [`ControlSide::finish`].
+pub fn spawn_control(
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<ControlSide, DaemonError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::ControlThread)?;
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("failoverd-control".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                work.await;
+                let _ = done_tx.send(());
+                let _ = release_rx.await;
+            });
+        })
+        .map_err(DaemonError::ControlThread)?;
+    Ok(ControlSide {
+        done,
+        release: Some(release),
+    })
 }
 
 /// Events that drive the daemon from outside.
@@ -252,10 +309,14 @@ impl Daemon {
                 ports.clock.clone(),
             )),
         );
-        let cost_task = tokio::spawn(cost.run(shutdown_rx.clone()));
         let reconciler =
             reconcile::Reconciler::new(config_rx, ports, shared.clone(), readiness.clone());
-        let reconcile_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
+        let control_side = {
+            let (a, b) = (shutdown_rx.clone(), shutdown_rx.clone());
+            spawn_control(async move {
+                tokio::join!(reconciler.run(a), cost.run(b));
+            })?
+        };
 
         readiness.set_ready("startup");
         info!(
@@ -331,12 +392,11 @@ impl Daemon {
         router.begin_drain();
         shutdown_tx.send_replace(true);
         let _ = router_task.await;
-        let _ = reconcile_task.await;
-        let _ = cost_task.await;
         let _ = admin_task.await;
         if let Some(w) = watchdog {
             let _ = w.await;
         }
+        control_side.finish().await;
         info!("stopped");
         Ok(())
     }
