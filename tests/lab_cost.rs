@@ -188,7 +188,9 @@ impl Env {
                             },
                         )
                         .await
-                        .map_err(|e| eprintln!("ensure_endpoint {region}: {e}"))
+                        .map_err(|e| {
+                            eprintln!("ensure_endpoint {region}: {}", failoverd::error_chain(&e))
+                        })
                         .ok()
                     },
                 )

@@ -1,12 +1,14 @@
 //! Deterministic simulation of the whole fleet (issue 10; docs/simulation.md).
 //!
 //! - `seeds_*`: the CI run, `SIM_SEEDS` seeds (default 1000) split into
-//!   four shards so nextest can run them side by side;
+//!   eight shards so nextest can run them side by side, each well inside
+//!   nextest's 8-minute backstop on a loaded two-core machine;
 //! - `replay`: one seed, `SIM_SEED` (default: the first of the regression
 //!   list), with its whole trace printed;
 //! - `regressions`: every seed of `tests/sim/regressions.txt` (seeds that
 //!   once found a bug);
-//! - `same_seed_same_trace`: the same seed twice gives byte-identical traces;
+//! - `same_seed_same_trace`: the same seed twice gives byte-identical traces
+//!   (the clients' requests and their answers included);
 //! - each fake's own tests, against the AWS behaviour it claims, live in
 //!   its module.
 
@@ -17,7 +19,7 @@ use std::time::Instant;
 
 use sim::fleet::{self, Report};
 
-const SHARDS: u64 = 4;
+const SHARDS: u64 = 8;
 
 fn seeds() -> u64 {
     std::env::var("SIM_SEEDS")
@@ -53,11 +55,17 @@ fn shard(k: u64) {
     let started = Instant::now();
     let mut failed = Vec::new();
     let (mut sim_ms, mut runs, mut switches) = (0u64, 0u64, 0usize);
+    let mut req = sim::clients::Figures::default();
     for seed in (0..n).filter(|s| s % SHARDS == k) {
         let r = fleet::run(seed);
         sim_ms += r.sim_ms;
         switches += r.switches;
         runs += 1;
+        req.sent += r.requests.sent;
+        req.good += r.requests.good;
+        req.servable += r.requests.servable;
+        req.lost += r.requests.lost;
+        req.unreached += r.requests.unreached;
         if !r.ok() {
             eprintln!(
                 "seed {seed} failed: {}; {}",
@@ -71,8 +79,13 @@ fn shard(k: u64) {
         }
     }
     eprintln!(
-        "shard {k}: {runs} seeds, {:.1} h simulated, {switches} switches, in {:.1} s",
+        "shard {k}: {runs} seeds, {:.1} h simulated, {switches} switches, {} requests ({} answered well by their deadline, {} judged servable, {} lost with their router, {} reached no router), in {:.1} s",
         sim_ms as f64 / 3_600_000.0,
+        req.sent,
+        req.good,
+        req.servable,
+        req.lost,
+        req.unreached,
         started.elapsed().as_secs_f64()
     );
     if !failed.is_empty() {
@@ -98,6 +111,26 @@ fn seeds_2() {
 #[test]
 fn seeds_3() {
     shard(3);
+}
+
+#[test]
+fn seeds_4() {
+    shard(4);
+}
+
+#[test]
+fn seeds_5() {
+    shard(5);
+}
+
+#[test]
+fn seeds_6() {
+    shard(6);
+}
+
+#[test]
+fn seeds_7() {
+    shard(7);
 }
 
 /// The seeds of the regression list (`# comments` allowed).
@@ -144,6 +177,10 @@ fn same_seed_same_trace() {
             a.trace.lines().count() > 20,
             "seed {seed}: a trace worth comparing"
         );
+        assert!(
+            a.trace.lines().filter(|l| l.contains(" client ")).count() > 20,
+            "seed {seed}: the trace holds the clients' requests"
+        );
         if a.trace != b.trace {
             let (la, lb): (Vec<&str>, Vec<&str>) =
                 (a.trace.lines().collect(), b.trace.lines().collect());
@@ -159,4 +196,59 @@ fn same_seed_same_trace() {
             );
         }
     }
+}
+
+/// A written scenario: us-east-1's models out for two minutes, nothing
+/// else wrong. Every request must be answered well (the other regions
+/// serve), nearly every one must be judged (the rule is not vacuous), and
+/// some must have been served from another region than us-east-1 while
+/// the routers still rank it first.
+#[test]
+fn routers_serve_around_a_model_outage() {
+    use sim::sagemaker::Behaviour;
+    use sim::schedule::{Event, Profile, Timed};
+    let mut s = sim::schedule::generate(7);
+    s.consistency = sim::store::Consistency::Mrsc;
+    s.profile = Profile::Shipped;
+    s.calculated = false;
+    s.skews.clear();
+    s.fault_end_ms = 240_000;
+    let at = |at_ms: u64, event: Event| Timed { at_ms, event };
+    let model = |b: Behaviour| Event::Model {
+        region: "us-east-1".into(),
+        b,
+    };
+    s.events = vec![
+        at(0, Event::Start("us-east-1".into())),
+        at(1_000, Event::Start("us-west-2".into())),
+        at(2_000, Event::Start("us-east-2".into())),
+        at(
+            60_000,
+            model(Behaviour {
+                outage: true,
+                ..Behaviour::default()
+            }),
+        ),
+        at(180_000, model(Behaviour::default())),
+        at(240_000, Event::HealAll),
+    ];
+    let r = fleet::run_scenario(s);
+    if !r.ok() {
+        fail(&[r]);
+    }
+    let f = r.requests;
+    assert!(f.sent > 30, "{f:?}");
+    assert_eq!(
+        f.good + f.unreached,
+        f.sent,
+        "every request a router took answered well: {f:?}"
+    );
+    assert!(f.servable * 10 >= f.sent * 9, "nearly all judged: {f:?}");
+    assert!(
+        r.trace
+            .lines()
+            .any(|l| l.contains("via us-east-1,") && l.contains("200 from us-west-2")),
+        "served around the outage:\n{}",
+        r.trace
+    );
 }

@@ -141,8 +141,8 @@ pub enum ProvisionError {
     },
     #[error("state machine came back as {got}, config names {want}")]
     StateMachineArn { got: String, want: String },
-    #[error("{0}")]
-    Adapter(String),
+    #[error(transparent)]
+    Endpoint(#[from] sagemaker::EndpointSetupError),
     #[error("rendering the lab's config: {0}")]
     RenderConfig(String),
 }
@@ -484,8 +484,7 @@ async fn create_endpoints(
                 async_output: Some(&output),
             },
         )
-        .await
-        .map_err(ProvisionError::Adapter)?;
+        .await?;
         info!(region = %region.name, %endpoint, ?kind, status = status.as_str(), "SageMaker endpoint");
     }
     Ok(())

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 
@@ -99,8 +98,22 @@ pub fn batch_bucket(prefix: &str, region: &str) -> String {
     format!("{prefix}-{region}")
 }
 
+/// S3 refused to create a bucket (the SDK's error, with its chain, is the source).
+#[derive(Debug, thiserror::Error)]
+#[error("S3 CreateBucket {bucket} in {region}")]
+pub struct EnsureBucketError {
+    pub bucket: String,
+    pub region: String,
+    #[source]
+    pub source: crate::ports::BoxError,
+}
+
 /// Create `bucket` in `region` unless it exists (idempotent).
-pub async fn ensure_bucket(client: &Client, bucket: &str, region: &str) -> Result<(), String> {
+pub async fn ensure_bucket(
+    client: &Client,
+    bucket: &str,
+    region: &str,
+) -> Result<(), EnsureBucketError> {
     let mut req = client.create_bucket().bucket(bucket);
     // us-east-1 takes no location constraint; every other region needs one.
     if region != "us-east-1" {
@@ -119,9 +132,10 @@ pub async fn ensure_bucket(client: &Client, bucket: &str, region: &str) -> Resul
         {
             Ok(())
         }
-        Err(e) => Err(format!(
-            "S3 CreateBucket {bucket} in {region}: {}",
-            DisplayErrorContext(&e)
-        )),
+        Err(e) => Err(EnsureBucketError {
+            bucket: bucket.to_string(),
+            region: region.to_string(),
+            source: Box::new(e),
+        }),
     }
 }

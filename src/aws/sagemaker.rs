@@ -5,7 +5,7 @@
 //! the three inference paths (the lab's provisioning and first deploys).
 
 use aws_sdk_sagemaker::Client;
-use aws_sdk_sagemaker::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sagemaker::types::{
     AsyncInferenceConfig, AsyncInferenceOutputConfig, ContainerDefinition, EndpointStatus,
     ProductionVariant, ProductionVariantInstanceType, ProductionVariantServerlessConfig,
@@ -53,11 +53,41 @@ fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
     })
 }
 
+/// Creating or describing an endpoint for provisioning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointSetupError {
+    /// A SageMaker call failed (the SDK's error, with its chain, is the source).
+    #[error("SageMaker {op} {endpoint}")]
+    Call {
+        op: &'static str,
+        endpoint: String,
+        #[source]
+        source: crate::ports::BoxError,
+    },
+    #[error("SageMaker CreateEndpointConfig {endpoint}: an async endpoint needs an S3 output path")]
+    NoAsyncOutput { endpoint: String },
+    #[error("SageMaker CreateEndpoint {endpoint}: the endpoint is still missing after creation")]
+    MissingAfterCreate { endpoint: String },
+}
+
+impl EndpointSetupError {
+    fn call<E>(op: &'static str, endpoint: &str, e: SdkError<E>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Self::Call {
+            op,
+            endpoint: endpoint.to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
 /// The endpoint's status, or `None` if it does not exist.
 pub async fn endpoint_status(
     client: &Client,
     endpoint: &str,
-) -> Result<Option<EndpointStatus>, String> {
+) -> Result<Option<EndpointStatus>, EndpointSetupError> {
     match client
         .describe_endpoint()
         .endpoint_name(endpoint)
@@ -66,10 +96,7 @@ pub async fn endpoint_status(
     {
         Ok(d) => Ok(d.endpoint_status().cloned()),
         Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(format!(
-            "SageMaker DescribeEndpoint {endpoint}: {}",
-            DisplayErrorContext(&e)
-        )),
+        Err(e) => Err(EndpointSetupError::call("DescribeEndpoint", endpoint, e)),
     }
 }
 
@@ -78,9 +105,9 @@ pub async fn endpoint_status(
 pub async fn ensure_endpoint(
     client: &Client,
     spec: &EndpointSpec<'_>,
-) -> Result<EndpointStatus, String> {
+) -> Result<EndpointStatus, EndpointSetupError> {
     let name = spec.endpoint;
-    let ctx = |what: &str, e: &dyn std::fmt::Display| format!("SageMaker {what} {name}: {e}");
+    use EndpointSetupError as E;
 
     match client.describe_model().model_name(name).send().await {
         Ok(_) => {}
@@ -92,9 +119,9 @@ pub async fn ensure_endpoint(
                 .primary_container(ContainerDefinition::builder().image(spec.image).build())
                 .send()
                 .await
-                .map_err(|e| ctx("CreateModel", &DisplayErrorContext(&e)))?;
+                .map_err(|e| E::call("CreateModel", name, e))?;
         }
-        Err(e) => return Err(ctx("DescribeModel", &DisplayErrorContext(&e))),
+        Err(e) => return Err(E::call("DescribeModel", name, e)),
     }
 
     match client
@@ -124,12 +151,11 @@ pub async fn ensure_endpoint(
                 .endpoint_config_name(name)
                 .production_variants(variant.build());
             if spec.kind == EndpointKind::Async {
-                let output = spec.async_output.ok_or_else(|| {
-                    ctx(
-                        "CreateEndpointConfig",
-                        &"an async endpoint needs an S3 output path",
-                    )
-                })?;
+                let output =
+                    spec.async_output
+                        .ok_or_else(|| EndpointSetupError::NoAsyncOutput {
+                            endpoint: name.to_string(),
+                        })?;
                 req = req.async_inference_config(
                     AsyncInferenceConfig::builder()
                         .output_config(
@@ -142,9 +168,9 @@ pub async fn ensure_endpoint(
             }
             req.send()
                 .await
-                .map_err(|e| ctx("CreateEndpointConfig", &DisplayErrorContext(&e)))?;
+                .map_err(|e| E::call("CreateEndpointConfig", name, e))?;
         }
-        Err(e) => return Err(ctx("DescribeEndpointConfig", &DisplayErrorContext(&e))),
+        Err(e) => return Err(E::call("DescribeEndpointConfig", name, e)),
     }
 
     if let Some(status) = endpoint_status(client, name).await? {
@@ -156,13 +182,12 @@ pub async fn ensure_endpoint(
         .endpoint_config_name(name)
         .send()
         .await
-        .map_err(|e| ctx("CreateEndpoint", &DisplayErrorContext(&e)))?;
-    endpoint_status(client, name).await?.ok_or_else(|| {
-        ctx(
-            "CreateEndpoint",
-            &"the endpoint is still missing after creation",
-        )
-    })
+        .map_err(|e| E::call("CreateEndpoint", name, e))?;
+    endpoint_status(client, name)
+        .await?
+        .ok_or_else(|| EndpointSetupError::MissingAfterCreate {
+            endpoint: name.to_string(),
+        })
 }
 
 /// The [`Endpoints`](crate::ports::Endpoints) port over SageMaker's control

@@ -30,9 +30,20 @@ fn region_of(client: &Client) -> String {
         .unwrap_or_default()
 }
 
+/// A definition template kept a placeholder no substitution named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsubstituted placeholder {placeholder}")]
+pub struct RenderError {
+    /// The placeholder as written (`${Name}`).
+    pub placeholder: String,
+}
+
 /// Render a definition template: `${Name}` placeholders, as CloudFormation's
 /// `DefinitionSubstitutions` does. An unknown placeholder is an error.
-pub fn render_definition(template: &str, substitutions: &[(&str, &str)]) -> Result<String, String> {
+pub fn render_definition(
+    template: &str,
+    substitutions: &[(&str, &str)],
+) -> Result<String, RenderError> {
     let mut out = template.to_string();
     for (k, v) in substitutions {
         out = out.replace(&format!("${{{k}}}"), v);
@@ -42,7 +53,9 @@ pub fn render_definition(template: &str, substitutions: &[(&str, &str)]) -> Resu
             .find('}')
             .map(|e| start + e + 1)
             .unwrap_or(out.len());
-        return Err(format!("unsubstituted placeholder {}", &out[start..end]));
+        return Err(RenderError {
+            placeholder: out[start..end].to_string(),
+        });
     }
     Ok(out)
 }
@@ -289,9 +302,8 @@ mod tests {
             render_definition(t, &[("X", "1"), ("Y", "us-east-1")]).unwrap(),
             r#"{"a":"1","b":"arn:us-east-1::x"}"#
         );
-        assert_eq!(
-            render_definition(t, &[("X", "1")]).unwrap_err(),
-            "unsubstituted placeholder ${Y}"
-        );
+        let e = render_definition(t, &[("X", "1")]).unwrap_err();
+        assert_eq!(e.placeholder, "${Y}");
+        assert_eq!(e.to_string(), "unsubstituted placeholder ${Y}");
     }
 }

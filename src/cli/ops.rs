@@ -548,12 +548,23 @@ fn describe(action: &Action) -> String {
     }
 }
 
-fn confirm(yes: bool) -> Result<(), String> {
+/// Why a mutating command was not confirmed.
+#[derive(Debug, thiserror::Error)]
+enum NotConfirmed {
+    #[error("not confirmed: pass --yes (standard input is not a terminal)")]
+    NoTerminal,
+    #[error("not confirmed: cannot read the answer")]
+    Read(#[source] std::io::Error),
+    #[error("not confirmed")]
+    Declined,
+}
+
+fn confirm(yes: bool) -> Result<(), NotConfirmed> {
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err("not confirmed: pass --yes (standard input is not a terminal)".into());
+        return Err(NotConfirmed::NoTerminal);
     }
     print!("Type 'yes' to proceed: ");
     let _ = std::io::stdout().flush();
@@ -561,11 +572,11 @@ fn confirm(yes: bool) -> Result<(), String> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+        .map_err(NotConfirmed::Read)?;
     if line.trim() == "yes" {
         Ok(())
     } else {
-        Err("not confirmed".into())
+        Err(NotConfirmed::Declined)
     }
 }
 
@@ -635,7 +646,7 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
     let confirmed = describe(&action);
     println!("This will {confirmed}");
     if let Err(e) = confirm(yes) {
-        eprintln!("{e}");
+        eprintln!("{}", crate::error_chain(&e));
         return EX_REFUSED;
     }
     let who = match &req {

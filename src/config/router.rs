@@ -118,27 +118,39 @@ mod optional_duration {
     }
 }
 
+/// Why a `hedge_after` value is refused (the validator adds file and key).
+#[derive(Debug, thiserror::Error)]
+enum HedgeAfterError {
+    #[error("{text:?}: a quantile is written p50 to p99.9 (above 0, below 100)")]
+    Quantile { text: String },
+    #[error("{text:?} is out of range: must be between 1ms and 1h")]
+    OutOfRange { text: String },
+    #[error("{text:?} is neither a quantile (\"p95\") nor a duration (\"250ms\")")]
+    Neither {
+        text: String,
+        #[source]
+        source: humantime::DurationError,
+    },
+}
+
 /// `"p95"`, `"p99.9"` (a quantile), or a duration (`"250ms"`).
-fn parse_hedge_after(text: &str) -> Result<HedgeAfter, String> {
+fn parse_hedge_after(text: &str) -> Result<HedgeAfter, HedgeAfterError> {
     let t = text.trim();
     if let Some(p) = t.strip_prefix('p') {
         return match p.parse::<f64>() {
             Ok(q) if q > 0.0 && q < 100.0 => Ok(HedgeAfter::Quantile(q / 100.0)),
-            _ => Err(format!(
-                "{text:?}: a quantile is written p50 to p99.9 (above 0, below 100)"
-            )),
+            _ => Err(HedgeAfterError::Quantile { text: text.into() }),
         };
     }
     match humantime::parse_duration(t) {
         Ok(d) if d >= Duration::from_millis(1) && d <= Duration::from_secs(3600) => {
             Ok(HedgeAfter::Fixed(d))
         }
-        Ok(_) => Err(format!(
-            "{text:?} is out of range: must be between 1ms and 1h"
-        )),
-        Err(e) => Err(format!(
-            "{text:?} is neither a quantile (\"p95\") nor a duration (\"250ms\"): {e}"
-        )),
+        Ok(_) => Err(HedgeAfterError::OutOfRange { text: text.into() }),
+        Err(source) => Err(HedgeAfterError::Neither {
+            text: text.into(),
+            source,
+        }),
     }
 }
 
@@ -362,7 +374,7 @@ impl Validator<'_> {
                 None => Ok(None),
                 Some(Ok(h)) => Ok(Some(h)),
                 Some(Err(e)) => {
-                    self.err(&k("hedge_after"), e);
+                    self.err(&k("hedge_after"), crate::error_chain(&e));
                     Err(())
                 }
             };
@@ -436,6 +448,26 @@ mod tests {
         let out = load(&dir.join("us-east-1.toml"), &EnvSource::new()).map_err(|e| e.report());
         let _ = std::fs::remove_dir_all(&dir);
         out
+    }
+
+    #[test]
+    fn hedge_after_errors_are_typed_and_keep_the_parsers_reason() {
+        assert!(matches!(
+            parse_hedge_after("p0"),
+            Err(HedgeAfterError::Quantile { .. })
+        ));
+        assert!(matches!(
+            parse_hedge_after("2h"),
+            Err(HedgeAfterError::OutOfRange { .. })
+        ));
+        let e = parse_hedge_after("soonish").unwrap_err();
+        assert!(matches!(e, HedgeAfterError::Neither { .. }), "{e:?}");
+        let full = crate::error_chain(&e);
+        assert!(full.starts_with("\"soonish\" is neither"), "{full}");
+        assert!(
+            full.len() > e.to_string().len() + 2,
+            "humantime's reason follows as the source: {full}"
+        );
     }
 
     /// (A region file's `[[models]]` replaces the base file's list, so the

@@ -496,7 +496,7 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
     }
     let c = match candidate {
         Ok(c) => c,
-        Err(why) => return idle(why),
+        Err(why) => return idle(why.to_string()),
     };
     if c.failback {
         if c.target != i.me || too_soon {
@@ -557,16 +557,26 @@ struct Candidate {
     failback: bool,
 }
 
+/// Why the quorum's view calls for no automatic failover or failback.
+/// Its text is the idle reason the daemon shows (status, journal), and the
+/// reason a withdrawn proposal gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NoCandidate {
+    #[error("{active} is down, but no other region is up by quorum with a live daemon")]
+    NoTarget { active: String },
+    #[error("steady: {active} is active")]
+    Steady { active: String },
+}
+
 /// What automatic failover (or failback) the quorum's view calls for now,
 /// before asking who initiates it and whether it is too soon; otherwise
 /// why not.
-fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate, String> {
+fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate, NoCandidate> {
     if i.tally.is(&rec.active, Consensus::Down) {
         let Some(target) = failover_target(i, rec) else {
-            return Err(format!(
-                "{} is down, but no other region is up by quorum with a live daemon",
-                rec.active
-            ));
+            return Err(NoCandidate::NoTarget {
+                active: rec.active.clone(),
+            });
         };
         let reason = format!(
             "quorum of {} fresh observers sees {} down",
@@ -599,7 +609,9 @@ fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate,
             }
         }
     }
-    Err(format!("steady: {} is active", rec.active))
+    Err(NoCandidate::Steady {
+        active: rec.active.clone(),
+    })
 }
 
 /// A live proposal: withdraw it if the planner no longer wants it, claim it
@@ -608,7 +620,7 @@ fn plan_proposal(
     i: &Inputs<'_>,
     rec: &ControlRecord,
     p: &Proposal,
-    candidate: Result<Candidate, String>,
+    candidate: Result<Candidate, NoCandidate>,
 ) -> Decision {
     let resolve = |state: ProposalState, reason: String| Decision::Act {
         action: Action::Resolve {

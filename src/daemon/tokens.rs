@@ -173,6 +173,18 @@ impl TokenDesk {
     }
 }
 
+/// Why a token's step failed: the cause sent to Step Functions
+/// (`SendTaskFailure`, error `StepFailed`) and written in the journal.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Prepare(#[from] prepare::PrepareError),
+    /// The workflow asked for a step this daemon does not know (a newer
+    /// state machine than the daemon).
+    #[error("unknown step {0:?}")]
+    Unknown(String),
+}
+
 /// Works one claimed token to the end.
 struct TokenWorker {
     cfg: Arc<Config>,
@@ -215,17 +227,17 @@ impl TokenWorker {
             })
         };
 
-        let result: Result<serde_json::Value, String> = match t.view.step.as_str() {
+        let result: Result<serde_json::Value, StepError> = match t.view.step.as_str() {
             "prepare" => prepare::prepare(&self.cfg, &self.ports, deadline)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(StepError::from),
             "drain" => {
                 self.shared.draining.store(true, Ordering::Relaxed);
                 Ok(
                     serde_json::json!({"region": self.cfg.region, "step": "drain", "draining": true}),
                 )
             }
-            other => Err(format!("unknown step {other:?}")),
+            other => Err(StepError::Unknown(other.to_string())),
         };
         hb.abort();
 
@@ -239,10 +251,10 @@ impl TokenWorker {
                         .send_task_success(&issuer, &t.token, &output.to_string())
                         .await
                 }
-                Err(cause) => {
+                Err(e) => {
                     self.ports
                         .workflows
-                        .send_task_failure(&issuer, &t.token, "StepFailed", cause)
+                        .send_task_failure(&issuer, &t.token, "StepFailed", &crate::error_chain(e))
                         .await
                 }
             };
@@ -251,7 +263,9 @@ impl TokenWorker {
                 Ok(outcome) => {
                     let note = match (&result, outcome) {
                         (Ok(_), Callback::Accepted) => "success sent".to_string(),
-                        (Err(c), Callback::Accepted) => format!("failure sent: {c}"),
+                        (Err(e), Callback::Accepted) => {
+                            format!("failure sent: {}", crate::error_chain(e))
+                        }
                         (_, Callback::AlreadyClosed) => "the task was already closed (TaskTimedOut/InvalidToken): recorded as done".to_string(),
                     };
                     let _ = self

@@ -169,6 +169,13 @@ impl Router {
         })
     }
 
+    /// Restart the sequence behind backoff jitter and request ids from
+    /// `seed`. The simulation does, so that a seed replays exactly in any
+    /// process (the default start mixes in the process id).
+    pub fn reseed(&self, seed: u64) {
+        self.jitter.store(seed, Ordering::Relaxed);
+    }
+
     /// Start refusing new requests (503); requests in flight carry on.
     pub fn begin_drain(&self) {
         self.stopping.store(true, Ordering::Relaxed);

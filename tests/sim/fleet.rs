@@ -12,8 +12,16 @@
 //! which is itself a violation). A crash kills the process: its reconcile
 //! task is aborted and the world stops answering its pid, so the token
 //! workers it spawned can do nothing more either.
+//!
+//! Each daemon process also runs its region's router (`clients.rs`): the
+//! real `Router` over the SageMaker runtime fake and the fakes of
+//! `objects.rs`, sharing the daemon's `Shared`, with its routing-table
+//! refresh task. The seed's clients send requests to the routers until the
+//! faults end; after every step the world is folded into the life of each
+//! request in flight and requests past their deadline are judged. When the
+//! fleet has settled the run goes on until every request is judged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -21,6 +29,7 @@ use failoverd::config::{Config, EnvSource, load_layers};
 use failoverd::core::plan::Request;
 use failoverd::daemon::reconcile::Reconciler;
 use failoverd::ports::{ControlStore, Ports};
+use failoverd::router::{Ports as RouterPorts, Router};
 use failoverd::state::{Readiness, Shared};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -28,10 +37,12 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::bounds::Bounds;
+use super::clients::{Budget, Clients, Figures, Routers};
 use super::invariants::Monitor;
+use super::objects::{FakeBlobs, FakeJobs, RoutingTableClient};
 use super::probes::{ProbeClient, SimClock, SimEntropy};
 use super::route53::{FakeRoute53, R53Client, Watches};
-use super::sagemaker::{FakeSageMaker, SmClient};
+use super::sagemaker::{FakeSageMaker, SmClient, SmRuntime};
 use super::schedule::{Event, OpCmd, Profile, REGIONS, Scenario};
 use super::sfn::{FakeSfn, SfnClient};
 use super::store::{Consistency, FakeStore, StoreClient};
@@ -47,6 +58,8 @@ pub struct Report {
     pub sim_ms: u64,
     /// Record writes that switched the active region.
     pub switches: usize,
+    /// The clients' requests.
+    pub requests: Figures,
 }
 
 impl Report {
@@ -61,6 +74,8 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     pub started_ms: u64,
     task: JoinHandle<()>,
+    /// The router's routing-table refresh.
+    refresh: JoinHandle<()>,
     _config: watch::Sender<Arc<Config>>,
     _shutdown: watch::Sender<bool>,
 }
@@ -88,6 +103,12 @@ pub struct Sim {
     /// Operator commands still running.
     pub operator: Arc<Mutex<usize>>,
     pub monitor: Monitor,
+    /// The clients, the routers they reach, and the ledger.
+    pub clients: Arc<Clients>,
+    /// The router's worst costs at misbehaving regions (the request rule).
+    pub budget: Budget,
+    blobs: Arc<FakeBlobs>,
+    jobs: Arc<FakeJobs>,
     rng: Rng,
 }
 
@@ -314,6 +335,22 @@ impl Sim {
         let configs = configs.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         let rng = Rng::new(scenario.seed).fork(0xF1EE7);
         let monitor = Monitor::new(&scenario);
+        let clients = Arc::new(Clients {
+            world: world.clone(),
+            sm: sm.clone(),
+            routers: Arc::new(Routers::default()),
+            ledger: Default::default(),
+            default_deadline_ms: any.router.default_deadline.as_millis() as u64,
+            endpoints: any
+                .regions
+                .iter()
+                .map(|rc| {
+                    let eps = rc.sagemaker.all().map(|e| e.to_string()).collect();
+                    (rc.name.clone(), eps)
+                })
+                .collect(),
+        });
+        let budget = Budget::new(&any);
         Self {
             world,
             scenario,
@@ -330,6 +367,10 @@ impl Sim {
             checks,
             operator: Arc::new(Mutex::new(0)),
             monitor,
+            clients,
+            budget,
+            blobs: Arc::new(FakeBlobs::default()),
+            jobs: Arc::new(FakeJobs::default()),
             rng,
         }
     }
@@ -406,13 +447,21 @@ impl Sim {
             region: region.to_string(),
             pid,
         };
-        let ports = self.ports(region, caller, incarnation);
+        let ports = self.ports(region, caller.clone(), incarnation);
         let cfg = self.configs[region].clone();
         let (config_tx, config_rx) = watch::channel(cfg);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
+        let router = self.router(region, caller, incarnation, &config_tx, &shared);
         let reconciler = Reconciler::new(config_rx, ports, shared.clone(), Readiness::starting());
         let span = tracing::info_span!("daemon", region = %region, pid);
+        let refresh = tokio::spawn(
+            router
+                .clone()
+                .refresh_routing_table(shutdown_tx.subscribe())
+                .instrument(span.clone()),
+        );
+        self.clients.routers.up(region, pid, router);
         let task = tokio::spawn(reconciler.run(shutdown_rx).instrument(span));
         self.world
             .trace(format!("{region}: daemon started (pid {pid})"));
@@ -423,15 +472,54 @@ impl Sim {
                 shared,
                 started_ms: self.world.elapsed_ms(),
                 task,
+                refresh,
                 _config: config_tx,
                 _shutdown: shutdown_tx,
             },
         );
     }
 
+    /// The router of a daemon process: the real `Router` over the runtime
+    /// fake (calling as the process), the shared S3 and job fakes, the
+    /// routing table through the process's link to DynamoDB, the host's
+    /// clock; routing by what the daemon last saw (`shared`).
+    fn router(
+        &self,
+        region: &str,
+        caller: Caller,
+        incarnation: u64,
+        config: &watch::Sender<Arc<Config>>,
+        shared: &Arc<Shared>,
+    ) -> Arc<Router> {
+        let ports = RouterPorts {
+            inference: Arc::new(SmRuntime {
+                sm: self.sm.clone(),
+                caller: caller.clone(),
+            }),
+            blobs: self.blobs.clone(),
+            jobs: self.jobs.clone(),
+            routing_table: Arc::new(RoutingTableClient {
+                world: self.world.clone(),
+                caller,
+                thresholds: HashMap::from([("standard".to_string(), 4 * 1024 * 1024)]),
+            }),
+            clock: Arc::new(SimClock {
+                world: self.world.clone(),
+                region: region.to_string(),
+            }),
+        };
+        let router = Router::with_ports(config.subscribe(), ports, shared.clone());
+        // Jitter and request ids from the seed, not the process id: a
+        // seed replays in any process.
+        router.reseed(self.rng.fork(0x2077_0000 ^ incarnation).next_u64());
+        router
+    }
+
     fn crash(&mut self, region: &str) {
         if let Some(d) = self.daemons.remove(region) {
             self.world.kill(d.pid);
+            self.clients.routers.down(region);
+            d.refresh.abort();
             d.task.abort();
             self.world
                 .trace(format!("{region}: daemon killed (pid {})", d.pid));
@@ -588,6 +676,13 @@ impl Sim {
         self.world
             .trace(format!("scenario: {}", self.scenario).trim_end());
         self.world.trace(format!("bounds: {:?}", self.bounds));
+        let requests = super::clients::generate(self.scenario.seed, self.scenario.fault_end_ms);
+        self.world.trace(format!(
+            "clients: {} requests until {} s",
+            requests.len(),
+            self.scenario.fault_end_ms / 1000
+        ));
+        let clients = tokio::spawn(self.clients.clone().drive(requests));
         let events = self.scenario.events.clone();
         let mut next = 0;
         let step = 100u64;
@@ -602,6 +697,7 @@ impl Sim {
             }
             let mut monitor = std::mem::take(&mut self.monitor);
             monitor.step(&self, t);
+            self.check_requests(&mut monitor, t);
             let settled = monitor.settled_for(&self, t);
             self.monitor = monitor;
             if !self.monitor.violations.is_empty() {
@@ -610,6 +706,7 @@ impl Sim {
             if t > self.scenario.fault_end_ms
                 && settled >= self.bounds.lease + 2 * self.bounds.round
             {
+                self.drain_requests(&mut t, step).await;
                 break;
             }
             if t >= end {
@@ -620,12 +717,18 @@ impl Sim {
             }
             t += step;
         }
+        clients.abort();
         let violations = self.monitor.violations.clone();
         for v in &violations {
             self.world.trace(format!("VIOLATION: {v}"));
         }
         self.world.trace(format!("end after {} s", t / 1000));
         let switches = self.monitor.switches;
+        let requests = self.clients.ledger().figures();
+        self.world.trace(format!(
+            "requests: {requests:?}; invocations the models answered, by region: {:?}",
+            self.sm.answered()
+        ));
         for r in REGIONS {
             self.crash(r);
         }
@@ -635,6 +738,37 @@ impl Sim {
             violations,
             sim_ms: t,
             switches,
+            requests,
+        }
+    }
+
+    /// Fold the world into every request in flight; judge those past
+    /// their deadline.
+    fn check_requests(&self, monitor: &mut Monitor, t: u64) {
+        let violations = {
+            let mut ledger = self.clients.ledger();
+            if ledger.has_open() {
+                ledger.observe(&self.clients.conditions());
+            }
+            ledger.judge(t, &self.budget);
+            ledger.take_violations()
+        };
+        for v in violations {
+            monitor.violate(self, format!("client {v}"));
+        }
+    }
+
+    /// After the fleet has settled: go on, checking every invariant, until
+    /// every request sent is judged (the last is sent when the faults end,
+    /// so this is at most its deadline and the grace).
+    async fn drain_requests(&mut self, t: &mut u64, step: u64) {
+        while !self.clients.ledger().all_judged() && self.monitor.violations.is_empty() {
+            *t += step;
+            tokio::time::sleep_until(self.world.at(*t)).await;
+            let mut monitor = std::mem::take(&mut self.monitor);
+            monitor.step(self, *t);
+            self.check_requests(&mut monitor, *t);
+            self.monitor = monitor;
         }
     }
 

@@ -82,7 +82,7 @@ impl Monitor {
         }
     }
 
-    fn violate(&mut self, sim: &Sim, what: String) {
+    pub fn violate(&mut self, sim: &Sim, what: String) {
         sim.world.trace(format!("VIOLATION {what}"));
         self.violations.push(what);
     }

@@ -10,6 +10,19 @@
 //! Answers map to `WarmUp` exactly as `aws::sagemaker::AwsEndpoints` maps
 //! the SDK's errors: a model-level answer is `Answered`, not-ready codes
 //! and transport failures are `NotReady`, a missing endpoint is `Refused`.
+//!
+//! The router's side, the `Inference` port ([`SmRuntime`]), runs the same
+//! model behaviour and answers with the `InvokeError` kinds
+//! `aws::runtime` maps SageMaker's answers to: `ModelNotReadyException`
+//! (cold), `ThrottlingException`, `ModelError` (424 from the container),
+//! `ServiceUnavailable` (outage), "Endpoint ... not found" (a missing
+//! endpoint: `EndpointNotFound`), a transport failure (a refused link), and
+//! no answer at all (a hang, a black-holed link: the runtime client has no
+//! timeout; the router bounds every attempt). An endpoint that exists but
+//! is not in a serving status (`Failed`, `OutOfService`, `Creating`) is
+//! answered `ServiceUnavailable`: AWS does not document that answer, and
+//! this is the reading that moves the router to the next region, as a
+//! regional failure should.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +32,11 @@ use async_trait::async_trait;
 use failoverd::ports::endpoints::{
     Deleted, EndpointState as Described, EndpointStatus, Endpoints, VariantState, WarmUp,
 };
+use failoverd::ports::inference::{
+    Answer, AsyncAccepted, AsyncInvocation, Inference, Invocation, InvokeError, ModelFailure,
+};
 use failoverd::ports::{ErrorKind, PortError};
+use hyper::header::HeaderValue;
 use tokio::time::Instant;
 
 use super::world::{Caller, Fault, Link, NetError, Svc, World};
@@ -71,6 +88,8 @@ struct State {
     /// `AllTraffic` (1 unless set).
     instances: BTreeMap<(String, String), u32>,
     behaviour: BTreeMap<String, Behaviour>,
+    /// Invocations answered by a model (not errors), by region.
+    answered: BTreeMap<String, u64>,
 }
 
 /// SageMaker in every region.
@@ -88,6 +107,7 @@ impl FakeSageMaker {
                 warm: BTreeMap::new(),
                 instances: BTreeMap::new(),
                 behaviour: BTreeMap::new(),
+                answered: BTreeMap::new(),
             }),
         })
     }
@@ -133,6 +153,78 @@ impl FakeSageMaker {
             kind,
             Fault(msg),
         )
+    }
+}
+
+/// What the model does with one invocation, decided when it arrives.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// The endpoint does not exist.
+    Missing,
+    /// The endpoint exists but is not in a serving status.
+    NotServing(EndpointStatus),
+    Outage,
+    Throttled,
+    /// Cold: `ModelNotReadyException` while it warms.
+    Cold,
+    ModelError,
+    Ok,
+}
+
+impl FakeSageMaker {
+    /// Whether `endpoint` in `region` exists in a status that serves.
+    pub fn serves(&self, region: &str, endpoint: &str) -> bool {
+        self.lock()
+            .status
+            .get(&(region.to_string(), endpoint.to_string()))
+            .is_some_and(EndpointStatus::serves)
+    }
+
+    /// Invocations the models answered successfully, by region.
+    pub fn answered(&self) -> BTreeMap<String, u64> {
+        self.lock().answered.clone()
+    }
+
+    /// The model's decision for an invocation arriving now under `b`.
+    /// `status_matters`: a real invocation is refused by an endpoint not
+    /// in service; the warm-up (kept as the daemon's tests know it) only
+    /// asks that the endpoint exist.
+    fn decide(&self, region: &str, endpoint: &str, b: &Behaviour, status_matters: bool) -> Outcome {
+        let key = (region.to_string(), endpoint.to_string());
+        let mut g = self.lock();
+        let Some(status) = g.status.get(&key).cloned() else {
+            return Outcome::Missing;
+        };
+        if status_matters && !status.serves() {
+            return Outcome::NotServing(status);
+        }
+        if b.outage {
+            return Outcome::Outage;
+        }
+        if b.throttle_rate > 0.0 && self.world.with_rng(|r| r.chance(b.throttle_rate)) {
+            return Outcome::Throttled;
+        }
+        let now = Instant::now();
+        let st = g.warm.entry(key).or_default();
+        let cold = st.warming_until.is_some_and(|u| now < u)
+            || b.cold_after_idle.is_some_and(|idle| {
+                st.warming_until.is_none()
+                    && st
+                        .last_invoked
+                        .is_none_or(|l| now.duration_since(l) >= idle)
+            });
+        if cold && !b.cold_start.is_zero() {
+            if st.warming_until.is_none_or(|u| now >= u) {
+                st.warming_until = Some(now + b.cold_start);
+            }
+            return Outcome::Cold;
+        }
+        st.warming_until = None;
+        st.last_invoked = Some(now);
+        if b.model_error {
+            return Outcome::ModelError;
+        }
+        Outcome::Ok
     }
 }
 
@@ -221,58 +313,30 @@ impl Endpoints for SmClient {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         tokio::time::sleep(b.latency).await;
-        let key = (region.to_string(), endpoint.to_string());
-        let answer = {
-            let mut g = self.sm.lock();
-            let exists = g.status.contains_key(&key);
-            let now = Instant::now();
-            let st = g.warm.entry(key).or_default();
-            if !exists {
-                WarmUp::Refused {
-                    detail: format!(
-                        "ValidationError: Endpoint {endpoint} of account 111122223333 not found."
-                    ),
-                }
-            } else if b.outage {
-                WarmUp::NotReady {
-                    kind: ErrorKind::Unavailable,
-                    detail: "ServiceUnavailable: the service is unavailable".into(),
-                }
-            } else if b.throttle_rate > 0.0 && world.with_rng(|r| r.chance(b.throttle_rate)) {
-                WarmUp::NotReady {
-                    kind: ErrorKind::Throttled,
-                    detail: "ThrottlingException: Rate exceeded".into(),
-                }
-            } else {
-                let cold = st.warming_until.is_some_and(|u| now < u)
-                    || b.cold_after_idle.is_some_and(|idle| {
-                        st.warming_until.is_none()
-                            && st
-                                .last_invoked
-                                .is_none_or(|l| now.duration_since(l) >= idle)
-                    });
-                if cold && !b.cold_start.is_zero() {
-                    if st.warming_until.is_none_or(|u| now >= u) {
-                        st.warming_until = Some(now + b.cold_start);
-                    }
-                    WarmUp::NotReady {
-                        kind: ErrorKind::Unavailable,
-                        detail: "ModelNotReadyException: the model is not ready yet".into(),
-                    }
-                } else {
-                    st.warming_until = None;
-                    st.last_invoked = Some(now);
-                    if b.model_error {
-                        WarmUp::Answered {
-                            detail: "ModelError: Received server error (500) from primary".into(),
-                        }
-                    } else {
-                        WarmUp::Answered {
-                            detail: "200".into(),
-                        }
-                    }
-                }
-            }
+        let answer = match self.sm.decide(region, endpoint, &b, false) {
+            Outcome::Missing | Outcome::NotServing(_) => WarmUp::Refused {
+                detail: format!(
+                    "ValidationError: Endpoint {endpoint} of account 111122223333 not found."
+                ),
+            },
+            Outcome::Outage => WarmUp::NotReady {
+                kind: ErrorKind::Unavailable,
+                detail: "ServiceUnavailable: the service is unavailable".into(),
+            },
+            Outcome::Throttled => WarmUp::NotReady {
+                kind: ErrorKind::Throttled,
+                detail: "ThrottlingException: Rate exceeded".into(),
+            },
+            Outcome::Cold => WarmUp::NotReady {
+                kind: ErrorKind::Unavailable,
+                detail: "ModelNotReadyException: the model is not ready yet".into(),
+            },
+            Outcome::ModelError => WarmUp::Answered {
+                detail: "ModelError: Received server error (500) from primary".into(),
+            },
+            Outcome::Ok => WarmUp::Answered {
+                detail: "200".into(),
+            },
         };
         match world.reply(a, false).await {
             Ok(()) => answer,
@@ -376,6 +440,153 @@ impl failoverd::ports::EndpointMetrics for NoCloudWatch {
             ErrorKind::Transport,
             "CloudWatch is not simulated",
         ))
+    }
+}
+
+/// The `Inference` port (SageMaker runtime) of one caller: a region's
+/// router, calling as its daemon's process.
+pub struct SmRuntime {
+    pub sm: Arc<FakeSageMaker>,
+    pub caller: Caller,
+}
+
+impl SmRuntime {
+    /// The way there: a black-holed link hangs (no client timeout), a
+    /// refused one fails after the world's reconnects, throttling answers.
+    async fn arrive(&self) -> Result<super::world::Arrived, InvokeError> {
+        let world = &self.sm.world;
+        while world.link(&self.caller.site(), Svc::SageMaker) == Link::Blackhole {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        world
+            .send(&self.caller, Svc::SageMaker)
+            .await
+            .map_err(|e| match e {
+                NetError::Throttled => InvokeError::Throttled {
+                    code: "ThrottlingException".into(),
+                    message: Some("Rate exceeded".into()),
+                },
+                NetError::Transport(t) => InvokeError::Transport {
+                    source: Box::new(Fault(t)),
+                },
+            })
+    }
+
+    /// The model's work under the region's behaviour: a hang holds the
+    /// call while it lasts; then the behaviour's latency.
+    async fn work(&self, region: &str) -> Behaviour {
+        while self.sm.behaviour(region).hang {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let b = self.sm.behaviour(region);
+        tokio::time::sleep(b.latency).await;
+        b
+    }
+
+    async fn back<T>(&self, a: super::world::Arrived, answer: T) -> Result<T, InvokeError> {
+        self.sm
+            .world
+            .reply(a, false)
+            .await
+            .map(|()| answer)
+            .map_err(|e| InvokeError::Transport {
+                source: Box::new(Fault(format!("{e:?}"))),
+            })
+    }
+}
+
+fn refusal(endpoint: &str, o: Outcome) -> InvokeError {
+    match o {
+        Outcome::Missing => InvokeError::EndpointNotFound {
+            message: format!("Endpoint {endpoint} of account 111122223333 not found."),
+        },
+        Outcome::NotServing(status) => InvokeError::Unavailable {
+            code: "ServiceUnavailable".into(),
+            source: Some(Box::new(Fault(format!(
+                "endpoint {endpoint} is {}",
+                status.as_str()
+            )))),
+        },
+        Outcome::Outage => InvokeError::Unavailable {
+            code: "ServiceUnavailable".into(),
+            source: None,
+        },
+        Outcome::Throttled => InvokeError::Throttled {
+            code: "ThrottlingException".into(),
+            message: Some("Rate exceeded".into()),
+        },
+        Outcome::Cold => InvokeError::ModelNotReady {
+            message: Some("Model is not ready yet".into()),
+        },
+        Outcome::ModelError => InvokeError::Model(ModelFailure {
+            original_status: Some(500),
+            original_message: Some("the model failed".into()),
+            log_stream_arn: None,
+            message: None,
+        }),
+        Outcome::Ok => InvokeError::Other {
+            source: Box::new(Fault("not a refusal".into())),
+        },
+    }
+}
+
+#[async_trait]
+impl Inference for SmRuntime {
+    async fn invoke(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &Invocation,
+    ) -> Result<Answer, InvokeError> {
+        let a = self.arrive().await?;
+        let b = self.work(region).await;
+        let answer = match self.sm.decide(region, endpoint, &b, true) {
+            Outcome::Ok => {
+                *self
+                    .sm
+                    .lock()
+                    .answered
+                    .entry(region.to_string())
+                    .or_insert(0) += 1;
+                Ok(Answer {
+                    body: bytes::Bytes::from(format!(
+                        "{{\"region\":\"{region}\",\"endpoint\":\"{endpoint}\",\"bytes\":{}}}",
+                        inv.body.len()
+                    )),
+                    content_type: Some(HeaderValue::from_static("application/json")),
+                    custom_attributes: None,
+                    invoked_variant: Some(HeaderValue::from_static("AllTraffic")),
+                })
+            }
+            other => Err(refusal(endpoint, other)),
+        };
+        self.back(a, answer).await?
+    }
+
+    async fn invoke_async(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &AsyncInvocation<'_>,
+    ) -> Result<AsyncAccepted, InvokeError> {
+        let a = self.arrive().await?;
+        let b = self.work(region).await;
+        // An asynchronous endpoint queues the request: a cold model is no
+        // refusal, and the container's errors land in the failure location.
+        let answer = match self.sm.decide(region, endpoint, &b, true) {
+            Outcome::Ok | Outcome::Cold | Outcome::ModelError => Ok(AsyncAccepted {
+                output_location: Some(format!(
+                    "s3://failoverd-batch-{region}/async-results/{}.out",
+                    inv.inference_id
+                )),
+                failure_location: Some(format!(
+                    "s3://failoverd-batch-{region}/async-failures/{}.err",
+                    inv.inference_id
+                )),
+            }),
+            other => Err(refusal(endpoint, other)),
+        };
+        self.back(a, answer).await?
     }
 }
 
@@ -506,6 +717,146 @@ mod tests {
             assert!(matches!(
                 c.warm_up("us-west-2", "ep", None, b"{}").await,
                 WarmUp::NotReady { kind: ErrorKind::Transport, .. }
+            ));
+        });
+    }
+
+    fn runtime(seed: u64) -> (Arc<World>, Arc<FakeSageMaker>, SmRuntime) {
+        let (world, sm, _) = fixture(seed);
+        let rt = SmRuntime {
+            sm: sm.clone(),
+            caller: Caller::Harness,
+        };
+        (world, sm, rt)
+    }
+
+    fn inv() -> Invocation {
+        Invocation {
+            body: bytes::Bytes::from_static(b"{}"),
+            ..Invocation::default()
+        }
+    }
+
+    #[test]
+    fn invocations_answer_with_the_kinds_the_runtime_adapter_maps() {
+        rt().block_on(async {
+            let (world, sm, c) = runtime(4);
+            let ok = c.invoke("us-west-2", "ep", &inv()).await.unwrap();
+            assert!(String::from_utf8_lossy(&ok.body).contains("us-west-2"));
+            assert_eq!(sm.answered().get("us-west-2"), Some(&1));
+            assert!(matches!(
+                c.invoke("us-west-2", "nope", &inv()).await,
+                Err(InvokeError::EndpointNotFound { .. })
+            ));
+            sm.set_status("us-west-2", "ep", Some(EndpointStatus::Failed));
+            assert!(matches!(
+                c.invoke("us-west-2", "ep", &inv()).await,
+                Err(InvokeError::Unavailable { .. })
+            ));
+            sm.set_status("us-west-2", "ep", Some(EndpointStatus::Updating));
+            assert!(
+                c.invoke("us-west-2", "ep", &inv()).await.is_ok(),
+                "updating serves"
+            );
+            let set = |b: Behaviour| sm.set_behaviour("us-west-2", b);
+            set(Behaviour {
+                outage: true,
+                ..Behaviour::default()
+            });
+            let e = c.invoke("us-west-2", "ep", &inv()).await.unwrap_err();
+            assert!(matches!(e, InvokeError::Unavailable { .. }) && e.is_target_failure());
+            set(Behaviour {
+                throttle_rate: 1.0,
+                ..Behaviour::default()
+            });
+            assert!(matches!(
+                c.invoke("us-west-2", "ep", &inv()).await,
+                Err(InvokeError::Throttled { .. })
+            ));
+            set(Behaviour {
+                model_error: true,
+                ..Behaviour::default()
+            });
+            let e = c.invoke("us-west-2", "ep", &inv()).await.unwrap_err();
+            assert!(matches!(e, InvokeError::Model(_)) && !e.is_target_failure());
+            set(Behaviour {
+                cold_after_idle: Some(Duration::from_secs(60)),
+                cold_start: Duration::from_secs(10),
+                ..Behaviour::default()
+            });
+            tokio::time::sleep(Duration::from_secs(61)).await;
+            assert!(matches!(
+                c.invoke("us-west-2", "ep", &inv()).await,
+                Err(InvokeError::ModelNotReady { .. })
+            ));
+            tokio::time::sleep(Duration::from_secs(11)).await;
+            assert!(
+                c.invoke("us-west-2", "ep", &inv()).await.is_ok(),
+                "warm again"
+            );
+            // A hang and a black-holed link never answer; a refused link
+            // is a transport failure.
+            set(Behaviour {
+                hang: true,
+                ..Behaviour::default()
+            });
+            let r = tokio::time::timeout(
+                Duration::from_secs(300),
+                c.invoke("us-west-2", "ep", &inv()),
+            )
+            .await;
+            assert!(r.is_err(), "a hung model never answers");
+            set(Behaviour::default());
+            world.set_link("harness", Svc::SageMaker, Link::Blackhole);
+            let r = tokio::time::timeout(
+                Duration::from_secs(300),
+                c.invoke("us-west-2", "ep", &inv()),
+            )
+            .await;
+            assert!(r.is_err());
+            world.set_link("harness", Svc::SageMaker, Link::Refused);
+            assert!(matches!(
+                c.invoke("us-west-2", "ep", &inv()).await,
+                Err(InvokeError::Transport { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn asynchronous_invocations_queue_on_a_cold_model_but_not_on_an_outage() {
+        rt().block_on(async {
+            let (_w, sm, c) = runtime(5);
+            let ask = AsyncInvocation {
+                input_location: "s3://b/k",
+                inference_id: "j1",
+                content_type: None,
+                accept: None,
+                custom_attributes: None,
+            };
+            sm.set_behaviour(
+                "us-west-2",
+                Behaviour {
+                    cold_after_idle: Some(Duration::from_secs(1)),
+                    cold_start: Duration::from_secs(30),
+                    ..Behaviour::default()
+                },
+            );
+            let a = c.invoke_async("us-west-2", "ep", &ask).await.unwrap();
+            assert!(a.output_location.unwrap().ends_with("j1.out"));
+            sm.set_behaviour(
+                "us-west-2",
+                Behaviour {
+                    outage: true,
+                    ..Behaviour::default()
+                },
+            );
+            assert!(matches!(
+                c.invoke_async("us-west-2", "ep", &ask).await,
+                Err(InvokeError::Unavailable { .. })
+            ));
+            assert!(matches!(
+                c.invoke_async("us-west-2", "gone", &ask).await,
+                Err(InvokeError::EndpointNotFound { .. })
             ));
         });
     }
