@@ -112,14 +112,14 @@ const HOURS: usize = 169;
 /// A ring of `N` buckets of `width` ms, each stamped with its bucket number
 /// (plus one: 0 is empty) so a slot left from an older lap reads as zero.
 #[derive(Debug, Clone)]
-struct Ring<const N: usize> {
+pub(super) struct Ring<const N: usize> {
     width: u64,
     stamp: [u64; N],
     count: [u64; N],
 }
 
 impl<const N: usize> Ring<N> {
-    fn new(width: u64) -> Self {
+    pub(super) fn new(width: u64) -> Self {
         Self {
             width,
             stamp: [0; N],
@@ -131,7 +131,7 @@ impl<const N: usize> Ring<N> {
         (bucket % N as u64) as usize
     }
 
-    fn add(&mut self, now: u64) {
+    pub(super) fn add(&mut self, now: u64) {
         let b = now / self.width;
         let i = self.slot(b);
         if self.stamp[i] != b + 1 {
@@ -143,7 +143,7 @@ impl<const N: usize> Ring<N> {
 
     /// The buckets overlapping `[from, now]`; `None` when they are more
     /// than the ring holds.
-    fn buckets(&self, from: u64, now: u64) -> Option<impl Iterator<Item = u64> + '_> {
+    pub(super) fn buckets(&self, from: u64, now: u64) -> Option<impl Iterator<Item = u64> + '_> {
         let (a, z) = (from / self.width, now / self.width);
         if z.saturating_sub(a) + 1 > N as u64 {
             return None;
@@ -159,7 +159,7 @@ impl<const N: usize> Ring<N> {
     }
 
     /// The sum of the buckets overlapping `[from, now]`.
-    fn sum(&self, from: u64, now: u64) -> Option<u64> {
+    pub(super) fn sum(&self, from: u64, now: u64) -> Option<u64> {
         Some(self.buckets(from, now)?.sum())
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! Only requests the router accepted are counted (a known model, a valid
 //! request, a body within limits): a refused request asks nothing of a
-//! model. Memory: about 85 KB per model that has had a request, allocated
+//! model. Memory: about 170 KB per model that has had a request, allocated
 //! on its first one; models come from configuration, so the map is bounded.
 //!
 //! Time is the router's `Clock` port (unix ms); a clock that steps back is
@@ -36,7 +36,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::counts::CountingClock;
+use super::counts::{CountingClock, Ring};
 
 use crate::core::advise::{PayloadStats, TrafficObservation};
 
@@ -81,22 +81,19 @@ struct DaySizes {
     max: u64,
 }
 
-/// One model's observation.
+/// One model's observation: the same stamped rings as `router::counts`
+/// (a slot left from an older lap reads as zero).
 #[derive(Debug, Clone)]
 struct ModelRings {
-    /// Minute number + 1 per slot (0: empty).
-    minute_stamp: Box<[u64]>,
-    minute_count: Box<[u32]>,
+    minutes: Box<Ring<WEEK_MINUTES>>,
     days: Box<[DaySizes]>,
-    cold_stamp: [u64; HOURS],
-    cold_count: [u32; HOURS],
+    cold: Box<Ring<HOURS>>,
 }
 
 impl ModelRings {
     fn new() -> Self {
         Self {
-            minute_stamp: vec![0; WEEK_MINUTES].into_boxed_slice(),
-            minute_count: vec![0; WEEK_MINUTES].into_boxed_slice(),
+            minutes: Box::new(Ring::new(MINUTE_MS)),
             days: vec![
                 DaySizes {
                     stamp: 0,
@@ -106,19 +103,12 @@ impl ModelRings {
                 DAYS
             ]
             .into_boxed_slice(),
-            cold_stamp: [0; HOURS],
-            cold_count: [0; HOURS],
+            cold: Box::new(Ring::new(HOUR_MS)),
         }
     }
 
     fn request(&mut self, bytes: u64, now: u64) {
-        let m = now / MINUTE_MS;
-        let i = (m % WEEK_MINUTES as u64) as usize;
-        if self.minute_stamp[i] != m + 1 {
-            self.minute_stamp[i] = m + 1;
-            self.minute_count[i] = 0;
-        }
-        self.minute_count[i] = self.minute_count[i].saturating_add(1);
+        self.minutes.add(now);
         let d = now / DAY_MS;
         let day = &mut self.days[(d % DAYS as u64) as usize];
         if day.stamp != d + 1 {
@@ -134,22 +124,17 @@ impl ModelRings {
     }
 
     fn cold_start(&mut self, now: u64) {
-        let h = now / HOUR_MS;
-        let i = (h % HOURS as u64) as usize;
-        if self.cold_stamp[i] != h + 1 {
-            self.cold_stamp[i] = h + 1;
-            self.cold_count[i] = 0;
-        }
-        self.cold_count[i] = self.cold_count[i].saturating_add(1);
+        self.cold.add(now);
     }
 
-    fn minute(&self, m: u64) -> u64 {
-        let i = (m % WEEK_MINUTES as u64) as usize;
-        if self.minute_stamp[i] == m + 1 {
-            u64::from(self.minute_count[i])
-        } else {
-            0
+    /// Requests in minutes `first..end` (bucket numbers), oldest first.
+    fn minutes(&self, first: u64, end: u64) -> Vec<u64> {
+        if end <= first {
+            return Vec::new();
         }
+        self.minutes
+            .buckets(first * MINUTE_MS, end * MINUTE_MS - 1)
+            .map_or_else(Vec::new, Iterator::collect)
     }
 
     /// Payload quantiles over the days overlapping `[from_ms, now]`.
@@ -193,16 +178,7 @@ impl ModelRings {
     }
 
     fn cold_starts(&self, from_ms: u64, now: u64) -> u64 {
-        (from_ms / HOUR_MS..=now / HOUR_MS)
-            .map(|h| {
-                let i = (h % HOURS as u64) as usize;
-                if self.cold_stamp[i] == h + 1 {
-                    u64::from(self.cold_count[i])
-                } else {
-                    0
-                }
-            })
-            .sum()
+        self.cold.sum(from_ms, now).unwrap_or(0)
     }
 }
 
@@ -218,11 +194,6 @@ impl Observed {
     /// the first start.
     pub fn start(&self, now_ms: u64) {
         self.clock.start(now_ms);
-    }
-
-    /// Whether observing has started (a router runs).
-    pub fn started(&self) -> bool {
-        self.clock.since_ms().is_some()
     }
 
     fn now(&self, now_ms: u64) -> u64 {
@@ -276,8 +247,8 @@ impl Observed {
                     let (per_minute, current_minute, payload_bytes, cold_starts) =
                         match map.get(name) {
                             Some(m) => (
-                                (first..end).map(|i| m.minute(i)).collect(),
-                                m.minute(end),
+                                m.minutes(first, end),
+                                m.minutes(end, end + 1)[0],
                                 m.sizes(from_ms, now),
                                 m.cold_starts(from_ms, now),
                             ),
