@@ -48,6 +48,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn client(url: &str) -> aws_sdk_sagemakerruntime::Client {
     let conf = aws_sdk_sagemakerruntime::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(failoverd::aws::clients::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "bench"))
         .endpoint_url(url)

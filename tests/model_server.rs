@@ -89,6 +89,7 @@ impl Server {
     fn client(&self, region: &str) -> aws_sdk_sagemakerruntime::Client {
         let conf = aws_sdk_sagemakerruntime::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(failoverd::aws::clients::https_client())
             .region(Region::new(region.to_string()))
             .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
             .endpoint_url(format!("http://127.0.0.1:{}", self.port))

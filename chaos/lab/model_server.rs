@@ -838,6 +838,7 @@ impl AsyncJob {
 fn s3_client(url: &str, region: &str) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .http_client(failoverd::aws::clients::https_client())
         .region(aws_sdk_s3::config::Region::new(region.to_string()))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             "testing", "testing", None, None, "lab",

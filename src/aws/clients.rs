@@ -40,6 +40,20 @@ pub fn provisioning_timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+/// The HTTP client every SDK client uses: hyper with rustls on ring and the
+/// platform's trust roots. The SDK crates' `default-https-client` feature
+/// would bring the same client on aws-lc, whose C build is a seventh of a
+/// clean release build; it is off, so an `SdkConfig` without this client
+/// has none (`AwsClients::new` fills it in).
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// Cache of SDK clients, keyed by region.
 pub struct AwsClients {
     base: SdkConfig,
@@ -64,12 +78,20 @@ fn cached<C: Clone>(map: &Mutex<HashMap<String, C>>, region: &str, build: impl F
 impl AwsClients {
     /// Load the SDK's default credential chain and build the cache.
     pub async fn from_default_chain(endpoints: EndpointOverrides) -> Self {
-        let base = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
+            .load()
+            .await;
         Self::new(base, endpoints)
     }
 
     /// Build from an explicit SDK config (tests hand static credentials).
+    /// A config without an HTTP client gets `https_client()`.
     pub fn new(base: SdkConfig, endpoints: EndpointOverrides) -> Self {
+        let base = match base.http_client() {
+            Some(_) => base,
+            None => base.into_builder().http_client(https_client()).build(),
+        };
         Self {
             base,
             timeouts: control_plane_timeouts(),
@@ -194,5 +216,33 @@ impl AwsClients {
             aws_sdk_route53::Client::from_conf(b.build())
         })
         .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_without_an_http_client_gets_the_ring_one() {
+        let bare = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        assert!(bare.http_client().is_none());
+        let clients = AwsClients::new(bare, EndpointOverrides::default());
+        assert!(clients.sdk_config().http_client().is_some());
+    }
+
+    /// aws-lc's C build was a seventh of a clean release build; nothing in
+    /// the tree may bring it back (an SDK crate's `default-https-client`
+    /// feature would).
+    #[test]
+    fn the_build_has_no_aws_lc() {
+        let lock = include_str!("../../Cargo.lock");
+        assert!(lock.contains("name = \"ring\""));
+        assert!(
+            !lock.contains("name = \"aws-lc-sys\""),
+            "aws-lc-sys is back in Cargo.lock: `cargo tree -i aws-lc-sys` shows who brings it"
+        );
     }
 }

@@ -32,7 +32,7 @@ impl Prober {
         http.set_connect_timeout(Some(connect_timeout));
         http.enforce_http(false);
         http.set_nodelay(true);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(provider)?
             .https_or_http()

@@ -364,6 +364,7 @@ impl Moto {
 pub fn sdk_config() -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(failoverd::aws::clients::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(
