@@ -20,10 +20,20 @@
 //! from its scheduled start, so a stall is not hidden (no coordinated
 //! omission).
 //!
-//! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5),
-//! `BENCH_RATE` (1000), `BENCH_ROUNDS` (3 open-loop rounds), `BENCH_BIN_DIR` (run `failoverd` and `failoverd-lab`
-//! from that folder, e.g. an older release build, with this same load
-//! generator; default: the ones built with this benchmark).
+//! The open loop alternates direct and router in short slices within each
+//! round (ABBA), so both targets see the same background: on two shared
+//! cores the direct path's own p99 drifts by 2-4 ms from one 5 s phase to
+//! the next, which swamped a 1 ms budget when each target had a phase of
+//! its own.
+//!
+//! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (5,
+//! per closed-loop run and per target per open-loop round), `BENCH_RATE`
+//! (1000), `BENCH_ROUNDS` (5 open-loop rounds), `BENCH_SLICE_MS` (500),
+//! `BENCH_DAEMON_WORKERS` (the daemon's tokio worker threads, passed as
+//! `TOKIO_WORKER_THREADS`; default: tokio's, one per CPU), `BENCH_BIN_DIR`
+//! (run `failoverd` and `failoverd-lab` from that folder, e.g. an older
+//! release build, with this same load generator; default: the ones built
+//! with this benchmark).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -69,6 +79,40 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) a process has used, in clock ticks (1/100 s).
+fn cpu_ticks(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces): state is
+            // field 3, utime 14, stime 15.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// CPU ticks of the load generator, the daemon and the model server.
+fn cpu_now(daemon: u32, model: u32) -> [u64; 3] {
+    [
+        cpu_ticks("self"),
+        cpu_ticks(&daemon.to_string()),
+        cpu_ticks(&model.to_string()),
+    ]
+}
+
+/// CPU microseconds per request of each process between two readings.
+fn cpu_per_request(before: [u64; 3], after: [u64; 3], requests: u64) -> String {
+    let us = |i: usize| (after[i] - before[i]) as f64 * 10_000.0 / requests.max(1) as f64;
+    format!(
+        "CPU per request: load generator {:.0} us, daemon {:.0} us, model server {:.0} us",
+        us(0),
+        us(1),
+        us(2)
+    )
+}
+
 struct Run {
     requests: u64,
     errors: u64,
@@ -109,12 +153,12 @@ async fn invoke(client: &aws_sdk_sagemakerruntime::Client, endpoint: &str, paylo
         .is_ok()
 }
 
-/// `concurrency` workers invoke `endpoint` through `client` for `secs`.
+/// `concurrency` workers invoke `endpoint` through `client` for `millis`.
 async fn load(
     client: aws_sdk_sagemakerruntime::Client,
     endpoint: &str,
     concurrency: u64,
-    secs: u64,
+    millis: u64,
 ) -> Run {
     let payload = Blob::new(vec![b'x'; 1024]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -130,7 +174,7 @@ async fn load(
             );
             let endpoint = endpoint.to_string();
             tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(100_000);
+                let mut lat = Vec::with_capacity(4096);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     if invoke(&client, &endpoint, payload.clone()).await {
@@ -143,7 +187,7 @@ async fn load(
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for w in workers {
@@ -156,20 +200,20 @@ async fn load(
     )
 }
 
-/// Open loop: `rate` requests per second for `secs`, each on its own task,
-/// latency from the scheduled start.
+/// Open loop: `rate` requests per second for `millis`, each on its own
+/// task, latency from the scheduled start. Waits for every answer.
 async fn paced(
-    client: aws_sdk_sagemakerruntime::Client,
+    client: &aws_sdk_sagemakerruntime::Client,
     endpoint: &str,
     rate: u64,
-    secs: u64,
-) -> Run {
+    millis: u64,
+) -> (Vec<u64>, u64) {
     let payload = Blob::new(vec![b'x'; 1024]);
     let every = Duration::from_secs_f64(1.0 / rate as f64);
-    let started = Instant::now();
     let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity((rate * secs) as usize);
-    for i in 0..rate * secs {
+    let n = rate * millis / 1000;
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
         let at = start + every * i as u32;
         tokio::time::sleep_until(at).await;
         let (client, payload, endpoint) = (client.clone(), payload.clone(), endpoint.to_string());
@@ -187,7 +231,37 @@ async fn paced(
             None => errors += 1,
         }
     }
-    Run::new(latencies, errors, started.elapsed().as_secs_f64())
+    (latencies, errors)
+}
+
+/// One open-loop round of `secs`: direct and router alternate in slices of
+/// `slice_ms` at `rate` each (ABBA order), so both see the same machine
+/// (on two shared cores the background drifts within seconds, and a round
+/// per target compared the drift, not the router).
+async fn paced_round(
+    direct: &aws_sdk_sagemakerruntime::Client,
+    routed: &aws_sdk_sagemakerruntime::Client,
+    rate: u64,
+    secs: u64,
+    slice_ms: u64,
+) -> (Run, Run) {
+    let (mut d, mut r) = ((Vec::new(), 0, 0.0), (Vec::new(), 0, 0.0));
+    let slices = (secs * 1000 / slice_ms).max(1);
+    for k in 0..slices {
+        for direct_turn in [k % 2 == 0, k % 2 == 1] {
+            let t = Instant::now();
+            let (acc, client, endpoint) = if direct_turn {
+                (&mut d, direct, "lab-provisioned")
+            } else {
+                (&mut r, routed, "default")
+            };
+            let (lat, errors) = paced(client, endpoint, rate, slice_ms).await;
+            acc.0.extend(lat);
+            acc.1 += errors;
+            acc.2 += t.elapsed().as_secs_f64();
+        }
+    }
+    (Run::new(d.0, d.1, d.2), Run::new(r.0, r.1, r.2))
 }
 
 fn report(name: &str, r: &Run) {
@@ -215,12 +289,13 @@ fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 16);
     let secs = env_or("BENCH_SECONDS", 5);
     let rate = env_or("BENCH_RATE", 1000);
-    let rounds = env_or("BENCH_ROUNDS", 3);
+    let rounds = env_or("BENCH_ROUNDS", 5);
+    let slice_ms = env_or("BENCH_SLICE_MS", 500);
     let dir = std::env::temp_dir().join(unique("failoverd-bench"));
     std::fs::create_dir_all(&dir).unwrap();
 
     let port_file = dir.join("model.port");
-    let _model: ChildGuard = spawn_guarded(
+    let model: ChildGuard = spawn_guarded(
         Command::new(binary("failoverd-lab", env!("CARGO_BIN_EXE_failoverd-lab")))
             .args(["model-server", "--port-file"])
             .arg(&port_file)
@@ -238,8 +313,9 @@ fn main() {
 
     let (bound, daemon_log) = (dir.join("daemon.bound.json"), dir.join("daemon.log"));
     let dead = "http://127.0.0.1:9";
+    let mut command = Command::new(binary("failoverd", env!("CARGO_BIN_EXE_failoverd")));
     let mut daemon = spawn_guarded(
-        Command::new(binary("failoverd", env!("CARGO_BIN_EXE_failoverd")))
+        command
             .args(["run", "--log-format", "json", "--bound-file"])
             .arg(&bound)
             .arg("--config")
@@ -264,6 +340,11 @@ fn main() {
             .env("FAILOVERD__LISTEN__ADMIN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .envs(
+                std::env::var("BENCH_DAEMON_WORKERS")
+                    .ok()
+                    .map(|n| ("TOKIO_WORKER_THREADS", n)),
+            )
             .stderr(std::fs::File::create(&daemon_log).unwrap()),
     );
     let pid = daemon.0.id();
@@ -278,12 +359,11 @@ fn main() {
         let direct = client(&format!("http://127.0.0.1:{model_port}"));
         let routed = client(&format!("http://{router_addr}"));
         // Warm both paths (connections, the daemon's clients).
-        load(direct.clone(), "lab-provisioned", concurrency, 1).await;
-        load(routed.clone(), "default", concurrency, 1).await;
+        load(direct.clone(), "lab-provisioned", concurrency, 1000).await;
+        load(routed.clone(), "default", concurrency, 1000).await;
         let rss_idle = rss_kib(pid);
 
-        let (direct_again, routed_again) = (direct.clone(), routed.clone());
-        let d = load(direct, "lab-provisioned", concurrency, secs).await;
+        let model_pid = model.0.id();
         let peak = Arc::new(AtomicU64::new(0));
         let sampler = {
             let peak = peak.clone();
@@ -294,15 +374,43 @@ fn main() {
                 }
             })
         };
-        let r = load(routed, "default", concurrency, secs).await;
+        // Closed loop: direct and router in alternating slices (ABBA), the
+        // CPU each process spends counted per target.
+        let mut acc = [(Vec::new(), 0, 0.0, [0u64; 3]), (Vec::new(), 0, 0.0, [0u64; 3])];
+        for k in 0..(secs * 1000 / slice_ms).max(1) {
+            for side in [k as usize % 2, 1 - k as usize % 2] {
+                let (client, endpoint) = match side {
+                    0 => (direct.clone(), "lab-provisioned"),
+                    _ => (routed.clone(), "default"),
+                };
+                let before = cpu_now(pid, model_pid);
+                let run = load(client, endpoint, concurrency, slice_ms).await;
+                let after = cpu_now(pid, model_pid);
+                let a = &mut acc[side];
+                a.0.extend(run.latencies);
+                a.1 += run.errors;
+                a.2 += run.secs;
+                for i in 0..3 {
+                    a.3[i] += after[i] - before[i];
+                }
+            }
+        }
         sampler.abort();
+        let [(dl, de, ds, dc), (rl, re, rs, rc)] = acc;
+        let (d, r) = (Run::new(dl, de, ds), Run::new(rl, re, rs));
 
         println!(
-            "\nrouter benchmark: 1 KiB payload, {concurrency} concurrent SDK callers, {secs} s each, loopback, {} CPUs",
+            "\nrouter benchmark: 1 KiB payload, {concurrency} concurrent SDK callers, {secs} s per target in alternating {slice_ms} ms slices, loopback, {} CPUs",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         report("direct", &d);
         report("router", &r);
+        println!("direct   {}", cpu_per_request([0; 3], dc, d.requests));
+        println!("router   {}", cpu_per_request([0; 3], rc, r.requests));
+        println!(
+            "router / direct: {:.0}% of direct's throughput",
+            100.0 * (r.requests as f64 / r.secs) / (d.requests as f64 / d.secs)
+        );
         println!(
             "added    p50 {:+.3} ms  p90 {:+.3} ms  p99 {:+.3} ms",
             r.pct(0.50) - d.pct(0.50),
@@ -315,15 +423,16 @@ fn main() {
             peak.load(Ordering::Relaxed) as f64 / 1024.0
         );
 
-        // Open loop at the goal's rate: direct and router interleaved, three
-        // rounds, because one round's p99 on a shared 2-core box is noise.
+        // Open loop at the goal's rate: direct and router in alternating
+        // slices within each round, several rounds.
         println!(
-            "\nopen loop at {rate} req/s, {secs} s per phase, {rounds} rounds interleaved (latency from the scheduled start):"
+            "\nopen loop at {rate} req/s, {rounds} rounds of {secs} s per target, in alternating {slice_ms} ms slices (latency from the scheduled start):"
         );
         let mut added = Vec::new();
+        let (open_cpu, mut open_routed) = (cpu_now(pid, model_pid), 0);
         for round in 1..=rounds {
-            let d = paced(direct_again.clone(), "lab-provisioned", rate, secs).await;
-            let r = paced(routed_again.clone(), "default", rate, secs).await;
+            let (d, r) = paced_round(&direct, &routed, rate, secs, slice_ms).await;
+            open_routed += r.requests;
             report(&format!("direct#{round}"), &d);
             report(&format!("router#{round}"), &r);
             added.push((r.pct(0.50) - d.pct(0.50), r.pct(0.99) - d.pct(0.99)));
@@ -342,6 +451,11 @@ fn main() {
             "added (median of {rounds})  p50 {:+.3} ms  p99 {:+.3} ms",
             median(|a| a.0),
             median(|a| a.1)
+        );
+        let ticks = cpu_now(pid, model_pid)[1] - open_cpu[1];
+        println!(
+            "open loop: daemon CPU per routed request {:.0} us (all rounds)",
+            ticks as f64 * 10_000.0 / open_routed.max(1) as f64
         );
         println!(
             "daemon RSS: {:.1} MiB after all load",

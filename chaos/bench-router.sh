@@ -14,6 +14,9 @@
 #
 # Release builds (Cargo.toml's [profile.release]); nice'd. Settings (environment):
 #   BENCH_CONCURRENCY=16 BENCH_SECONDS=5 BENCH_RATE=1000   (sdk mode)
+#   BENCH_ROUNDS=5 BENCH_SLICE_MS=500                       (sdk mode: open-loop rounds;
+#                        direct and router alternate in slices of this length)
+#   BENCH_DAEMON_WORKERS=n  the daemon's tokio worker threads (sdk mode)
 #   WRK_CONNECTIONS=16 WRK_SECONDS=8 WRK_ROUNDS=3           (wrk mode)
 #   BENCH_BIN_DIR=dir    use failoverd and failoverd-lab from dir (e.g. an older
 #                        build to compare against) instead of target/release
