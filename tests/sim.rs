@@ -1,6 +1,8 @@
 //! Deterministic simulation of the whole fleet (issue 10; docs/simulation.md).
 //!
-//! - `seeds_*`: the CI run, `SIM_SEEDS` seeds (default 1000) split into
+//! - `seeds_*`: the CI run, `SIM_SEEDS` seeds (default 1000) from
+//!   `SIM_FIRST_SEED` (default 0; a later start explores seeds CI never
+//!   ran), split into
 //!   eight shards so nextest can run them side by side, each well inside
 //!   nextest's 8-minute backstop on a loaded two-core machine;
 //! - `replay`: one seed, `SIM_SEED` (default: the first of the regression
@@ -28,6 +30,13 @@ fn seeds() -> u64 {
         .unwrap_or(1000)
 }
 
+fn first_seed() -> u64 {
+    std::env::var("SIM_FIRST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 fn replay_hint(seed: u64) -> String {
     format!(
         "replay with: SIM_SEED={seed} cargo nextest run --test sim -E 'test(replay)' --no-capture"
@@ -51,12 +60,12 @@ fn fail(reports: &[Report]) -> ! {
 }
 
 fn shard(k: u64) {
-    let n = seeds();
+    let (first, n) = (first_seed(), seeds());
     let started = Instant::now();
     let mut failed = Vec::new();
     let (mut sim_ms, mut runs, mut switches) = (0u64, 0u64, 0usize);
     let mut req = sim::clients::Figures::default();
-    for seed in (0..n).filter(|s| s % SHARDS == k) {
+    for seed in (first..first + n).filter(|s| s % SHARDS == k) {
         let r = fleet::run(seed);
         sim_ms += r.sim_ms;
         switches += r.switches;
