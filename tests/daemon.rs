@@ -161,15 +161,32 @@ fn notify_ready_serve_reload_and_drain() {
     assert!(!body.contains("startup"), "startup finished: {body}");
     // The control side runs on a thread of its own, apart from the router's
     // runtime (daemon::spawn_control); Linux shows 15 bytes of a name.
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.0.id()))
+    // It runs daemon::CONTROL_NICE nice steps below the router's threads.
+    let threads: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{}/task", child.0.id()))
         .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|c| c.trim().to_string())
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Field 19 is nice; fields after the name start at 3.
+            let nice = stat[stat.rfind(')')? + 2..]
+                .split_whitespace()
+                .nth(16)?
+                .parse()
+                .ok()?;
+            Some((comm.trim().to_string(), nice))
+        })
         .collect();
-    assert!(
-        threads.iter().any(|t| t == "failoverd-contr"),
-        "a control thread: {threads:?}"
-    );
+    let control = threads.iter().find(|(name, _)| name == "failoverd-contr");
+    let main = threads.iter().find(|(name, _)| name == "failoverd");
+    match (control, main) {
+        (Some((_, c)), Some((_, m))) => assert_eq!(
+            *c,
+            (*m + failoverd::daemon::CONTROL_NICE as i64).min(19),
+            "the control thread runs below the router's priority: {threads:?}"
+        ),
+        _ => panic!("a control thread and the main thread: {threads:?}"),
+    }
     assert_eq!(http("POST", &addr, "/readyz", "").unwrap().0, 405);
     assert_eq!(http("GET", &addr, "/nope", "").unwrap().0, 404);
     let startup = read_log(&log);

@@ -24,7 +24,13 @@
 //! one runtime a burst of router requests delays a lease renewal, and a
 //! control round (SDK calls, whose crates are built at a low opt-level)
 //! holds a worker that requests queue behind. Two runtimes put the OS
-//! scheduler, which preempts, between them.
+//! scheduler, which preempts, between them. The control thread also runs
+//! [`CONTROL_NICE`] steps below the router's CPU priority: a request's
+//! budget is a millisecond, a control round's is seconds, so when the two
+//! want the same core the request goes first. Nice is a weight, not a
+//! ceiling: an idle core still runs a control round at full speed, and a
+//! router that saturates every core still leaves the control thread about
+//! a quarter of one.
 
 pub mod cost;
 pub mod executor;
@@ -82,6 +88,32 @@ pub enum DaemonError {
     ControlThread(#[source] std::io::Error),
 }
 
+/// How many nice steps the control thread runs below the router's threads
+/// (module doc, "Threads").
+pub const CONTROL_NICE: i32 = 5;
+
+/// Lower the calling thread's CPU priority by `steps` nice steps (at most to
+/// 19); the new nice value. On Linux a thread id names one thread, so the
+/// router's threads keep theirs.
+fn lower_this_threads_priority(steps: i32) -> std::io::Result<i32> {
+    // SAFETY: gettid, getpriority and setpriority take and return plain
+    // integers and only touch this thread's scheduling priority; errno is
+    // thread-local.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let target = (now + steps).min(19);
+        if libc::setpriority(libc::PRIO_PROCESS, tid, target) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(target)
+    }
+}
+
 /// The control side's thread (module doc, "Threads").
 pub struct ControlSide {
     done: tokio::sync::oneshot::Receiver<()>,
@@ -115,6 +147,9 @@ pub fn spawn_control(
     std::thread::Builder::new()
         .name("failoverd-control".into())
         .spawn(move || {
+            if let Err(e) = lower_this_threads_priority(CONTROL_NICE) {
+                warn!(error = %e, "cannot lower the control thread's CPU priority; it competes with the router as an equal");
+            }
             rt.block_on(async move {
                 work.await;
                 let _ = done_tx.send(());
