@@ -79,17 +79,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system) a process has used, in clock ticks (1/100 s).
+/// CPU time (user + system) a process has used, in clock ticks (1/100 s):
+/// fields 14 and 15 of proc(5).
 fn cpu_ticks(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces): state is
-            // field 3, utime 14, stime 15.
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
+    common::proc_stat(std::path::Path::new(&format!("/proc/{pid}/stat")))
+        .and_then(|f| Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?))
         .unwrap_or(0)
 }
 
@@ -207,8 +201,9 @@ async fn paced(
     endpoint: &str,
     rate: u64,
     millis: u64,
-) -> (Vec<u64>, u64) {
+) -> Run {
     let payload = Blob::new(vec![b'x'; 1024]);
+    let started = Instant::now();
     let every = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
     let n = rate * millis / 1000;
@@ -231,37 +226,69 @@ async fn paced(
             None => errors += 1,
         }
     }
-    (latencies, errors)
+    Run::new(latencies, errors, started.elapsed().as_secs_f64())
 }
 
-/// One open-loop round of `secs`: direct and router alternate in slices of
-/// `slice_ms` at `rate` each (ABBA order), so both see the same machine
-/// (on two shared cores the background drifts within seconds, and a round
-/// per target compared the drift, not the router).
-async fn paced_round(
+/// How a slice loads its target.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `concurrency` callers, each sending when its last answer is back.
+    Closed { concurrency: u64 },
+    /// `rate` requests per second on a schedule.
+    Open { rate: u64 },
+}
+
+/// One target's slices added up: its run, and the CPU ticks the three
+/// processes spent during them (see `cpu_now`).
+struct Tally {
+    run: Run,
+    cpu: [u64; 3],
+}
+
+/// `secs` of load per target, direct and router alternating in slices of
+/// `slice_ms` (ABBA order), so both see the same machine: on two shared
+/// cores the background drifts within seconds, and a phase per target
+/// compared the drift, not the router. `pids`: the daemon's and the model
+/// server's. Returns direct's tally, then the router's.
+async fn interleaved(
     direct: &aws_sdk_sagemakerruntime::Client,
     routed: &aws_sdk_sagemakerruntime::Client,
-    rate: u64,
+    mode: Mode,
     secs: u64,
     slice_ms: u64,
-) -> (Run, Run) {
-    let (mut d, mut r) = ((Vec::new(), 0, 0.0), (Vec::new(), 0, 0.0));
-    let slices = (secs * 1000 / slice_ms).max(1);
-    for k in 0..slices {
-        for direct_turn in [k % 2 == 0, k % 2 == 1] {
-            let t = Instant::now();
-            let (acc, client, endpoint) = if direct_turn {
-                (&mut d, direct, "lab-provisioned")
-            } else {
-                (&mut r, routed, "default")
+    pids: (u32, u32),
+) -> [Tally; 2] {
+    let mut acc = [
+        (Vec::new(), 0, 0.0, [0u64; 3]),
+        (Vec::new(), 0, 0.0, [0u64; 3]),
+    ];
+    for k in 0..(secs * 1000 / slice_ms).max(1) {
+        for side in [k as usize % 2, 1 - k as usize % 2] {
+            let (client, endpoint) = match side {
+                0 => (direct, "lab-provisioned"),
+                _ => (routed, "default"),
             };
-            let (lat, errors) = paced(client, endpoint, rate, slice_ms).await;
-            acc.0.extend(lat);
-            acc.1 += errors;
-            acc.2 += t.elapsed().as_secs_f64();
+            let before = cpu_now(pids.0, pids.1);
+            let run = match mode {
+                Mode::Closed { concurrency } => {
+                    load(client.clone(), endpoint, concurrency, slice_ms).await
+                }
+                Mode::Open { rate } => paced(client, endpoint, rate, slice_ms).await,
+            };
+            let after = cpu_now(pids.0, pids.1);
+            let a = &mut acc[side];
+            a.0.extend(run.latencies);
+            a.1 += run.errors;
+            a.2 += run.secs;
+            for i in 0..3 {
+                a.3[i] += after[i] - before[i];
+            }
         }
     }
-    (Run::new(d.0, d.1, d.2), Run::new(r.0, r.1, r.2))
+    acc.map(|(latencies, errors, secs, cpu)| Tally {
+        run: Run::new(latencies, errors, secs),
+        cpu,
+    })
 }
 
 fn report(name: &str, r: &Run) {
@@ -363,7 +390,6 @@ fn main() {
         load(routed.clone(), "default", concurrency, 1000).await;
         let rss_idle = rss_kib(pid);
 
-        let model_pid = model.0.id();
         let peak = Arc::new(AtomicU64::new(0));
         let sampler = {
             let peak = peak.clone();
@@ -374,30 +400,20 @@ fn main() {
                 }
             })
         };
-        // Closed loop: direct and router in alternating slices (ABBA), the
-        // CPU each process spends counted per target.
-        let mut acc = [(Vec::new(), 0, 0.0, [0u64; 3]), (Vec::new(), 0, 0.0, [0u64; 3])];
-        for k in 0..(secs * 1000 / slice_ms).max(1) {
-            for side in [k as usize % 2, 1 - k as usize % 2] {
-                let (client, endpoint) = match side {
-                    0 => (direct.clone(), "lab-provisioned"),
-                    _ => (routed.clone(), "default"),
-                };
-                let before = cpu_now(pid, model_pid);
-                let run = load(client, endpoint, concurrency, slice_ms).await;
-                let after = cpu_now(pid, model_pid);
-                let a = &mut acc[side];
-                a.0.extend(run.latencies);
-                a.1 += run.errors;
-                a.2 += run.secs;
-                for i in 0..3 {
-                    a.3[i] += after[i] - before[i];
-                }
-            }
-        }
+        let pids = (pid, model.0.id());
+        let [
+            Tally { run: d, cpu: dc },
+            Tally { run: r, cpu: rc },
+        ] = interleaved(
+            &direct,
+            &routed,
+            Mode::Closed { concurrency },
+            secs,
+            slice_ms,
+            pids,
+        )
+        .await;
         sampler.abort();
-        let [(dl, de, ds, dc), (rl, re, rs, rc)] = acc;
-        let (d, r) = (Run::new(dl, de, ds), Run::new(rl, re, rs));
 
         println!(
             "\nrouter benchmark: 1 KiB payload, {concurrency} concurrent SDK callers, {secs} s per target in alternating {slice_ms} ms slices, loopback, {} CPUs",
@@ -429,9 +445,11 @@ fn main() {
             "\nopen loop at {rate} req/s, {rounds} rounds of {secs} s per target, in alternating {slice_ms} ms slices (latency from the scheduled start):"
         );
         let mut added = Vec::new();
-        let (open_cpu, mut open_routed) = (cpu_now(pid, model_pid), 0);
+        let (mut open_ticks, mut open_routed) = (0, 0);
         for round in 1..=rounds {
-            let (d, r) = paced_round(&direct, &routed, rate, secs, slice_ms).await;
+            let [Tally { run: d, .. }, Tally { run: r, cpu }] =
+                interleaved(&direct, &routed, Mode::Open { rate }, secs, slice_ms, pids).await;
+            open_ticks += cpu[1];
             open_routed += r.requests;
             report(&format!("direct#{round}"), &d);
             report(&format!("router#{round}"), &r);
@@ -452,10 +470,9 @@ fn main() {
             median(|a| a.0),
             median(|a| a.1)
         );
-        let ticks = cpu_now(pid, model_pid)[1] - open_cpu[1];
         println!(
             "open loop: daemon CPU per routed request {:.0} us (all rounds)",
-            ticks as f64 * 10_000.0 / open_routed.max(1) as f64
+            open_ticks as f64 * 10_000.0 / open_routed.max(1) as f64
         );
         println!(
             "daemon RSS: {:.1} MiB after all load",

@@ -167,11 +167,9 @@ fn notify_ready_serve_reload_and_drain() {
         .filter_map(|t| {
             let dir = t.ok()?.path();
             let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-            // Field 19 is nice; fields after the name start at 3.
-            let nice = stat[stat.rfind(')')? + 2..]
-                .split_whitespace()
-                .nth(16)?
+            // proc(5)'s field 19 is nice.
+            let nice = common::proc_stat(&dir.join("stat"))?
+                .get(16)?
                 .parse()
                 .ok()?;
             Some((comm.trim().to_string(), nice))

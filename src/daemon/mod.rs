@@ -93,9 +93,9 @@ pub enum DaemonError {
 pub const CONTROL_NICE: i32 = 5;
 
 /// Lower the calling thread's CPU priority by `steps` nice steps (at most to
-/// 19); the new nice value. On Linux a thread id names one thread, so the
-/// router's threads keep theirs.
-fn lower_this_threads_priority(steps: i32) -> std::io::Result<i32> {
+/// 19). On Linux a thread id names one thread, so the router's threads keep
+/// theirs.
+fn lower_this_threads_priority(steps: i32) -> std::io::Result<()> {
     // SAFETY: gettid, getpriority and setpriority take and return plain
     // integers and only touch this thread's scheduling priority; errno is
     // thread-local.
@@ -110,7 +110,7 @@ fn lower_this_threads_priority(steps: i32) -> std::io::Result<i32> {
         if libc::setpriority(libc::PRIO_PROCESS, tid, target) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(target)
+        Ok(())
     }
 }
 

@@ -136,6 +136,19 @@ pub fn wait_bound(child: &mut ChildGuard, file: &Path, log: &Path, cap: Duration
 /// are recycled (pid_max is 32768 here), and a folder left by an earlier
 /// process with the same PID once handed a new model server's caller the
 /// old port file (connection refused).
+/// The fields of a `/proc/.../stat` file from the state on (proc(5)'s
+/// field 3 is index 0). The command name before them is cut off at its
+/// last `)`, because it may hold spaces and parentheses.
+pub fn proc_stat(path: &Path) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(path).ok()?;
+    Some(
+        s[s.rfind(')')? + 2..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
