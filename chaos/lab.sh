@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local three-region lab: no AWS account needed, everything on 127.0.0.1.
 #
-#   chaos/lab.sh install   create chaos/.venv with the pinned moto (idempotent)
+#   chaos/lab.sh install   what the tests need, idempotently: chaos/.venv with the
+#                          pinned moto, and promtool and headless Chromium
+#                          (chaos/tools.sh)
 #   chaos/lab.sh up        install, build, start moto + model server, provision
 #                          three regions (deploy/cloudformation, through moto's
 #                          CloudFormation), start three daemons, wait until
@@ -13,7 +15,9 @@
 #                          $RUN/reports/
 #   chaos/lab.sh down      stop everything `up` started (by PID), leave nothing
 #   chaos/lab.sh status    what is running and where its logs are
-#   chaos/lab.sh test      install, then run the whole test suite
+#   chaos/lab.sh test      install everything the suite needs (the lab's
+#                          virtualenv, and promtool and headless Chromium
+#                          through chaos/tools.sh), then run the whole suite
 #
 # State lives in chaos/.run (PIDs, ports, logs, rendered config). Every server
 # binds 127.0.0.1:0 and reports the port it got (moto and the model server in
@@ -32,7 +36,7 @@ WAIT_SECS=${FAILOVERD_LAB_WAIT:-60}
 say() { printf 'lab: %s\n' "$*"; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 
-install() {
+install_venv() {
   local want have=""
   want=$(grep -E '^moto==' "$ROOT/chaos/requirements.txt")
   if [ -x "$VENV/bin/moto_server" ]; then
@@ -104,7 +108,7 @@ lab_env() {
 }
 
 up() {
-  install
+  install_venv
   [ ! -f "$RUN/moto.pid" ] || { alive moto && die "the lab is already up (chaos/lab.sh down first)"; }
   say "building"
   (cd "$ROOT" && cargo build --quiet --bins)
@@ -243,6 +247,14 @@ down() {
   done
   [ $left -eq 0 ] || die "some processes could not be stopped"
   say "stopped; logs kept in $RUN"
+}
+
+# install: everything the test suite needs. The operator-facing tests judge
+# the metrics with promtool and the status page in headless Chromium
+# (chaos/tools.sh, Debian's packages); `up` needs only the virtualenv.
+install() {
+  install_venv
+  "$ROOT/chaos/tools.sh"
 }
 
 run_tests() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools.sh: install the operator-facing checks' tools from Debian's packages,
-# idempotently. CI calls it from .ci/run; a developer runs it once.
+# idempotently. `chaos/lab.sh test` (the README's test command) calls it.
 #
 #   chaos/tools.sh     promtool (package `prometheus`) and headless Chromium
 #                      (package `chromium`)
@@ -14,17 +14,22 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
+  sudo=()
   if [ "$(id -u)" -ne 0 ]; then
-    echo "tools.sh: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
-    exit 1
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "tools.sh: missing ${need[*]}; run as root, or: sudo apt-get install ${need[*]} fonts-dejavu-core" >&2
+      exit 1
+    fi
   fi
   echo "tools.sh: installing ${need[*]} from Debian" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
+  "${sudo[@]}" apt-get update -qq >/dev/null
   # --no-install-recommends: the server's recommends (node exporter, web
   # assets) are not needed for promtool; the browser needs only itself and
   # its fonts.
-  apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null
   # The Debian prometheus package starts a server as a service where systemd
   # runs; none of the tests needs it, and nothing listens as a side effect
   # in CI containers (no systemd there).

@@ -386,6 +386,31 @@ pub struct Meter {
     /// The epoch of the failover proposed and awaiting approval in the last
     /// record read (0: none).
     proposed_epoch: AtomicU64,
+    /// The newest control record any of this daemon's reads returned.
+    newest: Mutex<Option<SeenRecord>>,
+}
+
+/// A control record as one of this daemon's reads returned it, and when
+/// (unix ms, this daemon's clock).
+#[derive(Debug, Clone)]
+pub struct SeenRecord {
+    pub record: ControlRecord,
+    pub read_at: u64,
+}
+
+impl SeenRecord {
+    /// Is `other` (read at `other_at`) newer than this one? Within one
+    /// incarnation the record only moves forward, so the higher version
+    /// wins whatever order the reads came back in; across incarnations (a
+    /// recreated table) the later read wins.
+    fn replaced_by(&self, other: &ControlRecord, other_at: u64) -> bool {
+        if self.record.incarnation == other.incarnation {
+            other.version > self.record.version
+                || (other.version == self.record.version && other_at > self.read_at)
+        } else {
+            other_at >= self.read_at
+        }
+    }
 }
 
 impl Default for Meter {
@@ -416,6 +441,7 @@ impl Meter {
             rounds: Histogram::new(&ROUND_BUCKETS),
             watch: Mutex::default(),
             proposed_epoch: AtomicU64::new(0),
+            newest: Mutex::default(),
             regions,
         }
     }
@@ -478,6 +504,31 @@ impl Meter {
                     .map(|t| self.failovers[e * TRIGGERS.len() + t].load(Ordering::Relaxed))
                     .sum()
             })
+    }
+
+    /// One of this daemon's reads returned `record` at `read_at`: kept if it
+    /// is the newest seen. Every read through a metered store lands here
+    /// (the round's, the operator API's, the journal view's, prepare's),
+    /// so what the daemon shows is never older than what it last read.
+    pub fn saw_record(&self, record: &ControlRecord, read_at: u64) {
+        let mut cur = self.newest.lock().unwrap_or_else(|p| p.into_inner());
+        if cur
+            .as_ref()
+            .is_none_or(|c| c.replaced_by(record, read_at))
+        {
+            *cur = Some(SeenRecord {
+                record: record.clone(),
+                read_at,
+            });
+        }
+    }
+
+    /// The newest control record this daemon has read, and when.
+    pub fn newest_record(&self) -> Option<SeenRecord> {
+        self.newest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Account for one published round: `prev` is the one it replaces.
@@ -724,6 +775,29 @@ mod tests {
             record: Some(r),
             ..RoundStatus::default()
         }
+    }
+
+    #[test]
+    fn the_newest_record_read_wins_whatever_order_reads_return() {
+        let m = Meter::new(&[]);
+        assert!(m.newest_record().is_none());
+        let old = record(1, Phase::Steady, Step::Done, "us-east-1");
+        let mut new = record(2, Phase::Steady, Step::Done, "us-west-2");
+        new.active = "us-west-2".into();
+        m.saw_record(&new, 200);
+        // A slower read sent earlier returns the older version afterwards.
+        m.saw_record(&old, 300);
+        let seen = m.newest_record().unwrap();
+        assert_eq!((seen.record.active.as_str(), seen.read_at), ("us-west-2", 200));
+        // The same version read again refreshes its age.
+        m.saw_record(&new, 400);
+        assert_eq!(m.newest_record().unwrap().read_at, 400);
+        // A recreated table (another incarnation) starts over at its own
+        // versions: the later read wins.
+        let mut again = record(1, Phase::Steady, Step::Done, "us-east-1");
+        again.incarnation = "j".into();
+        m.saw_record(&again, 500);
+        assert_eq!(m.newest_record().unwrap().record.incarnation, "j");
     }
 
     #[test]

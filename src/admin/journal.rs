@@ -88,6 +88,14 @@ impl JournalView {
             self.store.events(EVENTS, read_at),
             self.store.tokens(TOKENS, read_at)
         );
+        // Then the record, after the journal: the workflow writes the
+        // record before it journals a step, so a record read after the
+        // journal is at least as new as every step the journal shows, and
+        // the page (which shows the newest record this daemon read) never
+        // names an active region older than its own timeline. The daemon's
+        // store is metered, which keeps the newest record read; a failed
+        // read leaves the last one, shown with its age.
+        let _ = self.store.read_record().await;
         let events = events.map_err(|e| crate::error_chain(&e));
         let tokens = tokens.map_err(|e| crate::error_chain(&e));
         let failovers = events

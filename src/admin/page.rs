@@ -91,8 +91,20 @@ fn reason_for(signal: &str, samples: &[String]) -> Option<String> {
 
 /// Everything the page shows, as JSON (`GET /ui/data`).
 pub async fn data(state: &AdminState, now: u64) -> Value {
-    let st = state.shared.snapshot();
+    // The journal first (a cached read, or a new one that reads the record
+    // after the journal), then the records: the record shown is then never
+    // older than the journal shown beside it.
+    let snap = match &state.ops {
+        Some(ops) => Some(ops.journal.get(PAGE_MAX_AGE).await),
+        None => None,
+    };
+    let mut st = state.shared.snapshot();
     let role = st.role_at(now);
+    // The record shown: the newest any of this daemon's reads returned (the
+    // round's, the journal view's, an operator call's), never only the last
+    // round's, which can be a round behind the journal shown beside it.
+    let seen = state.shared.meter.newest_record();
+    let record_read_at = newest_record(&mut st.record, seen, st.at);
     let (config_regions, priorities): (Vec<String>, BTreeMap<String, u32>) = match &state.ops {
         Some(ops) => {
             let cfg = ops.config();
@@ -164,9 +176,8 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         .map(|m| traffic::from_exposition(&m.render()))
         .unwrap_or_default();
 
-    let (journal, tokens, failovers, svg) = match &state.ops {
-        Some(ops) => {
-            let snap = ops.journal.get(PAGE_MAX_AGE).await;
+    let (journal, tokens, failovers, svg) = match snap {
+        Some(snap) => {
             let newest: Vec<&Failover> =
                 snap.failovers.iter().rev().take(FAILOVERS_SHOWN).collect();
             let svg = timeline::svg(&newest, None, now);
@@ -230,6 +241,7 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         "role": role,
         "role_kind": role.as_ref().map_or("unknown", Role::kind),
         "record": st.record,
+        "record_read_age_ms": record_read_at.map(|at| now.saturating_sub(at)),
         "lease": {
             "lease_ms": st.lease_ms,
             "remaining_ms": lease_remaining,
@@ -250,6 +262,28 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         "timeline_svg": svg,
         "journal": journal,
     })
+}
+
+/// Replace `round` (the last round's record, read at `round_at` or before)
+/// with `seen` when that is newer; returns when the record kept was read.
+fn newest_record(
+    round: &mut Option<crate::core::control::ControlRecord>,
+    seen: Option<crate::meter::SeenRecord>,
+    round_at: u64,
+) -> Option<u64> {
+    let newer = |s: &crate::meter::SeenRecord| {
+        round.as_ref().is_none_or(|r| {
+            r.incarnation != s.record.incarnation || s.record.version >= r.version
+        })
+    };
+    match seen {
+        Some(s) if newer(&s) => {
+            let at = s.read_at;
+            *round = Some(s.record);
+            Some(at)
+        }
+        _ => round.as_ref().map(|_| round_at),
+    }
 }
 
 /// JSON safe to embed in a `<script>` element.
@@ -290,6 +324,52 @@ mod tests {
         assert!(!s.contains("</script>") && !s.contains('<'));
         let back: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn the_page_shows_the_newest_record_read_not_the_last_rounds() {
+        use crate::core::control::{ControlRecord, Mode, Phase, Step};
+        use crate::meter::{Meter, SeenRecord};
+        let rec = |version: u64, active: &str| ControlRecord {
+            version,
+            incarnation: "i".into(),
+            epoch: version,
+            active: active.into(),
+            mode: Mode::Auto,
+            phase: Phase::Steady,
+            target: None,
+            execution: None,
+            initiator: None,
+            previous: None,
+            changed_by: String::new(),
+            changed_at: 0,
+            reason: String::new(),
+            last_failover_at: None,
+            switched_at: None,
+            step: Step::Done,
+            aborts: 0,
+            ungraceful: false,
+            old_region_healthy: true,
+            forced: false,
+            proposal: None,
+        };
+        // The journal view read version 7 after the round read version 5.
+        let m = Meter::new(&[]);
+        m.saw_record(&rec(5, "us-east-1"), 1_000);
+        m.saw_record(&rec(7, "us-west-2"), 3_000);
+        let mut shown = Some(rec(5, "us-east-1"));
+        assert_eq!(newest_record(&mut shown, m.newest_record(), 1_000), Some(3_000));
+        assert_eq!(shown.unwrap().active, "us-west-2");
+        // Nothing newer seen than the round's own: the round's, with its age.
+        let mut shown = Some(rec(5, "us-east-1"));
+        let seen = SeenRecord {
+            record: rec(4, "us-west-2"),
+            read_at: 9_000,
+        };
+        assert_eq!(newest_record(&mut shown, Some(seen), 1_000), Some(1_000));
+        assert_eq!(shown.unwrap().active, "us-east-1");
+        let mut none = None;
+        assert_eq!(newest_record(&mut none, None, 1_000), None);
     }
 
     #[test]

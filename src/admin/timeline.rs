@@ -359,12 +359,78 @@ pub fn title(f: &Failover) -> String {
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 20.0;
 const RIGHT: f64 = 40.0;
+/// A lane's height when its labels fit in the first rows (title, figures,
+/// axis at +72, labels above and below it).
 const LANE: f64 = 116.0;
-/// Where milestone labels go, relative to the axis: two rows above, two
-/// below; each label takes the first row where it does not overlap.
-const LABEL_ROWS: [f64; 4] = [-9.0, 19.0, -23.0, 33.0];
-/// Rough width of one character of the 11 px label font.
-const CHAR_W: f64 = 6.0;
+/// The axis, from the top of its lane.
+const AXIS: f64 = 72.0;
+/// Where milestone labels go, relative to the axis: two rows above (the
+/// figures line bounds them), then rows below as many as needed; each label
+/// takes the first row where it overlaps nothing.
+const ABOVE: [f64; 2] = [-9.0, -23.0];
+const FIRST_BELOW: f64 = 19.0;
+const ROW_STEP: f64 = 14.0;
+/// The label font's size (px).
+const LABEL_PX: f64 = 11.0;
+/// Gap kept between two labels in one row (px).
+const LABEL_GAP: f64 = 6.0;
+
+/// The baseline of label row `row`, relative to the axis.
+fn row_offset(row: usize) -> f64 {
+    match ABOVE.get(row) {
+        Some(y) => *y,
+        None => FIRST_BELOW + ROW_STEP * (row - ABOVE.len()) as f64,
+    }
+}
+
+/// An upper bound of `text`'s width at `px` in the page's sans-serif font:
+/// advance widths of DejaVu Sans (Debian's default sans, the widest of the
+/// common ones) in em, rounded up, so a label is never drawn wider than
+/// the room kept for it.
+fn text_width(text: &str, px: f64) -> f64 {
+    let em: f64 = text
+        .chars()
+        .map(|c| match c {
+            ' ' | '.' | ',' | ':' | ';' | 'i' | 'j' | 'l' | '|' | '\'' | '!' => 0.33,
+            'f' | 't' | 'r' | 'I' | '(' | ')' | '[' | ']' | '-' => 0.45,
+            'm' | 'w' | 'M' | 'W' | '→' => 1.0,
+            '+' | '=' | '<' | '>' | '~' => 0.84,
+            c if c.is_ascii_uppercase() => 0.78,
+            c if c.is_ascii_digit() => 0.64,
+            c if c.is_ascii() => 0.63,
+            _ => 1.0,
+        })
+        .sum();
+    em * px
+}
+
+/// Place labels (`(x, width)` in drawing order) into rows: the first row
+/// where a label overlaps no other, opening a new row when none has room.
+/// Returns each label's row and its horizontal span.
+fn place_labels(labels: &[(f64, f64)]) -> Vec<(usize, f64, f64, &'static str)> {
+    let mut row_end: Vec<f64> = Vec::new();
+    labels
+        .iter()
+        .map(|&(x, w)| {
+            let (anchor, x0, x1) = if x < LEFT + w / 2.0 {
+                ("start", x, x + w)
+            } else if x > WIDTH - w / 2.0 - 4.0 {
+                ("end", x - w, x)
+            } else {
+                ("middle", x - w / 2.0, x + w / 2.0)
+            };
+            let row = match row_end.iter().position(|end| end + LABEL_GAP < x0) {
+                Some(r) => r,
+                None => {
+                    row_end.push(f64::MIN);
+                    row_end.len() - 1
+                }
+            };
+            row_end[row] = x1;
+            (row, x0, x1, anchor)
+        })
+        .collect()
+}
 
 /// Draw `failovers` (newest first is how the page passes them) as an SVG:
 /// one lane each, time from the lane's first milestone, one scale for all
@@ -399,14 +465,36 @@ pub fn svg(failovers: &[&Failover], events: Option<&[Event]>, now: u64) -> Strin
         .unwrap_or(1)
         .max(1000) as f64;
     let scale = (WIDTH - LEFT - RIGHT) / longest;
-    let height = LANE * failovers.len() as f64 + 10.0;
+    // Lay every lane's labels out first: a lane whose milestones crowd
+    // together gets the rows it needs, and the lanes below move down.
+    let layouts: Vec<Vec<(usize, f64, f64, &'static str)>> = failovers
+        .iter()
+        .zip(&spans)
+        .map(|(f, (t0, _))| {
+            let labels: Vec<(f64, f64)> = f
+                .milestones
+                .iter()
+                .map(|m| {
+                    let x = LEFT + (m.at - t0) as f64 * scale;
+                    (x, text_width(&milestone_text(m, *t0), LABEL_PX))
+                })
+                .collect();
+            place_labels(&labels)
+        })
+        .collect();
+    let lane_height = |layout: &[(usize, f64, f64, &'static str)]| {
+        let rows = layout.iter().map(|l| l.0 + 1).max().unwrap_or(0);
+        let lowest = (0..rows).map(row_offset).fold(0.0, f64::max);
+        LANE.max(AXIS + lowest + 14.0)
+    };
+    let height: f64 = layouts.iter().map(|l| lane_height(l)).sum::<f64>() + 10.0;
     let _ = write!(
         o,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" width=\"100%\" role=\"img\" aria-label=\"failover timeline\" font-family=\"sans-serif\">"
     );
-    for (i, (f, (t0, t1))) in failovers.iter().zip(&spans).enumerate() {
-        let y0 = i as f64 * LANE;
-        let axis = y0 + 72.0;
+    let mut y0 = 0.0;
+    for ((f, (t0, t1)), layout) in failovers.iter().zip(&spans).zip(&layouts) {
+        let axis = y0 + AXIS;
         let colour = match f.outcome {
             Outcome::Completed => "#1a7f37",
             Outcome::Aborted => "#b35900",
@@ -445,44 +533,29 @@ pub fn svg(failovers: &[&Failover], events: Option<&[Event]>, now: u64) -> Strin
                 );
             }
         }
-        let mut row_end = [f64::MIN; LABEL_ROWS.len()];
-        for m in &f.milestones {
+        for (m, (row, _, _, anchor)) in f.milestones.iter().zip(layout) {
             let x = LEFT + (m.at - t0) as f64 * scale;
-            let text = format!("{} +{:.1}s", m.label, (m.at - t0) as f64 / 1000.0);
-            let w = text.chars().count() as f64 * CHAR_W;
-            let (anchor, x0, x1) = if x < LEFT + w / 2.0 {
-                ("start", x - 4.0, x + w)
-            } else if x > WIDTH - w / 2.0 - 4.0 {
-                ("end", x - w, x)
-            } else {
-                ("middle", x - w / 2.0, x + w / 2.0)
-            };
-            // Close milestones (detection, claim and StartExecution are
-            // often within a second) get separate rows rather than
-            // overprinted labels.
-            let row = (0..LABEL_ROWS.len())
-                .find(|r| row_end[*r] + 6.0 < x0)
-                .unwrap_or_else(|| {
-                    (0..LABEL_ROWS.len())
-                        .min_by(|a, b| row_end[*a].total_cmp(&row_end[*b]))
-                        .unwrap_or(0)
-                });
-            row_end[row] = x1;
-            let ly = axis + LABEL_ROWS[row];
+            let ly = axis + row_offset(*row);
             let _ = write!(
                 o,
-                "<g class=\"milestone\" data-label=\"{}\"><circle cx=\"{x:.1}\" cy=\"{axis:.1}\" r=\"5\" fill=\"{colour}\"/><text x=\"{x:.1}\" y=\"{ly:.1}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"#222\">{}</text><title>{} at +{} by {}</title></g>",
+                "<g class=\"milestone\" data-label=\"{}\" data-row=\"{row}\"><circle cx=\"{x:.1}\" cy=\"{axis:.1}\" r=\"5\" fill=\"{colour}\"/><text x=\"{x:.1}\" y=\"{ly:.1}\" font-size=\"{LABEL_PX}\" text-anchor=\"{anchor}\" fill=\"#222\">{}</text><title>{} at +{} by {}</title></g>",
                 esc(m.label),
-                esc(&text),
+                esc(&milestone_text(m, *t0)),
                 esc(m.label),
                 esc(&secs((m.at - t0) as i64)),
                 esc(&m.who)
             );
         }
         o.push_str("</g>");
+        y0 += lane_height(layout);
     }
     o.push_str("</svg>");
     o
+}
+
+/// A milestone's label: `prepared +0.4s`.
+fn milestone_text(m: &Milestone, t0: u64) -> String {
+    format!("{} +{:.1}s", m.label, (m.at - t0) as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -654,6 +727,73 @@ mod tests {
             "the old flap is outside"
         );
         assert!(!evs.iter().any(|e| e.epoch == Some(3)));
+    }
+
+    #[test]
+    fn labels_never_share_a_row_where_they_would_overlap() {
+        // Six milestones within 40 px, as a fast failover draws them on a
+        // lane scaled to a slow one: every pair in a row keeps the gap.
+        let texts = [
+            "detected +0.0s",
+            "claimed +0.0s",
+            "StartExecution +0.1s",
+            "prepared +0.2s",
+            "switched +0.3s",
+            "steady +0.4s",
+        ];
+        let labels: Vec<(f64, f64)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (300.0 + 8.0 * i as f64, text_width(t, LABEL_PX)))
+            .collect();
+        let placed = place_labels(&labels);
+        for (i, a) in placed.iter().enumerate() {
+            for b in &placed[i + 1..] {
+                if a.0 == b.0 {
+                    assert!(
+                        a.2 + LABEL_GAP <= b.1 || b.2 + LABEL_GAP <= a.1,
+                        "labels overlap in row {}: {a:?} {b:?}",
+                        a.0
+                    );
+                }
+            }
+        }
+        // More rows than the four there used to be, and none above the
+        // figures line.
+        assert_eq!(placed.iter().map(|p| p.0).max(), Some(5));
+        assert!((0..6).map(row_offset).all(|y| y >= -23.0));
+        // The estimate is an upper bound of DejaVu Sans at 11 px (measured
+        // in Chromium 156 with DejaVu Sans: "prepared +0.4s" is 85.7 px wide,
+        // "StartExecution +0.1s" 116.8).
+        assert!(text_width("prepared +0.4s", LABEL_PX) >= 85.7);
+        assert!(text_width("StartExecution +0.1s", LABEL_PX) >= 116.8);
+    }
+
+    #[test]
+    fn a_crowded_lane_grows_and_pushes_the_next_one_down() {
+        let mut all = journal();
+        all.push(ev(
+            12_001,
+            "us-west-2",
+            "failover_claimed",
+            Some(4),
+            "a -> b (automatic)",
+        ));
+        let fs = failovers(&all);
+        let refs: Vec<&Failover> = fs.iter().rev().collect();
+        let s = svg(&refs, None, 70_000);
+        let rows: Vec<usize> = s
+            .split("data-row=\"")
+            .skip(1)
+            .filter_map(|x| x.split('"').next()?.parse().ok())
+            .collect();
+        assert!(!rows.is_empty());
+        let height: f64 = s
+            .split("viewBox=\"0 0 960 ")
+            .nth(1)
+            .and_then(|x| x.split('"').next()?.parse().ok())
+            .unwrap();
+        assert!(height >= LANE * refs.len() as f64);
     }
 
     #[test]

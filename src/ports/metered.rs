@@ -100,9 +100,15 @@ impl ControlStore for Metered<dyn ControlStore> {
     }
 
     async fn read_record(&self) -> Result<Option<ControlRecord>, PortError> {
+        let sent = self.clock.now_ms();
         let t0 = Instant::now();
         let r = self.inner.read_record().await;
         self.done(Op::ReadRecord, self.replica(), t0, &r);
+        if let Ok(Some(rec)) = &r {
+            // Stamped with the send: the record was current at some moment
+            // after it, so its age is never understated.
+            self.meter.saw_record(rec, sent);
+        }
         r
     }
 

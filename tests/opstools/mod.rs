@@ -29,7 +29,7 @@ pub fn tool(name: &str, env_var: &str) -> PathBuf {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
-            panic!("{name} not found on PATH (nor ${env_var}): install it with chaos/tools.sh")
+            panic!("{name} not found on PATH (nor ${env_var}): install it with `chaos/lab.sh install` (the README's test command, `chaos/lab.sh test`, does)")
         })
 }
 
