@@ -512,10 +512,7 @@ impl Meter {
     /// so what the daemon shows is never older than what it last read.
     pub fn saw_record(&self, record: &ControlRecord, read_at: u64) {
         let mut cur = self.newest.lock().unwrap_or_else(|p| p.into_inner());
-        if cur
-            .as_ref()
-            .is_none_or(|c| c.replaced_by(record, read_at))
-        {
+        if cur.as_ref().is_none_or(|c| c.replaced_by(record, read_at)) {
             *cur = Some(SeenRecord {
                 record: record.clone(),
                 read_at,
@@ -788,7 +785,10 @@ mod tests {
         // A slower read sent earlier returns the older version afterwards.
         m.saw_record(&old, 300);
         let seen = m.newest_record().unwrap();
-        assert_eq!((seen.record.active.as_str(), seen.read_at), ("us-west-2", 200));
+        assert_eq!(
+            (seen.record.active.as_str(), seen.read_at),
+            ("us-west-2", 200)
+        );
         // The same version read again refreshes its age.
         m.saw_record(&new, 400);
         assert_eq!(m.newest_record().unwrap().read_at, 400);

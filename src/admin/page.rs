@@ -272,9 +272,9 @@ fn newest_record(
     round_at: u64,
 ) -> Option<u64> {
     let newer = |s: &crate::meter::SeenRecord| {
-        round.as_ref().is_none_or(|r| {
-            r.incarnation != s.record.incarnation || s.record.version >= r.version
-        })
+        round
+            .as_ref()
+            .is_none_or(|r| r.incarnation != s.record.incarnation || s.record.version >= r.version)
     };
     match seen {
         Some(s) if newer(&s) => {
@@ -358,7 +358,10 @@ mod tests {
         m.saw_record(&rec(5, "us-east-1"), 1_000);
         m.saw_record(&rec(7, "us-west-2"), 3_000);
         let mut shown = Some(rec(5, "us-east-1"));
-        assert_eq!(newest_record(&mut shown, m.newest_record(), 1_000), Some(3_000));
+        assert_eq!(
+            newest_record(&mut shown, m.newest_record(), 1_000),
+            Some(3_000)
+        );
         assert_eq!(shown.unwrap().active, "us-west-2");
         // Nothing newer seen than the round's own: the round's, with its age.
         let mut shown = Some(rec(5, "us-east-1"));
