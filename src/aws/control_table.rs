@@ -93,10 +93,6 @@ fn get_n(item: &Item, k: &str) -> Option<u64> {
     }
 }
 
-fn get_bool(item: &Item, k: &str) -> bool {
-    matches!(item.get(k), Some(AttributeValue::Bool(true)))
-}
-
 /// A time attribute: unix ms (`N`) or RFC 3339 (`S`).
 fn get_time(item: &Item, k: &str) -> Option<u64> {
     match item.get(k)? {
@@ -119,6 +115,28 @@ struct Bad(String);
 
 fn need<T>(v: Option<T>, what: &str) -> Result<T, Bad> {
     v.ok_or_else(|| Bad(format!("missing or unreadable attribute {what:?}")))
+}
+
+/// An optional attribute read strictly: absent is `None`, present but not
+/// decodable by `read` is an error (never a default a decision would act
+/// on, such as 0 aborts or a proposal made at the epoch).
+fn optional<T>(it: &Item, k: &str, read: fn(&Item, &str) -> Option<T>) -> Result<Option<T>, Bad> {
+    match it.get(k) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(_) => read(it, k)
+            .map(Some)
+            .ok_or_else(|| Bad(format!("unreadable attribute {k:?}"))),
+    }
+}
+
+/// A flag: absent is false (it is written with the first claim), present
+/// but not a boolean is an error.
+fn flag(it: &Item, k: &str) -> Result<bool, Bad> {
+    match it.get(k) {
+        None => Ok(false),
+        Some(AttributeValue::Bool(b)) => Ok(*b),
+        Some(_) => Err(Bad(format!("unreadable attribute {k:?}: not a boolean"))),
+    }
 }
 
 impl ControlTable {
@@ -276,6 +294,16 @@ fn record_from_item(it: &Item) -> Result<ControlRecord, Bad> {
     };
     let step_name = need(get_s(it, "step"), "step")?;
     let step = Step::parse(&step_name).ok_or_else(|| Bad(format!("unknown step {step_name:?}")))?;
+    // A failover's flags decide how it runs (drain or not, forced): a claim
+    // writes all three, so a record failing over without them is damaged.
+    let failover_flag = |k: &str| -> Result<bool, Bad> {
+        if phase == Phase::FailingOver && !it.contains_key(k) {
+            return Err(Bad(format!(
+                "missing attribute {k:?} on a record failing over"
+            )));
+        }
+        flag(it, k)
+    };
     Ok(ControlRecord {
         version: need(get_n(it, "version"), "version")?,
         incarnation: need(get_s(it, "incarnation"), "incarnation")?,
@@ -288,15 +316,17 @@ fn record_from_item(it: &Item) -> Result<ControlRecord, Bad> {
         initiator: get_s(it, "initiator"),
         previous: get_s(it, "previous"),
         changed_by: get_s(it, "changed_by").unwrap_or_default(),
-        changed_at: get_time(it, "changed_at").unwrap_or(0),
+        changed_at: need(get_time(it, "changed_at"), "changed_at")?,
         reason: get_s(it, "reason").unwrap_or_default(),
-        last_failover_at: get_time(it, "last_failover_at"),
-        switched_at: get_time(it, "switched_at"),
+        last_failover_at: optional(it, "last_failover_at", get_time)?,
+        switched_at: optional(it, "switched_at", get_time)?,
         step,
-        aborts: get_n(it, "aborts").unwrap_or(0),
-        ungraceful: get_bool(it, "ungraceful"),
-        old_region_healthy: get_bool(it, "old_region_healthy"),
-        forced: get_bool(it, "forced"),
+        // The planner's backoff after aborted failovers: written as 0 with
+        // the record, never read as 0 when it is not there.
+        aborts: need(optional(it, "aborts", get_n)?, "aborts")?,
+        ungraceful: failover_flag("ungraceful")?,
+        old_region_healthy: failover_flag("old_region_healthy")?,
+        forced: failover_flag("forced")?,
         proposal: proposal_from_item(it)?,
     })
 }
@@ -316,7 +346,9 @@ fn proposal_from_item(it: &Item) -> Result<Option<Proposal>, Bad> {
         from: need(get_s(it, "proposal_from"), "proposal_from")?,
         target: need(get_s(it, "proposal_target"), "proposal_target")?,
         proposer: get_s(it, "proposal_by").unwrap_or_default(),
-        proposed_at: get_time(it, "proposal_at").unwrap_or(0),
+        // The approval timeout counts from it: a missing time would read as
+        // "timed out long ago".
+        proposed_at: need(optional(it, "proposal_at", get_time)?, "proposal_at")?,
         reason: get_s(it, "proposal_reason").unwrap_or_default(),
         state,
         decided_by: get_s(it, "proposal_decided_by"),
@@ -1227,7 +1259,60 @@ mod tests {
             ("mode".into(), s("auto")),
             ("state".into(), s("steady")),
             ("step".into(), s("done")),
+            ("aborts".into(), n(0)),
+            ("changed_at".into(), n(1_795_000_000_000)),
         ])
+    }
+
+    #[test]
+    fn decision_fields_missing_or_unreadable_are_errors_not_defaults() {
+        // Missing.
+        for attr in ["aborts", "changed_at"] {
+            let mut it = record_item();
+            it.remove(attr);
+            let Err(Bad(why)) = record_from_item(&it) else {
+                panic!("a record without {attr} decoded");
+            };
+            assert!(why.contains(attr), "{why}");
+        }
+        // Present but not decodable.
+        for (attr, v) in [
+            ("aborts", s("many")),
+            ("last_failover_at", s("yesterday")),
+            ("switched_at", AttributeValue::Bool(true)),
+            ("forced", s("yes")),
+        ] {
+            let mut it = record_item();
+            it.insert(attr.into(), v);
+            let Err(Bad(why)) = record_from_item(&it) else {
+                panic!("{attr} undecodable decoded");
+            };
+            assert!(why.contains(attr), "{why}");
+        }
+        // A failover in flight without its flags.
+        let mut it = record_item();
+        it.insert("state".into(), s("failing_over"));
+        assert!(record_from_item(&it).is_err());
+        for f in ["ungraceful", "old_region_healthy", "forced"] {
+            it.insert(f.into(), AttributeValue::Bool(false));
+        }
+        assert!(record_from_item(&it).is_ok());
+        // A proposal without its time would read as timed out long ago.
+        let mut it = record_item();
+        for (k, v) in [
+            ("proposal_state", s("proposed")),
+            ("proposal_epoch", n(3)),
+            ("proposal_from", s("us-east-1")),
+            ("proposal_target", s("us-west-2")),
+        ] {
+            it.insert(k.into(), v);
+        }
+        let Err(Bad(why)) = record_from_item(&it) else {
+            panic!("a proposal without proposal_at decoded");
+        };
+        assert!(why.contains("proposal_at"), "{why}");
+        it.insert("proposal_at".into(), n(1_795_000_000_000));
+        assert!(record_from_item(&it).is_ok_and(|r| r.proposal.is_some()));
     }
 
     #[test]
