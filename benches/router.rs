@@ -35,6 +35,10 @@
 //! release build, with this same load generator; default: the ones built
 //! with this benchmark).
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -1,6 +1,6 @@
 //! failoverd: a multi-region failover control daemon.
 //!
-//! Module map (see `docs/` and DESIGN.md for the why):
+//! Module map (docs/design.md is the map, the other files in docs/ the why):
 
 pub mod admin; // /healthz, /readyz (status and metrics join later)
 pub mod aws; // SDK clients per (service, region) and the service adapters

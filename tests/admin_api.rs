@@ -12,6 +12,10 @@
 //!   beside `$USER`; with neither STS nor a name it refuses rather than
 //!   record "unknown".
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::process::{Command, Stdio};
@@ -123,10 +127,7 @@ fn admin_mutations_need_the_token_and_record_who_acted() {
     );
     assert_eq!(paused.version, before.version + 1, "one fenced write");
     let journal = Lab::rt()
-        .block_on(
-            lab.table()
-                .events(200, failoverd::aws::control_table::now_ms()),
-        )
+        .block_on(lab.table().events(200, failoverd::ports::clock::wall_ms()))
         .unwrap()
         .items;
     assert!(

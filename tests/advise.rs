@@ -3,6 +3,10 @@
 //! input with the right exit code. Servers listen on 127.0.0.1:0 and stop
 //! at the end of each test.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -266,6 +270,7 @@ fn the_admin_endpoint_says_not_collected_and_advise_exits_69() {
         region: "us-east-1".into(),
         shared: Arc::new(failoverd::state::Shared::default()),
         metrics: None,
+        clock: Arc::new(failoverd::ports::clock::SystemClock),
         ops: None,
     };
     let server = rt.spawn(failoverd::http::serve(

@@ -29,6 +29,10 @@
 //!
 //! Timings are printed, never asserted.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

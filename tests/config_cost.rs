@@ -2,6 +2,10 @@
 //! model, schedules per provisioned endpoint, and every combination that
 //! cannot hold refused with its file and key.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,10 @@
 //! report; its AWS endpoints and probes point at a [`ClosedPort`], so every
 //! AWS call fails fast and nothing leaves the machine.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -7,6 +7,10 @@
 //!
 //! Waits are level-triggered with generous caps; no timing is asserted.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::time::Duration;

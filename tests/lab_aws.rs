@@ -2,6 +2,10 @@
 //! DynamoDB, Route 53 and Step Functions here; SageMaker runtime in
 //! tests/model_server.rs against the lab's model server.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::process::Command;

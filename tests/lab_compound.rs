@@ -18,6 +18,10 @@
 //!
 //! Waits are level-triggered with generous caps; no timing is asserted.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::time::Duration;
@@ -94,7 +98,7 @@ fn a_target_whose_model_rejects_the_warm_up_still_takes_over() {
     let tokens = Lab::rt()
         .block_on(async {
             lab.table()
-                .tokens(100, failoverd::aws::control_table::now_ms())
+                .tokens(100, failoverd::ports::clock::wall_ms())
                 .await
         })
         .unwrap();

@@ -3,6 +3,10 @@
 //! there, so the daemons refuse it and say so; an operator's failover still
 //! runs, and its record, tokens and journal reach every replica.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use failoverd::ports::ControlStore;
@@ -43,7 +47,7 @@ fn eventual_mode_replicates_refuses_automatic_failover_and_runs_a_manual_one() {
             let events = Lab::rt()
                 .block_on(async {
                     lab.table_in("us-west-2")
-                        .events(500, failoverd::aws::control_table::now_ms())
+                        .events(500, failoverd::ports::clock::wall_ms())
                         .await
                         .map(|p| p.items)
                 })
@@ -109,7 +113,7 @@ fn eventual_mode_replicates_refuses_automatic_failover_and_runs_a_manual_one() {
             let tokens = Lab::rt()
                 .block_on(async {
                     lab.table_in("us-west-2")
-                        .tokens(1000, failoverd::aws::control_table::now_ms())
+                        .tokens(1000, failoverd::ports::clock::wall_ms())
                         .await
                         .map(|p| p.items)
                 })

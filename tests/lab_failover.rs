@@ -10,6 +10,10 @@
 //! Waits are level-triggered with generous caps (the lab polls every 1 s);
 //! timings are reported by chaos/figures.sh, never asserted here.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use failoverd::ports::ControlStore;
@@ -42,7 +46,7 @@ fn kinds(lab: &Lab) -> Vec<String> {
     Lab::rt()
         .block_on(async {
             lab.table()
-                .events(500, failoverd::aws::control_table::now_ms())
+                .events(500, failoverd::ports::clock::wall_ms())
                 .await
                 .map(|p| p.items)
         })
@@ -76,7 +80,7 @@ fn inverted_check_fails_over_once_and_does_not_flap() {
         Duration::from_secs(30),
         |s, _| s == 200,
     );
-    let acted = failoverd::aws::control_table::now_ms();
+    let acted = failoverd::ports::clock::wall_ms();
     let lease = lab.config.timings.lease.as_millis() as u64;
     let switched_at = switched.switched_at.expect("the switch time");
     assert!(
@@ -109,7 +113,7 @@ fn inverted_check_fails_over_once_and_does_not_flap() {
     let tokens = Lab::rt()
         .block_on(async {
             lab.table()
-                .tokens(1000, failoverd::aws::control_table::now_ms())
+                .tokens(1000, failoverd::ports::clock::wall_ms())
                 .await
                 .map(|p| p.items)
         })
@@ -216,7 +220,7 @@ fn killed_target_daemon_is_replaced_and_the_workflow_completes() {
             let toks = Lab::rt()
                 .block_on(async {
                     lab.table()
-                        .tokens(1000, failoverd::aws::control_table::now_ms())
+                        .tokens(1000, failoverd::ports::clock::wall_ms())
                         .await
                         .map(|p| p.items)
                 })
@@ -241,7 +245,7 @@ fn killed_target_daemon_is_replaced_and_the_workflow_completes() {
     let toks = Lab::rt()
         .block_on(async {
             lab.table()
-                .tokens(1000, failoverd::aws::control_table::now_ms())
+                .tokens(1000, failoverd::ports::clock::wall_ms())
                 .await
                 .map(|p| p.items)
         })
@@ -268,7 +272,7 @@ fn a_daemon_cut_off_from_aws_does_nothing_and_the_others_carry_on() {
             *v = dead.to_string();
         }
     }
-    let cut_at = failoverd::aws::control_table::now_ms();
+    let cut_at = failoverd::ports::clock::wall_ms();
     lab.start_daemon("eu-west-1");
     lab.wait_admin(
         "eu-west-1",
@@ -295,7 +299,7 @@ fn a_daemon_cut_off_from_aws_does_nothing_and_the_others_carry_on() {
     let events = Lab::rt()
         .block_on(async {
             lab.table()
-                .events(500, failoverd::aws::control_table::now_ms())
+                .events(500, failoverd::ports::clock::wall_ms())
                 .await
                 .map(|p| p.items)
         })
@@ -426,7 +430,7 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
     let events = Lab::rt()
         .block_on(async {
             lab.table()
-                .events(500, failoverd::aws::control_table::now_ms())
+                .events(500, failoverd::ports::clock::wall_ms())
                 .await
                 .map(|p| p.items)
         })

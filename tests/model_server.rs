@@ -3,6 +3,10 @@
 //! fault as the SDK's typed error, cold starts, per-region outages, stats,
 //! and the control API's validation.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;

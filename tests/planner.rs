@@ -5,6 +5,10 @@
 //! With `policy.approval = "manual"`: proposals instead of claims, approval
 //! by epoch, rejection, expiry or proceeding at the timeout, withdrawal.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 
 use failoverd::core::control::{ControlRecord, Mode, Phase, Step};

@@ -8,6 +8,10 @@
 //! region choice is deterministic. DynamoDB points at a closed port (the
 //! routing table read fails fast; defaults apply).
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -723,7 +727,7 @@ async fn a_stood_down_active_stops_ranking_itself_first() {
         }
     })
     .await;
-    let now = failoverd::aws::control_table::now_ms();
+    let now = failoverd::ports::clock::wall_ms();
     {
         let mut st = s.shared.status.lock().unwrap();
         st.region = "us-east-1".into();
@@ -814,11 +818,14 @@ async fn batch_job_is_stored_then_pollable_across_a_restart() {
 
     // Durable before the 202: payload in S3, job in DynamoDB.
     let id = location.trim_start_matches("/v1/jobs/");
-    let job = DynamoJobs::new(s.clients.clone())
-        .get(router::batch::job_table(&s.config), id)
-        .await
-        .unwrap()
-        .expect("the job item exists");
+    let job = DynamoJobs::new(
+        s.clients.clone(),
+        Arc::new(failoverd::ports::clock::SystemClock),
+    )
+    .get(router::batch::job_table(&s.config), id)
+    .await
+    .unwrap()
+    .expect("the job item exists");
     assert_eq!(job.region, "us-east-1");
     assert!(job.output.is_some());
     let stored = s

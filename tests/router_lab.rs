@@ -5,6 +5,10 @@
 //! reports what its clients asked per model (`GET /traffic`), which
 //! `failoverd advise` reads from the daemon.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use failoverd::ports::ControlStore;

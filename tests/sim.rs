@@ -14,6 +14,10 @@
 //! - each fake's own tests, against the AWS behaviour it claims, live in
 //!   its module.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "sim/mod.rs"]
 mod sim;
 

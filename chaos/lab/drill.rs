@@ -13,9 +13,10 @@
 use std::path::PathBuf;
 
 use failoverd::aws::AwsClients;
-use failoverd::aws::control_table::{ControlTable, now_ms, rfc3339};
+use failoverd::aws::control_table::ControlTable;
 use failoverd::config::{self, EnvSource};
 use failoverd::ports::ControlStore;
+use failoverd::ports::clock::{rfc3339, wall_ms as now_ms};
 
 #[derive(Debug, clap::Args)]
 pub struct InvertArgs {

@@ -8,6 +8,10 @@
 //!   through moto's CloudFormation, and what moto cannot deploy (the
 //!   tables, the user's SageMaker endpoints) through failoverd's adapters.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 mod drill;
 mod model_server;
 mod provision;

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use failoverd::aws::AwsClients;
-use failoverd::aws::control_table::now_ms;
 use failoverd::config::{self, EnvSource};
+use failoverd::ports::clock::wall_ms as now_ms;
 use tracing::{info, warn};
 
 type Item = HashMap<String, AttributeValue>;

@@ -56,6 +56,8 @@ pub struct AdminState {
     pub shared: Arc<Shared>,
     /// The inference router's metrics (`GET /metrics`), when it runs.
     pub metrics: Option<Arc<crate::router::metrics::Metrics>>,
+    /// Wall time for what the handlers show (ages, `/active`'s lease).
+    pub clock: Arc<dyn crate::ports::Clock>,
     /// What the page, the journal-derived metrics and the mutations need
     /// beyond the last round; `None` serves only what the round holds.
     pub ops: Option<Arc<Ops>>,
@@ -99,7 +101,7 @@ impl Ops {
 
 /// Route one admin request.
 pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
-    let now = crate::aws::control_table::now_ms();
+    let now = state.clock.now_ms();
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => http::text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {

@@ -18,7 +18,6 @@
 //! and logged so one bad item cannot hide the others.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -42,32 +41,7 @@ type Item = HashMap<String, AttributeValue>;
 const SERVICE: &str = "DynamoDB";
 const CONTROL: &str = "CONTROL";
 
-/// Unix milliseconds now (wall clock). Daemon code takes time from the
-/// `Clock` port; this is for the lab's tools and tests.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 with milliseconds, for humans and the journal's sort key.
-pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-/// Parse RFC 3339 (`2026-11-26T17:56:54.123Z`, `...+00:00`) to unix ms.
-pub fn parse_time(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let t = t
-        .strip_suffix("+00:00")
-        .map(|x| format!("{x}Z"))
-        .unwrap_or_else(|| t.to_string());
-    humantime::parse_rfc3339_weak(&t)
-        .ok()
-        .and_then(|st| st.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-}
+pub use crate::ports::clock::{parse_time, rfc3339};
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::AwsClients;
+use crate::ports::Clock;
 use crate::ports::jobs::{Job, JobStore, JobStoreError, TableRef};
 use crate::ports::routing_table::{RoutingTable, RoutingTableError};
 use crate::ports::store::{is_live, ttl_for};
@@ -27,11 +28,13 @@ pub const JOB_PK: &str = "JOB";
 /// The [`JobStore`] and [`RoutingTable`] ports over DynamoDB.
 pub struct DynamoJobs {
     clients: Arc<AwsClients>,
+    /// Wall time, for the items' TTL (DynamoDB deletes expired items late).
+    clock: Arc<dyn Clock>,
 }
 
 impl DynamoJobs {
-    pub fn new(clients: Arc<AwsClients>) -> Self {
-        Self { clients }
+    pub fn new(clients: Arc<AwsClients>, clock: Arc<dyn Clock>) -> Self {
+        Self { clients, clock }
     }
 }
 
@@ -139,7 +142,7 @@ impl JobStore for DynamoJobs {
                 source: Box::new(e),
             })?;
         out.item
-            .filter(|item| live(item, super::control_table::now_ms()))
+            .filter(|item| live(item, self.clock.now_ms()))
             .map(|item| job_from_item(id, &item))
             .transpose()
     }

@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sagemakerruntime::config::endpoint::{Params, ResolveEndpoint};
@@ -51,6 +51,7 @@ use tracing::warn;
 use super::AwsClients;
 use super::errors::{ErrorKind, classify, kind_of_code};
 use super::sigv4::{self, Keys, Signer};
+use crate::ports::clock::{Clock, system_time};
 use crate::ports::inference::{
     Answer, AsyncAccepted, AsyncInvocation, BoxError, Inference, Invocation, InvokeError,
     ModelFailure,
@@ -94,6 +95,8 @@ pub struct SageMakerRuntime {
     regions: RwLock<HashMap<String, Arc<RegionEndpoint>>>,
     credentials: RwLock<Option<Credentials>>,
     refresh: tokio::sync::Mutex<()>,
+    /// Wall time for signing (SigV4 dates) and credential expiry.
+    clock: Arc<dyn Clock>,
 }
 
 /// A service's error answer (the source of [`InvokeError`]s from the
@@ -126,7 +129,7 @@ pub enum SetupError {
 }
 
 impl SageMakerRuntime {
-    pub fn new(clients: Arc<AwsClients>) -> Self {
+    pub fn new(clients: Arc<AwsClients>, clock: Arc<dyn Clock>) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(3)));
         http.enforce_http(false);
@@ -162,6 +165,7 @@ impl SageMakerRuntime {
             regions: RwLock::default(),
             credentials: RwLock::default(),
             refresh: tokio::sync::Mutex::new(()),
+            clock,
         }
     }
 
@@ -231,7 +235,7 @@ impl SageMakerRuntime {
     async fn credentials(&self) -> Result<Credentials, SetupError> {
         let fresh = |c: &Credentials| {
             c.expiry()
-                .is_none_or(|e| e > SystemTime::now() + CREDENTIALS_MARGIN)
+                .is_none_or(|e| e > system_time(self.clock.now_ms()) + CREDENTIALS_MARGIN)
         };
         let cached = |s: &Self| {
             s.credentials
@@ -306,7 +310,7 @@ impl SageMakerRuntime {
                 payload: &inv.body,
                 region,
                 service: SIGNING_NAME,
-                time: SystemTime::now(),
+                time: system_time(self.clock.now_ms()),
             },
         );
         let uri = Uri::builder()

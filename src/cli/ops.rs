@@ -18,7 +18,6 @@ use std::io::{BufRead, IsTerminal, Write as _};
 
 use serde::Serialize;
 
-use crate::aws::control_table::rfc3339;
 use crate::config::Config;
 use crate::core::control::{ControlRecord, Phase};
 use crate::core::plan::{self, Action, Decision, Inputs, RecordRead, Request};
@@ -28,6 +27,7 @@ use crate::core::tokens::TokenStatus;
 use crate::daemon::executor::{Executor, Outcome};
 use crate::daemon::reconcile::policy;
 use crate::ports::Ports;
+use crate::ports::clock::rfc3339;
 use crate::ports::store::{Event, TokenItem};
 
 /// Exit: the request was refused as unsafe or pointless, or not confirmed.

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::admin::timeline::{self, Failover, esc, secs};
-use crate::aws::control_table::rfc3339;
 use crate::config::EnvSource;
 use crate::ports::ControlStore;
+use crate::ports::clock::rfc3339;
 use crate::ports::store::Event;
 
 /// Journal entries read by default.

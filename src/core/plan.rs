@@ -6,7 +6,7 @@
 //! one action, always as a write conditional on the record's `version`, so
 //! two planners that read the same record cannot both act.
 //!
-//! Rules for automatic failover (DESIGN.md section 5):
+//! Rules for automatic failover (docs/design.md §5):
 //! - only with a quorum (see `quorum`), only in `auto` mode, only when the
 //!   record is steady;
 //! - the active region must be `Down` by quorum;

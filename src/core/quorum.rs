@@ -1,6 +1,6 @@
 //! Votes from every region's daemon -> a verdict per region.
 //!
-//! Rules (DESIGN.md section 5):
+//! Rules (docs/design.md §5):
 //! - a vote counts only while fresh (`now - at <= freshness`);
 //! - nothing is decided unless a majority of *all configured* regions have
 //!   fresh votes, and this daemon's own vote is among them (an observer that

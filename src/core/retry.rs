@@ -43,14 +43,11 @@ pub fn cold_start_delay(unit: Duration, attempt: u32) -> Duration {
     unit.saturating_mul(attempt.max(1))
 }
 
-/// Delay before throttling retry number `attempt` (1-based): `base ×
-/// 2^(attempt-1)` capped at `cap`, with equal jitter: half of it fixed, the
-/// other half scaled by `jitter` in `[0, 1)` (tests pass 0 or 1).
+/// Delay before throttling retry number `attempt` (1-based): the daemon's
+/// one exponential backoff ([`super::backoff::delay`]: `base ×
+/// 2^(attempt-1)` capped at `cap`, equal jitter; tests pass 0 or 1).
 pub fn throttle_delay(base: Duration, cap: Duration, attempt: u32, jitter: f64) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let full = base.saturating_mul(1u32 << exp).min(cap);
-    let half = full / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    super::backoff::delay(base, cap, attempt, jitter)
 }
 
 /// A token bucket for retries: earns `ratio` per original request and a

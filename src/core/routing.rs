@@ -35,8 +35,7 @@
 //! that order, moving on only when a region cannot serve (outage, connection
 //! failure). The first is the local region when the control record names it
 //! active and it is healthy; otherwise the record's active region when it is
-//! not known to be down (DESIGN §6: "the surviving region the control record
-//! names"); then every other region not known to be down by priority; then
+//! not known to be down (docs/design.md §6, region order); then every other region not known to be down by priority; then
 //! the ones known down (fail open: an observer can be wrong, and trying a
 //! region beats refusing). Targets whose circuit breaker has ejected them go
 //! last, unless every region is ejected, in which case ejection is ignored:

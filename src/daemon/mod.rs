@@ -306,6 +306,7 @@ impl Daemon {
             region: self.config.region.clone(),
             shared: shared.clone(),
             metrics: Some(router.metrics.clone()),
+            clock: ports.clock.clone(),
             ops: Some(admin::Ops::start(
                 config_rx.clone(),
                 ports.clone(),

@@ -1,4 +1,4 @@
-//! The embedded inference router (DESIGN §6).
+//! The embedded inference router (docs/design.md §6, docs/router.md).
 //!
 //! Every daemon serves the SageMaker runtime wire API
 //! (`POST /endpoints/{model}/invocations`: an existing SageMaker client
@@ -91,13 +91,20 @@ pub struct Ports {
 impl Ports {
     /// The AWS adapters over the daemon's SDK clients, and the host's clock.
     pub fn aws(clients: Arc<AwsClients>) -> Self {
-        let dynamo = Arc::new(crate::aws::jobs::DynamoJobs::new(clients.clone()));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let dynamo = Arc::new(crate::aws::jobs::DynamoJobs::new(
+            clients.clone(),
+            clock.clone(),
+        ));
         Self {
-            inference: Arc::new(crate::aws::runtime::SageMakerRuntime::new(clients.clone())),
+            inference: Arc::new(crate::aws::runtime::SageMakerRuntime::new(
+                clients.clone(),
+                clock.clone(),
+            )),
             blobs: Arc::new(crate::aws::s3::S3Blobs::new(clients)),
             jobs: dynamo.clone(),
             routing_table: dynamo,
-            clock: Arc::new(SystemClock),
+            clock,
         }
     }
 }

@@ -390,7 +390,7 @@ pub fn events(lab: &Lab) -> Vec<failoverd::ports::store::Event> {
     Lab::rt()
         .block_on(async {
             lab.table()
-                .events(1000, failoverd::aws::control_table::now_ms())
+                .events(1000, failoverd::ports::clock::wall_ms())
                 .await
                 .map(|p| p.items)
         })
