@@ -9,14 +9,17 @@
 //! A token shorter than [`MIN_TOKEN_LEN`] bytes is refused as if absent and
 //! the start-up check ([`check_token_file`]) says so.
 //!
-//! A mutation goes through exactly what `failoverd pause|resume` does: read
-//! the record and the votes, plan with the operator's request
-//! (`core::plan`), apply with the same `Executor` (a conditional write
-//! fenced on the record's version), journal it. The body names who acts and
+//! A mutation goes through exactly what `failoverd pause|resume` does, the
+//! control side's one operator path (`daemon::operator::perform`): read the
+//! record and the votes, plan with the operator's request (`core::plan`),
+//! write with the same `Executor` (fenced on the record's version), and
+//! plan again when the record moved under the write and the decision is
+//! the same. The body names who acts and
 //! why (`{"operator": "alice", "reason": "INC-42"}`): the token says only
 //! that the caller may, not who they are, and a change is never recorded as
 //! by "unknown". Answers: 200 done, 400 bad body, 401, 403, 409 refused by
-//! the planner or the record moved first, 503 the table could not be read.
+//! the planner, or the record kept moving or the decision changed under
+//! it; 503 the table could not be read or the write failed.
 //!
 //! We did not put failover or failback behind the API: those ask for a
 //! typed confirmation in the CLI, and an HTTP call is one click away from a
@@ -31,10 +34,8 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 
 use super::AdminState;
-use crate::core::plan::{self, Decision, Inputs, RecordRead, Request as OpRequest};
-use crate::core::quorum;
-use crate::daemon::executor::{Executor, Outcome};
-use crate::daemon::reconcile::policy;
+use crate::core::plan::Request as OpRequest;
+use crate::daemon::operator::{self, Outcome};
 use crate::http::{self, HttpResponse};
 
 /// The shortest token accepted (bytes, after trimming the file).
@@ -227,74 +228,41 @@ pub async fn mutation(state: &AdminState, req: Request<Incoming>) -> HttpRespons
     apply(&ops, &cfg, request, operator).await
 }
 
-/// Plan and perform an operator request, as `failoverd pause|resume` does.
+/// Perform an operator request through the control side's one path
+/// (`daemon::operator::perform`), exactly as `failoverd pause|resume --yes`
+/// does: the authenticated request is the confirmation.
 async fn apply(
     ops: &super::Ops,
     cfg: &crate::config::Config,
     request: OpRequest,
     operator: &str,
 ) -> HttpResponse {
-    let ports = &ops.ports;
-    let (record, votes) = tokio::join!(ports.store.read_record(), ports.store.read_votes());
-    let record = match record {
-        Ok(Some(r)) => RecordRead::Found(r),
-        Ok(None) => RecordRead::Missing,
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot read the control record: {}", crate::error_chain(&e)),
-            );
-        }
-    };
-    // Pause and resume do not depend on health; votes that cannot be read
-    // count as none, as in the CLI.
-    let votes = votes.unwrap_or_default();
-    let now = ports.clock.now_ms();
-    let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
-    let tally = quorum::tally_as_operator(
-        &regions,
-        &votes,
-        now,
-        cfg.timings.vote_freshness.as_millis() as u64,
-    );
-    let policy = policy(cfg);
-    let decision = plan::plan(&Inputs {
-        now,
-        me: &cfg.region,
-        tally: &tally,
-        record: &record,
-        execution: None,
-        stalled_ms: 0,
-        policy: &policy,
-        request: Some(&request),
-    });
-    let action = match decision {
-        Decision::Act { action } => action,
-        Decision::Refuse { why } | Decision::Idle { why } => {
-            return error(StatusCode::CONFLICT, format!("refused: {why}"));
-        }
-    };
-    let exec = Executor {
-        config: cfg,
-        ports,
-        who: format!("operator:{operator}"),
-    };
-    match exec.apply(&action, ports.clock.now_ms()).await {
-        Ok(Outcome::Done(what)) => {
+    match operator::perform(cfg, &ops.ports, &request, |_| Ok(())).await {
+        Outcome::Done(what) => {
             tracing::info!(%operator, %what, "admin API mutation");
             http::json(
                 StatusCode::OK,
                 &serde_json::json!({"done": what, "operator": operator}),
             )
         }
-        Ok(Outcome::Lost) => error(
+        Outcome::Refused(why) | Outcome::NotConfirmed(why) => {
+            error(StatusCode::CONFLICT, format!("refused: {why}"))
+        }
+        Outcome::Changed { now } => error(
             StatusCode::CONFLICT,
-            "the control record changed meanwhile; nothing was changed: read it again and retry",
+            format!(
+                "the control record changed meanwhile, and so did the decision; nothing was changed: now it would {now}"
+            ),
         ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("failed: {}", crate::error_chain(&e)),
+        Outcome::KeptMoving => error(
+            StatusCode::CONFLICT,
+            format!(
+                "the control record kept changing ({} tries); nothing was changed: read it again and retry",
+                operator::REPLANS
+            ),
         ),
+        Outcome::Unreadable(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Outcome::Failed(why) => error(StatusCode::SERVICE_UNAVAILABLE, format!("failed: {why}")),
     }
 }
 

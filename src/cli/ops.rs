@@ -20,12 +20,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::core::control::{ControlRecord, Phase};
-use crate::core::plan::{self, Action, Decision, Inputs, RecordRead, Request};
-use crate::core::quorum::{self, Tally, Vote};
+use crate::core::plan::Request;
+use crate::core::quorum::{Tally, Vote};
 use crate::core::tier::{RegionRole, StandbyHolds, Tier, VariantCapacity};
 use crate::core::tokens::TokenStatus;
-use crate::daemon::executor::{Executor, Outcome};
-use crate::daemon::reconcile::policy;
+use crate::daemon::operator::{self, Outcome, Seat};
 use crate::ports::Ports;
 use crate::ports::clock::rfc3339;
 use crate::ports::store::{Event, TokenItem};
@@ -178,16 +177,6 @@ impl From<&TokenItem> for TokenRow {
     }
 }
 
-fn operator_tally(cfg: &Config, votes: &[Vote], now: u64) -> Tally {
-    let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
-    quorum::tally_as_operator(
-        &regions,
-        votes,
-        now,
-        cfg.timings.vote_freshness.as_millis() as u64,
-    )
-}
-
 /// How many tokens `status` reads at most (newest first).
 pub const STATUS_TOKENS: usize = 100;
 
@@ -223,7 +212,7 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
         Ok(p) => (p.items, p.truncated, None),
         Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
     };
-    let tally = operator_tally(cfg, &votes, now);
+    let tally = operator::tally(cfg, &votes, now, Seat::Operator);
     let cost = read_cost_status(cfg, ports, record.as_ref()).await;
     StatusReport {
         replica_region: store.replica().to_string(),
@@ -495,59 +484,6 @@ fn render_cost(w: &mut String, c: &CostStatus) {
     }
 }
 
-/// What a mutating command will do, in words.
-fn describe(action: &Action) -> String {
-    match action {
-        Action::StartFailover(p) => format!(
-            "fail over from {} to {}: epoch {} -> {}, start Step Functions execution {} in {}{}{}\n  reason: {}",
-            p.from,
-            p.to,
-            p.epoch - 1,
-            p.epoch,
-            p.execution,
-            p.initiator,
-            if p.ungraceful {
-                ", UNGRACEFUL (no drain of the old region)"
-            } else {
-                ""
-            },
-            if p.forced {
-                ", FORCED (health and quorum checks overridden; journalled)"
-            } else {
-                ""
-            },
-            p.reason
-        ) + &p
-            .supersedes
-            .as_deref()
-            .map(|old| format!("\n  SUPERSEDES the in-flight failover {old} (it will be stopped; its writes are fenced off)"))
-            .unwrap_or_default(),
-        Action::SetMode { mode, reason, .. } => format!(
-            "set mode to {mode:?} (automatic failover {}): {reason}",
-            if *mode == crate::core::control::Mode::Paused {
-                "stops"
-            } else {
-                "resumes"
-            }
-        ),
-        Action::Resolve {
-            epoch,
-            state,
-            reason,
-            ..
-        } => format!(
-            "mark the proposed failover of epoch {epoch} {}{}\n  reason: {reason}",
-            state.as_str(),
-            if *state == crate::core::control::ProposalState::Approved {
-                " (its target's daemon claims it next round, if the active is still down)"
-            } else {
-                " (no automatic failover of that epoch)"
-            }
-        ),
-        other => format!("{other:?}"),
-    }
-}
-
 /// Why a mutating command was not confirmed.
 #[derive(Debug, thiserror::Error)]
 enum NotConfirmed {
@@ -580,122 +516,51 @@ fn confirm(yes: bool) -> Result<(), NotConfirmed> {
     }
 }
 
-/// Read the record and the votes and plan `req`: the action, or the exit
-/// code of a refusal.
-async fn decide(cfg: &Config, ports: &Ports, req: &Request) -> Result<Action, i32> {
-    let (record, votes) = tokio::join!(ports.store.read_record(), ports.store.read_votes());
-    let record = match record {
-        Ok(Some(r)) => RecordRead::Found(r),
-        Ok(None) => RecordRead::Missing,
-        Err(e) => {
-            eprintln!(
-                "refused: cannot read the control record: {}",
-                crate::error_chain(&e)
-            );
-            return Err(EX_UNAVAILABLE);
-        }
-    };
-    let votes = votes.unwrap_or_else(|e| {
-        eprintln!(
-            "warning: cannot read votes ({}); treating health as unknown",
-            crate::error_chain(&e)
-        );
-        Vec::new()
-    });
-    let now = ports.clock.now_ms();
-    let tally = operator_tally(cfg, &votes, now);
-    let policy = policy(cfg);
-    let decision = plan::plan(&Inputs {
-        now,
-        me: &cfg.region,
-        tally: &tally,
-        record: &record,
-        execution: None,
-        stalled_ms: 0,
-        policy: &policy,
-        request: Some(req),
-    });
-    match decision {
-        Decision::Act { action } => Ok(action),
-        Decision::Refuse { why } | Decision::Idle { why } => {
-            eprintln!("refused: {why}");
-            Err(EX_REFUSED)
-        }
-    }
-}
-
-/// How many times a confirmed request is planned again when the record
-/// moved under it (a lease renewal, a heartbeat of the workflow).
-const REPLANS: u32 = 5;
-
-/// Plan and perform an operator request; returns the exit code.
-///
-/// The write is fenced on the record's version, and the record moves all
-/// the time: the active region renews its lease every round, a failover in
-/// flight writes its steps. So when the fenced write loses, the request is
-/// planned again on the new record; if that plan is the very decision the
-/// operator confirmed (same description: same regions, epoch, execution,
-/// what it supersedes), it is written without asking again, a bounded
-/// number of times. If the decision itself changed, nothing is written and
-/// the operator is told what it would be now.
+/// Plan and perform an operator request through the control side's one
+/// path (`daemon::operator::perform`: tally, plan, confirm, fenced write,
+/// re-plan when the record moves under it); returns the exit code.
 pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -> i32 {
-    let mut action = match decide(cfg, ports, &req).await {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let confirmed = describe(&action);
-    println!("This will {confirmed}");
-    if let Err(e) = confirm(yes) {
-        eprintln!("{}", crate::error_chain(&e));
-        return EX_REFUSED;
-    }
-    let who = match &req {
-        Request::Failover { operator, .. }
-        | Request::Failback { operator, .. }
-        | Request::Pause { operator, .. }
-        | Request::Resume { operator, .. }
-        | Request::Approve { operator, .. }
-        | Request::Reject { operator, .. } => {
-            format!("operator:{operator}")
+    let outcome = operator::perform(cfg, ports, &req, |p| {
+        for w in &p.warnings {
+            eprintln!("warning: {w}");
         }
-    };
-    let exec = Executor {
-        config: cfg,
-        ports,
-        who,
-    };
-    let mut replans = 0;
-    loop {
-        match exec.apply(&action, ports.clock.now_ms()).await {
-            Ok(Outcome::Done(what)) => {
-                println!("done: {what}");
-                return 0;
-            }
-            Ok(Outcome::Lost) if replans < REPLANS => {
-                replans += 1;
-                let again = match decide(cfg, ports, &req).await {
-                    Ok(a) => a,
-                    Err(code) => return code,
-                };
-                let now_plan = describe(&again);
-                if now_plan != confirmed {
-                    eprintln!(
-                        "the control record changed while you were deciding, and so did the decision; nothing was changed.\n  now it would {now_plan}\nCheck `failoverd status` and re-run."
-                    );
-                    return EX_TEMPFAIL;
-                }
-                action = again;
-            }
-            Ok(Outcome::Lost) => {
-                eprintln!(
-                    "the control record kept changing ({REPLANS} tries); nothing was changed. Check `failoverd status` and re-run."
-                );
-                return EX_TEMPFAIL;
-            }
-            Err(e) => {
-                eprintln!("failed: {}", crate::error_chain(&e));
-                return EX_UNAVAILABLE;
-            }
+        println!("This will {}", p.description);
+        confirm(yes).map_err(|e| crate::error_chain(&e))
+    })
+    .await;
+    match outcome {
+        Outcome::Done(what) => {
+            println!("done: {what}");
+            0
+        }
+        Outcome::Refused(why) => {
+            eprintln!("refused: {why}");
+            EX_REFUSED
+        }
+        Outcome::NotConfirmed(why) => {
+            eprintln!("{why}");
+            EX_REFUSED
+        }
+        Outcome::Changed { now } => {
+            eprintln!(
+                "the control record changed while you were deciding, and so did the decision; nothing was changed.\n  now it would {now}\nCheck `failoverd status` and re-run."
+            );
+            EX_TEMPFAIL
+        }
+        Outcome::KeptMoving => {
+            eprintln!(
+                "the control record kept changing ({} tries); nothing was changed. Check `failoverd status` and re-run.",
+                operator::REPLANS
+            );
+            EX_TEMPFAIL
+        }
+        Outcome::Unreadable(why) => {
+            eprintln!("refused: {why}");
+            EX_UNAVAILABLE
+        }
+        Outcome::Failed(why) => {
+            eprintln!("failed: {why}");
+            EX_UNAVAILABLE
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod cost;
 pub mod executor;
 pub mod journal;
 pub mod notify;
+pub mod operator;
 pub mod preflight;
 pub mod prepare;
 pub mod probe;

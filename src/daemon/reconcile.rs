@@ -26,7 +26,7 @@ use crate::config::{Config, Consistency};
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::Verdict;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
-use crate::core::quorum::{self, Receipts, Tally, Vote};
+use crate::core::quorum::{Receipts, Vote};
 use crate::core::tier;
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::Ports;
@@ -56,18 +56,6 @@ pub fn policy(cfg: &Config) -> Policy {
         approval_timeout_ms: cfg.policy.approval_timeout.as_millis() as u64,
         on_approval_timeout: cfg.policy.on_approval_timeout,
     }
-}
-
-/// Tally the votes for the configured regions.
-pub fn tally_for(cfg: &Config, votes: &[Vote], now: u64) -> Tally {
-    let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
-    quorum::tally(
-        &cfg.region,
-        &regions,
-        votes,
-        now,
-        cfg.timings.vote_freshness.as_millis() as u64,
-    )
 }
 
 /// The loop's private state.
@@ -260,7 +248,12 @@ impl Reconciler {
         };
         // Freshness on our clock: when we first saw each vote.
         let votes = self.receipts.effective(&votes, now);
-        let tally = tally_for(&cfg, &votes, now);
+        let tally = super::operator::tally(
+            &cfg,
+            &votes,
+            now,
+            super::operator::Seat::Observer(&cfg.region),
+        );
         match (&tally.no_quorum, &vote_error, &record) {
             (_, Some(e), _) => self
                 .readiness
