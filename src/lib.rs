@@ -6,10 +6,11 @@ pub mod admin; // /healthz, /readyz (status and metrics join later)
 pub mod aws; // SDK clients per (service, region) and the service adapters
 pub mod cli; // operator subcommands; main.rs calls cli::main
 pub mod config; // layered typed configuration and its validation
+pub mod control; // the control plane: reconcile, signals, executor, tokens, prepare, cost, operator
 pub mod core; // pure decision logic (health, quorum, control, plan, tokens)
-pub mod daemon; // lifecycle: bind, sd_notify, signals, reload, drain
+pub mod daemon; // lifecycle: bind, sd_notify, reload, drain; wires adapters to control, router, admin
 pub mod http; // the hyper server loop shared by admin and router
-pub mod meter; // the control side's counters (fed by ports::metered and each round)
+pub mod metrics; // what is counted: the control side's meter, the router's registry, counts and rings
 pub mod ports; // narrow traits to AWS and the clock (adapters in aws/, fakes in tests/sim)
 pub mod router; // the embedded inference router (SageMaker wire API + native API)
 pub mod state; // shared state: the last round (admin, router read it) and readiness

@@ -8,12 +8,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::metrics::counts;
+use crate::ports::Clock;
+use crate::ports::traffic::{Counted, InvocationCounts};
 
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::Tracker;
 use crate::core::plan::Decision;
 use crate::core::quorum::{Tally, Vote};
-use crate::meter::Meter;
+use crate::metrics::meter::Meter;
 
 /// Why a daemon is not ready, by component. Ready when empty.
 #[derive(Debug, Default)]
@@ -97,13 +103,13 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// The control side's counters; every published round is shown to it.
     pub meter: Arc<Meter>,
-    /// The router's invocation counts (`router::counts`): the router
+    /// The router's invocation counts (`metrics::counts`): the router
     /// records, the reconcile loop publishes them in its vote, the cost
     /// task reads them.
-    pub traffic: Arc<crate::router::counts::Counter>,
-    /// The router's per-model observations (`router::observed`): the
+    pub traffic: Arc<crate::metrics::counts::Counter>,
+    /// The router's per-model observations (`metrics::observed`): the
     /// router records, `GET /traffic` (for `failoverd advise`) reads.
-    pub models: Arc<crate::router::observed::Observed>,
+    pub models: Arc<crate::metrics::observed::Observed>,
 }
 
 impl RoundStatus {
@@ -144,11 +150,79 @@ impl Shared {
     /// Replace the last round's status.
     pub fn publish(&self, next: RoundStatus) {
         let mut cur = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        self.meter.observe_round(&cur, &next);
+        self.meter
+            .observe_round(cur.round != next.round, next.took_ms, next.record.as_ref());
         *cur = next;
     }
 
     pub fn snapshot(&self) -> RoundStatus {
         self.read(RoundStatus::clone)
+    }
+}
+
+/// The daemon's [`InvocationCounts`]: its own router's live counter (in
+/// `Shared`) and the peers' counts from the votes the reconcile loop last
+/// read (on this daemon's clock).
+pub struct FleetCounts {
+    config: watch::Receiver<Arc<Config>>,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+}
+
+impl FleetCounts {
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        shared: Arc<Shared>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            config,
+            shared,
+            clock,
+        }
+    }
+}
+
+impl InvocationCounts for FleetCounts {
+    fn invocations(
+        &self,
+        region: &str,
+        endpoint: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Option<Counted> {
+        let cfg = self.config.borrow().clone();
+        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
+        self.shared.read(|st| {
+            counts::fleet_counted(
+                &counts::region_names(&cfg),
+                local,
+                &st.votes,
+                region,
+                endpoint,
+                window_ms,
+                now_ms,
+            )
+        })
+    }
+
+    fn active_need(&self, endpoint: &str) -> Option<u32> {
+        let cfg = self.config.borrow().clone();
+        let active = self
+            .shared
+            .read(|st| st.record.as_ref().map(|r| r.active.clone()))?;
+        let now = self.clock.now_ms();
+        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
+        let peak = self.shared.read(|st| {
+            counts::fleet_peak(
+                &counts::region_names(&cfg),
+                local,
+                &st.votes,
+                &active,
+                endpoint,
+                now,
+            )
+        });
+        counts::need_from(peak, cfg.cost.instance_invocations_per_minute, now)
     }
 }

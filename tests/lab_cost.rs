@@ -1,6 +1,6 @@
 //! Cost controls next to failover, against moto's SageMaker control plane
-//! through the real SDK and the daemon's own code (`daemon::cost`,
-//! `daemon::prepare`, `failoverd cost --dry-run`, `failoverd status`), one
+//! through the real SDK and the daemon's own code (`control::cost`,
+//! `control::prepare`, `failoverd cost --dry-run`, `failoverd status`), one
 //! test per rule:
 //!
 //! - the schedule scales a standby up at business hours and down after;
@@ -42,17 +42,18 @@ use std::time::Duration;
 use failoverd::aws::AwsClients;
 use failoverd::aws::sagemaker::{self, EndpointKind as Kind, EndpointSpec};
 use failoverd::config::{Config, EnvSource};
+use failoverd::control::cost::{self, CostAction, CostTask, EndpointPlan};
+use failoverd::control::prepare::{self, PrepareError};
 use failoverd::core::control::{ControlRecord, Phase};
 use failoverd::core::plan::FailoverPlan;
 use failoverd::core::quorum::{NoQuorum, Receipts, Tally, Vote};
 use failoverd::core::record::RecordWrite;
-use failoverd::daemon::cost::{self, CostAction, CostTask, EndpointPlan};
-use failoverd::daemon::prepare::{self, PrepareError};
+use failoverd::metrics::counts::Counter;
 use failoverd::ports::endpoints::{Deleted, EndpointState, WarmUp};
 use failoverd::ports::store::Event;
 use failoverd::ports::traffic::{Counted, InvocationCounts, NotCounted};
 use failoverd::ports::{Clock, ControlStore, Endpoints, PortError, Ports};
-use failoverd::router::counts::{Counter, FleetCounts};
+use failoverd::state::FleetCounts;
 use failoverd::state::{RoundStatus, Shared};
 
 /// Monday 2025-01-06 00:00 UTC, and an hour.

@@ -1,4 +1,4 @@
-//! The one operator-request path (`daemon::operator::perform`), which the
+//! The one operator-request path (`control::operator::perform`), which the
 //! CLI (`failoverd pause|resume|failover|...`), the admin API
 //! (`POST /v1/pause|resume`) and the simulation's operator all take.
 //!
@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use failoverd::config::{self, Config, EnvSource};
+use failoverd::control::operator::{self, Outcome, REPLANS};
 use failoverd::core::control::{ControlRecord, Mode, Phase, Step};
 use failoverd::core::health::Signal;
 use failoverd::core::plan::Request;
 use failoverd::core::quorum::Vote;
 use failoverd::core::record::{self, RecordWrite};
 use failoverd::core::tokens::TokenStatus;
-use failoverd::daemon::operator::{self, Outcome, REPLANS};
 use failoverd::ports::endpoints::{Deleted, EndpointState, EndpointStatus, WarmUp};
 use failoverd::ports::health_checks::{CheckKind, CheckReading};
 use failoverd::ports::store::{Event, Page, PublishedReading, TokenItem, Write};

@@ -150,7 +150,11 @@ async fn spawn_router(
     tokio::task::JoinHandle<()>,
 ) {
     let (_tx, rx) = watch::channel(config.clone());
-    let router = Router::new(rx, clients.clone(), shared.clone());
+    let router = Router::new(
+        rx,
+        failoverd::daemon::router_ports(clients),
+        shared.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -1216,8 +1220,8 @@ async fn hedging_keeps_the_tail_near_the_healthy_region() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_requests_show_up_in_the_counts() {
     use failoverd::core::quorum::Vote;
+    use failoverd::metrics::counts::fleet_counted;
     use failoverd::ports::clock::{Clock, SystemClock};
-    use failoverd::router::counts::fleet_counted;
 
     let s = Setup::start().await;
     let hour = 3_600_000;

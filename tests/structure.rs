@@ -5,6 +5,11 @@
 //!   derive and other core modules. No AWS, no tokio, no tracing, no clock, nothing of the rest of
 //!   the crate: a decision can then be replayed from its inputs alone, in the
 //!   model check, the simulation and the property tests.
+//! - No folder imports one above it: [`LAYERS`] orders the crate's
+//!   top-level modules, and every `crate::x` a module names (outside its
+//!   tests) is in a lower layer. Peers in one layer (the control plane and
+//!   the router) do not import each other. `cargo test --test structure --
+//!   --nocapture` prints the import graph.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -72,11 +77,25 @@ fn path_roots(code: &str) -> BTreeSet<String> {
             let ident = &code[j..i];
             if starts_path && ident.starts_with(|c: char| c.is_ascii_lowercase()) {
                 if ident == "crate" {
-                    let rest: String = code[i + 2..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    roots.insert(format!("crate::{rest}"));
+                    let after = &code[i + 2..];
+                    if let Some(group) = after.strip_prefix('{') {
+                        // `crate::{a::x, b}`: each item's first segment.
+                        let group = group.split('}').next().unwrap_or("");
+                        for item in group.split(',') {
+                            let first: String = item
+                                .trim()
+                                .chars()
+                                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                                .collect();
+                            roots.insert(format!("crate::{first}"));
+                        }
+                    } else {
+                        let rest: String = after
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        roots.insert(format!("crate::{rest}"));
+                    }
                 } else {
                     roots.insert(ident.to_string());
                 }
@@ -163,14 +182,95 @@ fn the_purity_check_sees_a_forbidden_path() {
     // The check itself can fail: an AWS path, a tokio path and a path into
     // the rest of the crate are caught; comments and strings are not uses.
     let code = code_of(
-        "use aws_sdk_dynamodb::Client;\nfn f() { tokio::spawn(x); crate::aws::now(); }\n\
+        "use aws_sdk_dynamodb::Client;\nuse crate::{router::x, state};\nfn f() { tokio::spawn(x); crate::aws::now(); }\n\
          // tracing::info!\nconst S: &str = \"hyper::Body\";\n#[cfg(test)]\nmod t { use proptest::x; }",
     );
     let roots = path_roots(&code);
-    for want in ["aws_sdk_dynamodb", "tokio", "crate::aws"] {
+    for want in [
+        "aws_sdk_dynamodb",
+        "tokio",
+        "crate::aws",
+        "crate::router",
+        "crate::state",
+    ] {
         assert!(roots.contains(want), "{want} in {roots:?}");
     }
     for not in ["tracing", "hyper", "proptest"] {
         assert!(!roots.contains(not), "{not} in {roots:?}");
     }
+}
+
+/// The crate's top-level modules, lowest first; a module may name only
+/// modules of lower layers.
+const LAYERS: &[&[&str]] = &[
+    &["core"],               // pure decisions
+    &["config", "http"],     // typed configuration; the hyper serve loop
+    &["ports", "telemetry"], // the traits to the world; tracing setup
+    &["aws", "metrics"],     // the AWS adapters; what is counted
+    &["state"],              // what the last round saw, readiness
+    &["control", "router"],  // the control plane; the inference router
+    &["admin"],              // the admin listener (its mutations go through control)
+    &["daemon"],             // the composition root: lifecycle and wiring
+    &["cli"],                // the operator commands (and `run`)
+];
+
+fn layer_of(m: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&m))
+}
+
+/// `module -> every crate module it names`, from the source text.
+fn import_graph() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph = std::collections::BTreeMap::new();
+    for f in rust_files(&src) {
+        let rel = f.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(&f).unwrap());
+        let entry: &mut BTreeSet<String> = graph.entry(module.clone()).or_default();
+        for r in path_roots(&code) {
+            if let Some(m) = r.strip_prefix("crate::") {
+                if m != module && m != "error_chain" && !m.is_empty() {
+                    entry.insert(m.to_string());
+                }
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn no_module_imports_one_above_it() {
+    let graph = import_graph();
+    let mut bad = Vec::new();
+    for (from, tos) in &graph {
+        println!(
+            "{from} -> {}",
+            tos.iter().cloned().collect::<Vec<_>>().join(" ")
+        );
+        let Some(lf) = layer_of(from) else {
+            bad.push(format!("{from} is in no layer: add it to LAYERS"));
+            continue;
+        };
+        for to in tos {
+            match layer_of(to) {
+                Some(lt) if lt < lf => {}
+                Some(_) => bad.push(format!("{from} -> {to}")),
+                None => bad.push(format!("{from} -> {to} (not in LAYERS)")),
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "imports that run upwards or sideways:\n{}",
+        bad.join("\n")
+    );
 }

@@ -10,7 +10,7 @@
 //! the start-up check ([`check_token_file`]) says so.
 //!
 //! A mutation goes through exactly what `failoverd pause|resume` does, the
-//! control side's one operator path (`daemon::operator::perform`): read the
+//! control side's one operator path (`control::operator::perform`): read the
 //! record and the votes, plan with the operator's request (`core::plan`),
 //! write with the same `Executor` (fenced on the record's version), and
 //! plan again when the record moved under the write and the decision is
@@ -34,8 +34,8 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 
 use super::AdminState;
+use crate::control::operator::{self, Outcome};
 use crate::core::plan::Request as OpRequest;
-use crate::daemon::operator::{self, Outcome};
 use crate::http::{self, HttpResponse};
 
 /// The shortest token accepted (bytes, after trimming the file).
@@ -229,7 +229,7 @@ pub async fn mutation(state: &AdminState, req: Request<Incoming>) -> HttpRespons
 }
 
 /// Perform an operator request through the control side's one path
-/// (`daemon::operator::perform`), exactly as `failoverd pause|resume --yes`
+/// (`control::operator::perform`), exactly as `failoverd pause|resume --yes`
 /// does: the authenticated request is the confirmation.
 async fn apply(
     ops: &super::Ops,

@@ -3,7 +3,7 @@
 //! (checked by `promtool check metrics` in CI, `tests/metrics_lab.rs`).
 //!
 //! The control loop's series come from three places:
-//! - the [`Meter`](crate::meter::Meter) (counters and histograms fed by the
+//! - the [`Meter`](crate::metrics::meter::Meter) (counters and histograms fed by the
 //!   metering port decorators and by each published round);
 //! - the last round ([`RoundStatus`]): gauges for the record, the lease, the
 //!   quorum, each observer's verdicts and vote age, this daemon's signals;
@@ -24,7 +24,7 @@ use super::AdminState;
 use crate::core::control::{Mode, Phase, Role, Step};
 use crate::core::health::Verdict;
 use crate::core::quorum::{self, Consensus};
-use crate::meter::header;
+use crate::metrics::meter::header;
 use crate::state::RoundStatus;
 
 /// Escape a label value (backslash, double quote, newline).

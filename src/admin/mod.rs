@@ -15,7 +15,7 @@
 //! - `/metrics`: the control loop's and the router's series in the
 //!   Prometheus text format (`metrics`).
 //! - `/traffic`: the per-model traffic `failoverd advise` reads
-//!   (`core::advise::TrafficSet`, from `router::observed`): every configured
+//!   (`core::advise::TrafficSet`, from `metrics::observed`): every configured
 //!   model, requests per whole minute since the router started (up to 7
 //!   days), payload sizes and cold starts. When no router runs here it says
 //!   `collected: false` rather than pretending there was no traffic.
@@ -55,7 +55,7 @@ pub struct AdminState {
     /// The reconcile loop's last round.
     pub shared: Arc<Shared>,
     /// The inference router's metrics (`GET /metrics`), when it runs.
-    pub metrics: Option<Arc<crate::router::metrics::Metrics>>,
+    pub metrics: Option<Arc<crate::metrics::router::Metrics>>,
     /// Wall time for what the handlers show (ages, `/active`'s lease).
     pub clock: Arc<dyn crate::ports::Clock>,
     /// What the page, the journal-derived metrics and the mutations need

@@ -268,10 +268,10 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
 /// with `seen` when that is newer; returns when the record kept was read.
 fn newest_record(
     round: &mut Option<crate::core::control::ControlRecord>,
-    seen: Option<crate::meter::SeenRecord>,
+    seen: Option<crate::metrics::meter::SeenRecord>,
     round_at: u64,
 ) -> Option<u64> {
-    let newer = |s: &crate::meter::SeenRecord| {
+    let newer = |s: &crate::metrics::meter::SeenRecord| {
         round
             .as_ref()
             .is_none_or(|r| r.incarnation != s.record.incarnation || s.record.version >= r.version)
@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn the_page_shows_the_newest_record_read_not_the_last_rounds() {
         use crate::core::control::{ControlRecord, Mode, Phase, Step};
-        use crate::meter::{Meter, SeenRecord};
+        use crate::metrics::meter::{Meter, SeenRecord};
         let rec = |version: u64, active: &str| ControlRecord {
             version,
             incarnation: "i".into(),

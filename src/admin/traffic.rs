@@ -171,9 +171,9 @@ mod tests {
 
     #[test]
     fn regroups_the_routers_series() {
-        let m = crate::router::metrics::Metrics::new(&["us-east-1".into(), "us-west-2".into()]);
+        let m = crate::metrics::router::Metrics::new(&["us-east-1".into(), "us-west-2".into()]);
         use crate::core::routing::Path;
-        use crate::router::metrics::Outcome;
+        use crate::metrics::router::Outcome;
         let d = std::time::Duration::from_millis(3);
         m.request(
             Some(Path::Provisioned),

@@ -93,11 +93,6 @@ impl Blobs for S3Blobs {
     }
 }
 
-/// The batch bucket of a region.
-pub fn batch_bucket(prefix: &str, region: &str) -> String {
-    format!("{prefix}-{region}")
-}
-
 /// S3 refused to create a bucket (the SDK's error, with its chain, is the source).
 #[derive(Debug, thiserror::Error)]
 #[error("S3 CreateBucket {bucket} in {region}")]

@@ -3,7 +3,7 @@
 //!
 //! The observations come from the daemon's admin endpoint (`GET /traffic`,
 //! a [`TrafficSet`]: what that region's router observed per model, see
-//! `router::observed`) or from a file (`--from FILE`, `-` for stdin) in the
+//! `metrics::observed`) or from a file (`--from FILE`, `-` for stdin) in the
 //! same shape. A daemon that runs no router answers `collected: false`;
 //! `advise` then says so and exits 69 instead of advising on nothing, since
 //! "not collected" is not "no traffic". One router sees the traffic its own

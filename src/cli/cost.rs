@@ -4,7 +4,7 @@
 //!
 //! It reads what the daemon's cost task reads (the control record,
 //! `DescribeEndpoint` and `ListTags` per provisioned endpoint) and calls the
-//! same [`decide`](crate::daemon::cost::decide), so the answer is the
+//! same [`decide`](crate::control::cost::decide), so the answer is the
 //! daemon's. Two differences, both said in the output: the CLI does not know
 //! a daemon's own quorum view (a daemon without quorum holds back), and it
 //! has no router of its own: it takes every router's counts from the votes
@@ -21,11 +21,11 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::control::cost::{self, EndpointPlan, Observation};
 use crate::core::tier::Tier;
-use crate::daemon::cost::{self, EndpointPlan, Observation};
 use crate::error_chain;
+use crate::metrics::counts::VoteCounts;
 use crate::ports::Ports;
-use crate::router::counts::VoteCounts;
 
 use super::Output;
 use super::ops::EX_UNAVAILABLE;

@@ -246,7 +246,7 @@ pub fn main() -> i32 {
                 let path = config.clone();
                 with_clients(&config, &env, |cfg, ports| async move {
                     let found =
-                        crate::daemon::preflight::health_checks(&cfg, &*ports.health_checks).await;
+                        crate::control::preflight::health_checks(&cfg, &*ports.health_checks).await;
                     preflight_report(&path, &found)
                 })
             }
@@ -448,7 +448,7 @@ where
 }
 
 /// Print the preflight's findings; the exit code (78 when a check is refused).
-fn preflight_report(path: &std::path::Path, found: &crate::daemon::preflight::Findings) -> i32 {
+fn preflight_report(path: &std::path::Path, found: &crate::control::preflight::Findings) -> i32 {
     for (id, why) in &found.unverified {
         eprintln!("warning: Route 53 health check {id} could not be read: {why}");
     }
@@ -514,7 +514,7 @@ fn run(
         let clients = Arc::new(AwsClients::from_default_chain(cfg.endpoints.clone()).await);
         // What the files cannot tell, before anything is bound.
         let r53 = crate::aws::route53::AwsHealthChecks::new(clients.route53());
-        let found = crate::daemon::preflight::health_checks(&cfg, &r53).await;
+        let found = crate::control::preflight::health_checks(&cfg, &r53).await;
         for (id, why) in &found.unverified {
             tracing::warn!(check = %id, %why, "cannot verify a Route 53 health check's type at start; it will be checked when read");
         }

@@ -19,12 +19,12 @@ use std::io::{BufRead, IsTerminal, Write as _};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::control::operator::{self, Outcome, Seat};
 use crate::core::control::{ControlRecord, Phase};
 use crate::core::plan::Request;
 use crate::core::quorum::{Tally, Vote};
 use crate::core::tier::{RegionRole, StandbyHolds, Tier, VariantCapacity};
 use crate::core::tokens::TokenStatus;
-use crate::daemon::operator::{self, Outcome, Seat};
 use crate::ports::Ports;
 use crate::ports::clock::rfc3339;
 use crate::ports::store::{Event, TokenItem};
@@ -114,7 +114,7 @@ pub async fn read_cost_status(
         .await
         .into_iter()
         .map(|(region, endpoint, got)| {
-            let role = record.map(|r| crate::daemon::cost::role_of(&region, r));
+            let role = record.map(|r| crate::control::cost::role_of(&region, r));
             let (status, holds, error) = match got {
                 Ok(Some(st)) => (Some(st.status.as_str().to_string()), st.provisioned(), None),
                 Ok(None) => (None, Vec::new(), Some("does not exist".to_string())),
@@ -461,7 +461,7 @@ fn render_cost(w: &mut String, c: &CostStatus) {
             Some(RegionRole::Standby) => "standby",
             None => "?",
         };
-        let holds = crate::daemon::cost::holdings(&r.holds);
+        let holds = crate::control::cost::holdings(&r.holds);
         match (&r.status, &r.error) {
             (Some(st), _) => {
                 let _ = writeln!(
@@ -517,7 +517,7 @@ fn confirm(yes: bool) -> Result<(), NotConfirmed> {
 }
 
 /// Plan and perform an operator request through the control side's one
-/// path (`daemon::operator::perform`: tally, plan, confirm, fenced write,
+/// path (`control::operator::perform`: tally, plan, confirm, fenced write,
 /// re-plan when the record moves under it); returns the exit code.
 pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -> i32 {
     let outcome = operator::perform(cfg, ports, &req, |p| {

@@ -36,7 +36,7 @@ pub struct Vote {
     pub seen_epoch: u64,
     /// The observer's verdict on every region (itself included).
     pub view: BTreeMap<String, Verdict>,
-    /// What the observer's router counted (`router::counts`); `None` when
+    /// What the observer's router counted (`metrics::counts`); `None` when
     /// it published no counts (its router had not started counting, an
     /// older daemon, or the attribute could not be decoded): unknown, which
     /// readers take as "not counted", never as zero.

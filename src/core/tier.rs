@@ -40,7 +40,7 @@
 //! when the old region still serves; when the old region is down
 //! (`old_region_healthy = false`, or an ungraceful failover) it switches
 //! onto what the target holds: fewer instances serve, a dead region serves
-//! nothing (`daemon::prepare`).
+//! nothing (`control::prepare`).
 //!
 //! # Automatic failover of a fleet of models
 //!

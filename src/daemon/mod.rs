@@ -32,17 +32,8 @@
 //! router that saturates every core still leaves the control thread about
 //! a quarter of one.
 
-pub mod cost;
-pub mod executor;
-pub mod journal;
 pub mod notify;
-pub mod operator;
-pub mod preflight;
-pub mod prepare;
 pub mod probe;
-pub mod reconcile;
-pub mod signals;
-pub mod tokens;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -56,6 +47,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminState};
 use crate::aws::AwsClients;
 use crate::config::{self, Config, EnvSource};
+use crate::control::{cost, reconcile};
 use crate::state::{Readiness, Shared};
 use notify::Notifier;
 
@@ -281,7 +273,7 @@ impl Daemon {
 
         // The control side's counters: every port call (the ports are
         // wrapped once, here) and every published round.
-        let meter = Arc::new(crate::meter::Meter::new(
+        let meter = Arc::new(crate::metrics::meter::Meter::new(
             &self
                 .config
                 .regions
@@ -290,14 +282,17 @@ impl Daemon {
                 .collect::<Vec<_>>(),
         ));
         let shared = Arc::new(Shared::with_meter(meter.clone()));
-        let router =
-            crate::router::Router::new(config_rx.clone(), self.clients.clone(), shared.clone());
+        let router = crate::router::Router::new(
+            config_rx.clone(),
+            router_ports(&self.clients),
+            shared.clone(),
+        );
         let prober = probe::Prober::new(
             self.config.health.probe_connect_timeout,
             self.config.health.probe_response_timeout,
         )
         .map_err(DaemonError::Probe)?;
-        let ports = crate::ports::metered::wrap(
+        let ports = crate::metrics::metered::wrap(
             crate::aws::ports(&self.config, self.clients.clone(), Arc::new(prober)),
             meter,
         );
@@ -340,7 +335,7 @@ impl Daemon {
             config_rx.clone(),
             ports.clone(),
             shared.clone(),
-            Arc::new(crate::router::counts::FleetCounts::new(
+            Arc::new(crate::state::FleetCounts::new(
                 config_rx.clone(),
                 shared.clone(),
                 ports.clock.clone(),
@@ -460,4 +455,24 @@ pub fn signal_control() -> Result<tokio::sync::mpsc::Receiver<Control>, DaemonEr
         }
     });
     Ok(rx)
+}
+/// The router's ports over the AWS adapters and the host's clock: the
+/// composition root builds them (as `aws::ports` does the control side's),
+/// so the router itself names no adapter.
+pub fn router_ports(clients: &Arc<AwsClients>) -> crate::router::Ports {
+    let clock: Arc<dyn crate::ports::Clock> = Arc::new(crate::ports::SystemClock);
+    let dynamo = Arc::new(crate::aws::jobs::DynamoJobs::new(
+        clients.clone(),
+        clock.clone(),
+    ));
+    crate::router::Ports {
+        inference: Arc::new(crate::aws::runtime::SageMakerRuntime::new(
+            clients.clone(),
+            clock.clone(),
+        )),
+        blobs: Arc::new(crate::aws::s3::S3Blobs::new(clients.clone())),
+        jobs: dynamo.clone(),
+        routing_table: dynamo,
+        clock,
+    }
 }

@@ -1,6 +1,6 @@
 //! Endpoint metrics: what CloudWatch counted of a SageMaker endpoint.
 //!
-//! Idle detection counts invocations in the routers (`router::counts`), with
+//! Idle detection counts invocations in the routers (`metrics::counts`), with
 //! no CloudWatch round trip. The routers cannot see traffic that bypasses
 //! them (a client calling `InvokeEndpoint` directly, a router cut off from
 //! the control table whose counts are taken for dead), so idle detection

@@ -6,7 +6,7 @@
 //! `core::health::route53_effective`; this port only fetches. Route 53's
 //! control plane lives in us-east-1 and is rate limited per account, so the
 //! daemons read on a shared schedule and publish readings through the
-//! control store (`daemon::signals`).
+//! control store (`control::signals`).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

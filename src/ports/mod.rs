@@ -29,7 +29,6 @@ pub mod health_checks;
 pub mod identity;
 pub mod inference;
 pub mod jobs;
-pub mod metered;
 pub mod probes;
 pub mod routing_table;
 pub mod store;

@@ -3,7 +3,7 @@
 //! region needs").
 //!
 //! The router owns the counting; the cost task only reads. Neither depends
-//! on the other: `router::counts` implements [`InvocationCounts`] over the
+//! on the other: `metrics::counts` implements [`InvocationCounts`] over the
 //! fleet's counters (`FleetCounts` in the daemon, `VoteCounts` for
 //! `failoverd cost --dry-run`), and the daemon hands that to the cost task.
 //! [`NotCounted`] stays for tests and tools that have no counts: every rule
@@ -21,7 +21,7 @@
 //! of memory: no I/O, so the trait is synchronous.
 //!
 //! The rule for the fleet's sum, which must never claim "idle" wrongly
-//! (`router::counts` has the details, docs/cost-and-tiers.md the design):
+//! (`metrics::counts` has the details, docs/cost-and-tiers.md the design):
 //! a region whose router's counts are unknown (no vote, or a vote without
 //! counts) makes the answer `None`; `since_ms` is the latest of the
 //! routers' gap-free starts; a dead router (stale vote) serves nothing

@@ -92,7 +92,7 @@ pub fn is_job_id(s: &str) -> bool {
 
 /// The bucket for batch payloads in `region`.
 pub fn bucket(cfg: &Config, region: &str) -> String {
-    crate::aws::s3::batch_bucket(&cfg.router.batch_bucket_prefix, region)
+    format!("{}-{region}", cfg.router.batch_bucket_prefix)
 }
 
 /// The job store's table and replica for this daemon.

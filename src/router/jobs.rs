@@ -9,11 +9,11 @@ use hyper::header::{HeaderValue, RETRY_AFTER};
 use tracing::warn;
 
 use super::batch::{self, JobState, PollError};
-use super::metrics::Outcome;
 use super::reply::{H_JOB_STATUS, RETRY_AFTER_SECS, Reply, RouterError};
 use crate::config::Config;
 use crate::core::routing::Path;
 use crate::error_chain;
+use crate::metrics::router::Outcome;
 use crate::ports::blobs::Blobs;
 use crate::ports::jobs::JobStore;
 

@@ -24,17 +24,14 @@
 //! an `x-amzn-RequestId`.
 //!
 //! The router reaches SageMaker runtime, S3 and its DynamoDB items only
-//! through ports ([`Ports`]): [`Router::new`] builds the AWS adapters from
-//! the daemon's SDK clients; the simulation builds a router over fakes with
-//! [`Router::with_ports`] and calls [`Router::handle`] directly with a
-//! `Request<Full<Bytes>>`, no listener needed. Decisions live in
+//! through ports ([`Ports`]), handed to [`Router::new`]: the daemon's
+//! composition root builds the AWS adapters (`daemon::router_ports`); the
+//! simulation builds a router over fakes and calls [`Router::handle`]
+//! directly with a `Request<Full<Bytes>>`, no listener needed. Decisions live in
 //! `core::routing` and `core::retry` (pure, property tested).
 
 pub mod batch;
-pub mod counts;
 pub mod jobs;
-pub mod metrics;
-pub mod observed;
 pub mod reply;
 pub mod request;
 mod route;
@@ -53,20 +50,19 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::aws::AwsClients;
 use crate::config::{Config, RegionConfig};
 use crate::core::rand;
 use crate::core::retry::RetryBudget;
 use crate::core::routing::{Available, Path};
 use crate::error_chain;
 use crate::http::{HttpResponse, ShutdownRx, shutdown_signalled};
+use crate::metrics::router::{CallResult, Metrics};
 use crate::ports::blobs::Blobs;
-use crate::ports::clock::{Clock, SystemClock};
+use crate::ports::clock::Clock;
 use crate::ports::inference::{Inference, InvokeError};
 use crate::ports::jobs::{JobStore, TableRef};
 use crate::ports::routing_table::RoutingTable;
 use crate::state::Shared;
-use metrics::{CallResult, Metrics};
 use reply::{Reply, RouterError};
 use request::Route;
 
@@ -86,27 +82,6 @@ pub struct Ports {
     pub jobs: Arc<dyn JobStore>,
     pub routing_table: Arc<dyn RoutingTable>,
     pub clock: Arc<dyn Clock>,
-}
-
-impl Ports {
-    /// The AWS adapters over the daemon's SDK clients, and the host's clock.
-    pub fn aws(clients: Arc<AwsClients>) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let dynamo = Arc::new(crate::aws::jobs::DynamoJobs::new(
-            clients.clone(),
-            clock.clone(),
-        ));
-        Self {
-            inference: Arc::new(crate::aws::runtime::SageMakerRuntime::new(
-                clients.clone(),
-                clock.clone(),
-            )),
-            blobs: Arc::new(crate::aws::s3::S3Blobs::new(clients)),
-            jobs: dynamo.clone(),
-            routing_table: dynamo,
-            clock,
-        }
-    }
 }
 
 /// The router's state, shared by every request.
@@ -138,17 +113,10 @@ impl Router {
     /// A router over `config` (reloads take effect per request), calling
     /// AWS through the daemon's SDK `clients`, routing by what `shared`
     /// last saw.
+    /// A router over any implementation of its ports: the AWS adapters the
+    /// daemon's composition root builds (`daemon::router_ports`), or the
+    /// simulation's fakes.
     pub fn new(
-        config: watch::Receiver<Arc<Config>>,
-        clients: Arc<AwsClients>,
-        shared: Arc<Shared>,
-    ) -> Arc<Self> {
-        Self::with_ports(config, Ports::aws(clients), shared)
-    }
-
-    /// A router over any implementation of its ports (the simulation's
-    /// fakes, or the AWS adapters).
-    pub fn with_ports(
         config: watch::Receiver<Arc<Config>>,
         ports: Ports,
         shared: Arc<Shared>,

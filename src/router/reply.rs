@@ -36,10 +36,10 @@ use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
-use super::metrics::Outcome;
 use crate::core::routing::Path;
 use crate::error_chain;
 use crate::http::HttpResponse;
+use crate::metrics::router::Outcome;
 use crate::ports::blobs::BlobError;
 use crate::ports::inference::{InvokeError, ModelFailure};
 use crate::ports::jobs::{Job, JobStoreError};

@@ -45,7 +45,6 @@ use tracing::{debug, info};
 
 use super::Router;
 use super::batch::{self, Submission, SubmitError};
-use super::metrics::CallResult;
 use super::reply::{Reply, RouterError};
 use super::request::{Api, Ask, too_large};
 use super::targets::{self, Ranking};
@@ -53,6 +52,7 @@ use crate::config::{Config, RegionConfig};
 use crate::core::rand;
 use crate::core::retry::{self, AttemptPolicy};
 use crate::core::routing::{self, Available, NO_BATCH_THRESHOLD, NoPath, Path};
+use crate::metrics::router::CallResult;
 use crate::ports::inference::{Answer, InvokeError};
 use crate::ports::jobs::Job;
 

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::metrics::Metrics;
 use crate::config::Config;
 use crate::core::control;
 use crate::core::health::Verdict;
 use crate::core::quorum::Consensus;
 use crate::core::retry::{Breaker, BreakerPolicy, HedgeAfter, LatencyTracker, hedge_delay};
 use crate::core::routing::{self, Available, Health, Path, RegionInputs, RegionState};
+use crate::metrics::router::Metrics;
 use crate::state::Shared;
 
 /// One target's memory.

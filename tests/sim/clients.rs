@@ -3,7 +3,7 @@
 //! region can serve it, and none is answered twice" (issue 10).
 //!
 //! **Routers.** Each running daemon has the real router
-//! (`Router::with_ports` over the SageMaker runtime fake and the fakes of
+//! (`Router::new` over the SageMaker runtime fake and the fakes of
 //! `objects.rs`, routing by the daemon's own `Shared`), called with
 //! `Router::handle` and a `Request<Full<Bytes>>`, no listener. A request
 //! runs as a task of the router's process ([`Routers`]): a crash aborts it

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use failoverd::config::{Config, EnvSource, load_layers};
+use failoverd::control::reconcile::Reconciler;
 use failoverd::core::plan::Request;
-use failoverd::daemon::reconcile::Reconciler;
 use failoverd::ports::{ControlStore, Ports};
 use failoverd::router::{Ports as RouterPorts, Router};
 use failoverd::state::{Readiness, Shared};
@@ -508,7 +508,7 @@ impl Sim {
                 region: region.to_string(),
             }),
         };
-        let router = Router::with_ports(config.subscribe(), ports, shared.clone());
+        let router = Router::new(config.subscribe(), ports, shared.clone());
         // Jitter and request ids from the seed, not the process id: a
         // seed replays in any process.
         router.reseed(self.rng.fork(0x2077_0000 ^ incarnation).next_u64());

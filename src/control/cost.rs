@@ -43,7 +43,7 @@
 //! it out of `[[cost.schedules]]`: two controllers on one count fight.
 //!
 //! Router counts come through [`InvocationCounts`]: the daemon passes
-//! `router::counts::FleetCounts`, the fleet's sum (its own router's live
+//! `state::FleetCounts`, the fleet's sum (its own router's live
 //! counts and every peer's from its vote). An endpoint is counted only once
 //! every configured region's router has published counts; until then
 //! nothing is idle. The active region's need is measured only when

@@ -4,7 +4,7 @@
 //!
 //! Fed from two places, so the daemon's code paths stay free of metric
 //! calls:
-//! - the metering decorators (`ports::metered`) around every port count each
+//! - the metering decorators (`metrics::metered`) around every port count each
 //!   call, its failure kind and latency, Route 53 readings, token claims and
 //!   callbacks, and journal entries by kind as they are written;
 //! - [`Meter::observe_round`], called by `state::Shared::publish` with the
@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use crate::core::control::{ControlRecord, Phase, ProposalState, Step};
 use crate::ports::ErrorKind;
-use crate::state::RoundStatus;
 
 /// The AWS service behind a port call (the `service` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -528,12 +527,14 @@ impl Meter {
             .clone()
     }
 
-    /// Account for one published round: `prev` is the one it replaces.
-    pub fn observe_round(&self, prev: &RoundStatus, next: &RoundStatus) {
-        if next.round != prev.round {
-            self.rounds.observe(Duration::from_millis(next.took_ms));
+    /// Account for one published round: `new_round` when it is not the
+    /// same round published again, `took_ms` its duration, `record` the
+    /// record it read.
+    pub fn observe_round(&self, new_round: bool, took_ms: u64, record: Option<&ControlRecord>) {
+        if new_round {
+            self.rounds.observe(Duration::from_millis(took_ms));
         }
-        if let Some(r) = &next.record {
+        if let Some(r) = record {
             let mut w = self.watch.lock().unwrap_or_else(|p| p.into_inner());
             self.watch_record(&mut w, r);
             let proposed = r
@@ -737,6 +738,18 @@ pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a published round tells the meter.
+    #[derive(Debug, Clone, Default)]
+    struct RoundStatus {
+        round: u64,
+        took_ms: u64,
+        record: Option<ControlRecord>,
+    }
+
+    fn observe(m: &Meter, prev: &RoundStatus, next: &RoundStatus) {
+        m.observe_round(next.round != prev.round, next.took_ms, next.record.as_ref());
+    }
     use crate::core::control::Mode;
 
     fn record(epoch: u64, phase: Phase, step: Step, by: &str) -> ControlRecord {
@@ -770,7 +783,6 @@ mod tests {
             round: n,
             took_ms: 30,
             record: Some(r),
-            ..RoundStatus::default()
         }
     }
 
@@ -812,7 +824,7 @@ mod tests {
                 .find(|l| l.starts_with("failoverd_failover_proposed_epoch "))
                 .map(str::to_string)
         };
-        m.observe_round(&RoundStatus::default(), &round(1, r.clone()));
+        observe(&m, &RoundStatus::default(), &round(1, r.clone()));
         assert_eq!(
             gauge(&m).as_deref(),
             Some("failoverd_failover_proposed_epoch 0")
@@ -829,14 +841,14 @@ mod tests {
             decided_at: None,
             decision: None,
         });
-        m.observe_round(&round(1, r.clone()), &round(2, r.clone()));
+        observe(&m, &round(1, r.clone()), &round(2, r.clone()));
         assert_eq!(
             gauge(&m).as_deref(),
             Some("failoverd_failover_proposed_epoch 4")
         );
         // Decided: nothing awaits any more.
         r.proposal.as_mut().unwrap().state = ProposalState::Rejected;
-        m.observe_round(&round(2, r.clone()), &round(3, r));
+        observe(&m, &round(2, r.clone()), &round(3, r));
         assert_eq!(
             gauge(&m).as_deref(),
             Some("failoverd_failover_proposed_epoch 0")
@@ -858,7 +870,7 @@ mod tests {
         let mut prev = RoundStatus::default();
         for (i, r) in seq.into_iter().enumerate() {
             let next = round(i as u64 + 1, r);
-            m.observe_round(&prev, &next);
+            observe(&m, &prev, &next);
             prev = next;
         }
         let mut text = String::new();
@@ -884,8 +896,8 @@ mod tests {
         let m = Meter::default();
         let a = round(1, record(4, Phase::FailingOver, Step::Claimed, "us-west-2"));
         let b = round(2, record(4, Phase::Steady, Step::Done, "us-west-2"));
-        m.observe_round(&RoundStatus::default(), &a);
-        m.observe_round(&a, &b);
+        observe(&m, &RoundStatus::default(), &a);
+        observe(&m, &a, &b);
         assert_eq!(m.failover_count("started"), 0);
         assert_eq!(m.failover_count("completed"), 1);
     }

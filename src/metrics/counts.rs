@@ -2,7 +2,7 @@
 //! (`ports::traffic::InvocationCounts`): this router's own [`Counter`],
 //! what it publishes in its vote ([`Counter::traffic`]), and the fleet's
 //! sum over every region's published counts ([`fleet_counted`],
-//! [`FleetCounts`] in the daemon, [`VoteCounts`] for `failoverd cost`).
+//! `state::FleetCounts` in the daemon, [`VoteCounts`] for `failoverd cost`).
 //!
 //! # What is counted
 //!
@@ -86,16 +86,12 @@
 //! a whole hour (a router that restarted knows its peak since then only).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::core::quorum::{EndpointTraffic, TRAILING_MS, Traffic, Vote};
-use crate::ports::clock::Clock;
 use crate::ports::traffic::{Counted, InvocationCounts};
-use crate::state::Shared;
 
 pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 3_600_000;
@@ -209,7 +205,7 @@ impl Buckets {
 
 /// When counting started, and the clock as counting sees it: a clock that
 /// steps back is held at its highest reading, so a count never lands in an
-/// older bucket. Shared by [`Counter`] and `router::observed`.
+/// older bucket. Shared by [`Counter`] and `metrics::observed`.
 #[derive(Debug, Default)]
 pub struct CountingClock {
     /// Unix ms when counting started (0: not started).
@@ -489,75 +485,8 @@ pub fn need_from(
     u32::try_from(c.invocations.div_ceil(per_instance)).ok()
 }
 
-fn region_names(cfg: &Config) -> Vec<String> {
+pub fn region_names(cfg: &Config) -> Vec<String> {
     cfg.regions.iter().map(|r| r.name.clone()).collect()
-}
-
-/// The daemon's [`InvocationCounts`]: its own router's live counter (in
-/// `Shared`) and the peers' counts from the votes the reconcile loop last
-/// read (on this daemon's clock).
-pub struct FleetCounts {
-    config: watch::Receiver<Arc<Config>>,
-    shared: Arc<Shared>,
-    clock: Arc<dyn Clock>,
-}
-
-impl FleetCounts {
-    pub fn new(
-        config: watch::Receiver<Arc<Config>>,
-        shared: Arc<Shared>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            config,
-            shared,
-            clock,
-        }
-    }
-}
-
-impl InvocationCounts for FleetCounts {
-    fn invocations(
-        &self,
-        region: &str,
-        endpoint: &str,
-        window_ms: u64,
-        now_ms: u64,
-    ) -> Option<Counted> {
-        let cfg = self.config.borrow().clone();
-        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
-        self.shared.read(|st| {
-            fleet_counted(
-                &region_names(&cfg),
-                local,
-                &st.votes,
-                region,
-                endpoint,
-                window_ms,
-                now_ms,
-            )
-        })
-    }
-
-    fn active_need(&self, endpoint: &str) -> Option<u32> {
-        let cfg = self.config.borrow().clone();
-        let active = self
-            .shared
-            .read(|st| st.record.as_ref().map(|r| r.active.clone()))?;
-        let now = self.clock.now_ms();
-        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
-        let peak = self.shared.read(|st| {
-            fleet_peak(
-                &region_names(&cfg),
-                local,
-                &st.votes,
-                &active,
-                endpoint,
-                now,
-            )
-        });
-        need_from(peak, cfg.cost.instance_invocations_per_minute, now)
-    }
 }
 
 /// [`InvocationCounts`] from the votes as read from the table once (the

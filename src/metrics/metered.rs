@@ -13,16 +13,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::endpoints::{Deleted, EndpointState, EndpointStatus, WarmUp};
-use super::health_checks::{CheckKind, CheckReading};
-use super::store::{Event, Page, PublishedReading, TokenItem, Write};
-use super::workflows::{Callback, Execution, Started, arn_region};
-use super::{Clock, ControlStore, Endpoints, ErrorKind, HealthChecks, PortError, Ports, Workflows};
+use super::meter::{Meter, Op, Reading, TokenEvent};
 use crate::core::control::ControlRecord;
 use crate::core::quorum::Vote;
 use crate::core::record::RecordWrite;
 use crate::core::tokens::TokenStatus;
-use crate::meter::{Meter, Op, Reading, TokenEvent};
+use crate::ports::endpoints::{Deleted, EndpointState, EndpointStatus, WarmUp};
+use crate::ports::health_checks::{CheckKind, CheckReading};
+use crate::ports::store::{Event, Page, PublishedReading, TokenItem, Write};
+use crate::ports::workflows::{Callback, Execution, Started, arn_region};
+use crate::ports::{
+    Clock, ControlStore, Endpoints, ErrorKind, HealthChecks, PortError, Ports, Workflows,
+};
 
 /// Wrap every AWS-facing port of `ports` (the clock, entropy and probes are
 /// not AWS and stay as they are).

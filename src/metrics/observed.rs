@@ -1,7 +1,7 @@
 //! Per-model traffic as this router observed it, for `failoverd advise`
 //! (`GET /traffic` on the admin listener, a `core::advise::TrafficSet`).
 //!
-//! `router::counts` counts *attempts per endpoint* (what idle detection and
+//! `metrics::counts` counts *attempts per endpoint* (what idle detection and
 //! the active's need read); advise asks a different question, what the
 //! *clients* ask of each *model*, so this counts client requests, once each
 //! however many attempts they took:
@@ -23,7 +23,7 @@
 //! on its first one; models come from configuration, so the map is bounded.
 //!
 //! Time is the router's `Clock` port (unix ms); a clock that steps back is
-//! held at its highest reading, as in `router::counts`.
+//! held at its highest reading, as in `metrics::counts`.
 //!
 //! What the observation covers: every request since the router started,
 //! up to 7 days: the minutes from the router's first (partial: it started
@@ -81,7 +81,7 @@ struct DaySizes {
     max: u64,
 }
 
-/// One model's observation: the same stamped rings as `router::counts`
+/// One model's observation: the same stamped rings as `metrics::counts`
 /// (a slot left from an older lap reads as zero).
 #[derive(Debug, Clone)]
 struct ModelRings {
