@@ -150,11 +150,7 @@ async fn spawn_router(
     tokio::task::JoinHandle<()>,
 ) {
     let (_tx, rx) = watch::channel(config.clone());
-    let router = Router::new(
-        rx,
-        failoverd::daemon::router_ports(clients),
-        shared.clone(),
-    );
+    let router = Router::new(rx, failoverd::daemon::router_ports(clients), shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (shutdown, shutdown_rx) = watch::channel(false);

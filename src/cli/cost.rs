@@ -8,7 +8,7 @@
 //! daemon's. Two differences, both said in the output: the CLI does not know
 //! a daemon's own quorum view (a daemon without quorum holds back), and it
 //! has no router of its own: it takes every router's counts from the votes
-//! in the control table (`router::counts::VoteCounts`), as they were at the
+//! in the control table (`metrics::counts::VoteCounts`), as they were at the
 //! routers' last votes, where a daemon uses its own router's live counts.
 //! When the votes cannot be read, nothing is counted (nothing is idle).
 //! There is no acting mode: the daemons act, each on its own region, and

@@ -81,7 +81,7 @@ pub struct Cost {
     pub idle: Idle,
     /// Invocations a minute one instance of a provisioned endpoint serves:
     /// what turns the router's measured traffic into the active region's
-    /// need (`router::counts::need_from`). Unset (the default): the need
+    /// need (`metrics::counts::need_from`). Unset (the default): the need
     /// is not measured, and the schedule never lowers the active region.
     pub instance_invocations_per_minute: Option<u64>,
     /// Scheduled capacity per provisioned endpoint.

@@ -80,7 +80,7 @@ pub struct EndpointTraffic {
     /// rounded outward to whole buckets (never less than the window).
     pub sums: [u64; TRAILING_MS.len()],
     /// The busiest minute (invocations) overlapping the hour before `at`,
-    /// for the active region's need (`router::counts::need_from`). `None`
+    /// for the active region's need (`metrics::counts::need_from`). `None`
     /// from a daemon that does not publish it: the need is then unknown.
     #[serde(default)]
     pub peak_minute: Option<u64>,

@@ -328,9 +328,9 @@ impl Daemon {
             "admin",
         ));
 
-        // Cost controls next to failover (daemon/cost.rs), judged on the
+        // Cost controls next to failover (control/cost.rs), judged on the
         // fleet's router counts: this router's own, and the peers' from
-        // their votes (router::counts).
+        // their votes (metrics::counts).
         let cost = cost::CostTask::new(
             config_rx.clone(),
             ports.clone(),

@@ -397,7 +397,7 @@ impl Router {
             retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
         let region = lane.region.name.as_str();
         let endpoint = super::endpoint(lane.region, lane.path).unwrap_or_default();
-        // Every attempt sent counts, retries and hedges too (router::counts).
+        // Every attempt sent counts, retries and hedges too (metrics::counts).
         self.shared
             .traffic
             .record(region, endpoint, self.ports.clock.now_ms());
