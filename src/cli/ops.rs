@@ -244,6 +244,18 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
         s.replica_region,
         rfc3339(s.read_at)
     );
+    render_record(w, s);
+    render_matrix(w, cfg, s);
+    render_tokens(w, s);
+    render_cost(w, &s.cost);
+    render_events(w, s);
+    o
+}
+
+/// The control record: active, epoch, mode, the proposal, a failover in
+/// flight.
+fn render_record(w: &mut String, s: &StatusReport) {
+    use std::fmt::Write;
     match (&s.record, &s.record_error) {
         (Some(r), _) => {
             let _ = writeln!(
@@ -304,6 +316,11 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
             let _ = writeln!(w, "control record: none yet (no daemon has initialized it)");
         }
     }
+}
+
+/// The health matrix (observer x region, vote ages) and the quorum's row.
+fn render_matrix(w: &mut String, cfg: &Config, s: &StatusReport) {
+    use std::fmt::Write;
     let _ = writeln!(
         w,
         "\nhealth matrix (rows: observer, columns: region; vote age)"
@@ -358,6 +375,11 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
     if let Some(e) = &s.votes_error {
         let _ = writeln!(w, "votes UNREADABLE: {e}");
     }
+}
+
+/// Pending and claimed task tokens.
+fn render_tokens(w: &mut String, s: &StatusReport) {
+    use std::fmt::Write;
     let pending: Vec<&TokenRow> = s
         .tokens
         .iter()
@@ -395,7 +417,11 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
             rfc3339(t.expires_at)
         );
     }
-    render_cost(w, &s.cost);
+}
+
+/// The newest journal entries.
+fn render_events(w: &mut String, s: &StatusReport) {
+    use std::fmt::Write;
     match &s.events_error {
         Some(e) => {
             let _ = writeln!(w, "\nlast events: UNREADABLE: {e}");
@@ -422,7 +448,6 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
             e.detail
         );
     }
-    o
 }
 
 /// The DR tiers and what each region holds.

@@ -62,7 +62,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::Config;
 use crate::core::control::{ControlRecord, Mode, Phase};
 use crate::core::idle::{self, EndpointKind, IdleAction, IdleDecision, IdleEndpoint};
-use crate::core::schedule::{self, CapacityDecision, CapacityInputs};
+use crate::core::schedule::{self, CapacityDecision, CapacityInputs, Schedule};
 use crate::core::tier::{RegionRole, StandbyHolds, Tier, VariantCapacity};
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::Ports;
@@ -374,43 +374,77 @@ fn decide_one(
         plan
     };
 
+    let (role, state, variants) = match gate(obs, seen, record) {
+        Ok(g) => g,
+        Err(why) => return leave(plan, why),
+    };
+    let sched = cfg.cost.schedule_for(&seen.endpoint);
+    // What each variant may be reduced to: the schedule's minimum now, else
+    // one instance (production variants cannot scale to zero).
+    let variant_min = sched.map_or(1, |s| s.at(now).min).max(1);
+    let mut notes: Vec<String> = Vec::new();
+
+    let j = Judged {
+        cfg,
+        obs,
+        seen,
+        counts,
+        role,
+        tier,
+        protected,
+    };
+    if cfg.cost.idle.enabled {
+        match idle_step(&j, &mut plan, state, &variants, variant_min) {
+            Ok(note) => notes.push(note),
+            Err(why) => return leave(plan, why),
+        }
+    }
+    let changes = schedule_step(&j, sched, &variants, &mut plan, &mut notes);
+    if !changes.is_empty() {
+        plan.action = CostAction::Scale { changes };
+    }
+    leave(plan, notes.join("; "))
+}
+
+/// The ladder of reasons to leave an endpoint alone before any rule runs:
+/// a hold, a kind that scales itself, no readable record, a failover in
+/// flight, a paused fleet, an endpoint absent, unreadable or mid-change, no
+/// provisioned variant. `Ok`: this region's role, the endpoint's state and
+/// its provisioned variants with their instance counts.
+fn gate<'a>(
+    obs: &Observation,
+    seen: &'a Seen,
+    record: Option<&ControlRecord>,
+) -> Result<(RegionRole, &'a EndpointState, Vec<(&'a str, u32)>), String> {
     if let Some(hold) = &obs.hold {
-        return leave(plan, format!("holding back: {hold}"));
+        return Err(format!("holding back: {hold}"));
     }
     if seen.kind != EndpointKind::Provisioned {
-        return leave(
-            plan,
-            format!(
-                "{:?} endpoints scale themselves; only provisioned variants are scaled",
-                seen.kind
-            ),
-        );
+        return Err(format!(
+            "{:?} endpoints scale themselves; only provisioned variants are scaled",
+            seen.kind
+        ));
     }
     let record = match (&obs.record, record) {
         (Err(e), _) => {
-            return leave(
-                plan,
-                format!("the control record cannot be read ({e}): not acting blind"),
-            );
+            return Err(format!(
+                "the control record cannot be read ({e}): not acting blind"
+            ));
         }
-        (Ok(_), None) => return leave(plan, "no control record yet".into()),
+        (Ok(_), None) => return Err("no control record yet".into()),
         (Ok(_), Some(r)) => r,
     };
     if record.phase == Phase::FailingOver {
-        return leave(
-            plan,
-            format!(
-                "{} ({} -> {}, step {})",
-                schedule::LeaveReason::FailoverInFlight,
-                record.previous.as_deref().unwrap_or(&record.active),
-                record.target.as_deref().unwrap_or("?"),
-                record.step.as_str()
-            ),
-        );
+        return Err(format!(
+            "{} ({} -> {}, step {})",
+            schedule::LeaveReason::FailoverInFlight,
+            record.previous.as_deref().unwrap_or(&record.active),
+            record.target.as_deref().unwrap_or("?"),
+            record.step.as_str()
+        ));
     }
     if record.mode == Mode::Paused {
-        return leave(
-            plan,
+        return Err(
             "the fleet is paused: operators have it; no cost action until it resumes".into(),
         );
     }
@@ -418,25 +452,21 @@ fn decide_one(
     let state = match &seen.described {
         Described::Found { state } => state,
         Described::Absent => {
-            return leave(
-                plan,
+            return Err(
                 "the endpoint does not exist (stopped? recreate it from its endpoint config)"
                     .into(),
             );
         }
         Described::Unreadable { error } => {
-            return leave(plan, format!("DescribeEndpoint failed ({error})"));
+            return Err(format!("DescribeEndpoint failed ({error})"));
         }
-        Described::NotRead => return leave(plan, "not read".into()),
+        Described::NotRead => return Err("not read".into()),
     };
     if state.status != EndpointStatus::InService {
-        return leave(
-            plan,
-            format!(
-                "{}: a change is under way; SageMaker takes no other until it ends",
-                state.status.as_str()
-            ),
-        );
+        return Err(format!(
+            "{}: a change is under way; SageMaker takes no other until it ends",
+            state.status.as_str()
+        ));
     }
     let variants: Vec<(&str, u32)> = state
         .variants
@@ -445,76 +475,116 @@ fn decide_one(
         .filter_map(|v| Some((v.variant.as_str(), v.current_instances?)))
         .collect();
     if variants.is_empty() {
-        return leave(plan, "no provisioned variant with an instance count".into());
+        return Err("no provisioned variant with an instance count".into());
     }
-    let sched = cfg.cost.schedule_for(&seen.endpoint);
-    // What each variant may be reduced to: the schedule's minimum now, else
-    // one instance (production variants cannot scale to zero).
-    let variant_min = sched.map_or(1, |s| s.at(now).min).max(1);
-    let mut notes: Vec<String> = Vec::new();
+    Ok((role, state, variants))
+}
 
-    if cfg.cost.idle.enabled {
-        let policy = cfg.cost.idle_policy();
-        let counted = counts.invocations(&obs.region, &seen.endpoint, policy.window_ms, now);
-        let e = IdleEndpoint {
-            endpoint: seen.endpoint.clone(),
-            region: obs.region.clone(),
-            kind: seen.kind,
-            role,
-            tier,
-            protected,
-            counted_since_ms: counted.map_or(now, |c| c.since_ms),
-            router_invocations: counted.map_or(0, |c| c.invocations),
-            cloudwatch_invocations: seen
-                .cloudwatch
-                .as_ref()
-                .and_then(|r| r.as_ref().ok().copied()),
-            instances: variants.iter().map(|(_, n)| n).sum(),
-            minimum: variant_min * variants.len() as u32,
-        };
-        let d = idle::decide(now, false, &policy, &[e]).remove(0);
-        let why = match (&d.why, &seen.cloudwatch) {
-            _ if counted.is_none() => format!(
-                "idle: {} (not every region's router has published counts yet)",
-                d.why
-            ),
-            (idle::IdleReason::CloudWatchUnread, Some(Err(e))) => {
-                format!("idle: {} ({e})", d.why)
-            }
-            _ => format!("idle: {}", d.why),
-        };
-        plan.idle = Some(d.clone());
-        match d.action {
-            IdleAction::Stop => {
-                plan.action = CostAction::Stop {
-                    config: state.config.clone(),
-                };
-                return leave(plan, why);
-            }
-            IdleAction::Reduce { .. } => {
-                plan.action = CostAction::Scale {
-                    changes: variants
-                        .iter()
-                        .filter(|(_, n)| *n > variant_min)
-                        .map(|(v, n)| ScaleChange {
-                            variant: v.to_string(),
-                            from: *n,
-                            to: variant_min,
-                        })
-                        .collect(),
-                };
-                return leave(plan, why);
-            }
-            IdleAction::None => notes.push(why),
+/// One endpoint as the rules judge it, past the gate.
+struct Judged<'a> {
+    cfg: &'a Config,
+    obs: &'a Observation,
+    seen: &'a Seen,
+    counts: &'a dyn InvocationCounts,
+    role: RegionRole,
+    tier: Tier,
+    /// `Some(true)`: tagged protected; `None`: tags not read.
+    protected: Option<bool>,
+}
+
+/// Idle detection for one endpoint (when enabled): a stop or a reduction
+/// becomes the plan's action and `Err(why)` ends the decision; otherwise
+/// `Ok(note)` for the plan's reasons.
+fn idle_step(
+    j: &Judged<'_>,
+    plan: &mut EndpointPlan,
+    state: &EndpointState,
+    variants: &[(&str, u32)],
+    variant_min: u32,
+) -> Result<String, String> {
+    let Judged {
+        cfg,
+        obs,
+        seen,
+        counts,
+        role,
+        tier,
+        protected,
+    } = *j;
+    let now = obs.now_ms;
+    let policy = cfg.cost.idle_policy();
+    let counted = counts.invocations(&obs.region, &seen.endpoint, policy.window_ms, now);
+    let e = IdleEndpoint {
+        endpoint: seen.endpoint.clone(),
+        region: obs.region.clone(),
+        kind: seen.kind,
+        role,
+        tier,
+        protected,
+        counted_since_ms: counted.map_or(now, |c| c.since_ms),
+        router_invocations: counted.map_or(0, |c| c.invocations),
+        cloudwatch_invocations: seen
+            .cloudwatch
+            .as_ref()
+            .and_then(|r| r.as_ref().ok().copied()),
+        instances: variants.iter().map(|(_, n)| n).sum(),
+        minimum: variant_min * variants.len() as u32,
+    };
+    let d = idle::decide(now, false, &policy, &[e]).remove(0);
+    let why = match (&d.why, &seen.cloudwatch) {
+        _ if counted.is_none() => format!(
+            "idle: {} (not every region's router has published counts yet)",
+            d.why
+        ),
+        (idle::IdleReason::CloudWatchUnread, Some(Err(e))) => {
+            format!("idle: {} ({e})", d.why)
         }
+        _ => format!("idle: {}", d.why),
+    };
+    plan.idle = Some(d.clone());
+    match d.action {
+        IdleAction::Stop => {
+            plan.action = CostAction::Stop {
+                config: state.config.clone(),
+            };
+            return Err(why);
+        }
+        IdleAction::Reduce { .. } => {
+            plan.action = CostAction::Scale {
+                changes: variants
+                    .iter()
+                    .filter(|(_, n)| *n > variant_min)
+                    .map(|(v, n)| ScaleChange {
+                        variant: v.to_string(),
+                        from: *n,
+                        to: variant_min,
+                    })
+                    .collect(),
+            };
+            return Err(why);
+        }
+        IdleAction::None => Ok(why),
     }
+}
 
+/// The schedule (and a standby's measured need) for each provisioned
+/// variant: the changes to make, with a note per variant.
+fn schedule_step(
+    j: &Judged<'_>,
+    sched: Option<&Schedule>,
+    variants: &[(&str, u32)],
+    plan: &mut EndpointPlan,
+    notes: &mut Vec<String>,
+) -> Vec<ScaleChange> {
+    let (role, tier, protected, now) = (j.role, j.tier, j.protected, j.obs.now_ms);
+    let endpoint = j.seen.endpoint.as_str();
+    let counts = j.counts;
     let holds_need =
         role == RegionRole::Standby && tier.standby_holds() == StandbyHolds::ActiveNeed;
     let mut changes = Vec::new();
     if sched.is_some() || holds_need {
-        let need = counts.active_need(&seen.endpoint);
-        for (variant, current) in &variants {
+        let need = counts.active_need(endpoint);
+        for (variant, current) in variants {
             let d = schedule::desired_minimum(&CapacityInputs {
                 now_ms: now,
                 schedule: sched,
@@ -561,10 +631,7 @@ fn decide_one(
     } else {
         notes.push("no schedule".into());
     }
-    if !changes.is_empty() {
-        plan.action = CostAction::Scale { changes };
-    }
-    leave(plan, notes.join("; "))
+    changes
 }
 
 /// Perform the plans' actions; journal each, and each failure once until

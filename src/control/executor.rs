@@ -79,74 +79,8 @@ impl Executor<'_> {
     /// Perform `action` at time `now`.
     pub async fn apply(&self, action: &Action, now: u64) -> Result<Outcome, ExecError> {
         match action {
-            Action::Initialize { active } => {
-                let incarnation = format!("{:012x}", self.ports.entropy.next_u64() >> 16);
-                let w = RecordWrite::Initialize {
-                    active: active.clone(),
-                    incarnation: incarnation.clone(),
-                    by: self.who.clone(),
-                    at: now,
-                    reason: "initialized: highest-priority region up by quorum".into(),
-                };
-                match self.write(&w).await? {
-                    Write::Written => {
-                        self.journal(
-                            "initialized",
-                            Some(1),
-                            format!("control record created (incarnation {incarnation}): {active} active"),
-                        )
-                        .await;
-                        Ok(Outcome::Done(format!(
-                            "control record created with {active} active"
-                        )))
-                    }
-                    Write::Conflict => Ok(Outcome::Lost),
-                }
-            }
-            Action::StartFailover(p) => {
-                match self.write(&RecordWrite::Claim { plan: p.clone() }).await? {
-                    Write::Conflict => {
-                        self.journal(
-                            "failover_lost_race",
-                            Some(p.epoch),
-                            format!("{} -> {}: the record moved first", p.from, p.to),
-                        )
-                        .await;
-                        return Ok(Outcome::Lost);
-                    }
-                    Write::Written => {
-                        let how = if p.automatic {
-                            "automatic"
-                        } else if p.forced {
-                            "manual, FORCED"
-                        } else {
-                            "manual"
-                        };
-                        let over = p
-                            .supersedes
-                            .as_deref()
-                            .map(|old| format!(", superseding {old}"))
-                            .unwrap_or_default();
-                        self.journal(
-                            "failover_claimed",
-                            Some(p.epoch),
-                            format!(
-                                "{} -> {} ({how}{}{over}): {}",
-                                p.from,
-                                p.to,
-                                if p.ungraceful { ", ungraceful" } else { "" },
-                                p.reason
-                            ),
-                        )
-                        .await;
-                    }
-                }
-                if let Some(old) = &p.supersedes {
-                    self.stop(old, &format!("superseded by {}", p.execution))
-                        .await;
-                }
-                self.start(p, p.expected_version + 1).await
-            }
+            Action::Initialize { active } => self.initialize(active, now).await,
+            Action::StartFailover(p) => self.claim(p).await,
             Action::EnsureExecution(p) => self.start(p, p.expected_version).await,
             Action::Settle {
                 expected_version,
@@ -163,25 +97,7 @@ impl Executor<'_> {
                     at: now,
                     reason: reason.clone(),
                 };
-                match self.write(&w).await? {
-                    Write::Written => {
-                        let how = match outcome {
-                            Settlement::Completed => "completed",
-                            Settlement::Aborted => "aborted",
-                        };
-                        self.journal(
-                            "settled",
-                            None,
-                            format!("{execution} settled as {how}: {reason}"),
-                        )
-                        .await;
-                        if *stop {
-                            self.stop(execution, reason).await;
-                        }
-                        Ok(Outcome::Done(format!("{execution} settled as {how}")))
-                    }
-                    Write::Conflict => Ok(Outcome::Lost),
-                }
+                self.settle(&w, execution, *outcome, reason, *stop).await
             }
             Action::SetMode {
                 mode,
@@ -196,18 +112,13 @@ impl Executor<'_> {
                     at: now,
                     reason: reason.clone(),
                 };
-                match self.write(&w).await? {
-                    Write::Written => {
-                        self.journal(
-                            "mode",
-                            None,
-                            format!("mode set to {mode:?} by {changed_by}: {reason}"),
-                        )
-                        .await;
-                        Ok(Outcome::Done(format!("mode is now {mode:?}")))
-                    }
-                    Write::Conflict => Ok(Outcome::Lost),
-                }
+                self.written(&w, "mode", None, || {
+                    (
+                        format!("mode set to {mode:?} by {changed_by}: {reason}"),
+                        format!("mode is now {mode:?}"),
+                    )
+                })
+                .await
             }
             Action::Propose {
                 expected_version,
@@ -225,28 +136,21 @@ impl Executor<'_> {
                     at: now,
                     reason: reason.clone(),
                 };
-                match self.write(&w).await? {
-                    Write::Written => {
-                        // Once per proposal: this write succeeds once per epoch.
-                        tracing::warn!(
-                            epoch,
-                            %from,
-                            %target,
-                            %reason,
-                            "automatic failover PROPOSED: awaiting `failoverd approve --epoch {epoch}` (or reject)"
-                        );
-                        self.journal(
-                            "failover_proposed",
-                            Some(*epoch),
-                            format!("{from} -> {target} awaits approval: {reason}"),
-                        )
-                        .await;
-                        Ok(Outcome::Done(format!(
-                            "failover {from} -> {target} (epoch {epoch}) proposed"
-                        )))
-                    }
-                    Write::Conflict => Ok(Outcome::Lost),
-                }
+                self.written(&w, "failover_proposed", Some(*epoch), || {
+                    // Once per proposal: this write succeeds once per epoch.
+                    tracing::warn!(
+                        epoch,
+                        %from,
+                        %target,
+                        %reason,
+                        "automatic failover PROPOSED: awaiting `failoverd approve --epoch {epoch}` (or reject)"
+                    );
+                    (
+                        format!("{from} -> {target} awaits approval: {reason}"),
+                        format!("failover {from} -> {target} (epoch {epoch}) proposed"),
+                    )
+                })
+                .await
             }
             Action::Resolve {
                 expected_version,
@@ -263,21 +167,132 @@ impl Executor<'_> {
                     at: now,
                     reason: reason.clone(),
                 };
-                match self.write(&w).await? {
-                    Write::Written => {
-                        let what = state.as_str();
-                        tracing::warn!(epoch, by = %changed_by, %reason, "failover proposal {what}");
-                        self.journal(
-                            &format!("proposal_{what}"),
-                            Some(*epoch),
-                            format!("proposal of epoch {epoch} {what} by {changed_by}: {reason}"),
-                        )
-                        .await;
-                        Ok(Outcome::Done(format!("proposal of epoch {epoch} {what}")))
-                    }
-                    Write::Conflict => Ok(Outcome::Lost),
-                }
+                let what = state.as_str();
+                self.written(&w, &format!("proposal_{what}"), Some(*epoch), || {
+                    tracing::warn!(epoch, by = %changed_by, %reason, "failover proposal {what}");
+                    (
+                        format!("proposal of epoch {epoch} {what} by {changed_by}: {reason}"),
+                        format!("proposal of epoch {epoch} {what}"),
+                    )
+                })
+                .await
             }
+        }
+    }
+
+    /// Write `w`; when it lands, journal `kind` with the first text `said`
+    /// returns and report the second; when the record moved first, lost.
+    async fn written(
+        &self,
+        w: &RecordWrite,
+        kind: &str,
+        epoch: Option<u64>,
+        said: impl FnOnce() -> (String, String),
+    ) -> Result<Outcome, ExecError> {
+        match self.write(w).await? {
+            Write::Written => {
+                let (detail, done) = said();
+                self.journal(kind, epoch, detail).await;
+                Ok(Outcome::Done(done))
+            }
+            Write::Conflict => Ok(Outcome::Lost),
+        }
+    }
+
+    /// Create the record with `active`, under a fresh incarnation.
+    async fn initialize(&self, active: &str, now: u64) -> Result<Outcome, ExecError> {
+        let incarnation = format!("{:012x}", self.ports.entropy.next_u64() >> 16);
+        let w = RecordWrite::Initialize {
+            active: active.to_string(),
+            incarnation: incarnation.clone(),
+            by: self.who.clone(),
+            at: now,
+            reason: "initialized: highest-priority region up by quorum".into(),
+        };
+        self.written(&w, "initialized", Some(1), || {
+            (
+                format!("control record created (incarnation {incarnation}): {active} active"),
+                format!("control record created with {active} active"),
+            )
+        })
+        .await
+    }
+
+    /// Claim the plan's epoch (journalled either way), stop what it
+    /// supersedes, start its execution.
+    async fn claim(&self, p: &FailoverPlan) -> Result<Outcome, ExecError> {
+        match self.write(&RecordWrite::Claim { plan: p.clone() }).await? {
+            Write::Conflict => {
+                self.journal(
+                    "failover_lost_race",
+                    Some(p.epoch),
+                    format!("{} -> {}: the record moved first", p.from, p.to),
+                )
+                .await;
+                return Ok(Outcome::Lost);
+            }
+            Write::Written => {
+                let how = if p.automatic {
+                    "automatic"
+                } else if p.forced {
+                    "manual, FORCED"
+                } else {
+                    "manual"
+                };
+                let over = p
+                    .supersedes
+                    .as_deref()
+                    .map(|old| format!(", superseding {old}"))
+                    .unwrap_or_default();
+                self.journal(
+                    "failover_claimed",
+                    Some(p.epoch),
+                    format!(
+                        "{} -> {} ({how}{}{over}): {}",
+                        p.from,
+                        p.to,
+                        if p.ungraceful { ", ungraceful" } else { "" },
+                        p.reason
+                    ),
+                )
+                .await;
+            }
+        }
+        if let Some(old) = &p.supersedes {
+            self.stop(old, &format!("superseded by {}", p.execution))
+                .await;
+        }
+        self.start(p, p.expected_version + 1).await
+    }
+
+    /// Settle a failover whose execution ended (or must end), stopping it
+    /// when asked.
+    async fn settle(
+        &self,
+        w: &RecordWrite,
+        execution: &str,
+        outcome: Settlement,
+        reason: &str,
+        stop: bool,
+    ) -> Result<Outcome, ExecError> {
+        match self.write(w).await? {
+            Write::Written => {
+                let how = match outcome {
+                    Settlement::Completed => "completed",
+                    Settlement::Aborted => "aborted",
+                };
+                self.journal(
+                    "settled",
+                    None,
+                    format!("{execution} settled as {how}: {reason}"),
+                )
+                .await;
+                if stop {
+                    self.stop(execution, reason).await;
+                }
+                Ok(Outcome::Done(format!("{execution} settled as {how}")))
+            }
+            Write::Conflict => Ok(Outcome::Lost),
         }
     }
 

@@ -47,8 +47,8 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::core::backoff::Backoff;
 use crate::core::control::Phase;
-use crate::core::tier::{self, PrepareProblem, PrepareProgress, ScaleUp, VariantCapacity};
-use crate::ports::endpoints::{EndpointStatus, WarmUp};
+use crate::core::tier::{self, PrepareProblem, PrepareProgress, ScaleUp, Tier, VariantCapacity};
+use crate::ports::endpoints::{EndpointState, EndpointStatus, WarmUp};
 use crate::ports::{ErrorKind, Ports};
 
 use super::journal::journal;
@@ -260,45 +260,10 @@ async fn scale_up(
     };
     let target_caps = target.provisioned();
 
-    // What the active holds now; if its region cannot say, what the
-    // schedule asks of this endpoint now.
-    let active_endpoint = cfg
-        .region(&active)
-        .and_then(|r| r.sagemaker.provisioned.clone());
-    let (wanted, source): (Vec<VariantCapacity>, String) = match &active_endpoint {
-        None => return skip(format!("{active} has no provisioned endpoint to match")),
-        Some(a) => match ports.endpoints.describe(&active, a).await {
-            Ok(Some(st)) => (st.provisioned(), format!("{active}'s {a} now")),
-            failed => {
-                let why = match failed {
-                    Ok(_) => format!("{a} does not exist in {active}"),
-                    Err(e) => format!(
-                        "{a} in {active} cannot be read ({})",
-                        crate::error_chain(&e)
-                    ),
-                };
-                match cfg.cost.schedule_for(&endpoint) {
-                    Some(s) => {
-                        let min = s.at(ports.clock.now_ms()).min;
-                        (
-                            target_caps
-                                .iter()
-                                .map(|v| VariantCapacity {
-                                    variant: v.variant.clone(),
-                                    instances: min,
-                                })
-                                .collect(),
-                            format!("the schedule's minimum now ({min}), because {why}"),
-                        )
-                    }
-                    None => {
-                        return skip(format!(
-                            "{why}, and {endpoint} has no schedule to fall back on"
-                        ));
-                    }
-                }
-            }
-        },
+    let (wanted, source) = match wanted_capacity(cfg, ports, &active, &endpoint, &target_caps).await
+    {
+        Ok(w) => w,
+        Err(why) => return skip(why),
     };
     let plan = tier::prepare_plan(&wanted, &target_caps).map_err(|problems| {
         PrepareError::MissingVariants {
@@ -319,15 +284,7 @@ async fn scale_up(
         );
     }
 
-    // The budget on the monotonic clock, never past the token's expiry less
-    // the warm-up's budget and the callback, on the wall clock.
-    let wall_left = deadline
-        .saturating_sub(ports.clock.now_ms())
-        .saturating_sub(cfg.timings.prepare_budget.as_millis() as u64 + CALLBACK_ROOM_MS);
-    let budget = cfg
-        .cost
-        .prepare_budget
-        .min(Duration::from_millis(wall_left));
+    let budget = capacity_budget(cfg, ports, deadline);
     let budget_ms = budget.as_millis() as u64;
     let started = Instant::now();
     let mut asked: Vec<String> = Vec::new();
@@ -355,21 +312,17 @@ async fn scale_up(
                 );
             }
             PrepareProgress::OverBudget { short } if old_down => {
-                let detail = format!(
-                    "{region}/{endpoint}: switching with variants {} short of {source} after {}s (cost.prepare_budget): {active} is down, fewer instances serve, a dead region serves nothing; the scale-up carries on",
-                    short.join(", "),
-                    budget.as_secs()
-                );
-                warn!(%detail, "capacity: over budget");
-                journal(
-                    &*ports.store,
-                    ports.clock.now_ms(),
-                    &region,
-                    "prepare_capacity_short",
-                    Some(record.epoch),
-                    detail,
-                )
-                .await;
+                // The old region is gone: switching onto fewer instances
+                // beats staying on a dead region; the scale-up carries on.
+                let ctx = Asking {
+                    ports,
+                    region: &region,
+                    endpoint: &endpoint,
+                    source: &source,
+                    tier,
+                    epoch: record.epoch,
+                };
+                journal_short(&ctx, &active, &short, budget).await;
                 return Ok(
                     json!({"endpoint": endpoint, "scaled": false, "short": short, "to_match": source, "plan": planned(&plan), "tier": tier}),
                 );
@@ -384,73 +337,186 @@ async fn scale_up(
                 });
             }
             PrepareProgress::Waiting { remaining_ms, .. } => {
-                // Ask for what is still missing, once the endpoint takes
-                // updates: a variant whose desired count is already there
-                // is only waiting for SageMaker.
-                if let Some(st) = now
-                    .as_ref()
-                    .filter(|st| st.status == EndpointStatus::InService)
-                {
-                    let ask: Vec<&ScaleUp> = plan
-                        .iter()
-                        .filter(|p| {
-                            st.variant(&p.variant).is_some_and(|v| {
-                                v.desired_instances.or(v.current_instances).unwrap_or(0) < p.to
-                            })
-                        })
-                        .collect();
-                    if !ask.is_empty() {
-                        let counts: Vec<(String, u32)> =
-                            ask.iter().map(|p| (p.variant.clone(), p.to)).collect();
-                        match ports
-                            .endpoints
-                            .set_instance_counts(&region, &endpoint, &counts)
-                            .await
-                        {
-                            Ok(()) => {
-                                let what: Vec<String> = ask
-                                    .iter()
-                                    .map(|p| format!("{} {} -> {}", p.variant, p.from, p.to))
-                                    .collect();
-                                let detail = format!(
-                                    "{region}/{endpoint}: scale {} to match {source} before the switch ({tier})",
-                                    what.join(", ")
-                                );
-                                info!(%detail, "capacity: scaling up");
-                                if !asked.contains(&detail) {
-                                    journal(
-                                        &*ports.store,
-                                        ports.clock.now_ms(),
-                                        &region,
-                                        "prepare_scale",
-                                        Some(record.epoch),
-                                        detail.clone(),
-                                    )
-                                    .await;
-                                    asked.push(detail);
-                                }
-                                // Read again at once: SageMaker may have taken it
-                                // already (and otherwise says Updating).
-                                continue;
-                            }
-                            // Throttled, or SageMaker still busy with an
-                            // update that began after our read: next poll.
-                            Err(e) if e.kind.is_transient() || e.kind == ErrorKind::Validation => {
-                                debug!(error = %crate::error_chain(&e), "capacity: update not taken yet; retrying");
-                            }
-                            Err(e) => {
-                                return Err(PrepareError::ScaleRefused {
-                                    region,
-                                    endpoint,
-                                    detail: crate::error_chain(&e),
-                                });
-                            }
-                        }
+                let ctx = Asking {
+                    ports,
+                    region: &region,
+                    endpoint: &endpoint,
+                    source: &source,
+                    tier,
+                    epoch: record.epoch,
+                };
+                match ask_for_missing(&ctx, &plan, now.as_ref(), &mut asked).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(detail) => {
+                        return Err(PrepareError::ScaleRefused {
+                            region,
+                            endpoint,
+                            detail,
+                        });
                     }
                 }
                 tokio::time::sleep(SCALE_POLL.min(Duration::from_millis(remaining_ms.max(1))))
                     .await;
             }
         }
+    }
+}
+
+/// The capacity step's budget on the monotonic clock: `cost.prepare_budget`,
+/// never past the token's expiry (`deadline`, wall clock) less the warm-up's
+/// budget and the callback.
+fn capacity_budget(cfg: &Config, ports: &Ports, deadline: u64) -> Duration {
+    let wall_left = deadline
+        .saturating_sub(ports.clock.now_ms())
+        .saturating_sub(cfg.timings.prepare_budget.as_millis() as u64 + CALLBACK_ROOM_MS);
+    cfg.cost
+        .prepare_budget
+        .min(Duration::from_millis(wall_left))
+}
+
+/// What the target must hold: what the active's endpoint holds now; if its
+/// region cannot say, the schedule's minimum for this endpoint now. `Err`
+/// is why neither is known (the capacity step is then skipped).
+async fn wanted_capacity(
+    cfg: &Config,
+    ports: &Ports,
+    active: &str,
+    endpoint: &str,
+    target_caps: &[VariantCapacity],
+) -> Result<(Vec<VariantCapacity>, String), String> {
+    let Some(a) = cfg
+        .region(active)
+        .and_then(|r| r.sagemaker.provisioned.clone())
+    else {
+        return Err(format!("{active} has no provisioned endpoint to match"));
+    };
+    let why = match ports.endpoints.describe(active, &a).await {
+        Ok(Some(st)) => return Ok((st.provisioned(), format!("{active}'s {a} now"))),
+        Ok(None) => format!("{a} does not exist in {active}"),
+        Err(e) => format!(
+            "{a} in {active} cannot be read ({})",
+            crate::error_chain(&e)
+        ),
+    };
+    match cfg.cost.schedule_for(endpoint) {
+        Some(s) => {
+            let min = s.at(ports.clock.now_ms()).min;
+            Ok((
+                target_caps
+                    .iter()
+                    .map(|v| VariantCapacity {
+                        variant: v.variant.clone(),
+                        instances: min,
+                    })
+                    .collect(),
+                format!("the schedule's minimum now ({min}), because {why}"),
+            ))
+        }
+        None => Err(format!(
+            "{why}, and {endpoint} has no schedule to fall back on"
+        )),
+    }
+}
+
+/// Journal a switch with variants `short` of what was wanted after `budget`.
+async fn journal_short(ctx: &Asking<'_>, active: &str, short: &[String], budget: Duration) {
+    let detail = format!(
+        "{}/{}: switching with variants {} short of {} after {}s (cost.prepare_budget): {active} is down, fewer instances serve, a dead region serves nothing; the scale-up carries on",
+        ctx.region,
+        ctx.endpoint,
+        short.join(", "),
+        ctx.source,
+        budget.as_secs()
+    );
+    warn!(%detail, "capacity: over budget");
+    journal(
+        &*ctx.ports.store,
+        ctx.ports.clock.now_ms(),
+        ctx.region,
+        "prepare_capacity_short",
+        Some(ctx.epoch),
+        detail,
+    )
+    .await;
+}
+
+/// What the capacity step's requests are about.
+struct Asking<'a> {
+    ports: &'a Ports,
+    region: &'a str,
+    endpoint: &'a str,
+    source: &'a str,
+    tier: Tier,
+    epoch: u64,
+}
+
+/// Ask for what is still missing, once the endpoint takes updates: a
+/// variant whose desired count is already there is only waiting for
+/// SageMaker. `Ok(true)`: asked, read again at once; `Ok(false)`: nothing
+/// asked (or not taken yet), wait a poll; `Err`: SageMaker refused.
+async fn ask_for_missing(
+    ctx: &Asking<'_>,
+    plan: &[ScaleUp],
+    now: Option<&EndpointState>,
+    asked: &mut Vec<String>,
+) -> Result<bool, String> {
+    let Some(st) = now.filter(|st| st.status == EndpointStatus::InService) else {
+        return Ok(false);
+    };
+    let ask: Vec<&ScaleUp> = plan
+        .iter()
+        .filter(|p| {
+            st.variant(&p.variant)
+                .is_some_and(|v| v.desired_instances.or(v.current_instances).unwrap_or(0) < p.to)
+        })
+        .collect();
+    if ask.is_empty() {
+        return Ok(false);
+    }
+    let counts: Vec<(String, u32)> = ask.iter().map(|p| (p.variant.clone(), p.to)).collect();
+    match ctx
+        .ports
+        .endpoints
+        .set_instance_counts(ctx.region, ctx.endpoint, &counts)
+        .await
+    {
+        Ok(()) => {
+            let what: Vec<String> = ask
+                .iter()
+                .map(|p| format!("{} {} -> {}", p.variant, p.from, p.to))
+                .collect();
+            let detail = format!(
+                "{}/{}: scale {} to match {} before the switch ({})",
+                ctx.region,
+                ctx.endpoint,
+                what.join(", "),
+                ctx.source,
+                ctx.tier
+            );
+            info!(%detail, "capacity: scaling up");
+            if !asked.contains(&detail) {
+                journal(
+                    &*ctx.ports.store,
+                    ctx.ports.clock.now_ms(),
+                    ctx.region,
+                    "prepare_scale",
+                    Some(ctx.epoch),
+                    detail.clone(),
+                )
+                .await;
+                asked.push(detail);
+            }
+            // Read again at once: SageMaker may have taken it already (and
+            // otherwise says Updating).
+            Ok(true)
+        }
+        // Throttled, or SageMaker still busy with an update that began
+        // after our read: next poll.
+        Err(e) if e.kind.is_transient() || e.kind == ErrorKind::Validation => {
+            debug!(error = %crate::error_chain(&e), "capacity: update not taken yet; retrying");
+            Ok(false)
+        }
+        Err(e) => Err(crate::error_chain(&e)),
     }
 }

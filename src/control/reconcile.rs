@@ -16,6 +16,7 @@
 //! into "do nothing automatic", never into a decision against a region we
 //! merely could not see.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -26,7 +27,7 @@ use crate::config::{Config, Consistency};
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::Verdict;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
-use crate::core::quorum::{Receipts, Vote};
+use crate::core::quorum::{Receipts, Tally, Vote};
 use crate::core::tier;
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::Ports;
@@ -35,7 +36,7 @@ use crate::state::{Readiness, RoundStatus, Shared};
 
 use super::executor::{Executor, Outcome};
 use super::journal::journal;
-use super::signals::Signals;
+use super::signals::{self, Signals};
 use super::tokens::TokenDesk;
 
 /// Build the planner's policy from configuration.
@@ -56,6 +57,17 @@ pub fn policy(cfg: &Config) -> Policy {
         approval_timeout_ms: cfg.policy.approval_timeout.as_millis() as u64,
         on_approval_timeout: cfg.policy.on_approval_timeout,
     }
+}
+
+/// What the exchange step saw: the record, the votes and their tally.
+struct Seen {
+    /// When the record's read came back (this daemon's clock).
+    now: u64,
+    record: RecordRead,
+    /// How long the record has stood at its version.
+    stalled_ms: u64,
+    votes: Vec<Vote>,
+    tally: Tally,
 }
 
 /// The loop's private state.
@@ -163,14 +175,24 @@ impl Reconciler {
         ok
     }
 
+    /// One round: collect, exchange, decide, act, work tokens, publish.
     async fn one_round(&mut self) {
         let began = tokio::time::Instant::now();
         let cfg = self.config.borrow().clone();
-        let clock = self.ports.clock.clone();
-        let now = clock.now_ms();
+        let now = self.ports.clock.now_ms();
+        let sig = self.collect(&cfg, now).await;
+        let seen = self.exchange(&cfg, &sig, now).await;
+        let decision = self.decide(&cfg, &seen).await;
+        self.act(&cfg, &decision, seen.now).await;
+        // Tokens.
+        self.desk.round(&cfg, &self.ports, &self.shared).await;
+        self.publish(&cfg, seen, sig.why, decision, began);
+    }
 
-        // 1. Collect.
-        let sig = self.signals.collect(&cfg, &self.ports, now).await;
+    /// 1. Collect: this daemon's signals of every region, journalling each
+    /// verdict that changed and marking readiness on the checks' problems.
+    async fn collect(&mut self, cfg: &Config, now: u64) -> signals::Round {
+        let sig = self.signals.collect(cfg, &self.ports, now).await;
         for (region, verdict, why) in &sig.changes {
             let kind = match verdict {
                 Verdict::Down => "observed_down",
@@ -178,7 +200,7 @@ impl Reconciler {
             };
             info!(%region, ?verdict, "verdict changed");
             let detail = format!("{} sees {region} {verdict:?}: {why}", cfg.region);
-            self.journal(&cfg, kind, None, detail).await;
+            self.journal(cfg, kind, None, detail).await;
         }
         if sig.problems.is_empty() {
             self.readiness.set_ready("health_checks");
@@ -186,8 +208,13 @@ impl Reconciler {
             self.readiness
                 .set_unready("health_checks", sig.problems.join("; "));
         }
+        sig
+    }
 
-        // 2. Publish our vote; read everyone's and the record.
+    /// 2. Exchange: publish our vote; read everyone's and the record; renew
+    /// the lease from the read; tally.
+    async fn exchange(&mut self, cfg: &Config, sig: &signals::Round, now: u64) -> Seen {
+        let clock = self.ports.clock.clone();
         let seen_epoch = self.last_record.as_ref().map(|r| r.epoch).unwrap_or(0);
         let vote = Vote {
             observer: cfg.region.clone(),
@@ -210,7 +237,7 @@ impl Reconciler {
         let now = clock.now_ms();
         let record = match record {
             Ok(Some(r)) => {
-                let confirmed = self.confirmed(&cfg, &r).await;
+                let confirmed = self.confirmed(cfg, &r).await;
                 let seen = self.last_record.as_ref().map(|r| r.epoch);
                 self.lease
                     .observe(&cfg.region, &r, seen, read_sent, now, confirmed);
@@ -249,12 +276,25 @@ impl Reconciler {
         // Freshness on our clock: when we first saw each vote.
         let votes = self.receipts.effective(&votes, now);
         let tally = super::operator::tally(
-            &cfg,
+            cfg,
             &votes,
             now,
             super::operator::Seat::Observer(&cfg.region),
         );
-        match (&tally.no_quorum, &vote_error, &record) {
+        self.mark_quorum(&tally, vote_error.as_deref(), &record);
+        Seen {
+            now,
+            record,
+            stalled_ms,
+            votes,
+            tally,
+        }
+    }
+
+    /// Readiness from the exchange: votes and record readable, a quorum of
+    /// fresh observers.
+    fn mark_quorum(&self, tally: &Tally, vote_error: Option<&str>, record: &RecordRead) {
+        match (&tally.no_quorum, vote_error, record) {
             (_, Some(e), _) => self
                 .readiness
                 .set_unready("quorum", format!("cannot publish or read votes: {e}")),
@@ -266,35 +306,40 @@ impl Reconciler {
                 .set_unready("quorum", format!("no quorum of fresh observers: {q:?}")),
             (None, None, _) => self.readiness.set_ready("quorum"),
         }
+    }
 
-        // 3. Decide.
-        let execution = match &record {
+    /// 3. Decide: the planner on what the exchange saw (and the execution's
+    /// status while a failover is in flight), then the DR tiers' gate.
+    async fn decide(&self, cfg: &Config, seen: &Seen) -> Decision {
+        let execution = match &seen.record {
             RecordRead::Found(r) if r.phase == control::Phase::FailingOver => {
-                self.execution_status(&cfg, r).await
+                self.execution_status(cfg, r).await
             }
             _ => None,
         };
-        let policy = policy(&cfg);
+        let policy = policy(cfg);
         let decision = plan::plan(&Inputs {
-            now,
+            now: seen.now,
             me: &cfg.region,
-            tally: &tally,
-            record: &record,
+            tally: &seen.tally,
+            record: &seen.record,
             execution,
-            stalled_ms,
+            stalled_ms: seen.stalled_ms,
             policy: &policy,
             request: None,
         });
         // DR tiers: when every configured model is tier3, an automatic
         // failover becomes an idle decision (core::tier::gate_automatic).
-        let decision = tier::gate_automatic(decision, cfg.cost.fleet_tier(&cfg.models));
+        tier::gate_automatic(decision, cfg.cost.fleet_tier(&cfg.models))
+    }
 
-        // 4. Act.
-        match &decision {
+    /// 4. Act: perform the action, or journal an idle reason when it changed.
+    async fn act(&mut self, cfg: &Config, decision: &Decision, now: u64) {
+        match decision {
             Decision::Act { action } => {
                 info!(?action, "acting");
                 let exec = Executor {
-                    config: &cfg,
+                    config: cfg,
                     ports: &self.ports,
                     who: cfg.region.clone(),
                 };
@@ -313,24 +358,31 @@ impl Reconciler {
                 if self.last_decision_text.as_deref() != Some(why.as_str()) {
                     debug!(%why, "idle");
                     if self.last_decision_text.is_some() || !why.starts_with("steady") {
-                        self.journal(&cfg, "decision", None, why.clone()).await;
+                        self.journal(cfg, "decision", None, why.clone()).await;
                     }
                     self.last_decision_text = Some(why.clone());
                 }
             }
         }
+    }
 
-        // 5. Tokens.
-        self.desk.round(&cfg, &self.ports, &self.shared).await;
-
-        // Status.
+    /// 5. Publish what the round saw (the admin listener and the router read
+    /// it), logging a change of role.
+    fn publish(
+        &mut self,
+        cfg: &Config,
+        seen: Seen,
+        samples: BTreeMap<String, Vec<String>>,
+        decision: Decision,
+        began: tokio::time::Instant,
+    ) {
         if let Some(r) = &self.last_record {
             if r.active == cfg.region {
                 self.shared.draining.store(false, Ordering::Relaxed);
             }
         }
         let mut next = RoundStatus {
-            at: now,
+            at: seen.now,
             round: self.round,
             region: cfg.region.clone(),
             role: None,
@@ -338,38 +390,42 @@ impl Reconciler {
             lease: self.lease,
             lease_ms: cfg.timings.lease.as_millis() as u64,
             wait_out_lease: cfg.policy.wait_out_lease,
-            tally: Some(tally),
+            tally: Some(seen.tally),
             decision: Some(decision),
             trackers: self.signals.region_summary(),
             signals: self.signals.trackers().clone(),
-            samples: sig.why,
+            samples,
             draining: self.shared.draining.load(Ordering::Relaxed),
-            stalled_ms,
+            stalled_ms: seen.stalled_ms,
             took_ms: began.elapsed().as_millis() as u64,
-            votes,
+            votes: seen.votes,
             vote_freshness_ms: cfg.timings.vote_freshness.as_millis() as u64,
         };
-        next.role = next.role_at(clock.now_ms());
+        next.role = next.role_at(self.ports.clock.now_ms());
         let kind = next.role.as_ref().map(Role::kind);
         if kind != self.last_role_kind {
-            match &next.role {
-                Some(Role::Active) => {
-                    info!(epoch = ?self.last_record.as_ref().map(|r| r.epoch), "acting as the active region")
-                }
-                Some(Role::Waiting { until }) => info!(
-                    until,
-                    "named active: waiting out the previous active's lease"
-                ),
-                Some(Role::StoodDown { unconfirmed_ms }) => warn!(
-                    unconfirmed_ms,
-                    "stood down as active: the control record could not be confirmed within the lease"
-                ),
-                Some(Role::Standby { active }) => info!(%active, "standing by"),
-                None => {}
-            }
+            self.log_role(next.role.as_ref());
             self.last_role_kind = kind;
         }
         self.shared.publish(next);
+    }
+
+    fn log_role(&self, role: Option<&Role>) {
+        match role {
+            Some(Role::Active) => {
+                info!(epoch = ?self.last_record.as_ref().map(|r| r.epoch), "acting as the active region")
+            }
+            Some(Role::Waiting { until }) => info!(
+                until,
+                "named active: waiting out the previous active's lease"
+            ),
+            Some(Role::StoodDown { unconfirmed_ms }) => warn!(
+                unconfirmed_ms,
+                "stood down as active: the control record could not be confirmed within the lease"
+            ),
+            Some(Role::Standby { active }) => info!(%active, "standing by"),
+            None => {}
+        }
     }
 
     /// The status of the record's execution, asked of the initiator

@@ -188,59 +188,13 @@ pub fn apply(cur: Option<&ControlRecord>, w: &RecordWrite) -> Result<ControlReco
         if cur.is_some() {
             return Err(Refused::Exists);
         }
-        return Ok(ControlRecord {
-            version: 1,
-            incarnation: incarnation.clone(),
-            epoch: 1,
-            active: active.clone(),
-            mode: Mode::Auto,
-            phase: Phase::Steady,
-            target: None,
-            execution: None,
-            initiator: None,
-            previous: None,
-            changed_by: by.clone(),
-            changed_at: *at,
-            reason: reason.clone(),
-            last_failover_at: None,
-            switched_at: None,
-            step: Step::Init,
-            aborts: 0,
-            ungraceful: false,
-            old_region_healthy: false,
-            forced: false,
-            proposal: None,
-        });
+        return Ok(initial(active, incarnation, by, *at, reason));
     }
     let cur = cur.ok_or(Refused::Missing)?;
     let mut next = cur.clone();
     match w {
         RecordWrite::Initialize { .. } => unreachable!("handled above"),
-        RecordWrite::Claim { plan: p } => {
-            at_version(cur, p.expected_version)?;
-            if cur.phase == Phase::FailingOver && p.supersedes.is_none() {
-                return Err(Refused::InFlight {
-                    execution: cur.execution.clone().unwrap_or_default(),
-                });
-            }
-            next.epoch = p.epoch;
-            next.phase = Phase::FailingOver;
-            next.target = Some(p.to.clone());
-            next.execution = Some(p.execution.clone());
-            next.initiator = Some(p.initiator.clone());
-            next.previous = Some(cur.active.clone());
-            next.changed_by = p.changed_by.clone();
-            next.changed_at = p.claimed_at;
-            next.reason = p.reason.clone();
-            next.last_failover_at = Some(p.claimed_at);
-            next.ungraceful = p.ungraceful;
-            next.old_region_healthy = p.old_region_healthy;
-            next.forced = p.forced;
-            next.step = Step::Claimed;
-            // The claim is what a proposal was waiting for (or, from an
-            // operator, overrides it): either way it is over.
-            next.proposal = None;
-        }
+        RecordWrite::Claim { plan: p } => claim(cur, &mut next, p)?,
         RecordWrite::SetMode {
             mode,
             expected_version,
@@ -284,72 +238,9 @@ pub fn apply(cur: Option<&ControlRecord>, w: &RecordWrite) -> Result<ControlReco
                 }
             }
         }
-        RecordWrite::Propose {
-            expected_version,
-            epoch,
-            from,
-            target,
-            by,
-            at,
-            reason,
-        } => {
-            at_version(cur, *expected_version)?;
-            if cur.phase == Phase::FailingOver {
-                return Err(Refused::InFlight {
-                    execution: cur.execution.clone().unwrap_or_default(),
-                });
-            }
-            if *epoch != cur.epoch + 1 || cur.proposal.as_ref().is_some_and(|p| p.state.is_live()) {
-                return Err(Refused::NoSuchProposal { epoch: *epoch });
-            }
-            next.proposal = Some(Proposal {
-                epoch: *epoch,
-                from: from.clone(),
-                target: target.clone(),
-                proposer: by.clone(),
-                proposed_at: *at,
-                reason: reason.clone(),
-                state: ProposalState::Proposed,
-                decided_by: None,
-                decided_at: None,
-                decision: None,
-            });
-            next.changed_by = by.clone();
-            next.changed_at = *at;
-            next.reason = format!("proposed failover to {target}: {reason}");
-        }
-        RecordWrite::Resolve {
-            expected_version,
-            epoch,
-            state,
-            by,
-            at,
-            reason,
-        } => {
-            at_version(cur, *expected_version)?;
-            let open = match state {
-                ProposalState::Withdrawn => ProposalState::is_live,
-                ProposalState::Approved | ProposalState::Rejected | ProposalState::Expired => {
-                    |s: ProposalState| s == ProposalState::Proposed
-                }
-                // Nothing resolves a proposal back to proposed.
-                ProposalState::Proposed => |_: ProposalState| false,
-            };
-            let Some(p) = next
-                .proposal
-                .as_mut()
-                .filter(|p| p.epoch == *epoch && open(p.state))
-            else {
-                return Err(Refused::NoSuchProposal { epoch: *epoch });
-            };
-            p.state = *state;
-            p.decided_by = Some(by.clone());
-            p.decided_at = Some(*at);
-            p.decision = Some(reason.clone());
-            next.changed_by = by.clone();
-            next.changed_at = *at;
-            next.reason = format!("proposal of epoch {epoch} {}: {reason}", state.as_str());
-        }
+        RecordWrite::Propose { .. } => propose(cur, &mut next, w)?,
+        RecordWrite::Resolve { .. } => resolve(cur, &mut next, w)?,
+        // The workflow's steps, each fenced on its epoch and execution.
         RecordWrite::Mark { epoch, execution } => {
             this_failover(cur, *epoch, execution)?;
             next.step = Step::Mark;
@@ -386,6 +277,144 @@ pub fn apply(cur: Option<&ControlRecord>, w: &RecordWrite) -> Result<ControlReco
     }
     next.version = cur.version + 1;
     Ok(next)
+}
+
+/// The record `Initialize` creates: epoch 1, steady, automatic.
+fn initial(active: &str, incarnation: &str, by: &str, at: u64, reason: &str) -> ControlRecord {
+    ControlRecord {
+        version: 1,
+        incarnation: incarnation.to_string(),
+        epoch: 1,
+        active: active.to_string(),
+        mode: Mode::Auto,
+        phase: Phase::Steady,
+        target: None,
+        execution: None,
+        initiator: None,
+        previous: None,
+        changed_by: by.to_string(),
+        changed_at: at,
+        reason: reason.to_string(),
+        last_failover_at: None,
+        switched_at: None,
+        step: Step::Init,
+        aborts: 0,
+        ungraceful: false,
+        old_region_healthy: false,
+        forced: false,
+        proposal: None,
+    }
+}
+
+/// `Claim`: at the version read, and steady unless the plan supersedes an
+/// in-flight failover.
+fn claim(cur: &ControlRecord, next: &mut ControlRecord, p: &FailoverPlan) -> Result<(), Refused> {
+    at_version(cur, p.expected_version)?;
+    if cur.phase == Phase::FailingOver && p.supersedes.is_none() {
+        return Err(Refused::InFlight {
+            execution: cur.execution.clone().unwrap_or_default(),
+        });
+    }
+    next.epoch = p.epoch;
+    next.phase = Phase::FailingOver;
+    next.target = Some(p.to.clone());
+    next.execution = Some(p.execution.clone());
+    next.initiator = Some(p.initiator.clone());
+    next.previous = Some(cur.active.clone());
+    next.changed_by = p.changed_by.clone();
+    next.changed_at = p.claimed_at;
+    next.reason = p.reason.clone();
+    next.last_failover_at = Some(p.claimed_at);
+    next.ungraceful = p.ungraceful;
+    next.old_region_healthy = p.old_region_healthy;
+    next.forced = p.forced;
+    next.step = Step::Claimed;
+    // The claim is what a proposal was waiting for (or, from an operator,
+    // overrides it): either way it is over.
+    next.proposal = None;
+    Ok(())
+}
+
+/// `Propose`: at the version read, steady, for the next epoch, with no
+/// live proposal.
+fn propose(cur: &ControlRecord, next: &mut ControlRecord, w: &RecordWrite) -> Result<(), Refused> {
+    let RecordWrite::Propose {
+        expected_version,
+        epoch,
+        from,
+        target,
+        by,
+        at,
+        reason,
+    } = w
+    else {
+        unreachable!("propose takes a Propose");
+    };
+    at_version(cur, *expected_version)?;
+    if cur.phase == Phase::FailingOver {
+        return Err(Refused::InFlight {
+            execution: cur.execution.clone().unwrap_or_default(),
+        });
+    }
+    if *epoch != cur.epoch + 1 || cur.proposal.as_ref().is_some_and(|p| p.state.is_live()) {
+        return Err(Refused::NoSuchProposal { epoch: *epoch });
+    }
+    next.proposal = Some(Proposal {
+        epoch: *epoch,
+        from: from.clone(),
+        target: target.clone(),
+        proposer: by.clone(),
+        proposed_at: *at,
+        reason: reason.clone(),
+        state: ProposalState::Proposed,
+        decided_by: None,
+        decided_at: None,
+        decision: None,
+    });
+    next.changed_by = by.clone();
+    next.changed_at = *at;
+    next.reason = format!("proposed failover to {target}: {reason}");
+    Ok(())
+}
+
+/// `Resolve`: at the version read, the proposal of that epoch, from a state
+/// it may be resolved from.
+fn resolve(cur: &ControlRecord, next: &mut ControlRecord, w: &RecordWrite) -> Result<(), Refused> {
+    let RecordWrite::Resolve {
+        expected_version,
+        epoch,
+        state,
+        by,
+        at,
+        reason,
+    } = w
+    else {
+        unreachable!("resolve takes a Resolve");
+    };
+    at_version(cur, *expected_version)?;
+    let open = match state {
+        ProposalState::Withdrawn => ProposalState::is_live,
+        ProposalState::Approved | ProposalState::Rejected | ProposalState::Expired => {
+            |s: ProposalState| s == ProposalState::Proposed
+        }
+        // Nothing resolves a proposal back to proposed.
+        ProposalState::Proposed => |_: ProposalState| false,
+    };
+    let Some(p) = next
+        .proposal
+        .as_mut()
+        .filter(|p| p.epoch == *epoch && open(p.state))
+    else {
+        return Err(Refused::NoSuchProposal { epoch: *epoch });
+    };
+    p.state = *state;
+    p.decided_by = Some(by.clone());
+    p.decided_at = Some(*at);
+    p.decision = Some(reason.clone());
+    next.changed_by = by.clone();
+    next.changed_at = *at;
+    next.reason = format!("proposal of epoch {epoch} {}: {reason}", state.as_str());
+    Ok(())
 }
 
 /// What settling `cur` (failing over) would mean.

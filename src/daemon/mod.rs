@@ -363,56 +363,11 @@ impl Daemon {
         if let Err(e) = self.notifier.notify("READY=1") {
             warn!(error = %e, "cannot notify systemd of readiness");
         }
-        let watchdog = self.notifier.watchdog_interval().map(|interval| {
-            let n = self.notifier.clone();
-            let mut stop = shutdown_rx.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(interval / 2);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => { let _ = n.notify("WATCHDOG=1"); }
-                        _ = crate::http::shutdown_signalled(&mut stop) => return,
-                    }
-                }
-            })
-        });
+        let watchdog = self.spawn_watchdog(shutdown_rx.clone());
 
         while let Some(event) = control.recv().await {
             match event {
-                Control::Reload => {
-                    let _ = self.notifier.notify(&format!(
-                        "RELOADING=1\nMONOTONIC_USEC={}",
-                        notify::monotonic_usec()
-                    ));
-                    match config::load(&self.config_path, &self.env) {
-                        Ok(new) => {
-                            let current = config_tx.borrow().clone();
-                            if new.listen != current.listen {
-                                warn!(
-                                    "listen addresses changed in the file; they take effect at the next restart"
-                                );
-                            }
-                            if new.tables != current.tables || new.endpoints != current.endpoints {
-                                warn!(
-                                    "tables or endpoint overrides changed in the file; they take effect at the next restart"
-                                );
-                            }
-                            if new.region != current.region {
-                                warn!(old = %current.region, new = %new.region, "the local region cannot change on reload; restart instead");
-                            } else {
-                                info!(layers = ?new.sources, "configuration reloaded");
-                                config_tx.send_replace(Arc::new(new));
-                            }
-                        }
-                        Err(e) => {
-                            error!(
-                                problems = %e.report().replace('\n', "; "),
-                                "reload rejected: the new configuration is invalid; keeping the old one"
-                            );
-                        }
-                    }
-                    let _ = self.notifier.notify("READY=1");
-                }
+                Control::Reload => self.reload(&config_tx),
                 Control::Stop => break,
             }
         }
@@ -431,6 +386,64 @@ impl Daemon {
         control_side.finish().await;
         info!("stopped");
         Ok(())
+    }
+
+    /// SIGHUP: load the files again; a valid configuration replaces the one
+    /// in force (what cannot change without a restart is logged and left),
+    /// an invalid one is logged in full and the old one stays.
+    fn reload(&self, config_tx: &watch::Sender<Arc<Config>>) {
+        let _ = self.notifier.notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            notify::monotonic_usec()
+        ));
+        match config::load(&self.config_path, &self.env) {
+            Ok(new) => {
+                let current = config_tx.borrow().clone();
+                if new.listen != current.listen {
+                    warn!(
+                        "listen addresses changed in the file; they take effect at the next restart"
+                    );
+                }
+                if new.tables != current.tables || new.endpoints != current.endpoints {
+                    warn!(
+                        "tables or endpoint overrides changed in the file; they take effect at the next restart"
+                    );
+                }
+                if new.region != current.region {
+                    warn!(old = %current.region, new = %new.region, "the local region cannot change on reload; restart instead");
+                } else {
+                    info!(layers = ?new.sources, "configuration reloaded");
+                    config_tx.send_replace(Arc::new(new));
+                }
+            }
+            Err(e) => {
+                error!(
+                    problems = %e.report().replace('\n', "; "),
+                    "reload rejected: the new configuration is invalid; keeping the old one"
+                );
+            }
+        }
+        let _ = self.notifier.notify("READY=1");
+    }
+
+    /// Ping systemd's watchdog at half its interval until shutdown (when
+    /// the unit has one).
+    fn spawn_watchdog(
+        &self,
+        mut stop: crate::http::ShutdownRx,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.notifier.watchdog_interval().map(|interval| {
+            let n = self.notifier.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval / 2);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => { let _ = n.notify("WATCHDOG=1"); }
+                        _ = crate::http::shutdown_signalled(&mut stop) => return,
+                    }
+                }
+            })
+        })
     }
 }
 
