@@ -406,6 +406,10 @@ fn decide_one(
     leave(plan, notes.join("; "))
 }
 
+/// Past the gate: this region's role, the endpoint's state, its provisioned
+/// variants with their instance counts.
+type Gated<'a> = (RegionRole, &'a EndpointState, Vec<(&'a str, u32)>);
+
 /// The ladder of reasons to leave an endpoint alone before any rule runs:
 /// a hold, a kind that scales itself, no readable record, a failover in
 /// flight, a paused fleet, an endpoint absent, unreadable or mid-change, no
@@ -415,7 +419,7 @@ fn gate<'a>(
     obs: &Observation,
     seen: &'a Seen,
     record: Option<&ControlRecord>,
-) -> Result<(RegionRole, &'a EndpointState, Vec<(&'a str, u32)>), String> {
+) -> Result<Gated<'a>, String> {
     if let Some(hold) = &obs.hold {
         return Err(format!("holding back: {hold}"));
     }
@@ -547,7 +551,7 @@ fn idle_step(
             plan.action = CostAction::Stop {
                 config: state.config.clone(),
             };
-            return Err(why);
+            Err(why)
         }
         IdleAction::Reduce { .. } => {
             plan.action = CostAction::Scale {
@@ -561,7 +565,7 @@ fn idle_step(
                     })
                     .collect(),
             };
-            return Err(why);
+            Err(why)
         }
         IdleAction::None => Ok(why),
     }

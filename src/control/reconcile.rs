@@ -189,7 +189,7 @@ impl Reconciler {
         self.publish(&cfg, seen, sig.why, decision, began);
     }
 
-    /// 1. Collect: this daemon's signals of every region, journalling each
+    /// Step 1, collect: this daemon's signals of every region, journalling each
     /// verdict that changed and marking readiness on the checks' problems.
     async fn collect(&mut self, cfg: &Config, now: u64) -> signals::Round {
         let sig = self.signals.collect(cfg, &self.ports, now).await;
@@ -211,7 +211,7 @@ impl Reconciler {
         sig
     }
 
-    /// 2. Exchange: publish our vote; read everyone's and the record; renew
+    /// Step 2, exchange: publish our vote; read everyone's and the record; renew
     /// the lease from the read; tally.
     async fn exchange(&mut self, cfg: &Config, sig: &signals::Round, now: u64) -> Seen {
         let clock = self.ports.clock.clone();
@@ -308,7 +308,7 @@ impl Reconciler {
         }
     }
 
-    /// 3. Decide: the planner on what the exchange saw (and the execution's
+    /// Step 3, decide: the planner on what the exchange saw (and the execution's
     /// status while a failover is in flight), then the DR tiers' gate.
     async fn decide(&self, cfg: &Config, seen: &Seen) -> Decision {
         let execution = match &seen.record {
@@ -333,7 +333,7 @@ impl Reconciler {
         tier::gate_automatic(decision, cfg.cost.fleet_tier(&cfg.models))
     }
 
-    /// 4. Act: perform the action, or journal an idle reason when it changed.
+    /// Step 4, act: perform the action, or journal an idle reason when it changed.
     async fn act(&mut self, cfg: &Config, decision: &Decision, now: u64) {
         match decision {
             Decision::Act { action } => {
@@ -366,7 +366,7 @@ impl Reconciler {
         }
     }
 
-    /// 5. Publish what the round saw (the admin listener and the router read
+    /// Step 5, publish what the round saw (the admin listener and the router read
     /// it), logging a change of role.
     fn publish(
         &mut self,
