@@ -18,12 +18,12 @@
 //!
 //! Names carry units (`_seconds`, `_total`); times are seconds as floats.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use super::AdminState;
-use crate::core::control::{Mode, Phase, Role, Step};
+use crate::core::control::{ControlRecord, Mode, Phase, Role, Step};
 use crate::core::health::Verdict;
-use crate::core::quorum::{self, Consensus};
+use crate::core::quorum::{self, Consensus, Tally, Vote};
 use crate::metrics::meter::header;
 use crate::state::RoundStatus;
 
@@ -82,310 +82,420 @@ pub fn render(state: &AdminState, now: u64) -> String {
     out
 }
 
-fn round(out: &mut String, st: &RoundStatus, regions: &[String], now: u64, ready: bool) {
-    header(
-        out,
-        "failoverd_build_info",
-        "gauge",
-        "Always 1; the version of the running binary.",
-    );
-    let _ = writeln!(
-        out,
-        "failoverd_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    header(
-        out,
-        "failoverd_ready",
-        "gauge",
-        "1 when /readyz answers 200 (started, not draining, sees a quorum), else 0.",
-    );
-    let _ = writeln!(out, "failoverd_ready {}", u8::from(ready));
-    header(
-        out,
-        "failoverd_rounds_total",
-        "counter",
-        "Reconcile rounds completed since the daemon started.",
-    );
-    let _ = writeln!(out, "failoverd_rounds_total {}", st.round);
-    header(
-        out,
-        "failoverd_last_round_timestamp_seconds",
-        "gauge",
-        "Unix time the last reconcile round started (0: none yet). time() minus this growing past a few poll intervals means the loop is stuck.",
-    );
-    let _ = writeln!(
-        out,
-        "failoverd_last_round_timestamp_seconds {}",
-        secs(st.at)
-    );
+/// What the round's families are written from.
+struct Round<'a> {
+    st: &'a RoundStatus,
+    /// The regions shown, which are also the observers: the configured ones
+    /// (the tracked ones when this process has no configuration).
+    regions: &'a [String],
+    /// Unix ms.
+    now: u64,
+    ready: bool,
+}
 
-    // Quorum.
-    let tally = st.tally.as_ref();
-    header(
-        out,
-        "failoverd_quorum_present",
-        "gauge",
-        "1 when this daemon's last round had a quorum of fresh observers (its own vote among them), else 0.",
-    );
-    let present = tally.is_some_and(|t| t.no_quorum.is_none());
-    let _ = writeln!(out, "failoverd_quorum_present {}", u8::from(present));
-    header(
-        out,
-        "failoverd_quorum_fresh_observers",
-        "gauge",
-        "Observers whose votes were fresh in the last round.",
-    );
-    let _ = writeln!(
-        out,
-        "failoverd_quorum_fresh_observers {}",
-        tally.map_or(0, |t| t.fresh_observers.len())
-    );
-    header(
-        out,
-        "failoverd_quorum_needed_observers",
-        "gauge",
-        "Fresh observers a quorum needs (a majority of the configured regions).",
-    );
-    let _ = writeln!(
-        out,
-        "failoverd_quorum_needed_observers {}",
-        quorum::majority(regions.len())
-    );
-    header(
-        out,
-        "failoverd_quorum_verdict",
-        "gauge",
-        "The quorum's verdict on each region in this daemon's last round (1 = current): up, down, split. All 0 without a quorum.",
-    );
-    for r in regions {
-        let c = tally.and_then(|t| t.regions.get(r));
-        for (name, v) in [
+impl Round<'_> {
+    /// The last round's tally, if it had one.
+    fn tally(&self) -> Option<&Tally> {
+        self.st.tally.as_ref()
+    }
+
+    /// The control record as this daemon last read it.
+    fn rec(&self) -> Option<&ControlRecord> {
+        self.st.record.as_ref()
+    }
+
+    /// The votes of the configured observers, in the round's order.
+    fn votes(&self) -> impl Iterator<Item = &Vote> {
+        self.st
+            .votes
+            .iter()
+            .filter(|v| self.regions.contains(&v.observer))
+    }
+}
+
+/// A sample's value as written: integers as integers, milliseconds as
+/// seconds (a float).
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    Int(u64),
+    Secs(u64),
+}
+
+impl Num {
+    /// 1 for true, 0 for false.
+    fn flag(b: bool) -> Self {
+        Self::Int(u64::from(b))
+    }
+
+    /// A count.
+    fn count(n: usize) -> Self {
+        Self::Int(n as u64)
+    }
+}
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Int(n) => write!(f, "{n}"),
+            Self::Secs(ms) => write!(f, "{}", secs(ms)),
+        }
+    }
+}
+
+/// How a family gets its samples.
+enum Samples {
+    /// One sample without labels (`name value`), none while the value is
+    /// not known.
+    One(fn(&Round<'_>) -> Option<Num>),
+    /// Labelled samples, written by the function (given the family's name).
+    Labelled(fn(&mut String, &str, &Round<'_>)),
+}
+
+/// One family of the round's series: name, type, help, and its samples.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Samples,
+}
+
+impl Family {
+    /// Write `# HELP`, `# TYPE`, then the samples.
+    fn write(&self, out: &mut String, r: &Round<'_>) {
+        header(out, self.name, self.kind, self.help);
+        match self.samples {
+            Samples::One(value) => {
+                if let Some(v) = value(r) {
+                    let _ = writeln!(out, "{} {v}", self.name);
+                }
+            }
+            Samples::Labelled(write) => write(out, self.name, r),
+        }
+    }
+}
+
+/// The last round's families, in the order written: the daemon and its
+/// loop, the quorum, the observers (and this daemon's signals), the control
+/// record (and the lease).
+fn round(out: &mut String, st: &RoundStatus, regions: &[String], now: u64, ready: bool) {
+    let r = Round {
+        st,
+        regions,
+        now,
+        ready,
+    };
+    for family in [LOOP, QUORUM, OBSERVERS, RECORD].into_iter().flatten() {
+        family.write(out, &r);
+    }
+}
+
+/// The daemon and its loop.
+const LOOP: &[Family] = &[
+    Family {
+        name: "failoverd_build_info",
+        kind: "gauge",
+        help: "Always 1; the version of the running binary.",
+        samples: Samples::Labelled(build_info),
+    },
+    Family {
+        name: "failoverd_ready",
+        kind: "gauge",
+        help: "1 when /readyz answers 200 (started, not draining, sees a quorum), else 0.",
+        samples: Samples::One(|r| Some(Num::flag(r.ready))),
+    },
+    Family {
+        name: "failoverd_rounds_total",
+        kind: "counter",
+        help: "Reconcile rounds completed since the daemon started.",
+        samples: Samples::One(|r| Some(Num::Int(r.st.round))),
+    },
+    Family {
+        name: "failoverd_last_round_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time the last reconcile round started (0: none yet). time() minus this growing past a few poll intervals means the loop is stuck.",
+        samples: Samples::One(|r| Some(Num::Secs(r.st.at))),
+    },
+];
+
+/// `failoverd_build_info{version="..."} 1`.
+fn build_info(out: &mut String, name: &str, _: &Round<'_>) {
+    let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+}
+
+/// Quorum.
+const QUORUM: &[Family] = &[
+    Family {
+        name: "failoverd_quorum_present",
+        kind: "gauge",
+        help: "1 when this daemon's last round had a quorum of fresh observers (its own vote among them), else 0.",
+        samples: Samples::One(|r| {
+            Some(Num::flag(r.tally().is_some_and(|t| t.no_quorum.is_none())))
+        }),
+    },
+    Family {
+        name: "failoverd_quorum_fresh_observers",
+        kind: "gauge",
+        help: "Observers whose votes were fresh in the last round.",
+        samples: Samples::One(|r| {
+            Some(Num::count(r.tally().map_or(0, |t| t.fresh_observers.len())))
+        }),
+    },
+    Family {
+        name: "failoverd_quorum_needed_observers",
+        kind: "gauge",
+        help: "Fresh observers a quorum needs (a majority of the configured regions).",
+        samples: Samples::One(|r| Some(Num::count(quorum::majority(r.regions.len())))),
+    },
+    Family {
+        name: "failoverd_quorum_verdict",
+        kind: "gauge",
+        help: "The quorum's verdict on each region in this daemon's last round (1 = current): up, down, split. All 0 without a quorum.",
+        samples: Samples::Labelled(quorum_verdict),
+    },
+];
+
+/// Per region shown, one sample per consensus (up, down, split).
+fn quorum_verdict(out: &mut String, name: &str, r: &Round<'_>) {
+    for region in r.regions {
+        let c = r.tally().and_then(|t| t.regions.get(region));
+        for (verdict, v) in [
             ("up", Consensus::Up),
             ("down", Consensus::Down),
             ("split", Consensus::Split),
         ] {
             let _ = writeln!(
                 out,
-                "failoverd_quorum_verdict{{region=\"{}\",verdict=\"{name}\"}} {}",
-                label(r),
+                "{name}{{region=\"{}\",verdict=\"{verdict}\"}} {}",
+                label(region),
                 u8::from(c == Some(&v))
             );
         }
     }
+}
 
-    // Observers.
-    header(
-        out,
-        "failoverd_observer_verdict",
-        "gauge",
-        "Each observer's verdict on each region, from its latest vote as this daemon read it (1 = current). Check failoverd_vote_age_seconds for whether it still counts.",
-    );
-    for v in st.votes.iter().filter(|v| regions.contains(&v.observer)) {
-        for r in regions {
-            let seen = v.view.get(r);
-            for (name, verdict) in [("up", Verdict::Up), ("down", Verdict::Down)] {
+/// Observers, and this daemon's own signals.
+const OBSERVERS: &[Family] = &[
+    Family {
+        name: "failoverd_observer_verdict",
+        kind: "gauge",
+        help: "Each observer's verdict on each region, from its latest vote as this daemon read it (1 = current). Check failoverd_vote_age_seconds for whether it still counts.",
+        samples: Samples::Labelled(observer_verdict),
+    },
+    Family {
+        name: "failoverd_vote_age_seconds",
+        kind: "gauge",
+        help: "Age of each observer's latest vote on this daemon's clock (since this daemon first read it). Over failoverd_vote_freshness_seconds it no longer counts.",
+        samples: Samples::Labelled(vote_age),
+    },
+    Family {
+        name: "failoverd_vote_freshness_seconds",
+        kind: "gauge",
+        help: "timings.vote_freshness: older votes do not count.",
+        samples: Samples::One(|r| Some(Num::Secs(r.st.vote_freshness_ms))),
+    },
+    Family {
+        name: "failoverd_signal_down",
+        kind: "gauge",
+        help: "This daemon's verdict on each of a region's signals (route53:<check id>, probe:<url>): 1 = down, 0 = up.",
+        samples: Samples::Labelled(signal_down),
+    },
+];
+
+/// Per observer and region shown, one sample per verdict (up, down).
+fn observer_verdict(out: &mut String, name: &str, r: &Round<'_>) {
+    for v in r.votes() {
+        for region in r.regions {
+            let seen = v.view.get(region);
+            for (verdict, x) in [("up", Verdict::Up), ("down", Verdict::Down)] {
                 let _ = writeln!(
                     out,
-                    "failoverd_observer_verdict{{observer=\"{}\",region=\"{}\",verdict=\"{name}\"}} {}",
+                    "{name}{{observer=\"{}\",region=\"{}\",verdict=\"{verdict}\"}} {}",
                     label(&v.observer),
-                    label(r),
-                    u8::from(seen == Some(&verdict))
+                    label(region),
+                    u8::from(seen == Some(&x))
                 );
             }
         }
     }
-    header(
-        out,
-        "failoverd_vote_age_seconds",
-        "gauge",
-        "Age of each observer's latest vote on this daemon's clock (since this daemon first read it). Over failoverd_vote_freshness_seconds it no longer counts.",
-    );
-    for v in st.votes.iter().filter(|v| regions.contains(&v.observer)) {
+}
+
+/// Per observer shown, its latest vote's age on this daemon's clock.
+fn vote_age(out: &mut String, name: &str, r: &Round<'_>) {
+    for v in r.votes() {
         let _ = writeln!(
             out,
-            "failoverd_vote_age_seconds{{observer=\"{}\"}} {}",
+            "{name}{{observer=\"{}\"}} {}",
             label(&v.observer),
-            secs(now.saturating_sub(v.at))
+            secs(r.now.saturating_sub(v.at))
         );
     }
-    header(
-        out,
-        "failoverd_vote_freshness_seconds",
-        "gauge",
-        "timings.vote_freshness: older votes do not count.",
-    );
-    let _ = writeln!(
-        out,
-        "failoverd_vote_freshness_seconds {}",
-        secs(st.vote_freshness_ms)
-    );
-    header(
-        out,
-        "failoverd_signal_down",
-        "gauge",
-        "This daemon's verdict on each of a region's signals (route53:<check id>, probe:<url>): 1 = down, 0 = up.",
-    );
-    for (region, by_signal) in &st.signals {
+}
+
+/// Per region and signal this daemon reads, 1 when the signal is down.
+fn signal_down(out: &mut String, name: &str, r: &Round<'_>) {
+    for (region, by_signal) in &r.st.signals {
         for (signal, t) in by_signal {
             let _ = writeln!(
                 out,
-                "failoverd_signal_down{{region=\"{}\",signal=\"{}\"}} {}",
+                "{name}{{region=\"{}\",signal=\"{}\"}} {}",
                 label(region),
                 label(signal),
                 u8::from(t.verdict == Verdict::Down)
             );
         }
     }
+}
 
-    // The control record, as this daemon last read it.
-    let rec = st.record.as_ref();
-    header(
-        out,
-        "failoverd_control_epoch",
-        "gauge",
-        "The control record's epoch (grows by one per failover).",
-    );
-    if let Some(r) = rec {
-        let _ = writeln!(out, "failoverd_control_epoch {}", r.epoch);
-    }
-    header(
-        out,
-        "failoverd_control_version",
-        "gauge",
-        "The control record's version (grows with every write).",
-    );
-    if let Some(r) = rec {
-        let _ = writeln!(out, "failoverd_control_version {}", r.version);
-    }
-    header(
-        out,
-        "failoverd_control_active_region",
-        "gauge",
-        "1 for the region the control record names active, 0 for the others.",
-    );
-    if let Some(r) = rec {
-        for region in regions {
+/// The control record, as this daemon last read it, and the lease.
+const RECORD: &[Family] = &[
+    Family {
+        name: "failoverd_control_epoch",
+        kind: "gauge",
+        help: "The control record's epoch (grows by one per failover).",
+        samples: Samples::One(|r| r.rec().map(|rec| Num::Int(rec.epoch))),
+    },
+    Family {
+        name: "failoverd_control_version",
+        kind: "gauge",
+        help: "The control record's version (grows with every write).",
+        samples: Samples::One(|r| r.rec().map(|rec| Num::Int(rec.version))),
+    },
+    Family {
+        name: "failoverd_control_active_region",
+        kind: "gauge",
+        help: "1 for the region the control record names active, 0 for the others.",
+        samples: Samples::Labelled(control_active_region),
+    },
+    Family {
+        name: "failoverd_control_mode",
+        kind: "gauge",
+        help: "The control record's mode (1 = current): auto, paused.",
+        samples: Samples::Labelled(control_mode),
+    },
+    Family {
+        name: "failoverd_control_phase",
+        kind: "gauge",
+        help: "The control record's phase (1 = current): steady, failing_over.",
+        samples: Samples::Labelled(control_phase),
+    },
+    Family {
+        name: "failoverd_control_step",
+        kind: "gauge",
+        help: "The last step written to the control record (1 = current): init, claimed, mark, switched, done, aborted.",
+        samples: Samples::Labelled(control_step),
+    },
+    Family {
+        name: "failoverd_control_record_age_seconds",
+        kind: "gauge",
+        help: "Time since this daemon last read (and confirmed) the control record.",
+        samples: Samples::One(|r| {
+            let at = r.st.lease.confirmed_at;
+            (at > 0).then(|| Num::Secs(r.now.saturating_sub(at)))
+        }),
+    },
+    Family {
+        name: "failoverd_control_record_stalled_seconds",
+        kind: "gauge",
+        help: "How long the control record has stood at its version, on this daemon's clock.",
+        samples: Samples::One(|r| Some(Num::Secs(r.st.stalled_ms))),
+    },
+    Family {
+        name: "failoverd_failover_in_flight_seconds",
+        kind: "gauge",
+        help: "How long the failover in flight has run (since its claim, the claimant's clock); 0 when the record is steady.",
+        samples: Samples::One(in_flight),
+    },
+    Family {
+        name: "failoverd_lease_seconds",
+        kind: "gauge",
+        help: "timings.lease: how long the active region may go without confirming the record.",
+        samples: Samples::One(|r| Some(Num::Secs(r.st.lease_ms))),
+    },
+    Family {
+        name: "failoverd_lease_remaining_seconds",
+        kind: "gauge",
+        help: "While the record names this daemon's region active: lease left before it stands down (0 = stood down). 0 on the other regions.",
+        samples: Samples::One(lease_remaining),
+    },
+];
+
+/// Per region shown, 1 for the one the record names active.
+fn control_active_region(out: &mut String, name: &str, r: &Round<'_>) {
+    if let Some(rec) = r.rec() {
+        for region in r.regions {
             let _ = writeln!(
                 out,
-                "failoverd_control_active_region{{region=\"{}\"}} {}",
+                "{name}{{region=\"{}\"}} {}",
                 label(region),
-                u8::from(*region == r.active)
+                u8::from(*region == rec.active)
             );
         }
     }
-    header(
-        out,
-        "failoverd_control_mode",
-        "gauge",
-        "The control record's mode (1 = current): auto, paused.",
-    );
-    if let Some(r) = rec {
-        for (name, m) in [("auto", Mode::Auto), ("paused", Mode::Paused)] {
+}
+
+/// One sample per value of a field of the record, 1 for the record's own (none before a read).
+fn record_field<T: PartialEq>(
+    out: &mut String,
+    name: &str,
+    r: &Round<'_>,
+    key: &str,
+    values: impl IntoIterator<Item = (&'static str, T)>,
+    field: fn(&ControlRecord) -> T,
+) {
+    if let Some(rec) = r.rec() {
+        for (value, v) in values {
             let _ = writeln!(
                 out,
-                "failoverd_control_mode{{mode=\"{name}\"}} {}",
-                u8::from(r.mode == m)
+                "{name}{{{key}=\"{value}\"}} {}",
+                u8::from(field(rec) == v)
             );
         }
     }
-    header(
-        out,
-        "failoverd_control_phase",
-        "gauge",
-        "The control record's phase (1 = current): steady, failing_over.",
-    );
-    if let Some(r) = rec {
-        for (name, p) in [
-            ("steady", Phase::Steady),
-            ("failing_over", Phase::FailingOver),
-        ] {
-            let _ = writeln!(
-                out,
-                "failoverd_control_phase{{phase=\"{name}\"}} {}",
-                u8::from(r.phase == p)
-            );
-        }
-    }
-    header(
-        out,
-        "failoverd_control_step",
-        "gauge",
-        "The last step written to the control record (1 = current): init, claimed, mark, switched, done, aborted.",
-    );
-    if let Some(r) = rec {
-        for s in Step::ALL {
-            let _ = writeln!(
-                out,
-                "failoverd_control_step{{step=\"{}\"}} {}",
-                s.as_str(),
-                u8::from(r.step == s)
-            );
-        }
-    }
-    header(
-        out,
-        "failoverd_control_record_age_seconds",
-        "gauge",
-        "Time since this daemon last read (and confirmed) the control record.",
-    );
-    if st.lease.confirmed_at > 0 {
-        let _ = writeln!(
-            out,
-            "failoverd_control_record_age_seconds {}",
-            secs(now.saturating_sub(st.lease.confirmed_at))
-        );
-    }
-    header(
-        out,
-        "failoverd_control_record_stalled_seconds",
-        "gauge",
-        "How long the control record has stood at its version, on this daemon's clock.",
-    );
-    let _ = writeln!(
-        out,
-        "failoverd_control_record_stalled_seconds {}",
-        secs(st.stalled_ms)
-    );
-    header(
-        out,
-        "failoverd_failover_in_flight_seconds",
-        "gauge",
-        "How long the failover in flight has run (since its claim, the claimant's clock); 0 when the record is steady.",
-    );
-    if let Some(r) = rec {
-        let running = match (r.phase, r.last_failover_at) {
-            (Phase::FailingOver, Some(at)) => now.saturating_sub(at),
+}
+
+/// The record's mode: auto, paused.
+fn control_mode(out: &mut String, name: &str, r: &Round<'_>) {
+    let values = [("auto", Mode::Auto), ("paused", Mode::Paused)];
+    record_field(out, name, r, "mode", values, |rec| rec.mode);
+}
+
+/// The record's phase: steady, failing_over.
+fn control_phase(out: &mut String, name: &str, r: &Round<'_>) {
+    let values = [
+        ("steady", Phase::Steady),
+        ("failing_over", Phase::FailingOver),
+    ];
+    record_field(out, name, r, "phase", values, |rec| rec.phase);
+}
+
+/// The record's last step, every [`Step`].
+fn control_step(out: &mut String, name: &str, r: &Round<'_>) {
+    let values = Step::ALL.map(|s| (s.as_str(), s));
+    record_field(out, name, r, "step", values, |rec| rec.step);
+}
+
+/// How long the failover in flight has run; 0 when the record is steady.
+fn in_flight(r: &Round<'_>) -> Option<Num> {
+    r.rec().map(|rec| {
+        let running = match (rec.phase, rec.last_failover_at) {
+            (Phase::FailingOver, Some(at)) => r.now.saturating_sub(at),
             _ => 0,
         };
-        let _ = writeln!(
-            out,
-            "failoverd_failover_in_flight_seconds {}",
-            secs(running)
-        );
-    }
-    header(
-        out,
-        "failoverd_lease_seconds",
-        "gauge",
-        "timings.lease: how long the active region may go without confirming the record.",
-    );
-    let _ = writeln!(out, "failoverd_lease_seconds {}", secs(st.lease_ms));
-    header(
-        out,
-        "failoverd_lease_remaining_seconds",
-        "gauge",
-        "While the record names this daemon's region active: lease left before it stands down (0 = stood down). 0 on the other regions.",
-    );
-    if let Some(r) = rec {
-        let left = if r.active == st.region {
-            st.lease_ms
-                .saturating_sub(now.saturating_sub(st.lease.confirmed_at))
+        Num::Secs(running)
+    })
+}
+
+/// The lease left while the record names this daemon's region active; 0 elsewhere.
+fn lease_remaining(r: &Round<'_>) -> Option<Num> {
+    r.rec().map(|rec| {
+        let left = if rec.active == r.st.region {
+            r.st.lease_ms
+                .saturating_sub(r.now.saturating_sub(r.st.lease.confirmed_at))
         } else {
             0
         };
-        let _ = writeln!(out, "failoverd_lease_remaining_seconds {}", secs(left));
-    }
+        Num::Secs(left)
+    })
 }
 
 /// The last failover the journal shows, with its figures.

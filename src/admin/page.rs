@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::AdminState;
-use super::journal::PAGE_MAX_AGE;
+use super::journal::{PAGE_MAX_AGE, Snapshot};
 use super::timeline::{self, Failover};
 use super::traffic::{self, Traffic};
 use crate::core::control::Role;
@@ -37,6 +37,7 @@ use crate::core::quorum::{self, Consensus};
 use crate::core::tokens::TokenStatus;
 use crate::http::{self, HttpResponse};
 use crate::ports::store::Event;
+use crate::state::RoundStatus;
 
 const TEMPLATE: &str = include_str!("page.html");
 /// Failovers drawn on the page (newest first).
@@ -105,7 +106,50 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
     // round's, which can be a round behind the journal shown beside it.
     let seen = state.shared.meter.newest_record();
     let record_read_at = newest_record(&mut st.record, seen, st.at);
-    let (config_regions, priorities): (Vec<String>, BTreeMap<String, u32>) = match &state.ops {
+    let (config_regions, priorities) = configured(state, &st);
+    let regions = region_rows(&st, &config_regions, &priorities);
+    let observers = health_matrix(&st, &config_regions, now);
+
+    let traffic: Traffic = state
+        .metrics
+        .as_ref()
+        .map(|m| traffic::from_exposition(&m.render()))
+        .unwrap_or_default();
+
+    let Journal {
+        journal,
+        tokens,
+        failovers,
+        svg,
+    } = journal_sections(snap.as_deref(), now);
+
+    json!({
+        "region": state.region,
+        "version": env!("CARGO_PKG_VERSION"),
+        "now": now,
+        "round": {"n": st.round, "at": st.at, "took_ms": st.took_ms},
+        "ready": state.readiness.is_ready(),
+        "not_ready": state.readiness.reasons(),
+        "role": role,
+        "role_kind": role.as_ref().map_or("unknown", Role::kind),
+        "record": st.record,
+        "record_read_age_ms": record_read_at.map(|at| now.saturating_sub(at)),
+        "lease": lease_section(&st, now),
+        "regions": regions,
+        "observers": observers,
+        "quorum": quorum_section(&st, config_regions.len()),
+        "decision": st.decision,
+        "tokens": tokens,
+        "traffic": traffic,
+        "failovers": failovers,
+        "timeline_svg": svg,
+        "journal": journal,
+    })
+}
+
+/// The regions shown (configured, else tracked) and their configured priorities.
+fn configured(state: &AdminState, st: &RoundStatus) -> (Vec<String>, BTreeMap<String, u32>) {
+    match &state.ops {
         Some(ops) => {
             let cfg = ops.config();
             (
@@ -117,10 +161,18 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
             )
         }
         None => (st.trackers.keys().cloned().collect(), BTreeMap::new()),
-    };
+    }
+}
+
+/// A row per region: priority, active, the quorum's verdict, this daemon's signals.
+fn region_rows(
+    st: &RoundStatus,
+    config_regions: &[String],
+    priorities: &BTreeMap<String, u32>,
+) -> Vec<Value> {
     let tally = st.tally.as_ref();
     let active = st.record.as_ref().map(|r| r.active.as_str());
-    let regions: Vec<Value> = config_regions
+    config_regions
         .iter()
         .map(|name| {
             let samples = st.samples.get(name).cloned().unwrap_or_default();
@@ -147,8 +199,12 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
                 "signals": signals,
             })
         })
-        .collect();
-    let observers: Vec<Value> = config_regions
+        .collect()
+}
+
+/// The health matrix: per observer, its vote's age (this daemon's clock) and view.
+fn health_matrix(st: &RoundStatus, config_regions: &[String], now: u64) -> Vec<Value> {
+    config_regions
         .iter()
         .map(|obs| {
             let vote = st.votes.iter().find(|v| &v.observer == obs);
@@ -160,8 +216,12 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
                 "view": vote.map(|v| v.view.iter().map(|(r, x)| (r.clone(), verdict(*x))).collect::<BTreeMap<_, _>>()).unwrap_or_default(),
             })
         })
-        .collect();
-    let lease_remaining = st
+        .collect()
+}
+
+/// The lease: its length, what is left here, the age of the last confirmed read.
+fn lease_section(st: &RoundStatus, now: u64) -> Value {
+    let remaining = st
         .record
         .as_ref()
         .filter(|r| r.active == st.region)
@@ -169,98 +229,96 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
             st.lease_ms
                 .saturating_sub(now.saturating_sub(st.lease.confirmed_at))
         });
-
-    let traffic: Traffic = state
-        .metrics
-        .as_ref()
-        .map(|m| traffic::from_exposition(&m.render()))
-        .unwrap_or_default();
-
-    let (journal, tokens, failovers, svg) = match snap {
-        Some(snap) => {
-            let newest: Vec<&Failover> =
-                snap.failovers.iter().rev().take(FAILOVERS_SHOWN).collect();
-            let svg = timeline::svg(&newest, None, now);
-            let events: Vec<&Event> = snap
-                .events
-                .as_ref()
-                .map(|p| p.items.iter().rev().take(EVENTS_SHOWN).collect())
-                .unwrap_or_default();
-            let journal = json!({
-                "read_at": snap.read_at,
-                "error": snap.events.as_ref().err(),
-                "truncated": snap.events.as_ref().map(|p| p.truncated).unwrap_or(false),
-                "events": events,
-            });
-            let pending: Vec<TokenRow<'_>> = snap
-                .tokens
-                .as_ref()
-                .map(|p| {
-                    p.items
-                        .iter()
-                        .filter(|t| {
-                            matches!(t.view.status, TokenStatus::Pending | TokenStatus::Claimed)
-                        })
-                        .map(|t| TokenRow {
-                            id: &t.view.id,
-                            step: &t.view.step,
-                            target_region: &t.view.target_region,
-                            status: t.view.status,
-                            claimed_by: t.view.claimed_by.as_deref(),
-                            expires_at: t.view.expires_at(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let tokens = json!({
-                "pending": pending,
-                "error": snap.tokens.as_ref().err(),
-                "truncated": snap.tokens.as_ref().map(|p| p.truncated).unwrap_or(false),
-            });
-            let failovers: Vec<Value> = newest
-                .iter()
-                .map(|f| serde_json::to_value(f).unwrap_or(Value::Null))
-                .collect();
-            (journal, tokens, failovers, svg)
-        }
-        None => (
-            json!({"read_at": null, "error": "this process does not read the journal", "truncated": false, "events": []}),
-            json!({"pending": [], "error": "this process does not read the tokens", "truncated": false}),
-            Vec::new(),
-            timeline::svg(&[], None, now),
-        ),
-    };
-
     json!({
-        "region": state.region,
-        "version": env!("CARGO_PKG_VERSION"),
-        "now": now,
-        "round": {"n": st.round, "at": st.at, "took_ms": st.took_ms},
-        "ready": state.readiness.is_ready(),
-        "not_ready": state.readiness.reasons(),
-        "role": role,
-        "role_kind": role.as_ref().map_or("unknown", Role::kind),
-        "record": st.record,
-        "record_read_age_ms": record_read_at.map(|at| now.saturating_sub(at)),
-        "lease": {
-            "lease_ms": st.lease_ms,
-            "remaining_ms": lease_remaining,
-            "confirmed_age_ms": (st.lease.confirmed_at > 0).then(|| now.saturating_sub(st.lease.confirmed_at)),
-        },
-        "regions": regions,
-        "observers": observers,
-        "quorum": {
-            "present": tally.is_some_and(|t| t.no_quorum.is_none()),
-            "fresh": tally.map(|t| t.fresh_observers.clone()).unwrap_or_default(),
-            "needed": quorum::majority(config_regions.len()),
-            "no_quorum": tally.and_then(|t| t.no_quorum.clone()),
-        },
-        "decision": st.decision,
-        "tokens": tokens,
-        "traffic": traffic,
-        "failovers": failovers,
-        "timeline_svg": svg,
-        "journal": journal,
+        "lease_ms": st.lease_ms,
+        "remaining_ms": remaining,
+        "confirmed_age_ms": (st.lease.confirmed_at > 0).then(|| now.saturating_sub(st.lease.confirmed_at)),
+    })
+}
+
+/// The last round's quorum: present or not, fresh observers, how many it needs.
+fn quorum_section(st: &RoundStatus, regions: usize) -> Value {
+    let tally = st.tally.as_ref();
+    json!({
+        "present": tally.is_some_and(|t| t.no_quorum.is_none()),
+        "fresh": tally.map(|t| t.fresh_observers.clone()).unwrap_or_default(),
+        "needed": quorum::majority(regions),
+        "no_quorum": tally.and_then(|t| t.no_quorum.clone()),
+    })
+}
+
+/// What the page shows from the journal view.
+struct Journal {
+    /// The newest entries, with the read's time, error and truncation.
+    journal: Value,
+    /// The pending (and claimed) task tokens.
+    tokens: Value,
+    /// The newest failovers, with their figures.
+    failovers: Vec<Value>,
+    /// The newest failovers drawn as a timeline.
+    svg: String,
+}
+
+/// The journal view's sections (placeholders when this process reads no journal).
+fn journal_sections(snap: Option<&Snapshot>, now: u64) -> Journal {
+    let Some(snap) = snap else {
+        return Journal {
+            journal: json!({"read_at": null, "error": "this process does not read the journal", "truncated": false, "events": []}),
+            tokens: json!({"pending": [], "error": "this process does not read the tokens", "truncated": false}),
+            failovers: Vec::new(),
+            svg: timeline::svg(&[], None, now),
+        };
+    };
+    let newest: Vec<&Failover> = snap.failovers.iter().rev().take(FAILOVERS_SHOWN).collect();
+    let svg = timeline::svg(&newest, None, now);
+    let events: Vec<&Event> = snap
+        .events
+        .as_ref()
+        .map(|p| p.items.iter().rev().take(EVENTS_SHOWN).collect())
+        .unwrap_or_default();
+    let journal = json!({
+        "read_at": snap.read_at,
+        "error": snap.events.as_ref().err(),
+        "truncated": snap.events.as_ref().map(|p| p.truncated).unwrap_or(false),
+        "events": events,
+    });
+    let tokens = token_section(snap);
+    let failovers: Vec<Value> = newest
+        .iter()
+        .map(|f| serde_json::to_value(f).unwrap_or(Value::Null))
+        .collect();
+    Journal {
+        journal,
+        tokens,
+        failovers,
+        svg,
+    }
+}
+
+/// The pending and claimed task tokens (never a task token itself).
+fn token_section(snap: &Snapshot) -> Value {
+    let pending: Vec<TokenRow<'_>> = snap
+        .tokens
+        .as_ref()
+        .map(|p| {
+            p.items
+                .iter()
+                .filter(|t| matches!(t.view.status, TokenStatus::Pending | TokenStatus::Claimed))
+                .map(|t| TokenRow {
+                    id: &t.view.id,
+                    step: &t.view.step,
+                    target_region: &t.view.target_region,
+                    status: t.view.status,
+                    claimed_by: t.view.claimed_by.as_deref(),
+                    expires_at: t.view.expires_at(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "pending": pending,
+        "error": snap.tokens.as_ref().err(),
+        "truncated": snap.tokens.as_ref().map(|p| p.truncated).unwrap_or(false),
     })
 }
 
