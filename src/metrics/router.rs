@@ -210,6 +210,12 @@ pub struct Metrics {
 impl Metrics {
     /// A registry for `regions` (in configuration order).
     pub fn new(regions: &[String]) -> Self {
+        Self::since(regions, Instant::now())
+    }
+
+    /// A registry whose monotonic milliseconds count from `origin` (the
+    /// router's clock, `router::RouterClock`, shares it).
+    pub fn since(regions: &[String], origin: Instant) -> Self {
         let mut regions = regions.to_vec();
         regions.push("other".into());
         let r = regions.len();
@@ -220,7 +226,7 @@ impl Metrics {
             ejected_until: counters(PATHS * r),
             hedges_sent: counters(r),
             hedges_won: counters(r),
-            origin: Instant::now(),
+            origin,
             latency_buckets: counters(BUCKETS.len() + 1),
             latency_sum_us: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),

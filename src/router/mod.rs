@@ -84,10 +84,47 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
 }
 
+/// The router's one clock. Monotonic time is tokio's (the simulation pauses
+/// and advances it): deadlines, backoffs, hedges and latency as instants,
+/// and, as milliseconds since the router started, the breakers and the
+/// retry budget (the metrics registry counts from the same origin). Wall
+/// time is the `Clock` port's, for what is shared or shown: the counts
+/// published in votes, per-model observations, job ids.
+pub struct RouterClock {
+    origin: Instant,
+    wall: Arc<dyn Clock>,
+}
+
+impl RouterClock {
+    pub fn new(wall: Arc<dyn Clock>) -> Self {
+        Self {
+            origin: Instant::now(),
+            wall,
+        }
+    }
+
+    /// Now, for deadlines and durations.
+    pub fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Milliseconds since the router started (breakers, retry budget).
+    pub fn mono_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Unix milliseconds on this host's clock.
+    pub fn wall_ms(&self) -> u64 {
+        self.wall.now_ms()
+    }
+}
+
 /// The router's state, shared by every request.
 pub struct Router {
     config: watch::Receiver<Arc<Config>>,
     ports: Ports,
+    /// The one clock every request reads.
+    clock: RouterClock,
     shared: Arc<Shared>,
     /// The registry admin's `GET /metrics` renders.
     pub metrics: Arc<Metrics>,
@@ -123,10 +160,11 @@ impl Router {
     ) -> Arc<Self> {
         let cfg = config.borrow().clone();
         let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
-        let seed = ports.clock.now_ms() ^ u64::from(std::process::id()).rotate_left(32);
+        let clock = RouterClock::new(ports.clock.clone());
+        let seed = clock.wall_ms() ^ u64::from(std::process::id()).rotate_left(32);
         // Counting starts with the router: its gap-free start.
-        shared.traffic.start(ports.clock.now_ms());
-        shared.models.start(ports.clock.now_ms());
+        shared.traffic.start(clock.wall_ms());
+        shared.models.start(clock.wall_ms());
         Arc::new(Self {
             budget: Mutex::new(RetryBudget::new(
                 cfg.router.retry_budget,
@@ -136,7 +174,8 @@ impl Router {
             config,
             ports,
             shared,
-            metrics: Arc::new(Metrics::new(&regions)),
+            metrics: Arc::new(Metrics::since(&regions, clock.origin)),
+            clock,
             stopping: AtomicBool::new(false),
             targets: targets::Targets::default(),
             thresholds: RwLock::default(),
@@ -192,7 +231,7 @@ impl Router {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let started = Instant::now();
+        let started = self.clock.now();
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let _guard = InFlight(&self.metrics.in_flight);
         let cfg = self.config.borrow().clone();
@@ -283,7 +322,7 @@ impl Router {
         self.shared.models.request(
             &ask.model.name,
             ask.inv.body.len() as u64,
-            self.ports.clock.now_ms(),
+            self.clock.wall_ms(),
         );
         self.route(cfg, &ask).await
     }

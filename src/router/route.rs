@@ -186,7 +186,7 @@ struct InFlight<'c> {
 impl Router {
     /// Try regions and paths until one answers or the deadline passes.
     pub(super) async fn route<'c>(&self, cfg: &'c Config, ask: &Ask<'c>) -> Reply<'c> {
-        self.budget().on_request(self.metrics.now_ms());
+        self.budget().on_request(self.clock.mono_ms());
         let len = ask.inv.body.len() as u64;
         let (threshold, mask): (u64, fn(Available) -> Available) = match ask.api {
             Api::SageMaker => (NO_BATCH_THRESHOLD, Available::realtime),
@@ -204,8 +204,8 @@ impl Router {
                 len,
                 threshold,
                 mask,
-                wall_ms: self.ports.clock.now_ms(),
-                now_ms: self.metrics.now_ms(),
+                wall_ms: self.clock.wall_ms(),
+                now_ms: self.clock.mono_ms(),
             },
         );
         let mut cursor = Cursor {
@@ -244,7 +244,7 @@ impl Router {
                 id: *attempts,
                 region: &region.name,
                 path: lane.path,
-                calls_at: Instant::now() + delay,
+                calls_at: self.clock.now() + delay,
             });
             tries.push(self.attempt(cfg, ask, *attempts, lane, delay, &job_id));
         };
@@ -257,7 +257,7 @@ impl Router {
                     })
                     .at(Some(path), Some(region), attempts);
                 }
-                if Instant::now() >= ask.deadline {
+                if self.clock.now() >= ask.deadline {
                     let (region, path) = at.unzip();
                     return Reply::from(RouterError::DeadlineExceeded).at(path, region, attempts);
                 }
@@ -277,7 +277,7 @@ impl Router {
                             self.targets
                                 .hedge_delay(&lane.region.name, lane.path, after)
                         {
-                            hedge_timer.as_mut().reset(Instant::now() + d);
+                            hedge_timer.as_mut().reset(self.clock.now() + d);
                             hedge_armed = true;
                         }
                     }
@@ -303,7 +303,7 @@ impl Router {
                     match t.result {
                         Ok(success) => {
                             self.metrics.call(path, region, CallResult::Ok);
-                            self.targets.success(cfg, self.metrics.now_ms(), region, path, t.took);
+                            self.targets.success(cfg, self.clock.mono_ms(), region, path, t.took);
                             if t.lane.hedge {
                                 self.metrics.hedge_won(region);
                             }
@@ -316,7 +316,7 @@ impl Router {
                         Err(e) => {
                             self.metrics.call(path, region, e.result());
                             if e.is_target_failure() {
-                                self.targets.failure(cfg, &self.metrics, region, path);
+                                self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), region, path);
                             }
                             debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "attempt failed");
                             match self.next_step(cfg, ask, t.lane, e) {
@@ -343,7 +343,7 @@ impl Router {
                     if tries.len() == 1 {
                         let lane = cursor.next_lane(|lane| {
                             lane.path.is_realtime() && {
-                                let ok = self.budget().try_withdraw(self.metrics.now_ms());
+                                let ok = self.budget().try_withdraw(self.clock.mono_ms());
                                 if !ok {
                                     self.metrics.budget_refusal();
                                 }
@@ -360,10 +360,10 @@ impl Router {
                 }
                 () = &mut deadline => {
                     // Attempts still calling are timeouts for their targets.
-                    let now = Instant::now();
+                    let now = self.clock.now();
                     for f in in_flight.iter().filter(|f| f.calls_at <= now) {
                         self.metrics.call(f.path, f.region, CallResult::Timeout);
-                        self.targets.failure(cfg, &self.metrics, f.region, f.path);
+                        self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), f.region, f.path);
                     }
                     let (region, path) = at.unzip();
                     return Reply::from(RouterError::DeadlineExceeded).at(path, region, attempts);
@@ -386,7 +386,7 @@ impl Router {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let started = Instant::now();
+        let started = self.clock.now();
         let policy = AttemptPolicy {
             fixed: ask.model.attempt_timeout,
             fraction: cfg.router.attempt_timeout_fraction,
@@ -400,9 +400,9 @@ impl Router {
         // Every attempt sent counts, retries and hedges too (metrics::counts).
         self.shared
             .traffic
-            .record(region, endpoint, self.ports.clock.now_ms());
+            .record(region, endpoint, self.clock.wall_ms());
         let result = if lane.path == Path::Batch {
-            let id = job_id.get_or_init(|| batch::new_job_id(self.ports.clock.now_ms()));
+            let id = job_id.get_or_init(|| batch::new_job_id(self.clock.wall_ms()));
             let submit = batch::submit(
                 &*self.ports.blobs,
                 &*self.ports.jobs,
@@ -414,7 +414,7 @@ impl Router {
                     id,
                     model: &ask.model.name,
                     inv: &ask.inv,
-                    now_ms: self.ports.clock.now_ms(),
+                    now_ms: self.clock.wall_ms(),
                 },
             );
             match tokio::time::timeout(timeout, submit).await {
@@ -429,11 +429,17 @@ impl Router {
             tokio::pin!(call);
             match tokio::time::timeout(timeout, &mut call).await {
                 Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
-                Err(_) if !ask.model.retry_on_timeout && Instant::now() < ask.deadline => {
+                Err(_) if !ask.model.retry_on_timeout && self.clock.now() < ask.deadline => {
                     // This request may not be sent again: tell the breaker
                     // the target is slow, and keep waiting for its answer.
                     self.metrics.call(lane.path, region, CallResult::Timeout);
-                    self.targets.failure(cfg, &self.metrics, region, lane.path);
+                    self.targets.failure(
+                        cfg,
+                        &self.metrics,
+                        self.clock.mono_ms(),
+                        region,
+                        lane.path,
+                    );
                     match tokio::time::timeout_at(ask.deadline, call).await {
                         Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
                         Err(_) => Err(AttemptError::TimedOut {
@@ -469,11 +475,11 @@ impl Router {
             AttemptError::Invoke(InvokeError::ModelNotReady { .. }) => {
                 self.shared
                     .models
-                    .cold_start(&ask.model.name, self.ports.clock.now_ms());
+                    .cold_start(&ask.model.name, self.clock.wall_ms());
                 lane.cold += 1;
                 if lane.cold <= cfg.router.cold_start_retries {
                     let delay = retry::cold_start_delay(cfg.router.cold_start_delay, lane.cold);
-                    if Instant::now() + delay < ask.deadline {
+                    if self.clock.now() + delay < ask.deadline {
                         return Step::Again(lane, delay);
                     }
                 }
@@ -499,14 +505,14 @@ impl Router {
             AttemptError::Invoke(InvokeError::Throttled { .. }) => {
                 lane.throttled += 1;
                 let allowed = lane.throttled <= cfg.router.throttle_retries;
-                if allowed && self.budget().try_withdraw(self.metrics.now_ms()) {
+                if allowed && self.budget().try_withdraw(self.clock.mono_ms()) {
                     let delay = retry::throttle_delay(
                         cfg.router.throttle_base_delay,
                         cfg.router.throttle_max_delay,
                         lane.throttled,
                         self.jitter(),
                     );
-                    if Instant::now() + delay < ask.deadline {
+                    if self.clock.now() + delay < ask.deadline {
                         return Step::Again(lane, delay);
                     }
                 } else if allowed {

@@ -73,9 +73,9 @@ impl Targets {
 
     /// An attempt at (region, path) failed in a way that says the target
     /// is unwell (outage, no connection, missing endpoint, timeout).
-    pub fn failure(&self, cfg: &Config, metrics: &Metrics, region: &str, path: Path) {
+    /// `now` is the router clock's monotonic milliseconds.
+    pub fn failure(&self, cfg: &Config, metrics: &Metrics, now: u64, region: &str, path: Path) {
         let policy = breaker_policy(cfg);
-        let now = metrics.now_ms();
         let ejected = self.with(region, path, |t| {
             t.breaker
                 .on_failure(now, &policy)
