@@ -261,3 +261,250 @@ fn provision_renders_a_valid_lab_config() {
         }
     });
 }
+
+/// Every control-record write of the DynamoDB adapter, condition by
+/// condition, against the one statement of their semantics
+/// (`core::record::apply`): DynamoDB (moto, through the real SDK) accepts a
+/// write exactly when `apply` does, and the record read back is the one
+/// `apply` computes, field by field. Proposal writes are also covered with a
+/// running fleet in tests/lab_approval.rs.
+#[test]
+fn every_record_write_lands_in_dynamodb_as_apply_computes_it() {
+    use failoverd::aws::control_table::ControlTable;
+    use failoverd::core::control::{ControlRecord, Mode, execution_name};
+    use failoverd::core::plan::FailoverPlan;
+    use failoverd::core::record::{RecordWrite, Settlement, apply};
+    use failoverd::ports::ControlStore;
+    use failoverd::ports::store::Write;
+
+    let moto = common::Moto::start();
+    let clients = common::clients(&moto, None);
+    let name = common::unique("control");
+    let ddb = clients.dynamodb("us-east-1");
+    let table = ControlTable::new(ddb.clone(), name.clone(), "us-east-1");
+    let rt = rt();
+    rt.block_on(dynamo::create_control_table(&ddb, &name))
+        .unwrap();
+
+    const AT: u64 = 1_800_000_000_000;
+    let at = AT;
+    let claim = move |r: &ControlRecord, version: u64, supersedes: bool| {
+        let epoch = r.epoch + 1;
+        RecordWrite::Claim {
+            plan: FailoverPlan {
+                from: r.active.clone(),
+                to: if r.active == "us-west-2" {
+                    "us-east-1"
+                } else {
+                    "us-west-2"
+                }
+                .into(),
+                epoch,
+                execution: execution_name(&r.incarnation, epoch),
+                initiator: "us-west-2".into(),
+                expected_version: version,
+                reason: "down by quorum".into(),
+                ungraceful: epoch % 2 == 0,
+                old_region_healthy: epoch % 3 == 0,
+                forced: supersedes,
+                automatic: !supersedes,
+                changed_by: "us-west-2".into(),
+                claimed_at: at + epoch * 1000,
+                supersedes: supersedes.then(|| r.execution.clone().unwrap_or_default()),
+            },
+        }
+    };
+    let exec = |r: &ControlRecord| r.execution.clone().unwrap_or_default();
+    type Step = Box<dyn Fn(&ControlRecord) -> (RecordWrite, bool)>;
+    let steps: Vec<Step> = vec![
+        // Created once only.
+        Box::new(move |_| {
+            (
+                RecordWrite::Initialize {
+                    active: "us-east-1".into(),
+                    incarnation: "abc123".into(),
+                    by: "us-east-1".into(),
+                    at,
+                    reason: "initialized".into(),
+                },
+                false,
+            )
+        }),
+        // Pause at a stale version, then at the right one; resume.
+        Box::new(move |r| {
+            (
+                RecordWrite::SetMode {
+                    mode: Mode::Paused,
+                    expected_version: r.version - 1,
+                    by: "operator:a".into(),
+                    at,
+                    reason: "x".into(),
+                },
+                false,
+            )
+        }),
+        Box::new(move |r| {
+            (
+                RecordWrite::SetMode {
+                    mode: Mode::Paused,
+                    expected_version: r.version,
+                    by: "operator:a".into(),
+                    at: at + 1,
+                    reason: "maintenance".into(),
+                },
+                true,
+            )
+        }),
+        Box::new(move |r| {
+            (
+                RecordWrite::SetMode {
+                    mode: Mode::Auto,
+                    expected_version: r.version,
+                    by: "operator:a".into(),
+                    at: at + 2,
+                    reason: "done".into(),
+                },
+                true,
+            )
+        }),
+        // A workflow step before any claim, a claim at a stale version, a claim.
+        Box::new(move |r| {
+            (
+                RecordWrite::Mark {
+                    epoch: r.epoch,
+                    execution: "nope".into(),
+                },
+                false,
+            )
+        }),
+        Box::new(move |r| (claim(r, r.version - 1, false), false)),
+        Box::new(move |r| (claim(r, r.version, false), true)),
+        // A second claim while one is in flight, unless it supersedes.
+        Box::new(move |r| (claim(r, r.version, false), false)),
+        Box::new(move |r| {
+            (
+                RecordWrite::Mark {
+                    epoch: r.epoch,
+                    execution: exec(r),
+                },
+                true,
+            )
+        }),
+        Box::new(move |r| {
+            (
+                RecordWrite::Mark {
+                    epoch: r.epoch + 1,
+                    execution: exec(r),
+                },
+                false,
+            )
+        }),
+        Box::new(move |r| {
+            (
+                RecordWrite::Switch {
+                    epoch: r.epoch,
+                    execution: exec(r),
+                    from: r.active.clone(),
+                    to: r.target.clone().unwrap_or_default(),
+                    at: at + 10,
+                },
+                true,
+            )
+        }),
+        // Never aborted after the switch.
+        Box::new(move |r| {
+            (
+                RecordWrite::Abort {
+                    epoch: r.epoch,
+                    execution: exec(r),
+                },
+                false,
+            )
+        }),
+        Box::new(move |r| {
+            (
+                RecordWrite::Steady {
+                    epoch: r.epoch,
+                    execution: exec(r),
+                },
+                true,
+            )
+        }),
+        // The next failover aborts before its switch.
+        Box::new(move |r| (claim(r, r.version, false), true)),
+        Box::new(move |r| {
+            (
+                RecordWrite::Abort {
+                    epoch: r.epoch,
+                    execution: exec(r),
+                },
+                true,
+            )
+        }),
+        // One superseded by an operator, settled as aborted by a daemon.
+        Box::new(move |r| (claim(r, r.version, false), true)),
+        Box::new(move |r| (claim(r, r.version, true), true)),
+        Box::new(move |r| {
+            (
+                RecordWrite::Settle {
+                    expected_version: r.version,
+                    execution: exec(r),
+                    outcome: Settlement::Completed,
+                    by: "eu-west-1".into(),
+                    at: at + 20,
+                    reason: "the execution ended".into(),
+                },
+                false,
+            )
+        }),
+        Box::new(move |r| {
+            (
+                RecordWrite::Settle {
+                    expected_version: r.version,
+                    execution: exec(r),
+                    outcome: Settlement::Aborted,
+                    by: "eu-west-1".into(),
+                    at: at + 21,
+                    reason: "the execution ended".into(),
+                },
+                true,
+            )
+        }),
+    ];
+    let read = |rt: &tokio::runtime::Runtime| rt.block_on(table.read_record()).unwrap();
+    // The record itself first.
+    let first = RecordWrite::Initialize {
+        active: "us-east-1".into(),
+        incarnation: "abc123".into(),
+        by: "us-east-1".into(),
+        at,
+        reason: "initialized".into(),
+    };
+    assert_eq!(
+        rt.block_on(table.write_record(&first)).unwrap(),
+        Write::Written
+    );
+    assert_eq!(read(&rt), Some(apply(None, &first).unwrap()));
+    for (i, step) in steps.iter().enumerate() {
+        let cur = read(&rt).unwrap();
+        let (w, accepted) = step(&cur);
+        let expected = apply(Some(&cur), &w);
+        assert_eq!(
+            expected.is_ok(),
+            accepted,
+            "step {i}: apply says {expected:?} to {w:?}"
+        );
+        let got = rt.block_on(table.write_record(&w)).unwrap();
+        assert_eq!(
+            got == Write::Written,
+            accepted,
+            "step {i}: DynamoDB said {got:?} to {w:?}"
+        );
+        let after = read(&rt).unwrap();
+        assert_eq!(
+            after,
+            expected.unwrap_or(cur),
+            "step {i}: the record read back after {w:?}"
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! `Tally` from the real `failoverd::core::quorum::tally` (or
 //! `tally_as_operator`) of concrete `Vote`s; the model performs the
 //! planner's action with the executor's semantics (`src/control/executor.rs`,
-//! `src/aws/control_table.rs`) and plays Step Functions
+//! `src/aws/control_table/`) and plays Step Functions
 //! (`deploy/statemachines/failover.asl.json`) and DynamoDB. Results and how
 //! to read a trace: docs/model-check.md.
 //!

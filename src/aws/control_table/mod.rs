@@ -4,8 +4,9 @@
 //! Every change to the record is one of `core::record::RecordWrite`, sent
 //! as a conditional write whose condition and update mirror
 //! `core::record::apply` exactly (and, for the workflow's writes,
-//! `deploy/statemachines/failover.asl.json`); `tests/lab_aws.rs` runs each
-//! write against moto and against `apply` and compares. A lost condition
+//! `deploy/statemachines/failover.asl.json`); `tests/lab_aws.rs` runs every
+//! write against moto and against `apply` and compares the record read back
+//! (`tests/lab_approval.rs` the proposal writes beside a running fleet). A lost condition
 //! (`ConditionalCheckFailedException`, or `ReplicatedWriteConflictException`
 //! under MRSC) is [`Write::Conflict`], never an error: the caller re-reads
 //! and decides again.
