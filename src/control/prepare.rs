@@ -288,12 +288,23 @@ async fn scale_up(
     let budget_ms = budget.as_millis() as u64;
     let started = Instant::now();
     let mut asked: Vec<String> = Vec::new();
+    let ctx = Asking {
+        ports,
+        region: &region,
+        endpoint: &endpoint,
+        source: &source,
+        tier,
+        epoch: record.epoch,
+    };
     loop {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let now = match ports.endpoints.describe(&region, &endpoint).await {
             Ok(Some(st)) => Some(st),
             Ok(None) => {
-                return Err(PrepareError::Missing { region, endpoint });
+                return Err(PrepareError::Missing {
+                    region: region.clone(),
+                    endpoint: endpoint.clone(),
+                });
             }
             Err(e) => {
                 debug!(error = %crate::error_chain(&e), "capacity: cannot read the target; retrying");
@@ -314,14 +325,6 @@ async fn scale_up(
             PrepareProgress::OverBudget { short } if old_down => {
                 // The old region is gone: switching onto fewer instances
                 // beats staying on a dead region; the scale-up carries on.
-                let ctx = Asking {
-                    ports,
-                    region: &region,
-                    endpoint: &endpoint,
-                    source: &source,
-                    tier,
-                    epoch: record.epoch,
-                };
                 journal_short(&ctx, &active, &short, budget).await;
                 return Ok(
                     json!({"endpoint": endpoint, "scaled": false, "short": short, "to_match": source, "plan": planned(&plan), "tier": tier}),
@@ -329,29 +332,21 @@ async fn scale_up(
             }
             PrepareProgress::OverBudget { short } => {
                 return Err(PrepareError::CapacityNotReady {
-                    region,
-                    endpoint,
+                    region: region.clone(),
+                    endpoint: endpoint.clone(),
                     active,
                     short,
                     budget_s: budget.as_secs(),
                 });
             }
             PrepareProgress::Waiting { remaining_ms, .. } => {
-                let ctx = Asking {
-                    ports,
-                    region: &region,
-                    endpoint: &endpoint,
-                    source: &source,
-                    tier,
-                    epoch: record.epoch,
-                };
                 match ask_for_missing(&ctx, &plan, now.as_ref(), &mut asked).await {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(detail) => {
                         return Err(PrepareError::ScaleRefused {
-                            region,
-                            endpoint,
+                            region: region.clone(),
+                            endpoint: endpoint.clone(),
                             detail,
                         });
                     }
