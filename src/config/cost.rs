@@ -238,7 +238,43 @@ impl Validator<'_> {
         consistency: Option<Consistency>,
         batch_threshold: u64,
     ) -> Option<Cost> {
-        let environment = match raw.environment.as_deref().map(str::trim) {
+        let environment = self.cost_environment(raw.environment);
+        let eventual = consistency == Some(Consistency::Eventual);
+        let default_tier = self.cost_tier(
+            "cost.default_tier",
+            raw.default_tier.as_deref().unwrap_or("tier2"),
+            eventual,
+        );
+        let tiers = self.cost_model_tiers(&raw.tiers, models, eventual);
+        let s = Duration::from_secs;
+        let prepare_budget = self.duration(
+            "cost.prepare_budget",
+            raw.prepare_budget,
+            DEFAULT_PREPARE_BUDGET,
+            s(60),
+            s(2 * 3600),
+        );
+        let interval = self.duration("cost.interval", raw.interval, "1m", s(1), s(3600));
+        let idle = self.cost_idle(raw.idle);
+        let schedules = self.cost_schedules(raw.schedules, regions);
+        let advise = self.cost_advise(raw.advise, batch_threshold);
+        let per_instance = self.cost_instance_invocations(raw.instance_invocations_per_minute);
+        Some(Cost {
+            environment: environment?,
+            default_tier: default_tier?,
+            tiers,
+            prepare_budget: prepare_budget?,
+            interval: interval?,
+            instance_invocations_per_minute: per_instance?,
+            idle: idle?,
+            schedules: schedules?,
+            advise: advise?,
+        })
+    }
+
+    /// `cost.environment`: one of the four names; production when unset.
+    fn cost_environment(&mut self, raw: Option<String>) -> Option<Environment> {
+        match raw.as_deref().map(str::trim) {
             None | Some("production") => Some(Environment::Production),
             Some("staging") => Some(Environment::Staging),
             Some("development") => Some(Environment::Development),
@@ -250,12 +286,15 @@ impl Validator<'_> {
                 );
                 None
             }
-        };
+        }
+    }
 
-        let eventual = consistency == Some(Consistency::Eventual);
-        let tier = |v: &mut Self, key: &str, text: &str| match text.parse::<Tier>() {
+    /// A tier name at `key`; a tier that needs strong consistency is
+    /// refused over an `eventual` control table.
+    fn cost_tier(&mut self, key: &str, text: &str, eventual: bool) -> Option<Tier> {
+        match text.parse::<Tier>() {
             Ok(t) if t.requires_strong_consistency() && eventual => {
-                v.err(
+                self.err(
                     key,
                     format!("{t} ({}) needs tables.consistency = \"strong\" (MRSC): its synchronous replication cannot hold over eventual (MREC) replicas; use tier2, or make the control table strong", t.pattern()),
                 );
@@ -263,17 +302,21 @@ impl Validator<'_> {
             }
             Ok(t) => Some(t),
             Err(e) => {
-                v.err(key, e.to_string());
+                self.err(key, e.to_string());
                 None
             }
-        };
-        let default_tier = tier(
-            self,
-            "cost.default_tier",
-            raw.default_tier.as_deref().unwrap_or("tier2"),
-        );
+        }
+    }
+
+    /// `[cost.tiers]`: each name a configured model, each value a tier.
+    fn cost_model_tiers(
+        &mut self,
+        raw: &BTreeMap<String, String>,
+        models: &[ModelConfig],
+        eventual: bool,
+    ) -> BTreeMap<String, Tier> {
         let mut tiers = BTreeMap::new();
-        for (model, text) in &raw.tiers {
+        for (model, text) in raw {
             let key = format!("cost.tiers.{model}");
             if !models.iter().any(|m| &m.name == model) {
                 let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
@@ -283,35 +326,39 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            if let Some(t) = tier(self, &key, text) {
+            if let Some(t) = self.cost_tier(&key, text, eventual) {
                 tiers.insert(model.clone(), t);
             }
         }
+        tiers
+    }
 
+    /// `[cost.idle]`: the idle window's bounds; the switches default.
+    fn cost_idle(&mut self, raw: RawIdle) -> Option<Idle> {
         let s = Duration::from_secs;
-        let prepare_budget = self.duration(
-            "cost.prepare_budget",
-            raw.prepare_budget,
-            DEFAULT_PREPARE_BUDGET,
-            s(60),
-            s(2 * 3600),
-        );
-        let interval = self.duration("cost.interval", raw.interval, "1m", s(1), s(3600));
-        let window = self.duration(
-            "cost.idle.window",
-            raw.idle.window,
-            "60m",
-            s(300),
-            s(7 * 86400),
-        );
+        let window = self.duration("cost.idle.window", raw.window, "60m", s(300), s(7 * 86400));
+        Some(Idle {
+            enabled: raw.enabled.unwrap_or(false),
+            window: window?,
+            stop_outside_production: raw.stop_outside_production.unwrap_or(false),
+            cloudwatch: raw.cloudwatch.unwrap_or(true),
+        })
+    }
 
+    /// `[[cost.schedules]]`: each on a provisioned endpoint, one per
+    /// endpoint, with valid windows and time zone; `None` unless all are.
+    fn cost_schedules(
+        &mut self,
+        raw: Vec<RawSchedule>,
+        regions: &[RegionConfig],
+    ) -> Option<Vec<EndpointSchedule>> {
         let provisioned: Vec<&str> = regions
             .iter()
             .filter_map(|r| r.sagemaker.provisioned.as_deref())
             .collect();
         let mut schedules: Vec<EndpointSchedule> = Vec::new();
         let mut all_ok = true;
-        for (i, rs) in raw.schedules.into_iter().enumerate() {
+        for (i, rs) in raw.into_iter().enumerate() {
             let k = |f: &str| format!("cost.schedules[{i}].{f}");
             let endpoint = self.required(&k("endpoint"), rs.endpoint);
             if let Some(e) = &endpoint {
@@ -361,26 +408,13 @@ impl Validator<'_> {
                 _ => all_ok = false,
             }
         }
+        all_ok.then_some(schedules)
+    }
 
-        let a = raw.advise;
-        let business = self.window(
-            &|f: &str| format!("cost.advise.{f}"),
-            RawWindow {
-                days: Some(a.days.unwrap_or_else(|| "MON-FRI".into())),
-                start: Some(a.start.unwrap_or_else(|| "09:00".into())),
-                end: Some(a.end.unwrap_or_else(|| "18:00".into())),
-                min: Some(1),
-            },
-        );
-        let business_tz = a.timezone.unwrap_or_else(|| "America/New_York".into());
-        let business_hours =
-            business.and_then(|w| match Schedule::new(business_tz.trim(), 0, vec![w]) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    self.err("cost.advise.timezone", e.to_string());
-                    None
-                }
-            });
+    /// `[cost.advise]`: business hours and the thresholds `advise` judges
+    /// traffic by.
+    fn cost_advise(&mut self, a: RawAdvise, batch_threshold: u64) -> Option<Advise> {
+        let business_hours = self.cost_business_hours(a.timezone, a.days, a.start, a.end);
         let count = |v: &mut Self, key: &str, val: Option<i64>, default: i64| -> Option<u64> {
             v.in_range(key, val, default, 1, 10_000_000).map(u64::from)
         };
@@ -412,8 +446,52 @@ impl Validator<'_> {
                 format!("{ratio} is out of range: must be between 0 and 1"),
             );
         }
+        let s = Duration::from_secs;
         let gap = self.duration("cost.advise.idle_gap", a.idle_gap, "15m", s(60), s(86400));
-        let per_instance = match raw.instance_invocations_per_minute {
+        Some(Advise {
+            business_hours: business_hours?,
+            thresholds: Thresholds {
+                steady_per_minute: steady?,
+                sporadic_per_hour: sporadic?,
+                batch_payload_bytes: batch_threshold,
+                off_hours_ratio: ratio,
+                idle_gap_minutes: gap?.as_secs() / 60,
+                cold_starts_per_day: cold?,
+            },
+        })
+    }
+
+    /// `cost.advise` business hours: one window (weekdays 09:00-18:00 by
+    /// default) in a time zone (America/New_York by default).
+    fn cost_business_hours(
+        &mut self,
+        timezone: Option<String>,
+        days: Option<String>,
+        start: Option<String>,
+        end: Option<String>,
+    ) -> Option<Schedule> {
+        let business = self.window(
+            &|f: &str| format!("cost.advise.{f}"),
+            RawWindow {
+                days: Some(days.unwrap_or_else(|| "MON-FRI".into())),
+                start: Some(start.unwrap_or_else(|| "09:00".into())),
+                end: Some(end.unwrap_or_else(|| "18:00".into())),
+                min: Some(1),
+            },
+        );
+        let business_tz = timezone.unwrap_or_else(|| "America/New_York".into());
+        business.and_then(|w| match Schedule::new(business_tz.trim(), 0, vec![w]) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.err("cost.advise.timezone", e.to_string());
+                None
+            }
+        })
+    }
+
+    /// `cost.instance_invocations_per_minute`: unset, or 1 to 10,000,000.
+    fn cost_instance_invocations(&mut self, raw: Option<i64>) -> Option<Option<u64>> {
+        match raw {
             None => Some(None),
             Some(v) => self
                 .in_range(
@@ -424,37 +502,7 @@ impl Validator<'_> {
                     10_000_000,
                 )
                 .map(|v| Some(u64::from(v))),
-        };
-
-        if !all_ok {
-            return None;
         }
-        Some(Cost {
-            environment: environment?,
-            default_tier: default_tier?,
-            tiers,
-            prepare_budget: prepare_budget?,
-            interval: interval?,
-            instance_invocations_per_minute: per_instance?,
-            idle: Idle {
-                enabled: raw.idle.enabled.unwrap_or(false),
-                window: window?,
-                stop_outside_production: raw.idle.stop_outside_production.unwrap_or(false),
-                cloudwatch: raw.idle.cloudwatch.unwrap_or(true),
-            },
-            schedules,
-            advise: Advise {
-                business_hours: business_hours?,
-                thresholds: Thresholds {
-                    steady_per_minute: steady?,
-                    sporadic_per_hour: sporadic?,
-                    batch_payload_bytes: batch_threshold,
-                    off_hours_ratio: ratio,
-                    idle_gap_minutes: gap?.as_secs() / 60,
-                    cold_starts_per_day: cold?,
-                },
-            },
-        })
     }
 
     /// The prepare budget against the workflow's prepare timeout and

@@ -189,154 +189,42 @@ pub(super) struct RawModel {
 }
 
 impl Validator<'_> {
-    /// The `[router]` table.
+    /// The `[router]` table, in the order of [`Router`]'s fields.
     pub(super) fn router(&mut self, rr: RawRouter) -> Option<Router> {
-        let ms = Duration::from_millis;
-        let s = Duration::from_secs;
-        let max_in_flight =
-            self.in_range("router.max_in_flight", rr.max_in_flight, 512, 1, 1_000_000);
-        let body_read_timeout = self.duration(
-            "router.body_read_timeout",
-            rr.body_read_timeout,
-            "10s",
-            ms(10),
-            s(600),
-        );
-        let default_deadline = self.duration(
-            "router.default_deadline",
-            rr.default_deadline,
-            "70s",
-            ms(10),
-            s(3600),
-        );
-        let cold_start_retries =
-            self.in_range("router.cold_start_retries", rr.cold_start_retries, 2, 0, 20);
-        let cold_start_delay = self.duration(
-            "router.cold_start_delay",
-            rr.cold_start_delay,
-            "3s",
-            ms(0),
-            s(60),
-        );
-        let retry_budget = rr.retry_budget.unwrap_or(0.2);
-        if !(0.0..=1.0).contains(&retry_budget) {
-            self.err(
-                "router.retry_budget",
-                format!("{retry_budget} is out of range: must be between 0 and 1"),
-            );
-        }
+        let (max_in_flight, body_read_timeout, default_deadline) =
+            self.router_requests(rr.max_in_flight, rr.body_read_timeout, rr.default_deadline);
+        let (cold_start_retries, cold_start_delay) =
+            self.router_cold_start(rr.cold_start_retries, rr.cold_start_delay);
+        let retry_budget = self.router_retry_budget(rr.retry_budget);
         let routing_refresh = self.duration(
             "router.routing_refresh",
             rr.routing_refresh,
             "30s",
-            ms(100),
-            s(86400),
+            Duration::from_millis(100),
+            Duration::from_secs(86400),
         );
-        let default_batch_threshold = rr.default_batch_threshold.unwrap_or(4 * 1024 * 1024);
-        if !(1..=1024 * 1024 * 1024).contains(&default_batch_threshold) {
-            self.err(
-                "router.default_batch_threshold",
-                format!("{default_batch_threshold} is out of range: 1 byte to 1 GiB"),
-            );
-        }
-        let batch_bucket_prefix = rr
-            .batch_bucket_prefix
-            .unwrap_or_else(|| "failoverd-batch".into());
-        let max_batch_payload = rr.max_batch_payload.unwrap_or(32 * 1024 * 1024);
-        if !(6 * 1024 * 1024..=1024 * 1024 * 1024).contains(&max_batch_payload) {
-            self.err(
-                "router.max_batch_payload",
-                format!(
-                    "{max_batch_payload} is out of range: 6 MiB (the real-time limit) to 1 GiB"
-                ),
-            );
-        }
-        let max_deadline = self.duration(
-            "router.max_deadline",
-            rr.max_deadline,
-            "15m",
-            s(1),
-            s(86400),
+        let (default_batch_threshold, batch_bucket_prefix, max_batch_payload) = self.router_batch(
+            rr.default_batch_threshold,
+            rr.batch_bucket_prefix,
+            rr.max_batch_payload,
         );
-        self.not_above(
-            "router.default_deadline",
-            default_deadline,
-            "router.max_deadline",
-            max_deadline,
-        );
-        let throttle_retries =
-            self.in_range("router.throttle_retries", rr.throttle_retries, 3, 0, 20);
-        let throttle_base_delay = self.duration(
-            "router.throttle_base_delay",
+        let max_deadline = self.router_max_deadline(rr.max_deadline, default_deadline);
+        let (throttle_retries, throttle_base_delay, throttle_max_delay) = self.router_throttle(
+            rr.throttle_retries,
             rr.throttle_base_delay,
-            "100ms",
-            ms(1),
-            s(60),
-        );
-        let throttle_max_delay = self.duration(
-            "router.throttle_max_delay",
             rr.throttle_max_delay,
-            "2s",
-            ms(1),
-            s(600),
         );
-        self.not_above(
-            "router.throttle_base_delay",
-            throttle_base_delay,
-            "router.throttle_max_delay",
-            throttle_max_delay,
-        );
-        let breaker_failures =
-            self.in_range("router.breaker_failures", rr.breaker_failures, 5, 1, 1000);
-        let breaker_ejection = self.duration(
-            "router.breaker_ejection",
+        let (breaker_failures, breaker_ejection, breaker_max_ejection) = self.router_breaker(
+            rr.breaker_failures,
             rr.breaker_ejection,
-            "5s",
-            ms(10),
-            s(3600),
-        );
-        let breaker_max_ejection = self.duration(
-            "router.breaker_max_ejection",
             rr.breaker_max_ejection,
-            "5m",
-            ms(10),
-            s(86400),
         );
-        self.not_above(
-            "router.breaker_ejection",
-            breaker_ejection,
-            "router.breaker_max_ejection",
-            breaker_max_ejection,
-        );
-        let attempt_timeout_fraction = rr.attempt_timeout_fraction.unwrap_or(0.5);
-        if !(attempt_timeout_fraction > 0.0 && attempt_timeout_fraction <= 1.0) {
-            self.err(
-                "router.attempt_timeout_fraction",
-                format!(
-                    "{attempt_timeout_fraction} is out of range: must be above 0 and at most 1"
-                ),
+        let (attempt_timeout_fraction, attempt_timeout_min, attempt_timeout_max) = self
+            .router_attempt_timeouts(
+                rr.attempt_timeout_fraction,
+                rr.attempt_timeout_min,
+                rr.attempt_timeout_max,
             );
-        }
-        let attempt_timeout_min = self.duration(
-            "router.attempt_timeout_min",
-            rr.attempt_timeout_min,
-            "1s",
-            ms(1),
-            s(3600),
-        );
-        let attempt_timeout_max = self.duration(
-            "router.attempt_timeout_max",
-            rr.attempt_timeout_max,
-            "60s",
-            ms(1),
-            s(86400),
-        );
-        self.not_above(
-            "router.attempt_timeout_min",
-            attempt_timeout_min,
-            "router.attempt_timeout_max",
-            attempt_timeout_max,
-        );
         Some(Router {
             max_in_flight: max_in_flight?,
             body_read_timeout: body_read_timeout?,
@@ -359,6 +247,203 @@ impl Validator<'_> {
             attempt_timeout_min: attempt_timeout_min?,
             attempt_timeout_max: attempt_timeout_max?,
         })
+    }
+
+    /// `router.max_in_flight`, `router.body_read_timeout` and
+    /// `router.default_deadline`: each within its bounds.
+    fn router_requests(
+        &mut self,
+        max_in_flight: Option<i64>,
+        body_read_timeout: Option<String>,
+        default_deadline: Option<String>,
+    ) -> (Option<u32>, Option<Duration>, Option<Duration>) {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let max_in_flight = self.in_range("router.max_in_flight", max_in_flight, 512, 1, 1_000_000);
+        let body_read_timeout = self.duration(
+            "router.body_read_timeout",
+            body_read_timeout,
+            "10s",
+            ms(10),
+            s(600),
+        );
+        let default_deadline = self.duration(
+            "router.default_deadline",
+            default_deadline,
+            "70s",
+            ms(10),
+            s(3600),
+        );
+        (max_in_flight, body_read_timeout, default_deadline)
+    }
+
+    /// `router.cold_start_retries` and `router.cold_start_delay`: each
+    /// within its bounds.
+    fn router_cold_start(
+        &mut self,
+        retries: Option<i64>,
+        delay: Option<String>,
+    ) -> (Option<u32>, Option<Duration>) {
+        let retries = self.in_range("router.cold_start_retries", retries, 2, 0, 20);
+        let delay = self.duration(
+            "router.cold_start_delay",
+            delay,
+            "3s",
+            Duration::from_millis(0),
+            Duration::from_secs(60),
+        );
+        (retries, delay)
+    }
+
+    /// `router.retry_budget`: a fraction from 0 to 1.
+    fn router_retry_budget(&mut self, raw: Option<f64>) -> f64 {
+        let retry_budget = raw.unwrap_or(0.2);
+        if !(0.0..=1.0).contains(&retry_budget) {
+            self.err(
+                "router.retry_budget",
+                format!("{retry_budget} is out of range: must be between 0 and 1"),
+            );
+        }
+        retry_budget
+    }
+
+    /// `router.default_batch_threshold` (1 byte to 1 GiB), the batch
+    /// bucket's prefix and `router.max_batch_payload` (6 MiB to 1 GiB).
+    fn router_batch(
+        &mut self,
+        default_batch_threshold: Option<i64>,
+        batch_bucket_prefix: Option<String>,
+        max_batch_payload: Option<i64>,
+    ) -> (i64, String, i64) {
+        let default_batch_threshold = default_batch_threshold.unwrap_or(4 * 1024 * 1024);
+        if !(1..=1024 * 1024 * 1024).contains(&default_batch_threshold) {
+            self.err(
+                "router.default_batch_threshold",
+                format!("{default_batch_threshold} is out of range: 1 byte to 1 GiB"),
+            );
+        }
+        let batch_bucket_prefix = batch_bucket_prefix.unwrap_or_else(|| "failoverd-batch".into());
+        let max_batch_payload = max_batch_payload.unwrap_or(32 * 1024 * 1024);
+        if !(6 * 1024 * 1024..=1024 * 1024 * 1024).contains(&max_batch_payload) {
+            self.err(
+                "router.max_batch_payload",
+                format!(
+                    "{max_batch_payload} is out of range: 6 MiB (the real-time limit) to 1 GiB"
+                ),
+            );
+        }
+        (
+            default_batch_threshold,
+            batch_bucket_prefix,
+            max_batch_payload,
+        )
+    }
+
+    /// `router.max_deadline`: within its bounds and not below
+    /// `router.default_deadline`.
+    fn router_max_deadline(
+        &mut self,
+        raw: Option<String>,
+        default_deadline: Option<Duration>,
+    ) -> Option<Duration> {
+        let max_deadline = self.duration(
+            "router.max_deadline",
+            raw,
+            "15m",
+            Duration::from_secs(1),
+            Duration::from_secs(86400),
+        );
+        self.not_above(
+            "router.default_deadline",
+            default_deadline,
+            "router.max_deadline",
+            max_deadline,
+        );
+        max_deadline
+    }
+
+    /// `router.throttle_*`: the retries and the backoff's base and cap,
+    /// the base not above the cap.
+    fn router_throttle(
+        &mut self,
+        retries: Option<i64>,
+        base_delay: Option<String>,
+        max_delay: Option<String>,
+    ) -> (Option<u32>, Option<Duration>, Option<Duration>) {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let retries = self.in_range("router.throttle_retries", retries, 3, 0, 20);
+        let base_delay = self.duration(
+            "router.throttle_base_delay",
+            base_delay,
+            "100ms",
+            ms(1),
+            s(60),
+        );
+        let max_delay = self.duration("router.throttle_max_delay", max_delay, "2s", ms(1), s(600));
+        self.not_above(
+            "router.throttle_base_delay",
+            base_delay,
+            "router.throttle_max_delay",
+            max_delay,
+        );
+        (retries, base_delay, max_delay)
+    }
+
+    /// `router.breaker_*`: the failures that eject a target and the first
+    /// and longest ejection, the first not above the longest.
+    fn router_breaker(
+        &mut self,
+        failures: Option<i64>,
+        ejection: Option<String>,
+        max_ejection: Option<String>,
+    ) -> (Option<u32>, Option<Duration>, Option<Duration>) {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let failures = self.in_range("router.breaker_failures", failures, 5, 1, 1000);
+        let ejection = self.duration("router.breaker_ejection", ejection, "5s", ms(10), s(3600));
+        let max_ejection = self.duration(
+            "router.breaker_max_ejection",
+            max_ejection,
+            "5m",
+            ms(10),
+            s(86400),
+        );
+        self.not_above(
+            "router.breaker_ejection",
+            ejection,
+            "router.breaker_max_ejection",
+            max_ejection,
+        );
+        (failures, ejection, max_ejection)
+    }
+
+    /// `router.attempt_timeout_*`: a fraction above 0 and at most 1, and
+    /// bounds with the minimum not above the maximum.
+    fn router_attempt_timeouts(
+        &mut self,
+        fraction: Option<f64>,
+        min: Option<String>,
+        max: Option<String>,
+    ) -> (f64, Option<Duration>, Option<Duration>) {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let fraction = fraction.unwrap_or(0.5);
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            self.err(
+                "router.attempt_timeout_fraction",
+                format!("{fraction} is out of range: must be above 0 and at most 1"),
+            );
+        }
+        let min = self.duration("router.attempt_timeout_min", min, "1s", ms(1), s(3600));
+        let max = self.duration("router.attempt_timeout_max", max, "60s", ms(1), s(86400));
+        self.not_above(
+            "router.attempt_timeout_min",
+            min,
+            "router.attempt_timeout_max",
+            max,
+        );
+        (fraction, min, max)
     }
 
     /// The `[[models]]` list.

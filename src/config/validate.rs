@@ -1,14 +1,19 @@
 //! Validation: raw values to the typed [`Config`], collecting every
 //! problem with its file and key. Each section of the file has its own
-//! method; the router's and the models' live in `config/router.rs`.
+//! method, called in turn by [`Validator::validate`]; the tables' live in
+//! `config/tables.rs`, the router's and the models' in `config/router.rs`,
+//! the cost section's in `config/cost.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cost::RawCost;
 use super::load::{Origins, Problem};
-use super::raw::RawConfig;
+use super::raw::{
+    RawConfig, RawEndpoints, RawHealth, RawListen, RawRegion, RawSageMaker, RawTimings,
+};
 use super::*;
 
 pub(super) struct Validator<'a> {
@@ -190,131 +195,254 @@ impl Validator<'_> {
         self.url(key, &v).then_some(v)
     }
 
+    /// Every section in the order its problems are reported, then the
+    /// [`Config`] if there were none.
     pub(super) fn validate(&mut self, raw: RawConfig, files: &[PathBuf]) -> Option<Config> {
         let region = self.required("region", raw.region);
+        let regions = self.regions(raw.regions, region.as_deref());
+        // Tables (config/tables.rs).
+        let tables = self.tables(raw.tables, &regions);
+        let timings = self.timings(raw.timings);
+        let health = self.health(raw.health);
+        // Router and models (config/router.rs).
+        let router = self.router(raw.router);
+        let models = self.models(raw.models);
+        let cost = self.cost_section(
+            raw.cost,
+            &models,
+            &regions,
+            tables.as_ref(),
+            router.as_ref(),
+            &timings,
+        );
+        // Approval of automatic failover.
+        let policy = self.policy(raw.policy);
+        let listen = self.listen(raw.listen);
+        let endpoints = self.endpoints(raw.endpoints);
 
-        // Regions.
-        if raw.regions.len() < 2 {
+        if !self.problems.is_empty() {
+            return None;
+        }
+        Some(Config {
+            region: region?,
+            regions,
+            tables: tables?,
+            timings: timings.complete()?,
+            policy: policy?,
+            router: router?,
+            models,
+            health: health?,
+            listen: listen?,
+            endpoints,
+            cost: cost?,
+            sources: files.to_vec(),
+        })
+    }
+
+    /// `[[regions]]`: at least two valid entries with unique names and
+    /// priorities, the local `region` among them.
+    fn regions(&mut self, raw: Vec<RawRegion>, local: Option<&str>) -> Vec<RegionConfig> {
+        if raw.len() < 2 {
             self.problems.push(Problem {
                 origin: self.origins.of("regions"),
                 key: "regions".into(),
                 message: format!(
                     "{} region(s) listed; failover needs at least 2 ([[regions]] entries)",
-                    raw.regions.len()
+                    raw.len()
                 ),
             });
         }
         let mut regions = Vec::new();
         let mut seen_names: HashMap<String, usize> = HashMap::new();
         let mut seen_prio: HashMap<u32, String> = HashMap::new();
-        for (i, r) in raw.regions.into_iter().enumerate() {
-            let k = |f: &str| format!("regions[{i}].{f}");
-            let name = self.required(&k("name"), r.name);
-            if let Some(n) = &name {
-                if !is_region_name(n) {
-                    self.err(
-                        &k("name"),
-                        format!("{n:?} is not an AWS region name like \"us-east-1\""),
-                    );
-                }
-                if let Some(first) = seen_names.insert(n.clone(), i) {
-                    self.err(
-                        &k("name"),
-                        format!("duplicate region {n:?}: already listed as regions[{first}]"),
-                    );
-                }
-            }
-            let priority = match r.priority {
-                None => {
-                    self.err(
-                        &k("priority"),
-                        "missing; give every region a unique priority (1 = preferred)",
-                    );
-                    None
-                }
-                Some(p) => self.in_range(&k("priority"), Some(p), 0, 1, 1000),
-            };
-            if let (Some(p), Some(n)) = (priority, &name) {
-                if let Some(other) = seen_prio.insert(p, n.clone()) {
-                    self.err(
-                        &k("priority"),
-                        format!("priority {p} is also used by {other:?}; priorities must be unique so the failover target is unambiguous"),
-                    );
-                }
-            }
-            for (j, id) in r.health_check_ids.iter().enumerate() {
-                if id.trim().is_empty() {
-                    self.err(
-                        &format!("regions[{i}].health_check_ids[{j}]"),
-                        "must not be empty",
-                    );
-                }
-            }
-            for (j, u) in r.probe_urls.iter().enumerate() {
-                self.url(&format!("regions[{i}].probe_urls[{j}]"), u);
-            }
-            if r.health_check_ids.is_empty() && r.probe_urls.is_empty() {
-                self.problems.push(Problem {
-                    origin: self.origins.of(&format!("regions[{i}]")),
-                    key: format!("regions[{i}]"),
-                    message:
-                        "no health_check_ids and no probe_urls: nothing would watch this region"
-                            .into(),
-                });
-            }
-            if let Some(m) = &r.probe_match {
-                if m.is_empty() || m.len() > 5120 {
-                    self.err(
-                        &k("probe_match"),
-                        "must be 1 to 5120 bytes (probes read the first 5120 bytes of the body)",
-                    );
-                }
-            }
-            let arn = self.required(&k("state_machine_arn"), r.state_machine_arn);
-            if let (Some(a), Some(n)) = (&arn, &name) {
-                let parts: Vec<&str> = a.split(':').collect();
-                if parts.len() < 7
-                    || parts[0] != "arn"
-                    || parts[2] != "states"
-                    || parts[5] != "stateMachine"
-                {
-                    self.err(
-                        &k("state_machine_arn"),
-                        format!("{a:?} is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)"),
-                    );
-                } else if parts[3] != n {
-                    self.err(
-                        &k("state_machine_arn"),
-                        format!("{a:?} is in region {:?}, but state machines are regional and this entry is {n:?}", parts[3]),
-                    );
-                }
-            }
-            let sm = SageMakerEndpoints {
-                serverless: r.sagemaker.serverless.filter(|s| !s.is_empty()),
-                provisioned: r.sagemaker.provisioned.filter(|s| !s.is_empty()),
-                batch: r.sagemaker.batch.filter(|s| !s.is_empty()),
-            };
-            if sm.serverless.is_none() && sm.provisioned.is_none() && sm.batch.is_none() {
-                self.problems.push(Problem {
-                    origin: self.origins.of(&format!("regions[{i}]")),
-                    key: k("sagemaker"),
-                    message: "no SageMaker endpoint (serverless, provisioned or batch): this region could not serve".into(),
-                });
-            }
-            if let (Some(name), Some(priority), Some(state_machine_arn)) = (name, priority, arn) {
-                regions.push(RegionConfig {
-                    name,
-                    priority,
-                    health_check_ids: r.health_check_ids,
-                    probe_urls: r.probe_urls,
-                    probe_match: r.probe_match,
-                    state_machine_arn,
-                    sagemaker: sm,
-                    control_replica: r.control_replica.filter(|c| !c.is_empty()),
-                });
+        for (i, r) in raw.into_iter().enumerate() {
+            if let Some(region) = self.region_entry(i, r, &mut seen_names, &mut seen_prio) {
+                regions.push(region);
             }
         }
-        if let Some(local) = &region {
+        self.local_region_listed(local, &seen_names);
+        regions
+    }
+
+    /// One `[[regions]]` entry; `None` when its name, priority or state
+    /// machine is missing or refused.
+    fn region_entry(
+        &mut self,
+        i: usize,
+        r: RawRegion,
+        seen_names: &mut HashMap<String, usize>,
+        seen_prio: &mut HashMap<u32, String>,
+    ) -> Option<RegionConfig> {
+        let name = self.region_name(i, r.name, seen_names);
+        let priority = self.region_priority(i, r.priority, name.as_deref(), seen_prio);
+        self.region_watchers(
+            i,
+            &r.health_check_ids,
+            &r.probe_urls,
+            r.probe_match.as_deref(),
+        );
+        let arn = self.state_machine_arn(i, r.state_machine_arn, name.as_deref());
+        let sm = self.sagemaker_endpoints(i, r.sagemaker);
+        let (Some(name), Some(priority), Some(state_machine_arn)) = (name, priority, arn) else {
+            return None;
+        };
+        Some(RegionConfig {
+            name,
+            priority,
+            health_check_ids: r.health_check_ids,
+            probe_urls: r.probe_urls,
+            probe_match: r.probe_match,
+            state_machine_arn,
+            sagemaker: sm,
+            control_replica: r.control_replica.filter(|c| !c.is_empty()),
+        })
+    }
+
+    /// `regions[i].name`: present, an AWS region name, not listed before.
+    fn region_name(
+        &mut self,
+        i: usize,
+        raw: Option<String>,
+        seen_names: &mut HashMap<String, usize>,
+    ) -> Option<String> {
+        let key = format!("regions[{i}].name");
+        let name = self.required(&key, raw);
+        if let Some(n) = &name {
+            if !is_region_name(n) {
+                self.err(
+                    &key,
+                    format!("{n:?} is not an AWS region name like \"us-east-1\""),
+                );
+            }
+            if let Some(first) = seen_names.insert(n.clone(), i) {
+                self.err(
+                    &key,
+                    format!("duplicate region {n:?}: already listed as regions[{first}]"),
+                );
+            }
+        }
+        name
+    }
+
+    /// `regions[i].priority`: present, 1 to 1000, used by no other region.
+    fn region_priority(
+        &mut self,
+        i: usize,
+        raw: Option<i64>,
+        name: Option<&str>,
+        seen_prio: &mut HashMap<u32, String>,
+    ) -> Option<u32> {
+        let key = format!("regions[{i}].priority");
+        let priority = match raw {
+            None => {
+                self.err(
+                    &key,
+                    "missing; give every region a unique priority (1 = preferred)",
+                );
+                None
+            }
+            Some(p) => self.in_range(&key, Some(p), 0, 1, 1000),
+        };
+        if let (Some(p), Some(n)) = (priority, name) {
+            if let Some(other) = seen_prio.insert(p, n.to_string()) {
+                self.err(
+                    &key,
+                    format!("priority {p} is also used by {other:?}; priorities must be unique so the failover target is unambiguous"),
+                );
+            }
+        }
+        priority
+    }
+
+    /// A region's health signals: non-empty check ids, http(s) probe URLs,
+    /// at least one of the two, and a `probe_match` of 1 to 5120 bytes.
+    fn region_watchers(
+        &mut self,
+        i: usize,
+        health_check_ids: &[String],
+        probe_urls: &[String],
+        probe_match: Option<&str>,
+    ) {
+        for (j, id) in health_check_ids.iter().enumerate() {
+            if id.trim().is_empty() {
+                self.err(
+                    &format!("regions[{i}].health_check_ids[{j}]"),
+                    "must not be empty",
+                );
+            }
+        }
+        for (j, u) in probe_urls.iter().enumerate() {
+            self.url(&format!("regions[{i}].probe_urls[{j}]"), u);
+        }
+        if health_check_ids.is_empty() && probe_urls.is_empty() {
+            self.problems.push(Problem {
+                origin: self.origins.of(&format!("regions[{i}]")),
+                key: format!("regions[{i}]"),
+                message: "no health_check_ids and no probe_urls: nothing would watch this region"
+                    .into(),
+            });
+        }
+        if let Some(m) = probe_match {
+            if m.is_empty() || m.len() > 5120 {
+                self.err(
+                    &format!("regions[{i}].probe_match"),
+                    "must be 1 to 5120 bytes (probes read the first 5120 bytes of the body)",
+                );
+            }
+        }
+    }
+
+    /// `regions[i].state_machine_arn`: present, a state machine ARN, in
+    /// the entry's own region.
+    fn state_machine_arn(
+        &mut self,
+        i: usize,
+        raw: Option<String>,
+        name: Option<&str>,
+    ) -> Option<String> {
+        let key = format!("regions[{i}].state_machine_arn");
+        let arn = self.required(&key, raw);
+        if let (Some(a), Some(n)) = (&arn, name) {
+            let parts: Vec<&str> = a.split(':').collect();
+            if parts.len() < 7
+                || parts[0] != "arn"
+                || parts[2] != "states"
+                || parts[5] != "stateMachine"
+            {
+                self.err(
+                    &key,
+                    format!("{a:?} is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)"),
+                );
+            } else if parts[3] != n {
+                self.err(
+                    &key,
+                    format!("{a:?} is in region {:?}, but state machines are regional and this entry is {n:?}", parts[3]),
+                );
+            }
+        }
+        arn
+    }
+
+    /// `regions[i].sagemaker`: at least one endpoint (empty names unset).
+    fn sagemaker_endpoints(&mut self, i: usize, raw: RawSageMaker) -> SageMakerEndpoints {
+        let sm = SageMakerEndpoints {
+            serverless: raw.serverless.filter(|s| !s.is_empty()),
+            provisioned: raw.provisioned.filter(|s| !s.is_empty()),
+            batch: raw.batch.filter(|s| !s.is_empty()),
+        };
+        if sm.serverless.is_none() && sm.provisioned.is_none() && sm.batch.is_none() {
+            self.problems.push(Problem {
+                origin: self.origins.of(&format!("regions[{i}]")),
+                key: format!("regions[{i}].sagemaker"),
+                message: "no SageMaker endpoint (serverless, provisioned or batch): this region could not serve".into(),
+            });
+        }
+        sm
+    }
+
+    /// `region`: the local region is one of the `[[regions]]` names.
+    fn local_region_listed(&mut self, local: Option<&str>, seen_names: &HashMap<String, usize>) {
+        if let Some(local) = local {
             if !seen_names.contains_key(local) {
                 let listed: Vec<&str> = seen_names
                     .keys()
@@ -328,85 +456,99 @@ impl Validator<'_> {
                 );
             }
         }
+    }
 
-        // Tables (config/tables.rs).
-        let tables = self.tables(raw.tables, &regions);
-
-        // Timings.
-        let t = raw.timings;
+    /// `[timings]`: each key within its bounds, then the vote freshness
+    /// and the lease against the poll interval.
+    fn timings(&mut self, t: RawTimings) -> CheckedTimings {
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
-        let poll = self.duration(
-            "timings.poll_interval",
-            t.poll_interval,
-            defaults::POLL_INTERVAL,
-            ms(100),
-            s(3600),
-        );
-        let failure = self.in_range(
-            "timings.failure_threshold",
-            t.failure_threshold,
-            defaults::FAILURE_THRESHOLD,
-            1,
-            100,
-        );
-        let recovery = self.in_range(
-            "timings.recovery_threshold",
-            t.recovery_threshold,
-            defaults::RECOVERY_THRESHOLD,
-            1,
-            100,
-        );
-        let fresh = self.duration(
-            "timings.vote_freshness",
-            t.vote_freshness,
-            defaults::VOTE_FRESHNESS,
-            ms(200),
-            s(86400),
-        );
-        let lease = self.duration("timings.lease", t.lease, defaults::LEASE, ms(100), s(86400));
-        let min_fo = self.duration(
-            "timings.min_failover_interval",
-            t.min_failover_interval,
-            defaults::MIN_FAILOVER_INTERVAL,
-            ms(0),
-            s(7 * 86400),
-        );
-        let grace = self.duration(
-            "timings.shutdown_grace",
-            t.shutdown_grace,
-            defaults::SHUTDOWN_GRACE,
-            ms(0),
-            s(600),
-        );
-        let prepare_budget = self.duration(
-            "timings.prepare_budget",
-            t.prepare_budget,
-            defaults::PREPARE_BUDGET,
-            s(1),
-            s(100),
-        );
-        let start_timeout = self.duration(
-            "timings.start_timeout",
-            t.start_timeout,
-            defaults::START_TIMEOUT,
-            s(5),
-            s(3600),
-        );
-        let stuck_failover = self.duration(
-            "timings.stuck_failover",
-            t.stuck_failover,
-            defaults::STUCK_FAILOVER,
-            s(180),
-            s(86400),
-        );
-        let abort_retry = self.duration(
-            "timings.abort_retry",
-            t.abort_retry,
-            defaults::ABORT_RETRY,
-            ms(0),
-            s(86400),
-        );
+        // Fields are evaluated, and their problems reported, in this order.
+        let checked = CheckedTimings {
+            poll_interval: self.duration(
+                "timings.poll_interval",
+                t.poll_interval,
+                defaults::POLL_INTERVAL,
+                ms(100),
+                s(3600),
+            ),
+            failure_threshold: self.in_range(
+                "timings.failure_threshold",
+                t.failure_threshold,
+                defaults::FAILURE_THRESHOLD,
+                1,
+                100,
+            ),
+            recovery_threshold: self.in_range(
+                "timings.recovery_threshold",
+                t.recovery_threshold,
+                defaults::RECOVERY_THRESHOLD,
+                1,
+                100,
+            ),
+            vote_freshness: self.duration(
+                "timings.vote_freshness",
+                t.vote_freshness,
+                defaults::VOTE_FRESHNESS,
+                ms(200),
+                s(86400),
+            ),
+            lease: self.duration("timings.lease", t.lease, defaults::LEASE, ms(100), s(86400)),
+            min_failover_interval: self.duration(
+                "timings.min_failover_interval",
+                t.min_failover_interval,
+                defaults::MIN_FAILOVER_INTERVAL,
+                ms(0),
+                s(7 * 86400),
+            ),
+            shutdown_grace: self.duration(
+                "timings.shutdown_grace",
+                t.shutdown_grace,
+                defaults::SHUTDOWN_GRACE,
+                ms(0),
+                s(600),
+            ),
+            prepare_budget: self.duration(
+                "timings.prepare_budget",
+                t.prepare_budget,
+                defaults::PREPARE_BUDGET,
+                s(1),
+                s(100),
+            ),
+            start_timeout: self.duration(
+                "timings.start_timeout",
+                t.start_timeout,
+                defaults::START_TIMEOUT,
+                s(5),
+                s(3600),
+            ),
+            stuck_failover: self.duration(
+                "timings.stuck_failover",
+                t.stuck_failover,
+                defaults::STUCK_FAILOVER,
+                s(180),
+                s(86400),
+            ),
+            abort_retry: self.duration(
+                "timings.abort_retry",
+                t.abort_retry,
+                defaults::ABORT_RETRY,
+                ms(0),
+                s(86400),
+            ),
+        };
+        self.against_poll_interval(checked.poll_interval, checked.vote_freshness, checked.lease);
+        checked
+    }
+
+    /// `timings.vote_freshness` and `timings.lease`: each at least two
+    /// poll intervals.
+    fn against_poll_interval(
+        &mut self,
+        poll: Option<Duration>,
+        fresh: Option<Duration>,
+        lease: Option<Duration>,
+    ) {
         if let (Some(p), Some(f)) = (poll, fresh) {
             if f < p * 2 {
                 self.err(
@@ -431,9 +573,12 @@ impl Validator<'_> {
                 );
             }
         }
+    }
 
-        // Health.
-        let h = raw.health;
+    /// `[health]`: the Route 53 call rate and the probe timeouts.
+    fn health(&mut self, h: RawHealth) -> Option<Health> {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
         let r53 = h.route53_calls_per_second.unwrap_or(0.5);
         if !(0.01..=100.0).contains(&r53) {
             self.err("health.route53_calls_per_second", format!("{r53} is out of range: must be between 0.01 and 100 (AWS allows five requests per second per account for the whole Route 53 API)"));
@@ -455,40 +600,64 @@ impl Validator<'_> {
         let warmup_payload = h
             .warmup_payload
             .unwrap_or_else(|| "{\"warmup\": true}".into());
+        Some(Health {
+            route53_calls_per_second: r53,
+            probe_connect_timeout: connect?,
+            probe_response_timeout: response?,
+            warmup_payload,
+        })
+    }
 
-        // Router and models (config/router.rs).
-        let router_cfg = self.router(raw.router);
-        let models = self.models(raw.models);
-        // Cost controls and tiers (config/cost.rs).
-        let batch_threshold = router_cfg
-            .as_ref()
-            .map_or(4 * 1024 * 1024, |r| r.default_batch_threshold);
-        let consistency = tables.as_ref().map(|t| t.consistency);
-        let cost = self.cost(raw.cost, &models, &regions, consistency, batch_threshold);
-        self.cost_against_timings(cost.as_ref(), &regions, prepare_budget, stuck_failover);
+    /// Cost controls and tiers (config/cost.rs), given the router's batch
+    /// threshold and the control table's consistency; then the prepare
+    /// budget against the timings.
+    fn cost_section(
+        &mut self,
+        raw: RawCost,
+        models: &[ModelConfig],
+        regions: &[RegionConfig],
+        tables: Option<&Tables>,
+        router: Option<&Router>,
+        timings: &CheckedTimings,
+    ) -> Option<Cost> {
+        let batch_threshold = router.map_or(4 * 1024 * 1024, |r| r.default_batch_threshold);
+        let consistency = tables.map(|t| t.consistency);
+        let cost = self.cost(raw, models, regions, consistency, batch_threshold);
+        self.cost_against_timings(
+            cost.as_ref(),
+            regions,
+            timings.prepare_budget,
+            timings.stuck_failover,
+        );
+        cost
+    }
 
-        // Approval of automatic failover.
-        let policy = self.policy(raw.policy);
-
-        // Listen.
-        let router = self.addr("listen.router", raw.listen.router, defaults::ROUTER);
-        let admin = self.addr("listen.admin", raw.listen.admin, defaults::ADMIN);
+    /// `[listen]`: the router's and the admin API's addresses (not the
+    /// same one) and the admin token's file.
+    fn listen(&mut self, raw: RawListen) -> Option<Listen> {
+        let router = self.addr("listen.router", raw.router, defaults::ROUTER);
+        let admin = self.addr("listen.admin", raw.admin, defaults::ADMIN);
         if let (Some(r), Some(a)) = (router, admin) {
             if r == a && r.port() != 0 {
                 self.err("listen.admin", format!("{a} is also the router's address"));
             }
         }
         let token_file = raw
-            .listen
             .admin_token_file
             .unwrap_or_else(|| defaults::ADMIN_TOKEN_FILE.into());
         if token_file.trim().is_empty() {
             self.err("listen.admin_token_file", "must not be empty");
         }
+        Some(Listen {
+            router: router?,
+            admin: admin?,
+            admin_token_file: PathBuf::from(token_file),
+        })
+    }
 
-        // Endpoint overrides.
-        let e = raw.endpoints;
-        let endpoints = EndpointOverrides {
+    /// `[endpoints]`: each override, when set, an http(s) URL.
+    fn endpoints(&mut self, e: RawEndpoints) -> EndpointOverrides {
+        EndpointOverrides {
             dynamodb: self.optional_url("endpoints.dynamodb", e.dynamodb),
             route53: self.optional_url("endpoints.route53", e.route53),
             sfn: self.optional_url("endpoints.sfn", e.sfn),
@@ -497,51 +666,46 @@ impl Validator<'_> {
             sagemaker: self.optional_url("endpoints.sagemaker", e.sagemaker),
             s3: self.optional_url("endpoints.s3", e.s3),
             cloudwatch: self.optional_url("endpoints.cloudwatch", e.cloudwatch),
-        };
-
-        if !self.problems.is_empty() {
-            return None;
         }
-        let region = region?;
-        Some(Config {
-            region: region.clone(),
-            regions,
-            tables: tables?,
-            timings: Timings {
-                poll_interval: poll?,
-                failure_threshold: failure?,
-                recovery_threshold: recovery?,
-                vote_freshness: fresh?,
-                lease: lease?,
-                min_failover_interval: min_fo?,
-                shutdown_grace: grace?,
-                prepare_budget: prepare_budget?,
-                start_timeout: start_timeout?,
-                stuck_failover: stuck_failover?,
-                abort_retry: abort_retry?,
-            },
-            policy: policy?,
-            router: router_cfg?,
-            models,
-            health: Health {
-                route53_calls_per_second: r53,
-                probe_connect_timeout: connect?,
-                probe_response_timeout: response?,
-                warmup_payload,
-            },
-            listen: Listen {
-                router: router?,
-                admin: admin?,
-                admin_token_file: PathBuf::from(token_file),
-            },
-            endpoints,
-            cost: cost?,
-            sources: files.to_vec(),
+    }
+}
+
+/// The `[timings]` section as checked, each key `None` when it was
+/// refused: the cost section is checked against the prepare budget and the
+/// stuck rule even when another timing is wrong.
+struct CheckedTimings {
+    poll_interval: Option<Duration>,
+    failure_threshold: Option<u32>,
+    recovery_threshold: Option<u32>,
+    vote_freshness: Option<Duration>,
+    lease: Option<Duration>,
+    min_failover_interval: Option<Duration>,
+    shutdown_grace: Option<Duration>,
+    prepare_budget: Option<Duration>,
+    start_timeout: Option<Duration>,
+    stuck_failover: Option<Duration>,
+    abort_retry: Option<Duration>,
+}
+
+impl CheckedTimings {
+    /// The whole [`Timings`], when every key was valid.
+    fn complete(self) -> Option<Timings> {
+        Some(Timings {
+            poll_interval: self.poll_interval?,
+            failure_threshold: self.failure_threshold?,
+            recovery_threshold: self.recovery_threshold?,
+            vote_freshness: self.vote_freshness?,
+            lease: self.lease?,
+            min_failover_interval: self.min_failover_interval?,
+            shutdown_grace: self.shutdown_grace?,
+            prepare_budget: self.prepare_budget?,
+            start_timeout: self.start_timeout?,
+            stuck_failover: self.stuck_failover?,
+            abort_retry: self.abort_retry?,
         })
     }
 }
 
-/// `us-east-1`, `eu-west-2`, `ap-southeast-1`, `us-gov-west-1`.
 impl Validator<'_> {
     /// `[policy]`: the switches and the approval gate.
     fn policy(&mut self, raw: super::raw::RawPolicy) -> Option<Policy> {
@@ -605,6 +769,7 @@ impl Validator<'_> {
     }
 }
 
+/// `us-east-1`, `eu-west-2`, `ap-southeast-1`, `us-gov-west-1`.
 pub(super) fn is_region_name(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
