@@ -248,7 +248,7 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
     render_matrix(w, cfg, s);
     render_tokens(w, s);
     render_cost(w, &s.cost);
-    render_events(w, s);
+    render_events(w, &s.events, s.events_truncated, s.events_error.as_deref());
     o
 }
 
@@ -420,24 +420,27 @@ fn render_tokens(w: &mut String, s: &StatusReport) {
 }
 
 /// The newest journal entries.
-fn render_events(w: &mut String, s: &StatusReport) {
+fn render_events(w: &mut String, events: &[Event], truncated: bool, error: Option<&str>) {
     use std::fmt::Write;
-    match &s.events_error {
+    match error {
         Some(e) => {
             let _ = writeln!(w, "\nlast events: UNREADABLE: {e}");
         }
-        None if s.events_truncated => {
+        // `--events 0`: none asked for, so none to call missing.
+        None if events.is_empty() && truncated => {
             let _ = writeln!(
                 w,
-                "\nlast {} events (older ones not shown):",
-                s.events.len()
+                "\njournal: not listed (failoverd status --events N lists the newest N)"
             );
+        }
+        None if truncated => {
+            let _ = writeln!(w, "\nlast {} events (older ones not shown):", events.len());
         }
         None => {
             let _ = writeln!(w, "\nlast events:");
         }
     }
-    for e in &s.events {
+    for e in events {
         let _ = writeln!(
             w,
             "  {}  {:<22} {:<20} {}{}",
@@ -587,5 +590,37 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
             eprintln!("failed: {why}");
             EX_UNAVAILABLE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_section_says_what_it_shows() {
+        let e = Event {
+            at: 1_795_000_000_000,
+            who: "us-east-1".into(),
+            kind: "decision".into(),
+            epoch: Some(2),
+            detail: "steady".into(),
+        };
+        let text = |events: &[Event], truncated, error| {
+            let mut w = String::new();
+            render_events(&mut w, events, truncated, error);
+            w
+        };
+        // --events 0: nothing asked for, nothing called "older".
+        let none = text(&[], true, None);
+        assert!(none.contains("not listed"), "{none}");
+        assert!(!none.contains("last 0 events"), "{none}");
+        let some = text(std::slice::from_ref(&e), true, None);
+        assert!(
+            some.contains("last 1 events (older ones not shown)"),
+            "{some}"
+        );
+        assert!(some.contains("[epoch 2] steady"), "{some}");
+        assert!(text(&[], false, Some("denied")).contains("UNREADABLE: denied"));
     }
 }
