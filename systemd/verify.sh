@@ -18,7 +18,7 @@
 #
 #   bash systemd/verify.sh --root DIR [instance]
 #       the unit AS INSTALLED by the Debian package extracted into DIR
-#       (dpkg-deb -x): DIR/lib/systemd/system/failoverd@.service. ExecStart's
+#       (dpkg-deb -x): DIR/usr/lib/systemd/system/failoverd@.service. ExecStart's
 #       program must exist and be executable at DIR/<program> (so the unit
 #       and the package agree on the path), and the check runs the unit with
 #       that program path prefixed by DIR: the real binary, everything else
@@ -40,7 +40,7 @@ if [[ "${1:-}" == "--root" ]]; then
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 template="$here/failoverd@.service"
-[[ -z "$root" ]] || template="$root/lib/systemd/system/failoverd@.service"
+[[ -z "$root" ]] || template="$root/usr/lib/systemd/system/failoverd@.service"
 instance="${1:-us-east-1}"
 unit_name="failoverd@${instance}.service"
 binary=/usr/bin/failoverd

@@ -239,7 +239,7 @@ fn unit_runs_the_binary_where_the_package_installs_it() {
         assets
             .iter()
             .any(|(src, dest)| src == "systemd/failoverd@.service"
-                && dest == "/lib/systemd/system/failoverd@.service")
+                && dest == "/usr/lib/systemd/system/failoverd@.service")
     );
     // The unit reads its config from where the package puts the examples.
     let config = exec[0]

@@ -106,6 +106,27 @@ def main():
                 if path.startswith(os.path.join(ROOT, "target")):
                     binaries.append(out)
 
+        # Debian policy: every package ships its copyright file, in the
+        # machine-readable format, under /usr/share/doc/<package>/.
+        doc = os.path.join(stage, "usr", "share", "doc", name)
+        os.makedirs(doc, exist_ok=True)
+        license_id = pkg.get("license") or die("Cargo.toml has no license")
+        with open(os.path.join(doc, "copyright"), "w") as f:
+            f.write(
+                "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+                f"Upstream-Name: {name}\n\n"
+                "Files: *\n"
+                f"Copyright: {meta.get('copyright', name + ' authors')}\n"
+                f"License: {license_id}\n"
+                + (
+                    f" On Debian systems the full text of the {license_id} license is in\n"
+                    f" /usr/share/common-licenses/{license_id}.\n"
+                    if os.path.exists(f"/usr/share/common-licenses/{license_id}")
+                    else ""
+                )
+            )
+        os.chmod(os.path.join(doc, "copyright"), 0o644)
+
         debian = os.path.join(stage, "DEBIAN")
         os.makedirs(debian)
         conffiles = meta.get("conf-files", [])

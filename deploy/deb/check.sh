@@ -28,11 +28,16 @@ dpkg-deb -x "$deb" "$root"
 dpkg-deb -e "$deb" "$root/DEBIAN"
 
 fail() { echo "deb check: FAIL: $*" >&2; exit 1; }
-for f in usr/bin/failoverd lib/systemd/system/failoverd@.service etc/failoverd/failoverd.env \
-         etc/failoverd/regions/base.toml usr/share/doc/failoverd/README.md; do
+for f in usr/bin/failoverd usr/lib/systemd/system/failoverd@.service etc/failoverd/failoverd.env \
+         etc/failoverd/regions/base.toml usr/share/doc/failoverd/README.md usr/share/doc/failoverd/copyright; do
   [ -e "$root/$f" ] || fail "the package has no /$f"
 done
 [ -x "$root/usr/bin/failoverd" ] || fail "/usr/bin/failoverd is not executable"
+[ ! -e "$root/lib" ] || fail "the package ships files under /lib (units belong in /usr/lib/systemd/system)"
+synopsis=$(sed -n 's/^Description: //p' "$root/DEBIAN/control")
+[ "${#synopsis}" -lt 80 ] || fail "the synopsis is ${#synopsis} characters (Debian policy: under 80): $synopsis"
+grep -q '^License: ' "$root/usr/share/doc/failoverd/copyright" || fail "the copyright file names no license"
+echo "deb check: unit under /usr/lib, synopsis ${#synopsis} characters, copyright $(sed -n 's/^License: //p' "$root/usr/share/doc/failoverd/copyright" | head -n 1)"
 while read -r c; do
   [ -n "$c" ] || continue
   case $c in /etc/*) ;; *) fail "conffile $c is not under /etc" ;; esac
