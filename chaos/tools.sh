@@ -25,11 +25,19 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "tools.sh: installing ${need[*]} from Debian" >&2
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq >/dev/null
   # --no-install-recommends: the server's recommends (node exporter, web
   # assets) are not needed for promtool; the browser needs only itself and
-  # its fonts.
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null
+  # its fonts. A mirror that fails once is tried again (three times, 10 s
+  # apart) before the install gives up.
+  for attempt in 1 2 3; do
+    if "${sudo[@]}" apt-get update -qq >/dev/null \
+      && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null; then
+      break
+    fi
+    [ "$attempt" -lt 3 ] || { echo "tools.sh: apt-get could not install ${need[*]} (3 tries)" >&2; exit 1; }
+    echo "tools.sh: apt-get failed (try $attempt of 3); again in 10 s" >&2
+    sleep 10
+  done
   # The Debian prometheus package starts a server as a service where systemd
   # runs; none of the tests needs it, and nothing listens as a side effect
   # in CI containers (no systemd there).
