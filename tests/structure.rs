@@ -11,6 +11,10 @@
 //!   the router) do not import each other. `cargo test --test structure --
 //!   --nocapture` prints the import graph.
 
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -72,7 +72,7 @@ impl JournalView {
     pub async fn get(&self, max_age: Duration) -> Arc<Snapshot> {
         let fresh = |s: &Option<Arc<Snapshot>>| {
             s.as_ref()
-                .filter(|s| s.fetched.elapsed() <= max_age)
+                .filter(|s| self.clock.since(s.fetched) <= max_age)
                 .cloned()
         };
         if let Some(s) = fresh(&self.last()) {
@@ -104,7 +104,7 @@ impl JournalView {
             .unwrap_or_default();
         let snap = Arc::new(Snapshot {
             read_at,
-            fetched: Instant::now(),
+            fetched: self.clock.monotonic(),
             events,
             tokens,
             failovers,

@@ -171,7 +171,10 @@ mod tests {
 
     #[test]
     fn regroups_the_routers_series() {
-        let m = crate::metrics::router::Metrics::new(&["us-east-1".into(), "us-west-2".into()]);
+        let m = crate::metrics::router::Metrics::new(
+            &["us-east-1".into(), "us-west-2".into()],
+            std::sync::Arc::new(crate::ports::SystemClock),
+        );
         use crate::core::routing::Path;
         use crate::metrics::router::Outcome;
         let d = std::time::Duration::from_millis(3);

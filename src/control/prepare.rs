@@ -41,7 +41,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -148,7 +147,7 @@ pub async fn prepare(
 
     // The budget, on the monotonic clock; and never past the token's expiry
     // (minus room for the callback), on the wall clock.
-    let started = Instant::now();
+    let started = ports.clock.monotonic();
     let budget = cfg.timings.prepare_budget;
     let wall_left = deadline
         .saturating_sub(ports.clock.now_ms())
@@ -190,7 +189,7 @@ pub async fn prepare(
                     }
                     WarmUp::NotReady { kind, detail } => {
                         let delay = backoff.next_delay(0.5);
-                        if Instant::now() + delay >= stop_at {
+                        if ports.clock.monotonic() + delay >= stop_at {
                             return Err(PrepareError::NotReady {
                                 region,
                                 endpoint: ep.clone(),
@@ -286,7 +285,7 @@ async fn scale_up(
 
     let budget = capacity_budget(cfg, ports, deadline);
     let budget_ms = budget.as_millis() as u64;
-    let started = Instant::now();
+    let started = ports.clock.monotonic();
     let mut asked: Vec<String> = Vec::new();
     let ctx = Asking {
         ports,
@@ -297,7 +296,7 @@ async fn scale_up(
         epoch: record.epoch,
     };
     loop {
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed_ms = ports.clock.since(started).as_millis() as u64;
         let now = match ports.endpoints.describe(&region, &endpoint).await {
             Ok(Some(st)) => Some(st),
             Ok(None) => {

@@ -121,7 +121,7 @@ impl Reconciler {
             .set_unready("quorum", "no round completed yet");
         loop {
             let interval = self.config.borrow().timings.poll_interval;
-            let started = tokio::time::Instant::now();
+            let started = self.ports.clock.monotonic();
             self.round += 1;
             let span = info_span!("round", n = self.round);
             tokio::select! {
@@ -177,7 +177,7 @@ impl Reconciler {
 
     /// One round: collect, exchange, decide, act, work tokens, publish.
     async fn one_round(&mut self) {
-        let began = tokio::time::Instant::now();
+        let began = self.ports.clock.monotonic();
         let cfg = self.config.borrow().clone();
         let now = self.ports.clock.now_ms();
         let sig = self.collect(&cfg, now).await;
@@ -397,7 +397,7 @@ impl Reconciler {
             samples,
             draining: self.shared.draining.load(Ordering::Relaxed),
             stalled_ms: seen.stalled_ms,
-            took_ms: began.elapsed().as_millis() as u64,
+            took_ms: self.ports.clock.since(began).as_millis() as u64,
             votes: seen.votes,
             vote_freshness_ms: cfg.timings.vote_freshness.as_millis() as u64,
         };

@@ -90,8 +90,12 @@ impl<P: ?Sized> Metered<P> {
 
     /// Count one call that started at `t0` and ended with `r`.
     fn done<T>(&self, op: Op, region: &str, t0: Instant, r: &Result<T, PortError>) {
-        self.meter
-            .call(op, region, t0.elapsed(), r.as_ref().err().map(|e| e.kind));
+        self.meter.call(
+            op,
+            region,
+            self.clock.since(t0),
+            r.as_ref().err().map(|e| e.kind),
+        );
     }
 }
 
@@ -103,7 +107,7 @@ impl ControlStore for Metered<dyn ControlStore> {
 
     async fn read_record(&self) -> Result<Option<ControlRecord>, PortError> {
         let sent = self.clock.now_ms();
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.read_record().await;
         self.done(Op::ReadRecord, self.replica(), t0, &r);
         if let Ok(Some(rec)) = &r {
@@ -115,49 +119,49 @@ impl ControlStore for Metered<dyn ControlStore> {
     }
 
     async fn write_record(&self, w: &RecordWrite) -> Result<Write, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.write_record(w).await;
         self.done(Op::WriteRecord, self.replica(), t0, &r);
         r
     }
 
     async fn put_vote(&self, v: &Vote) -> Result<(), PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.put_vote(v).await;
         self.done(Op::PutVote, self.replica(), t0, &r);
         r
     }
 
     async fn read_votes(&self) -> Result<Vec<Vote>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.read_votes().await;
         self.done(Op::ReadVotes, self.replica(), t0, &r);
         r
     }
 
     async fn put_reading(&self, p: &PublishedReading) -> Result<(), PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.put_reading(p).await;
         self.done(Op::PutReading, self.replica(), t0, &r);
         r
     }
 
     async fn read_readings(&self) -> Result<Vec<PublishedReading>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.read_readings().await;
         self.done(Op::ReadReadings, self.replica(), t0, &r);
         r
     }
 
     async fn pending_tokens(&self, region: &str, now: u64) -> Result<Vec<TokenItem>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.pending_tokens(region, now).await;
         self.done(Op::PendingTokens, self.replica(), t0, &r);
         r
     }
 
     async fn tokens(&self, limit: usize, now: u64) -> Result<Page<TokenItem>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.tokens(limit, now).await;
         self.done(Op::Tokens, self.replica(), t0, &r);
         r
@@ -170,7 +174,7 @@ impl ControlStore for Metered<dyn ControlStore> {
         now: u64,
         claim_ms: u64,
     ) -> Result<Write, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.claim_token(id, owner, now, claim_ms).await;
         self.done(Op::ClaimToken, self.replica(), t0, &r);
         // A renewed claim of our own is a claim too: the token workers
@@ -188,7 +192,7 @@ impl ControlStore for Metered<dyn ControlStore> {
         now: u64,
         claim_ms: u64,
     ) -> Result<Write, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.extend_claim(id, owner, now, claim_ms).await;
         self.done(Op::ExtendClaim, self.replica(), t0, &r);
         r
@@ -201,7 +205,7 @@ impl ControlStore for Metered<dyn ControlStore> {
         note: &str,
         now: u64,
     ) -> Result<Write, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.finish_token(id, status, note, now).await;
         self.done(Op::FinishToken, self.replica(), t0, &r);
         if status == TokenStatus::Expired && matches!(r, Ok(Write::Written)) {
@@ -211,7 +215,7 @@ impl ControlStore for Metered<dyn ControlStore> {
     }
 
     async fn journal(&self, e: &Event) -> Result<(), PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.journal(e).await;
         self.done(Op::Journal, self.replica(), t0, &r);
         if r.is_ok() {
@@ -221,7 +225,7 @@ impl ControlStore for Metered<dyn ControlStore> {
     }
 
     async fn events(&self, limit: usize, now: u64) -> Result<Page<Event>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.events(limit, now).await;
         self.done(Op::Events, self.replica(), t0, &r);
         r
@@ -241,21 +245,21 @@ impl Workflows for Metered<dyn Workflows> {
         name: &str,
         input: &str,
     ) -> Result<Started, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.start(state_machine_arn, name, input).await;
         self.done(Op::StartExecution, region_of(state_machine_arn), t0, &r);
         r
     }
 
     async fn describe(&self, execution_arn: &str) -> Result<Execution, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.describe(execution_arn).await;
         self.done(Op::DescribeExecution, region_of(execution_arn), t0, &r);
         r
     }
 
     async fn stop(&self, execution_arn: &str, cause: &str) -> Result<(), PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.stop(execution_arn, cause).await;
         self.done(Op::StopExecution, region_of(execution_arn), t0, &r);
         r
@@ -267,7 +271,7 @@ impl Workflows for Metered<dyn Workflows> {
         token: &str,
         output: &str,
     ) -> Result<Callback, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.send_task_success(region, token, output).await;
         self.done(Op::SendTaskSuccess, region, t0, &r);
         match r {
@@ -285,7 +289,7 @@ impl Workflows for Metered<dyn Workflows> {
         error: &str,
         cause: &str,
     ) -> Result<Callback, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self
             .inner
             .send_task_failure(region, token, error, cause)
@@ -300,7 +304,7 @@ impl Workflows for Metered<dyn Workflows> {
     }
 
     async fn send_task_heartbeat(&self, region: &str, token: &str) -> Result<Callback, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.send_task_heartbeat(region, token).await;
         self.done(Op::SendTaskHeartbeat, region, t0, &r);
         r
@@ -314,7 +318,7 @@ const ROUTE53_REGION: &str = "us-east-1";
 #[async_trait]
 impl HealthChecks for Metered<dyn HealthChecks> {
     async fn read(&self, id: &str) -> Result<CheckReading, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.read(id).await;
         self.done(Op::ReadHealthCheck, ROUTE53_REGION, t0, &r);
         let reading = match &r {
@@ -327,7 +331,7 @@ impl HealthChecks for Metered<dyn HealthChecks> {
     }
 
     async fn kind(&self, id: &str) -> Result<CheckKind, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.kind(id).await;
         self.done(Op::HealthCheckKind, ROUTE53_REGION, t0, &r);
         r
@@ -341,7 +345,7 @@ impl Endpoints for Metered<dyn Endpoints> {
         region: &str,
         endpoint: &str,
     ) -> Result<Option<EndpointStatus>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.status(region, endpoint).await;
         self.done(Op::EndpointStatus, region, t0, &r);
         r
@@ -354,7 +358,7 @@ impl Endpoints for Metered<dyn Endpoints> {
         target_model: Option<&str>,
         body: &[u8],
     ) -> WarmUp {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let w = self
             .inner
             .warm_up(region, endpoint, target_model, body)
@@ -364,7 +368,8 @@ impl Endpoints for Metered<dyn Endpoints> {
             WarmUp::NotReady { kind, .. } => Some(*kind),
             WarmUp::Refused { .. } => Some(ErrorKind::Other),
         };
-        self.meter.call(Op::WarmUp, region, t0.elapsed(), failure);
+        self.meter
+            .call(Op::WarmUp, region, self.clock.since(t0), failure);
         w
     }
 
@@ -373,7 +378,7 @@ impl Endpoints for Metered<dyn Endpoints> {
         region: &str,
         endpoint: &str,
     ) -> Result<Option<EndpointState>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.describe(region, endpoint).await;
         self.done(Op::DescribeEndpoint, region, t0, &r);
         r
@@ -385,7 +390,7 @@ impl Endpoints for Metered<dyn Endpoints> {
         endpoint: &str,
         counts: &[(String, u32)],
     ) -> Result<(), PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self
             .inner
             .set_instance_counts(region, endpoint, counts)
@@ -395,14 +400,14 @@ impl Endpoints for Metered<dyn Endpoints> {
     }
 
     async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.tags(region, arn).await;
         self.done(Op::ListTags, region, t0, &r);
         r
     }
 
     async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.monotonic();
         let r = self.inner.delete(region, endpoint).await;
         self.done(Op::DeleteEndpoint, region, t0, &r);
         r

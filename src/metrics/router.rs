@@ -13,12 +13,14 @@
 //! rendered from the breakers' ejection ends without asking the router.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::core::routing::Path;
+use crate::ports::Clock;
 
 /// How a request ended (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +198,7 @@ pub struct Metrics {
     hedges_won: Box<[AtomicU64]>,
     /// The router's monotonic clock origin.
     origin: Instant,
+    clock: Arc<dyn Clock>,
     /// Cumulative buckets are computed at render time; these are per bucket
     /// (the last is +Inf).
     latency_buckets: Box<[AtomicU64]>,
@@ -208,14 +211,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry for `regions` (in configuration order).
-    pub fn new(regions: &[String]) -> Self {
-        Self::since(regions, Instant::now())
-    }
-
-    /// A registry whose monotonic milliseconds count from `origin` (the
-    /// router's clock, `router::RouterClock`, shares it).
-    pub fn since(regions: &[String], origin: Instant) -> Self {
+    /// A registry for `regions` (in configuration order), whose monotonic
+    /// milliseconds count from now on `clock` (the router's clock,
+    /// `router::RouterClock`, shares the origin).
+    pub fn new(regions: &[String], clock: Arc<dyn Clock>) -> Self {
+        let origin = clock.monotonic();
         let mut regions = regions.to_vec();
         regions.push("other".into());
         let r = regions.len();
@@ -227,6 +227,7 @@ impl Metrics {
             hedges_sent: counters(r),
             hedges_won: counters(r),
             origin,
+            clock,
             latency_buckets: counters(BUCKETS.len() + 1),
             latency_sum_us: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
@@ -280,7 +281,12 @@ impl Metrics {
     /// Milliseconds on the router's monotonic clock (since this registry
     /// was made).
     pub fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+        self.clock.since(self.origin).as_millis() as u64
+    }
+
+    /// Where [`Self::now_ms`] counts from.
+    pub fn origin(&self) -> Instant {
+        self.origin
     }
 
     /// A breaker ejected a target until `until_ms` (see [`Self::now_ms`]).
@@ -472,7 +478,10 @@ mod tests {
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
-        let m = Metrics::new(&["us-east-1".into(), "us-west-2".into()]);
+        let m = Metrics::new(
+            &["us-east-1".into(), "us-west-2".into()],
+            Arc::new(crate::ports::SystemClock),
+        );
         let ms = Duration::from_millis;
         m.request(
             Some(Path::Provisioned),

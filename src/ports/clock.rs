@@ -1,7 +1,8 @@
 //! Wall-clock time and randomness as ports.
 //!
-//! Durations and timeouts use `tokio::time` (monotonic, and paused under
-//! the simulation). Wall time is what crosses regions: vote timestamps,
+//! Durations are measured on the port's monotonic clock ([`Clock::monotonic`]:
+//! tokio's `Instant`, which the simulation's paused runtime advances), and
+//! timeouts wait on `tokio::time`. Wall time is what crosses regions: vote timestamps,
 //! journal entries, token expiries. It comes from a [`Clock`] so the
 //! simulation can skew one region's clock against the others and check that
 //! nothing compares two regions' clocks where it must not. Randomness
@@ -11,10 +12,21 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of wall-clock time.
+use tokio::time::Instant;
+
+/// A source of time: the wall clock, and a monotonic one for durations.
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the unix epoch, as this host's clock says.
     fn now_ms(&self) -> u64;
+
+    /// Now on this host's monotonic clock, for durations, deadlines and
+    /// ages measured here: it never steps when the wall clock does.
+    fn monotonic(&self) -> Instant;
+
+    /// How long since `earlier` on the monotonic clock.
+    fn since(&self, earlier: Instant) -> Duration {
+        self.monotonic().saturating_duration_since(earlier)
+    }
 }
 
 /// The host's real-time clock.
@@ -29,6 +41,13 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    // The one read of the monotonic clock in the daemon (clippy.toml
+    // disallows it everywhere else).
+    #[allow(clippy::disallowed_methods)]
+    fn monotonic(&self) -> Instant {
+        Instant::now()
     }
 }
 

@@ -92,30 +92,33 @@ pub struct Ports {
 /// published in votes, per-model observations, job ids.
 pub struct RouterClock {
     origin: Instant,
-    wall: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
 }
 
 impl RouterClock {
-    pub fn new(wall: Arc<dyn Clock>) -> Self {
-        Self {
-            origin: Instant::now(),
-            wall,
-        }
+    /// `clock`'s readings, with monotonic milliseconds counted from `origin`.
+    pub fn new(clock: Arc<dyn Clock>, origin: Instant) -> Self {
+        Self { origin, clock }
     }
 
     /// Now, for deadlines and durations.
     pub fn now(&self) -> Instant {
-        Instant::now()
+        self.clock.monotonic()
+    }
+
+    /// How long since `earlier`.
+    pub fn since(&self, earlier: Instant) -> Duration {
+        self.clock.since(earlier)
     }
 
     /// Milliseconds since the router started (breakers, retry budget).
     pub fn mono_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+        self.clock.since(self.origin).as_millis() as u64
     }
 
     /// Unix milliseconds on this host's clock.
     pub fn wall_ms(&self) -> u64 {
-        self.wall.now_ms()
+        self.clock.now_ms()
     }
 }
 
@@ -160,7 +163,8 @@ impl Router {
     ) -> Arc<Self> {
         let cfg = config.borrow().clone();
         let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
-        let clock = RouterClock::new(ports.clock.clone());
+        let metrics = Arc::new(Metrics::new(&regions, ports.clock.clone()));
+        let clock = RouterClock::new(ports.clock.clone(), metrics.origin());
         let seed = clock.wall_ms() ^ u64::from(std::process::id()).rotate_left(32);
         // Counting starts with the router: its gap-free start.
         shared.traffic.start(clock.wall_ms());
@@ -174,7 +178,7 @@ impl Router {
             config,
             ports,
             shared,
-            metrics: Arc::new(Metrics::since(&regions, clock.origin)),
+            metrics,
             clock,
             stopping: AtomicBool::new(false),
             targets: targets::Targets::default(),
@@ -242,7 +246,7 @@ impl Router {
             reply.region,
             reply.outcome,
             reply.attempts,
-            started.elapsed(),
+            self.clock.since(started),
         );
         reply.into_response(self.request_id())
     }

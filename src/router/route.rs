@@ -443,7 +443,7 @@ impl Router {
                     match tokio::time::timeout_at(ask.deadline, call).await {
                         Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
                         Err(_) => Err(AttemptError::TimedOut {
-                            after: started.elapsed(),
+                            after: self.clock.since(started),
                             breaker_told: true,
                         }),
                     }
@@ -457,7 +457,7 @@ impl Router {
         Tried {
             id,
             lane,
-            took: started.elapsed(),
+            took: self.clock.since(started),
             result,
         }
     }

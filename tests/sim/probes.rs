@@ -72,6 +72,10 @@ impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         self.world.wall_ms(&self.region)
     }
+    /// The simulation's time: its runtime's clock is paused and advanced.
+    fn monotonic(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
 }
 
 /// Seeded randomness for one process.
