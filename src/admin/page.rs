@@ -329,13 +329,9 @@ fn newest_record(
     seen: Option<crate::metrics::meter::SeenRecord>,
     round_at: u64,
 ) -> Option<u64> {
-    let newer = |s: &crate::metrics::meter::SeenRecord| {
-        round
-            .as_ref()
-            .is_none_or(|r| r.incarnation != s.record.incarnation || s.record.version >= r.version)
-    };
+    // The meter's own rule decides which is newer.
     match seen {
-        Some(s) if newer(&s) => {
+        Some(s) if round.as_ref().is_none_or(|r| !s.replaced_by(r, round_at)) => {
             let at = s.read_at;
             *round = Some(s.record);
             Some(at)

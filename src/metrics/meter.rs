@@ -402,7 +402,7 @@ impl SeenRecord {
     /// incarnation the record only moves forward, so the higher version
     /// wins whatever order the reads came back in; across incarnations (a
     /// recreated table) the later read wins.
-    fn replaced_by(&self, other: &ControlRecord, other_at: u64) -> bool {
+    pub fn replaced_by(&self, other: &ControlRecord, other_at: u64) -> bool {
         if self.record.incarnation == other.incarnation {
             other.version > self.record.version
                 || (other.version == self.record.version && other_at > self.read_at)
