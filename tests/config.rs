@@ -356,12 +356,25 @@ sagemaker = { provisioned = "p" }
     assert!(report.contains("two and a witness"), "{report}");
 }
 
+/// [`BASE`] with a third region: a fleet that may fail over automatically.
+fn three_regions() -> String {
+    BASE.replace("witness = \"us-east-2\"\n", "")
+        + r#"
+[[regions]]
+name = "us-east-2"
+priority = 3
+probe_urls = ["https://c.example/ping"]
+state_machine_arn = "arn:aws:states:us-east-2:111122223333:stateMachine:f"
+sagemaker = { serverless = "s" }
+"#
+}
+
 #[test]
 fn the_approval_gate_is_configured_and_checked() {
     use failoverd::core::plan::{Approval, OnApprovalTimeout};
     use failoverd::core::tier::Tier;
     let d = tempdir();
-    write(&d, "base.toml", BASE);
+    write(&d, "base.toml", &three_regions());
     // Defaults: no approval, 15 minutes, expire.
     let f = write(&d, "us-east-1.toml", "region = \"us-east-1\"\n");
     let cfg = config::load(&f, &EnvSource::new()).unwrap();
@@ -416,4 +429,315 @@ fn the_approval_gate_is_configured_and_checked() {
             "no line for {key} ({says}) in:\n{report}"
         );
     }
+}
+
+/// Run `failoverd` with `args` and only `env`; (exit code, stdout, stderr).
+fn run_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = failoverd()
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check_config(f: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    run_with(
+        &["check-config".as_ref(), "--config".as_ref(), f.as_os_str()],
+        env,
+    )
+}
+
+/// Issue 19, item 8: at a poll interval of 36 s or more the prepare step's
+/// heartbeat (every third of a claim lease of five poll intervals) comes
+/// later than the workflow's HeartbeatSeconds 60, and every slow prepare
+/// aborts. check-config and daemon start refuse it, naming the key, the
+/// workflow's figure, the derived period and the bound; just under it,
+/// with no heartbeat to spare, it is a warning.
+#[test]
+fn a_prepare_heartbeat_later_than_the_workflows_is_refused() {
+    let d = tempdir();
+    write(&d, "base.toml", &three_regions());
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[timings]\npoll_interval = \"40s\"\nlease = \"2m\"\nvote_freshness = \"2m\"\n",
+    );
+    let (code, out, err) = check_config(&f, &[]);
+    assert_eq!(code, Some(EX_CONFIG), "{err}");
+    assert!(out.is_empty(), "{out}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("timings.poll_interval:"))
+        .unwrap_or_else(|| panic!("no line for timings.poll_interval in:\n{err}"));
+    for part in [
+        f.display().to_string().as_str(),
+        "40s makes the prepare step heartbeat every 66.7s",
+        "HeartbeatSeconds 60 (PrepareTarget in deploy/statemachines/failover.asl.json)",
+        "keep timings.poll_interval under 36s",
+    ] {
+        assert!(line.contains(part), "no {part:?} in {line}");
+    }
+    // The daemon refuses it before binding anything.
+    let (code, _, err) = run_with(&["run".as_ref(), "--config".as_ref(), f.as_os_str()], &[]);
+    assert_eq!(code, Some(EX_CONFIG), "{err}");
+    assert!(
+        err.contains("66.7s") && err.contains("not starting"),
+        "{err}"
+    );
+    // At 36 s the period is 60 s, the workflow's limit itself: refused.
+    let (code, _, err) = check_config(&f, &[("FAILOVERD__TIMINGS__POLL_INTERVAL", "36s")]);
+    assert_eq!(code, Some(EX_CONFIG), "{err}");
+    assert!(
+        err.contains("environment (FAILOVERD__TIMINGS__POLL_INTERVAL)"),
+        "{err}"
+    );
+    // Under it: valid, with a warning that one lost heartbeat aborts.
+    let (code, out, err) = check_config(&f, &[("FAILOVERD__TIMINGS__POLL_INTERVAL", "30s")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("poll_interval = \"30s\""), "{out}");
+    assert!(
+        err.lines().any(|l| l.starts_with("warning: ")
+            && l.contains("timings.poll_interval: 30s makes the prepare step heartbeat every 50s")
+            && l.contains("at most 18s")),
+        "{err}"
+    );
+    // At 18 s there is a heartbeat to spare: nothing to say.
+    let (code, _, err) = check_config(&f, &[("FAILOVERD__TIMINGS__POLL_INTERVAL", "18s")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("timings.poll_interval"), "{err}");
+}
+
+/// The claim lease the bound is derived from is the token desk's own.
+#[test]
+fn the_checked_claim_lease_is_the_token_desks() {
+    let d = tempdir();
+    write(&d, "base.toml", &three_regions());
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[timings]\nlease = \"2m\"\nvote_freshness = \"2m\"\n",
+    );
+    for poll in ["100ms", "1s", "2s", "5s", "18s", "35s"] {
+        let env: EnvSource = [(
+            "FAILOVERD__TIMINGS__POLL_INTERVAL".to_string(),
+            poll.to_string(),
+        )]
+        .into();
+        let cfg = config::load(&f, &env).unwrap_or_else(|e| panic!("{poll}: {}", e.report()));
+        assert_eq!(
+            cfg.timings.token_claim_lease().as_millis() as u64,
+            failoverd::control::tokens::claim_lease(&cfg),
+            "poll {poll}"
+        );
+    }
+}
+
+/// Without a provisioned endpoint the prepare step only warms up, but the
+/// record still stands still meanwhile: the warm-up plus the callback and
+/// the workflow's retries must fit the stuck rule (the tier2 scale-up's
+/// own rule, config/cost.rs, covers fleets with provisioned endpoints).
+#[test]
+fn the_warm_up_must_fit_the_stuck_rule() {
+    let d = tempdir();
+    write(
+        &d,
+        "base.toml",
+        &three_regions().replace("provisioned = \"p\"", "serverless = \"s\""),
+    );
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[timings]\nprepare_budget = \"100s\"\nstuck_failover = \"3m\"\n",
+    );
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    assert!(
+        report.contains("timings.prepare_budget: 1m 40s plus 1m 30s for the callback and the workflow's retries exceeds timings.stuck_failover (3m)")
+            && report.contains("raise timings.stuck_failover to at least 3m 10s or lower timings.prepare_budget to at most 1m 30s"),
+        "{report}"
+    );
+    assert_eq!(report.lines().count(), 1, "{report}");
+    let env: EnvSource = [(
+        "FAILOVERD__TIMINGS__PREPARE_BUDGET".to_string(),
+        "90s".to_string(),
+    )]
+    .into();
+    config::load(&f, &env).unwrap();
+}
+
+/// What works until one fault loads, with a warning naming both keys;
+/// check-config prints it on stderr and exits 0.
+#[test]
+fn constraints_that_hold_until_a_fault_are_warnings() {
+    let d = tempdir();
+    // Two probe URLs of 6 s each: while a region black-holes them a round
+    // lasts 12 s, so votes and the lease need 24 s.
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[timings]\nvote_freshness = \"20s\"\nlease = \"20s\"\nstart_timeout = \"20s\"\nabort_retry = \"20m\"\nshutdown_grace = \"40s\"\n",
+    );
+    let two_probes = three_regions().replace(
+        "probe_urls = [\"https://a.example/ping\"]",
+        "probe_urls = [\"https://a.example/ping\", \"https://a.example/health\"]",
+    );
+    write(&d, "base.toml", &two_probes);
+    let cfg = config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()));
+    let keys: Vec<&str> = cfg.warnings.iter().map(|w| w.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "timings.vote_freshness",
+            "timings.lease",
+            "timings.start_timeout",
+            "timings.abort_retry",
+            "timings.shutdown_grace"
+        ],
+        "{:#?}",
+        cfg.warnings
+    );
+    let (code, _, err) = check_config(&f, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let file = f.display().to_string();
+    for (key, says) in [
+        ("timings.vote_freshness", "regions[0]'s 2 URL(s)"),
+        (
+            "timings.vote_freshness",
+            "health.probe_connect_timeout + health.probe_response_timeout (4s + 2s)",
+        ),
+        (
+            "timings.vote_freshness",
+            "raise timings.vote_freshness to at least 24s",
+        ),
+        ("timings.lease", "raise timings.lease to at least 24s"),
+        (
+            "timings.start_timeout",
+            "23s the workflow's first step (MarkFailingOver",
+        ),
+        (
+            "timings.abort_retry",
+            "longer than timings.min_failover_interval (10m)",
+        ),
+        (
+            "timings.shutdown_grace",
+            "TimeoutStopSec=45s (systemd/failoverd@.service)",
+        ),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("warning: {file}: {key}: ")) && l.contains(says)),
+            "no warning for {key} ({says}) in:\n{err}"
+        );
+    }
+    // The shipped fleets have nothing to warn about.
+    for dir in ["regions", "regions/lab"] {
+        for f in region_files(&common::root().join(dir)) {
+            let cfg = config::load(&f, &EnvSource::new()).unwrap();
+            assert!(
+                cfg.warnings.is_empty(),
+                "{}: {:#?}",
+                f.display(),
+                cfg.warnings
+            );
+        }
+    }
+}
+
+/// Issue 19, item 6: a fleet of two voting regions (two replicas and a
+/// witness) cannot fail over automatically when a region is lost, so
+/// check-config and daemon start refuse automatic mode for it, saying why
+/// and pointing at manual approval; left unset, approval is "manual" there.
+#[test]
+fn a_two_region_fleet_is_refused_automatic_failover() {
+    use failoverd::core::plan::Approval;
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        "region = \"us-east-1\"\n[policy]\napproval = \"none\"\n",
+    );
+    let (code, _, err) = check_config(&f, &[]);
+    assert_eq!(code, Some(EX_CONFIG), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains(": policy.approval: "))
+        .unwrap_or_else(|| panic!("no line for policy.approval in:\n{err}"));
+    for part in [
+        f.display().to_string().as_str(),
+        "a fleet of 2 voting regions ([[regions]]: us-east-1, us-west-2)",
+        "a majority of all regions (2 of 2)",
+        "cannot tell a dead peer from a partition",
+        "policy.approval = \"manual\"",
+        "failoverd failover --to REGION --force",
+    ] {
+        assert!(line.contains(part), "no {part:?} in {line}");
+    }
+    let (code, _, err) = run_with(&["run".as_ref(), "--config".as_ref(), f.as_os_str()], &[]);
+    assert_eq!(code, Some(EX_CONFIG), "{err}");
+    assert!(
+        err.contains("2 of 2") && err.contains("not starting"),
+        "{err}"
+    );
+    // A tier override that makes the governing tier automatic is named.
+    let by_tier = write(
+        &d,
+        "us-west-2.toml",
+        "region = \"us-west-2\"\n[policy]\napproval = \"manual\"\napproval_by_tier = { tier2 = \"none\" }\n",
+    );
+    let report = config::load(&by_tier, &EnvSource::new())
+        .unwrap_err()
+        .report();
+    assert!(
+        report.contains("policy.approval_by_tier.tier2: \"none\" asks for automatic failover"),
+        "{report}"
+    );
+    // Manual approval whose proposals proceed unattended is automatic too.
+    let proceed = write(
+        &d,
+        "us-west-2.toml",
+        "region = \"us-west-2\"\n[policy]\napproval = \"manual\"\non_approval_timeout = \"proceed\"\n",
+    );
+    let report = config::load(&proceed, &EnvSource::new())
+        .unwrap_err()
+        .report();
+    assert!(
+        report.contains("policy.on_approval_timeout: \"proceed\""),
+        "{report}"
+    );
+    // Left unset: manual, said in a warning.
+    let unset = write(&d, "us-west-2.toml", "region = \"us-west-2\"\n");
+    let cfg = config::load(&unset, &EnvSource::new()).unwrap();
+    assert_eq!(cfg.policy.approval, Approval::Manual);
+    assert_eq!(cfg.fleet_approval(), Approval::Manual);
+    let (code, out, err) = check_config(&unset, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("approval = \"manual\""), "{out}");
+    assert!(
+        err.contains("policy.approval: not set, so \"manual\""),
+        "{err}"
+    );
+    // Where nothing is automatic anyway (eventual mode, every model tier3),
+    // "none" is accepted: there is no automatic failover to refuse.
+    let eventual: EnvSource = [(
+        "FAILOVERD__TABLES__CONSISTENCY".to_string(),
+        "eventual".to_string(),
+    )]
+    .into();
+    config::load(&f, &eventual).unwrap();
+    let tier3: EnvSource = [(
+        "FAILOVERD__COST__DEFAULT_TIER".to_string(),
+        "tier3".to_string(),
+    )]
+    .into();
+    config::load(&f, &tier3).unwrap();
+    // Three voting regions may fail over automatically.
+    write(&d, "base.toml", &three_regions());
+    let cfg = config::load(&f, &EnvSource::new()).unwrap();
+    assert_eq!(cfg.fleet_approval(), Approval::None);
 }

@@ -466,6 +466,9 @@ fn preflight_report(path: &std::path::Path, found: &crate::control::preflight::F
 fn check_config(path: &std::path::Path, env: &EnvSource) -> i32 {
     match config::load(path, env) {
         Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {w}");
+            }
             print!("{}", cfg.to_redacted_toml());
             0
         }

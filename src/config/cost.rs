@@ -23,7 +23,7 @@
 //!
 //! - the workflow must not time out a prepare step that is still working:
 //!   both budgets plus 30 s for the status reads and the callback fit in the
-//!   `PrepareTarget` task's `TimeoutSeconds` ([`WORKFLOW_PREPARE_TIMEOUT`],
+//!   `PrepareTarget` task's `TimeoutSeconds` ([`PREPARE_TIMEOUT`],
 //!   900 s; a dead worker is still caught within `HeartbeatSeconds`, 60 s,
 //!   because it stops heartbeating);
 //! - the daemons must not settle a failover whose target is still scaling:
@@ -42,22 +42,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::validate::Validator;
+use super::workflow::PREPARE_TIMEOUT;
 use super::{Consistency, ModelConfig, RegionConfig, human_duration};
 use crate::core::advise::Thresholds;
 use crate::core::idle::IdlePolicy;
 use crate::core::schedule::{Clock, Days, Schedule, Window};
 use crate::core::tier::{self, Tier};
 
-/// `TimeoutSeconds` of the workflow's `PrepareTarget` task (and the token's
-/// `timeout_seconds`) in `deploy/statemachines/failover.asl.json`; a unit
-/// test keeps the two equal.
-pub const WORKFLOW_PREPARE_TIMEOUT: Duration = Duration::from_secs(900);
 /// Room for the endpoint status reads and the callback after the budgets.
 const CALLBACK_ROOM: Duration = Duration::from_secs(30);
 /// Room for the callback and the workflow's DynamoDB retries around the
 /// prepare task (five attempts, at most 8 s apart: under a minute), during
-/// which the record does not change either.
-const STALL_ROOM: Duration = Duration::from_secs(90);
+/// which the record does not change either. The warm-up alone is checked
+/// against it too (config/constraints.rs).
+pub(super) const STALL_ROOM: Duration = Duration::from_secs(90);
 /// Default `cost.prepare_budget` (see the module doc).
 pub const DEFAULT_PREPARE_BUDGET: &str = "3m";
 
@@ -524,8 +522,8 @@ impl Validator<'_> {
         let fmt = |d: Duration| humantime::format_duration(d).to_string();
         let budget = cost.prepare_budget;
         let work = budget + warmup + CALLBACK_ROOM;
-        if work > WORKFLOW_PREPARE_TIMEOUT {
-            let max = WORKFLOW_PREPARE_TIMEOUT.saturating_sub(warmup + CALLBACK_ROOM);
+        if work > PREPARE_TIMEOUT {
+            let max = PREPARE_TIMEOUT.saturating_sub(warmup + CALLBACK_ROOM);
             self.err(
                 "cost.prepare_budget",
                 format!(
@@ -533,7 +531,7 @@ impl Validator<'_> {
                     fmt(budget),
                     fmt(warmup),
                     fmt(CALLBACK_ROOM),
-                    WORKFLOW_PREPARE_TIMEOUT.as_secs(),
+                    PREPARE_TIMEOUT.as_secs(),
                     fmt(max)
                 ),
             );
@@ -607,34 +605,5 @@ impl Validator<'_> {
                 None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The ASL's prepare task and the token it writes carry the timeout
-    /// the configuration is checked against.
-    #[test]
-    fn the_workflow_prepare_timeout_is_the_asl_one() {
-        let asl: serde_json::Value =
-            serde_json::from_str(include_str!("../../deploy/statemachines/failover.asl.json"))
-                .unwrap();
-        let task = &asl["States"]["PrepareTarget"];
-        assert_eq!(
-            task["TimeoutSeconds"].as_u64(),
-            Some(WORKFLOW_PREPARE_TIMEOUT.as_secs())
-        );
-        assert_eq!(
-            task["Parameters"]["Item"]["timeout_seconds"]["N"].as_str(),
-            Some(WORKFLOW_PREPARE_TIMEOUT.as_secs().to_string().as_str()),
-            "the token's timeout_seconds is the task's"
-        );
-        assert_eq!(
-            task["HeartbeatSeconds"].as_u64(),
-            Some(60),
-            "a dead worker is caught by its heartbeat, whatever the timeout"
-        );
     }
 }

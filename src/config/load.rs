@@ -147,9 +147,11 @@ pub fn load_layers(files: &[PathBuf], env: &EnvSource) -> Result<Config, ConfigE
     };
     let mut v = Validator::new(origins, problems);
     let config = v.validate(raw, files);
-    let problems = v.into_problems();
+    let (problems, warnings) = v.into_parts();
     if problems.is_empty() {
-        Ok(config.expect("no problems means a complete config"))
+        let mut config = config.expect("no problems means a complete config");
+        config.warnings = warnings;
+        Ok(config)
     } else {
         Err(ConfigError::Invalid(problems))
     }

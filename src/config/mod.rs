@@ -29,13 +29,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod constraints;
 mod cost;
 mod load;
 mod raw;
 mod router;
 mod tables;
 mod validate;
+pub mod workflow;
 
+pub use constraints::MIN_AUTOMATIC_REGIONS;
 pub use cost::{Advise, Cost, EndpointSchedule, Environment, Idle};
 pub use load::{ConfigError, Problem, layers_for, load, load_layers};
 pub use router::{ModelConfig, Router};
@@ -85,6 +88,11 @@ pub struct Config {
     /// The files that were merged, in order (for `check-config` and logs).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
+    /// What loaded but an operator should see: constraints between settings
+    /// that hold until one fault (config/constraints.rs). `check-config`
+    /// prints them.
+    #[serde(skip)]
+    pub warnings: Vec<Problem>,
 }
 
 /// One serving region.

@@ -19,17 +19,32 @@ use super::*;
 pub(super) struct Validator<'a> {
     origins: Origins<'a>,
     problems: Vec<Problem>,
+    /// What loads but an operator should see (config/constraints.rs).
+    warnings: Vec<Problem>,
+    /// `policy.approval` was not set and took the two-region default.
+    pub(super) approval_defaulted: bool,
 }
 
 impl<'a> Validator<'a> {
     pub(super) fn new(origins: Origins<'a>, problems: Vec<Problem>) -> Self {
-        Self { origins, problems }
+        Self {
+            origins,
+            problems,
+            warnings: Vec::new(),
+            approval_defaulted: false,
+        }
     }
 
-    pub(super) fn into_problems(self) -> Vec<Problem> {
-        self.problems
+    /// The errors, then the warnings.
+    pub(super) fn into_parts(self) -> (Vec<Problem>, Vec<Problem>) {
+        (self.problems, self.warnings)
     }
 }
+
+/// The least `timings.stuck_failover` accepted: above a drain that runs to
+/// its timeout plus the workflow's retries around it (a unit test in
+/// config/workflow.rs checks it against the ASL).
+pub(super) const STUCK_FAILOVER_MIN: Duration = Duration::from_secs(180);
 
 /// Defaults for settings a file may leave out. Regions, tables and the local
 /// region have no defaults: a failover daemon must be told what it guards.
@@ -62,6 +77,11 @@ impl Validator<'_> {
     pub(super) fn err(&mut self, key: &str, message: impl Into<String>) {
         let p = self.origins.problem(key, message.into());
         self.problems.push(p);
+    }
+
+    pub(super) fn warn(&mut self, key: &str, message: impl Into<String>) {
+        let p = self.origins.problem(key, message.into());
+        self.warnings.push(p);
     }
 
     pub(super) fn required(&mut self, key: &str, v: Option<String>) -> Option<String> {
@@ -216,14 +236,14 @@ impl Validator<'_> {
             &timings,
         );
         // Approval of automatic failover.
-        let policy = self.policy(raw.policy);
+        let policy = self.policy(raw.policy, regions.len());
         let listen = self.listen(raw.listen);
         let endpoints = self.endpoints(raw.endpoints);
 
         if !self.problems.is_empty() {
             return None;
         }
-        Some(Config {
+        let config = Config {
             region: region?,
             regions,
             tables: tables?,
@@ -236,7 +256,11 @@ impl Validator<'_> {
             endpoints,
             cost: cost?,
             sources: files.to_vec(),
-        })
+            warnings: Vec::new(),
+        };
+        // Constraints between sections (config/constraints.rs).
+        self.derived(&config);
+        self.problems.is_empty().then_some(config)
     }
 
     /// `[[regions]]`: at least two valid entries with unique names and
@@ -526,7 +550,7 @@ impl Validator<'_> {
                 "timings.stuck_failover",
                 t.stuck_failover,
                 defaults::STUCK_FAILOVER,
-                s(180),
+                STUCK_FAILOVER_MIN,
                 s(86400),
             ),
             abort_retry: self.duration(
@@ -707,8 +731,11 @@ impl CheckedTimings {
 }
 
 impl Validator<'_> {
-    /// `[policy]`: the switches and the approval gate.
-    fn policy(&mut self, raw: super::raw::RawPolicy) -> Option<Policy> {
+    /// `[policy]`: the switches and the approval gate. `approval` defaults
+    /// to `"none"`, and to `"manual"` in a fleet of fewer than three voting
+    /// regions, which cannot fail over automatically when a region is lost
+    /// (config/constraints.rs refuses an explicit `"none"` there).
+    fn policy(&mut self, raw: super::raw::RawPolicy, voting: usize) -> Option<Policy> {
         let approval_kind = |v: &mut Self, key: &str, text: &str| {
             let a = Approval::parse(text.trim());
             if a.is_none() {
@@ -720,6 +747,10 @@ impl Validator<'_> {
             a
         };
         let approval = match raw.approval.as_deref() {
+            None if voting < super::constraints::MIN_AUTOMATIC_REGIONS => {
+                self.approval_defaulted = true;
+                Some(Approval::Manual)
+            }
             None => Some(Approval::None),
             Some(t) => approval_kind(self, "policy.approval", t),
         };
