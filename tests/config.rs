@@ -741,3 +741,96 @@ fn a_two_region_fleet_is_refused_automatic_failover() {
     let cfg = config::load(&f, &EnvSource::new()).unwrap();
     assert_eq!(cfg.fleet_approval(), Approval::None);
 }
+
+/// Issue 19, item 1 (the check-config part): several region files are each
+/// validated and compared on the settings a fleet must share; a file that
+/// differs is named with the groups and keys that differ.
+#[test]
+fn check_config_compares_a_fleets_region_files() {
+    // The shipped fleets agree (the glob names base.toml too: skipped).
+    for dir in ["regions", "regions/lab"] {
+        let mut args: Vec<std::ffi::OsString> = vec!["check-config".into()];
+        let mut files: Vec<PathBuf> = std::fs::read_dir(common::root().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        args.extend(files.into_iter().map(PathBuf::into_os_string));
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let (code, out, err) = run_with(&args, &[]);
+        assert_eq!(code, Some(0), "{dir}: {err}");
+        assert!(
+            out.contains("3 region files agree on the fleet's settings: fingerprint "),
+            "{out}"
+        );
+        assert!(err.contains("base.toml skipped"), "{err}");
+    }
+    // A copy of the lab's fleet in which one file changes two settings.
+    let d = tempdir();
+    for f in std::fs::read_dir(common::root().join("regions/lab")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
+    }
+    let odd = d.join("eu-west-1.toml");
+    let text = std::fs::read_to_string(&odd).unwrap();
+    std::fs::write(
+        &odd,
+        format!("{text}\n[timings]\nlease = \"5s\"\n[policy]\nwait_out_lease = false\n"),
+    )
+    .unwrap();
+    let files: Vec<PathBuf> = ["us-east-1", "eu-west-1", "us-west-2"]
+        .iter()
+        .map(|r| d.join(format!("{r}.toml")))
+        .collect();
+    let mut args: Vec<&std::ffi::OsStr> = vec!["check-config".as_ref()];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    let (code, out, err) = run_with(&args, &[]);
+    assert_eq!(code, Some(EX_CONFIG), "{out}\n{err}");
+    // Each file is valid on its own.
+    assert_eq!(out.matches(": valid (region ").count(), 3, "{out}");
+    let odd = odd.display().to_string();
+    assert!(
+        err.lines().any(
+            |l| l.starts_with(&format!("error: {odd}: fleet settings differ from "))
+                && l.contains(&files[0].display().to_string())
+                && l.contains(&files[2].display().to_string())
+                && l.ends_with("in: timings, policy")
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "error: {odd}: timings: timings.lease = 5000ms, but 4000ms in {}",
+            files[0].display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "error: {odd}: policy: policy.wait_out_lease = false, but true in"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        3,
+        "{err}"
+    );
+    // The same file twice is two daemons for one region.
+    let (code, _, err) = run_with(
+        &[
+            "check-config".as_ref(),
+            files[0].as_os_str(),
+            files[0].as_os_str(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(EX_CONFIG), "{err}");
+    assert!(err.contains("are all for region us-east-1"), "{err}");
+    // One invalid file fails the set, and is named.
+    std::fs::write(&files[2], "region = \"us-west-2\"\nbogus = 1\n").unwrap();
+    let (code, _, err) = run_with(&args, &[]);
+    assert_eq!(code, Some(EX_CONFIG), "{err}");
+    assert!(err.contains("bogus: unknown key"), "{err}");
+}

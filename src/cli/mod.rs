@@ -52,10 +52,17 @@ pub enum Command {
         bound_file: Option<PathBuf>,
     },
     /// Validate a configuration and print it resolved (exit 78 if invalid).
+    /// Given several region files (`failoverd check-config regions/*.toml`),
+    /// validate each and compare the settings every daemon of a fleet must
+    /// share (config::fleet), naming the file and the settings that differ.
     CheckConfig {
         /// Region file, e.g. regions/us-east-1.toml.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// Region files of one fleet (each with the base.toml beside it; a
+        /// base.toml named here is skipped, being their layer).
+        #[arg(value_name = "FILE", required_unless_present = "config")]
+        files: Vec<PathBuf>,
         /// Also check against AWS what the files cannot tell: every Route 53
         /// health check is of a type failoverd evaluates.
         #[arg(long)]
@@ -240,18 +247,28 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let env: EnvSource = std::env::vars().collect();
     match cli.command {
-        Command::CheckConfig { config, aws: false } => check_config(&config, &env),
-        Command::CheckConfig { config, aws: true } => match check_config(&config, &env) {
-            0 => {
-                let path = config.clone();
-                with_clients(&config, &env, |cfg, ports| async move {
-                    let found =
-                        crate::control::preflight::health_checks(&cfg, &*ports.health_checks).await;
-                    preflight_report(&path, &found)
-                })
+        Command::CheckConfig { config, files, aws } => {
+            let files: Vec<PathBuf> = config.into_iter().chain(files).collect();
+            match check_configs(&files, &env) {
+                0 if aws => {
+                    let mut code = 0;
+                    for config in fleet_files(&files) {
+                        let path = config.clone();
+                        let c = with_clients(&config, &env, |cfg, ports| async move {
+                            let found = crate::control::preflight::health_checks(
+                                &cfg,
+                                &*ports.health_checks,
+                            )
+                            .await;
+                            preflight_report(&path, &found)
+                        });
+                        code = code.max(c);
+                    }
+                    code
+                }
+                code => code,
             }
-            code => code,
-        },
+        }
         Command::Run { config, bound_file } => {
             run(cli.log_format, &config, bound_file.as_deref(), env)
         }
@@ -463,21 +480,151 @@ fn preflight_report(path: &std::path::Path, found: &crate::control::preflight::F
     }
 }
 
-fn check_config(path: &std::path::Path, env: &EnvSource) -> i32 {
-    match config::load(path, env) {
-        Ok(cfg) => {
-            for w in &cfg.warnings {
-                eprintln!("warning: {w}");
+/// The region files among `files`: a `base.toml` is the layer under the
+/// region files beside it, not a daemon's file (a shell glob names it).
+fn fleet_files(files: &[PathBuf]) -> Vec<PathBuf> {
+    if files.len() < 2 {
+        return files.to_vec();
+    }
+    files
+        .iter()
+        .filter(|f| f.file_name().is_none_or(|n| n != "base.toml"))
+        .cloned()
+        .collect()
+}
+
+/// `check-config`: one file is validated and printed resolved; several are
+/// each validated, then compared as one fleet (config::fleet). Warnings go
+/// to stderr and do not change the exit code; an invalid file or a fleet
+/// whose files disagree exits 78.
+fn check_configs(files: &[PathBuf], env: &EnvSource) -> i32 {
+    let fleet = fleet_files(files);
+    if let [path] = fleet.as_slice() {
+        return match config::load(path, env) {
+            Ok(cfg) => {
+                print_warnings(&cfg);
+                print!("{}", cfg.to_redacted_toml());
+                0
             }
-            print!("{}", cfg.to_redacted_toml());
-            0
-        }
-        Err(e) => {
-            eprintln!("{}", e.report());
-            eprintln!("{}: configuration is invalid", path.display());
-            EX_CONFIG
+            Err(e) => {
+                eprintln!("{}", e.report());
+                eprintln!("{}: configuration is invalid", path.display());
+                EX_CONFIG
+            }
+        };
+    }
+    for skipped in files.iter().filter(|f| !fleet.contains(f)) {
+        eprintln!(
+            "note: {} skipped: it is the layer under the region files beside it",
+            skipped.display()
+        );
+    }
+    if fleet.is_empty() {
+        eprintln!("error: no region file to check");
+        return EX_CONFIG;
+    }
+    let mut code = 0;
+    let mut valid: Vec<(&PathBuf, config::Config)> = Vec::new();
+    for path in &fleet {
+        match config::load(path, env) {
+            Ok(cfg) => {
+                print_warnings(&cfg);
+                println!(
+                    "{}: valid (region {}), fleet fingerprint {}",
+                    path.display(),
+                    cfg.region,
+                    config::fleet::Fingerprint::of(&cfg).digest()
+                );
+                valid.push((path, cfg));
+            }
+            Err(e) => {
+                eprintln!("{}", e.report());
+                eprintln!("{}: configuration is invalid", path.display());
+                code = EX_CONFIG;
+            }
         }
     }
+    if !fleet_agrees(&valid) {
+        code = EX_CONFIG;
+    }
+    code
+}
+
+fn print_warnings(cfg: &config::Config) {
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Compare the fleet fingerprints of valid region files; print what
+/// differs, file by file, against the files most of them agree with.
+/// False when they disagree, or two files are for one region.
+fn fleet_agrees(valid: &[(&PathBuf, config::Config)]) -> bool {
+    use config::fleet::{Fingerprint, differences};
+    let mut ok = true;
+    let mut by_region: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (path, cfg) in valid {
+        by_region
+            .entry(cfg.region.as_str())
+            .or_default()
+            .push(path.display().to_string());
+    }
+    for (region, paths) in by_region.iter().filter(|(_, p)| p.len() > 1) {
+        eprintln!(
+            "error: {} are all for region {region}: one daemon (and one file) per region",
+            paths.join(", ")
+        );
+        ok = false;
+    }
+    let prints: Vec<Fingerprint> = valid.iter().map(|(_, c)| Fingerprint::of(c)).collect();
+    // The reference: the fingerprint most files share (the first on a tie).
+    let count = |f: &Fingerprint| prints.iter().filter(|p| *p == f).count();
+    let Some(reference) = prints
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, f)| (count(f), std::cmp::Reverse(*i)))
+        .map(|(i, _)| i)
+    else {
+        return ok;
+    };
+    let agreeing: Vec<String> = valid
+        .iter()
+        .zip(&prints)
+        .filter(|(_, f)| **f == prints[reference])
+        .map(|((p, _), _)| p.display().to_string())
+        .collect();
+    let (ref_path, ref_cfg) = &valid[reference];
+    for ((path, cfg), print) in valid.iter().zip(&prints) {
+        let groups = prints[reference].differs(print);
+        if groups.is_empty() {
+            continue;
+        }
+        ok = false;
+        eprintln!(
+            "error: {}: fleet settings differ from {} ({}) in: {}",
+            path.display(),
+            agreeing.join(", "),
+            prints[reference].digest(),
+            groups.join(", ")
+        );
+        for g in groups {
+            for (key, there, here) in differences(ref_cfg, cfg, g) {
+                eprintln!(
+                    "error: {}: {g}: {key} = {here}, but {there} in {}",
+                    path.display(),
+                    ref_path.display()
+                );
+            }
+        }
+    }
+    if ok && valid.len() > 1 {
+        println!(
+            "{} region files agree on the fleet's settings: fingerprint {}",
+            valid.len(),
+            prints[reference].digest()
+        );
+    }
+    ok
 }
 
 fn run(

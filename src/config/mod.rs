@@ -31,6 +31,7 @@ use serde::Serialize;
 
 mod constraints;
 mod cost;
+pub mod fleet;
 mod load;
 mod raw;
 mod router;
@@ -320,6 +321,15 @@ impl Config {
             "# admin token: read from {} at start (contents not shown)\n",
             self.listen.admin_token_file.display()
         ));
+        let print = fleet::Fingerprint::of(self);
+        out.push_str(&format!(
+            "# fleet fingerprint: {} (every daemon of the fleet must show the same; by group:",
+            print.digest()
+        ));
+        for g in fleet::GROUPS {
+            out.push_str(&format!(" {g} {}", print.group(g).unwrap_or("-")));
+        }
+        out.push_str(")\n");
         out.push_str(&toml::to_string_pretty(&redacted).unwrap_or_else(|e| format!("# {e}\n")));
         out
     }
