@@ -10,6 +10,13 @@
 //! region's clients send; to judge another region's, point `--admin` at
 //! that daemon.
 //!
+//! After the recommendations, the control plane's own AWS bill, per month
+//! (`core::bill`): from the configuration's settings always, and from the
+//! daemon's measured calls per round when `advise` reads a live daemon (its
+//! `GET /metrics`: the meter's `failoverd_aws_calls_total` and round count).
+//! A daemon whose `/metrics` cannot be read leaves the measured bill out and
+//! says why; it never changes the exit code.
+//!
 //! Exit codes: 0 advised; 65 the observations are malformed (bad JSON, a
 //! model twice); 66 the file cannot be read; 69 the daemon cannot be reached
 //! or collects nothing yet; 78 invalid configuration.
@@ -26,8 +33,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
 use super::Output;
-use crate::config::{self, Config, EX_CONFIG, EnvSource};
+use crate::config::{self, Config, Consistency, EX_CONFIG, EnvSource};
 use crate::core::advise::{self, AdviseError, Recommendation, Thresholds, TrafficSet};
+use crate::core::bill::{self, Assumptions, Bill, HealthCheck, Measured, Settings, TableMode};
 
 /// Exit: the observations are malformed (sysexits.h `EX_DATAERR`).
 pub const EX_DATAERR: i32 = 65;
@@ -100,6 +108,93 @@ pub struct AdviseReport<'a> {
     /// Business hours used to judge steadiness and quiet nights.
     pub business_hours: &'a crate::core::schedule::Schedule,
     pub recommendations: Vec<Recommendation>,
+    /// The control plane's own AWS bill, per month.
+    pub bill: ControlPlaneBill,
+}
+
+/// What failoverd itself costs a month (`core::bill`).
+#[derive(Debug, Serialize)]
+pub struct ControlPlaneBill {
+    /// The settings the bill was computed from (the configuration's).
+    pub settings: Settings,
+    pub assumptions: Assumptions,
+    /// From the settings and the code's calls per round.
+    pub configured: Bill,
+    /// From the daemon's measured calls per round, when read.
+    pub measured: Option<Bill>,
+    /// Why there is no measured bill.
+    pub measured_missing: Option<String>,
+}
+
+/// The bill's settings from a configuration. Route 53 checks are billed as
+/// deploy/cloudformation/region.yaml creates them (HTTPS, 10 s interval, an
+/// AWS endpoint); the configuration names only their ids.
+pub fn bill_settings(cfg: &Config) -> Settings {
+    let mut checks: Vec<&String> = cfg
+        .regions
+        .iter()
+        .flat_map(|r| r.health_check_ids.iter())
+        .collect();
+    checks.sort();
+    checks.dedup();
+    let provisioned = cfg
+        .regions
+        .iter()
+        .filter(|r| r.sagemaker.provisioned.is_some())
+        .count() as u32;
+    Settings {
+        poll_interval_ms: cfg.timings.poll_interval.as_millis() as u64,
+        daemons: cfg.regions.len() as u32,
+        replicas: cfg.tables.replicas.clone(),
+        mode: match cfg.tables.consistency {
+            Consistency::Strong => TableMode::Mrsc,
+            Consistency::Eventual => TableMode::Mrec,
+        },
+        health_checks: vec![HealthCheck::SHIPPED; checks.len()],
+        route53_calls_per_second: cfg.health.route53_calls_per_second,
+        cost_interval_ms: cfg.cost.interval.as_millis() as u64,
+        // One GetMetricStatistics per provisioned variant (one assumed per
+        // endpoint) each cost round, by each region's own daemon.
+        cloudwatch_requests_per_cost_round: if cfg.cost.idle.enabled && cfg.cost.idle.cloudwatch {
+            provisioned
+        } else {
+            0
+        },
+        routing_refresh_ms: cfg.router.routing_refresh.as_millis() as u64,
+    }
+}
+
+/// The bill for `cfg`, with the daemon's measured calls when there are any.
+pub fn control_plane_bill(
+    cfg: &Config,
+    measured: Option<Result<Measured, String>>,
+) -> ControlPlaneBill {
+    let settings = bill_settings(cfg);
+    let assumptions = Assumptions::default();
+    let configured = bill::from_settings(&settings, &assumptions, &bill::US_EAST_1);
+    let (measured, measured_missing) = match measured {
+        None => (
+            None,
+            Some("no live daemon read (--from FILE): measured calls unknown".to_string()),
+        ),
+        Some(Ok(m)) => (
+            Some(bill::from_measured(
+                &m,
+                &settings,
+                &assumptions,
+                &bill::US_EAST_1,
+            )),
+            None,
+        ),
+        Some(Err(why)) => (None, Some(why)),
+    };
+    ControlPlaneBill {
+        settings,
+        assumptions,
+        configured,
+        measured,
+        measured_missing,
+    }
 }
 
 /// The admin URL of the daemon `cfg` describes: its admin address, with a
@@ -138,9 +233,9 @@ pub fn read_file(path: &Path) -> Result<TrafficSet, AdviseCliError> {
     parse(&path.display().to_string(), &buf)
 }
 
-/// `GET {base}/traffic`.
-pub async fn fetch(base: &str) -> Result<TrafficSet, AdviseCliError> {
-    let url = format!("{}/traffic", base.trim_end_matches('/'));
+/// `GET {base}{path}`: the body of a 2xx answer.
+async fn get(base: &str, path: &str) -> Result<(String, Bytes), AdviseCliError> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let fetch_err = |source: Box<dyn std::error::Error + Send + Sync>| AdviseCliError::Fetch {
         url: url.clone(),
         source,
@@ -169,11 +264,31 @@ pub async fn fetch(base: &str) -> Result<TrafficSet, AdviseCliError> {
                 .to_string(),
         });
     }
+    Ok((url, body))
+}
+
+/// `GET {base}/traffic`.
+pub async fn fetch(base: &str) -> Result<TrafficSet, AdviseCliError> {
+    let (url, body) = get(base, "/traffic").await?;
     parse(&url, &body)
 }
 
-/// Advise on `set` with `cfg`'s thresholds and business hours.
-pub fn recommend<'a>(cfg: &'a Config, set: TrafficSet) -> Result<AdviseReport<'a>, AdviseCliError> {
+/// `GET {base}/metrics`: the meter's calls and rounds, or why not.
+pub async fn fetch_measured(base: &str) -> Result<Measured, String> {
+    let (url, body) = get(base, "/metrics")
+        .await
+        .map_err(|e| format!("cannot read the daemon's calls: {}", crate::error_chain(&e)))?;
+    Measured::from_prometheus(&String::from_utf8_lossy(&body))
+        .map_err(|e| format!("cannot read the daemon's calls from {url}: {e}"))
+}
+
+/// Advise on `set` with `cfg`'s thresholds and business hours; the bill
+/// from `cfg` and, when read, the daemon's `measured` calls.
+pub fn recommend<'a>(
+    cfg: &'a Config,
+    set: TrafficSet,
+    measured: Option<Result<Measured, String>>,
+) -> Result<AdviseReport<'a>, AdviseCliError> {
     if !set.collected {
         return Err(AdviseCliError::NotCollected { region: set.region });
     }
@@ -184,6 +299,7 @@ pub fn recommend<'a>(cfg: &'a Config, set: TrafficSet) -> Result<AdviseReport<'a
         thresholds: a.thresholds,
         business_hours: &a.business_hours,
         recommendations,
+        bill: control_plane_bill(cfg, measured),
     })
 }
 
@@ -251,7 +367,7 @@ pub fn render_table(report: &AdviseReport<'_>) -> String {
     );
     if report.recommendations.is_empty() {
         out.push_str("no models observed\n");
-        return out;
+        rows.clear();
     }
     for row in &rows {
         let line: Vec<String> = row
@@ -267,6 +383,128 @@ pub fn render_table(report: &AdviseReport<'_>) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(&render_bill(&report.bill));
+    out
+}
+
+/// Columns left-aligned to their widest cell; the last one as it is.
+fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                if c + 1 == n {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[c])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn bill_lines(b: &Bill) -> String {
+    let mut rows = vec![
+        [
+            "SERVICE",
+            "ITEM",
+            "QUANTITY/MONTH",
+            "UNIT PRICE",
+            "USD/MONTH",
+            "HOW",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for l in &b.lines {
+        rows.push(vec![
+            l.service.to_string(),
+            l.item.clone(),
+            format!("{} {}", bill::count(l.quantity), l.unit),
+            l.unit_price.to_string(),
+            bill::usd(l.usd),
+            l.how.clone(),
+        ]);
+    }
+    let services: Vec<String> = b
+        .by_service
+        .iter()
+        .map(|(s, usd)| format!("{s} {}", bill::usd(*usd)))
+        .collect();
+    rows.push(vec![
+        "total".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        bill::usd(b.total_usd),
+        services.join(", "),
+    ]);
+    let mut out = columns(&rows);
+    let regions: Vec<String> = b
+        .writes_by_region
+        .iter()
+        .map(|r| format!("{} {}", r.region, bill::usd(r.usd)))
+        .collect();
+    out.push_str(&format!(
+        "table writes are charged in every replica region: {}\n",
+        regions.join(", ")
+    ));
+    for n in &b.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    out
+}
+
+/// The bill section of the text output.
+pub fn render_bill(bill: &ControlPlaneBill) -> String {
+    let s = &bill.settings;
+    let c = &bill.configured;
+    let mut out = format!(
+        "control plane's own AWS bill, per month ({} list prices checked {}; free tiers not applied)\n",
+        c.prices_region, c.prices_checked
+    );
+    out.push_str(&format!(
+        "from the configuration: {} daemons, a round every {} ms, {} control table with {} replicas ({}), {} Route 53 checks, {} failovers a month (assumed): {} a month\n",
+        s.daemons,
+        s.poll_interval_ms,
+        match s.mode {
+            TableMode::Mrsc => "MRSC",
+            TableMode::Mrec => "MREC",
+        },
+        s.replicas.len(),
+        s.replicas.join(", "),
+        s.health_checks.len(),
+        bill.assumptions.failovers_per_month,
+        bill::usd(c.total_usd)
+    ));
+    out.push_str(&bill_lines(c));
+    match (&bill.measured, &bill.measured_missing) {
+        (Some(m), _) => {
+            out.push_str(&format!(
+                "\nfrom this daemon's measured calls per round, scaled to the fleet: {} a month\n",
+                bill::usd(m.total_usd)
+            ));
+            out.push_str(&bill_lines(m));
+        }
+        (None, Some(why)) => out.push_str(&format!("\nmeasured: none ({why})\n")),
+        (None, None) => {}
     }
     out
 }
@@ -287,15 +525,23 @@ pub fn run(
             return EX_CONFIG;
         }
     };
-    let set = match from {
-        Some(path) => read_file(path),
+    let (set, measured) = match from {
+        Some(path) => (read_file(path), None),
         None => {
             let base = admin.map_or_else(|| admin_url(&cfg), str::to_string);
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(fetch(&base)),
+                Ok(rt) => rt.block_on(async {
+                    let set = fetch(&base).await;
+                    // The calls only of a daemon that answered and routes.
+                    let measured = match &set {
+                        Ok(s) if s.collected => Some(fetch_measured(&base).await),
+                        _ => None,
+                    };
+                    (set, measured)
+                }),
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");
                     return super::EX_SOFTWARE;
@@ -303,7 +549,7 @@ pub fn run(
             }
         }
     };
-    match set.and_then(|s| recommend(&cfg, s)) {
+    match set.and_then(|s| recommend(&cfg, s, measured)) {
         Ok(report) => {
             match output {
                 Output::Json => println!(

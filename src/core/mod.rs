@@ -4,6 +4,7 @@
 
 pub mod advise; // the seed's decision matrix over observed traffic -> one recommendation per model
 pub mod backoff; // the one exponential backoff (jitter passed in)
+pub mod bill; // the control plane's own AWS bill: settings or measured calls -> itemised monthly cost
 pub mod control; // the control record, epochs, versions, modes, the lease
 pub mod health; // effective health of checks and probes; hysteresis
 pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
