@@ -5,11 +5,13 @@
 //! canonical request through generic, allocating machinery on every call.
 //! The key only changes with the date, the region and the credentials, so
 //! here it is derived once per (day, region, access key) with the SDK's own
-//! primitives (`aws_sigv4::sign::v4::{generate_signing_key,
-//! calculate_signature}`) and the canonical request is written straight
-//! into one buffer for the one request shape the router sends: a POST with
-//! no query string. Per request that leaves a SHA-256 of the payload, one of
-//! the canonical request and one HMAC.
+//! primitive (`aws_sigv4::sign::v4::generate_signing_key`), and with it the
+//! two SHA-256 states the signature's HMAC starts from (the key XOR the
+//! inner and the outer pad, one block each); the canonical request is
+//! written straight into one buffer for the one request shape the router
+//! sends: a POST with no query string. Per request that leaves a SHA-256 of
+//! the payload, one of the canonical request, and the HMAC's two
+//! finishing hashes.
 //!
 //! The tests sign the same requests with the SDK's general signer
 //! (`aws_sigv4::http_request::sign`) and require the same signature.
@@ -17,7 +19,7 @@
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+use aws_sigv4::sign::v4::generate_signing_key;
 use sha2::{Digest, Sha256};
 
 /// The signing algorithm's name.
@@ -64,7 +66,43 @@ struct CachedKey {
     service: String,
     access_key_id: String,
     secret_access_key: String,
-    key: Vec<u8>,
+    key: HmacKey,
+}
+
+/// An HMAC-SHA256 key as the two hash states it starts from: SHA-256
+/// after the key XOR ipad, and after the key XOR opad (RFC 2104).
+#[derive(Clone)]
+struct HmacKey {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl HmacKey {
+    /// `key` must be at most a block (64 bytes); a signing key is 32.
+    fn new(key: &[u8]) -> Self {
+        let mut block = [0u8; 64];
+        block[..key.len()].copy_from_slice(key);
+        let pad = |b: u8| {
+            let mut p = block;
+            p.iter_mut().for_each(|x| *x ^= b);
+            let mut h = Sha256::new();
+            h.update(p);
+            h
+        };
+        Self {
+            inner: pad(0x36),
+            outer: pad(0x5c),
+        }
+    }
+
+    /// HMAC-SHA256 of `data`.
+    fn sign(&self, data: &[u8]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        inner.update(data);
+        let mut outer = self.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
+    }
 }
 
 /// A signer that remembers the signing keys it derived.
@@ -78,7 +116,7 @@ const MAX_KEYS: usize = 32;
 
 impl Signer {
     /// The signing key for (`date`, region, service, credentials).
-    fn key(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> Vec<u8> {
+    fn key(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> HmacKey {
         let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = cache.iter().find(|k| {
             k.date == date
@@ -89,9 +127,10 @@ impl Signer {
         }) {
             return k.key.clone();
         }
-        let key = generate_signing_key(keys.secret_access_key, req.time, req.region, req.service)
-            .as_ref()
-            .to_vec();
+        let key = HmacKey::new(
+            generate_signing_key(keys.secret_access_key, req.time, req.region, req.service)
+                .as_ref(),
+        );
         if cache.len() >= MAX_KEYS {
             // Keys of past days (or rotated credentials) go first.
             cache.retain(|k| k.date == date);
@@ -165,7 +204,7 @@ impl Signer {
         sts.push('\n');
         hex_into(&mut sts, &Sha256::digest(creq.as_bytes()));
 
-        let signature = calculate_signature(self.key(keys, date, req), sts.as_bytes());
+        let signature = self.key(keys, date, req).sign(sts.as_bytes());
         let signed_headers = &creq[signed_headers_at..signed_headers_end];
         let scope = &sts[scope_at..scope_end];
         let mut authorization = String::with_capacity(
@@ -179,7 +218,7 @@ impl Signer {
         authorization.push_str(", SignedHeaders=");
         authorization.push_str(signed_headers);
         authorization.push_str(", Signature=");
-        authorization.push_str(&signature);
+        hex_into(&mut authorization, &signature);
         Signed {
             amz_date,
             authorization,
@@ -202,14 +241,19 @@ fn push_escaped(out: &mut String, b: u8) {
 /// Percent-encode one path segment (what SDKs do to an endpoint name).
 pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
+    encode_segment_into(&mut out, segment);
+    out
+}
+
+/// [`encode_segment`], appended to `out`.
+pub fn encode_segment_into(out: &mut String, segment: &str) {
     for &b in segment.as_bytes() {
         if unreserved(b) {
             out.push(b as char);
         } else {
-            push_escaped(&mut out, b);
+            push_escaped(out, b);
         }
     }
-    out
 }
 
 /// The canonical URI of `path` for every service but S3: the path as sent,
@@ -253,17 +297,29 @@ fn hex_into(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// `YYYYMMDDTHHMMSSZ` in UTC.
+/// `YYYYMMDDTHHMMSSZ` in UTC (written digit by digit: `format!` was a
+/// visible share of a request's signing).
 pub fn amz_date(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let mut out = String::with_capacity(16);
+    push_digits(&mut out, y.clamp(0, 9999) as u64, 4);
+    push_digits(&mut out, u64::from(m), 2);
+    push_digits(&mut out, u64::from(d), 2);
+    out.push('T');
+    push_digits(&mut out, rem / 3600, 2);
+    push_digits(&mut out, rem % 3600 / 60, 2);
+    push_digits(&mut out, rem % 60, 2);
+    out.push('Z');
+    out
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u64.pow(i) % 10) as u8));
+    }
 }
 
 /// (year, month, day) of a count of days since 1970-01-01 (H. Hinnant's
