@@ -4,8 +4,10 @@
 //! Two clients, for two kinds of traffic:
 //!
 //! - `InvokeEndpoint` (every real-time request, the router's hot path) goes
-//!   through a lean client: hyper's pooled HTTP/1.1 client (TLS by rustls),
-//!   SigV4 with the signing key cached per day ([`super::sigv4`]), the
+//!   through a lean client: HTTP/1.1 on kept-alive connections (TLS by
+//!   rustls through hyper-rustls's connector) that the calling task drives
+//!   itself ([`wire`]: no connection task, no channel, no wake-up of another
+//!   thread per request), SigV4 with the signing key cached per day ([`super::sigv4`]), the
 //!   endpoint URL resolved once per region by the SDK's own endpoint
 //!   resolver (partitions, FIPS, dual-stack, the configured override) and
 //!   credentials from the SDK's default chain, cached until five minutes
@@ -30,7 +32,7 @@
 //! from a bad request (answer 400), so the message is matched here, once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,13 +40,9 @@ use aws_sdk_sagemakerruntime::config::endpoint::{Params, ResolveEndpoint};
 use aws_sdk_sagemakerruntime::config::{Credentials, ProvideCredentials};
 use aws_sdk_sagemakerruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sagemakerruntime::operation::invoke_endpoint_async::InvokeEndpointAsyncError;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue, USER_AGENT};
-use hyper::{Method, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tracing::warn;
 
@@ -69,33 +67,43 @@ const H_CUSTOM: &str = "x-amzn-sagemaker-custom-attributes";
 const H_TARGET_MODEL: &str = "x-amzn-sagemaker-target-model";
 const H_VARIANT: &str = "x-amzn-invoked-production-variant";
 const H_ERRORTYPE: &str = "x-amzn-errortype";
-const USER_AGENT_VALUE: HeaderValue = HeaderValue::from_static(concat!(
-    "failoverd/",
-    env!("CARGO_PKG_VERSION"),
-    " (router)"
-));
+const USER_AGENT_VALUE: &str = concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (router)");
+/// A kept-alive connection idle this long is closed, not reused.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most idle connections kept per region (more are closed when returned).
+const POOL_MAX_IDLE: usize = 256;
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Where one region's `InvokeEndpoint` calls go.
-#[derive(Debug)]
+/// Where one region's `InvokeEndpoint` calls go, and its idle connections.
 struct RegionEndpoint {
-    scheme: hyper::http::uri::Scheme,
-    authority: hyper::http::uri::Authority,
+    /// `scheme://authority/`, what the connector connects to.
+    origin: Uri,
     /// A path prefix of the endpoint URL, without a trailing slash.
     base_path: String,
-    host: HeaderValue,
+    /// The `Host` header (the URL's authority).
+    host: String,
+    /// Kept-alive connections, most recently used last.
+    idle: Mutex<Vec<wire::Conn>>,
+}
+
+/// The credentials requests are signed with, cached: a clone of the SDK's
+/// `Credentials` copies its property bag, so the strings are kept instead.
+struct CachedCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+    expiry: Option<std::time::SystemTime>,
 }
 
 /// The [`Inference`] port over SageMaker runtime.
 pub struct SageMakerRuntime {
     clients: Arc<AwsClients>,
-    http: HttpClient,
+    connector: wire::Connector,
     signer: Signer,
     regions: RwLock<HashMap<String, Arc<RegionEndpoint>>>,
-    credentials: RwLock<Option<Credentials>>,
+    credentials: RwLock<Option<Arc<CachedCredentials>>>,
     refresh: tokio::sync::Mutex<()>,
-    /// Wall time for signing (SigV4 dates) and credential expiry.
+    /// Wall time for signing (SigV4 dates) and credential expiry; monotonic
+    /// time for the idle connections' age.
     clock: Arc<dyn Clock>,
 }
 
@@ -155,12 +163,9 @@ impl SageMakerRuntime {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
         Self {
             clients,
-            http,
+            connector: https,
             signer: Signer::default(),
             regions: RwLock::default(),
             credentials: RwLock::default(),
@@ -216,12 +221,21 @@ impl SageMakerRuntime {
             .path_and_query
             .map(|p| p.path().trim_end_matches('/').to_string())
             .unwrap_or_default();
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
+        let host = authority.as_str().to_string();
+        if HeaderValue::from_str(&host).is_err() {
+            return Err(bad());
+        }
+        let origin = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .map_err(|_| bad())?;
         let e = Arc::new(RegionEndpoint {
-            scheme,
-            authority,
+            origin,
             base_path,
             host,
+            idle: Mutex::default(),
         });
         self.regions
             .write()
@@ -231,11 +245,11 @@ impl SageMakerRuntime {
     }
 
     /// Credentials from the SDK's chain, cached until shortly before they
-    /// expire (a clone is a reference count).
-    async fn credentials(&self) -> Result<Credentials, SetupError> {
-        let fresh = |c: &Credentials| {
-            c.expiry()
-                .is_none_or(|e| e > system_time(self.clock.now_ms()) + CREDENTIALS_MARGIN)
+    /// expire (a clone is a reference count); `now_ms` is the wall time.
+    async fn credentials(&self, now_ms: u64) -> Result<Arc<CachedCredentials>, SetupError> {
+        let fresh = |c: &Arc<CachedCredentials>| {
+            c.expiry
+                .is_none_or(|e| e > system_time(now_ms) + CREDENTIALS_MARGIN)
         };
         let cached = |s: &Self| {
             s.credentials
@@ -262,6 +276,7 @@ impl SageMakerRuntime {
             .provide_credentials()
             .await
             .map_err(|e| SetupError::Credentials(Box::new(e)))?;
+        let c = Arc::new(CachedCredentials::of(&c));
         *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
@@ -276,13 +291,18 @@ impl SageMakerRuntime {
             source: Box::new(e),
         };
         let target = self.endpoint(region).await.map_err(setup)?;
-        let creds = self.credentials().await.map_err(setup)?;
-        let path = format!(
-            "{}/endpoints/{}/invocations",
-            target.base_path,
-            sigv4::encode_segment(endpoint)
-        );
-        let mut signed: Vec<(&str, &str)> = Vec::with_capacity(4);
+        // One reading of the wall clock: credentials' freshness and the
+        // signature's date.
+        let now_ms = self.clock.now_ms();
+        let creds = self.credentials(now_ms).await.map_err(setup)?;
+        let mut path = String::with_capacity(target.base_path.len() + endpoint.len() + 24);
+        path.push_str(&target.base_path);
+        path.push_str("/endpoints/");
+        sigv4::encode_segment_into(&mut path, endpoint);
+        path.push_str("/invocations");
+        // The headers passed through, as sent and as signed.
+        let mut passed = [("", ""); 4];
+        let mut n = 0;
         for (name, v) in [
             ("accept", &inv.accept),
             ("content-type", &inv.content_type),
@@ -291,86 +311,159 @@ impl SageMakerRuntime {
         ] {
             if let Some(v) = v {
                 let text = v.to_str().map_err(|_| setup(SetupError::Header(name)))?;
-                signed.push((name, text));
+                passed[n] = (name, text);
+                n += 1;
             }
         }
-        let host = target.host.to_str().unwrap_or_default();
-        let session_token = creds.session_token();
+        let passed = &passed[..n];
+        let session_token = creds.session_token.as_deref();
         let sig = self.signer.sign(
             &Keys {
-                access_key_id: creds.access_key_id(),
-                secret_access_key: creds.secret_access_key(),
+                access_key_id: &creds.access_key_id,
+                secret_access_key: &creds.secret_access_key,
                 session_token,
             },
             &sigv4::Request {
                 method: "POST",
                 path: &path,
-                host,
-                headers: &signed,
+                host: &target.host,
+                headers: passed,
                 payload: &inv.body,
                 region,
                 service: SIGNING_NAME,
-                time: system_time(self.clock.now_ms()),
+                time: system_time(now_ms),
             },
         );
-        let uri = Uri::builder()
-            .scheme(target.scheme.clone())
-            .authority(target.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| InvokeError::Other {
-                source: Box::new(e),
-            })?;
-        let mut req = hyper::Request::new(Full::new(inv.body.clone()));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = uri;
-        let h = req.headers_mut();
-        h.insert(HOST, target.host.clone());
-        h.insert(USER_AGENT, USER_AGENT_VALUE);
-        for (name, v) in [
-            ("accept", &inv.accept),
-            ("content-type", &inv.content_type),
-            (H_CUSTOM, &inv.custom_attributes),
-            (H_TARGET_MODEL, &inv.target_model),
-        ] {
-            if let Some(v) = v {
-                h.insert(name, v.clone());
-            }
-        }
-        let header = |s: String| {
-            HeaderValue::try_from(s).map_err(|e| InvokeError::Other {
-                source: Box::new(e),
-            })
+        // The request head, written once: what hyper's client sent (the
+        // same header names and values), without a header map.
+        let mut head = Vec::with_capacity(
+            path.len() + target.host.len() + sig.authorization.len() + 256 + passed.len() * 64,
+        );
+        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut header = |name: &str, value: &[u8]| {
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
         };
-        h.insert("x-amz-date", header(sig.amz_date)?);
-        h.insert(hyper::header::AUTHORIZATION, header(sig.authorization)?);
-        if let Some(t) = session_token {
-            h.insert("x-amz-security-token", header(t.to_string())?);
+        header("host", target.host.as_bytes());
+        header("user-agent", USER_AGENT_VALUE.as_bytes());
+        for (name, v) in passed {
+            header(name, v.as_bytes());
         }
+        header("x-amz-date", sig.amz_date.as_bytes());
+        header("authorization", sig.authorization.as_bytes());
+        if let Some(t) = session_token {
+            header("x-amz-security-token", t.as_bytes());
+        }
+        let mut digits = [0u8; 20];
+        header(
+            "content-length",
+            decimal(inv.body.len() as u64, &mut digits),
+        );
+        head.extend_from_slice(b"\r\n");
 
         let resp = self
-            .http
-            .request(req)
+            .exchange(&target, &head, &inv.body)
             .await
             .map_err(|e| InvokeError::Transport {
                 source: Box::new(e),
             })?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|source| InvokeError::Transport { source })?
-            .to_bytes();
-        if parts.status.is_success() {
-            let mut headers = parts.headers;
+        if resp.status.is_success() {
             return Ok(Answer {
-                body,
-                content_type: headers.remove(CONTENT_TYPE),
-                custom_attributes: headers.remove(H_CUSTOM),
-                invoked_variant: headers.remove(H_VARIANT),
+                body: resp.body,
+                content_type: resp.content_type,
+                custom_attributes: resp.custom_attributes,
+                invoked_variant: resp.invoked_variant,
             });
         }
-        Err(error_answer(parts.status, &parts.headers, &body))
+        let mut headers = HeaderMap::new();
+        if let Some(t) = resp.errortype {
+            headers.insert(H_ERRORTYPE, t);
+        }
+        Err(error_answer(resp.status, &headers, &resp.body))
+    }
+
+    /// Send `head` and `body` on a kept-alive connection to `target` (a new
+    /// one if none is idle) and read the answer; the connection goes back
+    /// to the pool if the answer leaves it reusable. A pooled connection
+    /// that fails while the request is written (the server closed it) is
+    /// replaced by a new one once: nothing of the request reached a model.
+    async fn exchange(
+        &self,
+        target: &RegionEndpoint,
+        head: &[u8],
+        body: &[u8],
+    ) -> Result<wire::Response, wire::Error> {
+        let (mut conn, reused) = match self.checkout(target) {
+            Some(c) => (c, true),
+            None => (self.connect(target).await?, false),
+        };
+        if let Err(e) = conn.send(head, body).await {
+            if !reused {
+                return Err(e);
+            }
+            conn = self.connect(target).await?;
+            conn.send(head, body).await?;
+        }
+        let (resp, reusable) = conn.receive(MAX_RESPONSE).await?;
+        if reusable {
+            let mut idle = target.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < POOL_MAX_IDLE {
+                conn.idle_since = self.clock.monotonic();
+                idle.push(conn);
+            }
+        }
+        Ok(resp)
+    }
+
+    /// The most recently used idle connection to `target` that is still
+    /// open; connections idle for longer than the pool's timeout are closed.
+    fn checkout(&self, target: &RegionEndpoint) -> Option<wire::Conn> {
+        let mut idle = target.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.clock.monotonic();
+        // Oldest first: drop the ones idle too long.
+        let stale = idle
+            .iter()
+            .take_while(|c| now.saturating_duration_since(c.idle_since) >= POOL_IDLE_TIMEOUT)
+            .count();
+        idle.drain(..stale);
+        while let Some(mut c) = idle.pop() {
+            if c.is_open() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, target: &RegionEndpoint) -> Result<wire::Conn, wire::Error> {
+        wire::Conn::connect(&self.connector, &target.origin, self.clock.monotonic()).await
+    }
+}
+
+impl CachedCredentials {
+    fn of(c: &Credentials) -> Self {
+        Self {
+            access_key_id: c.access_key_id().to_string(),
+            secret_access_key: c.secret_access_key().to_string(),
+            session_token: c.session_token().map(str::to_string),
+            expiry: c.expiry(),
+        }
+    }
+}
+
+/// The decimal digits of `n`, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
@@ -540,6 +633,487 @@ where
         _ => InvokeError::Other {
             source: Box::new(e),
         },
+    }
+}
+
+/// The lean client's wire: one HTTP/1.1 connection, driven by the task
+/// that makes the call.
+///
+/// hyper's pooled client runs every connection as a task of its own and
+/// hands each request to it through a channel, and the response and its
+/// body back through two more: per request, the calling task and the
+/// connection's task wake each other up several times, often on the other
+/// worker thread. Here the calling task writes the request and reads the
+/// answer itself, and a connection between requests is only a socket in the
+/// pool. What it speaks is the small part of HTTP/1.1 a SageMaker runtime
+/// answer needs: a status line and headers (parsed by httparse, as hyper
+/// does), a body framed by `Content-Length`, by chunks or by the end of the
+/// connection, and informational (1xx) answers skipped.
+mod wire {
+    use std::io::IoSlice;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::{Buf, Bytes, BytesMut};
+    use hyper::header::HeaderValue;
+    use hyper::{StatusCode, Uri};
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+    use tokio::time::Instant;
+    use tower_service::Service;
+
+    pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+    type Stream = TokioIo<hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>;
+
+    /// Most header lines in an answer (hyper's limit too).
+    const MAX_HEADERS: usize = 100;
+    /// Largest answer head, and largest chunk-size or trailer line.
+    const MAX_HEAD: usize = 64 * 1024;
+    /// What one read asks for at least.
+    const READ_CHUNK: usize = 8 * 1024;
+
+    /// Why a call failed on the wire.
+    #[derive(Debug, thiserror::Error)]
+    pub enum Error {
+        #[error("cannot connect")]
+        Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+        #[error("cannot send the request")]
+        Write(#[source] std::io::Error),
+        #[error("cannot read the answer")]
+        Read(#[source] std::io::Error),
+        #[error("connection closed before the answer was complete")]
+        Closed,
+        #[error("the answer is not valid HTTP/1.1: {0}")]
+        Invalid(&'static str),
+        #[error("the answer's body is over the {0}-byte limit")]
+        TooLarge(usize),
+    }
+
+    /// What the router reads of an answer.
+    #[derive(Debug)]
+    pub struct Response {
+        pub status: StatusCode,
+        pub content_type: Option<HeaderValue>,
+        pub custom_attributes: Option<HeaderValue>,
+        pub invoked_variant: Option<HeaderValue>,
+        pub errortype: Option<HeaderValue>,
+        pub body: Bytes,
+    }
+
+    /// One connection.
+    pub struct Conn {
+        io: Stream,
+        /// When it went back to the pool.
+        pub idle_since: Instant,
+    }
+
+    /// How an answer's body is framed.
+    enum Framing {
+        Length(u64),
+        Chunked,
+        UntilClose,
+    }
+
+    impl Conn {
+        pub async fn connect(
+            connector: &Connector,
+            origin: &Uri,
+            now: Instant,
+        ) -> Result<Self, Error> {
+            let mut c = connector.clone();
+            std::future::poll_fn(|cx| c.poll_ready(cx))
+                .await
+                .map_err(Error::Connect)?;
+            let stream = c.call(origin.clone()).await.map_err(Error::Connect)?;
+            Ok(Self {
+                io: TokioIo::new(stream),
+                idle_since: now,
+            })
+        }
+
+        /// Whether an idle connection is still open: the server has neither
+        /// closed it nor sent anything (a read would block).
+        pub fn is_open(&mut self) -> bool {
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut byte = [0u8; 1];
+            let mut buf = ReadBuf::new(&mut byte);
+            matches!(
+                std::pin::Pin::new(&mut self.io).poll_read(&mut cx, &mut buf),
+                Poll::Pending
+            )
+        }
+
+        /// Write `head` then `body`, vectored (usually one system call).
+        pub async fn send(&mut self, head: &[u8], body: &[u8]) -> Result<(), Error> {
+            let (mut head, mut body) = (head, body);
+            while !head.is_empty() || !body.is_empty() {
+                let n = self
+                    .io
+                    .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+                    .await
+                    .map_err(Error::Write)?;
+                if n == 0 {
+                    return Err(Error::Write(std::io::ErrorKind::WriteZero.into()));
+                }
+                let h = n.min(head.len());
+                head = &head[h..];
+                body = &body[n - h..];
+            }
+            self.io.flush().await.map_err(Error::Write)
+        }
+
+        /// Read more into `buf`; the end of the connection is an error.
+        async fn fill(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+            if buf.capacity() - buf.len() < READ_CHUNK {
+                buf.reserve(READ_CHUNK);
+            }
+            match self.io.read_buf(buf).await {
+                Ok(0) => Err(Error::Closed),
+                Ok(_) => Ok(()),
+                Err(e) => Err(Error::Read(e)),
+            }
+        }
+
+        /// Read an answer of at most `limit` body bytes; `true` with it if
+        /// the connection can carry another request.
+        pub async fn receive(&mut self, limit: usize) -> Result<(Response, bool), Error> {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            loop {
+                let Some(head) = parse_head(&mut buf)? else {
+                    if buf.len() > MAX_HEAD {
+                        return Err(Error::Invalid("head too large"));
+                    }
+                    self.fill(&mut buf).await?;
+                    continue;
+                };
+                // Informational answers (100 Continue...) precede the real one.
+                if head.status.is_informational() {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(Error::Invalid("unexpected protocol switch"));
+                    }
+                    continue;
+                }
+                let no_body = head.status == StatusCode::NO_CONTENT
+                    || head.status == StatusCode::NOT_MODIFIED;
+                let (body, framed) = match head.framing {
+                    _ if no_body => (Bytes::new(), true),
+                    Framing::Length(n) => {
+                        if n > limit as u64 {
+                            return Err(Error::TooLarge(limit));
+                        }
+                        let n = n as usize;
+                        if buf.len() < n {
+                            buf.reserve(n - buf.len());
+                        }
+                        while buf.len() < n {
+                            self.fill(&mut buf).await?;
+                        }
+                        (buf.split_to(n).freeze(), true)
+                    }
+                    Framing::Chunked => (self.chunked(&mut buf, limit).await?, true),
+                    Framing::UntilClose => {
+                        loop {
+                            if buf.len() > limit {
+                                return Err(Error::TooLarge(limit));
+                            }
+                            buf.reserve(READ_CHUNK);
+                            match self.io.read_buf(&mut buf).await {
+                                Ok(0) => break,
+                                Ok(_) => {}
+                                Err(e) => return Err(Error::Read(e)),
+                            }
+                        }
+                        (std::mem::take(&mut buf).freeze(), false)
+                    }
+                };
+                // Anything after the answer was not asked for: do not reuse.
+                let reusable = framed && head.keep_alive && buf.is_empty();
+                let resp = Response {
+                    status: head.status,
+                    content_type: head.content_type,
+                    custom_attributes: head.custom_attributes,
+                    invoked_variant: head.invoked_variant,
+                    errortype: head.errortype,
+                    body,
+                };
+                return Ok((resp, reusable));
+            }
+        }
+
+        /// A chunked body (chunk extensions and trailers are read and dropped).
+        async fn chunked(&mut self, buf: &mut BytesMut, limit: usize) -> Result<Bytes, Error> {
+            let mut body = BytesMut::new();
+            loop {
+                let line = self.line(buf).await?;
+                let size = line.split(|&b| b == b';').next().unwrap_or_default();
+                let size = std::str::from_utf8(size)
+                    .ok()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| usize::from_str_radix(s, 16).ok())
+                    .ok_or(Error::Invalid("bad chunk size"))?;
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    while !self.line(buf).await?.is_empty() {}
+                    return Ok(body.freeze());
+                }
+                if body.len() + size > limit {
+                    return Err(Error::TooLarge(limit));
+                }
+                while buf.len() < size + 2 {
+                    self.fill(buf).await?;
+                }
+                body.extend_from_slice(&buf[..size]);
+                if &buf[size..size + 2] != b"\r\n" {
+                    return Err(Error::Invalid("chunk without CRLF"));
+                }
+                buf.advance(size + 2);
+            }
+        }
+
+        /// The next CRLF-terminated line of `buf`, without its CRLF.
+        async fn line(&mut self, buf: &mut BytesMut) -> Result<Bytes, Error> {
+            let mut from = 0;
+            loop {
+                if let Some(i) = buf[from..].windows(2).position(|w| w == b"\r\n") {
+                    let line = buf.split_to(from + i).freeze();
+                    buf.advance(2);
+                    return Ok(line);
+                }
+                if buf.len() > MAX_HEAD {
+                    return Err(Error::Invalid("line too long"));
+                }
+                from = buf.len().saturating_sub(1);
+                self.fill(buf).await?;
+            }
+        }
+    }
+
+    /// A parsed answer head.
+    struct Head {
+        status: StatusCode,
+        framing: Framing,
+        keep_alive: bool,
+        content_type: Option<HeaderValue>,
+        custom_attributes: Option<HeaderValue>,
+        invoked_variant: Option<HeaderValue>,
+        errortype: Option<HeaderValue>,
+    }
+
+    /// The head at the start of `buf`, taken out of it, or `None` while it
+    /// is incomplete.
+    fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut r = httparse::Response::new(&mut headers);
+        let len = match r.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(Error::Invalid("cannot parse the head")),
+        };
+        let status = r
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or(Error::Invalid("bad status"))?;
+        let http11 = r.version == Some(1);
+        // Header values are kept as slices of the head (no copies): their
+        // offsets first, while `r` borrows `buf`.
+        let base = buf.as_ptr() as usize;
+        let at = |v: &[u8]| (v.as_ptr() as usize - base, v.len());
+        let mut wanted: [Option<(usize, usize)>; 4] = [None; 4];
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut encoded = false;
+        let mut close = !http11;
+        for h in r.headers.iter() {
+            let name = h.name;
+            let slot = if name.eq_ignore_ascii_case("content-type") {
+                Some(0)
+            } else if name.eq_ignore_ascii_case(super::H_CUSTOM) {
+                Some(1)
+            } else if name.eq_ignore_ascii_case(super::H_VARIANT) {
+                Some(2)
+            } else if name.eq_ignore_ascii_case(super::H_ERRORTYPE) {
+                Some(3)
+            } else {
+                None
+            };
+            if let Some(i) = slot {
+                // The first value, as `HeaderMap::remove` gave it.
+                wanted[i].get_or_insert(at(h.value));
+            } else if name.eq_ignore_ascii_case("content-length") {
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or(Error::Invalid("bad content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Error::Invalid("conflicting content-length"));
+                }
+                length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                encoded = true;
+                // Chunked only if it is the last coding.
+                chunked = h
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in h.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                        close = false;
+                    }
+                }
+            }
+        }
+        let framing = match (encoded, chunked, length) {
+            (true, true, _) => Framing::Chunked,
+            (true, false, _) => Framing::UntilClose,
+            (false, _, Some(n)) => Framing::Length(n),
+            (false, _, None) => Framing::UntilClose,
+        };
+        let head = buf.split_to(len).freeze();
+        let value = |w: Option<(usize, usize)>| {
+            w.and_then(|(o, l)| HeaderValue::from_maybe_shared(head.slice(o..o + l)).ok())
+        };
+        Ok(Some(Head {
+            status,
+            framing,
+            keep_alive: !close,
+            content_type: value(wanted[0]),
+            custom_attributes: value(wanted[1]),
+            invoked_variant: value(wanted[2]),
+            errortype: value(wanted[3]),
+        }))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::ports::clock::Clock;
+
+        fn head(text: &str) -> Result<Option<Head>, Error> {
+            parse_head(&mut BytesMut::from(text))
+        }
+
+        #[test]
+        fn heads() {
+            let h = head("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amzn-Invoked-Production-Variant: v1\r\nx-amzn-invoked-production-variant: v2\r\nContent-Length: 5\r\n\r\nhello")
+                .unwrap()
+                .unwrap();
+            assert_eq!(h.status, StatusCode::OK);
+            assert!(matches!(h.framing, Framing::Length(5)));
+            assert!(h.keep_alive);
+            assert_eq!(h.content_type.unwrap(), "application/json");
+            assert_eq!(h.invoked_variant.unwrap(), "v1");
+            assert!(h.custom_attributes.is_none());
+            assert!(head("HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
+            let h = head("HTTP/1.1 424 Failed\r\nx-amzn-ErrorType: ModelError\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap();
+            assert!(matches!(h.framing, Framing::Chunked));
+            assert!(!h.keep_alive);
+            assert_eq!(h.errortype.unwrap(), "ModelError");
+            let h = head("HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
+            assert!(matches!(h.framing, Framing::UntilClose));
+            assert!(!h.keep_alive);
+            assert!(
+                head("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err()
+            );
+            assert!(head("nonsense\r\n\r\n").is_err());
+        }
+
+        /// A server on loopback that answers each connection with `answers`
+        /// (one per request read), then keeps it open.
+        async fn server(answers: Vec<&'static [u8]>) -> Uri {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                for a in answers {
+                    // One request: its head and a 3-byte body.
+                    let mut got = Vec::new();
+                    while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"abc")) {
+                        let n = s.read(&mut buf).await.unwrap();
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    s.write_all(a).await.unwrap();
+                }
+                let _ = s.read(&mut buf).await;
+            });
+            format!("http://{addr}/").parse().unwrap()
+        }
+
+        fn connector() -> Connector {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
+        }
+
+        #[tokio::test]
+        async fn answers_framed_every_way() {
+            let origin = server(vec![
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nt: 1\r\n\r\n",
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nover",
+            ])
+            .await;
+            let now = crate::ports::clock::SystemClock.monotonic();
+            let mut c = Conn::connect(&connector(), &origin, now).await.unwrap();
+            let req = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n";
+            c.send(req, b"abc").await.unwrap();
+            let (r, reuse) = c.receive(1024).await.unwrap();
+            assert_eq!(
+                (r.status, &r.body[..], reuse),
+                (StatusCode::OK, &b"ok"[..], true)
+            );
+            assert!(c.is_open());
+            c.send(req, b"abc").await.unwrap();
+            let (r, reuse) = c.receive(1024).await.unwrap();
+            assert_eq!((&r.body[..], reuse), (&b"abcde"[..], true));
+            c.send(req, b"abc").await.unwrap();
+            let (r, reuse) = c.receive(1024).await.unwrap();
+            assert_eq!(
+                (r.status, r.body.len(), reuse),
+                (StatusCode::NO_CONTENT, 0, true)
+            );
+            c.send(req, b"abc").await.unwrap();
+            assert!(matches!(c.receive(4).await, Err(Error::TooLarge(4))));
+        }
+
+        #[tokio::test]
+        async fn a_closed_connection_is_seen() {
+            let origin = server(vec![
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            ])
+            .await;
+            let now = crate::ports::clock::SystemClock.monotonic();
+            let mut c = Conn::connect(&connector(), &origin, now).await.unwrap();
+            c.send(b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n", b"abc")
+                .await
+                .unwrap();
+            let (_, reuse) = c.receive(1024).await.unwrap();
+            assert!(!reuse);
+            // The server reads once more, then drops the connection.
+            c.send(b"x", b"").await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert!(!c.is_open());
+        }
     }
 }
 
