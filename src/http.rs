@@ -3,17 +3,23 @@
 //! period. Lifecycle is a parameter (`listener`, `shutdown`) so tests start
 //! the real server on `127.0.0.1:0`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, warn};
 
 /// Response type used by failoverd's servers.
@@ -42,7 +48,7 @@ pub async fn serve<H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let drain = Arc::new(Drain::default());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -65,7 +71,7 @@ pub async fn serve<H, Fut>(
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
                     .serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
+                let conn = Drain::watch(&drain, conn);
                 tokio::spawn(
                     async move {
                         if let Err(e) = conn.await {
@@ -80,8 +86,106 @@ pub async fn serve<H, Fut>(
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => debug!(server = name, "drained"),
+        _ = drain.shutdown() => debug!(server = name, "drained"),
         _ = tokio::time::sleep(grace) => warn!(server = name, grace = ?grace, "grace period over; closing connections still open"),
+    }
+}
+
+/// A server's open connections, so that a shutdown can ask each to finish
+/// (hyper's graceful shutdown: answer what is in flight, then close) and
+/// wait until they have.
+///
+/// hyper-util's `GracefulShutdown` does the same with a watch channel whose
+/// change every connection polls each time it is polled: a lock of the
+/// channel's waiter list per poll, shared by every connection. Here a
+/// connection registers its waker in a slot of its own (an atomic swap,
+/// no clone when it is the same task's), and only a shutdown walks them.
+#[derive(Default)]
+struct Drain {
+    stopping: AtomicBool,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<AtomicWaker>>>,
+    /// Told when the last connection closes.
+    closed: Notify,
+}
+
+impl Drain {
+    /// `conn`, counted as open until it ends (or is dropped).
+    fn watch<C>(this: &Arc<Self>, conn: C) -> Watched<C> {
+        let id = this.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(AtomicWaker::new());
+        this.lock().insert(id, slot.clone());
+        Watched {
+            conn,
+            slot,
+            drain: this.clone(),
+            id,
+            shutting: false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AtomicWaker>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ask every connection to finish, and wait until none is open.
+    async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for slot in self.lock().values() {
+            slot.wake();
+        }
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.lock().is_empty() {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+/// A connection that finishes gracefully once its server shuts down.
+struct Watched<C> {
+    conn: C,
+    slot: Arc<AtomicWaker>,
+    drain: Arc<Drain>,
+    id: u64,
+    shutting: bool,
+}
+
+impl<C> Drop for Watched<C> {
+    fn drop(&mut self) {
+        let mut open = self.drain.lock();
+        open.remove(&self.id);
+        if open.is_empty() {
+            self.drain.closed.notify_waiters();
+        }
+    }
+}
+
+impl<I, S, B> Future for Watched<hyper::server::conn::http1::Connection<I, S>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // hyper's server connection is `Unpin` when its IO is.
+        let this = self.get_mut();
+        if !this.shutting {
+            this.slot.register(cx.waker());
+            if this.drain.stopping.load(Ordering::SeqCst) {
+                this.shutting = true;
+                Pin::new(&mut this.conn).graceful_shutdown();
+            }
+        }
+        Pin::new(&mut this.conn).poll(cx)
     }
 }
 
