@@ -358,7 +358,16 @@ impl<'a> Reply<'a> {
                 .and_then(|r| HeaderValue::from_str(r).ok())
                 .unwrap_or(HeaderValue::from_static("none")),
         );
-        h.insert(H_ATTEMPTS, HeaderValue::from(self.attempts));
+        h.insert(
+            H_ATTEMPTS,
+            match self.attempts {
+                // The common counts without an allocation.
+                0 => HeaderValue::from_static("0"),
+                1 => HeaderValue::from_static("1"),
+                2 => HeaderValue::from_static("2"),
+                n => HeaderValue::from(n),
+            },
+        );
         r
     }
 }

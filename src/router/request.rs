@@ -160,13 +160,24 @@ fn passed(headers: &HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>,
     Ok(headers.get(name).cloned())
 }
 
-/// Whether a client may name `class`: the seed's classes, any model's, and
-/// any the routing table has a threshold for.
-fn known_class(cfg: &Config, thresholds: &dyn Fn(&str) -> bool, class: &str) -> bool {
-    class == routing::SERVERLESS_PREFERRED
-        || class == routing::STANDARD
-        || cfg.models.iter().any(|m| m.traffic_class == class)
-        || thresholds(class)
+/// `class` if a client may name it: the seed's classes and any model's
+/// (borrowed, no copy per request), and any the routing table has a
+/// threshold for.
+fn known_class<'c>(
+    cfg: &'c Config,
+    thresholds: &dyn Fn(&str) -> bool,
+    class: &str,
+) -> Option<Cow<'c, str>> {
+    if class == routing::SERVERLESS_PREFERRED {
+        return Some(Cow::Borrowed(routing::SERVERLESS_PREFERRED));
+    }
+    if class == routing::STANDARD {
+        return Some(Cow::Borrowed(routing::STANDARD));
+    }
+    if let Some(m) = cfg.models.iter().find(|m| m.traffic_class == class) {
+        return Some(Cow::Borrowed(m.traffic_class.as_str()));
+    }
+    thresholds(class).then(|| Cow::Owned(class.to_string()))
 }
 
 /// Headers into everything but the body; `started` is when the request
@@ -182,13 +193,15 @@ pub fn parse_head<'c>(
 ) -> Result<Ask<'c>, RouterError> {
     let class = match text(headers, &H_CLASS)? {
         None => Cow::Borrowed(model.traffic_class.as_str()),
-        Some(c) if known_class(cfg, has_threshold, c) => Cow::Owned(c.to_string()),
-        Some(c) => {
-            return Err(RouterError::UnknownClass {
-                class: c.to_string(),
-                known: known_classes().join(", "),
-            });
-        }
+        Some(c) => match known_class(cfg, has_threshold, c) {
+            Some(k) => k,
+            None => {
+                return Err(RouterError::UnknownClass {
+                    class: c.to_string(),
+                    known: known_classes().join(", "),
+                });
+            }
+        },
     };
     let max_ms = cfg.router.max_deadline.as_millis() as u64;
     let deadline = match text(headers, &H_DEADLINE)? {
