@@ -735,6 +735,7 @@ async fn a_stood_down_active_stops_ranking_itself_first() {
         st.lease = LeaseClock {
             confirmed_at: now,
             named_since: Some(now),
+            preceded_since: None,
         };
         st.record = Some(control_record("us-east-1"));
     }

@@ -238,6 +238,17 @@ pub struct LeaseClock {
     /// active sent afterwards shows it the switch: its lease, counted from a
     /// read sent before this moment, runs out before `named_since + lease`.
     pub named_since: Option<u64>,
+    /// When this process first received a record naming it active after
+    /// another region (`previous` not us), for as long as it stays named:
+    /// the lease it must wait out. Kept across epochs, because a later
+    /// record that still names us (a new claim away from us, which writes
+    /// `previous` = us) does not end the old active's lease. Found by the
+    /// simulation (seed 589): an operator's `failover --force` claimed away
+    /// from a region that was still waiting out its predecessor's lease,
+    /// the claim named it `previous`, and it acted while the old active's
+    /// lease still ran.
+    #[serde(default)]
+    pub preceded_since: Option<u64>,
 }
 
 impl LeaseClock {
@@ -260,8 +271,22 @@ impl LeaseClock {
         }
         if record.active != me {
             self.named_since = None;
-        } else if self.named_since.is_none() || seen_epoch != Some(record.epoch) {
+            self.preceded_since = None;
+            return;
+        }
+        let first = self.named_since.is_none();
+        let new_epoch = first || seen_epoch != Some(record.epoch);
+        if new_epoch {
             self.named_since = Some(received);
+        }
+        // Preceded: named after another region. A first sighting of a
+        // record that has any `previous` counts too, even `previous` = us:
+        // a claim away from us writes that, and this process may have
+        // missed the switch to us just before it (only `Initialize`, which
+        // writes no `previous`, follows nobody).
+        let other = record.previous.as_deref().is_some_and(|p| p != me);
+        if (first && record.previous.is_some()) || (new_epoch && other) {
+            self.preceded_since = Some(received);
         }
     }
 }
@@ -290,9 +315,13 @@ pub fn role(
             unconfirmed_ms: unconfirmed,
         };
     }
-    let preceded = record.previous.as_deref().is_some_and(|p| p != me);
-    if wait_out_lease && preceded {
-        let until = clock.named_since.unwrap_or(now).saturating_add(lease_ms);
+    let preceded = record
+        .previous
+        .as_deref()
+        .is_some_and(|p| p != me)
+        .then(|| clock.named_since.unwrap_or(now));
+    if let (true, Some(since)) = (wait_out_lease, clock.preceded_since.or(preceded)) {
+        let until = since.saturating_add(lease_ms);
         if now < until {
             return Role::Waiting { until };
         }
@@ -370,7 +399,64 @@ mod tests {
         LeaseClock {
             confirmed_at,
             named_since,
+            preceded_since: None,
         }
+    }
+
+    /// Seed 589: named after another region, then a claim away from us
+    /// (which names us `previous`) while we still wait: the wait goes on.
+    #[test]
+    fn a_claim_away_from_a_waiting_active_does_not_end_the_wait() {
+        let mut switched = rec("us-east-2");
+        switched.epoch = 3;
+        switched.previous = Some("us-west-2".into());
+        let mut c = LeaseClock::default();
+        c.observe("us-east-2", &switched, Some(3), 276_600, 276_700, true);
+        assert_eq!(
+            role("us-east-2", &switched, 277_000, &c, 10_000, true),
+            Role::Waiting { until: 286_700 }
+        );
+        let mut claimed = switched.clone();
+        claimed.epoch = 4;
+        claimed.previous = Some("us-east-2".into());
+        claimed.phase = Phase::FailingOver;
+        c.observe("us-east-2", &claimed, Some(3), 282_400, 282_483, true);
+        assert_eq!(
+            role("us-east-2", &claimed, 282_700, &c, 10_000, true),
+            Role::Waiting { until: 286_700 },
+            "the old active's lease still runs"
+        );
+        assert_eq!(
+            role("us-east-2", &claimed, 286_800, &c, 10_000, true),
+            Role::Active
+        );
+        // Named away and back: a fresh wait, from the new naming.
+        c.observe(
+            "us-east-2",
+            &rec("us-west-2"),
+            Some(4),
+            290_000,
+            290_100,
+            true,
+        );
+        assert_eq!(c.preceded_since, None);
+        // A process whose first sight of itself named is that claim (it
+        // missed the switch to it) waits too: the claim hides who was before.
+        let mut fresh = LeaseClock::default();
+        fresh.observe("us-east-2", &claimed, None, 282_400, 282_483, true);
+        assert_eq!(
+            role("us-east-2", &claimed, 282_700, &fresh, 10_000, true),
+            Role::Waiting { until: 292_483 }
+        );
+        // Only a record nobody preceded (Initialize's) needs no wait.
+        let mut init = rec("us-east-2");
+        init.previous = None;
+        let mut first = LeaseClock::default();
+        first.observe("us-east-2", &init, None, 1_000, 1_010, true);
+        assert_eq!(
+            role("us-east-2", &init, 1_020, &first, 10_000, true),
+            Role::Active
+        );
     }
 
     #[test]
@@ -425,18 +511,22 @@ mod tests {
 
     #[test]
     fn the_clock_counts_from_the_send_and_the_first_sighting() {
+        let preceded = |c: LeaseClock, at: u64| LeaseClock {
+            preceded_since: Some(at),
+            ..c
+        };
         let r = rec("us-west-2");
         let mut c = LeaseClock::default();
         c.observe("us-west-2", &r, None, 100, 180, true);
-        assert_eq!(c, clock(100, Some(180)));
+        assert_eq!(c, preceded(clock(100, Some(180)), 180));
         // Later reads of the same epoch move the confirmation, not the sighting.
         c.observe("us-west-2", &r, Some(r.epoch), 1_000, 1_050, true);
-        assert_eq!(c, clock(1_000, Some(180)));
+        assert_eq!(c, preceded(clock(1_000, Some(180)), 180));
         // A new epoch naming us again is a new sighting.
         let mut next = r.clone();
         next.epoch += 1;
         c.observe("us-west-2", &next, Some(r.epoch), 2_000, 2_040, true);
-        assert_eq!(c, clock(2_000, Some(2_040)));
+        assert_eq!(c, preceded(clock(2_000, Some(2_040)), 2_040));
         // Named elsewhere: no sighting.
         c.observe("us-east-1", &next, Some(next.epoch), 3_000, 3_010, true);
         assert_eq!(c, clock(3_000, None));
