@@ -14,7 +14,9 @@
 //!   step: a new epoch, the old execution stopped and fenced off;
 //! - the control record is recreated (a new incarnation): the next failover
 //!   gets a new execution name and really runs, instead of colliding with
-//!   the closed `failover-…-2` of the old record.
+//!   the closed `failover-…-2` of the old record;
+//! - the old active's daemon is frozen (SIGSTOP) while its region is
+//!   healthy: its drain is skipped by a live daemon, not waited for.
 //!
 //! Waits are level-triggered with generous caps; no timing is asserted.
 
@@ -344,4 +346,74 @@ fn a_recreated_control_record_gets_fresh_execution_names() {
         },
     );
     assert_eq!(status, "SUCCEEDED");
+}
+
+/// Issue 20: a failover away from a region whose daemon is frozen (its
+/// process stopped, its region's endpoints still healthy, so the workflow
+/// asks it to drain) does not wait out the drain's timeout for a daemon
+/// that cannot answer: a live daemon fails the drain token as skipped,
+/// with the reason, and the workflow goes on to steady.
+#[test]
+fn a_drain_addressed_to_a_frozen_daemon_is_skipped_not_waited_for() {
+    let lab = start(&[]);
+    signal_daemon(&lab, "us-east-1", libc::SIGSTOP);
+    // Its vote goes stale for the others (vote_freshness), then the operator
+    // moves the traffic: a graceful failover, so the workflow asks for a drain.
+    wait_for(
+        "us-east-1's vote to go stale",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = lab.admin("us-west-2", "/status")?;
+            let s: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let fresh = s["tally"]["fresh_observers"].as_array()?;
+            (!fresh.iter().any(|o| o == "us-east-1")).then_some(())
+        },
+    );
+    let out = lab.cli(&[
+        "failover",
+        "--to",
+        "us-west-2",
+        "--reason",
+        "us-east-1's host hangs",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = steady_on(&lab, "us-west-2", Duration::from_secs(120));
+    let tokens = Lab::rt()
+        .block_on(async {
+            lab.table()
+                .tokens(100, failoverd::ports::clock::wall_ms())
+                .await
+        })
+        .unwrap();
+    let exec = after.execution.clone().unwrap();
+    let drain = tokens
+        .items
+        .iter()
+        .find(|t| t.view.id == format!("{exec}#drain"))
+        .expect("the drain token");
+    let note = drain.note.clone().unwrap_or_default();
+    assert!(
+        note.contains("failure sent") && note.contains("us-east-1's daemon is not live"),
+        "{drain:#?}"
+    );
+    assert!(
+        events(&lab)
+            .iter()
+            .any(|e| e.kind == "token_skipped" && e.detail.contains(&exec)),
+        "the skip is journalled"
+    );
+    signal_daemon(&lab, "us-east-1", libc::SIGCONT);
+}
+
+fn signal_daemon(lab: &Lab, region: &str, sig: i32) {
+    let pid = lab.daemon(region).child.as_ref().expect("running").0.id();
+    // SAFETY: kill(2) on a child process we own; no memory is involved.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
 }

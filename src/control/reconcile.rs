@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -59,6 +60,54 @@ pub fn policy(cfg: &Config) -> Policy {
     }
 }
 
+/// The round interval while something is in flux: a fifth of the poll,
+/// between 100 ms and 1 s (never above the poll).
+pub fn fast_interval(cfg: &Config) -> Duration {
+    let poll = cfg.timings.poll_interval;
+    (poll / 5)
+        .clamp(Duration::from_millis(100), Duration::from_secs(1))
+        .min(poll)
+}
+
+/// How soon the next round runs. Fast ([`fast_interval`]) while a
+/// failover is in flight or a token is in hand, and for ten polls after
+/// anything moved (a signal's streak, a verdict, the fleet's votes, the
+/// record); the poll otherwise. The fast pace costs a round's DynamoDB
+/// calls five times a poll for the length of an episode, not for ever: an
+/// incident that stops moving (a proposal held for approval, a region
+/// down with failover paused) falls back to the poll.
+#[derive(Debug, Default)]
+struct Pace {
+    stirred: Option<tokio::time::Instant>,
+    busy: bool,
+}
+
+impl Pace {
+    fn stir(&mut self, at: tokio::time::Instant) {
+        self.stirred = Some(at);
+    }
+
+    fn interval(&self, cfg: &Config, now: tokio::time::Instant) -> Duration {
+        let poll = cfg.timings.poll_interval;
+        let recent = self
+            .stirred
+            .is_some_and(|t| now.saturating_duration_since(t) < poll * 10);
+        if self.busy || recent {
+            fast_interval(cfg)
+        } else {
+            poll
+        }
+    }
+}
+
+/// What moved in a round, for the pace: the votes' views and the record.
+#[derive(Debug, Default, PartialEq)]
+struct Landmarks {
+    views: BTreeMap<String, BTreeMap<String, Verdict>>,
+    record: Option<(u64, u64)>,
+    streaks: BTreeMap<String, (Verdict, u32)>,
+}
+
 /// What the exchange step saw: the record, the votes and their tally.
 struct Seen {
     /// When the record's read came back (this daemon's clock).
@@ -87,6 +136,8 @@ pub struct Reconciler {
     record_seen: Option<(u64, u64)>,
     desk: TokenDesk,
     round: u64,
+    pace: Pace,
+    landmarks: Landmarks,
 }
 
 impl Reconciler {
@@ -112,15 +163,26 @@ impl Reconciler {
             record_seen: None,
             desk: TokenDesk::new(owner),
             round: 0,
+            pace: Pace::default(),
+            landmarks: Landmarks::default(),
         }
     }
 
     /// Run rounds until shutdown.
+    ///
+    /// A round runs every `poll_interval`, or every [`fast_interval`]
+    /// while something is in flux (`Pace`: a failover in flight, a token
+    /// in hand, a signal or a vote that moved lately), so the steps of a
+    /// quorum (a reading, the votes it changes, the claim, each token)
+    /// follow each other in a fraction of a poll. Between rounds the
+    /// daemon takes its turns of the fleet's Route 53 schedule when they
+    /// fall due, and a reading that says something new (not healthy, or
+    /// changed) starts a round at once (docs/detection.md).
     pub async fn run(mut self, mut shutdown: ShutdownRx) {
         self.readiness
             .set_unready("quorum", "no round completed yet");
         loop {
-            let interval = self.config.borrow().timings.poll_interval;
+            let cfg = self.config.borrow().clone();
             let started = self.ports.clock.monotonic();
             self.round += 1;
             let span = info_span!("round", n = self.round);
@@ -129,11 +191,35 @@ impl Reconciler {
                 _ = shutdown_signalled(&mut shutdown) => break,
                 _ = self.one_round().instrument(span) => {}
             }
-            let next = started + interval;
-            tokio::select! {
-                biased;
-                _ = shutdown_signalled(&mut shutdown) => break,
-                _ = tokio::time::sleep_until(next) => {}
+            let next = started + self.pace.interval(&cfg, self.ports.clock.monotonic());
+            // Route 53 turns until the next round is due.
+            loop {
+                let now = self.ports.clock.now_ms();
+                let mono = self.ports.clock.monotonic();
+                let turn = self
+                    .signals
+                    .next_turn_at(&cfg, now)
+                    .map(|at| mono + Duration::from_millis(at - now))
+                    .filter(|at| *at < next);
+                tokio::select! {
+                    biased;
+                    _ = shutdown_signalled(&mut shutdown) => return self.desk.abort_all(),
+                    _ = tokio::time::sleep_until(turn.unwrap_or(next)) => {}
+                }
+                if turn.is_none() {
+                    break;
+                }
+                let now = self.ports.clock.now_ms();
+                let news = tokio::select! {
+                    biased;
+                    _ = shutdown_signalled(&mut shutdown) => return self.desk.abort_all(),
+                    news = self.signals.turn(&cfg, &self.ports, now) => news,
+                };
+                if news {
+                    debug!("a Route 53 reading says something new: a round now");
+                    self.pace.stir(self.ports.clock.monotonic());
+                    break;
+                }
             }
         }
         self.desk.abort_all();
@@ -185,8 +271,72 @@ impl Reconciler {
         let decision = self.decide(&cfg, &seen).await;
         self.act(&cfg, &decision, seen.now).await;
         // Tokens.
-        self.desk.round(&cfg, &self.ports, &self.shared).await;
+        let record = match &seen.record {
+            RecordRead::Found(r) => Some(r),
+            _ => None,
+        };
+        let tokens = self
+            .desk
+            .round(&cfg, &self.ports, &self.shared, record, &seen.tally)
+            .await;
+        self.pace(&cfg, &sig, &seen, &decision, tokens);
         self.publish(&cfg, seen, sig.why, decision, began);
+    }
+
+    /// Set the pace of the next rounds from what this one saw.
+    fn pace(
+        &mut self,
+        cfg: &Config,
+        sig: &signals::Round,
+        seen: &Seen,
+        decision: &Decision,
+        tokens: bool,
+    ) {
+        let failing_over = matches!(&seen.record,
+            RecordRead::Found(r) if r.phase == control::Phase::FailingOver);
+        self.pace.busy = failing_over || tokens;
+        let landmarks = Landmarks {
+            views: seen
+                .votes
+                .iter()
+                .filter(|v| seen.tally.fresh_observers.contains(&v.observer))
+                .map(|v| (v.observer.clone(), v.view.clone()))
+                .collect(),
+            record: match &seen.record {
+                RecordRead::Found(r) => Some((r.epoch, r.version)),
+                _ => None,
+            },
+            // A streak towards the other verdict, per signal (a streak that
+            // confirms the verdict grows every round and is not news).
+            streaks: self
+                .signals
+                .trackers()
+                .iter()
+                .flat_map(|(region, by_signal)| {
+                    by_signal.iter().map(move |(key, t)| {
+                        let towards = match t.verdict {
+                            Verdict::Up => t.bad_streak,
+                            Verdict::Down => t.good_streak,
+                        };
+                        (format!("{region} {key}"), (t.verdict, towards))
+                    })
+                })
+                .collect(),
+        };
+        let moved = landmarks != self.landmarks
+            || !sig.changes.is_empty()
+            || matches!(decision, Decision::Act { .. });
+        self.landmarks = landmarks;
+        if moved {
+            let fast = fast_interval(cfg);
+            if self.pace.interval(cfg, self.ports.clock.monotonic()) > fast {
+                debug!(
+                    interval_ms = fast.as_millis() as u64,
+                    "something moved: rounds at the fast pace"
+                );
+            }
+            self.pace.stir(self.ports.clock.monotonic());
+        }
     }
 
     /// Step 1, collect: this daemon's signals of every region, journalling each

@@ -62,6 +62,21 @@ pub struct Signals {
     seen: BTreeMap<String, ((String, u64), u64)>,
     /// Children of calculated checks, learned from their readings.
     children: BTreeSet<String>,
+    /// The fleet's readings as last known: the last round's read of the
+    /// table, plus this daemon's own readings since.
+    readings: BTreeMap<String, PublishedReading>,
+    /// This daemon's readings made between rounds (`turn`), counted by the
+    /// next round even if publishing them failed.
+    /// Each with the identity of the reading the table held for the check
+    /// when this daemon read it.
+    own: Vec<(PublishedReading, Option<(String, u64)>)>,
+    /// Each check's signal on its last reading by this daemon: a turn
+    /// whose reading changes it (or is not healthy) asks for a round now.
+    last_signal: BTreeMap<String, Signal>,
+    /// When the probes last ran (monotonic), and what they said: probes
+    /// run once a poll whatever the rounds' pace, so a sample is a poll.
+    last_probe: Option<tokio::time::Instant>,
+    probe_why: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Signals {
@@ -74,6 +89,11 @@ impl Default for Signals {
             backoff_until: 0,
             seen: BTreeMap::new(),
             children: BTreeSet::new(),
+            readings: BTreeMap::new(),
+            own: Vec::new(),
+            last_signal: BTreeMap::new(),
+            last_probe: None,
+            probe_why: BTreeMap::new(),
         }
     }
 }
@@ -136,6 +156,51 @@ impl Signals {
         (2000.0 / cfg.health.route53_calls_per_second).max(1.0) as u64
     }
 
+    /// This daemon's place in the fleet's Route 53 schedule: (me, daemons).
+    fn seat(cfg: &Config) -> (u64, u64) {
+        let mut order: Vec<&str> = cfg.regions.iter().map(|r| r.name.as_str()).collect();
+        order.sort();
+        let me = order.iter().position(|r| *r == cfg.region).unwrap_or(0) as u64;
+        (me, order.len() as u64)
+    }
+
+    /// When (this daemon's wall clock, ms) its next Route 53 turn begins:
+    /// `now` if a slot of ours is open and not yet read, else the start of
+    /// the next slot of ours. None when there is nothing to read.
+    ///
+    /// The loop sleeps until then and takes the turn between rounds, so
+    /// every slot of the fleet's budget is used whatever the poll interval
+    /// (docs/detection.md): before, a daemon read only when a round
+    /// happened to fall in one of its slots, about once a poll.
+    pub fn next_turn_at(&self, cfg: &Config, now: u64) -> Option<u64> {
+        let checks = self.checks(cfg).len() as u64;
+        let (me, daemons) = Self::seat(cfg);
+        let at = health::next_route53_turn(
+            now.max(self.backoff_until),
+            Self::slot_ms(cfg),
+            me,
+            daemons,
+            checks,
+            self.last_slot,
+        )?;
+        Some(at.max(now))
+    }
+
+    /// Take this daemon's Route 53 turn between rounds, if it is due.
+    /// Returns true when the reading should be counted now (a round at
+    /// once): it is not healthy, or its signal changed since this daemon
+    /// last read the check.
+    pub async fn turn(&mut self, cfg: &Config, ports: &Ports, now: u64) -> bool {
+        let checks = self.checks(cfg);
+        match self.take_turn(cfg, ports, &checks, now).await {
+            Some((r, prior, changed)) => {
+                self.own.push((r, prior));
+                changed
+            }
+            None => false,
+        }
+    }
+
     /// Collect this round's signals at `now` (this daemon's wall clock).
     pub async fn collect(&mut self, cfg: &Config, ports: &Ports, now: u64) -> Round {
         let mut round = Round::default();
@@ -151,9 +216,21 @@ impl Signals {
                 BTreeMap::new()
             }
         };
-        let mine = self.take_turn(cfg, ports, &checks, &readings, now).await;
-        // Our own fresh reading counts even if publishing it failed.
-        if let Some(r) = mine {
+        // Our own readings since the last round count even if publishing
+        // them failed, unless the table already holds a newer one: one
+        // other than the reading it held when we read the check.
+        for (r, prior) in std::mem::take(&mut self.own) {
+            let newer_there = readings
+                .get(&r.check_id)
+                .is_some_and(|t| t.id() != r.id() && Some(t.id()) != prior);
+            if !newer_there {
+                readings.insert(r.check_id.clone(), r);
+            }
+        }
+        for (id, r) in &readings {
+            self.readings.insert(id.clone(), r.clone());
+        }
+        if let Some((r, _, _)) = self.take_turn(cfg, ports, &checks, now).await {
             readings.insert(r.check_id.clone(), r);
         }
         // Receipt times, on our clock.
@@ -174,15 +251,29 @@ impl Signals {
             }
         }
 
-        // Probes of every region, concurrently.
-        let probes = cfg.regions.iter().map(|r| async move {
-            let mut out = Vec::new();
-            for u in &r.probe_urls {
-                let (sig, why) = ports.probes.probe(u, r.probe_match.as_deref()).await;
-                out.push((u.clone(), sig, why));
-            }
-            (r.name.clone(), out)
-        });
+        // Probes of every region, concurrently, once a poll: rounds run
+        // faster while something is in flux (`reconcile`), and a probe
+        // tracker counts rounds, so faster rounds would lower its
+        // threshold in time.
+        let poll = cfg.timings.poll_interval;
+        let probe_due = self
+            .last_probe
+            .is_none_or(|t| ports.clock.since(t) * 10 >= poll * 9);
+        if probe_due {
+            self.last_probe = Some(ports.clock.monotonic());
+        }
+        let probes = cfg
+            .regions
+            .iter()
+            .filter(|_| probe_due)
+            .map(|r| async move {
+                let mut out = Vec::new();
+                for u in &r.probe_urls {
+                    let (sig, why) = ports.probes.probe(u, r.probe_match.as_deref()).await;
+                    out.push((u.clone(), sig, why));
+                }
+                (r.name.clone(), out)
+            });
         let probe_results: BTreeMap<String, Vec<(String, Signal, String)>> =
             futures_util::future::join_all(probes)
                 .await
@@ -212,13 +303,18 @@ impl Signals {
                 }
                 why.push(format!("route53 {id}: {}", ev.why));
             }
-            for (url, sig, text) in probe_results.get(&r.name).cloned().unwrap_or_default() {
-                trackers
-                    .entry(format!("probe:{url}"))
-                    .or_default()
-                    .observe(sig, f, rec);
-                why.push(format!("probe {url}: {text}"));
+            if probe_due {
+                let mut lines = Vec::new();
+                for (url, sig, text) in probe_results.get(&r.name).cloned().unwrap_or_default() {
+                    trackers
+                        .entry(format!("probe:{url}"))
+                        .or_default()
+                        .observe(sig, f, rec);
+                    lines.push(format!("probe {url}: {text}"));
+                }
+                self.probe_why.insert(r.name.clone(), lines);
             }
+            why.extend(self.probe_why.get(&r.name).cloned().unwrap_or_default());
             let verdict = health::region_verdict(trackers.values());
             let before = self.verdicts.insert(r.name.clone(), verdict);
             if before.is_some_and(|b| b != verdict)
@@ -235,34 +331,28 @@ impl Signals {
     }
 
     /// Read and publish one check if this slot of the fleet's budget is
-    /// ours. Returns the reading made.
+    /// ours. Returns the reading made, the identity of the reading the
+    /// table held for that check before, and whether its signal changed
+    /// (or is not healthy).
     async fn take_turn(
         &mut self,
         cfg: &Config,
         ports: &Ports,
         checks: &[String],
-        readings: &BTreeMap<String, PublishedReading>,
         now: u64,
-    ) -> Option<PublishedReading> {
+    ) -> Option<(PublishedReading, Option<(String, u64)>, bool)> {
         if checks.is_empty() || now < self.backoff_until {
             return None;
         }
-        let mut order: Vec<&str> = cfg.regions.iter().map(|r| r.name.as_str()).collect();
-        order.sort();
-        let me = order.iter().position(|r| *r == cfg.region).unwrap_or(0) as u64;
-        let (slot, index) = health::route53_turn(
-            now,
-            Self::slot_ms(cfg),
-            me,
-            order.len() as u64,
-            checks.len() as u64,
-        )?;
+        let (me, daemons) = Self::seat(cfg);
+        let (slot, index) =
+            health::route53_turn(now, Self::slot_ms(cfg), me, daemons, checks.len() as u64)?;
         if self.last_slot == Some(slot) {
             return None;
         }
         self.last_slot = Some(slot);
-        let id = &checks[stalest(checks, readings, &self.seen, index)];
-        match ports.health_checks.read(id).await {
+        let id = checks[stalest(checks, &self.readings, &self.seen, index)].clone();
+        match ports.health_checks.read(&id).await {
             Ok(reading) => {
                 self.backoff.reset();
                 let published = PublishedReading {
@@ -274,12 +364,27 @@ impl Signals {
                 if let Err(e) = ports.store.put_reading(&published).await {
                     warn!(error = %crate::error_chain(&e), check = %id, "cannot publish a Route 53 reading");
                 }
-                Some(published)
+                let prior = self.readings.get(&id).map(PublishedReading::id);
+                self.seen.insert(id.clone(), (published.id(), now));
+                self.readings.insert(id.clone(), published.clone());
+                let max_age = Self::slot_ms(cfg) * checks.len().max(1) as u64 * 3
+                    + cfg.timings.poll_interval.as_millis() as u64;
+                let signal = evaluate(&id, &self.readings, &self.seen, now, max_age, 0).signal;
+                let before = self.last_signal.insert(id, signal);
+                let changed = signal != Signal::Healthy || before.is_some_and(|b| b != signal);
+                Some((published, prior, changed))
             }
             Err(e) if e.kind == ErrorKind::Throttled => {
+                // Capped at a few rotations of the schedule: the fleet's
+                // whole budget is a few calls a second, and a reader that
+                // backs off for minutes after a throttling episode leaves
+                // the checks unread long after Route 53 answers again.
+                let rotation = Self::slot_ms(cfg) * checks.len().max(1) as u64;
+                let cap = Duration::from_millis((4 * rotation).clamp(2_000, 30_000));
                 let wait = self
                     .backoff
                     .next_delay(ports.entropy.next_u64() as f64 / u64::MAX as f64)
+                    .min(cap)
                     .max(Duration::from_millis(Self::slot_ms(cfg)));
                 self.backoff_until = now + wait.as_millis() as u64;
                 warn!(error = %crate::error_chain(&e), backoff_ms = wait.as_millis() as u64, "Route 53 throttled; backing off");

@@ -29,6 +29,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
 use crate::core::backoff::Backoff;
+use crate::core::control::{ControlRecord, Phase};
+use crate::core::quorum::Tally;
 use crate::core::tokens::{self, TokenAction, TokenStatus};
 use crate::ports::Ports;
 use crate::ports::store::{TokenItem, Write};
@@ -70,12 +72,24 @@ impl TokenDesk {
         &self.owner
     }
 
-    /// One round: look at every live token pending for this region.
-    pub async fn round(&mut self, cfg: &Arc<Config>, ports: &Ports, shared: &Arc<Shared>) {
+    /// One round: look at every live token pending for this region, and
+    /// skip the drains addressed to a region whose daemon is not live.
+    /// Returns whether this daemon has token work in hand (a token pending
+    /// for it or a worker running): the loop keeps a fast pace meanwhile.
+    pub async fn round(
+        &mut self,
+        cfg: &Arc<Config>,
+        ports: &Ports,
+        shared: &Arc<Shared>,
+        record: Option<&ControlRecord>,
+        tally: &Tally,
+    ) -> bool {
         self.workers.retain(|_, w| !w.is_finished());
         let now = ports.clock.now_ms();
+        let mut pending_here = false;
         match ports.store.pending_tokens(&cfg.region, now).await {
             Ok(pending) => {
+                pending_here = !pending.is_empty();
                 self.seen
                     .retain(|token, _| pending.iter().any(|t| t.token == *token));
                 for mut t in pending {
@@ -85,6 +99,80 @@ impl TokenDesk {
                 }
             }
             Err(e) => warn!(error = %crate::error_chain(&e), "cannot list pending tokens"),
+        }
+        self.skip_for_the_absent(cfg, ports, shared, record, tally)
+            .await;
+        pending_here || !self.workers.is_empty()
+    }
+
+    /// While a failover is in flight, a step addressed to a region whose
+    /// daemon is not live (its vote is not fresh for this daemon, which
+    /// is itself a fresh observer in a quorum) and that the workflow can
+    /// go on without (`core::tokens::skippable`: the drain) is claimed and
+    /// failed with `DaemonNotLive` at once, instead of waiting out the
+    /// step's timeout for a daemon that will not answer. The workflow
+    /// catches it like a timeout and journals the skip.
+    async fn skip_for_the_absent(
+        &mut self,
+        cfg: &Arc<Config>,
+        ports: &Ports,
+        shared: &Arc<Shared>,
+        record: Option<&ControlRecord>,
+        tally: &Tally,
+    ) {
+        let Some(r) = record.filter(|r| r.phase == Phase::FailingOver) else {
+            return;
+        };
+        if tally.no_quorum.is_some() || !tally.fresh_observers.contains(&cfg.region) {
+            return;
+        }
+        let absent: Vec<&str> = cfg
+            .regions
+            .iter()
+            .map(|x| x.name.as_str())
+            .filter(|x| *x != cfg.region && !tally.fresh_observers.iter().any(|o| o == x))
+            .filter(|x| r.previous.as_deref() == Some(*x) || r.active == *x)
+            .collect();
+        for region in absent {
+            let now = ports.clock.now_ms();
+            let pending = match ports.store.pending_tokens(region, now).await {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(error = %crate::error_chain(&e), %region, "cannot list the tokens of a region whose daemon is not live");
+                    continue;
+                }
+            };
+            for t in pending {
+                if !tokens::skippable(&t.view, now) || self.workers.contains_key(&t.view.id) {
+                    continue;
+                }
+                let id = t.view.id.clone();
+                match ports
+                    .store
+                    .claim_token(&id, &self.owner, now, claim_lease(cfg))
+                    .await
+                {
+                    Ok(Write::Written) => {
+                        let why = format!(
+                            "{region}'s daemon is not live (no fresh vote from it): the {} step is skipped, not waited for",
+                            t.view.step
+                        );
+                        info!(%id, %why, "skipping a step");
+                        journal(
+                            &*ports.store,
+                            now,
+                            &cfg.region,
+                            "token_skipped",
+                            Some(t.epoch),
+                            format!("{id}: {why}"),
+                        )
+                        .await;
+                        self.spawn_with(cfg, ports, shared, t, Some(why));
+                    }
+                    Ok(Write::Conflict) => debug!(%id, "token claimed by someone else"),
+                    Err(e) => warn!(error = %crate::error_chain(&e), %id, "cannot claim token"),
+                }
+            }
         }
     }
 
@@ -151,12 +239,26 @@ impl TokenDesk {
     }
 
     fn spawn(&mut self, cfg: &Arc<Config>, ports: &Ports, shared: &Arc<Shared>, t: TokenItem) {
+        self.spawn_with(cfg, ports, shared, t, None)
+    }
+
+    /// Start a worker for a claimed token; `skip` carries the reason when
+    /// the step is to be failed as skipped rather than done.
+    fn spawn_with(
+        &mut self,
+        cfg: &Arc<Config>,
+        ports: &Ports,
+        shared: &Arc<Shared>,
+        t: TokenItem,
+        skip: Option<String>,
+    ) {
         let id = t.view.id.clone();
         let w = TokenWorker {
             cfg: cfg.clone(),
             ports: ports.clone(),
             owner: self.owner.clone(),
             shared: shared.clone(),
+            skip,
         };
         let span = info_span!("token", id = %id, step = %t.view.step);
         self.workers.insert(
@@ -183,6 +285,20 @@ enum StepError {
     /// state machine than the daemon).
     #[error("unknown step {0:?}")]
     Unknown(String),
+    /// The step was addressed to a region whose daemon is not live, and
+    /// another daemon answers for it so the workflow need not wait.
+    #[error("skipped: {0}")]
+    Skipped(String),
+}
+
+impl StepError {
+    /// The error name sent to Step Functions.
+    fn name(&self) -> &'static str {
+        match self {
+            StepError::Skipped(_) => "DaemonNotLive",
+            _ => "StepFailed",
+        }
+    }
 }
 
 /// Works one claimed token to the end.
@@ -191,6 +307,9 @@ struct TokenWorker {
     ports: Ports,
     owner: String,
     shared: Arc<Shared>,
+    /// Set when this worker answers for an absent daemon: fail the step
+    /// as skipped, with this reason, instead of doing it.
+    skip: Option<String>,
 }
 
 impl TokenWorker {
@@ -227,17 +346,21 @@ impl TokenWorker {
             })
         };
 
-        let result: Result<serde_json::Value, StepError> = match t.view.step.as_str() {
-            "prepare" => prepare::prepare(&self.cfg, &self.ports, deadline)
-                .await
-                .map_err(StepError::from),
-            "drain" => {
-                self.shared.draining.store(true, Ordering::Relaxed);
-                Ok(
-                    serde_json::json!({"region": self.cfg.region, "step": "drain", "draining": true}),
-                )
-            }
-            other => Err(StepError::Unknown(other.to_string())),
+        let result: Result<serde_json::Value, StepError> = match (&self.skip, t.view.step.as_str())
+        {
+            (Some(why), _) => Err(StepError::Skipped(why.clone())),
+            (None, step) => match step {
+                "prepare" => prepare::prepare(&self.cfg, &self.ports, deadline)
+                    .await
+                    .map_err(StepError::from),
+                "drain" => {
+                    self.shared.draining.store(true, Ordering::Relaxed);
+                    Ok(
+                        serde_json::json!({"region": self.cfg.region, "step": "drain", "draining": true}),
+                    )
+                }
+                other => Err(StepError::Unknown(other.to_string())),
+            },
         };
         hb.abort();
 
@@ -254,7 +377,7 @@ impl TokenWorker {
                 Err(e) => {
                     self.ports
                         .workflows
-                        .send_task_failure(&issuer, &t.token, "StepFailed", &crate::error_chain(e))
+                        .send_task_failure(&issuer, &t.token, e.name(), &crate::error_chain(e))
                         .await
                 }
             };

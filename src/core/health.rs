@@ -149,6 +149,38 @@ pub fn route53_turn(
     ((slot / checks) % daemons == me).then_some((slot, (slot % checks) as usize))
 }
 
+/// When daemon `me`'s next turn of [`route53_turn`] begins, at or after
+/// `now_ms`: `now_ms` itself when the slot it falls in is ours and is not
+/// `taken` (already read), else the first millisecond of the next slot of
+/// ours. None when the schedule is empty.
+pub fn next_route53_turn(
+    now_ms: u64,
+    slot_ms: u64,
+    me: u64,
+    daemons: u64,
+    checks: u64,
+    taken: Option<u64>,
+) -> Option<u64> {
+    if daemons == 0 || checks == 0 || slot_ms == 0 || me >= daemons {
+        return None;
+    }
+    let ours = |slot: u64| (slot / checks) % daemons == me;
+    let slot = now_ms / slot_ms;
+    if ours(slot) && taken != Some(slot) {
+        return Some(now_ms);
+    }
+    // The next slot of ours after `slot`: the rest of this window, or the
+    // first slot of our next window.
+    let next = if ours(slot + 1) {
+        slot + 1
+    } else {
+        let window = (slot + 1) / checks;
+        let ahead = (me + daemons - window % daemons) % daemons;
+        (window + ahead) * checks
+    };
+    Some(next * slot_ms)
+}
+
 /// What an observer currently believes about a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -246,6 +278,38 @@ mod tests {
 
     const OK: &str = "Success: HTTP Status Code 200, OK";
     const BAD: &str = "Failure: Connection timed out.";
+
+    /// The next turn is always one `route53_turn` grants, never later
+    /// than the first such millisecond, and never the slot already read.
+    #[test]
+    fn next_turn_is_the_first_granted_slot() {
+        for (daemons, checks, slot_ms) in
+            [(3u64, 3u64, 333u64), (2, 5, 400), (1, 1, 1000), (4, 2, 250)]
+        {
+            for me in 0..daemons {
+                let mut taken = None;
+                for now in (0..40_000u64).step_by(37) {
+                    let at = next_route53_turn(now, slot_ms, me, daemons, checks, taken).unwrap();
+                    assert!(at >= now);
+                    let (slot, _) = route53_turn(at, slot_ms, me, daemons, checks)
+                        .expect("the turn is one of ours");
+                    assert_ne!(Some(slot), taken, "a slot is read once");
+                    // No slot of ours (untaken) starts between now and `at`.
+                    let mut t = (now / slot_ms + 1) * slot_ms;
+                    while t < at {
+                        assert!(
+                            route53_turn(t, slot_ms, me, daemons, checks)
+                                .is_none_or(|(s, _)| Some(s) == taken)
+                        );
+                        t += slot_ms;
+                    }
+                    if now / slot_ms == slot {
+                        taken = Some(slot);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn eighteen_percent_rule() {

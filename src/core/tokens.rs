@@ -83,6 +83,24 @@ pub fn decide(t: &TokenView, region: &str, owner: &str, now: u64) -> Option<Toke
     }
 }
 
+/// The steps a workflow can go on without: the drain (the switch has
+/// happened; the workflow catches a drain's failure or timeout and goes on
+/// to steady). Prepare is never skipped: the new region must be ready.
+pub const SKIPPABLE_STEPS: &[&str] = &["drain"];
+
+/// May another daemon answer for this token, whose addressee's daemon is
+/// not live? Only a skippable step, still pending (or with a lapsed
+/// claim: the claim condition is the same as `decide`'s), not yet expired.
+pub fn skippable(t: &TokenView, now: u64) -> bool {
+    SKIPPABLE_STEPS.contains(&t.step.as_str())
+        && now <= t.expires_at()
+        && match t.status {
+            TokenStatus::Pending => true,
+            TokenStatus::Claimed => t.claim_until.is_none_or(|u| u < now),
+            TokenStatus::Done | TokenStatus::Expired => false,
+        }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +194,24 @@ mod tests {
                 id: "failover-2#prepare".into()
             })
         );
+    }
+
+    #[test]
+    fn only_a_pending_drain_may_be_skipped() {
+        let mut t = tok(TokenStatus::Pending, None, None);
+        assert!(!skippable(&t, 2000), "prepare is never skipped");
+        t.step = "drain".into();
+        assert!(skippable(&t, 2000));
+        assert!(
+            !skippable(&t, t.expires_at() + 1),
+            "an expired token is expired, not skipped"
+        );
+        let mut held = tok(TokenStatus::Claimed, Some("us-west-2/b"), Some(9000));
+        held.step = "drain".into();
+        assert!(!skippable(&held, 2000), "a live claim is left alone");
+        assert!(skippable(&held, 9001), "a lapsed claim is not");
+        let mut done = tok(TokenStatus::Done, None, None);
+        done.step = "drain".into();
+        assert!(!skippable(&done, 2000));
     }
 }

@@ -115,6 +115,17 @@ pub struct Bounds {
     /// pick the token up (the pending index lags), prepare (its budget),
     /// the callback and the switch.
     pub failover: u64,
+    /// From the same moment to the claim (docs/detection.md): the
+    /// `failure_threshold` bad samples (a Route 53 reading up to
+    /// `r53_gap` apart, or a probe a poll apart), the first one known to
+    /// every daemon within a poll, then two rounds at most (the observers'
+    /// votes, the target's claim) at the fast pace, each as long as a
+    /// round may take.
+    pub detect: u64,
+    /// The longest gap between two readings of one check by the fleet's
+    /// schedule: one rotation (`checks` slots), times three for skewed
+    /// clocks (the daemons' windows may overlap in true time).
+    pub r53_gap: u64,
     /// After the active region is healthy for every observer, how long a
     /// "down" verdict about it may survive somewhere: `recovery_threshold`
     /// + 1 good samples, plus a dead daemon's last vote staying fresh
@@ -148,6 +159,9 @@ impl Bounds {
         let stuck = workflow + ms(t.stuck_failover) + 3 * round + 10_000;
         let detect = (t.failure_threshold as u64 + 1) * sample + 2 * round;
         let failover = detect + round + 5_000 + round + 1_000 + ms(t.prepare_budget) + 5_000;
+        let r53_gap = 3 * slot * checks.max(1) as u64;
+        let tt = t.failure_threshold as u64;
+        let detect_fast = (tt * r53_gap).max(tt * poll).max(r53_gap + poll) + poll + 3 * round;
         let recovery =
             (t.recovery_threshold as u64 + 1) * sample + ms(t.vote_freshness) + 2 * round;
         let quiet = stuck + ms(t.lease) + 4 * round;
@@ -157,6 +171,8 @@ impl Bounds {
             workflow,
             stuck,
             failover,
+            detect: detect_fast,
+            r53_gap,
             recovery,
             quiet,
             token_grace: 2_000,

@@ -477,6 +477,19 @@ impl Monitor {
         let spread = (skews.iter().max().unwrap_or(&0) - skews.iter().min().unwrap_or(&0)) as u64;
         let allowed = self.last_claim_ms.map_or(0, |c| c + wait + spread);
         let from = since.max(quiet).max(allowed);
+        let claimed = self.last_claim_ms.is_some_and(|c| c >= from);
+        if rec.phase == Phase::Steady && !claimed && t.saturating_sub(from) > sim.bounds.detect {
+            self.violate(
+                sim,
+                format!(
+                    "{a} has been down for every observer for {} ms, with a healthy target and nothing else wrong, and nobody has claimed a failover (detection bound {} ms: Route 53 readings up to {} ms apart, threshold {}, docs/detection.md)",
+                    t - from,
+                    sim.bounds.detect,
+                    sim.bounds.r53_gap,
+                    sim.configs[REGIONS[0]].timings.failure_threshold,
+                ),
+            );
+        }
         if t.saturating_sub(from) > sim.bounds.failover {
             self.violate(
                 sim,
