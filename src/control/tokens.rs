@@ -40,9 +40,11 @@ use crate::state::Shared;
 use super::journal::journal;
 use super::prepare;
 
-/// How long a token claim holds without renewal.
+/// How long a token claim holds without renewal
+/// (`config::Timings::token_claim_lease`, which `check-config` checks
+/// against the workflow's heartbeat timeouts).
 pub fn claim_lease(cfg: &Config) -> u64 {
-    (cfg.timings.poll_interval.as_millis() as u64 * 5).max(10_000)
+    cfg.timings.token_claim_lease().as_millis() as u64
 }
 
 /// The tokens this daemon works on.
@@ -321,6 +323,7 @@ impl TokenWorker {
         };
         let deadline = t.view.expires_at();
         let claim_ms = claim_lease(&self.cfg);
+        let heartbeat = self.cfg.timings.heartbeat_period();
         let clock = self.ports.clock.clone();
 
         // Heartbeats (and claim renewals) while the step runs.
@@ -331,8 +334,7 @@ impl TokenWorker {
             let id = id.clone();
             let issuer = issuer.clone();
             tokio::spawn(async move {
-                let mut tick =
-                    tokio::time::interval(Duration::from_millis((claim_ms / 3).max(1000)));
+                let mut tick = tokio::time::interval(heartbeat);
                 loop {
                     tick.tick().await;
                     match ports.workflows.send_task_heartbeat(&issuer, &token).await {
