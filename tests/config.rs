@@ -834,3 +834,23 @@ fn check_config_compares_a_fleets_region_files() {
     assert_eq!(code, Some(EX_CONFIG), "{err}");
     assert!(err.contains("bogus: unknown key"), "{err}");
 }
+
+/// Issue 19 (reload semantics): a reload keeps the restart-only settings in
+/// force and names them; everything else is taken.
+#[test]
+fn a_reload_holds_restart_only_settings_and_names_them() {
+    let f = common::root().join("regions/lab/us-east-1.toml");
+    let current = config::load(&f, &EnvSource::new()).unwrap();
+    let mut new = config::load(&f, &EnvSource::new()).unwrap();
+    assert!(new.hold_restart_only(&current).is_empty());
+    new.tables.control = "another-table".into();
+    new.timings.lease *= 2;
+    let pending = new.hold_restart_only(&current);
+    assert_eq!(pending, ["tables"]);
+    assert_eq!(new.tables, current.tables, "the table in force stays");
+    assert_eq!(
+        new.timings.lease,
+        current.timings.lease * 2,
+        "the rest is taken"
+    );
+}

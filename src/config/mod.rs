@@ -266,6 +266,28 @@ pub struct EndpointOverrides {
 }
 
 impl Config {
+    /// On reload (SIGHUP): keep the restart-only settings of `current` in
+    /// `self` (the new configuration) and name the ones that differed. The
+    /// listeners are bound, and the tables and endpoint overrides are what
+    /// the clients, the planner's consistency rule and the job store were
+    /// built on: changing them under a running daemon is a restart.
+    pub fn hold_restart_only(&mut self, current: &Config) -> Vec<&'static str> {
+        let mut pending = Vec::new();
+        if self.listen != current.listen {
+            pending.push("listen");
+            self.listen = current.listen.clone();
+        }
+        if self.tables != current.tables {
+            pending.push("tables");
+            self.tables = current.tables.clone();
+        }
+        if self.endpoints != current.endpoints {
+            pending.push("endpoints");
+            self.endpoints = current.endpoints.clone();
+        }
+        pending
+    }
+
     /// The configuration of `name`, if it is one of ours.
     pub fn region(&self, name: &str) -> Option<&RegionConfig> {
         self.regions.iter().find(|r| r.name == name)

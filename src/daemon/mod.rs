@@ -266,6 +266,7 @@ impl Daemon {
         listeners: Listeners,
         mut control: tokio::sync::mpsc::Receiver<Control>,
     ) -> Result<(), DaemonError> {
+        log_warnings(&self.config);
         let readiness = Readiness::starting();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (config_tx, config_rx) = watch::channel(Arc::new(self.config.clone()));
@@ -397,18 +398,20 @@ impl Daemon {
             notify::monotonic_usec()
         ));
         match config::load(&self.config_path, &self.env) {
-            Ok(new) => {
+            Ok(mut new) => {
                 let current = config_tx.borrow().clone();
-                if new.listen != current.listen {
+                // Restart-only settings are not applied at all: the new
+                // value is kept aside and the one in force stays (before,
+                // the log said "next restart" while the planner and the
+                // job store read the new tables at once).
+                let pending = new.hold_restart_only(&current);
+                if !pending.is_empty() {
                     warn!(
-                        "listen addresses changed in the file; they take effect at the next restart"
+                        settings = %pending.join(", "),
+                        "restart-only settings changed in the file: not applied; they take effect at the next restart"
                     );
                 }
-                if new.tables != current.tables || new.endpoints != current.endpoints {
-                    warn!(
-                        "tables or endpoint overrides changed in the file; they take effect at the next restart"
-                    );
-                }
+                log_warnings(&new);
                 if new.region != current.region {
                     warn!(old = %current.region, new = %new.region, "the local region cannot change on reload; restart instead");
                 } else {
@@ -444,6 +447,14 @@ impl Daemon {
                 }
             })
         })
+    }
+}
+
+/// Log what `check-config` prints as warnings: constraints between
+/// settings that hold until a fault comes (config::validate).
+fn log_warnings(cfg: &Config) {
+    for w in &cfg.warnings {
+        warn!(origin = %w.origin, key = %w.key, "configuration warning: {}", w.message);
     }
 }
 
