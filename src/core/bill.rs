@@ -536,14 +536,15 @@ pub fn usd(x: f64) -> String {
 }
 
 /// Route 53 readings the whole fleet makes a month: one per slot of the
-/// budget (two API calls a reading), and at most one per round of the
-/// daemon whose turn it is (`core::health::route53_turn`).
+/// budget (two API calls a reading; `core::health::route53_turn`). The
+/// daemon whose slot it is reads at the slot, between its rounds
+/// (docs/detection.md), so every slot is used.
 pub fn readings_per_month(s: &Settings) -> f64 {
     if s.health_checks.is_empty() || s.route53_calls_per_second <= 0.0 {
         return 0.0;
     }
     let slot_ms = (2000.0 / s.route53_calls_per_second).max(1.0);
-    MONTH_SECS * 1000.0 / slot_ms.max(s.poll_interval_ms as f64)
+    MONTH_SECS * 1000.0 / slot_ms
 }
 
 /// The lines every basis takes from the settings: the health checks' fees,
@@ -763,8 +764,7 @@ pub fn from_settings(s: &Settings, a: &Assumptions, prices: &Prices) -> Bill {
             readings,
             &s.replicas,
             format!(
-                "one reading per {} ms (the fleet's budget slot of {} ms, or a round of the daemon whose turn it is)",
-                slot_ms.max(s.poll_interval_ms as f64) as u64,
+                "one reading per {} ms (the fleet's budget slot)",
                 slot_ms as u64
             ),
         );
@@ -1087,9 +1087,9 @@ mod tests {
         );
         // Votes: one write a round, one rWRU in each of three replicas.
         assert_eq!(b.quantity("vote writes"), Some(525_600.0 * 3.0 * 3.0));
-        // Readings: one per 5 s (the round is longer than the 4 s slot).
-        assert_eq!(b.quantity("Route 53 readings"), Some(525_600.0 * 3.0));
-        assert_eq!(b.quantity("API requests"), Some(525_600.0 * 2.0));
+        // Readings: one per 4 s slot (read between rounds), in three replicas.
+        assert_eq!(b.quantity("Route 53 readings"), Some(657_000.0 * 3.0));
+        assert_eq!(b.quantity("API requests"), Some(657_000.0 * 2.0));
         // Three HTTPS, fast-interval checks of AWS endpoints: $0.50 + 2 x $1.00 each.
         let r53: f64 = b.service(Service::Route53).map(|l| l.usd).sum();
         assert!(close(r53, 7.5), "{r53}");
@@ -1098,7 +1098,7 @@ mod tests {
         // $0.125/M, writes (1,576,800 + 525,600 + 52) x 3 rWRU at $0.625/M,
         // 16 x 3 index WRU.
         let reads = (4_730_400.0 + 788_400.0 + 131_400.0 + 131_400.0) * 0.125 / 1e6;
-        let writes = (1_576_800.0 + 525_600.0 + 52.0) * 3.0 * 0.625 / 1e6 + 48.0 * 0.625 / 1e6;
+        let writes = (1_576_800.0 + 657_000.0 + 52.0) * 3.0 * 0.625 / 1e6 + 48.0 * 0.625 / 1e6;
         assert!(
             close(b.by_service[&Service::DynamoDb], reads + writes),
             "{} vs {}",
@@ -1216,10 +1216,10 @@ mod tests {
     }
 
     #[test]
-    fn a_bigger_budget_reads_once_a_round_and_no_more() {
+    fn the_fleet_reads_once_a_slot_whatever_the_poll() {
         let mut s = production();
         s.route53_calls_per_second = 4.0; // 500 ms slots, rounds every 5 s
-        assert!(close(readings_per_month(&s), MONTH_SECS / 5.0));
+        assert!(close(readings_per_month(&s), MONTH_SECS * 2.0));
         s.poll_interval_ms = 250; // rounds faster than the slots
         assert!(close(readings_per_month(&s), MONTH_SECS * 2.0));
     }
