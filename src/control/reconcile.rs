@@ -277,7 +277,14 @@ impl Reconciler {
         };
         let tokens = self
             .desk
-            .round(&cfg, &self.ports, &self.shared, record, &seen.tally)
+            .round(
+                &cfg,
+                &self.ports,
+                &self.shared,
+                record,
+                &seen.tally,
+                &seen.votes,
+            )
             .await;
         self.pace(&cfg, &sig, &seen, &decision, tokens);
         self.publish(&cfg, seen, sig.why, decision, began);

@@ -30,7 +30,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::Config;
 use crate::core::backoff::Backoff;
 use crate::core::control::{ControlRecord, Phase};
-use crate::core::quorum::Tally;
+use crate::core::quorum::{Tally, Vote};
 use crate::core::tokens::{self, TokenAction, TokenStatus};
 use crate::ports::Ports;
 use crate::ports::store::{TokenItem, Write};
@@ -39,6 +39,10 @@ use crate::state::Shared;
 
 use super::journal::journal;
 use super::prepare;
+
+/// A daemon not heard from (no new vote) for this many polls is taken for
+/// not live by `skip_for_the_absent`.
+pub const SILENT_POLLS: u64 = 3;
 
 /// How long a token claim holds without renewal
 /// (`config::Timings::token_claim_lease`, which `check-config` checks
@@ -85,6 +89,7 @@ impl TokenDesk {
         shared: &Arc<Shared>,
         record: Option<&ControlRecord>,
         tally: &Tally,
+        votes: &[Vote],
     ) -> bool {
         self.workers.retain(|_, w| !w.is_finished());
         let now = ports.clock.now_ms();
@@ -102,18 +107,25 @@ impl TokenDesk {
             }
             Err(e) => warn!(error = %crate::error_chain(&e), "cannot list pending tokens"),
         }
-        self.skip_for_the_absent(cfg, ports, shared, record, tally)
+        self.skip_for_the_absent(cfg, ports, shared, record, tally, votes)
             .await;
         pending_here || !self.workers.is_empty()
     }
 
     /// While a failover is in flight, a step addressed to a region whose
-    /// daemon is not live (its vote is not fresh for this daemon, which
-    /// is itself a fresh observer in a quorum) and that the workflow can
-    /// go on without (`core::tokens::skippable`: the drain) is claimed and
-    /// failed with `DaemonNotLive` at once, instead of waiting out the
-    /// step's timeout for a daemon that will not answer. The workflow
-    /// catches it like a timeout and journals the skip.
+    /// daemon is not live and that the workflow can go on without
+    /// (`core::tokens::skippable`: the drain) is claimed and failed with
+    /// `DaemonNotLive` at once, instead of waiting out the step's timeout
+    /// for a daemon that will not answer. The workflow catches it like a
+    /// timeout and journals the skip.
+    ///
+    /// Not live: no new vote from it for [`SILENT_POLLS`] polls (receipt
+    /// times, this daemon's clock; every daemon votes every round, and
+    /// every round while a failover is in flight), judged by a daemon that
+    /// is itself a fresh observer in a quorum. That is shorter than
+    /// `vote_freshness`, which guards the quorum; a wrong guess here costs
+    /// only a drain, which a daemon that wakes up does anyway when it reads
+    /// the record.
     async fn skip_for_the_absent(
         &mut self,
         cfg: &Arc<Config>,
@@ -121,6 +133,7 @@ impl TokenDesk {
         shared: &Arc<Shared>,
         record: Option<&ControlRecord>,
         tally: &Tally,
+        votes: &[Vote],
     ) {
         let Some(r) = record.filter(|r| r.phase == Phase::FailingOver) else {
             return;
@@ -128,12 +141,20 @@ impl TokenDesk {
         if tally.no_quorum.is_some() || !tally.fresh_observers.contains(&cfg.region) {
             return;
         }
+        let now = ports.clock.now_ms();
+        let silent_ms = cfg.timings.poll_interval.as_millis() as u64 * SILENT_POLLS;
         let absent: Vec<&str> = cfg
             .regions
             .iter()
             .map(|x| x.name.as_str())
-            .filter(|x| *x != cfg.region && !tally.fresh_observers.iter().any(|o| o == x))
+            .filter(|x| *x != cfg.region)
             .filter(|x| r.previous.as_deref() == Some(*x) || r.active == *x)
+            .filter(|x| {
+                votes
+                    .iter()
+                    .find(|v| v.observer == *x)
+                    .is_none_or(|v| now.saturating_sub(v.at) > silent_ms)
+            })
             .collect();
         for region in absent {
             let now = ports.clock.now_ms();
@@ -156,8 +177,8 @@ impl TokenDesk {
                 {
                     Ok(Write::Written) => {
                         let why = format!(
-                            "{region}'s daemon is not live (no fresh vote from it): the {} step is skipped, not waited for",
-                            t.view.step
+                            "{region}'s daemon is not live (no new vote from it for {} ms): the {} step is skipped, not waited for",
+                            silent_ms, t.view.step
                         );
                         info!(%id, %why, "skipping a step");
                         journal(
