@@ -13,6 +13,9 @@
 #                          writes each failover's report (HTML with the timeline
 #                          SVG, JSON with every event and figure) under
 #                          $RUN/reports/
+#   chaos/lab.sh drill --throttle-route53 45
+#                          the same after Route 53 has answered Throttling to
+#                          every call for 45 s (inverting 6 s after it recovers)
 #   chaos/lab.sh down      stop everything `up` started (by PID), leave nothing
 #   chaos/lab.sh status    what is running and where its logs are
 #   chaos/lab.sh test      install everything the suite needs (the lab's
@@ -181,9 +184,22 @@ wait_until() {
 drill() {
   [ -f "$RUN/moto.port" ] || die "the lab is not up (chaos/lab.sh up)"
   lab_env
-  local bin=$ROOT/target/debug cfg=$RUN/regions/us-west-2.toml active epoch t0 t1
+  local bin=$ROOT/target/debug cfg=$RUN/regions/us-west-2.toml active epoch t0 t1 throttle=""
+  if [ "${1:-}" = --throttle-route53 ]; then
+    throttle=${2:?--throttle-route53 SECONDS}
+    [[ $throttle =~ ^[0-9]+$ ]] || die "--throttle-route53 takes whole seconds"
+  fi
   wait_until "the control record" "s['record'] is not None and s['record']['phase'] == 'steady'" 60
   active=$(json_field "s['record']['active']"); epoch=$(json_field "s['record']['epoch']")
+  if [ -n "$throttle" ]; then
+    # Route 53 answers Throttling to every call for $throttle s (the lab's
+    # moto launcher does it; moto has no such fault), then recovers; the
+    # inversion comes 6 s after the recovery.
+    say "drill: Route 53 throttles every call for ${throttle} s, then recovers; inverting 6 s later"
+    curl -fsS -X POST "http://127.0.0.1:$(cat "$RUN/moto.port")/_lab/route53-throttle?seconds=$throttle" >/dev/null \
+      || die "cannot throttle the lab's Route 53"
+    sleep $((throttle + 6))
+  fi
   say "drill: $active is active at epoch $epoch; inverting its Route 53 health check"
   t0=$("$bin/failoverd-lab" invert --config "$cfg" --region "$active")
   wait_until "the failover away from $active" "s['record']['active'] != '$active' and s['record']['phase'] == 'steady' and s['record']['epoch'] == $((epoch + 1))"
@@ -272,7 +288,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  drill) drill ;;
+  drill) shift; drill "$@" ;;
   test) shift; run_tests "$@" ;;
   *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

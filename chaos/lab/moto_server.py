@@ -16,6 +16,13 @@ MOTO_PORT matters: moto's Step Functions interpreter calls service tasks
 `http://localhost:$MOTO_PORT`, read at call time. It is set to the bound port
 before the first request is served, whatever the environment said.
 
+Route 53 throttling, which moto does not model: `POST
+/_lab/route53-throttle?seconds=N` makes every Route 53 API call (paths under
+`/2013-04-01/`) answer 400 `Throttling` (Route 53's code for its API rate
+limit) for the next N seconds; `seconds=0` ends it. The drill uses it to
+measure detection right after a throttling episode (`chaos/lab.sh drill
+--throttle-route53 45`).
+
 The port file gets the port as one line, written to a temporary file in the
 same folder and renamed, so a reader never sees half a number. The server
 stops on SIGTERM or SIGINT (exit 0), like `moto_server`.
@@ -27,6 +34,9 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
+from urllib.parse import parse_qs
 
 from werkzeug.serving import make_server
 
@@ -50,6 +60,51 @@ def write_atomically(path: str, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+ROUTE53_THROTTLING = (
+    b'<?xml version="1.0"?>\n'
+    b'<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+    b"<Error><Type>Sender</Type><Code>Throttling</Code>"
+    b"<Message>Rate exceeded</Message></Error>"
+    b"<RequestId>lab-throttle</RequestId></ErrorResponse>"
+)
+
+
+class Route53Throttle:
+    """WSGI middleware: Route 53 answers Throttling until a deadline."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.until = 0.0
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/_lab/route53-throttle" and environ.get("REQUEST_METHOD") == "POST":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            try:
+                seconds = float(query.get("seconds", ["0"])[0])
+            except ValueError:
+                start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                return [b"seconds must be a number\n"]
+            with self.lock:
+                self.until = time.monotonic() + max(seconds, 0.0)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"route53 throttled for {seconds} s\n".encode()]
+        if path.startswith("/2013-04-01/"):
+            with self.lock:
+                throttled = time.monotonic() < self.until
+            if throttled:
+                start_response(
+                    "400 Bad Request",
+                    [
+                        ("Content-Type", "text/xml"),
+                        ("Content-Length", str(len(ROUTE53_THROTTLING))),
+                    ],
+                )
+                return [ROUTE53_THROTTLING]
+        return self.app(environ, start_response)
 
 
 def stop(signum: int, _frame: object) -> None:
@@ -80,7 +135,11 @@ def main() -> int:
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # type: ignore[attr-defined]
     server = make_server(
-        args.host, 0, app, threaded=True, request_handler=MotoRequestHandler
+        args.host,
+        0,
+        Route53Throttle(app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
     )
     try:
         port = server.port
