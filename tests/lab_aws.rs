@@ -124,6 +124,42 @@ fn route53_health_checks_are_created_and_read_back() {
     });
 }
 
+/// The lab's Route 53 throttling (chaos/lab/moto_server.py, used by
+/// `chaos/lab.sh drill --throttle-route53`): while it lasts, the adapter's
+/// read fails as `Throttled` (what the signals' backoff acts on), and after
+/// it the same read works.
+#[test]
+fn the_labs_route53_throttling_reads_as_throttled_until_it_ends() {
+    use failoverd::ports::{ErrorKind, HealthChecks};
+    let moto = common::Moto::start();
+    let clients = common::clients(&moto, None);
+    let addr = moto.url().trim_start_matches("http://").to_string();
+    rt().block_on(async {
+        let id = route53::create_health_check(
+            &clients.route53(),
+            &route53::HealthCheckSpec {
+                caller_reference: common::unique("hc"),
+                fqdn: "inference.us-east-1.lab.invalid".into(),
+                port: 443,
+                resource_path: "/ping".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let checks = route53::AwsHealthChecks::new(clients.route53());
+        checks.read(&id).await.expect("read before the throttling");
+        let (status, _) =
+            common::http("POST", &addr, "/_lab/route53-throttle?seconds=600", "").unwrap();
+        assert_eq!(status, 200);
+        let err = checks.read(&id).await.expect_err("throttled");
+        assert_eq!(err.kind, ErrorKind::Throttled, "{err}");
+        let (status, _) =
+            common::http("POST", &addr, "/_lab/route53-throttle?seconds=0", "").unwrap();
+        assert_eq!(status, 200);
+        checks.read(&id).await.expect("read after the throttling");
+    });
+}
+
 #[test]
 fn step_functions_runs_the_shipped_failover_definition() {
     let moto = common::Moto::start();
