@@ -62,6 +62,46 @@ const SDK_INTERNAL: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Calls that need a second action when the code reads their "not found":
+/// (service, operation, what in `src/` shows the code expects not-found,
+/// the extra action, why). S3 answers a GetObject or HeadObject of a missing
+/// key with 404 only to a caller with `s3:ListBucket` on the bucket, and
+/// with 403 AccessDenied to anyone else (Amazon S3 API reference, GetObject,
+/// "Permissions"): a poll that must tell "not written yet" from "denied"
+/// needs ListBucket, though the SDK call is GetObject alone.
+const NOT_FOUND_NEEDS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "s3",
+        "get_object",
+        ".is_no_such_key()",
+        "s3:ListBucket",
+        "S3 answers a missing key with 403 AccessDenied, not 404 NoSuchKey, without s3:ListBucket",
+    ),
+    (
+        "s3",
+        "head_object",
+        ".is_not_found()",
+        "s3:ListBucket",
+        "S3 answers a missing key with 403, not 404, without s3:ListBucket",
+    ),
+];
+
+/// Whether any `.rs` file under `src/` contains `needle`.
+fn src_contains(needle: &str) -> bool {
+    fn walk(dir: &Path, needle: &str) -> bool {
+        std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, needle)
+            } else {
+                p.extension().is_some_and(|x| x == "rs")
+                    && std::fs::read_to_string(&p).is_ok_and(|t| t.contains(needle))
+            }
+        })
+    }
+    walk(&cfn::root().join("src"), needle)
+}
+
 /// IAM's name for an SDK crate's service.
 fn iam_prefix(service: &str) -> &'static str {
     match service {
@@ -259,6 +299,14 @@ fn daemon_needs() -> BTreeMap<String, Vec<(String, String)>> {
         {
             continue;
         }
+        for (svc, o, marker, extra, _) in NOT_FOUND_NEEDS {
+            if *svc == service && *o == op && src_contains(marker) {
+                needs.entry(extra.to_string()).or_default().push((
+                    service.clone(),
+                    format!("{op} (reading not-found: {marker})"),
+                ));
+            }
+        }
         if let Some(action) = iam_action(&service, &op) {
             needs.entry(action).or_default().push((service, op));
         }
@@ -285,7 +333,10 @@ fn daemon_role_grants_exactly_the_operations_the_daemon_calls() {
     let mut problems = Vec::new();
     for (action, ops) in &needs {
         if !granted.contains(action) {
-            let sites: Vec<String> = ops.iter().flat_map(|(_, op)| call_sites(op)).collect();
+            let sites: Vec<String> = ops
+                .iter()
+                .flat_map(|(_, op)| call_sites(op.split(' ').next().unwrap_or(op)))
+                .collect();
             let ops: Vec<String> = ops
                 .iter()
                 .map(|(s, o)| format!("aws_sdk_{s} {o}"))
@@ -312,6 +363,51 @@ fn daemon_role_grants_exactly_the_operations_the_daemon_calls() {
         needs.len(),
         granted.len(),
         problems.join("\n  ")
+    );
+}
+
+/// The bucket part of an S3 ARN as written (`!Sub arn:...:s3:::<bucket>[/key]`).
+fn s3_arn_rest(v: &serde_yaml::Value) -> Option<String> {
+    let s = cfn::str_of(v)?;
+    Some(s.split_once(":s3:::")?.1.to_string())
+}
+
+/// s3:ListBucket acts on the bucket, not on its objects: granted on
+/// `bucket/*` it is no grant at all, and S3 goes on answering 403 for a
+/// result not written yet. Every bucket the daemon reads objects from must
+/// be listed by bucket ARN.
+#[test]
+fn listbucket_is_granted_on_every_bucket_the_daemon_reads() {
+    let tpl = cfn::load(&cfn::source(IAM_TEMPLATE));
+    let (role_id, _) = cfn::role(&tpl, "daemon");
+    let statements: Vec<_> = cfn::statements(&tpl, &role_id)
+        .into_iter()
+        .filter(|s| s.allow)
+        .collect();
+    let arns = |action: &str| -> BTreeSet<String> {
+        statements
+            .iter()
+            .filter(|s| s.actions.iter().any(|a| a == action))
+            .flat_map(|s| s.resources.iter().filter_map(s3_arn_rest))
+            .collect()
+    };
+    let read_buckets: BTreeSet<String> = arns("s3:GetObject")
+        .into_iter()
+        .map(|r| r.split('/').next().unwrap().to_string())
+        .collect();
+    let listed = arns("s3:ListBucket");
+    assert!(!read_buckets.is_empty(), "the daemon reads batch results");
+    for l in &listed {
+        assert!(
+            !l.contains('/'),
+            "s3:ListBucket on {l}: ListBucket's resource is the bucket ARN, not an object ARN"
+        );
+    }
+    let missing: Vec<_> = read_buckets.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "the daemon reads objects in {missing:?} without s3:ListBucket on the bucket: \
+         S3 answers 403 AccessDenied, not 404, for a result not written yet"
     );
 }
 

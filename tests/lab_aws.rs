@@ -544,3 +544,132 @@ fn every_record_write_lands_in_dynamodb_as_apply_computes_it() {
         );
     }
 }
+
+/// The error and its sources, joined (what the router logs).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// S3 answers a missing key with 404 only to a caller with s3:ListBucket,
+/// 403 AccessDenied to anyone else; moto always answers 404, so the lab's
+/// launcher (chaos/lab/moto_server.py, `S3ListBucket`) applies the rule with
+/// the daemon role of deploy/cloudformation/iam.yaml, or what
+/// `POST /_lab/s3-listbucket?granted=` says. Through the adapter: with the
+/// shipped policy a result not written yet reads as `None` (the router's
+/// "in progress"); without ListBucket it is an error that names the missing
+/// permission, and an object that exists reads either way.
+#[test]
+fn a_missing_batch_result_reads_as_s3_answers_it_for_the_daemons_policy() {
+    use failoverd::aws::s3::{S3Blobs, ensure_bucket};
+    use failoverd::ports::blobs::Blobs;
+    let moto = common::Moto::start();
+    let clients = std::sync::Arc::new(common::clients(&moto, None));
+    let addr = moto.url().trim_start_matches("http://").to_string();
+    let lab = |granted: &str| {
+        let (status, body) = common::http(
+            "POST",
+            &addr,
+            &format!("/_lab/s3-listbucket?granted={granted}"),
+            "",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    };
+    rt().block_on(async {
+        let bucket = common::unique("failoverd-batch").to_lowercase() + "-us-west-2";
+        ensure_bucket(&clients.s3("us-west-2"), &bucket, "us-west-2")
+            .await
+            .unwrap();
+        let blobs = S3Blobs::new(clients.clone());
+        blobs
+            .put(
+                "us-west-2",
+                &bucket,
+                "async-output/done.out",
+                "ok".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        let missing = "async-output/not-yet.out";
+
+        // The shipped policy (the lab's default): ListBucket on the bucket.
+        assert_eq!(
+            blobs.get("us-west-2", &bucket, missing).await.unwrap(),
+            None,
+            "with iam.yaml's daemon role a result not written yet is not found (404), not denied"
+        );
+
+        // A caller without ListBucket: 403, and the error says why.
+        lab("false");
+        let e = blobs
+            .get("us-west-2", &bucket, missing)
+            .await
+            .expect_err("S3 answers 403 without s3:ListBucket");
+        let text = chain(&e);
+        assert!(
+            text.contains("missing s3:ListBucket?") && text.contains("AccessDenied"),
+            "{text}"
+        );
+        let done = blobs
+            .get("us-west-2", &bucket, "async-output/done.out")
+            .await
+            .unwrap()
+            .expect("an object that exists reads without ListBucket");
+        assert_eq!(&done.body[..], b"ok");
+
+        lab("true");
+        assert_eq!(
+            blobs.get("us-west-2", &bucket, missing).await.unwrap(),
+            None
+        );
+        lab("policy");
+        assert_eq!(
+            blobs.get("us-west-2", &bucket, missing).await.unwrap(),
+            None
+        );
+    });
+
+    // The launcher reads the policy, not a constant: the daemon role without
+    // its ListBucket statement grants nothing (so the lab would answer 403).
+    let shipped =
+        std::fs::read_to_string(common::root().join("deploy/cloudformation/iam.yaml")).unwrap();
+    let start = shipped
+        .find("              - Sid: BatchResultsNotFound")
+        .expect("iam.yaml's BatchResultsNotFound statement");
+    let end = shipped[start..].find("\n\n").map(|i| start + i).unwrap();
+    let without = format!("{}{}", &shipped[..start], &shipped[end + 1..]);
+    let dir = std::env::temp_dir().join(common::unique("failoverd-iam"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (with_path, without_path) = (dir.join("with.yaml"), dir.join("without.yaml"));
+    std::fs::write(&with_path, &shipped).unwrap();
+    std::fs::write(&without_path, without).unwrap();
+    let grants = |path: &std::path::Path| {
+        let out = Command::new(common::venv().join("bin/python"))
+            .arg("-c")
+            .arg(
+                "import sys; sys.path.insert(0, sys.argv[1]); import moto_server as m; \
+                 print(len(m.daemon_listbucket_grants(sys.argv[2])))",
+            )
+            .arg(common::root().join("chaos/lab"))
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(grants(&with_path), "3", "one bucket per region");
+    assert_eq!(grants(&without_path), "0");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -23,12 +23,30 @@ limit) for the next N seconds; `seconds=0` ends it. The drill uses it to
 measure detection right after a throttling episode (`chaos/lab.sh drill
 --throttle-route53 45`).
 
+S3's answer to a missing object, which moto does not model: S3 answers a
+GetObject (or HeadObject) of a key that does not exist with 404 NoSuchKey
+only to a caller that has `s3:ListBucket` on the bucket; to any other caller
+it answers 403 AccessDenied (the GetObject API reference, "Permissions").
+moto enforces no IAM and always answers 404. `S3ListBucket` below rewrites
+moto's 404 NoSuchKey on an object read into S3's 403 AccessDenied unless
+the caller has the permission. Who the caller is: the lab's daemons, whose
+policy is the daemon role of deploy/cloudformation/iam.yaml (the template
+the lab deploys; `--iam-template` to read another). By default (mode
+`policy`) the launcher reads that role's statements, re-reading the file
+when it changes, and grants the read a 404 when an Allow statement names
+`s3:ListBucket` on a bucket ARN matching the bucket (`${...}` in an ARN
+matches anything; an `s3:prefix` condition is checked against the key).
+`POST /_lab/s3-listbucket?granted=true|false|policy` overrides it (true:
+moto's own 404; false: always 403; policy: back to the template);
+`GET /_lab/s3-listbucket` says what the lab currently answers.
+
 The port file gets the port as one line, written to a temporary file in the
 same folder and renamed, so a reader never sees half a number. The server
 stops on SIGTERM or SIGINT (exit 0), like `moto_server`.
 """
 
 import argparse
+import fnmatch
 import logging
 import os
 import signal
@@ -38,6 +56,7 @@ import threading
 import time
 from urllib.parse import parse_qs
 
+import yaml
 from werkzeug.serving import make_server
 
 from moto.moto_server.werkzeug_app import (
@@ -107,6 +126,213 @@ class Route53Throttle:
         return self.app(environ, start_response)
 
 
+S3_ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message>"
+    b"<RequestId>lab-s3-listbucket</RequestId><HostId>lab</HostId></Error>"
+)
+
+DEFAULT_IAM_TEMPLATE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "cloudformation", "iam.yaml"
+)
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (`!Sub x` -> {"Fn::Sub": x})."""
+
+
+def _cfn_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    key = "Ref" if suffix == "Ref" else ("Fn::GetAtt" if suffix == "GetAtt" else f"Fn::{suffix}")
+    return {key: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def _alternatives(value):
+    """Every value a template value can take (Fn::If branches expanded)."""
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            out.extend(_alternatives(v))
+        return out
+    if isinstance(value, dict) and len(value) == 1:
+        ((k, arg),) = value.items()
+        if k == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
+            return _alternatives(arg[1]) + _alternatives(arg[2])
+        if k == "Ref" and arg == "AWS::NoValue":
+            return []
+        if k == "Fn::Sub":
+            return [arg if isinstance(arg, str) else arg[0]]
+    return [value]
+
+
+def daemon_listbucket_grants(path):
+    """(bucket glob, [key globs] or None) for every Allow of s3:ListBucket to
+    the daemon role (Metadata failoverd.role = daemon) of a template:
+    inline policies and AWS::IAM::Policy resources attached with Ref."""
+    with open(path, encoding="utf-8") as f:
+        tpl = yaml.load(f, Loader=_CfnLoader)  # noqa: S506 (SafeLoader subclass)
+    resources = tpl.get("Resources", {})
+    role = next(
+        (
+            rid
+            for rid, r in resources.items()
+            if r.get("Type") == "AWS::IAM::Role"
+            and (r.get("Metadata") or {}).get("failoverd", {}).get("role") == "daemon"
+        ),
+        None,
+    )
+    if role is None:
+        return []
+    docs = [p.get("PolicyDocument", {}) for p in resources[role].get("Properties", {}).get("Policies", [])]
+    for r in resources.values():
+        if r.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            props = r.get("Properties", {})
+            if {"Ref": role} in props.get("Roles", []):
+                docs.append(props.get("PolicyDocument", {}))
+    grants = []
+    for doc in docs:
+        for st in _alternatives(doc.get("Statement", [])):
+            if not isinstance(st, dict) or st.get("Effect") != "Allow":
+                continue
+            actions = st.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            if not any(fnmatch.fnmatchcase("s3:ListBucket", a) for a in actions if isinstance(a, str)):
+                continue
+            prefixes = None
+            for op, conds in (st.get("Condition") or {}).items():
+                if op in ("StringLike", "StringEquals") and "s3:prefix" in conds:
+                    want = conds["s3:prefix"]
+                    prefixes = [want] if isinstance(want, str) else list(want)
+            for res in _alternatives(st.get("Resource", [])):
+                if not isinstance(res, str):
+                    continue
+                bucket = res if res == "*" else res.split(":::", 1)[-1]
+                if "/" in bucket:
+                    continue  # an object ARN: ListBucket needs the bucket's
+                # ${Param} is whatever the stack was given: any name.
+                glob = bucket
+                while "${" in glob and "}" in glob.split("${", 1)[1]:
+                    head, rest = glob.split("${", 1)
+                    glob = head + "*" + rest.split("}", 1)[1]
+                grants.append((glob, prefixes))
+    return grants
+
+
+class S3ListBucket:
+    """WSGI middleware: a missing object reads as S3 answers it to a caller
+    without s3:ListBucket (403 AccessDenied), unless the caller has it."""
+
+    def __init__(self, app, iam_template):
+        self.app = app
+        self.iam_template = iam_template
+        self.lock = threading.Lock()
+        self.mode = "policy"
+        self._cache = (None, [])  # (mtime, grants)
+
+    def grants(self):
+        try:
+            mtime = os.stat(self.iam_template).st_mtime_ns
+        except OSError:
+            return []
+        with self.lock:
+            if self._cache[0] != mtime:
+                try:
+                    self._cache = (mtime, daemon_listbucket_grants(self.iam_template))
+                except Exception as e:  # a broken template grants nothing
+                    print(f"s3-listbucket: cannot read {self.iam_template}: {e}", file=sys.stderr)
+                    self._cache = (mtime, [])
+            return self._cache[1]
+
+    def granted(self, bucket, key):
+        with self.lock:
+            mode = self.mode
+        if mode != "policy":
+            return mode == "true"
+        return any(
+            fnmatch.fnmatchcase(bucket, b)
+            and (prefixes is None or any(fnmatch.fnmatchcase(key, p) for p in prefixes))
+            for b, prefixes in self.grants()
+        )
+
+    @staticmethod
+    def object_of(environ):
+        """(bucket, key) of a path-style S3 object read, else None."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return None
+        auth = environ.get("HTTP_AUTHORIZATION", "") + environ.get("QUERY_STRING", "")
+        if "/s3/aws4_request" not in auth and "%2Fs3%2Faws4_request" not in auth:
+            return None
+        parts = environ.get("PATH_INFO", "").lstrip("/").split("/", 1)
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            return None
+        return parts[0], parts[1]
+
+    def control(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "POST":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            value = query.get("granted", [""])[0]
+            if value not in ("true", "false", "policy"):
+                start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                return [b"granted must be true, false or policy\n"]
+            with self.lock:
+                self.mode = value
+        with self.lock:
+            mode = self.mode
+        grants = self.grants()
+        text = f"mode={mode} template={os.path.abspath(self.iam_template)} grants={grants}\n"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [text.encode()]
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "") == "/_lab/s3-listbucket":
+            return self.control(environ, start_response)
+        target = self.object_of(environ)
+        if target is None:
+            return self.app(environ, start_response)
+        seen = {}
+
+        def capture(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = status, headers
+            return lambda _data: None
+
+        result = self.app(environ, capture)
+        chunks = iter(result)
+        first = [] if "status" in seen else [next(chunks, b"")]
+        if not seen.get("status", "").startswith("404"):
+            start_response(seen["status"], seen["headers"])
+            return _chain(first, chunks, result)
+        body = b"".join(first) + b"".join(chunks)
+        if hasattr(result, "close"):
+            result.close()
+        missing_key = environ["REQUEST_METHOD"] == "HEAD" or b"<Code>NoSuchKey</Code>" in body
+        if missing_key and not self.granted(*target):
+            denied = b"" if environ["REQUEST_METHOD"] == "HEAD" else S3_ACCESS_DENIED
+            start_response(
+                "403 Forbidden",
+                [("Content-Type", "application/xml"), ("Content-Length", str(len(denied)))],
+            )
+            return [denied]
+        start_response(seen["status"], seen["headers"])
+        return [body]
+
+
+def _chain(first, rest, result):
+    try:
+        yield from first
+        yield from rest
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+
+
 def stop(signum: int, _frame: object) -> None:
     # Raised in the main thread, inside serve_forever: the loop unwinds and
     # the finally below closes the socket.
@@ -118,6 +344,12 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (port 0)")
     parser.add_argument(
         "--port-file", required=True, help="write the bound port here (atomically)"
+    )
+    parser.add_argument(
+        "--iam-template",
+        default=DEFAULT_IAM_TEMPLATE,
+        help="the template whose daemon role decides whether a missing S3 object reads as 404 "
+        "(s3:ListBucket granted) or 403 (default: deploy/cloudformation/iam.yaml)",
     )
     parser.add_argument(
         "--quiet",
@@ -137,7 +369,7 @@ def main() -> int:
     server = make_server(
         args.host,
         0,
-        Route53Throttle(app),
+        S3ListBucket(Route53Throttle(app), args.iam_template),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

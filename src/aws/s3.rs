@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 
@@ -88,9 +89,40 @@ impl Blobs for S3Blobs {
                 Ok(Some(Object { body, content_type }))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            // S3 answers a key that does not exist with 403 AccessDenied to a
+            // caller without s3:ListBucket on the bucket: say so, or a result
+            // not written yet reads as an unexplained failure forever.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("AccessDenied") => {
+                Err(blob_error(
+                    BlobOp::Get,
+                    region,
+                    bucket,
+                    key,
+                    AccessDeniedOnRead {
+                        bucket: bucket.to_string(),
+                        source: Box::new(e),
+                    },
+                ))
+            }
             Err(e) => Err(blob_error(BlobOp::Get, region, bucket, key, e)),
         }
     }
+}
+
+/// S3 answered a GetObject with 403 AccessDenied. For a caller with
+/// s3:GetObject that is what S3 answers when the key does not exist and the
+/// caller lacks s3:ListBucket on the bucket (the GetObject API reference,
+/// "Permissions"): a batch result not written yet, or a failed job's output.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "S3 answered 403 AccessDenied reading bucket {bucket}: missing s3:ListBucket? Without it S3 \
+     answers a key that does not exist yet with 403, not 404 (deploy/cloudformation/iam.yaml \
+     grants it in BatchResultsNotFound)"
+)]
+pub struct AccessDeniedOnRead {
+    pub bucket: String,
+    #[source]
+    pub source: crate::ports::BoxError,
 }
 
 /// S3 refused to create a bucket (the SDK's error, with its chain, is the source).
