@@ -44,6 +44,7 @@ use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::AwsClients;
@@ -397,22 +398,25 @@ impl SageMakerRuntime {
         head: &[u8],
         body: &[u8],
     ) -> Result<wire::Response, wire::Error> {
-        let (mut conn, reused) = match self.checkout(target) {
+        // One reading of the monotonic clock: the pool's ages are a
+        // minute, a request's time does not matter to them.
+        let now = self.clock.monotonic();
+        let (mut conn, reused) = match self.checkout(target, now) {
             Some(c) => (c, true),
-            None => (self.connect(target).await?, false),
+            None => (self.connect(target, now).await?, false),
         };
         if let Err(e) = conn.send(head, body).await {
             if !reused {
                 return Err(e);
             }
-            conn = self.connect(target).await?;
+            conn = self.connect(target, now).await?;
             conn.send(head, body).await?;
         }
         let (resp, reusable) = conn.receive(MAX_RESPONSE).await?;
         if reusable {
             let mut idle = target.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < POOL_MAX_IDLE {
-                conn.idle_since = self.clock.monotonic();
+                conn.idle_since = now;
                 idle.push(conn);
             }
         }
@@ -421,9 +425,8 @@ impl SageMakerRuntime {
 
     /// The most recently used idle connection to `target` that is still
     /// open; connections idle for longer than the pool's timeout are closed.
-    fn checkout(&self, target: &RegionEndpoint) -> Option<wire::Conn> {
+    fn checkout(&self, target: &RegionEndpoint, now: Instant) -> Option<wire::Conn> {
         let mut idle = target.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let now = self.clock.monotonic();
         // Oldest first: drop the ones idle too long.
         let stale = idle
             .iter()
@@ -438,8 +441,12 @@ impl SageMakerRuntime {
         None
     }
 
-    async fn connect(&self, target: &RegionEndpoint) -> Result<wire::Conn, wire::Error> {
-        wire::Conn::connect(&self.connector, &target.origin, self.clock.monotonic()).await
+    async fn connect(
+        &self,
+        target: &RegionEndpoint,
+        now: Instant,
+    ) -> Result<wire::Conn, wire::Error> {
+        wire::Conn::connect(&self.connector, &target.origin, now).await
     }
 }
 

@@ -113,7 +113,13 @@ impl RouterClock {
 
     /// Milliseconds since the router started (breakers, retry budget).
     pub fn mono_ms(&self) -> u64 {
-        self.clock.since(self.origin).as_millis() as u64
+        self.mono_ms_at(self.now())
+    }
+
+    /// [`RouterClock::mono_ms`] at `now`, a reading of [`RouterClock::now`]
+    /// (one reading of the clock for several uses).
+    pub fn mono_ms_at(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_millis() as u64
     }
 
     /// Unix milliseconds on this host's clock.

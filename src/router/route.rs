@@ -186,7 +186,12 @@ struct InFlight<'c> {
 impl Router {
     /// Try regions and paths until one answers or the deadline passes.
     pub(super) async fn route<'c>(&self, cfg: &'c Config, ask: &Ask<'c>) -> Reply<'c> {
-        self.budget().on_request(self.clock.mono_ms());
+        // One reading of the clock until the first attempt is launched
+        // (nothing awaits in between).
+        let now = self.clock.now();
+        let mut first_now = Some(now);
+        let mono_ms = self.clock.mono_ms_at(now);
+        self.budget().on_request(mono_ms);
         let len = ask.inv.body.len() as u64;
         let (threshold, mask): (u64, fn(Available) -> Available) = match ask.api {
             Api::SageMaker => (NO_BATCH_THRESHOLD, Available::realtime),
@@ -205,7 +210,7 @@ impl Router {
                 threshold,
                 mask,
                 wall_ms: self.clock.wall_ms(),
-                now_ms: self.clock.mono_ms(),
+                now_ms: mono_ms,
             },
         );
         let mut cursor = Cursor {
@@ -234,6 +239,7 @@ impl Router {
         tokio::pin!(deadline);
 
         let launch = |lane: Lane<'c>,
+                      now: Instant,
                       delay: Duration,
                       tries: &mut FuturesUnordered<_>,
                       in_flight: &mut Vec<InFlight<'c>>,
@@ -244,7 +250,7 @@ impl Router {
                 id: *attempts,
                 region: &region.name,
                 path: lane.path,
-                calls_at: self.clock.now() + delay,
+                calls_at: now + delay,
             });
             tries.push(self.attempt(cfg, ask, *attempts, lane, delay, &job_id));
         };
@@ -257,7 +263,8 @@ impl Router {
                     })
                     .at(Some(path), Some(region), attempts);
                 }
-                if self.clock.now() >= ask.deadline {
+                let now = first_now.take().unwrap_or_else(|| self.clock.now());
+                if now >= ask.deadline {
                     let (region, path) = at.unzip();
                     return Reply::from(RouterError::DeadlineExceeded).at(path, region, attempts);
                 }
@@ -277,7 +284,7 @@ impl Router {
                             self.targets
                                 .hedge_delay(&lane.region.name, lane.path, after)
                         {
-                            hedge_timer.as_mut().reset(self.clock.now() + d);
+                            hedge_timer.as_mut().reset(now + d);
                             hedge_armed = true;
                         }
                     }
@@ -286,6 +293,7 @@ impl Router {
                 at = Some((&r.name, lane.path));
                 launch(
                     lane,
+                    now,
                     Duration::ZERO,
                     &mut tries,
                     &mut in_flight,
@@ -323,7 +331,7 @@ impl Router {
                                 Step::Again(lane, delay) => {
                                     let r: &'c RegionConfig = lane.region;
                                     at = Some((&r.name, lane.path));
-                                    launch(lane, delay, &mut tries, &mut in_flight, &mut attempts);
+                                    launch(lane, self.clock.now(), delay, &mut tries, &mut in_flight, &mut attempts);
                                 }
                                 Step::LaneEnds { cold, error } => {
                                     ended_cold |= cold;
@@ -354,7 +362,7 @@ impl Router {
                             lane.hedge = true;
                             self.metrics.hedge_sent(&lane.region.name);
                             info!(model = %ask.model.name, to = %lane.region.name, "hedging a slow attempt");
-                            launch(lane, Duration::ZERO, &mut tries, &mut in_flight, &mut attempts);
+                            launch(lane, self.clock.now(), Duration::ZERO, &mut tries, &mut in_flight, &mut attempts);
                         }
                     }
                 }
@@ -417,7 +425,7 @@ impl Router {
                     now_ms: self.clock.wall_ms(),
                 },
             );
-            match tokio::time::timeout(timeout, submit).await {
+            match tokio::time::timeout_at(started + timeout, submit).await {
                 Ok(r) => r.map(Success::Job).map_err(AttemptError::Submit),
                 Err(_) => Err(AttemptError::TimedOut {
                     after: timeout,
@@ -427,7 +435,7 @@ impl Router {
         } else {
             let call = self.ports.inference.invoke(region, endpoint, &ask.inv);
             tokio::pin!(call);
-            match tokio::time::timeout(timeout, &mut call).await {
+            match tokio::time::timeout_at(started + timeout, &mut call).await {
                 Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
                 Err(_) if !ask.model.retry_on_timeout && self.clock.now() < ask.deadline => {
                     // This request may not be sent again: tell the breaker
