@@ -13,11 +13,13 @@
 #                                  #              (../shared/bench/seed-ts-router)
 #                                  #   before     with BENCH_BASELINE_DIR: failoverd from
 #                                  #              that directory (an older build), same run
-#                                  # Prints, per round and target, req/s, p50, p99 and the
-#                                  # CPU per request of the proxy process (utime + stime of
-#                                  # every thread, from /proc/<pid>/stat; nginx: master +
-#                                  # worker) and of the model server; then a summary with
-#                                  # ratios against nginx of the same round.
+#                                  # Prints, per round and target, req/s, p50, p99, the CPU
+#                                  # per request of the proxy process (utime + stime of every
+#                                  # thread, from /proc/<pid>/stat; nginx: master + worker),
+#                                  # its stime part, its voluntary context switches per
+#                                  # request (wake-ups), and the model server's CPU per
+#                                  # request; then a summary with ratios against nginx's
+#                                  # figures of the same round.
 #   chaos/bench-router.sh wrk      # the same as `side`
 #   chaos/bench-router.sh perf     # profile failoverd's router under the same wrk load:
 #                                  # `perf stat` of the daemon, then `perf record -g`
@@ -337,11 +339,12 @@ for t in ${BENCH_TARGETS:-direct nginx failoverd seed before}; do
 done
 
 # Clock ticks (utime + stime, all threads) of the processes of a target:
-# a PID, or nginx:PID for nginx's master and its workers.
+# a PID, or nginx:PID for nginx's master and its workers; then the stime
+# part of them.
 ticks() {
-  local spec=$1 list=() total=0 p f
+  local spec=$1 list=() total=0 sys=0 p f
   case $spec in
-    "") echo 0; return ;;
+    "") echo 0 0; return ;;
     nginx:*) list=("${spec#nginx:}"); while read -r p; do list+=("$p"); done < <(pgrep -P "${spec#nginx:}") ;;
     *) list=("$spec") ;;
   esac
@@ -349,6 +352,22 @@ ticks() {
     # Fields after the command name: state is field 3, utime 14, stime 15.
     read -r -a f < <(sed 's/.*) //' "/proc/$p/stat")
     total=$((total + f[11] + f[12]))
+    sys=$((sys + f[12]))
+  done
+  echo "$total $sys"
+}
+# Voluntary context switches (a thread slept: epoll, futex) of every thread
+# of a target's processes: its wake-ups.
+wakeups() {
+  local spec=$1 list=() total=0 p n
+  case $spec in
+    "") echo 0; return ;;
+    nginx:*) list=("${spec#nginx:}"); while read -r p; do list+=("$p"); done < <(pgrep -P "${spec#nginx:}") ;;
+    *) list=("$spec") ;;
+  esac
+  for p in "${list[@]}"; do
+    n=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}')
+    total=$((total + n))
   done
   echo "$total"
 }
@@ -360,17 +379,20 @@ for t in "${targets[@]}"; do run_wrk "${url[$t]}" 2 >/dev/null; done
 
 echo "wrk -t1 -c$conns -d${secs}s, 1 KiB POST, $rounds alternating rounds, $(nproc) CPUs, bin=$bin${baseline:+, before=$baseline}"
 echo "CPU per request: the proxy's process time / requests (nginx: master + worker); model: the model server's"
-printf '  %-5s %-9s %9s %9s %9s %10s %10s %7s\n' round target req/s p50_ms p99_ms proxy_us model_us non2xx
-declare -A rps p50 p99 cpu mcpu
+echo "proxy_sys: the kernel's part of it; wakeups: the proxy's voluntary context switches (all threads) per request"
+printf '  %-5s %-9s %9s %9s %9s %10s %9s %8s %10s %7s\n' round target req/s p50_ms p99_ms proxy_us proxy_sys wakeups model_us non2xx
+declare -A rps p50 p99 cpu mcpu wake sys
 n=${#targets[@]}
 for r in $(seq "$rounds"); do
   for i in $(seq 0 $((n - 1))); do
     t=${targets[$(((i + r - 1) % n))]}
-    before_p=$(ticks "${proc[$t]}")
-    before_m=$(ticks "$model_pid")
+    read -r before_p before_s < <(ticks "${proc[$t]}")
+    read -r before_m _ < <(ticks "$model_pid")
+    before_w=$(wakeups "${proc[$t]}")
     out=$(run_wrk "${url[$t]}" "$secs")
-    after_p=$(ticks "${proc[$t]}")
-    after_m=$(ticks "$model_pid")
+    after_w=$(wakeups "${proc[$t]}")
+    read -r after_p after_s < <(ticks "${proc[$t]}")
+    read -r after_m _ < <(ticks "$model_pid")
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     k="$t,$r"
     rps[$k]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -378,24 +400,26 @@ for r in $(seq "$rounds"); do
     p99[$k]=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
     cpu[$k]=$(awk -v d=$((after_p - before_p)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
     mcpu[$k]=$(awk -v d=$((after_m - before_m)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+    wake[$k]=$(awk -v d=$((after_w - before_w)) -v n="$reqs" 'BEGIN {printf "%.2f", d / n}')
+    sys[$k]=$(awk -v d=$((after_s - before_s)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     errs=$(awk '/Socket errors/ {print $0}' <<<"$out")
-    [[ -z ${proc[$t]} ]] && shown=- || shown=${cpu[$k]}
-    printf '  %-5s %-9s %9.0f %9s %9s %10s %10s %7s %s\n' "$r" "$t" "${rps[$k]}" "${p50[$k]}" "${p99[$k]}" \
-      "$shown" "${mcpu[$k]}" "${non2xx:-0}" "${errs:+($errs)}"
+    if [[ -z ${proc[$t]} ]]; then shown=- shown_s=- shown_w=-; else shown=${cpu[$k]} shown_s=${sys[$k]} shown_w=${wake[$k]}; fi
+    printf '  %-5s %-9s %9.0f %9s %9s %10s %9s %8s %10s %7s %s\n' "$r" "$t" "${rps[$k]}" "${p50[$k]}" "${p99[$k]}" \
+      "$shown" "$shown_s" "$shown_w" "${mcpu[$k]}" "${non2xx:-0}" "${errs:+($errs)}"
   done
 done
 
 echo "summary (mean over rounds; p50 and p99 as min-max; ratios against nginx's figure of the same round, min-max):"
-printf '  %-9s %9s %15s %15s %9s %9s %14s %14s\n' target req/s p50_ms p99_ms proxy_us model_us "req/s÷nginx" "cpu÷nginx"
+printf '  %-9s %9s %15s %15s %9s %9s %8s %9s %14s %14s\n' target req/s p50_ms p99_ms proxy_us proxy_sys wakeups model_us "req/s÷nginx" "cpu÷nginx"
 for t in "${targets[@]}"; do
   line=$(for r in $(seq "$rounds"); do
     k="$t,$r"; kn="nginx,$r"
-    echo "${rps[$k]} ${p50[$k]} ${p99[$k]} ${cpu[$k]} ${mcpu[$k]} ${rps[$kn]:-0} ${cpu[$kn]:-0}"
+    echo "${rps[$k]} ${p50[$k]} ${p99[$k]} ${cpu[$k]} ${mcpu[$k]} ${rps[$kn]:-0} ${cpu[$kn]:-0} ${wake[$k]} ${sys[$k]}"
   done | awk -v proxied="${proc[$t]}" '
     function lo(a, b) { return a < b ? a : b } function hi(a, b) { return a > b ? a : b }
     NR == 1 { p50l = p50h = $2; p99l = p99h = $3; rl = 1e9; rh = 0; cl = 1e9; ch = 0 }
-    { s += $1; c += $4; m += $5
+    { s += $1; c += $4; m += $5; w += $8; y += $9
       p50l = lo(p50l, $2); p50h = hi(p50h, $2); p99l = lo(p99l, $3); p99h = hi(p99h, $3)
       if ($6 > 0) { rl = lo(rl, $1 / $6); rh = hi(rh, $1 / $6) }
       if ($7 > 0) { cl = lo(cl, $4 / $7); ch = hi(ch, $4 / $7) } }
@@ -403,8 +427,10 @@ for t in "${targets[@]}"; do
       rr = rh > 0 ? sprintf("%.2f-%.2f", rl, rh) : "-"
       cr = (ch > 0 && proxied != "") ? sprintf("%.2f-%.2f", cl, ch) : "-"
       cpu = proxied != "" ? sprintf("%.1f", c / NR) : "-"
-      printf "%9.0f %15s %15s %9s %9.1f %14s %14s", s / NR, sprintf("%.2f-%.2f", p50l, p50h),
-        sprintf("%.2f-%.2f", p99l, p99h), cpu, m / NR, rr, cr }')
+      wk = proxied != "" ? sprintf("%.2f", w / NR) : "-"
+      sy = proxied != "" ? sprintf("%.1f", y / NR) : "-"
+      printf "%9.0f %15s %15s %9s %9s %8s %9.1f %14s %14s", s / NR, sprintf("%.2f-%.2f", p50l, p50h),
+        sprintf("%.2f-%.2f", p99l, p99h), cpu, sy, wk, m / NR, rr, cr }')
   printf '  %-9s %s\n' "$t" "$line"
 done
 echo "failoverd RSS: $(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$daemon_pid/status")"
