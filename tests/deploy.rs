@@ -384,14 +384,60 @@ fn template_shape(tpl: &Value, resource: &str) -> TableShape {
             })
             .collect(),
         billing: s(p, "BillingMode"),
-        ttl: cfn::get(p, &["TimeToLiveSpecification"]).map(|t| {
-            assert_eq!(
-                cfn::get(t, &["Enabled"]).and_then(|e| e.as_bool()),
-                Some(true)
-            );
-            s(t, "AttributeName")
-        }),
+        // `!If [IsStrong, NoValue, spec]`: the lab's tables carry the
+        // MREC branch (moto stores a TTL setting in every mode).
+        ttl: p
+            .as_mapping()
+            .and_then(|m| m.get("TimeToLiveSpecification"))
+            .map(|raw| match cfn::tag(raw).as_deref() {
+                Some("!If") => cfn::items(raw)[2],
+                _ => cfn::untag(raw),
+            })
+            .map(|t| {
+                assert_eq!(
+                    cfn::get(t, &["Enabled"]).and_then(|e| e.as_bool()),
+                    Some(true)
+                );
+                s(t, "AttributeName")
+            }),
     }
+}
+
+/// TTL is an MREC feature of global tables: the control table enables it
+/// only when it is not MRSC (`Consistency=STRONG`), or creating an MRSC
+/// table would fail on it (docs/deploy.md, "TTL").
+#[test]
+fn control_table_ttl_is_off_on_an_mrsc_table() {
+    let tpl = cfn::load(&cfn::source("tables.yaml"));
+    let raw = cfn::get(&tpl, &["Resources", "ControlTable", "Properties"])
+        .and_then(|p| p.as_mapping())
+        .and_then(|m| m.get("TimeToLiveSpecification"))
+        .expect("ControlTable.TimeToLiveSpecification");
+    assert_eq!(
+        cfn::tag(raw).as_deref(),
+        Some("!If"),
+        "TimeToLiveSpecification must depend on the consistency mode: {raw:?}"
+    );
+    let branches = cfn::items(raw);
+    assert_eq!(branches.len(), 3, "{raw:?}");
+    assert_eq!(cfn::str_of(branches[0]), Some("IsStrong"));
+    assert_eq!(
+        cfn::tag(branches[1]).as_deref(),
+        Some("!Ref"),
+        "the STRONG branch is AWS::NoValue"
+    );
+    assert_eq!(cfn::str_of(branches[1]), Some("AWS::NoValue"));
+    assert_eq!(
+        cfn::get(branches[2], &["AttributeName"]).and_then(cfn::str_of),
+        Some("ttl")
+    );
+    // IsStrong is what it says.
+    let cond = cfn::get(&tpl, &["Conditions", "IsStrong"]).unwrap();
+    let args: Vec<_> = cfn::items(cond)
+        .into_iter()
+        .filter_map(cfn::str_of)
+        .collect();
+    assert!(args.contains(&"STRONG"), "{cond:?}");
 }
 
 async fn provisioned_shape(ddb: &aws_sdk_dynamodb::Client, table: &str) -> TableShape {
