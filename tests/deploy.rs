@@ -180,6 +180,131 @@ fn example_config_names_what_the_templates_create_by_default() {
     }
 }
 
+// --- scheduled capacity against failover ----------------------------------------
+
+/// `v[key]` with its tag (`cfn::get` looks through tags).
+fn raw<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    cfn::untag(v).as_mapping()?.get(key)
+}
+
+/// Whether `v` is the failover capacity: `!Ref FailoverCapacity`, or a
+/// literal at least its default.
+fn is_failover_capacity(v: &Value, default: u64) -> bool {
+    let by_ref = (cfn::tag(v).as_deref() == Some("!Ref")
+        && cfn::str_of(v) == Some("FailoverCapacity"))
+        || cfn::get(v, &["Ref"]).and_then(cfn::str_of) == Some("FailoverCapacity");
+    let literal = match cfn::untag(v) {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    by_ref || literal.is_some_and(|n| n >= default)
+}
+
+/// What in a scheduled-capacity template can scale a failed-over region
+/// back down. Application Auto Scaling scales a variant above its maximum
+/// back to it at every scheduled action and whenever the target is
+/// registered again (every stack update); the prepare step scales a standby
+/// up to the active's count outside Application Auto Scaling. So the
+/// target's maximum must be the failover capacity (the `FailoverCapacity`
+/// parameter), and a scheduled action may set no other maximum.
+fn scheduled_max_problems(tpl: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(default) = cfn::get(tpl, &["Parameters", "FailoverCapacity", "Default"]).and_then(
+        |d| match cfn::untag(d) {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        },
+    ) else {
+        return vec![
+            "no FailoverCapacity parameter (with a default): nothing says what a failover needs"
+                .into(),
+        ];
+    };
+    for (id, r) in cfn::resources(tpl, "AWS::ApplicationAutoScaling::ScalableTarget") {
+        match cfn::get(r, &["Properties"]).and_then(|p| raw(p, "MaxCapacity")) {
+            Some(max) if is_failover_capacity(max, default) => {}
+            other => problems.push(format!(
+                "{id}: MaxCapacity {other:?} is not FailoverCapacity: a stack update re-registers the \
+                 target and scales a failed-over region down to it"
+            )),
+        }
+        for a in cfn::get(r, &["Properties", "ScheduledActions"])
+            .map(cfn::items)
+            .unwrap_or_default()
+        {
+            let name = cfn::get(a, &["ScheduledActionName"])
+                .and_then(cfn::str_of)
+                .unwrap_or("?");
+            if let Some(max) =
+                cfn::get(a, &["ScalableTargetAction"]).and_then(|t| raw(t, "MaxCapacity"))
+            {
+                if !is_failover_capacity(max, default) {
+                    problems.push(format!(
+                        "{id}: scheduled action {name} sets MaxCapacity {max:?}, below the failover \
+                         capacity: it scales a failed-over region back down when it runs"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn scheduled_capacity_never_lowers_the_maximum_below_the_failover_capacity() {
+    let path = cfn::source("scheduled-capacity.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let shipped: Value = serde_yaml::from_str(&text).unwrap();
+    assert!(
+        !cfn::resources(&shipped, "AWS::ApplicationAutoScaling::ScalableTarget").is_empty(),
+        "scheduled-capacity.yaml declares a scalable target"
+    );
+    let problems = scheduled_max_problems(&shipped);
+    assert!(
+        problems.is_empty(),
+        "{}:\n  {}",
+        path.display(),
+        problems.join("\n  ")
+    );
+
+    // The check can fail: an off-hours maximum, a lower literal, a target
+    // registered below the failover capacity.
+    let off_hours = "            MinCapacity: !Ref OffHoursMinCapacity\n";
+    assert!(text.contains(off_hours));
+    for (what, mutant) in [
+        (
+            "off-hours maximum",
+            text.replace(
+                off_hours,
+                &format!("{off_hours}            MaxCapacity: !Ref OffHoursMinCapacity\n"),
+            ),
+        ),
+        (
+            "literal maximum",
+            text.replace(
+                off_hours,
+                &format!("{off_hours}            MaxCapacity: 1\n"),
+            ),
+        ),
+        (
+            "target maximum",
+            text.replace(
+                "      MaxCapacity: !Ref FailoverCapacity\n",
+                "      MaxCapacity: !Ref BusinessHoursMinCapacity\n",
+            ),
+        ),
+    ] {
+        assert_ne!(mutant, text, "{what}: the mutation applies");
+        let tpl: Value = serde_yaml::from_str(&mutant).unwrap();
+        assert!(
+            !scheduled_max_problems(&tpl).is_empty(),
+            "{what}: the check must refuse it"
+        );
+    }
+}
+
 // --- the Debian package and the systemd unit ------------------------------------
 
 fn deb_meta() -> toml::Table {
