@@ -14,7 +14,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 status=0
 for f in "$ROOT"/deploy/statemachines/*.asl.json; do
   out=$tmp/$(basename "$f")
-  sed -e 's/\${ControlTable}/failoverd-control/g' -e 's/\${ControlTableRegion}/us-east-1/g' "$f" >"$out"
+  sed -e 's/\${AWS::Partition}/aws/g' -e 's/\${ControlTable}/failoverd-control/g' -e 's/\${ControlTableRegion}/us-east-1/g' "$f" >"$out"
   if grep -q '\${' "$out"; then
     echo "$f: unsubstituted placeholder: $(grep -o '\${[A-Za-z]*}' "$out" | sort -u | tr '\n' ' ')"; status=1; continue
   fi

@@ -106,7 +106,11 @@ fn definition_placeholders_are_parameters_of_the_region_template() {
     let asl = asl_text();
     let tpl = cfn::load(&cfn::source("region.yaml"));
     let params: BTreeSet<String> = cfn::parameters(&tpl).into_iter().collect();
-    let used = placeholders(&asl);
+    // CloudFormation's pseudo parameters (AWS::Partition) need no parameter.
+    let used: BTreeSet<String> = placeholders(&asl)
+        .into_iter()
+        .filter(|p| !p.starts_with("AWS::"))
+        .collect();
     assert!(!used.is_empty());
     let missing: Vec<_> = used.difference(&params).collect();
     assert!(
@@ -119,6 +123,43 @@ fn definition_placeholders_are_parameters_of_the_region_template() {
     let subs: Vec<(&str, &str)> = used.iter().map(|p| (p.as_str(), "x")).collect();
     let rendered = render_definition(&asl, &subs).unwrap();
     serde_json::from_str::<serde_json::Value>(&rendered).expect("the rendered definition is JSON");
+}
+
+/// ARNs name their partition (`${AWS::Partition}`), never `aws` literally:
+/// the same templates deploy in aws-cn and aws-us-gov. Every rendered
+/// template, the state machine definition included.
+#[test]
+fn no_template_hard_codes_the_aws_partition() {
+    let dir = std::env::temp_dir().join(common::unique("failoverd-partition"));
+    cfn::render(&dir);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            // Comments may show an example ARN; YAML and JSON values may not.
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
+            if line.contains("arn:aws:") {
+                found.push(format!(
+                    "{}:{}: {}",
+                    path.file_name().unwrap().to_string_lossy(),
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        found.is_empty(),
+        "literal arn:aws: in a rendered template (use arn:${{AWS::Partition}}:):\n  {}",
+        found.join("\n  ")
+    );
 }
 
 /// regions/base.toml is what an operator edits after deploying with the

@@ -39,7 +39,10 @@ pub struct RenderError {
 }
 
 /// Render a definition template: `${Name}` placeholders, as CloudFormation's
-/// `DefinitionSubstitutions` does. An unknown placeholder is an error.
+/// `DefinitionSubstitutions` does. An unknown placeholder is an error, but
+/// for the pseudo parameter `${AWS::Partition}`, which CloudFormation fills
+/// itself: `aws` unless `substitutions` names it (the lab, moto and the
+/// simulation are the `aws` partition).
 pub fn render_definition(
     template: &str,
     substitutions: &[(&str, &str)],
@@ -48,6 +51,7 @@ pub fn render_definition(
     for (k, v) in substitutions {
         out = out.replace(&format!("${{{k}}}"), v);
     }
+    out = out.replace("${AWS::Partition}", "aws");
     if let Some(start) = out.find("${") {
         let end = out[start..]
             .find('}')
@@ -83,8 +87,10 @@ pub async fn ensure_state_machine(
                 .is_some_and(|s| s.is_state_machine_already_exists()) =>
         {
             let region = region_of(client);
+            // The role's ARN names the partition and the account.
+            let partition = role_arn.split(':').nth(1).unwrap_or("aws");
             let account = role_arn.split(':').nth(4).unwrap_or_default();
-            let arn = format!("arn:aws:states:{region}:{account}:stateMachine:{name}");
+            let arn = format!("arn:{partition}:states:{region}:{account}:stateMachine:{name}");
             client
                 .update_state_machine()
                 .state_machine_arn(&arn)
@@ -301,6 +307,18 @@ mod tests {
         assert_eq!(
             render_definition(t, &[("X", "1"), ("Y", "us-east-1")]).unwrap(),
             r#"{"a":"1","b":"arn:us-east-1::x"}"#
+        );
+        assert_eq!(
+            render_definition("arn:${AWS::Partition}:states", &[]).unwrap(),
+            "arn:aws:states"
+        );
+        assert_eq!(
+            render_definition(
+                "arn:${AWS::Partition}:states",
+                &[("AWS::Partition", "aws-cn")]
+            )
+            .unwrap(),
+            "arn:aws-cn:states"
         );
         let e = render_definition(t, &[("X", "1")]).unwrap_err();
         assert_eq!(e.placeholder, "${Y}");
