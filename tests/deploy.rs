@@ -162,6 +162,70 @@ fn no_template_hard_codes_the_aws_partition() {
     );
 }
 
+/// Error names in the definition's Retry and Catch lists follow Step
+/// Functions' rule for AWS SDK integrations (docs/deploy.md, "The
+/// workflow's error names"): `States.*`, or `<Service>.<Name>Exception` with
+/// the service in Pascal case as the SDK integration's service id gives it
+/// (`aws-sdk:dynamodb` -> `DynamoDb`) and the `Exception` suffix always
+/// there. A name off the rule is never matched: the error would skip its
+/// Retry or Catch.
+#[test]
+fn workflow_error_names_follow_the_sdk_integration_rule() {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "ErrorEquals" {
+                        out.extend(
+                            v.as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|e| e.as_str().map(String::from)),
+                        );
+                    } else {
+                        walk(v, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let asl = render_definition(
+        &asl_text(),
+        &[("ControlTable", "t"), ("ControlTableRegion", "us-east-1")],
+    )
+    .unwrap();
+    let asl: serde_json::Value = serde_json::from_str(&asl).unwrap();
+    // The services the Task states integrate with, by SDK service id.
+    let mut services = BTreeSet::new();
+    let mut names = Vec::new();
+    walk(&asl, &mut names);
+    for r in asl.to_string().split("aws-sdk:").skip(1) {
+        services.insert(r.split(':').next().unwrap().to_string());
+    }
+    assert_eq!(
+        services,
+        BTreeSet::from(["dynamodb".to_string()]),
+        "teach this test the Pascal-case name of every new SDK integration"
+    );
+    assert!(!names.is_empty());
+    let bad: Vec<_> = names
+        .iter()
+        .filter(|n| {
+            let ok_states = n.starts_with("States.");
+            let ok_sdk = n.strip_prefix("DynamoDb.").is_some_and(|e| {
+                e.ends_with("Exception") && e.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            });
+            !(ok_states || ok_sdk)
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "error names off Step Functions' SDK-integration rule (ServiceName.ErrorNameException): {bad:?}"
+    );
+}
+
 /// regions/base.toml is what an operator edits after deploying with the
 /// templates' defaults: the names must agree.
 #[test]
