@@ -226,6 +226,37 @@ fn workflow_error_names_follow_the_sdk_integration_rule() {
     );
 }
 
+/// CloudFormation takes a template body of at most 51,200 bytes on a direct
+/// upload (`aws cloudformation deploy --template-file` without
+/// `--s3-bucket`); larger ones must go through S3 (TemplateURL, 1 MB).
+/// Every rendered template stays under 90% of the direct limit, so the
+/// runbook's commands work as written and a growing workflow is noticed
+/// before an operator's deploy fails (runbooks/deploy.md, "Template size").
+#[test]
+fn rendered_templates_fit_a_direct_upload_with_room_to_spare() {
+    const DIRECT_UPLOAD_LIMIT: usize = 51_200;
+    const BUDGET: usize = DIRECT_UPLOAD_LIMIT * 9 / 10; // 46,080
+    let dir = std::env::temp_dir().join(common::unique("failoverd-size"));
+    cfn::render(&dir);
+    let mut sizes = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            sizes.insert(name, std::fs::metadata(&path).unwrap().len() as usize);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(sizes.contains_key("region.yaml"), "{sizes:?}");
+    let over: Vec<_> = sizes.iter().filter(|(_, n)| **n >= BUDGET).collect();
+    assert!(
+        over.is_empty(),
+        "rendered templates at or over {BUDGET} bytes (90% of CloudFormation's {DIRECT_UPLOAD_LIMIT}-byte \
+         direct upload): {over:?}; shrink them, or move the runbook to the S3 upload \
+         (`aws cloudformation deploy --s3-bucket`, runbooks/deploy.md) and raise this budget"
+    );
+}
+
 /// regions/base.toml is what an operator edits after deploying with the
 /// templates' defaults: the names must agree.
 #[test]
