@@ -2,8 +2,9 @@
 //! `policy.approval = "manual"`, the daemons propose an automatic failover
 //! instead of claiming it, through the real DynamoDB adapter (the flat
 //! `proposal_*` attributes and their conditions, against moto); a stale
-//! approval is refused; `failoverd approve --epoch N` lets the target claim
-//! it and the failover completes, and the claim removes the proposal.
+//! approval (another epoch, another proposal's id, or an unprompted epoch
+//! alone) is refused; `failoverd approve --proposal ID` lets the target
+//! claim it and the failover completes, and the claim removes the proposal.
 //!
 //! Waits are level-triggered with generous caps; no timing is asserted.
 
@@ -66,16 +67,42 @@ fn a_proposed_failover_waits_for_approval_then_completes() {
     );
     assert!(events(&lab).iter().any(|e| e.kind == "failover_proposed"));
 
-    // A stale epoch is refused and changes nothing.
-    let out = lab.cli(&["approve", "--epoch", "3", "--reason", "wrong", "--yes"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the proposal is for epoch 2"), "{err}");
+    // A stale epoch, or another proposal's id, is refused and changes
+    // nothing; so is an epoch alone without a prompt (`--yes`): it could
+    // name a proposal made after the operator looked.
+    for (args, says) in [
+        (
+            &["--epoch", "3", "--to", "us-west-2"][..],
+            "the proposal is for epoch 2".to_string(),
+        ),
+        (
+            &["--proposal", "1-000000"][..],
+            format!("the open proposal is {}", p.id),
+        ),
+        (
+            &["--epoch", "2"][..],
+            "with --yes, name the proposal".into(),
+        ),
+    ] {
+        let mut cmd = vec!["approve"];
+        cmd.extend_from_slice(args);
+        cmd.extend_from_slice(&["--reason", "wrong", "--yes"]);
+        let out = lab.cli(&cmd);
+        assert!(!out.status.success(), "{cmd:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&says), "{cmd:?}: {err}");
+    }
+    assert_eq!(
+        record(&lab).unwrap().proposal.map(|p| p.state),
+        Some(ProposalState::Proposed)
+    );
 
     let out = lab.cli(&[
         "approve",
-        "--epoch",
-        "2",
+        "--proposal",
+        &p.id,
+        "--to",
+        "us-west-2",
         "--reason",
         "confirmed down",
         "--yes",
@@ -103,7 +130,7 @@ fn a_proposed_failover_waits_for_approval_then_completes() {
 /// record read back is the one `apply` computes.
 #[test]
 fn the_adapter_applies_proposal_writes_as_the_transition_function_does() {
-    use failoverd::core::control::execution_name;
+    use failoverd::core::control::{execution_name, proposal_id};
     use failoverd::core::plan::FailoverPlan;
     use failoverd::core::record::{RecordWrite, apply};
     use failoverd::ports::store::Write;
@@ -118,8 +145,16 @@ fn the_adapter_applies_proposal_writes_as_the_transition_function_does() {
         lab.kill_daemon(region);
     }
     let table = lab.table();
+    #[derive(Clone, Copy)]
+    enum Named {
+        Open,
+        OtherId,
+        OtherTarget,
+        Legacy,
+    }
     let propose = |r: &ControlRecord, epoch: u64, version: u64| RecordWrite::Propose {
         expected_version: version,
+        id: proposal_id(&r.incarnation, version + 1, "us-west-2", 1_800_000_000_000),
         epoch,
         from: r.active.clone(),
         target: "us-west-2".into(),
@@ -127,13 +162,37 @@ fn the_adapter_applies_proposal_writes_as_the_transition_function_does() {
         at: 1_800_000_000_000,
         reason: "down by quorum".into(),
     };
-    let resolve = |r: &ControlRecord, epoch: u64, state: ProposalState| RecordWrite::Resolve {
-        expected_version: r.version,
-        epoch,
-        state,
-        by: "operator:lab".into(),
-        at: 1_800_000_001_000,
-        reason: "checked".into(),
+    // The decisions name the open proposal (or `epoch`'s) by its target and
+    // id; `other` names another one of the same epoch.
+    let resolve_as = |r: &ControlRecord, epoch: u64, state: ProposalState, other: Named| {
+        let (target, id) = match (&r.proposal, other) {
+            (Some(p), Named::Open) => (p.target.clone(), p.id.clone()),
+            (Some(p), Named::OtherId) => (p.target.clone(), format!("{}-000000", r.version)),
+            (Some(p), Named::OtherTarget) => (
+                if p.target == "eu-west-1" {
+                    "us-west-2"
+                } else {
+                    "eu-west-1"
+                }
+                .into(),
+                p.id.clone(),
+            ),
+            (Some(p), Named::Legacy) => (p.target.clone(), String::new()),
+            (None, _) => ("us-west-2".into(), "1-000000".into()),
+        };
+        RecordWrite::Resolve {
+            expected_version: r.version,
+            epoch,
+            target,
+            id,
+            state,
+            by: "operator:lab".into(),
+            at: 1_800_000_001_000,
+            reason: "checked".into(),
+        }
+    };
+    let resolve = move |r: &ControlRecord, epoch: u64, state: ProposalState| {
+        resolve_as(r, epoch, state, Named::Open)
     };
     type Step = Box<dyn Fn(&ControlRecord) -> (RecordWrite, bool)>;
     let steps: Vec<Step> = vec![
@@ -144,6 +203,20 @@ fn the_adapter_applies_proposal_writes_as_the_transition_function_does() {
         Box::new(move |r| (propose(r, r.epoch + 1, r.version), false)),
         Box::new(move |r| (resolve(r, r.epoch + 2, ProposalState::Approved), false)),
         Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Proposed), false)),
+        // Another proposal of the same epoch (by its id, or its target), or
+        // one without an id: not this one.
+        Box::new(move |r| {
+            let w = resolve_as(r, r.epoch + 1, ProposalState::Approved, Named::OtherId);
+            (w, false)
+        }),
+        Box::new(move |r| {
+            let w = resolve_as(r, r.epoch + 1, ProposalState::Approved, Named::OtherTarget);
+            (w, false)
+        }),
+        Box::new(move |r| {
+            let w = resolve_as(r, r.epoch + 1, ProposalState::Withdrawn, Named::Legacy);
+            (w, false)
+        }),
         Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Approved), true)),
         Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Rejected), false)),
         Box::new(move |r| (resolve(r, r.epoch + 1, ProposalState::Withdrawn), true)),

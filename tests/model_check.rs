@@ -110,6 +110,13 @@
 //!    Step Functions.
 //! 4. **Each task token succeeds at most once**: Step Functions accepts at
 //!    most one `SendTaskSuccess` per token.
+//! 5. **A decision applies only to the proposal it names** (manual
+//!    approval): an accepted approval or rejection found that very proposal
+//!    open (its epoch, and its id and target when named by them) and
+//!    decided it (`check_decided`). The operator names proposals by epoch
+//!    alone or by the name of any proposal written on the path (a ghost
+//!    list), so stale names of an epoch withdrawn and proposed again are
+//!    tried.
 //!
 //! # Bounds and runs
 //!
@@ -159,6 +166,7 @@ use std::time::Instant;
 
 use failoverd::core::control::{
     ControlRecord, Mode, Phase, Proposal, ProposalState, Step as RecStep, execution_name,
+    proposal_id, proposal_id_version,
 };
 use failoverd::core::health::Verdict;
 use failoverd::core::plan::{
@@ -183,6 +191,8 @@ const FRESHNESS_MS: u64 = 30_000;
 const MAX_EPOCH: usize = 16;
 /// Room for executions (over all regions).
 const MAX_EXECS: usize = 6;
+/// Proposals per path (the largest `Bounds::proposals`).
+const MAX_PROPOSALS: usize = 3;
 /// The record's incarnation in the model (execution names are
 /// `failover-m-<epoch>`).
 const INCARNATION: &str = "m";
@@ -322,11 +332,16 @@ impl Rec {
             ungraceful: c.ungraceful,
             old_region_healthy: c.old_region_healthy,
             failed_over: c.last_failover_at.is_some(),
-            proposal: c.proposal.as_ref().map(|p| Prop {
-                epoch: p.epoch as u8,
-                from: region_index(&p.from),
-                target: region_index(&p.target),
-                state: p.state,
+            proposal: c.proposal.as_ref().map(|p| {
+                let target = region_index(&p.target);
+                let id = prop_id(&p.id, target);
+                Prop {
+                    id,
+                    epoch: p.epoch as u8,
+                    from: region_index(&p.from),
+                    target,
+                    state: p.state,
+                }
             }),
             ts: stamp_of.map_or(0, |r| r.ts),
             writer: stamp_of.map_or(0, |r| r.writer),
@@ -366,6 +381,7 @@ impl Rec {
             old_region_healthy: self.old_region_healthy,
             forced: false,
             proposal: self.proposal.map(|p| Proposal {
+                id: prop_id_text(p.id, p.target),
                 epoch: u64::from(p.epoch),
                 from: region_name(p.from).into(),
                 target: region_name(p.target).into(),
@@ -423,7 +439,8 @@ impl Rec {
         if let Some(p) = self.proposal {
             let _ = write!(
                 s,
-                " proposal(e{} {}->{} {})",
+                " proposal(#{} e{} {}->{} {})",
+                p.id,
                 p.epoch,
                 region_name(p.from),
                 region_name(p.target),
@@ -438,10 +455,37 @@ impl Rec {
 /// kept: the proposer is always its target's daemon, and time is abstract).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Prop {
+    /// Its id, by the record version it was written at: the id itself is
+    /// `proposal_id(INCARNATION, id, target, NOW)` ([`prop_id_text`]).
+    id: u8,
     epoch: u8,
     from: u8,
     target: u8,
     state: ProposalState,
+}
+
+/// A proposal's id as the planner makes it for the model's proposal
+/// written at version `v` by `target`'s daemon (time is `NOW`).
+fn prop_id_text(v: u8, target: u8) -> String {
+    proposal_id(INCARNATION, u64::from(v), region_name(target), NOW)
+}
+
+/// Back from a proposal id to the version it names; the id must be the one
+/// the planner makes for it (a planner that made another would show here).
+fn prop_id(id: &str, target: u8) -> u8 {
+    let v = proposal_id_version(id).unwrap_or_else(|| panic!("proposal id {id:?}")) as u8;
+    assert_eq!(id, prop_id_text(v, target), "proposal id of v{v}");
+    v
+}
+
+/// How an operator named a proposal (`--proposal ID --to TARGET --epoch
+/// N`): a ghost of every proposal written on the path, so that stale names
+/// (of a proposal withdrawn and made again) are tried too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PropName {
+    epoch: u8,
+    target: u8,
+    id: u8,
 }
 
 /// The execution input: a pure function of the failover plan.
@@ -580,6 +624,9 @@ struct State {
     /// Ghost (invariant 1): bit r of `asserted[e]` = some replica asserted,
     /// at some point on the path here, that region r is active in epoch e.
     asserted: [u8; MAX_EPOCH],
+    /// Ghost (invariant 5): every proposal written on the path, the names
+    /// an operator may approve or reject by (bounded by `Bounds::proposals`).
+    proposals: [Option<PropName>; MAX_PROPOSALS],
 }
 
 impl State {
@@ -648,9 +695,12 @@ enum Req {
         force: bool,
     },
     Pause,
-    /// `failoverd approve --epoch N` (`true`) or `reject` (`false`).
+    /// `failoverd approve` (`true`) or `reject` (`false`), naming the
+    /// proposal by `--epoch N` alone (`named: None`: the prompt shows which
+    /// proposal that is), or by `--epoch N --proposal ID --to TARGET`.
     Decide {
         epoch: u8,
+        named: Option<PropName>,
         approve: bool,
     },
 }
@@ -682,6 +732,8 @@ enum Effect {
     },
     Propose {
         expected_version: u8,
+        /// The id's version (`Prop::id`).
+        id: u8,
         epoch: u8,
         from: u8,
         target: u8,
@@ -689,6 +741,8 @@ enum Effect {
     Resolve {
         expected_version: u8,
         epoch: u8,
+        target: u8,
+        id: u8,
         state: ProposalState,
     },
 }
@@ -908,20 +962,31 @@ fn request_of(req: Req) -> Request {
         },
         Req::Decide {
             epoch,
-            approve: true,
-        } => Request::Approve {
-            epoch: u64::from(epoch),
-            reason: "model".into(),
-            operator: "model".into(),
-        },
-        Req::Decide {
-            epoch,
-            approve: false,
-        } => Request::Reject {
-            epoch: u64::from(epoch),
-            reason: "model".into(),
-            operator: "model".into(),
-        },
+            named,
+            approve,
+        } => {
+            let epoch = Some(u64::from(epoch));
+            let proposal = named.map(|n| prop_id_text(n.id, n.target));
+            let to = named.map(|n| region_name(n.target).to_string());
+            let (reason, operator) = ("model".to_string(), "model".to_string());
+            if approve {
+                Request::Approve {
+                    epoch,
+                    proposal,
+                    to,
+                    reason,
+                    operator,
+                }
+            } else {
+                Request::Reject {
+                    epoch,
+                    proposal,
+                    to,
+                    reason,
+                    operator,
+                }
+            }
+        }
     }
 }
 
@@ -978,26 +1043,44 @@ fn effect_of(d: &Decision) -> Effect {
         },
         Action::Propose {
             expected_version,
+            id,
             epoch,
             from,
             target,
             ..
-        } => Effect::Propose {
-            expected_version: *expected_version as u8,
-            epoch: *epoch as u8,
-            from: region_index(from),
-            target: region_index(target),
-        },
+        } => {
+            let target = region_index(target);
+            let id = prop_id(id, target);
+            assert_eq!(
+                u64::from(id),
+                expected_version + 1,
+                "a proposal's id names the version it is written at"
+            );
+            Effect::Propose {
+                expected_version: *expected_version as u8,
+                id,
+                epoch: *epoch as u8,
+                from: region_index(from),
+                target,
+            }
+        }
         Action::Resolve {
             expected_version,
             epoch,
+            target,
+            id,
             state,
             ..
-        } => Effect::Resolve {
-            expected_version: *expected_version as u8,
-            epoch: *epoch as u8,
-            state: *state,
-        },
+        } => {
+            let target = region_index(target);
+            Effect::Resolve {
+                expected_version: *expected_version as u8,
+                epoch: *epoch as u8,
+                target,
+                id: prop_id(id, target),
+                state: *state,
+            }
+        }
     }
 }
 
@@ -1100,6 +1183,7 @@ impl Model {
                 proposals: b.proposals,
             },
             asserted: [0; MAX_EPOCH],
+            proposals: [None; MAX_PROPOSALS],
         };
         if let Some(d) = self.dead {
             s.daemons[d as usize].up = false;
@@ -1374,11 +1458,13 @@ impl Model {
             },
             Effect::Propose {
                 expected_version,
+                id,
                 epoch,
                 from,
                 target,
             } => RecordWrite::Propose {
                 expected_version: u64::from(expected_version),
+                id: prop_id_text(id, target),
                 epoch: u64::from(epoch),
                 from: region_name(from).into(),
                 target: region_name(target).into(),
@@ -1389,10 +1475,14 @@ impl Model {
             Effect::Resolve {
                 expected_version,
                 epoch,
+                target,
+                id,
                 state,
             } => RecordWrite::Resolve {
                 expected_version: u64::from(expected_version),
                 epoch: u64::from(epoch),
+                target: region_name(target).into(),
+                id: prop_id_text(id, target),
                 state,
                 by: "model".into(),
                 at: NOW,
@@ -1561,8 +1651,17 @@ impl Model {
                     n.daemons[du].fresh = true;
                     if let Ok(intent) = self.apply(&mut n, k, effect) {
                         n.daemons[du].intent = intent;
-                        if proposes {
+                        if let Effect::Propose {
+                            id, epoch, target, ..
+                        } = effect
+                        {
                             n.budget.proposals -= 1;
+                            let slot = n
+                                .proposals
+                                .iter_mut()
+                                .find(|p| p.is_none())
+                                .expect("raise MAX_PROPOSALS");
+                            *slot = Some(PropName { epoch, target, id });
                         }
                     }
                     if n != *s {
@@ -1620,27 +1719,40 @@ impl Model {
         }
         // The operator's approvals and rejections, of any epoch (a stale or
         // future one must be refused).
+        // By epoch alone, or by the full name of any proposal written on
+        // the path (the current one, or one withdrawn, expired or rejected
+        // since, whose epoch a later proposal may have again).
         if s.budget.approvals > 0 && s.operator.is_none() {
+            let names = (1..=self.bounds.max_epoch + 1)
+                .map(|epoch| (epoch, None))
+                .chain(s.proposals.iter().flatten().map(|n| (n.epoch, Some(*n))));
+            let reqs: Vec<Req> = names
+                .flat_map(|(epoch, named)| {
+                    [true, false].map(|approve| Req::Decide {
+                        epoch,
+                        named,
+                        approve,
+                    })
+                })
+                .collect();
             for replica in self.replicas() {
-                for epoch in 1..=self.bounds.max_epoch + 1 {
-                    for approve in [true, false] {
-                        let req = Req::Decide { epoch, approve };
-                        let key = self.plan_key(s, NONE, replica as usize, Some(req), false);
-                        for (effect, _) in self.effects(memo, key) {
-                            let mut n = s.clone();
-                            if self.apply(&mut n, replica as usize, effect).is_ok()
-                                && n.replicas != s.replicas
-                            {
-                                n.budget.approvals -= 1;
-                                push(
-                                    Step::Operator {
-                                        replica,
-                                        req,
-                                        effect,
-                                    },
-                                    n,
-                                );
-                            }
+                for &req in &reqs {
+                    let key = self.plan_key(s, NONE, replica as usize, Some(req), false);
+                    for (effect, _) in self.effects(memo, key) {
+                        let mut n = s.clone();
+                        if self.apply(&mut n, replica as usize, effect).is_ok()
+                            && n.replicas != s.replicas
+                        {
+                            Self::check_decided(s, &n, replica as usize, req);
+                            n.budget.approvals -= 1;
+                            push(
+                                Step::Operator {
+                                    replica,
+                                    req,
+                                    effect,
+                                },
+                                n,
+                            );
                         }
                     }
                 }
@@ -1799,6 +1911,43 @@ impl Model {
                 rec.short()
             );
         }
+    }
+
+    /// Invariant 5: **an operator's approval or rejection is applied only
+    /// to the proposal it names**: the record held, open (proposed), the
+    /// proposal of the epoch named, and, when named by id and target, that
+    /// very one; the write decided that proposal and changed nothing else
+    /// of it. Checked on every accepted decision; a violation is a bug in
+    /// the planner or in `core::record::apply`.
+    fn check_decided(s: &State, n: &State, k: usize, req: Req) {
+        let Req::Decide {
+            epoch,
+            named,
+            approve,
+        } = req
+        else {
+            return;
+        };
+        let before = s.replicas[k].and_then(|r| r.proposal);
+        let after = n.replicas[k].and_then(|r| r.proposal);
+        let want = if approve {
+            ProposalState::Approved
+        } else {
+            ProposalState::Rejected
+        };
+        let ok = match (before, after) {
+            (Some(b), Some(a)) => {
+                b.state == ProposalState::Proposed
+                    && b.epoch == epoch
+                    && named.is_none_or(|m| (m.epoch, m.target, m.id) == (b.epoch, b.target, b.id))
+                    && a == Prop { state: want, ..b }
+            }
+            _ => false,
+        };
+        assert!(
+            ok,
+            "a decision applied to a proposal it does not name: {req:?} turned {before:?} into {after:?}"
+        );
     }
 
     /// Invariants 1, 3, 4 on `s`, and 2 on the transition from `prev`.
@@ -3000,4 +3149,50 @@ fn strong_manual_approval_gates_automatic_failover() {
         path.len(),
         one.render_trace(&one.initial(), &path)
     ));
+}
+
+/// Issue 19, item 4: a proposal withdrawn and made again for the same epoch
+/// (to another target, or to the same target: only the id tells them
+/// apart) is explored, and from there the operator's approvals and
+/// rejections by every name written on the path (the stale one included)
+/// and by epoch alone are tried; invariant 5 (`check_decided`: a decision
+/// applies only to the proposal it names) is checked on every one accepted,
+/// in this run and in the manual-approval runs above.
+#[test]
+fn strong_manual_approval_binds_the_proposal_it_names() {
+    let b = Bounds {
+        crashes: 0,
+        partitions: 0,
+        faults: 0,
+        requests: 0,
+        approvals: 1,
+        proposals: 2,
+        max_epoch: 2,
+    };
+    let m = strong_approval(
+        "strong/manual approval, re-proposed epochs",
+        b,
+        OnApprovalTimeout::Expire,
+    );
+    let again = |same_target: bool| {
+        move |s: &State| {
+            let [Some(a), Some(b), ..] = s.proposals else {
+                return false;
+            };
+            a.epoch == b.epoch && (a.target == b.target) == same_target && a.id != b.id
+        }
+    };
+    for same_target in [false, true] {
+        let path = m
+            .reach(again(same_target))
+            .expect("a withdrawn epoch proposed again must be reachable");
+        say(&format!(
+            "re-proposed epoch ({} target), {} steps:\n{}",
+            if same_target { "same" } else { "another" },
+            path.len(),
+            m.render_trace(&m.initial(), &path)
+        ));
+    }
+    let o = run(&m);
+    assert!(o.traces.is_empty(), "manual approval must be safe");
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use failoverd::config::{self, Config, EnvSource};
 use failoverd::control::operator::{self, Outcome, REPLANS};
-use failoverd::core::control::{ControlRecord, Mode, Phase, Step};
+use failoverd::core::control::{ControlRecord, Mode, Phase, Proposal, ProposalState, Step};
 use failoverd::core::health::Signal;
 use failoverd::core::plan::Request;
 use failoverd::core::quorum::Vote;
@@ -413,4 +413,162 @@ fn refusals_and_unreadable_tables_write_nothing_and_say_why() {
     );
     assert_eq!(table.writes.load(Ordering::SeqCst), 0);
     assert_eq!(table2.writes.load(Ordering::SeqCst), 0);
+}
+
+// ----- approvals bind the proposal (issue 19, item 4) -----
+
+/// `steady("us-east-1")` with a failover to `target` proposed for epoch 2,
+/// a minute ago, by `target`'s daemon, with id `id`.
+fn proposing(target: &str, id: &str) -> ControlRecord {
+    let mut r = steady("us-east-1");
+    r.proposal = Some(Proposal {
+        id: id.into(),
+        epoch: 2,
+        from: "us-east-1".into(),
+        target: target.into(),
+        proposer: target.into(),
+        proposed_at: NOW - 60_000,
+        reason: "quorum of 3 fresh observers sees us-east-1 down".into(),
+        state: ProposalState::Proposed,
+        decided_by: None,
+        decided_at: None,
+        decision: None,
+    });
+    r
+}
+
+fn approve(epoch: Option<u64>, proposal: Option<&str>, to: Option<&str>) -> Request {
+    Request::Approve {
+        epoch,
+        proposal: proposal.map(String::from),
+        to: to.map(String::from),
+        reason: "confirmed on the dashboards".into(),
+        operator: "alice".into(),
+    }
+}
+
+/// The prompt names the proposal (epoch, from, target, proposer, id, age);
+/// the approval written is of that one.
+#[test]
+fn the_approval_prompt_names_the_target_and_the_proposal() {
+    let cfg = config();
+    let (table, ports) = world(proposing("us-west-2", "8-abcdef"));
+    let mut shown = None;
+    let out = run(operator::perform(
+        &cfg,
+        &ports,
+        &approve(Some(2), None, None),
+        |p| {
+            shown = Some(p.clone());
+            Ok(())
+        },
+    ));
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    let p = shown.expect("asked");
+    for part in [
+        "us-east-1 -> us-west-2",
+        "epoch 2",
+        "proposal 8-abcdef",
+        "proposed by us-west-2",
+        "approved",
+    ] {
+        assert!(p.description.contains(part), "{part}: {}", p.description);
+    }
+    assert!(
+        p.details.iter().any(|d| d.contains("proposed 1m00s ago")),
+        "{:?}",
+        p.details
+    );
+    let rec = table.record.lock().unwrap().clone().unwrap();
+    let got = rec.proposal.unwrap();
+    assert_eq!(
+        (got.state, got.id.as_str()),
+        (ProposalState::Approved, "8-abcdef")
+    );
+}
+
+/// An approval naming a proposal that is not the open one (withdrawn and
+/// proposed again to another target, or the same target with a new id) is
+/// refused before anything is asked, naming what is open.
+#[test]
+fn an_approval_of_another_proposal_is_refused_naming_the_open_one() {
+    let cfg = config();
+    for (open, req) in [
+        (
+            proposing("eu-west-1", "10-123456"),
+            approve(Some(2), Some("8-abcdef"), None),
+        ),
+        (
+            proposing("eu-west-1", "10-123456"),
+            approve(Some(2), None, Some("us-west-2")),
+        ),
+        (
+            proposing("us-west-2", "10-123456"),
+            approve(None, Some("8-abcdef"), Some("us-west-2")),
+        ),
+    ] {
+        let target = open.proposal.as_ref().unwrap().target.clone();
+        let (table, ports) = world(open);
+        let out = run(operator::perform(&cfg, &ports, &req, |_| {
+            panic!("a refused approval is not put to the operator")
+        }));
+        let Outcome::Refused(why) = out else {
+            panic!("{req:?}: {out:?}");
+        };
+        assert!(
+            why.contains("the open proposal is 10-123456") && why.contains(&target),
+            "{why}"
+        );
+        assert_eq!(table.writes.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// By epoch alone, the operator confirms the proposal the prompt showed;
+/// if it is withdrawn and another proposed for the same epoch before the
+/// write lands, nothing is written (the decision changed).
+#[test]
+fn a_proposal_replaced_under_the_prompt_is_not_approved() {
+    let cfg = config();
+    let (table, ports) = world(proposing("us-west-2", "8-abcdef"));
+    table
+        .interfere
+        .lock()
+        .unwrap()
+        .push_back(Box::new(|r: &mut ControlRecord| {
+            let p = r.proposal.as_mut().unwrap();
+            p.id = "10-123456".into();
+            p.target = "eu-west-1".into();
+            p.proposer = "eu-west-1".into();
+        }));
+    let mut shown = String::new();
+    let out = run(operator::perform(
+        &cfg,
+        &ports,
+        &approve(Some(2), None, None),
+        |p| {
+            shown = p.description.clone();
+            Ok(())
+        },
+    ));
+    let Outcome::Changed { now } = out else {
+        panic!("{out:?}");
+    };
+    assert!(
+        shown.contains("us-west-2") && shown.contains("8-abcdef"),
+        "{shown}"
+    );
+    assert!(
+        now.contains("eu-west-1") && now.contains("10-123456"),
+        "{now}"
+    );
+    assert_eq!(table.writes.load(Ordering::SeqCst), 0);
+    let p = table
+        .record
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap()
+        .proposal
+        .unwrap();
+    assert_eq!(p.state, ProposalState::Proposed);
 }

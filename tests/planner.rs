@@ -579,12 +579,14 @@ fn write(
     let w = match action.clone() {
         Action::Propose {
             expected_version,
+            id,
             epoch,
             from,
             target,
             reason,
         } => RecordWrite::Propose {
             expected_version,
+            id,
             epoch,
             from,
             target,
@@ -595,12 +597,16 @@ fn write(
         Action::Resolve {
             expected_version,
             epoch,
+            target,
+            id,
             state,
             reason,
             changed_by,
         } => RecordWrite::Resolve {
             expected_version,
             epoch,
+            target,
+            id,
             state,
             by: changed_by,
             at,
@@ -643,7 +649,20 @@ fn operator(rec: &ControlRecord, req: Request) -> Decision {
 
 fn approve(epoch: u64) -> Request {
     Request::Approve {
-        epoch,
+        epoch: Some(epoch),
+        proposal: None,
+        to: None,
+        reason: "looked at it".into(),
+        operator: "op".into(),
+    }
+}
+
+/// `failoverd approve --proposal ID [--to REGION]`.
+fn approve_id(id: &str, to: Option<&str>) -> Request {
+    Request::Approve {
+        epoch: None,
+        proposal: Some(id.into()),
+        to: to.map(String::from),
         reason: "looked at it".into(),
         operator: "op".into(),
     }
@@ -651,7 +670,9 @@ fn approve(epoch: u64) -> Request {
 
 fn reject(epoch: u64) -> Request {
     Request::Reject {
-        epoch,
+        epoch: Some(epoch),
+        proposal: None,
+        to: None,
         reason: "not now".into(),
         operator: "op".into(),
     }
@@ -712,10 +733,14 @@ fn manual_approval_proposes_instead_of_claiming() {
         &pol,
         None,
     ));
-    assert!(w.contains("failoverd approve --epoch 4"), "{w}");
+    assert!(
+        w.contains(&format!("failoverd approve --proposal {}", p.id)),
+        "{w}"
+    );
     // A second proposal of the same epoch is refused by the record itself.
     let again = RecordWrite::Propose {
         expected_version: r.version,
+        id: "9-000000".into(),
         epoch: 4,
         from: "us-east-1".into(),
         target: "eu-west-1".into(),
@@ -787,6 +812,8 @@ fn a_stale_or_repeated_decision_is_refused() {
         let direct = RecordWrite::Resolve {
             expected_version: r.version,
             epoch,
+            target: "us-west-2".into(),
+            id: r.proposal.as_ref().unwrap().id.clone(),
             state: ProposalState::Approved,
             by: "operator:op".into(),
             at: NOW,
@@ -1014,4 +1041,295 @@ fn the_tier_gate_withholds_a_proposal_for_a_tier3_fleet() {
         gate_automatic(d, Tier::Tier3),
         Decision::Idle { .. }
     ));
+}
+
+// ----- approvals bind the proposal (issue 19, item 4) -----
+
+/// us-east-1 down, us-west-2 down too (or its daemon gone): eu-west-1 is
+/// the target.
+fn only_eu_up() -> Vec<failoverd::core::quorum::Vote> {
+    votes(&[(true, 0u64, [true, true, false]); 3])
+}
+
+/// The proposal of `r`, which must have one.
+fn prop(r: &ControlRecord) -> failoverd::core::control::Proposal {
+    r.proposal.clone().expect("a proposal")
+}
+
+/// B's proposal is withdrawn and C proposes the same epoch; then B again,
+/// same epoch and target: an approval naming the first one (by its id, or
+/// its target) approves neither; one by epoch alone binds the proposal
+/// open now (and the prompt shows it); the record refuses a stale id too.
+#[test]
+fn an_approval_binds_the_proposal_it_names() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let first = proposed(&pol, NOW);
+    let b = prop(&first);
+    assert_eq!(
+        b.id,
+        failoverd::core::control::proposal_id("c0ffee", 8, "us-west-2", NOW)
+    );
+    // us-west-2 is lost too: withdrawn, and eu-west-1 proposes epoch 4.
+    let w = act(decide(
+        "eu-west-1",
+        &RecordRead::Found(first.clone()),
+        &only_eu_up(),
+        &pol,
+        None,
+    ));
+    let withdrawn = write(&first, &w, "eu-west-1", NOW).unwrap();
+    let a = act(decide(
+        "eu-west-1",
+        &RecordRead::Found(withdrawn.clone()),
+        &only_eu_up(),
+        &pol,
+        None,
+    ));
+    let second = write(&withdrawn, &a, "eu-west-1", NOW).unwrap();
+    let c = prop(&second);
+    assert_eq!((c.epoch, c.target.as_str()), (4, "eu-west-1"));
+    assert_ne!(c.id, b.id);
+    // Naming B (its id, or its target) approves nothing, and says what is open.
+    for req in [
+        approve_id(&b.id, None),
+        approve_id(&b.id, Some("us-west-2")),
+        Request::Approve {
+            epoch: Some(4),
+            proposal: None,
+            to: Some("us-west-2".into()),
+            reason: "looked at it".into(),
+            operator: "op".into(),
+        },
+    ] {
+        let w = why(operator(&second, req.clone()));
+        assert!(
+            w.contains(&format!("the open proposal is {}", c.id)) && w.contains("eu-west-1"),
+            "{req:?}: {w}"
+        );
+    }
+    // Neither an epoch nor an id: refused.
+    let w = why(operator(
+        &second,
+        Request::Approve {
+            epoch: None,
+            proposal: None,
+            to: Some("eu-west-1".into()),
+            reason: String::new(),
+            operator: "op".into(),
+        },
+    ));
+    assert!(w.contains("name the proposal"), "{w}");
+    // The record itself refuses a decision naming B, whatever a planner said.
+    let stale = RecordWrite::Resolve {
+        expected_version: second.version,
+        epoch: 4,
+        target: "us-west-2".into(),
+        id: b.id.clone(),
+        state: ProposalState::Approved,
+        by: "operator:op".into(),
+        at: NOW,
+        reason: String::new(),
+    };
+    assert_eq!(
+        record::apply(Some(&second), &stale),
+        Err(Refused::NoSuchProposal { epoch: 4 })
+    );
+    // Same epoch, same target, another proposal: the id tells them apart.
+    let same_target = RecordWrite::Resolve {
+        expected_version: second.version,
+        epoch: 4,
+        target: "eu-west-1".into(),
+        id: "1-000000".into(),
+        state: ProposalState::Approved,
+        by: "operator:op".into(),
+        at: NOW,
+        reason: String::new(),
+    };
+    assert_eq!(
+        record::apply(Some(&second), &same_target),
+        Err(Refused::NoSuchProposal { epoch: 4 })
+    );
+    // By epoch alone: it binds the proposal open now, C, by target and id.
+    match act(operator(&second, approve(4))) {
+        Action::Resolve { target, id, .. } => {
+            assert_eq!((target.as_str(), id.as_str()), ("eu-west-1", c.id.as_str()))
+        }
+        other => panic!("{other:?}"),
+    }
+    // By its name: approved, that one.
+    let a = act(operator(&second, approve_id(&c.id, Some("eu-west-1"))));
+    let approved = write(&second, &a, "operator:op", NOW).unwrap();
+    let p = prop(&approved);
+    assert_eq!(
+        (p.state, p.id.as_str(), p.target.as_str()),
+        (ProposalState::Approved, c.id.as_str(), "eu-west-1")
+    );
+}
+
+/// Votes with us-east-1's daemon gone (the active lost with its region):
+/// us-west-2 and eu-west-1 fresh, each seeing us-east-1 down or not.
+fn two_observers(west_sees_down: bool, eu_sees_down: bool) -> Vec<failoverd::core::quorum::Vote> {
+    votes(&[
+        (false, 0u64, [true, false, false]),
+        (true, 0, [west_sees_down, false, false]),
+        (true, 0, [eu_sees_down, false, false]),
+    ])
+}
+
+/// One observer's view of the active flips for a round: with the active's
+/// daemon gone, that splits the verdict. A proposal still awaiting approval
+/// is withdrawn (an approval of it would be refused by its id, and the next
+/// one is a new proposal); an approved one is kept, and withdrawn only when
+/// the quorum sees the active up again.
+#[test]
+fn an_approved_proposal_is_withdrawn_only_by_the_quorum() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let r = proposed(&pol, NOW);
+    let id = prop(&r).id;
+    let approved = write(
+        &r,
+        &act(operator(&r, approve_id(&id, Some("us-west-2")))),
+        "operator:op",
+        NOW,
+    )
+    .unwrap();
+    let flipped = two_observers(true, false);
+    for me in ["us-west-2", "eu-west-1"] {
+        let w = why(decide(
+            me,
+            &RecordRead::Found(approved.clone()),
+            &flipped,
+            &pol,
+            None,
+        ));
+        assert!(
+            me == "us-west-2" || w.contains("withdrawn only when a quorum sees us-east-1 up"),
+            "{me}: {w}"
+        );
+    }
+    // Not approved yet: that same view withdraws it.
+    assert!(matches!(
+        act(decide(
+            "eu-west-1",
+            &RecordRead::Found(r.clone()),
+            &flipped,
+            &pol,
+            None
+        )),
+        Action::Resolve {
+            state: ProposalState::Withdrawn,
+            ..
+        }
+    ));
+    // Both fresh observers see it down again: the target claims it.
+    let a = act(decide(
+        "us-west-2",
+        &RecordRead::Found(approved.clone()),
+        &two_observers(true, true),
+        &pol,
+        None,
+    ));
+    assert!(
+        matches!(a, Action::StartFailover(ref p) if p.epoch == 4),
+        "{a:?}"
+    );
+    // The quorum sees the active up: withdrawn, saying so.
+    match act(decide(
+        "eu-west-1",
+        &RecordRead::Found(approved.clone()),
+        &two_observers(false, false),
+        &pol,
+        None,
+    )) {
+        Action::Resolve {
+            state: ProposalState::Withdrawn,
+            id: wid,
+            reason,
+            ..
+        } => {
+            assert_eq!(wid, id);
+            assert!(reason.contains("sees us-east-1 up again"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The quorum sees the target down, or its daemon is gone: withdrawn.
+    let target_down = votes(&[(true, 0u64, [true, true, false]); 3]);
+    let target_gone = votes(&[
+        (true, 0u64, [true, false, false]),
+        (false, 0, [true, false, false]),
+        (true, 0, [true, false, false]),
+    ]);
+    for (vs, says) in [
+        (target_down, "sees the target us-west-2 down"),
+        (target_gone, "not live"),
+    ] {
+        match act(decide(
+            "eu-west-1",
+            &RecordRead::Found(approved.clone()),
+            &vs,
+            &pol,
+            None,
+        )) {
+            Action::Resolve {
+                state: ProposalState::Withdrawn,
+                reason,
+                ..
+            } => assert!(reason.contains(says), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Approved for eu-west-1 while us-west-2's daemon was gone; us-west-2 is
+/// back: the approved failover still goes to eu-west-1 (what the operator
+/// approved), rather than being withdrawn because another target is now
+/// preferred.
+#[test]
+fn an_approved_target_is_claimed_even_when_another_is_now_preferred() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let west_gone = votes(&[
+        (true, 0u64, [true, false, false]),
+        (false, 0, [true, false, false]),
+        (true, 0, [true, false, false]),
+    ]);
+    let rec = record(0, Mode::Auto, Phase::Steady, None);
+    let a = act(decide(
+        "eu-west-1",
+        &RecordRead::Found(rec.clone()),
+        &west_gone,
+        &pol,
+        None,
+    ));
+    let r = write(&rec, &a, "eu-west-1", NOW).unwrap();
+    let p = prop(&r);
+    assert_eq!(p.target, "eu-west-1");
+    let approved = write(
+        &r,
+        &act(operator(&r, approve_id(&p.id, None))),
+        "operator:op",
+        NOW,
+    )
+    .unwrap();
+    let all = down_votes();
+    assert!(matches!(
+        decide(
+            "us-west-2",
+            &RecordRead::Found(approved.clone()),
+            &all,
+            &pol,
+            None
+        ),
+        Decision::Idle { .. }
+    ));
+    let a = act(decide(
+        "eu-west-1",
+        &RecordRead::Found(approved),
+        &all,
+        &pol,
+        None,
+    ));
+    assert!(
+        matches!(a, Action::StartFailover(ref f) if f.to == "eu-west-1" && f.reason.contains(&p.id)),
+        "{a:?}"
+    );
 }

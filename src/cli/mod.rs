@@ -173,10 +173,8 @@ pub enum Command {
     Approve {
         #[arg(long)]
         config: PathBuf,
-        /// The proposal's epoch, as `failoverd status` shows it: an approval
-        /// never applies to another (newer) proposal.
-        #[arg(long)]
-        epoch: u64,
+        #[command(flatten)]
+        named: NamedProposal,
         #[arg(long)]
         reason: String,
         #[arg(long)]
@@ -192,9 +190,8 @@ pub enum Command {
     Reject {
         #[arg(long)]
         config: PathBuf,
-        /// The proposal's epoch, as `failoverd status` shows it.
-        #[arg(long)]
-        epoch: u64,
+        #[command(flatten)]
+        named: NamedProposal,
         #[arg(long)]
         reason: String,
         #[arg(long)]
@@ -233,6 +230,39 @@ pub struct MutationArgs {
     /// $USER.
     #[arg(long, env = "USER")]
     pub operator: Option<String>,
+}
+
+/// Which proposal `approve` or `reject` decides, as `failoverd status`
+/// shows it. The decision is written only for the proposal that is open
+/// with these (epoch, id and target all bind it), so it never applies to a
+/// proposal withdrawn and made again in between.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamedProposal {
+    /// The proposal's id (`failoverd status`: "proposal ID").
+    #[arg(long, required_unless_present = "epoch")]
+    pub proposal: Option<String>,
+    /// The proposal's epoch: must be the open proposal's (the prompt then
+    /// shows which proposal that is, with its target and id).
+    #[arg(long)]
+    pub epoch: Option<u64>,
+    /// The proposal's target region: refused if the open proposal goes
+    /// elsewhere.
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+impl NamedProposal {
+    /// Without a prompt (`--yes`), the operator has seen no target and id:
+    /// an epoch alone could name a proposal made after they looked, so it
+    /// must come with `--proposal` or `--to`.
+    pub fn check(&self, yes: bool) -> Result<(), String> {
+        if yes && self.proposal.is_none() && self.to.is_none() {
+            return Err(
+                "with --yes, name the proposal by --proposal ID (or --to REGION) as `failoverd status` shows it: an epoch alone may name a proposal made after you looked".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Output format of read commands.
@@ -364,30 +394,46 @@ pub fn main() -> i32 {
         }),
         Command::Approve {
             config,
-            epoch,
+            named,
             reason,
             yes,
             operator,
-        } => mutate(&config, &env, operator, yes, move |operator| {
-            Request::Approve {
-                epoch,
-                reason,
-                operator,
+        } => {
+            if let Err(why) = named.check(yes) {
+                eprintln!("refused: {why}");
+                return ops::EX_REFUSED;
             }
-        }),
+            mutate(&config, &env, operator, yes, move |operator| {
+                Request::Approve {
+                    epoch: named.epoch,
+                    proposal: named.proposal,
+                    to: named.to,
+                    reason,
+                    operator,
+                }
+            })
+        }
         Command::Reject {
             config,
-            epoch,
+            named,
             reason,
             yes,
             operator,
-        } => mutate(&config, &env, operator, yes, move |operator| {
-            Request::Reject {
-                epoch,
-                reason,
-                operator,
+        } => {
+            if let Err(why) = named.check(yes) {
+                eprintln!("refused: {why}");
+                return ops::EX_REFUSED;
             }
-        }),
+            mutate(&config, &env, operator, yes, move |operator| {
+                Request::Reject {
+                    epoch: named.epoch,
+                    proposal: named.proposal,
+                    to: named.to,
+                    reason,
+                    operator,
+                }
+            })
+        }
         Command::Report {
             config,
             epoch,

@@ -272,25 +272,34 @@ fn render_record(w: &mut String, s: &StatusReport) {
             );
             if let Some(p) = &r.proposal {
                 if p.state == crate::core::control::ProposalState::Proposed {
+                    // A proposal written before ids existed has none: name
+                    // it by epoch and target.
+                    let named = if p.id.is_empty() {
+                        format!("--epoch {} --to {}", p.epoch, p.target)
+                    } else {
+                        format!("--proposal {}", p.id)
+                    };
                     let _ = writeln!(
                         w,
-                        "FAILOVER PROPOSED, AWAITING APPROVAL: {} -> {} (epoch {}), proposed by {} at {}: {}\n  approve: failoverd approve --epoch {} --reason ...   reject: failoverd reject --epoch {} --reason ...",
+                        "FAILOVER PROPOSED, AWAITING APPROVAL: {} -> {} (epoch {}, proposal {}), proposed by {} at {}: {}\n  approve: failoverd approve {} --reason ...   reject: failoverd reject {} --reason ...",
                         p.from,
                         p.target,
                         p.epoch,
+                        p.id,
                         p.proposer,
                         rfc3339(p.proposed_at),
                         p.reason,
-                        p.epoch,
-                        p.epoch
+                        named,
+                        named
                     );
                 } else {
                     let _ = writeln!(
                         w,
-                        "last proposal: {} -> {} (epoch {}) {} by {}: {}",
+                        "last proposal: {} -> {} (epoch {}, proposal {}) {} by {}: {}",
                         p.from,
                         p.target,
                         p.epoch,
+                        p.id,
                         p.state.as_str(),
                         p.decided_by.as_deref().unwrap_or("?"),
                         p.decision.as_deref().unwrap_or("")
@@ -553,6 +562,9 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
             eprintln!("warning: {w}");
         }
         println!("This will {}", p.description);
+        for d in &p.details {
+            println!("  {d}");
+        }
         confirm(yes).map_err(|e| crate::error_chain(&e))
     })
     .await;

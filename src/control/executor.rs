@@ -122,6 +122,7 @@ impl Executor<'_> {
             }
             Action::Propose {
                 expected_version,
+                id,
                 epoch,
                 from,
                 target,
@@ -129,6 +130,7 @@ impl Executor<'_> {
             } => {
                 let w = RecordWrite::Propose {
                     expected_version: *expected_version,
+                    id: id.clone(),
                     epoch: *epoch,
                     from: from.clone(),
                     target: target.clone(),
@@ -142,12 +144,13 @@ impl Executor<'_> {
                         epoch,
                         %from,
                         %target,
+                        proposal = %id,
                         %reason,
-                        "automatic failover PROPOSED: awaiting `failoverd approve --epoch {epoch}` (or reject)"
+                        "automatic failover PROPOSED: awaiting `failoverd approve --proposal {id}` (or reject)"
                     );
                     (
-                        format!("{from} -> {target} awaits approval: {reason}"),
-                        format!("failover {from} -> {target} (epoch {epoch}) proposed"),
+                        format!("{from} -> {target} awaits approval (proposal {id}): {reason}"),
+                        format!("failover {from} -> {target} (epoch {epoch}, proposal {id}) proposed"),
                     )
                 })
                 .await
@@ -155,6 +158,8 @@ impl Executor<'_> {
             Action::Resolve {
                 expected_version,
                 epoch,
+                target,
+                id,
                 state,
                 reason,
                 changed_by,
@@ -162,6 +167,8 @@ impl Executor<'_> {
                 let w = RecordWrite::Resolve {
                     expected_version: *expected_version,
                     epoch: *epoch,
+                    target: target.clone(),
+                    id: id.clone(),
                     state: *state,
                     by: changed_by.clone(),
                     at: now,
@@ -169,10 +176,10 @@ impl Executor<'_> {
                 };
                 let what = state.as_str();
                 self.written(&w, &format!("proposal_{what}"), Some(*epoch), || {
-                    tracing::warn!(epoch, by = %changed_by, %reason, "failover proposal {what}");
+                    tracing::warn!(epoch, %target, proposal = %id, by = %changed_by, %reason, "failover proposal {what}");
                     (
-                        format!("proposal of epoch {epoch} {what} by {changed_by}: {reason}"),
-                        format!("proposal of epoch {epoch} {what}"),
+                        format!("proposal {id} (epoch {epoch}, to {target}) {what} by {changed_by}: {reason}"),
+                        format!("proposal {id} of epoch {epoch} {what}"),
                     )
                 })
                 .await

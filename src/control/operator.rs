@@ -17,7 +17,7 @@
 //! [`Outcome`] (an exit code and a line, an HTTP status and a JSON body).
 
 use crate::config::Config;
-use crate::core::control::{Mode, ProposalState};
+use crate::core::control::{Mode, Proposal, ProposalState};
 use crate::core::plan::{self, Action, Decision, Inputs, RecordRead, Request};
 use crate::core::quorum::{self, Tally, Vote};
 use crate::ports::Ports;
@@ -76,6 +76,9 @@ pub struct Proposed {
     /// What the operator should know before confirming (votes that could
     /// not be read, so health counts as unknown).
     pub warnings: Vec<String>,
+    /// Shown with the description but not part of it (so not compared on
+    /// a re-plan): what changes with time, like a proposal's age.
+    pub details: Vec<String>,
 }
 
 /// The operator's name on the request (`operator:<name>` in the record).
@@ -124,13 +127,34 @@ async fn decide(cfg: &Config, ports: &Ports, req: &Request) -> Result<Planned, O
         request: Some(req),
     });
     match decision {
-        Decision::Act { action } => Ok(Planned {
-            shown: Proposed {
-                description: describe(&action),
-                warnings,
-            },
-            action,
-        }),
+        Decision::Act { action } => {
+            // A decision on a proposal shows the proposal it binds: the
+            // record's, which the planner checked it names.
+            let proposal = match (&action, &record) {
+                (Action::Resolve { id, .. }, RecordRead::Found(r)) => {
+                    r.proposal.as_ref().filter(|p| p.id == *id)
+                }
+                _ => None,
+            };
+            let details = proposal
+                .map(|p| {
+                    vec![format!(
+                        "proposed {} ago (on {}'s clock), because: {}",
+                        age(now.saturating_sub(p.proposed_at)),
+                        p.proposer,
+                        p.reason
+                    )]
+                })
+                .unwrap_or_default();
+            Ok(Planned {
+                shown: Proposed {
+                    description: describe_with(&action, proposal),
+                    warnings,
+                    details,
+                },
+                action,
+            })
+        }
         Decision::Refuse { why } | Decision::Idle { why } => Err(Outcome::Refused(why)),
     }
 }
@@ -186,9 +210,25 @@ pub async fn perform(
     }
 }
 
+/// A duration in words, to the second.
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// What an action will do, in words (what the operator confirms, and what
 /// a re-plan must match).
 pub fn describe(action: &Action) -> String {
+    describe_with(action, None)
+}
+
+/// [`describe`], with the proposal a decision binds (its source and
+/// proposer, which the action does not carry).
+fn describe_with(action: &Action, proposal: Option<&Proposal>) -> String {
     match action {
         Action::StartFailover(p) => format!(
             "fail over from {} to {}: epoch {} -> {}, start Step Functions execution {} in {}{}{}\n  reason: {}",
@@ -224,11 +264,17 @@ pub fn describe(action: &Action) -> String {
         ),
         Action::Resolve {
             epoch,
+            target,
+            id,
             state,
             reason,
             ..
         } => format!(
-            "mark the proposed failover of epoch {epoch} {}{}\n  reason: {reason}",
+            "mark the proposed failover {} -> {target} (epoch {epoch}, proposal {id}{}) {}{}\n  reason: {reason}",
+            proposal.map_or("?", |p| p.from.as_str()),
+            proposal
+                .map(|p| format!(", proposed by {}", p.proposer))
+                .unwrap_or_default(),
             state.as_str(),
             if *state == ProposalState::Approved {
                 " (its target's daemon claims it next round, if the active is still down)"

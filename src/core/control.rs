@@ -181,6 +181,13 @@ impl ProposalState {
 /// claimed because the policy wants an operator's approval first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
+    /// Names this proposal and no other ([`proposal_id`]): an approval or
+    /// rejection carries it (with the epoch and the target), so it never
+    /// applies to a proposal withdrawn and made again for the same epoch.
+    /// Empty on a proposal written before ids existed (it decodes, and is
+    /// decided by naming it so).
+    #[serde(default)]
+    pub id: String,
     /// The epoch the failover would claim (the record's epoch + 1 when
     /// proposed). An approval names it, so it never approves a newer one.
     pub epoch: u64,
@@ -202,6 +209,34 @@ pub struct Proposal {
     pub decided_at: Option<u64>,
     /// Why it was decided so.
     pub decision: Option<String>,
+}
+
+/// The id of the proposal written at record `version` (the version the
+/// `Propose` write creates) by `proposer` at `at` (its clock), in the record
+/// of `incarnation`: `<version>-<6 hex digits>`. Unique within a record's
+/// life by construction (versions never repeat: every write bumps it), and
+/// across recreated tables by the digest of the incarnation, proposer and
+/// time. Deterministic (no randomness): the simulation and the model check
+/// replay it.
+pub fn proposal_id(incarnation: &str, version: u64, proposer: &str, at: u64) -> String {
+    // FNV-1a, 64 bits, folded to 24: short enough to type, and only ever
+    // compared together with the version before it.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let at = at.to_be_bytes();
+    let parts: [&[u8]; 3] = [incarnation.as_bytes(), proposer.as_bytes(), &at];
+    for part in parts {
+        for &b in part.iter().chain(std::iter::once(&0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let short = (h ^ (h >> 24) ^ (h >> 48)) & 0xff_ffff;
+    format!("{version}-{short:06x}")
+}
+
+/// The version part of a proposal id (`None` for an empty or foreign one).
+pub fn proposal_id_version(id: &str) -> Option<u64> {
+    id.split_once('-')?.0.parse().ok()
 }
 
 /// The execution name for an epoch of a record's incarnation: the
@@ -457,6 +492,26 @@ mod tests {
             role("us-east-2", &init, 1_020, &first, 10_000, true),
             Role::Active
         );
+    }
+
+    #[test]
+    fn proposal_ids_are_stable_and_differ_per_proposal() {
+        let a = proposal_id("0123456789ab", 8, "us-west-2", 1_800_000_000_000);
+        assert_eq!(
+            a,
+            proposal_id("0123456789ab", 8, "us-west-2", 1_800_000_000_000)
+        );
+        assert!(a.starts_with("8-") && a.len() == 8, "{a}");
+        assert_eq!(proposal_id_version(&a), Some(8));
+        assert_eq!(proposal_id_version(""), None);
+        for other in [
+            proposal_id("0123456789ab", 10, "us-west-2", 1_800_000_000_000),
+            proposal_id("0123456789ab", 8, "eu-west-1", 1_800_000_000_000),
+            proposal_id("0123456789ab", 8, "us-west-2", 1_800_000_000_001),
+            proposal_id("ba9876543210", 8, "us-west-2", 1_800_000_000_000),
+        ] {
+            assert_ne!(a, other);
+        }
     }
 
     #[test]

@@ -33,11 +33,15 @@
 //!   `auto_failback` is on;
 //! - with `policy.approval = "manual"` (for the fleet's strictest tier), an
 //!   automatic failover or failback the target's daemon would claim is
-//!   recorded as a *proposal* instead ([`Action::Propose`]); it is claimed
-//!   only once an operator approves that epoch (`failoverd approve --epoch
-//!   N`) and its conditions still hold (the planner would still choose the
-//!   same target now). A live proposal whose conditions no longer hold is
-//!   withdrawn by any daemon with a quorum; one left undecided for
+//!   recorded as a *proposal* instead ([`Action::Propose`], with an id
+//!   that names it and no other); it is claimed only once an operator
+//!   approves that very proposal (`failoverd approve --proposal ID`: its
+//!   epoch, target and id) and its conditions still hold. A proposed one
+//!   whose conditions no longer hold is withdrawn by any daemon with a
+//!   quorum; an *approved* one only when the quorum affirmatively no longer
+//!   sees its reason (the active up by quorum, or the target down by quorum
+//!   or its daemon not live), never because one observer's view flipped and
+//!   left the verdict split; one left undecided for
 //!   `approval_timeout` (on the target's clock) expires or proceeds, as
 //!   `on_approval_timeout` says; after a rejection or expiry the next
 //!   proposal waits `min_failover_interval`. The proposal is only ever a
@@ -49,7 +53,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::control::{ControlRecord, Mode, Phase, Proposal, ProposalState, Step, execution_name};
+use super::control::{
+    ControlRecord, Mode, Phase, Proposal, ProposalState, Step, execution_name, proposal_id,
+};
 use super::quorum::{Consensus, Tally};
 use super::record::{Settlement, settlement};
 
@@ -213,15 +219,21 @@ pub enum Request {
         reason: String,
         operator: String,
     },
-    /// Approve the proposed failover of `epoch`.
+    /// Approve the proposed failover named by its `epoch` and/or its
+    /// `proposal` id (at least one), and `to` its target if given: refused
+    /// unless the open proposal is that one.
     Approve {
-        epoch: u64,
+        epoch: Option<u64>,
+        proposal: Option<String>,
+        to: Option<String>,
         reason: String,
         operator: String,
     },
-    /// Reject the proposed failover of `epoch`.
+    /// Reject the proposed failover named as for [`Request::Approve`].
     Reject {
-        epoch: u64,
+        epoch: Option<u64>,
+        proposal: Option<String>,
+        to: Option<String>,
         reason: String,
         operator: String,
     },
@@ -326,15 +338,20 @@ pub enum Action {
     /// Record an automatic failover as proposed, awaiting approval (claims nothing).
     Propose {
         expected_version: u64,
+        /// The new proposal's id (`control::proposal_id`).
+        id: String,
         epoch: u64,
         from: String,
         target: String,
         reason: String,
     },
-    /// Decide the proposal of `epoch`: approve, reject, expire or withdraw it.
+    /// Decide the proposal of `epoch`, `target` and `id` (that one and no
+    /// other): approve, reject, expire or withdraw it.
     Resolve {
         expected_version: u64,
         epoch: u64,
+        target: String,
+        id: String,
         state: ProposalState,
         reason: String,
         changed_by: String,
@@ -542,6 +559,7 @@ fn plan_automatic(i: &Inputs<'_>) -> Decision {
     Decision::Act {
         action: Action::Propose {
             expected_version: rec.version,
+            id: proposal_id(&rec.incarnation, rec.version + 1, i.me, i.now),
             epoch: rec.epoch + 1,
             from: rec.active.clone(),
             target: c.target,
@@ -614,8 +632,9 @@ fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate,
     })
 }
 
-/// A live proposal: withdraw it if the planner no longer wants it, claim it
-/// once approved, expire or proceed at its timeout, else wait.
+/// A live proposal: withdraw it if the planner no longer wants it (an
+/// approved one only on the quorum's affirmative view), claim it once
+/// approved, expire or proceed at its timeout, else wait.
 fn plan_proposal(
     i: &Inputs<'_>,
     rec: &ControlRecord,
@@ -626,15 +645,42 @@ fn plan_proposal(
         action: Action::Resolve {
             expected_version: rec.version,
             epoch: p.epoch,
+            target: p.target.clone(),
+            id: p.id.clone(),
             state,
             reason,
             changed_by: i.me.to_string(),
         },
     };
+    let claims = |reason: String| -> Decision {
+        if p.target != i.me {
+            return idle(format!(
+                "failover {} -> {} (epoch {}, proposal {}) is approved; {} claims it",
+                p.from, p.target, p.epoch, p.id, p.target
+            ));
+        }
+        let reason = format!(
+            "approved by {} (proposal {}): {reason}",
+            p.decided_by.as_deref().unwrap_or("?"),
+            p.id
+        );
+        start(i, rec, p.target.clone(), reason, Initiated::Automatic)
+    };
     // Any daemon with a quorum may withdraw: it claims nothing, and a
     // proposal whose target's daemon died would otherwise linger.
     let c = match candidate {
         Ok(c) if c.target == p.target => c,
+        // An operator approved this very failover: not undone by a view
+        // that is merely no longer conclusive (one observer's verdict that
+        // flips for a round splits it), only by the quorum seeing the
+        // reason gone.
+        _ if p.state == ProposalState::Approved => {
+            return match approved_stands(i, rec, p) {
+                Stands::Withdraw(why) => resolve(ProposalState::Withdrawn, why),
+                Stands::Claim(reason) => claims(reason),
+                Stands::Wait(why) => idle(why),
+            };
+        }
         Ok(c) => {
             return resolve(
                 ProposalState::Withdrawn,
@@ -648,13 +694,14 @@ fn plan_proposal(
             );
         }
     };
-    let approve_hint = format!("failoverd approve --epoch {}", p.epoch);
+    let approve_hint = format!("failoverd approve --proposal {}", p.id);
     if p.target != i.me {
         return idle(format!(
-            "failover {} -> {} (epoch {}) is {}; {} claims it once approved ({approve_hint})",
+            "failover {} -> {} (epoch {}, proposal {}) is {}; {} claims it once approved ({approve_hint})",
             p.from,
             p.target,
             p.epoch,
+            p.id,
             p.state.as_str(),
             p.target
         ));
@@ -662,15 +709,11 @@ fn plan_proposal(
     // Approved; or approval is no longer required (the configuration
     // changed while the proposal was open): claim it as any automatic
     // failover.
-    if p.state == ProposalState::Approved || i.policy.approval == Approval::None {
-        let reason = match p.state {
-            ProposalState::Approved => format!(
-                "approved by {}: {}",
-                p.decided_by.as_deref().unwrap_or("?"),
-                c.reason
-            ),
-            _ => format!("approval no longer required: {}", c.reason),
-        };
+    if p.state == ProposalState::Approved {
+        return claims(c.reason);
+    }
+    if i.policy.approval == Approval::None {
+        let reason = format!("approval no longer required: {}", c.reason);
         return start(i, rec, c.target, reason, Initiated::Automatic);
     }
     // Proposed by us (the target's daemon): the timeout is on our own clock.
@@ -695,9 +738,97 @@ fn plan_proposal(
         };
     }
     idle(format!(
-        "failover {} -> {} (epoch {}) awaits approval until {due}: {approve_hint}, or failoverd reject --epoch {}",
-        p.from, p.target, p.epoch, p.epoch
+        "failover {} -> {} (epoch {}, proposal {}) awaits approval until {due}: {approve_hint}, or failoverd reject --proposal {}",
+        p.from, p.target, p.epoch, p.id, p.id
     ))
+}
+
+/// What becomes of an approved proposal the planner would not choose as
+/// the view stands now.
+enum Stands {
+    /// The quorum no longer sees its reason: withdraw it, saying why.
+    Withdraw(String),
+    /// The quorum still sees its reason: its target claims it.
+    Claim(String),
+    /// The view is not conclusive either way: keep it, saying why.
+    Wait(String),
+}
+
+/// An approved proposal is withdrawn only on the quorum's affirmative
+/// view: the target down by quorum, the target's daemon not live (its vote
+/// stale: it cannot prepare, and would otherwise hold the record's one
+/// proposal for ever), or, unless it is a failback, the active up by quorum
+/// (a strict majority of the fresh observers, themselves a majority of the
+/// fleet). A split verdict (one observer's view flipping for a round, with
+/// the active's own daemon gone, is enough for one) keeps it. It is claimed
+/// while the quorum still sees the active down (or, a failback, the target
+/// preferred and up) and the target able to take over, even if another
+/// target would be preferred now: the operator approved this one.
+fn approved_stands(i: &Inputs<'_>, rec: &ControlRecord, p: &Proposal) -> Stands {
+    let fresh = i.tally.fresh_observers.len();
+    if i.tally.is(&p.target, Consensus::Down) {
+        return Stands::Withdraw(format!(
+            "a quorum of {fresh} fresh observers sees the target {} down",
+            p.target
+        ));
+    }
+    if !i.tally.fresh_observers.contains(&p.target) {
+        return Stands::Withdraw(format!(
+            "the target {}'s daemon is not live (its vote is stale): it cannot run the prepare step",
+            p.target
+        ));
+    }
+    let failback =
+        i.policy.auto_failback && priority(i.policy, &p.target) < priority(i.policy, &rec.active);
+    if !failback && i.tally.is(&rec.active, Consensus::Up) {
+        return Stands::Withdraw(format!(
+            "a quorum of {fresh} fresh observers sees {} up again",
+            rec.active
+        ));
+    }
+    if can_take_over(i, &p.target) {
+        if i.tally.is(&rec.active, Consensus::Down) {
+            return Stands::Claim(format!(
+                "quorum of {fresh} fresh observers sees {} down",
+                rec.active
+            ));
+        }
+        if failback {
+            return Stands::Claim(format!(
+                "automatic failback: preferred region {} is up by quorum",
+                p.target
+            ));
+        }
+    }
+    let verdict = |r: &str| {
+        i.tally.regions.get(r).map_or("unknown", |c| match c {
+            Consensus::Up => "up",
+            Consensus::Down => "down",
+            Consensus::Split => "split",
+        })
+    };
+    Stands::Wait(format!(
+        "approved failover {} -> {} (epoch {}, proposal {}) waits: the quorum's view is not conclusive \
+         ({} {}, {} {}); it is withdrawn only when a quorum sees {} up or {} down",
+        p.from,
+        p.target,
+        p.epoch,
+        p.id,
+        rec.active,
+        verdict(&rec.active),
+        p.target,
+        verdict(&p.target),
+        rec.active,
+        p.target
+    ))
+}
+
+/// A region's configured priority (lower is preferred; unknown is last).
+fn priority(p: &Policy, region: &str) -> u32 {
+    p.priorities
+        .iter()
+        .find(|(n, _)| n == region)
+        .map_or(u32::MAX, |(_, prio)| *prio)
 }
 
 /// A failover is in flight: help it along, or end it if its workflow will not.
@@ -805,11 +936,15 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
         }
         Request::Approve {
             epoch,
+            proposal,
+            to,
             reason,
             operator,
         }
         | Request::Reject {
             epoch,
+            proposal,
+            to,
             reason,
             operator,
         } => {
@@ -818,20 +953,25 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
             } else {
                 (ProposalState::Rejected, "reject")
             };
-            return match &rec.proposal {
-                None => refuse(format!("there is no proposed failover to {verb}")),
-                Some(p) if p.epoch != *epoch => refuse(format!(
-                    "the proposal is for epoch {}, not {epoch}: check `failoverd status` and name the epoch you mean",
-                    p.epoch
-                )),
-                Some(p) if p.state != ProposalState::Proposed => refuse(format!(
-                    "the proposal of epoch {epoch} is already {}",
+            let Some(p) = &rec.proposal else {
+                return refuse(format!("there is no proposed failover to {verb}"));
+            };
+            return match named(p, *epoch, proposal.as_deref(), to.as_deref()) {
+                Err(why) => refuse(why),
+                Ok(()) if p.state != ProposalState::Proposed => refuse(format!(
+                    "the proposal {} ({} -> {}, epoch {}) is already {}",
+                    p.id,
+                    p.from,
+                    p.target,
+                    p.epoch,
                     p.state.as_str()
                 )),
-                Some(_) => Decision::Act {
+                Ok(()) => Decision::Act {
                     action: Action::Resolve {
                         expected_version: rec.version,
-                        epoch: *epoch,
+                        epoch: p.epoch,
+                        target: p.target.clone(),
+                        id: p.id.clone(),
                         state,
                         reason: reason.clone(),
                         changed_by: format!("operator:{operator}"),
@@ -895,6 +1035,43 @@ fn plan_request(i: &Inputs<'_>, req: &Request) -> Decision {
         ungraceful,
     };
     start(i, rec, to, reason, how)
+}
+
+/// Is `p` the proposal an operator named (by epoch and/or id, and target
+/// if given)? Otherwise why not, naming the proposal that is there: an
+/// approval never applies to another proposal.
+fn named(
+    p: &Proposal,
+    epoch: Option<u64>,
+    id: Option<&str>,
+    to: Option<&str>,
+) -> Result<(), String> {
+    let there = format!(
+        "the open proposal is {} ({} -> {}, epoch {}, proposed by {})",
+        p.id, p.from, p.target, p.epoch, p.proposer
+    );
+    let check = "check `failoverd status`: it was withdrawn and proposed again, or mistyped";
+    if epoch.is_none() && id.is_none() {
+        return Err(format!(
+            "name the proposal: --proposal ID (or --epoch N), as `failoverd status` shows it; {there}"
+        ));
+    }
+    if let Some(e) = epoch.filter(|e| *e != p.epoch) {
+        return Err(format!(
+            "the proposal is for epoch {}, not {e}: {there}; {check}",
+            p.epoch
+        ));
+    }
+    if let Some(id) = id.filter(|id| *id != p.id) {
+        return Err(format!("{there}, not proposal {id}; {check}"));
+    }
+    if let Some(to) = to.filter(|to| *to != p.target) {
+        return Err(format!(
+            "{there}: a failover to {}, not to {to}; {check}",
+            p.target
+        ));
+    }
+    Ok(())
 }
 
 /// Who asked for a failover, and how.

@@ -16,10 +16,11 @@
 //! Conditions, and why:
 //! - the executor's writes are fenced on the record's `version` (the
 //!   generation): two planners that read the same record cannot both act;
-//! - a proposal (`Propose`, `Resolve`) is fenced on the version too, and
-//!   names its epoch: an approval applies only to the proposal of that
-//!   epoch while it is still proposed, so a stale one never approves a
-//!   newer proposal. No proposal write changes the epoch, the active region
+//! - a proposal (`Propose`, `Resolve`) is fenced on the version too, and a
+//!   decision names the proposal: its epoch, target and id. An approval
+//!   applies only to that very proposal while it is still proposed, so a
+//!   stale one never approves a newer proposal, not even one of the same
+//!   epoch made after a withdrawal. No proposal write changes the epoch, the active region
 //!   or the phase; a claim clears the proposal;
 //! - the workflow's writes are fenced on `epoch` and `execution` (a
 //!   superseded run changes nothing) *and* on the record still failing over:
@@ -82,6 +83,8 @@ pub enum RecordWrite {
     /// only when no other proposal is live.
     Propose {
         expected_version: u64,
+        /// The new proposal's id (`core::control::proposal_id`).
+        id: String,
         epoch: u64,
         from: String,
         target: String,
@@ -90,11 +93,14 @@ pub enum RecordWrite {
         reason: String,
     },
     /// Decide a proposal (approve, reject, expire, withdraw): only at the
-    /// version read, only for the proposal of `epoch`, and only while it is
-    /// proposed (a withdrawal also while approved).
+    /// version read, only for the proposal of that `epoch`, `target` and
+    /// `id`, and only while it is proposed (a withdrawal also while
+    /// approved).
     Resolve {
         expected_version: u64,
         epoch: u64,
+        target: String,
+        id: String,
         state: ProposalState,
         by: String,
         at: u64,
@@ -340,6 +346,7 @@ fn claim(cur: &ControlRecord, next: &mut ControlRecord, p: &FailoverPlan) -> Res
 fn propose(cur: &ControlRecord, next: &mut ControlRecord, w: &RecordWrite) -> Result<(), Refused> {
     let RecordWrite::Propose {
         expected_version,
+        id,
         epoch,
         from,
         target,
@@ -360,6 +367,7 @@ fn propose(cur: &ControlRecord, next: &mut ControlRecord, w: &RecordWrite) -> Re
         return Err(Refused::NoSuchProposal { epoch: *epoch });
     }
     next.proposal = Some(Proposal {
+        id: id.clone(),
         epoch: *epoch,
         from: from.clone(),
         target: target.clone(),
@@ -377,12 +385,14 @@ fn propose(cur: &ControlRecord, next: &mut ControlRecord, w: &RecordWrite) -> Re
     Ok(())
 }
 
-/// `Resolve`: at the version read, the proposal of that epoch, from a state
-/// it may be resolved from.
+/// `Resolve`: at the version read, the very proposal named (epoch, target
+/// and id), from a state it may be resolved from.
 fn resolve(cur: &ControlRecord, next: &mut ControlRecord, w: &RecordWrite) -> Result<(), Refused> {
     let RecordWrite::Resolve {
         expected_version,
         epoch,
+        target,
+        id,
         state,
         by,
         at,
@@ -403,7 +413,7 @@ fn resolve(cur: &ControlRecord, next: &mut ControlRecord, w: &RecordWrite) -> Re
     let Some(p) = next
         .proposal
         .as_mut()
-        .filter(|p| p.epoch == *epoch && open(p.state))
+        .filter(|p| p.epoch == *epoch && p.target == *target && p.id == *id && open(p.state))
     else {
         return Err(Refused::NoSuchProposal { epoch: *epoch });
     };

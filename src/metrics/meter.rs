@@ -830,6 +830,7 @@ mod tests {
             Some("failoverd_failover_proposed_epoch 0")
         );
         r.proposal = Some(Proposal {
+            id: "8-000000".into(),
             epoch: 4,
             from: "us-west-2".into(),
             target: "us-east-1".into(),

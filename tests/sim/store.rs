@@ -75,6 +75,9 @@ pub struct TokenRow {
 
 /// An item.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One control record per table, the other items many: boxing the record
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Item {
     Record(ControlRecord),
     Vote(Vote),

@@ -83,6 +83,10 @@ fn proposal_from_item(it: &Item) -> Result<Option<Proposal>, Bad> {
         .find(|s| s.as_str() == state)
         .ok_or_else(|| Bad(format!("unknown proposal_state {state:?}")))?;
     Ok(Some(Proposal {
+        // Written with every proposal; a proposal written before ids
+        // existed has none and decodes with an empty id, which a decision
+        // names as such (`resolve` below), so it can still be decided.
+        id: get_s(it, "proposal_id").unwrap_or_default(),
         epoch: need(get_n(it, "proposal_epoch"), "proposal_epoch")?,
         from: need(get_s(it, "proposal_from"), "proposal_from")?,
         target: need(get_s(it, "proposal_target"), "proposal_target")?,
@@ -99,13 +103,13 @@ fn proposal_from_item(it: &Item) -> Result<Option<Proposal>, Bad> {
 }
 
 /// Every proposal attribute (a claim removes them all).
-const PROPOSAL_ATTRS: &str = "proposal_state, proposal_epoch, proposal_from, proposal_target, \
+const PROPOSAL_ATTRS: &str = "proposal_state, proposal_id, proposal_epoch, proposal_from, proposal_target, \
      proposal_by, proposal_at, proposal_reason, proposal_decided_by, proposal_decided_at, proposal_decision";
 
 /// One conditional UpdateItem on the record: the condition, the update, and
 /// the expression's attribute names and values.
 struct Update {
-    condition: &'static str,
+    condition: Cow<'static, str>,
     update: Cow<'static, str>,
     names: &'static [(&'static str, &'static str)],
     values: Vec<(&'static str, AttributeValue)>,
@@ -143,21 +147,47 @@ impl ControlTable {
             RecordWrite::Claim { plan } => claim(plan),
             RecordWrite::Propose {
                 expected_version,
+                id,
                 epoch,
                 from,
                 target,
                 by,
                 at,
                 reason,
-            } => propose(*expected_version, *epoch, from, target, by, *at, reason),
+            } => propose(
+                *expected_version,
+                Proposed {
+                    id,
+                    epoch: *epoch,
+                    from,
+                    target,
+                },
+                by,
+                *at,
+                reason,
+            ),
             RecordWrite::Resolve {
                 expected_version,
                 epoch,
+                target,
+                id,
                 state,
                 by,
                 at,
                 reason,
-            } => resolve(*expected_version, *epoch, *state, by, *at, reason),
+            } => resolve(
+                *expected_version,
+                Proposed {
+                    id,
+                    epoch: *epoch,
+                    from: "",
+                    target,
+                },
+                *state,
+                by,
+                *at,
+                reason,
+            ),
             RecordWrite::SetMode {
                 mode,
                 expected_version,
@@ -270,7 +300,7 @@ fn claim(p: &FailoverPlan) -> Update {
         values.push((":steady", s("steady")));
     }
     Update {
-        condition,
+        condition: condition.into(),
         update: format!("SET version = :nv, epoch = :epoch, #state = :failing, target = :to, execution = :exec, \
                      initiator = :init, previous = active, changed_by = :by, changed_at = :now, reason = :reason, \
                      last_failover_at = :now, ungraceful = :ung, old_region_healthy = :orh, forced = :forced, \
@@ -280,20 +310,26 @@ fn claim(p: &FailoverPlan) -> Update {
     }
 }
 
-/// Record a failover to `target` awaiting approval, for the next epoch.
-fn propose(
-    expected_version: u64,
+/// A proposal as a write names it.
+struct Proposed<'a> {
+    id: &'a str,
     epoch: u64,
-    from: &str,
-    target: &str,
-    by: &str,
-    at: u64,
-    reason: &str,
-) -> Update {
+    from: &'a str,
+    target: &'a str,
+}
+
+/// Record a failover to `target` awaiting approval, for the next epoch.
+fn propose(expected_version: u64, p: Proposed<'_>, by: &str, at: u64, reason: &str) -> Update {
+    let Proposed {
+        id,
+        epoch,
+        from,
+        target,
+    } = p;
     Update {
         condition: "version = :v AND #state = :steady AND epoch = :cur \
-                     AND (attribute_not_exists(proposal_state) OR NOT proposal_state IN (:proposed, :approved))",
-        update: "SET version = :nv, proposal_state = :proposed, proposal_epoch = :epoch, \
+                     AND (attribute_not_exists(proposal_state) OR NOT proposal_state IN (:proposed, :approved))".into(),
+        update: "SET version = :nv, proposal_state = :proposed, proposal_id = :pid, proposal_epoch = :epoch, \
                      proposal_from = :from, proposal_target = :to, proposal_by = :by, proposal_at = :now, \
                      proposal_reason = :preason, changed_by = :by, changed_at = :now, reason = :reason \
                      REMOVE proposal_decided_by, proposal_decided_at, proposal_decision".into(),
@@ -306,6 +342,7 @@ fn propose(
             (":proposed", s(ProposalState::Proposed.as_str())),
             (":approved", s(ProposalState::Approved.as_str())),
             (":epoch", n(epoch)),
+            (":pid", s(id)),
             (":from", s(from)),
             (":to", s(target)),
             (":by", s(by)),
@@ -316,35 +353,40 @@ fn propose(
     }
 }
 
-/// Decide the proposal of `epoch` (approve, reject, expire, withdraw).
+/// Decide the proposal named by its epoch, target and id (approve,
+/// reject, expire, withdraw).
 fn resolve(
     expected_version: u64,
-    epoch: u64,
+    p: Proposed<'_>,
     state: ProposalState,
     by: &str,
     at: u64,
     reason: &str,
 ) -> Update {
+    let Proposed {
+        id, epoch, target, ..
+    } = p;
     // The states it may be resolved from, as in `core::record::apply`.
-    let (condition, mut values) = match state {
-        ProposalState::Withdrawn => (
-            "version = :v AND proposal_epoch = :epoch AND proposal_state IN (:proposed, :approved)",
-            vec![(":approved", s(ProposalState::Approved.as_str()))],
-        ),
-        ProposalState::Proposed => (
-            // Never accepted: nothing resolves back to proposed.
-            "version = :v AND proposal_epoch = :epoch AND proposal_state = :proposed AND attribute_not_exists(pk)",
-            vec![],
-        ),
-        _ => (
-            "version = :v AND proposal_epoch = :epoch AND proposal_state = :proposed",
-            vec![],
-        ),
+    let from_states = match state {
+        ProposalState::Withdrawn => "proposal_state IN (:proposed, :approved)",
+        // Never accepted: nothing resolves back to proposed.
+        ProposalState::Proposed => "proposal_state = :proposed AND attribute_not_exists(pk)",
+        _ => "proposal_state = :proposed",
     };
-    values.extend([
+    // The very proposal named. An empty id names a proposal written before
+    // ids existed (it has no `proposal_id`), as `apply` reads it.
+    let named = if id.is_empty() {
+        "proposal_epoch = :epoch AND proposal_target = :target \
+         AND (attribute_not_exists(proposal_id) OR proposal_id = :pid)"
+    } else {
+        "proposal_epoch = :epoch AND proposal_target = :target AND proposal_id = :pid"
+    };
+    let mut values = vec![
         (":v", n(expected_version)),
         (":nv", n(expected_version + 1)),
         (":epoch", n(epoch)),
+        (":target", s(target)),
+        (":pid", s(id)),
         (":proposed", s(ProposalState::Proposed.as_str())),
         (":st", s(state.as_str())),
         (":by", s(by)),
@@ -357,9 +399,12 @@ fn resolve(
                 state.as_str()
             )),
         ),
-    ]);
+    ];
+    if state == ProposalState::Withdrawn {
+        values.push((":approved", s(ProposalState::Approved.as_str())));
+    }
     Update {
-        condition,
+        condition: format!("version = :v AND {named} AND {from_states}").into(),
         update: "SET version = :nv, proposal_state = :st, proposal_decided_by = :by, \
                      proposal_decided_at = :now, proposal_decision = :why, changed_by = :by, \
                      changed_at = :now, reason = :reason"
@@ -372,7 +417,7 @@ fn resolve(
 /// Pause or resume.
 fn set_mode(mode: Mode, expected_version: u64, by: &str, at: u64, reason: &str) -> Update {
     Update {
-        condition: "version = :v",
+        condition: "version = :v".into(),
         update: "SET version = :nv, #mode = :mode, changed_by = :by, changed_at = :now, reason = :reason".into(),
         names: &[("#mode", "mode")],
         values: vec![
@@ -424,7 +469,7 @@ fn settle(
         Settlement::Aborted => (":one", n(1)),
     });
     Update {
-        condition,
+        condition: condition.into(),
         update: update.into(),
         names: &[("#state", "state")],
         values,
@@ -434,7 +479,7 @@ fn settle(
 /// Workflow, MarkFailingOver.
 fn mark(epoch: u64, execution: &str) -> Update {
     Update {
-        condition: "epoch = :epoch AND execution = :exec AND #state = :failing",
+        condition: "epoch = :epoch AND execution = :exec AND #state = :failing".into(),
         update: "SET step = :step ADD version :one".into(),
         names: &[("#state", "state")],
         values: vec![
@@ -450,7 +495,7 @@ fn mark(epoch: u64, execution: &str) -> Update {
 /// Workflow, SwitchActive.
 fn switch(epoch: u64, execution: &str, from: &str, to: &str, at: u64) -> Update {
     Update {
-        condition: "epoch = :epoch AND execution = :exec AND #state = :failing",
+        condition: "epoch = :epoch AND execution = :exec AND #state = :failing".into(),
         update:
             "SET active = :to, previous = :from, step = :step, switched_at = :now ADD version :one"
                 .into(),
@@ -471,7 +516,7 @@ fn switch(epoch: u64, execution: &str, from: &str, to: &str, at: u64) -> Update 
 /// Workflow, MarkSteady.
 fn steady(epoch: u64, execution: &str) -> Update {
     Update {
-        condition: "epoch = :epoch AND execution = :exec AND #state = :failing",
+        condition: "epoch = :epoch AND execution = :exec AND #state = :failing".into(),
         update: "SET #state = :steady, step = :step, aborts = :zero ADD version :one".into(),
         names: &[("#state", "state")],
         values: vec![
@@ -489,7 +534,9 @@ fn steady(epoch: u64, execution: &str) -> Update {
 /// Workflow, AbortPrepareFailed / AbortWorkflowError (not after the switch).
 fn abort(epoch: u64, execution: &str) -> Update {
     Update {
-        condition: "epoch = :epoch AND execution = :exec AND #state = :failing AND step <> :switched",
+        condition:
+            "epoch = :epoch AND execution = :exec AND #state = :failing AND step <> :switched"
+                .into(),
         update: "SET #state = :steady, step = :step ADD version :one, aborts :one".into(),
         names: &[("#state", "state")],
         values: vec![
@@ -574,7 +621,13 @@ mod tests {
         };
         assert!(why.contains("proposal_at"), "{why}");
         it.insert("proposal_at".into(), n(1_795_000_000_000));
-        assert!(record_from_item(&it).is_ok_and(|r| r.proposal.is_some()));
+        // Written before proposal ids: decodes, with an empty id (which a
+        // decision names as such); with one, it is read back.
+        let p = record_from_item(&it).ok().and_then(|r| r.proposal).unwrap();
+        assert_eq!(p.id, "");
+        it.insert("proposal_id".into(), s("8-3fa9c2"));
+        let p = record_from_item(&it).ok().and_then(|r| r.proposal).unwrap();
+        assert_eq!(p.id, "8-3fa9c2");
     }
 
     #[test]
