@@ -694,7 +694,13 @@ fn plan_proposal(
             );
         }
     };
-    let approve_hint = format!("failoverd approve --proposal {}", p.id);
+    // A proposal written before ids existed is named by epoch and target.
+    let name = if p.id.is_empty() {
+        format!("--epoch {} --to {}", p.epoch, p.target)
+    } else {
+        format!("--proposal {}", p.id)
+    };
+    let approve_hint = format!("failoverd approve {name}");
     if p.target != i.me {
         return idle(format!(
             "failover {} -> {} (epoch {}, proposal {}) is {}; {} claims it once approved ({approve_hint})",
@@ -738,8 +744,8 @@ fn plan_proposal(
         };
     }
     idle(format!(
-        "failover {} -> {} (epoch {}, proposal {}) awaits approval until {due}: {approve_hint}, or failoverd reject --proposal {}",
-        p.from, p.target, p.epoch, p.id, p.id
+        "failover {} -> {} (epoch {}, proposal {}) awaits approval until {due}: {approve_hint}, or failoverd reject {name}",
+        p.from, p.target, p.epoch, p.id
     ))
 }
 
