@@ -93,6 +93,10 @@ pub struct RoundStatus {
     pub votes: Vec<Vote>,
     /// `timings.vote_freshness`: older votes do not count.
     pub vote_freshness_ms: u64,
+    /// This daemon's fleet fingerprint (`config::fleet`), and the fresh
+    /// observers whose fingerprints differ (`core::drift`).
+    pub fingerprint: String,
+    pub drift: crate::core::drift::FleetDrift,
 }
 
 /// State shared with the admin server (and, later, the router).

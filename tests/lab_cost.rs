@@ -552,6 +552,7 @@ async fn publish_votes(env: &Env, east: &Counter, west: &Shared) {
                 seen_epoch: 1,
                 view: Default::default(),
                 traffic,
+                fleet: None,
             })
             .await
             .unwrap();

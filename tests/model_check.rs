@@ -920,6 +920,7 @@ fn votes_of(board: Board, fresh: u8) -> Vec<Vote> {
                 })
                 .collect::<BTreeMap<_, _>>(),
             traffic: None,
+            fleet: None,
         })
         .collect()
 }

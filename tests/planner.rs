@@ -101,6 +101,7 @@ fn votes(spec: &[(bool, u64, [bool; 3])]) -> Vec<Vote> {
                 })
                 .collect::<BTreeMap<_, _>>(),
             traffic: None,
+            fleet: None,
         })
         .collect()
 }

@@ -1270,6 +1270,7 @@ async fn routed_requests_show_up_in_the_counts() {
             } else {
                 Some(Default::default())
             },
+            fleet: None,
         })
         .collect();
     let fleet = fleet_counted(

@@ -184,7 +184,10 @@ fn round(out: &mut String, st: &RoundStatus, regions: &[String], now: u64, ready
         now,
         ready,
     };
-    for family in [LOOP, QUORUM, OBSERVERS, RECORD].into_iter().flatten() {
+    for family in [LOOP, QUORUM, OBSERVERS, FLEET, RECORD]
+        .into_iter()
+        .flatten()
+    {
         family.write(out, &r);
     }
 }
@@ -300,6 +303,45 @@ const OBSERVERS: &[Family] = &[
         samples: Samples::Labelled(signal_down),
     },
 ];
+
+/// The fleet's configurations compared through the votes (`core::drift`).
+const FLEET: &[Family] = &[
+    Family {
+        name: "failoverd_fleet_config_info",
+        kind: "gauge",
+        help: "Always 1; this daemon's fleet fingerprint (config::fleet: the settings every daemon must share), as failoverd check-config prints it.",
+        samples: Samples::Labelled(fleet_info),
+    },
+    Family {
+        name: "failoverd_fleet_config_drift",
+        kind: "gauge",
+        help: "1 per fresh observer and group of settings that differ from this daemon's (regions, workflow, tables, timings, policy, approval, tiers, route53). Any sample means automatic failover is withheld.",
+        samples: Samples::Labelled(fleet_drift),
+    },
+];
+
+fn fleet_info(out: &mut String, name: &str, r: &Round<'_>) {
+    if !r.st.fingerprint.is_empty() {
+        let _ = writeln!(
+            out,
+            "{name}{{fingerprint=\"{}\"}} 1",
+            label(&r.st.fingerprint)
+        );
+    }
+}
+
+fn fleet_drift(out: &mut String, name: &str, r: &Round<'_>) {
+    for d in &r.st.drift.differing {
+        for g in &d.groups {
+            let _ = writeln!(
+                out,
+                "{name}{{observer=\"{}\",group=\"{}\"}} 1",
+                label(&d.observer),
+                label(g)
+            );
+        }
+    }
+}
 
 /// Per observer and region shown, one sample per verdict (up, down).
 fn observer_verdict(out: &mut String, name: &str, r: &Round<'_>) {

@@ -246,6 +246,7 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
     );
     render_record(w, s);
     render_matrix(w, cfg, s);
+    render_fleet(w, cfg, s);
     render_tokens(w, s);
     render_cost(w, &s.cost);
     render_events(w, &s.events, s.events_truncated, s.events_error.as_deref());
@@ -383,6 +384,35 @@ fn render_matrix(w: &mut String, cfg: &Config, s: &StatusReport) {
     }
     if let Some(e) = &s.votes_error {
         let _ = writeln!(w, "votes UNREADABLE: {e}");
+    }
+}
+
+/// The fleet's configurations as the votes carry them (`core::drift`),
+/// against this configuration's fingerprint.
+fn render_fleet(w: &mut String, cfg: &Config, s: &StatusReport) {
+    use std::fmt::Write;
+    let mine = crate::config::fleet::Fingerprint::of(cfg);
+    let observers: Vec<String> = s.votes.iter().map(|v| v.observer.clone()).collect();
+    let d = crate::core::drift::drift(&mine.published(), &s.votes, &observers);
+    if d.is_empty() && d.unknown.is_empty() {
+        let _ = writeln!(
+            w,
+            "fleet configuration: {} (every vote agrees with this file)",
+            mine.digest()
+        );
+        return;
+    }
+    let _ = writeln!(w, "fleet configuration: {} (this file)", mine.digest());
+    for x in &d.differing {
+        let _ = writeln!(
+            w,
+            "CONFIGURATION DRIFT: {} differs in {}: automatic failover is withheld while the fleet disagrees (failoverd check-config FILES... names the keys)",
+            x.observer,
+            x.groups.join(", ")
+        );
+    }
+    for o in &d.unknown {
+        let _ = writeln!(w, "  {o}: publishes no fingerprint (an older failoverd)");
     }
 }
 

@@ -7,8 +7,9 @@
 //! and nobody claims; with a shorter `lease` (or `wait_out_lease = false`)
 //! a new active acts while the old one still does; with `approval = "none"`
 //! a target claims what the rest of the fleet holds for approval. So they
-//! are compared: by `failoverd check-config` over a set of region files
-//! now, and (later) through the votes.
+//! are compared: by `failoverd check-config` over a set of region files,
+//! and by the running daemons through their votes (`published`,
+//! `core::drift`).
 //!
 //! What is in each group ([`GROUPS`]), as `key = value` lines
 //! ([`settings`]):
@@ -62,6 +63,12 @@ const VERSION: &str = "failoverd fleet fingerprint v1";
 /// Hex characters of each digest kept (64 bits).
 const SHORT: usize = 16;
 
+/// Hex characters of each group's digest in a vote (`published`).
+const PUBLISHED: usize = 4;
+
+/// The key of the whole fingerprint's digest in `published`.
+pub const ALL: &str = "all";
+
 /// The fleet fingerprint of one daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
@@ -92,6 +99,20 @@ impl Fingerprint {
             text.push_str(&format!("{name}={d}\n"));
         }
         short(text.as_bytes())
+    }
+
+    /// What a vote carries (`core::drift`): each group's digest cut to 4
+    /// hex characters, and the whole fingerprint's 16 under `all`. Votes
+    /// are written every round and stay under one write unit (1 KB); the
+    /// whole digest catches what a cut group digest might collide on.
+    pub fn published(&self) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = self
+            .groups
+            .iter()
+            .map(|(g, d)| (g.clone(), d.chars().take(PUBLISHED).collect()))
+            .collect();
+        out.insert(ALL.to_string(), self.digest());
+        out
     }
 
     /// A group's short digest.

@@ -24,8 +24,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::config::fleet::Fingerprint;
 use crate::config::{Config, Consistency};
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
+use crate::core::drift;
 use crate::core::health::Verdict;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
 use crate::core::quorum::{Receipts, Tally, Vote};
@@ -117,6 +119,8 @@ struct Seen {
     stalled_ms: u64,
     votes: Vec<Vote>,
     tally: Tally,
+    /// Fresh observers whose configurations differ from ours.
+    drift: drift::FleetDrift,
 }
 
 /// The loop's private state.
@@ -138,6 +142,8 @@ pub struct Reconciler {
     round: u64,
     pace: Pace,
     landmarks: Landmarks,
+    /// The drift last journalled (`FleetDrift::describe`; empty: none).
+    last_drift: String,
 }
 
 impl Reconciler {
@@ -165,6 +171,7 @@ impl Reconciler {
             round: 0,
             pace: Pace::default(),
             landmarks: Landmarks::default(),
+            last_drift: String::new(),
         }
     }
 
@@ -268,6 +275,7 @@ impl Reconciler {
         let now = self.ports.clock.now_ms();
         let sig = self.collect(&cfg, now).await;
         let seen = self.exchange(&cfg, &sig, now).await;
+        self.journal_drift(&cfg, &seen.drift).await;
         let decision = self.decide(&cfg, &seen).await;
         self.act(&cfg, &decision, seen.now).await;
         // Tokens.
@@ -379,6 +387,7 @@ impl Reconciler {
             seen_epoch,
             view: sig.view.clone(),
             traffic: self.shared.traffic.traffic(now),
+            fleet: Some(Fingerprint::of(cfg).published()),
         };
         let store = self.ports.store.clone();
         let mut vote_error = store
@@ -439,13 +448,51 @@ impl Reconciler {
             super::operator::Seat::Observer(&cfg.region),
         );
         self.mark_quorum(&tally, vote_error.as_deref(), &record);
+        let drift = drift::drift(
+            vote.fleet.as_ref().unwrap_or(&BTreeMap::new()),
+            &votes,
+            &tally.fresh_observers,
+        );
         Seen {
             now,
             record,
             stalled_ms,
             votes,
             tally,
+            drift,
         }
+    }
+
+    /// Log and journal a change in the fleet's configuration drift (once
+    /// per change, not every round).
+    async fn journal_drift(&mut self, cfg: &Config, d: &drift::FleetDrift) {
+        let text = d.describe();
+        if self.last_drift == text {
+            return;
+        }
+        if text.is_empty() {
+            info!("the fleet's configurations agree again");
+            self.journal(
+                cfg,
+                "config_agrees",
+                None,
+                format!("{}: the fleet's configurations agree", cfg.region),
+            )
+            .await;
+        } else {
+            warn!(drift = %text, "the fleet's configurations differ: automatic failover is withheld");
+            self.journal(
+                cfg,
+                "config_drift",
+                None,
+                format!(
+                    "{} sees configuration drift: {text}; automatic failover withheld",
+                    cfg.region
+                ),
+            )
+            .await;
+        }
+        self.last_drift = text;
     }
 
     /// Readiness from the exchange: votes and record readable, a quorum of
@@ -486,8 +533,11 @@ impl Reconciler {
             request: None,
         });
         // DR tiers: when every configured model is tier3, an automatic
-        // failover becomes an idle decision (core::tier::gate_automatic).
-        tier::gate_automatic(decision, cfg.cost.fleet_tier(&cfg.models))
+        // failover becomes an idle decision (core::tier::gate_automatic);
+        // so does one while the fleet's configurations differ
+        // (core::drift::gate).
+        let decision = tier::gate_automatic(decision, cfg.cost.fleet_tier(&cfg.models));
+        drift::gate(decision, &seen.drift)
     }
 
     /// Step 4, act: perform the action, or journal an idle reason when it changed.
@@ -557,6 +607,8 @@ impl Reconciler {
             took_ms: self.ports.clock.since(began).as_millis() as u64,
             votes: seen.votes,
             vote_freshness_ms: cfg.timings.vote_freshness.as_millis() as u64,
+            fingerprint: Fingerprint::of(cfg).digest(),
+            drift: seen.drift,
         };
         next.role = next.role_at(self.ports.clock.now_ms());
         let kind = next.role.as_ref().map(Role::kind);

@@ -6,6 +6,7 @@ pub mod advise; // the seed's decision matrix over observed traffic -> one recom
 pub mod backoff; // the one exponential backoff (jitter passed in)
 pub mod bill; // the control plane's own AWS bill: settings or measured calls -> itemised monthly cost
 pub mod control; // the control record, epochs, versions, modes, the lease
+pub mod drift; // the fleet's configurations compared through the votes; what a mismatch withholds
 pub mod health; // effective health of checks and probes; hysteresis
 pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision

@@ -42,6 +42,11 @@ pub struct Vote {
     /// readers take as "not counted", never as zero.
     #[serde(default)]
     pub traffic: Option<Traffic>,
+    /// The observer's fleet fingerprint: group -> digest of the settings
+    /// every daemon must share (`config::fleet`, `core::drift`). `None`:
+    /// a daemon that published none (an older version).
+    #[serde(default)]
+    pub fleet: Option<BTreeMap<String, String>>,
 }
 
 /// Trailing windows (ms) over which a vote publishes per-endpoint sums:
@@ -275,6 +280,7 @@ mod tests {
                 })
                 .collect(),
             traffic: None,
+            fleet: None,
         }
     }
 

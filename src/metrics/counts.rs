@@ -567,6 +567,7 @@ mod tests {
             seen_epoch: 1,
             view: Default::default(),
             traffic,
+            fleet: None,
         }
     }
 

@@ -1032,6 +1032,7 @@ mod tests {
                 seen_epoch: 0,
                 view: BTreeMap::new(),
                 traffic: None,
+                fleet: None,
             };
             let west = StoreClient {
                 store: store.clone(),

@@ -36,12 +36,21 @@ fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
             }
         },
     };
+    // The fleet fingerprint, `group:digest,...`; absent from older
+    // daemons' votes (unknown, not a difference).
+    let fleet = get_s(it, "fleet").map(|text| {
+        text.split(',')
+            .filter_map(|pair| pair.split_once(':'))
+            .map(|(g, d)| (g.to_string(), d.to_string()))
+            .collect()
+    });
     Ok(Vote {
         observer,
         at: need(get_time(it, "at"), "at")?,
         seen_epoch: need(get_n(it, "seen_epoch"), "seen_epoch")?,
         view: verdicts,
         traffic,
+        fleet,
     })
 }
 
@@ -140,6 +149,10 @@ pub fn vote_item(v: &Vote) -> Item {
     ]);
     if let Some(t) = &v.traffic {
         item.insert("traffic".to_string(), traffic_attr(t));
+    }
+    if let Some(f) = &v.fleet {
+        let text: Vec<String> = f.iter().map(|(g, d)| format!("{g}:{d}")).collect();
+        item.insert("fleet".to_string(), s(text.join(",")));
     }
     item
 }
@@ -258,6 +271,12 @@ mod tests {
                 .map(|r| (r.to_string(), Verdict::Up))
                 .collect(),
             traffic: Some(traffic),
+            fleet: Some(
+                [("all", "0123456789abcdef"), ("timings", "ab12")]
+                    .iter()
+                    .map(|(g, d)| (g.to_string(), d.to_string()))
+                    .collect(),
+            ),
         }
     }
 
