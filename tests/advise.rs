@@ -209,7 +209,7 @@ fn the_shipped_production_settings_cost_about_twelve_dollars_a_month() {
         "{text}"
     );
     assert!(
-        text.contains("table writes are charged in every replica region: us-east-1 $1.31, us-west-2 $1.31, us-east-2 $1.31"),
+        text.contains("table writes are charged in every replica region: us-east-1 $1.40, us-west-2 $1.40, us-east-2 $1.40"),
         "{text}"
     );
     let b = bill_of(&prod, &f);
