@@ -110,6 +110,27 @@ struct Landmarks {
     streaks: BTreeMap<String, (Verdict, u32)>,
 }
 
+/// The round's record read, started beside the signals: when it was sent
+/// and when it came back (this daemon's clock), and what it returned (or
+/// that it missed the round's deadline).
+type EarlyRecord = (
+    u64,
+    u64,
+    Result<Result<Option<ControlRecord>, crate::ports::PortError>, tokio::time::error::Elapsed>,
+);
+
+/// How long each outside call of a round may take (the readings read,
+/// the Route 53 turn, each control-table call, describing the execution):
+/// a third of the lease (at least a second). What misses it counts as
+/// unknown for the round. Probes keep their own timeouts
+/// (`health.probe_*_timeout`): a probe that times out is itself the
+/// signal (a hung region), and cutting it short would turn that into
+/// unknown. The lease is renewed from the record read, which runs beside
+/// the signals with this bound, so no signal costs the active its lease.
+pub fn round_deadline(cfg: &Config) -> Duration {
+    (cfg.timings.lease / 3).max(Duration::from_secs(1))
+}
+
 /// What the exchange step saw: the record, the votes and their tally.
 struct Seen {
     /// When the record's read came back (this daemon's clock).
@@ -217,10 +238,14 @@ impl Reconciler {
                     break;
                 }
                 let now = self.ports.clock.now_ms();
+                let turn = tokio::time::timeout(
+                    round_deadline(&cfg),
+                    self.signals.turn(&cfg, &self.ports, now),
+                );
                 let news = tokio::select! {
                     biased;
                     _ = shutdown_signalled(&mut shutdown) => return self.desk.abort_all(),
-                    news = self.signals.turn(&cfg, &self.ports, now) => news,
+                    news = turn => news.unwrap_or(false),
                 };
                 if news {
                     debug!("a Route 53 reading says something new: a round now");
@@ -273,8 +298,22 @@ impl Reconciler {
         let began = self.ports.clock.monotonic();
         let cfg = self.config.borrow().clone();
         let now = self.ports.clock.now_ms();
-        let sig = self.collect(&cfg, now).await;
-        let seen = self.exchange(&cfg, &sig, now).await;
+        // The record is read at the start of the round, beside the signals
+        // (not after them): the lease is renewed from this read, so a slow
+        // Route 53, probe or readings read costs this round's samples, never
+        // the active's lease. Both are bounded by the round's deadline.
+        let deadline = round_deadline(&cfg);
+        let record_read = {
+            let store = self.ports.store.clone();
+            let clock = self.ports.clock.clone();
+            async move {
+                let sent = clock.now_ms();
+                let r = tokio::time::timeout(deadline, store.read_record()).await;
+                (sent, clock.now_ms(), r)
+            }
+        };
+        let (sig, early) = tokio::join!(self.collect(&cfg, now), record_read);
+        let seen = self.exchange(&cfg, &sig, now, early, deadline).await;
         self.journal_drift(&cfg, &seen.drift).await;
         let decision = self.decide(&cfg, &seen).await;
         self.act(&cfg, &decision, seen.now).await;
@@ -378,8 +417,14 @@ impl Reconciler {
 
     /// Step 2, exchange: publish our vote; read everyone's and the record; renew
     /// the lease from the read; tally.
-    async fn exchange(&mut self, cfg: &Config, sig: &signals::Round, now: u64) -> Seen {
-        let clock = self.ports.clock.clone();
+    async fn exchange(
+        &mut self,
+        cfg: &Config,
+        sig: &signals::Round,
+        now: u64,
+        early: EarlyRecord,
+        deadline: Duration,
+    ) -> Seen {
         let seen_epoch = self.last_record.as_ref().map(|r| r.epoch).unwrap_or(0);
         let vote = Vote {
             observer: cfg.region.clone(),
@@ -390,17 +435,27 @@ impl Reconciler {
             fleet: Some(Fingerprint::of(cfg).published()),
         };
         let store = self.ports.store.clone();
-        let mut vote_error = store
-            .put_vote(&vote)
-            .await
-            .err()
-            .map(|e| crate::error_chain(&e));
-        let votes = store.read_votes().await;
+        let late = |what: &str| {
+            format!(
+                "{what}: no answer within the round's deadline ({} ms)",
+                deadline.as_millis()
+            )
+        };
+        let mut vote_error = match tokio::time::timeout(deadline, store.put_vote(&vote)).await {
+            Ok(r) => r.err().map(|e| crate::error_chain(&e)),
+            Err(_) => Some(late("publishing the vote")),
+        };
+        let votes = match tokio::time::timeout(deadline, store.read_votes()).await {
+            Ok(r) => r.map_err(|e| crate::error_chain(&e)),
+            Err(_) => Err(late("reading the votes")),
+        };
         // The read shows the record as of some moment after it was sent:
         // count the lease from the send, never from the answer.
-        let read_sent = clock.now_ms();
-        let record = store.read_record().await;
-        let now = clock.now_ms();
+        let (read_sent, now, record) = early;
+        let record = match record {
+            Ok(r) => r.map_err(|e| crate::error_chain(&e)),
+            Err(_) => Err(late("reading the control record")),
+        };
         let record = match record {
             Ok(Some(r)) => {
                 let confirmed = self.confirmed(cfg, &r).await;
@@ -411,7 +466,7 @@ impl Reconciler {
                 RecordRead::Found(r)
             }
             Ok(None) => RecordRead::Missing,
-            Err(e) => RecordRead::Unreadable(crate::error_chain(&e)),
+            Err(e) => RecordRead::Unreadable(e),
         };
         let stalled_ms = match &record {
             RecordRead::Found(r) => match self.record_seen {
@@ -426,7 +481,7 @@ impl Reconciler {
         let votes = match votes {
             Ok(v) => v,
             Err(e) => {
-                vote_error.get_or_insert(crate::error_chain(&e));
+                vote_error.get_or_insert(e);
                 Vec::new()
             }
         };
@@ -643,10 +698,15 @@ impl Reconciler {
     async fn execution_status(&self, cfg: &Config, r: &ControlRecord) -> Option<ExecutionStatus> {
         let region = cfg.region(r.initiator.as_deref()?)?;
         let arn = execution_arn(&region.state_machine_arn, r.execution.as_deref()?);
-        match self.ports.workflows.describe(&arn).await {
-            Ok(e) => Some(e.status),
-            Err(e) => {
+        let describe = self.ports.workflows.describe(&arn);
+        match tokio::time::timeout(round_deadline(cfg), describe).await {
+            Ok(Ok(e)) => Some(e.status),
+            Ok(Err(e)) => {
                 warn!(error = %crate::error_chain(&e), "cannot describe the failover execution");
+                None
+            }
+            Err(_) => {
+                warn!("describing the failover execution missed the round's deadline");
                 None
             }
         }

@@ -31,7 +31,7 @@ use crate::core::backoff::Backoff;
 use crate::core::health::{self, Signal, Tracker, Verdict};
 use crate::ports::health_checks::{CheckKind, CheckReading};
 use crate::ports::store::PublishedReading;
-use crate::ports::{ErrorKind, Ports};
+use crate::ports::{ErrorKind, PortError, Ports};
 
 /// How deep calculated checks may nest (Route 53 allows a calculated check
 /// to have calculated children).
@@ -205,52 +205,6 @@ impl Signals {
     pub async fn collect(&mut self, cfg: &Config, ports: &Ports, now: u64) -> Round {
         let mut round = Round::default();
         let checks = self.checks(cfg);
-        let mut readings: BTreeMap<String, PublishedReading> = match ports
-            .store
-            .read_readings()
-            .await
-        {
-            Ok(list) => list.into_iter().map(|r| (r.check_id.clone(), r)).collect(),
-            Err(e) => {
-                warn!(error = %crate::error_chain(&e), "cannot read the fleet's Route 53 readings");
-                BTreeMap::new()
-            }
-        };
-        // Our own readings since the last round count even if publishing
-        // them failed, unless the table already holds a newer one: one
-        // other than the reading it held when we read the check.
-        for (r, prior) in std::mem::take(&mut self.own) {
-            let newer_there = readings
-                .get(&r.check_id)
-                .is_some_and(|t| t.id() != r.id() && Some(t.id()) != prior);
-            if !newer_there {
-                readings.insert(r.check_id.clone(), r);
-            }
-        }
-        for (id, r) in &readings {
-            self.readings.insert(id.clone(), r.clone());
-        }
-        if let Some((r, _, _)) = self.take_turn(cfg, ports, &checks, now).await {
-            readings.insert(r.check_id.clone(), r);
-        }
-        // Receipt times, on our clock.
-        for (id, r) in &readings {
-            let identity = r.id();
-            match self.seen.get(id) {
-                Some((seen, _)) if *seen == identity => {}
-                _ => {
-                    self.seen.insert(id.clone(), (identity, now));
-                }
-            }
-        }
-        let max_age = Self::slot_ms(cfg) * checks.len().max(1) as u64 * 3
-            + cfg.timings.poll_interval.as_millis() as u64;
-        for r in readings.values() {
-            if let CheckKind::Calculated { children, .. } = &r.reading.kind {
-                self.children.extend(children.iter().cloned());
-            }
-        }
-
         // Probes of every region, concurrently, once a poll: rounds run
         // faster while something is in flux (`reconcile`), and a probe
         // tracker counts rounds, so faster rounds would lower its
@@ -274,11 +228,70 @@ impl Signals {
                 }
                 (r.name.clone(), out)
             });
-        let probe_results: BTreeMap<String, Vec<(String, Signal, String)>> =
+        // The readings read and the probes run side by side: neither waits
+        // for the other's timeouts.
+        let deadline = super::reconcile::round_deadline(cfg);
+        let (read, probed) = tokio::join!(
+            tokio::time::timeout(deadline, ports.store.read_readings()),
             futures_util::future::join_all(probes)
-                .await
-                .into_iter()
-                .collect();
+        );
+        let read = read.unwrap_or_else(|_| {
+            Err(PortError::new(
+                "DynamoDB",
+                "read readings",
+                cfg.region.clone(),
+                ErrorKind::Transport,
+                format!(
+                    "no answer within the round's deadline ({} ms)",
+                    deadline.as_millis()
+                ),
+            ))
+        });
+        let probe_results: BTreeMap<String, Vec<(String, Signal, String)>> =
+            probed.into_iter().collect();
+
+        let mut readings: BTreeMap<String, PublishedReading> = match read {
+            Ok(list) => list.into_iter().map(|r| (r.check_id.clone(), r)).collect(),
+            Err(e) => {
+                warn!(error = %crate::error_chain(&e), "cannot read the fleet's Route 53 readings");
+                BTreeMap::new()
+            }
+        };
+        // Our own readings since the last round count even if publishing
+        // them failed, unless the table already holds a newer one: one
+        // other than the reading it held when we read the check.
+        for (r, prior) in std::mem::take(&mut self.own) {
+            let newer_there = readings
+                .get(&r.check_id)
+                .is_some_and(|t| t.id() != r.id() && Some(t.id()) != prior);
+            if !newer_there {
+                readings.insert(r.check_id.clone(), r);
+            }
+        }
+        for (id, r) in &readings {
+            self.readings.insert(id.clone(), r.clone());
+        }
+        let turn = tokio::time::timeout(deadline, self.take_turn(cfg, ports, &checks, now)).await;
+        if let Ok(Some((r, _, _))) = turn {
+            readings.insert(r.check_id.clone(), r);
+        }
+        // Receipt times, on our clock.
+        for (id, r) in &readings {
+            let identity = r.id();
+            match self.seen.get(id) {
+                Some((seen, _)) if *seen == identity => {}
+                _ => {
+                    self.seen.insert(id.clone(), (identity, now));
+                }
+            }
+        }
+        let max_age = Self::slot_ms(cfg) * checks.len().max(1) as u64 * 3
+            + cfg.timings.poll_interval.as_millis() as u64;
+        for r in readings.values() {
+            if let CheckKind::Calculated { children, .. } = &r.reading.kind {
+                self.children.extend(children.iter().cloned());
+            }
+        }
 
         let (f, rec) = (
             cfg.timings.failure_threshold,

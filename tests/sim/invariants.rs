@@ -201,6 +201,7 @@ impl Monitor {
             if role == Some(Role::Active) {
                 active.push(region.clone());
             }
+            self.keeps_lease(sim, region, role.as_ref());
         }
         for r in REGIONS {
             if !sim.daemons.contains_key(r) && self.roles.get(r).copied() != Some("dead") {
@@ -224,6 +225,34 @@ impl Monitor {
             self.violate(
                 sim,
                 format!("two regions act as active: {}", detail.join("; ")),
+            );
+        }
+    }
+
+    /// An active keeps its lease while the control plane is quiet: a round
+    /// has a deadline (`reconcile::round_deadline`) and the lease is
+    /// renewed from a record read beside the signals, so a black-holed
+    /// Route 53, SageMaker or probe costs the round's samples, never the
+    /// lease (issue 19, item 7).
+    fn keeps_lease(&mut self, sim: &Sim, region: &str, role: Option<&Role>) {
+        let Some(Role::StoodDown { unconfirmed_ms }) = role else {
+            return;
+        };
+        let Some(quiet) = self.control_quiet_since else {
+            return;
+        };
+        let t = sim.world.elapsed_ms();
+        let cfg = &sim.configs[region];
+        let deadline = failoverd::control::reconcile::round_deadline(cfg).as_millis() as u64;
+        let slack =
+            sim.bounds.lease + 3 * deadline + cfg.timings.poll_interval.as_millis() as u64 + 2_000;
+        if t.saturating_sub(quiet) > slack {
+            self.violate(
+                sim,
+                format!(
+                    "{region} stood down (unconfirmed for {unconfirmed_ms} ms) while the control plane has been quiet for {} ms: a slow dependency cost the active its lease",
+                    t - quiet
+                ),
             );
         }
     }
