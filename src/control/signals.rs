@@ -77,7 +77,13 @@ pub struct Signals {
     /// run once a poll whatever the rounds' pace, so a sample is a poll.
     last_probe: Option<tokio::time::Instant>,
     probe_why: BTreeMap<String, Vec<String>>,
+    /// The probes in flight (started by a round, counted by the first
+    /// round that finds them done).
+    probing: Option<tokio::task::JoinHandle<ProbeResults>>,
 }
+
+/// Per region, each probe URL's signal and why.
+type ProbeResults = BTreeMap<String, Vec<(String, Signal, String)>>;
 
 impl Default for Signals {
     fn default() -> Self {
@@ -94,6 +100,7 @@ impl Default for Signals {
             last_signal: BTreeMap::new(),
             last_probe: None,
             probe_why: BTreeMap::new(),
+            probing: None,
         }
     }
 }
@@ -208,33 +215,60 @@ impl Signals {
         // Probes of every region, concurrently, once a poll: rounds run
         // faster while something is in flux (`reconcile`), and a probe
         // tracker counts rounds, so faster rounds would lower its
-        // threshold in time.
+        // threshold in time. They run as a task of their own: the round
+        // waits for them up to its deadline, and a batch that takes longer
+        // (a hung region's probes wait out their timeouts, which is the
+        // signal) is counted by a later round, so it never holds up the
+        // round, its vote or the lease.
         let poll = cfg.timings.poll_interval;
-        let probe_due = self
-            .last_probe
-            .is_none_or(|t| ports.clock.since(t) * 10 >= poll * 9);
+        let deadline = super::reconcile::round_deadline(cfg);
+        let probe_due = self.probing.is_none()
+            && self
+                .last_probe
+                .is_none_or(|t| ports.clock.since(t) * 10 >= poll * 9);
         if probe_due {
             self.last_probe = Some(ports.clock.monotonic());
+            let targets: Vec<(String, Vec<String>, Option<String>)> = cfg
+                .regions
+                .iter()
+                .map(|r| (r.name.clone(), r.probe_urls.clone(), r.probe_match.clone()))
+                .collect();
+            let probes = ports.probes.clone();
+            self.probing = Some(tokio::spawn(async move {
+                let each = targets.iter().map(|(name, urls, matching)| {
+                    let probes = probes.clone();
+                    async move {
+                        let mut out = Vec::new();
+                        for u in urls {
+                            let (sig, why) = probes.probe(u, matching.as_deref()).await;
+                            out.push((u.clone(), sig, why));
+                        }
+                        (name.clone(), out)
+                    }
+                });
+                futures_util::future::join_all(each)
+                    .await
+                    .into_iter()
+                    .collect()
+            }));
         }
-        let probes = cfg
-            .regions
-            .iter()
-            .filter(|_| probe_due)
-            .map(|r| async move {
-                let mut out = Vec::new();
-                for u in &r.probe_urls {
-                    let (sig, why) = ports.probes.probe(u, r.probe_match.as_deref()).await;
-                    out.push((u.clone(), sig, why));
-                }
-                (r.name.clone(), out)
-            });
         // The readings read and the probes run side by side: neither waits
         // for the other's timeouts.
-        let deadline = super::reconcile::round_deadline(cfg);
+        let probing = async {
+            let task = self.probing.as_mut()?;
+            match tokio::time::timeout(deadline, task).await {
+                Ok(done) => Some(done.unwrap_or_default()),
+                Err(_) => None,
+            }
+        };
         let (read, probed) = tokio::join!(
             tokio::time::timeout(deadline, ports.store.read_readings()),
-            futures_util::future::join_all(probes)
+            probing
         );
+        let probed_now = probed.is_some();
+        if probed_now {
+            self.probing = None;
+        }
         let read = read.unwrap_or_else(|_| {
             Err(PortError::new(
                 "DynamoDB",
@@ -247,8 +281,7 @@ impl Signals {
                 ),
             ))
         });
-        let probe_results: BTreeMap<String, Vec<(String, Signal, String)>> =
-            probed.into_iter().collect();
+        let probe_results: ProbeResults = probed.unwrap_or_default();
 
         let mut readings: BTreeMap<String, PublishedReading> = match read {
             Ok(list) => list.into_iter().map(|r| (r.check_id.clone(), r)).collect(),
@@ -316,7 +349,7 @@ impl Signals {
                 }
                 why.push(format!("route53 {id}: {}", ev.why));
             }
-            if probe_due {
+            if probed_now {
                 let mut lines = Vec::new();
                 for (url, sig, text) in probe_results.get(&r.name).cloned().unwrap_or_default() {
                     trackers
