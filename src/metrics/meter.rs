@@ -706,7 +706,7 @@ impl Meter {
             out,
             "failoverd_failover_proposed_epoch",
             "gauge",
-            "The epoch of the automatic failover proposed and awaiting approval (policy.approval = manual) in the control record this daemon last read; 0 when none awaits. Approve with `failoverd approve --epoch N`.",
+            "The epoch of the automatic failover proposed and awaiting approval (policy.approval = manual) in the control record this daemon last read; 0 when none awaits. Approve with `failoverd approve --epoch N` (it shows the target and the proposal id and asks).",
         );
         let _ = writeln!(
             out,
