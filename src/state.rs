@@ -114,6 +114,9 @@ pub struct Shared {
     /// The router's per-model observations (`metrics::observed`): the
     /// router records, `GET /traffic` (for `failoverd advise`) reads.
     pub models: Arc<crate::metrics::observed::Observed>,
+    /// Restart-only settings that differ in the files from what runs (the
+    /// last accepted reload held them: `Config::hold_restart_only`).
+    pub restart_pending: Mutex<Vec<String>>,
 }
 
 impl RoundStatus {
@@ -149,6 +152,21 @@ impl Shared {
     /// round blocked on an unreachable table must not keep the role alive.
     pub fn role_at(&self, now: u64) -> Option<Role> {
         self.read(|st| st.role_at(now))
+    }
+
+    /// What the last accepted reload held back until a restart.
+    pub fn restart_pending(&self) -> Vec<String> {
+        self.restart_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_restart_pending(&self, settings: &[&str]) {
+        *self
+            .restart_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = settings.iter().map(|s| s.to_string()).collect();
     }
 
     /// Replace the last round's status.

@@ -222,12 +222,14 @@ fn notify_ready_serve_reload_and_drain() {
         "still serving"
     );
 
-    // A valid file is taken.
+    // A valid file is taken, but for its restart-only settings (here an
+    // endpoint override), which are held and reported as pending.
     std::fs::write(
         &f,
         format!(
-            "{}[timings]\nlease = \"45s\"\n",
-            region_file("127.0.0.1:0", &dead)
+            "{}s3 = \"{}\"\n[timings]\nlease = \"45s\"\n",
+            region_file("127.0.0.1:0", &dead),
+            dead.url()
         ),
     )
     .unwrap();
@@ -239,6 +241,16 @@ fn notify_ready_serve_reload_and_drain() {
             .contains("configuration reloaded")
             .then_some(())
     });
+    assert!(
+        read_log(&log).contains("restart-only settings changed in the file: not applied"),
+        "{}",
+        read_log(&log)
+    );
+    let (_, metrics) = http("GET", &addr, "/metrics", "").unwrap();
+    assert!(
+        metrics.contains("failoverd_config_restart_pending{setting=\"endpoints\"} 1"),
+        "{metrics}"
+    );
 
     // SIGTERM: STOPPING=1, then a clean exit within the grace period.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };

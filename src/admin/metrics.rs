@@ -78,8 +78,22 @@ pub fn render(state: &AdminState, now: u64) -> String {
         None => st.trackers.keys().cloned().collect(),
     };
     round(&mut out, &st, &regions, now, state.readiness.is_ready());
+    restart_pending(&mut out, &state.shared.restart_pending());
     last_failover(&mut out, state);
     out
+}
+
+/// Settings changed in the files that take effect only at a restart.
+fn restart_pending(out: &mut String, pending: &[String]) {
+    let name = "failoverd_config_restart_pending";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 per restart-only setting (listen, tables, endpoints) changed in the files since the daemon started: held by the last reload, applied at the next restart."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for p in pending {
+        let _ = writeln!(out, "{name}{{setting=\"{}\"}} 1", label(p));
+    }
 }
 
 /// What the round's families are written from.

@@ -138,7 +138,7 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         "regions": regions,
         "observers": observers,
         "quorum": quorum_section(&st, config_regions.len()),
-        "fleet": json!({"fingerprint": st.fingerprint, "drift": st.drift}),
+        "fleet": json!({"fingerprint": st.fingerprint, "drift": st.drift, "restart_pending": state.shared.restart_pending()}),
         "decision": st.decision,
         "tokens": tokens,
         "traffic": traffic,

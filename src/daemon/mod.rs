@@ -368,7 +368,7 @@ impl Daemon {
 
         while let Some(event) = control.recv().await {
             match event {
-                Control::Reload => self.reload(&config_tx),
+                Control::Reload => self.reload(&config_tx, &shared),
                 Control::Stop => break,
             }
         }
@@ -392,7 +392,7 @@ impl Daemon {
     /// SIGHUP: load the files again; a valid configuration replaces the one
     /// in force (what cannot change without a restart is logged and left),
     /// an invalid one is logged in full and the old one stays.
-    fn reload(&self, config_tx: &watch::Sender<Arc<Config>>) {
+    fn reload(&self, config_tx: &watch::Sender<Arc<Config>>, shared: &Shared) {
         let _ = self.notifier.notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}",
             notify::monotonic_usec()
@@ -405,6 +405,7 @@ impl Daemon {
                 // the log said "next restart" while the planner and the
                 // job store read the new tables at once).
                 let pending = new.hold_restart_only(&current);
+                shared.set_restart_pending(&pending);
                 if !pending.is_empty() {
                     warn!(
                         settings = %pending.join(", "),
