@@ -205,14 +205,6 @@ fn record(lab: &Lab) -> Option<ControlRecord> {
     Lab::rt().block_on(lab.table().read_record()).ok().flatten()
 }
 
-/// Signal a daemon's process.
-fn signal(lab: &Lab, region: &str, sig: i32) {
-    let pid = lab.daemon(region).child.as_ref().expect("running").0.id();
-    // SAFETY: kill(2) on a child process we own; no memory is involved.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
-}
-
 /// Execution names per region, from each region's Step Functions.
 fn executions(lab: &Lab) -> BTreeMap<String, Vec<String>> {
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -392,10 +384,10 @@ fn randomized_drills_keep_the_invariants() {
                 (Fault::Stop(r, _), true) => {
                     impaired.insert(r.clone());
                     snapshot(&lab, &procs, &impaired);
-                    signal(&lab, r, libc::SIGSTOP);
+                    lab.signal(r, libc::SIGSTOP);
                 }
                 (Fault::Stop(r, _), false) => {
-                    signal(&lab, r, libc::SIGCONT);
+                    lab.signal(r, libc::SIGCONT);
                     impaired.remove(r);
                 }
                 (Fault::ModelError(r), true) => lab.behave(serde_json::json!({

@@ -86,23 +86,29 @@ fn dynamodb_tables_are_created_once_and_hold_items() {
     });
 }
 
+/// A health check of the kind the lab's stacks create (HTTPS /ping on a
+/// name that never resolves).
+async fn lab_check(r53: &aws_sdk_route53::Client) -> String {
+    route53::create_health_check(
+        r53,
+        &route53::HealthCheckSpec {
+            caller_reference: common::unique("hc"),
+            fqdn: "inference.us-east-1.lab.invalid".into(),
+            port: 443,
+            resource_path: "/ping".into(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
 #[test]
 fn route53_health_checks_are_created_and_read_back() {
     let moto = common::Moto::start();
     let clients = common::clients(&moto, None);
     rt().block_on(async {
         let r53 = clients.route53();
-        let id = route53::create_health_check(
-            &r53,
-            &route53::HealthCheckSpec {
-                caller_reference: common::unique("hc"),
-                fqdn: "inference.us-east-1.lab.invalid".into(),
-                port: 443,
-                resource_path: "/ping".into(),
-            },
-        )
-        .await
-        .unwrap();
+        let id = lab_check(&r53).await;
         let got = r53
             .get_health_check()
             .health_check_id(&id)
@@ -135,17 +141,7 @@ fn the_labs_route53_throttling_reads_as_throttled_until_it_ends() {
     let clients = common::clients(&moto, None);
     let addr = moto.url().trim_start_matches("http://").to_string();
     rt().block_on(async {
-        let id = route53::create_health_check(
-            &clients.route53(),
-            &route53::HealthCheckSpec {
-                caller_reference: common::unique("hc"),
-                fqdn: "inference.us-east-1.lab.invalid".into(),
-                port: 443,
-                resource_path: "/ping".into(),
-            },
-        )
-        .await
-        .unwrap();
+        let id = lab_check(&clients.route53()).await;
         let checks = route53::AwsHealthChecks::new(clients.route53());
         checks.read(&id).await.expect("read before the throttling");
         let (status, _) =

@@ -359,7 +359,7 @@ fn a_drain_addressed_to_a_frozen_daemon_is_skipped_not_waited_for() {
     // Frozen just before the operator moves the traffic: its vote is still
     // fresh at the claim, so the failover is graceful and the workflow asks
     // the frozen daemon to drain.
-    signal_daemon(&lab, "us-east-1", libc::SIGSTOP);
+    lab.signal("us-east-1", libc::SIGSTOP);
     let out = lab.cli(&[
         "failover",
         "--to",
@@ -419,12 +419,5 @@ fn a_drain_addressed_to_a_frozen_daemon_is_skipped_not_waited_for() {
             (b - a) as f64 / 1000.0
         );
     }
-    signal_daemon(&lab, "us-east-1", libc::SIGCONT);
-}
-
-fn signal_daemon(lab: &Lab, region: &str, sig: i32) {
-    let pid = lab.daemon(region).child.as_ref().expect("running").0.id();
-    // SAFETY: kill(2) on a child process we own; no memory is involved.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
+    lab.signal("us-east-1", libc::SIGCONT);
 }

@@ -66,8 +66,9 @@ const SHORT: usize = 16;
 /// Hex characters of each group's digest in a vote (`published`).
 const PUBLISHED: usize = 4;
 
-/// The key of the whole fingerprint's digest in `published`.
-pub const ALL: &str = "all";
+/// The key of the whole fingerprint's digest in `published` (where
+/// `core::drift` looks for it).
+pub use crate::core::drift::ALL;
 
 /// The fleet fingerprint of one daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -165,6 +165,17 @@ pub struct Reconciler {
     landmarks: Landmarks,
     /// The drift last journalled (`FleetDrift::describe`; empty: none).
     last_drift: String,
+    /// The fleet fingerprint of the configuration in force, computed once
+    /// per configuration (a reload sends a new `Arc`), not every round.
+    fleet: Option<FleetPrint>,
+}
+
+/// A configuration's fleet fingerprint as the votes publish it, and its
+/// digest (status, metrics).
+struct FleetPrint {
+    config: Arc<Config>,
+    published: BTreeMap<String, String>,
+    digest: String,
 }
 
 impl Reconciler {
@@ -193,6 +204,7 @@ impl Reconciler {
             pace: Pace::default(),
             landmarks: Landmarks::default(),
             last_drift: String::new(),
+            fleet: None,
         }
     }
 
@@ -313,7 +325,11 @@ impl Reconciler {
             }
         };
         let (sig, early) = tokio::join!(self.collect(&cfg, now), record_read);
-        let seen = self.exchange(&cfg, &sig, now, early, deadline).await;
+        let print = self.fleet_print(&cfg);
+        let (published, digest) = (print.published.clone(), print.digest.clone());
+        let seen = self
+            .exchange(&cfg, &sig, now, early, deadline, published)
+            .await;
         self.journal_drift(&cfg, &seen.drift).await;
         let decision = self.decide(&cfg, &seen).await;
         self.act(&cfg, &decision, seen.now).await;
@@ -334,7 +350,7 @@ impl Reconciler {
             )
             .await;
         self.pace(&cfg, &sig, &seen, &decision, tokens);
-        self.publish(&cfg, seen, sig.why, decision, began);
+        self.publish(&cfg, seen, sig.why, decision, began, digest);
     }
 
     /// Set the pace of the next rounds from what this one saw.
@@ -424,6 +440,7 @@ impl Reconciler {
         now: u64,
         early: EarlyRecord,
         deadline: Duration,
+        published: BTreeMap<String, String>,
     ) -> Seen {
         let seen_epoch = self.last_record.as_ref().map(|r| r.epoch).unwrap_or(0);
         let vote = Vote {
@@ -432,7 +449,7 @@ impl Reconciler {
             seen_epoch,
             view: sig.view.clone(),
             traffic: self.shared.traffic.traffic(now),
-            fleet: Some(Fingerprint::of(cfg).published()),
+            fleet: Some(published),
         };
         let store = self.ports.store.clone();
         let late = |what: &str| {
@@ -516,6 +533,22 @@ impl Reconciler {
             tally,
             drift,
         }
+    }
+
+    /// The fingerprint of `cfg`, from the cache while `cfg` is in force.
+    fn fleet_print(&mut self, cfg: &Arc<Config>) -> &FleetPrint {
+        let print = match self.fleet.take() {
+            Some(p) if Arc::ptr_eq(&p.config, cfg) => p,
+            _ => {
+                let f = Fingerprint::of(cfg);
+                FleetPrint {
+                    config: cfg.clone(),
+                    published: f.published(),
+                    digest: f.digest(),
+                }
+            }
+        };
+        self.fleet.insert(print)
     }
 
     /// Log and journal a change in the fleet's configuration drift (once
@@ -637,6 +670,7 @@ impl Reconciler {
         samples: BTreeMap<String, Vec<String>>,
         decision: Decision,
         began: tokio::time::Instant,
+        digest: String,
     ) {
         if let Some(r) = &self.last_record {
             if r.active == cfg.region {
@@ -662,7 +696,7 @@ impl Reconciler {
             took_ms: self.ports.clock.since(began).as_millis() as u64,
             votes: seen.votes,
             vote_freshness_ms: cfg.timings.vote_freshness.as_millis() as u64,
-            fingerprint: Fingerprint::of(cfg).digest(),
+            fingerprint: digest,
             drift: seen.drift,
         };
         next.role = next.role_at(self.ports.clock.now_ms());

@@ -163,6 +163,13 @@ impl Signals {
         (2000.0 / cfg.health.route53_calls_per_second).max(1.0) as u64
     }
 
+    /// How old (since this daemon first saw it) a reading may be and still
+    /// count: three rotations of the schedule and a poll (a dead fleet
+    /// stops publishing; the reading's own time is another region's clock).
+    fn max_age(cfg: &Config, checks: usize) -> u64 {
+        Self::slot_ms(cfg) * checks.max(1) as u64 * 3 + cfg.timings.poll_interval.as_millis() as u64
+    }
+
     /// This daemon's place in the fleet's Route 53 schedule: (me, daemons).
     fn seat(cfg: &Config) -> (u64, u64) {
         let mut order: Vec<&str> = cfg.regions.iter().map(|r| r.name.as_str()).collect();
@@ -318,8 +325,7 @@ impl Signals {
                 }
             }
         }
-        let max_age = Self::slot_ms(cfg) * checks.len().max(1) as u64 * 3
-            + cfg.timings.poll_interval.as_millis() as u64;
+        let max_age = Self::max_age(cfg, checks.len());
         for r in readings.values() {
             if let CheckKind::Calculated { children, .. } = &r.reading.kind {
                 self.children.extend(children.iter().cloned());
@@ -413,8 +419,7 @@ impl Signals {
                 let prior = self.readings.get(&id).map(PublishedReading::id);
                 self.seen.insert(id.clone(), (published.id(), now));
                 self.readings.insert(id.clone(), published.clone());
-                let max_age = Self::slot_ms(cfg) * checks.len().max(1) as u64 * 3
-                    + cfg.timings.poll_interval.as_millis() as u64;
+                let max_age = Self::max_age(cfg, checks.len());
                 let signal = evaluate(&id, &self.readings, &self.seen, now, max_age, 0).signal;
                 let before = self.last_signal.insert(id, signal);
                 let changed = signal != Signal::Healthy || before.is_some_and(|b| b != signal);

@@ -227,6 +227,15 @@ impl Lab {
         d.router = b.router.port();
     }
 
+    /// Send `sig` to one region's running daemon (SIGSTOP to freeze it,
+    /// SIGCONT to let it go on).
+    pub fn signal(&self, region: &str, sig: i32) {
+        let pid = self.daemon(region).child.as_ref().expect("running").0.id();
+        // SAFETY: kill(2) on a child process we own; no memory is involved.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig})");
+    }
+
     /// SIGKILL one daemon (no drain, no goodbye).
     pub fn kill_daemon(&mut self, region: &str) {
         let d = self.daemon_mut(region);
