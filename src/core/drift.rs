@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{Action, Decision};
+use super::plan::Decision;
 use super::quorum::Vote;
 
 /// The key under which a published fingerprint carries its whole digest
@@ -99,14 +99,8 @@ pub fn gate(decision: Decision, drift: &FleetDrift) -> Decision {
     if drift.is_empty() {
         return decision;
     }
-    let target = match &decision {
-        Decision::Act {
-            action: Action::StartFailover(p),
-        } if p.automatic => p.to.clone(),
-        Decision::Act {
-            action: Action::Propose { target, .. },
-        } => target.clone(),
-        _ => return decision,
+    let Some(target) = decision.automatic_failover_target() else {
+        return decision;
     };
     Decision::Idle {
         why: format!(
@@ -119,6 +113,7 @@ pub fn gate(decision: Decision, drift: &FleetDrift) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::plan::Action;
 
     fn vote(observer: &str, fleet: Option<&[(&str, &str)]>) -> Vote {
         Vote {

@@ -375,6 +375,26 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// The target of an automatic failover this decision would start or
+    /// propose (`StartFailover` with `automatic`, or `Propose`): what the
+    /// gates after the planner (`core::tier::gate_automatic`,
+    /// `core::drift::gate`) may withhold. None for everything else:
+    /// operators' failovers, settles, initialisation, a claimed failover's
+    /// execution.
+    pub fn automatic_failover_target(&self) -> Option<&str> {
+        match self {
+            Decision::Act {
+                action: Action::StartFailover(p),
+            } if p.automatic => Some(&p.to),
+            Decision::Act {
+                action: Action::Propose { target, .. },
+            } => Some(target),
+            _ => None,
+        }
+    }
+}
+
 fn idle(why: impl Into<String>) -> Decision {
     Decision::Idle { why: why.into() }
 }

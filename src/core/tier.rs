@@ -60,7 +60,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{Action, Decision};
+use super::plan::Decision;
 
 /// A model's disaster-recovery tier. Ordered from strictest (`Tier1`) to
 /// most relaxed (`Tier3`).
@@ -213,31 +213,18 @@ pub fn gate_failover(tier: Tier, automatic: bool) -> Result<(), TierRefusal> {
 /// initialization, and a claimed failover's `EnsureExecution` (already
 /// claimed, it must run to its end).
 pub fn gate_automatic(decision: Decision, governing: Tier) -> Decision {
-    match &decision {
-        Decision::Act {
-            action: Action::StartFailover(p),
-        } if p.automatic => match gate_failover(governing, true) {
-            Ok(()) => decision,
-            Err(refusal) => Decision::Idle {
-                why: format!(
-                    "automatic failover to {} withheld (every configured model is {governing}): {refusal}",
-                    p.to
-                ),
-            },
+    // A proposal is an automatic failover waiting for approval: a tier
+    // without automatic failover does not propose one either.
+    let Some(target) = decision.automatic_failover_target() else {
+        return decision;
+    };
+    match gate_failover(governing, true) {
+        Ok(()) => decision,
+        Err(refusal) => Decision::Idle {
+            why: format!(
+                "automatic failover to {target} withheld (every configured model is {governing}): {refusal}"
+            ),
         },
-        // A proposal is an automatic failover waiting for approval: a tier
-        // without automatic failover does not propose one either.
-        Decision::Act {
-            action: Action::Propose { target, .. },
-        } => match gate_failover(governing, true) {
-            Ok(()) => decision,
-            Err(refusal) => Decision::Idle {
-                why: format!(
-                    "automatic failover to {target} withheld (every configured model is {governing}): {refusal}"
-                ),
-            },
-        },
-        _ => decision,
     }
 }
 
@@ -358,6 +345,7 @@ pub fn prepare_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::plan::Action;
     use proptest::prelude::*;
 
     fn v(name: &str, n: u32) -> VariantCapacity {
