@@ -2,8 +2,10 @@
 # tools.sh: install the operator-facing checks' tools from Debian's packages,
 # idempotently. `chaos/lab.sh test` (the README's test command) calls it.
 #
-#   chaos/tools.sh     promtool (package `prometheus`) and headless Chromium
-#                      (package `chromium`)
+#   chaos/tools.sh     promtool (package `prometheus`), headless Chromium
+#                      (package `chromium`) and libfaketime (package
+#                      `faketime`: tests/lab_clock.rs steps a daemon's wall
+#                      clock with it)
 #
 # Why Debian's packages: the machines reach Debian's archive but no vendor
 # download site, and a browser or Prometheus build fetched by an installer
@@ -13,6 +15,7 @@ set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" -ne 0 ]; then
@@ -44,3 +47,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 echo "tools.sh: $(promtool --version 2>&1 | head -n 1)" >&2
 echo "tools.sh: $(chromium --version 2>/dev/null | head -n 1)" >&2
+echo "tools.sh: faketime $(dpkg-query -W -f='${Version}' faketime 2>/dev/null || echo '(version unknown)')" >&2

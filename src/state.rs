@@ -17,6 +17,7 @@ use crate::ports::traffic::{Counted, InvocationCounts};
 
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::health::Tracker;
+use crate::core::mono::Mono;
 use crate::core::plan::Decision;
 use crate::core::quorum::{Tally, Vote};
 use crate::metrics::meter::Meter;
@@ -120,8 +121,9 @@ pub struct Shared {
 }
 
 impl RoundStatus {
-    /// This daemon's role at `now`, from the last record it confirmed.
-    pub fn role_at(&self, now: u64) -> Option<Role> {
+    /// This daemon's role at `now` (its monotonic clock, `Clock::mono`),
+    /// from the last record it confirmed.
+    pub fn role_at(&self, now: Mono) -> Option<Role> {
         let r = self.record.as_ref()?;
         Some(control::role(
             &self.region,
@@ -150,7 +152,7 @@ impl Shared {
 
     /// The role at `now`. Computed on demand rather than once per round: a
     /// round blocked on an unreachable table must not keep the role alive.
-    pub fn role_at(&self, now: u64) -> Option<Role> {
+    pub fn role_at(&self, now: Mono) -> Option<Role> {
         self.read(|st| st.role_at(now))
     }
 

@@ -22,6 +22,7 @@ use common::{ModelServer, Moto, root};
 use failoverd::aws::AwsClients;
 use failoverd::aws::jobs::DynamoJobs;
 use failoverd::config::{self, Config, EnvSource};
+use failoverd::ports::clock::{Clock, Mono};
 use failoverd::ports::jobs::JobStore;
 use failoverd::router::{self, Router};
 use failoverd::state::Shared;
@@ -727,13 +728,14 @@ async fn a_stood_down_active_stops_ranking_itself_first() {
         }
     })
     .await;
-    let now = failoverd::ports::clock::wall_ms();
+    // The lease counts on the daemon's monotonic clock.
+    let now = failoverd::ports::clock::SystemClock.mono();
     {
         let mut st = s.shared.status.lock().unwrap();
         st.region = "us-east-1".into();
         st.lease_ms = 4000;
         st.lease = LeaseClock {
-            confirmed_at: now,
+            confirmed_at: Some(now),
             named_since: Some(now),
             preceded_since: None,
         };
@@ -746,7 +748,7 @@ async fn a_stood_down_active_stops_ranking_itself_first() {
         "named active, lease held: local first"
     );
     // The last confirmed read is older than the lease: stood down.
-    s.shared.status.lock().unwrap().lease.confirmed_at = now - 10_000;
+    s.shared.status.lock().unwrap().lease.confirmed_at = Some(Mono(now.0 - 10_000));
     let got = s.invoke("default", &[], b"x").await;
     assert_eq!(
         got.h("x-failoverd-region"),

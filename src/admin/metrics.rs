@@ -23,6 +23,7 @@ use std::fmt::{self, Write as _};
 use super::AdminState;
 use crate::core::control::{ControlRecord, Mode, Phase, Role, Step};
 use crate::core::health::Verdict;
+use crate::core::mono::Mono;
 use crate::core::quorum::{self, Consensus, Tally, Vote};
 use crate::metrics::meter::header;
 use crate::state::RoundStatus;
@@ -66,7 +67,8 @@ pub fn render(state: &AdminState, now: u64) -> String {
         .map(|m| m.render())
         .unwrap_or_default();
     let st = state.shared.snapshot();
-    role(&mut out, st.role_at(now).as_ref());
+    let mono = state.clock.mono();
+    role(&mut out, st.role_at(mono).as_ref());
     state.shared.meter.render(&mut out);
     let regions: Vec<String> = match &state.ops {
         Some(ops) => ops
@@ -77,7 +79,13 @@ pub fn render(state: &AdminState, now: u64) -> String {
             .collect(),
         None => st.trackers.keys().cloned().collect(),
     };
-    round(&mut out, &st, &regions, now, state.readiness.is_ready());
+    round(
+        &mut out,
+        &st,
+        &regions,
+        (now, mono),
+        state.readiness.is_ready(),
+    );
     restart_pending(&mut out, &state.shared.restart_pending());
     last_failover(&mut out, state);
     out
@@ -104,6 +112,8 @@ struct Round<'a> {
     regions: &'a [String],
     /// Unix ms.
     now: u64,
+    /// The same moment on this daemon's monotonic clock (the lease's).
+    mono: Mono,
     ready: bool,
 }
 
@@ -191,11 +201,18 @@ impl Family {
 /// The last round's families, in the order written: the daemon and its
 /// loop, the quorum, the observers (and this daemon's signals), the control
 /// record (and the lease).
-fn round(out: &mut String, st: &RoundStatus, regions: &[String], now: u64, ready: bool) {
+fn round(
+    out: &mut String,
+    st: &RoundStatus,
+    regions: &[String],
+    (now, mono): (u64, Mono),
+    ready: bool,
+) {
     let r = Round {
         st,
         regions,
         now,
+        mono,
         ready,
     };
     for family in [LOOP, QUORUM, OBSERVERS, FLEET, RECORD]
@@ -444,10 +461,7 @@ const RECORD: &[Family] = &[
         name: "failoverd_control_record_age_seconds",
         kind: "gauge",
         help: "Time since this daemon last read (and confirmed) the control record.",
-        samples: Samples::One(|r| {
-            let at = r.st.lease.confirmed_at;
-            (at > 0).then(|| Num::Secs(r.now.saturating_sub(at)))
-        }),
+        samples: Samples::One(|r| r.st.lease.unconfirmed_ms(r.mono).map(Num::Secs)),
     },
     Family {
         name: "failoverd_control_record_stalled_seconds",
@@ -546,7 +560,7 @@ fn lease_remaining(r: &Round<'_>) -> Option<Num> {
     r.rec().map(|rec| {
         let left = if rec.active == r.st.region {
             r.st.lease_ms
-                .saturating_sub(r.now.saturating_sub(r.st.lease.confirmed_at))
+                .saturating_sub(r.st.lease.unconfirmed_ms(r.mono).unwrap_or(u64::MAX))
         } else {
             0
         };

@@ -119,9 +119,12 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             }
         }
         (&Method::GET | &Method::HEAD, "/active") => {
-            let (role, epoch) = state
-                .shared
-                .read(|st| (st.role_at(now), st.record.as_ref().map(|r| r.epoch)));
+            let (role, epoch) = state.shared.read(|st| {
+                (
+                    st.role_at(state.clock.mono()),
+                    st.record.as_ref().map(|r| r.epoch),
+                )
+            });
             let active = role.as_ref().is_some_and(|r| r.is_active());
             let body = serde_json::json!({
                 "active": active,
@@ -145,7 +148,7 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
         }
         (&Method::GET, "/status") => {
             let mut snap = state.shared.snapshot();
-            snap.role = snap.role_at(now);
+            snap.role = snap.role_at(state.clock.mono());
             http::json(
                 StatusCode::OK,
                 &serde_json::to_value(&snap)

@@ -33,6 +33,7 @@ use super::timeline::{self, Failover};
 use super::traffic::{self, Traffic};
 use crate::core::control::Role;
 use crate::core::health::Verdict;
+use crate::core::mono::Mono;
 use crate::core::quorum::{self, Consensus};
 use crate::core::tokens::TokenStatus;
 use crate::http::{self, HttpResponse};
@@ -100,7 +101,8 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         None => None,
     };
     let mut st = state.shared.snapshot();
-    let role = st.role_at(now);
+    let mono = state.clock.mono();
+    let role = st.role_at(mono);
     // The record shown: the newest any of this daemon's reads returned (the
     // round's, the journal view's, an operator call's), never only the last
     // round's, which can be a round behind the journal shown beside it.
@@ -134,7 +136,7 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         "role_kind": role.as_ref().map_or("unknown", Role::kind),
         "record": st.record,
         "record_read_age_ms": record_read_at.map(|at| now.saturating_sub(at)),
-        "lease": lease_section(&st, now),
+        "lease": lease_section(&st, mono),
         "regions": regions,
         "observers": observers,
         "quorum": quorum_section(&st, config_regions.len()),
@@ -221,19 +223,19 @@ fn health_matrix(st: &RoundStatus, config_regions: &[String], now: u64) -> Vec<V
 }
 
 /// The lease: its length, what is left here, the age of the last confirmed read.
-fn lease_section(st: &RoundStatus, now: u64) -> Value {
+fn lease_section(st: &RoundStatus, now: Mono) -> Value {
     let remaining = st
         .record
         .as_ref()
         .filter(|r| r.active == st.region)
         .map(|_| {
             st.lease_ms
-                .saturating_sub(now.saturating_sub(st.lease.confirmed_at))
+                .saturating_sub(st.lease.unconfirmed_ms(now).unwrap_or(u64::MAX))
         });
     json!({
         "lease_ms": st.lease_ms,
         "remaining_ms": remaining,
-        "confirmed_age_ms": (st.lease.confirmed_at > 0).then(|| now.saturating_sub(st.lease.confirmed_at)),
+        "confirmed_age_ms": st.lease.unconfirmed_ms(now),
     })
 }
 

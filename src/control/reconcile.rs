@@ -29,6 +29,7 @@ use crate::config::{Config, Consistency};
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::drift;
 use crate::core::health::Verdict;
+use crate::core::mono::Mono;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
 use crate::core::quorum::{Receipts, Tally, Vote};
 use crate::core::tier;
@@ -114,7 +115,10 @@ struct Landmarks {
 /// and when it came back (this daemon's clock), and what it returned (or
 /// that it missed the round's deadline).
 type EarlyRecord = (
-    u64,
+    // Sent and received on the monotonic clock (the lease), received on the
+    // wall clock (the round's shared timestamps).
+    Mono,
+    Mono,
     u64,
     Result<Result<Option<ControlRecord>, crate::ports::PortError>, tokio::time::error::Elapsed>,
 );
@@ -133,8 +137,10 @@ pub fn round_deadline(cfg: &Config) -> Duration {
 
 /// What the exchange step saw: the record, the votes and their tally.
 struct Seen {
-    /// When the record's read came back (this daemon's clock).
+    /// When the record's read came back (this daemon's wall clock)...
     now: u64,
+    /// ...and the same moment on its monotonic clock.
+    mono: Mono,
     record: RecordRead,
     /// How long the record has stood at its version.
     stalled_ms: u64,
@@ -158,7 +164,7 @@ pub struct Reconciler {
     last_decision_text: Option<String>,
     /// (record version, when this daemon first saw it): how long the record
     /// has stood still, on this daemon's clock.
-    record_seen: Option<(u64, u64)>,
+    record_seen: Option<(u64, Mono)>,
     desk: TokenDesk,
     round: u64,
     pace: Pace,
@@ -319,9 +325,9 @@ impl Reconciler {
             let store = self.ports.store.clone();
             let clock = self.ports.clock.clone();
             async move {
-                let sent = clock.now_ms();
+                let sent = clock.mono();
                 let r = tokio::time::timeout(deadline, store.read_record()).await;
-                (sent, clock.now_ms(), r)
+                (sent, clock.mono(), clock.now_ms(), r)
             }
         };
         let (sig, early) = tokio::join!(self.collect(&cfg, now), record_read);
@@ -346,7 +352,7 @@ impl Reconciler {
                 &self.shared,
                 record,
                 &seen.tally,
-                &seen.votes,
+                (&seen.votes, seen.now, seen.mono),
             )
             .await;
         self.pace(&cfg, &sig, &seen, &decision, tokens);
@@ -468,7 +474,7 @@ impl Reconciler {
         };
         // The read shows the record as of some moment after it was sent:
         // count the lease from the send, never from the answer.
-        let (read_sent, now, record) = early;
+        let (read_sent, received, now, record) = early;
         let record = match record {
             Ok(r) => r.map_err(|e| crate::error_chain(&e)),
             Err(_) => Err(late("reading the control record")),
@@ -478,7 +484,7 @@ impl Reconciler {
                 let confirmed = self.confirmed(cfg, &r).await;
                 let seen = self.last_record.as_ref().map(|r| r.epoch);
                 self.lease
-                    .observe(&cfg.region, &r, seen, read_sent, now, confirmed);
+                    .observe(&cfg.region, &r, seen, read_sent, received, confirmed);
                 self.last_record = Some(r.clone());
                 RecordRead::Found(r)
             }
@@ -487,9 +493,9 @@ impl Reconciler {
         };
         let stalled_ms = match &record {
             RecordRead::Found(r) => match self.record_seen {
-                Some((v, since)) if v == r.version => now.saturating_sub(since),
+                Some((v, since)) if v == r.version => received.since(since),
                 _ => {
-                    self.record_seen = Some((r.version, now));
+                    self.record_seen = Some((r.version, received));
                     0
                 }
             },
@@ -512,7 +518,7 @@ impl Reconciler {
             votes
         };
         // Freshness on our clock: when we first saw each vote.
-        let votes = self.receipts.effective(&votes, now);
+        let votes = self.receipts.effective_at(&votes, now, received);
         let tally = super::operator::tally(
             cfg,
             &votes,
@@ -527,6 +533,7 @@ impl Reconciler {
         );
         Seen {
             now,
+            mono: received,
             record,
             stalled_ms,
             votes,
@@ -699,7 +706,7 @@ impl Reconciler {
             fingerprint: digest,
             drift: seen.drift,
         };
-        next.role = next.role_at(self.ports.clock.now_ms());
+        next.role = next.role_at(self.ports.clock.mono());
         let kind = next.role.as_ref().map(Role::kind);
         if kind != self.last_role_kind {
             self.log_role(next.role.as_ref());
@@ -713,8 +720,8 @@ impl Reconciler {
             Some(Role::Active) => {
                 info!(epoch = ?self.last_record.as_ref().map(|r| r.epoch), "acting as the active region")
             }
-            Some(Role::Waiting { until }) => info!(
-                until,
+            Some(Role::Waiting { remaining_ms }) => info!(
+                remaining_ms,
                 "named active: waiting out the previous active's lease"
             ),
             Some(Role::StoodDown { unconfirmed_ms }) => warn!(

@@ -30,6 +30,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::Config;
 use crate::core::backoff::Backoff;
 use crate::core::control::{ControlRecord, Phase};
+use crate::core::mono::Mono;
 use crate::core::quorum::{Tally, Vote};
 use crate::core::tokens::{self, TokenAction, TokenStatus};
 use crate::ports::Ports;
@@ -62,7 +63,8 @@ pub struct TokenDesk {
     /// Task token -> when this process first saw it pending (its clock).
     /// By token, not item id: a retried `putItem` writes a new token (a new
     /// task, with a timeout of its own) into the same item.
-    seen: BTreeMap<String, u64>,
+    /// When this daemon first saw each pending token (monotonic clock).
+    seen: BTreeMap<String, Mono>,
 }
 
 impl TokenDesk {
@@ -89,10 +91,11 @@ impl TokenDesk {
         shared: &Arc<Shared>,
         record: Option<&ControlRecord>,
         tally: &Tally,
-        votes: &[Vote],
+        votes: (&[Vote], u64, Mono),
     ) -> bool {
         self.workers.retain(|_, w| !w.is_finished());
         let now = ports.clock.now_ms();
+        let mono = ports.clock.mono();
         let mut pending_here = false;
         match ports.store.pending_tokens(&cfg.region, now).await {
             Ok(pending) => {
@@ -100,8 +103,12 @@ impl TokenDesk {
                 self.seen
                     .retain(|token, _| pending.iter().any(|t| t.token == *token));
                 for mut t in pending {
-                    // Our receipt time stands in for the workflow's stamp.
-                    t.view.created_at = *self.seen.entry(t.token.clone()).or_insert(now);
+                    // Our receipt time stands in for the workflow's stamp:
+                    // the token's age on our monotonic clock, as a time on
+                    // our wall clock now (a step of the wall clock since
+                    // neither ages nor rejuvenates it).
+                    let seen = *self.seen.entry(t.token.clone()).or_insert(mono);
+                    t.view.created_at = seen.to_wall(mono, now);
                     self.handle(cfg, ports, shared, t).await;
                 }
             }
@@ -133,7 +140,7 @@ impl TokenDesk {
         shared: &Arc<Shared>,
         record: Option<&ControlRecord>,
         tally: &Tally,
-        votes: &[Vote],
+        (votes, round_now, round_mono): (&[Vote], u64, Mono),
     ) {
         let Some(r) = record.filter(|r| r.phase == Phase::FailingOver) else {
             return;
@@ -141,7 +148,10 @@ impl TokenDesk {
         if tally.no_quorum.is_some() || !tally.fresh_observers.contains(&cfg.region) {
             return;
         }
-        let now = ports.clock.now_ms();
+        // The votes' times are receipts as of the round's reading of the
+        // clocks (`quorum::Receipts`); their ages now add what the
+        // monotonic clock counted since.
+        let since_round = ports.clock.mono().since(round_mono);
         let silent_ms = cfg.timings.poll_interval.as_millis() as u64 * SILENT_POLLS;
         let absent: Vec<&str> = cfg
             .regions
@@ -153,7 +163,7 @@ impl TokenDesk {
                 votes
                     .iter()
                     .find(|v| v.observer == *x)
-                    .is_none_or(|v| now.saturating_sub(v.at) > silent_ms)
+                    .is_none_or(|v| round_now.saturating_sub(v.at) + since_round > silent_ms)
             })
             .collect();
         for region in absent {

@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::mono::Mono;
+
 /// Automatic decisions allowed or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -255,24 +257,27 @@ pub enum Role {
     Standby { active: String },
     /// The record names us, but we could not confirm it within the lease.
     StoodDown { unconfirmed_ms: u64 },
-    /// We just became active; the old active's lease runs until `until`.
-    Waiting { until: u64 },
+    /// We just became active; the old active's lease runs for
+    /// `remaining_ms` more (on our clock).
+    Waiting { remaining_ms: u64 },
 }
 
-/// What a daemon knows of its own reads of the record, on its own clock.
-/// Only local durations enter the lease rules: no two regions' clocks are
-/// ever compared.
+/// What a daemon knows of its own reads of the record, on its own
+/// monotonic clock ([`Mono`]). Only local durations enter the lease rules:
+/// no two regions' clocks are ever compared, and a step of this host's wall
+/// clock (an NTP correction) changes none of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseClock {
-    /// When the last successful read of the record was *sent* (unix ms). The
-    /// read shows the record as of some moment after that, so an active's
-    /// lease, counted from here, never outlives what it saw.
-    pub confirmed_at: u64,
+    /// When the last successful read of the record was *sent*. The read
+    /// shows the record as of some moment after that, so an active's lease,
+    /// counted from here, never outlives what it saw. `None` until a read
+    /// confirms the record.
+    pub confirmed_at: Option<Mono>,
     /// When this process first *received* a record naming it active in the
     /// current epoch. The switch had committed by then, so any read the old
     /// active sent afterwards shows it the switch: its lease, counted from a
     /// read sent before this moment, runs out before `named_since + lease`.
-    pub named_since: Option<u64>,
+    pub named_since: Option<Mono>,
     /// When this process first received a record naming it active after
     /// another region (`previous` not us), for as long as it stays named:
     /// the lease it must wait out. Kept across epochs, because a later
@@ -283,7 +288,7 @@ pub struct LeaseClock {
     /// the claim named it `previous`, and it acted while the old active's
     /// lease still ran.
     #[serde(default)]
-    pub preceded_since: Option<u64>,
+    pub preceded_since: Option<Mono>,
 }
 
 impl LeaseClock {
@@ -297,12 +302,12 @@ impl LeaseClock {
         me: &str,
         record: &ControlRecord,
         seen_epoch: Option<u64>,
-        sent: u64,
-        received: u64,
+        sent: Mono,
+        received: Mono,
         confirmed: bool,
     ) {
         if confirmed {
-            self.confirmed_at = sent;
+            self.confirmed_at = Some(sent);
         }
         if record.active != me {
             self.named_since = None;
@@ -324,9 +329,15 @@ impl LeaseClock {
             self.preceded_since = Some(received);
         }
     }
+
+    /// How long since the last confirmed read was sent, at `now`.
+    pub fn unconfirmed_ms(&self, now: Mono) -> Option<u64> {
+        self.confirmed_at.map(|at| now.since(at))
+    }
 }
 
-/// Compute this daemon's role at `now` from the record it last read.
+/// Compute this daemon's role at `now` (its monotonic clock) from the record
+/// it last read.
 ///
 /// `wait_out_lease` chooses safety (no two regions act as active at once)
 /// over speed (the new region acts at once). A region that was not preceded
@@ -334,7 +345,7 @@ impl LeaseClock {
 pub fn role(
     me: &str,
     record: &ControlRecord,
-    now: u64,
+    now: Mono,
     clock: &LeaseClock,
     lease_ms: u64,
     wait_out_lease: bool,
@@ -344,7 +355,8 @@ pub fn role(
             active: record.active.clone(),
         };
     }
-    let unconfirmed = now.saturating_sub(clock.confirmed_at);
+    // Never confirmed (an MREC read no majority agreed with): as old as can be.
+    let unconfirmed = clock.unconfirmed_ms(now).unwrap_or(u64::MAX);
     if unconfirmed > lease_ms {
         return Role::StoodDown {
             unconfirmed_ms: unconfirmed,
@@ -356,9 +368,11 @@ pub fn role(
         .is_some_and(|p| p != me)
         .then(|| clock.named_since.unwrap_or(now));
     if let (true, Some(since)) = (wait_out_lease, clock.preceded_since.or(preceded)) {
-        let until = since.saturating_add(lease_ms);
+        let until = since.plus(lease_ms);
         if now < until {
-            return Role::Waiting { until };
+            return Role::Waiting {
+                remaining_ms: until.since(now),
+            };
         }
     }
     Role::Active
@@ -432,8 +446,8 @@ mod tests {
 
     fn clock(confirmed_at: u64, named_since: Option<u64>) -> LeaseClock {
         LeaseClock {
-            confirmed_at,
-            named_since,
+            confirmed_at: Some(Mono(confirmed_at)),
+            named_since: named_since.map(Mono),
             preceded_since: None,
         }
     }
@@ -446,23 +460,41 @@ mod tests {
         switched.epoch = 3;
         switched.previous = Some("us-west-2".into());
         let mut c = LeaseClock::default();
-        c.observe("us-east-2", &switched, Some(3), 276_600, 276_700, true);
+        c.observe(
+            "us-east-2",
+            &switched,
+            Some(3),
+            Mono(276_600),
+            Mono(276_700),
+            true,
+        );
         assert_eq!(
-            role("us-east-2", &switched, 277_000, &c, 10_000, true),
-            Role::Waiting { until: 286_700 }
+            role("us-east-2", &switched, Mono(277_000), &c, 10_000, true),
+            Role::Waiting {
+                remaining_ms: 9_700
+            }
         );
         let mut claimed = switched.clone();
         claimed.epoch = 4;
         claimed.previous = Some("us-east-2".into());
         claimed.phase = Phase::FailingOver;
-        c.observe("us-east-2", &claimed, Some(3), 282_400, 282_483, true);
+        c.observe(
+            "us-east-2",
+            &claimed,
+            Some(3),
+            Mono(282_400),
+            Mono(282_483),
+            true,
+        );
         assert_eq!(
-            role("us-east-2", &claimed, 282_700, &c, 10_000, true),
-            Role::Waiting { until: 286_700 },
+            role("us-east-2", &claimed, Mono(282_700), &c, 10_000, true),
+            Role::Waiting {
+                remaining_ms: 4_000
+            },
             "the old active's lease still runs"
         );
         assert_eq!(
-            role("us-east-2", &claimed, 286_800, &c, 10_000, true),
+            role("us-east-2", &claimed, Mono(286_800), &c, 10_000, true),
             Role::Active
         );
         // Named away and back: a fresh wait, from the new naming.
@@ -470,26 +502,35 @@ mod tests {
             "us-east-2",
             &rec("us-west-2"),
             Some(4),
-            290_000,
-            290_100,
+            Mono(290_000),
+            Mono(290_100),
             true,
         );
         assert_eq!(c.preceded_since, None);
         // A process whose first sight of itself named is that claim (it
         // missed the switch to it) waits too: the claim hides who was before.
         let mut fresh = LeaseClock::default();
-        fresh.observe("us-east-2", &claimed, None, 282_400, 282_483, true);
+        fresh.observe(
+            "us-east-2",
+            &claimed,
+            None,
+            Mono(282_400),
+            Mono(282_483),
+            true,
+        );
         assert_eq!(
-            role("us-east-2", &claimed, 282_700, &fresh, 10_000, true),
-            Role::Waiting { until: 292_483 }
+            role("us-east-2", &claimed, Mono(282_700), &fresh, 10_000, true),
+            Role::Waiting {
+                remaining_ms: 9_783
+            }
         );
         // Only a record nobody preceded (Initialize's) needs no wait.
         let mut init = rec("us-east-2");
         init.previous = None;
         let mut first = LeaseClock::default();
-        first.observe("us-east-2", &init, None, 1_000, 1_010, true);
+        first.observe("us-east-2", &init, None, Mono(1_000), Mono(1_010), true);
         assert_eq!(
-            role("us-east-2", &init, 1_020, &first, 10_000, true),
+            role("us-east-2", &init, Mono(1_020), &first, 10_000, true),
             Role::Active
         );
     }
@@ -518,7 +559,14 @@ mod tests {
     fn lease_rules() {
         let r = rec("us-west-2");
         assert_eq!(
-            role("us-east-1", &r, 20_000, &clock(20_000, None), 4000, true),
+            role(
+                "us-east-1",
+                &r,
+                Mono(20_000),
+                &clock(20_000, None),
+                4000,
+                true
+            ),
             Role::Standby {
                 active: "us-west-2".into()
             }
@@ -527,19 +575,27 @@ mod tests {
         // saw itself named, on its own clock...
         let c = clock(12_000, Some(12_100));
         assert_eq!(
-            role("us-west-2", &r, 12_200, &c, 4000, true),
-            Role::Waiting { until: 16_100 }
+            role("us-west-2", &r, Mono(12_200), &c, 4000, true),
+            Role::Waiting {
+                remaining_ms: 3_900
+            }
         );
         // ...unless configured to act at once.
-        assert_eq!(role("us-west-2", &r, 12_200, &c, 4000, false), Role::Active);
+        assert_eq!(
+            role("us-west-2", &r, Mono(12_200), &c, 4000, false),
+            Role::Active
+        );
         let c = clock(16_000, Some(12_100));
-        assert_eq!(role("us-west-2", &r, 16_100, &c, 4000, true), Role::Active);
+        assert_eq!(
+            role("us-west-2", &r, Mono(16_100), &c, 4000, true),
+            Role::Active
+        );
         // An active that cannot confirm the record stands down.
         assert_eq!(
             role(
                 "us-west-2",
                 &r,
-                30_000,
+                Mono(30_000),
                 &clock(25_000, Some(12_100)),
                 4000,
                 true
@@ -555,7 +611,7 @@ mod tests {
             role(
                 "us-east-1",
                 &first,
-                1_000,
+                Mono(1_000),
                 &clock(1_000, Some(1_000)),
                 4000,
                 true
@@ -567,46 +623,88 @@ mod tests {
     #[test]
     fn the_clock_counts_from_the_send_and_the_first_sighting() {
         let preceded = |c: LeaseClock, at: u64| LeaseClock {
-            preceded_since: Some(at),
+            preceded_since: Some(Mono(at)),
             ..c
         };
         let r = rec("us-west-2");
         let mut c = LeaseClock::default();
-        c.observe("us-west-2", &r, None, 100, 180, true);
+        c.observe("us-west-2", &r, None, Mono(100), Mono(180), true);
         assert_eq!(c, preceded(clock(100, Some(180)), 180));
         // Later reads of the same epoch move the confirmation, not the sighting.
-        c.observe("us-west-2", &r, Some(r.epoch), 1_000, 1_050, true);
+        c.observe(
+            "us-west-2",
+            &r,
+            Some(r.epoch),
+            Mono(1_000),
+            Mono(1_050),
+            true,
+        );
         assert_eq!(c, preceded(clock(1_000, Some(180)), 180));
         // A new epoch naming us again is a new sighting.
         let mut next = r.clone();
         next.epoch += 1;
-        c.observe("us-west-2", &next, Some(r.epoch), 2_000, 2_040, true);
+        c.observe(
+            "us-west-2",
+            &next,
+            Some(r.epoch),
+            Mono(2_000),
+            Mono(2_040),
+            true,
+        );
         assert_eq!(c, preceded(clock(2_000, Some(2_040)), 2_040));
         // Named elsewhere: no sighting.
-        c.observe("us-east-1", &next, Some(next.epoch), 3_000, 3_010, true);
+        c.observe(
+            "us-east-1",
+            &next,
+            Some(next.epoch),
+            Mono(3_000),
+            Mono(3_010),
+            true,
+        );
         assert_eq!(c, clock(3_000, None));
         // A read that does not confirm (no majority of replicas) does not renew.
-        c.observe("us-east-1", &next, Some(next.epoch), 4_000, 4_010, false);
+        c.observe(
+            "us-east-1",
+            &next,
+            Some(next.epoch),
+            Mono(4_000),
+            Mono(4_010),
+            false,
+        );
         assert_eq!(c, clock(3_000, None));
     }
 
     #[test]
     fn a_stood_down_region_stops_claiming_traffic() {
         let r = rec("us-west-2");
-        let down = role("us-west-2", &r, 30_000, &clock(25_000, Some(0)), 4000, true);
+        let down = role(
+            "us-west-2",
+            &r,
+            Mono(30_000),
+            &clock(25_000, Some(0)),
+            4000,
+            true,
+        );
         assert!(!down.is_active());
         assert_eq!(routing_active(Some(&r), Some(&down)), None);
         let waiting = role(
             "us-west-2",
             &r,
-            12_000,
+            Mono(12_000),
             &clock(12_000, Some(12_000)),
             4000,
             true,
         );
         assert!(!waiting.is_active());
         assert_eq!(routing_active(Some(&r), Some(&waiting)), Some("us-west-2"));
-        let standby = role("us-east-1", &r, 30_000, &clock(1_000, None), 4000, true);
+        let standby = role(
+            "us-east-1",
+            &r,
+            Mono(30_000),
+            &clock(1_000, None),
+            4000,
+            true,
+        );
         assert_eq!(routing_active(Some(&r), Some(&standby)), Some("us-west-2"));
         assert_eq!(routing_active(None, None), None);
     }

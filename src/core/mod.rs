@@ -1,6 +1,7 @@
-//! Pure decision logic: no I/O, no AWS types, no clock. Time is passed in
-//! as unix milliseconds; the daemon collects inputs, calls in, persists,
-//! then acts.
+//! Pure decision logic: no I/O, no AWS types, no clock. Time is passed in:
+//! unix milliseconds where a time is shared or shown, [`mono::Mono`] where
+//! a daemon measures a duration of its own; the daemon collects inputs,
+//! calls in, persists, then acts.
 
 pub mod advise; // the seed's decision matrix over observed traffic -> one recommendation per model
 pub mod backoff; // the one exponential backoff (jitter passed in)
@@ -9,6 +10,7 @@ pub mod control; // the control record, epochs, versions, modes, the lease
 pub mod drift; // the fleet's configurations compared through the votes; what a mismatch withholds
 pub mod health; // effective health of checks and probes; hysteresis
 pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
+pub mod mono; // one process's monotonic milliseconds: every local duration, a type of its own
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
 pub mod quorum; // votes from all regions -> verdict per region
 pub mod rand; // splitmix64: seeded, counter-based randomness (jitter, ids, lab faults)

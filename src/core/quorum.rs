@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::health::Verdict;
+use super::mono::Mono;
 
 /// One daemon's published view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,36 +138,54 @@ impl Tally {
 }
 
 /// When this daemon first saw each observer's current vote, on its own
-/// clock: what freshness is judged on.
+/// monotonic clock: what freshness is judged on. A step of this host's wall
+/// clock does not make a vote younger or older.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Receipts {
-    /// observer -> (the vote's `at`, our time when we first saw it)
-    seen: BTreeMap<String, (u64, u64)>,
+    /// observer -> (the vote's `at`, when we first saw it)
+    seen: BTreeMap<String, (u64, Mono)>,
     /// Set after the first read.
     started: bool,
 }
 
 impl Receipts {
-    /// `votes` as read at `now` (reader's clock), with each `at` replaced by
-    /// the time its freshness is judged on: when this reader first saw that
-    /// vote; for votes already there at the reader's first read, the vote's
-    /// own time clamped to `now` (an old vote stays old, a vote from the
-    /// future counts from now).
+    /// [`Self::effective_at`] for a one-off read, whose only clock is the
+    /// wall clock (the cost task's and an operator's tally of one read).
     pub fn effective(&mut self, votes: &[Vote], now: u64) -> Vec<Vote> {
+        self.effective_at(votes, now, Mono(now))
+    }
+
+    /// `votes` as read at `now` (the reader's wall clock) and `mono` (its
+    /// monotonic clock, the same moment), with each `at` replaced by the
+    /// time its freshness is judged on: when this reader first saw that
+    /// vote, measured on the monotonic clock and expressed as a time on
+    /// `now`'s wall clock (so `now - at` is the vote's age however the wall
+    /// clock stepped since). For votes already there at the reader's first
+    /// read, the vote's own age by the wall clocks, at least 0 (an old vote
+    /// stays old, a vote from the future counts from now).
+    pub fn effective_at(&mut self, votes: &[Vote], now: u64, mono: Mono) -> Vec<Vote> {
         let first_read = !self.started;
         self.started = true;
         votes
             .iter()
             .map(|v| {
-                let at = match self.seen.get(&v.observer) {
+                let received = match self.seen.get(&v.observer) {
                     Some((seen_at, received)) if *seen_at == v.at => *received,
                     _ => {
-                        let received = if first_read { v.at.min(now) } else { now };
+                        let age = if first_read {
+                            now.saturating_sub(v.at)
+                        } else {
+                            0
+                        };
+                        let received = Mono(mono.0.saturating_sub(age));
                         self.seen.insert(v.observer.clone(), (v.at, received));
                         received
                     }
                 };
-                Vote { at, ..v.clone() }
+                Vote {
+                    at: received.to_wall(mono, now),
+                    ..v.clone()
+                }
             })
             .collect()
     }
@@ -359,6 +378,37 @@ mod tests {
         assert!(!t.fresh_observers.contains(&"eu-west-1".to_string()));
     }
 
+    /// The reader's wall clock steps back an hour (an NTP correction) or
+    /// forward one while an observer is dead: its last vote still goes stale
+    /// on time, and a live observer's stays fresh, because receipts age on
+    /// the monotonic clock. Before, a receipt was a wall time: after a step
+    /// back every receipt lay in the future and a dead observer's vote
+    /// counted as fresh for the hour.
+    #[test]
+    fn a_wall_clock_step_does_not_change_a_votes_age() {
+        let hour = 3_600_000;
+        let t0 = 10_000_000;
+        let dead = vote("eu-west-1", t0, &[]);
+        let live = |at| vote("us-west-2", at, &[]);
+        let mut first = Receipts::default();
+        first.effective_at(&[dead.clone(), live(t0)], t0, Mono(500));
+        // 6 s later on the monotonic clock; the wall clock stepped.
+        for wall in [t0 + 6_000, t0 + 6_000 - hour, t0 + 6_000 + hour] {
+            let mut r = first.clone();
+            let eff = r.effective_at(&[dead.clone(), live(wall)], wall, Mono(6_500));
+            assert_eq!(eff[0].at, wall - 6_000, "aged on the monotonic clock");
+            let t = tally("us-west-2", &regions(), &eff, wall, 5_000);
+            assert!(
+                !t.fresh_observers.contains(&"eu-west-1".to_string()),
+                "wall {wall}: the dead observer's vote is 6 s old"
+            );
+            assert!(
+                t.fresh_observers.contains(&"us-west-2".to_string()),
+                "wall {wall}"
+            );
+        }
+    }
+
     proptest::proptest! {
         /// Whatever each observer's clock skew, a live observer (a new vote
         /// every round) is fresh on the reader's clock from its second read
@@ -391,7 +441,7 @@ mod tests {
                         votes.push(vote(name, last_at[i], &[]));
                     }
                 }
-                let eff = r.effective(&votes, now);
+                let eff = r.effective_at(&votes, now, Mono(now));
                 for (i, name) in names.iter().enumerate() {
                     let Some(written) = last_vote_at[i] else { continue };
                     let v = eff.iter().find(|v| &v.observer == name).unwrap();

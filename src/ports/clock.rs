@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+pub use crate::core::mono::Mono;
+
 /// A source of time: the wall clock, and a monotonic one for durations.
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the unix epoch, as this host's clock says.
@@ -27,6 +29,32 @@ pub trait Clock: Send + Sync + 'static {
     fn since(&self, earlier: Instant) -> Duration {
         self.monotonic().saturating_duration_since(earlier)
     }
+
+    /// Now on the monotonic clock as [`Mono`] milliseconds, for the local
+    /// durations the pure core measures (the lease, stalls, first
+    /// sightings). The origin is this process's first reading less a day,
+    /// so no reading is ever 0 and none saturates.
+    fn mono(&self) -> Mono {
+        self.mono_at(self.monotonic())
+    }
+
+    /// `at`, a reading of [`Clock::monotonic`], as [`Mono`] milliseconds.
+    fn mono_at(&self, at: Instant) -> Mono {
+        mono_of(at)
+    }
+}
+
+/// `at` as [`Mono`] milliseconds of this process.
+pub fn mono_of(at: Instant) -> Mono {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    const HEADROOM: Duration = Duration::from_secs(86_400);
+    let origin = *ORIGIN.get_or_init(|| at);
+    let ms = if at >= origin {
+        HEADROOM + at.duration_since(origin)
+    } else {
+        HEADROOM.saturating_sub(origin.duration_since(at))
+    };
+    Mono(ms.as_millis() as u64)
 }
 
 /// The host's real-time clock.

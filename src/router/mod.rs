@@ -122,6 +122,12 @@ impl RouterClock {
         now.saturating_duration_since(self.origin).as_millis() as u64
     }
 
+    /// `now`, a reading of [`RouterClock::now`], as the daemon's lease
+    /// counts (`Clock::mono_at`).
+    pub fn lease_mono(&self, now: Instant) -> crate::core::mono::Mono {
+        self.clock.mono_at(now)
+    }
+
     /// Unix milliseconds on this host's clock.
     pub fn wall_ms(&self) -> u64 {
         self.clock.now_ms()

@@ -209,7 +209,7 @@ impl Router {
                 len,
                 threshold,
                 mask,
-                wall_ms: self.clock.wall_ms(),
+                lease_now: self.clock.lease_mono(now),
                 now_ms: mono_ms,
             },
         );

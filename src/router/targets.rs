@@ -115,8 +115,9 @@ pub struct Ranking<'a> {
     pub threshold: u64,
     /// Which endpoints of a region the request may use.
     pub mask: fn(Available) -> Available,
-    /// Wall time (the lease is counted on it).
-    pub wall_ms: u64,
+    /// Now on the daemon's monotonic clock, as the lease counts (the same
+    /// reading as `now_ms`, in the daemon's terms rather than the router's).
+    pub lease_now: crate::core::mono::Mono,
     /// The router's monotonic ms (breakers).
     pub now_ms: u64,
 }
@@ -146,7 +147,7 @@ pub fn rank(shared: &Shared, targets: &Targets, r: &Ranking<'_>) -> Vec<usize> {
                 ejected: false,
             });
         }
-        let role = st.role_at(r.wall_ms);
+        let role = st.role_at(r.lease_now);
         control::routing_active(st.record.as_ref(), role.as_ref())
             .and_then(|a| cfg.regions.iter().position(|x| x.name == a))
     });

@@ -614,6 +614,10 @@ impl Sim {
             Event::Isolate { replica, on } => self.store.isolate(replica, *on),
             Event::SfnApiDown { region, on } => self.sfn.set_down(region, *on),
             Event::SfnStall { region, on } => self.sfn.set_stalled(region, *on),
+            Event::ClockStep { region, ms } => {
+                let skew = self.world.skew(region);
+                self.world.set_skew(region, skew + ms);
+            }
             Event::Route53Outage(on) => self.r53.set_outage(*on),
             Event::Throttle { svc, p } => self.world.set_throttle(*svc, *p),
             Event::Lossy { svc, p } => self.world.set_lossy(*svc, *p),

@@ -191,8 +191,7 @@ impl Monitor {
     fn one_active(&mut self, sim: &Sim) {
         let mut active = Vec::new();
         for (region, d) in &sim.daemons {
-            let now = sim.world.wall_ms(region);
-            let role = d.shared.role_at(now);
+            let role = d.shared.role_at(sim.world.mono(region));
             let kind = role.as_ref().map_or("none", Role::kind);
             if self.roles.get(region).copied() != Some(kind) {
                 sim.world.trace(format!("{region}: role {kind}"));
@@ -581,7 +580,7 @@ impl Monitor {
         let active: Vec<String> = sim
             .daemons
             .iter()
-            .filter(|(r, d)| d.shared.role_at(sim.world.wall_ms(r)) == Some(Role::Active))
+            .filter(|(r, d)| d.shared.role_at(sim.world.mono(r)) == Some(Role::Active))
             .map(|(r, _)| r.clone())
             .collect();
         let named = records

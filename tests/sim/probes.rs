@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failoverd::core::health::Signal;
+use failoverd::ports::clock::Mono;
 use failoverd::ports::{Clock, Entropy, Probes};
 
 use super::world::{Caller, Rng, Serving, World};
@@ -75,6 +76,11 @@ impl Clock for SimClock {
     /// The simulation's time: its runtime's clock is paused and advanced.
     fn monotonic(&self) -> tokio::time::Instant {
         tokio::time::Instant::now()
+    }
+    /// Each host's monotonic clock from an origin of its own, so that a
+    /// comparison of two hosts' [`Mono`] readings would show.
+    fn mono_at(&self, at: tokio::time::Instant) -> Mono {
+        self.world.mono_at(&self.region, at)
     }
 }
 

@@ -104,6 +104,13 @@ pub enum Event {
         from: String,
         cmd: OpCmd,
     },
+    /// A host's wall clock steps by `ms` (an NTP correction of a skewed
+    /// host, an operator's `date -s`): its skew changes at once; its
+    /// monotonic clock does not move.
+    ClockStep {
+        region: String,
+        ms: i64,
+    },
     /// Every fault off, every daemon running.
     HealAll,
 }
@@ -307,6 +314,7 @@ pub fn generate(seed: u64) -> Scenario {
             });
         }
     }
+    clock_steps(seed, &skews, fault_end_ms, &mut events);
     events.push(Timed {
         at_ms: fault_end_ms,
         event: Event::HealAll,
@@ -321,6 +329,44 @@ pub fn generate(seed: u64) -> Scenario {
         skews,
         events,
         fault_end_ms,
+    }
+}
+
+/// Wall-clock steps mid-run, from a stream of their own (so adding them left
+/// every older seed's scenario as it was): in about one seed in four, a
+/// skewed host is corrected (stepped back to true time, as NTP does after a
+/// long outage of its time source) and a host's clock jumps by seconds to
+/// an hour either way; both may hit a daemon in any role at any step of a
+/// failover.
+fn clock_steps(seed: u64, skews: &[(String, i64)], end_ms: u64, events: &mut Vec<Timed>) {
+    let mut r = Rng::new(seed).fork(0xC10C_5EED);
+    if !r.chance(0.25) {
+        return;
+    }
+    let mut at = || r.range(10_000, end_ms.saturating_sub(5_000).max(10_001)) / 100 * 100;
+    let mut steps = Vec::new();
+    for (region, skew) in skews {
+        steps.push((at(), region.clone(), -skew));
+    }
+    let mut r = Rng::new(seed).fork(0xC10C_0002);
+    for _ in 0..r.range(1, 3) {
+        let region = any_region(&mut r);
+        let ms = if r.chance(0.5) {
+            r.range(1_000, 60_000)
+        } else {
+            r.range(60_000, 3_600_000)
+        } as i64
+            * if r.chance(0.5) { 1 } else { -1 };
+        let at = r.range(10_000, end_ms.saturating_sub(5_000).max(10_001)) / 100 * 100;
+        steps.push((at, region, ms));
+    }
+    for (at_ms, region, ms) in steps {
+        if ms != 0 {
+            events.push(Timed {
+                at_ms,
+                event: Event::ClockStep { region, ms },
+            });
+        }
     }
 }
 

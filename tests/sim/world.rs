@@ -264,6 +264,23 @@ impl World {
         (self.true_ms() as i64 + skew).max(0) as u64
     }
 
+    /// A host's monotonic clock at `at`: the time since the start, from an
+    /// origin that differs per region (a day apart). It never steps with
+    /// the wall clock (`set_skew`, a clock step).
+    pub fn mono_at(&self, region: &str, at: Instant) -> failoverd::ports::clock::Mono {
+        let i = super::schedule::REGIONS
+            .iter()
+            .position(|r| *r == region)
+            .unwrap_or(0) as u64;
+        let since = at.saturating_duration_since(self.at(0)).as_millis() as u64;
+        failoverd::ports::clock::Mono((i + 1) * 86_400_000 + since)
+    }
+
+    /// A host's monotonic clock now.
+    pub fn mono(&self, region: &str) -> failoverd::ports::clock::Mono {
+        self.mono_at(region, Instant::now())
+    }
+
     pub fn set_skew(&self, region: &str, ms: i64) {
         self.lock().skew.insert(region.to_string(), ms);
     }
