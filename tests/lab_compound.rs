@@ -286,7 +286,7 @@ fn force_supersedes_a_failover_stuck_in_prepare() {
 }
 
 #[test]
-fn a_recreated_control_record_gets_fresh_execution_names() {
+fn a_lost_control_record_is_recreated_from_the_fleets_copy() {
     let lab = start(&[]);
     let first = record(&lab).unwrap();
     lab.invert("us-east-1", true);
@@ -302,8 +302,20 @@ fn a_recreated_control_record_gets_fresh_execution_names() {
                 .is_ok_and(|s| s["tally"]["regions"]["us-east-1"] == "up")
         },
     );
-    // Recreate the record (as moving from eventual to strong mode requires:
-    // a new table). The daemons initialize it again, in a new incarnation.
+    // An operator pauses the fleet, then the record is lost (deleted by
+    // hand, or a new table, as moving from eventual to strong mode
+    // requires). The daemons re-create it from their copies (issue 19
+    // item 9): us-west-2 still active, still paused, an epoch above the
+    // lost one, a new incarnation. Before, they initialized it afresh:
+    // us-east-1 (the highest priority, up again) active and the pause lost,
+    // an unreviewed failback.
+    let out = lab.cli(&["pause", "--yes", "--reason", "maintenance"]);
+    assert!(out.status.success(), "{out:?}");
+    let paused = wait_record(&lab, "the pause", Duration::from_secs(30), |r| {
+        r.mode == failoverd::core::control::Mode::Paused
+    });
+    // Every daemon has read the paused record before it goes.
+    std::thread::sleep(Duration::from_secs(3));
     Lab::rt()
         .block_on(
             lab.clients
@@ -321,26 +333,38 @@ fn a_recreated_control_record_gets_fresh_execution_names() {
                 .send(),
         )
         .unwrap();
-    let again = wait_record(&lab, "a new record", Duration::from_secs(60), |r| {
-        r.epoch == 1 && r.incarnation != first.incarnation && r.active == "us-east-1"
+    let again = wait_record(&lab, "a re-created record", Duration::from_secs(60), |r| {
+        r.incarnation != first.incarnation
     });
-    lab.invert("us-east-1", true);
+    assert_eq!(
+        (again.active.as_str(), again.mode, again.epoch),
+        (
+            "us-west-2",
+            failoverd::core::control::Mode::Paused,
+            paused.epoch + 1
+        ),
+        "re-created from the copy: {again:?}"
+    );
+    assert_eq!(again.previous.as_deref(), Some("us-east-1"), "{again:?}");
+    let out = lab.cli(&["resume", "--yes", "--reason", "maintenance over"]);
+    assert!(out.status.success(), "{out:?}");
+    lab.invert("us-west-2", true);
     let two = wait_record(&lab, "the second failover", Duration::from_secs(90), |r| {
         r.incarnation == again.incarnation
-            && r.epoch == 2
-            && r.active == "us-west-2"
+            && r.epoch == again.epoch + 1
+            && r.active == "us-east-1"
             && r.phase == Phase::Steady
     });
     assert_eq!(two.step, Step::Done, "it really ran: {two:?}");
     let (a, b) = (one.execution.unwrap(), two.execution.unwrap());
-    assert_ne!(a, b, "epoch 2 of two incarnations must not share a name");
+    assert_ne!(a, b, "two incarnations' executions must not share a name");
     // The record is steady before the workflow's last journal step ends:
     // wait for the execution to finish, then look at how.
     let status = wait_for(
         "the second execution to end",
         Duration::from_secs(60),
         || {
-            execution(&lab, "us-west-2", &b)
+            execution(&lab, "us-east-1", &b)
                 .map(|x| x.0)
                 .filter(|s| s != "RUNNING")
         },

@@ -1018,6 +1018,10 @@ fn effect_of(d: &Decision) -> Effect {
         Action::Initialize { active } => Effect::Initialize {
             active: region_index(active),
         },
+        // The model never loses its record, and its daemons hold no copy
+        // (`Inputs::held` is None): re-creation is the simulation's
+        // (tests/sim: a deleted and a restored record).
+        Action::Recreate { .. } => unreachable!("the model never loses the record"),
         Action::StartFailover(p) => Effect::Claim {
             expected_version: p.expected_version as u8,
             intent: intent(p),
@@ -1108,6 +1112,7 @@ fn decision_text(d: &Decision) -> String {
                 "Settle {execution} as {outcome:?} (expected v{expected_version}): {reason}"
             ),
             Action::Initialize { active } => format!("Initialize active={active}"),
+            Action::Recreate { from, .. } => format!("Recreate {from:?}"),
             Action::SetMode {
                 mode,
                 expected_version,
@@ -1308,6 +1313,8 @@ impl Model {
             stalled_ms: if k.stalled && !late { STALLED_MS } else { 0 },
             policy: &self.policy,
             request: request.as_ref(),
+            held: None,
+            fleet_epoch: 0,
         })
     }
 

@@ -135,6 +135,8 @@ fn decide_in_flight(
         stalled_ms,
         policy: pol,
         request: req,
+        held: None,
+        fleet_epoch: 0,
     })
 }
 
@@ -230,7 +232,7 @@ proptest! {
         // Operators are not observers: the CLI tallies without an own vote.
         let t = failoverd::core::quorum::tally_as_operator(&regions(), &vs, NOW, FRESH);
         let pol = policy(true);
-        let d = plan(&Inputs { now: NOW, me: "us-east-1", tally: &t, record: &rec, execution: None, stalled_ms: 0, policy: &pol, request: Some(&req) });
+        let d = plan(&Inputs { now: NOW, me: "us-east-1", tally: &t, record: &rec, execution: None, stalled_ms: 0, policy: &pol, request: Some(&req), held: None, fleet_epoch: 0 });
         // A target can take over when healthy by quorum and its daemon is
         // alive (its vote fresh): only a live daemon can prepare.
         let able = t.is(REGIONS[to], failoverd::core::quorum::Consensus::Up)
@@ -645,6 +647,8 @@ fn operator(rec: &ControlRecord, req: Request) -> Decision {
         stalled_ms: 0,
         policy: &manual(OnApprovalTimeout::Expire),
         request: Some(&req),
+        held: None,
+        fleet_epoch: 0,
     })
 }
 
@@ -1333,4 +1337,94 @@ fn an_approved_target_is_claimed_even_when_another_is_now_preferred() {
         matches!(a, Action::StartFailover(ref f) if f.to == "eu-west-1" && f.reason.contains(&p.id)),
         "{a:?}"
     );
+}
+
+// ----- a lost or restored record (issue 19 item 9) -----
+
+fn with_copy(rec: &RecordRead, held: Option<&ControlRecord>, fleet_epoch: u64) -> Decision {
+    // Everyone fresh, every region up.
+    let vs = votes(&[(true, 0u64, [false, false, false]); 3]);
+    let t = tally("us-east-1", &regions(), &vs, NOW, FRESH);
+    plan(&Inputs {
+        now: NOW,
+        me: "us-east-1",
+        tally: &t,
+        record: rec,
+        execution: None,
+        stalled_ms: 0,
+        policy: &policy(true),
+        request: None,
+        held,
+        fleet_epoch,
+    })
+}
+
+/// The copy this daemon holds: us-west-2 active after a failover, paused.
+fn copy() -> ControlRecord {
+    let mut r = record(1, Mode::Paused, Phase::Steady, Some(NOW - 60_000));
+    r.previous = Some("us-east-1".into());
+    r
+}
+
+#[test]
+fn a_missing_record_is_recreated_from_the_copy_not_initialized_afresh() {
+    // Before: the highest-priority region up (us-east-1) was initialized,
+    // unpaused, with no predecessor: an unreviewed failback.
+    match with_copy(&RecordRead::Missing, Some(&copy()), 3) {
+        Decision::Act {
+            action: Action::Recreate { from, reason },
+        } => {
+            assert_eq!(from.active, "us-west-2", "{reason}");
+            assert_eq!(from.mode, Mode::Paused, "the pause is kept");
+            assert_eq!(from.epoch, 4, "an epoch above any the fleet has seen");
+            assert_eq!(from.previous.as_deref(), Some("us-east-1"));
+            assert_eq!(from.last_failover_at, Some(NOW - 60_000));
+            assert_eq!(from.replaces, None, "only if there is none");
+        }
+        d => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn a_daemon_with_an_older_copy_or_none_waits_and_says_why() {
+    let mut old = copy();
+    old.epoch = 2;
+    let w = why(with_copy(&RecordRead::Missing, Some(&old), 3));
+    assert!(w.contains("newer than this daemon's copy"), "{w}");
+    let w = why(with_copy(&RecordRead::Missing, None, 3));
+    assert!(w.contains("restart every daemon"), "{w}");
+    // Nothing was ever seen: a first start initializes as before.
+    assert!(matches!(
+        with_copy(&RecordRead::Missing, None, 0),
+        Decision::Act {
+            action: Action::Initialize { .. }
+        }
+    ));
+}
+
+#[test]
+fn a_restored_older_record_gets_a_fresh_incarnation_from_the_copy() {
+    // A point-in-time restore: the same incarnation, an older version,
+    // naming the region that was active back then.
+    let mut restored = record(0, Mode::Auto, Phase::Steady, None);
+    restored.version = 5;
+    restored.epoch = 2;
+    match with_copy(&RecordRead::Found(restored.clone()), Some(&copy()), 3) {
+        Decision::Act {
+            action: Action::Recreate { from, .. },
+        } => {
+            assert_eq!(from.replaces, Some(5), "only over the restored copy");
+            assert_eq!((from.active.as_str(), from.epoch), ("us-west-2", 4));
+            assert_eq!(from.mode, Mode::Paused);
+        }
+        d => panic!("{d:?}"),
+    }
+    // A record of another incarnation is not "older": planned as usual.
+    restored.incarnation = "beef".into();
+    assert!(!matches!(
+        with_copy(&RecordRead::Found(restored), Some(&copy()), 3),
+        Decision::Act {
+            action: Action::Recreate { .. }
+        }
+    ));
 }

@@ -21,7 +21,7 @@
 
 use crate::config::Config;
 use crate::core::plan::{Action, FailoverPlan};
-use crate::core::record::{RecordWrite, Settlement};
+use crate::core::record::{RecordWrite, Recreated, Settlement};
 use crate::ports::store::Write;
 use crate::ports::workflows::{Started, execution_arn};
 use crate::ports::{PortError, Ports};
@@ -80,6 +80,7 @@ impl Executor<'_> {
     pub async fn apply(&self, action: &Action, now: u64) -> Result<Outcome, ExecError> {
         match action {
             Action::Initialize { active } => self.initialize(active, now).await,
+            Action::Recreate { from, reason } => self.recreate(from, reason, now).await,
             Action::StartFailover(p) => self.claim(p).await,
             Action::EnsureExecution(p) => self.start(p, p.expected_version).await,
             Action::Settle {
@@ -220,6 +221,31 @@ impl Executor<'_> {
             (
                 format!("control record created (incarnation {incarnation}): {active} active"),
                 format!("control record created with {active} active"),
+            )
+        })
+        .await
+    }
+
+    /// Re-create a lost or restored record from this daemon's copy, under a
+    /// fresh incarnation (`core::plan::recreate`).
+    async fn recreate(
+        &self,
+        from: &Recreated,
+        reason: &str,
+        now: u64,
+    ) -> Result<Outcome, ExecError> {
+        let incarnation = format!("{:012x}", self.ports.entropy.next_u64() >> 16);
+        let w = RecordWrite::Recreate {
+            from: from.clone(),
+            incarnation: incarnation.clone(),
+            by: self.who.clone(),
+            at: now,
+            reason: reason.to_string(),
+        };
+        self.written(&w, "record_recreated", Some(from.epoch), || {
+            (
+                format!("{reason} (incarnation {incarnation}, epoch {})", from.epoch),
+                format!("control record re-created with {} active", from.active),
             )
         })
         .await

@@ -125,6 +125,8 @@ async fn decide(cfg: &Config, ports: &Ports, req: &Request) -> Result<Planned, O
         stalled_ms: 0,
         policy: &policy(cfg),
         request: Some(req),
+        held: None,
+        fleet_epoch: 0,
     });
     match decision {
         Decision::Act { action } => {

@@ -142,6 +142,9 @@ struct Seen {
     /// ...and the same moment on its monotonic clock.
     mono: Mono,
     record: RecordRead,
+    /// The record this daemon held before this round's read (the planner
+    /// re-creates a lost or restored record from it).
+    held: Option<ControlRecord>,
     /// How long the record has stood at its version.
     stalled_ms: u64,
     votes: Vec<Vote>,
@@ -479,13 +482,22 @@ impl Reconciler {
             Ok(r) => r.map_err(|e| crate::error_chain(&e)),
             Err(_) => Err(late("reading the control record")),
         };
+        let held = self.last_record.clone();
         let record = match record {
             Ok(Some(r)) => {
                 let confirmed = self.confirmed(cfg, &r).await;
                 let seen = self.last_record.as_ref().map(|r| r.epoch);
                 self.lease
                     .observe(&cfg.region, &r, seen, read_sent, received, confirmed);
-                self.last_record = Some(r.clone());
+                // A record older than our copy of the same incarnation (a
+                // restored table): keep the copy, which the planner
+                // re-creates the record from.
+                let restored = held
+                    .as_ref()
+                    .is_some_and(|h| h.incarnation == r.incarnation && h.version > r.version);
+                if !restored {
+                    self.last_record = Some(r.clone());
+                }
                 RecordRead::Found(r)
             }
             Ok(None) => RecordRead::Missing,
@@ -535,6 +547,7 @@ impl Reconciler {
             now,
             mono: received,
             record,
+            held,
             stalled_ms,
             votes,
             tally,
@@ -626,6 +639,14 @@ impl Reconciler {
             stalled_ms: seen.stalled_ms,
             policy: &policy,
             request: None,
+            held: seen.held.as_ref(),
+            fleet_epoch: seen
+                .votes
+                .iter()
+                .filter(|v| seen.tally.fresh_observers.contains(&v.observer))
+                .map(|v| v.seen_epoch)
+                .max()
+                .unwrap_or(0),
         });
         // DR tiers: when every configured model is tier3, an automatic
         // failover becomes an idle decision (core::tier::gate_automatic);

@@ -57,7 +57,7 @@ use super::control::{
     ControlRecord, Mode, Phase, Proposal, ProposalState, Step, execution_name, proposal_id,
 };
 use super::quorum::{Consensus, Tally};
-use super::record::{Settlement, settlement};
+use super::record::{Recreated, Settlement, settlement};
 
 /// Policy inputs, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,6 +314,9 @@ impl FailoverPlan {
 pub enum Action {
     /// Create the record (conditional on it not existing).
     Initialize { active: String },
+    /// Re-create a lost or restored record from this daemon's copy
+    /// (`RecordWrite::Recreate`), under a fresh incarnation.
+    Recreate { from: Recreated, reason: String },
     /// Claim the next epoch and start its workflow.
     StartFailover(FailoverPlan),
     /// The record already claims this failover but its execution does not
@@ -419,6 +422,12 @@ pub struct Inputs<'a> {
     pub stalled_ms: u64,
     pub policy: &'a Policy,
     pub request: Option<&'a Request>,
+    /// The last record this daemon read before this round's read (its
+    /// copy, in memory: a restarted daemon holds none).
+    pub held: Option<&'a ControlRecord>,
+    /// The newest epoch any fresh observer says it has seen (`Vote::
+    /// seen_epoch`): more than 0 means a record existed.
+    pub fleet_epoch: u64,
 }
 
 /// Decide.
@@ -477,7 +486,69 @@ fn next_allowed(p: &Policy, rec: &ControlRecord) -> Option<u64> {
     Some(last.saturating_add(wait))
 }
 
+/// A record that is missing although the fleet knew one, or that went back
+/// to an older copy (a restored table), is re-created from this daemon's
+/// copy, keeping the active region and the pause, under a fresh
+/// incarnation — never initialized afresh, which would be an unreviewed
+/// failback onto the highest-priority region with the pause lost. Only a
+/// daemon whose copy is at least as new as every fresh observer's epoch
+/// does it; the others wait for it. `None`: nothing lost.
+fn recreate(i: &Inputs<'_>) -> Option<Decision> {
+    let copy = |h: &ControlRecord| {
+        format!(
+            "epoch {}, {} active{}",
+            h.epoch,
+            h.active,
+            if h.mode == Mode::Paused {
+                ", paused"
+            } else {
+                ""
+            }
+        )
+    };
+    match (i.record, i.held) {
+        (RecordRead::Found(r), Some(h))
+            if h.incarnation == r.incarnation && h.version > r.version =>
+        {
+            Some(Decision::Act {
+                action: Action::Recreate {
+                    from: Recreated::from_copy(h, Some(r)),
+                    reason: format!(
+                        "the control record went back from version {} to {} (a restored table): re-created from this daemon's copy ({}) under a fresh incarnation",
+                        h.version,
+                        r.version,
+                        copy(h)
+                    ),
+                },
+            })
+        }
+        (RecordRead::Missing, Some(h)) if h.epoch >= i.fleet_epoch => Some(Decision::Act {
+            action: Action::Recreate {
+                from: Recreated::from_copy(h, None),
+                reason: format!(
+                    "the control record is missing: re-created from this daemon's copy ({}) under a fresh incarnation",
+                    copy(h)
+                ),
+            },
+        }),
+        (RecordRead::Missing, Some(h)) => Some(idle(format!(
+            "the control record is missing; the fleet has seen epoch {}, newer than this daemon's copy (epoch {}): waiting for a daemon that holds it to re-create it",
+            i.fleet_epoch, h.epoch
+        ))),
+        (RecordRead::Missing, None) if i.fleet_epoch > 0 => Some(idle(format!(
+            "the control record is missing, and the fleet has seen epoch {}: only a daemon that still holds a copy re-creates it, and this one does not; if none does, restore the table, or restart every daemon to initialize it afresh (runbooks/manual-failover.md)",
+            i.fleet_epoch
+        ))),
+        _ => None,
+    }
+}
+
 fn plan_automatic(i: &Inputs<'_>) -> Decision {
+    if !matches!(i.record, RecordRead::Unreadable(_)) && i.tally.no_quorum.is_none() {
+        if let Some(d) = recreate(i) {
+            return d;
+        }
+    }
     let rec = match i.record {
         RecordRead::Unreadable(e) => return idle(format!("cannot read the control record: {e}")),
         RecordRead::Missing => {

@@ -56,6 +56,16 @@ pub enum RecordWrite {
         at: u64,
         reason: String,
     },
+    /// Re-create a lost record from what the fleet knows (a daemon's last
+    /// copy), under a fresh incarnation: only if there is none, or, when the
+    /// table was restored to an older copy, only at that copy's version.
+    Recreate {
+        from: Recreated,
+        incarnation: String,
+        by: String,
+        at: u64,
+        reason: String,
+    },
     /// Claim the plan's epoch: only at the version read, and only when the
     /// record is steady unless the plan supersedes an in-flight failover.
     Claim { plan: FailoverPlan },
@@ -122,6 +132,39 @@ pub enum RecordWrite {
     Abort { epoch: u64, execution: String },
 }
 
+/// What a re-created record keeps of the copy it is made from: the active
+/// region, the pause, who was active before (so a new active still waits
+/// out a predecessor's lease) and when the last failover was (so the
+/// failover interval still holds). Everything else starts afresh: steady,
+/// a fresh incarnation (execution names never collide with the lost
+/// record's), and an epoch above any the fleet has seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recreated {
+    /// `None`: only if the record is missing. `Some(v)`: only while the
+    /// record is at version `v` (the older copy a restored table holds).
+    pub replaces: Option<u64>,
+    pub epoch: u64,
+    pub active: String,
+    pub mode: Mode,
+    pub previous: Option<String>,
+    pub last_failover_at: Option<u64>,
+}
+
+impl Recreated {
+    /// What re-creating `held` (this daemon's last copy) keeps; `replaces`
+    /// the restored record `over`, if there is one.
+    pub fn from_copy(held: &ControlRecord, over: Option<&ControlRecord>) -> Self {
+        Recreated {
+            replaces: over.map(|r| r.version),
+            epoch: held.epoch.max(over.map_or(0, |r| r.epoch)) + 1,
+            active: held.active.clone(),
+            mode: held.mode,
+            previous: held.previous.clone(),
+            last_failover_at: held.last_failover_at,
+        }
+    }
+}
+
 /// Why a write's condition did not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "snake_case", tag = "refused")]
@@ -145,6 +188,7 @@ impl RecordWrite {
     pub fn name(&self) -> &'static str {
         match self {
             RecordWrite::Initialize { .. } => "initialize",
+            RecordWrite::Recreate { .. } => "recreate",
             RecordWrite::Claim { .. } => "claim",
             RecordWrite::SetMode { .. } => "set_mode",
             RecordWrite::Settle { .. } => "settle",
@@ -196,10 +240,37 @@ pub fn apply(cur: Option<&ControlRecord>, w: &RecordWrite) -> Result<ControlReco
         }
         return Ok(initial(active, incarnation, by, *at, reason));
     }
+    if let RecordWrite::Recreate {
+        from,
+        incarnation,
+        by,
+        at,
+        reason,
+    } = w
+    {
+        let version = match (from.replaces, cur) {
+            (None, None) => 1,
+            (None, Some(_)) => return Err(Refused::Exists),
+            (Some(_), None) => return Err(Refused::Missing),
+            (Some(v), Some(c)) => {
+                at_version(c, v)?;
+                v + 1
+            }
+        };
+        let mut next = initial(&from.active, incarnation, by, *at, reason);
+        next.version = version;
+        next.epoch = from.epoch;
+        next.mode = from.mode;
+        next.previous = from.previous.clone();
+        next.last_failover_at = from.last_failover_at;
+        return Ok(next);
+    }
     let cur = cur.ok_or(Refused::Missing)?;
     let mut next = cur.clone();
     match w {
-        RecordWrite::Initialize { .. } => unreachable!("handled above"),
+        RecordWrite::Initialize { .. } | RecordWrite::Recreate { .. } => {
+            unreachable!("handled above")
+        }
         RecordWrite::Claim { plan: p } => claim(cur, &mut next, p)?,
         RecordWrite::SetMode {
             mode,
@@ -471,6 +542,49 @@ mod tests {
             claimed_at: 10,
             supersedes,
         }
+    }
+
+    #[test]
+    fn a_recreate_writes_only_where_the_copy_says() {
+        let held = init();
+        let from = |replaces| Recreated {
+            replaces,
+            epoch: 5,
+            active: "us-west-2".into(),
+            mode: Mode::Paused,
+            previous: Some("us-east-1".into()),
+            last_failover_at: Some(9),
+        };
+        let w = |replaces| RecordWrite::Recreate {
+            from: from(replaces),
+            incarnation: "fresh".into(),
+            by: "us-west-2".into(),
+            at: 20,
+            reason: "lost".into(),
+        };
+        // Only if missing...
+        assert_eq!(apply(Some(&held), &w(None)), Err(Refused::Exists));
+        let r = apply(None, &w(None)).unwrap();
+        assert_eq!(
+            (
+                r.version,
+                r.epoch,
+                r.active.as_str(),
+                r.mode,
+                r.incarnation.as_str()
+            ),
+            (1, 5, "us-west-2", Mode::Paused, "fresh")
+        );
+        assert_eq!((r.phase, r.step), (Phase::Steady, Step::Init));
+        assert_eq!(r.previous.as_deref(), Some("us-east-1"));
+        // ...or only over the restored copy it names, with a version above it.
+        assert_eq!(apply(None, &w(Some(1))), Err(Refused::Missing));
+        assert!(matches!(
+            apply(Some(&held), &w(Some(4))),
+            Err(Refused::VersionMoved { .. })
+        ));
+        let r = apply(Some(&held), &w(Some(1))).unwrap();
+        assert_eq!((r.version, r.epoch), (2, 5));
     }
 
     #[test]

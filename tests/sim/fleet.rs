@@ -21,7 +21,7 @@
 //! request in flight and requests past their deadline are judged. When the
 //! fleet has settled the run goes on until every request is judged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -107,6 +107,11 @@ pub struct Sim {
     pub clients: Arc<Clients>,
     /// The router's worst costs at misbehaving regions (the request rule).
     pub budget: Budget,
+    /// The last lost (or restored-over) record, and the daemons that held
+    /// a copy of a record when it was lost and have not restarted since:
+    /// while any of them runs, the record must be re-created from a copy,
+    /// never initialized afresh.
+    pub lost: Option<(failoverd::core::control::ControlRecord, BTreeSet<String>)>,
     blobs: Arc<FakeBlobs>,
     jobs: Arc<FakeJobs>,
     rng: Rng,
@@ -369,6 +374,7 @@ impl Sim {
             monitor,
             clients,
             budget,
+            lost: None,
             blobs: Arc::new(FakeBlobs::default()),
             jobs: Arc::new(FakeJobs::default()),
             rng,
@@ -516,6 +522,9 @@ impl Sim {
     }
 
     fn crash(&mut self, region: &str) {
+        if let Some((_, holders)) = &mut self.lost {
+            holders.remove(region);
+        }
         if let Some(d) = self.daemons.remove(region) {
             self.world.kill(d.pid);
             self.clients.routers.down(region);
@@ -614,6 +623,21 @@ impl Sim {
             Event::Isolate { replica, on } => self.store.isolate(replica, *on),
             Event::SfnApiDown { region, on } => self.sfn.set_down(region, *on),
             Event::SfnStall { region, on } => self.sfn.set_stalled(region, *on),
+            Event::RecordLost { restore } => {
+                let lost = if *restore {
+                    let back = self.rng.below(3) as usize;
+                    self.store.restore_record(back).map(|(newest, _)| newest)
+                } else {
+                    self.store.lose_record()
+                };
+                let holders = self
+                    .daemons
+                    .iter()
+                    .filter(|(_, d)| d.shared.read(|st| st.record.is_some()))
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                self.lost = lost.map(|l| (l, holders));
+            }
             Event::ClockStep { region, ms } => {
                 let skew = self.world.skew(region);
                 self.world.set_skew(region, skew + ms);

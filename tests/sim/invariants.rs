@@ -168,6 +168,7 @@ impl Monitor {
             self.store_seq = seq;
             self.record = sim.store.record(REGIONS[0]);
             self.writes(sim, t);
+            self.recreated(sim);
         }
         let version = sim.sfn.version();
         let sfn_moved = version != self.sfn_version;
@@ -253,6 +254,31 @@ impl Monitor {
                     t - quiet
                 ),
             );
+        }
+    }
+
+    /// Issue 19 item 9: after the record was lost or restored over, while a
+    /// daemon that held a copy still runs, the record comes back only
+    /// re-created from a copy (epoch above 1, a fresh incarnation), never
+    /// initialized afresh (epoch 1: the highest-priority region, unpaused,
+    /// with no predecessor).
+    fn recreated(&mut self, sim: &Sim) {
+        let Some((lost, holders)) = &sim.lost else {
+            return;
+        };
+        if holders.is_empty() {
+            return;
+        }
+        for (replica, r) in sim.store.records() {
+            if let Some(r) = r.filter(|r| r.incarnation != lost.incarnation && r.epoch == 1) {
+                self.violate(
+                    sim,
+                    format!(
+                        "the lost record (epoch {}, {} active) was initialized afresh in {replica} ({} active, incarnation {}) while {holders:?} held a copy",
+                        lost.epoch, lost.active, r.active, r.incarnation
+                    ),
+                );
+            }
         }
     }
 

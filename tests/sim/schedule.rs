@@ -111,6 +111,11 @@ pub enum Event {
         region: String,
         ms: i64,
     },
+    /// The control record lost (deleted by hand, the table re-created) or,
+    /// with `restore`, the table restored to an older copy of it.
+    RecordLost {
+        restore: bool,
+    },
     /// Every fault off, every daemon running.
     HealAll,
 }
@@ -315,6 +320,7 @@ pub fn generate(seed: u64) -> Scenario {
         }
     }
     clock_steps(seed, &skews, fault_end_ms, &mut events);
+    record_losses(seed, fault_end_ms, &mut events);
     events.push(Timed {
         at_ms: fault_end_ms,
         event: Event::HealAll,
@@ -368,6 +374,21 @@ fn clock_steps(seed: u64, skews: &[(String, i64)], end_ms: u64, events: &mut Vec
             });
         }
     }
+}
+
+/// A lost or restored control record, in about one seed in ten, from a
+/// stream of its own (older seeds replay as before).
+fn record_losses(seed: u64, end_ms: u64, events: &mut Vec<Timed>) {
+    let mut r = Rng::new(seed).fork(0x7AB1_E105);
+    if !r.chance(0.1) {
+        return;
+    }
+    events.push(Timed {
+        at_ms: r.range(20_000, end_ms.saturating_sub(5_000).max(20_001)) / 100 * 100,
+        event: Event::RecordLost {
+            restore: r.chance(0.5),
+        },
+    });
 }
 
 /// One fault: the event that starts it and the one that ends it.

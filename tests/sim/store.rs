@@ -222,6 +222,52 @@ impl FakeStore {
         self.lock().lag = (least, most.max(least));
     }
 
+    /// The record item gone from every replica (deleted by hand, or the
+    /// table re-created): what it was.
+    pub fn lose_record(&self) -> Option<ControlRecord> {
+        let mut g = self.lock();
+        let mut lost = None;
+        for t in g.tables.values_mut() {
+            if let Some((Item::Record(r), _)) = t.items.remove(&Key::Control) {
+                if lost
+                    .as_ref()
+                    .is_none_or(|l: &ControlRecord| r.version > l.version)
+                {
+                    lost = Some(r);
+                }
+            }
+        }
+        g.seq += 1;
+        lost
+    }
+
+    /// A point-in-time restore: every replica's record replaced by an
+    /// older version of the newest record's incarnation (`back` writes
+    /// before the newest one). Returns (newest, restored).
+    pub fn restore_record(&self, back: usize) -> Option<(ControlRecord, ControlRecord)> {
+        let mut g = self.lock();
+        let newest = g
+            .log
+            .iter()
+            .map(|l| &l.record)
+            .max_by_key(|r| r.version)?
+            .clone();
+        let older = g
+            .log
+            .iter()
+            .rev()
+            .map(|l| &l.record)
+            .filter(|r| r.incarnation == newest.incarnation && r.version < newest.version)
+            .nth(back)?
+            .clone();
+        let stamp = Self::next_stamp(&mut g);
+        for t in g.tables.values_mut() {
+            t.items
+                .insert(Key::Control, (Item::Record(older.clone()), stamp));
+        }
+        Some((newest, older))
+    }
+
     // --- views for the invariants (no latency, no faults) ---
 
     /// The record as `replica` holds it.

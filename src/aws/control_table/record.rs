@@ -11,7 +11,7 @@ use super::{
 };
 use crate::core::control::{ControlRecord, Mode, Phase, Proposal, ProposalState, Step};
 use crate::core::plan::FailoverPlan;
-use crate::core::record::{RecordWrite, Settlement};
+use crate::core::record::{RecordWrite, Recreated, Settlement};
 use crate::ports::PortError;
 use crate::ports::store::Write;
 
@@ -143,7 +143,22 @@ impl ControlTable {
                 by,
                 at,
                 reason,
-            } => return self.initialize(active, incarnation, by, *at, reason).await,
+            } => {
+                return self
+                    .initialize(active, incarnation, by, *at, reason, None)
+                    .await;
+            }
+            RecordWrite::Recreate {
+                from,
+                incarnation,
+                by,
+                at,
+                reason,
+            } => {
+                return self
+                    .initialize(&from.active, incarnation, by, *at, reason, Some(from))
+                    .await;
+            }
             RecordWrite::Claim { plan } => claim(plan),
             RecordWrite::Propose {
                 expected_version,
@@ -219,7 +234,10 @@ impl ControlTable {
         self.update_record(&op, update).await
     }
 
-    /// Create the record: a PutItem, only if there is none.
+    /// Create the record: a PutItem, only if there is none; or re-create
+    /// it from a copy (`from`), only if there is none or only over the
+    /// restored copy it replaces (the whole item: nothing of the restored
+    /// copy's failover or proposal survives).
     async fn initialize(
         &self,
         active: &str,
@@ -227,14 +245,20 @@ impl ControlTable {
         by: &str,
         at: u64,
         reason: &str,
+        from: Option<&Recreated>,
     ) -> Result<Write, PortError> {
+        let replaces = from.and_then(|f| f.replaces);
         let mut item = Self::key(CONTROL, CONTROL);
+        let mode = match from.map(|f| f.mode) {
+            Some(Mode::Paused) => "paused",
+            _ => "auto",
+        };
         item.extend([
-            ("version".to_string(), n(1)),
+            ("version".to_string(), n(replaces.map_or(1, |v| v + 1))),
             ("incarnation".to_string(), s(incarnation)),
-            ("epoch".to_string(), n(1)),
+            ("epoch".to_string(), n(from.map_or(1, |f| f.epoch))),
             ("active".to_string(), s(active)),
-            ("mode".to_string(), s("auto")),
+            ("mode".to_string(), s(mode)),
             ("state".to_string(), s("steady")),
             ("step".to_string(), s(Step::Init.as_str())),
             ("aborts".to_string(), n(0)),
@@ -242,15 +266,29 @@ impl ControlTable {
             ("changed_at".to_string(), n(at)),
             ("reason".to_string(), s(reason)),
         ]);
-        let r = self
+        if let Some(p) = from.and_then(|f| f.previous.as_deref()) {
+            item.insert("previous".to_string(), s(p));
+        }
+        if let Some(t) = from.and_then(|f| f.last_failover_at) {
+            item.insert("last_failover_at".to_string(), n(t));
+        }
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        self.conditional("PutItem CONTROL (initialize)", r)
+            .set_item(Some(item));
+        put = match replaces {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
+        let op = if from.is_some() {
+            "PutItem CONTROL (recreate)"
+        } else {
+            "PutItem CONTROL (initialize)"
+        };
+        self.conditional(op, put.send().await)
     }
 
     /// One UpdateItem on the record.
