@@ -5,7 +5,8 @@
 #   2. cfn-lint (pinned, installed by deploy/tools.sh) on every rendered
 #      template, with failoverd's policy-as-code rules (deploy/lint/rules):
 #      encryption at rest, no wildcard in the daemon's policy, deletion
-#      protection on the tables, billing alarms only in us-east-1;
+#      protection on the tables, billing alarms only in us-east-1, a
+#      workflow that a region without a replica can leave out;
 #   3. every fixture in deploy/lint/fixtures and every mutant of the real
 #      templates (deploy/lint/check.py) must FAIL with the rule it breaks.
 #

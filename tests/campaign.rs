@@ -205,15 +205,24 @@ fn record(lab: &Lab) -> Option<ControlRecord> {
     Lab::rt().block_on(lab.table().read_record()).ok().flatten()
 }
 
-/// Execution names per region, from each region's Step Functions.
+/// Execution names per state machine region, from each configured state
+/// machine (regions without a replica share a replica region's).
 fn executions(lab: &Lab) -> BTreeMap<String, Vec<String>> {
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in REGIONS {
-        let arn = lab.config.region(r).unwrap().state_machine_arn.clone();
+    let mut machines: Vec<String> = REGIONS
+        .iter()
+        .map(|r| lab.config.region(r).unwrap().state_machine_arn.clone())
+        .collect();
+    machines.sort();
+    machines.dedup();
+    for arn in machines {
+        let r = failoverd::ports::workflows::arn_region(&arn)
+            .unwrap()
+            .to_string();
         let out = Lab::rt()
             .block_on(
                 lab.clients
-                    .sfn(r)
+                    .sfn(&r)
                     .list_executions()
                     .state_machine_arn(arn)
                     .max_results(1000)

@@ -157,10 +157,15 @@ fn every_problem_is_reported_with_file_and_key() {
 #[test]
 fn duplicate_regions_and_priorities_and_bad_arns_are_errors() {
     let d = tempdir();
-    let dup = BASE.replace(
-        "name = \"us-west-2\"\npriority = 2",
-        "name = \"us-east-1\"\npriority = 1",
-    );
+    let dup = BASE
+        .replace(
+            "name = \"us-west-2\"\npriority = 2",
+            "name = \"us-east-1\"\npriority = 1",
+        )
+        .replace(
+            "arn:aws:states:us-west-2:111122223333:stateMachine:f",
+            "arn:aws:states:west:111122223333:stateMachine:f",
+        );
     write(&d, "base.toml", &dup);
     let f = write(&d, "us-east-1.toml", "region = \"us-east-1\"\n");
     let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
@@ -174,7 +179,7 @@ fn duplicate_regions_and_priorities_and_bad_arns_are_errors() {
     );
     assert!(
         report.contains("regions[1].state_machine_arn")
-            && report.contains("state machines are regional"),
+            && report.contains("is not a state machine ARN"),
         "{report}"
     );
 }
@@ -332,11 +337,17 @@ sagemaker = { provisioned = "p" }
         report.contains("regions[2]") && report.contains("control_replica"),
         "{report}"
     );
-    // ...pointing it at a replica inside the set is.
-    let regional = three.replace(
-        "name = \"eu-west-1\"\npriority = 3",
-        "name = \"eu-west-1\"\npriority = 3\ncontrol_replica = \"us-east-1\"",
-    );
+    // ...pointing it at a replica inside the set is, once its failovers run
+    // in a replica region's workflow (it has no table for one of its own).
+    let regional = three
+        .replace(
+            "name = \"eu-west-1\"\npriority = 3",
+            "name = \"eu-west-1\"\npriority = 3\ncontrol_replica = \"us-east-1\"",
+        )
+        .replace(
+            "arn:aws:states:eu-west-1:111122223333:stateMachine:f",
+            "arn:aws:states:us-east-1:111122223333:stateMachine:f",
+        );
     write(&d, "base.toml", &with_replicas(&regional));
     let cfg = config::load(&f, &EnvSource::new()).unwrap();
     assert_eq!(cfg.control_region_for("eu-west-1"), "us-east-1");
@@ -354,6 +365,83 @@ sagemaker = { provisioned = "p" }
     let f2 = write(&d, "us-west-2.toml", "region = \"us-west-2\"\n");
     let report = config::load(&f2, &EnvSource::new()).unwrap_err().report();
     assert!(report.contains("two and a witness"), "{report}");
+}
+
+/// The witness topology: two replicas, and a third serving region (the
+/// MRSC witness) whose daemon uses a replica elsewhere. Step Functions runs
+/// the workflow's DynamoDB tasks only in its own region, so that region's
+/// own workflow would write a table that does not exist there: check-config
+/// refuses it, naming the file and the key, and accepts a replica region's
+/// state machine (config/workflow.rs, "Where the workflow runs").
+#[test]
+fn a_region_without_a_replica_runs_its_failovers_in_a_replica_regions_workflow() {
+    let d = tempdir();
+    let own = "arn:aws:states:us-east-2:111122223333:stateMachine:f";
+    let fleet = |arn: &str, tables: &str| {
+        BASE.replace("witness = \"us-east-2\"\n", tables)
+            + &format!(
+                r#"
+[[regions]]
+name = "us-east-2"
+priority = 3
+control_replica = "us-east-1"
+probe_urls = ["https://c.example/ping"]
+state_machine_arn = "{arn}"
+sagemaker = {{ serverless = "s" }}
+"#
+            )
+    };
+    let witness = "witness = \"us-east-2\"\nreplicas = [\"us-east-1\", \"us-west-2\"]\n";
+    let base = write(&d, "base.toml", &fleet(own, witness));
+    let f = write(&d, "us-east-2.toml", "region = \"us-east-2\"\n");
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    let line = report
+        .lines()
+        .find(|l| l.contains("regions[2].state_machine_arn"))
+        .unwrap_or_else(|| panic!("the key is named: {report}"));
+    assert!(
+        line.contains(&base.display().to_string()),
+        "the file is named: {report}"
+    );
+    assert!(
+        line.contains("us-east-2 (the MRSC witness) holds no replica")
+            && line.contains("DeployWorkflow=false")
+            && line.contains("us-east-1's"),
+        "{report}"
+    );
+    // Every other region's daemon refuses it too: it is a fleet setting.
+    let f1 = write(&d, "us-east-1.toml", "region = \"us-east-1\"\n");
+    assert!(config::load(&f1, &EnvSource::new()).is_err());
+
+    // A replica region's state machine: either one under MRSC.
+    for replica in ["us-east-1", "us-west-2"] {
+        let arn = format!("arn:aws:states:{replica}:111122223333:stateMachine:f");
+        write(&d, "base.toml", &fleet(&arn, witness));
+        let cfg = config::load(&f, &EnvSource::new())
+            .unwrap_or_else(|e| panic!("{replica}: {}", e.report()));
+        assert_eq!(cfg.local().state_machine_arn, arn);
+    }
+
+    // MREC: conditions are evaluated in the local replica only, so the
+    // workflow must write the replica the daemon claims on (us-east-1).
+    let mrec = "consistency = \"eventual\"\nreplicas = [\"us-east-1\", \"us-west-2\"]\n";
+    write(
+        &d,
+        "base.toml",
+        &fleet("arn:aws:states:us-west-2:111122223333:stateMachine:f", mrec),
+    );
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    assert!(
+        report.contains("regions[2].state_machine_arn")
+            && report.contains("claims failovers in the replica in us-east-1"),
+        "{report}"
+    );
+    write(
+        &d,
+        "base.toml",
+        &fleet("arn:aws:states:us-east-1:111122223333:stateMachine:f", mrec),
+    );
+    config::load(&f, &EnvSource::new()).unwrap();
 }
 
 /// [`BASE`] with a third region: a fleet that may fail over automatically.

@@ -572,6 +572,68 @@ fn every_shipped_etc_file_is_a_conffile() {
 /// What moto's CloudFormation skips, as docs/deploy.md says.
 const MOTO_SKIPS: &[(&str, &str)] = &[("BatchBucketPolicy", "AWS::S3::BucketPolicy")];
 
+/// The logical ids of the resources (and outputs) whose `Condition` is
+/// `condition`.
+fn conditional_on(tpl: &Value, condition: &str) -> BTreeSet<String> {
+    ["Resources", "Outputs"]
+        .iter()
+        .filter_map(|section| cfn::get(tpl, &[section]).and_then(|r| r.as_mapping()))
+        .flat_map(|m| m.iter())
+        .filter(|(_, v)| cfn::get(v, &["Condition"]).and_then(cfn::str_of) == Some(condition))
+        .map(|(k, _)| k.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The witness topology: a region without a replica of the control table
+/// deploys no workflow (Step Functions runs the workflow's DynamoDB tasks
+/// only in its own region, so it would write a table that does not exist
+/// there). The state machine, its role and its log group, and the outputs
+/// naming them, exist only under HasWorkflow (DeployWorkflow=true, the
+/// default); everything else every region deploys. The workflow writes its
+/// own region's replica unless told otherwise (the lab only), and the
+/// runbook deploys the third region with DeployWorkflow=false and never
+/// points a workflow at another region's table.
+#[test]
+fn a_region_without_a_replica_deploys_no_workflow() {
+    let tpl = cfn::load(&cfn::source("region.yaml"));
+    assert_eq!(param_default(&tpl, "DeployWorkflow"), "true");
+    assert_eq!(param_default(&tpl, "ControlTableRegion"), "");
+    let cond = cfn::get(&tpl, &["Conditions", "HasWorkflow"]).expect("a HasWorkflow condition");
+    let text = serde_yaml::to_string(cond).unwrap();
+    assert!(
+        text.contains("DeployWorkflow") && text.contains("'true'"),
+        "{text}"
+    );
+    let only = conditional_on(&tpl, "HasWorkflow");
+    let expected: BTreeSet<String> = [
+        "StateMachine",
+        "StateMachineRole",
+        "StateMachineLogGroup",
+        "StateMachineArn",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert!(only.is_superset(&expected), "{only:?}");
+    // Nothing else is workflow-only: the bucket and the health check serve
+    // the region whether or not it runs a workflow.
+    for (id, ty) in resource_ids(&tpl) {
+        let is_workflow =
+            ty == "AWS::StepFunctions::StateMachine" || id.starts_with("StateMachine");
+        assert_eq!(only.contains(&id), is_workflow, "{id} ({ty})");
+    }
+
+    let runbook = std::fs::read_to_string(cfn::root().join("runbooks/deploy.md")).unwrap();
+    assert!(
+        runbook.contains("DeployWorkflow=false"),
+        "runbooks/deploy.md must deploy a region without a replica with DeployWorkflow=false"
+    );
+    assert!(
+        !runbook.contains("ControlTableRegion="),
+        "runbooks/deploy.md must not point a workflow at another region's table"
+    );
+}
+
 fn resource_ids(tpl: &Value) -> BTreeMap<String, String> {
     cfn::get(tpl, &["Resources"])
         .and_then(|r| r.as_mapping())
@@ -836,11 +898,16 @@ fn lab_provisioning_deploys_what_the_templates_describe() {
                 .build();
             aws_sdk_cloudformation::Client::from_conf(conf)
         };
-        for (region, stack, tpl) in [
-            ("us-east-1", "failoverd-region", &region_tpl),
-            ("us-west-2", "failoverd-region", &region_tpl),
-            ("eu-west-1", "failoverd-region", &region_tpl),
-            ("us-east-1", "failoverd-iam", &iam_tpl),
+        // eu-west-1 holds no replica in the lab: its stack deploys no
+        // workflow (DeployWorkflow=false), so the HasWorkflow resources
+        // must be absent there, and only there.
+        let workflow_only = conditional_on(&region_tpl, "HasWorkflow");
+        assert!(workflow_only.contains("StateMachine"), "{workflow_only:?}");
+        for (region, stack, tpl, workflow) in [
+            ("us-east-1", "failoverd-region", &region_tpl, true),
+            ("us-west-2", "failoverd-region", &region_tpl, true),
+            ("eu-west-1", "failoverd-region", &region_tpl, false),
+            ("us-east-1", "failoverd-iam", &iam_tpl, true),
         ] {
             let listed = cfn_client(region)
                 .list_stack_resources()
@@ -854,9 +921,20 @@ fn lab_provisioning_deploys_what_the_templates_describe() {
                 .filter_map(|r| r.logical_resource_id().map(String::from))
                 .filter(|id| !id.is_empty())
                 .collect();
+            if !workflow {
+                let there: Vec<&String> = workflow_only
+                    .iter()
+                    .filter(|id| created.contains(*id))
+                    .collect();
+                assert!(
+                    there.is_empty(),
+                    "stack {stack} in {region} (no replica) created {there:?}"
+                );
+            }
             let skipped: Vec<(String, String)> = resource_ids(tpl)
                 .into_iter()
                 .filter(|(id, _)| !created.contains(id))
+                .filter(|(id, _)| workflow || !workflow_only.contains(id))
                 .collect();
             for (id, ty) in &skipped {
                 assert!(

@@ -376,6 +376,48 @@ fn s3_arn_rest(v: &serde_yaml::Value) -> Option<String> {
 /// `bucket/*` it is no grant at all, and S3 goes on answering 403 for a
 /// result not written yet. Every bucket the daemon reads objects from must
 /// be listed by bucket ARN.
+/// The witness topology: a region without a replica deploys no workflow,
+/// and its daemon starts, follows and stops its failovers in a replica
+/// region's state machine (docs/deploy.md, "Where the workflow runs"). So
+/// the daemon's role (one role for every region's hosts) must grant the
+/// Step Functions calls on the state machines of all three regions, never
+/// only on its own region's (`${AWS::Region}`: the role is global, and a
+/// witness host's own region has no state machine).
+#[test]
+fn a_daemon_may_drive_the_workflow_of_any_region() {
+    let tpl = cfn::load(&cfn::source(IAM_TEMPLATE));
+    let (role_id, _) = cfn::role(&tpl, "daemon");
+    let statements: Vec<_> = cfn::statements(&tpl, &role_id)
+        .into_iter()
+        .filter(|s| s.allow)
+        .collect();
+    for (action, kind) in [
+        ("states:StartExecution", ":stateMachine:"),
+        ("states:DescribeExecution", ":execution:"),
+        ("states:StopExecution", ":execution:"),
+    ] {
+        let texts: Vec<String> = statements
+            .iter()
+            .filter(|s| s.actions.iter().any(|a| a == action))
+            .flat_map(|s| s.resources.iter())
+            .map(|r| serde_yaml::to_string(r).unwrap())
+            .filter(|t| t.contains(kind))
+            .collect();
+        assert!(
+            texts.iter().all(|t| !t.contains("${AWS::Region}")),
+            "{action} only in the daemon's own region: {texts:?}"
+        );
+        for region in ["${Region1}", "${Region2}", "${Region3}"] {
+            assert!(
+                texts
+                    .iter()
+                    .any(|t| t.contains(&format!(":states:{region}:"))),
+                "{action} is not granted on {region}'s state machine: {texts:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn listbucket_is_granted_on_every_bucket_the_daemon_reads() {
     let tpl = cfn::load(&cfn::source(IAM_TEMPLATE));

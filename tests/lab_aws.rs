@@ -245,7 +245,7 @@ fn provision_renders_a_valid_lab_config() {
                 .await
                 .unwrap();
             clients
-                .sfn(&r.name)
+                .sfn(failoverd::ports::workflows::arn_region(&r.state_machine_arn).unwrap())
                 .describe_state_machine()
                 .state_machine_arn(&r.state_machine_arn)
                 .send()

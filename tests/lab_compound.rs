@@ -50,10 +50,14 @@ fn execution(lab: &Lab, region: &str, name: &str) -> Option<(String, Option<Stri
         &lab.config.region(region).unwrap().state_machine_arn,
         name,
     );
+    // The state machine's region, not always `region`'s (config/workflow.rs).
+    let sm_region = failoverd::ports::workflows::arn_region(&arn)
+        .unwrap()
+        .to_string();
     Lab::rt()
         .block_on(
             lab.clients
-                .sfn(region)
+                .sfn(&sm_region)
                 .describe_execution()
                 .execution_arn(arn)
                 .send(),

@@ -30,10 +30,14 @@ fn execution_status(lab: &Lab, region: &str, name: &str) -> String {
         &lab.config.region(region).unwrap().state_machine_arn,
         name,
     );
+    // The state machine's region, not always `region`'s (config/workflow.rs).
+    let sm_region = failoverd::ports::workflows::arn_region(&arn)
+        .unwrap()
+        .to_string();
     Lab::rt()
         .block_on(
             lab.clients
-                .sfn(region)
+                .sfn(&sm_region)
                 .describe_execution()
                 .execution_arn(arn)
                 .send(),

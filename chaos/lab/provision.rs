@@ -230,6 +230,17 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
             .rsplit(':')
             .next()
             .unwrap_or("failoverd-failover");
+        // A region deploys the workflow when some region's failovers run
+        // there: in strong mode eu-west-1 holds no replica and uses
+        // us-east-1's (config/workflow.rs, "Where the workflow runs"); in
+        // eventual mode every region has its own replica and workflow
+        // (`render` points each region at its own).
+        let own_arn = in_region(&region.state_machine_arn, &region.name);
+        let deploys_workflow = eventual
+            || cfg
+                .regions
+                .iter()
+                .any(|r| in_region(&r.state_machine_arn, &region.name) == r.state_machine_arn);
         let outputs = deploy_stack(
             &cloudformation(&clients, Some(&moto), &region.name),
             &region.name,
@@ -239,6 +250,10 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
                 ("ControlTable", cfg.tables.control.as_str()),
                 ("ControlTableRegion", control_region.as_str()),
                 ("StateMachineName", state_machine),
+                (
+                    "DeployWorkflow",
+                    if deploys_workflow { "true" } else { "false" },
+                ),
                 ("BatchBucketPrefix", cfg.router.batch_bucket_prefix.as_str()),
                 (
                     "HealthCheckFqdn",
@@ -259,11 +274,25 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
                     output: name,
                 })
         };
+        let hc = output("HealthCheckId")?;
+        let bucket = output("BatchBucketName")?;
+        info!(region = %region.name, deploys_workflow, health_check = %hc, %bucket, "region stack");
+        health_checks.push((region.name.clone(), hc));
+        create_endpoints(&clients, region, &bucket).await?;
+        if !deploys_workflow {
+            if outputs.contains_key("StateMachineArn") {
+                return Err(ProvisionError::StateMachineArn {
+                    got: outputs["StateMachineArn"].clone(),
+                    want: "none (DeployWorkflow=false)".into(),
+                });
+            }
+            continue;
+        }
         let arn = output("StateMachineArn")?;
-        if arn != region.state_machine_arn {
+        if arn != own_arn {
             return Err(ProvisionError::StateMachineArn {
                 got: arn,
-                want: region.state_machine_arn.clone(),
+                want: own_arn,
             });
         }
         let deployed = clients
@@ -284,12 +313,7 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
             deployed.definition().to_string(),
             deployed.role_arn().to_string(),
         ));
-        let hc = output("HealthCheckId")?;
-        let bucket = output("BatchBucketName")?;
-        info!(region = %region.name, state_machine = %arn, health_check = %hc, %bucket, "region stack");
-        health_checks.push((region.name.clone(), hc));
-
-        create_endpoints(&clients, region, &bucket).await?;
+        info!(region = %region.name, state_machine = %arn, "failover workflow");
     }
     moto_interpreter(&moto, true).await?;
     for (region, name, definition, role) in &machines {
@@ -580,7 +604,17 @@ async fn deploy_stack(
     }
 }
 
-/// Copy the lab's files into `out`, with the new health-check ids.
+/// `arn` with its region replaced by `region`.
+fn in_region(arn: &str, region: &str) -> String {
+    let mut parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() > 3 {
+        parts[3] = region;
+    }
+    parts.join(":")
+}
+
+/// Copy the lab's files into `out`, with the new health-check ids (and, in
+/// eventual mode, each region's own workflow).
 fn render(
     region_file: &Path,
     out: &Path,
@@ -602,6 +636,17 @@ fn render(
                 .and_then(|n| n.as_str())
                 .unwrap_or_default()
                 .to_string();
+            if eventual {
+                // Every region holds a replica and claims in it, so its
+                // failovers run in its own workflow (config/workflow.rs).
+                let arn = r
+                    .get("state_machine_arn")
+                    .and_then(|a| a.as_str())
+                    .map(|a| in_region(a, &name));
+                if let Some(arn) = arn {
+                    r.insert("state_machine_arn".into(), toml::Value::String(arn));
+                }
+            }
             if let Some((_, id)) = health_checks.iter().find(|(n, _)| *n == name) {
                 r.insert(
                     "health_check_ids".into(),

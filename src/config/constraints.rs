@@ -18,7 +18,8 @@
 //! - errors: the prepare step's heartbeat against `PrepareTarget`'s
 //!   `HeartbeatSeconds`; the warm-up against `timings.stuck_failover` (the
 //!   tier2 scale-up is config/cost.rs's); automatic failover in a fleet of
-//!   fewer than three voting regions;
+//!   fewer than three voting regions; a region's workflow in a region whose
+//!   replica it cannot write (config/workflow.rs, "Where the workflow runs");
 //! - warnings: the prepare heartbeat with none to spare; vote freshness and
 //!   the lease against a round whose probes time out; the start timeout
 //!   against the workflow's retries, and against the stuck rule;
@@ -81,6 +82,19 @@ impl Validator<'_> {
         self.retry_cap(c);
         self.shutdown(c);
         self.fleet_size(c);
+        self.workflow_regions(c);
+    }
+
+    /// Each `[[regions]] state_machine_arn` names a state machine in a
+    /// region whose replica of the control table its workflow can write
+    /// (config/workflow.rs, "Where the workflow runs").
+    fn workflow_regions(&mut self, c: &Config) {
+        for (i, r) in c.regions.iter().enumerate() {
+            let Some(problem) = super::workflow::workflow_region_problem(c, r) else {
+                continue;
+            };
+            self.err(&format!("regions[{i}].state_machine_arn"), problem);
+        }
     }
 
     /// The token worker heartbeats every third of a claim lease of five

@@ -109,7 +109,9 @@ pub struct RegionConfig {
     pub probe_urls: Vec<String>,
     /// Optional string that a probe's body (first 5120 bytes) must contain.
     pub probe_match: Option<String>,
-    /// ARN of this region's failover state machine (state machines are regional).
+    /// ARN of the failover state machine this region's failovers run in:
+    /// its own region's, or a replica region's where it holds no replica
+    /// (config/workflow.rs, "Where the workflow runs").
     pub state_machine_arn: String,
     /// SageMaker endpoint names for the three inference paths.
     pub sagemaker: SageMakerEndpoints,

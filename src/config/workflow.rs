@@ -8,6 +8,35 @@
 //! fails when a figure here no longer matches, so a change to the workflow
 //! changes what `check-config` derives, or the build fails.
 //!
+//! # Where the workflow runs
+//!
+//! The workflow's Tasks are AWS SDK integrations with DynamoDB, and Step
+//! Functions runs those only in the state machine's own region ("Currently,
+//! cross-Region AWS SDK integration and cross-Region AWS resource access
+//! aren't available in Step Functions": AWS, "Accessing resources in other
+//! AWS accounts in Step Functions"). So a workflow writes the control-table
+//! replica of its own region, and a region that holds no replica (an MRSC
+//! witness region, or any region with `control_replica`) deploys none
+//! (`region.yaml` `DeployWorkflow=false`): its `[[regions]]
+//! state_machine_arn` names a replica region's state machine, which its
+//! daemon starts with a plain StartExecution in that region.
+//! [`workflow_region_problem`] is the rule `check-config` applies:
+//!
+//! - `strong` (MRSC): the state machine is in a region of `tables.replicas`
+//!   (every replica is the same linearizable table);
+//! - `eventual` (MREC): it is in the region of the replica the entry's
+//!   daemon uses ([`Config::control_region_for`]): conditions are evaluated
+//!   in the local replica only, so a workflow writing another replica would
+//!   not yet see the claim it is fenced on.
+//!
+//! One epoch, one execution, one state machine: the epoch's execution is
+//! `failover-<incarnation>-<epoch>` in `regions[initiator].state_machine_arn`,
+//! where the initiator is the region the claim wrote into the record. That
+//! setting is fleet-wide (every daemon's file lists every region's, and
+//! `config::fleet` fingerprints it), so the initiator, a daemon ensuring
+//! the execution after the initiator crashed, and whoever settles or stops
+//! it look in the same state machine, whichever region they run in.
+//!
 //! The token cadence ([`Timings::token_claim_lease`],
 //! [`Timings::heartbeat_period`]) is the token desk's (`control::tokens`):
 //! a claim lease of five poll intervals (at least 10 s), renewed and
@@ -16,7 +45,8 @@
 
 use std::time::Duration;
 
-use super::Timings;
+use super::{Config, Consistency, RegionConfig, Timings};
+use crate::ports::workflows::arn_region;
 
 /// `TimeoutSeconds` of the workflow's `PrepareTarget` task (and the token's
 /// `timeout_seconds`).
@@ -66,6 +96,42 @@ pub const SYSTEMD_TIMEOUT_STOP: Duration = Duration::from_secs(45);
 /// What the unit's `TimeoutStopSec` leaves beyond the drain, for shutting
 /// the AWS clients down (the unit's own comment: a 30 s drain in 45 s).
 pub const SHUTDOWN_ROOM: Duration = Duration::from_secs(15);
+
+/// Why `r`'s `state_machine_arn` cannot run its failovers (see "Where the
+/// workflow runs"), or `None`.
+pub fn workflow_region_problem(c: &Config, r: &RegionConfig) -> Option<String> {
+    let arn = &r.state_machine_arn;
+    let sm = arn_region(arn)?;
+    let replicas = &c.tables.replicas;
+    let used = c.control_region_for(&r.name);
+    let suggest = if replicas.iter().any(|x| x == used) {
+        used
+    } else {
+        replicas.first().map(String::as_str).unwrap_or(used)
+    };
+    let why_regional = "Step Functions runs the workflow's DynamoDB tasks only in the state machine's own region (cross-Region AWS SDK integrations are not available)";
+    if !replicas.iter().any(|x| x == sm) {
+        let whose = if sm == r.name {
+            format!("{}'s own", r.name)
+        } else {
+            format!("a state machine in {sm}, which is")
+        };
+        let witness = match c.tables.witness.as_deref() {
+            Some(w) if w == sm => " (the MRSC witness)",
+            _ => "",
+        };
+        return Some(format!(
+            "{arn:?} is {whose} workflow, but {sm}{witness} holds no replica of the control table (tables.replicas: {replicas:?}), and {why_regional}: its steps would write a table that does not exist. Deploy no workflow in {sm} (deploy/cloudformation/region.yaml DeployWorkflow=false) and name a replica region's state machine here, e.g. {suggest}'s (runbooks/deploy.md)"
+        ));
+    }
+    if c.tables.consistency == Consistency::Eventual && sm != used {
+        return Some(format!(
+            "{arn:?} is in {sm}, but {}'s daemon claims failovers in the replica in {used}; under consistency = \"eventual\" (MREC) conditions are evaluated in the local replica only, so a workflow writing the replica in {sm} would not see the claim it is fenced on until replication and end as Superseded. Name the state machine in {used}",
+            r.name
+        ));
+    }
+    None
+}
 
 impl Timings {
     /// How long a task-token claim holds without renewal.

@@ -7,8 +7,13 @@
 //! A failover is a saga of two steps, each idempotent with a recorded outcome:
 //! 1. claim the epoch: a conditional write on the record's `version`
 //!    (a lost race is [`Outcome::Lost`], not an error);
-//! 2. start `failover-<incarnation>-<epoch>` in the initiator region's Step
-//!    Functions. The name is the idempotency key: a retry (or a restart after
+//! 2. start `failover-<incarnation>-<epoch>` in the initiator's state
+//!    machine, `regions[initiator].state_machine_arn`: the initiator's own
+//!    region's, or, for a region that holds no replica of the control
+//!    table, a replica region's (config/workflow.rs, "Where the workflow
+//!    runs"). The initiator is in the record and the ARN is a fleet-wide
+//!    setting, so every daemon finds an epoch's execution in the same state
+//!    machine. The name is the idempotency key: a retry (or a restart after
 //!    a crash between 1 and 2, via `Action::EnsureExecution`) starts the same
 //!    execution or finds it already there. An existing execution of that name
 //!    with *other* input is a collision (a name reused from an earlier table
@@ -329,7 +334,8 @@ impl Executor<'_> {
         }
     }
 
-    /// The state machine ARN of the region an execution name runs in.
+    /// The state machine the executions `region` initiates run in (not
+    /// necessarily in `region`: see the module doc).
     fn state_machine(&self, region: &str) -> Result<&str, ExecError> {
         self.config
             .region(region)
@@ -338,11 +344,20 @@ impl Executor<'_> {
     }
 
     /// Stop an execution, best effort. Its initiator is not always known
-    /// here, so every region's state machine is tried: stopping an
-    /// execution that does not exist is a no-op.
+    /// here, so every configured state machine is tried once (regions
+    /// without a replica share a replica region's): stopping an execution
+    /// that does not exist is a no-op.
     async fn stop(&self, execution: &str, cause: &str) {
-        for r in &self.config.regions {
-            let arn = execution_arn(&r.state_machine_arn, execution);
+        let mut machines: Vec<&str> = self
+            .config
+            .regions
+            .iter()
+            .map(|r| r.state_machine_arn.as_str())
+            .collect();
+        machines.sort_unstable();
+        machines.dedup();
+        for sm in machines {
+            let arn = execution_arn(sm, execution);
             if let Err(e) = self.ports.workflows.stop(&arn, cause).await {
                 tracing::warn!(
                     error = %crate::error_chain(&e),

@@ -17,6 +17,12 @@ E9103 deletion protection: every DynamoDB table and every global-table
       replica has DeletionProtectionEnabled and a Retain deletion policy.
 E9104 billing alarms only in us-east-1: a template with an AWS/Billing alarm
       must refuse every other region in its Rules section.
+E9105 a region without a replica can deploy without a workflow: every state
+      machine carries a Condition, its execution role and log group carry the
+      same one, and nothing else (the bucket, the health check, which every
+      serving region needs) does. Step Functions runs the workflow's DynamoDB
+      steps only in its own region (docs/deploy.md, "Where the workflow
+      runs").
 
 The daemon's role is the AWS::IAM::Role whose Metadata says
 `failoverd: {role: daemon}`; policies attached to it by AWS::IAM::Policy or
@@ -323,5 +329,72 @@ class BillingAlarmsOnlyInUsEast1(CloudFormationLintRule):
                     f"billing alarm {name}: AWS/Billing metrics exist only in us-east-1, and this "
                     "template does not refuse other regions; add a Rules assertion "
                     "Fn::Equals [!Ref AWS::Region, us-east-1]"
+                )))
+        return matches
+
+
+def _ref_name(value):
+    """The resource a Ref or Fn::GetAtt names, or None."""
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref" and isinstance(arg, str):
+            return arg
+        if key == "Fn::GetAtt":
+            if isinstance(arg, list) and arg:
+                return arg[0]
+            if isinstance(arg, str):
+                return arg.split(".")[0]
+    return None
+
+
+class WorkflowIsOptional(CloudFormationLintRule):
+    id = "E9105"
+    shortdesc = "failoverd: the workflow can be left out of a region without a replica"
+    description = (
+        "A region that holds no replica of the control table deploys no workflow "
+        "(cross-Region SDK integrations are not available): every state machine needs a "
+        "Condition, its role and log group the same one, and no other resource may carry it."
+    )
+    tags = ["failoverd", "workflow"]
+
+    def match(self, cfn):
+        resources = cfn.template.get("Resources") or {}
+        matches = []
+        workflow = {}
+        for name, res in _resources(cfn, "AWS::StepFunctions::StateMachine"):
+            cond = res.get("Condition")
+            if not cond:
+                matches.append(RuleMatch(["Resources", name], (
+                    f"state machine {name} has no Condition: a region without a replica of the "
+                    "control table could not deploy this template without a workflow that writes "
+                    "a table it does not have (Step Functions runs SDK integrations only in its own "
+                    "region); condition it on a DeployWorkflow parameter"
+                )))
+                continue
+            props = res.get("Properties") or {}
+            parts = {name: cond, _ref_name(props.get("RoleArn")): cond}
+            for dest in _items(_get(props, "LoggingConfiguration", "Destinations")):
+                group = _ref_name(_get(dest, "CloudWatchLogsLogGroup", "LogGroupArn"))
+                parts[group] = cond
+            for part, want in parts.items():
+                if part is None or part not in resources:
+                    continue
+                workflow[part] = want
+                got = resources[part].get("Condition")
+                if got != want:
+                    matches.append(RuleMatch(["Resources", part], (
+                        f"{part} belongs to state machine {name} but has Condition {got!r}, not "
+                        f"{want!r}: a region without a workflow would deploy it half"
+                    )))
+        conds = set(workflow.values())
+        for name, res in resources.items():
+            if (
+                isinstance(res, dict)
+                and name not in workflow
+                and res.get("Condition") in conds
+            ):
+                matches.append(RuleMatch(["Resources", name], (
+                    f"{name} ({res.get('Type')}) carries the workflow's Condition "
+                    f"{res.get('Condition')!r}: a region without a replica still needs it"
                 )))
         return matches
