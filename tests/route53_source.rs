@@ -50,28 +50,28 @@ fn fleet(health: &str) -> (PathBuf, PathBuf) {
     (base, f)
 }
 
-fn load(f: &Path) -> Result<config::Config, config::ConfigError> {
-    config::load(f, &EnvSource::new())
+fn load(f: &Path) -> config::Config {
+    config::load(f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
 }
 
 #[test]
 fn the_api_is_the_default_and_the_metric_is_a_choice() {
     let (_, f) = fleet("");
-    let cfg = load(&f).unwrap_or_else(|e| panic!("{}", e.report()));
+    let cfg = load(&f);
     assert_eq!(cfg.health.route53_source, Route53Source::Api);
     assert_eq!(cfg.health.route53_metric_period, Duration::from_secs(60));
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
 
     // The shipped choice for CloudWatch: a call every 20 s, one-minute period.
     let (_, f) = fleet("route53_source = \"cloudwatch\"\nroute53_calls_per_second = 0.05\n");
-    let cfg = load(&f).unwrap_or_else(|e| panic!("{}", e.report()));
+    let cfg = load(&f);
     assert_eq!(cfg.health.route53_source, Route53Source::CloudWatch);
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
 
     // Reading a one-minute metric 30 times a minute is money for nothing:
     // a warning that names the budget.
     let (_, f) = fleet("route53_source = \"cloudwatch\"\n");
-    let cfg = load(&f).unwrap_or_else(|e| panic!("{}", e.report()));
+    let cfg = load(&f);
     let keys: Vec<&str> = cfg.warnings.iter().map(|w| w.key.as_str()).collect();
     assert_eq!(keys, ["health.route53_calls_per_second"]);
 
@@ -79,7 +79,7 @@ fn the_api_is_the_default_and_the_metric_is_a_choice() {
     let (_, f) = fleet(
         "route53_source = \"cloudwatch\"\nroute53_metric_period = \"2s\"\nroute53_calls_per_second = 1\n",
     );
-    let cfg = load(&f).unwrap_or_else(|e| panic!("{}", e.report()));
+    let cfg = load(&f);
     let keys: Vec<&str> = cfg.warnings.iter().map(|w| w.key.as_str()).collect();
     assert_eq!(keys, ["health.route53_metric_period"]);
 }
@@ -115,7 +115,7 @@ fn the_source_is_part_of_the_fleets_fingerprint_only_off_the_default() {
     use failoverd::config::fleet::Fingerprint;
     let digest = |health: &str| {
         let (_, f) = fleet(health);
-        let cfg = load(&f).unwrap_or_else(|e| panic!("{}", e.report()));
+        let cfg = load(&f);
         Fingerprint::of(&cfg)
     };
     let default = digest("");
