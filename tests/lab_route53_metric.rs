@@ -61,6 +61,7 @@ fn a_fleet_reading_the_metric_sees_an_inverted_check_and_fails_over() {
         || published_point(&lab, &check).filter(|p| p.healthy),
     );
 
+    let inverted = std::time::Instant::now();
     lab.invert("us-east-1", true);
     // The metric says so (Route 53's status, inversion applied), and the
     // fleet publishes it as an unhealthy point.
@@ -74,6 +75,11 @@ fn a_fleet_reading_the_metric_sees_an_inverted_check_and_fails_over() {
         "the failover to us-west-2",
         Duration::from_secs(90),
         |r| r.active == "us-west-2",
+    );
+    // The lab's figure (1 s period, no lag), printed, never asserted.
+    eprintln!(
+        "cloudwatch source: inversion -> switch to us-west-2 in {:.2} s",
+        inverted.elapsed().as_secs_f64()
     );
 
     // Every daemon read through CloudWatch, not GetHealthCheckStatus: the

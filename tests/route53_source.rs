@@ -86,7 +86,7 @@ fn the_api_is_the_default_and_the_metric_is_a_choice() {
 
 #[test]
 fn check_config_names_the_file_and_the_key_of_a_bad_source() {
-    let (base, f) = fleet("route53_source = \"metrics\"\nroute53_metric_period = \"0s\"\n");
+    let (base, f) = fleet("route53_source = \"metrics\"\nroute53_metric_period = \"1500ms\"\n");
     let out = Command::new(env!("CARGO_BIN_EXE_failoverd"))
         .args(["check-config", "--config"])
         .arg(&f)
@@ -104,6 +104,7 @@ fn check_config_names_the_file_and_the_key_of_a_bad_source() {
         );
     }
     assert!(err.contains("\"metrics\" is not a source"), "{err}");
+    assert!(err.contains("must be whole seconds"), "{err}");
 }
 
 /// The source is shared by the fleet (one schedule, one way of counting a

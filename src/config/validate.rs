@@ -661,6 +661,12 @@ impl Validator<'_> {
             Duration::from_secs(1),
             Duration::from_secs(3600),
         );
+        if period.is_some_and(|p| p.subsec_nanos() != 0) {
+            self.err(
+                "health.route53_metric_period",
+                "must be whole seconds (CloudWatch's Period is in seconds)",
+            );
+        }
         if let (Some(Route53Source::CloudWatch), Some(p)) = (source, period) {
             if p.as_millis() % 60_000 != 0 {
                 self.warn(
