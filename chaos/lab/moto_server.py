@@ -40,6 +40,26 @@ matches anything; an `s3:prefix` condition is checked against the key).
 moto's own 404; false: always 403; policy: back to the template);
 `GET /_lab/s3-listbucket` says what the lab currently answers.
 
+Route 53's CloudWatch metrics, which moto does not publish: Route 53 sends
+each health check's `HealthCheckStatus` (1 healthy, 0 unhealthy; dimension
+`HealthCheckId`; namespace `AWS/Route53`) to CloudWatch in us-east-1 once a
+minute, and `health.route53_source = "cloudwatch"` reads it with
+GetMetricData. `Route53StatusMetrics` samples every health check of moto's
+Route 53 every `--route53-metric-interval` seconds (default 1; 0 turns it
+off) and serves the samples as data points of that metric to moto's own
+CloudWatch in us-east-1 (moto's `CloudWatchMetricProvider` hook, the one its
+S3 uses for `BucketSizeBytes`), for the last 15 minutes. The status is the
+one the lab's Route 53 has: moto's GetHealthCheckStatus answers every
+checker with Success, so an endpoint check is healthy; a calculated check is
+healthy when `HealthThreshold` of its children are; `Disabled` makes it
+healthy, and `Inverted` flips it (a disabled and inverted check is
+unhealthy), as Route 53 documents. The lab's period is a second, not a
+minute, and a sample is visible at once (no publication lag): the lab shows
+the path, not production's timing (docs/detection.md).
+`POST /_lab/route53-metrics?paused=true|false` stops and resumes the
+samples (Route 53 not publishing: the daemons must read Unknown, not a
+verdict, once the newest point is stale).
+
 The port file gets the port as one line, written to a temporary file in the
 same folder and renamed, so a reader never sees half a number. The server
 stops on SIGTERM or SIGINT (exit 0), like `moto_server`.
@@ -59,11 +79,15 @@ from urllib.parse import parse_qs
 import yaml
 from werkzeug.serving import make_server
 
+from moto.cloudwatch.models import MetricDatum
+from moto.core.common_models import CloudWatchMetricProvider
+from moto.core.utils import utcnow
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.route53.models import route53_backends
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -124,6 +148,109 @@ class Route53Throttle:
                 )
                 return [ROUTE53_THROTTLING]
         return self.app(environ, start_response)
+
+
+def _flag(value):
+    """moto keeps a check's flags as parsed: a bool, or the text of one."""
+    return value is True or str(value).lower() == "true"
+
+
+def route53_status(checks, hc, depth=0):
+    """Route 53's status of a moto health check (True: healthy): what the
+    lab's Route 53 says (moto's checkers all report Success), a calculated
+    check's children counted, then Disabled (healthy) and Inverted (flips)."""
+    if _flag(hc.disabled):
+        raw = True
+    elif hc.children:
+        if depth >= 3:
+            raw = False
+        else:
+            healthy = sum(
+                1
+                for c in hc.children
+                if c in checks and route53_status(checks, checks[c], depth + 1)
+            )
+            raw = healthy >= int(hc.health_threshold or 0)
+    else:
+        raw = True
+    return (not raw) if _flag(hc.inverted) else raw
+
+
+class Route53StatusMetrics(CloudWatchMetricProvider):
+    """AWS/Route53 HealthCheckStatus for every check, as Route 53 would
+    publish it (in us-east-1 only), sampled by a thread of the launcher."""
+
+    REGION = "us-east-1"
+    KEEP_SECONDS = 900
+    lock = threading.Lock()
+    samples = []  # (account id, MetricDatum)
+    paused = False
+
+    @staticmethod
+    def get_cloudwatch_metrics(account_id, region):
+        if region != Route53StatusMetrics.REGION:
+            return []
+        with Route53StatusMetrics.lock:
+            return [d for (a, d) in Route53StatusMetrics.samples if a == account_id]
+
+    @classmethod
+    def sample(cls):
+        now = utcnow()
+        new = []
+        for account_id in list(route53_backends.keys()):
+            checks = dict(route53_backends[account_id]["aws"].health_checks)
+            for hc in checks.values():
+                if hc.type_ == "CLOUDWATCH_METRIC":
+                    continue  # its status is an alarm's, which the lab does not evaluate
+                value = 1.0 if route53_status(checks, hc) else 0.0
+                new.append(
+                    (
+                        account_id,
+                        MetricDatum(
+                            namespace="AWS/Route53",
+                            name="HealthCheckStatus",
+                            value=value,
+                            dimensions=[{"Name": "HealthCheckId", "Value": hc.id}],
+                            timestamp=now,
+                        ),
+                    )
+                )
+        cutoff = now.timestamp() - cls.KEEP_SECONDS
+        with cls.lock:
+            if cls.paused:
+                return
+            cls.samples = [s for s in cls.samples if s[1].timestamp.timestamp() >= cutoff] + new
+
+    @classmethod
+    def run(cls, interval):
+        while True:
+            try:
+                cls.sample()
+            except Exception as e:  # a sample must never stop the publisher
+                print(f"route53-metrics: {e!r}", file=sys.stderr)
+            time.sleep(interval)
+
+
+class Route53MetricsControl:
+    """WSGI middleware: `POST /_lab/route53-metrics?paused=true|false`."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "") != "/_lab/route53-metrics":
+            return self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "POST":
+            value = parse_qs(environ.get("QUERY_STRING", "")).get("paused", [""])[0]
+            if value not in ("true", "false"):
+                start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                return [b"paused must be true or false\n"]
+            with Route53StatusMetrics.lock:
+                Route53StatusMetrics.paused = value == "true"
+        with Route53StatusMetrics.lock:
+            text = f"paused={str(Route53StatusMetrics.paused).lower()} samples={len(Route53StatusMetrics.samples)}\n"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [text.encode()]
 
 
 S3_ACCESS_DENIED = (
@@ -352,6 +479,13 @@ def main() -> int:
         "(s3:ListBucket granted) or 403 (default: deploy/cloudformation/iam.yaml)",
     )
     parser.add_argument(
+        "--route53-metric-interval",
+        type=float,
+        default=1.0,
+        help="publish AWS/Route53 HealthCheckStatus for every health check this often, in "
+        "seconds (Route 53 does once a minute; 0: never)",
+    )
+    parser.add_argument(
         "--quiet",
         action="store_true",
         help="no line per request (errors and tracebacks are still logged)",
@@ -369,10 +503,17 @@ def main() -> int:
     server = make_server(
         args.host,
         0,
-        S3ListBucket(Route53Throttle(app), args.iam_template),
+        Route53MetricsControl(S3ListBucket(Route53Throttle(app), args.iam_template)),
         threaded=True,
         request_handler=MotoRequestHandler,
     )
+    if args.route53_metric_interval > 0:
+        threading.Thread(
+            target=Route53StatusMetrics.run,
+            args=(args.route53_metric_interval,),
+            name="route53-metrics",
+            daemon=True,
+        ).start()
     try:
         port = server.port
         os.environ["MOTO_PORT"] = str(port)

@@ -57,7 +57,10 @@ pub fn ports(cfg: &Config, clients: Arc<AwsClients>, probes: Arc<dyn Probes>) ->
         store,
         replicas,
         workflows: Arc::new(sfn::AwsWorkflows::new(clients.clone())),
-        health_checks: Arc::new(route53::AwsHealthChecks::new(clients.route53())),
+        health_checks: Arc::new(
+            route53::AwsHealthChecks::new(clients.route53())
+                .with_metrics(clients.cloudwatch(clients::ROUTE53_REGION)),
+        ),
         endpoints: Arc::new(sagemaker::AwsEndpoints::new(clients.clone())),
         endpoint_metrics: Arc::new(cloudwatch::AwsEndpointMetrics::new(clients)),
         probes,

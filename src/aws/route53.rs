@@ -1,5 +1,7 @@
 //! Route 53 adapter: health checks. (Record sets are managed by deploy/.)
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::error::DisplayErrorContext;
@@ -7,7 +9,7 @@ use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
 
 use super::clients::ROUTE53_REGION;
 use super::errors::port_error;
-use crate::ports::health_checks::{CheckKind, CheckReading};
+use crate::ports::health_checks::{CheckKind, CheckReading, MetricPoint};
 use crate::ports::{HealthChecks, PortError};
 
 const SERVICE: &str = "Route 53";
@@ -66,14 +68,26 @@ pub async fn create_health_check(
         })
 }
 
-/// The [`HealthChecks`](crate::ports::HealthChecks) port over Route 53.
+/// The [`HealthChecks`](crate::ports::HealthChecks) port over Route 53,
+/// and over CloudWatch in us-east-1 for the `HealthCheckStatus` metric.
 pub struct AwsHealthChecks {
     client: Client,
+    metrics: Option<aws_sdk_cloudwatch::Client>,
 }
 
 impl AwsHealthChecks {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            metrics: None,
+        }
+    }
+
+    /// Read the metric with `cloudwatch`, a client in us-east-1 (Route 53
+    /// publishes its metrics there only, whatever the daemon's region).
+    pub fn with_metrics(mut self, cloudwatch: aws_sdk_cloudwatch::Client) -> Self {
+        self.metrics = Some(cloudwatch);
+        self
     }
 
     async fn config(&self, id: &str) -> Result<HealthCheckConfig, PortError> {
@@ -157,6 +171,25 @@ impl HealthChecks for AwsHealthChecks {
 
     async fn kind(&self, id: &str) -> Result<CheckKind, PortError> {
         Ok(kind_of(&self.config(id).await?))
+    }
+
+    async fn status_metrics(
+        &self,
+        ids: &[String],
+        start_ms: u64,
+        end_ms: u64,
+        period_secs: u32,
+    ) -> Result<BTreeMap<String, Option<MetricPoint>>, PortError> {
+        let Some(cw) = &self.metrics else {
+            return Err(PortError::new(
+                "CloudWatch",
+                "GetMetricData HealthCheckStatus",
+                ROUTE53_REGION,
+                crate::ports::ErrorKind::Other,
+                crate::ports::health_checks::NoMetricReader,
+            ));
+        };
+        super::cloudwatch::health_check_status(cw, ids, start_ms, end_ms, period_secs).await
     }
 }
 

@@ -152,6 +152,8 @@ pub fn bill_settings(cfg: &Config) -> Settings {
         },
         health_checks: vec![HealthCheck::SHIPPED; checks.len()],
         route53_calls_per_second: cfg.health.route53_calls_per_second,
+        route53_source: cfg.health.route53_source,
+        route53_metric_period_ms: cfg.health.route53_metric_period.as_millis() as u64,
         cost_interval_ms: cfg.cost.interval.as_millis() as u64,
         // One GetMetricStatistics per provisioned variant (one assumed per
         // endpoint) each cost round, by each region's own daemon.

@@ -27,7 +27,8 @@
 //! - `tiers`: the default tier, each model's tier and the configured models
 //!   (the governing tier is the strictest of theirs);
 //! - `route53`: the fleet's Route 53 budget and every region's checks (the
-//!   daemons take turns over one schedule computed from both).
+//!   daemons take turns over one schedule computed from both), and the
+//!   source and metric period when the source is not the API.
 //!
 //! Not in it: the local `region`, listen addresses, endpoint overrides, the
 //! router's tunables, probe URLs and timeouts, schedules and idle
@@ -225,6 +226,18 @@ pub fn settings(c: &Config) -> Vec<(&'static str, Vec<(String, String)>)> {
         "health.route53_calls_per_second",
         c.health.route53_calls_per_second.to_string(),
     )];
+    // Only off the default: a fleet reading the API keeps the digest it had
+    // before the source was a setting (no drift in a rolling upgrade).
+    if c.health.route53_source != crate::core::health::Route53Source::Api {
+        route53.push(kv(
+            "health.route53_source",
+            c.health.route53_source.as_str().into(),
+        ));
+        route53.push(kv(
+            "health.route53_metric_period",
+            c.health.route53_metric_period.as_millis().to_string(),
+        ));
+    }
     route53.extend(per_region(&|r| {
         ("health_check_ids", list(&r.health_check_ids))
     }));

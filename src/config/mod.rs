@@ -233,6 +233,16 @@ pub struct Health {
     /// account-wide GetHealthCheckStatus bucket is 4 burst, 1/s refill). The
     /// daemons take turns so their sum stays within it.
     pub route53_calls_per_second: f64,
+    /// Where Route 53's view of the checks is read: the API (two calls a
+    /// reading of one check) or the `HealthCheckStatus` metric in
+    /// CloudWatch us-east-1 (one `GetMetricData` call for every check).
+    /// Either way one budget, `route53_calls_per_second`, for the fleet.
+    pub route53_source: crate::core::health::Route53Source,
+    /// The metric's period (Route 53 publishes one data point a minute);
+    /// a newest data point older than `METRIC_STALE_PERIODS` periods says
+    /// nothing. Used with the `cloudwatch` source only.
+    #[serde(with = "human_duration")]
+    pub route53_metric_period: Duration,
     /// Probe connect timeout.
     #[serde(with = "human_duration")]
     pub probe_connect_timeout: Duration,

@@ -92,6 +92,8 @@ pub(super) struct RawPolicy {
 #[derive(Debug, Deserialize, Default)]
 pub(super) struct RawHealth {
     pub(super) route53_calls_per_second: Option<f64>,
+    pub(super) route53_source: Option<String>,
+    pub(super) route53_metric_period: Option<String>,
     pub(super) probe_connect_timeout: Option<String>,
     pub(super) probe_response_timeout: Option<String>,
     pub(super) warmup_payload: Option<String>,

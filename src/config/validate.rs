@@ -15,6 +15,7 @@ use super::raw::{
     RawConfig, RawEndpoints, RawHealth, RawListen, RawRegion, RawSageMaker, RawTimings,
 };
 use super::*;
+use crate::core::health::Route53Source;
 
 pub(super) struct Validator<'a> {
     origins: Origins<'a>,
@@ -604,6 +605,7 @@ impl Validator<'_> {
         if !(0.01..=100.0).contains(&r53) {
             self.err("health.route53_calls_per_second", format!("{r53} is out of range: must be between 0.01 and 100 (AWS allows five requests per second per account for the whole Route 53 API)"));
         }
+        let (source, period) = self.route53_source(&h, r53);
         let connect = self.duration(
             "health.probe_connect_timeout",
             h.probe_connect_timeout,
@@ -623,10 +625,61 @@ impl Validator<'_> {
             .unwrap_or_else(|| "{\"warmup\": true}".into());
         Some(Health {
             route53_calls_per_second: r53,
+            route53_source: source?,
+            route53_metric_period: period?,
             probe_connect_timeout: connect?,
             probe_response_timeout: response?,
             warmup_payload,
         })
+    }
+
+    /// `health.route53_source` and `health.route53_metric_period`
+    /// (docs/detection.md "Two sources").
+    fn route53_source(
+        &mut self,
+        h: &RawHealth,
+        budget: f64,
+    ) -> (Option<Route53Source>, Option<Duration>) {
+        let source = match h.route53_source.as_deref().map(str::trim) {
+            None | Some("api") => Some(Route53Source::Api),
+            Some("cloudwatch") => Some(Route53Source::CloudWatch),
+            Some(other) => {
+                self.err(
+                    "health.route53_source",
+                    format!("{other:?} is not a source: use \"api\" (GetHealthCheck + GetHealthCheckStatus) or \"cloudwatch\" (the AWS/Route53 HealthCheckStatus metric)"),
+                );
+                None
+            }
+        };
+        let period = self.duration(
+            "health.route53_metric_period",
+            h.route53_metric_period.clone(),
+            "60s",
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        if period.is_some_and(|p| p.subsec_nanos() != 0) {
+            self.err(
+                "health.route53_metric_period",
+                "must be whole seconds (CloudWatch's Period is in seconds)",
+            );
+        }
+        if let (Some(Route53Source::CloudWatch), Some(p)) = (source, period) {
+            if p.as_millis() % 60_000 != 0 {
+                self.warn(
+                    "health.route53_metric_period",
+                    format!("{} is not a whole number of minutes: Route 53 publishes HealthCheckStatus once a minute (a shorter period suits only a lab that publishes faster)", humantime::format_duration(p)),
+                );
+            }
+            let calls_per_period = budget * p.as_secs_f64();
+            if calls_per_period > 6.0 {
+                self.warn(
+                    "health.route53_calls_per_second",
+                    format!("{budget} GetMetricData calls a second read each check's metric {calls_per_period:.0} times a period ({}): the metric changes once a period, and each call is billed per check; about one call per 10 s of period is enough (docs/detection.md)", humantime::format_duration(p)),
+                );
+            }
+        }
+        (source, period)
     }
 
     /// Cost controls and tiers (config/cost.rs), given the router's batch

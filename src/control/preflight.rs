@@ -68,7 +68,8 @@ async fn check(key: &str, id: &str, r53: &dyn HealthChecks, depth: u32, out: &mu
         why,
     };
     match kind {
-        CheckKind::Endpoint => {}
+        // GetHealthCheck never answers a metric reading.
+        CheckKind::Endpoint | CheckKind::StatusMetric { .. } => {}
         CheckKind::Calculated { children, .. } => {
             if depth >= 3 {
                 out.refused

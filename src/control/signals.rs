@@ -19,6 +19,14 @@
 //! Readings age on the reader's clock: a reading first seen more than three
 //! rotations of the schedule ago says nothing (a dead fleet stops
 //! publishing; the reading's own time is another region's clock).
+//!
+//! With `health.route53_source = "cloudwatch"` a slot is one call, a
+//! `GetMetricData` of every check's `HealthCheckStatus` metric, and the
+//! schedule has one slot per rotation. A check's reading is published only
+//! when its newest data point is newer than the one the fleet has; a data
+//! point counts once (by its timestamp and value, whoever read it) and ages
+//! by its own timestamp: older than `METRIC_STALE_PERIODS` periods, it says
+//! nothing (docs/detection.md "Two sources").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -28,8 +36,8 @@ use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::core::backoff::Backoff;
-use crate::core::health::{self, Signal, Tracker, Verdict};
-use crate::ports::health_checks::{CheckKind, CheckReading};
+use crate::core::health::{self, Route53Source, Signal, Tracker, Verdict};
+use crate::ports::health_checks::{CheckKind, CheckReading, MetricPoint};
 use crate::ports::store::PublishedReading;
 use crate::ports::{ErrorKind, PortError, Ports};
 
@@ -159,15 +167,33 @@ impl Signals {
     }
 
     fn slot_ms(cfg: &Config) -> u64 {
-        // Two calls per reading (GetHealthCheck + GetHealthCheckStatus).
-        (2000.0 / cfg.health.route53_calls_per_second).max(1.0) as u64
+        // Two calls per reading through the API (GetHealthCheck +
+        // GetHealthCheckStatus); one GetMetricData for every check.
+        let calls = cfg.health.route53_source.calls_per_slot() as f64;
+        (calls * 1000.0 / cfg.health.route53_calls_per_second).max(1.0) as u64
+    }
+
+    /// Slots in one rotation of the schedule: one per check through the
+    /// API, one for all of them through the metric.
+    fn rotation_slots(cfg: &Config, checks: usize) -> u64 {
+        match cfg.health.route53_source {
+            Route53Source::Api => checks as u64,
+            Route53Source::CloudWatch => (checks > 0) as u64,
+        }
     }
 
     /// How old (since this daemon first saw it) a reading may be and still
     /// count: three rotations of the schedule and a poll (a dead fleet
     /// stops publishing; the reading's own time is another region's clock).
     fn max_age(cfg: &Config, checks: usize) -> u64 {
-        Self::slot_ms(cfg) * checks.max(1) as u64 * 3 + cfg.timings.poll_interval.as_millis() as u64
+        Self::slot_ms(cfg) * Self::rotation_slots(cfg, checks).max(1) * 3
+            + cfg.timings.poll_interval.as_millis() as u64
+    }
+
+    /// How old a metric data point (by its own timestamp) may be and still
+    /// count: `METRIC_STALE_PERIODS` periods.
+    fn metric_stale_ms(cfg: &Config) -> u64 {
+        cfg.health.route53_metric_period.as_millis() as u64 * health::METRIC_STALE_PERIODS
     }
 
     /// This daemon's place in the fleet's Route 53 schedule: (me, daemons).
@@ -187,7 +213,7 @@ impl Signals {
     /// (docs/detection.md): before, a daemon read only when a round
     /// happened to fall in one of its slots, about once a poll.
     pub fn next_turn_at(&self, cfg: &Config, now: u64) -> Option<u64> {
-        let checks = self.checks(cfg).len() as u64;
+        let checks = Self::rotation_slots(cfg, self.checks(cfg).len());
         let (me, daemons) = Self::seat(cfg);
         let at = health::next_route53_turn(
             now.max(self.backoff_until),
@@ -207,8 +233,8 @@ impl Signals {
     pub async fn turn(&mut self, cfg: &Config, ports: &Ports, now: u64) -> bool {
         let checks = self.checks(cfg);
         match self.take_turn(cfg, ports, &checks, now).await {
-            Some((r, prior, changed)) => {
-                self.own.push((r, prior));
+            Some((made, changed)) => {
+                self.own.extend(made);
                 changed
             }
             None => false,
@@ -312,8 +338,10 @@ impl Signals {
             self.readings.insert(id.clone(), r.clone());
         }
         let turn = tokio::time::timeout(deadline, self.take_turn(cfg, ports, &checks, now)).await;
-        if let Ok(Some((r, _, _))) = turn {
-            readings.insert(r.check_id.clone(), r);
+        if let Ok(Some((made, _))) = turn {
+            for (r, _) in made {
+                readings.insert(r.check_id.clone(), r);
+            }
         }
         // Receipt times, on our clock.
         for (id, r) in &readings {
@@ -326,6 +354,7 @@ impl Signals {
             }
         }
         let max_age = Self::max_age(cfg, checks.len());
+        let stale = Self::metric_stale_ms(cfg);
         for r in readings.values() {
             if let CheckKind::Calculated { children, .. } = &r.reading.kind {
                 self.children.extend(children.iter().cloned());
@@ -340,7 +369,7 @@ impl Signals {
             let trackers = self.trackers.entry(r.name.clone()).or_default();
             let mut why = Vec::new();
             for id in &r.health_check_ids {
-                let ev = evaluate(id, &readings, &self.seen, now, max_age, 0);
+                let ev = evaluate(id, &readings, &self.seen, now, (max_age, stale), 0);
                 if let Some(p) = unsupported(id, &readings) {
                     round.problems.push(p);
                 }
@@ -382,55 +411,72 @@ impl Signals {
         round
     }
 
-    /// Read and publish one check if this slot of the fleet's budget is
-    /// ours. Returns the reading made, the identity of the reading the
-    /// table held for that check before, and whether its signal changed
-    /// (or is not healthy).
+    /// Read and publish one check (the API) or every check (the metric)
+    /// if this slot of the fleet's budget is ours. Returns the readings
+    /// made, each with the identity of the reading the table held for that
+    /// check before, and whether a signal changed (or is not healthy).
     async fn take_turn(
         &mut self,
         cfg: &Config,
         ports: &Ports,
         checks: &[String],
         now: u64,
-    ) -> Option<(PublishedReading, Option<(String, u64)>, bool)> {
+    ) -> Option<(Vec<(PublishedReading, Option<(String, u64)>)>, bool)> {
         if checks.is_empty() || now < self.backoff_until {
             return None;
         }
         let (me, daemons) = Self::seat(cfg);
-        let (slot, index) =
-            health::route53_turn(now, Self::slot_ms(cfg), me, daemons, checks.len() as u64)?;
+        let slots = Self::rotation_slots(cfg, checks.len());
+        let (slot, index) = health::route53_turn(now, Self::slot_ms(cfg), me, daemons, slots)?;
         if self.last_slot == Some(slot) {
             return None;
         }
         self.last_slot = Some(slot);
-        let id = checks[stalest(checks, &self.readings, &self.seen, index)].clone();
-        match ports.health_checks.read(&id).await {
-            Ok(reading) => {
+        let read = match cfg.health.route53_source {
+            Route53Source::Api => {
+                let id = checks[stalest(checks, &self.readings, &self.seen, index)].clone();
+                ports
+                    .health_checks
+                    .read(&id)
+                    .await
+                    .map(|reading| vec![(id, reading)])
+            }
+            Route53Source::CloudWatch => self.read_metrics(cfg, ports, now).await,
+        };
+        match read {
+            Ok(read) => {
                 self.backoff.reset();
-                let published = PublishedReading {
-                    check_id: id.clone(),
-                    reader: cfg.region.clone(),
-                    read_at: now,
-                    reading,
-                };
-                if let Err(e) = ports.store.put_reading(&published).await {
-                    warn!(error = %crate::error_chain(&e), check = %id, "cannot publish a Route 53 reading");
-                }
-                let prior = self.readings.get(&id).map(PublishedReading::id);
-                self.seen.insert(id.clone(), (published.id(), now));
-                self.readings.insert(id.clone(), published.clone());
                 let max_age = Self::max_age(cfg, checks.len());
-                let signal = evaluate(&id, &self.readings, &self.seen, now, max_age, 0).signal;
-                let before = self.last_signal.insert(id, signal);
-                let changed = signal != Signal::Healthy || before.is_some_and(|b| b != signal);
-                Some((published, prior, changed))
+                let stale = Self::metric_stale_ms(cfg);
+                let mut made = Vec::new();
+                let mut changed = false;
+                for (id, reading) in read {
+                    let published = PublishedReading {
+                        check_id: id.clone(),
+                        reader: cfg.region.clone(),
+                        read_at: now,
+                        reading,
+                    };
+                    if let Err(e) = ports.store.put_reading(&published).await {
+                        warn!(error = %crate::error_chain(&e), check = %id, "cannot publish a Route 53 reading");
+                    }
+                    let prior = self.readings.get(&id).map(PublishedReading::id);
+                    self.seen.insert(id.clone(), (published.id(), now));
+                    self.readings.insert(id.clone(), published.clone());
+                    let signal =
+                        evaluate(&id, &self.readings, &self.seen, now, (max_age, stale), 0).signal;
+                    let before = self.last_signal.insert(id, signal);
+                    changed |= signal != Signal::Healthy || before.is_some_and(|b| b != signal);
+                    made.push((published, prior));
+                }
+                Some((made, changed))
             }
             Err(e) if e.kind == ErrorKind::Throttled => {
                 // Capped at a few rotations of the schedule: the fleet's
                 // whole budget is a few calls a second, and a reader that
                 // backs off for minutes after a throttling episode leaves
                 // the checks unread long after Route 53 answers again.
-                let rotation = Self::slot_ms(cfg) * checks.len().max(1) as u64;
+                let rotation = Self::slot_ms(cfg) * slots.max(1);
                 let cap = Duration::from_millis((4 * rotation).clamp(2_000, 30_000));
                 let wait = self
                     .backoff
@@ -442,10 +488,58 @@ impl Signals {
                 None
             }
             Err(e) => {
-                warn!(error = %crate::error_chain(&e), check = %id, "cannot read a Route 53 health check");
+                warn!(error = %crate::error_chain(&e), "cannot read Route 53's view of the health checks");
                 None
             }
         }
+    }
+
+    /// One `GetMetricData` of every configured check's `HealthCheckStatus`
+    /// (the window: the staleness limit and a period before `now`). Only
+    /// the checks whose newest data point is newer than the fleet's (or
+    /// has changed its value) make a reading to publish: a data point is
+    /// published about once, not once a slot.
+    async fn read_metrics(
+        &self,
+        cfg: &Config,
+        ports: &Ports,
+        now: u64,
+    ) -> Result<Vec<(String, CheckReading)>, crate::ports::PortError> {
+        let ids: Vec<String> = cfg
+            .regions
+            .iter()
+            .flat_map(|r| r.health_check_ids.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let period = cfg.health.route53_metric_period;
+        let start = now.saturating_sub(Self::metric_stale_ms(cfg) + period.as_millis() as u64);
+        let points = ports
+            .health_checks
+            .status_metrics(&ids, start, now, period.as_secs().max(1) as u32)
+            .await?;
+        Ok(points
+            .into_iter()
+            .filter_map(|(id, point)| {
+                let point = point?;
+                let known = match self.readings.get(&id).map(|r| &r.reading.kind) {
+                    Some(CheckKind::StatusMetric { point: Some(p) }) => Some(*p),
+                    _ => None,
+                };
+                newer_point(point, known).then(|| (id, CheckReading::from_metric(Some(point))))
+            })
+            .collect())
+    }
+}
+
+/// Is `point` worth publishing over `known` (the fleet's newest for the
+/// check): newer, or the same period with another value (CloudWatch may
+/// update a period's Minimum as its samples arrive). An older point never
+/// replaces a newer one.
+fn newer_point(point: MetricPoint, known: Option<MetricPoint>) -> bool {
+    match known {
+        None => true,
+        Some(k) => point.at_ms > k.at_ms || (point.at_ms == k.at_ms && point.healthy != k.healthy),
     }
 }
 
@@ -502,7 +596,7 @@ fn evaluate(
     readings: &BTreeMap<String, PublishedReading>,
     seen: &BTreeMap<String, ((String, u64), u64)>,
     now: u64,
-    max_age: u64,
+    (max_age, metric_stale): (u64, u64),
     depth: u32,
 ) -> Evaluated {
     let unknown = |why: String| Evaluated {
@@ -513,6 +607,34 @@ fn evaluate(
     let Some(r) = readings.get(id) else {
         return unknown("unknown (no reading yet)".into());
     };
+    // A metric reading ages by its data point's own timestamp (CloudWatch's
+    // clock), not by when it was published: a data point is published once.
+    if let CheckKind::StatusMetric { point } = &r.reading.kind {
+        let newest = point.map(|p| (p.at_ms, p.healthy));
+        let signal = health::metric_signal(newest, now, metric_stale);
+        return match (signal, point) {
+            (Signal::Unknown, Some(p)) => unknown(format!(
+                "unknown (newest HealthCheckStatus data point {} s old; stale after {} s)",
+                now.saturating_sub(p.at_ms) / 1000,
+                metric_stale / 1000
+            )),
+            (Signal::Unknown, None) => unknown("unknown (no HealthCheckStatus data point)".into()),
+            (signal, Some(p)) => Evaluated {
+                signal,
+                why: format!(
+                    "{signal:?} (HealthCheckStatus {} at {} s ago; read by {})",
+                    u8::from(p.healthy),
+                    now.saturating_sub(p.at_ms) / 1000,
+                    r.reader
+                ),
+                identity: Some(key_hash(&[&(
+                    "metric".to_string(),
+                    p.at_ms * 2 + u64::from(p.healthy),
+                )])),
+            },
+            (_, None) => unknown("unknown (no HealthCheckStatus data point)".into()),
+        };
+    }
     let Some((identity, first_seen)) = seen.get(id) else {
         return unknown("unknown (no reading yet)".into());
     };
@@ -556,7 +678,7 @@ fn evaluate(
             }
             let kids: Vec<Evaluated> = children
                 .iter()
-                .map(|c| evaluate(c, readings, seen, now, max_age, depth + 1))
+                .map(|c| evaluate(c, readings, seen, now, (max_age, metric_stale), depth + 1))
                 .collect();
             let raw = health::calculated_raw(
                 &kids.iter().map(|k| k.signal).collect::<Vec<_>>(),
@@ -579,7 +701,7 @@ fn evaluate(
                 identity: Some(h.finish()),
             }
         }
-        CheckKind::CloudWatchAlarm | CheckKind::Other { .. } => {
+        CheckKind::CloudWatchAlarm | CheckKind::Other { .. } | CheckKind::StatusMetric { .. } => {
             unknown("unknown (check type not evaluated; see readiness)".into())
         }
     }
@@ -602,6 +724,81 @@ mod tests {
                 observations: Vec::new(),
             },
         }
+    }
+
+    fn metric(id: &str, reader: &str, read_at: u64, at_ms: u64, healthy: bool) -> PublishedReading {
+        PublishedReading {
+            check_id: id.to_string(),
+            reader: reader.to_string(),
+            read_at,
+            reading: CheckReading::from_metric(Some(MetricPoint { at_ms, healthy })),
+        }
+    }
+
+    /// A metric data point counts once, whoever read it and whenever: its
+    /// identity is the point's, not the reading's; it ages by its own
+    /// timestamp; Route 53's status is taken as it is (no flags applied).
+    #[test]
+    fn a_metric_data_point_counts_once_and_ages_by_its_timestamp() {
+        let limits = (10_000, 300_000);
+        let eval = |r: PublishedReading, now: u64| {
+            let readings = BTreeMap::from([("hc".to_string(), r.clone())]);
+            let seen = BTreeMap::from([("hc".to_string(), (r.id(), r.read_at))]);
+            evaluate("hc", &readings, &seen, now, limits, 0)
+        };
+        let a = eval(
+            metric("hc", "us-east-1", 1_000_000, 960_000, false),
+            1_000_000,
+        );
+        let b = eval(
+            metric("hc", "us-west-2", 1_002_000, 960_000, false),
+            1_002_000,
+        );
+        assert_eq!(a.signal, Signal::Unhealthy);
+        assert_eq!(a.identity, b.identity, "the same data point, read twice");
+        let mut t = Tracker::default();
+        t.observe_reading(a.signal, a.identity.unwrap(), 2, 2);
+        t.observe_reading(b.signal, b.identity.unwrap(), 2, 2);
+        assert_eq!((t.bad_streak, t.verdict), (1, Verdict::Up));
+        let c = eval(
+            metric("hc", "us-west-2", 1_060_000, 1_020_000, false),
+            1_060_000,
+        );
+        assert_ne!(c.identity, a.identity, "the next period's point is new");
+        t.observe_reading(c.signal, c.identity.unwrap(), 2, 2);
+        assert_eq!(t.verdict, Verdict::Down);
+        // Older than the receipt limit (10 s) but within the metric's: counts.
+        let d = eval(
+            metric("hc", "us-east-1", 1_000_000, 960_000, true),
+            1_200_000,
+        );
+        assert_eq!(d.signal, Signal::Healthy);
+        // Older than the metric's limit (5 periods): nothing.
+        let e = eval(
+            metric("hc", "us-east-1", 1_000_000, 960_000, true),
+            960_000 + 300_001,
+        );
+        assert_eq!((e.signal, e.identity), (Signal::Unknown, None));
+        // The point's own value is the status: no flags of ours.
+        let mut inverted = metric("hc", "us-east-1", 1_000_000, 960_000, true);
+        inverted.reading.inverted = true;
+        assert_eq!(eval(inverted, 1_000_000).signal, Signal::Healthy);
+    }
+
+    #[test]
+    fn only_a_newer_data_point_is_published() {
+        let p = |at_ms, healthy| MetricPoint { at_ms, healthy };
+        assert!(newer_point(p(60, true), None));
+        assert!(newer_point(p(120, true), Some(p(60, true))));
+        assert!(!newer_point(p(60, true), Some(p(60, true))));
+        assert!(
+            newer_point(p(60, false), Some(p(60, true))),
+            "a period's Minimum may fall"
+        );
+        assert!(
+            !newer_point(p(0, false), Some(p(60, true))),
+            "never an older point"
+        );
     }
 
     /// Every check is read however the turns fall: a daemon whose every

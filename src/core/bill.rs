@@ -49,6 +49,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::core::health::Route53Source;
+
 /// Seconds in a billing month: 730 hours, AWS's pricing-calculator month.
 pub const MONTH_SECS: f64 = 730.0 * 3600.0;
 
@@ -277,6 +279,12 @@ pub struct Settings {
     pub health_checks: Vec<HealthCheck>,
     /// `health.route53_calls_per_second`, for the whole fleet.
     pub route53_calls_per_second: f64,
+    /// `health.route53_source`: with `CloudWatch`, a slot is one
+    /// GetMetricData of every check (billed per check), and a check's
+    /// reading is published once per data point.
+    pub route53_source: crate::core::health::Route53Source,
+    /// `health.route53_metric_period` (the `CloudWatch` source).
+    pub route53_metric_period_ms: u64,
     /// `cost.interval`: each daemon's cost task reads the record once.
     pub cost_interval_ms: u64,
     /// CloudWatch GetMetricStatistics requests the whole fleet's cost tasks
@@ -543,8 +551,57 @@ pub fn readings_per_month(s: &Settings) -> f64 {
     if s.health_checks.is_empty() || s.route53_calls_per_second <= 0.0 {
         return 0.0;
     }
-    let slot_ms = (2000.0 / s.route53_calls_per_second).max(1.0);
-    MONTH_SECS * 1000.0 / slot_ms
+    match s.route53_source {
+        Route53Source::Api => MONTH_SECS * 1000.0 / slot_ms(s),
+        // One reading per check and data point (control::signals publishes
+        // a point once, whoever reads it first).
+        Route53Source::CloudWatch => {
+            s.health_checks.len() as f64 * MONTH_SECS * 1000.0
+                / s.route53_metric_period_ms.max(1) as f64
+        }
+    }
+}
+
+/// The fleet's budget slot: one reading of one check through the API (two
+/// calls), one GetMetricData of every check through CloudWatch (one).
+fn slot_ms(s: &Settings) -> f64 {
+    (s.route53_source.calls_per_slot() as f64 * 1000.0 / s.route53_calls_per_second).max(1.0)
+}
+
+/// GetMetricData calls the fleet makes a month with the CloudWatch source
+/// (one per slot), and the metrics they request (one per check each).
+pub fn metric_calls_per_month(s: &Settings) -> (f64, f64) {
+    if s.route53_source != Route53Source::CloudWatch
+        || s.health_checks.is_empty()
+        || s.route53_calls_per_second <= 0.0
+    {
+        return (0.0, 0.0);
+    }
+    let calls = MONTH_SECS * 1000.0 / slot_ms(s);
+    (calls, calls * s.health_checks.len() as f64)
+}
+
+/// CloudWatch GetMetricData of the checks' `HealthCheckStatus` (the
+/// `cloudwatch` source), billed per metric requested.
+fn metric_line(b: &mut Builder<'_>, s: &Settings, tag: &str) {
+    let (calls, metrics) = metric_calls_per_month(s);
+    if calls <= 0.0 {
+        return;
+    }
+    let p = b.prices.cloudwatch_metric_requested;
+    b.line(
+        Service::CloudWatch,
+        format!("GetMetricData (Route 53 HealthCheckStatus){tag}"),
+        metrics,
+        "metrics requested",
+        p,
+        format!(
+            "{} calls (one per {} ms slot of the fleet's budget) x {} checks",
+            count(calls),
+            slot_ms(s) as u64,
+            s.health_checks.len()
+        ),
+    );
 }
 
 /// The lines every basis takes from the settings: the health checks' fees,
@@ -757,8 +814,8 @@ pub fn from_settings(s: &Settings, a: &Assumptions, prices: &Prices) -> Bill {
         format!("{per_round} x {} write", ROUND.writes),
     );
     let readings = readings_per_month(s);
-    if readings > 0.0 {
-        let slot_ms = (2000.0 / s.route53_calls_per_second).max(1.0);
+    if readings > 0.0 && s.route53_source == Route53Source::Api {
+        let slot_ms = slot_ms(s);
         b.writes(
             "Route 53 readings published for the fleet",
             readings,
@@ -781,6 +838,19 @@ pub fn from_settings(s: &Settings, a: &Assumptions, prices: &Prices) -> Bill {
             ),
         );
     }
+    if readings > 0.0 && s.route53_source == Route53Source::CloudWatch {
+        b.writes(
+            "Route 53 readings published for the fleet (one per check and data point)",
+            readings,
+            &s.replicas,
+            format!(
+                "{} checks x one data point per {} ms",
+                s.health_checks.len(),
+                s.route53_metric_period_ms
+            ),
+        );
+    }
+    metric_line(&mut b, s, "");
     configured_lines(&mut b, s, a, false);
     let mut notes = common_notes(s);
     notes.push(format!(
@@ -881,6 +951,9 @@ enum Cost {
     Write { index: bool },
     /// Route 53 API requests per call.
     Route53(u32),
+    /// A GetMetricData call of every check's `HealthCheckStatus` (billed
+    /// per check; the count of checks comes from the settings).
+    MetricsPerCheck,
     /// Step Functions API request (not billed).
     StepFunctionsApi,
     /// Not an AWS charge of the control plane (SageMaker's control plane is
@@ -901,6 +974,7 @@ fn cost_of(service: &str, operation: &str) -> Option<Cost> {
         }
         ("route53", "read_health_check") => Cost::Route53(ROUTE53_REQUESTS_PER_READING),
         ("route53", _) => Cost::Route53(1),
+        ("cloudwatch", "read_health_check_metrics") => Cost::MetricsPerCheck,
         ("stepfunctions", _) => Cost::StepFunctionsApi,
         ("sagemaker" | "sagemaker_runtime", _) => Cost::Free,
         _ => return None,
@@ -933,6 +1007,7 @@ pub fn from_measured(m: &Measured, s: &Settings, a: &Assumptions, prices: &Price
     let mut index: Vec<(String, f64)> = Vec::new();
     let mut r53 = (0.0, Vec::new());
     let mut sfn = (0.0, Vec::new());
+    let mut metric_calls = (0.0, Vec::new());
     for ((service, op), &n) in &m.calls {
         let per_round = n as f64 / m.rounds as f64;
         let shown = format!("{op} {per_round:.3}");
@@ -952,6 +1027,10 @@ pub fn from_measured(m: &Measured, s: &Settings, a: &Assumptions, prices: &Price
             Some(Cost::StepFunctionsApi) => {
                 sfn.0 += per_round;
                 sfn.1.push(shown);
+            }
+            Some(Cost::MetricsPerCheck) => {
+                metric_calls.0 += per_round;
+                metric_calls.1.push(shown);
             }
             Some(Cost::Free) => {}
             None => unpriced.push(format!("{service}/{op}")),
@@ -1022,6 +1101,22 @@ pub fn from_measured(m: &Measured, s: &Settings, a: &Assumptions, prices: &Price
             ),
         );
     }
+    if !metric_calls.1.is_empty() {
+        let p = prices.cloudwatch_metric_requested;
+        let checks = s.health_checks.len().max(1) as f64;
+        b.line(
+            Service::CloudWatch,
+            "GetMetricData (Route 53 HealthCheckStatus, measured)",
+            metric_calls.0 * scale * checks,
+            "metrics requested",
+            p,
+            format!(
+                "{} {scaled} x {} checks a call",
+                metric_calls.1.join(", "),
+                checks
+            ),
+        );
+    }
     configured_lines(&mut b, s, a, true);
     let mut notes = common_notes(s);
     notes.push(format!(
@@ -1059,6 +1154,8 @@ mod tests {
             mode: TableMode::Mrsc,
             health_checks: vec![HealthCheck::SHIPPED; 3],
             route53_calls_per_second: 0.5,
+            route53_source: Route53Source::Api,
+            route53_metric_period_ms: 60_000,
             cost_interval_ms: 60_000,
             cloudwatch_requests_per_cost_round: 0,
             routing_refresh_ms: 30_000,
@@ -1232,6 +1329,39 @@ mod tests {
         let cw: Vec<&Line> = b.service(Service::CloudWatch).collect();
         assert_eq!(cw[0].quantity, 3.0 * 43_800.0);
         assert!(close(cw[0].usd, 3.0 * 43_800.0 * 0.01 / 1000.0));
+    }
+
+    /// The CloudWatch source: one GetMetricData of every check per slot
+    /// (one call of the budget, not two), billed per check; no Route 53
+    /// API requests; a reading published per check and data point.
+    #[test]
+    fn the_metric_source_bills_metrics_requested_not_route53_requests() {
+        let mut s = production();
+        s.route53_source = Route53Source::CloudWatch;
+        let b = bill(&s);
+        assert_eq!(
+            b.service(Service::Route53)
+                .filter(|l| l.item.contains("API"))
+                .count(),
+            0
+        );
+        let cw: Vec<&Line> = b
+            .service(Service::CloudWatch)
+            .filter(|l| l.item.contains("HealthCheckStatus"))
+            .collect();
+        assert_eq!(cw.len(), 1);
+        // 0.5 calls/s, one call per 2 s slot, 3 metrics a call.
+        assert!(close(cw[0].quantity, MONTH_SECS * 0.5 * 3.0));
+        assert!(close(cw[0].usd, MONTH_SECS * 0.5 * 3.0 * 0.01 / 1000.0));
+        assert!(close(readings_per_month(&s), 3.0 * MONTH_SECS / 60.0));
+        // A tenth of the budget is a tenth of the bill.
+        let mut tenth = s.clone();
+        tenth.route53_calls_per_second = 0.05;
+        let cw10: f64 = bill(&tenth)
+            .service(Service::CloudWatch)
+            .map(|l| l.usd)
+            .sum();
+        assert!(close(cw10, cw[0].usd / 10.0));
     }
 
     const METRICS: &str = "\

@@ -181,6 +181,85 @@ pub fn next_route53_turn(
     Some(next * slot_ms)
 }
 
+/// Where the daemons read Route 53's view of a check
+/// (`health.route53_source`, docs/detection.md "Two sources").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route53Source {
+    /// The Route 53 API: `GetHealthCheck` + `GetHealthCheckStatus` per
+    /// check and slot (two calls a reading). AWS documents
+    /// `GetHealthCheckStatus` as a call for diagnosis, not for production
+    /// use at high query rates; the fleet's budget keeps the rate far
+    /// below that (0.5 calls/s for the whole fleet, shipped).
+    #[default]
+    Api,
+    /// CloudWatch: the `AWS/Route53` `HealthCheckStatus` metric (statistic
+    /// Minimum, dimension `HealthCheckId`, us-east-1 only), every check in
+    /// one `GetMetricData` call per slot (one call a slot). Route 53
+    /// publishes it once a minute, so detection takes minutes.
+    CloudWatch,
+}
+
+impl Route53Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route53Source::Api => "api",
+            Route53Source::CloudWatch => "cloudwatch",
+        }
+    }
+
+    /// Calls of the fleet's budget one slot costs, and so the slot's
+    /// length is `calls / budget`: a reading of one check through the API
+    /// is two calls; a `GetMetricData` of every check is one.
+    pub fn calls_per_slot(self) -> u32 {
+        match self {
+            Route53Source::Api => 2,
+            Route53Source::CloudWatch => 1,
+        }
+    }
+}
+
+/// A metric data point older than this many periods says nothing
+/// (Unknown): Route 53 stopped publishing, or CloudWatch lags more than it
+/// should. AWS does not document the publication lag of Route 53's
+/// metrics; docs/detection.md says what is known.
+pub const METRIC_STALE_PERIODS: u64 = 5;
+
+/// What a `HealthCheckStatus` value (the period's Minimum) says: 1 is
+/// healthy and 0 unhealthy (AWS); the Minimum over a period is below 1 when
+/// any sample of it was unhealthy. Negative, above 1 or not a number: not
+/// a value Route 53 publishes (None).
+pub fn metric_value_healthy(minimum: f64) -> Option<bool> {
+    if !minimum.is_finite() || !(0.0..=1.0).contains(&minimum) {
+        return None;
+    }
+    Some(minimum >= 1.0)
+}
+
+/// The newest data point (timestamp ms, healthy) among `points` (timestamp
+/// ms, Minimum), in any order; points with values Route 53 does not
+/// publish are skipped.
+pub fn newest_status(points: &[(u64, f64)]) -> Option<(u64, bool)> {
+    points
+        .iter()
+        .filter_map(|&(at, v)| metric_value_healthy(v).map(|h| (at, h)))
+        .max_by_key(|&(at, h)| (at, !h))
+}
+
+/// A check's signal from its newest `HealthCheckStatus` data point at
+/// `now_ms`: healthy or unhealthy as the point says, Unknown with no point
+/// or one older than `stale_after_ms`. The metric is Route 53's own status
+/// of the check, so the daemon applies no `Inverted`/`Disabled` of its own
+/// (docs/detection.md).
+pub fn metric_signal(newest: Option<(u64, bool)>, now_ms: u64, stale_after_ms: u64) -> Signal {
+    match newest {
+        None => Signal::Unknown,
+        Some((at, _)) if now_ms.saturating_sub(at) > stale_after_ms => Signal::Unknown,
+        Some((_, true)) => Signal::Healthy,
+        Some((_, false)) => Signal::Unhealthy,
+    }
+}
+
 /// What an observer currently believes about a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -445,6 +524,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_metric_maps_the_newest_point() {
+        // 1 healthy, 0 unhealthy (AWS); a Minimum below 1 had an unhealthy sample.
+        assert_eq!(metric_value_healthy(1.0), Some(true));
+        assert_eq!(metric_value_healthy(0.0), Some(false));
+        assert_eq!(metric_value_healthy(0.5), Some(false));
+        assert_eq!(metric_value_healthy(f64::NAN), None);
+        assert_eq!(metric_value_healthy(2.0), None);
+        // Order does not matter: the newest wins, whatever came before.
+        let pts = [(120_000, 1.0), (180_000, 0.0), (60_000, 1.0)];
+        assert_eq!(newest_status(&pts), Some((180_000, false)));
+        assert_eq!(newest_status(&[]), None);
+        assert_eq!(newest_status(&[(1, f64::INFINITY)]), None);
+        let stale = 300_000;
+        assert_eq!(
+            metric_signal(Some((180_000, false)), 200_000, stale),
+            Signal::Unhealthy
+        );
+        assert_eq!(
+            metric_signal(Some((180_000, true)), 200_000, stale),
+            Signal::Healthy
+        );
+        assert_eq!(metric_signal(None, 200_000, stale), Signal::Unknown);
+        assert_eq!(
+            metric_signal(Some((180_000, false)), 180_000 + stale + 1, stale),
+            Signal::Unknown,
+            "too old says nothing"
+        );
+        // A point stamped ahead of the reader's clock is fresh, not stale.
+        assert_eq!(
+            metric_signal(Some((500_000, false)), 200_000, stale),
+            Signal::Unhealthy
+        );
+        assert_eq!(Route53Source::Api.calls_per_slot(), 2);
+        assert_eq!(Route53Source::CloudWatch.calls_per_slot(), 1);
+    }
+
     fn signal() -> impl Strategy<Value = Signal> {
         prop_oneof![
             Just(Signal::Healthy),
@@ -454,6 +570,36 @@ mod tests {
     }
 
     proptest! {
+        /// The metric's reading is the newest point's, in any order of the
+        /// points; never healthy from a point that is not 1, never known
+        /// from a point older than the limit or from none.
+        #[test]
+        fn metric_readings_follow_the_newest_point(
+            points in prop::collection::vec((0u64..1_000_000, prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0, Just(f64::NAN), Just(-1.0)]), 0..20),
+            now in 0u64..2_000_000,
+            stale in 1u64..600_000,
+        ) {
+            let newest = newest_status(&points);
+            let sig = metric_signal(newest, now, stale);
+            let valid: Vec<(u64, f64)> = points.iter().copied().filter(|(_, v)| (0.0..=1.0).contains(v)).collect();
+            match valid.iter().map(|(at, _)| *at).max() {
+                None => prop_assert_eq!(sig, Signal::Unknown),
+                Some(top) => {
+                    let (at, healthy) = newest.unwrap();
+                    prop_assert_eq!(at, top);
+                    let all_one = valid.iter().filter(|(t, _)| *t == top).all(|(_, v)| *v >= 1.0);
+                    prop_assert_eq!(healthy, all_one);
+                    if now.saturating_sub(top) > stale {
+                        prop_assert_eq!(sig, Signal::Unknown);
+                    } else if all_one {
+                        prop_assert_eq!(sig, Signal::Healthy);
+                    } else {
+                        prop_assert_eq!(sig, Signal::Unhealthy);
+                    }
+                }
+            }
+        }
+
         /// Hysteresis: the verdict only changes after the threshold's worth
         /// of consecutive agreeing rounds, counting unknowns as neither.
         #[test]

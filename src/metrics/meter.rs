@@ -39,15 +39,17 @@ pub enum Service {
     Route53,
     SageMaker,
     SageMakerRuntime,
+    CloudWatch,
 }
 
 impl Service {
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::DynamoDb,
         Service::StepFunctions,
         Service::Route53,
         Service::SageMaker,
         Service::SageMakerRuntime,
+        Service::CloudWatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Service {
             Service::Route53 => "route53",
             Service::SageMaker => "sagemaker",
             Service::SageMakerRuntime => "sagemaker_runtime",
+            Service::CloudWatch => "cloudwatch",
         }
     }
 
@@ -91,6 +94,9 @@ pub enum Op {
     SendTaskHeartbeat,
     ReadHealthCheck,
     HealthCheckKind,
+    /// One GetMetricData of every check's `HealthCheckStatus` (billed per
+    /// check in it: `core::bill`).
+    ReadHealthCheckMetrics,
     EndpointStatus,
     WarmUp,
     DescribeEndpoint,
@@ -100,7 +106,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 27] = [
+    pub const ALL: [Op; 28] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::PutVote,
@@ -122,6 +128,7 @@ impl Op {
         Op::SendTaskHeartbeat,
         Op::ReadHealthCheck,
         Op::HealthCheckKind,
+        Op::ReadHealthCheckMetrics,
         Op::EndpointStatus,
         Op::WarmUp,
         Op::DescribeEndpoint,
@@ -153,6 +160,7 @@ impl Op {
             Op::SendTaskHeartbeat => "send_task_heartbeat",
             Op::ReadHealthCheck => "read_health_check",
             Op::HealthCheckKind => "health_check_kind",
+            Op::ReadHealthCheckMetrics => "read_health_check_metrics",
             Op::EndpointStatus => "endpoint_status",
             Op::WarmUp => "warm_up",
             Op::DescribeEndpoint => "describe_endpoint",
@@ -185,6 +193,7 @@ impl Op {
             | Op::SendTaskFailure
             | Op::SendTaskHeartbeat => Service::StepFunctions,
             Op::ReadHealthCheck | Op::HealthCheckKind => Service::Route53,
+            Op::ReadHealthCheckMetrics => Service::CloudWatch,
             Op::EndpointStatus
             | Op::DescribeEndpoint
             | Op::SetInstanceCounts

@@ -19,7 +19,7 @@ use crate::core::quorum::Vote;
 use crate::core::record::RecordWrite;
 use crate::core::tokens::TokenStatus;
 use crate::ports::endpoints::{Deleted, EndpointState, EndpointStatus, WarmUp};
-use crate::ports::health_checks::{CheckKind, CheckReading};
+use crate::ports::health_checks::{CheckKind, CheckReading, MetricPoint};
 use crate::ports::store::{Event, Page, PublishedReading, TokenItem, Write};
 use crate::ports::workflows::{Callback, Execution, Started, arn_region};
 use crate::ports::{
@@ -334,6 +334,29 @@ impl HealthChecks for Metered<dyn HealthChecks> {
         let t0 = self.clock.monotonic();
         let r = self.inner.kind(id).await;
         self.done(Op::HealthCheckKind, ROUTE53_REGION, t0, &r);
+        r
+    }
+
+    async fn status_metrics(
+        &self,
+        ids: &[String],
+        start_ms: u64,
+        end_ms: u64,
+        period_secs: u32,
+    ) -> Result<std::collections::BTreeMap<String, Option<MetricPoint>>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self
+            .inner
+            .status_metrics(ids, start_ms, end_ms, period_secs)
+            .await;
+        // CloudWatch in us-east-1, where Route 53 publishes its metrics.
+        self.done(Op::ReadHealthCheckMetrics, ROUTE53_REGION, t0, &r);
+        let reading = match &r {
+            Ok(_) => Reading::Ok,
+            Err(e) if e.kind == ErrorKind::Throttled => Reading::Throttled,
+            Err(_) => Reading::Error,
+        };
+        self.meter.reading(reading, self.clock.now_ms());
         r
     }
 }

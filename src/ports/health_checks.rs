@@ -7,6 +7,13 @@
 //! control plane lives in us-east-1 and is rate limited per account, so the
 //! daemons read on a shared schedule and publish readings through the
 //! control store (`control::signals`).
+//!
+//! Two sources (`health.route53_source`): the Route 53 API (`read`, two
+//! calls per check), or CloudWatch's `AWS/Route53` `HealthCheckStatus`
+//! metric (`status_metrics`, every check in one call), whose reading is
+//! Route 53's own status of the check, flags applied.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -28,6 +35,33 @@ pub enum CheckKind {
     CloudWatchAlarm,
     /// Anything else Route 53 may add.
     Other { name: String },
+    /// Not a check's type: a reading from the `HealthCheckStatus` metric,
+    /// which carries Route 53's status of the check (`Inverted` and
+    /// `Disabled` applied by Route 53, a calculated check's children
+    /// counted by it), whatever type the check is. None: no data point in
+    /// the window read.
+    StatusMetric { point: Option<MetricPoint> },
+}
+
+/// The newest `HealthCheckStatus` data point of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// The data point's timestamp (the start of its period), ms since the epoch.
+    pub at_ms: u64,
+    /// The period's Minimum was 1 (healthy throughout), not 0.
+    pub healthy: bool,
+}
+
+impl CheckReading {
+    /// A reading from the metric (see [`CheckKind::StatusMetric`]).
+    pub fn from_metric(point: Option<MetricPoint>) -> Self {
+        Self {
+            kind: CheckKind::StatusMetric { point },
+            inverted: false,
+            disabled: false,
+            observations: Vec::new(),
+        }
+    }
 }
 
 /// One reading of a check.
@@ -47,4 +81,30 @@ pub trait HealthChecks: Send + Sync {
     async fn read(&self, id: &str) -> Result<CheckReading, PortError>;
     /// GetHealthCheck only: the check's kind (for start-up validation).
     async fn kind(&self, id: &str) -> Result<CheckKind, PortError>;
+    /// The newest `AWS/Route53` `HealthCheckStatus` data point (statistic
+    /// Minimum, `period_secs` periods) of every check in `ids`, from
+    /// `start_ms` to `end_ms`, in one call (CloudWatch `GetMetricData` in
+    /// us-east-1, where Route 53 publishes its metrics). A check with no
+    /// data point in the window maps to None.
+    async fn status_metrics(
+        &self,
+        ids: &[String],
+        start_ms: u64,
+        end_ms: u64,
+        period_secs: u32,
+    ) -> Result<BTreeMap<String, Option<MetricPoint>>, PortError> {
+        let _ = (ids, start_ms, end_ms, period_secs);
+        Err(PortError::new(
+            "CloudWatch",
+            "GetMetricData HealthCheckStatus",
+            "us-east-1",
+            super::ErrorKind::Other,
+            NoMetricReader,
+        ))
+    }
 }
+
+/// This implementation of the port reads no metric.
+#[derive(Debug, thiserror::Error)]
+#[error("this health-check reader has no CloudWatch client")]
+pub struct NoMetricReader;

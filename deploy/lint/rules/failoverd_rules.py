@@ -47,6 +47,9 @@ NO_RESOURCE_LEVEL = {
     # for the namespace): idle detection's fallback reads AWS/SageMaker
     # Invocations with it.
     "cloudwatch:GetMetricStatistics",
+    # The same for GetMetricData: the health.route53_source = "cloudwatch"
+    # signal reads AWS/Route53 HealthCheckStatus with it.
+    "cloudwatch:GetMetricData",
 }
 
 
