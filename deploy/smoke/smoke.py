@@ -950,7 +950,10 @@ def drill(args, aws, fleet, report, outputs):
             headers={"Content-Type": "application/json"})
         if code >= 300:
             raise StepFailed(f"the lab's model server refused the batch latency rule: {code} {body[:200]!r}")
-    if outputs["names"]["batch"]:
+    if not outputs["names"]["batch"]:
+        report.add("batch job across the failover", "n/a",
+                   "no --batch-endpoint: no asynchronous endpoint to run a job on")
+    else:
         with Step(report, "batch job submitted before the inversion") as s:
             code, headers, body = http(
                 "POST", f"http://127.0.0.1:{fleet.router[active]}/v1/models/{args.model}-bulk/invoke",
@@ -1110,8 +1113,9 @@ BUDGET = """
    - per region: a Step Functions state machine, a CloudWatch log group,
      an S3 bucket, a Route 53 health check (HTTPS, {fqdn})
    - IAM roles (daemon, drill, and the kit's role with the daemon's policy)
- Expected: well under 1 USD for a 30-minute run (Route 53 checks are billed
- by the month, pro rata; DynamoDB, Step Functions and S3 by the request).
+ Expected: about 1 USD for a 30-minute run besides the three Route 53 HTTPS
+ checks (2.75 USD a month each; up to 8.25 USD if a part month is billed
+ whole); DynamoDB, Step Functions and S3 are billed by the request.
  Your SageMaker endpoints ({endpoints}) are invoked, not created: their own
  price applies while they run. Teardown runs on any exit; if this process is
  killed with SIGKILL run: deploy/smoke/run --teardown {ledger}
@@ -1143,7 +1147,7 @@ def parse(argv):
     p.add_argument("--cloudtrail-wait", type=int, help="seconds to wait for CloudTrail delivery "
                    "(default 900 in AWS mode, 0 in the lab)")
     p.add_argument("--stack-wait", type=int, help="seconds a stack may take (default 900; lab 60)")
-    p.add_argument("--work-dir", help="logs, config, reports (default: ./smoke-<prefix>)")
+    p.add_argument("--work-dir", help="logs, config, reports (default: deploy/smoke/.run/<prefix>)")
     p.add_argument("--report", help="JSON report path (default: WORK/report.json)")
     p.add_argument("--leftovers", action="store_true",
                    help="only list what exists named PREFIX-* (read-only); exit 1 if anything does")
@@ -1211,7 +1215,7 @@ def main(argv):
         print(f"smoke: REFUSED: {e}", file=sys.stderr)
         return EXIT_REFUSED
 
-    work = Path(a.work_dir or f"smoke-{a.prefix}").resolve()
+    work = Path(a.work_dir or HERE / ".run" / a.prefix).resolve()
     lab_servers = None
     report = Report(a)
     ledger = None
