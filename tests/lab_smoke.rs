@@ -19,10 +19,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ModelServer, Moto, root, spawn_guarded, unique, venv};
+use common::{ChildGuard, ModelServer, Moto, root, spawn_guarded, unique, venv};
 use serde_json::Value;
 
 const MOTO_ACCOUNT: &str = "123456789012";
@@ -40,6 +40,36 @@ fn kit(args: &[&str]) -> Command {
     cmd
 }
 
+/// `run --lab --yes` in moto's account under `prefix`, plus `extra`.
+fn dry_run(prefix: &str, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "--lab",
+        "--account-id",
+        MOTO_ACCOUNT,
+        "--yes",
+        "--prefix",
+        prefix,
+    ];
+    args.extend_from_slice(extra);
+    kit(&args)
+}
+
+/// The kit's exit status, waiting at most `cap` (then fail, showing `out`).
+fn wait_exit(child: &mut ChildGuard, cap: Duration, out: &Path) -> ExitStatus {
+    let deadline = Instant::now() + cap;
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kit ran longer than {cap:?}: {}",
+            read(out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Run to completion, at most `cap` (output through files: a pipe nobody
 /// reads while waiting could fill and stall the kit).
 fn run(cmd: &mut Command, cap: Duration) -> Output {
@@ -50,18 +80,7 @@ fn run(cmd: &mut Command, cap: Duration) -> Output {
         cmd.stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap()),
     );
-    let deadline = Instant::now() + cap;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the kit ran longer than {cap:?}: {}",
-            read(&out)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child, cap, &out);
     let o = Output {
         status,
         stdout: std::fs::read(&out).unwrap(),
@@ -124,18 +143,15 @@ fn the_dry_run_against_the_lab_deploys_drills_tears_down_and_reports() {
     // The kit starts the lab's servers itself here, as a user's
     // `deploy/smoke/run --lab` does.
     let out = run(
-        kit(&[
-            "--lab",
-            "--account-id",
-            MOTO_ACCOUNT,
-            "--yes",
-            "--prefix",
+        dry_run(
             &p,
-            "--work-dir",
-            dir.to_str().unwrap(),
-            "--report",
-            report_path.to_str().unwrap(),
-        ])
+            &[
+                "--work-dir",
+                dir.to_str().unwrap(),
+                "--report",
+                report_path.to_str().unwrap(),
+            ],
+        )
         .current_dir(dir.parent().unwrap()),
         Duration::from_secs(300),
     );
@@ -235,20 +251,17 @@ fn a_signal_in_the_middle_of_a_run_tears_everything_down() {
     let p = prefix();
     let stdout = dir.join("stdout.txt");
     let mut child = spawn_guarded(
-        kit(&[
-            "--lab",
-            "--account-id",
-            MOTO_ACCOUNT,
-            "--yes",
-            "--prefix",
+        dry_run(
             &p,
-            "--lab-moto-url",
-            &moto.url(),
-            "--lab-model-url",
-            &model.url(),
-            "--work-dir",
-            dir.join("work").to_str().unwrap(),
-        ])
+            &[
+                "--lab-moto-url",
+                &moto.url(),
+                "--lab-model-url",
+                &model.url(),
+                "--work-dir",
+                dir.join("work").to_str().unwrap(),
+            ],
+        )
         .current_dir(&dir)
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(Stdio::null()),
@@ -269,18 +282,7 @@ fn a_signal_in_the_middle_of_a_run_tears_everything_down() {
 
     // SAFETY: kill(2) on a child we own.
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the kit did not finish tearing down: {}",
-            read(&stdout)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(120), &stdout);
     let out = read(&stdout);
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("interrupted"), "{out}");
