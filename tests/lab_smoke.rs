@@ -338,7 +338,9 @@ fn without_the_right_account_id_or_a_confirmation_it_refuses_and_creates_nothing
         (&["--account-id", MOTO_ACCOUNT], "no terminal to confirm on"),
     ];
     for (extra, why) in cases {
-        let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+        let work = dir.join("work");
+        let mut args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+        args.extend(["--work-dir", work.to_str().unwrap()]);
         let o = run(kit(&args).current_dir(&dir), Duration::from_secs(60));
         let all = text(&o);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {all}");
@@ -347,10 +349,16 @@ fn without_the_right_account_id_or_a_confirmation_it_refuses_and_creates_nothing
             "{extra:?}: {all}"
         );
         assert!(!all.contains("[PASS]"), "{extra:?}: {all}");
+        assert!(!work.exists(), "{extra:?} made its work folder");
+        // Only a refused confirmation comes after the warning (and after
+        // the account check); the others stop before it.
+        assert_eq!(
+            all.contains("COST WARNING"),
+            why.contains("confirm"),
+            "{extra:?}: {all}"
+        );
         let (code, listed) = leftovers(&moto, &p);
         assert_eq!(code, 0, "{extra:?} created something: {listed}");
     }
-    // Only the confirmation case got as far as the warning, after the
-    // account check; the others stopped before it.
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1252,11 +1252,9 @@ def main(argv):
         if identity["Account"] != a.account_id:
             raise Refused(f"--account-id {a.account_id} but these credentials are account "
                           f"{identity['Account']} ({identity['Arn']}): nothing was created")
-        work.mkdir(parents=True, exist_ok=True)
-        ledger = Ledger(work / "ledger.json", a.prefix)
         names = names_for(a)
         print(BUDGET.format(account=a.account_id, regions=", ".join(a.regions), prefix=a.prefix,
-                            fqdn=a.health_check_fqdn or "the lab's", ledger=ledger.path,
+                            fqdn=a.health_check_fqdn or "the lab's", ledger=work / "ledger.json",
                             endpoints=", ".join(filter(None, (names["serverless"], names["batch"])))),
               flush=True)
         if a.lab:
@@ -1266,6 +1264,8 @@ def main(argv):
                 raise Refused("no terminal to confirm on: pass --yes after reading the warning")
             if input(f"Type the account id ({a.account_id}) to go on: ").strip() != a.account_id:
                 raise Refused("not confirmed")
+        work.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(work / "ledger.json", a.prefix)
         report.add("identity", "pass", f"{identity['Arn']} is account {identity['Account']}")
 
         outputs = {"names": names}
