@@ -280,12 +280,18 @@ fn a_signal_in_the_middle_of_a_run_tears_everything_down() {
         );
     }
 
-    // SAFETY: kill(2) on a child we own.
+    // SAFETY: kill(2) on a child we own. A second SIGTERM while it tears
+    // down (an impatient operator) must not cut the teardown short.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    common::wait_for("the teardown to begin", Duration::from_secs(30), || {
+        read(&stdout).contains("... teardown").then_some(())
+    });
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
     let status = wait_exit(&mut child, Duration::from_secs(120), &stdout);
     let out = read(&stdout);
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("interrupted"), "{out}");
+    assert!(out.contains("tearing down, not stopping"), "{out}");
     assert!(out.contains("RESULT: FAILED"), "{out}");
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("work/report.json")).unwrap())

@@ -687,7 +687,8 @@ def smoke_daemon_role(args, aws, ledger, identity, outputs):
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{identity['Account']}:root"},
+            # The partition of the runner's own ARN (aws, aws-cn, aws-us-gov).
+            "Principal": {"AWS": f"arn:{identity['Arn'].split(':')[1]}:iam::{identity['Account']}:root"},
             "Action": "sts:AssumeRole",
         }],
     }
@@ -1225,7 +1226,7 @@ def main(argv):
 
     def on_signal(signum, _frame):
         if interrupted:
-            say(f"signal {signum} again: still tearing down (wait, or see the ledger)")
+            say(f"signal {signum}: tearing down, not stopping (wait; the ledger is in {work})")
             return
         interrupted.append(signum)
         raise Interrupted(f"signal {signum}")
@@ -1299,6 +1300,9 @@ def main(argv):
     except Exception as e:  # anything else still tears down and reports
         report.add("run", "fail", f"{type(e).__name__}: {e}")
     finally:
+        # From here on a signal only prints: a first Ctrl-C during the
+        # teardown of a run that went well must not cut the teardown short.
+        interrupted.append("teardown")
         if fleet:
             fleet.stop()
         if ledger and ledger.items:
