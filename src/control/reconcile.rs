@@ -247,7 +247,7 @@ impl Reconciler {
                 let mono = self.ports.clock.monotonic();
                 let turn = self
                     .signals
-                    .next_turn_at(&cfg, now)
+                    .next_turn_at(&cfg, now, self.ports.clock.mono_at(mono))
                     .map(|at| mono + Duration::from_millis(at - now))
                     .filter(|at| *at < next);
                 tokio::select! {

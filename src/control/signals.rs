@@ -37,6 +37,7 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::core::backoff::Backoff;
 use crate::core::health::{self, Route53Source, Signal, Tracker, Verdict};
+use crate::core::mono::Mono;
 use crate::ports::health_checks::{CheckKind, CheckReading, MetricPoint};
 use crate::ports::store::PublishedReading;
 use crate::ports::{ErrorKind, PortError, Ports};
@@ -65,7 +66,9 @@ pub struct Signals {
     verdicts: BTreeMap<String, Verdict>,
     last_slot: Option<u64>,
     backoff: Backoff,
-    backoff_until: u64,
+    /// Until when Route 53 is left alone after throttling, on the
+    /// monotonic clock (a wall-clock step neither ends nor prolongs it).
+    backoff_until: Option<Mono>,
     /// check -> (reading identity, when this daemon first saw it)
     seen: BTreeMap<String, ((String, u64), u64)>,
     /// Children of calculated checks, learned from their readings.
@@ -100,7 +103,7 @@ impl Default for Signals {
             verdicts: BTreeMap::new(),
             last_slot: None,
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
-            backoff_until: 0,
+            backoff_until: None,
             seen: BTreeMap::new(),
             children: BTreeSet::new(),
             readings: BTreeMap::new(),
@@ -204,6 +207,11 @@ impl Signals {
         (me, order.len() as u64)
     }
 
+    /// How much of a throttling backoff is left at `now` (ms).
+    fn backoff_left(&self, now: Mono) -> u64 {
+        self.backoff_until.map_or(0, |until| until.since(now))
+    }
+
     /// When (this daemon's wall clock, ms) its next Route 53 turn begins:
     /// `now` if a slot of ours is open and not yet read, else the start of
     /// the next slot of ours. None when there is nothing to read.
@@ -212,11 +220,11 @@ impl Signals {
     /// every slot of the fleet's budget is used whatever the poll interval
     /// (docs/detection.md): before, a daemon read only when a round
     /// happened to fall in one of its slots, about once a poll.
-    pub fn next_turn_at(&self, cfg: &Config, now: u64) -> Option<u64> {
+    pub fn next_turn_at(&self, cfg: &Config, now: u64, mono: Mono) -> Option<u64> {
         let checks = Self::rotation_slots(cfg, self.checks(cfg).len());
         let (me, daemons) = Self::seat(cfg);
         let at = health::next_route53_turn(
-            now.max(self.backoff_until),
+            now + self.backoff_left(mono),
             Self::slot_ms(cfg),
             me,
             daemons,
@@ -422,7 +430,7 @@ impl Signals {
         checks: &[String],
         now: u64,
     ) -> Option<(Vec<(PublishedReading, Option<(String, u64)>)>, bool)> {
-        if checks.is_empty() || now < self.backoff_until {
+        if checks.is_empty() || self.backoff_left(ports.clock.mono()) > 0 {
             return None;
         }
         let (me, daemons) = Self::seat(cfg);
@@ -483,7 +491,7 @@ impl Signals {
                     .next_delay(ports.entropy.next_u64() as f64 / u64::MAX as f64)
                     .min(cap)
                     .max(Duration::from_millis(Self::slot_ms(cfg)));
-                self.backoff_until = now + wait.as_millis() as u64;
+                self.backoff_until = Some(ports.clock.mono().plus(wait.as_millis() as u64));
                 warn!(error = %crate::error_chain(&e), backoff_ms = wait.as_millis() as u64, "Route 53 throttled; backing off");
                 None
             }
