@@ -44,6 +44,14 @@ fn a_daemon_with_other_settings_is_named_and_withholds_automatic_failover() {
         text.contains("CONFIGURATION DRIFT: us-west-2 differs in timings"),
         "{text}"
     );
+    // Read with us-west-2's own file, the difference is its daemon's
+    // pending change, not another daemon's drift (issue 19 item 3).
+    let out = lab.cli_in("us-west-2", &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("PENDING: us-west-2's daemon runs a configuration that differs from this file in timings"),
+        "{text}"
+    );
     let (_, metrics) = lab
         .admin("eu-west-1", "/metrics")
         .expect("eu-west-1's metrics");

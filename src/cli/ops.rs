@@ -404,6 +404,17 @@ fn render_fleet(w: &mut String, cfg: &Config, s: &StatusReport) {
     }
     let _ = writeln!(w, "fleet configuration: {} (this file)", mine.digest());
     for x in &d.differing {
+        if x.observer == cfg.region {
+            // This region's own daemon: the file here is not what it runs.
+            let _ = writeln!(
+                w,
+                "PENDING: {}'s daemon runs a configuration that differs from this file in {}: reload it (systemctl reload failoverd@{}) to apply what can be, restart it for what only a restart applies (its /metrics: failoverd_config_restart_pending)",
+                x.observer,
+                x.groups.join(", "),
+                x.observer
+            );
+            continue;
+        }
         let _ = writeln!(
             w,
             "CONFIGURATION DRIFT: {} differs in {}: automatic failover is withheld while the fleet disagrees (failoverd check-config FILES... names the keys)",
