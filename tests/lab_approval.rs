@@ -240,6 +240,7 @@ fn the_adapter_applies_proposal_writes_as_the_transition_function_does() {
                 changed_by: "us-west-2".into(),
                 claimed_at: 1_800_000_002_000,
                 supersedes: None,
+                state_machine: None,
             };
             (RecordWrite::Claim { plan }, true)
         }),

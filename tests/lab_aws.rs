@@ -343,10 +343,28 @@ fn every_record_write_lands_in_dynamodb_as_apply_computes_it() {
                 changed_by: "us-west-2".into(),
                 claimed_at: at + epoch * 1000,
                 supersedes: supersedes.then(|| r.execution.clone().unwrap_or_default()),
+                // Written with the claim when named, removed when not.
+                state_machine: (epoch % 2 == 1).then(|| {
+                    format!("arn:aws:states:us-west-2:123456789012:stateMachine:sm-{epoch}")
+                }),
             },
         }
     };
     let exec = |r: &ControlRecord| r.execution.clone().unwrap_or_default();
+    let recreate = move |r: &ControlRecord, replaces: Option<u64>| RecordWrite::Recreate {
+        from: failoverd::core::record::Recreated {
+            replaces,
+            epoch: r.epoch + 5,
+            active: "us-west-2".into(),
+            mode: Mode::Paused,
+            previous: Some("us-east-1".into()),
+            last_failover_at: Some(at + 7),
+        },
+        incarnation: "def456".into(),
+        by: "us-west-2".into(),
+        at: at + 30,
+        reason: "re-created".into(),
+    };
     type Step = Box<dyn Fn(&ControlRecord) -> (RecordWrite, bool)>;
     let steps: Vec<Step> = vec![
         // Created once only.
@@ -502,6 +520,12 @@ fn every_record_write_lands_in_dynamodb_as_apply_computes_it() {
                 true,
             )
         }),
+        // Re-created from a copy (issue 19 item 9): never over a record
+        // that exists, never over another version than the restored one;
+        // over it, the whole item replaced.
+        Box::new(move |r| (recreate(r, None), false)),
+        Box::new(move |r| (recreate(r, Some(r.version - 1)), false)),
+        Box::new(move |r| (recreate(r, Some(r.version)), true)),
     ];
     let read = |rt: &tokio::runtime::Runtime| rt.block_on(table.read_record()).unwrap();
     // The record itself first.

@@ -449,3 +449,82 @@ fn a_drain_addressed_to_a_frozen_daemon_is_skipped_not_waited_for() {
     }
     lab.signal("us-east-1", libc::SIGCONT);
 }
+
+/// Issue 19 item 3: an execution is looked up under the state machine it
+/// was started under, which the claim writes to the record. The initiator
+/// is restarted mid-failover with its `state_machine_arn` pointing at
+/// another (existing) state machine: it finds its execution where the
+/// record says and does not start the epoch again there. Before, it looked
+/// under the new ARN, found nothing, and started the same execution name a
+/// second time: two executions for one epoch.
+#[test]
+fn a_changed_state_machine_arn_does_not_start_an_epoch_twice() {
+    let mut lab = start(&[]);
+    // us-west-2's endpoints stay cold: its prepare step keeps retrying, so
+    // the failover stays in flight while the initiator restarts.
+    lab.behave(serde_json::json!({
+        "region": "us-west-2", "endpoint": "*",
+        "cold_start_after_idle": "0s", "cold_start": "60s"
+    }));
+    lab.invert("us-east-1", true);
+    let stuck = wait_record(
+        &lab,
+        "the failover to us-west-2",
+        Duration::from_secs(60),
+        |r| r.phase == Phase::FailingOver && r.target.as_deref() == Some("us-west-2"),
+    );
+    let started_under = lab
+        .config
+        .region("us-west-2")
+        .unwrap()
+        .state_machine_arn
+        .clone();
+    assert_eq!(
+        (stuck.initiator.as_deref(), stuck.state_machine.as_deref()),
+        (Some("us-west-2"), Some(started_under.as_str())),
+        "the claim records where the execution runs: {stuck:?}"
+    );
+    let name = stuck.execution.clone().unwrap();
+    // us-west-2's daemon restarts with us-east-1's state machine as its own.
+    let base = lab.dir.join("regions/base.toml");
+    let original = std::fs::read_to_string(&base).unwrap();
+    let other = lab
+        .config
+        .region("us-east-1")
+        .unwrap()
+        .state_machine_arn
+        .clone();
+    assert!(original.contains(&started_under));
+    std::fs::write(&base, original.replace(&started_under, &other)).unwrap();
+    lab.kill_daemon("us-west-2");
+    lab.start_daemon("us-west-2");
+    std::fs::write(&base, &original).unwrap();
+    // Several of its rounds while the failover is in flight.
+    lab.wait_admin(
+        "us-west-2",
+        "/status",
+        "us-west-2's rounds after the restart",
+        Duration::from_secs(60),
+        |_, body| {
+            serde_json::from_str::<serde_json::Value>(body)
+                .is_ok_and(|s| s["round"].as_u64().unwrap_or(0) >= 5)
+        },
+    );
+    let again = failoverd::ports::workflows::execution_arn(&other, &name);
+    let found = Lab::rt().block_on(
+        lab.clients
+            .sfn("us-east-1")
+            .describe_execution()
+            .execution_arn(&again)
+            .send(),
+    );
+    assert!(
+        found.is_err(),
+        "a second execution of epoch {} was started under {other}: {found:?}",
+        stuck.epoch
+    );
+    assert!(
+        execution(&lab, "us-west-2", &name).is_some(),
+        "the first one is where the record says"
+    );
+}

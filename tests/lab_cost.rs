@@ -265,6 +265,7 @@ impl Env {
             changed_by: WEST.into(),
             claimed_at: self.clock.now_ms(),
             supersedes: None,
+            state_machine: None,
         };
         self.ports
             .store

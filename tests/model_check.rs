@@ -369,6 +369,7 @@ impl Rec {
             execution: (self.execution > 0)
                 .then(|| execution_name(INCARNATION, u64::from(self.execution))),
             initiator: opt_region(self.initiator),
+            state_machine: None,
             previous: opt_region(self.previous),
             changed_by: "model".into(),
             changed_at: NOW,
@@ -1436,6 +1437,7 @@ impl Model {
                     changed_by: "model".into(),
                     claimed_at: NOW,
                     supersedes: supersedes.then(|| "superseded".to_string()),
+                    state_machine: None,
                 },
             },
             Effect::Settle {

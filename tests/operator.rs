@@ -251,6 +251,7 @@ fn steady(active: &str) -> ControlRecord {
         target: None,
         execution: None,
         initiator: None,
+        state_machine: None,
         previous: None,
         changed_by: "us-east-1".into(),
         changed_at: NOW - 60_000,

@@ -62,6 +62,7 @@ fn record(active: usize, mode: Mode, phase: Phase, last_failover_at: Option<u64>
         target: None,
         execution: None,
         initiator: None,
+        state_machine: None,
         previous: None,
         changed_by: "test".into(),
         changed_at: 0,

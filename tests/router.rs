@@ -673,6 +673,7 @@ fn control_record(active: &str) -> failoverd::core::control::ControlRecord {
         target: None,
         execution: None,
         initiator: None,
+        state_machine: None,
         previous: None,
         changed_by: "test".into(),
         changed_at: 0,

@@ -409,6 +409,7 @@ mod tests {
             old_region_healthy: true,
             forced: false,
             proposal: None,
+            state_machine: None,
         };
         // The journal view read version 7 after the round read version 5.
         let m = Meter::new(&[]);

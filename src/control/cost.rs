@@ -864,6 +864,7 @@ mod tests {
             target: (phase == Phase::FailingOver).then(|| "us-west-2".to_string()),
             execution: None,
             initiator: None,
+            state_machine: None,
             previous: None,
             changed_by: "us-east-1".into(),
             changed_at: 0,

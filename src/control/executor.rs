@@ -259,6 +259,13 @@ impl Executor<'_> {
     /// Claim the plan's epoch (journalled either way), stop what it
     /// supersedes, start its execution.
     async fn claim(&self, p: &FailoverPlan) -> Result<Outcome, ExecError> {
+        // The claim records where the execution will run, so that a later
+        // change of `state_machine_arn` cannot send anyone looking for it
+        // elsewhere (and starting it twice).
+        let p = &FailoverPlan {
+            state_machine: Some(self.state_machine(&p.initiator)?.to_string()),
+            ..p.clone()
+        };
         match self.write(&RecordWrite::Claim { plan: p.clone() }).await? {
             Write::Conflict => {
                 self.journal(
@@ -371,7 +378,10 @@ impl Executor<'_> {
     /// Start `p`'s execution; `claimed_version` is the record's version
     /// after the claim (what a collision's settle is fenced on).
     async fn start(&self, p: &FailoverPlan, claimed_version: u64) -> Result<Outcome, ExecError> {
-        let sm = self.state_machine(&p.initiator)?;
+        let sm = match &p.state_machine {
+            Some(sm) => sm.as_str(),
+            None => self.state_machine(&p.initiator)?,
+        };
         let input = p.execution_input();
         let started = self
             .ports

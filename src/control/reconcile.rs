@@ -758,8 +758,13 @@ impl Reconciler {
     /// region's Step Functions (any daemon may ask: settling a failover whose
     /// execution ended does not depend on the initiator being alive).
     async fn execution_status(&self, cfg: &Config, r: &ControlRecord) -> Option<ExecutionStatus> {
-        let region = cfg.region(r.initiator.as_deref()?)?;
-        let arn = execution_arn(&region.state_machine_arn, r.execution.as_deref()?);
+        // Where the claim says it was started; records claimed before the
+        // claim wrote that: the initiator's configured state machine.
+        let sm = match &r.state_machine {
+            Some(sm) => sm.as_str(),
+            None => &cfg.region(r.initiator.as_deref()?)?.state_machine_arn,
+        };
+        let arn = execution_arn(sm, r.execution.as_deref()?);
         let describe = self.ports.workflows.describe(&arn);
         match tokio::time::timeout(round_deadline(cfg), describe).await {
             Ok(Ok(e)) => Some(e.status),

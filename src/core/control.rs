@@ -106,6 +106,14 @@ pub struct ControlRecord {
     pub execution: Option<String>,
     /// Region whose Step Functions runs that execution.
     pub initiator: Option<String>,
+    /// The state machine that execution was started under (the claim
+    /// writes it): where every daemon looks the execution up, whatever its
+    /// configuration says now. A changed `state_machine_arn` (a reload, a
+    /// restart) otherwise made the initiator look under the new ARN, find
+    /// nothing, and start the same epoch a second time. `None` on records
+    /// claimed before this was written: the initiator's configured one.
+    #[serde(default)]
+    pub state_machine: Option<String>,
     /// The region that was active before the last switch.
     pub previous: Option<String>,
     /// Who made the last change (region, or `operator:<name>`), when, why.
@@ -429,6 +437,7 @@ mod tests {
             target: None,
             execution: None,
             initiator: None,
+            state_machine: None,
             previous: Some("us-east-1".into()),
             changed_by: "test".into(),
             changed_at: 0,

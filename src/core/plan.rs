@@ -266,6 +266,13 @@ pub struct FailoverPlan {
     pub claimed_at: u64,
     /// The in-flight execution this claim supersedes.
     pub supersedes: Option<String>,
+    /// The state machine the execution runs in. The planner leaves it
+    /// `None`; the executor fills in the initiator's configured one before
+    /// it claims, and the claim writes it to the record
+    /// (`ControlRecord::state_machine`); a plan rebuilt from the record
+    /// carries the record's.
+    #[serde(default)]
+    pub state_machine: Option<String>,
 }
 
 impl FailoverPlan {
@@ -304,6 +311,7 @@ impl FailoverPlan {
             changed_by: r.changed_by.clone(),
             claimed_at: r.last_failover_at?,
             supersedes: None,
+            state_machine: r.state_machine.clone(),
         })
     }
 }
@@ -361,7 +369,9 @@ pub enum Action {
     },
 }
 
-/// The planner's answer.
+/// The planner's answer. (One per round: its size does not matter, and
+/// boxing the action would only add a pointer to every match on it.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "decision")]
 pub enum Decision {
@@ -1219,6 +1229,7 @@ fn start(
             changed_by,
             claimed_at: i.now,
             supersedes,
+            state_machine: None,
         }),
     }
 }

@@ -368,6 +368,7 @@ fn initial(active: &str, incarnation: &str, by: &str, at: u64, reason: &str) -> 
         target: None,
         execution: None,
         initiator: None,
+        state_machine: None,
         previous: None,
         changed_by: by.to_string(),
         changed_at: at,
@@ -397,6 +398,7 @@ fn claim(cur: &ControlRecord, next: &mut ControlRecord, p: &FailoverPlan) -> Res
     next.target = Some(p.to.clone());
     next.execution = Some(p.execution.clone());
     next.initiator = Some(p.initiator.clone());
+    next.state_machine = p.state_machine.clone();
     next.previous = Some(cur.active.clone());
     next.changed_by = p.changed_by.clone();
     next.changed_at = p.claimed_at;
@@ -541,6 +543,7 @@ mod tests {
             changed_by: to.into(),
             claimed_at: 10,
             supersedes,
+            state_machine: None,
         }
     }
 

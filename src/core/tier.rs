@@ -460,6 +460,7 @@ mod tests {
                 changed_by: "us-west-2".into(),
                 claimed_at: 1,
                 supersedes: None,
+                state_machine: None,
             }),
         }
     }

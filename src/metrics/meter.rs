@@ -772,6 +772,7 @@ mod tests {
             target: None,
             execution: (epoch > 1).then(|| format!("failover-i-{epoch}")),
             initiator: None,
+            state_machine: None,
             previous: None,
             changed_by: by.into(),
             changed_at: 0,

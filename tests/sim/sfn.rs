@@ -1332,6 +1332,7 @@ mod tests {
             changed_by: to.into(),
             claimed_at: super::super::world::EPOCH_MS,
             supersedes: None,
+            state_machine: None,
         };
         assert_eq!(
             c.write_record(&RecordWrite::Claim { plan: p.clone() })

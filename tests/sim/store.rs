@@ -1027,6 +1027,7 @@ mod tests {
                 changed_by: to.into(),
                 claimed_at: 5,
                 supersedes: None,
+                state_machine: None,
             },
         }
     }

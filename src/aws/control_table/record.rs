@@ -55,6 +55,7 @@ fn record_from_item(it: &Item) -> Result<ControlRecord, Bad> {
         target: get_s(it, "target"),
         execution: get_s(it, "execution"),
         initiator: get_s(it, "initiator"),
+        state_machine: get_s(it, "state_machine"),
         previous: get_s(it, "previous"),
         changed_by: get_s(it, "changed_by").unwrap_or_default(),
         changed_at: need(get_time(it, "changed_at"), "changed_at")?,
@@ -337,12 +338,22 @@ fn claim(p: &FailoverPlan) -> Update {
     if p.supersedes.is_none() {
         values.push((":steady", s("steady")));
     }
+    // The state machine the execution is started under: written with the
+    // claim, removed when the plan names none (a record never keeps an
+    // older failover's).
+    let (sm_set, sm_remove) = match &p.state_machine {
+        Some(sm) => {
+            values.push((":sm", s(sm)));
+            (", state_machine = :sm", "")
+        }
+        None => ("", ", state_machine"),
+    };
     Update {
         condition: condition.into(),
         update: format!("SET version = :nv, epoch = :epoch, #state = :failing, target = :to, execution = :exec, \
                      initiator = :init, previous = active, changed_by = :by, changed_at = :now, reason = :reason, \
                      last_failover_at = :now, ungraceful = :ung, old_region_healthy = :orh, forced = :forced, \
-                     step = :step REMOVE {PROPOSAL_ATTRS}").into(),
+                     step = :step{sm_set} REMOVE {PROPOSAL_ATTRS}{sm_remove}").into(),
         names: &[("#state", "state")],
         values,
     }
