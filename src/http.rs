@@ -18,7 +18,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, warn};
 
@@ -38,10 +40,11 @@ pub async fn shutdown_signalled(rx: &mut ShutdownRx) {
 }
 
 /// Serve `handler` on `listener` until `shutdown`, then drain for at most `grace`.
+/// Connections run as tasks of the runtime this is called on.
 pub async fn serve<H, Fut>(
     listener: TcpListener,
     handler: H,
-    mut shutdown: ShutdownRx,
+    shutdown: ShutdownRx,
     grace: Duration,
     name: &'static str,
 ) where
@@ -49,6 +52,196 @@ pub async fn serve<H, Fut>(
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
     let drain = Arc::new(Drain::default());
+    let spawn = {
+        let drain = drain.clone();
+        move |stream: TcpStream, peer: SocketAddr| {
+            tokio::spawn(connection(stream, peer, handler.clone(), &drain, name));
+        }
+    };
+    accept_until(listener, spawn, shutdown, name).await;
+    finish(&drain, grace, name).await;
+}
+
+/// [`serve`], with the connections spread over `threads` OS threads, each
+/// running a current-thread runtime of its own (thread-per-core, as
+/// nginx's workers): a connection's request, its upstream calls
+/// ([`worker`] tells them apart) and their timers stay on one thread, with
+/// no work-stealing scheduler between them. Connections are handed out in
+/// turn by the accepting task. After the drain (or the grace period) the
+/// threads stop, closing what is still open. If no thread can be started,
+/// connections run on the calling runtime, as with [`serve`].
+pub async fn serve_per_core<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: ShutdownRx,
+    grace: Duration,
+    name: &'static str,
+    threads: usize,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    let drain = Arc::new(Drain::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::with_capacity(threads);
+    let mut ended = Vec::with_capacity(threads);
+    for i in 0..threads.max(1) {
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel::<()>();
+        match Worker::start(
+            i,
+            name,
+            handler.clone(),
+            drain.clone(),
+            stop_rx.clone(),
+            end_tx,
+        )
+        .await
+        {
+            Ok(w) => {
+                workers.push(w);
+                ended.push(end_rx);
+            }
+            Err(e) => {
+                warn!(server = name, error = %e, thread = i, "cannot start a server thread");
+                break;
+            }
+        }
+    }
+    if workers.is_empty() {
+        warn!(
+            server = name,
+            "no server thread started: serving on the shared runtime"
+        );
+    }
+    let mut next = 0usize;
+    let spawn = {
+        let drain = drain.clone();
+        move |stream: TcpStream, peer: SocketAddr| {
+            if workers.is_empty() {
+                tokio::spawn(connection(stream, peer, handler.clone(), &drain, name));
+                return;
+            }
+            // Registered again with the receiving thread's reactor.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(server = name, error = %e, "cannot hand a connection over");
+                    return;
+                }
+            };
+            let w = &workers[next % workers.len()];
+            next = next.wrapping_add(1);
+            if w.conns.send((stream, peer)).is_err() {
+                warn!(server = name, "a server thread is gone; connection dropped");
+            }
+        }
+    };
+    accept_until(listener, spawn, shutdown, name).await;
+    finish(&drain, grace, name).await;
+    // The threads' receivers see the end of their channel once `spawn`
+    // (and its senders) is dropped, which `accept_until` did; `stop`
+    // ends them, dropping connections still open after the grace period.
+    let _ = stop_tx.send(true);
+    for end in ended {
+        // A thread drops its end (its runtime gone) as it returns.
+        let _ = tokio::time::timeout(Duration::from_secs(5), end).await;
+    }
+}
+
+/// Which of a per-core server's threads this is ([`serve_per_core`]), if
+/// any: clients keep their idle connections per thread, so that a
+/// connection is used on the runtime whose reactor it is registered with.
+pub fn worker() -> Option<usize> {
+    WORKER.with(|w| w.get())
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The number of threads a per-core server runs on this host: one per
+/// core the process may use.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// One thread of a per-core server.
+struct Worker {
+    conns: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+}
+
+impl Worker {
+    /// Start thread `index`; its runtime is built on the thread itself (a
+    /// runtime must not be dropped in async context, as it would be if
+    /// the thread could not start).
+    async fn start<H, Fut>(
+        index: usize,
+        name: &'static str,
+        handler: H,
+        drain: Arc<Drain>,
+        mut stop: watch::Receiver<bool>,
+        end: tokio::sync::oneshot::Sender<()>,
+    ) -> std::io::Result<Self>
+    where
+        H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = HttpResponse> + Send + 'static,
+    {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+        let (ready_tx, ready) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+        std::thread::Builder::new()
+            .name(format!("{name}-{index}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                WORKER.with(|w| w.set(Some(index)));
+                rt.block_on(async move {
+                    let mut open = true;
+                    loop {
+                        tokio::select! {
+                            c = rx.recv(), if open => match c {
+                                Some((s, peer)) => match TcpStream::from_std(s) {
+                                    Ok(s) => {
+                                        tokio::spawn(connection(s, peer, handler.clone(), &drain, name));
+                                    }
+                                    Err(e) => debug!(server = name, error = %e, "cannot take a connection over"),
+                                },
+                                None => open = false,
+                            },
+                            _ = shutdown_signalled(&mut stop) => break,
+                        }
+                    }
+                });
+                // Dropping the runtime drops the connections still open.
+                drop(rt);
+                drop(end);
+            })?;
+        match ready.await {
+            Ok(Ok(())) => Ok(Self { conns: tx }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("the server thread ended at start")),
+        }
+    }
+}
+
+/// Accept connections on `listener` and hand each to `spawn` until
+/// `shutdown`; then close the listener.
+async fn accept_until(
+    listener: TcpListener,
+    mut spawn: impl FnMut(TcpStream, SocketAddr),
+    mut shutdown: ShutdownRx,
+    name: &'static str,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -62,33 +255,48 @@ pub async fn serve<H, Fut>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let h = handler.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    let h = h.clone();
-                    async move { Ok::<_, Infallible>(h(req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), svc);
-                let conn = Drain::watch(&drain, conn);
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = conn.await {
-                            debug!(error = %e, "connection ended with error");
-                        }
-                    }
-                    .instrument(tracing::debug_span!("conn", server = name, %peer)),
-                );
+                spawn(stream, peer);
             }
             _ = shutdown_signalled(&mut shutdown) => break,
         }
     }
-    drop(listener);
+}
+
+/// Ask every open connection to finish, and wait for them at most `grace`.
+async fn finish(drain: &Drain, grace: Duration, name: &'static str) {
     tokio::select! {
         _ = drain.shutdown() => debug!(server = name, "drained"),
         _ = tokio::time::sleep(grace) => warn!(server = name, grace = ?grace, "grace period over; closing connections still open"),
     }
+}
+
+/// One connection served by hyper's HTTP/1 server until it closes.
+fn connection<H, Fut>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: H,
+    drain: &Arc<Drain>,
+    name: &'static str,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let h = handler.clone();
+        async move { Ok::<_, Infallible>(h(req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), svc);
+    let conn = Drain::watch(drain, conn);
+    async move {
+        if let Err(e) = conn.await {
+            debug!(error = %e, "connection ended with error");
+        }
+    }
+    .instrument(tracing::debug_span!("conn", server = name, %peer))
 }
 
 /// A server's open connections, so that a shutdown can ask each to finish
@@ -241,6 +449,117 @@ pub fn json(status: hyper::StatusCode, value: &serde_json::Value) -> HttpRespons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One request on a kept-alive connection `s`: the answer's body.
+    async fn get(s: &mut tokio::net::TcpStream, path: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some(at) = text.find("\r\n\r\n") {
+                let len: usize = text[..at]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= at + 4 + len {
+                    return Ok(text[at + 4..at + 4 + len].to_string());
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn per_core_server_spreads_connections_and_drains() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let handler = |req: Request<Incoming>| async move {
+            if req.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            text(hyper::StatusCode::OK, format!("{:?}", worker()))
+        };
+        let server = tokio::spawn(serve_per_core(
+            listener,
+            handler,
+            rx,
+            Duration::from_secs(5),
+            "test",
+            2,
+        ));
+        let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut b = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let on_a = get(&mut a, "/").await.unwrap();
+        let on_b = get(&mut b, "/").await.unwrap();
+        // Handed out in turn: one connection per thread, each request on
+        // its connection's thread.
+        let mut seen = [on_a.clone(), on_b.clone()];
+        seen.sort();
+        assert_eq!(seen, ["Some(0)", "Some(1)"]);
+        assert_eq!(get(&mut a, "/").await.unwrap(), on_a);
+        // Shutdown with a request in flight: it is answered, the idle
+        // connection is closed, and the server returns.
+        let slow = tokio::spawn(async move { get(&mut a, "/slow").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(true).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap(), on_a);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server returns after the drain")
+            .unwrap();
+        assert!(get(&mut b, "/").await.is_err(), "idle connection closed");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err()
+                || tokio::time::timeout(Duration::from_secs(1), async {
+                    let mut c = tokio::net::TcpStream::connect(addr).await?;
+                    get(&mut c, "/").await
+                })
+                .await
+                .map_or(true, |r| r.is_err()),
+            "no longer accepting"
+        );
+    }
+
+    #[tokio::test]
+    async fn per_core_server_closes_what_outlives_the_grace_period() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let handler = |_req: Request<Incoming>| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            text(hyper::StatusCode::OK, "late")
+        };
+        let server = tokio::spawn(serve_per_core(
+            listener,
+            handler,
+            rx,
+            Duration::from_millis(200),
+            "test",
+            2,
+        ));
+        let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let hung = tokio::spawn(async move { get(&mut a, "/").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server returns after the grace period")
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), hung)
+            .await
+            .expect("the connection is closed, not left hanging")
+            .unwrap();
+        assert!(got.is_err(), "{got:?}");
+    }
 
     #[test]
     fn path_segments_are_percent_decoded() {

@@ -82,8 +82,19 @@ struct RegionEndpoint {
     base_path: String,
     /// The `Host` header (the URL's authority).
     host: String,
-    /// Kept-alive connections, most recently used last.
-    idle: Mutex<Vec<wire::Conn>>,
+    /// Kept-alive connections, most recently used last: one pool per
+    /// thread of the router's per-core server (`http::worker`), so a
+    /// connection is used on the runtime whose reactor it is registered
+    /// with, and one (the first) for every other thread.
+    idle: Box<[Mutex<Vec<wire::Conn>>]>,
+}
+
+impl RegionEndpoint {
+    /// This thread's idle connections.
+    fn pool(&self) -> &Mutex<Vec<wire::Conn>> {
+        let i = crate::http::worker().map_or(0, |w| w + 1);
+        &self.idle[i % self.idle.len()]
+    }
 }
 
 /// The credentials requests are signed with, cached: a clone of the SDK's
@@ -236,7 +247,9 @@ impl SageMakerRuntime {
             origin,
             base_path,
             host,
-            idle: Mutex::default(),
+            idle: (0..=crate::http::cores())
+                .map(|_| Mutex::default())
+                .collect(),
         });
         self.regions
             .write()
@@ -414,7 +427,7 @@ impl SageMakerRuntime {
         }
         let (resp, reusable) = conn.receive(MAX_RESPONSE).await?;
         if reusable {
-            let mut idle = target.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = target.pool().lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < POOL_MAX_IDLE {
                 conn.idle_since = now;
                 idle.push(conn);
@@ -426,7 +439,7 @@ impl SageMakerRuntime {
     /// The most recently used idle connection to `target` that is still
     /// open; connections idle for longer than the pool's timeout are closed.
     fn checkout(&self, target: &RegionEndpoint, now: Instant) -> Option<wire::Conn> {
-        let mut idle = target.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = target.pool().lock().unwrap_or_else(|p| p.into_inner());
         // Oldest first: drop the ones idle too long.
         let stale = idle
             .iter()

@@ -274,10 +274,24 @@ impl Counter {
     pub fn record(&self, region: &str, endpoint: &str, now_ms: u64) {
         self.start(now_ms);
         let now = self.now(now_ms);
-        self.lock()
-            .entry(Traffic::key(region, endpoint))
-            .or_insert_with(Buckets::new)
-            .add(now);
+        // The key (`Traffic::key`: region/endpoint) written into this
+        // thread's buffer, not formatted per attempt; a new key allocates
+        // once.
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            key.push_str(region);
+            key.push('/');
+            key.push_str(endpoint);
+            debug_assert_eq!(*key, Traffic::key(region, endpoint));
+            let mut map = self.lock();
+            match map.get_mut(key.as_str()) {
+                Some(b) => b.add(now),
+                None => map.entry(key.clone()).or_insert_with(Buckets::new).add(now),
+            }
+        });
     }
 
     /// This router's invocations of `endpoint` in `region` in the

@@ -428,7 +428,9 @@ pub async fn serve(
         })
     };
     let handler = move |req| router.clone().handle(req);
-    crate::http::serve(listener, handler, shutdown, grace, "router").await;
+    // Thread-per-core: see docs/router-performance.md.
+    let threads = crate::http::cores();
+    crate::http::serve_per_core(listener, handler, shutdown, grace, "router", threads).await;
     let _ = drain.await;
     let _ = refresh.await;
 }

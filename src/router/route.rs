@@ -115,6 +115,8 @@ struct Tried<'c> {
     id: u32,
     lane: Lane<'c>,
     took: Duration,
+    /// When it ended (the breakers' reading).
+    ended: Instant,
     result: Result<Success, AttemptError>,
 }
 
@@ -172,6 +174,13 @@ impl<'c> Cursor<'c, '_> {
         }
         None
     }
+}
+
+/// When an attempt was launched (a reading of the router's clock), and
+/// how long after that its call starts.
+struct Launch {
+    at: Instant,
+    delay: Duration,
 }
 
 /// An attempt in flight (for the deadline's accounting).
@@ -252,7 +261,8 @@ impl Router {
                 path: lane.path,
                 calls_at: now + delay,
             });
-            tries.push(self.attempt(cfg, ask, *attempts, lane, delay, &job_id));
+            let when = Launch { at: now, delay };
+            tries.push(self.attempt(cfg, ask, *attempts, lane, when, &job_id));
         };
 
         loop {
@@ -311,7 +321,7 @@ impl Router {
                     match t.result {
                         Ok(success) => {
                             self.metrics.call(path, region, CallResult::Ok);
-                            self.targets.success(cfg, self.clock.mono_ms(), region, path, t.took);
+                            self.targets.success(cfg, self.clock.mono_ms_at(t.ended), region, path, t.took);
                             if t.lane.hedge {
                                 self.metrics.hedge_won(region);
                             }
@@ -324,7 +334,7 @@ impl Router {
                         Err(e) => {
                             self.metrics.call(path, region, e.result());
                             if e.is_target_failure() {
-                                self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), region, path);
+                                self.targets.failure(cfg, &self.metrics, self.clock.mono_ms_at(t.ended), region, path);
                             }
                             debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "attempt failed");
                             match self.next_step(cfg, ask, t.lane, e) {
@@ -388,13 +398,17 @@ impl Router {
         ask: &Ask<'c>,
         id: u32,
         lane: Lane<'c>,
-        delay: Duration,
+        when: Launch,
         job_id: &OnceLock<String>,
     ) -> Tried<'c> {
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let started = self.clock.now();
+        // Launched with no delay, the attempt starts when it was launched
+        // (nothing awaits in between): that reading, not another.
+        let started = if when.delay.is_zero() {
+            when.at
+        } else {
+            tokio::time::sleep(when.delay).await;
+            self.clock.now()
+        };
         let policy = AttemptPolicy {
             fixed: ask.model.attempt_timeout,
             fraction: cfg.router.attempt_timeout_fraction,
@@ -406,11 +420,10 @@ impl Router {
         let region = lane.region.name.as_str();
         let endpoint = super::endpoint(lane.region, lane.path).unwrap_or_default();
         // Every attempt sent counts, retries and hedges too (metrics::counts).
-        self.shared
-            .traffic
-            .record(region, endpoint, self.clock.wall_ms());
+        let wall_ms = self.clock.wall_ms();
+        self.shared.traffic.record(region, endpoint, wall_ms);
         let result = if lane.path == Path::Batch {
-            let id = job_id.get_or_init(|| batch::new_job_id(self.clock.wall_ms()));
+            let id = job_id.get_or_init(|| batch::new_job_id(wall_ms));
             let submit = batch::submit(
                 &*self.ports.blobs,
                 &*self.ports.jobs,
@@ -422,7 +435,7 @@ impl Router {
                     id,
                     model: &ask.model.name,
                     inv: &ask.inv,
-                    now_ms: self.clock.wall_ms(),
+                    now_ms: wall_ms,
                 },
             );
             match tokio::time::timeout_at(started + timeout, submit).await {
@@ -462,10 +475,12 @@ impl Router {
                 }),
             }
         };
+        let ended = self.clock.now();
         Tried {
             id,
             lane,
-            took: self.clock.since(started),
+            took: ended.saturating_duration_since(started),
+            ended,
             result,
         }
     }
