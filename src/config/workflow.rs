@@ -46,7 +46,7 @@
 use std::time::Duration;
 
 use super::{Config, Consistency, RegionConfig, Timings};
-use crate::ports::workflows::arn_region;
+use crate::core::control::arn_region;
 
 /// `TimeoutSeconds` of the workflow's `PrepareTarget` task (and the token's
 /// `timeout_seconds`).

@@ -255,6 +255,11 @@ pub fn execution_name(incarnation: &str, epoch: u64) -> String {
     format!("failover-{incarnation}-{epoch}")
 }
 
+/// The region of a Step Functions ARN (`arn:aws:states:REGION:...`).
+pub fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
 /// What this daemon may do as far as the active role goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "role")]

@@ -53,10 +53,7 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     )
 }
 
-/// The region of a Step Functions ARN (`arn:aws:states:REGION:...`).
-pub fn arn_region(arn: &str) -> Option<&str> {
-    arn.split(':').nth(3).filter(|r| !r.is_empty())
-}
+pub use crate::core::control::arn_region;
 
 /// Step Functions, in any region (the region is taken from the ARN, or
 /// given for callbacks).
