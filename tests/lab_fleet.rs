@@ -38,7 +38,8 @@ fn a_daemon_with_other_settings_is_named_and_withholds_automatic_failover() {
             .into_iter()
             .find(|e| e.kind == "config_drift" && e.detail.contains("us-west-2 differs in timings"))
     });
-    let out = lab.cli(&["status"]);
+    // Read with another region's file, us-west-2 is a daemon that drifted.
+    let out = lab.cli_in("us-east-1", &["status"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         text.contains("CONFIGURATION DRIFT: us-west-2 differs in timings"),
