@@ -76,7 +76,8 @@ pub struct Daemon {
     task: JoinHandle<()>,
     /// The router's routing-table refresh.
     refresh: JoinHandle<()>,
-    _config: watch::Sender<Arc<Config>>,
+    /// The configuration in force, as SIGHUP replaces it.
+    pub config: watch::Sender<Arc<Config>>,
     _shutdown: watch::Sender<bool>,
 }
 
@@ -479,7 +480,7 @@ impl Sim {
                 started_ms: self.world.elapsed_ms(),
                 task,
                 refresh,
-                _config: config_tx,
+                config: config_tx,
                 _shutdown: shutdown_tx,
             },
         );
@@ -519,6 +520,33 @@ impl Sim {
         // seed replays in any process.
         router.reseed(self.rng.fork(0x2077_0000 ^ incarnation).next_u64());
         router
+    }
+
+    /// SIGHUP, as `daemon::reload` does it: the file's configuration with
+    /// the restart-only settings held (`Config::hold_restart_only`). With
+    /// `tables`, the file now names another control table in the other
+    /// consistency mode (an operator preparing a move from eventual to
+    /// strong), which must not take effect before a restart: before, the
+    /// planner read the consistency mode live.
+    fn reload(&mut self, region: &str, tables: bool) {
+        let Some(d) = self.daemons.get(region) else {
+            return;
+        };
+        let current = d.config.borrow().clone();
+        let mut new = (*self.configs[region]).clone();
+        if tables {
+            new.tables.control = format!("{}-next", new.tables.control);
+            new.tables.consistency = match new.tables.consistency {
+                failoverd::config::Consistency::Strong => failoverd::config::Consistency::Eventual,
+                failoverd::config::Consistency::Eventual => failoverd::config::Consistency::Strong,
+            };
+        }
+        let pending = new.hold_restart_only(&current);
+        d.shared.set_restart_pending(&pending);
+        d.config.send_replace(Arc::new(new));
+        self.world.trace(format!(
+            "{region}: reloaded (held until a restart: {pending:?})"
+        ));
     }
 
     fn crash(&mut self, region: &str) {
@@ -638,6 +666,7 @@ impl Sim {
                     .collect();
                 self.lost = lost.map(|l| (l, holders));
             }
+            Event::Reload { region, tables } => self.reload(region, *tables),
             Event::ClockStep { region, ms } => {
                 let skew = self.world.skew(region);
                 self.world.set_skew(region, skew + ms);

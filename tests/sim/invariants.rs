@@ -162,6 +162,9 @@ impl Monitor {
             }
         }
         self.one_active(sim);
+        if t % 1000 == 0 {
+            self.held_on_reload(sim);
+        }
         let seq = sim.store.seq();
         let store_moved = seq != self.store_seq;
         if store_moved {
@@ -254,6 +257,20 @@ impl Monitor {
                     t - quiet
                 ),
             );
+        }
+    }
+
+    /// Issue 19 item 3: a reload never applies a restart-only setting (the
+    /// control table, its consistency mode), and says so.
+    fn held_on_reload(&mut self, sim: &Sim) {
+        for (region, d) in &sim.daemons {
+            let in_force = d.config.borrow().tables.clone();
+            if in_force != sim.configs[region].tables {
+                self.violate(
+                    sim,
+                    format!("{region}: a reload applied the restart-only tables: {in_force:?}"),
+                );
+            }
         }
     }
 

@@ -104,6 +104,13 @@ pub enum Event {
         from: String,
         cmd: OpCmd,
     },
+    /// SIGHUP: the daemon reloads its file; with `tables`, the file names
+    /// another control table in the other consistency mode (restart-only:
+    /// it must be held, not applied).
+    Reload {
+        region: String,
+        tables: bool,
+    },
     /// A host's wall clock steps by `ms` (an NTP correction of a skewed
     /// host, an operator's `date -s`): its skew changes at once; its
     /// monotonic clock does not move.
@@ -321,6 +328,7 @@ pub fn generate(seed: u64) -> Scenario {
     }
     clock_steps(seed, &skews, fault_end_ms, &mut events);
     record_losses(seed, fault_end_ms, &mut events);
+    reloads(seed, fault_end_ms, &mut events);
     events.push(Timed {
         at_ms: fault_end_ms,
         event: Event::HealAll,
@@ -389,6 +397,25 @@ fn record_losses(seed: u64, end_ms: u64, events: &mut Vec<Timed>) {
             restore: r.chance(0.5),
         },
     });
+}
+
+/// Reloads mid-run (SIGHUP), in about one seed in five, from a stream of
+/// their own (older seeds replay as before): one to three, on any daemon,
+/// half of them with a changed (restart-only) control table.
+fn reloads(seed: u64, end_ms: u64, events: &mut Vec<Timed>) {
+    let mut r = Rng::new(seed).fork(0x5164_0B0B);
+    if !r.chance(0.2) {
+        return;
+    }
+    for _ in 0..r.range(1, 4) {
+        events.push(Timed {
+            at_ms: r.range(10_000, end_ms.saturating_sub(5_000).max(10_001)) / 100 * 100,
+            event: Event::Reload {
+                region: any_region(&mut r),
+                tables: r.chance(0.5),
+            },
+        });
+    }
 }
 
 /// One fault: the event that starts it and the one that ends it.
