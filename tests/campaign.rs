@@ -266,18 +266,15 @@ fn randomized_drills_keep_the_invariants() {
         .iter()
         .map(|r| (r.to_string(), Partition::start(lab.moto.port)))
         .collect();
-    let via = |r: &str| -> Vec<(String, String)> {
-        [
+    let via = |r: &str| {
+        walls[r].endpoints(&[
             "DYNAMODB",
             "S3",
             "ROUTE53",
             "SFN",
             "SAGEMAKER",
             "CLOUDWATCH",
-        ]
-        .iter()
-        .map(|s| (format!("FAILOVERD__ENDPOINTS__{s}"), walls[r].url()))
-        .collect()
+        ])
     };
     for r in REGIONS {
         lab.kill_daemon(r);

@@ -57,10 +57,7 @@ fn a_stepped_wall_clock_changes_no_local_duration() {
     // us-east-1's daemon: behind a wall it reaches every AWS API through,
     // and on a wall clock the test steps.
     let wall = Partition::start(lab.moto.port);
-    let mut env: Vec<(String, String)> = ["DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER"]
-        .iter()
-        .map(|s| (format!("FAILOVERD__ENDPOINTS__{s}"), wall.url()))
-        .collect();
+    let mut env = wall.endpoints(&["DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER"]);
     env.extend(
         [
             ("LD_PRELOAD", libfaketime().display().to_string()),

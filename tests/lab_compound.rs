@@ -66,6 +66,22 @@ fn execution(lab: &Lab, region: &str, name: &str) -> Option<(String, Option<Stri
         .map(|d| (d.status().as_str().to_string(), d.error().map(String::from)))
 }
 
+/// A failover to us-west-2 held in its prepare step: us-west-2's endpoints
+/// stay cold for a minute, so prepare keeps retrying within its 30 s budget.
+fn stuck_in_prepare(lab: &Lab) -> ControlRecord {
+    lab.behave(serde_json::json!({
+        "region": "us-west-2", "endpoint": "*",
+        "cold_start_after_idle": "0s", "cold_start": "60s"
+    }));
+    lab.invert("us-east-1", true);
+    wait_record(
+        lab,
+        "the failover to us-west-2",
+        Duration::from_secs(60),
+        |r| r.phase == Phase::FailingOver && r.target.as_deref() == Some("us-west-2"),
+    )
+}
+
 fn start(extra: &[(&str, &str)]) -> Lab {
     let lab = Lab::start(extra);
     lab.wait_ready(Duration::from_secs(60));
@@ -223,19 +239,7 @@ fn a_workflow_that_cannot_reach_the_table_aborts_cleanly() {
 #[test]
 fn force_supersedes_a_failover_stuck_in_prepare() {
     let lab = start(&[]);
-    // us-west-2's endpoints stay cold for a minute: its prepare step keeps
-    // retrying within its 30 s budget.
-    lab.behave(serde_json::json!({
-        "region": "us-west-2", "endpoint": "*",
-        "cold_start_after_idle": "0s", "cold_start": "60s"
-    }));
-    lab.invert("us-east-1", true);
-    let stuck = wait_record(
-        &lab,
-        "the failover to us-west-2",
-        Duration::from_secs(60),
-        |r| r.phase == Phase::FailingOver && r.target.as_deref() == Some("us-west-2"),
-    );
+    let stuck = stuck_in_prepare(&lab);
     // Without --force the operator is refused, with a hint.
     let out = lab.cli(&[
         "failover",
@@ -460,19 +464,8 @@ fn a_drain_addressed_to_a_frozen_daemon_is_skipped_not_waited_for() {
 #[test]
 fn a_changed_state_machine_arn_does_not_start_an_epoch_twice() {
     let mut lab = start(&[]);
-    // us-west-2's endpoints stay cold: its prepare step keeps retrying, so
-    // the failover stays in flight while the initiator restarts.
-    lab.behave(serde_json::json!({
-        "region": "us-west-2", "endpoint": "*",
-        "cold_start_after_idle": "0s", "cold_start": "60s"
-    }));
-    lab.invert("us-east-1", true);
-    let stuck = wait_record(
-        &lab,
-        "the failover to us-west-2",
-        Duration::from_secs(60),
-        |r| r.phase == Phase::FailingOver && r.target.as_deref() == Some("us-west-2"),
-    );
+    // The failover stays in flight while the initiator restarts.
+    let stuck = stuck_in_prepare(&lab);
     let started_under = lab
         .config
         .region("us-west-2")

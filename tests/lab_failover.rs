@@ -323,10 +323,7 @@ fn an_active_partitioned_from_the_table_stands_down_and_comes_back() {
     let mut lab = Lab::start(&[]);
     // Put us-east-1's daemon behind a wall it reaches every AWS API through.
     let wall = Partition::start(lab.moto.port);
-    let via: Vec<(String, String)> = ["DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER"]
-        .iter()
-        .map(|s| (format!("FAILOVERD__ENDPOINTS__{s}"), wall.url()))
-        .collect();
+    let via = wall.endpoints(&["DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER"]);
     lab.kill_daemon("us-east-1");
     lab.start_daemon_with("us-east-1", &via);
     lab.wait_ready(Duration::from_secs(60));

@@ -47,6 +47,15 @@ impl Partition {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Environment that sends a daemon's calls to `services` (the
+    /// `FAILOVERD__ENDPOINTS__*` names) through this partition.
+    pub fn endpoints(&self, services: &[&str]) -> Vec<(String, String)> {
+        services
+            .iter()
+            .map(|s| (format!("FAILOVERD__ENDPOINTS__{s}"), self.url()))
+            .collect()
+    }
+
     /// From now on, drop every byte in both directions.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
