@@ -181,13 +181,7 @@ impl HealthChecks for AwsHealthChecks {
         period_secs: u32,
     ) -> Result<BTreeMap<String, Option<MetricPoint>>, PortError> {
         let Some(cw) = &self.metrics else {
-            return Err(PortError::new(
-                "CloudWatch",
-                "GetMetricData HealthCheckStatus",
-                ROUTE53_REGION,
-                crate::ports::ErrorKind::Other,
-                crate::ports::health_checks::NoMetricReader,
-            ));
+            return Err(crate::ports::health_checks::NoMetricReader::error());
         };
         super::cloudwatch::health_check_status(cw, ids, start_ms, end_ms, period_secs).await
     }

@@ -94,13 +94,7 @@ pub trait HealthChecks: Send + Sync {
         period_secs: u32,
     ) -> Result<BTreeMap<String, Option<MetricPoint>>, PortError> {
         let _ = (ids, start_ms, end_ms, period_secs);
-        Err(PortError::new(
-            "CloudWatch",
-            "GetMetricData HealthCheckStatus",
-            "us-east-1",
-            super::ErrorKind::Other,
-            NoMetricReader,
-        ))
+        Err(NoMetricReader::error())
     }
 }
 
@@ -108,3 +102,16 @@ pub trait HealthChecks: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 #[error("this health-check reader has no CloudWatch client")]
 pub struct NoMetricReader;
+
+impl NoMetricReader {
+    /// The port's error for a metric read it cannot make.
+    pub fn error() -> PortError {
+        PortError::new(
+            "CloudWatch",
+            "GetMetricData HealthCheckStatus",
+            "us-east-1",
+            super::ErrorKind::Other,
+            NoMetricReader,
+        )
+    }
+}
