@@ -184,6 +184,29 @@ impl Shared {
     }
 }
 
+/// The fleet's measured need over `endpoints` (see
+/// [`InvocationCounts::fleet_need`]) from this daemon's router and the
+/// votes the reconcile loop last read: what the cost task holds regions to,
+/// and what the prepare step scales its target to.
+pub fn fleet_need(
+    cfg: &Config,
+    shared: &Shared,
+    endpoints: &[(&str, &str)],
+    now_ms: u64,
+) -> Option<u32> {
+    let local = Some((cfg.region.as_str(), &*shared.traffic));
+    let peak = shared.read(|st| {
+        counts::fleet_peak_over(
+            &counts::region_names(cfg),
+            local,
+            &st.votes,
+            endpoints,
+            now_ms,
+        )
+    });
+    counts::need_from(peak, cfg.cost.instance_invocations_per_minute, now_ms)
+}
+
 /// The daemon's [`InvocationCounts`]: its own router's live counter (in
 /// `Shared`) and the peers' counts from the votes the reconcile loop last
 /// read (on this daemon's clock).
@@ -230,23 +253,8 @@ impl InvocationCounts for FleetCounts {
         })
     }
 
-    fn active_need(&self, endpoint: &str) -> Option<u32> {
+    fn fleet_need(&self, endpoints: &[(&str, &str)]) -> Option<u32> {
         let cfg = self.config.borrow().clone();
-        let active = self
-            .shared
-            .read(|st| st.record.as_ref().map(|r| r.active.clone()))?;
-        let now = self.clock.now_ms();
-        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
-        let peak = self.shared.read(|st| {
-            counts::fleet_peak(
-                &counts::region_names(&cfg),
-                local,
-                &st.votes,
-                &active,
-                endpoint,
-                now,
-            )
-        });
-        counts::need_from(peak, cfg.cost.instance_invocations_per_minute, now)
+        fleet_need(&cfg, &self.shared, endpoints, self.clock.now_ms())
     }
 }

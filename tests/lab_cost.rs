@@ -88,7 +88,7 @@ impl InvocationCounts for Counts {
             invocations: 0,
         })
     }
-    fn active_need(&self, _: &str) -> Option<u32> {
+    fn fleet_need(&self, _: &[(&str, &str)]) -> Option<u32> {
         self.need
     }
 }
@@ -329,11 +329,23 @@ fn the_schedule_scales_the_standby_up_at_business_hours_and_down_after() {
         assert_eq!(action(&p), Some((1, 3)), "{p}");
         assert_eq!(env.holds(WEST).await, Some(3));
         env.at(MONDAY + 19 * HOUR);
+        // Without the routers' counts nobody can say the standby does not
+        // serve (a failover held back while the routers route around the
+        // active): it is not lowered blind.
         let p = env.round(WEST, &NotCounted).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("may be serving"), "{p}");
+        assert_eq!(env.holds(WEST).await, Some(3));
+        // Counted all day, no traffic: the 18:00 rule lowers it.
+        let quiet = Counts {
+            idle_since: Some(0),
+            need: None,
+        };
+        let p = env.round(WEST, &quiet).await;
         assert_eq!(action(&p), Some((3, 1)), "{p}");
         assert_eq!(env.holds(WEST).await, Some(1));
         // A level, not an edge: the next round finds nothing to do.
-        let p = env.round(WEST, &NotCounted).await;
+        let p = env.round(WEST, &quiet).await;
         assert_eq!(p.action, CostAction::None, "{p}");
         let scaled: Vec<String> = env
             .journal()
@@ -837,7 +849,7 @@ fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
     rt().block_on(async {
         let r = env.claim(true).await;
         let deadline = env.clock.now_ms() + 900_000;
-        let out = prepare::prepare(&env.cfg, &env.ports, deadline)
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline, None)
             .await
             .unwrap();
         assert_eq!(out["capacity"]["scaled"], true, "{out:#}");
@@ -859,10 +871,34 @@ fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
             "{scale:?}"
         );
         // Run again (a retried step): nothing left to scale.
-        let out = prepare::prepare(&env.cfg, &env.ports, deadline)
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline, None)
             .await
             .unwrap();
         assert_eq!(out["capacity"]["scaled"], false, "{out:#}");
+    });
+}
+
+/// Issue 19 item 5: an 18:00 schedule lowered the active to one instance,
+/// but the routers measured the fleet needs four: prepare scales the target
+/// to what the traffic needs, not to what the schedule left the active.
+#[test]
+fn a_prepare_step_scales_the_target_to_the_fleets_measured_need_not_a_lowered_active() {
+    let env = Env::start(WEST, "", (1, 1));
+    rt().block_on(async {
+        env.claim(true).await;
+        let deadline = env.clock.now_ms() + 900_000;
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline, Some(4))
+            .await
+            .unwrap();
+        assert_eq!(out["capacity"]["scaled"], true, "{out:#}");
+        assert_eq!(out["capacity"]["plan"][0]["to"], 4, "{out:#}");
+        assert!(
+            out["capacity"]["to_match"]
+                .as_str()
+                .is_some_and(|s| s.contains("raised to the fleet's measured need (4)")),
+            "{out:#}"
+        );
+        assert_eq!(env.holds(WEST).await, Some(4));
     });
 }
 
@@ -875,7 +911,7 @@ fn past_its_budget_prepare_aborts_while_the_old_region_serves_and_switches_when_
     rt().block_on(async {
         env.claim(true).await;
         let deadline = env.clock.now_ms() + 13_000;
-        let err = prepare::prepare(&env.cfg, &ports, deadline).await.unwrap_err();
+        let err = prepare::prepare(&env.cfg, &ports, deadline, None).await.unwrap_err();
         assert!(
             matches!(&err, PrepareError::CapacityNotReady { active, short, .. } if active == EAST && short == &["AllTraffic".to_string()]),
             "{err}"
@@ -890,7 +926,9 @@ fn past_its_budget_prepare_aborts_while_the_old_region_serves_and_switches_when_
     rt().block_on(async {
         env.claim(false).await;
         let deadline = env.clock.now_ms() + 13_000;
-        let out = prepare::prepare(&env.cfg, &ports, deadline).await.unwrap();
+        let out = prepare::prepare(&env.cfg, &ports, deadline, None)
+            .await
+            .unwrap();
         assert_eq!(out["capacity"]["short"][0], "AllTraffic", "{out:#}");
         assert!(
             env.journal()

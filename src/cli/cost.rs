@@ -82,13 +82,7 @@ pub async fn dry_run(cfg: &Config, ports: &Ports, regions: &[String]) -> DryRun 
         if obs.record.is_err() {
             unreadable.push(r.clone());
         }
-        let active = obs
-            .record
-            .as_ref()
-            .ok()
-            .and_then(Option::as_ref)
-            .map(|rec| rec.active.clone());
-        let counts = VoteCounts::new(cfg, &votes, active, obs.now_ms);
+        let counts = VoteCounts::new(cfg, &votes, obs.now_ms);
         plans.extend(cost::decide(cfg, &obs, &counts));
     }
     let fleet_tier = cfg.cost.fleet_tier(&cfg.models);

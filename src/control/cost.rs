@@ -46,9 +46,13 @@
 //! `state::FleetCounts`, the fleet's sum (its own router's live
 //! counts and every peer's from its vote). An endpoint is counted only once
 //! every configured region's router has published counts; until then
-//! nothing is idle. The active region's need is measured only when
+//! nothing is idle, and no standby is lowered (it may be serving). The
+//! fleet's need (its traffic's busiest minute over every region's
+//! provisioned endpoint) is measured only when
 //! `cost.instance_invocations_per_minute` is set; without it the active
-//! region is never lowered.
+//! region is never lowered. A region that serves or is about to (a standby
+//! the routers send traffic to, the target of an open proposal, a new
+//! active in its first hour: `core::tier::Guard`) is never lowered.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -63,7 +67,7 @@ use crate::config::Config;
 use crate::core::control::{ControlRecord, Mode, Phase};
 use crate::core::idle::{self, EndpointKind, IdleAction, IdleDecision, IdleEndpoint};
 use crate::core::schedule::{self, CapacityDecision, CapacityInputs, Schedule};
-use crate::core::tier::{RegionRole, StandbyHolds, Tier, VariantCapacity};
+use crate::core::tier::{self, Guard, RegionRole, StandbyHolds, Tier, VariantCapacity};
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::Ports;
 use crate::ports::endpoints::{Deleted, EndpointState, EndpointStatus};
@@ -379,6 +383,7 @@ fn decide_one(
         Err(why) => return leave(plan, why),
     };
     let sched = cfg.cost.schedule_for(&seen.endpoint);
+    let guard = record.and_then(|r| guard_of(obs, &seen.endpoint, r, counts));
     // What each variant may be reduced to: the schedule's minimum now, else
     // one instance (production variants cannot scale to zero).
     let variant_min = sched.map_or(1, |s| s.at(now).min).max(1);
@@ -392,6 +397,7 @@ fn decide_one(
         role,
         tier,
         protected,
+        guard,
     };
     if cfg.cost.idle.enabled {
         match idle_step(&j, &mut plan, state, &variants, variant_min) {
@@ -494,6 +500,45 @@ struct Judged<'a> {
     tier: Tier,
     /// `Some(true)`: tagged protected; `None`: tags not read.
     protected: Option<bool>,
+    /// Why the region must not be lowered now.
+    guard: Option<Guard>,
+}
+
+/// The guard on this endpoint's region now (`core::tier::guard`): whether
+/// the fleet's routers sent it traffic in the last
+/// [`tier::SERVING_WINDOW_MS`] (unknown while a router has not counted that
+/// long), an open proposal naming it, or a switch to it within the last
+/// need window.
+fn guard_of(
+    obs: &Observation,
+    endpoint: &str,
+    record: &ControlRecord,
+    counts: &dyn InvocationCounts,
+) -> Option<Guard> {
+    let now = obs.now_ms;
+    let window = tier::SERVING_WINDOW_MS;
+    let serving = match counts.invocations(&obs.region, endpoint, window, now) {
+        Some(c) if c.invocations > 0 => Some(true),
+        Some(c) if now.saturating_sub(c.since_ms) >= window => Some(false),
+        _ => None,
+    };
+    tier::guard(
+        &obs.region,
+        record,
+        now,
+        serving,
+        crate::metrics::counts::NEED_WINDOW_MS,
+    )
+}
+
+/// The endpoints that serve the fleet's provisioned traffic, one per
+/// region: the measured need is their traffic summed, wherever it landed
+/// (a need survives a switch, and per-region endpoint names).
+pub fn provisioned_everywhere(cfg: &Config) -> Vec<(&str, &str)> {
+    cfg.regions
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.sagemaker.provisioned.as_deref()?)))
+        .collect()
 }
 
 /// Idle detection for one endpoint (when enabled): a stop or a reduction
@@ -514,6 +559,7 @@ fn idle_step(
         role,
         tier,
         protected,
+        guard,
     } = *j;
     let now = obs.now_ms;
     let policy = cfg.cost.idle_policy();
@@ -533,6 +579,7 @@ fn idle_step(
             .and_then(|r| r.as_ref().ok().copied()),
         instances: variants.iter().map(|(_, n)| n).sum(),
         minimum: variant_min * variants.len() as u32,
+        guard,
     };
     let d = idle::decide(now, false, &policy, &[e]).remove(0);
     let why = match (&d.why, &seen.cloudwatch) {
@@ -581,13 +628,12 @@ fn schedule_step(
     notes: &mut Vec<String>,
 ) -> Vec<ScaleChange> {
     let (role, tier, protected, now) = (j.role, j.tier, j.protected, j.obs.now_ms);
-    let endpoint = j.seen.endpoint.as_str();
     let counts = j.counts;
-    let holds_need =
-        role == RegionRole::Standby && tier.standby_holds() == StandbyHolds::ActiveNeed;
+    let holds_need = role == RegionRole::Standby
+        && (j.guard.is_some() || tier.standby_holds() == StandbyHolds::ActiveNeed);
     let mut changes = Vec::new();
     if sched.is_some() || holds_need {
-        let need = counts.active_need(endpoint);
+        let need = counts.fleet_need(&provisioned_everywhere(j.cfg));
         for (variant, current) in variants {
             let d = schedule::desired_minimum(&CapacityInputs {
                 now_ms: now,
@@ -598,6 +644,7 @@ fn schedule_step(
                 active_need: need,
                 current_min: Some(*current),
                 failover_in_flight: false,
+                guard: j.guard,
             });
             match &d {
                 CapacityDecision::Set { min, why } if *min == *current => {
@@ -935,7 +982,7 @@ mod tests {
         fn invocations(&self, _: &str, _: &str, _: u64, _: u64) -> Option<Counted> {
             self.invocations
         }
-        fn active_need(&self, _: &str) -> Option<u32> {
+        fn fleet_need(&self, _: &[(&str, &str)]) -> Option<u32> {
             self.need
         }
     }
@@ -973,12 +1020,140 @@ mod tests {
             steady,
             seen(EndpointStatus::InService, 3, UNTAGGED),
         );
-        let plans = decide(&cfg, &at19, &NotCounted);
+        // The routers counted no traffic to it all day: the 18:00 rule.
+        let quiet = Fake {
+            invocations: Some(Counted {
+                since_ms: MONDAY,
+                invocations: 0,
+            }),
+            need: None,
+        };
+        let plans = decide(&cfg, &at19, &quiet);
         assert_eq!(scale(&plans[0]), Some((3, 1)), "{}", plans[0]);
         assert_eq!(
             plans[0].to_string(),
             "us-west-2/prov [tier2, standby, holds AllTraffic=3]: scale AllTraffic 3 -> 1 (schedule: AllTraffic 3 -> 1 (off hours: minimum 1))"
         );
+        // Without counts nobody can say it does not serve: never lowered blind.
+        let p = decide(&cfg, &at19, &NotCounted).remove(0);
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("may be serving"), "{p}");
+    }
+
+    /// Issue 19 item 5: a failover held back (approval pending, rejected,
+    /// `min_failover_interval`, tier3, eventual mode) while the routers
+    /// already send the fleet's traffic to the standby; the target of an
+    /// open proposal; a new active in its first hour: none is lowered at
+    /// 19:00, and a serving standby is raised to the fleet's need.
+    #[test]
+    fn the_region_that_serves_or_is_about_to_is_never_lowered() {
+        let cfg = config("");
+        let at19 = MONDAY + 19 * HOUR;
+        let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        let busy = Fake {
+            invocations: Some(Counted {
+                since_ms: MONDAY,
+                invocations: 120,
+            }),
+            need: Some(5),
+        };
+        let quiet = Fake {
+            invocations: Some(Counted {
+                since_ms: MONDAY,
+                invocations: 0,
+            }),
+            need: Some(5),
+        };
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at19,
+                steady.clone(),
+                seen(EndpointStatus::InService, 3, UNTAGGED),
+            ),
+            &busy,
+        )
+        .remove(0);
+        assert_eq!(
+            scale(&p),
+            Some((3, 5)),
+            "a serving standby holds the fleet's need: {p}"
+        );
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at19,
+                steady.clone(),
+                seen(EndpointStatus::InService, 6, UNTAGGED),
+            ),
+            &busy,
+        )
+        .remove(0);
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("it serves, so it is never lowered"), "{p}");
+
+        let mut proposed = steady.clone();
+        proposed.proposal = Some(crate::core::control::Proposal {
+            id: "p1".into(),
+            epoch: 4,
+            from: "us-east-1".into(),
+            target: "us-west-2".into(),
+            proposer: "us-west-2".into(),
+            proposed_at: at19,
+            reason: "test".into(),
+            state: crate::core::control::ProposalState::Proposed,
+            decided_by: None,
+            decided_at: None,
+            decision: None,
+        });
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at19,
+                proposed,
+                seen(EndpointStatus::InService, 6, UNTAGGED),
+            ),
+            &quiet,
+        )
+        .remove(0);
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("open failover proposal"), "{p}");
+
+        let mut switched = record("us-west-2", Phase::Steady, Mode::Auto);
+        switched.switched_at = Some(at19 - 10 * 60_000);
+        let counts = Fake {
+            need: Some(1),
+            ..quiet
+        };
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at19,
+                switched.clone(),
+                seen(EndpointStatus::InService, 3, UNTAGGED),
+            ),
+            &counts,
+        )
+        .remove(0);
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("first whole measurement window"), "{p}");
+        // An hour on, the need it measured holds it.
+        let p = decide(
+            &cfg,
+            &obs(
+                "us-west-2",
+                at19 + HOUR,
+                switched,
+                seen(EndpointStatus::InService, 3, UNTAGGED),
+            ),
+            &counts,
+        )
+        .remove(0);
+        assert_eq!(scale(&p), Some((3, 1)), "{p}");
     }
 
     #[test]
@@ -1071,6 +1246,14 @@ mod tests {
     fn a_protected_or_unread_endpoint_is_raised_but_never_lowered() {
         let cfg = config("");
         let steady = record("us-east-1", Phase::Steady, Mode::Auto);
+        // Counted all day, no traffic: only the tags hold it.
+        let quiet = Fake {
+            invocations: Some(Counted {
+                since_ms: MONDAY,
+                invocations: 0,
+            }),
+            need: None,
+        };
         for tags in [Some(&[("ProtectedFromAutoStop", "true")][..]), None] {
             let p = decide(
                 &cfg,
@@ -1080,7 +1263,7 @@ mod tests {
                     steady.clone(),
                     seen(EndpointStatus::InService, 3, tags),
                 ),
-                &NotCounted,
+                &quiet,
             )
             .remove(0);
             assert_eq!(p.action, CostAction::None, "{p}");
@@ -1146,7 +1329,11 @@ mod tests {
                 .contains("not every region's router has published counts yet"),
             "{p}"
         );
-        assert_eq!(scale(&p), Some((5, 1)), "the schedule still applies: {p}");
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(
+            p.why.contains("may be serving"),
+            "nor lowered by the schedule: {p}"
+        );
 
         let cfg = config(
             "environment = \"staging\"\ndefault_tier = \"tier3\"\n[cost.idle]\nenabled = true\nstop_outside_production = true",
@@ -1238,22 +1425,40 @@ mod tests {
             hours in 0u64..(7 * 24),
             counted in prop::option::of((0u64..3, 0u64..2 * 24 * HOUR)),
             need in prop::option::of(1u32..6),
+            proposed_here: bool,
+            switched_ago in prop::option::of(0u64..3 * HOUR),
         ) {
             let cfg = tier_config(t);
             let region = "us-west-2";
             let active = if here_active { region } else { "us-east-1" };
-            let rec = record(
+            let mut rec = record(
                 active,
                 if in_flight { Phase::FailingOver } else { Phase::Steady },
                 if paused { Mode::Paused } else { Mode::Auto },
             );
+            let now = MONDAY + hours * HOUR;
+            rec.switched_at = switched_ago.map(|a| now.saturating_sub(a));
+            if proposed_here && !here_active {
+                rec.proposal = Some(crate::core::control::Proposal {
+                    id: "p".into(),
+                    epoch: rec.epoch + 1,
+                    from: active.into(),
+                    target: region.into(),
+                    proposer: region.into(),
+                    proposed_at: now,
+                    reason: "test".into(),
+                    state: crate::core::control::ProposalState::Proposed,
+                    decided_by: None,
+                    decided_at: None,
+                    decision: None,
+                });
+            }
             let tags: Option<&[(&str, &str)]> = match tags {
                 0 => None,
                 1 => Some(&[("ProtectedFromAutoStop", "true")]),
                 _ => UNTAGGED,
             };
             let status = if updating { EndpointStatus::Updating } else { EndpointStatus::InService };
-            let now = MONDAY + hours * HOUR;
             let mut o = obs(region, now, rec, seen(status, instances, tags));
             if hold {
                 o.hold = Some("no quorum".into());
@@ -1280,6 +1485,13 @@ mod tests {
                                 prop_assert!(tags == UNTAGGED, "lowered a protected endpoint: {}", p);
                                 if here_active {
                                     prop_assert!(need.is_some_and(|n| c.to >= n), "lowered the active blind or below its need: {}", p);
+                                    prop_assert!(switched_ago.is_none_or(|a| a >= HOUR), "lowered a new active: {}", p);
+                                } else {
+                                    prop_assert!(!proposed_here, "lowered a proposal's target: {}", p);
+                                    prop_assert!(
+                                        counted.is_some_and(|(n, age)| n == 0 && age >= tier::SERVING_WINDOW_MS),
+                                        "lowered a standby that serves, or without counts: {}", p
+                                    );
                                 }
                             }
                         }

@@ -109,11 +109,14 @@ pub enum PrepareError {
 }
 
 /// Run the prepare step for this daemon's region; `deadline` is the
-/// token's expiry (wall clock, unix ms).
+/// token's expiry (wall clock, unix ms); `need` the instances the fleet's
+/// traffic needs as the routers measured it (`state::fleet_need`), if
+/// measured.
 pub async fn prepare(
     cfg: &Config,
     ports: &Ports,
     deadline: u64,
+    need: Option<u32>,
 ) -> Result<serde_json::Value, PrepareError> {
     let me = cfg.local();
     let region = me.name.clone();
@@ -143,7 +146,7 @@ pub async fn prepare(
         }
     }
 
-    let capacity = scale_up(cfg, ports, deadline).await?;
+    let capacity = scale_up(cfg, ports, deadline, need).await?;
 
     // The budget, on the monotonic clock; and never past the token's expiry
     // (minus room for the callback), on the wall clock.
@@ -215,6 +218,7 @@ async fn scale_up(
     cfg: &Config,
     ports: &Ports,
     deadline: u64,
+    need: Option<u32>,
 ) -> Result<serde_json::Value, PrepareError> {
     let me = cfg.local();
     let region = me.name.clone();
@@ -259,11 +263,11 @@ async fn scale_up(
     };
     let target_caps = target.provisioned();
 
-    let (wanted, source) = match wanted_capacity(cfg, ports, &active, &endpoint, &target_caps).await
-    {
-        Ok(w) => w,
-        Err(why) => return skip(why),
-    };
+    let (wanted, source) =
+        match wanted_capacity(cfg, ports, &active, &endpoint, &target_caps, need).await {
+            Ok(w) => w,
+            Err(why) => return skip(why),
+        };
     let plan = tier::prepare_plan(&wanted, &target_caps).map_err(|problems| {
         PrepareError::MissingVariants {
             region: region.clone(),
@@ -369,46 +373,80 @@ fn capacity_budget(cfg: &Config, ports: &Ports, deadline: u64) -> Duration {
         .min(Duration::from_millis(wall_left))
 }
 
-/// What the target must hold: what the active's endpoint holds now; if its
-/// region cannot say, the schedule's minimum for this endpoint now. `Err`
-/// is why neither is known (the capacity step is then skipped).
+/// What the target must hold, per variant: the highest of what the
+/// active's endpoint holds now and what the fleet's traffic needs (`need`,
+/// the routers' measurement: a schedule that lowered the active or the
+/// target at 18:00 does not lower what a failover scales to). When the
+/// active's region cannot say, the need, else the schedule's minimum for
+/// this endpoint now. `Err` is why none is known (the capacity step is
+/// then skipped).
 async fn wanted_capacity(
     cfg: &Config,
     ports: &Ports,
     active: &str,
     endpoint: &str,
     target_caps: &[VariantCapacity],
+    need: Option<u32>,
 ) -> Result<(Vec<VariantCapacity>, String), String> {
+    let each = |n: u32| -> Vec<VariantCapacity> {
+        target_caps
+            .iter()
+            .map(|v| VariantCapacity {
+                variant: v.variant.clone(),
+                instances: n,
+            })
+            .collect()
+    };
     let Some(a) = cfg
         .region(active)
         .and_then(|r| r.sagemaker.provisioned.clone())
     else {
-        return Err(format!("{active} has no provisioned endpoint to match"));
+        return match need {
+            Some(n) => Ok((each(n), format!("the fleet's measured need ({n})"))),
+            None => Err(format!("{active} has no provisioned endpoint to match")),
+        };
     };
     let why = match ports.endpoints.describe(active, &a).await {
-        Ok(Some(st)) => return Ok((st.provisioned(), format!("{active}'s {a} now"))),
+        Ok(Some(st)) => {
+            let mut caps = st.provisioned();
+            let mut source = format!("{active}'s {a} now");
+            if let Some(n) = need
+                && caps.iter().any(|c| c.instances < n)
+            {
+                for c in &mut caps {
+                    c.instances = c.instances.max(n);
+                }
+                source = format!("{source}, raised to the fleet's measured need ({n})");
+            }
+            return Ok((caps, source));
+        }
         Ok(None) => format!("{a} does not exist in {active}"),
         Err(e) => format!(
             "{a} in {active} cannot be read ({})",
             crate::error_chain(&e)
         ),
     };
-    match cfg.cost.schedule_for(endpoint) {
-        Some(s) => {
-            let min = s.at(ports.clock.now_ms()).min;
-            Ok((
-                target_caps
-                    .iter()
-                    .map(|v| VariantCapacity {
-                        variant: v.variant.clone(),
-                        instances: min,
-                    })
-                    .collect(),
-                format!("the schedule's minimum now ({min}), because {why}"),
-            ))
-        }
-        None => Err(format!(
-            "{why}, and {endpoint} has no schedule to fall back on"
+    let scheduled = cfg
+        .cost
+        .schedule_for(endpoint)
+        .map(|s| s.at(ports.clock.now_ms()).min);
+    match (need, scheduled) {
+        (Some(n), Some(min)) if min > n => Ok((
+            each(min),
+            format!(
+                "the schedule's minimum now ({min}, above the fleet's measured need {n}), because {why}"
+            ),
+        )),
+        (Some(n), _) => Ok((
+            each(n),
+            format!("the fleet's measured need ({n}), because {why}"),
+        )),
+        (None, Some(min)) => Ok((
+            each(min),
+            format!("the schedule's minimum now ({min}), because {why}"),
+        )),
+        (None, None) => Err(format!(
+            "{why}, the fleet's need is not measured, and {endpoint} has no schedule to fall back on"
         )),
     }
 }

@@ -383,9 +383,17 @@ impl TokenWorker {
         {
             (Some(why), _) => Err(StepError::Skipped(why.clone())),
             (None, step) => match step {
-                "prepare" => prepare::prepare(&self.cfg, &self.ports, deadline)
-                    .await
-                    .map_err(StepError::from),
+                "prepare" => {
+                    let need = crate::state::fleet_need(
+                        &self.cfg,
+                        &self.shared,
+                        &super::cost::provisioned_everywhere(&self.cfg),
+                        self.ports.clock.now_ms(),
+                    );
+                    prepare::prepare(&self.cfg, &self.ports, deadline, need)
+                        .await
+                        .map_err(StepError::from)
+                }
                 "drain" => {
                     self.shared.draining.store(true, Ordering::Relaxed);
                     Ok(

@@ -27,7 +27,10 @@
 //! 7. any invocation in the window, by the router or by CloudWatch: nothing;
 //!    and when CloudWatch is part of the policy (`cost.idle.cloudwatch`, on
 //!    by default) but could not be read, nothing either: traffic that
-//!    bypasses the routers cannot be ruled out;
+//!    bypasses the routers cannot be ruled out; nor a guarded region
+//!    (`core::tier::Guard`: a standby the routers sent traffic to in the
+//!    last minutes, or that nobody can say they did not; the target of an
+//!    open proposal), whatever the idle window;
 //! 8. already at its minimum: nothing;
 //! 9. production: reduce to the minimum (never stop: the seed's rule);
 //! 10. outside production: stop when `stop_outside_production` is set and
@@ -46,7 +49,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::tier::{RegionRole, Tier};
+use super::tier::{Guard, RegionRole, Tier};
 
 /// The tag that exempts an endpoint from idle actions (the seed's name).
 pub const PROTECTED_TAG: &str = "ProtectedFromAutoStop";
@@ -107,6 +110,8 @@ pub struct IdleEndpoint {
     pub instances: u32,
     /// The minimum to reduce to: the schedule's now, else the floor.
     pub minimum: u32,
+    /// Why the region must not be lowered now (`core::tier::guard`).
+    pub guard: Option<Guard>,
 }
 
 /// What to do.
@@ -133,6 +138,9 @@ pub enum IdleReason {
     Protected,
     ActiveRegion,
     FailoverTarget,
+    Guarded {
+        guard: Guard,
+    },
     TierKeepsStandbyReady {
         tier: Tier,
     },
@@ -192,6 +200,7 @@ impl fmt::Display for IdleReason {
             IdleReason::Protected => write!(f, "tagged {PROTECTED_TAG}=true"),
             IdleReason::ActiveRegion => f.write_str("the active region"),
             IdleReason::FailoverTarget => f.write_str("the target of a failover being prepared"),
+            IdleReason::Guarded { guard } => guard.fmt(f),
             IdleReason::TierKeepsStandbyReady { tier } => {
                 write!(f, "{tier} ({}) keeps its standby ready", tier.pattern())
             }
@@ -320,6 +329,9 @@ fn decide_one(
             cloudwatch: e.cloudwatch_invocations,
         });
     }
+    if let Some(guard) = e.guard {
+        return leave(R::Guarded { guard });
+    }
     if p.cloudwatch && e.cloudwatch_invocations.is_none() {
         return leave(R::CloudWatchUnread);
     }
@@ -374,6 +386,7 @@ mod tests {
             cloudwatch_invocations: Some(0),
             instances: 4,
             minimum: 1,
+            guard: None,
         }
     }
 
@@ -446,6 +459,16 @@ mod tests {
             }),
             IdleReason::FailoverTarget
         );
+        for guard in [Guard::Serving { known: false }, Guard::ProposedTarget] {
+            assert_eq!(
+                none(IdleEndpoint {
+                    guard: Some(guard),
+                    ..standby()
+                }),
+                IdleReason::Guarded { guard },
+                "a guarded standby is never reduced or stopped"
+            );
+        }
         assert_eq!(
             none(IdleEndpoint {
                 tier: Tier::Tier1,
@@ -565,6 +588,11 @@ mod tests {
                 ]),
                 prop::sample::select(Tier::ALL.to_vec()),
                 prop::option::of(any::<bool>()),
+                prop::option::of(prop::sample::select(vec![
+                    Guard::Serving { known: true },
+                    Guard::Serving { known: false },
+                    Guard::ProposedTarget,
+                ])),
             ),
             (
                 0u64..4 * H,
@@ -575,7 +603,10 @@ mod tests {
             ),
         )
             .prop_map(
-                |((kind, role, tier, protected), (since, router, cw, instances, minimum))| {
+                |(
+                    (kind, role, tier, protected, guard),
+                    (since, router, cw, instances, minimum),
+                )| {
                     IdleEndpoint {
                         endpoint: "e".into(),
                         region: "r".into(),
@@ -588,6 +619,7 @@ mod tests {
                         cloudwatch_invocations: cw,
                         instances,
                         minimum,
+                        guard,
                     }
                 },
             )
@@ -614,6 +646,7 @@ mod tests {
                 prop_assert_eq!(e.kind, EndpointKind::Provisioned);
                 prop_assert_eq!(e.protected, Some(false));
                 prop_assert_eq!(e.role, RegionRole::Standby);
+                prop_assert_eq!(e.guard, None, "a guarded region is never lowered");
                 prop_assert!(e.tier != Tier::Tier1);
                 prop_assert!(now - e.counted_since_ms >= H);
                 prop_assert_eq!(e.router_invocations, 0);

@@ -62,7 +62,7 @@ use jiff::tz::{AmbiguousOffset, TimeZone, TimeZoneDatabase};
 use jiff::{Timestamp, ToSpan};
 use serde::{Serialize, Serializer};
 
-use super::tier::{RegionRole, StandbyHolds, Tier};
+use super::tier::{Guard, RegionRole, StandbyHolds, Tier};
 
 /// Minutes in a day; an `end` of 1440 is `24:00`.
 const DAY_MINUTES: u16 = 1440;
@@ -436,9 +436,13 @@ pub struct CapacityInputs<'a> {
     pub role: RegionRole,
     /// The strictest tier of the models the endpoint serves.
     pub tier: Tier,
-    /// Instances the router has measured the active region needs now;
-    /// `None` when it has not measured (just started, no traffic counted).
+    /// Instances the fleet's traffic needs now, as the routers measured it
+    /// (wherever it was served); `None` when not measured (just started,
+    /// no per-instance figure, a router without counts).
     pub active_need: Option<u32>,
+    /// Why the region must not be lowered now (`core::tier::guard`):
+    /// it is then held like the active region, and never lowered.
+    pub guard: Option<Guard>,
     /// The scalable target's `MinCapacity` now, if read.
     pub current_min: Option<u32>,
     /// A failover (prepare, switch or settle) is running.
@@ -463,7 +467,7 @@ pub enum Basis {
     Schedule { window: Option<usize>, min: u32 },
     /// The endpoint's floor (no schedule, or the schedule asked for less).
     Floor { min: u32 },
-    /// What the router measured the active region needs.
+    /// What the routers measured the fleet's traffic needs.
     ActiveNeed { need: u32 },
 }
 
@@ -478,6 +482,8 @@ pub enum LeaveReason {
     /// The schedule would lower a region that must hold the active's need,
     /// and the router has not measured that need.
     NeedUnknown,
+    /// The rules would lower a region that is guarded ([`Guard`]).
+    Guarded { guard: Guard },
 }
 
 impl fmt::Display for Basis {
@@ -490,7 +496,7 @@ impl fmt::Display for Basis {
             Basis::Schedule { window: None, min } => write!(f, "off hours: minimum {min}"),
             Basis::Floor { min } => write!(f, "endpoint floor {min}"),
             Basis::ActiveNeed { need } => {
-                write!(f, "the router measured the active region needs {need}")
+                write!(f, "the routers measured the fleet's traffic needs {need}")
             }
         }
     }
@@ -499,6 +505,7 @@ impl fmt::Display for Basis {
 impl fmt::Display for LeaveReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            LeaveReason::Guarded { guard } => return guard.fmt(f),
             LeaveReason::FailoverInFlight => "a failover is in flight",
             LeaveReason::FailoverTarget => "the region is a failover target being prepared",
             LeaveReason::NeedUnknown => {
@@ -509,8 +516,9 @@ impl fmt::Display for LeaveReason {
 }
 
 /// The minimum an endpoint should have now: the highest of the schedule,
-/// the endpoint floor and (for the active region and a `tier1` standby) the
-/// active's measured need; or leave it alone (see [`LeaveReason`]).
+/// the endpoint floor and (for the active region, a `tier1` standby and a
+/// guarded region) the fleet's measured need; or leave it alone (see
+/// [`LeaveReason`]). A guarded region ([`Guard`]) is never lowered.
 pub fn desired_minimum(i: &CapacityInputs<'_>) -> CapacityDecision {
     if i.failover_in_flight {
         return CapacityDecision::Leave {
@@ -524,7 +532,9 @@ pub fn desired_minimum(i: &CapacityInputs<'_>) -> CapacityDecision {
             };
         }
         RegionRole::Active => true,
-        RegionRole::Standby => i.tier.standby_holds() == StandbyHolds::ActiveNeed,
+        RegionRole::Standby => {
+            i.guard.is_some() || i.tier.standby_holds() == StandbyHolds::ActiveNeed
+        }
     };
     let mut why = match i.schedule.map(|s| s.at(i.now_ms)) {
         Some(s) if s.min >= i.floor => Basis::Schedule {
@@ -546,11 +556,22 @@ pub fn desired_minimum(i: &CapacityInputs<'_>) -> CapacityDecision {
             Some(_) => {}
             None if i.current_min.is_some_and(|c| c > min) => {
                 return CapacityDecision::Leave {
-                    why: LeaveReason::NeedUnknown,
+                    why: i
+                        .guard
+                        .map_or(LeaveReason::NeedUnknown, |guard| LeaveReason::Guarded {
+                            guard,
+                        }),
                 };
             }
             None => {}
         }
+    }
+    if let Some(guard) = i.guard
+        && i.current_min.is_some_and(|c| c > min)
+    {
+        return CapacityDecision::Leave {
+            why: LeaveReason::Guarded { guard },
+        };
     }
     CapacityDecision::Set { min, why }
 }
@@ -795,6 +816,7 @@ mod tests {
             active_need: Some(1),
             current_min: Some(2),
             failover_in_flight: false,
+            guard: None,
         }
     }
 
@@ -879,6 +901,60 @@ mod tests {
                 why: LeaveReason::FailoverInFlight
             }
         );
+        // A standby the routers send traffic to (a failover held back) is
+        // held like the active, and never lowered, measured or not.
+        let serving = CapacityInputs {
+            role: RegionRole::Standby,
+            current_min: Some(4),
+            guard: Some(Guard::Serving { known: true }),
+            ..evening
+        };
+        assert_eq!(
+            desired_minimum(&serving),
+            CapacityDecision::Leave {
+                why: LeaveReason::Guarded {
+                    guard: Guard::Serving { known: true }
+                }
+            }
+        );
+        // ... and raised to the fleet's need.
+        let short = CapacityInputs {
+            current_min: Some(1),
+            ..serving
+        };
+        assert_eq!(
+            desired_minimum(&short),
+            CapacityDecision::Set {
+                min: 3,
+                why: Basis::ActiveNeed { need: 3 }
+            }
+        );
+        let proposed = CapacityInputs {
+            active_need: None,
+            guard: Some(Guard::ProposedTarget),
+            ..serving
+        };
+        assert_eq!(
+            desired_minimum(&proposed),
+            CapacityDecision::Leave {
+                why: LeaveReason::Guarded {
+                    guard: Guard::ProposedTarget
+                }
+            }
+        );
+        // A new active is not lowered to a need measured on a partial window.
+        let new_active = CapacityInputs {
+            role: RegionRole::Active,
+            current_min: Some(4),
+            guard: Some(Guard::NewActive { since_ms: 0 }),
+            ..evening
+        };
+        assert!(matches!(
+            desired_minimum(&new_active),
+            CapacityDecision::Leave {
+                why: LeaveReason::Guarded { .. }
+            }
+        ));
         let no_schedule = CapacityInputs {
             schedule: None,
             active_need: Some(0),
@@ -1068,6 +1144,12 @@ mod tests {
             need in prop::option::of(0u32..12),
             current in prop::option::of(0u32..12),
             in_flight: bool,
+            guarded in prop::option::of(prop::sample::select(vec![
+                Guard::Serving { known: true },
+                Guard::Serving { known: false },
+                Guard::ProposedTarget,
+                Guard::NewActive { since_ms: 0 },
+            ])),
             seed: u64,
             spread in 0i64..(72 * 60),
         ) {
@@ -1076,12 +1158,17 @@ mod tests {
             let i = CapacityInputs {
                 now_ms, schedule: Some(&s), floor, role, tier,
                 active_need: need, current_min: current, failover_in_flight: in_flight,
+                guard: guarded,
             };
             let d = desired_minimum(&i);
-            let holds_need = role == RegionRole::Active || (role == RegionRole::Standby && tier == Tier::Tier1);
+            let holds_need = role == RegionRole::Active
+                || (role == RegionRole::Standby && (tier == Tier::Tier1 || guarded.is_some()));
+            if guarded.is_some() && let CapacityDecision::Set { min, .. } = d {
+                prop_assert!(current.is_none_or(|c| min >= c), "a guarded region was lowered");
+            }
             match d {
                 CapacityDecision::Leave { why } => {
-                    prop_assert!(in_flight || role == RegionRole::FailoverTarget || (holds_need && need.is_none()));
+                    prop_assert!(in_flight || role == RegionRole::FailoverTarget || (holds_need && need.is_none()) || guarded.is_some());
                     if why == LeaveReason::NeedUnknown {
                         // Only when setting the schedule would lower it.
                         prop_assert!(current.unwrap() > s.at(now_ms).min.max(floor));

@@ -102,6 +102,84 @@ pub enum RegionRole {
     Standby,
 }
 
+/// How far back the routers' counts are read to say whether a region that is
+/// not active is carrying traffic ([`guard`]): five minutes, the shortest
+/// window a vote publishes.
+pub const SERVING_WINDOW_MS: u64 = 5 * 60_000;
+
+/// Why a region's capacity must not be lowered now, whatever its schedule
+/// or idle detection says (docs/cost-and-tiers.md, "Never starve the region
+/// that serves"). A guarded region may still be raised: to its schedule,
+/// and to the fleet's measured need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "guard", rename_all = "snake_case")]
+pub enum Guard {
+    /// Not the active region, but the fleet's routers sent its endpoint
+    /// traffic in the last [`SERVING_WINDOW_MS`] (a failover held back by
+    /// approval, a rejection, `min_failover_interval`, `tier3` or eventual
+    /// mode while the routers already route around the active), or nobody
+    /// can say they did not (`known = false`: a router has not published).
+    Serving { known: bool },
+    /// The target of a live proposal (awaiting approval, or approved and
+    /// about to be claimed).
+    ProposedTarget,
+    /// The active region, within its first whole need window since it
+    /// became active (`since_ms`, the record's `switched_at`): its own
+    /// counts cover only part of the window.
+    NewActive { since_ms: u64 },
+}
+
+impl fmt::Display for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Guard::Serving { known: true } => f.write_str(
+                "the routers sent this standby traffic in the last 5 minutes: it serves, so it is never lowered",
+            ),
+            Guard::Serving { known: false } => f.write_str(
+                "not every router has published its counts: this standby may be serving, so it is not lowered",
+            ),
+            Guard::ProposedTarget => {
+                f.write_str("the target of an open failover proposal is never lowered")
+            }
+            Guard::NewActive { .. } => f.write_str(
+                "the new active region is never lowered in its first whole measurement window",
+            ),
+        }
+    }
+}
+
+/// The guard on `region`'s capacity now (see [`Guard`]). `serving`: whether
+/// the fleet's routers counted invocations of the region's endpoint in the
+/// last [`SERVING_WINDOW_MS`] (`None`: not known). `need_window_ms`: how
+/// long a measurement of the active's need takes. A failover target being
+/// prepared is not guarded here: every rule leaves it alone outright.
+pub fn guard(
+    region: &str,
+    record: &crate::core::control::ControlRecord,
+    now_ms: u64,
+    serving: Option<bool>,
+    need_window_ms: u64,
+) -> Option<Guard> {
+    if record.active == region {
+        return record
+            .switched_at
+            .filter(|at| now_ms.saturating_sub(*at) < need_window_ms)
+            .map(|since_ms| Guard::NewActive { since_ms });
+    }
+    if record
+        .proposal
+        .as_ref()
+        .is_some_and(|p| p.state.is_live() && p.target == region)
+    {
+        return Some(Guard::ProposedTarget);
+    }
+    match serving {
+        Some(false) => None,
+        Some(true) => Some(Guard::Serving { known: true }),
+        None => Some(Guard::Serving { known: false }),
+    }
+}
+
 impl Tier {
     /// Every tier, strictest first.
     pub const ALL: [Tier; 3] = [Tier::Tier1, Tier::Tier2, Tier::Tier3];

@@ -482,6 +482,29 @@ pub fn fleet_peak(
     )
 }
 
+/// The fleet's busiest minute over `endpoints` (one `(region, endpoint)`
+/// per region: the endpoints that serve the same traffic wherever it
+/// lands): the sum of [`fleet_peak`] over them, counted since the latest of
+/// their gap-free starts. `None` when any is unknown.
+pub fn fleet_peak_over(
+    regions: &[String],
+    local: Option<(&str, &Counter)>,
+    votes: &[Vote],
+    endpoints: &[(&str, &str)],
+    now_ms: u64,
+) -> Option<Counted> {
+    let mut total = Counted {
+        since_ms: 0,
+        invocations: 0,
+    };
+    for (region, endpoint) in endpoints {
+        let c = fleet_peak(regions, local, votes, region, endpoint, now_ms)?;
+        total.since_ms = total.since_ms.max(c.since_ms);
+        total.invocations += c.invocations;
+    }
+    Some(total)
+}
+
 /// The instances the active region's `endpoint` needs for the fleet's
 /// busiest minute (`peak`, from [`fleet_peak`]): `None` without a
 /// per-instance figure, without a known peak, or before a whole
@@ -510,20 +533,17 @@ pub struct VoteCounts {
     /// The votes with `at` clamped to the read time (`Receipts` at a first
     /// read): a vote from a clock running fast counts as made now.
     votes: Vec<Vote>,
-    active: Option<String>,
     now_ms: u64,
     per_instance_per_minute: Option<u64>,
 }
 
 impl VoteCounts {
-    /// Counts from `votes` read at `now_ms`, with `active` the active
-    /// region from the record (if read).
-    pub fn new(cfg: &Config, votes: &[Vote], active: Option<String>, now_ms: u64) -> Self {
+    /// Counts from `votes` read at `now_ms`.
+    pub fn new(cfg: &Config, votes: &[Vote], now_ms: u64) -> Self {
         let votes = crate::core::quorum::Receipts::default().effective(votes, now_ms);
         Self {
             regions: region_names(cfg),
             votes,
-            active,
             now_ms,
             per_instance_per_minute: cfg.cost.instance_invocations_per_minute,
         }
@@ -549,16 +569,8 @@ impl InvocationCounts for VoteCounts {
         )
     }
 
-    fn active_need(&self, endpoint: &str) -> Option<u32> {
-        let active = self.active.as_deref()?;
-        let peak = fleet_peak(
-            &self.regions,
-            None,
-            &self.votes,
-            active,
-            endpoint,
-            self.now_ms,
-        );
+    fn fleet_need(&self, endpoints: &[(&str, &str)]) -> Option<u32> {
+        let peak = fleet_peak_over(&self.regions, None, &self.votes, endpoints, self.now_ms);
         need_from(peak, self.per_instance_per_minute, self.now_ms)
     }
 }
@@ -910,5 +922,60 @@ mod tests {
             vote("eu-west-1", later, c.traffic(later)),
         ];
         assert_eq!(peak(&a, &votes, later), None);
+    }
+
+    /// Issue 19 item 5: the need is the fleet's traffic wherever it landed.
+    /// Right after a switch the new active's own endpoint has a partial
+    /// minute; the old active's busiest minute stays in the hour. Per-region
+    /// endpoint names (`prov-east`, `prov-west`) are summed as one need.
+    #[test]
+    fn the_fleets_need_sums_every_regions_endpoint_so_it_survives_a_switch() {
+        let (a, b, c) = fleet();
+        let t = T0 + HOUR_MS;
+        // An hour on the old active (us-east-1's prov-east): 600 a minute.
+        for m in 0..50 {
+            for _ in 0..600 {
+                a.record("us-east-1", "prov-east", t + m * MINUTE_MS);
+            }
+        }
+        // The switch: 40 requests so far to the new active's prov-west.
+        for _ in 0..40 {
+            b.record("us-west-2", "prov-west", t + 50 * MINUTE_MS + 1_000);
+        }
+        let now = t + 50 * MINUTE_MS + 2_000;
+        let votes = [
+            vote("us-west-2", now, b.traffic(now)),
+            vote("eu-west-1", now, c.traffic(now)),
+        ];
+        let local = Some(("us-east-1", &a));
+        let own = fleet_peak(&regions(), local, &votes, "us-west-2", "prov-west", now).unwrap();
+        assert_eq!(own.invocations, 40, "the new active's own partial minute");
+        let fleet = fleet_peak_over(
+            &regions(),
+            local,
+            &votes,
+            &[("us-east-1", "prov-east"), ("us-west-2", "prov-west")],
+            now,
+        )
+        .unwrap();
+        assert_eq!(fleet.invocations, 640, "both regions' peaks, summed");
+        assert_eq!(need_from(Some(fleet), Some(100), now), Some(7));
+        assert_eq!(
+            need_from(Some(own), Some(100), now),
+            Some(1),
+            "what the old rule saw"
+        );
+        // A region whose router published nothing: unknown, never zero.
+        let votes = [vote("us-west-2", now, b.traffic(now))];
+        assert_eq!(
+            fleet_peak_over(
+                &regions(),
+                local,
+                &votes,
+                &[("us-east-1", "prov-east")],
+                now
+            ),
+            None
+        );
     }
 }

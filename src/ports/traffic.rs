@@ -51,9 +51,13 @@ pub trait InvocationCounts: Send + Sync {
         now_ms: u64,
     ) -> Option<Counted>;
 
-    /// Instances the active region's `endpoint` needs for the traffic the
-    /// router measured; `None` when not measured.
-    fn active_need(&self, endpoint: &str) -> Option<u32>;
+    /// Instances the fleet's traffic to `endpoints` needs, as the routers
+    /// measured it: the busiest minute of the last hour summed over the
+    /// given `(region, endpoint)` pairs (one per region, the endpoints that
+    /// serve the same traffic wherever it lands, so a need survives a
+    /// switch and per-region endpoint names), divided by what one instance
+    /// serves. `None` when not measured.
+    fn fleet_need(&self, endpoints: &[(&str, &str)]) -> Option<u32>;
 }
 
 /// No counts at all (tests and tools without a router).
@@ -65,7 +69,7 @@ impl InvocationCounts for NotCounted {
         None
     }
 
-    fn active_need(&self, _: &str) -> Option<u32> {
+    fn fleet_need(&self, _: &[(&str, &str)]) -> Option<u32> {
         None
     }
 }
