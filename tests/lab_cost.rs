@@ -878,6 +878,75 @@ fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
     });
 }
 
+/// Issue 26 item 2: when AWS says no, prepare decides at once instead of
+/// waiting out its budget. The lab's moto answers SageMaker's refusals
+/// (chaos/lab/moto_server.py `/_lab/sagemaker-capacity`): a quota refusal
+/// (`ResourceLimitExceeded` on UpdateEndpointWeightsAndCapacities) and
+/// insufficient capacity (the update is taken, and the endpoint stays
+/// InService with its old count and a FailureReason). With the old region
+/// serving, the step fails naming the refusal (the failover stops, the old
+/// region keeps serving); with the old region down, the switch goes ahead
+/// onto what the target holds, journalled with the refusal.
+#[test]
+fn a_prepare_step_decides_at_once_when_aws_refuses_capacity_or_quota() {
+    for refuse in ["quota", "insufficient"] {
+        for old_healthy in [true, false] {
+            let env = Env::start(WEST, "", (3, 1));
+            let addr = env._moto.url().trim_start_matches("http://").to_string();
+            let (status, body) = common::http(
+                "POST",
+                &addr,
+                &format!("/_lab/sagemaker-capacity?endpoint=prov&refuse={refuse}"),
+                "",
+            )
+            .unwrap();
+            assert_eq!(status, 200, "{body}");
+            rt().block_on(async {
+                env.claim(old_healthy).await;
+                // A budget of 15 minutes: waiting it out would fail the test's
+                // own bound long before.
+                let deadline = env.clock.now_ms() + 900_000;
+
+                let out = tokio::time::timeout(
+                    std::time::Duration::from_secs(60),
+                    prepare::prepare(&env.cfg, &env.ports, deadline, None),
+                )
+                .await
+                .expect("decided, not waited out");
+                let wanted = if refuse == "quota" {
+                    "ResourceLimitExceeded"
+                } else {
+                    "InsufficientInstanceCapacity"
+                };
+                if old_healthy {
+                    let err = out.expect_err("the old region serves: the step fails");
+                    assert!(
+                        matches!(&err, PrepareError::ScaleRefused { short, .. } if short == &["AllTraffic".to_string()]),
+                        "{err}"
+                    );
+                    assert!(err.to_string().contains(wanted), "{refuse}: {err}");
+                    assert!(err.to_string().contains("us-east-1 still serves"), "{err}");
+                } else {
+                    let out = out.expect("the old region is down: the switch goes ahead");
+                    assert_eq!(out["capacity"]["short"][0], "AllTraffic", "{out:#}");
+                    assert!(
+                        out["capacity"]["refused"].as_str().is_some_and(|r| r.contains(wanted)),
+                        "{refuse}: {out:#}"
+                    );
+                    let journal = env.journal().await;
+                    assert!(
+                        journal.iter().any(|e| e.kind == "prepare_capacity_refused"
+                            && e.detail.contains(wanted)
+                            && e.detail.contains("us-east-1 is down")),
+                        "{journal:?}"
+                    );
+                }
+                assert_eq!(env.holds(WEST).await, Some(1), "nothing grew");
+            });
+        }
+    }
+}
+
 /// Issue 19 item 5: an 18:00 schedule lowered the active to one instance,
 /// but the routers measured the fleet needs four: prepare scales the target
 /// to what the traffic needs, not to what the schedule left the active.

@@ -40,6 +40,20 @@ matches anything; an `s3:prefix` condition is checked against the key).
 moto's own 404; false: always 403; policy: back to the template);
 `GET /_lab/s3-listbucket` says what the lab currently answers.
 
+SageMaker's capacity refusals, which moto does not model: moto grants every
+`UpdateEndpointWeightsAndCapacities`. `POST
+/_lab/sagemaker-capacity?endpoint=NAME&refuse=quota|insufficient|none`
+makes the next scale-ups of endpoint NAME (any region) fail as SageMaker
+fails them: `quota` answers the call 400 `ResourceLimitExceeded` (the
+account's per-region, per-instance-type quota, 0 for GPU types on many new
+accounts); `insufficient` accepts the call (200, nothing changes) and from
+then on `DescribeEndpoint` of NAME carries SageMaker's `FailureReason`
+("Unable to provision requested ML compute capacity due to
+InsufficientInstanceCapacity error") on an endpoint that stays `InService`
+with its old counts, as SageMaker leaves an endpoint whose update could not
+get instances; `none` ends both (the `FailureReason` stays, as SageMaker
+keeps the last one). `GET /_lab/sagemaker-capacity` lists what is set.
+
 Route 53's CloudWatch metrics, which moto does not publish: Route 53 sends
 each health check's `HealthCheckStatus` (1 healthy, 0 unhealthy; dimension
 `HealthCheckId`; namespace `AWS/Route53`) to CloudWatch in us-east-1 once a
@@ -67,6 +81,8 @@ stops on SIGTERM or SIGINT (exit 0), like `moto_server`.
 
 import argparse
 import fnmatch
+import io
+import json
 import logging
 import os
 import signal
@@ -451,6 +467,121 @@ class S3ListBucket:
         return [body]
 
 
+INSUFFICIENT_CAPACITY = (
+    "Unable to provision requested ML compute capacity due to InsufficientInstanceCapacity error"
+)
+
+
+class SageMakerCapacity:
+    """WSGI middleware: scale-ups refused for quota or capacity (see the module doc)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.refuse = {}  # endpoint -> "quota" | "insufficient"
+        self.failed = {}  # endpoint -> FailureReason DescribeEndpoint carries
+
+    def control(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "POST":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            endpoint = query.get("endpoint", [""])[0]
+            mode = query.get("refuse", [""])[0]
+            if not endpoint or mode not in ("quota", "insufficient", "none"):
+                start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                return [b"endpoint=NAME and refuse=quota|insufficient|none are required\n"]
+            with self.lock:
+                if mode == "none":
+                    self.refuse.pop(endpoint, None)
+                else:
+                    self.refuse[endpoint] = mode
+        with self.lock:
+            text = f"refuse={self.refuse} failure_reason={self.failed}\n"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [text.encode()]
+
+    @staticmethod
+    def json_call(environ):
+        """(operation, body as dict, raw body) of a SageMaker JSON call, else None."""
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("SageMaker."):
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        return target.split(".", 1)[1], body, raw
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "") == "/_lab/sagemaker-capacity":
+            return self.control(environ, start_response)
+        call = self.json_call(environ)
+        if call is None:
+            return self.app(environ, start_response)
+        op, body, _raw = call
+        endpoint = body.get("EndpointName", "") if isinstance(body, dict) else ""
+        with self.lock:
+            mode = self.refuse.get(endpoint)
+            failed = self.failed.get(endpoint)
+        if op == "UpdateEndpointWeightsAndCapacities" and mode == "quota":
+            err = json.dumps(
+                {
+                    "__type": "ResourceLimitExceeded",
+                    "message": "The account-level service limit 'ml.m5.large for endpoint usage' "
+                    "is 1 Instances, with current utilization of 1 Instances and a request delta "
+                    "of 2 Instances. Please use AWS Service Quotas to request an increase for "
+                    "this quota.",
+                }
+            ).encode()
+            start_response(
+                "400 Bad Request",
+                [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(err)))],
+            )
+            return [err]
+        if op == "UpdateEndpointWeightsAndCapacities" and mode == "insufficient":
+            with self.lock:
+                self.failed[endpoint] = INSUFFICIENT_CAPACITY
+            region = environ.get("HTTP_AUTHORIZATION", "").split("/")[2:3] or ["us-east-1"]
+            ok = json.dumps(
+                {"EndpointArn": f"arn:aws:sagemaker:{region[0]}:123456789012:endpoint/{endpoint}"}
+            ).encode()
+            start_response(
+                "200 OK",
+                [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(ok)))],
+            )
+            return [ok]
+        if op != "DescribeEndpoint" or failed is None:
+            return self.app(environ, start_response)
+        seen = {}
+
+        def capture(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = status, headers
+            return lambda _data: None
+
+        result = self.app(environ, capture)
+        try:
+            data = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        if seen.get("status", "").startswith("200"):
+            try:
+                doc = json.loads(data)
+                doc["FailureReason"] = failed
+                data = json.dumps(doc).encode()
+            except ValueError:
+                pass
+        headers = [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(data))))
+        start_response(seen["status"], headers)
+        return [data]
+
+
 def _chain(first, rest, result):
     try:
         yield from first
@@ -503,7 +634,9 @@ def main() -> int:
     server = make_server(
         args.host,
         0,
-        Route53MetricsControl(S3ListBucket(Route53Throttle(app), args.iam_template)),
+        Route53MetricsControl(
+            S3ListBucket(SageMakerCapacity(Route53Throttle(app)), args.iam_template)
+        ),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

@@ -317,6 +317,7 @@ impl crate::ports::Endpoints for AwsEndpoints {
                 .ok_or_else(|| malformed("no EndpointArn"))?
                 .to_string(),
             config: d.endpoint_config_name().unwrap_or_default().to_string(),
+            failure_reason: d.failure_reason().map(str::to_string),
             status: d
                 .endpoint_status()
                 .map(|s| crate::ports::endpoints::EndpointStatus::parse(s.as_str()))

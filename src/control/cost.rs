@@ -942,6 +942,7 @@ mod tests {
                         desired_instances: Some(instances),
                         serverless: false,
                     }],
+                    failure_reason: None,
                 },
             },
             tags: tags.map(|t| {

@@ -89,11 +89,16 @@ pub enum PrepareError {
         endpoint: String,
         problems: Vec<PrepareProblem>,
     },
-    #[error("endpoint {endpoint} in {region} refused the scale-up: {detail}")]
+    #[error(
+        "endpoint {endpoint} in {region} refused the scale-up: {detail}; {active} still serves, so the failover stops here (variants short: {})",
+        short.join(", ")
+    )]
     ScaleRefused {
         region: String,
         endpoint: String,
+        active: String,
         detail: String,
+        short: Vec<String>,
     },
     #[error(
         "endpoint {endpoint} in {region} did not reach {active}'s capacity within {budget_s}s (cost.prepare_budget; variants short: {}); {active} still serves, so the failover stops here and the scale-up carries on",
@@ -262,6 +267,9 @@ async fn scale_up(
         }
     };
     let target_caps = target.provisioned();
+    // SageMaker keeps an endpoint's last FailureReason: one already there
+    // before this step asks for anything is an older update's, not ours.
+    let earlier_failure = target.failure_reason.clone();
 
     let (wanted, source) =
         match wanted_capacity(cfg, ports, &active, &endpoint, &target_caps, need).await {
@@ -291,6 +299,9 @@ async fn scale_up(
     let budget_ms = budget.as_millis() as u64;
     let started = ports.clock.monotonic();
     let mut asked: Vec<String> = Vec::new();
+    // Seen the endpoint leave InService since the first ask: SageMaker took
+    // the update, so a FailureReason after it is this update's.
+    let mut updated_since_ask = false;
     let ctx = Asking {
         ports,
         region: &region,
@@ -298,6 +309,9 @@ async fn scale_up(
         source: &source,
         tier,
         epoch: record.epoch,
+        active: &active,
+        old_down,
+        plan: &plan,
     };
     loop {
         let elapsed_ms = ports.clock.since(started).as_millis() as u64;
@@ -318,6 +332,22 @@ async fn scale_up(
             Some(st) => (st.status == EndpointStatus::InService, st.provisioned()),
             None => (false, Vec::new()),
         };
+        if !asked.is_empty()
+            && let Some(st) = &now
+        {
+            updated_since_ask |= st.status != EndpointStatus::InService;
+            // AWS said no (insufficient capacity): the endpoint is back in
+            // service with its old counts and a FailureReason. Decide now,
+            // not at the end of the budget.
+            if let Some(reason) =
+                refused_capacity(st, earlier_failure.as_deref(), updated_since_ask)
+            {
+                let short = short_of(&plan, &current);
+                if !short.is_empty() {
+                    return refuse(&ctx, reason, short).await;
+                }
+            }
+        }
         match tier::prepare_progress(&plan, in_service, &current, 0, elapsed_ms, budget_ms) {
             PrepareProgress::Done => {
                 info!(%endpoint, %source, "capacity: scaled up to the active's");
@@ -346,12 +376,11 @@ async fn scale_up(
                 match ask_for_missing(&ctx, &plan, now.as_ref(), &mut asked).await {
                     Ok(true) => continue,
                     Ok(false) => {}
+                    // AWS refused the call itself (ResourceLimitExceeded:
+                    // the quota for the instance type; access denied).
                     Err(detail) => {
-                        return Err(PrepareError::ScaleRefused {
-                            region: region.clone(),
-                            endpoint: endpoint.clone(),
-                            detail,
-                        });
+                        let short = short_of(&plan, &current);
+                        return refuse(&ctx, detail, short).await;
                     }
                 }
                 tokio::time::sleep(SCALE_POLL.min(Duration::from_millis(remaining_ms.max(1))))
@@ -481,6 +510,87 @@ struct Asking<'a> {
     source: &'a str,
     tier: Tier,
     epoch: u64,
+    /// The active region the failover leaves.
+    active: &'a str,
+    /// The old region is down (or the operator said not to wait for it).
+    old_down: bool,
+    plan: &'a [ScaleUp],
+}
+
+/// The FailureReason of a scale-up SageMaker could not serve, when `st`
+/// says so: in service again with a FailureReason that is this step's (it
+/// differs from the one there before the first ask, or the endpoint was
+/// seen updating since). SageMaker leaves an `InService` endpoint whose
+/// update could not get instances with "Unable to provision requested ML
+/// compute capacity due to InsufficientInstanceCapacity error".
+fn refused_capacity(st: &EndpointState, earlier: Option<&str>, updated: bool) -> Option<String> {
+    let reason = st.failure_reason.as_deref()?;
+    (st.status == EndpointStatus::InService && (updated || Some(reason) != earlier))
+        .then(|| reason.to_string())
+}
+
+/// The planned variants not yet at their count in `current`.
+fn short_of(plan: &[ScaleUp], current: &[VariantCapacity]) -> Vec<String> {
+    plan.iter()
+        .filter(|p| {
+            current
+                .iter()
+                .find(|c| c.variant == p.variant)
+                .is_none_or(|c| c.instances < p.to)
+        })
+        .map(|p| p.variant.clone())
+        .collect()
+}
+
+/// AWS refused the scale-up (`detail`: the FailureReason or the error):
+/// decided at once, never by waiting out the budget. The old region still
+/// serves: the step fails and the failover stops (the old region keeps
+/// serving; the refusal is in the step's error, the journal and the
+/// report). The old region is down: switch onto what the target holds,
+/// journalled as `prepare_capacity_refused` with the shortfall: fewer
+/// instances serve, a dead region serves nothing.
+async fn refuse(
+    ctx: &Asking<'_>,
+    detail: String,
+    short: Vec<String>,
+) -> Result<serde_json::Value, PrepareError> {
+    if !ctx.old_down {
+        warn!(endpoint = %ctx.endpoint, %detail, "capacity: AWS refused the scale-up; the failover stops here");
+        return Err(PrepareError::ScaleRefused {
+            region: ctx.region.to_string(),
+            endpoint: ctx.endpoint.to_string(),
+            active: ctx.active.to_string(),
+            detail,
+            short,
+        });
+    }
+    let line = format!(
+        "{}/{}: AWS refused the scale-up to match {} ({detail}); {} is down, so the switch goes ahead onto what {} holds (variants short: {})",
+        ctx.region,
+        ctx.endpoint,
+        ctx.source,
+        ctx.active,
+        ctx.region,
+        short.join(", ")
+    );
+    warn!(detail = %line, "capacity: refused");
+    journal(
+        &*ctx.ports.store,
+        ctx.ports.clock.now_ms(),
+        ctx.region,
+        "prepare_capacity_refused",
+        Some(ctx.epoch),
+        line,
+    )
+    .await;
+    let planned: Vec<serde_json::Value> = ctx
+        .plan
+        .iter()
+        .map(|p| json!({"variant": p.variant, "from": p.from, "to": p.to}))
+        .collect();
+    Ok(
+        json!({"endpoint": ctx.endpoint, "scaled": false, "refused": detail, "short": short, "to_match": ctx.source, "plan": planned, "tier": ctx.tier}),
+    )
 }
 
 /// Ask for what is still missing, once the endpoint takes updates: a

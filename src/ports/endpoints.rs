@@ -114,6 +114,11 @@ pub struct EndpointState {
     pub config: String,
     pub status: EndpointStatus,
     pub variants: Vec<VariantState>,
+    /// `FailureReason`: why the last create or update failed. SageMaker
+    /// keeps it on an endpoint that went back to `InService` after an
+    /// update that could not get instances (insufficient capacity), which
+    /// is how a refused scale-up shows.
+    pub failure_reason: Option<String>,
 }
 
 impl EndpointState {

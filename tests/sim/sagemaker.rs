@@ -368,6 +368,7 @@ impl Endpoints for SmClient {
                     desired_instances: Some(n),
                     serverless: false,
                 }],
+                failure_reason: None,
             }))
         })
         .await
