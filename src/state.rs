@@ -118,6 +118,10 @@ pub struct Shared {
     /// Restart-only settings that differ in the files from what runs (the
     /// last accepted reload held them: `Config::hold_restart_only`).
     pub restart_pending: Mutex<Vec<String>>,
+    /// The standby readiness task's last findings for this region
+    /// (`control::standby`): empty until its first round, and while this
+    /// region is active.
+    pub standby: Mutex<Vec<crate::core::standby::Finding>>,
 }
 
 impl RoundStatus {
@@ -154,6 +158,18 @@ impl Shared {
     /// round blocked on an unreachable table must not keep the role alive.
     pub fn role_at(&self, now: Mono) -> Option<Role> {
         self.read(|st| st.role_at(now))
+    }
+
+    /// The standby readiness task's last findings.
+    pub fn standby(&self) -> Vec<crate::core::standby::Finding> {
+        self.standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_standby(&self, findings: Vec<crate::core::standby::Finding>) {
+        *self.standby.lock().unwrap_or_else(|p| p.into_inner()) = findings;
     }
 
     /// What the last accepted reload held back until a restart.

@@ -804,6 +804,13 @@ struct SlowScaleUp(Arc<dyn Endpoints>);
 
 #[async_trait::async_trait]
 impl Endpoints for SlowScaleUp {
+    async fn served(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<Vec<failoverd::ports::endpoints::ServedVariant>>, PortError> {
+        self.0.served(region, endpoint).await
+    }
     async fn status(
         &self,
         region: &str,
@@ -875,6 +882,97 @@ fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
             .await
             .unwrap();
         assert_eq!(out["capacity"]["scaled"], false, "{out:#}");
+    });
+}
+
+/// Issue 26 item 1: a standby is checked against the active before it is
+/// needed, through the real SDK against the lab: the same model and image
+/// (a fewer-instances tier2 standby is only info: prepare scales it), then a
+/// standby redeployed with another image (critical, naming both images),
+/// then a scale-up SageMaker could not serve (the FailureReason it leaves).
+#[test]
+fn a_standby_is_checked_against_the_active_before_it_is_needed() {
+    use failoverd::control::standby;
+    use failoverd::core::standby::{Check, Severity, worst};
+    let env = Env::start(WEST, "", (3, 1));
+    let addr = env._moto.url().trim_start_matches("http://").to_string();
+    rt().block_on(async {
+        let of = |f: &[failoverd::core::standby::Finding], c: Check| {
+            f.iter().find(|x| x.check == c).cloned().unwrap()
+        };
+        let f = standby::check(&env.cfg, &env.ports, EAST, Some(3)).await;
+        assert_eq!(f.len(), Check::ALL.len(), "{f:?}");
+        assert_eq!(of(&f, Check::Model).severity, Severity::Ok, "{f:?}");
+        assert_eq!(of(&f, Check::Capacity).severity, Severity::Info, "{f:?}");
+        assert_eq!(worst(&f), Severity::Info, "{f:?}");
+        assert!(
+            standby::check(&env.cfg, &env.ports, WEST, Some(3))
+                .await
+                .is_empty(),
+            "the active checks nothing"
+        );
+
+        // us-west-2's prov redeployed from another model (model:2).
+        let sm = env.clients.sagemaker(WEST);
+        sm.create_model()
+            .model_name("prov-v2")
+            .execution_role_arn("arn:aws:iam::123456789012:role/sagemaker")
+            .primary_container(
+                aws_sdk_sagemaker::types::ContainerDefinition::builder()
+                    .image("123456789012.dkr.ecr.us-east-1.amazonaws.com/model:2")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        sm.create_endpoint_config()
+            .endpoint_config_name("prov-v2")
+            .production_variants(
+                aws_sdk_sagemaker::types::ProductionVariant::builder()
+                    .variant_name("AllTraffic")
+                    .model_name("prov-v2")
+                    .instance_type(
+                        aws_sdk_sagemaker::types::ProductionVariantInstanceType::MlM5Large,
+                    )
+                    .initial_instance_count(3)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        sm.delete_endpoint()
+            .endpoint_name(ENDPOINT)
+            .send()
+            .await
+            .unwrap();
+        sm.create_endpoint()
+            .endpoint_name(ENDPOINT)
+            .endpoint_config_name("prov-v2")
+            .send()
+            .await
+            .unwrap();
+        let f = standby::check(&env.cfg, &env.ports, EAST, Some(3)).await;
+        let m = of(&f, Check::Model);
+        assert_eq!(m.severity, Severity::Critical, "{f:?}");
+        assert!(
+            m.detail.contains("model:2") && m.detail.contains("model:1"),
+            "{m}"
+        );
+
+        // A scale-up SageMaker could not serve leaves its FailureReason.
+        let (status, body) = common::http(
+            "POST",
+            &addr,
+            "/_lab/sagemaker-capacity?endpoint=prov&refuse=insufficient",
+            "",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        env.set(WEST, 5).await;
+        let f = standby::check(&env.cfg, &env.ports, EAST, Some(3)).await;
+        let u = of(&f, Check::LastUpdate);
+        assert_eq!(u.severity, Severity::Warning, "{f:?}");
+        assert!(u.detail.contains("InsufficientInstanceCapacity"), "{u}");
     });
 }
 

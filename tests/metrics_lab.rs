@@ -166,6 +166,35 @@ fn metrics_pass_promtool_and_hold_every_name_the_alerts_and_dashboard_use() {
         sample(&text, "failoverd_round_duration_seconds_count").is_some_and(|v| v >= 1.0),
         "rounds timed"
     );
+    // Standby readiness (issue 26 item 1): the active checks nothing; a
+    // standby reports every check of each of its endpoints against the
+    // active's, and the lab's regions run the same model and image.
+    assert!(
+        !text.contains("failoverd_standby_readiness{"),
+        "the active region has no readiness samples"
+    );
+    let (_, west) = lab.wait_admin(
+        "us-west-2",
+        "/metrics",
+        "us-west-2's standby readiness checks",
+        Duration::from_secs(60),
+        |s, b| s == 200 && b.contains("failoverd_standby_readiness{"),
+    );
+    let model = west
+        .lines()
+        .find(|l| l.starts_with("failoverd_standby_readiness{") && l.contains("check=\"model\""))
+        .unwrap_or_else(|| panic!("no model check:\n{west}"));
+    assert!(
+        model.ends_with(" 0"),
+        "the same model as the active: {model}"
+    );
+    let status = lab.cli(&["status"]);
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        out.contains("standby readiness") && out.contains("us-west-2 against us-east-1"),
+        "failoverd status shows each standby's latest readiness line:\n{out}"
+    );
+
     // Label sets stay within the configuration.
     for line in text
         .lines()

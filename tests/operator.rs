@@ -196,6 +196,13 @@ impl Endpoints for Elsewhere {
     async fn delete(&self, _: &str, _: &str) -> Result<Deleted, PortError> {
         Err(down("DeleteEndpoint"))
     }
+    async fn served(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<Vec<failoverd::ports::endpoints::ServedVariant>>, PortError> {
+        Err(down("DescribeEndpointConfig"))
+    }
 }
 
 #[async_trait]

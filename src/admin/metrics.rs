@@ -87,8 +87,28 @@ pub fn render(state: &AdminState, now: u64) -> String {
         state.readiness.is_ready(),
     );
     restart_pending(&mut out, &state.shared.restart_pending());
+    standby(&mut out, &state.shared.standby());
     last_failover(&mut out, state);
     out
+}
+
+/// The standby readiness checks of this region (`core::standby`).
+fn standby(out: &mut String, findings: &[crate::core::standby::Finding]) {
+    let name = "failoverd_standby_readiness";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Whether this standby region can take over, per endpoint and check against the active region: 0 ok, 1 info, 2 warning, 3 critical, -1 unknown (a read failed). No samples while this region is active or before the first check."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "{name}{{endpoint=\"{}\",check=\"{}\"}} {}",
+            label(&f.endpoint),
+            f.check.as_str(),
+            f.severity.gauge()
+        );
+    }
 }
 
 /// Settings changed in the files that take effect only at a restart.

@@ -204,6 +204,88 @@ impl AwsEndpoints {
 
 #[async_trait::async_trait]
 impl crate::ports::Endpoints for AwsEndpoints {
+    async fn served(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<Vec<crate::ports::endpoints::ServedVariant>>, crate::ports::PortError> {
+        use crate::ports::endpoints::ServedVariant;
+        let sm = self.clients.sagemaker(region);
+        let d = match sm.describe_endpoint().endpoint_name(endpoint).send().await {
+            Ok(d) => d,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => {
+                return Err(super::errors::port_error(
+                    "SageMaker",
+                    format!("DescribeEndpoint {endpoint}"),
+                    region,
+                    e,
+                ));
+            }
+        };
+        let Some(config) = d.endpoint_config_name() else {
+            return Err(crate::ports::PortError::malformed(
+                "SageMaker",
+                format!("DescribeEndpoint {endpoint}"),
+                region,
+                "no EndpointConfigName",
+            ));
+        };
+        let c = sm
+            .describe_endpoint_config()
+            .endpoint_config_name(config)
+            .send()
+            .await
+            .map_err(|e| {
+                super::errors::port_error(
+                    "SageMaker",
+                    format!("DescribeEndpointConfig {config}"),
+                    region,
+                    e,
+                )
+            })?;
+        let mut served = Vec::new();
+        for v in c.production_variants() {
+            let model = v.model_name().unwrap_or_default().to_string();
+            // An inference-component endpoint names no model on its
+            // variants: nothing to compare here.
+            let containers = if model.is_empty() {
+                Vec::new()
+            } else {
+                let m = sm
+                    .describe_model()
+                    .model_name(&model)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        super::errors::port_error(
+                            "SageMaker",
+                            format!("DescribeModel {model}"),
+                            region,
+                            e,
+                        )
+                    })?;
+                m.primary_container()
+                    .into_iter()
+                    .chain(m.containers())
+                    .map(|c| {
+                        (
+                            c.image().unwrap_or_default().to_string(),
+                            c.model_data_url().map(str::to_string),
+                        )
+                    })
+                    .collect()
+            };
+            served.push(ServedVariant {
+                variant: v.variant_name().unwrap_or_default().to_string(),
+                model,
+                containers,
+                instance_type: v.instance_type().map(|t| t.as_str().to_string()),
+            });
+        }
+        Ok(Some(served))
+    }
+
     async fn status(
         &self,
         region: &str,

@@ -55,8 +55,15 @@ pub struct StatusReport {
     pub events_truncated: bool,
     /// DR tiers and what each region's provisioned endpoint holds.
     pub cost: CostStatus,
+    /// Each standby region's latest readiness line (`control::standby`),
+    /// from the journal's `readiness` entries, by region.
+    pub readiness: Vec<Event>,
     pub read_at: u64,
 }
+
+/// Journal entries read to find each region's latest readiness line (at
+/// least; more when `--events` asks for more).
+pub const READINESS_EVENTS: usize = 500;
 
 /// The DR tiers and the capacity each region holds.
 #[derive(Debug, Serialize)]
@@ -183,13 +190,14 @@ pub const STATUS_TOKENS: usize = 100;
 /// Read everything, each read bounded; keep going past any one read's
 /// failure and say which failed (never "0" for "could not read").
 pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusReport {
+    let asked = events;
     let store = &ports.store;
     let now = ports.clock.now_ms();
     let (record, votes, tokens, evs) = tokio::join!(
         store.read_record(),
         store.read_votes(),
         store.tokens(STATUS_TOKENS, now),
-        store.events(events, now)
+        store.events(events.max(READINESS_EVENTS), now)
     );
     let now = ports.clock.now_ms();
     let (record, record_error) = match record {
@@ -208,10 +216,22 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
         ),
         Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
     };
-    let (events, events_truncated, events_error) = match evs {
+    let (mut events, mut events_truncated, events_error) = match evs {
         Ok(p) => (p.items, p.truncated, None),
         Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
     };
+    // Newest first: the first `readiness` entry of each region is its latest.
+    let mut readiness: Vec<Event> = Vec::new();
+    for e in events.iter().filter(|e| e.kind == "readiness") {
+        if !readiness.iter().any(|r| r.who == e.who) {
+            readiness.push(e.clone());
+        }
+    }
+    readiness.sort_by(|a, b| a.who.cmp(&b.who));
+    if events.len() > asked {
+        events.truncate(asked);
+        events_truncated = true;
+    }
     let tally = operator::tally(cfg, &votes, now, Seat::Operator);
     let cost = read_cost_status(cfg, ports, record.as_ref()).await;
     StatusReport {
@@ -228,6 +248,7 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
         events_error,
         events_truncated,
         cost,
+        readiness,
         read_at: now,
     }
 }
@@ -249,6 +270,7 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
     render_fleet(w, cfg, s);
     render_tokens(w, s);
     render_cost(w, &s.cost);
+    render_readiness(w, &s.readiness);
     render_events(w, &s.events, s.events_truncated, s.events_error.as_deref());
     o
 }
@@ -470,6 +492,21 @@ fn render_tokens(w: &mut String, s: &StatusReport) {
 }
 
 /// The newest journal entries.
+/// Each standby region's latest readiness line.
+fn render_readiness(w: &mut String, readiness: &[Event]) {
+    use std::fmt::Write;
+    if readiness.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "\nstandby readiness (each standby's latest check against the active; docs/readiness.md):"
+    );
+    for e in readiness {
+        let _ = writeln!(w, "  {} {}", rfc3339(e.at), e.detail);
+    }
+}
+
 fn render_events(w: &mut String, events: &[Event], truncated: bool, error: Option<&str>) {
     use std::fmt::Write;
     match error {

@@ -76,6 +76,11 @@ pub struct Cost {
     /// detection to its region's endpoints.
     #[serde(with = "human_duration")]
     pub interval: Duration,
+    /// How often each standby daemon compares its region's endpoints with
+    /// the active's (`control::standby`: exists, serves, last update,
+    /// model and image, instance type, capacity against the fleet's need).
+    #[serde(with = "human_duration")]
+    pub readiness_interval: Duration,
     pub idle: Idle,
     /// Invocations a minute one instance of a provisioned endpoint serves:
     /// what turns the router's measured traffic into the active region's
@@ -173,6 +178,7 @@ pub(super) struct RawCost {
     pub(super) tiers: BTreeMap<String, String>,
     pub(super) prepare_budget: Option<String>,
     pub(super) interval: Option<String>,
+    pub(super) readiness_interval: Option<String>,
     pub(super) instance_invocations_per_minute: Option<i64>,
     #[serde(default)]
     pub(super) idle: RawIdle,
@@ -253,6 +259,13 @@ impl Validator<'_> {
             s(2 * 3600),
         );
         let interval = self.duration("cost.interval", raw.interval, "1m", s(1), s(3600));
+        let readiness_interval = self.duration(
+            "cost.readiness_interval",
+            raw.readiness_interval,
+            "5m",
+            s(1),
+            s(3600),
+        );
         let idle = self.cost_idle(raw.idle);
         let schedules = self.cost_schedules(raw.schedules, regions);
         let advise = self.cost_advise(raw.advise, batch_threshold);
@@ -263,6 +276,7 @@ impl Validator<'_> {
             tiers,
             prepare_budget: prepare_budget?,
             interval: interval?,
+            readiness_interval: readiness_interval?,
             instance_invocations_per_minute: per_instance?,
             idle: idle?,
             schedules: schedules?,

@@ -29,4 +29,5 @@ pub mod preflight;
 pub mod prepare;
 pub mod reconcile;
 pub mod signals;
+pub mod standby;
 pub mod tokens;

@@ -18,5 +18,6 @@ pub mod record; // every write to the control record, as one pure transition fun
 pub mod retry; // router backoff, retry budget, circuit breaker (time passed in)
 pub mod routing; // router path and region choice
 pub mod schedule; // scheduled capacity windows (IANA zones, DST) and the rule next to failover
+pub mod standby; // standby readiness: this region against the active, check by check, with severities
 pub mod tier; // DR tiers: automatic failover, standby capacity, the prepare step
 pub mod tokens; // task-token lifecycle

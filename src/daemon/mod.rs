@@ -342,12 +342,23 @@ impl Daemon {
                 ports.clock.clone(),
             )),
         );
+        // Standby readiness (control/standby.rs): this region against the
+        // active, before it is needed.
+        let standby = crate::control::standby::StandbyTask::new(
+            config_rx.clone(),
+            ports.clone(),
+            shared.clone(),
+        );
         let reconciler =
             reconcile::Reconciler::new(config_rx, ports, shared.clone(), readiness.clone());
         let control_side = {
-            let (a, b) = (shutdown_rx.clone(), shutdown_rx.clone());
+            let (a, b, c) = (
+                shutdown_rx.clone(),
+                shutdown_rx.clone(),
+                shutdown_rx.clone(),
+            );
             spawn_control(async move {
-                tokio::join!(reconciler.run(a), cost.run(b));
+                tokio::join!(reconciler.run(a), cost.run(b), standby.run(c));
             })?
         };
 

@@ -103,10 +103,13 @@ pub enum Op {
     SetInstanceCounts,
     ListTags,
     DeleteEndpoint,
+    /// `DescribeEndpointConfig` and `DescribeModel` behind one
+    /// [`Endpoints::served`](crate::ports::Endpoints::served).
+    DescribeServed,
 }
 
 impl Op {
-    pub const ALL: [Op; 28] = [
+    pub const ALL: [Op; 29] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::PutVote,
@@ -135,6 +138,7 @@ impl Op {
         Op::SetInstanceCounts,
         Op::ListTags,
         Op::DeleteEndpoint,
+        Op::DescribeServed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -167,6 +171,7 @@ impl Op {
             Op::SetInstanceCounts => "set_instance_counts",
             Op::ListTags => "list_tags",
             Op::DeleteEndpoint => "delete_endpoint",
+            Op::DescribeServed => "describe_served",
         }
     }
 
@@ -198,7 +203,8 @@ impl Op {
             | Op::DescribeEndpoint
             | Op::SetInstanceCounts
             | Op::ListTags
-            | Op::DeleteEndpoint => Service::SageMaker,
+            | Op::DeleteEndpoint
+            | Op::DescribeServed => Service::SageMaker,
             Op::WarmUp => Service::SageMakerRuntime,
         }
     }

@@ -363,6 +363,17 @@ impl HealthChecks for Metered<dyn HealthChecks> {
 
 #[async_trait]
 impl Endpoints for Metered<dyn Endpoints> {
+    async fn served(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<Vec<crate::ports::endpoints::ServedVariant>>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.served(region, endpoint).await;
+        self.done(Op::DescribeServed, region, t0, &r);
+        r
+    }
+
     async fn status(
         &self,
         region: &str,

@@ -153,6 +153,19 @@ pub enum Deleted {
     Absent,
 }
 
+/// What one production variant runs (`DescribeEndpointConfig`, then
+/// `DescribeModel` of the variant's model): what a standby is compared on
+/// with the active before it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedVariant {
+    pub variant: String,
+    pub model: String,
+    /// The model's containers, in order: (image, model data URL).
+    pub containers: Vec<(String, Option<String>)>,
+    /// `InstanceType`; `None` for a serverless variant.
+    pub instance_type: Option<String>,
+}
+
 /// SageMaker endpoints in any region: the control plane's view, and a
 /// warm-up invocation (the proof that a real-time endpoint serves).
 #[async_trait]
@@ -193,4 +206,12 @@ pub trait Endpoints: Send + Sync {
     /// Delete the endpoint (`DeleteEndpoint`). Its endpoint config and
     /// model stay.
     async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError>;
+    /// What each production variant of the endpoint runs (its endpoint
+    /// config's variants and their models), or `None` if the endpoint does
+    /// not exist.
+    async fn served(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<Vec<ServedVariant>>, PortError>;
 }

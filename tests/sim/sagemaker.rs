@@ -90,6 +90,9 @@ struct State {
     behaviour: BTreeMap<String, Behaviour>,
     /// Invocations answered by a model (not errors), by region.
     answered: BTreeMap<String, u64>,
+    /// (region, endpoint) -> the image its model runs (`sim-model:1`
+    /// unless set: a drifted standby runs another).
+    images: BTreeMap<(String, String), String>,
 }
 
 /// SageMaker in every region.
@@ -108,6 +111,7 @@ impl FakeSageMaker {
                 instances: BTreeMap::new(),
                 behaviour: BTreeMap::new(),
                 answered: BTreeMap::new(),
+                images: BTreeMap::new(),
             }),
         })
     }
@@ -268,6 +272,34 @@ pub struct SmClient {
 
 #[async_trait]
 impl Endpoints for SmClient {
+    async fn served(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<Vec<failoverd::ports::endpoints::ServedVariant>>, PortError> {
+        let k = (region.to_string(), endpoint.to_string());
+        self.control(
+            &format!("DescribeEndpointConfig {endpoint}"),
+            region,
+            |st| {
+                if !st.status.contains_key(&k) {
+                    return Ok(None);
+                }
+                let image = st
+                    .images
+                    .get(&k)
+                    .cloned()
+                    .unwrap_or_else(|| "sim-model:1".into());
+                Ok(Some(vec![failoverd::ports::endpoints::ServedVariant {
+                    variant: "AllTraffic".into(),
+                    model: endpoint.to_string(),
+                    containers: vec![(image, None)],
+                    instance_type: Some("ml.m5.large".into()),
+                }]))
+            },
+        )
+        .await
+    }
     async fn status(
         &self,
         region: &str,
