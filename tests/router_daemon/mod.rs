@@ -4,6 +4,8 @@
 //! at once and is answered 503), `[router]` keys from the test, and
 //! optionally a low soft open-file limit set in the child before exec.
 
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
