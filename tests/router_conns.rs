@@ -305,3 +305,25 @@ fn connection_and_access_log_keys_are_validated_with_file_and_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_reload_holds_the_listener_limits_and_takes_the_sample_rate() {
+    let f = common::root().join("regions/lab/us-east-1.toml");
+    let env = failoverd::config::EnvSource::new();
+    let current = failoverd::config::load(&f, &env).unwrap();
+    let mut new = failoverd::config::load(&f, &env).unwrap();
+    new.router.max_connections += 1;
+    new.router.header_read_timeout *= 2;
+    new.router.access_log_sample = 0.5;
+    let pending = new.hold_restart_only(&current);
+    assert_eq!(
+        pending,
+        ["router.max_connections", "router.header_read_timeout"]
+    );
+    assert_eq!(new.router.max_connections, current.router.max_connections);
+    assert_eq!(
+        new.router.header_read_timeout,
+        current.router.header_read_timeout
+    );
+    assert_eq!(new.router.access_log_sample, 0.5, "taken on reload");
+}
