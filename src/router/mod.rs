@@ -217,6 +217,8 @@ impl Router {
     /// process (the default start mixes in the process id).
     pub fn reseed(&self, seed: u64) {
         self.jitter.store(seed, Ordering::Relaxed);
+        self.access_seq
+            .store(seed.rotate_left(17), Ordering::Relaxed);
     }
 
     /// Start refusing new requests (503); requests in flight carry on.
