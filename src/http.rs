@@ -69,8 +69,8 @@ pub struct ConnLimits {
 }
 
 impl ConnLimits {
-    /// The admin listener's (operators and Prometheus need a few; the
-    /// lab's model server, which shares [`serve`], gets the same).
+    /// The admin listener's (operators and Prometheus need a few), and
+    /// so any server started with [`serve`].
     pub fn admin() -> Self {
         Self {
             max_connections: 1024,
