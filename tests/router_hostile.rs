@@ -64,7 +64,10 @@ async fn hostile_requests_get_a_4xx_and_leave_the_daemon_ready() {
         ),
         (
             "chunked body alone",
-            invoke("transfer-encoding: chunked\r\n", &format!("2\r\n{{}}\r\n0\r\n\r\n{SMUGGLED}")),
+            invoke(
+                "transfer-encoding: chunked\r\n",
+                &format!("2\r\n{{}}\r\n0\r\n\r\n{SMUGGLED}"),
+            ),
             &[400],
         ),
         (
@@ -210,6 +213,7 @@ async fn hostile_requests_get_a_4xx_and_leave_the_daemon_ready() {
     let lower = text.to_ascii_lowercase();
     assert!(
         lower.contains("x-amzn-errortype: validationerror")
+            && lower.contains("connection: close")
             && text.contains("Transfer-Encoding is not accepted"),
         "{text}"
     );

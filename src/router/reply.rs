@@ -269,6 +269,12 @@ impl<'a> Reply<'a> {
         if wire.retry_after {
             headers.push((RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS)));
         }
+        if let RouterError::TransferEncoding = e {
+            // The body was not read: whatever follows on the connection
+            // cannot be trusted to start a request. hyper closes after
+            // answering with this.
+            headers.push((hyper::header::CONNECTION, HeaderValue::from_static("close")));
+        }
         Self {
             status: wire.status,
             body: Bytes::from(body.to_string()),
