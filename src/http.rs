@@ -2,12 +2,31 @@
 //! accept until told to stop, then drain open connections within a grace
 //! period. Lifecycle is a parameter (`listener`, `shutdown`) so tests start
 //! the real server on `127.0.0.1:0`.
+//!
+//! No starvation by connections (issue 22 item 5, docs/threat-model.md):
+//!
+//! - each listener holds at most [`ConnLimits::max_connections`] client
+//!   connections; one more is answered with [`ConnLimits::refusal`] (a
+//!   complete `503` with `Connection: close`) and closed, so a client sees
+//!   why instead of a hang or a reset, and the process keeps descriptors
+//!   for its own work (upstream calls, AWS, the admin listener);
+//! - hyper's header-read timer ([`ConnLimits::header_read_timeout`]) runs
+//!   from the moment a connection waits for a request's head until the
+//!   head is complete: it closes slow-header senders and idle keep-alive
+//!   connections alike (one deadline for the whole head, not per byte);
+//! - a head is at most [`MAX_HEADER_BYTES`] (hyper answers 431 above);
+//! - the process's soft open-file limit is raised to the hard limit at
+//!   start ([`raise_open_file_limit`]), so the cap, not `EMFILE`, decides.
+//!
+//! The count is one atomic shared by a listener's threads: taken when a
+//! connection is accepted, given back when its task ends (however it
+//! ends); no lock per connection.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,6 +49,146 @@ pub type HttpResponse = Response<Full<Bytes>>;
 /// A shutdown signal: `true` once shutdown has begun.
 pub type ShutdownRx = watch::Receiver<bool>;
 
+/// The most bytes a request head (request line and headers) may take;
+/// hyper answers `431 Request Header Fields Too Large` above. SageMaker's
+/// own headers are small (custom attributes: 1,024 characters); nginx
+/// takes 4 x 8 KiB by default.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// A listener's limits on the connections it holds.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Connections held open at most; one more gets [`ConnLimits::refusal`].
+    pub max_connections: usize,
+    /// Time a connection has to send a request's head, from when it starts
+    /// waiting for one (so idle keep-alive connections close too).
+    pub header_read_timeout: Duration,
+    /// The complete response written to a connection over the cap, before
+    /// it is closed.
+    pub refusal: Bytes,
+}
+
+impl ConnLimits {
+    /// The admin listener's (operators and Prometheus need a few), and
+    /// so any server started with [`serve`].
+    pub fn admin() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            refusal: refusal_text(
+                "text/plain; charset=utf-8",
+                "",
+                "too many connections to this listener; retry later\n",
+            ),
+        }
+    }
+}
+
+/// A complete `503` response that closes the connection: `content_type`,
+/// `extra` header lines (each ending in CRLF) and `body`.
+pub fn refusal_text(content_type: &str, extra: &str, body: &str) -> Bytes {
+    Bytes::from(format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {content_type}\r\nretry-after: 1\r\n{extra}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// One connection's place under its listener's cap, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place under `max`, if there is one.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        let mut n = open.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match open.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Slot(open.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answer a connection over the cap with `refusal` and close it. The
+/// write is one non-blocking attempt (a fresh socket's send buffer takes
+/// a few hundred bytes); the refused connection never gets a task, so a
+/// flood of them costs no memory beyond the moment of the accept.
+fn refuse(stream: TcpStream, refusal: &[u8], name: &'static str) {
+    if let Err(e) = stream.try_write(refusal) {
+        debug!(server = name, error = %e, "cannot write the refusal");
+    }
+    // Closing a socket with unread input sends a reset, which can cost the
+    // client the refusal: read (and drop) what has already arrived, then
+    // close our side first.
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    if let Ok(s) = stream.into_std() {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// What [`raise_open_file_limit`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFiles {
+    /// The soft limit the process started with.
+    pub soft_before: u64,
+    /// The soft limit now.
+    pub soft: u64,
+    /// The hard limit (the most the soft limit may be raised to).
+    pub hard: u64,
+}
+
+static OPEN_FILES: std::sync::OnceLock<std::io::Result<OpenFiles>> = std::sync::OnceLock::new();
+
+/// Raise this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard
+/// limit, once; later calls return the first call's result. Rust's
+/// standard library does not (Go's runtime does): without it a daemon
+/// under systemd's default soft limit (1,024) runs out of descriptors at
+/// about a thousand connections, whatever the hard limit allows.
+pub fn raise_open_file_limit() -> &'static std::io::Result<OpenFiles> {
+    OPEN_FILES.get_or_init(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given, nothing else.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let soft_before = lim.rlim_cur;
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit reads the struct it is given, nothing else.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim = want;
+        }
+        Ok(OpenFiles {
+            soft_before,
+            soft: lim.rlim_cur,
+            hard: lim.rlim_max,
+        })
+    })
+}
+
 /// Wait until `rx` says shutdown (or its sender is gone).
 pub async fn shutdown_signalled(rx: &mut ShutdownRx) {
     while !*rx.borrow_and_update() {
@@ -40,7 +199,8 @@ pub async fn shutdown_signalled(rx: &mut ShutdownRx) {
 }
 
 /// Serve `handler` on `listener` until `shutdown`, then drain for at most `grace`.
-/// Connections run as tasks of the runtime this is called on.
+/// Connections run as tasks of the runtime this is called on, under
+/// [`ConnLimits::admin`].
 pub async fn serve<H, Fut>(
     listener: TcpListener,
     handler: H,
@@ -51,14 +211,46 @@ pub async fn serve<H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
+    serve_limited(
+        listener,
+        handler,
+        shutdown,
+        grace,
+        name,
+        ConnLimits::admin(),
+    )
+    .await;
+}
+
+/// [`serve`] under `limits`.
+pub async fn serve_limited<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: ShutdownRx,
+    grace: Duration,
+    name: &'static str,
+    limits: ConnLimits,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
     let drain = Arc::new(Drain::default());
+    let timeout = limits.header_read_timeout;
     let spawn = {
         let drain = drain.clone();
-        move |stream: TcpStream, peer: SocketAddr| {
-            tokio::spawn(connection(stream, peer, handler.clone(), &drain, name));
+        move |stream: TcpStream, peer: SocketAddr, slot: Slot| {
+            tokio::spawn(connection(
+                stream,
+                peer,
+                handler.clone(),
+                &drain,
+                name,
+                timeout,
+                slot,
+            ));
         }
     };
-    accept_until(listener, spawn, shutdown, name).await;
+    accept_until(listener, spawn, shutdown, name, limits).await;
     finish(&drain, grace, name).await;
 }
 
@@ -69,7 +261,8 @@ pub async fn serve<H, Fut>(
 /// no work-stealing scheduler between them. Connections are handed out in
 /// turn by the accepting task. After the drain (or the grace period) the
 /// threads stop, closing what is still open. If no thread can be started,
-/// connections run on the calling runtime, as with [`serve`].
+/// connections run on the calling runtime, as with [`serve`]. `limits` is
+/// the listener's, shared by its threads.
 pub async fn serve_per_core<H, Fut>(
     listener: TcpListener,
     handler: H,
@@ -77,11 +270,13 @@ pub async fn serve_per_core<H, Fut>(
     grace: Duration,
     name: &'static str,
     threads: usize,
+    limits: ConnLimits,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
     let drain = Arc::new(Drain::default());
+    let timeout = limits.header_read_timeout;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
     let mut ended = Vec::with_capacity(threads);
@@ -94,6 +289,7 @@ pub async fn serve_per_core<H, Fut>(
             drain.clone(),
             stop_rx.clone(),
             end_tx,
+            timeout,
         )
         .await
         {
@@ -116,9 +312,17 @@ pub async fn serve_per_core<H, Fut>(
     let mut next = 0usize;
     let spawn = {
         let drain = drain.clone();
-        move |stream: TcpStream, peer: SocketAddr| {
+        move |stream: TcpStream, peer: SocketAddr, slot: Slot| {
             if workers.is_empty() {
-                tokio::spawn(connection(stream, peer, handler.clone(), &drain, name));
+                tokio::spawn(connection(
+                    stream,
+                    peer,
+                    handler.clone(),
+                    &drain,
+                    name,
+                    timeout,
+                    slot,
+                ));
                 return;
             }
             // Registered again with the receiving thread's reactor.
@@ -131,12 +335,12 @@ pub async fn serve_per_core<H, Fut>(
             };
             let w = &workers[next % workers.len()];
             next = next.wrapping_add(1);
-            if w.conns.send((stream, peer)).is_err() {
+            if w.conns.send((stream, peer, slot)).is_err() {
                 warn!(server = name, "a server thread is gone; connection dropped");
             }
         }
     };
-    accept_until(listener, spawn, shutdown, name).await;
+    accept_until(listener, spawn, shutdown, name, limits).await;
     finish(&drain, grace, name).await;
     // The threads' receivers see the end of their channel once `spawn`
     // (and its senders) is dropped, which `accept_until` did; `stop`
@@ -168,7 +372,7 @@ pub fn cores() -> usize {
 
 /// One thread of a per-core server.
 struct Worker {
-    conns: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    conns: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, Slot)>,
 }
 
 impl Worker {
@@ -182,13 +386,14 @@ impl Worker {
         drain: Arc<Drain>,
         mut stop: watch::Receiver<bool>,
         end: tokio::sync::oneshot::Sender<()>,
+        header_read_timeout: Duration,
     ) -> std::io::Result<Self>
     where
         H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = HttpResponse> + Send + 'static,
     {
         let (tx, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+            tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Slot)>();
         let (ready_tx, ready) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
         std::thread::Builder::new()
             .name(format!("{name}-{index}"))
@@ -210,9 +415,9 @@ impl Worker {
                     loop {
                         tokio::select! {
                             c = rx.recv(), if open => match c {
-                                Some((s, peer)) => match TcpStream::from_std(s) {
+                                Some((s, peer, slot)) => match TcpStream::from_std(s) {
                                     Ok(s) => {
-                                        tokio::spawn(connection(s, peer, handler.clone(), &drain, name));
+                                        tokio::spawn(connection(s, peer, handler.clone(), &drain, name, header_read_timeout, slot));
                                     }
                                     Err(e) => debug!(server = name, error = %e, "cannot take a connection over"),
                                 },
@@ -234,14 +439,20 @@ impl Worker {
     }
 }
 
-/// Accept connections on `listener` and hand each to `spawn` until
+/// Accept connections on `listener` and hand each to `spawn` with its
+/// place under `limits`' cap (or refuse it, over the cap) until
 /// `shutdown`; then close the listener.
 async fn accept_until(
     listener: TcpListener,
-    mut spawn: impl FnMut(TcpStream, SocketAddr),
+    mut spawn: impl FnMut(TcpStream, SocketAddr, Slot),
     mut shutdown: ShutdownRx,
     name: &'static str,
+    limits: ConnLimits,
 ) {
+    let open = Arc::new(AtomicUsize::new(0));
+    // Refusals are counted; logged at the 1st, 2nd, 4th, 8th... (no clock
+    // read on this path, and a flood logs a few dozen lines at most).
+    let mut refused = 0u64;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -254,8 +465,16 @@ async fn accept_until(
                         continue;
                     }
                 };
+                let Some(slot) = Slot::take(&open, limits.max_connections) else {
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        warn!(server = name, max_connections = limits.max_connections, refused, "connection limit reached; refusing new connections with 503");
+                    }
+                    refuse(stream, &limits.refusal, name);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                spawn(stream, peer);
+                spawn(stream, peer, slot);
             }
             _ = shutdown_signalled(&mut shutdown) => break,
         }
@@ -277,6 +496,8 @@ fn connection<H, Fut>(
     handler: H,
     drain: &Arc<Drain>,
     name: &'static str,
+    header_read_timeout: Duration,
+    slot: Slot,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -288,13 +509,16 @@ where
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(header_read_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(stream), svc);
     let conn = Drain::watch(drain, conn);
     async move {
         if let Err(e) = conn.await {
             debug!(error = %e, "connection ended with error");
         }
+        // Given back only once the connection (and its socket) is gone.
+        drop(slot);
     }
     .instrument(tracing::debug_span!("conn", server = name, %peer))
 }
@@ -411,9 +635,26 @@ pub fn text(status: hyper::StatusCode, body: impl Into<String>) -> HttpResponse 
 /// it is; bytes that do not form UTF-8 become U+FFFD. Shared by the router
 /// and the lab's model server, so both read a label the same way.
 pub fn percent_decode(s: &str) -> String {
+    match percent_bytes(s) {
+        None => s.to_string(),
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+    }
+}
+
+/// [`percent_decode`], or `None` when the decoded bytes are not UTF-8
+/// (the router refuses such a label rather than guess at it).
+pub fn percent_decode_utf8(s: &str) -> Option<String> {
+    match percent_bytes(s) {
+        None => Some(s.to_string()),
+        Some(b) => String::from_utf8(b).ok(),
+    }
+}
+
+/// The bytes `s` percent-decodes to, or `None` if it has no `%`.
+fn percent_bytes(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     if !b.contains(&b'%') {
-        return s.to_string();
+        return None;
     }
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(b.len());
@@ -434,7 +675,7 @@ pub fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(out)
 }
 
 /// A JSON response.
@@ -495,6 +736,7 @@ mod tests {
             Duration::from_secs(5),
             "test",
             2,
+            ConnLimits::admin(),
         ));
         let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut b = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -545,6 +787,7 @@ mod tests {
             Duration::from_millis(200),
             "test",
             2,
+            ConnLimits::admin(),
         ));
         let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
         let hung = tokio::spawn(async move { get(&mut a, "/").await });
@@ -561,6 +804,72 @@ mod tests {
         assert!(got.is_err(), "{got:?}");
     }
 
+    /// Over the cap a connection reads a complete 503 and is closed; once a
+    /// held connection closes, its place is free again.
+    #[tokio::test]
+    async fn connections_over_the_cap_are_refused_with_503() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let handler = |_req: Request<Incoming>| async move { text(hyper::StatusCode::OK, "fine") };
+        let limits = ConnLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(30),
+            refusal: refusal_text("text/plain", "x-why: cap\r\n", "full\n"),
+        };
+        let server = tokio::spawn(serve_per_core(
+            listener,
+            handler,
+            rx,
+            Duration::from_secs(1),
+            "test",
+            2,
+            limits,
+        ));
+        let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut b = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert_eq!(get(&mut a, "/").await.unwrap(), "fine");
+        assert_eq!(get(&mut b, "/").await.unwrap(), "fine");
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut got = String::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_string(&mut got))
+            .await
+            .expect("the refused connection is closed")
+            .unwrap();
+        assert!(
+            got.starts_with("HTTP/1.1 503 ")
+                && got.contains("x-why: cap\r\n")
+                && got.contains("connection: close")
+                && got.ends_with("\r\n\r\nfull\n"),
+            "{got:?}"
+        );
+        drop(a);
+        let ok = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let mut d = tokio::net::TcpStream::connect(addr).await.unwrap();
+                match get(&mut d, "/").await {
+                    Ok(body) if body == "fine" => return body,
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("a place frees up when a connection closes");
+        assert_eq!(ok, "fine");
+        assert_eq!(get(&mut b, "/").await.unwrap(), "fine");
+        stop.send(true).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let got = raise_open_file_limit().as_ref().expect("getrlimit works");
+        assert_eq!(got.soft, got.hard, "{got:?}");
+        assert!(got.soft_before <= got.soft, "{got:?}");
+    }
+
     #[test]
     fn path_segments_are_percent_decoded() {
         assert_eq!(percent_decode("default"), "default");
@@ -571,5 +880,8 @@ mod tests {
         assert_eq!(percent_decode("%4"), "%4");
         assert_eq!(percent_decode("%e2%82%ac"), "\u{20ac}");
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
+        assert_eq!(percent_decode_utf8("%ff"), None);
+        assert_eq!(percent_decode_utf8("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode_utf8("plain").as_deref(), Some("plain"));
     }
 }

@@ -282,7 +282,9 @@ impl Config {
     /// `self` (the new configuration) and name the ones that differed. The
     /// listeners are bound, and the tables and endpoint overrides are what
     /// the clients, the planner's consistency rule and the job store were
-    /// built on: changing them under a running daemon is a restart.
+    /// built on: changing them under a running daemon is a restart. So are
+    /// the router's listener limits (`router.max_connections`,
+    /// `router.header_read_timeout`), read as the router starts serving.
     pub fn hold_restart_only(&mut self, current: &Config) -> Vec<&'static str> {
         let mut pending = Vec::new();
         if self.listen != current.listen {
@@ -296,6 +298,15 @@ impl Config {
         if self.endpoints != current.endpoints {
             pending.push("endpoints");
             self.endpoints = current.endpoints.clone();
+        }
+        // The router's listener limits are read as it starts serving.
+        if self.router.max_connections != current.router.max_connections {
+            pending.push("router.max_connections");
+            self.router.max_connections = current.router.max_connections;
+        }
+        if self.router.header_read_timeout != current.router.header_read_timeout {
+            pending.push("router.header_read_timeout");
+            self.router.header_read_timeout = current.router.header_read_timeout;
         }
         pending
     }

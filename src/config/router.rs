@@ -71,6 +71,18 @@ pub struct Router {
     /// ...and at most this.
     #[serde(with = "human_duration")]
     pub attempt_timeout_max: Duration,
+    /// Client connections the router's listener holds open at most; one
+    /// more is answered 503 `ServiceUnavailable` and closed (issue 22 item 5).
+    pub max_connections: u32,
+    /// How long a connection may take to send a request's head, counted
+    /// from when it starts waiting for one: so it closes both slow-header
+    /// senders and idle keep-alive connections (hyper has one timer for
+    /// both).
+    #[serde(with = "human_duration")]
+    pub header_read_timeout: Duration,
+    /// The fraction of requests that get an access-log line (0 to 1; 1:
+    /// every request, 0: none).
+    pub access_log_sample: f64,
 }
 
 /// A model the router serves.
@@ -176,6 +188,9 @@ pub(super) struct RawRouter {
     pub(super) attempt_timeout_fraction: Option<f64>,
     pub(super) attempt_timeout_min: Option<String>,
     pub(super) attempt_timeout_max: Option<String>,
+    pub(super) max_connections: Option<i64>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) access_log_sample: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -225,6 +240,10 @@ impl Validator<'_> {
                 rr.attempt_timeout_min,
                 rr.attempt_timeout_max,
             );
+        let (max_connections, header_read_timeout) =
+            self.router_connections(rr.max_connections, rr.header_read_timeout);
+        let access_log_sample =
+            self.fraction("router.access_log_sample", rr.access_log_sample, 1.0);
         Some(Router {
             max_in_flight: max_in_flight?,
             body_read_timeout: body_read_timeout?,
@@ -246,7 +265,43 @@ impl Validator<'_> {
             attempt_timeout_fraction,
             attempt_timeout_min: attempt_timeout_min?,
             attempt_timeout_max: attempt_timeout_max?,
+            max_connections: max_connections?,
+            header_read_timeout: header_read_timeout?,
+            access_log_sample,
         })
+    }
+
+    /// `router.max_connections` and `router.header_read_timeout`: each
+    /// within its bounds.
+    fn router_connections(
+        &mut self,
+        max_connections: Option<i64>,
+        header_read_timeout: Option<String>,
+    ) -> (Option<u32>, Option<Duration>) {
+        let max_connections = self.in_range(
+            "router.max_connections",
+            max_connections,
+            10_000,
+            1,
+            1_000_000,
+        );
+        let header_read_timeout = self.duration(
+            "router.header_read_timeout",
+            header_read_timeout,
+            "10s",
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        );
+        (max_connections, header_read_timeout)
+    }
+
+    /// A fraction from 0 to 1 at `key`.
+    fn fraction(&mut self, key: &str, raw: Option<f64>, default: f64) -> f64 {
+        let v = raw.unwrap_or(default);
+        if !(0.0..=1.0).contains(&v) {
+            self.err(key, format!("{v} is out of range: must be between 0 and 1"));
+        }
+        v
     }
 
     /// `router.max_in_flight`, `router.body_read_timeout` and

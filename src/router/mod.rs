@@ -23,6 +23,16 @@
 //! `x-failoverd-attempts` (`none`/`none`/`0` when refused before a call) and
 //! an `x-amzn-RequestId`.
 //!
+//! Access log (issue 22 item 6): one `tracing` event per request, target
+//! `failoverd::access`, for `router.access_log_sample` of the requests:
+//! caller identity (`anonymous` until the router has caller identity), the
+//! configured model, region and path served, attempts, status, latency and
+//! the request id the client got. Never a body, a header value or a token;
+//! an unknown model's name (client-chosen text) is not logged either. A
+//! request sampled out costs no allocation and no clock read (one atomic
+//! add at fractional rates, nothing at 0 or 1); a sampled one borrows every
+//! field. Filter it like any target: `FAILOVERD_LOG=info,failoverd::access=off`.
+//!
 //! The router reaches SageMaker runtime, S3 and its DynamoDB items only
 //! through ports ([`Ports`]), handed to [`Router::new`]: the daemon's
 //! composition root builds the AWS adapters (`daemon::router_ports`); the
@@ -150,6 +160,8 @@ pub struct Router {
     thresholds: RwLock<HashMap<String, u64>>,
     /// Counter behind backoff jitter and request ids.
     jitter: AtomicU64,
+    /// Counter behind the access log's sampling.
+    access_seq: AtomicU64,
 }
 
 /// Decrements the in-flight gauge when a request ends, however it ends.
@@ -196,6 +208,7 @@ impl Router {
             targets: targets::Targets::default(),
             thresholds: RwLock::default(),
             jitter: AtomicU64::new(seed),
+            access_seq: AtomicU64::new(seed.rotate_left(17)),
         })
     }
 
@@ -204,6 +217,8 @@ impl Router {
     /// process (the default start mixes in the process id).
     pub fn reseed(&self, seed: u64) {
         self.jitter.store(seed, Ordering::Relaxed);
+        self.access_seq
+            .store(seed.rotate_left(17), Ordering::Relaxed);
     }
 
     /// Start refusing new requests (503); requests in flight carry on.
@@ -252,15 +267,37 @@ impl Router {
         let _guard = InFlight(&self.metrics.in_flight);
         let cfg = self.config.borrow().clone();
         let mut job_region = String::new();
-        let reply = self.reply(&cfg, req, started, &mut job_region).await;
+        let mut model = None;
+        let reply = self
+            .reply(&cfg, req, started, &mut job_region, &mut model)
+            .await;
+        let took = self.clock.since(started);
         self.metrics.request(
             reply.path,
             reply.region,
             reply.outcome,
             reply.attempts,
-            self.clock.since(started),
+            took,
         );
-        reply.into_response(self.request_id())
+        let id = self.request_id();
+        if self.access_sampled(cfg.router.access_log_sample) {
+            access_log(&reply, model, took, &id);
+        }
+        reply.into_response(id)
+    }
+
+    /// Whether this request gets an access-log line, at `rate` (0 to 1).
+    fn access_sampled(&self, rate: f64) -> bool {
+        if rate >= 1.0 {
+            return true;
+        }
+        if rate <= 0.0 {
+            return false;
+        }
+        let n = self
+            .access_seq
+            .fetch_add(rand::GOLDEN_GAMMA, Ordering::Relaxed);
+        rand::unit(rand::splitmix64(n)) < rate
     }
 
     async fn reply<'c, B>(
@@ -269,6 +306,7 @@ impl Router {
         req: Request<B>,
         started: Instant,
         job_region: &'c mut String,
+        logged_model: &mut Option<&'c str>,
     ) -> Reply<'c>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
@@ -293,6 +331,7 @@ impl Router {
         let Some(model_cfg) = cfg.models.iter().find(|m| m.name == model) else {
             return RouterError::UnknownModel(model).into();
         };
+        *logged_model = Some(&model_cfg.name);
         let thresholds = |class: &str| {
             self.thresholds
                 .read()
@@ -377,6 +416,23 @@ impl Router {
     }
 }
 
+/// One access-log line (see the module doc): borrowed fields only.
+fn access_log(reply: &Reply<'_>, model: Option<&str>, took: Duration, id: &HeaderValue) {
+    info!(
+        target: "failoverd::access",
+        identity = "anonymous",
+        model = model.unwrap_or("-"),
+        region = reply.region.unwrap_or("none"),
+        path = reply.path.map_or("none", Path::as_str),
+        attempts = reply.attempts,
+        status = reply.status.as_u16(),
+        outcome = reply.outcome.as_str(),
+        latency_ms = took.as_secs_f64() * 1000.0,
+        request_id = id.to_str().unwrap_or("-"),
+        "request"
+    );
+}
+
 /// The metrics label of an invocation error.
 fn call_result(e: &InvokeError) -> CallResult {
     match e {
@@ -409,6 +465,58 @@ pub fn endpoint(region: &RegionConfig, path: Path) -> Option<&str> {
     }
 }
 
+/// Descriptors kept for everything but the router's client connections
+/// (the admin listener's cap, upstream connections, AWS clients, files):
+/// this many, or half the limit if that is less.
+const RESERVED_FILES: u64 = 1024;
+
+/// The router listener's limits from `cfg` (read once, at start): the
+/// connection cap, lowered to fit the open-file limit with
+/// [`RESERVED_FILES`] to spare (a cap the descriptors cannot honour would
+/// leave `EMFILE`, not the cap, deciding who gets in), and a refusal in
+/// SageMaker's error shape. Logs the open-file limit found at start.
+fn connection_limits(cfg: &Config) -> crate::http::ConnLimits {
+    let wanted = u64::from(cfg.router.max_connections);
+    let max = match crate::http::raise_open_file_limit() {
+        Ok(f) => {
+            let fits = f.soft - RESERVED_FILES.min(f.soft / 2);
+            info!(
+                soft_before = f.soft_before,
+                soft = f.soft,
+                hard = f.hard,
+                "open-file limit (soft raised to hard at start)"
+            );
+            if wanted > fits {
+                warn!(
+                    max_connections = wanted,
+                    open_files = f.soft,
+                    cap = fits,
+                    "router.max_connections does not fit the open-file limit; capping lower (raise LimitNOFILE)"
+                );
+            }
+            wanted.min(fits)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit");
+            wanted
+        }
+    };
+    let body = serde_json::json!({
+        "__type": "ServiceUnavailable",
+        "message": format!("too many connections to this router (router.max_connections: {max}); retry later"),
+    })
+    .to_string();
+    crate::http::ConnLimits {
+        max_connections: max as usize,
+        header_read_timeout: cfg.router.header_read_timeout,
+        refusal: crate::http::refusal_text(
+            "application/json",
+            "x-amzn-errortype: ServiceUnavailable\r\nx-failoverd-path: none\r\nx-failoverd-region: none\r\nx-failoverd-attempts: 0\r\n",
+            &body,
+        ),
+    }
+}
+
 /// Serve `router` on `listener` until `shutdown`; then refuse new requests
 /// and let those in flight finish within `grace`. Also keeps the routing
 /// table fresh while it runs.
@@ -427,10 +535,14 @@ pub async fn serve(
             router.begin_drain();
         })
     };
+    let limits = connection_limits(&router.config.borrow());
     let handler = move |req| router.clone().handle(req);
     // Thread-per-core: see docs/router-performance.md.
     let threads = crate::http::cores();
-    crate::http::serve_per_core(listener, handler, shutdown, grace, "router", threads).await;
+    crate::http::serve_per_core(
+        listener, handler, shutdown, grace, "router", threads, limits,
+    )
+    .await;
     let _ = drain.await;
     let _ = refresh.await;
 }

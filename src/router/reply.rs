@@ -18,6 +18,7 @@
 //! | unknown route / model / job              | 404    | `NotFound` / `ValidationError` |
 //! | wrong method                             | 405    | `MethodNotAllowed`      |
 //! | bad header (class, deadline, encoding)   | 400    | `ValidationError`       |
+//! | `Transfer-Encoding`; a non-UTF-8 label   | 400    | `ValidationError`       |
 //! | body slower than `body_read_timeout`     | 408    | `RequestTimeout`        |
 //! | body over the limit                      | 413    | `ValidationError`       |
 //! | the model answered an error              | 424    | `ModelError`            |
@@ -79,6 +80,15 @@ pub enum RouterError {
     UnknownModel(String),
     #[error("{0}: not visible ASCII")]
     BadHeader(HeaderName),
+    /// A body framed by `Transfer-Encoding` (with or without a
+    /// `Content-Length` beside it): refused, so no two readers of the
+    /// request can disagree on where it ends (request smuggling).
+    #[error(
+        "Transfer-Encoding is not accepted on invocations; send the body with a Content-Length"
+    )]
+    TransferEncoding,
+    #[error("the model name in the path is not UTF-8 once percent-decoded")]
+    BadLabel,
     #[error("X-Traffic-Class: unknown traffic class {class:?}; known: {known}")]
     UnknownClass { class: String, known: String },
     #[error("X-Deadline-Ms: {value:?} is not a number of milliseconds in 1..={max_ms}")]
@@ -167,6 +177,8 @@ impl RouterError {
                 Outcome::MethodNotAllowed,
             ),
             E::BadHeader(_)
+            | E::TransferEncoding
+            | E::BadLabel
             | E::UnknownClass { .. }
             | E::BadDeadline { .. }
             | E::BodyUnreadable(_)
@@ -256,6 +268,12 @@ impl<'a> Reply<'a> {
         }
         if wire.retry_after {
             headers.push((RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS)));
+        }
+        if let RouterError::TransferEncoding = e {
+            // The body was not read: whatever follows on the connection
+            // cannot be trusted to start a request. hyper closes after
+            // answering with this.
+            headers.push((hyper::header::CONNECTION, HeaderValue::from_static("close")));
         }
         Self {
             status: wire.status,

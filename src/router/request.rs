@@ -21,13 +21,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::Method;
-use hyper::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{
+    ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
 use tokio::time::Instant;
 
 use super::reply::{H_CUSTOM, RouterError};
 use crate::config::{Config, ModelConfig};
 use crate::core::routing::{self, Path};
-use crate::http::percent_decode;
+use crate::http::percent_decode_utf8;
 use crate::ports::inference::Invocation;
 
 const H_CLASS: HeaderName = HeaderName::from_static("x-traffic-class");
@@ -80,7 +82,7 @@ impl<'r> Route<'r> {
         {
             return post(Route::Invoke {
                 api: Api::SageMaker,
-                model: percent_decode(name),
+                model: label(name)?,
             });
         }
         if let Some(name) = path
@@ -90,7 +92,7 @@ impl<'r> Route<'r> {
         {
             return post(Route::Invoke {
                 api: Api::Native,
-                model: percent_decode(name),
+                model: label(name)?,
             });
         }
         if let Some(id) = path.strip_prefix("/v1/jobs/") {
@@ -101,6 +103,12 @@ impl<'r> Route<'r> {
         }
         Err(RouterError::NoRoute(path.to_string()))
     }
+}
+
+/// A model label from the path, percent-decoded; refused when the bytes
+/// are not UTF-8 (a lossy decode would let two labels name one model).
+fn label(name: &str) -> Result<String, RouterError> {
+    percent_decode_utf8(name).ok_or(RouterError::BadLabel)
 }
 
 /// A parsed, body-complete invocation.
@@ -191,6 +199,14 @@ pub fn parse_head<'c>(
     has_threshold: &dyn Fn(&str) -> bool,
     known_classes: &dyn Fn() -> Vec<String>,
 ) -> Result<Ask<'c>, RouterError> {
+    // hyper refuses a request whose Content-Length values differ (400) and
+    // reads one with both Content-Length and chunked Transfer-Encoding by
+    // the latter, hiding the former: refusing every Transfer-Encoding is
+    // the one way to refuse that pair too. SDK clients send a
+    // Content-Length (a SageMaker invocation's body is a blob).
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err(RouterError::TransferEncoding);
+    }
     let class = match text(headers, &H_CLASS)? {
         None => Cow::Borrowed(model.traffic_class.as_str()),
         Some(c) => match known_class(cfg, has_threshold, c) {
@@ -304,6 +320,14 @@ mod tests {
         assert!(matches!(
             Route::of(&post, "/elsewhere"),
             Err(RouterError::NoRoute(_))
+        ));
+        assert!(matches!(
+            Route::of(&post, "/endpoints/a%ffb/invocations"),
+            Err(RouterError::BadLabel)
+        ));
+        assert!(matches!(
+            Route::of(&post, "/v1/models/%c3%28/invoke"),
+            Err(RouterError::BadLabel)
         ));
     }
 }
