@@ -81,6 +81,23 @@ fn status_page_and_report_show_a_real_failover() {
         },
     );
 
+    // eu-west-1, a standby, has checked itself against the active and
+    // journalled it (the page reads the journal).
+    lab.wait_admin(
+        "us-west-2",
+        "/ui/data",
+        "us-west-2's page data to list eu-west-1's readiness line",
+        Duration::from_secs(60),
+        |s, b| {
+            s == 200
+                && serde_json::from_str::<serde_json::Value>(b).is_ok_and(|v| {
+                    v["readiness"]["regions"]
+                        .as_array()
+                        .is_some_and(|rs| rs.iter().any(|r| r["who"] == "eu-west-1"))
+                })
+        },
+    );
+
     // Some inference traffic through us-west-2's router, and a request for
     // a model that does not exist (a client error).
     let router = format!("127.0.0.1:{}", lab.daemon("us-west-2").router);
@@ -130,6 +147,16 @@ fn status_page_and_report_show_a_real_failover() {
         );
     }
     assert_eq!(dom.matches("class=\"region-row\"").count(), REGIONS.len());
+    // Standby readiness: us-west-2 is active now (nothing to compare), and
+    // the standbys' latest journal lines are listed.
+    assert!(
+        dom.contains("this region is active: nothing to compare with"),
+        "the active shows no findings"
+    );
+    assert!(
+        dom.contains("<tr class=\"readiness-region\" data-region=\"eu-west-1\">"),
+        "eu-west-1's readiness line"
+    );
     assert!(
         dom.contains("<svg") && dom.contains("class=\"timeline\""),
         "the timeline SVG"

@@ -147,7 +147,23 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         "failovers": failovers,
         "timeline_svg": svg,
         "journal": journal,
+        "readiness": readiness_section(state, snap.as_deref()),
     })
+}
+
+/// Standby readiness (docs/readiness.md): this daemon's own findings, check
+/// by check, and every region's latest `readiness` journal line.
+fn readiness_section(state: &AdminState, snap: Option<&Snapshot>) -> Value {
+    let mut latest: Vec<&Event> = Vec::new();
+    if let Some(Ok(page)) = snap.map(|s| &s.events) {
+        for e in page.items.iter().rev().filter(|e| e.kind == "readiness") {
+            if !latest.iter().any(|l| l.who == e.who) {
+                latest.push(e);
+            }
+        }
+    }
+    latest.sort_by(|a, b| a.who.cmp(&b.who));
+    json!({"mine": state.shared.standby(), "regions": latest})
 }
 
 /// The regions shown (configured, else tracked) and their configured priorities.

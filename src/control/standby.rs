@@ -115,28 +115,44 @@ impl StandbyTask {
     }
 
     pub async fn run(mut self, mut shutdown: ShutdownRx) {
+        // Woken every few seconds to notice a switch at once (a region that
+        // became active has nothing to compare; a new active is the new
+        // reference); otherwise a round every `cost.readiness_interval`,
+        // on the monotonic clock.
+        const NOTICE: std::time::Duration = std::time::Duration::from_secs(5);
         let mut n = 0u64;
+        let mut checked: Option<(String, crate::core::mono::Mono)> = None;
         loop {
             let cfg = self.config.borrow().clone();
             let active = self
                 .shared
                 .read(|st| st.record.as_ref().map(|r| r.active.clone()));
-            let wait = match active {
-                None => std::time::Duration::from_secs(1),
-                Some(active) => {
-                    n += 1;
-                    tokio::select! {
-                        biased;
-                        _ = shutdown_signalled(&mut shutdown) => return,
-                        () = self.round(&cfg, &active).instrument(info_span!("standby", n)) => {}
-                    }
-                    cfg.cost.readiness_interval
+            let now = self.ports.clock.mono();
+            let due = match (&active, &checked) {
+                (None, _) => false,
+                (Some(a), Some((was, at))) => {
+                    a != was || now.since(*at) >= cfg.cost.readiness_interval.as_millis() as u64
                 }
+                (Some(_), None) => true,
             };
+            if let (true, Some(active)) = (due, active) {
+                n += 1;
+                tokio::select! {
+                    biased;
+                    _ = shutdown_signalled(&mut shutdown) => return,
+                    () = self.round(&cfg, &active).instrument(info_span!("standby", n)) => {}
+                }
+                checked = Some((active, now));
+            }
             tokio::select! {
                 biased;
                 _ = shutdown_signalled(&mut shutdown) => return,
-                _ = tokio::time::sleep(wait) => {}
+                // Until the first record is read, look again soon.
+                _ = tokio::time::sleep(if checked.is_none() {
+                    std::time::Duration::from_millis(500)
+                } else {
+                    NOTICE.min(cfg.cost.readiness_interval)
+                }) => {}
             }
         }
     }
