@@ -777,10 +777,19 @@ fn the_daemons_task_acts_on_its_own_and_holds_back_without_quorum() {
             )
             .run(stopped),
         );
+        // The scale-up lands before its journal entry is written: wait for
+        // both (stopping the task between the two lost the entry under load).
         common::wait_until(
-            "the cost task to scale us-west-2 up",
+            "the cost task to scale us-west-2 up and journal it",
             Duration::from_secs(30),
-            || async { (env.holds(WEST).await == Some(3)).then_some(()) },
+            || async {
+                let journalled = env
+                    .journal()
+                    .await
+                    .iter()
+                    .any(|e| e.kind == "cost_scale" && e.who == WEST);
+                (env.holds(WEST).await == Some(3) && journalled).then_some(())
+            },
         )
         .await;
         stop.send_replace(true);

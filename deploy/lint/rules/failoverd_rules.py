@@ -52,6 +52,16 @@ NO_RESOURCE_LEVEL = {
     "cloudwatch:GetMetricData",
 }
 
+# Read-only calls whose resource names the deploy pipeline chooses per
+# version and the daemon learns at run time: an endpoint's config and model
+# names come from DescribeEndpoint (standby readiness compares them with the
+# active's). A wildcard name is allowed for these resource types only when
+# every action of the statement is one of these reads.
+RUNTIME_NAMED_READS = {
+    "endpoint-config": {"sagemaker:DescribeEndpointConfig"},
+    "model": {"sagemaker:DescribeModel"},
+}
+
 
 def _alternatives(value):
     """Every value `value` can take, Fn::If branches expanded; NoValue and
@@ -217,6 +227,15 @@ class DaemonLeastPrivilege(CloudFormationLintRule):
         # S3 object ARNs are bucket/key: the bucket names the resource. Other
         # services write type/name (table/x, endpoint/x, stateMachine:x).
         naming = tokens[:1] if service == "s3" else tokens[:2]
+        reads = RUNTIME_NAMED_READS.get(naming[0]) if service == "sagemaker" else None
+        if (
+            reads
+            and len(naming) == 2
+            and naming[1] == "*"
+            and actions
+            and all(a in reads for a in actions)
+        ):
+            return []
         if any("*" in t or "?" in t for t in naming):
             return [RuleMatch(path, (
                 f"daemon role {role}: wildcard in the resource name of {text!r}; "
