@@ -208,7 +208,7 @@ async fn success_echoes_the_request_with_the_variant_header() {
     assert_eq!(out.content_type(), Some("application/json"));
     assert_eq!(
         body_json(&out),
-        json!({"region": "us-west-2", "endpoint": "lab-serverless", "bytes": 18, "echo": r#"{"inputs":"hello"}"#})
+        json!({"region": "us-west-2", "endpoint": "lab-serverless", "bytes": 18, "echo": r#"{"inputs":"hello"}"#, "headers": {}})
     );
 
     // The response's content type follows Accept; the echo is the first 64 bytes.
@@ -522,6 +522,7 @@ fn control_api_validates_requests_and_reports_rules() {
             "cold_start": "0s", "error_rate": 0.0, "error": "ThrottlingException", "seed": 1,
             "outage": true, "model_error_status": 500,
             "slow_rate": 0.0, "slow_latency": "0s", "not_found": false,
+            "after_body": null,
         }])
     );
 }

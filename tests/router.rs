@@ -918,6 +918,7 @@ fn model(
         name: name.into(),
         traffic_class: "standard".into(),
         target_model: None,
+        idempotent: true,
         retry_on_timeout: true,
         hedge_after: None,
         attempt_timeout: None,
@@ -1092,6 +1093,77 @@ async fn a_model_that_must_not_run_twice_waits_instead_of_resending() {
     // The same model past its deadline: 504, still one attempt.
     let got = s.invoke("once", &[("X-Deadline-Ms", "500")], b"x").await;
     assert_eq!((got.status, got.attempts()), (504, 1), "{got:?}");
+    s.stop().await;
+}
+
+/// Invocations the model server counted, every region and endpoint.
+async fn all_invocations(s: &Setup) -> u64 {
+    let stats = s.lab("GET", "/_lab/stats", Value::Null).await;
+    stats
+        .as_object()
+        .into_iter()
+        .flat_map(|r| r.values())
+        .filter_map(Value::as_object)
+        .flat_map(|e| e.values())
+        .filter_map(|e| e["invocations"].as_u64())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_idempotent_request_that_may_have_run_is_never_sent_again() {
+    let s = Setup::start_with(|c| {
+        no_batch(c);
+        // us-east-1 stays first however often it fails here.
+        c.router.breaker_failures = 1000;
+        c.models.push(model("pay", |m| {
+            m.idempotent = false;
+            m.retry_on_timeout = false;
+        }));
+    })
+    .await;
+    // Each fault strikes after the model server read the request: a 5xx,
+    // the connection closed without an answer, a 200 cut off mid-body.
+    for (fault, rule) in [
+        ("5xx", json!({"outage": true})),
+        ("reset", json!({"after_body": "reset"})),
+        ("cut", json!({"after_body": "cut"})),
+    ] {
+        s.lab("POST", "/_lab/reset", Value::Null).await;
+        let mut rule = rule;
+        rule["region"] = json!("us-east-1");
+        rule["endpoint"] = json!("*");
+        s.behave(rule).await;
+        let got = s.invoke("pay", &[], b"charge").await;
+        assert_eq!(got.status, 424, "{fault}: {got:?}");
+        assert_eq!(got.h("x-amzn-errortype"), "ModelError", "{fault}");
+        assert_eq!(got.h("x-failoverd-outcome"), "unknown", "{fault}");
+        assert!(got.body.contains("outcome is unknown"), "{fault}: {got:?}");
+        assert_eq!(got.attempts(), 1, "{fault}");
+        assert_eq!(
+            all_invocations(&s).await,
+            1,
+            "{fault}: the model was invoked exactly once"
+        );
+        // An idempotent model under the same fault moves on to us-west-2.
+        let got = s.invoke("default", &[], b"x").await;
+        assert_eq!(
+            (got.status, got.h("x-failoverd-region")),
+            (200, "us-west-2"),
+            "{fault}: {got:?}"
+        );
+    }
+    // A timeout: the attempt is waited for until the deadline, then the
+    // outcome is unknown (not a 504, which SDKs resend on their own).
+    s.lab("POST", "/_lab/reset", Value::Null).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "latency": "1h"}))
+        .await;
+    let got = s.invoke("pay", &[("X-Deadline-Ms", "400")], b"x").await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-outcome")),
+        (424, "unknown"),
+        "{got:?}"
+    );
+    assert_eq!(all_invocations(&s).await, 1);
     s.stop().await;
 }
 

@@ -21,6 +21,8 @@
 //! | body slower than `body_read_timeout`     | 408    | `RequestTimeout`        |
 //! | body over the limit                      | 413    | `ValidationError`       |
 //! | the model answered an error              | 424    | `ModelError`            |
+//! | a model that must not run twice may have run, no answer | 424 | `ModelError` (+ `x-failoverd-outcome: unknown`) |
+//! | a session this router no longer serves   | 400    | `ValidationError`       |
 //! | SageMaker said the request is invalid    | 400    | `ValidationError`       |
 //! | throttled, retry budget spent            | 429    | `ThrottlingException`   |
 //! | every region still cold                  | 429    | `ModelNotReadyException`|
@@ -54,6 +56,11 @@ pub(super) const H_VARIANT: HeaderName =
 pub(super) const H_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 pub(super) const H_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 pub(super) const H_JOB_STATUS: HeaderName = HeaderName::from_static("x-failoverd-job-status");
+pub(super) const H_OUTCOME: HeaderName = HeaderName::from_static("x-failoverd-outcome");
+pub(super) const H_NEW_SESSION: HeaderName =
+    HeaderName::from_static("x-amzn-sagemaker-new-session-id");
+pub(super) const H_CLOSED_SESSION: HeaderName =
+    HeaderName::from_static("x-amzn-sagemaker-closed-session-id");
 
 /// `Retry-After` seconds on shed, unavailable and throttled answers.
 pub const RETRY_AFTER_SECS: &str = "1";
@@ -103,6 +110,19 @@ pub enum RouterError {
     },
     #[error("{message}")]
     Validation { region: String, message: String },
+    /// A model that must not run twice (`idempotent = false`) may have
+    /// run, and there is no answer to give: nothing is sent again.
+    #[error("the outcome is unknown: the request may have reached the model in {region} ({}), and this model must not run twice (idempotent = false), so it was not sent again; check whether it ran before retrying", error_chain(.source.as_ref()))]
+    OutcomeUnknown {
+        region: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The session's region can no longer serve it (a failover, an outage,
+    /// an ejection): the session ended, as SageMaker answers an unknown one.
+    #[error(
+        "Session {session:?} is not valid: it was opened in {region}, which this router no longer routes to; start a new session (NEW_SESSION)"
+    )]
+    SessionEnded { session: String, region: String },
     #[error("throttled by {region}; the retry budget is spent")]
     Throttled { region: String },
     #[error("the model is not ready in any region that could serve it (cold starts); retry later")]
@@ -170,6 +190,7 @@ impl RouterError {
             | E::UnknownClass { .. }
             | E::BadDeadline { .. }
             | E::BodyUnreadable(_)
+            | E::SessionEnded { .. }
             | E::Validation { .. } => w(
                 StatusCode::BAD_REQUEST,
                 "ValidationError",
@@ -185,7 +206,9 @@ impl RouterError {
                 "ValidationError",
                 Outcome::TooLarge,
             ),
-            E::Model { .. } => w(
+            // 424 as SageMaker answers a container that timed out: a status
+            // no SDK retries (boto3 resends 500, 502, 503 and 504 itself).
+            E::Model { .. } | E::OutcomeUnknown { .. } => w(
                 StatusCode::FAILED_DEPENDENCY,
                 "ModelError",
                 Outcome::ModelError,
@@ -257,6 +280,9 @@ impl<'a> Reply<'a> {
         if wire.retry_after {
             headers.push((RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS)));
         }
+        if let RouterError::OutcomeUnknown { .. } = e {
+            headers.push((H_OUTCOME, HeaderValue::from_static("unknown")));
+        }
         Self {
             status: wire.status,
             body: Bytes::from(body.to_string()),
@@ -291,6 +317,12 @@ impl<'a> Reply<'a> {
         }
         if let Some(v) = answer.invoked_variant {
             headers.push((H_VARIANT, v));
+        }
+        if let Some(v) = answer.new_session_id {
+            headers.push((H_NEW_SESSION, v));
+        }
+        if let Some(v) = answer.closed_session_id {
+            headers.push((H_CLOSED_SESSION, v));
         }
         Self {
             status: StatusCode::OK,

@@ -28,7 +28,7 @@ use super::reply::{H_CUSTOM, RouterError};
 use crate::config::{Config, ModelConfig};
 use crate::core::routing::{self, Path};
 use crate::http::percent_decode;
-use crate::ports::inference::Invocation;
+use crate::ports::inference::{Invocation, Passed};
 
 const H_CLASS: HeaderName = HeaderName::from_static("x-traffic-class");
 const H_DEADLINE: HeaderName = HeaderName::from_static("x-deadline-ms");
@@ -160,6 +160,37 @@ fn passed(headers: &HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>,
     Ok(headers.get(name).cloned())
 }
 
+/// `X-Amzn-SageMaker-Target-Model` and the [`Passed`] headers, in one pass
+/// over the request's headers (a lookup each would hash every name), each
+/// checked to be visible ASCII; the first of repeated values, as
+/// `HeaderMap::get` gives it.
+fn sagemaker_headers(headers: &HeaderMap) -> Result<(Option<HeaderValue>, Passed), RouterError> {
+    let mut target_model = None;
+    let mut p = Passed::default();
+    for (name, value) in headers {
+        let Some(rest) = name.as_str().strip_prefix("x-amzn-sagemaker-") else {
+            continue;
+        };
+        let slot = match rest {
+            "target-model" => &mut target_model,
+            "target-variant" => &mut p.target_variant,
+            "target-container-hostname" => &mut p.target_container_hostname,
+            "inference-id" => &mut p.inference_id,
+            "enable-explanations" => &mut p.enable_explanations,
+            "inference-component" => &mut p.inference_component,
+            "session-id" => &mut p.session_id,
+            _ => continue,
+        };
+        if slot.is_none() {
+            value
+                .to_str()
+                .map_err(|_| RouterError::BadHeader(name.clone()))?;
+            *slot = Some(value.clone());
+        }
+    }
+    Ok((target_model, p))
+}
+
 /// `class` if a client may name it: the seed's classes and any model's
 /// (borrowed, no copy per request), and any the routing table has a
 /// threshold for.
@@ -222,20 +253,28 @@ pub fn parse_head<'c>(
             return Err(too_large(api, Some(len), limit));
         }
     }
+    // The client's TargetModel wins over the configured one, as SageMaker
+    // would take it.
+    let (target_model, others) = sagemaker_headers(headers)?;
     Ok(Ask {
         api,
         model,
         class,
         deadline: started + deadline,
         inv: Invocation {
-            target_model: model
-                .target_model
-                .as_deref()
-                .and_then(|t| HeaderValue::from_str(t).ok()),
+            // The client's TargetModel, as SageMaker would take it; else
+            // the one the model's configuration names.
+            target_model: target_model.or_else(|| {
+                model
+                    .target_model
+                    .as_deref()
+                    .and_then(|t| HeaderValue::from_str(t).ok())
+            }),
             body: Bytes::new(),
             content_type: passed(headers, &CONTENT_TYPE)?,
             accept: passed(headers, &ACCEPT)?,
             custom_attributes: passed(headers, &H_CUSTOM)?,
+            passed: others,
         },
     })
 }

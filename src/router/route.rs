@@ -27,6 +27,15 @@
 //! attempt is reported to the breaker but kept waiting until the deadline,
 //! and nothing else is sent.
 //!
+//! A model with `idempotent = false` goes further: a request is sent again
+//! (to the same target or the next region) only after a failure that says
+//! the model did not run: throttling, a cold start, a missing endpoint, or
+//! a connection that never carried the request
+//! ([`InvokeError::outcome_unknown`]). After a 5xx, a connection lost once
+//! the request was written, an answer cut off, a timeout or the deadline,
+//! the client gets `RouterError::OutcomeUnknown` (424 `ModelError`, which
+//! no SDK resends on its own) and nothing else is sent.
+//!
 //! Hedging: with the model's `hedge_after` set, when the first attempt has
 //! not answered after that long (and the retry budget allows), a second
 //! lane starts at the next region in the ranking. The first answer wins and
@@ -90,6 +99,20 @@ impl AttemptError {
             AttemptError::Submit(SubmitError::NoOutputLocation) => CallResult::Other,
             AttemptError::Submit(_) => CallResult::Unavailable,
             AttemptError::TimedOut { .. } => CallResult::Timeout,
+        }
+    }
+
+    /// Whether the model may have run without an answer to give (see
+    /// [`InvokeError::outcome_unknown`]); a batch submission may have
+    /// run once `InvokeEndpointAsync` was called (its job is recorded after).
+    fn outcome_unknown(&self) -> bool {
+        match self {
+            AttemptError::Invoke(e) | AttemptError::Submit(SubmitError::Submit(e)) => {
+                e.outcome_unknown()
+            }
+            AttemptError::Submit(SubmitError::Store(_)) => false,
+            AttemptError::Submit(SubmitError::Record(_) | SubmitError::NoOutputLocation) => true,
+            AttemptError::TimedOut { .. } => true,
         }
     }
 
@@ -379,12 +402,22 @@ impl Router {
                 () = &mut deadline => {
                     // Attempts still calling are timeouts for their targets.
                     let now = self.clock.now();
+                    let mut calling = None;
                     for f in in_flight.iter().filter(|f| f.calls_at <= now) {
                         self.metrics.call(f.path, f.region, CallResult::Timeout);
                         self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), f.region, f.path);
+                        calling = Some(f.region);
                     }
                     let (region, path) = at.unzip();
-                    return Reply::from(RouterError::DeadlineExceeded).at(path, region, attempts);
+                    let e = match calling {
+                        // A model that must not run twice may have run.
+                        Some(r) if !ask.model.idempotent => RouterError::OutcomeUnknown {
+                            region: r.to_string(),
+                            source: "no answer before the request's deadline".into(),
+                        },
+                        _ => RouterError::DeadlineExceeded,
+                    };
+                    return Reply::from(e).at(path, region, attempts);
                 }
             }
         }
@@ -494,6 +527,15 @@ impl Router {
         e: AttemptError,
     ) -> Step<'c> {
         let region = || lane.region.name.clone();
+        if !ask.model.idempotent && e.outcome_unknown() {
+            // Whatever the error: the model may have run, so nothing is
+            // sent again (SageMaker's own errors included: a 5xx does not
+            // say whether the container was called).
+            return Step::Answer(RouterError::OutcomeUnknown {
+                region: region(),
+                source: Box::new(e),
+            });
+        }
         match e {
             AttemptError::Invoke(InvokeError::ModelNotReady { .. }) => {
                 self.shared
