@@ -1096,6 +1096,100 @@ async fn a_model_that_must_not_run_twice_waits_instead_of_resending() {
     s.stop().await;
 }
 
+const SESSION: &str = "X-Amzn-SageMaker-Session-Id";
+
+/// The session id in a `NewSessionId` (`<id>; Expires=...`).
+fn session_of(got: &Got) -> String {
+    let v = got.h("x-amzn-sagemaker-new-session-id");
+    assert!(v.contains("; Expires="), "{got:?}");
+    v.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_endpoint_headers_pass_through_both_ways() {
+    let s = Setup::start_with(no_batch).await;
+    let sent = [
+        ("X-Amzn-SageMaker-Target-Model", "m1.tar.gz"),
+        ("X-Amzn-SageMaker-Target-Variant", "blue"),
+        ("X-Amzn-SageMaker-Target-Container-Hostname", "c1"),
+        ("X-Amzn-SageMaker-Inference-Id", "inf-1"),
+        ("X-Amzn-SageMaker-Enable-Explanations", "`true`"),
+        ("X-Amzn-SageMaker-Inference-Component", "ic-1"),
+        (SESSION, "NEW_SESSION"),
+    ];
+    let got = s.invoke("default", &sent, b"x").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    for (name, value) in sent {
+        assert_eq!(
+            body["headers"][name.to_ascii_lowercase()],
+            value,
+            "{name} reached the model: {body}"
+        );
+    }
+    assert_eq!(got.h("x-amzn-invoked-production-variant"), "blue");
+    let id = session_of(&got);
+    assert!(id.starts_with("lab-us-east-1-"), "{id}");
+    // The model closes it when asked: ClosedSessionId comes back.
+    let got = s.invoke("default", &[(SESSION, &id)], b"close").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-amzn-sagemaker-closed-session-id"), id);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stays_in_its_region_and_ends_with_a_failover() {
+    let s = Setup::start_with(no_batch).await;
+    s.shared.status.lock().unwrap().record = Some(control_record("us-east-1"));
+    let got = s
+        .invoke("default", &[(SESSION, "NEW_SESSION")], b"open")
+        .await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-region")),
+        (200, "us-east-1")
+    );
+    let id = session_of(&got);
+    // us-east-1 fails: a request in the session is not sent elsewhere
+    // (where no model holds the session), and not hedged.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
+        .await;
+    let got = s.invoke("default", &[(SESSION, &id)], b"more").await;
+    assert_eq!(
+        (got.status, got.attempts(), got.h("x-failoverd-region")),
+        (503, 1, "us-east-1"),
+        "{got:?}"
+    );
+    let (west, _, _) = s.stats("us-west-2", "lab-provisioned").await;
+    assert_eq!(west, 0, "nothing went to us-west-2");
+    // Back up: the session carries on where it was opened.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": false}))
+        .await;
+    let got = s.invoke("default", &[(SESSION, &id)], b"more").await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-region")),
+        (200, "us-east-1")
+    );
+    // A failover to us-west-2 ends it: SageMaker's answer for a session it
+    // does not know, with no call made.
+    s.shared.status.lock().unwrap().record = Some(control_record("us-west-2"));
+    let before = all_invocations(&s).await;
+    let got = s.invoke("default", &[(SESSION, &id)], b"more").await;
+    assert_eq!(got.status, 400, "{got:?}");
+    assert_eq!(got.h("x-amzn-errortype"), "ValidationError");
+    assert_eq!(got.attempts(), 0);
+    assert!(got.body.contains("NEW_SESSION"), "{got:?}");
+    assert_eq!(all_invocations(&s).await, before, "no call made");
+    // A new session opens in the new active region.
+    let got = s
+        .invoke("default", &[(SESSION, "NEW_SESSION")], b"open")
+        .await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-region")),
+        (200, "us-west-2")
+    );
+    s.stop().await;
+}
+
 /// Invocations the model server counted, every region and endpoint.
 async fn all_invocations(s: &Setup) -> u64 {
     let stats = s.lab("GET", "/_lab/stats", Value::Null).await;

@@ -13,8 +13,10 @@
 //!   credentials from the SDK's default chain, cached until five minutes
 //!   before they expire. The wire format is the one the SDK speaks
 //!   (restJson1: `POST /endpoints/{name}/invocations`, the body as is, the
-//!   `Content-Type`, `Accept`, `X-Amzn-SageMaker-Custom-Attributes` and
-//!   `-Target-Model` headers; errors as `x-amzn-errortype` plus a JSON
+//!   `Content-Type`, `Accept` and every `X-Amzn-SageMaker-*` request header
+//!   `InvokeEndpoint` documents (custom attributes, target model, variant
+//!   and container hostname, inference id, explanations, inference
+//!   component, session id); errors as `x-amzn-errortype` plus a JSON
 //!   body). We measured the SDK's per-call machinery (interceptors,
 //!   runtime plugins, type-erased config bags, a fresh canonical request
 //!   and signing key) at more than half of the router's CPU per request:

@@ -44,6 +44,14 @@
 //!
 //! At the deadline every attempt still in flight is a timeout for its
 //! target's breaker, and the request gets 504.
+//!
+//! Stateful sessions: a request whose `SessionId` names a session this
+//! router saw opened (`NewSessionId`) runs as one lane at the region that
+//! opened it, never hedged and never moved; when that region can no longer
+//! serve it (seen down, its target ejected, a failover since),
+//! the session has ended and the request is refused with
+//! `RouterError::SessionEnded`, before any call. A session id the router
+//! does not know goes to the first region of the ranking only.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -63,6 +71,9 @@ use crate::core::retry::{self, AttemptPolicy};
 use crate::core::routing::{self, Available, NO_BATCH_THRESHOLD, NoPath, Path};
 use crate::metrics::router::CallResult;
 use crate::ports::inference::{Answer, InvokeError};
+
+/// The `SessionId` that asks the model to open a session.
+const NEW_SESSION: &str = "NEW_SESSION";
 use crate::ports::jobs::Job;
 
 /// One lane's position.
@@ -232,19 +243,49 @@ impl Router {
                 std::convert::identity,
             ),
         };
-        let order = targets::rank(
-            &self.shared,
-            &self.targets,
-            &Ranking {
-                cfg,
-                class: &ask.class,
-                len,
-                threshold,
-                mask,
-                lease_now: self.clock.lease_mono(now),
-                now_ms: mono_ms,
-            },
-        );
+        let ranking = Ranking {
+            cfg,
+            class: &ask.class,
+            len,
+            threshold,
+            mask,
+            lease_now: self.clock.lease_mono(now),
+            now_ms: mono_ms,
+        };
+        let mut order = targets::rank(&self.shared, &self.targets, &ranking);
+        // A stateful session stays in the region that opened it, with no
+        // other region tried and no hedge (another region's model has no
+        // such session); when that region can no longer serve it, the
+        // session has ended.
+        let session = ask
+            .inv
+            .passed
+            .session_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok());
+        if let Some(id) = session.filter(|&id| id != NEW_SESSION) {
+            match self.targets.session(id, self.clock.wall_ms()) {
+                Some(s) => {
+                    match targets::session_routable(&self.shared, &self.targets, &ranking, &s) {
+                        Some(i) => {
+                            order.clear();
+                            order.push(i);
+                        }
+                        None => {
+                            self.targets.session_closed(id);
+                            info!(session = id, region = %s.region, "a session's region can no longer serve it: the session ended");
+                            return Reply::from(RouterError::SessionEnded {
+                                session: id.to_string(),
+                                region: s.region,
+                            });
+                        }
+                    }
+                }
+                // Not opened through this router (another daemon, a
+                // restart): the first region of the ranking, and only it.
+                None => order.truncate(1),
+            }
+        }
         let mut cursor = Cursor {
             cfg,
             order,
@@ -312,7 +353,11 @@ impl Router {
                     );
                 };
                 if attempts == 0 {
-                    if let Some(after) = ask.model.hedge_after.filter(|_| lane.path.is_realtime()) {
+                    if let Some(after) = ask
+                        .model
+                        .hedge_after
+                        .filter(|_| lane.path.is_realtime() && session.is_none())
+                    {
                         if let Some(d) =
                             self.targets
                                 .hedge_delay(&lane.region.name, lane.path, after)
@@ -349,7 +394,10 @@ impl Router {
                                 self.metrics.hedge_won(region);
                             }
                             let reply = match success {
-                                Success::Answer(a) => Reply::answer(a),
+                                Success::Answer(a) => {
+                                    self.note_session(&ranking, region, path, &a);
+                                    Reply::answer(a)
+                                }
                                 Success::Job(job) => Reply::accepted(&job),
                             };
                             return reply.at(Some(path), Some(region), attempts);
@@ -610,6 +658,28 @@ impl Router {
                 Step::Answer(RouterError::DeadlineExceeded)
             }
             error => Step::LaneEnds { cold: false, error },
+        }
+    }
+
+    /// Remember a session the model opened in `region`, forget one it
+    /// closed.
+    fn note_session(&self, ranking: &Ranking<'_>, region: &str, path: Path, a: &Answer) {
+        if let Some(new) = a.new_session_id.as_ref().and_then(|v| v.to_str().ok()) {
+            let (id, expires_ms) = targets::parse_new_session(new);
+            if !id.is_empty() {
+                let active = targets::routing_active(&self.shared, ranking).map(str::to_string);
+                let session = targets::Session {
+                    region: region.to_string(),
+                    path,
+                    active,
+                    expires_ms,
+                };
+                self.targets
+                    .session_opened(id, session, self.clock.wall_ms());
+            }
+        }
+        if let Some(closed) = a.closed_session_id.as_ref().and_then(|v| v.to_str().ok()) {
+            self.targets.session_closed(closed.trim());
         }
     }
 
