@@ -45,6 +45,19 @@
 //!   errors: {code: n}}}}`.
 //! - `GET /ping` and `GET /healthz`: 200.
 //!
+//! # Response streaming
+//!
+//! `POST /endpoints/{name}/invocations-response-stream`
+//! (`InvokeEndpointWithResponseStream`) decides like a real-time call (its
+//! errors before the stream are the same restJson1 errors), then answers
+//! `200` `application/vnd.amazon.eventstream` with `stream_parts` (default
+//! 3) `PayloadPart` events, each `{"region","endpoint","part"}` and a
+//! newline, `stream_interval` apart. With `stream_fault_after: n` (fewer
+//! than the parts) the stream fails after `n` parts: `stream_fault:
+//! "model_stream_error"` (default) sends SageMaker's in-band
+//! `ModelStreamError` event, `"cut"` closes the connection with no closing
+//! event. The messages are encoded here ([`event_stream`]).
+//!
 //! # Asynchronous inference
 //!
 //! `POST /endpoints/{name}/async-invocations` (`InvokeEndpointAsync`) reads
@@ -268,6 +281,13 @@ pub struct Behaviour {
     pub model_error_status: u16,
     pub slow_rate: f64,
     pub slow_latency: Duration,
+    /// Response streaming: parts per answer, the pause before each part,
+    /// and a failure after that many parts (in-band `ModelStreamError`, or
+    /// the connection cut).
+    pub stream_parts: u32,
+    pub stream_interval: Duration,
+    pub stream_fault_after: Option<u32>,
+    pub stream_fault: StreamFault,
     pub not_found: bool,
     /// What happens once a call was read and the model ran: nothing (an
     /// answer), or the connection fails.
@@ -306,6 +326,10 @@ impl Default for Behaviour {
             model_error_status: 500,
             slow_rate: 0.0,
             slow_latency: Duration::ZERO,
+            stream_parts: 3,
+            stream_interval: Duration::ZERO,
+            stream_fault_after: None,
+            stream_fault: StreamFault::ModelStreamError,
             not_found: false,
             after_body: None,
         }
@@ -326,6 +350,10 @@ impl Behaviour {
             "model_error_status": self.model_error_status,
             "slow_rate": self.slow_rate,
             "slow_latency": d(self.slow_latency),
+            "stream_parts": self.stream_parts,
+            "stream_interval": d(self.stream_interval),
+            "stream_fault_after": self.stream_fault_after,
+            "stream_fault": self.stream_fault.as_str(),
             "not_found": self.not_found,
             "after_body": self.after_body.map(AfterBody::as_str),
         })
@@ -350,10 +378,39 @@ pub struct Update {
     model_error_status: Option<u16>,
     slow_rate: Option<f64>,
     slow_latency: Option<String>,
+    stream_parts: Option<u32>,
+    stream_interval: Option<String>,
+    /// A number of parts, or `null` (no fault).
+    #[serde(default, deserialize_with = "present_u32")]
+    stream_fault_after: Option<Option<u32>>,
+    stream_fault: Option<StreamFault>,
     not_found: Option<bool>,
     /// `"reset"`, `"cut"`, or `null` (answer normally).
     #[serde(default, deserialize_with = "present_after_body")]
     after_body: Option<Option<AfterBody>>,
+}
+
+fn present_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+/// How a response stream fails mid-way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamFault {
+    /// SageMaker's in-band `ModelStreamError` event (the container failed).
+    ModelStreamError,
+    /// The connection closes mid-stream, with no closing event.
+    Cut,
+}
+
+impl StreamFault {
+    fn as_str(self) -> &'static str {
+        match self {
+            StreamFault::ModelStreamError => "model_stream_error",
+            StreamFault::Cut => "cut",
+        }
+    }
 }
 
 fn present_after_body<'de, D: serde::Deserializer<'de>>(
@@ -410,6 +467,18 @@ impl Update {
                 return Err(format!("slow_rate must be within 0.0..=1.0, got {r}"));
             }
             b.slow_rate = r;
+        }
+        if let Some(n) = self.stream_parts {
+            b.stream_parts = n;
+        }
+        if let Some(s) = &self.stream_interval {
+            b.stream_interval = duration("stream_interval", s)?;
+        }
+        if let Some(f) = self.stream_fault_after {
+            b.stream_fault_after = f;
+        }
+        if let Some(f) = self.stream_fault {
+            b.stream_fault = f;
         }
         if let Some(s) = &self.slow_latency {
             b.slow_latency = duration("slow_latency", s)?;
@@ -599,6 +668,16 @@ impl Lab {
                         text(StatusCode::NOT_FOUND, format!("no such path: {p}"))
                     }
                     None => self.invoke_async(req, percent_decode(name)).await,
+                }
+            }
+            p if p.starts_with("/endpoints/") && p.ends_with("/invocations-response-stream") => {
+                let name = &p["/endpoints/".len()..p.len() - "/invocations-response-stream".len()];
+                match allow(&[Method::POST]) {
+                    Some(r) => r,
+                    None if name.contains('/') => {
+                        text(StatusCode::NOT_FOUND, format!("no such path: {p}"))
+                    }
+                    None => return self.invoke_stream(req, percent_decode(name)).await,
                 }
             }
             p => match p
@@ -844,17 +923,183 @@ impl Lab {
                 // The full length announced, half of it sent, then a failure.
                 r = r.header(hyper::header::CONTENT_LENGTH, out.len());
                 let half = out.slice(..out.len() / 2);
-                let parts: Vec<Result<hyper::body::Frame<Bytes>, std::io::Error>> = vec![
-                    Ok(hyper::body::Frame::data(half)),
-                    Err(std::io::Error::other("lab: cut off mid-body")),
-                ];
-                StreamBody::new(futures_util::stream::iter(parts)).boxed()
+                use futures_util::StreamExt;
+                let first: Result<hyper::body::Frame<Bytes>, std::io::Error> =
+                    Ok(hyper::body::Frame::data(half));
+                // The head and the half go out before the failure: hyper
+                // drops what it has not flushed when a body fails.
+                let cut = futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("lab: cut off mid-body"))
+                });
+                BodyExt::boxed(StreamBody::new(
+                    futures_util::stream::iter([first]).chain(cut),
+                ))
             }
         };
         match r.body(body) {
             Ok(r) => Answer::Respond(r),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into(),
         }
+    }
+}
+
+impl Lab {
+    /// `InvokeEndpointWithResponseStream`: the same decisions as a
+    /// real-time call (errors before the stream are restJson1 errors), then
+    /// `stream_parts` `PayloadPart` events, `stream_interval` apart, as
+    /// `application/vnd.amazon.eventstream`; after `stream_fault_after`
+    /// parts, an in-band `ModelStreamError` or a cut connection.
+    async fn invoke_stream(&self, req: Request<Incoming>, endpoint: String) -> Answer {
+        let region = region_of(req.headers());
+        let accept = req
+            .headers()
+            .get("x-amzn-sagemaker-accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/jsonlines")
+            .to_string();
+        let body = read_body(req.into_body(), MAX_PAYLOAD).await;
+        let invalid = match &body {
+            _ if endpoint.is_empty() => Some(Fault::validation("endpoint name must not be empty")),
+            Err(e) => Some(Fault::validation(e.clone())),
+            Ok(_) => None,
+        };
+        let (latency, outcome) = self.decide(&region, &endpoint, invalid);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let request_id = format!(
+            "lab-{:016x}",
+            self.request_ids.fetch_add(1, Ordering::Relaxed)
+        );
+        if let Err(f) = outcome {
+            return error_response(&f, &region, &endpoint, &request_id).into();
+        }
+        let b = {
+            let st = self.state();
+            resolve(&st.rules, &region, &endpoint)
+        };
+        let fault_at = b.stream_fault_after.filter(|&n| n < b.stream_parts);
+        let (fault, interval, parts) = (b.stream_fault, b.stream_interval, b.stream_parts);
+        let frames = futures_util::stream::unfold(0u32, move |i| {
+            let region = region.clone();
+            let endpoint = endpoint.clone();
+            async move {
+                if Some(i) == fault_at {
+                    return match fault {
+                        StreamFault::ModelStreamError => Some((
+                            Ok(hyper::body::Frame::data(event_stream::exception(
+                                "ModelStreamError",
+                                &json!({"Message": "the lab's model failed mid-stream", "ErrorCode": "ModelStreamError"}),
+                            ))),
+                            u32::MAX,
+                        )),
+                        StreamFault::Cut => {
+                            // Let the parts so far go out first: hyper drops
+                            // what it has not flushed when a body fails.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Some((Err(std::io::Error::other("lab: stream cut")), u32::MAX))
+                        }
+                    };
+                }
+                if i >= parts {
+                    return None;
+                }
+                if !interval.is_zero() {
+                    tokio::time::sleep(interval).await;
+                }
+                let part = format!(
+                    "{{\"region\":\"{region}\",\"endpoint\":\"{endpoint}\",\"part\":{i}}}\n"
+                );
+                Some((
+                    Ok(hyper::body::Frame::data(event_stream::payload_part(
+                        part.as_bytes(),
+                    ))),
+                    i + 1,
+                ))
+            }
+        });
+        let r = Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, "application/vnd.amazon.eventstream")
+            .header("X-Amzn-SageMaker-Content-Type", accept)
+            .header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
+            .header("x-amzn-RequestId", &request_id)
+            .body(StreamBody::new(frames).boxed());
+        match r {
+            Ok(r) => Answer::Respond(r),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into(),
+        }
+    }
+}
+
+/// `application/vnd.amazon.eventstream` messages, as SageMaker's response
+/// stream sends them: a prelude (total and headers length, CRC-32 of the
+/// two), string headers, the payload, a CRC-32 of all before it.
+pub mod event_stream {
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    /// A `PayloadPart` event carrying `bytes`.
+    pub fn payload_part(bytes: &[u8]) -> Bytes {
+        message(
+            &[
+                (":event-type", "PayloadPart"),
+                (":content-type", "application/octet-stream"),
+                (":message-type", "event"),
+            ],
+            bytes,
+        )
+    }
+
+    /// An in-band error event (`ModelStreamError`, `InternalStreamFailure`).
+    pub fn exception(kind: &str, body: &serde_json::Value) -> Bytes {
+        message(
+            &[
+                (":exception-type", kind),
+                (":content-type", "application/json"),
+                (":message-type", "exception"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// One message with string headers.
+    pub fn message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
+        let mut h = BytesMut::new();
+        for (name, value) in headers {
+            h.put_u8(name.len() as u8);
+            h.put_slice(name.as_bytes());
+            h.put_u8(7); // string
+            h.put_u16(value.len() as u16);
+            h.put_slice(value.as_bytes());
+        }
+        let total = 12 + h.len() + payload.len() + 4;
+        let mut m = BytesMut::with_capacity(total);
+        m.put_u32(total as u32);
+        m.put_u32(h.len() as u32);
+        let prelude_crc = crc32(&m[..8]);
+        m.put_u32(prelude_crc);
+        m.put_slice(&h);
+        m.put_slice(payload);
+        let crc = crc32(&m);
+        m.put_u32(crc);
+        m.freeze()
+    }
+
+    /// CRC-32 (IEEE 802.3, reflected), bit by bit: a lab needs no table.
+    pub fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
     }
 }
 
