@@ -1525,3 +1525,145 @@ async fn client_requests_are_observed_per_model_for_advise() {
     }
     s.stop().await;
 }
+
+/// The event-stream messages of a response stream through the router
+/// (called in-process: the listener does not serve streams yet), one per
+/// body frame, as (event or exception type, payload).
+async fn stream_through(
+    s: &Setup,
+    model: &str,
+) -> (u16, HashMap<String, String>, Vec<(String, String)>) {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::post(format!("/endpoints/{model}/invocations-response-stream"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), s.router.clone().handle_stream(req))
+        .await
+        .expect("the stream's head within 20 s")
+        .expect("the stream route");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut body = resp.into_body();
+    let mut messages = Vec::new();
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(20), body.frame())
+        .await
+        .expect("a frame within 20 s")
+    {
+        let Ok(frame) = frame else { break };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let decoded = decode_messages(&data);
+        assert_eq!(decoded.len(), 1, "one message per frame: {decoded:?}");
+        messages.extend(decoded);
+    }
+    (status, headers, messages)
+}
+
+/// Event-stream messages as (`:event-type` or `:exception-type`, payload).
+fn decode_messages(mut b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while b.len() >= 16 {
+        let total = u32::from_be_bytes(b[0..4].try_into().unwrap()) as usize;
+        let headers_len = u32::from_be_bytes(b[4..8].try_into().unwrap()) as usize;
+        let mut h = &b[12..12 + headers_len];
+        let mut kind = String::new();
+        while !h.is_empty() {
+            let n = h[0] as usize;
+            let name = &h[1..1 + n];
+            assert_eq!(h[1 + n], 7, "string headers only");
+            let len = u16::from_be_bytes([h[2 + n], h[3 + n]]) as usize;
+            let value = String::from_utf8_lossy(&h[4 + n..4 + n + len]).into_owned();
+            if name == b":event-type" || name == b":exception-type" {
+                kind = value;
+            }
+            h = &h[4 + n + len..];
+        }
+        let payload = String::from_utf8_lossy(&b[12 + headers_len..total - 4]).into_owned();
+        out.push((kind, payload));
+        b = &b[total..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_streams_fail_over_only_before_the_first_part() {
+    let s = Setup::start_with(|c| {
+        no_batch(c);
+        c.router.breaker_failures = 1000;
+    })
+    .await;
+    let part = |region: &str, i: u32| {
+        format!("{{\"region\":\"{region}\",\"endpoint\":\"lab-provisioned\",\"part\":{i}}}\n")
+    };
+    // Healthy: every part, one message each, from us-east-1.
+    let (status, headers, messages) = stream_through(&s, "default").await;
+    assert_eq!(status, 200, "{headers:?}");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
+    assert_eq!(headers["x-failoverd-region"], "us-east-1");
+    let parts: Vec<(String, String)> = (0..3)
+        .map(|i| ("PayloadPart".to_string(), part("us-east-1", i)))
+        .collect();
+    assert_eq!(messages, parts);
+
+    // us-east-1 down before the stream starts: us-west-2 serves it.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
+        .await;
+    let (status, headers, messages) = stream_through(&s, "default").await;
+    assert_eq!(
+        (
+            status,
+            headers["x-failoverd-region"].as_str(),
+            headers["x-failoverd-attempts"].as_str()
+        ),
+        (200, "us-west-2", "2")
+    );
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0].1, part("us-west-2", 0));
+
+    // Cut before the first part: the client saw nothing, so the next region.
+    s.lab("POST", "/_lab/reset", Value::Null).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*",
+        "stream_fault_after": 0, "stream_fault": "cut"}))
+        .await;
+    let (status, headers, _) = stream_through(&s, "default").await;
+    assert_eq!(
+        (status, headers["x-failoverd-region"].as_str()),
+        (200, "us-west-2")
+    );
+
+    // Cut after the first part: no failover; the client gets the part, then
+    // SageMaker's in-band InternalStreamFailure (its SDK raises).
+    s.lab("POST", "/_lab/reset", Value::Null).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*",
+        "stream_fault_after": 1, "stream_fault": "cut"}))
+        .await;
+    let (status, _, messages) = stream_through(&s, "default").await;
+    assert_eq!(status, 200);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(
+        messages[0],
+        ("PayloadPart".to_string(), part("us-east-1", 0))
+    );
+    assert_eq!(messages[1].0, "InternalStreamFailure", "{messages:?}");
+    let (west, _, _) = s.stats("us-west-2", "lab-provisioned").await;
+    assert_eq!(west, 0, "never sent again once a part reached the client");
+
+    // The model's own failure mid-stream passes on as ModelStreamError.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*",
+        "stream_fault_after": 1, "stream_fault": "model_stream_error"}))
+        .await;
+    let (_, _, messages) = stream_through(&s, "default").await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1].0, "ModelStreamError", "{messages:?}");
+    assert!(messages[1].1.contains("failed mid-stream"), "{messages:?}");
+    s.stop().await;
+}

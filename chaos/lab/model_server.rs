@@ -56,7 +56,8 @@
 //! than the parts) the stream fails after `n` parts: `stream_fault:
 //! "model_stream_error"` (default) sends SageMaker's in-band
 //! `ModelStreamError` event, `"cut"` closes the connection with no closing
-//! event. The messages are encoded here ([`event_stream`]).
+//! event. The messages are encoded by the router's own encoder
+//! (`failoverd::router::reply::event_stream`), which the SDK tests check.
 //!
 //! # Asynchronous inference
 //!
@@ -82,6 +83,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use failoverd::core::rand::{GOLDEN_GAMMA, splitmix64, unit};
 use failoverd::http::{HttpResponse, json, percent_decode, text};
+use failoverd::router::reply::event_stream;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
@@ -1030,76 +1032,6 @@ impl Lab {
             Ok(r) => Answer::Respond(r),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into(),
         }
-    }
-}
-
-/// `application/vnd.amazon.eventstream` messages, as SageMaker's response
-/// stream sends them: a prelude (total and headers length, CRC-32 of the
-/// two), string headers, the payload, a CRC-32 of all before it.
-pub mod event_stream {
-    use bytes::{BufMut, Bytes, BytesMut};
-
-    /// A `PayloadPart` event carrying `bytes`.
-    pub fn payload_part(bytes: &[u8]) -> Bytes {
-        message(
-            &[
-                (":event-type", "PayloadPart"),
-                (":content-type", "application/octet-stream"),
-                (":message-type", "event"),
-            ],
-            bytes,
-        )
-    }
-
-    /// An in-band error event (`ModelStreamError`, `InternalStreamFailure`).
-    pub fn exception(kind: &str, body: &serde_json::Value) -> Bytes {
-        message(
-            &[
-                (":exception-type", kind),
-                (":content-type", "application/json"),
-                (":message-type", "exception"),
-            ],
-            body.to_string().as_bytes(),
-        )
-    }
-
-    /// One message with string headers.
-    pub fn message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
-        let mut h = BytesMut::new();
-        for (name, value) in headers {
-            h.put_u8(name.len() as u8);
-            h.put_slice(name.as_bytes());
-            h.put_u8(7); // string
-            h.put_u16(value.len() as u16);
-            h.put_slice(value.as_bytes());
-        }
-        let total = 12 + h.len() + payload.len() + 4;
-        let mut m = BytesMut::with_capacity(total);
-        m.put_u32(total as u32);
-        m.put_u32(h.len() as u32);
-        let prelude_crc = crc32(&m[..8]);
-        m.put_u32(prelude_crc);
-        m.put_slice(&h);
-        m.put_slice(payload);
-        let crc = crc32(&m);
-        m.put_u32(crc);
-        m.freeze()
-    }
-
-    /// CRC-32 (IEEE 802.3, reflected), bit by bit: a lab needs no table.
-    pub fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 }
 

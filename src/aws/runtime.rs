@@ -40,8 +40,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sagemakerruntime::config::endpoint::{Params, ResolveEndpoint};
 use aws_sdk_sagemakerruntime::config::{Credentials, ProvideCredentials};
+use aws_sdk_sagemakerruntime::error::DisplayErrorContext;
 use aws_sdk_sagemakerruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sagemakerruntime::operation::invoke_endpoint_async::InvokeEndpointAsyncError;
+use aws_sdk_sagemakerruntime::operation::invoke_endpoint_with_response_stream::InvokeEndpointWithResponseStreamError;
+use aws_sdk_sagemakerruntime::types::ResponseStream;
+use aws_sdk_sagemakerruntime::types::error::ResponseStreamError;
+use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -55,7 +60,7 @@ use super::sigv4::{self, Keys, Signer};
 use crate::ports::clock::{Clock, system_time};
 use crate::ports::inference::{
     Answer, AsyncAccepted, AsyncInvocation, BoxError, Delivery, Inference, Invocation, InvokeError,
-    ModelFailure,
+    ModelFailure, StreamError, Streamed,
 };
 
 /// SigV4 signing name of the SageMaker runtime.
@@ -520,6 +525,63 @@ impl Inference for SageMakerRuntime {
         self.invoke_endpoint(region, endpoint, inv).await
     }
 
+    /// Through the SDK client (a stream is long-lived: its per-call
+    /// machinery is not the cost that matters), retries off.
+    async fn invoke_stream(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &Invocation,
+    ) -> Result<Streamed, InvokeError> {
+        use aws_sdk_sagemakerruntime::primitives::Blob;
+        let text =
+            |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string);
+        let p = &inv.passed;
+        let out = self
+            .clients
+            .sagemaker_runtime(region)
+            .invoke_endpoint_with_response_stream()
+            .endpoint_name(endpoint)
+            .body(Blob::new(inv.body.to_vec()))
+            .set_content_type(text(&inv.content_type))
+            .set_accept(text(&inv.accept))
+            .set_custom_attributes(text(&inv.custom_attributes))
+            .set_target_variant(text(&p.target_variant))
+            .set_target_container_hostname(text(&p.target_container_hostname))
+            .set_inference_id(text(&p.inference_id))
+            .set_inference_component_name(text(&p.inference_component))
+            .set_session_id(text(&p.session_id))
+            .send()
+            .await
+            .map_err(invoke_stream_error)?;
+        let header = |v: Option<&str>| v.and_then(|v| HeaderValue::from_str(v).ok());
+        let content_type = header(out.content_type());
+        let custom_attributes = header(out.custom_attributes());
+        let invoked_variant = header(out.invoked_production_variant());
+        let events = futures_util::stream::unfold(Some(out.body), |rx| async move {
+            let mut rx = rx?;
+            loop {
+                match rx.recv().await {
+                    Ok(Some(ResponseStream::PayloadPart(part))) => {
+                        let bytes = part.bytes.map(Blob::into_inner).unwrap_or_default();
+                        return Some((Ok(Bytes::from(bytes)), Some(rx)));
+                    }
+                    // An event this SDK does not know: not the client's.
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    // An error ends the stream.
+                    Err(e) => return Some((Err(stream_error(e)), None)),
+                }
+            }
+        });
+        Ok(Streamed {
+            content_type,
+            custom_attributes,
+            invoked_variant,
+            events: Box::pin(events),
+        })
+    }
+
     async fn invoke_async(
         &self,
         region: &str,
@@ -642,6 +704,57 @@ fn by_code(
         },
         _ => InvokeError::Other {
             source: Box::new(source),
+        },
+    }
+}
+
+/// `InvokeEndpointWithResponseStream`'s errors before the stream started.
+/// SageMaker does not model `ModelNotReadyException` for it; the code is
+/// matched as for `InvokeEndpoint`.
+pub fn invoke_stream_error(e: SdkError<InvokeEndpointWithResponseStreamError>) -> InvokeError {
+    use InvokeEndpointWithResponseStreamError as E;
+    match e.as_service_error() {
+        Some(E::ValidationError(v)) => return validation(v.message()),
+        Some(E::ModelError(m)) => {
+            return InvokeError::Model(ModelFailure {
+                original_status: m.original_status_code().and_then(|s| u16::try_from(s).ok()),
+                original_message: m.original_message().map(str::to_string),
+                log_stream_arn: m.log_stream_arn().map(str::to_string),
+                message: m.message().map(str::to_string),
+            });
+        }
+        Some(E::ModelStreamError(m)) => {
+            return InvokeError::Model(ModelFailure {
+                original_status: None,
+                original_message: None,
+                log_stream_arn: None,
+                message: m.message().map(str::to_string),
+            });
+        }
+        _ => {}
+    }
+    if e.code() == Some("ModelNotReadyException") {
+        return InvokeError::ModelNotReady {
+            message: e.message().map(str::to_string),
+        };
+    }
+    sdk_by_kind(e)
+}
+
+/// A failure of a stream that had started: SageMaker's in-band events by
+/// their type, anything else (the connection, an unreadable event) an
+/// internal failure.
+fn stream_error<R: std::fmt::Debug>(e: SdkError<ResponseStreamError, R>) -> StreamError {
+    match e.as_service_error() {
+        Some(ResponseStreamError::ModelStreamError(m)) => StreamError::Model {
+            message: m.message().unwrap_or("ModelStreamError").to_string(),
+            error_code: m.error_code().map(str::to_string),
+        },
+        Some(ResponseStreamError::InternalStreamFailure(f)) => StreamError::Internal {
+            message: f.message().unwrap_or("InternalStreamFailure").to_string(),
+        },
+        _ => StreamError::Internal {
+            message: DisplayErrorContext(&e).to_string(),
         },
     }
 }

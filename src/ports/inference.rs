@@ -71,6 +71,43 @@ pub struct Answer {
     pub closed_session_id: Option<HeaderValue>,
 }
 
+/// A response stream's events after its head, as they arrive: each
+/// `PayloadPart`'s bytes, or how it failed (after which it ends).
+pub type EventStream = futures_util::stream::BoxStream<'static, Result<Bytes, StreamError>>;
+
+/// An `InvokeEndpointWithResponseStream` answer that started.
+pub struct Streamed {
+    /// `X-Amzn-SageMaker-Content-Type`: the model's content type.
+    pub content_type: Option<HeaderValue>,
+    pub custom_attributes: Option<HeaderValue>,
+    pub invoked_variant: Option<HeaderValue>,
+    pub events: EventStream,
+}
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed")
+            .field("content_type", &self.content_type)
+            .field("invoked_variant", &self.invoked_variant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a response stream failed once it had started.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamError {
+    /// The model failed mid-stream (SageMaker's in-band `ModelStreamError`).
+    #[error("the model failed mid-stream: {message}")]
+    Model {
+        message: String,
+        error_code: Option<String>,
+    },
+    /// Anything else: SageMaker's `InternalStreamFailure`, the connection
+    /// lost, an event the router cannot read.
+    #[error("the stream failed: {message}")]
+    Internal { message: String },
+}
+
 /// An asynchronous invocation of a payload already stored at `input_location`.
 #[derive(Debug, Clone)]
 pub struct AsyncInvocation<'a> {
@@ -209,6 +246,21 @@ pub trait Inference: Send + Sync + 'static {
         endpoint: &str,
         inv: &Invocation,
     ) -> Result<Answer, InvokeError>;
+
+    /// `InvokeEndpointWithResponseStream` on `endpoint` in `region`: the
+    /// answer's head once it started, its events as they come. The default
+    /// says the adapter does not stream.
+    async fn invoke_stream(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &Invocation,
+    ) -> Result<Streamed, InvokeError> {
+        let _ = (region, endpoint, inv);
+        Err(InvokeError::Other {
+            source: "this Inference adapter does not stream responses".into(),
+        })
+    }
 
     /// `InvokeEndpointAsync` on `endpoint` in `region`.
     async fn invoke_async(

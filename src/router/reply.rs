@@ -410,6 +410,100 @@ impl<'a> From<RouterError> for Reply<'a> {
     }
 }
 
+/// `application/vnd.amazon.eventstream` messages, as SageMaker's response
+/// stream sends them (`InvokeEndpointWithResponseStream`; the router
+/// re-encodes each event it passes on, and the lab's model server encodes
+/// its own with it): a prelude (total and headers length, CRC-32 of the
+/// two), string headers, the payload, a CRC-32 of all before it.
+pub mod event_stream {
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    /// A `PayloadPart` event carrying `bytes`.
+    pub fn payload_part(bytes: &[u8]) -> Bytes {
+        message(
+            &[
+                (":event-type", "PayloadPart"),
+                (":content-type", "application/octet-stream"),
+                (":message-type", "event"),
+            ],
+            bytes,
+        )
+    }
+
+    /// An in-band error event (`ModelStreamError`, `InternalStreamFailure`).
+    pub fn exception(kind: &str, body: &serde_json::Value) -> Bytes {
+        message(
+            &[
+                (":exception-type", kind),
+                (":content-type", "application/json"),
+                (":message-type", "exception"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// One message with string headers.
+    pub fn message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
+        let mut h = BytesMut::new();
+        for (name, value) in headers {
+            h.put_u8(name.len() as u8);
+            h.put_slice(name.as_bytes());
+            h.put_u8(7); // string
+            h.put_u16(value.len() as u16);
+            h.put_slice(value.as_bytes());
+        }
+        let total = 12 + h.len() + payload.len() + 4;
+        let mut m = BytesMut::with_capacity(total);
+        m.put_u32(total as u32);
+        m.put_u32(h.len() as u32);
+        let prelude_crc = crc32(&m[..8]);
+        m.put_u32(prelude_crc);
+        m.put_slice(&h);
+        m.put_slice(payload);
+        let crc = crc32(&m);
+        m.put_u32(crc);
+        m.freeze()
+    }
+
+    /// CRC-32 (IEEE 802.3, reflected), a byte at a time.
+    pub fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+        }
+        !crc
+    }
+
+    /// The CRC of every byte value, built at compile time.
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn crc32_is_ieee() {
+            assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,24 @@ impl<'r> Route<'r> {
     }
 }
 
+/// The model of `POST /endpoints/{model}/invocations-response-stream`
+/// (`InvokeEndpointWithResponseStream`), if `path` is that route: the
+/// model, or the refusal of another method.
+pub fn stream_route(method: &Method, path: &str) -> Option<Result<String, RouterError>> {
+    let name = path
+        .strip_prefix("/endpoints/")
+        .and_then(|r| r.strip_suffix("/invocations-response-stream"))
+        .filter(|n| !n.contains('/'))?;
+    Some(if method == Method::POST {
+        Ok(percent_decode(name))
+    } else {
+        Err(RouterError::Method {
+            method: method.clone(),
+            allow: "POST",
+        })
+    })
+}
+
 /// A parsed, body-complete invocation.
 #[derive(Debug)]
 pub struct Ask<'c> {

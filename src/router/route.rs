@@ -70,7 +70,7 @@ use crate::core::rand;
 use crate::core::retry::{self, AttemptPolicy};
 use crate::core::routing::{self, Available, NO_BATCH_THRESHOLD, NoPath, Path};
 use crate::metrics::router::CallResult;
-use crate::ports::inference::{Answer, InvokeError};
+use crate::ports::inference::{Answer, InvokeError, StreamError, Streamed};
 
 /// The `SessionId` that asks the model to open a session.
 const NEW_SESSION: &str = "NEW_SESSION";
@@ -263,28 +263,8 @@ impl Router {
             .session_id
             .as_ref()
             .and_then(|v| v.to_str().ok());
-        if let Some(id) = session.filter(|&id| id != NEW_SESSION) {
-            match self.targets.session(id, self.clock.wall_ms()) {
-                Some(s) => {
-                    match targets::session_routable(&self.shared, &self.targets, &ranking, &s) {
-                        Some(i) => {
-                            order.clear();
-                            order.push(i);
-                        }
-                        None => {
-                            self.targets.session_closed(id);
-                            info!(session = id, region = %s.region, "a session's region can no longer serve it: the session ended");
-                            return Reply::from(RouterError::SessionEnded {
-                                session: id.to_string(),
-                                region: s.region,
-                            });
-                        }
-                    }
-                }
-                // Not opened through this router (another daemon, a
-                // restart): the first region of the ranking, and only it.
-                None => order.truncate(1),
-            }
+        if let Err(e) = self.pin_session(session, &ranking, &mut order) {
+            return Reply::from(e);
         }
         let mut cursor = Cursor {
             cfg,
@@ -661,6 +641,39 @@ impl Router {
         }
     }
 
+    /// Keep a request in session `id` to the region that opened it (`order`
+    /// becomes that region alone), or say the session ended.
+    fn pin_session(
+        &self,
+        session: Option<&str>,
+        ranking: &Ranking<'_>,
+        order: &mut Vec<usize>,
+    ) -> Result<(), RouterError> {
+        let Some(id) = session.filter(|&id| id != NEW_SESSION) else {
+            return Ok(());
+        };
+        match self.targets.session(id, self.clock.wall_ms()) {
+            Some(s) => match targets::session_routable(&self.shared, &self.targets, ranking, &s) {
+                Some(i) => {
+                    order.clear();
+                    order.push(i);
+                }
+                None => {
+                    self.targets.session_closed(id);
+                    info!(session = id, region = %s.region, "a session's region can no longer serve it: the session ended");
+                    return Err(RouterError::SessionEnded {
+                        session: id.to_string(),
+                        region: s.region,
+                    });
+                }
+            },
+            // Not opened through this router (another daemon, a restart):
+            // the first region of the ranking, and only it.
+            None => order.truncate(1),
+        }
+        Ok(())
+    }
+
     /// Remember a session the model opened in `region`, forget one it
     /// closed.
     fn note_session(&self, ranking: &Ranking<'_>, region: &str, path: Path, a: &Answer) {
@@ -726,4 +739,401 @@ fn exhausted<'c>(
         (None, Some(limit)) => Reply::from(too_large(api, Some(len), limit)),
         (None, None) => Reply::from(RouterError::NoEndpoint),
     }
+}
+
+/// A streamed response's body: event-stream messages as they come.
+pub type StreamBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::io::Error>;
+
+/// A response stream that started: its first part (none if it ended at
+/// once) and the rest, from (region, path) after `attempts` attempts.
+struct Started<'c> {
+    streamed: Streamed,
+    first: Option<bytes::Bytes>,
+    region: &'c str,
+    path: Path,
+    attempts: u32,
+}
+
+/// Decrements the in-flight gauge when a stream's request ends.
+struct StreamInFlight(std::sync::Arc<crate::metrics::router::Metrics>);
+
+impl Drop for StreamInFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Router {
+    /// `POST /endpoints/{model}/invocations-response-stream`
+    /// (`InvokeEndpointWithResponseStream`), or `None` for any other
+    /// route. Parsed and refused as `InvokeEndpoint` is; then regions and
+    /// paths are tried as for it (cold-start retries and fallback,
+    /// throttling backoff, the next region on an outage, per-attempt
+    /// timeouts, `idempotent = false`, sessions) until a stream's first
+    /// part arrives: an attempt is over when its first part (or the end,
+    /// or a failure) arrives. Not hedged. From the first part on, parts are
+    /// passed on one event-stream message each as they come, never
+    /// buffered, and an upstream failure becomes SageMaker's in-band error
+    /// event (`ModelStreamError`, else `InternalStreamFailure`), so the
+    /// client's SDK raises rather than take a cut stream as complete.
+    pub async fn handle_stream<B>(
+        self: std::sync::Arc<Self>,
+        req: hyper::Request<B>,
+    ) -> Option<hyper::Response<StreamBody>>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        use http_body_util::BodyExt;
+        let model = super::request::stream_route(req.method(), req.uri().path())?;
+        let started = self.clock.now();
+        self.metrics
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = StreamInFlight(self.metrics.clone());
+        let cfg = self.config.borrow().clone();
+        let whole = |reply: Reply<'_>, this: &Self| {
+            this.metrics.request(
+                reply.path,
+                reply.region,
+                reply.outcome,
+                reply.attempts,
+                this.clock.since(started),
+            );
+            reply
+                .into_response(this.request_id())
+                .map(|b| b.map_err(|never| match never {}).boxed_unsync())
+        };
+        let model = match model {
+            Ok(m) => m,
+            Err(e) => return Some(whole(Reply::from(e), &self)),
+        };
+        let (parts, body) = req.into_parts();
+        let ask = match self
+            .stream_ask(&cfg, &model, &parts.headers, body, started)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return Some(whole(Reply::from(e), &self)),
+        };
+        let s = match self.route_stream(&cfg, &ask).await {
+            Ok(s) => s,
+            Err(reply) => return Some(whole(reply, &self)),
+        };
+        self.metrics.request(
+            Some(s.path),
+            Some(s.region),
+            crate::metrics::router::Outcome::Ok,
+            s.attempts,
+            self.clock.since(started),
+        );
+        let mut r = hyper::Response::new(relay(s.first, s.streamed.events, guard));
+        let h = r.headers_mut();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        );
+        if let Some(v) = s.streamed.content_type {
+            h.insert("x-amzn-sagemaker-content-type", v);
+        }
+        if let Some(v) = s.streamed.invoked_variant {
+            h.insert(super::reply::H_VARIANT, v);
+        }
+        if let Some(v) = s.streamed.custom_attributes {
+            h.insert(super::reply::H_CUSTOM, v);
+        }
+        h.insert(super::reply::H_REQUEST_ID, self.request_id());
+        h.insert(
+            super::reply::H_PATH,
+            hyper::header::HeaderValue::from_static(s.path.as_str()),
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(s.region) {
+            h.insert(super::reply::H_REGION, v);
+        }
+        h.insert(super::reply::H_ATTEMPTS, s.attempts.into());
+        Some(r)
+    }
+
+    /// A stream request's model, headers and body, refused as
+    /// `InvokeEndpoint`'s are (shed, draining, unknown model, bad headers,
+    /// body over 6 MB or too slow).
+    async fn stream_ask<'c, B>(
+        &self,
+        cfg: &'c Config,
+        model: &str,
+        headers: &hyper::HeaderMap,
+        body: B,
+        started: Instant,
+    ) -> Result<Ask<'c>, RouterError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if self.is_draining() {
+            return Err(RouterError::Draining);
+        }
+        let in_flight = self
+            .metrics
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if in_flight > u64::from(cfg.router.max_in_flight) {
+            return Err(RouterError::OverCapacity(cfg.router.max_in_flight));
+        }
+        let Some(model_cfg) = cfg.models.iter().find(|m| m.name == model) else {
+            return Err(RouterError::UnknownModel(model.to_string()));
+        };
+        // The model's own class only: the routing table's classes are the
+        // batch path's, which a stream never takes.
+        let known = |_: &str| false;
+        let classes = || {
+            let mut k: Vec<String> = cfg.models.iter().map(|m| m.traffic_class.clone()).collect();
+            k.sort();
+            k.dedup();
+            k
+        };
+        let mut ask = super::request::parse_head(
+            cfg,
+            Api::SageMaker,
+            model_cfg,
+            headers,
+            started,
+            &known,
+            &classes,
+        )?;
+        super::request::read_body(cfg, &mut ask, body).await?;
+        self.shared.models.request(
+            &ask.model.name,
+            ask.inv.body.len() as u64,
+            self.clock.wall_ms(),
+        );
+        Ok(ask)
+    }
+
+    /// Try regions and paths until a stream's first part arrives (or the
+    /// request is answered otherwise).
+    async fn route_stream<'c>(
+        &self,
+        cfg: &'c Config,
+        ask: &Ask<'c>,
+    ) -> Result<Started<'c>, Reply<'c>> {
+        let now = self.clock.now();
+        let mono_ms = self.clock.mono_ms_at(now);
+        self.budget().on_request(mono_ms);
+        let len = ask.inv.body.len() as u64;
+        let ranking = Ranking {
+            cfg,
+            class: &ask.class,
+            len,
+            threshold: NO_BATCH_THRESHOLD,
+            mask: Available::realtime,
+            lease_now: self.clock.lease_mono(now),
+            now_ms: mono_ms,
+        };
+        let mut order = targets::rank(&self.shared, &self.targets, &ranking);
+        let session = ask
+            .inv
+            .passed
+            .session_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok());
+        self.pin_session(session, &ranking, &mut order)
+            .map_err(Reply::from)?;
+        let mut cursor = Cursor {
+            cfg,
+            order,
+            next: 0,
+            class: &ask.class,
+            len,
+            threshold: NO_BATCH_THRESHOLD,
+            mask: Available::realtime,
+            too_large: None,
+        };
+        let policy = AttemptPolicy {
+            fixed: ask.model.attempt_timeout,
+            fraction: cfg.router.attempt_timeout_fraction,
+            min: cfg.router.attempt_timeout_min,
+            max: cfg.router.attempt_timeout_max,
+        };
+        let mut attempts = 0u32;
+        let mut last_failure: Option<(&'c str, Path, AttemptError)> = None;
+        let (mut ended_cold, mut ended_otherwise) = (false, false);
+        let mut again: Option<Lane<'c>> = None;
+        loop {
+            let lane = match again.take() {
+                Some(l) => l,
+                None => match cursor.next_lane(|_| true) {
+                    Some(l) => l,
+                    None => {
+                        return Err(exhausted(
+                            ask.api,
+                            len,
+                            last_failure,
+                            ended_cold && !ended_otherwise,
+                            cursor.too_large,
+                            attempts,
+                        ));
+                    }
+                },
+            };
+            let region: &'c str = &lane.region.name;
+            let path = lane.path;
+            let started = self.clock.now();
+            if started >= ask.deadline {
+                return Err(Reply::from(RouterError::DeadlineExceeded).at(
+                    Some(path),
+                    Some(region),
+                    attempts,
+                ));
+            }
+            attempts += 1;
+            let endpoint = super::endpoint(lane.region, path).unwrap_or_default();
+            self.shared
+                .traffic
+                .record(region, endpoint, self.clock.wall_ms());
+            let timeout =
+                retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
+            let result = match tokio::time::timeout_at(
+                started + timeout,
+                self.first_part(region, endpoint, ask),
+            )
+            .await
+            {
+                Ok(r) => r.map_err(AttemptError::Invoke),
+                Err(_) => Err(AttemptError::TimedOut {
+                    after: timeout,
+                    breaker_told: false,
+                }),
+            };
+            let ended = self.clock.now();
+            match result {
+                Ok((streamed, first)) => {
+                    self.metrics.call(path, region, CallResult::Ok);
+                    self.targets.success(
+                        cfg,
+                        self.clock.mono_ms_at(ended),
+                        region,
+                        path,
+                        ended.saturating_duration_since(started),
+                    );
+                    return Ok(Started {
+                        streamed,
+                        first,
+                        region,
+                        path,
+                        attempts,
+                    });
+                }
+                Err(e) => {
+                    self.metrics.call(path, region, e.result());
+                    if e.is_target_failure() {
+                        self.targets.failure(
+                            cfg,
+                            &self.metrics,
+                            self.clock.mono_ms_at(ended),
+                            region,
+                            path,
+                        );
+                    }
+                    debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "stream attempt failed");
+                    match self.next_step(cfg, ask, lane, e) {
+                        Step::Again(lane, delay) => {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            again = Some(lane);
+                        }
+                        Step::LaneEnds { cold, error } => {
+                            ended_cold |= cold;
+                            ended_otherwise |= !cold;
+                            last_failure = Some((region, path, error));
+                        }
+                        Step::Throttled => {
+                            return Err(Reply::from(RouterError::Throttled {
+                                region: region.to_string(),
+                            })
+                            .at(Some(path), Some(region), attempts));
+                        }
+                        Step::Answer(err) => {
+                            return Err(Reply::from(err).at(Some(path), Some(region), attempts));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One stream attempt up to its first part: a failure before it is the
+    /// attempt's failure (the client has seen nothing yet).
+    async fn first_part(
+        &self,
+        region: &str,
+        endpoint: &str,
+        ask: &Ask<'_>,
+    ) -> Result<(Streamed, Option<bytes::Bytes>), InvokeError> {
+        let mut s = self
+            .ports
+            .inference
+            .invoke_stream(region, endpoint, &ask.inv)
+            .await?;
+        match s.events.next().await {
+            Some(Ok(part)) => Ok((s, Some(part))),
+            None => Ok((s, None)),
+            Some(Err(StreamError::Model { message, .. })) => {
+                Err(InvokeError::Model(crate::ports::inference::ModelFailure {
+                    original_status: None,
+                    original_message: None,
+                    log_stream_arn: None,
+                    message: Some(message),
+                }))
+            }
+            Some(Err(StreamError::Internal { message })) => Err(InvokeError::Unavailable {
+                code: "InternalStreamFailure".into(),
+                source: Some(message.into()),
+            }),
+        }
+    }
+}
+
+/// The client's body: `first`, then every later part, one event-stream
+/// message each as it arrives; a failure becomes SageMaker's in-band error
+/// event and ends the stream. `guard` lives as long as the body.
+fn relay(
+    first: Option<bytes::Bytes>,
+    rest: crate::ports::inference::EventStream,
+    guard: StreamInFlight,
+) -> StreamBody {
+    use super::reply::event_stream;
+    use futures_util::stream;
+    use http_body_util::BodyExt;
+    let frame = |m: bytes::Bytes| Ok::<_, std::io::Error>(hyper::body::Frame::data(m));
+    let first = stream::iter(first.map(|p| frame(event_stream::payload_part(&p))));
+    let rest = rest.scan((false, guard), move |(done, _guard), event| {
+        if *done {
+            return std::future::ready(None);
+        }
+        let message = match event {
+            Ok(part) => event_stream::payload_part(&part),
+            Err(e) => {
+                *done = true;
+                info!(error = %e, "an upstream stream failed after its first part: sent in band");
+                match e {
+                    StreamError::Model {
+                        message,
+                        error_code,
+                    } => event_stream::exception(
+                        "ModelStreamError",
+                        &serde_json::json!({"Message": message, "ErrorCode": error_code}),
+                    ),
+                    StreamError::Internal { message } => event_stream::exception(
+                        "InternalStreamFailure",
+                        &serde_json::json!({"Message": message}),
+                    ),
+                }
+            }
+        };
+        std::future::ready(Some(frame(message)))
+    });
+    BodyExt::boxed_unsync(http_body_util::StreamBody::new(first.chain(rest)))
 }
