@@ -1540,8 +1540,7 @@ async fn stream_through(
         .unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(20), s.router.clone().handle_stream(req))
         .await
-        .expect("the stream's head within 20 s")
-        .expect("the stream route");
+        .expect("the stream's head within 20 s");
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

@@ -766,9 +766,15 @@ impl Drop for StreamInFlight {
 }
 
 impl Router {
+    /// Whether `req` is for [`Router::handle_stream`] (its path is
+    /// `/endpoints/{model}/invocations-response-stream`) rather than
+    /// [`Router::handle`]: what a listener asks before it picks one.
+    pub fn is_stream<B>(req: &hyper::Request<B>) -> bool {
+        super::request::stream_route(req.method(), req.uri().path()).is_some()
+    }
+
     /// `POST /endpoints/{model}/invocations-response-stream`
-    /// (`InvokeEndpointWithResponseStream`), or `None` for any other
-    /// route. Parsed and refused as `InvokeEndpoint` is; then regions and
+    /// (`InvokeEndpointWithResponseStream`; any other route is 404). Parsed and refused as `InvokeEndpoint` is; then regions and
     /// paths are tried as for it (cold-start retries and fallback,
     /// throttling backoff, the next region on an outage, per-attempt
     /// timeouts, `idempotent = false`, sessions) until a stream's first
@@ -781,13 +787,13 @@ impl Router {
     pub async fn handle_stream<B>(
         self: std::sync::Arc<Self>,
         req: hyper::Request<B>,
-    ) -> Option<hyper::Response<StreamBody>>
+    ) -> hyper::Response<StreamBody>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         use http_body_util::BodyExt;
-        let model = super::request::stream_route(req.method(), req.uri().path())?;
+        let route = super::request::stream_route(req.method(), req.uri().path());
         let started = self.clock.now();
         self.metrics
             .in_flight
@@ -806,9 +812,13 @@ impl Router {
                 .into_response(this.request_id())
                 .map(|b| b.map_err(|never| match never {}).boxed_unsync())
         };
-        let model = match model {
-            Ok(m) => m,
-            Err(e) => return Some(whole(Reply::from(e), &self)),
+        let model = match route {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return whole(Reply::from(e), &self),
+            None => {
+                let e = RouterError::NoRoute(req.uri().path().to_string());
+                return whole(Reply::from(e), &self);
+            }
         };
         let (parts, body) = req.into_parts();
         let ask = match self
@@ -816,11 +826,11 @@ impl Router {
             .await
         {
             Ok(a) => a,
-            Err(e) => return Some(whole(Reply::from(e), &self)),
+            Err(e) => return whole(Reply::from(e), &self),
         };
         let s = match self.route_stream(&cfg, &ask).await {
             Ok(s) => s,
-            Err(reply) => return Some(whole(reply, &self)),
+            Err(reply) => return whole(reply, &self),
         };
         self.metrics.request(
             Some(s.path),
@@ -853,7 +863,7 @@ impl Router {
             h.insert(super::reply::H_REGION, v);
         }
         h.insert(super::reply::H_ATTEMPTS, s.attempts.into());
-        Some(r)
+        r
     }
 
     /// A stream request's model, headers and body, refused as
