@@ -190,8 +190,13 @@ impl RouterError {
             | E::UnknownClass { .. }
             | E::BadDeadline { .. }
             | E::BodyUnreadable(_)
-            | E::SessionEnded { .. }
             | E::Validation { .. } => w(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                Outcome::BadRequest,
+            ),
+            // As SageMaker answers a session it does not know (assumed).
+            E::SessionEnded { .. } => w(
                 StatusCode::BAD_REQUEST,
                 "ValidationError",
                 Outcome::BadRequest,
@@ -274,14 +279,14 @@ impl<'a> Reply<'a> {
             body["LogStreamArn"] = failure.log_stream_arn.clone().into();
         }
         let mut headers = vec![(H_ERRORTYPE, HeaderValue::from_static(wire.code))];
+        if let RouterError::OutcomeUnknown { .. } = e {
+            headers.push((H_OUTCOME, HeaderValue::from_static("unknown")));
+        }
         if let RouterError::Method { allow, .. } = e {
             headers.push((hyper::header::ALLOW, HeaderValue::from_static(allow)));
         }
         if wire.retry_after {
             headers.push((RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS)));
-        }
-        if let RouterError::OutcomeUnknown { .. } = e {
-            headers.push((H_OUTCOME, HeaderValue::from_static("unknown")));
         }
         Self {
             status: wire.status,

@@ -28,7 +28,7 @@ use super::reply::{H_CUSTOM, RouterError};
 use crate::config::{Config, ModelConfig};
 use crate::core::routing::{self, Path};
 use crate::http::percent_decode;
-use crate::ports::inference::{Invocation, Passed};
+use crate::ports::inference::Invocation;
 
 const H_CLASS: HeaderName = HeaderName::from_static("x-traffic-class");
 const H_DEADLINE: HeaderName = HeaderName::from_static("x-deadline-ms");
@@ -111,8 +111,9 @@ pub fn stream_route(method: &Method, path: &str) -> Option<Result<String, Router
         .strip_prefix("/endpoints/")
         .and_then(|r| r.strip_suffix("/invocations-response-stream"))
         .filter(|n| !n.contains('/'))?;
+    // (Lossy, as the other routes here decode their labels.)
     Some(if method == Method::POST {
-        Ok(percent_decode(name))
+        Ok(crate::http::percent_decode(name))
     } else {
         Err(RouterError::Method {
             method: method.clone(),
@@ -182,9 +183,11 @@ fn passed(headers: &HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>,
 /// over the request's headers (a lookup each would hash every name), each
 /// checked to be visible ASCII; the first of repeated values, as
 /// `HeaderMap::get` gives it.
-fn sagemaker_headers(headers: &HeaderMap) -> Result<(Option<HeaderValue>, Passed), RouterError> {
+fn sagemaker_headers(
+    headers: &HeaderMap,
+) -> Result<(Option<HeaderValue>, crate::ports::inference::Passed), RouterError> {
     let mut target_model = None;
-    let mut p = Passed::default();
+    let mut p = crate::ports::inference::Passed::default();
     for (name, value) in headers {
         let Some(rest) = name.as_str().strip_prefix("x-amzn-sagemaker-") else {
             continue;
