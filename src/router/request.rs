@@ -103,25 +103,6 @@ impl<'r> Route<'r> {
     }
 }
 
-/// The model of `POST /endpoints/{model}/invocations-response-stream`
-/// (`InvokeEndpointWithResponseStream`), if `path` is that route: the
-/// model, or the refusal of another method.
-pub fn stream_route(method: &Method, path: &str) -> Option<Result<String, RouterError>> {
-    let name = path
-        .strip_prefix("/endpoints/")
-        .and_then(|r| r.strip_suffix("/invocations-response-stream"))
-        .filter(|n| !n.contains('/'))?;
-    // (Lossy, as the other routes here decode their labels.)
-    Some(if method == Method::POST {
-        Ok(crate::http::percent_decode(name))
-    } else {
-        Err(RouterError::Method {
-            method: method.clone(),
-            allow: "POST",
-        })
-    })
-}
-
 /// A parsed, body-complete invocation.
 #[derive(Debug)]
 pub struct Ask<'c> {
@@ -160,6 +141,24 @@ pub fn too_large(api: Api, len: Option<u64>, limit: u64) -> RouterError {
             Api::Native => "",
         },
     }
+}
+
+/// The model of `POST /endpoints/{model}/invocations-response-stream`
+/// (`InvokeEndpointWithResponseStream`), if `path` is that route: the
+/// model, or the refusal of another method.
+pub fn stream_route(method: &Method, path: &str) -> Option<Result<String, RouterError>> {
+    let name = path
+        .strip_prefix("/endpoints/")
+        .and_then(|r| r.strip_suffix("/invocations-response-stream"))
+        .filter(|n| !n.contains('/'))?;
+    Some(if method == Method::POST {
+        Ok(crate::http::percent_decode(name))
+    } else {
+        Err(RouterError::Method {
+            method: method.clone(),
+            allow: "POST",
+        })
+    })
 }
 
 fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, RouterError> {
