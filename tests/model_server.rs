@@ -208,7 +208,7 @@ async fn success_echoes_the_request_with_the_variant_header() {
     assert_eq!(out.content_type(), Some("application/json"));
     assert_eq!(
         body_json(&out),
-        json!({"region": "us-west-2", "endpoint": "lab-serverless", "bytes": 18, "echo": r#"{"inputs":"hello"}"#})
+        json!({"region": "us-west-2", "endpoint": "lab-serverless", "bytes": 18, "echo": r#"{"inputs":"hello"}"#, "headers": {}})
     );
 
     // The response's content type follows Accept; the echo is the first 64 bytes.
@@ -522,6 +522,8 @@ fn control_api_validates_requests_and_reports_rules() {
             "cold_start": "0s", "error_rate": 0.0, "error": "ThrottlingException", "seed": 1,
             "outage": true, "model_error_status": 500,
             "slow_rate": 0.0, "slow_latency": "0s", "not_found": false,
+            "after_body": null, "stream_parts": 3, "stream_interval": "0s",
+            "stream_fault_after": null, "stream_fault": "model_stream_error",
         }])
     );
 }
@@ -614,4 +616,72 @@ async fn a_slow_tail_follows_the_seed_and_custom_attributes_come_back() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("slow_rate"), "{}", r.body);
+}
+
+/// Every part of a response stream and how it ended: `None` when the
+/// stream ended cleanly, else the error event's kind (or the SDK's error).
+async fn stream(
+    client: &aws_sdk_sagemakerruntime::Client,
+    endpoint: &str,
+) -> (Vec<String>, Option<String>) {
+    use aws_sdk_sagemakerruntime::types::ResponseStream;
+    use aws_sdk_sagemakerruntime::types::error::ResponseStreamError;
+    let mut out = client
+        .invoke_endpoint_with_response_stream()
+        .endpoint_name(endpoint)
+        .content_type("application/json")
+        .body(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the stream starts ({endpoint}): {e:?}"));
+    let mut parts = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), out.body.recv())
+            .await
+            .expect("a part within 10 s")
+        {
+            Ok(Some(ResponseStream::PayloadPart(p))) => {
+                parts.push(String::from_utf8(p.bytes().unwrap().as_ref().to_vec()).unwrap())
+            }
+            Ok(Some(other)) => panic!("unexpected event {other:?}"),
+            Ok(None) => return (parts, None),
+            Err(e) => {
+                let kind = match e.as_service_error() {
+                    Some(ResponseStreamError::ModelStreamError(_)) => "ModelStreamError".into(),
+                    Some(ResponseStreamError::InternalStreamFailure(_)) => {
+                        "InternalStreamFailure".into()
+                    }
+                    _ => format!(
+                        "{}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    ),
+                };
+                return (parts, Some(kind));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn response_streams_part_by_part_and_fail_in_band() {
+    let server = Server::start();
+    let (parts, end) = stream(&server.client("us-east-1"), "lab-provisioned").await;
+    assert_eq!(end, None);
+    assert_eq!(
+        parts,
+        (0..3)
+            .map(|i| format!(
+                "{{\"region\":\"us-east-1\",\"endpoint\":\"lab-provisioned\",\"part\":{i}}}\n"
+            ))
+            .collect::<Vec<_>>()
+    );
+    server.behave(
+        json!({"region": "*", "endpoint": "*", "stream_parts": 5, "stream_fault_after": 2}),
+    );
+    let (parts, end) = stream(&server.client("us-east-1"), "lab-provisioned").await;
+    assert_eq!((parts.len(), end.as_deref()), (2, Some("ModelStreamError")));
+    server.behave(json!({"region": "*", "endpoint": "*", "stream_fault": "cut"}));
+    let (parts, end) = stream(&server.client("us-east-1"), "lab-provisioned").await;
+    assert_eq!(parts.len(), 2);
+    assert!(end.is_some(), "a cut stream is an error, not an end");
 }

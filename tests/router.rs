@@ -918,6 +918,7 @@ fn model(
         name: name.into(),
         traffic_class: "standard".into(),
         target_model: None,
+        idempotent: true,
         retry_on_timeout: true,
         hedge_after: None,
         attempt_timeout: None,
@@ -1092,6 +1093,171 @@ async fn a_model_that_must_not_run_twice_waits_instead_of_resending() {
     // The same model past its deadline: 504, still one attempt.
     let got = s.invoke("once", &[("X-Deadline-Ms", "500")], b"x").await;
     assert_eq!((got.status, got.attempts()), (504, 1), "{got:?}");
+    s.stop().await;
+}
+
+const SESSION: &str = "X-Amzn-SageMaker-Session-Id";
+
+/// The session id in a `NewSessionId` (`<id>; Expires=...`).
+fn session_of(got: &Got) -> String {
+    let v = got.h("x-amzn-sagemaker-new-session-id");
+    assert!(v.contains("; Expires="), "{got:?}");
+    v.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_endpoint_headers_pass_through_both_ways() {
+    let s = Setup::start_with(no_batch).await;
+    let sent = [
+        ("X-Amzn-SageMaker-Target-Model", "m1.tar.gz"),
+        ("X-Amzn-SageMaker-Target-Variant", "blue"),
+        ("X-Amzn-SageMaker-Target-Container-Hostname", "c1"),
+        ("X-Amzn-SageMaker-Inference-Id", "inf-1"),
+        ("X-Amzn-SageMaker-Enable-Explanations", "`true`"),
+        ("X-Amzn-SageMaker-Inference-Component", "ic-1"),
+        (SESSION, "NEW_SESSION"),
+    ];
+    let got = s.invoke("default", &sent, b"x").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    for (name, value) in sent {
+        assert_eq!(
+            body["headers"][name.to_ascii_lowercase()],
+            value,
+            "{name} reached the model: {body}"
+        );
+    }
+    assert_eq!(got.h("x-amzn-invoked-production-variant"), "blue");
+    let id = session_of(&got);
+    assert!(id.starts_with("lab-us-east-1-"), "{id}");
+    // The model closes it when asked: ClosedSessionId comes back.
+    let got = s.invoke("default", &[(SESSION, &id)], b"close").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-amzn-sagemaker-closed-session-id"), id);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stays_in_its_region_and_ends_with_a_failover() {
+    let s = Setup::start_with(no_batch).await;
+    s.shared.status.lock().unwrap().record = Some(control_record("us-east-1"));
+    let got = s
+        .invoke("default", &[(SESSION, "NEW_SESSION")], b"open")
+        .await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-region")),
+        (200, "us-east-1")
+    );
+    let id = session_of(&got);
+    // us-east-1 fails: a request in the session is not sent elsewhere
+    // (where no model holds the session), and not hedged.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
+        .await;
+    let got = s.invoke("default", &[(SESSION, &id)], b"more").await;
+    assert_eq!(
+        (got.status, got.attempts(), got.h("x-failoverd-region")),
+        (503, 1, "us-east-1"),
+        "{got:?}"
+    );
+    let (west, _, _) = s.stats("us-west-2", "lab-provisioned").await;
+    assert_eq!(west, 0, "nothing went to us-west-2");
+    // Back up: the session carries on where it was opened.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": false}))
+        .await;
+    let got = s.invoke("default", &[(SESSION, &id)], b"more").await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-region")),
+        (200, "us-east-1")
+    );
+    // A failover to us-west-2 ends it: SageMaker's answer for a session it
+    // does not know, with no call made.
+    s.shared.status.lock().unwrap().record = Some(control_record("us-west-2"));
+    let before = all_invocations(&s).await;
+    let got = s.invoke("default", &[(SESSION, &id)], b"more").await;
+    assert_eq!(got.status, 400, "{got:?}");
+    assert_eq!(got.h("x-amzn-errortype"), "ValidationError");
+    assert_eq!(got.attempts(), 0);
+    assert!(got.body.contains("NEW_SESSION"), "{got:?}");
+    assert_eq!(all_invocations(&s).await, before, "no call made");
+    // A new session opens in the new active region.
+    let got = s
+        .invoke("default", &[(SESSION, "NEW_SESSION")], b"open")
+        .await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-region")),
+        (200, "us-west-2")
+    );
+    s.stop().await;
+}
+
+/// Invocations the model server counted, every region and endpoint.
+async fn all_invocations(s: &Setup) -> u64 {
+    let stats = s.lab("GET", "/_lab/stats", Value::Null).await;
+    stats
+        .as_object()
+        .into_iter()
+        .flat_map(|r| r.values())
+        .filter_map(Value::as_object)
+        .flat_map(|e| e.values())
+        .filter_map(|e| e["invocations"].as_u64())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_idempotent_request_that_may_have_run_is_never_sent_again() {
+    let s = Setup::start_with(|c| {
+        no_batch(c);
+        // us-east-1 stays first however often it fails here.
+        c.router.breaker_failures = 1000;
+        c.models.push(model("pay", |m| {
+            m.idempotent = false;
+            m.retry_on_timeout = false;
+        }));
+    })
+    .await;
+    // Each fault strikes after the model server read the request: a 5xx,
+    // the connection closed without an answer, a 200 cut off mid-body.
+    for (fault, rule) in [
+        ("5xx", json!({"outage": true})),
+        ("reset", json!({"after_body": "reset"})),
+        ("cut", json!({"after_body": "cut"})),
+    ] {
+        s.lab("POST", "/_lab/reset", Value::Null).await;
+        let mut rule = rule;
+        rule["region"] = json!("us-east-1");
+        rule["endpoint"] = json!("*");
+        s.behave(rule).await;
+        let got = s.invoke("pay", &[], b"charge").await;
+        assert_eq!(got.status, 424, "{fault}: {got:?}");
+        assert_eq!(got.h("x-amzn-errortype"), "ModelError", "{fault}");
+        assert_eq!(got.h("x-failoverd-outcome"), "unknown", "{fault}");
+        assert!(got.body.contains("outcome is unknown"), "{fault}: {got:?}");
+        assert_eq!(got.attempts(), 1, "{fault}");
+        assert_eq!(
+            all_invocations(&s).await,
+            1,
+            "{fault}: the model was invoked exactly once"
+        );
+        // An idempotent model under the same fault moves on to us-west-2.
+        let got = s.invoke("default", &[], b"x").await;
+        assert_eq!(
+            (got.status, got.h("x-failoverd-region")),
+            (200, "us-west-2"),
+            "{fault}: {got:?}"
+        );
+    }
+    // A timeout: the attempt is waited for until the deadline, then the
+    // outcome is unknown (not a 504, which SDKs resend on their own).
+    s.lab("POST", "/_lab/reset", Value::Null).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "latency": "1h"}))
+        .await;
+    let got = s.invoke("pay", &[("X-Deadline-Ms", "400")], b"x").await;
+    assert_eq!(
+        (got.status, got.h("x-failoverd-outcome")),
+        (424, "unknown"),
+        "{got:?}"
+    );
+    assert_eq!(all_invocations(&s).await, 1);
     s.stop().await;
 }
 
@@ -1357,5 +1523,146 @@ async fn client_requests_are_observed_per_model_for_advise() {
             assert_eq!(o.per_minute.iter().sum::<u64>() + o.current_minute, 0);
         }
     }
+    s.stop().await;
+}
+
+/// The event-stream messages of a response stream through the router
+/// (called in-process: the listener does not serve streams yet), one per
+/// body frame, as (event or exception type, payload).
+async fn stream_through(
+    s: &Setup,
+    model: &str,
+) -> (u16, HashMap<String, String>, Vec<(String, String)>) {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::post(format!("/endpoints/{model}/invocations-response-stream"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), s.router.clone().handle_stream(req))
+        .await
+        .expect("the stream's head within 20 s");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut body = resp.into_body();
+    let mut messages = Vec::new();
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(20), body.frame())
+        .await
+        .expect("a frame within 20 s")
+    {
+        let Ok(frame) = frame else { break };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let decoded = decode_messages(&data);
+        assert_eq!(decoded.len(), 1, "one message per frame: {decoded:?}");
+        messages.extend(decoded);
+    }
+    (status, headers, messages)
+}
+
+/// Event-stream messages as (`:event-type` or `:exception-type`, payload).
+fn decode_messages(mut b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while b.len() >= 16 {
+        let total = u32::from_be_bytes(b[0..4].try_into().unwrap()) as usize;
+        let headers_len = u32::from_be_bytes(b[4..8].try_into().unwrap()) as usize;
+        let mut h = &b[12..12 + headers_len];
+        let mut kind = String::new();
+        while !h.is_empty() {
+            let n = h[0] as usize;
+            let name = &h[1..1 + n];
+            assert_eq!(h[1 + n], 7, "string headers only");
+            let len = u16::from_be_bytes([h[2 + n], h[3 + n]]) as usize;
+            let value = String::from_utf8_lossy(&h[4 + n..4 + n + len]).into_owned();
+            if name == b":event-type" || name == b":exception-type" {
+                kind = value;
+            }
+            h = &h[4 + n + len..];
+        }
+        let payload = String::from_utf8_lossy(&b[12 + headers_len..total - 4]).into_owned();
+        out.push((kind, payload));
+        b = &b[total..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_streams_fail_over_only_before_the_first_part() {
+    let s = Setup::start_with(|c| {
+        no_batch(c);
+        c.router.breaker_failures = 1000;
+    })
+    .await;
+    let part = |region: &str, i: u32| {
+        format!("{{\"region\":\"{region}\",\"endpoint\":\"lab-provisioned\",\"part\":{i}}}\n")
+    };
+    // Healthy: every part, one message each, from us-east-1.
+    let (status, headers, messages) = stream_through(&s, "default").await;
+    assert_eq!(status, 200, "{headers:?}");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
+    assert_eq!(headers["x-failoverd-region"], "us-east-1");
+    let parts: Vec<(String, String)> = (0..3)
+        .map(|i| ("PayloadPart".to_string(), part("us-east-1", i)))
+        .collect();
+    assert_eq!(messages, parts);
+
+    // us-east-1 down before the stream starts: us-west-2 serves it.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}))
+        .await;
+    let (status, headers, messages) = stream_through(&s, "default").await;
+    assert_eq!(
+        (
+            status,
+            headers["x-failoverd-region"].as_str(),
+            headers["x-failoverd-attempts"].as_str()
+        ),
+        (200, "us-west-2", "2")
+    );
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0].1, part("us-west-2", 0));
+
+    // Cut before the first part: the client saw nothing, so the next region.
+    s.lab("POST", "/_lab/reset", Value::Null).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*",
+        "stream_fault_after": 0, "stream_fault": "cut"}))
+        .await;
+    let (status, headers, _) = stream_through(&s, "default").await;
+    assert_eq!(
+        (status, headers["x-failoverd-region"].as_str()),
+        (200, "us-west-2")
+    );
+
+    // Cut after the first part: no failover; the client gets the part, then
+    // SageMaker's in-band InternalStreamFailure (its SDK raises).
+    s.lab("POST", "/_lab/reset", Value::Null).await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "*",
+        "stream_fault_after": 1, "stream_fault": "cut"}))
+        .await;
+    let (status, _, messages) = stream_through(&s, "default").await;
+    assert_eq!(status, 200);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(
+        messages[0],
+        ("PayloadPart".to_string(), part("us-east-1", 0))
+    );
+    assert_eq!(messages[1].0, "InternalStreamFailure", "{messages:?}");
+    let (west, _, _) = s.stats("us-west-2", "lab-provisioned").await;
+    assert_eq!(west, 0, "never sent again once a part reached the client");
+
+    // The model's own failure mid-stream passes on as ModelStreamError.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*",
+        "stream_fault_after": 1, "stream_fault": "model_stream_error"}))
+        .await;
+    let (_, _, messages) = stream_through(&s, "default").await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1].0, "ModelStreamError", "{messages:?}");
+    assert!(messages[1].1.contains("failed mid-stream"), "{messages:?}");
     s.stop().await;
 }

@@ -41,9 +41,21 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Self {
+        Self::start_with(&[], "")
+    }
+
+    /// With more environment (`FAILOVERD__...` overrides) and `models`
+    /// (TOML `[[models]]` tables) added to a copy of the lab's base file.
+    fn start_with(env: &[(&str, &str)], models: &str) -> Self {
         let model = ModelServer::start(None);
         let dir = std::env::temp_dir().join(unique("failoverd-boto3"));
         std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        let lab = root().join("regions/lab");
+        let base = std::fs::read_to_string(lab.join("base.toml")).unwrap();
+        std::fs::write(config.join("base.toml"), format!("{base}\n{models}")).unwrap();
+        std::fs::copy(lab.join("us-east-1.toml"), config.join("us-east-1.toml")).unwrap();
         let (log, bound) = (dir.join("daemon.log"), dir.join("daemon.bound.json"));
         let dead = "http://127.0.0.1:9";
         let mut child = spawn_guarded(
@@ -51,7 +63,7 @@ impl Daemon {
                 .args(["run", "--log-format", "json", "--bound-file"])
                 .arg(&bound)
                 .arg("--config")
-                .arg(root().join("regions/lab/us-east-1.toml"))
+                .arg(config.join("us-east-1.toml"))
                 .current_dir(&dir)
                 .env_clear()
                 .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -72,6 +84,7 @@ impl Daemon {
                 .env("FAILOVERD__LISTEN__ADMIN", "127.0.0.1:0")
                 // Cold-start retries quickly, so a never-warm lab is fast.
                 .env("FAILOVERD__ROUTER__COLD_START_DELAY", "20ms")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap()),
@@ -243,6 +256,110 @@ fn boto3_validation_error_from_the_endpoint_and_for_unknown_models() {
             .is_some_and(|m| m.contains("no-such-model")),
         "{v}"
     );
+}
+
+#[test]
+fn boto3_sends_every_header_and_keeps_a_session_in_its_region() {
+    // One failure ejects a target, so a region fails at once.
+    let d = Daemon::start_with(&[("FAILOVERD__ROUTER__BREAKER_FAILURES", "1")], "");
+    let v = d.boto3(&[
+        "--TargetModel",
+        "m1.tar.gz",
+        "--TargetVariant",
+        "blue",
+        "--TargetContainerHostname",
+        "c1",
+        "--InferenceId",
+        "inf-1",
+        "--EnableExplanations",
+        "`true`",
+        "--InferenceComponentName",
+        "ic-1",
+        "--SessionId",
+        "NEW_SESSION",
+    ]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["invoked_production_variant"], "blue");
+    let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    for (header, value) in [
+        ("target-model", "m1.tar.gz"),
+        ("target-variant", "blue"),
+        ("target-container-hostname", "c1"),
+        ("inference-id", "inf-1"),
+        ("enable-explanations", "`true`"),
+        ("inference-component", "ic-1"),
+        ("session-id", "NEW_SESSION"),
+    ] {
+        assert_eq!(
+            body["headers"][format!("x-amzn-sagemaker-{header}")],
+            value,
+            "{header}: {body}"
+        );
+    }
+    let new = v["new_session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let id = new.split(';').next().unwrap().to_string();
+    assert!(id.starts_with("lab-us-east-1-"), "{v}");
+    // In the session, then closed by the model.
+    let v = d.boto3(&["--SessionId", &id, "--body", "close"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["closed_session_id"], id.as_str(), "{v}");
+
+    // A second session; then us-east-1 fails and its target is ejected.
+    let v = d.boto3(&["--SessionId", "NEW_SESSION"]);
+    let new = v["new_session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let id = new.split(';').next().unwrap().to_string();
+    d.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}));
+    let v = d.boto3(&[]);
+    assert_eq!(v["ok"], true, "a request with no session fails over: {v}");
+    let (calls, _) = stats_total(&d);
+    // The session cannot follow: boto3 raises ValidationError, no call made.
+    let v = d.boto3(&["--SessionId", &id]);
+    raised(&v, "ValidationError", "ValidationError", 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NEW_SESSION")),
+        "{v}"
+    );
+    assert_eq!(stats_total(&d).0, calls, "no call made");
+}
+
+#[test]
+fn boto3_never_runs_a_non_idempotent_request_twice() {
+    let d = Daemon::start_with(
+        &[("FAILOVERD__ROUTER__BREAKER_FAILURES", "1000")],
+        "[[models]]\nname = \"pay\"\nidempotent = false\n",
+    );
+    // Faults after the model server read the request: a 5xx, the
+    // connection closed without an answer, a 200 cut off. boto3 keeps its
+    // own retries (they resend 5xx answers by themselves).
+    for (fault, rule) in [
+        ("5xx", json!({"outage": true})),
+        ("reset", json!({"after_body": "reset"})),
+        ("cut", json!({"after_body": "cut"})),
+    ] {
+        let mut rule = rule;
+        rule["region"] = json!("us-east-1");
+        rule["endpoint"] = json!("*");
+        let (before, _) = stats_total(&d);
+        d.behave(rule);
+        let v = d.boto3(&["--model", "pay", "--retries", "default"]);
+        raised(&v, "ModelError", "ModelError", 424);
+        assert_eq!(
+            v["headers"]["x-failoverd-outcome"], "unknown",
+            "{fault}: {v}"
+        );
+        assert_eq!(v["retry_attempts"], 0, "{fault}: boto3 did not resend: {v}");
+        let (after, _) = stats_total(&d);
+        assert_eq!(after - before, 1, "{fault}: invoked exactly once: {v}");
+        d.behave(
+            json!({"region": "us-east-1", "endpoint": "*", "outage": false, "after_body": null}),
+        );
+    }
 }
 
 /// (invocations, successes) over every region and endpoint.

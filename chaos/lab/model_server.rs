@@ -33,7 +33,10 @@
 //!   seed like errors, takes `slow_latency` instead of `latency`: a tail),
 //!   `not_found` (the endpoint does not exist in the region: every call gets
 //!   SageMaker's `ValidationError` "Endpoint {name} of account {id} not
-//!   found."). A hang is a `latency` longer than any caller waits. The most
+//!   found."), `after_body` (`"reset"`: once the request was read and
+//!   counted, the connection closes without an answer; `"cut"`: a 200 whose
+//!   body breaks off half way; `null`: answer). A hang is a `latency`
+//!   longer than any caller waits. The most
 //!   specific rule wins, as a whole: (region, endpoint), (region, *),
 //!   (*, endpoint), (*, *).
 //! - `GET /_lab/behaviour`: the rules. `POST /_lab/reset`: forget rules,
@@ -41,6 +44,20 @@
 //! - `GET /_lab/stats`: `{region: {endpoint: {invocations, successes,
 //!   errors: {code: n}}}}`.
 //! - `GET /ping` and `GET /healthz`: 200.
+//!
+//! # Response streaming
+//!
+//! `POST /endpoints/{name}/invocations-response-stream`
+//! (`InvokeEndpointWithResponseStream`) decides like a real-time call (its
+//! errors before the stream are the same restJson1 errors), then answers
+//! `200` `application/vnd.amazon.eventstream` with `stream_parts` (default
+//! 3) `PayloadPart` events, each `{"region","endpoint","part"}` and a
+//! newline, `stream_interval` apart. With `stream_fault_after: n` (fewer
+//! than the parts) the stream fails after `n` parts: `stream_fault:
+//! "model_stream_error"` (default) sends SageMaker's in-band
+//! `ModelStreamError` event, `"cut"` closes the connection with no closing
+//! event. The messages are encoded by the router's own encoder
+//! (`failoverd::router::reply::event_stream`), which the SDK tests check.
 //!
 //! # Asynchronous inference
 //!
@@ -65,8 +82,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use failoverd::core::rand::{GOLDEN_GAMMA, splitmix64, unit};
-use failoverd::http::{HttpResponse, json, percent_decode, serve, text};
-use http_body_util::{BodyExt, Full, Limited};
+use failoverd::http::{HttpResponse, json, percent_decode, text};
+use failoverd::router::reply::event_stream;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -134,18 +153,8 @@ pub async fn main(args: Args) -> i32 {
         s3_endpoint: args.s3_endpoint.clone(),
         ..Lab::default()
     });
-    let handler = move |req| {
-        let lab = Arc::clone(&lab);
-        async move { lab.handle(req).await }
-    };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(serve(
-        listener,
-        handler,
-        stop_rx,
-        Duration::from_secs(5),
-        "model-server",
-    ));
+    let server = tokio::spawn(serve_lab(listener, lab, stop_rx));
     let why = tokio::select! {
         _ = term.recv() => "SIGTERM",
         r = tokio::signal::ctrl_c() => if r.is_ok() { "SIGINT" } else { "signal handler failure" },
@@ -154,6 +163,65 @@ pub async fn main(args: Args) -> i32 {
     let _ = stop.send(true);
     let _ = server.await;
     0
+}
+
+/// A response body: whole, or streamed in parts (that may fail).
+pub type LabBody = BoxBody<Bytes, std::io::Error>;
+
+/// How the server answers one request: a response, or no answer at all.
+enum Answer {
+    Respond(Response<LabBody>),
+    /// Close the connection without answering (after the body was read).
+    Drop,
+}
+
+impl From<HttpResponse> for Answer {
+    fn from(r: HttpResponse) -> Self {
+        Answer::Respond(r.map(|b| b.map_err(|never| match never {}).boxed()))
+    }
+}
+
+/// Accept until `stop`, one HTTP/1.1 connection task each. The lab's own
+/// loop rather than `failoverd::http::serve`: its answers may stream, cut
+/// off mid-body, or be no answer at all (the connection closed once the
+/// request was read), which a whole-body response cannot express.
+async fn serve_lab(
+    listener: TcpListener,
+    lab: Arc<Lab>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let lab = Arc::clone(&lab);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let lab = Arc::clone(&lab);
+                async move {
+                    match lab.handle(req).await {
+                        Answer::Respond(r) => Ok(r),
+                        // hyper closes the connection on a service error,
+                        // without writing a response.
+                        Answer::Drop => Err(std::io::Error::other("lab: dropped the connection")),
+                    }
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }
 
 /// Write `port` to `path` via a temporary file and a rename, so readers
@@ -215,7 +283,36 @@ pub struct Behaviour {
     pub model_error_status: u16,
     pub slow_rate: f64,
     pub slow_latency: Duration,
+    /// Response streaming: parts per answer, the pause before each part,
+    /// and a failure after that many parts (in-band `ModelStreamError`, or
+    /// the connection cut).
+    pub stream_parts: u32,
+    pub stream_interval: Duration,
+    pub stream_fault_after: Option<u32>,
+    pub stream_fault: StreamFault,
     pub not_found: bool,
+    /// What happens once a call was read and the model ran: nothing (an
+    /// answer), or the connection fails.
+    pub after_body: Option<AfterBody>,
+}
+
+/// A connection failure after the model ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterBody {
+    /// The connection closes without an answer.
+    Reset,
+    /// A 200 head and part of the body, then the connection closes.
+    Cut,
+}
+
+impl AfterBody {
+    fn as_str(self) -> &'static str {
+        match self {
+            AfterBody::Reset => "reset",
+            AfterBody::Cut => "cut",
+        }
+    }
 }
 
 impl Default for Behaviour {
@@ -231,7 +328,12 @@ impl Default for Behaviour {
             model_error_status: 500,
             slow_rate: 0.0,
             slow_latency: Duration::ZERO,
+            stream_parts: 3,
+            stream_interval: Duration::ZERO,
+            stream_fault_after: None,
+            stream_fault: StreamFault::ModelStreamError,
             not_found: false,
+            after_body: None,
         }
     }
 }
@@ -250,7 +352,12 @@ impl Behaviour {
             "model_error_status": self.model_error_status,
             "slow_rate": self.slow_rate,
             "slow_latency": d(self.slow_latency),
+            "stream_parts": self.stream_parts,
+            "stream_interval": d(self.stream_interval),
+            "stream_fault_after": self.stream_fault_after,
+            "stream_fault": self.stream_fault.as_str(),
             "not_found": self.not_found,
+            "after_body": self.after_body.map(AfterBody::as_str),
         })
     }
 }
@@ -273,7 +380,45 @@ pub struct Update {
     model_error_status: Option<u16>,
     slow_rate: Option<f64>,
     slow_latency: Option<String>,
+    stream_parts: Option<u32>,
+    stream_interval: Option<String>,
+    /// A number of parts, or `null` (no fault).
+    #[serde(default, deserialize_with = "present_u32")]
+    stream_fault_after: Option<Option<u32>>,
+    stream_fault: Option<StreamFault>,
     not_found: Option<bool>,
+    /// `"reset"`, `"cut"`, or `null` (answer normally).
+    #[serde(default, deserialize_with = "present_after_body")]
+    after_body: Option<Option<AfterBody>>,
+}
+
+fn present_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+/// How a response stream fails mid-way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamFault {
+    /// SageMaker's in-band `ModelStreamError` event (the container failed).
+    ModelStreamError,
+    /// The connection closes mid-stream, with no closing event.
+    Cut,
+}
+
+impl StreamFault {
+    fn as_str(self) -> &'static str {
+        match self {
+            StreamFault::ModelStreamError => "model_stream_error",
+            StreamFault::Cut => "cut",
+        }
+    }
+}
+
+fn present_after_body<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<AfterBody>>, D::Error> {
+    Option::<AfterBody>::deserialize(d).map(Some)
 }
 
 /// A field that is present (even as `null`) is `Some`.
@@ -325,8 +470,23 @@ impl Update {
             }
             b.slow_rate = r;
         }
+        if let Some(n) = self.stream_parts {
+            b.stream_parts = n;
+        }
+        if let Some(s) = &self.stream_interval {
+            b.stream_interval = duration("stream_interval", s)?;
+        }
+        if let Some(f) = self.stream_fault_after {
+            b.stream_fault_after = f;
+        }
+        if let Some(f) = self.stream_fault {
+            b.stream_fault = f;
+        }
         if let Some(s) = &self.slow_latency {
             b.slow_latency = duration("slow_latency", s)?;
+        }
+        if let Some(a) = self.after_body {
+            b.after_body = a;
         }
         if let Some(n) = self.not_found {
             b.not_found = n;
@@ -449,6 +609,10 @@ impl Fault {
 struct State {
     rules: Rules,
     targets: BTreeMap<(String, String), Target>,
+    /// Open stateful sessions by (region, endpoint).
+    sessions: BTreeMap<(String, String), std::collections::BTreeSet<String>>,
+    /// Sessions opened so far (their ids' numbers).
+    sessions_opened: u64,
 }
 
 /// The server's state behind one mutex (never held across an await).
@@ -465,7 +629,7 @@ impl Lab {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
+    async fn handle(&self, req: Request<Incoming>) -> Answer {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let allow = |allowed: &[Method]| -> Option<HttpResponse> {
@@ -481,7 +645,7 @@ impl Lab {
                 r
             })
         };
-        match path.as_str() {
+        let r = match path.as_str() {
             "/ping" | "/healthz" => {
                 allow(&[Method::GET]).unwrap_or_else(|| text(StatusCode::OK, "ok\n"))
             }
@@ -508,17 +672,28 @@ impl Lab {
                     None => self.invoke_async(req, percent_decode(name)).await,
                 }
             }
+            p if p.starts_with("/endpoints/") && p.ends_with("/invocations-response-stream") => {
+                let name = &p["/endpoints/".len()..p.len() - "/invocations-response-stream".len()];
+                match allow(&[Method::POST]) {
+                    Some(r) => r,
+                    None if name.contains('/') => {
+                        text(StatusCode::NOT_FOUND, format!("no such path: {p}"))
+                    }
+                    None => return self.invoke_stream(req, percent_decode(name)).await,
+                }
+            }
             p => match p
                 .strip_prefix("/endpoints/")
                 .and_then(|r| r.strip_suffix("/invocations"))
             {
                 Some(name) if !name.contains('/') => match allow(&[Method::POST]) {
                     Some(r) => r,
-                    None => self.invoke(req, percent_decode(name)).await,
+                    None => return self.invoke(req, percent_decode(name)).await,
                 },
                 _ => text(StatusCode::NOT_FOUND, format!("no such path: {p}")),
             },
-        }
+        };
+        r.into()
     }
 
     async fn put_behaviour(&self, req: Request<Incoming>) -> HttpResponse {
@@ -577,7 +752,7 @@ impl Lab {
         region: &str,
         endpoint: &str,
         invalid: Option<Fault>,
-    ) -> (Duration, Result<(), Fault>) {
+    ) -> (Duration, Result<Option<AfterBody>, Fault>) {
         let now = Instant::now();
         let mut st = self.state();
         let b = resolve(&st.rules, region, endpoint);
@@ -620,13 +795,59 @@ impl Lab {
         };
         t.stats.invocations += 1;
         match &outcome {
-            Ok(()) => t.stats.successes += 1,
+            Ok(()) => match b.after_body {
+                None => t.stats.successes += 1,
+                Some(a) => *t.stats.errors.entry(a.as_str()).or_default() += 1,
+            },
             Err(f) => *t.stats.errors.entry(f.code.as_str()).or_default() += 1,
         }
-        (latency, outcome)
+        (latency, outcome.map(|()| b.after_body))
     }
 
-    async fn invoke(&self, req: Request<Incoming>, endpoint: String) -> HttpResponse {
+    /// The session a call names, checked against (region, endpoint)'s
+    /// open sessions: `NEW_SESSION` opens one (its id and expiry go back in
+    /// `X-Amzn-SageMaker-New-Session-Id`), a known id is served (and closed
+    /// if the body asks, `X-Amzn-SageMaker-Closed-Session-Id`), an unknown
+    /// one is a `ValidationError`, which is what the lab takes SageMaker to
+    /// answer.
+    fn session(
+        &self,
+        region: &str,
+        endpoint: &str,
+        session: Option<&str>,
+        body: &[u8],
+    ) -> Result<SessionHeaders, Fault> {
+        let Some(id) = session else {
+            return Ok(SessionHeaders::default());
+        };
+        let mut st = self.state();
+        let key = (region.to_string(), endpoint.to_string());
+        if id == "NEW_SESSION" {
+            st.sessions_opened += 1;
+            let new = format!("lab-{region}-{}", st.sessions_opened);
+            st.sessions.entry(key).or_default().insert(new.clone());
+            return Ok(SessionHeaders {
+                new: Some(format!("{new}; Expires=2099-01-01T00:00:00Z")),
+                closed: None,
+            });
+        }
+        let open = st.sessions.entry(key).or_default();
+        if !open.contains(id) {
+            return Err(Fault::validation(format!(
+                "Invalid session ID: {id} is not an open session of endpoint {endpoint}"
+            )));
+        }
+        let close = body.windows(5).any(|w| w == b"close");
+        if close {
+            open.remove(id);
+        }
+        Ok(SessionHeaders {
+            new: None,
+            closed: close.then(|| id.to_string()),
+        })
+    }
+
+    async fn invoke(&self, req: Request<Incoming>, endpoint: String) -> Answer {
         let region = region_of(req.headers());
         let content_type = req
             .headers()
@@ -635,6 +856,110 @@ impl Lab {
             .cloned()
             .unwrap_or(HeaderValue::from_static("application/json"));
         let custom = req.headers().get(CUSTOM_ATTRIBUTES).cloned();
+        let seen = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        // The InvokeEndpoint headers the model saw, echoed in the answer.
+        let echoed: serde_json::Map<String, Value> = ECHOED
+            .iter()
+            .filter_map(|h| Some((h.to_string(), Value::String(seen(h)?))))
+            .collect();
+        let variant = seen("x-amzn-sagemaker-target-variant");
+        let session = seen("x-amzn-sagemaker-session-id");
+        let body = read_body(req.into_body(), MAX_PAYLOAD).await;
+        let mut sessions = SessionHeaders::default();
+        let invalid = match &body {
+            _ if endpoint.is_empty() => Some(Fault::validation("endpoint name must not be empty")),
+            Err(e) => Some(Fault::validation(e.clone())),
+            Ok(b) => match self.session(&region, &endpoint, session.as_deref(), b) {
+                Ok(h) => {
+                    sessions = h;
+                    None
+                }
+                Err(f) => Some(f),
+            },
+        };
+        let (latency, outcome) = self.decide(&region, &endpoint, invalid);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let request_id = format!(
+            "lab-{:016x}",
+            self.request_ids.fetch_add(1, Ordering::Relaxed)
+        );
+        let (after, body) = match (outcome, body) {
+            (Ok(after), Ok(body)) => (after, body),
+            (Err(f), _) => return error_response(&f, &region, &endpoint, &request_id).into(),
+            (Ok(_), Err(e)) => {
+                return error_response(&Fault::validation(e), &region, &endpoint, &request_id)
+                    .into();
+            }
+        };
+        let echo = String::from_utf8_lossy(&body[..body.len().min(64)]).into_owned();
+        let out = json!({"region": region, "endpoint": endpoint, "bytes": body.len(), "echo": echo, "headers": echoed});
+        let out = Bytes::from(out.to_string());
+        let mut r = Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, content_type)
+            .header(
+                "x-Amzn-Invoked-Production-Variant",
+                variant.as_deref().unwrap_or("AllTraffic"),
+            )
+            .header("x-amzn-RequestId", &request_id);
+        if let Some(c) = custom {
+            r = r.header(CUSTOM_ATTRIBUTES, c);
+        }
+        if let Some(n) = &sessions.new {
+            r = r.header("X-Amzn-SageMaker-New-Session-Id", n);
+        }
+        if let Some(c) = &sessions.closed {
+            r = r.header("X-Amzn-SageMaker-Closed-Session-Id", c);
+        }
+        let body: LabBody = match after {
+            None => Full::new(out).map_err(|never| match never {}).boxed(),
+            Some(AfterBody::Reset) => return Answer::Drop,
+            Some(AfterBody::Cut) => {
+                // The full length announced, half of it sent, then a failure.
+                r = r.header(hyper::header::CONTENT_LENGTH, out.len());
+                let half = out.slice(..out.len() / 2);
+                use futures_util::StreamExt;
+                let first: Result<hyper::body::Frame<Bytes>, std::io::Error> =
+                    Ok(hyper::body::Frame::data(half));
+                // The head and the half go out before the failure: hyper
+                // drops what it has not flushed when a body fails.
+                let cut = futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("lab: cut off mid-body"))
+                });
+                BodyExt::boxed(StreamBody::new(
+                    futures_util::stream::iter([first]).chain(cut),
+                ))
+            }
+        };
+        match r.body(body) {
+            Ok(r) => Answer::Respond(r),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into(),
+        }
+    }
+}
+
+impl Lab {
+    /// `InvokeEndpointWithResponseStream`: the same decisions as a
+    /// real-time call (errors before the stream are restJson1 errors), then
+    /// `stream_parts` `PayloadPart` events, `stream_interval` apart, as
+    /// `application/vnd.amazon.eventstream`; after `stream_fault_after`
+    /// parts, an in-band `ModelStreamError` or a cut connection.
+    async fn invoke_stream(&self, req: Request<Incoming>, endpoint: String) -> Answer {
+        let region = region_of(req.headers());
+        let accept = req
+            .headers()
+            .get("x-amzn-sagemaker-accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/jsonlines")
+            .to_string();
         let body = read_body(req.into_body(), MAX_PAYLOAD).await;
         let invalid = match &body {
             _ if endpoint.is_empty() => Some(Fault::validation("endpoint name must not be empty")),
@@ -649,28 +974,84 @@ impl Lab {
             "lab-{:016x}",
             self.request_ids.fetch_add(1, Ordering::Relaxed)
         );
-        let (status, content_type, out) = match (outcome, body) {
-            (Ok(()), Ok(body)) => {
-                let echo = String::from_utf8_lossy(&body[..body.len().min(64)]).into_owned();
-                let out = json!({"region": region, "endpoint": endpoint, "bytes": body.len(), "echo": echo});
-                (StatusCode::OK, content_type, out)
-            }
-            (Err(f), _) => return error_response(&f, &region, &endpoint, &request_id),
-            (Ok(()), Err(e)) => {
-                return error_response(&Fault::validation(e), &region, &endpoint, &request_id);
-            }
-        };
-        let mut r = Response::builder()
-            .status(status)
-            .header(CONTENT_TYPE, content_type)
-            .header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
-            .header("x-amzn-RequestId", &request_id);
-        if let Some(c) = custom {
-            r = r.header(CUSTOM_ATTRIBUTES, c);
+        if let Err(f) = outcome {
+            return error_response(&f, &region, &endpoint, &request_id).into();
         }
-        r.body(Full::new(Bytes::from(out.to_string())))
-            .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        let b = {
+            let st = self.state();
+            resolve(&st.rules, &region, &endpoint)
+        };
+        let fault_at = b.stream_fault_after.filter(|&n| n < b.stream_parts);
+        let (fault, interval, parts) = (b.stream_fault, b.stream_interval, b.stream_parts);
+        let frames = futures_util::stream::unfold(0u32, move |i| {
+            let region = region.clone();
+            let endpoint = endpoint.clone();
+            async move {
+                if Some(i) == fault_at {
+                    return match fault {
+                        StreamFault::ModelStreamError => Some((
+                            Ok(hyper::body::Frame::data(event_stream::exception(
+                                "ModelStreamError",
+                                &json!({"Message": "the lab's model failed mid-stream", "ErrorCode": "ModelStreamError"}),
+                            ))),
+                            u32::MAX,
+                        )),
+                        StreamFault::Cut => {
+                            // Let the parts so far go out first: hyper drops
+                            // what it has not flushed when a body fails.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Some((Err(std::io::Error::other("lab: stream cut")), u32::MAX))
+                        }
+                    };
+                }
+                if i >= parts {
+                    return None;
+                }
+                if !interval.is_zero() {
+                    tokio::time::sleep(interval).await;
+                }
+                let part = format!(
+                    "{{\"region\":\"{region}\",\"endpoint\":\"{endpoint}\",\"part\":{i}}}\n"
+                );
+                Some((
+                    Ok(hyper::body::Frame::data(event_stream::payload_part(
+                        part.as_bytes(),
+                    ))),
+                    i + 1,
+                ))
+            }
+        });
+        let r = Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, "application/vnd.amazon.eventstream")
+            .header("X-Amzn-SageMaker-Content-Type", accept)
+            .header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
+            .header("x-amzn-RequestId", &request_id)
+            .body(StreamBody::new(frames).boxed());
+        match r {
+            Ok(r) => Answer::Respond(r),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into(),
+        }
     }
+}
+
+/// The InvokeEndpoint request headers the lab's model echoes back (in its
+/// answer's `headers`), so tests can see what reached it.
+const ECHOED: [&str; 7] = [
+    "x-amzn-sagemaker-target-model",
+    "x-amzn-sagemaker-target-variant",
+    "x-amzn-sagemaker-target-container-hostname",
+    "x-amzn-sagemaker-inference-id",
+    "x-amzn-sagemaker-enable-explanations",
+    "x-amzn-sagemaker-inference-component",
+    "x-amzn-sagemaker-session-id",
+];
+
+/// The session headers of an answer.
+#[derive(Debug, Default)]
+struct SessionHeaders {
+    new: Option<String>,
+    closed: Option<String>,
 }
 
 impl Lab {

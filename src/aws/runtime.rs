@@ -13,8 +13,10 @@
 //!   credentials from the SDK's default chain, cached until five minutes
 //!   before they expire. The wire format is the one the SDK speaks
 //!   (restJson1: `POST /endpoints/{name}/invocations`, the body as is, the
-//!   `Content-Type`, `Accept`, `X-Amzn-SageMaker-Custom-Attributes` and
-//!   `-Target-Model` headers; errors as `x-amzn-errortype` plus a JSON
+//!   `Content-Type`, `Accept` and every `X-Amzn-SageMaker-*` request header
+//!   `InvokeEndpoint` documents (custom attributes, target model, variant
+//!   and container hostname, inference id, explanations, inference
+//!   component, session id); errors as `x-amzn-errortype` plus a JSON
 //!   body). We measured the SDK's per-call machinery (interceptors,
 //!   runtime plugins, type-erased config bags, a fresh canonical request
 //!   and signing key) at more than half of the router's CPU per request:
@@ -38,8 +40,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sagemakerruntime::config::endpoint::{Params, ResolveEndpoint};
 use aws_sdk_sagemakerruntime::config::{Credentials, ProvideCredentials};
+use aws_sdk_sagemakerruntime::error::DisplayErrorContext;
 use aws_sdk_sagemakerruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sagemakerruntime::operation::invoke_endpoint_async::InvokeEndpointAsyncError;
+use aws_sdk_sagemakerruntime::operation::invoke_endpoint_with_response_stream::InvokeEndpointWithResponseStreamError;
+use aws_sdk_sagemakerruntime::types::ResponseStream;
+use aws_sdk_sagemakerruntime::types::error::ResponseStreamError;
+use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -52,8 +59,8 @@ use super::errors::{ErrorKind, classify, kind_of_code};
 use super::sigv4::{self, Keys, Signer};
 use crate::ports::clock::{Clock, system_time};
 use crate::ports::inference::{
-    Answer, AsyncAccepted, AsyncInvocation, BoxError, Inference, Invocation, InvokeError,
-    ModelFailure,
+    Answer, AsyncAccepted, AsyncInvocation, BoxError, Delivery, Inference, Invocation, InvokeError,
+    ModelFailure, StreamError, Streamed,
 };
 
 /// SigV4 signing name of the SageMaker runtime.
@@ -66,7 +73,15 @@ const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 
 const H_CUSTOM: &str = "x-amzn-sagemaker-custom-attributes";
 const H_TARGET_MODEL: &str = "x-amzn-sagemaker-target-model";
+const H_TARGET_VARIANT: &str = "x-amzn-sagemaker-target-variant";
+const H_TARGET_HOSTNAME: &str = "x-amzn-sagemaker-target-container-hostname";
+const H_INFERENCE_ID: &str = "x-amzn-sagemaker-inference-id";
+const H_EXPLANATIONS: &str = "x-amzn-sagemaker-enable-explanations";
+const H_COMPONENT: &str = "x-amzn-sagemaker-inference-component";
+const H_SESSION: &str = "x-amzn-sagemaker-session-id";
 const H_VARIANT: &str = "x-amzn-invoked-production-variant";
+const H_NEW_SESSION: &str = "x-amzn-sagemaker-new-session-id";
+const H_CLOSED_SESSION: &str = "x-amzn-sagemaker-closed-session-id";
 const H_ERRORTYPE: &str = "x-amzn-errortype";
 const USER_AGENT_VALUE: &str = concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (router)");
 /// A kept-alive connection idle this long is closed, not reused.
@@ -315,13 +330,20 @@ impl SageMakerRuntime {
         sigv4::encode_segment_into(&mut path, endpoint);
         path.push_str("/invocations");
         // The headers passed through, as sent and as signed.
-        let mut passed = [("", ""); 4];
+        let p = &inv.passed;
+        let mut passed = [("", ""); 10];
         let mut n = 0;
         for (name, v) in [
             ("accept", &inv.accept),
             ("content-type", &inv.content_type),
             (H_CUSTOM, &inv.custom_attributes),
             (H_TARGET_MODEL, &inv.target_model),
+            (H_TARGET_VARIANT, &p.target_variant),
+            (H_TARGET_HOSTNAME, &p.target_container_hostname),
+            (H_INFERENCE_ID, &p.inference_id),
+            (H_EXPLANATIONS, &p.enable_explanations),
+            (H_COMPONENT, &p.inference_component),
+            (H_SESSION, &p.session_id),
         ] {
             if let Some(v) = v {
                 let text = v.to_str().map_err(|_| setup(SetupError::Header(name)))?;
@@ -383,6 +405,7 @@ impl SageMakerRuntime {
             .exchange(&target, &head, &inv.body)
             .await
             .map_err(|e| InvokeError::Transport {
+                delivery: e.delivery(),
                 source: Box::new(e),
             })?;
         if resp.status.is_success() {
@@ -391,6 +414,8 @@ impl SageMakerRuntime {
                 content_type: resp.content_type,
                 custom_attributes: resp.custom_attributes,
                 invoked_variant: resp.invoked_variant,
+                new_session_id: resp.new_session_id,
+                closed_session_id: resp.closed_session_id,
             });
         }
         let mut headers = HeaderMap::new();
@@ -403,8 +428,10 @@ impl SageMakerRuntime {
     /// Send `head` and `body` on a kept-alive connection to `target` (a new
     /// one if none is idle) and read the answer; the connection goes back
     /// to the pool if the answer leaves it reusable. A pooled connection
-    /// that fails while the request is written (the server closed it) is
-    /// replaced by a new one once: nothing of the request reached a model.
+    /// whose first write fails (the server closed it) is replaced by a new
+    /// one once: nothing of the request left. A write that fails part way,
+    /// or anything after the request was written, is not resent here: the
+    /// router decides, from [`wire::Error::delivery`].
     async fn exchange(
         &self,
         target: &RegionEndpoint,
@@ -419,7 +446,7 @@ impl SageMakerRuntime {
             None => (self.connect(target, now).await?, false),
         };
         if let Err(e) = conn.send(head, body).await {
-            if !reused {
+            if !reused || e.delivery() != Delivery::NotSent {
                 return Err(e);
             }
             conn = self.connect(target, now).await?;
@@ -496,6 +523,63 @@ impl Inference for SageMakerRuntime {
         inv: &Invocation,
     ) -> Result<Answer, InvokeError> {
         self.invoke_endpoint(region, endpoint, inv).await
+    }
+
+    /// Through the SDK client (a stream is long-lived: its per-call
+    /// machinery is not the cost that matters), retries off.
+    async fn invoke_stream(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &Invocation,
+    ) -> Result<Streamed, InvokeError> {
+        use aws_sdk_sagemakerruntime::primitives::Blob;
+        let text =
+            |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string);
+        let p = &inv.passed;
+        let out = self
+            .clients
+            .sagemaker_runtime(region)
+            .invoke_endpoint_with_response_stream()
+            .endpoint_name(endpoint)
+            .body(Blob::new(inv.body.to_vec()))
+            .set_content_type(text(&inv.content_type))
+            .set_accept(text(&inv.accept))
+            .set_custom_attributes(text(&inv.custom_attributes))
+            .set_target_variant(text(&p.target_variant))
+            .set_target_container_hostname(text(&p.target_container_hostname))
+            .set_inference_id(text(&p.inference_id))
+            .set_inference_component_name(text(&p.inference_component))
+            .set_session_id(text(&p.session_id))
+            .send()
+            .await
+            .map_err(invoke_stream_error)?;
+        let header = |v: Option<&str>| v.and_then(|v| HeaderValue::from_str(v).ok());
+        let content_type = header(out.content_type());
+        let custom_attributes = header(out.custom_attributes());
+        let invoked_variant = header(out.invoked_production_variant());
+        let events = futures_util::stream::unfold(Some(out.body), |rx| async move {
+            let mut rx = rx?;
+            loop {
+                match rx.recv().await {
+                    Ok(Some(ResponseStream::PayloadPart(part))) => {
+                        let bytes = part.bytes.map(Blob::into_inner).unwrap_or_default();
+                        return Some((Ok(Bytes::from(bytes)), Some(rx)));
+                    }
+                    // An event this SDK does not know: not the client's.
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    // An error ends the stream.
+                    Err(e) => return Some((Err(stream_error(e)), None)),
+                }
+            }
+        });
+        Ok(Streamed {
+            content_type,
+            custom_attributes,
+            invoked_variant,
+            events: Box::pin(events),
+        })
     }
 
     async fn invoke_async(
@@ -624,6 +708,57 @@ fn by_code(
     }
 }
 
+/// `InvokeEndpointWithResponseStream`'s errors before the stream started.
+/// SageMaker does not model `ModelNotReadyException` for it; the code is
+/// matched as for `InvokeEndpoint`.
+pub fn invoke_stream_error(e: SdkError<InvokeEndpointWithResponseStreamError>) -> InvokeError {
+    use InvokeEndpointWithResponseStreamError as E;
+    match e.as_service_error() {
+        Some(E::ValidationError(v)) => return validation(v.message()),
+        Some(E::ModelError(m)) => {
+            return InvokeError::Model(ModelFailure {
+                original_status: m.original_status_code().and_then(|s| u16::try_from(s).ok()),
+                original_message: m.original_message().map(str::to_string),
+                log_stream_arn: m.log_stream_arn().map(str::to_string),
+                message: m.message().map(str::to_string),
+            });
+        }
+        Some(E::ModelStreamError(m)) => {
+            return InvokeError::Model(ModelFailure {
+                original_status: None,
+                original_message: None,
+                log_stream_arn: None,
+                message: m.message().map(str::to_string),
+            });
+        }
+        _ => {}
+    }
+    if e.code() == Some("ModelNotReadyException") {
+        return InvokeError::ModelNotReady {
+            message: e.message().map(str::to_string),
+        };
+    }
+    sdk_by_kind(e)
+}
+
+/// A failure of a stream that had started: SageMaker's in-band events by
+/// their type, anything else (the connection, an unreadable event) an
+/// internal failure.
+fn stream_error<R: std::fmt::Debug>(e: SdkError<ResponseStreamError, R>) -> StreamError {
+    match e.as_service_error() {
+        Some(ResponseStreamError::ModelStreamError(m)) => StreamError::Model {
+            message: m.message().unwrap_or("ModelStreamError").to_string(),
+            error_code: m.error_code().map(str::to_string),
+        },
+        Some(ResponseStreamError::InternalStreamFailure(f)) => StreamError::Internal {
+            message: f.message().unwrap_or("InternalStreamFailure").to_string(),
+        },
+        _ => StreamError::Internal {
+            message: DisplayErrorContext(&e).to_string(),
+        },
+    }
+}
+
 /// `InvokeEndpointAsync`'s errors.
 pub fn invoke_async_error(e: SdkError<InvokeEndpointAsyncError>) -> InvokeError {
     if let Some(InvokeEndpointAsyncError::ValidationError(v)) = e.as_service_error() {
@@ -647,6 +782,7 @@ where
             source: Some(Box::new(e)),
         },
         ErrorKind::Transport => InvokeError::Transport {
+            delivery: sdk_delivery(&e),
             source: Box::new(e),
         },
         ErrorKind::Validation if e.as_service_error().is_some() => validation(message.as_deref()),
@@ -654,6 +790,31 @@ where
             source: Box::new(e),
         },
     }
+}
+
+/// How far an SDK call that got no answer went. The SDK's
+/// `DispatchFailure` only says the request "MAY have been sent", and its
+/// kinds (`is_io`, `is_timeout`, ...) give a refused connection and a reset
+/// after the body the same `io`; the connector's own error, kept in the
+/// chain, says whether it failed while connecting (hyper-util's
+/// `is_connect`). Everything else (timeouts included) may have been sent.
+fn sdk_delivery<E>(e: &SdkError<E>) -> Delivery
+where
+    E: std::error::Error + 'static,
+{
+    let SdkError::DispatchFailure(_) = e else {
+        return Delivery::Unknown;
+    };
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if h.is_connect() {
+                return Delivery::NotSent;
+            }
+        }
+        next = err.source();
+    }
+    Delivery::Unknown
 }
 
 /// The lean client's wire: one HTTP/1.1 connection, driven by the task
@@ -678,6 +839,8 @@ mod wire {
     use hyper::{StatusCode, Uri};
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioIo;
+
+    use crate::ports::inference::Delivery;
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
     use tokio::time::Instant;
     use tower_service::Service;
@@ -697,8 +860,13 @@ mod wire {
     pub enum Error {
         #[error("cannot connect")]
         Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+        /// `partial`: part of the request was written before it failed.
         #[error("cannot send the request")]
-        Write(#[source] std::io::Error),
+        Write {
+            partial: bool,
+            #[source]
+            source: std::io::Error,
+        },
         #[error("cannot read the answer")]
         Read(#[source] std::io::Error),
         #[error("connection closed before the answer was complete")]
@@ -709,6 +877,17 @@ mod wire {
         TooLarge(usize),
     }
 
+    impl Error {
+        /// Whether any of the request may have reached the server: not if
+        /// the connection failed or nothing of the request was written.
+        pub fn delivery(&self) -> Delivery {
+            match self {
+                Error::Connect(_) | Error::Write { partial: false, .. } => Delivery::NotSent,
+                _ => Delivery::Unknown,
+            }
+        }
+    }
+
     /// What the router reads of an answer.
     #[derive(Debug)]
     pub struct Response {
@@ -716,6 +895,8 @@ mod wire {
         pub content_type: Option<HeaderValue>,
         pub custom_attributes: Option<HeaderValue>,
         pub invoked_variant: Option<HeaderValue>,
+        pub new_session_id: Option<HeaderValue>,
+        pub closed_session_id: Option<HeaderValue>,
         pub errortype: Option<HeaderValue>,
         pub body: Bytes,
     }
@@ -766,20 +947,24 @@ mod wire {
         /// Write `head` then `body`, vectored (usually one system call).
         pub async fn send(&mut self, head: &[u8], body: &[u8]) -> Result<(), Error> {
             let (mut head, mut body) = (head, body);
+            let mut partial = false;
+            let failed = |partial, source| Error::Write { partial, source };
             while !head.is_empty() || !body.is_empty() {
                 let n = self
                     .io
                     .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
                     .await
-                    .map_err(Error::Write)?;
+                    .map_err(|e| failed(partial, e))?;
                 if n == 0 {
-                    return Err(Error::Write(std::io::ErrorKind::WriteZero.into()));
+                    return Err(failed(partial, std::io::ErrorKind::WriteZero.into()));
                 }
+                partial = true;
                 let h = n.min(head.len());
                 head = &head[h..];
                 body = &body[n - h..];
             }
-            self.io.flush().await.map_err(Error::Write)
+            // Over TLS the last records may still be buffered: written in part.
+            self.io.flush().await.map_err(|e| failed(partial, e))
         }
 
         /// Read more into `buf`; the end of the connection is an error.
@@ -853,6 +1038,8 @@ mod wire {
                     content_type: head.content_type,
                     custom_attributes: head.custom_attributes,
                     invoked_variant: head.invoked_variant,
+                    new_session_id: head.new_session_id,
+                    closed_session_id: head.closed_session_id,
                     errortype: head.errortype,
                     body,
                 };
@@ -917,6 +1104,8 @@ mod wire {
         content_type: Option<HeaderValue>,
         custom_attributes: Option<HeaderValue>,
         invoked_variant: Option<HeaderValue>,
+        new_session_id: Option<HeaderValue>,
+        closed_session_id: Option<HeaderValue>,
         errortype: Option<HeaderValue>,
     }
 
@@ -939,7 +1128,7 @@ mod wire {
         // offsets first, while `r` borrows `buf`.
         let base = buf.as_ptr() as usize;
         let at = |v: &[u8]| (v.as_ptr() as usize - base, v.len());
-        let mut wanted: [Option<(usize, usize)>; 4] = [None; 4];
+        let mut wanted: [Option<(usize, usize)>; 6] = [None; 6];
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut encoded = false;
@@ -954,6 +1143,10 @@ mod wire {
                 Some(2)
             } else if name.eq_ignore_ascii_case(super::H_ERRORTYPE) {
                 Some(3)
+            } else if name.eq_ignore_ascii_case(super::H_NEW_SESSION) {
+                Some(4)
+            } else if name.eq_ignore_ascii_case(super::H_CLOSED_SESSION) {
+                Some(5)
             } else {
                 None
             };
@@ -1006,6 +1199,8 @@ mod wire {
             custom_attributes: value(wanted[1]),
             invoked_variant: value(wanted[2]),
             errortype: value(wanted[3]),
+            new_session_id: value(wanted[4]),
+            closed_session_id: value(wanted[5]),
         }))
     }
 
@@ -1114,6 +1309,29 @@ mod wire {
             );
             c.send(req, b"abc").await.unwrap();
             assert!(matches!(c.receive(4).await, Err(Error::TooLarge(4))));
+        }
+
+        #[tokio::test]
+        async fn failures_say_whether_the_request_may_have_arrived() {
+            let now = crate::ports::clock::SystemClock.monotonic();
+            // Nothing listens: refused, nothing sent.
+            let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = closed.local_addr().unwrap().port();
+            drop(closed);
+            let origin: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+            let e = Conn::connect(&connector(), &origin, now)
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(e.delivery(), Delivery::NotSent, "{e:?}");
+            // Read, then closed without an answer: it may have run.
+            let origin = server(vec![]).await;
+            let mut c = Conn::connect(&connector(), &origin, now).await.unwrap();
+            c.send(b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n", b"abc")
+                .await
+                .unwrap();
+            let e = c.receive(1024).await.err().unwrap();
+            assert_eq!(e.delivery(), Delivery::Unknown, "{e:?}");
         }
 
         #[tokio::test]

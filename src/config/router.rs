@@ -94,9 +94,17 @@ pub struct ModelConfig {
     /// SageMaker `TargetModel` to send (multi-model endpoints); unset for
     /// single-model endpoints, which reject the header.
     pub target_model: Option<String>,
+    /// Whether a request may run twice. `false`: it is sent again only
+    /// when the router knows the first attempt never reached the model
+    /// (the connection was refused, nothing was written); after a 5xx, a
+    /// reset once the request was written, a timeout or an answer cut off,
+    /// the client gets a `ModelError` saying the outcome is unknown. Never
+    /// hedged. Defaults to `retry_on_timeout`'s value.
+    pub idempotent: bool,
     /// Whether a request whose attempt timed out may be sent again (to the
     /// next region). Off for models that must not run twice: the attempt
-    /// then keeps waiting until the deadline instead.
+    /// then keeps waiting until the deadline instead. Always off when
+    /// `idempotent` is.
     pub retry_on_timeout: bool,
     /// Send a second attempt to the next region when the first has not
     /// answered after this long (fixed, or a quantile of what the router
@@ -198,6 +206,7 @@ pub(super) struct RawModel {
     pub(super) name: Option<String>,
     pub(super) traffic_class: Option<String>,
     pub(super) target_model: Option<String>,
+    pub(super) idempotent: Option<bool>,
     pub(super) retry_on_timeout: Option<bool>,
     pub(super) hedge_after: Option<String>,
     pub(super) attempt_timeout: Option<String>,
@@ -509,7 +518,16 @@ impl Validator<'_> {
             let k = |f: &str| format!("models[{i}].{f}");
             let name = self.required(&k("name"), m.name);
             let class = m.traffic_class.unwrap_or_else(|| "standard".into());
-            let retry_on_timeout = m.retry_on_timeout.unwrap_or(true);
+            // `retry_on_timeout = false` was the documented setting for a
+            // model that must not run twice: alone, it means not idempotent.
+            let idempotent = m.idempotent.unwrap_or(m.retry_on_timeout.unwrap_or(true));
+            let retry_on_timeout = m.retry_on_timeout.unwrap_or(idempotent);
+            if !idempotent && retry_on_timeout {
+                self.err(
+                    &k("retry_on_timeout"),
+                    "a model with idempotent = false is never sent again after a timeout; drop retry_on_timeout or set it to false",
+                );
+            }
             let hedge_after = match m.hedge_after.as_deref().map(parse_hedge_after) {
                 None => Ok(None),
                 Some(Ok(h)) => Ok(Some(h)),
@@ -521,7 +539,7 @@ impl Validator<'_> {
             if hedge_after.as_ref().is_ok_and(Option::is_some) && !retry_on_timeout {
                 self.err(
                     &k("hedge_after"),
-                    "a hedge sends the request a second time; a model with retry_on_timeout = false must not be hedged",
+                    "a hedge sends the request a second time; a model with idempotent = false or retry_on_timeout = false must not be hedged",
                 );
             }
             let attempt_timeout = match m.attempt_timeout {
@@ -560,6 +578,7 @@ impl Validator<'_> {
                 name: n,
                 traffic_class: class,
                 target_model: m.target_model.filter(|t| !t.is_empty()),
+                idempotent,
                 retry_on_timeout,
                 hedge_after,
                 attempt_timeout,
@@ -620,7 +639,8 @@ mod tests {
              [[models]]\nname = \"once\"\nretry_on_timeout = false\nhedge_after = \"p95\"\n\
              [[models]]\nname = \"odd\"\nhedge_after = \"p100\"\n\
              [[models]]\nname = \"slow\"\nhedge_after = \"2s\"\nattempt_timeout = \"1s\"\n\
-             [[models]]\nname = \"vague\"\nhedge_after = \"soonish\"\nattempt_timeout = \"forever\"\n",
+             [[models]]\nname = \"vague\"\nhedge_after = \"soonish\"\nattempt_timeout = \"forever\"\n\
+             [[models]]\nname = \"torn\"\nidempotent = false\nretry_on_timeout = true\n",
         )
         .unwrap_err();
         for line in [
@@ -631,6 +651,7 @@ mod tests {
             "models[2].hedge_after: 2s is not shorter than models[2].attempt_timeout (1s)",
             "models[3].hedge_after: \"soonish\" is neither a quantile",
             "models[3].attempt_timeout: \"forever\" is not a duration",
+            "models[4].retry_on_timeout: a model with idempotent = false is never sent again",
         ] {
             assert!(report.contains(line), "no {line:?} in:\n{report}");
         }
@@ -646,7 +667,9 @@ mod tests {
             "region = \"us-east-1\"\n\
              [[models]]\nname = \"q\"\nhedge_after = \"p99.5\"\n\
              [[models]]\nname = \"f\"\nhedge_after = \"250ms\"\nattempt_timeout = \"2s\"\n\
-             [[models]]\nname = \"once\"\nretry_on_timeout = false\n",
+             [[models]]\nname = \"once\"\nretry_on_timeout = false\n\
+             [[models]]\nname = \"twice_ok\"\nidempotent = true\nretry_on_timeout = false\n\
+             [[models]]\nname = \"pay\"\nidempotent = false\n",
         )
         .unwrap();
         let m = |n: &str| c.models.iter().find(|m| m.name == n).unwrap();
@@ -658,6 +681,13 @@ mod tests {
         );
         assert_eq!(m("f").attempt_timeout, Some(Duration::from_secs(2)));
         assert!(!m("once").retry_on_timeout);
+        assert!(m("q").idempotent, "on by default");
+        assert!(
+            !m("once").idempotent,
+            "retry_on_timeout = false alone: not idempotent"
+        );
+        assert!(m("twice_ok").idempotent && !m("twice_ok").retry_on_timeout);
+        assert!(!m("pay").idempotent && !m("pay").retry_on_timeout);
         assert_eq!(m("once").hedge_after, None);
         assert_eq!(c.router.attempt_timeout_fraction, 0.5);
         assert_eq!(c.router.attempt_timeout_min, Duration::from_secs(1));

@@ -25,13 +25,34 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// as they arrived (a clone is a reference count, not a copy).
 #[derive(Debug, Clone, Default)]
 pub struct Invocation {
-    /// SageMaker `TargetModel` (multi-model endpoints only).
+    /// SageMaker `TargetModel` (multi-model endpoints only): the client's
+    /// `X-Amzn-SageMaker-Target-Model`, else the model's configured one.
     pub target_model: Option<HeaderValue>,
     pub body: Bytes,
     pub content_type: Option<HeaderValue>,
     pub accept: Option<HeaderValue>,
     /// `X-Amzn-SageMaker-Custom-Attributes`, passed through verbatim.
     pub custom_attributes: Option<HeaderValue>,
+    /// The client's other `InvokeEndpoint` headers, passed through verbatim.
+    pub passed: Passed,
+}
+
+/// `InvokeEndpoint` request headers the router passes through as the client
+/// sent them (each documented in SageMaker's `InvokeEndpoint` reference).
+#[derive(Debug, Clone, Default)]
+pub struct Passed {
+    /// `X-Amzn-SageMaker-Target-Variant`.
+    pub target_variant: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-Target-Container-Hostname`.
+    pub target_container_hostname: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-Inference-Id`.
+    pub inference_id: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-Enable-Explanations`.
+    pub enable_explanations: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-Inference-Component`.
+    pub inference_component: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-Session-Id`: `NEW_SESSION` or a session's id.
+    pub session_id: Option<HeaderValue>,
 }
 
 /// A model's successful answer.
@@ -43,6 +64,48 @@ pub struct Answer {
     pub custom_attributes: Option<HeaderValue>,
     /// `x-Amzn-Invoked-Production-Variant`.
     pub invoked_variant: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-New-Session-Id`: the session the model opened
+    /// (`<id>; Expires=<time>`).
+    pub new_session_id: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-Closed-Session-Id`: the session the model closed.
+    pub closed_session_id: Option<HeaderValue>,
+}
+
+/// A response stream's events after its head, as they arrive: each
+/// `PayloadPart`'s bytes, or how it failed (after which it ends).
+pub type EventStream = futures_util::stream::BoxStream<'static, Result<Bytes, StreamError>>;
+
+/// An `InvokeEndpointWithResponseStream` answer that started.
+pub struct Streamed {
+    /// `X-Amzn-SageMaker-Content-Type`: the model's content type.
+    pub content_type: Option<HeaderValue>,
+    pub custom_attributes: Option<HeaderValue>,
+    pub invoked_variant: Option<HeaderValue>,
+    pub events: EventStream,
+}
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed")
+            .field("content_type", &self.content_type)
+            .field("invoked_variant", &self.invoked_variant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a response stream failed once it had started.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamError {
+    /// The model failed mid-stream (SageMaker's in-band `ModelStreamError`).
+    #[error("the model failed mid-stream: {message}")]
+    Model {
+        message: String,
+        error_code: Option<String>,
+    },
+    /// Anything else: SageMaker's `InternalStreamFailure`, the connection
+    /// lost, an event the router cannot read.
+    #[error("the stream failed: {message}")]
+    Internal { message: String },
 }
 
 /// An asynchronous invocation of a payload already stored at `input_location`.
@@ -114,9 +177,11 @@ pub enum InvokeError {
         #[source]
         source: Option<BoxError>,
     },
-    /// No usable answer at all (connect failure, reset, a broken response).
+    /// No usable answer at all (connect failure, reset, a broken response);
+    /// `delivery` says whether the request may have reached the model.
     #[error("no answer from the service")]
     Transport {
+        delivery: Delivery,
         #[source]
         source: BoxError,
     },
@@ -128,7 +193,39 @@ pub enum InvokeError {
     },
 }
 
+/// How far a call that got no usable answer went: what the router needs
+/// to know before sending a request that must not run twice again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Nothing of the request left this host: the connection was refused
+    /// or failed, or the first write failed. The model cannot have run.
+    NotSent,
+    /// The request was written, in part or whole, and no complete answer
+    /// came back (reset, closed, an answer cut off, even after a 200): the
+    /// model may have run.
+    Unknown,
+}
+
 impl InvokeError {
+    /// Whether the model may have run and there is no answer to give (the
+    /// outcome is unknown): a 5xx (SageMaker does not say whether the
+    /// container was called), a connection that failed after the request
+    /// was written, an answer the router cannot read. Refusals before the model
+    /// (throttling, cold start, a missing endpoint, validation) and a
+    /// connection that never carried the request did not run it; a model
+    /// error is the model's own answer.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } | Self::Other { .. } => true,
+            Self::Transport { delivery, .. } => *delivery == Delivery::Unknown,
+            Self::ModelNotReady { .. }
+            | Self::Throttled { .. }
+            | Self::Model(_)
+            | Self::Validation { .. }
+            | Self::EndpointNotFound { .. } => false,
+        }
+    }
+
     /// Whether this says the target is unwell (feeds the circuit breaker
     /// and moves the request to the next region).
     pub fn is_target_failure(&self) -> bool {
@@ -149,6 +246,21 @@ pub trait Inference: Send + Sync + 'static {
         endpoint: &str,
         inv: &Invocation,
     ) -> Result<Answer, InvokeError>;
+
+    /// `InvokeEndpointWithResponseStream` on `endpoint` in `region`: the
+    /// answer's head once it started, its events as they come. The default
+    /// says the adapter does not stream.
+    async fn invoke_stream(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &Invocation,
+    ) -> Result<Streamed, InvokeError> {
+        let _ = (region, endpoint, inv);
+        Err(InvokeError::Other {
+            source: "this Inference adapter does not stream responses".into(),
+        })
+    }
 
     /// `InvokeEndpointAsync` on `endpoint` in `region`.
     async fn invoke_async(

@@ -22,6 +22,8 @@
 //! | body slower than `body_read_timeout`     | 408    | `RequestTimeout`        |
 //! | body over the limit                      | 413    | `ValidationError`       |
 //! | the model answered an error              | 424    | `ModelError`            |
+//! | a model that must not run twice may have run, no answer | 424 | `ModelError` (+ `x-failoverd-outcome: unknown`) |
+//! | a session this router no longer serves   | 400    | `ValidationError`       |
 //! | SageMaker said the request is invalid    | 400    | `ValidationError`       |
 //! | throttled, retry budget spent            | 429    | `ThrottlingException`   |
 //! | every region still cold                  | 429    | `ModelNotReadyException`|
@@ -55,6 +57,11 @@ pub(super) const H_VARIANT: HeaderName =
 pub(super) const H_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 pub(super) const H_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 pub(super) const H_JOB_STATUS: HeaderName = HeaderName::from_static("x-failoverd-job-status");
+pub(super) const H_OUTCOME: HeaderName = HeaderName::from_static("x-failoverd-outcome");
+pub(super) const H_NEW_SESSION: HeaderName =
+    HeaderName::from_static("x-amzn-sagemaker-new-session-id");
+pub(super) const H_CLOSED_SESSION: HeaderName =
+    HeaderName::from_static("x-amzn-sagemaker-closed-session-id");
 
 /// `Retry-After` seconds on shed, unavailable and throttled answers.
 pub const RETRY_AFTER_SECS: &str = "1";
@@ -113,6 +120,19 @@ pub enum RouterError {
     },
     #[error("{message}")]
     Validation { region: String, message: String },
+    /// A model that must not run twice (`idempotent = false`) may have
+    /// run, and there is no answer to give: nothing is sent again.
+    #[error("the outcome is unknown: the request may have reached the model in {region} ({}), and this model must not run twice (idempotent = false), so it was not sent again; check whether it ran before retrying", error_chain(.source.as_ref()))]
+    OutcomeUnknown {
+        region: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The session's region can no longer serve it (a failover, an outage,
+    /// an ejection): the session ended, as SageMaker answers an unknown one.
+    #[error(
+        "Session {session:?} is not valid: it was opened in {region}, which this router no longer routes to; start a new session (NEW_SESSION)"
+    )]
+    SessionEnded { session: String, region: String },
     #[error("throttled by {region}; the retry budget is spent")]
     Throttled { region: String },
     #[error("the model is not ready in any region that could serve it (cold starts); retry later")]
@@ -187,6 +207,12 @@ impl RouterError {
                 "ValidationError",
                 Outcome::BadRequest,
             ),
+            // As SageMaker answers a session it does not know (assumed).
+            E::SessionEnded { .. } => w(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                Outcome::BadRequest,
+            ),
             E::BodyTimeout(_) => w(
                 StatusCode::REQUEST_TIMEOUT,
                 "RequestTimeout",
@@ -197,7 +223,9 @@ impl RouterError {
                 "ValidationError",
                 Outcome::TooLarge,
             ),
-            E::Model { .. } => w(
+            // 424 as SageMaker answers a container that timed out: a status
+            // no SDK retries (boto3 resends 500, 502, 503 and 504 itself).
+            E::Model { .. } | E::OutcomeUnknown { .. } => w(
                 StatusCode::FAILED_DEPENDENCY,
                 "ModelError",
                 Outcome::ModelError,
@@ -263,6 +291,9 @@ impl<'a> Reply<'a> {
             body["LogStreamArn"] = failure.log_stream_arn.clone().into();
         }
         let mut headers = vec![(H_ERRORTYPE, HeaderValue::from_static(wire.code))];
+        if let RouterError::OutcomeUnknown { .. } = e {
+            headers.push((H_OUTCOME, HeaderValue::from_static("unknown")));
+        }
         if let RouterError::Method { allow, .. } = e {
             headers.push((hyper::header::ALLOW, HeaderValue::from_static(allow)));
         }
@@ -309,6 +340,12 @@ impl<'a> Reply<'a> {
         }
         if let Some(v) = answer.invoked_variant {
             headers.push((H_VARIANT, v));
+        }
+        if let Some(v) = answer.new_session_id {
+            headers.push((H_NEW_SESSION, v));
+        }
+        if let Some(v) = answer.closed_session_id {
+            headers.push((H_CLOSED_SESSION, v));
         }
         Self {
             status: StatusCode::OK,
@@ -393,6 +430,100 @@ impl<'a> Reply<'a> {
 impl<'a> From<RouterError> for Reply<'a> {
     fn from(e: RouterError) -> Self {
         Reply::error(&e)
+    }
+}
+
+/// `application/vnd.amazon.eventstream` messages, as SageMaker's response
+/// stream sends them (`InvokeEndpointWithResponseStream`; the router
+/// re-encodes each event it passes on, and the lab's model server encodes
+/// its own with it): a prelude (total and headers length, CRC-32 of the
+/// two), string headers, the payload, a CRC-32 of all before it.
+pub mod event_stream {
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    /// A `PayloadPart` event carrying `bytes`.
+    pub fn payload_part(bytes: &[u8]) -> Bytes {
+        message(
+            &[
+                (":event-type", "PayloadPart"),
+                (":content-type", "application/octet-stream"),
+                (":message-type", "event"),
+            ],
+            bytes,
+        )
+    }
+
+    /// An in-band error event (`ModelStreamError`, `InternalStreamFailure`).
+    pub fn exception(kind: &str, body: &serde_json::Value) -> Bytes {
+        message(
+            &[
+                (":exception-type", kind),
+                (":content-type", "application/json"),
+                (":message-type", "exception"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// One message with string headers.
+    pub fn message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
+        let mut h = BytesMut::new();
+        for (name, value) in headers {
+            h.put_u8(name.len() as u8);
+            h.put_slice(name.as_bytes());
+            h.put_u8(7); // string
+            h.put_u16(value.len() as u16);
+            h.put_slice(value.as_bytes());
+        }
+        let total = 12 + h.len() + payload.len() + 4;
+        let mut m = BytesMut::with_capacity(total);
+        m.put_u32(total as u32);
+        m.put_u32(h.len() as u32);
+        let prelude_crc = crc32(&m[..8]);
+        m.put_u32(prelude_crc);
+        m.put_slice(&h);
+        m.put_slice(payload);
+        let crc = crc32(&m);
+        m.put_u32(crc);
+        m.freeze()
+    }
+
+    /// CRC-32 (IEEE 802.3, reflected), a byte at a time.
+    pub fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+        }
+        !crc
+    }
+
+    /// The CRC of every byte value, built at compile time.
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn crc32_is_ieee() {
+            assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
+        }
     }
 }
 

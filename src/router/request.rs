@@ -151,6 +151,24 @@ pub fn too_large(api: Api, len: Option<u64>, limit: u64) -> RouterError {
     }
 }
 
+/// The model of `POST /endpoints/{model}/invocations-response-stream`
+/// (`InvokeEndpointWithResponseStream`), if `path` is that route: the
+/// model, or the refusal of another method.
+pub fn stream_route(method: &Method, path: &str) -> Option<Result<String, RouterError>> {
+    let name = path
+        .strip_prefix("/endpoints/")
+        .and_then(|r| r.strip_suffix("/invocations-response-stream"))
+        .filter(|n| !n.contains('/'))?;
+    Some(if method == Method::POST {
+        Ok(crate::http::percent_decode(name))
+    } else {
+        Err(RouterError::Method {
+            method: method.clone(),
+            allow: "POST",
+        })
+    })
+}
+
 fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, RouterError> {
     match headers.get(name) {
         None => Ok(None),
@@ -166,6 +184,39 @@ fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>
 fn passed(headers: &HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>, RouterError> {
     text(headers, name)?;
     Ok(headers.get(name).cloned())
+}
+
+/// `X-Amzn-SageMaker-Target-Model` and the [`Passed`] headers, in one pass
+/// over the request's headers (a lookup each would hash every name), each
+/// checked to be visible ASCII; the first of repeated values, as
+/// `HeaderMap::get` gives it.
+fn sagemaker_headers(
+    headers: &HeaderMap,
+) -> Result<(Option<HeaderValue>, crate::ports::inference::Passed), RouterError> {
+    let mut target_model = None;
+    let mut p = crate::ports::inference::Passed::default();
+    for (name, value) in headers {
+        let Some(rest) = name.as_str().strip_prefix("x-amzn-sagemaker-") else {
+            continue;
+        };
+        let slot = match rest {
+            "target-model" => &mut target_model,
+            "target-variant" => &mut p.target_variant,
+            "target-container-hostname" => &mut p.target_container_hostname,
+            "inference-id" => &mut p.inference_id,
+            "enable-explanations" => &mut p.enable_explanations,
+            "inference-component" => &mut p.inference_component,
+            "session-id" => &mut p.session_id,
+            _ => continue,
+        };
+        if slot.is_none() {
+            value
+                .to_str()
+                .map_err(|_| RouterError::BadHeader(name.clone()))?;
+            *slot = Some(value.clone());
+        }
+    }
+    Ok((target_model, p))
 }
 
 /// `class` if a client may name it: the seed's classes and any model's
@@ -238,20 +289,28 @@ pub fn parse_head<'c>(
             return Err(too_large(api, Some(len), limit));
         }
     }
+    // The client's TargetModel wins over the configured one, as SageMaker
+    // would take it.
+    let (target_model, others) = sagemaker_headers(headers)?;
     Ok(Ask {
         api,
         model,
         class,
         deadline: started + deadline,
         inv: Invocation {
-            target_model: model
-                .target_model
-                .as_deref()
-                .and_then(|t| HeaderValue::from_str(t).ok()),
+            // The client's TargetModel, as SageMaker would take it; else
+            // the one the model's configuration names.
+            target_model: target_model.or_else(|| {
+                model
+                    .target_model
+                    .as_deref()
+                    .and_then(|t| HeaderValue::from_str(t).ok())
+            }),
             body: Bytes::new(),
             content_type: passed(headers, &CONTENT_TYPE)?,
             accept: passed(headers, &ACCEPT)?,
             custom_attributes: passed(headers, &H_CUSTOM)?,
+            passed: others,
         },
     })
 }

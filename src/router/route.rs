@@ -27,6 +27,15 @@
 //! attempt is reported to the breaker but kept waiting until the deadline,
 //! and nothing else is sent.
 //!
+//! A model with `idempotent = false` goes further: a request is sent again
+//! (to the same target or the next region) only after a failure that says
+//! the model did not run: throttling, a cold start, a missing endpoint, or
+//! a connection that never carried the request
+//! ([`InvokeError::outcome_unknown`]). After a 5xx, a connection lost once
+//! the request was written, an answer cut off, a timeout or the deadline,
+//! the client gets `RouterError::OutcomeUnknown` (424 `ModelError`, which
+//! no SDK resends on its own) and nothing else is sent.
+//!
 //! Hedging: with the model's `hedge_after` set, when the first attempt has
 //! not answered after that long (and the retry budget allows), a second
 //! lane starts at the next region in the ranking. The first answer wins and
@@ -35,6 +44,14 @@
 //!
 //! At the deadline every attempt still in flight is a timeout for its
 //! target's breaker, and the request gets 504.
+//!
+//! Stateful sessions: a request whose `SessionId` names a session this
+//! router saw opened (`NewSessionId`) runs as one lane at the region that
+//! opened it, never hedged and never moved; when that region can no longer
+//! serve it (seen down, its target ejected, a failover since),
+//! the session has ended and the request is refused with
+//! `RouterError::SessionEnded`, before any call. A session id the router
+//! does not know goes to the first region of the ranking only.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -53,7 +70,10 @@ use crate::core::rand;
 use crate::core::retry::{self, AttemptPolicy};
 use crate::core::routing::{self, Available, NO_BATCH_THRESHOLD, NoPath, Path};
 use crate::metrics::router::CallResult;
-use crate::ports::inference::{Answer, InvokeError};
+use crate::ports::inference::{Answer, InvokeError, StreamError, Streamed};
+
+/// The `SessionId` that asks the model to open a session.
+const NEW_SESSION: &str = "NEW_SESSION";
 use crate::ports::jobs::Job;
 
 /// One lane's position.
@@ -90,6 +110,20 @@ impl AttemptError {
             AttemptError::Submit(SubmitError::NoOutputLocation) => CallResult::Other,
             AttemptError::Submit(_) => CallResult::Unavailable,
             AttemptError::TimedOut { .. } => CallResult::Timeout,
+        }
+    }
+
+    /// Whether the model may have run without an answer to give (see
+    /// [`InvokeError::outcome_unknown`]); a batch submission may have
+    /// run once `InvokeEndpointAsync` was called (its job is recorded after).
+    fn outcome_unknown(&self) -> bool {
+        match self {
+            AttemptError::Invoke(e) | AttemptError::Submit(SubmitError::Submit(e)) => {
+                e.outcome_unknown()
+            }
+            AttemptError::Submit(SubmitError::Store(_)) => false,
+            AttemptError::Submit(SubmitError::Record(_) | SubmitError::NoOutputLocation) => true,
+            AttemptError::TimedOut { .. } => true,
         }
     }
 
@@ -209,19 +243,29 @@ impl Router {
                 std::convert::identity,
             ),
         };
-        let order = targets::rank(
-            &self.shared,
-            &self.targets,
-            &Ranking {
-                cfg,
-                class: &ask.class,
-                len,
-                threshold,
-                mask,
-                lease_now: self.clock.lease_mono(now),
-                now_ms: mono_ms,
-            },
-        );
+        let ranking = Ranking {
+            cfg,
+            class: &ask.class,
+            len,
+            threshold,
+            mask,
+            lease_now: self.clock.lease_mono(now),
+            now_ms: mono_ms,
+        };
+        let mut order = targets::rank(&self.shared, &self.targets, &ranking);
+        // A stateful session stays in the region that opened it, with no
+        // other region tried and no hedge (another region's model has no
+        // such session); when that region can no longer serve it, the
+        // session has ended.
+        let session = ask
+            .inv
+            .passed
+            .session_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = self.pin_session(session, &ranking, &mut order) {
+            return Reply::from(e);
+        }
         let mut cursor = Cursor {
             cfg,
             order,
@@ -289,7 +333,11 @@ impl Router {
                     );
                 };
                 if attempts == 0 {
-                    if let Some(after) = ask.model.hedge_after.filter(|_| lane.path.is_realtime()) {
+                    if let Some(after) = ask
+                        .model
+                        .hedge_after
+                        .filter(|_| lane.path.is_realtime() && session.is_none())
+                    {
                         if let Some(d) =
                             self.targets
                                 .hedge_delay(&lane.region.name, lane.path, after)
@@ -326,7 +374,10 @@ impl Router {
                                 self.metrics.hedge_won(region);
                             }
                             let reply = match success {
-                                Success::Answer(a) => Reply::answer(a),
+                                Success::Answer(a) => {
+                                    self.note_session(&ranking, region, path, &a);
+                                    Reply::answer(a)
+                                }
                                 Success::Job(job) => Reply::accepted(&job),
                             };
                             return reply.at(Some(path), Some(region), attempts);
@@ -379,12 +430,22 @@ impl Router {
                 () = &mut deadline => {
                     // Attempts still calling are timeouts for their targets.
                     let now = self.clock.now();
+                    let mut calling = None;
                     for f in in_flight.iter().filter(|f| f.calls_at <= now) {
                         self.metrics.call(f.path, f.region, CallResult::Timeout);
                         self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), f.region, f.path);
+                        calling = Some(f.region);
                     }
                     let (region, path) = at.unzip();
-                    return Reply::from(RouterError::DeadlineExceeded).at(path, region, attempts);
+                    let e = match calling {
+                        // A model that must not run twice may have run.
+                        Some(r) if !ask.model.idempotent => RouterError::OutcomeUnknown {
+                            region: r.to_string(),
+                            source: "no answer before the request's deadline".into(),
+                        },
+                        _ => RouterError::DeadlineExceeded,
+                    };
+                    return Reply::from(e).at(path, region, attempts);
                 }
             }
         }
@@ -494,6 +555,15 @@ impl Router {
         e: AttemptError,
     ) -> Step<'c> {
         let region = || lane.region.name.clone();
+        if !ask.model.idempotent && e.outcome_unknown() {
+            // Whatever the error: the model may have run, so nothing is
+            // sent again (SageMaker's own errors included: a 5xx does not
+            // say whether the container was called).
+            return Step::Answer(RouterError::OutcomeUnknown {
+                region: region(),
+                source: Box::new(e),
+            });
+        }
         match e {
             AttemptError::Invoke(InvokeError::ModelNotReady { .. }) => {
                 self.shared
@@ -571,6 +641,61 @@ impl Router {
         }
     }
 
+    /// Keep a request in session `id` to the region that opened it (`order`
+    /// becomes that region alone), or say the session ended.
+    fn pin_session(
+        &self,
+        session: Option<&str>,
+        ranking: &Ranking<'_>,
+        order: &mut Vec<usize>,
+    ) -> Result<(), RouterError> {
+        let Some(id) = session.filter(|&id| id != NEW_SESSION) else {
+            return Ok(());
+        };
+        match self.targets.session(id, self.clock.wall_ms()) {
+            Some(s) => match targets::session_routable(&self.shared, &self.targets, ranking, &s) {
+                Some(i) => {
+                    order.clear();
+                    order.push(i);
+                }
+                None => {
+                    self.targets.session_closed(id);
+                    info!(session = id, region = %s.region, "a session's region can no longer serve it: the session ended");
+                    return Err(RouterError::SessionEnded {
+                        session: id.to_string(),
+                        region: s.region,
+                    });
+                }
+            },
+            // Not opened through this router (another daemon, a restart):
+            // the first region of the ranking, and only it.
+            None => order.truncate(1),
+        }
+        Ok(())
+    }
+
+    /// Remember a session the model opened in `region`, forget one it
+    /// closed.
+    fn note_session(&self, ranking: &Ranking<'_>, region: &str, path: Path, a: &Answer) {
+        if let Some(new) = a.new_session_id.as_ref().and_then(|v| v.to_str().ok()) {
+            let (id, expires_ms) = targets::parse_new_session(new);
+            if !id.is_empty() {
+                let active = targets::routing_active(&self.shared, ranking).map(str::to_string);
+                let session = targets::Session {
+                    region: region.to_string(),
+                    path,
+                    active,
+                    expires_ms,
+                };
+                self.targets
+                    .session_opened(id, session, self.clock.wall_ms());
+            }
+        }
+        if let Some(closed) = a.closed_session_id.as_ref().and_then(|v| v.to_str().ok()) {
+            self.targets.session_closed(closed.trim());
+        }
+    }
+
     /// A number in `[0, 1)` for backoff jitter.
     fn jitter(&self) -> f64 {
         let n = self
@@ -614,4 +739,411 @@ fn exhausted<'c>(
         (None, Some(limit)) => Reply::from(too_large(api, Some(len), limit)),
         (None, None) => Reply::from(RouterError::NoEndpoint),
     }
+}
+
+/// A streamed response's body: event-stream messages as they come.
+pub type StreamBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::io::Error>;
+
+/// A response stream that started: its first part (none if it ended at
+/// once) and the rest, from (region, path) after `attempts` attempts.
+struct Started<'c> {
+    streamed: Streamed,
+    first: Option<bytes::Bytes>,
+    region: &'c str,
+    path: Path,
+    attempts: u32,
+}
+
+/// Decrements the in-flight gauge when a stream's request ends.
+struct StreamInFlight(std::sync::Arc<crate::metrics::router::Metrics>);
+
+impl Drop for StreamInFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Router {
+    /// Whether `req` is for [`Router::handle_stream`] (its path is
+    /// `/endpoints/{model}/invocations-response-stream`) rather than
+    /// [`Router::handle`]: what a listener asks before it picks one.
+    pub fn is_stream<B>(req: &hyper::Request<B>) -> bool {
+        super::request::stream_route(req.method(), req.uri().path()).is_some()
+    }
+
+    /// `POST /endpoints/{model}/invocations-response-stream`
+    /// (`InvokeEndpointWithResponseStream`; any other route is 404). Parsed and refused as `InvokeEndpoint` is; then regions and
+    /// paths are tried as for it (cold-start retries and fallback,
+    /// throttling backoff, the next region on an outage, per-attempt
+    /// timeouts, `idempotent = false`, sessions) until a stream's first
+    /// part arrives: an attempt is over when its first part (or the end,
+    /// or a failure) arrives. Not hedged. From the first part on, parts are
+    /// passed on one event-stream message each as they come, never
+    /// buffered, and an upstream failure becomes SageMaker's in-band error
+    /// event (`ModelStreamError`, else `InternalStreamFailure`), so the
+    /// client's SDK raises rather than take a cut stream as complete.
+    pub async fn handle_stream<B>(
+        self: std::sync::Arc<Self>,
+        req: hyper::Request<B>,
+    ) -> hyper::Response<StreamBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        use http_body_util::BodyExt;
+        let route = super::request::stream_route(req.method(), req.uri().path());
+        let started = self.clock.now();
+        self.metrics
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = StreamInFlight(self.metrics.clone());
+        let cfg = self.config.borrow().clone();
+        let whole = |reply: Reply<'_>, this: &Self| {
+            this.metrics.request(
+                reply.path,
+                reply.region,
+                reply.outcome,
+                reply.attempts,
+                this.clock.since(started),
+            );
+            reply
+                .into_response(this.request_id())
+                .map(|b| b.map_err(|never| match never {}).boxed_unsync())
+        };
+        let model = match route {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return whole(Reply::from(e), &self),
+            None => {
+                let e = RouterError::NoRoute(req.uri().path().to_string());
+                return whole(Reply::from(e), &self);
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let ask = match self
+            .stream_ask(&cfg, &model, &parts.headers, body, started)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return whole(Reply::from(e), &self),
+        };
+        let s = match self.route_stream(&cfg, &ask).await {
+            Ok(s) => s,
+            Err(reply) => return whole(reply, &self),
+        };
+        self.metrics.request(
+            Some(s.path),
+            Some(s.region),
+            crate::metrics::router::Outcome::Ok,
+            s.attempts,
+            self.clock.since(started),
+        );
+        let mut r = hyper::Response::new(relay(s.first, s.streamed.events, guard));
+        let h = r.headers_mut();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        );
+        if let Some(v) = s.streamed.content_type {
+            h.insert("x-amzn-sagemaker-content-type", v);
+        }
+        if let Some(v) = s.streamed.invoked_variant {
+            h.insert(super::reply::H_VARIANT, v);
+        }
+        if let Some(v) = s.streamed.custom_attributes {
+            h.insert(super::reply::H_CUSTOM, v);
+        }
+        h.insert(super::reply::H_REQUEST_ID, self.request_id());
+        h.insert(
+            super::reply::H_PATH,
+            hyper::header::HeaderValue::from_static(s.path.as_str()),
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(s.region) {
+            h.insert(super::reply::H_REGION, v);
+        }
+        h.insert(super::reply::H_ATTEMPTS, s.attempts.into());
+        r
+    }
+
+    /// A stream request's model, headers and body, refused as
+    /// `InvokeEndpoint`'s are (shed, draining, unknown model, bad headers,
+    /// body over 6 MB or too slow).
+    async fn stream_ask<'c, B>(
+        &self,
+        cfg: &'c Config,
+        model: &str,
+        headers: &hyper::HeaderMap,
+        body: B,
+        started: Instant,
+    ) -> Result<Ask<'c>, RouterError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if self.is_draining() {
+            return Err(RouterError::Draining);
+        }
+        let in_flight = self
+            .metrics
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if in_flight > u64::from(cfg.router.max_in_flight) {
+            return Err(RouterError::OverCapacity(cfg.router.max_in_flight));
+        }
+        let Some(model_cfg) = cfg.models.iter().find(|m| m.name == model) else {
+            return Err(RouterError::UnknownModel(model.to_string()));
+        };
+        // The model's own class only: the routing table's classes are the
+        // batch path's, which a stream never takes.
+        let known = |_: &str| false;
+        let classes = || {
+            let mut k: Vec<String> = cfg.models.iter().map(|m| m.traffic_class.clone()).collect();
+            k.sort();
+            k.dedup();
+            k
+        };
+        let mut ask = super::request::parse_head(
+            cfg,
+            Api::SageMaker,
+            model_cfg,
+            headers,
+            started,
+            &known,
+            &classes,
+        )?;
+        super::request::read_body(cfg, &mut ask, body).await?;
+        self.shared.models.request(
+            &ask.model.name,
+            ask.inv.body.len() as u64,
+            self.clock.wall_ms(),
+        );
+        Ok(ask)
+    }
+
+    /// Try regions and paths until a stream's first part arrives (or the
+    /// request is answered otherwise).
+    async fn route_stream<'c>(
+        &self,
+        cfg: &'c Config,
+        ask: &Ask<'c>,
+    ) -> Result<Started<'c>, Reply<'c>> {
+        let now = self.clock.now();
+        let mono_ms = self.clock.mono_ms_at(now);
+        self.budget().on_request(mono_ms);
+        let len = ask.inv.body.len() as u64;
+        let ranking = Ranking {
+            cfg,
+            class: &ask.class,
+            len,
+            threshold: NO_BATCH_THRESHOLD,
+            mask: Available::realtime,
+            lease_now: self.clock.lease_mono(now),
+            now_ms: mono_ms,
+        };
+        let mut order = targets::rank(&self.shared, &self.targets, &ranking);
+        let session = ask
+            .inv
+            .passed
+            .session_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok());
+        self.pin_session(session, &ranking, &mut order)
+            .map_err(Reply::from)?;
+        let mut cursor = Cursor {
+            cfg,
+            order,
+            next: 0,
+            class: &ask.class,
+            len,
+            threshold: NO_BATCH_THRESHOLD,
+            mask: Available::realtime,
+            too_large: None,
+        };
+        let policy = AttemptPolicy {
+            fixed: ask.model.attempt_timeout,
+            fraction: cfg.router.attempt_timeout_fraction,
+            min: cfg.router.attempt_timeout_min,
+            max: cfg.router.attempt_timeout_max,
+        };
+        let mut attempts = 0u32;
+        let mut last_failure: Option<(&'c str, Path, AttemptError)> = None;
+        let (mut ended_cold, mut ended_otherwise) = (false, false);
+        let mut again: Option<Lane<'c>> = None;
+        loop {
+            let lane = match again.take() {
+                Some(l) => l,
+                None => match cursor.next_lane(|_| true) {
+                    Some(l) => l,
+                    None => {
+                        return Err(exhausted(
+                            ask.api,
+                            len,
+                            last_failure,
+                            ended_cold && !ended_otherwise,
+                            cursor.too_large,
+                            attempts,
+                        ));
+                    }
+                },
+            };
+            let region: &'c str = &lane.region.name;
+            let path = lane.path;
+            let started = self.clock.now();
+            if started >= ask.deadline {
+                return Err(Reply::from(RouterError::DeadlineExceeded).at(
+                    Some(path),
+                    Some(region),
+                    attempts,
+                ));
+            }
+            attempts += 1;
+            let endpoint = super::endpoint(lane.region, path).unwrap_or_default();
+            self.shared
+                .traffic
+                .record(region, endpoint, self.clock.wall_ms());
+            let timeout =
+                retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
+            let result = match tokio::time::timeout_at(
+                started + timeout,
+                self.first_part(region, endpoint, ask),
+            )
+            .await
+            {
+                Ok(r) => r.map_err(AttemptError::Invoke),
+                Err(_) => Err(AttemptError::TimedOut {
+                    after: timeout,
+                    breaker_told: false,
+                }),
+            };
+            let ended = self.clock.now();
+            match result {
+                Ok((streamed, first)) => {
+                    self.metrics.call(path, region, CallResult::Ok);
+                    self.targets.success(
+                        cfg,
+                        self.clock.mono_ms_at(ended),
+                        region,
+                        path,
+                        ended.saturating_duration_since(started),
+                    );
+                    return Ok(Started {
+                        streamed,
+                        first,
+                        region,
+                        path,
+                        attempts,
+                    });
+                }
+                Err(e) => {
+                    self.metrics.call(path, region, e.result());
+                    if e.is_target_failure() {
+                        self.targets.failure(
+                            cfg,
+                            &self.metrics,
+                            self.clock.mono_ms_at(ended),
+                            region,
+                            path,
+                        );
+                    }
+                    debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "stream attempt failed");
+                    match self.next_step(cfg, ask, lane, e) {
+                        Step::Again(lane, delay) => {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            again = Some(lane);
+                        }
+                        Step::LaneEnds { cold, error } => {
+                            ended_cold |= cold;
+                            ended_otherwise |= !cold;
+                            last_failure = Some((region, path, error));
+                        }
+                        Step::Throttled => {
+                            return Err(Reply::from(RouterError::Throttled {
+                                region: region.to_string(),
+                            })
+                            .at(Some(path), Some(region), attempts));
+                        }
+                        Step::Answer(err) => {
+                            return Err(Reply::from(err).at(Some(path), Some(region), attempts));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One stream attempt up to its first part: a failure before it is the
+    /// attempt's failure (the client has seen nothing yet).
+    async fn first_part(
+        &self,
+        region: &str,
+        endpoint: &str,
+        ask: &Ask<'_>,
+    ) -> Result<(Streamed, Option<bytes::Bytes>), InvokeError> {
+        let mut s = self
+            .ports
+            .inference
+            .invoke_stream(region, endpoint, &ask.inv)
+            .await?;
+        match s.events.next().await {
+            Some(Ok(part)) => Ok((s, Some(part))),
+            None => Ok((s, None)),
+            Some(Err(StreamError::Model { message, .. })) => {
+                Err(InvokeError::Model(crate::ports::inference::ModelFailure {
+                    original_status: None,
+                    original_message: None,
+                    log_stream_arn: None,
+                    message: Some(message),
+                }))
+            }
+            Some(Err(StreamError::Internal { message })) => Err(InvokeError::Unavailable {
+                code: "InternalStreamFailure".into(),
+                source: Some(message.into()),
+            }),
+        }
+    }
+}
+
+/// The client's body: `first`, then every later part, one event-stream
+/// message each as it arrives; a failure becomes SageMaker's in-band error
+/// event and ends the stream. `guard` lives as long as the body.
+fn relay(
+    first: Option<bytes::Bytes>,
+    rest: crate::ports::inference::EventStream,
+    guard: StreamInFlight,
+) -> StreamBody {
+    use super::reply::event_stream;
+    use futures_util::stream;
+    use http_body_util::BodyExt;
+    let frame = |m: bytes::Bytes| Ok::<_, std::io::Error>(hyper::body::Frame::data(m));
+    let first = stream::iter(first.map(|p| frame(event_stream::payload_part(&p))));
+    let rest = rest.scan((false, guard), move |(done, _guard), event| {
+        if *done {
+            return std::future::ready(None);
+        }
+        let message = match event {
+            Ok(part) => event_stream::payload_part(&part),
+            Err(e) => {
+                *done = true;
+                info!(error = %e, "an upstream stream failed after its first part: sent in band");
+                match e {
+                    StreamError::Model {
+                        message,
+                        error_code,
+                    } => event_stream::exception(
+                        "ModelStreamError",
+                        &serde_json::json!({"Message": message, "ErrorCode": error_code}),
+                    ),
+                    StreamError::Internal { message } => event_stream::exception(
+                        "InternalStreamFailure",
+                        &serde_json::json!({"Message": message}),
+                    ),
+                }
+            }
+        };
+        std::future::ready(Some(frame(message)))
+    });
+    BodyExt::boxed_unsync(http_body_util::StreamBody::new(first.chain(rest)))
 }

@@ -6,6 +6,12 @@
 //! One mutex over a small map, held for a few field updates, never across
 //! an await. Keys are region names; a region added by a reload gets an
 //! entry on first use.
+//!
+//! It also remembers the stateful sessions it saw opened (SageMaker's
+//! `NewSessionId`), with the region and path that opened them, so that a
+//! request in a session goes back there and nowhere else, and ends when
+//! that region can no longer serve it ([`session_routable`]). A second
+//! mutex, taken only by requests that carry a session header.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +26,7 @@ use crate::core::quorum::Consensus;
 use crate::core::retry::{Breaker, BreakerPolicy, HedgeAfter, LatencyTracker, hedge_delay};
 use crate::core::routing::{self, Available, Health, Path, RegionInputs, RegionState};
 use crate::metrics::router::Metrics;
-use crate::state::Shared;
+use crate::state::{RoundStatus, Shared};
 
 /// One target's memory.
 #[derive(Debug, Default)]
@@ -33,6 +39,42 @@ struct Target {
 #[derive(Debug, Default)]
 pub struct Targets {
     by_region: Mutex<HashMap<String, [Target; 3]>>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+/// Most sessions remembered; past it, expired ones are dropped, and a new
+/// one is not remembered if none has expired (its requests then go to the
+/// first region of the ranking, with no failover).
+pub const MAX_SESSIONS: usize = 100_000;
+
+/// Where a stateful session was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub region: String,
+    pub path: Path,
+    /// The routing active region when it was opened: a failover since then
+    /// ends it.
+    pub active: Option<String>,
+    /// Unix ms of the `Expires=` the model set, if any.
+    pub expires_ms: Option<u64>,
+}
+
+/// A `NewSessionId` value (`<id>; Expires=<RFC 3339 time>`) as the id and
+/// its expiry (Unix ms), if it has one the router can read.
+pub fn parse_new_session(value: &str) -> (&str, Option<u64>) {
+    let mut parts = value.split(';');
+    let id = parts.next().unwrap_or_default().trim();
+    let expires = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("expires").then(|| {
+            humantime::parse_rfc3339_weak(v.trim())
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis() as u64)
+        })?
+    });
+    (id, expires)
 }
 
 fn index(path: Path) -> usize {
@@ -93,6 +135,43 @@ impl Targets {
         self.with(region, path, |t| hedge_delay(after, &t.latency))
     }
 
+    /// A session the model opened through (`session.region`,
+    /// `session.path`); `now_ms` is the wall time.
+    pub fn session_opened(&self, id: &str, session: Session, now_ms: u64) {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, s| s.expires_ms.is_none_or(|e| e > now_ms));
+            if map.len() >= MAX_SESSIONS {
+                warn!(
+                    max = MAX_SESSIONS,
+                    "too many open sessions to remember another"
+                );
+                return;
+            }
+        }
+        map.insert(id.to_string(), session);
+    }
+
+    /// Forget a session (closed, or ended by the router).
+    pub fn session_closed(&self, id: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// The session `id`, unless unknown or expired at `now_ms` (wall time).
+    pub fn session(&self, id: &str, now_ms: u64) -> Option<Session> {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(id) {
+            Some(s) if s.expires_ms.is_some_and(|e| e <= now_ms) => {
+                map.remove(id);
+                None
+            }
+            s => s.cloned(),
+        }
+    }
+
     fn is_ejected(&self, region: &str, path: Path, now_ms: u64) -> bool {
         let map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
         map.get(region)
@@ -122,6 +201,68 @@ pub struct Ranking<'a> {
     pub now_ms: u64,
 }
 
+/// `region`'s health as the reconcile loop last saw it: the quorum's view,
+/// else this daemon's own tracker.
+fn health(st: &RoundStatus, region: &str) -> Health {
+    let quorum = st
+        .tally
+        .as_ref()
+        .filter(|t| t.no_quorum.is_none())
+        .and_then(|t| t.regions.get(region).copied());
+    let seen = st.trackers.get(region).map(|t| t.verdict);
+    match (quorum, seen) {
+        (Some(Consensus::Down), _) | (_, Some(Verdict::Down)) => Health::Down,
+        (Some(Consensus::Up), _) | (_, Some(Verdict::Up)) => Health::Up,
+        _ => Health::Unknown,
+    }
+}
+
+/// The region requests follow now (the control record's active region,
+/// as the router routes by it), as an index into `cfg.regions`.
+fn active(st: &RoundStatus, cfg: &Config, lease_now: crate::core::mono::Mono) -> Option<usize> {
+    let role = st.role_at(lease_now);
+    control::routing_active(st.record.as_ref(), role.as_ref())
+        .and_then(|a| cfg.regions.iter().position(|x| x.name == a))
+}
+
+/// The region requests follow now (see [`rank`]), by name.
+pub fn routing_active<'c>(shared: &Shared, r: &Ranking<'c>) -> Option<&'c str> {
+    shared
+        .read(|st| active(st, r.cfg, r.lease_now))
+        .map(|i| r.cfg.regions[i].name.as_str())
+}
+
+/// Whether `session`'s region can still serve it: still configured, not
+/// seen down, its target not ejected, and no failover since it was opened
+/// (the active region is the one it was then, or, if there was none, the
+/// session's own). Otherwise the session has ended: the state it lived in
+/// is out of reach, as after SageMaker replaces an instance.
+pub fn session_routable(
+    shared: &Shared,
+    targets: &Targets,
+    r: &Ranking<'_>,
+    session: &Session,
+) -> Option<usize> {
+    let i = r
+        .cfg
+        .regions
+        .iter()
+        .position(|x| x.name == session.region)?;
+    let (down, active_now) = shared.read(|st| {
+        (
+            health(st, &session.region) == Health::Down,
+            active(st, r.cfg, r.lease_now).map(|a| r.cfg.regions[a].name.as_str()),
+        )
+    });
+    let failed_over = match (session.active.as_deref(), active_now) {
+        (then, now) if then == now => false,
+        (None, Some(now)) => now != session.region,
+        _ => true,
+    };
+    let ejected = targets.is_ejected(&session.region, session.path, r.now_ms);
+    (!down && !ejected && !failed_over).then_some(i)
+}
+
 /// The configured regions in the order this request should try them (as
 /// indices into `cfg.regions`).
 pub fn rank(shared: &Shared, targets: &Targets, r: &Ranking<'_>) -> Vec<usize> {
@@ -129,27 +270,14 @@ pub fn rank(shared: &Shared, targets: &Targets, r: &Ranking<'_>) -> Vec<usize> {
     let mut states: Vec<RegionState<'_>> = Vec::with_capacity(cfg.regions.len());
     let active = shared.read(|st| {
         for region in &cfg.regions {
-            let quorum = st
-                .tally
-                .as_ref()
-                .filter(|t| t.no_quorum.is_none())
-                .and_then(|t| t.regions.get(&region.name).copied());
-            let seen = st.trackers.get(&region.name).map(|t| t.verdict);
-            let health = match (quorum, seen) {
-                (Some(Consensus::Down), _) | (_, Some(Verdict::Down)) => Health::Down,
-                (Some(Consensus::Up), _) | (_, Some(Verdict::Up)) => Health::Up,
-                _ => Health::Unknown,
-            };
             states.push(RegionState {
                 name: &region.name,
                 priority: region.priority,
-                health,
+                health: health(st, &region.name),
                 ejected: false,
             });
         }
-        let role = st.role_at(r.lease_now);
-        control::routing_active(st.record.as_ref(), role.as_ref())
-            .and_then(|a| cfg.regions.iter().position(|x| x.name == a))
+        active(st, cfg, r.lease_now)
     });
     for (state, region) in states.iter_mut().zip(&cfg.regions) {
         let avail = (r.mask)(super::available(region));

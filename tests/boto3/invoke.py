@@ -5,7 +5,8 @@ virtualenv (chaos/.venv, or FAILOVERD_LAB_VENV).
 
 The client is configured the way a user would: dummy credentials (the
 router does not check SigV4), the region, and retries off so that each
-error is seen once, as boto3 raises it.
+error is seen once, as boto3 raises it (--retries default keeps boto3's
+own retry configuration, which resends 5xx answers by itself).
 """
 
 import argparse
@@ -25,6 +26,14 @@ def main():
     p.add_argument("--content-type", default="application/json")
     p.add_argument("--accept")
     p.add_argument("--custom-attributes")
+    p.add_argument("--body", help="the body as text (instead of --size bytes)")
+    p.add_argument("--retries", default="1",
+                   help="boto3's total_max_attempts, or 'default' for its own")
+    # The other InvokeEndpoint parameters, by their boto3 names.
+    for name in ("TargetModel", "TargetVariant", "TargetContainerHostname",
+                 "InferenceId", "EnableExplanations", "InferenceComponentName",
+                 "SessionId"):
+        p.add_argument("--" + name, dest=name)
     args = p.parse_args()
 
     client = boto3.client(
@@ -34,16 +43,22 @@ def main():
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         config=Config(
-            retries={"total_max_attempts": 1, "mode": "standard"},
+            retries=None if args.retries == "default"
+            else {"total_max_attempts": int(args.retries), "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
         ),
     )
     kwargs = {
         "EndpointName": args.model,
-        "Body": b"x" * args.size,
+        "Body": args.body.encode() if args.body is not None else b"x" * args.size,
         "ContentType": args.content_type,
     }
+    for name in ("TargetModel", "TargetVariant", "TargetContainerHostname",
+                 "InferenceId", "EnableExplanations", "InferenceComponentName",
+                 "SessionId"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     if args.accept:
         kwargs["Accept"] = args.accept
     if args.custom_attributes:
@@ -59,6 +74,9 @@ def main():
             "content_type": r.get("ContentType"),
             "invoked_production_variant": r.get("InvokedProductionVariant"),
             "custom_attributes": r.get("CustomAttributes"),
+            "new_session_id": r.get("NewSessionId"),
+            "closed_session_id": r.get("ClosedSessionId"),
+            "retry_attempts": r["ResponseMetadata"].get("RetryAttempts"),
             "body_bytes": len(body),
             "body": body[:4096].decode("utf-8", errors="replace"),
         }
@@ -82,6 +100,7 @@ def main():
             "original_message": resp.get("OriginalMessage"),
             "log_stream_arn": resp.get("LogStreamArn"),
             "headers": resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}),
+            "retry_attempts": resp.get("ResponseMetadata", {}).get("RetryAttempts"),
         }
     except botocore.exceptions.BotoCoreError as e:
         out = {"ok": False, "exception": type(e).__name__, "message": str(e)}

@@ -33,7 +33,8 @@ use failoverd::ports::endpoints::{
     Deleted, EndpointState as Described, EndpointStatus, Endpoints, VariantState, WarmUp,
 };
 use failoverd::ports::inference::{
-    Answer, AsyncAccepted, AsyncInvocation, Inference, Invocation, InvokeError, ModelFailure,
+    Answer, AsyncAccepted, AsyncInvocation, Delivery, Inference, Invocation, InvokeError,
+    ModelFailure,
 };
 use failoverd::ports::{ErrorKind, PortError};
 use hyper::header::HeaderValue;
@@ -499,7 +500,9 @@ impl SmRuntime {
                     code: "ThrottlingException".into(),
                     message: Some("Rate exceeded".into()),
                 },
+                // Refused on the way there: nothing reached the model.
                 NetError::Transport(t) => InvokeError::Transport {
+                    delivery: Delivery::NotSent,
                     source: Box::new(Fault(t)),
                 },
             })
@@ -523,6 +526,8 @@ impl SmRuntime {
             .await
             .map(|()| answer)
             .map_err(|e| InvokeError::Transport {
+                // The answer was lost: the model ran.
+                delivery: Delivery::Unknown,
                 source: Box::new(Fault(format!("{e:?}"))),
             })
     }
@@ -589,6 +594,7 @@ impl Inference for SmRuntime {
                     content_type: Some(HeaderValue::from_static("application/json")),
                     custom_attributes: None,
                     invoked_variant: Some(HeaderValue::from_static("AllTraffic")),
+                    ..Answer::default()
                 })
             }
             other => Err(refusal(endpoint, other)),

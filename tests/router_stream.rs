@@ -1,0 +1,204 @@
+//! Response streaming through the router, judged by boto3's
+//! `invoke_endpoint_with_response_stream` (from the lab's virtualenv),
+//! against the lab's model server: healthy, the first region down, and a
+//! fault after the first part (boto3 must raise, not take a cut stream as
+//! complete).
+//!
+//! The router runs in-process behind this file's own small listener, which
+//! sends `/endpoints/{model}/invocations-response-stream` to
+//! `Router::handle_stream` and everything else to `Router::handle`: the
+//! daemon's listener (`src/http.rs`) answers whole bodies only and does not
+//! serve streams yet.
+
+// Tests, benches and the lab run real processes on real time: the
+// clock rules in clippy.toml are for the daemon's code.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ModelServer, root, spawn_guarded, unique, venv};
+use failoverd::aws::AwsClients;
+use failoverd::config::{self, EnvSource};
+use failoverd::router::Router;
+use failoverd::state::Shared;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+/// A router over the lab's configuration in front of a model server,
+/// behind a listener that serves streams.
+struct Setup {
+    model: ModelServer,
+    url: String,
+    _router: Arc<Router>,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let model = ModelServer::start(None);
+        let dead = "http://127.0.0.1:9".to_string();
+        let env: EnvSource = [
+            ("FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME", model.url()),
+            ("FAILOVERD__ENDPOINTS__DYNAMODB", dead.clone()),
+            ("FAILOVERD__ENDPOINTS__S3", dead.clone()),
+            ("FAILOVERD__ENDPOINTS__ROUTE53", dead.clone()),
+            ("FAILOVERD__ENDPOINTS__SFN", dead.clone()),
+            ("FAILOVERD__ENDPOINTS__SAGEMAKER", dead),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut cfg = config::load(&root().join("regions/lab/us-east-1.toml"), &env).unwrap();
+        cfg.router.breaker_failures = 1000;
+        for r in &mut cfg.regions {
+            r.sagemaker.batch = None;
+        }
+        let cfg = Arc::new(cfg);
+        let clients = Arc::new(AwsClients::new(common::sdk_config(), cfg.endpoints.clone()));
+        let (_config, rx) = tokio::sync::watch::channel(cfg.clone());
+        let router = Router::new(
+            rx,
+            failoverd::daemon::router_ports(&clients),
+            Arc::new(Shared::default()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, router.clone()));
+        Self {
+            model,
+            url,
+            _router: router,
+        }
+    }
+
+    fn behave(&self, rule: Value) {
+        let (status, body) = common::http(
+            "PUT",
+            &format!("127.0.0.1:{}", self.model.port),
+            "/_lab/behaviour",
+            &rule.to_string(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// boto3's view of one streamed call.
+    async fn boto3(&self) -> Value {
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let python = venv().join("bin/python");
+            assert!(
+                python.exists(),
+                "lab virtualenv missing: {}",
+                python.display()
+            );
+            let out_file = std::env::temp_dir().join(unique("boto3-stream"));
+            let mut child = spawn_guarded(
+                Command::new(&python)
+                    .arg(root().join("tests/boto3/stream.py"))
+                    .arg("--endpoint-url")
+                    .arg(&url)
+                    .env_remove("AWS_PROFILE")
+                    .env("AWS_EC2_METADATA_DISABLED", "true")
+                    .stdin(Stdio::null())
+                    .stdout(std::fs::File::create(&out_file).unwrap())
+                    .stderr(Stdio::inherit()),
+            );
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let status = loop {
+                if let Some(s) = child.0.try_wait().unwrap() {
+                    break s;
+                }
+                assert!(Instant::now() < deadline, "boto3 did not finish in 120 s");
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let out = std::fs::read_to_string(&out_file).unwrap();
+            let _ = std::fs::remove_file(&out_file);
+            assert!(status.success(), "boto3 client failed ({status}): {out}");
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// What the daemon's listener would do: streams to `handle_stream`, the
+/// rest to `handle`.
+async fn serve(listener: tokio::net::TcpListener, router: Arc<Router>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    async move {
+                        let r = if Router::is_stream(&req) {
+                            router.handle_stream(req).await
+                        } else {
+                            router
+                                .handle(req)
+                                .await
+                                .map(|b| b.map_err(|never| match never {}).boxed_unsync())
+                        };
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn part(region: &str, i: u32) -> String {
+    format!("{{\"region\":\"{region}\",\"endpoint\":\"lab-provisioned\",\"part\":{i}}}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_streams_through_the_router() {
+    let s = Setup::start().await;
+    // Healthy.
+    let v = s.boto3().await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["parts"],
+        json!((0..3).map(|i| part("us-east-1", i)).collect::<Vec<_>>())
+    );
+    assert_eq!(v["headers"]["x-failoverd-region"], "us-east-1", "{v}");
+
+    // The first region down: the stream comes from us-west-2.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}));
+    let v = s.boto3().await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["parts"][0], part("us-west-2", 0), "{v}");
+    assert_eq!(v["headers"]["x-failoverd-attempts"], "2", "{v}");
+
+    // A fault after the first part: boto3 has the part, then raises.
+    s.behave(
+        json!({"region": "us-east-1", "endpoint": "*", "outage": false,
+        "stream_fault_after": 1, "stream_fault": "cut"}),
+    );
+    let v = s.boto3().await;
+    assert_eq!(
+        v["ok"], false,
+        "boto3 must not take a cut stream as complete: {v}"
+    );
+    assert_eq!(v["exception"], "EventStreamError", "{v}");
+    assert_eq!(v["code"], "InternalStreamFailure", "{v}");
+    assert_eq!(v["parts"], json!([part("us-east-1", 0)]), "{v}");
+
+    // The model's own failure mid-stream.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "stream_fault": "model_stream_error"}));
+    let v = s.boto3().await;
+    assert_eq!(
+        (v["exception"].as_str(), v["code"].as_str()),
+        (Some("EventStreamError"), Some("ModelStreamError")),
+        "{v}"
+    );
+}
