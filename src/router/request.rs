@@ -160,7 +160,7 @@ pub fn stream_route(method: &Method, path: &str) -> Option<Result<String, Router
         .and_then(|r| r.strip_suffix("/invocations-response-stream"))
         .filter(|n| !n.contains('/'))?;
     Some(if method == Method::POST {
-        Ok(crate::http::percent_decode(name))
+        label(name)
     } else {
         Err(RouterError::Method {
             method: method.clone(),
