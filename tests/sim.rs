@@ -4,7 +4,8 @@
 //!   `SIM_FIRST_SEED` (default 0; a later start explores seeds CI never
 //!   ran), split into
 //!   eight shards so nextest can run them side by side, each well inside
-//!   nextest's 8-minute backstop on a loaded two-core machine;
+//!   nextest's 8-minute backstop on a loaded two-core machine; a shard
+//!   stops after `SIM_MAX_FAILURES` failing seeds (default 3);
 //! - `replay`: one seed, `SIM_SEED` (default: the first of the regression
 //!   list), with its whole trace printed;
 //! - `regressions`: every seed of `tests/sim/regressions.txt` (seeds that
@@ -39,6 +40,15 @@ fn first_seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// A shard stops after this many failing seeds (`SIM_MAX_FAILURES`,
+/// default 3: CI wants a short report; a long sweep wants them all).
+fn max_failures() -> usize {
+    std::env::var("SIM_MAX_FAILURES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
 }
 
 fn replay_hint(seed: u64) -> String {
@@ -86,7 +96,7 @@ fn shard(k: u64) {
                 replay_hint(seed)
             );
             failed.push(r);
-            if failed.len() >= 3 {
+            if failed.len() >= max_failures() {
                 break;
             }
         }

@@ -11,6 +11,11 @@
 //! 4. Act: the executor performs the one action (conditional writes).
 //! 5. Tokens addressed to this region (`tokens`).
 //!
+//! Beside the rounds, in the same task, the lease keeper (`Keeper`) reads
+//! the record on a timer of its own whenever the active's last
+//! confirmation grows older than a third of the lease, so a round that
+//! waits on slow Route 53, probes or SageMaker never costs the lease.
+//!
 //! Every outside call goes through `crate::ports`. Failures of any call
 //! make the round's inputs `Unknown`/`Unreadable`, which the planner turns
 //! into "do nothing automatic", never into a decision against a region we
@@ -34,8 +39,9 @@ use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordR
 use crate::core::quorum::{Receipts, Tally, Vote};
 use crate::core::tier;
 use crate::http::{ShutdownRx, shutdown_signalled};
-use crate::ports::Ports;
+use crate::ports::store::ControlStore;
 use crate::ports::workflows::execution_arn;
+use crate::ports::{Clock, Ports};
 use crate::state::{Readiness, RoundStatus, Shared};
 
 use super::executor::{Executor, Outcome};
@@ -135,6 +141,197 @@ pub fn round_deadline(cfg: &Config) -> Duration {
     (cfg.timings.lease / 3).max(Duration::from_secs(1))
 }
 
+/// How old the active's last confirmation may grow before the lease
+/// keeper reads the record itself: a third of the lease. While rounds run
+/// at their pace they renew the lease well before that, and the keeper
+/// reads nothing; it reads only while a round (or a run of Route 53 turns
+/// between rounds) takes longer, or on a standby named active.
+pub fn renew_after(cfg: &Config) -> Duration {
+    cfg.timings.lease / 3
+}
+
+/// Under MREC, does a majority of replicas confirm that `r` (naming us) is
+/// current? (Strong mode: one record, always confirmed.) Each replica's read
+/// is bounded by `deadline`; one that misses it does not agree.
+async fn majority_confirms(
+    cfg: &Config,
+    replicas: &Replicas,
+    r: &ControlRecord,
+    deadline: Duration,
+) -> bool {
+    if cfg.tables.consistency != Consistency::Eventual || r.active != cfg.region {
+        return true;
+    }
+    let own = replicas.own.replica().to_string();
+    let others = replicas
+        .all
+        .iter()
+        .filter(|(region, _)| **region != own)
+        .map(|(_, s)| s.clone());
+    let reads = futures_util::future::join_all(
+        others.map(|s| async move { tokio::time::timeout(deadline, s.read_record()).await }),
+    )
+    .await;
+    let agreeing = 1 + reads
+        .iter()
+        .filter(|x| matches!(x, Ok(Ok(Some(o))) if o.active == cfg.region && o.epoch == r.epoch))
+        .count();
+    let total = replicas.all.len().max(1);
+    let ok = agreeing * 2 > total;
+    if !ok {
+        debug!(
+            agreeing,
+            total, "the lease is not confirmed by a majority of replicas"
+        );
+    }
+    ok
+}
+
+/// Does a read that returned `read` (naming us) renew the lease of the
+/// record `held` names? Only when no failover can have committed between
+/// them: the same table incarnation and epoch (every claim raises the
+/// epoch, and a switch names another region), with both naming `me`. A read
+/// of a later epoch that names us again (a failover away and back) does
+/// not: the record of that epoch may ask us to wait out another region's
+/// lease, which only the round's read (`LeaseClock::observe`) accounts for.
+pub fn renews(me: &str, held: &ControlRecord, read: &ControlRecord) -> bool {
+    held.active == me
+        && read.active == me
+        && held.epoch == read.epoch
+        && held.incarnation == read.incarnation
+}
+
+/// The round's lease confirmation merged with the keeper's: the later send
+/// of the two when the published record is the one `record` is (the keeper
+/// renews only that record's lease: [`renews`]).
+fn renewed(shared: &Shared, record: Option<&ControlRecord>, own: Option<Mono>) -> Option<Mono> {
+    let theirs = shared.read(|st| match (&st.record, record) {
+        (Some(p), Some(r)) if renews(&st.region, p, r) => st.lease.confirmed_at,
+        _ => None,
+    });
+    own.max(theirs)
+}
+
+/// Keeps the active's lease confirmed on a timer of its own, beside the
+/// rounds (issue 19, item 7; docs/lease.md "A round cannot cost the
+/// lease").
+///
+/// Before, the lease was renewed only when a round published, from the
+/// record read the round sent at its start. Every outside call of a round
+/// has a deadline, but a round's calls come one after another (the readings
+/// and probes, then this daemon's Route 53 turn; the vote; the votes; the
+/// execution), and Route 53 turns between rounds can push the next round's
+/// start: with the deadline at a third of the lease, a round whose
+/// Route 53 was black-holed published its renewal up to 6 s after sending
+/// the read, the next round started late and had not published when the
+/// lease ran out, so a healthy active with a working table stood down (the
+/// simulation's `keeps_lease`, 16 seeds in 20,000). A deadline for the
+/// whole round would cut the executor and the token desk mid-saga; instead
+/// the one read the lease needs no longer waits for anything else.
+///
+/// The keeper sleeps while the published confirmation is younger than
+/// [`renew_after`], so in a healthy fleet it reads nothing; otherwise it
+/// reads the record (bounded by [`round_deadline`]) and, when the read
+/// names this region in the epoch the published record has ([`renews`]),
+/// moves the published `confirmed_at` forward to that read's send. It
+/// changes nothing else: the record, `named_since` and `preceded_since`
+/// stay the round's, so waiting out a predecessor's lease is decided as
+/// before.
+///
+/// Safe for the lease's own reason (docs/lease.md "Only local clocks"):
+/// a read sent at `s` that shows us active in epoch `e` linearized before
+/// any switch away from us, so the next active received a record naming it
+/// after `s` and waits until past `s + lease`.
+struct Keeper {
+    config: watch::Receiver<Arc<Config>>,
+    clock: Arc<dyn Clock>,
+    replicas: Replicas,
+    shared: Arc<Shared>,
+}
+
+/// This daemon's control-table replica, and every replica by region (MREC
+/// confirms the lease on a majority of them).
+struct Replicas {
+    own: Arc<dyn ControlStore>,
+    all: BTreeMap<String, Arc<dyn ControlStore>>,
+}
+
+impl Replicas {
+    fn of(ports: &Ports) -> Self {
+        Self {
+            own: ports.store.clone(),
+            all: ports.replicas.clone(),
+        }
+    }
+}
+
+impl Keeper {
+    async fn run(self) {
+        loop {
+            let cfg = self.config.borrow().clone();
+            let wait = self.due_in(&cfg);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if !self.renew(&cfg).await {
+                // Unreadable, or a record that does not renew the lease:
+                // the round will see it; try again a fast interval later.
+                tokio::time::sleep(fast_interval(&cfg)).await;
+            }
+        }
+    }
+
+    /// How long until a read is due: zero when the published record names
+    /// this region and its confirmation is older than [`renew_after`] (or
+    /// missing); else until then (a standby looks again a poll later).
+    fn due_in(&self, cfg: &Config) -> Duration {
+        let after = renew_after(cfg);
+        let now = self.clock.mono();
+        self.shared.read(|st| {
+            let named = st.record.as_ref().is_some_and(|r| r.active == cfg.region);
+            match (named, st.lease.confirmed_at) {
+                (false, _) => cfg.timings.poll_interval.min(after),
+                (true, None) => Duration::ZERO,
+                (true, Some(at)) => after.saturating_sub(Duration::from_millis(now.since(at))),
+            }
+        })
+    }
+
+    /// Read the record once; renew the published lease from it when it
+    /// may. Returns whether it did.
+    async fn renew(&self, cfg: &Config) -> bool {
+        let deadline = round_deadline(cfg);
+        let sent = self.clock.mono();
+        let read = tokio::time::timeout(deadline, self.replicas.own.read_record()).await;
+        let record = match read {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => return false,
+            Ok(Err(e)) => {
+                debug!(error = %crate::error_chain(&e), "the lease keeper cannot read the control record");
+                return false;
+            }
+            Err(_) => {
+                debug!("the lease keeper's record read missed its deadline");
+                return false;
+            }
+        };
+        if !majority_confirms(cfg, &self.replicas, &record, deadline).await {
+            return false;
+        }
+        let mut st = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        let renewable = st
+            .record
+            .as_ref()
+            .is_some_and(|held| renews(&cfg.region, held, &record));
+        if renewable && st.lease.confirmed_at.is_none_or(|at| at < sent) {
+            st.lease.confirmed_at = Some(sent);
+            debug!("the lease keeper renewed the lease");
+        }
+        renewable
+    }
+}
+
 /// What the exchange step saw: the record, the votes and their tally.
 struct Seen {
     /// When the record's read came back (this daemon's wall clock)...
@@ -230,16 +427,31 @@ impl Reconciler {
     pub async fn run(mut self, mut shutdown: ShutdownRx) {
         self.readiness
             .set_unready("quorum", "no round completed yet");
+        let keeper = Keeper {
+            config: self.config.clone(),
+            clock: self.ports.clock.clone(),
+            replicas: Replicas::of(&self.ports),
+            shared: self.shared.clone(),
+        };
+        // The keeper runs beside the rounds in the same task (so a crash or
+        // a shutdown ends both, and a round's publish never races it).
+        tokio::select! {
+            biased;
+            _ = shutdown_signalled(&mut shutdown) => {}
+            _ = self.rounds() => {}
+            _ = keeper.run() => {}
+        }
+        self.desk.abort_all();
+    }
+
+    /// Rounds, and between them this daemon's Route 53 turns, for ever.
+    async fn rounds(&mut self) {
         loop {
             let cfg = self.config.borrow().clone();
             let started = self.ports.clock.monotonic();
             self.round += 1;
             let span = info_span!("round", n = self.round);
-            tokio::select! {
-                biased;
-                _ = shutdown_signalled(&mut shutdown) => break,
-                _ = self.one_round().instrument(span) => {}
-            }
+            self.one_round().instrument(span).await;
             let next = started + self.pace.interval(&cfg, self.ports.clock.monotonic());
             // Route 53 turns until the next round is due.
             loop {
@@ -250,24 +462,17 @@ impl Reconciler {
                     .next_turn_at(&cfg, now, self.ports.clock.mono_at(mono))
                     .map(|at| mono + Duration::from_millis(at - now))
                     .filter(|at| *at < next);
-                tokio::select! {
-                    biased;
-                    _ = shutdown_signalled(&mut shutdown) => return self.desk.abort_all(),
-                    _ = tokio::time::sleep_until(turn.unwrap_or(next)) => {}
-                }
+                tokio::time::sleep_until(turn.unwrap_or(next)).await;
                 if turn.is_none() {
                     break;
                 }
                 let now = self.ports.clock.now_ms();
-                let turn = tokio::time::timeout(
+                let news = tokio::time::timeout(
                     round_deadline(&cfg),
                     self.signals.turn(&cfg, &self.ports, now),
-                );
-                let news = tokio::select! {
-                    biased;
-                    _ = shutdown_signalled(&mut shutdown) => return self.desk.abort_all(),
-                    news = turn => news.unwrap_or(false),
-                };
+                )
+                .await
+                .unwrap_or(false);
                 if news {
                     debug!("a Route 53 reading says something new: a round now");
                     self.pace.stir(self.ports.clock.monotonic());
@@ -275,43 +480,11 @@ impl Reconciler {
                 }
             }
         }
-        self.desk.abort_all();
     }
 
     async fn journal(&self, cfg: &Config, kind: &str, epoch: Option<u64>, detail: String) {
         let at = self.ports.clock.now_ms();
         journal(&*self.ports.store, at, &cfg.region, kind, epoch, detail).await;
-    }
-
-    /// Under MREC, does a majority of replicas confirm that `r` (naming us)
-    /// is current? (Strong mode: one record, always confirmed.)
-    async fn confirmed(&self, cfg: &Config, r: &ControlRecord) -> bool {
-        if cfg.tables.consistency != Consistency::Eventual || r.active != cfg.region {
-            return true;
-        }
-        let own = self.ports.store.replica().to_string();
-        let others = self
-            .ports
-            .replicas
-            .iter()
-            .filter(|(region, _)| **region != own)
-            .map(|(_, s)| s.clone());
-        let reads =
-            futures_util::future::join_all(others.map(|s| async move { s.read_record().await }))
-                .await;
-        let agreeing = 1 + reads
-            .iter()
-            .filter(|x| matches!(x, Ok(Some(o)) if o.active == cfg.region && o.epoch == r.epoch))
-            .count();
-        let total = self.ports.replicas.len().max(1);
-        let ok = agreeing * 2 > total;
-        if !ok {
-            debug!(
-                agreeing,
-                total, "the lease is not confirmed by a majority of replicas"
-            );
-        }
-        ok
     }
 
     /// One round: collect, exchange, decide, act, work tokens, publish.
@@ -485,7 +658,8 @@ impl Reconciler {
         let held = self.last_record.clone();
         let record = match record {
             Ok(Some(r)) => {
-                let confirmed = self.confirmed(cfg, &r).await;
+                let confirmed =
+                    majority_confirms(cfg, &Replicas::of(&self.ports), &r, deadline).await;
                 let seen = self.last_record.as_ref().map(|r| r.epoch);
                 self.lease
                     .observe(&cfg.region, &r, seen, read_sent, received, confirmed);
@@ -705,6 +879,11 @@ impl Reconciler {
                 self.shared.draining.store(false, Ordering::Relaxed);
             }
         }
+        self.lease.confirmed_at = renewed(
+            &self.shared,
+            self.last_record.as_ref(),
+            self.lease.confirmed_at,
+        );
         let mut next = RoundStatus {
             at: seen.now,
             round: self.round,
@@ -777,5 +956,191 @@ impl Reconciler {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::record::{RecordWrite, apply};
+    use crate::core::tokens::TokenStatus;
+    use crate::ports::store::Write;
+    use crate::ports::store::{Event, Page, PublishedReading, TokenItem};
+    use crate::ports::{PortError, SystemClock};
+    use async_trait::async_trait;
+
+    /// A replica whose record read answers `record` after `latency`; the
+    /// keeper calls nothing else.
+    struct Replica {
+        record: ControlRecord,
+        latency: Duration,
+    }
+
+    #[async_trait]
+    impl ControlStore for Replica {
+        fn replica(&self) -> &str {
+            "us-east-1"
+        }
+        async fn read_record(&self) -> Result<Option<ControlRecord>, PortError> {
+            tokio::time::sleep(self.latency).await;
+            Ok(Some(self.record.clone()))
+        }
+        async fn write_record(&self, _: &RecordWrite) -> Result<Write, PortError> {
+            unreachable!("the keeper only reads")
+        }
+        async fn put_vote(&self, _: &Vote) -> Result<(), PortError> {
+            unreachable!()
+        }
+        async fn read_votes(&self) -> Result<Vec<Vote>, PortError> {
+            unreachable!()
+        }
+        async fn put_reading(&self, _: &PublishedReading) -> Result<(), PortError> {
+            unreachable!()
+        }
+        async fn read_readings(&self) -> Result<Vec<PublishedReading>, PortError> {
+            unreachable!()
+        }
+        async fn pending_tokens(&self, _: &str, _: u64) -> Result<Vec<TokenItem>, PortError> {
+            unreachable!()
+        }
+        async fn tokens(&self, _: usize, _: u64) -> Result<Page<TokenItem>, PortError> {
+            unreachable!()
+        }
+        async fn claim_token(&self, _: &str, _: &str, _: u64, _: u64) -> Result<Write, PortError> {
+            unreachable!()
+        }
+        async fn extend_claim(&self, _: &str, _: &str, _: u64, _: u64) -> Result<Write, PortError> {
+            unreachable!()
+        }
+        async fn finish_token(
+            &self,
+            _: &str,
+            _: TokenStatus,
+            _: &str,
+            _: u64,
+        ) -> Result<Write, PortError> {
+            unreachable!()
+        }
+        async fn journal(&self, _: &Event) -> Result<(), PortError> {
+            unreachable!()
+        }
+        async fn events(&self, _: usize, _: u64) -> Result<Page<Event>, PortError> {
+            unreachable!()
+        }
+    }
+
+    /// The shipped us-east-1 configuration (lease 30 s).
+    fn config() -> Arc<Config> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regions");
+        let files = [dir.join("base.toml"), dir.join("us-east-1.toml")];
+        Arc::new(crate::config::load_layers(&files, &Default::default()).expect("shipped config"))
+    }
+
+    fn record(epoch: u64, active: &str) -> ControlRecord {
+        let mut r = apply(
+            None,
+            &RecordWrite::Initialize {
+                active: "us-east-1".into(),
+                incarnation: "inc".into(),
+                by: "us-east-1".into(),
+                at: 1,
+                reason: "test".into(),
+            },
+        )
+        .unwrap();
+        r.epoch = epoch;
+        r.active = active.into();
+        r
+    }
+
+    /// What a round published: `held`, confirmed by a read sent now.
+    fn published(cfg: &Config, held: ControlRecord) -> Arc<Shared> {
+        let shared = Arc::new(Shared::default());
+        shared.publish(RoundStatus {
+            region: cfg.region.clone(),
+            record: Some(held),
+            lease: LeaseClock {
+                confirmed_at: Some(SystemClock.mono()),
+                ..LeaseClock::default()
+            },
+            lease_ms: cfg.timings.lease.as_millis() as u64,
+            wait_out_lease: true,
+            ..RoundStatus::default()
+        });
+        shared
+    }
+
+    /// The role after a round has been stuck for two leases (no round
+    /// published meanwhile) with the keeper running beside it, against a
+    /// table whose record read answers `read` after `latency`.
+    async fn role_after_a_stuck_round(
+        held: ControlRecord,
+        read: ControlRecord,
+        latency: Duration,
+    ) -> Role {
+        let cfg = config();
+        let shared = published(&cfg, held);
+        let (_tx, rx) = watch::channel(cfg.clone());
+        let own: Arc<dyn ControlStore> = Arc::new(Replica {
+            record: read,
+            latency,
+        });
+        let keeper = Keeper {
+            config: rx,
+            clock: Arc::new(SystemClock),
+            replicas: Replicas {
+                own: own.clone(),
+                all: BTreeMap::from([("us-east-1".to_string(), own)]),
+            },
+            shared: shared.clone(),
+        };
+        let stuck = tokio::time::sleep(cfg.timings.lease * 2);
+        tokio::select! {
+            _ = stuck => {}
+            _ = keeper.run() => unreachable!("the keeper runs for ever"),
+        }
+        shared.role_at(SystemClock.mono()).expect("a record")
+    }
+
+    /// Issue 19, item 7: a round that hangs (a black-holed Route 53 turn,
+    /// probes waiting out their timeouts) for longer than the lease no
+    /// longer costs a healthy active its lease: the keeper reads the record
+    /// on its own timer and renews the published confirmation. Without it
+    /// the confirmation is two leases old and the active stands down.
+    #[tokio::test(start_paused = true)]
+    async fn the_keeper_keeps_the_lease_while_a_round_hangs() {
+        let r = record(3, "us-east-1");
+        let role = role_after_a_stuck_round(r.clone(), r, Duration::from_millis(50)).await;
+        assert_eq!(role, Role::Active);
+    }
+
+    /// The keeper never renews what it must not: a read that names another
+    /// region, one of another epoch (a failover away and back, whose
+    /// record may ask us to wait out the other region's lease), and a read
+    /// slower than the round's deadline all leave the lease to run out.
+    #[tokio::test(start_paused = true)]
+    async fn the_keeper_renews_only_the_published_record_in_time() {
+        let held = record(3, "us-east-1");
+        for (read, latency, what) in [
+            (record(3, "us-west-2"), 50, "another region named"),
+            (record(5, "us-east-1"), 50, "a later epoch"),
+            (record(3, "us-east-1"), 11_000, "slower than the deadline"),
+        ] {
+            let role =
+                role_after_a_stuck_round(held.clone(), read, Duration::from_millis(latency)).await;
+            assert!(matches!(role, Role::StoodDown { .. }), "{what}: {role:?}");
+        }
+    }
+
+    #[test]
+    fn renews_needs_the_same_incarnation_epoch_and_us() {
+        let held = record(3, "us-east-1");
+        assert!(renews("us-east-1", &held, &held));
+        assert!(!renews("us-west-2", &held, &held));
+        assert!(!renews("us-east-1", &held, &record(4, "us-east-1")));
+        assert!(!renews("us-east-1", &held, &record(3, "us-west-2")));
+        let mut other = held.clone();
+        other.incarnation = "re-created".into();
+        assert!(!renews("us-east-1", &held, &other));
     }
 }

@@ -113,6 +113,9 @@ pub struct Sim {
     /// while any of them runs, the record must be re-created from a copy,
     /// never initialized afresh.
     pub lost: Option<(failoverd::core::control::ControlRecord, BTreeSet<String>)>,
+    /// When the record was last deleted or restored over (simulated ms):
+    /// nothing confirms an active's lease until it is back.
+    pub lost_at_ms: Option<u64>,
     blobs: Arc<FakeBlobs>,
     jobs: Arc<FakeJobs>,
     rng: Rng,
@@ -376,6 +379,7 @@ impl Sim {
             clients,
             budget,
             lost: None,
+            lost_at_ms: None,
             blobs: Arc::new(FakeBlobs::default()),
             jobs: Arc::new(FakeJobs::default()),
             rng,
@@ -665,6 +669,7 @@ impl Sim {
                     .map(|(r, _)| r.clone())
                     .collect();
                 self.lost = lost.map(|l| (l, holders));
+                self.lost_at_ms = Some(self.world.elapsed_ms());
             }
             Event::Reload { region, tables } => self.reload(region, *tables),
             Event::ClockStep { region, ms } => {

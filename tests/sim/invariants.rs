@@ -232,11 +232,19 @@ impl Monitor {
         }
     }
 
-    /// An active keeps its lease while the control plane is quiet: a round
-    /// has a deadline (`reconcile::round_deadline`) and the lease is
-    /// renewed from a record read beside the signals, so a black-holed
-    /// Route 53, SageMaker or probe costs the round's samples, never the
-    /// lease (issue 19, item 7).
+    /// An active keeps its lease while the control plane is quiet: every
+    /// outside call of a round has a deadline (`reconcile::round_deadline`)
+    /// and the lease keeper (`reconcile::Keeper`) reads the record on its
+    /// own timer whatever the rounds wait for, so a black-holed Route 53,
+    /// SageMaker or probe costs the round's samples, never the lease
+    /// (issue 19, item 7).
+    ///
+    /// A deleted or restored record ends the quiet like a fault: with no
+    /// record naming it, an active has nothing to confirm its lease with,
+    /// and it must stand down (another daemon may re-create the record
+    /// from a copy that names another region); under MREC the re-created
+    /// record confirms the lease only once a majority of replicas hold it
+    /// (seeds 5077, 8907, 16549). The same slack counts from the loss.
     fn keeps_lease(&mut self, sim: &Sim, region: &str, role: Option<&Role>) {
         let Some(Role::StoodDown { unconfirmed_ms }) = role else {
             return;
@@ -244,6 +252,7 @@ impl Monitor {
         let Some(quiet) = self.control_quiet_since else {
             return;
         };
+        let quiet = quiet.max(sim.lost_at_ms.unwrap_or(0));
         let t = sim.world.elapsed_ms();
         let cfg = &sim.configs[region];
         let deadline = failoverd::control::reconcile::round_deadline(cfg).as_millis() as u64;
@@ -304,7 +313,22 @@ impl Monitor {
         self.log_seen += log.len();
         for w in log {
             let r = &w.record;
-            let before = self.last_epoch.insert(w.replica.clone(), r.epoch);
+            // The epoch before this write: the replica's last, or, for the
+            // first record write through a replica, the highest any replica
+            // wrote (MRSC has one copy; the log names the replica a write
+            // went through). Counting only per replica missed a claim that
+            // was the first write through its region (a daemon whose
+            // initialize was refused, an operator's command through a
+            // region that had written nothing yet): the monitor then did not
+            // know the last claim, expected a claim while the planner
+            // rightly waited out `min_failover_interval`, and reported the
+            // detection bound exceeded (seeds 2215, 4235, 9842, 16748,
+            // 17613, 18812: always by one second, the first check past it).
+            let highest = self.last_epoch.values().copied().max();
+            let before = self
+                .last_epoch
+                .insert(w.replica.clone(), r.epoch)
+                .or(highest);
             if r.step == Step::Claimed && before.is_some_and(|e| r.epoch > e) {
                 self.last_claim_ms = Some(w.at_ms);
                 let automatic = !r.changed_by.starts_with("operator:");
