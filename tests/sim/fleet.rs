@@ -74,6 +74,8 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     pub started_ms: u64,
     task: JoinHandle<()>,
+    /// The cost task (schedules next to failover, `control::cost`).
+    cost: JoinHandle<()>,
     /// The router's routing-table refresh.
     refresh: JoinHandle<()>,
     /// The configuration in force, as SIGHUP replaces it.
@@ -163,14 +165,45 @@ fn load(consistency: Consistency, profile: Profile) -> BTreeMap<String, Config> 
         .iter()
         .map(|r| {
             let files = [dir.join("base.toml"), dir.join(format!("{r}.toml"))];
-            let cfg = load_layers(&files, &env).unwrap_or_else(|e| {
+            let mut cfg = load_layers(&files, &env).unwrap_or_else(|e| {
                 panic!("the shipped configuration of {r} loads: {}", e.report())
             });
+            with_cost(&mut cfg);
             (r.to_string(), cfg)
         })
         .collect();
     cache.lock().unwrap().insert(key, configs.clone());
     configs
+}
+
+/// The cost task beside the failovers (issue 19 item 5): every daemon
+/// applies a schedule to its region's provisioned endpoint every 15 s, with
+/// a need measured from the routers' counts. The schedule alternates every
+/// five minutes between 3 instances and 1 (UTC), so that a run sees the
+/// schedule lower standbys, raise them, and meet failovers, proposals and
+/// traffic moved by the routers. Every region gets the same settings (no
+/// configuration drift).
+fn with_cost(cfg: &mut Config) {
+    use failoverd::config::EndpointSchedule;
+    use failoverd::core::schedule::{Schedule, Window};
+    let windows: Vec<Window> = (0..24)
+        .flat_map(|h| (0..6).map(move |m| (h, m * 10)))
+        .map(|(h, m)| {
+            Window::new(
+                "*".parse().unwrap(),
+                format!("{h:02}:{m:02}").parse().unwrap(),
+                format!("{h:02}:{:02}", m + 5).parse().unwrap(),
+                3,
+            )
+            .unwrap()
+        })
+        .collect();
+    cfg.cost.interval = std::time::Duration::from_secs(15);
+    cfg.cost.instance_invocations_per_minute = Some(20);
+    cfg.cost.schedules = vec![EndpointSchedule {
+        endpoint: "inference-provisioned".into(),
+        schedule: Schedule::new("UTC", 1, windows).unwrap(),
+    }];
 }
 
 /// The shipped state machine definition, rendered for `region`.
@@ -464,6 +497,24 @@ impl Sim {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
         let router = self.router(region, caller, incarnation, &config_tx, &shared);
+        let cost = failoverd::control::cost::CostTask::new(
+            config_tx.subscribe(),
+            ports.clone(),
+            shared.clone(),
+            Arc::new(failoverd::state::FleetCounts::new(
+                config_tx.subscribe(),
+                shared.clone(),
+                ports.clock.clone(),
+            )),
+        );
+        let cost = tokio::spawn(
+            cost.run(shutdown_tx.subscribe())
+                .instrument(tracing::info_span!(
+                    "daemon",
+                    region = %region,
+                    pid
+                )),
+        );
         let reconciler = Reconciler::new(config_rx, ports, shared.clone(), Readiness::starting());
         let span = tracing::info_span!("daemon", region = %region, pid);
         let refresh = tokio::spawn(
@@ -483,6 +534,7 @@ impl Sim {
                 shared,
                 started_ms: self.world.elapsed_ms(),
                 task,
+                cost,
                 refresh,
                 config: config_tx,
                 _shutdown: shutdown_tx,
@@ -562,6 +614,7 @@ impl Sim {
             self.clients.routers.down(region);
             d.refresh.abort();
             d.task.abort();
+            d.cost.abort();
             self.world
                 .trace(format!("{region}: daemon killed (pid {})", d.pid));
         }

@@ -72,6 +72,10 @@ pub struct Monitor {
     down: BTreeMap<String, bool>,
     /// The record (MRSC: the one; MREC: us-east-1's), as of `store_seq`.
     record: Option<failoverd::core::control::ControlRecord>,
+    /// Lowerings of instance counts already judged.
+    lowerings_seen: usize,
+    /// A live proposal (its id) and when the monitor first saw it.
+    proposal_seen: Option<(String, u64)>,
 }
 
 impl Monitor {
@@ -189,6 +193,73 @@ impl Monitor {
         }
         if !self.mrec && t % 1000 == 0 {
             self.failover_happens(sim, t);
+        }
+        self.cost_never_starves(sim, t);
+    }
+
+    /// Cost never starves the region that serves or is about to (issue 19
+    /// item 5): a lowering by the cost task never lands on the target of a
+    /// failover in flight or of a live proposal (seen for 10 s: the task
+    /// reads the record again right before acting), nor, while the control
+    /// plane has been quiet for the whole window, on a region that is not
+    /// active and that the routers sent traffic to between 4.5 minutes and
+    /// 30 s before (the counts travel in votes: a round and a read late).
+    fn cost_never_starves(&mut self, sim: &Sim, t: u64) {
+        use failoverd::core::control::ProposalState;
+        let live = self
+            .record
+            .as_ref()
+            .and_then(|r| r.proposal.as_ref())
+            .filter(|p| matches!(p.state, ProposalState::Proposed | ProposalState::Approved));
+        match live {
+            Some(p)
+                if self
+                    .proposal_seen
+                    .as_ref()
+                    .is_none_or(|(id, _)| *id != p.id) =>
+            {
+                self.proposal_seen = Some((p.id.clone(), t));
+            }
+            Some(_) => {}
+            None => self.proposal_seen = None,
+        }
+        let new = sim.sm.lowered_since(self.lowerings_seen);
+        self.lowerings_seen += new.len();
+        let Some(rec) = self.record.clone() else {
+            return;
+        };
+        for l in new {
+            let what = format!(
+                "{} {}/{} lowered {} -> {}",
+                l.at_ms, l.region, l.endpoint, l.from, l.to
+            );
+            if rec.phase == Phase::FailingOver && rec.target.as_deref() == Some(l.region.as_str()) {
+                self.violations
+                    .push(format!("{what}: the target of the failover in flight"));
+            }
+            if let (Some(p), Some((_, seen))) = (live, &self.proposal_seen)
+                && p.target == l.region
+                && l.at_ms >= seen + 10_000
+            {
+                self.violations
+                    .push(format!("{what}: the target of a live proposal"));
+            }
+            let quiet_window = self
+                .control_quiet_since
+                .is_some_and(|q| q + 270_000 <= l.at_ms);
+            if quiet_window
+                && rec.active != l.region
+                && sim.sm.invoked_between(
+                    &l.region,
+                    &l.endpoint,
+                    l.at_ms.saturating_sub(270_000),
+                    l.at_ms.saturating_sub(30_000),
+                )
+            {
+                self.violations.push(format!(
+                    "{what}: the routers sent it traffic in the minutes before (it serves)"
+                ));
+            }
         }
     }
 

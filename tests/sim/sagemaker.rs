@@ -94,6 +94,22 @@ struct State {
     /// (region, endpoint) -> the image its model runs (`sim-model:1`
     /// unless set: a drifted standby runs another).
     images: BTreeMap<(String, String), String>,
+    /// (region, endpoint) -> when (simulated ms) invocations arrived, the
+    /// last ten minutes' (the cost invariant's ground truth of "serving").
+    invoked: BTreeMap<(String, String), std::collections::VecDeque<u64>>,
+    /// Every instance count lowered, in order.
+    lowered: Vec<Lowering>,
+}
+
+/// An instance count lowered by `UpdateEndpointWeightsAndCapacities`.
+#[derive(Debug, Clone)]
+pub struct Lowering {
+    /// Simulated ms.
+    pub at_ms: u64,
+    pub region: String,
+    pub endpoint: String,
+    pub from: u32,
+    pub to: u32,
 }
 
 /// SageMaker in every region.
@@ -113,6 +129,8 @@ impl FakeSageMaker {
                 behaviour: BTreeMap::new(),
                 answered: BTreeMap::new(),
                 images: BTreeMap::new(),
+                invoked: BTreeMap::new(),
+                lowered: Vec::new(),
             }),
         })
     }
@@ -190,13 +208,37 @@ impl FakeSageMaker {
         self.lock().answered.clone()
     }
 
+    /// The lowerings from the `from`-th on.
+    pub fn lowered_since(&self, from: usize) -> Vec<Lowering> {
+        self.lock()
+            .lowered
+            .get(from..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Whether an invocation of `endpoint` in `region` arrived in
+    /// `[from_ms, to_ms]` (simulated ms; the last ten minutes are kept).
+    pub fn invoked_between(&self, region: &str, endpoint: &str, from_ms: u64, to_ms: u64) -> bool {
+        self.lock()
+            .invoked
+            .get(&(region.to_string(), endpoint.to_string()))
+            .is_some_and(|q| q.iter().any(|t| (from_ms..=to_ms).contains(t)))
+    }
+
     /// The model's decision for an invocation arriving now under `b`.
     /// `status_matters`: a real invocation is refused by an endpoint not
     /// in service; the warm-up (kept as the daemon's tests know it) only
     /// asks that the endpoint exist.
     fn decide(&self, region: &str, endpoint: &str, b: &Behaviour, status_matters: bool) -> Outcome {
         let key = (region.to_string(), endpoint.to_string());
+        let at = self.world.elapsed_ms();
         let mut g = self.lock();
+        let q = g.invoked.entry(key.clone()).or_default();
+        q.push_back(at);
+        while q.front().is_some_and(|t| at.saturating_sub(*t) > 600_000) {
+            q.pop_front();
+        }
         let Some(status) = g.status.get(&key).cloned() else {
             return Outcome::Missing;
         };
@@ -426,7 +468,16 @@ impl Endpoints for SmClient {
             }
             // The fake's endpoints scale at once (no `Updating` window).
             if let Some((_, n)) = counts.iter().find(|(v, _)| v == "AllTraffic") {
-                st.instances.insert(k.clone(), *n);
+                let from = st.instances.insert(k.clone(), *n).unwrap_or(1);
+                if *n < from {
+                    st.lowered.push(Lowering {
+                        at_ms: self.sm.world.elapsed_ms(),
+                        region: region.to_string(),
+                        endpoint: endpoint.to_string(),
+                        from,
+                        to: *n,
+                    });
+                }
             }
             Ok(())
         })
