@@ -316,6 +316,9 @@ impl Monitor {
     /// from a copy that names another region); under MREC the re-created
     /// record confirms the lease only once a majority of replicas hold it
     /// (seeds 5077, 8907, 16549). The same slack counts from the loss.
+    /// So does a claim: a failover away from the active ends its lease by
+    /// design (under MREC its own lagging replica may still name it, but a
+    /// majority no longer does: seed 7655, an operator's forced failover).
     fn keeps_lease(&mut self, sim: &Sim, region: &str, role: Option<&Role>) {
         let Some(Role::StoodDown { unconfirmed_ms }) = role else {
             return;
@@ -323,7 +326,9 @@ impl Monitor {
         let Some(quiet) = self.control_quiet_since else {
             return;
         };
-        let quiet = quiet.max(sim.lost_at_ms.unwrap_or(0));
+        let quiet = quiet
+            .max(sim.lost_at_ms.unwrap_or(0))
+            .max(self.last_claim_ms.unwrap_or(0));
         let t = sim.world.elapsed_ms();
         let cfg = &sim.configs[region];
         let deadline = failoverd::control::reconcile::round_deadline(cfg).as_millis() as u64;
