@@ -46,6 +46,7 @@ pub mod reply;
 pub mod request;
 mod route;
 pub mod targets;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,7 +59,7 @@ use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, RegionConfig};
 use crate::core::rand;
@@ -514,6 +515,7 @@ fn connection_limits(cfg: &Config) -> crate::http::ConnLimits {
             "x-amzn-errortype: ServiceUnavailable\r\nx-failoverd-path: none\r\nx-failoverd-region: none\r\nx-failoverd-attempts: 0\r\n",
             &body,
         ),
+        tls: None,
     }
 }
 
@@ -535,7 +537,30 @@ pub async fn serve(
             router.begin_drain();
         })
     };
-    let limits = connection_limits(&router.config.borrow());
+    let mut limits = connection_limits(&router.config.borrow());
+    let cfg = router.config.borrow().clone();
+    // Checked as the configuration loaded, before binding; failing here
+    // means the files changed since: serve nothing rather than plaintext.
+    let reload = match tls::cell(&cfg, tls::router_files) {
+        Ok(None) => None,
+        Ok(Some(cell)) => {
+            limits.tls = Some(cell.clone());
+            Some(tokio::spawn(tls::keep_current(
+                cell,
+                router.config.clone(),
+                tls::router_files,
+                "router",
+                shutdown.clone(),
+            )))
+        }
+        Err(e) => {
+            error!(file = %e.path.display(), key = %format!("listen.router_tls.{}", e.which), error = %e.message, "router TLS files do not load; not serving");
+            drop(listener);
+            let _ = drain.await;
+            let _ = refresh.await;
+            return;
+        }
+    };
     let handler = move |req| router.clone().handle(req);
     // Thread-per-core: see docs/router-performance.md.
     let threads = crate::http::cores();
@@ -545,4 +570,7 @@ pub async fn serve(
     .await;
     let _ = drain.await;
     let _ = refresh.await;
+    if let Some(r) = reload {
+        let _ = r.await;
+    }
 }
