@@ -30,6 +30,15 @@
 //! connections get the new certificate, and connections already open keep
 //! the one they were made with. Without TLS the connection path is what it
 //! was: no cell, no lock, nothing per request.
+//!
+//! Mutual TLS (issue 22 item 2): when the cell's configuration verifies
+//! client certificates, the handshake fails without one, and the verified
+//! certificate's subject alternative name becomes the connection's
+//! [`Identity`]: its first URI SAN (`spiffe://...`), else its first DNS
+//! SAN. A verified certificate with neither is closed after the
+//! handshake. Each request on the connection carries the identity as a
+//! request extension (one `Arc` clone and the extension map's allocation
+//! per request, only on listeners with client certificates).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -77,6 +86,25 @@ pub struct ConnLimits {
     pub refusal: Bytes,
     /// TLS, if the listener speaks it; `None` is plain HTTP.
     pub tls: Option<Arc<TlsCell>>,
+}
+
+/// Who is calling, as the listener authenticated them (a request
+/// extension): the client certificate's SAN under mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity(pub Arc<str>);
+
+impl Identity {
+    /// The caller identity of a verified client certificate (DER): its
+    /// first URI SAN, else its first DNS SAN; `None` if it has neither or
+    /// cannot be read.
+    pub fn of_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Option<Self> {
+        let cert = webpki::EndEntityCert::try_from(der).ok()?;
+        let name = cert
+            .valid_uri_names()
+            .next()
+            .or_else(|| cert.valid_dns_names().next())?;
+        Some(Self(Arc::from(name)))
+    }
 }
 
 /// A listener's TLS server configuration, replaced whole on reload. Read
@@ -551,12 +579,41 @@ where
     let drain = drain.clone();
     async move {
         match tls {
-            None => serve_io(TokioIo::new(stream), handler, &drain, header_read_timeout).await,
+            None => {
+                serve_io(
+                    TokioIo::new(stream),
+                    handler,
+                    &drain,
+                    header_read_timeout,
+                    None,
+                )
+                .await
+            }
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.get());
                 match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => {
-                        serve_io(TokioIo::new(s), handler, &drain, header_read_timeout).await
+                        // Only a verifying configuration asks for client
+                        // certificates; what arrives here passed it.
+                        let identity = match s.get_ref().1.peer_certificates() {
+                            None => None,
+                            Some(certs) => match certs.first().and_then(Identity::of_certificate) {
+                                Some(id) => Some(id),
+                                None => {
+                                    debug!("client certificate has no URI or DNS name; closing");
+                                    drop(slot);
+                                    return;
+                                }
+                            },
+                        };
+                        serve_io(
+                            TokioIo::new(s),
+                            handler,
+                            &drain,
+                            header_read_timeout,
+                            identity,
+                        )
+                        .await
                     }
                     Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                     Err(_) => debug!("TLS handshake timed out"),
@@ -570,13 +627,21 @@ where
 }
 
 /// Serve HTTP/1.1 on `io` until the connection closes.
-async fn serve_io<I, H, Fut>(io: I, handler: H, drain: &Arc<Drain>, header_read_timeout: Duration)
-where
+async fn serve_io<I, H, Fut>(
+    io: I,
+    handler: H,
+    drain: &Arc<Drain>,
+    header_read_timeout: Duration,
+    identity: Option<Identity>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(id) = &identity {
+            req.extensions_mut().insert(id.clone());
+        }
         let h = handler.clone();
         async move { Ok::<_, Infallible>(h(req).await) }
     });

@@ -25,7 +25,8 @@
 //!
 //! Access log (issue 22 item 6): one `tracing` event per request, target
 //! `failoverd::access`, for `router.access_log_sample` of the requests:
-//! caller identity (`anonymous` until the router has caller identity), the
+//! caller identity (the client certificate's SAN under mutual TLS,
+//! `anonymous` without), the
 //! configured model, region and path served, attempts, status, latency and
 //! the request id the client got. Never a body, a header value or a token;
 //! an unknown model's name (client-chosen text) is not logged either. A
@@ -66,7 +67,7 @@ use crate::core::rand;
 use crate::core::retry::RetryBudget;
 use crate::core::routing::{Available, Path};
 use crate::error_chain;
-use crate::http::{HttpResponse, ShutdownRx, shutdown_signalled};
+use crate::http::{HttpResponse, Identity, ShutdownRx, shutdown_signalled};
 use crate::metrics::router::{CallResult, Metrics};
 use crate::ports::blobs::Blobs;
 use crate::ports::clock::Clock;
@@ -269,6 +270,10 @@ impl Router {
         let cfg = self.config.borrow().clone();
         let mut job_region = String::new();
         let mut model = None;
+        // The listener's authentication (mutual TLS); none on a listener
+        // without client certificates (no clone, no lookup cost but the
+        // extension map's emptiness check).
+        let identity = req.extensions().get::<Identity>().cloned();
         let reply = self
             .reply(&cfg, req, started, &mut job_region, &mut model)
             .await;
@@ -282,7 +287,7 @@ impl Router {
         );
         let id = self.request_id();
         if self.access_sampled(cfg.router.access_log_sample) {
-            access_log(&reply, model, took, &id);
+            access_log(&reply, identity.as_ref(), model, took, &id);
         }
         reply.into_response(id)
     }
@@ -418,10 +423,16 @@ impl Router {
 }
 
 /// One access-log line (see the module doc): borrowed fields only.
-fn access_log(reply: &Reply<'_>, model: Option<&str>, took: Duration, id: &HeaderValue) {
+fn access_log(
+    reply: &Reply<'_>,
+    identity: Option<&Identity>,
+    model: Option<&str>,
+    took: Duration,
+    id: &HeaderValue,
+) {
     info!(
         target: "failoverd::access",
-        identity = "anonymous",
+        identity = identity.map_or("anonymous", |i| &*i.0),
         model = model.unwrap_or("-"),
         region = reply.region.unwrap_or("none"),
         path = reply.path.map_or("none", Path::as_str),
