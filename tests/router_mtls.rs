@@ -21,6 +21,7 @@ mod common;
 mod router_daemon;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use router_daemon::Daemon;
@@ -104,4 +105,175 @@ async fn a_client_certificate_is_required_and_its_san_is_the_identity() {
         .map(|l| l["identity"].as_str().unwrap_or("?").to_string())
         .collect();
     assert_eq!(ids, ["spiffe://test/caller-a", "b.example"], "{log}");
+}
+
+/// The status, `x-amzn-errortype` and body of one raw exchange's answer.
+async fn invoke_as(d: &Daemon, ca: &Ca, cert: &Path, key: &Path) -> (u16, String) {
+    let mut s = pki::connect(d.router, &ca.pem(), Some((cert, key)))
+        .await
+        .unwrap();
+    pki::request(&mut s, &invoke("m"), CAP).await.unwrap()
+}
+
+/// tests/boto3/invoke.py against `d`'s router as `(cert, key)`.
+fn boto3(d: &Daemon, ca: &Ca, cert: &Path, key: &Path) -> serde_json::Value {
+    let out = Command::new(common::venv().join("bin/python"))
+        .arg(common::root().join("tests/boto3/invoke.py"))
+        .args([
+            "--endpoint-url",
+            &format!("https://127.0.0.1:{}", d.router.port()),
+        ])
+        .args(["--model", "m", "--ca-bundle"])
+        .arg(ca.pem())
+        .arg("--client-cert")
+        .arg(cert)
+        .arg("--client-key")
+        .arg(key)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_identities_invoke_a_model_and_the_others_get_access_denied() {
+    let dir = tempdir("failoverd-authz");
+    let ca = Ca::new(&dir, "ca");
+    let d = start_mtls(&dir, &ca, "allow = { m = [\"spiffe://test/fraud/*\"] }");
+    let (a, a_key) = ca.leaf("a", "URI:spiffe://test/fraud/scorer", "clientAuth");
+    let (b, b_key) = ca.leaf(
+        "b",
+        "URI:spiffe://test/ads/ranker,DNS:b.example",
+        "clientAuth",
+    );
+
+    // Allowed: through to the regions (none reachable: 503).
+    let (status, body) = invoke_as(&d, &ca, &a, &a_key).await;
+    assert_eq!(status, 503, "{body}");
+    // Not allowed: 403 AccessDeniedException, before any upstream call.
+    let (status, body) = invoke_as(&d, &ca, &b, &b_key).await;
+    assert_eq!(status, 403, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["__type"], "AccessDeniedException", "{body}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spiffe://test/ads/ranker") && m.contains("\"m\"")),
+        "{body}"
+    );
+
+    // boto3 with client certificates: the same, as boto3 raises them.
+    let got = boto3(&d, &ca, &b, &b_key);
+    assert_eq!(got["exception"], "ClientError", "{got}");
+    assert_eq!(got["code"], "AccessDeniedException", "{got}");
+    assert_eq!(got["status"], 403, "{got}");
+    assert_eq!(
+        got["headers"]["x-amzn-errortype"], "AccessDeniedException",
+        "{got}"
+    );
+    let got = boto3(&d, &ca, &a, &a_key);
+    assert_eq!(got["code"], "ServiceUnavailable", "{got}");
+
+    let log = d.log();
+    let denied: Vec<_> = access_lines(&log)
+        .into_iter()
+        .filter(|l| l["status"] == 403)
+        .collect();
+    assert_eq!(denied.len(), 2, "{log}");
+    assert!(
+        denied
+            .iter()
+            .all(|l| l["identity"] == "spiffe://test/ads/ranker" && l["outcome"] == "denied"),
+        "{denied:?}"
+    );
+}
+
+/// `check-config` on the edge-test fleet with `listen` and `router` lines.
+fn check_config(dir: &Path, listen: &str, router: &str) -> (Option<i32>, String) {
+    std::fs::copy(
+        common::root().join("regions/lab/base.toml"),
+        dir.join("base.toml"),
+    )
+    .unwrap();
+    let file = dir.join("us-east-1.toml");
+    std::fs::write(
+        &file,
+        format!("region = \"us-east-1\"\n[listen]\nadmin = \"127.0.0.1:0\"\n{listen}\n[router]\n{router}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_failoverd"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env_clear()
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_router_off_loopback_needs_identity_or_an_explicit_allow_anonymous() {
+    let dir = tempdir("failoverd-authz-config");
+    let ca = Ca::new(&dir, "ca");
+    let (cert, key) = ca.server("router");
+    let file = dir.join("us-east-1.toml").display().to_string();
+    let mtls = format!(
+        "router_tls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+        cert.display(),
+        key.display(),
+        ca.pem().display()
+    );
+
+    let (code, err) = check_config(&dir, "router = \"0.0.0.0:8080\"", "");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(&format!("{file}: listen.router: 0.0.0.0:8080 is not loopback and the router has no caller identity")),
+        "{err}"
+    );
+    // The default address is loopback.
+    let (code, err) = check_config(&dir, "", "");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check_config(&dir, "router = \"0.0.0.0:8080\"", "allow_anonymous = true");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check_config(&dir, &format!("router = \"0.0.0.0:8080\"\n{mtls}"), "");
+    assert_eq!(code, Some(0), "{err}");
+
+    // Lists name configured models, and need caller identity.
+    let (code, err) = check_config(
+        &dir,
+        &format!("router = \"127.0.0.1:0\"\n{mtls}"),
+        "allow = { nosuch = [\"x\"] }",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("router.allow.nosuch: not a model in [[models]]"),
+        "{err}"
+    );
+    let (code, err) = check_config(
+        &dir,
+        "router = \"127.0.0.1:0\"",
+        "allow = { default = [\"x\"] }",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("router.allow.default: needs caller identity"),
+        "{err}"
+    );
+    let (code, err) = check_config(
+        &dir,
+        &format!("router = \"127.0.0.1:0\"\n{mtls}"),
+        "allow = { default = [\"a b\"] }",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("router.allow.default[0]: \"a b\" is not an identity pattern"),
+        "{err}"
+    );
 }

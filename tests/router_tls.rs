@@ -174,7 +174,11 @@ fn check_config(dir: &Path, listen: &str) -> (Option<i32>, String) {
     let file = dir.join("us-east-1.toml");
     std::fs::write(
         &file,
-        format!("region = \"us-east-1\"\n[listen]\nadmin = \"127.0.0.1:0\"\n{listen}"),
+        // Anonymous callers allowed: the plaintext warning is about the
+        // network, whatever the identity rule (tests/router_mtls.rs).
+        format!(
+            "region = \"us-east-1\"\n[listen]\nadmin = \"127.0.0.1:0\"\n{listen}\n[router]\nallow_anonymous = true\n"
+        ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_failoverd"))

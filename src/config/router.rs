@@ -8,7 +8,7 @@
 //! hedged, is each model's choice (`retry_on_timeout`, `hedge_after`):
 //! only the model's owner knows whether running it twice is harmless.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -83,6 +83,15 @@ pub struct Router {
     /// The fraction of requests that get an access-log line (0 to 1; 1:
     /// every request, 0: none).
     pub access_log_sample: f64,
+    /// Serve callers the listener did not authenticate on an address that
+    /// is not loopback (issue 22 item 3). Off: such a router needs an
+    /// identity method (`listen.router_tls.client_ca`) to start.
+    pub allow_anonymous: bool,
+    /// Per model, the caller identities allowed to invoke it: patterns
+    /// where `*` matches any run of characters (`spiffe://prod/fraud/*`,
+    /// `*.svc.example.com`; IAM ARNs later). A model not listed: every
+    /// caller the listener authenticated. Taken on reload.
+    pub allow: BTreeMap<String, Vec<String>>,
 }
 
 /// A model the router serves.
@@ -191,6 +200,8 @@ pub(super) struct RawRouter {
     pub(super) max_connections: Option<i64>,
     pub(super) header_read_timeout: Option<String>,
     pub(super) access_log_sample: Option<f64>,
+    pub(super) allow_anonymous: Option<bool>,
+    pub(super) allow: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -244,6 +255,7 @@ impl Validator<'_> {
             self.router_connections(rr.max_connections, rr.header_read_timeout);
         let access_log_sample =
             self.fraction("router.access_log_sample", rr.access_log_sample, 1.0);
+        let allow = self.router_allow(rr.allow.unwrap_or_default());
         Some(Router {
             max_in_flight: max_in_flight?,
             body_read_timeout: body_read_timeout?,
@@ -268,7 +280,66 @@ impl Validator<'_> {
             max_connections: max_connections?,
             header_read_timeout: header_read_timeout?,
             access_log_sample,
+            allow_anonymous: rr.allow_anonymous.unwrap_or(false),
+            allow,
         })
+    }
+
+    /// `router.allow`: per model, identity patterns, each non-empty
+    /// visible text without whitespace.
+    fn router_allow(
+        &mut self,
+        raw: BTreeMap<String, Vec<String>>,
+    ) -> BTreeMap<String, Vec<String>> {
+        for (model, patterns) in &raw {
+            for (i, p) in patterns.iter().enumerate() {
+                if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    self.err(
+                        &format!("router.allow.{model}[{i}]"),
+                        format!("{p:?} is not an identity pattern (visible text, `*` for any run of characters)"),
+                    );
+                }
+            }
+        }
+        raw
+    }
+
+    /// Between `[router]`, `[[models]]` and `[listen]` (issue 22 item 3):
+    /// a router off loopback needs an identity method unless
+    /// `router.allow_anonymous`; `router.allow` names configured models
+    /// and needs an identity method.
+    pub(super) fn router_access(
+        &mut self,
+        router: &Router,
+        models: &[ModelConfig],
+        listen: &super::Listen,
+    ) {
+        let identified = listen
+            .router_tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        if !identified && !router.allow_anonymous && !listen.router.ip().is_loopback() {
+            self.err(
+                "listen.router",
+                format!(
+                    "{} is not loopback and the router has no caller identity: anyone who reaches it invokes with the daemon's role; set listen.router_tls with a client_ca, or router.allow_anonymous = true to accept that (docs/threat-model.md)",
+                    listen.router
+                ),
+            );
+        }
+        for model in router.allow.keys() {
+            if !models.iter().any(|m| &m.name == model) {
+                self.err(
+                    &format!("router.allow.{model}"),
+                    "not a model in [[models]]",
+                );
+            } else if !identified {
+                self.err(
+                    &format!("router.allow.{model}"),
+                    "needs caller identity: set listen.router_tls with a client_ca",
+                );
+            }
+        }
     }
 
     /// `router.max_connections` and `router.header_read_timeout`: each

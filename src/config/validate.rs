@@ -69,7 +69,9 @@ mod defaults {
     pub const ABORT_RETRY: &str = "30s";
     /// Long enough for an on-call operator to be paged and look.
     pub const APPROVAL_TIMEOUT: &str = "15m";
-    pub const ROUTER: &str = "0.0.0.0:8080";
+    /// Loopback: a router reachable from elsewhere is a choice (with TLS
+    /// and caller identity, or `router.allow_anonymous`), not a default.
+    pub const ROUTER: &str = "127.0.0.1:8080";
     pub const ADMIN: &str = "127.0.0.1:9090";
     pub const ADMIN_TOKEN_FILE: &str = "/etc/failoverd/admin-token";
 }
@@ -241,6 +243,9 @@ impl Validator<'_> {
         let listen = self.listen(raw.listen);
         let endpoints = self.endpoints(raw.endpoints);
 
+        if let (Some(r), Some(l)) = (router.as_ref(), listen.as_ref()) {
+            self.router_access(r, &models, l);
+        }
         if !self.problems.is_empty() {
             return None;
         }

@@ -37,6 +37,8 @@ pub enum Outcome {
     NotFound,
     /// 405.
     MethodNotAllowed,
+    /// 403: the caller may not invoke the model (`router.allow`).
+    Denied,
     /// 408: the body did not arrive in time.
     BodyTimeout,
     /// 413.
@@ -57,13 +59,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 14] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Ok,
         Outcome::Accepted,
         Outcome::ModelError,
         Outcome::BadRequest,
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
+        Outcome::Denied,
         Outcome::BodyTimeout,
         Outcome::TooLarge,
         Outcome::Throttled,
@@ -82,6 +85,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::Denied => "denied",
             Outcome::BodyTimeout => "body_timeout",
             Outcome::TooLarge => "too_large",
             Outcome::Throttled => "throttled",

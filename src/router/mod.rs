@@ -41,6 +41,7 @@
 //! directly with a `Request<Full<Bytes>>`, no listener needed. Decisions live in
 //! `core::routing` and `core::retry` (pure, property tested).
 
+pub mod auth;
 pub mod batch;
 pub mod jobs;
 pub mod reply;
@@ -275,7 +276,14 @@ impl Router {
         // extension map's emptiness check).
         let identity = req.extensions().get::<Identity>().cloned();
         let reply = self
-            .reply(&cfg, req, started, &mut job_region, &mut model)
+            .reply(
+                &cfg,
+                req,
+                identity.as_ref(),
+                started,
+                &mut job_region,
+                &mut model,
+            )
             .await;
         let took = self.clock.since(started);
         self.metrics.request(
@@ -310,6 +318,7 @@ impl Router {
         &self,
         cfg: &'c Config,
         req: Request<B>,
+        identity: Option<&Identity>,
         started: Instant,
         job_region: &'c mut String,
         logged_model: &mut Option<&'c str>,
@@ -338,6 +347,13 @@ impl Router {
             return RouterError::UnknownModel(model).into();
         };
         *logged_model = Some(&model_cfg.name);
+        if !auth::allowed(cfg, &model_cfg.name, identity) {
+            return RouterError::AccessDenied {
+                identity: identity.map_or_else(|| "anonymous".into(), |i| i.0.to_string()),
+                model,
+            }
+            .into();
+        }
         let thresholds = |class: &str| {
             self.thresholds
                 .read()

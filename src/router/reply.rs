@@ -17,6 +17,7 @@
 //! |------------------------------------------|--------|-------------------------|
 //! | unknown route / model / job              | 404    | `NotFound` / `ValidationError` |
 //! | wrong method                             | 405    | `MethodNotAllowed`      |
+//! | caller not in the model's `router.allow` | 403    | `AccessDeniedException` |
 //! | bad header (class, deadline, encoding)   | 400    | `ValidationError`       |
 //! | `Transfer-Encoding`; a non-UTF-8 label   | 400    | `ValidationError`       |
 //! | body slower than `body_read_timeout`     | 408    | `RequestTimeout`        |
@@ -78,6 +79,9 @@ pub enum RouterError {
     OverCapacity(u32),
     #[error("no such model: {0:?} (this router serves the models in its [[models]] list)")]
     UnknownModel(String),
+    /// Not in the model's `router.allow` list (router::auth).
+    #[error("{identity} is not authorized to invoke model {model:?} through this router")]
+    AccessDenied { identity: String, model: String },
     #[error("{0}: not visible ASCII")]
     BadHeader(HeaderName),
     /// A body framed by `Transfer-Encoding` (with or without a
@@ -171,6 +175,11 @@ impl RouterError {
             E::NoRoute(_) => w(StatusCode::NOT_FOUND, "NotFound", Outcome::NotFound),
             E::NoSuchJob(_) => w(StatusCode::NOT_FOUND, "NotFound", Outcome::NotFound),
             E::UnknownModel(_) => w(StatusCode::NOT_FOUND, "ValidationError", Outcome::NotFound),
+            E::AccessDenied { .. } => w(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                Outcome::Denied,
+            ),
             E::Method { .. } => w(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
