@@ -276,4 +276,113 @@ fn a_router_off_loopback_needs_identity_or_an_explicit_allow_anonymous() {
         err.contains("router.allow.default[0]: \"a b\" is not an identity pattern"),
         "{err}"
     );
+
+    // Caller limits: each sets something, within range.
+    let (code, err) = check_config(
+        &dir,
+        "router = \"127.0.0.1:0\"",
+        "caller_default = {}\ncallers = { \"x.example\" = { rate = 0.0, max_in_flight = 0 } }",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    for line in [
+        "router.caller_default: sets no limit",
+        "router.callers.\"x.example\".rate: 0 is out of range",
+        "router.callers.\"x.example\".max_in_flight: 0 is out of range",
+    ] {
+        assert!(err.contains(line), "no {line:?} in:\n{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_its_rate_gets_throttling_with_retry_after_and_metrics_name_it() {
+    let dir = tempdir("failoverd-limits");
+    let ca = Ca::new(&dir, "ca");
+    // One request per 100 s for `slow` (a bucket of one); others unlimited.
+    let d = start_mtls(
+        &dir,
+        &ca,
+        "callers = { \"spiffe://test/slow\" = { rate = 0.01 } }",
+    );
+    let (slow, slow_key) = ca.leaf("slow", "URI:spiffe://test/slow", "clientAuth");
+    let (fast, fast_key) = ca.leaf("fast", "URI:spiffe://test/fast", "clientAuth");
+
+    let (status, body) = invoke_as(&d, &ca, &slow, &slow_key).await;
+    assert_eq!(
+        status, 503,
+        "the first passes (no region reachable): {body}"
+    );
+    let mut s = pki::connect(d.router, &ca.pem(), Some((&slow, &slow_key)))
+        .await
+        .unwrap();
+    let (status, head, body) = request_with_head(&mut s, &invoke("m")).await;
+    assert_eq!(status, 429, "{head}{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["__type"], "ThrottlingException", "{body}");
+    let retry_after: u64 = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after: ")
+                .map(str::to_string)
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After in {head}"));
+    assert!(retry_after >= 2, "the next token is far: {retry_after}");
+    // Another caller is not affected.
+    let (status, body) = invoke_as(&d, &ca, &fast, &fast_key).await;
+    assert_eq!(status, 503, "{body}");
+    // boto3 raises it as it does AWS's throttling.
+    let got = boto3(&d, &ca, &slow, &slow_key);
+    assert_eq!(got["code"], "ThrottlingException", "{got}");
+    assert_eq!(got["status"], 429, "{got}");
+
+    let (status, metrics) = common::http("GET", &d.admin.to_string(), "/metrics", "").unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "failoverd_router_caller_requests_total{caller=\"spiffe://test/slow\",result=\"admitted\"} 1",
+        "failoverd_router_caller_requests_total{caller=\"spiffe://test/slow\",result=\"throttled_rate\"} 2",
+        // Not a configured name: counted as other.
+        "failoverd_router_caller_requests_total{caller=\"other\",result=\"admitted\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line} in:\n{metrics}");
+    }
+}
+
+/// One request on `s`: status, head and body.
+async fn request_with_head(
+    s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    raw: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(CAP, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some(at) = text.find("\r\n\r\n") {
+                let len: usize = text[..at]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .and_then(|v| v.trim().parse().ok())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= at + 4 + len {
+                    let status = text
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    return (status, text[..at].to_string(), text[at + 4..].to_string());
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer in time")
 }

@@ -92,6 +92,21 @@ pub struct Router {
     /// `*.svc.example.com`; IAM ARNs later). A model not listed: every
     /// caller the listener authenticated. Taken on reload.
     pub allow: BTreeMap<String, Vec<String>>,
+    /// Limits of a caller not in `callers` (issue 22 item 4); unset: none.
+    pub caller_default: Option<CallerLimit>,
+    /// Limits per caller identity (exact), instead of `caller_default`.
+    pub callers: BTreeMap<String, CallerLimit>,
+}
+
+/// One caller's limits (`router.caller_default`, `router.callers`): over
+/// either, a request is answered `ThrottlingException` with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CallerLimit {
+    /// Requests of this caller in flight at most.
+    pub max_in_flight: Option<u32>,
+    /// Requests a second on average (a token bucket holding one second's
+    /// worth, at least one request).
+    pub rate: Option<f64>,
 }
 
 /// A model the router serves.
@@ -202,6 +217,14 @@ pub(super) struct RawRouter {
     pub(super) access_log_sample: Option<f64>,
     pub(super) allow_anonymous: Option<bool>,
     pub(super) allow: Option<BTreeMap<String, Vec<String>>>,
+    pub(super) caller_default: Option<RawCallerLimit>,
+    pub(super) callers: Option<BTreeMap<String, RawCallerLimit>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct RawCallerLimit {
+    pub(super) max_in_flight: Option<i64>,
+    pub(super) rate: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -256,6 +279,18 @@ impl Validator<'_> {
         let access_log_sample =
             self.fraction("router.access_log_sample", rr.access_log_sample, 1.0);
         let allow = self.router_allow(rr.allow.unwrap_or_default());
+        let caller_default = rr
+            .caller_default
+            .map(|l| self.caller_limit("router.caller_default", l));
+        let callers: BTreeMap<String, CallerLimit> = rr
+            .callers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, l)| {
+                let limit = self.caller_limit(&format!("router.callers.{id:?}"), l);
+                (id, limit)
+            })
+            .collect();
         Some(Router {
             max_in_flight: max_in_flight?,
             body_read_timeout: body_read_timeout?,
@@ -282,7 +317,35 @@ impl Validator<'_> {
             access_log_sample,
             allow_anonymous: rr.allow_anonymous.unwrap_or(false),
             allow,
+            caller_default,
+            callers,
         })
+    }
+
+    /// One caller's limits at `key`: `max_in_flight` in 1..=1,000,000,
+    /// `rate` above 0 and at most 1,000,000 a second; at least one set.
+    fn caller_limit(&mut self, key: &str, raw: RawCallerLimit) -> CallerLimit {
+        if raw.max_in_flight.is_none() && raw.rate.is_none() {
+            self.err(key, "sets no limit: give max_in_flight, rate or both");
+        }
+        let max_in_flight = raw.max_in_flight.and_then(|n| {
+            let k = format!("{key}.max_in_flight");
+            self.in_range(&k, Some(n), 1, 1, 1_000_000)
+        });
+        let rate = raw.rate.filter(|r| {
+            let ok = r.is_finite() && *r > 0.0 && *r <= 1_000_000.0;
+            if !ok {
+                self.err(
+                    &format!("{key}.rate"),
+                    format!("{r} is out of range: requests a second, above 0 and at most 1000000"),
+                );
+            }
+            ok
+        });
+        CallerLimit {
+            max_in_flight,
+            rate,
+        }
     }
 
     /// `router.allow`: per model, identity patterns, each non-empty

@@ -212,6 +212,9 @@ pub struct Metrics {
     budget_refusals: AtomicU64,
     /// Requests being handled now.
     pub in_flight: AtomicU64,
+    /// Requests per caller (metrics/callers.rs), set once by the router
+    /// from its configuration; unset, nothing is rendered.
+    pub callers: std::sync::OnceLock<super::callers::CallerMetrics>,
 }
 
 impl Metrics {
@@ -237,6 +240,7 @@ impl Metrics {
             latency_count: AtomicU64::new(0),
             budget_refusals: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            callers: std::sync::OnceLock::new(),
             regions,
         }
     }
@@ -472,6 +476,9 @@ impl Metrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
             self.latency_count.load(Ordering::Relaxed)
         );
+        if let Some(c) = self.callers.get() {
+            c.render(&mut out);
+        }
         out
     }
 }

@@ -44,6 +44,7 @@
 pub mod auth;
 pub mod batch;
 pub mod jobs;
+pub mod limits;
 pub mod reply;
 pub mod request;
 mod route;
@@ -69,6 +70,7 @@ use crate::core::retry::RetryBudget;
 use crate::core::routing::{Available, Path};
 use crate::error_chain;
 use crate::http::{HttpResponse, Identity, ShutdownRx, shutdown_signalled};
+use crate::metrics::callers::CallerResult;
 use crate::metrics::router::{CallResult, Metrics};
 use crate::ports::blobs::Blobs;
 use crate::ports::clock::Clock;
@@ -165,6 +167,8 @@ pub struct Router {
     jitter: AtomicU64,
     /// Counter behind the access log's sampling.
     access_seq: AtomicU64,
+    /// Per-caller limits' state (issue 22 item 4).
+    callers: limits::Callers,
 }
 
 /// Decrements the in-flight gauge when a request ends, however it ends.
@@ -191,6 +195,18 @@ impl Router {
         let cfg = config.borrow().clone();
         let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
         let metrics = Arc::new(Metrics::new(&regions, ports.clock.clone()));
+        let _ = metrics
+            .callers
+            .set(crate::metrics::callers::CallerMetrics::new(
+                cfg.router.callers.keys().cloned().chain(
+                    cfg.router
+                        .allow
+                        .values()
+                        .flatten()
+                        .filter(|p| !p.contains('*'))
+                        .cloned(),
+                ),
+            ));
         let clock = RouterClock::new(ports.clock.clone(), metrics.origin());
         let seed = clock.wall_ms() ^ u64::from(std::process::id()).rotate_left(32);
         // Counting starts with the router: its gap-free start.
@@ -212,6 +228,7 @@ impl Router {
             thresholds: RwLock::default(),
             jitter: AtomicU64::new(seed),
             access_seq: AtomicU64::new(seed.rotate_left(17)),
+            callers: limits::Callers::default(),
         })
     }
 
@@ -347,13 +364,53 @@ impl Router {
             return RouterError::UnknownModel(model).into();
         };
         *logged_model = Some(&model_cfg.name);
+        // Per-caller checks only where there is a caller to tell apart or
+        // a limit to apply: a plain router skips them (no lock, no count).
+        let per_caller = identity.is_some()
+            || cfg.router.caller_default.is_some()
+            || !cfg.router.callers.is_empty();
+        let caller = identity.map_or(limits::ANONYMOUS, |i| &*i.0);
+        let count = |r| {
+            if let Some(m) = self.metrics.callers.get() {
+                m.count(caller, r);
+            }
+        };
         if !auth::allowed(cfg, &model_cfg.name, identity) {
+            if per_caller {
+                count(CallerResult::Denied);
+            }
             return RouterError::AccessDenied {
                 identity: identity.map_or_else(|| "anonymous".into(), |i| i.0.to_string()),
                 model,
             }
             .into();
         }
+        let limit = if per_caller {
+            limits::limit_of(&cfg.router, caller)
+        } else {
+            None
+        };
+        let _admitted = match limit {
+            None => {
+                if per_caller {
+                    count(CallerResult::Admitted);
+                }
+                None
+            }
+            Some(limit) => match self.callers.admit(caller, limit, self.clock.now()) {
+                Ok(a) => {
+                    count(CallerResult::Admitted);
+                    Some(a)
+                }
+                Err(refused) => {
+                    count(match refused {
+                        limits::Refused::Concurrency(_) => CallerResult::ThrottledConcurrency,
+                        limits::Refused::Rate { .. } => CallerResult::ThrottledRate,
+                    });
+                    return caller_throttled(caller, refused);
+                }
+            },
+        };
         let thresholds = |class: &str| {
             self.thresholds
                 .read()
@@ -436,6 +493,31 @@ impl Router {
             }
         }
     }
+}
+
+/// The answer to a request over its caller's limits: the router's
+/// throttling reply (429 `ThrottlingException`), with a `Retry-After` of
+/// when the caller's next request can pass.
+fn caller_throttled<'c>(caller: &str, refused: limits::Refused) -> Reply<'c> {
+    let mut reply: Reply<'c> = RouterError::CallerThrottled {
+        caller: caller.to_string(),
+        why: match refused {
+            limits::Refused::Concurrency(n) => format!("{n} requests in flight"),
+            limits::Refused::Rate { .. } => "its request rate".to_string(),
+        },
+    }
+    .into();
+    let secs = refused.retry_after_secs();
+    let value = HeaderValue::from(secs);
+    match reply
+        .headers
+        .iter_mut()
+        .find(|(k, _)| k == hyper::header::RETRY_AFTER)
+    {
+        Some((_, v)) => *v = value,
+        None => reply.headers.push((hyper::header::RETRY_AFTER, value)),
+    }
+    reply
 }
 
 /// One access-log line (see the module doc): borrowed fields only.

@@ -25,6 +25,7 @@
 //! | the model answered an error              | 424    | `ModelError`            |
 //! | SageMaker said the request is invalid    | 400    | `ValidationError`       |
 //! | throttled, retry budget spent            | 429    | `ThrottlingException`   |
+//! | over the caller's `router.callers` limits | 429   | `ThrottlingException`   |
 //! | every region still cold                  | 429    | `ModelNotReadyException`|
 //! | shed, draining, no region could serve    | 503    | `ServiceUnavailable`    |
 //! | an answer the router cannot read         | 502    | `InternalFailure`       |
@@ -119,6 +120,9 @@ pub enum RouterError {
     Validation { region: String, message: String },
     #[error("throttled by {region}; the retry budget is spent")]
     Throttled { region: String },
+    /// Over the caller's own limits (router::limits).
+    #[error("{caller} is over its limit on this router ({why}); retry after Retry-After")]
+    CallerThrottled { caller: String, why: String },
     #[error("the model is not ready in any region that could serve it (cold starts); retry later")]
     ModelNotReady,
     #[error("no region could serve the request; last: {region} {}: {}", .path.as_str(), error_chain(.source.as_ref()))]
@@ -211,7 +215,7 @@ impl RouterError {
                 "ModelError",
                 Outcome::ModelError,
             ),
-            E::Throttled { .. } => again(
+            E::Throttled { .. } | E::CallerThrottled { .. } => again(
                 StatusCode::TOO_MANY_REQUESTS,
                 "ThrottlingException",
                 Outcome::Throttled,
