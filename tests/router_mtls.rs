@@ -115,10 +115,10 @@ async fn invoke_as(d: &Daemon, ca: &Ca, cert: &Path, key: &Path) -> (u16, String
     pki::request(&mut s, &invoke("m"), CAP).await.unwrap()
 }
 
-/// tests/boto3/invoke.py against `d`'s router as `(cert, key)`.
+/// tests/boto3/invoke_tls.py against `d`'s router as `(cert, key)`.
 fn boto3(d: &Daemon, ca: &Ca, cert: &Path, key: &Path) -> serde_json::Value {
     let out = Command::new(common::venv().join("bin/python"))
-        .arg(common::root().join("tests/boto3/invoke.py"))
+        .arg(common::root().join("tests/boto3/invoke_tls.py"))
         .args([
             "--endpoint-url",
             &format!("https://127.0.0.1:{}", d.router.port()),

@@ -147,10 +147,10 @@ async fn curl_and_boto3_reach_the_router_over_tls() {
     assert_eq!(got["exception"], "SSLError", "{got}");
 }
 
-/// tests/boto3/invoke.py against `url` with `args`: its JSON line.
+/// tests/boto3/invoke_tls.py against `url` with `args`: its JSON line.
 pub fn boto3(url: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(common::venv().join("bin/python"))
-        .arg(common::root().join("tests/boto3/invoke.py"))
+        .arg(common::root().join("tests/boto3/invoke_tls.py"))
         .args(["--endpoint-url", url])
         .args(args)
         .output()

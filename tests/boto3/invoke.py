@@ -25,9 +25,6 @@ def main():
     p.add_argument("--content-type", default="application/json")
     p.add_argument("--accept")
     p.add_argument("--custom-attributes")
-    p.add_argument("--ca-bundle", help="verify the router's TLS certificate with this CA")
-    p.add_argument("--client-cert", help="PEM client certificate (mutual TLS)")
-    p.add_argument("--client-key", help="its PEM private key")
     args = p.parse_args()
 
     client = boto3.client(
@@ -40,9 +37,7 @@ def main():
             retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
-            client_cert=(args.client_cert, args.client_key) if args.client_cert else None,
         ),
-        verify=args.ca_bundle if args.ca_bundle else None,
     )
     kwargs = {
         "EndpointName": args.model,
