@@ -21,6 +21,24 @@
 //! The count is one atomic shared by a listener's threads: taken when a
 //! connection is accepted, given back when its task ends (however it
 //! ends); no lock per connection.
+//!
+//! TLS (issue 22 item 1): a listener with [`ConnLimits::tls`] runs rustls's
+//! handshake in the connection's task (bounded by the header-read timeout,
+//! so a client that never finishes it is closed like a slow-header one),
+//! then serves HTTP/1.1 over it. The server configuration is read from a
+//! [`TlsCell`] once per connection: a reload swaps the cell's contents, new
+//! connections get the new certificate, and connections already open keep
+//! the one they were made with. Without TLS the connection path is what it
+//! was: no cell, no lock, nothing per request.
+//!
+//! Mutual TLS (issue 22 item 2): when the cell's configuration verifies
+//! client certificates, the handshake fails without one, and the verified
+//! certificate's subject alternative name becomes the connection's
+//! [`Identity`]: its first URI SAN (`spiffe://...`), else its first DNS
+//! SAN. A verified certificate with neither is closed after the
+//! handshake. Each request on the connection carries the identity as a
+//! request extension (one `Arc` clone and the extension map's allocation
+//! per request, only on listeners with client certificates).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -66,6 +84,53 @@ pub struct ConnLimits {
     /// The complete response written to a connection over the cap, before
     /// it is closed.
     pub refusal: Bytes,
+    /// TLS, if the listener speaks it; `None` is plain HTTP.
+    pub tls: Option<Arc<TlsCell>>,
+}
+
+/// Who is calling, as the listener authenticated them (a request
+/// extension): the client certificate's SAN under mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity(pub Arc<str>);
+
+impl Identity {
+    /// The caller identity of a verified client certificate (DER): its
+    /// first URI SAN, else its first DNS SAN; `None` if it has neither or
+    /// cannot be read.
+    pub fn of_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Option<Self> {
+        let cert = webpki::EndEntityCert::try_from(der).ok()?;
+        let name = cert
+            .valid_uri_names()
+            .next()
+            .or_else(|| cert.valid_dns_names().next())?;
+        Some(Self(Arc::from(name)))
+    }
+}
+
+/// A listener's TLS server configuration, replaced whole on reload. Read
+/// once per connection (a read lock and an `Arc` clone), never per request.
+pub struct TlsCell(std::sync::RwLock<Arc<rustls::ServerConfig>>);
+
+impl TlsCell {
+    pub fn new(cfg: rustls::ServerConfig) -> Arc<Self> {
+        Arc::new(Self(std::sync::RwLock::new(Arc::new(cfg))))
+    }
+
+    /// The configuration new connections get.
+    pub fn get(&self) -> Arc<rustls::ServerConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Give new connections `cfg`; open ones keep theirs.
+    pub fn set(&self, cfg: rustls::ServerConfig) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
+    }
+}
+
+impl std::fmt::Debug for TlsCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsCell")
+    }
 }
 
 impl ConnLimits {
@@ -80,6 +145,7 @@ impl ConnLimits {
                 "",
                 "too many connections to this listener; retry later\n",
             ),
+            tls: None,
         }
     }
 }
@@ -236,6 +302,7 @@ pub async fn serve_limited<H, Fut>(
 {
     let drain = Arc::new(Drain::default());
     let timeout = limits.header_read_timeout;
+    let tls = limits.tls.clone();
     let spawn = {
         let drain = drain.clone();
         move |stream: TcpStream, peer: SocketAddr, slot: Slot| {
@@ -245,7 +312,7 @@ pub async fn serve_limited<H, Fut>(
                 handler.clone(),
                 &drain,
                 name,
-                timeout,
+                (timeout, tls.clone()),
                 slot,
             ));
         }
@@ -277,6 +344,7 @@ pub async fn serve_per_core<H, Fut>(
 {
     let drain = Arc::new(Drain::default());
     let timeout = limits.header_read_timeout;
+    let tls = limits.tls.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
     let mut ended = Vec::with_capacity(threads);
@@ -289,7 +357,7 @@ pub async fn serve_per_core<H, Fut>(
             drain.clone(),
             stop_rx.clone(),
             end_tx,
-            timeout,
+            (timeout, tls.clone()),
         )
         .await
         {
@@ -320,7 +388,7 @@ pub async fn serve_per_core<H, Fut>(
                     handler.clone(),
                     &drain,
                     name,
-                    timeout,
+                    (timeout, tls.clone()),
                     slot,
                 ));
                 return;
@@ -386,7 +454,7 @@ impl Worker {
         drain: Arc<Drain>,
         mut stop: watch::Receiver<bool>,
         end: tokio::sync::oneshot::Sender<()>,
-        header_read_timeout: Duration,
+        conn: ConnSettings,
     ) -> std::io::Result<Self>
     where
         H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -417,7 +485,7 @@ impl Worker {
                             c = rx.recv(), if open => match c {
                                 Some((s, peer, slot)) => match TcpStream::from_std(s) {
                                     Ok(s) => {
-                                        tokio::spawn(connection(s, peer, handler.clone(), &drain, name, header_read_timeout, slot));
+                                        tokio::spawn(connection(s, peer, handler.clone(), &drain, name, conn.clone(), slot));
                                     }
                                     Err(e) => debug!(server = name, error = %e, "cannot take a connection over"),
                                 },
@@ -489,21 +557,91 @@ async fn finish(drain: &Drain, grace: Duration, name: &'static str) {
     }
 }
 
-/// One connection served by hyper's HTTP/1 server until it closes.
+/// What every connection of a listener is served with: the header-read
+/// timeout and the TLS cell, if any.
+type ConnSettings = (Duration, Option<Arc<TlsCell>>);
+
+/// One connection served by hyper's HTTP/1 server until it closes, after
+/// a TLS handshake if the listener has TLS.
 fn connection<H, Fut>(
     stream: TcpStream,
     peer: SocketAddr,
     handler: H,
     drain: &Arc<Drain>,
     name: &'static str,
-    header_read_timeout: Duration,
+    (header_read_timeout, tls): ConnSettings,
     slot: Slot,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
+    let drain = drain.clone();
+    async move {
+        match tls {
+            None => {
+                serve_io(
+                    TokioIo::new(stream),
+                    handler,
+                    &drain,
+                    header_read_timeout,
+                    None,
+                )
+                .await
+            }
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.get());
+                match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        // Only a verifying configuration asks for client
+                        // certificates; what arrives here passed it.
+                        let identity = match s.get_ref().1.peer_certificates() {
+                            None => None,
+                            Some(certs) => match certs.first().and_then(Identity::of_certificate) {
+                                Some(id) => Some(id),
+                                None => {
+                                    debug!("client certificate has no URI or DNS name; closing");
+                                    drop(slot);
+                                    return;
+                                }
+                            },
+                        };
+                        serve_io(
+                            TokioIo::new(s),
+                            handler,
+                            &drain,
+                            header_read_timeout,
+                            identity,
+                        )
+                        .await
+                    }
+                    Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => debug!("TLS handshake timed out"),
+                }
+            }
+        }
+        // Given back only once the connection (and its socket) is gone.
+        drop(slot);
+    }
+    .instrument(tracing::debug_span!("conn", server = name, %peer))
+}
+
+/// Serve HTTP/1.1 on `io` until the connection closes.
+async fn serve_io<I, H, Fut>(
+    io: I,
+    handler: H,
+    drain: &Arc<Drain>,
+    header_read_timeout: Duration,
+    identity: Option<Identity>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(id) = &identity {
+            req.extensions_mut().insert(id.clone());
+        }
         let h = handler.clone();
         async move { Ok::<_, Infallible>(h(req).await) }
     });
@@ -511,16 +649,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .max_header_size(MAX_HEADER_BYTES)
-        .serve_connection(TokioIo::new(stream), svc);
-    let conn = Drain::watch(drain, conn);
-    async move {
-        if let Err(e) = conn.await {
-            debug!(error = %e, "connection ended with error");
-        }
-        // Given back only once the connection (and its socket) is gone.
-        drop(slot);
+        .serve_connection(io, svc);
+    if let Err(e) = Drain::watch(drain, conn).await {
+        debug!(error = %e, "connection ended with error");
     }
-    .instrument(tracing::debug_span!("conn", server = name, %peer))
 }
 
 /// A server's open connections, so that a shutdown can ask each to finish
@@ -817,6 +949,7 @@ mod tests {
             max_connections: 2,
             header_read_timeout: Duration::from_secs(30),
             refusal: refusal_text("text/plain", "x-why: cap\r\n", "full\n"),
+            tls: None,
         };
         let server = tokio::spawn(serve_per_core(
             listener,

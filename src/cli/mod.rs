@@ -600,6 +600,15 @@ fn print_warnings(cfg: &config::Config) {
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
+    // Not a constraint between settings (cfg.warnings), but exposure:
+    // printed by check-config and logged at start, the shipped files' too.
+    let file = cfg.sources.last().map(|p| p.display().to_string());
+    for (key, addr) in cfg.listen.plaintext_exposed() {
+        eprintln!(
+            "warning: {}: {key}: plain HTTP on {addr}, which is not loopback: anyone on the path can read and alter requests; set {key}_tls (docs/threat-model.md)",
+            file.as_deref().unwrap_or("(every layer)")
+        );
+    }
 }
 
 /// Compare the fleet fingerprints of valid region files; print what

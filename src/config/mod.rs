@@ -36,13 +36,14 @@ mod load;
 mod raw;
 mod router;
 mod tables;
+pub mod tls;
 mod validate;
 pub mod workflow;
 
 pub use constraints::MIN_AUTOMATIC_REGIONS;
 pub use cost::{Advise, Cost, EndpointSchedule, Environment, Idle};
 pub use load::{ConfigError, Problem, layers_for, load, load_layers};
-pub use router::{ModelConfig, Router};
+pub use router::{CallerLimit, ModelConfig, Router};
 pub use tables::{Consistency, MRSC_REGION_SETS, Tables};
 use validate::human_duration;
 
@@ -263,6 +264,25 @@ pub struct Listen {
     pub admin: SocketAddr,
     /// File holding the bearer token for admin mutations (contents never logged).
     pub admin_token_file: PathBuf,
+    /// TLS on the router listener; `None` is plain HTTP (config/tls.rs).
+    pub router_tls: Option<tls::TlsFiles>,
+    /// TLS on the admin listener; `None` is plain HTTP.
+    pub admin_tls: Option<tls::TlsFiles>,
+}
+
+impl Listen {
+    /// The listeners that speak plain HTTP on an address other than
+    /// loopback, by key: `check-config` and the daemon warn about each.
+    pub fn plaintext_exposed(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut out = Vec::new();
+        if self.router_tls.is_none() && !self.router.ip().is_loopback() {
+            out.push(("listen.router", self.router));
+        }
+        if self.admin_tls.is_none() && !self.admin.ip().is_loopback() {
+            out.push(("listen.admin", self.admin));
+        }
+        out
+    }
 }
 
 /// Endpoint URL overrides per service (lab only).

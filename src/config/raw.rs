@@ -104,6 +104,16 @@ pub(super) struct RawListen {
     pub(super) router: Option<String>,
     pub(super) admin: Option<String>,
     pub(super) admin_token_file: Option<String>,
+    pub(super) router_tls: Option<RawTls>,
+    pub(super) admin_tls: Option<RawTls>,
+}
+
+/// `listen.router_tls` / `listen.admin_tls` (config/tls.rs).
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct RawTls {
+    pub(super) cert: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) client_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -8,7 +8,7 @@
 //! hedged, is each model's choice (`retry_on_timeout`, `hedge_after`):
 //! only the model's owner knows whether running it twice is harmless.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -83,6 +83,30 @@ pub struct Router {
     /// The fraction of requests that get an access-log line (0 to 1; 1:
     /// every request, 0: none).
     pub access_log_sample: f64,
+    /// Serve callers the listener did not authenticate on an address that
+    /// is not loopback (issue 22 item 3). Off: such a router needs an
+    /// identity method (`listen.router_tls.client_ca`) to start.
+    pub allow_anonymous: bool,
+    /// Per model, the caller identities allowed to invoke it: patterns
+    /// where `*` matches any run of characters (`spiffe://prod/fraud/*`,
+    /// `*.svc.example.com`; IAM ARNs later). A model not listed: every
+    /// caller the listener authenticated. Taken on reload.
+    pub allow: BTreeMap<String, Vec<String>>,
+    /// Limits of a caller not in `callers` (issue 22 item 4); unset: none.
+    pub caller_default: Option<CallerLimit>,
+    /// Limits per caller identity (exact), instead of `caller_default`.
+    pub callers: BTreeMap<String, CallerLimit>,
+}
+
+/// One caller's limits (`router.caller_default`, `router.callers`): over
+/// either, a request is answered `ThrottlingException` with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CallerLimit {
+    /// Requests of this caller in flight at most.
+    pub max_in_flight: Option<u32>,
+    /// Requests a second on average (a token bucket holding one second's
+    /// worth, at least one request).
+    pub rate: Option<f64>,
 }
 
 /// A model the router serves.
@@ -199,6 +223,16 @@ pub(super) struct RawRouter {
     pub(super) max_connections: Option<i64>,
     pub(super) header_read_timeout: Option<String>,
     pub(super) access_log_sample: Option<f64>,
+    pub(super) allow_anonymous: Option<bool>,
+    pub(super) allow: Option<BTreeMap<String, Vec<String>>>,
+    pub(super) caller_default: Option<RawCallerLimit>,
+    pub(super) callers: Option<BTreeMap<String, RawCallerLimit>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct RawCallerLimit {
+    pub(super) max_in_flight: Option<i64>,
+    pub(super) rate: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -253,6 +287,19 @@ impl Validator<'_> {
             self.router_connections(rr.max_connections, rr.header_read_timeout);
         let access_log_sample =
             self.fraction("router.access_log_sample", rr.access_log_sample, 1.0);
+        let allow = self.router_allow(rr.allow.unwrap_or_default());
+        let caller_default = rr
+            .caller_default
+            .map(|l| self.caller_limit("router.caller_default", l));
+        let callers: BTreeMap<String, CallerLimit> = rr
+            .callers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, l)| {
+                let limit = self.caller_limit(&format!("router.callers.{id:?}"), l);
+                (id, limit)
+            })
+            .collect();
         Some(Router {
             max_in_flight: max_in_flight?,
             body_read_timeout: body_read_timeout?,
@@ -277,7 +324,94 @@ impl Validator<'_> {
             max_connections: max_connections?,
             header_read_timeout: header_read_timeout?,
             access_log_sample,
+            allow_anonymous: rr.allow_anonymous.unwrap_or(false),
+            allow,
+            caller_default,
+            callers,
         })
+    }
+
+    /// One caller's limits at `key`: `max_in_flight` in 1..=1,000,000,
+    /// `rate` above 0 and at most 1,000,000 a second; at least one set.
+    fn caller_limit(&mut self, key: &str, raw: RawCallerLimit) -> CallerLimit {
+        if raw.max_in_flight.is_none() && raw.rate.is_none() {
+            self.err(key, "sets no limit: give max_in_flight, rate or both");
+        }
+        let max_in_flight = raw.max_in_flight.and_then(|n| {
+            let k = format!("{key}.max_in_flight");
+            self.in_range(&k, Some(n), 1, 1, 1_000_000)
+        });
+        let rate = raw.rate.filter(|r| {
+            let ok = r.is_finite() && *r > 0.0 && *r <= 1_000_000.0;
+            if !ok {
+                self.err(
+                    &format!("{key}.rate"),
+                    format!("{r} is out of range: requests a second, above 0 and at most 1000000"),
+                );
+            }
+            ok
+        });
+        CallerLimit {
+            max_in_flight,
+            rate,
+        }
+    }
+
+    /// `router.allow`: per model, identity patterns, each non-empty
+    /// visible text without whitespace.
+    fn router_allow(
+        &mut self,
+        raw: BTreeMap<String, Vec<String>>,
+    ) -> BTreeMap<String, Vec<String>> {
+        for (model, patterns) in &raw {
+            for (i, p) in patterns.iter().enumerate() {
+                if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    self.err(
+                        &format!("router.allow.{model}[{i}]"),
+                        format!("{p:?} is not an identity pattern (visible text, `*` for any run of characters)"),
+                    );
+                }
+            }
+        }
+        raw
+    }
+
+    /// Between `[router]`, `[[models]]` and `[listen]` (issue 22 item 3):
+    /// a router off loopback needs an identity method unless
+    /// `router.allow_anonymous`; `router.allow` names configured models
+    /// and needs an identity method.
+    pub(super) fn router_access(
+        &mut self,
+        router: &Router,
+        models: &[ModelConfig],
+        listen: &super::Listen,
+    ) {
+        let identified = listen
+            .router_tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        if !identified && !router.allow_anonymous && !listen.router.ip().is_loopback() {
+            self.err(
+                "listen.router",
+                format!(
+                    "{} is not loopback and the router has no caller identity: anyone who reaches it invokes with the daemon's role; set listen.router_tls with a client_ca, or router.allow_anonymous = true to accept that (docs/threat-model.md)",
+                    listen.router
+                ),
+            );
+        }
+        for model in router.allow.keys() {
+            if !models.iter().any(|m| &m.name == model) {
+                self.err(
+                    &format!("router.allow.{model}"),
+                    "not a model in [[models]]",
+                );
+            } else if !identified {
+                self.err(
+                    &format!("router.allow.{model}"),
+                    "needs caller identity: set listen.router_tls with a client_ca",
+                );
+            }
+        }
     }
 
     /// `router.max_connections` and `router.header_read_timeout`: each

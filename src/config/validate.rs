@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::cost::RawCost;
 use super::load::{Origins, Problem};
 use super::raw::{
-    RawConfig, RawEndpoints, RawHealth, RawListen, RawRegion, RawSageMaker, RawTimings,
+    RawConfig, RawEndpoints, RawHealth, RawListen, RawRegion, RawSageMaker, RawTimings, RawTls,
 };
 use super::*;
 use crate::core::health::Route53Source;
@@ -69,7 +69,9 @@ mod defaults {
     pub const ABORT_RETRY: &str = "30s";
     /// Long enough for an on-call operator to be paged and look.
     pub const APPROVAL_TIMEOUT: &str = "15m";
-    pub const ROUTER: &str = "0.0.0.0:8080";
+    /// Loopback: a router reachable from elsewhere is a choice (with TLS
+    /// and caller identity, or `router.allow_anonymous`), not a default.
+    pub const ROUTER: &str = "127.0.0.1:8080";
     pub const ADMIN: &str = "127.0.0.1:9090";
     pub const ADMIN_TOKEN_FILE: &str = "/etc/failoverd/admin-token";
 }
@@ -241,6 +243,9 @@ impl Validator<'_> {
         let listen = self.listen(raw.listen);
         let endpoints = self.endpoints(raw.endpoints);
 
+        if let (Some(r), Some(l)) = (router.as_ref(), listen.as_ref()) {
+            self.router_access(r, &models, l);
+        }
         if !self.problems.is_empty() {
             return None;
         }
@@ -722,11 +727,43 @@ impl Validator<'_> {
         if token_file.trim().is_empty() {
             self.err("listen.admin_token_file", "must not be empty");
         }
+        let router_tls = self.tls("listen.router_tls", raw.router_tls);
+        let admin_tls = self.tls("listen.admin_tls", raw.admin_tls);
         Some(Listen {
             router: router?,
             admin: admin?,
             admin_token_file: PathBuf::from(token_file),
+            router_tls: router_tls?,
+            admin_tls: admin_tls?,
         })
+    }
+
+    /// A listener's TLS table (`key`): `cert` and `key` required, and the
+    /// files read and built into a server configuration now, so a bad file
+    /// fails here, before anything binds. `Some(None)` is plain HTTP.
+    fn tls(&mut self, key: &str, raw: Option<RawTls>) -> Option<Option<tls::TlsFiles>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        let cert = self.required(&format!("{key}.cert"), raw.cert);
+        let pkey = self.required(&format!("{key}.key"), raw.key);
+        let client_ca = match raw.client_ca {
+            Some(c) if c.trim().is_empty() => {
+                self.err(&format!("{key}.client_ca"), "must not be empty");
+                return None;
+            }
+            c => c.map(PathBuf::from),
+        };
+        let files = tls::TlsFiles {
+            cert: PathBuf::from(cert?),
+            key: PathBuf::from(pkey?),
+            client_ca,
+        };
+        if let Err(e) = files.server_config() {
+            self.err(&format!("{key}.{}", e.which), e.to_string());
+            return None;
+        }
+        Some(Some(files))
     }
 
     /// `[endpoints]`: each override, when set, an http(s) URL.

@@ -79,6 +79,12 @@ pub enum DaemonError {
     Signal(&'static str, #[source] std::io::Error),
     #[error("cannot start the control thread")]
     ControlThread(#[source] std::io::Error),
+    #[error("{key}: the TLS files do not load")]
+    Tls {
+        key: String,
+        #[source]
+        source: crate::config::tls::TlsFileError,
+    },
 }
 
 /// How many nice steps the control thread runs below the router's threads
@@ -321,12 +327,33 @@ impl Daemon {
             shutdown_rx.clone(),
             grace,
         ));
-        let admin_task = tokio::spawn(crate::http::serve(
+        // TLS on the admin listener, kept current on reload like the
+        // router's (router::tls); the files were checked as the
+        // configuration loaded.
+        let admin_tls = crate::router::tls::cell(&self.config, crate::router::tls::admin_files)
+            .map_err(|e| DaemonError::Tls {
+                key: format!("listen.admin_tls.{}", e.which),
+                source: e,
+            })?;
+        let admin_tls_task = admin_tls.clone().map(|cell| {
+            tokio::spawn(crate::router::tls::keep_current(
+                cell,
+                config_rx.clone(),
+                crate::router::tls::admin_files,
+                "admin",
+                shutdown_rx.clone(),
+            ))
+        });
+        let admin_task = tokio::spawn(crate::http::serve_limited(
             listeners.admin,
             move |req| admin::handle(admin_state.clone(), req),
             shutdown_rx.clone(),
             grace,
             "admin",
+            crate::http::ConnLimits {
+                tls: admin_tls,
+                ..crate::http::ConnLimits::admin()
+            },
         ));
 
         // Cost controls next to failover (control/cost.rs), judged on the
@@ -392,6 +419,9 @@ impl Daemon {
         shutdown_tx.send_replace(true);
         let _ = router_task.await;
         let _ = admin_task.await;
+        if let Some(t) = admin_tls_task {
+            let _ = t.await;
+        }
         if let Some(w) = watchdog {
             let _ = w.await;
         }
@@ -467,6 +497,9 @@ impl Daemon {
 fn log_warnings(cfg: &Config) {
     for w in &cfg.warnings {
         warn!(origin = %w.origin, key = %w.key, "configuration warning: {}", w.message);
+    }
+    for (key, addr) in cfg.listen.plaintext_exposed() {
+        warn!(key, %addr, "configuration warning: plain HTTP on an address that is not loopback; anyone on the path can read and alter requests (set {key}_tls)");
     }
 }
 

@@ -22,6 +22,7 @@
 //! Prometheus exposition of all of them (`GET /metrics`), `admin::page` and
 //! `admin::traffic` the status page's tables.
 
+pub mod callers;
 pub mod counts;
 pub mod meter;
 pub mod metered;

@@ -37,6 +37,8 @@ pub enum Outcome {
     NotFound,
     /// 405.
     MethodNotAllowed,
+    /// 403: the caller may not invoke the model (`router.allow`).
+    Denied,
     /// 408: the body did not arrive in time.
     BodyTimeout,
     /// 413.
@@ -57,13 +59,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 14] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Ok,
         Outcome::Accepted,
         Outcome::ModelError,
         Outcome::BadRequest,
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
+        Outcome::Denied,
         Outcome::BodyTimeout,
         Outcome::TooLarge,
         Outcome::Throttled,
@@ -82,6 +85,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::Denied => "denied",
             Outcome::BodyTimeout => "body_timeout",
             Outcome::TooLarge => "too_large",
             Outcome::Throttled => "throttled",
@@ -208,6 +212,9 @@ pub struct Metrics {
     budget_refusals: AtomicU64,
     /// Requests being handled now.
     pub in_flight: AtomicU64,
+    /// Requests per caller (metrics/callers.rs), set once by the router
+    /// from its configuration; unset, nothing is rendered.
+    pub callers: std::sync::OnceLock<super::callers::CallerMetrics>,
 }
 
 impl Metrics {
@@ -233,6 +240,7 @@ impl Metrics {
             latency_count: AtomicU64::new(0),
             budget_refusals: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            callers: std::sync::OnceLock::new(),
             regions,
         }
     }
@@ -468,6 +476,9 @@ impl Metrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
             self.latency_count.load(Ordering::Relaxed)
         );
+        if let Some(c) = self.callers.get() {
+            c.render(&mut out);
+        }
         out
     }
 }

@@ -25,7 +25,8 @@
 //!
 //! Access log (issue 22 item 6): one `tracing` event per request, target
 //! `failoverd::access`, for `router.access_log_sample` of the requests:
-//! caller identity (`anonymous` until the router has caller identity), the
+//! caller identity (the client certificate's SAN under mutual TLS,
+//! `anonymous` without), the
 //! configured model, region and path served, attempts, status, latency and
 //! the request id the client got. Never a body, a header value or a token;
 //! an unknown model's name (client-chosen text) is not logged either. A
@@ -40,12 +41,15 @@
 //! directly with a `Request<Full<Bytes>>`, no listener needed. Decisions live in
 //! `core::routing` and `core::retry` (pure, property tested).
 
+pub mod auth;
 pub mod batch;
 pub mod jobs;
+pub mod limits;
 pub mod reply;
 pub mod request;
 mod route;
 pub mod targets;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,14 +62,15 @@ use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, RegionConfig};
 use crate::core::rand;
 use crate::core::retry::RetryBudget;
 use crate::core::routing::{Available, Path};
 use crate::error_chain;
-use crate::http::{HttpResponse, ShutdownRx, shutdown_signalled};
+use crate::http::{HttpResponse, Identity, ShutdownRx, shutdown_signalled};
+use crate::metrics::callers::CallerResult;
 use crate::metrics::router::{CallResult, Metrics};
 use crate::ports::blobs::Blobs;
 use crate::ports::clock::Clock;
@@ -162,6 +167,8 @@ pub struct Router {
     jitter: AtomicU64,
     /// Counter behind the access log's sampling.
     access_seq: AtomicU64,
+    /// Per-caller limits' state (issue 22 item 4).
+    callers: limits::Callers,
 }
 
 /// Decrements the in-flight gauge when a request ends, however it ends.
@@ -188,6 +195,18 @@ impl Router {
         let cfg = config.borrow().clone();
         let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
         let metrics = Arc::new(Metrics::new(&regions, ports.clock.clone()));
+        let _ = metrics
+            .callers
+            .set(crate::metrics::callers::CallerMetrics::new(
+                cfg.router.callers.keys().cloned().chain(
+                    cfg.router
+                        .allow
+                        .values()
+                        .flatten()
+                        .filter(|p| !p.contains('*'))
+                        .cloned(),
+                ),
+            ));
         let clock = RouterClock::new(ports.clock.clone(), metrics.origin());
         let seed = clock.wall_ms() ^ u64::from(std::process::id()).rotate_left(32);
         // Counting starts with the router: its gap-free start.
@@ -209,6 +228,7 @@ impl Router {
             thresholds: RwLock::default(),
             jitter: AtomicU64::new(seed),
             access_seq: AtomicU64::new(seed.rotate_left(17)),
+            callers: limits::Callers::default(),
         })
     }
 
@@ -268,8 +288,19 @@ impl Router {
         let cfg = self.config.borrow().clone();
         let mut job_region = String::new();
         let mut model = None;
+        // The listener's authentication (mutual TLS); none on a listener
+        // without client certificates (no clone, no lookup cost but the
+        // extension map's emptiness check).
+        let identity = req.extensions().get::<Identity>().cloned();
         let reply = self
-            .reply(&cfg, req, started, &mut job_region, &mut model)
+            .reply(
+                &cfg,
+                req,
+                identity.as_ref(),
+                started,
+                &mut job_region,
+                &mut model,
+            )
             .await;
         let took = self.clock.since(started);
         self.metrics.request(
@@ -281,7 +312,7 @@ impl Router {
         );
         let id = self.request_id();
         if self.access_sampled(cfg.router.access_log_sample) {
-            access_log(&reply, model, took, &id);
+            access_log(&reply, identity.as_ref(), model, took, &id);
         }
         reply.into_response(id)
     }
@@ -304,6 +335,7 @@ impl Router {
         &self,
         cfg: &'c Config,
         req: Request<B>,
+        identity: Option<&Identity>,
         started: Instant,
         job_region: &'c mut String,
         logged_model: &mut Option<&'c str>,
@@ -332,6 +364,53 @@ impl Router {
             return RouterError::UnknownModel(model).into();
         };
         *logged_model = Some(&model_cfg.name);
+        // Per-caller checks only where there is a caller to tell apart or
+        // a limit to apply: a plain router skips them (no lock, no count).
+        let per_caller = identity.is_some()
+            || cfg.router.caller_default.is_some()
+            || !cfg.router.callers.is_empty();
+        let caller = identity.map_or(limits::ANONYMOUS, |i| &*i.0);
+        let count = |r| {
+            if let Some(m) = self.metrics.callers.get() {
+                m.count(caller, r);
+            }
+        };
+        if !auth::allowed(cfg, &model_cfg.name, identity) {
+            if per_caller {
+                count(CallerResult::Denied);
+            }
+            return RouterError::AccessDenied {
+                identity: identity.map_or_else(|| "anonymous".into(), |i| i.0.to_string()),
+                model,
+            }
+            .into();
+        }
+        let limit = if per_caller {
+            limits::limit_of(&cfg.router, caller)
+        } else {
+            None
+        };
+        let _admitted = match limit {
+            None => {
+                if per_caller {
+                    count(CallerResult::Admitted);
+                }
+                None
+            }
+            Some(limit) => match self.callers.admit(caller, limit, self.clock.now()) {
+                Ok(a) => {
+                    count(CallerResult::Admitted);
+                    Some(a)
+                }
+                Err(refused) => {
+                    count(match refused {
+                        limits::Refused::Concurrency(_) => CallerResult::ThrottledConcurrency,
+                        limits::Refused::Rate { .. } => CallerResult::ThrottledRate,
+                    });
+                    return caller_throttled(caller, refused);
+                }
+            },
+        };
         let thresholds = |class: &str| {
             self.thresholds
                 .read()
@@ -416,11 +495,42 @@ impl Router {
     }
 }
 
+/// The answer to a request over its caller's limits: the router's
+/// throttling reply (429 `ThrottlingException`), with a `Retry-After` of
+/// when the caller's next request can pass.
+fn caller_throttled<'c>(caller: &str, refused: limits::Refused) -> Reply<'c> {
+    let mut reply: Reply<'c> = RouterError::CallerThrottled {
+        caller: caller.to_string(),
+        why: match refused {
+            limits::Refused::Concurrency(n) => format!("{n} requests in flight"),
+            limits::Refused::Rate { .. } => "its request rate".to_string(),
+        },
+    }
+    .into();
+    let secs = refused.retry_after_secs();
+    let value = HeaderValue::from(secs);
+    match reply
+        .headers
+        .iter_mut()
+        .find(|(k, _)| k == hyper::header::RETRY_AFTER)
+    {
+        Some((_, v)) => *v = value,
+        None => reply.headers.push((hyper::header::RETRY_AFTER, value)),
+    }
+    reply
+}
+
 /// One access-log line (see the module doc): borrowed fields only.
-fn access_log(reply: &Reply<'_>, model: Option<&str>, took: Duration, id: &HeaderValue) {
+fn access_log(
+    reply: &Reply<'_>,
+    identity: Option<&Identity>,
+    model: Option<&str>,
+    took: Duration,
+    id: &HeaderValue,
+) {
     info!(
         target: "failoverd::access",
-        identity = "anonymous",
+        identity = identity.map_or("anonymous", |i| &*i.0),
         model = model.unwrap_or("-"),
         region = reply.region.unwrap_or("none"),
         path = reply.path.map_or("none", Path::as_str),
@@ -514,6 +624,7 @@ fn connection_limits(cfg: &Config) -> crate::http::ConnLimits {
             "x-amzn-errortype: ServiceUnavailable\r\nx-failoverd-path: none\r\nx-failoverd-region: none\r\nx-failoverd-attempts: 0\r\n",
             &body,
         ),
+        tls: None,
     }
 }
 
@@ -535,7 +646,30 @@ pub async fn serve(
             router.begin_drain();
         })
     };
-    let limits = connection_limits(&router.config.borrow());
+    let mut limits = connection_limits(&router.config.borrow());
+    let cfg = router.config.borrow().clone();
+    // Checked as the configuration loaded, before binding; failing here
+    // means the files changed since: serve nothing rather than plaintext.
+    let reload = match tls::cell(&cfg, tls::router_files) {
+        Ok(None) => None,
+        Ok(Some(cell)) => {
+            limits.tls = Some(cell.clone());
+            Some(tokio::spawn(tls::keep_current(
+                cell,
+                router.config.clone(),
+                tls::router_files,
+                "router",
+                shutdown.clone(),
+            )))
+        }
+        Err(e) => {
+            error!(file = %e.path.display(), key = %format!("listen.router_tls.{}", e.which), error = %e.message, "router TLS files do not load; not serving");
+            drop(listener);
+            let _ = drain.await;
+            let _ = refresh.await;
+            return;
+        }
+    };
     let handler = move |req| router.clone().handle(req);
     // Thread-per-core: see docs/router-performance.md.
     let threads = crate::http::cores();
@@ -545,4 +679,7 @@ pub async fn serve(
     .await;
     let _ = drain.await;
     let _ = refresh.await;
+    if let Some(r) = reload {
+        let _ = r.await;
+    }
 }

@@ -17,6 +17,7 @@
 //! |------------------------------------------|--------|-------------------------|
 //! | unknown route / model / job              | 404    | `NotFound` / `ValidationError` |
 //! | wrong method                             | 405    | `MethodNotAllowed`      |
+//! | caller not in the model's `router.allow` | 403    | `AccessDeniedException` |
 //! | bad header (class, deadline, encoding)   | 400    | `ValidationError`       |
 //! | `Transfer-Encoding`; a non-UTF-8 label   | 400    | `ValidationError`       |
 //! | body slower than `body_read_timeout`     | 408    | `RequestTimeout`        |
@@ -26,6 +27,7 @@
 //! | a session this router no longer serves   | 400    | `ValidationError`       |
 //! | SageMaker said the request is invalid    | 400    | `ValidationError`       |
 //! | throttled, retry budget spent            | 429    | `ThrottlingException`   |
+//! | over the caller's `router.callers` limits | 429   | `ThrottlingException`   |
 //! | every region still cold                  | 429    | `ModelNotReadyException`|
 //! | shed, draining, no region could serve    | 503    | `ServiceUnavailable`    |
 //! | an answer the router cannot read         | 502    | `InternalFailure`       |
@@ -85,6 +87,9 @@ pub enum RouterError {
     OverCapacity(u32),
     #[error("no such model: {0:?} (this router serves the models in its [[models]] list)")]
     UnknownModel(String),
+    /// Not in the model's `router.allow` list (router::auth).
+    #[error("{identity} is not authorized to invoke model {model:?} through this router")]
+    AccessDenied { identity: String, model: String },
     #[error("{0}: not visible ASCII")]
     BadHeader(HeaderName),
     /// A body framed by `Transfer-Encoding` (with or without a
@@ -135,6 +140,9 @@ pub enum RouterError {
     SessionEnded { session: String, region: String },
     #[error("throttled by {region}; the retry budget is spent")]
     Throttled { region: String },
+    /// Over the caller's own limits (router::limits).
+    #[error("{caller} is over its limit on this router ({why}); retry after Retry-After")]
+    CallerThrottled { caller: String, why: String },
     #[error("the model is not ready in any region that could serve it (cold starts); retry later")]
     ModelNotReady,
     #[error("no region could serve the request; last: {region} {}: {}", .path.as_str(), error_chain(.source.as_ref()))]
@@ -191,6 +199,11 @@ impl RouterError {
             E::NoRoute(_) => w(StatusCode::NOT_FOUND, "NotFound", Outcome::NotFound),
             E::NoSuchJob(_) => w(StatusCode::NOT_FOUND, "NotFound", Outcome::NotFound),
             E::UnknownModel(_) => w(StatusCode::NOT_FOUND, "ValidationError", Outcome::NotFound),
+            E::AccessDenied { .. } => w(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                Outcome::Denied,
+            ),
             E::Method { .. } => w(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
@@ -230,7 +243,7 @@ impl RouterError {
                 "ModelError",
                 Outcome::ModelError,
             ),
-            E::Throttled { .. } => again(
+            E::Throttled { .. } | E::CallerThrottled { .. } => again(
                 StatusCode::TOO_MANY_REQUESTS,
                 "ThrottlingException",
                 Outcome::Throttled,

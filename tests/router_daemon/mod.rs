@@ -12,13 +12,18 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub mod pki;
+
 use crate::common::{ChildGuard, ClosedPort, spawn_guarded, unique, wait_bound};
 
 /// A running daemon; killed on drop.
 pub struct Daemon {
     pub child: ChildGuard,
     pub router: SocketAddr,
+    pub admin: SocketAddr,
     pub log: PathBuf,
+    /// The folder of its configuration files.
+    pub dir: PathBuf,
     _dead: ClosedPort,
 }
 
@@ -26,10 +31,21 @@ impl Daemon {
     /// Start one with `router_keys` (TOML lines of the `[router]` table)
     /// and, if given, this soft `RLIMIT_NOFILE` (the hard limit is kept).
     pub fn start(router_keys: &str, soft_nofile: Option<u64>) -> Self {
-        let dead = ClosedPort::new();
-        let url = dead.url();
         let dir = std::env::temp_dir().join(unique("failoverd-router-edge"));
         std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(dir, "", router_keys, soft_nofile)
+    }
+
+    /// [`Daemon::start`] with its files in `dir` and `listen_keys` (TOML
+    /// lines) added to its `[listen]` table.
+    pub fn start_in(
+        dir: PathBuf,
+        listen_keys: &str,
+        router_keys: &str,
+        soft_nofile: Option<u64>,
+    ) -> Self {
+        let dead = ClosedPort::new();
+        let url = dead.url();
         std::fs::write(
             dir.join("base.toml"),
             format!(
@@ -62,7 +78,7 @@ sagemaker = {{ provisioned = "p" }}
         std::fs::write(
             &file,
             format!(
-                "region = \"us-east-1\"\n[listen]\nadmin = \"127.0.0.1:0\"\nrouter = \"127.0.0.1:0\"\n\
+                "region = \"us-east-1\"\n[listen]\nadmin = \"127.0.0.1:0\"\nrouter = \"127.0.0.1:0\"\n{listen_keys}\n\
                  [endpoints]\ndynamodb = \"{url}\"\nroute53 = \"{url}\"\nsfn = \"{url}\"\nsagemaker_runtime = \"{url}\"\n\
                  s3 = \"{url}\"\n[router]\n{router_keys}\n"
             ),
@@ -107,7 +123,9 @@ sagemaker = {{ provisioned = "p" }}
         Daemon {
             child,
             router: b.router,
+            admin: b.admin,
             log,
+            dir,
             _dead: dead,
         }
     }
