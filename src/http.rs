@@ -64,6 +64,23 @@ use tracing::{Instrument, debug, warn};
 /// Response type used by failoverd's servers.
 pub type HttpResponse = Response<Full<Bytes>>;
 
+/// A body a listener can answer with: a whole one ([`HttpResponse`]'s), or
+/// one sent as it is produced (the router's response streams, as
+/// `http_body_util::Either` of the two, so a whole answer costs no box).
+pub trait ResponseBody:
+    hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + 'static
+{
+}
+
+impl<T> ResponseBody for T where
+    T: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
+}
+
 /// A shutdown signal: `true` once shutdown has begun.
 pub type ShutdownRx = watch::Receiver<bool>;
 
@@ -267,7 +284,7 @@ pub async fn shutdown_signalled(rx: &mut ShutdownRx) {
 /// Serve `handler` on `listener` until `shutdown`, then drain for at most `grace`.
 /// Connections run as tasks of the runtime this is called on, under
 /// [`ConnLimits::admin`].
-pub async fn serve<H, Fut>(
+pub async fn serve<H, Fut, B>(
     listener: TcpListener,
     handler: H,
     shutdown: ShutdownRx,
@@ -275,7 +292,8 @@ pub async fn serve<H, Fut>(
     name: &'static str,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: ResponseBody,
 {
     serve_limited(
         listener,
@@ -289,7 +307,7 @@ pub async fn serve<H, Fut>(
 }
 
 /// [`serve`] under `limits`.
-pub async fn serve_limited<H, Fut>(
+pub async fn serve_limited<H, Fut, B>(
     listener: TcpListener,
     handler: H,
     shutdown: ShutdownRx,
@@ -298,7 +316,8 @@ pub async fn serve_limited<H, Fut>(
     limits: ConnLimits,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: ResponseBody,
 {
     let drain = Arc::new(Drain::default());
     let timeout = limits.header_read_timeout;
@@ -330,7 +349,7 @@ pub async fn serve_limited<H, Fut>(
 /// threads stop, closing what is still open. If no thread can be started,
 /// connections run on the calling runtime, as with [`serve`]. `limits` is
 /// the listener's, shared by its threads.
-pub async fn serve_per_core<H, Fut>(
+pub async fn serve_per_core<H, Fut, B>(
     listener: TcpListener,
     handler: H,
     shutdown: ShutdownRx,
@@ -340,7 +359,8 @@ pub async fn serve_per_core<H, Fut>(
     limits: ConnLimits,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: ResponseBody,
 {
     let drain = Arc::new(Drain::default());
     let timeout = limits.header_read_timeout;
@@ -447,7 +467,7 @@ impl Worker {
     /// Start thread `index`; its runtime is built on the thread itself (a
     /// runtime must not be dropped in async context, as it would be if
     /// the thread could not start).
-    async fn start<H, Fut>(
+    async fn start<H, Fut, B>(
         index: usize,
         name: &'static str,
         handler: H,
@@ -458,7 +478,8 @@ impl Worker {
     ) -> std::io::Result<Self>
     where
         H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = HttpResponse> + Send + 'static,
+        Fut: Future<Output = Response<B>> + Send + 'static,
+        B: ResponseBody,
     {
         let (tx, mut rx) =
             tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Slot)>();
@@ -563,7 +584,7 @@ type ConnSettings = (Duration, Option<Arc<TlsCell>>);
 
 /// One connection served by hyper's HTTP/1 server until it closes, after
 /// a TLS handshake if the listener has TLS.
-fn connection<H, Fut>(
+fn connection<H, Fut, B>(
     stream: TcpStream,
     peer: SocketAddr,
     handler: H,
@@ -574,7 +595,8 @@ fn connection<H, Fut>(
 ) -> impl Future<Output = ()> + Send + 'static
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: ResponseBody,
 {
     let drain = drain.clone();
     async move {
@@ -627,7 +649,7 @@ where
 }
 
 /// Serve HTTP/1.1 on `io` until the connection closes.
-async fn serve_io<I, H, Fut>(
+async fn serve_io<I, H, Fut, B>(
     io: I,
     handler: H,
     drain: &Arc<Drain>,
@@ -636,7 +658,8 @@ async fn serve_io<I, H, Fut>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: ResponseBody,
 {
     let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         if let Some(id) = &identity {

@@ -4,11 +4,10 @@
 //! fault after the first part (boto3 must raise, not take a cut stream as
 //! complete).
 //!
-//! The router runs in-process behind this file's own small listener, which
-//! sends `/endpoints/{model}/invocations-response-stream` to
-//! `Router::handle_stream` and everything else to `Router::handle`: the
-//! daemon's listener (`src/http.rs`) answers whole bodies only and does not
-//! serve streams yet.
+//! The router runs in-process behind the daemon's own listener
+//! (`router::serve`, `src/http.rs`), which sends
+//! `/endpoints/{model}/invocations-response-stream` to
+//! `Router::handle_stream` and everything else to `Router::handle`.
 
 // Tests, benches and the lab run real processes on real time: the
 // clock rules in clippy.toml are for the daemon's code.
@@ -25,7 +24,6 @@ use failoverd::aws::AwsClients;
 use failoverd::config::{self, EnvSource};
 use failoverd::router::Router;
 use failoverd::state::Shared;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 /// A router over the lab's configuration in front of a model server,
@@ -34,6 +32,8 @@ struct Setup {
     model: ModelServer,
     url: String,
     _router: Arc<Router>,
+    /// Dropped with the setup: the listener drains and stops.
+    _shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Setup {
@@ -66,11 +66,18 @@ impl Setup {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(listener, router.clone()));
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(failoverd::router::serve(
+            listener,
+            router.clone(),
+            rx,
+            Duration::from_secs(1),
+        ));
         Self {
             model,
             url,
             _router: router,
+            _shutdown: shutdown,
         }
     }
 
@@ -122,37 +129,6 @@ impl Setup {
         })
         .await
         .unwrap()
-    }
-}
-
-/// What the daemon's listener would do: streams to `handle_stream`, the
-/// rest to `handle`.
-async fn serve(listener: tokio::net::TcpListener, router: Arc<Router>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let router = router.clone();
-        tokio::spawn(async move {
-            let svc =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let router = router.clone();
-                    async move {
-                        let r = if Router::is_stream(&req) {
-                            router.handle_stream(req).await
-                        } else {
-                            router
-                                .handle(req)
-                                .await
-                                .map(|b| b.map_err(|never| match never {}).boxed_unsync())
-                        };
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
-        });
     }
 }
 

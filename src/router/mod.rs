@@ -670,7 +670,21 @@ pub async fn serve(
             return;
         }
     };
-    let handler = move |req| router.clone().handle(req);
+    // InvokeEndpointWithResponseStream answers with a stream; every other
+    // route with a whole body (no box on that path).
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        async move {
+            if Router::is_stream(&req) {
+                router
+                    .handle_stream(req)
+                    .await
+                    .map(http_body_util::Either::Right)
+            } else {
+                router.handle(req).await.map(http_body_util::Either::Left)
+            }
+        }
+    };
     // Thread-per-core: see docs/router-performance.md.
     let threads = crate::http::cores();
     crate::http::serve_per_core(

@@ -449,10 +449,9 @@ impl<'a> From<RouterError> for Reply<'a> {
 /// `application/vnd.amazon.eventstream` messages, as SageMaker's response
 /// stream sends them (`InvokeEndpointWithResponseStream`; the router
 /// re-encodes each event it passes on, and the lab's model server encodes
-/// its own with it): a prelude (total and headers length, CRC-32 of the
-/// two), string headers, the payload, a CRC-32 of all before it.
+/// its own with it), framed by the SDK's codec.
 pub mod event_stream {
-    use bytes::{BufMut, Bytes, BytesMut};
+    use bytes::Bytes;
 
     /// A `PayloadPart` event carrying `bytes`.
     pub fn payload_part(bytes: &[u8]) -> Bytes {
@@ -478,64 +477,48 @@ pub mod event_stream {
         )
     }
 
-    /// One message with string headers.
+    /// One message with string headers, framed by the SDK's own
+    /// event-stream codec (`aws-smithy-eventstream`: prelude, headers,
+    /// payload and both CRC-32s), the one the client's SDK decodes with.
     pub fn message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
-        let mut h = BytesMut::new();
-        for (name, value) in headers {
-            h.put_u8(name.len() as u8);
-            h.put_slice(name.as_bytes());
-            h.put_u8(7); // string
-            h.put_u16(value.len() as u16);
-            h.put_slice(value.as_bytes());
-        }
-        let total = 12 + h.len() + payload.len() + 4;
-        let mut m = BytesMut::with_capacity(total);
-        m.put_u32(total as u32);
-        m.put_u32(h.len() as u32);
-        let prelude_crc = crc32(&m[..8]);
-        m.put_u32(prelude_crc);
-        m.put_slice(&h);
-        m.put_slice(payload);
-        let crc = crc32(&m);
-        m.put_u32(crc);
-        m.freeze()
-    }
-
-    /// CRC-32 (IEEE 802.3, reflected), a byte at a time.
-    pub fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-        }
-        !crc
-    }
-
-    /// The CRC of every byte value, built at compile time.
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 == 1 {
-                    (c >> 1) ^ 0xEDB8_8320
-                } else {
-                    c >> 1
-                };
-                k += 1;
+        use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+        let message = headers.iter().fold(
+            Message::new(Bytes::copy_from_slice(payload)),
+            |m, (name, value)| {
+                m.add_header(Header::new(
+                    name.to_string(),
+                    HeaderValue::String(value.to_string().into()),
+                ))
+            },
+        );
+        let mut out = Vec::with_capacity(16 + payload.len() + 96);
+        // Fails only for a header or payload over the format's limits
+        // (16 MB payload, 128 KB headers); parts and errors are far below.
+        match aws_smithy_eventstream::frame::write_message_to(&message, &mut out) {
+            Ok(()) => Bytes::from(out),
+            Err(e) => {
+                tracing::error!(error = %e, "event-stream message over the format's limits");
+                Bytes::new()
             }
-            t[i] = c;
-            i += 1;
         }
-        t
-    };
+    }
 
     #[cfg(test)]
     mod tests {
+        use aws_smithy_eventstream::frame::read_message_from;
+
         #[test]
-        fn crc32_is_ieee() {
-            assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
+        fn messages_decode_with_the_sdks_codec() {
+            let mut m = super::payload_part(b"{\"part\":1}");
+            let back = read_message_from(&mut m).unwrap();
+            assert_eq!(back.payload().as_ref(), b"{\"part\":1}");
+            let kind = back
+                .headers()
+                .iter()
+                .find(|h| h.name().as_str() == ":event-type")
+                .and_then(|h| h.value().as_string().ok())
+                .map(|s| s.as_str().to_string());
+            assert_eq!(kind.as_deref(), Some("PayloadPart"));
         }
     }
 }
