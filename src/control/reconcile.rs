@@ -660,9 +660,16 @@ impl Reconciler {
             Ok(Some(r)) => {
                 let confirmed =
                     majority_confirms(cfg, &Replicas::of(&self.ports), &r, deadline).await;
+                // Under MREC the record naming us is known once the other
+                // replicas' answers are back, not at our own replica's:
+                // a wait of the lease counts from then (`LeaseClock::observe`).
+                let known = match cfg.tables.consistency {
+                    Consistency::Eventual => self.ports.clock.mono(),
+                    Consistency::Strong => received,
+                };
                 let seen = self.last_record.as_ref().map(|r| r.epoch);
                 self.lease
-                    .observe(&cfg.region, &r, seen, read_sent, received, confirmed);
+                    .observe(&cfg.region, &r, seen, read_sent, known, confirmed);
                 // A record older than our copy of the same incarnation (a
                 // restored table): keep the copy, which the planner
                 // re-creates the record from.
