@@ -36,7 +36,7 @@ use crate::core::drift;
 use crate::core::health::Verdict;
 use crate::core::mono::Mono;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
-use crate::core::quorum::{Receipts, Tally, Vote};
+use crate::core::quorum::{self, Receipts, Tally, Vote};
 use crate::core::tier;
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::store::ControlStore;
@@ -821,13 +821,13 @@ impl Reconciler {
             policy: &policy,
             request: None,
             held: seen.held.as_ref(),
-            fleet_epoch: seen
-                .votes
-                .iter()
-                .filter(|v| seen.tally.fresh_observers.contains(&v.observer))
-                .map(|v| v.seen_epoch)
-                .max()
-                .unwrap_or(0),
+            fleet_epoch: quorum::board_epoch(
+                &cfg.regions
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect::<Vec<_>>(),
+                &seen.votes,
+            ),
         });
         // DR tiers: when every configured model is tier3, an automatic
         // failover becomes an idle decision (core::tier::gate_automatic);
