@@ -36,7 +36,7 @@ use crate::core::drift;
 use crate::core::health::Verdict;
 use crate::core::mono::Mono;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
-use crate::core::quorum::{Receipts, Tally, Vote};
+use crate::core::quorum::{self, Receipts, Tally, Vote};
 use crate::core::tier;
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::store::ControlStore;
@@ -660,9 +660,16 @@ impl Reconciler {
             Ok(Some(r)) => {
                 let confirmed =
                     majority_confirms(cfg, &Replicas::of(&self.ports), &r, deadline).await;
+                // Under MREC the record naming us is known once the other
+                // replicas' answers are back, not at our own replica's:
+                // a wait of the lease counts from then (`LeaseClock::observe`).
+                let known = match cfg.tables.consistency {
+                    Consistency::Eventual => self.ports.clock.mono(),
+                    Consistency::Strong => received,
+                };
                 let seen = self.last_record.as_ref().map(|r| r.epoch);
                 self.lease
-                    .observe(&cfg.region, &r, seen, read_sent, received, confirmed);
+                    .observe(&cfg.region, &r, seen, read_sent, known, confirmed);
                 // A record older than our copy of the same incarnation (a
                 // restored table): keep the copy, which the planner
                 // re-creates the record from.
@@ -814,13 +821,13 @@ impl Reconciler {
             policy: &policy,
             request: None,
             held: seen.held.as_ref(),
-            fleet_epoch: seen
-                .votes
-                .iter()
-                .filter(|v| seen.tally.fresh_observers.contains(&v.observer))
-                .map(|v| v.seen_epoch)
-                .max()
-                .unwrap_or(0),
+            fleet_epoch: quorum::board_epoch(
+                &cfg.regions
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect::<Vec<_>>(),
+                &seen.votes,
+            ),
         });
         // DR tiers: when every configured model is tier3, an automatic
         // failover becomes an idle decision (core::tier::gate_automatic);

@@ -287,9 +287,11 @@ pub struct LeaseClock {
     /// confirms the record.
     pub confirmed_at: Option<Mono>,
     /// When this process first *received* a record naming it active in the
-    /// current epoch. The switch had committed by then, so any read the old
-    /// active sent afterwards shows it the switch: its lease, counted from a
-    /// read sent before this moment, runs out before `named_since + lease`.
+    /// current epoch (under MREC: when a majority of replicas first did, see
+    /// [`LeaseClock::observe`]). The switch had committed by then, so any
+    /// read the old active sent afterwards shows it the switch: its lease,
+    /// counted from a read sent before this moment, runs out before
+    /// `named_since + lease`.
     pub named_since: Option<Mono>,
     /// When this process first received a record naming it active after
     /// another region (`previous` not us), for as long as it stays named:
@@ -309,7 +311,19 @@ impl LeaseClock {
     /// `received`. `confirmed` says whether the read confirms the record:
     /// always under MRSC; under MREC only when a majority of replicas agree
     /// (an active cut off from the others must not renew its lease from its
-    /// own replica alone).
+    /// own replica alone), and then `received` is when the last of those
+    /// replicas' answers came back.
+    ///
+    /// Only a confirmed read starts a wait (`named_since`,
+    /// `preceded_since`). Under MREC the old active renews its lease from any
+    /// majority still naming it, so the switch "has committed" for it only
+    /// once a majority holds it: a wait counted from our own replica's
+    /// receipt ran out while the old active still confirmed from the two
+    /// replicas replication had not reached (simulation seed 18671: lag of
+    /// up to 44 s over a 30 s lease). Counted from a majority's receipt,
+    /// any majority the old active reads later meets a replica that holds
+    /// the switch, so its last confirming read was sent before our wait
+    /// began.
     pub fn observe(
         &mut self,
         me: &str,
@@ -329,6 +343,14 @@ impl LeaseClock {
         }
         let first = self.named_since.is_none();
         let new_epoch = first || seen_epoch != Some(record.epoch);
+        if !confirmed {
+            // Named on our replica alone: no wait starts yet. A sighting of
+            // an earlier epoch must not stand for this one either.
+            if new_epoch {
+                self.named_since = None;
+            }
+            return;
+        }
         if new_epoch {
             self.named_since = Some(received);
         }
@@ -464,6 +486,85 @@ mod tests {
             named_since: named_since.map(Mono),
             preceded_since: None,
         }
+    }
+
+    /// Seed 18671 (MREC, replication lag over the lease): the new active's
+    /// own replica names it long before a majority does, and the old active
+    /// keeps confirming its lease from the majority that has not yet got
+    /// the switch. The wait must count from the majority's receipt.
+    #[test]
+    fn under_mrec_the_wait_counts_from_a_majority_naming_us() {
+        let lease = 30_000;
+        let mut switched = rec("us-east-2");
+        switched.epoch = 2;
+        switched.previous = Some("us-east-1".into());
+        // The old active, us-east-1: at 380 s its replica and a second one
+        // still hold the claim of epoch 2, which names it, so its read
+        // confirms (the claim and the switch share an epoch).
+        let mut claim = rec("us-east-1");
+        claim.epoch = 2;
+        claim.previous = None;
+        let old = clock(380_000, Some(0));
+        // The new active: its own replica names it at 353.3 s (no majority),
+        // a majority at 390 s.
+        let mut new = LeaseClock::default();
+        new.observe(
+            "us-east-2",
+            &switched,
+            Some(1),
+            Mono(353_200),
+            Mono(353_300),
+            false,
+        );
+        assert_eq!(new.named_since, None, "no wait starts on one replica");
+        new.observe(
+            "us-east-2",
+            &switched,
+            Some(2),
+            Mono(389_900),
+            Mono(390_000),
+            true,
+        );
+        let mut at = 390_000;
+        while at < 420_000 {
+            let now_old = role("us-east-1", &claim, Mono(at), &old, lease, true);
+            let now_new = role("us-east-2", &switched, Mono(at), &new, lease, true);
+            assert!(
+                !(now_old.is_active() && now_new.is_active()),
+                "two active regions at {at} ms: {now_old:?} {now_new:?}"
+            );
+            at += 500;
+        }
+        new.observe(
+            "us-east-2",
+            &switched,
+            Some(2),
+            Mono(410_000),
+            Mono(410_100),
+            true,
+        );
+        assert_eq!(
+            new.named_since,
+            Some(Mono(390_000)),
+            "a renewal, not a new sighting"
+        );
+        assert_eq!(
+            role("us-east-2", &switched, Mono(420_000), &new, lease, true),
+            Role::Active
+        );
+        // A later epoch named on one replica does not inherit the earlier
+        // epoch's sighting.
+        let mut back = switched.clone();
+        back.epoch = 3;
+        new.observe(
+            "us-east-2",
+            &back,
+            Some(2),
+            Mono(500_000),
+            Mono(500_100),
+            false,
+        );
+        assert_eq!(new.named_since, None);
     }
 
     /// Seed 589: named after another region, then a claim away from us

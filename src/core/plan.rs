@@ -435,8 +435,9 @@ pub struct Inputs<'a> {
     /// The last record this daemon read before this round's read (its
     /// copy, in memory: a restarted daemon holds none).
     pub held: Option<&'a ControlRecord>,
-    /// The newest epoch any fresh observer says it has seen (`Vote::
-    /// seen_epoch`): more than 0 means a record existed.
+    /// The newest epoch any configured observer's vote says it has seen,
+    /// fresh or not (`core::quorum::board_epoch`): more than 0 means a
+    /// record existed.
     pub fleet_epoch: u64,
 }
 
@@ -501,8 +502,8 @@ fn next_allowed(p: &Policy, rec: &ControlRecord) -> Option<u64> {
 /// copy, keeping the active region and the pause, under a fresh
 /// incarnation — never initialized afresh, which would be an unreviewed
 /// failback onto the highest-priority region with the pause lost. Only a
-/// daemon whose copy is at least as new as every fresh observer's epoch
-/// does it; the others wait for it. `None`: nothing lost.
+/// daemon whose copy is at least as new as every vote's epoch does it; the
+/// others wait for it. `None`: nothing lost.
 fn recreate(i: &Inputs<'_>) -> Option<Decision> {
     let copy = |h: &ControlRecord| {
         format!(

@@ -191,6 +191,29 @@ impl Receipts {
     }
 }
 
+/// The newest epoch any configured observer's vote on the board says it
+/// has seen (`Vote::seen_epoch`), fresh or not: more than 0 means a record
+/// existed. Freshness decides whose *view* counts towards a quorum; a
+/// vote's `seen_epoch` is a fact about the past that does not age. Counting
+/// only fresh votes let two restarted daemons with no copy initialize a lost
+/// record afresh while a third, still running with a copy, had a vote that
+/// looked stale to them (simulation seed 1683: its host's clock ran 30 s
+/// slow, and a first read judges a vote's age by the writer's clock). Each
+/// daemon's first round overwrites its own vote, so after every daemon has
+/// restarted the board says 0 again (the runbook's way to start afresh).
+pub fn board_epoch(regions: &[String], votes: &[Vote]) -> u64 {
+    let mut latest: BTreeMap<&str, &Vote> = BTreeMap::new();
+    for v in votes.iter().filter(|v| regions.contains(&v.observer)) {
+        if latest
+            .get(v.observer.as_str())
+            .is_none_or(|old| old.at < v.at)
+        {
+            latest.insert(&v.observer, v);
+        }
+    }
+    latest.values().map(|v| v.seen_epoch).max().unwrap_or(0)
+}
+
 /// Majority of `n`.
 pub fn majority(n: usize) -> usize {
     n / 2 + 1
@@ -301,6 +324,42 @@ mod tests {
             traffic: None,
             fleet: None,
         }
+    }
+
+    /// Seed 1683: two restarted daemons (no copy, `seen_epoch` 0) are a
+    /// quorum; the third, which holds the record's copy, has a vote that
+    /// looks stale to them. The board still says a record of epoch 2 existed.
+    #[test]
+    fn the_board_epoch_counts_stale_votes_too() {
+        let mut holder = vote("us-east-1", 1_000, &[]);
+        holder.seen_epoch = 2;
+        let mut a = vote("us-west-2", 60_000, &[]);
+        a.seen_epoch = 0;
+        let mut b = vote("eu-west-1", 60_000, &[]);
+        b.seen_epoch = 0;
+        let votes = vec![holder, a, b];
+        let t = tally("us-west-2", &regions(), &votes, 60_000, 30_000);
+        assert_eq!(t.no_quorum, None);
+        assert!(!t.fresh_observers.contains(&"us-east-1".to_string()));
+        assert_eq!(board_epoch(&regions(), &votes), 2);
+        // Only configured observers, and each one's newest vote.
+        let mut gone = vote("ap-south-1", 60_000, &[]);
+        gone.seen_epoch = 9;
+        let mut older = vote("us-west-2", 500, &[]);
+        older.seen_epoch = 7;
+        let mut all = votes.clone();
+        all.extend([gone, older]);
+        assert_eq!(board_epoch(&regions(), &all), 2);
+        // Every daemon restarted: the board says none, and the fleet may
+        // initialize afresh.
+        let restarted: Vec<Vote> = votes
+            .iter()
+            .map(|v| Vote {
+                seen_epoch: 0,
+                ..v.clone()
+            })
+            .collect();
+        assert_eq!(board_epoch(&regions(), &restarted), 0);
     }
 
     #[test]
