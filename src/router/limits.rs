@@ -153,11 +153,11 @@ pub fn limit_of<'c>(router: &'c crate::config::Router, caller: &str) -> Option<&
 }
 
 #[cfg(test)]
-// A starting instant for `now`, on a paused clock; every later time is
-// that instant plus a step.
-#[allow(clippy::disallowed_methods)]
+// A starting instant for `now` from the clock port (tokio's, paused);
+// every later time is that instant plus a step.
 mod tests {
     use super::*;
+    use crate::ports::clock::{Clock, SystemClock};
 
     fn limit(max_in_flight: Option<u32>, rate: Option<f64>) -> CallerLimit {
         CallerLimit {
@@ -170,7 +170,7 @@ mod tests {
     async fn concurrency_is_per_caller_and_given_back_on_drop() {
         let c = Callers::default();
         let l = limit(Some(2), None);
-        let now = Instant::now();
+        let now = SystemClock.monotonic();
         let a1 = c.admit("a", &l, now).unwrap();
         let _a2 = c.admit("a", &l, now).unwrap();
         assert_eq!(c.admit("a", &l, now).err(), Some(Refused::Concurrency(2)));
@@ -184,7 +184,7 @@ mod tests {
     async fn rate_is_a_bucket_of_one_second_with_a_retry_after() {
         let c = Callers::default();
         let l = limit(None, Some(2.0));
-        let t0 = Instant::now();
+        let t0 = SystemClock.monotonic();
         assert!(c.admit("a", &l, t0).is_ok());
         assert!(c.admit("a", &l, t0).is_ok());
         let Err(Refused::Rate { retry_after }) = c.admit("a", &l, t0) else {
@@ -203,7 +203,7 @@ mod tests {
     async fn idle_callers_are_forgotten_past_the_bound() {
         let c = Callers::default();
         let l = limit(Some(1), Some(1.0));
-        let t0 = Instant::now();
+        let t0 = SystemClock.monotonic();
         let held = c.admit("busy", &l, t0).unwrap();
         for i in 0..MAX_TRACKED + 5 {
             drop(c.admit(&format!("c{i}"), &l, t0 + Duration::from_secs(5)));
