@@ -154,15 +154,11 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
 /// Standby readiness (docs/readiness.md): this daemon's own findings, check
 /// by check, and every region's latest `readiness` journal line.
 fn readiness_section(state: &AdminState, snap: Option<&Snapshot>) -> Value {
-    let mut latest: Vec<&Event> = Vec::new();
-    if let Some(Ok(page)) = snap.map(|s| &s.events) {
-        for e in page.items.iter().rev().filter(|e| e.kind == "readiness") {
-            if !latest.iter().any(|l| l.who == e.who) {
-                latest.push(e);
-            }
-        }
-    }
-    latest.sort_by(|a, b| a.who.cmp(&b.who));
+    // The snapshot holds the journal oldest first.
+    let latest = match snap.map(|s| &s.events) {
+        Some(Ok(page)) => crate::control::standby::latest_lines(page.items.iter().rev()),
+        _ => Vec::new(),
+    };
     json!({"mine": state.shared.standby(), "regions": latest})
 }
 

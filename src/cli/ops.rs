@@ -220,14 +220,10 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
         Ok(p) => (p.items, p.truncated, None),
         Err(e) => (Vec::new(), false, Some(crate::error_chain(&e))),
     };
-    // Newest first: the first `readiness` entry of each region is its latest.
-    let mut readiness: Vec<Event> = Vec::new();
-    for e in events.iter().filter(|e| e.kind == "readiness") {
-        if !readiness.iter().any(|r| r.who == e.who) {
-            readiness.push(e.clone());
-        }
-    }
-    readiness.sort_by(|a, b| a.who.cmp(&b.who));
+    let readiness: Vec<Event> = crate::control::standby::latest_lines(&events)
+        .into_iter()
+        .cloned()
+        .collect();
     if events.len() > asked {
         events.truncate(asked);
         events_truncated = true;

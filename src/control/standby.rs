@@ -94,6 +94,21 @@ pub async fn check(cfg: &Config, ports: &Ports, active: &str, need: Option<u32>)
     out
 }
 
+/// Each region's latest `readiness` journal line, ordered by region, from
+/// journal entries given newest first (`failoverd status`, the status page).
+pub fn latest_lines<'a>(
+    newest_first: impl IntoIterator<Item = &'a crate::ports::store::Event>,
+) -> Vec<&'a crate::ports::store::Event> {
+    let mut latest: Vec<&crate::ports::store::Event> = Vec::new();
+    for e in newest_first.into_iter().filter(|e| e.kind == "readiness") {
+        if !latest.iter().any(|l| l.who == e.who) {
+            latest.push(e);
+        }
+    }
+    latest.sort_by(|a, b| a.who.cmp(&b.who));
+    latest
+}
+
 /// The task: a round every `cost.readiness_interval` (the first one at
 /// once after the reconcile loop has read a record), until shutdown.
 pub struct StandbyTask {
