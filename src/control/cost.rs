@@ -988,6 +988,18 @@ mod tests {
         }
     }
 
+    /// Counted since Monday 00:00 (the whole day): `invocations` in every
+    /// window asked for, and `need`.
+    fn counted(invocations: u64, need: Option<u32>) -> Fake {
+        Fake {
+            invocations: Some(Counted {
+                since_ms: MONDAY,
+                invocations,
+            }),
+            need,
+        }
+    }
+
     const UNTAGGED: Option<&[(&str, &str)]> = Some(&[]);
 
     fn scale(plan: &EndpointPlan) -> Option<(u32, u32)> {
@@ -1022,13 +1034,7 @@ mod tests {
             seen(EndpointStatus::InService, 3, UNTAGGED),
         );
         // The routers counted no traffic to it all day: the 18:00 rule.
-        let quiet = Fake {
-            invocations: Some(Counted {
-                since_ms: MONDAY,
-                invocations: 0,
-            }),
-            need: None,
-        };
+        let quiet = counted(0, None);
         let plans = decide(&cfg, &at19, &quiet);
         assert_eq!(scale(&plans[0]), Some((3, 1)), "{}", plans[0]);
         assert_eq!(
@@ -1051,20 +1057,8 @@ mod tests {
         let cfg = config("");
         let at19 = MONDAY + 19 * HOUR;
         let steady = record("us-east-1", Phase::Steady, Mode::Auto);
-        let busy = Fake {
-            invocations: Some(Counted {
-                since_ms: MONDAY,
-                invocations: 120,
-            }),
-            need: Some(5),
-        };
-        let quiet = Fake {
-            invocations: Some(Counted {
-                since_ms: MONDAY,
-                invocations: 0,
-            }),
-            need: Some(5),
-        };
+        let busy = counted(120, Some(5));
+        let quiet = counted(0, Some(5));
         let p = decide(
             &cfg,
             &obs(
@@ -1248,13 +1242,7 @@ mod tests {
         let cfg = config("");
         let steady = record("us-east-1", Phase::Steady, Mode::Auto);
         // Counted all day, no traffic: only the tags hold it.
-        let quiet = Fake {
-            invocations: Some(Counted {
-                since_ms: MONDAY,
-                invocations: 0,
-            }),
-            need: None,
-        };
+        let quiet = counted(0, None);
         for tags in [Some(&[("ProtectedFromAutoStop", "true")][..]), None] {
             let p = decide(
                 &cfg,
