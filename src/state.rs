@@ -208,9 +208,10 @@ pub fn fleet_need(
     cfg: &Config,
     shared: &Shared,
     endpoints: &[(&str, &str)],
-    now_ms: u64,
+    now: counts::Now,
 ) -> Option<u32> {
-    let local = Some((cfg.region.as_str(), &*shared.traffic));
+    let now_ms = now.wall_ms;
+    let local = Some((cfg.region.as_str(), &*shared.traffic, now.mono));
     let peak = shared.read(|st| {
         counts::fleet_peak_over(
             &counts::region_names(cfg),
@@ -255,7 +256,11 @@ impl InvocationCounts for FleetCounts {
         now_ms: u64,
     ) -> Option<Counted> {
         let cfg = self.config.borrow().clone();
-        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
+        let local = Some((
+            cfg.region.as_str(),
+            &*self.shared.traffic,
+            self.clock.mono(),
+        ));
         self.shared.read(|st| {
             counts::fleet_counted(
                 &counts::region_names(&cfg),
@@ -271,6 +276,6 @@ impl InvocationCounts for FleetCounts {
 
     fn fleet_need(&self, endpoints: &[(&str, &str)]) -> Option<u32> {
         let cfg = self.config.borrow().clone();
-        fleet_need(&cfg, &self.shared, endpoints, self.clock.now_ms())
+        fleet_need(&cfg, &self.shared, endpoints, counts::Now::of(&*self.clock))
     }
 }

@@ -45,6 +45,7 @@ use failoverd::config::{Config, EnvSource};
 use failoverd::control::cost::{self, CostAction, CostTask, EndpointPlan};
 use failoverd::control::prepare::{self, PrepareError};
 use failoverd::core::control::{ControlRecord, Phase};
+use failoverd::core::mono::Mono;
 use failoverd::core::plan::FailoverPlan;
 use failoverd::core::quorum::{NoQuorum, Receipts, Tally, Vote};
 use failoverd::core::record::RecordWrite;
@@ -72,6 +73,11 @@ impl Clock for TestClock {
     }
     fn monotonic(&self) -> tokio::time::Instant {
         tokio::time::Instant::now()
+    }
+    /// The router's counts run on this clock: it moves with the test's
+    /// wall clock, which these tests only ever set forward.
+    fn mono(&self) -> Mono {
+        Mono(self.0.load(Ordering::Relaxed))
     }
 }
 
@@ -556,7 +562,10 @@ fn cloudwatch_invocations_keep_an_endpoint_the_routers_never_saw() {
 /// and hand us-west-2's `Shared` the votes as its reconcile loop would.
 async fn publish_votes(env: &Env, east: &Counter, west: &Shared) {
     let now = env.clock.now_ms();
-    for (observer, traffic) in [(EAST, east.traffic(now)), (WEST, west.traffic.traffic(now))] {
+    for (observer, traffic) in [
+        (EAST, east.traffic(Mono(now))),
+        (WEST, west.traffic.traffic(Mono(now))),
+    ] {
         env.ports
             .store
             .put_vote(&Vote {
@@ -587,10 +596,10 @@ fn idle_detection_runs_on_the_fleets_router_counts() {
         // Both routers count from 10:00; us-east-1's sends one request to
         // us-west-2's endpoint at 10:30 (cross-region), us-west-2's none.
         let east = Counter::default();
-        east.start(start);
+        east.start(Mono(start));
         let west = Arc::new(Shared::default());
-        west.traffic.start(start);
-        east.record(WEST, ENDPOINT, start + 30 * minute);
+        west.traffic.start(Mono(start));
+        east.record(WEST, ENDPOINT, Mono(start + 30 * minute));
         let (_tx, rx) = tokio::sync::watch::channel(Arc::new(env.cfg.clone()));
         let counts = FleetCounts::new(rx, west.clone(), env.clock.clone());
 

@@ -1386,7 +1386,7 @@ async fn hedging_keeps_the_tail_near_the_healthy_region() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_requests_show_up_in_the_counts() {
     use failoverd::core::quorum::Vote;
-    use failoverd::metrics::counts::fleet_counted;
+    use failoverd::metrics::counts::{Now, fleet_counted};
     use failoverd::ports::clock::{Clock, SystemClock};
 
     let s = Setup::start().await;
@@ -1394,7 +1394,7 @@ async fn routed_requests_show_up_in_the_counts() {
     let counted = |region: &str, endpoint: &str| {
         s.shared
             .traffic
-            .counted(region, endpoint, hour, SystemClock.now_ms())
+            .counted(region, endpoint, hour, Now::of(&SystemClock))
             .expect("the router started counting")
             .invocations
     };
@@ -1435,7 +1435,7 @@ async fn routed_requests_show_up_in_the_counts() {
             seen_epoch: 1,
             view: Default::default(),
             traffic: if r == "us-east-1" {
-                s.shared.traffic.traffic(now)
+                s.shared.traffic.traffic(SystemClock.mono())
             } else {
                 Some(Default::default())
             },

@@ -630,7 +630,7 @@ impl Reconciler {
             at: now,
             seen_epoch,
             view: sig.view.clone(),
-            traffic: self.shared.traffic.traffic(now),
+            traffic: self.shared.traffic.traffic(self.ports.clock.mono()),
             fleet: Some(published),
         };
         let store = self.ports.store.clone();

@@ -177,7 +177,7 @@ impl StandbyTask {
             cfg,
             &self.shared,
             &super::cost::provisioned_everywhere(cfg),
-            self.ports.clock.now_ms(),
+            crate::metrics::counts::Now::of(&*self.ports.clock),
         );
         let findings = check(cfg, &self.ports, active, need).await;
         let summary = if active == cfg.region {

@@ -388,7 +388,7 @@ impl TokenWorker {
                         &self.cfg,
                         &self.shared,
                         &super::cost::provisioned_everywhere(&self.cfg),
-                        self.ports.clock.now_ms(),
+                        crate::metrics::counts::Now::of(&*self.ports.clock),
                     );
                     prepare::prepare(&self.cfg, &self.ports, deadline, need)
                         .await

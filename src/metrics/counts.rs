@@ -14,9 +14,15 @@
 //!
 //! # Buckets and memory
 //!
-//! Each endpoint has two rings of fixed size, bucketed on unix time
-//! (from the router's `Clock` port; a clock that steps back is held at its
-//! highest reading so a count never lands in an older bucket): 61 one-minute
+//! Each endpoint has two rings of fixed size, bucketed on the host's
+//! *monotonic* clock (`Clock::mono`), never its wall clock: a wall clock
+//! that steps forward (an NTP correction of a host that ran slow) would
+//! otherwise make every invocation before the step look that much older,
+//! so a standby that served a minute ago would read as idle for half an
+//! hour (simulation seeds 4243, 6835, 18886). Everything the counter
+//! publishes is a duration (how long ago, how long counted), and a reader's
+//! own router is asked with both clocks ([`Now`]): its gap-free start is
+//! placed on the reader's wall clock by how long ago it was. 61 one-minute
 //! buckets (windows up to an hour, to the minute) and 169 one-hour buckets
 //! (windows up to 7 days, `cost.idle.window`'s maximum, to the hour). A
 //! window is answered from the finest ring that spans it, *rounded outward*
@@ -90,8 +96,30 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Config;
+use crate::core::mono::Mono;
 use crate::core::quorum::{EndpointTraffic, TRAILING_MS, Traffic, Vote};
 use crate::ports::traffic::{Counted, InvocationCounts};
+
+/// One moment on both of a host's clocks: the counter counts on `mono`,
+/// and places what it answers on `wall_ms` (what its readers compare with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Unix ms on the host's wall clock.
+    pub wall_ms: u64,
+    /// The same moment on the host's monotonic clock (`Clock::mono`).
+    pub mono: Mono,
+}
+
+impl Now {
+    /// Both clocks of `clock`, read once each.
+    pub fn of(clock: &dyn crate::ports::clock::Clock) -> Self {
+        let mono = clock.mono();
+        Self {
+            wall_ms: clock.now_ms(),
+            mono,
+        }
+    }
+}
 
 pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 3_600_000;
@@ -250,30 +278,39 @@ pub struct Counter {
 }
 
 impl Counter {
-    /// Start counting at `now_ms` (the router's start); later calls keep
-    /// the first start.
-    pub fn start(&self, now_ms: u64) {
-        self.clock.start(now_ms);
+    /// Start counting at `now` (the router's start, on the monotonic
+    /// clock); later calls keep the first start.
+    pub fn start(&self, now: Mono) {
+        self.clock.start(now.0);
     }
 
-    /// Since when this counter has counted without a gap; `None` before
-    /// [`Counter::start`].
-    pub fn since_ms(&self) -> Option<u64> {
-        self.clock.since_ms()
+    /// Since when this counter has counted without a gap, on the monotonic
+    /// clock; `None` before [`Counter::start`].
+    pub fn since(&self) -> Option<Mono> {
+        self.clock.since_ms().map(Mono)
     }
 
-    fn now(&self, now_ms: u64) -> u64 {
-        self.clock.now(now_ms)
+    /// The gap-free start placed on `now.wall_ms`'s clock: as long before
+    /// it as the monotonic clock says (a wall-clock step since does not
+    /// move it).
+    fn since_wall(&self, now: Now) -> Option<u64> {
+        let since = self.clock.since_ms()?;
+        let at = self.now(now.mono);
+        Some(now.wall_ms.saturating_sub(at.saturating_sub(since)))
+    }
+
+    fn now(&self, now: Mono) -> u64 {
+        self.clock.now(now.0)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Buckets>> {
         self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One attempt sent to `endpoint` in `region` at `now_ms`.
-    pub fn record(&self, region: &str, endpoint: &str, now_ms: u64) {
-        self.start(now_ms);
-        let now = self.now(now_ms);
+    /// One attempt sent to `endpoint` in `region` at `now`.
+    pub fn record(&self, region: &str, endpoint: &str, now: Mono) {
+        self.start(now);
+        let now = self.now(now);
         // The key (`Traffic::key`: region/endpoint) written into this
         // thread's buffer, not formatted per attempt; a new key allocates
         // once.
@@ -295,20 +332,20 @@ impl Counter {
     }
 
     /// This router's invocations of `endpoint` in `region` in the
-    /// `window_ms` before `now_ms` (rounded outward); `None` before the
-    /// start or for a window over 7 days.
+    /// `window_ms` before `now` (rounded outward), its start on `now`'s
+    /// wall clock; `None` before the start or for a window over 7 days.
     pub fn counted(
         &self,
         region: &str,
         endpoint: &str,
         window_ms: u64,
-        now_ms: u64,
+        now: Now,
     ) -> Option<Counted> {
-        let since_ms = self.since_ms()?;
+        let since_ms = self.since_wall(now)?;
         if window_ms > MAX_WINDOW_MS {
             return None;
         }
-        let now = self.now(now_ms);
+        let now = self.now(now.mono);
         let invocations = self
             .lock()
             .get(&Traffic::key(region, endpoint))
@@ -320,11 +357,11 @@ impl Counter {
     }
 
     /// This router's busiest minute of `endpoint` in `region` over the
-    /// [`NEED_WINDOW_MS`] before `now_ms` (`invocations` is that minute's
+    /// [`NEED_WINDOW_MS`] before `now` (`invocations` is that minute's
     /// count); `None` before the start.
-    pub fn peak(&self, region: &str, endpoint: &str, now_ms: u64) -> Option<Counted> {
-        let since_ms = self.since_ms()?;
-        let now = self.now(now_ms);
+    pub fn peak(&self, region: &str, endpoint: &str, now: Now) -> Option<Counted> {
+        let since_ms = self.since_wall(now)?;
+        let now = self.now(now.mono);
         let invocations = self
             .lock()
             .get(&Traffic::key(region, endpoint))
@@ -335,11 +372,12 @@ impl Counter {
         })
     }
 
-    /// What to publish in a vote stamped `at_ms`; `None` before the start.
+    /// What to publish in a vote made at `at` (durations before it, which
+    /// its readers place on their own clocks); `None` before the start.
     /// Drops endpoints with nothing in the last 7 days.
-    pub fn traffic(&self, at_ms: u64) -> Option<Traffic> {
-        let since = self.since_ms()?;
-        let at = self.now(at_ms);
+    pub fn traffic(&self, at: Mono) -> Option<Traffic> {
+        let since = self.clock.since_ms()?;
+        let at = self.now(at);
         let mut map = self.lock();
         map.retain(|_, b| b.window(MAX_WINDOW_MS, at) > 0);
         let endpoints = map
@@ -387,12 +425,12 @@ fn published_in_window(t: &Traffic, key: &str, at: u64, window_ms: u64, now_ms: 
 
 /// The fleet's invocations of `endpoint` in `region` over the `window_ms`
 /// before `now_ms` (module doc, rules 1-3): every configured region's
-/// router, this daemon's own from its live `local` counter (when given),
-/// the others from their newest vote in `votes` (whose `at` must be on the
+/// router, this daemon's own from its live `local` counter (when given,
+/// with the monotonic clock at `now_ms`), the others from their newest vote in `votes` (whose `at` must be on the
 /// reader's clock: `quorum::Receipts::effective`).
 pub fn fleet_counted(
     regions: &[String],
-    local: Option<(&str, &Counter)>,
+    local: Option<(&str, &Counter, Mono)>,
     votes: &[Vote],
     region: &str,
     endpoint: &str,
@@ -408,7 +446,7 @@ pub fn fleet_counted(
         local,
         votes,
         now_ms,
-        |c| c.counted(region, endpoint, window_ms, now_ms),
+        |c, now| c.counted(region, endpoint, window_ms, now),
         |t, at| Some(published_in_window(t, &key, at, window_ms, now_ms)),
     )
 }
@@ -421,17 +459,23 @@ pub fn fleet_counted(
 /// `None`.
 fn fleet_sum(
     regions: &[String],
-    local: Option<(&str, &Counter)>,
+    local: Option<(&str, &Counter, Mono)>,
     votes: &[Vote],
     now_ms: u64,
-    own: impl Fn(&Counter) -> Option<Counted>,
+    own: impl Fn(&Counter, Now) -> Option<Counted>,
     published: impl Fn(&Traffic, u64) -> Option<u64>,
 ) -> Option<Counted> {
     let mut since_ms = 0u64;
     let mut invocations = 0u64;
     for r in regions {
-        if let Some((_, counter)) = local.filter(|(me, _)| me == r) {
-            let c = own(counter)?;
+        if let Some((_, counter, mono)) = local.filter(|(me, _, _)| me == r) {
+            let c = own(
+                counter,
+                Now {
+                    wall_ms: now_ms,
+                    mono,
+                },
+            )?;
             since_ms = since_ms.max(c.since_ms);
             invocations += c.invocations;
             continue;
@@ -459,7 +503,7 @@ fn fleet_sum(
 /// peak.
 pub fn fleet_peak(
     regions: &[String],
-    local: Option<(&str, &Counter)>,
+    local: Option<(&str, &Counter, Mono)>,
     votes: &[Vote],
     region: &str,
     endpoint: &str,
@@ -471,7 +515,7 @@ pub fn fleet_peak(
         local,
         votes,
         now_ms,
-        |c| c.peak(region, endpoint, now_ms),
+        |c, now| c.peak(region, endpoint, now),
         |t, at| match t.endpoints.get(&key) {
             // Its last invocation inside the hour: its busiest minute counts.
             Some(e) if at.saturating_sub(e.last_ago_ms) > now_ms.saturating_sub(NEED_WINDOW_MS) => {
@@ -488,7 +532,7 @@ pub fn fleet_peak(
 /// their gap-free starts. `None` when any is unknown.
 pub fn fleet_peak_over(
     regions: &[String],
-    local: Option<(&str, &Counter)>,
+    local: Option<(&str, &Counter, Mono)>,
     votes: &[Vote],
     endpoints: &[(&str, &str)],
     now_ms: u64,
@@ -579,6 +623,19 @@ impl InvocationCounts for VoteCounts {
 mod tests {
     use super::*;
 
+    fn mo(ms: u64) -> Mono {
+        Mono(ms)
+    }
+
+    /// A moment in the tests: both clocks read the same (tests of a step
+    /// build their [`Now`] by hand).
+    fn both(ms: u64) -> Now {
+        Now {
+            wall_ms: ms,
+            mono: Mono(ms),
+        }
+    }
+
     const T0: u64 = 1_800_000_000_000; // a whole hour, unix ms
     const R: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 
@@ -598,7 +655,7 @@ mod tests {
     }
 
     fn n(c: &Counter, window: u64, now: u64) -> u64 {
-        c.counted("us-east-1", "prov", window, now)
+        c.counted("us-east-1", "prov", window, both(now))
             .unwrap()
             .invocations
     }
@@ -607,16 +664,16 @@ mod tests {
     fn buckets_round_windows_outward_and_forget_what_is_older() {
         let c = Counter::default();
         assert_eq!(
-            c.counted("us-east-1", "prov", MINUTE_MS, T0),
+            c.counted("us-east-1", "prov", MINUTE_MS, both(T0)),
             None,
             "not started"
         );
-        c.start(T0);
+        c.start(mo(T0));
         // Three calls at 00:00:10, one at 00:10:30, one at 02:00:00.
         for _ in 0..3 {
-            c.record("us-east-1", "prov", T0 + 10_000);
+            c.record("us-east-1", "prov", mo(T0 + 10_000));
         }
-        c.record("us-east-1", "prov", T0 + 10 * MINUTE_MS + 30_000);
+        c.record("us-east-1", "prov", mo(T0 + 10 * MINUTE_MS + 30_000));
         let at = T0 + 15 * MINUTE_MS;
         assert_eq!(n(&c, 5 * MINUTE_MS, at), 1, "minutes 10..15");
         assert_eq!(n(&c, 4 * MINUTE_MS, at), 0, "minutes 11..15");
@@ -625,14 +682,14 @@ mod tests {
         assert_eq!(n(&c, 14 * MINUTE_MS + 30_000, at), 4);
         // Another endpoint and another region are other counters.
         assert_eq!(
-            c.counted("us-west-2", "prov", HOUR_MS, at)
+            c.counted("us-west-2", "prov", HOUR_MS, both(at))
                 .unwrap()
                 .invocations,
             0
         );
         // Past the minute ring: hour buckets, still outward.
         let later = T0 + 2 * HOUR_MS;
-        c.record("us-east-1", "prov", later);
+        c.record("us-east-1", "prov", mo(later));
         assert_eq!(n(&c, 90 * MINUTE_MS, later), 5, "hours 0..2");
         assert_eq!(n(&c, 30 * MINUTE_MS, later), 1, "minute ring");
         // A week on, everything but the newest has aged out; more than a
@@ -640,11 +697,11 @@ mod tests {
         let week = T0 + 7 * 86_400_000 + HOUR_MS;
         assert_eq!(n(&c, MAX_WINDOW_MS, week), 1);
         assert_eq!(
-            c.counted("us-east-1", "prov", MAX_WINDOW_MS + 1, week),
+            c.counted("us-east-1", "prov", MAX_WINDOW_MS + 1, both(week)),
             None
         );
         assert_eq!(
-            c.counted("us-east-1", "prov", MINUTE_MS, week)
+            c.counted("us-east-1", "prov", MINUTE_MS, both(week))
                 .unwrap()
                 .since_ms,
             T0,
@@ -653,23 +710,61 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_stepping_back_never_lands_in_an_older_bucket() {
+    fn a_reading_older_than_one_seen_never_lands_in_an_older_bucket() {
+        // Two router threads: one read the clock before the other but
+        // records after it.
         let c = Counter::default();
-        c.start(T0 + HOUR_MS);
-        c.record("us-east-1", "prov", T0); // the clock stepped back an hour
+        c.start(mo(T0 + HOUR_MS));
+        c.record("us-east-1", "prov", mo(T0));
         assert_eq!(n(&c, MINUTE_MS, T0 + HOUR_MS), 1);
-        assert_eq!(c.since_ms(), Some(T0 + HOUR_MS), "the first start stays");
+        assert_eq!(c.since(), Some(Mono(T0 + HOUR_MS)), "the first start stays");
+    }
+
+    /// A host's wall clock corrected forward 35 minutes (NTP on a host that
+    /// ran slow; simulation seeds 4243, 6835 and 18886) while it counts:
+    /// what it counted a minute ago is still a minute old, in its own
+    /// answers and in what it publishes, and its start is as long ago as
+    /// it truly was. Counting on the wall clock, the invocation read as 36
+    /// minutes old and a standby that had just served read as idle.
+    #[test]
+    fn a_wall_clock_step_forward_ages_nothing() {
+        let c = Counter::default();
+        let step = 35 * MINUTE_MS;
+        c.start(mo(T0));
+        c.record("us-east-1", "prov", mo(T0 + 10 * MINUTE_MS));
+        // One minute later by the monotonic clock; the wall clock jumped.
+        let later = Now {
+            wall_ms: T0 + 11 * MINUTE_MS + step,
+            mono: Mono(T0 + 11 * MINUTE_MS),
+        };
+        let got = c
+            .counted("us-east-1", "prov", 5 * MINUTE_MS, later)
+            .unwrap();
+        assert_eq!(
+            got.invocations, 1,
+            "a minute ago, whatever the wall clock says"
+        );
+        assert_eq!(
+            got.since_ms,
+            later.wall_ms - 11 * MINUTE_MS,
+            "counted for 11 minutes, not 46"
+        );
+        let t = c.traffic(later.mono).unwrap();
+        assert_eq!(t.counted_ms, 11 * MINUTE_MS);
+        let e = &t.endpoints["us-east-1/prov"];
+        assert!(e.last_ago_ms <= MINUTE_MS, "{e:?}");
+        assert_eq!(e.sums[0], 1, "in the 5-minute sum");
     }
 
     #[test]
     fn memory_is_bounded_whatever_the_uptime() {
         let c = Counter::default();
-        c.start(T0);
+        c.start(mo(T0));
         // A call every minute for 30 days to one endpoint; a second
         // endpoint called once at the start.
-        c.record("us-east-1", "old", T0);
+        c.record("us-east-1", "old", mo(T0));
         for m in 0..30 * 24 * 60 {
-            c.record("us-east-1", "prov", T0 + m * MINUTE_MS);
+            c.record("us-east-1", "prov", mo(T0 + m * MINUTE_MS));
         }
         let now = T0 + 30 * 86_400_000;
         // The last call was the minute before `now`.
@@ -678,7 +773,7 @@ mod tests {
         // Each endpoint is two fixed rings; building the vote drops the one
         // with nothing in 7 days.
         assert_eq!(c.endpoints_held(), 2);
-        let t = c.traffic(now).unwrap();
+        let t = c.traffic(mo(now)).unwrap();
         assert_eq!(c.endpoints_held(), 1);
         assert_eq!(t.endpoints.len(), 1);
         assert!(std::mem::size_of::<Buckets>() < 4096);
@@ -687,10 +782,10 @@ mod tests {
     #[test]
     fn published_counts_are_relative_to_the_vote() {
         let c = Counter::default();
-        c.start(T0);
-        c.record("us-east-1", "prov", T0 + 10_000);
+        c.start(mo(T0));
+        c.record("us-east-1", "prov", mo(T0 + 10_000));
         let at = T0 + 20 * MINUTE_MS;
-        let t = c.traffic(at).unwrap();
+        let t = c.traffic(mo(at)).unwrap();
         assert_eq!(t.counted_ms, 20 * MINUTE_MS);
         let e = &t.endpoints["us-east-1/prov"];
         assert_eq!(e.last_ago_ms, 19 * MINUTE_MS, "end of minute 0");
@@ -701,7 +796,7 @@ mod tests {
     fn fleet() -> (Counter, Counter, Counter) {
         let (a, b, c) = (Counter::default(), Counter::default(), Counter::default());
         for x in [&a, &b, &c] {
-            x.start(T0);
+            x.start(mo(T0));
         }
         (a, b, c)
     }
@@ -709,7 +804,7 @@ mod tests {
     fn count(local: &Counter, votes: &[Vote], window: u64, now: u64) -> Option<Counted> {
         fleet_counted(
             &regions(),
-            Some(("us-east-1", local)),
+            Some(("us-east-1", local, Mono(now))),
             votes,
             "us-west-2",
             "prov",
@@ -722,13 +817,13 @@ mod tests {
     fn the_fleet_sums_every_router_and_takes_the_latest_start() {
         let (a, b, c) = fleet();
         let now = T0 + 3 * HOUR_MS;
-        a.record("us-west-2", "prov", now - 10 * MINUTE_MS);
-        b.record("us-west-2", "prov", now - 30 * MINUTE_MS);
-        b.record("us-west-2", "prov", now - 30 * MINUTE_MS);
-        c.record("us-west-2", "other", now - MINUTE_MS);
+        a.record("us-west-2", "prov", mo(now - 10 * MINUTE_MS));
+        b.record("us-west-2", "prov", mo(now - 30 * MINUTE_MS));
+        b.record("us-west-2", "prov", mo(now - 30 * MINUTE_MS));
+        c.record("us-west-2", "other", mo(now - MINUTE_MS));
         let votes = [
-            vote("us-west-2", now - 5_000, b.traffic(now - 5_000)),
-            vote("eu-west-1", now - 5_000, c.traffic(now - 5_000)),
+            vote("us-west-2", now - 5_000, b.traffic(mo(now - 5_000))),
+            vote("eu-west-1", now - 5_000, c.traffic(mo(now - 5_000))),
         ];
         let got = count(&a, &votes, HOUR_MS, now).unwrap();
         assert_eq!(
@@ -745,8 +840,11 @@ mod tests {
         );
         // eu-west-1's router restarted an hour ago: counted since then.
         let c2 = Counter::default();
-        c2.start(now - HOUR_MS);
-        let votes2 = [votes[0].clone(), vote("eu-west-1", now, c2.traffic(now))];
+        c2.start(mo(now - HOUR_MS));
+        let votes2 = [
+            votes[0].clone(),
+            vote("eu-west-1", now, c2.traffic(mo(now))),
+        ];
         assert_eq!(
             count(&a, &votes2, HOUR_MS, now).unwrap().since_ms,
             now - HOUR_MS
@@ -757,14 +855,14 @@ mod tests {
     fn a_router_whose_counts_are_unknown_makes_the_answer_unknown() {
         let (a, b, _) = fleet();
         let now = T0 + 3 * HOUR_MS;
-        let vb = vote("us-west-2", now, b.traffic(now));
+        let vb = vote("us-west-2", now, b.traffic(mo(now)));
         // eu-west-1 never voted.
         assert_eq!(count(&a, std::slice::from_ref(&vb), HOUR_MS, now), None);
         // eu-west-1 voted without counts (older daemon, undecodable).
         let vc = vote("eu-west-1", now, None);
         assert_eq!(count(&a, &[vb.clone(), vc], HOUR_MS, now), None);
         // Our own router not started: unknown too.
-        let vc = vote("eu-west-1", now, b.traffic(now));
+        let vc = vote("eu-west-1", now, b.traffic(mo(now)));
         assert_eq!(count(&Counter::default(), &[vb, vc], HOUR_MS, now), None);
     }
 
@@ -773,15 +871,18 @@ mod tests {
         let (a, b, c) = fleet();
         // eu-west-1's router called the endpoint, then died at `death`.
         let death = T0 + 2 * HOUR_MS;
-        c.record("us-west-2", "prov", death - 2 * MINUTE_MS);
-        let last_vote = vote("eu-west-1", death, c.traffic(death));
+        c.record("us-west-2", "prov", mo(death - 2 * MINUTE_MS));
+        let last_vote = vote("eu-west-1", death, c.traffic(mo(death)));
         let window = HOUR_MS;
         for now in [
             death + MINUTE_MS,
             death + 30 * MINUTE_MS,
             death + 57 * MINUTE_MS,
         ] {
-            let votes = [vote("us-west-2", now, b.traffic(now)), last_vote.clone()];
+            let votes = [
+                vote("us-west-2", now, b.traffic(mo(now))),
+                last_vote.clone(),
+            ];
             let got = count(&a, &votes, window, now).unwrap();
             assert!(
                 got.invocations >= 1,
@@ -793,11 +894,14 @@ mod tests {
         // Once the window has passed its last call, it adds nothing: the
         // endpoint is idle unless someone else called it.
         let now = death + window;
-        let votes = [vote("us-west-2", now, b.traffic(now)), last_vote.clone()];
+        let votes = [
+            vote("us-west-2", now, b.traffic(mo(now))),
+            last_vote.clone(),
+        ];
         assert_eq!(count(&a, &votes, window, now).unwrap().invocations, 0);
         // A day later with a 7-day window, its call is still in.
         let now = death + 86_400_000;
-        let votes = [vote("us-west-2", now, b.traffic(now)), last_vote];
+        let votes = [vote("us-west-2", now, b.traffic(mo(now))), last_vote];
         assert!(count(&a, &votes, MAX_WINDOW_MS, now).unwrap().invocations >= 1);
     }
 
@@ -809,12 +913,12 @@ mod tests {
         let (a, b, c) = fleet();
         let at = T0 + HOUR_MS;
         for _ in 0..7 {
-            b.record("us-west-2", "prov", at - 3 * MINUTE_MS);
+            b.record("us-west-2", "prov", mo(at - 3 * MINUTE_MS));
         }
         let now = at + 4 * MINUTE_MS;
         let votes = [
-            vote("us-west-2", at, b.traffic(at)),
-            vote("eu-west-1", at, c.traffic(at)),
+            vote("us-west-2", at, b.traffic(mo(at))),
+            vote("eu-west-1", at, c.traffic(mo(at))),
         ];
         assert_eq!(
             count(&a, &votes, 5 * MINUTE_MS, now).unwrap().invocations,
@@ -827,8 +931,8 @@ mod tests {
         );
         // A vote from a clock running fast counts as made now.
         let votes = [
-            vote("us-west-2", now + HOUR_MS, b.traffic(at)),
-            vote("eu-west-1", at, c.traffic(at)),
+            vote("us-west-2", now + HOUR_MS, b.traffic(mo(at))),
+            vote("eu-west-1", at, c.traffic(mo(at))),
         ];
         assert_eq!(
             count(&a, &votes, 15 * MINUTE_MS, now).unwrap().invocations,
@@ -870,7 +974,7 @@ mod tests {
         let peak = |a: &Counter, votes: &[Vote], now| {
             fleet_peak(
                 &regions(),
-                Some(("us-east-1", a)),
+                Some(("us-east-1", a, Mono(now))),
                 votes,
                 "us-west-2",
                 "prov",
@@ -882,21 +986,21 @@ mod tests {
         // highest reading.
         for m in 0..60 {
             for _ in 0..10 {
-                a.record("us-west-2", "prov", t + m * MINUTE_MS);
+                a.record("us-west-2", "prov", mo(t + m * MINUTE_MS));
             }
             if m == 20 {
                 for _ in 0..890 {
-                    a.record("us-west-2", "prov", t + 20 * MINUTE_MS + 5_000);
+                    a.record("us-west-2", "prov", mo(t + 20 * MINUTE_MS + 5_000));
                 }
             }
         }
         for _ in 0..300 {
-            b.record("us-west-2", "prov", t + 40 * MINUTE_MS);
+            b.record("us-west-2", "prov", mo(t + 40 * MINUTE_MS));
         }
         let now = t + 59 * MINUTE_MS;
         let votes = [
-            vote("us-west-2", now, b.traffic(now)),
-            vote("eu-west-1", now, c.traffic(now)),
+            vote("us-west-2", now, b.traffic(mo(now))),
+            vote("eu-west-1", now, c.traffic(mo(now))),
         ];
         let got = peak(&a, &votes, now).unwrap();
         assert_eq!(got.invocations, 900 + 300, "the routers' peaks, summed");
@@ -907,19 +1011,19 @@ mod tests {
         // Past the hour, the busy minutes age out.
         let later = t + 20 * MINUTE_MS + HOUR_MS + 2 * MINUTE_MS;
         let votes = [
-            vote("us-west-2", later, b.traffic(later)),
-            vote("eu-west-1", later, c.traffic(later)),
+            vote("us-west-2", later, b.traffic(mo(later))),
+            vote("eu-west-1", later, c.traffic(mo(later))),
         ];
         let got = peak(&a, &votes, later).unwrap();
         assert_eq!(got.invocations, 10 + 300);
         // A peer that publishes no peak (an older daemon): unknown.
-        let mut old = b.traffic(later).unwrap();
+        let mut old = b.traffic(mo(later)).unwrap();
         for e in old.endpoints.values_mut() {
             e.peak_minute = None;
         }
         let votes = [
             vote("us-west-2", later, Some(old)),
-            vote("eu-west-1", later, c.traffic(later)),
+            vote("eu-west-1", later, c.traffic(mo(later))),
         ];
         assert_eq!(peak(&a, &votes, later), None);
     }
@@ -935,19 +1039,19 @@ mod tests {
         // An hour on the old active (us-east-1's prov-east): 600 a minute.
         for m in 0..50 {
             for _ in 0..600 {
-                a.record("us-east-1", "prov-east", t + m * MINUTE_MS);
+                a.record("us-east-1", "prov-east", mo(t + m * MINUTE_MS));
             }
         }
         // The switch: 40 requests so far to the new active's prov-west.
         for _ in 0..40 {
-            b.record("us-west-2", "prov-west", t + 50 * MINUTE_MS + 1_000);
+            b.record("us-west-2", "prov-west", mo(t + 50 * MINUTE_MS + 1_000));
         }
         let now = t + 50 * MINUTE_MS + 2_000;
         let votes = [
-            vote("us-west-2", now, b.traffic(now)),
-            vote("eu-west-1", now, c.traffic(now)),
+            vote("us-west-2", now, b.traffic(mo(now))),
+            vote("eu-west-1", now, c.traffic(mo(now))),
         ];
-        let local = Some(("us-east-1", &a));
+        let local = Some(("us-east-1", &a, Mono(now)));
         let own = fleet_peak(&regions(), local, &votes, "us-west-2", "prov-west", now).unwrap();
         assert_eq!(own.invocations, 40, "the new active's own partial minute");
         let fleet = fleet_peak_over(
@@ -966,7 +1070,7 @@ mod tests {
             "what the old rule saw"
         );
         // A region whose router published nothing: unknown, never zero.
-        let votes = [vote("us-west-2", now, b.traffic(now))];
+        let votes = [vote("us-west-2", now, b.traffic(mo(now)))];
         assert_eq!(
             fleet_peak_over(
                 &regions(),

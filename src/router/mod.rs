@@ -210,7 +210,7 @@ impl Router {
         let clock = RouterClock::new(ports.clock.clone(), metrics.origin());
         let seed = clock.wall_ms() ^ u64::from(std::process::id()).rotate_left(32);
         // Counting starts with the router: its gap-free start.
-        shared.traffic.start(clock.wall_ms());
+        shared.traffic.start(clock.lease_mono(clock.now()));
         shared.models.start(clock.wall_ms());
         Arc::new(Self {
             budget: Mutex::new(RetryBudget::new(

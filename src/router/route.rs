@@ -482,7 +482,8 @@ impl Router {
         let endpoint = super::endpoint(lane.region, lane.path).unwrap_or_default();
         // Every attempt sent counts, retries and hedges too (metrics::counts).
         let wall_ms = self.clock.wall_ms();
-        self.shared.traffic.record(region, endpoint, wall_ms);
+        let mono = self.clock.lease_mono(self.clock.now());
+        self.shared.traffic.record(region, endpoint, mono);
         let result = if lane.path == Path::Batch {
             let id = job_id.get_or_init(|| batch::new_job_id(wall_ms));
             let submit = batch::submit(
@@ -1001,7 +1002,7 @@ impl Router {
             let endpoint = super::endpoint(lane.region, path).unwrap_or_default();
             self.shared
                 .traffic
-                .record(region, endpoint, self.clock.wall_ms());
+                .record(region, endpoint, self.clock.lease_mono(self.clock.now()));
             let timeout =
                 retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
             let result = match tokio::time::timeout_at(
