@@ -95,7 +95,10 @@ struct State {
     /// unless set: a drifted standby runs another).
     images: BTreeMap<(String, String), String>,
     /// (region, endpoint) -> when (simulated ms) invocations arrived, the
-    /// last ten minutes' (the cost invariant's ground truth of "serving").
+    /// last ten minutes' (the cost invariant's ground truth of "serving"):
+    /// the routers' calls, not prepare's warm-up (a warm-up is not traffic
+    /// the routers sent, and a superseded failover's target it warmed is a
+    /// standby like any other; seeds 4076, 11601, 16809).
     invoked: BTreeMap<(String, String), std::collections::VecDeque<u64>>,
     /// Every instance count lowered, in order.
     lowered: Vec<Lowering>,
@@ -234,10 +237,12 @@ impl FakeSageMaker {
         let key = (region.to_string(), endpoint.to_string());
         let at = self.world.elapsed_ms();
         let mut g = self.lock();
-        let q = g.invoked.entry(key.clone()).or_default();
-        q.push_back(at);
-        while q.front().is_some_and(|t| at.saturating_sub(*t) > 600_000) {
-            q.pop_front();
+        if status_matters {
+            let q = g.invoked.entry(key.clone()).or_default();
+            q.push_back(at);
+            while q.front().is_some_and(|t| at.saturating_sub(*t) > 600_000) {
+                q.pop_front();
+            }
         }
         let Some(status) = g.status.get(&key).cloned() else {
             return Outcome::Missing;
