@@ -74,12 +74,25 @@ the path, not production's timing (docs/detection.md).
 samples (Route 53 not publishing: the daemons must read Unknown, not a
 verdict, once the newest point is stale).
 
+Presigned STS `GetCallerIdentity` (the router's IAM caller identity,
+src/router/iam.rs), which moto's server cannot route: a `GET /?Action=...`
+carries its SigV4 scope in the query, not in an Authorization header, so
+moto dispatches it to S3 (ListBuckets). `PresignedSts` hands such a request
+to moto's STS as a header-signed call with the same access key (moto then
+answers the identity that key belongs to, an assumed role's included), after
+the checks STS makes that do not need the secret key: not expired
+(`X-Amz-Date` + `X-Amz-Expires`, at most 7 days), and every header in
+`X-Amz-SignedHeaders` present on the request. It does not verify the
+signature itself (moto keeps no way to), so a token signed for another
+fleet's header value passes here where STS would refuse it.
+
 The port file gets the port as one line, written to a temporary file in the
 same folder and renamed, so a reader never sees half a number. The server
 stops on SIGTERM or SIGINT (exit 0), like `moto_server`.
 """
 
 import argparse
+import calendar
 import fnmatch
 import io
 import json
@@ -128,6 +141,59 @@ ROUTE53_THROTTLING = (
     b"<Message>Rate exceeded</Message></Error>"
     b"<RequestId>lab-throttle</RequestId></ErrorResponse>"
 )
+
+
+def sts_error(start_response, code, message):
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>lab</RequestId></ErrorResponse>"
+    ).encode()
+    start_response(
+        "403 Forbidden",
+        [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+class PresignedSts:
+    """WSGI middleware: a presigned STS GET goes to moto's STS (module doc)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") != "GET" or environ.get("HTTP_AUTHORIZATION"):
+            return self.app(environ, start_response)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        credential = query.get("X-Amz-Credential", [""])[0].split("/")
+        if len(credential) != 5 or credential[3] != "sts":
+            return self.app(environ, start_response)
+        try:
+            signed_at = calendar.timegm(
+                time.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+            )
+            expires = int(query["X-Amz-Expires"][0])
+        except (KeyError, ValueError):
+            return sts_error(start_response, "AuthFailure", "malformed presigned request")
+        if not 1 <= expires <= 604800 or time.time() > signed_at + expires:
+            return sts_error(start_response, "ExpiredToken", "Request has expired")
+        for h in query.get("X-Amz-SignedHeaders", [""])[0].split(";"):
+            if h != "host" and not environ.get("HTTP_" + h.upper().replace("-", "_")):
+                return sts_error(
+                    start_response,
+                    "SignatureDoesNotMatch",
+                    f"signed header {h} is missing from the request",
+                )
+        key, date, region = credential[0], credential[1], credential[2]
+        environ["HTTP_AUTHORIZATION"] = (
+            f"AWS4-HMAC-SHA256 Credential={key}/{date}/{region}/sts/aws4_request, "
+            "SignedHeaders=host, Signature=" + "0" * 64
+        )
+        token = query.get("X-Amz-Security-Token", [""])[0]
+        if token:
+            environ["HTTP_X_AMZ_SECURITY_TOKEN"] = token
+        return self.app(environ, start_response)
 
 
 class Route53Throttle:
@@ -635,7 +701,9 @@ def main() -> int:
         args.host,
         0,
         Route53MetricsControl(
-            S3ListBucket(SageMakerCapacity(Route53Throttle(app)), args.iam_template)
+            S3ListBucket(
+                SageMakerCapacity(Route53Throttle(PresignedSts(app))), args.iam_template
+            )
         ),
         threaded=True,
         request_handler=MotoRequestHandler,

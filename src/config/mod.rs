@@ -43,7 +43,7 @@ pub mod workflow;
 pub use constraints::MIN_AUTOMATIC_REGIONS;
 pub use cost::{Advise, Cost, EndpointSchedule, Environment, Idle};
 pub use load::{ConfigError, Problem, layers_for, load, load_layers};
-pub use router::{CallerLimit, ModelConfig, Router};
+pub use router::{CallerLimit, IamAuth, ModelConfig, Router};
 pub use tables::{Consistency, MRSC_REGION_SETS, Tables};
 use validate::human_duration;
 

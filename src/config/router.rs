@@ -89,13 +89,29 @@ pub struct Router {
     pub allow_anonymous: bool,
     /// Per model, the caller identities allowed to invoke it: patterns
     /// where `*` matches any run of characters (`spiffe://prod/fraud/*`,
-    /// `*.svc.example.com`; IAM ARNs later). A model not listed: every
+    /// `*.svc.example.com`; `arn:aws:sts::*:assumed-role/Scorer/*` for IAM callers). A model not listed: every
     /// caller the listener authenticated. Taken on reload.
     pub allow: BTreeMap<String, Vec<String>>,
     /// Limits of a caller not in `callers` (issue 22 item 4); unset: none.
     pub caller_default: Option<CallerLimit>,
     /// Limits per caller identity (exact), instead of `caller_default`.
     pub callers: BTreeMap<String, CallerLimit>,
+    /// Caller identity from AWS IAM (`[router.iam]`, router::iam); unset:
+    /// the router reads no IAM token.
+    pub iam: Option<IamAuth>,
+}
+
+/// `[router.iam]`: callers prove their IAM identity with a presigned
+/// `sts:GetCallerIdentity` (router::iam).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IamAuth {
+    /// The value of `x-failoverd-fleet` the callers sign: a token made
+    /// for another fleet does not verify here.
+    pub fleet: String,
+    /// STS endpoints accepted besides AWS's public ones, as origins
+    /// (`https://vpce-....sts.us-east-1.vpce.amazonaws.com`; `http://`
+    /// only on loopback).
+    pub sts_endpoints: Vec<String>,
 }
 
 /// One caller's limits (`router.caller_default`, `router.callers`): over
@@ -227,6 +243,13 @@ pub(super) struct RawRouter {
     pub(super) allow: Option<BTreeMap<String, Vec<String>>>,
     pub(super) caller_default: Option<RawCallerLimit>,
     pub(super) callers: Option<BTreeMap<String, RawCallerLimit>>,
+    pub(super) iam: Option<RawIam>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct RawIam {
+    pub(super) fleet: Option<String>,
+    pub(super) sts_endpoints: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -300,6 +323,7 @@ impl Validator<'_> {
                 (id, limit)
             })
             .collect();
+        let iam = rr.iam.and_then(|r| self.router_iam(r));
         Some(Router {
             max_in_flight: max_in_flight?,
             body_read_timeout: body_read_timeout?,
@@ -328,6 +352,63 @@ impl Validator<'_> {
             allow,
             caller_default,
             callers,
+            iam,
+        })
+    }
+
+    /// `[router.iam]`: a `fleet` that can be a header value (visible ASCII,
+    /// at most 128 bytes) and `sts_endpoints` that are origins, `https`, or
+    /// `http` on loopback only (a presigned URL is a credential while it is
+    /// valid).
+    fn router_iam(&mut self, raw: RawIam) -> Option<IamAuth> {
+        let fleet = match raw.fleet {
+            None => {
+                self.err(
+                    "router.iam.fleet",
+                    "missing: the name callers sign in x-failoverd-fleet",
+                );
+                None
+            }
+            Some(f)
+                if f.is_empty() || f.len() > 128 || !f.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                self.err(
+                    "router.iam.fleet",
+                    format!("{f:?}: 1 to 128 visible ASCII characters"),
+                );
+                None
+            }
+            Some(f) => Some(f),
+        };
+        let mut sts_endpoints = Vec::new();
+        for (i, e) in raw
+            .sts_endpoints
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let key = format!("router.iam.sts_endpoints[{i}]");
+            match url::Url::parse(&e) {
+                Ok(u) if u.path() == "/" && u.query().is_none() && u.username().is_empty() => {
+                    let loopback = match u.host() {
+                        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                        Some(url::Host::Domain(d)) => d == "localhost",
+                        None => false,
+                    };
+                    match u.scheme() {
+                        "https" => sts_endpoints.push(u.origin().ascii_serialization()),
+                        "http" if loopback => sts_endpoints.push(u.origin().ascii_serialization()),
+                        "http" => self.err(&key, format!("{e:?}: plain http only on loopback (the presigned URLs sent there are credentials)")),
+                        _ => self.err(&key, format!("{e:?}: not an http(s) origin")),
+                    }
+                }
+                _ => self.err(&key, format!("{e:?}: not an origin (scheme://host[:port])")),
+            }
+        }
+        Some(IamAuth {
+            fleet: fleet?,
+            sts_endpoints,
         })
     }
 
@@ -386,15 +467,16 @@ impl Validator<'_> {
         models: &[ModelConfig],
         listen: &super::Listen,
     ) {
-        let identified = listen
-            .router_tls
-            .as_ref()
-            .is_some_and(|t| t.client_ca.is_some());
+        let identified = router.iam.is_some()
+            || listen
+                .router_tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca.is_some());
         if !identified && !router.allow_anonymous && !listen.router.ip().is_loopback() {
             self.err(
                 "listen.router",
                 format!(
-                    "{} is not loopback and the router has no caller identity: anyone who reaches it invokes with the daemon's role; set listen.router_tls with a client_ca, or router.allow_anonymous = true to accept that (docs/threat-model.md)",
+                    "{} is not loopback and the router has no caller identity: anyone who reaches it invokes with the daemon's role; set listen.router_tls with a client_ca or [router.iam], or router.allow_anonymous = true to accept that (docs/threat-model.md)",
                     listen.router
                 ),
             );
@@ -408,7 +490,7 @@ impl Validator<'_> {
             } else if !identified {
                 self.err(
                     &format!("router.allow.{model}"),
-                    "needs caller identity: set listen.router_tls with a client_ca",
+                    "needs caller identity: set listen.router_tls with a client_ca, or [router.iam]",
                 );
             }
         }

@@ -1,8 +1,8 @@
 //! Authorization per model (issue 22 item 3): `router.allow` lists, per
 //! model, the caller identities allowed to invoke it, as patterns over
-//! the identity text (today a client certificate's SAN; an IAM ARN when
-//! the STS method lands: the same patterns cover
-//! `arn:aws:sts::111122223333:assumed-role/Caller/*`).
+//! the identity text: a client certificate's SAN, or the ARN STS answered
+//! for an IAM caller (router::iam), which the same patterns cover:
+//! `arn:aws:sts::111122223333:assumed-role/Caller/*`.
 //!
 //! A pattern's `*` matches any run of characters, `/` and `.` included;
 //! everything else matches itself. A model without a list admits every

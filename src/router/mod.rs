@@ -43,6 +43,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod iam;
 pub mod jobs;
 pub mod limits;
 pub mod reply;
@@ -169,6 +170,8 @@ pub struct Router {
     access_seq: AtomicU64,
     /// Per-caller limits' state (issue 22 item 4).
     callers: limits::Callers,
+    /// The IAM identity verifier (`router.iam`), built on first use.
+    iam: std::sync::OnceLock<iam::Verifier>,
 }
 
 /// Decrements the in-flight gauge when a request ends, however it ends.
@@ -229,6 +232,7 @@ impl Router {
             jitter: AtomicU64::new(seed),
             access_seq: AtomicU64::new(seed.rotate_left(17)),
             callers: limits::Callers::default(),
+            iam: std::sync::OnceLock::new(),
         })
     }
 
@@ -291,17 +295,37 @@ impl Router {
         // The listener's authentication (mutual TLS); none on a listener
         // without client certificates (no clone, no lookup cost but the
         // extension map's emptiness check).
-        let identity = req.extensions().get::<Identity>().cloned();
-        let reply = self
-            .reply(
-                &cfg,
-                req,
-                identity.as_ref(),
-                started,
-                &mut job_region,
-                &mut model,
-            )
-            .await;
+        let mut identity = req.extensions().get::<Identity>().cloned();
+        // An IAM token, on a router that takes them, names the caller
+        // instead (router::iam); a bad one is refused before anything else.
+        let mut refused = None;
+        if let Some(iam_cfg) = &cfg.router.iam
+            && let Some(token) = req.headers().get(iam::HEADER)
+        {
+            let verifier = self.iam.get_or_init(iam::Verifier::new);
+            let mono = self.clock.lease_mono(self.clock.now());
+            match verifier
+                .identify(iam_cfg, token, self.clock.wall_ms(), mono)
+                .await
+            {
+                Ok(id) => identity = Some(id),
+                Err(e) => refused = Some(RouterError::Iam(e)),
+            }
+        }
+        let reply = match refused {
+            Some(e) => e.into(),
+            None => {
+                self.reply(
+                    &cfg,
+                    req,
+                    identity.as_ref(),
+                    started,
+                    &mut job_region,
+                    &mut model,
+                )
+                .await
+            }
+        };
         let took = self.clock.since(started);
         self.metrics.request(
             reply.path,

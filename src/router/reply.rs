@@ -90,6 +90,10 @@ pub enum RouterError {
     /// Not in the model's `router.allow` list (router::auth).
     #[error("{identity} is not authorized to invoke model {model:?} through this router")]
     AccessDenied { identity: String, model: String },
+    /// The IAM token (`router.iam`, router::iam) was refused, or STS could
+    /// not be asked.
+    #[error("{0}")]
+    Iam(super::iam::IamError),
     #[error("{0}: not visible ASCII")]
     BadHeader(HeaderName),
     /// A body framed by `Transfer-Encoding` (with or without a
@@ -203,6 +207,16 @@ impl RouterError {
                 StatusCode::FORBIDDEN,
                 "AccessDeniedException",
                 Outcome::Denied,
+            ),
+            E::Iam(super::iam::IamError::Refused(_)) => w(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                Outcome::Denied,
+            ),
+            E::Iam(super::iam::IamError::Unavailable(_)) => again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                Outcome::Unavailable,
             ),
             E::Method { .. } => w(
                 StatusCode::METHOD_NOT_ALLOWED,
