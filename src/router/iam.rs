@@ -487,6 +487,111 @@ mod tests {
         assert!(parse(&token(&lab), &["http://127.0.0.1:4567".into()], NOW).is_err());
     }
 
+    /// An STS stand-in on 127.0.0.1:0 that answers every request with
+    /// `answer` and counts the requests and the fleet headers it saw.
+    async fn fake_sts(
+        answer: &'static str,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            buf.drain(..end + 4);
+                            let fleet = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("x-failoverd-fleet: "))
+                                .unwrap_or("-")
+                                .to_string();
+                            log.lock().unwrap().push(fleet);
+                            let (status, body) = answer.split_once('|').unwrap();
+                            let reply = format!(
+                                "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (origin, seen)
+    }
+
+    fn local_token(origin: &str) -> HeaderValue {
+        let u = url("x", "").replace("https://x", origin);
+        HeaderValue::from_bytes(&token(&u)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sts_is_asked_once_per_token_with_the_fleets_header() {
+        let ok = "200 OK|<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:sts::1:assumed-role/R/s</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>";
+        let (origin, seen) = fake_sts(ok).await;
+        let cfg = IamAuth {
+            fleet: "prod".into(),
+            sts_endpoints: vec![origin.clone()],
+        };
+        let v = Verifier::new();
+        let t = local_token(&origin);
+        for i in 0..3 {
+            let id = v.identify(&cfg, &t, NOW, Mono(1_000 + i)).await.unwrap();
+            assert_eq!(&*id.0, "arn:aws:sts::1:assumed-role/R/s");
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["prod"],
+            "one call for three requests"
+        );
+        // After the token's expiry (by the monotonic clock), asked again.
+        v.identify(&cfg, &t, NOW, Mono(1_000 + 240_000))
+            .await
+            .unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_by_sts_is_the_callers_and_an_outage_is_not() {
+        let (origin, _) = fake_sts(
+            "403 Forbidden|<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error></ErrorResponse>",
+        )
+        .await;
+        let cfg = IamAuth {
+            fleet: "prod".into(),
+            sts_endpoints: vec![origin.clone()],
+        };
+        match Verifier::new()
+            .identify(&cfg, &local_token(&origin), NOW, Mono(1))
+            .await
+        {
+            Err(IamError::Refused(m)) => assert!(m.contains("does not match"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let (origin, _) = fake_sts("503 Service Unavailable|busy").await;
+        let cfg = IamAuth {
+            fleet: "prod".into(),
+            sts_endpoints: vec![origin.clone()],
+        };
+        let got = Verifier::new()
+            .identify(&cfg, &local_token(&origin), NOW, Mono(1))
+            .await;
+        assert!(matches!(got, Err(IamError::Unavailable(_))), "{got:?}");
+    }
+
     #[test]
     fn the_arn_is_read_from_the_answer() {
         let xml = "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:sts::123456789012:assumed-role/Caller/s1</Arn><UserId>x</UserId></GetCallerIdentityResult></GetCallerIdentityResponse>";
