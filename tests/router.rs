@@ -922,6 +922,7 @@ fn model(
         retry_on_timeout: true,
         hedge_after: None,
         attempt_timeout: None,
+        spill_over: Default::default(),
     };
     tweak(&mut m);
     m
