@@ -288,11 +288,38 @@ pub(super) struct RawModel {
 }
 
 /// `spill_over = true` (both causes), `false`, or a list of causes.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub(super) enum RawSpillOver {
     All(bool),
     Causes(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawSpillOver {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSpillOver;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "true, false, or a list of spill-over causes (\"throttling\", \"not_ready\")",
+                )
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<RawSpillOver, E> {
+                Ok(RawSpillOver::All(b))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawSpillOver, A::Error> {
+                let mut causes = Vec::new();
+                while let Some(c) = seq.next_element::<String>()? {
+                    causes.push(c);
+                }
+                Ok(RawSpillOver::Causes(causes))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Validator<'_> {
@@ -862,6 +889,19 @@ mod tests {
         assert!(
             report.contains("us-east-1.toml"),
             "names the file: {report}"
+        );
+    }
+
+    #[test]
+    fn a_spill_over_of_the_wrong_type_is_named_with_its_key() {
+        let report =
+            load_with("region = \"us-east-1\"\n[[models]]\nname = \"a\"\nspill_over = 3\n")
+                .unwrap_err();
+        assert!(
+            report.contains("spill_over")
+                && report.contains("true, false, or a list of spill-over causes")
+                && report.contains("us-east-1.toml"),
+            "{report}"
         );
     }
 
