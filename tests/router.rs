@@ -922,6 +922,7 @@ fn model(
         retry_on_timeout: true,
         hedge_after: None,
         attempt_timeout: None,
+        spill_over: Default::default(),
     };
     tweak(&mut m);
     m
@@ -1664,5 +1665,39 @@ async fn response_streams_fail_over_only_before_the_first_part() {
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert_eq!(messages[1].0, "ModelStreamError", "{messages:?}");
     assert!(messages[1].1.contains("failed mid-stream"), "{messages:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_spills_over_only_to_a_region_seen_warm() {
+    let s = Setup::start_with(|c| {
+        no_batch(c);
+        c.models
+            .push(model("spilly", |m| m.spill_over.not_ready = true));
+    })
+    .await;
+    s.behave(json!({"region": "us-east-1", "endpoint": "lab-provisioned",
+        "cold_start_after_idle": "1h", "cold_start": "1h"}))
+        .await;
+    let spills =
+        "failoverd_router_spills_total{from=\"us-east-1\",to=\"us-west-2\",cause=\"not_ready\"}";
+    // us-west-2 never answered this router: not warm, so the cold starts
+    // are waited out in us-east-1 first (1 + 2 retries), then the next
+    // region, as without spill-over.
+    let got = s.invoke("spilly", &[], b"x").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2");
+    assert_eq!(got.attempts(), 4, "{got:?}");
+    assert_eq!(metric(&s.router, spills), 0);
+    // Now it has: the next cold start goes there at once.
+    let got = s.invoke("spilly", &[], b"x").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.h("x-failoverd-region"), "us-west-2");
+    assert_eq!(got.attempts(), 2, "{got:?}");
+    assert_eq!(metric(&s.router, spills), 1);
+    // A model without spill-over waits, as before.
+    let got = s.invoke("default", &[], b"x").await;
+    assert_eq!(got.attempts(), 4, "{got:?}");
+    assert_eq!(metric(&s.router, spills), 1);
     s.stop().await;
 }

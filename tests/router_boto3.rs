@@ -21,6 +21,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod common;
+mod opstools;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -35,6 +36,8 @@ const MIB: usize = 1024 * 1024;
 struct Daemon {
     model: ModelServer,
     router: String,
+    /// The admin listener (`/metrics`).
+    admin: String,
     _child: ChildGuard,
     _dir: PathBuf,
 }
@@ -89,12 +92,11 @@ impl Daemon {
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap()),
         );
-        let router = wait_bound(&mut child, &bound, &log, Duration::from_secs(30))
-            .router
-            .to_string();
+        let bound = wait_bound(&mut child, &bound, &log, Duration::from_secs(30));
         Self {
             model,
-            router,
+            router: bound.router.to_string(),
+            admin: bound.admin.to_string(),
             _child: child,
             _dir: dir,
         }
@@ -360,6 +362,92 @@ fn boto3_never_runs_a_non_idempotent_request_twice() {
             json!({"region": "us-east-1", "endpoint": "*", "outage": false, "after_body": null}),
         );
     }
+}
+
+#[test]
+fn boto3_spills_over_a_throttled_region_only_when_the_model_says_so() {
+    let d = Daemon::start_with(
+        &[("FAILOVERD__ROUTER__BREAKER_FAILURES", "1000")],
+        "[[models]]\nname = \"spilly\"\nspill_over = [\"throttling\"]\n\
+         [[models]]\nname = \"pay\"\nidempotent = false\nspill_over = true\n",
+    );
+    // A session opened in us-east-1.
+    let v = d.boto3(&["--model", "spilly", "--SessionId", "NEW_SESSION"]);
+    let new = v["new_session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let session = new.split(';').next().unwrap().to_string();
+    // us-east-1 down for one request: us-west-2 answers it, so the router
+    // has seen us-west-2 answer lately (warm).
+    d.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}));
+    let v = d.boto3(&[]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["headers"]["x-failoverd-region"], "us-west-2", "{v}");
+    // us-east-1 back, throttling every call.
+    d.behave(
+        json!({"region": "us-east-1", "endpoint": "*", "outage": false,
+        "error_rate": 1.0, "error": "ThrottlingException"}),
+    );
+
+    // Spill-over off (the default): ThrottlingException, as before.
+    let v = d.boto3(&[]);
+    raised(&v, "ClientError", "ThrottlingException", 429);
+
+    // On: the answer comes from us-west-2, at the second attempt.
+    let v = d.boto3(&["--model", "spilly"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["headers"]["x-failoverd-region"], "us-west-2", "{v}");
+    assert_eq!(v["headers"]["x-failoverd-attempts"], "2", "{v}");
+
+    // A model that must not run twice spills too: throttling says the
+    // model did not run. Exactly one call reached each region.
+    let before = region_calls(&d);
+    let v = d.boto3(&["--model", "pay"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["headers"]["x-failoverd-region"], "us-west-2", "{v}");
+    let after = region_calls(&d);
+    assert_eq!(after.0 - before.0, 1, "one throttled call in us-east-1");
+    assert_eq!(after.1 - before.1, 1, "one call in us-west-2");
+
+    // A request in a session stays in its region: no spill.
+    let v = d.boto3(&["--model", "spilly", "--SessionId", &session]);
+    raised(&v, "ClientError", "ThrottlingException", 429);
+
+    // /metrics counts the spills per region pair, and promtool accepts it.
+    let (status, text) = common::http("GET", &d.admin, "/metrics", "").unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(
+            "failoverd_router_spills_total{from=\"us-east-1\",to=\"us-west-2\",cause=\"throttling\"} 2"
+        ),
+        "{text}"
+    );
+    let (ok, said) = opstools::promtool_check_metrics(&text);
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
+}
+
+/// Invocations the model server counted in (us-east-1, us-west-2).
+fn region_calls(d: &Daemon) -> (u64, u64) {
+    let (_, body) = common::http(
+        "GET",
+        &format!("127.0.0.1:{}", d.model.port),
+        "/_lab/stats",
+        "",
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let region = |r: &str| {
+        v[r].as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .map(|e| e["invocations"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    (region("us-east-1"), region("us-west-2"))
 }
 
 /// (invocations, successes) over every region and endpoint.

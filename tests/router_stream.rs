@@ -38,6 +38,11 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// With `tweak` applied to the lab's configuration.
+    async fn start_with(tweak: impl FnOnce(&mut config::Config)) -> Self {
         let model = ModelServer::start(None);
         let dead = "http://127.0.0.1:9".to_string();
         let env: EnvSource = [
@@ -56,6 +61,7 @@ impl Setup {
         for r in &mut cfg.regions {
             r.sagemaker.batch = None;
         }
+        tweak(&mut cfg);
         let cfg = Arc::new(cfg);
         let clients = Arc::new(AwsClients::new(common::sdk_config(), cfg.endpoints.clone()));
         let (_config, rx) = tokio::sync::watch::channel(cfg.clone());
@@ -94,7 +100,13 @@ impl Setup {
 
     /// boto3's view of one streamed call.
     async fn boto3(&self) -> Value {
+        self.boto3_with(&[]).await
+    }
+
+    /// With more arguments for tests/boto3/stream.py (`--model m`).
+    async fn boto3_with(&self, args: &[&str]) -> Value {
         let url = self.url.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         tokio::task::spawn_blocking(move || {
             let python = venv().join("bin/python");
             assert!(
@@ -108,6 +120,7 @@ impl Setup {
                     .arg(root().join("tests/boto3/stream.py"))
                     .arg("--endpoint-url")
                     .arg(&url)
+                    .args(&args)
                     .env_remove("AWS_PROFILE")
                     .env("AWS_EC2_METADATA_DISABLED", "true")
                     .stdin(Stdio::null())
@@ -177,4 +190,32 @@ async fn boto3_streams_through_the_router() {
         (Some("EventStreamError"), Some("ModelStreamError")),
         "{v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_stream_spills_over_before_its_first_part() {
+    let s = Setup::start_with(|c| {
+        let mut m = c.models[0].clone();
+        m.name = "spilly".into();
+        m.spill_over.throttling = true;
+        c.models.push(m);
+    })
+    .await;
+    // us-west-2 answers once (us-east-1 down): seen warm.
+    s.behave(json!({"region": "us-east-1", "endpoint": "*", "outage": true}));
+    let v = s.boto3().await;
+    assert_eq!(v["parts"][0], part("us-west-2", 0), "{v}");
+    // us-east-1 throttles every call.
+    s.behave(
+        json!({"region": "us-east-1", "endpoint": "*", "outage": false,
+        "error_rate": 1.0, "error": "ThrottlingException"}),
+    );
+    let v = s.boto3_with(&["--model", "spilly"]).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["parts"][0], part("us-west-2", 0), "{v}");
+    assert_eq!(v["headers"]["x-failoverd-attempts"], "2", "{v}");
+    // Without spill-over: the throttling, as before.
+    let v = s.boto3().await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["code"], "ThrottlingException", "{v}");
 }

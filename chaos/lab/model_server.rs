@@ -67,7 +67,9 @@
 //! "FailureLocation"}` (and the `X-Amzn-SageMaker-OutputLocation` /
 //! `-FailureLocation` headers). After the rule's `latency` it writes the
 //! result (the same JSON a real-time call answers) to
-//! `s3://<input bucket>/async-output/<id>.out`, or, when the rule's
+//! `s3://<input bucket>/async-output/<id>.out` (with the input's location
+//! and the `RequestTTLSeconds` / `InvocationTimeoutSeconds` it received,
+//! as `input` and `limits`), or, when the rule's
 //! `error_rate` draws a failure, a message to `async-failures/<id>.out`. An
 //! `outage` answers `ServiceUnavailable` at once. S3 is the emulator at
 //! `--s3-endpoint` (moto in the lab); without it async calls fail with
@@ -1070,6 +1072,12 @@ impl Lab {
         };
         let input = header("x-amzn-sagemaker-inputlocation");
         let accept = header("x-amzn-sagemaker-accept");
+        // The optional limits, echoed into the result (what a model sees
+        // of them: the lab checks they arrive).
+        let limits = json!({
+            "ttl": header("x-amzn-sagemaker-requestttlseconds"),
+            "timeout": header("x-amzn-sagemaker-invocationtimeoutseconds"),
+        });
         let inference_id =
             header("x-amzn-sagemaker-inference-id").unwrap_or_else(|| request_id.clone());
         let location = input.as_deref().and_then(|i| {
@@ -1141,6 +1149,7 @@ impl Lab {
             accept,
             inference_id: inference_id.clone(),
             fail,
+            limits,
         };
         tokio::spawn(async move {
             tokio::time::sleep(latency).await;
@@ -1169,6 +1178,8 @@ struct AsyncJob {
     accept: Option<String>,
     inference_id: String,
     fail: bool,
+    /// `RequestTTLSeconds` and `InvocationTimeoutSeconds` as received.
+    limits: Value,
 }
 
 impl AsyncJob {
@@ -1197,9 +1208,13 @@ impl AsyncJob {
             let echo = String::from_utf8_lossy(&body[..body.len().min(64)]).into_owned();
             (
                 format!("async-output/{}.out", self.inference_id),
-                self.accept.clone().unwrap_or_else(|| "application/json".into()),
-                json!({"region": self.region, "endpoint": self.endpoint, "bytes": body.len(), "echo": echo})
-                    .to_string(),
+                self.accept
+                    .clone()
+                    .unwrap_or_else(|| "application/json".into()),
+                json!({"region": self.region, "endpoint": self.endpoint, "bytes": body.len(),
+                    "echo": echo, "input": format!("s3://{}/{}", self.bucket, self.key),
+                    "limits": self.limits})
+                .to_string(),
             )
         };
         s3.put_object()

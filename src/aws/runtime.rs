@@ -59,8 +59,8 @@ use super::errors::{ErrorKind, classify, kind_of_code};
 use super::sigv4::{self, Keys, Signer};
 use crate::ports::clock::{Clock, system_time};
 use crate::ports::inference::{
-    Answer, AsyncAccepted, AsyncInvocation, BoxError, Delivery, Inference, Invocation, InvokeError,
-    ModelFailure, StreamError, Streamed,
+    Answer, AsyncAccepted, AsyncInvocation, AsyncLimits, BoxError, Delivery, Inference, Invocation,
+    InvokeError, ModelFailure, StreamError, Streamed,
 };
 
 /// SigV4 signing name of the SageMaker runtime.
@@ -588,6 +588,17 @@ impl Inference for SageMakerRuntime {
         endpoint: &str,
         inv: &AsyncInvocation<'_>,
     ) -> Result<AsyncAccepted, InvokeError> {
+        self.invoke_async_limited(region, endpoint, inv, AsyncLimits::default())
+            .await
+    }
+
+    async fn invoke_async_limited(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &AsyncInvocation<'_>,
+        limits: AsyncLimits,
+    ) -> Result<AsyncAccepted, InvokeError> {
         let text = |v: Option<&HeaderValue>| v.and_then(|v| v.to_str().ok()).map(str::to_string);
         let out = self
             .clients
@@ -599,6 +610,8 @@ impl Inference for SageMakerRuntime {
             .set_content_type(text(inv.content_type))
             .set_accept(text(inv.accept))
             .set_custom_attributes(text(inv.custom_attributes))
+            .set_request_ttl_seconds(limits.request_ttl_seconds)
+            .set_invocation_timeout_seconds(limits.invocation_timeout_seconds)
             .send()
             .await
             .map_err(invoke_async_error)?;

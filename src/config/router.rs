@@ -155,6 +155,46 @@ pub struct ModelConfig {
     /// fraction of the deadline.
     #[serde(with = "optional_duration")]
     pub attempt_timeout: Option<Duration>,
+    /// When the region a request went to answers throttling or not-ready,
+    /// send it to another region that is warm instead (docs/router.md,
+    /// "Spill-over"). Off by default.
+    #[serde(skip_serializing_if = "SpillOver::is_off")]
+    pub spill_over: SpillOver,
+}
+
+/// What moves a model's request to another, warm region (`spill_over`,
+/// written as a list of `"throttling"` and `"not_ready"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpillOver {
+    /// `ThrottlingException` (429).
+    pub throttling: bool,
+    /// `ModelNotReadyException` (a cold start).
+    pub not_ready: bool,
+}
+
+impl SpillOver {
+    /// Neither cause (the default).
+    pub fn is_off(&self) -> bool {
+        *self == SpillOver::default()
+    }
+
+    /// The causes, as written in the configuration.
+    pub fn causes(self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.throttling {
+            v.push("throttling");
+        }
+        if self.not_ready {
+            v.push("not_ready");
+        }
+        v
+    }
+}
+
+impl Serialize for SpillOver {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.causes().serialize(s)
+    }
 }
 
 fn hedge_after_text<S: Serializer>(h: &Option<HedgeAfter>, s: S) -> Result<S::Ok, S::Error> {
@@ -267,6 +307,42 @@ pub(super) struct RawModel {
     pub(super) retry_on_timeout: Option<bool>,
     pub(super) hedge_after: Option<String>,
     pub(super) attempt_timeout: Option<String>,
+    pub(super) spill_over: Option<RawSpillOver>,
+}
+
+/// `spill_over = true` (both causes), `false`, or a list of causes.
+#[derive(Debug)]
+pub(super) enum RawSpillOver {
+    All(bool),
+    Causes(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawSpillOver {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSpillOver;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "true, false, or a list of spill-over causes (\"throttling\", \"not_ready\")",
+                )
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<RawSpillOver, E> {
+                Ok(RawSpillOver::All(b))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawSpillOver, A::Error> {
+                let mut causes = Vec::new();
+                while let Some(c) = seq.next_element::<String>()? {
+                    causes.push(c);
+                }
+                Ok(RawSpillOver::Causes(causes))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Validator<'_> {
@@ -783,6 +859,24 @@ impl Validator<'_> {
                     );
                 }
             }
+            let mut spill_over = SpillOver::default();
+            let causes = match m.spill_over {
+                None | Some(RawSpillOver::All(false)) => Vec::new(),
+                Some(RawSpillOver::All(true)) => vec!["throttling".into(), "not_ready".into()],
+                Some(RawSpillOver::Causes(c)) => c,
+            };
+            for cause in &causes {
+                match cause.as_str() {
+                    "throttling" => spill_over.throttling = true,
+                    "not_ready" => spill_over.not_ready = true,
+                    other => self.err(
+                        &k("spill_over"),
+                        format!(
+                            "{other:?} is not a spill-over cause: write \"throttling\", \"not_ready\" or both"
+                        ),
+                    ),
+                }
+            }
             let Some(n) = name else { continue };
             if !seen_models.insert(n.clone()) {
                 self.err(&k("name"), format!("duplicate model {n:?}"));
@@ -798,6 +892,7 @@ impl Validator<'_> {
                 retry_on_timeout,
                 hedge_after,
                 attempt_timeout,
+                spill_over,
             });
         }
         models
@@ -856,7 +951,8 @@ mod tests {
              [[models]]\nname = \"odd\"\nhedge_after = \"p100\"\n\
              [[models]]\nname = \"slow\"\nhedge_after = \"2s\"\nattempt_timeout = \"1s\"\n\
              [[models]]\nname = \"vague\"\nhedge_after = \"soonish\"\nattempt_timeout = \"forever\"\n\
-             [[models]]\nname = \"torn\"\nidempotent = false\nretry_on_timeout = true\n",
+             [[models]]\nname = \"torn\"\nidempotent = false\nretry_on_timeout = true\n\
+             [[models]]\nname = \"spilly\"\nspill_over = [\"throttling\", \"throttle\"]\n",
         )
         .unwrap_err();
         for line in [
@@ -868,12 +964,26 @@ mod tests {
             "models[3].hedge_after: \"soonish\" is neither a quantile",
             "models[3].attempt_timeout: \"forever\" is not a duration",
             "models[4].retry_on_timeout: a model with idempotent = false is never sent again",
+            "models[5].spill_over: \"throttle\" is not a spill-over cause",
         ] {
             assert!(report.contains(line), "no {line:?} in:\n{report}");
         }
         assert!(
             report.contains("us-east-1.toml"),
             "names the file: {report}"
+        );
+    }
+
+    #[test]
+    fn a_spill_over_of_the_wrong_type_is_named_with_its_key() {
+        let report =
+            load_with("region = \"us-east-1\"\n[[models]]\nname = \"a\"\nspill_over = 3\n")
+                .unwrap_err();
+        assert!(
+            report.contains("spill_over")
+                && report.contains("true, false, or a list of spill-over causes")
+                && report.contains("us-east-1.toml"),
+            "{report}"
         );
     }
 
@@ -885,7 +995,8 @@ mod tests {
              [[models]]\nname = \"f\"\nhedge_after = \"250ms\"\nattempt_timeout = \"2s\"\n\
              [[models]]\nname = \"once\"\nretry_on_timeout = false\n\
              [[models]]\nname = \"twice_ok\"\nidempotent = true\nretry_on_timeout = false\n\
-             [[models]]\nname = \"pay\"\nidempotent = false\n",
+             [[models]]\nname = \"pay\"\nidempotent = false\nspill_over = [\"throttling\"]\n\
+             [[models]]\nname = \"spill_all\"\nspill_over = true\n",
         )
         .unwrap();
         let m = |n: &str| c.models.iter().find(|m| m.name == n).unwrap();
@@ -905,6 +1016,21 @@ mod tests {
         assert!(m("twice_ok").idempotent && !m("twice_ok").retry_on_timeout);
         assert!(!m("pay").idempotent && !m("pay").retry_on_timeout);
         assert_eq!(m("once").hedge_after, None);
+        assert_eq!(m("q").spill_over, SpillOver::default(), "off by default");
+        assert_eq!(
+            m("pay").spill_over,
+            SpillOver {
+                throttling: true,
+                not_ready: false
+            }
+        );
+        assert_eq!(
+            m("spill_all").spill_over,
+            SpillOver {
+                throttling: true,
+                not_ready: true
+            }
+        );
         assert_eq!(c.router.attempt_timeout_fraction, 0.5);
         assert_eq!(c.router.attempt_timeout_min, Duration::from_secs(1));
         assert_eq!(c.router.attempt_timeout_max, Duration::from_secs(60));
@@ -912,5 +1038,10 @@ mod tests {
         let text = c.to_redacted_toml();
         assert!(text.contains("hedge_after = \"p99.5\""), "{text}");
         assert!(text.contains("hedge_after = \"250ms\""), "{text}");
+        assert!(
+            text.contains("spill_over = [\"throttling\"]")
+                && text.matches("spill_over").count() == 2,
+            "{text}"
+        );
     }
 }

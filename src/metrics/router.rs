@@ -180,6 +180,24 @@ fn path_label(i: usize) -> &'static str {
     }
 }
 
+/// Why a request spilled over to another region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpillCause {
+    Throttling = 0,
+    NotReady = 1,
+}
+
+impl SpillCause {
+    pub const ALL: [SpillCause; 2] = [SpillCause::Throttling, SpillCause::NotReady];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpillCause::Throttling => "throttling",
+            SpillCause::NotReady => "not_ready",
+        }
+    }
+}
+
 fn counters(n: usize) -> Box<[AtomicU64]> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
 }
@@ -200,6 +218,8 @@ pub struct Metrics {
     /// [region]: hedges sent to the region, and hedges whose answer won.
     hedges_sent: Box<[AtomicU64]>,
     hedges_won: Box<[AtomicU64]>,
+    /// [from region][to region][cause]: requests spilled over.
+    spills: Box<[AtomicU64]>,
     /// The router's monotonic clock origin.
     origin: Instant,
     clock: Arc<dyn Clock>,
@@ -233,6 +253,7 @@ impl Metrics {
             ejected_until: counters(PATHS * r),
             hedges_sent: counters(r),
             hedges_won: counters(r),
+            spills: counters(r * r * SpillCause::ALL.len()),
             origin,
             clock,
             latency_buckets: counters(BUCKETS.len() + 1),
@@ -312,6 +333,20 @@ impl Metrics {
     /// A hedge to `region` answered first.
     pub fn hedge_won(&self, region: &str) {
         self.hedges_won[self.region_index(Some(region))].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request `from` throttled or cold there went to `to` instead.
+    pub fn spill(&self, from: &str, to: &str, cause: SpillCause) {
+        let r = self.regions.len();
+        let i = (self.region_index(Some(from)) * r + self.region_index(Some(to)))
+            * SpillCause::ALL.len()
+            + cause as usize;
+        self.spills[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Spills so far, all labels summed (for tests).
+    pub fn spills(&self) -> u64 {
+        self.spills.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
     /// Hedges (sent, won) so far, all regions (for tests and benchmarks).
@@ -446,6 +481,24 @@ impl Metrics {
                 }
             }
         }
+        out.push_str(
+            "# HELP failoverd_router_spills_total Requests a region throttled or found cold that went to another, warm region (spill-over), by region pair and cause.\n\
+             # TYPE failoverd_router_spills_total counter\n",
+        );
+        for (i, c) in self.spills.iter().enumerate() {
+            let v = c.load(Ordering::Relaxed);
+            if v != 0 {
+                let cause = SpillCause::ALL[i % SpillCause::ALL.len()];
+                let pair = i / SpillCause::ALL.len();
+                let _ = writeln!(
+                    out,
+                    "failoverd_router_spills_total{{from=\"{}\",to=\"{}\",cause=\"{}\"}} {v}",
+                    region_label(pair / r),
+                    region_label(pair % r),
+                    cause.as_str()
+                );
+            }
+        }
         let _ = write!(
             out,
             "# HELP failoverd_router_retry_budget_refusals_total Retries refused by the retry budget.\n\
@@ -515,7 +568,17 @@ mod tests {
         m.hedge_sent("us-west-2");
         m.hedge_sent("us-west-2");
         m.hedge_won("us-west-2");
+        m.spill("us-east-1", "us-west-2", SpillCause::Throttling);
+        m.spill("us-east-1", "us-west-2", SpillCause::Throttling);
+        m.spill("us-west-2", "us-east-1", SpillCause::NotReady);
         let text = m.render_at(30_000);
+        assert!(text.contains(
+            "failoverd_router_spills_total{from=\"us-east-1\",to=\"us-west-2\",cause=\"throttling\"} 2"
+        ));
+        assert!(text.contains(
+            "failoverd_router_spills_total{from=\"us-west-2\",to=\"us-east-1\",cause=\"not_ready\"} 1"
+        ));
+        assert_eq!(m.spills(), 3);
         assert!(
             text.contains("failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"} 1")
         );

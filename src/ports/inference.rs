@@ -269,4 +269,27 @@ pub trait Inference: Send + Sync + 'static {
         endpoint: &str,
         inv: &AsyncInvocation<'_>,
     ) -> Result<AsyncAccepted, InvokeError>;
+
+    /// `InvokeEndpointAsync` with a client's optional limits (the wire
+    /// API's `RequestTTLSeconds`, `InvocationTimeoutSeconds`). The default
+    /// drops them (an adapter without them, the simulation's).
+    async fn invoke_async_limited(
+        &self,
+        region: &str,
+        endpoint: &str,
+        inv: &AsyncInvocation<'_>,
+        limits: AsyncLimits,
+    ) -> Result<AsyncAccepted, InvokeError> {
+        let _ = limits;
+        self.invoke_async(region, endpoint, inv).await
+    }
+}
+
+/// `InvokeEndpointAsync`'s optional limits, as the client sent them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AsyncLimits {
+    /// How long SageMaker keeps the request queued (60 to 21,600 s).
+    pub request_ttl_seconds: Option<i32>,
+    /// How long the container may take once it has the request (1 to 3,600 s).
+    pub invocation_timeout_seconds: Option<i32>,
 }

@@ -51,6 +51,7 @@ pub mod request;
 mod route;
 pub mod targets;
 pub mod tls;
+mod wire_async;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,7 +81,7 @@ use crate::ports::jobs::{JobStore, TableRef};
 use crate::ports::routing_table::RoutingTable;
 use crate::state::Shared;
 use reply::{Reply, RouterError};
-use request::Route;
+use request::{Api, Route};
 
 /// Whether the batch (asynchronous) path is served. When off, regions
 /// count as having no batch endpoint.
@@ -369,14 +370,15 @@ impl Router {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
-        let (api, model) = match Route::of(&parts.method, parts.uri.path()) {
+        let (api, model, wire_async) = match Route::of(&parts.method, parts.uri.path()) {
             Err(e) => return e.into(),
             Ok(Route::Ping) => return Reply::ok_text("ok\n"),
             Ok(Route::Job(id)) => {
                 return jobs::poll(&*self.ports.blobs, &*self.ports.jobs, cfg, id, job_region)
                     .await;
             }
-            Ok(Route::Invoke { api, model }) => (api, model),
+            Ok(Route::Invoke { api, model }) => (api, model, false),
+            Ok(Route::Async { model }) => (Api::SageMaker, model, true),
         };
         if self.is_draining() {
             return RouterError::Draining.into();
@@ -435,6 +437,13 @@ impl Router {
                 }
             },
         };
+        if wire_async {
+            // The payload is in S3 (`InputLocation`); the body is not read.
+            drop(body);
+            return self
+                .route_async(cfg, model_cfg, &parts.headers, started)
+                .await;
+        }
         let thresholds = |class: &str| {
             self.thresholds
                 .read()

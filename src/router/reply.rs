@@ -386,6 +386,21 @@ impl<'a> Reply<'a> {
         }
     }
 
+    /// `status` with a JSON body (SageMaker's `InvokeEndpointAsync`
+    /// answer, for one).
+    pub fn ok_json(status: StatusCode, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            body: Bytes::from(body.to_string()),
+            content_type: JSON,
+            headers: Vec::new(),
+            path: None,
+            region: None,
+            attempts: 0,
+            outcome: Outcome::Accepted,
+        }
+    }
+
     /// `202 Accepted` for a stored, submitted (or still running) job.
     pub fn accepted(job: &Job) -> Self {
         let location = format!("/v1/jobs/{}", job.id);

@@ -47,7 +47,14 @@ pub enum Api {
 /// What a request asks for, from its method and path alone.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'r> {
-    Invoke { api: Api, model: String },
+    Invoke {
+        api: Api,
+        model: String,
+    },
+    /// `/endpoints/{model}/async-invocations` (`InvokeEndpointAsync`).
+    Async {
+        model: String,
+    },
     Job(&'r str),
     Ping,
 }
@@ -82,6 +89,15 @@ impl<'r> Route<'r> {
         {
             return post(Route::Invoke {
                 api: Api::SageMaker,
+                model: label(name)?,
+            });
+        }
+        if let Some(name) = path
+            .strip_prefix("/endpoints/")
+            .and_then(|r| r.strip_suffix("/async-invocations"))
+            .filter(|n| !n.contains('/'))
+        {
+            return post(Route::Async {
                 model: label(name)?,
             });
         }
@@ -364,6 +380,10 @@ mod tests {
             Route::Job("abc")
         );
         assert_eq!(Route::of(&Method::GET, "/ping").unwrap(), Route::Ping);
+        assert_eq!(
+            Route::of(&post, "/endpoints/m/async-invocations").unwrap(),
+            Route::Async { model: "m".into() }
+        );
         assert!(matches!(
             Route::of(&Method::GET, "/endpoints/m/invocations"),
             Err(RouterError::Method { allow: "POST", .. })

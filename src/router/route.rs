@@ -10,8 +10,12 @@
 //!   lane ends;
 //! - throttling: the same target again after an exponential backoff, paid
 //!   from the retry budget; when the budget or `throttle_retries` is spent
-//!   the request is answered 429 (throttling never spills over to another
-//!   region: that would move the overload, not end it);
+//!   the request is answered 429 (by default throttling does not move a
+//!   request to another region: that would move the overload, not end it);
+//! - spill-over: for a model with `spill_over`, throttling or a cold start
+//!   moves the request at once to the next warm region in the ranking
+//!   ([`targets::is_warm`]), once, paid from the retry budget; never a
+//!   request in a session;
 //! - outage, no connection, a missing endpoint, or the attempt's own
 //!   timeout: the breaker is told and the lane ends;
 //! - the model's error, a validation error, an answer the router cannot
@@ -69,7 +73,7 @@ use crate::config::{Config, RegionConfig};
 use crate::core::rand;
 use crate::core::retry::{self, AttemptPolicy};
 use crate::core::routing::{self, Available, NO_BATCH_THRESHOLD, NoPath, Path};
-use crate::metrics::router::CallResult;
+use crate::metrics::router::{CallResult, SpillCause};
 use crate::ports::inference::{Answer, InvokeError, StreamError, Streamed};
 
 /// The `SessionId` that asks the model to open a session.
@@ -86,6 +90,8 @@ struct Lane<'c> {
     throttled: u32,
     /// Started as a hedge.
     hedge: bool,
+    /// Started as a spill-over (it does not spill again).
+    spilled: bool,
 }
 
 /// Why an attempt failed.
@@ -194,6 +200,7 @@ impl<'c> Cursor<'c, '_> {
                         cold: 0,
                         throttled: 0,
                         hedge: false,
+                        spilled: false,
                     };
                     if !accept(&lane) {
                         return None;
@@ -207,6 +214,41 @@ impl<'c> Cursor<'c, '_> {
             self.next += 1;
         }
         None
+    }
+}
+
+impl<'c> Cursor<'c, '_> {
+    /// A lane at the first region left in the ranking whose target is
+    /// `warm` (by index into `cfg.regions`, and the path the request would
+    /// take there), if `pay` allows; that region leaves the ranking, the
+    /// ones before it stay.
+    fn next_warm(
+        &mut self,
+        warm: impl Fn(usize, Path) -> bool,
+        pay: impl FnOnce() -> bool,
+    ) -> Option<Lane<'c>> {
+        let (j, path) = self.order[self.next.min(self.order.len())..]
+            .iter()
+            .enumerate()
+            .find_map(|(j, &i)| {
+                let avail = (self.mask)(super::available(&self.cfg.regions[i]));
+                routing::choose_path(self.class, self.len, self.threshold, avail)
+                    .ok()
+                    .filter(|&p| p.is_realtime() && warm(i, p))
+                    .map(|p| (self.next + j, p))
+            })?;
+        if !pay() {
+            return None;
+        }
+        let i = self.order.remove(j);
+        Some(Lane {
+            region: &self.cfg.regions[i],
+            path,
+            cold: 0,
+            throttled: 0,
+            hedge: false,
+            spilled: true,
+        })
     }
 }
 
@@ -388,7 +430,8 @@ impl Router {
                                 self.targets.failure(cfg, &self.metrics, self.clock.mono_ms_at(t.ended), region, path);
                             }
                             debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "attempt failed");
-                            match self.next_step(cfg, ask, t.lane, e) {
+                            let mut spill = |from: &Lane<'c>, cause| self.spill(ask, &ranking, &mut cursor, from, cause);
+                            match self.next_step(cfg, ask, t.lane, e, &mut spill) {
                                 Step::Again(lane, delay) => {
                                     let r: &'c RegionConfig = lane.region;
                                     at = Some((&r.name, lane.path));
@@ -547,13 +590,60 @@ impl Router {
         }
     }
 
-    /// What a failed attempt at `lane` leads to.
+    /// A lane at a warm region for a request `from` throttled or found
+    /// cold, if its model spills over on `cause` and the request may move:
+    /// a real-time lane that is not itself a spill, in no session (a
+    /// `SessionId` other than `NEW_SESSION` keeps its region), and a
+    /// retry-budget token to pay for it. The caller only asks after an
+    /// error that says the model did not run (throttling, a cold start), so
+    /// a model with `idempotent = false` may spill too.
+    fn spill<'c>(
+        &self,
+        ask: &Ask<'c>,
+        ranking: &Ranking<'_>,
+        cursor: &mut Cursor<'c, '_>,
+        from: &Lane<'c>,
+        cause: SpillCause,
+    ) -> Option<Lane<'c>> {
+        let wanted = match cause {
+            SpillCause::Throttling => ask.model.spill_over.throttling,
+            SpillCause::NotReady => ask.model.spill_over.not_ready,
+        };
+        let in_session = ask
+            .inv
+            .passed
+            .session_id
+            .as_ref()
+            .is_some_and(|v| v.as_bytes() != NEW_SESSION.as_bytes());
+        if !wanted || from.spilled || !from.path.is_realtime() || in_session {
+            return None;
+        }
+        let tier1 = ranking.cfg.cost.tier_of(&ask.model.name) == crate::core::tier::Tier::Tier1;
+        let to = cursor.next_warm(
+            |i, path| targets::is_warm(&self.shared, &self.targets, ranking, i, path, tier1),
+            || {
+                let ok = self.budget().try_withdraw(self.clock.mono_ms());
+                if !ok {
+                    self.metrics.budget_refusal();
+                }
+                ok
+            },
+        )?;
+        self.metrics
+            .spill(&from.region.name, &to.region.name, cause);
+        info!(model = %ask.model.name, from = %from.region.name, to = %to.region.name, cause = cause.as_str(), "spilling over to a warm region");
+        Some(to)
+    }
+
+    /// What a failed attempt at `lane` leads to; `spill` finds a warm
+    /// region to move it to instead (see [`Router::spill`]).
     fn next_step<'c>(
         &self,
         cfg: &'c Config,
         ask: &Ask<'c>,
         mut lane: Lane<'c>,
         e: AttemptError,
+        spill: &mut dyn FnMut(&Lane<'c>, SpillCause) -> Option<Lane<'c>>,
     ) -> Step<'c> {
         let region = || lane.region.name.clone();
         if !ask.model.idempotent && e.outcome_unknown() {
@@ -570,6 +660,20 @@ impl Router {
                 self.shared
                     .models
                     .cold_start(&ask.model.name, self.clock.wall_ms());
+                let len = ask.inv.body.len() as u64;
+                let avail = match ask.api {
+                    Api::SageMaker => super::available(lane.region).realtime(),
+                    Api::Native => super::available(lane.region),
+                };
+                let fallback = routing::fallback_after(lane.path, len, avail);
+                // Spill-over once the region has no other path to fall
+                // back to (serverless falls back to provisioned first).
+                // SageMaker refused it: the model did not run.
+                if fallback.is_none_or(|p| !p.is_realtime()) {
+                    if let Some(to) = spill(&lane, SpillCause::NotReady) {
+                        return Step::Again(to, Duration::ZERO);
+                    }
+                }
                 lane.cold += 1;
                 if lane.cold <= cfg.router.cold_start_retries {
                     let delay = retry::cold_start_delay(cfg.router.cold_start_delay, lane.cold);
@@ -577,12 +681,7 @@ impl Router {
                         return Step::Again(lane, delay);
                     }
                 }
-                let len = ask.inv.body.len() as u64;
-                let avail = match ask.api {
-                    Api::SageMaker => super::available(lane.region).realtime(),
-                    Api::Native => super::available(lane.region),
-                };
-                match routing::fallback_after(lane.path, len, avail) {
+                match fallback {
                     Some(next) => {
                         info!(region = %lane.region.name, from = lane.path.as_str(), to = next.as_str(), "cold start: falling back");
                         lane.path = next;
@@ -597,6 +696,10 @@ impl Router {
                 }
             }
             AttemptError::Invoke(InvokeError::Throttled { .. }) => {
+                // SageMaker refused it: the model did not run.
+                if let Some(to) = spill(&lane, SpillCause::Throttling) {
+                    return Step::Again(to, Duration::ZERO);
+                }
                 lane.throttled += 1;
                 let allowed = lane.throttled <= cfg.router.throttle_retries;
                 if allowed && self.budget().try_withdraw(self.clock.mono_ms()) {
@@ -1048,7 +1151,10 @@ impl Router {
                         );
                     }
                     debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "stream attempt failed");
-                    match self.next_step(cfg, ask, lane, e) {
+                    let mut spill = |from: &Lane<'c>, cause| {
+                        self.spill(ask, &ranking, &mut cursor, from, cause)
+                    };
+                    match self.next_step(cfg, ask, lane, e, &mut spill) {
                         Step::Again(lane, delay) => {
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;

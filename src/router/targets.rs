@@ -33,6 +33,8 @@ use crate::state::{RoundStatus, Shared};
 struct Target {
     breaker: Breaker,
     latency: LatencyTracker,
+    /// When it last answered (the router's monotonic ms).
+    answered_ms: Option<u64>,
 }
 
 /// Every target's memory.
@@ -110,6 +112,7 @@ impl Targets {
         self.with(region, path, |t| {
             t.breaker.on_success(now_ms, &policy);
             t.latency.record(latency);
+            t.answered_ms = Some(now_ms);
         });
     }
 
@@ -172,11 +175,52 @@ impl Targets {
         }
     }
 
+    /// Whether (region, path) answered within [`WARM_WITHIN_MS`] before
+    /// `now_ms` (the router's monotonic ms).
+    fn answered_recently(&self, region: &str, path: Path, now_ms: u64) -> bool {
+        let map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(region)
+            .and_then(|t| t[index(path)].answered_ms)
+            .is_some_and(|at| now_ms.saturating_sub(at) <= WARM_WITHIN_MS)
+    }
+
     fn is_ejected(&self, region: &str, path: Path, now_ms: u64) -> bool {
         let map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
         map.get(region)
             .is_some_and(|t| t[index(path)].breaker.is_ejected(now_ms))
     }
+}
+
+/// How recently a target must have answered to count as warm for a
+/// spill-over ([`is_warm`]).
+pub const WARM_WITHIN_MS: u64 = 5 * 60 * 1000;
+
+/// Whether (region `i`, `path`) is warm enough to take a request another
+/// region throttled or found cold (spill-over, docs/router.md): not seen
+/// down, its target not ejected by the breaker, and one of: it answered
+/// within [`WARM_WITHIN_MS`]; it is the region requests follow (the
+/// record's active, sized for the traffic); or `standby_sized` (the
+/// model's tier is `tier1`, whose standby is kept at the active's measured
+/// need). A `tier2`/`tier3` standby nobody has called lately idles at its
+/// minimum (or at zero, serverless) and is not warm.
+pub fn is_warm(
+    shared: &Shared,
+    targets: &Targets,
+    r: &Ranking<'_>,
+    i: usize,
+    path: Path,
+    standby_sized: bool,
+) -> bool {
+    let name = r.cfg.regions[i].name.as_str();
+    let (down, is_active) = shared.read(|st| {
+        (
+            health(st, name) == Health::Down,
+            active(st, r.cfg, r.lease_now) == Some(i),
+        )
+    });
+    !down
+        && !targets.is_ejected(name, path, r.now_ms)
+        && (standby_sized || is_active || targets.answered_recently(name, path, r.now_ms))
 }
 
 /// The length of the `n`-th ejection (as [`Breaker::on_failure`] sets it).

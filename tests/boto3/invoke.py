@@ -77,6 +77,7 @@ def main():
             "new_session_id": r.get("NewSessionId"),
             "closed_session_id": r.get("ClosedSessionId"),
             "retry_attempts": r["ResponseMetadata"].get("RetryAttempts"),
+            "headers": r["ResponseMetadata"].get("HTTPHeaders", {}),
             "body_bytes": len(body),
             "body": body[:4096].decode("utf-8", errors="replace"),
         }
