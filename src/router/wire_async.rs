@@ -362,7 +362,7 @@ impl Router {
         };
         self.shared
             .traffic
-            .record(region, endpoint, self.clock.wall_ms());
+            .record(region, endpoint, self.clock.lease_mono(self.clock.now()));
         let accepted = self
             .ports
             .inference
