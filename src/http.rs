@@ -98,6 +98,9 @@ pub struct ConnLimits {
     /// Time a connection has to send a request's head, from when it starts
     /// waiting for one (so idle keep-alive connections close too).
     pub header_read_timeout: Duration,
+    /// How long a write to the connection may make no progress (the client
+    /// does not read) before the connection is closed ([`StallGuard`]).
+    pub send_timeout: Duration,
     /// The complete response written to a connection over the cap, before
     /// it is closed.
     pub refusal: Bytes,
@@ -157,6 +160,7 @@ impl ConnLimits {
         Self {
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
             refusal: refusal_text(
                 "text/plain; charset=utf-8",
                 "",
@@ -321,6 +325,7 @@ pub async fn serve_limited<H, Fut, B>(
 {
     let drain = Arc::new(Drain::default());
     let timeout = limits.header_read_timeout;
+    let send = limits.send_timeout;
     let tls = limits.tls.clone();
     let spawn = {
         let drain = drain.clone();
@@ -331,7 +336,7 @@ pub async fn serve_limited<H, Fut, B>(
                 handler.clone(),
                 &drain,
                 name,
-                (timeout, tls.clone()),
+                (timeout, send, tls.clone()),
                 slot,
             ));
         }
@@ -364,6 +369,7 @@ pub async fn serve_per_core<H, Fut, B>(
 {
     let drain = Arc::new(Drain::default());
     let timeout = limits.header_read_timeout;
+    let send = limits.send_timeout;
     let tls = limits.tls.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
@@ -377,7 +383,7 @@ pub async fn serve_per_core<H, Fut, B>(
             drain.clone(),
             stop_rx.clone(),
             end_tx,
-            (timeout, tls.clone()),
+            (timeout, send, tls.clone()),
         )
         .await
         {
@@ -408,7 +414,7 @@ pub async fn serve_per_core<H, Fut, B>(
                     handler.clone(),
                     &drain,
                     name,
-                    (timeout, tls.clone()),
+                    (timeout, send, tls.clone()),
                     slot,
                 ));
                 return;
@@ -579,8 +585,8 @@ async fn finish(drain: &Drain, grace: Duration, name: &'static str) {
 }
 
 /// What every connection of a listener is served with: the header-read
-/// timeout and the TLS cell, if any.
-type ConnSettings = (Duration, Option<Arc<TlsCell>>);
+/// timeout, the send timeout and the TLS cell, if any.
+type ConnSettings = (Duration, Duration, Option<Arc<TlsCell>>);
 
 /// One connection served by hyper's HTTP/1 server until it closes, after
 /// a TLS handshake if the listener has TLS.
@@ -590,7 +596,7 @@ fn connection<H, Fut, B>(
     handler: H,
     drain: &Arc<Drain>,
     name: &'static str,
-    (header_read_timeout, tls): ConnSettings,
+    (header_read_timeout, send_timeout, tls): ConnSettings,
     slot: Slot,
 ) -> impl Future<Output = ()> + Send + 'static
 where
@@ -603,7 +609,7 @@ where
         match tls {
             None => {
                 serve_io(
-                    TokioIo::new(stream),
+                    StallGuard::new(TokioIo::new(stream), send_timeout),
                     handler,
                     &drain,
                     header_read_timeout,
@@ -629,7 +635,7 @@ where
                             },
                         };
                         serve_io(
-                            TokioIo::new(s),
+                            StallGuard::new(TokioIo::new(s), send_timeout),
                             handler,
                             &drain,
                             header_read_timeout,
@@ -646,6 +652,104 @@ where
         drop(slot);
     }
     .instrument(tracing::debug_span!("conn", server = name, %peer))
+}
+
+/// A connection's I/O that fails a write making no progress for
+/// `timeout` (the client stopped reading): hyper's HTTP/1 server has no
+/// write timeout, so without it a client that sends requests and never
+/// reads the answers holds its connection, and the answer's buffers, for
+/// as long as it likes (issue 22 item 5). The timer is armed only when a
+/// write is refused for want of room (`Pending`) and disarmed by the next
+/// write that progresses: a connection whose client reads costs one
+/// branch per write and no timer. Reads are untouched (the header-read
+/// and body timeouts bound them).
+pub struct StallGuard<I> {
+    io: I,
+    timeout: Duration,
+    /// Armed while a write waits for room; `None` otherwise.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> StallGuard<I> {
+    pub fn new(io: I, timeout: Duration) -> Self {
+        Self {
+            io,
+            timeout,
+            stall: None,
+        }
+    }
+
+    /// After a write-side poll: disarm on progress; on `Pending`, arm the
+    /// timer (once per stall) and fail the write once it has run out.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let stall = self
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the client read nothing for {timeout:?} (send timeout)"),
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.stall = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for StallGuard<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for StallGuard<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, r)
+    }
 }
 
 /// Serve HTTP/1.1 on `io` until the connection closes.

@@ -5,6 +5,8 @@
 //!   test then holds open (some idle after a request, most sending their
 //!   headers slowly), the daemon raises its soft limit to the hard one at
 //!   start and still answers an ordinary request;
+//! - a client that sends requests and reads no answer is closed after
+//!   `router.send_timeout` without progress;
 //! - over `router.max_connections` a connection gets a complete 503
 //!   `ServiceUnavailable` and is closed; slow-header and idle keep-alive
 //!   connections are closed by the header-read timer;
@@ -326,4 +328,59 @@ fn a_reload_holds_the_listener_limits_and_takes_the_sample_rate() {
         current.router.header_read_timeout
     );
     assert_eq!(new.router.access_log_sample, 0.5, "taken on reload");
+}
+
+/// A client that sends requests and never reads the answers: once the
+/// router's writes have made no progress for `router.send_timeout`, it
+/// closes the connection (hyper has no write timeout of its own; without
+/// `http::StallGuard` the connection stayed open, holding its buffers, for
+/// as long as the client liked). The client pipelines more pings than the
+/// socket buffers hold answers for, waits, then reads: it must meet the end
+/// of the connection before all the answers, within a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_closed_after_the_send_timeout() {
+    let d = Daemon::start(
+        "send_timeout = \"1s\"\nheader_read_timeout = \"600s\"\n",
+        None,
+    );
+    const PINGS: usize = 200_000;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let s = sock.connect(d.router).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    // The writer stops on its own once the router stops reading (its
+    // writes block) or closes (they fail).
+    let writer = tokio::spawn(async move {
+        let one = b"GET /ping HTTP/1.1\r\nhost: r\r\n\r\n";
+        let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+        for _ in 0..PINGS / 1000 {
+            if wr.write_all(&batch).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        // Held open (not shut down) until the test ends.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    // Longer than the send timeout, with the client reading nothing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    writer.abort();
+    // Without the send timeout (checked by setting it to an hour) the
+    // router answers pings as the client reads, then keeps the idle
+    // connection open for the header-read timeout (set long here, so that
+    // timer cannot be what closes it): the read meets no end.
+    assert!(ended, "the router kept a connection that read nothing open");
+    // And it still serves others.
+    assert_eq!(ping(d.router, Duration::from_secs(10)).await, 200);
 }

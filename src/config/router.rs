@@ -80,6 +80,11 @@ pub struct Router {
     /// both).
     #[serde(with = "human_duration")]
     pub header_read_timeout: Duration,
+    /// How long writing an answer to a client may make no progress (the
+    /// client does not read) before the connection is closed; counted
+    /// between two writes that progress, as nginx's `send_timeout`.
+    #[serde(with = "human_duration")]
+    pub send_timeout: Duration,
     /// The fraction of requests that get an access-log line (0 to 1; 1:
     /// every request, 0: none).
     pub access_log_sample: f64,
@@ -278,6 +283,7 @@ pub(super) struct RawRouter {
     pub(super) attempt_timeout_max: Option<String>,
     pub(super) max_connections: Option<i64>,
     pub(super) header_read_timeout: Option<String>,
+    pub(super) send_timeout: Option<String>,
     pub(super) access_log_sample: Option<f64>,
     pub(super) allow_anonymous: Option<bool>,
     pub(super) allow: Option<BTreeMap<String, Vec<String>>>,
@@ -384,6 +390,13 @@ impl Validator<'_> {
             );
         let (max_connections, header_read_timeout) =
             self.router_connections(rr.max_connections, rr.header_read_timeout);
+        let send_timeout = self.duration(
+            "router.send_timeout",
+            rr.send_timeout,
+            "60s",
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        );
         let access_log_sample =
             self.fraction("router.access_log_sample", rr.access_log_sample, 1.0);
         let allow = self.router_allow(rr.allow.unwrap_or_default());
@@ -423,6 +436,7 @@ impl Validator<'_> {
             attempt_timeout_max: attempt_timeout_max?,
             max_connections: max_connections?,
             header_read_timeout: header_read_timeout?,
+            send_timeout: send_timeout?,
             access_log_sample,
             allow_anonymous: rr.allow_anonymous.unwrap_or(false),
             allow,

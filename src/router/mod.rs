@@ -652,6 +652,7 @@ fn connection_limits(cfg: &Config) -> crate::http::ConnLimits {
     crate::http::ConnLimits {
         max_connections: max as usize,
         header_read_timeout: cfg.router.header_read_timeout,
+        send_timeout: cfg.router.send_timeout,
         refusal: crate::http::refusal_text(
             "application/json",
             "x-amzn-errortype: ServiceUnavailable\r\nx-failoverd-path: none\r\nx-failoverd-region: none\r\nx-failoverd-attempts: 0\r\n",
