@@ -1075,6 +1075,7 @@ mod tests {
         let limits = ConnLimits {
             max_connections: 2,
             header_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
             refusal: refusal_text("text/plain", "x-why: cap\r\n", "full\n"),
             tls: None,
         };
