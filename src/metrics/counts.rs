@@ -594,6 +594,7 @@ mod tests {
             view: Default::default(),
             traffic,
             fleet: None,
+            readiness: None,
         }
     }
 

@@ -1080,6 +1080,7 @@ mod tests {
                 view: BTreeMap::new(),
                 traffic: None,
                 fleet: None,
+                readiness: None,
             };
             let west = StoreClient {
                 store: store.clone(),
