@@ -122,6 +122,10 @@ pub struct Shared {
     /// (`control::standby`): empty until its first round, and while this
     /// region is active.
     pub standby: Mutex<Vec<crate::core::standby::Finding>>,
+    /// The active region the last readiness round judged against, and
+    /// when it ended (this process's monotonic clock): what the vote
+    /// publishes with the findings (`control::standby::published`).
+    pub standby_round: Mutex<Option<(String, Mono)>>,
 }
 
 impl RoundStatus {

@@ -575,6 +575,7 @@ async fn publish_votes(env: &Env, east: &Counter, west: &Shared) {
                 view: Default::default(),
                 traffic,
                 fleet: None,
+                readiness: None,
             })
             .await
             .unwrap();

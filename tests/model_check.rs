@@ -175,6 +175,7 @@ use failoverd::core::plan::{
 };
 use failoverd::core::quorum::{Tally, Vote, tally, tally_as_operator};
 use failoverd::core::record::{self, RecordWrite, Settlement};
+use failoverd::core::standby::{FleetReadiness, Ready};
 
 // ---------------------------------------------------------------------------
 // Regions and small helpers
@@ -860,6 +861,9 @@ struct Model {
     /// A daemon that is dead (down, its vote stale) from the start.
     dead: Option<u8>,
     stop: Stop,
+    /// Readiness (issue 26): every round may also see any standby
+    /// readiness of each region (the "Readiness" section below).
+    readiness: bool,
 }
 
 /// Everything a planner call depends on except the views on the board.
@@ -881,7 +885,8 @@ struct PlanKey {
 }
 
 /// A vote board: bit `3 * observer + region` set = that observer says that
-/// region is Down.
+/// region is Down; with readiness, bit `9 + region` set = that region's
+/// standby readiness is unready (the "Readiness" section).
 type Board = u16;
 
 /// Memo tables. The planner and the tally are pure, so each distinct input
@@ -922,11 +927,17 @@ fn votes_of(board: Board, fresh: u8) -> Vec<Vote> {
                 .collect::<BTreeMap<_, _>>(),
             traffic: None,
             fleet: None,
+            readiness: None,
         })
         .collect()
 }
 
 fn board_text(board: Board, fresh: u8) -> String {
+    let unready: Vec<&str> = (0..N)
+        .filter(|r| board & (1 << (9 + r)) != 0)
+        .map(|r| REGIONS[r])
+        .collect();
+    let unready = (!unready.is_empty()).then(|| format!("unready={{{}}}", unready.join(",")));
     (0..N)
         .filter(|o| fresh & (1 << o) != 0)
         .map(|o| {
@@ -941,6 +952,7 @@ fn board_text(board: Board, fresh: u8) -> String {
                 .filter(|o| fresh & (1 << o) == 0)
                 .map(|o| format!("{} stale", REGIONS[o])),
         )
+        .chain(unready)
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -1281,8 +1293,19 @@ impl Model {
         }
     }
 
-    /// The real planner on `k` and the real tally of `board`.
-    fn decide(&self, k: &PlanKey, t: &Tally) -> Decision {
+    /// The real planner on `k` and the real tally of `board` (and, with
+    /// readiness, the board's readiness bits).
+    fn decide(&self, k: &PlanKey, t: &Tally, board: Board) -> Decision {
+        let readiness: FleetReadiness = (0..N)
+            .map(|r| {
+                let ready = if board & (1 << (9 + r)) != 0 {
+                    Ready::Unready("model".into())
+                } else {
+                    Ready::Ready
+                };
+                (REGIONS[r].to_string(), ready)
+            })
+            .collect();
         let record = match k.rec {
             Some(r) => RecordRead::Found(r.to_control_record()),
             None => RecordRead::Missing,
@@ -1316,6 +1339,7 @@ impl Model {
             request: request.as_ref(),
             held: None,
             fleet_epoch: 0,
+            readiness: &readiness,
         })
     }
 
@@ -1355,11 +1379,18 @@ impl Model {
             })
             .clone();
         let mut out: Vec<(Effect, Board)> = Vec::new();
+        // With readiness, every assignment of unready regions on top of
+        // every tally (`Ready::Unknown` plans as `Ready`, so two values
+        // cover the planner's cases).
+        let masks: u16 = if self.readiness { 1 << N } else { 1 };
         for (t, board) in &tallies {
-            memo.planner_calls += 1;
-            let e = effect_of(&self.decide(&k, t));
-            if !out.iter().any(|(f, _)| *f == e) {
-                out.push((e, *board));
+            for mask in 0..masks {
+                let board = board | (mask << 9);
+                memo.planner_calls += 1;
+                let e = effect_of(&self.decide(&k, t, board));
+                if !out.iter().any(|(f, _)| *f == e) {
+                    out.push((e, board));
+                }
             }
         }
         memo.effects.insert(k, out.clone());
@@ -2303,7 +2334,7 @@ impl Model {
         let t = Self::tally_of(key.me, board, key.fresh);
         format!(
             "{}   [votes: {}]",
-            decision_text(&self.decide(&key, &t)),
+            decision_text(&self.decide(&key, &t, board)),
             board_text(board, key.fresh)
         )
     }
@@ -2575,6 +2606,7 @@ fn strong_automatic(name: &'static str, bounds: Bounds) -> Model {
         start_missing: false,
         dead: None,
         stop: Stop::Never,
+        readiness: false,
     }
 }
 
@@ -2587,6 +2619,7 @@ fn eventual_manual(name: &'static str, bounds: Bounds, start_missing: bool, stop
         start_missing,
         dead: None,
         stop,
+        readiness: false,
     }
 }
 
@@ -2728,6 +2761,7 @@ fn eventual_automatic_is_unsafe() {
         start_missing: false,
         dead: None,
         stop: Stop::AtInvariant(1),
+        readiness: false,
     };
     let o = run(&model);
     assert!(
@@ -3035,6 +3069,7 @@ fn strong_approval(name: &'static str, bounds: Bounds, on_timeout: OnApprovalTim
         start_missing: false,
         dead: None,
         stop: Stop::Never,
+        readiness: false,
     }
 }
 
@@ -3205,4 +3240,117 @@ fn strong_manual_approval_binds_the_proposal_it_names() {
     }
     let o = run(&m);
     assert!(o.traces.is_empty(), "manual approval must be safe");
+}
+
+// ---------------------------------------------------------------------------
+// Readiness (issue 26): the planner prefers a target that is not unready
+// ---------------------------------------------------------------------------
+//
+// Each round of each daemon may see, besides any board of views, any
+// standby readiness of each region (ready or unready; unknown plans as
+// ready): a fresh reading, a stale one, one daemon's view differing from
+// another's, all are among the assignments. The claim stays fenced on the
+// record's version whatever target the planner picks, so invariants 1-5
+// must hold unchanged; these runs check it with the real planner.
+
+/// (a) with readiness: MRSC, automatic failover and failback, a crash, a
+/// partition and an operator request, any readiness in every round.
+#[test]
+fn strong_readiness_crash_partition_operator_is_safe() {
+    let bounds = bounds(
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 0,
+            requests: 1,
+            approvals: 0,
+            proposals: 0,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 0,
+            requests: 1,
+            approvals: 0,
+            proposals: 0,
+            max_epoch: 3,
+        },
+    );
+    let model = Model {
+        readiness: true,
+        ..strong_automatic(
+            "strong/readiness+automatic+crash+partition+operator",
+            bounds,
+        )
+    };
+    let o = run(&model);
+    assert!(o.traces.is_empty(), "readiness must not break safety");
+}
+
+/// With readiness, a dead target's daemon (us-west-2) and a workflow fault:
+/// safe, and still no path makes the dead region active.
+#[test]
+fn strong_readiness_dead_target_is_safe() {
+    let model = Model {
+        dead: Some(1),
+        readiness: true,
+        ..strong_automatic(
+            "strong/readiness+dead target (us-west-2's daemon)",
+            Bounds {
+                crashes: 0,
+                partitions: 0,
+                faults: 1,
+                requests: 1,
+                approvals: 0,
+                proposals: 0,
+                max_epoch: 3,
+            },
+        )
+    };
+    let o = run(&model);
+    assert!(o.traces.is_empty(), "readiness must not break safety");
+    let w2 = region_index("us-west-2");
+    assert!(
+        model
+            .reach(|s| s.replicas[0].is_some_and(|r| r.active == w2))
+            .is_none(),
+        "a region whose daemon is dead became active"
+    );
+}
+
+/// With readiness and manual approval: a proposal's target may turn unready
+/// (withdrawn unless approved) in any round; invariants 1-5 hold.
+#[test]
+fn strong_readiness_manual_approval_is_safe() {
+    let bounds = bounds(
+        Bounds {
+            crashes: 0,
+            partitions: 0,
+            faults: 0,
+            requests: 1,
+            approvals: 2,
+            proposals: 2,
+            max_epoch: 2,
+        },
+        Bounds {
+            crashes: 1,
+            partitions: 1,
+            faults: 1,
+            requests: 1,
+            approvals: 2,
+            proposals: 3,
+            max_epoch: 3,
+        },
+    );
+    let model = Model {
+        readiness: true,
+        ..strong_approval(
+            "strong/readiness+manual approval (expire)+operator",
+            bounds,
+            OnApprovalTimeout::Expire,
+        )
+    };
+    let o = run(&model);
+    assert!(o.traces.is_empty(), "readiness must not break safety");
 }

@@ -19,6 +19,7 @@ use failoverd::core::plan::{
 };
 use failoverd::core::quorum::{Vote, tally};
 use failoverd::core::record::Settlement;
+use failoverd::core::standby::{FleetReadiness, Ready};
 use proptest::prelude::*;
 
 const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
@@ -103,6 +104,7 @@ fn votes(spec: &[(bool, u64, [bool; 3])]) -> Vec<Vote> {
                 .collect::<BTreeMap<_, _>>(),
             traffic: None,
             fleet: None,
+            readiness: None,
         })
         .collect()
 }
@@ -126,6 +128,29 @@ fn decide_in_flight(
     execution: Option<ExecutionStatus>,
     stalled_ms: u64,
 ) -> Decision {
+    decide_ready(
+        me,
+        rec,
+        vs,
+        pol,
+        req,
+        execution,
+        stalled_ms,
+        &Default::default(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide_ready(
+    me: &str,
+    rec: &RecordRead,
+    vs: &[Vote],
+    pol: &Policy,
+    req: Option<&Request>,
+    execution: Option<ExecutionStatus>,
+    stalled_ms: u64,
+    readiness: &FleetReadiness,
+) -> Decision {
     let t = tally(me, &regions(), vs, NOW, FRESH);
     plan(&Inputs {
         now: NOW,
@@ -138,6 +163,7 @@ fn decide_in_flight(
         request: req,
         held: None,
         fleet_epoch: 0,
+        readiness,
     })
 }
 
@@ -233,7 +259,7 @@ proptest! {
         // Operators are not observers: the CLI tallies without an own vote.
         let t = failoverd::core::quorum::tally_as_operator(&regions(), &vs, NOW, FRESH);
         let pol = policy(true);
-        let d = plan(&Inputs { now: NOW, me: "us-east-1", tally: &t, record: &rec, execution: None, stalled_ms: 0, policy: &pol, request: Some(&req), held: None, fleet_epoch: 0 });
+        let d = plan(&Inputs { now: NOW, me: "us-east-1", tally: &t, record: &rec, execution: None, stalled_ms: 0, policy: &pol, request: Some(&req), held: None, fleet_epoch: 0, readiness: &Default::default() });
         // A target can take over when healthy by quorum and its daemon is
         // alive (its vote fresh): only a live daemon can prepare.
         let able = t.is(REGIONS[to], failoverd::core::quorum::Consensus::Up)
@@ -650,6 +676,7 @@ fn operator(rec: &ControlRecord, req: Request) -> Decision {
         request: Some(&req),
         held: None,
         fleet_epoch: 0,
+        readiness: &Default::default(),
     })
 }
 
@@ -1357,6 +1384,7 @@ fn with_copy(rec: &RecordRead, held: Option<&ControlRecord>, fleet_epoch: u64) -
         request: None,
         held,
         fleet_epoch,
+        readiness: &Default::default(),
     })
 }
 
@@ -1428,4 +1456,292 @@ fn a_restored_older_record_gets_a_fresh_incarnation_from_the_copy() {
             action: Action::Recreate { .. }
         }
     ));
+}
+
+// ---------------------------------------------------------------------------
+// Readiness (issue 26; docs/readiness.md): a ready target before a
+// higher-priority unready one; readiness orders, never blocks.
+// ---------------------------------------------------------------------------
+
+fn ready(pairs: &[(&str, Ready)]) -> FleetReadiness {
+    pairs
+        .iter()
+        .map(|(r, v)| (r.to_string(), v.clone()))
+        .collect()
+}
+
+fn unready(why: &str) -> Ready {
+    Ready::Unready(why.into())
+}
+
+fn auto(me: &str, rec: &RecordRead, vs: &[Vote], pol: &Policy, r: &FleetReadiness) -> Decision {
+    decide_ready(me, rec, vs, pol, None, None, 0, r)
+}
+
+#[test]
+fn a_ready_target_is_preferred_over_a_higher_priority_unready_one() {
+    let vs = down_votes();
+    let rec = RecordRead::Found(record(0, Mode::Auto, Phase::Steady, None));
+    let pol = policy(true);
+    let r = ready(&[
+        ("us-west-2", unready("prov model")),
+        ("eu-west-1", Ready::Ready),
+    ]);
+    match act(auto("eu-west-1", &rec, &vs, &pol, &r)) {
+        Action::StartFailover(p) => {
+            assert_eq!((p.to.as_str(), p.epoch), ("eu-west-1", 4));
+            assert!(
+                p.reason
+                    .contains("eu-west-1 preferred over us-west-2 (not ready: prov model)"),
+                "{}",
+                p.reason
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let w = why(auto("us-west-2", &rec, &vs, &pol, &r));
+    assert!(w.contains("eu-west-1 is the failover target"), "{w}");
+    // Unknown (a stale or missing reading) is not unready: priority holds.
+    for west in [Ready::Unknown, Ready::Ready] {
+        let r = ready(&[("us-west-2", west), ("eu-west-1", Ready::Ready)]);
+        match act(auto("us-west-2", &rec, &vs, &pol, &r)) {
+            Action::StartFailover(p) => assert_eq!(p.to, "us-west-2"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            auto("eu-west-1", &rec, &vs, &pol, &r),
+            Decision::Idle { .. }
+        ));
+    }
+}
+
+#[test]
+fn an_unready_target_is_still_chosen_when_it_is_the_only_one() {
+    let rec = RecordRead::Found(record(0, Mode::Auto, Phase::Steady, None));
+    let pol = policy(true);
+    // eu-west-1's daemon is dead (its vote stale): us-west-2, unready, is
+    // the only region that can take over, and it does.
+    let vs = votes(&[
+        (true, 0u64, [true, false, false]),
+        (true, 0, [true, false, false]),
+        (true, 9_999, [true, false, false]),
+    ]);
+    let r = ready(&[
+        ("us-west-2", unready("prov capacity")),
+        ("eu-west-1", Ready::Ready),
+    ]);
+    match act(auto("us-west-2", &rec, &vs, &pol, &r)) {
+        Action::StartFailover(p) => assert_eq!(p.to, "us-west-2"),
+        other => panic!("{other:?}"),
+    }
+    // Both unready: priority decides among them.
+    let vs = down_votes();
+    let r = ready(&[
+        ("us-west-2", unready("prov model")),
+        ("eu-west-1", unready("prov exists")),
+    ]);
+    match act(auto("us-west-2", &rec, &vs, &pol, &r)) {
+        Action::StartFailover(p) => assert_eq!(p.to, "us-west-2"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn after_an_abort_another_target_still_comes_first() {
+    // us-west-2 (ready) just aborted, eu-west-1 is unready: the rule "another
+    // target than the one that just aborted" comes first, so eu-west-1 goes.
+    let vs = down_votes();
+    let mut rec = record(0, Mode::Auto, Phase::Steady, Some(NOW - 60_000));
+    rec.step = Step::Aborted;
+    rec.aborts = 1;
+    rec.target = Some("us-west-2".into());
+    let rec = RecordRead::Found(rec);
+    let r = ready(&[
+        ("us-west-2", Ready::Ready),
+        ("eu-west-1", unready("prov model")),
+    ]);
+    match act(auto("eu-west-1", &rec, &vs, &policy(true), &r)) {
+        Action::StartFailover(p) => assert_eq!(p.to, "eu-west-1"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_failback_never_goes_onto_an_unready_region() {
+    // us-west-2 active, us-east-1 (preferred) up again, auto_failback on.
+    let vs = votes(&[(true, 0u64, [false; 3]); 3]);
+    let rec = RecordRead::Found(record(1, Mode::Auto, Phase::Steady, Some(0)));
+    let pol = policy(true);
+    let r = ready(&[("us-east-1", unready("prov model"))]);
+    let w = why(auto("us-east-1", &rec, &vs, &pol, &r));
+    assert!(w.starts_with("steady"), "{w}");
+    let r = ready(&[("us-east-1", Ready::Unknown)]);
+    match act(auto("us-east-1", &rec, &vs, &pol, &r)) {
+        Action::StartFailover(p) => assert_eq!(p.to, "us-east-1"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn with_approval_a_target_turned_unready_is_withdrawn_unless_approved() {
+    let pol = manual(OnApprovalTimeout::Expire);
+    let vs = down_votes();
+    // Proposed to us-west-2 while it was ready; now it is not, and eu-west-1 is.
+    let r = proposed(&pol, NOW);
+    let now_unready = ready(&[
+        ("us-west-2", unready("prov model")),
+        ("eu-west-1", Ready::Ready),
+    ]);
+    match act(auto(
+        "eu-west-1",
+        &RecordRead::Found(r.clone()),
+        &vs,
+        &pol,
+        &now_unready,
+    )) {
+        Action::Resolve { state, reason, .. } => {
+            assert_eq!(state, ProposalState::Withdrawn);
+            assert!(
+                reason.contains("the failover target is now eu-west-1"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Approved: the operator chose that failover, readiness does not undo it.
+    let a = act(operator(&r, approve(4)));
+    let r = write(&r, &a, "operator:op", NOW).unwrap();
+    match act(auto(
+        "us-west-2",
+        &RecordRead::Found(r),
+        &vs,
+        &pol,
+        &now_unready,
+    )) {
+        Action::StartFailover(p) => assert_eq!(p.to, "us-west-2"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_fleet_readiness_counts_fresh_current_readings_only() {
+    use failoverd::core::standby::{Published, Severity, fleet_readiness};
+    let published = |against: &str, worst: Severity, ago: u64| Published {
+        against: against.into(),
+        worst,
+        critical: if worst == Severity::Critical {
+            vec!["prov model".into()]
+        } else {
+            vec![]
+        },
+        checked_ago_ms: ago,
+    };
+    let mut vs = down_votes();
+    vs[1].readiness = Some(published("us-east-1", Severity::Critical, 1_000));
+    vs[2].readiness = Some(published("us-east-1", Severity::Warning, 1_000));
+    let fresh: Vec<String> = regions();
+    let r = fleet_readiness(&vs, &fresh, "us-east-1", 600_000);
+    assert_eq!(r.get("us-west-2"), Some(&unready("prov model")));
+    assert_eq!(
+        r.get("eu-west-1"),
+        Some(&Ready::Ready),
+        "a warning is ready"
+    );
+    assert_eq!(r.get("us-east-1"), None, "the active is not judged");
+    // Stale: unknown, not unready.
+    vs[1].readiness = Some(published("us-east-1", Severity::Critical, 600_001));
+    let r = fleet_readiness(&vs, &fresh, "us-east-1", 600_000);
+    assert_eq!(r.get("us-west-2"), Some(&Ready::Unknown));
+    // Judged against another active (before a failover): unknown.
+    vs[1].readiness = Some(published("eu-west-1", Severity::Critical, 1_000));
+    let r = fleet_readiness(&vs, &fresh, "us-east-1", 600_000);
+    assert_eq!(r.get("us-west-2"), Some(&Ready::Unknown));
+    // A vote that is not fresh is not read at all; none published: unknown.
+    vs[1].readiness = Some(published("us-east-1", Severity::Critical, 1_000));
+    vs[2].readiness = None;
+    let r = fleet_readiness(
+        &vs,
+        &["us-east-1".to_string(), "eu-west-1".to_string()],
+        "us-east-1",
+        600_000,
+    );
+    assert_eq!(r.get("us-west-2"), None);
+    assert_eq!(r.get("eu-west-1"), Some(&Ready::Unknown));
+}
+
+fn readiness_strategy() -> impl Strategy<Value = [u8; 3]> {
+    any::<[u8; 3]>().prop_map(|a| a.map(|x| x % 3))
+}
+
+fn readiness_of(spec: [u8; 3]) -> FleetReadiness {
+    REGIONS
+        .iter()
+        .zip(spec)
+        .map(|(r, x)| {
+            (
+                r.to_string(),
+                match x {
+                    0 => Ready::Ready,
+                    1 => Ready::Unknown,
+                    _ => unready("prov model"),
+                },
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        failure_persistence: Some(Box::new(prop::test_runner::FileFailurePersistence::Direct("tests/proptest-regressions/planner.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Every daemon plans on the same votes, record and readiness: at most
+    /// one starts a failover, of the next epoch; its target is unready only
+    /// when every region that can take over is; a dead active is always
+    /// failed away from when some region can take over (readiness never
+    /// blocks).
+    #[test]
+    fn readiness_keeps_one_start_and_never_blocks(spec in votes_strategy(), active in 0usize..3, rs in readiness_strategy()) {
+        let rec = RecordRead::Found(record(active, Mode::Auto, Phase::Steady, None));
+        let vs = votes(&spec);
+        let pol = policy(true);
+        let r = readiness_of(rs);
+        let starts: Vec<_> = REGIONS
+            .iter()
+            .filter_map(|me| match auto(me, &rec, &vs, &pol, &r) {
+                Decision::Act { action: Action::StartFailover(p) } => Some((me.to_string(), p)),
+                _ => None,
+            })
+            .collect();
+        prop_assert!(starts.len() <= 1, "two starters: {starts:?}");
+        // The same decisions without readiness: a failover away from the
+        // active (not a failback) happens with it exactly when without.
+        let without: Vec<_> = REGIONS
+            .iter()
+            .filter_map(|me| match decide(me, &rec, &vs, &pol, None) {
+                Decision::Act { action: Action::StartFailover(p) } => Some(p),
+                _ => None,
+            })
+            .collect();
+        let rescue = |p: &failoverd::core::plan::FailoverPlan| p.reason.contains("down");
+        prop_assert_eq!(
+            starts.iter().any(|(_, p)| rescue(p)),
+            without.iter().any(rescue)
+        );
+        for (me, p) in &starts {
+            prop_assert_eq!(p.epoch, 4);
+            prop_assert_eq!(&p.initiator, me);
+            if r[&p.to].is_unready() && rescue(p) {
+                // Every other region that could take over is unready too.
+                let t = tally(me, &regions(), &vs, NOW, FRESH);
+                for other in REGIONS.iter().filter(|o| **o != p.to && **o != REGIONS[active]) {
+                    let able = t.is(other, failoverd::core::quorum::Consensus::Up)
+                        && t.fresh_observers.iter().any(|o| o == other);
+                    prop_assert!(!able || r[*other].is_unready(), "{} unready chosen over {other}", p.to);
+                }
+            }
+        }
+    }
 }

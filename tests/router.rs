@@ -1441,6 +1441,7 @@ async fn routed_requests_show_up_in_the_counts() {
                 Some(Default::default())
             },
             fleet: None,
+            readiness: None,
         })
         .collect();
     let fleet = fleet_counted(

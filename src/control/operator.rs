@@ -127,6 +127,8 @@ async fn decide(cfg: &Config, ports: &Ports, req: &Request) -> Result<Planned, O
         request: Some(req),
         held: None,
         fleet_epoch: 0,
+        // An operator names the target: readiness does not steer it.
+        readiness: &Default::default(),
     });
     match decision {
         Decision::Act { action } => {

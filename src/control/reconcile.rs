@@ -632,6 +632,11 @@ impl Reconciler {
             view: sig.view.clone(),
             traffic: self.shared.traffic.traffic(self.ports.clock.mono()),
             fleet: Some(published),
+            readiness: crate::control::standby::published(
+                &cfg.region,
+                &self.shared,
+                self.ports.clock.mono(),
+            ),
         };
         let store = self.ports.store.clone();
         let late = |what: &str| {
@@ -811,6 +816,16 @@ impl Reconciler {
             _ => None,
         };
         let policy = policy(cfg);
+        // Every standby's readiness, from the fresh votes (docs/readiness.md).
+        let readiness = match &seen.record {
+            RecordRead::Found(r) => crate::core::standby::fleet_readiness(
+                &seen.votes,
+                &seen.tally.fresh_observers,
+                &r.active,
+                crate::core::standby::stale_after_ms(cfg.cost.readiness_interval),
+            ),
+            _ => Default::default(),
+        };
         let decision = plan::plan(&Inputs {
             now: seen.now,
             me: &cfg.region,
@@ -828,6 +843,7 @@ impl Reconciler {
                     .collect::<Vec<_>>(),
                 &seen.votes,
             ),
+            readiness: &readiness,
         });
         // DR tiers: when every configured model is tier3, an automatic
         // failover becomes an idle decision (core::tier::gate_automatic);

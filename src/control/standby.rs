@@ -204,5 +204,35 @@ impl StandbyTask {
             self.last = Some(summary);
         }
         self.shared.set_standby(findings);
+        *self
+            .shared
+            .standby_round
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            Some((active.to_string(), self.ports.clock.mono()));
     }
+}
+
+/// What this region's vote publishes of its readiness at `now`: the last
+/// round's findings, against which active and how long ago; `None` before
+/// the first round and while this region is the one judged against (the
+/// active checks nothing).
+pub fn published(
+    region: &str,
+    shared: &Shared,
+    now: crate::core::mono::Mono,
+) -> Option<standby::Published> {
+    let (against, at) = shared
+        .standby_round
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()?;
+    if against == region {
+        return None;
+    }
+    Some(standby::Published::of(
+        &against,
+        &shared.standby(),
+        now.since(at),
+    ))
 }

@@ -127,6 +127,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect()
             }),
+            readiness: None,
         }
     }
 

@@ -18,6 +18,15 @@
 //!   target is (their views of freshness differ); the claim is a write
 //!   conditional on the record's version, so at most one of them wins the
 //!   epoch (docs/protocol.md, "one initiator per epoch");
+//! - among the regions that can take over, one whose standby readiness is
+//!   known critical (`core::standby::fleet_readiness`: a fresh reading of
+//!   its daemon, against the current active) comes after every region that
+//!   is not, whatever their priorities; an unready region is still the
+//!   target when no other can take over (readiness orders, never blocks),
+//!   and a stale or missing reading is unknown, taken as ready. A failback
+//!   never goes onto an unready region. Which target the daemons pick does
+//!   not touch safety: the claim is fenced on the version whatever the
+//!   target (docs/model-check.md, "Readiness");
 //! - not sooner than `min_failover_interval` after the last failover, except
 //!   after an aborted one: then after `abort_retry × 2^(aborts−1)`, capped by
 //!   `min_failover_interval`, preferring another target than the one that
@@ -58,6 +67,7 @@ use super::control::{
 };
 use super::quorum::{Consensus, Tally};
 use super::record::{Recreated, Settlement, settlement};
+use super::standby::{FleetReadiness, Ready};
 
 /// Policy inputs, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -439,6 +449,12 @@ pub struct Inputs<'a> {
     /// fresh or not (`core::quorum::board_epoch`): more than 0 means a
     /// record existed.
     pub fleet_epoch: u64,
+    /// Every standby's readiness (`core::standby::fleet_readiness`, from
+    /// the fresh votes): an automatic failover prefers a target that is
+    /// not unready over a higher-priority unready one. Absent regions are
+    /// unknown (taken as ready). The operator CLI passes none: an operator
+    /// names the target.
+    pub readiness: &'a FleetReadiness,
 }
 
 /// Decide.
@@ -464,23 +480,46 @@ fn can_take_over(i: &Inputs<'_>, region: &str) -> bool {
     i.tally.is(region, Consensus::Up) && i.tally.fresh_observers.iter().any(|o| o == region)
 }
 
-/// The failover target away from `rec.active`: the most preferred region
-/// that can take over; after an aborted failover, another region than the
-/// one that aborted, if there is one.
-fn failover_target(i: &Inputs<'_>, rec: &ControlRecord) -> Option<String> {
-    let able: Vec<&str> = i
+/// Is `region` unready by the fleet's readiness (a fresh critical reading
+/// against the current active)? Unknown is not unready.
+fn unready<'a>(i: &'a Inputs<'_>, region: &str) -> Option<&'a str> {
+    match i.readiness.get(region) {
+        Some(Ready::Unready(why)) => Some(why),
+        _ => None,
+    }
+}
+
+/// The failover target away from `rec.active`: among the regions that can
+/// take over, the ones not unready first (`Inputs::readiness`), each group
+/// by priority; after an aborted failover, another region than the one
+/// that aborted, if there is one. An unready region is still chosen when
+/// no other can take over: readiness orders the targets, it never removes
+/// one. Also says which more preferred regions were passed over as
+/// unready.
+fn failover_target(i: &Inputs<'_>, rec: &ControlRecord) -> Option<(String, Vec<String>)> {
+    let mut able: Vec<&str> = i
         .policy
         .by_priority()
         .into_iter()
         .filter(|r| *r != rec.active && can_take_over(i, r))
         .collect();
+    // Stable: the priority order holds within each group.
+    able.sort_by_key(|r| unready(i, r).is_some());
     let just_aborted = (rec.step == Step::Aborted)
         .then_some(rec.target.as_deref())
         .flatten();
-    able.iter()
+    let target = able
+        .iter()
         .find(|r| Some(**r) != just_aborted)
-        .or(able.first())
-        .map(|r| r.to_string())
+        .or(able.first())?
+        .to_string();
+    let prio = priority(i.policy, &target);
+    let passed = able
+        .iter()
+        .filter(|r| priority(i.policy, r) < prio)
+        .filter_map(|r| unready(i, r).map(|why| format!("{r} (not ready: {why})")))
+        .collect();
+    Some((target, passed))
 }
 
 /// The earliest time of the next automatic failover.
@@ -693,16 +732,19 @@ enum NoCandidate {
 /// why not.
 fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate, NoCandidate> {
     if i.tally.is(&rec.active, Consensus::Down) {
-        let Some(target) = failover_target(i, rec) else {
+        let Some((target, passed)) = failover_target(i, rec) else {
             return Err(NoCandidate::NoTarget {
                 active: rec.active.clone(),
             });
         };
-        let reason = format!(
+        let mut reason = format!(
             "quorum of {} fresh observers sees {} down",
             i.tally.fresh_observers.len(),
             rec.active
         );
+        if !passed.is_empty() {
+            reason.push_str(&format!("; {target} preferred over {}", passed.join(", ")));
+        }
         return Ok(Candidate {
             target,
             reason,
@@ -719,7 +761,10 @@ fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate,
                     .map(|(_, p)| *p)
                     .unwrap_or(u32::MAX)
             };
-            if best != rec.active && prio(&best) < prio(&rec.active) {
+            // A failback is a choice, not a rescue (the active serves):
+            // never onto a region whose readiness is known critical.
+            if best != rec.active && prio(&best) < prio(&rec.active) && unready(i, &best).is_none()
+            {
                 let reason = format!("automatic failback: preferred region {best} is up by quorum");
                 return Ok(Candidate {
                     target: best,

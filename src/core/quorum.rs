@@ -48,6 +48,12 @@ pub struct Vote {
     /// a daemon that published none (an older version).
     #[serde(default)]
     pub fleet: Option<BTreeMap<String, String>>,
+    /// The observer's last standby readiness round (`control::standby`),
+    /// which the planner uses to prefer a ready failover target
+    /// (docs/readiness.md). `None`: it published none (the active region,
+    /// no round yet, or an older daemon): unknown.
+    #[serde(default)]
+    pub readiness: Option<super::standby::Published>,
 }
 
 /// Trailing windows (ms) over which a vote publishes per-endpoint sums:
@@ -323,6 +329,7 @@ mod tests {
                 .collect(),
             traffic: None,
             fleet: None,
+            readiness: None,
         }
     }
 

@@ -24,14 +24,16 @@
 //!
 //! A read that failed makes its checks `unknown`, never `ok`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::quorum::Vote;
 use super::tier::{StandbyHolds, Tier};
 
 /// How bad a finding is. Ordered: the worst of several is their maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Ok,
@@ -51,6 +53,19 @@ impl Severity {
             Severity::Warning => "warning",
             Severity::Critical => "critical",
         }
+    }
+
+    /// Parse [`Severity::as_str`]'s spelling.
+    pub fn parse(s: &str) -> Option<Severity> {
+        [
+            Severity::Ok,
+            Severity::Info,
+            Severity::Unknown,
+            Severity::Warning,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 
     /// The gauge's value: 0 ok, 1 info, 2 warning, 3 critical; -1 unknown.
@@ -362,6 +377,102 @@ pub fn summary(findings: &[Finding]) -> String {
     } else {
         format!("{}: {}", worst(findings).as_str(), bad.join("; "))
     }
+}
+
+/// What a standby daemon publishes of its last readiness round in its vote
+/// (`core::quorum::Vote::readiness`), so that every daemon's planner sees
+/// every standby's readiness: against which active region it was judged,
+/// the worst severity, the critical findings (`endpoint check` each), and
+/// how long before the vote was written the round ended, on the writer's
+/// monotonic clock (so the reader's judgement of its age needs no
+/// agreement between clocks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub against: String,
+    pub worst: Severity,
+    pub critical: Vec<String>,
+    pub checked_ago_ms: u64,
+}
+
+impl Published {
+    /// From a round's findings (`critical` lists the critical ones).
+    pub fn of(against: &str, findings: &[Finding], checked_ago_ms: u64) -> Self {
+        Self {
+            against: against.to_string(),
+            worst: worst(findings),
+            critical: findings
+                .iter()
+                .filter(|f| f.severity == Severity::Critical)
+                .map(|f| format!("{} {}", f.endpoint, f.check.as_str()))
+                .collect(),
+            checked_ago_ms,
+        }
+    }
+}
+
+/// A region's readiness as the planner takes it (`core::plan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "readiness", content = "why")]
+pub enum Ready {
+    /// Its latest reading, fresh and against the current active region,
+    /// has no critical finding.
+    Ready,
+    /// Its latest fresh reading against the current active region has a
+    /// critical finding (which ones).
+    Unready(String),
+    /// No reading the planner may use: none published, stale, judged
+    /// against another active region, or from a vote that is not fresh.
+    /// Taken as ready: the planner never demotes a region on a reading it
+    /// does not have.
+    Unknown,
+}
+
+impl Ready {
+    pub fn is_unready(&self) -> bool {
+        matches!(self, Ready::Unready(_))
+    }
+}
+
+/// Every standby's readiness, by region (absent: [`Ready::Unknown`]).
+pub type FleetReadiness = BTreeMap<String, Ready>;
+
+/// The fleet's readiness from the votes: only fresh observers' (`fresh`,
+/// the tally's), only readings judged against `active` (the record's
+/// active region) and at most `stale_after_ms` old when the vote was
+/// written. A stale reading is unknown, never unready. A region whose
+/// daemon's vote is not fresh cannot take over anyway (`core::plan`).
+pub fn fleet_readiness(
+    votes: &[Vote],
+    fresh: &[String],
+    active: &str,
+    stale_after_ms: u64,
+) -> FleetReadiness {
+    votes
+        .iter()
+        .filter(|v| fresh.contains(&v.observer) && v.observer != active)
+        .map(|v| {
+            let r = match &v.readiness {
+                Some(p) if p.against == active && p.checked_ago_ms <= stale_after_ms => {
+                    if p.worst == Severity::Critical {
+                        Ready::Unready(if p.critical.is_empty() {
+                            "critical".to_string()
+                        } else {
+                            p.critical.join(", ")
+                        })
+                    } else {
+                        Ready::Ready
+                    }
+                }
+                _ => Ready::Unknown,
+            };
+            (v.observer.clone(), r)
+        })
+        .collect()
+}
+
+/// How old a published reading may be and still count: two rounds.
+pub fn stale_after_ms(readiness_interval: std::time::Duration) -> u64 {
+    (readiness_interval.as_millis() as u64).saturating_mul(2)
 }
 
 #[cfg(test)]

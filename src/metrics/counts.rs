@@ -651,6 +651,7 @@ mod tests {
             view: Default::default(),
             traffic,
             fleet: None,
+            readiness: None,
         }
     }
 

@@ -184,6 +184,7 @@ fn load(consistency: Consistency, profile: Profile) -> BTreeMap<String, Config> 
 /// traffic moved by the routers. Every region gets the same settings (no
 /// configuration drift).
 fn with_cost(cfg: &mut Config) {
+    use super::sagemaker::READINESS_INTERVAL;
     use failoverd::config::EndpointSchedule;
     use failoverd::core::schedule::{Schedule, Window};
     let windows: Vec<Window> = (0..24)
@@ -199,6 +200,8 @@ fn with_cost(cfg: &mut Config) {
         })
         .collect();
     cfg.cost.interval = std::time::Duration::from_secs(15);
+    // Standby readiness (issue 26) every minute: the drift invariant's period.
+    cfg.cost.readiness_interval = READINESS_INTERVAL;
     cfg.cost.instance_invocations_per_minute = Some(20);
     cfg.cost.schedules = vec![EndpointSchedule {
         endpoint: "inference-provisioned".into(),
@@ -507,13 +510,23 @@ impl Sim {
                 ports.clock.clone(),
             )),
         );
+        // The standby readiness task (issue 26) beside it, in the same
+        // task handle (stopped with it).
+        let standby = failoverd::control::standby::StandbyTask::new(
+            config_tx.subscribe(),
+            ports.clone(),
+            shared.clone(),
+        );
+        let (a, b) = (shutdown_tx.subscribe(), shutdown_tx.subscribe());
         let cost = tokio::spawn(
-            cost.run(shutdown_tx.subscribe())
-                .instrument(tracing::info_span!(
-                    "daemon",
-                    region = %region,
-                    pid
-                )),
+            async move {
+                tokio::join!(cost.run(a), standby.run(b));
+            }
+            .instrument(tracing::info_span!(
+                "daemon",
+                region = %region,
+                pid
+            )),
         );
         let reconciler = Reconciler::new(config_rx, ports, shared.clone(), Readiness::starting());
         let span = tracing::info_span!("daemon", region = %region, pid);

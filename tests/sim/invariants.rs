@@ -28,6 +28,19 @@
 //! - **settles**: after the faults end, the fleet settles (steady record on
 //!   every replica, no running execution, no open task or token, exactly
 //!   one active daemon, the record's) within `Bounds::quiet`.
+//!
+//! Readiness (issue 26), with the SageMaker fake's refusals and drift:
+//! - **refusals journalled**: a switch onto a region whose scale-up AWS
+//!   refused (quota or capacity) between the claim and the switch is said
+//!   in the journal (an entry of that epoch from that region saying the
+//!   scale-up was refused or fell short), judged when the control plane was
+//!   quiet for the whole failover (journal writes can be lost otherwise);
+//! - **drift reported**: a standby whose model drifted is reported (its
+//!   `model` check critical in its findings, and a `readiness` journal
+//!   line saying so) within one readiness period (plus 30 s for the
+//!   round's reads), when its daemon ran, the record stayed on another
+//!   active region, and neither the control plane nor SageMaker had a
+//!   fault over the whole period.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,6 +89,14 @@ pub struct Monitor {
     lowerings_seen: usize,
     /// A live proposal (its id) and when the monitor first saw it.
     proposal_seen: Option<(String, u64)>,
+    /// Refused scale-ups seen (issue 26), and the epochs whose switch was judged.
+    refusals: Vec<super::sagemaker::Refusal>,
+    refusals_seen: usize,
+    switches_judged: BTreeSet<u64>,
+    /// Since when no fault touches SageMaker's control plane.
+    sm_quiet_since: Option<u64>,
+    /// Per drift (by its start): the record's (epoch, active) at its start.
+    drift_start: BTreeMap<u64, Option<(u64, String)>>,
 }
 
 impl Monitor {
@@ -195,6 +216,120 @@ impl Monitor {
             self.failover_happens(sim, t);
         }
         self.cost_never_starves(sim, t);
+        let sm_fault = sim
+            .faults
+            .keys()
+            .any(|k| k.contains("SageMaker") || k.starts_with("isolate"));
+        if sm_fault {
+            self.sm_quiet_since = None;
+        } else {
+            self.sm_quiet_since.get_or_insert(t);
+        }
+        if t % 1000 == 0 {
+            self.refusals_journalled(sim, t);
+            self.drift_reported(sim, t);
+        }
+    }
+
+    /// Never switch onto a region whose prepare AWS refused without saying
+    /// so in the journal (issue 26).
+    fn refusals_journalled(&mut self, sim: &Sim, t: u64) {
+        let new = sim.sm.refused_since(self.refusals_seen);
+        self.refusals_seen += new.len();
+        self.refusals.extend(new);
+        self.refusals
+            .retain(|r| t.saturating_sub(r.at_ms) < 3_600_000);
+        let Some(r) = self.record.clone() else { return };
+        let switched =
+            r.step == Step::Switched || (r.phase == Phase::Steady && r.step == Step::Done);
+        if !switched || r.previous.is_none() || !self.switches_judged.insert(r.epoch) {
+            return;
+        }
+        let Some(claim) = self.last_claim_ms else {
+            return;
+        };
+        // The journal is reliable only while the control plane is quiet.
+        if self.control_quiet_since.is_none_or(|q| q > claim) {
+            return;
+        }
+        let refused: Vec<&super::sagemaker::Refusal> = self
+            .refusals
+            .iter()
+            .filter(|x| x.region == r.active && x.at_ms >= claim && x.at_ms <= t)
+            .collect();
+        let Some(first) = refused.first() else { return };
+        let said = sim.store.journal().iter().any(|e| {
+            e.epoch == Some(r.epoch)
+                && e.who == r.active
+                && (e.kind == "prepare_capacity_refused"
+                    || e.kind == "prepare_capacity_short"
+                    || e.detail.contains("refused"))
+        });
+        if !said {
+            let what = format!(
+                "switched onto {} in epoch {} after AWS refused its scale-up of {} ({:?}, {} -> {}, at {} ms), and no journal entry of that epoch says so",
+                r.active, r.epoch, first.endpoint, first.kind, first.held, first.asked, first.at_ms
+            );
+            self.violate(sim, what);
+        }
+    }
+
+    /// A drifted standby is reported within one readiness period (issue 26).
+    fn drift_reported(&mut self, sim: &Sim, t: u64) {
+        use failoverd::core::standby::{Check, Severity};
+        let period = super::sagemaker::READINESS_INTERVAL.as_millis() as u64 + 30_000;
+        for d in sim.sm.drifts() {
+            if t == d.from_ms - d.from_ms % 1000 {
+                let steady = self
+                    .record
+                    .as_ref()
+                    .filter(|r| r.phase == Phase::Steady)
+                    .map(|r| (r.epoch, r.active.clone()));
+                self.drift_start.insert(d.from_ms, steady);
+            }
+            let judge = d.from_ms + period;
+            if t != judge - judge % 1000 || d.to_ms <= judge {
+                continue;
+            }
+            let Some(Some((epoch, active))) = self.drift_start.get(&d.from_ms).cloned() else {
+                continue;
+            };
+            let same = self.record.as_ref().is_some_and(|r| {
+                r.phase == Phase::Steady && r.epoch == epoch && r.active == active
+            });
+            let ran = sim
+                .daemons
+                .get(&d.region)
+                .is_some_and(|x| x.started_ms <= d.from_ms);
+            let quiet = self.control_quiet_since.is_some_and(|q| q <= d.from_ms)
+                && self.sm_quiet_since.is_some_and(|q| q <= d.from_ms);
+            if active == d.region || !same || !ran || !quiet {
+                continue;
+            }
+            let shared = &sim.daemons[&d.region].shared;
+            let found = shared.standby().iter().any(|f| {
+                f.endpoint == d.endpoint
+                    && f.check == Check::Model
+                    && f.severity == Severity::Critical
+            });
+            let needle = format!("{} model: critical", d.endpoint);
+            let journalled =
+                sim.store.journal().iter().any(|e| {
+                    e.who == d.region && e.kind == "readiness" && e.detail.contains(&needle)
+                });
+            if !found || !journalled {
+                let what = format!(
+                    "{}'s {} drifted at {} ms and is not reported {} s later (findings: {}, journal: {})",
+                    d.region,
+                    d.endpoint,
+                    d.from_ms,
+                    period / 1000,
+                    if found { "critical" } else { "not critical" },
+                    if journalled { "said" } else { "silent" }
+                );
+                self.violate(sim, what);
+            }
+        }
     }
 
     /// Cost never starves the region that serves or is about to (issue 19

@@ -40,7 +40,59 @@ use failoverd::ports::{ErrorKind, PortError};
 use hyper::header::HeaderValue;
 use tokio::time::Instant;
 
-use super::world::{Caller, Fault, Link, NetError, Svc, World};
+use super::world::{Caller, Fault, Link, NetError, Rng, Svc, World};
+
+/// `cost.readiness_interval` in the simulation (`fleet::with_cost`): the
+/// period within which a drifted standby must be reported.
+pub const READINESS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How a scale-up is refused, as SageMaker refuses one (issue 26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `UpdateEndpointWeightsAndCapacities` answers 400
+    /// `ResourceLimitExceeded` (the account's quota for the instance type
+    /// in the region).
+    Quota,
+    /// The call is taken; the endpoint goes `Updating`, then back
+    /// `InService` with its old counts and a `FailureReason`
+    /// (InsufficientInstanceCapacity).
+    Capacity,
+}
+
+/// A refused scale-up.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Simulated ms of the call.
+    pub at_ms: u64,
+    pub region: String,
+    pub endpoint: String,
+    pub kind: Refused,
+    /// Instances asked for, and held.
+    pub asked: u32,
+    pub held: u32,
+}
+
+/// A standby's model drifted: its endpoint runs another image from
+/// `from_ms` to `to_ms` (simulated ms).
+#[derive(Debug, Clone)]
+pub struct Drift {
+    pub region: String,
+    pub endpoint: String,
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
+/// The `FailureReason` SageMaker leaves on an endpoint whose update could
+/// not get instances.
+pub const NO_CAPACITY: &str =
+    "Unable to provision requested ML compute capacity due to InsufficientInstanceCapacity error";
+/// How long a capacity-refused update shows `Updating` (longer than the
+/// prepare step's poll, as a real update's minutes are).
+const REFUSED_UPDATE_MS: u64 = 10_000;
+/// A region short of capacity or quota refuses every scale-up for this long.
+const SHORTAGE_MS: u64 = 180_000;
+/// Chance that a scale-up opens a shortage in its region.
+const SHORTAGE_CHANCE: f64 = 0.1;
 
 /// How a region's models behave (the lab's `Behaviour`).
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +154,17 @@ struct State {
     invoked: BTreeMap<(String, String), std::collections::VecDeque<u64>>,
     /// Every instance count lowered, in order.
     lowered: Vec<Lowering>,
+    /// The fake's own random stream (forked from the world's, so the
+    /// world's draws are not shifted).
+    rng: Rng,
+    /// Region -> until when (simulated ms) its scale-ups are refused, and how.
+    shortage: BTreeMap<String, (u64, Refused)>,
+    /// (region, endpoint) -> until when a refused update shows `Updating`.
+    updating_until: BTreeMap<(String, String), u64>,
+    /// (region, endpoint) -> its `FailureReason`.
+    failure: BTreeMap<(String, String), String>,
+    refusals: Vec<Refusal>,
+    drifts: Vec<Drift>,
 }
 
 /// An instance count lowered by `UpdateEndpointWeightsAndCapacities`.
@@ -123,9 +186,29 @@ pub struct FakeSageMaker {
 
 impl FakeSageMaker {
     pub fn new(world: Arc<World>) -> Arc<Self> {
+        let mut rng = world.with_rng(|r| r.fork(0x5A6E_0026));
+        // Half the seeds drift one region's provisioned model for five
+        // minutes, at a random moment of the run's first ten.
+        let drifts = if rng.chance(0.5) {
+            let from_ms = rng.range(60_000, 600_000);
+            vec![Drift {
+                region: rng.pick(&super::schedule::REGIONS).to_string(),
+                endpoint: "inference-provisioned".into(),
+                from_ms,
+                to_ms: from_ms + 300_000,
+            }]
+        } else {
+            Vec::new()
+        };
         Arc::new(Self {
             world,
             state: Mutex::new(State {
+                rng,
+                shortage: BTreeMap::new(),
+                updating_until: BTreeMap::new(),
+                failure: BTreeMap::new(),
+                refusals: Vec::new(),
+                drifts,
                 status: BTreeMap::new(),
                 warm: BTreeMap::new(),
                 instances: BTreeMap::new(),
@@ -209,6 +292,20 @@ impl FakeSageMaker {
     /// Invocations the models answered successfully, by region.
     pub fn answered(&self) -> BTreeMap<String, u64> {
         self.lock().answered.clone()
+    }
+
+    /// The refused scale-ups from the `from`-th on.
+    pub fn refused_since(&self, from: usize) -> Vec<Refusal> {
+        self.lock()
+            .refusals
+            .get(from..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The drifts drawn for this run.
+    pub fn drifts(&self) -> Vec<Drift> {
+        self.lock().drifts.clone()
     }
 
     /// The lowerings from the `from`-th on.
@@ -333,11 +430,17 @@ impl Endpoints for SmClient {
                 if !st.status.contains_key(&k) {
                     return Ok(None);
                 }
-                let image = st
-                    .images
-                    .get(&k)
-                    .cloned()
-                    .unwrap_or_else(|| "sim-model:1".into());
+                let at = self.sm.world.elapsed_ms();
+                let drifted = st.drifts.iter().any(|d| {
+                    d.region == region
+                        && d.endpoint == endpoint
+                        && (d.from_ms..d.to_ms).contains(&at)
+                });
+                let image = match st.images.get(&k) {
+                    Some(i) => i.clone(),
+                    None if drifted => "sim-model:0".into(),
+                    None => "sim-model:1".into(),
+                };
                 Ok(Some(vec![failoverd::ports::endpoints::ServedVariant {
                     variant: "AllTraffic".into(),
                     model: endpoint.to_string(),
@@ -438,6 +541,19 @@ impl Endpoints for SmClient {
                 return Ok(None);
             };
             let n = st.instances.get(&k).copied().unwrap_or(1);
+            // A capacity-refused update: Updating for a while, then back
+            // InService with the old counts and a FailureReason.
+            let at = self.sm.world.elapsed_ms();
+            let status = match st.updating_until.get(&k) {
+                Some(until) if at < *until && status == EndpointStatus::InService => {
+                    EndpointStatus::Updating
+                }
+                _ => status,
+            };
+            let failure_reason = match st.updating_until.get(&k) {
+                Some(until) if at < *until => None,
+                _ => st.failure.get(&k).cloned(),
+            };
             Ok(Some(Described {
                 arn: format!("arn:aws:sagemaker:{region}:000000000000:endpoint/{endpoint}"),
                 config: endpoint.to_string(),
@@ -448,7 +564,7 @@ impl Endpoints for SmClient {
                     desired_instances: Some(n),
                     serverless: false,
                 }],
-                failure_reason: None,
+                failure_reason,
             }))
         })
         .await
@@ -471,6 +587,60 @@ impl Endpoints for SmClient {
                     format!("Could not find endpoint \"{endpoint}\"."),
                 ));
             }
+            let at = self.sm.world.elapsed_ms();
+            if st.updating_until.get(&k).is_some_and(|u| at < *u) {
+                return Err(FakeSageMaker::err(
+                    &op,
+                    region,
+                    ErrorKind::Validation,
+                    format!("Cannot update in-progress endpoint \"{endpoint}\"."),
+                ));
+            }
+            // A scale-up may be refused, as SageMaker refuses one: a
+            // region short of capacity or quota refuses every scale-up
+            // for a while.
+            let held = st.instances.get(&k).copied().unwrap_or(1);
+            let asked = counts
+                .iter()
+                .find(|(v, _)| v == "AllTraffic")
+                .map_or(held, |(_, n)| *n);
+            if asked > held {
+                if st.shortage.get(region).is_none_or(|(u, _)| at >= *u)
+                    && st.rng.chance(SHORTAGE_CHANCE)
+                {
+                    let kind = if st.rng.chance(0.5) {
+                        Refused::Quota
+                    } else {
+                        Refused::Capacity
+                    };
+                    st.shortage
+                        .insert(region.to_string(), (at + SHORTAGE_MS, kind));
+                }
+                if let Some((_, kind)) = st.shortage.get(region).filter(|(u, _)| at < *u).cloned() {
+                    st.refusals.push(Refusal {
+                        at_ms: at,
+                        region: region.to_string(),
+                        endpoint: endpoint.to_string(),
+                        kind,
+                        asked,
+                        held,
+                    });
+                    return match kind {
+                        Refused::Quota => Err(FakeSageMaker::err(
+                            &op,
+                            region,
+                            ErrorKind::Other,
+                            "ResourceLimitExceeded: The account-level service limit 'ml.m5.large for endpoint usage' is 1 Instances, with current utilization of 1 Instances and a request delta of 2 Instances.".into(),
+                        )),
+                        Refused::Capacity => {
+                            st.updating_until.insert(k.clone(), at + REFUSED_UPDATE_MS);
+                            st.failure.insert(k.clone(), NO_CAPACITY.into());
+                            Ok(())
+                        }
+                    };
+                }
+            }
+            st.failure.remove(&k);
             // The fake's endpoints scale at once (no `Updating` window).
             if let Some((_, n)) = counts.iter().find(|(v, _)| v == "AllTraffic") {
                 let from = st.instances.insert(k.clone(), *n).unwrap_or(1);

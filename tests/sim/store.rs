@@ -294,6 +294,20 @@ impl FakeStore {
             .unwrap_or_default()
     }
 
+    /// Every journal entry any replica holds (the readiness invariants,
+    /// issue 26).
+    pub fn journal(&self) -> Vec<Event> {
+        let g = self.lock();
+        g.tables
+            .values()
+            .flat_map(|t| t.items.values())
+            .filter_map(|(i, _)| match i {
+                Item::Event(e, _) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Record writes from index `from` on.
     pub fn log_since(&self, from: usize) -> Vec<Logged> {
         self.lock()
@@ -1080,6 +1094,7 @@ mod tests {
                 view: BTreeMap::new(),
                 traffic: None,
                 fleet: None,
+                readiness: None,
             };
             let west = StoreClient {
                 store: store.clone(),

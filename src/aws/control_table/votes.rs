@@ -9,6 +9,7 @@ use tracing::warn;
 use super::{Bad, ControlTable, Item, SERVICE, decode_all, get_n, get_s, get_time, n, need, s};
 use crate::core::health::Verdict;
 use crate::core::quorum::{EndpointTraffic, TRAILING_MS, Traffic, Vote};
+use crate::core::standby::{Published, Severity};
 use crate::ports::store::PublishedReading;
 use crate::ports::{ErrorKind, PortError};
 
@@ -44,6 +45,15 @@ fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
             .map(|(g, d)| (g.to_string(), d.to_string()))
             .collect()
     });
+    // The standby readiness, `against|worst|checked_ago_ms|critical,...`;
+    // absent (the active, an older daemon) or unreadable: unknown.
+    let readiness = get_s(it, "readiness").and_then(|text| {
+        let r = readiness_from(&text);
+        if r.is_none() {
+            warn!(%observer, text, "the vote's readiness cannot be decoded; taking it as unknown");
+        }
+        r
+    });
     Ok(Vote {
         observer,
         at: need(get_time(it, "at"), "at")?,
@@ -51,6 +61,38 @@ fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
         view: verdicts,
         traffic,
         fleet,
+        readiness,
+    })
+}
+
+/// A vote's `readiness` attribute (one short string: region and endpoint
+/// names hold neither `|` nor `,`).
+fn readiness_text(p: &Published) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        p.against,
+        p.worst.as_str(),
+        p.checked_ago_ms,
+        p.critical.join(",")
+    )
+}
+
+fn readiness_from(text: &str) -> Option<Published> {
+    let mut parts = text.splitn(4, '|');
+    let against = parts.next()?.to_string();
+    let worst = Severity::parse(parts.next()?)?;
+    let checked_ago_ms = parts.next()?.parse().ok()?;
+    let critical = parts
+        .next()?
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect();
+    Some(Published {
+        against,
+        worst,
+        critical,
+        checked_ago_ms,
     })
 }
 
@@ -153,6 +195,9 @@ pub fn vote_item(v: &Vote) -> Item {
     if let Some(f) = &v.fleet {
         let text: Vec<String> = f.iter().map(|(g, d)| format!("{g}:{d}")).collect();
         item.insert("fleet".to_string(), s(text.join(",")));
+    }
+    if let Some(p) = &v.readiness {
+        item.insert("readiness".to_string(), s(readiness_text(p)));
     }
     item
 }
@@ -277,6 +322,12 @@ mod tests {
                     .map(|(g, d)| (g.to_string(), d.to_string()))
                     .collect(),
             ),
+            readiness: Some(Published {
+                against: "us-east-1".into(),
+                worst: Severity::Critical,
+                critical: vec!["prov model".into(), "serverless exists".into()],
+                checked_ago_ms: 42_000,
+            }),
         }
     }
 
