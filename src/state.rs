@@ -16,6 +16,7 @@ use crate::ports::Clock;
 use crate::ports::traffic::{Counted, InvocationCounts};
 
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
+use crate::core::duty::DutyClock;
 use crate::core::health::Tracker;
 use crate::core::mono::Mono;
 use crate::core::plan::Decision;
@@ -67,6 +68,9 @@ pub struct RoundStatus {
     pub at: u64,
     pub round: u64,
     pub region: String,
+    /// This daemon's name among its region's daemons (configured, or
+    /// generated at start); `None` before the first round.
+    pub instance: Option<String>,
     pub role: Option<Role>,
     pub record: Option<ControlRecord>,
     /// This daemon's reads of the record, on its own clock (the lease).
@@ -118,10 +122,34 @@ pub struct Shared {
     /// Restart-only settings that differ in the files from what runs (the
     /// last accepted reload held them: `Config::hold_restart_only`).
     pub restart_pending: Mutex<Vec<String>>,
+    /// Which of this region's daemons holds the active duties
+    /// (`core::duty`), as this daemon's duty keeper last saw it.
+    pub duty: Mutex<DutyView>,
     /// The standby readiness task's last findings for this region
     /// (`control::standby`): empty until its first round, and while this
     /// region is active.
     pub standby: Mutex<Vec<crate::core::standby::Finding>>,
+}
+
+/// This daemon's view of its region's duty item (`core::duty`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DutyView {
+    #[serde(skip)]
+    pub clock: DutyClock,
+    /// `timings.lease`: a hold runs out this long after its write was sent.
+    pub lease_ms: u64,
+    /// The version our last successful write made (what a release expects).
+    pub version: Option<u64>,
+    /// The instance name of the holder as last read (`None`: none, or not
+    /// read since this region was last named active).
+    pub holder: Option<String>,
+}
+
+impl DutyView {
+    /// Do we hold the duties at `now` (monotonic clock)?
+    pub fn holds(&self, now: Mono) -> bool {
+        self.clock.holds(now, self.lease_ms)
+    }
 }
 
 impl RoundStatus {
@@ -158,6 +186,20 @@ impl Shared {
     /// round blocked on an unreachable table must not keep the role alive.
     pub fn role_at(&self, now: Mono) -> Option<Role> {
         self.read(|st| st.role_at(now))
+    }
+
+    /// This daemon's view of its region's duty item.
+    pub fn duty(&self) -> DutyView {
+        self.duty.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Does this daemon hold its region's active duties at `now` (the
+    /// record naming the region active is the caller's to check)?
+    pub fn holds_duties(&self, now: Mono) -> bool {
+        self.duty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .holds(now)
     }
 
     /// The standby readiness task's last findings.
@@ -210,17 +252,26 @@ pub fn fleet_need(
     endpoints: &[(&str, &str)],
     now_ms: u64,
 ) -> Option<u32> {
-    let local = Some((cfg.region.as_str(), &*shared.traffic));
     let peak = shared.read(|st| {
         counts::fleet_peak_over(
             &counts::region_names(cfg),
-            local,
+            Some(local(cfg, shared, st)),
             &st.votes,
             endpoints,
             now_ms,
         )
     });
     counts::need_from(peak, cfg.cost.instance_invocations_per_minute, now_ms)
+}
+
+/// This daemon's router for the fleet's sums: its live counter, standing
+/// for its own vote only; its region's other daemons' votes are added.
+fn local<'a>(cfg: &'a Config, shared: &'a Shared, st: &'a RoundStatus) -> counts::Local<'a> {
+    counts::Local {
+        region: &cfg.region,
+        instance: st.instance.as_deref(),
+        counter: &shared.traffic,
+    }
 }
 
 /// The daemon's [`InvocationCounts`]: its own router's live counter (in
@@ -255,11 +306,10 @@ impl InvocationCounts for FleetCounts {
         now_ms: u64,
     ) -> Option<Counted> {
         let cfg = self.config.borrow().clone();
-        let local = Some((cfg.region.as_str(), &*self.shared.traffic));
         self.shared.read(|st| {
             counts::fleet_counted(
                 &counts::region_names(&cfg),
-                local,
+                Some(local(&cfg, &self.shared, st)),
                 &st.votes,
                 region,
                 endpoint,
