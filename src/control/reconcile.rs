@@ -676,8 +676,11 @@ impl Reconciler {
         }
     }
 
+    /// Journal as this daemon: `who` is the region (readers key on it),
+    /// the detail names the daemon among the region's.
     async fn journal(&self, cfg: &Config, kind: &str, epoch: Option<u64>, detail: String) {
         let at = self.ports.clock.now_ms();
+        let detail = format!("{detail} [daemon {}]", self.instance);
         journal(&*self.ports.store, at, &cfg.region, kind, epoch, detail).await;
     }
 

@@ -202,7 +202,7 @@ impl TokenDesk {
                             &cfg.region,
                             "token_skipped",
                             Some(t.epoch),
-                            format!("{id}: {why}"),
+                            format!("{id}: {why} [by {}]", self.owner),
                         )
                         .await;
                         self.spawn_with(cfg, ports, shared, t, Some(why));
@@ -448,7 +448,7 @@ impl TokenWorker {
                         &self.cfg.region,
                         "token_done",
                         Some(t.epoch),
-                        format!("{id}: {note}"),
+                        format!("{id}: {note} [by {}]", self.owner),
                     )
                     .await;
                     info!(%note, "token done");
@@ -482,7 +482,7 @@ impl TokenWorker {
                         &self.cfg.region,
                         "token_expired",
                         Some(t.epoch),
-                        format!("{id}: callback failed until expiry"),
+                        format!("{id}: callback failed until expiry [by {}]", self.owner),
                     )
                     .await;
                     return;
