@@ -8,6 +8,11 @@
 #                          three regions (deploy/cloudformation, through moto's
 #                          CloudFormation), start three daemons, wait until
 #                          ready, then run the drill
+#   chaos/lab.sh up --second REGION
+#                          the same, with a second daemon in REGION (repeat the
+#                          option for more regions): instance `b`, its own
+#                          admin and router ports, named REGION-b below
+#                          (docs/instances.md)
 #   chaos/lab.sh drill     invert the active region's health check, print the
 #                          failover timeline, restore it, fail back, print again;
 #                          writes each failover's report (HTML with the timeline
@@ -110,12 +115,31 @@ lab_env() {
   export AWS_ENDPOINT_URL_STS=http://127.0.0.1:$moto
 }
 
+# The daemons `up` started: each region's, then the second ones (REGION-b).
+daemons() {
+  printf '%s\n' "${REGIONS[@]}"
+  [ -f "$RUN/seconds" ] && sed 's/$/-b/' "$RUN/seconds"
+  return 0
+}
+
 up() {
+  local seconds=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --second)
+        local want=${2:?--second REGION} ok=""
+        for r in "${REGIONS[@]}"; do [ "$r" = "$want" ] && ok=1; done
+        [ -n "$ok" ] || die "--second takes one of ${REGIONS[*]}, not $want"
+        seconds+=("$want"); shift 2 ;;
+      *) die "up: unknown option $1 (--second REGION)" ;;
+    esac
+  done
   install_venv
   [ ! -f "$RUN/moto.pid" ] || { alive moto && die "the lab is already up (chaos/lab.sh down first)"; }
   say "building"
   (cd "$ROOT" && cargo build --quiet --bins)
   rm -rf "$RUN"; mkdir -p "$RUN"
+  [ ${#seconds[@]} -eq 0 ] || printf '%s\n' "${seconds[@]}" >"$RUN/seconds"
   local bin=$ROOT/target/debug
 
   # moto binds port 0 itself (chaos/lab/moto_server.py: moto_server -p 0
@@ -150,12 +174,19 @@ up() {
       start "$r" "$bin/failoverd" run --config "$RUN/regions/$r.toml" --log-format json \
         --bound-file "$RUN/$r.bound.json")
   done
-  for r in "${REGIONS[@]}"; do
+  # Second daemons: the same region file, instance `b`.
+  for r in ${seconds[@]+"${seconds[@]}"}; do
+    (cd "$RUN" && FAILOVERD__INSTANCE=b FAILOVERD__LISTEN__ADMIN=127.0.0.1:0 FAILOVERD__LISTEN__ROUTER=127.0.0.1:0 \
+      start "$r-b" "$bin/failoverd" run --config "$RUN/regions/$r.toml" --log-format json \
+        --bound-file "$RUN/$r-b.bound.json")
+  done
+  local names; mapfile -t names < <(daemons)
+  for r in "${names[@]}"; do
     wait_report "$r" "$RUN/$r.bound.json"
     bound_port "$RUN/$r.bound.json" admin >"$RUN/$r.admin"
     bound_port "$RUN/$r.bound.json" router >"$RUN/$r.router"
   done
-  for r in "${REGIONS[@]}"; do
+  for r in "${names[@]}"; do
     wait_http "http://127.0.0.1:$(cat "$RUN/$r.admin")/readyz" "daemon $r"
   done
   status
@@ -224,8 +255,8 @@ drill() {
 
 status() {
   [ -d "$RUN" ] || { say "the lab is down"; return 0; }
-  local n
-  for n in moto model replicate "${REGIONS[@]}"; do
+  local n names; mapfile -t names < <(daemons)
+  for n in moto model replicate "${names[@]}"; do
     if alive "$n"; then
       local extra=""
       [ -f "$RUN/$n.admin" ] && extra=" admin=http://127.0.0.1:$(cat "$RUN/$n.admin") router=127.0.0.1:$(cat "$RUN/$n.router")"
@@ -239,9 +270,9 @@ status() {
 
 down() {
   [ -d "$RUN" ] || { say "nothing to stop"; return 0; }
-  local f pid name left=0
+  local f pid name left=0 names; mapfile -t names < <(daemons)
   # Daemons first (they drain), then the model server, then moto.
-  for name in "${REGIONS[@]}" replicate model moto; do
+  for name in "${names[@]}" replicate model moto; do
     f=$RUN/$name.pid
     [ -f "$f" ] || continue
     pid=$(cat "$f")
@@ -285,10 +316,10 @@ run_tests() {
 
 case "${1:-}" in
   install) install ;;
-  up) up ;;
+  up) shift; up "$@" ;;
   down) down ;;
   status) status ;;
   drill) shift; drill "$@" ;;
   test) shift; run_tests "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

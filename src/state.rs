@@ -16,6 +16,7 @@ use crate::ports::Clock;
 use crate::ports::traffic::{Counted, InvocationCounts};
 
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
+use crate::core::duty::DutyClock;
 use crate::core::health::Tracker;
 use crate::core::mono::Mono;
 use crate::core::plan::Decision;
@@ -67,6 +68,9 @@ pub struct RoundStatus {
     pub at: u64,
     pub round: u64,
     pub region: String,
+    /// This daemon's name among its region's daemons (configured, or
+    /// generated at start); `None` before the first round.
+    pub instance: Option<String>,
     pub role: Option<Role>,
     pub record: Option<ControlRecord>,
     /// This daemon's reads of the record, on its own clock (the lease).
@@ -118,6 +122,9 @@ pub struct Shared {
     /// Restart-only settings that differ in the files from what runs (the
     /// last accepted reload held them: `Config::hold_restart_only`).
     pub restart_pending: Mutex<Vec<String>>,
+    /// Which of this region's daemons holds the active duties
+    /// (`core::duty`), as this daemon's duty keeper last saw it.
+    pub duty: Mutex<DutyView>,
     /// The standby readiness task's last findings for this region
     /// (`control::standby`): empty until its first round, and while this
     /// region is active.
@@ -126,6 +133,27 @@ pub struct Shared {
     /// when it ended (this process's monotonic clock): what the vote
     /// publishes with the findings (`control::standby::published`).
     pub standby_round: Mutex<Option<(String, Mono)>>,
+}
+
+/// This daemon's view of its region's duty item (`core::duty`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DutyView {
+    #[serde(skip)]
+    pub clock: DutyClock,
+    /// `timings.lease`: a hold runs out this long after its write was sent.
+    pub lease_ms: u64,
+    /// The version our last successful write made (what a release expects).
+    pub version: Option<u64>,
+    /// The instance name of the holder as last read (`None`: none, or not
+    /// read since this region was last named active).
+    pub holder: Option<String>,
+}
+
+impl DutyView {
+    /// Do we hold the duties at `now` (monotonic clock)?
+    pub fn holds(&self, now: Mono) -> bool {
+        self.clock.holds(now, self.lease_ms)
+    }
 }
 
 impl RoundStatus {
@@ -162,6 +190,20 @@ impl Shared {
     /// round blocked on an unreachable table must not keep the role alive.
     pub fn role_at(&self, now: Mono) -> Option<Role> {
         self.read(|st| st.role_at(now))
+    }
+
+    /// This daemon's view of its region's duty item.
+    pub fn duty(&self) -> DutyView {
+        self.duty.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Does this daemon hold its region's active duties at `now` (the
+    /// record naming the region active is the caller's to check)?
+    pub fn holds_duties(&self, now: Mono) -> bool {
+        self.duty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .holds(now)
     }
 
     /// The standby readiness task's last findings.
@@ -215,17 +257,32 @@ pub fn fleet_need(
     now: counts::Now,
 ) -> Option<u32> {
     let now_ms = now.wall_ms;
-    let local = Some((cfg.region.as_str(), &*shared.traffic, now.mono));
     let peak = shared.read(|st| {
         counts::fleet_peak_over(
             &counts::region_names(cfg),
-            local,
+            Some(local(cfg, shared, st, now.mono)),
             &st.votes,
             endpoints,
             now_ms,
         )
     });
     counts::need_from(peak, cfg.cost.instance_invocations_per_minute, now_ms)
+}
+
+/// This daemon's router for the fleet's sums: its live counter, standing
+/// for its own vote only; its region's other daemons' votes are added.
+fn local<'a>(
+    cfg: &'a Config,
+    shared: &'a Shared,
+    st: &'a RoundStatus,
+    mono: crate::core::mono::Mono,
+) -> counts::Local<'a> {
+    counts::Local {
+        region: &cfg.region,
+        instance: st.instance.as_deref(),
+        counter: &shared.traffic,
+        mono,
+    }
 }
 
 /// The daemon's [`InvocationCounts`]: its own router's live counter (in
@@ -260,15 +317,11 @@ impl InvocationCounts for FleetCounts {
         now_ms: u64,
     ) -> Option<Counted> {
         let cfg = self.config.borrow().clone();
-        let local = Some((
-            cfg.region.as_str(),
-            &*self.shared.traffic,
-            self.clock.mono(),
-        ));
+        let mono = self.clock.mono();
         self.shared.read(|st| {
             counts::fleet_counted(
                 &counts::region_names(&cfg),
-                local,
+                Some(local(&cfg, &self.shared, st, mono)),
                 &st.votes,
                 region,
                 endpoint,

@@ -570,6 +570,7 @@ async fn publish_votes(env: &Env, east: &Counter, west: &Shared) {
             .store
             .put_vote(&Vote {
                 observer: observer.into(),
+                instance: None,
                 at: now,
                 seen_epoch: 1,
                 view: Default::default(),

@@ -910,6 +910,7 @@ fn votes_of(board: Board, fresh: u8) -> Vec<Vote> {
     (0..N)
         .map(|o| Vote {
             observer: REGIONS[o].to_string(),
+            instance: None,
             at: if fresh & (1 << o) != 0 {
                 NOW
             } else {

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use failoverd::config::{self, Config, EnvSource};
 use failoverd::control::operator::{self, Outcome, REPLANS};
 use failoverd::core::control::{ControlRecord, Mode, Phase, Proposal, ProposalState, Step};
+use failoverd::core::duty::{DutyItem, DutyWrite};
 use failoverd::core::health::Signal;
 use failoverd::core::plan::Request;
 use failoverd::core::quorum::Vote;
@@ -91,6 +92,12 @@ impl ControlStore for Table {
     }
     async fn read_votes(&self) -> Result<Vec<Vote>, PortError> {
         Ok(Vec::new())
+    }
+    async fn read_duty(&self, _: &str) -> Result<Option<DutyItem>, PortError> {
+        Err(down("GetItem DUTY"))
+    }
+    async fn write_duty(&self, _: &DutyWrite) -> Result<Write, PortError> {
+        Err(down("PutItem DUTY"))
     }
     async fn put_reading(&self, _: &PublishedReading) -> Result<(), PortError> {
         Err(down("PutItem READING"))

@@ -90,6 +90,7 @@ fn votes(spec: &[(bool, u64, [bool; 3])]) -> Vec<Vote> {
         .filter(|(_, (present, _, _))| *present)
         .map(|(i, (_, age, view))| Vote {
             observer: REGIONS[i].into(),
+            instance: None,
             at: NOW - age,
             seen_epoch: 3,
             view: REGIONS

@@ -1432,6 +1432,7 @@ async fn routed_requests_show_up_in_the_counts() {
         .iter()
         .map(|r| Vote {
             observer: r.clone(),
+            instance: None,
             at: now,
             seen_epoch: 1,
             view: Default::default(),

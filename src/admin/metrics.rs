@@ -59,6 +59,30 @@ fn role(out: &mut String, role: Option<&Role>) {
     }
 }
 
+/// This daemon's name among its region's daemons, and whether it holds
+/// the region's active duties (`core::duty`).
+fn instance(out: &mut String, st: &RoundStatus, holds: bool) {
+    header(
+        out,
+        "failoverd_instance_info",
+        "gauge",
+        "Always 1: this daemon's region and its name among the region's daemons (configured `instance`, or generated at start).",
+    );
+    let _ = writeln!(
+        out,
+        "failoverd_instance_info{{region=\"{}\",instance=\"{}\"}} 1",
+        label(&st.region),
+        label(st.instance.as_deref().unwrap_or(""))
+    );
+    header(
+        out,
+        "failoverd_duties_held",
+        "gauge",
+        "1 while this daemon holds its region's active duties (its region is named active and, of the region's daemons, it holds the duty item: /active answers 200 only here when the lease is held too), else 0.",
+    );
+    let _ = writeln!(out, "failoverd_duties_held {}", u8::from(holds));
+}
+
 /// Render everything `/metrics` shows, at `now` (unix ms).
 pub fn render(state: &AdminState, now: u64) -> String {
     let mut out = state
@@ -69,6 +93,7 @@ pub fn render(state: &AdminState, now: u64) -> String {
     let st = state.shared.snapshot();
     let mono = state.clock.mono();
     role(&mut out, st.role_at(mono).as_ref());
+    instance(&mut out, &st, state.shared.duty().holds(mono));
     state.shared.meter.render(&mut out);
     let regions: Vec<String> = match &state.ops {
         Some(ops) => ops
@@ -148,12 +173,10 @@ impl Round<'_> {
         self.st.record.as_ref()
     }
 
-    /// The votes of the configured observers, in the round's order.
+    /// The standing vote of each configured observer region (its
+    /// freshest daemon's: `quorum::per_region`), by region.
     fn votes(&self) -> impl Iterator<Item = &Vote> {
-        self.st
-            .votes
-            .iter()
-            .filter(|v| self.regions.contains(&v.observer))
+        crate::core::quorum::per_region(self.regions, &self.st.votes).into_iter()
     }
 }
 
@@ -342,6 +365,18 @@ const OBSERVERS: &[Family] = &[
         samples: Samples::Labelled(vote_age),
     },
     Family {
+        name: "failoverd_daemon_vote_age_seconds",
+        kind: "gauge",
+        help: "Age of each daemon's latest vote on this daemon's clock, per observer region and instance (a region may run several daemons; its freshest vote stands for it). Daemons silent for over a day are not shown.",
+        samples: Samples::Labelled(daemon_vote_age),
+    },
+    Family {
+        name: "failoverd_region_daemons",
+        kind: "gauge",
+        help: "Per observer region, its daemons' state by their votes (1 = current): up (every daemon fresh), degraded (some are), down (none is).",
+        samples: Samples::Labelled(region_daemons),
+    },
+    Family {
         name: "failoverd_vote_freshness_seconds",
         kind: "gauge",
         help: "timings.vote_freshness: older votes do not count.",
@@ -421,6 +456,37 @@ fn vote_age(out: &mut String, name: &str, r: &Round<'_>) {
             label(&v.observer),
             secs(r.now.saturating_sub(v.at))
         );
+    }
+}
+
+/// Per daemon of each observer region, its latest vote's age.
+fn daemon_vote_age(out: &mut String, name: &str, r: &Round<'_>) {
+    for region in r.regions {
+        let d = crate::core::quorum::daemons_of(region, &r.st.votes, r.now, r.st.vote_freshness_ms);
+        for x in d.daemons {
+            let _ = writeln!(
+                out,
+                "{name}{{observer=\"{}\",instance=\"{}\"}} {}",
+                label(region),
+                label(x.instance.as_deref().unwrap_or("")),
+                secs(x.age_ms)
+            );
+        }
+    }
+}
+
+/// Per observer region, one sample per daemons state.
+fn region_daemons(out: &mut String, name: &str, r: &Round<'_>) {
+    for region in r.regions {
+        let d = crate::core::quorum::daemons_of(region, &r.st.votes, r.now, r.st.vote_freshness_ms);
+        for state in ["up", "degraded", "down"] {
+            let _ = writeln!(
+                out,
+                "{name}{{observer=\"{}\",state=\"{state}\"}} {}",
+                label(region),
+                u8::from(d.state == state)
+            );
+        }
     }
 }
 

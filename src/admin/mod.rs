@@ -6,7 +6,9 @@
 //!   a quorum); 503 with every reason it is not, so an operator sees why at
 //!   a glance.
 //! - `/active`: 200 only while this daemon may act as the active region (it
-//!   holds a current lease; see docs/lease.md), 503 otherwise: a fence for
+//!   holds a current lease; see docs/lease.md) and, of its region's daemons,
+//!   holds the region's active duties (`core::duty`: one at a time), 503
+//!   otherwise: a fence for
 //!   active-only work outside the daemon, and a target for a Route 53 health
 //!   check behind DNS failover records.
 //! - `/status`: the last round as JSON.
@@ -119,21 +121,30 @@ pub async fn handle(state: AdminState, req: Request<Incoming>) -> HttpResponse {
             }
         }
         (&Method::GET | &Method::HEAD, "/active") => {
-            let (role, epoch) = state.shared.read(|st| {
+            let mono = state.clock.mono();
+            let (role, epoch, instance) = state.shared.read(|st| {
                 (
-                    st.role_at(state.clock.mono()),
+                    st.role_at(mono),
                     st.record.as_ref().map(|r| r.epoch),
+                    st.instance.clone(),
                 )
             });
-            let active = role.as_ref().is_some_and(|r| r.is_active());
+            let duty = state.shared.duty();
+            let holds = duty.holds(mono);
+            // One owner per region: the region is active by the record,
+            // and this daemon holds its duties among the region's daemons.
+            let active = role.as_ref().is_some_and(|r| r.is_active()) && holds;
             let body = serde_json::json!({
                 "active": active,
                 "region": state.region,
+                "instance": instance,
                 "epoch": epoch,
                 "role": role,
+                "duties": duty.holder,
                 "reason": match &role {
                     None => "no control record read yet",
-                    Some(Role::Active) => "named active, lease held",
+                    Some(Role::Active) if holds => "named active, lease held, this daemon holds the region's duties",
+                    Some(Role::Active) => "named active, lease held, but another of the region's daemons holds its duties (or none yet)",
                     Some(Role::Standby { .. }) => "another region is active",
                     Some(Role::StoodDown { .. }) => "named active, but the record could not be confirmed within the lease",
                     Some(Role::Waiting { .. }) => "named active, waiting out the old active's lease",

@@ -127,6 +127,8 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
 
     json!({
         "region": state.region,
+        "instance": st.instance,
+        "duties": duty_section(state, &st, mono),
         "version": env!("CARGO_PKG_VERSION"),
         "now": now,
         "round": {"n": st.round, "at": st.at, "took_ms": st.took_ms},
@@ -217,21 +219,43 @@ fn region_rows(
         .collect()
 }
 
-/// The health matrix: per observer, its vote's age (this daemon's clock) and view.
+/// The health matrix: per observer region, its standing vote's age (the
+/// freshest of its daemons', on this daemon's clock) and view, and its
+/// daemons (`quorum::daemons_of`: a region with one of two daemons silent
+/// is degraded, not down).
 fn health_matrix(st: &RoundStatus, config_regions: &[String], now: u64) -> Vec<Value> {
     config_regions
         .iter()
         .map(|obs| {
-            let vote = st.votes.iter().find(|v| &v.observer == obs);
+            let vote = st
+                .votes
+                .iter()
+                .filter(|v| &v.observer == obs)
+                .max_by_key(|v| v.at);
             let age = vote.map(|v| now.saturating_sub(v.at));
+            let daemons = quorum::daemons_of(obs, &st.votes, now, st.vote_freshness_ms);
             json!({
                 "observer": obs,
+                "instance": vote.and_then(|v| v.instance.clone()),
                 "age_ms": age,
                 "stale": age.is_none_or(|a| a > st.vote_freshness_ms),
                 "view": vote.map(|v| v.view.iter().map(|(r, x)| (r.clone(), verdict(*x))).collect::<BTreeMap<_, _>>()).unwrap_or_default(),
+                "daemons": daemons,
             })
         })
         .collect()
+}
+
+/// The region's active duties (`core::duty`): whether this daemon holds
+/// them, and which of the region's daemons did at the last read.
+fn duty_section(state: &AdminState, st: &RoundStatus, now: Mono) -> Value {
+    let d = state.shared.duty();
+    let named = st.record.as_ref().is_some_and(|r| r.active == st.region);
+    json!({
+        "named": named,
+        "held_here": d.holds(now),
+        "holder": d.holder,
+    })
 }
 
 /// The lease: its length, what is left here, the age of the last confirmed read.

@@ -58,6 +58,10 @@ pub struct StatusReport {
     /// Each standby region's latest readiness line (`control::standby`),
     /// from the journal's `readiness` entries, by region.
     pub readiness: Vec<Event>,
+    /// The active region's duty item (`core::duty`: which of its daemons
+    /// holds its active duties); `None` when there is none or it could
+    /// not be read.
+    pub duties: Option<crate::core::duty::DutyItem>,
     pub read_at: u64,
 }
 
@@ -230,6 +234,10 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
     }
     let tally = operator::tally(cfg, &votes, now, Seat::Operator);
     let cost = read_cost_status(cfg, ports, record.as_ref()).await;
+    let duties = match &record {
+        Some(r) => store.read_duty(&r.active).await.ok().flatten(),
+        None => None,
+    };
     StatusReport {
         replica_region: store.replica().to_string(),
         record,
@@ -245,6 +253,7 @@ pub async fn read_status(cfg: &Config, ports: &Ports, events: usize) -> StatusRe
         events_truncated,
         cost,
         readiness,
+        duties,
         read_at: now,
     }
 }
@@ -262,6 +271,14 @@ pub fn render_status(cfg: &Config, s: &StatusReport) -> String {
         rfc3339(s.read_at)
     );
     render_record(w, s);
+    if let (Some(r), Some(d)) = (&s.record, &s.duties) {
+        let holder = if d.holder.is_empty() {
+            "released (the next of its daemons to look takes them)".to_string()
+        } else {
+            format!("held by {}", d.instance)
+        };
+        let _ = writeln!(w, "{}'s active duties: {holder}", r.active);
+    }
     render_matrix(w, cfg, s);
     render_fleet(w, cfg, s);
     render_tokens(w, s);
@@ -358,8 +375,18 @@ fn render_matrix(w: &mut String, cfg: &Config, s: &StatusReport) {
     for r in &regions {
         let _ = write!(w, " {r:<11}");
     }
-    let _ = writeln!(w, " age");
-    let by_obs: BTreeMap<&str, &Vote> = s.votes.iter().map(|v| (v.observer.as_str(), v)).collect();
+    let _ = writeln!(w, " age     daemons");
+    // Each region's standing vote: its freshest daemon's.
+    let mut by_obs: BTreeMap<&str, &Vote> = BTreeMap::new();
+    for v in &s.votes {
+        if by_obs
+            .get(v.observer.as_str())
+            .is_none_or(|old| old.at < v.at)
+        {
+            by_obs.insert(&v.observer, v);
+        }
+    }
+    let freshness = cfg.timings.vote_freshness.as_millis() as u64;
     for obs in &regions {
         let _ = write!(w, "{obs:<12}");
         match by_obs.get(obs) {
@@ -373,12 +400,29 @@ fn render_matrix(w: &mut String, cfg: &Config, s: &StatusReport) {
                     let _ = write!(w, " {cell:<11}");
                 }
                 let age = s.read_at.saturating_sub(v.at);
-                let stale = age > cfg.timings.vote_freshness.as_millis() as u64;
+                let stale = age > freshness;
+                let d = crate::core::quorum::daemons_of(obs, &s.votes, s.read_at, freshness);
+                let names: Vec<String> = d
+                    .daemons
+                    .iter()
+                    .map(|x| {
+                        format!(
+                            "{}{}",
+                            x.instance.as_deref().unwrap_or("unnamed"),
+                            if x.fresh { "" } else { " STALE" }
+                        )
+                    })
+                    .collect();
                 let _ = writeln!(
                     w,
-                    " {:.1}s{}",
-                    age as f64 / 1000.0,
-                    if stale { " STALE" } else { "" }
+                    " {:<7} {} ({})",
+                    format!(
+                        "{:.1}s{}",
+                        age as f64 / 1000.0,
+                        if stale { " STALE" } else { "" }
+                    ),
+                    d.state,
+                    names.join(", ")
                 );
             }
             None => {

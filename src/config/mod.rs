@@ -65,6 +65,10 @@ pub type EnvSource = HashMap<String, String>;
 pub struct Config {
     /// The region this daemon runs in; must be one of `regions`.
     pub region: String,
+    /// This daemon's name among its region's daemons (`instance`): stable
+    /// across restarts when configured; `None`: one is generated at start
+    /// (`Config::instance_id`, docs/instances.md).
+    pub instance: Option<String>,
     /// Every serving region, in the order written.
     pub regions: Vec<RegionConfig>,
     /// DynamoDB tables.
@@ -315,6 +319,10 @@ impl Config {
         if self.tables != current.tables {
             pending.push("tables");
             self.tables = current.tables.clone();
+        }
+        if self.instance != current.instance {
+            pending.push("instance");
+            self.instance = current.instance.clone();
         }
         if self.endpoints != current.endpoints {
             pending.push("endpoints");

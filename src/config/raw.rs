@@ -9,6 +9,7 @@ use super::router::{RawModel, RawRouter};
 #[derive(Debug, Deserialize, Default)]
 pub(super) struct RawConfig {
     pub(super) region: Option<String>,
+    pub(super) instance: Option<String>,
     #[serde(default)]
     pub(super) regions: Vec<RawRegion>,
     #[serde(default)]

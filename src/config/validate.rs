@@ -87,6 +87,25 @@ impl Validator<'_> {
         self.warnings.push(p);
     }
 
+    /// `instance`: unset (one is generated at start), or 1 to 32 of
+    /// `A-Z a-z 0-9 . _ -` (it is part of the vote's key and the journal's
+    /// `who`, so no `#` or `/`).
+    fn instance(&mut self, raw: Option<String>) -> Option<String> {
+        let v = raw?;
+        let ok = !v.is_empty()
+            && v.len() <= 32
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            self.err(
+                "instance",
+                format!("{v:?}: 1 to 32 letters, digits, '.', '_' or '-'"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
     pub(super) fn required(&mut self, key: &str, v: Option<String>) -> Option<String> {
         match v {
             Some(s) if !s.trim().is_empty() => Some(s),
@@ -222,6 +241,7 @@ impl Validator<'_> {
     /// [`Config`] if there were none.
     pub(super) fn validate(&mut self, raw: RawConfig, files: &[PathBuf]) -> Option<Config> {
         let region = self.required("region", raw.region);
+        let instance = self.instance(raw.instance);
         let regions = self.regions(raw.regions, region.as_deref());
         // Tables (config/tables.rs).
         let tables = self.tables(raw.tables, &regions);
@@ -251,6 +271,7 @@ impl Validator<'_> {
         }
         let config = Config {
             region: region?,
+            instance,
             regions,
             tables: tables?,
             timings: timings.complete()?,

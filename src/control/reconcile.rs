@@ -33,13 +33,14 @@ use crate::config::fleet::Fingerprint;
 use crate::config::{Config, Consistency};
 use crate::core::control::{self, ControlRecord, LeaseClock, Role};
 use crate::core::drift;
+use crate::core::duty::{DutyStep, DutyWrite};
 use crate::core::health::Verdict;
 use crate::core::mono::Mono;
 use crate::core::plan::{self, Decision, ExecutionStatus, Inputs, Policy, RecordRead};
 use crate::core::quorum::{self, Receipts, Tally, Vote};
 use crate::core::tier;
 use crate::http::{ShutdownRx, shutdown_signalled};
-use crate::ports::store::ControlStore;
+use crate::ports::store::{ControlStore, Write};
 use crate::ports::workflows::execution_arn;
 use crate::ports::{Clock, Ports};
 use crate::state::{Readiness, RoundStatus, Shared};
@@ -48,6 +49,19 @@ use super::executor::{Executor, Outcome};
 use super::journal::journal;
 use super::signals::{self, Signals};
 use super::tokens::TokenDesk;
+
+/// This daemon's name among its region's daemons: `instance` when
+/// configured (stable across restarts: its vote item is overwritten, not
+/// left behind), else generated at start from `entropy` (`g` and 7 hex
+/// digits, 28 random bits): two unconfigured daemons of one region all but
+/// never share a name, which would make them overwrite each other's vote.
+pub fn instance_name(configured: Option<String>, entropy: u64) -> String {
+    configured.unwrap_or_else(|| format!("g{:07x}", entropy & 0x0fff_ffff))
+}
+
+fn region_names(cfg: &Config) -> Vec<String> {
+    cfg.regions.iter().map(|r| r.name.clone()).collect()
+}
 
 /// Build the planner's policy from configuration.
 pub fn policy(cfg: &Config) -> Policy {
@@ -332,6 +346,164 @@ impl Keeper {
     }
 }
 
+/// Keeps this daemon's part in its region's active duties (`core::duty`):
+/// while the record names the region active, it takes or renews the
+/// region's duty item; once not, it releases the item if it holds it. On a
+/// timer of its own beside the rounds (like the [`Keeper`]), so a slow
+/// round costs the duties no more than it costs the lease: a renewal every
+/// [`renew_after`], a fast interval while named but not holding.
+pub(crate) struct DutyKeeper {
+    config: watch::Receiver<Arc<Config>>,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn ControlStore>,
+    shared: Arc<Shared>,
+    /// The holder as written: this process (`TokenDesk`'s owner).
+    owner: String,
+    instance: String,
+}
+
+impl DutyKeeper {
+    async fn run(&self) {
+        loop {
+            let cfg = self.config.borrow().clone();
+            self.step(&cfg).await;
+            let holding = self.shared.holds_duties(self.clock.mono());
+            let named = self.named(&cfg);
+            let wait = match (named, holding) {
+                (true, false) => fast_interval(&cfg),
+                (true, true) => renew_after(&cfg).min(cfg.timings.poll_interval),
+                (false, _) => cfg.timings.poll_interval.min(renew_after(&cfg)),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn named(&self, cfg: &Config) -> bool {
+        self.shared
+            .read(|st| st.record.as_ref().is_some_and(|r| r.active == cfg.region))
+    }
+
+    /// One read of the item, and the write it calls for.
+    async fn step(&self, cfg: &Config) {
+        let named = self.named(cfg);
+        let lease_ms = cfg.timings.lease.as_millis() as u64;
+        let known_holder = self.shared.duty().version.is_some();
+        if !named && !known_holder {
+            // Neither named nor holding: nothing to read. (A standby region
+            // reads nothing: the duties cost the active region only.)
+            self.shared
+                .duty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .holder = None;
+            return;
+        }
+        let deadline = round_deadline(cfg);
+        let read = tokio::time::timeout(deadline, self.store.read_duty(&cfg.region)).await;
+        let received = self.clock.mono();
+        let item = match read {
+            Ok(Ok(item)) => item,
+            Ok(Err(e)) => {
+                debug!(error = %crate::error_chain(&e), "cannot read the region's duty item");
+                return;
+            }
+            Err(_) => {
+                debug!("the duty item's read missed its deadline");
+                return;
+            }
+        };
+        let step = {
+            let mut d = self.shared.duty.lock().unwrap_or_else(|p| p.into_inner());
+            d.lease_ms = lease_ms;
+            d.holder = item
+                .as_ref()
+                .filter(|i| !i.holder.is_empty())
+                .map(|i| i.instance.clone());
+            let was = d.clock.holds(received, lease_ms);
+            let step = d
+                .clock
+                .step(&self.owner, named, item.as_ref(), received, lease_ms);
+            if was && !d.clock.holds(received, lease_ms) {
+                info!(holder = ?d.holder, "no longer holds the region's active duties");
+            }
+            step
+        };
+        let (expected, holder) = match step {
+            DutyStep::Take { expected } => (expected, self.owner.clone()),
+            DutyStep::Release { expected } => (Some(expected), String::new()),
+            DutyStep::Wait { .. } | DutyStep::Nothing => {
+                if !named {
+                    self.shared
+                        .duty
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .version = None;
+                }
+                return;
+            }
+        };
+        let release = holder.is_empty();
+        let w = DutyWrite {
+            region: cfg.region.clone(),
+            expected,
+            instance: if release {
+                String::new()
+            } else {
+                self.instance.clone()
+            },
+            holder,
+        };
+        let sent = self.clock.mono();
+        let r = tokio::time::timeout(deadline, self.store.write_duty(&w)).await;
+        let mut d = self.shared.duty.lock().unwrap_or_else(|p| p.into_inner());
+        match r {
+            Ok(Ok(Write::Written)) if release => {
+                info!("released the region's active duties (the region is no longer active)");
+                d.version = None;
+                d.holder = None;
+            }
+            Ok(Ok(Write::Written)) => {
+                if !d.clock.holds(sent, lease_ms) {
+                    info!(instance = %self.instance, "holds the region's active duties");
+                }
+                d.clock.written(sent);
+                d.version = Some(expected.map_or(1, |v| v + 1));
+                d.holder = Some(self.instance.clone());
+            }
+            Ok(Ok(Write::Conflict)) => {
+                d.clock.lost();
+                d.version = None;
+            }
+            Ok(Err(e)) => {
+                debug!(error = %crate::error_chain(&e), "cannot write the region's duty item")
+            }
+            Err(_) => debug!("the duty item's write missed its deadline"),
+        }
+    }
+
+    /// On shutdown: stop holding, then release the item so a sibling takes
+    /// the duties at once instead of a lease later.
+    async fn release(&self) {
+        let version = {
+            let mut d = self.shared.duty.lock().unwrap_or_else(|p| p.into_inner());
+            d.clock.lost();
+            d.version.take()
+        };
+        let Some(v) = version else { return };
+        let cfg = self.config.borrow().clone();
+        let w = DutyWrite {
+            region: cfg.region.clone(),
+            expected: Some(v),
+            holder: String::new(),
+            instance: String::new(),
+        };
+        let r = tokio::time::timeout(round_deadline(&cfg), self.store.write_duty(&w)).await;
+        if let Ok(Ok(Write::Written)) = r {
+            info!("released the region's active duties on shutdown");
+        }
+    }
+}
+
 /// What the exchange step saw: the record, the votes and their tally.
 struct Seen {
     /// When the record's read came back (this daemon's wall clock)...
@@ -366,6 +538,8 @@ pub struct Reconciler {
     /// has stood still, on this daemon's clock.
     record_seen: Option<(u64, Mono)>,
     desk: TokenDesk,
+    /// This daemon's name among its region's daemons (`instance_name`).
+    instance: String,
     round: u64,
     pace: Pace,
     landmarks: Landmarks,
@@ -391,8 +565,17 @@ impl Reconciler {
         shared: Arc<Shared>,
         readiness: Arc<Readiness>,
     ) -> Self {
-        let region = config.borrow().region.clone();
-        let owner = format!("{region}/{:08x}", ports.entropy.next_u64() & 0xffff_ffff);
+        let (region, configured) = {
+            let cfg = config.borrow();
+            (cfg.region.clone(), cfg.instance.clone())
+        };
+        // One draw, as before instances (a seed of the simulation replays
+        // the same): the claimant's nonce, and the generated name from it.
+        let nonce = ports.entropy.next_u64() & 0xffff_ffff;
+        let instance = instance_name(configured, nonce);
+        // Claims are per process, not per name: a restarted daemon with a
+        // configured name waits out its predecessor's claims.
+        let owner = format!("{region}/{instance}.{nonce:08x}");
         Self {
             config,
             ports,
@@ -406,6 +589,7 @@ impl Reconciler {
             last_decision_text: None,
             record_seen: None,
             desk: TokenDesk::new(owner),
+            instance,
             round: 0,
             pace: Pace::default(),
             landmarks: Landmarks::default(),
@@ -433,15 +617,25 @@ impl Reconciler {
             replicas: Replicas::of(&self.ports),
             shared: self.shared.clone(),
         };
-        // The keeper runs beside the rounds in the same task (so a crash or
-        // a shutdown ends both, and a round's publish never races it).
+        let duty = DutyKeeper {
+            config: self.config.clone(),
+            clock: self.ports.clock.clone(),
+            store: self.ports.store.clone(),
+            shared: self.shared.clone(),
+            owner: self.desk.owner().to_string(),
+            instance: self.instance.clone(),
+        };
+        // The keepers run beside the rounds in the same task (so a crash or
+        // a shutdown ends them all, and a round's publish never races them).
         tokio::select! {
             biased;
             _ = shutdown_signalled(&mut shutdown) => {}
             _ = self.rounds() => {}
             _ = keeper.run() => {}
+            _ = duty.run() => {}
         }
         self.desk.abort_all();
+        duty.release().await;
     }
 
     /// Rounds, and between them this daemon's Route 53 turns, for ever.
@@ -482,8 +676,11 @@ impl Reconciler {
         }
     }
 
+    /// Journal as this daemon: `who` is the region (readers key on it),
+    /// the detail names the daemon among the region's.
     async fn journal(&self, cfg: &Config, kind: &str, epoch: Option<u64>, detail: String) {
         let at = self.ports.clock.now_ms();
+        let detail = format!("{detail} [daemon {}]", self.instance);
         journal(&*self.ports.store, at, &cfg.region, kind, epoch, detail).await;
     }
 
@@ -552,7 +749,7 @@ impl Reconciler {
                 .votes
                 .iter()
                 .filter(|v| seen.tally.fresh_observers.contains(&v.observer))
-                .map(|v| (v.observer.clone(), v.view.clone()))
+                .map(|v| (v.who(), v.view.clone()))
                 .collect(),
             record: match &seen.record {
                 RecordRead::Found(r) => Some((r.epoch, r.version)),
@@ -627,6 +824,7 @@ impl Reconciler {
         let seen_epoch = self.last_record.as_ref().map(|r| r.epoch).unwrap_or(0);
         let vote = Vote {
             observer: cfg.region.clone(),
+            instance: Some(self.instance.clone()),
             at: now,
             seen_epoch,
             view: sig.view.clone(),
@@ -706,7 +904,10 @@ impl Reconciler {
                 Vec::new()
             }
         };
-        // A vote we could not write must not count for us even if an old copy is fresh.
+        // A vote we could not write must not count for us even if an old
+        // copy is fresh; nor our region's other daemons' votes, for us: a
+        // daemon that cannot write its vote decides nothing (its sibling,
+        // which can, decides for the region).
         let votes: Vec<Vote> = if vote_error.is_some() {
             votes
                 .into_iter()
@@ -724,9 +925,15 @@ impl Reconciler {
             super::operator::Seat::Observer(&cfg.region),
         );
         self.mark_quorum(&tally, vote_error.as_deref(), &record);
+        // Drift among the votes that stand for their regions (a dead
+        // daemon's stale vote must not withhold failover).
+        let standing: Vec<Vote> = quorum::per_region(&region_names(cfg), &votes)
+            .into_iter()
+            .cloned()
+            .collect();
         let drift = drift::drift(
             vote.fleet.as_ref().unwrap_or(&BTreeMap::new()),
-            &votes,
+            &standing,
             &tally.fresh_observers,
         );
         Seen {
@@ -836,13 +1043,7 @@ impl Reconciler {
             policy: &policy,
             request: None,
             held: seen.held.as_ref(),
-            fleet_epoch: quorum::board_epoch(
-                &cfg.regions
-                    .iter()
-                    .map(|r| r.name.clone())
-                    .collect::<Vec<_>>(),
-                &seen.votes,
-            ),
+            fleet_epoch: quorum::board_epoch(&region_names(cfg), &seen.votes),
             readiness: &readiness,
         });
         // DR tiers: when every configured model is tier3, an automatic
@@ -911,6 +1112,7 @@ impl Reconciler {
             at: seen.now,
             round: self.round,
             region: cfg.region.clone(),
+            instance: Some(self.instance.clone()),
             role: None,
             record: self.last_record.clone(),
             lease: self.lease,
@@ -1012,6 +1214,15 @@ mod tests {
             unreachable!("the keeper only reads")
         }
         async fn put_vote(&self, _: &Vote) -> Result<(), PortError> {
+            unreachable!()
+        }
+        async fn read_duty(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::core::duty::DutyItem>, PortError> {
+            unreachable!()
+        }
+        async fn write_duty(&self, _: &crate::core::duty::DutyWrite) -> Result<Write, PortError> {
             unreachable!()
         }
         async fn read_votes(&self) -> Result<Vec<Vote>, PortError> {

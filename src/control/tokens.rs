@@ -54,8 +54,11 @@ pub fn claim_lease(cfg: &Config) -> u64 {
 
 /// The tokens this daemon works on.
 pub struct TokenDesk {
-    /// `<region>/<instance>`: distinct per process, so a restarted daemon
-    /// waits out its predecessor's claims instead of assuming them.
+    /// `<region>/<instance>.<nonce>`: distinct per process (even under a
+    /// configured instance name), so a restarted daemon waits out its
+    /// predecessor's claims instead of assuming them, and distinct between
+    /// a region's daemons, so only one of them wins a claim (the claim is a
+    /// conditional write on the token's status and claimant).
     owner: String,
     /// By token id. Ordered, so stopping them (shutdown) goes the same way
     /// every run: the simulation replays a seed exactly.
@@ -160,9 +163,11 @@ impl TokenDesk {
             .filter(|x| *x != cfg.region)
             .filter(|x| r.previous.as_deref() == Some(*x) || r.active == *x)
             .filter(|x| {
+                // Any of the region's daemons: its newest vote.
                 votes
                     .iter()
-                    .find(|v| v.observer == *x)
+                    .filter(|v| v.observer == *x)
+                    .max_by_key(|v| v.at)
                     .is_none_or(|v| round_now.saturating_sub(v.at) + since_round > silent_ms)
             })
             .collect();
@@ -197,7 +202,7 @@ impl TokenDesk {
                             &cfg.region,
                             "token_skipped",
                             Some(t.epoch),
-                            format!("{id}: {why}"),
+                            format!("{id}: {why} [by {}]", self.owner),
                         )
                         .await;
                         self.spawn_with(cfg, ports, shared, t, Some(why));
@@ -443,7 +448,7 @@ impl TokenWorker {
                         &self.cfg.region,
                         "token_done",
                         Some(t.epoch),
-                        format!("{id}: {note}"),
+                        format!("{id}: {note} [by {}]", self.owner),
                     )
                     .await;
                     info!(%note, "token done");
@@ -477,7 +482,7 @@ impl TokenWorker {
                         &self.cfg.region,
                         "token_expired",
                         Some(t.epoch),
-                        format!("{id}: callback failed until expiry"),
+                        format!("{id}: callback failed until expiry [by {}]", self.owner),
                     )
                     .await;
                     return;

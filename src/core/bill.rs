@@ -963,10 +963,12 @@ enum Cost {
 
 fn cost_of(service: &str, operation: &str) -> Option<Cost> {
     Some(match (service, operation) {
-        ("dynamodb", "read_record" | "read_votes" | "read_readings" | "tokens") => Cost::Read(1.0),
+        ("dynamodb", "read_record" | "read_duty" | "read_votes" | "read_readings" | "tokens") => {
+            Cost::Read(1.0)
+        }
         ("dynamodb", "pending_tokens") => Cost::Read(0.5),
         ("dynamodb", "events") => Cost::Read(EVENTS_READ_UNITS),
-        ("dynamodb", "write_record" | "put_vote" | "put_reading" | "journal") => {
+        ("dynamodb", "write_record" | "write_duty" | "put_vote" | "put_reading" | "journal") => {
             Cost::Write { index: false }
         }
         ("dynamodb", "claim_token" | "extend_claim" | "finish_token") => {

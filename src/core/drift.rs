@@ -118,6 +118,7 @@ mod tests {
     fn vote(observer: &str, fleet: Option<&[(&str, &str)]>) -> Vote {
         Vote {
             observer: observer.into(),
+            instance: None,
             at: 1,
             seen_epoch: 1,
             view: BTreeMap::new(),

@@ -8,6 +8,7 @@ pub mod backoff; // the one exponential backoff (jitter passed in)
 pub mod bill; // the control plane's own AWS bill: settings or measured calls -> itemised monthly cost
 pub mod control; // the control record, epochs, versions, modes, the lease
 pub mod drift; // the fleet's configurations compared through the votes; what a mismatch withholds
+pub mod duty; // which of the active region's daemons holds its active duties (a fenced lease item)
 pub mod health; // effective health of checks and probes; hysteresis
 pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
 pub mod mono; // one process's monotonic milliseconds: every local duration, a type of its own

@@ -1,4 +1,10 @@
-//! Votes from every region's daemon -> a verdict per region.
+//! Votes from every region's daemons -> a verdict per region.
+//!
+//! A region may run more than one daemon (instances, docs/instances.md):
+//! each publishes its own vote, and the region counts as *one* observer,
+//! its freshest vote standing for it ([`per_region`]). Adding a daemon to a
+//! region adds availability to its vote, never a vote: the majorities
+//! below are of regions.
 //!
 //! Rules (docs/design.md §5):
 //! - a vote counts only while fresh (`now - at <= freshness`);
@@ -31,6 +37,14 @@ use super::mono::Mono;
 pub struct Vote {
     /// The observer's region.
     pub observer: String,
+    /// Which of the region's daemons wrote it (`Config::instance`, or the
+    /// name generated at its start); `None`: a daemon older than instances
+    /// (its vote is keyed by the region alone). A region's daemons each
+    /// publish their own vote; the region counts once in a quorum
+    /// ([`tally`]: its freshest vote) and its routers' counts are summed
+    /// (`metrics::counts`).
+    #[serde(default)]
+    pub instance: Option<String>,
     /// Unix milliseconds when the observer wrote it.
     pub at: u64,
     /// The control-record epoch the observer had seen.
@@ -98,6 +112,100 @@ pub struct EndpointTraffic {
     pub peak_minute: Option<u64>,
 }
 
+impl Vote {
+    /// The writer: `region/instance`, or the region alone for a daemon
+    /// older than instances.
+    pub fn who(&self) -> String {
+        match &self.instance {
+            Some(i) => format!("{}/{i}", self.observer),
+            None => self.observer.clone(),
+        }
+    }
+
+    /// Is this the vote of `region`'s daemon `instance`?
+    pub fn is_from(&self, region: &str, instance: Option<&str>) -> bool {
+        self.observer == region && self.instance.as_deref() == instance
+    }
+}
+
+/// A vote whose `at` is this much older than the newest vote on the board
+/// (or than the reader's now) is a retired daemon's, an instance that was
+/// replaced or removed: it counts for nothing, not even its `seen_epoch`.
+/// Eight days: longer than any window its router's counts matter to (7
+/// days, `cost.idle.window`'s maximum).
+pub const RETIRED_MS: u64 = 8 * 86_400_000;
+
+/// Each configured region's freshest vote (the newest `at`): the one that
+/// stands for the region in a quorum, whichever of its daemons wrote it.
+pub fn per_region<'a>(regions: &[String], votes: &'a [Vote]) -> Vec<&'a Vote> {
+    let mut latest: BTreeMap<&str, &Vote> = BTreeMap::new();
+    for v in votes.iter().filter(|v| regions.contains(&v.observer)) {
+        if latest
+            .get(v.observer.as_str())
+            .is_none_or(|old| old.at < v.at)
+        {
+            latest.insert(&v.observer, v);
+        }
+    }
+    latest.into_values().collect()
+}
+
+/// How long a silent daemon is still shown as one of its region's (a
+/// region with one of its daemons silent is *degraded*): a day. Past that,
+/// a daemon whose vote stopped is taken for removed (or, under a generated
+/// name, restarted under another), and no longer shown.
+pub const SHOWN_MS: u64 = 86_400_000;
+
+/// One daemon of a region as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Daemon {
+    /// Its instance name (`None`: a daemon older than instances).
+    pub instance: Option<String>,
+    /// Its vote's age on the reader's clock.
+    pub age_ms: u64,
+    pub fresh: bool,
+}
+
+/// A region's daemons, by their votes: `up` when every daemon shown is
+/// fresh, `degraded` when some are and some are not, `down` when none is
+/// (or there is no vote).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Daemons {
+    pub state: &'static str,
+    pub daemons: Vec<Daemon>,
+}
+
+/// `region`'s daemons from `votes` (each `at` on the reader's clock): the
+/// newest vote of each, those silent for over [`SHOWN_MS`] left out.
+pub fn daemons_of(region: &str, votes: &[Vote], now: u64, freshness_ms: u64) -> Daemons {
+    let mut newest: BTreeMap<Option<&str>, &Vote> = BTreeMap::new();
+    for v in votes.iter().filter(|v| v.observer == region) {
+        let key = v.instance.as_deref();
+        if newest.get(&key).is_none_or(|old| old.at < v.at) {
+            newest.insert(key, v);
+        }
+    }
+    let daemons: Vec<Daemon> = newest
+        .values()
+        .map(|v| {
+            let age_ms = now.saturating_sub(v.at);
+            Daemon {
+                instance: v.instance.clone(),
+                age_ms,
+                fresh: age_ms <= freshness_ms,
+            }
+        })
+        .filter(|d| d.fresh || d.age_ms <= SHOWN_MS)
+        .collect();
+    let fresh = daemons.iter().filter(|d| d.fresh).count();
+    let state = match fresh {
+        0 => "down",
+        n if n == daemons.len() => "up",
+        _ => "degraded",
+    };
+    Daemons { state, daemons }
+}
+
 impl Traffic {
     /// The key of `endpoint` in `region` in [`Traffic::endpoints`].
     pub fn key(region: &str, endpoint: &str) -> String {
@@ -148,8 +256,8 @@ impl Tally {
 /// clock does not make a vote younger or older.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Receipts {
-    /// observer -> (the vote's `at`, when we first saw it)
-    seen: BTreeMap<String, (u64, Mono)>,
+    /// (observer, instance) -> (the vote's `at`, when we first saw it)
+    seen: BTreeMap<(String, Option<String>), (u64, Mono)>,
     /// Set after the first read.
     started: bool,
 }
@@ -175,7 +283,8 @@ impl Receipts {
         votes
             .iter()
             .map(|v| {
-                let received = match self.seen.get(&v.observer) {
+                let key = (v.observer.clone(), v.instance.clone());
+                let received = match self.seen.get(&key) {
                     Some((seen_at, received)) if *seen_at == v.at => *received,
                     _ => {
                         let age = if first_read {
@@ -184,7 +293,7 @@ impl Receipts {
                             0
                         };
                         let received = Mono(mono.0.saturating_sub(age));
-                        self.seen.insert(v.observer.clone(), (v.at, received));
+                        self.seen.insert(key, (v.at, received));
                         received
                     }
                 };
@@ -208,13 +317,24 @@ impl Receipts {
 /// daemon's first round overwrites its own vote, so after every daemon has
 /// restarted the board says 0 again (the runbook's way to start afresh).
 pub fn board_epoch(regions: &[String], votes: &[Vote]) -> u64 {
-    let mut latest: BTreeMap<&str, &Vote> = BTreeMap::new();
-    for v in votes.iter().filter(|v| regions.contains(&v.observer)) {
-        if latest
-            .get(v.observer.as_str())
-            .is_none_or(|old| old.at < v.at)
-        {
-            latest.insert(&v.observer, v);
+    // Per daemon (region and instance), not per region: a region's other
+    // daemon restarted with no copy must not hide the epoch one still
+    // running with a copy has seen (seed 1683, within one region). A
+    // retired daemon's vote (`RETIRED_MS` older than the board's newest)
+    // no longer counts.
+    let votes: Vec<&Vote> = votes
+        .iter()
+        .filter(|v| regions.contains(&v.observer))
+        .collect();
+    let newest = votes.iter().map(|v| v.at).max().unwrap_or(0);
+    let mut latest: BTreeMap<(&str, Option<&str>), &Vote> = BTreeMap::new();
+    for v in votes {
+        if v.at.saturating_add(RETIRED_MS) < newest {
+            continue;
+        }
+        let key = (v.observer.as_str(), v.instance.as_deref());
+        if latest.get(&key).is_none_or(|old| old.at < v.at) {
+            latest.insert(key, v);
         }
     }
     latest.values().map(|v| v.seen_epoch).max().unwrap_or(0)
@@ -243,22 +363,11 @@ fn tally_inner(
     now: u64,
     freshness_ms: u64,
 ) -> Tally {
-    // Only configured observers count, one vote each (the newest).
-    let mut latest: BTreeMap<&str, &Vote> = BTreeMap::new();
-    for v in votes {
-        if !regions.contains(&v.observer) {
-            continue;
-        }
-        let keep = latest
-            .get(v.observer.as_str())
-            .is_none_or(|old| old.at < v.at);
-        if keep {
-            latest.insert(&v.observer, v);
-        }
-    }
-    let fresh: Vec<&Vote> = latest
-        .values()
-        .copied()
+    // Only configured observers count, one vote each: the region's
+    // freshest, whichever of its daemons wrote it. A region is one vote
+    // however many daemons it runs, so adding one changes no majority.
+    let fresh: Vec<&Vote> = per_region(regions, votes)
+        .into_iter()
         .filter(|v| now.saturating_sub(v.at) <= freshness_ms)
         .collect();
     let fresh_observers: Vec<String> = fresh.iter().map(|v| v.observer.clone()).collect();
@@ -314,6 +423,7 @@ mod tests {
     fn vote(observer: &str, at: u64, down: &[&str]) -> Vote {
         Vote {
             observer: observer.into(),
+            instance: None,
             at,
             seen_epoch: 1,
             view: regions()
@@ -523,6 +633,105 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn of(instance: &str, mut v: Vote) -> Vote {
+        v.instance = Some(instance.into());
+        v
+    }
+
+    /// Two daemons in us-west-2 (one of them dead) and an older daemon's
+    /// vote keyed by the region alone: the region is one vote, its
+    /// freshest; the quorum's arithmetic is the same as with one daemon.
+    #[test]
+    fn a_region_with_two_daemons_is_one_vote_its_freshest() {
+        let votes = [
+            vote("us-east-1", 9000, &[]),
+            of("a", vote("us-west-2", 1000, &["eu-west-1"])), // dead
+            of("b", vote("us-west-2", 9000, &[])),
+            vote("us-west-2", 500, &["us-east-1"]), // an older daemon's, long gone
+            vote("eu-west-1", 0, &[]),
+        ];
+        let t = tally("us-west-2", &regions(), &votes, 9500, 5000);
+        assert_eq!(
+            t.fresh_observers,
+            vec!["us-east-1".to_string(), "us-west-2".to_string()]
+        );
+        assert_eq!(t.no_quorum, None);
+        assert!(t.is("eu-west-1", Consensus::Up), "b's view, not a's");
+        // Two fresh daemons that disagree do not make two votes: the
+        // freshest speaks for the region, and 1 of 2 is no majority.
+        let votes = [
+            of("a", vote("us-west-2", 9000, &["eu-west-1"])),
+            of("b", vote("us-west-2", 8999, &["eu-west-1"])),
+            vote("us-east-1", 9000, &[]),
+        ];
+        let t = tally("us-east-1", &regions(), &votes, 9500, 5000);
+        assert_eq!(t.fresh_observers.len(), 2);
+        assert!(t.is("eu-west-1", Consensus::Split));
+        // A region whose only fresh daemon is the one we cannot hear is
+        // still one fresh observer: our own region counts when either of
+        // its daemons' votes is fresh.
+        let votes = [
+            of("a", vote("us-west-2", 0, &[])),
+            of("b", vote("us-west-2", 9000, &[])),
+            vote("eu-west-1", 9000, &[]),
+        ];
+        assert_eq!(
+            tally("us-west-2", &regions(), &votes, 9500, 5000).no_quorum,
+            None
+        );
+    }
+
+    #[test]
+    fn a_region_with_one_of_two_daemons_silent_is_degraded_not_down() {
+        let votes = [
+            of("a", vote("us-west-2", 9000, &[])),
+            of("b", vote("us-west-2", 1000, &[])),
+            of("c", vote("us-west-2", 0, &[])),
+            vote("eu-west-1", 1000, &[]),
+        ];
+        let d = daemons_of("us-west-2", &votes, SHOWN_MS + 500, 5000);
+        assert_eq!(d.state, "down", "all silent; c gone for over a day");
+        assert_eq!(d.daemons.len(), 2);
+        let d = daemons_of("us-west-2", &votes, 9500, 5000);
+        assert_eq!(d.state, "degraded");
+        assert_eq!(d.daemons.len(), 3);
+        assert_eq!(daemons_of("eu-west-1", &votes, 1500, 5000).state, "up");
+        assert_eq!(daemons_of("us-east-1", &votes, 1500, 5000).state, "down");
+    }
+
+    /// Receipts are per daemon: two daemons of a region writing in turn
+    /// do not reset each other's receipt.
+    #[test]
+    fn receipts_are_per_daemon() {
+        let mut r = Receipts::default();
+        let a = of("a", vote("us-west-2", 1000, &[]));
+        let b = of("b", vote("us-west-2", 2000, &[]));
+        r.effective_at(&[a.clone(), b.clone()], 2000, Mono(2000));
+        let b2 = of("b", vote("us-west-2", 8000, &[]));
+        let eff = r.effective_at(&[a, b2], 8000, Mono(8000));
+        assert_eq!(eff[0].at, 1000, "a's vote did not change: still 7 s old");
+        assert_eq!(eff[1].at, 8000);
+    }
+
+    /// The board's epoch is per daemon: a region's restarted daemon (no
+    /// copy) does not hide the epoch its sibling, running with a copy, has
+    /// seen; a retired daemon's vote (over 8 days older) no longer counts.
+    #[test]
+    fn the_board_epoch_is_per_daemon() {
+        let mut holder = of("a", vote("us-west-2", 1_000, &[]));
+        holder.seen_epoch = 4;
+        let mut restarted = of("b", vote("us-west-2", 60_000, &[]));
+        restarted.seen_epoch = 0;
+        let mut other = vote("us-east-1", 60_000, &[]);
+        other.seen_epoch = 0;
+        let votes = vec![holder.clone(), restarted.clone(), other.clone()];
+        assert_eq!(board_epoch(&regions(), &votes), 4);
+        let later = 1_000 + RETIRED_MS + 1;
+        restarted.at = later;
+        other.at = later;
+        assert_eq!(board_epoch(&regions(), &[holder, restarted, other]), 0);
     }
 
     #[test]

@@ -75,6 +75,17 @@
 //! for dead). Idle detection also reads CloudWatch `Invocations` where it
 //! can (`core::idle` rule 7), which sees both.
 //!
+//! # Several daemons in a region
+//!
+//! A region may run several daemons (docs/instances.md), their routers
+//! behind one load balancer: each publishes its own vote, and the fleet's
+//! answer sums every daemon's router (the newest vote of each, a dead
+//! one's as rule 3 says), so traffic that went through any one of them is
+//! counted in full. Rule 1 is per daemon: a daemon's vote without counts
+//! makes the answer `None`. A retired daemon's vote (`quorum::RETIRED_MS`,
+//! 8 days, old: an instance replaced under a generated name) counts for
+//! nothing, or its last vote would hold idle detection off for ever.
+//!
 //! # The active region's need
 //!
 //! [`need_from`]: the fleet's *busiest minute* of the active region's
@@ -91,7 +102,7 @@
 //! has not published a peak (an older daemon), or the fleet has not counted
 //! a whole hour (a router that restarted knows its peak since then only).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -430,7 +441,7 @@ fn published_in_window(t: &Traffic, key: &str, at: u64, window_ms: u64, now_ms: 
 /// reader's clock: `quorum::Receipts::effective`).
 pub fn fleet_counted(
     regions: &[String],
-    local: Option<(&str, &Counter, Mono)>,
+    local: Option<Local<'_>>,
     votes: &[Vote],
     region: &str,
     endpoint: &str,
@@ -451,15 +462,44 @@ pub fn fleet_counted(
     )
 }
 
-/// The sum over every configured region's router of what `own` reads from
-/// this daemon's live counter (`local`) and `published` from each peer's
-/// newest vote (its traffic, and the vote's `at` on the reader's clock,
-/// clamped to `now_ms`); `since_ms` is the latest gap-free start. `None`
-/// when a region has no vote, a vote has no counts, or either reader says
-/// `None`.
+/// This daemon's own router, for the fleet's sums: its live counter stands
+/// for its own vote (which lags a round). `instance: None` (a daemon that
+/// knows of no other in its region, and tests) stands for every vote of
+/// `region`; with an instance, only for that daemon's, and the region's
+/// other daemons' votes are added to it.
+#[derive(Clone, Copy)]
+pub struct Local<'a> {
+    pub region: &'a str,
+    pub instance: Option<&'a str>,
+    pub counter: &'a Counter,
+    /// The monotonic clock at the read (the counter counts on it).
+    pub mono: Mono,
+}
+
+impl<'a> From<(&'a str, &'a Counter, Mono)> for Local<'a> {
+    fn from((region, counter, mono): (&'a str, &'a Counter, Mono)) -> Self {
+        Self {
+            region,
+            instance: None,
+            counter,
+            mono,
+        }
+    }
+}
+
+/// The sum over every configured region's routers of what `own` reads from
+/// this daemon's live counter (`local`) and `published` from each other
+/// daemon's newest vote (its traffic, and the vote's `at` on the reader's
+/// clock, clamped to `now_ms`); `since_ms` is the latest gap-free start.
+/// A region may run several daemons, each with its router behind the same
+/// load balancer: their counts are *summed*, one newest vote per daemon
+/// (a dead daemon's stays in, as a dead router's does: rule 3), and a
+/// retired daemon's vote (`quorum::RETIRED_MS` old) counts for nothing.
+/// `None` when a region has no vote, a counted vote has no counts, or
+/// either reader says `None`.
 fn fleet_sum(
     regions: &[String],
-    local: Option<(&str, &Counter, Mono)>,
+    local: Option<Local<'_>>,
     votes: &[Vote],
     now_ms: u64,
     own: impl Fn(&Counter, Now) -> Option<Counted>,
@@ -468,26 +508,43 @@ fn fleet_sum(
     let mut since_ms = 0u64;
     let mut invocations = 0u64;
     for r in regions {
-        if let Some((_, counter, mono)) = local.filter(|(me, _, _)| me == r) {
+        let here = local.filter(|l| l.region == r);
+        let mut heard = false;
+        if let Some(l) = here {
             let c = own(
-                counter,
+                l.counter,
                 Now {
                     wall_ms: now_ms,
-                    mono,
+                    mono: l.mono,
                 },
             )?;
             since_ms = since_ms.max(c.since_ms);
             invocations += c.invocations;
-            continue;
+            heard = true;
         }
-        let vote = votes
-            .iter()
-            .filter(|v| &v.observer == r)
-            .max_by_key(|v| v.at)?;
-        let t = vote.traffic.as_ref()?;
-        let at = vote.at.min(now_ms);
-        since_ms = since_ms.max(at.saturating_sub(t.counted_ms));
-        invocations += published(t, at)?;
+        // The newest vote of each of the region's other daemons.
+        let mut newest: BTreeMap<Option<&str>, &Vote> = BTreeMap::new();
+        for v in votes.iter().filter(|v| &v.observer == r) {
+            if here.is_some_and(|l| l.instance.is_none() || l.instance == v.instance.as_deref()) {
+                continue;
+            }
+            if now_ms.saturating_sub(v.at) > crate::core::quorum::RETIRED_MS {
+                continue;
+            }
+            let key = v.instance.as_deref();
+            if newest.get(&key).is_none_or(|old| old.at < v.at) {
+                newest.insert(key, v);
+            }
+        }
+        if !heard && newest.is_empty() {
+            return None;
+        }
+        for vote in newest.values() {
+            let t = vote.traffic.as_ref()?;
+            let at = vote.at.min(now_ms);
+            since_ms = since_ms.max(at.saturating_sub(t.counted_ms));
+            invocations += published(t, at)?;
+        }
     }
     Some(Counted {
         since_ms,
@@ -503,7 +560,7 @@ fn fleet_sum(
 /// peak.
 pub fn fleet_peak(
     regions: &[String],
-    local: Option<(&str, &Counter, Mono)>,
+    local: Option<Local<'_>>,
     votes: &[Vote],
     region: &str,
     endpoint: &str,
@@ -532,7 +589,7 @@ pub fn fleet_peak(
 /// their gap-free starts. `None` when any is unknown.
 pub fn fleet_peak_over(
     regions: &[String],
-    local: Option<(&str, &Counter, Mono)>,
+    local: Option<Local<'_>>,
     votes: &[Vote],
     endpoints: &[(&str, &str)],
     now_ms: u64,
@@ -646,6 +703,7 @@ mod tests {
     fn vote(observer: &str, at: u64, traffic: Option<Traffic>) -> Vote {
         Vote {
             observer: observer.into(),
+            instance: None,
             at,
             seen_epoch: 1,
             view: Default::default(),
@@ -805,13 +863,92 @@ mod tests {
     fn count(local: &Counter, votes: &[Vote], window: u64, now: u64) -> Option<Counted> {
         fleet_counted(
             &regions(),
-            Some(("us-east-1", local, Mono(now))),
+            Some(("us-east-1", local, Mono(now)).into()),
             votes,
             "us-west-2",
             "prov",
             window,
             now,
         )
+    }
+
+    fn of(instance: &str, mut v: Vote) -> Vote {
+        v.instance = Some(instance.into());
+        v
+    }
+
+    /// us-west-2 runs two daemons behind one load balancer, and all of
+    /// its traffic went through the one whose vote is not the region's
+    /// freshest: the fleet still counts it, in full (before instances the
+    /// region's newest vote alone was read, and the endpoint looked idle).
+    /// Our own region's sibling is added to our live counter; a retired
+    /// daemon's vote without counts does not make the fleet uncounted.
+    #[test]
+    fn a_regions_daemons_are_summed() {
+        let (a, b1, c) = fleet();
+        let b2 = Counter::default();
+        b2.start(mo(T0));
+        let now = T0 + 3 * HOUR_MS;
+        for _ in 0..5 {
+            b1.record("us-west-2", "prov", mo(now - 20 * MINUTE_MS));
+        }
+        let votes = [
+            of(
+                "b1",
+                vote("us-west-2", now - 9_000, b1.traffic(mo(now - 9_000))),
+            ),
+            of(
+                "b2",
+                vote("us-west-2", now - 1_000, b2.traffic(mo(now - 1_000))),
+            ),
+            vote("eu-west-1", now - 1_000, c.traffic(mo(now - 1_000))),
+            // An older daemon's item in us-west-2, retired long ago.
+            vote("us-west-2", now - 9 * 86_400_000, None),
+        ];
+        assert_eq!(count(&a, &votes, HOUR_MS, now).unwrap().invocations, 5);
+        let peak = fleet_peak(
+            &regions(),
+            Some(("us-east-1", &a, Mono(now)).into()),
+            &votes,
+            "us-west-2",
+            "prov",
+            now,
+        )
+        .unwrap();
+        assert_eq!(peak.invocations, 5);
+        // We are us-east-1's daemon "a1"; our sibling "a2" served 2.
+        let a2 = Counter::default();
+        a2.start(mo(T0));
+        a2.record("us-west-2", "prov", mo(now - MINUTE_MS));
+        a2.record("us-west-2", "prov", mo(now - MINUTE_MS));
+        let mut with_sibling = votes.to_vec();
+        with_sibling.push(of(
+            "a2",
+            vote("us-east-1", now - 2_000, a2.traffic(mo(now - 2_000))),
+        ));
+        // Our own vote (stale copy of our counter) is replaced by the live one.
+        with_sibling.push(of("a1", vote("us-east-1", now - 2_000, None)));
+        let me = Local {
+            region: "us-east-1",
+            instance: Some("a1"),
+            counter: &a,
+            mono: Mono(now),
+        };
+        a.record("us-west-2", "prov", mo(now - MINUTE_MS));
+        let got = fleet_counted(
+            &regions(),
+            Some(me),
+            &with_sibling,
+            "us-west-2",
+            "prov",
+            HOUR_MS,
+            now,
+        );
+        assert_eq!(got.map(|c| c.invocations), Some(5 + 2 + 1));
+        // A region's daemon whose vote has no counts (yet) makes the answer
+        // unknown, as a region's did.
+        with_sibling.push(of("b3", vote("us-west-2", now - 1_000, None)));
+        assert_eq!(count(&a, &with_sibling, HOUR_MS, now), None);
     }
 
     #[test]
@@ -975,7 +1112,7 @@ mod tests {
         let peak = |a: &Counter, votes: &[Vote], now| {
             fleet_peak(
                 &regions(),
-                Some(("us-east-1", a, Mono(now))),
+                Some(("us-east-1", a, Mono(now)).into()),
                 votes,
                 "us-west-2",
                 "prov",
@@ -1052,7 +1189,7 @@ mod tests {
             vote("us-west-2", now, b.traffic(mo(now))),
             vote("eu-west-1", now, c.traffic(mo(now))),
         ];
-        let local = Some(("us-east-1", &a, Mono(now)));
+        let local = Some(("us-east-1", &a, Mono(now)).into());
         let own = fleet_peak(&regions(), local, &votes, "us-west-2", "prov-west", now).unwrap();
         assert_eq!(own.invocations, 40, "the new active's own partial minute");
         let fleet = fleet_peak_over(

@@ -75,6 +75,9 @@ impl Service {
 pub enum Op {
     ReadRecord,
     WriteRecord,
+    /// The region's duty item (`core::duty`): read and conditional write.
+    ReadDuty,
+    WriteDuty,
     PutVote,
     ReadVotes,
     PutReading,
@@ -109,9 +112,11 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 29] = [
+    pub const ALL: [Op; 31] = [
         Op::ReadRecord,
         Op::WriteRecord,
+        Op::ReadDuty,
+        Op::WriteDuty,
         Op::PutVote,
         Op::ReadVotes,
         Op::PutReading,
@@ -145,6 +150,8 @@ impl Op {
         match self {
             Op::ReadRecord => "read_record",
             Op::WriteRecord => "write_record",
+            Op::ReadDuty => "read_duty",
+            Op::WriteDuty => "write_duty",
             Op::PutVote => "put_vote",
             Op::ReadVotes => "read_votes",
             Op::PutReading => "put_reading",
@@ -180,6 +187,8 @@ impl Op {
         match self {
             Op::ReadRecord
             | Op::WriteRecord
+            | Op::ReadDuty
+            | Op::WriteDuty
             | Op::PutVote
             | Op::ReadVotes
             | Op::PutReading

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::meter::{Meter, Op, Reading, TokenEvent};
 use crate::core::control::ControlRecord;
+use crate::core::duty::{DutyItem, DutyWrite};
 use crate::core::quorum::Vote;
 use crate::core::record::RecordWrite;
 use crate::core::tokens::TokenStatus;
@@ -122,6 +123,20 @@ impl ControlStore for Metered<dyn ControlStore> {
         let t0 = self.clock.monotonic();
         let r = self.inner.write_record(w).await;
         self.done(Op::WriteRecord, self.replica(), t0, &r);
+        r
+    }
+
+    async fn read_duty(&self, region: &str) -> Result<Option<DutyItem>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.read_duty(region).await;
+        self.done(Op::ReadDuty, self.replica(), t0, &r);
+        r
+    }
+
+    async fn write_duty(&self, w: &DutyWrite) -> Result<Write, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.write_duty(w).await;
+        self.done(Op::WriteDuty, self.replica(), t0, &r);
         r
     }
 

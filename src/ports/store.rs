@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::PortError;
 use super::health_checks::CheckReading;
 use crate::core::control::ControlRecord;
+use crate::core::duty::{DutyItem, DutyWrite};
 use crate::core::quorum::Vote;
 use crate::core::record::RecordWrite;
 use crate::core::tokens::{TokenStatus, TokenView};
@@ -146,6 +147,11 @@ pub trait ControlStore: Send + Sync {
         note: &str,
         now: u64,
     ) -> Result<Write, PortError>;
+
+    /// Read `region`'s duty item (`core::duty`; strongly consistent).
+    async fn read_duty(&self, region: &str) -> Result<Option<DutyItem>, PortError>;
+    /// One conditional write of a duty item (`core::duty::DutyWrite`).
+    async fn write_duty(&self, w: &DutyWrite) -> Result<Write, PortError>;
 
     /// Append a journal entry (kept for [`crate::core::plan::ITEM_RETENTION_SECS`]).
     async fn journal(&self, e: &Event) -> Result<(), PortError>;

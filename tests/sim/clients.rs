@@ -591,11 +591,16 @@ impl Routers {
         );
     }
 
-    /// The process died: every request it held dies with it.
-    pub fn down(&self, region: &str) {
-        if let Some(p) = self.lock().remove(region) {
-            for t in p.tasks {
-                t.abort();
+    /// Process `pid` died: its requests die with it, if it is the process
+    /// the region's clients reach (a region with two daemons routes
+    /// through one of them at a time: `fleet.rs`).
+    pub fn down_pid(&self, region: &str, pid: u64) {
+        let mut g = self.lock();
+        if g.get(region).is_some_and(|p| p.pid == pid) {
+            if let Some(p) = g.remove(region) {
+                for t in p.tasks {
+                    t.abort();
+                }
             }
         }
     }

@@ -13,6 +13,16 @@
 //! task is aborted and the world stops answering its pid, so the token
 //! workers it spawned can do nothing more either.
 //!
+//! A region runs one or two daemons (instances `a` and `b`; a seed draws
+//! which regions have two, and when a second one crashes and restarts, from
+//! a stream of its own so the seed's other draws are unchanged). The
+//! second daemon is the real `Reconciler` too, with its own router, which
+//! carries all of its region's client traffic while it runs (the first's
+//! takes over when it is down, as behind a load balancer). Checked beside
+//! `invariants.rs`: at most one daemon of a region holds the region's
+//! active duties at any step; and, once settled, every daemon's cost task
+//! counts the traffic of a two-daemon region in full.
+//!
 //! Each daemon process also runs its region's router (`clients.rs`): the
 //! real `Router` over the SageMaker runtime fake and the fakes of
 //! `objects.rs`, sharing the daemon's `Shared`, with its routing-table
@@ -80,7 +90,46 @@ pub struct Daemon {
     refresh: JoinHandle<()>,
     /// The configuration in force, as SIGHUP replaces it.
     pub config: watch::Sender<Arc<Config>>,
+    /// Its router (the clients reach one router per region).
+    router: Arc<Router>,
     _shutdown: watch::Sender<bool>,
+}
+
+/// The second daemons: which regions have one (drawn per seed), their
+/// crashes and restarts, and the running ones.
+#[derive(Default)]
+pub struct Twins {
+    pub regions: BTreeSet<String>,
+    /// (at ms, region, up): a second daemon's crash (`false`) or restart.
+    events: Vec<(u64, String, bool)>,
+    next: usize,
+    pub running: BTreeMap<String, Daemon>,
+}
+
+impl Twins {
+    /// Draw from `seed` (a stream of its own): each region has a second
+    /// daemon with probability 1/2; each second daemon crashes with
+    /// probability 1/2 before the faults end, and then restarts with
+    /// probability 2/3.
+    fn draw(seed: u64, fault_end_ms: u64) -> Self {
+        let mut rng = Rng::new(seed).fork(0x1257_A4CE);
+        let mut t = Twins::default();
+        for r in REGIONS {
+            if rng.below(2) == 1 {
+                t.regions.insert(r.to_string());
+                if rng.below(2) == 1 {
+                    let down = rng.below(fault_end_ms.max(1));
+                    t.events.push((down, r.to_string(), false));
+                    if rng.below(3) > 0 {
+                        let up = down + rng.range(1_000, 60_000);
+                        t.events.push((up, r.to_string(), true));
+                    }
+                }
+            }
+        }
+        t.events.sort();
+        t
+    }
 }
 
 /// The simulator's state.
@@ -118,6 +167,8 @@ pub struct Sim {
     /// When the record was last deleted or restored over (simulated ms):
     /// nothing confirms an active's lease until it is back.
     pub lost_at_ms: Option<u64>,
+    /// The second daemons of the regions that have one.
+    pub twins: Twins,
     blobs: Arc<FakeBlobs>,
     jobs: Arc<FakeJobs>,
     rng: Rng,
@@ -169,6 +220,9 @@ fn load(consistency: Consistency, profile: Profile) -> BTreeMap<String, Config> 
                 panic!("the shipped configuration of {r} loads: {}", e.report())
             });
             with_cost(&mut cfg);
+            // Named instances, as docs/instances.md advises for a region
+            // with more than one daemon: the first daemon is `a`.
+            cfg.instance = Some("a".into());
             (r.to_string(), cfg)
         })
         .collect();
@@ -396,6 +450,7 @@ impl Sim {
                 .collect(),
         });
         let budget = Budget::new(&any);
+        let twins = Twins::draw(scenario.seed, scenario.fault_end_ms);
         Self {
             world,
             scenario,
@@ -416,6 +471,7 @@ impl Sim {
             budget,
             lost: None,
             lost_at_ms: None,
+            twins,
             blobs: Arc::new(FakeBlobs::default()),
             jobs: Arc::new(FakeJobs::default()),
             rng,
@@ -486,16 +542,70 @@ impl Sim {
         if self.daemons.contains_key(region) {
             return;
         }
+        let d = self.spawn(region, false);
+        // The clients reach the second daemon's router while it runs.
+        if !self.twins.running.contains_key(region) {
+            self.clients.routers.up(region, d.pid, d.router.clone());
+        }
+        self.daemons.insert(region.to_string(), d);
+    }
+
+    /// Start `region`'s second daemon (instance `b`), if it has one.
+    fn start_twin(&mut self, region: &str) {
+        if !self.twins.regions.contains(region) || self.twins.running.contains_key(region) {
+            return;
+        }
+        let d = self.spawn(region, true);
+        self.clients.routers.up(region, d.pid, d.router.clone());
+        self.twins.running.insert(region.to_string(), d);
+    }
+
+    fn crash_twin(&mut self, region: &str) {
+        if let Some((_, holders)) = &mut self.lost {
+            holders.remove(&format!("{region}/b"));
+        }
+        if let Some(d) = self.twins.running.remove(region) {
+            self.world.kill(d.pid);
+            self.clients.routers.down_pid(region, d.pid);
+            if let Some(first) = self.daemons.get(region) {
+                self.clients
+                    .routers
+                    .up(region, first.pid, first.router.clone());
+            }
+            d.refresh.abort();
+            d.task.abort();
+            d.cost.abort();
+            self.world.trace(format!(
+                "{region}: second daemon (b) killed (pid {})",
+                d.pid
+            ));
+        }
+    }
+
+    /// A daemon process of `region`: its first (`a`) or second (`b`).
+    fn spawn(&mut self, region: &str, second: bool) -> Daemon {
         let pid = self.world.spawn_pid();
-        let n = self.incarnations.entry(region.to_string()).or_insert(0);
+        let key = if second {
+            format!("{region}/b")
+        } else {
+            region.to_string()
+        };
+        let n = self.incarnations.entry(key).or_insert(0);
         *n += 1;
-        let incarnation = *n * 16 + REGIONS.iter().position(|r| *r == region).unwrap_or(0) as u64;
+        let incarnation = *n * 16
+            + REGIONS.iter().position(|r| *r == region).unwrap_or(0) as u64
+            + if second { 8 } else { 0 };
         let caller = Caller::Daemon {
             region: region.to_string(),
             pid,
         };
         let ports = self.ports(region, caller.clone(), incarnation);
-        let cfg = self.configs[region].clone();
+        let mut cfg = self.configs[region].clone();
+        if second {
+            let mut b = (*cfg).clone();
+            b.instance = Some("b".into());
+            cfg = Arc::new(b);
+        }
         let (config_tx, config_rx) = watch::channel(cfg);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
@@ -536,23 +646,25 @@ impl Sim {
                 .refresh_routing_table(shutdown_tx.subscribe())
                 .instrument(span.clone()),
         );
-        self.clients.routers.up(region, pid, router);
         let task = tokio::spawn(reconciler.run(shutdown_rx).instrument(span));
-        self.world
-            .trace(format!("{region}: daemon started (pid {pid})"));
-        self.daemons.insert(
-            region.to_string(),
-            Daemon {
-                pid,
-                shared,
-                started_ms: self.world.elapsed_ms(),
-                task,
-                cost,
-                refresh,
-                config: config_tx,
-                _shutdown: shutdown_tx,
-            },
-        );
+        if second {
+            self.world
+                .trace(format!("{region}: second daemon (b) started (pid {pid})"));
+        } else {
+            self.world
+                .trace(format!("{region}: daemon started (pid {pid})"));
+        }
+        Daemon {
+            pid,
+            shared,
+            started_ms: self.world.elapsed_ms(),
+            task,
+            cost,
+            refresh,
+            config: config_tx,
+            router,
+            _shutdown: shutdown_tx,
+        }
     }
 
     /// The router of a daemon process: the real `Router` over the runtime
@@ -624,7 +736,7 @@ impl Sim {
         }
         if let Some(d) = self.daemons.remove(region) {
             self.world.kill(d.pid);
-            self.clients.routers.down(region);
+            self.clients.routers.down_pid(region, d.pid);
             d.refresh.abort();
             d.task.abort();
             d.cost.abort();
@@ -731,8 +843,15 @@ impl Sim {
                 let holders = self
                     .daemons
                     .iter()
+                    .map(|(r, d)| (r.clone(), d))
+                    .chain(
+                        self.twins
+                            .running
+                            .iter()
+                            .map(|(r, d)| (format!("{r}/b"), d)),
+                    )
                     .filter(|(_, d)| d.shared.read(|st| st.record.is_some()))
-                    .map(|(r, _)| r.clone())
+                    .map(|(r, _)| r)
                     .collect();
                 self.lost = lost.map(|l| (l, holders));
                 self.lost_at_ms = Some(self.world.elapsed_ms());
@@ -791,6 +910,7 @@ impl Sim {
                 self.sm.create(r, ep);
             }
             self.start(r);
+            self.start_twin(r);
         }
         self.r53.set_outage(false);
         self.store.set_lag(50, 900);
@@ -820,11 +940,20 @@ impl Sim {
             tokio::time::sleep_until(self.world.at(t)).await;
             while next < events.len() && events[next].at_ms <= t {
                 let e = events[next].event.clone();
-                self.apply(&e);
+                if let Event::Start(r) = &e {
+                    // The second daemon starts with the first.
+                    let r = r.clone();
+                    self.apply(&e);
+                    self.start_twin(&r);
+                } else {
+                    self.apply(&e);
+                }
                 next += 1;
             }
+            self.twin_events(t);
             let mut monitor = std::mem::take(&mut self.monitor);
             monitor.step(&self, t);
+            self.one_duty_holder(&mut monitor);
             self.check_requests(&mut monitor, t);
             let settled = monitor.settled_for(&self, t);
             self.monitor = monitor;
@@ -834,6 +963,9 @@ impl Sim {
             if t > self.scenario.fault_end_ms
                 && settled >= self.bounds.lease + 2 * self.bounds.round
             {
+                let mut monitor = std::mem::take(&mut self.monitor);
+                self.settled_twins(&mut monitor);
+                self.monitor = monitor;
                 self.drain_requests(&mut t, step).await;
                 break;
             }
@@ -859,6 +991,7 @@ impl Sim {
         ));
         for r in REGIONS {
             self.crash(r);
+            self.crash_twin(r);
         }
         Report {
             seed: self.scenario.seed,
@@ -895,8 +1028,131 @@ impl Sim {
             tokio::time::sleep_until(self.world.at(*t)).await;
             let mut monitor = std::mem::take(&mut self.monitor);
             monitor.step(self, *t);
+            self.one_duty_holder(&mut monitor);
             self.check_requests(&mut monitor, *t);
             self.monitor = monitor;
+        }
+    }
+
+    /// The second daemons' crashes and restarts due by `t` (before the
+    /// faults end; the heal restarts every daemon).
+    fn twin_events(&mut self, t: u64) {
+        while let Some((at, region, up)) = self.twins.events.get(self.twins.next).cloned() {
+            if at > t {
+                break;
+            }
+            self.twins.next += 1;
+            if at >= self.scenario.fault_end_ms {
+                continue;
+            }
+            self.facts += 1;
+            if up {
+                self.start_twin(&region);
+            } else {
+                self.crash_twin(&region);
+            }
+        }
+    }
+
+    /// At most one daemon of a region holds its active duties, at every
+    /// step (`core::duty`; issue 24 item 2).
+    fn one_duty_holder(&self, monitor: &mut Monitor) {
+        for r in REGIONS {
+            let mono = self.world.mono(r);
+            let holders: Vec<&str> = [("a", self.daemons.get(r)), ("b", self.twins.running.get(r))]
+                .into_iter()
+                .filter(|(_, d)| d.is_some_and(|d| d.shared.holds_duties(mono)))
+                .map(|(n, _)| n)
+                .collect();
+            if holders.len() > 1 {
+                monitor.violate(
+                    self,
+                    format!("two daemons of {r} hold its active duties: {holders:?}"),
+                );
+            }
+        }
+    }
+
+    /// Once settled: the active region's running daemons, one of which
+    /// holds its duties; and every daemon's cost task counts each
+    /// two-daemon region's routers in full: at least what the routers
+    /// themselves counted up to a few rounds ago (traffic went through one
+    /// of them at a time, which is the case a region's single vote item
+    /// lost; issue 24 item 4).
+    fn settled_twins(&self, monitor: &mut Monitor) {
+        use failoverd::ports::traffic::InvocationCounts;
+        let named = self
+            .store
+            .records()
+            .first()
+            .and_then(|(_, r)| r.clone())
+            .map(|r| r.active);
+        if let Some(active) = named {
+            let mono = self.world.mono(&active);
+            let held = [self.daemons.get(&active), self.twins.running.get(&active)]
+                .into_iter()
+                .flatten()
+                .filter(|d| d.shared.holds_duties(mono))
+                .count();
+            if held != 1 {
+                monitor.violate(
+                    self,
+                    format!("settled, but {held} of {active}'s daemons hold its active duties"),
+                );
+            }
+        }
+        let lag = 3 * self.bounds.round;
+        for r in &self.twins.regions {
+            let (Some(a), Some(b)) = (self.daemons.get(r), self.twins.running.get(r)) else {
+                continue;
+            };
+            for (er, eps) in &self.clients.endpoints {
+                for ep in eps {
+                    let sent: u64 = [a, b]
+                        .iter()
+                        .filter_map(|d| {
+                            let then = failoverd::metrics::counts::Now {
+                                wall_ms: self.world.wall_ms(r).saturating_sub(lag),
+                                mono: failoverd::core::mono::Mono(
+                                    self.world.mono(r).0.saturating_sub(lag),
+                                ),
+                            };
+                            // Two minutes short of the hour: counts round
+                            // outward to whole minutes.
+                            d.shared
+                                .traffic
+                                .counted(er, ep, 3_600_000 - lag - 120_000, then)
+                        })
+                        .map(|c| c.invocations)
+                        .sum();
+                    if sent == 0 {
+                        continue;
+                    }
+                    let readers = self.daemons.iter().chain(self.twins.running.iter());
+                    for (x, d) in readers {
+                        let counts = failoverd::state::FleetCounts::new(
+                            d.config.subscribe(),
+                            d.shared.clone(),
+                            Arc::new(SimClock {
+                                world: self.world.clone(),
+                                region: x.clone(),
+                            }),
+                        );
+                        let now = self.world.wall_ms(x);
+                        let got = counts
+                            .invocations(er, ep, 3_600_000, now)
+                            .map(|c| c.invocations);
+                        if got.is_none_or(|g| g < sent) {
+                            monitor.violate(
+                                self,
+                                format!(
+                                    "{x}'s cost task counts {got:?} invocations of {er}/{ep} in the last hour; {r}'s two routers counted {sent} up to {lag} ms ago"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -31,6 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use failoverd::aws::control_table::{parse_time, rfc3339};
 use failoverd::core::control::ControlRecord;
+use failoverd::core::duty::{DutyItem, DutyWrite};
 use failoverd::core::quorum::Vote;
 use failoverd::core::record::{self, RecordWrite};
 use failoverd::core::tokens::{TokenStatus, TokenView};
@@ -58,6 +59,8 @@ pub enum Consistency {
 pub enum Key {
     Control,
     Vote(String),
+    /// A region's duty item (`core::duty`).
+    Duty(String),
     Reading(String),
     Token(String),
     Event(String),
@@ -81,6 +84,7 @@ pub struct TokenRow {
 pub enum Item {
     Record(ControlRecord),
     Vote(Vote),
+    Duty(DutyItem),
     Reading(PublishedReading),
     Token(TokenRow),
     Event(Event, Option<u64>),
@@ -752,12 +756,9 @@ impl ControlStore for StoreClient {
     async fn put_vote(&self, v: &Vote) -> Result<(), PortError> {
         let item = Item::Vote(v.clone());
         self.store
-            .write(
-                &self.caller,
-                &self.replica,
-                Key::Vote(v.observer.clone()),
-                |_| Some(item),
-            )
+            .write(&self.caller, &self.replica, Key::Vote(v.who()), |_| {
+                Some(item)
+            })
             .await
             .map(|_| ())
             .map_err(|e| self.err("PutItem VOTE", e))
@@ -776,6 +777,42 @@ impl ControlStore for StoreClient {
             })
             .await
             .map_err(|e| self.err("Query VOTE", e))
+    }
+
+    async fn read_duty(&self, region: &str) -> Result<Option<DutyItem>, PortError> {
+        let key = Key::Duty(region.to_string());
+        self.store
+            .read(&self.caller, &self.replica, |t| match t.items.get(&key) {
+                Some((Item::Duty(d), _)) => Some(d.clone()),
+                _ => None,
+            })
+            .await
+            .map_err(|e| self.err("GetItem DUTY", e))
+    }
+
+    async fn write_duty(&self, w: &DutyWrite) -> Result<Write, PortError> {
+        let next = DutyItem {
+            holder: w.holder.clone(),
+            instance: w.instance.clone(),
+            version: w.expected.map_or(1, |v| v + 1),
+        };
+        let expected = w.expected;
+        let r = self
+            .store
+            .write(
+                &self.caller,
+                &self.replica,
+                Key::Duty(w.region.clone()),
+                move |cur| {
+                    let at = match cur {
+                        Some(Item::Duty(d)) => Some(d.version),
+                        _ => None,
+                    };
+                    (at == expected).then_some(Item::Duty(next))
+                },
+            )
+            .await;
+        self.conditional("PutItem DUTY", r)
     }
 
     async fn put_reading(&self, r: &PublishedReading) -> Result<(), PortError> {
@@ -1089,6 +1126,7 @@ mod tests {
             // and us-west-2 writes the same item.
             let vote = |observer: &str| Vote {
                 observer: observer.into(),
+                instance: None,
                 at: 1,
                 seen_epoch: 0,
                 view: BTreeMap::new(),

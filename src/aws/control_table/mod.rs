@@ -19,12 +19,14 @@
 //! and logged so one bad item cannot hide the others.
 //!
 //! The port's parts live beside their encodings: `record.rs` (the control
-//! record: decoding, reading, one function per write), `votes.rs` (votes
+//! record: decoding, reading, one function per write), `duty.rs` (which
+//! of a region's daemons holds its active duties), `votes.rs` (votes
 //! and published readings), `tokens.rs` (the workflow's task tokens) and
 //! `journal.rs` (the event journal). This file holds the table, the helpers
 //! they share and the one `impl ControlStore`, which hands each method to
 //! its part.
 
+mod duty;
 mod journal;
 mod record;
 mod tokens;
@@ -39,6 +41,7 @@ use tracing::warn;
 
 use super::errors::port_error;
 use crate::core::control::ControlRecord;
+use crate::core::duty::{DutyItem, DutyWrite};
 use crate::core::quorum::Vote;
 use crate::core::record::RecordWrite;
 use crate::core::tokens::TokenStatus;
@@ -276,6 +279,14 @@ impl ControlStore for ControlTable {
 
     async fn put_vote(&self, v: &Vote) -> Result<(), PortError> {
         self.send_vote(v).await
+    }
+
+    async fn read_duty(&self, region: &str) -> Result<Option<DutyItem>, PortError> {
+        self.fetch_duty(region).await
+    }
+
+    async fn write_duty(&self, w: &DutyWrite) -> Result<Write, PortError> {
+        self.send_duty(w).await
     }
 
     async fn read_votes(&self) -> Result<Vec<Vote>, PortError> {

@@ -1,5 +1,10 @@
-//! Votes (one item per observer, its view and its traffic counts) and the
+//! Votes (one item per daemon, its view and its traffic counts) and the
 //! published health-check readings.
+//!
+//! A vote's key is `VOTE` / `<region>#<instance>`: each of a region's
+//! daemons has its own item (docs/instances.md). A daemon older than
+//! instances wrote `VOTE` / `<region>`, with no `instance` attribute: such
+//! an item still reads, as the vote of the region's unnamed daemon.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -24,7 +29,12 @@ fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
         };
         verdicts.insert(r.clone(), verdict);
     }
-    let observer = need(get_s(it, "sk"), "sk")?;
+    let sk = need(get_s(it, "sk"), "sk")?;
+    let (observer, instance) = match sk.split_once('#') {
+        Some((region, instance)) => (region.to_string(), Some(instance.to_string())),
+        None => (sk, None),
+    };
+    let instance = get_s(it, "instance").or(instance);
     // Counts that cannot be decoded are unknown (`None`: readers take that
     // as "not counted"), never a reason to lose the vote itself.
     let traffic = match it.get("traffic") {
@@ -56,6 +66,7 @@ fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
     });
     Ok(Vote {
         observer,
+        instance,
         at: need(get_time(it, "at"), "at")?,
         seen_epoch: need(get_n(it, "seen_epoch"), "seen_epoch")?,
         view: verdicts,
@@ -183,7 +194,13 @@ pub fn vote_item(v: &Vote) -> Item {
             (r.clone(), s(name))
         })
         .collect();
-    let mut item = ControlTable::key("VOTE", &v.observer);
+    let mut item = match &v.instance {
+        Some(i) => ControlTable::key("VOTE", &format!("{}#{i}", v.observer)),
+        None => ControlTable::key("VOTE", &v.observer),
+    };
+    if let Some(i) = &v.instance {
+        item.insert("instance".to_string(), s(i));
+    }
     item.extend([
         ("at".to_string(), n(v.at)),
         ("seen_epoch".to_string(), n(v.seen_epoch)),
@@ -309,6 +326,7 @@ mod tests {
         };
         Vote {
             observer: "us-west-2".into(),
+            instance: Some("i-0a1b2c".into()),
             at: 1_795_000_000_123,
             seen_epoch: 42,
             view: regions
@@ -349,6 +367,25 @@ mod tests {
         let item = vote_item(&v);
         assert!(!item.contains_key("traffic"));
         assert_eq!(vote_from(&item), Some(v));
+    }
+
+    /// Two daemons of one region write two items; an older daemon's item,
+    /// keyed by the region with no `instance`, still reads as the region's.
+    #[test]
+    fn each_daemon_has_its_own_vote_item_and_older_ones_still_read() {
+        let a = busy_vote(1);
+        let mut b = a.clone();
+        b.instance = Some("i-0d4e5f".into());
+        let (ia, ib) = (vote_item(&a), vote_item(&b));
+        assert_eq!(ia["sk"], s("us-west-2#i-0a1b2c"));
+        assert_ne!(ia["sk"], ib["sk"]);
+        assert_eq!(vote_from(&ib), Some(b));
+        let mut old = vote_item(&a);
+        old.remove("instance");
+        old.insert("sk".into(), s("us-west-2"));
+        let read = vote_from(&old).unwrap();
+        assert_eq!((read.observer.as_str(), read.instance), ("us-west-2", None));
+        assert_eq!(read.view, a.view);
     }
 
     /// A vote from a daemon that did not publish the busiest minute (seven
