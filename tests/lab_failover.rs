@@ -397,24 +397,29 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
     let before = wait_record(&lab, "the control record", Duration::from_secs(30), |r| {
         r.active == "us-east-1"
     });
-    // us-west-2's provisioned endpoint is deleted from SageMaker.
-    let ep = lab
-        .config
-        .region("us-west-2")
-        .unwrap()
-        .sagemaker
-        .provisioned
-        .clone()
-        .unwrap();
-    Lab::rt()
-        .block_on(
-            lab.clients
-                .sagemaker("us-west-2")
-                .delete_endpoint()
-                .endpoint_name(&ep)
-                .send(),
-        )
-        .unwrap();
+    // Both standbys' provisioned endpoints are deleted from SageMaker: the
+    // planner prefers a ready target (issue 26), so with only one deleted
+    // the failover goes to the other (as it should); with both, whichever
+    // it picks cannot serve.
+    for standby in ["us-west-2", "eu-west-1"] {
+        let ep = lab
+            .config
+            .region(standby)
+            .unwrap()
+            .sagemaker
+            .provisioned
+            .clone()
+            .unwrap();
+        Lab::rt()
+            .block_on(
+                lab.clients
+                    .sagemaker(standby)
+                    .delete_endpoint()
+                    .endpoint_name(&ep)
+                    .send(),
+            )
+            .unwrap();
+    }
 
     lab.invert("us-east-1", true);
     let r = wait_record(
@@ -428,9 +433,10 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
         },
     );
     assert_eq!(r.active, "us-east-1", "traffic did not move: {r:#?}");
+    let target = r.target.clone().expect("an aborted failover names its target");
     let exec = r.execution.clone().unwrap();
     wait_for("the execution to fail", Duration::from_secs(30), || {
-        (execution_status(&lab, "us-west-2", &exec) == "FAILED").then_some(())
+        (execution_status(&lab, &target, &exec) == "FAILED").then_some(())
     });
     let events = Lab::rt()
         .block_on(async {
@@ -441,7 +447,7 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
         })
         .unwrap();
     let refused = events.iter().find(|e| {
-        e.kind == "token_done" && e.who == "us-west-2" && e.detail.contains("does not exist")
+        e.kind == "token_done" && e.who == target && e.detail.contains("does not exist")
     });
     assert!(refused.is_some(), "the refusal is journalled: {events:#?}");
     assert!(
