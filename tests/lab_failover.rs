@@ -433,7 +433,10 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
         },
     );
     assert_eq!(r.active, "us-east-1", "traffic did not move: {r:#?}");
-    let target = r.target.clone().expect("an aborted failover names its target");
+    let target = r
+        .target
+        .clone()
+        .expect("an aborted failover names its target");
     let exec = r.execution.clone().unwrap();
     wait_for("the execution to fail", Duration::from_secs(30), || {
         (execution_status(&lab, &target, &exec) == "FAILED").then_some(())
@@ -446,9 +449,9 @@ fn a_target_that_cannot_serve_refuses_to_prepare_and_the_failover_aborts() {
                 .map(|p| p.items)
         })
         .unwrap();
-    let refused = events.iter().find(|e| {
-        e.kind == "token_done" && e.who == target && e.detail.contains("does not exist")
-    });
+    let refused = events
+        .iter()
+        .find(|e| e.kind == "token_done" && e.who == target && e.detail.contains("does not exist"));
     assert!(refused.is_some(), "the refusal is journalled: {events:#?}");
     assert!(
         events.iter().any(|e| e.kind == "workflow_aborted"),
