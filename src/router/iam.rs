@@ -327,7 +327,7 @@ impl Verifier {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| IamError::Unavailable(error_chain(&e)))?;
+                .map_err(|e| IamError::Unavailable(crate::error_chain(&e)))?;
             let status = res.status();
             let body = Limited::new(res.into_body(), MAX_ANSWER_BYTES)
                 .collect()
@@ -376,17 +376,6 @@ impl Verifier {
         cache.insert(key, (id.clone(), mono.plus(ttl)));
         Ok(id)
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
