@@ -75,12 +75,18 @@ fn metrics_pass_promtool_and_hold_every_name_the_alerts_and_dashboard_use() {
     let (_, text) = lab.wait_admin(
         "us-east-1",
         "/metrics",
-        "us-east-1's /metrics to show the record and a quorum",
+        "us-east-1's /metrics to show the record, a quorum and every region's vote",
         Duration::from_secs(60),
         |s, b| {
+            // A quorum is two of three: wait for all three votes, since
+            // the checks below read each one.
             s == 200
                 && b.contains("failoverd_control_active_region{region=\"us-east-1\"} 1")
                 && b.contains("failoverd_quorum_present 1")
+                && b.contains("failoverd_lease_remaining_seconds")
+                && REGIONS
+                    .iter()
+                    .all(|r| b.contains(&format!("failoverd_vote_age_seconds{{observer=\"{r}\"}}")))
         },
     );
 
