@@ -53,7 +53,7 @@ use super::objects::{FakeBlobs, FakeJobs, RoutingTableClient};
 use super::probes::{ProbeClient, SimClock, SimEntropy};
 use super::route53::{FakeRoute53, R53Client, Watches};
 use super::sagemaker::{FakeSageMaker, SmClient, SmRuntime};
-use super::schedule::{Event, OpCmd, Profile, REGIONS, Scenario};
+use super::schedule::{DriftKind, Event, OpCmd, Profile, REGIONS, Scenario};
 use super::sfn::{FakeSfn, SfnClient};
 use super::store::{Consistency, FakeStore, StoreClient};
 use super::world::{Caller, Link, Rng, Serving, Svc, World};
@@ -136,7 +136,20 @@ impl Twins {
 pub struct Sim {
     pub world: Arc<World>,
     pub scenario: Scenario,
+    /// Each region's file as it is now (drift, a new machine): what a
+    /// start or SIGHUP reads.
     pub configs: BTreeMap<String, Arc<Config>>,
+    /// Each region's file as shipped.
+    shipped: BTreeMap<String, Arc<Config>>,
+    /// The regions whose file drifted, and how.
+    pub drifted: BTreeMap<String, DriftKind>,
+    /// The regions whose file names the `-v2` state machines.
+    pub v2: BTreeSet<String>,
+    /// Proposal ids the operator approved naming them as they were open
+    /// when it read the record: no other proposal may become approved.
+    pub approved_ids: Arc<Mutex<BTreeSet<String>>>,
+    /// Proposals the operator has read (for stale approvals).
+    proposals_read: Vec<failoverd::core::control::Proposal>,
     pub store: Arc<FakeStore>,
     pub sfn: Arc<FakeSfn>,
     pub r53: Arc<FakeRoute53>,
@@ -180,10 +193,14 @@ fn root() -> PathBuf {
 
 /// The shipped configuration of every region, loaded by the real loader
 /// (once per variant: the TOML parse is the same for every seed).
-fn load(consistency: Consistency, profile: Profile) -> BTreeMap<String, Config> {
-    type Cache = Mutex<BTreeMap<(bool, bool), BTreeMap<String, Config>>>;
+fn load(consistency: Consistency, profile: Profile, approval: bool) -> BTreeMap<String, Config> {
+    type Cache = Mutex<BTreeMap<(bool, bool, bool), BTreeMap<String, Config>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    let key = (consistency == Consistency::Mrec, profile == Profile::Fast);
+    let key = (
+        consistency == Consistency::Mrec,
+        profile == Profile::Fast,
+        approval,
+    );
     let cache = CACHE.get_or_init(Cache::default);
     if let Some(c) = cache.lock().unwrap().get(&key) {
         return c.clone();
@@ -191,6 +208,9 @@ fn load(consistency: Consistency, profile: Profile) -> BTreeMap<String, Config> 
     let mut env = EnvSource::new();
     if consistency == Consistency::Mrec {
         env.insert("FAILOVERD__TABLES__CONSISTENCY".into(), "eventual".into());
+    }
+    if approval {
+        env.insert("FAILOVERD__POLICY__APPROVAL".into(), "manual".into());
     }
     if profile == Profile::Fast {
         for (k, v) in [
@@ -261,6 +281,11 @@ fn with_cost(cfg: &mut Config) {
         endpoint: "inference-provisioned".into(),
         schedule: Schedule::new("UTC", 1, windows).unwrap(),
     }];
+}
+
+/// The ARN a rollout moves `arn` to.
+fn v2(arn: &str) -> String {
+    format!("{arn}-v2")
 }
 
 /// The shipped state machine definition, rendered for `region`.
@@ -344,6 +369,10 @@ fn fault_key(e: &Event) -> Option<String> {
         Event::Model { region, .. } => format!("model {region}"),
         Event::Endpoint { region, .. } => format!("endpoint {region}"),
         Event::Crash(region) | Event::Restart(region) => format!("crash {region}"),
+        Event::Drift { region, .. } => format!("drift {region}"),
+        // A rollout is a fleet-wide change: in force until everything heals
+        // (which completes it).
+        Event::NewMachine { region } => format!("machine {region}"),
         _ => return None,
     })
 }
@@ -367,6 +396,7 @@ fn is_end(e: &Event) -> bool {
             *status == Some(failoverd::ports::endpoints::EndpointStatus::InService)
         }
         Event::Restart(_) => true,
+        Event::Drift { kind, .. } => kind.is_none(),
         _ => false,
     }
 }
@@ -374,10 +404,17 @@ fn is_end(e: &Event) -> bool {
 impl Sim {
     pub fn new(scenario: Scenario) -> Self {
         let world = World::new(scenario.seed);
-        let mut configs = load(scenario.consistency, scenario.profile);
+        let mut configs = load(scenario.consistency, scenario.profile, scenario.approval);
         let mut checks: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let r53 = FakeRoute53::new(world.clone());
         for cfg in configs.values_mut() {
+            if scenario.idle {
+                // Idle detection beside the schedule, reading the
+                // simulation's CloudWatch (issue 19 item 10).
+                cfg.cost.idle.enabled = true;
+                cfg.cost.idle.cloudwatch = true;
+                cfg.cost.idle.window = std::time::Duration::from_secs(180);
+            }
             for rc in &mut cfg.regions {
                 if scenario.calculated && rc.name == "us-west-2" {
                     rc.health_check_ids = vec!["calc-us-west-2".into()];
@@ -407,15 +444,17 @@ impl Sim {
         }
         let replicas = any.tables.replicas.clone();
         let store = FakeStore::new(world.clone(), scenario.consistency, &replicas);
+        // Each region's machine, and the `-v2` a rollout moves to
+        // (`Event::NewMachine`).
         let machines = any
             .regions
             .iter()
-            .map(|rc| {
-                (
-                    rc.state_machine_arn.clone(),
-                    rc.name.clone(),
-                    definition(&any, &rc.name),
-                )
+            .flat_map(|rc| {
+                let def = definition(&any, &rc.name);
+                [
+                    (rc.state_machine_arn.clone(), rc.name.clone(), def.clone()),
+                    (v2(&rc.state_machine_arn), rc.name.clone(), def),
+                ]
             })
             .collect();
         let sfn = FakeSfn::new(world.clone(), store.clone(), &any.tables.control, machines);
@@ -431,7 +470,8 @@ impl Sim {
         let def: Value = serde_json::from_str(&definition(&any, "us-east-1")).expect("JSON");
         let all_checks = r53.ids().len();
         let bounds = Bounds::new(&any, &def, all_checks);
-        let configs = configs.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let configs: BTreeMap<String, Arc<Config>> =
+            configs.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         let rng = Rng::new(scenario.seed).fork(0xF1EE7);
         let monitor = Monitor::new(&scenario);
         let clients = Arc::new(Clients {
@@ -454,7 +494,12 @@ impl Sim {
         Self {
             world,
             scenario,
+            shipped: configs.clone(),
             configs,
+            drifted: BTreeMap::new(),
+            v2: BTreeSet::new(),
+            approved_ids: Default::default(),
+            proposals_read: Vec::new(),
             store,
             sfn,
             r53,
@@ -528,7 +573,13 @@ impl Sim {
                 sm: self.sm.clone(),
                 caller: caller.clone(),
             }),
-            endpoint_metrics: Arc::new(super::sagemaker::NoCloudWatch),
+            endpoint_metrics: if self.scenario.idle {
+                Arc::new(super::sagemaker::FakeCloudWatch {
+                    sm: self.sm.clone(),
+                })
+            } else {
+                Arc::new(super::sagemaker::NoCloudWatch)
+            },
             probes: Arc::new(ProbeClient {
                 world: self.world.clone(),
                 caller,
@@ -708,12 +759,9 @@ impl Sim {
     /// `tables`, the file now names another control table in the other
     /// consistency mode (an operator preparing a move from eventual to
     /// strong), which must not take effect before a restart: before, the
-    /// planner read the consistency mode live.
+    /// planner read the consistency mode live. Both of a region's daemons
+    /// get it.
     fn reload(&mut self, region: &str, tables: bool) {
-        let Some(d) = self.daemons.get(region) else {
-            return;
-        };
-        let current = d.config.borrow().clone();
         let mut new = (*self.configs[region]).clone();
         if tables {
             new.tables.control = format!("{}-next", new.tables.control);
@@ -722,12 +770,63 @@ impl Sim {
                 failoverd::config::Consistency::Eventual => failoverd::config::Consistency::Strong,
             };
         }
-        let pending = new.hold_restart_only(&current);
-        d.shared.set_restart_pending(&pending);
-        d.config.send_replace(Arc::new(new));
-        self.world.trace(format!(
-            "{region}: reloaded (held until a restart: {pending:?})"
-        ));
+        for (who, d) in [
+            ("a", self.daemons.get(region)),
+            ("b", self.twins.running.get(region)),
+        ] {
+            let Some(d) = d else { continue };
+            let current = d.config.borrow().clone();
+            let mut new = new.clone();
+            new.instance = current.instance.clone();
+            let pending = new.hold_restart_only(&current);
+            d.shared.set_restart_pending(&pending);
+            d.config.send_replace(Arc::new(new));
+            self.world.trace(format!(
+                "{region}/{who}: reloaded (held until a restart: {pending:?})"
+            ));
+        }
+    }
+
+    /// `region`'s file as it is now: as shipped, with the new machines
+    /// if its rollout came, and its drift.
+    fn file(&self, region: &str) -> Config {
+        let mut c = (*self.shipped[region]).clone();
+        if self.v2.contains(region) {
+            for rc in &mut c.regions {
+                rc.state_machine_arn = v2(&rc.state_machine_arn);
+            }
+        }
+        match self.drifted.get(region) {
+            None => {}
+            Some(DriftKind::Priorities) => {
+                let p: Vec<u32> = c.regions.iter().map(|rc| rc.priority).collect();
+                let n = p.len();
+                // The last two swap: the standbys' order.
+                if n >= 2 {
+                    c.regions[n - 1].priority = p[n - 2];
+                    c.regions[n - 2].priority = p[n - 1];
+                }
+            }
+            Some(DriftKind::Lease) => c.timings.lease /= 2,
+            Some(DriftKind::Approval) => {
+                c.policy.approval = match c.policy.approval {
+                    failoverd::core::plan::Approval::None => {
+                        failoverd::core::plan::Approval::Manual
+                    }
+                    failoverd::core::plan::Approval::Manual => {
+                        failoverd::core::plan::Approval::None
+                    }
+                };
+            }
+        }
+        c
+    }
+
+    /// Write `region`'s file anew and SIGHUP its daemons.
+    fn rewrite(&mut self, region: &str) {
+        let file = Arc::new(self.file(region));
+        self.configs.insert(region.to_string(), file);
+        self.reload(region, false);
     }
 
     fn crash(&mut self, region: &str) {
@@ -791,6 +890,71 @@ impl Sim {
             OpCmd::Resume => {
                 let (reason, operator) = op("resume");
                 Request::Resume { reason, operator }
+            }
+            OpCmd::Approve { stale } | OpCmd::Reject { stale } => {
+                // The operator reads the record (`failoverd status`) and
+                // names the open proposal: its epoch, id and target.
+                let replica = if self.scenario.consistency == Consistency::Mrec {
+                    from
+                } else {
+                    REGIONS[0]
+                };
+                let open = self
+                    .store
+                    .record(replica)
+                    .and_then(|r| r.proposal)
+                    .filter(|p| p.state.is_live());
+                let named = if stale {
+                    // One read before that is not the open one; else an id
+                    // nobody proposed, with the open one's epoch and target.
+                    let open_id = open.as_ref().map(|p| p.id.clone());
+                    self.proposals_read
+                        .iter()
+                        .rev()
+                        .find(|p| Some(&p.id) != open_id.as_ref())
+                        .cloned()
+                        .or_else(|| {
+                            open.clone().map(|mut p| {
+                                p.id = "p-never-proposed".into();
+                                p
+                            })
+                        })
+                } else {
+                    open.clone()
+                };
+                if let Some(p) = &open
+                    && !self.proposals_read.iter().any(|q| q.id == p.id)
+                {
+                    self.proposals_read.push(p.clone());
+                }
+                let Some(p) = named else {
+                    self.world
+                        .trace(format!("operator: {cmd:?} not sent (no proposal to name)"));
+                    return;
+                };
+                let approve = matches!(cmd, OpCmd::Approve { .. });
+                if approve && !stale {
+                    self.approved_ids.lock().unwrap().insert(p.id.clone());
+                }
+                let (reason, operator) = op(if approve { "approve" } else { "reject" });
+                let (epoch, proposal, to) = (Some(p.epoch), Some(p.id.clone()), Some(p.target));
+                if approve {
+                    Request::Approve {
+                        epoch,
+                        proposal,
+                        to,
+                        reason,
+                        operator,
+                    }
+                } else {
+                    Request::Reject {
+                        epoch,
+                        proposal,
+                        to,
+                        reason,
+                        operator,
+                    }
+                }
             }
         };
         let pid = self.world.spawn_pid();
@@ -857,6 +1021,17 @@ impl Sim {
                 self.lost_at_ms = Some(self.world.elapsed_ms());
             }
             Event::Reload { region, tables } => self.reload(region, *tables),
+            Event::Drift { region, kind } => {
+                match kind {
+                    Some(k) => self.drifted.insert(region.clone(), *k),
+                    None => self.drifted.remove(region),
+                };
+                self.rewrite(region);
+            }
+            Event::NewMachine { region } => {
+                self.v2.insert(region.clone());
+                self.rewrite(region);
+            }
             Event::ClockStep { region, ms } => {
                 let skew = self.world.skew(region);
                 self.world.set_skew(region, skew + ms);
@@ -895,6 +1070,19 @@ impl Sim {
 
     fn heal(&mut self) {
         self.world.heal_network();
+        // Every file as the fleet agrees: no drift, and a rollout that
+        // began completed.
+        let rollout = !self.v2.is_empty();
+        let drifted = !self.drifted.is_empty();
+        self.drifted.clear();
+        if rollout || drifted {
+            for r in REGIONS {
+                if rollout {
+                    self.v2.insert(r.to_string());
+                }
+                self.rewrite(r);
+            }
+        }
         for r in REGIONS {
             self.world.set_serving(r, Serving::Up);
             self.store.isolate(r, false);

@@ -29,6 +29,18 @@
 //!   every replica, no running execution, no open task or token, exactly
 //!   one active daemon, the record's) within `Bounds::quiet`.
 //!
+//! Operators and files (issue 19):
+//! - **approval binds the proposal**: with `approval = "manual"`, every
+//!   automatic claim follows the approval of a proposal of its epoch and
+//!   target, and no proposal becomes approved but one the operator named
+//!   while it was open (a stale approval naming another proposal, or one
+//!   withdrawn and made again, is refused);
+//! - **drift holds automatic failover**: no automatic claim while two
+//!   running daemons' configurations differ in a setting the fleet must
+//!   share (`config::fleet`) and have differed for longer than it takes
+//!   every daemon to read the other's vote (vote freshness, two polls and
+//!   5 s).
+//!
 //! Readiness (issue 26), with the SageMaker fake's refusals and drift:
 //! - **refusals journalled**: a switch onto a region whose scale-up AWS
 //!   refused (quota or capacity) between the claim and the switch is said
@@ -97,12 +109,23 @@ pub struct Monitor {
     sm_quiet_since: Option<u64>,
     /// Per drift (by its start): the record's (epoch, active) at its start.
     drift_start: BTreeMap<u64, Option<(u64, String)>>,
+    /// The seed changes files under the fleet (drift, a new machine).
+    files_change: bool,
+    /// Since when the running daemons' configurations differ in a setting
+    /// the fleet must share.
+    config_drift_since: Option<u64>,
+    /// The last approved proposal written: (epoch, target, id).
+    approved: Option<(u64, String, String)>,
 }
 
 impl Monitor {
     pub fn new(s: &Scenario) -> Self {
         Self {
             mrec: s.consistency == Consistency::Mrec,
+            files_change: s
+                .events
+                .iter()
+                .any(|t| matches!(t.event, Event::Drift { .. } | Event::NewMachine { .. })),
             ..Self::default()
         }
     }
@@ -171,6 +194,11 @@ impl Monitor {
         }
         if self.facts_seen != Some(sim.facts) {
             self.facts_seen = Some(sim.facts);
+            // Files change only with events (and heal): judge at once, so a
+            // claim right after a drift ends is not taken for one under it.
+            if self.files_change {
+                self.config_drift(sim, t);
+            }
             for r in REGIONS {
                 self.healthy
                     .insert(r.to_string(), Self::healthy_for_all(sim, r));
@@ -189,6 +217,9 @@ impl Monitor {
         self.one_active(sim);
         if t % 1000 == 0 {
             self.held_on_reload(sim);
+            if self.files_change {
+                self.config_drift(sim, t);
+            }
         }
         let seq = sim.store.seq();
         let store_moved = seq != self.store_seq;
@@ -540,16 +571,93 @@ impl Monitor {
                 .last_epoch
                 .insert(w.replica.clone(), r.epoch)
                 .or(highest);
+            if let Some(p) = &r.proposal
+                && p.state == failoverd::core::control::ProposalState::Approved
+            {
+                if !sim.approved_ids.lock().unwrap().contains(&p.id) {
+                    self.violate(
+                        sim,
+                        format!(
+                            "proposal {} (epoch {}, to {}) is approved, but the operator approved only {:?}",
+                            p.id,
+                            p.epoch,
+                            p.target,
+                            sim.approved_ids.lock().unwrap()
+                        ),
+                    );
+                }
+                self.approved = Some((p.epoch, p.target.clone(), p.id.clone()));
+            }
             if r.step == Step::Claimed && before.is_some_and(|e| r.epoch > e) {
                 self.last_claim_ms = Some(w.at_ms);
                 let automatic = !r.changed_by.starts_with("operator:");
                 if automatic {
                     let from = r.previous.clone().unwrap_or_default();
                     self.needless(sim, &from, w.at_ms, &r.changed_by);
+                    self.claim_allowed(sim, r, w.at_ms);
                 }
             }
             if r.step == Step::Switched {
                 self.switches += 1;
+            }
+        }
+    }
+
+    /// Whether the running daemons' configurations differ in a setting
+    /// the fleet must share.
+    fn config_drift(&mut self, sim: &Sim, t: u64) {
+        let digests: BTreeSet<String> = sim
+            .daemons
+            .values()
+            .chain(sim.twins.running.values())
+            .map(|d| failoverd::config::fleet::Fingerprint::of(&d.config.borrow()).digest())
+            .collect();
+        if digests.len() > 1 {
+            self.config_drift_since.get_or_insert(t);
+        } else {
+            self.config_drift_since = None;
+        }
+    }
+
+    /// An automatic claim of `r` (written at `at`) is allowed: approved
+    /// when the fleet wants approval, and not made while the fleet's
+    /// configurations have differed long enough for everyone to see it.
+    fn claim_allowed(&mut self, sim: &Sim, r: &failoverd::core::control::ControlRecord, at: u64) {
+        let timings = &sim.configs[REGIONS[0]].timings;
+        let margin =
+            (timings.vote_freshness + 2 * timings.poll_interval).as_millis() as u64 + 5_000;
+        let seen_drift = self
+            .config_drift_since
+            .is_some_and(|since| at.saturating_sub(since) > margin);
+        let fresh_drift = self.config_drift_since.is_some() && !seen_drift;
+        if seen_drift {
+            self.violate(
+                sim,
+                format!(
+                    "{} claimed epoch {} automatically while the fleet's configurations had differed for {} s (every daemon sees it within {} s)",
+                    r.changed_by,
+                    r.epoch,
+                    at.saturating_sub(self.config_drift_since.unwrap_or(at)) / 1000,
+                    margin / 1000
+                ),
+            );
+        }
+        // A daemon whose file has just dropped the approval may claim
+        // before anyone has read its vote: the drift check's margin.
+        if sim.scenario.approval && !fresh_drift {
+            let target = r.target.clone().unwrap_or_else(|| r.active.clone());
+            let ok = self
+                .approved
+                .as_ref()
+                .is_some_and(|(e, to, _)| *e == r.epoch && *to == target);
+            if !ok {
+                self.violate(
+                    sim,
+                    format!(
+                        "{} claimed epoch {} to {target} automatically with approval = \"manual\", and the last approved proposal was {:?}",
+                        r.changed_by, r.epoch, self.approved
+                    ),
+                );
             }
         }
     }
@@ -739,6 +847,11 @@ impl Monitor {
     }
 
     fn failover_happens(&mut self, sim: &Sim, t: u64) {
+        // With manual approval a failover waits for an operator, whom the
+        // seed's approvals may or may not bring in time.
+        if sim.scenario.approval {
+            return;
+        }
         let Some(rec) = self.record.clone() else {
             self.failover_cond = None;
             return;

@@ -676,11 +676,9 @@ impl Endpoints for SmClient {
     }
 }
 
-/// CloudWatch is not simulated: the simulation does not run the cost task,
-/// the only reader. Every read fails as unreachable, which idle detection
-/// takes as "bypassing traffic not ruled out" (never idle): if a future
-/// simulation runs the cost task, it errs the safe way until this is
-/// modelled.
+/// CloudWatch unreachable, for the seeds that do not draw idle detection
+/// (the cost task is its only reader): every read fails, which idle
+/// detection takes as "bypassing traffic not ruled out" (never idle).
 pub struct NoCloudWatch;
 
 #[async_trait]
@@ -700,6 +698,43 @@ impl failoverd::ports::EndpointMetrics for NoCloudWatch {
             ErrorKind::Transport,
             "CloudWatch is not simulated",
         ))
+    }
+}
+
+/// CloudWatch's `AWS/SageMaker` `Invocations`, from the invocations the
+/// models received (the routers' and any other caller's), published 90 s
+/// after the fact as CloudWatch does it (a minute or more): a read of a
+/// window ending now misses the last 90 s. The invocation log keeps ten
+/// minutes, longer than the idle window the simulation uses (3 minutes).
+pub struct FakeCloudWatch {
+    pub sm: Arc<FakeSageMaker>,
+}
+
+/// CloudWatch's publication delay in the simulation.
+pub const CLOUDWATCH_DELAY_MS: u64 = 90_000;
+
+#[async_trait]
+impl failoverd::ports::EndpointMetrics for FakeCloudWatch {
+    async fn invocations(
+        &self,
+        region: &str,
+        endpoint: &str,
+        _: &[String],
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Result<u64, PortError> {
+        let now = self.sm.world.elapsed_ms();
+        let to_sim = |unix: u64| unix.saturating_sub(super::world::EPOCH_MS);
+        let (from, to) = (
+            to_sim(start_ms),
+            to_sim(end_ms).min(now.saturating_sub(CLOUDWATCH_DELAY_MS)),
+        );
+        let g = self.sm.lock();
+        Ok(g.invoked
+            .get(&(region.to_string(), endpoint.to_string()))
+            .map_or(0, |q| {
+                q.iter().filter(|t| (from..to).contains(t)).count() as u64
+            }))
     }
 }
 

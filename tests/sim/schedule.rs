@@ -4,6 +4,7 @@
 //! the latest at `fault_end_ms`, when everything heals and the fleet is
 //! left alone so the liveness checks can run.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use failoverd::ports::endpoints::EndpointStatus;
@@ -29,6 +30,28 @@ pub enum OpCmd {
     },
     Pause,
     Resume,
+    /// `failoverd approve --epoch E --proposal ID --to T` naming the open
+    /// proposal as the operator last read it; with `stale`, naming one
+    /// read earlier (or none that exists): it must be refused.
+    Approve {
+        stale: bool,
+    },
+    /// `failoverd reject`, named as for `Approve`.
+    Reject {
+        stale: bool,
+    },
+}
+
+/// A setting one region's file changes that the fleet must share
+/// (`config::fleet`), as an operator editing one host's file would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftKind {
+    /// The standbys' priorities swapped: each may name another target.
+    Priorities,
+    /// A lease of half the shipped one.
+    Lease,
+    /// `policy.approval` flipped (`none` <-> `manual`).
+    Approval,
 }
 
 /// Something that happens at a moment of the run.
@@ -118,6 +141,21 @@ pub enum Event {
         region: String,
         ms: i64,
     },
+    /// One region's file drifts from the fleet's (`Some`), or is put back
+    /// as shipped (`None`); its daemons get SIGHUP (both, where a region
+    /// runs two). The file stays as it is for restarts.
+    Drift {
+        region: String,
+        kind: Option<DriftKind>,
+    },
+    /// A new state machine is rolled out: `region`'s file now names every
+    /// region's `…-v2` machine, and its daemons get SIGHUP. The other
+    /// regions' files follow at their own times (at the latest when
+    /// everything heals), so executions started under the old ARN are
+    /// still in flight while the fleet reads the new one.
+    NewMachine {
+        region: String,
+    },
     /// The control record lost (deleted by hand, the table re-created) or,
     /// with `restore`, the table restored to an older copy of it.
     RecordLost {
@@ -154,6 +192,12 @@ pub struct Scenario {
     pub calculated: bool,
     /// Host clock skew per region (ms).
     pub skews: Vec<(String, i64)>,
+    /// `policy.approval = "manual"` in every file: automatic failovers are
+    /// proposals, which the seed's operator approves or rejects.
+    pub approval: bool,
+    /// Idle detection on (`cost.idle`, a 3-minute window, CloudWatch read
+    /// through the simulation's CloudWatch).
+    pub idle: bool,
     pub events: Vec<Timed>,
     /// When every fault is healed.
     pub fault_end_ms: u64,
@@ -163,12 +207,14 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "seed {} consistency {:?} profile {:?} calculated {} skews {:?} faults until {} s",
+            "seed {} consistency {:?} profile {:?} calculated {} skews {:?} approval {} idle {} faults until {} s",
             self.seed,
             self.consistency,
             self.profile,
             self.calculated,
             self.skews,
+            self.approval,
+            self.idle,
             self.fault_end_ms / 1000
         )?;
         for t in &self.events {
@@ -329,6 +375,11 @@ pub fn generate(seed: u64) -> Scenario {
     clock_steps(seed, &skews, fault_end_ms, &mut events);
     record_losses(seed, fault_end_ms, &mut events);
     reloads(seed, fault_end_ms, &mut events);
+    let approval = approvals(seed, fault_end_ms, &mut events);
+    drifts(seed, fault_end_ms, &mut events);
+    machines(seed, fault_end_ms, &mut events);
+    // Idle detection, in about one seed in three (a stream of its own).
+    let idle = Rng::new(seed).fork(0x1D1E_0C57).chance(0.33);
     events.push(Timed {
         at_ms: fault_end_ms,
         event: Event::HealAll,
@@ -341,6 +392,8 @@ pub fn generate(seed: u64) -> Scenario {
         profile,
         calculated,
         skews,
+        approval,
+        idle,
         events,
         fault_end_ms,
     }
@@ -621,6 +674,86 @@ fn fault(r: &mut Rng) -> (Event, Option<Event>) {
     }
 }
 
+/// Manual approval, in about one seed in six, from a stream of its own
+/// (older seeds replay as before): the operator approves, rejects, or names
+/// a stale proposal, three to eight times while the faults last, through
+/// any region. Returns whether the seed runs with `approval = "manual"`.
+fn approvals(seed: u64, end_ms: u64, events: &mut Vec<Timed>) -> bool {
+    let mut r = Rng::new(seed).fork(0xA99_20FA);
+    if !r.chance(0.16) {
+        return false;
+    }
+    for _ in 0..r.range(3, 9) {
+        let stale = r.chance(0.25);
+        let cmd = if r.chance(0.75) {
+            OpCmd::Approve { stale }
+        } else {
+            OpCmd::Reject { stale }
+        };
+        events.push(Timed {
+            at_ms: r.range(20_000, end_ms.saturating_sub(5_000).max(20_001)) / 100 * 100,
+            event: Event::Operator {
+                from: any_region(&mut r),
+                cmd,
+            },
+        });
+    }
+    true
+}
+
+/// Configuration drift, in about one seed in eight, from a stream of its
+/// own: one or two regions' files drift (priorities, lease or approval),
+/// each put back after a while or when everything heals.
+fn drifts(seed: u64, end_ms: u64, events: &mut Vec<Timed>) {
+    let mut r = Rng::new(seed).fork(0xD21F_7000);
+    if !r.chance(0.12) {
+        return;
+    }
+    for _ in 0..r.range(1, 3) {
+        let region = any_region(&mut r);
+        let kind = match r.below(3) {
+            0 => DriftKind::Priorities,
+            1 => DriftKind::Lease,
+            _ => DriftKind::Approval,
+        };
+        let at = r.range(10_000, end_ms.saturating_sub(5_000).max(10_001)) / 100 * 100;
+        events.push(Timed {
+            at_ms: at,
+            event: Event::Drift {
+                region: region.clone(),
+                kind: Some(kind),
+            },
+        });
+        if r.chance(0.5) {
+            let back = (at + r.range(5_000, 180_000)).min(end_ms) / 100 * 100;
+            events.push(Timed {
+                at_ms: back,
+                event: Event::Drift { region, kind: None },
+            });
+        }
+    }
+}
+
+/// A new state machine rolled out region by region, in about one seed in
+/// ten, from a stream of its own; the regions the draw leaves out follow
+/// when everything heals.
+fn machines(seed: u64, end_ms: u64, events: &mut Vec<Timed>) {
+    let mut r = Rng::new(seed).fork(0x3AC4_1DE5);
+    if !r.chance(0.1) {
+        return;
+    }
+    let mut at = r.range(10_000, end_ms.saturating_sub(5_000).max(10_001));
+    for region in REGIONS {
+        if r.chance(0.8) {
+            events.push(Timed {
+                at_ms: at.min(end_ms) / 100 * 100,
+                event: Event::NewMachine { region: s(region) },
+            });
+        }
+        at += r.range(0, 90_000);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,5 +769,43 @@ mod tests {
             assert_eq!(a.events.last().unwrap().event, Event::HealAll);
         }
         assert_ne!(generate(1).to_string(), generate(2).to_string());
+    }
+
+    /// CI's seeds (0..1000) meet every kind of change under the fleet
+    /// often enough to matter (issue 19 item 10).
+    #[test]
+    fn the_ci_seeds_draw_operators_and_files_changing() {
+        let (mut approval, mut approve, mut stale, mut drift, mut machine) = (0, 0, 0, 0, 0);
+        let mut kinds = BTreeSet::new();
+        for seed in 0..1000 {
+            let sc = generate(seed);
+            approval += usize::from(sc.approval);
+            for t in &sc.events {
+                match &t.event {
+                    Event::Operator {
+                        cmd: OpCmd::Approve { stale: st } | OpCmd::Reject { stale: st },
+                        ..
+                    } => {
+                        approve += 1;
+                        stale += usize::from(*st);
+                    }
+                    Event::Drift { kind: Some(k), .. } => {
+                        drift += 1;
+                        kinds.insert(format!("{k:?}"));
+                    }
+                    Event::NewMachine { .. } => machine += 1,
+                    _ => {}
+                }
+            }
+        }
+        println!(
+            "seeds 0..1000: {approval} with approval, {approve} approvals or rejections ({stale} stale), {drift} drifts {kinds:?}, {machine} new machines"
+        );
+        assert!(
+            approval >= 100 && approve >= 300 && stale >= 50,
+            "{approval} {approve} {stale}"
+        );
+        assert!(drift >= 80 && kinds.len() == 3, "{drift} {kinds:?}");
+        assert!(machine >= 150, "{machine}");
     }
 }
