@@ -365,6 +365,16 @@ impl Validator<'_> {
     }
 }
 
+/// Every region's row of the default mapping (the region's shared
+/// endpoints, `target_model` on the real-time ones): what a model that
+/// lists no region gets; for models built in code (tests).
+pub fn default_serving(regions: &[RegionConfig], target_model: Option<&str>) -> Vec<RegionServing> {
+    regions
+        .iter()
+        .map(|r| shared(r, target_model.map(|t| Via::TargetModel(t.into()))))
+        .collect()
+}
+
 /// The region's shared endpoints with `via` on the real-time ones.
 fn shared(region: &RegionConfig, via: Option<Via>) -> RegionServing {
     on(&region.name, &region.sagemaker, via)
