@@ -326,11 +326,10 @@ fn a_breaker_ejects_one_component_not_its_neighbours() {
     }
     let m = d.metrics();
     assert!(
-        m.lines().any(
-            |l| l.starts_with("failoverd_router_ejections_total")
+        m.lines()
+            .any(|l| l.starts_with("failoverd_router_ejections_total")
                 && l.contains("us-east-1")
-                && !l.ends_with(" 0")
-        ),
+                && !l.ends_with(" 0")),
         "llm's target was ejected:\n{m}"
     );
     // Its neighbour on the same endpoint, and another model on the same

@@ -400,6 +400,137 @@ fn on(region: &str, endpoints: &SageMakerEndpoints, via: Option<Via>) -> RegionS
     }
 }
 
+/// One endpoint the fleet uses in a region: its name, the path it serves
+/// (the first of provisioned, serverless, batch it is used on), and the
+/// inference components the models run on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUse {
+    pub name: String,
+    pub path: Path,
+    pub components: Vec<String>,
+}
+
+impl super::Config {
+    /// Every endpoint serving in `region`: the region's shared ones, then
+    /// each model's own (config/serving.rs), each once. What prepare,
+    /// the cost task, readiness and `status` walk instead of
+    /// `regions[].sagemaker` alone.
+    pub fn endpoints_in(&self, region: &str) -> Vec<EndpointUse> {
+        let mut out: Vec<EndpointUse> = Vec::new();
+        let mut add = |name: &str, path: Path, component: Option<&str>| {
+            let i = match out.iter().position(|e| e.name == name) {
+                Some(i) => i,
+                None => {
+                    out.push(EndpointUse {
+                        name: name.to_string(),
+                        path,
+                        components: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            if let Some(c) = component {
+                if !out[i].components.iter().any(|x| x == c) {
+                    out[i].components.push(c.to_string());
+                }
+            }
+        };
+        if let Some(r) = self.region(region) {
+            for (path, e) in [
+                (Path::Provisioned, &r.sagemaker.provisioned),
+                (Path::Serverless, &r.sagemaker.serverless),
+                (Path::Batch, &r.sagemaker.batch),
+            ] {
+                if let Some(e) = e {
+                    add(e, path, None);
+                }
+            }
+        }
+        for m in &self.models {
+            let Some(s) = m.in_named(region) else {
+                continue;
+            };
+            for path in [Path::Provisioned, Path::Serverless, Path::Batch] {
+                if let Some(t) = s.path(path) {
+                    add(&t.endpoint, path, t.component());
+                }
+            }
+        }
+        out
+    }
+
+    /// The provisioned endpoints of `region` (shared and the models' own).
+    pub fn provisioned_in(&self, region: &str) -> Vec<String> {
+        self.endpoints_in(region)
+            .into_iter()
+            .filter(|e| e.path == Path::Provisioned)
+            .map(|e| e.name)
+            .collect()
+    }
+
+    /// Whether any region has a provisioned endpoint (shared or a model's).
+    pub fn any_provisioned(&self) -> bool {
+        self.regions
+            .iter()
+            .any(|r| !self.provisioned_in(&r.name).is_empty())
+    }
+
+    /// The router counts' labels (`Serving::label`) under which calls to
+    /// `endpoint` in `region` are counted: the endpoint itself and each
+    /// inference component on it. An endpoint's invocations are their sum.
+    pub fn count_labels(&self, region: &str, endpoint: &str) -> Vec<String> {
+        let mut out = vec![endpoint.to_string()];
+        if let Some(e) = self
+            .endpoints_in(region)
+            .into_iter()
+            .find(|e| e.name == endpoint)
+        {
+            out.extend(e.components.iter().map(|c| format!("{endpoint}/{c}")));
+        }
+        out
+    }
+
+    /// The (region, count label) pairs that carry the same traffic as
+    /// `endpoint` in `region` wherever it lands: for each model served on
+    /// it (provisioned), that model's provisioned target in every region;
+    /// for the region's shared provisioned endpoint, every region's shared
+    /// one (the measured need before per-model endpoints). Each once.
+    pub fn counterparts(&self, region: &str, endpoint: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut add = |r: &str, l: &str| {
+            if !out.iter().any(|(a, b)| a == r && b == l) {
+                out.push((r.to_string(), l.to_string()));
+            }
+        };
+        let shared = self
+            .region(region)
+            .and_then(|r| r.sagemaker.provisioned.as_deref())
+            == Some(endpoint);
+        if shared {
+            for r in &self.regions {
+                if let Some(e) = &r.sagemaker.provisioned {
+                    add(&r.name, e);
+                }
+            }
+        }
+        for m in &self.models {
+            let on_it = m
+                .in_named(region)
+                .and_then(|s| s.provisioned.as_ref())
+                .is_some_and(|t| t.endpoint == endpoint);
+            if !on_it {
+                continue;
+            }
+            for s in &m.serving {
+                if let Some(t) = &s.provisioned {
+                    add(&s.region, t.label());
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -744,6 +744,7 @@ impl Validator<'_> {
         self.cost_against_timings(
             cost.as_ref(),
             regions,
+            models,
             timings.prepare_budget,
             timings.stuck_failover,
         );
