@@ -176,6 +176,15 @@ impl Daemon {
 
     /// boto3's `invoke_endpoint` for `model`; its JSON outcome.
     fn invoke(&self, model: &str) -> Value {
+        self.boto3("tests/boto3/invoke.py", model)
+    }
+
+    /// boto3's `invoke_endpoint_with_response_stream` for `model`.
+    fn stream(&self, model: &str) -> Value {
+        self.boto3("tests/boto3/stream.py", model)
+    }
+
+    fn boto3(&self, script: &str, model: &str) -> Value {
         let python = venv().join("bin/python");
         assert!(
             python.exists(),
@@ -185,7 +194,7 @@ impl Daemon {
         let out_file = self.dir.join(unique("boto3-out"));
         let mut child = spawn_guarded(
             Command::new(&python)
-                .arg(root().join("tests/boto3/invoke.py"))
+                .arg(root().join(script))
                 .arg("--endpoint-url")
                 .arg(format!("http://{}", self.router))
                 .args(["--model", model])
@@ -360,6 +369,34 @@ fn a_component_the_endpoint_does_not_host_is_a_validation_error() {
         v["message"]
             .as_str()
             .is_some_and(|m| m.contains("not-deployed")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_stream_reaches_the_component_in_each_region() {
+    let d = Daemon::start(&[]);
+    let part = |v: &Value| -> Value {
+        assert_eq!(v["ok"], true, "{v}");
+        let first = v["parts"][0].as_str().unwrap_or_else(|| panic!("{v}"));
+        serde_json::from_str(first.trim()).unwrap()
+    };
+    let v = d.stream("llm");
+    let p = part(&v);
+    assert_eq!(
+        (p["region"].as_str(), p["endpoint"].as_str()),
+        (Some("us-east-1"), Some("lab-gpu/llm-use1")),
+        "{v}"
+    );
+    d.lab(
+        "/_lab/behaviour",
+        json!({"region": "us-east-1", "endpoint": "*", "outage": true}),
+    );
+    let v = d.stream("llm");
+    let p = part(&v);
+    assert_eq!(
+        (p["region"].as_str(), p["endpoint"].as_str()),
+        (Some("us-west-2"), Some("lab-gpu/llm-usw2")),
         "{v}"
     );
 }
