@@ -288,3 +288,47 @@ fn check_config_prints_the_resolved_mapping() {
     assert!(text.contains("endpoint = \"fraud-usw2\""), "{text}");
     text.parse::<toml::Table>().unwrap();
 }
+
+#[test]
+fn check_config_finds_two_files_that_map_a_model_differently() {
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let a = write(
+        &d,
+        "us-east-1.toml",
+        &format!("region = \"us-east-1\"\n{GOOD_MODELS}"),
+    );
+    let b = write(
+        &d,
+        "us-west-2.toml",
+        &format!(
+            "region = \"us-west-2\"\n{}",
+            GOOD_MODELS.replace("fraud-usw2", "fraud-usw2-new")
+        ),
+    );
+    let run = |files: &[&PathBuf]| {
+        Command::new(env!("CARGO_BIN_EXE_failoverd"))
+            .arg("check-config")
+            .args(files)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let out = run(&[&a, &b]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{err}");
+    assert!(err.contains("models.fraud.regions"), "{err}");
+    // The same mapping in both: one fleet.
+    let b = write(
+        &d,
+        "us-west-2.toml",
+        &format!("region = \"us-west-2\"\n{GOOD_MODELS}"),
+    );
+    let out = run(&[&a, &b]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
