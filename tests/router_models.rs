@@ -164,14 +164,7 @@ impl Daemon {
     }
 
     fn lab(&self, path: &str, body: Value) {
-        let (status, text) = common::http(
-            "PUT",
-            &format!("127.0.0.1:{}", self.model.port),
-            path,
-            &body.to_string(),
-        )
-        .unwrap();
-        assert_eq!(status, 200, "{text}");
+        lab_put(&self.model, path, body);
     }
 
     /// boto3's `invoke_endpoint` for `model`; its JSON outcome.
@@ -240,6 +233,18 @@ impl Daemon {
         assert_eq!(status, 200);
         body
     }
+}
+
+/// `PUT` a control request on the lab's model server.
+fn lab_put(model: &ModelServer, path: &str, body: Value) {
+    let (status, text) = common::http(
+        "PUT",
+        &format!("127.0.0.1:{}", model.port),
+        path,
+        &body.to_string(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
 }
 
 fn at(region: &str, endpoint: &str, component: Option<&str>) -> (String, String, Option<String>) {
@@ -398,5 +403,65 @@ fn a_stream_reaches_the_component_in_each_region() {
         (p["region"].as_str(), p["endpoint"].as_str()),
         (Some("us-west-2"), Some("lab-gpu/llm-usw2")),
         "{v}"
+    );
+}
+
+/// Prepare's warm-up through the AWS adapter (the real SDK) against the
+/// lab's model server: each model's header reaches its target, and a
+/// component the endpoint does not host is refused (so prepare refuses a
+/// region that lacks it), while one it hosts is answered.
+#[test]
+fn the_warm_up_sends_each_models_header_through_the_sdk() {
+    use failoverd::config::{EndpointOverrides, Via};
+    use failoverd::ports::endpoints::{Endpoints, WarmUp};
+    let model = ModelServer::start(None);
+    for (region, endpoint, components) in COMPONENTS {
+        lab_put(
+            &model,
+            "/_lab/components",
+            json!({"region": region, "endpoint": endpoint, "components": components}),
+        );
+    }
+    let clients = failoverd::aws::AwsClients::new(
+        common::sdk_config(),
+        EndpointOverrides {
+            sagemaker_runtime: Some(model.url()),
+            ..Default::default()
+        },
+    );
+    let endpoints = failoverd::aws::sagemaker::AwsEndpoints::new(std::sync::Arc::new(clients));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let warm = |via: Option<Via>| {
+            let endpoints = &endpoints;
+            async move {
+                endpoints
+                    .warm_up_target("us-west-2", "lab-gpu", via.as_ref(), b"{}")
+                    .await
+            }
+        };
+        let hosted = warm(Some(Via::InferenceComponent("llm-usw2".into()))).await;
+        assert!(
+            matches!(&hosted, WarmUp::Answered { detail } if detail == "200"),
+            "{hosted:?}"
+        );
+        let missing = warm(Some(Via::InferenceComponent("not-deployed".into()))).await;
+        assert!(matches!(missing, WarmUp::Refused { .. }), "{missing:?}");
+    });
+    // The component, not just the endpoint, was called.
+    let (_, stats) = common::http(
+        "GET",
+        &format!("127.0.0.1:{}", model.port),
+        "/_lab/stats",
+        "",
+    )
+    .unwrap();
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(
+        stats["us-west-2"]["lab-gpu/llm-usw2"]["successes"], 1,
+        "{stats}"
     );
 }
