@@ -169,6 +169,9 @@ fn no_batch(c: &mut Config) {
     for r in &mut c.regions {
         r.sagemaker.batch = None;
     }
+    for s in c.models.iter_mut().flat_map(|m| &mut m.serving) {
+        s.batch = None;
+    }
 }
 
 impl Setup {
@@ -911,6 +914,7 @@ async fn cold_provisioned_endpoint_falls_back_to_batch() {
 
 /// A model entry for tests that need one of their own.
 fn model(
+    regions: &[failoverd::config::RegionConfig],
     name: &str,
     tweak: impl FnOnce(&mut failoverd::config::ModelConfig),
 ) -> failoverd::config::ModelConfig {
@@ -923,6 +927,7 @@ fn model(
         hedge_after: None,
         attempt_timeout: None,
         spill_over: Default::default(),
+        serving: failoverd::config::serving::default_serving(regions, None),
     };
     tweak(&mut m);
     m
@@ -1065,7 +1070,7 @@ async fn the_deadline_tells_the_breaker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_must_not_run_twice_waits_instead_of_resending() {
     let s = Setup::start_with(|c| {
-        c.models.push(model("once", |m| {
+        c.models.push(model(&c.regions, "once", |m| {
             m.retry_on_timeout = false;
             m.attempt_timeout = Some(Duration::from_millis(200));
         }))
@@ -1210,7 +1215,7 @@ async fn a_non_idempotent_request_that_may_have_run_is_never_sent_again() {
         no_batch(c);
         // us-east-1 stays first however often it fails here.
         c.router.breaker_failures = 1000;
-        c.models.push(model("pay", |m| {
+        c.models.push(model(&c.regions, "pay", |m| {
             m.idempotent = false;
             m.retry_on_timeout = false;
         }));
@@ -1320,12 +1325,12 @@ async fn latencies(s: &Setup, model: &str, n: usize) -> Vec<u64> {
 async fn hedging_keeps_the_tail_near_the_healthy_region() {
     let s = Setup::start_with(|c| {
         c.router.retry_budget = 1.0;
-        c.models.push(model("hedged", |m| {
+        c.models.push(model(&c.regions, "hedged", |m| {
             m.hedge_after = Some(failoverd::core::retry::HedgeAfter::Fixed(
                 Duration::from_millis(100),
             ));
         }));
-        c.models.push(model("adaptive", |m| {
+        c.models.push(model(&c.regions, "adaptive", |m| {
             m.hedge_after = Some(failoverd::core::retry::HedgeAfter::Quantile(0.5));
         }));
     })
@@ -1674,8 +1679,9 @@ async fn response_streams_fail_over_only_before_the_first_part() {
 async fn a_cold_start_spills_over_only_to_a_region_seen_warm() {
     let s = Setup::start_with(|c| {
         no_batch(c);
-        c.models
-            .push(model("spilly", |m| m.spill_over.not_ready = true));
+        c.models.push(model(&c.regions, "spilly", |m| {
+            m.spill_over.not_ready = true
+        }));
     })
     .await;
     s.behave(json!({"region": "us-east-1", "endpoint": "lab-provisioned",

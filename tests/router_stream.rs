@@ -61,6 +61,9 @@ impl Setup {
         for r in &mut cfg.regions {
             r.sagemaker.batch = None;
         }
+        for s in cfg.models.iter_mut().flat_map(|m| &mut m.serving) {
+            s.batch = None;
+        }
         tweak(&mut cfg);
         let cfg = Arc::new(cfg);
         let clients = Arc::new(AwsClients::new(common::sdk_config(), cfg.endpoints.clone()));

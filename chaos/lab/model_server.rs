@@ -44,6 +44,27 @@
 //! - `GET /_lab/stats`: `{region: {endpoint: {invocations, successes,
 //!   errors: {code: n}}}}`.
 //! - `GET /ping` and `GET /healthz`: 200.
+//! - `PUT /_lab/components` with `{"region": "us-east-1" | "*", "endpoint":
+//!   "name", "components": ["llm-ic", ...]}`: the inference components the
+//!   endpoint hosts (an empty list: none; `--component
+//!   REGION/ENDPOINT/COMPONENT` at start does the same). `GET
+//!   /_lab/components`: them.
+//!
+//! # Inference components
+//!
+//! An endpoint that hosts components answers only calls that name one
+//! (`X-Amzn-SageMaker-Inference-Component`, boto3's
+//! `InferenceComponentName`): without the header, SageMaker's
+//! `ValidationError` "Inference Component Name header is required for
+//! endpoints to which you plan to deploy inference components. ..."; a
+//! component it does not host, a `ValidationError` "Inference component
+//! {name} of endpoint {endpoint} not found." (the wording is the lab's: we
+//! have not seen AWS's). A component is a target of its own: its rules,
+//! warm state and stats are kept under `{endpoint}/{component}` (a rule on
+//! `lab-gpu/llm` is that component's; a rule on `lab-gpu` applies to its
+//! components that have none), and a success says `"component"`. An
+//! endpoint the lab was told no components of takes (and echoes) the
+//! header as it always did.
 //!
 //! # Response streaming
 //!
@@ -117,6 +138,10 @@ pub struct Args {
     /// S3 endpoint for asynchronous invocations' inputs and outputs (moto).
     #[arg(long, env = "FAILOVERD_LAB_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+    /// An inference component an endpoint hosts, `REGION/ENDPOINT/COMPONENT`
+    /// (`*` for every region); repeat for more.
+    #[arg(long = "component")]
+    pub components: Vec<String>,
 }
 
 /// Serve until SIGTERM or SIGINT; the process exit code.
@@ -155,6 +180,18 @@ pub async fn main(args: Args) -> i32 {
         s3_endpoint: args.s3_endpoint.clone(),
         ..Lab::default()
     });
+    for c in &args.components {
+        let mut parts = c.splitn(3, '/');
+        let (Some(r), Some(e), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            error!(component = %c, "--component is REGION/ENDPOINT/COMPONENT");
+            return 1;
+        };
+        lab.state()
+            .components
+            .entry((r.to_string(), e.to_string()))
+            .or_default()
+            .insert(name.to_string());
+    }
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(serve_lab(listener, lab, stop_rx));
     let why = tokio::select! {
@@ -510,10 +547,15 @@ pub type Rules = BTreeMap<(String, String), Behaviour>;
 
 /// The behaviour for a concrete (region, endpoint): the most specific rule.
 pub fn resolve(rules: &Rules, region: &str, endpoint: &str) -> Behaviour {
+    // An inference component (`endpoint/component`) falls back to its
+    // endpoint's rule.
+    let host = endpoint.split_once('/').map_or(endpoint, |(e, _)| e);
     [
         (region, endpoint),
+        (region, host),
         (region, "*"),
         ("*", endpoint),
+        ("*", host),
         ("*", "*"),
     ]
     .into_iter()
@@ -615,6 +657,8 @@ struct State {
     sessions: BTreeMap<(String, String), std::collections::BTreeSet<String>>,
     /// Sessions opened so far (their ids' numbers).
     sessions_opened: u64,
+    /// Inference components by (region or `*`, endpoint).
+    components: BTreeMap<(String, String), std::collections::BTreeSet<String>>,
 }
 
 /// The server's state behind one mutex (never held across an await).
@@ -661,6 +705,11 @@ impl Lab {
                 info!("lab state reset");
                 json(StatusCode::OK, &json!({"reset": true}))
             }),
+            "/_lab/components" => match allow(&[Method::GET, Method::PUT]) {
+                Some(r) => r,
+                None if method == Method::GET => json(StatusCode::OK, &self.components_json()),
+                None => self.put_components(req).await,
+            },
             "/_lab/stats" => {
                 allow(&[Method::GET]).unwrap_or_else(|| json(StatusCode::OK, &self.stats_json()))
             }
@@ -724,6 +773,80 @@ impl Lab {
                 json(StatusCode::OK, &out)
             }
             Err(e) => bad(e),
+        }
+    }
+
+    async fn put_components(&self, req: Request<Incoming>) -> HttpResponse {
+        #[derive(Deserialize)]
+        struct Put {
+            region: String,
+            endpoint: String,
+            components: Vec<String>,
+        }
+        let bad = |m: String| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("bad components request: {m}\n"),
+            )
+        };
+        let body = match read_body(req.into_body(), MAX_CONTROL_BODY).await {
+            Ok(b) => b,
+            Err(e) => return bad(e),
+        };
+        let put: Put = match serde_json::from_slice(&body) {
+            Ok(u) => u,
+            Err(e) => return bad(e.to_string()),
+        };
+        info!(region = %put.region, endpoint = %put.endpoint, components = ?put.components, "inference components set");
+        let key = (put.region, put.endpoint);
+        let mut st = self.state();
+        if put.components.is_empty() {
+            st.components.remove(&key);
+        } else {
+            st.components
+                .insert(key, put.components.into_iter().collect());
+        }
+        drop(st);
+        json(StatusCode::OK, &self.components_json())
+    }
+
+    fn components_json(&self) -> Value {
+        let st = self.state();
+        Value::Array(
+            st.components
+                .iter()
+                .map(|((r, e), c)| json!({"region": r, "endpoint": e, "components": c}))
+                .collect(),
+        )
+    }
+
+    /// The target a call reaches: `endpoint`, or `endpoint/component` for
+    /// an inference component the endpoint hosts; SageMaker's
+    /// `ValidationError` for a component missing, unknown or not wanted.
+    fn component_target(
+        &self,
+        region: &str,
+        endpoint: &str,
+        component: Option<&str>,
+    ) -> Result<String, Fault> {
+        let st = self.state();
+        let hosted = st
+            .components
+            .get(&(region.to_string(), endpoint.to_string()))
+            .or_else(|| st.components.get(&("*".to_string(), endpoint.to_string())));
+        match (hosted, component) {
+            (None, None) => Ok(endpoint.to_string()),
+            // An endpoint told of no components takes the header as the
+            // lab always did (it echoes it; the pass-through tests rely
+            // on that).
+            (None, Some(_)) => Ok(endpoint.to_string()),
+            (Some(_), None) => Err(Fault::validation(
+                "Inference Component Name header is required for endpoints to which you plan to deploy inference components. Please include Inference Component Name header or consider using SageMaker models.",
+            )),
+            (Some(set), Some(c)) if set.contains(c) => Ok(format!("{endpoint}/{c}")),
+            (Some(_), Some(c)) => Err(Fault::validation(format!(
+                "Inference component {c} of endpoint {endpoint} not found."
+            ))),
         }
     }
 
@@ -871,12 +994,15 @@ impl Lab {
             .collect();
         let variant = seen("x-amzn-sagemaker-target-variant");
         let session = seen("x-amzn-sagemaker-session-id");
+        let component = seen("x-amzn-sagemaker-inference-component");
         let body = read_body(req.into_body(), MAX_PAYLOAD).await;
         let mut sessions = SessionHeaders::default();
-        let invalid = match &body {
+        let target = self.component_target(&region, &endpoint, component.as_deref());
+        let invalid = match (&body, &target) {
             _ if endpoint.is_empty() => Some(Fault::validation("endpoint name must not be empty")),
-            Err(e) => Some(Fault::validation(e.clone())),
-            Ok(b) => match self.session(&region, &endpoint, session.as_deref(), b) {
+            (Err(e), _) => Some(Fault::validation(e.clone())),
+            (_, Err(f)) => Some(Fault::validation(f.message.clone())),
+            (Ok(b), Ok(t)) => match self.session(&region, t, session.as_deref(), b) {
                 Ok(h) => {
                     sessions = h;
                     None
@@ -884,7 +1010,8 @@ impl Lab {
                 Err(f) => Some(f),
             },
         };
-        let (latency, outcome) = self.decide(&region, &endpoint, invalid);
+        let key = target.as_deref().unwrap_or(&endpoint).to_string();
+        let (latency, outcome) = self.decide(&region, &key, invalid);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -901,7 +1028,10 @@ impl Lab {
             }
         };
         let echo = String::from_utf8_lossy(&body[..body.len().min(64)]).into_owned();
-        let out = json!({"region": region, "endpoint": endpoint, "bytes": body.len(), "echo": echo, "headers": echoed});
+        let mut out = json!({"region": region, "endpoint": endpoint, "bytes": body.len(), "echo": echo, "headers": echoed});
+        if let Some(c) = key.split_once('/').map(|(_, c)| c) {
+            out["component"] = json!(c);
+        }
         let out = Bytes::from(out.to_string());
         let mut r = Response::builder()
             .status(StatusCode::OK)
@@ -962,12 +1092,21 @@ impl Lab {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/jsonlines")
             .to_string();
+        let component = req
+            .headers()
+            .get("x-amzn-sagemaker-inference-component")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = read_body(req.into_body(), MAX_PAYLOAD).await;
-        let invalid = match &body {
+        let target = self.component_target(&region, &endpoint, component.as_deref());
+        let invalid = match (&body, &target) {
             _ if endpoint.is_empty() => Some(Fault::validation("endpoint name must not be empty")),
-            Err(e) => Some(Fault::validation(e.clone())),
-            Ok(_) => None,
+            (Err(e), _) => Some(Fault::validation(e.clone())),
+            (_, Err(f)) => Some(Fault::validation(f.message.clone())),
+            _ => None,
         };
+        // A component is a target of its own (rules, stats, parts).
+        let endpoint = target.unwrap_or(endpoint);
         let (latency, outcome) = self.decide(&region, &endpoint, invalid);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -1358,6 +1497,41 @@ mod tests {
         let two = rules(&[("*", "ep", 2), ("r1", "*", 3)]);
         assert_eq!(resolve(&two, "r1", "ep").seed, 3);
         assert_eq!(resolve(&Rules::new(), "r1", "ep"), Behaviour::default());
+    }
+
+    #[test]
+    fn a_component_falls_back_to_its_endpoints_rule() {
+        let all = rules(&[("*", "*", 1), ("r1", "gpu", 2), ("r1", "gpu/llm", 3)]);
+        assert_eq!(resolve(&all, "r1", "gpu/llm").seed, 3);
+        assert_eq!(resolve(&all, "r1", "gpu/other").seed, 2);
+        assert_eq!(resolve(&all, "r2", "gpu/llm").seed, 1);
+    }
+
+    #[test]
+    fn components_are_named_or_refused_as_sagemaker_refuses() {
+        let lab = Lab::default();
+        lab.state()
+            .components
+            .insert(("*".into(), "gpu".into()), ["llm".to_string()].into());
+        assert_eq!(
+            lab.component_target("r1", "gpu", Some("llm")).unwrap(),
+            "gpu/llm"
+        );
+        assert_eq!(lab.component_target("r1", "plain", None).unwrap(), "plain");
+        let missing = lab.component_target("r1", "gpu", None).unwrap_err();
+        assert_eq!(missing.code, ErrorCode::ValidationError);
+        assert!(
+            missing
+                .message
+                .starts_with("Inference Component Name header is required")
+        );
+        let unknown = lab.component_target("r1", "gpu", Some("nope")).unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::ValidationError);
+        assert!(unknown.message.contains("nope"), "{}", unknown.message);
+        assert_eq!(
+            lab.component_target("r1", "plain", Some("llm")).unwrap(),
+            "plain"
+        );
     }
 
     #[test]

@@ -88,6 +88,13 @@ pub struct Args {
 pub enum ProvisionError {
     #[error("{0}")]
     Config(String),
+    #[error("telling the lab's model server the inference components of {endpoint} in {region}")]
+    Components {
+        endpoint: String,
+        region: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("--consistency {0:?}: use strong or eventual")]
     Consistency(String),
     #[error("deploy/render.sh: {0}")]
@@ -278,7 +285,7 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
         let bucket = output("BatchBucketName")?;
         info!(region = %region.name, deploys_workflow, health_check = %hc, %bucket, "region stack");
         health_checks.push((region.name.clone(), hc));
-        create_endpoints(&clients, region, &bucket).await?;
+        create_endpoints(&clients, &cfg, region, &bucket).await?;
         if !deploys_workflow {
             if outputs.contains_key("StateMachineArn") {
                 return Err(ProvisionError::StateMachineArn {
@@ -478,9 +485,13 @@ async fn create_tables(
     Ok(())
 }
 
-/// A SageMaker model, endpoint config and endpoint per configured path.
+/// A SageMaker model, endpoint config and endpoint per endpoint the
+/// region serves: its shared ones and every model's own
+/// (`Config::endpoints_in`); and the inference components each hosts,
+/// told to the lab's model server (moto has no inference components).
 async fn create_endpoints(
     clients: &AwsClients,
+    cfg: &Config,
     region: &config::RegionConfig,
     bucket: &str,
 ) -> Result<(), ProvisionError> {
@@ -492,12 +503,17 @@ async fn create_endpoints(
     let role = format!("arn:aws:iam::{account}:role/failoverd-sagemaker");
     let output = format!("s3://{bucket}/async-results");
     let sm = clients.sagemaker(&region.name);
-    for (endpoint, kind) in [
-        (&region.sagemaker.serverless, EndpointKind::Serverless),
-        (&region.sagemaker.provisioned, EndpointKind::Provisioned),
-        (&region.sagemaker.batch, EndpointKind::Async),
-    ] {
-        let Some(endpoint) = endpoint else { continue };
+    for used in cfg.endpoints_in(&region.name) {
+        use failoverd::core::routing::Path as RoutePath;
+        let kind = match used.path {
+            RoutePath::Serverless => EndpointKind::Serverless,
+            RoutePath::Provisioned => EndpointKind::Provisioned,
+            RoutePath::Batch => EndpointKind::Async,
+        };
+        let endpoint = &used.name;
+        if !used.components.is_empty() {
+            components_to_model_server(cfg, &region.name, endpoint, &used.components).await?;
+        }
         let status = sagemaker::ensure_endpoint(
             &sm,
             &EndpointSpec {
@@ -511,6 +527,53 @@ async fn create_endpoints(
         .await?;
         info!(region = %region.name, %endpoint, ?kind, status = status.as_str(), "SageMaker endpoint");
     }
+    Ok(())
+}
+
+/// `PUT /_lab/components` on the lab's model server (the configured
+/// `endpoints.sagemaker_runtime`): `endpoint` in `region` hosts
+/// `components`. Without a model-server URL there is nothing to tell.
+async fn components_to_model_server(
+    cfg: &Config,
+    region: &str,
+    endpoint: &str,
+    components: &[String],
+) -> Result<(), ProvisionError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(url) = cfg.endpoints.sagemaker_runtime.as_deref() else {
+        return Ok(());
+    };
+    let fail = |e: String| ProvisionError::Components {
+        endpoint: endpoint.into(),
+        region: region.into(),
+        source: e.into(),
+    };
+    let authority = url
+        .strip_prefix("http://")
+        .map(|r| r.trim_end_matches('/'))
+        .ok_or_else(|| fail(format!("{url}: the lab's model server is plain http")))?;
+    let body =
+        serde_json::json!({"region": region, "endpoint": endpoint, "components": components})
+            .to_string();
+    let mut conn = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let req = format!(
+        "PUT /_lab/components HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer))
+        .await
+        .map_err(|_| fail("no answer within 10s".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(fail(answer.lines().next().unwrap_or_default().to_string()));
+    }
+    info!(%region, %endpoint, ?components, "inference components (lab model server)");
     Ok(())
 }
 

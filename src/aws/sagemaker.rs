@@ -319,14 +319,39 @@ impl crate::ports::Endpoints for AwsEndpoints {
         target_model: Option<&str>,
         body: &[u8],
     ) -> crate::ports::endpoints::WarmUp {
+        let via = target_model.map(|t| crate::config::Via::TargetModel(t.to_string()));
+        self.warm_up_target(region, endpoint, via.as_ref(), body)
+            .await
+    }
+
+    async fn warm_up_target(
+        &self,
+        region: &str,
+        endpoint: &str,
+        via: Option<&crate::config::Via>,
+        body: &[u8],
+    ) -> crate::ports::endpoints::WarmUp {
+        use crate::config::Via;
         use crate::ports::ErrorKind;
         use crate::ports::endpoints::WarmUp;
+        let pick = |want: fn(&Via) -> Option<&String>| via.and_then(want).cloned();
         let r = self
             .clients
             .sagemaker_runtime(region)
             .invoke_endpoint()
             .endpoint_name(endpoint)
-            .set_target_model(target_model.map(String::from))
+            .set_target_model(pick(|v| match v {
+                Via::TargetModel(t) => Some(t),
+                _ => None,
+            }))
+            .set_target_variant(pick(|v| match v {
+                Via::TargetVariant(t) => Some(t),
+                _ => None,
+            }))
+            .set_inference_component_name(pick(|v| match v {
+                Via::InferenceComponent(t) => Some(t),
+                _ => None,
+            }))
             .content_type("application/json")
             .body(aws_sdk_sagemakerruntime::primitives::Blob::new(
                 body.to_vec(),

@@ -137,11 +137,13 @@ pub fn bill_settings(cfg: &Config) -> Settings {
         .collect();
     checks.sort();
     checks.dedup();
+    // Every provisioned endpoint, the models' own included
+    // (config/serving.rs): each region's daemon reads each.
     let provisioned = cfg
         .regions
         .iter()
-        .filter(|r| r.sagemaker.provisioned.is_some())
-        .count() as u32;
+        .map(|r| cfg.provisioned_in(&r.name).len())
+        .sum::<usize>() as u32;
     Settings {
         poll_interval_ms: cfg.timings.poll_interval.as_millis() as u64,
         daemons: cfg.regions.len() as u32,

@@ -113,13 +113,20 @@ pub async fn read_cost_status(
     record: Option<&ControlRecord>,
 ) -> CostStatus {
     let fleet_tier = cfg.cost.fleet_tier(&cfg.models);
-    let reads = cfg.regions.iter().filter_map(|r| {
-        let endpoint = r.sagemaker.provisioned.clone()?;
-        let region = r.name.clone();
-        Some(async move {
-            let got = ports.endpoints.describe(&region, &endpoint).await;
-            (region, endpoint, got)
+    // Every provisioned endpoint of each region, the models' own included
+    // (config/serving.rs): one row each.
+    let pairs: Vec<(String, String)> = cfg
+        .regions
+        .iter()
+        .flat_map(|r| {
+            cfg.provisioned_in(&r.name)
+                .into_iter()
+                .map(|e| (r.name.clone(), e))
         })
+        .collect();
+    let reads = pairs.into_iter().map(|(region, endpoint)| async move {
+        let got = ports.endpoints.describe(&region, &endpoint).await;
+        (region, endpoint, got)
     });
     let capacity = futures_util::future::join_all(reads)
         .await

@@ -186,7 +186,7 @@ impl Validator<'_> {
         let t = &c.timings;
         // With a provisioned endpoint the scale-up counts too, and
         // config/cost.rs checks the sum (at cost.prepare_budget).
-        let scales = c.regions.iter().any(|r| r.sagemaker.provisioned.is_some());
+        let scales = c.any_provisioned();
         if !scales && t.prepare_budget + STALL_ROOM > t.stuck_failover {
             self.err(
                 "timings.prepare_budget",

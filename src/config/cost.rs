@@ -267,7 +267,7 @@ impl Validator<'_> {
             s(3600),
         );
         let idle = self.cost_idle(raw.idle);
-        let schedules = self.cost_schedules(raw.schedules, regions);
+        let schedules = self.cost_schedules(raw.schedules, regions, models);
         let advise = self.cost_advise(raw.advise, batch_threshold);
         let per_instance = self.cost_instance_invocations(raw.instance_invocations_per_minute);
         Some(Cost {
@@ -363,11 +363,21 @@ impl Validator<'_> {
         &mut self,
         raw: Vec<RawSchedule>,
         regions: &[RegionConfig],
+        models: &[ModelConfig],
     ) -> Option<Vec<EndpointSchedule>> {
-        let provisioned: Vec<&str> = regions
+        // The regions' shared provisioned endpoints and the models' own.
+        let mut provisioned: Vec<&str> = regions
             .iter()
             .filter_map(|r| r.sagemaker.provisioned.as_deref())
+            .chain(
+                models
+                    .iter()
+                    .flat_map(|m| &m.serving)
+                    .filter_map(|s| Some(s.provisioned.as_ref()?.endpoint.as_str())),
+            )
             .collect();
+        provisioned.sort_unstable();
+        provisioned.dedup();
         let mut schedules: Vec<EndpointSchedule> = Vec::new();
         let mut all_ok = true;
         for (i, rs) in raw.into_iter().enumerate() {
@@ -377,7 +387,7 @@ impl Validator<'_> {
                 if !provisioned.contains(&e.as_str()) {
                     self.err(
                         &k("endpoint"),
-                        format!("{e:?} is no region's sagemaker.provisioned endpoint (schedules apply to provisioned variants; serverless scales itself): {provisioned:?}"),
+                        format!("{e:?} is no region's sagemaker.provisioned endpoint nor a model's provisioned endpoint (schedules apply to provisioned variants; serverless scales itself): {provisioned:?}"),
                     );
                 } else if schedules.iter().any(|s| &s.endpoint == e) {
                     self.err(
@@ -524,13 +534,18 @@ impl Validator<'_> {
         &mut self,
         cost: Option<&Cost>,
         regions: &[RegionConfig],
+        models: &[ModelConfig],
         warmup: Option<Duration>,
         stuck: Option<Duration>,
     ) {
         let (Some(cost), Some(warmup)) = (cost, warmup) else {
             return;
         };
-        if !regions.iter().any(|r| r.sagemaker.provisioned.is_some()) {
+        let model_provisioned = models
+            .iter()
+            .flat_map(|m| &m.serving)
+            .any(|s| s.provisioned.is_some());
+        if !regions.iter().any(|r| r.sagemaker.provisioned.is_some()) && !model_provisioned {
             return;
         }
         let fmt = |d: Duration| humantime::format_duration(d).to_string();

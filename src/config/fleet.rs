@@ -222,6 +222,31 @@ pub fn settings(c: &Config) -> Vec<(&'static str, Vec<(String, String)>)> {
         "(fleet tier)",
         c.cost.fleet_tier(&c.models).as_str().into(),
     ));
+    // A model's per-region serving, only off the default mapping (a fleet
+    // without `[models.regions.*]` keeps the digest it had): every daemon
+    // must send a model to the same endpoints and components.
+    let default_of = |m: &super::ModelConfig| {
+        super::serving::default_serving(&c.regions, m.target_model.as_deref())
+    };
+    for m in c.models.iter().filter(|m| m.serving != default_of(m)) {
+        let mut rows = Vec::new();
+        for s in &m.serving {
+            for (path, t) in s.all() {
+                let via = t
+                    .via
+                    .as_ref()
+                    .map(|v| format!("#{v:?}"))
+                    .unwrap_or_default();
+                rows.push(format!(
+                    "{}:{}:{}{via}",
+                    s.region,
+                    path.as_str(),
+                    t.endpoint
+                ));
+            }
+        }
+        tiers.push(kv(&format!("models.{}.regions", m.name), rows.join(" ")));
+    }
     let mut route53 = vec![kv(
         "health.route53_calls_per_second",
         c.health.route53_calls_per_second.to_string(),

@@ -35,6 +35,7 @@ pub mod fleet;
 mod load;
 mod raw;
 mod router;
+pub mod serving;
 mod tables;
 pub mod tls;
 mod validate;
@@ -44,6 +45,7 @@ pub use constraints::MIN_AUTOMATIC_REGIONS;
 pub use cost::{Advise, Cost, EndpointSchedule, Environment, Idle};
 pub use load::{ConfigError, Problem, layers_for, load, load_layers};
 pub use router::{CallerLimit, IamAuth, ModelConfig, Router};
+pub use serving::{RegionServing, Serving, Via};
 pub use tables::{Consistency, MRSC_REGION_SETS, Tables};
 use validate::human_duration;
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::human_duration;
+use super::serving::{RawServing, RegionServing};
 use super::validate::Validator;
 use crate::core::retry::HedgeAfter;
 
@@ -165,6 +166,22 @@ pub struct ModelConfig {
     /// "Spill-over"). Off by default.
     #[serde(skip_serializing_if = "SpillOver::is_off")]
     pub spill_over: SpillOver,
+    /// How the model is served in each region, in `Config::regions`'
+    /// order (config/serving.rs): resolved at load from
+    /// `[models.regions.<region>]`, else the region's shared endpoints.
+    pub serving: Vec<RegionServing>,
+}
+
+impl ModelConfig {
+    /// The model's serving in `regions[i]`.
+    pub fn in_region(&self, i: usize) -> Option<&RegionServing> {
+        self.serving.get(i)
+    }
+
+    /// The model's serving in the region named `region`.
+    pub fn in_named(&self, region: &str) -> Option<&RegionServing> {
+        self.serving.iter().find(|s| s.region == region)
+    }
 }
 
 /// What moves a model's request to another, warm region (`spill_over`,
@@ -314,6 +331,9 @@ pub(super) struct RawModel {
     pub(super) hedge_after: Option<String>,
     pub(super) attempt_timeout: Option<String>,
     pub(super) spill_over: Option<RawSpillOver>,
+    /// `[models.regions.<region>]` (config/serving.rs).
+    #[serde(default)]
+    pub(super) regions: BTreeMap<String, RawServing>,
 }
 
 /// `spill_over = true` (both causes), `false`, or a list of causes.
@@ -817,7 +837,11 @@ impl Validator<'_> {
     }
 
     /// The `[[models]]` list.
-    pub(super) fn models(&mut self, raw: Vec<RawModel>) -> Vec<ModelConfig> {
+    pub(super) fn models(
+        &mut self,
+        raw: Vec<RawModel>,
+        regions: &[super::RegionConfig],
+    ) -> Vec<ModelConfig> {
         let mut models = Vec::new();
         let mut seen_models = BTreeSet::new();
         for (i, m) in raw.into_iter().enumerate() {
@@ -895,18 +919,23 @@ impl Validator<'_> {
             if !seen_models.insert(n.clone()) {
                 self.err(&k("name"), format!("duplicate model {n:?}"));
             }
-            let (Ok(hedge_after), Some(attempt_timeout)) = (hedge_after, attempt_timeout) else {
+            let target_model = m.target_model.filter(|t| !t.is_empty());
+            let serving = self.model_serving(i, &n, target_model.as_deref(), m.regions, regions);
+            let (Ok(hedge_after), Some(attempt_timeout), Some(serving)) =
+                (hedge_after, attempt_timeout, serving)
+            else {
                 continue;
             };
             models.push(ModelConfig {
                 name: n,
                 traffic_class: class,
-                target_model: m.target_model.filter(|t| !t.is_empty()),
+                target_model,
                 idempotent,
                 retry_on_timeout,
                 hedge_after,
                 attempt_timeout,
                 spill_over,
+                serving,
             });
         }
         models

@@ -242,14 +242,17 @@ impl Validator<'_> {
     pub(super) fn validate(&mut self, raw: RawConfig, files: &[PathBuf]) -> Option<Config> {
         let region = self.required("region", raw.region);
         let instance = self.instance(raw.instance);
-        let regions = self.regions(raw.regions, region.as_deref());
+        // Without models, every region needs shared endpoints; with them,
+        // each model's mapping is checked per region (config/serving.rs).
+        let need_shared = raw.models.is_empty();
+        let regions = self.regions(raw.regions, region.as_deref(), need_shared);
         // Tables (config/tables.rs).
         let tables = self.tables(raw.tables, &regions);
         let timings = self.timings(raw.timings);
         let health = self.health(raw.health);
         // Router and models (config/router.rs).
         let router = self.router(raw.router);
-        let models = self.models(raw.models);
+        let models = self.models(raw.models, &regions);
         let cost = self.cost_section(
             raw.cost,
             &models,
@@ -292,7 +295,12 @@ impl Validator<'_> {
 
     /// `[[regions]]`: at least two valid entries with unique names and
     /// priorities, the local `region` among them.
-    fn regions(&mut self, raw: Vec<RawRegion>, local: Option<&str>) -> Vec<RegionConfig> {
+    fn regions(
+        &mut self,
+        raw: Vec<RawRegion>,
+        local: Option<&str>,
+        need_shared: bool,
+    ) -> Vec<RegionConfig> {
         if raw.len() < 2 {
             self.problems.push(Problem {
                 origin: self.origins.of("regions"),
@@ -307,7 +315,9 @@ impl Validator<'_> {
         let mut seen_names: HashMap<String, usize> = HashMap::new();
         let mut seen_prio: HashMap<u32, String> = HashMap::new();
         for (i, r) in raw.into_iter().enumerate() {
-            if let Some(region) = self.region_entry(i, r, &mut seen_names, &mut seen_prio) {
+            if let Some(region) =
+                self.region_entry(i, r, need_shared, &mut seen_names, &mut seen_prio)
+            {
                 regions.push(region);
             }
         }
@@ -321,6 +331,7 @@ impl Validator<'_> {
         &mut self,
         i: usize,
         r: RawRegion,
+        need_shared: bool,
         seen_names: &mut HashMap<String, usize>,
         seen_prio: &mut HashMap<u32, String>,
     ) -> Option<RegionConfig> {
@@ -333,7 +344,7 @@ impl Validator<'_> {
             r.probe_match.as_deref(),
         );
         let arn = self.state_machine_arn(i, r.state_machine_arn, name.as_deref());
-        let sm = self.sagemaker_endpoints(i, r.sagemaker);
+        let sm = self.sagemaker_endpoints(i, r.sagemaker, need_shared);
         let (Some(name), Some(priority), Some(state_machine_arn)) = (name, priority, arn) else {
             return None;
         };
@@ -471,14 +482,21 @@ impl Validator<'_> {
         arn
     }
 
-    /// `regions[i].sagemaker`: at least one endpoint (empty names unset).
-    fn sagemaker_endpoints(&mut self, i: usize, raw: RawSageMaker) -> SageMakerEndpoints {
+    /// `regions[i].sagemaker`: at least one endpoint when no model maps
+    /// its own (empty names unset).
+    fn sagemaker_endpoints(
+        &mut self,
+        i: usize,
+        raw: RawSageMaker,
+        need_shared: bool,
+    ) -> SageMakerEndpoints {
         let sm = SageMakerEndpoints {
             serverless: raw.serverless.filter(|s| !s.is_empty()),
             provisioned: raw.provisioned.filter(|s| !s.is_empty()),
             batch: raw.batch.filter(|s| !s.is_empty()),
         };
-        if sm.serverless.is_none() && sm.provisioned.is_none() && sm.batch.is_none() {
+        if sm.serverless.is_none() && sm.provisioned.is_none() && sm.batch.is_none() && need_shared
+        {
             self.problems.push(Problem {
                 origin: self.origins.of(&format!("regions[{i}]")),
                 key: format!("regions[{i}].sagemaker"),
@@ -726,6 +744,7 @@ impl Validator<'_> {
         self.cost_against_timings(
             cost.as_ref(),
             regions,
+            models,
             timings.prepare_budget,
             timings.stuck_failover,
         );

@@ -237,19 +237,56 @@ pub fn role_of(region: &str, r: &ControlRecord) -> RegionRole {
     }
 }
 
-/// The configured endpoints of `region` with their kinds.
+/// The configured endpoints of `region` with their kinds: the region's
+/// shared ones and every model's own (`Config::endpoints_in`).
 fn endpoints_of(cfg: &Config, region: &str) -> Vec<(String, EndpointKind)> {
-    let Some(r) = cfg.region(region) else {
-        return Vec::new();
-    };
-    [
-        (&r.sagemaker.provisioned, EndpointKind::Provisioned),
-        (&r.sagemaker.serverless, EndpointKind::Serverless),
-        (&r.sagemaker.batch, EndpointKind::Batch),
-    ]
-    .into_iter()
-    .filter_map(|(name, kind)| Some((name.clone()?, kind)))
-    .collect()
+    use crate::core::routing::Path;
+    cfg.endpoints_in(region)
+        .into_iter()
+        .map(|e| {
+            let kind = match e.path {
+                Path::Provisioned => EndpointKind::Provisioned,
+                Path::Serverless => EndpointKind::Serverless,
+                Path::Batch => EndpointKind::Batch,
+            };
+            (e.name, kind)
+        })
+        .collect()
+}
+
+/// The router counts as the cost task asks for them, by endpoint: an
+/// endpoint's invocations are the sum over its count labels (itself and
+/// each inference component on it, `Config::count_labels`), counted since
+/// the latest of their gap-free starts; the measured need of an endpoint
+/// is over its counterparts (`Config::counterparts`).
+struct ByEndpoint<'a> {
+    cfg: &'a Config,
+    inner: &'a dyn InvocationCounts,
+}
+
+impl InvocationCounts for ByEndpoint<'_> {
+    fn invocations(
+        &self,
+        region: &str,
+        endpoint: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Option<crate::ports::traffic::Counted> {
+        let mut total = crate::ports::traffic::Counted {
+            since_ms: 0,
+            invocations: 0,
+        };
+        for label in self.cfg.count_labels(region, endpoint) {
+            let c = self.inner.invocations(region, &label, window_ms, now_ms)?;
+            total.since_ms = total.since_ms.max(c.since_ms);
+            total.invocations += c.invocations;
+        }
+        Some(total)
+    }
+
+    fn fleet_need(&self, endpoints: &[(&str, &str)]) -> Option<u32> {
+        self.inner.fleet_need(endpoints)
+    }
 }
 
 /// Read what the decisions need for `region`'s endpoints: the record from
@@ -333,6 +370,7 @@ pub async fn observe(
 /// Pure: the counts are a read of memory.
 pub fn decide(cfg: &Config, obs: &Observation, counts: &dyn InvocationCounts) -> Vec<EndpointPlan> {
     let tier = cfg.cost.fleet_tier(&cfg.models);
+    let counts = &ByEndpoint { cfg, inner: counts };
     obs.endpoints
         .iter()
         .map(|seen| decide_one(cfg, obs, seen, tier, counts))
@@ -633,7 +671,14 @@ fn schedule_step(
         && (j.guard.is_some() || tier.standby_holds() == StandbyHolds::ActiveNeed);
     let mut changes = Vec::new();
     if sched.is_some() || holds_need {
-        let need = counts.fleet_need(&provisioned_everywhere(j.cfg));
+        // The traffic this endpoint carries wherever it lands: the
+        // models on it, in every region (per-model endpoints).
+        let pairs = j.cfg.counterparts(&j.obs.region, &j.seen.endpoint);
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(r, l)| (r.as_str(), l.as_str()))
+            .collect();
+        let need = counts.fleet_need(&pairs);
         for (variant, current) in variants {
             let d = schedule::desired_minimum(&CapacityInputs {
                 now_ms: now,
@@ -898,6 +943,107 @@ mod tests {
         let f = dir.join("us-west-2.toml");
         std::fs::write(&f, text).unwrap();
         crate::config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
+    }
+
+    /// Two regions whose shared provisioned endpoint `prov` hosts `llm`
+    /// as inference components, and `fraud` on endpoints of its own.
+    fn models_config() -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "failoverd-cost-models-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = String::from(
+            "region = \"us-west-2\"\n[tables]\ncontrol = \"c\"\nrouting = \"r\"\nwitness = \"us-east-2\"\n",
+        );
+        for (i, r) in ["us-east-1", "us-west-2"].iter().enumerate() {
+            text.push_str(&format!(
+                "[[regions]]\nname = \"{r}\"\npriority = {}\nprobe_urls = [\"https://{r}.example/ping\"]\nstate_machine_arn = \"arn:aws:states:{r}:111122223333:stateMachine:f\"\nsagemaker = {{ provisioned = \"prov\", serverless = \"sls\" }}\n",
+                i + 1
+            ));
+        }
+        text.push_str(
+            "[[models]]\nname = \"llm\"\n[models.regions.us-east-1]\ninference_component = \"llm-e\"\n[models.regions.us-west-2]\ninference_component = \"llm-w\"\n\
+             [[models]]\nname = \"fraud\"\n[models.regions.us-east-1]\nprovisioned = \"fraud-e\"\n[models.regions.us-west-2]\nprovisioned = \"fraud-w\"\n",
+        );
+        let f = dir.join("us-west-2.toml");
+        std::fs::write(&f, text).unwrap();
+        crate::config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
+    }
+
+    /// Counts by (region, label).
+    struct ByLabel(Vec<(&'static str, &'static str, u64)>);
+
+    impl InvocationCounts for ByLabel {
+        fn invocations(&self, region: &str, label: &str, _: u64, _: u64) -> Option<Counted> {
+            Some(Counted {
+                since_ms: 0,
+                invocations: self
+                    .0
+                    .iter()
+                    .filter(|(r, l, _)| *r == region && *l == label)
+                    .map(|(_, _, n)| n)
+                    .sum(),
+            })
+        }
+        fn fleet_need(&self, _: &[(&str, &str)]) -> Option<u32> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_cost_task_follows_each_models_endpoints() {
+        let cfg = models_config();
+        assert_eq!(
+            endpoints_of(&cfg, "us-west-2"),
+            vec![
+                ("prov".to_string(), EndpointKind::Provisioned),
+                ("sls".to_string(), EndpointKind::Serverless),
+                ("fraud-w".to_string(), EndpointKind::Provisioned),
+            ]
+        );
+        // An endpoint's calls are its own and its components'.
+        let counts = ByLabel(vec![
+            ("us-west-2", "prov/llm-w", 4),
+            ("us-west-2", "prov", 1),
+        ]);
+        let by = ByEndpoint {
+            cfg: &cfg,
+            inner: &counts,
+        };
+        assert_eq!(
+            by.invocations("us-west-2", "prov", 1, 1)
+                .unwrap()
+                .invocations,
+            5
+        );
+        assert_eq!(
+            by.invocations("us-west-2", "fraud-w", 1, 1)
+                .unwrap()
+                .invocations,
+            0
+        );
+        // The need of a model's own endpoint is that model's traffic in
+        // every region; the shared one's, the shared endpoints' and the
+        // components' on them.
+        let pairs = |r: &str, e: &str| cfg.counterparts(r, e);
+        assert_eq!(
+            pairs("us-west-2", "fraud-w"),
+            vec![
+                ("us-east-1".to_string(), "fraud-e".to_string()),
+                ("us-west-2".to_string(), "fraud-w".to_string())
+            ]
+        );
+        assert_eq!(
+            pairs("us-west-2", "prov"),
+            vec![
+                ("us-east-1".to_string(), "prov".to_string()),
+                ("us-west-2".to_string(), "prov".to_string()),
+                ("us-east-1".to_string(), "prov/llm-e".to_string()),
+                ("us-west-2".to_string(), "prov/llm-w".to_string())
+            ]
+        );
     }
 
     fn record(active: &str, phase: Phase, mode: Mode) -> ControlRecord {

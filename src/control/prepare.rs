@@ -126,7 +126,13 @@ pub async fn prepare(
     let me = cfg.local();
     let region = me.name.clone();
     let mut statuses = serde_json::Map::new();
-    for ep in me.sagemaker.all() {
+    // The region's shared endpoints and every model's own (config/serving.rs).
+    let endpoints: Vec<String> = cfg
+        .endpoints_in(&region)
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for ep in &endpoints {
         match ports.endpoints.status(&region, ep).await {
             Ok(Some(st)) if st.serves() => {
                 statuses.insert(ep.clone(), st.as_str().into());
@@ -162,30 +168,21 @@ pub async fn prepare(
         .saturating_sub(5_000);
     let stop_at = started + budget.min(Duration::from_millis(wall_left));
 
-    // Every model the router serves: each TargetModel once per endpoint (a
-    // single-model endpoint, with no TargetModel, once).
-    let mut targets: Vec<Option<String>> =
-        cfg.models.iter().map(|m| m.target_model.clone()).collect();
-    targets.sort();
-    targets.dedup();
-    if targets.is_empty() {
-        targets.push(None);
-    }
     let body = cfg.health.warmup_payload.as_bytes();
     let mut warmed = Vec::new();
-    for ep in me.sagemaker.realtime() {
-        for target in &targets {
+    for (ep, target) in &warm_targets(cfg, &region) {
+        {
             let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
             let mut attempts = 0u32;
             loop {
                 attempts += 1;
                 match ports
                     .endpoints
-                    .warm_up(&region, ep, target.as_deref(), body)
+                    .warm_up_target(&region, ep, target.as_ref(), body)
                     .await
                 {
                     WarmUp::Answered { detail } => {
-                        warmed.push(json!({"endpoint": ep, "target_model": target, "attempts": attempts, "answer": detail}));
+                        warmed.push(json!({"endpoint": ep, "target": target, "attempts": attempts, "answer": detail}));
                         break;
                     }
                     WarmUp::Refused { detail } => {
@@ -215,6 +212,36 @@ pub async fn prepare(
     Ok(
         json!({"region": region, "step": "prepare", "endpoints": statuses, "capacity": capacity, "warmed": warmed}),
     )
+}
+
+/// What the warm-up calls in `region`: every model's real-time target
+/// there (config/serving.rs), each (endpoint, header) once: a TargetModel,
+/// an inference component or a variant once per endpoint; an endpoint
+/// with no header once. With no models, the region's shared real-time
+/// endpoints.
+fn warm_targets(cfg: &Config, region: &str) -> Vec<(String, Option<crate::config::Via>)> {
+    let mut out: Vec<(String, Option<crate::config::Via>)> = Vec::new();
+    let mut add = |ep: &str, via: Option<&crate::config::Via>| {
+        if !out.iter().any(|(e, v)| e == ep && v.as_ref() == via) {
+            out.push((ep.to_string(), via.cloned()));
+        }
+    };
+    for m in &cfg.models {
+        let Some(s) = m.in_named(region) else {
+            continue;
+        };
+        for t in [&s.serverless, &s.provisioned].into_iter().flatten() {
+            add(&t.endpoint, t.via.as_ref());
+        }
+    }
+    if cfg.models.is_empty() {
+        if let Some(r) = cfg.region(region) {
+            for ep in r.sagemaker.realtime() {
+                add(ep, None);
+            }
+        }
+    }
+    out
 }
 
 /// The capacity step (see the module doc). Returns what it did, for the
@@ -660,5 +687,69 @@ async fn ask_for_missing(
             Ok(false)
         }
         Err(e) => Err(crate::error_chain(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EnvSource, Via};
+
+    fn config(models: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "failoverd-prepare-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = String::from(
+            "region = \"us-west-2\"\n[tables]\ncontrol = \"c\"\nrouting = \"r\"\nwitness = \"us-east-2\"\n",
+        );
+        for (i, r) in ["us-east-1", "us-west-2"].iter().enumerate() {
+            text.push_str(&format!(
+                "[[regions]]\nname = \"{r}\"\npriority = {}\nprobe_urls = [\"https://{r}.example/ping\"]\nstate_machine_arn = \"arn:aws:states:{r}:111122223333:stateMachine:f\"\nsagemaker = {{ provisioned = \"prov\", serverless = \"sls\", batch = \"async\" }}\n",
+                i + 1
+            ));
+        }
+        text.push_str(models);
+        let f = dir.join("us-west-2.toml");
+        std::fs::write(&f, text).unwrap();
+        crate::config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
+    }
+
+    #[test]
+    fn the_warm_up_calls_each_models_target_with_its_header() {
+        let cfg = config(
+            "[[models]]\nname = \"plain\"\n\
+             [[models]]\nname = \"mme\"\ntarget_model = \"m.tar.gz\"\n\
+             [[models]]\nname = \"llm\"\n[models.regions.us-west-2]\ninference_component = \"llm-w\"\n\
+             [[models]]\nname = \"fraud\"\n[models.regions.us-west-2]\nprovisioned = \"fraud-w\"\nbatch = \"fraud-async\"\n",
+        );
+        let ic = Some(Via::InferenceComponent("llm-w".into()));
+        let mme = Some(Via::TargetModel("m.tar.gz".into()));
+        assert_eq!(
+            warm_targets(&cfg, "us-west-2"),
+            vec![
+                ("sls".to_string(), None),
+                ("prov".to_string(), None),
+                ("sls".to_string(), mme.clone()),
+                ("prov".to_string(), mme),
+                ("prov".to_string(), ic),
+                ("fraud-w".to_string(), None),
+            ]
+        );
+        // The status check walks the models' own endpoints too.
+        let names: Vec<String> = cfg
+            .endpoints_in("us-west-2")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["prov", "sls", "async", "fraud-w", "fraud-async"]);
+        // With no models, the shared real-time endpoints, once each.
+        let cfg = config("");
+        assert_eq!(
+            warm_targets(&cfg, "us-west-2"),
+            vec![("sls".to_string(), None), ("prov".to_string(), None)]
+        );
     }
 }

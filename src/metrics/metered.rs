@@ -422,6 +422,25 @@ impl Endpoints for Metered<dyn Endpoints> {
         w
     }
 
+    async fn warm_up_target(
+        &self,
+        region: &str,
+        endpoint: &str,
+        via: Option<&crate::config::Via>,
+        body: &[u8],
+    ) -> WarmUp {
+        let t0 = self.clock.monotonic();
+        let w = self.inner.warm_up_target(region, endpoint, via, body).await;
+        let failure = match &w {
+            WarmUp::Answered { .. } => None,
+            WarmUp::NotReady { kind, .. } => Some(*kind),
+            WarmUp::Refused { .. } => Some(ErrorKind::Other),
+        };
+        self.meter
+            .call(Op::WarmUp, region, self.clock.since(t0), failure);
+        w
+    }
+
     async fn describe(
         &self,
         region: &str,

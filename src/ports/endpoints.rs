@@ -184,6 +184,24 @@ pub trait Endpoints: Send + Sync {
         target_model: Option<&str>,
         body: &[u8],
     ) -> WarmUp;
+    /// Send one warm-up request to one model on `endpoint`, picked by
+    /// `via` (an inference component, a `TargetModel`, a production
+    /// variant: config/serving.rs). The default sends the `TargetModel`
+    /// only, through [`Endpoints::warm_up`] (fakes that know no
+    /// components); the AWS adapter sends each header.
+    async fn warm_up_target(
+        &self,
+        region: &str,
+        endpoint: &str,
+        via: Option<&crate::config::Via>,
+        body: &[u8],
+    ) -> WarmUp {
+        let target_model = match via {
+            Some(crate::config::Via::TargetModel(t)) => Some(t.as_str()),
+            _ => None,
+        };
+        self.warm_up(region, endpoint, target_model, body).await
+    }
     /// The endpoint's status, variants and instance counts, or `None` if
     /// it does not exist.
     async fn describe(

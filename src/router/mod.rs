@@ -66,7 +66,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, RegionConfig};
+use crate::config::{Config, RegionServing, Serving};
 use crate::core::rand;
 use crate::core::retry::RetryBudget;
 use crate::core::routing::{Available, Path};
@@ -590,21 +590,58 @@ fn call_result(e: &InvokeError) -> CallResult {
     }
 }
 
-/// Which paths `region` has an endpoint for that the router serves.
-pub fn available(region: &RegionConfig) -> Available {
+/// Which paths the model has an endpoint for in a region (its row of the
+/// serving table, config/serving.rs) that the router serves.
+pub fn available(serving: &RegionServing) -> Available {
     Available {
-        serverless: region.sagemaker.serverless.is_some(),
-        provisioned: region.sagemaker.provisioned.is_some(),
-        batch: BATCH_SUPPORTED && region.sagemaker.batch.is_some(),
+        serverless: serving.serverless.is_some(),
+        provisioned: serving.provisioned.is_some(),
+        batch: BATCH_SUPPORTED && serving.batch.is_some(),
     }
 }
 
-/// The endpoint name of `path` in `region`.
-pub fn endpoint(region: &RegionConfig, path: Path) -> Option<&str> {
-    match path {
-        Path::Serverless => region.sagemaker.serverless.as_deref(),
-        Path::Provisioned => region.sagemaker.provisioned.as_deref(),
-        Path::Batch => region.sagemaker.batch.as_deref(),
+/// The model's target on `path` in a region.
+pub fn endpoint(serving: &RegionServing, path: Path) -> Option<&Serving> {
+    serving.path(path)
+}
+
+/// `inv` as sent to `target`: with the header that picks the model there
+/// (built at load). The mapping's inference component and production
+/// variant replace the client's (a client cannot know the name in the
+/// region that answers); a `TargetModel` the client sent wins over the
+/// configured one, as before the mapping. Borrowed when nothing changes.
+pub fn for_target<'a>(
+    inv: &'a crate::ports::inference::Invocation,
+    target: &Serving,
+) -> std::borrow::Cow<'a, crate::ports::inference::Invocation> {
+    use crate::config::Via;
+    use std::borrow::Cow;
+    let (Some(via), Some(h)) = (&target.via, &target.header) else {
+        return Cow::Borrowed(inv);
+    };
+    match via {
+        Via::TargetModel(_) if inv.target_model.is_some() => Cow::Borrowed(inv),
+        Via::TargetModel(_) => {
+            let mut i = inv.clone();
+            i.target_model = Some(h.clone());
+            Cow::Owned(i)
+        }
+        Via::InferenceComponent(_) if inv.passed.inference_component.as_ref() == Some(h) => {
+            Cow::Borrowed(inv)
+        }
+        Via::InferenceComponent(_) => {
+            let mut i = inv.clone();
+            i.passed.inference_component = Some(h.clone());
+            Cow::Owned(i)
+        }
+        Via::TargetVariant(_) if inv.passed.target_variant.as_ref() == Some(h) => {
+            Cow::Borrowed(inv)
+        }
+        Via::TargetVariant(_) => {
+            let mut i = inv.clone();
+            i.passed.target_variant = Some(h.clone());
+            Cow::Owned(i)
+        }
     }
 }
 

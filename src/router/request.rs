@@ -138,8 +138,8 @@ pub struct Ask<'c> {
 }
 
 /// The largest body `api` takes under `cfg`.
-pub fn body_limit(cfg: &Config, api: Api) -> u64 {
-    let paths = cfg.regions.iter().flat_map(|r| {
+pub fn body_limit(cfg: &Config, model: &ModelConfig, api: Api) -> u64 {
+    let paths = model.serving.iter().flat_map(|r| {
         let a = super::available(r);
         Path::ALL
             .into_iter()
@@ -299,14 +299,12 @@ pub fn parse_head<'c>(
             }
         },
     };
-    let limit = body_limit(cfg, api);
+    let limit = body_limit(cfg, model, api);
     if let Some(len) = text(headers, &CONTENT_LENGTH)?.and_then(|l| l.parse::<u64>().ok()) {
         if len > limit {
             return Err(too_large(api, Some(len), limit));
         }
     }
-    // The client's TargetModel wins over the configured one, as SageMaker
-    // would take it.
     let (target_model, others) = sagemaker_headers(headers)?;
     Ok(Ask {
         api,
@@ -314,14 +312,10 @@ pub fn parse_head<'c>(
         class,
         deadline: started + deadline,
         inv: Invocation {
-            // The client's TargetModel, as SageMaker would take it; else
-            // the one the model's configuration names.
-            target_model: target_model.or_else(|| {
-                model
-                    .target_model
-                    .as_deref()
-                    .and_then(|t| HeaderValue::from_str(t).ok())
-            }),
+            // The client's TargetModel, as SageMaker would take it; the
+            // configured one is the serving table's, per region
+            // (`router::for_target`).
+            target_model,
             body: Bytes::new(),
             content_type: passed(headers, &CONTENT_TYPE)?,
             accept: passed(headers, &ACCEPT)?,
@@ -338,7 +332,7 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let limit = body_limit(cfg, ask.api);
+    let limit = body_limit(cfg, ask.model, ask.api);
     let body = Limited::new(body, limit as usize);
     let timeout = cfg.router.body_read_timeout;
     match tokio::time::timeout(timeout, body.collect()).await {

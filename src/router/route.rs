@@ -69,7 +69,7 @@ use super::batch::{self, Submission, SubmitError};
 use super::reply::{Reply, RouterError};
 use super::request::{Api, Ask, too_large};
 use super::targets::{self, Ranking};
-use crate::config::{Config, RegionConfig};
+use crate::config::{Config, ModelConfig, RegionConfig, RegionServing, Serving};
 use crate::core::rand;
 use crate::core::retry::{self, AttemptPolicy};
 use crate::core::routing::{self, Available, NO_BATCH_THRESHOLD, NoPath, Path};
@@ -83,6 +83,8 @@ use crate::ports::jobs::Job;
 /// One lane's position.
 struct Lane<'c> {
     region: &'c RegionConfig,
+    /// The model's row of the serving table in `region`.
+    serving: &'c RegionServing,
     path: Path,
     /// Cold-start retries at this path.
     cold: u32,
@@ -105,6 +107,16 @@ enum AttemptError {
     /// heard of it (a model that may not be retried keeps waiting).
     #[error("no answer within the attempt's {after:?}")]
     TimedOut { after: Duration, breaker_told: bool },
+}
+
+impl Lane<'_> {
+    /// The target at this lane's path (a lane is only made where the
+    /// model has one: [`Cursor`] picks paths from the same row).
+    fn target(&self) -> &Serving {
+        self.serving
+            .path(self.path)
+            .expect("a lane's path has a target in its serving row")
+    }
 }
 
 impl AttemptError {
@@ -175,6 +187,7 @@ enum Step<'c> {
 /// The regions left to try, in ranked order.
 struct Cursor<'c, 'a> {
     cfg: &'c Config,
+    model: &'c ModelConfig,
     order: Vec<usize>,
     next: usize,
     class: &'a str,
@@ -191,11 +204,16 @@ impl<'c> Cursor<'c, '_> {
     fn next_lane(&mut self, accept: impl FnOnce(&Lane<'c>) -> bool) -> Option<Lane<'c>> {
         while let Some(&i) = self.order.get(self.next) {
             let region = &self.cfg.regions[i];
-            let avail = (self.mask)(super::available(region));
+            let Some(serving) = self.model.in_region(i) else {
+                self.next += 1;
+                continue;
+            };
+            let avail = (self.mask)(super::available(serving));
             match routing::choose_path(self.class, self.len, self.threshold, avail) {
                 Ok(path) => {
                     let lane = Lane {
                         region,
+                        serving,
                         path,
                         cold: 0,
                         throttled: 0,
@@ -231,7 +249,7 @@ impl<'c> Cursor<'c, '_> {
             .iter()
             .enumerate()
             .find_map(|(j, &i)| {
-                let avail = (self.mask)(super::available(&self.cfg.regions[i]));
+                let avail = (self.mask)(super::available(self.model.in_region(i)?));
                 routing::choose_path(self.class, self.len, self.threshold, avail)
                     .ok()
                     .filter(|&p| p.is_realtime() && warm(i, p))
@@ -243,6 +261,7 @@ impl<'c> Cursor<'c, '_> {
         let i = self.order.remove(j);
         Some(Lane {
             region: &self.cfg.regions[i],
+            serving: self.model.in_region(i)?,
             path,
             cold: 0,
             throttled: 0,
@@ -264,6 +283,7 @@ struct InFlight<'c> {
     id: u32,
     region: &'c str,
     path: Path,
+    target: &'c Serving,
     /// When its call starts (after any retry delay).
     calls_at: Instant,
 }
@@ -287,6 +307,7 @@ impl Router {
         };
         let ranking = Ranking {
             cfg,
+            model: ask.model,
             class: &ask.class,
             len,
             threshold,
@@ -310,6 +331,7 @@ impl Router {
         }
         let mut cursor = Cursor {
             cfg,
+            model: ask.model,
             order,
             next: 0,
             class: &ask.class,
@@ -341,10 +363,14 @@ impl Router {
                       attempts: &mut u32| {
             *attempts += 1;
             let region: &'c RegionConfig = lane.region;
+            let serving: &'c RegionServing = lane.serving;
             in_flight.push(InFlight {
                 id: *attempts,
                 region: &region.name,
                 path: lane.path,
+                target: serving
+                    .path(lane.path)
+                    .expect("a lane's path has a target in its serving row"),
                 calls_at: now + delay,
             });
             let when = Launch { at: now, delay };
@@ -380,10 +406,7 @@ impl Router {
                         .hedge_after
                         .filter(|_| lane.path.is_realtime() && session.is_none())
                     {
-                        if let Some(d) =
-                            self.targets
-                                .hedge_delay(&lane.region.name, lane.path, after)
-                        {
+                        if let Some(d) = self.targets.hedge_delay(lane.target(), after) {
                             hedge_timer.as_mut().reset(now + d);
                             hedge_armed = true;
                         }
@@ -408,10 +431,12 @@ impl Router {
                     let region_cfg: &'c RegionConfig = t.lane.region;
                     let region: &'c str = &region_cfg.name;
                     let path = t.lane.path;
+                    let serving: &'c RegionServing = t.lane.serving;
+                    let target = serving.path(path).expect("a lane's path has a target in its serving row");
                     match t.result {
                         Ok(success) => {
                             self.metrics.call(path, region, CallResult::Ok);
-                            self.targets.success(cfg, self.clock.mono_ms_at(t.ended), region, path, t.took);
+                            self.targets.success(cfg, self.clock.mono_ms_at(t.ended), target, t.took);
                             if t.lane.hedge {
                                 self.metrics.hedge_won(region);
                             }
@@ -427,7 +452,7 @@ impl Router {
                         Err(e) => {
                             self.metrics.call(path, region, e.result());
                             if e.is_target_failure() {
-                                self.targets.failure(cfg, &self.metrics, self.clock.mono_ms_at(t.ended), region, path);
+                                self.targets.failure(cfg, &self.metrics, self.clock.mono_ms_at(t.ended), region, path, target);
                             }
                             debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "attempt failed");
                             let mut spill = |from: &Lane<'c>, cause| self.spill(ask, &ranking, &mut cursor, from, cause);
@@ -476,7 +501,7 @@ impl Router {
                     let mut calling = None;
                     for f in in_flight.iter().filter(|f| f.calls_at <= now) {
                         self.metrics.call(f.path, f.region, CallResult::Timeout);
-                        self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), f.region, f.path);
+                        self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), f.region, f.path, f.target);
                         calling = Some(f.region);
                     }
                     let (region, path) = at.unzip();
@@ -522,11 +547,17 @@ impl Router {
         let timeout =
             retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
         let region = lane.region.name.as_str();
-        let endpoint = super::endpoint(lane.region, lane.path).unwrap_or_default();
-        // Every attempt sent counts, retries and hedges too (metrics::counts).
+        let serving: &'c RegionServing = lane.serving;
+        let target = serving
+            .path(lane.path)
+            .expect("a lane's path has a target in its serving row");
+        let endpoint = target.endpoint.as_str();
+        // Every attempt sent counts, retries and hedges too
+        // (metrics::counts), by the target's label (endpoint, or
+        // endpoint/component).
         let wall_ms = self.clock.wall_ms();
         let mono = self.clock.lease_mono(self.clock.now());
-        self.shared.traffic.record(region, endpoint, mono);
+        self.shared.traffic.record(region, target.label(), mono);
         let result = if lane.path == Path::Batch {
             let id = job_id.get_or_init(|| batch::new_job_id(wall_ms));
             let submit = batch::submit(
@@ -551,7 +582,8 @@ impl Router {
                 }),
             }
         } else {
-            let call = self.ports.inference.invoke(region, endpoint, &ask.inv);
+            let inv = super::for_target(&ask.inv, target);
+            let call = self.ports.inference.invoke(region, endpoint, &inv);
             tokio::pin!(call);
             match tokio::time::timeout_at(started + timeout, &mut call).await {
                 Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
@@ -565,6 +597,7 @@ impl Router {
                         self.clock.mono_ms(),
                         region,
                         lane.path,
+                        target,
                     );
                     match tokio::time::timeout_at(ask.deadline, call).await {
                         Ok(r) => r.map(Success::Answer).map_err(AttemptError::Invoke),
@@ -662,8 +695,8 @@ impl Router {
                     .cold_start(&ask.model.name, self.clock.wall_ms());
                 let len = ask.inv.body.len() as u64;
                 let avail = match ask.api {
-                    Api::SageMaker => super::available(lane.region).realtime(),
-                    Api::Native => super::available(lane.region),
+                    Api::SageMaker => super::available(lane.serving).realtime(),
+                    Api::Native => super::available(lane.serving),
                 };
                 let fallback = routing::fallback_after(lane.path, len, avail);
                 // Spill-over once the region has no other path to fall
@@ -1038,6 +1071,7 @@ impl Router {
         let len = ask.inv.body.len() as u64;
         let ranking = Ranking {
             cfg,
+            model: ask.model,
             class: &ask.class,
             len,
             threshold: NO_BATCH_THRESHOLD,
@@ -1056,6 +1090,7 @@ impl Router {
             .map_err(Reply::from)?;
         let mut cursor = Cursor {
             cfg,
+            model: ask.model,
             order,
             next: 0,
             class: &ask.class,
@@ -1102,15 +1137,20 @@ impl Router {
                 ));
             }
             attempts += 1;
-            let endpoint = super::endpoint(lane.region, path).unwrap_or_default();
-            self.shared
-                .traffic
-                .record(region, endpoint, self.clock.lease_mono(self.clock.now()));
+            let serving: &'c RegionServing = lane.serving;
+            let target = serving
+                .path(path)
+                .expect("a lane's path has a target in its serving row");
+            self.shared.traffic.record(
+                region,
+                target.label(),
+                self.clock.lease_mono(self.clock.now()),
+            );
             let timeout =
                 retry::attempt_timeout(ask.deadline.saturating_duration_since(started), &policy);
             let result = match tokio::time::timeout_at(
                 started + timeout,
-                self.first_part(region, endpoint, ask),
+                self.first_part(region, target, ask),
             )
             .await
             {
@@ -1127,8 +1167,7 @@ impl Router {
                     self.targets.success(
                         cfg,
                         self.clock.mono_ms_at(ended),
-                        region,
-                        path,
+                        target,
                         ended.saturating_duration_since(started),
                     );
                     return Ok(Started {
@@ -1148,6 +1187,7 @@ impl Router {
                             self.clock.mono_ms_at(ended),
                             region,
                             path,
+                            target,
                         );
                     }
                     debug!(region, path = path.as_str(), attempts, error = %crate::error_chain(&e), "stream attempt failed");
@@ -1186,13 +1226,14 @@ impl Router {
     async fn first_part(
         &self,
         region: &str,
-        endpoint: &str,
+        target: &Serving,
         ask: &Ask<'_>,
     ) -> Result<(Streamed, Option<bytes::Bytes>), InvokeError> {
+        let inv = super::for_target(&ask.inv, target);
         let mut s = self
             .ports
             .inference
-            .invoke_stream(region, endpoint, &ask.inv)
+            .invoke_stream(region, &target.endpoint, &inv)
             .await?;
         match s.events.next().await {
             Some(Ok(part)) => Ok((s, Some(part))),

@@ -1,11 +1,14 @@
-//! What the router remembers about each target, a (region, path): its
+//! What the router remembers about each target, a (region, endpoint[,
+//! inference component]) as the serving table names it
+//! (`Serving::key`, config/serving.rs): its
 //! circuit breaker and the latencies it has answered with (for
 //! `hedge_after = "p95"`), and the ranking of regions for one request from
 //! those and from the reconcile loop's last view (record and health).
 //!
 //! One mutex over a small map, held for a few field updates, never across
-//! an await. Keys are region names; a region added by a reload gets an
-//! entry on first use.
+//! an await. Keys are the targets' keys, built once at load (the lookup
+//! hashes that string, as it hashed the region's name before per-model
+//! endpoints); a target added by a reload gets an entry on first use.
 //!
 //! It also remembers the stateful sessions it saw opened (SageMaker's
 //! `NewSessionId`), with the region and path that opened them, so that a
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::config::Config;
+use crate::config::{Config, ModelConfig, Serving};
 use crate::core::control;
 use crate::core::health::Verdict;
 use crate::core::quorum::Consensus;
@@ -40,7 +43,7 @@ struct Target {
 /// Every target's memory.
 #[derive(Debug, Default)]
 pub struct Targets {
-    by_region: Mutex<HashMap<String, [Target; 3]>>,
+    by_target: Mutex<HashMap<String, Target>>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -79,14 +82,6 @@ pub fn parse_new_session(value: &str) -> (&str, Option<u64>) {
     (id, expires)
 }
 
-fn index(path: Path) -> usize {
-    match path {
-        Path::Serverless => 0,
-        Path::Provisioned => 1,
-        Path::Batch => 2,
-    }
-}
-
 /// The breaker policy in force.
 pub fn breaker_policy(cfg: &Config) -> BreakerPolicy {
     BreakerPolicy {
@@ -97,45 +92,52 @@ pub fn breaker_policy(cfg: &Config) -> BreakerPolicy {
 }
 
 impl Targets {
-    fn with<T>(&self, region: &str, path: Path, f: impl FnOnce(&mut Target) -> T) -> T {
-        let mut map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = map.get_mut(region) {
-            return f(&mut t[index(path)]);
+    fn with<T>(&self, key: &str, f: impl FnOnce(&mut Target) -> T) -> T {
+        let mut map = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.get_mut(key) {
+            return f(t);
         }
-        let t = map.entry(region.to_string()).or_default();
-        f(&mut t[index(path)])
+        f(map.entry(key.to_string()).or_default())
     }
 
-    /// An attempt at (region, path) answered after `latency`.
-    pub fn success(&self, cfg: &Config, now_ms: u64, region: &str, path: Path, latency: Duration) {
+    /// An attempt at `target` answered after `latency`.
+    pub fn success(&self, cfg: &Config, now_ms: u64, target: &Serving, latency: Duration) {
         let policy = breaker_policy(cfg);
-        self.with(region, path, |t| {
+        self.with(&target.key, |t| {
             t.breaker.on_success(now_ms, &policy);
             t.latency.record(latency);
             t.answered_ms = Some(now_ms);
         });
     }
 
-    /// An attempt at (region, path) failed in a way that says the target
-    /// is unwell (outage, no connection, missing endpoint, timeout).
-    /// `now` is the router clock's monotonic milliseconds.
-    pub fn failure(&self, cfg: &Config, metrics: &Metrics, now: u64, region: &str, path: Path) {
+    /// An attempt at `target` (on `path` in `region`) failed in a way that
+    /// says the target is unwell (outage, no connection, missing endpoint,
+    /// timeout). `now` is the router clock's monotonic milliseconds.
+    pub fn failure(
+        &self,
+        cfg: &Config,
+        metrics: &Metrics,
+        now: u64,
+        region: &str,
+        path: Path,
+        target: &Serving,
+    ) {
         let policy = breaker_policy(cfg);
-        let ejected = self.with(region, path, |t| {
+        let ejected = self.with(&target.key, |t| {
             t.breaker
                 .on_failure(now, &policy)
                 .then(|| t.breaker.ejections())
         });
         if let Some(ejections) = ejected {
             let until = now + ejection_ms(&policy, ejections);
-            warn!(%region, path = path.as_str(), ejections, "circuit breaker ejected a target");
+            warn!(%region, path = path.as_str(), target = %target.key, ejections, "circuit breaker ejected a target");
             metrics.ejection(path, region, until);
         }
     }
 
-    /// When to hedge an attempt at (region, path), if `after` allows yet.
-    pub fn hedge_delay(&self, region: &str, path: Path, after: HedgeAfter) -> Option<Duration> {
-        self.with(region, path, |t| hedge_delay(after, &t.latency))
+    /// When to hedge an attempt at `target`, if `after` allows yet.
+    pub fn hedge_delay(&self, target: &Serving, after: HedgeAfter) -> Option<Duration> {
+        self.with(&target.key, |t| hedge_delay(after, &t.latency))
     }
 
     /// A session the model opened through (`session.region`,
@@ -175,19 +177,18 @@ impl Targets {
         }
     }
 
-    /// Whether (region, path) answered within [`WARM_WITHIN_MS`] before
-    /// `now_ms` (the router's monotonic ms).
-    fn answered_recently(&self, region: &str, path: Path, now_ms: u64) -> bool {
-        let map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(region)
-            .and_then(|t| t[index(path)].answered_ms)
+    /// Whether `key` answered within [`WARM_WITHIN_MS`] before `now_ms`
+    /// (the router's monotonic ms).
+    fn answered_recently(&self, key: &str, now_ms: u64) -> bool {
+        let map = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .and_then(|t| t.answered_ms)
             .is_some_and(|at| now_ms.saturating_sub(at) <= WARM_WITHIN_MS)
     }
 
-    fn is_ejected(&self, region: &str, path: Path, now_ms: u64) -> bool {
-        let map = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(region)
-            .is_some_and(|t| t[index(path)].breaker.is_ejected(now_ms))
+    fn is_ejected(&self, key: &str, now_ms: u64) -> bool {
+        let map = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).is_some_and(|t| t.breaker.is_ejected(now_ms))
     }
 }
 
@@ -212,6 +213,9 @@ pub fn is_warm(
     standby_sized: bool,
 ) -> bool {
     let name = r.cfg.regions[i].name.as_str();
+    let Some(target) = r.model.in_region(i).and_then(|s| s.path(path)) else {
+        return false;
+    };
     let (down, is_active) = shared.read(|st| {
         (
             health(st, name) == Health::Down,
@@ -219,8 +223,8 @@ pub fn is_warm(
         )
     });
     !down
-        && !targets.is_ejected(name, path, r.now_ms)
-        && (standby_sized || is_active || targets.answered_recently(name, path, r.now_ms))
+        && !targets.is_ejected(&target.key, r.now_ms)
+        && (standby_sized || is_active || targets.answered_recently(&target.key, r.now_ms))
 }
 
 /// The length of the `n`-th ejection (as [`Breaker::on_failure`] sets it).
@@ -233,6 +237,8 @@ fn ejection_ms(p: &BreakerPolicy, n: u32) -> u64 {
 /// What one request needs to rank regions.
 pub struct Ranking<'a> {
     pub cfg: &'a Config,
+    /// The model asked for: its serving table row per region.
+    pub model: &'a ModelConfig,
     pub class: &'a str,
     pub len: u64,
     pub threshold: u64,
@@ -303,7 +309,11 @@ pub fn session_routable(
         (None, Some(now)) => now != session.region,
         _ => true,
     };
-    let ejected = targets.is_ejected(&session.region, session.path, r.now_ms);
+    let ejected = r
+        .model
+        .in_region(i)
+        .and_then(|s| s.path(session.path))
+        .is_none_or(|t| targets.is_ejected(&t.key, r.now_ms));
     (!down && !ejected && !failed_over).then_some(i)
 }
 
@@ -323,10 +333,12 @@ pub fn rank(shared: &Shared, targets: &Targets, r: &Ranking<'_>) -> Vec<usize> {
         }
         active(st, cfg, r.lease_now)
     });
-    for (state, region) in states.iter_mut().zip(&cfg.regions) {
-        let avail = (r.mask)(super::available(region));
+    for (state, serving) in states.iter_mut().zip(&r.model.serving) {
+        let avail = (r.mask)(super::available(serving));
         state.ejected = routing::choose_path(r.class, r.len, r.threshold, avail)
-            .is_ok_and(|p| targets.is_ejected(&region.name, p, r.now_ms));
+            .ok()
+            .and_then(|p| serving.path(p))
+            .is_some_and(|t| targets.is_ejected(&t.key, r.now_ms));
     }
     routing::region_order(&RegionInputs {
         local: &cfg.region,

@@ -189,6 +189,7 @@ impl Router {
         let mono_ms = self.clock.mono_ms_at(now);
         let ranking = Ranking {
             cfg,
+            model,
             class: &model.traffic_class,
             len: 0,
             threshold: 0,
@@ -207,9 +208,10 @@ impl Router {
         let mut last: Option<(&'c str, AsyncFailure)> = None;
         for i in order {
             let region_cfg = &cfg.regions[i];
-            let Some(endpoint) = region_cfg.sagemaker.batch.as_deref() else {
+            let Some(target) = model.in_region(i).and_then(|s| s.batch.as_ref()) else {
                 continue;
             };
+            let endpoint = target.endpoint.as_str();
             let region: &'c str = &region_cfg.name;
             let at = self.clock.now();
             if at >= deadline {
@@ -232,7 +234,7 @@ impl Router {
                 Ok((input, accepted)) => {
                     self.metrics.call(Path::Batch, region, CallResult::Ok);
                     self.targets
-                        .success(cfg, ended, region, Path::Batch, self.clock.since(at));
+                        .success(cfg, ended, target, self.clock.since(at));
                     if input != ask.input {
                         info!(model = %model.name, region, from = %ask.input, to = %input, "async input copied into the serving region's bucket");
                     }
@@ -256,8 +258,14 @@ impl Router {
                         AsyncFailure::TimedOut(_) => true,
                     };
                     if unwell {
-                        self.targets
-                            .failure(cfg, &self.metrics, ended, region, Path::Batch);
+                        self.targets.failure(
+                            cfg,
+                            &self.metrics,
+                            ended,
+                            region,
+                            Path::Batch,
+                            target,
+                        );
                     }
                     let may_have_run = match &e {
                         AsyncFailure::Invoke(ie) => ie.outcome_unknown(),
