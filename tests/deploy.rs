@@ -91,6 +91,7 @@ fn rendered_region_template_carries_the_definition_file_unchanged() {
         "iam.yaml",
         "billing.yaml",
         "scheduled-capacity.yaml",
+        "hosts.yaml",
     ] {
         assert_eq!(
             std::fs::read_to_string(dir.join(name)).unwrap(),
@@ -528,6 +529,143 @@ fn unit_runs_the_binary_where_the_package_installs_it() {
         assets
             .iter()
             .any(|(_, d)| d == "/etc/failoverd/failoverd.env")
+    );
+}
+
+// --- daemon hosts (hosts.yaml, issue 24) ------------------------------------------
+
+/// Seconds of a `"20s"` / `45s` duration.
+fn secs(v: &str) -> u64 {
+    v.trim_matches('"')
+        .strip_suffix('s')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{v}: expected whole seconds"))
+}
+
+/// hosts.yaml against what it runs: the unit, the shipped config and the
+/// region template. A host's daemon is named after its EC2 instance id,
+/// which the real config validator must accept; the target group sends
+/// traffic and health checks to the routers' port and checks the path
+/// Route 53 checks (never /active, which answers on one host); a host that
+/// leaves the group is deregistered for at least the daemon's drain and
+/// less than the unit's stop timeout; a rolling replacement keeps MinHosts
+/// in service.
+#[test]
+fn daemon_hosts_template_fits_the_unit_and_the_config() {
+    let hosts = cfn::load(&cfn::source("hosts.yaml"));
+    let region = cfn::load(&cfn::source("region.yaml"));
+    let num = |name: &str| -> u64 { param_default(&hosts, name).parse().unwrap() };
+
+    // The router port in every shipped region file.
+    for entry in std::fs::read_dir(cfn::root().join("regions"))
+        .unwrap()
+        .flatten()
+    {
+        let path = entry.path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".toml") || name == "base.toml" {
+            continue;
+        }
+        let t: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let router = t["listen"]["router"].as_str().unwrap();
+        let port: u64 = router.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(port, num("RouterPort"), "{name}: listen.router {router}");
+    }
+
+    // Traffic and health checks on the routers' port, the path Route 53 checks.
+    let tg = cfn::get(&hosts, &["Resources", "RouterTargetGroup", "Properties"]).unwrap();
+    let field = |k: &str| cfn::get(tg, &[k]).and_then(cfn::str_of).map(String::from);
+    assert_eq!(field("Port").as_deref(), Some("RouterPort"));
+    assert_eq!(field("Protocol").as_deref(), Some("TCP"));
+    assert_eq!(field("HealthCheckPort").as_deref(), Some("traffic-port"));
+    assert_eq!(
+        field("HealthCheckPath"),
+        Some(param_default(&region, "HealthCheckPath")),
+        "the load balancer checks what Route 53 checks"
+    );
+
+    // Drain within the deregistration delay, the delay within the unit's stop.
+    let base: toml::Table = std::fs::read_to_string(cfn::root().join("regions/base.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let grace = secs(base["timings"]["shutdown_grace"].as_str().unwrap());
+    let stop = secs(&unit_lines("TimeoutStopSec")[0]);
+    let delay = num("DeregistrationDelaySeconds");
+    assert!(
+        grace <= delay && delay < stop,
+        "shutdown_grace {grace}s <= deregistration delay {delay}s < TimeoutStopSec {stop}s"
+    );
+
+    // One host at a time, MinHosts kept in service, room to add one first.
+    let policy = cfn::get(
+        &hosts,
+        &[
+            "Resources",
+            "HostGroup",
+            "UpdatePolicy",
+            "AutoScalingRollingUpdate",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        cfn::get(policy, &["MaxBatchSize"]).and_then(|v| v.as_u64()),
+        Some(1)
+    );
+    assert_eq!(
+        cfn::get(policy, &["MinInstancesInService"]).and_then(cfn::str_of),
+        Some("MinHosts")
+    );
+    assert!(num("MaxHosts") > num("MinHosts"));
+    assert!(
+        num("MinHosts") >= 2,
+        "more than one daemon per region by default"
+    );
+
+    // The user data names the daemon after the instance id, in the unit's
+    // environment, and starts failoverd@<region>.
+    let user_data = cfn::get(
+        &hosts,
+        &[
+            "Resources",
+            "LaunchTemplate",
+            "Properties",
+            "LaunchTemplateData",
+            "UserData",
+        ],
+    )
+    .unwrap();
+    let script = cfn::get(user_data, &["Fn::Base64"])
+        .and_then(|v| v.as_str())
+        .expect("UserData: Fn::Base64: !Sub script")
+        .to_string();
+    for needle in [
+        "meta-data/instance-id",
+        "failoverd@${AWS::Region}.service.d",
+        "Environment=FAILOVERD__INSTANCE=",
+        "check-config",
+        "systemctl enable --now failoverd@${AWS::Region}",
+    ] {
+        assert!(
+            script.contains(needle),
+            "user data lacks {needle:?}:\n{script}"
+        );
+    }
+    let unit = std::fs::read_to_string(cfn::root().join("systemd/failoverd@.service")).unwrap();
+    assert!(unit.contains("--config /etc/failoverd/regions/%i.toml"));
+
+    // An EC2 instance id is a valid `instance` for the real validator.
+    let out = Command::new(env!("CARGO_BIN_EXE_failoverd"))
+        .current_dir(cfn::root())
+        .args(["check-config", "--config", "regions/us-east-1.toml"])
+        .env("FAILOVERD__INSTANCE", "i-0123456789abcdef0")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("instance = \"i-0123456789abcdef0\""),
+        "check-config does not take an instance id as `instance`:\n{text}"
     );
 }
 

@@ -11,7 +11,8 @@ deploy/requirements.txt). Three parts, all must pass:
    say `# expect: E9xxx`) gives exactly the expected rule ids: the rule
    fires, and nothing else in the fixture is wrong.
 3. Mutants: each real template with one thing broken (encryption removed,
-   a wildcard added, deletion protection off, the region rule dropped)
+   a wildcard added, deletion protection off, the region rule dropped,
+   IMDSv1 allowed, a load balancer checking /active)
    gives the rule that guards it, and none of failoverd's other rules. This shows the rules look at the
    templates we ship, not only at fixtures written for them.
 """
@@ -107,6 +108,14 @@ MUTANTS = [
     ("billing template pinned to eu-west-1", "billing.yaml",
      _set(["Rules", "BillingMetricsLiveInUsEast1", "Assertions", 0, "Assert"],
           {"Fn::Equals": [{"Ref": "AWS::Region"}, "eu-west-1"]}), "E9104"),
+    ("daemon hosts' root volume unencrypted", "hosts.yaml",
+     _set(["Resources", "LaunchTemplate", "Properties", "LaunchTemplateData", "BlockDeviceMappings", 0,
+           "Ebs", "Encrypted"], False), "E9101"),
+    ("daemon hosts allow IMDSv1", "hosts.yaml",
+     _set(["Resources", "LaunchTemplate", "Properties", "LaunchTemplateData", "MetadataOptions",
+           "HttpTokens"], "optional"), "E9106"),
+    ("load balancer health-checks /active", "hosts.yaml",
+     _set(["Resources", "RouterTargetGroup", "Properties", "HealthCheckPath"], "/active"), "E9106"),
 ]
 
 

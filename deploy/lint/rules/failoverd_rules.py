@@ -23,6 +23,11 @@ E9105 a region without a replica can deploy without a workflow: every state
       serving region needs) does. Step Functions runs the workflow's DynamoDB
       steps only in its own region (docs/deploy.md, "Where the workflow
       runs").
+E9106 daemon hosts behind a load balancer (hosts.yaml, docs/instances.md):
+      every launch template requires IMDSv2 (MetadataOptions.HttpTokens
+      required), and no target group health-checks /active, which answers
+      200 on one daemon of the active region only (the duty holder): every
+      other host would be taken out of service.
 
 The daemon's role is the AWS::IAM::Role whose Metadata says
 `failoverd: {role: daemon}`; policies attached to it by AWS::IAM::Policy or
@@ -163,6 +168,18 @@ class EncryptionAtRest(CloudFormationLintRule):
                     f"SNS topic {name} is not encrypted at rest: set KmsMasterKeyId "
                     "(a customer managed key if CloudWatch alarms publish to it)",
                 ))
+        for name, res in _resources(cfn, "AWS::EC2::LaunchTemplate"):
+            data = _get(res, "Properties", "LaunchTemplateData") or {}
+            for i, dev in enumerate(_items(data.get("BlockDeviceMappings"))):
+                ebs = _get(dev, "Ebs")
+                if ebs is None:
+                    continue
+                flags = _alternatives(_get(ebs, "Encrypted"))
+                if not flags or not all(_is_true(f) for f in flags):
+                    matches.append(RuleMatch(
+                        ["Resources", name, "Properties", "LaunchTemplateData", "BlockDeviceMappings", i],
+                        f"launch template {name}: EBS volume {_text(_get(dev, 'DeviceName'))} needs Encrypted: true",
+                    ))
         return matches
 
 
@@ -419,4 +436,36 @@ class WorkflowIsOptional(CloudFormationLintRule):
                     f"{name} ({res.get('Type')}) carries the workflow's Condition "
                     f"{res.get('Condition')!r}: a region without a replica still needs it"
                 )))
+        return matches
+
+
+class DaemonHostsBehindALoadBalancer(CloudFormationLintRule):
+    id = "E9106"
+    shortdesc = "failoverd: daemon hosts use IMDSv2 and no load balancer checks /active"
+    description = (
+        "Every AWS::EC2::LaunchTemplate sets MetadataOptions.HttpTokens: required; no "
+        "AWS::ElasticLoadBalancingV2::TargetGroup has HealthCheckPath /active (it answers "
+        "200 on the active region's duty holder only)."
+    )
+    tags = ["failoverd", "hosts"]
+
+    def match(self, cfn):
+        matches = []
+        for name, res in _resources(cfn, "AWS::EC2::LaunchTemplate"):
+            tokens = _alternatives(_get(res, "Properties", "LaunchTemplateData", "MetadataOptions", "HttpTokens"))
+            if not tokens or any(t != "required" for t in tokens):
+                matches.append(RuleMatch(
+                    ["Resources", name, "Properties", "LaunchTemplateData"],
+                    f"launch template {name}: set MetadataOptions.HttpTokens: required (IMDSv2 only: "
+                    "the instance profile's credentials are the daemon's)",
+                ))
+        for name, res in _resources(cfn, "AWS::ElasticLoadBalancingV2::TargetGroup"):
+            for path in _alternatives(_get(res, "Properties", "HealthCheckPath")):
+                if _text(path).split("?")[0].rstrip("/") == "/active":
+                    matches.append(RuleMatch(
+                        ["Resources", name, "Properties", "HealthCheckPath"],
+                        f"target group {name} health-checks /active: only the active region's duty "
+                        "holder answers 200, so every other host would be out of service; check the "
+                        "router's /ping",
+                    ))
         return matches
