@@ -1,6 +1,6 @@
 //! How each model is served in each region: the per-model, per-region
 //! mapping (`[models.regions.<region>]`), resolved at load into a table
-//! the router reads without string work (docs/decisions-models.md).
+//! the router reads without string work (docs/decisions.md, entries 94–105).
 //!
 //! A model names, per region, either its own endpoints (`serverless`,
 //! `provisioned` (alias `endpoint`), `batch`: the async endpoint), or how
