@@ -777,9 +777,23 @@ mod tests {
     fn the_ci_seeds_draw_operators_and_files_changing() {
         let (mut approval, mut approve, mut stale, mut drift, mut machine) = (0, 0, 0, 0, 0);
         let mut kinds = BTreeSet::new();
+        // The first seeds of each kind, to replay by hand.
+        let mut first: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+        let mut note = |k: &'static str, seed: u64| {
+            let v = first.entry(k).or_default();
+            if v.last() != Some(&seed) && v.len() < 12 {
+                v.push(seed);
+            }
+        };
         for seed in 0..1000 {
             let sc = generate(seed);
             approval += usize::from(sc.approval);
+            let outage = sc.events.iter().any(|t| {
+                matches!(&t.event, Event::Serving { region, s: Serving::Out } | Event::Inverted { region, on: true } if region == "us-east-1")
+            });
+            if sc.approval && outage {
+                note("approval beside an outage of the active", seed);
+            }
             for t in &sc.events {
                 match &t.event {
                     Event::Operator {
@@ -792,6 +806,9 @@ mod tests {
                     Event::Drift { kind: Some(k), .. } => {
                         drift += 1;
                         kinds.insert(format!("{k:?}"));
+                        if outage {
+                            note("drift beside an outage of the active", seed);
+                        }
                     }
                     Event::NewMachine { .. } => machine += 1,
                     _ => {}
@@ -799,7 +816,7 @@ mod tests {
             }
         }
         println!(
-            "seeds 0..1000: {approval} with approval, {approve} approvals or rejections ({stale} stale), {drift} drifts {kinds:?}, {machine} new machines"
+            "seeds 0..1000: {approval} with approval, {approve} approvals or rejections ({stale} stale), {drift} drifts {kinds:?}, {machine} new machines; first seeds: {first:?}"
         );
         assert!(
             approval >= 100 && approve >= 300 && stale >= 50,
