@@ -56,6 +56,7 @@ endpoint = "fraud-usw2"
 [[models]]
 name = "llm"
 [models.regions.us-east-1]
+endpoint = "gpu-use1"
 inference_component = "llm-ic-use1"
 [models.regions.us-west-2]
 endpoint = "gpu-usw2"
@@ -105,9 +106,9 @@ fn each_model_resolves_per_region_and_todays_shape_is_the_default() {
 
     // An inference component: the provisioned path only, its own key.
     let llm = at("llm", 0, RoutePath::Provisioned).unwrap();
-    assert_eq!(llm.endpoint, "shared-gpu");
+    assert_eq!(llm.endpoint, "gpu-use1");
     assert_eq!(llm.via, Some(Via::InferenceComponent("llm-ic-use1".into())));
-    assert_eq!(llm.key, "us-east-1/shared-gpu/llm-ic-use1");
+    assert_eq!(llm.key, "us-east-1/gpu-use1/llm-ic-use1");
     assert_eq!(llm.header.as_ref().unwrap(), "llm-ic-use1");
     assert!(at("llm", 0, RoutePath::Serverless).is_none());
     assert!(at("llm", 0, RoutePath::Batch).is_none());
@@ -126,11 +127,13 @@ fn each_model_resolves_per_region_and_todays_shape_is_the_default() {
         Some(Via::TargetModel("legacy.tar.gz".into()))
     );
 
-    // A production variant.
+    // A production variant: of the provisioned endpoint only (the
+    // shared serverless one has variants of its own).
     assert_eq!(
         at("ab", 0, RoutePath::Provisioned).unwrap().via,
         Some(Via::TargetVariant("blue".into()))
     );
+    assert!(at("ab", 0, RoutePath::Serverless).is_none());
     assert_eq!(
         at("ab", 1, RoutePath::Provisioned).unwrap().via,
         Some(Via::TargetVariant("green".into()))
@@ -330,5 +333,107 @@ fn check_config_finds_two_files_that_map_a_model_differently() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Across models, per region: an endpoint that hosts inference components
+/// is reached through a component by every model sent to it, and an
+/// endpoint serves one path. Each conflict is named with the key.
+#[test]
+fn models_that_share_an_endpoint_must_agree_on_it() {
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        r#"region = "us-east-1"
+[[models]]
+name = "llm"
+[models.regions.us-east-1]
+inference_component = "llm-ic"
+[models.regions.us-west-2]
+endpoint = "gpu-usw2"
+inference_component = "llm-ic-usw2"
+
+[[models]]
+name = "plain"
+[models.regions.us-west-2]
+provisioned = "plain-usw2"
+
+[[models]]
+name = "twice"
+[models.regions.us-east-1]
+serverless = "shared-gpu"
+[models.regions.us-west-2]
+provisioned = "twice-usw2"
+"#,
+    );
+    let report = config::load(&f, &EnvSource::new()).unwrap_err().report();
+    for want in [
+        "models[1].regions.us-east-1: model \"plain\" is sent to endpoint \"shared-gpu\" in us-east-1 without an inference component, but model \"llm\" runs on it as one",
+        "models[2].regions.us-east-1: endpoint \"shared-gpu\" in us-east-1 is used as the serverless path here and as the provisioned path by the region",
+    ] {
+        assert!(report.contains(want), "no {want:?} in:\n{report}");
+    }
+}
+
+/// A `TargetModel` the region's mapping names replaces the client's (it
+/// cannot know the name in the region that answers); the model's default
+/// `target_model` yields to the client's, as before the mapping. Names
+/// with spaces (but not first) are SageMaker's and load.
+#[test]
+fn the_regions_target_model_replaces_the_clients_and_the_default_yields() {
+    let d = tempdir();
+    write(&d, "base.toml", BASE);
+    let f = write(
+        &d,
+        "us-east-1.toml",
+        r#"region = "us-east-1"
+[[models]]
+name = "mme"
+target_model = "team a/default.tar.gz"
+[models.regions.us-west-2]
+provisioned = "mme-usw2"
+target_model = "m-usw2.tar.gz"
+"#,
+    );
+    let cfg = config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()));
+    let m = &cfg.models[0];
+    let east = m
+        .in_region(0)
+        .unwrap()
+        .path(RoutePath::Provisioned)
+        .unwrap();
+    let west = m
+        .in_region(1)
+        .unwrap()
+        .path(RoutePath::Provisioned)
+        .unwrap();
+    assert_eq!(
+        east.via,
+        Some(Via::TargetModel("team a/default.tar.gz".into()))
+    );
+    let client = failoverd::ports::inference::Invocation {
+        target_model: Some(hyper::header::HeaderValue::from_static("m-use1.tar.gz")),
+        ..Default::default()
+    };
+    let sent = |t| {
+        failoverd::router::for_target(&client, t)
+            .target_model
+            .clone()
+    };
+    assert_eq!(sent(east).unwrap(), "m-use1.tar.gz", "the default yields");
+    assert_eq!(
+        sent(west).unwrap(),
+        "m-usw2.tar.gz",
+        "the region's mapping wins"
+    );
+    let none = failoverd::ports::inference::Invocation::default();
+    assert_eq!(
+        failoverd::router::for_target(&none, east)
+            .target_model
+            .clone()
+            .unwrap(),
+        "team a/default.tar.gz"
     );
 }

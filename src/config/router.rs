@@ -843,6 +843,7 @@ impl Validator<'_> {
         regions: &[super::RegionConfig],
     ) -> Vec<ModelConfig> {
         let mut models = Vec::new();
+        let mut indices = Vec::new();
         let mut seen_models = BTreeSet::new();
         for (i, m) in raw.into_iter().enumerate() {
             let k = |f: &str| format!("models[{i}].{f}");
@@ -926,6 +927,7 @@ impl Validator<'_> {
             else {
                 continue;
             };
+            indices.push(i);
             models.push(ModelConfig {
                 name: n,
                 traffic_class: class,
@@ -938,6 +940,12 @@ impl Validator<'_> {
                 serving,
             });
         }
+        let rows: Vec<(usize, &str, &[super::serving::RegionServing])> = indices
+            .iter()
+            .zip(&models)
+            .map(|(i, m)| (*i, m.name.as_str(), m.serving.as_slice()))
+            .collect();
+        self.endpoints_agree(&rows, regions);
         models
     }
 }

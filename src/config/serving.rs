@@ -61,6 +61,12 @@ pub struct Serving {
     /// `via`'s name as a header value, built once.
     #[serde(skip)]
     pub header: Option<HeaderValue>,
+    /// `via` is this region's own mapping (`[models.regions.<region>]`),
+    /// not the model's `target_model` default: it replaces a client's
+    /// header of the same kind, since a client cannot know the name in
+    /// the region that answers.
+    #[serde(skip)]
+    pub pinned: bool,
 }
 
 impl Serving {
@@ -77,6 +83,7 @@ impl Serving {
             via,
             key,
             header,
+            pinned: false,
         }
     }
 
@@ -157,9 +164,14 @@ pub fn is_sagemaker_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
 }
 
-/// A `TargetModel` SageMaker takes: 1 to 1024 visible ASCII characters.
+/// A `TargetModel` SageMaker takes (`\A\S[\p{Print}]*\z`, 1 to 1024
+/// characters): printable ASCII, spaces allowed but not first, as the
+/// header always allowed before the mapping checked it.
 fn is_target_model(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 1024 && s.bytes().all(|c| c.is_ascii_graphic())
+    !s.is_empty()
+        && s.len() <= 1024
+        && s.as_bytes()[0] != b' '
+        && s.bytes().all(|c| (0x20..0x7f).contains(&c))
 }
 
 impl Validator<'_> {
@@ -320,6 +332,7 @@ impl Validator<'_> {
             ok = false;
         }
         let has_own = own.serverless.is_some() || own.provisioned.is_some() || own.batch.is_some();
+        let pinned = !vias.is_empty();
         let via = vias
             .into_iter()
             .next()
@@ -357,11 +370,116 @@ impl Validator<'_> {
             }
         } else if has_own {
             on(r, &own, via)
+        } else if let Some(Via::TargetVariant(_)) = &via {
+            // A production variant is one of the provisioned endpoint's:
+            // the region's shared serverless endpoint has its own variants,
+            // and would refuse the name.
+            RegionServing {
+                serverless: None,
+                ..shared(region, via)
+            }
         } else {
             shared(region, via)
         };
         let _ = name;
+        let mut serving = serving;
+        for t in [&mut serving.serverless, &mut serving.provisioned]
+            .into_iter()
+            .flatten()
+        {
+            t.pinned = pinned;
+        }
         ok.then_some(serving)
+    }
+}
+
+impl Validator<'_> {
+    /// Across the models, in each region: an endpoint serves one path
+    /// (serverless, provisioned or async), and on an endpoint where one
+    /// model is reached through an inference component every model is
+    /// (SageMaker refuses a real-time call without `InferenceComponentName`
+    /// on an endpoint that hosts components, and prepare's warm-up of the
+    /// plain target would refuse the region as a failover target).
+    /// `models`: each model's index in the file, name and rows.
+    pub(super) fn endpoints_agree(
+        &mut self,
+        models: &[(usize, &str, &[RegionServing])],
+        regions: &[RegionConfig],
+    ) {
+        for (j, region) in regions.iter().enumerate() {
+            let r = region.name.as_str();
+            let mut paths: BTreeMap<String, (Path, String)> = BTreeMap::new();
+            let mut components: BTreeMap<String, (Vec<String>, Vec<(String, String)>)> =
+                BTreeMap::new();
+            let shared_key = format!("regions[{j}].sagemaker");
+            let mut uses: Vec<(String, String, Path, Option<&Serving>, String)> = Vec::new();
+            for (path, e) in [
+                (Path::Serverless, &region.sagemaker.serverless),
+                (Path::Provisioned, &region.sagemaker.provisioned),
+                (Path::Batch, &region.sagemaker.batch),
+            ] {
+                if let Some(e) = e {
+                    uses.push((
+                        e.clone(),
+                        shared_key.clone(),
+                        path,
+                        None,
+                        "the region".into(),
+                    ));
+                }
+            }
+            for (i, name, rows) in models {
+                let Some(row) = rows.iter().find(|x| x.region == r) else {
+                    continue;
+                };
+                for path in [Path::Serverless, Path::Provisioned, Path::Batch] {
+                    if let Some(t) = row.path(path) {
+                        uses.push((
+                            t.endpoint.clone(),
+                            format!("models[{i}].regions.{r}"),
+                            path,
+                            Some(t),
+                            format!("model {name:?}"),
+                        ));
+                    }
+                }
+            }
+            for (endpoint, key, path, target, who) in uses {
+                match paths.get(&endpoint) {
+                    Some((p, first)) if *p != path => self.err(
+                        &key,
+                        format!(
+                            "endpoint {endpoint:?} in {r} is used as the {} path here and as the {} path by {first}: an endpoint serves one path",
+                            path.as_str(),
+                            p.as_str()
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        paths.insert(endpoint.clone(), (path, who.clone()));
+                    }
+                }
+                if let Some(t) = target
+                    && path != Path::Batch
+                {
+                    let e = components.entry(endpoint).or_default();
+                    match &t.via {
+                        Some(Via::InferenceComponent(_)) => e.0.push(who),
+                        _ => e.1.push((who, key)),
+                    }
+                }
+            }
+            for (endpoint, (with, without)) in components {
+                if let (Some(first), Some((who, key))) = (with.first(), without.first()) {
+                    self.err(
+                        key,
+                        format!(
+                            "{who} is sent to endpoint {endpoint:?} in {r} without an inference component, but {first} runs on it as one: SageMaker refuses a call without InferenceComponentName on an endpoint that hosts components. Give {who} its component there (inference_component) or its own endpoint"
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 

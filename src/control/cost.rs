@@ -569,13 +569,33 @@ fn guard_of(
     )
 }
 
-/// The endpoints that serve the fleet's provisioned traffic, one per
-/// region: the measured need is their traffic summed, wherever it landed
-/// (a need survives a switch, and per-region endpoint names).
-pub fn provisioned_everywhere(cfg: &Config) -> Vec<(&str, &str)> {
-    cfg.regions
+/// The (region, count label) pairs that carry the traffic of the regions'
+/// shared provisioned endpoints: the measured need is their traffic
+/// summed, wherever it landed (a need survives a switch, and per-region
+/// endpoint names). With inference components on a shared endpoint, the
+/// routers count each component's calls under `endpoint/component`
+/// (`config::serving`), so those labels are in too
+/// (`Config::counterparts`), as the cost task's schedule step reads them.
+pub fn provisioned_everywhere(cfg: &Config) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for r in &cfg.regions {
+        let Some(e) = r.sagemaker.provisioned.as_deref() else {
+            continue;
+        };
+        for pair in cfg.counterparts(&r.name, e) {
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+        }
+    }
+    out
+}
+
+/// `pairs` borrowed, as the count readers take them.
+pub fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
         .iter()
-        .filter_map(|r| Some((r.name.as_str(), r.sagemaker.provisioned.as_deref()?)))
+        .map(|(r, l)| (r.as_str(), l.as_str()))
         .collect()
 }
 

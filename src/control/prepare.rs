@@ -722,7 +722,7 @@ mod tests {
         let cfg = config(
             "[[models]]\nname = \"plain\"\n\
              [[models]]\nname = \"mme\"\ntarget_model = \"m.tar.gz\"\n\
-             [[models]]\nname = \"llm\"\n[models.regions.us-west-2]\ninference_component = \"llm-w\"\n\
+             [[models]]\nname = \"llm\"\n[models.regions.us-west-2]\nendpoint = \"gpu-w\"\ninference_component = \"llm-w\"\n\
              [[models]]\nname = \"fraud\"\n[models.regions.us-west-2]\nprovisioned = \"fraud-w\"\nbatch = \"fraud-async\"\n",
         );
         let ic = Some(Via::InferenceComponent("llm-w".into()));
@@ -734,7 +734,7 @@ mod tests {
                 ("prov".to_string(), None),
                 ("sls".to_string(), mme.clone()),
                 ("prov".to_string(), mme),
-                ("prov".to_string(), ic),
+                ("gpu-w".to_string(), ic),
                 ("fraud-w".to_string(), None),
             ]
         );
@@ -744,7 +744,10 @@ mod tests {
             .into_iter()
             .map(|e| e.name)
             .collect();
-        assert_eq!(names, ["prov", "sls", "async", "fraud-w", "fraud-async"]);
+        assert_eq!(
+            names,
+            ["prov", "sls", "async", "gpu-w", "fraud-w", "fraud-async"]
+        );
         // With no models, the shared real-time endpoints, once each.
         let cfg = config("");
         assert_eq!(

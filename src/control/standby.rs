@@ -173,10 +173,11 @@ impl StandbyTask {
     }
 
     async fn round(&mut self, cfg: &Config, active: &str) {
+        let pairs = super::cost::provisioned_everywhere(cfg);
         let need = crate::state::fleet_need(
             cfg,
             &self.shared,
-            &super::cost::provisioned_everywhere(cfg),
+            &super::cost::as_refs(&pairs),
             crate::metrics::counts::Now::of(&*self.ports.clock),
         );
         let findings = check(cfg, &self.ports, active, need).await;

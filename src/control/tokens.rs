@@ -389,10 +389,11 @@ impl TokenWorker {
             (Some(why), _) => Err(StepError::Skipped(why.clone())),
             (None, step) => match step {
                 "prepare" => {
+                    let pairs = super::cost::provisioned_everywhere(&self.cfg);
                     let need = crate::state::fleet_need(
                         &self.cfg,
                         &self.shared,
-                        &super::cost::provisioned_everywhere(&self.cfg),
+                        &super::cost::as_refs(&pairs),
                         crate::metrics::counts::Now::of(&*self.ports.clock),
                     );
                     prepare::prepare(&self.cfg, &self.ports, deadline, need)

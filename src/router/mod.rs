@@ -608,8 +608,10 @@ pub fn endpoint(serving: &RegionServing, path: Path) -> Option<&Serving> {
 /// `inv` as sent to `target`: with the header that picks the model there
 /// (built at load). The mapping's inference component and production
 /// variant replace the client's (a client cannot know the name in the
-/// region that answers); a `TargetModel` the client sent wins over the
-/// configured one, as before the mapping. Borrowed when nothing changes.
+/// region that answers), and so does a `TargetModel` the region's mapping
+/// names; a `TargetModel` the client sent wins over the model's default
+/// (`[[models]] target_model`), as before the mapping. Borrowed when
+/// nothing changes.
 pub fn for_target<'a>(
     inv: &'a crate::ports::inference::Invocation,
     target: &Serving,
@@ -620,7 +622,8 @@ pub fn for_target<'a>(
         return Cow::Borrowed(inv);
     };
     match via {
-        Via::TargetModel(_) if inv.target_model.is_some() => Cow::Borrowed(inv),
+        Via::TargetModel(_) if inv.target_model.is_some() && !target.pinned => Cow::Borrowed(inv),
+        Via::TargetModel(_) if inv.target_model.as_ref() == Some(h) => Cow::Borrowed(inv),
         Via::TargetModel(_) => {
             let mut i = inv.clone();
             i.target_model = Some(h.clone());
