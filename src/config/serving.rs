@@ -393,6 +393,9 @@ impl Validator<'_> {
     }
 }
 
+/// Users of one endpoint: through a component (who), and without (who, key).
+type ComponentUse = (Vec<String>, Vec<(String, String)>);
+
 impl Validator<'_> {
     /// Across the models, in each region: an endpoint serves one path
     /// (serverless, provisioned or async), and on an endpoint where one
@@ -409,8 +412,9 @@ impl Validator<'_> {
         for (j, region) in regions.iter().enumerate() {
             let r = region.name.as_str();
             let mut paths: BTreeMap<String, (Path, String)> = BTreeMap::new();
-            let mut components: BTreeMap<String, (Vec<String>, Vec<(String, String)>)> =
-                BTreeMap::new();
+            // Per endpoint: who reaches it through a component, and who
+            // (with the key) without one.
+            let mut components: BTreeMap<String, ComponentUse> = BTreeMap::new();
             let shared_key = format!("regions[{j}].sagemaker");
             let mut uses: Vec<(String, String, Path, Option<&Serving>, String)> = Vec::new();
             for (path, e) in [
