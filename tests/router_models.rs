@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, ModelServer, root, spawn_guarded, unique, venv, wait_bound};
+use common::{ChildGuard, ModelServer, root, spawn_guarded, unique, venv};
 use serde_json::{Value, json};
 
 const FLEET: &str = r#"
@@ -108,45 +108,8 @@ impl Daemon {
     fn start(env: &[(&str, &str)]) -> Self {
         let model = ModelServer::start(None);
         let dir = std::env::temp_dir().join(unique("failoverd-models"));
-        let config = dir.join("config");
-        std::fs::create_dir_all(&config).unwrap();
-        let lab = root().join("regions/lab");
-        let base = std::fs::read_to_string(lab.join("base.toml")).unwrap();
-        std::fs::write(config.join("base.toml"), format!("{base}\n{FLEET}")).unwrap();
-        std::fs::copy(lab.join("us-east-1.toml"), config.join("us-east-1.toml")).unwrap();
-        let (log, bound) = (dir.join("daemon.log"), dir.join("daemon.bound.json"));
-        let dead = "http://127.0.0.1:9";
-        let mut child = spawn_guarded(
-            Command::new(env!("CARGO_BIN_EXE_failoverd"))
-                .args(["run", "--log-format", "json", "--bound-file"])
-                .arg(&bound)
-                .arg("--config")
-                .arg(config.join("us-east-1.toml"))
-                .current_dir(&dir)
-                .env_clear()
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .env("AWS_REGION", "us-east-1")
-                .env(
-                    "FAILOVERD_LOG",
-                    "info,aws_config=warn,aws_smithy_runtime=warn",
-                )
-                .env("FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME", model.url())
-                .env("FAILOVERD__ENDPOINTS__DYNAMODB", dead)
-                .env("FAILOVERD__ENDPOINTS__S3", dead)
-                .env("FAILOVERD__ENDPOINTS__ROUTE53", dead)
-                .env("FAILOVERD__ENDPOINTS__SFN", dead)
-                .env("FAILOVERD__ENDPOINTS__SAGEMAKER", dead)
-                .env("FAILOVERD__LISTEN__ROUTER", "127.0.0.1:0")
-                .env("FAILOVERD__LISTEN__ADMIN", "127.0.0.1:0")
-                .env("FAILOVERD__ROUTER__COLD_START_DELAY", "20ms")
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap()),
-        );
-        let bound = wait_bound(&mut child, &bound, &log, Duration::from_secs(30));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (child, bound) = common::router_daemon(&model, &dir, FLEET, env);
         let d = Self {
             model,
             router: bound.router.to_string(),
