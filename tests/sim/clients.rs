@@ -109,7 +109,7 @@ pub struct Req {
 
 /// Draw the clients' requests of a seed, until `until_ms`. `SIM_CLIENTS=0`
 /// sends none (to measure what the clients cost; the routers still run).
-pub fn generate(seed: u64, until_ms: u64) -> Vec<Req> {
+pub fn generate(seed: u64, until_ms: u64, regions: usize) -> Vec<Req> {
     let mut r = Rng::new(seed).fork(0xC11E_0001);
     let mut out = Vec::new();
     if std::env::var("SIM_CLIENTS").is_ok_and(|v| v == "0") {
@@ -127,7 +127,7 @@ pub fn generate(seed: u64, until_ms: u64) -> Vec<Req> {
         out.push(Req {
             id: out.len() as u64 + 1,
             at_ms: t,
-            entry: r.below(REGIONS.len() as u64) as usize,
+            entry: r.below(regions as u64) as usize,
             model: if r.chance(0.5) { "default" } else { "chat" },
             api: if r.chance(0.8) {
                 Api::SageMaker
@@ -684,7 +684,7 @@ impl Clients {
         let deadline = sent + req.deadline_header.unwrap_or(self.default_deadline_ms);
         self.ledger().sent(&req, sent, deadline);
         let order = std::iter::once(req.entry)
-            .chain((0..REGIONS.len()).filter(|i| *i != req.entry))
+            .chain((0..self.endpoints.len()).filter(|i| *i != req.entry))
             .collect::<Vec<_>>();
         for i in order {
             let region = REGIONS[i];
@@ -991,11 +991,11 @@ mod tests {
 
     #[test]
     fn a_seed_draws_the_same_requests() {
-        let a = generate(5, 300_000);
-        let b = generate(5, 300_000);
+        let a = generate(5, 300_000, 3);
+        let b = generate(5, 300_000, 3);
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         assert!(a.len() > 50, "{}", a.len());
         assert!(a.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
-        assert_ne!(format!("{a:?}"), format!("{:?}", generate(6, 300_000)));
+        assert_ne!(format!("{a:?}"), format!("{:?}", generate(6, 300_000, 3)));
     }
 }

@@ -111,11 +111,14 @@ impl Twins {
     /// daemon with probability 1/2; each second daemon crashes with
     /// probability 1/2 before the faults end, and then restarts with
     /// probability 2/3.
-    fn draw(seed: u64, fault_end_ms: u64) -> Self {
+    fn draw(seed: u64, fault_end_ms: u64, regions: &[&str]) -> Self {
         let mut rng = Rng::new(seed).fork(0x1257_A4CE);
         let mut t = Twins::default();
         for r in REGIONS {
-            if rng.below(2) == 1 {
+            // us-east-2 is drawn last: leaving it out of a two-region
+            // fleet changes no other region's draws.
+            let runs = regions.contains(&r);
+            if rng.below(2) == 1 && runs {
                 t.regions.insert(r.to_string());
                 if rng.below(2) == 1 {
                     let down = rng.below(fault_end_ms.max(1));
@@ -193,13 +196,19 @@ fn root() -> PathBuf {
 
 /// The shipped configuration of every region, loaded by the real loader
 /// (once per variant: the TOML parse is the same for every seed).
-fn load(consistency: Consistency, profile: Profile, approval: bool) -> BTreeMap<String, Config> {
-    type Cache = Mutex<BTreeMap<(bool, bool, bool), BTreeMap<String, Config>>>;
+fn load(
+    consistency: Consistency,
+    profile: Profile,
+    approval: bool,
+    two_regions: bool,
+) -> BTreeMap<String, Config> {
+    type Cache = Mutex<BTreeMap<(bool, bool, bool, bool), BTreeMap<String, Config>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = (
         consistency == Consistency::Mrec,
         profile == Profile::Fast,
         approval,
+        two_regions,
     );
     let cache = CACHE.get_or_init(Cache::default);
     if let Some(c) = cache.lock().unwrap().get(&key) {
@@ -232,10 +241,28 @@ fn load(consistency: Consistency, profile: Profile, approval: bool) -> BTreeMap<
         env.insert("FAILOVERD__COST__PREPARE_BUDGET".into(), "1m".into());
     }
     let dir = root().join("regions");
-    let configs: BTreeMap<String, Config> = REGIONS
+    let (base, regions) = if two_regions {
+        if consistency == Consistency::Mrsc {
+            env.insert("FAILOVERD__TABLES__WITNESS".into(), REGIONS[2].into());
+        }
+        // Loaded from a file of its own, removed once read.
+        let path = std::env::temp_dir().join(format!(
+            "failoverd-sim-two-regions-{}-{}.toml",
+            std::process::id(),
+            {
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            }
+        ));
+        std::fs::write(&path, two_region_base()).expect("the two-region base file is written");
+        (path, &REGIONS[..2])
+    } else {
+        (dir.join("base.toml"), &REGIONS[..])
+    };
+    let configs: BTreeMap<String, Config> = regions
         .iter()
         .map(|r| {
-            let files = [dir.join("base.toml"), dir.join(format!("{r}.toml"))];
+            let files = [base.clone(), dir.join(format!("{r}.toml"))];
             let mut cfg = load_layers(&files, &env).unwrap_or_else(|e| {
                 panic!("the shipped configuration of {r} loads: {}", e.report())
             });
@@ -246,8 +273,34 @@ fn load(consistency: Consistency, profile: Profile, approval: bool) -> BTreeMap<
             (r.to_string(), cfg)
         })
         .collect();
+    if two_regions {
+        let _ = std::fs::remove_file(&base);
+    }
     cache.lock().unwrap().insert(key, configs.clone());
     configs
+}
+
+/// The shipped base file cut to a two-region fleet: us-east-2's
+/// `[[regions]]` entry gone and two replicas (the witness, under MRSC, comes
+/// from the environment).
+fn two_region_base() -> String {
+    let text = std::fs::read_to_string(root().join("regions/base.toml")).expect("base.toml");
+    let cut = format!("[[regions]]\nname = \"{}\"", REGIONS[2]);
+    let start = text.find(&cut).expect("us-east-2's entry in base.toml");
+    let end = start
+        + text[start..]
+            .find("\n\n")
+            .expect("a blank line after us-east-2's entry");
+    let out = format!("{}{}", &text[..start], &text[end + 2..]);
+    let replicas = out
+        .lines()
+        .find(|l| l.starts_with("replicas = "))
+        .expect("tables.replicas in base.toml")
+        .to_string();
+    out.replace(
+        &replicas,
+        &format!("replicas = [\"{}\", \"{}\"]", REGIONS[0], REGIONS[1]),
+    )
 }
 
 /// The cost task beside the failovers (issue 19 item 5): every daemon
@@ -404,7 +457,12 @@ fn is_end(e: &Event) -> bool {
 impl Sim {
     pub fn new(scenario: Scenario) -> Self {
         let world = World::new(scenario.seed);
-        let mut configs = load(scenario.consistency, scenario.profile, scenario.approval);
+        let mut configs = load(
+            scenario.consistency,
+            scenario.profile,
+            scenario.approval,
+            scenario.two_regions,
+        );
         let mut checks: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let r53 = FakeRoute53::new(world.clone());
         for cfg in configs.values_mut() {
@@ -443,7 +501,12 @@ impl Sim {
             checks.insert(rc.name.clone(), rc.health_check_ids.clone());
         }
         let replicas = any.tables.replicas.clone();
-        let store = FakeStore::new(world.clone(), scenario.consistency, &replicas);
+        let store = FakeStore::with_witness(
+            world.clone(),
+            scenario.consistency,
+            &replicas,
+            scenario.witness(),
+        );
         // Each region's machine, and the `-v2` a rollout moves to
         // (`Event::NewMachine`).
         let machines = any
@@ -490,7 +553,7 @@ impl Sim {
                 .collect(),
         });
         let budget = Budget::new(&any);
-        let twins = Twins::draw(scenario.seed, scenario.fault_end_ms);
+        let twins = Twins::draw(scenario.seed, scenario.fault_end_ms, scenario.regions());
         Self {
             world,
             scenario,
@@ -1076,14 +1139,16 @@ impl Sim {
         let drifted = !self.drifted.is_empty();
         self.drifted.clear();
         if rollout || drifted {
-            for r in REGIONS {
+            for &r in self.scenario.regions() {
                 if rollout {
                     self.v2.insert(r.to_string());
                 }
                 self.rewrite(r);
             }
         }
-        for r in REGIONS {
+        // The witness of a two-region fleet (MRSC) heals too.
+        self.store.isolate(REGIONS[2], false);
+        for &r in self.scenario.regions() {
             self.world.set_serving(r, Serving::Up);
             self.store.isolate(r, false);
             self.sfn.set_down(r, false);
@@ -1112,7 +1177,11 @@ impl Sim {
         self.world
             .trace(format!("scenario: {}", self.scenario).trim_end());
         self.world.trace(format!("bounds: {:?}", self.bounds));
-        let requests = super::clients::generate(self.scenario.seed, self.scenario.fault_end_ms);
+        let requests = super::clients::generate(
+            self.scenario.seed,
+            self.scenario.fault_end_ms,
+            self.scenario.regions().len(),
+        );
         self.world.trace(format!(
             "clients: {} requests until {} s",
             requests.len(),
@@ -1346,7 +1415,10 @@ impl Sim {
 
     /// Whether every daemon runs.
     pub fn all_running(&self) -> bool {
-        REGIONS.iter().all(|r| self.daemons.contains_key(*r))
+        self.scenario
+            .regions()
+            .iter()
+            .all(|r| self.daemons.contains_key(*r))
     }
 
     pub fn checks_of(&self, region: &str) -> Vec<String> {

@@ -165,7 +165,11 @@ impl Monitor {
     fn healthy_for_all(sim: &Sim, region: &str) -> bool {
         sim.world.serving(region) == Serving::Up
             && sim.checks_of(region).iter().all(|id| sim.r53.healthy(id))
-            && !REGIONS.iter().any(|o| sim.world.probe_cut(o, region))
+            && !sim
+                .scenario
+                .regions()
+                .iter()
+                .any(|o| sim.world.probe_cut(o, region))
     }
 
     /// Down for every observer: out, or a check unhealthy.
@@ -199,13 +203,13 @@ impl Monitor {
             if self.files_change {
                 self.config_drift(sim, t);
             }
-            for r in REGIONS {
+            for &r in sim.scenario.regions() {
                 self.healthy
                     .insert(r.to_string(), Self::healthy_for_all(sim, r));
                 self.down.insert(r.to_string(), Self::down_for_all(sim, r));
             }
         }
-        for r in REGIONS {
+        for &r in sim.scenario.regions() {
             if self.healthy[r] {
                 self.healthy_since
                     .entry(r.to_string())
@@ -443,7 +447,7 @@ impl Monitor {
             }
             self.keeps_lease(sim, region, role.as_ref());
         }
-        for r in REGIONS {
+        for &r in sim.scenario.regions() {
             if !sim.daemons.contains_key(r) && self.roles.get(r).copied() != Some("dead") {
                 self.roles.insert(r.to_string(), "dead");
             }
@@ -813,7 +817,7 @@ impl Monitor {
             return;
         }
         let replicas: Vec<String> = if self.mrec {
-            REGIONS.iter().map(|r| r.to_string()).collect()
+            sim.store.replicas.clone()
         } else {
             vec![REGIONS[0].to_string()]
         };
@@ -892,7 +896,12 @@ impl Monitor {
         } else {
             sim.bounds.min_failover_interval
         };
-        let skews: Vec<i64> = REGIONS.iter().map(|r| sim.world.skew(r)).collect();
+        let skews: Vec<i64> = sim
+            .scenario
+            .regions()
+            .iter()
+            .map(|r| sim.world.skew(r))
+            .collect();
         let spread = (skews.iter().max().unwrap_or(&0) - skews.iter().min().unwrap_or(&0)) as u64;
         let allowed = self.last_claim_ms.map_or(0, |c| c + wait + spread);
         let from = since.max(quiet).max(allowed);

@@ -198,6 +198,12 @@ pub struct Scenario {
     /// Idle detection on (`cost.idle`, a 3-minute window, CloudWatch read
     /// through the simulation's CloudWatch).
     pub idle: bool,
+    /// A two-region fleet (issue 19 item 6): only us-east-1 and us-west-2
+    /// run daemons and replicas; under MRSC us-east-2 is the table's
+    /// witness (no readable replica). `check-config` refuses automatic
+    /// failover for two voting regions, so `approval` is on: failovers are
+    /// approved proposals or operators' commands.
+    pub two_regions: bool,
     pub events: Vec<Timed>,
     /// When every fault is healed.
     pub fault_end_ms: u64,
@@ -207,7 +213,7 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "seed {} consistency {:?} profile {:?} calculated {} skews {:?} approval {} idle {} faults until {} s",
+            "seed {} consistency {:?} profile {:?} calculated {} skews {:?} approval {} idle {} regions {} faults until {} s",
             self.seed,
             self.consistency,
             self.profile,
@@ -215,6 +221,7 @@ impl fmt::Display for Scenario {
             self.skews,
             self.approval,
             self.idle,
+            self.regions().len(),
             self.fault_end_ms / 1000
         )?;
         for t in &self.events {
@@ -227,6 +234,22 @@ impl fmt::Display for Scenario {
             )?;
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// The regions that run daemons (and routers), in priority order.
+    pub fn regions(&self) -> &'static [&'static str] {
+        if self.two_regions {
+            &REGIONS[..2]
+        } else {
+            &REGIONS
+        }
+    }
+
+    /// The MRSC witness of a two-region fleet.
+    pub fn witness(&self) -> Option<&'static str> {
+        (self.two_regions && self.consistency == Consistency::Mrsc).then_some(REGIONS[2])
     }
 }
 
@@ -375,11 +398,16 @@ pub fn generate(seed: u64) -> Scenario {
     clock_steps(seed, &skews, fault_end_ms, &mut events);
     record_losses(seed, fault_end_ms, &mut events);
     reloads(seed, fault_end_ms, &mut events);
-    let approval = approvals(seed, fault_end_ms, &mut events);
+    // A two-region fleet, in about one seed in ten (a stream of its own).
+    let two_regions = Rng::new(seed).fork(0x0002_4E61).chance(0.1);
+    let approval = approvals(seed, fault_end_ms, two_regions, &mut events);
     drifts(seed, fault_end_ms, &mut events);
     machines(seed, fault_end_ms, &mut events);
     // Idle detection, in about one seed in three (a stream of its own).
     let idle = Rng::new(seed).fork(0x1D1E_0C57).chance(0.33);
+    if two_regions {
+        two_region_events(seed, consistency, fault_end_ms, &mut events);
+    }
     events.push(Timed {
         at_ms: fault_end_ms,
         event: Event::HealAll,
@@ -394,8 +422,96 @@ pub fn generate(seed: u64) -> Scenario {
         skews,
         approval,
         idle,
+        two_regions,
         events,
         fault_end_ms,
+    }
+}
+
+/// A two-region fleet's events: what the three-region draw aimed at
+/// us-east-2 is dropped (it runs no daemon), or moved to us-west-2 where it
+/// names a failover's target; us-east-2's isolation stays as the witness's
+/// loss under MRSC. A drifted `approval` is dropped: the loader refuses
+/// `"none"` for two voting regions, so no daemon would run that file. And
+/// the fleet's way out of a lost region, an operator's forced failover, is
+/// drawn in about two seeds in three, sometimes ungraceful.
+fn two_region_events(seed: u64, consistency: Consistency, end_ms: u64, events: &mut Vec<Timed>) {
+    let gone = REGIONS[2];
+    let names = |r: &String| r == gone;
+    events.retain_mut(|t| match &mut t.event {
+        Event::Start(r) | Event::Crash(r) | Event::Restart(r) => !names(r),
+        Event::Link { region, .. }
+        | Event::SfnApiDown { region, .. }
+        | Event::SfnStall { region, .. }
+        | Event::Serving { region, .. }
+        | Event::Inverted { region, .. }
+        | Event::Disabled { region, .. }
+        | Event::Model { region, .. }
+        | Event::Endpoint { region, .. }
+        | Event::Reload { region, .. }
+        | Event::ClockStep { region, .. }
+        | Event::NewMachine { region } => !names(region),
+        Event::Drift { region, kind } => !names(region) && *kind != Some(DriftKind::Approval),
+        Event::ProbeCut {
+            observer, target, ..
+        } => !names(observer) && !names(target),
+        Event::Isolate { replica, .. } => consistency == Consistency::Mrsc || !names(replica),
+        Event::Operator { from, cmd } => {
+            if names(from) {
+                *from = REGIONS[1].to_string();
+            }
+            if let OpCmd::Failover { to, .. } = cmd {
+                if names(to) {
+                    *to = REGIONS[1].to_string();
+                }
+            }
+            true
+        }
+        _ => true,
+    });
+    let mut r = Rng::new(seed).fork(0x0002_4E62);
+    // The runbook's moment: 10 to 60 s after the first region is lost.
+    let lost = events
+        .iter()
+        .filter(|t| match &t.event {
+            Event::Serving { s, .. } => *s != Serving::Up,
+            Event::Inverted { on, .. } => *on,
+            Event::Crash(_) => true,
+            _ => false,
+        })
+        .map(|t| t.at_ms)
+        .min();
+    if r.chance(0.65) {
+        let at = match lost {
+            Some(at) if r.chance(0.8) => at + r.range(10_000, 60_000),
+            _ => r.range(40_000, end_ms.saturating_sub(5_000).max(40_001)),
+        };
+        events.push(Timed {
+            at_ms: at.min(end_ms.saturating_sub(1_000)) / 100 * 100,
+            event: Event::Operator {
+                from: REGIONS[1].to_string(),
+                cmd: OpCmd::Failover {
+                    to: REGIONS[1].to_string(),
+                    force: true,
+                    ungraceful: r.chance(0.4),
+                },
+            },
+        });
+    }
+    // The witness lost for a while (MRSC): the two replicas still commit;
+    // with a replica's region lost as well, nothing does.
+    if consistency == Consistency::Mrsc && r.chance(0.3) {
+        let at = r.range(20_000, end_ms.saturating_sub(10_000).max(20_001)) / 100 * 100;
+        let until = (at + r.range(5_000, 240_000)).min(end_ms) / 100 * 100;
+        for (at_ms, on) in [(at, true), (until, false)] {
+            events.push(Timed {
+                at_ms,
+                event: Event::Isolate {
+                    replica: gone.to_string(),
+                    on,
+                },
+            });
+        }
     }
 }
 
@@ -678,9 +794,9 @@ fn fault(r: &mut Rng) -> (Event, Option<Event>) {
 /// (older seeds replay as before): the operator approves, rejects, or names
 /// a stale proposal, three to eight times while the faults last, through
 /// any region. Returns whether the seed runs with `approval = "manual"`.
-fn approvals(seed: u64, end_ms: u64, events: &mut Vec<Timed>) -> bool {
+fn approvals(seed: u64, end_ms: u64, always: bool, events: &mut Vec<Timed>) -> bool {
     let mut r = Rng::new(seed).fork(0xA99_20FA);
-    if !r.chance(0.16) {
+    if !r.chance(0.16) && !always {
         return false;
     }
     for _ in 0..r.range(3, 9) {
@@ -776,6 +892,7 @@ mod tests {
     #[test]
     fn the_ci_seeds_draw_operators_and_files_changing() {
         let (mut approval, mut approve, mut stale, mut drift, mut machine) = (0, 0, 0, 0, 0);
+        let (mut two, mut two_forced, mut witness_lost) = (0, 0, 0);
         let mut kinds = BTreeSet::new();
         // The first seeds of each kind, to replay by hand.
         let mut first: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
@@ -793,6 +910,34 @@ mod tests {
             });
             if sc.approval && outage {
                 note("approval beside an outage of the active", seed);
+            }
+            if sc.two_regions {
+                two += 1;
+                assert!(
+                    sc.approval,
+                    "seed {seed}: a two-region fleet without approval"
+                );
+                let names_gone = |r: &str| r == REGIONS[2];
+                for t in &sc.events {
+                    match &t.event {
+                        Event::Start(r) | Event::Crash(r) | Event::Serving { region: r, .. } => {
+                            assert!(!names_gone(r), "seed {seed}: {:?}", t.event)
+                        }
+                        Event::Isolate { replica, .. } if names_gone(replica) => {
+                            witness_lost += 1;
+                            note("two regions, the witness lost", seed);
+                        }
+                        Event::Operator {
+                            cmd: OpCmd::Failover { force: true, .. },
+                            ..
+                        } if outage => {
+                            two_forced += 1;
+                            note("two regions, a forced failover beside an outage", seed);
+                        }
+                        _ => {}
+                    }
+                }
+                note("two regions", seed);
             }
             for t in &sc.events {
                 match &t.event {
@@ -824,5 +969,12 @@ mod tests {
         );
         assert!(drift >= 80 && kinds.len() == 3, "{drift} {kinds:?}");
         assert!(machine >= 150, "{machine}");
+        println!(
+            "two-region fleets: {two}, {two_forced} forced failovers beside an outage, {witness_lost} witness losses"
+        );
+        assert!(
+            two >= 70 && two_forced >= 10 && witness_lost >= 15,
+            "{two} {two_forced} {witness_lost}"
+        );
     }
 }

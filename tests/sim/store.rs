@@ -163,6 +163,9 @@ pub struct FakeStore {
     pub world: Arc<World>,
     pub consistency: Consistency,
     pub replicas: Vec<String>,
+    /// MRSC's members: the replicas and the witness, if any. A write or
+    /// read commits only while a majority of them can reach each other.
+    members: Vec<String>,
     state: Mutex<State>,
 }
 
@@ -174,6 +177,17 @@ enum Applied {
 
 impl FakeStore {
     pub fn new(world: Arc<World>, consistency: Consistency, replicas: &[String]) -> Arc<Self> {
+        Self::with_witness(world, consistency, replicas, None)
+    }
+
+    /// A table of two replicas and a witness (MRSC): the witness holds no
+    /// readable copy, but counts towards the majority.
+    pub fn with_witness(
+        world: Arc<World>,
+        consistency: Consistency,
+        replicas: &[String],
+        witness: Option<&str>,
+    ) -> Arc<Self> {
         let tables = match consistency {
             Consistency::Mrsc => [(String::new(), Table::default())].into(),
             Consistency::Mrec => replicas
@@ -185,6 +199,11 @@ impl FakeStore {
             world,
             consistency,
             replicas: replicas.to_vec(),
+            members: replicas
+                .iter()
+                .cloned()
+                .chain(witness.map(String::from))
+                .collect(),
             state: Mutex::new(State {
                 tables,
                 isolated: BTreeSet::new(),
@@ -219,6 +238,20 @@ impl FakeStore {
 
     pub fn is_isolated(&self, replica: &str) -> bool {
         self.lock().isolated.contains(replica)
+    }
+
+    /// MRSC: whether `replica` can commit: it reaches the others, and a
+    /// majority of the members (replicas and witness) reach each other.
+    /// Isolation cuts a member off from every other, so with two members
+    /// cut off the third is alone too.
+    fn mrsc_commits(&self, replica: &str) -> bool {
+        let g = self.lock();
+        let reachable = self
+            .members
+            .iter()
+            .filter(|m| !g.isolated.contains(*m))
+            .count();
+        !g.isolated.contains(replica) && reachable * 2 > self.members.len()
     }
 
     /// MREC replication lag bounds (ms).
@@ -462,8 +495,8 @@ impl FakeStore {
             }
             Err(NetError::Transport(t)) => return Err(DdbError::new("SdkClientException", t)),
         };
-        if self.consistency == Consistency::Mrsc && self.is_isolated(replica) {
-            // The replica cannot reach the others: MRSC serves nothing.
+        if self.consistency == Consistency::Mrsc && !self.mrsc_commits(replica) {
+            // The replica cannot reach a majority: MRSC serves nothing.
             let _ = self.world.reply(a, false).await;
             return Err(DdbError::new(
                 "InternalServerErrorException",
