@@ -345,9 +345,14 @@ impl LeaseClock {
         let new_epoch = first || seen_epoch != Some(record.epoch);
         if !confirmed {
             // Named on our replica alone: no wait starts yet. A sighting of
-            // an earlier epoch must not stand for this one either.
+            // an earlier epoch must not stand for this one either, and no
+            // lease either: the reads that confirmed a record before this
+            // one confirmed a record that did not name us in this epoch (a
+            // standby's reads, say, before its own replica alone took an
+            // `Initialize` naming it, which has no `previous` to wait on).
             if new_epoch {
                 self.named_since = None;
+                self.confirmed_at = None;
             }
             return;
         }
@@ -646,6 +651,47 @@ mod tests {
         first.observe("us-east-2", &init, None, Mono(1_000), Mono(1_010), true);
         assert_eq!(
             role("us-east-2", &init, Mono(1_020), &first, 10_000, true),
+            Role::Active
+        );
+    }
+
+    /// MREC: a standby's confirmed reads do not confirm a record that only
+    /// its own replica holds and that names it (an `Initialize` with no
+    /// `previous`, written through its replica while the others name
+    /// another region): it is not active until a majority agrees.
+    #[test]
+    fn a_record_named_on_our_replica_alone_has_no_lease_from_earlier_reads() {
+        let standby = rec("us-east-1");
+        let mut c = LeaseClock::default();
+        c.observe("us-east-2", &standby, None, Mono(1_000), Mono(1_010), true);
+        let mut init = rec("us-east-2");
+        init.epoch = standby.epoch + 1;
+        init.previous = None;
+        c.observe("us-east-2", &init, None, Mono(2_000), Mono(2_010), false);
+        assert_eq!(
+            role("us-east-2", &init, Mono(2_020), &c, 10_000, true),
+            Role::StoodDown {
+                unconfirmed_ms: u64::MAX
+            }
+        );
+        // Once a majority holds it, it is active (nobody preceded it).
+        c.observe("us-east-2", &init, None, Mono(3_000), Mono(3_050), true);
+        assert_eq!(
+            role("us-east-2", &init, Mono(3_060), &c, 10_000, true),
+            Role::Active
+        );
+        // An active whose later read does not confirm the same epoch keeps
+        // the lease its earlier reads confirmed.
+        c.observe(
+            "us-east-2",
+            &init,
+            Some(init.epoch),
+            Mono(4_000),
+            Mono(4_010),
+            false,
+        );
+        assert_eq!(
+            role("us-east-2", &init, Mono(4_020), &c, 10_000, true),
             Role::Active
         );
     }
