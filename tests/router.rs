@@ -1032,7 +1032,7 @@ async fn a_hung_region_costs_one_attempt_and_is_ejected() {
     assert_eq!(
         metric(
             &s.router,
-            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"}"
+            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\",target=\"us-east-1/lab-provisioned\"}"
         ),
         1
     );
@@ -1060,7 +1060,7 @@ async fn the_deadline_tells_the_breaker() {
     assert_eq!(
         metric(
             &s.router,
-            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"}"
+            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\",target=\"us-east-1/lab-provisioned\"}"
         ),
         1
     );

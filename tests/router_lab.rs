@@ -274,7 +274,7 @@ fn a_hung_region_costs_one_attempt_not_the_deadline() {
         |s, b| {
             s == 200
                 && b.contains(
-                    "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"} 1",
+                    "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\",target=\"us-east-1/lab-provisioned\"} 1",
                 )
         },
     );

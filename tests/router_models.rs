@@ -309,6 +309,19 @@ fn a_breaker_ejects_one_component_not_its_neighbours() {
                 && !l.ends_with(" 0")),
         "llm's target was ejected:\n{m}"
     );
+    // The gauge names the component, and only it: its region's path is
+    // not reported ejected (decision 118).
+    let ejected: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("failoverd_router_ejected{"))
+        .collect();
+    assert_eq!(
+        ejected,
+        [
+            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\",target=\"us-east-1/lab-gpu/llm-use1\"} 1"
+        ],
+        "{m}"
+    );
     // Its neighbour on the same endpoint, and another model on the same
     // path in the same region, are not ejected: they are served there
     // first (an ejected target would rank its region last).

@@ -11,10 +11,15 @@
 //! The registry also keeps the router's monotonic clock origin, so that
 //! `failoverd_router_ejected` (is a target ejected right now) can be
 //! rendered from the breakers' ejection ends without asking the router.
+//! That gauge is kept per target (`region/endpoint[/component]`, the
+//! breakers' own key), not per (path, region): one ejected inference
+//! component must not read as its whole region ejected. Ejections are rare,
+//! so that table sits behind a lock the hot path never takes.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -212,9 +217,9 @@ pub struct Metrics {
     calls: Box<[AtomicU64]>,
     /// [path][region]
     ejections: Box<[AtomicU64]>,
-    /// [path][region]: end of the current ejection, ms since `origin`
-    /// (0: never ejected).
-    ejected_until: Box<[AtomicU64]>,
+    /// (path, region, target) -> end of the target's latest ejection, ms
+    /// since `origin`; targets never ejected are absent.
+    ejected_until: Mutex<BTreeMap<(usize, usize, String), u64>>,
     /// [region]: hedges sent to the region, and hedges whose answer won.
     hedges_sent: Box<[AtomicU64]>,
     hedges_won: Box<[AtomicU64]>,
@@ -250,7 +255,7 @@ impl Metrics {
             requests: counters(PATHS * r * Outcome::ALL.len() * ATTEMPTS.len()),
             calls: counters(PATHS * r * CallResult::ALL.len()),
             ejections: counters(PATHS * r),
-            ejected_until: counters(PATHS * r),
+            ejected_until: Mutex::new(BTreeMap::new()),
             hedges_sent: counters(r),
             hedges_won: counters(r),
             spills: counters(r * r * SpillCause::ALL.len()),
@@ -318,11 +323,14 @@ impl Metrics {
         self.origin
     }
 
-    /// A breaker ejected a target until `until_ms` (see [`Self::now_ms`]).
-    pub fn ejection(&self, path: Path, region: &str, until_ms: u64) {
-        let i = path_index(Some(path)) * self.regions.len() + self.region_index(Some(region));
-        self.ejections[i].fetch_add(1, Ordering::Relaxed);
-        self.ejected_until[i].fetch_max(until_ms.max(1), Ordering::Relaxed);
+    /// A breaker ejected `target` (on `path` in `region`) until `until_ms`
+    /// (see [`Self::now_ms`]).
+    pub fn ejection(&self, path: Path, region: &str, target: &str, until_ms: u64) {
+        let (p, r) = (path_index(Some(path)), self.region_index(Some(region)));
+        self.ejections[p * self.regions.len() + r].fetch_add(1, Ordering::Relaxed);
+        let mut ejected = self.ejected_until.lock().unwrap_or_else(|e| e.into_inner());
+        let until = ejected.entry((p, r, target.to_string())).or_insert(0);
+        *until = (*until).max(until_ms.max(1));
     }
 
     /// A hedge went to `region`.
@@ -446,20 +454,23 @@ impl Metrics {
             }
         }
         out.push_str(
-            "# HELP failoverd_router_ejected Whether a target (path, region) is ejected now (1) or not (0); targets never ejected are left out.\n\
+            "# HELP failoverd_router_ejected Whether a target (region/endpoint[/component] on a path) is ejected now (1) or not (0); targets never ejected are left out.\n\
              # TYPE failoverd_router_ejected gauge\n",
         );
-        for (i, c) in self.ejected_until.iter().enumerate() {
-            let until = c.load(Ordering::Relaxed);
-            if until != 0 {
-                let _ = writeln!(
-                    out,
-                    "failoverd_router_ejected{{path=\"{}\",region=\"{}\"}} {}",
-                    path_label(i / r),
-                    region_label(i % r),
-                    u8::from(now < until)
-                );
-            }
+        let ejected = self
+            .ejected_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for ((p, reg, target), until) in ejected {
+            let _ = writeln!(
+                out,
+                "failoverd_router_ejected{{path=\"{}\",region=\"{}\",target=\"{}\"}} {}",
+                path_label(p),
+                region_label(reg),
+                crate::admin::metrics::label(&target),
+                u8::from(now < until)
+            );
         }
         for (name, help, counts) in [
             (
@@ -563,8 +574,13 @@ mod tests {
             ms(700),
         );
         m.call(Path::Serverless, "us-east-1", CallResult::ModelNotReady);
-        m.ejection(Path::Provisioned, "us-east-1", 60_000);
-        m.ejection(Path::Serverless, "us-west-2", 1_000);
+        m.ejection(Path::Provisioned, "us-east-1", "us-east-1/gpu/llm", 60_000);
+        m.ejection(
+            Path::Serverless,
+            "us-west-2",
+            "us-west-2/inference-serverless",
+            1_000,
+        );
         m.hedge_sent("us-west-2");
         m.hedge_sent("us-west-2");
         m.hedge_won("us-west-2");
@@ -579,12 +595,14 @@ mod tests {
             "failoverd_router_spills_total{from=\"us-west-2\",to=\"us-east-1\",cause=\"not_ready\"} 1"
         ));
         assert_eq!(m.spills(), 3);
-        assert!(
-            text.contains("failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\"} 1")
-        );
-        assert!(
-            text.contains("failoverd_router_ejected{path=\"serverless\",region=\"us-west-2\"} 0")
-        );
+        assert!(text.contains(
+            "failoverd_router_ejected{path=\"provisioned\",region=\"us-east-1\",target=\"us-east-1/gpu/llm\"} 1"
+        ));
+        assert!(text.contains(
+            "failoverd_router_ejected{path=\"serverless\",region=\"us-west-2\",target=\"us-west-2/inference-serverless\"} 0"
+        ));
+        // One gauge per target: the region's other targets are not ejected.
+        assert_eq!(text.matches("failoverd_router_ejected{").count(), 2);
         assert!(!text.contains("failoverd_router_ejected{path=\"batch\""));
         assert!(text.contains("failoverd_router_hedges_sent_total{region=\"us-west-2\"} 2"));
         assert!(text.contains("failoverd_router_hedges_won_total{region=\"us-west-2\"} 1"));

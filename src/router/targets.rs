@@ -131,7 +131,7 @@ impl Targets {
         if let Some(ejections) = ejected {
             let until = now + ejection_ms(&policy, ejections);
             warn!(%region, path = path.as_str(), target = %target.key, ejections, "circuit breaker ejected a target");
-            metrics.ejection(path, region, until);
+            metrics.ejection(path, region, &target.key, until);
         }
     }
 
