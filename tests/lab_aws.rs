@@ -226,6 +226,56 @@ fn provision_renders_a_valid_lab_config() {
         "{}",
         String::from_utf8_lossy(&result.stderr)
     );
+    // `check-config --aws` against what provisioning made: every routed
+    // endpoint exists. Then a model mapped, in us-east-1 only, to an
+    // endpoint nobody created: that region could not serve it, and the
+    // check names it (exit 78).
+    let check = |file: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_failoverd"));
+        cmd.current_dir(&out)
+            .args(["check-config", "--aws", "--config", file])
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for svc in ["DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER"] {
+            cmd.env(format!("FAILOVERD__ENDPOINTS__{svc}"), moto.url());
+        }
+        let o = cmd.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, err) = check("eu-west-1.toml");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("SageMaker endpoint"), "{err}");
+    let region_file = std::fs::read_to_string(out.join("eu-west-1.toml")).unwrap();
+    let base = std::fs::read_to_string(out.join("base.toml")).unwrap();
+    let broken = out.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("base.toml"),
+        format!(
+            "{base}\n[[models]]\nname = \"fraud\"\ntraffic_class = \"standard\"\n[models.regions.us-east-1]\nprovisioned = \"fraud-nowhere\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(broken.join("eu-west-1.toml"), &region_file).unwrap();
+    for f in std::fs::read_dir(&out).unwrap().flatten() {
+        let name = f.file_name();
+        if f.path().is_file() && !broken.join(&name).exists() {
+            std::fs::copy(f.path(), broken.join(&name)).unwrap();
+        }
+    }
+    let (code, err) = check("broken/eu-west-1.toml");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(
+            "SageMaker endpoint fraud-nowhere in us-east-1 (provisioned path) does not exist"
+        ),
+        "{err}"
+    );
     let env = failoverd::config::EnvSource::new();
     let cfg = failoverd::config::load(&out.join("eu-west-1.toml"), &env).unwrap();
     let clients = common::clients(&moto, None);

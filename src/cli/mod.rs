@@ -64,7 +64,8 @@ pub enum Command {
         #[arg(value_name = "FILE", required_unless_present = "config")]
         files: Vec<PathBuf>,
         /// Also check against AWS what the files cannot tell: every Route 53
-        /// health check is of a type failoverd evaluates.
+        /// health check is of a type failoverd evaluates, and every SageMaker
+        /// endpoint the files route to exists in its region.
         #[arg(long)]
         aws: bool,
     },
@@ -290,7 +291,9 @@ pub fn main() -> i32 {
                                 &*ports.health_checks,
                             )
                             .await;
-                            preflight_report(&path, &found)
+                            let endpoints =
+                                crate::control::preflight::endpoints(&cfg, &*ports.endpoints).await;
+                            preflight_report(&path, &found).max(endpoints_report(&path, &endpoints))
                         });
                         code = code.max(c);
                     }
@@ -519,6 +522,51 @@ fn preflight_report(path: &std::path::Path, found: &crate::control::preflight::F
         eprintln!("error: {}: {} ({}): {}", path.display(), r.key, r.id, r.why);
     }
     if found.refused.is_empty() {
+        0
+    } else {
+        eprintln!("{}: configuration is invalid", path.display());
+        EX_CONFIG
+    }
+}
+
+/// `check-config --aws`'s SageMaker part: a routed endpoint that does not
+/// exist is an error (that region cannot serve what is mapped to it); one
+/// that exists but does not serve is a warning (it may be updating).
+fn endpoints_report(
+    path: &std::path::Path,
+    found: &crate::control::preflight::EndpointFindings,
+) -> i32 {
+    let what = |f: &crate::control::preflight::EndpointFinding| {
+        let components = if f.components.is_empty() {
+            String::new()
+        } else {
+            format!(", hosting inference components {:?}", f.components)
+        };
+        format!(
+            "SageMaker endpoint {} in {} ({} path{components})",
+            f.endpoint, f.region, f.path
+        )
+    };
+    for (name, why) in &found.unverified {
+        eprintln!("warning: SageMaker endpoint {name} could not be read: {why}");
+    }
+    for f in &found.not_serving {
+        eprintln!(
+            "warning: {}: {} is {}, which does not serve",
+            path.display(),
+            what(f),
+            f.status.as_deref().unwrap_or("?")
+        );
+    }
+    for f in &found.missing {
+        eprintln!(
+            "error: {}: {} does not exist (regions[].sagemaker or models[].regions.{} names it)",
+            path.display(),
+            what(f),
+            f.region
+        );
+    }
+    if found.missing.is_empty() {
         0
     } else {
         eprintln!("{}: configuration is invalid", path.display());

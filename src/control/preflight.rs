@@ -10,12 +10,19 @@
 //! cannot be reached at start the daemon starts anyway (Route 53 may be
 //! down exactly when it is needed least) and reports an unsupported check
 //! on `/readyz` once it reads it.
+//!
+//! `check-config --aws` also asks SageMaker whether every endpoint the
+//! files route to exists, in every region ([`endpoints`]): a model mapped
+//! to an endpoint name that is misspelt in one region loads fine and fails
+//! only when that region must serve it. The daemon does not refuse to
+//! start on this (idle detection may have stopped a standby's endpoint on
+//! purpose, and prepare reports a missing target when it matters).
 
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::ports::HealthChecks;
 use crate::ports::health_checks::CheckKind;
+use crate::ports::{Endpoints, HealthChecks};
 
 /// How long the preflight waits for Route 53.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,4 +94,61 @@ async fn check(key: &str, id: &str, r53: &dyn HealthChecks, depth: u32, out: &mu
             "health check type {name}, which failoverd does not evaluate"
         ))),
     }
+}
+
+/// An endpoint a region's traffic is routed to (config/serving.rs) that
+/// SageMaker does not know, or does not serve on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointFinding {
+    pub region: String,
+    pub endpoint: String,
+    /// The path it is used on, and the inference components it hosts.
+    pub path: &'static str,
+    pub components: Vec<String>,
+    /// `None`: it does not exist. `Some(status)`: it exists but does not
+    /// serve in that status.
+    pub status: Option<String>,
+}
+
+/// What [`endpoints`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EndpointFindings {
+    pub missing: Vec<EndpointFinding>,
+    pub not_serving: Vec<EndpointFinding>,
+    /// (region/endpoint, why) for endpoints that could not be read.
+    pub unverified: Vec<(String, String)>,
+}
+
+/// Read every endpoint the configuration routes to, in every region
+/// (`Config::endpoints_in`: the region's shared endpoints and each model's
+/// own), with `DescribeEndpoint`.
+pub async fn endpoints(cfg: &Config, sagemaker: &dyn Endpoints) -> EndpointFindings {
+    let mut out = EndpointFindings::default();
+    for region in &cfg.regions {
+        for used in cfg.endpoints_in(&region.name) {
+            let finding = |status: Option<String>| EndpointFinding {
+                region: region.name.clone(),
+                endpoint: used.name.clone(),
+                path: used.path.as_str(),
+                components: used.components.clone(),
+                status,
+            };
+            match tokio::time::timeout(TIMEOUT, sagemaker.status(&region.name, &used.name)).await {
+                Ok(Ok(None)) => out.missing.push(finding(None)),
+                Ok(Ok(Some(s))) if !s.serves() => {
+                    out.not_serving.push(finding(Some(s.as_str().to_string())))
+                }
+                Ok(Ok(Some(_))) => {}
+                Ok(Err(e)) => out.unverified.push((
+                    format!("{}/{}", region.name, used.name),
+                    crate::error_chain(&e),
+                )),
+                Err(_) => out.unverified.push((
+                    format!("{}/{}", region.name, used.name),
+                    format!("no answer within {TIMEOUT:?}"),
+                )),
+            }
+        }
+    }
+    out
 }
