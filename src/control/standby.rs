@@ -505,3 +505,90 @@ pub fn published(
         now.since(at),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnvSource;
+
+    fn config(models: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "failoverd-standby-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = String::from(
+            "region = \"us-west-2\"\n[tables]\ncontrol = \"c\"\nrouting = \"r\"\nwitness = \"us-east-2\"\n",
+        );
+        for (i, r) in ["us-east-1", "us-west-2"].iter().enumerate() {
+            text.push_str(&format!(
+                "[[regions]]\nname = \"{r}\"\npriority = {}\nprobe_urls = [\"https://{r}.example/ping\"]\nstate_machine_arn = \"arn:aws:states:{r}:111122223333:stateMachine:f\"\nsagemaker = {{ provisioned = \"prov\", serverless = \"sls\" }}\n",
+                i + 1
+            ));
+        }
+        text.push_str(models);
+        let f = dir.join("us-west-2.toml");
+        std::fs::write(&f, text).unwrap();
+        crate::config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
+    }
+
+    fn row(model: &str, path: Path, endpoint: &str, reached: Reached, theirs: &str) -> Row {
+        Row {
+            model: model.into(),
+            path,
+            endpoint: endpoint.into(),
+            reached,
+            counterpart: Some(theirs.into()),
+        }
+    }
+
+    #[test]
+    fn each_model_is_compared_on_its_own_endpoints_with_its_counterparts() {
+        let cfg = config(
+            "[[models]]\nname = \"plain\"\n\
+             [[models]]\nname = \"fraud\"\n[models.regions.us-west-2]\nprovisioned = \"fraud-w\"\n[models.regions.us-east-1]\nprovisioned = \"fraud-e\"\n\
+             [[models]]\nname = \"llm\"\n[models.regions.us-west-2]\nendpoint = \"gpu-w\"\ninference_component = \"llm-w\"\n[models.regions.us-east-1]\nendpoint = \"gpu-e\"\ninference_component = \"llm-e\"\n",
+        );
+        let v = Reached::Variants;
+        assert_eq!(
+            rows(&cfg, "us-east-1"),
+            vec![
+                row("plain", Path::Provisioned, "prov", v, "prov"),
+                row("plain", Path::Serverless, "sls", v, "sls"),
+                row("fraud", Path::Provisioned, "fraud-w", v, "fraud-e"),
+                row(
+                    "llm",
+                    Path::Provisioned,
+                    "gpu-w",
+                    Reached::Component,
+                    "gpu-e"
+                ),
+            ]
+        );
+        // Every model on its own endpoints: the shared ones are still
+        // checked, under `*`.
+        let cfg = config(
+            "[[models]]\nname = \"fraud\"\n[models.regions.us-west-2]\nprovisioned = \"fraud-w\"\n[models.regions.us-east-1]\nprovisioned = \"fraud-e\"\n",
+        );
+        assert_eq!(
+            rows(&cfg, "us-east-1"),
+            vec![
+                row("fraud", Path::Provisioned, "fraud-w", v, "fraud-e"),
+                row(standby::SHARED, Path::Provisioned, "prov", v, "prov"),
+                row(standby::SHARED, Path::Serverless, "sls", v, "sls"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_without_its_own_need_takes_the_fleets() {
+        let n = Needs {
+            by_endpoint: BTreeMap::from([("fraud-w".to_string(), Some(2)), ("prov".into(), None)]),
+            fleet: Some(5),
+        };
+        assert_eq!(n.of("fraud-w"), Some(2));
+        assert_eq!(n.of("prov"), None, "measured as unmeasured stays so");
+        assert_eq!(n.of("sls"), Some(5));
+    }
+}
