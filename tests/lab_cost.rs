@@ -140,7 +140,7 @@ fn write_config(
     let base = format!(
         "[tables]\ncontrol = \"{table}\"\nrouting = \"routing\"\nwitness = \"us-east-2\"\ncontrol_region = \"{EAST}\"\n\
          [timings]\nprepare_budget = \"1s\"\n\
-         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\ncloudwatch = \"{url}\"\n\
+         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\ncloudwatch = \"{url}\"\napplication_autoscaling = \"{url}\"\nservice_quotas = \"{url}\"\n\
          {regions}[[models]]\nname = \"fraud\"\n[[models]]\nname = \"chat\"\n[cost]\n{cost}\n"
     );
     std::fs::write(dir.join("base.toml"), base).unwrap();
