@@ -1053,6 +1053,12 @@ fn a_standby_is_checked_against_the_active_before_it_is_needed() {
         )
         .unwrap();
         assert_eq!(status, 200, "{body}");
+        // Every page read (the lab lists 123 quotas, 100 a page), only the
+        // endpoint-usage ones kept, by instance type.
+        let quotas = env.ports.capacity.endpoint_quotas(WEST).await.unwrap();
+        assert_eq!(quotas.len(), 40, "{quotas:?}");
+        assert_eq!(quotas.get("ml.m5.large"), Some(&2.0), "{quotas:?}");
+        assert_eq!(quotas.get("ml.g4dn.12xlarge"), Some(&20.0), "the second page");
         let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
         for m in ["fraud", "chat"] {
             let at = |c: Check| {
