@@ -140,7 +140,7 @@ fn write_config(
     let base = format!(
         "[tables]\ncontrol = \"{table}\"\nrouting = \"routing\"\nwitness = \"us-east-2\"\ncontrol_region = \"{EAST}\"\n\
          [timings]\nprepare_budget = \"1s\"\n\
-         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\ncloudwatch = \"{url}\"\n\
+         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\ncloudwatch = \"{url}\"\napplication_autoscaling = \"{url}\"\nservice_quotas = \"{url}\"\n\
          {regions}[[models]]\nname = \"fraud\"\n[[models]]\nname = \"chat\"\n[cost]\n{cost}\n"
     );
     std::fs::write(dir.join("base.toml"), base).unwrap();
@@ -916,17 +916,30 @@ fn a_standby_is_checked_against_the_active_before_it_is_needed() {
     use failoverd::core::standby::{Check, Severity, worst};
     let env = Env::start(WEST, "", (3, 1));
     let addr = env._moto.url().trim_start_matches("http://").to_string();
+    let needs = standby::Needs::all(Some(3));
     rt().block_on(async {
         let of = |f: &[failoverd::core::standby::Finding], c: Check| {
             f.iter().find(|x| x.check == c).cloned().unwrap()
         };
-        let f = standby::check(&env.cfg, &env.ports, EAST, Some(3)).await;
-        assert_eq!(f.len(), Check::ALL.len(), "{f:?}");
+        let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
+        // Both models (fraud, chat) are served on the shared `prov`: every
+        // check once per model, keyed by (model, endpoint, check).
+        assert_eq!(f.len(), 2 * Check::ALL.len(), "{f:?}");
+        for m in ["fraud", "chat"] {
+            assert_eq!(
+                f.iter().filter(|x| x.model == m).count(),
+                Check::ALL.len(),
+                "{f:?}"
+            );
+        }
+        // No scalable target anywhere, the lab's default quota (20).
+        assert_eq!(of(&f, Check::Autoscaling).severity, Severity::Ok, "{f:?}");
+        assert_eq!(of(&f, Check::Quota).severity, Severity::Ok, "{f:?}");
         assert_eq!(of(&f, Check::Model).severity, Severity::Ok, "{f:?}");
         assert_eq!(of(&f, Check::Capacity).severity, Severity::Info, "{f:?}");
         assert_eq!(worst(&f), Severity::Info, "{f:?}");
         assert!(
-            standby::check(&env.cfg, &env.ports, WEST, Some(3))
+            standby::check(&env.cfg, &env.ports, WEST, &needs)
                 .await
                 .is_empty(),
             "the active checks nothing"
@@ -971,7 +984,7 @@ fn a_standby_is_checked_against_the_active_before_it_is_needed() {
             .send()
             .await
             .unwrap();
-        let f = standby::check(&env.cfg, &env.ports, EAST, Some(3)).await;
+        let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
         let m = of(&f, Check::Model);
         assert_eq!(m.severity, Severity::Critical, "{f:?}");
         assert!(
@@ -989,10 +1002,96 @@ fn a_standby_is_checked_against_the_active_before_it_is_needed() {
         .unwrap();
         assert_eq!(status, 200, "{body}");
         env.set(WEST, 5).await;
-        let f = standby::check(&env.cfg, &env.ports, EAST, Some(3)).await;
+        let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
         let u = of(&f, Check::LastUpdate);
         assert_eq!(u.severity, Severity::Warning, "{f:?}");
         assert!(u.detail.contains("InsufficientInstanceCapacity"), "{u}");
+
+        // Autoscaling bounds (Application Auto Scaling, moto's): the
+        // active's variant scales with its load and the standby's has no
+        // scalable target (warning); then a standby MaxCapacity below the
+        // need of 3 (critical, per model).
+        let register = |region: &'static str, max: i32| {
+            let aas = aws_sdk_applicationautoscaling::Client::from_conf(
+                aws_sdk_applicationautoscaling::config::Builder::from(
+                    env.clients.sdk_config(),
+                )
+                .region(aws_config::Region::new(region))
+                .endpoint_url(env._moto.url())
+                .build(),
+            );
+            async move {
+                aas.register_scalable_target()
+                    .service_namespace(
+                        aws_sdk_applicationautoscaling::types::ServiceNamespace::Sagemaker,
+                    )
+                    .resource_id(format!("endpoint/{ENDPOINT}/variant/AllTraffic"))
+                    .scalable_dimension(
+                        aws_sdk_applicationautoscaling::types::ScalableDimension::SageMakerVariantDesiredInstanceCount,
+                    )
+                    .min_capacity(1)
+                    .max_capacity(max)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
+        register(EAST, 10).await;
+        let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
+        let a = of(&f, Check::Autoscaling);
+        assert_eq!(a.severity, Severity::Warning, "{f:?}");
+        assert!(a.detail.contains("no scalable target registered"), "{a}");
+        register(WEST, 2).await;
+        // The applied quota of ml.m5.large for endpoint usage in us-west-2
+        // (the lab's Service Quotas, chaos/lab/lab_quotas.py): 2, below the
+        // 3 that prov scaled to the need would use.
+        let (status, body) = common::http(
+            "POST",
+            &addr,
+            "/_lab/service-quotas?region=us-west-2&instance_type=ml.m5.large&value=2",
+            "",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        // Every page read (the lab lists 123 quotas, 100 a page), only the
+        // endpoint-usage ones kept, by instance type.
+        let quotas = env.ports.capacity.endpoint_quotas(WEST).await.unwrap();
+        assert_eq!(quotas.len(), 40, "{quotas:?}");
+        assert_eq!(quotas.get("ml.m5.large"), Some(&2.0), "{quotas:?}");
+        assert_eq!(quotas.get("ml.g4dn.12xlarge"), Some(&20.0), "the second page");
+        let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
+        for m in ["fraud", "chat"] {
+            let at = |c: Check| {
+                f.iter()
+                    .find(|x| x.model == m && x.check == c)
+                    .cloned()
+                    .unwrap()
+            };
+            let a = at(Check::Autoscaling);
+            assert_eq!(a.severity, Severity::Critical, "{a}");
+            assert!(a.detail.contains("MaxCapacity 2 is below the need 3"), "{a}");
+            let q = at(Check::Quota);
+            assert_eq!(q.severity, Severity::Critical, "{q}");
+            assert!(
+                q.detail
+                    .contains("\"ml.m5.large for endpoint usage\" is 2, below the 3"),
+                "{q}"
+            );
+        }
+        let cells = failoverd::core::standby::cells(&f);
+        assert_eq!(cells.get("fraud"), Some(&Severity::Critical), "{cells:?}");
+        assert_eq!(cells.get("chat"), Some(&Severity::Critical), "{cells:?}");
+        // Within 10% of the quota: a warning.
+        let (status, body) = common::http(
+            "POST",
+            &addr,
+            "/_lab/service-quotas?region=us-west-2&instance_type=ml.m5.large&value=3",
+            "",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
+        assert_eq!(of(&f, Check::Quota).severity, Severity::Warning, "{f:?}");
     });
 }
 

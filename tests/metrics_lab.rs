@@ -194,11 +194,36 @@ fn metrics_pass_promtool_and_hold_every_name_the_alerts_and_dashboard_use() {
         model.ends_with(" 0"),
         "the same model as the active: {model}"
     );
+    // The matrix region x model (issue 26): every check of every model the
+    // lab configures, the autoscaling bounds and the applied quota
+    // included (read from moto's Application Auto Scaling and the lab's
+    // Service Quotas; unknown while the need is unmeasured, never absent).
+    for m in ["default", "chat"] {
+        for check in [
+            "exists",
+            "serving",
+            "model",
+            "capacity",
+            "autoscaling",
+            "quota",
+        ] {
+            assert!(
+                west.lines().any(|l| l.starts_with(&format!(
+                    "failoverd_standby_readiness{{model=\"{m}\",endpoint=\"lab-provisioned\",check=\"{check}\"}}"
+                ))),
+                "model {m}'s {check} check of lab-provisioned:\n{west}"
+            );
+        }
+    }
     let status = lab.cli(&["status"]);
     let out = String::from_utf8_lossy(&status.stdout);
     assert!(
         out.contains("standby readiness") && out.contains("us-west-2 against us-east-1"),
         "failoverd status shows each standby's latest readiness line:\n{out}"
+    );
+    assert!(
+        out.contains("    per model: chat ") && out.contains(", default "),
+        "failoverd status summarises readiness per model:\n{out}"
     );
 
     // Label sets stay within the configuration.

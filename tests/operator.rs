@@ -295,6 +295,7 @@ fn world(record: ControlRecord) -> (Arc<Table>, Ports) {
         endpoints: Arc::new(Elsewhere),
         endpoint_metrics: Arc::new(Elsewhere),
         probes: Arc::new(Elsewhere),
+        capacity: Arc::new(failoverd::ports::capacity::NoCapacity),
     };
     (table, ports)
 }

@@ -159,6 +159,40 @@ fn status_page_and_report_show_a_real_failover() {
         dom.contains("<tr class=\"readiness-region\" data-region=\"eu-west-1\">"),
         "eu-west-1's readiness line"
     );
+    // The matrix region x model (issue 26): a row per region, the active's
+    // marked so, and eu-west-1's cells (from its journal line) one per
+    // model with the worst severity of that model's findings.
+    for r in REGIONS {
+        assert!(
+            dom.contains(&format!(
+                "<tr class=\"readiness-matrix-row\" data-region=\"{r}\">"
+            )),
+            "a matrix row for {r}"
+        );
+    }
+    let matrix_row = |r: &str| -> String {
+        let start = dom
+            .find(&format!(
+                "<tr class=\"readiness-matrix-row\" data-region=\"{r}\">"
+            ))
+            .unwrap();
+        let end = start + dom[start..].find("</tr>").unwrap();
+        dom[start..end].to_string()
+    };
+    let west = matrix_row("us-west-2");
+    assert!(
+        west.contains("data-model=\"default\" data-severity=\"active\""),
+        "the active region's row: {west}"
+    );
+    let eu = matrix_row("eu-west-1");
+    for m in ["default", "chat"] {
+        assert!(
+            ["ok", "info", "unknown", "warning", "critical"]
+                .iter()
+                .any(|s| eu.contains(&format!("data-model=\"{m}\" data-severity=\"{s}\""))),
+            "eu-west-1's cell for {m}: {eu}"
+        );
+    }
     assert!(
         dom.contains("<svg") && dom.contains("class=\"timeline\""),
         "the timeline SVG"

@@ -118,6 +118,10 @@ from moto.moto_server.werkzeug_app import (
 )
 from moto.route53.models import route53_backends
 
+# Service Quotas' SageMaker endpoint-usage quotas (issue 26 readiness).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lab_quotas import LabQuotas  # noqa: E402
+
 
 def write_atomically(path: str, text: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
@@ -702,7 +706,7 @@ def main() -> int:
         0,
         Route53MetricsControl(
             S3ListBucket(
-                SageMakerCapacity(Route53Throttle(PresignedSts(app))), args.iam_template
+                SageMakerCapacity(Route53Throttle(PresignedSts(LabQuotas(app)))), args.iam_template
             )
         ),
         threaded=True,

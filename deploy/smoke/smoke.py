@@ -217,7 +217,8 @@ class Aws:
             "USER": "failoverd-smoke",
         }
         if self.moto:
-            for svc in ("DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER", "CLOUDWATCH"):
+            for svc in ("DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER", "CLOUDWATCH",
+                        "APPLICATION_AUTOSCALING", "SERVICE_QUOTAS"):
                 env[f"FAILOVERD__ENDPOINTS__{svc}"] = self.moto
             env["FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME"] = self.model_url
             env["AWS_ENDPOINT_URL_STS"] = self.moto

@@ -122,13 +122,14 @@ fn standby(out: &mut String, findings: &[crate::core::standby::Finding]) {
     let name = "failoverd_standby_readiness";
     let _ = writeln!(
         out,
-        "# HELP {name} Whether this standby region can take over, per endpoint and check against the active region: 0 ok, 1 info, 2 warning, 3 critical, -1 unknown (a read failed). No samples while this region is active or before the first check."
+        "# HELP {name} Whether this standby region can take over, per model, endpoint and check against the active region (model \"*\": a shared endpoint no model maps): 0 ok, 1 info, 2 warning, 3 critical, -1 unknown (a read failed). No samples while this region is active or before the first check."
     );
     let _ = writeln!(out, "# TYPE {name} gauge");
     for f in findings {
         let _ = writeln!(
             out,
-            "{name}{{endpoint=\"{}\",check=\"{}\"}} {}",
+            "{name}{{model=\"{}\",endpoint=\"{}\",check=\"{}\"}} {}",
+            label(&f.model),
             label(&f.endpoint),
             f.check.as_str(),
             f.severity.gauge()

@@ -149,19 +149,64 @@ pub async fn data(state: &AdminState, now: u64) -> Value {
         "failovers": failovers,
         "timeline_svg": svg,
         "journal": journal,
-        "readiness": readiness_section(state, snap.as_deref()),
+        "readiness": readiness_section(state, &st, &config_regions, snap.as_deref()),
     })
 }
 
-/// Standby readiness (docs/readiness.md): this daemon's own findings, check
-/// by check, and every region's latest `readiness` journal line.
-fn readiness_section(state: &AdminState, snap: Option<&Snapshot>) -> Value {
+/// Standby readiness (docs/readiness.md): this daemon's own findings,
+/// check by check, every region's latest `readiness` journal line, and the
+/// matrix region x model: the worst severity of each model's findings in
+/// each region (this region's from its own findings, the others' from the
+/// cells their latest journal line ends with; `null`: not known).
+fn readiness_section(
+    state: &AdminState,
+    st: &RoundStatus,
+    regions: &[String],
+    snap: Option<&Snapshot>,
+) -> Value {
+    use crate::core::standby;
     // The snapshot holds the journal oldest first.
     let latest = match snap.map(|s| &s.events) {
         Some(Ok(page)) => crate::control::standby::latest_lines(page.items.iter().rev()),
         _ => Vec::new(),
     };
-    json!({"mine": state.shared.standby(), "regions": latest})
+    let mine = state.shared.standby();
+    let active = st.record.as_ref().map(|r| r.active.as_str());
+    let here = state.ops.as_ref().map(|o| o.config().region.clone());
+    let mut models: Vec<String> = match &state.ops {
+        Some(ops) => ops.config().models.iter().map(|m| m.name.clone()).collect(),
+        None => Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for r in regions {
+        let cells = if Some(r.as_str()) == active {
+            None
+        } else if here.as_deref() == Some(r.as_str()) && !mine.is_empty() {
+            Some(standby::cells(&mine))
+        } else {
+            latest
+                .iter()
+                .find(|e| &e.who == r)
+                .and_then(|e| standby::cells_of_line(&e.detail))
+        };
+        if let Some(c) = &cells {
+            for m in c.keys() {
+                if !models.contains(m) {
+                    models.push(m.clone());
+                }
+            }
+        }
+        rows.push(json!({
+            "region": r,
+            "active": Some(r.as_str()) == active,
+            "cells": cells.map(|c| c.into_iter().map(|(m, s)| (m, s.as_str())).collect::<BTreeMap<_, _>>()),
+        }));
+    }
+    json!({
+        "mine": mine,
+        "regions": latest,
+        "matrix": {"models": models, "rows": rows},
+    })
 }
 
 /// The regions shown (configured, else tracked) and their configured priorities.

@@ -4,6 +4,7 @@
 //! and that comes from the configuration's `[endpoints]` table, never from
 //! code that knows about a lab.
 
+pub mod capacity;
 pub mod clients;
 pub mod cloudwatch;
 pub mod control_table;
@@ -62,7 +63,8 @@ pub fn ports(cfg: &Config, clients: Arc<AwsClients>, probes: Arc<dyn Probes>) ->
                 .with_metrics(clients.cloudwatch(clients::ROUTE53_REGION)),
         ),
         endpoints: Arc::new(sagemaker::AwsEndpoints::new(clients.clone())),
-        endpoint_metrics: Arc::new(cloudwatch::AwsEndpointMetrics::new(clients)),
+        endpoint_metrics: Arc::new(cloudwatch::AwsEndpointMetrics::new(clients.clone())),
         probes,
+        capacity: Arc::new(capacity::AwsCapacity::new(clients)),
     }
 }

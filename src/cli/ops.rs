@@ -550,7 +550,24 @@ fn render_readiness(w: &mut String, readiness: &[Event]) {
         "\nstandby readiness (each standby's latest check against the active; docs/readiness.md):"
     );
     for e in readiness {
-        let _ = writeln!(w, "  {} {}", rfc3339(e.at), e.detail);
+        // The line ends with the matrix row (the worst per model): shown
+        // as a per-model summary under it.
+        let cells = crate::core::standby::cells_of_line(&e.detail);
+        let head = match &cells {
+            Some(_) => e
+                .detail
+                .rsplit_once(crate::core::standby::CELLS_MARK)
+                .map_or(e.detail.as_str(), |(h, _)| h),
+            None => e.detail.as_str(),
+        };
+        let _ = writeln!(w, "  {} {}", rfc3339(e.at), head);
+        if let Some(cells) = cells.filter(|c| !c.is_empty()) {
+            let per: Vec<String> = cells
+                .iter()
+                .map(|(m, s)| format!("{m} {}", s.as_str()))
+                .collect();
+            let _ = writeln!(w, "    per model: {}", per.join(", "));
+        }
     }
 }
 
@@ -733,6 +750,38 @@ pub async fn run_request(cfg: &Config, ports: &Ports, req: Request, yes: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_lines_end_with_a_per_model_summary() {
+        let e = Event {
+            at: 1_795_000_000_000,
+            who: "us-west-2".into(),
+            kind: "readiness".into(),
+            epoch: None,
+            detail: "us-west-2 against us-east-1: critical: prov quota: critical (low) [chat] | models: chat=critical default=ok".into(),
+        };
+        let mut w = String::new();
+        render_readiness(&mut w, std::slice::from_ref(&e));
+        assert!(
+            w.contains(
+                "us-west-2 against us-east-1: critical: prov quota: critical (low) [chat]\n"
+            ),
+            "{w}"
+        );
+        assert!(!w.contains("| models:"), "{w}");
+        assert!(
+            w.contains("    per model: chat critical, default ok\n"),
+            "{w}"
+        );
+        // An older daemon's line has no cells: shown as it is.
+        let old = Event {
+            detail: "us-west-2 against us-east-1: ready".into(),
+            ..e
+        };
+        let mut w = String::new();
+        render_readiness(&mut w, std::slice::from_ref(&old));
+        assert!(w.contains("ready") && !w.contains("per model"), "{w}");
+    }
 
     #[test]
     fn the_journal_section_says_what_it_shows() {

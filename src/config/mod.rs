@@ -301,6 +301,10 @@ pub struct EndpointOverrides {
     pub sagemaker: Option<String>,
     pub s3: Option<String>,
     pub cloudwatch: Option<String>,
+    /// Application Auto Scaling (readiness: the standby's scalable targets).
+    pub application_autoscaling: Option<String>,
+    /// Service Quotas (readiness: the applied endpoint-usage quotas).
+    pub service_quotas: Option<String>,
 }
 
 impl Config {
@@ -381,6 +385,8 @@ impl Config {
             &mut redacted.endpoints.sagemaker,
             &mut redacted.endpoints.s3,
             &mut redacted.endpoints.cloudwatch,
+            &mut redacted.endpoints.application_autoscaling,
+            &mut redacted.endpoints.service_quotas,
         ]
         .into_iter()
         .flatten()

@@ -126,4 +126,6 @@ pub(super) struct RawEndpoints {
     pub(super) sagemaker: Option<String>,
     pub(super) s3: Option<String>,
     pub(super) cloudwatch: Option<String>,
+    pub(super) application_autoscaling: Option<String>,
+    pub(super) service_quotas: Option<String>,
 }

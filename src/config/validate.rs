@@ -817,6 +817,11 @@ impl Validator<'_> {
             sagemaker: self.optional_url("endpoints.sagemaker", e.sagemaker),
             s3: self.optional_url("endpoints.s3", e.s3),
             cloudwatch: self.optional_url("endpoints.cloudwatch", e.cloudwatch),
+            application_autoscaling: self.optional_url(
+                "endpoints.application_autoscaling",
+                e.application_autoscaling,
+            ),
+            service_quotas: self.optional_url("endpoints.service_quotas", e.service_quotas),
         }
     }
 }

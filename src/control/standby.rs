@@ -11,29 +11,127 @@
 //! SageMaker control-plane reads for three endpoints every five minutes.
 //! The active region's daemon does not check (nothing to compare with).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
-use crate::core::standby::{self, Described, Finding, Seen, Variant};
+use crate::core::routing::Path;
+use crate::core::standby::{self, Bounds, Described, Finding, Reached, Seen, Variant};
 use crate::http::{ShutdownRx, shutdown_signalled};
 use crate::ports::Ports;
 use crate::state::Shared;
 
 use super::journal::journal;
 
-/// The endpoints of `region` by kind, in the order the checks report them.
-fn endpoints(cfg: &Config, region: &str) -> [Option<String>; 3] {
-    match cfg.region(region) {
-        Some(r) => [
-            r.sagemaker.provisioned.clone(),
-            r.sagemaker.serverless.clone(),
-            r.sagemaker.batch.clone(),
-        ],
-        None => [None, None, None],
+/// The measured need of the standby's endpoints: each provisioned
+/// endpoint's own (`Config::counterparts`: the traffic its models carry
+/// wherever it lands), and the fleet's for the others (the need before
+/// per-model endpoints).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub by_endpoint: BTreeMap<String, Option<u32>>,
+    pub fleet: Option<u32>,
+}
+
+impl Needs {
+    /// The same need everywhere (tests, and a fleet with one endpoint).
+    pub fn all(need: Option<u32>) -> Self {
+        Self {
+            by_endpoint: BTreeMap::new(),
+            fleet: need,
+        }
     }
+
+    /// `endpoint`'s need.
+    pub fn of(&self, endpoint: &str) -> Option<u32> {
+        match self.by_endpoint.get(endpoint) {
+            Some(n) => *n,
+            None => self.fleet,
+        }
+    }
+
+    /// The daemon's: from its router's counts and the votes.
+    pub fn measured(cfg: &Config, shared: &Shared, now: crate::metrics::counts::Now) -> Self {
+        let pairs = super::cost::provisioned_everywhere(cfg);
+        let fleet = crate::state::fleet_need(cfg, shared, &super::cost::as_refs(&pairs), now);
+        let by_endpoint = cfg
+            .provisioned_in(&cfg.region)
+            .into_iter()
+            .map(|e| {
+                let pairs = cfg.counterparts(&cfg.region, &e);
+                let need =
+                    crate::state::fleet_need(cfg, shared, &super::cost::as_refs(&pairs), now);
+                (e, need)
+            })
+            .collect();
+        Self { by_endpoint, fleet }
+    }
+}
+
+/// One model's endpoint on one path in the standby, and the model's
+/// endpoint on the same path in the active region (where the router would
+/// send the traffic instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub model: String,
+    pub path: Path,
+    pub endpoint: String,
+    pub reached: Reached,
+    pub counterpart: Option<String>,
+}
+
+/// What readiness compares for `cfg.region` against `active`: each model's
+/// own targets (config/serving.rs), then the region's shared endpoints no
+/// model uses, under [`standby::SHARED`].
+pub fn rows(cfg: &Config, active: &str) -> Vec<Row> {
+    let paths = [Path::Provisioned, Path::Serverless, Path::Batch];
+    let mut out: Vec<Row> = Vec::new();
+    for m in &cfg.models {
+        let Some(mine) = m.in_named(&cfg.region) else {
+            continue;
+        };
+        let theirs = m.in_named(active);
+        for p in paths {
+            let Some(t) = mine.path(p) else { continue };
+            out.push(Row {
+                model: m.name.clone(),
+                path: p,
+                endpoint: t.endpoint.clone(),
+                reached: if t.component().is_some() {
+                    Reached::Component
+                } else {
+                    Reached::Variants
+                },
+                counterpart: theirs.and_then(|s| s.path(p)).map(|s| s.endpoint.clone()),
+            });
+        }
+    }
+    let shared = |region: &str, p: Path| {
+        cfg.region(region).and_then(|r| match p {
+            Path::Provisioned => r.sagemaker.provisioned.clone(),
+            Path::Serverless => r.sagemaker.serverless.clone(),
+            Path::Batch => r.sagemaker.batch.clone(),
+        })
+    };
+    for p in paths {
+        let Some(e) = shared(&cfg.region, p) else {
+            continue;
+        };
+        if out.iter().any(|r| r.endpoint == e) {
+            continue;
+        }
+        out.push(Row {
+            model: standby::SHARED.to_string(),
+            path: p,
+            endpoint: e,
+            reached: Reached::Variants,
+            counterpart: shared(active, p),
+        });
+    }
+    out
 }
 
 /// Read one endpoint: `DescribeEndpoint`, then what its variants run.
@@ -61,6 +159,10 @@ pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
                 failure_reason: st.failure_reason.clone(),
                 instances: (!provisioned.is_empty())
                     .then(|| provisioned.iter().map(|v| v.instances).sum()),
+                counts: provisioned
+                    .iter()
+                    .map(|v| (v.variant.clone(), v.instances))
+                    .collect(),
                 variants,
             }))
         }
@@ -71,25 +173,187 @@ pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
     }
 }
 
-/// One round for `cfg.region` against `active`: every finding, in
-/// endpoint order. Empty when this region is the active one.
-pub async fn check(cfg: &Config, ports: &Ports, active: &str, need: Option<u32>) -> Vec<Finding> {
+/// The provisioned variants of a read endpoint (none when it was not read).
+fn provisioned_variants(seen: &Seen) -> Vec<String> {
+    match &seen.state {
+        Ok(Some(d)) => d.counts.iter().map(|(v, _)| v.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// (instance type, instances) of each provisioned variant, or why not.
+fn typed_counts(seen: &Seen) -> Result<Vec<(String, u32)>, String> {
+    let ep = &seen.endpoint;
+    match &seen.state {
+        Err(e) => Err(format!("{ep} could not be read: {e}")),
+        Ok(None) => Ok(Vec::new()),
+        Ok(Some(d)) => {
+            let vs = d
+                .variants
+                .as_ref()
+                .map_err(|e| format!("{ep}'s instance types could not be read: {e}"))?;
+            d.counts
+                .iter()
+                .map(|(v, n)| {
+                    vs.iter()
+                        .find(|x| &x.name == v)
+                        .and_then(|x| x.instance_type.clone())
+                        .map(|t| (t, *n))
+                        .ok_or_else(|| format!("{ep}'s variant {v} names no instance type"))
+                })
+                .collect()
+        }
+    }
+}
+
+/// What one round read, each thing once: endpoints by (region, name),
+/// scalable targets by (region, endpoint).
+#[derive(Default)]
+struct Reads {
+    seen: HashMap<(String, String), Seen>,
+    bounds: HashMap<(String, String), Result<Vec<Bounds>, String>>,
+}
+
+impl Reads {
+    async fn seen(&mut self, ports: &Ports, region: &str, endpoint: &str) -> Seen {
+        let k = (region.to_string(), endpoint.to_string());
+        if let Some(s) = self.seen.get(&k) {
+            return s.clone();
+        }
+        let s = observe(ports, region, endpoint).await;
+        self.seen.insert(k, s.clone());
+        s
+    }
+
+    async fn bounds(
+        &mut self,
+        ports: &Ports,
+        region: &str,
+        endpoint: &str,
+        variants: &[String],
+    ) -> Result<Vec<Bounds>, String> {
+        let k = (region.to_string(), endpoint.to_string());
+        if let Some(b) = self.bounds.get(&k) {
+            return b.clone();
+        }
+        let b = match ports
+            .capacity
+            .scalable_variants(region, endpoint, variants)
+            .await
+        {
+            Ok(v) => Ok(v
+                .into_iter()
+                .map(|s| Bounds {
+                    variant: s.variant,
+                    min: s.min,
+                    max: s.max,
+                })
+                .collect()),
+            Err(e) => Err(crate::error_chain(&e)),
+        };
+        self.bounds.insert(k, b.clone());
+        b
+    }
+}
+
+/// One round for `cfg.region` against `active`: every finding, row by row
+/// ([`rows`]), each row's checks in [`Check::ALL`](standby::Check::ALL)
+/// order. Empty when this region is the active one.
+pub async fn check(cfg: &Config, ports: &Ports, active: &str, needs: &Needs) -> Vec<Finding> {
     if active == cfg.region {
         return Vec::new();
     }
     let tier = cfg.cost.fleet_tier(&cfg.models);
-    let theirs = endpoints(cfg, active);
+    let region = cfg.region.as_str();
+    let rows = rows(cfg, active);
+    let mut reads = Reads::default();
+    // The quota check's inputs: the region's provisioned endpoints after
+    // prepare's scale-up, and one listing of the applied quotas.
+    let provisioned = cfg.provisioned_in(region);
+    let mut usage: Vec<standby::Usage> = Vec::new();
+    let mut usage_err: Option<String> = None;
+    for e in &provisioned {
+        let seen = reads.seen(ports, region, e).await;
+        match typed_counts(&seen) {
+            Ok(variants) => usage.push(standby::Usage {
+                endpoint: e.clone(),
+                variants,
+                need: needs.of(e),
+            }),
+            Err(why) => usage_err = usage_err.or(Some(why)),
+        }
+    }
+    let usage = match usage_err {
+        Some(why) => Err(why),
+        None => standby::usage_after(&usage),
+    };
+    let quotas = if provisioned.is_empty() {
+        Ok(BTreeMap::new())
+    } else {
+        ports
+            .capacity
+            .endpoint_quotas(region)
+            .await
+            .map_err(|e| crate::error_chain(&e))
+    };
     let mut out = Vec::new();
-    for (i, mine) in endpoints(cfg, &cfg.region).into_iter().enumerate() {
-        let Some(mine) = mine else { continue };
-        let seen = observe(ports, &cfg.region, &mine).await;
-        let other = match &theirs[i] {
-            Some(e) => Some(observe(ports, active, e).await),
+    for row in &rows {
+        let seen = reads.seen(ports, region, &row.endpoint).await;
+        let other = match &row.counterpart {
+            Some(e) => Some(reads.seen(ports, active, e).await),
             None => None,
         };
-        // The need is in instances of a provisioned endpoint; the other
-        // kinds hold no count (the judge says so).
-        out.extend(standby::judge(&seen, other.as_ref(), tier, need));
+        let need = needs.of(&row.endpoint);
+        out.extend(standby::judge(
+            &row.model,
+            row.reached,
+            &seen,
+            other.as_ref(),
+            tier,
+            need,
+        ));
+        let variants = provisioned_variants(&seen);
+        let mine = if variants.is_empty() {
+            Ok(Vec::new())
+        } else {
+            reads.bounds(ports, region, &row.endpoint, &variants).await
+        };
+        // The active's targets only matter for a variant without one here.
+        let bare = match &mine {
+            Ok(m) => variants.iter().any(|v| !m.iter().any(|b| &b.variant == v)),
+            Err(_) => false,
+        };
+        let theirs = match (&other, bare) {
+            (Some(o), true) => match &o.state {
+                Ok(Some(_)) => Some(reads.bounds(ports, active, &o.endpoint, &variants).await),
+                Err(e) => Some(Err(format!("{} could not be read: {e}", o.endpoint))),
+                Ok(None) => None,
+            },
+            _ => None,
+        };
+        out.push(standby::judge_autoscaling(
+            &row.model,
+            &row.endpoint,
+            &variants,
+            &mine,
+            theirs.as_ref(),
+            need,
+        ));
+        // Endpoint-usage quotas are judged for the real-time provisioned
+        // path, whose scale-up prepare makes (an async endpoint's
+        // instances count in the same quota but are not scaled by it).
+        let (types, row_usage) = match (row.path, typed_counts(&seen)) {
+            (Path::Provisioned, Ok(v)) => (v.into_iter().map(|(t, _)| t).collect(), usage.clone()),
+            (Path::Provisioned, Err(why)) => (variants.clone(), Err(why)),
+            _ => (Vec::new(), usage.clone()),
+        };
+        out.push(standby::judge_quota(
+            &row.model,
+            &row.endpoint,
+            &types,
+            &row_usage,
+            &quotas,
+        ));
     }
     out
 }
@@ -173,18 +437,22 @@ impl StandbyTask {
     }
 
     async fn round(&mut self, cfg: &Config, active: &str) {
-        let pairs = super::cost::provisioned_everywhere(cfg);
-        let need = crate::state::fleet_need(
+        let needs = Needs::measured(
             cfg,
             &self.shared,
-            &super::cost::as_refs(&pairs),
             crate::metrics::counts::Now::of(&*self.ports.clock),
         );
-        let findings = check(cfg, &self.ports, active, need).await;
+        let findings = check(cfg, &self.ports, active, &needs).await;
+        // The line ends with the matrix row (the worst per model), which
+        // the status page and `failoverd status` read back.
         let summary = if active == cfg.region {
             "active: nothing to compare with".to_string()
         } else {
-            standby::summary(&findings)
+            format!(
+                "{}{}",
+                standby::summary(&findings),
+                standby::cells_text(&standby::cells(&findings))
+            )
         };
         if self.last.as_deref() != Some(summary.as_str()) {
             if standby::worst(&findings) > standby::Severity::Info {
@@ -236,4 +504,91 @@ pub fn published(
         &shared.standby(),
         now.since(at),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnvSource;
+
+    fn config(models: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "failoverd-standby-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = String::from(
+            "region = \"us-west-2\"\n[tables]\ncontrol = \"c\"\nrouting = \"r\"\nwitness = \"us-east-2\"\n",
+        );
+        for (i, r) in ["us-east-1", "us-west-2"].iter().enumerate() {
+            text.push_str(&format!(
+                "[[regions]]\nname = \"{r}\"\npriority = {}\nprobe_urls = [\"https://{r}.example/ping\"]\nstate_machine_arn = \"arn:aws:states:{r}:111122223333:stateMachine:f\"\nsagemaker = {{ provisioned = \"prov\", serverless = \"sls\" }}\n",
+                i + 1
+            ));
+        }
+        text.push_str(models);
+        let f = dir.join("us-west-2.toml");
+        std::fs::write(&f, text).unwrap();
+        crate::config::load(&f, &EnvSource::new()).unwrap_or_else(|e| panic!("{}", e.report()))
+    }
+
+    fn row(model: &str, path: Path, endpoint: &str, reached: Reached, theirs: &str) -> Row {
+        Row {
+            model: model.into(),
+            path,
+            endpoint: endpoint.into(),
+            reached,
+            counterpart: Some(theirs.into()),
+        }
+    }
+
+    #[test]
+    fn each_model_is_compared_on_its_own_endpoints_with_its_counterparts() {
+        let cfg = config(
+            "[[models]]\nname = \"plain\"\n\
+             [[models]]\nname = \"fraud\"\n[models.regions.us-west-2]\nprovisioned = \"fraud-w\"\n[models.regions.us-east-1]\nprovisioned = \"fraud-e\"\n\
+             [[models]]\nname = \"llm\"\n[models.regions.us-west-2]\nendpoint = \"gpu-w\"\ninference_component = \"llm-w\"\n[models.regions.us-east-1]\nendpoint = \"gpu-e\"\ninference_component = \"llm-e\"\n",
+        );
+        let v = Reached::Variants;
+        assert_eq!(
+            rows(&cfg, "us-east-1"),
+            vec![
+                row("plain", Path::Provisioned, "prov", v, "prov"),
+                row("plain", Path::Serverless, "sls", v, "sls"),
+                row("fraud", Path::Provisioned, "fraud-w", v, "fraud-e"),
+                row(
+                    "llm",
+                    Path::Provisioned,
+                    "gpu-w",
+                    Reached::Component,
+                    "gpu-e"
+                ),
+            ]
+        );
+        // Every model on its own endpoints: the shared ones are still
+        // checked, under `*`.
+        let cfg = config(
+            "[[models]]\nname = \"fraud\"\n[models.regions.us-west-2]\nprovisioned = \"fraud-w\"\n[models.regions.us-east-1]\nprovisioned = \"fraud-e\"\n",
+        );
+        assert_eq!(
+            rows(&cfg, "us-east-1"),
+            vec![
+                row("fraud", Path::Provisioned, "fraud-w", v, "fraud-e"),
+                row(standby::SHARED, Path::Provisioned, "prov", v, "prov"),
+                row(standby::SHARED, Path::Serverless, "sls", v, "sls"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_without_its_own_need_takes_the_fleets() {
+        let n = Needs {
+            by_endpoint: BTreeMap::from([("fraud-w".to_string(), Some(2)), ("prov".into(), None)]),
+            fleet: Some(5),
+        };
+        assert_eq!(n.of("fraud-w"), Some(2));
+        assert_eq!(n.of("prov"), None, "measured as unmeasured stays so");
+        assert_eq!(n.of("sls"), Some(5));
+    }
 }

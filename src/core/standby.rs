@@ -90,10 +90,27 @@ pub enum Check {
     Model,
     InstanceType,
     Capacity,
+    /// Application Auto Scaling's bounds of the provisioned variants.
+    Autoscaling,
+    /// Service Quotas' applied endpoint-usage quota of the instance types.
+    Quota,
 }
 
 impl Check {
-    pub const ALL: [Check; 6] = [
+    pub const ALL: [Check; 8] = [
+        Check::Exists,
+        Check::Serving,
+        Check::LastUpdate,
+        Check::Model,
+        Check::InstanceType,
+        Check::Capacity,
+        Check::Autoscaling,
+        Check::Quota,
+    ];
+
+    /// The checks [`judge`] gives (the endpoint's own reads); the last two
+    /// come from [`judge_autoscaling`] and [`judge_quota`].
+    pub const ENDPOINT: [Check; 6] = [
         Check::Exists,
         Check::Serving,
         Check::LastUpdate,
@@ -110,13 +127,23 @@ impl Check {
             Check::Model => "model",
             Check::InstanceType => "instance_type",
             Check::Capacity => "capacity",
+            Check::Autoscaling => "autoscaling",
+            Check::Quota => "quota",
         }
     }
 }
 
-/// One check of one endpoint.
+/// The model name of findings about endpoints no configured model maps
+/// (the region's shared endpoints when no model is configured, or when
+/// every model has its own).
+pub const SHARED: &str = "*";
+
+/// One check of one model's endpoint: findings are keyed by (model,
+/// endpoint, check). A shared endpoint gives the same finding for each
+/// model it serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    pub model: String,
     pub endpoint: String,
     pub check: Check,
     pub severity: Severity,
@@ -164,16 +191,68 @@ pub struct Described {
     /// Instances of its provisioned variants, summed; `None` for an
     /// endpoint without one (serverless).
     pub instances: Option<u32>,
+    /// Each provisioned variant's current instances, by variant name.
+    pub counts: Vec<(String, u32)>,
     /// What its variants run; `Err` when that read failed.
     pub variants: Result<Vec<Variant>, String>,
 }
 
-/// Judge `standby` (this region's endpoint) against `active` (the active
-/// region's endpoint of the same kind, if it has one), for a fleet of
-/// `tier` whose measured need is `need` instances.
-pub fn judge(standby: &Seen, active: Option<&Seen>, tier: Tier, need: Option<u32>) -> Vec<Finding> {
+/// How a model is reached on its endpoint, where that changes what can be
+/// judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The endpoint's variants run the model (or a TargetModel / variant
+    /// on them): images, model data and instances are the model's.
+    Variants,
+    /// An inference component: its artefacts, image and copies are the
+    /// component's (`DescribeInferenceComponent`), which readiness does not
+    /// read yet; the `model` and `capacity` checks are `unknown`.
+    Component,
+}
+
+/// Why a component-served model's `model` and `capacity` checks are unknown.
+pub const COMPONENT_NOT_CHECKED: &str =
+    "component readiness not checked (its artefacts and copies are the inference component's)";
+
+/// Judge `standby` (this region's endpoint of `model`) against `active`
+/// (the model's endpoint of the same kind in the active region, if it has
+/// one), for a fleet of `tier` whose measured need on that endpoint is
+/// `need` instances.
+pub fn judge(
+    model: &str,
+    reached: Reached,
+    standby: &Seen,
+    active: Option<&Seen>,
+    tier: Tier,
+    need: Option<u32>,
+) -> Vec<Finding> {
+    let mut out = judge_endpoint(standby, active, tier, need);
+    for f in &mut out {
+        f.model = model.to_string();
+        // A component's copies, not the endpoint's instances, are its
+        // capacity; a variant's own drifted containers stay critical.
+        let judged_elsewhere = match f.check {
+            Check::Capacity => true,
+            Check::Model => f.severity != Severity::Critical,
+            _ => false,
+        };
+        if reached == Reached::Component && judged_elsewhere {
+            f.severity = Severity::Unknown;
+            f.detail = COMPONENT_NOT_CHECKED.to_string();
+        }
+    }
+    out
+}
+
+fn judge_endpoint(
+    standby: &Seen,
+    active: Option<&Seen>,
+    tier: Tier,
+    need: Option<u32>,
+) -> Vec<Finding> {
     let ep = standby.endpoint.as_str();
     let f = |check, severity, detail: String| Finding {
+        model: String::new(),
         endpoint: ep.to_string(),
         check,
         severity,
@@ -181,7 +260,7 @@ pub fn judge(standby: &Seen, active: Option<&Seen>, tier: Tier, need: Option<u32
     };
     let d = match &standby.state {
         Err(e) => {
-            return Check::ALL
+            return Check::ENDPOINT
                 .iter()
                 .map(|c| {
                     f(
@@ -199,7 +278,7 @@ pub fn judge(standby: &Seen, active: Option<&Seen>, tier: Tier, need: Option<u32
                 "does not exist: the router and prepare have nothing to send to here".into(),
             )];
             out.extend(
-                Check::ALL[1..]
+                Check::ENDPOINT[1..]
                     .iter()
                     .map(|c| f(*c, Severity::Unknown, "the endpoint does not exist".into())),
             );
@@ -260,6 +339,217 @@ pub fn judge(standby: &Seen, active: Option<&Seen>, tier: Tier, need: Option<u32
         ),
     });
     out
+}
+
+/// One provisioned variant's scalable target as Application Auto Scaling
+/// registers it (`DescribeScalableTargets`, dimension
+/// `sagemaker:variant:DesiredInstanceCount`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    pub variant: String,
+    pub min: u32,
+    pub max: u32,
+}
+
+fn finding(model: &str, endpoint: &str, check: Check, (severity, detail): Judged) -> Finding {
+    Finding {
+        model: model.to_string(),
+        endpoint: endpoint.to_string(),
+        check,
+        severity,
+        detail,
+    }
+}
+
+/// The worst of several parts, with the details of the worst ones; `ok`
+/// with `ok_detail` when there are none.
+fn combine(parts: Vec<Judged>, ok_detail: String) -> Judged {
+    let Some(w) = parts.iter().map(|p| p.0).max() else {
+        return (Severity::Ok, ok_detail);
+    };
+    if w == Severity::Ok {
+        return (Severity::Ok, ok_detail);
+    }
+    let details: Vec<String> = parts
+        .into_iter()
+        .filter(|p| p.0 == w)
+        .map(|p| p.1)
+        .collect();
+    (w, details.join("; "))
+}
+
+/// The `autoscaling` check of `model`'s endpoint `endpoint` in the standby:
+/// each of its provisioned `variants` against its scalable target in
+/// `mine` and the active's same-named variant's in `theirs` (`None`: the
+/// active region has no such endpoint). Critical when a variant's
+/// `MaxCapacity` is below `need` (Application Auto Scaling keeps the
+/// desired count within its bounds, so prepare's scale-up to the need would
+/// not hold); warning when no target is registered here but the active's
+/// variant has one (the standby would not scale with its load after the
+/// switch); unknown when a read failed or, with a target registered, the
+/// need is unmeasured.
+pub fn judge_autoscaling(
+    model: &str,
+    endpoint: &str,
+    variants: &[String],
+    mine: &Result<Vec<Bounds>, String>,
+    theirs: Option<&Result<Vec<Bounds>, String>>,
+    need: Option<u32>,
+) -> Finding {
+    let at = |j| finding(model, endpoint, Check::Autoscaling, j);
+    if variants.is_empty() {
+        return at((
+            Severity::Ok,
+            "no provisioned variant (nothing to scale)".into(),
+        ));
+    }
+    let mine = match mine {
+        Ok(m) => m,
+        Err(e) => {
+            return at((
+                Severity::Unknown,
+                format!("DescribeScalableTargets failed: {e}"),
+            ));
+        }
+    };
+    let mut parts: Vec<Judged> = Vec::new();
+    let mut oks: Vec<String> = Vec::new();
+    for v in variants {
+        match (mine.iter().find(|b| &b.variant == v), need) {
+            (Some(b), None) => parts.push((
+                Severity::Unknown,
+                format!(
+                    "{v}: MaxCapacity {}, but the need is not measured (cost.instance_invocations_per_minute, a whole hour of counts)",
+                    b.max
+                ),
+            )),
+            (Some(b), Some(n)) if b.max < n => parts.push((
+                Severity::Critical,
+                format!(
+                    "{v}: MaxCapacity {} is below the need {n}: Application Auto Scaling would scale prepare's scale-up back to {}",
+                    b.max, b.max
+                ),
+            )),
+            (Some(b), Some(n)) => oks.push(format!("{v}: {}..{} allows {n}", b.min, b.max)),
+            (None, _) => match theirs {
+                Some(Err(e)) => parts.push((
+                    Severity::Unknown,
+                    format!("{v}: no scalable target here; the active's could not be read: {e}"),
+                )),
+                Some(Ok(t)) => match t.iter().find(|b| &b.variant == v) {
+                    Some(b) => parts.push((
+                        Severity::Warning,
+                        format!(
+                            "{v}: no scalable target registered, the active's variant has one ({}..{}): after a switch it would not scale with the load",
+                            b.min, b.max
+                        ),
+                    )),
+                    None => oks.push(format!("{v}: not autoscaled, nor is the active's")),
+                },
+                None => oks.push(format!("{v}: not autoscaled")),
+            },
+        }
+    }
+    at(combine(parts, oks.join("; ")))
+}
+
+/// One provisioned endpoint of the standby region as the quota check counts
+/// it: each variant's instance type and current instances, and the
+/// endpoint's measured need (`None`: unmeasured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub endpoint: String,
+    /// (instance type, current instances) per provisioned variant.
+    pub variants: Vec<(String, u32)>,
+    pub need: Option<u32>,
+}
+
+/// Instances of each type the region's provisioned endpoints would hold
+/// once prepare scaled each variant up to its endpoint's need (a variant
+/// above it keeps its count, as prepare never lowers). `Err` names an
+/// endpoint whose need is not measured.
+pub fn usage_after(endpoints: &[Usage]) -> Result<BTreeMap<String, u32>, String> {
+    let mut out: BTreeMap<String, u32> = BTreeMap::new();
+    for e in endpoints {
+        let Some(need) = e.need else {
+            return Err(format!(
+                "the need of {} is not measured (cost.instance_invocations_per_minute, a whole hour of counts)",
+                e.endpoint
+            ));
+        };
+        for (t, n) in &e.variants {
+            *out.entry(t.clone()).or_default() += (*n).max(need);
+        }
+    }
+    Ok(out)
+}
+
+/// The quota Service Quotas names for an instance type's endpoints.
+pub fn quota_name(instance_type: &str) -> String {
+    format!("{instance_type} for endpoint usage")
+}
+
+/// The `quota` check of `model`'s endpoint `endpoint`: for each of its
+/// `types` (instance types of its provisioned variants), the applied quota
+/// (`quotas`: by instance type, from `ListServiceQuotas`) against what the
+/// region's endpoints would use after prepare's scale-up (`usage`, from
+/// [`usage_after`]). Critical below it; warning when the use is within 10%
+/// of the quota (at least 90% of it); unknown when a read failed, the need
+/// is unmeasured, or the quota is not listed.
+pub fn judge_quota(
+    model: &str,
+    endpoint: &str,
+    types: &[String],
+    usage: &Result<BTreeMap<String, u32>, String>,
+    quotas: &Result<BTreeMap<String, f64>, String>,
+) -> Finding {
+    let at = |j| finding(model, endpoint, Check::Quota, j);
+    if types.is_empty() {
+        return at((
+            Severity::Ok,
+            "no provisioned variant (no instance quota)".into(),
+        ));
+    }
+    let quotas = match quotas {
+        Ok(q) => q,
+        Err(e) => return at((Severity::Unknown, format!("ListServiceQuotas failed: {e}"))),
+    };
+    let usage = match usage {
+        Ok(u) => u,
+        Err(e) => return at((Severity::Unknown, e.clone())),
+    };
+    let mut parts: Vec<Judged> = Vec::new();
+    let mut oks: Vec<String> = Vec::new();
+    let mut seen: Vec<&String> = Vec::new();
+    for t in types {
+        if seen.contains(&t) {
+            continue;
+        }
+        seen.push(t);
+        let used = usage.get(t).copied().unwrap_or(0);
+        match quotas.get(t) {
+            None => parts.push((
+                Severity::Unknown,
+                format!("no applied quota {:?} listed", quota_name(t)),
+            )),
+            Some(q) if (used as f64) > *q => parts.push((
+                Severity::Critical,
+                format!(
+                    "{:?} is {q}, below the {used} the region's endpoints would use scaled up to the need",
+                    quota_name(t)
+                ),
+            )),
+            Some(q) if (used as f64) >= 0.9 * q => parts.push((
+                Severity::Warning,
+                format!(
+                    "{:?} is {q}: scaled up to the need the region's endpoints would use {used}, within 10% of it",
+                    quota_name(t)
+                ),
+            )),
+            Some(q) => oks.push(format!("{t}: would use {used} of {q}")),
+        }
+    }
+    at(combine(parts, oks.join("; ")))
 }
 
 type Judged = (Severity, String);
@@ -365,18 +655,81 @@ pub fn worst(findings: &[Finding]) -> Severity {
 }
 
 /// One line for the journal and `failoverd status`: `ready`, or the worst
-/// severity and every finding that is neither ok nor info.
+/// severity and every finding that is neither ok nor info, each once with
+/// the models it concerns (`[chat, fraud]`) when a shared endpoint gives
+/// the same finding for several.
 pub fn summary(findings: &[Finding]) -> String {
-    let bad: Vec<String> = findings
-        .iter()
-        .filter(|f| f.severity > Severity::Info)
-        .map(ToString::to_string)
-        .collect();
-    if bad.is_empty() {
-        "ready".to_string()
-    } else {
-        format!("{}: {}", worst(findings).as_str(), bad.join("; "))
+    let mut groups: Vec<(&Finding, Vec<&str>)> = Vec::new();
+    for f in findings.iter().filter(|f| f.severity > Severity::Info) {
+        match groups.iter_mut().find(|(g, _)| {
+            g.endpoint == f.endpoint
+                && g.check == f.check
+                && g.severity == f.severity
+                && g.detail == f.detail
+        }) {
+            Some((_, models)) => {
+                if !models.contains(&f.model.as_str()) {
+                    models.push(&f.model);
+                }
+            }
+            None => groups.push((f, vec![f.model.as_str()])),
+        }
     }
+    if groups.is_empty() {
+        return "ready".to_string();
+    }
+    let bad: Vec<String> = groups
+        .iter()
+        .map(|(f, models)| {
+            let named: Vec<&str> = models
+                .iter()
+                .copied()
+                .filter(|m| !m.is_empty() && *m != SHARED)
+                .collect();
+            if named.is_empty() {
+                f.to_string()
+            } else {
+                format!("{f} [{}]", named.join(", "))
+            }
+        })
+        .collect();
+    format!("{}: {}", worst(findings).as_str(), bad.join("; "))
+}
+
+/// The readiness matrix's row for one region: the worst severity of each
+/// model's findings (the status page's cells, `failoverd status`'s
+/// per-model summary).
+pub fn cells(findings: &[Finding]) -> BTreeMap<String, Severity> {
+    let mut out: BTreeMap<String, Severity> = BTreeMap::new();
+    for f in findings {
+        let c = out.entry(f.model.clone()).or_insert(Severity::Ok);
+        *c = (*c).max(f.severity);
+    }
+    out
+}
+
+/// Where a `readiness` journal line's per-model cells start.
+pub const CELLS_MARK: &str = " | models: ";
+
+/// The cells as the journal line ends: ` | models: chat=critical fraud=ok`.
+pub fn cells_text(cells: &BTreeMap<String, Severity>) -> String {
+    let parts: Vec<String> = cells
+        .iter()
+        .map(|(m, s)| format!("{m}={}", s.as_str()))
+        .collect();
+    format!("{CELLS_MARK}{}", parts.join(" "))
+}
+
+/// The cells of a `readiness` journal line ([`cells_text`]); `None` for a
+/// line without them (an older daemon's, the active's).
+pub fn cells_of_line(detail: &str) -> Option<BTreeMap<String, Severity>> {
+    let (_, tail) = detail.rsplit_once(CELLS_MARK)?;
+    tail.split_whitespace()
+        .map(|kv| {
+            let (m, s) = kv.rsplit_once('=')?;
+            Some((m.to_string(), Severity::parse(s)?))
+        })
+        .collect()
 }
 
 /// What a standby daemon publishes of its last readiness round in its vote
@@ -404,7 +757,12 @@ impl Published {
                 .iter()
                 .filter(|f| f.severity == Severity::Critical)
                 .map(|f| format!("{} {}", f.endpoint, f.check.as_str()))
-                .collect(),
+                .fold(Vec::new(), |mut v, c| {
+                    if !v.contains(&c) {
+                        v.push(c);
+                    }
+                    v
+                }),
             checked_ago_ms,
         }
     }
@@ -495,6 +853,7 @@ mod tests {
                 serves: true,
                 failure_reason: None,
                 instances: Some(instances),
+                counts: vec![("AllTraffic".into(), instances)],
                 variants: Ok(vec![variant(image, itype)]),
             })),
         }
@@ -508,12 +867,14 @@ mod tests {
     fn a_matching_standby_is_ready_and_every_check_reports() {
         let a = seen("img:2", "ml.g5.xlarge", 4);
         let fs = judge(
+            "chat",
+            Reached::Variants,
             &seen("img:2", "ml.g5.xlarge", 4),
             Some(&a),
             Tier::Tier1,
             Some(4),
         );
-        assert_eq!(fs.len(), Check::ALL.len());
+        assert_eq!(fs.len(), Check::ENDPOINT.len());
         assert_eq!(worst(&fs), Severity::Ok, "{fs:?}");
         assert_eq!(summary(&fs), "ready");
     }
@@ -522,6 +883,8 @@ mod tests {
     fn drift_and_shortfalls_are_found_with_their_severity() {
         let a = seen("img:2", "ml.g5.xlarge", 4);
         let fs = judge(
+            "chat",
+            Reached::Variants,
             &seen("img:1", "ml.g5.xlarge", 4),
             Some(&a),
             Tier::Tier2,
@@ -535,6 +898,8 @@ mod tests {
             "{m}"
         );
         let fs = judge(
+            "chat",
+            Reached::Variants,
             &seen("img:2", "ml.m5.large", 1),
             Some(&a),
             Tier::Tier2,
@@ -547,6 +912,8 @@ mod tests {
             "tier2: prepare scales"
         );
         let fs = judge(
+            "chat",
+            Reached::Variants,
             &seen("img:2", "ml.g5.xlarge", 1),
             Some(&a),
             Tier::Tier1,
@@ -563,6 +930,8 @@ mod tests {
             summary(&fs)
         );
         let fs = judge(
+            "chat",
+            Reached::Variants,
             &seen("img:2", "ml.g5.xlarge", 1),
             Some(&a),
             Tier::Tier1,
@@ -582,22 +951,43 @@ mod tests {
         if let Ok(Some(d)) = &mut failed.state {
             d.failure_reason = Some("Unable to provision requested ML compute capacity".into());
         }
-        let fs = judge(&failed, Some(&a), Tier::Tier2, Some(4));
+        let fs = judge(
+            "chat",
+            Reached::Variants,
+            &failed,
+            Some(&a),
+            Tier::Tier2,
+            Some(4),
+        );
         assert_eq!(of(&fs, Check::LastUpdate).severity, Severity::Warning);
 
         let missing = Seen {
             endpoint: "prov".into(),
             state: Ok(None),
         };
-        let fs = judge(&missing, Some(&a), Tier::Tier2, Some(4));
+        let fs = judge(
+            "chat",
+            Reached::Variants,
+            &missing,
+            Some(&a),
+            Tier::Tier2,
+            Some(4),
+        );
         assert_eq!(of(&fs, Check::Exists).severity, Severity::Critical);
-        assert_eq!(fs.len(), Check::ALL.len());
+        assert_eq!(fs.len(), Check::ENDPOINT.len());
 
         let unread = Seen {
             endpoint: "prov".into(),
             state: Err("timeout".into()),
         };
-        let fs = judge(&unread, Some(&a), Tier::Tier2, Some(4));
+        let fs = judge(
+            "chat",
+            Reached::Variants,
+            &unread,
+            Some(&a),
+            Tier::Tier2,
+            Some(4),
+        );
         assert!(fs.iter().all(|f| f.severity == Severity::Unknown), "{fs:?}");
 
         let active_unread = Seen {
@@ -605,6 +995,8 @@ mod tests {
             state: Err("us-east-1 is down".into()),
         };
         let fs = judge(
+            "chat",
+            Reached::Variants,
             &seen("img:2", "ml.g5.xlarge", 4),
             Some(&active_unread),
             Tier::Tier2,
@@ -612,5 +1004,180 @@ mod tests {
         );
         assert_eq!(of(&fs, Check::Model).severity, Severity::Unknown);
         assert_eq!(of(&fs, Check::InstanceType).severity, Severity::Unknown);
+    }
+
+    #[test]
+    fn findings_are_keyed_by_model_and_a_component_is_not_judged_on_its_artefacts() {
+        let a = seen("img:2", "ml.g5.xlarge", 4);
+        let fs = judge(
+            "llm",
+            Reached::Component,
+            &seen("img:1", "ml.g5.xlarge", 1),
+            Some(&a),
+            Tier::Tier1,
+            Some(4),
+        );
+        assert!(fs.iter().all(|f| f.model == "llm"), "{fs:?}");
+        // A drifted image is still critical (the variant's own containers).
+        assert_eq!(of(&fs, Check::Model).severity, Severity::Critical);
+        let fs = judge(
+            "llm",
+            Reached::Component,
+            &seen("img:2", "ml.g5.xlarge", 1),
+            Some(&a),
+            Tier::Tier1,
+            Some(4),
+        );
+        for c in [Check::Model, Check::Capacity] {
+            let f = of(&fs, c);
+            assert_eq!(f.severity, Severity::Unknown, "{f}");
+            assert_eq!(f.detail, COMPONENT_NOT_CHECKED);
+        }
+        assert_eq!(of(&fs, Check::Exists).severity, Severity::Ok);
+    }
+
+    #[test]
+    fn the_summary_names_each_shared_finding_once_with_its_models_and_cells_round_trip() {
+        let a = seen("img:2", "ml.g5.xlarge", 4);
+        let mut fs = Vec::new();
+        for m in ["chat", "fraud"] {
+            fs.extend(judge(
+                m,
+                Reached::Variants,
+                &seen("img:1", "ml.g5.xlarge", 4),
+                Some(&a),
+                Tier::Tier2,
+                Some(4),
+            ));
+        }
+        fs.extend(judge(
+            "ocr",
+            Reached::Variants,
+            &seen("img:2", "ml.g5.xlarge", 4),
+            Some(&a),
+            Tier::Tier2,
+            Some(4),
+        ));
+        let s = summary(&fs);
+        assert_eq!(s.matches("prov model: critical").count(), 1, "{s}");
+        assert!(s.ends_with("[chat, fraud]"), "{s}");
+        let p = Published::of("us-east-1", &fs, 0);
+        assert_eq!(p.critical, vec!["prov model".to_string()]);
+        let c = cells(&fs);
+        assert_eq!(c["chat"], Severity::Critical);
+        assert_eq!(c["ocr"], Severity::Ok);
+        let line = format!("us-west-2 against us-east-1: {s}{}", cells_text(&c));
+        assert_eq!(cells_of_line(&line), Some(c));
+        assert_eq!(cells_of_line("us-west-2 against us-east-1: ready"), None);
+    }
+
+    fn bounds(max: u32) -> Result<Vec<Bounds>, String> {
+        Ok(vec![Bounds {
+            variant: "AllTraffic".into(),
+            min: 1,
+            max,
+        }])
+    }
+
+    #[test]
+    fn autoscaling_bounds_below_the_need_are_critical_and_a_missing_target_warns() {
+        fn j(
+            mine: Result<Vec<Bounds>, String>,
+            theirs: Option<&Result<Vec<Bounds>, String>>,
+            need: Option<u32>,
+        ) -> Finding {
+            let v = vec!["AllTraffic".to_string()];
+            judge_autoscaling("chat", "prov", &v, &mine, theirs, need)
+        }
+        let f = j(bounds(2), Some(&bounds(8)), Some(4));
+        assert_eq!(f.severity, Severity::Critical, "{f}");
+        assert!(
+            f.detail.contains("MaxCapacity 2 is below the need 4"),
+            "{f}"
+        );
+        assert_eq!(f.check, Check::Autoscaling);
+        assert_eq!(f.model, "chat");
+        assert_eq!(
+            j(bounds(4), Some(&bounds(8)), Some(4)).severity,
+            Severity::Ok
+        );
+        let f = j(Ok(vec![]), Some(&bounds(8)), Some(4));
+        assert_eq!(f.severity, Severity::Warning, "{f}");
+        assert_eq!(
+            j(Ok(vec![]), Some(&Ok(vec![])), Some(4)).severity,
+            Severity::Ok
+        );
+        assert_eq!(j(Ok(vec![]), None, None).severity, Severity::Ok);
+        assert_eq!(
+            j(Err("denied".into()), Some(&bounds(8)), Some(4)).severity,
+            Severity::Unknown
+        );
+        assert_eq!(
+            j(bounds(8), Some(&bounds(8)), None).severity,
+            Severity::Unknown
+        );
+        assert_eq!(
+            j(Ok(vec![]), Some(&Err("down".into())), Some(4)).severity,
+            Severity::Unknown
+        );
+        let none: Vec<String> = Vec::new();
+        assert_eq!(
+            judge_autoscaling("chat", "sls", &none, &Err("x".into()), None, None).severity,
+            Severity::Ok,
+            "serverless: nothing to scale"
+        );
+    }
+
+    #[test]
+    fn the_quota_is_judged_against_the_regions_use_after_the_scale_up() {
+        let usage = usage_after(&[
+            Usage {
+                endpoint: "prov".into(),
+                variants: vec![("ml.g5.xlarge".into(), 1)],
+                need: Some(4),
+            },
+            Usage {
+                endpoint: "other".into(),
+                variants: vec![("ml.g5.xlarge".into(), 3), ("ml.m5.large".into(), 1)],
+                need: Some(2),
+            },
+        ]);
+        assert_eq!(
+            usage,
+            Ok(BTreeMap::from([
+                ("ml.g5.xlarge".to_string(), 7),
+                ("ml.m5.large".to_string(), 2)
+            ]))
+        );
+        let types = vec!["ml.g5.xlarge".to_string()];
+        let q = |v: f64| Ok(BTreeMap::from([("ml.g5.xlarge".to_string(), v)]));
+        let j = |quotas: Result<BTreeMap<String, f64>, String>| {
+            judge_quota("chat", "prov", &types, &usage, &quotas)
+        };
+        let f = j(q(6.0));
+        assert_eq!(f.severity, Severity::Critical, "{f}");
+        assert!(
+            f.detail
+                .contains("\"ml.g5.xlarge for endpoint usage\" is 6, below the 7"),
+            "{f}"
+        );
+        assert_eq!(j(q(7.0)).severity, Severity::Warning, "use at the quota");
+        assert_eq!(j(q(7.7)).severity, Severity::Warning, "within 10%");
+        assert_eq!(j(q(8.0)).severity, Severity::Ok);
+        assert_eq!(
+            j(Ok(BTreeMap::new())).severity,
+            Severity::Unknown,
+            "not listed"
+        );
+        assert_eq!(j(Err("throttled".into())).severity, Severity::Unknown);
+        let unmeasured = usage_after(&[Usage {
+            endpoint: "prov".into(),
+            variants: vec![("ml.g5.xlarge".into(), 1)],
+            need: None,
+        }]);
+        assert_eq!(
+            judge_quota("chat", "prov", &types, &unmeasured, &q(100.0)).severity,
+            Severity::Unknown
+        );
     }
 }

@@ -40,16 +40,20 @@ pub enum Service {
     SageMaker,
     SageMakerRuntime,
     CloudWatch,
+    ApplicationAutoScaling,
+    ServiceQuotas,
 }
 
 impl Service {
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 8] = [
         Service::DynamoDb,
         Service::StepFunctions,
         Service::Route53,
         Service::SageMaker,
         Service::SageMakerRuntime,
         Service::CloudWatch,
+        Service::ApplicationAutoScaling,
+        Service::ServiceQuotas,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +64,8 @@ impl Service {
             Service::SageMaker => "sagemaker",
             Service::SageMakerRuntime => "sagemaker_runtime",
             Service::CloudWatch => "cloudwatch",
+            Service::ApplicationAutoScaling => "application_autoscaling",
+            Service::ServiceQuotas => "service_quotas",
         }
     }
 
@@ -109,10 +115,15 @@ pub enum Op {
     /// `DescribeEndpointConfig` and `DescribeModel` behind one
     /// [`Endpoints::served`](crate::ports::Endpoints::served).
     DescribeServed,
+    /// Application Auto Scaling's scalable targets of an endpoint's
+    /// variants (readiness).
+    DescribeScalableTargets,
+    /// Service Quotas' applied SageMaker quotas, every page (readiness).
+    ListServiceQuotas,
 }
 
 impl Op {
-    pub const ALL: [Op; 31] = [
+    pub const ALL: [Op; 33] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::ReadDuty,
@@ -144,6 +155,8 @@ impl Op {
         Op::ListTags,
         Op::DeleteEndpoint,
         Op::DescribeServed,
+        Op::DescribeScalableTargets,
+        Op::ListServiceQuotas,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +192,8 @@ impl Op {
             Op::ListTags => "list_tags",
             Op::DeleteEndpoint => "delete_endpoint",
             Op::DescribeServed => "describe_served",
+            Op::DescribeScalableTargets => "describe_scalable_targets",
+            Op::ListServiceQuotas => "list_service_quotas",
         }
     }
 
@@ -215,6 +230,8 @@ impl Op {
             | Op::DeleteEndpoint
             | Op::DescribeServed => Service::SageMaker,
             Op::WarmUp => Service::SageMakerRuntime,
+            Op::DescribeScalableTargets => Service::ApplicationAutoScaling,
+            Op::ListServiceQuotas => Service::ServiceQuotas,
         }
     }
 

@@ -60,8 +60,8 @@ pub fn wrap(ports: Ports, meter: Arc<Meter>) -> Ports {
         }),
         endpoints: Arc::new(Metered {
             inner: ports.endpoints,
-            meter,
-            clock,
+            meter: meter.clone(),
+            clock: clock.clone(),
         }),
         clock: ports.clock,
         entropy: ports.entropy,
@@ -69,6 +69,11 @@ pub fn wrap(ports: Ports, meter: Arc<Meter>) -> Ports {
         // its failures show in the cost plan (`failoverd cost --dry-run`).
         endpoint_metrics: ports.endpoint_metrics,
         probes: ports.probes,
+        capacity: Arc::new(Metered {
+            inner: ports.capacity,
+            meter,
+            clock,
+        }),
     }
 }
 
@@ -478,6 +483,34 @@ impl Endpoints for Metered<dyn Endpoints> {
         let t0 = self.clock.monotonic();
         let r = self.inner.delete(region, endpoint).await;
         self.done(Op::DeleteEndpoint, region, t0, &r);
+        r
+    }
+}
+
+#[async_trait]
+impl crate::ports::capacity::Capacity for Metered<dyn crate::ports::capacity::Capacity> {
+    async fn scalable_variants(
+        &self,
+        region: &str,
+        endpoint: &str,
+        variants: &[String],
+    ) -> Result<Vec<crate::ports::capacity::ScalableVariant>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self
+            .inner
+            .scalable_variants(region, endpoint, variants)
+            .await;
+        self.done(Op::DescribeScalableTargets, region, t0, &r);
+        r
+    }
+
+    async fn endpoint_quotas(
+        &self,
+        region: &str,
+    ) -> Result<std::collections::BTreeMap<String, f64>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.endpoint_quotas(region).await;
+        self.done(Op::ListServiceQuotas, region, t0, &r);
         r
     }
 }

@@ -22,6 +22,7 @@
 //!   wall time comes only from [`Clock`], randomness only from [`Entropy`].
 
 pub mod blobs;
+pub mod capacity;
 pub mod clock;
 pub mod endpoint_metrics;
 pub mod endpoints;
@@ -170,4 +171,6 @@ pub struct Ports {
     /// CloudWatch's counts of endpoints (idle detection's fallback).
     pub endpoint_metrics: Arc<dyn EndpointMetrics>,
     pub probes: Arc<dyn Probes>,
+    /// Application Auto Scaling's and Service Quotas' limits (readiness).
+    pub capacity: Arc<dyn capacity::Capacity>,
 }

@@ -425,6 +425,8 @@ impl Moto {
             sagemaker: Some(self.url()),
             s3: Some(self.url()),
             cloudwatch: Some(self.url()),
+            application_autoscaling: Some(self.url()),
+            service_quotas: Some(self.url()),
         }
     }
 }

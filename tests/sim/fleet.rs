@@ -649,6 +649,7 @@ impl Sim {
                 targets,
                 timeout: cfg.health.probe_connect_timeout + cfg.health.probe_response_timeout,
             }),
+            capacity: Arc::new(super::sagemaker::FakeCapacity),
         }
     }
 

@@ -890,6 +890,29 @@ impl Inference for SmRuntime {
     }
 }
 
+/// Application Auto Scaling and Service Quotas behind the `Capacity` port
+/// (standby readiness, issue 26): a simple fake with no scalable target
+/// registered anywhere and an applied endpoint-usage quota of 1,000 for the
+/// one instance type the fake's endpoints run (`ml.m5.large`), so readiness
+/// judges both checks `ok` and the drift invariant stays about the model.
+pub struct FakeCapacity;
+
+#[async_trait]
+impl failoverd::ports::capacity::Capacity for FakeCapacity {
+    async fn scalable_variants(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[String],
+    ) -> Result<Vec<failoverd::ports::capacity::ScalableVariant>, PortError> {
+        Ok(Vec::new())
+    }
+
+    async fn endpoint_quotas(&self, _: &str) -> Result<BTreeMap<String, f64>, PortError> {
+        Ok(BTreeMap::from([("ml.m5.large".to_string(), 1000.0)]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,10 @@ NO_RESOURCE_LEVEL = {
     # The same for GetMetricData: the health.route53_source = "cloudwatch"
     # signal reads AWS/Route53 HealthCheckStatus with it.
     "cloudwatch:GetMetricData",
+    # Standby readiness: Application Auto Scaling's and Service Quotas'
+    # reads list no resource type either.
+    "application-autoscaling:DescribeScalableTargets",
+    "servicequotas:ListServiceQuotas",
 }
 
 # Read-only calls whose resource names the deploy pipeline chooses per
@@ -230,7 +234,7 @@ class DaemonLeastPrivilege(CloudFormationLintRule):
                 return [RuleMatch(path, (
                     f"daemon role {role}: Resource '*' for {', '.join(loose)}; name the "
                     "table, state machine, execution, endpoint, health check or bucket ARN "
-                    "('*' is allowed only for states:SendTask{Success,Failure,Heartbeat} and cloudwatch:GetMetricStatistics)"
+                    "('*' is allowed only for states:SendTask{Success,Failure,Heartbeat} cloudwatch:GetMetric{Statistics,Data}, application-autoscaling:DescribeScalableTargets and servicequotas:ListServiceQuotas)"
                 ))]
             return []
         parts = text.split(":", 5)
