@@ -74,6 +74,9 @@ the path, not production's timing (docs/detection.md).
 samples (Route 53 not publishing: the daemons must read Unknown, not a
 verdict, once the newest point is stale).
 
+SageMaker's inference components, which moto does not have: see
+chaos/lab/lab_components.py (`/_lab/inference-components`).
+
 Presigned STS `GetCallerIdentity` (the router's IAM caller identity,
 src/router/iam.rs), which moto's server cannot route: a `GET /?Action=...`
 carries its SigV4 scope in the query, not in an Authorization header, so
@@ -117,6 +120,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from moto.route53.models import route53_backends
+
+from lab_components import InferenceComponents  # moto has no inference components
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -702,7 +707,8 @@ def main() -> int:
         0,
         Route53MetricsControl(
             S3ListBucket(
-                SageMakerCapacity(Route53Throttle(PresignedSts(app))), args.iam_template
+                SageMakerCapacity(InferenceComponents(Route53Throttle(PresignedSts(app)))),
+                args.iam_template,
             )
         ),
         threaded=True,

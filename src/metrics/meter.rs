@@ -109,10 +109,14 @@ pub enum Op {
     /// `DescribeEndpointConfig` and `DescribeModel` behind one
     /// [`Endpoints::served`](crate::ports::Endpoints::served).
     DescribeServed,
+    /// `DescribeInferenceComponent`.
+    DescribeComponent,
+    /// `UpdateInferenceComponentRuntimeConfig` (a copy count).
+    SetCopyCount,
 }
 
 impl Op {
-    pub const ALL: [Op; 31] = [
+    pub const ALL: [Op; 33] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::ReadDuty,
@@ -144,6 +148,8 @@ impl Op {
         Op::ListTags,
         Op::DeleteEndpoint,
         Op::DescribeServed,
+        Op::DescribeComponent,
+        Op::SetCopyCount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +185,8 @@ impl Op {
             Op::ListTags => "list_tags",
             Op::DeleteEndpoint => "delete_endpoint",
             Op::DescribeServed => "describe_served",
+            Op::DescribeComponent => "describe_component",
+            Op::SetCopyCount => "set_copy_count",
         }
     }
 
@@ -213,7 +221,9 @@ impl Op {
             | Op::SetInstanceCounts
             | Op::ListTags
             | Op::DeleteEndpoint
-            | Op::DescribeServed => Service::SageMaker,
+            | Op::DescribeServed
+            | Op::DescribeComponent
+            | Op::SetCopyCount => Service::SageMaker,
             Op::WarmUp => Service::SageMakerRuntime,
         }
     }
