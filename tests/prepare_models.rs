@@ -108,23 +108,7 @@ impl Env {
         }
         let base = std::fs::read_to_string(lab.join("base.toml")).unwrap();
         std::fs::write(src.join("base.toml"), format!("{base}\n{FLEET}")).unwrap();
-        let env: Vec<(String, String)> = [
-            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-            ("AWS_REGION", EAST.to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-            ("FAILOVERD_LOG", "warn".to_string()),
-            ("FAILOVERD__ENDPOINTS__DYNAMODB", moto.url()),
-            ("FAILOVERD__ENDPOINTS__S3", moto.url()),
-            ("FAILOVERD__ENDPOINTS__ROUTE53", moto.url()),
-            ("FAILOVERD__ENDPOINTS__SFN", moto.url()),
-            ("FAILOVERD__ENDPOINTS__SAGEMAKER", moto.url()),
-            ("FAILOVERD__ENDPOINTS__CLOUDWATCH", moto.url()),
-            ("FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME", model.url()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let env = common::lab::lab_env(&moto, model.port, &[]);
         let out = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
             .current_dir(root())
             .args(["provision", "--config"])
