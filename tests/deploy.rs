@@ -1041,6 +1041,14 @@ fn lab_provisioning_deploys_what_the_templates_describe() {
         // must be absent there, and only there.
         let workflow_only = conditional_on(&region_tpl, "HasWorkflow");
         assert!(workflow_only.contains("StateMachine"), "{workflow_only:?}");
+        // The lab's shipped fleet maps no inference component, so the
+        // components' policy is not deployed here (tests/prepare_models.rs
+        // provisions a fleet that maps some, and checks it is).
+        let components_only = conditional_on(&iam_tpl, "HasInferenceComponents");
+        assert!(
+            components_only.contains("DaemonInferenceComponents"),
+            "{components_only:?}"
+        );
         for (region, stack, tpl, workflow) in [
             ("us-east-1", "failoverd-region", &region_tpl, true),
             ("us-west-2", "failoverd-region", &region_tpl, true),
@@ -1073,6 +1081,7 @@ fn lab_provisioning_deploys_what_the_templates_describe() {
                 .into_iter()
                 .filter(|(id, _)| !created.contains(id))
                 .filter(|(id, _)| workflow || !workflow_only.contains(id))
+                .filter(|(id, _)| !components_only.contains(id))
                 .collect();
             for (id, ty) in &skipped {
                 assert!(

@@ -819,7 +819,7 @@ fn the_daemons_task_acts_on_its_own_and_holds_back_without_quorum() {
 
 /// Endpoints whose scale-ups never land (a real SageMaker scale-up that
 /// takes longer than the budget): `set_instance_counts` is accepted and
-/// dropped; everything else goes to moto.
+/// dropped (a copy count too); everything else goes to moto.
 struct SlowScaleUp(Arc<dyn Endpoints>);
 
 #[async_trait::async_trait]
@@ -868,6 +868,16 @@ impl Endpoints for SlowScaleUp {
     async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
         self.0.delete(region, endpoint).await
     }
+    async fn describe_component(
+        &self,
+        region: &str,
+        component: &str,
+    ) -> Result<Option<failoverd::ports::endpoints::ComponentState>, PortError> {
+        self.0.describe_component(region, component).await
+    }
+    async fn set_copy_count(&self, _: &str, _: &str, _: u32) -> Result<(), PortError> {
+        Ok(())
+    }
 }
 
 #[test]
@@ -876,7 +886,7 @@ fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
     rt().block_on(async {
         let r = env.claim(true).await;
         let deadline = env.clock.now_ms() + 900_000;
-        let out = prepare::prepare(&env.cfg, &env.ports, deadline, None)
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline, &|_| None)
             .await
             .unwrap();
         assert_eq!(out["capacity"]["scaled"], true, "{out:#}");
@@ -898,7 +908,7 @@ fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
             "{scale:?}"
         );
         // Run again (a retried step): nothing left to scale.
-        let out = prepare::prepare(&env.cfg, &env.ports, deadline, None)
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline, &|_| None)
             .await
             .unwrap();
         assert_eq!(out["capacity"]["scaled"], false, "{out:#}");
@@ -1126,7 +1136,7 @@ fn a_prepare_step_decides_at_once_when_aws_refuses_capacity_or_quota() {
 
                 let out = tokio::time::timeout(
                     std::time::Duration::from_secs(60),
-                    prepare::prepare(&env.cfg, &env.ports, deadline, None),
+                    prepare::prepare(&env.cfg, &env.ports, deadline, &|_| None),
                 )
                 .await
                 .expect("decided, not waited out");
@@ -1173,7 +1183,7 @@ fn a_prepare_step_scales_the_target_to_the_fleets_measured_need_not_a_lowered_ac
     rt().block_on(async {
         env.claim(true).await;
         let deadline = env.clock.now_ms() + 900_000;
-        let out = prepare::prepare(&env.cfg, &env.ports, deadline, Some(4))
+        let out = prepare::prepare(&env.cfg, &env.ports, deadline, &|_| Some(4))
             .await
             .unwrap();
         assert_eq!(out["capacity"]["scaled"], true, "{out:#}");
@@ -1197,7 +1207,7 @@ fn past_its_budget_prepare_aborts_while_the_old_region_serves_and_switches_when_
     rt().block_on(async {
         env.claim(true).await;
         let deadline = env.clock.now_ms() + 13_000;
-        let err = prepare::prepare(&env.cfg, &ports, deadline, None).await.unwrap_err();
+        let err = prepare::prepare(&env.cfg, &ports, deadline, &|_| None).await.unwrap_err();
         assert!(
             matches!(&err, PrepareError::CapacityNotReady { active, short, .. } if active == EAST && short == &["AllTraffic".to_string()]),
             "{err}"
@@ -1212,7 +1222,7 @@ fn past_its_budget_prepare_aborts_while_the_old_region_serves_and_switches_when_
     rt().block_on(async {
         env.claim(false).await;
         let deadline = env.clock.now_ms() + 13_000;
-        let out = prepare::prepare(&env.cfg, &ports, deadline, None)
+        let out = prepare::prepare(&env.cfg, &ports, deadline, &|_| None)
             .await
             .unwrap();
         assert_eq!(out["capacity"]["short"][0], "AllTraffic", "{out:#}");

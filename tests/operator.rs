@@ -210,6 +210,16 @@ impl Endpoints for Elsewhere {
     ) -> Result<Option<Vec<failoverd::ports::endpoints::ServedVariant>>, PortError> {
         Err(down("DescribeEndpointConfig"))
     }
+    async fn describe_component(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<failoverd::ports::endpoints::ComponentState>, PortError> {
+        Err(down("DescribeInferenceComponent"))
+    }
+    async fn set_copy_count(&self, _: &str, _: &str, _: u32) -> Result<(), PortError> {
+        Err(down("UpdateInferenceComponentRuntimeConfig"))
+    }
 }
 
 #[async_trait]

@@ -74,6 +74,9 @@ the path, not production's timing (docs/detection.md).
 samples (Route 53 not publishing: the daemons must read Unknown, not a
 verdict, once the newest point is stale).
 
+SageMaker's inference components, which moto does not have: see
+chaos/lab/lab_components.py (`/_lab/inference-components`).
+
 Presigned STS `GetCallerIdentity` (the router's IAM caller identity,
 src/router/iam.rs), which moto's server cannot route: a `GET /?Action=...`
 carries its SigV4 scope in the query, not in an Authorization header, so
@@ -121,6 +124,7 @@ from moto.route53.models import route53_backends
 # Service Quotas' SageMaker endpoint-usage quotas (issue 26 readiness).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lab_quotas import LabQuotas  # noqa: E402
+from lab_components import InferenceComponents  # noqa: E402  moto has no inference components
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -706,7 +710,10 @@ def main() -> int:
         0,
         Route53MetricsControl(
             S3ListBucket(
-                SageMakerCapacity(Route53Throttle(PresignedSts(LabQuotas(app)))), args.iam_template
+                SageMakerCapacity(
+                    InferenceComponents(Route53Throttle(PresignedSts(LabQuotas(app))))
+                ),
+                args.iam_template,
             )
         ),
         threaded=True,

@@ -34,9 +34,12 @@
 //!   bucket's lifecycle and public-access settings and the state machine's
 //!   logging configuration; none of them changes what the daemons see.
 //! - SageMaker models, endpoint configs and endpoints are the user's own (no
-//!   template ships them): the lab creates one per path with the adapter.
-//!   Invocations go to the lab's model server, because moto's runtime
-//!   answers every call with success.
+//!   template ships them): the lab creates one per path with the adapter,
+//!   and every inference component the configuration maps
+//!   (`ensure_inference_component`; moto has none: the lab's moto launcher
+//!   emulates them, chaos/lab/lab_components.py). Invocations go to the
+//!   lab's model server, because moto's runtime answers every call with
+//!   success; it is told which components each endpoint hosts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -361,6 +364,7 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
                     names.provisioned.as_deref().unwrap_or(""),
                 ),
                 ("BatchEndpointName", names.batch.as_deref().unwrap_or("")),
+                ("InferenceComponentArns", &component_arns(&cfg)),
                 // Stack-unique role names: a second lab in the same moto
                 // must not collide on the global IAM names.
                 (
@@ -519,15 +523,58 @@ async fn create_endpoints(
             &EndpointSpec {
                 endpoint,
                 kind,
-                image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/failoverd-lab-model:latest",
+                image: LAB_IMAGE,
                 execution_role_arn: &role,
                 async_output: Some(&output),
             },
         )
         .await?;
         info!(region = %region.name, %endpoint, ?kind, status = status.as_str(), "SageMaker endpoint");
+        // The control plane's side of the components (the lab's moto
+        // launcher emulates them: chaos/lab/lab_components.py).
+        for component in &used.components {
+            let status = sagemaker::ensure_inference_component(
+                &sm,
+                &sagemaker::ComponentSpec {
+                    component,
+                    endpoint,
+                    variant: "AllTraffic",
+                    image: LAB_IMAGE,
+                    min_memory_mb: 1024,
+                    copies: 1,
+                },
+            )
+            .await?;
+            info!(region = %region.name, %endpoint, %component, status = status.as_str(), "SageMaker inference component");
+        }
     }
     Ok(())
+}
+
+/// The container image the lab's models and components name (nothing
+/// pulls it: the lab's model server answers for every endpoint).
+const LAB_IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/failoverd-lab-model:latest";
+
+/// The ARNs of every inference component the configuration maps, in every
+/// region: iam.yaml's `InferenceComponentArns`.
+fn component_arns(cfg: &Config) -> String {
+    let mut arns = Vec::new();
+    for region in &cfg.regions {
+        let account = region
+            .state_machine_arn
+            .split(':')
+            .nth(4)
+            .unwrap_or("123456789012");
+        for used in cfg.endpoints_in(&region.name) {
+            for c in &used.components {
+                arns.push(format!(
+                    "arn:aws:sagemaker:{}:{account}:inference-component/{c}",
+                    region.name
+                ));
+            }
+        }
+    }
+    arns.join(",")
 }
 
 /// `PUT /_lab/components` on the lab's model server (the configured

@@ -1,8 +1,10 @@
 //! SageMaker control-plane adapter: the [`Endpoints`](crate::ports::Endpoints)
 //! port (DescribeEndpoint for the prepare step and the cost task, a warm-up
 //! invocation, `UpdateEndpointWeightsAndCapacities`, `ListTags`,
-//! `DeleteEndpoint`), and idempotent creation of a model, endpoint config and endpoint for each of
-//! the three inference paths (the lab's provisioning and first deploys).
+//! `DeleteEndpoint`, `DescribeInferenceComponent`,
+//! `UpdateInferenceComponentRuntimeConfig`), and idempotent creation of a
+//! model, endpoint config and endpoint for each of the three inference paths,
+//! and of an inference component (the lab's provisioning and first deploys).
 
 use aws_sdk_sagemaker::Client;
 use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
@@ -68,6 +70,10 @@ pub enum EndpointSetupError {
     NoAsyncOutput { endpoint: String },
     #[error("SageMaker CreateEndpoint {endpoint}: the endpoint is still missing after creation")]
     MissingAfterCreate { endpoint: String },
+    #[error(
+        "SageMaker CreateInferenceComponent {component}: the component is still missing after creation"
+    )]
+    ComponentMissingAfterCreate { component: String },
 }
 
 impl EndpointSetupError {
@@ -190,6 +196,90 @@ pub async fn ensure_endpoint(
         })
 }
 
+/// What to create for one inference component (provisioning).
+#[derive(Debug, Clone)]
+pub struct ComponentSpec<'a> {
+    pub component: &'a str,
+    /// The endpoint it runs on (created first, with `ensure_endpoint`).
+    pub endpoint: &'a str,
+    /// The endpoint's production variant.
+    pub variant: &'a str,
+    /// Container image of the component's model.
+    pub image: &'a str,
+    /// What each copy reserves on an instance.
+    pub min_memory_mb: u32,
+    /// Copies to start with.
+    pub copies: u32,
+}
+
+/// Create the inference component of `spec` unless it exists (its own
+/// container, no SageMaker model). Returns its status.
+pub async fn ensure_inference_component(
+    client: &Client,
+    spec: &ComponentSpec<'_>,
+) -> Result<aws_sdk_sagemaker::types::InferenceComponentStatus, EndpointSetupError> {
+    use EndpointSetupError as E;
+    use aws_sdk_sagemaker::types::{
+        InferenceComponentComputeResourceRequirements, InferenceComponentContainerSpecification,
+        InferenceComponentRuntimeConfig, InferenceComponentSpecification, InferenceComponentStatus,
+    };
+    let name = spec.component;
+    let describe = || async {
+        match client
+            .describe_inference_component()
+            .inference_component_name(name)
+            .send()
+            .await
+        {
+            Ok(d) => Ok(Some(
+                d.inference_component_status()
+                    .cloned()
+                    .unwrap_or(InferenceComponentStatus::Creating),
+            )),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(E::call("DescribeInferenceComponent", name, e)),
+        }
+    };
+    if let Some(status) = describe().await? {
+        return Ok(status);
+    }
+    let copies = i32::try_from(spec.copies).unwrap_or(1);
+    let memory = i32::try_from(spec.min_memory_mb).unwrap_or(1024);
+    client
+        .create_inference_component()
+        .inference_component_name(name)
+        .endpoint_name(spec.endpoint)
+        .variant_name(spec.variant)
+        .specification(
+            InferenceComponentSpecification::builder()
+                .container(
+                    InferenceComponentContainerSpecification::builder()
+                        .image(spec.image)
+                        .build(),
+                )
+                .compute_resource_requirements(
+                    InferenceComponentComputeResourceRequirements::builder()
+                        .number_of_cpu_cores_required(1.0)
+                        .min_memory_required_in_mb(memory)
+                        .build(),
+                )
+                .build(),
+        )
+        .runtime_config(
+            InferenceComponentRuntimeConfig::builder()
+                .copy_count(copies)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| E::call("CreateInferenceComponent", name, e))?;
+    describe()
+        .await?
+        .ok_or_else(|| EndpointSetupError::ComponentMissingAfterCreate {
+            component: name.to_string(),
+        })
+}
+
 /// The [`Endpoints`](crate::ports::Endpoints) port over SageMaker's control
 /// plane, a client per region.
 pub struct AwsEndpoints {
@@ -284,6 +374,95 @@ impl crate::ports::Endpoints for AwsEndpoints {
             });
         }
         Ok(Some(served))
+    }
+
+    async fn describe_component(
+        &self,
+        region: &str,
+        component: &str,
+    ) -> Result<Option<crate::ports::endpoints::ComponentState>, crate::ports::PortError> {
+        use crate::ports::endpoints::{ComponentSpecification, ComponentState, ComponentStatus};
+        let op = || format!("DescribeInferenceComponent {component}");
+        let d = match self
+            .clients
+            .sagemaker(region)
+            .describe_inference_component()
+            .inference_component_name(component)
+            .send()
+            .await
+        {
+            Ok(d) => d,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(super::errors::port_error("SageMaker", op(), region, e)),
+        };
+        let malformed =
+            |what: &str| crate::ports::PortError::malformed("SageMaker", op(), region, what);
+        let count = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+        let spec = d.specification();
+        let container = spec.and_then(|s| s.container());
+        let compute = spec.and_then(|s| s.compute_resource_requirements());
+        Ok(Some(ComponentState {
+            arn: d
+                .inference_component_arn()
+                .ok_or_else(|| malformed("no InferenceComponentArn"))?
+                .to_string(),
+            endpoint: d
+                .endpoint_name()
+                .ok_or_else(|| malformed("no EndpointName"))?
+                .to_string(),
+            variant: d.variant_name().map(str::to_string),
+            status: d
+                .inference_component_status()
+                .map(|s| ComponentStatus::parse(s.as_str()))
+                .ok_or_else(|| malformed("no InferenceComponentStatus"))?,
+            current_copies: count(d.runtime_config().and_then(|r| r.current_copy_count())),
+            desired_copies: count(d.runtime_config().and_then(|r| r.desired_copy_count())),
+            spec: ComponentSpecification {
+                model: spec.and_then(|s| s.model_name()).map(str::to_string),
+                image: container
+                    .and_then(|c| c.deployed_image())
+                    .and_then(|i| i.specified_image().or(i.resolved_image()))
+                    .map(str::to_string),
+                artifact_url: container.and_then(|c| c.artifact_url()).map(str::to_string),
+                cpu_cores: compute.and_then(|c| c.number_of_cpu_cores_required()),
+                accelerators: compute.and_then(|c| c.number_of_accelerator_devices_required()),
+                min_memory_mb: count(compute.and_then(|c| c.min_memory_required_in_mb())),
+                max_memory_mb: count(compute.and_then(|c| c.max_memory_required_in_mb())),
+            },
+            failure_reason: d.failure_reason().map(str::to_string),
+        }))
+    }
+
+    async fn set_copy_count(
+        &self,
+        region: &str,
+        component: &str,
+        copies: u32,
+    ) -> Result<(), crate::ports::PortError> {
+        use aws_sdk_sagemaker::types::InferenceComponentRuntimeConfig;
+        let op = format!("UpdateInferenceComponentRuntimeConfig {component} (CopyCount={copies})");
+        let n = i32::try_from(copies).map_err(|_| {
+            crate::ports::PortError::new(
+                "SageMaker",
+                op.clone(),
+                region,
+                crate::ports::ErrorKind::Validation,
+                format!("{copies} copies is out of range"),
+            )
+        })?;
+        self.clients
+            .sagemaker(region)
+            .update_inference_component_runtime_config()
+            .inference_component_name(component)
+            .desired_runtime_config(
+                InferenceComponentRuntimeConfig::builder()
+                    .copy_count(n)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| super::errors::port_error("SageMaker", op, region, e))
     }
 
     async fn status(

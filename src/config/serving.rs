@@ -635,17 +635,50 @@ impl super::Config {
                 }
             }
         }
+        for pair in self.models_counterparts(region, |t| t.endpoint == endpoint) {
+            add(&pair.0, &pair.1);
+        }
+        out
+    }
+
+    /// The (region, count label) pairs that carry the same traffic as
+    /// inference component `component` on `endpoint` in `region`: the
+    /// provisioned target, in every region, of each model served as that
+    /// component (what its copy count is measured over). Each once.
+    pub fn component_counterparts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        component: &str,
+    ) -> Vec<(String, String)> {
+        self.models_counterparts(region, |t| {
+            t.endpoint == endpoint && t.component() == Some(component)
+        })
+    }
+
+    /// For each model whose provisioned target in `region` is `on`, its
+    /// provisioned target in every region, as (region, count label); each
+    /// once.
+    fn models_counterparts(
+        &self,
+        region: &str,
+        on: impl Fn(&Serving) -> bool,
+    ) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
         for m in &self.models {
             let on_it = m
                 .in_named(region)
                 .and_then(|s| s.provisioned.as_ref())
-                .is_some_and(|t| t.endpoint == endpoint);
+                .is_some_and(&on);
             if !on_it {
                 continue;
             }
             for s in &m.serving {
                 if let Some(t) = &s.provisioned {
-                    add(&s.region, t.label());
+                    let pair = (s.region.clone(), t.label().to_string());
+                    if !out.contains(&pair) {
+                        out.push(pair);
+                    }
                 }
             }
         }

@@ -35,6 +35,23 @@
 //!   what the target holds (journalled): fewer instances serve, a dead region
 //!   serves nothing.
 //!
+//! What is scaled follows what each model runs on (config/serving.rs):
+//! the region's shared provisioned endpoint as above; each model's own
+//! provisioned endpoint the same way, matched with the model's own
+//! endpoint in the active region and raised to the need measured over the
+//! model's counterparts (`Config::counterparts`); and each inference
+//! component's copies (`UpdateInferenceComponentRuntimeConfig`), matched
+//! with the model's component in the active region and raised to the need
+//! measured over the component's counterparts (a copy counted as an
+//! instance is: `cost.instance_invocations_per_minute`), never lowered.
+//! A model's own endpoint that hosts components is not scaled itself: its
+//! components' copies are (SageMaker places them; managed instance
+//! scaling, when the endpoint has it, adds the instances). The region's
+//! shared endpoint is scaled as before even when it hosts components (its
+//! need counts their traffic: `cost::provisioned_everywhere`). Everything is asked for at once
+//! and waited for within the one budget; a refusal or a shortfall of any
+//! of them is decided, journalled and reported as the shared endpoint's.
+//!
 //! The budgets fit in the workflow's prepare timeout and under
 //! `timings.stuck_failover`; check-config enforces both (config/cost.rs).
 
@@ -47,8 +64,10 @@ use crate::config::Config;
 use crate::core::backoff::Backoff;
 use crate::core::control::Phase;
 use crate::core::tier::{self, PrepareProblem, PrepareProgress, ScaleUp, Tier, VariantCapacity};
-use crate::ports::endpoints::{EndpointState, EndpointStatus, WarmUp};
-use crate::ports::{ErrorKind, Ports};
+use crate::ports::endpoints::{
+    ComponentState, ComponentStatus, EndpointState, EndpointStatus, WarmUp,
+};
+use crate::ports::{ErrorKind, PortError, Ports};
 
 use super::journal::journal;
 
@@ -111,17 +130,49 @@ pub enum PrepareError {
         short: Vec<String>,
         budget_s: u64,
     },
+    #[error("inference component {component} (on {endpoint}) does not exist in {region}")]
+    MissingComponent {
+        region: String,
+        endpoint: String,
+        component: String,
+    },
+    #[error(
+        "inference component {component} on {endpoint} in {region} refused more copies: {detail}; {active} still serves, so the failover stops here"
+    )]
+    ComponentRefused {
+        region: String,
+        endpoint: String,
+        component: String,
+        active: String,
+        detail: String,
+    },
+    #[error(
+        "inference component {component} on {endpoint} in {region} did not reach {copies} copies within {budget_s}s (cost.prepare_budget); {active} still serves, so the failover stops here and the copies carry on"
+    )]
+    ComponentNotReady {
+        region: String,
+        endpoint: String,
+        component: String,
+        active: String,
+        copies: u32,
+        budget_s: u64,
+    },
 }
 
+/// The fleet's measured need over a set of (region, count label) pairs, as
+/// the routers measured it (`state::fleet_need`): instances for an
+/// endpoint, copies for an inference component. `None`: not measured.
+pub type Need<'a> = &'a (dyn Fn(&[(&str, &str)]) -> Option<u32> + Sync);
+
 /// Run the prepare step for this daemon's region; `deadline` is the
-/// token's expiry (wall clock, unix ms); `need` the instances the fleet's
-/// traffic needs as the routers measured it (`state::fleet_need`), if
-/// measured.
+/// token's expiry (wall clock, unix ms); `need` what the fleet's traffic
+/// over given (region, count label) pairs needs, as the routers measured
+/// it (`state::fleet_need`).
 pub async fn prepare(
     cfg: &Config,
     ports: &Ports,
     deadline: u64,
-    need: Option<u32>,
+    need: Need<'_>,
 ) -> Result<serde_json::Value, PrepareError> {
     let me = cfg.local();
     let region = me.name.clone();
@@ -209,9 +260,15 @@ pub async fn prepare(
             }
         }
     }
-    Ok(
-        json!({"region": region, "step": "prepare", "endpoints": statuses, "capacity": capacity, "warmed": warmed}),
-    )
+    Ok(json!({
+        "region": region,
+        "step": "prepare",
+        "endpoints": statuses,
+        "capacity": capacity.shared,
+        "model_endpoints": capacity.endpoints,
+        "components": capacity.components,
+        "warmed": warmed,
+    }))
 }
 
 /// What the warm-up calls in `region`: every model's real-time target
@@ -244,23 +301,331 @@ fn warm_targets(cfg: &Config, region: &str) -> Vec<(String, Option<crate::config
     out
 }
 
-/// The capacity step (see the module doc). Returns what it did, for the
-/// step's output.
+/// What the capacity step scales in the target region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scaled {
+    /// A provisioned endpoint's variants, in instances: the region's
+    /// shared one (`shared`), or a model's own.
+    Endpoint { endpoint: String, shared: bool },
+    /// An inference component's copies (one unit, [`COPIES`]).
+    Component { endpoint: String, component: String },
+}
+
+/// The unit a component's plan counts in (where an endpoint's names a
+/// variant): "scale copies 1 -> 3".
+const COPIES: &str = "copies";
+
+impl Scaled {
+    /// How the journal and the errors name it: `endpoint`, or
+    /// `endpoint/component` (the router counts' label).
+    fn label(&self) -> String {
+        match self {
+            Scaled::Endpoint { endpoint, .. } => endpoint.clone(),
+            Scaled::Component {
+                endpoint,
+                component,
+            } => format!("{endpoint}/{component}"),
+        }
+    }
+
+    /// `rest` (a JSON object) with the endpoint (and component) named.
+    fn report(&self, rest: serde_json::Value) -> serde_json::Value {
+        let mut out = rest;
+        if let Some(o) = out.as_object_mut() {
+            match self {
+                Scaled::Endpoint { endpoint, .. } => {
+                    o.insert("endpoint".into(), endpoint.as_str().into());
+                }
+                Scaled::Component {
+                    endpoint,
+                    component,
+                } => {
+                    o.insert("endpoint".into(), endpoint.as_str().into());
+                    o.insert("component".into(), component.as_str().into());
+                }
+            }
+        }
+        out
+    }
+
+    /// The error for "it does not exist".
+    fn missing(&self, region: &str) -> PrepareError {
+        match self {
+            Scaled::Endpoint { endpoint, .. } => PrepareError::Missing {
+                region: region.to_string(),
+                endpoint: endpoint.clone(),
+            },
+            Scaled::Component {
+                endpoint,
+                component,
+            } => PrepareError::MissingComponent {
+                region: region.to_string(),
+                endpoint: endpoint.clone(),
+                component: component.clone(),
+            },
+        }
+    }
+
+    /// Whether `t`, a model's provisioned target, is this.
+    fn is(&self, t: &crate::config::Serving) -> bool {
+        match self {
+            Scaled::Endpoint { endpoint, .. } => t.endpoint == *endpoint,
+            Scaled::Component {
+                endpoint,
+                component,
+            } => t.endpoint == *endpoint && t.component() == Some(component.as_str()),
+        }
+    }
+}
+
+/// What the capacity step scales in `region` (config/serving.rs): the
+/// region's shared provisioned endpoint (as before per-model endpoints,
+/// whatever it hosts), each model's own provisioned endpoint that hosts no
+/// inference component (on one that does, the components' copies are what
+/// scale), and every inference component.
+fn scaled_in(cfg: &Config, region: &str) -> Vec<Scaled> {
+    let shared = cfg
+        .region(region)
+        .and_then(|r| r.sagemaker.provisioned.clone());
+    let mut out = Vec::new();
+    if let Some(e) = &shared {
+        out.push(Scaled::Endpoint {
+            endpoint: e.clone(),
+            shared: true,
+        });
+    }
+    let used = cfg.endpoints_in(region);
+    for e in &used {
+        if e.path == crate::core::routing::Path::Provisioned
+            && Some(&e.name) != shared.as_ref()
+            && e.components.is_empty()
+        {
+            out.push(Scaled::Endpoint {
+                endpoint: e.name.clone(),
+                shared: false,
+            });
+        }
+    }
+    for e in &used {
+        for c in &e.components {
+            out.push(Scaled::Component {
+                endpoint: e.name.clone(),
+                component: c.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The (region, count label) pairs whose traffic `s` in `region` must
+/// carry: the shared endpoint's are every region's shared endpoint's
+/// (`cost::provisioned_everywhere`, as the cost task reads them); a model's
+/// own endpoint's, its counterparts (`Config::counterparts`); a
+/// component's, its model's provisioned target in every region
+/// (`Config::component_counterparts`).
+fn need_pairs(cfg: &Config, region: &str, s: &Scaled) -> Vec<(String, String)> {
+    match s {
+        Scaled::Endpoint { shared: true, .. } => super::cost::provisioned_everywhere(cfg),
+        Scaled::Endpoint { endpoint, .. } => cfg.counterparts(region, endpoint),
+        Scaled::Component {
+            endpoint,
+            component,
+        } => cfg.component_counterparts(region, endpoint, component),
+    }
+}
+
+/// What carries `s`'s traffic in the active region now, to match: the
+/// active's shared provisioned endpoint for the shared one; for a model's
+/// own endpoint, the first of its models' own endpoint there (not the
+/// active's shared endpoint, which carries every model, nor an endpoint
+/// where the model is a component); for a component, its model's
+/// component there. `None`: nothing comparable (the need alone decides).
+fn counterpart(cfg: &Config, region: &str, s: &Scaled, active: &str) -> Option<Scaled> {
+    if let Scaled::Endpoint { shared: true, .. } = s {
+        let e = cfg.region(active)?.sagemaker.provisioned.clone()?;
+        return Some(Scaled::Endpoint {
+            endpoint: e,
+            shared: true,
+        });
+    }
+    let active_shared = cfg
+        .region(active)
+        .and_then(|r| r.sagemaker.provisioned.as_deref());
+    cfg.models.iter().find_map(|m| {
+        let here = m.in_named(region)?.provisioned.as_ref()?;
+        if !s.is(here) {
+            return None;
+        }
+        let there = m.in_named(active)?.provisioned.as_ref()?;
+        match (s, there.component()) {
+            (Scaled::Component { .. }, Some(c)) => Some(Scaled::Component {
+                endpoint: there.endpoint.clone(),
+                component: c.to_string(),
+            }),
+            (Scaled::Endpoint { .. }, None) if Some(there.endpoint.as_str()) != active_shared => {
+                Some(Scaled::Endpoint {
+                    endpoint: there.endpoint.clone(),
+                    shared: false,
+                })
+            }
+            _ => None,
+        }
+    })
+}
+
+/// The tier `s` is reported under: the fleet's for the shared endpoint,
+/// else the strictest of the models on it.
+fn tier_of(cfg: &Config, region: &str, s: &Scaled) -> Tier {
+    let fleet = cfg.cost.fleet_tier(&cfg.models);
+    if let Scaled::Endpoint { shared: true, .. } = s {
+        return fleet;
+    }
+    tier::strictest(
+        cfg.models
+            .iter()
+            .filter(|m| {
+                m.in_named(region)
+                    .and_then(|r| r.provisioned.as_ref())
+                    .is_some_and(|t| s.is(t))
+            })
+            .map(|m| cfg.cost.tier_of(&m.name)),
+    )
+    .unwrap_or(fleet)
+}
+
+/// One read of what the capacity step scales, as `core::tier` takes it.
+#[derive(Debug, Clone, PartialEq)]
+struct Reading {
+    /// `InService`: serving and not mid-update (SageMaker takes an update
+    /// only then).
+    in_service: bool,
+    /// Each provisioned variant's instances now; a component's copies now.
+    current: Vec<VariantCapacity>,
+    /// What was last asked for, per unit (the current count when nothing
+    /// was).
+    desired: Vec<VariantCapacity>,
+    /// `FailureReason` (SageMaker keeps the last one).
+    failure_reason: Option<String>,
+}
+
+impl Reading {
+    fn of_endpoint(st: &EndpointState) -> Self {
+        Self {
+            in_service: st.status == EndpointStatus::InService,
+            current: st.provisioned(),
+            desired: st
+                .variants
+                .iter()
+                .filter(|v| !v.serverless)
+                .map(|v| VariantCapacity {
+                    variant: v.variant.clone(),
+                    instances: v.desired_instances.or(v.current_instances).unwrap_or(0),
+                })
+                .collect(),
+            failure_reason: st.failure_reason.clone(),
+        }
+    }
+
+    fn of_component(c: &ComponentState) -> Self {
+        let current = c.current_copies.unwrap_or(0);
+        let unit = |instances| {
+            vec![VariantCapacity {
+                variant: COPIES.into(),
+                instances,
+            }]
+        };
+        Self {
+            in_service: c.status == ComponentStatus::InService,
+            current: unit(current),
+            desired: unit(c.desired_copies.unwrap_or(current)),
+            failure_reason: c.failure_reason.clone(),
+        }
+    }
+}
+
+/// Read `s` in `region` (`None`: it does not exist).
+async fn read(ports: &Ports, region: &str, s: &Scaled) -> Result<Option<Reading>, PortError> {
+    Ok(match s {
+        Scaled::Endpoint { endpoint, .. } => ports
+            .endpoints
+            .describe(region, endpoint)
+            .await?
+            .map(|st| Reading::of_endpoint(&st)),
+        Scaled::Component { component, .. } => ports
+            .endpoints
+            .describe_component(region, component)
+            .await?
+            .map(|c| Reading::of_component(&c)),
+    })
+}
+
+/// What the capacity step did, for the step's output.
+struct Capacity {
+    /// The region's shared provisioned endpoint (`capacity`, as before
+    /// per-model endpoints).
+    shared: serde_json::Value,
+    /// Each model's own provisioned endpoint (`model_endpoints`).
+    endpoints: Vec<serde_json::Value>,
+    /// Each inference component (`components`).
+    components: Vec<serde_json::Value>,
+}
+
+impl Capacity {
+    /// Sort each unit's report into its place.
+    fn of(done: impl IntoIterator<Item = (Scaled, serde_json::Value)>) -> Self {
+        let mut out = Capacity {
+            shared: json!({"scaled": false, "why": "no provisioned endpoint"}),
+            endpoints: Vec::new(),
+            components: Vec::new(),
+        };
+        for (s, v) in done {
+            match s {
+                Scaled::Endpoint { shared: true, .. } => out.shared = v,
+                Scaled::Endpoint { .. } => out.endpoints.push(v),
+                Scaled::Component { .. } => out.components.push(v),
+            }
+        }
+        out
+    }
+}
+
+/// What the whole capacity step shares.
+struct Step<'a> {
+    cfg: &'a Config,
+    ports: &'a Ports,
+    deadline: u64,
+    need: Need<'a>,
+    region: &'a str,
+    active: &'a str,
+    epoch: u64,
+    /// The old region is down (or the operator said not to wait for it).
+    old_down: bool,
+}
+
+/// The capacity step (see the module doc): every endpoint and component
+/// [`scaled_in`] this region at once, each within the same budget.
 async fn scale_up(
     cfg: &Config,
     ports: &Ports,
     deadline: u64,
-    need: Option<u32>,
-) -> Result<serde_json::Value, PrepareError> {
-    let me = cfg.local();
-    let region = me.name.clone();
-    let Some(endpoint) = me.sagemaker.provisioned.clone() else {
-        return Ok(json!({"scaled": false, "why": "no provisioned endpoint"}));
-    };
+    need: Need<'_>,
+) -> Result<Capacity, PrepareError> {
+    let region = cfg.local().name.clone();
+    let scaled = scaled_in(cfg, &region);
     let skip = |why: String| {
-        warn!(%endpoint, %why, "capacity step skipped; the warm-up decides");
-        Ok(json!({"endpoint": endpoint, "scaled": false, "why": why}))
+        for s in &scaled {
+            warn!(endpoint = %s.label(), %why, "capacity step skipped; the warm-up decides");
+        }
+        Ok(Capacity::of(scaled.iter().map(|s| {
+            (
+                s.clone(),
+                s.report(json!({"scaled": false, "why": why.clone()})),
+            )
+        })))
     };
+    if scaled.is_empty() {
+        return Ok(Capacity::of([]));
+    }
     let record = match ports.store.read_record().await {
         Ok(Some(r)) => r,
         Ok(None) => return skip("no control record".into()),
@@ -274,140 +639,187 @@ async fn scale_up(
     if record.active == region {
         return skip("this region is already active".into());
     }
-    let active = record.active.clone();
-    // The old region is gone, or the operator said not to wait for it:
-    // switching onto fewer instances beats staying on a dead region.
-    let old_down =
-        record.phase == Phase::FailingOver && (record.ungraceful || !record.old_region_healthy);
-    let tier = cfg.cost.fleet_tier(&cfg.models);
+    let step = Step {
+        cfg,
+        ports,
+        deadline,
+        need,
+        region: &region,
+        active: &record.active,
+        epoch: record.epoch,
+        // The old region is gone, or the operator said not to wait for it:
+        // switching onto fewer instances beats staying on a dead region.
+        old_down: record.phase == Phase::FailingOver
+            && (record.ungraceful || !record.old_region_healthy),
+    };
+    let done =
+        futures_util::future::try_join_all(scaled.iter().map(|s| scale_one(&step, s))).await?;
+    Ok(Capacity::of(scaled.into_iter().zip(done)))
+}
 
-    let target = match ports.endpoints.describe(&region, &endpoint).await {
+/// Scale `s` to what the active holds and the fleet needs, and wait for
+/// it within the budget (see the module doc).
+async fn scale_one(step: &Step<'_>, s: &Scaled) -> Result<serde_json::Value, PrepareError> {
+    let Step {
+        cfg,
+        ports,
+        region,
+        active,
+        old_down,
+        ..
+    } = *step;
+    let label = s.label();
+    let skip = |why: String| {
+        warn!(endpoint = %label, %why, "capacity step skipped; the warm-up decides");
+        Ok(s.report(json!({"scaled": false, "why": why})))
+    };
+    let tier = tier_of(cfg, region, s);
+    let target = match read(ports, region, s).await {
         Ok(Some(t)) => t,
-        Ok(None) => {
-            return Err(PrepareError::Missing { region, endpoint });
-        }
+        Ok(None) => return Err(s.missing(region)),
         Err(e) => {
             return skip(format!(
-                "{endpoint} cannot be read ({})",
+                "{label} cannot be read ({})",
                 crate::error_chain(&e)
             ));
         }
     };
-    let target_caps = target.provisioned();
-    // SageMaker keeps an endpoint's last FailureReason: one already there
-    // before this step asks for anything is an older update's, not ours.
+    // SageMaker keeps the last FailureReason: one already there before
+    // this step asks for anything is an older update's, not ours.
     let earlier_failure = target.failure_reason.clone();
 
-    let (wanted, source) =
-        match wanted_capacity(cfg, ports, &active, &endpoint, &target_caps, need).await {
-            Ok(w) => w,
-            Err(why) => return skip(why),
-        };
-    let plan = tier::prepare_plan(&wanted, &target_caps).map_err(|problems| {
+    let need = (step.need)(&super::cost::as_refs(&need_pairs(cfg, region, s)));
+    let counterpart = counterpart(cfg, region, s, active);
+    let (wanted, source) = match wanted_capacity(
+        cfg,
+        ports,
+        active,
+        s,
+        counterpart.as_ref(),
+        &target.current,
+        need,
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(why) => return skip(why),
+    };
+    let plan = tier::prepare_plan(&wanted, &target.current).map_err(|problems| {
         PrepareError::MissingVariants {
-            region: region.clone(),
-            endpoint: endpoint.clone(),
+            region: region.to_string(),
+            endpoint: label.clone(),
             problems,
         }
     })?;
-    let planned = |plan: &[ScaleUp]| -> Vec<serde_json::Value> {
-        plan.iter()
-            .map(|p| json!({"variant": p.variant, "from": p.from, "to": p.to}))
-            .collect()
-    };
     if plan.is_empty() {
-        debug!(%endpoint, %source, "capacity: the target already holds the active's capacity");
-        return Ok(
-            json!({"endpoint": endpoint, "scaled": false, "why": format!("already holds {source}"), "tier": tier}),
-        );
+        debug!(endpoint = %label, %source, "capacity: the target already holds the active's capacity");
+        return Ok(s.report(
+            json!({"scaled": false, "why": format!("already holds {source}"), "tier": tier}),
+        ));
     }
 
-    let budget = capacity_budget(cfg, ports, deadline);
-    let budget_ms = budget.as_millis() as u64;
-    let started = ports.clock.monotonic();
-    let mut asked: Vec<String> = Vec::new();
-    // Seen the endpoint leave InService since the first ask: SageMaker took
-    // the update, so a FailureReason after it is this update's.
-    let mut updated_since_ask = false;
     let ctx = Asking {
         ports,
-        region: &region,
-        endpoint: &endpoint,
+        region,
+        scaled: s,
+        label: &label,
         source: &source,
         tier,
-        epoch: record.epoch,
-        active: &active,
+        epoch: step.epoch,
+        active,
         old_down,
         plan: &plan,
     };
+    scale_and_wait(
+        &ctx,
+        earlier_failure,
+        capacity_budget(cfg, ports, step.deadline),
+    )
+    .await
+}
+
+/// Ask for `ctx.plan` and read the target until it holds it, AWS refuses,
+/// or `budget` runs out (see the module doc). `earlier_failure`: the
+/// target's FailureReason before anything was asked.
+async fn scale_and_wait(
+    ctx: &Asking<'_>,
+    earlier_failure: Option<String>,
+    budget: Duration,
+) -> Result<serde_json::Value, PrepareError> {
+    let Asking {
+        ports,
+        region,
+        scaled: s,
+        label,
+        source,
+        tier,
+        old_down,
+        plan,
+        ..
+    } = *ctx;
+    let budget_ms = budget.as_millis() as u64;
+    let started = ports.clock.monotonic();
+    let mut asked: Vec<String> = Vec::new();
+    // Seen the target leave InService since the first ask: SageMaker took
+    // the update, so a FailureReason after it is this update's.
+    let mut updated_since_ask = false;
     loop {
         let elapsed_ms = ports.clock.since(started).as_millis() as u64;
-        let now = match ports.endpoints.describe(&region, &endpoint).await {
+        let now = match read(ports, region, s).await {
             Ok(Some(st)) => Some(st),
-            Ok(None) => {
-                return Err(PrepareError::Missing {
-                    region: region.clone(),
-                    endpoint: endpoint.clone(),
-                });
-            }
+            Ok(None) => return Err(s.missing(region)),
             Err(e) => {
                 debug!(error = %crate::error_chain(&e), "capacity: cannot read the target; retrying");
                 None
             }
         };
         let (in_service, current) = match &now {
-            Some(st) => (st.status == EndpointStatus::InService, st.provisioned()),
+            Some(st) => (st.in_service, st.current.clone()),
             None => (false, Vec::new()),
         };
         if !asked.is_empty()
             && let Some(st) = &now
         {
-            updated_since_ask |= st.status != EndpointStatus::InService;
-            // AWS said no (insufficient capacity): the endpoint is back in
+            updated_since_ask |= !st.in_service;
+            // AWS said no (insufficient capacity): the target is back in
             // service with its old counts and a FailureReason. Decide now,
             // not at the end of the budget.
             if let Some(reason) =
                 refused_capacity(st, earlier_failure.as_deref(), updated_since_ask)
             {
-                let short = short_of(&plan, &current);
+                let short = short_of(plan, &current);
                 if !short.is_empty() {
-                    return refuse(&ctx, reason, short).await;
+                    return refuse(ctx, reason, short).await;
                 }
             }
         }
-        match tier::prepare_progress(&plan, in_service, &current, 0, elapsed_ms, budget_ms) {
+        match tier::prepare_progress(plan, in_service, &current, 0, elapsed_ms, budget_ms) {
             PrepareProgress::Done => {
-                info!(%endpoint, %source, "capacity: scaled up to the active's");
-                return Ok(
-                    json!({"endpoint": endpoint, "scaled": true, "to_match": source, "plan": planned(&plan), "tier": tier, "seconds": elapsed_ms / 1000}),
-                );
+                info!(endpoint = %label, %source, "capacity: scaled up to the active's");
+                return Ok(s.report(
+                    json!({"scaled": true, "to_match": source, "plan": planned(plan), "tier": tier, "seconds": elapsed_ms / 1000}),
+                ));
             }
             PrepareProgress::OverBudget { short } if old_down => {
                 // The old region is gone: switching onto fewer instances
                 // beats staying on a dead region; the scale-up carries on.
-                journal_short(&ctx, &active, &short, budget).await;
-                return Ok(
-                    json!({"endpoint": endpoint, "scaled": false, "short": short, "to_match": source, "plan": planned(&plan), "tier": tier}),
-                );
+                journal_short(ctx, &short, budget).await;
+                return Ok(s.report(
+                    json!({"scaled": false, "short": short, "to_match": source, "plan": planned(plan), "tier": tier}),
+                ));
             }
             PrepareProgress::OverBudget { short } => {
-                return Err(PrepareError::CapacityNotReady {
-                    region: region.clone(),
-                    endpoint: endpoint.clone(),
-                    active,
-                    short,
-                    budget_s: budget.as_secs(),
-                });
+                return Err(not_ready(ctx, short, budget));
             }
             PrepareProgress::Waiting { remaining_ms, .. } => {
-                match ask_for_missing(&ctx, &plan, now.as_ref(), &mut asked).await {
+                match ask_for_missing(ctx, now.as_ref(), &mut asked).await {
                     Ok(true) => continue,
                     Ok(false) => {}
                     // AWS refused the call itself (ResourceLimitExceeded:
                     // the quota for the instance type; access denied).
                     Err(detail) => {
-                        let short = short_of(&plan, &current);
-                        return refuse(&ctx, detail, short).await;
+                        let short = short_of(plan, &current);
+                        return refuse(ctx, detail, short).await;
                     }
                 }
                 tokio::time::sleep(SCALE_POLL.min(Duration::from_millis(remaining_ms.max(1))))
@@ -415,6 +827,13 @@ async fn scale_up(
             }
         }
     }
+}
+
+/// The plan as the step's output shows it.
+fn planned(plan: &[ScaleUp]) -> Vec<serde_json::Value> {
+    plan.iter()
+        .map(|p| json!({"variant": p.variant, "from": p.from, "to": p.to}))
+        .collect()
 }
 
 /// The capacity step's budget on the monotonic clock: `cost.prepare_budget`,
@@ -429,18 +848,20 @@ fn capacity_budget(cfg: &Config, ports: &Ports, deadline: u64) -> Duration {
         .min(Duration::from_millis(wall_left))
 }
 
-/// What the target must hold, per variant: the highest of what the
-/// active's endpoint holds now and what the fleet's traffic needs (`need`,
-/// the routers' measurement: a schedule that lowered the active or the
-/// target at 18:00 does not lower what a failover scales to). When the
-/// active's region cannot say, the need, else the schedule's minimum for
-/// this endpoint now. `Err` is why none is known (the capacity step is
-/// then skipped).
+/// What `s` must hold, per unit: the highest of what the active's
+/// counterpart (`counterpart`: see [`counterpart`]) holds now and what the
+/// fleet's traffic needs (`need`, the routers' measurement: a schedule
+/// that lowered the active or the target at 18:00 does not lower what a
+/// failover scales to). When the active's region cannot say, the need,
+/// else the schedule's minimum for this endpoint now (a component has no
+/// schedule). `Err` is why none is known (the capacity step is then
+/// skipped for `s`).
 async fn wanted_capacity(
     cfg: &Config,
     ports: &Ports,
     active: &str,
-    endpoint: &str,
+    s: &Scaled,
+    counterpart: Option<&Scaled>,
     target_caps: &[VariantCapacity],
     need: Option<u32>,
 ) -> Result<(Vec<VariantCapacity>, String), String> {
@@ -453,19 +874,25 @@ async fn wanted_capacity(
             })
             .collect()
     };
-    let Some(a) = cfg
-        .region(active)
-        .and_then(|r| r.sagemaker.provisioned.clone())
-    else {
+    let Some(a) = counterpart else {
         return match need {
             Some(n) => Ok((each(n), format!("the fleet's measured need ({n})"))),
-            None => Err(format!("{active} has no provisioned endpoint to match")),
+            None => Err(match s {
+                Scaled::Endpoint { shared: true, .. } => {
+                    format!("{active} has no provisioned endpoint to match")
+                }
+                _ => format!(
+                    "{active} has no counterpart of {} to match and the fleet's need is not measured",
+                    s.label()
+                ),
+            }),
         };
     };
-    let why = match ports.endpoints.describe(active, &a).await {
+    let a_label = a.label();
+    let why = match read(ports, active, a).await {
         Ok(Some(st)) => {
-            let mut caps = st.provisioned();
-            let mut source = format!("{active}'s {a} now");
+            let mut caps = st.current;
+            let mut source = format!("{active}'s {a_label} now");
             if let Some(n) = need
                 && caps.iter().any(|c| c.instances < n)
             {
@@ -476,16 +903,20 @@ async fn wanted_capacity(
             }
             return Ok((caps, source));
         }
-        Ok(None) => format!("{a} does not exist in {active}"),
+        Ok(None) => format!("{a_label} does not exist in {active}"),
         Err(e) => format!(
-            "{a} in {active} cannot be read ({})",
+            "{a_label} in {active} cannot be read ({})",
             crate::error_chain(&e)
         ),
     };
-    let scheduled = cfg
-        .cost
-        .schedule_for(endpoint)
-        .map(|s| s.at(ports.clock.now_ms()).min);
+    let scheduled = match s {
+        Scaled::Endpoint { endpoint, .. } => cfg
+            .cost
+            .schedule_for(endpoint)
+            .map(|sch| sch.at(ports.clock.now_ms()).min),
+        Scaled::Component { .. } => None,
+    };
+    let label = s.label();
     match (need, scheduled) {
         (Some(n), Some(min)) if min > n => Ok((
             each(min),
@@ -502,20 +933,22 @@ async fn wanted_capacity(
             format!("the schedule's minimum now ({min}), because {why}"),
         )),
         (None, None) => Err(format!(
-            "{why}, the fleet's need is not measured, and {endpoint} has no schedule to fall back on"
+            "{why}, the fleet's need is not measured, and {label} has no schedule to fall back on"
         )),
     }
 }
 
-/// Journal a switch with variants `short` of what was wanted after `budget`.
-async fn journal_short(ctx: &Asking<'_>, active: &str, short: &[String], budget: Duration) {
+/// Journal a switch with units `short` of what was wanted after `budget`.
+async fn journal_short(ctx: &Asking<'_>, short: &[String], budget: Duration) {
     let detail = format!(
-        "{}/{}: switching with variants {} short of {} after {}s (cost.prepare_budget): {active} is down, fewer instances serve, a dead region serves nothing; the scale-up carries on",
+        "{}/{}: switching with {} of {} after {}s (cost.prepare_budget): {} is down, fewer {} serve, a dead region serves nothing; the scale-up carries on",
         ctx.region,
-        ctx.endpoint,
-        short.join(", "),
+        ctx.label,
+        ctx.shortfall(short),
         ctx.source,
-        budget.as_secs()
+        budget.as_secs(),
+        ctx.active,
+        ctx.what(),
     );
     warn!(%detail, "capacity: over budget");
     journal(
@@ -529,11 +962,13 @@ async fn journal_short(ctx: &Asking<'_>, active: &str, short: &[String], budget:
     .await;
 }
 
-/// What the capacity step's requests are about.
+/// What one target's requests are about.
 struct Asking<'a> {
     ports: &'a Ports,
     region: &'a str,
-    endpoint: &'a str,
+    scaled: &'a Scaled,
+    /// `scaled`'s label (`endpoint` or `endpoint/component`).
+    label: &'a str,
     source: &'a str,
     tier: Tier,
     epoch: u64,
@@ -544,19 +979,61 @@ struct Asking<'a> {
     plan: &'a [ScaleUp],
 }
 
+impl Asking<'_> {
+    /// What is short: "variants AllTraffic short", or a component's
+    /// "copies short".
+    fn shortfall(&self, short: &[String]) -> String {
+        match self.scaled {
+            Scaled::Endpoint { .. } => format!("variants {} short", short.join(", ")),
+            Scaled::Component { .. } => "copies short".to_string(),
+        }
+    }
+
+    /// What fewer of serve.
+    fn what(&self) -> &'static str {
+        match self.scaled {
+            Scaled::Endpoint { .. } => "instances",
+            Scaled::Component { .. } => "copies",
+        }
+    }
+}
+
+/// Past the budget with the old region serving: the step fails.
+fn not_ready(ctx: &Asking<'_>, short: Vec<String>, budget: Duration) -> PrepareError {
+    match ctx.scaled {
+        Scaled::Endpoint { endpoint, .. } => PrepareError::CapacityNotReady {
+            region: ctx.region.to_string(),
+            endpoint: endpoint.clone(),
+            active: ctx.active.to_string(),
+            short,
+            budget_s: budget.as_secs(),
+        },
+        Scaled::Component {
+            endpoint,
+            component,
+        } => PrepareError::ComponentNotReady {
+            region: ctx.region.to_string(),
+            endpoint: endpoint.clone(),
+            component: component.clone(),
+            active: ctx.active.to_string(),
+            copies: ctx.plan.first().map_or(0, |p| p.to),
+            budget_s: budget.as_secs(),
+        },
+    }
+}
+
 /// The FailureReason of a scale-up SageMaker could not serve, when `st`
 /// says so: in service again with a FailureReason that is this step's (it
-/// differs from the one there before the first ask, or the endpoint was
+/// differs from the one there before the first ask, or the target was
 /// seen updating since). SageMaker leaves an `InService` endpoint whose
 /// update could not get instances with "Unable to provision requested ML
 /// compute capacity due to InsufficientInstanceCapacity error".
-fn refused_capacity(st: &EndpointState, earlier: Option<&str>, updated: bool) -> Option<String> {
+fn refused_capacity(st: &Reading, earlier: Option<&str>, updated: bool) -> Option<String> {
     let reason = st.failure_reason.as_deref()?;
-    (st.status == EndpointStatus::InService && (updated || Some(reason) != earlier))
-        .then(|| reason.to_string())
+    (st.in_service && (updated || Some(reason) != earlier)).then(|| reason.to_string())
 }
 
-/// The planned variants not yet at their count in `current`.
+/// The planned units not yet at their count in `current`.
 fn short_of(plan: &[ScaleUp], current: &[VariantCapacity]) -> Vec<String> {
     plan.iter()
         .filter(|p| {
@@ -575,30 +1052,45 @@ fn short_of(plan: &[ScaleUp], current: &[VariantCapacity]) -> Vec<String> {
 /// serving; the refusal is in the step's error, the journal and the
 /// report). The old region is down: switch onto what the target holds,
 /// journalled as `prepare_capacity_refused` with the shortfall: fewer
-/// instances serve, a dead region serves nothing.
+/// instances (copies) serve, a dead region serves nothing.
 async fn refuse(
     ctx: &Asking<'_>,
     detail: String,
     short: Vec<String>,
 ) -> Result<serde_json::Value, PrepareError> {
     if !ctx.old_down {
-        warn!(endpoint = %ctx.endpoint, %detail, "capacity: AWS refused the scale-up; the failover stops here");
-        return Err(PrepareError::ScaleRefused {
-            region: ctx.region.to_string(),
-            endpoint: ctx.endpoint.to_string(),
-            active: ctx.active.to_string(),
-            detail,
-            short,
+        warn!(endpoint = %ctx.label, %detail, "capacity: AWS refused the scale-up; the failover stops here");
+        return Err(match ctx.scaled {
+            Scaled::Endpoint { endpoint, .. } => PrepareError::ScaleRefused {
+                region: ctx.region.to_string(),
+                endpoint: endpoint.clone(),
+                active: ctx.active.to_string(),
+                detail,
+                short,
+            },
+            Scaled::Component {
+                endpoint,
+                component,
+            } => PrepareError::ComponentRefused {
+                region: ctx.region.to_string(),
+                endpoint: endpoint.clone(),
+                component: component.clone(),
+                active: ctx.active.to_string(),
+                detail,
+            },
         });
     }
     let line = format!(
-        "{}/{}: AWS refused the scale-up to match {} ({detail}); {} is down, so the switch goes ahead onto what {} holds (variants short: {})",
+        "{}/{}: AWS refused the scale-up to match {} ({detail}); {} is down, so the switch goes ahead onto what {} holds ({})",
         ctx.region,
-        ctx.endpoint,
+        ctx.label,
         ctx.source,
         ctx.active,
         ctx.region,
-        short.join(", ")
+        match ctx.scaled {
+            Scaled::Endpoint { .. } => format!("variants short: {}", short.join(", ")),
+            Scaled::Component { .. } => "copies short".to_string(),
+        },
     );
     warn!(detail = %line, "capacity: refused");
     journal(
@@ -610,46 +1102,54 @@ async fn refuse(
         line,
     )
     .await;
-    let planned: Vec<serde_json::Value> = ctx
-        .plan
-        .iter()
-        .map(|p| json!({"variant": p.variant, "from": p.from, "to": p.to}))
-        .collect();
-    Ok(
-        json!({"endpoint": ctx.endpoint, "scaled": false, "refused": detail, "short": short, "to_match": ctx.source, "plan": planned, "tier": ctx.tier}),
-    )
+    Ok(ctx.scaled.report(
+        json!({"scaled": false, "refused": detail, "short": short, "to_match": ctx.source, "plan": planned(ctx.plan), "tier": ctx.tier}),
+    ))
 }
 
-/// Ask for what is still missing, once the endpoint takes updates: a
-/// variant whose desired count is already there is only waiting for
-/// SageMaker. `Ok(true)`: asked, read again at once; `Ok(false)`: nothing
-/// asked (or not taken yet), wait a poll; `Err`: SageMaker refused.
+/// Ask for what is still missing, once the target takes updates: a unit
+/// whose desired count is already there is only waiting for SageMaker.
+/// `Ok(true)`: asked, read again at once; `Ok(false)`: nothing asked (or
+/// not taken yet), wait a poll; `Err`: SageMaker refused.
 async fn ask_for_missing(
     ctx: &Asking<'_>,
-    plan: &[ScaleUp],
-    now: Option<&EndpointState>,
+    now: Option<&Reading>,
     asked: &mut Vec<String>,
 ) -> Result<bool, String> {
-    let Some(st) = now.filter(|st| st.status == EndpointStatus::InService) else {
+    let Some(st) = now.filter(|st| st.in_service) else {
         return Ok(false);
     };
-    let ask: Vec<&ScaleUp> = plan
+    let ask: Vec<&ScaleUp> = ctx
+        .plan
         .iter()
         .filter(|p| {
-            st.variant(&p.variant)
-                .is_some_and(|v| v.desired_instances.or(v.current_instances).unwrap_or(0) < p.to)
+            st.desired
+                .iter()
+                .find(|d| d.variant == p.variant)
+                .is_some_and(|d| d.instances < p.to)
         })
         .collect();
     if ask.is_empty() {
         return Ok(false);
     }
-    let counts: Vec<(String, u32)> = ask.iter().map(|p| (p.variant.clone(), p.to)).collect();
-    match ctx
-        .ports
-        .endpoints
-        .set_instance_counts(ctx.region, ctx.endpoint, &counts)
-        .await
-    {
+    let r = match ctx.scaled {
+        Scaled::Endpoint { endpoint, .. } => {
+            let counts: Vec<(String, u32)> =
+                ask.iter().map(|p| (p.variant.clone(), p.to)).collect();
+            ctx.ports
+                .endpoints
+                .set_instance_counts(ctx.region, endpoint, &counts)
+                .await
+        }
+        Scaled::Component { component, .. } => {
+            let copies = ask.iter().map(|p| p.to).max().unwrap_or(0);
+            ctx.ports
+                .endpoints
+                .set_copy_count(ctx.region, component, copies)
+                .await
+        }
+    };
+    match r {
         Ok(()) => {
             let what: Vec<String> = ask
                 .iter()
@@ -658,7 +1158,7 @@ async fn ask_for_missing(
             let detail = format!(
                 "{}/{}: scale {} to match {} before the switch ({})",
                 ctx.region,
-                ctx.endpoint,
+                ctx.label,
                 what.join(", "),
                 ctx.source,
                 ctx.tier
@@ -753,6 +1253,167 @@ mod tests {
         assert_eq!(
             warm_targets(&cfg, "us-west-2"),
             vec![("sls".to_string(), None), ("prov".to_string(), None)]
+        );
+    }
+
+    const FLEET: &str = "[[models]]\nname = \"fraud\"\n\
+         [models.regions.us-east-1]\nprovisioned = \"fraud-e\"\n\
+         [models.regions.us-west-2]\nprovisioned = \"fraud-w\"\n\
+         [[models]]\nname = \"llm\"\n\
+         [models.regions.us-east-1]\nendpoint = \"gpu-e\"\ninference_component = \"llm-e\"\n\
+         [models.regions.us-west-2]\nendpoint = \"gpu-w\"\ninference_component = \"llm-w\"\n\
+         [[models]]\nname = \"embed\"\n\
+         [models.regions.us-west-2]\nendpoint = \"gpu-w\"\ninference_component = \"embed-w\"\n\
+         [[models]]\nname = \"ranker\"\n\
+         [models.regions.us-west-2]\nprovisioned = \"ranker-w\"\n";
+
+    fn endpoint(e: &str, shared: bool) -> Scaled {
+        Scaled::Endpoint {
+            endpoint: e.into(),
+            shared,
+        }
+    }
+
+    fn component(e: &str, c: &str) -> Scaled {
+        Scaled::Component {
+            endpoint: e.into(),
+            component: c.into(),
+        }
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(r, l)| (r.to_string(), l.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn prepare_scales_the_shared_endpoint_each_models_own_and_each_component() {
+        let cfg = config(FLEET);
+        // An endpoint that hosts components (gpu-w) is not scaled itself:
+        // its components' copies are.
+        assert_eq!(
+            scaled_in(&cfg, "us-west-2"),
+            vec![
+                endpoint("prov", true),
+                endpoint("fraud-w", false),
+                endpoint("ranker-w", false),
+                component("gpu-w", "llm-w"),
+                component("gpu-w", "embed-w"),
+            ]
+        );
+        // Without a shared provisioned endpoint or models: nothing.
+        assert_eq!(
+            scaled_in(&config(""), "us-west-2"),
+            vec![endpoint("prov", true)]
+        );
+    }
+
+    #[test]
+    fn each_is_matched_with_its_models_counterpart_in_the_active_region() {
+        let cfg = config(FLEET);
+        let at = |s: &Scaled| counterpart(&cfg, "us-west-2", s, "us-east-1");
+        assert_eq!(
+            at(&endpoint("prov", true)),
+            Some(endpoint("prov", true)),
+            "the shared endpoint: the active's shared one"
+        );
+        assert_eq!(
+            at(&endpoint("fraud-w", false)),
+            Some(endpoint("fraud-e", false))
+        );
+        // ranker runs on us-east-1's shared endpoint, which carries every
+        // model: no count to match, the need alone decides.
+        assert_eq!(at(&endpoint("ranker-w", false)), None);
+        assert_eq!(
+            at(&component("gpu-w", "llm-w")),
+            Some(component("gpu-e", "llm-e"))
+        );
+        // embed is no component in us-east-1.
+        assert_eq!(at(&component("gpu-w", "embed-w")), None);
+    }
+
+    #[test]
+    fn the_need_is_measured_over_each_ones_counterparts() {
+        let cfg = config(FLEET);
+        let of = |s: &Scaled| need_pairs(&cfg, "us-west-2", s);
+        // The shared endpoint's need is what the cost task reads.
+        assert_eq!(
+            of(&endpoint("prov", true)),
+            super::super::cost::provisioned_everywhere(&cfg)
+        );
+        assert_eq!(
+            of(&endpoint("fraud-w", false)),
+            pairs(&[("us-east-1", "fraud-e"), ("us-west-2", "fraud-w")])
+        );
+        // A component's: its own model's targets, not its neighbours'.
+        assert_eq!(
+            of(&component("gpu-w", "llm-w")),
+            pairs(&[("us-east-1", "gpu-e/llm-e"), ("us-west-2", "gpu-w/llm-w")])
+        );
+        assert_eq!(
+            of(&component("gpu-w", "embed-w")),
+            pairs(&[("us-east-1", "prov"), ("us-west-2", "gpu-w/embed-w")])
+        );
+    }
+
+    #[test]
+    fn a_components_copies_are_one_unit_and_its_refusal_reads_as_an_endpoints() {
+        let mut c = ComponentState {
+            arn: "arn:aws:sagemaker:us-west-2:111122223333:inference-component/llm-w".into(),
+            endpoint: "gpu-w".into(),
+            variant: Some("AllTraffic".into()),
+            status: ComponentStatus::Updating,
+            current_copies: Some(1),
+            desired_copies: Some(3),
+            spec: Default::default(),
+            failure_reason: None,
+        };
+        let r = Reading::of_component(&c);
+        let unit = |n| {
+            vec![VariantCapacity {
+                variant: COPIES.into(),
+                instances: n,
+            }]
+        };
+        assert!(!r.in_service);
+        assert_eq!((r.current.clone(), r.desired.clone()), (unit(1), unit(3)));
+        let plan = tier::prepare_plan(&unit(3), &r.current).unwrap();
+        assert_eq!(short_of(&plan, &r.current), ["copies"]);
+        assert_eq!(refused_capacity(&r, None, true), None, "still updating");
+        // Back in service with its old copies and a FailureReason: refused.
+        c.status = ComponentStatus::InService;
+        c.failure_reason = Some("Unable to provision requested ML compute capacity".into());
+        let r = Reading::of_component(&c);
+        assert!(refused_capacity(&r, None, false).is_some());
+        // The same reason as before the ask, never seen updating: an
+        // older update's.
+        assert_eq!(
+            refused_capacity(&r, c.failure_reason.as_deref(), false),
+            None
+        );
+        // A component that never reported copies counts as none.
+        c.current_copies = None;
+        c.desired_copies = None;
+        assert_eq!(Reading::of_component(&c).desired, unit(0));
+    }
+
+    #[test]
+    fn the_output_puts_each_in_its_place() {
+        let done = [
+            (endpoint("fraud-w", false), json!({"n": 1})),
+            (component("gpu-w", "llm-w"), json!({"n": 2})),
+            (endpoint("prov", true), json!({"n": 0})),
+        ];
+        let c = Capacity::of(done);
+        assert_eq!(c.shared, json!({"n": 0}));
+        assert_eq!(c.endpoints, [json!({"n": 1})]);
+        assert_eq!(c.components, [json!({"n": 2})]);
+        let none = Capacity::of([]);
+        assert_eq!(none.shared["why"], "no provisioned endpoint");
+        assert_eq!(
+            component("gpu-w", "llm-w").report(json!({"scaled": true})),
+            json!({"endpoint": "gpu-w", "component": "llm-w", "scaled": true})
         );
     }
 }

@@ -389,14 +389,17 @@ impl TokenWorker {
             (Some(why), _) => Err(StepError::Skipped(why.clone())),
             (None, step) => match step {
                 "prepare" => {
-                    let pairs = super::cost::provisioned_everywhere(&self.cfg);
-                    let need = crate::state::fleet_need(
-                        &self.cfg,
-                        &self.shared,
-                        &super::cost::as_refs(&pairs),
-                        crate::metrics::counts::Now::of(&*self.ports.clock),
-                    );
-                    prepare::prepare(&self.cfg, &self.ports, deadline, need)
+                    // What each endpoint and component prepare scales must
+                    // carry, over the pairs it names (prepare.rs).
+                    let need = |pairs: &[(&str, &str)]| {
+                        crate::state::fleet_need(
+                            &self.cfg,
+                            &self.shared,
+                            pairs,
+                            crate::metrics::counts::Now::of(&*self.ports.clock),
+                        )
+                    };
+                    prepare::prepare(&self.cfg, &self.ports, deadline, &need)
                         .await
                         .map_err(StepError::from)
                 }

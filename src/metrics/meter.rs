@@ -120,10 +120,14 @@ pub enum Op {
     DescribeScalableTargets,
     /// Service Quotas' applied SageMaker quotas, every page (readiness).
     ListServiceQuotas,
+    /// `DescribeInferenceComponent`.
+    DescribeComponent,
+    /// `UpdateInferenceComponentRuntimeConfig` (a copy count).
+    SetCopyCount,
 }
 
 impl Op {
-    pub const ALL: [Op; 33] = [
+    pub const ALL: [Op; 35] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::ReadDuty,
@@ -157,6 +161,8 @@ impl Op {
         Op::DescribeServed,
         Op::DescribeScalableTargets,
         Op::ListServiceQuotas,
+        Op::DescribeComponent,
+        Op::SetCopyCount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -194,6 +200,8 @@ impl Op {
             Op::DescribeServed => "describe_served",
             Op::DescribeScalableTargets => "describe_scalable_targets",
             Op::ListServiceQuotas => "list_service_quotas",
+            Op::DescribeComponent => "describe_component",
+            Op::SetCopyCount => "set_copy_count",
         }
     }
 
@@ -228,7 +236,9 @@ impl Op {
             | Op::SetInstanceCounts
             | Op::ListTags
             | Op::DeleteEndpoint
-            | Op::DescribeServed => Service::SageMaker,
+            | Op::DescribeServed
+            | Op::DescribeComponent
+            | Op::SetCopyCount => Service::SageMaker,
             Op::WarmUp => Service::SageMakerRuntime,
             Op::DescribeScalableTargets => Service::ApplicationAutoScaling,
             Op::ListServiceQuotas => Service::ServiceQuotas,

@@ -19,7 +19,7 @@ use crate::core::duty::{DutyItem, DutyWrite};
 use crate::core::quorum::Vote;
 use crate::core::record::RecordWrite;
 use crate::core::tokens::TokenStatus;
-use crate::ports::endpoints::{Deleted, EndpointState, EndpointStatus, WarmUp};
+use crate::ports::endpoints::{ComponentState, Deleted, EndpointState, EndpointStatus, WarmUp};
 use crate::ports::health_checks::{CheckKind, CheckReading, MetricPoint};
 use crate::ports::store::{Event, Page, PublishedReading, TokenItem, Write};
 use crate::ports::workflows::{Callback, Execution, Started, arn_region};
@@ -483,6 +483,29 @@ impl Endpoints for Metered<dyn Endpoints> {
         let t0 = self.clock.monotonic();
         let r = self.inner.delete(region, endpoint).await;
         self.done(Op::DeleteEndpoint, region, t0, &r);
+        r
+    }
+
+    async fn describe_component(
+        &self,
+        region: &str,
+        component: &str,
+    ) -> Result<Option<ComponentState>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.describe_component(region, component).await;
+        self.done(Op::DescribeComponent, region, t0, &r);
+        r
+    }
+
+    async fn set_copy_count(
+        &self,
+        region: &str,
+        component: &str,
+        copies: u32,
+    ) -> Result<(), PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.set_copy_count(region, component, copies).await;
+        self.done(Op::SetCopyCount, region, t0, &r);
         r
     }
 }

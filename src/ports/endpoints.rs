@@ -8,6 +8,12 @@
 //! (`DeleteEndpoint`, idle detection outside production; the endpoint config
 //! stays, so the endpoint can be recreated from it). Nothing here creates
 //! endpoints: that is provisioning's job.
+//!
+//! Inference components (a model on an endpoint that hosts several, each
+//! with its own copies): `DescribeInferenceComponent` (status, copy counts,
+//! what it runs, `FailureReason`) and, for the prepare step only, a copy
+//! count (`UpdateInferenceComponentRuntimeConfig`). The prepare step never
+//! lowers one; nothing here creates or deletes components.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -166,6 +172,90 @@ pub struct ServedVariant {
     pub instance_type: Option<String>,
 }
 
+/// An inference component's status (`InferenceComponentStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentStatus {
+    InService,
+    Creating,
+    Updating,
+    Failed,
+    Deleting,
+    Other(String),
+}
+
+impl ComponentStatus {
+    /// Whether the component serves in this status: `Updating` keeps
+    /// serving on the copies it has while more are placed.
+    pub fn serves(&self) -> bool {
+        matches!(self, ComponentStatus::InService | ComponentStatus::Updating)
+    }
+
+    /// The status as SageMaker names it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ComponentStatus::InService => "InService",
+            ComponentStatus::Creating => "Creating",
+            ComponentStatus::Updating => "Updating",
+            ComponentStatus::Failed => "Failed",
+            ComponentStatus::Deleting => "Deleting",
+            ComponentStatus::Other(s) => s,
+        }
+    }
+
+    /// Parse SageMaker's name.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "InService" => ComponentStatus::InService,
+            "Creating" => ComponentStatus::Creating,
+            "Updating" => ComponentStatus::Updating,
+            "Failed" => ComponentStatus::Failed,
+            "Deleting" => ComponentStatus::Deleting,
+            other => ComponentStatus::Other(other.to_string()),
+        }
+    }
+}
+
+/// What an inference component runs (`Specification`): what a standby's
+/// component is compared on with the active's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentSpecification {
+    /// `ModelName`, when the component runs a SageMaker model.
+    pub model: Option<String>,
+    /// `Container.DeployedImage.SpecifiedImage` (else `ResolvedImage`),
+    /// when the component names its own container.
+    pub image: Option<String>,
+    /// `Container.ArtifactUrl`.
+    pub artifact_url: Option<String>,
+    /// `ComputeResourceRequirements`: what each copy reserves on an
+    /// instance.
+    pub cpu_cores: Option<f32>,
+    pub accelerators: Option<f32>,
+    pub min_memory_mb: Option<u32>,
+    pub max_memory_mb: Option<u32>,
+}
+
+/// An inference component as `DescribeInferenceComponent` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentState {
+    /// `InferenceComponentArn`.
+    pub arn: String,
+    /// `EndpointName`: the endpoint it runs on.
+    pub endpoint: String,
+    /// `VariantName`: the endpoint's variant it runs on.
+    pub variant: Option<String>,
+    pub status: ComponentStatus,
+    /// `RuntimeConfig.CurrentCopyCount`: copies placed and serving.
+    pub current_copies: Option<u32>,
+    /// `RuntimeConfig.DesiredCopyCount`: what was last asked for. Differs
+    /// from the current count while SageMaker places copies.
+    pub desired_copies: Option<u32>,
+    pub spec: ComponentSpecification,
+    /// `FailureReason`: why the last create or update failed (SageMaker
+    /// keeps the last one).
+    pub failure_reason: Option<String>,
+}
+
 /// SageMaker endpoints in any region: the control plane's view, and a
 /// warm-up invocation (the proof that a real-time endpoint serves).
 #[async_trait]
@@ -232,4 +322,20 @@ pub trait Endpoints: Send + Sync {
         region: &str,
         endpoint: &str,
     ) -> Result<Option<Vec<ServedVariant>>, PortError>;
+    /// The inference component `component` (names are unique in a region),
+    /// or `None` if it does not exist (`DescribeInferenceComponent`).
+    async fn describe_component(
+        &self,
+        region: &str,
+        component: &str,
+    ) -> Result<Option<ComponentState>, PortError>;
+    /// Ask for `copies` copies of the component
+    /// (`UpdateInferenceComponentRuntimeConfig`, `DesiredRuntimeConfig.CopyCount`).
+    /// The component goes `Updating` while SageMaker places them.
+    async fn set_copy_count(
+        &self,
+        region: &str,
+        component: &str,
+        copies: u32,
+    ) -> Result<(), PortError>;
 }

@@ -46,7 +46,9 @@ pub struct Lab {
     _replicator: Option<ChildGuard>,
 }
 
-fn lab_env(moto: &Moto, model_port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+/// The environment of the lab's processes (provisioning, daemons): test
+/// credentials, every AWS endpoint at moto, the runtime at the model server.
+pub fn lab_env(moto: &Moto, model_port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = [
         ("AWS_ACCESS_KEY_ID", "testing".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),

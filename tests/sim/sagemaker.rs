@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failoverd::ports::endpoints::{
-    Deleted, EndpointState as Described, EndpointStatus, Endpoints, VariantState, WarmUp,
+    ComponentSpecification, ComponentState, ComponentStatus, Deleted, EndpointState as Described,
+    EndpointStatus, Endpoints, VariantState, WarmUp,
 };
 use failoverd::ports::inference::{
     Answer, AsyncAccepted, AsyncInvocation, Delivery, Inference, Invocation, InvokeError,
@@ -89,6 +90,9 @@ pub const NO_CAPACITY: &str =
 /// How long a capacity-refused update shows `Updating` (longer than the
 /// prepare step's poll, as a real update's minutes are).
 const REFUSED_UPDATE_MS: u64 = 10_000;
+/// How long SageMaker takes to place an inference component's new copies
+/// (the component shows `Updating` until then).
+const COPIES_PLACED_MS: u64 = 20_000;
 /// A region short of capacity or quota refuses every scale-up for this long.
 const SHORTAGE_MS: u64 = 180_000;
 /// Chance that a scale-up opens a shortage in its region.
@@ -165,6 +169,35 @@ struct State {
     failure: BTreeMap<(String, String), String>,
     refusals: Vec<Refusal>,
     drifts: Vec<Drift>,
+    /// (region, component) -> the inference component (none unless a test
+    /// creates one: the simulated fleet maps no component).
+    components: BTreeMap<(String, String), Component>,
+}
+
+/// One inference component: its copies as SageMaker places them.
+#[derive(Debug, Clone)]
+struct Component {
+    endpoint: String,
+    /// Copies placed and serving.
+    current: u32,
+    /// Copies asked for; placed at `placed_at_ms` (simulated ms).
+    desired: u32,
+    placed_at_ms: u64,
+}
+
+impl Component {
+    /// The component as it stands at `at` (simulated ms): copies asked for
+    /// are placed once their time has come.
+    fn at(&mut self, at: u64) -> ComponentStatus {
+        if self.current != self.desired && at >= self.placed_at_ms {
+            self.current = self.desired;
+        }
+        if self.current == self.desired {
+            ComponentStatus::InService
+        } else {
+            ComponentStatus::Updating
+        }
+    }
 }
 
 /// An instance count lowered by `UpdateEndpointWeightsAndCapacities`.
@@ -217,6 +250,7 @@ impl FakeSageMaker {
                 images: BTreeMap::new(),
                 invoked: BTreeMap::new(),
                 lowered: Vec::new(),
+                components: BTreeMap::new(),
             }),
         })
     }
@@ -229,6 +263,20 @@ impl FakeSageMaker {
         self.lock().status.insert(
             (region.to_string(), endpoint.to_string()),
             EndpointStatus::InService,
+        );
+    }
+
+    /// Create inference component `component` on `endpoint` with `copies`
+    /// copies, in service.
+    pub fn create_component(&self, region: &str, endpoint: &str, component: &str, copies: u32) {
+        self.lock().components.insert(
+            (region.to_string(), component.to_string()),
+            Component {
+                endpoint: endpoint.to_string(),
+                current: copies,
+                desired: copies,
+                placed_at_ms: 0,
+            },
         );
     }
 
@@ -663,6 +711,74 @@ impl Endpoints for SmClient {
         self.control("ListTags", region, |_| Ok(Vec::new())).await
     }
 
+    async fn describe_component(
+        &self,
+        region: &str,
+        component: &str,
+    ) -> Result<Option<ComponentState>, PortError> {
+        let k = (region.to_string(), component.to_string());
+        self.control(
+            &format!("DescribeInferenceComponent {component}"),
+            region,
+            |st| {
+                let Some(c) = st.components.get_mut(&k) else {
+                    return Ok(None);
+                };
+                let status = c.at(self.sm.world.elapsed_ms());
+                Ok(Some(ComponentState {
+                    arn: format!(
+                        "arn:aws:sagemaker:{region}:000000000000:inference-component/{component}"
+                    ),
+                    endpoint: c.endpoint.clone(),
+                    variant: Some("AllTraffic".into()),
+                    status,
+                    current_copies: Some(c.current),
+                    desired_copies: Some(c.desired),
+                    spec: ComponentSpecification {
+                        image: Some("sim-model:1".into()),
+                        min_memory_mb: Some(1024),
+                        ..ComponentSpecification::default()
+                    },
+                    failure_reason: None,
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn set_copy_count(
+        &self,
+        region: &str,
+        component: &str,
+        copies: u32,
+    ) -> Result<(), PortError> {
+        let k = (region.to_string(), component.to_string());
+        let op = format!("UpdateInferenceComponentRuntimeConfig {component}");
+        self.control(&op, region, |st| {
+            let at = self.sm.world.elapsed_ms();
+            let Some(c) = st.components.get_mut(&k) else {
+                return Err(FakeSageMaker::err(
+                    &op,
+                    region,
+                    ErrorKind::Validation,
+                    format!("Could not find inference component \"{component}\"."),
+                ));
+            };
+            if c.at(at) != ComponentStatus::InService {
+                return Err(FakeSageMaker::err(
+                    &op,
+                    region,
+                    ErrorKind::Validation,
+                    format!("Cannot update in-progress inference component \"{component}\"."),
+                ));
+            }
+            c.desired = copies;
+            c.placed_at_ms = at + COPIES_PLACED_MS;
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
         let k = (region.to_string(), endpoint.to_string());
         self.control(&format!("DeleteEndpoint {endpoint}"), region, |st| {
@@ -951,6 +1067,67 @@ mod tests {
             ));
             sm.set_status("us-west-2", "ep", Some(EndpointStatus::Updating));
             assert!(c.status("us-west-2", "ep").await.unwrap().unwrap().serves());
+        });
+    }
+
+    #[test]
+    fn a_components_copies_are_placed_after_a_while_and_one_update_at_a_time() {
+        rt().block_on(async {
+            let (_w, sm, c) = fixture(4);
+            assert_eq!(
+                c.describe_component("us-west-2", "llm").await.unwrap(),
+                None
+            );
+            assert_eq!(
+                c.set_copy_count("us-west-2", "llm", 2)
+                    .await
+                    .unwrap_err()
+                    .kind,
+                ErrorKind::Validation
+            );
+            sm.create_component("us-west-2", "ep", "llm", 1);
+            let d = c
+                .describe_component("us-west-2", "llm")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (
+                    d.status,
+                    d.current_copies,
+                    d.desired_copies,
+                    d.endpoint.as_str()
+                ),
+                (ComponentStatus::InService, Some(1), Some(1), "ep")
+            );
+            c.set_copy_count("us-west-2", "llm", 3).await.unwrap();
+            let d = c
+                .describe_component("us-west-2", "llm")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (d.status, d.current_copies, d.desired_copies),
+                (ComponentStatus::Updating, Some(1), Some(3))
+            );
+            // One update at a time, as SageMaker takes them.
+            assert_eq!(
+                c.set_copy_count("us-west-2", "llm", 4)
+                    .await
+                    .unwrap_err()
+                    .kind,
+                ErrorKind::Validation
+            );
+            tokio::time::sleep(Duration::from_millis(COPIES_PLACED_MS)).await;
+            let d = c
+                .describe_component("us-west-2", "llm")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (d.status, d.current_copies, d.desired_copies),
+                (ComponentStatus::InService, Some(3), Some(3))
+            );
         });
     }
 

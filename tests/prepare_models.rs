@@ -1,0 +1,480 @@
+//! Prepare acts on what each model runs on (issue 21 item 2), through the
+//! real SDK against the lab: moto with the lab launcher's inference
+//! components (chaos/lab/lab_components.py), the lab's model server, and
+//! `failoverd-lab provision` creating a fleet whose models have endpoints
+//! of their own (`fraud`) and run as inference components of a shared GPU
+//! endpoint (`llm`, `embed`).
+//!
+//! Checked: provisioning creates the components in the control plane (and
+//! deploys iam.yaml's policy for them); a failover's prepare step in
+//! us-west-2 raises `fraud`'s own endpoint to what its endpoint in
+//! us-east-1 holds, `llm`'s copies to what its component in us-east-1 has,
+//! and `embed`'s copies to the fleet's measured need, journalled as the
+//! shared endpoint's scale-up is; a second run asks for nothing (never
+//! lower, nothing twice); a component whose copies AWS refuses stops the
+//! failover while the old region serves (quota), and with the old region
+//! down goes ahead journalled with the refusal (insufficient capacity).
+
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{ModelServer, Moto, root, unique};
+use failoverd::aws::AwsClients;
+use failoverd::config::{Config, EnvSource};
+use failoverd::control::prepare::{self, PrepareError};
+use failoverd::core::control::{ControlRecord, Phase};
+use failoverd::core::plan::FailoverPlan;
+use failoverd::core::record::RecordWrite;
+use failoverd::ports::Ports;
+use failoverd::ports::endpoints::ComponentStatus;
+use failoverd::ports::store::Event;
+use serde_json::Value;
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+/// `fraud` on endpoints of its own; `llm` and `embed` as inference
+/// components of the GPU endpoint (named differently in eu-west-1).
+const FLEET: &str = r#"
+[[models]]
+name = "fraud"
+[models.regions.us-east-1]
+provisioned = "fraud-use1"
+[models.regions.us-west-2]
+provisioned = "fraud-usw2"
+[models.regions.eu-west-1]
+provisioned = "fraud-euw1"
+
+[[models]]
+name = "llm"
+[models.regions.us-east-1]
+endpoint = "lab-gpu"
+inference_component = "llm-use1"
+[models.regions.us-west-2]
+endpoint = "lab-gpu"
+inference_component = "llm-usw2"
+[models.regions.eu-west-1]
+endpoint = "gpu-euw1"
+inference_component = "llm-euw1"
+
+[[models]]
+name = "embed"
+[models.regions.us-east-1]
+endpoint = "lab-gpu"
+inference_component = "embed-use1"
+[models.regions.us-west-2]
+endpoint = "lab-gpu"
+inference_component = "embed-usw2"
+[models.regions.eu-west-1]
+endpoint = "gpu-euw1"
+inference_component = "embed-euw1"
+"#;
+
+/// moto, the model server, the fleet provisioned, and us-west-2's
+/// configuration and ports (us-east-1 active).
+struct Env {
+    moto: Moto,
+    _model: ModelServer,
+    dir: PathBuf,
+    cfg: Config,
+    ports: Ports,
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Env {
+    fn start() -> Self {
+        let moto = Moto::start();
+        let model = ModelServer::start(Some(&moto.url()));
+        let dir = std::env::temp_dir().join(unique("failoverd-prepare-models"));
+        let src = dir.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let lab = root().join("regions/lab");
+        for entry in std::fs::read_dir(&lab).unwrap() {
+            let p = entry.unwrap().path();
+            let name = p.file_name().unwrap().to_owned();
+            std::fs::copy(&p, src.join(name)).unwrap();
+        }
+        let base = std::fs::read_to_string(lab.join("base.toml")).unwrap();
+        std::fs::write(src.join("base.toml"), format!("{base}\n{FLEET}")).unwrap();
+        let env = common::lab::lab_env(&moto, model.port, &[]);
+        let out = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
+            .current_dir(root())
+            .args(["provision", "--config"])
+            .arg(src.join("us-east-1.toml"))
+            .arg("--out")
+            .arg(dir.join("regions"))
+            .env_clear()
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "provision: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env_map: EnvSource = env.iter().cloned().collect();
+        let cfg = failoverd::config::load(&dir.join("regions/us-west-2.toml"), &env_map)
+            .unwrap_or_else(|e| panic!("{}", e.report()));
+        let clients = Arc::new(
+            AwsClients::new(common::sdk_config(), cfg.endpoints.clone())
+                .with_timeouts(failoverd::aws::clients::provisioning_timeouts()),
+        );
+        let ports =
+            failoverd::aws::ports(&cfg, clients, Arc::new(failoverd::ports::probes::NoProbes));
+        let e = Self {
+            moto,
+            _model: model,
+            dir,
+            cfg,
+            ports,
+        };
+        rt().block_on(async {
+            e.ports
+                .store
+                .write_record(&RecordWrite::Initialize {
+                    active: EAST.into(),
+                    incarnation: "t".into(),
+                    by: "test".into(),
+                    at: e.ports.clock.now_ms(),
+                    reason: "test".into(),
+                })
+                .await
+                .unwrap();
+        });
+        e
+    }
+
+    fn lab(&self, query: &str) {
+        let addr = self.moto.url().trim_start_matches("http://").to_string();
+        let (status, body) = common::http("POST", &addr, query, "").unwrap();
+        assert_eq!(status, 200, "{query}: {body}");
+    }
+
+    /// `endpoint`'s AllTraffic instances in `region`.
+    async fn instances(&self, region: &str, endpoint: &str) -> u32 {
+        let st = self
+            .ports
+            .endpoints
+            .describe(region, endpoint)
+            .await
+            .unwrap()
+            .unwrap();
+        st.provisioned()[0].instances
+    }
+
+    /// `component`'s (current, desired) copies and status in `region`.
+    async fn copies(&self, region: &str, component: &str) -> (u32, u32, ComponentStatus) {
+        let c = self
+            .ports
+            .endpoints
+            .describe_component(region, component)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{component} exists in {region}"));
+        (
+            c.current_copies.unwrap_or(0),
+            c.desired_copies.unwrap_or(0),
+            c.status,
+        )
+    }
+
+    /// Give `component` in `region` `n` copies and wait until it has them.
+    async fn set_copies(&self, region: &str, component: &str, n: u32) {
+        common::wait_until(
+            "the component to take updates",
+            Duration::from_secs(30),
+            || async {
+                let (.., status) = self.copies(region, component).await;
+                (status == ComponentStatus::InService).then_some(())
+            },
+        )
+        .await;
+        self.ports
+            .endpoints
+            .set_copy_count(region, component, n)
+            .await
+            .unwrap();
+        common::wait_until("the copies", Duration::from_secs(30), || async {
+            let (current, _, status) = self.copies(region, component).await;
+            (current == n && status == ComponentStatus::InService).then_some(())
+        })
+        .await;
+    }
+
+    async fn record(&self) -> ControlRecord {
+        self.ports.store.read_record().await.unwrap().unwrap()
+    }
+
+    /// Claim a failover to us-west-2 (the record goes failing over).
+    async fn claim(&self, old_region_healthy: bool) -> ControlRecord {
+        let r = self.record().await;
+        let plan = FailoverPlan {
+            from: EAST.into(),
+            to: WEST.into(),
+            epoch: r.epoch + 1,
+            execution: format!("failover-t-{}", r.epoch + 1),
+            initiator: WEST.into(),
+            expected_version: r.version,
+            reason: "test".into(),
+            ungraceful: false,
+            old_region_healthy,
+            forced: false,
+            automatic: true,
+            changed_by: WEST.into(),
+            claimed_at: self.ports.clock.now_ms(),
+            supersedes: None,
+            state_machine: None,
+        };
+        self.ports
+            .store
+            .write_record(&RecordWrite::Claim { plan })
+            .await
+            .unwrap();
+        let r = self.record().await;
+        assert_eq!(r.phase, Phase::FailingOver);
+        r
+    }
+
+    async fn journal(&self, kind: &str) -> Vec<Event> {
+        self.ports
+            .store
+            .events(200, self.ports.clock.now_ms())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.kind == kind)
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// The fleet's measured need the test decides: `embed`'s traffic needs
+/// two copies; nothing else is measured.
+fn need(pairs: &[(&str, &str)]) -> Option<u32> {
+    pairs.contains(&(WEST, "lab-gpu/embed-usw2")).then_some(2)
+}
+
+/// The entry of `list` (`model_endpoints` or `components`) for `name`.
+fn entry<'a>(out: &'a Value, list: &str, key: &str, name: &str) -> &'a Value {
+    out[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e[key] == name))
+        .unwrap_or_else(|| panic!("no {list} entry for {name}: {out:#}"))
+}
+
+#[test]
+fn prepare_raises_each_models_own_endpoint_and_each_components_copies() {
+    let env = Env::start();
+    rt().block_on(async {
+        // Provisioning created the components (one copy each) and the
+        // policy that lets the daemon read and grow them.
+        for c in ["llm-usw2", "embed-usw2"] {
+            common::wait_until("the component in service", Duration::from_secs(30), || async {
+                let (current, _, status) = env.copies(WEST, c).await;
+                (status == ComponentStatus::InService && current == 1).then_some(())
+            })
+            .await;
+        }
+        assert!(
+            env.ports
+                .endpoints
+                .describe_component(EAST, "llm-usw2")
+                .await
+                .unwrap()
+                .is_none(),
+            "components are regional"
+        );
+        let cfn = aws_sdk_cloudformation::Client::from_conf(
+            aws_sdk_cloudformation::config::Builder::from(&common::sdk_config())
+                .region(aws_config::Region::new(EAST))
+                .endpoint_url(env.moto.url())
+                .build(),
+        );
+        let iam = cfn
+            .list_stack_resources()
+            .stack_name("failoverd-iam")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            iam.stack_resource_summaries()
+                .iter()
+                .any(|r| r.logical_resource_id() == Some("DaemonInferenceComponents")),
+            "iam.yaml's component policy is deployed when the fleet maps components"
+        );
+
+        // The active region: fraud on three instances, llm on two copies.
+        env.ports
+            .endpoints
+            .set_instance_counts(EAST, "fraud-use1", &[("AllTraffic".into(), 3)])
+            .await
+            .unwrap();
+        env.set_copies(EAST, "llm-use1", 2).await;
+
+        let r = env.claim(true).await;
+        let deadline = env.ports.clock.now_ms() + 900_000;
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            prepare::prepare(&env.cfg, &env.ports, deadline, &need),
+        )
+        .await
+        .expect("prepare finishes")
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        let fraud = entry(&out, "model_endpoints", "endpoint", "fraud-usw2");
+        assert_eq!(fraud["scaled"], true, "{out:#}");
+        assert_eq!(fraud["plan"][0]["to"], 3, "{out:#}");
+        assert_eq!(env.instances(WEST, "fraud-usw2").await, 3);
+        let llm = entry(&out, "components", "component", "llm-usw2");
+        assert_eq!(llm["scaled"], true, "{out:#}");
+        assert_eq!(llm["endpoint"], "lab-gpu", "{out:#}");
+        assert_eq!(env.copies(WEST, "llm-usw2").await.0, 2);
+        let embed = entry(&out, "components", "component", "embed-usw2");
+        assert_eq!(embed["scaled"], true, "{out:#}");
+        assert!(
+            embed["to_match"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("raised to the fleet's measured need (2)")),
+            "{out:#}"
+        );
+        assert_eq!(env.copies(WEST, "embed-usw2").await.0, 2);
+        // The shared endpoint holds what us-east-1's does; the GPU
+        // endpoint is not scaled itself (its components are).
+        assert_eq!(out["capacity"]["scaled"], false, "{out:#}");
+        assert!(
+            out["model_endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["endpoint"] != "lab-gpu"),
+            "{out:#}"
+        );
+        // The warm-up reached each component with its header.
+        let warmed: Vec<&Value> = out["warmed"].as_array().unwrap().iter().collect();
+        assert!(
+            warmed
+                .iter()
+                .any(|w| w["target"]["inference_component"] == "llm-usw2"),
+            "{out:#}"
+        );
+
+        let scale = env.journal("prepare_scale").await;
+        for want in [
+            "us-west-2/fraud-usw2: scale AllTraffic 1 -> 3 to match us-east-1's fraud-use1 now",
+            "us-west-2/lab-gpu/llm-usw2: scale copies 1 -> 2 to match us-east-1's lab-gpu/llm-use1 now",
+            "us-west-2/lab-gpu/embed-usw2: scale copies 1 -> 2 to match us-east-1's lab-gpu/embed-use1 now, raised to the fleet's measured need (2)",
+        ] {
+            assert!(
+                scale
+                    .iter()
+                    .any(|e| e.detail.starts_with(want) && e.epoch == Some(r.epoch)),
+                "{want}: {scale:?}"
+            );
+        }
+
+        // A retried step: everything already holds what it needs.
+        let again = prepare::prepare(&env.cfg, &env.ports, deadline, &need)
+            .await
+            .unwrap();
+        for (list, key, name) in [
+            ("model_endpoints", "endpoint", "fraud-usw2"),
+            ("components", "component", "llm-usw2"),
+            ("components", "component", "embed-usw2"),
+        ] {
+            assert_eq!(entry(&again, list, key, name)["scaled"], false, "{again:#}");
+        }
+        assert_eq!(env.journal("prepare_scale").await.len(), scale.len());
+
+        // Never lower: the active went down to one copy; us-west-2 keeps two.
+        env.set_copies(EAST, "llm-use1", 1).await;
+        prepare::prepare(&env.cfg, &env.ports, deadline, &need)
+            .await
+            .unwrap();
+        assert_eq!(env.copies(WEST, "llm-usw2").await, (2, 2, ComponentStatus::InService));
+
+        // AWS refuses llm's copies (the quota for its instance type) while
+        // us-east-1 still serves: the step fails naming it, at once.
+        env.lab("/_lab/inference-components?component=llm-usw2&refuse=quota");
+        env.set_copies(EAST, "llm-use1", 4).await;
+        let err = tokio::time::timeout(
+            Duration::from_secs(60),
+            prepare::prepare(&env.cfg, &env.ports, deadline, &need),
+        )
+        .await
+        .expect("decided, not waited out")
+        .expect_err("the old region serves: the step fails");
+        assert!(
+            matches!(&err, PrepareError::ComponentRefused { component, .. } if component == "llm-usw2"),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("ResourceLimitExceeded"), "{text}");
+        assert!(text.contains("us-east-1 still serves"), "{text}");
+        assert_eq!(env.copies(WEST, "llm-usw2").await.0, 2, "nothing grew");
+    });
+}
+
+#[test]
+fn with_the_old_region_down_a_refused_component_is_switched_onto_and_journalled() {
+    let env = Env::start();
+    rt().block_on(async {
+        env.set_copies(EAST, "llm-use1", 3).await;
+        // The update is taken, and the component stays in service with its
+        // one copy and a FailureReason.
+        env.lab("/_lab/inference-components?component=llm-usw2&refuse=insufficient");
+        env.claim(false).await;
+        let deadline = env.ports.clock.now_ms() + 900_000;
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            prepare::prepare(&env.cfg, &env.ports, deadline, &need),
+        )
+        .await
+        .expect("decided, not waited out")
+        .expect("the old region is down: the switch goes ahead");
+        let llm = entry(&out, "components", "component", "llm-usw2");
+        assert_eq!(llm["scaled"], false, "{out:#}");
+        assert!(
+            llm["refused"]
+                .as_str()
+                .is_some_and(|r| r.contains("InsufficientInstanceCapacity")),
+            "{out:#}"
+        );
+        assert_eq!(llm["short"][0], "copies", "{out:#}");
+        // Its neighbour on the same endpoint still got its copies.
+        assert_eq!(
+            entry(&out, "components", "component", "embed-usw2")["scaled"],
+            true,
+            "{out:#}"
+        );
+        assert_eq!(env.copies(WEST, "embed-usw2").await.0, 2);
+        let refused = env.journal("prepare_capacity_refused").await;
+        assert!(
+            refused.iter().any(|e| e
+                .detail
+                .starts_with("us-west-2/lab-gpu/llm-usw2: AWS refused the scale-up")
+                && e.detail.contains("InsufficientInstanceCapacity")
+                && e.detail.contains("us-east-1 is down")
+                && e.detail.contains("copies short")),
+            "{refused:?}"
+        );
+        assert_eq!(env.copies(WEST, "llm-usw2").await.0, 1, "nothing grew");
+    });
+}
