@@ -1049,6 +1049,11 @@ fn lab_provisioning_deploys_what_the_templates_describe() {
             components_only.contains("DaemonInferenceComponents"),
             "{components_only:?}"
         );
+        let model_endpoints_only = conditional_on(&iam_tpl, "HasModelEndpoints");
+        assert!(
+            model_endpoints_only.contains("DaemonModelEndpoints"),
+            "{model_endpoints_only:?}"
+        );
         for (region, stack, tpl, workflow) in [
             ("us-east-1", "failoverd-region", &region_tpl, true),
             ("us-west-2", "failoverd-region", &region_tpl, true),
@@ -1082,6 +1087,7 @@ fn lab_provisioning_deploys_what_the_templates_describe() {
                 .filter(|(id, _)| !created.contains(id))
                 .filter(|(id, _)| workflow || !workflow_only.contains(id))
                 .filter(|(id, _)| !components_only.contains(id))
+                .filter(|(id, _)| !model_endpoints_only.contains(id))
                 .collect();
             for (id, ty) in &skipped {
                 assert!(

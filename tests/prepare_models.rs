@@ -320,6 +320,12 @@ fn prepare_raises_each_models_own_endpoint_and_each_components_copies() {
                 .any(|r| r.logical_resource_id() == Some("DaemonInferenceComponents")),
             "iam.yaml's component policy is deployed when the fleet maps components"
         );
+        assert!(
+            iam.stack_resource_summaries()
+                .iter()
+                .any(|r| r.logical_resource_id() == Some("DaemonModelEndpoints")),
+            "iam.yaml's policy for models' own endpoints is deployed when models have some"
+        );
 
         // The active region: fraud on three instances, llm on two copies.
         env.ports

@@ -365,6 +365,7 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
                 ),
                 ("BatchEndpointName", names.batch.as_deref().unwrap_or("")),
                 ("InferenceComponentArns", &component_arns(&cfg)),
+                ("ModelEndpointArns", &model_endpoint_arns(&cfg)),
                 // Stack-unique role names: a second lab in the same moto
                 // must not collide on the global IAM names.
                 (
@@ -570,6 +571,30 @@ fn component_arns(cfg: &Config) -> String {
                 arns.push(format!(
                     "arn:aws:sagemaker:{}:{account}:inference-component/{c}",
                     region.name
+                ));
+            }
+        }
+    }
+    arns.join(",")
+}
+
+/// The ARNs of every endpoint a model has of its own (not one of its
+/// region's `sagemaker` endpoints), in every region: iam.yaml's
+/// `ModelEndpointArns`.
+fn model_endpoint_arns(cfg: &Config) -> String {
+    let mut arns = Vec::new();
+    for region in &cfg.regions {
+        let account = region
+            .state_machine_arn
+            .split(':')
+            .nth(4)
+            .unwrap_or("123456789012");
+        let shared: Vec<&str> = region.sagemaker.all().map(String::as_str).collect();
+        for used in cfg.endpoints_in(&region.name) {
+            if !shared.contains(&used.name.as_str()) {
+                arns.push(format!(
+                    "arn:aws:sagemaker:{}:{account}:endpoint/{}",
+                    region.name, used.name
                 ));
             }
         }

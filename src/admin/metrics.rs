@@ -29,11 +29,7 @@ use crate::metrics::meter::header;
 use crate::state::RoundStatus;
 
 /// Escape a label value (backslash, double quote, newline).
-pub fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+pub use crate::metrics::meter::label;
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0

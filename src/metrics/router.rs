@@ -468,7 +468,7 @@ impl Metrics {
                 "failoverd_router_ejected{{path=\"{}\",region=\"{}\",target=\"{}\"}} {}",
                 path_label(p),
                 region_label(reg),
-                crate::admin::metrics::label(&target),
+                super::meter::label(&target),
                 u8::from(now < until)
             );
         }
