@@ -667,7 +667,8 @@ impl Monitor {
         // claims need no approval (seed 3233 of the 20,000-seed run).
         let fleet_asks = sim.daemons.keys().any(|r| {
             Self::publishes(sim, r)
-                && sim.configs[r.as_str()].policy.approval == failoverd::core::plan::Approval::Manual
+                && sim.configs[r.as_str()].policy.approval
+                    == failoverd::core::plan::Approval::Manual
         });
         if sim.scenario.approval && fleet_asks && !fresh_drift {
             let target = r.target.clone().unwrap_or_else(|| r.active.clone());
