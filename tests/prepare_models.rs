@@ -484,3 +484,58 @@ fn with_the_old_region_down_a_refused_component_is_switched_onto_and_journalled(
         assert_eq!(env.copies(WEST, "llm-usw2").await.0, 1, "nothing grew");
     });
 }
+
+/// `check-config --aws`'s SageMaker check (`control::preflight::endpoints`)
+/// reads the components the files map: all there after provisioning; one
+/// deleted in us-west-2 is reported missing, naming its endpoint.
+#[test]
+fn the_aws_check_finds_a_mapped_component_that_is_gone() {
+    let env = Env::start();
+    rt().block_on(async {
+        let found = failoverd::control::preflight::endpoints(&env.cfg, &*env.ports.endpoints).await;
+        assert!(
+            found.missing.is_empty() && found.unverified.is_empty(),
+            "{found:?}"
+        );
+        let clients = AwsClients::new(common::sdk_config(), env.cfg.endpoints.clone());
+        clients
+            .sagemaker(WEST)
+            .delete_inference_component()
+            .inference_component_name("embed-usw2")
+            .send()
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while env
+            .ports
+            .endpoints
+            .describe_component(WEST, "embed-usw2")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "embed-usw2 never went"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let found = failoverd::control::preflight::endpoints(&env.cfg, &*env.ports.endpoints).await;
+        let missing: Vec<(&str, &str, Option<&str>)> = found
+            .missing
+            .iter()
+            .map(|f| {
+                (
+                    f.region.as_str(),
+                    f.endpoint.as_str(),
+                    f.component.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            missing,
+            [(WEST, "lab-gpu", Some("embed-usw2"))],
+            "{found:?}"
+        );
+    });
+}

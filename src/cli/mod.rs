@@ -537,6 +537,12 @@ fn endpoints_report(
     found: &crate::control::preflight::EndpointFindings,
 ) -> i32 {
     let what = |f: &crate::control::preflight::EndpointFinding| {
+        if let Some(c) = &f.component {
+            return format!(
+                "inference component {c} on SageMaker endpoint {} in {}",
+                f.endpoint, f.region
+            );
+        }
         let components = if f.components.is_empty() {
             String::new()
         } else {
@@ -559,8 +565,12 @@ fn endpoints_report(
         );
     }
     for f in &found.missing {
+        let why = match &f.status {
+            Some(elsewhere) => format!("is not there: it runs {elsewhere}"),
+            None => "does not exist".to_string(),
+        };
         eprintln!(
-            "error: {}: {} does not exist (regions[].sagemaker or models[].regions.{} names it)",
+            "error: {}: {} {why} (regions[].sagemaker or models[].regions.{} names it)",
             path.display(),
             what(f),
             f.region

@@ -108,6 +108,9 @@ pub struct EndpointFinding {
     /// `None`: it does not exist. `Some(status)`: it exists but does not
     /// serve in that status.
     pub status: Option<String>,
+    /// Set when the finding is about this inference component on the
+    /// endpoint rather than the endpoint itself.
+    pub component: Option<String>,
 }
 
 /// What [`endpoints`] found.
@@ -121,24 +124,56 @@ pub struct EndpointFindings {
 
 /// Read every endpoint the configuration routes to, in every region
 /// (`Config::endpoints_in`: the region's shared endpoints and each model's
-/// own), with `DescribeEndpoint`.
+/// own), with `DescribeEndpoint`, and each inference component mapped onto
+/// one with `DescribeInferenceComponent`.
 pub async fn endpoints(cfg: &Config, sagemaker: &dyn Endpoints) -> EndpointFindings {
     let mut out = EndpointFindings::default();
     for region in &cfg.regions {
         for used in cfg.endpoints_in(&region.name) {
-            let finding = |status: Option<String>| EndpointFinding {
+            let finding = |status: Option<String>, component: Option<&String>| EndpointFinding {
                 region: region.name.clone(),
                 endpoint: used.name.clone(),
                 path: used.path.as_str(),
                 components: used.components.clone(),
                 status,
+                component: component.cloned(),
             };
             match tokio::time::timeout(TIMEOUT, sagemaker.status(&region.name, &used.name)).await {
-                Ok(Ok(None)) => out.missing.push(finding(None)),
-                Ok(Ok(Some(s))) if !s.serves() => {
-                    out.not_serving.push(finding(Some(s.as_str().to_string())))
+                Ok(Ok(None)) => out.missing.push(finding(None, None)),
+                Ok(Ok(Some(s))) => {
+                    if !s.serves() {
+                        out.not_serving
+                            .push(finding(Some(s.as_str().to_string()), None));
+                    }
+                    // Each inference component the files map onto it
+                    // (`DescribeInferenceComponent`): one on another
+                    // endpoint is as missing as one that does not exist.
+                    for c in &used.components {
+                        let read = tokio::time::timeout(
+                            TIMEOUT,
+                            sagemaker.describe_component(&region.name, c),
+                        )
+                        .await;
+                        match read {
+                            Ok(Ok(Some(ic))) if ic.endpoint != used.name => out
+                                .missing
+                                .push(finding(Some(format!("on {}", ic.endpoint)), Some(c))),
+                            Ok(Ok(Some(ic))) if !ic.status.serves() => out
+                                .not_serving
+                                .push(finding(Some(ic.status.as_str().to_string()), Some(c))),
+                            Ok(Ok(Some(_))) => {}
+                            Ok(Ok(None)) => out.missing.push(finding(None, Some(c))),
+                            Ok(Err(e)) => out.unverified.push((
+                                format!("{}/{}/{c}", region.name, used.name),
+                                crate::error_chain(&e),
+                            )),
+                            Err(_) => out.unverified.push((
+                                format!("{}/{}/{c}", region.name, used.name),
+                                format!("no answer within {TIMEOUT:?}"),
+                            )),
+                        }
+                    }
                 }
-                Ok(Ok(Some(_))) => {}
                 Ok(Err(e)) => out.unverified.push((
                     format!("{}/{}", region.name, used.name),
                     crate::error_chain(&e),
