@@ -111,6 +111,7 @@ lab_env() {
   export FAILOVERD__ENDPOINTS__CLOUDWATCH=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__APPLICATION_AUTOSCALING=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SERVICE_QUOTAS=http://127.0.0.1:$moto
+  export FAILOVERD__ENDPOINTS__IAM=http://127.0.0.1:$moto
   export FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME=http://127.0.0.1:$model
   # The operator CLI records who acts from STS GetCallerIdentity; the SDK's
   # own per-service endpoint variable sends it to moto.

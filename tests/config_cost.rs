@@ -441,3 +441,36 @@ fn the_per_instance_capacity_is_optional_and_validated() {
         );
     }
 }
+
+/// Readiness's IAM dry run judges `cost.readiness_principal`'s policies:
+/// unset (the daemon's own identity), or an IAM role's or user's ARN; an
+/// assumed role's session, the account root or anything else is refused,
+/// naming the file and the key.
+#[test]
+fn the_readiness_principal_is_an_iam_role_or_user() {
+    let (_, r) = load("", &[]);
+    assert_eq!(r.unwrap().cost.readiness_principal, None);
+    for good in [
+        "arn:aws:iam::111122223333:role/failoverd-daemon",
+        "arn:aws:iam::111122223333:role/team/failoverd-daemon",
+        "arn:aws-cn:iam::111122223333:user/ops",
+    ] {
+        let (_, r) = load(&format!("[cost]\nreadiness_principal = \"{good}\"\n"), &[]);
+        assert_eq!(r.unwrap().cost.readiness_principal.as_deref(), Some(good));
+    }
+    for bad in [
+        "arn:aws:sts::111122223333:assumed-role/failoverd-daemon/i-0abc",
+        "arn:aws:iam::111122223333:root",
+        "arn:aws:iam::1111:role/x",
+        "failoverd-daemon",
+    ] {
+        let (f, r) = load(&format!("[cost]\nreadiness_principal = \"{bad}\"\n"), &[]);
+        let report = r.unwrap_err().report();
+        has(
+            &report,
+            &f.display().to_string(),
+            "cost.readiness_principal",
+            "is not an IAM role's or user's ARN",
+        );
+    }
+}

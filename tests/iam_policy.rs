@@ -114,6 +114,7 @@ fn iam_prefix(service: &str) -> &'static str {
         "cloudwatch" => "cloudwatch",
         "applicationautoscaling" => "application-autoscaling",
         "servicequotas" => "servicequotas",
+        "iam" => "iam",
         "cloudformation" => "cloudformation",
         other => panic!(
             "tests/iam_policy.rs: the daemon links aws_sdk_{other}; add its IAM service prefix to iam_prefix()"

@@ -140,7 +140,7 @@ fn write_config(
     let base = format!(
         "[tables]\ncontrol = \"{table}\"\nrouting = \"routing\"\nwitness = \"us-east-2\"\ncontrol_region = \"{EAST}\"\n\
          [timings]\nprepare_budget = \"1s\"\n\
-         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\ncloudwatch = \"{url}\"\napplication_autoscaling = \"{url}\"\nservice_quotas = \"{url}\"\n\
+         [endpoints]\ndynamodb = \"{url}\"\nsfn = \"{url}\"\nroute53 = \"{url}\"\nsagemaker = \"{url}\"\nsagemaker_runtime = \"{url}\"\ns3 = \"{url}\"\ncloudwatch = \"{url}\"\napplication_autoscaling = \"{url}\"\nservice_quotas = \"{url}\"\niam = \"{url}\"\n\
          {regions}[[models]]\nname = \"fraud\"\n[[models]]\nname = \"chat\"\n[cost]\n{cost}\n"
     );
     std::fs::write(dir.join("base.toml"), base).unwrap();
@@ -148,6 +148,17 @@ fn write_config(
     std::fs::write(&f, format!("region = \"{local}\"\n")).unwrap();
     f
 }
+
+/// readiness's IAM dry run judges this role's policies (moto's IAM, the
+/// lab's simulator: chaos/lab/lab_iam.py); [`Env::grant`] creates it.
+const ROLE: &str = "arn:aws:iam::123456789012:role/lab-daemon";
+const PRINCIPAL: &str = "readiness_principal = \"arn:aws:iam::123456789012:role/lab-daemon\"\n";
+/// What the daemons' role grants for prepare on the standby's endpoint.
+const PREPARE_GRANTS: &str = r#"{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": ["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint",
+     "sagemaker:UpdateEndpointWeightsAndCapacities"],
+   "Resource": "arn:aws:sagemaker:*:123456789012:endpoint/prov"},
+  {"Effect": "Allow", "Action": ["states:SendTaskSuccess", "states:SendTaskHeartbeat"], "Resource": "*"}]}"#;
 
 /// A business-hours schedule for `prov`: MON-FRI 09:00-18:00 at 3, else 1, UTC.
 const SCHEDULE: &str = "[[cost.schedules]]\nendpoint = \"prov\"\ntimezone = \"UTC\"\noff_hours_min = 1\nwindows = [{ days = \"MON-FRI\", start = \"09:00\", end = \"18:00\", min = 3 }]\n";
@@ -224,6 +235,33 @@ impl Env {
                 .unwrap();
         });
         env
+    }
+
+    /// The role [`ROLE`] in moto's IAM, with `policy` as its one inline
+    /// policy (created on first use, the policy replaced after).
+    async fn grant(&self, policy: &str) {
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(self.clients.sdk_config())
+                .endpoint_url(self._moto.url())
+                .build(),
+        );
+        if iam.get_role().role_name("lab-daemon").send().await.is_err() {
+            iam.create_role()
+                .role_name("lab-daemon")
+                .assume_role_policy_document(
+                    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        iam.put_role_policy()
+            .role_name("lab-daemon")
+            .policy_name("failoverd-daemon")
+            .policy_document(policy)
+            .send()
+            .await
+            .unwrap();
     }
 
     fn at(&self, ms: u64) {
@@ -924,13 +962,14 @@ fn a_tier2_prepare_step_scales_the_target_up_to_the_active() {
 fn a_standby_is_checked_against_the_active_before_it_is_needed() {
     use failoverd::control::standby;
     use failoverd::core::standby::{Check, Severity, worst};
-    let env = Env::start(WEST, "", (3, 1));
+    let env = Env::start(WEST, PRINCIPAL, (3, 1));
     let addr = env._moto.url().trim_start_matches("http://").to_string();
     let needs = standby::Needs::all(Some(3));
     rt().block_on(async {
         let of = |f: &[failoverd::core::standby::Finding], c: Check| {
             f.iter().find(|x| x.check == c).cloned().unwrap()
         };
+        env.grant(PREPARE_GRANTS).await;
         let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
         // Both models (fraud, chat) are served on the shared `prov`: every
         // check once per model, keyed by (model, endpoint, check).
@@ -947,6 +986,7 @@ fn a_standby_is_checked_against_the_active_before_it_is_needed() {
         assert_eq!(of(&f, Check::Quota).severity, Severity::Ok, "{f:?}");
         assert_eq!(of(&f, Check::Model).severity, Severity::Ok, "{f:?}");
         assert_eq!(of(&f, Check::Capacity).severity, Severity::Info, "{f:?}");
+        assert_eq!(of(&f, Check::Iam).severity, Severity::Ok, "{f:?}");
         assert_eq!(worst(&f), Severity::Info, "{f:?}");
         assert!(
             standby::check(&env.cfg, &env.ports, WEST, &needs)
@@ -1102,6 +1142,75 @@ fn a_standby_is_checked_against_the_active_before_it_is_needed() {
         assert_eq!(status, 200, "{body}");
         let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
         assert_eq!(of(&f, Check::Quota).severity, Severity::Warning, "{f:?}");
+    });
+}
+
+/// Issue 26 item 1, the IAM dry run: IAM's policy simulator (the lab's,
+/// over moto's IAM) judges the calls prepare would make on the standby's
+/// endpoint as the daemons' role. A role that may not scale it is
+/// critical, naming the call; an explicit Deny is told apart; a role IAM
+/// does not know, or a simulator that fails, is unknown, never ok.
+#[test]
+fn a_standby_whose_role_may_not_make_prepares_calls_is_critical() {
+    use failoverd::control::standby;
+    use failoverd::core::standby::{Check, Finding, Severity};
+    let env = Env::start(WEST, PRINCIPAL, (3, 1));
+    let needs = standby::Needs::all(Some(3));
+    let iam = |f: &[Finding]| -> Vec<Finding> {
+        f.iter()
+            .filter(|x| x.check == Check::Iam)
+            .cloned()
+            .collect()
+    };
+    rt().block_on(async {
+        // No such role yet: IAM answers NoSuchEntity.
+        let f = iam(&standby::check(&env.cfg, &env.ports, EAST, &needs).await);
+        assert_eq!(f.len(), 2, "one per model on prov: {f:?}");
+        for x in &f {
+            assert_eq!(x.severity, Severity::Unknown, "{x}");
+            assert!(x.detail.contains("NoSuchEntity"), "{x}");
+        }
+
+        env.grant(PREPARE_GRANTS).await;
+        let f = iam(&standby::check(&env.cfg, &env.ports, EAST, &needs).await);
+        for x in &f {
+            assert_eq!(x.severity, Severity::Ok, "{x}");
+            assert!(x.detail.contains(ROLE) && x.detail.contains("5 calls"), "{x}");
+        }
+
+        // The endpoint grants name another endpoint: every call on prov denied.
+        env.grant(&PREPARE_GRANTS.replace(
+            "\"sagemaker:UpdateEndpointWeightsAndCapacities\"],\n   \"Resource\": \"arn:aws:sagemaker:*:123456789012:endpoint/prov\"",
+            "\"sagemaker:UpdateEndpointWeightsAndCapacities\"],\n   \"Resource\": \"arn:aws:sagemaker:*:123456789012:endpoint/other\"",
+        ))
+        .await;
+        let f = iam(&standby::check(&env.cfg, &env.ports, EAST, &needs).await);
+        for x in &f {
+            assert_eq!(x.severity, Severity::Critical, "{x}");
+            assert!(
+                x.detail.contains(
+                    "sagemaker:DescribeEndpoint on arn:aws:sagemaker:us-west-2:123456789012:endpoint/prov: implicitDeny"
+                ) && x.detail.contains("UpdateEndpointWeightsAndCapacities"),
+                "{x}"
+            );
+        }
+
+        // Everything granted, and one call explicitly denied.
+        env.grant(&PREPARE_GRANTS.replace(
+            "\"Resource\": \"*\"}]}",
+            "\"Resource\": \"*\"},\n  {\"Effect\": \"Deny\", \"Action\": \"sagemaker:UpdateEndpoint*\", \"Resource\": \"*\"}]}",
+        ))
+        .await;
+        let f = iam(&standby::check(&env.cfg, &env.ports, EAST, &needs).await);
+        for x in &f {
+            assert_eq!(x.severity, Severity::Critical, "{x}");
+            assert!(
+                x.detail.contains("UpdateEndpointWeightsAndCapacities")
+                    && x.detail.contains("explicitDeny (a policy denies it)")
+                    && !x.detail.contains("DescribeEndpoint on"),
+                "{x}"
+            );
+        }
     });
 }
 

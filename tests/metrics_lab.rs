@@ -206,6 +206,7 @@ fn metrics_pass_promtool_and_hold_every_name_the_alerts_and_dashboard_use() {
             "capacity",
             "autoscaling",
             "quota",
+            "iam",
         ] {
             assert!(
                 west.lines().any(|l| l.starts_with(&format!(
@@ -214,6 +215,19 @@ fn metrics_pass_promtool_and_hold_every_name_the_alerts_and_dashboard_use() {
                 "model {m}'s {check} check of lab-provisioned:\n{west}"
             );
         }
+    }
+    // The IAM dry run (the lab's simulator over moto's IAM, the shipped
+    // iam.yaml deployed by provisioning): the daemon role grants every call
+    // prepare makes on the lab's provisioned endpoint, for every model.
+    for m in ["default", "chat"] {
+        let iam = format!(
+            "failoverd_standby_readiness{{model=\"{m}\",endpoint=\"lab-provisioned\",check=\"iam\"}}"
+        );
+        let line = west.lines().find(|l| l.starts_with(&iam));
+        assert!(
+            line.is_some_and(|l| l.ends_with(" 0")),
+            "model {m}: iam.yaml's daemon role grants prepare's calls: {line:?}"
+        );
     }
     let status = lab.cli(&["status"]);
     let out = String::from_utf8_lossy(&status.stdout);

@@ -75,7 +75,9 @@ samples (Route 53 not publishing: the daemons must read Unknown, not a
 verdict, once the newest point is stale).
 
 SageMaker's inference components, which moto does not have: see
-chaos/lab/lab_components.py (`/_lab/inference-components`).
+chaos/lab/lab_components.py (`/_lab/inference-components`). IAM's policy
+simulator (`SimulatePrincipalPolicy`, readiness's dry run), which moto does
+not have either: chaos/lab/lab_iam.py (`/_lab/iam-simulator`).
 
 Presigned STS `GetCallerIdentity` (the router's IAM caller identity,
 src/router/iam.rs), which moto's server cannot route: a `GET /?Action=...`
@@ -125,6 +127,7 @@ from moto.route53.models import route53_backends
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lab_quotas import LabQuotas  # noqa: E402
 from lab_components import InferenceComponents  # noqa: E402  moto has no inference components
+from lab_iam import IamSimulator  # noqa: E402  moto has no IAM policy simulator
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -711,7 +714,9 @@ def main() -> int:
         Route53MetricsControl(
             S3ListBucket(
                 SageMakerCapacity(
-                    InferenceComponents(Route53Throttle(PresignedSts(LabQuotas(app))))
+                    InferenceComponents(
+                        Route53Throttle(PresignedSts(LabQuotas(IamSimulator(app))))
+                    )
                 ),
                 args.iam_template,
             )

@@ -333,6 +333,7 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
 
     // The roles: one global stack, as in production. Its parameters name the
     // three serving regions and their health checks.
+    let mut daemon_role: Option<String> = None;
     if let [r1, r2, r3] = cfg.regions.as_slice() {
         let names = &r1.sagemaker;
         let hc = |i: usize| health_checks[i].1.clone();
@@ -377,6 +378,7 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
         )
         .await?;
         info!(daemon_role = ?outputs.get("DaemonRoleArn"), drill_role = ?outputs.get("DrillRoleArn"), "iam stack");
+        daemon_role = outputs.get("DaemonRoleArn").cloned();
     } else {
         info!(
             regions = cfg.regions.len(),
@@ -384,8 +386,14 @@ async fn provision(args: &Args, env: &EnvSource) -> Result<(), ProvisionError> {
         );
     }
 
-    render(&args.config, &args.out, &health_checks, eventual)
-        .map_err(ProvisionError::RenderConfig)?;
+    render(
+        &args.config,
+        &args.out,
+        &health_checks,
+        eventual,
+        daemon_role.as_deref(),
+    )
+    .map_err(ProvisionError::RenderConfig)?;
     for region in &cfg.regions {
         let file = args.out.join(format!("{}.toml", region.name));
         config::load(&file, env).map_err(|e| {
@@ -749,12 +757,17 @@ fn in_region(arn: &str, region: &str) -> String {
 }
 
 /// Copy the lab's files into `out`, with the new health-check ids (and, in
-/// eventual mode, each region's own workflow).
+/// eventual mode, each region's own workflow). The daemons' role, when
+/// iam.yaml was deployed, is readiness's principal
+/// (`cost.readiness_principal`): the lab's daemons run with moto's test
+/// credentials, not as that role, as a deploy pipeline would write the
+/// stack's output into the configuration.
 fn render(
     region_file: &Path,
     out: &Path,
     health_checks: &[(String, String)],
     eventual: bool,
+    daemon_role: Option<&str>,
 ) -> Result<(), String> {
     let dir = region_file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -796,6 +809,17 @@ fn render(
             // One table per serving region: those are the replicas.
             t.remove("replicas");
             t.insert("consistency".into(), toml::Value::String("eventual".into()));
+        }
+    }
+    if let Some(role) = daemon_role {
+        let cost = base
+            .entry("cost")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = cost {
+            t.insert(
+                "readiness_principal".into(),
+                toml::Value::String(role.to_string()),
+            );
         }
     }
     let rendered = format!(

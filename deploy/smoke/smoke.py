@@ -218,7 +218,7 @@ class Aws:
         }
         if self.moto:
             for svc in ("DYNAMODB", "S3", "ROUTE53", "SFN", "SAGEMAKER", "CLOUDWATCH",
-                        "APPLICATION_AUTOSCALING", "SERVICE_QUOTAS"):
+                        "APPLICATION_AUTOSCALING", "SERVICE_QUOTAS", "IAM"):
                 env[f"FAILOVERD__ENDPOINTS__{svc}"] = self.moto
             env["FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME"] = self.model_url
             env["AWS_ENDPOINT_URL_STS"] = self.moto

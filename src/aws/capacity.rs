@@ -10,6 +10,12 @@
 //! page. Service Quotas: every page of SageMaker's applied quotas (service
 //! code `sagemaker`, 100 a page), of which those named `<instance type> for
 //! endpoint usage` are kept.
+//!
+//! IAM (readiness's dry run): STS `GetCallerIdentity` names the daemons'
+//! own principal (an assumed role's session becomes its role's ARN), and
+//! `SimulatePrincipalPolicy` judges every (action, resource) pair for it,
+//! every page. IAM is global; the client signs for the daemon's region and
+//! the SDK's resolver sends it to the partition's IAM endpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -19,10 +25,11 @@ use aws_config::Region;
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 
 use crate::ports::PortError;
-use crate::ports::capacity::{Capacity, ScalableVariant};
+use crate::ports::capacity::{Capacity, Judged, ScalableVariant};
 
 const AAS: &str = "Application Auto Scaling";
 const SQ: &str = "Service Quotas";
+const IAM: &str = "IAM";
 /// What Service Quotas calls SageMaker.
 pub const SERVICE_CODE: &str = "sagemaker";
 /// The end of an endpoint-usage quota's name (`ml.g5.xlarge for endpoint
@@ -39,6 +46,7 @@ pub struct AwsCapacity {
     clients: Arc<super::AwsClients>,
     autoscaling: Mutex<HashMap<String, aws_sdk_applicationautoscaling::Client>>,
     quotas: Mutex<HashMap<String, aws_sdk_servicequotas::Client>>,
+    iam: Mutex<HashMap<String, aws_sdk_iam::Client>>,
 }
 
 impl AwsCapacity {
@@ -47,7 +55,23 @@ impl AwsCapacity {
             clients,
             autoscaling: Mutex::default(),
             quotas: Mutex::default(),
+            iam: Mutex::default(),
         }
+    }
+
+    fn iam(&self, region: &str) -> aws_sdk_iam::Client {
+        let mut m = self.iam.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(region.to_string())
+            .or_insert_with(|| {
+                let mut b = aws_sdk_iam::config::Builder::from(self.clients.sdk_config())
+                    .region(Region::new(region.to_string()))
+                    .timeout_config(super::clients::control_plane_timeouts());
+                if let Some(url) = &self.clients.endpoints().iam {
+                    b = b.endpoint_url(url);
+                }
+                aws_sdk_iam::Client::from_conf(b.build())
+            })
+            .clone()
     }
 
     fn autoscaling(&self, region: &str) -> aws_sdk_applicationautoscaling::Client {
@@ -159,6 +183,67 @@ impl Capacity for AwsCapacity {
             }
         }
         Ok(out)
+    }
+
+    async fn own_principal(&self, region: &str) -> Result<String, PortError> {
+        use crate::ports::identity::Identity;
+        let caller = super::sts::AwsIdentity::new(&self.clients, region)
+            .caller_arn()
+            .await?;
+        crate::core::permissions::principal_of(&caller).ok_or_else(|| {
+            PortError::malformed(
+                "STS",
+                "GetCallerIdentity",
+                region,
+                format!("{caller} is neither an IAM user, a role nor an assumed role's session"),
+            )
+        })
+    }
+
+    async fn simulate(
+        &self,
+        region: &str,
+        principal: &str,
+        actions: &[&str],
+        resources: &[String],
+    ) -> Result<Vec<Judged>, PortError> {
+        let client = self.iam(region);
+        let op = format!("SimulatePrincipalPolicy {principal}");
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        // Every page: the simulator pages by evaluation result (MaxItems,
+        // 100 by default), and a page may stop inside one action's resources.
+        for _ in 0..100 {
+            let page = client
+                .simulate_principal_policy()
+                .policy_source_arn(principal)
+                .set_action_names(Some(actions.iter().map(|a| a.to_string()).collect()))
+                .set_resource_arns(Some(resources.to_vec()))
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| super::errors::port_error(IAM, op.clone(), region, e))?;
+            for r in page.evaluation_results() {
+                out.push(Judged {
+                    action: r.eval_action_name().to_string(),
+                    resource: r.eval_resource_name().unwrap_or("*").to_string(),
+                    decision: r.eval_decision().as_str().to_string(),
+                });
+            }
+            match (page.is_truncated(), page.marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                (true, None) => {
+                    return Err(PortError::malformed(
+                        IAM,
+                        op,
+                        region,
+                        "IsTruncated without a Marker",
+                    ));
+                }
+                (false, _) => return Ok(out),
+            }
+        }
+        Err(PortError::malformed(IAM, op, region, "more than 100 pages"))
     }
 }
 

@@ -81,6 +81,11 @@ pub struct Cost {
     /// model and image, instance type, capacity against the fleet's need).
     #[serde(with = "human_duration")]
     pub readiness_interval: Duration,
+    /// Whose policies readiness's IAM dry run judges (an IAM role's or
+    /// user's ARN). Unset (the default): the daemon's own identity, from
+    /// STS, an assumed role's session judged by its role (which names no
+    /// path: set this for a role with one).
+    pub readiness_principal: Option<String>,
     pub idle: Idle,
     /// Invocations a minute one instance of a provisioned endpoint serves:
     /// what turns the router's measured traffic into the active region's
@@ -179,6 +184,7 @@ pub(super) struct RawCost {
     pub(super) prepare_budget: Option<String>,
     pub(super) interval: Option<String>,
     pub(super) readiness_interval: Option<String>,
+    pub(super) readiness_principal: Option<String>,
     pub(super) instance_invocations_per_minute: Option<i64>,
     #[serde(default)]
     pub(super) idle: RawIdle,
@@ -266,6 +272,7 @@ impl Validator<'_> {
             s(1),
             s(3600),
         );
+        let readiness_principal = self.cost_principal(raw.readiness_principal);
         let idle = self.cost_idle(raw.idle);
         let schedules = self.cost_schedules(raw.schedules, regions, models);
         let advise = self.cost_advise(raw.advise, batch_threshold);
@@ -277,6 +284,7 @@ impl Validator<'_> {
             prepare_budget: prepare_budget?,
             interval: interval?,
             readiness_interval: readiness_interval?,
+            readiness_principal: readiness_principal?,
             instance_invocations_per_minute: per_instance?,
             idle: idle?,
             schedules: schedules?,
@@ -509,6 +517,28 @@ impl Validator<'_> {
                 None
             }
         })
+    }
+
+    /// `cost.readiness_principal`: unset, or an IAM role's or user's ARN
+    /// (`arn:<partition>:iam::<12 digits>:role/<name>` or `:user/<name>`,
+    /// a path allowed), what IAM's simulator takes as `PolicySourceArn`.
+    fn cost_principal(&mut self, raw: Option<String>) -> Option<Option<String>> {
+        let Some(v) = raw.filter(|s| !s.trim().is_empty()) else {
+            return Some(None);
+        };
+        let ok = crate::core::permissions::principal_of(&v).is_some_and(|p| p == v);
+        if ok {
+            Some(Some(v))
+        } else {
+            self.err(
+                "cost.readiness_principal",
+                format!(
+                    "{v:?} is not an IAM role's or user's ARN \
+                     (arn:aws:iam::111122223333:role/failoverd-daemon)"
+                ),
+            );
+            None
+        }
     }
 
     /// `cost.instance_invocations_per_minute`: unset, or 1 to 10,000,000.

@@ -305,6 +305,8 @@ pub struct EndpointOverrides {
     pub application_autoscaling: Option<String>,
     /// Service Quotas (readiness: the applied endpoint-usage quotas).
     pub service_quotas: Option<String>,
+    /// IAM (readiness: the policy simulator's dry run of prepare's calls).
+    pub iam: Option<String>,
 }
 
 impl Config {
@@ -387,6 +389,7 @@ impl Config {
             &mut redacted.endpoints.cloudwatch,
             &mut redacted.endpoints.application_autoscaling,
             &mut redacted.endpoints.service_quotas,
+            &mut redacted.endpoints.iam,
         ]
         .into_iter()
         .flatten()

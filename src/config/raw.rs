@@ -128,4 +128,5 @@ pub(super) struct RawEndpoints {
     pub(super) cloudwatch: Option<String>,
     pub(super) application_autoscaling: Option<String>,
     pub(super) service_quotas: Option<String>,
+    pub(super) iam: Option<String>,
 }

@@ -822,6 +822,7 @@ impl Validator<'_> {
                 e.application_autoscaling,
             ),
             service_quotas: self.optional_url("endpoints.service_quotas", e.service_quotas),
+            iam: self.optional_url("endpoints.iam", e.iam),
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
+use crate::core::permissions;
 use crate::core::routing::Path;
 use crate::core::standby::{self, Bounds, Described, Finding, Reached, Seen, Variant};
 use crate::http::{ShutdownRx, shutdown_signalled};
@@ -296,6 +297,7 @@ pub async fn check(cfg: &Config, ports: &Ports, active: &str, needs: &Needs) -> 
             .await
             .map_err(|e| crate::error_chain(&e))
     };
+    let iam = IamRound::run(cfg, ports, region, &rows).await;
     let mut out = Vec::new();
     for row in &rows {
         let seen = reads.seen(ports, region, &row.endpoint).await;
@@ -354,8 +356,106 @@ pub async fn check(cfg: &Config, ports: &Ports, active: &str, needs: &Needs) -> 
             &row_usage,
             &quotas,
         ));
+        let w = iam.wanted(cfg, region, row);
+        out.push(permissions::judge(
+            &row.model,
+            &row.endpoint,
+            &iam.principal,
+            &w,
+            &iam.decisions,
+        ));
     }
     out
+}
+
+/// Readiness's IAM dry run for one round (`core::permissions`): whose
+/// policies, and the simulator's decisions on every target's calls (one
+/// `SimulatePrincipalPolicy` per set of actions, every page).
+struct IamRound {
+    principal: Result<String, String>,
+    decisions: Result<permissions::Decisions, String>,
+}
+
+impl IamRound {
+    fn wanted(&self, cfg: &Config, region: &str, row: &Row) -> Vec<permissions::Wanted> {
+        let Ok(p) = &self.principal else {
+            return Vec::new();
+        };
+        permissions::wanted(p, region, &row.endpoint, target(cfg, row))
+    }
+
+    async fn run(cfg: &Config, ports: &Ports, region: &str, rows: &[Row]) -> Self {
+        let principal = match &cfg.cost.readiness_principal {
+            Some(p) => Ok(p.clone()),
+            None => ports
+                .capacity
+                .own_principal(region)
+                .await
+                .map_err(|e| crate::error_chain(&e)),
+        };
+        let Ok(p) = &principal else {
+            return Self {
+                principal,
+                decisions: Err("no principal".into()),
+            };
+        };
+        // The pairs, grouped by the set of actions asked on a resource:
+        // the simulator judges every action on every resource of a call.
+        let mut groups: BTreeMap<Vec<&'static str>, Vec<String>> = BTreeMap::new();
+        let mut by_resource: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+        for row in rows {
+            for w in permissions::wanted(p, region, &row.endpoint, target(cfg, row)) {
+                let acts = by_resource.entry(w.resource).or_default();
+                if !acts.contains(&w.action) {
+                    acts.push(w.action);
+                }
+            }
+        }
+        for (resource, mut actions) in by_resource {
+            actions.sort_unstable();
+            groups.entry(actions).or_default().push(resource);
+        }
+        let mut decisions = permissions::Decisions::new();
+        for (actions, resources) in &groups {
+            match ports.capacity.simulate(region, p, actions, resources).await {
+                Ok(judged) => {
+                    for j in judged {
+                        decisions.insert((j.action, j.resource), j.decision);
+                    }
+                }
+                Err(e) => {
+                    return Self {
+                        principal,
+                        decisions: Err(crate::error_chain(&e)),
+                    };
+                }
+            }
+        }
+        Self {
+            principal,
+            decisions: Ok(decisions),
+        }
+    }
+}
+
+/// How `row`'s target is reached, for what it needs allowed: its inference
+/// component, or its endpoint (scaled by prepare when provisioned).
+fn target<'a>(cfg: &'a Config, row: &Row) -> permissions::Target<'a> {
+    let component = cfg
+        .models
+        .iter()
+        .find(|m| m.name == row.model)
+        .and_then(|m| m.in_named(&cfg.region))
+        .and_then(|s| s.path(row.path))
+        .filter(|t| t.endpoint == row.endpoint)
+        .and_then(|t| t.component());
+    match (row.reached, component) {
+        (Reached::Component, Some(c)) => permissions::Target::Component(c),
+        _ => permissions::Target::Endpoint {
+            scaled: row.path == Path::Provisioned,
+            asynchronous: row.path == Path::Batch,
+        },
+    }
 }
 
 /// Each region's latest `readiness` journal line, ordered by region, from

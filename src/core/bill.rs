@@ -979,8 +979,8 @@ fn cost_of(service: &str, operation: &str) -> Option<Cost> {
         ("cloudwatch", "read_health_check_metrics") => Cost::MetricsPerCheck,
         ("stepfunctions", _) => Cost::StepFunctionsApi,
         ("sagemaker" | "sagemaker_runtime", _) => Cost::Free,
-        // Neither API is billed (readiness reads them once per round).
-        ("application_autoscaling" | "service_quotas", _) => Cost::Free,
+        // None of these APIs is billed (readiness reads them once per round).
+        ("application_autoscaling" | "service_quotas" | "iam", _) => Cost::Free,
         _ => return None,
     })
 }

@@ -12,6 +12,7 @@ pub mod duty; // which of the active region's daemons holds its active duties (a
 pub mod health; // effective health of checks and probes; hysteresis
 pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leave, each with why
 pub mod mono; // one process's monotonic milliseconds: every local duration, a type of its own
+pub mod permissions; // readiness's IAM dry run: whose policies, which calls, what the simulator said
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
 pub mod quorum; // votes from all regions -> verdict per region
 pub mod rand; // splitmix64: seeded, counter-based randomness (jitter, ids, lab faults)

@@ -94,10 +94,13 @@ pub enum Check {
     Autoscaling,
     /// Service Quotas' applied endpoint-usage quota of the instance types.
     Quota,
+    /// IAM's policy simulator: may the daemons make prepare's calls on it
+    /// (`core::permissions`).
+    Iam,
 }
 
 impl Check {
-    pub const ALL: [Check; 8] = [
+    pub const ALL: [Check; 9] = [
         Check::Exists,
         Check::Serving,
         Check::LastUpdate,
@@ -106,6 +109,7 @@ impl Check {
         Check::Capacity,
         Check::Autoscaling,
         Check::Quota,
+        Check::Iam,
     ];
 
     /// The checks [`judge`] gives (the endpoint's own reads); the last two
@@ -129,6 +133,7 @@ impl Check {
             Check::Capacity => "capacity",
             Check::Autoscaling => "autoscaling",
             Check::Quota => "quota",
+            Check::Iam => "iam",
         }
     }
 }

@@ -42,10 +42,12 @@ pub enum Service {
     CloudWatch,
     ApplicationAutoScaling,
     ServiceQuotas,
+    /// IAM's policy simulator and STS's caller identity (readiness's dry run).
+    Iam,
 }
 
 impl Service {
-    pub const ALL: [Service; 8] = [
+    pub const ALL: [Service; 9] = [
         Service::DynamoDb,
         Service::StepFunctions,
         Service::Route53,
@@ -54,6 +56,7 @@ impl Service {
         Service::CloudWatch,
         Service::ApplicationAutoScaling,
         Service::ServiceQuotas,
+        Service::Iam,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl Service {
             Service::CloudWatch => "cloudwatch",
             Service::ApplicationAutoScaling => "application_autoscaling",
             Service::ServiceQuotas => "service_quotas",
+            Service::Iam => "iam",
         }
     }
 
@@ -124,10 +128,14 @@ pub enum Op {
     DescribeComponent,
     /// `UpdateInferenceComponentRuntimeConfig` (a copy count).
     SetCopyCount,
+    /// STS `GetCallerIdentity`: whose policies readiness simulates.
+    OwnPrincipal,
+    /// IAM `SimulatePrincipalPolicy`, every page (readiness's dry run).
+    SimulatePolicy,
 }
 
 impl Op {
-    pub const ALL: [Op; 35] = [
+    pub const ALL: [Op; 37] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::ReadDuty,
@@ -163,6 +171,8 @@ impl Op {
         Op::ListServiceQuotas,
         Op::DescribeComponent,
         Op::SetCopyCount,
+        Op::OwnPrincipal,
+        Op::SimulatePolicy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -202,6 +212,8 @@ impl Op {
             Op::ListServiceQuotas => "list_service_quotas",
             Op::DescribeComponent => "describe_component",
             Op::SetCopyCount => "set_copy_count",
+            Op::OwnPrincipal => "own_principal",
+            Op::SimulatePolicy => "simulate_policy",
         }
     }
 
@@ -242,6 +254,7 @@ impl Op {
             Op::WarmUp => Service::SageMakerRuntime,
             Op::DescribeScalableTargets => Service::ApplicationAutoScaling,
             Op::ListServiceQuotas => Service::ServiceQuotas,
+            Op::OwnPrincipal | Op::SimulatePolicy => Service::Iam,
         }
     }
 

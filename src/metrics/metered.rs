@@ -536,4 +536,27 @@ impl crate::ports::capacity::Capacity for Metered<dyn crate::ports::capacity::Ca
         self.done(Op::ListServiceQuotas, region, t0, &r);
         r
     }
+
+    async fn own_principal(&self, region: &str) -> Result<String, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.own_principal(region).await;
+        self.done(Op::OwnPrincipal, region, t0, &r);
+        r
+    }
+
+    async fn simulate(
+        &self,
+        region: &str,
+        principal: &str,
+        actions: &[&str],
+        resources: &[String],
+    ) -> Result<Vec<crate::ports::capacity::Judged>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self
+            .inner
+            .simulate(region, principal, actions, resources)
+            .await;
+        self.done(Op::SimulatePolicy, region, t0, &r);
+        r
+    }
 }

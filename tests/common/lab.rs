@@ -66,6 +66,7 @@ pub fn lab_env(moto: &Moto, model_port: u16, extra: &[(&str, &str)]) -> Vec<(Str
         ("FAILOVERD__ENDPOINTS__CLOUDWATCH", moto.url()),
         ("FAILOVERD__ENDPOINTS__APPLICATION_AUTOSCALING", moto.url()),
         ("FAILOVERD__ENDPOINTS__SERVICE_QUOTAS", moto.url()),
+        ("FAILOVERD__ENDPOINTS__IAM", moto.url()),
         (
             "FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME",
             format!("http://127.0.0.1:{model_port}"),

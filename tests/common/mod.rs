@@ -427,6 +427,7 @@ impl Moto {
             cloudwatch: Some(self.url()),
             application_autoscaling: Some(self.url()),
             service_quotas: Some(self.url()),
+            iam: Some(self.url()),
         }
     }
 }

@@ -1011,6 +1011,8 @@ impl Inference for SmRuntime {
 /// registered anywhere and an applied endpoint-usage quota of 1,000 for the
 /// one instance type the fake's endpoints run (`ml.m5.large`), so readiness
 /// judges both checks `ok` and the drift invariant stays about the model.
+/// IAM's simulator allows every call (the simulated fleet's role grants
+/// what prepare needs; the denials are the lab's, tests/lab_cost.rs).
 pub struct FakeCapacity;
 
 #[async_trait]
@@ -1026,6 +1028,31 @@ impl failoverd::ports::capacity::Capacity for FakeCapacity {
 
     async fn endpoint_quotas(&self, _: &str) -> Result<BTreeMap<String, f64>, PortError> {
         Ok(BTreeMap::from([("ml.m5.large".to_string(), 1000.0)]))
+    }
+
+    async fn own_principal(&self, _: &str) -> Result<String, PortError> {
+        Ok("arn:aws:iam::111122223333:role/failoverd-daemon".to_string())
+    }
+
+    async fn simulate(
+        &self,
+        _: &str,
+        _: &str,
+        actions: &[&str],
+        resources: &[String],
+    ) -> Result<Vec<failoverd::ports::capacity::Judged>, PortError> {
+        Ok(actions
+            .iter()
+            .flat_map(|a| {
+                resources
+                    .iter()
+                    .map(move |r| failoverd::ports::capacity::Judged {
+                        action: a.to_string(),
+                        resource: r.clone(),
+                        decision: "allowed".to_string(),
+                    })
+            })
+            .collect())
     }
 }
 
