@@ -732,6 +732,33 @@ mod tests {
     }
 
     #[test]
+    fn each_mapped_component_has_its_own_measured_need() {
+        let cfg = config(
+            "[[models]]\nname = \"llm\"\n[models.regions.us-west-2]\nendpoint = \"gpu-w\"\ninference_component = \"llm-w\"\n[models.regions.us-east-1]\nendpoint = \"gpu-e\"\ninference_component = \"llm-e\"\n",
+        );
+        let needs = Needs::measured(
+            &cfg,
+            &Shared::default(),
+            crate::metrics::counts::Now {
+                wall_ms: 0,
+                mono: crate::core::mono::Mono(0),
+            },
+        );
+        // Keyed as the rows name it, so the fleet's figure never stands in.
+        for r in rows(&cfg, "us-east-1") {
+            if let Some(c) = &r.component {
+                assert!(
+                    needs
+                        .by_component
+                        .contains_key(&(r.endpoint.clone(), c.clone())),
+                    "{needs:?}"
+                );
+            }
+        }
+        assert_eq!(needs.by_component.len(), 1, "{needs:?}");
+    }
+
+    #[test]
     fn an_endpoint_without_its_own_need_takes_the_fleets() {
         let n = Needs {
             by_endpoint: BTreeMap::from([("fraud-w".to_string(), Some(2)), ("prov".into(), None)]),
