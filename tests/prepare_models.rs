@@ -19,9 +19,10 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ModelServer, Moto, root, unique};
@@ -31,9 +32,9 @@ use failoverd::control::prepare::{self, PrepareError};
 use failoverd::core::control::{ControlRecord, Phase};
 use failoverd::core::plan::FailoverPlan;
 use failoverd::core::record::RecordWrite;
-use failoverd::ports::Ports;
-use failoverd::ports::endpoints::ComponentStatus;
+use failoverd::ports::endpoints::{ComponentStatus, Deleted, EndpointState, WarmUp};
 use failoverd::ports::store::Event;
+use failoverd::ports::{Endpoints, PortError, Ports};
 use serde_json::Value;
 
 const EAST: &str = "us-east-1";
@@ -536,6 +537,276 @@ fn the_aws_check_finds_a_mapped_component_that_is_gone() {
             missing,
             [(WEST, "lab-gpu", Some("embed-usw2"))],
             "{found:?}"
+        );
+    });
+}
+
+/// Delete us-west-2's `embed-usw2` and wait until it is gone.
+async fn delete_embed(sm: &aws_sdk_sagemaker::Client, env: &Env) {
+    sm.delete_inference_component()
+        .inference_component_name("embed-usw2")
+        .send()
+        .await
+        .unwrap();
+    common::wait_until("embed-usw2 gone", Duration::from_secs(20), || async {
+        env.ports
+            .endpoints
+            .describe_component(WEST, "embed-usw2")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// Create us-west-2's `embed-usw2` on `endpoint` running `image`, and wait
+/// until it is in service.
+async fn create_embed(sm: &aws_sdk_sagemaker::Client, env: &Env, endpoint: &str, image: &str) {
+    failoverd::aws::sagemaker::ensure_inference_component(
+        sm,
+        &failoverd::aws::sagemaker::ComponentSpec {
+            component: "embed-usw2",
+            endpoint,
+            variant: "AllTraffic",
+            image,
+            min_memory_mb: 1024,
+            copies: 1,
+        },
+    )
+    .await
+    .unwrap();
+    common::wait_until("embed-usw2 in service", Duration::from_secs(20), || async {
+        let (.., status) = env.copies(WEST, "embed-usw2").await;
+        (status == ComponentStatus::InService).then_some(())
+    })
+    .await;
+}
+
+/// The endpoints of the lab, counting each `DescribeEndpoint` and
+/// `DescribeInferenceComponent` by (region, name).
+struct Counting {
+    inner: Arc<dyn Endpoints>,
+    reads: Mutex<BTreeMap<(String, String, String), u32>>,
+}
+
+impl Counting {
+    fn count(&self, op: &str, region: &str, name: &str) {
+        *self
+            .reads
+            .lock()
+            .unwrap()
+            .entry((op.into(), region.into(), name.into()))
+            .or_default() += 1;
+    }
+
+    fn take(&self) -> BTreeMap<(String, String, String), u32> {
+        std::mem::take(&mut *self.reads.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl Endpoints for Counting {
+    async fn status(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<failoverd::ports::endpoints::EndpointStatus>, PortError> {
+        self.inner.status(region, endpoint).await
+    }
+    async fn warm_up(
+        &self,
+        region: &str,
+        endpoint: &str,
+        target_model: Option<&str>,
+        body: &[u8],
+    ) -> WarmUp {
+        self.inner
+            .warm_up(region, endpoint, target_model, body)
+            .await
+    }
+    async fn describe(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<EndpointState>, PortError> {
+        self.count("describe", region, endpoint);
+        self.inner.describe(region, endpoint).await
+    }
+    async fn set_instance_counts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        counts: &[(String, u32)],
+    ) -> Result<(), PortError> {
+        self.inner
+            .set_instance_counts(region, endpoint, counts)
+            .await
+    }
+    async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError> {
+        self.inner.tags(region, arn).await
+    }
+    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
+        self.inner.delete(region, endpoint).await
+    }
+    async fn served(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<Vec<failoverd::ports::endpoints::ServedVariant>>, PortError> {
+        self.inner.served(region, endpoint).await
+    }
+    async fn describe_component(
+        &self,
+        region: &str,
+        component: &str,
+    ) -> Result<Option<failoverd::ports::endpoints::ComponentState>, PortError> {
+        self.count("describe_component", region, component);
+        self.inner.describe_component(region, component).await
+    }
+    async fn set_copy_count(
+        &self,
+        region: &str,
+        component: &str,
+        copies: u32,
+    ) -> Result<(), PortError> {
+        self.inner.set_copy_count(region, component, copies).await
+    }
+}
+
+/// Readiness judges a standby's inference components against the
+/// active's, through the real SDK against the lab's components: the
+/// provisioned fleet is ready (each endpoint and component read once a
+/// round); copies below the active's are info and an unmeasured need
+/// unknown; a component deleted is critical, one re-created on another
+/// endpoint is critical naming it, and one re-created with another image
+/// is critical naming both images.
+#[test]
+fn a_standbys_components_are_judged_against_the_actives() {
+    use failoverd::control::standby::{self, Needs};
+    use failoverd::core::standby::{Check, Finding, Severity};
+    let env = Env::start();
+    let counting = Arc::new(Counting {
+        inner: env.ports.endpoints.clone(),
+        reads: Mutex::new(BTreeMap::new()),
+    });
+    let ports = Ports {
+        endpoints: counting.clone(),
+        ..env.ports.clone()
+    };
+    let needs = Needs {
+        by_component: BTreeMap::from([
+            (("lab-gpu".to_string(), "llm-usw2".to_string()), Some(1)),
+            (("lab-gpu".to_string(), "embed-usw2".to_string()), None),
+        ]),
+        ..Needs::all(Some(1))
+    };
+    let of = |f: &[Finding], endpoint: &str, c: Check| -> Finding {
+        f.iter()
+            .find(|x| x.endpoint == endpoint && x.check == c)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {endpoint} {c:?} in {f:#?}"))
+    };
+    let llm = "lab-gpu/llm-usw2";
+    let embed = "lab-gpu/embed-usw2";
+    rt().block_on(async {
+        for (r, c) in [
+            (WEST, "llm-usw2"),
+            (WEST, "embed-usw2"),
+            (EAST, "llm-use1"),
+            (EAST, "embed-use1"),
+        ] {
+            common::wait_until("the component in service", Duration::from_secs(30), || async {
+                let (current, _, status) = env.copies(r, c).await;
+                (status == ComponentStatus::InService && current == 1).then_some(())
+            })
+            .await;
+        }
+        let f = standby::check(&env.cfg, &ports, EAST, &needs).await;
+        for c in [Check::Exists, Check::Serving, Check::LastUpdate, Check::Model] {
+            for e in [llm, embed] {
+                let x = of(&f, e, c);
+                assert_eq!(x.severity, Severity::Ok, "{x}");
+            }
+        }
+        assert_eq!(of(&f, llm, Check::Capacity).severity, Severity::Ok, "{f:#?}");
+        let x = of(&f, embed, Check::Capacity);
+        assert_eq!(x.severity, Severity::Unknown, "{x}");
+        assert!(x.detail.contains("not measured"), "{x}");
+        assert_eq!(of(&f, llm, Check::Exists).model, "llm");
+        // Each endpoint and component read once in the round.
+        let reads = counting.take();
+        for (c, r) in [
+            ("llm-usw2", WEST),
+            ("embed-usw2", WEST),
+            ("llm-use1", EAST),
+            ("embed-use1", EAST),
+        ] {
+            assert_eq!(
+                reads.get(&("describe_component".to_string(), r.to_string(), c.to_string())),
+                Some(&1),
+                "{reads:?}"
+            );
+        }
+        assert!(reads.values().all(|n| *n == 1), "{reads:?}");
+
+        // The active holds more copies: prepare would raise ours.
+        env.set_copies(EAST, "llm-use1", 3).await;
+        let f = standby::check(&env.cfg, &ports, EAST, &needs).await;
+        let x = of(&f, llm, Check::Capacity);
+        assert_eq!(x.severity, Severity::Info, "{x}");
+        assert!(x.detail.contains("the active's 3"), "{x}");
+
+        // embed-usw2 gone; then on another endpoint; then with another
+        // image.
+        let clients = AwsClients::new(common::sdk_config(), env.cfg.endpoints.clone());
+        let sm = clients.sagemaker(WEST);
+        let theirs = env
+            .ports
+            .endpoints
+            .describe_component(EAST, "embed-use1")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .image
+            .unwrap();
+        delete_embed(&sm, &env).await;
+        let f = standby::check(&env.cfg, &ports, EAST, &needs).await;
+        let x = of(&f, embed, Check::Exists);
+        assert_eq!(x.severity, Severity::Critical, "{x}");
+        assert!(x.detail.contains("no inference component embed-usw2"), "{x}");
+
+        create_embed(&sm, &env, "fraud-usw2", &theirs).await;
+        let f = standby::check(&env.cfg, &ports, EAST, &needs).await;
+        let x = of(&f, embed, Check::Exists);
+        assert_eq!(x.severity, Severity::Critical, "{x}");
+        assert!(
+            x.detail.contains("sits on endpoint fraud-usw2, not on lab-gpu"),
+            "{x}"
+        );
+
+        delete_embed(&sm, &env).await;
+        create_embed(
+            &sm,
+            &env,
+            "lab-gpu",
+            "123456789012.dkr.ecr.us-west-2.amazonaws.com/embed:old",
+        )
+        .await;
+        let f = standby::check(&env.cfg, &ports, EAST, &needs).await;
+        assert_eq!(of(&f, embed, Check::Exists).severity, Severity::Ok);
+        let x = of(&f, embed, Check::Model);
+        assert_eq!(x.severity, Severity::Critical, "{x}");
+        assert_eq!(
+            x.detail,
+            format!("image 123456789012.dkr.ecr.us-west-2.amazonaws.com/embed:old, the active's {theirs}")
+        );
+        assert_eq!(of(&f, llm, Check::Model).severity, Severity::Ok);
+        let p = failoverd::core::standby::Published::of(EAST, &f, 0);
+        assert!(
+            p.critical.contains(&"lab-gpu/embed-usw2 model".to_string()),
+            "{p:?}"
         );
     });
 }

@@ -8,7 +8,11 @@
 //! Budget: per round, for each configured endpoint of this region and its
 //! counterpart in the active region, one `DescribeEndpoint` plus one
 //! `DescribeEndpointConfig` and one `DescribeModel` per variant: about six
-//! SageMaker control-plane reads for three endpoints every five minutes.
+//! SageMaker control-plane reads for three endpoints every five minutes;
+//! plus, per model served as an inference component, one
+//! `DescribeInferenceComponent` of its component here and one of its
+//! component in the active region. Each endpoint and component is read
+//! once a round, however many models or rows name it (`Reads`).
 //! The active region's daemon does not check (nothing to compare with).
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +38,10 @@ use super::journal::journal;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Needs {
     pub by_endpoint: BTreeMap<String, Option<u32>>,
+    /// Each inference component's need in copies, by (endpoint,
+    /// component): its model's traffic wherever it lands
+    /// (`Config::component_counterparts`, as prepare reads it).
+    pub by_component: BTreeMap<(String, String), Option<u32>>,
     pub fleet: Option<u32>,
 }
 
@@ -42,6 +50,7 @@ impl Needs {
     pub fn all(need: Option<u32>) -> Self {
         Self {
             by_endpoint: BTreeMap::new(),
+            by_component: BTreeMap::new(),
             fleet: need,
         }
     }
@@ -49,6 +58,18 @@ impl Needs {
     /// `endpoint`'s need.
     pub fn of(&self, endpoint: &str) -> Option<u32> {
         match self.by_endpoint.get(endpoint) {
+            Some(n) => *n,
+            None => self.fleet,
+        }
+    }
+
+    /// The copies component `component` on `endpoint` needs (the fleet's
+    /// figure when it was not measured on its own: tests' [`Needs::all`]).
+    pub fn of_component(&self, endpoint: &str, component: &str) -> Option<u32> {
+        match self
+            .by_component
+            .get(&(endpoint.to_string(), component.to_string()))
+        {
             Some(n) => *n,
             None => self.fleet,
         }
@@ -68,7 +89,27 @@ impl Needs {
                 (e, need)
             })
             .collect();
-        Self { by_endpoint, fleet }
+        let by_component = cfg
+            .endpoints_in(&cfg.region)
+            .into_iter()
+            .flat_map(|e| {
+                e.components
+                    .iter()
+                    .map(|c| (e.name.clone(), c.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .map(|(e, c)| {
+                let pairs = cfg.component_counterparts(&cfg.region, &e, &c);
+                let need =
+                    crate::state::fleet_need(cfg, shared, &super::cost::as_refs(&pairs), now);
+                ((e, c), need)
+            })
+            .collect();
+        Self {
+            by_endpoint,
+            by_component,
+            fleet,
+        }
     }
 }
 
@@ -82,6 +123,11 @@ pub struct Row {
     pub endpoint: String,
     pub reached: Reached,
     pub counterpart: Option<String>,
+    /// The inference component the model is served as here, and the
+    /// model's component on the same path in the active region (`None`:
+    /// it is not a component there).
+    pub component: Option<String>,
+    pub counterpart_component: Option<String>,
 }
 
 /// What readiness compares for `cfg.region` against `active`: each model's
@@ -107,6 +153,11 @@ pub fn rows(cfg: &Config, active: &str) -> Vec<Row> {
                     Reached::Variants
                 },
                 counterpart: theirs.and_then(|s| s.path(p)).map(|s| s.endpoint.clone()),
+                component: t.component().map(str::to_string),
+                counterpart_component: theirs
+                    .and_then(|s| s.path(p))
+                    .and_then(|s| s.component())
+                    .map(str::to_string),
             });
         }
     }
@@ -121,7 +172,12 @@ pub fn rows(cfg: &Config, active: &str) -> Vec<Row> {
         let Some(e) = shared(&cfg.region, p) else {
             continue;
         };
-        if out.iter().any(|r| r.endpoint == e) {
+        // A shared endpoint only components use is still judged as an
+        // endpoint (its instances: prepare scales it, entry 125).
+        if out
+            .iter()
+            .any(|r| r.endpoint == e && r.reached == Reached::Variants)
+        {
             continue;
         }
         out.push(Row {
@@ -130,6 +186,8 @@ pub fn rows(cfg: &Config, active: &str) -> Vec<Row> {
             endpoint: e,
             reached: Reached::Variants,
             counterpart: shared(active, p),
+            component: None,
+            counterpart_component: None,
         });
     }
     out
@@ -174,6 +232,40 @@ pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
     }
 }
 
+/// Read one inference component (`DescribeInferenceComponent`), mapped
+/// onto `endpoint`.
+pub async fn observe_component(
+    ports: &Ports,
+    region: &str,
+    endpoint: &str,
+    component: &str,
+) -> standby::ComponentSeen {
+    let state = match ports.endpoints.describe_component(region, component).await {
+        Err(e) => Err(crate::error_chain(&e)),
+        Ok(None) => Ok(None),
+        Ok(Some(c)) => Ok(Some(standby::ComponentDescribed {
+            on_endpoint: c.endpoint,
+            status: c.status.as_str().to_string(),
+            failure_reason: c.failure_reason,
+            copies: c.current_copies,
+            spec: standby::ComponentSpec {
+                model: c.spec.model,
+                image: c.spec.image,
+                artifact_url: c.spec.artifact_url,
+                cpu_cores: c.spec.cpu_cores,
+                accelerators: c.spec.accelerators,
+                min_memory_mb: c.spec.min_memory_mb,
+                max_memory_mb: c.spec.max_memory_mb,
+            },
+        })),
+    };
+    standby::ComponentSeen {
+        endpoint: endpoint.to_string(),
+        component: component.to_string(),
+        state,
+    }
+}
+
 /// The provisioned variants of a read endpoint (none when it was not read).
 fn provisioned_variants(seen: &Seen) -> Vec<String> {
     match &seen.state {
@@ -208,14 +300,32 @@ fn typed_counts(seen: &Seen) -> Result<Vec<(String, u32)>, String> {
 }
 
 /// What one round read, each thing once: endpoints by (region, name),
-/// scalable targets by (region, endpoint).
+/// inference components by (region, name), scalable targets by (region,
+/// endpoint).
 #[derive(Default)]
 struct Reads {
     seen: HashMap<(String, String), Seen>,
+    components: HashMap<(String, String), standby::ComponentSeen>,
     bounds: HashMap<(String, String), Result<Vec<Bounds>, String>>,
 }
 
 impl Reads {
+    async fn component(
+        &mut self,
+        ports: &Ports,
+        region: &str,
+        endpoint: &str,
+        component: &str,
+    ) -> standby::ComponentSeen {
+        let k = (region.to_string(), component.to_string());
+        if let Some(c) = self.components.get(&k) {
+            return c.clone();
+        }
+        let c = observe_component(ports, region, endpoint, component).await;
+        self.components.insert(k, c.clone());
+        c
+    }
+
     async fn seen(&mut self, ports: &Ports, region: &str, endpoint: &str) -> Seen {
         let k = (region.to_string(), endpoint.to_string());
         if let Some(s) = self.seen.get(&k) {
@@ -314,6 +424,20 @@ pub async fn check(cfg: &Config, ports: &Ports, active: &str, needs: &Needs) -> 
             tier,
             need,
         ));
+        if let Some(c) = &row.component {
+            let mine = reads.component(ports, region, &row.endpoint, c).await;
+            let theirs = match (&row.counterpart, &row.counterpart_component) {
+                (Some(e), Some(c)) => Some(reads.component(ports, active, e, c).await),
+                _ => None,
+            };
+            out.extend(standby::judge_component(
+                &row.model,
+                &mine,
+                theirs.as_ref(),
+                cfg.cost.tier_of(&row.model),
+                needs.of_component(&row.endpoint, c),
+            ));
+        }
         let variants = provisioned_variants(&seen);
         let mine = if variants.is_empty() {
             Ok(Vec::new())
@@ -640,6 +764,8 @@ mod tests {
             endpoint: endpoint.into(),
             reached,
             counterpart: Some(theirs.into()),
+            component: None,
+            counterpart_component: None,
         }
     }
 
@@ -657,13 +783,17 @@ mod tests {
                 row("plain", Path::Provisioned, "prov", v, "prov"),
                 row("plain", Path::Serverless, "sls", v, "sls"),
                 row("fraud", Path::Provisioned, "fraud-w", v, "fraud-e"),
-                row(
-                    "llm",
-                    Path::Provisioned,
-                    "gpu-w",
-                    Reached::Component,
-                    "gpu-e"
-                ),
+                Row {
+                    component: Some("llm-w".into()),
+                    counterpart_component: Some("llm-e".into()),
+                    ..row(
+                        "llm",
+                        Path::Provisioned,
+                        "gpu-w",
+                        Reached::Component,
+                        "gpu-e",
+                    )
+                },
             ]
         );
         // Every model on its own endpoints: the shared ones are still
@@ -682,13 +812,62 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_endpoint_only_components_use_is_still_judged_as_an_endpoint() {
+        let cfg = config(
+            "[[models]]\nname = \"llm\"\n[models.regions.us-west-2]\nendpoint = \"prov\"\ninference_component = \"llm-w\"\n[models.regions.us-east-1]\nendpoint = \"prov\"\ninference_component = \"llm-e\"\n",
+        );
+        let rows = rows(&cfg, "us-east-1");
+        let on_prov: Vec<(&str, Reached, Option<&str>)> = rows
+            .iter()
+            .filter(|r| r.endpoint == "prov")
+            .map(|r| (r.model.as_str(), r.reached, r.component.as_deref()))
+            .collect();
+        assert_eq!(
+            on_prov,
+            vec![
+                ("llm", Reached::Component, Some("llm-w")),
+                (standby::SHARED, Reached::Variants, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn each_mapped_component_has_its_own_measured_need() {
+        let cfg = config(
+            "[[models]]\nname = \"llm\"\n[models.regions.us-west-2]\nendpoint = \"gpu-w\"\ninference_component = \"llm-w\"\n[models.regions.us-east-1]\nendpoint = \"gpu-e\"\ninference_component = \"llm-e\"\n",
+        );
+        let needs = Needs::measured(
+            &cfg,
+            &Shared::default(),
+            crate::metrics::counts::Now {
+                wall_ms: 0,
+                mono: crate::core::mono::Mono(0),
+            },
+        );
+        // Keyed as the rows name it, so the fleet's figure never stands in.
+        for r in rows(&cfg, "us-east-1") {
+            if let Some(c) = &r.component {
+                assert!(
+                    needs
+                        .by_component
+                        .contains_key(&(r.endpoint.clone(), c.clone())),
+                    "{needs:?}"
+                );
+            }
+        }
+        assert_eq!(needs.by_component.len(), 1, "{needs:?}");
+    }
+
+    #[test]
     fn an_endpoint_without_its_own_need_takes_the_fleets() {
         let n = Needs {
             by_endpoint: BTreeMap::from([("fraud-w".to_string(), Some(2)), ("prov".into(), None)]),
+            by_component: BTreeMap::from([(("gpu-w".to_string(), "llm-w".to_string()), None)]),
             fleet: Some(5),
         };
         assert_eq!(n.of("fraud-w"), Some(2));
         assert_eq!(n.of("prov"), None, "measured as unmeasured stays so");
         assert_eq!(n.of("sls"), Some(5));
+        assert_eq!(n.of_component("gpu-w", "llm-w"), None);
     }
 }

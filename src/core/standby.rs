@@ -22,6 +22,12 @@
 //! | `instance_type` | | other instance types than the active's | |
 //! | `capacity` | `tier1`: fewer instances than the fleet's measured need | | `tier2`/`tier3`: fewer than the need (prepare scales it up) |
 //!
+//! A model served by an inference component is also judged on the
+//! component ([`judge_component`], findings keyed `endpoint/component`):
+//! it exists on the mapped endpoint, is `InService`, runs the active's
+//! component's image, model data and compute requirements, and holds its
+//! copies against the need and the active's copies.
+//!
 //! A read that failed makes its checks `unknown`, never `ok`.
 
 use std::collections::BTreeMap;
@@ -210,19 +216,18 @@ pub enum Reached {
     /// on them): images, model data and instances are the model's.
     Variants,
     /// An inference component: its artefacts, image and copies are the
-    /// component's (`DescribeInferenceComponent`), which readiness does not
-    /// read yet; the `model` and `capacity` checks are `unknown`.
+    /// component's ([`judge_component`]); the endpoint gives no `capacity`
+    /// finding for it (its instances are not what the model scales by).
     Component,
 }
-
-/// Why a component-served model's `model` and `capacity` checks are unknown.
-pub const COMPONENT_NOT_CHECKED: &str =
-    "component readiness not checked (its artefacts and copies are the inference component's)";
 
 /// Judge `standby` (this region's endpoint of `model`) against `active`
 /// (the model's endpoint of the same kind in the active region, if it has
 /// one), for a fleet of `tier` whose measured need on that endpoint is
-/// `need` instances.
+/// `need` instances. For a model `reached` as an inference component the
+/// endpoint's `capacity` is left out: the component's copies are judged
+/// instead ([`judge_component`]), and its variants' own containers are
+/// still compared (`model`).
 pub fn judge(
     model: &str,
     reached: Reached,
@@ -232,21 +237,306 @@ pub fn judge(
     need: Option<u32>,
 ) -> Vec<Finding> {
     let mut out = judge_endpoint(standby, active, tier, need);
+    if reached == Reached::Component {
+        out.retain(|f| f.check != Check::Capacity);
+    }
     for f in &mut out {
         f.model = model.to_string();
-        // A component's copies, not the endpoint's instances, are its
-        // capacity; a variant's own drifted containers stay critical.
-        let judged_elsewhere = match f.check {
-            Check::Capacity => true,
-            Check::Model => f.severity != Severity::Critical,
-            _ => false,
-        };
-        if reached == Reached::Component && judged_elsewhere {
-            f.severity = Severity::Unknown;
-            f.detail = COMPONENT_NOT_CHECKED.to_string();
-        }
     }
     out
+}
+
+/// What an inference component runs, as compared with the active's
+/// (`DescribeInferenceComponent`'s `Specification`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ComponentSpec {
+    /// `ModelName`, when it runs a SageMaker model (whose containers are
+    /// not read here).
+    pub model: Option<String>,
+    /// The container image, when it names its own container.
+    pub image: Option<String>,
+    /// The container's `ArtifactUrl` (model data).
+    pub artifact_url: Option<String>,
+    /// `ComputeResourceRequirements`: what each copy reserves.
+    pub cpu_cores: Option<f32>,
+    pub accelerators: Option<f32>,
+    pub min_memory_mb: Option<u32>,
+    pub max_memory_mb: Option<u32>,
+}
+
+/// One region's inference component as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentSeen {
+    /// The endpoint the configuration maps it onto.
+    pub endpoint: String,
+    pub component: String,
+    /// `Err`: the read failed (why); `Ok(None)`: it does not exist.
+    pub state: Result<Option<ComponentDescribed>, String>,
+}
+
+impl ComponentSeen {
+    /// The findings' endpoint: `endpoint/component`, the label the
+    /// router's counts and metrics know it by.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.endpoint, self.component)
+    }
+}
+
+/// A found inference component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentDescribed {
+    /// `EndpointName`: the endpoint it sits on.
+    pub on_endpoint: String,
+    /// `InferenceComponentStatus` as SageMaker names it.
+    pub status: String,
+    pub failure_reason: Option<String>,
+    /// `CurrentCopyCount`: copies placed and serving.
+    pub copies: Option<u32>,
+    pub spec: ComponentSpec,
+}
+
+/// The checks [`judge_component`] gives, in order.
+pub const COMPONENT: [Check; 5] = [
+    Check::Exists,
+    Check::Serving,
+    Check::LastUpdate,
+    Check::Model,
+    Check::Capacity,
+];
+
+const UNMEASURED: &str =
+    "the need is not measured (cost.instance_invocations_per_minute, a whole hour of counts)";
+
+/// Judge `standby`, the inference component `model` is mapped to in this
+/// region, against `active`, the same model's component in the active
+/// region (`None`: it is not a component there), for `tier` whose measured
+/// need on it is `need` copies. Findings are keyed by `endpoint/component`:
+///
+/// - `exists`: critical when it does not exist or sits on another endpoint
+///   than the mapped one;
+/// - `serving`: critical unless `InService` (`Updating`: warning, it
+///   serves on the copies it has);
+/// - `last_update`: warning with a `FailureReason`;
+/// - `model`: critical when its image, model data (`ArtifactUrl`) or
+///   compute requirements differ from the active's, naming each; unknown
+///   when either runs a SageMaker model (its containers are not read);
+/// - `capacity`: its current copies against the need (`tier1`: critical
+///   below it; `tier2`/`tier3`: info, prepare scales it up; unmeasured:
+///   unknown) and against the active's copies (fewer: info, prepare
+///   scales it up to them); the worst of the two.
+pub fn judge_component(
+    model: &str,
+    standby: &ComponentSeen,
+    active: Option<&ComponentSeen>,
+    tier: Tier,
+    need: Option<u32>,
+) -> Vec<Finding> {
+    let label = standby.label();
+    let f = |check, (severity, detail): Judged| Finding {
+        model: model.to_string(),
+        endpoint: label.clone(),
+        check,
+        severity,
+        detail,
+    };
+    let d = match &standby.state {
+        Err(e) => {
+            return COMPONENT
+                .iter()
+                .map(|c| {
+                    f(
+                        *c,
+                        (
+                            Severity::Unknown,
+                            format!("DescribeInferenceComponent failed: {e}"),
+                        ),
+                    )
+                })
+                .collect();
+        }
+        Ok(None) => {
+            let mut out = vec![f(
+                Check::Exists,
+                (
+                    Severity::Critical,
+                    format!(
+                        "no inference component {}: the router and prepare have nothing to send {model}'s traffic to here",
+                        standby.component
+                    ),
+                ),
+            )];
+            out.extend(COMPONENT[1..].iter().map(|c| {
+                f(
+                    *c,
+                    (
+                        Severity::Unknown,
+                        "the inference component does not exist".into(),
+                    ),
+                )
+            }));
+            return out;
+        }
+        Ok(Some(d)) => d,
+    };
+    let mut out = Vec::new();
+    out.push(f(
+        Check::Exists,
+        if d.on_endpoint == standby.endpoint {
+            (Severity::Ok, format!("exists on {}", standby.endpoint))
+        } else {
+            (
+                Severity::Critical,
+                format!(
+                    "sits on endpoint {}, not on {} where it is mapped: calls to {} naming it are refused",
+                    d.on_endpoint, standby.endpoint, standby.endpoint
+                ),
+            )
+        },
+    ));
+    out.push(f(
+        Check::Serving,
+        match d.status.as_str() {
+            "InService" => (Severity::Ok, "InService".into()),
+            "Updating" => (
+                Severity::Warning,
+                "Updating: serves on the copies it has while it changes".into(),
+            ),
+            s => (Severity::Critical, format!("{s}: not in service")),
+        },
+    ));
+    out.push(f(
+        Check::LastUpdate,
+        match &d.failure_reason {
+            Some(r) => (Severity::Warning, format!("the last update failed: {r}")),
+            None => (Severity::Ok, "no failure".into()),
+        },
+    ));
+    // The active's component as read: `None` when there is nothing to
+    // compare with, `Err` when it could not be read.
+    let theirs: Option<Result<&ComponentDescribed, String>> = match active.map(|a| (a, &a.state)) {
+        None => None,
+        Some((_, Ok(None))) => None,
+        Some((a, Err(e))) => Some(Err(format!(
+            "the active's component {} could not be read: {e}",
+            a.component
+        ))),
+        Some((_, Ok(Some(a)))) => Some(Ok(a)),
+    };
+    out.push(f(
+        Check::Model,
+        compare_components(&d.spec, theirs.as_ref()),
+    ));
+    out.push(f(
+        Check::Capacity,
+        component_copies(d.copies, theirs.as_ref(), tier, need),
+    ));
+    out
+}
+
+/// The component's `model` check: image, model data and compute
+/// requirements against the active's.
+fn compare_components(
+    mine: &ComponentSpec,
+    theirs: Option<&Result<&ComponentDescribed, String>>,
+) -> Judged {
+    let a = match theirs {
+        None => {
+            return (
+                Severity::Ok,
+                "the active region has no such component to compare with".into(),
+            );
+        }
+        Some(Err(e)) => return (Severity::Unknown, e.clone()),
+        Some(Ok(a)) => &a.spec,
+    };
+    fn show<T: fmt::Display>(v: &Option<T>) -> String {
+        v.as_ref().map_or("none".to_string(), |v| v.to_string())
+    }
+    let mut parts: Vec<Judged> = Vec::new();
+    let mut differ = |what: &str, m: String, t: String| {
+        if m != t {
+            parts.push((Severity::Critical, format!("{what} {m}, the active's {t}")));
+        }
+    };
+    differ("image", show(&mine.image), show(&a.image));
+    differ(
+        "model data",
+        show(&mine.artifact_url),
+        show(&a.artifact_url),
+    );
+    differ("CPU cores", show(&mine.cpu_cores), show(&a.cpu_cores));
+    differ(
+        "accelerators",
+        show(&mine.accelerators),
+        show(&a.accelerators),
+    );
+    differ(
+        "min memory MB",
+        show(&mine.min_memory_mb),
+        show(&a.min_memory_mb),
+    );
+    differ(
+        "max memory MB",
+        show(&mine.max_memory_mb),
+        show(&a.max_memory_mb),
+    );
+    for (who, s) in [("it", mine), ("the active's", a)] {
+        if let (Some(m), None) = (&s.model, &s.image) {
+            parts.push((
+                Severity::Unknown,
+                format!("{who} runs SageMaker model {m}, whose containers readiness does not read"),
+            ));
+        }
+    }
+    combine(
+        parts,
+        "the same image, model data and compute requirements as the active's".into(),
+    )
+}
+
+/// The component's `capacity` check: its copies against the need and
+/// against the active's copies.
+fn component_copies(
+    copies: Option<u32>,
+    theirs: Option<&Result<&ComponentDescribed, String>>,
+    tier: Tier,
+    need: Option<u32>,
+) -> Judged {
+    let Some(n) = copies else {
+        return (Severity::Unknown, "no CurrentCopyCount reported".into());
+    };
+    let mut parts: Vec<Judged> = Vec::new();
+    let mut oks: Vec<String> = Vec::new();
+    match need {
+        None => parts.push((Severity::Unknown, format!("holds {n} copies; {UNMEASURED}"))),
+        Some(need) if n >= need => oks.push(format!("holds {n} copies, the need is {need}")),
+        Some(need) if tier.standby_holds() == StandbyHolds::ActiveNeed => parts.push((
+            Severity::Critical,
+            format!(
+                "holds {n} copies, the need is {need}, and {tier} keeps its standby at the need"
+            ),
+        )),
+        Some(need) => parts.push((
+            Severity::Info,
+            format!("holds {n} copies, the need is {need}: prepare scales it up ({tier})"),
+        )),
+    }
+    match theirs {
+        None => {}
+        Some(Err(e)) => parts.push((Severity::Unknown, e.clone())),
+        Some(Ok(a)) => match a.copies {
+            Some(m) if n < m => parts.push((
+                Severity::Info,
+                format!("holds {n} copies, the active's {m}: prepare scales it up to them"),
+            )),
+            Some(m) => oks.push(format!("the active's holds {m}")),
+            None => parts.push((
+                Severity::Unknown,
+                "the active's component reports no CurrentCopyCount".into(),
+            )),
+        },
+    }
+    combine(parts, oks.join("; "))
 }
 
 fn judge_endpoint(
@@ -1012,7 +1302,7 @@ mod tests {
     }
 
     #[test]
-    fn findings_are_keyed_by_model_and_a_component_is_not_judged_on_its_artefacts() {
+    fn findings_are_keyed_by_model_and_a_components_endpoint_leaves_capacity_to_it() {
         let a = seen("img:2", "ml.g5.xlarge", 4);
         let fs = judge(
             "llm",
@@ -1023,22 +1313,236 @@ mod tests {
             Some(4),
         );
         assert!(fs.iter().all(|f| f.model == "llm"), "{fs:?}");
-        // A drifted image is still critical (the variant's own containers).
+        // A drifted variant image is still critical (the variant's own
+        // containers).
         assert_eq!(of(&fs, Check::Model).severity, Severity::Critical);
-        let fs = judge(
-            "llm",
-            Reached::Component,
-            &seen("img:2", "ml.g5.xlarge", 1),
-            Some(&a),
-            Tier::Tier1,
-            Some(4),
-        );
-        for c in [Check::Model, Check::Capacity] {
-            let f = of(&fs, c);
-            assert_eq!(f.severity, Severity::Unknown, "{f}");
-            assert_eq!(f.detail, COMPONENT_NOT_CHECKED);
+        // The endpoint's instances are not the component's capacity.
+        assert!(fs.iter().all(|f| f.check != Check::Capacity), "{fs:?}");
+        assert_eq!(fs.len(), Check::ENDPOINT.len() - 1);
+    }
+
+    fn spec(image: &str) -> ComponentSpec {
+        ComponentSpec {
+            model: None,
+            image: Some(image.into()),
+            artifact_url: Some("s3://m/llm.tar.gz".into()),
+            cpu_cores: Some(1.0),
+            accelerators: None,
+            min_memory_mb: Some(1024),
+            max_memory_mb: None,
         }
-        assert_eq!(of(&fs, Check::Exists).severity, Severity::Ok);
+    }
+
+    fn comp(component: &str, image: &str, copies: u32) -> ComponentSeen {
+        ComponentSeen {
+            endpoint: "gpu".into(),
+            component: component.into(),
+            state: Ok(Some(ComponentDescribed {
+                on_endpoint: "gpu".into(),
+                status: "InService".into(),
+                failure_reason: None,
+                copies: Some(copies),
+                spec: spec(image),
+            })),
+        }
+    }
+
+    fn described(c: &mut ComponentSeen) -> &mut ComponentDescribed {
+        c.state.as_mut().unwrap().as_mut().unwrap()
+    }
+
+    fn jc(
+        mine: &ComponentSeen,
+        theirs: Option<&ComponentSeen>,
+        tier: Tier,
+        need: Option<u32>,
+    ) -> Vec<Finding> {
+        let fs = judge_component("llm", mine, theirs, tier, need);
+        assert_eq!(
+            fs.iter().map(|f| f.check).collect::<Vec<_>>(),
+            COMPONENT.to_vec(),
+            "every check, in order"
+        );
+        assert!(
+            fs.iter()
+                .all(|f| f.model == "llm" && f.endpoint == format!("gpu/{}", mine.component)),
+            "{fs:?}"
+        );
+        fs
+    }
+
+    #[test]
+    fn a_matching_component_is_ready() {
+        let a = comp("llm-e", "img:2", 2);
+        let fs = jc(&comp("llm-w", "img:2", 2), Some(&a), Tier::Tier1, Some(2));
+        assert_eq!(worst(&fs), Severity::Ok, "{fs:?}");
+        assert_eq!(summary(&fs), "ready");
+    }
+
+    #[test]
+    fn a_component_missing_elsewhere_or_not_in_service_is_critical() {
+        let a = comp("llm-e", "img:2", 2);
+        let missing = ComponentSeen {
+            endpoint: "gpu".into(),
+            component: "llm-w".into(),
+            state: Ok(None),
+        };
+        let fs = jc(&missing, Some(&a), Tier::Tier2, Some(2));
+        let e = of(&fs, Check::Exists);
+        assert_eq!(e.severity, Severity::Critical, "{e}");
+        assert!(e.detail.contains("no inference component llm-w"), "{e}");
+        assert!(
+            fs[1..].iter().all(|f| f.severity == Severity::Unknown),
+            "{fs:?}"
+        );
+
+        let mut moved = comp("llm-w", "img:2", 2);
+        described(&mut moved).on_endpoint = "other".into();
+        let fs = jc(&moved, Some(&a), Tier::Tier2, Some(2));
+        let e = of(&fs, Check::Exists);
+        assert_eq!(e.severity, Severity::Critical, "{e}");
+        assert!(
+            e.detail.contains("sits on endpoint other, not on gpu"),
+            "{e}"
+        );
+
+        for (status, severity) in [
+            ("Creating", Severity::Critical),
+            ("Failed", Severity::Critical),
+            ("Deleting", Severity::Critical),
+            ("Updating", Severity::Warning),
+        ] {
+            let mut c = comp("llm-w", "img:2", 2);
+            described(&mut c).status = status.into();
+            let s = of(&jc(&c, Some(&a), Tier::Tier2, Some(2)), Check::Serving).clone();
+            assert_eq!(s.severity, severity, "{s}");
+            assert!(s.detail.starts_with(status), "{s}");
+        }
+
+        let mut failed = comp("llm-w", "img:2", 2);
+        described(&mut failed).failure_reason = Some("InsufficientInstanceCapacity".into());
+        let fs = jc(&failed, Some(&a), Tier::Tier2, Some(2));
+        assert_eq!(of(&fs, Check::LastUpdate).severity, Severity::Warning);
+
+        let unread = ComponentSeen {
+            endpoint: "gpu".into(),
+            component: "llm-w".into(),
+            state: Err("throttled".into()),
+        };
+        let fs = jc(&unread, Some(&a), Tier::Tier2, Some(2));
+        assert!(fs.iter().all(|f| f.severity == Severity::Unknown), "{fs:?}");
+    }
+
+    #[test]
+    fn a_component_with_other_artefacts_is_critical_naming_what_differs() {
+        let a = comp("llm-e", "img:2", 2);
+        let fs = jc(&comp("llm-w", "img:1", 2), Some(&a), Tier::Tier2, Some(2));
+        let m = of(&fs, Check::Model);
+        assert_eq!(m.severity, Severity::Critical, "{m}");
+        assert_eq!(m.detail, "image img:1, the active's img:2");
+        assert!(
+            summary(&fs).contains("gpu/llm-w model: critical"),
+            "{}",
+            summary(&fs)
+        );
+
+        let mut data = comp("llm-w", "img:2", 2);
+        described(&mut data).spec.artifact_url = Some("s3://m/llm-old.tar.gz".into());
+        let m = of(&jc(&data, Some(&a), Tier::Tier2, Some(2)), Check::Model).clone();
+        assert_eq!(m.severity, Severity::Critical, "{m}");
+        assert!(
+            m.detail
+                .contains("model data s3://m/llm-old.tar.gz, the active's s3://m/llm.tar.gz"),
+            "{m}"
+        );
+
+        let mut compute = comp("llm-w", "img:2", 2);
+        described(&mut compute).spec.min_memory_mb = Some(512);
+        described(&mut compute).spec.accelerators = Some(1.0);
+        let m = of(&jc(&compute, Some(&a), Tier::Tier2, Some(2)), Check::Model).clone();
+        assert_eq!(m.severity, Severity::Critical, "{m}");
+        assert!(
+            m.detail.contains("accelerators 1, the active's none"),
+            "{m}"
+        );
+        assert!(
+            m.detail.contains("min memory MB 512, the active's 1024"),
+            "{m}"
+        );
+
+        // Nothing to compare with; the active unread; a SageMaker model.
+        let fs = jc(&comp("llm-w", "img:1", 2), None, Tier::Tier2, Some(2));
+        assert_eq!(of(&fs, Check::Model).severity, Severity::Ok);
+        let unread = ComponentSeen {
+            endpoint: "gpu".into(),
+            component: "llm-e".into(),
+            state: Err("us-east-1 is down".into()),
+        };
+        let fs = jc(
+            &comp("llm-w", "img:2", 2),
+            Some(&unread),
+            Tier::Tier2,
+            Some(2),
+        );
+        assert_eq!(of(&fs, Check::Model).severity, Severity::Unknown);
+        let mut by_model = comp("llm-w", "img:2", 2);
+        described(&mut by_model).spec = ComponentSpec {
+            model: Some("llm-model".into()),
+            ..spec("x")
+        };
+        described(&mut by_model).spec.image = None;
+        let mut a_by_model = a.clone();
+        described(&mut a_by_model).spec = described(&mut by_model).spec.clone();
+        let m = of(
+            &jc(&by_model, Some(&a_by_model), Tier::Tier2, Some(2)),
+            Check::Model,
+        )
+        .clone();
+        assert_eq!(m.severity, Severity::Unknown, "never ok unread: {m}");
+    }
+
+    #[test]
+    fn a_components_copies_are_judged_against_the_need_and_the_actives() {
+        let a = comp("llm-e", "img:2", 3);
+        let cap = |mine: u32, theirs: Option<&ComponentSeen>, tier, need| {
+            of(
+                &jc(&comp("llm-w", "img:2", mine), theirs, tier, need),
+                Check::Capacity,
+            )
+            .clone()
+        };
+        let f = cap(3, Some(&a), Tier::Tier1, Some(3));
+        assert_eq!(f.severity, Severity::Ok, "{f}");
+        let f = cap(1, Some(&a), Tier::Tier1, Some(2));
+        assert_eq!(f.severity, Severity::Critical, "tier1 holds the need: {f}");
+        assert!(f.detail.contains("holds 1 copies, the need is 2"), "{f}");
+        let f = cap(1, Some(&a), Tier::Tier2, Some(2));
+        assert_eq!(f.severity, Severity::Info, "tier2: prepare scales: {f}");
+        // At the need but below the active's copies: prepare raises it to
+        // them, for every tier.
+        let f = cap(2, Some(&a), Tier::Tier1, Some(2));
+        assert_eq!(f.severity, Severity::Info, "{f}");
+        assert!(f.detail.contains("the active's 3"), "{f}");
+        // Unmeasured: unknown, whatever the active's copies.
+        for theirs in [Some(&a), None] {
+            let f = cap(3, theirs, Tier::Tier1, None);
+            assert_eq!(f.severity, Severity::Unknown, "{f}");
+            assert!(f.detail.contains("the need is not measured"), "{f}");
+        }
+        let unread = ComponentSeen {
+            endpoint: "gpu".into(),
+            component: "llm-e".into(),
+            state: Err("down".into()),
+        };
+        assert_eq!(
+            cap(3, Some(&unread), Tier::Tier1, Some(3)).severity,
+            Severity::Unknown
+        );
+        assert_eq!(
+            cap(1, Some(&unread), Tier::Tier1, Some(3)).severity,
+            Severity::Critical
+        );
+        assert_eq!(cap(1, None, Tier::Tier1, Some(1)).severity, Severity::Ok);
     }
 
     #[test]
