@@ -480,7 +480,7 @@ pub async fn check(cfg: &Config, ports: &Ports, active: &str, needs: &Needs) -> 
             &row_usage,
             &quotas,
         ));
-        let w = iam.wanted(cfg, region, row);
+        let w = iam.wanted(region, row);
         out.push(permissions::judge(
             &row.model,
             &row.endpoint,
@@ -501,11 +501,11 @@ struct IamRound {
 }
 
 impl IamRound {
-    fn wanted(&self, cfg: &Config, region: &str, row: &Row) -> Vec<permissions::Wanted> {
+    fn wanted(&self, region: &str, row: &Row) -> Vec<permissions::Wanted> {
         let Ok(p) = &self.principal else {
             return Vec::new();
         };
-        permissions::wanted(p, region, &row.endpoint, target(cfg, row))
+        permissions::wanted(p, region, &row.endpoint, target(row))
     }
 
     async fn run(cfg: &Config, ports: &Ports, region: &str, rows: &[Row]) -> Self {
@@ -528,7 +528,7 @@ impl IamRound {
         let mut groups: BTreeMap<Vec<&'static str>, Vec<String>> = BTreeMap::new();
         let mut by_resource: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
         for row in rows {
-            for w in permissions::wanted(p, region, &row.endpoint, target(cfg, row)) {
+            for w in permissions::wanted(p, region, &row.endpoint, target(row)) {
                 let acts = by_resource.entry(w.resource).or_default();
                 if !acts.contains(&w.action) {
                     acts.push(w.action);
@@ -564,16 +564,8 @@ impl IamRound {
 
 /// How `row`'s target is reached, for what it needs allowed: its inference
 /// component, or its endpoint (scaled by prepare when provisioned).
-fn target<'a>(cfg: &'a Config, row: &Row) -> permissions::Target<'a> {
-    let component = cfg
-        .models
-        .iter()
-        .find(|m| m.name == row.model)
-        .and_then(|m| m.in_named(&cfg.region))
-        .and_then(|s| s.path(row.path))
-        .filter(|t| t.endpoint == row.endpoint)
-        .and_then(|t| t.component());
-    match (row.reached, component) {
+fn target(row: &Row) -> permissions::Target<'_> {
+    match (row.reached, &row.component) {
         (Reached::Component, Some(c)) => permissions::Target::Component(c),
         _ => permissions::Target::Endpoint {
             scaled: row.path == Path::Provisioned,
