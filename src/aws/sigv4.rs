@@ -114,17 +114,54 @@ pub struct Signer {
 /// Most keys kept (regions × credentials × the day boundary).
 const MAX_KEYS: usize = 32;
 
+impl CachedKey {
+    /// Whether this is the key of (`date`, region, service, credentials).
+    fn is_for(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> bool {
+        self.date == date
+            && self.region == req.region
+            && self.service == req.service
+            && self.access_key_id == keys.access_key_id
+            && self.secret_access_key == keys.secret_access_key
+    }
+}
+
 impl Signer {
-    /// The signing key for (`date`, region, service, credentials).
+    /// The signing key for (`date`, region, service, credentials): the
+    /// one this thread used last if it is that one (no lock shared with
+    /// the other threads), else from the signer's cache.
     fn key(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> HmacKey {
+        // A key depends only on what it is looked up by, so a thread's
+        // last one serves any signer.
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<CachedKey>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let last = LAST.with_borrow(|last| {
+            last.as_ref()
+                .filter(|k| k.is_for(keys, date, req))
+                .map(|k| k.key.clone())
+        });
+        if let Some(key) = last {
+            return key;
+        }
+        let key = self.shared_key(keys, date, req);
+        LAST.with_borrow_mut(|last| {
+            *last = Some(CachedKey {
+                date: date.to_string(),
+                region: req.region.to_string(),
+                service: req.service.to_string(),
+                access_key_id: keys.access_key_id.to_string(),
+                secret_access_key: keys.secret_access_key.to_string(),
+                key: key.clone(),
+            });
+        });
+        key
+    }
+
+    /// [`Signer::key`] from the signer's own cache (derived on a miss).
+    fn shared_key(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> HmacKey {
         let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = cache.iter().find(|k| {
-            k.date == date
-                && k.region == req.region
-                && k.service == req.service
-                && k.access_key_id == keys.access_key_id
-                && k.secret_access_key == keys.secret_access_key
-        }) {
+        if let Some(k) = cache.iter().find(|k| k.is_for(keys, date, req)) {
             return k.key.clone();
         }
         let key = HmacKey::new(

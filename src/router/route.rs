@@ -631,8 +631,9 @@ impl Router {
         // Every attempt sent counts, retries and hedges too
         // (metrics::counts), by the target's label (endpoint, or
         // endpoint/component).
+        // `started` is a reading of now (nothing awaited since): no other.
         let wall_ms = self.clock.wall_ms();
-        let mono = self.clock.lease_mono(self.clock.now());
+        let mono = self.clock.lease_mono(started);
         self.shared.traffic.record(region, target.label(), mono);
         let result = if lane.path == Path::Batch {
             let id = job_id.get_or_init(|| batch::new_job_id(wall_ms));
