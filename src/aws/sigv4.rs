@@ -114,17 +114,54 @@ pub struct Signer {
 /// Most keys kept (regions × credentials × the day boundary).
 const MAX_KEYS: usize = 32;
 
+impl CachedKey {
+    /// Whether this is the key of (`date`, region, service, credentials).
+    fn is_for(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> bool {
+        self.date == date
+            && self.region == req.region
+            && self.service == req.service
+            && self.access_key_id == keys.access_key_id
+            && self.secret_access_key == keys.secret_access_key
+    }
+}
+
 impl Signer {
-    /// The signing key for (`date`, region, service, credentials).
+    /// The signing key for (`date`, region, service, credentials): the
+    /// one this thread used last if it is that one (no lock shared with
+    /// the other threads), else from the signer's cache.
     fn key(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> HmacKey {
+        // A key depends only on what it is looked up by, so a thread's
+        // last one serves any signer.
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<CachedKey>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let last = LAST.with_borrow(|last| {
+            last.as_ref()
+                .filter(|k| k.is_for(keys, date, req))
+                .map(|k| k.key.clone())
+        });
+        if let Some(key) = last {
+            return key;
+        }
+        let key = self.shared_key(keys, date, req);
+        LAST.with_borrow_mut(|last| {
+            *last = Some(CachedKey {
+                date: date.to_string(),
+                region: req.region.to_string(),
+                service: req.service.to_string(),
+                access_key_id: keys.access_key_id.to_string(),
+                secret_access_key: keys.secret_access_key.to_string(),
+                key: key.clone(),
+            });
+        });
+        key
+    }
+
+    /// [`Signer::key`] from the signer's own cache (derived on a miss).
+    fn shared_key(&self, keys: &Keys<'_>, date: &str, req: &Request<'_>) -> HmacKey {
         let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = cache.iter().find(|k| {
-            k.date == date
-                && k.region == req.region
-                && k.service == req.service
-                && k.access_key_id == keys.access_key_id
-                && k.secret_access_key == keys.secret_access_key
-        }) {
+        if let Some(k) = cache.iter().find(|k| k.is_for(keys, date, req)) {
             return k.key.clone();
         }
         let key = HmacKey::new(
@@ -152,27 +189,67 @@ impl Signer {
     /// Sign `req` with `keys`.
     pub fn sign(&self, keys: &Keys<'_>, req: &Request<'_>) -> Signed {
         let amz_date = amz_date(req.time);
-        let date = &amz_date[..8];
 
-        // Canonical headers, sorted by name.
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 3);
-        headers.push(("host", req.host));
-        headers.push(("x-amz-date", &amz_date));
+        // Canonical headers, sorted by name: on the stack when they fit
+        // (the router sends at most a dozen).
+        let mut on_stack = [("", ""); 16];
+        let mut on_heap = Vec::new();
+        let n = req.headers.len() + 2 + usize::from(keys.session_token.is_some());
+        let headers: &mut [(&str, &str)] = if n <= on_stack.len() {
+            &mut on_stack[..n]
+        } else {
+            on_heap.resize(n, ("", ""));
+            &mut on_heap
+        };
+        headers[0] = ("host", req.host);
+        headers[1] = ("x-amz-date", &amz_date);
+        let mut i = 2;
         if let Some(t) = keys.session_token {
-            headers.push(("x-amz-security-token", t));
+            headers[i] = ("x-amz-security-token", t);
+            i += 1;
         }
-        headers.extend(req.headers.iter().copied());
+        headers[i..].copy_from_slice(req.headers);
         headers.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let headers = &*headers;
 
-        let mut creq = String::with_capacity(256 + req.path.len() * 2);
+        // The canonical request and the string to sign are written into
+        // this thread's buffers (no allocation per request once grown).
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<(String, String)> =
+                const { std::cell::RefCell::new((String::new(), String::new())) };
+        }
+        let authorization = SCRATCH.with_borrow_mut(|(creq, sts)| {
+            creq.clear();
+            sts.clear();
+            self.authorization(keys, req, &amz_date, headers, creq, sts)
+        });
+        Signed {
+            amz_date,
+            authorization,
+        }
+    }
+
+    /// The `Authorization` value of [`Signer::sign`], once the headers
+    /// are sorted; the canonical request and the string to sign are
+    /// written into `creq` and `sts` (empty).
+    fn authorization(
+        &self,
+        keys: &Keys<'_>,
+        req: &Request<'_>,
+        amz_date: &str,
+        headers: &[(&str, &str)],
+        creq: &mut String,
+        sts: &mut String,
+    ) -> String {
+        let date = &amz_date[..8];
         creq.push_str(req.method);
         creq.push('\n');
-        canonical_path(&mut creq, req.path);
+        canonical_path(creq, req.path);
         creq.push_str("\n\n"); // no query string
-        for (name, value) in &headers {
+        for (name, value) in headers {
             creq.push_str(name);
             creq.push(':');
-            trim_all(&mut creq, value);
+            trim_all(creq, value);
             creq.push('\n');
         }
         creq.push('\n');
@@ -185,13 +262,11 @@ impl Signer {
         }
         let signed_headers_end = creq.len();
         creq.push('\n');
-        hex_into(&mut creq, &Sha256::digest(req.payload));
+        hex_into(creq, &Sha256::digest(req.payload));
 
-        let scope_len = date.len() + req.region.len() + req.service.len() + 16;
-        let mut sts = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope_len + 70);
         sts.push_str(ALGORITHM);
         sts.push('\n');
-        sts.push_str(&amz_date);
+        sts.push_str(amz_date);
         sts.push('\n');
         let scope_at = sts.len();
         sts.push_str(date);
@@ -202,7 +277,7 @@ impl Signer {
         sts.push_str("/aws4_request");
         let scope_end = sts.len();
         sts.push('\n');
-        hex_into(&mut sts, &Sha256::digest(creq.as_bytes()));
+        hex_into(sts, &Sha256::digest(creq.as_bytes()));
 
         let signature = self.key(keys, date, req).sign(sts.as_bytes());
         let signed_headers = &creq[signed_headers_at..signed_headers_end];
@@ -219,10 +294,7 @@ impl Signer {
         authorization.push_str(signed_headers);
         authorization.push_str(", Signature=");
         hex_into(&mut authorization, &signature);
-        Signed {
-            amz_date,
-            authorization,
-        }
+        authorization
     }
 }
 
@@ -247,13 +319,25 @@ pub fn encode_segment(segment: &str) -> String {
 
 /// [`encode_segment`], appended to `out`.
 pub fn encode_segment_into(out: &mut String, segment: &str) {
-    for &b in segment.as_bytes() {
-        if unreserved(b) {
-            out.push(b as char);
-        } else {
+    escape_into(out, segment, unreserved);
+}
+
+/// `s` appended to `out` with every byte `keep` refuses percent-encoded:
+/// runs of kept bytes are copied whole.
+fn escape_into(out: &mut String, s: &str, keep: fn(u8) -> bool) {
+    let mut run = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if !keep(b) {
+            // Kept bytes are ASCII: a run of them starts and ends on
+            // character boundaries (an empty one may not).
+            if run < i {
+                out.push_str(&s[run..i]);
+            }
             push_escaped(out, b);
+            run = i + 1;
         }
     }
+    out.push_str(&s[run..]);
 }
 
 /// The canonical URI of `path` for every service but S3: the path as sent,
@@ -263,20 +347,20 @@ fn canonical_path(out: &mut String, path: &str) {
         out.push('/');
         return;
     }
-    for &b in path.as_bytes() {
-        if unreserved(b) || b == b'/' {
-            out.push(b as char);
-        } else {
-            push_escaped(out, b);
-        }
-    }
+    escape_into(out, path, |b| unreserved(b) || b == b'/');
 }
 
 /// A header value with leading and trailing spaces removed and inner runs
 /// of spaces collapsed to one (SigV4's "Trimall").
 fn trim_all(out: &mut String, value: &str) {
+    let value = value.trim();
+    if !value.contains('\t') && !value.contains("  ") {
+        // Nothing to collapse (the usual case).
+        out.push_str(value);
+        return;
+    }
     let mut space = false;
-    for c in value.trim().chars() {
+    for c in value.chars() {
         if c == ' ' || c == '\t' {
             space = true;
             continue;
@@ -291,9 +375,14 @@ fn trim_all(out: &mut String, value: &str) {
 
 fn hex_into(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xf)] as char);
+    for part in bytes.chunks(32) {
+        let mut buf = [0u8; 64];
+        for (digits, &b) in buf.chunks_exact_mut(2).zip(part) {
+            digits[0] = HEX[usize::from(b >> 4)];
+            digits[1] = HEX[usize::from(b & 0xf)];
+        }
+        // Hex digits are ASCII.
+        out.push_str(std::str::from_utf8(&buf[..2 * part.len()]).unwrap_or_default());
     }
 }
 
@@ -464,8 +553,21 @@ mod tests {
         );
         assert_eq!(encode_segment("lab-provisioned"), "lab-provisioned");
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
-        let mut s = String::new();
-        trim_all(&mut s, "  a   b \t c ");
-        assert_eq!(s, "a b c");
+        let trimmed = |v: &str| {
+            let mut s = String::new();
+            trim_all(&mut s, v);
+            s
+        };
+        assert_eq!(trimmed("  a   b \t c "), "a b c");
+        assert_eq!(trimmed("a\tb"), "a b");
+        assert_eq!(trimmed(" a b "), "a b");
+        assert_eq!(trimmed("text/csv"), "text/csv");
+        let mut hex = String::new();
+        hex_into(&mut hex, &[0x00, 0x9f, 0xff]);
+        assert_eq!(hex, "009fff");
+        assert_eq!(encode_segment("é~x"), "%C3%A9~x");
+        let mut path = String::new();
+        canonical_path(&mut path, "/endpoints/a%20b/invocations");
+        assert_eq!(path, "/endpoints/a%2520b/invocations");
     }
 }

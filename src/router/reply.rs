@@ -452,7 +452,7 @@ impl<'a> Reply<'a> {
         h.insert(
             H_REGION,
             self.region
-                .and_then(|r| HeaderValue::from_str(r).ok())
+                .and_then(region_value)
                 .unwrap_or(HeaderValue::from_static("none")),
         );
         h.insert(
@@ -467,6 +467,30 @@ impl<'a> Reply<'a> {
         );
         r
     }
+}
+
+/// `region` as a header value, kept per thread: a region's name is one of
+/// a handful, so a copy of the name per response is saved (a clone is a
+/// reference count on this thread's copy).
+pub(super) fn region_value(region: &str) -> Option<HeaderValue> {
+    /// Names kept at most (more regions than this are unlikely; a full
+    /// cache starts again).
+    const KEPT: usize = 32;
+    thread_local! {
+        static VALUES: std::cell::RefCell<Vec<(Box<str>, HeaderValue)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    VALUES.with_borrow_mut(|values| {
+        if let Some((_, v)) = values.iter().find(|(r, _)| **r == *region) {
+            return Some(v.clone());
+        }
+        let v = HeaderValue::from_str(region).ok()?;
+        if values.len() >= KEPT {
+            values.clear();
+        }
+        values.push((region.into(), v.clone()));
+        Some(v)
+    })
 }
 
 impl<'a> From<RouterError> for Reply<'a> {

@@ -185,8 +185,13 @@ pub fn stream_route(method: &Method, path: &str) -> Option<Result<String, Router
     })
 }
 
-fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, RouterError> {
-    match headers.get(name) {
+/// A header's value as text (trimmed), or the refusal of one that is not
+/// visible ASCII.
+fn text<'h>(
+    name: &HeaderName,
+    value: Option<&'h HeaderValue>,
+) -> Result<Option<&'h str>, RouterError> {
+    match value {
         None => Ok(None),
         Some(v) => v
             .to_str()
@@ -197,42 +202,99 @@ fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>
 
 /// A header passed through to the model, checked to be visible ASCII (as
 /// SageMaker requires of `Content-Type`, `Accept` and custom attributes).
-fn passed(headers: &HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>, RouterError> {
-    text(headers, name)?;
-    Ok(headers.get(name).cloned())
+fn passed(
+    name: &HeaderName,
+    value: Option<&HeaderValue>,
+) -> Result<Option<HeaderValue>, RouterError> {
+    text(name, value)?;
+    Ok(value.cloned())
 }
 
-/// `X-Amzn-SageMaker-Target-Model` and the [`Passed`] headers, in one pass
-/// over the request's headers (a lookup each would hash every name), each
-/// checked to be visible ASCII; the first of repeated values, as
-/// `HeaderMap::get` gives it.
-fn sagemaker_headers(
-    headers: &HeaderMap,
-) -> Result<(Option<HeaderValue>, crate::ports::inference::Passed), RouterError> {
-    let mut target_model = None;
-    let mut p = crate::ports::inference::Passed::default();
-    for (name, value) in headers {
-        let Some(rest) = name.as_str().strip_prefix("x-amzn-sagemaker-") else {
-            continue;
-        };
-        let slot = match rest {
-            "target-model" => &mut target_model,
-            "target-variant" => &mut p.target_variant,
-            "target-container-hostname" => &mut p.target_container_hostname,
-            "inference-id" => &mut p.inference_id,
-            "enable-explanations" => &mut p.enable_explanations,
-            "inference-component" => &mut p.inference_component,
-            "session-id" => &mut p.session_id,
-            _ => continue,
-        };
-        if slot.is_none() {
-            value
-                .to_str()
-                .map_err(|_| RouterError::BadHeader(name.clone()))?;
-            *slot = Some(value.clone());
+/// The request headers the router reads, found in one pass over them (a
+/// lookup each would hash every name, a dozen times per request): the
+/// first value of each, as `HeaderMap::get` gives it.
+#[derive(Default)]
+struct Seen<'h> {
+    transfer_encoding: bool,
+    class: Option<&'h HeaderValue>,
+    deadline: Option<&'h HeaderValue>,
+    content_length: Option<&'h HeaderValue>,
+    content_type: Option<&'h HeaderValue>,
+    accept: Option<&'h HeaderValue>,
+    custom_attributes: Option<&'h HeaderValue>,
+    /// `X-Amzn-SageMaker-Target-Model`.
+    target_model: Option<HeaderValue>,
+    /// The other `X-Amzn-SageMaker-*` headers passed on.
+    passed: crate::ports::inference::Passed,
+    /// The first `X-Amzn-SageMaker-*` header (of those above, in the
+    /// map's order) whose value is not visible ASCII.
+    bad_sagemaker: Option<&'h HeaderName>,
+}
+
+impl<'h> Seen<'h> {
+    fn of(headers: &'h HeaderMap) -> Self {
+        let mut seen = Seen::default();
+        for (name, value) in headers {
+            let first = |slot: &mut Option<&'h HeaderValue>| {
+                slot.get_or_insert(value);
+            };
+            if *name == TRANSFER_ENCODING {
+                seen.transfer_encoding = true;
+                continue;
+            }
+            if *name == CONTENT_LENGTH {
+                first(&mut seen.content_length);
+                continue;
+            }
+            if *name == CONTENT_TYPE {
+                first(&mut seen.content_type);
+                continue;
+            }
+            if *name == ACCEPT {
+                first(&mut seen.accept);
+                continue;
+            }
+            if *name == H_CLASS {
+                first(&mut seen.class);
+                continue;
+            }
+            if *name == H_DEADLINE {
+                first(&mut seen.deadline);
+                continue;
+            }
+            if *name == H_CUSTOM {
+                first(&mut seen.custom_attributes);
+                continue;
+            }
+            if seen.bad_sagemaker.is_some() {
+                // Refused already: the rest of the SageMaker headers no
+                // longer matter (as when the first bad one ended the pass).
+                continue;
+            }
+            let Some(rest) = name.as_str().strip_prefix("x-amzn-sagemaker-") else {
+                continue;
+            };
+            let p = &mut seen.passed;
+            let slot = match rest {
+                "target-model" => &mut seen.target_model,
+                "target-variant" => &mut p.target_variant,
+                "target-container-hostname" => &mut p.target_container_hostname,
+                "inference-id" => &mut p.inference_id,
+                "enable-explanations" => &mut p.enable_explanations,
+                "inference-component" => &mut p.inference_component,
+                "session-id" => &mut p.session_id,
+                _ => continue,
+            };
+            if slot.is_none() {
+                if value.to_str().is_err() {
+                    seen.bad_sagemaker = Some(name);
+                    continue;
+                }
+                *slot = Some(value.clone());
+            }
         }
+        seen
     }
-    Ok((target_model, p))
 }
 
 /// `class` if a client may name it: the seed's classes and any model's
@@ -271,10 +333,11 @@ pub fn parse_head<'c>(
     // the latter, hiding the former: refusing every Transfer-Encoding is
     // the one way to refuse that pair too. SDK clients send a
     // Content-Length (a SageMaker invocation's body is a blob).
-    if headers.contains_key(TRANSFER_ENCODING) {
+    let seen = Seen::of(headers);
+    if seen.transfer_encoding {
         return Err(RouterError::TransferEncoding);
     }
-    let class = match text(headers, &H_CLASS)? {
+    let class = match text(&H_CLASS, seen.class)? {
         None => Cow::Borrowed(model.traffic_class.as_str()),
         Some(c) => match known_class(cfg, has_threshold, c) {
             Some(k) => k,
@@ -287,7 +350,7 @@ pub fn parse_head<'c>(
         },
     };
     let max_ms = cfg.router.max_deadline.as_millis() as u64;
-    let deadline = match text(headers, &H_DEADLINE)? {
+    let deadline = match text(&H_DEADLINE, seen.deadline)? {
         None => cfg.router.default_deadline,
         Some(d) => match d.parse::<u64>() {
             Ok(ms) if (1..=max_ms).contains(&ms) => Duration::from_millis(ms),
@@ -300,12 +363,16 @@ pub fn parse_head<'c>(
         },
     };
     let limit = body_limit(cfg, model, api);
-    if let Some(len) = text(headers, &CONTENT_LENGTH)?.and_then(|l| l.parse::<u64>().ok()) {
+    if let Some(len) =
+        text(&CONTENT_LENGTH, seen.content_length)?.and_then(|l| l.parse::<u64>().ok())
+    {
         if len > limit {
             return Err(too_large(api, Some(len), limit));
         }
     }
-    let (target_model, others) = sagemaker_headers(headers)?;
+    if let Some(name) = seen.bad_sagemaker {
+        return Err(RouterError::BadHeader(name.clone()));
+    }
     Ok(Ask {
         api,
         model,
@@ -315,12 +382,12 @@ pub fn parse_head<'c>(
             // The client's TargetModel, as SageMaker would take it; the
             // configured one is the serving table's, per region
             // (`router::for_target`).
-            target_model,
+            target_model: seen.target_model,
             body: Bytes::new(),
-            content_type: passed(headers, &CONTENT_TYPE)?,
-            accept: passed(headers, &ACCEPT)?,
-            custom_attributes: passed(headers, &H_CUSTOM)?,
-            passed: others,
+            content_type: passed(&CONTENT_TYPE, seen.content_type)?,
+            accept: passed(&ACCEPT, seen.accept)?,
+            custom_attributes: passed(&H_CUSTOM, seen.custom_attributes)?,
+            passed: seen.passed,
         },
     })
 }
@@ -335,7 +402,16 @@ where
     let limit = body_limit(cfg, ask.model, ask.api);
     let body = Limited::new(body, limit as usize);
     let timeout = cfg.router.body_read_timeout;
-    match tokio::time::timeout(timeout, body.collect()).await {
+    let mut collect = std::pin::pin!(body.collect());
+    // A small body has usually arrived with the head: then no timer is set
+    // up (a clock reading and a timer entry per request); otherwise the
+    // timeout runs from here, as it did.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(collect.as_mut().poll(cx))).await;
+    let read = match first {
+        std::task::Poll::Ready(r) => Ok(r),
+        std::task::Poll::Pending => tokio::time::timeout(timeout, collect).await,
+    };
+    match read {
         Ok(Ok(c)) => {
             ask.inv.body = c.to_bytes();
             Ok(())

@@ -60,7 +60,11 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_util::stream::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
@@ -288,6 +292,58 @@ struct InFlight<'c> {
     calls_at: Instant,
 }
 
+/// The attempts of one request in flight: at most two (a lane and its
+/// hedge), each in a slot pinned on the routing loop's stack. Replaces a
+/// `FuturesUnordered` (a queue and a task node allocated per request, and
+/// a wake-up routed through them) with no change in behaviour: the first
+/// attempt to finish is taken; when both are ready at once, the older.
+struct Tries<'p, F> {
+    slots: [Pin<&'p mut Option<F>>; 2],
+    /// Each slot's attempt number (which is older).
+    ids: [u32; 2],
+}
+
+impl<F: Future> Tries<'_, F> {
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Start attempt `id`. The routing loop never runs more than two: it
+    /// launches when none runs, as a retry of one that just ended, or as
+    /// a hedge when exactly one runs.
+    fn push(&mut self, id: u32, attempt: F) {
+        let i = if self.slots[0].is_none() { 0 } else { 1 };
+        debug_assert!(self.slots[i].is_none(), "a third attempt at once");
+        self.ids[i] = id;
+        self.slots[i].set(Some(attempt));
+    }
+
+    /// The next attempt to finish (pending while none runs).
+    fn next(&mut self) -> impl Future<Output = F::Output> + '_ {
+        std::future::poll_fn(move |cx| {
+            let order = if self.ids[1] < self.ids[0] {
+                [1, 0]
+            } else {
+                [0, 1]
+            };
+            for i in order {
+                let slot = &mut self.slots[i];
+                if let Some(f) = slot.as_mut().as_pin_mut()
+                    && let Poll::Ready(out) = f.poll(cx)
+                {
+                    slot.set(None);
+                    return Poll::Ready(out);
+                }
+            }
+            Poll::Pending
+        })
+    }
+}
+
 impl Router {
     /// Try regions and paths until one answers or the deadline passes.
     pub(super) async fn route<'c>(&self, cfg: &'c Config, ask: &Ask<'c>) -> Reply<'c> {
@@ -341,8 +397,16 @@ impl Router {
             too_large: None,
         };
         let job_id = OnceLock::new();
-        let mut tries = FuturesUnordered::new();
-        let mut in_flight: Vec<InFlight<'c>> = Vec::with_capacity(2);
+        // At most two attempts run at once (a lane and its hedge; a retry
+        // replaces the attempt it follows): two slots pinned here, no
+        // allocation per request (docs/router-performance.md).
+        let first_slot = std::pin::pin!(None);
+        let second_slot = std::pin::pin!(None);
+        let mut tries = Tries {
+            slots: [first_slot, second_slot],
+            ids: [0; 2],
+        };
+        let mut in_flight: [Option<InFlight<'c>>; 2] = [None, None];
         let mut attempts = 0u32;
         // Where the last lane was, and why the lanes that ended did.
         let mut at: Option<(&'c str, Path)> = None;
@@ -358,13 +422,15 @@ impl Router {
         let launch = |lane: Lane<'c>,
                       now: Instant,
                       delay: Duration,
-                      tries: &mut FuturesUnordered<_>,
-                      in_flight: &mut Vec<InFlight<'c>>,
+                      tries: &mut Tries<'_, _>,
+                      in_flight: &mut [Option<InFlight<'c>>; 2],
                       attempts: &mut u32| {
             *attempts += 1;
             let region: &'c RegionConfig = lane.region;
             let serving: &'c RegionServing = lane.serving;
-            in_flight.push(InFlight {
+            // Beside its attempt: at most two (see `Tries`).
+            let free = usize::from(in_flight[0].is_some());
+            in_flight[free] = Some(InFlight {
                 id: *attempts,
                 region: &region.name,
                 path: lane.path,
@@ -374,7 +440,10 @@ impl Router {
                 calls_at: now + delay,
             });
             let when = Launch { at: now, delay };
-            tries.push(self.attempt(cfg, ask, *attempts, lane, when, &job_id));
+            tries.push(
+                *attempts,
+                self.attempt(cfg, ask, *attempts, lane, when, &job_id),
+            );
         };
 
         loop {
@@ -426,8 +495,12 @@ impl Router {
 
             tokio::select! {
                 biased;
-                Some(t) = tries.next() => {
-                    in_flight.retain(|f| f.id != t.id);
+                t = tries.next() => {
+                    for f in &mut in_flight {
+                        if f.as_ref().is_some_and(|f| f.id == t.id) {
+                            *f = None;
+                        }
+                    }
                     let region_cfg: &'c RegionConfig = t.lane.region;
                     let region: &'c str = &region_cfg.name;
                     let path = t.lane.path;
@@ -499,7 +572,10 @@ impl Router {
                     // Attempts still calling are timeouts for their targets.
                     let now = self.clock.now();
                     let mut calling = None;
-                    for f in in_flight.iter().filter(|f| f.calls_at <= now) {
+                    // Oldest first, as they were launched.
+                    let mut calling_now: [Option<&InFlight<'c>>; 2] = [in_flight[0].as_ref(), in_flight[1].as_ref()];
+                    calling_now.sort_by_key(|f| f.map_or(u32::MAX, |f| f.id));
+                    for f in calling_now.into_iter().flatten().filter(|f| f.calls_at <= now) {
                         self.metrics.call(f.path, f.region, CallResult::Timeout);
                         self.targets.failure(cfg, &self.metrics, self.clock.mono_ms(), f.region, f.path, f.target);
                         calling = Some(f.region);
@@ -555,8 +631,9 @@ impl Router {
         // Every attempt sent counts, retries and hedges too
         // (metrics::counts), by the target's label (endpoint, or
         // endpoint/component).
+        // `started` is a reading of now (nothing awaited since): no other.
         let wall_ms = self.clock.wall_ms();
-        let mono = self.clock.lease_mono(self.clock.now());
+        let mono = self.clock.lease_mono(started);
         self.shared.traffic.record(region, target.label(), mono);
         let result = if lane.path == Path::Batch {
             let id = job_id.get_or_init(|| batch::new_job_id(wall_ms));
