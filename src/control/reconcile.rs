@@ -931,10 +931,19 @@ impl Reconciler {
             .into_iter()
             .cloned()
             .collect();
+        // And, just after our start, the votes whose age we could only
+        // guess from their writers' clocks: a slow clock is not a silence.
+        let mut judged = tally.fresh_observers.clone();
+        let window = cfg.timings.vote_freshness.as_millis() as u64;
+        for o in self.receipts.guessed_within(received, window) {
+            if !judged.contains(&o) {
+                judged.push(o);
+            }
+        }
         let drift = drift::drift(
             vote.fleet.as_ref().unwrap_or(&BTreeMap::new()),
             &standing,
-            &tally.fresh_observers,
+            &judged,
         );
         Seen {
             now,

@@ -256,10 +256,14 @@ impl Tally {
 /// clock does not make a vote younger or older.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Receipts {
-    /// (observer, instance) -> (the vote's `at`, when we first saw it)
-    seen: BTreeMap<(String, Option<String>), (u64, Mono)>,
+    /// (observer, instance) -> (the vote's `at`, when we first saw it,
+    /// whether that moment is only guessed: a vote already there at our
+    /// first read, its age taken from the writer's wall clock)
+    seen: BTreeMap<(String, Option<String>), (u64, Mono, bool)>,
     /// Set after the first read.
     started: bool,
+    /// When the first read was (monotonic).
+    first: Option<Mono>,
 }
 
 impl Receipts {
@@ -280,12 +284,15 @@ impl Receipts {
     pub fn effective_at(&mut self, votes: &[Vote], now: u64, mono: Mono) -> Vec<Vote> {
         let first_read = !self.started;
         self.started = true;
+        if first_read {
+            self.first = Some(mono);
+        }
         votes
             .iter()
             .map(|v| {
                 let key = (v.observer.clone(), v.instance.clone());
                 let received = match self.seen.get(&key) {
-                    Some((seen_at, received)) if *seen_at == v.at => *received,
+                    Some((seen_at, received, _)) if *seen_at == v.at => *received,
                     _ => {
                         let age = if first_read {
                             now.saturating_sub(v.at)
@@ -293,7 +300,7 @@ impl Receipts {
                             0
                         };
                         let received = Mono(mono.0.saturating_sub(age));
-                        self.seen.insert(key, (v.at, received));
+                        self.seen.insert(key, (v.at, received, first_read));
                         received
                     }
                 };
@@ -303,6 +310,34 @@ impl Receipts {
                 }
             })
             .collect()
+    }
+}
+
+impl Receipts {
+    /// The observers whose vote's age is still only guessed from the
+    /// writer's wall clock (there at our first read, not replaced since),
+    /// while that guess cannot be told from the truth: until `window_ms`
+    /// (the votes' freshness) after our first read, by when a live
+    /// daemon's next vote has arrived and is timed on arrival. A gate that
+    /// looks only at fresh votes counts these too, so that a restarted
+    /// daemon does not take a live region whose host's clock runs slow for
+    /// a silent one (simulation seed 12486: a daemon restarted 0.2 s
+    /// before it claimed, while the active region, its clock 58 minutes
+    /// slow, ran another configuration).
+    pub fn guessed_within(&self, mono: Mono, window_ms: u64) -> Vec<String> {
+        let Some(first) = self.first else {
+            return Vec::new();
+        };
+        if mono.since(first) >= window_ms {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for ((observer, _), (_, _, guessed)) in &self.seen {
+            if *guessed && !out.contains(observer) {
+                out.push(observer.clone());
+            }
+        }
+        out
     }
 }
 
@@ -504,6 +539,39 @@ mod tests {
             vec!["eu-west-1".to_string(), "us-west-2".to_string()]
         );
         assert!(t.is("us-east-1", Consensus::Down));
+    }
+
+    /// Right after a restart, a vote whose age came from its writer's
+    /// clock is "guessed" until a newer vote from that daemon is timed on
+    /// arrival, and only within the freshness window after the first read
+    /// (a region that stays silent past it is silent).
+    #[test]
+    fn a_first_read_guess_is_named_only_until_it_can_be_told_from_silence() {
+        let mut r = Receipts::default();
+        assert!(
+            r.guessed_within(Mono(0), 5000).is_empty(),
+            "nothing read yet"
+        );
+        // us-east-1's host runs an hour slow: its fresh vote looks an hour old.
+        let votes = [
+            vote("us-east-1", 1_000, &[]),
+            vote("us-west-2", 3_600_000, &[]),
+        ];
+        r.effective_at(&votes, 3_600_500, Mono(100));
+        let g = r.guessed_within(Mono(100), 5000);
+        assert_eq!(g, vec!["us-east-1".to_string(), "us-west-2".to_string()]);
+        // us-west-2 writes again: timed on arrival, no longer a guess.
+        let votes = [
+            vote("us-east-1", 1_000, &[]),
+            vote("us-west-2", 3_601_000, &[]),
+        ];
+        r.effective_at(&votes, 3_601_500, Mono(1100));
+        assert_eq!(
+            r.guessed_within(Mono(1100), 5000),
+            vec!["us-east-1".to_string()]
+        );
+        // us-east-1 never wrote again: past the window it is silence.
+        assert!(r.guessed_within(Mono(5100), 5000).is_empty());
     }
 
     #[test]
