@@ -50,7 +50,8 @@ use aws_sdk_cloudformation::types::{Capability, OnFailure, Parameter, StackStatu
 use aws_sdk_dynamodb::types::TimeToLiveSpecification;
 use failoverd::aws::sagemaker::{self, EndpointKind, EndpointSpec};
 use failoverd::aws::{AwsClients, dynamo, sfn};
-use failoverd::config::{self, Config, EnvSource};
+use failoverd::config::{self, Config, EnvSource, RegionConfig};
+use failoverd::core::permissions;
 use tracing::info;
 
 /// The control table's TTL attribute (unix seconds), as in tables.yaml.
@@ -569,21 +570,21 @@ const LAB_IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/failoverd-
 fn component_arns(cfg: &Config) -> String {
     let mut arns = Vec::new();
     for region in &cfg.regions {
-        let account = region
-            .state_machine_arn
-            .split(':')
-            .nth(4)
-            .unwrap_or("123456789012");
         for used in cfg.endpoints_in(&region.name) {
             for c in &used.components {
-                arns.push(format!(
-                    "arn:aws:sagemaker:{}:{account}:inference-component/{c}",
-                    region.name
-                ));
+                arns.push(sagemaker_arn(region, "inference-component", c));
             }
         }
     }
     arns.join(",")
+}
+
+/// A SageMaker resource's ARN in `region`, in the account (and partition)
+/// its state machine names.
+fn sagemaker_arn(region: &RegionConfig, kind: &str, name: &str) -> String {
+    let (partition, account) = permissions::partition_and_account(&region.state_machine_arn)
+        .unwrap_or(("aws", "123456789012"));
+    permissions::sagemaker_arn_in(partition, account, &region.name, kind, name)
 }
 
 /// The ARNs of every endpoint a model has of its own (not one of its
@@ -592,18 +593,10 @@ fn component_arns(cfg: &Config) -> String {
 fn model_endpoint_arns(cfg: &Config) -> String {
     let mut arns = Vec::new();
     for region in &cfg.regions {
-        let account = region
-            .state_machine_arn
-            .split(':')
-            .nth(4)
-            .unwrap_or("123456789012");
         let shared: Vec<&str> = region.sagemaker.all().map(String::as_str).collect();
         for used in cfg.endpoints_in(&region.name) {
             if !shared.contains(&used.name.as_str()) {
-                arns.push(format!(
-                    "arn:aws:sagemaker:{}:{account}:endpoint/{}",
-                    region.name, used.name
-                ));
+                arns.push(sagemaker_arn(region, "endpoint", &used.name));
             }
         }
     }

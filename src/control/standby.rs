@@ -248,15 +248,7 @@ pub async fn observe_component(
             status: c.status.as_str().to_string(),
             failure_reason: c.failure_reason,
             copies: c.current_copies,
-            spec: standby::ComponentSpec {
-                model: c.spec.model,
-                image: c.spec.image,
-                artifact_url: c.spec.artifact_url,
-                cpu_cores: c.spec.cpu_cores,
-                accelerators: c.spec.accelerators,
-                min_memory_mb: c.spec.min_memory_mb,
-                max_memory_mb: c.spec.max_memory_mb,
-            },
+            spec: c.spec,
         })),
     };
     standby::ComponentSeen {

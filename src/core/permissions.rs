@@ -71,11 +71,25 @@ pub enum Target<'a> {
     Component(&'a str),
 }
 
-/// SageMaker's ARN of a resource in `region` of `principal`'s account:
-/// `kind` `endpoint` or `inference-component`. SageMaker writes the names
-/// in its ARNs in lower case.
-pub fn sagemaker_arn(principal: &str, region: &str, kind: &str, name: &str) -> Option<String> {
-    let mut parts = principal.splitn(6, ':');
+/// SageMaker's ARN of a resource: `kind` `endpoint` or
+/// `inference-component`. SageMaker writes the names in its ARNs in lower
+/// case (what IAM matches a policy's resources against).
+pub fn sagemaker_arn_in(
+    partition: &str,
+    account: &str,
+    region: &str,
+    kind: &str,
+    name: &str,
+) -> String {
+    format!(
+        "arn:{partition}:sagemaker:{region}:{account}:{kind}/{}",
+        name.to_ascii_lowercase()
+    )
+}
+
+/// The partition and account of an ARN (`arn:aws:iam::111122223333:...`).
+pub fn partition_and_account(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
     let (_, partition, _, _, account) = (
         parts.next()?,
         parts.next()?,
@@ -83,10 +97,13 @@ pub fn sagemaker_arn(principal: &str, region: &str, kind: &str, name: &str) -> O
         parts.next()?,
         parts.next()?,
     );
-    Some(format!(
-        "arn:{partition}:sagemaker:{region}:{account}:{kind}/{}",
-        name.to_ascii_lowercase()
-    ))
+    Some((partition, account))
+}
+
+/// [`sagemaker_arn_in`] `region` of `principal`'s account.
+pub fn sagemaker_arn(principal: &str, region: &str, kind: &str, name: &str) -> Option<String> {
+    let (partition, account) = partition_and_account(principal)?;
+    Some(sagemaker_arn_in(partition, account, region, kind, name))
 }
 
 /// The task-token calls prepare makes (no resource type: `*`).

@@ -247,13 +247,15 @@ pub fn judge(
 }
 
 /// What an inference component runs, as compared with the active's
-/// (`DescribeInferenceComponent`'s `Specification`).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// (`DescribeInferenceComponent`'s `Specification`; the Endpoints port
+/// reports it as this type).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComponentSpec {
     /// `ModelName`, when it runs a SageMaker model (whose containers are
     /// not read here).
     pub model: Option<String>,
-    /// The container image, when it names its own container.
+    /// `Container.DeployedImage.SpecifiedImage` (else `ResolvedImage`),
+    /// when the component names its own container.
     pub image: Option<String>,
     /// The container's `ArtifactUrl` (model data).
     pub artifact_url: Option<String>,

@@ -217,23 +217,9 @@ impl ComponentStatus {
 }
 
 /// What an inference component runs (`Specification`): what a standby's
-/// component is compared on with the active's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ComponentSpecification {
-    /// `ModelName`, when the component runs a SageMaker model.
-    pub model: Option<String>,
-    /// `Container.DeployedImage.SpecifiedImage` (else `ResolvedImage`),
-    /// when the component names its own container.
-    pub image: Option<String>,
-    /// `Container.ArtifactUrl`.
-    pub artifact_url: Option<String>,
-    /// `ComputeResourceRequirements`: what each copy reserves on an
-    /// instance.
-    pub cpu_cores: Option<f32>,
-    pub accelerators: Option<f32>,
-    pub min_memory_mb: Option<u32>,
-    pub max_memory_mb: Option<u32>,
-}
+/// component is compared on with the active's. The type readiness judges
+/// (`core::standby`), so the adapter's reading is compared as it is.
+pub use crate::core::standby::ComponentSpec as ComponentSpecification;
 
 /// An inference component as `DescribeInferenceComponent` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
