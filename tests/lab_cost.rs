@@ -596,6 +596,79 @@ fn cloudwatch_invocations_keep_an_endpoint_the_routers_never_saw() {
     }
 }
 
+/// An endpoint that hosts inference components: SageMaker publishes each
+/// component's calls under `InferenceComponentName` alone, with no
+/// `EndpointName`, so idle detection lists the components on the endpoint
+/// (`ListInferenceComponents`, the lab's emulation) and reads each one's
+/// `Invocations`. A component nobody mapped in the configuration (another
+/// team's, on the same endpoint) counts as well: asked by endpoint and
+/// variant only, its three calls would read as none and the endpoint would
+/// be reduced under it.
+#[test]
+fn cloudwatch_counts_the_calls_of_every_component_on_an_endpoint() {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+
+    let idle = Counts {
+        idle_since: Some(0),
+        need: None,
+    };
+    let env = Env::start(WEST, "[cost.idle]\nenabled = true", (3, 4));
+    let now = MONDAY + 19 * HOUR;
+    rt().block_on(async {
+        let sm = env.clients.sagemaker(WEST);
+        sagemaker::ensure_inference_component(
+            &sm,
+            &sagemaker::ComponentSpec {
+                component: "side",
+                endpoint: ENDPOINT,
+                variant: "AllTraffic",
+                image: "123456789012.dkr.ecr.us-west-2.amazonaws.com/side:1",
+                min_memory_mb: 1024,
+                copies: 1,
+            },
+        )
+        .await
+        .unwrap();
+        let put = |component: &'static str, at_ms: u64, n: f64| {
+            let cw = env.clients.cloudwatch(WEST);
+            async move {
+                cw.put_metric_data()
+                    .namespace("AWS/SageMaker")
+                    .metric_data(
+                        MetricDatum::builder()
+                            .metric_name("Invocations")
+                            .dimensions(
+                                Dimension::builder()
+                                    .name("InferenceComponentName")
+                                    .value(component)
+                                    .build(),
+                            )
+                            .timestamp(DateTime::from_millis(at_ms as i64))
+                            .value(n)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
+        env.at(now);
+        // A component on no endpoint of ours: not this endpoint's traffic.
+        put("elsewhere", now - 10 * 60_000, 9.0).await;
+        // The component's 3 calls in the window, which no router saw.
+        put("side", now - 20 * 60_000, 3.0).await;
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(p.action, CostAction::None, "{p}");
+        assert!(p.why.contains("3 in CloudWatch"), "only side's: {p}");
+        assert_eq!(env.holds(WEST).await, Some(4));
+        // An hour later the window has passed them: idle, reduced.
+        env.at(now + HOUR);
+        let p = env.round(WEST, &idle).await;
+        assert_eq!(action(&p), Some((4, 1)), "{p}");
+    });
+}
+
 /// Publish both routers' counts in their votes through the control table,
 /// and hand us-west-2's `Shared` the votes as its reconcile loop would.
 async fn publish_votes(env: &Env, east: &Counter, west: &Shared) {

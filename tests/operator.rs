@@ -229,6 +229,7 @@ impl EndpointMetrics for Elsewhere {
         _: &str,
         _: &str,
         _: &[String],
+        _: &[String],
         _: u64,
         _: u64,
     ) -> Result<u64, PortError> {

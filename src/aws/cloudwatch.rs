@@ -1,6 +1,9 @@
 //! CloudWatch adapter: the [`EndpointMetrics`] port over
 //! `GetMetricStatistics` (`AWS/SageMaker`, `Invocations`, statistic `Sum`),
-//! one call per variant, a client per region.
+//! one call per variant (`EndpointName`, `VariantName`) and one per
+//! inference component on the endpoint (`InferenceComponentName` alone: the
+//! dimension SageMaker publishes a component's calls under), a client per
+//! region.
 //!
 //! The period is a minute for windows up to a day (at most 1,440 datapoints,
 //! CloudWatch's limit per call) and an hour beyond (idle windows go up to 7
@@ -53,30 +56,35 @@ impl EndpointMetrics for AwsEndpointMetrics {
         region: &str,
         endpoint: &str,
         variants: &[String],
+        components: &[String],
         start_ms: u64,
         end_ms: u64,
     ) -> Result<u64, PortError> {
         let client = self.clients.cloudwatch(region);
         let period = period_secs(end_ms.saturating_sub(start_ms));
+        let dim = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+        let series = variants
+            .iter()
+            .map(|v| {
+                (
+                    format!("{endpoint}/{v}"),
+                    vec![dim("EndpointName", endpoint), dim("VariantName", v)],
+                )
+            })
+            .chain(components.iter().map(|c| {
+                (
+                    format!("component {c}"),
+                    vec![dim("InferenceComponentName", c)],
+                )
+            }));
         let mut total = 0u64;
-        for variant in variants {
-            let op = format!("GetMetricStatistics {INVOCATIONS} {endpoint}/{variant}");
+        for (what, dimensions) in series {
+            let op = format!("GetMetricStatistics {INVOCATIONS} {what}");
             let out = client
                 .get_metric_statistics()
                 .namespace(NAMESPACE)
                 .metric_name(INVOCATIONS)
-                .dimensions(
-                    Dimension::builder()
-                        .name("EndpointName")
-                        .value(endpoint)
-                        .build(),
-                )
-                .dimensions(
-                    Dimension::builder()
-                        .name("VariantName")
-                        .value(variant)
-                        .build(),
-                )
+                .set_dimensions(Some(dimensions))
                 .start_time(date(start_ms))
                 .end_time(date(end_ms))
                 .period(period)

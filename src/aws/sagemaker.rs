@@ -1,7 +1,7 @@
 //! SageMaker control-plane adapter: the [`Endpoints`](crate::ports::Endpoints)
 //! port (DescribeEndpoint for the prepare step and the cost task, a warm-up
 //! invocation, `UpdateEndpointWeightsAndCapacities`, `ListTags`,
-//! `DeleteEndpoint`, `DescribeInferenceComponent`,
+//! `DeleteEndpoint`, `DescribeInferenceComponent`, `ListInferenceComponents`,
 //! `UpdateInferenceComponentRuntimeConfig`), and idempotent creation of a
 //! model, endpoint config and endpoint for each of the three inference paths,
 //! and of an inference component (the lab's provisioning and first deploys).
@@ -431,6 +431,54 @@ impl crate::ports::Endpoints for AwsEndpoints {
             },
             failure_reason: d.failure_reason().map(str::to_string),
         }))
+    }
+
+    async fn components_on(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Vec<String>, crate::ports::PortError> {
+        let op = || format!("ListInferenceComponents EndpointNameEquals={endpoint}");
+        let mut names = Vec::new();
+        let mut next: Option<String> = None;
+        // A page is at most 100 names; a cap on pages keeps a service that
+        // keeps answering a token from holding the round.
+        for _ in 0..100 {
+            let out = self
+                .clients
+                .sagemaker(region)
+                .list_inference_components()
+                .endpoint_name_equals(endpoint)
+                .max_results(100)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| super::errors::port_error("SageMaker", op(), region, e))?;
+            for c in out.inference_components() {
+                // An empty name would count every component's metric.
+                match c.inference_component_name() {
+                    Some(n) if !n.is_empty() => names.push(n.to_string()),
+                    _ => {
+                        return Err(crate::ports::PortError::malformed(
+                            "SageMaker",
+                            op(),
+                            region,
+                            "a component without InferenceComponentName",
+                        ));
+                    }
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(names),
+            }
+        }
+        Err(crate::ports::PortError::malformed(
+            "SageMaker",
+            op(),
+            region,
+            "more than 100 pages",
+        ))
     }
 
     async fn set_copy_count(

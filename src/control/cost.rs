@@ -340,17 +340,21 @@ pub async fn observe(
                     let now = ports.clock.now_ms();
                     let window = cfg.cost.idle_policy().window_ms;
                     seen.cloudwatch = Some(
-                        ports
-                            .endpoint_metrics
-                            .invocations(
-                                region,
-                                &seen.endpoint,
-                                &variants,
-                                now.saturating_sub(window),
-                                now,
-                            )
-                            .await
-                            .map_err(|e| crate::error_chain(&e)),
+                        match components_on(cfg, ports, region, &seen.endpoint).await {
+                            Ok(components) => ports
+                                .endpoint_metrics
+                                .invocations(
+                                    region,
+                                    &seen.endpoint,
+                                    &variants,
+                                    &components,
+                                    now.saturating_sub(window),
+                                    now,
+                                )
+                                .await
+                                .map_err(|e| crate::error_chain(&e)),
+                            Err(e) => Err(e),
+                        },
                     );
                 }
             }
@@ -364,6 +368,35 @@ pub async fn observe(
         hold,
         endpoints,
     }
+}
+
+/// The inference components whose calls CloudWatch counts for
+/// `endpoint`: every one SageMaker lists on it (whoever deployed it) and
+/// every one the configuration maps there (listed or not: a listing that
+/// lags a create must not hide a mapped component's calls). SageMaker
+/// publishes a component's calls under `InferenceComponentName` alone, so
+/// without them an endpoint that hosts components reads as idle.
+async fn components_on(
+    cfg: &Config,
+    ports: &Ports,
+    region: &str,
+    endpoint: &str,
+) -> Result<Vec<String>, String> {
+    let mut names = ports
+        .endpoints
+        .components_on(region, endpoint)
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    for e in cfg.endpoints_in(region) {
+        if e.name == endpoint {
+            for c in &e.components {
+                if !names.contains(c) {
+                    names.push(c.clone());
+                }
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// One decision per endpoint of the observation, in configuration order.

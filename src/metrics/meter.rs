@@ -128,6 +128,9 @@ pub enum Op {
     DescribeComponent,
     /// `UpdateInferenceComponentRuntimeConfig` (a copy count).
     SetCopyCount,
+    /// `ListInferenceComponents` of one endpoint, every page (idle
+    /// detection's CloudWatch read names each component).
+    ListComponents,
     /// STS `GetCallerIdentity`: whose policies readiness simulates.
     OwnPrincipal,
     /// IAM `SimulatePrincipalPolicy`, every page (readiness's dry run).
@@ -135,7 +138,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 37] = [
+    pub const ALL: [Op; 38] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::ReadDuty,
@@ -171,6 +174,7 @@ impl Op {
         Op::ListServiceQuotas,
         Op::DescribeComponent,
         Op::SetCopyCount,
+        Op::ListComponents,
         Op::OwnPrincipal,
         Op::SimulatePolicy,
     ];
@@ -212,6 +216,7 @@ impl Op {
             Op::ListServiceQuotas => "list_service_quotas",
             Op::DescribeComponent => "describe_component",
             Op::SetCopyCount => "set_copy_count",
+            Op::ListComponents => "list_components",
             Op::OwnPrincipal => "own_principal",
             Op::SimulatePolicy => "simulate_policy",
         }
@@ -250,7 +255,8 @@ impl Op {
             | Op::DeleteEndpoint
             | Op::DescribeServed
             | Op::DescribeComponent
-            | Op::SetCopyCount => Service::SageMaker,
+            | Op::SetCopyCount
+            | Op::ListComponents => Service::SageMaker,
             Op::WarmUp => Service::SageMakerRuntime,
             Op::DescribeScalableTargets => Service::ApplicationAutoScaling,
             Op::ListServiceQuotas => Service::ServiceQuotas,

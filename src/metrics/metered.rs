@@ -497,6 +497,13 @@ impl Endpoints for Metered<dyn Endpoints> {
         r
     }
 
+    async fn components_on(&self, region: &str, endpoint: &str) -> Result<Vec<String>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.components_on(region, endpoint).await;
+        self.done(Op::ListComponents, region, t0, &r);
+        r
+    }
+
     async fn set_copy_count(
         &self,
         region: &str,

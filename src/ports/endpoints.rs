@@ -315,6 +315,13 @@ pub trait Endpoints: Send + Sync {
         region: &str,
         component: &str,
     ) -> Result<Option<ComponentState>, PortError>;
+    /// The names of every inference component on `endpoint`, whoever
+    /// deployed them (`ListInferenceComponents` with `EndpointNameEquals`,
+    /// every page). The default knows none (fakes without components).
+    async fn components_on(&self, region: &str, endpoint: &str) -> Result<Vec<String>, PortError> {
+        let _ = (region, endpoint);
+        Ok(Vec::new())
+    }
     /// Ask for `copies` copies of the component
     /// (`UpdateInferenceComponentRuntimeConfig`, `DesiredRuntimeConfig.CopyCount`).
     /// The component goes `Updating` while SageMaker places them.

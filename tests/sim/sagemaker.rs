@@ -804,6 +804,7 @@ impl failoverd::ports::EndpointMetrics for NoCloudWatch {
         region: &str,
         endpoint: &str,
         _: &[String],
+        _: &[String],
         _: u64,
         _: u64,
     ) -> Result<u64, PortError> {
@@ -835,6 +836,7 @@ impl failoverd::ports::EndpointMetrics for FakeCloudWatch {
         &self,
         region: &str,
         endpoint: &str,
+        _: &[String],
         _: &[String],
         start_ms: u64,
         end_ms: u64,

@@ -55,6 +55,9 @@ NO_RESOURCE_LEVEL = {
     # The same for GetMetricData: the health.route53_source = "cloudwatch"
     # signal reads AWS/Route53 HealthCheckStatus with it.
     "cloudwatch:GetMetricData",
+    # Idle detection names each inference component on an endpoint for
+    # that read; SageMaker's List actions have no resource type.
+    "sagemaker:ListInferenceComponents",
     # Standby readiness: Application Auto Scaling's and Service Quotas'
     # reads list no resource type either.
     "application-autoscaling:DescribeScalableTargets",
@@ -234,7 +237,7 @@ class DaemonLeastPrivilege(CloudFormationLintRule):
                 return [RuleMatch(path, (
                     f"daemon role {role}: Resource '*' for {', '.join(loose)}; name the "
                     "table, state machine, execution, endpoint, health check or bucket ARN "
-                    "('*' is allowed only for states:SendTask{Success,Failure,Heartbeat} cloudwatch:GetMetric{Statistics,Data}, application-autoscaling:DescribeScalableTargets and servicequotas:ListServiceQuotas)"
+                    "('*' is allowed only for states:SendTask{Success,Failure,Heartbeat} cloudwatch:GetMetric{Statistics,Data}, sagemaker:ListInferenceComponents, application-autoscaling:DescribeScalableTargets and servicequotas:ListServiceQuotas)"
                 ))]
             return []
         parts = text.split(":", 5)
