@@ -672,6 +672,134 @@ impl Endpoints for Counting {
     ) -> Result<(), PortError> {
         self.inner.set_copy_count(region, component, copies).await
     }
+    async fn model_containers(
+        &self,
+        region: &str,
+        model: &str,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, PortError> {
+        self.count("model_containers", region, model);
+        self.inner.model_containers(region, model).await
+    }
+    async fn components_on(&self, region: &str, endpoint: &str) -> Result<Vec<String>, PortError> {
+        self.inner.components_on(region, endpoint).await
+    }
+}
+
+/// A component that runs a SageMaker model (`Specification.ModelName`, no
+/// container of its own) is judged by that model's containers
+/// (`DescribeModel`, moto's models through the real SDK): us-west-2's
+/// `embed-usw2` re-created on a model whose image is the active's
+/// component's own is the same model (model names differ per region);
+/// one on a model with another image is critical naming both; its model
+/// deleted is critical (no new copy can start).
+#[test]
+fn a_component_that_runs_a_sagemaker_model_is_judged_by_the_models_containers() {
+    use aws_sdk_sagemaker::types::{
+        ContainerDefinition, InferenceComponentComputeResourceRequirements,
+        InferenceComponentRuntimeConfig, InferenceComponentSpecification,
+    };
+    use failoverd::control::standby::{self, Needs};
+    use failoverd::core::standby::{Check, Severity};
+    let env = Env::start();
+    let needs = Needs::all(Some(1));
+    let embed = "lab-gpu/embed-usw2";
+    rt().block_on(async {
+        let clients = AwsClients::new(common::sdk_config(), env.cfg.endpoints.clone());
+        let sm = clients.sagemaker(WEST);
+        let theirs = env
+            .ports
+            .endpoints
+            .describe_component(EAST, "embed-use1")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec;
+        let image = theirs.image.clone().unwrap();
+        let model_of = |name: &'static str, image: String| {
+            let sm = sm.clone();
+            async move {
+                sm.create_model()
+                    .model_name(name)
+                    .execution_role_arn("arn:aws:iam::123456789012:role/sagemaker")
+                    .primary_container(ContainerDefinition::builder().image(image).build())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
+        let runs = |model: &'static str| {
+            let sm = sm.clone();
+            let env = &env;
+            async move {
+                delete_embed(&sm, env).await;
+                sm.create_inference_component()
+                    .inference_component_name("embed-usw2")
+                    .endpoint_name("lab-gpu")
+                    .variant_name("AllTraffic")
+                    .specification(
+                        InferenceComponentSpecification::builder()
+                            .model_name(model)
+                            .compute_resource_requirements(
+                                InferenceComponentComputeResourceRequirements::builder()
+                                    .number_of_cpu_cores_required(1.0)
+                                    .min_memory_required_in_mb(1024)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .runtime_config(
+                        InferenceComponentRuntimeConfig::builder()
+                            .copy_count(1)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                common::wait_until("embed-usw2 in service", Duration::from_secs(20), || async {
+                    let (.., status) = env.copies(WEST, "embed-usw2").await;
+                    (status == ComponentStatus::InService).then_some(())
+                })
+                .await;
+            }
+        };
+        let model_check = || async {
+            let f = standby::check(&env.cfg, &env.ports, EAST, &needs).await;
+            f.into_iter()
+                .find(|x| x.endpoint == embed && x.check == Check::Model)
+                .unwrap()
+        };
+
+        // The active's own container, as a model here: the same.
+        model_of("embed-model-usw2", image.clone()).await;
+        runs("embed-model-usw2").await;
+        let x = model_check().await;
+        assert_eq!(x.severity, Severity::Ok, "{x}");
+
+        // A model with another image.
+        let old = "123456789012.dkr.ecr.us-west-2.amazonaws.com/embed:old".to_string();
+        model_of("embed-model-old", old.clone()).await;
+        runs("embed-model-old").await;
+        let x = model_check().await;
+        assert_eq!(x.severity, Severity::Critical, "{x}");
+        assert!(
+            x.detail
+                .contains(&format!("containers {old}, the active's {image}")),
+            "{x}"
+        );
+
+        // Its model deleted under it.
+        sm.delete_model()
+            .model_name("embed-model-old")
+            .send()
+            .await
+            .unwrap();
+        let x = model_check().await;
+        assert_eq!(x.severity, Severity::Critical, "{x}");
+        assert!(
+            x.detail.contains("embed-model-old, which does not exist"),
+            "{x}"
+        );
+    });
 }
 
 /// Readiness judges a standby's inference components against the

@@ -292,6 +292,40 @@ impl AwsEndpoints {
     }
 }
 
+/// `DescribeModel`: the model's containers in order (primary container,
+/// then `Containers`), each (image, model data URL); `None` if there is no
+/// such model.
+async fn model_containers(
+    sm: &Client,
+    region: &str,
+    model: &str,
+) -> Result<Option<Vec<(String, Option<String>)>>, crate::ports::PortError> {
+    let m = match sm.describe_model().model_name(model).send().await {
+        Ok(m) => m,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => {
+            return Err(super::errors::port_error(
+                "SageMaker",
+                format!("DescribeModel {model}"),
+                region,
+                e,
+            ));
+        }
+    };
+    Ok(Some(
+        m.primary_container()
+            .into_iter()
+            .chain(m.containers())
+            .map(|c| {
+                (
+                    c.image().unwrap_or_default().to_string(),
+                    c.model_data_url().map(str::to_string),
+                )
+            })
+            .collect(),
+    ))
+}
+
 #[async_trait::async_trait]
 impl crate::ports::Endpoints for AwsEndpoints {
     async fn served(
@@ -342,29 +376,10 @@ impl crate::ports::Endpoints for AwsEndpoints {
             let containers = if model.is_empty() {
                 Vec::new()
             } else {
-                let m = sm
-                    .describe_model()
-                    .model_name(&model)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        super::errors::port_error(
-                            "SageMaker",
-                            format!("DescribeModel {model}"),
-                            region,
-                            e,
-                        )
-                    })?;
-                m.primary_container()
-                    .into_iter()
-                    .chain(m.containers())
-                    .map(|c| {
-                        (
-                            c.image().unwrap_or_default().to_string(),
-                            c.model_data_url().map(str::to_string),
-                        )
-                    })
-                    .collect()
+                // A variant's model that is gone is no model at all.
+                model_containers(&sm, region, &model)
+                    .await?
+                    .unwrap_or_default()
             };
             served.push(ServedVariant {
                 variant: v.variant_name().unwrap_or_default().to_string(),
@@ -374,6 +389,14 @@ impl crate::ports::Endpoints for AwsEndpoints {
             });
         }
         Ok(Some(served))
+    }
+
+    async fn model_containers(
+        &self,
+        region: &str,
+        model: &str,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, crate::ports::PortError> {
+        model_containers(&self.clients.sagemaker(region), region, model).await
     }
 
     async fn describe_component(
@@ -419,6 +442,8 @@ impl crate::ports::Endpoints for AwsEndpoints {
             desired_copies: count(d.runtime_config().and_then(|r| r.desired_copy_count())),
             spec: ComponentSpecification {
                 model: spec.and_then(|s| s.model_name()).map(str::to_string),
+                // Readiness reads the model when it compares (DescribeModel).
+                model_read: None,
                 image: container
                     .and_then(|c| c.deployed_image())
                     .and_then(|i| i.specified_image().or(i.resolved_image()))

@@ -232,7 +232,8 @@ pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
     }
 }
 
-/// Read one inference component (`DescribeInferenceComponent`), mapped
+/// Read one inference component (`DescribeInferenceComponent`, and
+/// `DescribeModel` of the SageMaker model it runs, if it runs one), mapped
 /// onto `endpoint`.
 pub async fn observe_component(
     ports: &Ports,
@@ -243,13 +244,24 @@ pub async fn observe_component(
     let state = match ports.endpoints.describe_component(region, component).await {
         Err(e) => Err(crate::error_chain(&e)),
         Ok(None) => Ok(None),
-        Ok(Some(c)) => Ok(Some(standby::ComponentDescribed {
-            on_endpoint: c.endpoint,
-            status: c.status.as_str().to_string(),
-            failure_reason: c.failure_reason,
-            copies: c.current_copies,
-            spec: c.spec,
-        })),
+        Ok(Some(mut c)) => {
+            // A component that runs a SageMaker model: what it runs is
+            // that model's containers (`DescribeModel`).
+            if let (Some(m), None) = (&c.spec.model, &c.spec.image) {
+                c.spec.model_read = Some(match ports.endpoints.model_containers(region, m).await {
+                    Ok(Some(v)) => standby::ModelRead::Containers(v),
+                    Ok(None) => standby::ModelRead::Missing,
+                    Err(e) => standby::ModelRead::Failed(crate::error_chain(&e)),
+                });
+            }
+            Ok(Some(standby::ComponentDescribed {
+                on_endpoint: c.endpoint,
+                status: c.status.as_str().to_string(),
+                failure_reason: c.failure_reason,
+                copies: c.current_copies,
+                spec: c.spec,
+            }))
+        }
     };
     standby::ComponentSeen {
         endpoint: endpoint.to_string(),

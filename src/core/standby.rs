@@ -251,9 +251,13 @@ pub fn judge(
 /// reports it as this type).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComponentSpec {
-    /// `ModelName`, when it runs a SageMaker model (whose containers are
-    /// not read here).
+    /// `ModelName`, when it runs a SageMaker model (its containers are in
+    /// [`ComponentSpec::model_read`] once read).
     pub model: Option<String>,
+    /// What `DescribeModel` said of [`ComponentSpec::model`]; `None` while
+    /// not read (a component with its own container has nothing to read).
+    #[serde(default)]
+    pub model_read: Option<ModelRead>,
     /// `Container.DeployedImage.SpecifiedImage` (else `ResolvedImage`),
     /// when the component names its own container.
     pub image: Option<String>,
@@ -264,6 +268,21 @@ pub struct ComponentSpec {
     pub accelerators: Option<f32>,
     pub min_memory_mb: Option<u32>,
     pub max_memory_mb: Option<u32>,
+}
+
+/// A SageMaker model as `DescribeModel` reports it, for a component that
+/// runs one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelRead {
+    /// Its containers in order (primary container, then `Containers`):
+    /// (image, model data URL).
+    Containers(Vec<(String, Option<String>)>),
+    /// No such model: the copies running keep serving, but SageMaker has
+    /// nothing to start a new copy from.
+    Missing,
+    /// The read failed (why).
+    Failed(String),
 }
 
 /// One region's inference component as read.
@@ -455,17 +474,29 @@ fn compare_components(
         v.as_ref().map_or("none".to_string(), |v| v.to_string())
     }
     let mut parts: Vec<Judged> = Vec::new();
+    let mut unread: Option<Judged> = None;
     let mut differ = |what: &str, m: String, t: String| {
         if m != t {
             parts.push((Severity::Critical, format!("{what} {m}, the active's {t}")));
         }
     };
-    differ("image", show(&mine.image), show(&a.image));
-    differ(
-        "model data",
-        show(&mine.artifact_url),
-        show(&a.artifact_url),
-    );
+    // A component runs its own container or a SageMaker model (whose name
+    // may differ per region): what is compared is the containers either
+    // way, an image and its model data.
+    let runs_model = |s: &ComponentSpec| s.image.is_none() && s.model.is_some();
+    if !runs_model(mine) && !runs_model(a) {
+        differ("image", show(&mine.image), show(&a.image));
+        differ(
+            "model data",
+            show(&mine.artifact_url),
+            show(&a.artifact_url),
+        );
+    } else {
+        match (containers_of("it", mine), containers_of("the active's", a)) {
+            (Ok(m), Ok(t)) => differ("containers", show_containers(&m), show_containers(&t)),
+            (Err(e), _) | (_, Err(e)) => unread = Some(e),
+        }
+    }
     differ("CPU cores", show(&mine.cpu_cores), show(&a.cpu_cores));
     differ(
         "accelerators",
@@ -482,18 +513,53 @@ fn compare_components(
         show(&mine.max_memory_mb),
         show(&a.max_memory_mb),
     );
-    for (who, s) in [("it", mine), ("the active's", a)] {
-        if let (Some(m), None) = (&s.model, &s.image) {
-            parts.push((
-                Severity::Unknown,
-                format!("{who} runs SageMaker model {m}, whose containers readiness does not read"),
-            ));
-        }
-    }
+    parts.extend(unread);
     combine(
         parts,
         "the same image, model data and compute requirements as the active's".into(),
     )
+}
+
+/// The containers a component runs: its own (image, model data), or its
+/// SageMaker model's as read; `Err` when they cannot be told (`who` names
+/// the side in the finding).
+fn containers_of(who: &str, s: &ComponentSpec) -> Result<Vec<(String, Option<String>)>, Judged> {
+    if let Some(image) = &s.image {
+        return Ok(vec![(image.clone(), s.artifact_url.clone())]);
+    }
+    let Some(m) = &s.model else {
+        return Ok(Vec::new());
+    };
+    match &s.model_read {
+        Some(ModelRead::Containers(c)) => Ok(c.clone()),
+        Some(ModelRead::Missing) => Err((
+            Severity::Critical,
+            format!(
+                "{who} runs SageMaker model {m}, which does not exist: SageMaker has nothing to start another copy from"
+            ),
+        )),
+        Some(ModelRead::Failed(e)) => Err((
+            Severity::Unknown,
+            format!("{who} runs SageMaker model {m}, which could not be read: {e}"),
+        )),
+        None => Err((
+            Severity::Unknown,
+            format!("{who} runs SageMaker model {m}, whose containers were not read"),
+        )),
+    }
+}
+
+fn show_containers(c: &[(String, Option<String>)]) -> String {
+    if c.is_empty() {
+        return "none".into();
+    }
+    c.iter()
+        .map(|(image, data)| match data {
+            Some(d) => format!("{image} with {d}"),
+            None => image.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The component's `capacity` check: its copies against the need and
@@ -1326,6 +1392,7 @@ mod tests {
     fn spec(image: &str) -> ComponentSpec {
         ComponentSpec {
             model: None,
+            model_read: None,
             image: Some(image.into()),
             artifact_url: Some("s3://m/llm.tar.gz".into()),
             cpu_cores: Some(1.0),
@@ -1501,6 +1568,53 @@ mod tests {
         )
         .clone();
         assert_eq!(m.severity, Severity::Unknown, "never ok unread: {m}");
+        assert!(m.detail.contains("whose containers were not read"), "{m}");
+
+        // A SageMaker model's containers, once read, are compared: the
+        // models' names differ per region, their containers must not.
+        let model = |name: &str, read: ModelRead| {
+            let mut c = comp("llm-w", "x", 2);
+            described(&mut c).spec = ComponentSpec {
+                model: Some(name.into()),
+                model_read: Some(read),
+                image: None,
+                artifact_url: None,
+                ..spec("x")
+            };
+            c
+        };
+        let v1 = || ModelRead::Containers(vec![("img:1".into(), Some("s3://m/a".into()))]);
+        let v2 = || ModelRead::Containers(vec![("img:2".into(), Some("s3://m/a".into()))]);
+        let judge = |mine: &ComponentSeen, theirs: &ComponentSeen| {
+            of(&jc(mine, Some(theirs), Tier::Tier2, Some(2)), Check::Model).clone()
+        };
+        let m = judge(&model("llm-w-model", v1()), &model("llm-e-model", v1()));
+        assert_eq!(m.severity, Severity::Ok, "{m}");
+        let m = judge(&model("llm-w-model", v1()), &model("llm-e-model", v2()));
+        assert_eq!(m.severity, Severity::Critical, "{m}");
+        assert!(
+            m.detail
+                .contains("containers img:1 with s3://m/a, the active's img:2 with s3://m/a"),
+            "{m}"
+        );
+        // A model against the active's own container: the same container is
+        // the same model.
+        let mut own = comp("llm-e", "img:1", 2);
+        described(&mut own).spec.artifact_url = Some("s3://m/a".into());
+        let m = judge(&model("llm-w-model", v1()), &own);
+        assert_eq!(m.severity, Severity::Ok, "{m}");
+        let m = judge(&model("llm-w-model", v2()), &own);
+        assert_eq!(m.severity, Severity::Critical, "{m}");
+        // A model gone: no new copy can start.
+        let m = judge(&model("llm-w-model", ModelRead::Missing), &own);
+        assert_eq!(m.severity, Severity::Critical, "{m}");
+        assert!(m.detail.contains("which does not exist"), "{m}");
+        let m = judge(
+            &model("llm-w-model", ModelRead::Failed("throttled".into())),
+            &own,
+        );
+        assert_eq!(m.severity, Severity::Unknown, "{m}");
+        assert!(m.detail.contains("could not be read: throttled"), "{m}");
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub enum Op {
     /// `ListInferenceComponents` of one endpoint, every page (idle
     /// detection's CloudWatch read names each component).
     ListComponents,
+    /// `DescribeModel` of the model an inference component runs
+    /// (readiness).
+    DescribeModel,
     /// STS `GetCallerIdentity`: whose policies readiness simulates.
     OwnPrincipal,
     /// IAM `SimulatePrincipalPolicy`, every page (readiness's dry run).
@@ -138,7 +141,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 38] = [
+    pub const ALL: [Op; 39] = [
         Op::ReadRecord,
         Op::WriteRecord,
         Op::ReadDuty,
@@ -175,6 +178,7 @@ impl Op {
         Op::DescribeComponent,
         Op::SetCopyCount,
         Op::ListComponents,
+        Op::DescribeModel,
         Op::OwnPrincipal,
         Op::SimulatePolicy,
     ];
@@ -217,6 +221,7 @@ impl Op {
             Op::DescribeComponent => "describe_component",
             Op::SetCopyCount => "set_copy_count",
             Op::ListComponents => "list_components",
+            Op::DescribeModel => "describe_model",
             Op::OwnPrincipal => "own_principal",
             Op::SimulatePolicy => "simulate_policy",
         }
@@ -256,7 +261,8 @@ impl Op {
             | Op::DescribeServed
             | Op::DescribeComponent
             | Op::SetCopyCount
-            | Op::ListComponents => Service::SageMaker,
+            | Op::ListComponents
+            | Op::DescribeModel => Service::SageMaker,
             Op::WarmUp => Service::SageMakerRuntime,
             Op::DescribeScalableTargets => Service::ApplicationAutoScaling,
             Op::ListServiceQuotas => Service::ServiceQuotas,

@@ -497,6 +497,17 @@ impl Endpoints for Metered<dyn Endpoints> {
         r
     }
 
+    async fn model_containers(
+        &self,
+        region: &str,
+        model: &str,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, PortError> {
+        let t0 = self.clock.monotonic();
+        let r = self.inner.model_containers(region, model).await;
+        self.done(Op::DescribeModel, region, t0, &r);
+        r
+    }
+
     async fn components_on(&self, region: &str, endpoint: &str) -> Result<Vec<String>, PortError> {
         let t0 = self.clock.monotonic();
         let r = self.inner.components_on(region, endpoint).await;

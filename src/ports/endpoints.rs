@@ -315,6 +315,24 @@ pub trait Endpoints: Send + Sync {
         region: &str,
         component: &str,
     ) -> Result<Option<ComponentState>, PortError>;
+    /// The containers of SageMaker model `model` (`DescribeModel`: its
+    /// primary container, then `Containers`, each (image, model data
+    /// URL)), or `None` if there is no such model. Readiness reads the
+    /// model an inference component runs. The default reads nothing
+    /// (fakes without models): unavailable.
+    async fn model_containers(
+        &self,
+        region: &str,
+        model: &str,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, PortError> {
+        Err(PortError::new(
+            "SageMaker",
+            format!("DescribeModel {model}"),
+            region,
+            super::ErrorKind::Unavailable,
+            "this Endpoints port reads no models",
+        ))
+    }
     /// The names of every inference component on `endpoint`, whoever
     /// deployed them (`ListInferenceComponents` with `EndpointNameEquals`,
     /// every page). The default knows none (fakes without components).
