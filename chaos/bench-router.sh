@@ -43,6 +43,7 @@
 #                           server stays the one from BENCH_BIN_DIR), for before/after
 #                           figures from the same run
 #   BENCH_TARGETS="direct nginx failoverd seed before"   which targets, in round order
+#                           (also `component`: failoverd with a model on an inference component)
 #                           (each round starts one further along the list)
 #   SEED_ROUTER_DIR=dir     an npm-installed seed router to use as is (default: copy
 #                           ../shared/bench/seed-ts-router and npm install it)
@@ -159,7 +160,7 @@ model_port=$(await "the model server" cat "$tmp/model.port")
 # AWS endpoints it does not need point at a closed port. Sets started_pid
 # and started_addr (its router's address).
 start_daemon() {
-  local exe=$1 name=$2 dead=http://127.0.0.1:9
+  local exe=$1 name=$2 config=${3:-regions/lab/us-east-1.toml} dead=http://127.0.0.1:9
   env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=testing \
     AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 FAILOVERD_LOG=warn \
     FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME="http://127.0.0.1:$model_port" \
@@ -168,7 +169,7 @@ start_daemon() {
     FAILOVERD__ENDPOINTS__SAGEMAKER=$dead \
     FAILOVERD__LISTEN__ROUTER=127.0.0.1:0 FAILOVERD__LISTEN__ADMIN=127.0.0.1:0 \
     "$exe" run --log-format json --bound-file "$tmp/$name.bound.json" \
-    --config regions/lab/us-east-1.toml >"$tmp/$name.out" 2>"$tmp/$name.log" </dev/null &
+    --config "$config" >"$tmp/$name.out" 2>"$tmp/$name.log" </dev/null &
   started_pid=$!
   pids+=("$started_pid")
   # The daemon binds port 0 and reports what it bound in its bound file.
@@ -312,6 +313,23 @@ for t in ${BENCH_TARGETS:-direct nginx failoverd seed before}; do
     failoverd)
       url[failoverd]=http://$router_addr/endpoints/default/invocations
       proc[failoverd]=$daemon_pid
+      ;;
+    component)
+      # The same binary, with one more model served as an inference
+      # component of an endpoint of its own (bench-gpu) in every lab region: the router
+      # maps it and writes X-Amzn-SageMaker-Inference-Component (the model
+      # server was told of no components, so it takes the header).
+      mkdir -p "$tmp/regions"
+      cp regions/lab/*.toml "$tmp/regions/"
+      {
+        printf '\n[[models]]\nname = "bench-ic"\n'
+        for r in us-east-1 us-west-2 eu-west-1; do
+          printf '[models.regions.%s]\nendpoint = "bench-gpu"\ninference_component = "bench-ic-%s"\n' "$r" "$r"
+        done
+      } >>"$tmp/regions/base.toml"
+      start_daemon "$bin/failoverd" component "$tmp/regions/us-east-1.toml"
+      url[component]=http://$started_addr/endpoints/bench-ic/invocations
+      proc[component]=$started_pid
       ;;
     before)
       [[ -n $baseline ]] || continue
