@@ -47,6 +47,8 @@
 #                           (each round starts one further along the list)
 #   SEED_ROUTER_DIR=dir     an npm-installed seed router to use as is (default: copy
 #                           ../shared/bench/seed-ts-router and npm install it)
+#   BENCH_WRK_OUT=dir       side mode: keep each round's wrk output (its latency
+#                           distribution) as dir/<target>.<round>.txt
 #   PERF_OUT=file           perf mode: where perf.data goes (default /tmp/failoverd-perf.data)
 #   BENCH_CONCURRENCY=16 BENCH_SECONDS=5 BENCH_RATE=1000 BENCH_ROUNDS=5
 #   BENCH_SLICE_MS=500 BENCH_DAEMON_WORKERS=n               (sdk mode)
@@ -413,6 +415,7 @@ for r in $(seq "$rounds"); do
     read -r after_m _ < <(ticks "$model_pid")
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     k="$t,$r"
+    [[ -z ${BENCH_WRK_OUT:-} ]] || printf '%s\n' "$out" >"$BENCH_WRK_OUT/$t.$r.txt"
     rps[$k]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50[$k]=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
     p99[$k]=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
