@@ -940,4 +940,64 @@ mod tests {
         assert_eq!(n.of("sls"), Some(5));
         assert_eq!(n.of_component("gpu-w", "llm-w"), None);
     }
+
+    /// A variant on pools is compared by its pools in priority order and
+    /// counted against its first-priority type's quota; an endpoint's
+    /// units are counted only when pools or units are set.
+    #[test]
+    fn a_variant_on_pools_is_compared_by_its_pools_and_counted_in_units() {
+        use crate::core::pools::{CapacityUnits, PoolCount};
+        use crate::ports::endpoints::{EndpointState, EndpointStatus, VariantState};
+        let label = pools_by_priority(vec![
+            ("ml.g5.xlarge".into(), 2),
+            ("ml.g5.2xlarge".into(), 1),
+        ]);
+        assert_eq!(label.as_deref(), Some("pools ml.g5.2xlarge > ml.g5.xlarge"));
+        assert_eq!(pools_by_priority(Vec::new()), None);
+        assert_eq!(quota_type(label.as_deref().unwrap()), "ml.g5.2xlarge");
+        assert_eq!(quota_type("ml.m5.large"), "ml.m5.large");
+
+        let state = |pools: Vec<PoolCount>| EndpointState {
+            arn: "arn".into(),
+            config: "c".into(),
+            status: EndpointStatus::InService,
+            variants: vec![VariantState {
+                variant: "AllTraffic".into(),
+                current_instances: Some(4),
+                desired_instances: Some(4),
+                serverless: false,
+                pools,
+            }],
+            failure_reason: None,
+        };
+        let typed = vec![Variant {
+            name: "AllTraffic".into(),
+            containers: Vec::new(),
+            instance_type: Some("ml.g5.2xlarge".into()),
+        }];
+        let none = CapacityUnits::default();
+        let units = CapacityUnits([("ml.g5.2xlarge".to_string(), 2.0)].into());
+        // Nothing configured, no pools: instances are counted.
+        assert_eq!(units_of(&state(Vec::new()), Some(&typed), &none), None);
+        // Units configured: count x the type's units.
+        assert_eq!(
+            units_of(&state(Vec::new()), Some(&typed), &units),
+            Some(8.0)
+        );
+        // The type unknown (its endpoint config not read): instances.
+        assert_eq!(units_of(&state(Vec::new()), None, &units), None);
+        // Pools: their counts, even with nothing configured (1 each).
+        let pools = vec![
+            PoolCount {
+                instance_type: "ml.g5.2xlarge".into(),
+                current: 1,
+            },
+            PoolCount {
+                instance_type: "ml.g5.xlarge".into(),
+                current: 3,
+            },
+        ];
+        assert_eq!(units_of(&state(pools.clone()), None, &none), Some(4.0));
+        assert_eq!(units_of(&state(pools), None, &units), Some(5.0));
+    }
 }
