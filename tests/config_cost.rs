@@ -474,3 +474,65 @@ fn the_readiness_principal_is_an_iam_role_or_user() {
         );
     }
 }
+
+/// `[cost.capacity_units]`: unset, every instance is one unit; each key an
+/// instance type and each value a positive number of units, a problem
+/// reported with the file (the table's) and the key (the type quoted).
+#[test]
+fn capacity_units_are_instance_types_with_positive_units() {
+    let (_, r) = load("", &[]);
+    assert!(!r.unwrap().cost.capacity_units.configured());
+    let (_, r) = load(
+        "[cost.capacity_units]\n\"ml.g5.2xlarge\" = 2\n\"ml.g5.xlarge\" = 1\n\"ml.inf2.xlarge\" = 0.5\n",
+        &[],
+    );
+    let units = r
+        .unwrap_or_else(|e| panic!("{}", e.report()))
+        .cost
+        .capacity_units;
+    assert_eq!(units.of("ml.g5.2xlarge"), 2.0);
+    assert_eq!(units.of("ml.inf2.xlarge"), 0.5);
+    assert_eq!(
+        units.of("ml.m5.large"),
+        1.0,
+        "a type not listed is one unit"
+    );
+    for (bad, key, says) in [
+        (
+            "\"ml.g5.xlarge\" = 0",
+            "ml.g5.xlarge",
+            "not a number of units",
+        ),
+        (
+            "\"ml.g5.xlarge\" = -2",
+            "ml.g5.xlarge",
+            "not a number of units",
+        ),
+        ("\"ml.g5.xlarge\" = 20000", "ml.g5.xlarge", "at most 10000"),
+        (
+            "\"g5.xlarge\" = 2",
+            "g5.xlarge",
+            "not a SageMaker instance type",
+        ),
+    ] {
+        let (f, r) = load(&format!("[cost.capacity_units]\n{bad}\n"), &[]);
+        let report = r.unwrap_err().report();
+        has(
+            &report,
+            &f.display().to_string(),
+            &format!("cost.capacity_units.\"{key}\""),
+            says,
+        );
+    }
+    // Every bad entry at once, the good ones not reported.
+    let (_, r) = load(
+        "[cost.capacity_units]\n\"ml.g5.xlarge\" = 0\n\"p4d\" = 8\n\"ml.g5.2xlarge\" = 2\n",
+        &[],
+    );
+    let report = r.unwrap_err().report();
+    assert_eq!(
+        report.matches("cost.capacity_units.").count(),
+        2,
+        "{report}"
+    );
+}

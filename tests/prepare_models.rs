@@ -96,6 +96,11 @@ fn rt() -> tokio::runtime::Runtime {
 
 impl Env {
     fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// As [`Env::start`], with `extra` appended to the fleet's base.toml.
+    fn start_with(extra: &str) -> Self {
         let moto = Moto::start();
         let model = ModelServer::start(Some(&moto.url()));
         let dir = std::env::temp_dir().join(unique("failoverd-prepare-models"));
@@ -108,7 +113,7 @@ impl Env {
             std::fs::copy(&p, src.join(name)).unwrap();
         }
         let base = std::fs::read_to_string(lab.join("base.toml")).unwrap();
-        std::fs::write(src.join("base.toml"), format!("{base}\n{FLEET}")).unwrap();
+        std::fs::write(src.join("base.toml"), format!("{base}\n{FLEET}\n{extra}")).unwrap();
         let env = common::lab::lab_env(&moto, model.port, &[]);
         let out = Command::new(env!("CARGO_BIN_EXE_failoverd-lab"))
             .current_dir(root())
@@ -936,5 +941,139 @@ fn a_standbys_components_are_judged_against_the_actives() {
             p.critical.contains(&"lab-gpu/embed-usw2 model".to_string()),
             "{p:?}"
         );
+    });
+}
+
+/// One instance of the big type is two units, of the small one one.
+const UNITS: &str = "[cost.capacity_units]\n\"ml.g5.2xlarge\" = 2\n\"ml.g5.xlarge\" = 1\n";
+
+/// Nothing is measured: the active's count (and units) decide.
+fn no_need(_: &[(&str, &str)]) -> Option<u32> {
+    None
+}
+
+/// Instance pools (chaos/lab/lab_pools.py: the lab fills a variant's count
+/// in priority order, each type up to its limit, as SageMaker falls back):
+/// us-east-1's `fraud` runs 4 instances of the big type (8 units); in
+/// us-west-2 only one big instance is to be had, so the scale-up to 4
+/// settles on 1 big and 3 small (5 units). Prepare asks for 3 more small
+/// ones, journals why, reports it, and a second run asks for nothing. The
+/// adapter reads the pools' counts (DescribeEndpoint) and their
+/// priorities (DescribeEndpointConfig).
+#[test]
+fn a_standbys_pool_that_fell_back_is_topped_up_to_the_actives_units() {
+    let env = Env::start_with(UNITS);
+    assert_eq!(env.cfg.cost.capacity_units.of("ml.g5.2xlarge"), 2.0);
+    let big_first = "pools=ml.g5.2xlarge,ml.g5.xlarge";
+    env.lab(&format!(
+        "/_lab/instance-pools?endpoint=fraud-use1&{big_first}"
+    ));
+    env.lab(&format!(
+        "/_lab/instance-pools?endpoint=fraud-usw2&region={WEST}&{big_first}&limit=ml.g5.2xlarge:1"
+    ));
+    rt().block_on(async {
+        env.ports
+            .endpoints
+            .set_instance_counts(EAST, "fraud-use1", &[("AllTraffic".into(), 4)])
+            .await
+            .unwrap();
+        let pools = |st: EndpointState| -> Vec<(String, u32)> {
+            st.variants[0]
+                .pools
+                .iter()
+                .map(|p| (p.instance_type.clone(), p.current))
+                .collect()
+        };
+        let described = |region: &'static str, endpoint: &'static str| {
+            let env = &env;
+            async move {
+                env.ports
+                    .endpoints
+                    .describe(region, endpoint)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            pools(described(EAST, "fraud-use1").await),
+            [("ml.g5.2xlarge".into(), 4), ("ml.g5.xlarge".into(), 0)]
+        );
+        assert_eq!(
+            pools(described(WEST, "fraud-usw2").await),
+            [("ml.g5.2xlarge".into(), 1), ("ml.g5.xlarge".into(), 0)]
+        );
+        let served = env
+            .ports
+            .endpoints
+            .served(WEST, "fraud-usw2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            served[0].pools,
+            [("ml.g5.2xlarge".into(), 1), ("ml.g5.xlarge".into(), 2)],
+            "the endpoint config's pools and priorities"
+        );
+        assert_eq!(served[0].instance_type, None);
+
+        // Readiness compares units: us-west-2's fraud holds 2 units (one
+        // big instance) against a need of 8 (tier2: prepare scales it up),
+        // its pools named; the instance types are its pools.
+        let needs = failoverd::control::standby::Needs::all(Some(8));
+        let f = failoverd::control::standby::check(&env.cfg, &env.ports, EAST, &needs).await;
+        let finding = |check: &str| {
+            f.iter()
+                .find(|x| x.endpoint == "fraud-usw2" && x.check.as_str() == check)
+                .unwrap_or_else(|| panic!("no {check} finding for fraud-usw2: {f:?}"))
+        };
+        assert_eq!(
+            finding("capacity").detail,
+            "holds 2 units (pools AllTraffic: ml.g5.2xlarge 1, ml.g5.xlarge 0), the fleet needs 8 units: prepare scales it up (tier2)"
+        );
+        assert_eq!(
+            finding("instance_type").detail,
+            "the same instance types as the active",
+            "both run the same pools"
+        );
+
+        let r = env.claim(true).await;
+        let deadline = env.ports.clock.now_ms() + 900_000;
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            prepare::prepare(&env.cfg, &env.ports, deadline, &no_need),
+        )
+        .await
+        .expect("prepare finishes")
+        .unwrap_or_else(|e| panic!("{e}"));
+        let fraud = entry(&out, "model_endpoints", "endpoint", "fraud-usw2");
+        assert_eq!(fraud["scaled"], true, "{out:#}");
+        assert_eq!(fraud["plan"][0]["to"], 7, "{out:#}");
+        assert_eq!(
+            fraud["pools"][0]["why"], "fell back to ml.g5.xlarge: 5 units of 8",
+            "{out:#}"
+        );
+        assert_eq!(
+            pools(described(WEST, "fraud-usw2").await),
+            [("ml.g5.2xlarge".into(), 1), ("ml.g5.xlarge".into(), 6)],
+            "8 units"
+        );
+        let fell = env.journal("prepare_pool_fallback").await;
+        let want = "us-west-2/fraud-usw2: AllTraffic fell back to ml.g5.xlarge: 5 units of 8; ask 4 -> 7 instances";
+        assert!(
+            fell.iter()
+                .any(|e| e.detail.starts_with(want) && e.epoch == Some(r.epoch)),
+            "{want}: {fell:?}"
+        );
+        assert_eq!(fell.len(), 1, "{fell:?}");
+
+        // A retried step: 8 units held, nothing asked, nothing journalled.
+        let again = prepare::prepare(&env.cfg, &env.ports, deadline, &no_need)
+            .await
+            .unwrap();
+        let fraud = entry(&again, "model_endpoints", "endpoint", "fraud-usw2");
+        assert_eq!(fraud["scaled"], false, "{again:#}");
+        assert_eq!(env.instances(WEST, "fraud-usw2").await, 7);
+        assert_eq!(env.journal("prepare_pool_fallback").await.len(), 1);
     });
 }

@@ -75,7 +75,12 @@ samples (Route 53 not publishing: the daemons must read Unknown, not a
 verdict, once the newest point is stale).
 
 SageMaker's inference components, which moto does not have: see
-chaos/lab/lab_components.py (`/_lab/inference-components`). IAM's policy
+chaos/lab/lab_components.py (`/_lab/inference-components`). SageMaker's
+instance pools (a variant on several instance types in priority order,
+falling back on insufficient capacity), which moto does not have either:
+chaos/lab/lab_pools.py (`POST /_lab/instance-pools?endpoint=NAME&pools=
+T1,T2&limit=T1:N` fills the variant's count in priority order, each type up
+to its limit, and `DescribeEndpoint` reports the pools' counts). IAM's policy
 simulator (`SimulatePrincipalPolicy`, readiness's dry run), which moto does
 not have either: chaos/lab/lab_iam.py (`/_lab/iam-simulator`).
 
@@ -127,6 +132,7 @@ from moto.route53.models import route53_backends
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lab_quotas import LabQuotas  # noqa: E402
 from lab_components import InferenceComponents  # noqa: E402  moto has no inference components
+from lab_pools import InstancePools  # noqa: E402  moto has no instance pools
 from lab_iam import IamSimulator  # noqa: E402  moto has no IAM policy simulator
 
 
@@ -715,7 +721,9 @@ def main() -> int:
             S3ListBucket(
                 SageMakerCapacity(
                     InferenceComponents(
-                        Route53Throttle(PresignedSts(LabQuotas(IamSimulator(app))))
+                        InstancePools(
+                            Route53Throttle(PresignedSts(LabQuotas(IamSimulator(app))))
+                        )
                     )
                 ),
                 args.iam_template,

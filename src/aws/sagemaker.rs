@@ -280,6 +280,26 @@ pub async fn ensure_inference_component(
         })
 }
 
+/// A variant's instance pools as `DescribeEndpoint` reports them (empty
+/// without pools); a pool without a type is left out, one without a count
+/// counts none.
+fn pools_of(
+    v: &aws_sdk_sagemaker::types::ProductionVariantSummary,
+) -> Vec<crate::core::pools::PoolCount> {
+    v.instance_pools()
+        .iter()
+        .filter_map(|p| {
+            Some(crate::core::pools::PoolCount {
+                instance_type: p.instance_type()?.as_str().to_string(),
+                current: p
+                    .current_instance_count()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
 /// The [`Endpoints`](crate::ports::Endpoints) port over SageMaker's control
 /// plane, a client per region.
 pub struct AwsEndpoints {
@@ -386,6 +406,11 @@ impl crate::ports::Endpoints for AwsEndpoints {
                 model,
                 containers,
                 instance_type: v.instance_type().map(|t| t.as_str().to_string()),
+                pools: v
+                    .instance_pools()
+                    .iter()
+                    .filter_map(|p| Some((p.instance_type()?.as_str().to_string(), p.priority()?)))
+                    .collect(),
             });
         }
         Ok(Some(served))
@@ -694,6 +719,7 @@ impl crate::ports::Endpoints for AwsEndpoints {
                         desired_instances: count(v.desired_instance_count()),
                         serverless: v.current_serverless_config().is_some()
                             || v.desired_serverless_config().is_some(),
+                        pools: pools_of(v),
                     })
                 })
                 .collect::<Result<_, crate::ports::PortError>>()?,

@@ -92,6 +92,11 @@ pub struct Cost {
     /// need (`metrics::counts::need_from`). Unset (the default): the need
     /// is not measured, and the schedule never lowers the active region.
     pub instance_invocations_per_minute: Option<u64>,
+    /// `[cost.capacity_units]`: the units one instance of each type
+    /// provides (`core::pools`); a type not listed provides 1. The
+    /// measured need is read in units, and a variant on instance pools
+    /// is judged and topped up by its units, not its instance count.
+    pub capacity_units: crate::core::pools::CapacityUnits,
     /// Scheduled capacity per provisioned endpoint.
     pub schedules: Vec<EndpointSchedule>,
     pub advise: Advise,
@@ -187,6 +192,8 @@ pub(super) struct RawCost {
     pub(super) readiness_principal: Option<String>,
     pub(super) instance_invocations_per_minute: Option<i64>,
     #[serde(default)]
+    pub(super) capacity_units: BTreeMap<String, f64>,
+    #[serde(default)]
     pub(super) idle: RawIdle,
     #[serde(default)]
     pub(super) schedules: Vec<RawSchedule>,
@@ -277,6 +284,7 @@ impl Validator<'_> {
         let schedules = self.cost_schedules(raw.schedules, regions, models);
         let advise = self.cost_advise(raw.advise, batch_threshold);
         let per_instance = self.cost_instance_invocations(raw.instance_invocations_per_minute);
+        let capacity_units = self.cost_capacity_units(raw.capacity_units);
         Some(Cost {
             environment: environment?,
             default_tier: default_tier?,
@@ -286,6 +294,7 @@ impl Validator<'_> {
             readiness_interval: readiness_interval?,
             readiness_principal: readiness_principal?,
             instance_invocations_per_minute: per_instance?,
+            capacity_units: capacity_units?,
             idle: idle?,
             schedules: schedules?,
             advise: advise?,
@@ -555,6 +564,33 @@ impl Validator<'_> {
                 )
                 .map(|v| Some(u64::from(v))),
         }
+    }
+
+    /// `[cost.capacity_units]`: each key an instance type (`ml.` ...), each
+    /// value the positive units one instance of it provides. The key holds
+    /// dots, so the problem's origin is the table's.
+    fn cost_capacity_units(
+        &mut self,
+        raw: BTreeMap<String, f64>,
+    ) -> Option<crate::core::pools::CapacityUnits> {
+        const TABLE: &str = "cost.capacity_units";
+        let mut ok = true;
+        for (itype, units) in &raw {
+            let message = if !itype.starts_with("ml.") {
+                format!(
+                    "{itype:?} is not a SageMaker instance type (they begin with \"ml.\", e.g. \"ml.g5.xlarge\")"
+                )
+            } else if !(units.is_finite() && *units > 0.0 && *units <= 10_000.0) {
+                format!(
+                    "{units} is not a number of units: one instance of {itype} provides a positive number of them, at most 10000 (a type not listed provides 1)"
+                )
+            } else {
+                continue;
+            };
+            ok = false;
+            self.err_found_at(TABLE, &format!("{TABLE}.\"{itype}\""), message);
+        }
+        ok.then_some(crate::core::pools::CapacityUnits(raw))
     }
 
     /// The prepare budget against the workflow's prepare timeout and

@@ -82,6 +82,14 @@ impl Validator<'_> {
         self.problems.push(p);
     }
 
+    /// A problem at `key` whose value's origin is looked up at `found_at`
+    /// (a key that holds dots, as an instance type does, cannot be walked).
+    pub(super) fn err_found_at(&mut self, found_at: &str, key: &str, message: impl Into<String>) {
+        let mut p = self.origins.problem(key, message.into());
+        p.origin = self.origins.of(found_at);
+        self.problems.push(p);
+    }
+
     pub(super) fn warn(&mut self, key: &str, message: impl Into<String>) {
         let p = self.origins.problem(key, message.into());
         self.warnings.push(p);

@@ -1140,6 +1140,7 @@ mod tests {
                         current_instances: Some(instances),
                         desired_instances: Some(instances),
                         serverless: false,
+                        pools: Vec::new(),
                     }],
                     failure_reason: None,
                 },

@@ -52,6 +52,22 @@
 //! and waited for within the one budget; a refusal or a shortfall of any
 //! of them is decided, journalled and reported as the shared endpoint's.
 //!
+//! Instance pools (`core::pools`): a variant on pools reaches the asked
+//! count even when SageMaker fell back to a smaller type, so once it
+//! reports the count, its capacity in units (`cost.capacity_units`) is
+//! compared with the units it must hold: the fleet's measured need, read
+//! as units, or the active's same variant's units when that runs on pools
+//! too, whichever is higher. Short, more instances are asked for to cover
+//! the shortfall at the units of the smallest type present
+//! (`core::pools::fallback_top_up`), journalled as `prepare_pool_fallback`
+//! ("AllTraffic fell back to ml.g5.xlarge: 5 units of 8; ask 4 -> 7
+//! instances") and shown under the endpoint's `pools` in the report;
+//! never lower, at most [`POOL_TOP_UPS`] rounds, within the same budget,
+//! and refused or short as any other ask. The instance count asked first
+//! is unchanged (the need as a count, each instance taken as one unit):
+//! turning units into a count of the first-priority type needs the
+//! endpoint config's priorities, which this step does not read.
+//!
 //! The budgets fit in the workflow's prepare timeout and under
 //! `timings.stuck_failover`; check-config enforces both (config/cost.rs).
 
@@ -63,6 +79,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::core::backoff::Backoff;
 use crate::core::control::Phase;
+use crate::core::pools::{self, CapacityUnits, PoolCount, TopUp};
 use crate::core::tier::{self, PrepareProblem, PrepareProgress, ScaleUp, Tier, VariantCapacity};
 use crate::ports::endpoints::{
     ComponentState, ComponentStatus, EndpointState, EndpointStatus, WarmUp,
@@ -75,6 +92,11 @@ use super::journal::journal;
 const SCALE_POLL: Duration = Duration::from_secs(5);
 /// Room left after the capacity step for the callback, on the token's clock.
 const CALLBACK_ROOM_MS: u64 = 10_000;
+/// At most this many rounds of more instances for a variant whose pools
+/// fell back (`core::pools::fallback_top_up`): each round waits for the
+/// asked count, so a fallback onto a third, smaller type is seen; the
+/// budget bounds them too.
+const POOL_TOP_UPS: usize = 3;
 
 /// Why this region cannot take over.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -506,6 +528,9 @@ struct Reading {
     desired: Vec<VariantCapacity>,
     /// `FailureReason` (SageMaker keeps the last one).
     failure_reason: Option<String>,
+    /// Each variant on instance pools, with its pools' counts (none for a
+    /// component).
+    pools: Vec<(String, Vec<PoolCount>)>,
 }
 
 impl Reading {
@@ -523,6 +548,12 @@ impl Reading {
                 })
                 .collect(),
             failure_reason: st.failure_reason.clone(),
+            pools: st
+                .variants
+                .iter()
+                .filter(|v| !v.pools.is_empty())
+                .map(|v| (v.variant.clone(), v.pools.clone()))
+                .collect(),
         }
     }
 
@@ -539,6 +570,7 @@ impl Reading {
             current: unit(current),
             desired: unit(c.desired_copies.unwrap_or(current)),
             failure_reason: c.failure_reason.clone(),
+            pools: Vec::new(),
         }
     }
 }
@@ -690,7 +722,7 @@ async fn scale_one(step: &Step<'_>, s: &Scaled) -> Result<serde_json::Value, Pre
 
     let need = (step.need)(&super::cost::as_refs(&need_pairs(cfg, region, s)));
     let counterpart = counterpart(cfg, region, s, active);
-    let (wanted, source) = match wanted_capacity(
+    let (wanted, source, active_units) = match wanted_capacity(
         cfg,
         ports,
         active,
@@ -711,12 +743,11 @@ async fn scale_one(step: &Step<'_>, s: &Scaled) -> Result<serde_json::Value, Pre
             problems,
         }
     })?;
-    if plan.is_empty() {
-        debug!(endpoint = %label, %source, "capacity: the target already holds the active's capacity");
-        return Ok(s.report(
-            json!({"scaled": false, "why": format!("already holds {source}"), "tier": tier}),
-        ));
+    if plan.is_empty() && target.pools.is_empty() {
+        return Ok(already_holds(s, &source, tier));
     }
+    let units = &cfg.cost.capacity_units;
+    let wanted_units = wanted_units(&target, need, &active_units);
 
     let ctx = Asking {
         ports,
@@ -729,7 +760,14 @@ async fn scale_one(step: &Step<'_>, s: &Scaled) -> Result<serde_json::Value, Pre
         active,
         old_down,
         plan: &plan,
+        units,
+        wanted_units: &wanted_units,
     };
+    // Nothing to ask and no pool short of its units (or not in service
+    // yet, so not judged): nothing to wait for either.
+    if plan.is_empty() && top_ups(&ctx, &target).is_empty() {
+        return Ok(already_holds(s, &source, tier));
+    }
     scale_and_wait(
         &ctx,
         earlier_failure,
@@ -754,7 +792,6 @@ async fn scale_and_wait(
         source,
         tier,
         old_down,
-        plan,
         ..
     } = *ctx;
     let budget_ms = budget.as_millis() as u64;
@@ -763,7 +800,16 @@ async fn scale_and_wait(
     // Seen the target leave InService since the first ask: SageMaker took
     // the update, so a FailureReason after it is this update's.
     let mut updated_since_ask = false;
+    // The plan grows when a variant's pools fell back (`top_ups`).
+    let mut plan_now: Vec<ScaleUp> = ctx.plan.to_vec();
+    let mut topped: Vec<(TopUp, String)> = Vec::new();
+    let mut rounds = 0;
     loop {
+        let ctx = &Asking {
+            plan: &plan_now,
+            ..*ctx
+        };
+        let plan = ctx.plan;
         let elapsed_ms = ports.clock.since(started).as_millis() as u64;
         let now = match read(ports, region, s).await {
             Ok(Some(st)) => Some(st),
@@ -795,10 +841,29 @@ async fn scale_and_wait(
         }
         match tier::prepare_progress(plan, in_service, &current, 0, elapsed_ms, budget_ms) {
             PrepareProgress::Done => {
+                let ups = match &now {
+                    Some(st) if rounds < POOL_TOP_UPS => top_ups(ctx, st),
+                    _ => Vec::new(),
+                };
+                if !ups.is_empty() {
+                    rounds += 1;
+                    let lines = journal_top_ups(ctx, &ups).await;
+                    grow(&mut plan_now, &ups);
+                    topped.extend(ups.into_iter().zip(lines));
+                    continue;
+                }
+                if plan.is_empty() {
+                    return Ok(already_holds(s, source, tier));
+                }
                 info!(endpoint = %label, %source, "capacity: scaled up to the active's");
-                return Ok(s.report(
-                    json!({"scaled": true, "to_match": source, "plan": planned(plan), "tier": tier, "seconds": elapsed_ms / 1000}),
-                ));
+                let mut out = json!({"scaled": true, "to_match": source, "plan": planned(plan), "tier": tier, "seconds": elapsed_ms / 1000});
+                if !topped.is_empty() {
+                    out["pools"] = topped
+                        .iter()
+                        .map(|(t, line)| json!({"variant": t.variant, "why": t.why(), "from": t.from, "to": t.to, "journal": line}))
+                        .collect();
+                }
+                return Ok(s.report(out));
             }
             PrepareProgress::OverBudget { short } if old_down => {
                 // The old region is gone: switching onto fewer instances
@@ -827,6 +892,117 @@ async fn scale_and_wait(
             }
         }
     }
+}
+
+/// The report of a target that already holds what it must.
+fn already_holds(s: &Scaled, source: &str, tier: Tier) -> serde_json::Value {
+    debug!(endpoint = %s.label(), %source, "capacity: the target already holds the active's capacity");
+    s.report(json!({"scaled": false, "why": format!("already holds {source}"), "tier": tier}))
+}
+
+/// The units each of the target's variants on pools must hold: the
+/// fleet's measured need (read as units, `core::pools`) or the active's
+/// same variant's units when it runs on pools too, whichever is higher.
+/// A variant with neither is left out (its instance count is the rule).
+fn wanted_units(
+    target: &Reading,
+    need: Option<u32>,
+    active_units: &[(String, f64)],
+) -> Vec<(String, f64)> {
+    target
+        .pools
+        .iter()
+        .filter_map(|(variant, _)| {
+            let active = active_units
+                .iter()
+                .find(|(v, _)| v == variant)
+                .map(|(_, u)| *u);
+            let need = need.map(f64::from);
+            let units = match (need, active) {
+                (Some(n), Some(a)) => n.max(a),
+                (n, a) => n.or(a)?,
+            };
+            Some((variant.clone(), units))
+        })
+        .collect()
+}
+
+/// The variants whose pools fell back below their wanted units once
+/// SageMaker reports the asked count (`core::pools::fallback_top_up`).
+fn top_ups(ctx: &Asking<'_>, st: &Reading) -> Vec<TopUp> {
+    top_ups_of(ctx.units, ctx.wanted_units, ctx.plan, st)
+}
+
+/// [`top_ups`] of `st` given the units table, the wanted units and the
+/// plan asked.
+fn top_ups_of(
+    units: &CapacityUnits,
+    wanted_units: &[(String, f64)],
+    plan: &[ScaleUp],
+    st: &Reading,
+) -> Vec<TopUp> {
+    if !st.in_service {
+        return Vec::new();
+    }
+    st.pools
+        .iter()
+        .filter_map(|(variant, pools)| {
+            let need = wanted_units.iter().find(|(v, _)| v == variant)?.1;
+            let current = st.current.iter().find(|c| &c.variant == variant)?.instances;
+            // What was asked: the plan's count, or a higher one SageMaker
+            // is still working on (an earlier ask, autoscaling).
+            let desired = st.desired.iter().find(|d| &d.variant == variant);
+            let asked = plan
+                .iter()
+                .find(|p| &p.variant == variant)
+                .map_or(current, |p| p.to)
+                .max(desired.map_or(0, |d| d.instances));
+            pools::fallback_top_up(units, variant, pools, asked, current, need)
+        })
+        .collect()
+}
+
+/// The plan with each top-up's count (never lower).
+fn grow(plan: &mut Vec<ScaleUp>, ups: &[TopUp]) {
+    for t in ups {
+        match plan.iter_mut().find(|p| p.variant == t.variant) {
+            Some(p) => p.to = p.to.max(t.to),
+            None => plan.push(ScaleUp {
+                variant: t.variant.clone(),
+                from: t.from,
+                to: t.to,
+            }),
+        }
+    }
+}
+
+/// Journal why more instances are asked for (`prepare_pool_fallback`);
+/// the lines, for the report.
+async fn journal_top_ups(ctx: &Asking<'_>, ups: &[TopUp]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for t in ups {
+        let detail = format!(
+            "{}/{}: {} {}; ask {} -> {} instances to cover the units (cost.capacity_units)",
+            ctx.region,
+            ctx.label,
+            t.variant,
+            t.why(),
+            t.from,
+            t.to,
+        );
+        warn!(%detail, "capacity: an instance pool fell back");
+        journal(
+            &*ctx.ports.store,
+            ctx.ports.clock.now_ms(),
+            ctx.region,
+            "prepare_pool_fallback",
+            Some(ctx.epoch),
+            detail.clone(),
+        )
+        .await;
+        lines.push(detail);
+    }
+    lines
 }
 
 /// The plan as the step's output shows it.
@@ -864,7 +1040,7 @@ async fn wanted_capacity(
     counterpart: Option<&Scaled>,
     target_caps: &[VariantCapacity],
     need: Option<u32>,
-) -> Result<(Vec<VariantCapacity>, String), String> {
+) -> Result<(Vec<VariantCapacity>, String, Vec<(String, f64)>), String> {
     let each = |n: u32| -> Vec<VariantCapacity> {
         target_caps
             .iter()
@@ -876,7 +1052,11 @@ async fn wanted_capacity(
     };
     let Some(a) = counterpart else {
         return match need {
-            Some(n) => Ok((each(n), format!("the fleet's measured need ({n})"))),
+            Some(n) => Ok((
+                each(n),
+                format!("the fleet's measured need ({n})"),
+                Vec::new(),
+            )),
             None => Err(match s {
                 Scaled::Endpoint { shared: true, .. } => {
                     format!("{active} has no provisioned endpoint to match")
@@ -891,6 +1071,13 @@ async fn wanted_capacity(
     let a_label = a.label();
     let why = match read(ports, active, a).await {
         Ok(Some(st)) => {
+            // The active's variants on pools, in units: what the target
+            // must match when its own pools fell back to a smaller type.
+            let units = st
+                .pools
+                .iter()
+                .map(|(v, p)| (v.clone(), cfg.cost.capacity_units.variant(p, None, 0)))
+                .collect();
             let mut caps = st.current;
             let mut source = format!("{active}'s {a_label} now");
             if let Some(n) = need
@@ -901,7 +1088,7 @@ async fn wanted_capacity(
                 }
                 source = format!("{source}, raised to the fleet's measured need ({n})");
             }
-            return Ok((caps, source));
+            return Ok((caps, source, units));
         }
         Ok(None) => format!("{a_label} does not exist in {active}"),
         Err(e) => format!(
@@ -923,14 +1110,17 @@ async fn wanted_capacity(
             format!(
                 "the schedule's minimum now ({min}, above the fleet's measured need {n}), because {why}"
             ),
+            Vec::new(),
         )),
         (Some(n), _) => Ok((
             each(n),
             format!("the fleet's measured need ({n}), because {why}"),
+            Vec::new(),
         )),
         (None, Some(min)) => Ok((
             each(min),
             format!("the schedule's minimum now ({min}), because {why}"),
+            Vec::new(),
         )),
         (None, None) => Err(format!(
             "{why}, the fleet's need is not measured, and {label} has no schedule to fall back on"
@@ -977,6 +1167,10 @@ struct Asking<'a> {
     /// The old region is down (or the operator said not to wait for it).
     old_down: bool,
     plan: &'a [ScaleUp],
+    /// `cost.capacity_units`.
+    units: &'a CapacityUnits,
+    /// The units each variant on pools must hold (`wanted_units`).
+    wanted_units: &'a [(String, f64)],
 }
 
 impl Asking<'_> {
@@ -1396,6 +1590,96 @@ mod tests {
         c.current_copies = None;
         c.desired_copies = None;
         assert_eq!(Reading::of_component(&c).desired, unit(0));
+    }
+
+    /// The prepare rule for a variant on pools: once SageMaker reports
+    /// the asked count, units short of the wanted ones ask for more
+    /// instances of the smallest type present; the plan only grows.
+    #[test]
+    fn a_variant_whose_pools_fell_back_is_topped_up_to_its_units() {
+        use crate::ports::endpoints::VariantState;
+        let pool = |t: &str, n| PoolCount {
+            instance_type: t.into(),
+            current: n,
+        };
+        let st = |current, desired, pools: Vec<PoolCount>| EndpointState {
+            arn: "arn".into(),
+            config: "c".into(),
+            status: EndpointStatus::InService,
+            variants: vec![VariantState {
+                variant: "AllTraffic".into(),
+                current_instances: Some(current),
+                desired_instances: Some(desired),
+                serverless: false,
+                pools,
+            }],
+            failure_reason: None,
+        };
+        let units = CapacityUnits(
+            [
+                ("ml.g5.2xlarge".to_string(), 2.0),
+                ("ml.g5.xlarge".to_string(), 1.0),
+            ]
+            .into(),
+        );
+        // Asked 4 to match an active of 4 big (8 units); 1 big and 3 small came.
+        let r = Reading::of_endpoint(&st(
+            4,
+            4,
+            vec![pool("ml.g5.2xlarge", 1), pool("ml.g5.xlarge", 3)],
+        ));
+        let active = [("AllTraffic".to_string(), 8.0)];
+        let wanted = wanted_units(&r, None, &active);
+        assert_eq!(
+            wanted, active,
+            "the active's units when the need is not measured"
+        );
+        assert_eq!(
+            wanted_units(&r, Some(10), &active),
+            [("AllTraffic".to_string(), 10.0)],
+            "the higher of the need (as units) and the active's"
+        );
+        assert_eq!(
+            wanted_units(&r, None, &[]),
+            [],
+            "neither: the instance count is the rule"
+        );
+        let mut plan = vec![ScaleUp {
+            variant: "AllTraffic".into(),
+            from: 1,
+            to: 4,
+        }];
+        let ups = top_ups_of(&units, &wanted, &plan, &r);
+        assert_eq!(ups.len(), 1);
+        assert_eq!(ups[0].why(), "fell back to ml.g5.xlarge: 5 units of 8");
+        grow(&mut plan, &ups);
+        assert_eq!((plan[0].from, plan[0].to), (1, 7));
+        // Not settled yet (SageMaker reports 3 of the 4 asked): nothing.
+        let settling = Reading::of_endpoint(&st(
+            3,
+            4,
+            vec![pool("ml.g5.2xlarge", 1), pool("ml.g5.xlarge", 2)],
+        ));
+        assert_eq!(top_ups_of(&units, &wanted, &[], &settling), []);
+        // Covered: 1 big and 6 small is 8 units.
+        let covered = Reading::of_endpoint(&st(
+            7,
+            7,
+            vec![pool("ml.g5.2xlarge", 1), pool("ml.g5.xlarge", 6)],
+        ));
+        assert_eq!(top_ups_of(&units, &wanted, &plan, &covered), []);
+        // Never lower: a top-up below the plan leaves the plan.
+        let mut higher = vec![ScaleUp {
+            variant: "AllTraffic".into(),
+            from: 1,
+            to: 9,
+        }];
+        grow(&mut higher, &ups);
+        assert_eq!(higher[0].to, 9);
+        // A variant not in the plan (it already held the count) is added.
+        let mut empty = Vec::new();
+        grow(&mut empty, &ups);
+        assert_eq!((empty[0].from, empty[0].to), (4, 7));
     }
 
     #[test]

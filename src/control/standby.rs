@@ -193,8 +193,15 @@ pub fn rows(cfg: &Config, active: &str) -> Vec<Row> {
     out
 }
 
-/// Read one endpoint: `DescribeEndpoint`, then what its variants run.
-pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
+/// Read one endpoint: `DescribeEndpoint`, then what its variants run;
+/// its capacity in `units` when a variant runs on pools or units are
+/// configured ([`units_of`]).
+pub async fn observe(
+    ports: &Ports,
+    region: &str,
+    endpoint: &str,
+    units: &crate::core::pools::CapacityUnits,
+) -> Seen {
     let state = match ports.endpoints.describe(region, endpoint).await {
         Err(e) => Err(crate::error_chain(&e)),
         Ok(None) => Ok(None),
@@ -205,7 +212,9 @@ pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
                     .map(|v| Variant {
                         name: v.variant,
                         containers: v.containers,
-                        instance_type: v.instance_type,
+                        // A variant on pools is compared by its pools in
+                        // priority order (the `instance_type` check).
+                        instance_type: v.instance_type.or_else(|| pools_by_priority(v.pools)),
                     })
                     .collect()),
                 Ok(None) => Err("gone between two reads".to_string()),
@@ -222,6 +231,13 @@ pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
                     .iter()
                     .map(|v| (v.variant.clone(), v.instances))
                     .collect(),
+                units: units_of(&st, variants.as_ref().ok(), units),
+                pools: st
+                    .variants
+                    .iter()
+                    .filter(|v| !v.pools.is_empty())
+                    .map(|v| (v.variant.clone(), v.pools.clone()))
+                    .collect(),
                 variants,
             }))
         }
@@ -230,6 +246,59 @@ pub async fn observe(ports: &Ports, region: &str, endpoint: &str) -> Seen {
         endpoint: endpoint.to_string(),
         state,
     }
+}
+
+/// An endpoint config's pools as the `instance_type` check compares them:
+/// `pools ml.g5.2xlarge > ml.g5.xlarge` (priority order); `None` without.
+fn pools_by_priority(mut pools: Vec<(String, i32)>) -> Option<String> {
+    if pools.is_empty() {
+        return None;
+    }
+    pools.sort_by_key(|(_, p)| *p);
+    let types: Vec<String> = pools.into_iter().map(|(t, _)| t).collect();
+    Some(format!("pools {}", types.join(" > ")))
+}
+
+/// The instance type whose quota a variant's scale-up uses: its type, or
+/// for a variant on pools ([`pools_by_priority`]'s label) the
+/// highest-priority pool's, where SageMaker places new instances first.
+/// The quota check does not follow a fallback onto the next pool.
+fn quota_type(instance_type: &str) -> &str {
+    match instance_type.strip_prefix("pools ") {
+        Some(pools) => pools.split(" > ").next().unwrap_or(pools),
+        None => instance_type,
+    }
+}
+
+/// The endpoint's provisioned capacity in units (`core::pools`), when a
+/// variant runs on pools or `cost.capacity_units` is set: a variant on
+/// pools by its pools' counts, another by its count and instance type
+/// (`variants`, from its endpoint config). `None`: count instances, as
+/// when nothing is configured, or a variant's type is not known.
+fn units_of(
+    st: &crate::ports::endpoints::EndpointState,
+    variants: Option<&Vec<Variant>>,
+    units: &crate::core::pools::CapacityUnits,
+) -> Option<f64> {
+    let provisioned = st.variants.iter().filter(|v| !v.serverless);
+    if !units.configured() && st.variants.iter().all(|v| v.pools.is_empty()) {
+        return None;
+    }
+    let mut total = 0.0;
+    for v in provisioned {
+        let n = v.current_instances.unwrap_or(0);
+        if v.pools.is_empty() {
+            let itype = variants?
+                .iter()
+                .find(|x| x.name == v.variant)?
+                .instance_type
+                .clone()?;
+            total += units.variant(&[], Some(&itype), n);
+        } else {
+            total += units.variant(&v.pools, None, n);
+        }
+    }
+    Some(total)
 }
 
 /// Read one inference component (`DescribeInferenceComponent`, and
@@ -294,8 +363,8 @@ fn typed_counts(seen: &Seen) -> Result<Vec<(String, u32)>, String> {
                 .map(|(v, n)| {
                     vs.iter()
                         .find(|x| &x.name == v)
-                        .and_then(|x| x.instance_type.clone())
-                        .map(|t| (t, *n))
+                        .and_then(|x| x.instance_type.as_deref())
+                        .map(|t| (quota_type(t).to_string(), *n))
                         .ok_or_else(|| format!("{ep}'s variant {v} names no instance type"))
                 })
                 .collect()
@@ -308,6 +377,8 @@ fn typed_counts(seen: &Seen) -> Result<Vec<(String, u32)>, String> {
 /// endpoint).
 #[derive(Default)]
 struct Reads {
+    /// `cost.capacity_units`, for what an endpoint holds in units.
+    units: crate::core::pools::CapacityUnits,
     seen: HashMap<(String, String), Seen>,
     components: HashMap<(String, String), standby::ComponentSeen>,
     bounds: HashMap<(String, String), Result<Vec<Bounds>, String>>,
@@ -335,7 +406,7 @@ impl Reads {
         if let Some(s) = self.seen.get(&k) {
             return s.clone();
         }
-        let s = observe(ports, region, endpoint).await;
+        let s = observe(ports, region, endpoint, &self.units).await;
         self.seen.insert(k, s.clone());
         s
     }
@@ -381,7 +452,10 @@ pub async fn check(cfg: &Config, ports: &Ports, active: &str, needs: &Needs) -> 
     let tier = cfg.cost.fleet_tier(&cfg.models);
     let region = cfg.region.as_str();
     let rows = rows(cfg, active);
-    let mut reads = Reads::default();
+    let mut reads = Reads {
+        units: cfg.cost.capacity_units.clone(),
+        ..Reads::default()
+    };
     // The quota check's inputs: the region's provisioned endpoints after
     // prepare's scale-up, and one listing of the applied quotas.
     let provisioned = cfg.provisioned_in(region);
@@ -865,5 +939,65 @@ mod tests {
         assert_eq!(n.of("prov"), None, "measured as unmeasured stays so");
         assert_eq!(n.of("sls"), Some(5));
         assert_eq!(n.of_component("gpu-w", "llm-w"), None);
+    }
+
+    /// A variant on pools is compared by its pools in priority order and
+    /// counted against its first-priority type's quota; an endpoint's
+    /// units are counted only when pools or units are set.
+    #[test]
+    fn a_variant_on_pools_is_compared_by_its_pools_and_counted_in_units() {
+        use crate::core::pools::{CapacityUnits, PoolCount};
+        use crate::ports::endpoints::{EndpointState, EndpointStatus, VariantState};
+        let label = pools_by_priority(vec![
+            ("ml.g5.xlarge".into(), 2),
+            ("ml.g5.2xlarge".into(), 1),
+        ]);
+        assert_eq!(label.as_deref(), Some("pools ml.g5.2xlarge > ml.g5.xlarge"));
+        assert_eq!(pools_by_priority(Vec::new()), None);
+        assert_eq!(quota_type(label.as_deref().unwrap()), "ml.g5.2xlarge");
+        assert_eq!(quota_type("ml.m5.large"), "ml.m5.large");
+
+        let state = |pools: Vec<PoolCount>| EndpointState {
+            arn: "arn".into(),
+            config: "c".into(),
+            status: EndpointStatus::InService,
+            variants: vec![VariantState {
+                variant: "AllTraffic".into(),
+                current_instances: Some(4),
+                desired_instances: Some(4),
+                serverless: false,
+                pools,
+            }],
+            failure_reason: None,
+        };
+        let typed = vec![Variant {
+            name: "AllTraffic".into(),
+            containers: Vec::new(),
+            instance_type: Some("ml.g5.2xlarge".into()),
+        }];
+        let none = CapacityUnits::default();
+        let units = CapacityUnits([("ml.g5.2xlarge".to_string(), 2.0)].into());
+        // Nothing configured, no pools: instances are counted.
+        assert_eq!(units_of(&state(Vec::new()), Some(&typed), &none), None);
+        // Units configured: count x the type's units.
+        assert_eq!(
+            units_of(&state(Vec::new()), Some(&typed), &units),
+            Some(8.0)
+        );
+        // The type unknown (its endpoint config not read): instances.
+        assert_eq!(units_of(&state(Vec::new()), None, &units), None);
+        // Pools: their counts, even with nothing configured (1 each).
+        let pools = vec![
+            PoolCount {
+                instance_type: "ml.g5.2xlarge".into(),
+                current: 1,
+            },
+            PoolCount {
+                instance_type: "ml.g5.xlarge".into(),
+                current: 3,
+            },
+        ];
+        assert_eq!(units_of(&state(pools.clone()), None, &none), Some(4.0));
+        assert_eq!(units_of(&state(pools), None, &units), Some(5.0));
     }
 }

@@ -14,6 +14,7 @@ pub mod idle; // idle endpoints from the router's counts -> reduce / stop / leav
 pub mod mono; // one process's monotonic milliseconds: every local duration, a type of its own
 pub mod permissions; // readiness's IAM dry run: whose policies, which calls, what the simulator said
 pub mod plan; // the planner: (now, tally, record, policy, request) -> decision
+pub mod pools; // instance pools and capacity units: a variant's capacity, the prepare step's top-up after a fallback
 pub mod quorum; // votes from all regions -> verdict per region
 pub mod rand; // splitmix64: seeded, counter-based randomness (jitter, ids, lab faults)
 pub mod record; // every write to the control record, as one pure transition function

@@ -184,7 +184,7 @@ pub struct Variant {
 }
 
 /// One region's endpoint as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
     pub endpoint: String,
     /// `Err`: the read failed (why); `Ok(None)`: the endpoint does not exist.
@@ -192,7 +192,7 @@ pub struct Seen {
 }
 
 /// A found endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Described {
     /// `EndpointStatus` as SageMaker names it.
     pub status: String,
@@ -206,6 +206,14 @@ pub struct Described {
     pub counts: Vec<(String, u32)>,
     /// What its variants run; `Err` when that read failed.
     pub variants: Result<Vec<Variant>, String>,
+    /// Each variant on instance pools, with its pools' counts
+    /// (`core::pools`); empty without pools.
+    pub pools: Vec<(String, Vec<crate::core::pools::PoolCount>)>,
+    /// Its provisioned variants' capacity in units (`cost.capacity_units`),
+    /// when either a variant runs on pools or units are configured: the
+    /// `capacity` check then compares units, not instances. `None`: count
+    /// instances.
+    pub units: Option<f64>,
 }
 
 /// How a model is reached on its endpoint, where that changes what can be
@@ -685,23 +693,66 @@ fn judge_endpoint(
             Severity::Unknown,
             "the fleet's need is not measured (cost.instance_invocations_per_minute, a whole hour of counts)".into(),
         ),
-        (Some(n), Some(need)) if n >= need => f(
-            Check::Capacity,
-            Severity::Ok,
-            format!("holds {n}, the fleet needs {need}"),
-        ),
-        (Some(n), Some(need)) if tier.standby_holds() == StandbyHolds::ActiveNeed => f(
-            Check::Capacity,
-            Severity::Critical,
-            format!("holds {n}, the fleet needs {need}, and {tier} keeps its standby at the need"),
-        ),
-        (Some(n), Some(need)) => f(
-            Check::Capacity,
-            Severity::Info,
-            format!("holds {n}, the fleet needs {need}: prepare scales it up ({tier})"),
-        ),
+        (Some(n), Some(need)) => capacity(d, n, need, tier, &f),
     });
     out
+}
+
+/// The endpoint's `capacity` finding: what it holds (instances, or units
+/// when [`Described::units`] is set, naming the pools) against the need.
+fn capacity(
+    d: &Described,
+    instances: u32,
+    need: u32,
+    tier: Tier,
+    f: &dyn Fn(Check, Severity, String) -> Finding,
+) -> Finding {
+    use crate::core::pools::{pools_text, units_text};
+    let (have, holds, needs) = match d.units {
+        None => (
+            f64::from(instances),
+            format!("{instances}"),
+            format!("{need}"),
+        ),
+        Some(u) => {
+            let pools: Vec<String> = d
+                .pools
+                .iter()
+                .map(|(v, p)| format!("{v}: {}", pools_text(p)))
+                .collect();
+            let on = if pools.is_empty() {
+                format!("{instances} instances")
+            } else {
+                format!("pools {}", pools.join("; "))
+            };
+            (
+                u,
+                format!("{} units ({on})", units_text(u)),
+                format!("{need} units"),
+            )
+        }
+    };
+    if have + 1e-9 >= f64::from(need) {
+        f(
+            Check::Capacity,
+            Severity::Ok,
+            format!("holds {holds}, the fleet needs {needs}"),
+        )
+    } else if tier.standby_holds() == StandbyHolds::ActiveNeed {
+        f(
+            Check::Capacity,
+            Severity::Critical,
+            format!(
+                "holds {holds}, the fleet needs {needs}, and {tier} keeps its standby at the need"
+            ),
+        )
+    } else {
+        f(
+            Check::Capacity,
+            Severity::Info,
+            format!("holds {holds}, the fleet needs {needs}: prepare scales it up ({tier})"),
+        )
+    }
 }
 
 /// One provisioned variant's scalable target as Application Auto Scaling
@@ -1218,6 +1269,8 @@ mod tests {
                 instances: Some(instances),
                 counts: vec![("AllTraffic".into(), instances)],
                 variants: Ok(vec![variant(image, itype)]),
+                pools: Vec::new(),
+                units: None,
             })),
         }
     }
@@ -1240,6 +1293,59 @@ mod tests {
         assert_eq!(fs.len(), Check::ENDPOINT.len());
         assert_eq!(worst(&fs), Severity::Ok, "{fs:?}");
         assert_eq!(summary(&fs), "ready");
+    }
+
+    /// With pools (or units configured) the `capacity` check compares
+    /// units: a standby that holds the need's count of instances but fell
+    /// back to a smaller type is short, and the finding names the pools.
+    #[test]
+    fn capacity_is_judged_in_units_when_the_standby_runs_on_pools() {
+        use crate::core::pools::PoolCount;
+        let a = seen("img:2", "ml.g5.xlarge", 4);
+        let mut mine = seen("img:2", "ml.g5.xlarge", 4);
+        let Ok(Some(d)) = &mut mine.state else {
+            unreachable!()
+        };
+        d.pools = vec![(
+            "AllTraffic".into(),
+            vec![
+                PoolCount {
+                    instance_type: "ml.g5.2xlarge".into(),
+                    current: 1,
+                },
+                PoolCount {
+                    instance_type: "ml.g5.xlarge".into(),
+                    current: 3,
+                },
+            ],
+        )];
+        d.units = Some(5.0);
+        let judged =
+            |tier, need| judge("chat", Reached::Variants, &mine, Some(&a), tier, Some(need));
+        let fs = judged(Tier::Tier1, 8);
+        let c = of(&fs, Check::Capacity);
+        assert_eq!(c.severity, Severity::Critical, "{c:?}");
+        assert_eq!(
+            c.detail,
+            "holds 5 units (pools AllTraffic: ml.g5.2xlarge 1, ml.g5.xlarge 3), the fleet needs 8 units, and tier1 keeps its standby at the need"
+        );
+        assert_eq!(
+            of(&judged(Tier::Tier2, 8), Check::Capacity).severity,
+            Severity::Info
+        );
+        // 4 instances, the need's count, but units decide: 5 of 4 is ok.
+        assert_eq!(
+            of(&judged(Tier::Tier1, 4), Check::Capacity).severity,
+            Severity::Ok
+        );
+        assert_eq!(
+            of(&judged(Tier::Tier1, 5), Check::Capacity).severity,
+            Severity::Ok
+        );
+        assert_eq!(
+            of(&judged(Tier::Tier1, 6), Check::Capacity).severity,
+            Severity::Critical
+        );
     }
 
     #[test]

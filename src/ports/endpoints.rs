@@ -109,6 +109,11 @@ pub struct VariantState {
     /// A serverless variant (`CurrentServerlessConfig`): it has no instance
     /// count to scale.
     pub serverless: bool,
+    /// `InstancePools`: each pool's instance type and current count, as
+    /// SageMaker lists them; empty for a variant on one instance type
+    /// (`core::pools`).
+    #[serde(default)]
+    pub pools: Vec<crate::core::pools::PoolCount>,
 }
 
 /// An endpoint as `DescribeEndpoint` reports it.
@@ -168,8 +173,12 @@ pub struct ServedVariant {
     pub model: String,
     /// The model's containers, in order: (image, model data URL).
     pub containers: Vec<(String, Option<String>)>,
-    /// `InstanceType`; `None` for a serverless variant.
+    /// `InstanceType`; `None` for a serverless variant or one on pools.
     pub instance_type: Option<String>,
+    /// `InstancePools`: (instance type, priority, 1 the highest), as the
+    /// endpoint config lists them; empty without pools.
+    #[serde(default)]
+    pub pools: Vec<(String, i32)>,
 }
 
 /// An inference component's status (`InferenceComponentStatus`).

@@ -494,6 +494,7 @@ impl Endpoints for SmClient {
                     model: endpoint.to_string(),
                     containers: vec![(image, None)],
                     instance_type: Some("ml.m5.large".into()),
+                    pools: Vec::new(),
                 }]))
             },
         )
@@ -611,6 +612,8 @@ impl Endpoints for SmClient {
                     current_instances: Some(n),
                     desired_instances: Some(n),
                     serverless: false,
+                    // The simulation does not model instance pools.
+                    pools: Vec::new(),
                 }],
                 failure_reason,
             }))
