@@ -50,9 +50,9 @@ pub fn init(format: LogFormat, env: &EnvSource) {
     } else {
         builder.try_init()
     };
-    if result.is_ok() {
-        if let Some(msg) = bad {
-            tracing::warn!("{msg}");
-        }
+    if result.is_ok()
+        && let Some(msg) = bad
+    {
+        tracing::warn!("{msg}");
     }
 }

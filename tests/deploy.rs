@@ -376,13 +376,12 @@ fn scheduled_max_problems(tpl: &Value) -> Vec<String> {
                 .unwrap_or("?");
             if let Some(max) =
                 cfn::get(a, &["ScalableTargetAction"]).and_then(|t| raw(t, "MaxCapacity"))
+                && !is_failover_capacity(max, default)
             {
-                if !is_failover_capacity(max, default) {
-                    problems.push(format!(
-                        "{id}: scheduled action {name} sets MaxCapacity {max:?}, below the failover \
+                problems.push(format!(
+                    "{id}: scheduled action {name} sets MaxCapacity {max:?}, below the failover \
                          capacity: it scales a failed-over region back down when it runs"
-                    ));
-                }
+                ));
             }
         }
     }

@@ -1741,19 +1741,19 @@ impl Model {
                     for (effect, _) in self.effects(memo, key) {
                         let mut n = s.clone();
                         // A refused request, or a lost write, changes nothing.
-                        if let Ok(intent) = self.apply(&mut n, replica as usize, effect) {
-                            if n.replicas != s.replicas {
-                                n.budget.requests -= 1;
-                                n.operator = intent;
-                                push(
-                                    Step::Operator {
-                                        replica,
-                                        req,
-                                        effect,
-                                    },
-                                    n,
-                                );
-                            }
+                        if let Ok(intent) = self.apply(&mut n, replica as usize, effect)
+                            && n.replicas != s.replicas
+                        {
+                            n.budget.requests -= 1;
+                            n.operator = intent;
+                            push(
+                                Step::Operator {
+                                    replica,
+                                    req,
+                                    effect,
+                                },
+                                n,
+                            );
                         }
                     }
                 }
@@ -1996,16 +1996,16 @@ impl Model {
     fn check_invariants(&self, prev: Option<&State>, s: &State) -> Option<Violation> {
         if let Some(p) = prev {
             for k in self.replicas() {
-                if let (Some(a), Some(b)) = (p.replicas[k as usize], s.replicas[k as usize]) {
-                    if b.epoch < a.epoch {
-                        return Some(Violation {
-                            invariant: 2,
-                            what: format!(
-                                "the epoch of replica {} went from {} to {}",
-                                REGIONS[k as usize], a.epoch, b.epoch
-                            ),
-                        });
-                    }
+                if let (Some(a), Some(b)) = (p.replicas[k as usize], s.replicas[k as usize])
+                    && b.epoch < a.epoch
+                {
+                    return Some(Violation {
+                        invariant: 2,
+                        what: format!(
+                            "the epoch of replica {} went from {} to {}",
+                            REGIONS[k as usize], a.epoch, b.epoch
+                        ),
+                    });
                 }
             }
         }

@@ -241,10 +241,12 @@ fn import_graph() -> std::collections::BTreeMap<String, BTreeSet<String>> {
         let code = code_of(&std::fs::read_to_string(&f).unwrap());
         let entry: &mut BTreeSet<String> = graph.entry(module.clone()).or_default();
         for r in path_roots(&code) {
-            if let Some(m) = r.strip_prefix("crate::") {
-                if m != module && m != "error_chain" && !m.is_empty() {
-                    entry.insert(m.to_string());
-                }
+            if let Some(m) = r.strip_prefix("crate::")
+                && m != module
+                && m != "error_chain"
+                && !m.is_empty()
+            {
+                entry.insert(m.to_string());
             }
         }
     }

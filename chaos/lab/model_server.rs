@@ -168,11 +168,11 @@ pub async fn main(args: Args) -> i32 {
             return 1;
         }
     };
-    if let Some(path) = &args.port_file {
-        if let Err(e) = write_port_file(path, addr.port()) {
-            error!(path = %path.display(), error = %e, "cannot write the port file");
-            return 1;
-        }
+    if let Some(path) = &args.port_file
+        && let Err(e) = write_port_file(path, addr.port())
+    {
+        error!(path = %path.display(), error = %e, "cannot write the port file");
+        return 1;
     }
     info!(%addr, "model server listening");
 

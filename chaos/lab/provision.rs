@@ -796,13 +796,11 @@ fn render(
             }
         }
     }
-    if eventual {
-        if let Some(toml::Value::Table(t)) = base.get_mut("tables") {
-            t.remove("control_region");
-            // One table per serving region: those are the replicas.
-            t.remove("replicas");
-            t.insert("consistency".into(), toml::Value::String("eventual".into()));
-        }
+    if eventual && let Some(toml::Value::Table(t)) = base.get_mut("tables") {
+        t.remove("control_region");
+        // One table per serving region: those are the replicas.
+        t.remove("replicas");
+        t.insert("consistency".into(), toml::Value::String("eventual".into()));
     }
     if let Some(role) = daemon_role {
         let cost = base

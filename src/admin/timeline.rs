@@ -213,11 +213,11 @@ pub fn failovers(events: &[Event]) -> Vec<Failover> {
             }
             "execution_started" => mark(f, "StartExecution", e),
             "workflow_started" => {
-                if f.from.is_none() {
-                    if let Some((a, b)) = from_to(&e.detail) {
-                        f.from = Some(a);
-                        f.to = Some(b);
-                    }
+                if f.from.is_none()
+                    && let Some((a, b)) = from_to(&e.detail)
+                {
+                    f.from = Some(a);
+                    f.to = Some(b);
                 }
                 mark(f, "workflow started", e)
             }
@@ -250,32 +250,30 @@ pub fn failovers(events: &[Event]) -> Vec<Failover> {
     let mut out: Vec<Failover> = by_epoch.into_values().collect();
     for f in &mut out {
         let claim = f.at("claimed").or_else(|| f.at("workflow started"));
-        if let (Some(from), Some(claim)) = (f.from.clone(), claim) {
-            if f.trigger == Some("automatic") {
-                let lo = prev_end.max(claim.saturating_sub(DETECTION_LOOKBACK_MS));
-                let window: Vec<&&Event> = sorted
-                    .iter()
-                    .filter(|e| e.at >= lo && e.at <= claim)
-                    .collect();
-                let last_up = window
-                    .iter()
-                    .filter(|e| {
-                        e.kind == "observed_up" && seen_region(&e.detail, "Up") == Some(&from)
-                    })
-                    .map(|e| e.at)
-                    .max()
-                    .unwrap_or(lo);
-                if let Some(d) = window.iter().find(|e| {
-                    e.at >= last_up
-                        && e.kind == "observed_down"
-                        && seen_region(&e.detail, "Down") == Some(&from)
-                }) {
-                    f.milestones.push(Milestone {
-                        label: "detected",
-                        at: d.at,
-                        who: d.who.clone(),
-                    });
-                }
+        if let (Some(from), Some(claim)) = (f.from.clone(), claim)
+            && f.trigger == Some("automatic")
+        {
+            let lo = prev_end.max(claim.saturating_sub(DETECTION_LOOKBACK_MS));
+            let window: Vec<&&Event> = sorted
+                .iter()
+                .filter(|e| e.at >= lo && e.at <= claim)
+                .collect();
+            let last_up = window
+                .iter()
+                .filter(|e| e.kind == "observed_up" && seen_region(&e.detail, "Up") == Some(&from))
+                .map(|e| e.at)
+                .max()
+                .unwrap_or(lo);
+            if let Some(d) = window.iter().find(|e| {
+                e.at >= last_up
+                    && e.kind == "observed_down"
+                    && seen_region(&e.detail, "Down") == Some(&from)
+            }) {
+                f.milestones.push(Milestone {
+                    label: "detected",
+                    at: d.at,
+                    who: d.who.clone(),
+                });
             }
         }
         f.milestones.sort_by_key(|m| m.at);

@@ -820,10 +820,10 @@ where
     };
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
-        if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
-            if h.is_connect() {
-                return Delivery::NotSent;
-            }
+        if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>()
+            && h.is_connect()
+        {
+            return Delivery::NotSent;
         }
         next = err.source();
     }

@@ -794,12 +794,11 @@ fn run(
         // Report the bound addresses before READY=1, so whoever waits for
         // readiness can read them. A file that cannot be written is fatal:
         // whoever asked for it cannot find the daemon without it.
-        if let Some(file) = bound_file {
-            if let Err(e) = listeners.addrs().and_then(|a| a.write_to(file)) {
+        if let Some(file) = bound_file
+            && let Err(e) = listeners.addrs().and_then(|a| a.write_to(file)) {
                 tracing::error!(error = %crate::error_chain(&e), "cannot start");
                 return EX_SOFTWARE;
             }
-        }
         let d = Daemon {
             notifier: daemon::notify::Notifier::from_env(&env),
             config: cfg,

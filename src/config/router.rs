@@ -886,9 +886,9 @@ impl Validator<'_> {
                     .map(Some),
             };
             if let (Ok(Some(HedgeAfter::Fixed(h))), Some(Some(t))) = (&hedge_after, attempt_timeout)
+                && *h >= t
             {
-                if *h >= t {
-                    self.err(
+                self.err(
                         &k("hedge_after"),
                         format!(
                             "{} is not shorter than models[{i}].attempt_timeout ({}): the attempt would time out before the hedge",
@@ -896,7 +896,6 @@ impl Validator<'_> {
                             humantime::format_duration(t)
                         ),
                     );
-                }
             }
             let mut spill_over = SpillOver::default();
             let causes = match m.spill_over {

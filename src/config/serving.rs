@@ -186,14 +186,14 @@ impl Validator<'_> {
         regions: &[RegionConfig],
     ) -> Option<Vec<RegionServing>> {
         let mut ok = true;
-        if let Some(t) = model_target {
-            if !is_target_model(t) {
-                self.err(
-                    &format!("models[{i}].target_model"),
-                    format!("{t:?}: a TargetModel is 1 to 1024 visible ASCII characters"),
-                );
-                ok = false;
-            }
+        if let Some(t) = model_target
+            && !is_target_model(t)
+        {
+            self.err(
+                &format!("models[{i}].target_model"),
+                format!("{t:?}: a TargetModel is 1 to 1024 visible ASCII characters"),
+            );
+            ok = false;
         }
         for key in raw.keys() {
             if !regions.iter().any(|r| &r.name == key) {
@@ -278,14 +278,14 @@ impl Validator<'_> {
             ("provisioned", &own.provisioned),
             ("batch", &own.batch),
         ] {
-            if let Some(v) = v {
-                if !is_sagemaker_name(v) {
-                    self.err(
+            if let Some(v) = v
+                && !is_sagemaker_name(v)
+            {
+                self.err(
                         &k(field),
                         format!("{v:?} is not a SageMaker endpoint name (1 to 63 of a-z A-Z 0-9 and -, starting and ending with a letter or digit)"),
                     );
-                    ok = false;
-                }
+                ok = false;
             }
         }
         let mut vias = Vec::new();
@@ -551,10 +551,10 @@ impl super::Config {
                     out.len() - 1
                 }
             };
-            if let Some(c) = component {
-                if !out[i].components.iter().any(|x| x == c) {
-                    out[i].components.push(c.to_string());
-                }
+            if let Some(c) = component
+                && !out[i].components.iter().any(|x| x == c)
+            {
+                out[i].components.push(c.to_string());
             }
         };
         if let Some(r) = self.region(region) {

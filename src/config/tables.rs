@@ -111,10 +111,10 @@ impl Validator<'_> {
             None => serving.iter().map(|s| s.to_string()).collect(),
         };
         let witness = raw.witness.filter(|w| !w.is_empty());
-        if let Some(w) = &witness {
-            if replicas.contains(w) {
-                self.err("tables.witness", format!("{w:?} is also a replica"));
-            }
+        if let Some(w) = &witness
+            && replicas.contains(w)
+        {
+            self.err("tables.witness", format!("{w:?} is also a replica"));
         }
         let control_region = raw.control_region.filter(|s| !s.is_empty());
         if let Some(cr) = &control_region {

@@ -172,17 +172,17 @@ impl Validator<'_> {
         hi_key: &str,
         hi: Option<Duration>,
     ) {
-        if let (Some(l), Some(h)) = (lo, hi) {
-            if l > h {
-                self.err(
-                    lo_key,
-                    format!(
-                        "{} is longer than {hi_key} ({})",
-                        humantime::format_duration(l),
-                        humantime::format_duration(h)
-                    ),
-                );
-            }
+        if let (Some(l), Some(h)) = (lo, hi)
+            && l > h
+        {
+            self.err(
+                lo_key,
+                format!(
+                    "{} is longer than {hi_key} ({})",
+                    humantime::format_duration(l),
+                    humantime::format_duration(h)
+                ),
+            );
         }
     }
 
@@ -413,13 +413,13 @@ impl Validator<'_> {
             }
             Some(p) => self.in_range(&key, Some(p), 0, 1, 1000),
         };
-        if let (Some(p), Some(n)) = (priority, name) {
-            if let Some(other) = seen_prio.insert(p, n.to_string()) {
-                self.err(
+        if let (Some(p), Some(n)) = (priority, name)
+            && let Some(other) = seen_prio.insert(p, n.to_string())
+        {
+            self.err(
                     &key,
                     format!("priority {p} is also used by {other:?}; priorities must be unique so the failover target is unambiguous"),
                 );
-            }
         }
         priority
     }
@@ -452,13 +452,13 @@ impl Validator<'_> {
                     .into(),
             });
         }
-        if let Some(m) = probe_match {
-            if m.is_empty() || m.len() > 5120 {
-                self.err(
-                    &format!("regions[{i}].probe_match"),
-                    "must be 1 to 5120 bytes (probes read the first 5120 bytes of the body)",
-                );
-            }
+        if let Some(m) = probe_match
+            && (m.is_empty() || m.len() > 5120)
+        {
+            self.err(
+                &format!("regions[{i}].probe_match"),
+                "must be 1 to 5120 bytes (probes read the first 5120 bytes of the body)",
+            );
         }
     }
 
@@ -516,19 +516,19 @@ impl Validator<'_> {
 
     /// `region`: the local region is one of the `[[regions]]` names.
     fn local_region_listed(&mut self, local: Option<&str>, seen_names: &HashMap<String, usize>) {
-        if let Some(local) = local {
-            if !seen_names.contains_key(local) {
-                let listed: Vec<&str> = seen_names
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                self.err(
-                    "region",
-                    format!("local region {local:?} is missing from the region list {listed:?}"),
-                );
-            }
+        if let Some(local) = local
+            && !seen_names.contains_key(local)
+        {
+            let listed: Vec<&str> = seen_names
+                .keys()
+                .map(String::as_str)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            self.err(
+                "region",
+                format!("local region {local:?} is missing from the region list {listed:?}"),
+            );
         }
     }
 
@@ -623,9 +623,10 @@ impl Validator<'_> {
         fresh: Option<Duration>,
         lease: Option<Duration>,
     ) {
-        if let (Some(p), Some(f)) = (poll, fresh) {
-            if f < p * 2 {
-                self.err(
+        if let (Some(p), Some(f)) = (poll, fresh)
+            && f < p * 2
+        {
+            self.err(
                     "timings.vote_freshness",
                     format!(
                         "{} is shorter than two poll intervals ({}): every vote would be stale before the next one is written",
@@ -633,11 +634,11 @@ impl Validator<'_> {
                         humantime::format_duration(p * 2)
                     ),
                 );
-            }
         }
-        if let (Some(p), Some(l)) = (poll, lease) {
-            if l < p * 2 {
-                self.err(
+        if let (Some(p), Some(l)) = (poll, lease)
+            && l < p * 2
+        {
+            self.err(
                     "timings.lease",
                     format!(
                         "{} is shorter than two poll intervals ({}): the active region could not renew it in time",
@@ -645,7 +646,6 @@ impl Validator<'_> {
                         humantime::format_duration(p * 2)
                     ),
                 );
-            }
         }
     }
 
@@ -764,10 +764,11 @@ impl Validator<'_> {
     fn listen(&mut self, raw: RawListen) -> Option<Listen> {
         let router = self.addr("listen.router", raw.router, defaults::ROUTER);
         let admin = self.addr("listen.admin", raw.admin, defaults::ADMIN);
-        if let (Some(r), Some(a)) = (router, admin) {
-            if r == a && r.port() != 0 {
-                self.err("listen.admin", format!("{a} is also the router's address"));
-            }
+        if let (Some(r), Some(a)) = (router, admin)
+            && r == a
+            && r.port() != 0
+        {
+            self.err("listen.admin", format!("{a} is also the router's address"));
         }
         let token_file = raw
             .admin_token_file

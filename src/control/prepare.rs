@@ -313,11 +313,11 @@ fn warm_targets(cfg: &Config, region: &str) -> Vec<(String, Option<crate::config
             add(&t.endpoint, t.via.as_ref());
         }
     }
-    if cfg.models.is_empty() {
-        if let Some(r) = cfg.region(region) {
-            for ep in r.sagemaker.realtime() {
-                add(ep, None);
-            }
+    if cfg.models.is_empty()
+        && let Some(r) = cfg.region(region)
+    {
+        for ep in r.sagemaker.realtime() {
+            add(ep, None);
         }
     }
     out

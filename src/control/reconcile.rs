@@ -1107,10 +1107,10 @@ impl Reconciler {
         began: tokio::time::Instant,
         digest: String,
     ) {
-        if let Some(r) = &self.last_record {
-            if r.active == cfg.region {
-                self.shared.draining.store(false, Ordering::Relaxed);
-            }
+        if let Some(r) = &self.last_record
+            && r.active == cfg.region
+        {
+            self.shared.draining.store(false, Ordering::Relaxed);
         }
         self.lease.confirmed_at = renewed(
             &self.shared,

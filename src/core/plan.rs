@@ -594,10 +594,11 @@ fn recreate(i: &Inputs<'_>) -> Option<Decision> {
 }
 
 fn plan_automatic(i: &Inputs<'_>) -> Decision {
-    if !matches!(i.record, RecordRead::Unreadable(_)) && i.tally.no_quorum.is_none() {
-        if let Some(d) = recreate(i) {
-            return d;
-        }
+    if !matches!(i.record, RecordRead::Unreadable(_))
+        && i.tally.no_quorum.is_none()
+        && let Some(d) = recreate(i)
+    {
+        return d;
     }
     let rec = match i.record {
         RecordRead::Unreadable(e) => return idle(format!("cannot read the control record: {e}")),
@@ -751,27 +752,26 @@ fn automatic_candidate(i: &Inputs<'_>, rec: &ControlRecord) -> Result<Candidate,
             failback: false,
         });
     }
-    if i.policy.auto_failback {
-        if let Some(best) = best_up(i, None) {
-            let prio = |r: &str| {
-                i.policy
-                    .priorities
-                    .iter()
-                    .find(|(n, _)| n == r)
-                    .map(|(_, p)| *p)
-                    .unwrap_or(u32::MAX)
-            };
-            // A failback is a choice, not a rescue (the active serves):
-            // never onto a region whose readiness is known critical.
-            if best != rec.active && prio(&best) < prio(&rec.active) && unready(i, &best).is_none()
-            {
-                let reason = format!("automatic failback: preferred region {best} is up by quorum");
-                return Ok(Candidate {
-                    target: best,
-                    reason,
-                    failback: true,
-                });
-            }
+    if i.policy.auto_failback
+        && let Some(best) = best_up(i, None)
+    {
+        let prio = |r: &str| {
+            i.policy
+                .priorities
+                .iter()
+                .find(|(n, _)| n == r)
+                .map(|(_, p)| *p)
+                .unwrap_or(u32::MAX)
+        };
+        // A failback is a choice, not a rescue (the active serves):
+        // never onto a region whose readiness is known critical.
+        if best != rec.active && prio(&best) < prio(&rec.active) && unready(i, &best).is_none() {
+            let reason = format!("automatic failback: preferred region {best} is up by quorum");
+            return Ok(Candidate {
+                target: best,
+                reason,
+                failback: true,
+            });
         }
     }
     Err(NoCandidate::Steady {
@@ -1037,12 +1037,13 @@ fn plan_in_flight(i: &Inputs<'_>, rec: &ControlRecord) -> Decision {
             );
         }
     }
-    if mine && i.execution == Some(ExecutionStatus::NotStarted) {
-        if let Some(p) = FailoverPlan::from_record(rec) {
-            return Decision::Act {
-                action: Action::EnsureExecution(p),
-            };
-        }
+    if mine
+        && i.execution == Some(ExecutionStatus::NotStarted)
+        && let Some(p) = FailoverPlan::from_record(rec)
+    {
+        return Decision::Act {
+            action: Action::EnsureExecution(p),
+        };
     }
     idle(format!(
         "failover in flight: {} ({} -> {}, step {})",

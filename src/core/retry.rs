@@ -146,11 +146,11 @@ impl Breaker {
     /// A call succeeded.
     pub fn on_success(&mut self, now_ms: u64, policy: &BreakerPolicy) {
         self.consecutive_failures = 0;
-        if let Some(until) = self.ejected_until {
-            if now_ms >= until.saturating_add(policy.max_ejection_ms) {
-                self.ejections = 0;
-                self.ejected_until = None;
-            }
+        if let Some(until) = self.ejected_until
+            && now_ms >= until.saturating_add(policy.max_ejection_ms)
+        {
+            self.ejections = 0;
+            self.ejected_until = None;
         }
     }
 

@@ -193,19 +193,19 @@ pub async fn poll(
     let Some(job) = jobs.get(job_table(cfg), id).await? else {
         return Ok(None);
     };
-    if let Some(out) = &job.output {
-        if let Some(o) = fetch(blobs, &job, out).await? {
-            return Ok(Some(JobState::Done {
-                job,
-                body: o.body,
-                content_type: o.content_type,
-            }));
-        }
+    if let Some(out) = &job.output
+        && let Some(o) = fetch(blobs, &job, out).await?
+    {
+        return Ok(Some(JobState::Done {
+            job,
+            body: o.body,
+            content_type: o.content_type,
+        }));
     }
-    if let Some(f) = &job.failure {
-        if let Some(o) = fetch(blobs, &job, f).await? {
-            return Ok(Some(JobState::Failed { job, body: o.body }));
-        }
+    if let Some(f) = &job.failure
+        && let Some(o) = fetch(blobs, &job, f).await?
+    {
+        return Ok(Some(JobState::Failed { job, body: o.body }));
     }
     Ok(Some(JobState::Pending(job)))
 }

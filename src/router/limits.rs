@@ -102,10 +102,10 @@ impl Callers {
             );
         }
         let e = map.get_mut(caller).expect("inserted above");
-        if let Some(max) = limit.max_in_flight {
-            if e.in_flight.load(Ordering::Acquire) >= max {
-                return Err(Refused::Concurrency(max));
-            }
+        if let Some(max) = limit.max_in_flight
+            && e.in_flight.load(Ordering::Acquire) >= max
+        {
+            return Err(Refused::Concurrency(max));
         }
         if let Some(rate) = limit.rate {
             let elapsed = now.saturating_duration_since(e.last).as_secs_f64();

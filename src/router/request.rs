@@ -365,10 +365,9 @@ pub fn parse_head<'c>(
     let limit = body_limit(cfg, model, api);
     if let Some(len) =
         text(&CONTENT_LENGTH, seen.content_length)?.and_then(|l| l.parse::<u64>().ok())
+        && len > limit
     {
-        if len > limit {
-            return Err(too_large(api, Some(len), limit));
-        }
+        return Err(too_large(api, Some(len), limit));
     }
     if let Some(name) = seen.bad_sagemaker {
         return Err(RouterError::BadHeader(name.clone()));

@@ -469,17 +469,15 @@ impl Router {
                         attempts,
                     );
                 };
-                if attempts == 0 {
-                    if let Some(after) = ask
+                if attempts == 0
+                    && let Some(after) = ask
                         .model
                         .hedge_after
                         .filter(|_| lane.path.is_realtime() && session.is_none())
-                    {
-                        if let Some(d) = self.targets.hedge_delay(lane.target(), after) {
-                            hedge_timer.as_mut().reset(now + d);
-                            hedge_armed = true;
-                        }
-                    }
+                    && let Some(d) = self.targets.hedge_delay(lane.target(), after)
+                {
+                    hedge_timer.as_mut().reset(now + d);
+                    hedge_armed = true;
                 }
                 let r: &'c RegionConfig = lane.region;
                 at = Some((&r.name, lane.path));
@@ -779,10 +777,10 @@ impl Router {
                 // Spill-over once the region has no other path to fall
                 // back to (serverless falls back to provisioned first).
                 // SageMaker refused it: the model did not run.
-                if fallback.is_none_or(|p| !p.is_realtime()) {
-                    if let Some(to) = spill(&lane, SpillCause::NotReady) {
-                        return Step::Again(to, Duration::ZERO);
-                    }
+                if fallback.is_none_or(|p| !p.is_realtime())
+                    && let Some(to) = spill(&lane, SpillCause::NotReady)
+                {
+                    return Step::Again(to, Duration::ZERO);
                 }
                 lane.cold += 1;
                 if lane.cold <= cfg.router.cold_start_retries {

@@ -134,10 +134,8 @@ pub fn statements(tpl: &Value, role_id: &str) -> Vec<Statement> {
                     tag(r).as_deref() == Some("!Ref") && str_of(r) == Some(role_id)
                         || get(r, &["Ref"]).and_then(str_of) == Some(role_id)
                 });
-            if attached {
-                if let Some(d) = get(p, &["Properties", "PolicyDocument"]) {
-                    docs.push(d);
-                }
+            if attached && let Some(d) = get(p, &["Properties", "PolicyDocument"]) {
+                docs.push(d);
             }
         }
     }

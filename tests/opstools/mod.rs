@@ -113,13 +113,12 @@ pub fn family_of<'a>(name: &'a str, fams: &BTreeMap<String, String>) -> Option<&
         return Some(name);
     }
     for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = name.strip_suffix(suffix) {
-            if fams
+        if let Some(base) = name.strip_suffix(suffix)
+            && fams
                 .get(base)
                 .is_some_and(|t| t == "histogram" || t == "summary")
-            {
-                return Some(base);
-            }
+        {
+            return Some(base);
         }
     }
     None

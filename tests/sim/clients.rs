@@ -596,11 +596,11 @@ impl Routers {
     /// through one of them at a time: `fleet.rs`).
     pub fn down_pid(&self, region: &str, pid: u64) {
         let mut g = self.lock();
-        if g.get(region).is_some_and(|p| p.pid == pid) {
-            if let Some(p) = g.remove(region) {
-                for t in p.tasks {
-                    t.abort();
-                }
+        if g.get(region).is_some_and(|p| p.pid == pid)
+            && let Some(p) = g.remove(region)
+        {
+            for t in p.tasks {
+                t.abort();
             }
         }
     }

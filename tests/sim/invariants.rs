@@ -219,7 +219,7 @@ impl Monitor {
             }
         }
         self.one_active(sim);
-        if t % 1000 == 0 {
+        if t.is_multiple_of(1000) {
             self.held_on_reload(sim);
             if self.files_change {
                 self.config_drift(sim, t);
@@ -241,13 +241,13 @@ impl Monitor {
         }
         // Time-based checks: every second is fine-grained enough for
         // bounds of minutes (and cheap).
-        if t % 1000 == 0 || store_moved {
+        if t.is_multiple_of(1000) || store_moved {
             self.stuck(sim, t);
         }
-        if sfn_moved || t % 1000 == 0 {
+        if sfn_moved || t.is_multiple_of(1000) {
             self.tokens(sim, t, sfn_moved);
         }
-        if !self.mrec && t % 1000 == 0 {
+        if !self.mrec && t.is_multiple_of(1000) {
             self.failover_happens(sim, t);
         }
         self.cost_never_starves(sim, t);
@@ -260,7 +260,7 @@ impl Monitor {
         } else {
             self.sm_quiet_since.get_or_insert(t);
         }
-        if t % 1000 == 0 {
+        if t.is_multiple_of(1000) {
             self.refusals_journalled(sim, t);
             self.drift_reported(sim, t);
         }
@@ -333,14 +333,12 @@ impl Monitor {
             // judged (seed 12878 of the 20,000-seed run: the standby's own
             // endpoint deleted 45 s before the drift and back 3 s before
             // the judging).
-            if t > d.from_ms && t < judge {
-                if let Some(Some((_, active))) = self.drift_start.get(&d.from_ms).cloned() {
-                    if !(sim.sm.serves(&active, &d.endpoint)
-                        && sim.sm.serves(&d.region, &d.endpoint))
-                    {
-                        self.drift_start.insert(d.from_ms, None);
-                    }
-                }
+            if t > d.from_ms
+                && t < judge
+                && let Some(Some((_, active))) = self.drift_start.get(&d.from_ms).cloned()
+                && !(sim.sm.serves(&active, &d.endpoint) && sim.sm.serves(&d.region, &d.endpoint))
+            {
+                self.drift_start.insert(d.from_ms, None);
             }
             if t != judge - judge % 1000 || d.to_ms <= judge {
                 continue;
@@ -854,7 +852,7 @@ impl Monitor {
         }
         // A token item closed in the table while Step Functions still waits
         // for it: nobody will call it back.
-        if t % 1000 != 0 {
+        if !t.is_multiple_of(1000) {
             return;
         }
         let open: BTreeMap<&str, u64> = tasks
@@ -1047,7 +1045,7 @@ impl Monitor {
 
     /// After the faults end: for how long the fleet has been settled.
     pub fn settled_for(&mut self, sim: &Sim, t: u64) -> u64 {
-        if t <= sim.scenario.fault_end_ms || t % 1000 != 0 {
+        if t <= sim.scenario.fault_end_ms || !t.is_multiple_of(1000) {
             return self.settled_since.map_or(0, |s| t - s);
         }
         if Self::unsettled_reasons(sim).is_empty() {

@@ -460,10 +460,10 @@ fn two_region_events(seed: u64, consistency: Consistency, end_ms: u64, events: &
             if names(from) {
                 *from = REGIONS[1].to_string();
             }
-            if let OpCmd::Failover { to, .. } = cmd {
-                if names(to) {
-                    *to = REGIONS[1].to_string();
-                }
+            if let OpCmd::Failover { to, .. } = cmd
+                && names(to)
+            {
+                *to = REGIONS[1].to_string();
             }
             true
         }

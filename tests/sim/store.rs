@@ -265,13 +265,12 @@ impl FakeStore {
         let mut g = self.lock();
         let mut lost = None;
         for t in g.tables.values_mut() {
-            if let Some((Item::Record(r), _)) = t.items.remove(&Key::Control) {
-                if lost
+            if let Some((Item::Record(r), _)) = t.items.remove(&Key::Control)
+                && lost
                     .as_ref()
                     .is_none_or(|l: &ControlRecord| r.version > l.version)
-                {
-                    lost = Some(r);
-                }
+            {
+                lost = Some(r);
             }
         }
         g.seq += 1;
@@ -469,10 +468,10 @@ impl FakeStore {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(lag)).await;
             let mut g = me.lock();
-            if let Some(t) = g.tables.get_mut(&table) {
-                if t.gsi.get(&id).is_none_or(|(_, s)| *s < stamp) {
-                    t.gsi.insert(id, (entry, stamp));
-                }
+            if let Some(t) = g.tables.get_mut(&table)
+                && t.gsi.get(&id).is_none_or(|(_, s)| *s < stamp)
+            {
+                t.gsi.insert(id, (entry, stamp));
             }
         });
     }

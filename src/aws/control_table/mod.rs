@@ -222,11 +222,11 @@ impl ControlTable {
                 .await
                 .map_err(|e| self.fail(&format!("Query {pk}"), e))?;
             items.extend(out.items().iter().cloned());
-            if let Some(l) = limit {
-                if items.len() > l {
-                    items.truncate(l);
-                    return Ok((items, true));
-                }
+            if let Some(l) = limit
+                && items.len() > l
+            {
+                items.truncate(l);
+                return Ok((items, true));
             }
             match out.last_evaluated_key() {
                 Some(k) => start = Some(k.clone()),
