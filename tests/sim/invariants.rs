@@ -78,6 +78,8 @@ pub struct Monitor {
     last_epoch: BTreeMap<String, u64>,
     /// When the last claim was written (simulated ms).
     last_claim_ms: Option<u64>,
+    /// The epoch and time (simulated ms) of the last switch written.
+    last_switch: Option<(u64, u64)>,
     failing_since: BTreeMap<String, (String, u64)>,
     control_quiet_since: Option<u64>,
     /// Region -> since when it is healthy for every observer, and the
@@ -287,10 +289,17 @@ impl Monitor {
         if self.control_quiet_since.is_none_or(|q| q > claim) {
             return;
         }
+        // Refused before the switch: a refusal after it (the new active's
+        // cost task, a late second prepare) is not one the switch went
+        // past (seeds 27631, 27777: judged a second after the switch).
+        let until = match self.last_switch {
+            Some((epoch, at)) if epoch == r.epoch => at,
+            _ => t,
+        };
         let refused: Vec<&super::sagemaker::Refusal> = self
             .refusals
             .iter()
-            .filter(|x| x.region == r.active && x.at_ms >= claim && x.at_ms <= t)
+            .filter(|x| x.region == r.active && x.at_ms >= claim && x.at_ms <= until)
             .collect();
         let Some(first) = refused.first() else { return };
         let said = sim.store.journal().iter().any(|e| {
@@ -629,6 +638,7 @@ impl Monitor {
             }
             if r.step == Step::Switched {
                 self.switches += 1;
+                self.last_switch = Some((r.epoch, w.at_ms));
             }
         }
     }
