@@ -59,7 +59,6 @@ the delay. `GET /_lab/inference-components` shows every component, the
 refusals set and the delay, as JSON.
 """
 
-import io
 import json
 import re
 import threading
@@ -68,6 +67,7 @@ from urllib.parse import parse_qs
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
+from lab_wsgi import read_body
 
 CONTROL_PATH = "/_lab/inference-components"
 TARGET_PREFIX = "SageMaker."
@@ -232,12 +232,7 @@ class InferenceComponents:
         op = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
         if op not in OPERATIONS:
             return self.app(environ, start_response)
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        raw = environ["wsgi.input"].read(length) if length > 0 else b""
-        environ["wsgi.input"] = io.BytesIO(raw)
+        raw = read_body(environ)
         try:
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):

@@ -29,13 +29,13 @@ by moto's matcher, which knows a few trust-policy operators only),
 `MissingContextValues` (answered empty). Other IAM calls go to moto.
 """
 
-import io
 import json
 import threading
 import traceback
 import uuid
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
+from lab_wsgi import read_body
 
 ACCOUNT = "123456789012"
 ACTION = "SimulatePrincipalPolicy"
@@ -153,14 +153,9 @@ class IamSimulator:
             "HTTP_AUTHORIZATION", ""
         ):
             return self.app(environ, start_response)
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        raw = read_body(environ)
         form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         if form.get("Action", [""])[0] != ACTION:
-            environ["wsgi.input"] = io.BytesIO(raw)
             return self.app(environ, start_response)
         principal = form.get("PolicySourceArn", [""])[0]
         actions = _members(form, "ActionNames")

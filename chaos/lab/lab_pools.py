@@ -33,10 +33,10 @@ goes to moto (which would need an `InstanceType`): the lab's endpoints are
 created with one type and told their pools here.
 """
 
-import io
 import json
 import threading
 from urllib.parse import parse_qs
+from lab_wsgi import read_body, rewrite_json
 
 
 def _region(environ):
@@ -99,44 +99,13 @@ class InstancePools:
         start_response("200 OK", [("Content-Type", "application/json")])
         return [text.encode()]
 
-    def _rewrite(self, environ, start_response, edit):
-        """Call moto, then `edit` its 200 JSON answer."""
-        seen = {}
-
-        def capture(status, headers, exc_info=None):
-            seen["status"], seen["headers"] = status, headers
-            return lambda _data: None
-
-        result = self.app(environ, capture)
-        try:
-            data = b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        if seen.get("status", "").startswith("200"):
-            try:
-                doc = json.loads(data)
-                edit(doc)
-                data = json.dumps(doc).encode()
-            except ValueError:
-                pass
-        headers = [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(data))))
-        start_response(seen["status"], headers)
-        return [data]
-
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "") == "/_lab/instance-pools":
             return self.control(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target not in ("SageMaker.DescribeEndpoint", "SageMaker.DescribeEndpointConfig"):
             return self.app(environ, start_response)
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        raw = environ["wsgi.input"].read(length) if length > 0 else b""
-        environ["wsgi.input"] = io.BytesIO(raw)
+        raw = read_body(environ)
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -167,6 +136,6 @@ class InstancePools:
                     {"InstanceType": t, "Priority": i + 1} for i, t in enumerate(told["pools"])
                 ]
 
-        return self._rewrite(
-            environ, start_response, endpoint if name_key == "EndpointName" else config
+        return rewrite_json(
+            self.app, environ, start_response, endpoint if name_key == "EndpointName" else config
         )

@@ -26,10 +26,10 @@ moto unchanged.
 """
 
 import hashlib
-import io
 import json
 import threading
 from urllib.parse import parse_qs
+from lab_wsgi import read_body
 
 TARGET = "ServiceQuotasV20190624.ListServiceQuotas"
 ACCOUNT = "123456789012"
@@ -124,17 +124,12 @@ class LabQuotas:
             return self.control(environ, start_response)
         if environ.get("HTTP_X_AMZ_TARGET", "") != TARGET:
             return self.app(environ, start_response)
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        raw = read_body(environ)
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
             body = {}
         if body.get("ServiceCode") != "sagemaker":
-            environ["wsgi.input"] = io.BytesIO(raw)
             return self.app(environ, start_response)
         quotas = self.quotas(_region(environ))
         size = max(1, min(int(body.get("MaxResults") or 100), 100))

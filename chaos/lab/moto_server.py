@@ -104,7 +104,6 @@ stops on SIGTERM or SIGINT (exit 0), like `moto_server`.
 import argparse
 import calendar
 import fnmatch
-import io
 import json
 import logging
 import os
@@ -132,6 +131,7 @@ from moto.route53.models import route53_backends
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lab_quotas import LabQuotas  # noqa: E402
 from lab_components import InferenceComponents  # noqa: E402  moto has no inference components
+from lab_wsgi import read_body, rewrite_json  # noqa: E402  what the middlewares share
 from lab_pools import InstancePools  # noqa: E402  moto has no instance pools
 from lab_iam import IamSimulator  # noqa: E402  moto has no IAM policy simulator
 
@@ -588,12 +588,7 @@ class SageMakerCapacity:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith("SageMaker."):
             return None
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        raw = environ["wsgi.input"].read(length) if length > 0 else b""
-        environ["wsgi.input"] = io.BytesIO(raw)
+        raw = read_body(environ)
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -640,29 +635,11 @@ class SageMakerCapacity:
             return [ok]
         if op != "DescribeEndpoint" or failed is None:
             return self.app(environ, start_response)
-        seen = {}
 
-        def capture(status, headers, exc_info=None):
-            seen["status"], seen["headers"] = status, headers
-            return lambda _data: None
+        def add_failure(doc):
+            doc["FailureReason"] = failed
 
-        result = self.app(environ, capture)
-        try:
-            data = b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        if seen.get("status", "").startswith("200"):
-            try:
-                doc = json.loads(data)
-                doc["FailureReason"] = failed
-                data = json.dumps(doc).encode()
-            except ValueError:
-                pass
-        headers = [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(data))))
-        start_response(seen["status"], headers)
-        return [data]
+        return rewrite_json(self.app, environ, start_response, add_failure)
 
 
 def _chain(first, rest, result):

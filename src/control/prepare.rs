@@ -548,12 +548,7 @@ impl Reading {
                 })
                 .collect(),
             failure_reason: st.failure_reason.clone(),
-            pools: st
-                .variants
-                .iter()
-                .filter(|v| !v.pools.is_empty())
-                .map(|v| (v.variant.clone(), v.pools.clone()))
-                .collect(),
+            pools: st.pooled(),
         }
     }
 

@@ -232,12 +232,7 @@ pub async fn observe(
                     .map(|v| (v.variant.clone(), v.instances))
                     .collect(),
                 units: units_of(&st, variants.as_ref().ok(), units),
-                pools: st
-                    .variants
-                    .iter()
-                    .filter(|v| !v.pools.is_empty())
-                    .map(|v| (v.variant.clone(), v.pools.clone()))
-                    .collect(),
+                pools: st.pooled(),
                 variants,
             }))
         }

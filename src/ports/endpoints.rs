@@ -152,6 +152,15 @@ impl EndpointState {
     pub fn variant(&self, name: &str) -> Option<&VariantState> {
         self.variants.iter().find(|v| v.variant == name)
     }
+
+    /// Each variant on instance pools, with its pools' counts.
+    pub fn pooled(&self) -> Vec<(String, Vec<crate::core::pools::PoolCount>)> {
+        self.variants
+            .iter()
+            .filter(|v| !v.pools.is_empty())
+            .map(|v| (v.variant.clone(), v.pools.clone()))
+            .collect()
+    }
 }
 
 /// What `DeleteEndpoint` found.
