@@ -928,6 +928,194 @@ fn the_daemons_task_acts_on_its_own_and_holds_back_without_quorum() {
     });
 }
 
+/// Endpoints that let a claim naming us-west-2 land in the table (as one
+/// written in another region replicates) after the cost task's last read
+/// and before SageMaker takes its first scaling call, then pass the call
+/// on to moto: the race SageMaker cannot close (no conditional update).
+struct ClaimLandsFirst {
+    inner: Arc<dyn Endpoints>,
+    store: Arc<dyn ControlStore>,
+    claim: std::sync::Mutex<Option<RecordWrite>>,
+    /// How many scaling calls after the first to refuse, as SageMaker
+    /// refuses a change to an endpoint still `Updating`.
+    refuse: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Endpoints for ClaimLandsFirst {
+    async fn served(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<Vec<failoverd::ports::endpoints::ServedVariant>>, PortError> {
+        self.inner.served(region, endpoint).await
+    }
+    async fn status(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<failoverd::ports::endpoints::EndpointStatus>, PortError> {
+        self.inner.status(region, endpoint).await
+    }
+    async fn warm_up(
+        &self,
+        region: &str,
+        endpoint: &str,
+        target_model: Option<&str>,
+        body: &[u8],
+    ) -> WarmUp {
+        self.inner
+            .warm_up(region, endpoint, target_model, body)
+            .await
+    }
+    async fn describe(
+        &self,
+        region: &str,
+        endpoint: &str,
+    ) -> Result<Option<EndpointState>, PortError> {
+        self.inner.describe(region, endpoint).await
+    }
+    async fn set_instance_counts(
+        &self,
+        region: &str,
+        endpoint: &str,
+        counts: &[(String, u32)],
+    ) -> Result<(), PortError> {
+        let claim = self.claim.lock().unwrap().take();
+        if let Some(w) = claim {
+            self.store.write_record(&w).await.unwrap();
+        } else if self
+            .refuse
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(PortError::new(
+                "SageMaker",
+                "UpdateEndpointWeightsAndCapacities",
+                region,
+                failoverd::ports::ErrorKind::Validation,
+                format!("Cannot update in-progress endpoint \"{endpoint}\"."),
+            ));
+        }
+        self.inner
+            .set_instance_counts(region, endpoint, counts)
+            .await
+    }
+    async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError> {
+        self.inner.tags(region, arn).await
+    }
+    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
+        self.inner.delete(region, endpoint).await
+    }
+    async fn describe_component(
+        &self,
+        region: &str,
+        component: &str,
+    ) -> Result<Option<failoverd::ports::endpoints::ComponentState>, PortError> {
+        self.inner.describe_component(region, component).await
+    }
+    async fn set_copy_count(&self, region: &str, component: &str, n: u32) -> Result<(), PortError> {
+        self.inner.set_copy_count(region, component, n).await
+    }
+}
+
+/// Seed 26542 of the simulation: an operator's claim written in another
+/// region reached us-west-2's replica after its cost task read the record
+/// (twice) and before its lowering landed. The task reads the record once
+/// more after a lowering lands and puts back what it took from a region
+/// the record now names.
+#[test]
+fn a_lowering_that_raced_a_claim_is_put_back() {
+    raced_claim(0);
+}
+
+/// The same, with SageMaker refusing the put-back twice (the lowering still
+/// under way): it is tried again until it lands, with the rounds between.
+#[test]
+fn a_refused_put_back_is_tried_again_until_it_lands() {
+    raced_claim(2);
+}
+
+fn raced_claim(refusals: u32) {
+    let env = Env::start(WEST, SCHEDULE, (3, 3));
+    let shared = Arc::new(Shared::default());
+    let quiet = Counts {
+        idle_since: Some(0),
+        need: None,
+    };
+    rt().block_on(async {
+        env.at(MONDAY + 19 * HOUR);
+        let r = env.record().await;
+        let mut ports = env.ports.clone();
+        ports.endpoints = Arc::new(ClaimLandsFirst {
+            inner: env.ports.endpoints.clone(),
+            store: env.ports.store.clone(),
+            claim: std::sync::Mutex::new(Some(RecordWrite::Claim {
+                plan: FailoverPlan {
+                    from: EAST.into(),
+                    to: WEST.into(),
+                    epoch: r.epoch + 1,
+                    execution: format!("failover-t-{}", r.epoch + 1),
+                    initiator: EAST.into(),
+                    expected_version: r.version,
+                    reason: "operator".into(),
+                    ungraceful: false,
+                    old_region_healthy: true,
+                    forced: true,
+                    automatic: false,
+                    changed_by: EAST.into(),
+                    claimed_at: env.clock.now_ms(),
+                    supersedes: None,
+                    state_machine: None,
+                },
+            })),
+            refuse: refusals.into(),
+        });
+        shared.publish(RoundStatus {
+            at: env.clock.now_ms(),
+            tally: Some(Tally {
+                fresh_observers: vec![EAST.into(), WEST.into()],
+                regions: Default::default(),
+                no_quorum: None,
+            }),
+            ..Default::default()
+        });
+        let (_tx, config) = tokio::sync::watch::channel(Arc::new(env.cfg.clone()));
+        let mut task = CostTask::new(config, ports, shared, Arc::new(quiet));
+        let plans = task.round().await;
+        // Decided and acted on the record before the claim: the 18:00 rule
+        // lowered the standby...
+        assert_eq!(action(&plans[0]), Some((3, 1)), "{}", plans[0]);
+        assert_eq!(env.record().await.phase, Phase::FailingOver);
+        // ...and the read after it landed put it back, at once or at the
+        // tries that follow (the rounds, a failover in flight, leave it).
+        for _ in 0..refusals {
+            assert_eq!(env.holds(WEST).await, Some(1));
+            assert!(env.journal().await.iter().all(|e| e.kind != "cost_raced"));
+            let plans = task.round().await;
+            assert_eq!(plans[0].action, CostAction::None, "{}", plans[0]);
+        }
+        assert_eq!(env.holds(WEST).await, Some(3));
+        let journal = env.journal().await;
+        let raced: Vec<&str> = journal
+            .iter()
+            .filter(|e| e.kind == "cost_raced")
+            .map(|e| e.detail.as_str())
+            .collect();
+        assert_eq!(
+            raced,
+            [
+                "us-west-2/prov: a failover to us-west-2 was claimed (epoch 2) before the lowering landed: the lowering is put back: scale AllTraffic -> 3"
+            ],
+            "{journal:?}"
+        );
+        // A level: the next round (a failover in flight) leaves it.
+        let plans = task.round().await;
+        assert_eq!(plans[0].action, CostAction::None, "{}", plans[0]);
+        assert_eq!(env.holds(WEST).await, Some(3));
+    });
+}
+
 /// Endpoints whose scale-ups never land (a real SageMaker scale-up that
 /// takes longer than the budget): `set_instance_counts` is accepted and
 /// dropped (a copy count too); everything else goes to moto.

@@ -786,14 +786,16 @@ fn schedule_step(
 /// Perform the plans' actions; journal each, and each failure once until
 /// its text changes (`failures` remembers, per endpoint, the last one
 /// journalled: a call refused every minute must not flood the journal).
+/// Returns, per plan, whether its action was taken (AWS accepted it).
 pub async fn act(
     ports: &Ports,
     who: &str,
     epoch: Option<u64>,
     plans: &[EndpointPlan],
     failures: &mut HashMap<String, String>,
-) {
-    for p in plans {
+) -> Vec<bool> {
+    let mut taken = vec![false; plans.len()];
+    for (i, p) in plans.iter().enumerate() {
         let key = format!("{}/{}", p.region, p.endpoint);
         let result =
             match &p.action {
@@ -819,6 +821,7 @@ pub async fn act(
         let now = ports.clock.now_ms();
         match result {
             Ok((kind, note)) => {
+                taken[i] = true;
                 failures.remove(&key);
                 info!(endpoint = %p.endpoint, action = kind, "{p}{note}");
                 journal(&*ports.store, now, who, kind, epoch, format!("{p}{note}")).await;
@@ -841,6 +844,7 @@ pub async fn act(
             }
         }
     }
+    taken
 }
 
 /// Why the daemon holds back this round, from its reconcile loop's last
@@ -877,6 +881,70 @@ pub struct CostTask {
     failures: HashMap<String, String>,
     /// The last round's plans, as text: logged at debug when they change.
     last: Vec<String>,
+    /// Lowerings that raced a claim, to put back ([`Raced`]).
+    raced: Vec<Raced>,
+}
+
+/// How soon a lowering to put back is tried again: SageMaker refuses a
+/// change while the lowering is under way (`Updating`).
+const RACED_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A lowering this task made that may have raced a failover: decided on
+/// one record while another region's claim (or proposal) naming this
+/// region had not yet replicated here. The check before acting cannot see
+/// such a claim, and SageMaker cannot make the call conditional on the
+/// record, so the record is read again once the lowering has landed:
+///
+/// - it names this region (the failover target, the active, or the target
+///   of a live proposal) where the decided one did not: the counts the
+///   lowering took away are put back (raised, never lowered), retried every
+///   [`RACED_RETRY`] until SageMaker takes it or the record no longer names
+///   the region, journalled `cost_raced`;
+/// - it cannot be read: the lowering is checked again at the next try.
+///
+/// Together with the prepare step this closes the race: prepare runs only
+/// once the claim is in this region's replica, and reads the endpoint
+/// after that. A lowering that lands before prepare's read is raised by
+/// prepare (its plan is from the active's counts); one that lands after is
+/// followed by this read, which then sees the claim.
+#[derive(Debug, Clone)]
+struct Raced {
+    endpoint: String,
+    /// Each lowered variant and the count it had.
+    back: Vec<(String, u32)>,
+    /// The record the lowering was decided on.
+    decided: ControlRecord,
+    /// Why it is put back; `None` until a read of the record says so.
+    why: Option<String>,
+    /// An endpoint deleted (idle `tier3`): nothing to scale back; said once.
+    deleted: Option<String>,
+}
+
+/// Whether `now` names `region` as a region that serves or is about to
+/// where `decided` (the record a lowering was decided on) did not.
+pub fn names_since(region: &str, decided: &ControlRecord, now: &ControlRecord) -> Option<String> {
+    if now.version == decided.version {
+        return None;
+    }
+    let proposed = |r: &ControlRecord| {
+        r.proposal
+            .as_ref()
+            .is_some_and(|p| p.state.is_live() && p.target == region)
+    };
+    match (role_of(region, decided), role_of(region, now)) {
+        (was, RegionRole::FailoverTarget) if was != RegionRole::FailoverTarget => Some(format!(
+            "a failover to {region} was claimed (epoch {}) before the lowering landed",
+            now.epoch
+        )),
+        (was, RegionRole::Active) if was != RegionRole::Active => Some(format!(
+            "{region} became the active region (epoch {}) before the lowering landed",
+            now.epoch
+        )),
+        _ if proposed(now) && !proposed(decided) => Some(format!(
+            "a failover to {region} was proposed before the lowering landed"
+        )),
+        _ => None,
+    }
 }
 
 impl CostTask {
@@ -893,6 +961,7 @@ impl CostTask {
             counts,
             failures: HashMap::new(),
             last: Vec::new(),
+            raced: Vec::new(),
         }
     }
 
@@ -900,13 +969,29 @@ impl CostTask {
     /// start: a restarted daemon lets its reconcile loop see the fleet first.
     pub async fn run(mut self, mut shutdown: ShutdownRx) {
         let mut n = 0u64;
+        let mut due = self.ports.clock.monotonic() + self.config.borrow().cost.interval;
         loop {
-            let interval = self.config.borrow().cost.interval;
+            // Between rounds, a lowering to put back is tried every
+            // RACED_RETRY.
+            let wake = if self.raced.is_empty() {
+                due
+            } else {
+                due.min(self.ports.clock.monotonic() + RACED_RETRY)
+            };
             tokio::select! {
                 biased;
                 _ = shutdown_signalled(&mut shutdown) => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
+            if self.ports.clock.monotonic() < due {
+                tokio::select! {
+                    biased;
+                    _ = shutdown_signalled(&mut shutdown) => return,
+                    _ = self.put_back().instrument(info_span!("cost", n)) => {}
+                }
+                continue;
+            }
+            due = self.ports.clock.monotonic() + self.config.borrow().cost.interval;
             n += 1;
             tokio::select! {
                 biased;
@@ -951,8 +1036,139 @@ impl CostTask {
             }
         }
         let epoch = read.map(|r| r.epoch);
-        act(&self.ports, &cfg.region, epoch, &plans, &mut self.failures).await;
+        let taken = act(&self.ports, &cfg.region, epoch, &plans, &mut self.failures).await;
+        if let Some(decided) = read {
+            for (p, _) in plans.iter().zip(taken).filter(|(_, t)| *t) {
+                let (back, deleted) = match &p.action {
+                    CostAction::Scale { changes } => (
+                        changes
+                            .iter()
+                            .filter(|c| c.to < c.from)
+                            .map(|c| (c.variant.clone(), c.from))
+                            .collect::<Vec<_>>(),
+                        None,
+                    ),
+                    CostAction::Stop { config } => (Vec::new(), Some(config.clone())),
+                    CostAction::None => continue,
+                };
+                if back.is_empty() && deleted.is_none() {
+                    continue;
+                }
+                self.raced.retain(|r| r.endpoint != p.endpoint);
+                self.raced.push(Raced {
+                    endpoint: p.endpoint.clone(),
+                    back,
+                    decided: decided.clone(),
+                    why: None,
+                    deleted,
+                });
+            }
+        }
+        self.put_back().await;
         plans
+    }
+
+    /// Read the record for the lowerings not yet judged ([`Raced`]); put
+    /// back those it says raced a claim, and forget the others.
+    async fn put_back(&mut self) {
+        if self.raced.is_empty() {
+            return;
+        }
+        let region = self.config.borrow().region.clone();
+        let now = match self.ports.store.read_record().await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.raced.clear();
+                return;
+            }
+            Err(e) => {
+                warn!(error = %crate::error_chain(&e), "cannot read the control record to check a lowering against it; tried again");
+                return;
+            }
+        };
+        let mut keep = Vec::new();
+        for mut r in std::mem::take(&mut self.raced) {
+            let Some(why) = names_since(&region, &r.decided, &now) else {
+                // Decided on the record still in force (or one that no
+                // longer names this region): the lowering stands.
+                if r.why.is_some() {
+                    debug!(endpoint = %r.endpoint, "the record no longer names this region; the lowering is not put back");
+                }
+                continue;
+            };
+            let first = r.why.is_none();
+            r.why = Some(why.clone());
+            if let Some(config) = &r.deleted {
+                warn!(endpoint = %r.endpoint, "{why}: the endpoint was deleted as idle; recreate it from its endpoint config {config}");
+                journal(
+                    &*self.ports.store,
+                    self.ports.clock.now_ms(),
+                    &region,
+                    "cost_raced",
+                    Some(now.epoch),
+                    format!(
+                        "{region}/{}: deleted as idle while {why}; it cannot be put back by scaling: recreate it from its endpoint config {config}",
+                        r.endpoint
+                    ),
+                )
+                .await;
+                continue;
+            }
+            match self.scale_back(&region, &r).await {
+                Ok(text) => {
+                    info!(endpoint = %r.endpoint, "{text}");
+                    journal(
+                        &*self.ports.store,
+                        self.ports.clock.now_ms(),
+                        &region,
+                        "cost_raced",
+                        Some(now.epoch),
+                        format!("{region}/{}: {why}: {text}", r.endpoint),
+                    )
+                    .await;
+                }
+                Err(error) => {
+                    if first {
+                        warn!(endpoint = %r.endpoint, %error, "{why}: putting the lowering back failed; tried again");
+                    }
+                    keep.push(r);
+                }
+            }
+        }
+        self.raced = keep;
+    }
+
+    /// Raise each variant `r` lowered back to its count (never lower: one
+    /// already raised, by prepare, is left).
+    async fn scale_back(&self, region: &str, r: &Raced) -> Result<String, String> {
+        let state = self
+            .ports
+            .endpoints
+            .describe(region, &r.endpoint)
+            .await
+            .map_err(|e| crate::error_chain(&e))?
+            .ok_or_else(|| "the endpoint is gone".to_string())?;
+        let low: Vec<(String, u32)> = r
+            .back
+            .iter()
+            .filter(|(variant, n)| {
+                state.variants.iter().any(|v| {
+                    &v.variant == variant
+                        && v.desired_instances.or(v.current_instances).unwrap_or(0) < *n
+                })
+            })
+            .cloned()
+            .collect();
+        if low.is_empty() {
+            return Ok("the lowering is already made up (prepare raised it)".into());
+        }
+        self.ports
+            .endpoints
+            .set_instance_counts(region, &r.endpoint, &low)
+            .await
+            .map_err(|e| crate::error_chain(&e))?;
+        let c: Vec<String> = low.iter().map(|(v, n)| format!("{v} -> {n}")).collect();
+        Ok(format!("the lowering is put back: scale {}", c.join(", ")))
     }
 }
 
@@ -1385,6 +1601,63 @@ mod tests {
             scale(&decide(&cfg, &morning, &NotCounted)[0]),
             Some((1, 3)),
             "raising is always safe"
+        );
+    }
+
+    /// The read after a lowering: which records name the region where
+    /// the one it was decided on did not (`names_since`).
+    #[test]
+    fn a_lowering_is_put_back_only_when_the_record_since_names_the_region() {
+        let decided = record("us-east-1", Phase::Steady, Mode::Auto);
+        let moved = |mut r: ControlRecord| {
+            r.version = decided.version + 1;
+            r.epoch += 1;
+            r
+        };
+        // The same record: the lowering stands.
+        assert_eq!(names_since("us-west-2", &decided, &decided), None);
+        // Claimed for us-west-2 (the target), or switched to it.
+        let claimed = moved(record("us-east-1", Phase::FailingOver, Mode::Auto));
+        assert!(
+            names_since("us-west-2", &decided, &claimed)
+                .is_some_and(|w| w.starts_with("a failover to us-west-2 was claimed (epoch 4)"))
+        );
+        let switched = moved(record("us-west-2", Phase::Steady, Mode::Auto));
+        assert!(
+            names_since("us-west-2", &decided, &switched)
+                .is_some_and(|w| w.starts_with("us-west-2 became the active region"))
+        );
+        // Another region's business: us-east-1 lowered (to its need) while
+        // a failover claims us-west-2, or the fleet paused.
+        assert_eq!(names_since("us-east-1", &decided, &claimed), None);
+        let paused = moved(record("us-east-1", Phase::Steady, Mode::Paused));
+        assert_eq!(names_since("us-west-2", &decided, &paused), None);
+        // A proposal naming it, live; not one decided already.
+        let mut proposed = moved(decided.clone());
+        proposed.proposal = Some(crate::core::control::Proposal {
+            id: "p1".into(),
+            epoch: 4,
+            from: "us-east-1".into(),
+            target: "us-west-2".into(),
+            proposer: "us-west-2".into(),
+            proposed_at: 0,
+            reason: "test".into(),
+            state: crate::core::control::ProposalState::Proposed,
+            decided_by: None,
+            decided_at: None,
+            decision: None,
+        });
+        assert!(names_since("us-west-2", &decided, &proposed).is_some());
+        let mut rejected = proposed.clone();
+        if let Some(p) = rejected.proposal.as_mut() {
+            p.state = crate::core::control::ProposalState::Rejected;
+        }
+        assert_eq!(names_since("us-west-2", &decided, &rejected), None);
+        // Already the target when decided (a lowering the gate would have
+        // refused): not a race this read is for.
+        assert_eq!(
+            names_since("us-west-2", &claimed, &moved(claimed.clone())),
+            None
         );
     }
 

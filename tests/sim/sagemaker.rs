@@ -329,6 +329,15 @@ enum Outcome {
 }
 
 impl FakeSageMaker {
+    /// `endpoint`'s instance count in `region` (1 when never set).
+    pub fn instances(&self, region: &str, endpoint: &str) -> u32 {
+        self.lock()
+            .instances
+            .get(&(region.to_string(), endpoint.to_string()))
+            .copied()
+            .unwrap_or(1)
+    }
+
     /// Whether `endpoint` in `region` exists in a status that serves.
     pub fn serves(&self, region: &str, endpoint: &str) -> bool {
         self.lock()
@@ -696,6 +705,9 @@ impl Endpoints for SmClient {
             if let Some((_, n)) = counts.iter().find(|(v, _)| v == "AllTraffic") {
                 let from = st.instances.insert(k.clone(), *n).unwrap_or(1);
                 if *n < from {
+                    self.sm.world.trace(format!(
+                        "sm[{region}] {endpoint} lowered {from} -> {n}"
+                    ));
                     st.lowered.push(Lowering {
                         at_ms: self.sm.world.elapsed_ms(),
                         region: region.to_string(),
