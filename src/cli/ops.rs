@@ -11,7 +11,7 @@
 //! automatic failover is on) and what each region's provisioned endpoint
 //! holds now (`DescribeEndpoint`), so an operator sees what a standby could
 //! take before a failover asks it to; the cost task's actions are in the
-//! journal (`cost_scale`, `cost_stop`, `cost_failed`, `prepare_scale`).
+//! journal (`cost_scale`, `cost_stop`, `cost_failed`, `cost_raced`, `prepare_scale`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write as _};
