@@ -13,6 +13,10 @@
 #                                  #              (../shared/bench/seed-ts-router)
 #                                  #   before     with BENCH_BASELINE_DIR: failoverd from
 #                                  #              that directory (an older build), same run
+#                                  #   onethread  failoverd with router.threads = 1 (as
+#                                  #              nginx's one worker)
+#                                  #   nginx2     nginx with two workers (as failoverd's
+#                                  #              default, a thread per core here)
 #                                  # Prints, per round and target, req/s, p50, p99, the CPU
 #                                  # per request of the proxy process (utime + stime of every
 #                                  # thread, from /proc/<pid>/stat; nginx: master + worker),
@@ -163,7 +167,9 @@ model_port=$(await "the model server" cat "$tmp/model.port")
 # and started_addr (its router's address).
 start_daemon() {
   local exe=$1 name=$2 config=${3:-regions/lab/us-east-1.toml} dead=http://127.0.0.1:9
-  env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=testing \
+  # $4: more VAR=value settings for the daemon's environment.
+  # shellcheck disable=SC2086
+  env -i ${4:-} PATH="$PATH" AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=testing \
     AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 FAILOVERD_LOG=warn \
     FAILOVERD__ENDPOINTS__SAGEMAKER_RUNTIME="http://127.0.0.1:$model_port" \
     FAILOVERD__ENDPOINTS__DYNAMODB=$dead FAILOVERD__ENDPOINTS__S3=$dead \
@@ -187,14 +193,14 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 start_nginx() {
-  local nginx dir=$tmp/nginx port pid
+  local nginx workers=${1:-1} dir=$tmp/nginx${1:-} port pid
   nginx=$(nginx_bin)
   mkdir -p "$dir"
   for _ in 1 2 3 4 5; do
     port=$(free_port)
     cat >"$dir/nginx.conf" <<EOF
-# One worker, upstream keep-alive, no access log: the plain reverse proxy.
-worker_processes 1;
+# One worker (unless told), upstream keep-alive, no access log: the plain reverse proxy.
+worker_processes $workers;
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -311,6 +317,16 @@ for t in ${BENCH_TARGETS:-direct nginx failoverd seed before}; do
       start_nginx
       url[nginx]=http://127.0.0.1:$nginx_port/endpoints/lab-provisioned/invocations
       proc[nginx]="nginx:$nginx_pid"
+      ;;
+    nginx2)
+      start_nginx 2
+      url[nginx2]=http://127.0.0.1:$nginx_port/endpoints/lab-provisioned/invocations
+      proc[nginx2]="nginx:$nginx_pid"
+      ;;
+    onethread)
+      start_daemon "$bin/failoverd" onethread "" FAILOVERD__ROUTER__THREADS=1
+      url[onethread]=http://$started_addr/endpoints/default/invocations
+      proc[onethread]=$started_pid
       ;;
     failoverd)
       url[failoverd]=http://$router_addr/endpoints/default/invocations

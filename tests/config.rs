@@ -942,3 +942,27 @@ fn a_reload_holds_restart_only_settings_and_names_them() {
         "the rest is taken"
     );
 }
+
+/// `router.threads`: one per core unless set; a count from 1 to 1024, named
+/// with its source when out of range; restart-only (the threads start with
+/// the router).
+#[test]
+fn router_threads_is_a_count_one_per_core_by_default_and_restart_only() {
+    let f = common::root().join("regions/lab/us-east-1.toml");
+    let current = config::load(&f, &EnvSource::new()).unwrap();
+    assert_eq!(current.router.threads, None);
+    let env =
+        |v: &str| EnvSource::from([("FAILOVERD__ROUTER__THREADS".to_string(), v.to_string())]);
+    let mut new = config::load(&f, &env("2")).unwrap();
+    assert_eq!(new.router.threads, Some(2));
+    for bad in ["0", "1025"] {
+        let report = config::load(&f, &env(bad)).unwrap_err().report();
+        assert!(
+            report.contains("FAILOVERD__ROUTER__THREADS")
+                && report.contains(&format!("router.threads: {bad} is out of range")),
+            "{report}"
+        );
+    }
+    assert_eq!(new.hold_restart_only(&current), ["router.threads"]);
+    assert_eq!(new.router.threads, None, "the count in force stays");
+}

@@ -189,6 +189,12 @@ fn notify_ready_serve_reload_and_drain() {
         ),
         _ => panic!("a control thread and the main thread: {threads:?}"),
     }
+    // The router serves on a thread per core (router.threads unset).
+    assert_eq!(
+        router_threads(child.0.id()),
+        failoverd::http::cores(),
+        "{threads:?}"
+    );
     assert_eq!(http("POST", &addr, "/readyz", "").unwrap().0, 405);
     assert_eq!(http("GET", &addr, "/nope", "").unwrap().0, 404);
     let startup = read_log(&log);
@@ -412,4 +418,38 @@ fn daemons_started_together_on_port_zero_report_distinct_answering_addresses() {
         });
         assert_eq!(status.code(), Some(0), "{}", read_log(log));
     }
+}
+
+/// The router's threads of process `pid` (named `router-N`).
+fn router_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            t.as_ref().is_ok_and(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim().starts_with("router-"))
+            })
+        })
+        .count()
+}
+
+/// `router.threads` sets how many threads serve the router's connections.
+#[test]
+fn the_router_runs_the_threads_it_is_told() {
+    let dead = ClosedPort::new();
+    let (d, f) = setup("127.0.0.1:0", &dead);
+    let (log, bound) = (d.join("daemon.log"), d.join("bound.json"));
+    let mut cmd = daemon(&f, &bound, None, &log);
+    cmd.env("FAILOVERD__ROUTER__THREADS", "3");
+    let child = spawn_guarded(&mut cmd);
+    let b = wait_for("the bound file", Duration::from_secs(20), || {
+        std::fs::metadata(&bound).ok().map(|_| read_bound(&bound))
+    });
+    assert_eq!(
+        http("GET", &b.admin.to_string(), "/healthz", "").unwrap().0,
+        200
+    );
+    wait_for("three router threads", Duration::from_secs(20), || {
+        (router_threads(child.0.id()) == 3).then_some(())
+    });
 }

@@ -316,8 +316,8 @@ impl Config {
     /// the clients, the planner's consistency rule and the job store were
     /// built on: changing them under a running daemon is a restart. So are
     /// the router's listener limits (`router.max_connections`,
-    /// `router.header_read_timeout`, `router.send_timeout`), read as the
-    /// router starts serving.
+    /// `router.header_read_timeout`, `router.send_timeout`,
+    /// `router.threads`), read as the router starts serving.
     pub fn hold_restart_only(&mut self, current: &Config) -> Vec<&'static str> {
         let mut pending = Vec::new();
         if self.listen != current.listen {
@@ -348,6 +348,10 @@ impl Config {
         if self.router.send_timeout != current.router.send_timeout {
             pending.push("router.send_timeout");
             self.router.send_timeout = current.router.send_timeout;
+        }
+        if self.router.threads != current.router.threads {
+            pending.push("router.threads");
+            self.router.threads = current.router.threads;
         }
         pending
     }

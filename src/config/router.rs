@@ -86,6 +86,11 @@ pub struct Router {
     /// between two writes that progress, as nginx's `send_timeout`.
     #[serde(with = "human_duration")]
     pub send_timeout: Duration,
+    /// The router's threads, each serving its share of the connections on
+    /// a runtime of its own (docs/router-performance.md); `None`: one per
+    /// core the process may use. Fewer leave cores to other work on a
+    /// shared host.
+    pub threads: Option<u32>,
     /// The fraction of requests that get an access-log line (0 to 1; 1:
     /// every request, 0: none).
     pub access_log_sample: f64,
@@ -301,6 +306,7 @@ pub(super) struct RawRouter {
     pub(super) max_connections: Option<i64>,
     pub(super) header_read_timeout: Option<String>,
     pub(super) send_timeout: Option<String>,
+    pub(super) threads: Option<i64>,
     pub(super) access_log_sample: Option<f64>,
     pub(super) allow_anonymous: Option<bool>,
     pub(super) allow: Option<BTreeMap<String, Vec<String>>>,
@@ -417,6 +423,10 @@ impl Validator<'_> {
             Duration::from_millis(100),
             Duration::from_secs(3600),
         );
+        let threads = match rr.threads {
+            None => Some(None),
+            t => self.in_range("router.threads", t, 1, 1, 1024).map(Some),
+        };
         let access_log_sample =
             self.fraction("router.access_log_sample", rr.access_log_sample, 1.0);
         let allow = self.router_allow(rr.allow.unwrap_or_default());
@@ -457,6 +467,7 @@ impl Validator<'_> {
             max_connections: max_connections?,
             header_read_timeout: header_read_timeout?,
             send_timeout: send_timeout?,
+            threads: threads?,
             access_log_sample,
             allow_anonymous: rr.allow_anonymous.unwrap_or(false),
             allow,

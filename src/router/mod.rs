@@ -759,8 +759,11 @@ pub async fn serve(
             }
         }
     };
-    // Thread-per-core: see docs/router-performance.md.
-    let threads = crate::http::cores();
+    // Thread-per-core unless configured: see docs/router-performance.md.
+    let threads = cfg
+        .router
+        .threads
+        .map_or_else(crate::http::cores, |n| n as usize);
     crate::http::serve_per_core(
         listener, handler, shutdown, grace, "router", threads, limits,
     )
