@@ -554,18 +554,22 @@ impl Ledger {
     }
 }
 
-/// A region's running router and the requests it holds.
+/// The router a region's clients reach now.
 struct RouterProc {
     pid: u64,
     router: Arc<Router>,
-    tasks: Vec<AbortHandle>,
 }
 
-/// The routers of the running daemons, by region. A request is a task of
-/// its router's process: [`Routers::down`] (a crash) aborts them all.
+/// The routers of the running daemons, by region, and the requests each
+/// process holds. A request is a task of its router's process:
+/// [`Routers::down_pid`] (a crash) aborts them all, also when the region's
+/// clients had already moved to its other daemon (seed 25054: a request
+/// held by a process that died after its twin started answered 503 from
+/// the dead process 43 s later).
 #[derive(Default)]
 pub struct Routers {
     by_region: Mutex<BTreeMap<String, RouterProc>>,
+    held: Mutex<BTreeMap<u64, Vec<AbortHandle>>>,
 }
 
 /// What a client's connect finds.
@@ -580,28 +584,29 @@ impl Routers {
         self.by_region.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn up(&self, region: &str, pid: u64, router: Arc<Router>) {
-        self.lock().insert(
-            region.to_string(),
-            RouterProc {
-                pid,
-                router,
-                tasks: Vec::new(),
-            },
-        );
+    fn held(&self) -> MutexGuard<'_, BTreeMap<u64, Vec<AbortHandle>>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Process `pid` died: its requests die with it, if it is the process
-    /// the region's clients reach (a region with two daemons routes
-    /// through one of them at a time: `fleet.rs`).
+    /// `region`'s clients reach process `pid`'s router from now on (a
+    /// region with two daemons routes through one of them at a time:
+    /// `fleet.rs`); what the previous one holds stays its own.
+    pub fn up(&self, region: &str, pid: u64, router: Arc<Router>) {
+        self.lock()
+            .insert(region.to_string(), RouterProc { pid, router });
+    }
+
+    /// Process `pid` died: the requests it holds die with it, and the
+    /// region's clients no longer reach it.
     pub fn down_pid(&self, region: &str, pid: u64) {
-        let mut g = self.lock();
-        if g.get(region).is_some_and(|p| p.pid == pid)
-            && let Some(p) = g.remove(region)
         {
-            for t in p.tasks {
-                t.abort();
+            let mut g = self.lock();
+            if g.get(region).is_some_and(|p| p.pid == pid) {
+                g.remove(region);
             }
+        }
+        for t in self.held().remove(&pid).unwrap_or_default() {
+            t.abort();
         }
     }
 
@@ -621,11 +626,15 @@ impl Routers {
         pid: u64,
         req: Request<Full<Bytes>>,
     ) -> Option<JoinHandle<failoverd::http::HttpResponse>> {
-        let mut g = self.lock();
-        let p = g.get_mut(region).filter(|p| p.pid == pid)?;
-        let task = tokio::spawn(p.router.clone().handle(req));
-        p.tasks.retain(|t| !t.is_finished());
-        p.tasks.push(task.abort_handle());
+        let router = {
+            let g = self.lock();
+            g.get(region).filter(|p| p.pid == pid)?.router.clone()
+        };
+        let task = tokio::spawn(router.handle(req));
+        let mut held = self.held();
+        let tasks = held.entry(pid).or_default();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task.abort_handle());
         Some(task)
     }
 }
