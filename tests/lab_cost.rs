@@ -1036,6 +1036,13 @@ fn a_refused_put_back_is_tried_again_until_it_lands() {
     raced_claim(2);
 }
 
+/// And with SageMaker refusing it for good: tried for 15 minutes, then
+/// given up on, said in the journal.
+#[test]
+fn a_put_back_refused_for_15_minutes_is_given_up_and_said() {
+    raced_claim(u32::MAX);
+}
+
 fn raced_claim(refusals: u32) {
     let env = Env::start(WEST, SCHEDULE, (3, 3));
     let shared = Arc::new(Shared::default());
@@ -1087,6 +1094,27 @@ fn raced_claim(refusals: u32) {
         // lowered the standby...
         assert_eq!(action(&plans[0]), Some((3, 1)), "{}", plans[0]);
         assert_eq!(env.record().await.phase, Phase::FailingOver);
+        if refusals == u32::MAX {
+            let at = env.clock.now_ms();
+            for minutes in [1, 14, 15] {
+                assert!(env.journal().await.iter().all(|e| e.kind != "cost_raced"));
+                env.at(at + minutes * 60_000);
+                task.round().await;
+            }
+            let journal = env.journal().await;
+            let raced: Vec<&str> = journal
+                .iter()
+                .filter(|e| e.kind == "cost_raced")
+                .map(|e| e.detail.as_str())
+                .collect();
+            assert_eq!(raced.len(), 1, "{journal:?}");
+            assert!(
+                raced[0].starts_with("us-west-2/prov: a failover to us-west-2 was claimed (epoch 2) before the lowering landed: the lowering could not be put back in 15 minutes; gave up: "),
+                "{raced:?}"
+            );
+            assert_eq!(env.holds(WEST).await, Some(1));
+            return;
+        }
         // ...and the read after it landed put it back, at once or at the
         // tries that follow (the rounds, a failover in flight, leave it).
         for _ in 0..refusals {

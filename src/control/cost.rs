@@ -888,6 +888,10 @@ pub struct CostTask {
 /// How soon a lowering to put back is tried again: SageMaker refuses a
 /// change while the lowering is under way (`Updating`).
 const RACED_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a put-back is tried before the task gives up on it (said in
+/// the journal): by then prepare, or the new active's own cost rules, own
+/// the region's capacity.
+const RACED_GIVE_UP_MS: u64 = 15 * 60 * 1000;
 
 /// A lowering this task made that may have raced a failover: decided on
 /// one record while another region's claim (or proposal) naming this
@@ -898,8 +902,8 @@ const RACED_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 /// - it names this region (the failover target, the active, or the target
 ///   of a live proposal) where the decided one did not: the counts the
 ///   lowering took away are put back (raised, never lowered), retried every
-///   [`RACED_RETRY`] until SageMaker takes it or the record no longer names
-///   the region, journalled `cost_raced`;
+///   [`RACED_RETRY`] until SageMaker takes it, the record no longer names
+///   the region, or for [`RACED_GIVE_UP_MS`]; journalled `cost_raced`;
 /// - it cannot be read: the lowering is checked again at the next try.
 ///
 /// Together with the prepare step this closes the race: prepare runs only
@@ -914,8 +918,9 @@ struct Raced {
     back: Vec<(String, u32)>,
     /// The record the lowering was decided on.
     decided: ControlRecord,
-    /// Why it is put back; `None` until a read of the record says so.
-    why: Option<String>,
+    /// Why it is put back, and since when (ms) it is tried; `None` until
+    /// a read of the record says so.
+    why: Option<(String, u64)>,
     /// An endpoint deleted (idle `tier3`): nothing to scale back; said once.
     deleted: Option<String>,
 }
@@ -1096,8 +1101,10 @@ impl CostTask {
                 }
                 continue;
             };
+            let clock = self.ports.clock.now_ms();
             let first = r.why.is_none();
-            r.why = Some(why.clone());
+            let since = r.why.as_ref().map_or(clock, |(_, at)| *at);
+            r.why = Some((why.clone(), since));
             if let Some(config) = &r.deleted {
                 warn!(endpoint = %r.endpoint, "{why}: the endpoint was deleted as idle; recreate it from its endpoint config {config}");
                 journal(
@@ -1127,6 +1134,22 @@ impl CostTask {
                     )
                     .await;
                 }
+                Err(error) if clock.saturating_sub(since) >= RACED_GIVE_UP_MS => {
+                    warn!(endpoint = %r.endpoint, %error, "{why}: the lowering could not be put back; gave up");
+                    journal(
+                        &*self.ports.store,
+                        clock,
+                        &region,
+                        "cost_raced",
+                        Some(now.epoch),
+                        format!(
+                            "{region}/{}: {why}: the lowering could not be put back in {} minutes; gave up: {error}",
+                            r.endpoint,
+                            RACED_GIVE_UP_MS / 60_000
+                        ),
+                    )
+                    .await;
+                }
                 Err(error) => {
                     if first {
                         warn!(endpoint = %r.endpoint, %error, "{why}: putting the lowering back failed; tried again");
@@ -1146,8 +1169,10 @@ impl CostTask {
             .endpoints
             .describe(region, &r.endpoint)
             .await
-            .map_err(|e| crate::error_chain(&e))?
-            .ok_or_else(|| "the endpoint is gone".to_string())?;
+            .map_err(|e| crate::error_chain(&e))?;
+        let Some(state) = state else {
+            return Ok("the endpoint is gone: nothing to put back".into());
+        };
         let low: Vec<(String, u32)> = r
             .back
             .iter()
