@@ -688,6 +688,7 @@ async fn publish_votes(env: &Env, east: &Counter, west: &Shared) {
                 traffic,
                 fleet: None,
                 readiness: None,
+                lease_ms: None,
             })
             .await
             .unwrap();

@@ -929,6 +929,7 @@ fn votes_of(board: Board, fresh: u8) -> Vec<Vote> {
             traffic: None,
             fleet: None,
             readiness: None,
+            lease_ms: None,
         })
         .collect()
 }

@@ -292,6 +292,7 @@ impl State {
                     traffic: None,
                     fleet: None,
                     readiness: None,
+                    lease_ms: None,
                 }
             })
             .collect()

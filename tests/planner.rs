@@ -106,6 +106,7 @@ fn votes(spec: &[(bool, u64, [bool; 3])]) -> Vec<Vote> {
             traffic: None,
             fleet: None,
             readiness: None,
+            lease_ms: None,
         })
         .collect()
 }

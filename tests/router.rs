@@ -1448,6 +1448,7 @@ async fn routed_requests_show_up_in_the_counts() {
             },
             fleet: None,
             readiness: None,
+            lease_ms: None,
         })
         .collect();
     let fleet = fleet_counted(

@@ -4,8 +4,10 @@
 //!
 //! Two daemons that disagree on these do not fail: each acts on its own
 //! view. With different region priorities each names the other as target
-//! and nobody claims; with a shorter `lease` (or `wait_out_lease = false`)
-//! a new active acts while the old one still does; with `approval = "none"`
+//! and nobody claims; with `wait_out_lease = false` a new active acts while
+//! the old one still does (a shorter `lease` no longer does: the votes
+//! announce each daemon's lease and a new active waits out the longest,
+//! docs/lease.md); with `approval = "none"`
 //! a target claims what the rest of the fleet holds for approval. So they
 //! are compared: by `failoverd check-config` over a set of region files,
 //! and by the running daemons through their votes (`published`,

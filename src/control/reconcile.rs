@@ -548,6 +548,9 @@ pub struct Reconciler {
     /// The fleet fingerprint of the configuration in force, computed once
     /// per configuration (a reload sends a new `Arc`), not every round.
     fleet: Option<FleetPrint>,
+    /// The longest `timings.lease` the votes announced at their last read
+    /// (`quorum::longest_lease`): what a new active waits out.
+    fleet_lease_ms: u64,
 }
 
 /// A configuration's fleet fingerprint as the votes publish it, and its
@@ -586,6 +589,7 @@ impl Reconciler {
             lease: LeaseClock::default(),
             last_role_kind: None,
             last_record: None,
+            fleet_lease_ms: 0,
             last_decision_text: None,
             record_seen: None,
             desk: TokenDesk::new(owner),
@@ -835,6 +839,7 @@ impl Reconciler {
                 &self.shared,
                 self.ports.clock.mono(),
             ),
+            lease_ms: Some(cfg.timings.lease.as_millis() as u64),
         };
         let store = self.ports.store.clone();
         let late = |what: &str| {
@@ -898,7 +903,13 @@ impl Reconciler {
             _ => 0,
         };
         let votes = match votes {
-            Ok(v) => v,
+            Ok(v) => {
+                // Every vote item, fresh or not: the old active's last vote
+                // is what says how long it may still act.
+                self.fleet_lease_ms =
+                    quorum::longest_lease(cfg.timings.lease.as_millis() as u64, &v);
+                v
+            }
             Err(e) => {
                 vote_error.get_or_insert(e);
                 Vec::new()
@@ -1126,6 +1137,7 @@ impl Reconciler {
             record: self.last_record.clone(),
             lease: self.lease,
             lease_ms: cfg.timings.lease.as_millis() as u64,
+            wait_ms: self.fleet_lease_ms,
             wait_out_lease: cfg.policy.wait_out_lease,
             tally: Some(seen.tally),
             decision: Some(decision),

@@ -382,12 +382,18 @@ impl LeaseClock {
 /// `wait_out_lease` chooses safety (no two regions act as active at once)
 /// over speed (the new region acts at once). A region that was not preceded
 /// by another (`previous` empty or itself) has no lease to wait out.
+///
+/// `lease_ms` is this daemon's own lease (it stands down when its last
+/// confirmed read is older); `wait_ms` is its predecessor's, which it waits
+/// out: the longest the fleet announced (`quorum::longest_lease`), at least
+/// `lease_ms`.
 pub fn role(
     me: &str,
     record: &ControlRecord,
     now: Mono,
     clock: &LeaseClock,
     lease_ms: u64,
+    wait_ms: u64,
     wait_out_lease: bool,
 ) -> Role {
     if record.active != me {
@@ -408,7 +414,7 @@ pub fn role(
         .is_some_and(|p| p != me)
         .then(|| clock.named_since.unwrap_or(now));
     if let (true, Some(since)) = (wait_out_lease, clock.preceded_since.or(preceded)) {
-        let until = since.plus(lease_ms);
+        let until = since.plus(lease_ms.max(wait_ms));
         if now < until {
             return Role::Waiting {
                 remaining_ms: until.since(now),
@@ -532,8 +538,8 @@ mod tests {
         );
         let mut at = 390_000;
         while at < 420_000 {
-            let now_old = role("us-east-1", &claim, Mono(at), &old, lease, true);
-            let now_new = role("us-east-2", &switched, Mono(at), &new, lease, true);
+            let now_old = role("us-east-1", &claim, Mono(at), &old, lease, lease, true);
+            let now_new = role("us-east-2", &switched, Mono(at), &new, lease, lease, true);
             assert!(
                 !(now_old.is_active() && now_new.is_active()),
                 "two active regions at {at} ms: {now_old:?} {now_new:?}"
@@ -554,7 +560,15 @@ mod tests {
             "a renewal, not a new sighting"
         );
         assert_eq!(
-            role("us-east-2", &switched, Mono(420_000), &new, lease, true),
+            role(
+                "us-east-2",
+                &switched,
+                Mono(420_000),
+                &new,
+                lease,
+                lease,
+                true
+            ),
             Role::Active
         );
         // A later epoch named on one replica does not inherit the earlier
@@ -589,7 +603,15 @@ mod tests {
             true,
         );
         assert_eq!(
-            role("us-east-2", &switched, Mono(277_000), &c, 10_000, true),
+            role(
+                "us-east-2",
+                &switched,
+                Mono(277_000),
+                &c,
+                10_000,
+                10_000,
+                true
+            ),
             Role::Waiting {
                 remaining_ms: 9_700
             }
@@ -607,14 +629,30 @@ mod tests {
             true,
         );
         assert_eq!(
-            role("us-east-2", &claimed, Mono(282_700), &c, 10_000, true),
+            role(
+                "us-east-2",
+                &claimed,
+                Mono(282_700),
+                &c,
+                10_000,
+                10_000,
+                true
+            ),
             Role::Waiting {
                 remaining_ms: 4_000
             },
             "the old active's lease still runs"
         );
         assert_eq!(
-            role("us-east-2", &claimed, Mono(286_800), &c, 10_000, true),
+            role(
+                "us-east-2",
+                &claimed,
+                Mono(286_800),
+                &c,
+                10_000,
+                10_000,
+                true
+            ),
             Role::Active
         );
         // Named away and back: a fresh wait, from the new naming.
@@ -639,7 +677,15 @@ mod tests {
             true,
         );
         assert_eq!(
-            role("us-east-2", &claimed, Mono(282_700), &fresh, 10_000, true),
+            role(
+                "us-east-2",
+                &claimed,
+                Mono(282_700),
+                &fresh,
+                10_000,
+                10_000,
+                true
+            ),
             Role::Waiting {
                 remaining_ms: 9_783
             }
@@ -650,7 +696,15 @@ mod tests {
         let mut first = LeaseClock::default();
         first.observe("us-east-2", &init, None, Mono(1_000), Mono(1_010), true);
         assert_eq!(
-            role("us-east-2", &init, Mono(1_020), &first, 10_000, true),
+            role(
+                "us-east-2",
+                &init,
+                Mono(1_020),
+                &first,
+                10_000,
+                10_000,
+                true
+            ),
             Role::Active
         );
     }
@@ -669,7 +723,7 @@ mod tests {
         init.previous = None;
         c.observe("us-east-2", &init, None, Mono(2_000), Mono(2_010), false);
         assert_eq!(
-            role("us-east-2", &init, Mono(2_020), &c, 10_000, true),
+            role("us-east-2", &init, Mono(2_020), &c, 10_000, 10_000, true),
             Role::StoodDown {
                 unconfirmed_ms: u64::MAX
             }
@@ -677,7 +731,7 @@ mod tests {
         // Once a majority holds it, it is active (nobody preceded it).
         c.observe("us-east-2", &init, None, Mono(3_000), Mono(3_050), true);
         assert_eq!(
-            role("us-east-2", &init, Mono(3_060), &c, 10_000, true),
+            role("us-east-2", &init, Mono(3_060), &c, 10_000, 10_000, true),
             Role::Active
         );
         // An active whose later read does not confirm the same epoch keeps
@@ -691,7 +745,7 @@ mod tests {
             false,
         );
         assert_eq!(
-            role("us-east-2", &init, Mono(4_020), &c, 10_000, true),
+            role("us-east-2", &init, Mono(4_020), &c, 10_000, 10_000, true),
             Role::Active
         );
     }
@@ -726,6 +780,7 @@ mod tests {
                 Mono(20_000),
                 &clock(20_000, None),
                 4000,
+                4000,
                 true
             ),
             Role::Standby {
@@ -736,19 +791,32 @@ mod tests {
         // saw itself named, on its own clock...
         let c = clock(12_000, Some(12_100));
         assert_eq!(
-            role("us-west-2", &r, Mono(12_200), &c, 4000, true),
+            role("us-west-2", &r, Mono(12_200), &c, 4000, 4000, true),
             Role::Waiting {
                 remaining_ms: 3_900
             }
         );
         // ...unless configured to act at once.
         assert_eq!(
-            role("us-west-2", &r, Mono(12_200), &c, 4000, false),
+            role("us-west-2", &r, Mono(12_200), &c, 4000, 4000, false),
             Role::Active
         );
         let c = clock(16_000, Some(12_100));
         assert_eq!(
-            role("us-west-2", &r, Mono(16_100), &c, 4000, true),
+            role("us-west-2", &r, Mono(16_100), &c, 4000, 4000, true),
+            Role::Active
+        );
+        // A predecessor that announced a longer lease is waited out to its
+        // end (seed 30580: a lease drifted to half on the new active), never
+        // a shorter one.
+        assert_eq!(
+            role("us-west-2", &r, Mono(16_100), &c, 4000, 8000, true),
+            Role::Waiting {
+                remaining_ms: 4_000
+            }
+        );
+        assert_eq!(
+            role("us-west-2", &r, Mono(16_100), &c, 4000, 1000, true),
             Role::Active
         );
         // An active that cannot confirm the record stands down.
@@ -758,6 +826,7 @@ mod tests {
                 &r,
                 Mono(30_000),
                 &clock(25_000, Some(12_100)),
+                4000,
                 4000,
                 true
             ),
@@ -774,6 +843,7 @@ mod tests {
                 &first,
                 Mono(1_000),
                 &clock(1_000, Some(1_000)),
+                4000,
                 4000,
                 true
             ),
@@ -844,6 +914,7 @@ mod tests {
             Mono(30_000),
             &clock(25_000, Some(0)),
             4000,
+            4000,
             true,
         );
         assert!(!down.is_active());
@@ -854,6 +925,7 @@ mod tests {
             Mono(12_000),
             &clock(12_000, Some(12_000)),
             4000,
+            4000,
             true,
         );
         assert!(!waiting.is_active());
@@ -863,6 +935,7 @@ mod tests {
             &r,
             Mono(30_000),
             &clock(1_000, None),
+            4000,
             4000,
             true,
         );

@@ -129,6 +129,7 @@ mod tests {
                     .collect()
             }),
             readiness: None,
+            lease_ms: None,
         }
     }
 

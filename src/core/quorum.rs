@@ -68,6 +68,19 @@ pub struct Vote {
     /// no round yet, or an older daemon): unknown.
     #[serde(default)]
     pub readiness: Option<super::standby::Published>,
+    /// The observer's `timings.lease` (ms): how long it acts as the active
+    /// region after its last confirmed read. A new active waits out the
+    /// longest any vote announces (`control::role`): with drifted leases a
+    /// forced failover (which no drift gate holds back) would otherwise
+    /// wait out only its own (simulation seed 30580). `None`: an older
+    /// daemon.
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+}
+
+/// The longest `timings.lease` the votes announce, and `own` (ms).
+pub fn longest_lease(own: u64, votes: &[Vote]) -> u64 {
+    votes.iter().filter_map(|v| v.lease_ms).fold(own, u64::max)
 }
 
 /// Trailing windows (ms) over which a vote publishes per-endpoint sums:
@@ -475,7 +488,32 @@ mod tests {
             traffic: None,
             fleet: None,
             readiness: None,
+            lease_ms: None,
         }
+    }
+
+    /// The wait a new active counts: the longest lease any vote item
+    /// announces (fresh or not), never below its own; older votes without
+    /// one are unknown, not zero.
+    #[test]
+    fn the_longest_announced_lease_is_waited_out() {
+        let with = |lease: Option<u64>| Vote {
+            observer: "us-east-1".into(),
+            instance: None,
+            at: 0,
+            seen_epoch: 1,
+            view: BTreeMap::new(),
+            traffic: None,
+            fleet: None,
+            readiness: None,
+            lease_ms: lease,
+        };
+        assert_eq!(longest_lease(15_000, &[]), 15_000);
+        assert_eq!(
+            longest_lease(15_000, &[with(Some(30_000)), with(None)]),
+            30_000
+        );
+        assert_eq!(longest_lease(15_000, &[with(Some(10_000))]), 15_000);
     }
 
     /// Seed 1683: two restarted daemons (no copy, `seen_epoch` 0) are a

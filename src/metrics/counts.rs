@@ -710,6 +710,7 @@ mod tests {
             traffic,
             fleet: None,
             readiness: None,
+            lease_ms: None,
         }
     }
 

@@ -1165,6 +1165,7 @@ mod tests {
                 traffic: None,
                 fleet: None,
                 readiness: None,
+                lease_ms: None,
             };
             let west = StoreClient {
                 store: store.clone(),

@@ -73,6 +73,8 @@ fn vote_from_item(it: &Item) -> Result<Vote, Bad> {
         traffic,
         fleet,
         readiness,
+        // Absent (an older daemon) or unreadable: unknown.
+        lease_ms: get_n(it, "lease_ms"),
     })
 }
 
@@ -216,6 +218,9 @@ pub fn vote_item(v: &Vote) -> Item {
     if let Some(p) = &v.readiness {
         item.insert("readiness".to_string(), s(readiness_text(p)));
     }
+    if let Some(l) = v.lease_ms {
+        item.insert("lease_ms".to_string(), n(l));
+    }
     item
 }
 
@@ -346,6 +351,7 @@ mod tests {
                 critical: vec!["prov model".into(), "serverless exists".into()],
                 checked_ago_ms: 42_000,
             }),
+            lease_ms: Some(30_000),
         }
     }
 
