@@ -420,9 +420,12 @@ impl DutyKeeper {
                 .filter(|i| !i.holder.is_empty())
                 .map(|i| i.instance.clone());
             let was = d.clock.holds(received, lease_ms);
+            // A holder is waited out for the longest lease the fleet's
+            // votes announce (its own may be longer than ours: docs/lease.md).
+            let wait_ms = lease_ms.max(self.shared.read(|st| st.wait_ms));
             let step = d
                 .clock
-                .step(&self.owner, named, item.as_ref(), received, lease_ms);
+                .step(&self.owner, named, item.as_ref(), received, wait_ms);
             if was && !d.clock.holds(received, lease_ms) {
                 info!(holder = ?d.holder, "no longer holds the region's active duties");
             }
