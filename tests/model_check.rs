@@ -217,12 +217,16 @@ fn opt_region(i: u8) -> Option<String> {
     (i != NONE).then(|| REGIONS[i as usize].to_string())
 }
 
-/// The epoch in an execution name `failover-<incarnation>-<epoch>`.
+/// The epoch in an execution name `failover-<incarnation>-<epoch>`, with
+/// or without a claim's suffix (the model names an execution by its epoch:
+/// it has no record put back to an older copy, which is what the suffix
+/// tells apart).
 fn execution_epoch(name: &str) -> u8 {
     name.strip_prefix("failover-")
         .and_then(|n| n.strip_prefix(INCARNATION))
         .and_then(|n| n.strip_prefix('-'))
-        .and_then(|n| n.parse().ok())
+        .and_then(|_| failoverd::core::control::execution_epoch(name))
+        .and_then(|e| u8::try_from(e).ok())
         .unwrap_or_else(|| panic!("execution name {name:?} is not failover-{INCARNATION}-<epoch>"))
 }
 

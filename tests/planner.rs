@@ -272,7 +272,9 @@ proptest! {
                 prop_assert!(force || able);
                 prop_assert_eq!(p.forced, force);
                 prop_assert!(!p.automatic);
-                prop_assert_eq!(p.execution, format!("failover-c0ffee-{}", p.epoch));
+                let base = format!("failover-c0ffee-{}-c", p.epoch);
+                prop_assert!(p.execution.starts_with(&base), "{}", p.execution);
+                prop_assert_eq!(failoverd::core::control::execution_epoch(&p.execution), Some(p.epoch));
             }
             Decision::Refuse { .. } => prop_assert!(to == 0 || (!force && !able)),
             other => prop_assert!(false, "unexpected {:?}", other),
@@ -318,7 +320,16 @@ fn an_in_flight_failover_refuses_requests_unless_forced_and_force_supersedes() {
         } => {
             assert_eq!(p.supersedes.as_deref(), Some("failover-c0ffee-3"));
             assert_eq!((p.epoch, p.expected_version), (4, 7));
-            assert_eq!(p.execution, "failover-c0ffee-4");
+            // The epoch's name with the claim's own suffix.
+            assert!(
+                p.execution.starts_with("failover-c0ffee-4-c"),
+                "{}",
+                p.execution
+            );
+            assert_eq!(
+                failoverd::core::control::execution_epoch(&p.execution),
+                Some(4)
+            );
         }
         d => panic!("{d:?}"),
     }

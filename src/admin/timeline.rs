@@ -130,10 +130,10 @@ fn from_to(detail: &str) -> Option<(String, String)> {
     (!from.is_empty() && !to.is_empty()).then_some((from, to))
 }
 
-/// A settle entry: `failover-<incarnation>-<epoch> settled as <how>: ...`.
+/// A settle entry: `failover-<incarnation>-<epoch>[-c<hex>] settled as <how>: ...`.
 fn settled(detail: &str) -> Option<(u64, Outcome)> {
     let (exec, rest) = detail.split_once(" settled as ")?;
-    let epoch = exec.rsplit('-').next()?.parse().ok()?;
+    let epoch = crate::core::control::execution_epoch(exec)?;
     let how = if rest.starts_with("completed") {
         Outcome::Completed
     } else if rest.starts_with("aborted") {

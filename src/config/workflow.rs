@@ -30,7 +30,7 @@
 //!   not yet see the claim it is fenced on.
 //!
 //! One epoch, one execution, one state machine: the epoch's execution is
-//! `failover-<incarnation>-<epoch>` in `regions[initiator].state_machine_arn`,
+//! `failover-<incarnation>-<epoch>-c<claim>` in `regions[initiator].state_machine_arn`,
 //! where the initiator is the region the claim wrote into the record. That
 //! setting is fleet-wide (every daemon's file lists every region's, and
 //! `config::fleet` fingerprints it), so the initiator, a daemon ensuring

@@ -7,7 +7,7 @@
 //! A failover is a saga of two steps, each idempotent with a recorded outcome:
 //! 1. claim the epoch: a conditional write on the record's `version`
 //!    (a lost race is [`Outcome::Lost`], not an error);
-//! 2. start `failover-<incarnation>-<epoch>` in the initiator's state
+//! 2. start `failover-<incarnation>-<epoch>-c<claim>` in the initiator's state
 //!    machine, `regions[initiator].state_machine_arn`: the initiator's own
 //!    region's, or, for a region that holds no replica of the control
 //!    table, a replica region's (config/workflow.rs, "Where the workflow

@@ -102,7 +102,8 @@ pub struct ControlRecord {
     pub phase: Phase,
     /// Where the in-flight (or last) failover goes.
     pub target: Option<String>,
-    /// `failover-<incarnation>-<epoch>` of the in-flight (or last) failover.
+    /// `failover-<incarnation>-<epoch>-c<6 hex>` of the in-flight (or last)
+    /// failover ([`claim_execution_name`]).
     pub execution: Option<String>,
     /// Region whose Step Functions runs that execution.
     pub initiator: Option<String>,
@@ -249,10 +250,53 @@ pub fn proposal_id_version(id: &str) -> Option<u64> {
     id.split_once('-')?.0.parse().ok()
 }
 
-/// The execution name for an epoch of a record's incarnation: the
-/// idempotency key of StartExecution, unique beyond one table's life.
+/// The execution name for an epoch of a record's incarnation:
+/// `failover-<incarnation>-<epoch>`, the base of [`claim_execution_name`].
 pub fn execution_name(incarnation: &str, epoch: u64) -> String {
     format!("failover-{incarnation}-{epoch}")
+}
+
+/// The execution name a claim writes: the epoch's base name and `-c` with
+/// six hex digits of the incarnation, the claimer and its clock at the
+/// claim (`failover-7263f1f89e77-3-c0a1b2c`). It is the idempotency key of
+/// StartExecution (whoever starts the claimed failover takes the name from
+/// the record), and the workflow's record writes are fenced on it.
+///
+/// Why not the epoch alone: a control record put back to an older copy
+/// that no daemon had seen past (a restore, an old item written back;
+/// simulation seed 30740) lets the next claim reuse an epoch whose
+/// execution is still running. With the same name the old execution's
+/// fenced writes (switch, abort) would pass against the new claim; with
+/// the claim's own suffix they fail, as a superseded run's do.
+/// Deterministic (no randomness): the simulation and the model check
+/// replay it.
+pub fn claim_execution_name(incarnation: &str, epoch: u64, claimer: &str, at: u64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let epoch_b = epoch.to_be_bytes();
+    let at_b = at.to_be_bytes();
+    let parts: [&[u8]; 4] = [incarnation.as_bytes(), &epoch_b, claimer.as_bytes(), &at_b];
+    for part in parts {
+        for &b in part.iter().chain(std::iter::once(&0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let short = (h ^ (h >> 24) ^ (h >> 48)) & 0xff_ffff;
+    format!("{}-c{short:06x}", execution_name(incarnation, epoch))
+}
+
+/// The epoch an execution name carries, with or without a claim's suffix.
+pub fn execution_epoch(name: &str) -> Option<u64> {
+    let mut parts = name.rsplit('-');
+    let last = parts.next()?;
+    let claim = last.len() == 7
+        && last.starts_with('c')
+        && last[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    if claim {
+        parts.next()?.parse().ok()
+    } else {
+        last.parse().ok()
+    }
 }
 
 /// The region of a Step Functions ARN (`arn:aws:states:REGION:...`).
@@ -497,6 +541,32 @@ mod tests {
             named_since: named_since.map(Mono),
             preceded_since: None,
         }
+    }
+
+    /// A claim's execution name: the epoch's, with a suffix of its own per
+    /// claimer and clock (seed 30740), from which the epoch still reads.
+    #[test]
+    fn a_claims_execution_name_is_its_own_and_names_its_epoch() {
+        let a = claim_execution_name("7263f1f89e77", 3, "us-east-1", 130_400);
+        assert!(
+            a.starts_with("failover-7263f1f89e77-3-c") && a.len() == 31,
+            "{a}"
+        );
+        assert_eq!(
+            a,
+            claim_execution_name("7263f1f89e77", 3, "us-east-1", 130_400)
+        );
+        assert_ne!(
+            a,
+            claim_execution_name("7263f1f89e77", 3, "us-east-1", 203_500)
+        );
+        assert_ne!(
+            a,
+            claim_execution_name("7263f1f89e77", 3, "us-east-2", 130_400)
+        );
+        assert_eq!(execution_epoch(&a), Some(3));
+        assert_eq!(execution_epoch("failover-abc-12"), Some(12));
+        assert_eq!(execution_epoch("failover-abc-x"), None);
     }
 
     /// Seed 18671 (MREC, replication lag over the lease): the new active's

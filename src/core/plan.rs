@@ -63,7 +63,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::control::{
-    ControlRecord, Mode, Phase, Proposal, ProposalState, Step, execution_name, proposal_id,
+    ControlRecord, Mode, Phase, Proposal, ProposalState, Step, claim_execution_name, proposal_id,
 };
 use super::quorum::{Consensus, Tally};
 use super::record::{Recreated, Settlement, settlement};
@@ -1265,7 +1265,7 @@ fn start(
             from: rec.active.clone(),
             to: to.clone(),
             epoch: rec.epoch + 1,
-            execution: execution_name(&rec.incarnation, rec.epoch + 1),
+            execution: claim_execution_name(&rec.incarnation, rec.epoch + 1, i.me, i.now),
             initiator: to,
             expected_version: rec.version,
             reason,

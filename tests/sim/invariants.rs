@@ -4,7 +4,10 @@
 //! - **one active**: at most one running daemon whose role, computed the way
 //!   `/active` computes it (`RoundStatus::role_at` on its own clock), is
 //!   `Active`;
-//! - **one execution per epoch**: across every region's Step Functions;
+//! - **one execution per name**: across every region's Step Functions and
+//!   state machines (the workflow's record writes are fenced on the name);
+//!   an epoch claimed again after the record was put back to an older copy
+//!   gets a name of its own (`claim_execution_name`, seed 30740);
 //! - **tokens**: every task is closed at most once; a token whose target
 //!   daemon ran with a working control plane from its issue to its end is
 //!   called back, not left to time out; a token item closed in the table
@@ -796,21 +799,25 @@ impl Monitor {
             return;
         }
         self.execs_seen = execs.len();
-        let mut by_epoch: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        // One execution per name: the workflow's record writes are fenced on
+        // the name (and the epoch), so two runs of one name could both pass.
+        // Two names for one epoch are not a fault in themselves: a record
+        // put back to an older copy that no daemon had seen past lets the
+        // next claim take an epoch again (seed 30740), under a name of its
+        // own (`claim_execution_name`), which fences the older run out.
+        let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for e in &execs {
-            if let Some(ep) = e.epoch {
-                by_epoch
-                    .entry(ep)
-                    .or_default()
-                    .push(format!("{} in {}", e.name, e.region));
-            }
+            by_name
+                .entry(e.name.as_str())
+                .or_default()
+                .push(format!("{} (epoch {:?})", e.region, e.epoch));
         }
-        for (ep, list) in by_epoch {
+        for (name, list) in by_name {
             if list.len() > 1 {
                 self.violate(
                     sim,
                     format!(
-                        "epoch {ep} has {} executions: {}",
+                        "execution {name} runs {} times: in {}",
                         list.len(),
                         list.join(", ")
                     ),
