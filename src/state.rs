@@ -78,10 +78,10 @@ pub struct RoundStatus {
     /// The lease rules in force (from config), so the role can be computed
     /// afresh at any moment, even while a round hangs on a partitioned table.
     pub lease_ms: u64,
-    /// How long a new active waits out its predecessor: the longest
-    /// `timings.lease` the fleet's votes announce (`quorum::longest_lease`),
-    /// never less than `lease_ms`.
-    pub wait_ms: u64,
+    /// Per region, the longest `timings.lease` its votes announce
+    /// (`quorum::leases`): a new active waits out its predecessor's, never
+    /// less than `lease_ms`.
+    pub leases: BTreeMap<String, u64>,
     pub wait_out_lease: bool,
     pub tally: Option<Tally>,
     pub decision: Option<Decision>,
@@ -171,7 +171,11 @@ impl RoundStatus {
             now,
             &self.lease,
             self.lease_ms,
-            self.lease_ms.max(self.wait_ms),
+            crate::core::quorum::longest_lease(
+                self.lease_ms,
+                &self.leases,
+                r.previous.as_deref().unwrap_or_default(),
+            ),
             self.wait_out_lease,
         ))
     }

@@ -422,7 +422,9 @@ impl DutyKeeper {
             let was = d.clock.holds(received, lease_ms);
             // A holder is waited out for the longest lease the fleet's
             // votes announce (its own may be longer than ours: docs/lease.md).
-            let wait_ms = lease_ms.max(self.shared.read(|st| st.wait_ms));
+            let wait_ms = self
+                .shared
+                .read(|st| quorum::longest_lease(lease_ms, &st.leases, &cfg.region));
             let step = d
                 .clock
                 .step(&self.owner, named, item.as_ref(), received, wait_ms);
@@ -551,9 +553,9 @@ pub struct Reconciler {
     /// The fleet fingerprint of the configuration in force, computed once
     /// per configuration (a reload sends a new `Arc`), not every round.
     fleet: Option<FleetPrint>,
-    /// The longest `timings.lease` the votes announced at their last read
-    /// (`quorum::longest_lease`): what a new active waits out.
-    fleet_lease_ms: u64,
+    /// Per region, the longest `timings.lease` the votes announced at
+    /// their last read (`quorum::leases`): what a new active waits out.
+    fleet_leases: BTreeMap<String, u64>,
 }
 
 /// A configuration's fleet fingerprint as the votes publish it, and its
@@ -592,7 +594,7 @@ impl Reconciler {
             lease: LeaseClock::default(),
             last_role_kind: None,
             last_record: None,
-            fleet_lease_ms: 0,
+            fleet_leases: BTreeMap::new(),
             last_decision_text: None,
             record_seen: None,
             desk: TokenDesk::new(owner),
@@ -909,8 +911,7 @@ impl Reconciler {
             Ok(v) => {
                 // Every vote item, fresh or not: the old active's last vote
                 // is what says how long it may still act.
-                self.fleet_lease_ms =
-                    quorum::longest_lease(cfg.timings.lease.as_millis() as u64, &v);
+                self.fleet_leases = quorum::leases(&v);
                 v
             }
             Err(e) => {
@@ -1140,7 +1141,7 @@ impl Reconciler {
             record: self.last_record.clone(),
             lease: self.lease,
             lease_ms: cfg.timings.lease.as_millis() as u64,
-            wait_ms: self.fleet_lease_ms,
+            leases: self.fleet_leases.clone(),
             wait_out_lease: cfg.policy.wait_out_lease,
             tally: Some(seen.tally),
             decision: Some(decision),

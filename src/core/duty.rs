@@ -82,7 +82,8 @@ impl DutyClock {
     /// process `me`, whose region is (`named`) or is not named active.
     /// `lease_ms` is how long another holder's item must stand still before
     /// it is taken: the holder's lease, the longest the fleet announced
-    /// (`quorum::longest_lease`), at least this daemon's own.
+    /// by its region's votes (`quorum::longest_lease`), at least this
+    /// daemon's own.
     pub fn step(
         &mut self,
         me: &str,

@@ -78,9 +78,26 @@ pub struct Vote {
     pub lease_ms: Option<u64>,
 }
 
-/// The longest `timings.lease` the votes announce, and `own` (ms).
-pub fn longest_lease(own: u64, votes: &[Vote]) -> u64 {
-    votes.iter().filter_map(|v| v.lease_ms).fold(own, u64::max)
+/// Per region, the longest `timings.lease` its daemons' vote items
+/// announce (ms), fresh or not: a daemon that stopped voting may still
+/// hold a lease. Items left behind by a region's earlier processes count
+/// too (an unconfigured `instance` is new at every start), so a lease
+/// lowered there takes effect for waits once those items are gone.
+pub fn leases(votes: &[Vote]) -> BTreeMap<String, u64> {
+    let mut by_region: BTreeMap<String, u64> = BTreeMap::new();
+    for v in votes {
+        if let Some(l) = v.lease_ms {
+            let e = by_region.entry(v.observer.clone()).or_default();
+            *e = (*e).max(l);
+        }
+    }
+    by_region
+}
+
+/// How long to wait out a lease held in `region` (its daemons' longest
+/// announced, [`leases`]), never less than `own` (ms).
+pub fn longest_lease(own: u64, leases: &BTreeMap<String, u64>, region: &str) -> u64 {
+    leases.get(region).copied().unwrap_or(0).max(own)
 }
 
 /// Trailing windows (ms) over which a vote publishes per-endpoint sums:
@@ -492,9 +509,9 @@ mod tests {
         }
     }
 
-    /// The wait a new active counts: the longest lease any vote item
-    /// announces (fresh or not), never below its own; older votes without
-    /// one are unknown, not zero.
+    /// The wait a new active counts: the longest lease its predecessor
+    /// region's vote items announce (fresh or not), never below its own;
+    /// older votes without one are unknown, not zero.
     #[test]
     fn the_longest_announced_lease_is_waited_out() {
         let with = |lease: Option<u64>| Vote {
@@ -508,12 +525,17 @@ mod tests {
             readiness: None,
             lease_ms: lease,
         };
-        assert_eq!(longest_lease(15_000, &[]), 15_000);
-        assert_eq!(
-            longest_lease(15_000, &[with(Some(30_000)), with(None)]),
-            30_000
-        );
-        assert_eq!(longest_lease(15_000, &[with(Some(10_000))]), 15_000);
+        let none = leases(&[]);
+        assert_eq!(longest_lease(15_000, &none, "us-east-1"), 15_000);
+        let mut west = with(Some(60_000));
+        west.observer = "us-west-2".into();
+        let l = leases(&[with(Some(30_000)), with(None), with(Some(20_000)), west]);
+        assert_eq!(longest_lease(15_000, &l, "us-east-1"), 30_000);
+        // Only the region whose lease is waited out counts.
+        assert_eq!(longest_lease(15_000, &l, "eu-west-1"), 15_000);
+        assert_eq!(longest_lease(90_000, &l, "us-west-2"), 90_000);
+        let l = leases(&[with(Some(10_000))]);
+        assert_eq!(longest_lease(15_000, &l, "us-east-1"), 15_000);
     }
 
     /// Seed 1683: two restarted daemons (no copy, `seen_epoch` 0) are a
