@@ -88,6 +88,23 @@ use crate::ports::{ErrorKind, PortError, Ports};
 
 use super::journal::journal;
 
+/// The token's expiry, held on the monotonic clock.
+#[derive(Debug, Clone, Copy)]
+struct Expiry(crate::core::mono::Mono);
+
+impl Expiry {
+    /// From a wall-clock expiry (unix ms), read against the clocks now.
+    fn of(ports: &Ports, wall: u64) -> Self {
+        let now = ports.clock.now_ms();
+        Self(ports.clock.mono().plus(wall.saturating_sub(now)))
+    }
+
+    /// Milliseconds left.
+    fn left(self, ports: &Ports) -> u64 {
+        self.0.since(ports.clock.mono())
+    }
+}
+
 /// How often the capacity step reads the target endpoint while it scales.
 const SCALE_POLL: Duration = Duration::from_secs(5);
 /// Room left after the capacity step for the callback, on the token's clock.
@@ -196,6 +213,9 @@ pub async fn prepare(
     deadline: u64,
     need: Need<'_>,
 ) -> Result<serde_json::Value, PrepareError> {
+    // The expiry on the monotonic clock from here on: a step of the wall
+    // clock while the step runs neither cuts nor stretches its budgets.
+    let deadline = Expiry::of(ports, deadline);
     let me = cfg.local();
     let region = me.name.clone();
     let mut statuses = serde_json::Map::new();
@@ -236,9 +256,7 @@ pub async fn prepare(
     // (minus room for the callback), on the wall clock.
     let started = ports.clock.monotonic();
     let budget = cfg.timings.prepare_budget;
-    let wall_left = deadline
-        .saturating_sub(ports.clock.now_ms())
-        .saturating_sub(5_000);
+    let wall_left = deadline.left(ports).saturating_sub(5_000);
     let stop_at = started + budget.min(Duration::from_millis(wall_left));
 
     let body = cfg.health.warmup_payload.as_bytes();
@@ -620,7 +638,7 @@ impl Capacity {
 struct Step<'a> {
     cfg: &'a Config,
     ports: &'a Ports,
-    deadline: u64,
+    deadline: Expiry,
     need: Need<'a>,
     region: &'a str,
     active: &'a str,
@@ -634,7 +652,7 @@ struct Step<'a> {
 async fn scale_up(
     cfg: &Config,
     ports: &Ports,
-    deadline: u64,
+    deadline: Expiry,
     need: Need<'_>,
 ) -> Result<Capacity, PrepareError> {
     let region = cfg.local().name.clone();
@@ -1008,11 +1026,11 @@ fn planned(plan: &[ScaleUp]) -> Vec<serde_json::Value> {
 }
 
 /// The capacity step's budget on the monotonic clock: `cost.prepare_budget`,
-/// never past the token's expiry (`deadline`, wall clock) less the warm-up's
+/// never past the token's expiry (`deadline`) less the warm-up's
 /// budget and the callback.
-fn capacity_budget(cfg: &Config, ports: &Ports, deadline: u64) -> Duration {
+fn capacity_budget(cfg: &Config, ports: &Ports, deadline: Expiry) -> Duration {
     let wall_left = deadline
-        .saturating_sub(ports.clock.now_ms())
+        .left(ports)
         .saturating_sub(cfg.timings.prepare_budget.as_millis() as u64 + CALLBACK_ROOM_MS);
     cfg.cost
         .prepare_budget

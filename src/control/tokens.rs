@@ -17,7 +17,11 @@
 //! fast expire a fresh prepare token on sight, so its region could never
 //! take over (found by the simulation, seed 116). A token first seen late
 //! (after a restart) expires late: working on a task that has already
-//! timed out only earns a `TaskTimedOut`, recorded as done.
+//! timed out only earns a `TaskTimedOut`, recorded as done. The first
+//! sight is held on the monotonic clock; a listing's stamps and decisions
+//! use one reading of both clocks, taken after the listing's wait, and a
+//! worker's expiry stays monotonic (seed 42313: a wall clock stepped 45
+//! minutes forward during the listing expired a 14 s old token).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,10 +102,15 @@ impl TokenDesk {
     ) -> bool {
         self.workers.retain(|_, w| !w.is_finished());
         let now = ports.clock.now_ms();
-        let mono = ports.clock.mono();
         let mut pending_here = false;
         match ports.store.pending_tokens(&cfg.region, now).await {
             Ok(pending) => {
+                // One reading of both clocks, after the listing's wait, for
+                // every stamp and decision below: a wall clock stepped while
+                // the list was read must not set a token's stamp on one
+                // side of the step and judge it on the other (seed 42313: a
+                // 45-minute step expired a 14 s old prepare token).
+                let (now, mono) = (ports.clock.now_ms(), ports.clock.mono());
                 pending_here = !pending.is_empty();
                 self.seen
                     .retain(|token, _| pending.iter().any(|t| t.token == *token));
@@ -112,7 +121,7 @@ impl TokenDesk {
                     // neither ages nor rejuvenates it).
                     let seen = *self.seen.entry(t.token.clone()).or_insert(mono);
                     t.view.created_at = seen.to_wall(mono, now);
-                    self.handle(cfg, ports, shared, t).await;
+                    self.handle(cfg, ports, shared, t, now).await;
                 }
             }
             Err(e) => warn!(error = %crate::error_chain(&e), "cannot list pending tokens"),
@@ -220,8 +229,8 @@ impl TokenDesk {
         ports: &Ports,
         shared: &Arc<Shared>,
         t: TokenItem,
+        now: u64,
     ) {
-        let now = ports.clock.now_ms();
         match tokens::decide(&t.view, &cfg.region, &self.owner, now) {
             None => {}
             Some(TokenAction::Expire { id }) => {
@@ -291,12 +300,23 @@ impl TokenDesk {
         skip: Option<String>,
     ) {
         let id = t.view.id.clone();
+        // The expiry on the monotonic clock: this process's first sight of
+        // the token and the task's timeout (a token listed for another
+        // region, to skip, from its stamp as read now).
+        let expires = match self.seen.get(&t.token) {
+            Some(seen) => seen.plus(t.view.timeout_ms),
+            None => {
+                let (now, mono) = (ports.clock.now_ms(), ports.clock.mono());
+                mono.plus(t.view.expires_at().saturating_sub(now))
+            }
+        };
         let w = TokenWorker {
             cfg: cfg.clone(),
             ports: ports.clone(),
             owner: self.owner.clone(),
             shared: shared.clone(),
             skip,
+            expires,
         };
         let span = info_span!("token", id = %id, step = %t.view.step);
         self.workers.insert(
@@ -348,6 +368,8 @@ struct TokenWorker {
     /// Set when this worker answers for an absent daemon: fail the step
     /// as skipped, with this reason, instead of doing it.
     skip: Option<String>,
+    /// When the task times out, on this process's monotonic clock.
+    expires: Mono,
 }
 
 impl TokenWorker {
@@ -357,7 +379,11 @@ impl TokenWorker {
             warn!(arn = %t.execution_arn, "token has no issuing execution ARN; cannot call back");
             return;
         };
-        let deadline = t.view.expires_at();
+        let clock = self.ports.clock.clone();
+        // The expiry as a wall-clock time, read afresh where it is used: a
+        // step of the wall clock neither shortens nor lengthens it.
+        let expires = self.expires;
+        let deadline = move || expires.to_wall(clock.mono(), clock.now_ms());
         let claim_ms = claim_lease(&self.cfg);
         let heartbeat = self.cfg.timings.heartbeat_period();
         let clock = self.ports.clock.clone();
@@ -399,7 +425,7 @@ impl TokenWorker {
                             crate::metrics::counts::Now::of(&*self.ports.clock),
                         )
                     };
-                    prepare::prepare(&self.cfg, &self.ports, deadline, &need)
+                    prepare::prepare(&self.cfg, &self.ports, deadline(), &need)
                         .await
                         .map_err(StepError::from)
                 }
@@ -458,7 +484,7 @@ impl TokenWorker {
                     info!(%note, "token done");
                     return;
                 }
-                Err(e) if now < deadline => {
+                Err(e) if self.ports.clock.mono() < self.expires => {
                     let delay = backoff.next_delay(1.0);
                     warn!(error = %crate::error_chain(&e), backoff_ms = delay.as_millis() as u64, "callback failed; retrying");
                     let _ = self
