@@ -46,7 +46,8 @@
 //!
 //! Readiness (issue 26), with the SageMaker fake's refusals and drift:
 //! - **refusals journalled**: a switch onto a region whose scale-up AWS
-//!   refused (quota or capacity) between the claim and the switch is said
+//!   refused (quota or capacity) between the claim and the switch, leaving
+//!   it short of what the old active held, is said
 //!   in the journal (an entry of that epoch from that region saying the
 //!   scale-up was refused or fell short), judged when the control plane was
 //!   quiet for the whole failover (journal writes can be lost otherwise);
@@ -302,10 +303,18 @@ impl Monitor {
             Some((epoch, at)) if epoch == r.epoch => at,
             _ => t,
         };
+        // And only one that left the target short of what the old active
+        // held: prepare asks for the active's count (or the fleet's need,
+        // which the simulation's short runs do not measure), so a refused
+        // schedule raise above it is not a shortfall the switch went past
+        // (seed 38052: the cost task's 1 -> 3 was refused for capacity while
+        // the old active, its own raise refused for quota, held 1).
+        let previous = r.previous.clone().unwrap_or_default();
         let refused: Vec<&super::sagemaker::Refusal> = self
             .refusals
             .iter()
             .filter(|x| x.region == r.active && x.at_ms >= claim && x.at_ms <= until)
+            .filter(|x| x.held < sim.sm.instances(&previous, &x.endpoint))
             .collect();
         let Some(first) = refused.first() else { return };
         let said = sim.store.journal().iter().any(|e| {
