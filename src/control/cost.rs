@@ -931,11 +931,6 @@ pub fn names_since(region: &str, decided: &ControlRecord, now: &ControlRecord) -
     if now.version == decided.version {
         return None;
     }
-    let proposed = |r: &ControlRecord| {
-        r.proposal
-            .as_ref()
-            .is_some_and(|p| p.state.is_live() && p.target == region)
-    };
     match (role_of(region, decided), role_of(region, now)) {
         (was, RegionRole::FailoverTarget) if was != RegionRole::FailoverTarget => Some(format!(
             "a failover to {region} was claimed (epoch {}) before the lowering landed",
@@ -945,7 +940,7 @@ pub fn names_since(region: &str, decided: &ControlRecord, now: &ControlRecord) -
             "{region} became the active region (epoch {}) before the lowering landed",
             now.epoch
         )),
-        _ if proposed(now) && !proposed(decided) => Some(format!(
+        _ if now.proposes(region) && !decided.proposes(region) => Some(format!(
             "a failover to {region} was proposed before the lowering landed"
         )),
         _ => None,
@@ -1105,49 +1100,32 @@ impl CostTask {
             let first = r.why.is_none();
             let since = r.why.as_ref().map_or(clock, |(_, at)| *at);
             r.why = Some((why.clone(), since));
-            if let Some(config) = &r.deleted {
-                warn!(endpoint = %r.endpoint, "{why}: the endpoint was deleted as idle; recreate it from its endpoint config {config}");
+            let said = |detail: String| {
                 journal(
                     &*self.ports.store,
-                    self.ports.clock.now_ms(),
+                    clock,
                     &region,
                     "cost_raced",
                     Some(now.epoch),
-                    format!(
-                        "{region}/{}: deleted as idle while {why}; it cannot be put back by scaling: recreate it from its endpoint config {config}",
-                        r.endpoint
-                    ),
+                    format!("{region}/{}: {detail}", r.endpoint),
                 )
-                .await;
+            };
+            if let Some(config) = &r.deleted {
+                warn!(endpoint = %r.endpoint, "{why}: the endpoint was deleted as idle; recreate it from its endpoint config {config}");
+                said(format!("deleted as idle while {why}; it cannot be put back by scaling: recreate it from its endpoint config {config}")).await;
                 continue;
             }
             match self.scale_back(&region, &r).await {
                 Ok(text) => {
                     info!(endpoint = %r.endpoint, "{text}");
-                    journal(
-                        &*self.ports.store,
-                        self.ports.clock.now_ms(),
-                        &region,
-                        "cost_raced",
-                        Some(now.epoch),
-                        format!("{region}/{}: {why}: {text}", r.endpoint),
-                    )
-                    .await;
+                    said(format!("{why}: {text}")).await;
                 }
                 Err(error) if clock.saturating_sub(since) >= RACED_GIVE_UP_MS => {
                     warn!(endpoint = %r.endpoint, %error, "{why}: the lowering could not be put back; gave up");
-                    journal(
-                        &*self.ports.store,
-                        clock,
-                        &region,
-                        "cost_raced",
-                        Some(now.epoch),
-                        format!(
-                            "{region}/{}: {why}: the lowering could not be put back in {} minutes; gave up: {error}",
-                            r.endpoint,
-                            RACED_GIVE_UP_MS / 60_000
-                        ),
-                    )
+                    said(format!(
+                        "{why}: the lowering could not be put back in {} minutes; gave up: {error}",
+                        RACED_GIVE_UP_MS / 60_000
+                    ))
                     .await;
                 }
                 Err(error) => {
@@ -1176,12 +1154,7 @@ impl CostTask {
         let low: Vec<(String, u32)> = r
             .back
             .iter()
-            .filter(|(variant, n)| {
-                state.variants.iter().any(|v| {
-                    &v.variant == variant
-                        && v.desired_instances.or(v.current_instances).unwrap_or(0) < *n
-                })
-            })
+            .filter(|(variant, n)| state.variant(variant).is_some_and(|v| v.asked() < *n))
             .cloned()
             .collect();
         if low.is_empty() {

@@ -79,6 +79,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::core::backoff::Backoff;
 use crate::core::control::Phase;
+use crate::core::mono::Mono;
 use crate::core::pools::{self, CapacityUnits, PoolCount, TopUp};
 use crate::core::tier::{self, PrepareProblem, PrepareProgress, ScaleUp, Tier, VariantCapacity};
 use crate::ports::endpoints::{
@@ -90,13 +91,16 @@ use super::journal::journal;
 
 /// The token's expiry, held on the monotonic clock.
 #[derive(Debug, Clone, Copy)]
-struct Expiry(crate::core::mono::Mono);
+struct Expiry(Mono);
 
 impl Expiry {
     /// From a wall-clock expiry (unix ms), read against the clocks now.
     fn of(ports: &Ports, wall: u64) -> Self {
-        let now = ports.clock.now_ms();
-        Self(ports.clock.mono().plus(wall.saturating_sub(now)))
+        Self(Mono::from_wall(
+            wall,
+            ports.clock.mono(),
+            ports.clock.now_ms(),
+        ))
     }
 
     /// Milliseconds left.
@@ -562,7 +566,7 @@ impl Reading {
                 .filter(|v| !v.serverless)
                 .map(|v| VariantCapacity {
                     variant: v.variant.clone(),
-                    instances: v.desired_instances.or(v.current_instances).unwrap_or(0),
+                    instances: v.asked(),
                 })
                 .collect(),
             failure_reason: st.failure_reason.clone(),

@@ -305,10 +305,11 @@ impl TokenDesk {
         // region, to skip, from its stamp as read now).
         let expires = match self.seen.get(&t.token) {
             Some(seen) => seen.plus(t.view.timeout_ms),
-            None => {
-                let (now, mono) = (ports.clock.now_ms(), ports.clock.mono());
-                mono.plus(t.view.expires_at().saturating_sub(now))
-            }
+            None => Mono::from_wall(
+                t.view.expires_at(),
+                ports.clock.mono(),
+                ports.clock.now_ms(),
+            ),
         };
         let w = TokenWorker {
             cfg: cfg.clone(),
@@ -379,11 +380,6 @@ impl TokenWorker {
             warn!(arn = %t.execution_arn, "token has no issuing execution ARN; cannot call back");
             return;
         };
-        let clock = self.ports.clock.clone();
-        // The expiry as a wall-clock time, read afresh where it is used: a
-        // step of the wall clock neither shortens nor lengthens it.
-        let expires = self.expires;
-        let deadline = move || expires.to_wall(clock.mono(), clock.now_ms());
         let claim_ms = claim_lease(&self.cfg);
         let heartbeat = self.cfg.timings.heartbeat_period();
         let clock = self.ports.clock.clone();
@@ -425,7 +421,12 @@ impl TokenWorker {
                             crate::metrics::counts::Now::of(&*self.ports.clock),
                         )
                     };
-                    prepare::prepare(&self.cfg, &self.ports, deadline(), &need)
+                    // The expiry on the wall clock as read now (prepare
+                    // holds it on the monotonic clock again).
+                    let deadline = self
+                        .expires
+                        .to_wall(self.ports.clock.mono(), self.ports.clock.now_ms());
+                    prepare::prepare(&self.cfg, &self.ports, deadline, &need)
                         .await
                         .map_err(StepError::from)
                 }

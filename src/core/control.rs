@@ -141,6 +141,16 @@ pub struct ControlRecord {
     pub proposal: Option<Proposal>,
 }
 
+impl ControlRecord {
+    /// Whether a live proposal (awaiting approval, or approved) names
+    /// `region` as its target.
+    pub fn proposes(&self, region: &str) -> bool {
+        self.proposal
+            .as_ref()
+            .is_some_and(|p| p.state.is_live() && p.target == region)
+    }
+}
+
 /// Where a proposed automatic failover stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -230,19 +240,26 @@ pub struct Proposal {
 /// time. Deterministic (no randomness): the simulation and the model check
 /// replay it.
 pub fn proposal_id(incarnation: &str, version: u64, proposer: &str, at: u64) -> String {
-    // FNV-1a, 64 bits, folded to 24: short enough to type, and only ever
-    // compared together with the version before it.
+    let short = short_digest(&[
+        incarnation.as_bytes(),
+        proposer.as_bytes(),
+        &at.to_be_bytes(),
+    ]);
+    format!("{version}-{short:06x}")
+}
+
+/// FNV-1a, 64 bits, over `parts` (each followed by 0xff), folded to 24:
+/// short enough to type, and only ever compared together with what comes
+/// before it (a version, an epoch).
+fn short_digest(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let at = at.to_be_bytes();
-    let parts: [&[u8]; 3] = [incarnation.as_bytes(), proposer.as_bytes(), &at];
     for part in parts {
         for &b in part.iter().chain(std::iter::once(&0xff)) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    let short = (h ^ (h >> 24) ^ (h >> 48)) & 0xff_ffff;
-    format!("{version}-{short:06x}")
+    (h ^ (h >> 24) ^ (h >> 48)) & 0xff_ffff
 }
 
 /// The version part of a proposal id (`None` for an empty or foreign one).
@@ -271,17 +288,12 @@ pub fn execution_name(incarnation: &str, epoch: u64) -> String {
 /// Deterministic (no randomness): the simulation and the model check
 /// replay it.
 pub fn claim_execution_name(incarnation: &str, epoch: u64, claimer: &str, at: u64) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let epoch_b = epoch.to_be_bytes();
-    let at_b = at.to_be_bytes();
-    let parts: [&[u8]; 4] = [incarnation.as_bytes(), &epoch_b, claimer.as_bytes(), &at_b];
-    for part in parts {
-        for &b in part.iter().chain(std::iter::once(&0xff)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    let short = (h ^ (h >> 24) ^ (h >> 48)) & 0xff_ffff;
+    let short = short_digest(&[
+        incarnation.as_bytes(),
+        &epoch.to_be_bytes(),
+        claimer.as_bytes(),
+        &at.to_be_bytes(),
+    ]);
     format!("{}-c{short:06x}", execution_name(incarnation, epoch))
 }
 

@@ -44,6 +44,13 @@ impl Mono {
             wall_now.saturating_add(self.since(now))
         }
     }
+
+    /// The inverse of [`Mono::to_wall`] for a moment not yet past: `wall`
+    /// (unix ms) on this clock, given a reading of both taken together; a
+    /// wall time already past is `now`.
+    pub fn from_wall(wall: u64, now: Mono, wall_now: u64) -> Mono {
+        now.plus(wall.saturating_sub(wall_now))
+    }
 }
 
 #[cfg(test)]

@@ -166,11 +166,7 @@ pub fn guard(
             .filter(|at| now_ms.saturating_sub(*at) < need_window_ms)
             .map(|since_ms| Guard::NewActive { since_ms });
     }
-    if record
-        .proposal
-        .as_ref()
-        .is_some_and(|p| p.state.is_live() && p.target == region)
-    {
+    if record.proposes(region) {
         return Some(Guard::ProposedTarget);
     }
     match serving {

@@ -116,6 +116,16 @@ pub struct VariantState {
     pub pools: Vec<crate::core::pools::PoolCount>,
 }
 
+impl VariantState {
+    /// The count last asked for (`DesiredInstanceCount`), or the current
+    /// one when none is reported; 0 when neither is.
+    pub fn asked(&self) -> u32 {
+        self.desired_instances
+            .or(self.current_instances)
+            .unwrap_or(0)
+    }
+}
+
 /// An endpoint as `DescribeEndpoint` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointState {
