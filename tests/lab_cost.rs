@@ -929,21 +929,24 @@ fn the_daemons_task_acts_on_its_own_and_holds_back_without_quorum() {
     });
 }
 
-/// Endpoints that let a claim naming us-west-2 land in the table (as one
-/// written in another region replicates) after the cost task's last read
-/// and before SageMaker takes its first scaling call, then pass the call
-/// on to moto: the race SageMaker cannot close (no conditional update).
-struct ClaimLandsFirst {
+/// A hook on the scaling calls of [`Scaling`]: `Some` answers the call
+/// itself, `None` passes it on to moto.
+#[async_trait::async_trait]
+trait ScaleHook: Send + Sync {
+    async fn instance_counts(&self, region: &str, endpoint: &str) -> Option<Result<(), PortError>>;
+    async fn copy_count(&self) -> Option<Result<(), PortError>> {
+        None
+    }
+}
+
+/// Endpoints that go to moto, the scaling calls through `hook` first.
+struct Scaling<H> {
     inner: Arc<dyn Endpoints>,
-    store: Arc<dyn ControlStore>,
-    claim: std::sync::Mutex<Option<RecordWrite>>,
-    /// How many scaling calls after the first to refuse, as SageMaker
-    /// refuses a change to an endpoint still `Updating`.
-    refuse: std::sync::atomic::AtomicU32,
+    hook: H,
 }
 
 #[async_trait::async_trait]
-impl Endpoints for ClaimLandsFirst {
+impl<H: ScaleHook> Endpoints for Scaling<H> {
     async fn served(
         &self,
         region: &str,
@@ -982,25 +985,14 @@ impl Endpoints for ClaimLandsFirst {
         endpoint: &str,
         counts: &[(String, u32)],
     ) -> Result<(), PortError> {
-        let claim = self.claim.lock().unwrap().take();
-        if let Some(w) = claim {
-            self.store.write_record(&w).await.unwrap();
-        } else if self
-            .refuse
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(PortError::new(
-                "SageMaker",
-                "UpdateEndpointWeightsAndCapacities",
-                region,
-                failoverd::ports::ErrorKind::Validation,
-                format!("Cannot update in-progress endpoint \"{endpoint}\"."),
-            ));
+        match self.hook.instance_counts(region, endpoint).await {
+            Some(answer) => answer,
+            None => {
+                self.inner
+                    .set_instance_counts(region, endpoint, counts)
+                    .await
+            }
         }
-        self.inner
-            .set_instance_counts(region, endpoint, counts)
-            .await
     }
     async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError> {
         self.inner.tags(region, arn).await
@@ -1016,7 +1008,45 @@ impl Endpoints for ClaimLandsFirst {
         self.inner.describe_component(region, component).await
     }
     async fn set_copy_count(&self, region: &str, component: &str, n: u32) -> Result<(), PortError> {
-        self.inner.set_copy_count(region, component, n).await
+        match self.hook.copy_count().await {
+            Some(answer) => answer,
+            None => self.inner.set_copy_count(region, component, n).await,
+        }
+    }
+}
+
+/// Lets a claim naming us-west-2 land in the table (as one written in
+/// another region replicates) after the cost task's last read and before
+/// SageMaker takes its first scaling call, which then goes to moto: the
+/// race SageMaker cannot close (no conditional update).
+struct ClaimLandsFirst {
+    store: Arc<dyn ControlStore>,
+    claim: std::sync::Mutex<Option<RecordWrite>>,
+    /// How many scaling calls after the first to refuse, as SageMaker
+    /// refuses a change to an endpoint still `Updating`.
+    refuse: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl ScaleHook for ClaimLandsFirst {
+    async fn instance_counts(&self, region: &str, endpoint: &str) -> Option<Result<(), PortError>> {
+        let claim = self.claim.lock().unwrap().take();
+        if let Some(w) = claim {
+            self.store.write_record(&w).await.unwrap();
+        } else if self
+            .refuse
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Some(Err(PortError::new(
+                "SageMaker",
+                "UpdateEndpointWeightsAndCapacities",
+                region,
+                failoverd::ports::ErrorKind::Validation,
+                format!("Cannot update in-progress endpoint \"{endpoint}\"."),
+            )));
+        }
+        None
     }
 }
 
@@ -1055,9 +1085,10 @@ fn raced_claim(refusals: u32) {
         env.at(MONDAY + 19 * HOUR);
         let r = env.record().await;
         let mut ports = env.ports.clone();
-        ports.endpoints = Arc::new(ClaimLandsFirst {
+        ports.endpoints = Arc::new(Scaling {
             inner: env.ports.endpoints.clone(),
-            store: env.ports.store.clone(),
+            hook: ClaimLandsFirst {
+                store: env.ports.store.clone(),
             claim: std::sync::Mutex::new(Some(RecordWrite::Claim {
                 plan: FailoverPlan {
                     from: EAST.into(),
@@ -1077,7 +1108,8 @@ fn raced_claim(refusals: u32) {
                     state_machine: None,
                 },
             })),
-            refuse: refusals.into(),
+                refuse: refusals.into(),
+            },
         });
         shared.publish(RoundStatus {
             at: env.clock.now_ms(),
@@ -1145,66 +1177,18 @@ fn raced_claim(refusals: u32) {
     });
 }
 
-/// Endpoints whose scale-ups never land (a real SageMaker scale-up that
-/// takes longer than the budget): `set_instance_counts` is accepted and
-/// dropped (a copy count too); everything else goes to moto.
-struct SlowScaleUp(Arc<dyn Endpoints>);
+/// Scale-ups that never land (a real SageMaker scale-up that takes longer
+/// than the budget): `set_instance_counts` is accepted and dropped (a
+/// copy count too); everything else goes to moto.
+struct SlowScaleUp;
 
 #[async_trait::async_trait]
-impl Endpoints for SlowScaleUp {
-    async fn served(
-        &self,
-        region: &str,
-        endpoint: &str,
-    ) -> Result<Option<Vec<failoverd::ports::endpoints::ServedVariant>>, PortError> {
-        self.0.served(region, endpoint).await
+impl ScaleHook for SlowScaleUp {
+    async fn instance_counts(&self, _: &str, _: &str) -> Option<Result<(), PortError>> {
+        Some(Ok(()))
     }
-    async fn status(
-        &self,
-        region: &str,
-        endpoint: &str,
-    ) -> Result<Option<failoverd::ports::endpoints::EndpointStatus>, PortError> {
-        self.0.status(region, endpoint).await
-    }
-    async fn warm_up(
-        &self,
-        region: &str,
-        endpoint: &str,
-        target_model: Option<&str>,
-        body: &[u8],
-    ) -> WarmUp {
-        self.0.warm_up(region, endpoint, target_model, body).await
-    }
-    async fn describe(
-        &self,
-        region: &str,
-        endpoint: &str,
-    ) -> Result<Option<EndpointState>, PortError> {
-        self.0.describe(region, endpoint).await
-    }
-    async fn set_instance_counts(
-        &self,
-        _: &str,
-        _: &str,
-        _: &[(String, u32)],
-    ) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn tags(&self, region: &str, arn: &str) -> Result<Vec<(String, String)>, PortError> {
-        self.0.tags(region, arn).await
-    }
-    async fn delete(&self, region: &str, endpoint: &str) -> Result<Deleted, PortError> {
-        self.0.delete(region, endpoint).await
-    }
-    async fn describe_component(
-        &self,
-        region: &str,
-        component: &str,
-    ) -> Result<Option<failoverd::ports::endpoints::ComponentState>, PortError> {
-        self.0.describe_component(region, component).await
-    }
-    async fn set_copy_count(&self, _: &str, _: &str, _: u32) -> Result<(), PortError> {
-        Ok(())
+    async fn copy_count(&self) -> Option<Result<(), PortError>> {
+        Some(Ok(()))
     }
 }
 
@@ -1602,7 +1586,10 @@ fn past_its_budget_prepare_aborts_while_the_old_region_serves_and_switches_when_
     // The budget is what the token leaves: 1 s warm-up + 10 s callback room + 2 s.
     let env = Env::start(WEST, "", (3, 1));
     let mut ports = env.ports.clone();
-    ports.endpoints = Arc::new(SlowScaleUp(env.ports.endpoints.clone()));
+    ports.endpoints = Arc::new(Scaling {
+        inner: env.ports.endpoints.clone(),
+        hook: SlowScaleUp,
+    });
     rt().block_on(async {
         env.claim(true).await;
         let deadline = env.clock.now_ms() + 13_000;
@@ -1617,7 +1604,10 @@ fn past_its_budget_prepare_aborts_while_the_old_region_serves_and_switches_when_
 
     let env = Env::start(WEST, "", (3, 1));
     let mut ports = env.ports.clone();
-    ports.endpoints = Arc::new(SlowScaleUp(env.ports.endpoints.clone()));
+    ports.endpoints = Arc::new(Scaling {
+        inner: env.ports.endpoints.clone(),
+        hook: SlowScaleUp,
+    });
     rt().block_on(async {
         env.claim(false).await;
         let deadline = env.clock.now_ms() + 13_000;
